@@ -1,0 +1,51 @@
+//! The device trait the engine is generic over.
+
+use crate::{DeviceError, Geometry};
+use std::os::fd::RawFd;
+
+/// A device addressed by byte offsets (redb's `StorageBackend` shape).
+///
+/// Offsets and lengths of data-path I/O are multiples of 4096. Implementations must report a
+/// short transfer as [`DeviceError::Short`].
+pub trait BlockDevice: Send + Sync {
+    /// The name used in errors and status output (the path for real devices).
+    fn name(&self) -> &str;
+    fn geometry(&self) -> Geometry;
+    fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError>;
+    fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError>;
+    /// Makes every completed write durable (fdatasync).
+    fn sync(&self) -> Result<(), DeviceError>;
+    /// The file descriptor, for engines that submit I/O to the kernel themselves. Devices that
+    /// intercept I/O (memory, fault injection) return `None` and run on the psync engine.
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// (device number, inode) identifying the underlying object, to refuse the same device
+    /// listed twice under two names.
+    fn identity(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// Checks alignment and range of a request, shared by all implementations.
+pub(crate) fn check_request(
+    dev: &dyn BlockDevice,
+    op: &'static str,
+    offset_bytes: u64,
+    len: usize,
+) -> Result<(), DeviceError> {
+    if offset_bytes % crate::ALIGN_BYTES as u64 != 0 || len % crate::ALIGN_BYTES != 0 {
+        return Err(DeviceError::Unaligned { device: dev.name().to_string(), op, offset_bytes, len });
+    }
+    let capacity_bytes = dev.geometry().capacity_bytes;
+    if offset_bytes.checked_add(len as u64).is_none_or(|end| end > capacity_bytes) {
+        return Err(DeviceError::OutOfRange {
+            device: dev.name().to_string(),
+            op,
+            offset_bytes,
+            len,
+            capacity_bytes,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! The I/O engine trait: batches of operations in flight across all devices.
+//!
+//! An engine takes a batch of [`IoOp`]s, runs them concurrently (in any order) and hands each
+//! buffer back with its result in an [`IoCompletion`]. Nothing orders operations inside a batch:
+//! a flush that must cover some writes is submitted in a later batch, after those writes have
+//! completed (DESIGN.md invariant 7).
+
+use crate::{AlignedBuf, BlockDevice, DeviceError, PsyncEngine, UringEngine};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    Read,
+    Write,
+    /// fdatasync of the whole device. `offset_bytes` and `buf` are ignored.
+    Flush,
+}
+
+/// One operation: read into `buf`, write `buf`, or flush, on device `device_index`.
+#[derive(Debug)]
+pub struct IoOp {
+    pub device_index: usize,
+    pub kind: IoKind,
+    pub offset_bytes: u64,
+    pub buf: AlignedBuf,
+}
+
+impl IoOp {
+    pub fn read(device_index: usize, offset_bytes: u64, len: usize) -> IoOp {
+        IoOp { device_index, kind: IoKind::Read, offset_bytes, buf: AlignedBuf::new(len) }
+    }
+    pub fn write(device_index: usize, offset_bytes: u64, buf: AlignedBuf) -> IoOp {
+        IoOp { device_index, kind: IoKind::Write, offset_bytes, buf }
+    }
+    pub fn flush(device_index: usize) -> IoOp {
+        IoOp { device_index, kind: IoKind::Flush, offset_bytes: 0, buf: AlignedBuf::new(0) }
+    }
+}
+
+/// An operation handed back with its result and how long the device took.
+#[derive(Debug)]
+pub struct IoCompletion {
+    pub op: IoOp,
+    pub result: Result<(), DeviceError>,
+    pub latency: Duration,
+}
+
+pub(crate) struct BatchState {
+    slots: Mutex<(Vec<Option<IoCompletion>>, usize)>,
+    done: Condvar,
+}
+
+impl BatchState {
+    pub(crate) fn complete(&self, index: usize, completion: IoCompletion) {
+        let mut g = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        debug_assert!(g.0[index].is_none());
+        g.0[index] = Some(completion);
+        g.1 -= 1;
+        if g.1 == 0 {
+            self.done.notify_all();
+        }
+    }
+}
+
+/// A submitted batch; [`IoBatch::wait`] returns the completions in submission order.
+pub struct IoBatch {
+    pub(crate) state: Arc<BatchState>,
+}
+
+impl IoBatch {
+    pub(crate) fn new(count: usize) -> IoBatch {
+        IoBatch {
+            state: Arc::new(BatchState {
+                slots: Mutex::new(((0..count).map(|_| None).collect(), count)),
+                done: Condvar::new(),
+            }),
+        }
+    }
+
+    pub fn wait(self) -> Vec<IoCompletion> {
+        let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
+        while g.1 > 0 {
+            g = self.state.done.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        g.0.drain(..).map(|c| c.expect("every slot completed")).collect()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state.slots.lock().unwrap_or_else(|p| p.into_inner()).1 == 0
+    }
+}
+
+pub trait IoEngine: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn devices(&self) -> &[Arc<dyn BlockDevice>];
+    /// Starts every operation; they complete in any order.
+    fn submit(&self, ops: Vec<IoOp>) -> IoBatch;
+    /// Submits and waits.
+    fn execute(&self, ops: Vec<IoOp>) -> Vec<IoCompletion> {
+        self.submit(ops).wait()
+    }
+}
+
+/// Which engine to run the devices on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// io_uring when every device has a file descriptor and the kernel allows it, else psync.
+    #[default]
+    Auto,
+    Uring,
+    Psync,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(EngineKind::Auto),
+            "uring" | "io_uring" => Ok(EngineKind::Uring),
+            "psync" => Ok(EngineKind::Psync),
+            other => Err(format!("unknown io engine '{other}' (expected auto, uring or psync)")),
+        }
+    }
+}
+
+/// Opens the engine of `kind` over `devices`. `ECTABLE_IO_ENGINE` (uring|psync) overrides
+/// `Auto`, so whole test suites can be run on either engine.
+pub fn open_engine(
+    kind: EngineKind,
+    devices: Vec<Arc<dyn BlockDevice>>,
+) -> Result<Arc<dyn IoEngine>, DeviceError> {
+    let kind = match (kind, std::env::var("ECTABLE_IO_ENGINE").ok().as_deref()) {
+        (EngineKind::Auto, Some(v)) => v.parse().map_err(DeviceError::Engine)?,
+        (k, _) => k,
+    };
+    match kind {
+        EngineKind::Psync => Ok(Arc::new(PsyncEngine::new(devices))),
+        EngineKind::Uring => Ok(Arc::new(UringEngine::new(devices)?)),
+        EngineKind::Auto => {
+            if devices.iter().any(|d| d.raw_fd().is_none()) {
+                return Ok(Arc::new(PsyncEngine::new(devices)));
+            }
+            match UringEngine::new(devices.clone()) {
+                Ok(e) => Ok(Arc::new(e)),
+                Err(e) => {
+                    tracing::warn!("io_uring unavailable ({e}); using the psync engine");
+                    Ok(Arc::new(PsyncEngine::new(devices)))
+                }
+            }
+        }
+    }
+}
+
+/// Runs one operation synchronously on a device (used by the psync engine).
+pub(crate) fn run_sync(dev: &dyn BlockDevice, op: &mut IoOp) -> Result<(), DeviceError> {
+    match op.kind {
+        IoKind::Read => dev.read_at(&mut op.buf, op.offset_bytes),
+        IoKind::Write => dev.write_at(&op.buf, op.offset_bytes),
+        IoKind::Flush => dev.sync(),
+    }
+}

@@ -1,0 +1,326 @@
+//! A fault-injecting device for tests (TigerBeetle's `testing/storage.zig` idea).
+//!
+//! Wraps any [`BlockDevice`] and, on command, makes the faults of the project's fault model:
+//! whole-device EIO, EIO on chosen ranges (latent sector errors), read-only (EPERM), silent
+//! read corruption, lost writes (reported done, not written), misdirected writes, latency
+//! (fail-slow), failing flushes, fail-after-N operations, and power loss: writes not yet
+//! covered by a flush can be dropped, kept at random or torn by [`FaultyDevice::crash`].
+//!
+//! Every fault that fires is counted in [`FaultCounters`], so a test can prove it fired.
+//! All randomness comes from a seed given at construction.
+
+use crate::{BlockDevice, DeviceError, Geometry, ALIGN_BYTES};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::io;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How power loss treats writes that no flush has covered yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Every unflushed write is lost.
+    DropAll,
+    /// Each unflushed write independently survives or is lost.
+    RandomSubset,
+    /// All unflushed writes survive except the last, of which only a prefix of 4 KiB blocks
+    /// reached the medium.
+    TornLast,
+}
+
+/// How many faults of each kind actually fired.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FaultCounters {
+    pub eio_reads: u64,
+    pub eio_writes: u64,
+    pub eperm_writes: u64,
+    pub corrupted_reads: u64,
+    pub dropped_writes: u64,
+    pub misdirected_writes: u64,
+    pub delayed_ops: u64,
+    pub failed_flushes: u64,
+    pub crash_dropped_writes: u64,
+    pub crash_torn_writes: u64,
+}
+
+impl FaultCounters {
+    pub fn total(&self) -> u64 {
+        self.eio_reads
+            + self.eio_writes
+            + self.eperm_writes
+            + self.corrupted_reads
+            + self.dropped_writes
+            + self.misdirected_writes
+            + self.delayed_ops
+            + self.failed_flushes
+            + self.crash_dropped_writes
+            + self.crash_torn_writes
+    }
+}
+
+struct Unflushed {
+    offset_bytes: u64,
+    old: Vec<u8>,
+    new_len: usize,
+}
+
+#[derive(Default)]
+struct Config {
+    read_error_ranges: Vec<Range<u64>>,
+    write_error_ranges: Vec<Range<u64>>,
+    corrupt_read_probability: f64,
+    drop_write_probability: f64,
+    misdirect_write_probability: f64,
+    misdirect_delta_bytes: i64,
+    delay: Duration,
+}
+
+pub struct FaultyDevice {
+    inner: Arc<dyn BlockDevice>,
+    name: String,
+    config: Mutex<Config>,
+    rng: Mutex<SmallRng>,
+    failed: AtomicBool,
+    read_only: AtomicBool,
+    fail_flush: AtomicBool,
+    fail_after_ops: AtomicU64,
+    ops: AtomicU64,
+    track_unflushed: AtomicBool,
+    unflushed: Mutex<Vec<Unflushed>>,
+    counters: Mutex<FaultCounters>,
+}
+
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
+}
+
+impl FaultyDevice {
+    pub fn new(inner: Arc<dyn BlockDevice>, seed: u64) -> FaultyDevice {
+        FaultyDevice {
+            name: inner.name().to_string(),
+            inner,
+            config: Mutex::new(Config::default()),
+            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+            failed: AtomicBool::new(false),
+            read_only: AtomicBool::new(false),
+            fail_flush: AtomicBool::new(false),
+            fail_after_ops: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+            track_unflushed: AtomicBool::new(false),
+            unflushed: Mutex::new(Vec::new()),
+            counters: Mutex::new(FaultCounters::default()),
+        }
+    }
+
+    pub fn inner(&self) -> &Arc<dyn BlockDevice> {
+        &self.inner
+    }
+
+    fn cfg(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.config.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn count(&self, f: impl FnOnce(&mut FaultCounters)) {
+        f(&mut self.counters.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+    fn roll(&self, p: f64) -> bool {
+        p > 0.0 && self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_bool(p.min(1.0))
+    }
+
+    /// Every read and write fails with EIO (a dead device).
+    pub fn set_failed(&self, failed: bool) {
+        self.failed.store(failed, Ordering::SeqCst);
+    }
+    /// Writes fail with EPERM (`blockdev --setro`).
+    pub fn set_read_only(&self, ro: bool) {
+        self.read_only.store(ro, Ordering::SeqCst);
+    }
+    /// Flushes fail with EIO.
+    pub fn set_fail_flush(&self, fail: bool) {
+        self.fail_flush.store(fail, Ordering::SeqCst);
+    }
+    /// After `n` more operations the device fails entirely (0 disables).
+    pub fn fail_after_ops(&self, n: u64) {
+        self.ops.store(0, Ordering::SeqCst);
+        self.fail_after_ops.store(n, Ordering::SeqCst);
+    }
+    /// Reads overlapping `range` fail with EIO (latent sector errors).
+    pub fn add_read_error_range(&self, range: Range<u64>) {
+        self.cfg().read_error_ranges.push(range);
+    }
+    pub fn add_write_error_range(&self, range: Range<u64>) {
+        self.cfg().write_error_ranges.push(range);
+    }
+    pub fn clear_error_ranges(&self) {
+        let mut c = self.cfg();
+        c.read_error_ranges.clear();
+        c.write_error_ranges.clear();
+    }
+    /// Each read has probability `p` of coming back with one byte flipped.
+    pub fn set_corrupt_read_probability(&self, p: f64) {
+        self.cfg().corrupt_read_probability = p;
+    }
+    /// Each write has probability `p` of being reported done but not written (lost write).
+    pub fn set_drop_write_probability(&self, p: f64) {
+        self.cfg().drop_write_probability = p;
+    }
+    /// Each write has probability `p` of landing `delta_bytes` away from its offset.
+    pub fn set_misdirect_writes(&self, p: f64, delta_bytes: i64) {
+        let mut c = self.cfg();
+        c.misdirect_write_probability = p;
+        c.misdirect_delta_bytes = delta_bytes;
+    }
+    /// Every operation takes at least `delay` (fail-slow).
+    pub fn set_delay(&self, delay: Duration) {
+        self.cfg().delay = delay;
+    }
+    /// Remember writes not yet covered by a flush, so that [`FaultyDevice::crash`] can undo
+    /// them.
+    pub fn set_track_unflushed(&self, on: bool) {
+        self.track_unflushed.store(on, Ordering::SeqCst);
+        self.unflushed.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+    /// Number of writes not yet covered by a flush.
+    pub fn unflushed_count(&self) -> usize {
+        self.unflushed.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Simulates power loss: applies `mode` to the writes no flush has covered, directly on the
+    /// inner device, and forgets them.
+    pub fn crash(&self, mode: CrashMode) -> Result<(), DeviceError> {
+        let pending: Vec<Unflushed> =
+            std::mem::take(&mut *self.unflushed.lock().unwrap_or_else(|p| p.into_inner()));
+        let n = pending.len();
+        // Undo in reverse order so that overlapping writes restore the oldest contents.
+        for (i, w) in pending.into_iter().enumerate().rev() {
+            match mode {
+                CrashMode::DropAll => {
+                    self.inner.write_at(&w.old, w.offset_bytes)?;
+                    self.count(|c| c.crash_dropped_writes += 1);
+                }
+                CrashMode::RandomSubset => {
+                    if self.roll(0.5) {
+                        self.inner.write_at(&w.old, w.offset_bytes)?;
+                        self.count(|c| c.crash_dropped_writes += 1);
+                    }
+                }
+                CrashMode::TornLast => {
+                    if i + 1 == n {
+                        let blocks = w.new_len / ALIGN_BYTES;
+                        let kept = if blocks > 1 {
+                            self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(1..blocks)
+                        } else {
+                            0
+                        };
+                        let from = kept * ALIGN_BYTES;
+                        self.inner.write_at(&w.old[from..], w.offset_bytes + from as u64)?;
+                        self.count(|c| c.crash_torn_writes += 1);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn counters(&self) -> FaultCounters {
+        *self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn before_op(&self) -> Result<(), ()> {
+        let delay = self.cfg().delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+            self.count(|c| c.delayed_ops += 1);
+        }
+        let limit = self.fail_after_ops.load(Ordering::SeqCst);
+        if limit > 0 && self.ops.fetch_add(1, Ordering::SeqCst) >= limit {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(());
+        }
+        Ok(())
+    }
+}
+
+fn overlaps(ranges: &[Range<u64>], offset: u64, len: usize) -> bool {
+    let end = offset + len as u64;
+    ranges.iter().any(|r| r.start < end && offset < r.end)
+}
+
+impl BlockDevice for FaultyDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        if self.before_op().is_err() || overlaps(&self.cfg().read_error_ranges, offset_bytes, buf.len())
+        {
+            self.count(|c| c.eio_reads += 1);
+            return Err(DeviceError::io(&self.name, "read", offset_bytes, eio()));
+        }
+        self.inner.read_at(buf, offset_bytes)?;
+        let p = self.cfg().corrupt_read_probability;
+        if !buf.is_empty() && self.roll(p) {
+            let i = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..buf.len());
+            buf[i] ^= 0x5a;
+            self.count(|c| c.corrupted_reads += 1);
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        if self.before_op().is_err()
+            || overlaps(&self.cfg().write_error_ranges, offset_bytes, buf.len())
+        {
+            self.count(|c| c.eio_writes += 1);
+            return Err(DeviceError::io(&self.name, "write", offset_bytes, eio()));
+        }
+        if self.read_only.load(Ordering::SeqCst) {
+            self.count(|c| c.eperm_writes += 1);
+            let e = io::Error::from_raw_os_error(libc::EPERM);
+            return Err(DeviceError::io(&self.name, "write", offset_bytes, e));
+        }
+        let (p_drop, p_mis, delta) = {
+            let c = self.cfg();
+            (c.drop_write_probability, c.misdirect_write_probability, c.misdirect_delta_bytes)
+        };
+        if self.roll(p_drop) {
+            self.count(|c| c.dropped_writes += 1);
+            return Ok(());
+        }
+        let mut target = offset_bytes;
+        if self.roll(p_mis) {
+            let t = offset_bytes as i64 + delta;
+            let cap = self.inner.geometry().capacity_bytes as i64;
+            if t >= 0 && t + buf.len() as i64 <= cap {
+                target = t as u64;
+                self.count(|c| c.misdirected_writes += 1);
+            }
+        }
+        if self.track_unflushed.load(Ordering::SeqCst) {
+            let mut old = vec![0u8; buf.len()];
+            self.inner.read_at(&mut old, target)?;
+            self.unflushed.lock().unwrap_or_else(|p| p.into_inner()).push(Unflushed {
+                offset_bytes: target,
+                old,
+                new_len: buf.len(),
+            });
+        }
+        self.inner.write_at(buf, target)
+    }
+
+    fn sync(&self) -> Result<(), DeviceError> {
+        if self.before_op().is_err() || self.fail_flush.load(Ordering::SeqCst) {
+            self.count(|c| c.failed_flushes += 1);
+            return Err(DeviceError::io(&self.name, "flush", 0, eio()));
+        }
+        self.inner.sync()?;
+        self.unflushed.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Device geometry: capacity and logical sector size.
+
+/// What a device reports about itself.
+///
+/// Block devices are asked with `BLKGETSIZE64`/`BLKSSZGET`; regular files report their length
+/// and a 4096-byte sector (the engine never issues smaller I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub sector_size_bytes: u32,
+    pub capacity_bytes: u64,
+}

@@ -1,0 +1,35 @@
+//! ectable-devices: everything that touches a file descriptor.
+//!
+//! The engine never opens a file, issues an ioctl or talks to io_uring itself; it is generic
+//! over [`BlockDevice`] and submits batches of [`IoOp`]s to an [`IoEngine`]. Two engines sit
+//! behind that trait: [`UringEngine`] (one io_uring owned by one thread, many operations in
+//! flight across all devices) and [`PsyncEngine`] (pread/pwrite on a worker pool, for machines
+//! whose security profile blocks io_uring, and for devices that have no file descriptor such as
+//! [`MemDevice`] and [`FaultyDevice`]).
+//!
+//! Invariants:
+//! - Every data-path I/O is 4096-byte aligned in offset, length and memory ([`ALIGN_BYTES`]).
+//! - A short read or write is an error ([`DeviceError::Short`]), never "end of data".
+//! - Errors name the device, the operation and the offset.
+
+mod aligned_buf;
+mod block_device;
+mod engine;
+mod error;
+mod faulty_device;
+mod file_device;
+mod geometry;
+mod mem_device;
+mod psync;
+mod uring;
+
+pub use aligned_buf::{AlignedBuf, ALIGN_BYTES};
+pub use block_device::BlockDevice;
+pub use engine::{open_engine, EngineKind, IoBatch, IoCompletion, IoEngine, IoKind, IoOp};
+pub use error::{DeviceError, ErrorClass};
+pub use faulty_device::{CrashMode, FaultCounters, FaultyDevice};
+pub use file_device::{FileDevice, OpenOptions};
+pub use geometry::Geometry;
+pub use mem_device::MemDevice;
+pub use psync::PsyncEngine;
+pub use uring::UringEngine;

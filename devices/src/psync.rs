@@ -1,0 +1,85 @@
+//! pread/pwrite on a pool of worker threads.
+//!
+//! For machines where io_uring is blocked, and for devices without a file descriptor
+//! (memory and fault-injecting devices). Concurrency comes from the workers: a batch of N
+//! operations has up to `worker_count` of them in flight.
+
+use crate::engine::{run_sync, BatchState};
+use crate::{BlockDevice, DeviceError, IoBatch, IoCompletion, IoEngine, IoOp};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+type Job = (Arc<BatchState>, usize, IoOp);
+
+pub struct PsyncEngine {
+    devices: Vec<Arc<dyn BlockDevice>>,
+    sender: Mutex<Option<Sender<Job>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl PsyncEngine {
+    pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> PsyncEngine {
+        let worker_count = (devices.len() * 4).clamp(4, 64);
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..worker_count)
+            .map(|i| {
+                let rx: Arc<Mutex<Receiver<Job>>> = rx.clone();
+                let devices = devices.clone();
+                std::thread::Builder::new()
+                    .name(format!("ectable-psync-{i}"))
+                    .spawn(move || loop {
+                        let job = {
+                            let r = rx.lock().unwrap_or_else(|p| p.into_inner());
+                            r.recv()
+                        };
+                        let Ok((state, index, mut op)) = job else { return };
+                        let start = Instant::now();
+                        let result = match devices.get(op.device_index) {
+                            Some(dev) => run_sync(dev.as_ref(), &mut op),
+                            None => Err(bad_index(op.device_index)),
+                        };
+                        state.complete(index, IoCompletion { op, result, latency: start.elapsed() });
+                    })
+                    .expect("spawn psync worker")
+            })
+            .collect();
+        PsyncEngine { devices, sender: Mutex::new(Some(tx)), workers }
+    }
+}
+
+pub(crate) fn bad_index(i: usize) -> DeviceError {
+    DeviceError::Engine(format!("no device with index {i}"))
+}
+
+impl IoEngine for PsyncEngine {
+    fn name(&self) -> &'static str {
+        "psync"
+    }
+    fn devices(&self) -> &[Arc<dyn BlockDevice>] {
+        &self.devices
+    }
+    fn submit(&self, ops: Vec<IoOp>) -> IoBatch {
+        let batch = IoBatch::new(ops.len());
+        let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, op) in ops.into_iter().enumerate() {
+            let sent = guard.as_ref().map(|s| s.send((batch.state.clone(), i, op)));
+            if let Some(Err(std::sync::mpsc::SendError((state, i, op)))) = sent {
+                let result = Err(DeviceError::Engine("psync engine stopped".into()));
+                state.complete(i, IoCompletion { op, result, latency: Default::default() });
+            }
+        }
+        batch
+    }
+}
+
+impl Drop for PsyncEngine {
+    fn drop(&mut self) {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}

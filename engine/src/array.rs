@@ -1,0 +1,494 @@
+//! The array: format, open (identify devices by their superblocks), geometry and placement.
+//!
+//! Invariants:
+//! - Devices are identified by what their superblock says, never by path or order.
+//! - `format` refuses devices of an existing array unless forced, devices that are too small
+//!   and the same device listed twice, and writes nothing before all checks pass.
+//! - `open` refuses devices of another array and writes nothing to them.
+//! - Superblock copies are rewritten one at a time with a flush in between.
+
+use crate::codec::{RsCodec, StripeCodec};
+use crate::error::{Error, Result};
+use crate::format::*;
+use ectable_devices::{AlignedBuf, DeviceError, ErrorClass, IoEngine, IoOp};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub const DEFAULT_CHUNK_SIZE_BYTES: u32 = 64 << 10;
+pub const DEFAULT_SEGMENT_SIZE_BYTES: u32 = 8 << 20;
+
+/// What `format` needs.
+#[derive(Debug, Clone)]
+pub struct FormatOptions {
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    pub chunk_size_bytes: u32,
+    /// 0 picks the default (8 MiB, at least 16 chunks).
+    pub segment_size_bytes: u32,
+    /// Overwrite devices that hold another ectable array.
+    pub force: bool,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            data_shards: 4,
+            parity_shards: 2,
+            chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
+            segment_size_bytes: 0,
+            force: false,
+        }
+    }
+}
+
+/// Summary of a formatted array.
+#[derive(Debug, Clone)]
+pub struct ArrayInfo {
+    pub array_uuid: [u8; 16],
+    pub device_count: usize,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    pub chunk_size_bytes: u32,
+    pub segment_size_bytes: u32,
+    pub segment_count: u32,
+}
+
+fn now_unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Reads both superblock copies of every device. Per device: Ok(Some(newest valid)),
+/// Ok(None) (readable, but no valid copy: with the decode error of copy 0), or the read error.
+pub(crate) fn read_superblocks(
+    io: &dyn IoEngine,
+) -> Vec<std::result::Result<std::result::Result<Superblock, DecodeError>, DeviceError>> {
+    let n = io.devices().len();
+    let mut ops = Vec::with_capacity(n);
+    for d in 0..n {
+        ops.push(IoOp::read(d, 0, 2 * SUPERBLOCK_SIZE_BYTES));
+    }
+    io.execute(ops)
+        .into_iter()
+        .map(|c| {
+            c.result?;
+            let a = Superblock::decode(&c.op.buf[..SUPERBLOCK_SIZE_BYTES]);
+            let b = Superblock::decode(&c.op.buf[SUPERBLOCK_SIZE_BYTES..]);
+            Ok(match (a, b) {
+                (Ok(a), Ok(b)) => Ok(if b.epoch > a.epoch { b } else { a }),
+                (Ok(a), Err(_)) => Ok(a),
+                (Err(_), Ok(b)) => Ok(b),
+                (Err(e), Err(_)) => Err(e),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn check_duplicates(io: &dyn IoEngine) -> Result<()> {
+    let devs = io.devices();
+    for i in 0..devs.len() {
+        for j in 0..i {
+            let same_name = devs[i].name() == devs[j].name();
+            let same_id = matches!((devs[i].identity(), devs[j].identity()), (Some(a), Some(b)) if a == b);
+            if same_name || same_id {
+                return Err(Error::DuplicateDevice {
+                    first: devs[j].name().to_string(),
+                    second: devs[i].name().to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `sbs[i]` to device i (two copies, one at a time, each followed by a flush).
+/// Returns per-device errors instead of failing, so callers can decide what is fatal.
+pub(crate) fn write_superblocks(
+    io: &dyn IoEngine,
+    sbs: &[Option<Superblock>],
+) -> Vec<Option<DeviceError>> {
+    let mut errors: Vec<Option<DeviceError>> = (0..sbs.len()).map(|_| None).collect();
+    for (copy, &offset) in SUPERBLOCK_OFFSETS.iter().enumerate() {
+        let mut ops = Vec::new();
+        for (d, sb) in sbs.iter().enumerate() {
+            let Some(sb) = sb else { continue };
+            if errors[d].is_some() {
+                continue;
+            }
+            let mut sb = sb.clone();
+            sb.copy_index = copy as u32;
+            ops.push(IoOp::write(d, offset, AlignedBuf::from_slice(&sb.encode())));
+        }
+        let mut flushes = Vec::new();
+        for c in io.execute(ops) {
+            match c.result {
+                Ok(()) => flushes.push(IoOp::flush(c.op.device_index)),
+                Err(e) => errors[c.op.device_index] = Some(e),
+            }
+        }
+        for c in io.execute(flushes) {
+            if let Err(e) = c.result {
+                errors[c.op.device_index] = Some(e);
+            }
+        }
+    }
+    errors
+}
+
+/// Formats the devices of `io` as one array. Nothing is written unless every check passes.
+pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
+    let n = io.devices().len();
+    let (k, m) = (opts.data_shards, opts.parity_shards);
+    if k == 0 || m == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "k and m must both be at least 1 (got k={k}, m={m})"
+        )));
+    }
+    let w = k + m;
+    if w > MAX_DEVICES {
+        return Err(Error::InvalidArgument(format!(
+            "stripe width k+m={w} exceeds the maximum of {MAX_DEVICES}"
+        )));
+    }
+    if n < w {
+        return Err(Error::InvalidArgument(format!(
+            "RS({k},{m}) needs at least {w} devices, {n} given"
+        )));
+    }
+    if n > MAX_DEVICES {
+        return Err(Error::InvalidArgument(format!("at most {MAX_DEVICES} devices, {n} given")));
+    }
+    let c = opts.chunk_size_bytes;
+    if c < 4096 || c % 4096 != 0 || c > (4 << 20) {
+        return Err(Error::InvalidArgument(format!(
+            "chunk size must be a multiple of 4K between 4K and 4M, got {c}"
+        )));
+    }
+    let s = if opts.segment_size_bytes == 0 {
+        DEFAULT_SEGMENT_SIZE_BYTES.max(16 * c)
+    } else {
+        opts.segment_size_bytes
+    };
+    if s % c != 0 || (s as usize) < SEGMENT_HEADER_SIZE_BYTES + c as usize {
+        return Err(Error::InvalidArgument(format!(
+            "segment size {s} must be a multiple of the chunk size {c} and hold at least one chunk after its 4K header"
+        )));
+    }
+    check_duplicates(io)?;
+    let needed_bytes = DATA_START_BYTES + 2 * s as u64;
+    let mut segment_count = u32::MAX;
+    for d in io.devices() {
+        let cap = d.geometry().capacity_bytes;
+        if cap < needed_bytes {
+            return Err(Error::DeviceTooSmall {
+                device: d.name().to_string(),
+                capacity_bytes: cap,
+                needed_bytes,
+            });
+        }
+        segment_count = segment_count.min(((cap - DATA_START_BYTES) / s as u64) as u32);
+    }
+    for (d, r) in read_superblocks(io).into_iter().enumerate() {
+        let name = io.devices()[d].name().to_string();
+        match r {
+            Err(e) => return Err(e.into()),
+            Ok(Ok(sb)) if !opts.force => {
+                return Err(Error::AlreadyFormatted { device: name, array: uuid_string(&sb.array_uuid) })
+            }
+            Ok(_) => {}
+        }
+    }
+    let array_uuid = new_uuid();
+    let device_uuids: Vec<[u8; 16]> = (0..n).map(|_| new_uuid()).collect();
+    let members: Vec<([u8; 16], MemberState)> =
+        device_uuids.iter().map(|u| (*u, MemberState::Online)).collect();
+    let created = now_unix_secs();
+    let sbs: Vec<Option<Superblock>> = (0..n)
+        .map(|d| {
+            Some(Superblock {
+                array_uuid,
+                device_uuid: device_uuids[d],
+                device_slot: d as u32,
+                device_count: n as u32,
+                data_shards: k as u16,
+                parity_shards: m as u16,
+                chunk_size_bytes: c,
+                segment_size_bytes: s,
+                segment_count,
+                device_capacity_bytes: io.devices()[d].geometry().capacity_bytes,
+                epoch: 1,
+                copy_index: 0,
+                flags: 0,
+                created_unix_secs: created,
+                members: members.clone(),
+            })
+        })
+        .collect();
+    // Clear the health block and the reserved area so that nothing of a previous life of the
+    // device is mistaken for ours. Segment contents need no clearing: every segment header
+    // and chunk names its array.
+    let zero = AlignedBuf::new((DATA_START_BYTES - 2 * SUPERBLOCK_SIZE_BYTES as u64) as usize);
+    let ops = (0..n).map(|d| IoOp::write(d, 8192, zero.clone())).collect();
+    for c in io.execute(ops) {
+        c.result?;
+    }
+    if let Some(e) = write_superblocks(io, &sbs).into_iter().flatten().next() {
+        return Err(e.into());
+    }
+    Ok(ArrayInfo {
+        array_uuid,
+        device_count: n,
+        data_shards: k,
+        parity_shards: m,
+        chunk_size_bytes: c,
+        segment_size_bytes: s,
+        segment_count,
+    })
+}
+
+/// An opened array: identified devices, geometry, codec.
+pub(crate) struct Array {
+    pub io: Arc<dyn IoEngine>,
+    /// The authoritative superblock (newest epoch); its slot/uuid fields are those of one
+    /// member and are not used.
+    pub sb: Superblock,
+    /// Engine device index per slot, None when the slot's device is not present.
+    pub slot_device: Vec<Option<usize>>,
+    /// In-memory failed marks per slot (I/O errors seen this session).
+    pub slot_failed: Vec<AtomicBool>,
+    /// Devices whose superblock epoch was older than the array's (missed some writes).
+    pub stale_slots: Vec<usize>,
+    /// Devices given but not recognised (no valid superblock, or unreadable), by index.
+    pub unrecognised: Vec<(usize, String)>,
+    pub codec: Arc<dyn StripeCodec>,
+    pub write_epoch: u64,
+    pub read_only: bool,
+    /// Per-slot error counters, this session.
+    pub counters: Vec<SlotCounters>,
+}
+
+/// Errors seen on one device this session.
+#[derive(Debug, Default)]
+pub struct SlotCounters {
+    pub read_errors: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub checksum_errors: AtomicU64,
+}
+
+impl Array {
+    pub fn k(&self) -> usize {
+        self.sb.data_shards as usize
+    }
+    pub fn m(&self) -> usize {
+        self.sb.parity_shards as usize
+    }
+    pub fn w(&self) -> usize {
+        self.k() + self.m()
+    }
+    pub fn n(&self) -> usize {
+        self.sb.device_count as usize
+    }
+    pub fn chunk_size(&self) -> usize {
+        self.sb.chunk_size_bytes as usize
+    }
+    pub fn segment_size(&self) -> usize {
+        self.sb.segment_size_bytes as usize
+    }
+    pub fn segment_count(&self) -> u32 {
+        self.sb.segment_count
+    }
+    /// The largest record batch one stripe can hold.
+    pub fn max_stripe_payload(&self) -> usize {
+        self.k() * (self.chunk_size() - CHUNK_HEADER_SIZE_BYTES)
+    }
+    pub fn device_of_slot(&self, slot: u32) -> Option<usize> {
+        let slot = slot as usize;
+        if slot >= self.slot_device.len() || self.slot_failed[slot].load(Ordering::Relaxed) {
+            return None;
+        }
+        self.slot_device[slot]
+    }
+    pub fn device_segment_offset(&self, device_segment_index: u32) -> u64 {
+        DATA_START_BYTES + device_segment_index as u64 * self.segment_size() as u64
+    }
+    pub fn slot_name(&self, slot: usize) -> String {
+        match self.slot_device.get(slot).copied().flatten() {
+            Some(d) => self.io.devices()[d].name().to_string(),
+            None => format!("slot {slot} (missing)"),
+        }
+    }
+    pub fn mark_failed(&self, slot: usize, why: &str) {
+        if !self.slot_failed[slot].swap(true, Ordering::SeqCst) {
+            tracing::warn!(slot, device = %self.slot_name(slot), "device failed: {why}");
+        }
+    }
+    pub fn is_failed(&self, slot: usize) -> bool {
+        self.slot_failed[slot].load(Ordering::Relaxed)
+    }
+    pub fn online_slots(&self) -> Vec<usize> {
+        (0..self.n()).filter(|&s| self.device_of_slot(s as u32).is_some()).collect()
+    }
+
+    /// Identifies the devices of `io` and (unless read-only) starts a new write epoch.
+    pub fn open(io: Arc<dyn IoEngine>, read_only: bool) -> Result<Array> {
+        check_duplicates(io.as_ref())?;
+        let names: Vec<String> = io.devices().iter().map(|d| d.name().to_string()).collect();
+        let results = read_superblocks(io.as_ref());
+        let mut found: Vec<Option<Superblock>> = Vec::new();
+        let mut unrecognised = Vec::new();
+        let mut first_decode_error = None;
+        for (d, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(Ok(sb)) => found.push(Some(sb)),
+                Ok(Err(e)) => {
+                    first_decode_error.get_or_insert((d, e.to_string()));
+                    unrecognised.push((d, format!("no valid superblock ({e})")));
+                    found.push(None);
+                }
+                Err(e) => {
+                    unrecognised.push((d, format!("unreadable: {e}")));
+                    found.push(None);
+                }
+            }
+        }
+        // The array is the one most of the recognised devices belong to.
+        let mut arrays: Vec<([u8; 16], usize)> = Vec::new();
+        for sb in found.iter().flatten() {
+            match arrays.iter_mut().find(|(u, _)| *u == sb.array_uuid) {
+                Some(e) => e.1 += 1,
+                None => arrays.push((sb.array_uuid, 1)),
+            }
+        }
+        arrays.sort_by(|a, b| b.1.cmp(&a.1));
+        let Some(&(array_uuid, _)) = arrays.first() else {
+            let (d, reason) = first_decode_error
+                .unwrap_or((0, "no device could be read".to_string()));
+            return Err(Error::NotFormatted { device: names[d].clone(), reason });
+        };
+        for (d, sb) in found.iter().enumerate() {
+            if let Some(sb) = sb {
+                if sb.array_uuid != array_uuid {
+                    return Err(Error::ForeignDevice {
+                        device: names[d].clone(),
+                        found: format!(
+                            "array {}, while the other devices are array {}",
+                            uuid_string(&sb.array_uuid),
+                            uuid_string(&array_uuid)
+                        ),
+                    });
+                }
+            }
+        }
+        let newest = found
+            .iter()
+            .flatten()
+            .max_by_key(|sb| sb.epoch)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument("no devices".into()))?;
+        let n = newest.device_count as usize;
+        let mut slot_device: Vec<Option<usize>> = vec![None; n];
+        let mut stale_slots = Vec::new();
+        for (d, sb) in found.iter().enumerate() {
+            let Some(sb) = sb else { continue };
+            let slot = sb.device_slot as usize;
+            if slot >= n || newest.members[slot].0 != sb.device_uuid {
+                return Err(Error::ForeignDevice {
+                    device: names[d].clone(),
+                    found: format!(
+                        "its device id {} is not a current member of array {} (replaced?)",
+                        uuid_string(&sb.device_uuid),
+                        uuid_string(&array_uuid)
+                    ),
+                });
+            }
+            if let Some(prev) = slot_device[slot] {
+                return Err(Error::DuplicateDevice {
+                    first: names[prev].clone(),
+                    second: names[d].clone(),
+                });
+            }
+            if sb.epoch < newest.epoch {
+                stale_slots.push(slot);
+            }
+            slot_device[slot] = Some(d);
+        }
+        let present = slot_device.iter().filter(|d| d.is_some()).count();
+        let k = newest.data_shards as usize;
+        let m = newest.parity_shards as usize;
+        if present + m < n {
+            let missing: Vec<String> = (0..n)
+                .filter(|s| slot_device[*s].is_none())
+                .map(|s| format!("slot {s}"))
+                .collect();
+            return Err(Error::TooFewDevices { needed: n - m, total: n, present, missing: missing.join(", ") });
+        }
+        let codec: Arc<dyn StripeCodec> = Arc::new(RsCodec::new(k, m)?);
+        let slot_failed = (0..n).map(|_| AtomicBool::new(false)).collect();
+        let mut array = Array {
+            io,
+            sb: newest.clone(),
+            slot_device,
+            slot_failed,
+            stale_slots,
+            unrecognised,
+            codec,
+            write_epoch: newest.epoch,
+            read_only,
+            counters: (0..n).map(|_| SlotCounters::default()).collect(),
+        };
+        if !read_only {
+            array.bump_epoch()?;
+        }
+        Ok(array)
+    }
+
+    /// Persists a new epoch (and the current member states) to every present device.
+    pub fn bump_epoch(&mut self) -> Result<()> {
+        let epoch = self.sb.epoch + 1;
+        let n_dev = self.io.devices().len();
+        let mut sbs: Vec<Option<Superblock>> = vec![None; n_dev];
+        let mut members = self.sb.members.clone();
+        for (slot, m) in members.iter_mut().enumerate() {
+            if self.is_failed(slot) {
+                m.1 = MemberState::Failed;
+            }
+        }
+        for slot in 0..self.n() {
+            let Some(d) = self.device_of_slot(slot as u32) else { continue };
+            let mut sb = self.sb.clone();
+            sb.device_slot = slot as u32;
+            sb.device_uuid = members[slot].0;
+            sb.device_capacity_bytes = self.io.devices()[d].geometry().capacity_bytes;
+            sb.epoch = epoch;
+            sb.members = members.clone();
+            sbs[d] = Some(sb);
+        }
+        let errors = write_superblocks(self.io.as_ref(), &sbs);
+        for (d, e) in errors.into_iter().enumerate() {
+            if let Some(e) = e {
+                let slot = self.slot_device.iter().position(|x| *x == Some(d));
+                if let Some(slot) = slot {
+                    self.mark_failed(slot, &e.to_string());
+                }
+                if e.class() == ErrorClass::Invalid {
+                    return Err(e.into());
+                }
+            }
+        }
+        let online = self.online_slots().len();
+        if online + self.m() < self.n() {
+            return Err(Error::TooFewDevices {
+                needed: self.n() - self.m(),
+                total: self.n(),
+                present: online,
+                missing: "devices failed while writing superblocks".into(),
+            });
+        }
+        self.sb.epoch = epoch;
+        self.sb.members = members;
+        self.write_epoch = epoch;
+        Ok(())
+    }
+}

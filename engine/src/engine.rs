@@ -1,0 +1,497 @@
+//! The public engine handle: open, put/delete/batch, sync, get/scan, status, close.
+//!
+//! Invariants:
+//! - `sync` (and every `*_sync` call) returns Ok only when every record appended before it
+//!   is durable on at least `min_write_shards` devices of its stripe.
+//! - Every byte returned by `get`/`scan` was checked against the crc the index holds, and
+//!   the record's LSN, table and key; on mismatch the stripe is rebuilt from parity.
+
+use crate::array::Array;
+use crate::error::{Error, Result};
+use crate::format::{uuid_string, LogRecord, MemberState, DATA_START_BYTES};
+use crate::index::{IndexEntry, Place, RecordLoc};
+use crate::log::stripe::{read_stripe, StripeOutcome};
+use crate::log::writer::{clamp_batch, EngineCounters, Mutation, Shared, WriterState};
+use crate::recovery::{recover, RecoveryStats};
+use crate::segments::SegmentInfo;
+use ectable_devices::IoEngine;
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+/// How to open an array.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Open without writing anything (not even a new superblock epoch).
+    pub read_only: bool,
+    /// The fewest chunks of a stripe that must be written and flushed for a commit to count
+    /// (0 means k: the stripe is readable but has no redundancy left when only k succeed).
+    pub min_write_shards: usize,
+    /// Stripes written per flush batch (1..=64).
+    pub max_batch_stripes: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { read_only: false, min_write_shards: 0, max_batch_stripes: 16 }
+    }
+}
+
+/// A set of mutations committed atomically (they share one stripe).
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    ops: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+    pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> &mut Self {
+        self.ops.push((table.to_string(), key.to_vec(), Some(value.to_vec())));
+        self
+    }
+    pub fn delete(&mut self, table: &str, key: &[u8]) -> &mut Self {
+        self.ops.push((table.to_string(), key.to_vec(), None));
+        self
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// One device as status reports it.
+#[derive(Debug, Clone)]
+pub struct DeviceStatus {
+    pub slot: usize,
+    pub path: Option<String>,
+    pub device_uuid: String,
+    pub state: &'static str,
+    pub note: String,
+    pub capacity_bytes: u64,
+    pub used_segments: u32,
+    pub segment_count: u32,
+    pub read_errors: u64,
+    pub write_errors: u64,
+    pub checksum_errors: u64,
+}
+
+/// A snapshot of the array's state.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub array_uuid: String,
+    pub epoch: u64,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    pub chunk_size_bytes: u32,
+    pub segment_size_bytes: u32,
+    pub devices: Vec<DeviceStatus>,
+    pub unrecognised: Vec<(String, String)>,
+    /// Devices that can still be lost before data is (for the worst stripe).
+    pub redundancy_left: usize,
+    pub raw_capacity_bytes: u64,
+    pub usable_capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub keys: usize,
+    pub tables: usize,
+    pub next_lsn: u64,
+    pub durable_lsn: u64,
+    pub recovery: RecoveryStats,
+    pub stripes_written: u64,
+    pub short_stripes_written: u64,
+    pub chunk_bytes_written: u64,
+    pub payload_bytes_written: u64,
+    pub degraded_reads: u64,
+    pub degraded_writes: u64,
+    pub io_engine: &'static str,
+}
+
+pub struct Engine {
+    shared: Arc<Shared>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    recovery: RecoveryStats,
+}
+
+impl Engine {
+    /// Opens the array on the devices of `io`: identifies them, replays the log, and (unless
+    /// read-only) starts a new write epoch and the flusher thread.
+    pub fn open(io: Arc<dyn IoEngine>, opts: EngineOptions) -> Result<Engine> {
+        let array = Array::open(io, opts.read_only)?;
+        let rec = recover(&array)?;
+        let k = array.k();
+        let min_write_shards = if opts.min_write_shards == 0 { k } else { opts.min_write_shards };
+        if min_write_shards < k || min_write_shards > array.w() {
+            return Err(Error::InvalidArgument(format!(
+                "min_write_shards must be between k={k} and k+m={}",
+                array.w()
+            )));
+        }
+        let segments: HashMap<u64, Arc<SegmentInfo>> =
+            rec.segments.iter().map(|(id, s)| (*id, s.clone())).collect();
+        let state = WriterState {
+            open: None,
+            cursor: rec.cursor,
+            free: rec.free,
+            next_lsn: rec.next_lsn,
+            next_segment_id: rec.next_segment_id,
+            sealed: Default::default(),
+            durable_lsn: rec.next_lsn - 1,
+            sync_wanted_lsn: 0,
+            error: None,
+            closing: false,
+            flusher_done: opts.read_only,
+        };
+        let shared = Arc::new(Shared {
+            array,
+            segments: RwLock::new(segments),
+            index: RwLock::new(rec.index),
+            state: Mutex::new(state),
+            work_cv: Condvar::new(),
+            durable_cv: Condvar::new(),
+            counters: EngineCounters::default(),
+            min_write_shards,
+            max_batch_stripes: clamp_batch(opts.max_batch_stripes),
+        });
+        let flusher = if opts.read_only {
+            None
+        } else {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("ectable-flusher".into())
+                    .spawn(move || s.flusher())
+                    .map_err(|e| Error::InvalidArgument(format!("cannot start flusher: {e}")))?,
+            )
+        };
+        Ok(Engine { shared, flusher: Mutex::new(flusher), recovery: rec.stats })
+    }
+
+    /// Appends a put; durable after the next [`Engine::sync`].
+    pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
+        self.shared.append(&[Mutation::Put { table, key, value }])
+    }
+
+    /// Appends a delete; durable after the next [`Engine::sync`].
+    pub fn delete(&self, table: &str, key: &[u8]) -> Result<u64> {
+        self.shared.append(&[Mutation::Delete { table, key }])
+    }
+
+    /// Put and wait until it is durable.
+    pub fn put_sync(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
+        let lsn = self.put(table, key, value)?;
+        self.shared.wait_durable(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Appends a batch atomically (all or nothing after a crash); durable after `sync`.
+    pub fn write_batch(&self, batch: &WriteBatch) -> Result<u64> {
+        let muts: Vec<Mutation<'_>> = batch
+            .ops
+            .iter()
+            .map(|(t, k, v)| match v {
+                Some(v) => Mutation::Put { table: t, key: k, value: v },
+                None => Mutation::Delete { table: t, key: k },
+            })
+            .collect();
+        self.shared.append(&muts)
+    }
+
+    /// Waits until everything appended so far is durable; returns the durable LSN.
+    pub fn sync(&self) -> Result<u64> {
+        if self.shared.array.read_only {
+            return Ok(self.shared.lock_state().durable_lsn);
+        }
+        let lsn = self.shared.lock_state().next_lsn - 1;
+        self.shared.wait_durable(lsn)
+    }
+
+    fn entry(&self, table: &str, key: &[u8]) -> Result<Option<IndexEntry>> {
+        crate::validate_name_key(table, key)?;
+        let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+        match index.tables.get(table) {
+            None => Err(Error::NoSuchTable(table.to_string())),
+            Some(t) => Ok(t.get(key).cloned()),
+        }
+    }
+
+    /// Reads the newest value of `key`, or None if it does not exist.
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.entry(table, key)? {
+            None => Ok(None),
+            Some(e) => self.load_value(table, key, &e).map(Some),
+        }
+    }
+
+    /// Reads several keys of one table with all their device reads in flight at once.
+    pub fn get_many(&self, table: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut entries = Vec::with_capacity(keys.len());
+        for k in keys {
+            entries.push(self.entry(table, k)?);
+        }
+        let pairs: Vec<(&[u8], Option<IndexEntry>)> = keys.iter().copied().zip(entries).collect();
+        self.load_values(table, &pairs)
+    }
+
+    fn load_value(&self, table: &str, key: &[u8], e: &IndexEntry) -> Result<Vec<u8>> {
+        Ok(self.load_values(table, &[(key, Some(e.clone()))])?.pop().flatten().unwrap_or_default())
+    }
+
+    fn segment(&self, id: u64) -> Result<Arc<SegmentInfo>> {
+        self.shared
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument(format!("index names unknown segment {id}")))
+    }
+
+    /// Loads values, submitting every fast-path read of the batch together.
+    fn load_values(&self, table: &str, items: &[(&[u8], Option<IndexEntry>)]) -> Result<Vec<Option<Vec<u8>>>> {
+        let array = &self.shared.array;
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; items.len()];
+        let mut ops = Vec::new();
+        let mut plan: Vec<(usize, usize, usize)> = Vec::new(); // (item, skip, take) per op
+        let mut disk: Vec<(usize, RecordLoc, Arc<SegmentInfo>, u64)> = Vec::new();
+        for (i, (_, e)) in items.iter().enumerate() {
+            let Some(e) = e else { continue };
+            match &e.place {
+                Place::Mem(v) => out[i] = Some(v.to_vec()),
+                Place::Disk(loc) => {
+                    let seg = self.segment(loc.segment_id)?;
+                    match crate::log::stripe::record_read_ops(array, &seg, loc) {
+                        Ok(rops) => {
+                            for (op, skip, take) in rops {
+                                ops.push(op);
+                                plan.push((i, skip, take));
+                            }
+                        }
+                        Err(_) => {} // device gone: the slow path below rebuilds it
+                    }
+                    disk.push((i, *loc, seg, e.lsn));
+                }
+            }
+        }
+        self.shared.counters.reads.fetch_add(disk.len() as u64, Ordering::Relaxed);
+        let mut bytes: Vec<Option<Vec<u8>>> = vec![None; items.len()];
+        let mut failed = vec![false; items.len()];
+        for (c, (i, skip, take)) in array.io.execute(ops).into_iter().zip(plan) {
+            match c.result {
+                Ok(()) => bytes[i].get_or_insert_with(Vec::new).extend_from_slice(&c.op.buf[skip..skip + take]),
+                Err(_) => failed[i] = true,
+            }
+        }
+        for (i, loc, seg, lsn) in disk {
+            let key = items[i].0;
+            let fast = match (&bytes[i], failed[i]) {
+                (Some(b), false) => verify_record(b, &loc, lsn, table, key),
+                _ => None,
+            };
+            let value = match fast {
+                Some(v) => v,
+                None => {
+                    self.shared.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
+                    self.read_degraded(&seg, &loc, lsn, table, key)?
+                }
+            };
+            out[i] = Some(value);
+        }
+        Ok(out)
+    }
+
+    /// The slow path: read the whole stripe, rebuild what is bad, verify, extract.
+    fn read_degraded(&self, seg: &SegmentInfo, loc: &RecordLoc, lsn: u64, table: &str, key: &[u8]) -> Result<Vec<u8>> {
+        let array = &self.shared.array;
+        match read_stripe(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes) {
+            StripeOutcome::Good(g) => {
+                let from = loc.record_offset as usize;
+                let to = from + loc.record_len as usize;
+                if to <= g.data.len() {
+                    if let Some(v) = verify_record(&g.data[from..to], loc, lsn, table, key) {
+                        return Ok(v);
+                    }
+                }
+                Err(Error::DataLost {
+                    segment_id: seg.id,
+                    offset_in_segment: loc.offset_in_segment,
+                    good: array.w() - g.bad_shards.len(),
+                    width: array.w(),
+                    needed: array.k(),
+                    detail: "the stripe verifies but does not hold the indexed record".into(),
+                })
+            }
+            StripeOutcome::Incomplete { good, detail } => Err(Error::DataLost {
+                segment_id: seg.id,
+                offset_in_segment: loc.offset_in_segment,
+                good,
+                width: array.w(),
+                needed: array.k(),
+                detail,
+            }),
+            StripeOutcome::Empty => Err(Error::DataLost {
+                segment_id: seg.id,
+                offset_in_segment: loc.offset_in_segment,
+                good: 0,
+                width: array.w(),
+                needed: array.k(),
+                detail: "no chunk of the stripe could be read or identified".into(),
+            }),
+        }
+    }
+
+    /// Keys and values of `table` in key order within the bounds, at most `limit`.
+    pub fn scan(
+        &self,
+        table: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let entries: Vec<(Vec<u8>, IndexEntry)> = {
+            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+            let Some(t) = index.tables.get(table) else {
+                return Err(Error::NoSuchTable(table.to_string()));
+            };
+            let range = (from.map(|b| b.to_vec()), to.map(|b| b.to_vec()));
+            t.range::<Vec<u8>, _>(range).take(limit).map(|(k, e)| (k.clone(), e.clone())).collect()
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(256) {
+            let items: Vec<(&[u8], Option<IndexEntry>)> =
+                chunk.iter().map(|(k, e)| (k.as_slice(), Some(e.clone()))).collect();
+            let values = self.load_values(table, &items)?;
+            for ((k, _), v) in chunk.iter().zip(values) {
+                out.push((k.clone(), v.unwrap_or_default()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Table names with their key counts, sorted by name.
+    pub fn tables(&self) -> Vec<(String, usize)> {
+        let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let mut t: Vec<(String, usize)> =
+            index.tables.iter().filter(|(_, m)| !m.is_empty()).map(|(n, m)| (n.clone(), m.len())).collect();
+        t.sort();
+        t
+    }
+
+    pub fn recovery_stats(&self) -> &RecoveryStats {
+        &self.recovery
+    }
+
+    pub fn status(&self) -> Status {
+        let s = &self.shared;
+        let a = &s.array;
+        let st = s.lock_state();
+        let mut used_per_slot = vec![0u32; a.n()];
+        for (slot, f) in st.free.free.iter().enumerate() {
+            used_per_slot[slot] = a.segment_count() - f.len() as u32;
+        }
+        let (next_lsn, durable_lsn) = (st.next_lsn, st.durable_lsn);
+        drop(st);
+        let devices: Vec<DeviceStatus> = (0..a.n())
+            .map(|slot| {
+                let dev = a.slot_device[slot];
+                let (state, note) = match dev {
+                    None => ("REMOVED", "device not present".to_string()),
+                    Some(_) if a.is_failed(slot) => ("FAULTED", "I/O errors".to_string()),
+                    Some(_) if a.stale_slots.contains(&slot) => {
+                        ("DEGRADED", "stale: missed writes while away".to_string())
+                    }
+                    Some(_) => match a.sb.members[slot].1 {
+                        MemberState::Online => ("ONLINE", String::new()),
+                        other => (other.name(), String::new()),
+                    },
+                };
+                let c = &a.counters[slot];
+                DeviceStatus {
+                    slot,
+                    path: dev.map(|d| a.io.devices()[d].name().to_string()),
+                    device_uuid: uuid_string(&a.sb.members[slot].0),
+                    state,
+                    note,
+                    capacity_bytes: dev.map_or(0, |d| a.io.devices()[d].geometry().capacity_bytes),
+                    used_segments: used_per_slot[slot],
+                    segment_count: a.segment_count(),
+                    read_errors: c.read_errors.load(Ordering::Relaxed),
+                    write_errors: c.write_errors.load(Ordering::Relaxed),
+                    checksum_errors: c.checksum_errors.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        let lost = devices.iter().filter(|d| d.state == "REMOVED" || d.state == "FAULTED").count();
+        let seg_bytes = a.segment_size() as u64 * a.segment_count() as u64;
+        let raw = seg_bytes * a.n() as u64 + DATA_START_BYTES * a.n() as u64;
+        let usable = seg_bytes * a.n() as u64 * a.k() as u64 / a.w() as u64;
+        let used_segs: u64 = used_per_slot.iter().map(|u| *u as u64).sum();
+        let index = s.index.read().unwrap_or_else(|p| p.into_inner());
+        let c = &s.counters;
+        Status {
+            array_uuid: uuid_string(&a.sb.array_uuid),
+            epoch: a.sb.epoch,
+            data_shards: a.k(),
+            parity_shards: a.m(),
+            chunk_size_bytes: a.sb.chunk_size_bytes,
+            segment_size_bytes: a.sb.segment_size_bytes,
+            devices,
+            unrecognised: a
+                .unrecognised
+                .iter()
+                .map(|(d, why)| (a.io.devices()[*d].name().to_string(), why.clone()))
+                .collect(),
+            redundancy_left: a.m().saturating_sub(lost),
+            raw_capacity_bytes: raw,
+            usable_capacity_bytes: usable,
+            used_bytes: used_segs * a.segment_size() as u64 * a.k() as u64 / a.w() as u64,
+            keys: index.key_count(),
+            tables: index.tables.values().filter(|t| !t.is_empty()).count(),
+            next_lsn,
+            durable_lsn,
+            recovery: self.recovery.clone(),
+            stripes_written: c.stripes_written.load(Ordering::Relaxed),
+            short_stripes_written: c.short_stripes_written.load(Ordering::Relaxed),
+            chunk_bytes_written: c.chunk_bytes_written.load(Ordering::Relaxed),
+            payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
+            degraded_reads: c.degraded_reads.load(Ordering::Relaxed),
+            degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
+            io_engine: a.io.name(),
+        }
+    }
+
+    /// The largest batch (sum of padded records) one stripe holds.
+    pub fn max_batch_bytes(&self) -> usize {
+        self.shared.array.max_stripe_payload()
+    }
+
+    /// Makes everything durable and stops the flusher.
+    pub fn close(&self) -> Result<()> {
+        let r = self.sync();
+        {
+            let mut st = self.shared.lock_state();
+            st.closing = true;
+            self.shared.work_cv.notify_all();
+        }
+        if let Some(h) = self.flusher.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+        r.map(|_| ())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Checks fetched record bytes against the index entry; returns the value if they match.
+fn verify_record(bytes: &[u8], loc: &RecordLoc, lsn: u64, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+    let (rec, crc, _) = LogRecord::decode(bytes).ok()?;
+    (crc == loc.crc && rec.lsn == lsn && rec.table == table && rec.key == key).then_some(rec.value)
+}

@@ -1,0 +1,90 @@
+//! Typed errors. Variants carry the evidence (device, offsets, what was expected).
+
+use crate::format::DecodeError;
+use ectable_devices::DeviceError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad arguments (geometry, sizes, names); nothing was written.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("{device}: not an ectable device (no valid superblock: {reason})")]
+    NotFormatted { device: String, reason: String },
+    #[error("{device}: belongs to another ectable array ({found}); refusing to use it")]
+    ForeignDevice { device: String, found: String },
+    #[error("{device}: already holds an ectable array ({array}); use --force to overwrite it")]
+    AlreadyFormatted { device: String, array: String },
+    #[error("{device}: too small: {capacity_bytes} bytes, need at least {needed_bytes}")]
+    DeviceTooSmall { device: String, capacity_bytes: u64, needed_bytes: u64 },
+    #[error("the same device is listed twice: {first} and {second}")]
+    DuplicateDevice { first: String, second: String },
+    #[error("{device}: is a stale member of the array (epoch {epoch}, array is at {array_epoch})")]
+    StaleDevice { device: String, epoch: u64, array_epoch: u64 },
+    #[error("array needs {needed} of its {total} devices to open; only {present} present ({missing})")]
+    TooFewDevices { needed: usize, total: usize, present: usize, missing: String },
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("{device} at offset {offset_bytes}: {what}: {source}")]
+    Corrupt { device: String, offset_bytes: u64, what: &'static str, source: DecodeError },
+    /// More than m chunks of a stripe are gone or bad: the data is lost, never guessed.
+    #[error("data lost: segment {segment_id} stripe at offset {offset_in_segment}: only {good} of {width} chunks are good, {needed} needed ({detail})")]
+    DataLost {
+        segment_id: u64,
+        offset_in_segment: u32,
+        good: usize,
+        width: usize,
+        needed: usize,
+        detail: String,
+    },
+    #[error("value too large: record of {record_bytes} bytes, the limit for this array is {limit_bytes}")]
+    ValueTooLarge { record_bytes: usize, limit_bytes: usize },
+    #[error("key must be 1..={max} bytes, got {got}")]
+    BadKey { got: usize, max: usize },
+    #[error("table name must be 1..={max} bytes of UTF-8, got '{name}'")]
+    BadTableName { name: String, max: usize },
+    #[error("no such table: {0}")]
+    NoSuchTable(String),
+    #[error("no space left on the array: {0}")]
+    NoSpace(String),
+    /// A previous write or flush failed; the engine refuses further commits until reopened
+    /// (the outcome of in-flight writes is unknown).
+    #[error("a previous write failed ({0}); reopen the array")]
+    PreviousIo(String),
+    #[error("the array is open read-only")]
+    ReadOnly,
+    #[error("codec: {0}")]
+    Codec(#[from] crate::codec::CodecError),
+    #[error("the engine is closed")]
+    Closed,
+}
+
+impl Error {
+    /// A short stable code for the CLI and monitoring.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::NotFormatted { .. } => "NOT_FORMATTED",
+            Error::ForeignDevice { .. } => "FOREIGN_DEVICE",
+            Error::AlreadyFormatted { .. } => "ALREADY_FORMATTED",
+            Error::DeviceTooSmall { .. } => "DEVICE_TOO_SMALL",
+            Error::DuplicateDevice { .. } => "DUPLICATE_DEVICE",
+            Error::StaleDevice { .. } => "STALE_DEVICE",
+            Error::TooFewDevices { .. } => "TOO_FEW_DEVICES",
+            Error::Device(_) => "DEVICE_ERROR",
+            Error::Corrupt { .. } => "CORRUPT",
+            Error::DataLost { .. } => "DATA_LOST",
+            Error::ValueTooLarge { .. } => "VALUE_TOO_LARGE",
+            Error::BadKey { .. } => "BAD_KEY",
+            Error::BadTableName { .. } => "BAD_TABLE_NAME",
+            Error::NoSuchTable(_) => "NO_SUCH_TABLE",
+            Error::NoSpace(_) => "NO_SPACE",
+            Error::PreviousIo(_) => "PREVIOUS_IO",
+            Error::ReadOnly => "READ_ONLY",
+            Error::Codec(_) => "CODEC",
+            Error::Closed => "CLOSED",
+        }
+    }
+}

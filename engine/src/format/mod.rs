@@ -1,0 +1,112 @@
+//! On-disk structures, one file per structure. `docs/format.md` is the specification; every
+//! encoder here writes fixed-size little-endian byte arrays through named offsets, checks
+//! its reserved bytes are zero on read, and validates what it decodes (pair assertions).
+
+pub mod chunk_header;
+pub mod log_record;
+pub mod segment_header;
+pub mod superblock;
+
+pub use chunk_header::ChunkHeader;
+pub use log_record::{LogRecord, RecordKind};
+pub use segment_header::SegmentHeader;
+pub use superblock::{MemberState, Superblock};
+
+/// Format version written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+/// Reed-Solomon GF(2^8), poly 0x11D, systematic Vandermonde (see `codec`).
+pub const CODEC_ID_RS_VANDERMONDE: u32 = 1;
+/// Start of the segment area on every device.
+pub const DATA_START_BYTES: u64 = 1 << 20;
+/// Offsets of the two superblock copies.
+pub const SUPERBLOCK_OFFSETS: [u64; 2] = [0, 4096];
+pub const SUPERBLOCK_SIZE_BYTES: usize = 4096;
+pub const SEGMENT_HEADER_SIZE_BYTES: usize = 4096;
+pub const CHUNK_HEADER_SIZE_BYTES: usize = 512;
+/// Upper bound on devices per array and on stripe width.
+pub const MAX_DEVICES: usize = 64;
+pub const BLOCK_BYTES: usize = 4096;
+
+const _: () = assert!(SUPERBLOCK_SIZE_BYTES % BLOCK_BYTES == 0);
+const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES % BLOCK_BYTES == 0);
+const _: () = assert!(DATA_START_BYTES % BLOCK_BYTES as u64 == 0);
+
+/// Why a structure failed to decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("bad magic")]
+    Magic,
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("unsupported format version {0}")]
+    Version(u32),
+    #[error("unsupported codec {0}")]
+    Codec(u32),
+    #[error("reserved bytes are not zero")]
+    Reserved,
+    #[error("invalid field: {0}")]
+    Field(&'static str),
+    #[error("truncated")]
+    Truncated,
+}
+
+pub(crate) fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn put_u64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn get_u16(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+pub(crate) fn get_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+pub(crate) fn get_u64(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+pub(crate) fn get_uuid(b: &[u8], off: usize) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[off..off + 16]);
+    a
+}
+pub(crate) fn all_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+/// Checks the trailing crc32c of a fixed-size structure whose last 4 bytes hold the crc of
+/// everything before them.
+pub(crate) fn check_trailing_crc(b: &[u8]) -> Result<(), DecodeError> {
+    let n = b.len();
+    let stored = get_u32(b, n - 4);
+    let computed = crc32c::crc32c(&b[..n - 4]);
+    if stored != computed {
+        return Err(DecodeError::Checksum { stored, computed });
+    }
+    Ok(())
+}
+
+pub(crate) fn seal_trailing_crc(b: &mut [u8]) {
+    let n = b.len();
+    let crc = crc32c::crc32c(&b[..n - 4]);
+    put_u32(b, n - 4, crc);
+}
+
+/// Formats a 16-byte uuid in the usual 8-4-4-4-12 hex form.
+pub fn uuid_string(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// A random version-4 uuid.
+pub fn new_uuid() -> [u8; 16] {
+    let mut u: [u8; 16] = rand::random();
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}

@@ -1,0 +1,232 @@
+//! The superblock: who this device is and which array it belongs to.
+//!
+//! `// { magic | version | codec | array | device | slot | n | k | m | C | S | count | cap |
+//!      epoch | copy | flags | created | reserved | members[64] | reserved | crc }`
+//!
+//! Invariants:
+//! - Two copies per device (offsets 0 and 4096), written one at a time with a flush between.
+//! - The valid copy with the highest epoch is the truth for that device.
+
+use super::*;
+
+const MAGIC: &[u8; 8] = b"ECTSUPR1";
+const MEMBERS_OFFSET: usize = 128;
+const MEMBER_ENTRY_BYTES: usize = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Absent = 0,
+    Online = 1,
+    Failed = 2,
+    Rebuilding = 3,
+    Spare = 4,
+    Suspect = 5,
+}
+
+impl MemberState {
+    fn from_u8(v: u8) -> Result<MemberState, DecodeError> {
+        Ok(match v {
+            0 => MemberState::Absent,
+            1 => MemberState::Online,
+            2 => MemberState::Failed,
+            3 => MemberState::Rebuilding,
+            4 => MemberState::Spare,
+            5 => MemberState::Suspect,
+            _ => return Err(DecodeError::Field("member state")),
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberState::Absent => "ABSENT",
+            MemberState::Online => "ONLINE",
+            MemberState::Failed => "FAULTED",
+            MemberState::Rebuilding => "REBUILDING",
+            MemberState::Spare => "SPARE",
+            MemberState::Suspect => "DEGRADED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superblock {
+    pub array_uuid: [u8; 16],
+    pub device_uuid: [u8; 16],
+    pub device_slot: u32,
+    pub device_count: u32,
+    pub data_shards: u16,
+    pub parity_shards: u16,
+    pub chunk_size_bytes: u32,
+    pub segment_size_bytes: u32,
+    pub segment_count: u32,
+    pub device_capacity_bytes: u64,
+    pub epoch: u64,
+    pub copy_index: u32,
+    pub flags: u32,
+    pub created_unix_secs: u64,
+    /// (device_uuid, state) per slot, `device_count` entries.
+    pub members: Vec<([u8; 16], MemberState)>,
+}
+
+impl Superblock {
+    pub fn width(&self) -> usize {
+        (self.data_shards + self.parity_shards) as usize
+    }
+
+    pub fn encode(&self) -> [u8; SUPERBLOCK_SIZE_BYTES] {
+        self.validate().expect("encoding an invalid superblock");
+        let mut b = [0u8; SUPERBLOCK_SIZE_BYTES];
+        b[0..8].copy_from_slice(MAGIC);
+        put_u32(&mut b, 8, FORMAT_VERSION);
+        put_u32(&mut b, 12, CODEC_ID_RS_VANDERMONDE);
+        b[16..32].copy_from_slice(&self.array_uuid);
+        b[32..48].copy_from_slice(&self.device_uuid);
+        put_u32(&mut b, 48, self.device_slot);
+        put_u32(&mut b, 52, self.device_count);
+        put_u16(&mut b, 56, self.data_shards);
+        put_u16(&mut b, 58, self.parity_shards);
+        put_u32(&mut b, 60, self.chunk_size_bytes);
+        put_u32(&mut b, 64, self.segment_size_bytes);
+        put_u32(&mut b, 68, self.segment_count);
+        put_u64(&mut b, 72, self.device_capacity_bytes);
+        put_u64(&mut b, 80, self.epoch);
+        put_u32(&mut b, 88, self.copy_index);
+        put_u32(&mut b, 92, self.flags);
+        put_u64(&mut b, 96, self.created_unix_secs);
+        for (i, (uuid, state)) in self.members.iter().enumerate() {
+            let o = MEMBERS_OFFSET + i * MEMBER_ENTRY_BYTES;
+            b[o..o + 16].copy_from_slice(uuid);
+            b[o + 16] = *state as u8;
+        }
+        seal_trailing_crc(&mut b);
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Superblock, DecodeError> {
+        if b.len() < SUPERBLOCK_SIZE_BYTES {
+            return Err(DecodeError::Truncated);
+        }
+        let b = &b[..SUPERBLOCK_SIZE_BYTES];
+        if &b[0..8] != MAGIC {
+            return Err(DecodeError::Magic);
+        }
+        check_trailing_crc(b)?;
+        let version = get_u32(b, 8);
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let codec = get_u32(b, 12);
+        if codec != CODEC_ID_RS_VANDERMONDE {
+            return Err(DecodeError::Codec(codec));
+        }
+        let device_count = get_u32(b, 52);
+        if device_count == 0 || device_count as usize > MAX_DEVICES {
+            return Err(DecodeError::Field("device_count"));
+        }
+        let mut members = Vec::with_capacity(device_count as usize);
+        for i in 0..MAX_DEVICES {
+            let o = MEMBERS_OFFSET + i * MEMBER_ENTRY_BYTES;
+            if !all_zero(&b[o + 17..o + 24]) {
+                return Err(DecodeError::Reserved);
+            }
+            if i < device_count as usize {
+                members.push((get_uuid(b, o), MemberState::from_u8(b[o + 16])?));
+            } else if !all_zero(&b[o..o + 24]) {
+                return Err(DecodeError::Field("member beyond device_count"));
+            }
+        }
+        let end_members = MEMBERS_OFFSET + MAX_DEVICES * MEMBER_ENTRY_BYTES;
+        if !all_zero(&b[104..128]) || !all_zero(&b[end_members..SUPERBLOCK_SIZE_BYTES - 4]) {
+            return Err(DecodeError::Reserved);
+        }
+        let sb = Superblock {
+            array_uuid: get_uuid(b, 16),
+            device_uuid: get_uuid(b, 32),
+            device_slot: get_u32(b, 48),
+            device_count,
+            data_shards: get_u16(b, 56),
+            parity_shards: get_u16(b, 58),
+            chunk_size_bytes: get_u32(b, 60),
+            segment_size_bytes: get_u32(b, 64),
+            segment_count: get_u32(b, 68),
+            device_capacity_bytes: get_u64(b, 72),
+            epoch: get_u64(b, 80),
+            copy_index: get_u32(b, 88),
+            flags: get_u32(b, 92),
+            created_unix_secs: get_u64(b, 96),
+            members,
+        };
+        sb.validate()?;
+        Ok(sb)
+    }
+
+    /// Structural checks shared by encode and decode.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        let k = self.data_shards as usize;
+        let w = self.width();
+        if k == 0 || w > self.device_count as usize || w > MAX_DEVICES {
+            return Err(DecodeError::Field("geometry"));
+        }
+        if self.device_slot >= self.device_count {
+            return Err(DecodeError::Field("device_slot"));
+        }
+        if self.members.len() != self.device_count as usize {
+            return Err(DecodeError::Field("members"));
+        }
+        let c = self.chunk_size_bytes as usize;
+        if c < BLOCK_BYTES || c % BLOCK_BYTES != 0 || c > (4 << 20) {
+            return Err(DecodeError::Field("chunk_size_bytes"));
+        }
+        let s = self.segment_size_bytes as usize;
+        if s % c != 0 || s < SEGMENT_HEADER_SIZE_BYTES + c {
+            return Err(DecodeError::Field("segment_size_bytes"));
+        }
+        if self.copy_index > 1 || self.flags != 0 {
+            return Err(DecodeError::Field("copy_index/flags"));
+        }
+        if self.members[self.device_slot as usize].0 != self.device_uuid {
+            return Err(DecodeError::Field("own member entry"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Superblock {
+        Superblock {
+            array_uuid: [1; 16],
+            device_uuid: [2; 16],
+            device_slot: 1,
+            device_count: 3,
+            data_shards: 2,
+            parity_shards: 1,
+            chunk_size_bytes: 65536,
+            segment_size_bytes: 8 << 20,
+            segment_count: 10,
+            device_capacity_bytes: 100 << 20,
+            epoch: 7,
+            copy_index: 1,
+            flags: 0,
+            created_unix_secs: 1234,
+            members: vec![([9; 16], MemberState::Online), ([2; 16], MemberState::Online), ([3; 16], MemberState::Failed)],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let sb = sample();
+        assert_eq!(Superblock::decode(&sb.encode()).unwrap(), sb);
+    }
+
+    #[test]
+    fn every_single_byte_corruption_is_detected() {
+        let good = sample().encode();
+        for i in 0..SUPERBLOCK_SIZE_BYTES {
+            let mut b = good;
+            b[i] ^= 0x01;
+            assert!(Superblock::decode(&b).is_err(), "flip at byte {i} not detected");
+        }
+    }
+}

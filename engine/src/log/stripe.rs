@@ -1,0 +1,227 @@
+//! Reading stripes: check every chunk's identity and crc, agree on the stripe header, and
+//! rebuild what is missing from parity, verified before it is trusted.
+//!
+//! Invariants:
+//! - A chunk is used only if its header names exactly the place it was read from.
+//! - A body is used only if its crc matches the stripe's agreed crc table.
+//! - Reconstructed bodies are checked against the same table; a mismatch is data loss, never
+//!   returned.
+
+use crate::array::Array;
+use crate::error::{Error, Result};
+use crate::format::chunk_header::StripeKey;
+use crate::format::*;
+use crate::index::RecordLoc;
+use crate::segments::SegmentInfo;
+use ectable_devices::IoOp;
+
+pub(crate) struct GoodStripe {
+    pub header: ChunkHeader,
+    /// The data space: k bodies, concatenated.
+    pub data: Vec<u8>,
+    /// Shards that were missing, unreadable or bad.
+    pub bad_shards: Vec<usize>,
+}
+
+pub(crate) enum StripeOutcome {
+    /// No chunk at this place names it: nothing was ever committed here.
+    Empty,
+    /// Some chunks name this place but fewer than k agree and verify.
+    Incomplete { good: usize, detail: String },
+    Good(GoodStripe),
+}
+
+/// Member position of shard `shard` of the stripe with `ordinal` (docs/format.md).
+pub(crate) fn position_of(shard: usize, ordinal: u32, width: usize) -> usize {
+    (shard + ordinal as usize) % width
+}
+
+/// Device index and byte offset of shard `shard` of a stripe, or None if its device is gone.
+pub(crate) fn chunk_place(
+    array: &Array,
+    seg: &SegmentInfo,
+    offset_in_segment: u32,
+    ordinal: u32,
+    shard: usize,
+) -> (u32, Option<(usize, u64)>) {
+    let (slot, dseg) = seg.members[position_of(shard, ordinal, seg.members.len())];
+    let place = array
+        .device_of_slot(slot)
+        .map(|d| (d, array.device_segment_offset(dseg) + offset_in_segment as u64));
+    (slot, place)
+}
+
+/// Builds the stripe at (seg, offset, ordinal) from the chunk bytes read for each shard
+/// (`None`: not read, or the read failed).
+pub(crate) fn assemble(
+    array: &Array,
+    seg: &SegmentInfo,
+    offset: u32,
+    ordinal: u32,
+    chunks: &[Option<&[u8]>],
+) -> StripeOutcome {
+    let w = array.w();
+    let k = array.k();
+    let mut headers: Vec<Option<ChunkHeader>> = vec![None; w];
+    let mut notes: Vec<String> = Vec::new();
+    for (j, c) in chunks.iter().enumerate() {
+        let Some(b) = c else {
+            notes.push(format!("shard {j}: unavailable"));
+            continue;
+        };
+        match ChunkHeader::decode(b) {
+            Ok(h) => {
+                let identity_ok = h.array_uuid == array.sb.array_uuid
+                    && h.segment_id == seg.id
+                    && h.offset_in_segment_bytes == offset
+                    && h.ordinal == ordinal
+                    && h.shard_index as usize == j
+                    && h.width as usize == w
+                    && h.data_shards as usize == k
+                    && h.height_bytes as usize <= b.len();
+                if identity_ok {
+                    headers[j] = Some(h);
+                } else {
+                    notes.push(format!(
+                        "shard {j}: chunk names another place (segment {}, offset {}, shard {})",
+                        h.segment_id, h.offset_in_segment_bytes, h.shard_index
+                    ));
+                }
+            }
+            Err(DecodeError::Magic) => notes.push(format!("shard {j}: no chunk header")),
+            Err(e) => notes.push(format!("shard {j}: bad chunk header: {e}")),
+        }
+    }
+    let mut groups: Vec<(StripeKey, Vec<usize>)> = Vec::new();
+    for (j, h) in headers.iter().enumerate() {
+        let Some(h) = h else { continue };
+        let key = h.stripe_key();
+        match groups.iter_mut().find(|(k2, _)| *k2 == key) {
+            Some(g) => g.1.push(j),
+            None => groups.push((key, vec![j])),
+        }
+    }
+    let Some((key, members)) = groups
+        .into_iter()
+        .max_by_key(|(key, members)| (members.len(), key.write_epoch))
+    else {
+        return StripeOutcome::Empty;
+    };
+    let h = key.height_bytes as usize;
+    let body_len = h - CHUNK_HEADER_SIZE_BYTES;
+    let mut good = vec![false; w];
+    for &j in &members {
+        let b = chunks[j].expect("header came from this chunk");
+        let body = &b[CHUNK_HEADER_SIZE_BYTES..h];
+        if crc32c::crc32c(body) == key.body_crcs[j] {
+            good[j] = true;
+        } else {
+            notes.push(format!("shard {j}: body crc mismatch"));
+        }
+    }
+    let good_count = good.iter().filter(|g| **g).count();
+    if good_count < k {
+        return StripeOutcome::Incomplete { good: good_count, detail: notes.join("; ") };
+    }
+    let header = headers[members[0]].clone().expect("member has a header");
+    let bad_shards: Vec<usize> = (0..w).filter(|&j| !good[j]).collect();
+    let mut data = vec![0u8; k * body_len];
+    if (0..k).all(|j| good[j]) {
+        for j in 0..k {
+            let b = chunks[j].expect("good");
+            data[j * body_len..(j + 1) * body_len]
+                .copy_from_slice(&b[CHUNK_HEADER_SIZE_BYTES..h]);
+        }
+    } else {
+        let mut bodies: Vec<Vec<u8>> = (0..w)
+            .map(|j| match (good[j], chunks[j]) {
+                (true, Some(b)) => b[CHUNK_HEADER_SIZE_BYTES..h].to_vec(),
+                _ => vec![0u8; body_len],
+            })
+            .collect();
+        let mut refs: Vec<&mut [u8]> = bodies.iter_mut().map(|b| b.as_mut_slice()).collect();
+        if let Err(e) = array.codec.reconstruct(&mut refs, &good) {
+            return StripeOutcome::Incomplete { good: good_count, detail: format!("{e}") };
+        }
+        for j in 0..k {
+            if !good[j] && crc32c::crc32c(&bodies[j]) != key.body_crcs[j] {
+                notes.push(format!("shard {j}: reconstruction does not match its crc"));
+                return StripeOutcome::Incomplete { good: good_count, detail: notes.join("; ") };
+            }
+            data[j * body_len..(j + 1) * body_len].copy_from_slice(&bodies[j]);
+        }
+    }
+    for &j in &bad_shards {
+        let (slot, _) = seg.members[position_of(j, ordinal, w)];
+        if chunks[j].is_some() {
+            array.counters[slot as usize].checksum_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    if !notes.is_empty() {
+        tracing::debug!(segment = seg.id, offset, "stripe read degraded: {}", notes.join("; "));
+    }
+    StripeOutcome::Good(GoodStripe { header, data, bad_shards })
+}
+
+/// Reads and assembles one stripe. `height` bounds the read (C when unknown).
+pub(crate) fn read_stripe(
+    array: &Array,
+    seg: &SegmentInfo,
+    offset: u32,
+    ordinal: u32,
+    height: u32,
+) -> StripeOutcome {
+    let w = array.w();
+    let mut ops = Vec::new();
+    let mut shard_of_op = Vec::new();
+    for j in 0..w {
+        if let (_, Some((d, off))) = chunk_place(array, seg, offset, ordinal, j) {
+            ops.push(IoOp::read(d, off, height as usize));
+            shard_of_op.push(j);
+        }
+    }
+    let completions = array.io.execute(ops);
+    let mut bufs: Vec<Option<Vec<u8>>> = vec![None; w];
+    for (c, j) in completions.into_iter().zip(shard_of_op) {
+        match c.result {
+            Ok(()) => bufs[j] = Some(c.op.buf.to_vec()),
+            Err(e) => {
+                let (slot, _) = seg.members[position_of(j, ordinal, w)];
+                array.counters[slot as usize].read_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!("stripe read: shard {j}: {e}");
+            }
+        }
+    }
+    let refs: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
+    assemble(array, seg, offset, ordinal, &refs)
+}
+
+/// The aligned reads covering a record: (op, bytes to skip in its buffer, bytes to take).
+pub(crate) fn record_read_ops(
+    array: &Array,
+    seg: &SegmentInfo,
+    loc: &RecordLoc,
+) -> Result<Vec<(IoOp, usize, usize)>> {
+    let body_len = loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES;
+    let mut ops = Vec::new();
+    let mut pos = loc.record_offset as usize;
+    let end = pos + loc.record_len as usize;
+    while pos < end {
+        let shard = pos / body_len;
+        let within = pos % body_len;
+        let take = (body_len - within).min(end - pos);
+        let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, shard);
+        let Some((d, chunk_off)) = place else {
+            return Err(Error::Device(ectable_devices::DeviceError::Engine(format!(
+                "device of slot {slot} is unavailable"
+            ))));
+        };
+        let byte = chunk_off + (CHUNK_HEADER_SIZE_BYTES + within) as u64;
+        let aligned = byte / BLOCK_BYTES as u64 * BLOCK_BYTES as u64;
+        let skip = (byte - aligned) as usize;
+        let len = (skip + take).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        ops.push((IoOp::read(d, aligned, len), skip, take));
+        pos += take;
+    }
+    Ok(ops)
+}
