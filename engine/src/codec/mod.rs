@@ -124,7 +124,8 @@ mod tests {
         let d1 = [5u8, 6, 7, 8];
         let mut p = [0u8; 4];
         c.encode(&[&d0, &d1], &mut [&mut p]).unwrap();
-        // For RS(2,1) with this construction the parity row is [1, 1]: p = d0 xor d1.
-        assert_eq!(p, [4, 4, 4, 12]);
+        // Vandermonde rows [1,0],[1,1],[1,2]; inv(top) = [[1,0],[1,1]] in GF(2^8), so the
+        // parity row is [1,2]·inv = [3,2]: p = 3·d0 ^ 2·d1 (e.g. 3·1 ^ 2·5 = 3 ^ 10 = 9).
+        assert_eq!(p, [9, 10, 11, 28]);
     }
 }
