@@ -1,0 +1,89 @@
+//! Shared pieces of the `ectable` CLI and the `ecbench` benchmark: opening device lists,
+//! fio-style size parsing, and the deterministic rows of `load`/`verify`.
+
+use anyhow::{bail, Context, Result};
+use ectable_devices::{open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Parses a size with binary suffixes the way fio does: `4K` and `4k` are 4096 bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let cfg = parse_size::Config::new().with_binary();
+    cfg.parse_size(s.trim()).map_err(|e| anyhow::anyhow!("invalid size '{s}': {e}"))
+}
+
+/// Splits `--devices a,b,c` (also accepts fio's `a:b:c`).
+pub fn split_devices(list: &str) -> Result<Vec<PathBuf>> {
+    let sep = if list.contains(',') { ',' } else { ':' };
+    let paths: Vec<PathBuf> =
+        list.split(sep).map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+    if paths.is_empty() {
+        bail!("--devices needs at least one device path");
+    }
+    Ok(paths)
+}
+
+/// Opens every device of a list and the I/O engine over them.
+pub fn open_devices(
+    paths: &[PathBuf],
+    create_size_bytes: Option<u64>,
+    read_only: bool,
+    kind: EngineKind,
+) -> Result<Arc<dyn IoEngine>> {
+    let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::with_capacity(paths.len());
+    for p in paths {
+        if create_size_bytes.is_none() && !p.exists() {
+            bail!("{}: no such device or file", p.display());
+        }
+        let opts = OpenOptions { read_only, create_size_bytes, ..Default::default() };
+        let dev = FileDevice::open(p, &opts).with_context(|| format!("opening {}", p.display()))?;
+        devices.push(Arc::new(dev));
+    }
+    open_engine(kind, devices).context("starting the I/O engine")
+}
+
+/// Key of deterministic row `i`: depends only on `i`.
+pub fn row_key(i: u64) -> Vec<u8> {
+    format!("row{i:012}").into_bytes()
+}
+
+/// Value of deterministic row `i` under `seed`: `len` pseudo-random bytes.
+pub fn row_value(i: u64, seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = (i.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ seed.wrapping_add(0x632B_E59B_D9B4_E019).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    while out.len() < len {
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let bytes = z.to_le_bytes();
+        let take = (len - out.len()).min(8);
+        out.extend_from_slice(&bytes[..take]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_binary_like_fio() {
+        assert_eq!(parse_size("4k").unwrap(), 4096);
+        assert_eq!(parse_size("4K").unwrap(), 4096);
+        assert_eq!(parse_size("1M").unwrap(), 1 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert!(parse_size("12x").is_err());
+    }
+
+    #[test]
+    fn rows_are_deterministic() {
+        assert_eq!(row_value(5, 1, 100), row_value(5, 1, 100));
+        assert_ne!(row_value(5, 1, 100), row_value(5, 2, 100));
+        assert_ne!(row_value(5, 1, 100), row_value(6, 1, 100));
+        assert_eq!(row_key(3), b"row000000000003");
+    }
+}
