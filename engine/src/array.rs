@@ -263,7 +263,11 @@ pub(crate) struct Array {
     /// Devices given but not recognised (no valid superblock, or unreadable), by index.
     pub unrecognised: Vec<(usize, String)>,
     pub codec: Arc<dyn StripeCodec>,
-    pub write_epoch: u64,
+    /// The epoch written into chunk and segment headers this session (set when the first
+    /// write starts a new epoch; see `bump_epoch`).
+    pub write_epoch: AtomicU64,
+    /// Superblock epoch and member states as last persisted.
+    pub persisted: std::sync::Mutex<(u64, Vec<([u8; 16], MemberState)>)>,
     pub read_only: bool,
     /// Per-slot error counters, this session.
     pub counters: Vec<SlotCounters>,
@@ -326,6 +330,9 @@ impl Array {
     }
     pub fn is_failed(&self, slot: usize) -> bool {
         self.slot_failed[slot].load(Ordering::Relaxed)
+    }
+    pub fn epoch(&self) -> u64 {
+        self.persisted.lock().unwrap_or_else(|p| p.into_inner()).0
     }
     pub fn online_slots(&self) -> Vec<usize> {
         (0..self.n()).filter(|&s| self.device_of_slot(s as u32).is_some()).collect()
@@ -426,7 +433,7 @@ impl Array {
         }
         let codec: Arc<dyn StripeCodec> = Arc::new(RsCodec::new(k, m)?);
         let slot_failed = (0..n).map(|_| AtomicBool::new(false)).collect();
-        let mut array = Array {
+        let array = Array {
             io,
             sb: newest.clone(),
             slot_device,
@@ -434,22 +441,23 @@ impl Array {
             stale_slots,
             unrecognised,
             codec,
-            write_epoch: newest.epoch,
+            write_epoch: AtomicU64::new(newest.epoch),
+            persisted: std::sync::Mutex::new((newest.epoch, newest.members.clone())),
             read_only,
             counters: (0..n).map(|_| SlotCounters::default()).collect(),
         };
-        if !read_only {
-            array.bump_epoch()?;
-        }
         Ok(array)
     }
 
-    /// Persists a new epoch (and the current member states) to every present device.
-    pub fn bump_epoch(&mut self) -> Result<()> {
-        let epoch = self.sb.epoch + 1;
+    /// Persists a new epoch (and the current member states) to every present device. Called
+    /// before the first write of a session, so that opening an array and failing on bad input
+    /// changes nothing on the devices.
+    pub fn bump_epoch(&self) -> Result<()> {
+        let mut persisted = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = persisted.0 + 1;
         let n_dev = self.io.devices().len();
         let mut sbs: Vec<Option<Superblock>> = vec![None; n_dev];
-        let mut members = self.sb.members.clone();
+        let mut members = persisted.1.clone();
         for (slot, m) in members.iter_mut().enumerate() {
             if self.is_failed(slot) {
                 m.1 = MemberState::Failed;
@@ -486,9 +494,8 @@ impl Array {
                 missing: "devices failed while writing superblocks".into(),
             });
         }
-        self.sb.epoch = epoch;
-        self.sb.members = members;
-        self.write_epoch = epoch;
+        *persisted = (epoch, members);
+        self.write_epoch.store(epoch, Ordering::SeqCst);
         Ok(())
     }
 }

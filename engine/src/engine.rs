@@ -145,6 +145,8 @@ impl Engine {
             error: None,
             closing: false,
             flusher_done: opts.read_only,
+            writing_started: false,
+            pending_discard: rec.discarded,
         };
         let shared = Arc::new(Shared {
             array,
@@ -404,7 +406,7 @@ impl Engine {
                     Some(_) if a.stale_slots.contains(&slot) => {
                         ("DEGRADED", "stale: missed writes while away".to_string())
                     }
-                    Some(_) => match a.sb.members[slot].1 {
+                    Some(_) => match a.persisted.lock().unwrap_or_else(|p| p.into_inner()).1[slot].1 {
                         MemberState::Online => ("ONLINE", String::new()),
                         other => (other.name(), String::new()),
                     },
@@ -434,7 +436,7 @@ impl Engine {
         let c = &s.counters;
         Status {
             array_uuid: uuid_string(&a.sb.array_uuid),
-            epoch: a.sb.epoch,
+            epoch: a.epoch(),
             data_shards: a.k(),
             parity_shards: a.m(),
             chunk_size_bytes: a.sb.chunk_size_bytes,

@@ -5,7 +5,7 @@
 //!   LSNs follow on one from the other and whose write epochs never go down.
 //! - What lies beyond the end of that chain was never acknowledged (a writer acknowledges
 //!   only after the flush covering every earlier stripe); on a writable open those segments
-//!   are invalidated before anything new is written, so they can never be replayed later.
+//!   are invalidated before this session's first write, so they can never be replayed later.
 //! - More committed stripes beyond the end than one write batch can hold in flight cannot
 //!   come from a crash: that is data loss in the middle of the log, reported as such.
 
@@ -38,6 +38,8 @@ pub(crate) struct Recovered {
     pub next_lsn: u64,
     pub next_segment_id: u64,
     pub stats: RecoveryStats,
+    /// Segments beyond the end of the log: invalidated before this session's first write.
+    pub discarded: Vec<Arc<SegmentInfo>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -72,7 +74,7 @@ fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
             && h.members.len() == array.w()
             && h.data_shards as usize == array.k()
             && h.members.get(pos) == Some(&(slot, dseg))
-            && h.write_epoch <= array.sb.epoch
+            && h.write_epoch <= array.epoch()
             && h.members.iter().all(|(s, ds)| (*s as usize) < array.n() && *ds < array.segment_count());
         if !fits {
             continue;
@@ -295,19 +297,11 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             ),
         });
     }
-    if !array.read_only {
-        invalidate_segments(array, &discarded)?;
-        for seg in &discarded {
-            for (slot, dseg) in &seg.members {
-                free.release(*slot, *dseg);
-            }
-        }
-    }
-    Ok(Recovered { segments, free, index, cursor, next_lsn: expected_lsn, next_segment_id, stats })
+    Ok(Recovered { segments, free, index, cursor, next_lsn: expected_lsn, next_segment_id, stats, discarded })
 }
 
 /// Zeroes the headers of segments that lie beyond the end of the log, and flushes.
-fn invalidate_segments(array: &Array, segs: &[Arc<SegmentInfo>]) -> Result<()> {
+pub(crate) fn invalidate_segments(array: &Array, segs: &[Arc<SegmentInfo>]) -> Result<()> {
     if segs.is_empty() {
         return Ok(());
     }

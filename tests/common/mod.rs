@@ -119,3 +119,242 @@ pub fn loop_devices_available(test: &str) -> bool {
     eprintln!("SKIP {test}: loop devices need root");
     false
 }
+
+/// The crash-consistency oracle of FAULTS.md (S1–S3, and "a crash leaves a prefix of the
+/// history", DESIGN.md invariant 2), shared by the crash tests.
+///
+/// A test records what it asked the engine to do as a sequence of [`crash_oracle::Unit`]s
+/// (a single put/delete, or a `write_batch`), in the order it appended them, and how many of
+/// them a successful `sync` acknowledged. After the crash it reads the whole recovered state
+/// and [`crash_oracle::check`] decides whether that state is allowed.
+pub mod crash_oracle {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// The state of the array as the oracle sees it: `table/key` → value.
+    pub type State = BTreeMap<Vec<u8>, Vec<u8>>;
+
+    /// The oracle's name for (table, key).
+    pub fn okey(table: &str, key: &[u8]) -> Vec<u8> {
+        let mut v = table.as_bytes().to_vec();
+        v.push(b'/');
+        v.extend_from_slice(key);
+        v
+    }
+
+    /// The seed of a randomized test: `ECTABLE_TEST_SEED` if set (to replay a run), else a
+    /// fresh one. Printed either way.
+    pub fn test_seed(test: &str) -> u64 {
+        let seed = match std::env::var("ECTABLE_TEST_SEED") {
+            Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("ECTABLE_TEST_SEED={s:?} is not a u64")),
+            Err(_) => {
+                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32)
+            }
+        };
+        eprintln!("{test}: seed {seed} (replay with ECTABLE_TEST_SEED={seed})");
+        seed
+    }
+
+    /// Reads every row of `tables` (a table that does not exist is empty).
+    pub fn read_all(e: &ectable::Engine, tables: &[&str]) -> Result<State, ectable::Error> {
+        use std::ops::Bound::Unbounded;
+        let mut state = State::new();
+        for t in tables {
+            match e.scan(t, Unbounded, Unbounded, usize::MAX) {
+                Ok(rows) => {
+                    for (k, v) in rows {
+                        state.insert(okey(t, &k), v);
+                    }
+                }
+                Err(ectable::Error::NoSuchTable(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(state)
+    }
+
+    /// A value that names the operation that wrote it: 8 bytes of `uid`, then `len - 8`
+    /// deterministic bytes. Every put of a test gets its own uid, so a value read back says
+    /// exactly which write it came from.
+    pub fn make_value(uid: u64, seed: u64, len: usize) -> Vec<u8> {
+        let mut v = uid.to_le_bytes().to_vec();
+        v.extend(super::value_for(uid, seed, len.saturating_sub(8)));
+        v
+    }
+
+    /// The uid a [`make_value`] value carries.
+    pub fn uid_of(value: &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(value.get(..8)?.try_into().ok()?))
+    }
+
+    /// One thing the engine was asked to do atomically: a put, a delete, or a batch.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Unit {
+        /// (oracle key, Some(value) for a put / None for a delete), in append order.
+        pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        /// Appended with `write_batch` (all or nothing).
+        pub batch: bool,
+    }
+
+    /// Applies a unit to a state.
+    pub fn apply(state: &mut State, unit: &Unit) {
+        for (k, v) in &unit.ops {
+            match v {
+                Some(v) => {
+                    state.insert(k.clone(), v.clone());
+                }
+                None => {
+                    state.remove(k);
+                }
+            }
+        }
+    }
+
+    fn show(v: Option<&Vec<u8>>) -> String {
+        match v {
+            None => "absent".into(),
+            Some(v) => match uid_of(v) {
+                Some(uid) => format!("value of write uid {uid} ({} bytes)", v.len()),
+                None => format!("{} bytes {:02x?}", v.len(), v),
+            },
+        }
+    }
+
+    /// Checks the recovered `actual` state against a sequential history: `base` (the state
+    /// known exactly before the history started), then `units` in order, of which
+    /// `units[..acked]` were acknowledged and the rest are in doubt. `base`, `units` and
+    /// `actual` must all be restricted to the same set of keys.
+    ///
+    /// - S2: every value present was written to that key (by `base` or a unit);
+    /// - S1: every key holds its last acknowledged value, or the value of a later in-doubt
+    ///   write to it (a delete counts as a write of "absent");
+    /// - S3: an in-doubt batch is visible entirely or not at all (acknowledged batches are
+    ///   covered by S1);
+    /// - prefix: `actual` equals `base` + `units[..p]` for some `p ≥ acked` (invariant 2).
+    ///
+    /// Returns that `p`, or a description of every violation found.
+    pub fn check(base: &State, units: &[Unit], acked: usize, actual: &State) -> Result<usize, String> {
+        assert!(acked <= units.len());
+        let mut errors: Vec<String> = Vec::new();
+        // Every value ever written per key.
+        let mut written: BTreeMap<&[u8], BTreeSet<&[u8]>> = BTreeMap::new();
+        for (k, v) in base {
+            written.entry(k).or_default().insert(v);
+        }
+        for u in units {
+            for (k, v) in &u.ops {
+                let e = written.entry(k).or_default();
+                if let Some(v) = v {
+                    e.insert(v);
+                }
+            }
+        }
+        // S2.
+        for (k, v) in actual {
+            let ok = written.get(k.as_slice()).is_some_and(|s| s.contains(v.as_slice()));
+            if !ok {
+                errors.push(format!(
+                    "S2: key {} holds a value never written to it: {}",
+                    String::from_utf8_lossy(k),
+                    show(Some(v))
+                ));
+            }
+        }
+        // S1.
+        let mut after_acked = base.clone();
+        for u in &units[..acked] {
+            apply(&mut after_acked, u);
+        }
+        let mut later: BTreeMap<&[u8], Vec<Option<&Vec<u8>>>> = BTreeMap::new();
+        for u in &units[acked..] {
+            for (k, v) in &u.ops {
+                later.entry(k).or_default().push(v.as_ref());
+            }
+        }
+        let keys: BTreeSet<&[u8]> = written.keys().copied().chain(actual.keys().map(|k| k.as_slice())).collect();
+        for k in &keys {
+            let got = actual.get(*k);
+            let expected = after_acked.get(*k);
+            if got == expected {
+                continue;
+            }
+            let superseded = later.get(k).is_some_and(|vs| vs.contains(&got));
+            let never_written = got.is_some() && !written.get(k).is_some_and(|s| s.contains(got.unwrap().as_slice()));
+            if !superseded && !never_written {
+                errors.push(format!(
+                    "S1: key {}: the acknowledged state is {}, and no later in-doubt write explains what was read: {}",
+                    String::from_utf8_lossy(k),
+                    show(expected),
+                    show(got)
+                ));
+            }
+        }
+        // S3.
+        for (i, u) in units.iter().enumerate().skip(acked).filter(|(_, u)| u.batch) {
+            let mut seen = 0;
+            let mut missing = 0;
+            let mut last: BTreeMap<&[u8], Option<&Vec<u8>>> = BTreeMap::new();
+            for (k, v) in &u.ops {
+                last.insert(k, v.as_ref());
+            }
+            for (k, v) in last {
+                let Some(v) = v else { continue };
+                if units[i + 1..].iter().any(|l| l.ops.iter().any(|(k2, _)| k2.as_slice() == k)) {
+                    continue; // superseded by a later in-doubt unit
+                }
+                if actual.get(k) == Some(v) {
+                    seen += 1;
+                } else {
+                    missing += 1;
+                }
+            }
+            if seen > 0 && missing > 0 {
+                errors.push(format!(
+                    "S3: in-doubt batch #{i} is partly visible: {seen} of its puts are there, {missing} are not"
+                ));
+            }
+        }
+        // Prefix: walk p from acked to the end, keeping the number of keys that differ.
+        let mut state = after_acked;
+        let mut scope: BTreeSet<Vec<u8>> = state.keys().cloned().collect();
+        scope.extend(actual.keys().cloned());
+        for u in &units[acked..] {
+            scope.extend(u.ops.iter().map(|(k, _)| k.clone()));
+        }
+        let mut differ = scope.iter().filter(|k| state.get(*k) != actual.get(*k)).count();
+        let mut found = None;
+        for p in acked..=units.len() {
+            if differ == 0 {
+                found = Some(p);
+                break;
+            }
+            if p == units.len() {
+                break;
+            }
+            let touched: BTreeSet<&Vec<u8>> = units[p].ops.iter().map(|(k, _)| k).collect();
+            for k in &touched {
+                if state.get(*k) != actual.get(*k) {
+                    differ -= 1;
+                }
+            }
+            apply(&mut state, &units[p]);
+            for k in &touched {
+                if state.get(*k) != actual.get(*k) {
+                    differ += 1;
+                }
+            }
+        }
+        match found {
+            Some(p) if errors.is_empty() => Ok(p),
+            _ => {
+                if found.is_none() {
+                    errors.push(format!(
+                        "prefix: the recovered state is not base + units[..p] for any p in {acked}..={}",
+                        units.len()
+                    ));
+                }
+                Err(errors.join("\n"))
+            }
+        }
+    }
+}

@@ -61,6 +61,10 @@ pub(crate) struct WriterState {
     pub error: Option<String>,
     pub closing: bool,
     pub flusher_done: bool,
+    /// Whether this session has started writing (new epoch persisted, orphans invalidated).
+    pub writing_started: bool,
+    /// Segments beyond the end of the log, to invalidate before the first write.
+    pub pending_discard: Vec<Arc<SegmentInfo>>,
 }
 
 /// Counters the writer and readers keep.
@@ -202,6 +206,9 @@ impl Shared {
         if st.closing {
             return Err(Error::Closed);
         }
+        if !st.writing_started {
+            self.start_writing(&mut st)?;
+        }
         loop {
             if st.open.is_none() {
                 self.open_stripe(&mut st)?;
@@ -266,6 +273,22 @@ impl Shared {
             self.seal(st);
         }
         Ok(last)
+    }
+
+    /// The first write of a session: persist a new epoch, so that this session's stripes are
+    /// told apart from anything an earlier session left, and invalidate the segments beyond
+    /// the end of the log before any of their device segments is reused.
+    fn start_writing(&self, st: &mut WriterState) -> Result<()> {
+        self.array.bump_epoch()?;
+        let discard = std::mem::take(&mut st.pending_discard);
+        crate::recovery::invalidate_segments(&self.array, &discard)?;
+        for seg in &discard {
+            for (slot, dseg) in &seg.members {
+                st.free.release(*slot, *dseg);
+            }
+        }
+        st.writing_started = true;
+        Ok(())
     }
 
     /// Waits until every record up to `lsn` is durable.
@@ -391,7 +414,7 @@ impl Shared {
                 let header = ChunkHeader {
                     array_uuid: array.sb.array_uuid,
                     segment_id: o.segment.id,
-                    write_epoch: array.write_epoch,
+                    write_epoch: array.write_epoch.load(Ordering::SeqCst),
                     offset_in_segment_bytes: o.offset,
                     height_bytes: s.height,
                     ordinal: o.ordinal,
@@ -417,7 +440,7 @@ impl Shared {
                         position: p as u16,
                         array_uuid: array.sb.array_uuid,
                         segment_id: o.segment.id,
-                        write_epoch: array.write_epoch,
+                        write_epoch: array.write_epoch.load(Ordering::SeqCst),
                         data_shards: k as u16,
                         members: o.segment.members.clone(),
                     };
