@@ -327,7 +327,7 @@ impl Engine {
                     detail: "the stripe verifies but does not hold the indexed record".into(),
                 })
             }
-            StripeOutcome::Incomplete { good, detail } => Err(Error::DataLost {
+            StripeOutcome::Incomplete { good, detail, .. } => Err(Error::DataLost {
                 segment_id: seg.id,
                 offset_in_segment: loc.offset_in_segment,
                 good,

@@ -6,8 +6,10 @@
 //! - What lies beyond the end of that chain was never acknowledged (a writer acknowledges
 //!   only after the flush covering every earlier stripe); on a writable open those segments
 //!   are invalidated before this session's first write, so they can never be replayed later.
-//! - More committed stripes beyond the end than one write batch can hold in flight cannot
-//!   come from a crash: that is data loss in the middle of the log, reported as such.
+//! - Every stripe records the LSN up to which the log was durable when it was written. If any
+//!   stripe found (even beyond the end) vouches for an LSN the log does not reach, records
+//!   that were acknowledged are unreadable: recovery reports data loss instead of silently
+//!   treating it as a torn tail.
 
 use crate::array::Array;
 use crate::error::{Error, Result};
@@ -19,8 +21,6 @@ use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The most stripes a writer ever has in flight (unacknowledged) at once.
-pub const MAX_IN_FLIGHT_STRIPES: usize = 64;
 
 /// Where the next stripe goes.
 #[derive(Debug, Clone)]
@@ -169,19 +169,30 @@ pub(crate) fn apply_stripe(
     Ok(count)
 }
 
-/// Scans one segment from its start. Calls `on_stripe` for each committed stripe in order
-/// until it returns false or the segment ends; returns the offset and ordinal where it stopped.
+/// Why a scan of a segment stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    /// Nothing more was ever committed in this segment (or it is full).
+    End,
+    /// A stripe names this place but cannot be read: torn by a crash, or lost.
+    Incomplete { detail: String },
+    /// The caller refused the stripe (out of sequence).
+    Refused,
+}
+
+/// Scans one segment from (`offset`, `ordinal`). Calls `on_stripe` for each committed stripe
+/// in order until it returns false or the segment ends; returns where and why it stopped.
 fn scan_segment(
     array: &Array,
     seg: &SegmentInfo,
     bufs: &[Option<AlignedBuf>],
+    start: (usize, u32),
     mut on_stripe: impl FnMut(&crate::log::stripe::GoodStripe) -> bool,
-) -> (u32, u32) {
+) -> (u32, u32, Stop) {
     let s = array.segment_size();
     let c = array.chunk_size();
     let w = array.w();
-    let mut offset = SEGMENT_HEADER_SIZE_BYTES;
-    let mut ordinal = 0u32;
+    let (mut offset, mut ordinal) = start;
     while offset + BLOCK_BYTES <= s {
         let end = (offset + c).min(s);
         let chunks: Vec<Option<&[u8]>> = (0..w)
@@ -190,15 +201,56 @@ fn scan_segment(
         match assemble(array, seg, offset as u32, ordinal, &chunks) {
             StripeOutcome::Good(g) => {
                 if !on_stripe(&g) {
-                    break;
+                    return (offset as u32, ordinal, Stop::Refused);
                 }
                 offset += g.header.height_bytes as usize;
                 ordinal += 1;
             }
-            StripeOutcome::Empty | StripeOutcome::Incomplete { .. } => break,
+            StripeOutcome::Empty => break,
+            StripeOutcome::Incomplete { detail, .. } => {
+                return (offset as u32, ordinal, Stop::Incomplete { detail })
+            }
         }
     }
-    (offset as u32, ordinal)
+    (offset as u32, ordinal, Stop::End)
+}
+
+/// Looks at everything from (`offset`, `ordinal`) to the end of a segment that is not part
+/// of the log, stepping over unreadable stripes by the height their valid headers give.
+/// Returns the committed stripes found and the highest `committed_lsn` any valid header
+/// carries (the evidence of what was acknowledged).
+fn survey_segment(
+    array: &Array,
+    seg: &SegmentInfo,
+    bufs: &[Option<AlignedBuf>],
+    start: (usize, u32),
+) -> (usize, u64) {
+    let s = array.segment_size();
+    let c = array.chunk_size();
+    let w = array.w();
+    let (mut offset, mut ordinal) = start;
+    let (mut committed_stripes, mut max_committed) = (0, 0);
+    while offset + BLOCK_BYTES <= s {
+        let end = (offset + c).min(s);
+        let chunks: Vec<Option<&[u8]>> = (0..w)
+            .map(|j| bufs[position_of(j, ordinal, w)].as_ref().map(|b| &b[offset..end]))
+            .collect();
+        let height = match assemble(array, seg, offset as u32, ordinal, &chunks) {
+            StripeOutcome::Good(g) => {
+                committed_stripes += 1;
+                max_committed = max_committed.max(g.header.committed_lsn);
+                g.header.height_bytes
+            }
+            StripeOutcome::Incomplete { height_bytes, committed_lsn, .. } => {
+                max_committed = max_committed.max(committed_lsn);
+                height_bytes
+            }
+            StripeOutcome::Empty => break,
+        };
+        offset += height as usize;
+        ordinal += 1;
+    }
+    (committed_stripes, max_committed)
 }
 
 pub(crate) fn recover(array: &Array) -> Result<Recovered> {
@@ -215,29 +267,27 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let mut segments = BTreeMap::new();
     let mut expected_lsn = 1u64;
     let mut last_epoch = 0u64;
+    let mut max_committed = 0u64;
     let mut cursor: Option<Cursor> = None;
-    let mut ended = false;
+    // Where and why the log ended, once it has.
+    let mut ended: Option<(u64, u32, String)> = None;
     let mut discarded: Vec<Arc<SegmentInfo>> = Vec::new();
     let mut error: Option<Error> = None;
     for (_, seg) in headers {
         let seg = Arc::new(seg);
         let (bufs, bytes) = read_segment(array, &seg);
         stats.bytes_read += bytes;
-        if ended {
-            let mut n = 0;
-            scan_segment(array, &seg, &bufs, |_| {
-                n += 1;
-                true
-            });
+        let first = (SEGMENT_HEADER_SIZE_BYTES, 0u32);
+        if ended.is_some() {
+            let (n, c) = survey_segment(array, &seg, &bufs, first);
             stats.discarded_stripes += n;
+            max_committed = max_committed.max(c);
             discarded.push(seg);
             continue;
         }
         let mut replayed = 0u64;
-        let mut stopped_by_sequence = false;
-        let (offset, ordinal) = scan_segment(array, &seg, &bufs, |g| {
+        let (offset, ordinal, stop) = scan_segment(array, &seg, &bufs, first, |g| {
             if g.header.first_lsn != expected_lsn || g.header.write_epoch < last_epoch {
-                stopped_by_sequence = true;
                 return false;
             }
             match apply_stripe(&mut index, seg.id, &g.header, &g.data) {
@@ -252,6 +302,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             }
             expected_lsn = g.header.last_lsn + 1;
             last_epoch = g.header.write_epoch;
+            max_committed = max_committed.max(g.header.committed_lsn);
             replayed += 1;
             stats.stripes += 1;
             true
@@ -259,41 +310,44 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         if let Some(e) = error.take() {
             return Err(e);
         }
+        let reason = match &stop {
+            Stop::End => "no further stripe".to_string(),
+            Stop::Refused => "the next stripe does not continue the log".to_string(),
+            Stop::Incomplete { detail } => format!("unreadable stripe: {detail}"),
+        };
         if replayed == 0 {
-            // Allocated but nothing committed (or not in sequence): the log ended before it.
-            ended = true;
-            let mut n = 0;
-            scan_segment(array, &seg, &bufs, |_| {
-                n += 1;
-                true
-            });
+            // Nothing of the log is in this segment: the log ended before it.
+            ended = Some((seg.id, offset, reason));
+            let (n, c) = survey_segment(array, &seg, &bufs, first);
             stats.discarded_stripes += n;
+            max_committed = max_committed.max(c);
             discarded.push(seg);
             continue;
         }
         stats.segments += 1;
         segments.insert(seg.id, seg.clone());
         cursor = Some(Cursor { segment: seg.clone(), offset, ordinal });
-        if stopped_by_sequence || (offset as usize + BLOCK_BYTES <= array.segment_size()) {
-            // The segment stopped early: either the writer moved on to a new segment (the
-            // rest did not fit) or the log ends here. Count what lies beyond, in case.
-            if stopped_by_sequence {
-                ended = true;
-            }
+        if stop != Stop::End {
+            ended = Some((seg.id, offset, reason));
+            let (n, c) = survey_segment(array, &seg, &bufs, (offset as usize, ordinal));
+            stats.discarded_stripes += n;
+            max_committed = max_committed.max(c);
         }
     }
     stats.discarded_segments = discarded.len();
-    if stats.discarded_stripes > MAX_IN_FLIGHT_STRIPES {
+    if max_committed >= expected_lsn {
+        // A stripe written later says everything up to max_committed had been acknowledged,
+        // yet the log breaks off before it: that is lost data, not a torn tail.
+        let (segment_id, offset_in_segment, detail) =
+            ended.unwrap_or((0, 0, "log ends early".to_string()));
         return Err(Error::DataLost {
-            segment_id: discarded.first().map_or(0, |s| s.id),
-            offset_in_segment: 0,
+            segment_id,
+            offset_in_segment,
             good: 0,
             width: array.w(),
             needed: array.k(),
             detail: format!(
-                "the log breaks off at LSN {expected_lsn} but {} committed stripes follow; \
-                 more than one write batch, so this is lost data, not a torn tail",
-                stats.discarded_stripes
+                "acknowledged records up to LSN {max_committed} existed but the log breaks off at LSN {expected_lsn}: {detail}"
             ),
         });
     }

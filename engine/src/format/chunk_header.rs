@@ -2,7 +2,7 @@
 //! stripe's bodies.
 //!
 //! `// { magic | array | segment_id | epoch | offset | height | ordinal | shard | width | k |
-//!      flags | payload | first_lsn | last_lsn | present | reserved | body_crcs[64] |
+//!      flags | payload | first_lsn | last_lsn | present | committed | reserved | body_crcs[64] |
 //!      reserved | crc }`
 //!
 //! Invariants:
@@ -30,6 +30,8 @@ pub struct ChunkHeader {
     pub first_lsn: u64,
     pub last_lsn: u64,
     pub present_mask: u64,
+    /// Every LSN up to this one was durable (acknowledgeable) when this stripe was written.
+    pub committed_lsn: u64,
     /// One crc per shard, `width` entries.
     pub body_crcs: Vec<u32>,
 }
@@ -43,6 +45,7 @@ pub struct StripeKey {
     pub first_lsn: u64,
     pub last_lsn: u64,
     pub present_mask: u64,
+    pub committed_lsn: u64,
     pub body_crcs: Vec<u32>,
 }
 
@@ -55,6 +58,7 @@ impl ChunkHeader {
             first_lsn: self.first_lsn,
             last_lsn: self.last_lsn,
             present_mask: self.present_mask,
+            committed_lsn: self.committed_lsn,
             body_crcs: self.body_crcs.clone(),
         }
     }
@@ -81,6 +85,7 @@ impl ChunkHeader {
         put_u64(b, 64, self.first_lsn);
         put_u64(b, 72, self.last_lsn);
         put_u64(b, 80, self.present_mask);
+        put_u64(b, 88, self.committed_lsn);
         for (i, crc) in self.body_crcs.iter().enumerate() {
             put_u32(b, CRCS_OFFSET + 4 * i, *crc);
         }
@@ -102,7 +107,7 @@ impl ChunkHeader {
         }
         let crcs_end = CRCS_OFFSET + 4 * width as usize;
         if get_u16(b, 58) != 0
-            || !all_zero(&b[88..128])
+            || !all_zero(&b[96..128])
             || !all_zero(&b[crcs_end..CHUNK_HEADER_SIZE_BYTES - 4])
         {
             return Err(DecodeError::Reserved);
@@ -121,6 +126,7 @@ impl ChunkHeader {
             first_lsn: get_u64(b, 64),
             last_lsn: get_u64(b, 72),
             present_mask: get_u64(b, 80),
+            committed_lsn: get_u64(b, 88),
             body_crcs: (0..width as usize).map(|i| get_u32(b, CRCS_OFFSET + 4 * i)).collect(),
         };
         h.validate()?;
@@ -151,6 +157,9 @@ impl ChunkHeader {
         if self.last_lsn < self.first_lsn || self.first_lsn == 0 {
             return Err(DecodeError::Field("lsn range"));
         }
+        if self.committed_lsn >= self.first_lsn {
+            return Err(DecodeError::Field("committed_lsn"));
+        }
         if w < 64 && self.present_mask >> w != 0 {
             return Err(DecodeError::Field("present_mask"));
         }
@@ -178,6 +187,7 @@ mod tests {
             first_lsn: 10,
             last_lsn: 20,
             present_mask: 0x3f,
+            committed_lsn: 5,
             body_crcs: vec![1, 2, 3, 4, 5, 6],
         };
         let mut b = [0u8; CHUNK_HEADER_SIZE_BYTES];

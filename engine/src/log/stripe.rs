@@ -26,8 +26,9 @@ pub(crate) struct GoodStripe {
 pub(crate) enum StripeOutcome {
     /// No chunk at this place names it: nothing was ever committed here.
     Empty,
-    /// Some chunks name this place but fewer than k agree and verify.
-    Incomplete { good: usize, detail: String },
+    /// Some chunks name this place but fewer than k agree and verify. `height_bytes` and
+    /// `committed_lsn` come from the largest group of agreeing valid headers.
+    Incomplete { good: usize, detail: String, height_bytes: u32, committed_lsn: u64 },
     Good(GoodStripe),
 }
 
@@ -120,8 +121,14 @@ pub(crate) fn assemble(
         }
     }
     let good_count = good.iter().filter(|g| **g).count();
+    let incomplete = |good: usize, detail: String| StripeOutcome::Incomplete {
+        good,
+        detail,
+        height_bytes: key.height_bytes,
+        committed_lsn: key.committed_lsn,
+    };
     if good_count < k {
-        return StripeOutcome::Incomplete { good: good_count, detail: notes.join("; ") };
+        return incomplete(good_count, notes.join("; "));
     }
     let header = headers[members[0]].clone().expect("member has a header");
     let bad_shards: Vec<usize> = (0..w).filter(|&j| !good[j]).collect();
@@ -141,12 +148,12 @@ pub(crate) fn assemble(
             .collect();
         let mut refs: Vec<&mut [u8]> = bodies.iter_mut().map(|b| b.as_mut_slice()).collect();
         if let Err(e) = array.codec.reconstruct(&mut refs, &good) {
-            return StripeOutcome::Incomplete { good: good_count, detail: format!("{e}") };
+            return incomplete(good_count, format!("{e}"));
         }
         for j in 0..k {
             if !good[j] && crc32c::crc32c(&bodies[j]) != key.body_crcs[j] {
                 notes.push(format!("shard {j}: reconstruction does not match its crc"));
-                return StripeOutcome::Incomplete { good: good_count, detail: notes.join("; ") };
+                return incomplete(good_count, notes.join("; "));
             }
             data[j * body_len..(j + 1) * body_len].copy_from_slice(&bodies[j]);
         }

@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::stripe::chunk_place;
-use crate::recovery::{Cursor, MAX_IN_FLIGHT_STRIPES};
+use crate::recovery::Cursor;
+
+/// The most stripes one flush batch writes.
+pub const MAX_IN_FLIGHT_STRIPES: usize = 64;
 use crate::segments::{FreeSpace, SegmentInfo};
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::{HashMap, VecDeque};
@@ -316,6 +319,7 @@ impl Shared {
     /// The flusher thread's loop.
     pub(crate) fn flusher(self: Arc<Self>) {
         loop {
+            let committed_lsn;
             let batch: Vec<SealedStripe> = {
                 let mut st = self.lock_state();
                 loop {
@@ -340,10 +344,11 @@ impl Shared {
                     st = self.work_cv.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
                 let n = st.sealed.len().min(self.max_batch_stripes);
+                committed_lsn = st.durable_lsn;
                 st.sealed.drain(..n).collect()
             };
             let last_lsn = batch.last().map(|s| s.stripe.last_lsn).unwrap_or(0);
-            let result = self.write_batch(&batch);
+            let result = self.write_batch(&batch, committed_lsn);
             {
                 let mut st = self.lock_state();
                 match &result {
@@ -377,7 +382,7 @@ impl Shared {
     }
 
     /// Encodes and writes a batch of sealed stripes, then flushes every device written.
-    fn write_batch(&self, batch: &[SealedStripe]) -> Result<()> {
+    fn write_batch(&self, batch: &[SealedStripe], committed_lsn: u64) -> Result<()> {
         let array = &self.array;
         let (k, w) = (array.k(), array.w());
         let mut ops = Vec::new();
@@ -425,6 +430,7 @@ impl Shared {
                     first_lsn: o.first_lsn,
                     last_lsn: o.last_lsn,
                     present_mask,
+                    committed_lsn,
                     body_crcs: body_crcs.clone(),
                 };
                 header.encode_into(&mut buf[..CHUNK_HEADER_SIZE_BYTES]);
