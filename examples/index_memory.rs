@@ -1,0 +1,60 @@
+//! Measures the index's memory per key: loads N keys into an array on memory devices and
+//! counts the heap bytes the engine holds afterwards (a counting global allocator), minus
+//! what it held empty.
+//!
+//! Run: `cargo run --release --example index_memory -- 200000 16`
+//! (number of keys, key length in bytes).
+
+use ectable::devices::{open_engine, BlockDevice, EngineKind, MemDevice};
+use ectable::{format, Engine, EngineOptions, FormatOptions};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged and only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: p was allocated by System.alloc with layout l.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let key_len: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
+    let devs: Vec<Arc<dyn BlockDevice>> =
+        (0..6).map(|i| Arc::new(MemDevice::new(&format!("m{i}"), 256 << 20)) as Arc<dyn BlockDevice>).collect();
+    let io = open_engine(EngineKind::Psync, devs).expect("engine");
+    format(io.as_ref(), &FormatOptions::default()).expect("format");
+    let engine = Engine::open(io, EngineOptions::default()).expect("open");
+    engine.put("t", b"warmup", b"x").expect("put");
+    engine.sync().expect("sync");
+    let before = LIVE.load(Ordering::Relaxed);
+    for i in 0..n {
+        let mut key = format!("{i:0width$}", width = key_len).into_bytes();
+        key.truncate(key_len.max(1));
+        engine.put("t", &key, &[0u8; 100]).expect("put");
+    }
+    engine.sync().expect("sync");
+    // Let the flusher switch the last entries from memory to disk locations.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let after = LIVE.load(Ordering::Relaxed);
+    let per_key = (after - before) as f64 / n as f64;
+    println!(
+        "{{\"keys\": {n}, \"key_bytes\": {key_len}, \"index_bytes\": {}, \"bytes_per_key\": {per_key:.1}}}",
+        after - before
+    );
+}
