@@ -158,6 +158,7 @@ impl Engine {
             counters: EngineCounters::default(),
             min_write_shards,
             max_batch_stripes: clamp_batch(opts.max_batch_stripes),
+            chunk_pool: Mutex::new(Vec::new()),
         });
         let flusher = if opts.read_only {
             None

@@ -32,6 +32,40 @@ pub fn encoded_len_padded(table_len: usize, key_len: usize, value_len: usize) ->
     (RECORD_HEADER_BYTES + table_len + key_len + value_len).div_ceil(8) * 8
 }
 
+/// Appends a record built from its parts (and its padding) to `out`; returns its crc and
+/// unpadded length. The write path uses this to avoid building a `LogRecord` first.
+pub fn encode_parts(
+    lsn: u64,
+    kind: RecordKind,
+    table: &str,
+    key: &[u8],
+    value: &[u8],
+    out: &mut Vec<u8>,
+) -> (u32, usize) {
+    assert!(!table.is_empty() && table.len() <= MAX_TABLE_NAME_BYTES);
+    assert!(!key.is_empty() && key.len() <= MAX_KEY_BYTES);
+    let start = out.len();
+    let len = RECORD_HEADER_BYTES + table.len() + key.len() + value.len();
+    out.reserve(len.div_ceil(8) * 8);
+    out.resize(start + RECORD_HEADER_BYTES, 0);
+    {
+        let h = &mut out[start..];
+        put_u64(h, 0, lsn);
+        put_u32(h, 8, value.len() as u32);
+        put_u16(h, 12, key.len() as u16);
+        h[14] = table.len() as u8;
+        h[15] = kind as u8;
+    }
+    out.extend_from_slice(table.as_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    let mut crc = crc32c::crc32c(&out[start..start + 20]);
+    crc = crc32c::crc32c_append(crc, &out[start + RECORD_HEADER_BYTES..]);
+    put_u32(&mut out[start..], 20, crc);
+    out.resize(start + len.div_ceil(8) * 8, 0);
+    (crc, len)
+}
+
 impl LogRecord {
     pub fn encoded_len(&self) -> usize {
         RECORD_HEADER_BYTES + self.table.len() + self.key.len() + self.value.len()
@@ -39,26 +73,7 @@ impl LogRecord {
 
     /// Appends the record (and its padding) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        assert!(!self.table.is_empty() && self.table.len() <= MAX_TABLE_NAME_BYTES);
-        assert!(!self.key.is_empty() && self.key.len() <= MAX_KEY_BYTES);
-        let start = out.len();
-        out.resize(start + RECORD_HEADER_BYTES, 0);
-        {
-            let h = &mut out[start..];
-            put_u64(h, 0, self.lsn);
-            put_u32(h, 8, self.value.len() as u32);
-            put_u16(h, 12, self.key.len() as u16);
-            h[14] = self.table.len() as u8;
-            h[15] = self.kind as u8;
-        }
-        out.extend_from_slice(self.table.as_bytes());
-        out.extend_from_slice(&self.key);
-        out.extend_from_slice(&self.value);
-        let mut crc = crc32c::crc32c(&out[start..start + 20]);
-        crc = crc32c::crc32c_append(crc, &out[start + RECORD_HEADER_BYTES..]);
-        put_u32(&mut out[start..], 20, crc);
-        let padded = start + self.encoded_len().div_ceil(8) * 8;
-        out.resize(padded, 0);
+        encode_parts(self.lsn, self.kind, &self.table, &self.key, &self.value, out);
     }
 
     /// Decodes the record at the start of `b`; returns it, its crc and its padded length.

@@ -94,6 +94,9 @@ pub(crate) struct Shared {
     pub counters: EngineCounters,
     pub min_write_shards: usize,
     pub max_batch_stripes: usize,
+    /// Chunk-size buffers handed back by completed writes, reused by the encoder so the hot
+    /// path neither allocates nor zeroes whole chunks.
+    pub chunk_pool: Mutex<Vec<AlignedBuf>>,
 }
 
 /// One operation of a batch.
@@ -234,38 +237,31 @@ impl Shared {
         for m in muts {
             let lsn = st.next_lsn;
             st.next_lsn += 1;
-            let (rec, value) = match m {
-                Mutation::Put { table, key, value } => (
-                    LogRecord { lsn, kind: RecordKind::Put, table: table.to_string(), key: key.to_vec(), value: value.to_vec() },
-                    Some(*value),
-                ),
-                Mutation::Delete { table, key } => (
-                    LogRecord { lsn, kind: RecordKind::Delete, table: table.to_string(), key: key.to_vec(), value: Vec::new() },
-                    None,
-                ),
+            let (kind, table, key, value) = match m {
+                Mutation::Put { table, key, value } => (RecordKind::Put, *table, *key, Some(*value)),
+                Mutation::Delete { table, key } => (RecordKind::Delete, *table, *key, None),
             };
             let offset = open.buf.len();
-            rec.encode_into(&mut open.buf);
-            let crc = get_u32(&open.buf[offset..], 20);
+            let (crc, len) =
+                log_record::encode_parts(lsn, kind, table, key, value.unwrap_or(&[]), &mut open.buf);
             if open.records.is_empty() {
                 open.first_lsn = lsn;
             }
             open.last_lsn = lsn;
             match value {
                 Some(v) => index.put(
-                    &rec.table,
-                    &rec.key,
+                    table,
+                    key,
                     IndexEntry { lsn, value_len: v.len() as u32, place: Place::Mem(Arc::from(v)) },
                 ),
-                None => index.delete(&rec.table, &rec.key),
+                None => index.delete(table, key),
             }
-            let len = rec.encoded_len() as u32;
             open.records.push(PendingRecord {
-                table: rec.table,
-                key: rec.key,
+                table: table.to_string(),
+                key: key.to_vec(),
                 lsn,
                 offset: offset as u32,
-                len,
+                len: len as u32,
                 crc,
                 is_put: value.is_some(),
             });
@@ -316,73 +312,228 @@ impl Shared {
         }
     }
 
-    /// The flusher thread's loop.
+    /// The flusher thread's loop: encode and submit batch N+1 while batch N's writes are in
+    /// flight; flush when a writer waits for durability, when much has been written since
+    /// the last flush, or at close.
     pub(crate) fn flusher(self: Arc<Self>) {
+        let mut inflight: Option<InFlight> = None;
+        let mut unflushed = Unflushed::default();
         loop {
-            let committed_lsn;
-            let batch: Vec<SealedStripe> = {
+            // 1. Take the next batch of sealed stripes, if any is ready.
+            let mut next: Option<(Vec<SealedStripe>, u64)> = None;
+            let mut exit = false;
+            {
                 let mut st = self.lock_state();
                 loop {
                     if st.error.is_some() {
-                        st.flusher_done = true;
-                        self.durable_cv.notify_all();
-                        return;
-                    }
-                    if !st.sealed.is_empty() {
+                        exit = true;
                         break;
                     }
                     let open_has_records = st.open.as_ref().is_some_and(|o| !o.records.is_empty());
-                    if open_has_records && (st.sync_wanted_lsn > st.durable_lsn || st.closing) {
+                    let wanted = st.sync_wanted_lsn > st.durable_lsn || st.closing;
+                    if st.sealed.is_empty() && open_has_records && wanted && inflight.is_none() {
+                        // Group commit: seal for a sync only when nothing is in flight, so
+                        // that writers arriving meanwhile share the next stripe and flush.
                         self.seal(&mut st);
+                    }
+                    if !st.sealed.is_empty() {
+                        let n = st.sealed.len().min(self.max_batch_stripes);
+                        next = Some((st.sealed.drain(..n).collect(), st.durable_lsn));
+                        break;
+                    }
+                    if inflight.is_some() || (wanted && !unflushed.is_empty()) {
                         break;
                     }
                     if st.closing {
-                        st.flusher_done = true;
-                        self.durable_cv.notify_all();
-                        return;
+                        exit = true;
+                        break;
                     }
                     st = self.work_cv.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
-                let n = st.sealed.len().min(self.max_batch_stripes);
-                committed_lsn = st.durable_lsn;
-                st.sealed.drain(..n).collect()
-            };
-            let last_lsn = batch.last().map(|s| s.stripe.last_lsn).unwrap_or(0);
-            let result = self.write_batch(&batch, committed_lsn);
-            {
-                let mut st = self.lock_state();
-                match &result {
-                    Ok(()) => st.durable_lsn = st.durable_lsn.max(last_lsn),
-                    Err(e) => {
-                        tracing::error!("write batch failed: {e}");
-                        st.error = Some(e.to_string());
-                    }
+                if !st.sealed.is_empty() || next.is_some() {
+                    // Space in the sealed queue: wake writers held by backpressure.
+                    self.durable_cv.notify_all();
                 }
-                self.durable_cv.notify_all();
             }
-            if result.is_ok() {
-                let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-                for s in &batch {
-                    let o = &s.stripe;
-                    for r in o.records.iter().filter(|r| r.is_put) {
-                        let loc = RecordLoc {
-                            segment_id: o.segment.id,
-                            offset_in_segment: o.offset,
-                            height_bytes: s.height,
-                            ordinal: o.ordinal,
-                            record_offset: r.offset,
-                            record_len: r.len,
-                            crc: r.crc,
-                        };
-                        index.settle(&r.table, &r.key, r.lsn, loc);
-                    }
+            if exit {
+                if let Some(prev) = inflight.take() {
+                    let _ = prev.batch.wait();
                 }
+                let mut st = self.lock_state();
+                st.flusher_done = true;
+                self.durable_cv.notify_all();
+                return;
+            }
+            // 2. Encode and submit it; its writes overlap with the previous batch's.
+            let submitted = match next {
+                Some((stripes, committed_lsn)) => match self.encode_batch(&stripes, committed_lsn) {
+                    Ok((ops, meta)) => Some(InFlight { batch: self.array.io.submit(ops), meta, stripes }),
+                    Err(e) => {
+                        self.latch(&e);
+                        None
+                    }
+                },
+                None => None,
+            };
+            // 3. Complete the previous batch.
+            let mut result = Ok(());
+            if let Some(prev) = inflight.take() {
+                result = self.complete_batch(prev, &mut unflushed);
+            }
+            inflight = submitted;
+            // 4. Flush when someone waits, when enough is unflushed, or at close.
+            if result.is_ok() && !unflushed.is_empty() {
+                let must = {
+                    let st = self.lock_state();
+                    st.sync_wanted_lsn > st.durable_lsn
+                        || (st.closing && st.sealed.is_empty() && inflight.is_none())
+                };
+                if must || unflushed.bytes >= FLUSH_EVERY_BYTES {
+                    result = self.flush(&mut unflushed);
+                }
+            }
+            if let Err(e) = result {
+                self.latch(&e);
             }
         }
     }
 
-    /// Encodes and writes a batch of sealed stripes, then flushes every device written.
-    fn write_batch(&self, batch: &[SealedStripe], committed_lsn: u64) -> Result<()> {
+    fn latch(&self, e: &Error) {
+        tracing::error!("write failed: {e}");
+        let mut st = self.lock_state();
+        st.error.get_or_insert_with(|| e.to_string());
+        self.durable_cv.notify_all();
+    }
+
+    /// Waits for a submitted batch, records which chunks were written, and points the index
+    /// at the records (they are readable once their writes completed).
+    fn complete_batch(&self, prev: InFlight, unflushed: &mut Unflushed) -> Result<()> {
+        let array = &self.array;
+        let mut written: Vec<Vec<u32>> = vec![Vec::new(); prev.stripes.len()];
+        for (c, (si, slot)) in prev.batch.wait().into_iter().zip(prev.meta) {
+            match c.result {
+                Ok(()) => {
+                    if si != usize::MAX {
+                        written[si].push(slot);
+                    }
+                    if !unflushed.devices.contains(&c.op.device_index) {
+                        unflushed.devices.push(c.op.device_index);
+                    }
+                    unflushed.bytes += c.op.buf.len() as u64;
+                    self.return_chunk_buf(c.op.buf);
+                }
+                Err(e) => {
+                    array.counters[slot as usize].write_errors.fetch_add(1, Ordering::Relaxed);
+                    array.mark_failed(slot as usize, &e.to_string());
+                }
+            }
+        }
+        let w = array.w();
+        for (si, slots) in written.into_iter().enumerate() {
+            let o = &prev.stripes[si].stripe;
+            if slots.len() < w {
+                self.counters.degraded_writes.fetch_add(1, Ordering::Relaxed);
+            }
+            if slots.len() < self.min_write_shards {
+                return Err(Error::DataLost {
+                    segment_id: o.segment.id,
+                    offset_in_segment: o.offset,
+                    good: slots.len(),
+                    width: w,
+                    needed: self.min_write_shards,
+                    detail: "too few chunks of the stripe could be written".into(),
+                });
+            }
+            unflushed.stripes.push((o.segment.id, o.offset, slots));
+            unflushed.last_lsn = unflushed.last_lsn.max(o.last_lsn);
+        }
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        for s in &prev.stripes {
+            let o = &s.stripe;
+            for r in o.records.iter().filter(|r| r.is_put) {
+                let loc = RecordLoc {
+                    segment_id: o.segment.id,
+                    offset_in_segment: o.offset,
+                    height_bytes: s.height,
+                    ordinal: o.ordinal,
+                    record_offset: r.offset,
+                    record_len: r.len,
+                    crc: r.crc,
+                };
+                index.settle(&r.table, &r.key, r.lsn, loc);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes every device written since the last flush (all those writes have completed,
+    /// so the flush covers them) and moves `durable_lsn`.
+    fn flush(&self, unflushed: &mut Unflushed) -> Result<()> {
+        let array = &self.array;
+        let mut failed_slots: Vec<u32> = Vec::new();
+        let ops = unflushed.devices.iter().map(|&d| IoOp::flush(d)).collect();
+        for c in array.io.execute(ops) {
+            if let Err(e) = c.result {
+                let slot = array.slot_device.iter().position(|x| *x == Some(c.op.device_index));
+                if let Some(slot) = slot {
+                    array.counters[slot].write_errors.fetch_add(1, Ordering::Relaxed);
+                    array.mark_failed(slot, &e.to_string());
+                    failed_slots.push(slot as u32);
+                }
+            }
+        }
+        self.counters.flush_batches.fetch_add(1, Ordering::Relaxed);
+        for (segment_id, offset, slots) in &unflushed.stripes {
+            let durable = slots.iter().filter(|s| !failed_slots.contains(s)).count();
+            if durable < self.min_write_shards {
+                return Err(Error::DataLost {
+                    segment_id: *segment_id,
+                    offset_in_segment: *offset,
+                    good: durable,
+                    width: array.w(),
+                    needed: self.min_write_shards,
+                    detail: "too few chunks of the stripe were flushed".into(),
+                });
+            }
+        }
+        let last = unflushed.last_lsn;
+        *unflushed = Unflushed::default();
+        let mut st = self.lock_state();
+        st.durable_lsn = st.durable_lsn.max(last);
+        self.durable_cv.notify_all();
+        Ok(())
+    }
+
+    /// `count` buffers of `height` bytes, from the pool when possible. Their contents are
+    /// stale: the encoder overwrites every byte (header, data and zero tail, parity).
+    fn take_chunk_bufs(&self, count: usize, height: usize) -> Vec<AlignedBuf> {
+        let mut pool = self.chunk_pool.lock().unwrap_or_else(|p| p.into_inner());
+        (0..count)
+            .map(|_| {
+                let mut b = pool.pop().unwrap_or_else(|| AlignedBuf::new(self.array.chunk_size()));
+                b.set_len(height);
+                b
+            })
+            .collect()
+    }
+
+    fn return_chunk_buf(&self, buf: AlignedBuf) {
+        if buf.capacity() == self.array.chunk_size() {
+            let mut pool = self.chunk_pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 4 * self.max_batch_stripes * self.array.w() {
+                pool.push(buf);
+            }
+        }
+    }
+
+    /// Encodes a batch of sealed stripes into chunk writes (and segment-header writes).
+    /// Returns the operations and, per operation, (stripe index, slot); `usize::MAX` marks
+    /// segment headers.
+    fn encode_batch(
+        &self,
+        batch: &[SealedStripe],
+        committed_lsn: u64,
+    ) -> Result<(Vec<IoOp>, Vec<(usize, u32)>)> {
         let array = &self.array;
         let (k, w) = (array.k(), array.w());
         let mut ops = Vec::new();
@@ -392,12 +543,14 @@ impl Shared {
             let o = &s.stripe;
             let h = s.height as usize;
             let body_len = h - CHUNK_HEADER_SIZE_BYTES;
-            let mut bufs: Vec<AlignedBuf> = (0..w).map(|_| AlignedBuf::new(h)).collect();
+            let mut bufs: Vec<AlignedBuf> = self.take_chunk_bufs(w, h);
             for j in 0..k {
                 let from = (j * body_len).min(o.buf.len());
                 let to = ((j + 1) * body_len).min(o.buf.len());
-                bufs[j][CHUNK_HEADER_SIZE_BYTES..CHUNK_HEADER_SIZE_BYTES + (to - from)]
-                    .copy_from_slice(&o.buf[from..to]);
+                let body = &mut bufs[j][CHUNK_HEADER_SIZE_BYTES..];
+                body[..to - from].copy_from_slice(&o.buf[from..to]);
+                // A reused buffer holds an older chunk: the unused tail must be zero.
+                body[to - from..].fill(0);
             }
             {
                 let (data, parity) = bufs.split_at_mut(k);
@@ -462,57 +615,33 @@ impl Shared {
             self.counters.chunk_bytes_written.fetch_add((h * w) as u64, Ordering::Relaxed);
             self.counters.payload_bytes_written.fetch_add(o.buf.len() as u64, Ordering::Relaxed);
         }
-        let mut written: Vec<Vec<u32>> = vec![Vec::new(); batch.len()];
-        let mut flush_devices: Vec<usize> = Vec::new();
-        let mut failed_slots: Vec<u32> = Vec::new();
-        for (c, (si, slot)) in array.io.execute(ops).into_iter().zip(meta) {
-            match c.result {
-                Ok(()) => {
-                    if si != usize::MAX {
-                        written[si].push(slot);
-                    }
-                    if !flush_devices.contains(&c.op.device_index) {
-                        flush_devices.push(c.op.device_index);
-                    }
-                }
-                Err(e) => {
-                    array.counters[slot as usize].write_errors.fetch_add(1, Ordering::Relaxed);
-                    array.mark_failed(slot as usize, &e.to_string());
-                    failed_slots.push(slot);
-                }
-            }
-        }
-        // Only now, after every write of the batch completed, flush: io_uring would
-        // otherwise be free to run the flush before the writes it must cover.
-        let slot_of_device = |d: usize| array.slot_device.iter().position(|x| *x == Some(d));
-        for c in array.io.execute(flush_devices.iter().map(|&d| IoOp::flush(d)).collect()) {
-            if let Err(e) = c.result {
-                if let Some(slot) = slot_of_device(c.op.device_index) {
-                    array.counters[slot].write_errors.fetch_add(1, Ordering::Relaxed);
-                    array.mark_failed(slot, &e.to_string());
-                    failed_slots.push(slot as u32);
-                }
-            }
-        }
-        self.counters.flush_batches.fetch_add(1, Ordering::Relaxed);
-        for (si, slots) in written.iter().enumerate() {
-            let durable = slots.iter().filter(|s| !failed_slots.contains(s)).count();
-            if durable < w {
-                self.counters.degraded_writes.fetch_add(1, Ordering::Relaxed);
-            }
-            if durable < self.min_write_shards {
-                let o = &batch[si].stripe;
-                return Err(Error::DataLost {
-                    segment_id: o.segment.id,
-                    offset_in_segment: o.offset,
-                    good: durable,
-                    width: w,
-                    needed: self.min_write_shards,
-                    detail: "too few chunks of the stripe were written and flushed".into(),
-                });
-            }
-        }
-        Ok(())
+        Ok((ops, meta))
+    }
+}
+
+/// Write the unflushed data out at least this often, to bound what a crash can take.
+const FLUSH_EVERY_BYTES: u64 = 256 << 20;
+
+/// A submitted batch whose writes may still be in flight.
+struct InFlight {
+    batch: ectable_devices::IoBatch,
+    meta: Vec<(usize, u32)>,
+    stripes: Vec<SealedStripe>,
+}
+
+/// Writes completed since the last flush.
+#[derive(Default)]
+struct Unflushed {
+    /// (segment id, offset, slots written) per stripe.
+    stripes: Vec<(u64, u32, Vec<u32>)>,
+    devices: Vec<usize>,
+    bytes: u64,
+    last_lsn: u64,
+}
+
+impl Unflushed {
+    fn is_empty(&self) -> bool {
+        self.stripes.is_empty()
     }
 }
 
