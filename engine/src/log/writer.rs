@@ -147,7 +147,7 @@ impl Shared {
             offset: c.offset,
             ordinal: c.ordinal,
             max_height,
-            buf: Vec::new(),
+            buf: Vec::with_capacity(self.stripe_capacity(max_height)),
             first_lsn: st.next_lsn,
             last_lsn: 0,
             records: Vec::new(),
