@@ -222,6 +222,9 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
                 copy_index: 0,
                 flags: 0,
                 created_unix_secs: created,
+                checkpoint_segment_id: 0,
+                checkpoint_segment_count: 0,
+                checkpoint_lsn: 0,
                 members: members.clone(),
             })
         })
@@ -266,11 +269,20 @@ pub(crate) struct Array {
     /// The epoch written into chunk and segment headers this session (set when the first
     /// write starts a new epoch; see `bump_epoch`).
     pub write_epoch: AtomicU64,
-    /// Superblock epoch and member states as last persisted.
-    pub persisted: std::sync::Mutex<(u64, Vec<([u8; 16], MemberState)>)>,
+    /// What the superblocks say, as last persisted.
+    pub persisted: std::sync::Mutex<Persisted>,
     pub read_only: bool,
     /// Per-slot error counters, this session.
     pub counters: Vec<SlotCounters>,
+}
+
+/// The mutable part of the superblock.
+#[derive(Debug, Clone)]
+pub struct Persisted {
+    pub epoch: u64,
+    pub members: Vec<([u8; 16], MemberState)>,
+    /// (first segment id, segment count, lsn) of the newest index checkpoint.
+    pub checkpoint: (u64, u32, u64),
 }
 
 /// Errors seen on one device this session.
@@ -332,7 +344,7 @@ impl Array {
         self.slot_failed[slot].load(Ordering::Relaxed)
     }
     pub fn epoch(&self) -> u64 {
-        self.persisted.lock().unwrap_or_else(|p| p.into_inner()).0
+        self.persisted.lock().unwrap_or_else(|p| p.into_inner()).epoch
     }
     pub fn online_slots(&self) -> Vec<usize> {
         (0..self.n()).filter(|&s| self.device_of_slot(s as u32).is_some()).collect()
@@ -442,7 +454,15 @@ impl Array {
             unrecognised,
             codec,
             write_epoch: AtomicU64::new(newest.epoch),
-            persisted: std::sync::Mutex::new((newest.epoch, newest.members.clone())),
+            persisted: std::sync::Mutex::new(Persisted {
+                epoch: newest.epoch,
+                members: newest.members.clone(),
+                checkpoint: (
+                    newest.checkpoint_segment_id,
+                    newest.checkpoint_segment_count,
+                    newest.checkpoint_lsn,
+                ),
+            }),
             read_only,
             counters: (0..n).map(|_| SlotCounters::default()).collect(),
         };
@@ -453,11 +473,21 @@ impl Array {
     /// before the first write of a session, so that opening an array and failing on bad input
     /// changes nothing on the devices.
     pub fn bump_epoch(&self) -> Result<()> {
+        self.persist(None)
+    }
+
+    /// Points the superblocks at a new index checkpoint (and starts a new epoch).
+    pub fn persist_checkpoint(&self, checkpoint: (u64, u32, u64)) -> Result<()> {
+        self.persist(Some(checkpoint))
+    }
+
+    fn persist(&self, checkpoint: Option<(u64, u32, u64)>) -> Result<()> {
         let mut persisted = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
-        let epoch = persisted.0 + 1;
+        let epoch = persisted.epoch + 1;
+        let checkpoint = checkpoint.unwrap_or(persisted.checkpoint);
         let n_dev = self.io.devices().len();
         let mut sbs: Vec<Option<Superblock>> = vec![None; n_dev];
-        let mut members = persisted.1.clone();
+        let mut members = persisted.members.clone();
         for (slot, m) in members.iter_mut().enumerate() {
             if self.is_failed(slot) {
                 m.1 = MemberState::Failed;
@@ -471,6 +501,7 @@ impl Array {
             sb.device_capacity_bytes = self.io.devices()[d].geometry().capacity_bytes;
             sb.epoch = epoch;
             sb.members = members.clone();
+            (sb.checkpoint_segment_id, sb.checkpoint_segment_count, sb.checkpoint_lsn) = checkpoint;
             sbs[d] = Some(sb);
         }
         let errors = write_superblocks(self.io.as_ref(), &sbs);
@@ -494,7 +525,7 @@ impl Array {
                 missing: "devices failed while writing superblocks".into(),
             });
         }
-        *persisted = (epoch, members);
+        *persisted = Persisted { epoch, members, checkpoint };
         self.write_epoch.store(epoch, Ordering::SeqCst);
         Ok(())
     }

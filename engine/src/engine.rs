@@ -407,7 +407,7 @@ impl Engine {
                     Some(_) if a.stale_slots.contains(&slot) => {
                         ("DEGRADED", "stale: missed writes while away".to_string())
                     }
-                    Some(_) => match a.persisted.lock().unwrap_or_else(|p| p.into_inner()).1[slot].1 {
+                    Some(_) => match a.persisted.lock().unwrap_or_else(|p| p.into_inner()).members[slot].1 {
                         MemberState::Online => ("ONLINE", String::new()),
                         other => (other.name(), String::new()),
                     },
@@ -480,10 +480,17 @@ impl Engine {
             st.closing = true;
             self.shared.work_cv.notify_all();
         }
-        if let Some(h) = self.flusher.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = h.join();
+        let Some(h) = self.flusher.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return r.map(|_| ());
+        };
+        let _ = h.join();
+        r?;
+        // Clean close: checkpoint the index so the next open replays only what follows.
+        let mut st = self.shared.lock_state();
+        if st.writing_started && st.error.is_none() {
+            crate::checkpoint::write(&self.shared, &mut st)?;
         }
-        r.map(|_| ())
+        Ok(())
     }
 }
 

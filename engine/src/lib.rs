@@ -24,6 +24,7 @@
 //! ```
 
 pub mod array;
+mod checkpoint;
 pub mod codec;
 mod engine;
 pub mod error;

@@ -14,6 +14,7 @@
 use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::*;
+use crate::checkpoint::ResumePoint;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::stripe::{assemble, position_of, StripeOutcome};
 use crate::segments::{FreeSpace, SegmentInfo};
@@ -51,6 +52,9 @@ pub struct RecoveryStats {
     pub discarded_segments: usize,
     pub discarded_stripes: usize,
     pub bytes_read: u64,
+    /// LSN of the checkpoint the index was loaded from (0: replayed from the start).
+    pub checkpoint_lsn: u64,
+    pub checkpoint_keys: usize,
 }
 
 fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
@@ -79,7 +83,7 @@ fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
         if !fits {
             continue;
         }
-        segments.entry(h.segment_id).or_insert(SegmentInfo { id: h.segment_id, members: h.members });
+        segments.entry(h.segment_id).or_insert(SegmentInfo { id: h.segment_id, kind: h.kind, members: h.members });
     }
     segments
 }
@@ -253,19 +257,75 @@ fn survey_segment(
     (committed_stripes, max_committed)
 }
 
-pub(crate) fn recover(array: &Array) -> Result<Recovered> {
-    let headers = read_segment_headers(array);
-    let mut free = FreeSpace::new(array.n(), array.segment_count());
-    for seg in headers.values() {
-        for (slot, dseg) in &seg.members {
-            free.mark_used(*slot, *dseg);
+/// Reads the checkpoint the superblocks point at. None if there is none, or if it cannot be
+/// read and verified (recovery then replays the whole log).
+fn load_checkpoint(
+    array: &Array,
+    all: &BTreeMap<u64, SegmentInfo>,
+    stats: &mut RecoveryStats,
+) -> Option<(Index, u64, ResumePoint)> {
+    let (first, count, _) = array.persisted.lock().unwrap_or_else(|p| p.into_inner()).checkpoint;
+    if first == 0 {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    for id in first..first + count as u64 {
+        let Some(seg) = all.get(&id).filter(|s| s.kind == SegmentKind::Checkpoint) else {
+            tracing::warn!("checkpoint segment {id} is missing; replaying the whole log");
+            return None;
+        };
+        let (bufs, n) = read_segment(array, seg);
+        stats.bytes_read += n;
+        let (_, _, stop) = scan_segment(array, seg, &bufs, (SEGMENT_HEADER_SIZE_BYTES, 0), |g| {
+            bytes.extend_from_slice(&g.data[..g.header.payload_bytes as usize]);
+            true
+        });
+        if let Stop::Incomplete { detail } = stop {
+            tracing::warn!("checkpoint segment {id} is unreadable ({detail}); replaying the whole log");
+            return None;
         }
     }
-    let next_segment_id = headers.keys().next_back().map_or(1, |id| id + 1);
-    let mut index = Index::default();
+    match crate::checkpoint::decode(&bytes) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("checkpoint does not verify ({e}); replaying the whole log");
+            None
+        }
+    }
+}
+
+pub(crate) fn recover(array: &Array) -> Result<Recovered> {
+    let all = read_segment_headers(array);
+    let (ckpt_first, ckpt_count, _) = array.persisted.lock().unwrap_or_else(|p| p.into_inner()).checkpoint;
+    let ckpt_ids = ckpt_first..ckpt_first + ckpt_count as u64;
+    let mut free = FreeSpace::new(array.n(), array.segment_count());
+    for seg in all.values() {
+        // Checkpoint segments no superblock points at are free.
+        if seg.kind == SegmentKind::Log || ckpt_ids.contains(&seg.id) {
+            for (slot, dseg) in &seg.members {
+                free.mark_used(*slot, *dseg);
+            }
+        }
+    }
+    let next_segment_id = all.keys().next_back().map_or(1, |id| id + 1);
     let mut stats = RecoveryStats::default();
     let mut segments = BTreeMap::new();
-    let mut expected_lsn = 1u64;
+    for id in ckpt_ids.clone() {
+        if let Some(seg) = all.get(&id) {
+            segments.insert(id, Arc::new(seg.clone()));
+        }
+    }
+    let checkpoint = load_checkpoint(array, &all, &mut stats);
+    let (mut index, mut expected_lsn, resume) = match checkpoint {
+        Some((index, lsn, resume)) => {
+            stats.checkpoint_lsn = lsn;
+            stats.checkpoint_keys = index.key_count();
+            (index, lsn + 1, Some(resume))
+        }
+        None => (Index::default(), 1u64, None),
+    };
+    let headers: BTreeMap<u64, SegmentInfo> =
+        all.into_iter().filter(|(_, s)| s.kind == SegmentKind::Log).collect();
     let mut last_epoch = 0u64;
     let mut max_committed = 0u64;
     let mut cursor: Option<Cursor> = None;
@@ -275,9 +335,21 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let mut error: Option<Error> = None;
     for (_, seg) in headers {
         let seg = Arc::new(seg);
+        let mut first = (SEGMENT_HEADER_SIZE_BYTES, 0u32);
+        let mut is_resume_segment = false;
+        if let Some(r) = resume {
+            if seg.id < r.segment_id {
+                // Wholly covered by the checkpoint: no need to read it.
+                segments.insert(seg.id, seg.clone());
+                continue;
+            }
+            if seg.id == r.segment_id {
+                first = (r.offset as usize, r.ordinal);
+                is_resume_segment = true;
+            }
+        }
         let (bufs, bytes) = read_segment(array, &seg);
         stats.bytes_read += bytes;
-        let first = (SEGMENT_HEADER_SIZE_BYTES, 0u32);
         if ended.is_some() {
             let (n, c) = survey_segment(array, &seg, &bufs, first);
             stats.discarded_stripes += n;
@@ -315,7 +387,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             Stop::Refused => "the next stripe does not continue the log".to_string(),
             Stop::Incomplete { detail } => format!("unreadable stripe: {detail}"),
         };
-        if replayed == 0 {
+        if replayed == 0 && !is_resume_segment {
             // Nothing of the log is in this segment: the log ended before it.
             ended = Some((seg.id, offset, reason));
             let (n, c) = survey_segment(array, &seg, &bufs, first);

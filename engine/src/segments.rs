@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentInfo {
     pub id: u64,
+    pub kind: crate::format::SegmentKind,
     /// (device_slot, device_segment_index) per member position.
     pub members: Vec<(u32, u32)>,
 }

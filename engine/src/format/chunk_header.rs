@@ -14,6 +14,8 @@ use super::*;
 
 const MAGIC: &[u8; 8] = b"ECTCHNK1";
 const CRCS_OFFSET: usize = 128;
+/// Chunk flag: the stripe's data space holds checkpoint bytes.
+pub const FLAG_CHECKPOINT: u16 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkHeader {
@@ -26,6 +28,8 @@ pub struct ChunkHeader {
     pub shard_index: u16,
     pub width: u16,
     pub data_shards: u16,
+    /// Bit 0: the data space holds checkpoint bytes, not log records.
+    pub flags: u16,
     pub payload_bytes: u32,
     pub first_lsn: u64,
     pub last_lsn: u64,
@@ -39,6 +43,7 @@ pub struct ChunkHeader {
 /// The fields all chunks of one stripe share; equal keys mean the chunks agree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StripeKey {
+    pub flags: u16,
     pub write_epoch: u64,
     pub height_bytes: u32,
     pub payload_bytes: u32,
@@ -52,6 +57,7 @@ pub struct StripeKey {
 impl ChunkHeader {
     pub fn stripe_key(&self) -> StripeKey {
         StripeKey {
+            flags: self.flags,
             write_epoch: self.write_epoch,
             height_bytes: self.height_bytes,
             payload_bytes: self.payload_bytes,
@@ -81,6 +87,7 @@ impl ChunkHeader {
         put_u16(b, 52, self.shard_index);
         put_u16(b, 54, self.width);
         put_u16(b, 56, self.data_shards);
+        put_u16(b, 58, self.flags);
         put_u32(b, 60, self.payload_bytes);
         put_u64(b, 64, self.first_lsn);
         put_u64(b, 72, self.last_lsn);
@@ -106,8 +113,7 @@ impl ChunkHeader {
             return Err(DecodeError::Field("width"));
         }
         let crcs_end = CRCS_OFFSET + 4 * width as usize;
-        if get_u16(b, 58) != 0
-            || !all_zero(&b[96..128])
+        if !all_zero(&b[96..128])
             || !all_zero(&b[crcs_end..CHUNK_HEADER_SIZE_BYTES - 4])
         {
             return Err(DecodeError::Reserved);
@@ -122,6 +128,7 @@ impl ChunkHeader {
             shard_index: get_u16(b, 52),
             width,
             data_shards: get_u16(b, 56),
+            flags: get_u16(b, 58),
             payload_bytes: get_u32(b, 60),
             first_lsn: get_u64(b, 64),
             last_lsn: get_u64(b, 72),
@@ -138,6 +145,9 @@ impl ChunkHeader {
         let k = self.data_shards as usize;
         if w == 0 || w > MAX_DEVICES || k == 0 || k > w || self.body_crcs.len() != w {
             return Err(DecodeError::Field("width/data_shards"));
+        }
+        if self.flags & !FLAG_CHECKPOINT != 0 {
+            return Err(DecodeError::Field("flags"));
         }
         if self.shard_index as usize >= w {
             return Err(DecodeError::Field("shard_index"));
@@ -183,6 +193,7 @@ mod tests {
             shard_index: 5,
             width: 6,
             data_shards: 4,
+            flags: 1,
             payload_bytes: 1000,
             first_lsn: 10,
             last_lsn: 20,

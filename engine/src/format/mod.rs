@@ -9,7 +9,7 @@ pub mod superblock;
 
 pub use chunk_header::ChunkHeader;
 pub use log_record::{LogRecord, RecordKind};
-pub use segment_header::SegmentHeader;
+pub use segment_header::{SegmentHeader, SegmentKind};
 pub use superblock::{MemberState, Superblock};
 
 /// Format version written by this build.

@@ -1,6 +1,6 @@
 //! The segment header: which w device segments form a segment.
 //!
-//! `// { magic | version | position | width | array | segment_id | epoch | k | reserved |
+//! `// { magic | version | position | width | array | segment_id | epoch | k | kind | reserved |
 //!      members[w] | reserved | crc }`
 //!
 //! Invariants:
@@ -11,6 +11,15 @@
 use super::*;
 
 const MAGIC: &[u8; 8] = b"ECTSEGH1";
+
+/// What a segment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// Log stripes (records).
+    Log = 0,
+    /// Part of an index checkpoint.
+    Checkpoint = 1,
+}
 const MEMBERS_OFFSET: usize = 56;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +29,7 @@ pub struct SegmentHeader {
     pub segment_id: u64,
     pub write_epoch: u64,
     pub data_shards: u16,
+    pub kind: SegmentKind,
     /// (device_slot, device_segment_index) per member position.
     pub members: Vec<(u32, u32)>,
 }
@@ -36,6 +46,7 @@ impl SegmentHeader {
         put_u64(&mut b, 32, self.segment_id);
         put_u64(&mut b, 40, self.write_epoch);
         put_u16(&mut b, 48, self.data_shards);
+        b[50] = self.kind as u8;
         for (i, (slot, dseg)) in self.members.iter().enumerate() {
             put_u32(&mut b, MEMBERS_OFFSET + i * 8, *slot);
             put_u32(&mut b, MEMBERS_OFFSET + i * 8 + 4, *dseg);
@@ -62,7 +73,7 @@ impl SegmentHeader {
             return Err(DecodeError::Field("width"));
         }
         let end = MEMBERS_OFFSET + w * 8;
-        if !all_zero(&b[50..56]) || !all_zero(&b[end..SEGMENT_HEADER_SIZE_BYTES - 4]) {
+        if !all_zero(&b[51..56]) || !all_zero(&b[end..SEGMENT_HEADER_SIZE_BYTES - 4]) {
             return Err(DecodeError::Reserved);
         }
         let members = (0..w)
@@ -74,6 +85,11 @@ impl SegmentHeader {
             segment_id: get_u64(b, 32),
             write_epoch: get_u64(b, 40),
             data_shards: get_u16(b, 48),
+            kind: match b[50] {
+                0 => SegmentKind::Log,
+                1 => SegmentKind::Checkpoint,
+                _ => return Err(DecodeError::Field("segment kind")),
+            },
             members,
         };
         h.validate()?;
@@ -116,6 +132,7 @@ mod tests {
             segment_id: 42,
             write_epoch: 3,
             data_shards: 4,
+            kind: SegmentKind::Checkpoint,
             members: vec![(0, 1), (1, 1), (2, 3), (3, 0), (4, 1), (5, 2)],
         };
         let b = h.encode();

@@ -1,7 +1,8 @@
 //! The superblock: who this device is and which array it belongs to.
 //!
 //! `// { magic | version | codec | array | device | slot | n | k | m | C | S | count | cap |
-//!      epoch | copy | flags | created | reserved | members[64] | reserved | crc }`
+//!      epoch | copy | flags | created | ckpt_segment | ckpt_count | reserved | ckpt_lsn |
+//!      members[64] | reserved | crc }`
 //!
 //! Invariants:
 //! - Two copies per device (offsets 0 and 4096), written one at a time with a flush between.
@@ -63,6 +64,12 @@ pub struct Superblock {
     pub copy_index: u32,
     pub flags: u32,
     pub created_unix_secs: u64,
+    /// First segment id of the newest index checkpoint (0: none); its segments have
+    /// consecutive ids.
+    pub checkpoint_segment_id: u64,
+    pub checkpoint_segment_count: u32,
+    /// Every record with an LSN up to this one is in the checkpoint.
+    pub checkpoint_lsn: u64,
     /// (device_uuid, state) per slot, `device_count` entries.
     pub members: Vec<([u8; 16], MemberState)>,
 }
@@ -92,6 +99,9 @@ impl Superblock {
         put_u32(&mut b, 88, self.copy_index);
         put_u32(&mut b, 92, self.flags);
         put_u64(&mut b, 96, self.created_unix_secs);
+        put_u64(&mut b, 104, self.checkpoint_segment_id);
+        put_u32(&mut b, 112, self.checkpoint_segment_count);
+        put_u64(&mut b, 120, self.checkpoint_lsn);
         for (i, (uuid, state)) in self.members.iter().enumerate() {
             let o = MEMBERS_OFFSET + i * MEMBER_ENTRY_BYTES;
             b[o..o + 16].copy_from_slice(uuid);
@@ -135,7 +145,7 @@ impl Superblock {
             }
         }
         let end_members = MEMBERS_OFFSET + MAX_DEVICES * MEMBER_ENTRY_BYTES;
-        if !all_zero(&b[104..128]) || !all_zero(&b[end_members..SUPERBLOCK_SIZE_BYTES - 4]) {
+        if !all_zero(&b[116..120]) || !all_zero(&b[end_members..SUPERBLOCK_SIZE_BYTES - 4]) {
             return Err(DecodeError::Reserved);
         }
         let sb = Superblock {
@@ -153,6 +163,9 @@ impl Superblock {
             copy_index: get_u32(b, 88),
             flags: get_u32(b, 92),
             created_unix_secs: get_u64(b, 96),
+            checkpoint_segment_id: get_u64(b, 104),
+            checkpoint_segment_count: get_u32(b, 112),
+            checkpoint_lsn: get_u64(b, 120),
             members,
         };
         sb.validate()?;
@@ -183,6 +196,9 @@ impl Superblock {
         if self.copy_index > 1 || self.flags != 0 {
             return Err(DecodeError::Field("copy_index/flags"));
         }
+        if (self.checkpoint_segment_id == 0) != (self.checkpoint_segment_count == 0) {
+            return Err(DecodeError::Field("checkpoint"));
+        }
         if self.members[self.device_slot as usize].0 != self.device_uuid {
             return Err(DecodeError::Field("own member entry"));
         }
@@ -210,6 +226,9 @@ mod tests {
             copy_index: 1,
             flags: 0,
             created_unix_secs: 1234,
+            checkpoint_segment_id: 3,
+            checkpoint_segment_count: 2,
+            checkpoint_lsn: 99,
             members: vec![([9; 16], MemberState::Online), ([2; 16], MemberState::Online), ([3; 16], MemberState::Failed)],
         }
     }

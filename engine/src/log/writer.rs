@@ -135,7 +135,7 @@ impl Shared {
                 )));
             };
             st.next_segment_id += 1;
-            let seg = Arc::new(SegmentInfo { id, members });
+            let seg = Arc::new(SegmentInfo { id, kind: SegmentKind::Log, members });
             self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(id, seg.clone());
             st.cursor = Some(Cursor { segment: seg, offset: SEGMENT_HEADER_SIZE_BYTES as u32, ordinal: 0 });
         }
@@ -529,7 +529,7 @@ impl Shared {
     /// Encodes a batch of sealed stripes into chunk writes (and segment-header writes).
     /// Returns the operations and, per operation, (stripe index, slot); `usize::MAX` marks
     /// segment headers.
-    fn encode_batch(
+    pub(crate) fn encode_batch(
         &self,
         batch: &[SealedStripe],
         committed_lsn: u64,
@@ -579,6 +579,11 @@ impl Shared {
                     shard_index: j as u16,
                     width: w as u16,
                     data_shards: k as u16,
+                    flags: if o.segment.kind == SegmentKind::Checkpoint {
+                        chunk_header::FLAG_CHECKPOINT
+                    } else {
+                        0
+                    },
                     payload_bytes: o.buf.len() as u32,
                     first_lsn: o.first_lsn,
                     last_lsn: o.last_lsn,
@@ -601,6 +606,7 @@ impl Shared {
                         segment_id: o.segment.id,
                         write_epoch: array.write_epoch.load(Ordering::SeqCst),
                         data_shards: k as u16,
+                        kind: o.segment.kind,
                         members: o.segment.members.clone(),
                     };
                     let buf = AlignedBuf::from_slice(&h.encode());
