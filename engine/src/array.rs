@@ -11,7 +11,9 @@ use crate::codec::{RsCodec, StripeCodec};
 use crate::error::{Error, Result};
 use crate::format::*;
 use ectable_devices::{AlignedBuf, DeviceError, ErrorClass, IoEngine, IoOp};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+const NO_DEVICE: usize = usize::MAX;
 use std::sync::Arc;
 
 pub const DEFAULT_CHUNK_SIZE_BYTES: u32 = 64 << 10;
@@ -225,6 +227,7 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
                 checkpoint_segment_id: 0,
                 checkpoint_segment_count: 0,
                 checkpoint_lsn: 0,
+                rebuild: None,
                 members: members.clone(),
             })
         })
@@ -258,7 +261,7 @@ pub(crate) struct Array {
     /// member and are not used.
     pub sb: Superblock,
     /// Engine device index per slot, None when the slot's device is not present.
-    pub slot_device: Vec<Option<usize>>,
+    slot_device: Vec<AtomicUsize>,
     /// In-memory failed marks per slot (I/O errors seen this session).
     pub slot_failed: Vec<AtomicBool>,
     /// Devices whose superblock epoch was older than the array's (missed some writes).
@@ -283,6 +286,8 @@ pub struct Persisted {
     pub members: Vec<([u8; 16], MemberState)>,
     /// (first segment id, segment count, lsn) of the newest index checkpoint.
     pub checkpoint: (u64, u32, u64),
+    /// (slot, next segment id) of a rebuild in progress.
+    pub rebuild: Option<(u32, u64)>,
 }
 
 /// Errors seen on one device this session.
@@ -324,13 +329,29 @@ impl Array {
         if slot >= self.slot_device.len() || self.slot_failed[slot].load(Ordering::Relaxed) {
             return None;
         }
-        self.slot_device[slot]
+        self.present_device(slot)
+    }
+    /// The engine device index holding `slot`, failed or not.
+    pub fn present_device(&self, slot: usize) -> Option<usize> {
+        match self.slot_device.get(slot).map(|d| d.load(Ordering::SeqCst)) {
+            Some(NO_DEVICE) | None => None,
+            Some(d) => Some(d),
+        }
+    }
+    /// The slot a device index holds, if any.
+    pub fn slot_of_device(&self, device_index: usize) -> Option<usize> {
+        (0..self.slot_device.len()).find(|&s| self.present_device(s) == Some(device_index))
+    }
+    /// Puts a device in a slot (replacement) and clears the slot's failed mark.
+    pub fn set_slot_device(&self, slot: usize, device_index: usize) {
+        self.slot_device[slot].store(device_index, Ordering::SeqCst);
+        self.slot_failed[slot].store(false, Ordering::SeqCst);
     }
     pub fn device_segment_offset(&self, device_segment_index: u32) -> u64 {
         DATA_START_BYTES + device_segment_index as u64 * self.segment_size() as u64
     }
     pub fn slot_name(&self, slot: usize) -> String {
-        match self.slot_device.get(slot).copied().flatten() {
+        match self.present_device(slot) {
             Some(d) => self.io.devices()[d].name().to_string(),
             None => format!("slot {slot} (missing)"),
         }
@@ -448,7 +469,10 @@ impl Array {
         let array = Array {
             io,
             sb: newest.clone(),
-            slot_device,
+            slot_device: slot_device
+                .into_iter()
+                .map(|d| AtomicUsize::new(d.unwrap_or(NO_DEVICE)))
+                .collect(),
             slot_failed,
             stale_slots,
             unrecognised,
@@ -462,6 +486,7 @@ impl Array {
                     newest.checkpoint_segment_count,
                     newest.checkpoint_lsn,
                 ),
+                rebuild: newest.rebuild,
             }),
             read_only,
             counters: (0..n).map(|_| SlotCounters::default()).collect(),
@@ -473,21 +498,26 @@ impl Array {
     /// before the first write of a session, so that opening an array and failing on bad input
     /// changes nothing on the devices.
     pub fn bump_epoch(&self) -> Result<()> {
-        self.persist(None)
+        self.persist(|_| {})
     }
 
     /// Points the superblocks at a new index checkpoint (and starts a new epoch).
     pub fn persist_checkpoint(&self, checkpoint: (u64, u32, u64)) -> Result<()> {
-        self.persist(Some(checkpoint))
+        self.persist(|p| p.checkpoint = checkpoint)
     }
 
-    fn persist(&self, checkpoint: Option<(u64, u32, u64)>) -> Result<()> {
+    /// Applies `change` to the persisted state and writes it, with a new epoch, to the
+    /// superblocks of every present device that is not failed.
+    pub fn persist(&self, change: impl FnOnce(&mut Persisted)) -> Result<()> {
         let mut persisted = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = persisted.clone();
+        change(&mut next);
         let epoch = persisted.epoch + 1;
-        let checkpoint = checkpoint.unwrap_or(persisted.checkpoint);
+        let checkpoint = next.checkpoint;
+        let rebuild = next.rebuild;
         let n_dev = self.io.devices().len();
         let mut sbs: Vec<Option<Superblock>> = vec![None; n_dev];
-        let mut members = persisted.members.clone();
+        let mut members = next.members.clone();
         for (slot, m) in members.iter_mut().enumerate() {
             if self.is_failed(slot) {
                 m.1 = MemberState::Failed;
@@ -502,12 +532,13 @@ impl Array {
             sb.epoch = epoch;
             sb.members = members.clone();
             (sb.checkpoint_segment_id, sb.checkpoint_segment_count, sb.checkpoint_lsn) = checkpoint;
+            sb.rebuild = rebuild;
             sbs[d] = Some(sb);
         }
         let errors = write_superblocks(self.io.as_ref(), &sbs);
         for (d, e) in errors.into_iter().enumerate() {
             if let Some(e) = e {
-                let slot = self.slot_device.iter().position(|x| *x == Some(d));
+                let slot = self.slot_of_device(d);
                 if let Some(slot) = slot {
                     self.mark_failed(slot, &e.to_string());
                 }
@@ -525,7 +556,7 @@ impl Array {
                 missing: "devices failed while writing superblocks".into(),
             });
         }
-        *persisted = Persisted { epoch, members, checkpoint };
+        *persisted = Persisted { epoch, members, checkpoint, rebuild };
         self.write_epoch.store(epoch, Ordering::SeqCst);
         Ok(())
     }

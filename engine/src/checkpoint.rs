@@ -221,7 +221,9 @@ pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>
             let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
             (prev_id..prev_id + prev_count as u64).filter_map(|id| map.get(&id).cloned()).collect()
         };
+        let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
         for seg in old {
+            map.remove(&seg.id);
             for (slot, dseg) in &seg.members {
                 st.free.release(*slot, *dseg);
             }

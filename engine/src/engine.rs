@@ -10,7 +10,7 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::{uuid_string, LogRecord, MemberState, DATA_START_BYTES};
 use crate::index::{IndexEntry, Place, RecordLoc};
-use crate::log::stripe::{read_stripe, StripeOutcome};
+use crate::log::stripe::{assemble, read_stripe_chunks, rebuild_chunks, StripeOutcome};
 use crate::log::writer::{clamp_batch, EngineCounters, Mutation, Shared, WriterState};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
@@ -107,12 +107,15 @@ pub struct Status {
     pub chunk_bytes_written: u64,
     pub payload_bytes_written: u64,
     pub degraded_reads: u64,
+    pub read_repairs: u64,
     pub degraded_writes: u64,
     pub io_engine: &'static str,
+    /// A rebuild in progress: (slot, next segment id).
+    pub rebuild: Option<(usize, u64)>,
 }
 
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     recovery: RecoveryStats,
 }
@@ -310,8 +313,13 @@ impl Engine {
     /// The slow path: read the whole stripe, rebuild what is bad, verify, extract.
     fn read_degraded(&self, seg: &SegmentInfo, loc: &RecordLoc, lsn: u64, table: &str, key: &[u8]) -> Result<Vec<u8>> {
         let array = &self.shared.array;
-        match read_stripe(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes) {
+        let bufs = read_stripe_chunks(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes);
+        let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
+        match assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks) {
             StripeOutcome::Good(g) => {
+                if !g.bad_shards.is_empty() && !array.read_only {
+                    self.read_repair(seg, loc, &g, &chunks);
+                }
                 let from = loc.record_offset as usize;
                 let to = from + loc.record_len as usize;
                 if to <= g.data.len() {
@@ -344,6 +352,39 @@ impl Engine {
                 needed: array.k(),
                 detail: "no chunk of the stripe could be read or identified".into(),
             }),
+        }
+    }
+
+    /// Rewrites the bad chunks of a stripe that was read degraded, in place, on devices that
+    /// are still writable. The rebuilt chunks are verified against the stripe's crc table
+    /// first, so a repair never writes bytes computed from bad inputs.
+    fn read_repair(&self, seg: &SegmentInfo, loc: &RecordLoc, g: &crate::log::stripe::GoodStripe, chunks: &[Option<&[u8]>]) {
+        let array = &self.shared.array;
+        let mut targets = Vec::new();
+        for &j in &g.bad_shards {
+            let (slot, place) = crate::log::stripe::chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
+            if let Some((d, off)) = place {
+                targets.push((j, slot, d, off));
+            }
+        }
+        let shards: Vec<usize> = targets.iter().map(|t| t.0).collect();
+        let Ok(rebuilt) = rebuild_chunks(array, g, chunks, &shards) else { return };
+        let mut ops = Vec::new();
+        let mut slots = Vec::new();
+        for ((_, buf), (_, slot, d, off)) in rebuilt.into_iter().zip(&targets) {
+            ops.push(ectable_devices::IoOp::write(*d, *off, buf));
+            slots.push(*slot);
+        }
+        for (c, slot) in array.io.execute(ops).into_iter().zip(slots) {
+            match c.result {
+                Ok(()) => {
+                    self.shared.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    array.counters[slot as usize].write_errors.fetch_add(1, Ordering::Relaxed);
+                    array.mark_failed(slot as usize, &e.to_string());
+                }
+            }
         }
     }
 
@@ -400,7 +441,7 @@ impl Engine {
         drop(st);
         let devices: Vec<DeviceStatus> = (0..a.n())
             .map(|slot| {
-                let dev = a.slot_device[slot];
+                let dev = a.present_device(slot);
                 let (state, note) = match dev {
                     None => ("REMOVED", "device not present".to_string()),
                     Some(_) if a.is_failed(slot) => ("FAULTED", "I/O errors".to_string()),
@@ -462,8 +503,10 @@ impl Engine {
             chunk_bytes_written: c.chunk_bytes_written.load(Ordering::Relaxed),
             payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
             degraded_reads: c.degraded_reads.load(Ordering::Relaxed),
+            read_repairs: c.read_repairs.load(Ordering::Relaxed),
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name(),
+            rebuild: self.rebuild_in_progress(),
         }
     }
 

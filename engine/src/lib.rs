@@ -31,6 +31,7 @@ pub mod error;
 pub mod format;
 pub mod index;
 mod log;
+pub mod rebuild;
 pub mod recovery;
 pub mod segments;
 
@@ -38,6 +39,7 @@ pub use array::{format, ArrayInfo, FormatOptions};
 pub use engine::{DeviceStatus, Engine, EngineOptions, Status, WriteBatch};
 pub use error::{Error, Result};
 pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
+pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
 
 pub(crate) fn validate_name_key(table: &str, key: &[u8]) -> Result<()> {

@@ -89,7 +89,7 @@ fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
 }
 
 /// Reads every member of a segment in full.
-fn read_segment(array: &Array, seg: &SegmentInfo) -> (Vec<Option<AlignedBuf>>, u64) {
+pub(crate) fn read_segment(array: &Array, seg: &SegmentInfo) -> (Vec<Option<AlignedBuf>>, u64) {
     let s = array.segment_size();
     let mut ops = Vec::new();
     let mut pos_of = Vec::new();

@@ -2,7 +2,7 @@
 //!
 //! `// { magic | version | codec | array | device | slot | n | k | m | C | S | count | cap |
 //!      epoch | copy | flags | created | ckpt_segment | ckpt_count | reserved | ckpt_lsn |
-//!      members[64] | reserved | crc }`
+//!      members[64] | rebuild_slot | reserved | rebuild_next_segment | reserved | crc }`
 //!
 //! Invariants:
 //! - Two copies per device (offsets 0 and 4096), written one at a time with a flush between.
@@ -13,6 +13,8 @@ use super::*;
 const MAGIC: &[u8; 8] = b"ECTSUPR1";
 const MEMBERS_OFFSET: usize = 128;
 const MEMBER_ENTRY_BYTES: usize = 24;
+/// { rebuild_slot + 1 (0: none) u32 | reserved u32 | rebuild_next_segment_id u64 }
+const REBUILD_OFFSET: usize = MEMBERS_OFFSET + MAX_DEVICES * MEMBER_ENTRY_BYTES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberState {
@@ -70,6 +72,8 @@ pub struct Superblock {
     pub checkpoint_segment_count: u32,
     /// Every record with an LSN up to this one is in the checkpoint.
     pub checkpoint_lsn: u64,
+    /// A rebuild in progress: (slot being rebuilt, next segment id to rebuild).
+    pub rebuild: Option<(u32, u64)>,
     /// (device_uuid, state) per slot, `device_count` entries.
     pub members: Vec<([u8; 16], MemberState)>,
 }
@@ -102,6 +106,10 @@ impl Superblock {
         put_u64(&mut b, 104, self.checkpoint_segment_id);
         put_u32(&mut b, 112, self.checkpoint_segment_count);
         put_u64(&mut b, 120, self.checkpoint_lsn);
+        if let Some((slot, next)) = self.rebuild {
+            put_u32(&mut b, REBUILD_OFFSET, slot + 1);
+            put_u64(&mut b, REBUILD_OFFSET + 8, next);
+        }
         for (i, (uuid, state)) in self.members.iter().enumerate() {
             let o = MEMBERS_OFFSET + i * MEMBER_ENTRY_BYTES;
             b[o..o + 16].copy_from_slice(uuid);
@@ -144,7 +152,19 @@ impl Superblock {
                 return Err(DecodeError::Field("member beyond device_count"));
             }
         }
-        let end_members = MEMBERS_OFFSET + MAX_DEVICES * MEMBER_ENTRY_BYTES;
+        let end_members = REBUILD_OFFSET + 16;
+        if get_u32(b, REBUILD_OFFSET + 4) != 0 {
+            return Err(DecodeError::Reserved);
+        }
+        let rebuild = match get_u32(b, REBUILD_OFFSET) {
+            0 => {
+                if get_u64(b, REBUILD_OFFSET + 8) != 0 {
+                    return Err(DecodeError::Reserved);
+                }
+                None
+            }
+            s => Some((s - 1, get_u64(b, REBUILD_OFFSET + 8))),
+        };
         if !all_zero(&b[116..120]) || !all_zero(&b[end_members..SUPERBLOCK_SIZE_BYTES - 4]) {
             return Err(DecodeError::Reserved);
         }
@@ -166,6 +186,7 @@ impl Superblock {
             checkpoint_segment_id: get_u64(b, 104),
             checkpoint_segment_count: get_u32(b, 112),
             checkpoint_lsn: get_u64(b, 120),
+            rebuild,
             members,
         };
         sb.validate()?;
@@ -199,6 +220,9 @@ impl Superblock {
         if (self.checkpoint_segment_id == 0) != (self.checkpoint_segment_count == 0) {
             return Err(DecodeError::Field("checkpoint"));
         }
+        if self.rebuild.is_some_and(|(slot, _)| slot >= self.device_count) {
+            return Err(DecodeError::Field("rebuild slot"));
+        }
         if self.members[self.device_slot as usize].0 != self.device_uuid {
             return Err(DecodeError::Field("own member entry"));
         }
@@ -229,6 +253,7 @@ mod tests {
             checkpoint_segment_id: 3,
             checkpoint_segment_count: 2,
             checkpoint_lsn: 99,
+            rebuild: Some((2, 17)),
             members: vec![([9; 16], MemberState::Online), ([2; 16], MemberState::Online), ([3; 16], MemberState::Failed)],
         }
     }

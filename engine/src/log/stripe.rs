@@ -170,14 +170,15 @@ pub(crate) fn assemble(
     StripeOutcome::Good(GoodStripe { header, data, bad_shards })
 }
 
-/// Reads and assembles one stripe. `height` bounds the read (C when unknown).
-pub(crate) fn read_stripe(
+/// Reads the w chunks of one stripe (`height` bytes each; the chunk size when unknown).
+/// Unavailable or unreadable chunks are None.
+pub(crate) fn read_stripe_chunks(
     array: &Array,
     seg: &SegmentInfo,
     offset: u32,
     ordinal: u32,
     height: u32,
-) -> StripeOutcome {
+) -> Vec<Option<Vec<u8>>> {
     let w = array.w();
     let mut ops = Vec::new();
     let mut shard_of_op = Vec::new();
@@ -199,8 +200,7 @@ pub(crate) fn read_stripe(
             }
         }
     }
-    let refs: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
-    assemble(array, seg, offset, ordinal, &refs)
+    bufs
 }
 
 /// The aligned reads covering a record: (op, bytes to skip in its buffer, bytes to take).
@@ -231,4 +231,63 @@ pub(crate) fn record_read_ops(
         pos += take;
     }
     Ok(ops)
+}
+
+/// Rebuilds the complete chunks (header and body) of `shards` of a stripe that assembled as
+/// Good from `chunks`. Every rebuilt body is checked against the stripe's crc table before
+/// it is returned, so a repair never writes bytes computed from bad inputs.
+pub(crate) fn rebuild_chunks(
+    array: &Array,
+    g: &GoodStripe,
+    chunks: &[Option<&[u8]>],
+    shards: &[usize],
+) -> Result<Vec<(usize, ectable_devices::AlignedBuf)>> {
+    let w = array.w();
+    let h = g.header.height_bytes as usize;
+    let body_len = h - CHUNK_HEADER_SIZE_BYTES;
+    let good: Vec<bool> = (0..w).map(|j| !g.bad_shards.contains(&j)).collect();
+    let mut bodies: Vec<Vec<u8>> = (0..w)
+        .map(|j| match (good[j], chunks[j]) {
+            (true, Some(b)) => b[CHUNK_HEADER_SIZE_BYTES..h].to_vec(),
+            _ => vec![0u8; body_len],
+        })
+        .collect();
+    if good.iter().any(|g| !g) {
+        let mut refs: Vec<&mut [u8]> = bodies.iter_mut().map(|b| b.as_mut_slice()).collect();
+        array.codec.reconstruct(&mut refs, &good)?;
+    }
+    let mut out = Vec::with_capacity(shards.len());
+    for &j in shards {
+        if crc32c::crc32c(&bodies[j]) != g.header.body_crcs[j] {
+            return Err(Error::DataLost {
+                segment_id: g.header.segment_id,
+                offset_in_segment: g.header.offset_in_segment_bytes,
+                good: good.iter().filter(|x| **x).count(),
+                width: w,
+                needed: array.k(),
+                detail: format!("rebuilt shard {j} does not match the stripe's checksum"),
+            });
+        }
+        let mut buf = ectable_devices::AlignedBuf::new(h);
+        let mut header = g.header.clone();
+        header.shard_index = j as u16;
+        header.encode_into(&mut buf[..CHUNK_HEADER_SIZE_BYTES]);
+        buf[CHUNK_HEADER_SIZE_BYTES..].copy_from_slice(&bodies[j]);
+        out.push((j, buf));
+    }
+    Ok(out)
+}
+
+/// Checks that the parity of a Good stripe agrees with its data (scrub). Reconstructs
+/// nothing: every body must be present and good.
+pub(crate) fn parity_agrees(array: &Array, g: &GoodStripe, chunks: &[Option<&[u8]>]) -> Result<bool> {
+    let h = g.header.height_bytes as usize;
+    let mut bodies: Vec<&[u8]> = Vec::with_capacity(array.w());
+    for c in chunks {
+        match c {
+            Some(b) => bodies.push(&b[CHUNK_HEADER_SIZE_BYTES..h]),
+            None => return Ok(false),
+        }
+    }
+    Ok(array.codec.verify(&bodies)?)
 }

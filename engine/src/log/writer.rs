@@ -82,6 +82,7 @@ pub struct EngineCounters {
     pub degraded_writes: AtomicU64,
     pub reads: AtomicU64,
     pub degraded_reads: AtomicU64,
+    pub read_repairs: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -474,7 +475,7 @@ impl Shared {
         let ops = unflushed.devices.iter().map(|&d| IoOp::flush(d)).collect();
         for c in array.io.execute(ops) {
             if let Err(e) = c.result {
-                let slot = array.slot_device.iter().position(|x| *x == Some(c.op.device_index));
+                let slot = array.slot_of_device(c.op.device_index);
                 if let Some(slot) = slot {
                     array.counters[slot].write_errors.fetch_add(1, Ordering::Relaxed);
                     array.mark_failed(slot, &e.to_string());

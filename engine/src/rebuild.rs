@@ -1,0 +1,403 @@
+//! Replacing a device, rebuilding its chunks, and scrubbing.
+//!
+//! Invariants:
+//! - Rebuild writes only chunks reconstructed from at least k verified chunks and checked
+//!   against the stripe's crc table (damage never spreads).
+//! - Rebuild progress is persisted in the superblocks after each segment, so a rebuild
+//!   interrupted by a crash resumes at the segment where it stopped.
+//! - A replaced device is no longer a member: its device id leaves the superblocks before
+//!   anything is rebuilt, so if it comes back it is refused.
+//! - Only live data is rebuilt: segments in use, and in them the stripes of the log.
+
+use crate::array::Array;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::format::*;
+use crate::log::stripe::{assemble, parity_agrees, position_of, rebuild_chunks, StripeOutcome};
+use crate::recovery::read_segment;
+use crate::segments::SegmentInfo;
+use ectable_devices::{AlignedBuf, IoOp};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How fast rebuild and scrub may go.
+#[derive(Debug, Clone, Default)]
+pub struct RebuildOptions {
+    /// Bytes read per second across all devices (0: unlimited).
+    pub rate_limit_bytes_per_sec: u64,
+}
+
+/// Progress of a rebuild or scrub.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub segments_done: usize,
+    pub segments_total: usize,
+    pub bytes_scanned: u64,
+    pub bytes_total: u64,
+    pub chunks_rebuilt: u64,
+    pub bytes_rebuilt: u64,
+    /// Stripes holding live records that could not be rebuilt (more than m chunks bad).
+    pub unrecoverable: Vec<String>,
+}
+
+/// What a scrub found.
+#[derive(Debug, Clone, Default)]
+pub struct ScrubReport {
+    pub progress: Progress,
+    pub stripes_checked: u64,
+    /// Per slot: chunks that were unreadable, failed identity or crc.
+    pub bad_chunks_per_slot: Vec<u64>,
+    pub parity_mismatches: u64,
+    pub chunks_repaired: u64,
+}
+
+/// Walks the stripes of a segment held in `bufs`, stepping over unreadable stripes by their
+/// headers' height, until the segment ends or `end` (offset) is reached.
+fn walk_segment(
+    array: &Array,
+    seg: &SegmentInfo,
+    bufs: &[Option<AlignedBuf>],
+    end: Option<u32>,
+    mut f: impl FnMut(u32, u32, &[Option<&[u8]>], StripeOutcome),
+) {
+    let (s, c, w) = (array.segment_size(), array.chunk_size(), array.w());
+    let limit = end.map_or(s, |e| (e as usize).min(s));
+    let mut offset = SEGMENT_HEADER_SIZE_BYTES;
+    let mut ordinal = 0u32;
+    while offset + BLOCK_BYTES <= limit {
+        let stop = (offset + c).min(s);
+        let chunks: Vec<Option<&[u8]>> = (0..w)
+            .map(|j| bufs[position_of(j, ordinal, w)].as_ref().map(|b| &b[offset..stop]))
+            .collect();
+        let outcome = assemble(array, seg, offset as u32, ordinal, &chunks);
+        let height = match &outcome {
+            StripeOutcome::Good(g) => g.header.height_bytes,
+            StripeOutcome::Incomplete { height_bytes, .. } => *height_bytes,
+            StripeOutcome::Empty => break,
+        };
+        f(offset as u32, ordinal, &chunks, outcome);
+        offset += height as usize;
+        ordinal += 1;
+    }
+}
+
+struct RateLimiter {
+    start: Instant,
+    bytes: u64,
+    rate: u64,
+}
+
+impl RateLimiter {
+    fn account(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        if self.rate == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
+        let elapsed = self.start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+}
+
+impl Engine {
+    fn live_segments(&self) -> Vec<Arc<SegmentInfo>> {
+        let map = self.shared.segments.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<Arc<SegmentInfo>> = map.values().cloned().collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    /// (segment id, offset) of every stripe the index points into: stripes holding live
+    /// records.
+    fn live_stripes(&self) -> HashSet<(u64, u32)> {
+        let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+        index
+            .tables
+            .values()
+            .flat_map(|t| t.values())
+            .filter_map(|e| match &e.place {
+                crate::index::Place::Disk(loc) => Some((loc.segment_id, loc.offset_in_segment)),
+                crate::index::Place::Mem(_) => None,
+            })
+            .collect()
+    }
+
+    /// Where the writer will put its next stripe: nothing at or beyond it is live.
+    fn write_frontier(&self) -> Option<(u64, u32)> {
+        let st = self.shared.lock_state();
+        st.cursor.as_ref().map(|c| (c.segment.id, c.offset))
+    }
+
+    /// Slot of the device at `path` in this array, if it is a present member.
+    pub fn slot_of_path(&self, path: &str) -> Option<usize> {
+        let a = &self.shared.array;
+        (0..a.n()).find(|&s| a.present_device(s).is_some_and(|d| a.io.devices()[d].name() == path))
+    }
+
+    /// Slots that are missing or failed.
+    pub fn lost_slots(&self) -> Vec<usize> {
+        let a = &self.shared.array;
+        (0..a.n()).filter(|&s| a.device_of_slot(s as u32).is_none()).collect()
+    }
+
+    /// A rebuild in progress: (slot, next segment id).
+    pub fn rebuild_in_progress(&self) -> Option<(usize, u64)> {
+        let p = self.shared.array.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        p.rebuild.map(|(s, n)| (s as usize, n))
+    }
+
+    /// Makes the device with engine index `new_device_index` (opened with the array, holding
+    /// no valid superblock) the member of `slot`, in place of the device that was there,
+    /// and records a rebuild of that slot as in progress. Call [`Engine::rebuild`] next.
+    pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
+        let a = &self.shared.array;
+        if a.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if slot >= a.n() {
+            return Err(Error::InvalidArgument(format!("no slot {slot} in an array of {} devices", a.n())));
+        }
+        let devices = a.io.devices();
+        let Some(new_dev) = devices.get(new_device_index) else {
+            return Err(Error::InvalidArgument(format!("no device with index {new_device_index}")));
+        };
+        if a.slot_of_device(new_device_index).is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is already a member of the array",
+                new_dev.name()
+            )));
+        }
+        let needed = DATA_START_BYTES + a.segment_count() as u64 * a.segment_size() as u64;
+        let cap = new_dev.geometry().capacity_bytes;
+        if cap < needed {
+            return Err(Error::DeviceTooSmall { device: new_dev.name().to_string(), capacity_bytes: cap, needed_bytes: needed });
+        }
+        if let Some((busy, _)) = self.rebuild_in_progress() {
+            if busy != slot {
+                return Err(Error::InvalidArgument(format!(
+                    "slot {busy} is still being rebuilt; finish that rebuild first (ectable rebuild)"
+                )));
+            }
+        }
+        // Make every record appended so far durable first: stripes encoded before the swap
+        // leave this slot out, and rebuild must see them on the devices.
+        self.sync()?;
+        // Clear the new device's first megabyte (health block, stale superblocks).
+        let zero = AlignedBuf::new(DATA_START_BYTES as usize);
+        for c in a.io.execute(vec![IoOp::write(new_device_index, 0, zero)]) {
+            c.result?;
+        }
+        let old_name = a.slot_name(slot);
+        a.set_slot_device(slot, new_device_index);
+        let first_segment = self.live_segments().first().map_or(0, |s| s.id);
+        a.persist(|p| {
+            p.members[slot] = (new_uuid(), MemberState::Rebuilding);
+            p.rebuild = Some((slot as u32, first_segment));
+        })?;
+        tracing::info!(slot, old = %old_name, new = %new_dev.name(), "device replaced; rebuild pending");
+        Ok(())
+    }
+
+    /// Rebuilds the slot recorded as being rebuilt (see [`Engine::replace`]), resuming at the
+    /// persisted cursor. Reports progress after each segment.
+    pub fn rebuild(&self, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<Progress> {
+        let a = &self.shared.array;
+        let Some((slot, next_id)) = self.rebuild_in_progress() else {
+            return Ok(Progress::default());
+        };
+        let Some(target) = a.device_of_slot(slot as u32) else {
+            return Err(Error::InvalidArgument(format!(
+                "the device being rebuilt into slot {slot} is not present"
+            )));
+        };
+        self.sync()?;
+        let live = self.live_stripes();
+        let frontier = self.write_frontier();
+        let segs: Vec<Arc<SegmentInfo>> = self
+            .live_segments()
+            .into_iter()
+            .filter(|s| s.id >= next_id && s.members.iter().any(|(sl, _)| *sl as usize == slot))
+            .collect();
+        let s = a.segment_size() as u64;
+        let mut p = Progress {
+            segments_total: segs.len(),
+            bytes_total: segs.len() as u64 * s * a.w() as u64,
+            ..Default::default()
+        };
+        let mut limiter = RateLimiter { start: Instant::now(), bytes: 0, rate: opts.rate_limit_bytes_per_sec };
+        progress(&p);
+        for seg in segs {
+            let pos = seg.members.iter().position(|(sl, _)| *sl as usize == slot).expect("filtered");
+            let dseg = seg.members[pos].1;
+            let (bufs, bytes) = read_segment(a, &seg);
+            p.bytes_scanned += bytes;
+            let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
+            let mut ops = Vec::new();
+            let mut failure: Option<Error> = None;
+            walk_segment(a, &seg, &bufs, end, |offset, ordinal, chunks, outcome| {
+                let shard = (0..a.w()).find(|&j| position_of(j, ordinal, a.w()) == pos).expect("shard");
+                match outcome {
+                    StripeOutcome::Good(g) => {
+                        if !g.bad_shards.contains(&shard) {
+                            return; // the target already holds a good chunk (resync)
+                        }
+                        match rebuild_chunks(a, &g, chunks, &[shard]) {
+                            Ok(mut v) => {
+                                let (_, buf) = v.pop().expect("one chunk");
+                                p.bytes_rebuilt += buf.len() as u64;
+                                p.chunks_rebuilt += 1;
+                                let off = a.device_segment_offset(dseg) + offset as u64;
+                                ops.push(IoOp::write(target, off, buf));
+                            }
+                            Err(e) => p.unrecoverable.push(format!("segment {} offset {offset}: {e}", seg.id)),
+                        }
+                    }
+                    StripeOutcome::Incomplete { good, detail, .. } => {
+                        if live.contains(&(seg.id, offset)) {
+                            p.unrecoverable.push(format!(
+                                "segment {} offset {offset}: only {good} good chunks ({detail})",
+                                seg.id
+                            ));
+                        }
+                    }
+                    StripeOutcome::Empty => {}
+                }
+            });
+            let header = SegmentHeader {
+                position: pos as u16,
+                array_uuid: a.sb.array_uuid,
+                segment_id: seg.id,
+                write_epoch: a.write_epoch.load(Ordering::SeqCst),
+                data_shards: a.k() as u16,
+                kind: seg.kind,
+                members: seg.members.clone(),
+            };
+            ops.push(IoOp::write(target, a.device_segment_offset(dseg), AlignedBuf::from_slice(&header.encode())));
+            let written: u64 = ops.iter().map(|o| o.buf.len() as u64).sum();
+            for c in a.io.execute(ops) {
+                if let Err(e) = c.result {
+                    failure.get_or_insert(e.into());
+                }
+            }
+            for c in a.io.execute(vec![IoOp::flush(target)]) {
+                if let Err(e) = c.result {
+                    failure.get_or_insert(e.into());
+                }
+            }
+            if let Some(e) = failure {
+                a.mark_failed(slot, &e.to_string());
+                return Err(e);
+            }
+            a.persist(|pp| pp.rebuild = Some((slot as u32, seg.id + 1)))?;
+            p.segments_done += 1;
+            limiter.account(bytes + written);
+            progress(&p);
+        }
+        if p.unrecoverable.is_empty() {
+            a.persist(|pp| {
+                pp.rebuild = None;
+                pp.members[slot].1 = MemberState::Online;
+            })?;
+        }
+        Ok(p)
+    }
+
+    /// Reads every live stripe, checks every chunk's identity and crc and the parity, and
+    /// with `repair` rewrites bad chunks on devices that can be written.
+    pub fn scrub(&self, repair: bool, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<ScrubReport> {
+        let a = &self.shared.array;
+        if repair && a.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if !a.read_only {
+            self.sync()?;
+        }
+        let live = self.live_stripes();
+        let frontier = self.write_frontier();
+        let segs = self.live_segments();
+        let mut r = ScrubReport { bad_chunks_per_slot: vec![0; a.n()], ..Default::default() };
+        r.progress.segments_total = segs.len();
+        r.progress.bytes_total = segs.len() as u64 * a.segment_size() as u64 * a.w() as u64;
+        let mut limiter = RateLimiter { start: Instant::now(), bytes: 0, rate: opts.rate_limit_bytes_per_sec };
+        progress(&r.progress);
+        for seg in segs {
+            let (bufs, bytes) = read_segment(a, &seg);
+            r.progress.bytes_scanned += bytes;
+            let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
+            let mut ops = Vec::new();
+            walk_segment(a, &seg, &bufs, end, |offset, ordinal, chunks, outcome| match outcome {
+                StripeOutcome::Good(g) => {
+                    r.stripes_checked += 1;
+                    for &j in &g.bad_shards {
+                        let (slot, _) = seg.members[position_of(j, ordinal, a.w())];
+                        r.bad_chunks_per_slot[slot as usize] += 1;
+                    }
+                    if g.bad_shards.is_empty() {
+                        if !matches!(parity_agrees(a, &g, chunks), Ok(true)) {
+                            r.parity_mismatches += 1;
+                        }
+                        return;
+                    }
+                    if !repair {
+                        return;
+                    }
+                    let targets: Vec<usize> = g
+                        .bad_shards
+                        .iter()
+                        .copied()
+                        .filter(|&j| a.device_of_slot(seg.members[position_of(j, ordinal, a.w())].0).is_some())
+                        .collect();
+                    match rebuild_chunks(a, &g, chunks, &targets) {
+                        Ok(v) => {
+                            for (j, buf) in v {
+                                let (slot, dseg) = seg.members[position_of(j, ordinal, a.w())];
+                                if let Some(d) = a.device_of_slot(slot) {
+                                    let off = a.device_segment_offset(dseg) + offset as u64;
+                                    ops.push((slot, IoOp::write(d, off, buf)));
+                                }
+                            }
+                        }
+                        Err(e) => r.progress.unrecoverable.push(format!("segment {} offset {offset}: {e}", seg.id)),
+                    }
+                }
+                StripeOutcome::Incomplete { good, detail, .. } => {
+                    if live.contains(&(seg.id, offset)) {
+                        r.stripes_checked += 1;
+                        r.progress.unrecoverable.push(format!(
+                            "segment {} offset {offset}: only {good} good chunks ({detail})",
+                            seg.id
+                        ));
+                    }
+                }
+                StripeOutcome::Empty => {}
+            });
+            let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
+            let mut flush = Vec::new();
+            for (c, slot) in a.io.execute(ops.into_iter().map(|(_, o)| o).collect()).into_iter().zip(slots) {
+                match c.result {
+                    Ok(()) => {
+                        r.chunks_repaired += 1;
+                        r.progress.bytes_rebuilt += c.op.buf.len() as u64;
+                        if !flush.contains(&c.op.device_index) {
+                            flush.push(c.op.device_index);
+                        }
+                    }
+                    Err(e) => {
+                        a.counters[slot as usize].write_errors.fetch_add(1, Ordering::Relaxed);
+                        a.mark_failed(slot as usize, &e.to_string());
+                    }
+                }
+            }
+            let _ = a.io.execute(flush.into_iter().map(IoOp::flush).collect());
+            r.progress.chunks_rebuilt = r.chunks_repaired;
+            r.progress.segments_done += 1;
+            limiter.account(bytes);
+            progress(&r.progress);
+        }
+        Ok(r)
+    }
+}

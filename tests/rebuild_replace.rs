@@ -1,0 +1,124 @@
+//! Replace a failed device and rebuild it: RS(4,2) on memory devices; device 2 dies; a
+//! fresh device takes its slot; rebuild reconstructs only live data onto it; afterwards the
+//! array reads every row with the dead device gone and no degraded read, scrub finds
+//! nothing, and the dead device, if it comes back, is refused. A second device failing
+//! during the rebuild is survived. Bit rot is found by scrub and repaired.
+
+mod common;
+use common::*;
+use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, MemDevice};
+use ectable::{format, Engine, EngineOptions, Error, RebuildOptions};
+use std::sync::Arc;
+
+const ROWS: u64 = 600;
+
+fn value(i: u64) -> Vec<u8> {
+    value_for(i, 8, 50 + (i as usize * 131) % 3000)
+}
+
+fn load(faulty: &[Arc<FaultyDevice>]) {
+    let io = io_of(faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Engine::open(io, EngineOptions::default()).unwrap();
+    for i in 0..ROWS {
+        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
+    }
+    e.close().unwrap();
+}
+
+fn verify(e: &Engine) {
+    for i in 0..ROWS {
+        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value(i)), "row {i}");
+    }
+}
+
+fn engine_over(devs: Vec<Arc<dyn BlockDevice>>, read_only: bool) -> ectable::Result<Engine> {
+    let io = open_engine(EngineKind::Psync, devs).unwrap();
+    Engine::open(io, EngineOptions { read_only, ..Default::default() })
+}
+
+#[test]
+fn replace_dead_device_rebuild_and_refuse_it_later() {
+    let (_mems, faulty) = mem_devices(6, 8 << 20, 21);
+    load(&faulty);
+    faulty[2].set_failed(true);
+    let fresh = Arc::new(FaultyDevice::new(Arc::new(MemDevice::new("fresh", 8 << 20)), 99));
+    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty.iter().map(|f| f.clone() as Arc<dyn BlockDevice>).collect();
+    devs.push(fresh.clone());
+    {
+        let e = engine_over(devs.clone(), false).unwrap();
+        assert_eq!(e.lost_slots(), vec![2]);
+        e.replace(2, 6).unwrap();
+        // Foreground writes during the rebuild.
+        e.put_sync("t", b"during", b"rebuild").unwrap();
+        let mut calls = 0;
+        let p = e.rebuild(&RebuildOptions::default(), &mut |_| calls += 1).unwrap();
+        assert!(p.unrecoverable.is_empty(), "{:?}", p.unrecoverable);
+        assert!(p.chunks_rebuilt > 0 && calls >= 2);
+        assert!(e.rebuild_in_progress().is_none());
+        e.close().unwrap();
+    }
+    // Without the dead device: everything reads back with no degraded read.
+    let mut healthy: Vec<Arc<dyn BlockDevice>> = faulty.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, f)| f.clone() as Arc<dyn BlockDevice>).collect();
+    healthy.push(fresh.clone());
+    let e = engine_over(healthy.clone(), true).unwrap();
+    verify(&e);
+    assert_eq!(e.get("t", b"during").unwrap(), Some(b"rebuild".to_vec()));
+    assert_eq!(e.status().degraded_reads, 0, "rebuilt chunks must be whole");
+    let scrub = e.scrub(false, &RebuildOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(scrub.bad_chunks_per_slot.iter().sum::<u64>(), 0, "{scrub:?}");
+    assert_eq!(scrub.parity_mismatches, 0);
+    assert!(scrub.progress.unrecoverable.is_empty());
+    drop(e);
+    // The old device comes back: it is not a member any more.
+    faulty[2].set_failed(false);
+    let mut with_old = healthy.clone();
+    with_old.push(faulty[2].clone());
+    match engine_over(with_old, true) {
+        Err(Error::ForeignDevice { .. }) => {}
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => panic!("a replaced device was accepted"),
+    }
+}
+
+#[test]
+fn second_failure_during_rebuild_is_survived() {
+    let (_mems, faulty) = mem_devices(6, 8 << 20, 22);
+    load(&faulty);
+    faulty[0].set_failed(true);
+    let fresh = Arc::new(FaultyDevice::new(Arc::new(MemDevice::new("fresh", 8 << 20)), 98));
+    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty.iter().map(|f| f.clone() as Arc<dyn BlockDevice>).collect();
+    devs.push(fresh.clone());
+    let e = engine_over(devs, false).unwrap();
+    e.replace(0, 6).unwrap();
+    let mut segments_seen = 0;
+    let p = e
+        .rebuild(&RebuildOptions::default(), &mut |p| {
+            segments_seen = p.segments_done;
+            if p.segments_done == 1 {
+                faulty[4].set_failed(true); // a second device dies mid-rebuild
+            }
+        })
+        .unwrap();
+    assert!(p.unrecoverable.is_empty(), "{:?}", p.unrecoverable);
+    assert!(faulty[4].counters().eio_reads > 0, "the second failure never fired");
+    verify(&e);
+}
+
+#[test]
+fn scrub_finds_and_repairs_rot() {
+    let (mems, faulty) = mem_devices(6, 8 << 20, 23);
+    load(&faulty);
+    // Rot one block in several chunks on device 3.
+    for blk in 0..20u64 {
+        let off = (1 << 20) + 4096 + blk * 8192 + 700;
+        mems[3].poke(off, &[0xEE, 0xEE]);
+    }
+    let e = engine_over(faulty.iter().map(|f| f.clone() as Arc<dyn BlockDevice>).collect(), false).unwrap();
+    let r = e.scrub(true, &RebuildOptions::default(), &mut |_| {}).unwrap();
+    assert!(r.bad_chunks_per_slot[3] > 0, "{r:?}");
+    assert_eq!(r.chunks_repaired, r.bad_chunks_per_slot[3]);
+    let again = e.scrub(false, &RebuildOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(again.bad_chunks_per_slot.iter().sum::<u64>(), 0, "{again:?}");
+    verify(&e);
+}
