@@ -561,3 +561,21 @@ impl Array {
         Ok(())
     }
 }
+
+/// What a device's superblocks say, without opening an array: Ok(Some(array uuid)) for a
+/// member of some ectable array, Ok(None) for a device that holds none.
+pub fn probe_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<String>> {
+    let mut buf = AlignedBuf::new(2 * SUPERBLOCK_SIZE_BYTES);
+    dev.read_at(&mut buf, 0)?;
+    let sb = Superblock::decode(&buf[..SUPERBLOCK_SIZE_BYTES])
+        .or_else(|_| Superblock::decode(&buf[SUPERBLOCK_SIZE_BYTES..]));
+    Ok(sb.ok().map(|sb| uuid_string(&sb.array_uuid)))
+}
+
+/// Erases a device's superblocks and health block (the first megabyte), so that it no longer
+/// belongs to any array. Used before reusing a device with `--force`.
+pub fn wipe_device(dev: &dyn ectable_devices::BlockDevice) -> Result<()> {
+    dev.write_at(&AlignedBuf::new(DATA_START_BYTES as usize), 0)?;
+    dev.sync()?;
+    Ok(())
+}

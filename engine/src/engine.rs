@@ -292,6 +292,9 @@ impl Engine {
                 Err(_) => failed[i] = true,
             }
         }
+        // Stripes rebuilt for this call, so that records sharing a degraded stripe rebuild it
+        // once.
+        let mut rebuilt: HashMap<(u64, u32), Vec<u8>> = HashMap::new();
         for (i, loc, seg, lsn) in disk {
             let key = items[i].0;
             let fast = match (&bytes[i], failed[i]) {
@@ -302,7 +305,7 @@ impl Engine {
                 Some(v) => v,
                 None => {
                     self.shared.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
-                    self.read_degraded(&seg, &loc, lsn, table, key)?
+                    self.read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)?
                 }
             };
             out[i] = Some(value);
@@ -311,48 +314,47 @@ impl Engine {
     }
 
     /// The slow path: read the whole stripe, rebuild what is bad, verify, extract.
-    fn read_degraded(&self, seg: &SegmentInfo, loc: &RecordLoc, lsn: u64, table: &str, key: &[u8]) -> Result<Vec<u8>> {
+    fn read_degraded(
+        &self,
+        seg: &SegmentInfo,
+        loc: &RecordLoc,
+        lsn: u64,
+        table: &str,
+        key: &[u8],
+        rebuilt: &mut HashMap<(u64, u32), Vec<u8>>,
+    ) -> Result<Vec<u8>> {
         let array = &self.shared.array;
-        let bufs = read_stripe_chunks(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes);
-        let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
-        match assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks) {
-            StripeOutcome::Good(g) => {
-                if !g.bad_shards.is_empty() && !array.read_only {
-                    self.read_repair(seg, loc, &g, &chunks);
-                }
-                let from = loc.record_offset as usize;
-                let to = from + loc.record_len as usize;
-                if to <= g.data.len() {
-                    if let Some(v) = verify_record(&g.data[from..to], loc, lsn, table, key) {
-                        return Ok(v);
+        let lost = |good: usize, detail: String| Error::DataLost {
+            segment_id: seg.id,
+            offset_in_segment: loc.offset_in_segment,
+            good,
+            width: array.w(),
+            needed: array.k(),
+            detail,
+        };
+        let stripe_key = (seg.id, loc.offset_in_segment);
+        if !rebuilt.contains_key(&stripe_key) {
+            let bufs = read_stripe_chunks(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes);
+            let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
+            match assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks) {
+                StripeOutcome::Good(g) => {
+                    if !g.bad_shards.is_empty() && !array.read_only {
+                        self.read_repair(seg, loc, &g, &chunks);
                     }
+                    rebuilt.insert(stripe_key, g.data);
                 }
-                Err(Error::DataLost {
-                    segment_id: seg.id,
-                    offset_in_segment: loc.offset_in_segment,
-                    good: array.w() - g.bad_shards.len(),
-                    width: array.w(),
-                    needed: array.k(),
-                    detail: "the stripe verifies but does not hold the indexed record".into(),
-                })
+                StripeOutcome::Incomplete { good, detail, .. } => return Err(lost(good, detail)),
+                StripeOutcome::Empty => {
+                    return Err(lost(0, "no chunk of the stripe could be read or identified".into()))
+                }
             }
-            StripeOutcome::Incomplete { good, detail, .. } => Err(Error::DataLost {
-                segment_id: seg.id,
-                offset_in_segment: loc.offset_in_segment,
-                good,
-                width: array.w(),
-                needed: array.k(),
-                detail,
-            }),
-            StripeOutcome::Empty => Err(Error::DataLost {
-                segment_id: seg.id,
-                offset_in_segment: loc.offset_in_segment,
-                good: 0,
-                width: array.w(),
-                needed: array.k(),
-                detail: "no chunk of the stripe could be read or identified".into(),
-            }),
         }
+        let data = &rebuilt[&stripe_key];
+        let from = loc.record_offset as usize;
+        let to = from + loc.record_len as usize;
+        data.get(from..to)
+            .and_then(|b| verify_record(b, loc, lsn, table, key))
+            .ok_or_else(|| lost(array.k(), "the stripe verifies but does not hold the indexed record".into()))
     }
 
     /// Rewrites the bad chunks of a stripe that was read degraded, in place, on devices that

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use clap::{Args, Parser, Subcommand};
 use ectable_devices::{EngineKind, IoEngine};
-use ectable_engine::{format, Engine, EngineOptions, FormatOptions, Status};
+use ectable_engine::{format, Engine, EngineOptions, FormatOptions, RebuildOptions, Status};
 use ectable_tools::{open_devices, parse_size, row_key, row_value, split_devices};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -184,6 +184,50 @@ enum Command {
         #[command(flatten)]
         table: TableArg,
         file: PathBuf,
+    },
+    /// Replace a device by a new one and rebuild its data onto it (shows the plan and asks
+    /// on a terminal unless --yes).
+    Replace {
+        #[command(flatten)]
+        dev: DevicesArg,
+        /// The device being replaced (a path; it may be dead or missing).
+        #[arg(long)]
+        old: String,
+        /// The slot the old device held, when it cannot be told from the devices given.
+        #[arg(long)]
+        old_slot: Option<usize>,
+        /// The new device (blank, or any ectable device with --force).
+        #[arg(long)]
+        new: PathBuf,
+        /// Create the new device as a regular file of this size if it does not exist.
+        #[arg(long, value_parser = size_arg)]
+        create_size: Option<u64>,
+        /// Rebuild rate limit in bytes per second read (0: unlimited).
+        #[arg(long, default_value = "0", value_parser = size_arg)]
+        rate: u64,
+        /// Reuse a new device that holds an ectable array.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Resume an interrupted rebuild (the device list must include the new device).
+    Rebuild {
+        #[command(flatten)]
+        dev: DevicesArg,
+        #[arg(long, default_value = "0", value_parser = size_arg)]
+        rate: u64,
+    },
+    /// Read every live stripe, verify every chunk's checksum and the parity; --repair rewrites bad chunks.
+    Scrub {
+        #[command(flatten)]
+        dev: DevicesArg,
+        #[arg(long)]
+        repair: bool,
+        #[arg(long, default_value = "0", value_parser = size_arg)]
+        rate: u64,
+        #[arg(long)]
+        json: bool,
     },
     /// The whole story on file-backed devices: format RS(4,2) over 6 files, load, verify, status.
     Demo {
@@ -416,8 +460,217 @@ fn run(cli: Cli) -> Result<i32> {
             eprintln!("exported {} rows from '{}'", rows.len(), table.table);
             Ok(0)
         }
+        Command::Replace { dev, old, old_slot, new, create_size, rate, force, yes } => {
+            replace(kind, &dev, &old, old_slot, &new, create_size, rate, force, yes)
+        }
+        Command::Rebuild { dev, rate } => {
+            let engine = open_array(kind, &dev, false)?;
+            let Some((slot, _)) = engine.rebuild_in_progress() else {
+                println!("no rebuild in progress");
+                return Ok(0);
+            };
+            run_rebuild(&engine, slot, rate)?;
+            engine.close()?;
+            Ok(0)
+        }
+        Command::Scrub { dev, repair, rate, json } => {
+            let engine = open_array(kind, &dev, !repair)?;
+            let bar = ByteProgress::new("scrub");
+            let opts = RebuildOptions { rate_limit_bytes_per_sec: rate };
+            let r = engine.scrub(repair, &opts, &mut |p| bar.update(p))?;
+            bar.finish();
+            let st = engine.status();
+            if json {
+                let devices: Vec<Value> = st
+                    .devices
+                    .iter()
+                    .map(|d| json!({"slot": d.slot, "path": d.path, "bad_chunks": r.bad_chunks_per_slot[d.slot]}))
+                    .collect();
+                println!("{}", json!({
+                    "schema_version": 1,
+                    "stripes_checked": r.stripes_checked,
+                    "bytes_scanned": r.progress.bytes_scanned,
+                    "parity_mismatches": r.parity_mismatches,
+                    "chunks_repaired": r.chunks_repaired,
+                    "bytes_repaired": r.progress.bytes_rebuilt,
+                    "unrecoverable": r.progress.unrecoverable,
+                    "devices": devices,
+                }));
+            } else {
+                println!(
+                    "scrub: {} stripes checked, {} scanned, {} parity mismatches, {} chunks repaired ({}), {} unrecoverable",
+                    r.stripes_checked,
+                    human(r.progress.bytes_scanned),
+                    r.parity_mismatches,
+                    r.chunks_repaired,
+                    human(r.progress.bytes_rebuilt),
+                    r.progress.unrecoverable.len()
+                );
+                for d in &st.devices {
+                    println!(
+                        "  slot {:<3} {:<28} {} bad chunk(s)",
+                        d.slot,
+                        d.path.clone().unwrap_or_else(|| "-".into()),
+                        r.bad_chunks_per_slot[d.slot]
+                    );
+                }
+                for u in &r.progress.unrecoverable {
+                    println!("  unrecoverable: {u}");
+                }
+            }
+            if repair {
+                engine.close()?;
+            }
+            let bad: u64 = r.bad_chunks_per_slot.iter().sum();
+            Ok(if !r.progress.unrecoverable.is_empty() {
+                2
+            } else if (bad > 0 && !repair) || r.parity_mismatches > 0 {
+                1
+            } else {
+                0
+            })
+        }
         Command::Demo { dir, rows, value_size, device_size } => demo(kind, &dir, rows, value_size, device_size),
     }
+}
+
+/// Progress of long work in bytes: a bar on a terminal, a plain line per 10% otherwise.
+struct ByteProgress {
+    bar: Option<ProgressBar>,
+    label: &'static str,
+    last_decile: std::cell::Cell<u64>,
+    start: Instant,
+}
+
+impl ByteProgress {
+    fn new(label: &'static str) -> ByteProgress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let pb = ProgressBar::new(0);
+            let style = ProgressStyle::with_template(
+                "{msg} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            pb.set_style(style);
+            pb.set_message(label);
+            pb
+        });
+        ByteProgress { bar, label, last_decile: std::cell::Cell::new(0), start: Instant::now() }
+    }
+
+    fn update(&self, p: &ectable_engine::Progress) {
+        match &self.bar {
+            Some(b) => {
+                b.set_length(p.bytes_total);
+                b.set_position(p.bytes_scanned);
+            }
+            None => {
+                let decile = if p.bytes_total == 0 { 10 } else { p.bytes_scanned * 10 / p.bytes_total };
+                if decile > self.last_decile.get() {
+                    self.last_decile.set(decile);
+                    let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+                    eprintln!(
+                        "{}: {}% ({} of {} segments, {} scanned at {}/s, {} rebuilt)",
+                        self.label,
+                        decile * 10,
+                        p.segments_done,
+                        p.segments_total,
+                        human(p.bytes_scanned),
+                        human((p.bytes_scanned as f64 / secs) as u64),
+                        human(p.bytes_rebuilt)
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn run_rebuild(engine: &Engine, slot: usize, rate: u64) -> Result<()> {
+    let bar = ByteProgress::new("rebuild");
+    let start = Instant::now();
+    let p = engine.rebuild(&RebuildOptions { rate_limit_bytes_per_sec: rate }, &mut |p| bar.update(p))?;
+    bar.finish();
+    let secs = start.elapsed().as_secs_f64().max(1e-3);
+    eprintln!(
+        "rebuild of slot {slot}: {} segments, {} chunks ({}) rebuilt in {:.1} s ({}/s scanned), {} unrecoverable",
+        p.segments_done,
+        p.chunks_rebuilt,
+        human(p.bytes_rebuilt),
+        secs,
+        human((p.bytes_scanned as f64 / secs) as u64),
+        p.unrecoverable.len()
+    );
+    if !p.unrecoverable.is_empty() {
+        for u in p.unrecoverable.iter().take(20) {
+            eprintln!("  unrecoverable: {u}");
+        }
+        bail!("{} stripe(s) with live data could not be rebuilt", p.unrecoverable.len());
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn replace(
+    kind: EngineKind,
+    dev: &DevicesArg,
+    old: &str,
+    old_slot: Option<usize>,
+    new: &Path,
+    create_size: Option<u64>,
+    rate: u64,
+    force: bool,
+    yes: bool,
+) -> Result<i32> {
+    let mut paths = devices(dev)?;
+    if paths.iter().any(|p| p == new) {
+        bail!("the new device {} is already in --devices", new.display());
+    }
+    let created = create_size.is_some() && !new.exists();
+    let new_dev = ectable_devices::FileDevice::open(
+        new,
+        &ectable_devices::OpenOptions { create_size_bytes: create_size, ..Default::default() },
+    )
+    .with_context(|| format!("opening {}", new.display()))?;
+    if let Some(array) = ectable_engine::array::probe_device(&new_dev)? {
+        if !force {
+            bail!("{}: already holds an ectable array ({array}); use --force to reuse it", new.display());
+        }
+        ectable_engine::array::wipe_device(&new_dev)?;
+    }
+    drop(new_dev);
+    // A dead old device is left out: it could only fail every request.
+    let old_listed = paths.iter().position(|p| p.as_os_str() == old);
+    paths.push(new.to_path_buf());
+    let io = open_devices(&paths, None, false, kind)?;
+    let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
+    let slot = match (old_slot, old_listed.and_then(|_| engine.slot_of_path(old))) {
+        (Some(s), _) => s,
+        (None, Some(s)) => s,
+        (None, None) => match engine.lost_slots().as_slice() {
+            [s] => *s,
+            [] => bail!("{old} is not a member of this array and no device is missing; give --old-slot"),
+            many => bail!("cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot", many.len()),
+        },
+    };
+    println!("plan: rebuild slot {slot} (was {old}) onto {}", new.display());
+    if !yes && std::io::stdin().is_terminal() {
+        if let Err(e) = confirm("Proceed?") {
+            if created {
+                let _ = std::fs::remove_file(new);
+            }
+            return Err(e);
+        }
+    }
+    engine.replace(slot, paths.len() - 1)?;
+    run_rebuild(&engine, slot, rate)?;
+    engine.close()?;
+    println!("slot {slot} is online on {}", new.display());
+    Ok(0)
 }
 
 fn confirm(question: &str) -> Result<()> {
@@ -657,6 +910,9 @@ fn print_status(st: &Status) {
             String::new()
         }
     );
+    if let Some((slot, next)) = st.rebuild {
+        println!("   scan: rebuild of slot {slot} in progress (resumes at segment {next}); run 'ectable rebuild' to finish it");
+    }
     println!("config:\n");
     println!(
         "  {:<4} {:<28} {:<10} {:>5} {:>6} {:>6} {:>10} {:>5}  NOTE",
@@ -730,6 +986,9 @@ fn status_json(st: &Status) -> Value {
         "tables": st.tables,
         "lsn": st.next_lsn.saturating_sub(1),
         "io_engine": st.io_engine,
+        "scan": st.rebuild.map(|(slot, next)| json!({"kind": "rebuild", "state": "interrupted", "slot": slot, "next_segment_id": next})),
+        "read_repairs": st.read_repairs,
+        "degraded_reads": st.degraded_reads,
         "recovery": {
             "segments": st.recovery.segments,
             "stripes": st.recovery.stripes,
