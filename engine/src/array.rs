@@ -277,6 +277,12 @@ pub(crate) struct Array {
     pub read_only: bool,
     /// Per-slot error counters, this session.
     pub counters: Vec<SlotCounters>,
+    /// Per-slot latency and suspicion.
+    pub health: Vec<crate::health::SlotHealth>,
+    pub policy: crate::health::HealthPolicy,
+    /// A device changed state since the superblocks were last written.
+    pub state_dirty: AtomicBool,
+    observations: AtomicU64,
 }
 
 /// The mutable part of the superblock.
@@ -359,6 +365,61 @@ impl Array {
     pub fn mark_failed(&self, slot: usize, why: &str) {
         if !self.slot_failed[slot].swap(true, Ordering::SeqCst) {
             tracing::warn!(slot, device = %self.slot_name(slot), "device failed: {why}");
+            self.state_dirty.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Passive detection: feeds one completion's latency and outcome into the slot's health.
+    pub fn observe(&self, slot: usize, kind: ectable_devices::IoKind, latency: std::time::Duration, error: Option<&ectable_devices::DeviceError>) {
+        use crate::health::DetectionMode;
+        let Some(h) = self.health.get(slot) else { return };
+        let passive = self.policy.mode != DetectionMode::Active;
+        match error {
+            None => {
+                h.observe(latency);
+                if self.observations.fetch_add(1, Ordering::Relaxed) % 32 == 31 && passive {
+                    let online: Vec<bool> = (0..self.n()).map(|s| self.device_of_slot(s as u32).is_some()).collect();
+                    for s in crate::health::evaluate_slowness(&self.health, &online, &self.policy) {
+                        let now = self.health[s].suspect.load(Ordering::Relaxed);
+                        tracing::warn!(slot = s, device = %self.slot_name(s), "device {}", if now { "is slow: suspect" } else { "is no longer slow" });
+                        self.state_dirty.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            Some(e) => {
+                let c = &self.counters[slot];
+                if kind == ectable_devices::IoKind::Read {
+                    let n = c.read_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    if passive && n >= self.policy.read_error_limit {
+                        self.mark_failed(slot, &format!("{n} read errors, the last: {e}"));
+                    }
+                } else {
+                    c.write_errors.fetch_add(1, Ordering::Relaxed);
+                    // A device that cannot write cannot hold new stripes, whatever the mode.
+                    self.mark_failed(slot, &e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Passive detection: a chunk from this slot failed its identity or checksum.
+    pub fn note_checksum_error(&self, slot: usize) {
+        let n = self.counters[slot].checksum_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.policy.mode != crate::health::DetectionMode::Active && n >= self.policy.checksum_error_limit {
+            self.mark_failed(slot, &format!("{n} checksum errors"));
+        }
+    }
+
+    pub fn is_suspect(&self, slot: usize) -> bool {
+        self.health.get(slot).is_some_and(|h| h.suspect.load(Ordering::Relaxed))
+    }
+
+    /// Writes the device states to the superblocks if they changed (not in read-only mode).
+    pub fn persist_if_dirty(&self) {
+        if !self.read_only && self.state_dirty.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.persist(|_| {}) {
+                tracing::warn!("could not persist device states: {e}");
+            }
         }
     }
     pub fn is_failed(&self, slot: usize) -> bool {
@@ -490,6 +551,10 @@ impl Array {
             }),
             read_only,
             counters: (0..n).map(|_| SlotCounters::default()).collect(),
+            health: (0..n).map(|_| crate::health::SlotHealth::default()).collect(),
+            policy: crate::health::HealthPolicy::default(),
+            state_dirty: AtomicBool::new(false),
+            observations: AtomicU64::new(0),
         };
         Ok(array)
     }
@@ -521,6 +586,10 @@ impl Array {
         for (slot, m) in members.iter_mut().enumerate() {
             if self.is_failed(slot) {
                 m.1 = MemberState::Failed;
+            } else if self.is_suspect(slot) && m.1 == MemberState::Online {
+                m.1 = MemberState::Suspect;
+            } else if !self.is_suspect(slot) && m.1 == MemberState::Suspect {
+                m.1 = MemberState::Online;
             }
         }
         for slot in 0..self.n() {

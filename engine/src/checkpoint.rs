@@ -184,6 +184,7 @@ pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>
                 records: Vec::new(),
             },
             height,
+            for_sync: false,
         });
     }
     let release = |st: &mut WriterState| {

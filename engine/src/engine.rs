@@ -31,11 +31,18 @@ pub struct EngineOptions {
     pub min_write_shards: usize,
     /// Stripes written per flush batch (1..=64).
     pub max_batch_stripes: usize,
+    /// Failure detection: which detectors run and their thresholds.
+    pub health: crate::health::HealthPolicy,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { read_only: false, min_write_shards: 0, max_batch_stripes: 16 }
+        EngineOptions {
+            read_only: false,
+            min_write_shards: 0,
+            max_batch_stripes: 16,
+            health: crate::health::HealthPolicy::default(),
+        }
     }
 }
 
@@ -124,7 +131,8 @@ impl Engine {
     /// Opens the array on the devices of `io`: identifies them, replays the log, and (unless
     /// read-only) starts a new write epoch and the flusher thread.
     pub fn open(io: Arc<dyn IoEngine>, opts: EngineOptions) -> Result<Engine> {
-        let array = Array::open(io, opts.read_only)?;
+        let mut array = Array::open(io, opts.read_only)?;
+        array.policy = opts.health.clone();
         let rec = recover(&array)?;
         let k = array.k();
         let min_write_shards = if opts.min_write_shards == 0 { k } else { opts.min_write_shards };
@@ -270,14 +278,18 @@ impl Engine {
                 Place::Mem(v) => out[i] = Some(v.to_vec()),
                 Place::Disk(loc) => {
                     let seg = self.segment(loc.segment_id)?;
-                    match crate::log::stripe::record_read_ops(array, &seg, loc) {
-                        Ok(rops) => {
+                    // Device gone, or slow: the slow path below rebuilds the record from the
+                    // other chunks instead.
+                    if let Ok(rops) = crate::log::stripe::record_read_ops(array, &seg, loc) {
+                        let slow = rops.iter().any(|(op, _, _)| {
+                            array.slot_of_device(op.device_index).is_some_and(|s| array.is_suspect(s))
+                        });
+                        if !slow {
                             for (op, skip, take) in rops {
                                 ops.push(op);
                                 plan.push((i, skip, take));
                             }
                         }
-                        Err(_) => {} // device gone: the slow path below rebuilds it
                     }
                     disk.push((i, *loc, seg, e.lsn));
                 }
@@ -287,6 +299,9 @@ impl Engine {
         let mut bytes: Vec<Option<Vec<u8>>> = vec![None; items.len()];
         let mut failed = vec![false; items.len()];
         for (c, (i, skip, take)) in array.io.execute(ops).into_iter().zip(plan) {
+            if let Some(slot) = array.slot_of_device(c.op.device_index) {
+                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+            }
             match c.result {
                 Ok(()) => bytes[i].get_or_insert_with(Vec::new).extend_from_slice(&c.op.buf[skip..skip + take]),
                 Err(_) => failed[i] = true,
@@ -334,10 +349,20 @@ impl Engine {
         };
         let stripe_key = (seg.id, loc.offset_in_segment);
         if !rebuilt.contains_key(&stripe_key) {
-            let bufs = read_stripe_chunks(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes);
-            let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
-            match assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks) {
+            let read = |avoid| read_stripe_chunks(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes, avoid);
+            let mut bufs = read(true);
+            let mut chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
+            let mut outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
+            if !matches!(outcome, StripeOutcome::Good(_)) && array.health.iter().any(|h| h.suspect.load(Ordering::Relaxed)) {
+                // The fast devices were not enough: ask the slow ones too.
+                bufs = read(false);
+                chunks = bufs.iter().map(|b| b.as_deref()).collect();
+                outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
+            }
+            match outcome {
                 StripeOutcome::Good(g) => {
+                    // Chunks left unread on slow devices are not bad: repair only what was read
+                    // and failed.
                     if !g.bad_shards.is_empty() && !array.read_only {
                         self.read_repair(seg, loc, &g, &chunks);
                     }
@@ -365,6 +390,9 @@ impl Engine {
         let mut targets = Vec::new();
         for &j in &g.bad_shards {
             let (slot, place) = crate::log::stripe::chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
+            if array.is_suspect(slot as usize) {
+                continue; // not read on purpose (slow device), not known bad
+            }
             if let Some((d, off)) = place {
                 targets.push((j, slot, d, off));
             }
@@ -382,10 +410,7 @@ impl Engine {
                 Ok(()) => {
                     self.shared.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => {
-                    array.counters[slot as usize].write_errors.fetch_add(1, Ordering::Relaxed);
-                    array.mark_failed(slot as usize, &e.to_string());
-                }
+                Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
             }
         }
     }
@@ -533,8 +558,14 @@ impl Engine {
         // Clean close: checkpoint the index so the next open replays only what follows.
         let mut st = self.shared.lock_state();
         if st.writing_started && st.error.is_none() {
-            crate::checkpoint::write(&self.shared, &mut st)?;
+            // The checkpoint only shortens the next open; everything is durable already, so
+            // failing to write one (a full array, a failing device) does not fail the close.
+            if let Err(e) = crate::checkpoint::write(&self.shared, &mut st) {
+                tracing::warn!("no index checkpoint written at close: {e}");
+            }
         }
+        drop(st);
+        self.shared.array.persist_if_dirty();
         Ok(())
     }
 }

@@ -386,10 +386,7 @@ impl Engine {
                             flush.push(c.op.device_index);
                         }
                     }
-                    Err(e) => {
-                        a.counters[slot as usize].write_errors.fetch_add(1, Ordering::Relaxed);
-                        a.mark_failed(slot as usize, &e.to_string());
-                    }
+                    Err(e) => a.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
                 }
             }
             let _ = a.io.execute(flush.into_iter().map(IoOp::flush).collect());

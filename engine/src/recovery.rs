@@ -102,6 +102,7 @@ pub(crate) fn read_segment(array: &Array, seg: &SegmentInfo) -> (Vec<Option<Alig
     let mut bufs: Vec<Option<AlignedBuf>> = (0..seg.members.len()).map(|_| None).collect();
     let mut bytes = 0;
     for (c, p) in array.io.execute(ops).into_iter().zip(pos_of) {
+        array.observe(seg.members[p].0 as usize, c.op.kind, c.latency, c.result.as_ref().err());
         match c.result {
             Ok(()) => {
                 bytes += c.op.buf.len() as u64;

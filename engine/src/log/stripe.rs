@@ -161,7 +161,7 @@ pub(crate) fn assemble(
     for &j in &bad_shards {
         let (slot, _) = seg.members[position_of(j, ordinal, w)];
         if chunks[j].is_some() {
-            array.counters[slot as usize].checksum_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            array.note_checksum_error(slot as usize);
         }
     }
     if !notes.is_empty() {
@@ -172,18 +172,32 @@ pub(crate) fn assemble(
 
 /// Reads the w chunks of one stripe (`height` bytes each; the chunk size when unknown).
 /// Unavailable or unreadable chunks are None.
+///
+/// With `avoid_suspect`, chunks on suspect (slow) devices are not read when k chunks on
+/// other devices can be: reads are then served by the fastest devices.
 pub(crate) fn read_stripe_chunks(
     array: &Array,
     seg: &SegmentInfo,
     offset: u32,
     ordinal: u32,
     height: u32,
+    avoid_suspect: bool,
 ) -> Vec<Option<Vec<u8>>> {
     let w = array.w();
     let mut ops = Vec::new();
     let mut shard_of_op = Vec::new();
-    for j in 0..w {
-        if let (_, Some((d, off))) = chunk_place(array, seg, offset, ordinal, j) {
+    let places: Vec<(u32, Option<(usize, u64)>)> =
+        (0..w).map(|j| chunk_place(array, seg, offset, ordinal, j)).collect();
+    let fast = places
+        .iter()
+        .filter(|(slot, p)| p.is_some() && !array.is_suspect(*slot as usize))
+        .count();
+    let skip_suspect = avoid_suspect && fast >= array.k();
+    for (j, (slot, place)) in places.into_iter().enumerate() {
+        if skip_suspect && array.is_suspect(slot as usize) {
+            continue;
+        }
+        if let Some((d, off)) = place {
             ops.push(IoOp::read(d, off, height as usize));
             shard_of_op.push(j);
         }
@@ -192,10 +206,14 @@ pub(crate) fn read_stripe_chunks(
     let mut bufs: Vec<Option<Vec<u8>>> = vec![None; w];
     for (c, j) in completions.into_iter().zip(shard_of_op) {
         match c.result {
-            Ok(()) => bufs[j] = Some(c.op.buf.to_vec()),
+            Ok(()) => {
+                let (slot, _) = seg.members[position_of(j, ordinal, w)];
+                array.observe(slot as usize, c.op.kind, c.latency, None);
+                bufs[j] = Some(c.op.buf.to_vec())
+            }
             Err(e) => {
                 let (slot, _) = seg.members[position_of(j, ordinal, w)];
-                array.counters[slot as usize].read_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                array.observe(slot as usize, c.op.kind, c.latency, Some(&e));
                 tracing::debug!("stripe read: shard {j}: {e}");
             }
         }

@@ -50,6 +50,9 @@ pub(crate) struct OpenStripe {
 pub(crate) struct SealedStripe {
     pub stripe: OpenStripe,
     pub height: u32,
+    /// Sealed early because a writer waited for durability (a short stripe), rather than
+    /// because the next record did not fit.
+    pub for_sync: bool,
 }
 
 pub(crate) struct WriterState {
@@ -158,6 +161,10 @@ impl Shared {
 
     /// Seals the open stripe at the smallest height that holds it.
     fn seal(&self, st: &mut WriterState) {
+        self.seal_for(st, false)
+    }
+
+    fn seal_for(&self, st: &mut WriterState, for_sync: bool) {
         let Some(open) = st.open.take() else { return };
         if open.records.is_empty() {
             // Nothing to write: give the place back (the cursor has not moved).
@@ -177,7 +184,7 @@ impl Shared {
             offset: open.offset + height,
             ordinal: open.ordinal + 1,
         });
-        st.sealed.push_back(SealedStripe { stripe: open, height });
+        st.sealed.push_back(SealedStripe { stripe: open, height, for_sync });
         self.work_cv.notify_all();
     }
 
@@ -335,7 +342,7 @@ impl Shared {
                     if st.sealed.is_empty() && open_has_records && wanted && inflight.is_none() {
                         // Group commit: seal for a sync only when nothing is in flight, so
                         // that writers arriving meanwhile share the next stripe and flush.
-                        self.seal(&mut st);
+                        self.seal_for(&mut st, true);
                     }
                     if !st.sealed.is_empty() {
                         let n = st.sealed.len().min(self.max_batch_stripes);
@@ -382,6 +389,7 @@ impl Shared {
                 result = self.complete_batch(prev, &mut unflushed);
             }
             inflight = submitted;
+            self.array.persist_if_dirty();
             // 4. Flush when someone waits, when enough is unflushed, or at close.
             if result.is_ok() && !unflushed.is_empty() {
                 let must = {
@@ -412,6 +420,7 @@ impl Shared {
         let array = &self.array;
         let mut written: Vec<Vec<u32>> = vec![Vec::new(); prev.stripes.len()];
         for (c, (si, slot)) in prev.batch.wait().into_iter().zip(prev.meta) {
+            array.observe(slot as usize, c.op.kind, c.latency, c.result.as_ref().err());
             match c.result {
                 Ok(()) => {
                     if si != usize::MAX {
@@ -423,10 +432,7 @@ impl Shared {
                     unflushed.bytes += c.op.buf.len() as u64;
                     self.return_chunk_buf(c.op.buf);
                 }
-                Err(e) => {
-                    array.counters[slot as usize].write_errors.fetch_add(1, Ordering::Relaxed);
-                    array.mark_failed(slot as usize, &e.to_string());
-                }
+                Err(_) => {} // observe() failed the device
             }
         }
         let w = array.w();
@@ -474,11 +480,9 @@ impl Shared {
         let mut failed_slots: Vec<u32> = Vec::new();
         let ops = unflushed.devices.iter().map(|&d| IoOp::flush(d)).collect();
         for c in array.io.execute(ops) {
-            if let Err(e) = c.result {
-                let slot = array.slot_of_device(c.op.device_index);
-                if let Some(slot) = slot {
-                    array.counters[slot].write_errors.fetch_add(1, Ordering::Relaxed);
-                    array.mark_failed(slot, &e.to_string());
+            if let Some(slot) = array.slot_of_device(c.op.device_index) {
+                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+                if c.result.is_err() {
                     failed_slots.push(slot as u32);
                 }
             }
@@ -616,7 +620,7 @@ impl Shared {
                 }
             }
             self.counters.stripes_written.fetch_add(1, Ordering::Relaxed);
-            if s.height < array.chunk_size() as u32 {
+            if s.for_sync {
                 self.counters.short_stripes_written.fetch_add(1, Ordering::Relaxed);
             }
             self.counters.chunk_bytes_written.fetch_add((h * w) as u64, Ordering::Relaxed);

@@ -1,0 +1,212 @@
+//! Smoke tests of the `ecbench` binary on tiny file-backed devices: a write and a random read
+//! run with `--compare-raw` and JSON output must report fio's fields, non-zero IOPS and the
+//! engine/raw ratios; bad command lines and unsafe requests must end with one error line and a
+//! non-zero exit, never a panic.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Six file devices of 24 MiB (enough for two 8 MiB segments each), created by ecbench.
+fn devices(dir: &Path) -> String {
+    let paths: Vec<String> = (0..6)
+        .map(|i| dir.join(format!("d{i}")).display().to_string())
+        .collect();
+    paths.join(",")
+}
+
+fn ecbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ecbench"))
+        .args(args)
+        .output()
+        .expect("run ecbench")
+}
+
+fn json_run(args: &[&str]) -> Value {
+    let out = ecbench(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ecbench {args:?} failed: {stderr}");
+    serde_json::from_slice(&out.stdout).expect("ecbench prints one JSON document")
+}
+
+fn number(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for p in path {
+        cur = cur
+            .get(p)
+            .unwrap_or_else(|| panic!("missing field {p} of {path:?} in {v}"));
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number: {cur}"))
+}
+
+#[test]
+fn write_and_randread_report_iops_and_raw_ratios() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let devs = devices(dir.path());
+    let common = [
+        "--devices",
+        &devs,
+        "--create-size",
+        "24M",
+        "--k",
+        "4",
+        "--m",
+        "2",
+    ];
+
+    let mut args = common.to_vec();
+    args.extend([
+        "--rw=write",
+        "--bs=64K",
+        "--size=4M",
+        "--iodepth=4",
+        "--compare-raw",
+    ]);
+    args.extend(["--output-format=json"]);
+    let w = json_run(&args);
+    let job = &w["jobs"][0];
+    assert!(number(job, &["write", "iops"]) > 0.0);
+    assert_eq!(number(job, &["write", "io_bytes"]), (4 << 20) as f64);
+    assert!(number(job, &["write", "clat_ns", "percentile", "99.000000"]) > 0.0);
+    let ratios = &w["ectable"]["ratios"]["write"];
+    assert!(number(ratios, &["engine_to_raw"]) > 0.0);
+    assert!(number(ratios, &["engine_to_target"]) > 0.0);
+    assert!(number(&w["ectable"], &["raw", "write", "iops"]) > 0.0);
+    assert!(number(&w["ectable"], &["write_amplification"]) >= 1.5);
+
+    // The devices now hold an array: formatting them again needs --force.
+    let mut args = common.to_vec();
+    args.extend([
+        "--rw",
+        "randread",
+        "--size",
+        "1M",
+        "--force",
+        "--compare-raw",
+    ]);
+    args.extend(["--bs", "4K", "--iodepth", "8", "--output-format", "json"]);
+    let r = json_run(&args);
+    assert!(number(&r["jobs"][0], &["read", "iops"]) > 0.0);
+    assert_eq!(r["ectable"]["dataset"]["laid_down"], Value::Bool(true));
+    let ratios = &r["ectable"]["ratios"]["read"];
+    assert!(number(ratios, &["engine_to_raw"]) > 0.0);
+    assert!(number(ratios, &["iops_engine_to_raw"]) > 0.0);
+
+    // Without --k/--m the array that is there is used, and its data set is found.
+    let args = [
+        "--devices",
+        &devs,
+        "--rw",
+        "randread",
+        "--size",
+        "1M",
+        "--output-format",
+        "json",
+    ];
+    let again = json_run(&args);
+    assert!(number(&again["jobs"][0], &["read", "iops"]) > 0.0);
+    assert_eq!(again["ectable"]["dataset"]["laid_down"], Value::Bool(false));
+    assert_eq!(again["ectable"]["ratios"], Value::Null);
+
+    // Refusals: another format without --force, and a raw pass over an existing array.
+    let mut args = common.to_vec();
+    args.extend(["--rw", "write", "--size", "1M"]);
+    assert_refused(&args, "use --force");
+    assert_refused(
+        &[
+            "--devices",
+            &devs,
+            "--rw",
+            "write",
+            "--size",
+            "1M",
+            "--compare-raw",
+        ],
+        "--k",
+    );
+}
+
+fn assert_refused(args: &[&str], expect: &str) {
+    let out = ecbench(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ecbench {args:?} should fail");
+    assert!(
+        stderr.starts_with("ecbench: error: "),
+        "one error line expected: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one error line expected: {stderr}"
+    );
+    assert!(stderr.contains(expect), "expected '{expect}' in: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout when refused");
+}
+
+#[test]
+fn bad_command_lines_exit_non_zero_without_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let devs = devices(dir.path());
+    assert_refused(
+        &["--devices", &devs, "--rw", "sideways", "--size", "1M"],
+        "--rw",
+    );
+    assert_refused(
+        &[
+            "--devices",
+            &devs,
+            "--rw",
+            "read",
+            "--bs",
+            "12x",
+            "--size",
+            "1M",
+        ],
+        "12x",
+    );
+    assert_refused(&["--rw", "read", "--size", "1M"], "--devices");
+    assert_refused(
+        &["--devices", &devs, "--rw", "read", "--runtime", "0"],
+        "runtime",
+    );
+    assert_refused(&["--devices", &devs, "--rw", "read"], "--size or --runtime");
+    assert_refused(
+        &["--devices", &devs, "--rw", "read", "--size", "1M"],
+        "no such device",
+    );
+    let args = [
+        "--devices",
+        &devs,
+        "--create-size",
+        "24M",
+        "--k",
+        "9",
+        "--m",
+        "2",
+    ];
+    assert_refused(
+        &[&args[..], &["--rw", "write", "--size", "1M"]].concat(),
+        "devices",
+    );
+    let args = [
+        "--devices",
+        &devs,
+        "--create-size",
+        "24M",
+        "--k",
+        "4",
+        "--m",
+        "2",
+    ];
+    assert_refused(
+        &[&args[..], &["--rw", "write", "--bs", "1M", "--size", "1M"]].concat(),
+        "--bs",
+    );
+    // The geometry is refused before any file is created.
+    assert!(
+        !dir.path().join("d0").exists(),
+        "a refused run created a device file"
+    );
+}
