@@ -302,6 +302,12 @@ impl BlockDevice for FaultyDevice {
                 self.count(|c| c.misdirected_writes += 1);
             }
         }
+        // Writing over a latent sector error remaps the sectors, as drives do: reads of a
+        // range wholly rewritten succeed again.
+        {
+            let end = target + buf.len() as u64;
+            self.cfg().read_error_ranges.retain(|r| !(r.start >= target && r.end <= end));
+        }
         if self.track_unflushed.load(Ordering::SeqCst) {
             let mut old = vec![0u8; buf.len()];
             self.inner.read_at(&mut old, target)?;

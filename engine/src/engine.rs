@@ -116,6 +116,10 @@ pub struct Status {
     pub degraded_reads: u64,
     pub read_repairs: u64,
     pub degraded_writes: u64,
+    pub probes: u64,
+    pub probe_failures: u64,
+    /// Per slot: smoothed latency (ns) and whether the device is suspect (slow).
+    pub latency_ewma_ns: Vec<u64>,
     pub io_engine: &'static str,
     /// A rebuild in progress: (slot, next segment id).
     pub rebuild: Option<(usize, u64)>,
@@ -124,6 +128,7 @@ pub struct Status {
 pub struct Engine {
     pub(crate) shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    prober: Mutex<Option<(JoinHandle<()>, Arc<crate::prober::StopSignal>)>>,
     recovery: RecoveryStats,
 }
 
@@ -182,7 +187,19 @@ impl Engine {
                     .map_err(|e| Error::InvalidArgument(format!("cannot start flusher: {e}")))?,
             )
         };
-        Ok(Engine { shared, flusher: Mutex::new(flusher), recovery: rec.stats })
+        let prober = if opts.read_only || opts.health.mode == crate::health::DetectionMode::Passive {
+            None
+        } else {
+            let s = shared.clone();
+            let stop = Arc::new(crate::prober::StopSignal::default());
+            let stop2 = stop.clone();
+            let h = std::thread::Builder::new()
+                .name("ectable-prober".into())
+                .spawn(move || crate::prober::run(s, stop2, |_| {}))
+                .map_err(|e| Error::InvalidArgument(format!("cannot start prober: {e}")))?;
+            Some((h, stop))
+        };
+        Ok(Engine { shared, flusher: Mutex::new(flusher), prober: Mutex::new(prober), recovery: rec.stats })
     }
 
     /// Appends a put; durable after the next [`Engine::sync`].
@@ -472,6 +489,7 @@ impl Engine {
                 let (state, note) = match dev {
                     None => ("REMOVED", "device not present".to_string()),
                     Some(_) if a.is_failed(slot) => ("FAULTED", "I/O errors".to_string()),
+                    Some(_) if a.is_suspect(slot) => ("DEGRADED", "suspect: slow, reads avoid it".to_string()),
                     Some(_) if a.stale_slots.contains(&slot) => {
                         ("DEGRADED", "stale: missed writes while away".to_string())
                     }
@@ -531,6 +549,9 @@ impl Engine {
             payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
             degraded_reads: c.degraded_reads.load(Ordering::Relaxed),
             read_repairs: c.read_repairs.load(Ordering::Relaxed),
+            probes: c.probes.load(Ordering::Relaxed),
+            probe_failures: c.probe_failures.load(Ordering::Relaxed),
+            latency_ewma_ns: a.health.iter().map(|h| h.latency_ewma_ns.load(Ordering::Relaxed)).collect(),
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name(),
             rebuild: self.rebuild_in_progress(),
@@ -544,6 +565,10 @@ impl Engine {
 
     /// Makes everything durable and stops the flusher.
     pub fn close(&self) -> Result<()> {
+        if let Some((h, stop)) = self.prober.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            stop.stop();
+            let _ = h.join();
+        }
         let r = self.sync();
         {
             let mut st = self.shared.lock_state();

@@ -86,6 +86,8 @@ pub struct EngineCounters {
     pub reads: AtomicU64,
     pub degraded_reads: AtomicU64,
     pub read_repairs: AtomicU64,
+    pub probes: AtomicU64,
+    pub probe_failures: AtomicU64,
 }
 
 pub(crate) struct Shared {
