@@ -29,6 +29,9 @@ pub struct FormatOptions {
     pub segment_size_bytes: u32,
     /// Overwrite devices that hold another ectable array.
     pub force: bool,
+    /// The last `spare_count` devices are hot spares: members that hold no data until one
+    /// replaces a failed device.
+    pub spare_count: usize,
 }
 
 impl Default for FormatOptions {
@@ -39,6 +42,7 @@ impl Default for FormatOptions {
             chunk_size_bytes: DEFAULT_CHUNK_SIZE_BYTES,
             segment_size_bytes: 0,
             force: false,
+            spare_count: 0,
         }
     }
 }
@@ -141,7 +145,14 @@ pub(crate) fn write_superblocks(
 
 /// Formats the devices of `io` as one array. Nothing is written unless every check passes.
 pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
-    let n = io.devices().len();
+    let total = io.devices().len();
+    if opts.spare_count >= total {
+        return Err(Error::InvalidArgument(format!(
+            "{} spares leave no data devices out of {total}",
+            opts.spare_count
+        )));
+    }
+    let n = total - opts.spare_count;
     let (k, m) = (opts.data_shards, opts.parity_shards);
     if k == 0 || m == 0 {
         return Err(Error::InvalidArgument(format!(
@@ -159,8 +170,10 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
             "RS({k},{m}) needs at least {w} devices, {n} given"
         )));
     }
-    if n > MAX_DEVICES {
-        return Err(Error::InvalidArgument(format!("at most {MAX_DEVICES} devices, {n} given")));
+    if total > MAX_DEVICES {
+        return Err(Error::InvalidArgument(format!(
+            "at most {MAX_DEVICES} devices and spares, {total} given"
+        )));
     }
     let c = opts.chunk_size_bytes;
     if c < 4096 || c % 4096 != 0 || c > (4 << 20) {
@@ -203,11 +216,14 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
         }
     }
     let array_uuid = new_uuid();
-    let device_uuids: Vec<[u8; 16]> = (0..n).map(|_| new_uuid()).collect();
-    let members: Vec<([u8; 16], MemberState)> =
-        device_uuids.iter().map(|u| (*u, MemberState::Online)).collect();
+    let device_uuids: Vec<[u8; 16]> = (0..total).map(|_| new_uuid()).collect();
+    let members: Vec<([u8; 16], MemberState)> = device_uuids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (*u, if i < n { MemberState::Online } else { MemberState::Spare }))
+        .collect();
     let created = now_unix_secs();
-    let sbs: Vec<Option<Superblock>> = (0..n)
+    let sbs: Vec<Option<Superblock>> = (0..total)
         .map(|d| {
             Some(Superblock {
                 array_uuid,
@@ -236,7 +252,7 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
     // device is mistaken for ours. Segment contents need no clearing: every segment header
     // and chunk names its array.
     let zero = AlignedBuf::new((DATA_START_BYTES - 2 * SUPERBLOCK_SIZE_BYTES as u64) as usize);
-    let ops = (0..n).map(|d| IoOp::write(d, 8192, zero.clone())).collect();
+    let ops = (0..total).map(|d| IoOp::write(d, 8192, zero.clone())).collect();
     for c in io.execute(ops) {
         c.result?;
     }
@@ -266,6 +282,8 @@ pub(crate) struct Array {
     pub slot_failed: Vec<AtomicBool>,
     /// Devices whose superblock epoch was older than the array's (missed some writes).
     pub stale_slots: Vec<usize>,
+    /// Hot spares present: (member index ≥ n, engine device index).
+    pub spares: std::sync::Mutex<Vec<(usize, usize)>>,
     /// Devices given but not recognised (no valid superblock, or unreadable), by index.
     pub unrecognised: Vec<(usize, String)>,
     pub codec: Arc<dyn StripeCodec>,
@@ -423,7 +441,7 @@ impl Array {
         }
     }
     pub fn is_failed(&self, slot: usize) -> bool {
-        self.slot_failed[slot].load(Ordering::Relaxed)
+        self.slot_failed.get(slot).is_some_and(|f| f.load(Ordering::Relaxed))
     }
     pub fn epoch(&self) -> u64 {
         self.persisted.lock().unwrap_or_else(|p| p.into_inner()).epoch
@@ -491,9 +509,16 @@ impl Array {
         let n = newest.device_count as usize;
         let mut slot_device: Vec<Option<usize>> = vec![None; n];
         let mut stale_slots = Vec::new();
+        let mut spares = Vec::new();
         for (d, sb) in found.iter().enumerate() {
             let Some(sb) = sb else { continue };
             let slot = sb.device_slot as usize;
+            if slot >= n
+                && newest.members.get(slot).is_some_and(|m| m.0 == sb.device_uuid && m.1 == MemberState::Spare)
+            {
+                spares.push((slot, d));
+                continue;
+            }
             if slot >= n || newest.members[slot].0 != sb.device_uuid {
                 return Err(Error::ForeignDevice {
                     device: names[d].clone(),
@@ -536,6 +561,7 @@ impl Array {
                 .collect(),
             slot_failed,
             stale_slots,
+            spares: std::sync::Mutex::new(spares),
             unrecognised,
             codec,
             write_epoch: AtomicU64::new(newest.epoch),
@@ -583,7 +609,7 @@ impl Array {
         let n_dev = self.io.devices().len();
         let mut sbs: Vec<Option<Superblock>> = vec![None; n_dev];
         let mut members = next.members.clone();
-        for (slot, m) in members.iter_mut().enumerate() {
+        for (slot, m) in members.iter_mut().enumerate().take(self.n()) {
             if self.is_failed(slot) {
                 m.1 = MemberState::Failed;
             } else if self.is_suspect(slot) && m.1 == MemberState::Online {
@@ -597,6 +623,17 @@ impl Array {
             let mut sb = self.sb.clone();
             sb.device_slot = slot as u32;
             sb.device_uuid = members[slot].0;
+            sb.device_capacity_bytes = self.io.devices()[d].geometry().capacity_bytes;
+            sb.epoch = epoch;
+            sb.members = members.clone();
+            (sb.checkpoint_segment_id, sb.checkpoint_segment_count, sb.checkpoint_lsn) = checkpoint;
+            sb.rebuild = rebuild;
+            sbs[d] = Some(sb);
+        }
+        for &(spare_slot, d) in self.spares.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let mut sb = self.sb.clone();
+            sb.device_slot = spare_slot as u32;
+            sb.device_uuid = members[spare_slot].0;
             sb.device_capacity_bytes = self.io.devices()[d].geometry().capacity_bytes;
             sb.epoch = epoch;
             sb.members = members.clone();

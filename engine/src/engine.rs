@@ -33,6 +33,8 @@ pub struct EngineOptions {
     pub max_batch_stripes: usize,
     /// Failure detection: which detectors run and their thresholds.
     pub health: crate::health::HealthPolicy,
+    /// What happens when a device is lost (hot spares are used by the automatic policy).
+    pub recovery: crate::prober::RecoveryPolicy,
 }
 
 impl Default for EngineOptions {
@@ -42,6 +44,7 @@ impl Default for EngineOptions {
             min_write_shards: 0,
             max_batch_stripes: 16,
             health: crate::health::HealthPolicy::default(),
+            recovery: crate::prober::RecoveryPolicy::default(),
         }
     }
 }
@@ -98,6 +101,8 @@ pub struct Status {
     pub chunk_size_bytes: u32,
     pub segment_size_bytes: u32,
     pub devices: Vec<DeviceStatus>,
+    /// Hot spares present (paths).
+    pub spares: Vec<String>,
     pub unrecognised: Vec<(String, String)>,
     /// Devices that can still be lost before data is (for the worst stripe).
     pub redundancy_left: usize,
@@ -128,7 +133,8 @@ pub struct Status {
 pub struct Engine {
     pub(crate) shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
-    prober: Mutex<Option<(JoinHandle<()>, Arc<crate::prober::StopSignal>)>>,
+    #[allow(clippy::type_complexity)]
+    prober: Mutex<Option<(JoinHandle<()>, Arc<crate::prober::StopSignal>, Arc<std::sync::atomic::AtomicBool>)>>,
     recovery: RecoveryStats,
 }
 
@@ -187,17 +193,20 @@ impl Engine {
                     .map_err(|e| Error::InvalidArgument(format!("cannot start flusher: {e}")))?,
             )
         };
-        let prober = if opts.read_only || opts.health.mode == crate::health::DetectionMode::Passive {
+        let monitor_needed = opts.health.mode != crate::health::DetectionMode::Passive
+            || opts.recovery != crate::prober::RecoveryPolicy::Manual;
+        let prober = if opts.read_only || !monitor_needed {
             None
         } else {
             let s = shared.clone();
             let stop = Arc::new(crate::prober::StopSignal::default());
-            let stop2 = stop.clone();
+            let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (stop2, cancel2, policy) = (stop.clone(), cancel.clone(), opts.recovery);
             let h = std::thread::Builder::new()
-                .name("ectable-prober".into())
-                .spawn(move || crate::prober::run(s, stop2, |_| {}))
-                .map_err(|e| Error::InvalidArgument(format!("cannot start prober: {e}")))?;
-            Some((h, stop))
+                .name("ectable-monitor".into())
+                .spawn(move || crate::prober::run(s, stop2, cancel2, policy))
+                .map_err(|e| Error::InvalidArgument(format!("cannot start the monitor: {e}")))?;
+            Some((h, stop, cancel))
         };
         Ok(Engine { shared, flusher: Mutex::new(flusher), prober: Mutex::new(prober), recovery: rec.stats })
     }
@@ -234,11 +243,7 @@ impl Engine {
 
     /// Waits until everything appended so far is durable; returns the durable LSN.
     pub fn sync(&self) -> Result<u64> {
-        if self.shared.array.read_only {
-            return Ok(self.shared.lock_state().durable_lsn);
-        }
-        let lsn = self.shared.lock_state().next_lsn - 1;
-        self.shared.wait_durable(lsn)
+        self.shared.sync_all()
     }
 
     fn entry(&self, table: &str, key: &[u8]) -> Result<Option<IndexEntry>> {
@@ -529,6 +534,13 @@ impl Engine {
             chunk_size_bytes: a.sb.chunk_size_bytes,
             segment_size_bytes: a.sb.segment_size_bytes,
             devices,
+            spares: a
+                .spares
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(_, d)| a.io.devices()[*d].name().to_string())
+                .collect(),
             unrecognised: a
                 .unrecognised
                 .iter()
@@ -565,8 +577,9 @@ impl Engine {
 
     /// Makes everything durable and stops the flusher.
     pub fn close(&self) -> Result<()> {
-        if let Some((h, stop)) = self.prober.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some((h, stop, cancel)) = self.prober.lock().unwrap_or_else(|p| p.into_inner()).take() {
             stop.stop();
+            cancel.store(true, Ordering::SeqCst);
             let _ = h.join();
         }
         let r = self.sync();

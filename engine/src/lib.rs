@@ -41,6 +41,7 @@ pub use array::{format, ArrayInfo, FormatOptions};
 pub use engine::{DeviceStatus, Engine, EngineOptions, Status, WriteBatch};
 pub use error::{Error, Result};
 pub use health::{DetectionMode, HealthPolicy};
+pub use prober::RecoveryPolicy;
 pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;

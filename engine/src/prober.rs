@@ -80,17 +80,80 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
     failed
 }
 
-/// The prober thread's loop.
-pub(crate) fn run(shared: Arc<Shared>, stop: Arc<StopSignal>, on_failure: impl Fn(&[usize])) {
+/// What to do when a device is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryPolicy {
+    /// Nothing: the operator runs `ectable replace`.
+    #[default]
+    Manual,
+    /// Propose the plan (replace the lost device by a hot spare) in the log and in status;
+    /// the operator confirms it with `ectable replace`.
+    SemiAutomatic,
+    /// Replace a lost device by a hot spare and rebuild at once.
+    Automatic,
+}
+
+impl std::str::FromStr for RecoveryPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "manual" => Ok(RecoveryPolicy::Manual),
+            "semi-automatic" | "semi" => Ok(RecoveryPolicy::SemiAutomatic),
+            "automatic" | "auto" => Ok(RecoveryPolicy::Automatic),
+            o => Err(format!("unknown recovery policy '{o}' (manual, semi-automatic, automatic)")),
+        }
+    }
+}
+
+/// The monitor thread: probes (Active and Hybrid detection) and applies the recovery policy.
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    stop: Arc<StopSignal>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    recovery: RecoveryPolicy,
+) {
     let mut sequence = 0u64;
+    let mut proposed: Vec<usize> = Vec::new();
     loop {
         if stop.sleep(shared.array.policy.probe_interval) {
             return;
         }
-        sequence += 1;
-        let failed = probe_once(&shared, sequence);
-        if !failed.is_empty() {
-            on_failure(&failed);
+        if shared.array.policy.mode != crate::health::DetectionMode::Passive {
+            sequence += 1;
+            probe_once(&shared, sequence);
+        }
+        if recovery == RecoveryPolicy::Manual {
+            continue;
+        }
+        let opts = crate::rebuild::RebuildOptions { rate_limit_bytes_per_sec: 0, cancel: Some(cancel.clone()) };
+        if recovery == RecoveryPolicy::Automatic && shared.rebuild_in_progress().is_some() {
+            if let Err(e) = shared.rebuild(&opts, &mut |_| {}) {
+                tracing::error!("automatic rebuild failed: {e}");
+            }
+            continue;
+        }
+        let lost = shared.lost_slots();
+        let Some(&slot) = lost.first() else { continue };
+        let Some(&spare) = shared.spare_devices().first() else { continue };
+        let spare_name = shared.array.io.devices()[spare].name().to_string();
+        match recovery {
+            RecoveryPolicy::Automatic => {
+                tracing::warn!(slot, spare = %spare_name, "replacing the lost device by a hot spare");
+                let r = shared.replace(slot, spare).and_then(|_| shared.rebuild(&opts, &mut |_| {}));
+                match r {
+                    Ok(p) => tracing::warn!(slot, chunks = p.chunks_rebuilt, interrupted = p.interrupted, "automatic rebuild done"),
+                    Err(e) => tracing::error!("automatic replacement failed: {e}"),
+                }
+            }
+            RecoveryPolicy::SemiAutomatic if !proposed.contains(&slot) => {
+                proposed.push(slot);
+                tracing::warn!(
+                    "proposed: replace slot {slot} ({}) by hot spare {spare_name}; confirm with \
+                     'ectable replace --old <device> --old-slot {slot} --new {spare_name}'",
+                    shared.array.slot_name(slot)
+                );
+            }
+            _ => {}
         }
     }
 }

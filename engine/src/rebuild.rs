@@ -11,6 +11,7 @@
 
 use crate::array::Array;
 use crate::engine::Engine;
+use crate::log::writer::Shared;
 use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::stripe::{assemble, parity_agrees, position_of, rebuild_chunks, StripeOutcome};
@@ -27,6 +28,8 @@ use std::time::{Duration, Instant};
 pub struct RebuildOptions {
     /// Bytes read per second across all devices (0: unlimited).
     pub rate_limit_bytes_per_sec: u64,
+    /// Checked between segments: when set, the rebuild stops (resumable) and returns.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Progress of a rebuild or scrub.
@@ -40,6 +43,8 @@ pub struct Progress {
     pub bytes_rebuilt: u64,
     /// Stripes holding live records that could not be rebuilt (more than m chunks bad).
     pub unrecoverable: Vec<String>,
+    /// The rebuild was cancelled before it finished; it resumes where it stopped.
+    pub interrupted: bool,
 }
 
 /// What a scrub found.
@@ -103,9 +108,9 @@ impl RateLimiter {
     }
 }
 
-impl Engine {
-    fn live_segments(&self) -> Vec<Arc<SegmentInfo>> {
-        let map = self.shared.segments.read().unwrap_or_else(|p| p.into_inner());
+impl Shared {
+    pub(crate) fn live_segments(&self) -> Vec<Arc<SegmentInfo>> {
+        let map = self.segments.read().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<Arc<SegmentInfo>> = map.values().cloned().collect();
         v.sort_by_key(|s| s.id);
         v
@@ -113,8 +118,8 @@ impl Engine {
 
     /// (segment id, offset) of every stripe the index points into: stripes holding live
     /// records.
-    fn live_stripes(&self) -> HashSet<(u64, u32)> {
-        let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn live_stripes(&self) -> HashSet<(u64, u32)> {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         index
             .tables
             .values()
@@ -127,26 +132,26 @@ impl Engine {
     }
 
     /// Where the writer will put its next stripe: nothing at or beyond it is live.
-    fn write_frontier(&self) -> Option<(u64, u32)> {
-        let st = self.shared.lock_state();
+    pub(crate) fn write_frontier(&self) -> Option<(u64, u32)> {
+        let st = self.lock_state();
         st.cursor.as_ref().map(|c| (c.segment.id, c.offset))
     }
 
     /// Slot of the device at `path` in this array, if it is a present member.
     pub fn slot_of_path(&self, path: &str) -> Option<usize> {
-        let a = &self.shared.array;
+        let a = &self.array;
         (0..a.n()).find(|&s| a.present_device(s).is_some_and(|d| a.io.devices()[d].name() == path))
     }
 
     /// Slots that are missing or failed.
     pub fn lost_slots(&self) -> Vec<usize> {
-        let a = &self.shared.array;
+        let a = &self.array;
         (0..a.n()).filter(|&s| a.device_of_slot(s as u32).is_none()).collect()
     }
 
     /// A rebuild in progress: (slot, next segment id).
     pub fn rebuild_in_progress(&self) -> Option<(usize, u64)> {
-        let p = self.shared.array.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        let p = self.array.persisted.lock().unwrap_or_else(|p| p.into_inner());
         p.rebuild.map(|(s, n)| (s as usize, n))
     }
 
@@ -154,7 +159,7 @@ impl Engine {
     /// no valid superblock) the member of `slot`, in place of the device that was there,
     /// and records a rebuild of that slot as in progress. Call [`Engine::rebuild`] next.
     pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
-        let a = &self.shared.array;
+        let a = &self.array;
         if a.read_only {
             return Err(Error::ReadOnly);
         }
@@ -165,6 +170,13 @@ impl Engine {
         let Some(new_dev) = devices.get(new_device_index) else {
             return Err(Error::InvalidArgument(format!("no device with index {new_device_index}")));
         };
+        let spare_slot = a
+            .spares
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(_, d)| *d == new_device_index)
+            .map(|(s, _)| *s);
         if a.slot_of_device(new_device_index).is_some() {
             return Err(Error::InvalidArgument(format!(
                 "{} is already a member of the array",
@@ -185,27 +197,75 @@ impl Engine {
         }
         // Make every record appended so far durable first: stripes encoded before the swap
         // leave this slot out, and rebuild must see them on the devices.
-        self.sync()?;
+        self.sync_all()?;
         // Clear the new device's first megabyte (health block, stale superblocks).
         let zero = AlignedBuf::new(DATA_START_BYTES as usize);
         for c in a.io.execute(vec![IoOp::write(new_device_index, 0, zero)]) {
             c.result?;
         }
         let old_name = a.slot_name(slot);
+        if let Some(ss) = spare_slot {
+            // The spare leaves the spare list; the spares after it move down one entry.
+            let mut spares = a.spares.lock().unwrap_or_else(|p| p.into_inner());
+            spares.retain(|(_, d)| *d != new_device_index);
+            for (s, _) in spares.iter_mut() {
+                if *s > ss {
+                    *s -= 1;
+                }
+            }
+        }
         a.set_slot_device(slot, new_device_index);
         let first_segment = self.live_segments().first().map_or(0, |s| s.id);
         a.persist(|p| {
             p.members[slot] = (new_uuid(), MemberState::Rebuilding);
+            if let Some(ss) = spare_slot {
+                p.members.remove(ss);
+            }
             p.rebuild = Some((slot as u32, first_segment));
         })?;
         tracing::info!(slot, old = %old_name, new = %new_dev.name(), "device replaced; rebuild pending");
         Ok(())
     }
 
+    /// Adds the device with engine index `device_index` (holding no valid superblock) as a
+    /// hot spare.
+    pub fn add_spare(&self, device_index: usize) -> Result<()> {
+        let a = &self.array;
+        if a.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let Some(dev) = a.io.devices().get(device_index) else {
+            return Err(Error::InvalidArgument(format!("no device with index {device_index}")));
+        };
+        let is_spare = a.spares.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(_, d)| *d == device_index);
+        if a.slot_of_device(device_index).is_some() || is_spare {
+            return Err(Error::InvalidArgument(format!("{} is already in the array", dev.name())));
+        }
+        let needed = DATA_START_BYTES + a.segment_count() as u64 * a.segment_size() as u64;
+        let cap = dev.geometry().capacity_bytes;
+        if cap < needed {
+            return Err(Error::DeviceTooSmall { device: dev.name().to_string(), capacity_bytes: cap, needed_bytes: needed });
+        }
+        let entry = a.persisted.lock().unwrap_or_else(|p| p.into_inner()).members.len();
+        if entry >= MAX_DEVICES {
+            return Err(Error::InvalidArgument(format!("at most {MAX_DEVICES} devices and spares")));
+        }
+        for c in a.io.execute(vec![IoOp::write(device_index, 0, AlignedBuf::new(DATA_START_BYTES as usize))]) {
+            c.result?;
+        }
+        a.spares.lock().unwrap_or_else(|p| p.into_inner()).push((entry, device_index));
+        a.persist(|p| p.members.push((new_uuid(), MemberState::Spare)))
+    }
+
+    /// Engine indices of the hot spares present.
+    pub fn spare_devices(&self) -> Vec<usize> {
+        self.array.spares.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, d)| *d).collect()
+    }
+
     /// Rebuilds the slot recorded as being rebuilt (see [`Engine::replace`]), resuming at the
     /// persisted cursor. Reports progress after each segment.
     pub fn rebuild(&self, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<Progress> {
-        let a = &self.shared.array;
+        let a = &self.array;
         let Some((slot, next_id)) = self.rebuild_in_progress() else {
             return Ok(Progress::default());
         };
@@ -214,7 +274,7 @@ impl Engine {
                 "the device being rebuilt into slot {slot} is not present"
             )));
         };
-        self.sync()?;
+        self.sync_all()?;
         let live = self.live_stripes();
         let frontier = self.write_frontier();
         let segs: Vec<Arc<SegmentInfo>> = self
@@ -231,6 +291,10 @@ impl Engine {
         let mut limiter = RateLimiter { start: Instant::now(), bytes: 0, rate: opts.rate_limit_bytes_per_sec };
         progress(&p);
         for seg in segs {
+            if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+                p.interrupted = true;
+                return Ok(p);
+            }
             let pos = seg.members.iter().position(|(sl, _)| *sl as usize == slot).expect("filtered");
             let dseg = seg.members[pos].1;
             let (bufs, bytes) = read_segment(a, &seg);
@@ -309,12 +373,12 @@ impl Engine {
     /// Reads every live stripe, checks every chunk's identity and crc and the parity, and
     /// with `repair` rewrites bad chunks on devices that can be written.
     pub fn scrub(&self, repair: bool, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<ScrubReport> {
-        let a = &self.shared.array;
+        let a = &self.array;
         if repair && a.read_only {
             return Err(Error::ReadOnly);
         }
         if !a.read_only {
-            self.sync()?;
+            self.sync_all()?;
         }
         let live = self.live_stripes();
         let frontier = self.write_frontier();
@@ -396,5 +460,40 @@ impl Engine {
             progress(&r.progress);
         }
         Ok(r)
+    }
+}
+
+impl Engine {
+    /// Slot of the device at `path` in this array, if it is a present member.
+    pub fn slot_of_path(&self, path: &str) -> Option<usize> {
+        self.shared.slot_of_path(path)
+    }
+    /// Slots that are missing or failed.
+    pub fn lost_slots(&self) -> Vec<usize> {
+        self.shared.lost_slots()
+    }
+    /// A rebuild in progress: (slot, next segment id).
+    pub fn rebuild_in_progress(&self) -> Option<(usize, u64)> {
+        self.shared.rebuild_in_progress()
+    }
+    /// See [`Shared::replace`]: makes a new device (or a spare) the member of `slot`.
+    pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
+        self.shared.replace(slot, new_device_index)
+    }
+    /// Rebuilds the slot being replaced, resuming at the persisted cursor.
+    pub fn rebuild(&self, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<Progress> {
+        self.shared.rebuild(opts, progress)
+    }
+    /// Adds a blank device (by engine index) as a hot spare.
+    pub fn add_spare(&self, device_index: usize) -> Result<()> {
+        self.shared.add_spare(device_index)
+    }
+    /// Engine indices of the hot spares present.
+    pub fn spare_devices(&self) -> Vec<usize> {
+        self.shared.spare_devices()
+    }
+    /// Checks every live stripe; with `repair`, rewrites bad chunks.
+    pub fn scrub(&self, repair: bool, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<ScrubReport> {
+        self.shared.scrub(repair, opts, progress)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub const ENGINES: [EngineKind; 2] = [EngineKind::Uring, EngineKind::Psync];
 
 pub fn fmt_opts(k: usize, m: usize) -> FormatOptions {
-    FormatOptions { data_shards: k, parity_shards: m, chunk_size_bytes: 16 << 10, segment_size_bytes: 256 << 10, force: false }
+    FormatOptions { data_shards: k, parity_shards: m, chunk_size_bytes: 16 << 10, segment_size_bytes: 256 << 10, force: false, spare_count: 0 }
 }
 
 /// n memory devices wrapped in fault injectors.

@@ -1,7 +1,7 @@
 //! The superblock: who this device is and which array it belongs to.
 //!
 //! `// { magic | version | codec | array | device | slot | n | k | m | C | S | count | cap |
-//!      epoch | copy | flags | created | ckpt_segment | ckpt_count | reserved | ckpt_lsn |
+//!      epoch | copy | flags | created | ckpt_segment | ckpt_count | spare_count | ckpt_lsn |
 //!      members[64] | rebuild_slot | reserved | rebuild_next_segment | reserved | crc }`
 //!
 //! Invariants:
@@ -74,7 +74,8 @@ pub struct Superblock {
     pub checkpoint_lsn: u64,
     /// A rebuild in progress: (slot being rebuilt, next segment id to rebuild).
     pub rebuild: Option<(u32, u64)>,
-    /// (device_uuid, state) per slot, `device_count` entries.
+    /// (device_uuid, state) per slot: `device_count` data-bearing slots, then the hot
+    /// spares (state Spare), one entry each.
     pub members: Vec<([u8; 16], MemberState)>,
 }
 
@@ -106,6 +107,7 @@ impl Superblock {
         put_u64(&mut b, 104, self.checkpoint_segment_id);
         put_u32(&mut b, 112, self.checkpoint_segment_count);
         put_u64(&mut b, 120, self.checkpoint_lsn);
+        put_u32(&mut b, 116, (self.members.len() - self.device_count as usize) as u32);
         if let Some((slot, next)) = self.rebuild {
             put_u32(&mut b, REBUILD_OFFSET, slot + 1);
             put_u64(&mut b, REBUILD_OFFSET + 8, next);
@@ -140,16 +142,21 @@ impl Superblock {
         if device_count == 0 || device_count as usize > MAX_DEVICES {
             return Err(DecodeError::Field("device_count"));
         }
-        let mut members = Vec::with_capacity(device_count as usize);
+        let spare_count = get_u32(b, 116);
+        if device_count as usize + spare_count as usize > MAX_DEVICES {
+            return Err(DecodeError::Field("spare_count"));
+        }
+        let entries = device_count as usize + spare_count as usize;
+        let mut members = Vec::with_capacity(entries);
         for i in 0..MAX_DEVICES {
             let o = MEMBERS_OFFSET + i * MEMBER_ENTRY_BYTES;
             if !all_zero(&b[o + 17..o + 24]) {
                 return Err(DecodeError::Reserved);
             }
-            if i < device_count as usize {
+            if i < entries {
                 members.push((get_uuid(b, o), MemberState::from_u8(b[o + 16])?));
             } else if !all_zero(&b[o..o + 24]) {
-                return Err(DecodeError::Field("member beyond device_count"));
+                return Err(DecodeError::Field("member beyond the spares"));
             }
         }
         let end_members = REBUILD_OFFSET + 16;
@@ -165,7 +172,7 @@ impl Superblock {
             }
             s => Some((s - 1, get_u64(b, REBUILD_OFFSET + 8))),
         };
-        if !all_zero(&b[116..120]) || !all_zero(&b[end_members..SUPERBLOCK_SIZE_BYTES - 4]) {
+        if !all_zero(&b[end_members..SUPERBLOCK_SIZE_BYTES - 4]) {
             return Err(DecodeError::Reserved);
         }
         let sb = Superblock {
@@ -200,11 +207,17 @@ impl Superblock {
         if k == 0 || w > self.device_count as usize || w > MAX_DEVICES {
             return Err(DecodeError::Field("geometry"));
         }
-        if self.device_slot >= self.device_count {
+        let n = self.device_count as usize;
+        if self.members.len() < n || self.members.len() > MAX_DEVICES {
+            return Err(DecodeError::Field("members"));
+        }
+        if self.device_slot as usize >= self.members.len() {
             return Err(DecodeError::Field("device_slot"));
         }
-        if self.members.len() != self.device_count as usize {
-            return Err(DecodeError::Field("members"));
+        for (i, (_, state)) in self.members.iter().enumerate() {
+            if (i >= n) != (*state == MemberState::Spare) {
+                return Err(DecodeError::Field("spare entries"));
+            }
         }
         let c = self.chunk_size_bytes as usize;
         if c < BLOCK_BYTES || c % BLOCK_BYTES != 0 || c > (4 << 20) {
@@ -254,7 +267,12 @@ mod tests {
             checkpoint_segment_count: 2,
             checkpoint_lsn: 99,
             rebuild: Some((2, 17)),
-            members: vec![([9; 16], MemberState::Online), ([2; 16], MemberState::Online), ([3; 16], MemberState::Failed)],
+            members: vec![
+                ([9; 16], MemberState::Online),
+                ([2; 16], MemberState::Online),
+                ([3; 16], MemberState::Failed),
+                ([4; 16], MemberState::Spare),
+            ],
         }
     }
 

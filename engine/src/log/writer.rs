@@ -300,6 +300,15 @@ impl Shared {
         Ok(())
     }
 
+    /// Waits until everything appended so far is durable.
+    pub(crate) fn sync_all(&self) -> Result<u64> {
+        if self.array.read_only {
+            return Ok(self.lock_state().durable_lsn);
+        }
+        let lsn = self.lock_state().next_lsn - 1;
+        self.wait_durable(lsn)
+    }
+
     /// Waits until every record up to `lsn` is durable.
     pub(crate) fn wait_durable(&self, lsn: u64) -> Result<u64> {
         let mut st = self.lock_state();

@@ -920,6 +920,7 @@ fn run(cli: &Cli) -> Result<()> {
             chunk_size_bytes: g.chunk as u32,
             segment_size_bytes: 0,
             force: cli.force,
+            spare_count: 0,
         };
         format(io.as_ref(), &opts).context("formatting the devices")?;
     }

@@ -89,6 +89,10 @@ enum Command {
         /// Segment size per device (unit of allocation); default 8M.
         #[arg(long, value_parser = size_arg)]
         segment_size: Option<u64>,
+        /// Hot spares: devices that join the array holding no data, and replace a failed
+        /// device (automatically under the automatic recovery policy).
+        #[arg(long, value_name = "S1,S2,...")]
+        spares: Option<String>,
         /// Create missing regular files of this size.
         #[arg(long, value_parser = size_arg)]
         create_size: Option<u64>,
@@ -98,6 +102,15 @@ enum Command {
         /// Do not ask before overwriting an existing array.
         #[arg(long)]
         yes: bool,
+    },
+    /// Add a blank device to the array as a hot spare.
+    AddSpare {
+        #[command(flatten)]
+        dev: DevicesArg,
+        #[arg(long)]
+        spare: PathBuf,
+        #[arg(long, value_parser = size_arg)]
+        create_size: Option<u64>,
     },
     /// Per-device state, errors, capacity and health (exit 0 healthy, 1 degraded, 2 lost, 4 unreadable).
     Status {
@@ -289,13 +302,17 @@ fn open_array(cli_engine: EngineKind, arg: &DevicesArg, read_only: bool) -> Resu
 fn run(cli: Cli) -> Result<i32> {
     let kind = cli.io_engine;
     match cli.command {
-        Command::Format { dev, k, m, chunk_size, segment_size, create_size, force, yes } => {
-            let paths = devices(&dev)?;
+        Command::Format { dev, k, m, chunk_size, segment_size, spares, create_size, force, yes } => {
+            let mut paths = devices(&dev)?;
+            let data_count = paths.len();
+            if let Some(sp) = &spares {
+                paths.extend(split_devices(sp)?);
+            }
             if k == 0 || m == 0 {
                 bail!("--k and --m must both be at least 1 (got k={k}, m={m})");
             }
-            if paths.len() < k + m {
-                bail!("RS({k},{m}) needs at least {} devices, {} given", k + m, paths.len());
+            if data_count < k + m {
+                bail!("RS({k},{m}) needs at least {} devices, {} given", k + m, data_count);
             }
             // Files this command creates are removed again if formatting fails, so a bad
             // command line leaves nothing behind.
@@ -330,6 +347,7 @@ fn run(cli: Cli) -> Result<i32> {
                     None => 0,
                 },
                 force,
+                spare_count: paths.len() - data_count,
             };
             let info = match format(io.as_ref(), &opts) {
                 Ok(info) => info,
@@ -463,6 +481,28 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Replace { dev, old, old_slot, new, create_size, rate, force, yes } => {
             replace(kind, &dev, &old, old_slot, &new, create_size, rate, force, yes)
         }
+        Command::AddSpare { dev, spare, create_size } => {
+            let mut paths = devices(&dev)?;
+            if paths.contains(&spare) {
+                bail!("{} is already in --devices", spare.display());
+            }
+            let probe = ectable_devices::FileDevice::open(
+                &spare,
+                &ectable_devices::OpenOptions { create_size_bytes: create_size, ..Default::default() },
+            )
+            .with_context(|| format!("opening {}", spare.display()))?;
+            if let Some(array) = ectable_engine::array::probe_device(&probe)? {
+                bail!("{}: already holds an ectable array ({array})", spare.display());
+            }
+            drop(probe);
+            paths.push(spare.clone());
+            let io = open_devices(&paths, None, false, kind)?;
+            let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
+            engine.add_spare(paths.len() - 1)?;
+            engine.close()?;
+            println!("{} is a hot spare of the array", spare.display());
+            Ok(0)
+        }
         Command::Rebuild { dev, rate } => {
             let engine = open_array(kind, &dev, false)?;
             let Some((slot, _)) = engine.rebuild_in_progress() else {
@@ -476,7 +516,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Scrub { dev, repair, rate, json } => {
             let engine = open_array(kind, &dev, !repair)?;
             let bar = ByteProgress::new("scrub");
-            let opts = RebuildOptions { rate_limit_bytes_per_sec: rate };
+            let opts = RebuildOptions { rate_limit_bytes_per_sec: rate, cancel: None };
             let r = engine.scrub(repair, &opts, &mut |p| bar.update(p))?;
             bar.finish();
             let st = engine.status();
@@ -593,7 +633,7 @@ impl ByteProgress {
 fn run_rebuild(engine: &Engine, slot: usize, rate: u64) -> Result<()> {
     let bar = ByteProgress::new("rebuild");
     let start = Instant::now();
-    let p = engine.rebuild(&RebuildOptions { rate_limit_bytes_per_sec: rate }, &mut |p| bar.update(p))?;
+    let p = engine.rebuild(&RebuildOptions { rate_limit_bytes_per_sec: rate, cancel: None }, &mut |p| bar.update(p))?;
     bar.finish();
     let secs = start.elapsed().as_secs_f64().max(1e-3);
     eprintln!(
@@ -627,27 +667,47 @@ fn replace(
     yes: bool,
 ) -> Result<i32> {
     let mut paths = devices(dev)?;
-    if paths.iter().any(|p| p == new) {
-        bail!("the new device {} is already in --devices", new.display());
-    }
     let created = create_size.is_some() && !new.exists();
-    let new_dev = ectable_devices::FileDevice::open(
-        new,
-        &ectable_devices::OpenOptions { create_size_bytes: create_size, ..Default::default() },
-    )
-    .with_context(|| format!("opening {}", new.display()))?;
-    if let Some(array) = ectable_engine::array::probe_device(&new_dev)? {
-        if !force {
-            bail!("{}: already holds an ectable array ({array}); use --force to reuse it", new.display());
-        }
-        ectable_engine::array::wipe_device(&new_dev)?;
+    if created {
+        ectable_devices::FileDevice::open(
+            new,
+            &ectable_devices::OpenOptions { create_size_bytes: create_size, ..Default::default() },
+        )
+        .with_context(|| format!("creating {}", new.display()))?;
     }
-    drop(new_dev);
-    // A dead old device is left out: it could only fail every request.
     let old_listed = paths.iter().position(|p| p.as_os_str() == old);
-    paths.push(new.to_path_buf());
-    let io = open_devices(&paths, None, false, kind)?;
-    let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
+    // A hot spare is usually listed with the devices already.
+    let new_index = match paths.iter().position(|p| p == new) {
+        Some(i) => i,
+        None => {
+            paths.push(new.to_path_buf());
+            paths.len() - 1
+        }
+    };
+    let new_name = new.display().to_string();
+    let open = |paths: &[PathBuf]| -> Result<Engine> {
+        let io = open_devices(paths, None, false, kind)?;
+        Ok(Engine::open(io, EngineOptions::default())?)
+    };
+    // The new device may be blank, a hot spare of this array, or (with --force) anything.
+    let engine = match open(&paths) {
+        Ok(e) => e,
+        Err(e) => match e.downcast_ref::<ectable_engine::Error>() {
+            Some(ectable_engine::Error::ForeignDevice { device, .. }) if *device == new_name => {
+                if !force {
+                    bail!("{new_name}: holds another ectable array; use --force to reuse it");
+                }
+                let dev = ectable_devices::FileDevice::open(new, &Default::default())?;
+                ectable_engine::array::wipe_device(&dev)?;
+                drop(dev);
+                open(&paths).context("opening the array")?
+            }
+            _ => return Err(e.context("opening the array")),
+        },
+    };
+    if engine.slot_of_path(&new_name).is_some() {
+        bail!("{new_name} is already a member of the array");
+    }
     let slot = match (old_slot, old_listed.and_then(|_| engine.slot_of_path(old))) {
         (Some(s), _) => s,
         (None, Some(s)) => s,
@@ -666,7 +726,7 @@ fn replace(
             return Err(e);
         }
     }
-    engine.replace(slot, paths.len() - 1)?;
+    engine.replace(slot, new_index)?;
     run_rebuild(&engine, slot, rate)?;
     engine.close()?;
     println!("slot {slot} is online on {}", new.display());
@@ -937,6 +997,9 @@ fn print_status(st: &Status) {
             d.note
         );
     }
+    for path in &st.spares {
+        println!("  {:<4} {:<28} {:<10} {:>5} {:>6} {:>6} {:>10} {:>5}  hot spare", "-", path, "SPARE", "-", "-", "-", "-", "-");
+    }
     for (path, why) in &st.unrecognised {
         println!("  {:<4} {:<28} {:<10} {:>5} {:>6} {:>6} {:>10} {:>5}  {}", "-", path, "UNKNOWN", "-", "-", "-", "-", "-", why);
     }
@@ -1008,6 +1071,7 @@ fn status_json(st: &Status) -> Value {
             "used_segments": d.used_segments,
             "segment_count": d.segment_count,
         })).collect::<Vec<_>>(),
+        "spares": st.spares,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
         "checks": checks,
     })
