@@ -50,7 +50,7 @@ impl DeviceError {
         match self {
             DeviceError::Io { source, .. } | DeviceError::Open { source, .. } => {
                 match source.raw_os_error() {
-                    Some(libc::EPERM) | Some(libc::EROFS) | Some(libc::EACCES) => {
+                    Some(libc::EPERM) | Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EBADF) => {
                         ErrorClass::ReadOnly
                     }
                     Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorClass::NoSpace,

@@ -25,6 +25,8 @@ pub struct OpenOptions {
 pub struct FileDevice {
     name: String,
     file: File,
+    /// Opened read-only (asked for, or the device refuses writers): writes fail with EPERM.
+    read_only: bool,
     geometry: Geometry,
     direct: bool,
     identity: (u64, u64),
@@ -44,8 +46,21 @@ impl FileDevice {
                 f.set_len(size).map_err(open_err)?;
             }
         }
+        let mut read_only = opts.read_only;
         let mut std_opts = StdOpenOptions::new();
-        std_opts.read(true).write(!opts.read_only);
+        std_opts.read(true).write(!read_only);
+        // A device set read-only (`blockdev --setro`) refuses writers at open: open it for
+        // reading, so that its data still serves reads, and let every write fail with EPERM.
+        if !read_only {
+            if let Err(e) = std_opts.open(path) {
+                if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)) {
+                    tracing::warn!(device = %name, "device refuses writes ({e}); opened read-only");
+                    read_only = true;
+                    std_opts = StdOpenOptions::new();
+                    std_opts.read(true);
+                }
+            }
+        }
         let mut direct = !opts.buffered;
         // O_DIRECT: bypass the page cache so that a completed write is on the device (after
         // its flush) and reads come from the device, not from a cached copy that hides rot.
@@ -88,11 +103,15 @@ impl FileDevice {
         } else {
             (meta.dev(), meta.ino())
         };
-        Ok(FileDevice { name, file, geometry, direct, identity })
+        Ok(FileDevice { name, file, read_only, geometry, direct, identity })
     }
 
     pub fn is_direct(&self) -> bool {
         self.direct
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 }
 
@@ -129,6 +148,10 @@ impl BlockDevice for FileDevice {
 
     fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
         check_request(self, "write", offset_bytes, buf.len())?;
+        if self.read_only {
+            let e = io::Error::from_raw_os_error(libc::EPERM);
+            return Err(DeviceError::io(&self.name, "write", offset_bytes, e));
+        }
         let mut done = 0;
         while done < buf.len() {
             match self.file.write_at(&buf[done..], offset_bytes + done as u64) {

@@ -408,6 +408,23 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         }
     }
     stats.discarded_segments = discarded.len();
+    let (_, _, ckpt_lsn) = array.persisted.lock().unwrap_or_else(|p| p.into_inner()).checkpoint;
+    if ckpt_lsn >= expected_lsn {
+        // The superblocks name a checkpoint the devices can no longer give back, and the log
+        // does not reach its LSN either.
+        let (segment_id, offset_in_segment, detail) =
+            ended.clone().unwrap_or((ckpt_first, 0, "the log is unreadable".to_string()));
+        return Err(Error::DataLost {
+            segment_id,
+            offset_in_segment,
+            good: 0,
+            width: array.w(),
+            needed: array.k(),
+            detail: format!(
+                "the index checkpoint at LSN {ckpt_lsn} is unreadable and the log breaks off at LSN {expected_lsn}: {detail}"
+            ),
+        });
+    }
     if max_committed >= expected_lsn {
         // A stripe written later says everything up to max_committed had been acknowledged,
         // yet the log breaks off before it: that is lost data, not a torn tail.

@@ -105,6 +105,9 @@ impl LoopDevice {
 impl Drop for LoopDevice {
     fn drop(&mut self) {
         let _ = Command::new("chattr").arg("-i").arg(&self.backing).status();
+        // The read-only flag outlives a detach: clear it so the next user of this loop
+        // device number can write.
+        let _ = Command::new("blockdev").arg("--setrw").arg(&self.path).status();
         let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
     }
 }
