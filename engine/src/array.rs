@@ -407,6 +407,9 @@ impl Array {
             Some(e) => {
                 let c = &self.counters[slot];
                 if kind == ectable_devices::IoKind::Read {
+                    if self.is_rebuilding(slot) {
+                        return;
+                    }
                     let n = c.read_errors.fetch_add(1, Ordering::Relaxed) + 1;
                     if passive && n >= self.policy.read_error_limit {
                         self.mark_failed(slot, &format!("{n} read errors, the last: {e}"));
@@ -421,7 +424,17 @@ impl Array {
     }
 
     /// Passive detection: a chunk from this slot failed its identity or checksum.
+    /// Whether `slot` is the target of a rebuild in progress (its chunks are expected to be
+    /// missing until rebuilt, so they count against nothing).
+    pub fn is_rebuilding(&self, slot: usize) -> bool {
+        let p = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        p.rebuild.is_some_and(|(s, _)| s as usize == slot)
+    }
+
     pub fn note_checksum_error(&self, slot: usize) {
+        if self.is_rebuilding(slot) {
+            return;
+        }
         let n = self.counters[slot].checksum_errors.fetch_add(1, Ordering::Relaxed) + 1;
         if self.policy.mode != crate::health::DetectionMode::Active && n >= self.policy.checksum_error_limit {
             self.mark_failed(slot, &format!("{n} checksum errors"));

@@ -283,9 +283,10 @@ impl Shared {
             .filter(|s| s.id >= next_id && s.members.iter().any(|(sl, _)| *sl as usize == slot))
             .collect();
         let s = a.segment_size() as u64;
+        let present = |seg: &SegmentInfo| seg.members.iter().filter(|(sl, _)| a.device_of_slot(*sl).is_some()).count() as u64;
         let mut p = Progress {
             segments_total: segs.len(),
-            bytes_total: segs.len() as u64 * s * a.w() as u64,
+            bytes_total: segs.iter().map(|seg| present(seg) * s).sum(),
             ..Default::default()
         };
         let mut limiter = RateLimiter { start: Instant::now(), bytes: 0, rate: opts.rate_limit_bytes_per_sec };
@@ -385,7 +386,13 @@ impl Shared {
         let segs = self.live_segments();
         let mut r = ScrubReport { bad_chunks_per_slot: vec![0; a.n()], ..Default::default() };
         r.progress.segments_total = segs.len();
-        r.progress.bytes_total = segs.len() as u64 * a.segment_size() as u64 * a.w() as u64;
+        r.progress.bytes_total = segs
+            .iter()
+            .map(|seg| {
+                let present = seg.members.iter().filter(|(sl, _)| a.device_of_slot(*sl).is_some()).count();
+                present as u64 * a.segment_size() as u64
+            })
+            .sum();
         let mut limiter = RateLimiter { start: Instant::now(), bytes: 0, rate: opts.rate_limit_bytes_per_sec };
         progress(&r.progress);
         for seg in segs {

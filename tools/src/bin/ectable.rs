@@ -242,7 +242,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The whole story on file-backed devices: format RS(4,2) over 6 files, load, verify, status.
+    /// The whole story on file-backed devices: format RS(4,2) over 6 files, load, verify,
+    /// status; then destroy one device, verify degraded, replace it, rebuild, verify.
     Demo {
         /// Directory for the device files (created; old demo files in it are replaced).
         #[arg(long, default_value = "ectable-demo")]
@@ -1080,7 +1081,7 @@ fn status_json(st: &Status) -> Value {
 fn demo(kind: EngineKind, dir: &Path, rows: u64, value_size: u64, device_size: u64) -> Result<i32> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let paths: Vec<PathBuf> = (0..6).map(|i| dir.join(format!("dev{i}.img"))).collect();
-    for p in &paths {
+    for p in paths.iter().chain(std::iter::once(&dir.join("dev3-new.img"))) {
         if p.exists() {
             std::fs::remove_file(p).with_context(|| format!("removing old {}", p.display()))?;
         }
@@ -1108,8 +1109,46 @@ fn demo(kind: EngineKind, dir: &Path, rows: u64, value_size: u64, device_size: u
     let engine = open_array(kind, &dev, true)?;
     verify(&engine, &rows_arg, "verify")?;
     println!("\n$ ectable status --devices ...");
-    let st = engine.status();
-    print_status(&st);
-    println!("\nThe device files stay in {} for you to try the other commands on.", dir.display());
+    print_status(&engine.status());
+    drop(engine);
+
+    // A device dies: its file is gone.
+    let dead = paths[3].clone();
+    println!("\n== a device dies: {} is deleted", dead.display());
+    std::fs::remove_file(&dead).with_context(|| format!("removing {}", dead.display()))?;
+    let survivors: Vec<PathBuf> = paths.iter().filter(|p| **p != dead).cloned().collect();
+    let survivors_list = survivors.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+    let degraded = DevicesArg { devices: survivors_list.clone() };
+    println!("\n$ ectable status --devices (the five left)");
+    let engine = open_array(kind, &degraded, true)?;
+    print_status(&engine.status());
+    println!("\n$ ectable verify ... (degraded: rows on the lost device are rebuilt from parity)");
+    verify(&engine, &rows_arg, "verify")?;
+    drop(engine);
+
+    let new = dir.join("dev3-new.img");
+    if new.exists() {
+        std::fs::remove_file(&new)?;
+    }
+    println!(
+        "\n$ ectable replace --devices (the five left) --old {} --new {} --create-size {}M",
+        dead.display(),
+        new.display(),
+        device_size >> 20
+    );
+    replace(kind, &degraded, &dead.display().to_string(), None, &new, Some(device_size), 0, false, true)?;
+    let mut healed = survivors.clone();
+    healed.insert(3, new.clone());
+    let healed_list = healed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+    let healed_dev = DevicesArg { devices: healed_list };
+    println!("\n$ ectable verify --devices (five old + the new one)");
+    let engine = open_array(kind, &healed_dev, true)?;
+    verify(&engine, &rows_arg, "verify")?;
+    println!("\n$ ectable status --devices ...");
+    print_status(&engine.status());
+    println!(
+        "\nThe device files stay in {} (dev3-new.img replaced dev3.img) for you to try the other commands on.",
+        dir.display()
+    );
     Ok(0)
 }
