@@ -169,6 +169,7 @@ impl Engine {
             flusher_done: opts.read_only,
             writing_started: false,
             pending_discard: rec.discarded,
+            pending_repairs: rec.repairs,
         };
         let shared = Arc::new(Shared {
             array,

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::*;
 use crate::checkpoint::ResumePoint;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
-use crate::log::stripe::{assemble, position_of, StripeOutcome};
+use crate::log::stripe::{assemble, chunk_place, position_of, read_stripe_chunks, rebuild_chunks, StripeOutcome};
 use crate::segments::{FreeSpace, SegmentInfo};
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::BTreeMap;
@@ -41,6 +41,22 @@ pub(crate) struct Recovered {
     pub stats: RecoveryStats,
     /// Segments beyond the end of the log: invalidated before this session's first write.
     pub discarded: Vec<Arc<SegmentInfo>>,
+    /// What the replayed log lacks on present devices: rewritten before this session's first
+    /// write (see [`repair_log`]).
+    pub repairs: LogRepairs,
+}
+
+/// Chunks and segment headers of the replayed log that are missing or bad on devices that
+/// are present: a crash interrupted their writes (a stripe needs only k chunks to be
+/// replayed) or a device lost them. Everything written later is logged after them, so they
+/// must be whole again before anything new is acknowledged, or losing m devices later could
+/// break the log there and take acknowledged writes with it.
+#[derive(Default)]
+pub(crate) struct LogRepairs {
+    /// (segment, offset, ordinal, height) of stripes with bad chunks.
+    pub stripes: Vec<(Arc<SegmentInfo>, u32, u32, u32)>,
+    /// A valid header of the segment, and the member positions whose header is missing.
+    pub headers: Vec<(SegmentHeader, Vec<usize>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -334,6 +350,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let mut ended: Option<(u64, u32, String)> = None;
     let mut discarded: Vec<Arc<SegmentInfo>> = Vec::new();
     let mut error: Option<Error> = None;
+    let mut repairs = LogRepairs::default();
     for (_, seg) in headers {
         let seg = Arc::new(seg);
         let mut first = (SEGMENT_HEADER_SIZE_BYTES, 0u32);
@@ -372,6 +389,10 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             }
             if !g.bad_shards.is_empty() {
                 stats.degraded_stripes += 1;
+                let (o, t) = (g.header.offset_in_segment_bytes, g.header.ordinal);
+                if g.bad_shards.iter().any(|&j| chunk_place(array, &seg, o, t, j).1.is_some()) {
+                    repairs.stripes.push((seg.clone(), o, t, g.header.height_bytes));
+                }
             }
             expected_lsn = g.header.last_lsn + 1;
             last_epoch = g.header.write_epoch;
@@ -398,6 +419,9 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             continue;
         }
         stats.segments += 1;
+        if let Some(missing) = missing_headers(array, &seg, &bufs) {
+            repairs.headers.push(missing);
+        }
         segments.insert(seg.id, seg.clone());
         cursor = Some(Cursor { segment: seg.clone(), offset, ordinal });
         if stop != Stop::End {
@@ -441,7 +465,90 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             ),
         });
     }
-    Ok(Recovered { segments, free, index, cursor, next_lsn: expected_lsn, next_segment_id, stats, discarded })
+    Ok(Recovered { segments, free, index, cursor, next_lsn: expected_lsn, next_segment_id, stats, discarded, repairs })
+}
+
+/// The members of a replayed segment, read in `bufs`, whose segment header is missing or
+/// wrong, with a valid header of the segment to rewrite them from.
+fn missing_headers(
+    array: &Array,
+    seg: &SegmentInfo,
+    bufs: &[Option<AlignedBuf>],
+) -> Option<(SegmentHeader, Vec<usize>)> {
+    let valid = |p: usize| {
+        let b = bufs[p].as_ref()?;
+        let h = SegmentHeader::decode(&b[..SEGMENT_HEADER_SIZE_BYTES]).ok()?;
+        let ok = h.array_uuid == array.sb.array_uuid
+            && h.segment_id == seg.id
+            && h.position as usize == p
+            && h.members == seg.members;
+        ok.then_some(h)
+    };
+    let template = (0..seg.members.len()).find_map(valid)?;
+    let missing: Vec<usize> = (0..seg.members.len())
+        .filter(|&p| bufs[p].is_some() && array.device_of_slot(seg.members[p].0).is_some())
+        .filter(|&p| valid(p).is_none())
+        .collect();
+    (!missing.is_empty()).then_some((template, missing))
+}
+
+/// Rewrites what [`LogRepairs`] lists: each stripe is read again, its bad chunks rebuilt
+/// from the good ones (checked against the stripe's crc table before anything is written,
+/// with the stripe's own header, so they join it exactly) and written in place, missing
+/// segment headers are rewritten from a valid copy, and every device written is flushed.
+/// Best effort: a device that fails a repair write or flush is marked failed, as a failed
+/// log write would be.
+pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
+    let mut ops: Vec<(u32, IoOp)> = Vec::new();
+    for (seg, offset, ordinal, height) in &repairs.stripes {
+        let bufs = read_stripe_chunks(array, seg, *offset, *ordinal, *height, false);
+        let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
+        let StripeOutcome::Good(g) = assemble(array, seg, *offset, *ordinal, &chunks) else { continue };
+        let targets: Vec<usize> =
+            g.bad_shards.iter().copied().filter(|&j| chunk_place(array, seg, *offset, *ordinal, j).1.is_some()).collect();
+        match rebuild_chunks(array, &g, &chunks, &targets) {
+            Ok(rebuilt) => {
+                for (j, buf) in rebuilt {
+                    if let (slot, Some((d, off))) = chunk_place(array, seg, *offset, *ordinal, j) {
+                        ops.push((slot, IoOp::write(d, off, buf)));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("recovery: cannot repair segment {} offset {offset}: {e}", seg.id),
+        }
+    }
+    for (template, positions) in &repairs.headers {
+        for &p in positions {
+            let (slot, dseg) = template.members[p];
+            let Some(d) = array.device_of_slot(slot) else { continue };
+            let h = SegmentHeader { position: p as u16, ..template.clone() };
+            ops.push((slot, IoOp::write(d, array.device_segment_offset(dseg), AlignedBuf::from_slice(&h.encode()))));
+        }
+    }
+    if ops.is_empty() {
+        return;
+    }
+    let count = ops.len();
+    let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
+    let mut flush: Vec<(u32, usize)> = Vec::new();
+    for (c, slot) in array.io.execute(ops.into_iter().map(|(_, op)| op).collect()).into_iter().zip(slots) {
+        match c.result {
+            Ok(()) if !flush.iter().any(|(_, d)| *d == c.op.device_index) => flush.push((slot, c.op.device_index)),
+            Ok(()) => {}
+            Err(e) => {
+                array.counters[slot as usize].write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                array.mark_failed(slot as usize, &e.to_string());
+            }
+        }
+    }
+    let flush_slots: Vec<u32> = flush.iter().map(|(s, _)| *s).collect();
+    for (c, slot) in array.io.execute(flush.into_iter().map(|(_, d)| IoOp::flush(d)).collect()).into_iter().zip(flush_slots) {
+        if let Err(e) = c.result {
+            array.counters[slot as usize].write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            array.mark_failed(slot as usize, &e.to_string());
+        }
+    }
+    tracing::info!("recovery: rewrote {count} missing chunk(s) and segment header(s) of the log");
 }
 
 /// Zeroes the headers of segments that lie beyond the end of the log, and flushes.

@@ -71,6 +71,8 @@ pub(crate) struct WriterState {
     pub writing_started: bool,
     /// Segments beyond the end of the log, to invalidate before the first write.
     pub pending_discard: Vec<Arc<SegmentInfo>>,
+    /// Chunks and headers of the replayed log to rewrite before the first write.
+    pub pending_repairs: crate::recovery::LogRepairs,
 }
 
 /// Counters the writer and readers keep.
@@ -296,6 +298,9 @@ impl Shared {
                 st.free.release(*slot, *dseg);
             }
         }
+        // What a crash left unwritten in the replayed log is made whole (and flushed) before
+        // anything new is logged after it.
+        crate::recovery::repair_log(&self.array, &std::mem::take(&mut st.pending_repairs));
         st.writing_started = true;
         Ok(())
     }
