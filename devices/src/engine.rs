@@ -52,6 +52,10 @@ pub(crate) struct BatchState {
 }
 
 impl BatchState {
+    pub(crate) fn remaining(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+
     pub(crate) fn complete(&self, index: usize, completion: IoCompletion) {
         let mut g = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         debug_assert!(g.0[index].is_none());
@@ -64,8 +68,13 @@ impl BatchState {
 }
 
 /// A submitted batch; [`IoBatch::wait`] returns the completions in submission order.
+///
+/// A batch of the io_uring engine must be waited on by the thread that submitted it: that
+/// thread's ring is what completes it.
 pub struct IoBatch {
     pub(crate) state: Arc<BatchState>,
+    /// (engine id, submitting thread) for batches completed by driving a per-thread ring.
+    driver: Option<(u64, std::thread::ThreadId)>,
 }
 
 impl IoBatch {
@@ -75,10 +84,29 @@ impl IoBatch {
                 slots: Mutex::new(((0..count).map(|_| None).collect(), count)),
                 done: Condvar::new(),
             }),
+            driver: None,
+        }
+    }
+
+    pub(crate) fn driven(count: usize, engine_id: u64) -> IoBatch {
+        let mut b = IoBatch::new(count);
+        b.driver = Some((engine_id, std::thread::current().id()));
+        b
+    }
+
+    fn drive(&self, block: bool) {
+        if let Some((engine_id, thread)) = self.driver {
+            assert_eq!(
+                thread,
+                std::thread::current().id(),
+                "an io_uring batch must be waited on by the thread that submitted it"
+            );
+            crate::uring::drive(engine_id, &self.state, block);
         }
     }
 
     pub fn wait(self) -> Vec<IoCompletion> {
+        self.drive(true);
         let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
         while g.1 > 0 {
             g = self.state.done.wait(g).unwrap_or_else(|p| p.into_inner());
@@ -86,8 +114,10 @@ impl IoBatch {
         g.0.drain(..).map(|c| c.expect("every slot completed")).collect()
     }
 
+    /// Whether every operation has completed (reaps the ring without blocking).
     pub fn is_done(&self) -> bool {
-        self.state.slots.lock().unwrap_or_else(|p| p.into_inner()).1 == 0
+        self.drive(false);
+        self.state.remaining() == 0
     }
 }
 

@@ -1,56 +1,222 @@
-//! The io_uring engine: one ring, owned by one thread, with many operations in flight across
-//! all devices.
+//! The io_uring engine: one ring per thread that uses the engine, driven by that thread.
 //!
-//! Callers push operations on a queue and ring an eventfd doorbell; the ring thread keeps a
-//! read armed on that eventfd, so it wakes for new work even while it waits for completions.
-//! Owning the ring from a single thread lets us use `SINGLE_ISSUER | DEFER_TASKRUN`
-//! (completion work runs when we reap, not as interrupts to the submitting thread).
+//! `submit` pushes the operations into the calling thread's ring and enters the kernel once;
+//! `IoBatch::wait` reaps that same ring until the batch is complete (completions of other
+//! batches of the thread are handed to their owners on the way). No other thread is woken
+//! on the I/O path, which is what lets a single caller keep fio-like queue depths. Each ring
+//! is set up with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`: only its thread submits,
+//! and completion work runs when that thread reaps.
 //!
 //! Invariants:
-//! - Every buffer of an in-flight operation is owned by the slab entry of that operation until
-//!   its completion is reaped, so the kernel never writes into freed or shared memory.
-//! - In-flight operations never exceed the completion queue size, so it cannot overflow.
-//! - Files are registered once (fixed files); every op uses `types::Fixed(device_index)`.
+//! - A batch is waited on by the thread that submitted it (asserted).
+//! - Every buffer of an in-flight operation is owned by its ring's slab entry until its
+//!   completion is reaped, so the kernel never writes into freed or shared memory; a ring is
+//!   never dropped with operations in flight (its drop reaps them first).
+//! - In-flight operations never exceed the completion queue size, so it cannot overflow;
+//!   the rest wait in the ring's backlog.
+//! - Operations of an engine that was dropped and are still in a backlog are failed, never
+//!   submitted: their file descriptors may have been reused.
 
 use crate::engine::BatchState;
 use crate::psync::bad_index;
 use crate::{BlockDevice, DeviceError, IoBatch, IoCompletion, IoEngine, IoKind, IoOp};
 use io_uring::{opcode, types, IoUring};
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const SQ_ENTRIES: u32 = 256;
 const CQ_ENTRIES: u32 = 1024;
-const DOORBELL: u64 = u64::MAX;
+
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+/// Engines not yet dropped; a thread's ring for an engine not in here is torn down.
+static LIVE_ENGINES: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+
+fn live(id: u64) -> bool {
+    LIVE_ENGINES.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|s| s.contains(&id))
+}
 
 type Request = (Arc<BatchState>, usize, IoOp);
 
-struct Shared {
-    queue: Mutex<VecDeque<Request>>,
-    doorbell_fd: RawFd,
-    stopping: AtomicBool,
-    /// Set when the ring thread has stopped for good; later submissions fail at once.
-    dead: AtomicBool,
+struct InFlight {
+    state: Arc<BatchState>,
+    index: usize,
+    op: IoOp,
+    start: Instant,
 }
 
-impl Shared {
-    fn ring_doorbell(&self) {
-        let one: u64 = 1;
-        // SAFETY: doorbell_fd is an eventfd owned by this engine, open until the ring thread
-        // has exited (it is closed in Drop after the join); we pass a pointer to 8 live bytes.
-        let _ = unsafe { libc::write(self.doorbell_fd, (&one as *const u64).cast(), 8) };
+/// One thread's ring for one engine.
+struct ThreadRing {
+    engine_id: u64,
+    ring: IoUring,
+    fds: Vec<RawFd>,
+    names: Vec<String>,
+    slab: Vec<Option<InFlight>>,
+    free: Vec<usize>,
+    in_flight: usize,
+    backlog: VecDeque<Request>,
+}
+
+thread_local! {
+    static RINGS: RefCell<Vec<ThreadRing>> = const { RefCell::new(Vec::new()) };
+}
+
+fn build_ring() -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .setup_cqsize(CQ_ENTRIES)
+        .build(SQ_ENTRIES)
+        .or_else(|_| IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES))
+}
+
+impl ThreadRing {
+    /// Moves backlog operations into the submission queue while there is room.
+    fn fill(&mut self) {
+        while self.in_flight + 1 < CQ_ENTRIES as usize && !self.ring.submission().is_full() {
+            let Some((state, index, op)) = self.backlog.pop_front() else { break };
+            if op.device_index >= self.fds.len() {
+                let err = bad_index(op.device_index);
+                state.complete(index, IoCompletion { op, result: Err(err), latency: Default::default() });
+                continue;
+            }
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.slab.push(None);
+                self.slab.len() - 1
+            });
+            let mut entry = InFlight { state, index, op, start: Instant::now() };
+            let fd = types::Fd(self.fds[entry.op.device_index]);
+            let sqe = match entry.op.kind {
+                IoKind::Read => {
+                    opcode::Read::new(fd, entry.op.buf.as_mut_ptr(), entry.op.buf.len() as u32)
+                        .offset(entry.op.offset_bytes)
+                        .build()
+                }
+                IoKind::Write => {
+                    opcode::Write::new(fd, entry.op.buf.as_ptr(), entry.op.buf.len() as u32)
+                        .offset(entry.op.offset_bytes)
+                        .build()
+                }
+                IoKind::Flush => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
+            }
+            .user_data(slot as u64);
+            // SAFETY: the buffer pointer stays valid until completion: the AlignedBuf's heap
+            // allocation is owned by the slab entry stored below and is only released after
+            // its completion is reaped (Drop reaps everything in flight first).
+            let pushed = unsafe { self.ring.submission().push(&sqe) };
+            debug_assert!(pushed.is_ok(), "checked is_full above");
+            self.slab[slot] = Some(entry);
+            self.in_flight += 1;
+        }
+    }
+
+    /// Enters the kernel: submits what is queued and, with `wait`, blocks for at least one
+    /// completion; then hands every completion to its batch.
+    fn turn(&mut self, wait: bool) -> Result<(), DeviceError> {
+        self.fill();
+        let want = usize::from(wait && self.in_flight > 0);
+        loop {
+            match self.ring.submit_and_wait(want) {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // The completion queue is full: reap below, then try again.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => break,
+                Err(e) => return Err(DeviceError::Engine(format!("io_uring enter failed: {e}"))),
+            }
+        }
+        let cqes: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        for (user_data, res) in cqes {
+            let slot = user_data as usize;
+            let Some(entry) = self.slab.get_mut(slot).and_then(Option::take) else { continue };
+            self.free.push(slot);
+            self.in_flight -= 1;
+            let InFlight { state, index, op, start } = entry;
+            let result = completion_result(&self.names[op.device_index], &op, res);
+            state.complete(index, IoCompletion { op, result, latency: start.elapsed() });
+        }
+        Ok(())
+    }
+
+    /// Fails everything not yet submitted (the engine is gone, or the ring broke).
+    fn fail_backlog(&mut self, msg: &str) {
+        while let Some((state, index, op)) = self.backlog.pop_front() {
+            let result = Err(DeviceError::Engine(msg.to_string()));
+            state.complete(index, IoCompletion { op, result, latency: Default::default() });
+        }
     }
 }
 
+impl Drop for ThreadRing {
+    fn drop(&mut self) {
+        self.fail_backlog("io_uring engine closed");
+        // Buffers of operations in flight belong to the kernel until reaped.
+        while self.in_flight > 0 {
+            if self.turn(true).is_err() {
+                // The ring cannot be entered any more: leak the buffers rather than free
+                // memory the kernel might still write.
+                for e in self.slab.drain(..).flatten() {
+                    std::mem::forget(e.op.buf);
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Runs `f` on this thread's ring for the engine, creating the ring on first use and
+/// tearing down rings of engines that were dropped.
+fn with_ring<R>(engine: &UringEngine, f: impl FnOnce(&mut ThreadRing) -> R) -> Result<R, DeviceError> {
+    RINGS.with(|rings| {
+        let mut rings = rings.borrow_mut();
+        rings.retain(|r| r.engine_id == engine.id || live(r.engine_id));
+        if !rings.iter().any(|r| r.engine_id == engine.id) {
+            let ring = build_ring().map_err(|e| DeviceError::Engine(format!("io_uring setup failed: {e}")))?;
+            rings.push(ThreadRing {
+                engine_id: engine.id,
+                ring,
+                fds: engine.fds.clone(),
+                names: engine.devices.iter().map(|d| d.name().to_string()).collect(),
+                slab: Vec::new(),
+                free: Vec::new(),
+                in_flight: 0,
+                backlog: VecDeque::new(),
+            });
+        }
+        let r = rings.iter_mut().find(|r| r.engine_id == engine.id).expect("created above");
+        Ok(f(r))
+    })
+}
+
+/// Drives this thread's ring for `engine_id` until `state` is complete (or, with
+/// `block = false`, once).
+pub(crate) fn drive(engine_id: u64, state: &BatchState, block: bool) {
+    RINGS.with(|rings| {
+        let mut rings = rings.borrow_mut();
+        let Some(r) = rings.iter_mut().find(|r| r.engine_id == engine_id) else { return };
+        loop {
+            if state.remaining() == 0 {
+                return;
+            }
+            if let Err(e) = r.turn(block) {
+                r.fail_backlog(&e.to_string());
+                return;
+            }
+            if !block {
+                return;
+            }
+        }
+    })
+}
+
 pub struct UringEngine {
+    id: u64,
     devices: Vec<Arc<dyn BlockDevice>>,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    fds: Vec<RawFd>,
 }
 
 impl UringEngine {
@@ -67,39 +233,11 @@ impl UringEngine {
                 }
             }
         }
-        // SAFETY: plain syscall creating a new descriptor; no pointers involved.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(DeviceError::Engine(format!("eventfd: {}", io::Error::last_os_error())));
-        }
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(VecDeque::new()),
-            doorbell_fd: efd,
-            stopping: AtomicBool::new(false),
-            dead: AtomicBool::new(false),
-        });
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let thread_shared = shared.clone();
-        let thread_devices = devices.clone();
-        let thread = std::thread::Builder::new()
-            .name("ectable-uring".into())
-            .spawn(move || ring_thread(thread_shared, thread_devices, fds, ready_tx))
-            .map_err(|e| DeviceError::Engine(format!("spawn ring thread: {e}")))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(UringEngine { devices, shared, thread: Some(thread) }),
-            Ok(Err(msg)) => {
-                let _ = thread.join();
-                // SAFETY: the ring thread has exited; nobody else uses efd.
-                unsafe { libc::close(efd) };
-                Err(DeviceError::Engine(msg))
-            }
-            Err(_) => {
-                let _ = thread.join();
-                // SAFETY: as above.
-                unsafe { libc::close(efd) };
-                Err(DeviceError::Engine("io_uring thread died during setup".into()))
-            }
-        }
+        // Fail here, not on the first I/O, where io_uring is blocked (container profiles).
+        build_ring().map_err(|e| DeviceError::Engine(format!("io_uring setup failed: {e}")))?;
+        let id = NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed);
+        LIVE_ENGINES.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashSet::new).insert(id);
+        Ok(UringEngine { id, devices, fds })
     }
 }
 
@@ -111,20 +249,25 @@ impl IoEngine for UringEngine {
         &self.devices
     }
     fn submit(&self, ops: Vec<IoOp>) -> IoBatch {
-        let batch = IoBatch::new(ops.len());
+        let batch = IoBatch::driven(ops.len(), self.id);
         if ops.is_empty() {
             return batch;
         }
-        {
-            let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            for (i, op) in ops.into_iter().enumerate() {
-                q.push_back((batch.state.clone(), i, op));
+        let state = batch.state.clone();
+        let mut ops = Some(ops);
+        let submitted = with_ring(self, |r| {
+            for (i, op) in ops.take().into_iter().flatten().enumerate() {
+                r.backlog.push_back((state.clone(), i, op));
             }
-        }
-        if self.shared.dead.load(Ordering::SeqCst) {
-            fail_queued(&self.shared, "io_uring thread has stopped");
-        } else {
-            self.shared.ring_doorbell();
+            if let Err(e) = r.turn(false) {
+                r.fail_backlog(&e.to_string());
+            }
+        });
+        if let Err(e) = submitted {
+            for (i, op) in ops.into_iter().flatten().enumerate() {
+                let result = Err(DeviceError::Engine(e.to_string()));
+                state.complete(i, IoCompletion { op, result, latency: Default::default() });
+            }
         }
         batch
     }
@@ -132,152 +275,16 @@ impl IoEngine for UringEngine {
 
 impl Drop for UringEngine {
     fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.ring_doorbell();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(s) = LIVE_ENGINES.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            s.remove(&self.id);
         }
-        // SAFETY: the ring thread, the only other user of the eventfd, has exited.
-        unsafe { libc::close(self.shared.doorbell_fd) };
-    }
-}
-
-struct InFlight {
-    state: Arc<BatchState>,
-    index: usize,
-    op: IoOp,
-    start: Instant,
-}
-
-fn build_ring() -> io::Result<IoUring> {
-    // SINGLE_ISSUER + DEFER_TASKRUN: only this thread submits, and completion task work runs
-    // when we reap. COOP_TASKRUN is implied to be fine with both. Older kernels refuse the
-    // flags: fall back to a plain ring rather than failing.
-    IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_coop_taskrun()
-        .setup_cqsize(CQ_ENTRIES)
-        .build(SQ_ENTRIES)
-        .or_else(|_| IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES))
-}
-
-fn ring_thread(
-    shared: Arc<Shared>,
-    devices: Vec<Arc<dyn BlockDevice>>,
-    fds: Vec<RawFd>,
-    ready: mpsc::Sender<Result<(), String>>,
-) {
-    let mut ring = match build_ring() {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = ready.send(Err(format!("io_uring setup failed: {e}")));
-            return;
-        }
-    };
-    if let Err(e) = ring.submitter().register_files(&fds) {
-        let _ = ready.send(Err(format!("io_uring register_files failed: {e}")));
-        return;
-    }
-    let _ = ready.send(Ok(()));
-
-    let mut slab: Vec<Option<InFlight>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    let mut in_flight = 0usize;
-    let mut doorbell_buf = Box::new(0u64);
-    let mut doorbell_armed = false;
-
-    loop {
-        if !doorbell_armed {
-            let sqe = opcode::Read::new(
-                types::Fd(shared.doorbell_fd),
-                (&mut *doorbell_buf as *mut u64).cast(),
-                8,
-            )
-            .build()
-            .user_data(DOORBELL);
-            // SAFETY: doorbell_buf is a heap allocation that lives until this function
-            // returns, which happens only after the ring (declared earlier, dropped later) is
-            // torn down; the kernel writes at most 8 bytes into it.
-            if unsafe { ring.submission().push(&sqe) }.is_ok() {
-                doorbell_armed = true;
+        // This thread's ring goes at once; other threads drop theirs at their next use of
+        // any io_uring engine, or when they exit.
+        let _ = RINGS.try_with(|rings| {
+            if let Ok(mut rings) = rings.try_borrow_mut() {
+                rings.retain(|r| r.engine_id != self.id);
             }
-        }
-        // Move queued requests into the ring while there is room.
-        {
-            let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            while in_flight + 1 < CQ_ENTRIES as usize && !ring.submission().is_full() {
-                let Some((state, index, op)) = q.pop_front() else { break };
-                if op.device_index >= devices.len() {
-                    let err = bad_index(op.device_index);
-                    state.complete(index, IoCompletion { op, result: Err(err), latency: Default::default() });
-                    continue;
-                }
-                let slot = free.pop().unwrap_or_else(|| {
-                    slab.push(None);
-                    slab.len() - 1
-                });
-                let mut entry = InFlight { state, index, op, start: Instant::now() };
-                let fd = types::Fixed(entry.op.device_index as u32);
-                let sqe = match entry.op.kind {
-                    IoKind::Read => opcode::Read::new(
-                        fd,
-                        entry.op.buf.as_mut_ptr(),
-                        entry.op.buf.len() as u32,
-                    )
-                    .offset(entry.op.offset_bytes)
-                    .build(),
-                    IoKind::Write => {
-                        opcode::Write::new(fd, entry.op.buf.as_ptr(), entry.op.buf.len() as u32)
-                            .offset(entry.op.offset_bytes)
-                            .build()
-                    }
-                    IoKind::Flush => {
-                        opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build()
-                    }
-                }
-                .user_data(slot as u64);
-                // SAFETY: the buffer pointer stays valid until completion because the
-                // AlignedBuf's heap allocation is owned by the slab entry stored below and is
-                // only released after its CQE is reaped.
-                let pushed = unsafe { ring.submission().push(&sqe) };
-                debug_assert!(pushed.is_ok(), "checked is_full above");
-                slab[slot] = Some(entry);
-                in_flight += 1;
-            }
-        }
-        if shared.stopping.load(Ordering::SeqCst) && in_flight == 0 {
-            let q_empty = shared.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-            if q_empty {
-                return;
-            }
-        }
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => {
-                tracing::error!("io_uring submit failed: {e}");
-                // Fail everything queued and in flight: the ring is unusable.
-                fail_all(&shared, &mut slab, &format!("io_uring submit failed: {e}"));
-                return;
-            }
-        }
-        let cqes: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
-        for (user_data, res) in cqes {
-            if user_data == DOORBELL {
-                doorbell_armed = false;
-                continue;
-            }
-            let slot = user_data as usize;
-            let Some(entry) = slab.get_mut(slot).and_then(Option::take) else { continue };
-            free.push(slot);
-            in_flight -= 1;
-            let InFlight { state, index, op, start } = entry;
-            let dev = devices[op.device_index].name();
-            let result = completion_result(dev, &op, res);
-            state.complete(index, IoCompletion { op, result, latency: start.elapsed() });
-        }
+        });
     }
 }
 
@@ -300,30 +307,4 @@ fn completion_result(dev: &str, op: &IoOp, res: i32) -> Result<(), DeviceError> 
         });
     }
     Ok(())
-}
-
-fn fail_all(shared: &Shared, slab: &mut [Option<InFlight>], msg: &str) {
-    // Entries still in the slab may have their buffers in use by the kernel; we leak them on
-    // purpose rather than hand memory back that the kernel might still write.
-    for e in slab.iter_mut() {
-        if let Some(InFlight { state, index, op, .. }) = e.take() {
-            let result = Err(DeviceError::Engine(msg.to_string()));
-            let device_index = op.device_index;
-            let kind = op.kind;
-            let offset_bytes = op.offset_bytes;
-            std::mem::forget(op);
-            let op = IoOp { device_index, kind, offset_bytes, buf: crate::AlignedBuf::new(0) };
-            state.complete(index, IoCompletion { op, result, latency: Default::default() });
-        }
-    }
-    shared.dead.store(true, Ordering::SeqCst);
-    fail_queued(shared, msg);
-}
-
-fn fail_queued(shared: &Shared, msg: &str) {
-    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-    while let Some((state, index, op)) = q.pop_front() {
-        let result = Err(DeviceError::Engine(msg.to_string()));
-        state.complete(index, IoCompletion { op, result, latency: Default::default() });
-    }
 }
