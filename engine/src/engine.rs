@@ -10,7 +10,7 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::{uuid_string, LogRecord, MemberState, DATA_START_BYTES};
 use crate::index::{IndexEntry, Place, RecordLoc};
-use crate::log::stripe::{assemble, read_stripe_chunks, rebuild_chunks, StripeOutcome};
+use crate::log::stripe::{assemble, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome};
 use crate::log::writer::{clamp_batch, EngineCounters, Mutation, Shared, WriterState};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
@@ -372,13 +372,16 @@ impl Engine {
         };
         let stripe_key = (seg.id, loc.offset_in_segment);
         if !rebuilt.contains_key(&stripe_key) {
-            let read = |avoid| read_stripe_chunks(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes, avoid);
-            let mut bufs = read(true);
+            let read = |sources| read_stripe_chunks(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes, sources);
+            let mut bufs = read(ChunkSources::Fastest);
             let mut chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
             let mut outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
-            if !matches!(outcome, StripeOutcome::Good(_)) && array.health.iter().any(|h| h.suspect.load(Ordering::Relaxed)) {
-                // The fast devices were not enough: ask the slow ones too.
-                bufs = read(false);
+            // Not enough: ask the slow devices too, then even the failed ones.
+            for sources in [ChunkSources::Online, ChunkSources::LastResort] {
+                if matches!(outcome, StripeOutcome::Good(_)) {
+                    break;
+                }
+                bufs = read(sources);
                 chunks = bufs.iter().map(|b| b.as_deref()).collect();
                 outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
             }

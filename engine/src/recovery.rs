@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::*;
 use crate::checkpoint::ResumePoint;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
-use crate::log::stripe::{assemble, chunk_place, position_of, read_stripe_chunks, rebuild_chunks, StripeOutcome};
+use crate::log::stripe::{assemble, chunk_place, position_of, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome};
 use crate::segments::{FreeSpace, SegmentInfo};
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::BTreeMap;
@@ -501,7 +501,7 @@ fn missing_headers(
 pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
     let mut ops: Vec<(u32, IoOp)> = Vec::new();
     for (seg, offset, ordinal, height) in &repairs.stripes {
-        let bufs = read_stripe_chunks(array, seg, *offset, *ordinal, *height, false);
+        let bufs = read_stripe_chunks(array, seg, *offset, *ordinal, *height, ChunkSources::Online);
         let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
         let StripeOutcome::Good(g) = assemble(array, seg, *offset, *ordinal, &chunks) else { continue };
         let targets: Vec<usize> =

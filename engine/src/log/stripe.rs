@@ -173,21 +173,44 @@ pub(crate) fn assemble(
 /// Reads the w chunks of one stripe (`height` bytes each; the chunk size when unknown).
 /// Unavailable or unreadable chunks are None.
 ///
-/// With `avoid_suspect`, chunks on suspect (slow) devices are not read when k chunks on
-/// other devices can be: reads are then served by the fastest devices.
+/// Which devices a stripe read asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChunkSources {
+    /// Online devices, leaving out suspect (slow) ones when k chunks on the others can be
+    /// read: reads are served by the fastest devices.
+    Fastest,
+    /// Every online device.
+    Online,
+    /// Every present device, failed ones included: a device failed for its error count may
+    /// still hold the chunks a stripe needs (every chunk is verified anyway).
+    LastResort,
+}
+
 pub(crate) fn read_stripe_chunks(
     array: &Array,
     seg: &SegmentInfo,
     offset: u32,
     ordinal: u32,
     height: u32,
-    avoid_suspect: bool,
+    sources: ChunkSources,
 ) -> Vec<Option<Vec<u8>>> {
     let w = array.w();
+    let avoid_suspect = sources == ChunkSources::Fastest;
     let mut ops = Vec::new();
     let mut shard_of_op = Vec::new();
-    let places: Vec<(u32, Option<(usize, u64)>)> =
-        (0..w).map(|j| chunk_place(array, seg, offset, ordinal, j)).collect();
+    let places: Vec<(u32, Option<(usize, u64)>)> = (0..w)
+        .map(|j| {
+            let (slot, place) = chunk_place(array, seg, offset, ordinal, j);
+            if sources != ChunkSources::LastResort || place.is_some() {
+                return (slot, place);
+            }
+            let (_, dseg) = seg.members[position_of(j, ordinal, w)];
+            let place = array
+                .present_device(slot as usize)
+                .map(|d| (d, array.device_segment_offset(dseg) + offset as u64));
+            (slot, place)
+        })
+        .collect();
     let fast = places
         .iter()
         .filter(|(slot, p)| p.is_some() && !array.is_suspect(*slot as usize))
