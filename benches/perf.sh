@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The figures of docs/performance.md, in one run on one set of devices.
+#   benches/perf.sh D1,D2,D3,D4,D5,D6 SPARE [OUT_DIR]
+# DESTROYS the contents of all seven devices. Needs fio (apt-get install fio).
+# Every engine figure is a ratio against the raw devices measured in the same run.
+set -euo pipefail
+DEVS=${1:?usage: perf.sh D1,...,D6 SPARE [OUT_DIR]}
+NEW=${2:?usage: perf.sh D1,...,D6 SPARE [OUT_DIR]}
+OUT=${3:-perf-out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+cargo build --release -q -p ectable-tools --bins
+cargo build --release -q --example rebuild_under_load
+B=target/release
+IFS=, read -r -a D <<<"$DEVS"
+FIO_FILES=$(echo "$DEVS" | tr , :)
+date -u +%Y-%m-%dT%H:%M:%SZ >"$OUT/date"
+
+echo "== fio reference: 4K random reads over the region ecbench's raw pass uses"
+for qd in 32 192; do
+  fio --name=rr --filename="$FIO_FILES" --ioengine=io_uring --direct=1 --rw=randread --bs=4k \
+    --iodepth=$qd --offset=1M --size=96M --runtime=8 --time_based --output-format=json >"$OUT/fio_rr_$qd.json"
+done
+
+echo "== ingest: engine vs raw sequential write (ecbench syncs every 1024 puts), then the bulk path"
+for bs in 64K 16K 4K; do
+  $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw write --bs $bs --iodepth 1024 --size 1G \
+    --compare-raw --output-format json >"$OUT/write_$bs.json"
+  rows=$(( (1 << 30) / $(numfmt --from=iec "$bs") ))
+  $B/ectable format --devices "$DEVS" --k 4 --m 2 --force --yes >/dev/null
+  $B/ectable load --devices "$DEVS" --table bulk --rows $rows --value-size $bs 2>"$OUT/load_$bs.txt"
+done
+
+echo "== 4K random point reads: engine vs raw at the same queue depth"
+for qd in 32 192; do
+  $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw randread --bs 4K --iodepth $qd --size 256M \
+    --runtime 8s --compare-raw --output-format json >"$OUT/randread_$qd.json"
+done
+
+echo "== degraded reads: the same array with ${D[5]} left out"
+HEALTHY="$DEVS"
+DEGRADED=$(IFS=,; echo "${D[*]:0:5}")
+$B/ecbench --devices "$HEALTHY" --k 4 --m 2 --force --rw read --bs 64K --size 512M --output-format json >"$OUT/seqread_healthy.json"
+$B/ecbench --devices "$DEGRADED" --rw read --bs 64K --size 512M --output-format json >"$OUT/seqread_degraded.json"
+$B/ecbench --devices "$HEALTHY" --rw randread --bs 4K --iodepth 32 --size 512M --runtime 8s --output-format json >"$OUT/randread_healthy.json"
+$B/ecbench --devices "$DEGRADED" --rw randread --bs 4K --iodepth 32 --size 512M --runtime 8s --output-format json >"$OUT/randread_degraded.json"
+
+echo "== rebuild: replacement raw write bandwidth, then rebuild with foreground reads, two data sizes"
+fio --name=w --filename="$NEW" --ioengine=io_uring --direct=1 --rw=write --bs=1M --iodepth=8 \
+  --runtime=6 --time_based --output-format=json >"$OUT/fio_new_write.json"
+for size in 256M 1G; do
+  $B/ecbench --devices "$HEALTHY" --k 4 --m 2 --force --rw randread --bs 4K --iodepth 32 --size $size \
+    --runtime 2s --output-format json >/dev/null
+  dd if=/dev/zero of="$NEW" bs=1M count=2 oflag=direct conv=notrunc status=none
+  target/release/examples/rebuild_under_load "$DEGRADED" "$NEW" 0 >"$OUT/rebuild_$size.json"
+done
+python3 benches/perf_summary.py "$OUT"

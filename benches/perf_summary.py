@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Prints the table of docs/performance.md from the JSON files of benches/perf.sh."""
+import json, re, sys, os
+
+out = sys.argv[1]
+J = lambda n: json.load(open(os.path.join(out, n)))
+MB = 1e6
+print("date:", open(os.path.join(out, "date")).read().strip())
+for qd in (32, 192):
+    f = J(f"fio_rr_{qd}.json")["jobs"][0]["read"]
+    e = J(f"randread_{qd}.json")
+    r = e["ectable"]["ratios"]["read"]
+    p = e["jobs"][0]["read"]["clat_ns"]["percentile"]
+    print(f"randread 4K qd{qd}: fio {f['iops']:.0f} IOPS, raw (ecbench) {r['raw_iops']:.0f} ({r['raw_iops']/f['iops']:.2f} of fio), "
+          f"engine {r['engine_iops']:.0f} = {r['iops_engine_to_raw']:.3f} of raw; "
+          f"p50 {p['50.000000']/1e3:.0f} us p99 {p['99.000000']/1e3:.0f} us p99.9 {p['99.900000']/1e3:.0f} us")
+for bs in ("64K", "16K", "4K"):
+    e = J(f"write_{bs}.json")["ectable"]
+    r = e["ratios"]["write"]
+    txt = open(os.path.join(out, f"load_{bs}.txt")).read()
+    m = re.search(r"([\d.]+) MiB/s", txt)
+    load = float(m.group(1)) * 1048576 if m else 0
+    print(f"ingest {bs}: raw {r['raw_bw_bytes']/MB:.0f} MB/s, target raw*4/6 {r['target_bw_bytes']/MB:.0f} MB/s; "
+          f"ecbench (sync/1024 puts) {r['engine_bw_bytes']/MB:.0f} MB/s = {r['engine_to_target']:.3f} of target; "
+          f"bulk load {load/MB:.0f} MB/s = {load/r['target_bw_bytes']:.3f} of target; write amp {e.get('write_amplification', 0):.3f}")
+def bw(n, d):
+    return J(n)["jobs"][0][d]
+for kind, d, unit in (("seqread", "read", "bw_bytes"), ("randread", "read", "iops")):
+    h, g = bw(f"{kind}_healthy.json", d)[unit], bw(f"{kind}_degraded.json", d)[unit]
+    print(f"{kind} degraded/healthy: {g:.0f} / {h:.0f} = {g/h:.3f}")
+fw = J("fio_new_write.json")["jobs"][0]["write"]["bw_bytes"]
+for size in ("256M", "1G"):
+    r = J(f"rebuild_{size}.json")
+    print(f"rebuild with {size} of data: {r['rebuild_secs']:.2f} s, {r['rebuilt_bytes']/MB:.0f} MB written at "
+          f"{r['rebuild_write_bytes_per_sec']/MB:.0f} MB/s = {r['rebuild_write_bytes_per_sec']/fw:.3f} of the replacement's raw write "
+          f"({fw/MB:.0f} MB/s); scanned at {r['rebuild_scan_bytes_per_sec']/MB:.0f} MB/s; foreground reads during rebuild "
+          f"{r['read_iops_during_rebuild']} IOPS = {r['ratio']:.3f} of degraded-idle {r['degraded_read_iops']}")
