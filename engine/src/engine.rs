@@ -295,6 +295,8 @@ impl Engine {
         let mut ops = Vec::new();
         let mut plan: Vec<(usize, usize, usize)> = Vec::new(); // (item, skip, take) per op
         let mut disk: Vec<(usize, RecordLoc, Arc<SegmentInfo>, u64)> = Vec::new();
+        // Items whose record chunks are all on available, fast devices.
+        let mut fast_path = vec![false; items.len()];
         for (i, (_, e)) in items.iter().enumerate() {
             let Some(e) = e else { continue };
             match &e.place {
@@ -312,6 +314,7 @@ impl Engine {
                                 ops.push(op);
                                 plan.push((i, skip, take));
                             }
+                            fast_path[i] = true;
                         }
                     }
                     disk.push((i, *loc, seg, e.lsn));
@@ -343,7 +346,19 @@ impl Engine {
                 Some(v) => v,
                 None => {
                     self.shared.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
-                    self.read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)?
+                    // A chunk on a missing or slow device: rebuild just the record's blocks
+                    // from k others. A chunk that was read and failed its checks takes the
+                    // whole-stripe path instead, which finds and repairs the bad chunk.
+                    let partial = if fast_path[i] || rebuilt.contains_key(&(seg.id, loc.offset_in_segment)) {
+                        None
+                    } else {
+                        crate::log::stripe::reconstruct_record(array, &seg, &loc)
+                            .and_then(|b| verify_record(&b, &loc, lsn, table, key))
+                    };
+                    match partial {
+                        Some(v) => v,
+                        None => self.read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)?,
+                    }
                 }
             };
             out[i] = Some(value);
