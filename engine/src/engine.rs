@@ -333,6 +333,31 @@ impl Engine {
                 Err(_) => failed[i] = true,
             }
         }
+        // Records whose chunk is on a missing or slow device: rebuild just their blocks from
+        // k other chunks, all of the batch's reads submitted together. A chunk that was read
+        // and failed its checks takes the whole-stripe path instead, which finds and repairs
+        // the bad chunk.
+        let mut partial: HashMap<usize, Vec<u8>> = HashMap::new();
+        {
+            let mut ops = Vec::new();
+            let mut plans = Vec::new();
+            for (i, loc, seg, _) in &disk {
+                if fast_path[*i] {
+                    continue;
+                }
+                if let Some((o, plan)) = crate::log::stripe::plan_record_rebuild(array, seg, loc) {
+                    ops.extend(o);
+                    plans.push((*i, plan));
+                }
+            }
+            let mut completions = array.io.execute(ops).into_iter();
+            for (i, plan) in plans {
+                let mine: Vec<_> = completions.by_ref().take(plan.op_count()).collect();
+                if let Some(b) = crate::log::stripe::finish_record_rebuild(array, &plan, mine) {
+                    partial.insert(i, b);
+                }
+            }
+        }
         // Stripes rebuilt for this call, so that records sharing a degraded stripe rebuild it
         // once.
         let mut rebuilt: HashMap<(u64, u32), Vec<u8>> = HashMap::new();
@@ -346,16 +371,7 @@ impl Engine {
                 Some(v) => v,
                 None => {
                     self.shared.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
-                    // A chunk on a missing or slow device: rebuild just the record's blocks
-                    // from k others. A chunk that was read and failed its checks takes the
-                    // whole-stripe path instead, which finds and repairs the bad chunk.
-                    let partial = if fast_path[i] || rebuilt.contains_key(&(seg.id, loc.offset_in_segment)) {
-                        None
-                    } else {
-                        crate::log::stripe::reconstruct_record(array, &seg, &loc)
-                            .and_then(|b| verify_record(&b, &loc, lsn, table, key))
-                    };
-                    match partial {
+                    match partial.get(&i).and_then(|b| verify_record(b, &loc, lsn, table, key)) {
                         Some(v) => v,
                         None => self.read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)?,
                     }

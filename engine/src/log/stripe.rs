@@ -333,15 +333,24 @@ pub(crate) fn parity_agrees(array: &Array, g: &GoodStripe, chunks: &[Option<&[u8
     Ok(array.codec.verify(&bodies)?)
 }
 
-/// Rebuilds a record from the same byte range of k other chunks, without reading whole
-/// chunks: Reed-Solomon works byte position by byte position, so the blocks that hold the
-/// record in the lost chunk follow from the same blocks of any k others. The bytes returned
-/// are not verified here: the caller checks them against the record's crc held by the index
-/// (and falls back to the whole-stripe path, which checks every chunk, when they differ).
-pub(crate) fn reconstruct_record(array: &Array, seg: &SegmentInfo, loc: &RecordLoc) -> Option<Vec<u8>> {
+/// How to rebuild one record from the same byte range of k other chunks, without reading
+/// whole chunks: Reed-Solomon works byte position by byte position, so the blocks that hold
+/// the record in a lost chunk follow from the same blocks of any k others. Built by
+/// [`plan_record_rebuild`]; its reads are submitted with other records' (so a batch of
+/// degraded reads keeps its queue depth); [`finish_record_rebuild`] decodes.
+pub(crate) struct RecordRebuild {
+    /// Per piece of the record (one per data chunk it spans): (shard, first byte in the
+    /// chunk, aligned start a, aligned end b, bytes to take, shards read in op order).
+    pieces: Vec<(usize, usize, usize, usize, usize, Vec<usize>)>,
+    op_count: usize,
+}
+
+/// Plans the reads. None when fewer than k chunks are available.
+pub(crate) fn plan_record_rebuild(array: &Array, seg: &SegmentInfo, loc: &RecordLoc) -> Option<(Vec<IoOp>, RecordRebuild)> {
     let (w, k) = (array.w(), array.k());
     let body_len = loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES;
-    let mut out = Vec::with_capacity(loc.record_len as usize);
+    let mut ops = Vec::new();
+    let mut pieces = Vec::new();
     let mut pos = loc.record_offset as usize;
     let end = pos + loc.record_len as usize;
     while pos < end {
@@ -351,45 +360,69 @@ pub(crate) fn reconstruct_record(array: &Array, seg: &SegmentInfo, loc: &RecordL
         let first = CHUNK_HEADER_SIZE_BYTES + within;
         let a = first / BLOCK_BYTES * BLOCK_BYTES;
         let b = (first + take).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-        let (target_slot, target_place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, shard);
-        let target_ok = target_place.is_some() && !array.is_suspect(target_slot as usize);
+        let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, shard);
+        let read_from: Vec<(usize, usize, u64)> = match place {
+            Some((d, off)) if !array.is_suspect(slot as usize) => vec![(shard, d, off)],
+            _ => {
+                // k other chunks, fast devices first.
+                let mut others: Vec<(bool, usize, usize, u64)> = (0..w)
+                    .filter(|&j| j != shard)
+                    .filter_map(|j| {
+                        let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
+                        place.map(|(d, off)| (array.is_suspect(slot as usize), j, d, off))
+                    })
+                    .collect();
+                if others.len() < k {
+                    return None;
+                }
+                others.sort_unstable_by_key(|o| (o.0, o.1));
+                others.into_iter().take(k).map(|(_, j, d, off)| (j, d, off)).collect()
+            }
+        };
+        for &(_, d, off) in &read_from {
+            ops.push(IoOp::read(d, off + a as u64, b - a));
+        }
+        pieces.push((shard, first, a, b, take, read_from.iter().map(|r| r.0).collect()));
+        pos += take;
+    }
+    let op_count = ops.len();
+    Some((ops, RecordRebuild { pieces, op_count }))
+}
+
+impl RecordRebuild {
+    pub(crate) fn op_count(&self) -> usize {
+        self.op_count
+    }
+}
+
+/// Decodes the record from the completed reads of its plan (in op order). The bytes are not
+/// verified here: the caller checks them against the record's crc held by the index, and
+/// falls back to the whole-stripe path, which checks every chunk, when they differ.
+pub(crate) fn finish_record_rebuild(
+    array: &Array,
+    plan: &RecordRebuild,
+    completions: Vec<ectable_devices::IoCompletion>,
+) -> Option<Vec<u8>> {
+    let w = array.w();
+    let mut it = completions.into_iter();
+    let mut out = Vec::new();
+    for (shard, first, a, b, take, sources) in &plan.pieces {
+        let span = b - a;
         let mut bufs: Vec<Option<Vec<u8>>> = vec![None; w];
-        if target_ok {
-            // The chunk's device is there: read the range straight (the caller verifies).
-            let (d, off) = target_place.expect("checked");
-            let c = array.io.execute(vec![IoOp::read(d, off + a as u64, b - a)]).pop()?;
+        for &j in sources {
+            let c = it.next()?;
             c.result.ok()?;
-            bufs[shard] = Some(c.op.buf.to_vec());
-        } else {
-            // The same range of k other chunks, on the fastest devices first.
-            let mut sources: Vec<(usize, usize, u64)> = (0..w)
-                .filter(|&j| j != shard)
-                .filter_map(|j| {
-                    let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
-                    place.map(|(d, off)| (j, d, off, array.is_suspect(slot as usize)))
-                })
-                .map(|(j, d, off, slow)| (usize::from(slow) * w + j, d, off))
-                .collect();
-            sources.sort_unstable();
-            if sources.len() < k {
-                return None;
-            }
-            let chosen = &sources[..k];
-            let ops = chosen.iter().map(|&(_, d, off)| IoOp::read(d, off + a as u64, b - a)).collect();
-            for (c, &(key, _, _)) in array.io.execute(ops).into_iter().zip(chosen) {
-                c.result.ok()?;
-                bufs[key % w] = Some(c.op.buf.to_vec());
-            }
-            let present: Vec<bool> = bufs.iter().map(|b| b.is_some()).collect();
-            let span = b - a;
+            bufs[j] = Some(c.op.buf.to_vec());
+        }
+        if bufs[*shard].is_none() {
+            let present: Vec<bool> = bufs.iter().map(|x| x.is_some()).collect();
             let mut full: Vec<Vec<u8>> = bufs.into_iter().map(|x| x.unwrap_or_else(|| vec![0u8; span])).collect();
             let mut refs: Vec<&mut [u8]> = full.iter_mut().map(|v| v.as_mut_slice()).collect();
             array.codec.reconstruct(&mut refs, &present).ok()?;
             bufs = full.into_iter().map(Some).collect();
         }
-        let piece = bufs[shard].as_ref()?;
+        let piece = bufs[*shard].as_ref()?;
         out.extend_from_slice(&piece[first - a..first - a + take]);
-        pos += take;
     }
     Some(out)
 }
