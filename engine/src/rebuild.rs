@@ -290,9 +290,14 @@ impl Shared {
             ..Default::default()
         };
         let mut limiter = RateLimiter { start: Instant::now(), bytes: 0, rate: opts.rate_limit_bytes_per_sec };
+        let mut last_persist = Instant::now();
+        let mut unpersisted: Option<u64> = None;
         progress(&p);
         for seg in segs {
             if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+                if let Some(next) = unpersisted {
+                    a.persist(|pp| pp.rebuild = Some((slot as u32, next)))?;
+                }
                 p.interrupted = true;
                 return Ok(p);
             }
@@ -357,7 +362,14 @@ impl Shared {
                 a.mark_failed(slot, &e.to_string());
                 return Err(e);
             }
-            a.persist(|pp| pp.rebuild = Some((slot as u32, seg.id + 1)))?;
+            // Persist the cursor at most twice a second: each persist rewrites every
+            // superblock, and a crash only redoes what came after the last one.
+            unpersisted = Some(seg.id + 1);
+            if last_persist.elapsed() >= Duration::from_millis(500) {
+                a.persist(|pp| pp.rebuild = Some((slot as u32, seg.id + 1)))?;
+                last_persist = Instant::now();
+                unpersisted = None;
+            }
             p.segments_done += 1;
             limiter.account(bytes + written);
             progress(&p);
