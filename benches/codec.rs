@@ -8,7 +8,9 @@ use ectable::codec::{RsCodec, StripeCodec};
 use std::hint::black_box;
 
 fn stripe(k: usize, m: usize, len: usize) -> Vec<Vec<u8>> {
-    (0..k + m).map(|i| (0..len).map(|j| (i * 131 + j * 7) as u8).collect()).collect()
+    (0..k + m)
+        .map(|i| (0..len).map(|j| (i * 131 + j * 7) as u8).collect())
+        .collect()
 }
 
 fn bench_codec(c: &mut Criterion) {
@@ -33,7 +35,8 @@ fn bench_codec(c: &mut Criterion) {
             }
             group.bench_function(BenchmarkId::new("reconstruct", &id), |b| {
                 b.iter(|| {
-                    let mut refs: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
+                    let mut refs: Vec<&mut [u8]> =
+                        shards.iter_mut().map(|s| s.as_mut_slice()).collect();
                     codec.reconstruct(&mut refs, &present).unwrap();
                 })
             });

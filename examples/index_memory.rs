@@ -35,8 +35,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let key_len: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
-    let devs: Vec<Arc<dyn BlockDevice>> =
-        (0..6).map(|i| Arc::new(MemDevice::new(&format!("m{i}"), 256 << 20)) as Arc<dyn BlockDevice>).collect();
+    let devs: Vec<Arc<dyn BlockDevice>> = (0..6)
+        .map(|i| Arc::new(MemDevice::new(&format!("m{i}"), 256 << 20)) as Arc<dyn BlockDevice>)
+        .collect();
     let io = open_engine(EngineKind::Psync, devs).expect("engine");
     format(io.as_ref(), &FormatOptions::default()).expect("format");
     let engine = Engine::open(io, EngineOptions::default()).expect("open");

@@ -48,11 +48,28 @@ fn main() {
     paths.push(new.clone());
     let devs: Vec<Arc<dyn BlockDevice>> = paths
         .iter()
-        .map(|p| Arc::new(FileDevice::open(p.as_ref(), &OpenOptions::default()).expect("open device")) as Arc<dyn BlockDevice>)
+        .map(|p| {
+            Arc::new(FileDevice::open(p.as_ref(), &OpenOptions::default()).expect("open device"))
+                as Arc<dyn BlockDevice>
+        })
         .collect();
-    let engine = Arc::new(Engine::open(open_engine(EngineKind::Auto, devs).expect("engine"), EngineOptions::default()).expect("open"));
-    let rows = engine.tables().iter().find(|(t, _)| t == "ecbench").map(|(_, n)| *n as u64).expect("table ecbench");
-    let slot = *engine.lost_slots().first().expect("one device must be missing");
+    let engine = Arc::new(
+        Engine::open(
+            open_engine(EngineKind::Auto, devs).expect("engine"),
+            EngineOptions::default(),
+        )
+        .expect("open"),
+    );
+    let rows = engine
+        .tables()
+        .iter()
+        .find(|(t, _)| t == "ecbench")
+        .map(|(_, n)| *n as u64)
+        .expect("table ecbench");
+    let slot = *engine
+        .lost_slots()
+        .first()
+        .expect("one device must be missing");
     let never = || false;
     let (ops, t) = read_for(&engine, rows, &never, Duration::from_secs(5));
     let degraded_iops = ops as f64 / t.as_secs_f64();
@@ -62,7 +79,13 @@ fn main() {
     let rebuild = std::thread::spawn(move || {
         let start = Instant::now();
         let p = e2
-            .rebuild(&RebuildOptions { rate_limit_bytes_per_sec: rate, cancel: None }, &mut |_| {})
+            .rebuild(
+                &RebuildOptions {
+                    rate_limit_bytes_per_sec: rate,
+                    cancel: None,
+                },
+                &mut |_| {},
+            )
             .expect("rebuild");
         d2.store(true, Ordering::SeqCst);
         (p, start.elapsed())

@@ -3,6 +3,8 @@
 //! that normal traffic never touches within a bounded time; latent sector errors are
 //! repaired by read-repair and do not fail the device below the error threshold.
 
+#![allow(clippy::big_endian_bytes)] // big-endian keys sort in numeric order
+
 mod common;
 use common::*;
 use ectable::{format, DetectionMode, Engine, EngineOptions, HealthPolicy};
@@ -10,7 +12,12 @@ use std::time::{Duration, Instant};
 
 const ROWS: u64 = 300;
 
-fn loaded(seed: u64) -> (Vec<std::sync::Arc<ectable::devices::MemDevice>>, Vec<std::sync::Arc<ectable::devices::FaultyDevice>>) {
+fn loaded(
+    seed: u64,
+) -> (
+    Vec<std::sync::Arc<ectable::devices::MemDevice>>,
+    Vec<std::sync::Arc<ectable::devices::FaultyDevice>>,
+) {
     let (mems, faulty) = mem_devices(6, 8 << 20, seed);
     let io = io_of(&faulty);
     format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
@@ -25,12 +32,22 @@ fn loaded(seed: u64) -> (Vec<std::sync::Arc<ectable::devices::MemDevice>>, Vec<s
 #[test]
 fn slow_device_becomes_suspect_and_reads_avoid_it() {
     let (_mems, faulty) = loaded(31);
-    let e = Engine::open(io_of(&faulty), EngineOptions { read_only: true, ..Default::default() }).unwrap();
+    let e = Engine::open(
+        io_of(&faulty),
+        EngineOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     faulty[3].set_delay(Duration::from_millis(15));
     let mut ops_to_detect = None;
     for n in 0..2000u64 {
         let i = n % ROWS;
-        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value_for(i, 3, 300)));
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 3, 300))
+        );
         if e.status().devices[3].state == "DEGRADED" {
             ops_to_detect = Some(n + 1);
             break;
@@ -40,23 +57,47 @@ fn slow_device_becomes_suspect_and_reads_avoid_it() {
     assert!(n <= 600, "took {n} reads to flag a 15 ms device");
     let before = faulty[3].counters().delayed_ops;
     for i in 0..ROWS {
-        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value_for(i, 3, 300)));
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 3, 300))
+        );
     }
-    assert_eq!(faulty[3].counters().delayed_ops, before, "reads still went to the suspect device");
+    assert_eq!(
+        faulty[3].counters().delayed_ops,
+        before,
+        "reads still went to the suspect device"
+    );
     let st = e.status();
     assert_eq!(st.devices[3].state, "DEGRADED");
-    assert!(st.devices.iter().all(|d| d.state != "FAULTED"), "slowness must not fail a device");
+    assert!(
+        st.devices.iter().all(|d| d.state != "FAULTED"),
+        "slowness must not fail a device"
+    );
 }
 
 #[test]
 fn prober_fails_an_idle_dead_device_quickly() {
     let (_mems, faulty) = loaded(32);
-    let health = HealthPolicy { mode: DetectionMode::Active, probe_interval: Duration::from_millis(20), ..Default::default() };
-    let e = Engine::open(io_of(&faulty), EngineOptions { health, ..Default::default() }).unwrap();
+    let health = HealthPolicy {
+        mode: DetectionMode::Active,
+        probe_interval: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let e = Engine::open(
+        io_of(&faulty),
+        EngineOptions {
+            health,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     faulty[1].set_failed(true);
     let start = Instant::now();
     while e.status().devices[1].state != "FAULTED" {
-        assert!(start.elapsed() < Duration::from_secs(5), "prober did not fail the dead device");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "prober did not fail the dead device"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let st = e.status();
@@ -64,7 +105,10 @@ fn prober_fails_an_idle_dead_device_quickly() {
     assert!(faulty[1].counters().eio_writes + faulty[1].counters().eio_reads > 0);
     // Still serving, degraded.
     for i in 0..ROWS {
-        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value_for(i, 3, 300)));
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 3, 300))
+        );
     }
 }
 
@@ -76,22 +120,53 @@ fn latent_sector_errors_are_repaired_not_fatal() {
         let start = (1 << 20) + 4096 + k * 20480;
         faulty[2].add_read_error_range(start..start + 4096);
     }
-    let passive = HealthPolicy { mode: DetectionMode::Passive, ..Default::default() };
-    let e = Engine::open(io_of(&faulty), EngineOptions { health: passive.clone(), ..Default::default() }).unwrap();
+    let passive = HealthPolicy {
+        mode: DetectionMode::Passive,
+        ..Default::default()
+    };
+    let e = Engine::open(
+        io_of(&faulty),
+        EngineOptions {
+            health: passive.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for i in 0..ROWS {
-        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value_for(i, 3, 300)), "row {i}");
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 3, 300)),
+            "row {i}"
+        );
     }
     let st = e.status();
     let fired = faulty[2].counters().eio_reads;
     assert!(fired > 0, "no latent error fired");
     assert!(st.read_repairs > 0, "bad chunks were not rewritten");
-    assert_ne!(st.devices[2].state, "FAULTED", "a few sector errors must not fail the device");
+    assert_ne!(
+        st.devices[2].state, "FAULTED",
+        "a few sector errors must not fail the device"
+    );
     drop(e);
     // The rewrite remapped the sectors: reading everything again meets no error.
-    let e = Engine::open(io_of(&faulty), EngineOptions { health: passive, ..Default::default() }).unwrap();
+    let e = Engine::open(
+        io_of(&faulty),
+        EngineOptions {
+            health: passive,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let before = faulty[2].counters().eio_reads;
     for i in 0..ROWS {
-        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value_for(i, 3, 300)));
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 3, 300))
+        );
     }
-    assert_eq!(faulty[2].counters().eio_reads, before, "repaired sectors still fail");
+    assert_eq!(
+        faulty[2].counters().eio_reads,
+        before,
+        "repaired sectors still fail"
+    );
 }

@@ -1,5 +1,7 @@
 //! Basic put/get/delete/scan/reopen on memory devices and on files with both I/O engines.
 
+#![allow(clippy::big_endian_bytes)] // big-endian keys sort in numeric order
+
 mod common;
 use common::*;
 use ectable::{format, Engine, EngineOptions, Error};
@@ -13,7 +15,12 @@ fn put_get_delete_reopen_on_memory() {
     {
         let e = open_engine_on(io.clone());
         for i in 0..500u64 {
-            e.put("t", format!("k{i:05}").as_bytes(), &value_for(i, 1, (i % 300) as usize)).unwrap();
+            e.put(
+                "t",
+                format!("k{i:05}").as_bytes(),
+                &value_for(i, 1, (i % 300) as usize),
+            )
+            .unwrap();
         }
         e.delete("t", b"k00007").unwrap();
         e.sync().unwrap();
@@ -34,7 +41,14 @@ fn put_get_delete_reopen_on_memory() {
             assert_eq!(got, Some(value_for(i, 1, (i % 300) as usize)), "row {i}");
         }
     }
-    let rows = e.scan("t", Bound::Included(b"k00100".as_slice()), Bound::Excluded(b"k00110".as_slice()), 100).unwrap();
+    let rows = e
+        .scan(
+            "t",
+            Bound::Included(b"k00100".as_slice()),
+            Bound::Excluded(b"k00110".as_slice()),
+            100,
+        )
+        .unwrap();
     assert_eq!(rows.len(), 10);
     assert!(matches!(e.get("nope", b"x"), Err(Error::NoSuchTable(_))));
 }
@@ -48,13 +62,18 @@ fn files_on_both_engines() {
         {
             let e = Engine::open(open_files(&paths, None, kind), EngineOptions::default()).unwrap();
             for i in 0..200u64 {
-                e.put_sync("t", &i.to_le_bytes(), &value_for(i, 9, 1000)).unwrap();
+                e.put_sync("t", &i.to_le_bytes(), &value_for(i, 9, 1000))
+                    .unwrap();
             }
             e.close().unwrap();
         }
         let e = Engine::open(open_files(&paths, None, kind), EngineOptions::default()).unwrap();
         for i in 0..200u64 {
-            assert_eq!(e.get("t", &i.to_le_bytes()).unwrap(), Some(value_for(i, 9, 1000)), "{kind:?} row {i}");
+            assert_eq!(
+                e.get("t", &i.to_le_bytes()).unwrap(),
+                Some(value_for(i, 9, 1000)),
+                "{kind:?} row {i}"
+            );
         }
         let st = e.status();
         assert!(st.short_stripes_written == 0 || st.stripes_written > 0);
@@ -84,14 +103,25 @@ fn checkpoint_plus_log_tail_and_fallback_when_checkpoint_is_bad() {
     std::mem::forget(e);
     let check = |e: &Engine| {
         for i in 0..350u64 {
-            let want = if i == 5 { None } else { Some(value_for(i, 1, 100)) };
+            let want = if i == 5 {
+                None
+            } else {
+                Some(value_for(i, 1, 100))
+            };
             assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), want, "row {i}");
         }
     };
-    let ro = EngineOptions { read_only: true, ..Default::default() };
+    let ro = EngineOptions {
+        read_only: true,
+        ..Default::default()
+    };
     let e = Engine::open(io.clone(), ro.clone()).unwrap();
     assert_eq!(e.recovery_stats().checkpoint_lsn, 300);
-    assert_eq!(e.recovery_stats().records, 51, "only the tail after the checkpoint is replayed");
+    assert_eq!(
+        e.recovery_stats().records,
+        51,
+        "only the tail after the checkpoint is replayed"
+    );
     check(&e);
     drop(e);
     // Destroy the checkpoint on every device: recovery falls back to the whole log.
@@ -106,7 +136,11 @@ fn checkpoint_plus_log_tail_and_fallback_when_checkpoint_is_bad() {
         }
     }
     let e = Engine::open(io.clone(), ro).unwrap();
-    assert_eq!(e.recovery_stats().checkpoint_lsn, 0, "a broken checkpoint must be ignored");
+    assert_eq!(
+        e.recovery_stats().checkpoint_lsn,
+        0,
+        "a broken checkpoint must be ignored"
+    );
     assert_eq!(e.recovery_stats().records, 351);
     check(&e);
 }

@@ -3,28 +3,46 @@
 //! every row reads back without the dead device. A spare added later is used the same way.
 //! With the manual policy nothing happens on its own.
 
+#![allow(clippy::big_endian_bytes)] // big-endian keys sort in numeric order
+
 mod common;
 use common::*;
 use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, MemDevice};
-use ectable::{format, DetectionMode, Engine, EngineOptions, FormatOptions, HealthPolicy, RecoveryPolicy};
+use ectable::{
+    format, DetectionMode, Engine, EngineOptions, FormatOptions, HealthPolicy, RecoveryPolicy,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ROWS: u64 = 400;
 
 fn opts(recovery: RecoveryPolicy) -> EngineOptions {
-    let health = HealthPolicy { mode: DetectionMode::Hybrid, probe_interval: Duration::from_millis(20), ..Default::default() };
-    EngineOptions { health, recovery, ..Default::default() }
+    let health = HealthPolicy {
+        mode: DetectionMode::Hybrid,
+        probe_interval: Duration::from_millis(20),
+        ..Default::default()
+    };
+    EngineOptions {
+        health,
+        recovery,
+        ..Default::default()
+    }
 }
 
 fn devices(faulty: &[Arc<FaultyDevice>]) -> Vec<Arc<dyn BlockDevice>> {
-    faulty.iter().map(|f| f.clone() as Arc<dyn BlockDevice>).collect()
+    faulty
+        .iter()
+        .map(|f| f.clone() as Arc<dyn BlockDevice>)
+        .collect()
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -33,7 +51,10 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 fn automatic_policy_replaces_a_dead_device_with_the_spare() {
     let (_mems, faulty) = mem_devices(7, 8 << 20, 41);
     let io = open_engine(EngineKind::Psync, devices(&faulty)).unwrap();
-    let f = FormatOptions { spare_count: 1, ..fmt_opts(4, 2) };
+    let f = FormatOptions {
+        spare_count: 1,
+        ..fmt_opts(4, 2)
+    };
     format(io.as_ref(), &f).unwrap();
     let e = Engine::open(io, opts(RecoveryPolicy::Automatic)).unwrap();
     assert_eq!(e.status().spares.len(), 1);
@@ -51,9 +72,20 @@ fn automatic_policy_replaces_a_dead_device_with_the_spare() {
     drop(e);
     let mut survivors = devices(&faulty);
     survivors.remove(4);
-    let e = Engine::open(open_engine(EngineKind::Psync, survivors).unwrap(), EngineOptions { read_only: true, ..Default::default() }).unwrap();
+    let e = Engine::open(
+        open_engine(EngineKind::Psync, survivors).unwrap(),
+        EngineOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for i in 0..ROWS {
-        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value_for(i, 4, 700)), "row {i}");
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 4, 700)),
+            "row {i}"
+        );
     }
     assert_eq!(e.status().degraded_reads, 0);
 }
@@ -61,31 +93,52 @@ fn automatic_policy_replaces_a_dead_device_with_the_spare() {
 #[test]
 fn spare_added_later_and_manual_policy_waits() {
     let (_mems, faulty) = mem_devices(6, 8 << 20, 42);
-    let extra = Arc::new(FaultyDevice::new(Arc::new(MemDevice::new("extra", 8 << 20)), 7));
+    let extra = Arc::new(FaultyDevice::new(
+        Arc::new(MemDevice::new("extra", 8 << 20)),
+        7,
+    ));
     let mut all = devices(&faulty);
     all.push(extra.clone());
     {
         let io = open_engine(EngineKind::Psync, devices(&faulty)).unwrap();
         format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
     }
-    let e = Engine::open(open_engine(EngineKind::Psync, all.clone()).unwrap(), opts(RecoveryPolicy::Manual)).unwrap();
+    let e = Engine::open(
+        open_engine(EngineKind::Psync, all.clone()).unwrap(),
+        opts(RecoveryPolicy::Manual),
+    )
+    .unwrap();
     for i in 0..ROWS {
         e.put("t", &i.to_be_bytes(), &value_for(i, 5, 500)).unwrap();
     }
     e.add_spare(6).unwrap();
     faulty[1].set_failed(true);
-    wait_for("the prober to fail slot 1", || e.status().devices[1].state == "FAULTED");
+    wait_for("the prober to fail slot 1", || {
+        e.status().devices[1].state == "FAULTED"
+    });
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(e.status().spares.len(), 1, "the manual policy must not use the spare");
+    assert_eq!(
+        e.status().spares.len(),
+        1,
+        "the manual policy must not use the spare"
+    );
     e.close().unwrap();
     drop(e);
     // Reopen with the automatic policy: the spare (persisted as such) now replaces slot 1.
-    let e = Engine::open(open_engine(EngineKind::Psync, all).unwrap(), opts(RecoveryPolicy::Automatic)).unwrap();
+    let e = Engine::open(
+        open_engine(EngineKind::Psync, all).unwrap(),
+        opts(RecoveryPolicy::Automatic),
+    )
+    .unwrap();
     wait_for("the automatic replacement", || {
         let st = e.status();
         st.spares.is_empty() && st.rebuild.is_none() && st.devices[1].state == "ONLINE"
     });
     for i in 0..ROWS {
-        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value_for(i, 5, 500)), "row {i}");
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 5, 500)),
+            "row {i}"
+        );
     }
 }

@@ -18,20 +18,32 @@ static LOOP_LOCK: Mutex<()> = Mutex::new(());
 fn open_paths(paths: &[String], kind: EngineKind) -> Arc<dyn IoEngine> {
     let devs: Vec<Arc<dyn BlockDevice>> = paths
         .iter()
-        .map(|p| Arc::new(FileDevice::open(&PathBuf::from(p), &OpenOptions::default()).expect("open loop device")) as Arc<dyn BlockDevice>)
+        .map(|p| {
+            Arc::new(
+                FileDevice::open(&PathBuf::from(p), &OpenOptions::default())
+                    .expect("open loop device"),
+            ) as Arc<dyn BlockDevice>
+        })
         .collect();
     open_engine(kind, devs).expect("engine")
 }
 
 fn attach_six(dir: &std::path::Path, size: u64) -> Vec<LoopDevice> {
-    (0..6).map(|i| LoopDevice::attach(&dir.join(format!("b{i}.img")), size)).collect()
+    (0..6)
+        .map(|i| LoopDevice::attach(&dir.join(format!("b{i}.img")), size))
+        .collect()
 }
 
 const ROWS: u64 = 3000;
 
 fn load_rows(e: &Engine, seed: u64) {
     for i in 0..ROWS {
-        e.put("t", format!("row{i:08}").as_bytes(), &value_for(i, seed, 100 + (i % 2000) as usize)).unwrap();
+        e.put(
+            "t",
+            format!("row{i:08}").as_bytes(),
+            &value_for(i, seed, 100 + (i % 2000) as usize),
+        )
+        .unwrap();
     }
     e.sync().unwrap();
 }
@@ -39,7 +51,11 @@ fn load_rows(e: &Engine, seed: u64) {
 fn verify_rows(e: &Engine, seed: u64) {
     for i in 0..ROWS {
         let got = e.get("t", format!("row{i:08}").as_bytes()).unwrap();
-        assert_eq!(got, Some(value_for(i, seed, 100 + (i % 2000) as usize)), "row {i}");
+        assert_eq!(
+            got,
+            Some(value_for(i, seed, 100 + (i % 2000) as usize)),
+            "row {i}"
+        );
     }
 }
 
@@ -57,7 +73,14 @@ fn loop_devices_format_load_verify_reorder_reattach() {
         format(io.as_ref(), &FormatOptions::default()).unwrap();
         {
             let e = Engine::open(io, EngineOptions::default()).unwrap();
-            assert_eq!(e.status().io_engine, if kind == EngineKind::Uring { "uring" } else { "psync" });
+            assert_eq!(
+                e.status().io_engine,
+                if kind == EngineKind::Uring {
+                    "uring"
+                } else {
+                    "psync"
+                }
+            );
             load_rows(&e, 1);
             e.close().unwrap();
         }
@@ -67,22 +90,39 @@ fn loop_devices_format_load_verify_reorder_reattach() {
         {
             let e = Engine::open(open_paths(&reversed, kind), EngineOptions::default()).unwrap();
             verify_rows(&e, 1);
-            assert_eq!(e.status().recovery.degraded_stripes, 0, "reorder must not look degraded");
+            assert_eq!(
+                e.status().recovery.degraded_stripes,
+                0,
+                "reorder must not look degraded"
+            );
         }
         // Detach everything and attach the backing files again in another order, so each
         // device comes back under a different /dev/loopN name.
         let backings: Vec<PathBuf> = loops.iter().map(|l| l.backing.clone()).collect();
         loops.clear();
-        let mut reattached: Vec<LoopDevice> =
-            backings.iter().rev().map(|b| LoopDevice::attach(b, 64 << 20)).collect();
+        let mut reattached: Vec<LoopDevice> = backings
+            .iter()
+            .rev()
+            .map(|b| LoopDevice::attach(b, 64 << 20))
+            .collect();
         let new_paths: Vec<String> = reattached.iter().map(|l| l.path.clone()).collect();
         {
             let e = Engine::open(open_paths(&new_paths, kind), EngineOptions::default()).unwrap();
             verify_rows(&e, 1);
             e.put_sync("t", b"after-reattach", b"yes").unwrap();
         }
-        let e = Engine::open(open_paths(&new_paths, kind), EngineOptions { read_only: true, ..Default::default() }).unwrap();
-        assert_eq!(e.get("t", b"after-reattach").unwrap(), Some(b"yes".to_vec()));
+        let e = Engine::open(
+            open_paths(&new_paths, kind),
+            EngineOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            e.get("t", b"after-reattach").unwrap(),
+            Some(b"yes".to_vec())
+        );
         drop(e);
         reattached.clear();
     }
@@ -111,7 +151,10 @@ fn loop_device_of_another_array_is_refused_and_not_written() {
     let before = std::fs::read(&foreign_backing).unwrap();
     let mut mixed = pa.clone();
     mixed[3] = pb[3].clone();
-    match Engine::open(open_paths(&mixed, EngineKind::Auto), EngineOptions::default()) {
+    match Engine::open(
+        open_paths(&mixed, EngineKind::Auto),
+        EngineOptions::default(),
+    ) {
         Err(Error::ForeignDevice { device, .. }) => assert_eq!(device, pb[3]),
         Err(other) => panic!("expected ForeignDevice, got {other}"),
         Ok(_) => panic!("an array with a foreign device opened"),

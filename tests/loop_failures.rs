@@ -10,7 +10,10 @@
 mod common;
 use common::*;
 use ectable::devices::{open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions};
-use ectable::{format, DetectionMode, Engine, EngineOptions, Error, FormatOptions, HealthPolicy, RebuildOptions};
+use ectable::{
+    format, DetectionMode, Engine, EngineOptions, Error, FormatOptions, HealthPolicy,
+    RebuildOptions,
+};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,23 +30,43 @@ fn value(i: u64, seed: u64) -> Vec<u8> {
 fn io_over(paths: &[String]) -> Arc<dyn IoEngine> {
     let devs: Vec<Arc<dyn BlockDevice>> = paths
         .iter()
-        .map(|p| Arc::new(FileDevice::open(&PathBuf::from(p), &OpenOptions::default()).expect("open")) as Arc<dyn BlockDevice>)
+        .map(|p| {
+            Arc::new(FileDevice::open(&PathBuf::from(p), &OpenOptions::default()).expect("open"))
+                as Arc<dyn BlockDevice>
+        })
         .collect();
     open_engine(EngineKind::Auto, devs).unwrap()
 }
 
 fn passive() -> EngineOptions {
-    EngineOptions { health: HealthPolicy { mode: DetectionMode::Passive, ..Default::default() }, ..Default::default() }
+    EngineOptions {
+        health: HealthPolicy {
+            mode: DetectionMode::Passive,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 fn setup(dir: &std::path::Path, count: usize) -> (Vec<LoopDevice>, Vec<String>) {
-    let loops: Vec<LoopDevice> = (0..count).map(|i| LoopDevice::attach(&dir.join(format!("b{i}.img")), SIZE)).collect();
+    let loops: Vec<LoopDevice> = (0..count)
+        .map(|i| LoopDevice::attach(&dir.join(format!("b{i}.img")), SIZE))
+        .collect();
     let paths: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
     let io = io_over(&paths[..6]);
-    format(io.as_ref(), &FormatOptions { chunk_size_bytes: 16 << 10, segment_size_bytes: 1 << 20, ..Default::default() }).unwrap();
+    format(
+        io.as_ref(),
+        &FormatOptions {
+            chunk_size_bytes: 16 << 10,
+            segment_size_bytes: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let e = Engine::open(io, passive()).unwrap();
     for i in 0..ROWS {
-        e.put("t", format!("row{i:06}").as_bytes(), &value(i, 1)).unwrap();
+        e.put("t", format!("row{i:06}").as_bytes(), &value(i, 1))
+            .unwrap();
     }
     e.close().unwrap();
     (loops, paths)
@@ -123,30 +146,53 @@ fn loop_fault_classes_within_tolerance() {
         return;
     }
     let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    for fault in [Fault::Eio, Fault::Shrink, Fault::ReadOnly, Fault::GarbageWhole, Fault::GarbageScattered] {
+    for fault in [
+        Fault::Eio,
+        Fault::Shrink,
+        Fault::ReadOnly,
+        Fault::GarbageWhole,
+        Fault::GarbageScattered,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let (loops, paths) = setup(dir.path(), 6);
         apply(fault, &loops);
         {
-            let e = Engine::open(io_over(&paths), passive()).unwrap_or_else(|e| panic!("{fault:?}: open: {e}"));
+            let e = Engine::open(io_over(&paths), passive())
+                .unwrap_or_else(|e| panic!("{fault:?}: open: {e}"));
             verify(&e, ROWS, 1).unwrap_or_else(|e| panic!("{fault:?}: {e}"));
             // Writes go on, degraded where the device cannot take them.
             for i in 0..200 {
-                e.put("t", format!("row{i:06}").as_bytes(), &value(i, 2)).unwrap();
+                e.put("t", format!("row{i:06}").as_bytes(), &value(i, 2))
+                    .unwrap();
             }
             e.sync().unwrap_or_else(|e| panic!("{fault:?}: sync: {e}"));
             let st = e.status();
-            let evidence: u64 = st.devices.iter().map(|d| d.read_errors + d.write_errors + d.checksum_errors).sum::<u64>()
+            let evidence: u64 = st
+                .devices
+                .iter()
+                .map(|d| d.read_errors + d.write_errors + d.checksum_errors)
+                .sum::<u64>()
                 + st.unrecognised.len() as u64
                 + st.devices.iter().filter(|d| d.state != "ONLINE").count() as u64
                 + st.degraded_reads;
             assert!(evidence > 0, "{fault:?}: the fault never showed");
             e.close().unwrap();
         }
-        let e = Engine::open(io_over(&paths), EngineOptions { read_only: true, ..passive() }).unwrap();
+        let e = Engine::open(
+            io_over(&paths),
+            EngineOptions {
+                read_only: true,
+                ..passive()
+            },
+        )
+        .unwrap();
         for i in 0..ROWS {
             let seed = if i < 200 { 2 } else { 1 };
-            assert_eq!(e.get("t", format!("row{i:06}").as_bytes()).unwrap(), Some(value(i, seed)), "{fault:?}: row {i} after reopen");
+            assert_eq!(
+                e.get("t", format!("row{i:06}").as_bytes()).unwrap(),
+                Some(value(i, seed)),
+                "{fault:?}: row {i} after reopen"
+            );
         }
     }
 }
@@ -159,19 +205,33 @@ fn loop_every_pair_lost_and_three_unrecoverable() {
     let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (_loops, paths) = setup(dir.path(), 6);
-    let ro = EngineOptions { read_only: true, ..passive() };
+    let ro = EngineOptions {
+        read_only: true,
+        ..passive()
+    };
     for a in 0..6 {
         for b in (a + 1)..6 {
-            let subset: Vec<String> = (0..6).filter(|i| *i != a && *i != b).map(|i| paths[i].clone()).collect();
+            let subset: Vec<String> = (0..6)
+                .filter(|i| *i != a && *i != b)
+                .map(|i| paths[i].clone())
+                .collect();
             let e = Engine::open(io_over(&subset), ro.clone()).unwrap();
             verify(&e, ROWS, 1).unwrap_or_else(|e| panic!("devices {a},{b} lost: {e}"));
         }
     }
     // Three lost: two left out, a third turned to garbage. A typed error, no wrong row.
     garbage(&paths[2], 0, SIZE, 5);
-    let subset: Vec<String> = vec![paths[2].clone(), paths[3].clone(), paths[4].clone(), paths[5].clone()];
+    let subset: Vec<String> = vec![
+        paths[2].clone(),
+        paths[3].clone(),
+        paths[4].clone(),
+        paths[5].clone(),
+    ];
     match Engine::open(io_over(&subset), ro) {
-        Err(e) => assert!(matches!(e, Error::DataLost { .. } | Error::TooFewDevices { .. }), "unexpected error: {e}"),
+        Err(e) => assert!(
+            matches!(e, Error::DataLost { .. } | Error::TooFewDevices { .. }),
+            "unexpected error: {e}"
+        ),
         Ok(e) => match verify(&e, ROWS, 1) {
             Err(err) => assert!(matches!(err, Error::DataLost { .. }), "{err}"),
             Ok(()) => panic!("three devices lost, yet every row read back"),
@@ -196,11 +256,27 @@ fn loop_rebuild_onto_fresh_device() {
         assert!(p.unrecoverable.is_empty() && p.chunks_rebuilt > 0, "{p:?}");
         e.close().unwrap();
     }
-    let healthy: Vec<String> = (0..7).filter(|i| *i != 1).map(|i| paths[i].clone()).collect();
-    let e = Engine::open(io_over(&healthy), EngineOptions { read_only: true, ..passive() }).unwrap();
+    let healthy: Vec<String> = (0..7)
+        .filter(|i| *i != 1)
+        .map(|i| paths[i].clone())
+        .collect();
+    let e = Engine::open(
+        io_over(&healthy),
+        EngineOptions {
+            read_only: true,
+            ..passive()
+        },
+    )
+    .unwrap();
     verify(&e, ROWS, 1).unwrap();
-    assert_eq!(e.status().degraded_reads, 0, "the rebuilt device must serve every chunk");
-    let s = e.scrub(false, &RebuildOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(
+        e.status().degraded_reads,
+        0,
+        "the rebuilt device must serve every chunk"
+    );
+    let s = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
     assert_eq!(s.bad_chunks_per_slot.iter().sum::<u64>(), 0, "{s:?}");
     assert!(s.progress.unrecoverable.is_empty());
 }

@@ -4,6 +4,8 @@
 //! nothing, and the dead device, if it comes back, is refused. A second device failing
 //! during the rebuild is survived. Bit rot is found by scrub and repaired.
 
+#![allow(clippy::big_endian_bytes)] // big-endian keys sort in numeric order
+
 mod common;
 use common::*;
 use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, MemDevice};
@@ -28,13 +30,23 @@ fn load(faulty: &[Arc<FaultyDevice>]) {
 
 fn verify(e: &Engine) {
     for i in 0..ROWS {
-        assert_eq!(e.get("t", &i.to_be_bytes()).unwrap(), Some(value(i)), "row {i}");
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value(i)),
+            "row {i}"
+        );
     }
 }
 
 fn engine_over(devs: Vec<Arc<dyn BlockDevice>>, read_only: bool) -> ectable::Result<Engine> {
     let io = open_engine(EngineKind::Psync, devs).unwrap();
-    Engine::open(io, EngineOptions { read_only, ..Default::default() })
+    Engine::open(
+        io,
+        EngineOptions {
+            read_only,
+            ..Default::default()
+        },
+    )
 }
 
 #[test]
@@ -42,8 +54,14 @@ fn replace_dead_device_rebuild_and_refuse_it_later() {
     let (_mems, faulty) = mem_devices(6, 8 << 20, 21);
     load(&faulty);
     faulty[2].set_failed(true);
-    let fresh = Arc::new(FaultyDevice::new(Arc::new(MemDevice::new("fresh", 8 << 20)), 99));
-    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty.iter().map(|f| f.clone() as Arc<dyn BlockDevice>).collect();
+    let fresh = Arc::new(FaultyDevice::new(
+        Arc::new(MemDevice::new("fresh", 8 << 20)),
+        99,
+    ));
+    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty
+        .iter()
+        .map(|f| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
     devs.push(fresh.clone());
     {
         let e = engine_over(devs.clone(), false).unwrap();
@@ -52,21 +70,34 @@ fn replace_dead_device_rebuild_and_refuse_it_later() {
         // Foreground writes during the rebuild.
         e.put_sync("t", b"during", b"rebuild").unwrap();
         let mut calls = 0;
-        let p = e.rebuild(&RebuildOptions::default(), &mut |_| calls += 1).unwrap();
+        let p = e
+            .rebuild(&RebuildOptions::default(), &mut |_| calls += 1)
+            .unwrap();
         assert!(p.unrecoverable.is_empty(), "{:?}", p.unrecoverable);
         assert!(p.chunks_rebuilt > 0 && calls >= 2);
         assert!(e.rebuild_in_progress().is_none());
         e.close().unwrap();
     }
     // Without the dead device: everything reads back with no degraded read.
-    let mut healthy: Vec<Arc<dyn BlockDevice>> = faulty.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, f)| f.clone() as Arc<dyn BlockDevice>).collect();
+    let mut healthy: Vec<Arc<dyn BlockDevice>> = faulty
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, f)| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
     healthy.push(fresh.clone());
     let e = engine_over(healthy.clone(), true).unwrap();
     verify(&e);
     assert_eq!(e.get("t", b"during").unwrap(), Some(b"rebuild".to_vec()));
     assert_eq!(e.status().degraded_reads, 0, "rebuilt chunks must be whole");
-    let scrub = e.scrub(false, &RebuildOptions::default(), &mut |_| {}).unwrap();
-    assert_eq!(scrub.bad_chunks_per_slot.iter().sum::<u64>(), 0, "{scrub:?}");
+    let scrub = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        scrub.bad_chunks_per_slot.iter().sum::<u64>(),
+        0,
+        "{scrub:?}"
+    );
     assert_eq!(scrub.parity_mismatches, 0);
     assert!(scrub.progress.unrecoverable.is_empty());
     drop(e);
@@ -86,8 +117,14 @@ fn second_failure_during_rebuild_is_survived() {
     let (_mems, faulty) = mem_devices(6, 8 << 20, 22);
     load(&faulty);
     faulty[0].set_failed(true);
-    let fresh = Arc::new(FaultyDevice::new(Arc::new(MemDevice::new("fresh", 8 << 20)), 98));
-    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty.iter().map(|f| f.clone() as Arc<dyn BlockDevice>).collect();
+    let fresh = Arc::new(FaultyDevice::new(
+        Arc::new(MemDevice::new("fresh", 8 << 20)),
+        98,
+    ));
+    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty
+        .iter()
+        .map(|f| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
     devs.push(fresh.clone());
     let e = engine_over(devs, false).unwrap();
     e.replace(0, 6).unwrap();
@@ -101,7 +138,10 @@ fn second_failure_during_rebuild_is_survived() {
         })
         .unwrap();
     assert!(p.unrecoverable.is_empty(), "{:?}", p.unrecoverable);
-    assert!(faulty[4].counters().eio_reads > 0, "the second failure never fired");
+    assert!(
+        faulty[4].counters().eio_reads > 0,
+        "the second failure never fired"
+    );
     verify(&e);
 }
 
@@ -114,11 +154,26 @@ fn scrub_finds_and_repairs_rot() {
         let off = (1 << 20) + 4096 + blk * 8192 + 700;
         mems[3].poke(off, &[0xEE, 0xEE]);
     }
-    let e = engine_over(faulty.iter().map(|f| f.clone() as Arc<dyn BlockDevice>).collect(), false).unwrap();
-    let r = e.scrub(true, &RebuildOptions::default(), &mut |_| {}).unwrap();
+    let e = engine_over(
+        faulty
+            .iter()
+            .map(|f| f.clone() as Arc<dyn BlockDevice>)
+            .collect(),
+        false,
+    )
+    .unwrap();
+    let r = e
+        .scrub(true, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
     assert!(r.bad_chunks_per_slot[3] > 0, "{r:?}");
     assert_eq!(r.chunks_repaired, r.bad_chunks_per_slot[3]);
-    let again = e.scrub(false, &RebuildOptions::default(), &mut |_| {}).unwrap();
-    assert_eq!(again.bad_chunks_per_slot.iter().sum::<u64>(), 0, "{again:?}");
+    let again = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        again.bad_chunks_per_slot.iter().sum::<u64>(),
+        0,
+        "{again:?}"
+    );
     verify(&e);
 }

@@ -38,7 +38,11 @@ impl AlignedBuf {
         let Some(ptr) = NonNull::new(raw) else {
             std::alloc::handle_alloc_error(layout);
         };
-        AlignedBuf { ptr, len: capacity.min(len.div_ceil(ALIGN_BYTES) * ALIGN_BYTES), capacity }
+        AlignedBuf {
+            ptr,
+            len: capacity.min(len.div_ceil(ALIGN_BYTES) * ALIGN_BYTES),
+            capacity,
+        }
     }
 
     /// A zeroed buffer holding a copy of `data`, padded with zeros to the alignment.
@@ -61,7 +65,10 @@ impl AlignedBuf {
 
     /// Sets the visible length (a multiple of the alignment, at most the capacity).
     pub fn set_len(&mut self, len: usize) {
-        assert!(len <= self.capacity && len % ALIGN_BYTES == 0, "bad AlignedBuf length {len}");
+        assert!(
+            len <= self.capacity && len.is_multiple_of(ALIGN_BYTES),
+            "bad AlignedBuf length {len}"
+        );
         self.len = len;
     }
 

@@ -34,11 +34,21 @@ pub(crate) fn check_request(
     offset_bytes: u64,
     len: usize,
 ) -> Result<(), DeviceError> {
-    if offset_bytes % crate::ALIGN_BYTES as u64 != 0 || len % crate::ALIGN_BYTES != 0 {
-        return Err(DeviceError::Unaligned { device: dev.name().to_string(), op, offset_bytes, len });
+    if !offset_bytes.is_multiple_of(crate::ALIGN_BYTES as u64)
+        || !len.is_multiple_of(crate::ALIGN_BYTES)
+    {
+        return Err(DeviceError::Unaligned {
+            device: dev.name().to_string(),
+            op,
+            offset_bytes,
+            len,
+        });
     }
     let capacity_bytes = dev.geometry().capacity_bytes;
-    if offset_bytes.checked_add(len as u64).is_none_or(|end| end > capacity_bytes) {
+    if offset_bytes
+        .checked_add(len as u64)
+        .is_none_or(|end| end > capacity_bytes)
+    {
         return Err(DeviceError::OutOfRange {
             device: dev.name().to_string(),
             op,

@@ -28,13 +28,28 @@ pub struct IoOp {
 
 impl IoOp {
     pub fn read(device_index: usize, offset_bytes: u64, len: usize) -> IoOp {
-        IoOp { device_index, kind: IoKind::Read, offset_bytes, buf: AlignedBuf::new(len) }
+        IoOp {
+            device_index,
+            kind: IoKind::Read,
+            offset_bytes,
+            buf: AlignedBuf::new(len),
+        }
     }
     pub fn write(device_index: usize, offset_bytes: u64, buf: AlignedBuf) -> IoOp {
-        IoOp { device_index, kind: IoKind::Write, offset_bytes, buf }
+        IoOp {
+            device_index,
+            kind: IoKind::Write,
+            offset_bytes,
+            buf,
+        }
     }
     pub fn flush(device_index: usize) -> IoOp {
-        IoOp { device_index, kind: IoKind::Flush, offset_bytes: 0, buf: AlignedBuf::new(0) }
+        IoOp {
+            device_index,
+            kind: IoKind::Flush,
+            offset_bytes: 0,
+            buf: AlignedBuf::new(0),
+        }
     }
 }
 
@@ -111,7 +126,9 @@ impl IoBatch {
         while g.1 > 0 {
             g = self.state.done.wait(g).unwrap_or_else(|p| p.into_inner());
         }
-        g.0.drain(..).map(|c| c.expect("every slot completed")).collect()
+        g.0.drain(..)
+            .map(|c| c.expect("every slot completed"))
+            .collect()
     }
 
     /// Whether every operation has completed (reaps the ring without blocking).
@@ -149,7 +166,9 @@ impl std::str::FromStr for EngineKind {
             "auto" => Ok(EngineKind::Auto),
             "uring" | "io_uring" => Ok(EngineKind::Uring),
             "psync" => Ok(EngineKind::Psync),
-            other => Err(format!("unknown io engine '{other}' (expected auto, uring or psync)")),
+            other => Err(format!(
+                "unknown io engine '{other}' (expected auto, uring or psync)"
+            )),
         }
     }
 }

@@ -28,13 +28,37 @@ pub enum DeviceError {
     #[error("{device}: cannot open: {source}")]
     Open { device: String, source: io::Error },
     #[error("{device}: {op} at offset {offset_bytes} failed: {source}")]
-    Io { device: String, op: &'static str, offset_bytes: u64, source: io::Error },
+    Io {
+        device: String,
+        op: &'static str,
+        offset_bytes: u64,
+        source: io::Error,
+    },
     #[error("{device}: short {op} at offset {offset_bytes}: {got} of {expected} bytes")]
-    Short { device: String, op: &'static str, offset_bytes: u64, expected: usize, got: usize },
+    Short {
+        device: String,
+        op: &'static str,
+        offset_bytes: u64,
+        expected: usize,
+        got: usize,
+    },
     #[error("{device}: {op} at offset {offset_bytes} length {len} is not 4096-byte aligned")]
-    Unaligned { device: String, op: &'static str, offset_bytes: u64, len: usize },
-    #[error("{device}: {op} at offset {offset_bytes} length {len} is beyond capacity {capacity_bytes}")]
-    OutOfRange { device: String, op: &'static str, offset_bytes: u64, len: usize, capacity_bytes: u64 },
+    Unaligned {
+        device: String,
+        op: &'static str,
+        offset_bytes: u64,
+        len: usize,
+    },
+    #[error(
+        "{device}: {op} at offset {offset_bytes} length {len} is beyond capacity {capacity_bytes}"
+    )]
+    OutOfRange {
+        device: String,
+        op: &'static str,
+        offset_bytes: u64,
+        len: usize,
+        capacity_bytes: u64,
+    },
     #[error("{device}: {message}")]
     Unsupported { device: String, message: String },
     #[error("io engine: {0}")]
@@ -43,20 +67,23 @@ pub enum DeviceError {
 
 impl DeviceError {
     pub fn io(device: &str, op: &'static str, offset_bytes: u64, source: io::Error) -> Self {
-        DeviceError::Io { device: device.to_string(), op, offset_bytes, source }
+        DeviceError::Io {
+            device: device.to_string(),
+            op,
+            offset_bytes,
+            source,
+        }
     }
 
     pub fn class(&self) -> ErrorClass {
         match self {
             DeviceError::Io { source, .. } | DeviceError::Open { source, .. } => {
                 match source.raw_os_error() {
-                    Some(libc::EPERM) | Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EBADF) => {
-                        ErrorClass::ReadOnly
-                    }
+                    Some(libc::EPERM) | Some(libc::EROFS) | Some(libc::EACCES)
+                    | Some(libc::EBADF) => ErrorClass::ReadOnly,
                     Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorClass::NoSpace,
-                    Some(libc::EIO) | Some(libc::ENXIO) | Some(libc::ENODEV) | Some(libc::EBADMSG) => {
-                        ErrorClass::Media
-                    }
+                    Some(libc::EIO) | Some(libc::ENXIO) | Some(libc::ENODEV)
+                    | Some(libc::EBADMSG) => ErrorClass::Media,
                     Some(libc::EINVAL) => ErrorClass::Invalid,
                     _ => ErrorClass::Other,
                 }

@@ -125,7 +125,12 @@ impl FaultyDevice {
         f(&mut self.counters.lock().unwrap_or_else(|p| p.into_inner()))
     }
     fn roll(&self, p: f64) -> bool {
-        p > 0.0 && self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_bool(p.min(1.0))
+        p > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .random_bool(p.min(1.0))
     }
 
     /// Every read and write fails with EIO (a dead device).
@@ -179,11 +184,17 @@ impl FaultyDevice {
     /// them.
     pub fn set_track_unflushed(&self, on: bool) {
         self.track_unflushed.store(on, Ordering::SeqCst);
-        self.unflushed.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.unflushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
     /// Number of writes not yet covered by a flush.
     pub fn unflushed_count(&self) -> usize {
-        self.unflushed.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.unflushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Simulates power loss: applies `mode` to the writes no flush has covered, directly on the
@@ -209,12 +220,16 @@ impl FaultyDevice {
                     if i + 1 == n {
                         let blocks = w.new_len / ALIGN_BYTES;
                         let kept = if blocks > 1 {
-                            self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(1..blocks)
+                            self.rng
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .random_range(1..blocks)
                         } else {
                             0
                         };
                         let from = kept * ALIGN_BYTES;
-                        self.inner.write_at(&w.old[from..], w.offset_bytes + from as u64)?;
+                        self.inner
+                            .write_at(&w.old[from..], w.offset_bytes + from as u64)?;
                         self.count(|c| c.crash_torn_writes += 1);
                     }
                 }
@@ -258,7 +273,8 @@ impl BlockDevice for FaultyDevice {
     }
 
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
-        if self.before_op().is_err() || overlaps(&self.cfg().read_error_ranges, offset_bytes, buf.len())
+        if self.before_op().is_err()
+            || overlaps(&self.cfg().read_error_ranges, offset_bytes, buf.len())
         {
             self.count(|c| c.eio_reads += 1);
             return Err(DeviceError::io(&self.name, "read", offset_bytes, eio()));
@@ -266,7 +282,11 @@ impl BlockDevice for FaultyDevice {
         self.inner.read_at(buf, offset_bytes)?;
         let p = self.cfg().corrupt_read_probability;
         if !buf.is_empty() && self.roll(p) {
-            let i = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..buf.len());
+            let i = self
+                .rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .random_range(0..buf.len());
             buf[i] ^= 0x5a;
             self.count(|c| c.corrupted_reads += 1);
         }
@@ -287,7 +307,11 @@ impl BlockDevice for FaultyDevice {
         }
         let (p_drop, p_mis, delta) = {
             let c = self.cfg();
-            (c.drop_write_probability, c.misdirect_write_probability, c.misdirect_delta_bytes)
+            (
+                c.drop_write_probability,
+                c.misdirect_write_probability,
+                c.misdirect_delta_bytes,
+            )
         };
         if self.roll(p_drop) {
             self.count(|c| c.dropped_writes += 1);
@@ -306,16 +330,21 @@ impl BlockDevice for FaultyDevice {
         // range wholly rewritten succeed again.
         {
             let end = target + buf.len() as u64;
-            self.cfg().read_error_ranges.retain(|r| !(r.start >= target && r.end <= end));
+            self.cfg()
+                .read_error_ranges
+                .retain(|r| !(r.start >= target && r.end <= end));
         }
         if self.track_unflushed.load(Ordering::SeqCst) {
             let mut old = vec![0u8; buf.len()];
             self.inner.read_at(&mut old, target)?;
-            self.unflushed.lock().unwrap_or_else(|p| p.into_inner()).push(Unflushed {
-                offset_bytes: target,
-                old,
-                new_len: buf.len(),
-            });
+            self.unflushed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Unflushed {
+                    offset_bytes: target,
+                    old,
+                    new_len: buf.len(),
+                });
         }
         self.inner.write_at(buf, target)
     }
@@ -326,7 +355,10 @@ impl BlockDevice for FaultyDevice {
             return Err(DeviceError::io(&self.name, "flush", 0, eio()));
         }
         self.inner.sync()?;
-        self.unflushed.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.unflushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         Ok(())
     }
 }

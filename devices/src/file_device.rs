@@ -35,7 +35,10 @@ pub struct FileDevice {
 impl FileDevice {
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<FileDevice, DeviceError> {
         let name = path.display().to_string();
-        let open_err = |source: io::Error| DeviceError::Open { device: name.clone(), source };
+        let open_err = |source: io::Error| DeviceError::Open {
+            device: name.clone(),
+            source,
+        };
         if let Some(size) = opts.create_size_bytes {
             if !path.exists() {
                 let f = StdOpenOptions::new()
@@ -53,7 +56,10 @@ impl FileDevice {
         // reading, so that its data still serves reads, and let every write fail with EPERM.
         if !read_only {
             if let Err(e) = std_opts.open(path) {
-                if matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)) {
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
+                ) {
                     tracing::warn!(device = %name, "device refuses writes ({e}); opened read-only");
                     read_only = true;
                     std_opts = StdOpenOptions::new();
@@ -89,9 +95,15 @@ impl FileDevice {
                 blkgetsize64(file.as_raw_fd(), &mut size).map_err(|e| open_err(e.into()))?;
                 blksszget(file.as_raw_fd(), &mut ssz).map_err(|e| open_err(e.into()))?;
             }
-            Geometry { sector_size_bytes: ssz as u32, capacity_bytes: size }
+            Geometry {
+                sector_size_bytes: ssz as u32,
+                capacity_bytes: size,
+            }
         } else if meta.file_type().is_file() {
-            Geometry { sector_size_bytes: 4096, capacity_bytes: meta.len() }
+            Geometry {
+                sector_size_bytes: 4096,
+                capacity_bytes: meta.len(),
+            }
         } else {
             return Err(DeviceError::Unsupported {
                 device: name,
@@ -103,7 +115,14 @@ impl FileDevice {
         } else {
             (meta.dev(), meta.ino())
         };
-        Ok(FileDevice { name, file, read_only, geometry, direct, identity })
+        Ok(FileDevice {
+            name,
+            file,
+            read_only,
+            geometry,
+            direct,
+            identity,
+        })
     }
 
     pub fn is_direct(&self) -> bool {
@@ -128,7 +147,10 @@ impl BlockDevice for FileDevice {
         check_request(self, "read", offset_bytes, buf.len())?;
         let mut done = 0;
         while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset_bytes + done as u64) {
+            match self
+                .file
+                .read_at(&mut buf[done..], offset_bytes + done as u64)
+            {
                 Ok(0) => {
                     return Err(DeviceError::Short {
                         device: self.name.clone(),
@@ -173,7 +195,9 @@ impl BlockDevice for FileDevice {
     }
 
     fn sync(&self) -> Result<(), DeviceError> {
-        self.file.sync_data().map_err(|e| DeviceError::io(&self.name, "flush", 0, e))
+        self.file
+            .sync_data()
+            .map_err(|e| DeviceError::io(&self.name, "flush", 0, e))
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

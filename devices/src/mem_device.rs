@@ -55,7 +55,10 @@ impl BlockDevice for MemDevice {
         &self.name
     }
     fn geometry(&self) -> Geometry {
-        Geometry { sector_size_bytes: 4096, capacity_bytes: self.capacity_bytes }
+        Geometry {
+            sector_size_bytes: 4096,
+            capacity_bytes: self.capacity_bytes,
+        }
     }
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
         check_request(self, "read", offset_bytes, buf.len())?;

@@ -35,18 +35,31 @@ impl PsyncEngine {
                             let r = rx.lock().unwrap_or_else(|p| p.into_inner());
                             r.recv()
                         };
-                        let Ok((state, index, mut op)) = job else { return };
+                        let Ok((state, index, mut op)) = job else {
+                            return;
+                        };
                         let start = Instant::now();
                         let result = match devices.get(op.device_index) {
                             Some(dev) => run_sync(dev.as_ref(), &mut op),
                             None => Err(bad_index(op.device_index)),
                         };
-                        state.complete(index, IoCompletion { op, result, latency: start.elapsed() });
+                        state.complete(
+                            index,
+                            IoCompletion {
+                                op,
+                                result,
+                                latency: start.elapsed(),
+                            },
+                        );
                     })
                     .expect("spawn psync worker")
             })
             .collect();
-        PsyncEngine { devices, sender: Mutex::new(Some(tx)), workers }
+        PsyncEngine {
+            devices,
+            sender: Mutex::new(Some(tx)),
+            workers,
+        }
     }
 }
 
@@ -68,7 +81,14 @@ impl IoEngine for PsyncEngine {
             let sent = guard.as_ref().map(|s| s.send((batch.state.clone(), i, op)));
             if let Some(Err(std::sync::mpsc::SendError((state, i, op)))) = sent {
                 let result = Err(DeviceError::Engine("psync engine stopped".into()));
-                state.complete(i, IoCompletion { op, result, latency: Default::default() });
+                state.complete(
+                    i,
+                    IoCompletion {
+                        op,
+                        result,
+                        latency: Default::default(),
+                    },
+                );
             }
         }
         batch

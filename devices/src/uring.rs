@@ -37,7 +37,11 @@ static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 static LIVE_ENGINES: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
 
 fn live(id: u64) -> bool {
-    LIVE_ENGINES.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|s| s.contains(&id))
+    LIVE_ENGINES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|s| s.contains(&id))
 }
 
 type Request = (Arc<BatchState>, usize, IoOp);
@@ -72,24 +76,42 @@ fn build_ring() -> io::Result<IoUring> {
         .setup_taskrun_flag()
         .setup_cqsize(CQ_ENTRIES)
         .build(SQ_ENTRIES)
-        .or_else(|_| IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES))
+        .or_else(|_| {
+            IoUring::builder()
+                .setup_cqsize(CQ_ENTRIES)
+                .build(SQ_ENTRIES)
+        })
 }
 
 impl ThreadRing {
     /// Moves backlog operations into the submission queue while there is room.
     fn fill(&mut self) {
         while self.in_flight + 1 < CQ_ENTRIES as usize && !self.ring.submission().is_full() {
-            let Some((state, index, op)) = self.backlog.pop_front() else { break };
+            let Some((state, index, op)) = self.backlog.pop_front() else {
+                break;
+            };
             if op.device_index >= self.fds.len() {
                 let err = bad_index(op.device_index);
-                state.complete(index, IoCompletion { op, result: Err(err), latency: Default::default() });
+                state.complete(
+                    index,
+                    IoCompletion {
+                        op,
+                        result: Err(err),
+                        latency: Default::default(),
+                    },
+                );
                 continue;
             }
             let slot = self.free.pop().unwrap_or_else(|| {
                 self.slab.push(None);
                 self.slab.len() - 1
             });
-            let mut entry = InFlight { state, index, op, start: Instant::now() };
+            let mut entry = InFlight {
+                state,
+                index,
+                op,
+                start: Instant::now(),
+            };
             let fd = types::Fd(self.fds[entry.op.device_index]);
             let sqe = match entry.op.kind {
                 IoKind::Read => {
@@ -102,7 +124,9 @@ impl ThreadRing {
                         .offset(entry.op.offset_bytes)
                         .build()
                 }
-                IoKind::Flush => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
+                IoKind::Flush => opcode::Fsync::new(fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build(),
             }
             .user_data(slot as u64);
             // SAFETY: the buffer pointer stays valid until completion: the AlignedBuf's heap
@@ -129,15 +153,33 @@ impl ThreadRing {
                 Err(e) => return Err(DeviceError::Engine(format!("io_uring enter failed: {e}"))),
             }
         }
-        let cqes: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        let cqes: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
         for (user_data, res) in cqes {
             let slot = user_data as usize;
-            let Some(entry) = self.slab.get_mut(slot).and_then(Option::take) else { continue };
+            let Some(entry) = self.slab.get_mut(slot).and_then(Option::take) else {
+                continue;
+            };
             self.free.push(slot);
             self.in_flight -= 1;
-            let InFlight { state, index, op, start } = entry;
+            let InFlight {
+                state,
+                index,
+                op,
+                start,
+            } = entry;
             let result = completion_result(&self.names[op.device_index], &op, res);
-            state.complete(index, IoCompletion { op, result, latency: start.elapsed() });
+            state.complete(
+                index,
+                IoCompletion {
+                    op,
+                    result,
+                    latency: start.elapsed(),
+                },
+            );
         }
         Ok(())
     }
@@ -146,7 +188,14 @@ impl ThreadRing {
     fn fail_backlog(&mut self, msg: &str) {
         while let Some((state, index, op)) = self.backlog.pop_front() {
             let result = Err(DeviceError::Engine(msg.to_string()));
-            state.complete(index, IoCompletion { op, result, latency: Default::default() });
+            state.complete(
+                index,
+                IoCompletion {
+                    op,
+                    result,
+                    latency: Default::default(),
+                },
+            );
         }
     }
 }
@@ -170,24 +219,35 @@ impl Drop for ThreadRing {
 
 /// Runs `f` on this thread's ring for the engine, creating the ring on first use and
 /// tearing down rings of engines that were dropped.
-fn with_ring<R>(engine: &UringEngine, f: impl FnOnce(&mut ThreadRing) -> R) -> Result<R, DeviceError> {
+fn with_ring<R>(
+    engine: &UringEngine,
+    f: impl FnOnce(&mut ThreadRing) -> R,
+) -> Result<R, DeviceError> {
     RINGS.with(|rings| {
         let mut rings = rings.borrow_mut();
         rings.retain(|r| r.engine_id == engine.id || live(r.engine_id));
         if !rings.iter().any(|r| r.engine_id == engine.id) {
-            let ring = build_ring().map_err(|e| DeviceError::Engine(format!("io_uring setup failed: {e}")))?;
+            let ring = build_ring()
+                .map_err(|e| DeviceError::Engine(format!("io_uring setup failed: {e}")))?;
             rings.push(ThreadRing {
                 engine_id: engine.id,
                 ring,
                 fds: engine.fds.clone(),
-                names: engine.devices.iter().map(|d| d.name().to_string()).collect(),
+                names: engine
+                    .devices
+                    .iter()
+                    .map(|d| d.name().to_string())
+                    .collect(),
                 slab: Vec::new(),
                 free: Vec::new(),
                 in_flight: 0,
                 backlog: VecDeque::new(),
             });
         }
-        let r = rings.iter_mut().find(|r| r.engine_id == engine.id).expect("created above");
+        let r = rings
+            .iter_mut()
+            .find(|r| r.engine_id == engine.id)
+            .expect("created above");
         Ok(f(r))
     })
 }
@@ -197,7 +257,9 @@ fn with_ring<R>(engine: &UringEngine, f: impl FnOnce(&mut ThreadRing) -> R) -> R
 pub(crate) fn drive(engine_id: u64, state: &BatchState, block: bool) {
     RINGS.with(|rings| {
         let mut rings = rings.borrow_mut();
-        let Some(r) = rings.iter_mut().find(|r| r.engine_id == engine_id) else { return };
+        let Some(r) = rings.iter_mut().find(|r| r.engine_id == engine_id) else {
+            return;
+        };
         loop {
             if state.remaining() == 0 {
                 return;
@@ -236,7 +298,11 @@ impl UringEngine {
         // Fail here, not on the first I/O, where io_uring is blocked (container profiles).
         build_ring().map_err(|e| DeviceError::Engine(format!("io_uring setup failed: {e}")))?;
         let id = NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed);
-        LIVE_ENGINES.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashSet::new).insert(id);
+        LIVE_ENGINES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(HashSet::new)
+            .insert(id);
         Ok(UringEngine { id, devices, fds })
     }
 }
@@ -266,7 +332,14 @@ impl IoEngine for UringEngine {
         if let Err(e) = submitted {
             for (i, op) in ops.into_iter().flatten().enumerate() {
                 let result = Err(DeviceError::Engine(e.to_string()));
-                state.complete(i, IoCompletion { op, result, latency: Default::default() });
+                state.complete(
+                    i,
+                    IoCompletion {
+                        op,
+                        result,
+                        latency: Default::default(),
+                    },
+                );
             }
         }
         batch
@@ -275,7 +348,11 @@ impl IoEngine for UringEngine {
 
 impl Drop for UringEngine {
     fn drop(&mut self) {
-        if let Some(s) = LIVE_ENGINES.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        if let Some(s) = LIVE_ENGINES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
             s.remove(&self.id);
         }
         // This thread's ring goes at once; other threads drop theirs at their next use of
@@ -295,7 +372,12 @@ fn completion_result(dev: &str, op: &IoOp, res: i32) -> Result<(), DeviceError> 
         IoKind::Flush => "flush",
     };
     if res < 0 {
-        return Err(DeviceError::io(dev, name, op.offset_bytes, io::Error::from_raw_os_error(-res)));
+        return Err(DeviceError::io(
+            dev,
+            name,
+            op.offset_bytes,
+            io::Error::from_raw_os_error(-res),
+        ));
     }
     if op.kind != IoKind::Flush && (res as usize) < op.buf.len() {
         return Err(DeviceError::Short {

@@ -13,8 +13,12 @@ const ENGINES: [EngineKind; 2] = [EngineKind::Uring, EngineKind::Psync];
 fn files(dir: &std::path::Path, n: usize, size: u64) -> Vec<Arc<dyn BlockDevice>> {
     (0..n)
         .map(|i| {
-            let o = OpenOptions { create_size_bytes: Some(size), ..Default::default() };
-            Arc::new(FileDevice::open(&dir.join(format!("f{i}")), &o).unwrap()) as Arc<dyn BlockDevice>
+            let o = OpenOptions {
+                create_size_bytes: Some(size),
+                ..Default::default()
+            };
+            Arc::new(FileDevice::open(&dir.join(format!("f{i}")), &o).unwrap())
+                as Arc<dyn BlockDevice>
         })
         .collect()
 }
@@ -24,7 +28,14 @@ fn many_ops_in_flight_round_trip() {
     for kind in ENGINES {
         let dir = tempfile::tempdir().unwrap();
         let io = open_engine(kind, files(dir.path(), 4, 4 << 20)).unwrap();
-        assert_eq!(io.name(), if kind == EngineKind::Uring { "uring" } else { "psync" });
+        assert_eq!(
+            io.name(),
+            if kind == EngineKind::Uring {
+                "uring"
+            } else {
+                "psync"
+            }
+        );
         let mut ops = Vec::new();
         for d in 0..4 {
             for blk in 0..200u64 {
@@ -40,8 +51,9 @@ fn many_ops_in_flight_round_trip() {
             assert_eq!(c.op.kind, IoKind::Flush);
             c.result.unwrap();
         }
-        let reads: Vec<IoOp> =
-            (0..4).flat_map(|d| (0..200u64).map(move |blk| IoOp::read(d, blk * 4096, 4096))).collect();
+        let reads: Vec<IoOp> = (0..4)
+            .flat_map(|d| (0..200u64).map(move |blk| IoOp::read(d, blk * 4096, 4096)))
+            .collect();
         for c in io.execute(reads) {
             c.result.unwrap();
             let want = (c.op.device_index as u64 * 7 + c.op.offset_bytes / 4096) as u8;
@@ -56,7 +68,12 @@ fn short_read_is_an_error_not_end_of_data() {
         let dir = tempfile::tempdir().unwrap();
         let devs = files(dir.path(), 1, 1 << 20);
         // The file shrinks behind the device's back (like `losetup -c` after a truncate).
-        std::fs::OpenOptions::new().write(true).open(dir.path().join("f0")).unwrap().set_len(8192).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("f0"))
+            .unwrap()
+            .set_len(8192)
+            .unwrap();
         let io = open_engine(kind, devs).unwrap();
         let c = io.execute(vec![IoOp::read(0, 4096, 16384)]).pop().unwrap();
         match c.result {
@@ -79,7 +96,10 @@ fn bad_requests_are_typed_errors() {
         // Unaligned requests through the device API.
         let dev = FileDevice::open(&dir.path().join("f0"), &OpenOptions::default()).unwrap();
         let mut buf = vec![0u8; 100];
-        assert!(matches!(dev.read_at(&mut buf, 0), Err(DeviceError::Unaligned { .. })));
+        assert!(matches!(
+            dev.read_at(&mut buf, 0),
+            Err(DeviceError::Unaligned { .. })
+        ));
     }
 }
 
@@ -88,10 +108,20 @@ fn read_only_device_refuses_writes() {
     for kind in ENGINES {
         let dir = tempfile::tempdir().unwrap();
         let _ = files(dir.path(), 1, 1 << 20);
-        let o = OpenOptions { read_only: true, ..Default::default() };
-        let dev: Arc<dyn BlockDevice> = Arc::new(FileDevice::open(&dir.path().join("f0"), &o).unwrap());
+        let o = OpenOptions {
+            read_only: true,
+            ..Default::default()
+        };
+        let dev: Arc<dyn BlockDevice> =
+            Arc::new(FileDevice::open(&dir.path().join("f0"), &o).unwrap());
         let io: Arc<dyn IoEngine> = open_engine(kind, vec![dev]).unwrap();
-        let c = io.execute(vec![IoOp::write(0, 0, AlignedBuf::new(4096))]).pop().unwrap();
-        assert!(c.result.is_err(), "{kind:?}: a write to a read-only device succeeded");
+        let c = io
+            .execute(vec![IoOp::write(0, 0, AlignedBuf::new(4096))])
+            .pop()
+            .unwrap();
+        assert!(
+            c.result.is_err(),
+            "{kind:?}: a write to a read-only device succeeded"
+        );
     }
 }

@@ -97,7 +97,8 @@ pub(crate) fn check_duplicates(io: &dyn IoEngine) -> Result<()> {
     for i in 0..devs.len() {
         for j in 0..i {
             let same_name = devs[i].name() == devs[j].name();
-            let same_id = matches!((devs[i].identity(), devs[j].identity()), (Some(a), Some(b)) if a == b);
+            let same_id =
+                matches!((devs[i].identity(), devs[j].identity()), (Some(a), Some(b)) if a == b);
             if same_name || same_id {
                 return Err(Error::DuplicateDevice {
                     first: devs[j].name().to_string(),
@@ -176,7 +177,7 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
         )));
     }
     let c = opts.chunk_size_bytes;
-    if c < 4096 || c % 4096 != 0 || c > (4 << 20) {
+    if c < 4096 || !c.is_multiple_of(4096) || c > (4 << 20) {
         return Err(Error::InvalidArgument(format!(
             "chunk size must be a multiple of 4K between 4K and 4M, got {c}"
         )));
@@ -210,7 +211,10 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
         match r {
             Err(e) => return Err(e.into()),
             Ok(Ok(sb)) if !opts.force => {
-                return Err(Error::AlreadyFormatted { device: name, array: uuid_string(&sb.array_uuid) })
+                return Err(Error::AlreadyFormatted {
+                    device: name,
+                    array: uuid_string(&sb.array_uuid),
+                })
             }
             Ok(_) => {}
         }
@@ -220,7 +224,16 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
     let members: Vec<([u8; 16], MemberState)> = device_uuids
         .iter()
         .enumerate()
-        .map(|(i, u)| (*u, if i < n { MemberState::Online } else { MemberState::Spare }))
+        .map(|(i, u)| {
+            (
+                *u,
+                if i < n {
+                    MemberState::Online
+                } else {
+                    MemberState::Spare
+                },
+            )
+        })
         .collect();
     let created = now_unix_secs();
     let sbs: Vec<Option<Superblock>> = (0..total)
@@ -252,7 +265,9 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
     // device is mistaken for ours. Segment contents need no clearing: every segment header
     // and chunk names its array.
     let zero = AlignedBuf::new((DATA_START_BYTES - 2 * SUPERBLOCK_SIZE_BYTES as u64) as usize);
-    let ops = (0..total).map(|d| IoOp::write(d, 8192, zero.clone())).collect();
+    let ops = (0..total)
+        .map(|d| IoOp::write(d, 8192, zero.clone()))
+        .collect();
     for c in io.execute(ops) {
         c.result?;
     }
@@ -388,15 +403,25 @@ impl Array {
     }
 
     /// Passive detection: feeds one completion's latency and outcome into the slot's health.
-    pub fn observe(&self, slot: usize, kind: ectable_devices::IoKind, latency: std::time::Duration, error: Option<&ectable_devices::DeviceError>) {
+    pub fn observe(
+        &self,
+        slot: usize,
+        kind: ectable_devices::IoKind,
+        latency: std::time::Duration,
+        error: Option<&ectable_devices::DeviceError>,
+    ) {
         use crate::health::DetectionMode;
-        let Some(h) = self.health.get(slot) else { return };
+        let Some(h) = self.health.get(slot) else {
+            return;
+        };
         let passive = self.policy.mode != DetectionMode::Active;
         match error {
             None => {
                 h.observe(latency);
                 if self.observations.fetch_add(1, Ordering::Relaxed) % 32 == 31 && passive {
-                    let online: Vec<bool> = (0..self.n()).map(|s| self.device_of_slot(s as u32).is_some()).collect();
+                    let online: Vec<bool> = (0..self.n())
+                        .map(|s| self.device_of_slot(s as u32).is_some())
+                        .collect();
                     for s in crate::health::evaluate_slowness(&self.health, &online, &self.policy) {
                         let now = self.health[s].suspect.load(Ordering::Relaxed);
                         tracing::warn!(slot = s, device = %self.slot_name(s), "device {}", if now { "is slow: suspect" } else { "is no longer slow" });
@@ -435,14 +460,21 @@ impl Array {
         if self.is_rebuilding(slot) {
             return;
         }
-        let n = self.counters[slot].checksum_errors.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.policy.mode != crate::health::DetectionMode::Active && n >= self.policy.checksum_error_limit {
+        let n = self.counters[slot]
+            .checksum_errors
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if self.policy.mode != crate::health::DetectionMode::Active
+            && n >= self.policy.checksum_error_limit
+        {
             self.mark_failed(slot, &format!("{n} checksum errors"));
         }
     }
 
     pub fn is_suspect(&self, slot: usize) -> bool {
-        self.health.get(slot).is_some_and(|h| h.suspect.load(Ordering::Relaxed))
+        self.health
+            .get(slot)
+            .is_some_and(|h| h.suspect.load(Ordering::Relaxed))
     }
 
     /// Writes the device states to the superblocks if they changed (not in read-only mode).
@@ -454,13 +486,20 @@ impl Array {
         }
     }
     pub fn is_failed(&self, slot: usize) -> bool {
-        self.slot_failed.get(slot).is_some_and(|f| f.load(Ordering::Relaxed))
+        self.slot_failed
+            .get(slot)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
     }
     pub fn epoch(&self) -> u64 {
-        self.persisted.lock().unwrap_or_else(|p| p.into_inner()).epoch
+        self.persisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .epoch
     }
     pub fn online_slots(&self) -> Vec<usize> {
-        (0..self.n()).filter(|&s| self.device_of_slot(s as u32).is_some()).collect()
+        (0..self.n())
+            .filter(|&s| self.device_of_slot(s as u32).is_some())
+            .collect()
     }
 
     /// Identifies the devices of `io` and (unless read-only) starts a new write epoch.
@@ -493,11 +532,14 @@ impl Array {
                 None => arrays.push((sb.array_uuid, 1)),
             }
         }
-        arrays.sort_by(|a, b| b.1.cmp(&a.1));
+        arrays.sort_by_key(|a| std::cmp::Reverse(a.1));
         let Some(&(array_uuid, _)) = arrays.first() else {
-            let (d, reason) = first_decode_error
-                .unwrap_or((0, "no device could be read".to_string()));
-            return Err(Error::NotFormatted { device: names[d].clone(), reason });
+            let (d, reason) =
+                first_decode_error.unwrap_or((0, "no device could be read".to_string()));
+            return Err(Error::NotFormatted {
+                device: names[d].clone(),
+                reason,
+            });
         };
         for (d, sb) in found.iter().enumerate() {
             if let Some(sb) = sb {
@@ -527,7 +569,10 @@ impl Array {
             let Some(sb) = sb else { continue };
             let slot = sb.device_slot as usize;
             if slot >= n
-                && newest.members.get(slot).is_some_and(|m| m.0 == sb.device_uuid && m.1 == MemberState::Spare)
+                && newest
+                    .members
+                    .get(slot)
+                    .is_some_and(|m| m.0 == sb.device_uuid && m.1 == MemberState::Spare)
             {
                 spares.push((slot, d));
                 continue;
@@ -561,7 +606,12 @@ impl Array {
                 .filter(|s| slot_device[*s].is_none())
                 .map(|s| format!("slot {s}"))
                 .collect();
-            return Err(Error::TooFewDevices { needed: n - m, total: n, present, missing: missing.join(", ") });
+            return Err(Error::TooFewDevices {
+                needed: n - m,
+                total: n,
+                present,
+                missing: missing.join(", "),
+            });
         }
         let codec: Arc<dyn StripeCodec> = Arc::new(RsCodec::new(k, m)?);
         let slot_failed = (0..n).map(|_| AtomicBool::new(false)).collect();
@@ -590,7 +640,9 @@ impl Array {
             }),
             read_only,
             counters: (0..n).map(|_| SlotCounters::default()).collect(),
-            health: (0..n).map(|_| crate::health::SlotHealth::default()).collect(),
+            health: (0..n)
+                .map(|_| crate::health::SlotHealth::default())
+                .collect(),
             policy: crate::health::HealthPolicy::default(),
             state_dirty: AtomicBool::new(false),
             observations: AtomicU64::new(0),
@@ -632,14 +684,20 @@ impl Array {
             }
         }
         for slot in 0..self.n() {
-            let Some(d) = self.device_of_slot(slot as u32) else { continue };
+            let Some(d) = self.device_of_slot(slot as u32) else {
+                continue;
+            };
             let mut sb = self.sb.clone();
             sb.device_slot = slot as u32;
             sb.device_uuid = members[slot].0;
             sb.device_capacity_bytes = self.io.devices()[d].geometry().capacity_bytes;
             sb.epoch = epoch;
             sb.members = members.clone();
-            (sb.checkpoint_segment_id, sb.checkpoint_segment_count, sb.checkpoint_lsn) = checkpoint;
+            (
+                sb.checkpoint_segment_id,
+                sb.checkpoint_segment_count,
+                sb.checkpoint_lsn,
+            ) = checkpoint;
             sb.rebuild = rebuild;
             sbs[d] = Some(sb);
         }
@@ -650,7 +708,11 @@ impl Array {
             sb.device_capacity_bytes = self.io.devices()[d].geometry().capacity_bytes;
             sb.epoch = epoch;
             sb.members = members.clone();
-            (sb.checkpoint_segment_id, sb.checkpoint_segment_count, sb.checkpoint_lsn) = checkpoint;
+            (
+                sb.checkpoint_segment_id,
+                sb.checkpoint_segment_count,
+                sb.checkpoint_lsn,
+            ) = checkpoint;
             sb.rebuild = rebuild;
             sbs[d] = Some(sb);
         }
@@ -675,7 +737,12 @@ impl Array {
                 missing: "devices failed while writing superblocks".into(),
             });
         }
-        *persisted = Persisted { epoch, members, checkpoint, rebuild };
+        *persisted = Persisted {
+            epoch,
+            members,
+            checkpoint,
+            rebuild,
+        };
         self.write_epoch.store(epoch, Ordering::SeqCst);
         Ok(())
     }

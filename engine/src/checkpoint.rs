@@ -48,7 +48,9 @@ pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec
     tables.sort();
     for t in tables {
         for (key, e) in &index.tables[t] {
-            let Place::Disk(loc) = &e.place else { return None };
+            let Place::Disk(loc) = &e.place else {
+                return None;
+            };
             out.push(t.len() as u8);
             out.extend_from_slice(t.as_bytes());
             out.extend_from_slice(&(key.len() as u16).to_le_bytes());
@@ -56,7 +58,14 @@ pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec
             out.extend_from_slice(&e.lsn.to_le_bytes());
             out.extend_from_slice(&e.value_len.to_le_bytes());
             out.extend_from_slice(&loc.segment_id.to_le_bytes());
-            for v in [loc.offset_in_segment, loc.height_bytes, loc.ordinal, loc.record_offset, loc.record_len, loc.crc] {
+            for v in [
+                loc.offset_in_segment,
+                loc.height_bytes,
+                loc.ordinal,
+                loc.record_offset,
+                loc.record_len,
+                loc.crc,
+            ] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
             count += 1;
@@ -84,18 +93,30 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint),
         return Err(DecodeError::Reserved);
     }
     let lsn = get_u64(b, 16);
-    let resume = ResumePoint { segment_id: get_u64(b, 24), offset: get_u32(b, 32), ordinal: get_u32(b, 36) };
+    let resume = ResumePoint {
+        segment_id: get_u64(b, 24),
+        offset: get_u32(b, 32),
+        ordinal: get_u32(b, 36),
+    };
     let count = get_u64(b, 40);
     let end = b.len() - 4;
     let mut pos = HEADER_BYTES;
     let mut index = Index::default();
-    let need = |pos: usize, n: usize| if pos + n <= end { Ok(()) } else { Err(DecodeError::Truncated) };
+    let need = |pos: usize, n: usize| {
+        if pos + n <= end {
+            Ok(())
+        } else {
+            Err(DecodeError::Truncated)
+        }
+    };
     for _ in 0..count {
         need(pos, 1)?;
         let tl = b[pos] as usize;
         pos += 1;
         need(pos, tl + 2)?;
-        let table = std::str::from_utf8(&b[pos..pos + tl]).map_err(|_| DecodeError::Field("table"))?.to_string();
+        let table = std::str::from_utf8(&b[pos..pos + tl])
+            .map_err(|_| DecodeError::Field("table"))?
+            .to_string();
         pos += tl;
         let kl = get_u16(b, pos) as usize;
         pos += 2;
@@ -119,7 +140,15 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint),
         if e_lsn > lsn || table.is_empty() || key.is_empty() {
             return Err(DecodeError::Field("checkpoint entry"));
         }
-        index.put(&table, &key, IndexEntry { lsn: e_lsn, value_len, place: Place::Disk(loc) });
+        index.put(
+            &table,
+            &key,
+            IndexEntry {
+                lsn: e_lsn,
+                value_len,
+                place: Place::Disk(loc),
+            },
+        );
     }
     if pos != end {
         return Err(DecodeError::Field("checkpoint length"));
@@ -131,12 +160,19 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint),
 /// clean close, with the flusher stopped and everything durable.
 pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>> {
     let array = &shared.array;
-    let Some(cursor) = st.cursor.clone() else { return Ok(None) };
+    let Some(cursor) = st.cursor.clone() else {
+        return Ok(None);
+    };
     let lsn = st.durable_lsn;
-    if lsn == 0 || st.open.as_ref().is_some_and(|o| !o.records.is_empty()) || !st.sealed.is_empty() {
+    if lsn == 0 || st.open.as_ref().is_some_and(|o| !o.records.is_empty()) || !st.sealed.is_empty()
+    {
         return Ok(None);
     }
-    let resume = ResumePoint { segment_id: cursor.segment.id, offset: cursor.offset, ordinal: cursor.ordinal };
+    let resume = ResumePoint {
+        segment_id: cursor.segment.id,
+        offset: cursor.offset,
+        ordinal: cursor.ordinal,
+    };
     let bytes = {
         let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
         match encode(&index, lsn, resume) {
@@ -149,12 +185,17 @@ pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>
     let stripes_per_segment = (s - SEGMENT_HEADER_SIZE_BYTES) / c;
     let per_segment = per_stripe * stripes_per_segment;
     let segment_count = bytes.len().div_ceil(per_segment);
-    let online: Vec<bool> = (0..array.n()).map(|slot| array.device_of_slot(slot as u32).is_some()).collect();
+    let online: Vec<bool> = (0..array.n())
+        .map(|slot| array.device_of_slot(slot as u32).is_some())
+        .collect();
     let first_id = st.next_segment_id;
     let mut segs: Vec<Arc<SegmentInfo>> = Vec::new();
     for i in 0..segment_count {
         let id = first_id + i as u64;
-        let Some(members) = st.free.allocate(id, array.w(), &online, shared.min_write_shards) else {
+        let Some(members) = st
+            .free
+            .allocate(id, array.w(), &online, shared.min_write_shards)
+        else {
             for seg in &segs {
                 for (slot, dseg) in &seg.members {
                     st.free.release(*slot, *dseg);
@@ -162,7 +203,11 @@ pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>
             }
             return Err(Error::NoSpace("no room for an index checkpoint".into()));
         };
-        segs.push(Arc::new(SegmentInfo { id, kind: SegmentKind::Checkpoint, members }));
+        segs.push(Arc::new(SegmentInfo {
+            id,
+            kind: SegmentKind::Checkpoint,
+            members,
+        }));
     }
     st.next_segment_id = first_id + segment_count as u64;
     let mut stripes = Vec::new();
@@ -170,7 +215,8 @@ pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>
         let seg = &segs[i / stripes_per_segment];
         let ordinal = (i % stripes_per_segment) as u32;
         let per_chunk = piece.len().div_ceil(k);
-        let height = ((CHUNK_HEADER_SIZE_BYTES + per_chunk).div_ceil(BLOCK_BYTES) * BLOCK_BYTES) as u32;
+        let height =
+            ((CHUNK_HEADER_SIZE_BYTES + per_chunk).div_ceil(BLOCK_BYTES) * BLOCK_BYTES) as u32;
         stripes.push(SealedStripe {
             stripe: OpenStripe {
                 segment: seg.clone(),
@@ -207,20 +253,30 @@ pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>
             }
         }
     }
-    let flushed = array.io.execute(devices.into_iter().map(IoOp::flush).collect()).iter().all(|c| c.result.is_ok());
+    let flushed = array
+        .io
+        .execute(devices.into_iter().map(IoOp::flush).collect())
+        .iter()
+        .all(|c| c.result.is_ok());
     if !flushed || written.iter().any(|w| *w < array.w()) {
         // Not worth a degraded checkpoint: the log still has everything.
         release(st);
         return Ok(None);
     }
-    let previous = array.persisted.lock().unwrap_or_else(|p| p.into_inner()).checkpoint;
+    let previous = array
+        .persisted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .checkpoint;
     array.persist_checkpoint((first_id, segment_count as u32, lsn))?;
     // The previous checkpoint's segments are free now that nothing points at them.
     let (prev_id, prev_count, _) = previous;
     if prev_id != 0 {
         let old: Vec<Arc<SegmentInfo>> = {
             let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
-            (prev_id..prev_id + prev_count as u64).filter_map(|id| map.get(&id).cloned()).collect()
+            (prev_id..prev_id + prev_count as u64)
+                .filter_map(|id| map.get(&id).cloned())
+                .collect()
         };
         let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
         for seg in old {
@@ -245,10 +301,30 @@ mod tests {
     fn round_trip_and_corruption() {
         let mut index = Index::default();
         for i in 0..50u32 {
-            let loc = RecordLoc { segment_id: 3, offset_in_segment: 4096, height_bytes: 8192, ordinal: i, record_offset: 8 * i, record_len: 40, crc: i };
-            index.put(if i % 2 == 0 { "a" } else { "bb" }, &i.to_be_bytes(), IndexEntry { lsn: i as u64 + 1, value_len: 7, place: Place::Disk(loc) });
+            let loc = RecordLoc {
+                segment_id: 3,
+                offset_in_segment: 4096,
+                height_bytes: 8192,
+                ordinal: i,
+                record_offset: 8 * i,
+                record_len: 40,
+                crc: i,
+            };
+            index.put(
+                if i % 2 == 0 { "a" } else { "bb" },
+                &i.to_le_bytes(),
+                IndexEntry {
+                    lsn: i as u64 + 1,
+                    value_len: 7,
+                    place: Place::Disk(loc),
+                },
+            );
         }
-        let resume = ResumePoint { segment_id: 9, offset: 12288, ordinal: 2 };
+        let resume = ResumePoint {
+            segment_id: 9,
+            offset: 12288,
+            ordinal: 2,
+        };
         let b = encode(&index, 60, resume).unwrap();
         let (d, lsn, r) = decode(&b).unwrap();
         assert_eq!((lsn, r), (60, resume));

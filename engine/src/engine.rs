@@ -10,7 +10,9 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::{uuid_string, LogRecord, MemberState, DATA_START_BYTES};
 use crate::index::{IndexEntry, Place, RecordLoc};
-use crate::log::stripe::{assemble, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome};
+use crate::log::stripe::{
+    assemble, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome,
+};
 use crate::log::writer::{clamp_batch, EngineCounters, Mutation, Shared, WriterState};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
@@ -60,7 +62,8 @@ impl WriteBatch {
         WriteBatch::default()
     }
     pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> &mut Self {
-        self.ops.push((table.to_string(), key.to_vec(), Some(value.to_vec())));
+        self.ops
+            .push((table.to_string(), key.to_vec(), Some(value.to_vec())));
         self
     }
     pub fn delete(&mut self, table: &str, key: &[u8]) -> &mut Self {
@@ -134,7 +137,13 @@ pub struct Engine {
     pub(crate) shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     #[allow(clippy::type_complexity)]
-    prober: Mutex<Option<(JoinHandle<()>, Arc<crate::prober::StopSignal>, Arc<std::sync::atomic::AtomicBool>)>>,
+    prober: Mutex<
+        Option<(
+            JoinHandle<()>,
+            Arc<crate::prober::StopSignal>,
+            Arc<std::sync::atomic::AtomicBool>,
+        )>,
+    >,
     recovery: RecoveryStats,
 }
 
@@ -146,15 +155,22 @@ impl Engine {
         array.policy = opts.health.clone();
         let rec = recover(&array)?;
         let k = array.k();
-        let min_write_shards = if opts.min_write_shards == 0 { k } else { opts.min_write_shards };
+        let min_write_shards = if opts.min_write_shards == 0 {
+            k
+        } else {
+            opts.min_write_shards
+        };
         if min_write_shards < k || min_write_shards > array.w() {
             return Err(Error::InvalidArgument(format!(
                 "min_write_shards must be between k={k} and k+m={}",
                 array.w()
             )));
         }
-        let segments: HashMap<u64, Arc<SegmentInfo>> =
-            rec.segments.iter().map(|(id, s)| (*id, s.clone())).collect();
+        let segments: HashMap<u64, Arc<SegmentInfo>> = rec
+            .segments
+            .iter()
+            .map(|(id, s)| (*id, s.clone()))
+            .collect();
         let state = WriterState {
             open: None,
             cursor: rec.cursor,
@@ -209,7 +225,12 @@ impl Engine {
                 .map_err(|e| Error::InvalidArgument(format!("cannot start the monitor: {e}")))?;
             Some((h, stop, cancel))
         };
-        Ok(Engine { shared, flusher: Mutex::new(flusher), prober: Mutex::new(prober), recovery: rec.stats })
+        Ok(Engine {
+            shared,
+            flusher: Mutex::new(flusher),
+            prober: Mutex::new(prober),
+            recovery: rec.stats,
+        })
     }
 
     /// Appends a put; durable after the next [`Engine::sync`].
@@ -235,7 +256,11 @@ impl Engine {
             .ops
             .iter()
             .map(|(t, k, v)| match v {
-                Some(v) => Mutation::Put { table: t, key: k, value: v },
+                Some(v) => Mutation::Put {
+                    table: t,
+                    key: k,
+                    value: v,
+                },
                 None => Mutation::Delete { table: t, key: k },
             })
             .collect();
@@ -275,7 +300,11 @@ impl Engine {
     }
 
     fn load_value(&self, table: &str, key: &[u8], e: &IndexEntry) -> Result<Vec<u8>> {
-        Ok(self.load_values(table, &[(key, Some(e.clone()))])?.pop().flatten().unwrap_or_default())
+        Ok(self
+            .load_values(table, &[(key, Some(e.clone()))])?
+            .pop()
+            .flatten()
+            .unwrap_or_default())
     }
 
     fn segment(&self, id: u64) -> Result<Arc<SegmentInfo>> {
@@ -289,7 +318,11 @@ impl Engine {
     }
 
     /// Loads values, submitting every fast-path read of the batch together.
-    fn load_values(&self, table: &str, items: &[(&[u8], Option<IndexEntry>)]) -> Result<Vec<Option<Vec<u8>>>> {
+    fn load_values(
+        &self,
+        table: &str,
+        items: &[(&[u8], Option<IndexEntry>)],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let array = &self.shared.array;
         let mut out: Vec<Option<Vec<u8>>> = vec![None; items.len()];
         let mut ops = Vec::new();
@@ -307,7 +340,9 @@ impl Engine {
                     // other chunks instead.
                     if let Ok(rops) = crate::log::stripe::record_read_ops(array, &seg, loc) {
                         let slow = rops.iter().any(|(op, _, _)| {
-                            array.slot_of_device(op.device_index).is_some_and(|s| array.is_suspect(s))
+                            array
+                                .slot_of_device(op.device_index)
+                                .is_some_and(|s| array.is_suspect(s))
                         });
                         if !slow {
                             for (op, skip, take) in rops {
@@ -321,7 +356,10 @@ impl Engine {
                 }
             }
         }
-        self.shared.counters.reads.fetch_add(disk.len() as u64, Ordering::Relaxed);
+        self.shared
+            .counters
+            .reads
+            .fetch_add(disk.len() as u64, Ordering::Relaxed);
         let mut bytes: Vec<Option<Vec<u8>>> = vec![None; items.len()];
         let mut failed = vec![false; items.len()];
         for (c, (i, skip, take)) in array.io.execute(ops).into_iter().zip(plan) {
@@ -329,7 +367,9 @@ impl Engine {
                 array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
             }
             match c.result {
-                Ok(()) => bytes[i].get_or_insert_with(Vec::new).extend_from_slice(&c.op.buf[skip..skip + take]),
+                Ok(()) => bytes[i]
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(&c.op.buf[skip..skip + take]),
                 Err(_) => failed[i] = true,
             }
         }
@@ -370,8 +410,14 @@ impl Engine {
             let value = match fast {
                 Some(v) => v,
                 None => {
-                    self.shared.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
-                    match partial.get(&i).and_then(|b| verify_record(b, &loc, lsn, table, key)) {
+                    self.shared
+                        .counters
+                        .degraded_reads
+                        .fetch_add(1, Ordering::Relaxed);
+                    match partial
+                        .get(&i)
+                        .and_then(|b| verify_record(b, &loc, lsn, table, key))
+                    {
                         Some(v) => v,
                         None => self.read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)?,
                     }
@@ -402,8 +448,17 @@ impl Engine {
             detail,
         };
         let stripe_key = (seg.id, loc.offset_in_segment);
-        if !rebuilt.contains_key(&stripe_key) {
-            let read = |sources| read_stripe_chunks(array, seg, loc.offset_in_segment, loc.ordinal, loc.height_bytes, sources);
+        if let std::collections::hash_map::Entry::Vacant(e) = rebuilt.entry(stripe_key) {
+            let read = |sources| {
+                read_stripe_chunks(
+                    array,
+                    seg,
+                    loc.offset_in_segment,
+                    loc.ordinal,
+                    loc.height_bytes,
+                    sources,
+                )
+            };
             let mut bufs = read(ChunkSources::Fastest);
             let mut chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
             let mut outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
@@ -423,11 +478,14 @@ impl Engine {
                     if !g.bad_shards.is_empty() && !array.read_only {
                         self.read_repair(seg, loc, &g, &chunks);
                     }
-                    rebuilt.insert(stripe_key, g.data);
+                    e.insert(g.data);
                 }
                 StripeOutcome::Incomplete { good, detail, .. } => return Err(lost(good, detail)),
                 StripeOutcome::Empty => {
-                    return Err(lost(0, "no chunk of the stripe could be read or identified".into()))
+                    return Err(lost(
+                        0,
+                        "no chunk of the stripe could be read or identified".into(),
+                    ))
                 }
             }
         }
@@ -436,17 +494,29 @@ impl Engine {
         let to = from + loc.record_len as usize;
         data.get(from..to)
             .and_then(|b| verify_record(b, loc, lsn, table, key))
-            .ok_or_else(|| lost(array.k(), "the stripe verifies but does not hold the indexed record".into()))
+            .ok_or_else(|| {
+                lost(
+                    array.k(),
+                    "the stripe verifies but does not hold the indexed record".into(),
+                )
+            })
     }
 
     /// Rewrites the bad chunks of a stripe that was read degraded, in place, on devices that
     /// are still writable. The rebuilt chunks are verified against the stripe's crc table
     /// first, so a repair never writes bytes computed from bad inputs.
-    fn read_repair(&self, seg: &SegmentInfo, loc: &RecordLoc, g: &crate::log::stripe::GoodStripe, chunks: &[Option<&[u8]>]) {
+    fn read_repair(
+        &self,
+        seg: &SegmentInfo,
+        loc: &RecordLoc,
+        g: &crate::log::stripe::GoodStripe,
+        chunks: &[Option<&[u8]>],
+    ) {
         let array = &self.shared.array;
         let mut targets = Vec::new();
         for &j in &g.bad_shards {
-            let (slot, place) = crate::log::stripe::chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
+            let (slot, place) =
+                crate::log::stripe::chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
             if array.is_suspect(slot as usize) {
                 continue; // not read on purpose (slow device), not known bad
             }
@@ -455,7 +525,9 @@ impl Engine {
             }
         }
         let shards: Vec<usize> = targets.iter().map(|t| t.0).collect();
-        let Ok(rebuilt) = rebuild_chunks(array, g, chunks, &shards) else { return };
+        let Ok(rebuilt) = rebuild_chunks(array, g, chunks, &shards) else {
+            return;
+        };
         let mut ops = Vec::new();
         let mut slots = Vec::new();
         for ((_, buf), (_, slot, d, off)) in rebuilt.into_iter().zip(&targets) {
@@ -465,7 +537,10 @@ impl Engine {
         for (c, slot) in array.io.execute(ops).into_iter().zip(slots) {
             match c.result {
                 Ok(()) => {
-                    self.shared.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .counters
+                        .read_repairs
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
             }
@@ -486,12 +561,17 @@ impl Engine {
                 return Err(Error::NoSuchTable(table.to_string()));
             };
             let range = (from.map(|b| b.to_vec()), to.map(|b| b.to_vec()));
-            t.range::<Vec<u8>, _>(range).take(limit).map(|(k, e)| (k.clone(), e.clone())).collect()
+            t.range::<Vec<u8>, _>(range)
+                .take(limit)
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect()
         };
         let mut out = Vec::with_capacity(entries.len());
         for chunk in entries.chunks(256) {
-            let items: Vec<(&[u8], Option<IndexEntry>)> =
-                chunk.iter().map(|(k, e)| (k.as_slice(), Some(e.clone()))).collect();
+            let items: Vec<(&[u8], Option<IndexEntry>)> = chunk
+                .iter()
+                .map(|(k, e)| (k.as_slice(), Some(e.clone())))
+                .collect();
             let values = self.load_values(table, &items)?;
             for ((k, _), v) in chunk.iter().zip(values) {
                 out.push((k.clone(), v.unwrap_or_default()));
@@ -503,8 +583,12 @@ impl Engine {
     /// Table names with their key counts, sorted by name.
     pub fn tables(&self) -> Vec<(String, usize)> {
         let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
-        let mut t: Vec<(String, usize)> =
-            index.tables.iter().filter(|(_, m)| !m.is_empty()).map(|(n, m)| (n.clone(), m.len())).collect();
+        let mut t: Vec<(String, usize)> = index
+            .tables
+            .iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(n, m)| (n.clone(), m.len()))
+            .collect();
         t.sort();
         t
     }
@@ -529,11 +613,19 @@ impl Engine {
                 let (state, note) = match dev {
                     None => ("REMOVED", "device not present".to_string()),
                     Some(_) if a.is_failed(slot) => ("FAULTED", "I/O errors".to_string()),
-                    Some(_) if a.is_suspect(slot) => ("DEGRADED", "suspect: slow, reads avoid it".to_string()),
+                    Some(_) if a.is_suspect(slot) => {
+                        ("DEGRADED", "suspect: slow, reads avoid it".to_string())
+                    }
                     Some(_) if a.stale_slots.contains(&slot) => {
                         ("DEGRADED", "stale: missed writes while away".to_string())
                     }
-                    Some(_) => match a.persisted.lock().unwrap_or_else(|p| p.into_inner()).members[slot].1 {
+                    Some(_) => match a
+                        .persisted
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .members[slot]
+                        .1
+                    {
                         MemberState::Online => ("ONLINE", String::new()),
                         other => (other.name(), String::new()),
                     },
@@ -554,7 +646,10 @@ impl Engine {
                 }
             })
             .collect();
-        let lost = devices.iter().filter(|d| d.state == "REMOVED" || d.state == "FAULTED").count();
+        let lost = devices
+            .iter()
+            .filter(|d| d.state == "REMOVED" || d.state == "FAULTED")
+            .count();
         let seg_bytes = a.segment_size() as u64 * a.segment_count() as u64;
         let raw = seg_bytes * a.n() as u64 + DATA_START_BYTES * a.n() as u64;
         let usable = seg_bytes * a.n() as u64 * a.k() as u64 / a.w() as u64;
@@ -598,7 +693,11 @@ impl Engine {
             read_repairs: c.read_repairs.load(Ordering::Relaxed),
             probes: c.probes.load(Ordering::Relaxed),
             probe_failures: c.probe_failures.load(Ordering::Relaxed),
-            latency_ewma_ns: a.health.iter().map(|h| h.latency_ewma_ns.load(Ordering::Relaxed)).collect(),
+            latency_ewma_ns: a
+                .health
+                .iter()
+                .map(|h| h.latency_ewma_ns.load(Ordering::Relaxed))
+                .collect(),
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name(),
             rebuild: self.rebuild_in_progress(),
@@ -612,7 +711,9 @@ impl Engine {
 
     /// Makes everything durable and stops the flusher.
     pub fn close(&self) -> Result<()> {
-        if let Some((h, stop, cancel)) = self.prober.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some((h, stop, cancel)) =
+            self.prober.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
             stop.stop();
             cancel.store(true, Ordering::SeqCst);
             let _ = h.join();
@@ -623,7 +724,12 @@ impl Engine {
             st.closing = true;
             self.shared.work_cv.notify_all();
         }
-        let Some(h) = self.flusher.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(h) = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
             return r.map(|_| ());
         };
         let _ = h.join();
@@ -650,7 +756,13 @@ impl Drop for Engine {
 }
 
 /// Checks fetched record bytes against the index entry; returns the value if they match.
-fn verify_record(bytes: &[u8], loc: &RecordLoc, lsn: u64, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+fn verify_record(
+    bytes: &[u8],
+    loc: &RecordLoc,
+    lsn: u64,
+    table: &str,
+    key: &[u8],
+) -> Option<Vec<u8>> {
     let (rec, crc, _) = LogRecord::decode(bytes).ok()?;
     (crc == loc.crc && rec.lsn == lsn && rec.table == table && rec.key == key).then_some(rec.value)
 }

@@ -18,17 +18,37 @@ pub enum Error {
     #[error("{device}: already holds an ectable array ({array}); use --force to overwrite it")]
     AlreadyFormatted { device: String, array: String },
     #[error("{device}: too small: {capacity_bytes} bytes, need at least {needed_bytes}")]
-    DeviceTooSmall { device: String, capacity_bytes: u64, needed_bytes: u64 },
+    DeviceTooSmall {
+        device: String,
+        capacity_bytes: u64,
+        needed_bytes: u64,
+    },
     #[error("the same device is listed twice: {first} and {second}")]
     DuplicateDevice { first: String, second: String },
     #[error("{device}: is a stale member of the array (epoch {epoch}, array is at {array_epoch})")]
-    StaleDevice { device: String, epoch: u64, array_epoch: u64 },
-    #[error("array needs {needed} of its {total} devices to open; only {present} present ({missing})")]
-    TooFewDevices { needed: usize, total: usize, present: usize, missing: String },
+    StaleDevice {
+        device: String,
+        epoch: u64,
+        array_epoch: u64,
+    },
+    #[error(
+        "array needs {needed} of its {total} devices to open; only {present} present ({missing})"
+    )]
+    TooFewDevices {
+        needed: usize,
+        total: usize,
+        present: usize,
+        missing: String,
+    },
     #[error(transparent)]
     Device(#[from] DeviceError),
     #[error("{device} at offset {offset_bytes}: {what}: {source}")]
-    Corrupt { device: String, offset_bytes: u64, what: &'static str, source: DecodeError },
+    Corrupt {
+        device: String,
+        offset_bytes: u64,
+        what: &'static str,
+        source: DecodeError,
+    },
     /// More than m chunks of a stripe are gone or bad: the data is lost, never guessed.
     #[error("data lost: segment {segment_id} stripe at offset {offset_in_segment}: only {good} of {width} chunks are good, {needed} needed ({detail})")]
     DataLost {
@@ -40,7 +60,10 @@ pub enum Error {
         detail: String,
     },
     #[error("value too large: record of {record_bytes} bytes, the limit for this array is {limit_bytes}")]
-    ValueTooLarge { record_bytes: usize, limit_bytes: usize },
+    ValueTooLarge {
+        record_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("key must be 1..={max} bytes, got {got}")]
     BadKey { got: usize, max: usize },
     #[error("table name must be 1..={max} bytes of UTF-8, got '{name}'")]

@@ -34,7 +34,9 @@ impl std::str::FromStr for DetectionMode {
             "passive" => Ok(DetectionMode::Passive),
             "active" => Ok(DetectionMode::Active),
             "hybrid" => Ok(DetectionMode::Hybrid),
-            o => Err(format!("unknown detection mode '{o}' (passive, active or hybrid)")),
+            o => Err(format!(
+                "unknown detection mode '{o}' (passive, active or hybrid)"
+            )),
         }
     }
 }
@@ -94,7 +96,11 @@ impl SlotHealth {
 
 /// Re-evaluates which slots are suspect from their latencies. Returns the slots whose
 /// suspicion changed.
-pub fn evaluate_slowness(slots: &[SlotHealth], online: &[bool], policy: &HealthPolicy) -> Vec<usize> {
+pub fn evaluate_slowness(
+    slots: &[SlotHealth],
+    online: &[bool],
+    policy: &HealthPolicy,
+) -> Vec<usize> {
     let mut changed = Vec::new();
     for (i, s) in slots.iter().enumerate() {
         if !online[i] {

@@ -40,18 +40,24 @@ pub mod segments;
 pub use array::{format, ArrayInfo, FormatOptions};
 pub use engine::{DeviceStatus, Engine, EngineOptions, Status, WriteBatch};
 pub use error::{Error, Result};
+pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
 pub use health::{DetectionMode, HealthPolicy};
 pub use prober::RecoveryPolicy;
-pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
 
 pub(crate) fn validate_name_key(table: &str, key: &[u8]) -> Result<()> {
     if table.is_empty() || table.len() > MAX_TABLE_NAME_BYTES {
-        return Err(Error::BadTableName { name: table.to_string(), max: MAX_TABLE_NAME_BYTES });
+        return Err(Error::BadTableName {
+            name: table.to_string(),
+            max: MAX_TABLE_NAME_BYTES,
+        });
     }
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(Error::BadKey { got: key.len(), max: MAX_KEY_BYTES });
+        return Err(Error::BadKey {
+            got: key.len(),
+            max: MAX_KEY_BYTES,
+        });
     }
     Ok(())
 }

@@ -26,7 +26,10 @@ impl StopSignal {
     /// Sleeps for `d` or until stopped; returns true when stopped.
     fn sleep(&self, d: Duration) -> bool {
         let g = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        let (g, _) = self.cv.wait_timeout_while(g, d, |s| !*s).unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, d, |s| !*s)
+            .unwrap_or_else(|p| p.into_inner());
         *g
     }
 }
@@ -38,18 +41,26 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let slots: Vec<(usize, usize)> =
-        (0..a.n()).filter_map(|s| a.device_of_slot(s as u32).map(|d| (s, d))).collect();
+    let slots: Vec<(usize, usize)> = (0..a.n())
+        .filter_map(|s| a.device_of_slot(s as u32).map(|d| (s, d)))
+        .collect();
     let writes = slots
         .iter()
         .map(|&(s, d)| {
             let block = probe::encode(&a.sb.array_uuid, s as u32, sequence, nanos);
-            IoOp::write(d, probe::HEALTH_BLOCK_OFFSET, AlignedBuf::from_slice(&block))
+            IoOp::write(
+                d,
+                probe::HEALTH_BLOCK_OFFSET,
+                AlignedBuf::from_slice(&block),
+            )
         })
         .collect();
     let mut failed = Vec::new();
     let mut fail = |slot: usize, why: String| {
-        shared.counters.probe_failures.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .probe_failures
+            .fetch_add(1, Ordering::Relaxed);
         a.mark_failed(slot, &format!("prober: {why}"));
         failed.push(slot);
     };
@@ -63,7 +74,10 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
             Err(e) => fail(s, e.to_string()),
         }
     }
-    let reads = ok_slots.iter().map(|&(_, d)| IoOp::read(d, probe::HEALTH_BLOCK_OFFSET, 4096)).collect();
+    let reads = ok_slots
+        .iter()
+        .map(|&(_, d)| IoOp::read(d, probe::HEALTH_BLOCK_OFFSET, 4096))
+        .collect();
     for (c, &(s, _)) in a.io.execute(reads).into_iter().zip(&ok_slots) {
         match c.result {
             Ok(()) => {
@@ -100,7 +114,9 @@ impl std::str::FromStr for RecoveryPolicy {
             "manual" => Ok(RecoveryPolicy::Manual),
             "semi-automatic" | "semi" => Ok(RecoveryPolicy::SemiAutomatic),
             "automatic" | "auto" => Ok(RecoveryPolicy::Automatic),
-            o => Err(format!("unknown recovery policy '{o}' (manual, semi-automatic, automatic)")),
+            o => Err(format!(
+                "unknown recovery policy '{o}' (manual, semi-automatic, automatic)"
+            )),
         }
     }
 }
@@ -125,7 +141,10 @@ pub(crate) fn run(
         if recovery == RecoveryPolicy::Manual {
             continue;
         }
-        let opts = crate::rebuild::RebuildOptions { rate_limit_bytes_per_sec: 0, cancel: Some(cancel.clone()) };
+        let opts = crate::rebuild::RebuildOptions {
+            rate_limit_bytes_per_sec: 0,
+            cancel: Some(cancel.clone()),
+        };
         if recovery == RecoveryPolicy::Automatic && shared.rebuild_in_progress().is_some() {
             if let Err(e) = shared.rebuild(&opts, &mut |_| {}) {
                 tracing::error!("automatic rebuild failed: {e}");
@@ -134,14 +153,23 @@ pub(crate) fn run(
         }
         let lost = shared.lost_slots();
         let Some(&slot) = lost.first() else { continue };
-        let Some(&spare) = shared.spare_devices().first() else { continue };
+        let Some(&spare) = shared.spare_devices().first() else {
+            continue;
+        };
         let spare_name = shared.array.io.devices()[spare].name().to_string();
         match recovery {
             RecoveryPolicy::Automatic => {
                 tracing::warn!(slot, spare = %spare_name, "replacing the lost device by a hot spare");
-                let r = shared.replace(slot, spare).and_then(|_| shared.rebuild(&opts, &mut |_| {}));
+                let r = shared
+                    .replace(slot, spare)
+                    .and_then(|_| shared.rebuild(&opts, &mut |_| {}));
                 match r {
-                    Ok(p) => tracing::warn!(slot, chunks = p.chunks_rebuilt, interrupted = p.interrupted, "automatic rebuild done"),
+                    Ok(p) => tracing::warn!(
+                        slot,
+                        chunks = p.chunks_rebuilt,
+                        interrupted = p.interrupted,
+                        "automatic rebuild done"
+                    ),
                     Err(e) => tracing::error!("automatic replacement failed: {e}"),
                 }
             }

@@ -11,10 +11,10 @@
 
 use crate::array::Array;
 use crate::engine::Engine;
-use crate::log::writer::Shared;
 use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::stripe::{assemble, parity_agrees, position_of, rebuild_chunks, StripeOutcome};
+use crate::log::writer::Shared;
 use crate::recovery::read_segment;
 use crate::segments::SegmentInfo;
 use ectable_devices::{AlignedBuf, IoOp};
@@ -74,7 +74,11 @@ fn walk_segment(
     while offset + BLOCK_BYTES <= limit {
         let stop = (offset + c).min(s);
         let chunks: Vec<Option<&[u8]>> = (0..w)
-            .map(|j| bufs[position_of(j, ordinal, w)].as_ref().map(|b| &b[offset..stop]))
+            .map(|j| {
+                bufs[position_of(j, ordinal, w)]
+                    .as_ref()
+                    .map(|b| &b[offset..stop])
+            })
             .collect();
         let outcome = assemble(array, seg, offset as u32, ordinal, &chunks);
         let height = match &outcome {
@@ -140,18 +144,27 @@ impl Shared {
     /// Slot of the device at `path` in this array, if it is a present member.
     pub fn slot_of_path(&self, path: &str) -> Option<usize> {
         let a = &self.array;
-        (0..a.n()).find(|&s| a.present_device(s).is_some_and(|d| a.io.devices()[d].name() == path))
+        (0..a.n()).find(|&s| {
+            a.present_device(s)
+                .is_some_and(|d| a.io.devices()[d].name() == path)
+        })
     }
 
     /// Slots that are missing or failed.
     pub fn lost_slots(&self) -> Vec<usize> {
         let a = &self.array;
-        (0..a.n()).filter(|&s| a.device_of_slot(s as u32).is_none()).collect()
+        (0..a.n())
+            .filter(|&s| a.device_of_slot(s as u32).is_none())
+            .collect()
     }
 
     /// A rebuild in progress: (slot, next segment id).
     pub fn rebuild_in_progress(&self) -> Option<(usize, u64)> {
-        let p = self.array.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        let p = self
+            .array
+            .persisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         p.rebuild.map(|(s, n)| (s as usize, n))
     }
 
@@ -164,11 +177,16 @@ impl Shared {
             return Err(Error::ReadOnly);
         }
         if slot >= a.n() {
-            return Err(Error::InvalidArgument(format!("no slot {slot} in an array of {} devices", a.n())));
+            return Err(Error::InvalidArgument(format!(
+                "no slot {slot} in an array of {} devices",
+                a.n()
+            )));
         }
         let devices = a.io.devices();
         let Some(new_dev) = devices.get(new_device_index) else {
-            return Err(Error::InvalidArgument(format!("no device with index {new_device_index}")));
+            return Err(Error::InvalidArgument(format!(
+                "no device with index {new_device_index}"
+            )));
         };
         let spare_slot = a
             .spares
@@ -186,7 +204,11 @@ impl Shared {
         let needed = DATA_START_BYTES + a.segment_count() as u64 * a.segment_size() as u64;
         let cap = new_dev.geometry().capacity_bytes;
         if cap < needed {
-            return Err(Error::DeviceTooSmall { device: new_dev.name().to_string(), capacity_bytes: cap, needed_bytes: needed });
+            return Err(Error::DeviceTooSmall {
+                device: new_dev.name().to_string(),
+                capacity_bytes: cap,
+                needed_bytes: needed,
+            });
         }
         if let Some((busy, _)) = self.rebuild_in_progress() {
             if busy != slot {
@@ -235,36 +257,74 @@ impl Shared {
             return Err(Error::ReadOnly);
         }
         let Some(dev) = a.io.devices().get(device_index) else {
-            return Err(Error::InvalidArgument(format!("no device with index {device_index}")));
+            return Err(Error::InvalidArgument(format!(
+                "no device with index {device_index}"
+            )));
         };
-        let is_spare = a.spares.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(_, d)| *d == device_index);
+        let is_spare = a
+            .spares
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(_, d)| *d == device_index);
         if a.slot_of_device(device_index).is_some() || is_spare {
-            return Err(Error::InvalidArgument(format!("{} is already in the array", dev.name())));
+            return Err(Error::InvalidArgument(format!(
+                "{} is already in the array",
+                dev.name()
+            )));
         }
         let needed = DATA_START_BYTES + a.segment_count() as u64 * a.segment_size() as u64;
         let cap = dev.geometry().capacity_bytes;
         if cap < needed {
-            return Err(Error::DeviceTooSmall { device: dev.name().to_string(), capacity_bytes: cap, needed_bytes: needed });
+            return Err(Error::DeviceTooSmall {
+                device: dev.name().to_string(),
+                capacity_bytes: cap,
+                needed_bytes: needed,
+            });
         }
-        let entry = a.persisted.lock().unwrap_or_else(|p| p.into_inner()).members.len();
+        let entry = a
+            .persisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .members
+            .len();
         if entry >= MAX_DEVICES {
-            return Err(Error::InvalidArgument(format!("at most {MAX_DEVICES} devices and spares")));
+            return Err(Error::InvalidArgument(format!(
+                "at most {MAX_DEVICES} devices and spares"
+            )));
         }
-        for c in a.io.execute(vec![IoOp::write(device_index, 0, AlignedBuf::new(DATA_START_BYTES as usize))]) {
+        for c in a.io.execute(vec![IoOp::write(
+            device_index,
+            0,
+            AlignedBuf::new(DATA_START_BYTES as usize),
+        )]) {
             c.result?;
         }
-        a.spares.lock().unwrap_or_else(|p| p.into_inner()).push((entry, device_index));
+        a.spares
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((entry, device_index));
         a.persist(|p| p.members.push((new_uuid(), MemberState::Spare)))
     }
 
     /// Engine indices of the hot spares present.
     pub fn spare_devices(&self) -> Vec<usize> {
-        self.array.spares.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, d)| *d).collect()
+        self.array
+            .spares
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, d)| *d)
+            .collect()
     }
 
     /// Rebuilds the slot recorded as being rebuilt (see [`Engine::replace`]), resuming at the
     /// persisted cursor. Reports progress after each segment.
-    pub fn rebuild(&self, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<Progress> {
+    pub fn rebuild(
+        &self,
+        opts: &RebuildOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Progress> {
         let a = &self.array;
         let Some((slot, next_id)) = self.rebuild_in_progress() else {
             return Ok(Progress::default());
@@ -283,25 +343,42 @@ impl Shared {
             .filter(|s| s.id >= next_id && s.members.iter().any(|(sl, _)| *sl as usize == slot))
             .collect();
         let s = a.segment_size() as u64;
-        let present = |seg: &SegmentInfo| seg.members.iter().filter(|(sl, _)| a.device_of_slot(*sl).is_some()).count() as u64;
+        let present = |seg: &SegmentInfo| {
+            seg.members
+                .iter()
+                .filter(|(sl, _)| a.device_of_slot(*sl).is_some())
+                .count() as u64
+        };
         let mut p = Progress {
             segments_total: segs.len(),
             bytes_total: segs.iter().map(|seg| present(seg) * s).sum(),
             ..Default::default()
         };
-        let mut limiter = RateLimiter { start: Instant::now(), bytes: 0, rate: opts.rate_limit_bytes_per_sec };
+        let mut limiter = RateLimiter {
+            start: Instant::now(),
+            bytes: 0,
+            rate: opts.rate_limit_bytes_per_sec,
+        };
         let mut last_persist = Instant::now();
         let mut unpersisted: Option<u64> = None;
         progress(&p);
         for seg in segs {
-            if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::SeqCst))
+            {
                 if let Some(next) = unpersisted {
                     a.persist(|pp| pp.rebuild = Some((slot as u32, next)))?;
                 }
                 p.interrupted = true;
                 return Ok(p);
             }
-            let pos = seg.members.iter().position(|(sl, _)| *sl as usize == slot).expect("filtered");
+            let pos = seg
+                .members
+                .iter()
+                .position(|(sl, _)| *sl as usize == slot)
+                .expect("filtered");
             let dseg = seg.members[pos].1;
             let (bufs, bytes) = read_segment(a, &seg);
             p.bytes_scanned += bytes;
@@ -309,7 +386,9 @@ impl Shared {
             let mut ops = Vec::new();
             let mut failure: Option<Error> = None;
             walk_segment(a, &seg, &bufs, end, |offset, ordinal, chunks, outcome| {
-                let shard = (0..a.w()).find(|&j| position_of(j, ordinal, a.w()) == pos).expect("shard");
+                let shard = (0..a.w())
+                    .find(|&j| position_of(j, ordinal, a.w()) == pos)
+                    .expect("shard");
                 match outcome {
                     StripeOutcome::Good(g) => {
                         if !g.bad_shards.contains(&shard) {
@@ -323,7 +402,9 @@ impl Shared {
                                 let off = a.device_segment_offset(dseg) + offset as u64;
                                 ops.push(IoOp::write(target, off, buf));
                             }
-                            Err(e) => p.unrecoverable.push(format!("segment {} offset {offset}: {e}", seg.id)),
+                            Err(e) => p
+                                .unrecoverable
+                                .push(format!("segment {} offset {offset}: {e}", seg.id)),
                         }
                     }
                     StripeOutcome::Incomplete { good, detail, .. } => {
@@ -346,7 +427,11 @@ impl Shared {
                 kind: seg.kind,
                 members: seg.members.clone(),
             };
-            ops.push(IoOp::write(target, a.device_segment_offset(dseg), AlignedBuf::from_slice(&header.encode())));
+            ops.push(IoOp::write(
+                target,
+                a.device_segment_offset(dseg),
+                AlignedBuf::from_slice(&header.encode()),
+            ));
             let written: u64 = ops.iter().map(|o| o.buf.len() as u64).sum();
             for c in a.io.execute(ops) {
                 if let Err(e) = c.result {
@@ -385,7 +470,12 @@ impl Shared {
 
     /// Reads every live stripe, checks every chunk's identity and crc and the parity, and
     /// with `repair` rewrites bad chunks on devices that can be written.
-    pub fn scrub(&self, repair: bool, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<ScrubReport> {
+    pub fn scrub(
+        &self,
+        repair: bool,
+        opts: &RebuildOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<ScrubReport> {
         let a = &self.array;
         if repair && a.read_only {
             return Err(Error::ReadOnly);
@@ -396,71 +486,98 @@ impl Shared {
         let live = self.live_stripes();
         let frontier = self.write_frontier();
         let segs = self.live_segments();
-        let mut r = ScrubReport { bad_chunks_per_slot: vec![0; a.n()], ..Default::default() };
+        let mut r = ScrubReport {
+            bad_chunks_per_slot: vec![0; a.n()],
+            ..Default::default()
+        };
         r.progress.segments_total = segs.len();
         r.progress.bytes_total = segs
             .iter()
             .map(|seg| {
-                let present = seg.members.iter().filter(|(sl, _)| a.device_of_slot(*sl).is_some()).count();
+                let present = seg
+                    .members
+                    .iter()
+                    .filter(|(sl, _)| a.device_of_slot(*sl).is_some())
+                    .count();
                 present as u64 * a.segment_size() as u64
             })
             .sum();
-        let mut limiter = RateLimiter { start: Instant::now(), bytes: 0, rate: opts.rate_limit_bytes_per_sec };
+        let mut limiter = RateLimiter {
+            start: Instant::now(),
+            bytes: 0,
+            rate: opts.rate_limit_bytes_per_sec,
+        };
         progress(&r.progress);
         for seg in segs {
             let (bufs, bytes) = read_segment(a, &seg);
             r.progress.bytes_scanned += bytes;
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
             let mut ops = Vec::new();
-            walk_segment(a, &seg, &bufs, end, |offset, ordinal, chunks, outcome| match outcome {
-                StripeOutcome::Good(g) => {
-                    r.stripes_checked += 1;
-                    for &j in &g.bad_shards {
-                        let (slot, _) = seg.members[position_of(j, ordinal, a.w())];
-                        r.bad_chunks_per_slot[slot as usize] += 1;
-                    }
-                    if g.bad_shards.is_empty() {
-                        if !matches!(parity_agrees(a, &g, chunks), Ok(true)) {
-                            r.parity_mismatches += 1;
+            walk_segment(
+                a,
+                &seg,
+                &bufs,
+                end,
+                |offset, ordinal, chunks, outcome| match outcome {
+                    StripeOutcome::Good(g) => {
+                        r.stripes_checked += 1;
+                        for &j in &g.bad_shards {
+                            let (slot, _) = seg.members[position_of(j, ordinal, a.w())];
+                            r.bad_chunks_per_slot[slot as usize] += 1;
                         }
-                        return;
-                    }
-                    if !repair {
-                        return;
-                    }
-                    let targets: Vec<usize> = g
-                        .bad_shards
-                        .iter()
-                        .copied()
-                        .filter(|&j| a.device_of_slot(seg.members[position_of(j, ordinal, a.w())].0).is_some())
-                        .collect();
-                    match rebuild_chunks(a, &g, chunks, &targets) {
-                        Ok(v) => {
-                            for (j, buf) in v {
-                                let (slot, dseg) = seg.members[position_of(j, ordinal, a.w())];
-                                if let Some(d) = a.device_of_slot(slot) {
-                                    let off = a.device_segment_offset(dseg) + offset as u64;
-                                    ops.push((slot, IoOp::write(d, off, buf)));
+                        if g.bad_shards.is_empty() {
+                            if !matches!(parity_agrees(a, &g, chunks), Ok(true)) {
+                                r.parity_mismatches += 1;
+                            }
+                            return;
+                        }
+                        if !repair {
+                            return;
+                        }
+                        let targets: Vec<usize> = g
+                            .bad_shards
+                            .iter()
+                            .copied()
+                            .filter(|&j| {
+                                a.device_of_slot(seg.members[position_of(j, ordinal, a.w())].0)
+                                    .is_some()
+                            })
+                            .collect();
+                        match rebuild_chunks(a, &g, chunks, &targets) {
+                            Ok(v) => {
+                                for (j, buf) in v {
+                                    let (slot, dseg) = seg.members[position_of(j, ordinal, a.w())];
+                                    if let Some(d) = a.device_of_slot(slot) {
+                                        let off = a.device_segment_offset(dseg) + offset as u64;
+                                        ops.push((slot, IoOp::write(d, off, buf)));
+                                    }
                                 }
                             }
+                            Err(e) => r
+                                .progress
+                                .unrecoverable
+                                .push(format!("segment {} offset {offset}: {e}", seg.id)),
                         }
-                        Err(e) => r.progress.unrecoverable.push(format!("segment {} offset {offset}: {e}", seg.id)),
                     }
-                }
-                StripeOutcome::Incomplete { good, detail, .. } => {
-                    if live.contains(&(seg.id, offset)) {
-                        r.stripes_checked += 1;
-                        r.progress.unrecoverable.push(format!(
-                            "segment {} offset {offset}: only {good} good chunks ({detail})",
-                            seg.id
-                        ));
+                    StripeOutcome::Incomplete { good, detail, .. } => {
+                        if live.contains(&(seg.id, offset)) {
+                            r.stripes_checked += 1;
+                            r.progress.unrecoverable.push(format!(
+                                "segment {} offset {offset}: only {good} good chunks ({detail})",
+                                seg.id
+                            ));
+                        }
                     }
-                }
-                StripeOutcome::Empty => {}
-            });
+                    StripeOutcome::Empty => {}
+                },
+            );
             let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
             let mut flush = Vec::new();
-            for (c, slot) in a.io.execute(ops.into_iter().map(|(_, o)| o).collect()).into_iter().zip(slots) {
+            for (c, slot) in
+                a.io.execute(ops.into_iter().map(|(_, o)| o).collect())
+                    .into_iter()
+                    .zip(slots)
+            {
                 match c.result {
                     Ok(()) => {
                         r.chunks_repaired += 1;
@@ -500,7 +617,11 @@ impl Engine {
         self.shared.replace(slot, new_device_index)
     }
     /// Rebuilds the slot being replaced, resuming at the persisted cursor.
-    pub fn rebuild(&self, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<Progress> {
+    pub fn rebuild(
+        &self,
+        opts: &RebuildOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Progress> {
         self.shared.rebuild(opts, progress)
     }
     /// Adds a blank device (by engine index) as a hot spare.
@@ -512,7 +633,12 @@ impl Engine {
         self.shared.spare_devices()
     }
     /// Checks every live stripe; with `repair`, rewrites bad chunks.
-    pub fn scrub(&self, repair: bool, opts: &RebuildOptions, progress: &mut dyn FnMut(&Progress)) -> Result<ScrubReport> {
+    pub fn scrub(
+        &self,
+        repair: bool,
+        opts: &RebuildOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<ScrubReport> {
         self.shared.scrub(repair, opts, progress)
     }
 }

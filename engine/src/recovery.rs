@@ -12,16 +12,18 @@
 //!   treating it as a torn tail.
 
 use crate::array::Array;
+use crate::checkpoint::ResumePoint;
 use crate::error::{Error, Result};
 use crate::format::*;
-use crate::checkpoint::ResumePoint;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
-use crate::log::stripe::{assemble, chunk_place, position_of, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome};
+use crate::log::stripe::{
+    assemble, chunk_place, position_of, read_stripe_chunks, rebuild_chunks, ChunkSources,
+    StripeOutcome,
+};
 use crate::segments::{FreeSpace, SegmentInfo};
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
 
 /// Where the next stripe goes.
 #[derive(Debug, Clone)]
@@ -77,9 +79,15 @@ fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
     let mut ops = Vec::new();
     let mut meta = Vec::new();
     for slot in 0..array.n() {
-        let Some(d) = array.device_of_slot(slot as u32) else { continue };
+        let Some(d) = array.device_of_slot(slot as u32) else {
+            continue;
+        };
         for dseg in 0..array.segment_count() {
-            ops.push(IoOp::read(d, array.device_segment_offset(dseg), SEGMENT_HEADER_SIZE_BYTES));
+            ops.push(IoOp::read(
+                d,
+                array.device_segment_offset(dseg),
+                SEGMENT_HEADER_SIZE_BYTES,
+            ));
             meta.push((slot as u32, dseg));
         }
     }
@@ -88,18 +96,26 @@ fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
         if c.result.is_err() {
             continue;
         }
-        let Ok(h) = SegmentHeader::decode(&c.op.buf) else { continue };
+        let Ok(h) = SegmentHeader::decode(&c.op.buf) else {
+            continue;
+        };
         let pos = h.position as usize;
         let fits = h.array_uuid == array.sb.array_uuid
             && h.members.len() == array.w()
             && h.data_shards as usize == array.k()
             && h.members.get(pos) == Some(&(slot, dseg))
             && h.write_epoch <= array.epoch()
-            && h.members.iter().all(|(s, ds)| (*s as usize) < array.n() && *ds < array.segment_count());
+            && h.members
+                .iter()
+                .all(|(s, ds)| (*s as usize) < array.n() && *ds < array.segment_count());
         if !fits {
             continue;
         }
-        segments.entry(h.segment_id).or_insert(SegmentInfo { id: h.segment_id, kind: h.kind, members: h.members });
+        segments.entry(h.segment_id).or_insert(SegmentInfo {
+            id: h.segment_id,
+            kind: h.kind,
+            members: h.members,
+        });
     }
     segments
 }
@@ -118,7 +134,12 @@ pub(crate) fn read_segment(array: &Array, seg: &SegmentInfo) -> (Vec<Option<Alig
     let mut bufs: Vec<Option<AlignedBuf>> = (0..seg.members.len()).map(|_| None).collect();
     let mut bytes = 0;
     for (c, p) in array.io.execute(ops).into_iter().zip(pos_of) {
-        array.observe(seg.members[p].0 as usize, c.op.kind, c.latency, c.result.as_ref().err());
+        array.observe(
+            seg.members[p].0 as usize,
+            c.op.kind,
+            c.latency,
+            c.result.as_ref().err(),
+        );
         match c.result {
             Ok(()) => {
                 bytes += c.op.buf.len() as u64;
@@ -142,12 +163,13 @@ pub(crate) fn apply_stripe(
     let payload = header.payload_bytes as usize;
     let mut count = 0;
     while pos < payload {
-        let (rec, crc, len) = LogRecord::decode(&data[pos..payload]).map_err(|e| Error::Corrupt {
-            device: format!("segment {seg_id}"),
-            offset_bytes: header.offset_in_segment_bytes as u64 + pos as u64,
-            what: "log record in a verified stripe",
-            source: e,
-        })?;
+        let (rec, crc, len) =
+            LogRecord::decode(&data[pos..payload]).map_err(|e| Error::Corrupt {
+                device: format!("segment {seg_id}"),
+                offset_bytes: header.offset_in_segment_bytes as u64 + pos as u64,
+                what: "log record in a verified stripe",
+                source: e,
+            })?;
         if rec.lsn != expected {
             return Err(Error::Corrupt {
                 device: format!("segment {seg_id}"),
@@ -170,7 +192,11 @@ pub(crate) fn apply_stripe(
                 index.put(
                     &rec.table,
                     &rec.key,
-                    IndexEntry { lsn: rec.lsn, value_len: rec.value.len() as u32, place: Place::Disk(loc) },
+                    IndexEntry {
+                        lsn: rec.lsn,
+                        value_len: rec.value.len() as u32,
+                        place: Place::Disk(loc),
+                    },
                 );
             }
             RecordKind::Delete => index.delete(&rec.table, &rec.key),
@@ -217,7 +243,11 @@ fn scan_segment(
     while offset + BLOCK_BYTES <= s {
         let end = (offset + c).min(s);
         let chunks: Vec<Option<&[u8]>> = (0..w)
-            .map(|j| bufs[position_of(j, ordinal, w)].as_ref().map(|b| &b[offset..end]))
+            .map(|j| {
+                bufs[position_of(j, ordinal, w)]
+                    .as_ref()
+                    .map(|b| &b[offset..end])
+            })
             .collect();
         match assemble(array, seg, offset as u32, ordinal, &chunks) {
             StripeOutcome::Good(g) => {
@@ -254,7 +284,11 @@ fn survey_segment(
     while offset + BLOCK_BYTES <= s {
         let end = (offset + c).min(s);
         let chunks: Vec<Option<&[u8]>> = (0..w)
-            .map(|j| bufs[position_of(j, ordinal, w)].as_ref().map(|b| &b[offset..end]))
+            .map(|j| {
+                bufs[position_of(j, ordinal, w)]
+                    .as_ref()
+                    .map(|b| &b[offset..end])
+            })
             .collect();
         let height = match assemble(array, seg, offset as u32, ordinal, &chunks) {
             StripeOutcome::Good(g) => {
@@ -262,7 +296,11 @@ fn survey_segment(
                 max_committed = max_committed.max(g.header.committed_lsn);
                 g.header.height_bytes
             }
-            StripeOutcome::Incomplete { height_bytes, committed_lsn, .. } => {
+            StripeOutcome::Incomplete {
+                height_bytes,
+                committed_lsn,
+                ..
+            } => {
                 max_committed = max_committed.max(committed_lsn);
                 height_bytes
             }
@@ -281,7 +319,11 @@ fn load_checkpoint(
     all: &BTreeMap<u64, SegmentInfo>,
     stats: &mut RecoveryStats,
 ) -> Option<(Index, u64, ResumePoint)> {
-    let (first, count, _) = array.persisted.lock().unwrap_or_else(|p| p.into_inner()).checkpoint;
+    let (first, count, _) = array
+        .persisted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .checkpoint;
     if first == 0 {
         return None;
     }
@@ -298,7 +340,9 @@ fn load_checkpoint(
             true
         });
         if let Stop::Incomplete { detail } = stop {
-            tracing::warn!("checkpoint segment {id} is unreadable ({detail}); replaying the whole log");
+            tracing::warn!(
+                "checkpoint segment {id} is unreadable ({detail}); replaying the whole log"
+            );
             return None;
         }
     }
@@ -313,7 +357,11 @@ fn load_checkpoint(
 
 pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let all = read_segment_headers(array);
-    let (ckpt_first, ckpt_count, _) = array.persisted.lock().unwrap_or_else(|p| p.into_inner()).checkpoint;
+    let (ckpt_first, ckpt_count, _) = array
+        .persisted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .checkpoint;
     let ckpt_ids = ckpt_first..ckpt_first + ckpt_count as u64;
     let mut free = FreeSpace::new(array.n(), array.segment_count());
     for seg in all.values() {
@@ -341,8 +389,10 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         }
         None => (Index::default(), 1u64, None),
     };
-    let headers: BTreeMap<u64, SegmentInfo> =
-        all.into_iter().filter(|(_, s)| s.kind == SegmentKind::Log).collect();
+    let headers: BTreeMap<u64, SegmentInfo> = all
+        .into_iter()
+        .filter(|(_, s)| s.kind == SegmentKind::Log)
+        .collect();
     let mut last_epoch = 0u64;
     let mut max_committed = 0u64;
     let mut cursor: Option<Cursor> = None;
@@ -390,8 +440,13 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             if !g.bad_shards.is_empty() {
                 stats.degraded_stripes += 1;
                 let (o, t) = (g.header.offset_in_segment_bytes, g.header.ordinal);
-                if g.bad_shards.iter().any(|&j| chunk_place(array, &seg, o, t, j).1.is_some()) {
-                    repairs.stripes.push((seg.clone(), o, t, g.header.height_bytes));
+                if g.bad_shards
+                    .iter()
+                    .any(|&j| chunk_place(array, &seg, o, t, j).1.is_some())
+                {
+                    repairs
+                        .stripes
+                        .push((seg.clone(), o, t, g.header.height_bytes));
                 }
             }
             expected_lsn = g.header.last_lsn + 1;
@@ -423,7 +478,11 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             repairs.headers.push(missing);
         }
         segments.insert(seg.id, seg.clone());
-        cursor = Some(Cursor { segment: seg.clone(), offset, ordinal });
+        cursor = Some(Cursor {
+            segment: seg.clone(),
+            offset,
+            ordinal,
+        });
         if stop != Stop::End {
             ended = Some((seg.id, offset, reason));
             let (n, c) = survey_segment(array, &seg, &bufs, (offset as usize, ordinal));
@@ -432,12 +491,18 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         }
     }
     stats.discarded_segments = discarded.len();
-    let (_, _, ckpt_lsn) = array.persisted.lock().unwrap_or_else(|p| p.into_inner()).checkpoint;
+    let (_, _, ckpt_lsn) = array
+        .persisted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .checkpoint;
     if ckpt_lsn >= expected_lsn {
         // The superblocks name a checkpoint the devices can no longer give back, and the log
         // does not reach its LSN either.
         let (segment_id, offset_in_segment, detail) =
-            ended.clone().unwrap_or((ckpt_first, 0, "the log is unreadable".to_string()));
+            ended
+                .clone()
+                .unwrap_or((ckpt_first, 0, "the log is unreadable".to_string()));
         return Err(Error::DataLost {
             segment_id,
             offset_in_segment,
@@ -465,7 +530,17 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             ),
         });
     }
-    Ok(Recovered { segments, free, index, cursor, next_lsn: expected_lsn, next_segment_id, stats, discarded, repairs })
+    Ok(Recovered {
+        segments,
+        free,
+        index,
+        cursor,
+        next_lsn: expected_lsn,
+        next_segment_id,
+        stats,
+        discarded,
+        repairs,
+    })
 }
 
 /// The members of a replayed segment, read in `bufs`, whose segment header is missing or
@@ -503,9 +578,15 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
     for (seg, offset, ordinal, height) in &repairs.stripes {
         let bufs = read_stripe_chunks(array, seg, *offset, *ordinal, *height, ChunkSources::Online);
         let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
-        let StripeOutcome::Good(g) = assemble(array, seg, *offset, *ordinal, &chunks) else { continue };
-        let targets: Vec<usize> =
-            g.bad_shards.iter().copied().filter(|&j| chunk_place(array, seg, *offset, *ordinal, j).1.is_some()).collect();
+        let StripeOutcome::Good(g) = assemble(array, seg, *offset, *ordinal, &chunks) else {
+            continue;
+        };
+        let targets: Vec<usize> = g
+            .bad_shards
+            .iter()
+            .copied()
+            .filter(|&j| chunk_place(array, seg, *offset, *ordinal, j).1.is_some())
+            .collect();
         match rebuild_chunks(array, &g, &chunks, &targets) {
             Ok(rebuilt) => {
                 for (j, buf) in rebuilt {
@@ -514,15 +595,30 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
                     }
                 }
             }
-            Err(e) => tracing::warn!("recovery: cannot repair segment {} offset {offset}: {e}", seg.id),
+            Err(e) => tracing::warn!(
+                "recovery: cannot repair segment {} offset {offset}: {e}",
+                seg.id
+            ),
         }
     }
     for (template, positions) in &repairs.headers {
         for &p in positions {
             let (slot, dseg) = template.members[p];
-            let Some(d) = array.device_of_slot(slot) else { continue };
-            let h = SegmentHeader { position: p as u16, ..template.clone() };
-            ops.push((slot, IoOp::write(d, array.device_segment_offset(dseg), AlignedBuf::from_slice(&h.encode()))));
+            let Some(d) = array.device_of_slot(slot) else {
+                continue;
+            };
+            let h = SegmentHeader {
+                position: p as u16,
+                ..template.clone()
+            };
+            ops.push((
+                slot,
+                IoOp::write(
+                    d,
+                    array.device_segment_offset(dseg),
+                    AlignedBuf::from_slice(&h.encode()),
+                ),
+            ));
         }
     }
     if ops.is_empty() {
@@ -531,20 +627,36 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
     let count = ops.len();
     let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
     let mut flush: Vec<(u32, usize)> = Vec::new();
-    for (c, slot) in array.io.execute(ops.into_iter().map(|(_, op)| op).collect()).into_iter().zip(slots) {
+    for (c, slot) in array
+        .io
+        .execute(ops.into_iter().map(|(_, op)| op).collect())
+        .into_iter()
+        .zip(slots)
+    {
         match c.result {
-            Ok(()) if !flush.iter().any(|(_, d)| *d == c.op.device_index) => flush.push((slot, c.op.device_index)),
+            Ok(()) if !flush.iter().any(|(_, d)| *d == c.op.device_index) => {
+                flush.push((slot, c.op.device_index))
+            }
             Ok(()) => {}
             Err(e) => {
-                array.counters[slot as usize].write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                array.counters[slot as usize]
+                    .write_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 array.mark_failed(slot as usize, &e.to_string());
             }
         }
     }
     let flush_slots: Vec<u32> = flush.iter().map(|(s, _)| *s).collect();
-    for (c, slot) in array.io.execute(flush.into_iter().map(|(_, d)| IoOp::flush(d)).collect()).into_iter().zip(flush_slots) {
+    for (c, slot) in array
+        .io
+        .execute(flush.into_iter().map(|(_, d)| IoOp::flush(d)).collect())
+        .into_iter()
+        .zip(flush_slots)
+    {
         if let Err(e) = c.result {
-            array.counters[slot as usize].write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            array.counters[slot as usize]
+                .write_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             array.mark_failed(slot as usize, &e.to_string());
         }
     }
@@ -572,9 +684,15 @@ pub(crate) fn invalidate_segments(array: &Array, segs: &[Arc<SegmentInfo>]) -> R
             devices.push(c.op.device_index);
         }
     }
-    for c in array.io.execute(devices.into_iter().map(IoOp::flush).collect()) {
+    for c in array
+        .io
+        .execute(devices.into_iter().map(IoOp::flush).collect())
+    {
         c.result?;
     }
-    tracing::info!("discarded {} segment(s) beyond the end of the log", segs.len());
+    tracing::info!(
+        "discarded {} segment(s) beyond the end of the log",
+        segs.len()
+    );
     Ok(())
 }

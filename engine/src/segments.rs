@@ -23,7 +23,11 @@ pub struct FreeSpace {
 
 impl FreeSpace {
     pub fn new(slot_count: usize, segment_count: u32) -> FreeSpace {
-        FreeSpace { free: (0..slot_count).map(|_| (0..segment_count).collect()).collect() }
+        FreeSpace {
+            free: (0..slot_count)
+                .map(|_| (0..segment_count).collect())
+                .collect(),
+        }
     }
 
     pub fn mark_used(&mut self, slot: u32, dseg: u32) {
@@ -97,7 +101,10 @@ mod tests {
                 per_slot[s as usize] += 1;
             }
         }
-        let (min, max) = (per_slot.iter().min().unwrap(), per_slot.iter().max().unwrap());
+        let (min, max) = (
+            per_slot.iter().min().unwrap(),
+            per_slot.iter().max().unwrap(),
+        );
         assert!(max - min <= 1, "uneven: {per_slot:?}");
     }
 

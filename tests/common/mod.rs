@@ -14,22 +14,43 @@ use std::sync::Arc;
 pub const ENGINES: [EngineKind; 2] = [EngineKind::Uring, EngineKind::Psync];
 
 pub fn fmt_opts(k: usize, m: usize) -> FormatOptions {
-    FormatOptions { data_shards: k, parity_shards: m, chunk_size_bytes: 16 << 10, segment_size_bytes: 256 << 10, force: false, spare_count: 0 }
+    FormatOptions {
+        data_shards: k,
+        parity_shards: m,
+        chunk_size_bytes: 16 << 10,
+        segment_size_bytes: 256 << 10,
+        force: false,
+        spare_count: 0,
+    }
 }
 
 /// n memory devices wrapped in fault injectors.
-pub fn mem_devices(n: usize, size: u64, seed: u64) -> (Vec<Arc<MemDevice>>, Vec<Arc<FaultyDevice>>) {
-    let mems: Vec<Arc<MemDevice>> = (0..n).map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), size))).collect();
+pub fn mem_devices(
+    n: usize,
+    size: u64,
+    seed: u64,
+) -> (Vec<Arc<MemDevice>>, Vec<Arc<FaultyDevice>>) {
+    let mems: Vec<Arc<MemDevice>> = (0..n)
+        .map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), size)))
+        .collect();
     let faulty = mems
         .iter()
         .enumerate()
-        .map(|(i, m)| Arc::new(FaultyDevice::new(m.clone() as Arc<dyn BlockDevice>, seed.wrapping_add(i as u64))))
+        .map(|(i, m)| {
+            Arc::new(FaultyDevice::new(
+                m.clone() as Arc<dyn BlockDevice>,
+                seed.wrapping_add(i as u64),
+            ))
+        })
         .collect();
     (mems, faulty)
 }
 
 pub fn io_of(faulty: &[Arc<FaultyDevice>]) -> Arc<dyn IoEngine> {
-    let devs: Vec<Arc<dyn BlockDevice>> = faulty.iter().map(|f| f.clone() as Arc<dyn BlockDevice>).collect();
+    let devs: Vec<Arc<dyn BlockDevice>> = faulty
+        .iter()
+        .map(|f| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
     open_engine(EngineKind::Psync, devs).expect("psync engine")
 }
 
@@ -37,11 +58,18 @@ pub fn file_paths(dir: &Path, n: usize) -> Vec<PathBuf> {
     (0..n).map(|i| dir.join(format!("dev{i}.img"))).collect()
 }
 
-pub fn open_files(paths: &[PathBuf], create_size: Option<u64>, kind: EngineKind) -> Arc<dyn IoEngine> {
+pub fn open_files(
+    paths: &[PathBuf],
+    create_size: Option<u64>,
+    kind: EngineKind,
+) -> Arc<dyn IoEngine> {
     let devs: Vec<Arc<dyn BlockDevice>> = paths
         .iter()
         .map(|p| {
-            let o = OpenOptions { create_size_bytes: create_size, ..Default::default() };
+            let o = OpenOptions {
+                create_size_bytes: create_size,
+                ..Default::default()
+            };
             Arc::new(FileDevice::open(p, &o).expect("open device")) as Arc<dyn BlockDevice>
         })
         .collect();
@@ -88,17 +116,37 @@ pub struct LoopDevice {
 
 impl LoopDevice {
     pub fn attach(backing: &Path, size: u64) -> LoopDevice {
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(backing).expect("backing file");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(backing)
+            .expect("backing file");
         f.set_len(size).expect("size backing file");
-        let out = Command::new("losetup").args(["-f", "--show", "--direct-io=on"]).arg(backing).output().expect("run losetup");
+        let out = Command::new("losetup")
+            .args(["-f", "--show", "--direct-io=on"])
+            .arg(backing)
+            .output()
+            .expect("run losetup");
         let out = if out.status.success() {
             out
         } else {
-            Command::new("losetup").args(["-f", "--show"]).arg(backing).output().expect("run losetup")
+            Command::new("losetup")
+                .args(["-f", "--show"])
+                .arg(backing)
+                .output()
+                .expect("run losetup")
         };
-        assert!(out.status.success(), "losetup failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        LoopDevice { path, backing: backing.to_path_buf() }
+        LoopDevice {
+            path,
+            backing: backing.to_path_buf(),
+        }
     }
 }
 
@@ -107,7 +155,10 @@ impl Drop for LoopDevice {
         let _ = Command::new("chattr").arg("-i").arg(&self.backing).status();
         // The read-only flag outlives a detach: clear it so the next user of this loop
         // device number can write.
-        let _ = Command::new("blockdev").arg("--setrw").arg(&self.path).status();
+        let _ = Command::new("blockdev")
+            .arg("--setrw")
+            .arg(&self.path)
+            .status();
         let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
     }
 }
@@ -118,7 +169,10 @@ pub fn loop_devices_available(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    assert!(!loop_required(), "{test}: ECTABLE_REQUIRE_LOOP=1 but not running as root");
+    assert!(
+        !loop_required(),
+        "{test}: ECTABLE_REQUIRE_LOOP=1 but not running as root"
+    );
     eprintln!("SKIP {test}: loop devices need root");
     false
 }
@@ -148,9 +202,14 @@ pub mod crash_oracle {
     /// fresh one. Printed either way.
     pub fn test_seed(test: &str) -> u64 {
         let seed = match std::env::var("ECTABLE_TEST_SEED") {
-            Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("ECTABLE_TEST_SEED={s:?} is not a u64")),
+            Ok(s) => s
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("ECTABLE_TEST_SEED={s:?} is not a u64")),
             Err(_) => {
-                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
                 (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32)
             }
         };
@@ -236,7 +295,12 @@ pub mod crash_oracle {
     /// - prefix: `actual` equals `base` + `units[..p]` for some `p ≥ acked` (invariant 2).
     ///
     /// Returns that `p`, or a description of every violation found.
-    pub fn check(base: &State, units: &[Unit], acked: usize, actual: &State) -> Result<usize, String> {
+    pub fn check(
+        base: &State,
+        units: &[Unit],
+        acked: usize,
+        actual: &State,
+    ) -> Result<usize, String> {
         assert!(acked <= units.len());
         let mut errors: Vec<String> = Vec::new();
         // Every value ever written per key.
@@ -254,7 +318,9 @@ pub mod crash_oracle {
         }
         // S2.
         for (k, v) in actual {
-            let ok = written.get(k.as_slice()).is_some_and(|s| s.contains(v.as_slice()));
+            let ok = written
+                .get(k.as_slice())
+                .is_some_and(|s| s.contains(v.as_slice()));
             if !ok {
                 errors.push(format!(
                     "S2: key {} holds a value never written to it: {}",
@@ -274,7 +340,11 @@ pub mod crash_oracle {
                 later.entry(k).or_default().push(v.as_ref());
             }
         }
-        let keys: BTreeSet<&[u8]> = written.keys().copied().chain(actual.keys().map(|k| k.as_slice())).collect();
+        let keys: BTreeSet<&[u8]> = written
+            .keys()
+            .copied()
+            .chain(actual.keys().map(|k| k.as_slice()))
+            .collect();
         for k in &keys {
             let got = actual.get(*k);
             let expected = after_acked.get(*k);
@@ -282,7 +352,10 @@ pub mod crash_oracle {
                 continue;
             }
             let superseded = later.get(k).is_some_and(|vs| vs.contains(&got));
-            let never_written = got.is_some() && !written.get(k).is_some_and(|s| s.contains(got.unwrap().as_slice()));
+            let never_written = got.is_some()
+                && !written
+                    .get(k)
+                    .is_some_and(|s| s.contains(got.unwrap().as_slice()));
             if !superseded && !never_written {
                 errors.push(format!(
                     "S1: key {}: the acknowledged state is {}, and no later in-doubt write explains what was read: {}",
@@ -293,7 +366,12 @@ pub mod crash_oracle {
             }
         }
         // S3.
-        for (i, u) in units.iter().enumerate().skip(acked).filter(|(_, u)| u.batch) {
+        for (i, u) in units
+            .iter()
+            .enumerate()
+            .skip(acked)
+            .filter(|(_, u)| u.batch)
+        {
             let mut seen = 0;
             let mut missing = 0;
             let mut last: BTreeMap<&[u8], Option<&Vec<u8>>> = BTreeMap::new();
@@ -302,7 +380,10 @@ pub mod crash_oracle {
             }
             for (k, v) in last {
                 let Some(v) = v else { continue };
-                if units[i + 1..].iter().any(|l| l.ops.iter().any(|(k2, _)| k2.as_slice() == k)) {
+                if units[i + 1..]
+                    .iter()
+                    .any(|l| l.ops.iter().any(|(k2, _)| k2.as_slice() == k))
+                {
                     continue; // superseded by a later in-doubt unit
                 }
                 if actual.get(k) == Some(v) {
@@ -324,7 +405,10 @@ pub mod crash_oracle {
         for u in &units[acked..] {
             scope.extend(u.ops.iter().map(|(k, _)| k.clone()));
         }
-        let mut differ = scope.iter().filter(|k| state.get(*k) != actual.get(*k)).count();
+        let mut differ = scope
+            .iter()
+            .filter(|k| state.get(*k) != actual.get(*k))
+            .count();
         let mut found = None;
         for p in acked..=units.len() {
             if differ == 0 {

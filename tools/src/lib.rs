@@ -9,14 +9,19 @@ use std::sync::Arc;
 /// Parses a size with binary suffixes the way fio does: `4K` and `4k` are 4096 bytes.
 pub fn parse_size(s: &str) -> Result<u64> {
     let cfg = parse_size::Config::new().with_binary();
-    cfg.parse_size(s.trim()).map_err(|e| anyhow::anyhow!("invalid size '{s}': {e}"))
+    cfg.parse_size(s.trim())
+        .map_err(|e| anyhow::anyhow!("invalid size '{s}': {e}"))
 }
 
 /// Splits `--devices a,b,c` (also accepts fio's `a:b:c`).
 pub fn split_devices(list: &str) -> Result<Vec<PathBuf>> {
     let sep = if list.contains(',') { ',' } else { ':' };
-    let paths: Vec<PathBuf> =
-        list.split(sep).map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+    let paths: Vec<PathBuf> = list
+        .split(sep)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect();
     if paths.is_empty() {
         bail!("--devices needs at least one device path");
     }
@@ -35,7 +40,11 @@ pub fn open_devices(
         if create_size_bytes.is_none() && !p.exists() {
             bail!("{}: no such device or file", p.display());
         }
-        let opts = OpenOptions { read_only, create_size_bytes, ..Default::default() };
+        let opts = OpenOptions {
+            read_only,
+            create_size_bytes,
+            ..Default::default()
+        };
         let dev = FileDevice::open(p, &opts).with_context(|| format!("opening {}", p.display()))?;
         devices.push(Arc::new(dev));
     }
@@ -51,7 +60,9 @@ pub fn row_key(i: u64) -> Vec<u8> {
 pub fn row_value(i: u64, seed: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     let mut x = (i.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ seed.wrapping_add(0x632B_E59B_D9B4_E019).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        ^ seed
+            .wrapping_add(0x632B_E59B_D9B4_E019)
+            .wrapping_mul(0xD1B5_4A32_D192_ED03);
     while out.len() < len {
         // splitmix64
         x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -7,26 +7,40 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn ectable(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ectable")).args(args).output().expect("run ectable")
+    Command::new(env!("CARGO_BIN_EXE_ectable"))
+        .args(args)
+        .output()
+        .expect("run ectable")
 }
 
 fn devs(dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
-    (0..n).map(|i| dir.join(format!("{prefix}{i}.img"))).collect()
+    (0..n)
+        .map(|i| dir.join(format!("{prefix}{i}.img")))
+        .collect()
 }
 
 fn join(p: &[PathBuf]) -> String {
-    p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
+    p.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn digest(paths: &[PathBuf]) -> Vec<u32> {
-    paths.iter().map(|p| std::fs::read(p).map(|b| crc32c::crc32c(&b)).unwrap_or(0)).collect()
+    paths
+        .iter()
+        .map(|p| std::fs::read(p).map(|b| crc32c::crc32c(&b)).unwrap_or(0))
+        .collect()
 }
 
 /// Asserts a clean failure: non-zero exit, exactly one line on stderr naming `needle`, no
 /// panic.
 fn assert_clean_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
@@ -36,8 +50,22 @@ fn assert_clean_error(out: &Output, needle: &str) {
 
 fn format6(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let p = devs(dir, prefix, 6);
-    let out = ectable(&["format", "--devices", &join(&p), "--k", "4", "--m", "2", "--create-size", "64M"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &join(&p),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "64M",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     p
 }
 
@@ -45,23 +73,74 @@ fn format6(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 fn bad_format_arguments_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let few = devs(dir.path(), "few", 3);
-    let out = ectable(&["format", "--devices", &join(&few), "--k", "4", "--m", "2", "--create-size", "64M"]);
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &join(&few),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "64M",
+    ]);
     assert_clean_error(&out, "needs at least 6 devices");
-    assert!(few.iter().all(|p| !p.exists()), "files were created by a failed format");
+    assert!(
+        few.iter().all(|p| !p.exists()),
+        "files were created by a failed format"
+    );
 
     let six = devs(dir.path(), "d", 6);
-    for (k, m, chunk, needle) in [("0", "2", "64K", "at least 1"), ("4", "0", "64K", "at least 1"), ("2", "2", "5000", "chunk size"), ("2", "2", "8M", "chunk size")] {
-        let out = ectable(&["format", "--devices", &join(&six), "--k", k, "--m", m, "--chunk-size", chunk, "--create-size", "64M"]);
+    for (k, m, chunk, needle) in [
+        ("0", "2", "64K", "at least 1"),
+        ("4", "0", "64K", "at least 1"),
+        ("2", "2", "5000", "chunk size"),
+        ("2", "2", "8M", "chunk size"),
+    ] {
+        let out = ectable(&[
+            "format",
+            "--devices",
+            &join(&six),
+            "--k",
+            k,
+            "--m",
+            m,
+            "--chunk-size",
+            chunk,
+            "--create-size",
+            "64M",
+        ]);
         assert_clean_error(&out, needle);
     }
-    assert!(six.iter().all(|p| !p.exists()), "files were created by a failed format");
+    assert!(
+        six.iter().all(|p| !p.exists()),
+        "files were created by a failed format"
+    );
 
     let small = devs(dir.path(), "small", 3);
-    let out = ectable(&["format", "--devices", &join(&small), "--k", "2", "--m", "1", "--create-size", "4M"]);
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &join(&small),
+        "--k",
+        "2",
+        "--m",
+        "1",
+        "--create-size",
+        "4M",
+    ]);
     assert_clean_error(&out, "too small");
     assert!(small.iter().all(|p| !p.exists()));
 
-    let out = ectable(&["format", "--devices", "/nonexistent/a,/nonexistent/b", "--k", "1", "--m", "1"]);
+    let out = ectable(&[
+        "format",
+        "--devices",
+        "/nonexistent/a,/nonexistent/b",
+        "--k",
+        "1",
+        "--m",
+        "1",
+    ]);
     assert_clean_error(&out, "no such device");
 }
 
@@ -77,13 +156,33 @@ fn existing_array_duplicates_and_foreign_devices() {
 
     let mut dup = a.clone();
     dup[5] = a[0].clone();
-    let out = ectable(&["put", "--devices", &join(&dup), "--table", "t", "--key", "k", "--value", "v"]);
+    let out = ectable(&[
+        "put",
+        "--devices",
+        &join(&dup),
+        "--table",
+        "t",
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ]);
     assert_clean_error(&out, "listed twice");
 
     let mut mixed = a.clone();
     mixed[2] = b[2].clone();
     let b_before = digest(&b);
-    let out = ectable(&["put", "--devices", &join(&mixed), "--table", "t", "--key", "k", "--value", "v"]);
+    let out = ectable(&[
+        "put",
+        "--devices",
+        &join(&mixed),
+        "--table",
+        "t",
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ]);
     assert_clean_error(&out, "another ectable array");
     assert_eq!(digest(&b), b_before, "the foreign device was written");
     assert_eq!(digest(&a), before, "a refused command changed the array");
@@ -97,17 +196,54 @@ fn bad_data_commands() {
     let before = digest(&a);
     let out = ectable(&["get", "--devices", &d, "--table", "missing", "--key", "k"]);
     assert_clean_error(&out, "no such table");
-    let out = ectable(&["load", "--devices", &d, "--table", "t", "--rows", "2", "--value-size", "1M"]);
+    let out = ectable(&[
+        "load",
+        "--devices",
+        &d,
+        "--table",
+        "t",
+        "--rows",
+        "2",
+        "--value-size",
+        "1M",
+    ]);
     assert_clean_error(&out, "exceeds");
     let long_key = "k".repeat(2000);
-    let out = ectable(&["put", "--devices", &d, "--table", "t", "--key", &long_key, "--value", "v"]);
+    let out = ectable(&[
+        "put",
+        "--devices",
+        &d,
+        "--table",
+        "t",
+        "--key",
+        &long_key,
+        "--value",
+        "v",
+    ]);
     assert_clean_error(&out, "key must be");
     let long_table = "t".repeat(100);
-    let out = ectable(&["put", "--devices", &d, "--table", &long_table, "--key", "k", "--value", "v"]);
+    let out = ectable(&[
+        "put",
+        "--devices",
+        &d,
+        "--table",
+        &long_table,
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ]);
     assert_clean_error(&out, "table name");
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"key\": \"a\", \"value\": \"1\"}\n{\"key\": 5}\n").unwrap();
-    let out = ectable(&["import", "--devices", &d, "--table", "t", bad.to_str().unwrap()]);
+    let out = ectable(&[
+        "import",
+        "--devices",
+        &d,
+        "--table",
+        "t",
+        bad.to_str().unwrap(),
+    ]);
     assert_clean_error(&out, "line 2");
     // The valid first line was not imported either.
     let out = ectable(&["get", "--devices", &d, "--table", "t", "--key", "a"]);
@@ -133,9 +269,24 @@ fn import_export_round_trip_with_binary() {
     let a = format6(dir.path(), "a");
     let d = join(&a);
     let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, "{\"key\": \"b\", \"value\": \"two\"}\n{\"key\": \"a\", \"value\": {\"$bin\": \"AP8=\"}}\n").unwrap();
-    let out = ectable(&["import", "--devices", &d, "--table", "t", input.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &input,
+        "{\"key\": \"b\", \"value\": \"two\"}\n{\"key\": \"a\", \"value\": {\"$bin\": \"AP8=\"}}\n",
+    )
+    .unwrap();
+    let out = ectable(&[
+        "import",
+        "--devices",
+        &d,
+        "--table",
+        "t",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = ectable(&["export", "--devices", &d, "--table", "t", "-"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -143,7 +294,17 @@ fn import_export_round_trip_with_binary() {
     assert_eq!(lines.len(), 2);
     assert!(lines[0].contains("\"$bin\":\"AP8=\""), "{}", lines[0]);
     assert!(lines[1].contains("\"two\""));
-    let out = ectable(&["verify", "--devices", &d, "--table", "t", "--rows", "1", "--value-size", "10"]);
+    let out = ectable(&[
+        "verify",
+        "--devices",
+        &d,
+        "--table",
+        "t",
+        "--rows",
+        "1",
+        "--value-size",
+        "10",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("row 0"));
 }

@@ -8,15 +8,25 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 fn ectable(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ectable")).args(args).output().expect("run ectable")
+    Command::new(env!("CARGO_BIN_EXE_ectable"))
+        .args(args)
+        .output()
+        .expect("run ectable")
 }
 
 fn join(p: &[PathBuf]) -> String {
-    p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
+    p.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -28,39 +38,109 @@ fn devs(dir: &Path) -> Vec<PathBuf> {
 fn rebuild_killed_and_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let d = devs(dir.path());
-    ok(ectable(&["format", "--devices", &join(&d), "--k", "4", "--m", "2", "--segment-size", "1M", "--create-size", "64M"]));
-    ok(ectable(&["load", "--devices", &join(&d), "--table", "t", "--rows", "20000", "--value-size", "1K", "--seed", "3"]));
+    ok(ectable(&[
+        "format",
+        "--devices",
+        &join(&d),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--segment-size",
+        "1M",
+        "--create-size",
+        "64M",
+    ]));
+    ok(ectable(&[
+        "load",
+        "--devices",
+        &join(&d),
+        "--table",
+        "t",
+        "--rows",
+        "20000",
+        "--value-size",
+        "1K",
+        "--seed",
+        "3",
+    ]));
     std::fs::remove_file(&d[2]).unwrap(); // device 2 is gone
-    let survivors: Vec<PathBuf> = d.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, p)| p.clone()).collect();
+    let survivors: Vec<PathBuf> = d
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, p)| p.clone())
+        .collect();
     let new = dir.path().join("new.img");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ectable"))
-        .args(["replace", "--devices", &join(&survivors), "--old", d[2].to_str().unwrap(), "--new", new.to_str().unwrap()])
+        .args([
+            "replace",
+            "--devices",
+            &join(&survivors),
+            "--old",
+            d[2].to_str().unwrap(),
+            "--new",
+            new.to_str().unwrap(),
+        ])
         .args(["--create-size", "64M", "--rate", "8M", "--yes"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(child.try_wait().unwrap().is_none(), "the rebuild finished before it could be killed");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the rebuild finished before it could be killed"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let mut all = survivors.clone();
     all.push(new.clone());
     let st = ok(ectable(&["status", "--devices", &join(&all), "--json"]).clone_if_degraded());
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    assert_eq!(v["scan"]["kind"], "rebuild", "status does not show the interrupted rebuild: {v}");
+    assert_eq!(
+        v["scan"]["kind"], "rebuild",
+        "status does not show the interrupted rebuild: {v}"
+    );
     let next = v["scan"]["next_segment_id"].as_u64().unwrap();
-    assert!(next > 1, "the rebuild made no persisted progress before the kill");
+    assert!(
+        next > 1,
+        "the rebuild made no persisted progress before the kill"
+    );
     let out = ok(ectable(&["rebuild", "--devices", &join(&all)]));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("0 unrecoverable"), "{text}");
-    ok(ectable(&["verify", "--devices", &join(&all), "--table", "t", "--rows", "20000", "--value-size", "1K", "--seed", "3"]));
+    ok(ectable(&[
+        "verify",
+        "--devices",
+        &join(&all),
+        "--table",
+        "t",
+        "--rows",
+        "20000",
+        "--value-size",
+        "1K",
+        "--seed",
+        "3",
+    ]));
     let s = ok(ectable(&["scrub", "--devices", &join(&all), "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert_eq!(v["parity_mismatches"], 0);
-    assert!(v["devices"].as_array().unwrap().iter().all(|d| d["bad_chunks"] == 0), "{v}");
+    assert!(
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["bad_chunks"] == 0),
+        "{v}"
+    );
     let st = ectable(&["status", "--devices", &join(&all)]);
-    assert_eq!(st.status.code(), Some(0), "{}", String::from_utf8_lossy(&st.stdout));
+    assert_eq!(
+        st.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
 }
 
 /// `status` exits 1 while degraded; that is not a failure here.

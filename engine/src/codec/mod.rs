@@ -61,19 +61,31 @@ impl StripeCodec for RsCodec {
         self.m
     }
     fn encode(&self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), CodecError> {
-        self.rs.encode_sep(data, parity).map_err(|e| CodecError::Other(format!("{e:?}")))
+        self.rs
+            .encode_sep(data, parity)
+            .map_err(|e| CodecError::Other(format!("{e:?}")))
     }
     fn reconstruct(&self, shards: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError> {
         let have = present.iter().filter(|p| **p).count();
         if have < self.k {
-            return Err(CodecError::TooFewShards { present: have, needed: self.k });
+            return Err(CodecError::TooFewShards {
+                present: have,
+                needed: self.k,
+            });
         }
-        let mut v: Vec<(&mut [u8], bool)> =
-            shards.iter_mut().zip(present).map(|(s, p)| (&mut **s, *p)).collect();
-        self.rs.reconstruct(&mut v).map_err(|e| CodecError::Other(format!("{e:?}")))
+        let mut v: Vec<(&mut [u8], bool)> = shards
+            .iter_mut()
+            .zip(present)
+            .map(|(s, p)| (&mut **s, *p))
+            .collect();
+        self.rs
+            .reconstruct(&mut v)
+            .map_err(|e| CodecError::Other(format!("{e:?}")))
     }
     fn verify(&self, shards: &[&[u8]]) -> Result<bool, CodecError> {
-        self.rs.verify(shards).map_err(|e| CodecError::Other(format!("{e:?}")))
+        self.rs
+            .verify(shards)
+            .map_err(|e| CodecError::Other(format!("{e:?}")))
     }
 }
 
@@ -86,8 +98,9 @@ mod tests {
         for (k, m) in [(4, 2), (1, 2), (3, 3), (10, 4)] {
             let c = RsCodec::new(k, m).unwrap();
             let len = 4096;
-            let mut shards: Vec<Vec<u8>> =
-                (0..k + m).map(|i| (0..len).map(|j| (i * 31 + j * 7) as u8).collect()).collect();
+            let mut shards: Vec<Vec<u8>> = (0..k + m)
+                .map(|i| (0..len).map(|j| (i * 31 + j * 7) as u8).collect())
+                .collect();
             {
                 let (d, p) = shards.split_at_mut(k);
                 let dr: Vec<&[u8]> = d.iter().map(|s| s.as_slice()).collect();

@@ -113,9 +113,7 @@ impl ChunkHeader {
             return Err(DecodeError::Field("width"));
         }
         let crcs_end = CRCS_OFFSET + 4 * width as usize;
-        if !all_zero(&b[96..128])
-            || !all_zero(&b[crcs_end..CHUNK_HEADER_SIZE_BYTES - 4])
-        {
+        if !all_zero(&b[96..128]) || !all_zero(&b[crcs_end..CHUNK_HEADER_SIZE_BYTES - 4]) {
             return Err(DecodeError::Reserved);
         }
         let h = ChunkHeader {
@@ -134,7 +132,9 @@ impl ChunkHeader {
             last_lsn: get_u64(b, 72),
             present_mask: get_u64(b, 80),
             committed_lsn: get_u64(b, 88),
-            body_crcs: (0..width as usize).map(|i| get_u32(b, CRCS_OFFSET + 4 * i)).collect(),
+            body_crcs: (0..width as usize)
+                .map(|i| get_u32(b, CRCS_OFFSET + 4 * i))
+                .collect(),
         };
         h.validate()?;
         Ok(h)
@@ -153,10 +153,10 @@ impl ChunkHeader {
             return Err(DecodeError::Field("shard_index"));
         }
         let h = self.height_bytes as usize;
-        if h < BLOCK_BYTES || h % BLOCK_BYTES != 0 {
+        if h < BLOCK_BYTES || !h.is_multiple_of(BLOCK_BYTES) {
             return Err(DecodeError::Field("height_bytes"));
         }
-        if self.offset_in_segment_bytes as usize % BLOCK_BYTES != 0
+        if !(self.offset_in_segment_bytes as usize).is_multiple_of(BLOCK_BYTES)
             || (self.offset_in_segment_bytes as usize) < SEGMENT_HEADER_SIZE_BYTES
         {
             return Err(DecodeError::Field("offset_in_segment_bytes"));

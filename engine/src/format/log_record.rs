@@ -73,7 +73,14 @@ impl LogRecord {
 
     /// Appends the record (and its padding) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        encode_parts(self.lsn, self.kind, &self.table, &self.key, &self.value, out);
+        encode_parts(
+            self.lsn,
+            self.kind,
+            &self.table,
+            &self.key,
+            &self.value,
+            out,
+        );
     }
 
     /// Decodes the record at the start of `b`; returns it, its crc and its padded length.
@@ -93,7 +100,10 @@ impl LogRecord {
         if get_u32(b, 16) != 0 {
             return Err(DecodeError::Reserved);
         }
-        if key_len == 0 || key_len > MAX_KEY_BYTES || table_len == 0 || table_len > MAX_TABLE_NAME_BYTES
+        if key_len == 0
+            || key_len > MAX_KEY_BYTES
+            || table_len == 0
+            || table_len > MAX_TABLE_NAME_BYTES
         {
             return Err(DecodeError::Field("record lengths"));
         }

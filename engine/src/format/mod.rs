@@ -27,9 +27,9 @@ pub const CHUNK_HEADER_SIZE_BYTES: usize = 512;
 pub const MAX_DEVICES: usize = 64;
 pub const BLOCK_BYTES: usize = 4096;
 
-const _: () = assert!(SUPERBLOCK_SIZE_BYTES % BLOCK_BYTES == 0);
-const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES % BLOCK_BYTES == 0);
-const _: () = assert!(DATA_START_BYTES % BLOCK_BYTES as u64 == 0);
+const _: () = assert!(SUPERBLOCK_SIZE_BYTES.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(DATA_START_BYTES.is_multiple_of(BLOCK_BYTES as u64));
 
 /// Why a structure failed to decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,7 +100,14 @@ pub(crate) fn seal_trailing_crc(b: &mut [u8]) {
 /// Formats a 16-byte uuid in the usual 8-4-4-4-12 hex form.
 pub fn uuid_string(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// A random version-4 uuid.

@@ -77,7 +77,12 @@ impl SegmentHeader {
             return Err(DecodeError::Reserved);
         }
         let members = (0..w)
-            .map(|i| (get_u32(b, MEMBERS_OFFSET + i * 8), get_u32(b, MEMBERS_OFFSET + i * 8 + 4)))
+            .map(|i| {
+                (
+                    get_u32(b, MEMBERS_OFFSET + i * 8),
+                    get_u32(b, MEMBERS_OFFSET + i * 8 + 4),
+                )
+            })
             .collect();
         let h = SegmentHeader {
             position: get_u16(b, 12),
@@ -140,7 +145,10 @@ mod tests {
         for i in 0..b.len() {
             let mut c = b;
             c[i] ^= 0x80;
-            assert!(SegmentHeader::decode(&c).is_err(), "flip at {i} not detected");
+            assert!(
+                SegmentHeader::decode(&c).is_err(),
+                "flip at {i} not detected"
+            );
         }
     }
 }

@@ -107,7 +107,11 @@ impl Superblock {
         put_u64(&mut b, 104, self.checkpoint_segment_id);
         put_u32(&mut b, 112, self.checkpoint_segment_count);
         put_u64(&mut b, 120, self.checkpoint_lsn);
-        put_u32(&mut b, 116, (self.members.len() - self.device_count as usize) as u32);
+        put_u32(
+            &mut b,
+            116,
+            (self.members.len() - self.device_count as usize) as u32,
+        );
         if let Some((slot, next)) = self.rebuild {
             put_u32(&mut b, REBUILD_OFFSET, slot + 1);
             put_u64(&mut b, REBUILD_OFFSET + 8, next);
@@ -220,11 +224,11 @@ impl Superblock {
             }
         }
         let c = self.chunk_size_bytes as usize;
-        if c < BLOCK_BYTES || c % BLOCK_BYTES != 0 || c > (4 << 20) {
+        if c < BLOCK_BYTES || !c.is_multiple_of(BLOCK_BYTES) || c > (4 << 20) {
             return Err(DecodeError::Field("chunk_size_bytes"));
         }
         let s = self.segment_size_bytes as usize;
-        if s % c != 0 || s < SEGMENT_HEADER_SIZE_BYTES + c {
+        if !s.is_multiple_of(c) || s < SEGMENT_HEADER_SIZE_BYTES + c {
             return Err(DecodeError::Field("segment_size_bytes"));
         }
         if self.copy_index > 1 || self.flags != 0 {
@@ -233,7 +237,10 @@ impl Superblock {
         if (self.checkpoint_segment_id == 0) != (self.checkpoint_segment_count == 0) {
             return Err(DecodeError::Field("checkpoint"));
         }
-        if self.rebuild.is_some_and(|(slot, _)| slot >= self.device_count) {
+        if self
+            .rebuild
+            .is_some_and(|(slot, _)| slot >= self.device_count)
+        {
             return Err(DecodeError::Field("rebuild slot"));
         }
         if self.members[self.device_slot as usize].0 != self.device_uuid {
@@ -288,7 +295,10 @@ mod tests {
         for i in 0..SUPERBLOCK_SIZE_BYTES {
             let mut b = good;
             b[i] ^= 0x01;
-            assert!(Superblock::decode(&b).is_err(), "flip at byte {i} not detected");
+            assert!(
+                Superblock::decode(&b).is_err(),
+                "flip at byte {i} not detected"
+            );
         }
     }
 }

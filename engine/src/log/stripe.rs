@@ -28,7 +28,12 @@ pub(crate) enum StripeOutcome {
     Empty,
     /// Some chunks name this place but fewer than k agree and verify. `height_bytes` and
     /// `committed_lsn` come from the largest group of agreeing valid headers.
-    Incomplete { good: usize, detail: String, height_bytes: u32, committed_lsn: u64 },
+    Incomplete {
+        good: usize,
+        detail: String,
+        height_bytes: u32,
+        committed_lsn: u64,
+    },
     Good(GoodStripe),
 }
 
@@ -46,9 +51,12 @@ pub(crate) fn chunk_place(
     shard: usize,
 ) -> (u32, Option<(usize, u64)>) {
     let (slot, dseg) = seg.members[position_of(shard, ordinal, seg.members.len())];
-    let place = array
-        .device_of_slot(slot)
-        .map(|d| (d, array.device_segment_offset(dseg) + offset_in_segment as u64));
+    let place = array.device_of_slot(slot).map(|d| {
+        (
+            d,
+            array.device_segment_offset(dseg) + offset_in_segment as u64,
+        )
+    });
     (slot, place)
 }
 
@@ -136,8 +144,7 @@ pub(crate) fn assemble(
     if (0..k).all(|j| good[j]) {
         for j in 0..k {
             let b = chunks[j].expect("good");
-            data[j * body_len..(j + 1) * body_len]
-                .copy_from_slice(&b[CHUNK_HEADER_SIZE_BYTES..h]);
+            data[j * body_len..(j + 1) * body_len].copy_from_slice(&b[CHUNK_HEADER_SIZE_BYTES..h]);
         }
     } else {
         let mut bodies: Vec<Vec<u8>> = (0..w)
@@ -165,9 +172,18 @@ pub(crate) fn assemble(
         }
     }
     if !notes.is_empty() {
-        tracing::debug!(segment = seg.id, offset, "stripe read degraded: {}", notes.join("; "));
+        tracing::debug!(
+            segment = seg.id,
+            offset,
+            "stripe read degraded: {}",
+            notes.join("; ")
+        );
     }
-    StripeOutcome::Good(GoodStripe { header, data, bad_shards })
+    StripeOutcome::Good(GoodStripe {
+        header,
+        data,
+        bad_shards,
+    })
 }
 
 /// Reads the w chunks of one stripe (`height` bytes each; the chunk size when unknown).
@@ -260,9 +276,9 @@ pub(crate) fn record_read_ops(
         let take = (body_len - within).min(end - pos);
         let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, shard);
         let Some((d, chunk_off)) = place else {
-            return Err(Error::Device(ectable_devices::DeviceError::Engine(format!(
-                "device of slot {slot} is unavailable"
-            ))));
+            return Err(Error::Device(ectable_devices::DeviceError::Engine(
+                format!("device of slot {slot} is unavailable"),
+            )));
         };
         let byte = chunk_off + (CHUNK_HEADER_SIZE_BYTES + within) as u64;
         let aligned = byte / BLOCK_BYTES as u64 * BLOCK_BYTES as u64;
@@ -321,7 +337,11 @@ pub(crate) fn rebuild_chunks(
 
 /// Checks that the parity of a Good stripe agrees with its data (scrub). Reconstructs
 /// nothing: every body must be present and good.
-pub(crate) fn parity_agrees(array: &Array, g: &GoodStripe, chunks: &[Option<&[u8]>]) -> Result<bool> {
+pub(crate) fn parity_agrees(
+    array: &Array,
+    g: &GoodStripe,
+    chunks: &[Option<&[u8]>],
+) -> Result<bool> {
     let h = g.header.height_bytes as usize;
     let mut bodies: Vec<&[u8]> = Vec::with_capacity(array.w());
     for c in chunks {
@@ -346,7 +366,11 @@ pub(crate) struct RecordRebuild {
 }
 
 /// Plans the reads. None when fewer than k chunks are available.
-pub(crate) fn plan_record_rebuild(array: &Array, seg: &SegmentInfo, loc: &RecordLoc) -> Option<(Vec<IoOp>, RecordRebuild)> {
+pub(crate) fn plan_record_rebuild(
+    array: &Array,
+    seg: &SegmentInfo,
+    loc: &RecordLoc,
+) -> Option<(Vec<IoOp>, RecordRebuild)> {
     let (w, k) = (array.w(), array.k());
     let body_len = loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES;
     let mut ops = Vec::new();
@@ -368,7 +392,8 @@ pub(crate) fn plan_record_rebuild(array: &Array, seg: &SegmentInfo, loc: &Record
                 let mut others: Vec<(bool, usize, usize, u64)> = (0..w)
                     .filter(|&j| j != shard)
                     .filter_map(|j| {
-                        let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
+                        let (slot, place) =
+                            chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
                         place.map(|(d, off)| (array.is_suspect(slot as usize), j, d, off))
                     })
                     .collect();
@@ -376,13 +401,24 @@ pub(crate) fn plan_record_rebuild(array: &Array, seg: &SegmentInfo, loc: &Record
                     return None;
                 }
                 others.sort_unstable_by_key(|o| (o.0, o.1));
-                others.into_iter().take(k).map(|(_, j, d, off)| (j, d, off)).collect()
+                others
+                    .into_iter()
+                    .take(k)
+                    .map(|(_, j, d, off)| (j, d, off))
+                    .collect()
             }
         };
         for &(_, d, off) in &read_from {
             ops.push(IoOp::read(d, off + a as u64, b - a));
         }
-        pieces.push((shard, first, a, b, take, read_from.iter().map(|r| r.0).collect()));
+        pieces.push((
+            shard,
+            first,
+            a,
+            b,
+            take,
+            read_from.iter().map(|r| r.0).collect(),
+        ));
         pos += take;
     }
     let op_count = ops.len();
@@ -416,7 +452,10 @@ pub(crate) fn finish_record_rebuild(
         }
         if bufs[*shard].is_none() {
             let present: Vec<bool> = bufs.iter().map(|x| x.is_some()).collect();
-            let mut full: Vec<Vec<u8>> = bufs.into_iter().map(|x| x.unwrap_or_else(|| vec![0u8; span])).collect();
+            let mut full: Vec<Vec<u8>> = bufs
+                .into_iter()
+                .map(|x| x.unwrap_or_else(|| vec![0u8; span]))
+                .collect();
             let mut refs: Vec<&mut [u8]> = full.iter_mut().map(|v| v.as_mut_slice()).collect();
             array.codec.reconstruct(&mut refs, &present).ok()?;
             bufs = full.into_iter().map(Some).collect();

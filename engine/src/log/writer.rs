@@ -109,8 +109,15 @@ pub(crate) struct Shared {
 
 /// One operation of a batch.
 pub(crate) enum Mutation<'a> {
-    Put { table: &'a str, key: &'a [u8], value: &'a [u8] },
-    Delete { table: &'a str, key: &'a [u8] },
+    Put {
+        table: &'a str,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Delete {
+        table: &'a str,
+        key: &'a [u8],
+    },
 }
 
 impl Shared {
@@ -130,11 +137,13 @@ impl Shared {
             Some(c) => c.offset as usize + BLOCK_BYTES > s as usize,
         };
         if need_new {
-            let online: Vec<bool> =
-                (0..self.array.n()).map(|slot| self.array.device_of_slot(slot as u32).is_some()).collect();
+            let online: Vec<bool> = (0..self.array.n())
+                .map(|slot| self.array.device_of_slot(slot as u32).is_some())
+                .collect();
             let id = st.next_segment_id;
             let Some(members) =
-                st.free.allocate(id, self.array.w(), &online, self.min_write_shards)
+                st.free
+                    .allocate(id, self.array.w(), &online, self.min_write_shards)
             else {
                 return Err(Error::NoSpace(format!(
                     "no free segment on {} online devices ({} free device segments in all)",
@@ -143,9 +152,20 @@ impl Shared {
                 )));
             };
             st.next_segment_id += 1;
-            let seg = Arc::new(SegmentInfo { id, kind: SegmentKind::Log, members });
-            self.segments.write().unwrap_or_else(|p| p.into_inner()).insert(id, seg.clone());
-            st.cursor = Some(Cursor { segment: seg, offset: SEGMENT_HEADER_SIZE_BYTES as u32, ordinal: 0 });
+            let seg = Arc::new(SegmentInfo {
+                id,
+                kind: SegmentKind::Log,
+                members,
+            });
+            self.segments
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, seg.clone());
+            st.cursor = Some(Cursor {
+                segment: seg,
+                offset: SEGMENT_HEADER_SIZE_BYTES as u32,
+                ordinal: 0,
+            });
         }
         let c = st.cursor.as_ref().expect("cursor set above");
         let max_height = (self.array.chunk_size() as u32).min(s - c.offset);
@@ -188,7 +208,11 @@ impl Shared {
             offset: open.offset + height,
             ordinal: open.ordinal + 1,
         });
-        st.sealed.push_back(SealedStripe { stripe: open, height, for_sync });
+        st.sealed.push_back(SealedStripe {
+            stripe: open,
+            height,
+            for_sync,
+        });
         self.work_cv.notify_all();
     }
 
@@ -208,7 +232,10 @@ impl Shared {
         }
         let limit = self.array.max_stripe_payload();
         if total > limit {
-            return Err(Error::ValueTooLarge { record_bytes: total, limit_bytes: limit });
+            return Err(Error::ValueTooLarge {
+                record_bytes: total,
+                limit_bytes: limit,
+            });
         }
         if muts.is_empty() {
             return Ok(self.lock_state().next_lsn - 1);
@@ -250,12 +277,20 @@ impl Shared {
             let lsn = st.next_lsn;
             st.next_lsn += 1;
             let (kind, table, key, value) = match m {
-                Mutation::Put { table, key, value } => (RecordKind::Put, *table, *key, Some(*value)),
+                Mutation::Put { table, key, value } => {
+                    (RecordKind::Put, *table, *key, Some(*value))
+                }
                 Mutation::Delete { table, key } => (RecordKind::Delete, *table, *key, None),
             };
             let offset = open.buf.len();
-            let (crc, len) =
-                log_record::encode_parts(lsn, kind, table, key, value.unwrap_or(&[]), &mut open.buf);
+            let (crc, len) = log_record::encode_parts(
+                lsn,
+                kind,
+                table,
+                key,
+                value.unwrap_or(&[]),
+                &mut open.buf,
+            );
             if open.records.is_empty() {
                 open.first_lsn = lsn;
             }
@@ -264,7 +299,11 @@ impl Shared {
                 Some(v) => index.put(
                     table,
                     key,
-                    IndexEntry { lsn, value_len: v.len() as u32, place: Place::Mem(Arc::from(v)) },
+                    IndexEntry {
+                        lsn,
+                        value_len: v.len() as u32,
+                        place: Place::Mem(Arc::from(v)),
+                    },
                 ),
                 None => index.delete(table, key),
             }
@@ -278,7 +317,9 @@ impl Shared {
                 is_put: value.is_some(),
             });
         }
-        self.counters.records_written.fetch_add(muts.len() as u64, Ordering::Relaxed);
+        self.counters
+            .records_written
+            .fetch_add(muts.len() as u64, Ordering::Relaxed);
         let last = open.last_lsn;
         if open.buf.len() + 64 > self.stripe_capacity(open.max_height) {
             self.seal(st);
@@ -390,13 +431,19 @@ impl Shared {
             }
             // 2. Encode and submit it; its writes overlap with the previous batch's.
             let submitted = match next {
-                Some((stripes, committed_lsn)) => match self.encode_batch(&stripes, committed_lsn) {
-                    Ok((ops, meta)) => Some(InFlight { batch: self.array.io.submit(ops), meta, stripes }),
-                    Err(e) => {
-                        self.latch(&e);
-                        None
+                Some((stripes, committed_lsn)) => {
+                    match self.encode_batch(&stripes, committed_lsn) {
+                        Ok((ops, meta)) => Some(InFlight {
+                            batch: self.array.io.submit(ops),
+                            meta,
+                            stripes,
+                        }),
+                        Err(e) => {
+                            self.latch(&e);
+                            None
+                        }
                     }
-                },
+                }
                 None => None,
             };
             // 3. Complete the previous batch.
@@ -437,25 +484,25 @@ impl Shared {
         let mut written: Vec<Vec<u32>> = vec![Vec::new(); prev.stripes.len()];
         for (c, (si, slot)) in prev.batch.wait().into_iter().zip(prev.meta) {
             array.observe(slot as usize, c.op.kind, c.latency, c.result.as_ref().err());
-            match c.result {
-                Ok(()) => {
-                    if si != usize::MAX {
-                        written[si].push(slot);
-                    }
-                    if !unflushed.devices.contains(&c.op.device_index) {
-                        unflushed.devices.push(c.op.device_index);
-                    }
-                    unflushed.bytes += c.op.buf.len() as u64;
-                    self.return_chunk_buf(c.op.buf);
+            // A failed write needs nothing more here: observe() failed its device.
+            if c.result.is_ok() {
+                if si != usize::MAX {
+                    written[si].push(slot);
                 }
-                Err(_) => {} // observe() failed the device
+                if !unflushed.devices.contains(&c.op.device_index) {
+                    unflushed.devices.push(c.op.device_index);
+                }
+                unflushed.bytes += c.op.buf.len() as u64;
+                self.return_chunk_buf(c.op.buf);
             }
         }
         let w = array.w();
         for (si, slots) in written.into_iter().enumerate() {
             let o = &prev.stripes[si].stripe;
             if slots.len() < w {
-                self.counters.degraded_writes.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .degraded_writes
+                    .fetch_add(1, Ordering::Relaxed);
             }
             if slots.len() < self.min_write_shards {
                 return Err(Error::DataLost {
@@ -531,7 +578,9 @@ impl Shared {
         let mut pool = self.chunk_pool.lock().unwrap_or_else(|p| p.into_inner());
         (0..count)
             .map(|_| {
-                let mut b = pool.pop().unwrap_or_else(|| AlignedBuf::new(self.array.chunk_size()));
+                let mut b = pool
+                    .pop()
+                    .unwrap_or_else(|| AlignedBuf::new(self.array.chunk_size()));
                 b.set_len(height);
                 b
             })
@@ -554,7 +603,7 @@ impl Shared {
         &self,
         batch: &[SealedStripe],
         committed_lsn: u64,
-    ) -> Result<(Vec<IoOp>, Vec<(usize, u32)>)> {
+    ) -> Result<EncodedBatch> {
         let array = &self.array;
         let (k, w) = (array.k(), array.w());
         let mut ops = Vec::new();
@@ -565,10 +614,10 @@ impl Shared {
             let h = s.height as usize;
             let body_len = h - CHUNK_HEADER_SIZE_BYTES;
             let mut bufs: Vec<AlignedBuf> = self.take_chunk_bufs(w, h);
-            for j in 0..k {
+            for (j, buf) in bufs.iter_mut().enumerate().take(k) {
                 let from = (j * body_len).min(o.buf.len());
                 let to = ((j + 1) * body_len).min(o.buf.len());
-                let body = &mut bufs[j][CHUNK_HEADER_SIZE_BYTES..];
+                let body = &mut buf[CHUNK_HEADER_SIZE_BYTES..];
                 body[..to - from].copy_from_slice(&o.buf[from..to]);
                 // A reused buffer holds an older chunk: the unused tail must be zero.
                 body[to - from..].fill(0);
@@ -576,14 +625,19 @@ impl Shared {
             {
                 let (data, parity) = bufs.split_at_mut(k);
                 let d: Vec<&[u8]> = data.iter().map(|b| &b[CHUNK_HEADER_SIZE_BYTES..]).collect();
-                let mut p: Vec<&mut [u8]> =
-                    parity.iter_mut().map(|b| &mut b[CHUNK_HEADER_SIZE_BYTES..]).collect();
+                let mut p: Vec<&mut [u8]> = parity
+                    .iter_mut()
+                    .map(|b| &mut b[CHUNK_HEADER_SIZE_BYTES..])
+                    .collect();
                 array.codec.encode(&d, &mut p)?;
             }
-            let body_crcs: Vec<u32> =
-                bufs.iter().map(|b| crc32c::crc32c(&b[CHUNK_HEADER_SIZE_BYTES..])).collect();
-            let places: Vec<(u32, Option<(usize, u64)>)> =
-                (0..w).map(|j| chunk_place(array, &o.segment, o.offset, o.ordinal, j)).collect();
+            let body_crcs: Vec<u32> = bufs
+                .iter()
+                .map(|b| crc32c::crc32c(&b[CHUNK_HEADER_SIZE_BYTES..]))
+                .collect();
+            let places: Vec<(u32, Option<(usize, u64)>)> = (0..w)
+                .map(|j| chunk_place(array, &o.segment, o.offset, o.ordinal, j))
+                .collect();
             let present_mask = places
                 .iter()
                 .enumerate()
@@ -620,7 +674,9 @@ impl Shared {
             }
             if o.new_segment {
                 for (p, (slot, dseg)) in o.segment.members.iter().enumerate() {
-                    let Some(d) = array.device_of_slot(*slot) else { continue };
+                    let Some(d) = array.device_of_slot(*slot) else {
+                        continue;
+                    };
                     let h = SegmentHeader {
                         position: p as u16,
                         array_uuid: array.sb.array_uuid,
@@ -635,12 +691,20 @@ impl Shared {
                     meta.push((usize::MAX, *slot));
                 }
             }
-            self.counters.stripes_written.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .stripes_written
+                .fetch_add(1, Ordering::Relaxed);
             if s.for_sync {
-                self.counters.short_stripes_written.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .short_stripes_written
+                    .fetch_add(1, Ordering::Relaxed);
             }
-            self.counters.chunk_bytes_written.fetch_add((h * w) as u64, Ordering::Relaxed);
-            self.counters.payload_bytes_written.fetch_add(o.buf.len() as u64, Ordering::Relaxed);
+            self.counters
+                .chunk_bytes_written
+                .fetch_add((h * w) as u64, Ordering::Relaxed);
+            self.counters
+                .payload_bytes_written
+                .fetch_add(o.buf.len() as u64, Ordering::Relaxed);
         }
         Ok((ops, meta))
     }
@@ -648,6 +712,9 @@ impl Shared {
 
 /// Write the unflushed data out at least this often, to bound what a crash can take.
 const FLUSH_EVERY_BYTES: u64 = 256 << 20;
+
+/// A batch's writes, and per write (stripe index, slot); `usize::MAX` marks segment headers.
+pub(crate) type EncodedBatch = (Vec<IoOp>, Vec<(usize, u32)>);
 
 /// A submitted batch whose writes may still be in flight.
 struct InFlight {

@@ -267,7 +267,10 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let is_status = matches!(cli.command, Command::Status { .. });
     match run(cli) {
         Ok(code) => std::process::exit(code),
@@ -296,14 +299,27 @@ fn devices(arg: &DevicesArg) -> Result<Vec<PathBuf>> {
 
 fn open_array(cli_engine: EngineKind, arg: &DevicesArg, read_only: bool) -> Result<Engine> {
     let io = open_devices(&devices(arg)?, None, read_only, cli_engine)?;
-    let opts = EngineOptions { read_only, ..Default::default() };
+    let opts = EngineOptions {
+        read_only,
+        ..Default::default()
+    };
     Engine::open(io, opts).context("opening the array")
 }
 
 fn run(cli: Cli) -> Result<i32> {
     let kind = cli.io_engine;
     match cli.command {
-        Command::Format { dev, k, m, chunk_size, segment_size, spares, create_size, force, yes } => {
+        Command::Format {
+            dev,
+            k,
+            m,
+            chunk_size,
+            segment_size,
+            spares,
+            create_size,
+            force,
+            yes,
+        } => {
             let mut paths = devices(&dev)?;
             let data_count = paths.len();
             if let Some(sp) = &spares {
@@ -313,7 +329,11 @@ fn run(cli: Cli) -> Result<i32> {
                 bail!("--k and --m must both be at least 1 (got k={k}, m={m})");
             }
             if data_count < k + m {
-                bail!("RS({k},{m}) needs at least {} devices, {} given", k + m, data_count);
+                bail!(
+                    "RS({k},{m}) needs at least {} devices, {} given",
+                    k + m,
+                    data_count
+                );
             }
             // Files this command creates are removed again if formatting fails, so a bad
             // command line leaves nothing behind.
@@ -342,7 +362,8 @@ fn run(cli: Cli) -> Result<i32> {
             let opts = FormatOptions {
                 data_shards: k,
                 parity_shards: m,
-                chunk_size_bytes: u32::try_from(chunk_size).map_err(|_| anyhow!("chunk size too large"))?,
+                chunk_size_bytes: u32::try_from(chunk_size)
+                    .map_err(|_| anyhow!("chunk size too large"))?,
                 segment_size_bytes: match segment_size {
                     Some(s) => u32::try_from(s).map_err(|_| anyhow!("segment size too large"))?,
                     None => 0,
@@ -380,20 +401,34 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(status_exit_code(&st))
         }
-        Command::Put { dev, table, key, value } => {
+        Command::Put {
+            dev,
+            table,
+            key,
+            value,
+        } => {
             let engine = open_array(kind, &dev, false)?;
             let lsn = engine.put_sync(&table.table, key.as_bytes(), value.as_bytes())?;
             engine.close()?;
             eprintln!("ok (lsn {lsn})");
             Ok(0)
         }
-        Command::Get { dev, table, key, json } => {
+        Command::Get {
+            dev,
+            table,
+            key,
+            json,
+        } => {
             let engine = open_array(kind, &dev, true)?;
             match engine.get(&table.table, key.as_bytes())? {
                 Some(v) => {
                     let mut out = std::io::stdout().lock();
                     if json {
-                        writeln!(out, "{}", json!({"key": bytes_json(key.as_bytes()), "value": bytes_json(&v)}))?;
+                        writeln!(
+                            out,
+                            "{}",
+                            json!({"key": bytes_json(key.as_bytes()), "value": bytes_json(&v)})
+                        )?;
                     } else {
                         out.write_all(&v)?;
                         if std::io::stdout().is_terminal() {
@@ -415,17 +450,42 @@ fn run(cli: Cli) -> Result<i32> {
             engine.close()?;
             Ok(0)
         }
-        Command::Scan { dev, table, from, to, limit, json } => {
+        Command::Scan {
+            dev,
+            table,
+            from,
+            to,
+            limit,
+            json,
+        } => {
             let engine = open_array(kind, &dev, true)?;
-            let lo = from.as_deref().map_or(Bound::Unbounded, |f| Bound::Included(f.as_bytes()));
-            let hi = to.as_deref().map_or(Bound::Unbounded, |t| Bound::Excluded(t.as_bytes()));
-            let rows = engine.scan(&table.table, lo, hi, usize::try_from(limit).unwrap_or(usize::MAX))?;
+            let lo = from
+                .as_deref()
+                .map_or(Bound::Unbounded, |f| Bound::Included(f.as_bytes()));
+            let hi = to
+                .as_deref()
+                .map_or(Bound::Unbounded, |t| Bound::Excluded(t.as_bytes()));
+            let rows = engine.scan(
+                &table.table,
+                lo,
+                hi,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            )?;
             let mut out = std::io::stdout().lock();
             for (k, v) in rows {
                 if json {
-                    writeln!(out, "{}", json!({"key": bytes_json(&k), "value": bytes_json(&v)}))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"key": bytes_json(&k), "value": bytes_json(&v)})
+                    )?;
                 } else {
-                    writeln!(out, "{}\t{}", String::from_utf8_lossy(&k), String::from_utf8_lossy(&v))?;
+                    writeln!(
+                        out,
+                        "{}\t{}",
+                        String::from_utf8_lossy(&k),
+                        String::from_utf8_lossy(&v)
+                    )?;
                 }
             }
             Ok(0)
@@ -448,10 +508,20 @@ fn run(cli: Cli) -> Result<i32> {
             let limit = engine.max_batch_bytes();
             for (i, (k, v)) in rows.iter().enumerate() {
                 if k.is_empty() || k.len() > ectable_engine::MAX_KEY_BYTES {
-                    bail!("{}: line {}: key must be 1..={} bytes", file.display(), i + 1, ectable_engine::MAX_KEY_BYTES);
+                    bail!(
+                        "{}: line {}: key must be 1..={} bytes",
+                        file.display(),
+                        i + 1,
+                        ectable_engine::MAX_KEY_BYTES
+                    );
                 }
                 if 24 + table.table.len() + k.len() + v.len() > limit {
-                    bail!("{}: line {}: value of {} bytes exceeds the limit of this array", file.display(), i + 1, v.len());
+                    bail!(
+                        "{}: line {}: value of {} bytes exceeds the limit of this array",
+                        file.display(),
+                        i + 1,
+                        v.len()
+                    );
                 }
             }
             for (k, v) in &rows {
@@ -469,31 +539,63 @@ fn run(cli: Cli) -> Result<i32> {
                 Box::new(std::io::stdout().lock())
             } else {
                 Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?,
+                    std::fs::File::create(&file)
+                        .with_context(|| format!("creating {}", file.display()))?,
                 ))
             };
             for (k, v) in &rows {
-                writeln!(out, "{}", json!({"key": bytes_json(k), "value": bytes_json(v)}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"key": bytes_json(k), "value": bytes_json(v)})
+                )?;
             }
             out.flush()?;
             eprintln!("exported {} rows from '{}'", rows.len(), table.table);
             Ok(0)
         }
-        Command::Replace { dev, old, old_slot, new, create_size, rate, force, yes } => {
-            replace(kind, &dev, &old, old_slot, &new, create_size, rate, force, yes)
-        }
-        Command::AddSpare { dev, spare, create_size } => {
+        Command::Replace {
+            dev,
+            old,
+            old_slot,
+            new,
+            create_size,
+            rate,
+            force,
+            yes,
+        } => replace(
+            kind,
+            &dev,
+            &old,
+            old_slot,
+            &new,
+            create_size,
+            rate,
+            force,
+            yes,
+        ),
+        Command::AddSpare {
+            dev,
+            spare,
+            create_size,
+        } => {
             let mut paths = devices(&dev)?;
             if paths.contains(&spare) {
                 bail!("{} is already in --devices", spare.display());
             }
             let probe = ectable_devices::FileDevice::open(
                 &spare,
-                &ectable_devices::OpenOptions { create_size_bytes: create_size, ..Default::default() },
+                &ectable_devices::OpenOptions {
+                    create_size_bytes: create_size,
+                    ..Default::default()
+                },
             )
             .with_context(|| format!("opening {}", spare.display()))?;
             if let Some(array) = ectable_engine::array::probe_device(&probe)? {
-                bail!("{}: already holds an ectable array ({array})", spare.display());
+                bail!(
+                    "{}: already holds an ectable array ({array})",
+                    spare.display()
+                );
             }
             drop(probe);
             paths.push(spare.clone());
@@ -514,10 +616,18 @@ fn run(cli: Cli) -> Result<i32> {
             engine.close()?;
             Ok(0)
         }
-        Command::Scrub { dev, repair, rate, json } => {
+        Command::Scrub {
+            dev,
+            repair,
+            rate,
+            json,
+        } => {
             let engine = open_array(kind, &dev, !repair)?;
             let bar = ByteProgress::new("scrub");
-            let opts = RebuildOptions { rate_limit_bytes_per_sec: rate, cancel: None };
+            let opts = RebuildOptions {
+                rate_limit_bytes_per_sec: rate,
+                cancel: None,
+            };
             let r = engine.scrub(repair, &opts, &mut |p| bar.update(p))?;
             bar.finish();
             let st = engine.status();
@@ -527,16 +637,19 @@ fn run(cli: Cli) -> Result<i32> {
                     .iter()
                     .map(|d| json!({"slot": d.slot, "path": d.path, "bad_chunks": r.bad_chunks_per_slot[d.slot]}))
                     .collect();
-                println!("{}", json!({
-                    "schema_version": 1,
-                    "stripes_checked": r.stripes_checked,
-                    "bytes_scanned": r.progress.bytes_scanned,
-                    "parity_mismatches": r.parity_mismatches,
-                    "chunks_repaired": r.chunks_repaired,
-                    "bytes_repaired": r.progress.bytes_rebuilt,
-                    "unrecoverable": r.progress.unrecoverable,
-                    "devices": devices,
-                }));
+                println!(
+                    "{}",
+                    json!({
+                        "schema_version": 1,
+                        "stripes_checked": r.stripes_checked,
+                        "bytes_scanned": r.progress.bytes_scanned,
+                        "parity_mismatches": r.parity_mismatches,
+                        "chunks_repaired": r.chunks_repaired,
+                        "bytes_repaired": r.progress.bytes_rebuilt,
+                        "unrecoverable": r.progress.unrecoverable,
+                        "devices": devices,
+                    })
+                );
             } else {
                 println!(
                     "scrub: {} stripes checked, {} scanned, {} parity mismatches, {} chunks repaired ({}), {} unrecoverable",
@@ -571,7 +684,12 @@ fn run(cli: Cli) -> Result<i32> {
                 0
             })
         }
-        Command::Demo { dir, rows, value_size, device_size } => demo(kind, &dir, rows, value_size, device_size),
+        Command::Demo {
+            dir,
+            rows,
+            value_size,
+            device_size,
+        } => demo(kind, &dir, rows, value_size, device_size),
     }
 }
 
@@ -595,7 +713,12 @@ impl ByteProgress {
             pb.set_message(label);
             pb
         });
-        ByteProgress { bar, label, last_decile: std::cell::Cell::new(0), start: Instant::now() }
+        ByteProgress {
+            bar,
+            label,
+            last_decile: std::cell::Cell::new(0),
+            start: Instant::now(),
+        }
     }
 
     fn update(&self, p: &ectable_engine::Progress) {
@@ -605,7 +728,9 @@ impl ByteProgress {
                 b.set_position(p.bytes_scanned);
             }
             None => {
-                let decile = if p.bytes_total == 0 { 10 } else { p.bytes_scanned * 10 / p.bytes_total };
+                let decile = (p.bytes_scanned * 10)
+                    .checked_div(p.bytes_total)
+                    .unwrap_or(10);
                 if decile > self.last_decile.get() {
                     self.last_decile.set(decile);
                     let secs = self.start.elapsed().as_secs_f64().max(1e-3);
@@ -634,7 +759,13 @@ impl ByteProgress {
 fn run_rebuild(engine: &Engine, slot: usize, rate: u64) -> Result<()> {
     let bar = ByteProgress::new("rebuild");
     let start = Instant::now();
-    let p = engine.rebuild(&RebuildOptions { rate_limit_bytes_per_sec: rate, cancel: None }, &mut |p| bar.update(p))?;
+    let p = engine.rebuild(
+        &RebuildOptions {
+            rate_limit_bytes_per_sec: rate,
+            cancel: None,
+        },
+        &mut |p| bar.update(p),
+    )?;
     bar.finish();
     let secs = start.elapsed().as_secs_f64().max(1e-3);
     eprintln!(
@@ -650,7 +781,10 @@ fn run_rebuild(engine: &Engine, slot: usize, rate: u64) -> Result<()> {
         for u in p.unrecoverable.iter().take(20) {
             eprintln!("  unrecoverable: {u}");
         }
-        bail!("{} stripe(s) with live data could not be rebuilt", p.unrecoverable.len());
+        bail!(
+            "{} stripe(s) with live data could not be rebuilt",
+            p.unrecoverable.len()
+        );
     }
     Ok(())
 }
@@ -672,7 +806,10 @@ fn replace(
     if created {
         ectable_devices::FileDevice::open(
             new,
-            &ectable_devices::OpenOptions { create_size_bytes: create_size, ..Default::default() },
+            &ectable_devices::OpenOptions {
+                create_size_bytes: create_size,
+                ..Default::default()
+            },
         )
         .with_context(|| format!("creating {}", new.display()))?;
     }
@@ -714,11 +851,19 @@ fn replace(
         (None, Some(s)) => s,
         (None, None) => match engine.lost_slots().as_slice() {
             [s] => *s,
-            [] => bail!("{old} is not a member of this array and no device is missing; give --old-slot"),
-            many => bail!("cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot", many.len()),
+            [] => bail!(
+                "{old} is not a member of this array and no device is missing; give --old-slot"
+            ),
+            many => bail!(
+                "cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot",
+                many.len()
+            ),
         },
     };
-    println!("plan: rebuild slot {slot} (was {old}) onto {}", new.display());
+    println!(
+        "plan: rebuild slot {slot} (was {old}) onto {}",
+        new.display()
+    );
     if !yes && std::io::stdin().is_terminal() {
         if let Err(e) = confirm("Proceed?") {
             if created {
@@ -777,7 +922,11 @@ fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     let pb = progress(rows.rows, label);
     let start = Instant::now();
     for i in 0..rows.rows {
-        engine.put(&rows.table.table, &row_key(i), &row_value(i, rows.seed, size))?;
+        engine.put(
+            &rows.table.table,
+            &row_key(i),
+            &row_value(i, rows.seed, size),
+        )?;
         if i % 1024 == 0 {
             pb.set_position(i);
         }
@@ -814,9 +963,16 @@ fn verify(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
             let row = i + j as u64;
             let want = row_value(row, rows.seed, size);
             match v {
-                None => bail!("row {row} (key {}) is missing", String::from_utf8_lossy(&keys[j])),
+                None => bail!(
+                    "row {row} (key {}) is missing",
+                    String::from_utf8_lossy(&keys[j])
+                ),
                 Some(v) if v != want => {
-                    let at = v.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(v.len().min(want.len()));
+                    let at = v
+                        .iter()
+                        .zip(&want)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(v.len().min(want.len()));
                     bail!(
                         "row {row} (key {}) differs: {} bytes read, {} expected, first difference at byte {at}",
                         String::from_utf8_lossy(&keys[j]),
@@ -873,17 +1029,27 @@ fn read_jsonl(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let v: Value = serde_json::from_str(&line)
             .map_err(|e| anyhow!("{}: line {}: invalid JSON: {e}", path.display(), i + 1))?;
         let (Some(k), Some(val)) = (v.get("key"), v.get("value")) else {
-            bail!("{}: line {}: expected an object with \"key\" and \"value\"", path.display(), i + 1);
+            bail!(
+                "{}: line {}: expected an object with \"key\" and \"value\"",
+                path.display(),
+                i + 1
+            );
         };
-        let k = json_bytes(k, "key").map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
-        let val = json_bytes(val, "value").map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+        let k =
+            json_bytes(k, "key").map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+        let val = json_bytes(val, "value")
+            .map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
         rows.push((k, val));
     }
     Ok(rows)
 }
 
 fn status_exit_code(st: &Status) -> i32 {
-    let lost = st.devices.iter().filter(|d| d.state == "FAULTED" || d.state == "REMOVED").count();
+    let lost = st
+        .devices
+        .iter()
+        .filter(|d| d.state == "FAULTED" || d.state == "REMOVED")
+        .count();
     if lost > st.parity_shards {
         2
     } else if lost > 0 || st.devices.iter().any(|d| d.state != "ONLINE") {
@@ -918,7 +1084,11 @@ fn human(bytes: u64) -> String {
 
 fn print_status(st: &Status) {
     let state = array_state(st);
-    let lost = st.devices.iter().filter(|d| d.state == "FAULTED" || d.state == "REMOVED").count();
+    let lost = st
+        .devices
+        .iter()
+        .filter(|d| d.state == "FAULTED" || d.state == "REMOVED")
+        .count();
     println!("  array: {}", st.array_uuid);
     println!("  state: {state}");
     let status_line = if lost == 0 {
@@ -934,7 +1104,11 @@ fn print_status(st: &Status) {
             st.redundancy_left
         )
     } else {
-        format!("{lost} of {} devices unavailable: more than m={}; some data is unavailable.", st.devices.len(), st.parity_shards)
+        format!(
+            "{lost} of {} devices unavailable: more than m={}; some data is unavailable.",
+            st.devices.len(),
+            st.parity_shards
+        )
     };
     println!(" status: {status_line}");
     if lost > 0 {
@@ -993,18 +1167,32 @@ fn print_status(st: &Status) {
             d.read_errors,
             d.write_errors,
             d.checksum_errors,
-            if d.capacity_bytes > 0 { human(d.capacity_bytes) } else { "-".into() },
+            if d.capacity_bytes > 0 {
+                human(d.capacity_bytes)
+            } else {
+                "-".into()
+            },
             used,
             d.note
         );
     }
     for path in &st.spares {
-        println!("  {:<4} {:<28} {:<10} {:>5} {:>6} {:>6} {:>10} {:>5}  hot spare", "-", path, "SPARE", "-", "-", "-", "-", "-");
+        println!(
+            "  {:<4} {:<28} {:<10} {:>5} {:>6} {:>6} {:>10} {:>5}  hot spare",
+            "-", path, "SPARE", "-", "-", "-", "-", "-"
+        );
     }
     for (path, why) in &st.unrecognised {
-        println!("  {:<4} {:<28} {:<10} {:>5} {:>6} {:>6} {:>10} {:>5}  {}", "-", path, "UNKNOWN", "-", "-", "-", "-", "-", why);
+        println!(
+            "  {:<4} {:<28} {:<10} {:>5} {:>6} {:>6} {:>10} {:>5}  {}",
+            "-", path, "UNKNOWN", "-", "-", "-", "-", "-", why
+        );
     }
-    let errors: u64 = st.devices.iter().map(|d| d.read_errors + d.write_errors + d.checksum_errors).sum();
+    let errors: u64 = st
+        .devices
+        .iter()
+        .map(|d| d.read_errors + d.write_errors + d.checksum_errors)
+        .sum();
     println!();
     if errors == 0 && st.recovery.degraded_stripes == 0 {
         println!("errors: No known data errors");
@@ -1081,14 +1269,27 @@ fn status_json(st: &Status) -> Value {
 fn demo(kind: EngineKind, dir: &Path, rows: u64, value_size: u64, device_size: u64) -> Result<i32> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let paths: Vec<PathBuf> = (0..6).map(|i| dir.join(format!("dev{i}.img"))).collect();
-    for p in paths.iter().chain(std::iter::once(&dir.join("dev3-new.img"))) {
+    for p in paths
+        .iter()
+        .chain(std::iter::once(&dir.join("dev3-new.img")))
+    {
         if p.exists() {
             std::fs::remove_file(p).with_context(|| format!("removing old {}", p.display()))?;
         }
     }
-    let list = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
-    println!("== ectable demo: RS(4,2) over 6 file-backed devices in {}\n", dir.display());
-    println!("$ ectable format --devices {list} --k 4 --m 2 --create-size {}M", device_size >> 20);
+    let list = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    println!(
+        "== ectable demo: RS(4,2) over 6 file-backed devices in {}\n",
+        dir.display()
+    );
+    println!(
+        "$ ectable format --devices {list} --k 4 --m 2 --create-size {}M",
+        device_size >> 20
+    );
     let io: Arc<dyn IoEngine> = open_devices(&paths, Some(device_size), false, kind)?;
     let info = format(io.as_ref(), &FormatOptions::default())?;
     println!(
@@ -1097,8 +1298,17 @@ fn demo(kind: EngineKind, dir: &Path, rows: u64, value_size: u64, device_size: u
         info.segment_count,
         info.segment_size_bytes >> 20
     );
-    let dev = DevicesArg { devices: list.clone() };
-    let rows_arg = RowsArg { table: TableArg { table: "demo".into() }, rows, value_size, seed: 42 };
+    let dev = DevicesArg {
+        devices: list.clone(),
+    };
+    let rows_arg = RowsArg {
+        table: TableArg {
+            table: "demo".into(),
+        },
+        rows,
+        value_size,
+        seed: 42,
+    };
     {
         println!("$ ectable load --devices ... --table demo --rows {rows} --value-size {value_size} --seed 42");
         let engine = Engine::open(io, EngineOptions::default())?;
@@ -1117,8 +1327,14 @@ fn demo(kind: EngineKind, dir: &Path, rows: u64, value_size: u64, device_size: u
     println!("\n== a device dies: {} is deleted", dead.display());
     std::fs::remove_file(&dead).with_context(|| format!("removing {}", dead.display()))?;
     let survivors: Vec<PathBuf> = paths.iter().filter(|p| **p != dead).cloned().collect();
-    let survivors_list = survivors.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
-    let degraded = DevicesArg { devices: survivors_list.clone() };
+    let survivors_list = survivors
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let degraded = DevicesArg {
+        devices: survivors_list.clone(),
+    };
     println!("\n$ ectable status --devices (the five left)");
     let engine = open_array(kind, &degraded, true)?;
     print_status(&engine.status());
@@ -1136,11 +1352,27 @@ fn demo(kind: EngineKind, dir: &Path, rows: u64, value_size: u64, device_size: u
         new.display(),
         device_size >> 20
     );
-    replace(kind, &degraded, &dead.display().to_string(), None, &new, Some(device_size), 0, false, true)?;
+    replace(
+        kind,
+        &degraded,
+        &dead.display().to_string(),
+        None,
+        &new,
+        Some(device_size),
+        0,
+        false,
+        true,
+    )?;
     let mut healed = survivors.clone();
     healed.insert(3, new.clone());
-    let healed_list = healed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
-    let healed_dev = DevicesArg { devices: healed_list };
+    let healed_list = healed
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let healed_dev = DevicesArg {
+        devices: healed_list,
+    };
     println!("\n$ ectable verify --devices (five old + the new one)");
     let engine = open_array(kind, &healed_dev, true)?;
     verify(&engine, &rows_arg, "verify")?;
