@@ -1,7 +1,8 @@
 //! A rebuild killed with SIGKILL resumes where it stopped: `ectable replace` (rate-limited
 //! so that it takes a few seconds) is killed mid-way; `status` then reports the rebuild as
 //! interrupted, `ectable rebuild` finishes it from the persisted cursor, and afterwards every
-//! row verifies without the dead device and scrub finds nothing wrong.
+//! row verifies without the dead device and scrub finds nothing wrong. Runs on loop devices
+//! (created with `losetup -f --show`, detached by a guard) when root, else on files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -30,14 +31,55 @@ fn ok(out: Output) -> Output {
     out
 }
 
-fn devs(dir: &Path) -> Vec<PathBuf> {
-    (0..6).map(|i| dir.join(format!("d{i}.img"))).collect()
+/// A loop device attached here and detached on drop, also when the test fails.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Seven devices (six for the array, one replacement): loop devices when root.
+fn devs(dir: &Path, loops: &mut Vec<Loop>) -> (Vec<PathBuf>, PathBuf) {
+    let files: Vec<PathBuf> = (0..7).map(|i| dir.join(format!("d{i}.img"))).collect();
+    if std::env::var("ECTABLE_REQUIRE_LOOP").is_ok_and(|v| v == "1") {
+        assert!(is_root(), "ECTABLE_REQUIRE_LOOP=1 but not running as root");
+    }
+    if !is_root() {
+        eprintln!("not root: running on files instead of loop devices");
+        return (files[..6].to_vec(), files[6].clone());
+    }
+    let mut paths = Vec::new();
+    for f in &files {
+        std::fs::File::create(f).unwrap().set_len(64 << 20).unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        loops.push(Loop(dev.clone()));
+        paths.push(PathBuf::from(dev));
+    }
+    (paths[..6].to_vec(), paths[6].clone())
 }
 
 #[test]
 fn rebuild_killed_and_resumed() {
     let dir = tempfile::tempdir().unwrap();
-    let d = devs(dir.path());
+    let mut loops = Vec::new();
+    let (d, new) = devs(dir.path(), &mut loops);
     ok(ectable(&[
         "format",
         "--devices",
@@ -64,14 +106,13 @@ fn rebuild_killed_and_resumed() {
         "--seed",
         "3",
     ]));
-    std::fs::remove_file(&d[2]).unwrap(); // device 2 is gone
+    // Device 2 is gone: left out of the device list from now on.
     let survivors: Vec<PathBuf> = d
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != 2)
         .map(|(_, p)| p.clone())
         .collect();
-    let new = dir.path().join("new.img");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ectable"))
         .args([
             "replace",
