@@ -32,6 +32,7 @@ pub mod format;
 pub mod health;
 pub mod index;
 mod log;
+pub mod models;
 mod prober;
 pub mod rebuild;
 pub mod recovery;
