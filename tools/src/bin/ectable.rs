@@ -1194,7 +1194,15 @@ fn print_status(st: &Status) {
         st.next_lsn.saturating_sub(1)
     );
     println!(
-        "   open: replayed {} stripes ({} records) from {} segments{}",
+        "   open: {}replayed {} stripes ({} records) from {} segments{}",
+        if st.recovery.checkpoint_lsn > 0 {
+            format!(
+                "index loaded from the checkpoint at LSN {} ({} keys); ",
+                st.recovery.checkpoint_lsn, st.recovery.checkpoint_keys
+            )
+        } else {
+            String::new()
+        },
         st.recovery.stripes,
         st.recovery.records,
         st.recovery.segments,
@@ -1310,6 +1318,8 @@ fn status_json(st: &Status) -> Value {
             "records": st.recovery.records,
             "degraded_stripes": st.recovery.degraded_stripes,
             "discarded_stripes": st.recovery.discarded_stripes,
+            "checkpoint_lsn": st.recovery.checkpoint_lsn,
+            "checkpoint_keys": st.recovery.checkpoint_keys,
             "bytes_read": st.recovery.bytes_read,
         },
         "devices": st.devices.iter().map(|d| json!({
