@@ -63,15 +63,6 @@ impl Index {
         }
     }
 
-    /// Switches a memory entry to its disk location, if it still names `lsn`.
-    pub fn settle(&mut self, table: &str, key: &[u8], lsn: u64, loc: RecordLoc) {
-        if let Some(e) = self.tables.get_mut(table).and_then(|t| t.get_mut(key)) {
-            if e.lsn == lsn {
-                e.place = Place::Disk(loc);
-            }
-        }
-    }
-
     pub fn get(&self, table: &str, key: &[u8]) -> Option<&IndexEntry> {
         self.tables.get(table)?.get(key)
     }

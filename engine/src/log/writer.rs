@@ -25,14 +25,29 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
+/// A record appended to a stripe that is not on disk yet. Its table name and key are not
+/// copied: they are read back from the stripe buffer (`{ header | table | key | value }`).
 pub(crate) struct PendingRecord {
-    pub table: String,
-    pub key: Vec<u8>,
     pub lsn: u64,
     pub offset: u32,
     pub len: u32,
     pub crc: u32,
     pub is_put: bool,
+    pub table_len: u8,
+    pub key_len: u16,
+}
+
+impl PendingRecord {
+    fn table<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        let start = self.offset as usize + log_record::RECORD_HEADER_BYTES;
+        &buf[start..start + self.table_len as usize]
+    }
+
+    fn key<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        let start =
+            self.offset as usize + log_record::RECORD_HEADER_BYTES + self.table_len as usize;
+        &buf[start..start + self.key_len as usize]
+    }
 }
 
 pub(crate) struct OpenStripe {
@@ -308,13 +323,13 @@ impl Shared {
                 None => index.delete(table, key),
             }
             open.records.push(PendingRecord {
-                table: table.to_string(),
-                key: key.to_vec(),
                 lsn,
                 offset: offset as u32,
                 len: len as u32,
                 crc,
                 is_put: value.is_some(),
+                table_len: table.len() as u8,
+                key_len: key.len() as u16,
             });
         }
         self.counters
@@ -520,17 +535,39 @@ impl Shared {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         for s in &prev.stripes {
             let o = &s.stripe;
-            for r in o.records.iter().filter(|r| r.is_put) {
-                let loc = RecordLoc {
-                    segment_id: o.segment.id,
-                    offset_in_segment: o.offset,
-                    height_bytes: s.height,
-                    ordinal: o.ordinal,
-                    record_offset: r.offset,
-                    record_len: r.len,
-                    crc: r.crc,
-                };
-                index.settle(&r.table, &r.key, r.lsn, loc);
+            let recs = &o.records;
+            // Runs of records of one table share one table lookup.
+            let mut i = 0;
+            while i < recs.len() {
+                let table = recs[i].table(&o.buf);
+                let mut j = i;
+                let mut map = std::str::from_utf8(table)
+                    .ok()
+                    .and_then(|t| index.tables.get_mut(t));
+                while j < recs.len() && recs[j].table(&o.buf) == table {
+                    let r = &recs[j];
+                    j += 1;
+                    let Some(map) = map.as_deref_mut() else {
+                        continue;
+                    };
+                    if !r.is_put {
+                        continue;
+                    }
+                    if let Some(e) = map.get_mut(r.key(&o.buf)) {
+                        if e.lsn == r.lsn {
+                            e.place = Place::Disk(RecordLoc {
+                                segment_id: o.segment.id,
+                                offset_in_segment: o.offset,
+                                height_bytes: s.height,
+                                ordinal: o.ordinal,
+                                record_offset: r.offset,
+                                record_len: r.len,
+                                crc: r.crc,
+                            });
+                        }
+                    }
+                }
+                i = j;
             }
         }
         Ok(())
