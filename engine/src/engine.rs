@@ -185,6 +185,8 @@ impl Engine {
             flusher_done: opts.read_only,
             writing_started: false,
             pending_discard: rec.discarded,
+            pending: HashMap::new(),
+            next_stripe_seq: 0,
             pending_repairs: rec.repairs,
         };
         let shared = Arc::new(Shared {
@@ -333,7 +335,19 @@ impl Engine {
         for (i, (_, e)) in items.iter().enumerate() {
             let Some(e) = e else { continue };
             match &e.place {
-                Place::Mem(v) => out[i] = Some(v.to_vec()),
+                Place::Pending {
+                    stripe_seq,
+                    record_offset,
+                } => {
+                    match self
+                        .shared
+                        .pending_value(*stripe_seq, *record_offset, e.value_len)
+                    {
+                        Some(v) => out[i] = Some(v),
+                        // Settled meanwhile: the index now points at the disk.
+                        None => out[i] = self.get(table, items[i].0)?,
+                    }
+                }
                 Place::Disk(loc) => {
                     let seg = self.segment(loc.segment_id)?;
                     // Device gone, or slow: the slow path below rebuilds the record from the

@@ -3,12 +3,11 @@
 //! Invariants:
 //! - An entry points at the record with the highest LSN written for its key; deletes remove
 //!   the entry.
-//! - A record not yet durable is served from memory ([`Place::Mem`]); the writer switches the
+//! - A record not yet durable is served from memory ([`Place::Pending`]); the writer switches the
 //!   entry to its disk location once the stripe's flush completed, and only if the entry still
 //!   names that LSN.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 /// Where a record sits in the log (see docs/format.md, "Placement function").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +27,12 @@ pub struct RecordLoc {
 #[derive(Debug, Clone)]
 pub enum Place {
     Disk(RecordLoc),
-    Mem(Arc<[u8]>),
+    /// Not on disk yet: the record is at `record_offset` in the data of the writer's stripe
+    /// with sequence number `stripe_seq`.
+    Pending {
+        stripe_seq: u64,
+        record_offset: u32,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -130,7 +130,7 @@ impl Shared {
             .flat_map(|t| t.values())
             .filter_map(|e| match &e.place {
                 crate::index::Place::Disk(loc) => Some((loc.segment_id, loc.offset_in_segment)),
-                crate::index::Place::Mem(_) => None,
+                crate::index::Place::Pending { .. } => None,
             })
             .collect()
     }

@@ -56,7 +56,11 @@ pub(crate) struct OpenStripe {
     pub offset: u32,
     pub ordinal: u32,
     pub max_height: u32,
-    pub buf: Vec<u8>,
+    /// The stripe's data space so far. Unique while the stripe is open (readers copy from
+    /// it under the writer lock); shared with `WriterState::pending` once sealed.
+    pub buf: Arc<Vec<u8>>,
+    /// Unique per stripe in this session; index entries of records not yet on disk name it.
+    pub seq: u64,
     pub first_lsn: u64,
     pub last_lsn: u64,
     pub records: Vec<PendingRecord>,
@@ -86,6 +90,10 @@ pub(crate) struct WriterState {
     pub writing_started: bool,
     /// Segments beyond the end of the log, to invalidate before the first write.
     pub pending_discard: Vec<Arc<SegmentInfo>>,
+    /// Data of sealed stripes whose records the index still serves from memory, by stripe
+    /// sequence number; dropped once their index entries point at the disk.
+    pub pending: HashMap<u64, Arc<Vec<u8>>>,
+    pub next_stripe_seq: u64,
     /// Chunks and headers of the replayed log to rewrite before the first write.
     pub pending_repairs: crate::recovery::LogRepairs,
 }
@@ -190,7 +198,11 @@ impl Shared {
             offset: c.offset,
             ordinal: c.ordinal,
             max_height,
-            buf: Vec::with_capacity(self.stripe_capacity(max_height)),
+            buf: Arc::new(Vec::with_capacity(self.stripe_capacity(max_height))),
+            seq: {
+                st.next_stripe_seq += 1;
+                st.next_stripe_seq
+            },
             first_lsn: st.next_lsn,
             last_lsn: 0,
             records: Vec::new(),
@@ -223,6 +235,7 @@ impl Shared {
             offset: open.offset + height,
             ordinal: open.ordinal + 1,
         });
+        st.pending.insert(open.seq, open.buf.clone());
         st.sealed.push_back(SealedStripe {
             stripe: open,
             height,
@@ -304,7 +317,7 @@ impl Shared {
                 table,
                 key,
                 value.unwrap_or(&[]),
-                &mut open.buf,
+                Arc::make_mut(&mut open.buf),
             );
             if open.records.is_empty() {
                 open.first_lsn = lsn;
@@ -317,7 +330,10 @@ impl Shared {
                     IndexEntry {
                         lsn,
                         value_len: v.len() as u32,
-                        place: Place::Mem(Arc::from(v)),
+                        place: Place::Pending {
+                            stripe_seq: open.seq,
+                            record_offset: offset as u32,
+                        },
                     },
                 ),
                 None => index.delete(table, key),
@@ -570,7 +586,41 @@ impl Shared {
                 i = j;
             }
         }
+        drop(index);
+        // Only now, with the index pointing at the disk, may the memory copies go.
+        let mut st = self.lock_state();
+        for s in &prev.stripes {
+            st.pending.remove(&s.stripe.seq);
+        }
         Ok(())
+    }
+
+    /// The value of a record not yet on disk: copied from the open stripe or a sealed one.
+    /// None if the stripe has since been settled (the caller reads the index again).
+    pub(crate) fn pending_value(
+        &self,
+        stripe_seq: u64,
+        record_offset: u32,
+        value_len: u32,
+    ) -> Option<Vec<u8>> {
+        let value_at = |buf: &[u8]| -> Option<Vec<u8>> {
+            let o = record_offset as usize;
+            let header = buf.get(o..o + log_record::RECORD_HEADER_BYTES)?;
+            let start = o
+                + log_record::RECORD_HEADER_BYTES
+                + header[14] as usize
+                + get_u16(header, 12) as usize;
+            buf.get(start..start + value_len as usize)
+                .map(<[u8]>::to_vec)
+        };
+        let shared = {
+            let st = self.lock_state();
+            if let Some(open) = st.open.as_ref().filter(|o| o.seq == stripe_seq) {
+                return value_at(&open.buf);
+            }
+            st.pending.get(&stripe_seq)?.clone()
+        };
+        value_at(&shared)
     }
 
     /// Flushes every device written since the last flush (all those writes have completed,
