@@ -116,6 +116,23 @@ fn replace_dead_device_rebuild_and_refuse_it_later() {
 fn second_failure_during_rebuild_is_survived() {
     let (_mems, faulty) = mem_devices(6, 8 << 20, 22);
     load(&faulty);
+    {
+        // More data, so that the rebuild spans several segments and the second failure
+        // lands in the middle of it (rebuild reads one segment ahead).
+        let e = engine_over(
+            faulty
+                .iter()
+                .map(|f| f.clone() as Arc<dyn BlockDevice>)
+                .collect(),
+            false,
+        )
+        .unwrap();
+        for i in 0..3000u64 {
+            e.put("extra", &i.to_le_bytes(), &value_for(i, 9, 1500))
+                .unwrap();
+        }
+        e.close().unwrap();
+    }
     faulty[0].set_failed(true);
     let fresh = Arc::new(FaultyDevice::new(
         Arc::new(MemDevice::new("fresh", 8 << 20)),

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::stripe::{assemble, parity_agrees, position_of, rebuild_chunks, StripeOutcome};
 use crate::log::writer::Shared;
-use crate::recovery::read_segment;
+use crate::recovery::{finish_segment_read, submit_segment_read};
 use crate::segments::SegmentInfo;
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::HashSet;
@@ -362,7 +362,9 @@ impl Shared {
         let mut last_persist = Instant::now();
         let mut unpersisted: Option<u64> = None;
         progress(&p);
-        for seg in segs {
+        // The next segment's reads are in flight while this one is rebuilt and written.
+        let mut next_read = segs.first().map(|seg| submit_segment_read(a, seg));
+        for (index, seg) in segs.iter().enumerate() {
             if opts
                 .cancel
                 .as_ref()
@@ -380,7 +382,11 @@ impl Shared {
                 .position(|(sl, _)| *sl as usize == slot)
                 .expect("filtered");
             let dseg = seg.members[pos].1;
-            let (bufs, bytes) = read_segment(a, &seg);
+            let Some(current) = next_read.take() else {
+                break;
+            };
+            let (bufs, bytes) = finish_segment_read(a, current);
+            next_read = segs.get(index + 1).map(|seg| submit_segment_read(a, seg));
             p.bytes_scanned += bytes;
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
             let mut ops = Vec::new();
@@ -508,8 +514,13 @@ impl Shared {
             rate: opts.rate_limit_bytes_per_sec,
         };
         progress(&r.progress);
-        for seg in segs {
-            let (bufs, bytes) = read_segment(a, &seg);
+        let mut next_read = segs.first().map(|seg| submit_segment_read(a, seg));
+        for (index, seg) in segs.iter().enumerate() {
+            let Some(current) = next_read.take() else {
+                break;
+            };
+            let (bufs, bytes) = finish_segment_read(a, current);
+            next_read = segs.get(index + 1).map(|seg| submit_segment_read(a, seg));
             r.progress.bytes_scanned += bytes;
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
             let mut ops = Vec::new();
