@@ -391,7 +391,7 @@ impl Shared {
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
             let mut ops = Vec::new();
             let mut failure: Option<Error> = None;
-            walk_segment(a, &seg, &bufs, end, |offset, ordinal, chunks, outcome| {
+            walk_segment(a, seg, &bufs, end, |offset, ordinal, chunks, outcome| {
                 let shard = (0..a.w())
                     .find(|&j| position_of(j, ordinal, a.w()) == pos)
                     .expect("shard");
@@ -526,7 +526,7 @@ impl Shared {
             let mut ops = Vec::new();
             walk_segment(
                 a,
-                &seg,
+                seg,
                 &bufs,
                 end,
                 |offset, ordinal, chunks, outcome| match outcome {
