@@ -8,7 +8,7 @@
 
 use crate::array::Array;
 use crate::error::{Error, Result};
-use crate::format::{uuid_string, LogRecord, MemberState, DATA_START_BYTES};
+use crate::format::{uuid_string, MemberState, DATA_START_BYTES};
 use crate::index::{IndexEntry, Place, RecordLoc};
 use crate::log::stripe::{
     assemble, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome,
@@ -777,6 +777,7 @@ fn verify_record(
     table: &str,
     key: &[u8],
 ) -> Option<Vec<u8>> {
-    let (rec, crc, _) = LogRecord::decode(bytes).ok()?;
-    (crc == loc.crc && rec.lsn == lsn && rec.table == table && rec.key == key).then_some(rec.value)
+    let (rec, crc, _) = crate::format::log_record::RecordView::decode(bytes).ok()?;
+    (crc == loc.crc && rec.lsn == lsn && rec.table == table && rec.key == key)
+        .then(|| rec.value.to_vec())
 }

@@ -85,6 +85,33 @@ impl LogRecord {
 
     /// Decodes the record at the start of `b`; returns it, its crc and its padded length.
     pub fn decode(b: &[u8]) -> Result<(LogRecord, u32, usize), DecodeError> {
+        let (v, crc, len) = RecordView::decode(b)?;
+        let rec = LogRecord {
+            lsn: v.lsn,
+            kind: v.kind,
+            table: v.table.to_string(),
+            key: v.key.to_vec(),
+            value: v.value.to_vec(),
+        };
+        Ok((rec, crc, len))
+    }
+}
+
+/// A verified record borrowed from the bytes it was decoded from (no copies: the read path
+/// checks records against the index this way and copies only the value it returns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub lsn: u64,
+    pub kind: RecordKind,
+    pub table: &'a str,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// Decodes and checks the record at the start of `b`; returns it, its crc and its padded
+    /// length.
+    pub fn decode(b: &'a [u8]) -> Result<(RecordView<'a>, u32, usize), DecodeError> {
         if b.len() < RECORD_HEADER_BYTES {
             return Err(DecodeError::Truncated);
         }
@@ -119,18 +146,17 @@ impl LogRecord {
         }
         let t0 = RECORD_HEADER_BYTES;
         let table = std::str::from_utf8(&b[t0..t0 + table_len])
-            .map_err(|_| DecodeError::Field("table name utf-8"))?
-            .to_string();
+            .map_err(|_| DecodeError::Field("table name utf-8"))?;
         let k0 = t0 + table_len;
         let v0 = k0 + key_len;
-        let rec = LogRecord {
+        let view = RecordView {
             lsn,
             kind,
             table,
-            key: b[k0..v0].to_vec(),
-            value: b[v0..total].to_vec(),
+            key: &b[k0..v0],
+            value: &b[v0..total],
         };
-        Ok((rec, stored, total.div_ceil(8) * 8))
+        Ok((view, stored, total.div_ceil(8) * 8))
     }
 }
 
