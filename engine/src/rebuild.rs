@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::stripe::{assemble, parity_agrees, position_of, rebuild_chunks, StripeOutcome};
 use crate::log::writer::Shared;
-use crate::recovery::{finish_segment_read, submit_segment_read};
+use crate::recovery::{
+    finish_segment_read, read_segment, submit_segment_read, submit_segment_read_of,
+};
 use crate::segments::SegmentInfo;
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::HashSet;
@@ -66,7 +68,7 @@ fn walk_segment(
     bufs: &[Option<AlignedBuf>],
     end: Option<u32>,
     mut f: impl FnMut(u32, u32, &[Option<&[u8]>], StripeOutcome),
-) {
+) -> Option<(u32, u32)> {
     let (s, c, w) = (array.segment_size(), array.chunk_size(), array.w());
     let limit = end.map_or(s, |e| (e as usize).min(s));
     let mut offset = SEGMENT_HEADER_SIZE_BYTES;
@@ -84,12 +86,34 @@ fn walk_segment(
         let height = match &outcome {
             StripeOutcome::Good(g) => g.header.height_bytes,
             StripeOutcome::Incomplete { height_bytes, .. } => *height_bytes,
-            StripeOutcome::Empty => break,
+            StripeOutcome::Empty => return Some((offset as u32, ordinal)),
         };
         f(offset as u32, ordinal, &chunks, outcome);
         offset += height as usize;
         ordinal += 1;
     }
+    None
+}
+
+/// Whether any present member holds a chunk header naming (seg, offset, ordinal): a walk
+/// over a subset of the members that stopped there may have stopped too early.
+fn any_chunk_at(array: &Array, seg: &SegmentInfo, offset: u32, ordinal: u32) -> bool {
+    let w = array.w();
+    let ops: Vec<IoOp> = (0..w)
+        .filter_map(|j| {
+            let (_, place) = crate::log::stripe::chunk_place(array, seg, offset, ordinal, j);
+            place.map(|(d, off)| IoOp::read(d, off, BLOCK_BYTES))
+        })
+        .collect();
+    array.io.execute(ops).into_iter().any(|c| {
+        c.result.is_ok()
+            && ChunkHeader::decode(&c.op.buf).is_ok_and(|h| {
+                h.array_uuid == array.sb.array_uuid
+                    && h.segment_id == seg.id
+                    && h.offset_in_segment_bytes == offset
+                    && h.ordinal == ordinal
+            })
+    })
 }
 
 struct RateLimiter {
@@ -362,8 +386,26 @@ impl Shared {
         let mut last_persist = Instant::now();
         let mut unpersisted: Option<u64> = None;
         progress(&p);
+        // Only k surviving members are read (fast ones first): any k chunks of a stripe
+        // rebuild the missing one. If that is not enough for a stripe holding live data, the
+        // segment is read again from every member.
+        let pick = |seg: &SegmentInfo| -> Option<Vec<usize>> {
+            let mut cands: Vec<(bool, usize)> = seg
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, (sl, _))| *sl as usize != slot && a.device_of_slot(*sl).is_some())
+                .map(|(p, (sl, _))| (a.is_suspect(*sl as usize), p))
+                .collect();
+            if cands.len() < a.k() {
+                return None;
+            }
+            cands.sort_unstable();
+            Some(cands.into_iter().take(a.k()).map(|c| c.1).collect())
+        };
+        let submit = |seg: &SegmentInfo| submit_segment_read_of(a, seg, pick(seg).as_deref());
         // The next segment's reads are in flight while this one is rebuilt and written.
-        let mut next_read = segs.first().map(|seg| submit_segment_read(a, seg));
+        let mut next_read = segs.first().map(|seg| submit(seg));
         for (index, seg) in segs.iter().enumerate() {
             if opts
                 .cancel
@@ -385,45 +427,67 @@ impl Shared {
             let Some(current) = next_read.take() else {
                 break;
             };
-            let (bufs, bytes) = finish_segment_read(a, current);
-            next_read = segs.get(index + 1).map(|seg| submit_segment_read(a, seg));
-            p.bytes_scanned += bytes;
+            let (mut bufs, mut bytes) = finish_segment_read(a, current);
+            next_read = segs.get(index + 1).map(|seg| submit(seg));
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
-            let mut ops = Vec::new();
             let mut failure: Option<Error> = None;
-            walk_segment(a, seg, &bufs, end, |offset, ordinal, chunks, outcome| {
-                let shard = (0..a.w())
-                    .find(|&j| position_of(j, ordinal, a.w()) == pos)
-                    .expect("shard");
-                match outcome {
-                    StripeOutcome::Good(g) => {
-                        if !g.bad_shards.contains(&shard) {
-                            return; // the target already holds a good chunk (resync)
-                        }
-                        match rebuild_chunks(a, &g, chunks, &[shard]) {
-                            Ok(mut v) => {
-                                let (_, buf) = v.pop().expect("one chunk");
-                                p.bytes_rebuilt += buf.len() as u64;
-                                p.chunks_rebuilt += 1;
-                                let off = a.device_segment_offset(dseg) + offset as u64;
-                                ops.push(IoOp::write(target, off, buf));
+            let mut full_read = pick(seg).is_none();
+            let (mut ops, chunks_rebuilt, lost) = loop {
+                let mut ops = Vec::new();
+                let mut chunks_rebuilt = 0u64;
+                let mut lost: Vec<String> = Vec::new();
+                let stopped = walk_segment(
+                    a,
+                    seg,
+                    &bufs,
+                    end,
+                    |offset, ordinal, chunks, outcome| {
+                        let shard = (0..a.w())
+                            .find(|&j| position_of(j, ordinal, a.w()) == pos)
+                            .expect("shard");
+                        match outcome {
+                            StripeOutcome::Good(g) => {
+                                if chunks[shard].is_some() && !g.bad_shards.contains(&shard) {
+                                    return; // the target already holds a good chunk (resync)
+                                }
+                                match rebuild_chunks(a, &g, chunks, &[shard]) {
+                                    Ok(mut v) => {
+                                        let (_, buf) = v.pop().expect("one chunk");
+                                        chunks_rebuilt += 1;
+                                        let off = a.device_segment_offset(dseg) + offset as u64;
+                                        ops.push(IoOp::write(target, off, buf));
+                                    }
+                                    Err(e) => lost
+                                        .push(format!("segment {} offset {offset}: {e}", seg.id)),
+                                }
                             }
-                            Err(e) => p
-                                .unrecoverable
-                                .push(format!("segment {} offset {offset}: {e}", seg.id)),
+                            StripeOutcome::Incomplete { good, detail, .. } => {
+                                if live.contains(&(seg.id, offset)) {
+                                    lost.push(format!(
+                                    "segment {} offset {offset}: only {good} good chunks ({detail})",
+                                    seg.id
+                                ));
+                                }
+                            }
+                            StripeOutcome::Empty => {}
                         }
-                    }
-                    StripeOutcome::Incomplete { good, detail, .. } => {
-                        if live.contains(&(seg.id, offset)) {
-                            p.unrecoverable.push(format!(
-                                "segment {} offset {offset}: only {good} good chunks ({detail})",
-                                seg.id
-                            ));
-                        }
-                    }
-                    StripeOutcome::Empty => {}
+                    },
+                );
+                // A subset walk that met no chunk may have stopped short of the segment's end.
+                let short = stopped.is_some_and(|(o, t)| !full_read && any_chunk_at(a, seg, o, t));
+                if (lost.is_empty() && !short) || full_read {
+                    break (ops, chunks_rebuilt, lost);
                 }
-            });
+                // Some stripe needs more than the k members read: read them all.
+                let (all, more) = read_segment(a, seg);
+                bufs = all;
+                bytes += more;
+                full_read = true;
+            };
+            p.bytes_scanned += bytes;
+            p.chunks_rebuilt += chunks_rebuilt;
+            p.bytes_rebuilt += ops.iter().map(|o| o.buf.len() as u64).sum::<u64>();
+            p.unrecoverable.extend(lost);
             let header = SegmentHeader {
                 position: pos as u16,
                 array_uuid: a.sb.array_uuid,

@@ -137,10 +137,22 @@ pub(crate) struct SegmentRead {
 /// Starts reading every member of a segment in full (so that a caller can overlap it with
 /// other work, e.g. rebuild writing the previous segment).
 pub(crate) fn submit_segment_read(array: &Array, seg: &SegmentInfo) -> SegmentRead {
+    submit_segment_read_of(array, seg, None)
+}
+
+/// As [`submit_segment_read`], reading only the member positions in `only` when given.
+pub(crate) fn submit_segment_read_of(
+    array: &Array,
+    seg: &SegmentInfo,
+    only: Option<&[usize]>,
+) -> SegmentRead {
     let s = array.segment_size();
     let mut ops = Vec::new();
     let mut pos_of = Vec::new();
     for (p, (slot, dseg)) in seg.members.iter().enumerate() {
+        if only.is_some_and(|o| !o.contains(&p)) {
+            continue;
+        }
         if let Some(d) = array.device_of_slot(*slot) {
             ops.push(IoOp::read(d, array.device_segment_offset(*dseg), s));
             pos_of.push(p);
