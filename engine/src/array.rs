@@ -683,28 +683,21 @@ impl Array {
                 m.1 = MemberState::Online;
             }
         }
-        for slot in 0..self.n() {
-            let Some(d) = self.device_of_slot(slot as u32) else {
-                continue;
-            };
+        // Every present, working member (data slots and hot spares) with its member entry.
+        let mut targets: Vec<(usize, usize)> = (0..self.n())
+            .filter_map(|slot| self.device_of_slot(slot as u32).map(|d| (slot, d)))
+            .collect();
+        targets.extend(
+            self.spares
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied(),
+        );
+        for (entry, d) in targets {
             let mut sb = self.sb.clone();
-            sb.device_slot = slot as u32;
-            sb.device_uuid = members[slot].0;
-            sb.device_capacity_bytes = self.io.devices()[d].geometry().capacity_bytes;
-            sb.epoch = epoch;
-            sb.members = members.clone();
-            (
-                sb.checkpoint_segment_id,
-                sb.checkpoint_segment_count,
-                sb.checkpoint_lsn,
-            ) = checkpoint;
-            sb.rebuild = rebuild;
-            sbs[d] = Some(sb);
-        }
-        for &(spare_slot, d) in self.spares.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let mut sb = self.sb.clone();
-            sb.device_slot = spare_slot as u32;
-            sb.device_uuid = members[spare_slot].0;
+            sb.device_slot = entry as u32;
+            sb.device_uuid = members[entry].0;
             sb.device_capacity_bytes = self.io.devices()[d].geometry().capacity_bytes;
             sb.epoch = epoch;
             sb.members = members.clone();

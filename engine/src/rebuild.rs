@@ -212,28 +212,14 @@ impl Shared {
                 "no device with index {new_device_index}"
             )));
         };
-        let spare_slot = a
-            .spares
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|(_, d)| *d == new_device_index)
-            .map(|(s, _)| *s);
+        let spare_slot = self.spare_entry(new_device_index);
         if a.slot_of_device(new_device_index).is_some() {
             return Err(Error::InvalidArgument(format!(
                 "{} is already a member of the array",
                 new_dev.name()
             )));
         }
-        let needed = DATA_START_BYTES + a.segment_count() as u64 * a.segment_size() as u64;
-        let cap = new_dev.geometry().capacity_bytes;
-        if cap < needed {
-            return Err(Error::DeviceTooSmall {
-                device: new_dev.name().to_string(),
-                capacity_bytes: cap,
-                needed_bytes: needed,
-            });
-        }
+        self.check_capacity(new_dev.as_ref())?;
         if let Some((busy, _)) = self.rebuild_in_progress() {
             if busy != slot {
                 return Err(Error::InvalidArgument(format!(
@@ -273,6 +259,30 @@ impl Shared {
         Ok(())
     }
 
+    /// The member entry of the hot spare on engine device `device_index`, if it is one.
+    fn spare_entry(&self, device_index: usize) -> Option<usize> {
+        let spares = self.array.spares.lock().unwrap_or_else(|p| p.into_inner());
+        spares
+            .iter()
+            .find(|(_, d)| *d == device_index)
+            .map(|(entry, _)| *entry)
+    }
+
+    /// A device joining the array must hold every device segment.
+    fn check_capacity(&self, dev: &dyn ectable_devices::BlockDevice) -> Result<()> {
+        let a = &self.array;
+        let needed = DATA_START_BYTES + a.segment_count() as u64 * a.segment_size() as u64;
+        let cap = dev.geometry().capacity_bytes;
+        if cap < needed {
+            return Err(Error::DeviceTooSmall {
+                device: dev.name().to_string(),
+                capacity_bytes: cap,
+                needed_bytes: needed,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds the device with engine index `device_index` (holding no valid superblock) as a
     /// hot spare.
     pub fn add_spare(&self, device_index: usize) -> Result<()> {
@@ -285,27 +295,14 @@ impl Shared {
                 "no device with index {device_index}"
             )));
         };
-        let is_spare = a
-            .spares
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|(_, d)| *d == device_index);
+        let is_spare = self.spare_entry(device_index).is_some();
         if a.slot_of_device(device_index).is_some() || is_spare {
             return Err(Error::InvalidArgument(format!(
                 "{} is already in the array",
                 dev.name()
             )));
         }
-        let needed = DATA_START_BYTES + a.segment_count() as u64 * a.segment_size() as u64;
-        let cap = dev.geometry().capacity_bytes;
-        if cap < needed {
-            return Err(Error::DeviceTooSmall {
-                device: dev.name().to_string(),
-                capacity_bytes: cap,
-                needed_bytes: needed,
-            });
-        }
+        self.check_capacity(dev.as_ref())?;
         let entry = a
             .persisted
             .lock()
