@@ -13,7 +13,7 @@ use crate::array::Array;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::*;
-use crate::log::stripe::{assemble, parity_agrees, position_of, rebuild_chunks, StripeOutcome};
+use crate::log::stripe::{parity_agrees, position_of, rebuild_chunks, walk_stripes, StripeOutcome};
 use crate::log::writer::Shared;
 use crate::recovery::{
     finish_segment_read, read_segment, submit_segment_read, submit_segment_read_of,
@@ -69,30 +69,18 @@ fn walk_segment(
     end: Option<u32>,
     mut f: impl FnMut(u32, u32, &[Option<&[u8]>], StripeOutcome),
 ) -> Option<(u32, u32)> {
-    let (s, c, w) = (array.segment_size(), array.chunk_size(), array.w());
-    let limit = end.map_or(s, |e| (e as usize).min(s));
-    let mut offset = SEGMENT_HEADER_SIZE_BYTES;
-    let mut ordinal = 0u32;
-    while offset + BLOCK_BYTES <= limit {
-        let stop = (offset + c).min(s);
-        let chunks: Vec<Option<&[u8]>> = (0..w)
-            .map(|j| {
-                bufs[position_of(j, ordinal, w)]
-                    .as_ref()
-                    .map(|b| &b[offset..stop])
-            })
-            .collect();
-        let outcome = assemble(array, seg, offset as u32, ordinal, &chunks);
-        let height = match &outcome {
-            StripeOutcome::Good(g) => g.header.height_bytes,
-            StripeOutcome::Incomplete { height_bytes, .. } => *height_bytes,
-            StripeOutcome::Empty => return Some((offset as u32, ordinal)),
-        };
-        f(offset as u32, ordinal, &chunks, outcome);
-        offset += height as usize;
-        ordinal += 1;
-    }
-    None
+    let limit = end
+        .map_or(usize::MAX, |e| e as usize)
+        .min(array.segment_size());
+    let start = (SEGMENT_HEADER_SIZE_BYTES, 0);
+    let (offset, ordinal) =
+        walk_stripes(array, seg, bufs, start, limit, |o, t, chunks, outcome| {
+            f(o, t, chunks, outcome);
+            true
+        });
+    // Stopped before the limit: no chunk named the next place (or the walk may have been
+    // short, see `any_chunk_at`).
+    (offset as usize + BLOCK_BYTES <= limit).then_some((offset, ordinal))
 }
 
 /// Whether any present member holds a chunk header naming (seg, offset, ordinal): a walk

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::stripe::{
-    assemble, chunk_place, position_of, read_stripe_chunks, rebuild_chunks, ChunkSources,
+    assemble, chunk_place, read_stripe_chunks, rebuild_chunks, walk_stripes, ChunkSources,
     StripeOutcome,
 };
 use crate::segments::{FreeSpace, SegmentInfo};
@@ -273,34 +273,29 @@ fn scan_segment(
     start: (usize, u32),
     mut on_stripe: impl FnMut(&crate::log::stripe::GoodStripe) -> bool,
 ) -> (u32, u32, Stop) {
-    let s = array.segment_size();
-    let c = array.chunk_size();
-    let w = array.w();
-    let (mut offset, mut ordinal) = start;
-    while offset + BLOCK_BYTES <= s {
-        let end = (offset + c).min(s);
-        let chunks: Vec<Option<&[u8]>> = (0..w)
-            .map(|j| {
-                bufs[position_of(j, ordinal, w)]
-                    .as_ref()
-                    .map(|b| &b[offset..end])
-            })
-            .collect();
-        match assemble(array, seg, offset as u32, ordinal, &chunks) {
+    let mut stop = Stop::End;
+    let (offset, ordinal) = walk_stripes(
+        array,
+        seg,
+        bufs,
+        start,
+        usize::MAX,
+        |_, _, _, outcome| match outcome {
             StripeOutcome::Good(g) => {
-                if !on_stripe(&g) {
-                    return (offset as u32, ordinal, Stop::Refused);
+                let go_on = on_stripe(&g);
+                if !go_on {
+                    stop = Stop::Refused;
                 }
-                offset += g.header.height_bytes as usize;
-                ordinal += 1;
+                go_on
             }
-            StripeOutcome::Empty => break,
             StripeOutcome::Incomplete { detail, .. } => {
-                return (offset as u32, ordinal, Stop::Incomplete { detail })
+                stop = Stop::Incomplete { detail };
+                false
             }
-        }
-    }
-    (offset as u32, ordinal, Stop::End)
+            StripeOutcome::Empty => false,
+        },
+    );
+    (offset, ordinal, stop)
 }
 
 /// Looks at everything from (`offset`, `ordinal`) to the end of a segment that is not part
@@ -313,39 +308,20 @@ fn survey_segment(
     bufs: &[Option<AlignedBuf>],
     start: (usize, u32),
 ) -> (usize, u64) {
-    let s = array.segment_size();
-    let c = array.chunk_size();
-    let w = array.w();
-    let (mut offset, mut ordinal) = start;
     let (mut committed_stripes, mut max_committed) = (0, 0);
-    while offset + BLOCK_BYTES <= s {
-        let end = (offset + c).min(s);
-        let chunks: Vec<Option<&[u8]>> = (0..w)
-            .map(|j| {
-                bufs[position_of(j, ordinal, w)]
-                    .as_ref()
-                    .map(|b| &b[offset..end])
-            })
-            .collect();
-        let height = match assemble(array, seg, offset as u32, ordinal, &chunks) {
+    walk_stripes(array, seg, bufs, start, usize::MAX, |_, _, _, outcome| {
+        match outcome {
             StripeOutcome::Good(g) => {
                 committed_stripes += 1;
                 max_committed = max_committed.max(g.header.committed_lsn);
-                g.header.height_bytes
             }
-            StripeOutcome::Incomplete {
-                height_bytes,
-                committed_lsn,
-                ..
-            } => {
+            StripeOutcome::Incomplete { committed_lsn, .. } => {
                 max_committed = max_committed.max(committed_lsn);
-                height_bytes
             }
-            StripeOutcome::Empty => break,
-        };
-        offset += height as usize;
-        ordinal += 1;
-    }
+            StripeOutcome::Empty => {}
+        }
+        true
+    });
     (committed_stripes, max_committed)
 }
 

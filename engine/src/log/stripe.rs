@@ -465,3 +465,44 @@ pub(crate) fn finish_record_rebuild(
     }
     Some(out)
 }
+
+/// Walks the stripes of a segment whose members are held in `bufs` (member buffers of the
+/// whole segment, None where unread), from (`offset`, `ordinal`) up to `limit` bytes. Calls
+/// `f` for each stripe found; committed and unreadable stripes are both handed over, and the
+/// walk steps over an unreadable one by the height its valid headers give. It stops at the
+/// first place no chunk names, at `limit`, or when `f` returns false, and returns the
+/// (offset, ordinal) where it stopped.
+pub(crate) fn walk_stripes(
+    array: &Array,
+    seg: &SegmentInfo,
+    bufs: &[Option<ectable_devices::AlignedBuf>],
+    start: (usize, u32),
+    limit: usize,
+    mut f: impl FnMut(u32, u32, &[Option<&[u8]>], StripeOutcome) -> bool,
+) -> (u32, u32) {
+    let (s, c, w) = (array.segment_size(), array.chunk_size(), array.w());
+    let limit = limit.min(s);
+    let (mut offset, mut ordinal) = start;
+    while offset + BLOCK_BYTES <= limit {
+        let stop = (offset + c).min(s);
+        let chunks: Vec<Option<&[u8]>> = (0..w)
+            .map(|j| {
+                bufs[position_of(j, ordinal, w)]
+                    .as_ref()
+                    .map(|b| &b[offset..stop])
+            })
+            .collect();
+        let outcome = assemble(array, seg, offset as u32, ordinal, &chunks);
+        let height = match &outcome {
+            StripeOutcome::Good(g) => g.header.height_bytes,
+            StripeOutcome::Incomplete { height_bytes, .. } => *height_bytes,
+            StripeOutcome::Empty => break,
+        };
+        if !f(offset as u32, ordinal, &chunks, outcome) {
+            break;
+        }
+        offset += height as usize;
+        ordinal += 1;
+    }
+    (offset as u32, ordinal)
+}
