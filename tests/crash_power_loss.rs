@@ -57,7 +57,7 @@ use common::crash_oracle::{self, check, make_value, okey, read_all, uid_of, Stat
 use common::*;
 use ectable::devices::{
     open_engine, BlockDevice, CrashMode, DeviceError, EngineKind, FaultCounters, FaultyDevice,
-    Geometry, IoEngine, MemDevice,
+    Geometry, MemDevice,
 };
 use ectable::{format, Engine, EngineOptions, Error, RebuildOptions, WriteBatch};
 use rand::rngs::SmallRng;
@@ -155,31 +155,7 @@ impl BlockDevice for CutDevice {
 }
 
 fn new_mems() -> Vec<Arc<MemDevice>> {
-    (0..N)
-        .map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), DEV_BYTES)))
-        .collect()
-}
-
-/// Fresh fault wrappers over the memory devices (a new "boot").
-fn wrap(mems: &[Arc<MemDevice>], seed: u64) -> Vec<Arc<FaultyDevice>> {
-    mems.iter()
-        .enumerate()
-        .map(|(i, m)| {
-            Arc::new(FaultyDevice::new(
-                m.clone() as Arc<dyn BlockDevice>,
-                seed.wrapping_add(i as u64),
-            ))
-        })
-        .collect()
-}
-
-/// An I/O engine over the devices `keep` (slots left out are "missing").
-fn io_subset(faulty: &[Arc<FaultyDevice>], keep: &[usize]) -> Arc<dyn IoEngine> {
-    let devs: Vec<Arc<dyn BlockDevice>> = keep
-        .iter()
-        .map(|&i| faulty[i].clone() as Arc<dyn BlockDevice>)
-        .collect();
-    open_engine(EngineKind::Psync, devs).expect("psync engine")
+    memory_devices(N, DEV_BYTES)
 }
 
 fn key_name(i: usize) -> Vec<u8> {

@@ -31,7 +31,7 @@
 mod common;
 use common::crash_oracle::{self, make_value, okey, read_all, State};
 use common::*;
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, IoEngine, MemDevice};
+use ectable::devices::{BlockDevice, IoEngine, MemDevice};
 use ectable::{format, Engine, EngineOptions, HealthPolicy, RebuildOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -135,29 +135,7 @@ impl Writer {
 }
 
 fn new_mems() -> Vec<Arc<MemDevice>> {
-    (0..N)
-        .map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), DEV_BYTES)))
-        .collect()
-}
-
-fn wrap(mems: &[Arc<MemDevice>], seed: u64) -> Vec<Arc<FaultyDevice>> {
-    mems.iter()
-        .enumerate()
-        .map(|(i, m)| {
-            Arc::new(FaultyDevice::new(
-                m.clone() as Arc<dyn BlockDevice>,
-                seed.wrapping_add(i as u64),
-            ))
-        })
-        .collect()
-}
-
-fn io_subset(faulty: &[Arc<FaultyDevice>], keep: &[usize]) -> Arc<dyn IoEngine> {
-    let devs: Vec<Arc<dyn BlockDevice>> = keep
-        .iter()
-        .map(|&i| faulty[i].clone() as Arc<dyn BlockDevice>)
-        .collect();
-    open_engine(EngineKind::Psync, devs).expect("psync engine")
+    memory_devices(N, DEV_BYTES)
 }
 
 /// Reads every row (scan, then each key by `get`) and compares with `expected`.

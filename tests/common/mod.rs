@@ -445,3 +445,33 @@ pub mod crash_oracle {
         }
     }
 }
+
+/// `n` memory devices that outlive the fault wrappers put over them (crash tests "reboot"
+/// by wrapping the same memory again).
+pub fn memory_devices(n: usize, bytes: u64) -> Vec<Arc<MemDevice>> {
+    (0..n)
+        .map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), bytes)))
+        .collect()
+}
+
+/// Fresh fault wrappers over memory devices (a new "boot").
+pub fn wrap(mems: &[Arc<MemDevice>], seed: u64) -> Vec<Arc<FaultyDevice>> {
+    mems.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Arc::new(FaultyDevice::new(
+                m.clone() as Arc<dyn BlockDevice>,
+                seed.wrapping_add(i as u64),
+            ))
+        })
+        .collect()
+}
+
+/// A psync I/O engine over the devices `keep` (slots left out are "missing").
+pub fn io_subset(faulty: &[Arc<FaultyDevice>], keep: &[usize]) -> Arc<dyn IoEngine> {
+    let devs: Vec<Arc<dyn BlockDevice>> = keep
+        .iter()
+        .map(|&i| faulty[i].clone() as Arc<dyn BlockDevice>)
+        .collect();
+    open_engine(EngineKind::Psync, devs).expect("psync engine")
+}
