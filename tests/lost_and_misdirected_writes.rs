@@ -31,7 +31,7 @@
 mod common;
 use common::crash_oracle::{self, make_value, okey, read_all, State};
 use common::*;
-use ectable::devices::{BlockDevice, IoEngine, MemDevice};
+use ectable::devices::MemDevice;
 use ectable::{format, Engine, EngineOptions, HealthPolicy, RebuildOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
