@@ -1,5 +1,6 @@
 //! Index checkpoints: the whole index, written as RS-coded stripes into checkpoint segments
-//! on clean close, so that reopen replays only the log written after it.
+//! periodically (by the cleaner thread) and on clean close, so that reopen replays only the
+//! log written after it, and so that the log segments before it can be cleaned and freed.
 //!
 //! `// { magic | version | reserved | lsn | resume_segment | resume_offset | resume_ordinal |
 //!      entry_count | entries... | crc }`
@@ -13,7 +14,11 @@
 //! - The superblocks point at a checkpoint only after all its stripes are written and
 //!   flushed; a crash before that leaves the previous checkpoint in force, and the new
 //!   checkpoint's segments unreferenced (free at the next open).
-//! - A checkpoint that cannot be read or verified is ignored: recovery replays the whole log.
+//! - A checkpoint that cannot be read or verified is ignored: recovery replays the whole log
+//!   (which, once segments were cleaned, no longer reaches the checkpoint's LSN: recovery then
+//!   reports data loss instead of opening with records missing).
+//! - Log segments before the checkpoint's resume segment are needed only through the index
+//!   entries that point into them; one with none is freed (at the checkpoint, or at open).
 
 use crate::error::{Error, Result};
 use crate::format::*;
@@ -21,6 +26,7 @@ use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::writer::{OpenStripe, SealedStripe, Shared, WriterState};
 use crate::segments::SegmentInfo;
 use ectable_devices::IoOp;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"ECTCKPT1";
@@ -156,60 +162,160 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint),
     Ok((index, lsn, resume))
 }
 
-/// Writes a checkpoint of the (quiesced) engine and points the superblocks at it. Called at
-/// clean close, with the flusher stopped and everything durable.
-pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>> {
-    let array = &shared.array;
-    let Some(cursor) = st.cursor.clone() else {
-        return Ok(None);
-    };
+/// Checkpoint segments needed for `bytes` of checkpoint.
+pub(crate) fn segments_for(array: &crate::array::Array, bytes: usize) -> usize {
+    let (k, c, s) = (array.k(), array.chunk_size(), array.segment_size());
+    let per_stripe = k * (c - CHUNK_HEADER_SIZE_BYTES);
+    let stripes_per_segment = (s - SEGMENT_HEADER_SIZE_BYTES) / c;
+    bytes.div_ceil(per_stripe * stripes_per_segment).max(1)
+}
+
+/// A consistent image of the index, ready to be written.
+pub(crate) struct Snapshot {
+    bytes: Vec<u8>,
+    lsn: u64,
+    resume: ResumePoint,
+}
+
+/// The image of a quiesced writer's index: nothing open, sealed or pending, everything
+/// durable. None if the writer is not quiesced or nothing was ever written.
+pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
+    let cursor = st.cursor.clone()?;
     let lsn = st.durable_lsn;
-    if lsn == 0 || st.open.as_ref().is_some_and(|o| !o.records.is_empty()) || !st.sealed.is_empty()
-    {
-        return Ok(None);
+    let quiet = lsn + 1 == st.next_lsn
+        && !st.open.as_ref().is_some_and(|o| !o.records.is_empty())
+        && st.sealed.is_empty()
+        && st.pending.is_empty();
+    if lsn == 0 || !quiet {
+        return None;
     }
     let resume = ResumePoint {
         segment_id: cursor.segment.id,
         offset: cursor.offset,
         ordinal: cursor.ordinal,
     };
-    let bytes = {
-        let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
-        match encode(&index, lsn, resume) {
-            Some(b) => b,
-            None => return Ok(None),
+    let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+    let bytes = encode(&index, lsn, resume)?;
+    Some(Snapshot { bytes, lsn, resume })
+}
+
+/// Takes an index checkpoint while the engine runs: holds appends back, waits until every
+/// appended record is durable and on disk in the index, takes the image, lets appends go on,
+/// then writes it ([`store`]). Returns the checkpoint's LSN, or None when there was nothing
+/// new to checkpoint.
+pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
+    let snap = {
+        let mut st = shared.lock_state();
+        while st.paused {
+            // Another checkpoint is taking its image.
+            st = shared
+                .durable_cv
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
         }
+        st.paused = true;
+        st.sync_wanted_lsn = st.sync_wanted_lsn.max(st.next_lsn - 1);
+        shared.work_cv.notify_all();
+        let result = loop {
+            if let Some(e) = &st.error {
+                break Err(Error::PreviousIo(e.clone()));
+            }
+            if st.flusher_done {
+                break Err(Error::Closed);
+            }
+            let quiet = st.durable_lsn + 1 == st.next_lsn
+                && !st.open.as_ref().is_some_and(|o| !o.records.is_empty())
+                && st.sealed.is_empty()
+                && st.pending.is_empty();
+            if quiet {
+                break Ok(snapshot(shared, &st));
+            }
+            st = shared
+                .durable_cv
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
+        };
+        st.paused = false;
+        shared.durable_cv.notify_all();
+        result?
     };
+    let Some(snap) = snap else {
+        return Ok(None);
+    };
+    let (_, _, current) = shared
+        .array
+        .persisted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .checkpoint;
+    if snap.lsn == current {
+        // Nothing was written since the checkpoint in force.
+        return Ok(None);
+    }
+    store(shared, snap)
+}
+
+/// Writes a checkpoint of the (quiesced) engine at clean close.
+pub(crate) fn write_at_close(shared: &Shared) -> Result<Option<u64>> {
+    let snap = {
+        let st = shared.lock_state();
+        if !st.writing_started || st.error.is_some() {
+            return Ok(None);
+        }
+        snapshot(shared, &st)
+    };
+    match snap {
+        Some(snap) => store(shared, snap),
+        None => Ok(None),
+    }
+}
+
+/// Writes a snapshot into new checkpoint segments, points the superblocks at it, and frees
+/// the previous checkpoint's segments and the log segments the new one leaves dead.
+fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
+    let array = &shared.array;
+    let Snapshot { bytes, lsn, resume } = snap;
     let (k, c, s) = (array.k(), array.chunk_size(), array.segment_size());
     let per_stripe = k * (c - CHUNK_HEADER_SIZE_BYTES);
     let stripes_per_segment = (s - SEGMENT_HEADER_SIZE_BYTES) / c;
-    let per_segment = per_stripe * stripes_per_segment;
-    let segment_count = bytes.len().div_ceil(per_segment);
+    let segment_count = segments_for(array, bytes.len());
     let online: Vec<bool> = (0..array.n())
         .map(|slot| array.device_of_slot(slot as u32).is_some())
         .collect();
-    let first_id = st.next_segment_id;
-    let mut segs: Vec<Arc<SegmentInfo>> = Vec::new();
-    for i in 0..segment_count {
-        let id = first_id + i as u64;
-        let Some(members) = st
-            .free
-            .allocate(id, array.w(), &online, shared.min_write_shards)
-        else {
-            for seg in &segs {
-                for (slot, dseg) in &seg.members {
-                    st.free.release(*slot, *dseg);
+    let segs: Vec<Arc<SegmentInfo>> = {
+        let mut st = shared.lock_state();
+        let first_id = st.next_segment_id;
+        let mut segs: Vec<Arc<SegmentInfo>> = Vec::new();
+        for i in 0..segment_count {
+            let id = first_id + i as u64;
+            let Some(members) = st
+                .free
+                .allocate(id, array.w(), &online, shared.min_write_shards)
+            else {
+                for seg in &segs {
+                    for (slot, dseg) in &seg.members {
+                        st.free.release(*slot, *dseg);
+                    }
                 }
+                return Err(Error::NoSpace("no room for an index checkpoint".into()));
+            };
+            segs.push(Arc::new(SegmentInfo {
+                id,
+                kind: SegmentKind::Checkpoint,
+                members,
+            }));
+        }
+        st.next_segment_id = first_id + segment_count as u64;
+        segs
+    };
+    let release = |shared: &Shared| {
+        let mut st = shared.lock_state();
+        for seg in &segs {
+            for (slot, dseg) in &seg.members {
+                st.free.release(*slot, *dseg);
             }
-            return Err(Error::NoSpace("no room for an index checkpoint".into()));
-        };
-        segs.push(Arc::new(SegmentInfo {
-            id,
-            kind: SegmentKind::Checkpoint,
-            members,
-        }));
-    }
-    st.next_segment_id = first_id + segment_count as u64;
+        }
+    };
     let mut stripes = Vec::new();
     for (i, piece) in bytes.chunks(per_stripe).enumerate() {
         let seg = &segs[i / stripes_per_segment];
@@ -234,23 +340,27 @@ pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>
             for_sync: false,
         });
     }
-    let release = |st: &mut WriterState| {
-        for seg in &segs {
-            for (slot, dseg) in &seg.members {
-                st.free.release(*slot, *dseg);
-            }
-        }
-    };
-    let (ops, meta) = shared.encode_batch(&stripes, lsn - 1)?;
     let mut devices = Vec::new();
     let mut written = vec![0usize; stripes.len()];
-    for (comp, (si, _)) in array.io.execute(ops).into_iter().zip(meta) {
-        if comp.result.is_ok() {
-            if si != usize::MAX {
-                written[si] += 1;
+    // Written a batch at a time: a large index does not hold all its chunks in memory twice.
+    let per_batch = shared.max_batch_stripes.max(1);
+    for (bi, batch) in stripes.chunks(per_batch).enumerate() {
+        let base = bi * per_batch;
+        let (ops, meta) = match shared.encode_batch(batch, lsn - 1) {
+            Ok(x) => x,
+            Err(e) => {
+                release(shared);
+                return Err(e);
             }
-            if !devices.contains(&comp.op.device_index) {
-                devices.push(comp.op.device_index);
+        };
+        for (comp, (si, _)) in array.io.execute(ops).into_iter().zip(meta) {
+            if comp.result.is_ok() {
+                if si != usize::MAX {
+                    written[base + si] += 1;
+                }
+                if !devices.contains(&comp.op.device_index) {
+                    devices.push(comp.op.device_index);
+                }
             }
         }
     }
@@ -261,37 +371,108 @@ pub(crate) fn write(shared: &Shared, st: &mut WriterState) -> Result<Option<u64>
         .all(|c| c.result.is_ok());
     if !flushed || written.iter().any(|w| *w < array.w()) {
         // Not worth a degraded checkpoint: the log still has everything.
-        release(st);
+        release(shared);
         return Ok(None);
     }
-    let previous = array
-        .persisted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .checkpoint;
-    array.persist_checkpoint((first_id, segment_count as u32, lsn))?;
-    // The previous checkpoint's segments are free now that nothing points at them.
-    let (prev_id, prev_count, _) = previous;
-    if prev_id != 0 {
-        let old: Vec<Arc<SegmentInfo>> = {
-            let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
-            (prev_id..prev_id + prev_count as u64)
-                .filter_map(|id| map.get(&id).cloned())
-                .collect()
-        };
+    if let Err(e) = array.persist_checkpoint((segs[0].id, segment_count as u32, lsn)) {
+        release(shared);
+        return Err(e);
+    }
+    {
         let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
-        for seg in old {
-            map.remove(&seg.id);
+        for seg in &segs {
+            map.insert(seg.id, seg.clone());
+        }
+    }
+    // The previous checkpoint's segments, and the log segments this one leaves dead.
+    shared.cleaner.checkpoint_written(
+        lsn,
+        resume.segment_id,
+        shared
+            .counters
+            .payload_bytes_written
+            .load(Ordering::Relaxed),
+    );
+    free_dead_segments(shared, resume.segment_id);
+    Ok(Some(lsn))
+}
+
+/// Removes segments from the segment table and gives their device segments back, with no
+/// read in flight (the free gate) and no rebuild or scrub running (the maintenance lock,
+/// held by the caller or taken here).
+pub(crate) fn free_segments(shared: &Shared, ids: &[u64]) {
+    if ids.is_empty() {
+        return;
+    }
+    let _gate = shared.free_gate.write().unwrap_or_else(|p| p.into_inner());
+    let mut st = shared.lock_state();
+    let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
+    for id in ids {
+        if let Some(seg) = map.remove(id) {
             for (slot, dseg) in &seg.members {
                 st.free.release(*slot, *dseg);
             }
         }
     }
-    let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
-    for seg in segs {
-        map.insert(seg.id, seg);
+}
+
+/// Frees the log segments before `resume_segment` (so covered by the checkpoint in force)
+/// that no index entry points into, and the checkpoint segments of earlier checkpoints. Skipped while a rebuild or scrub runs (they read the
+/// segment table as it was when they started); the next checkpoint or cleaner pass frees
+/// them. Returns how many were freed.
+pub(crate) fn free_dead_segments(shared: &Shared, resume_segment: u64) -> usize {
+    let Ok(_maintenance) = shared.maintenance.try_lock() else {
+        return 0;
+    };
+    free_dead_segments_locked(shared, resume_segment)
+}
+
+/// As [`free_dead_segments`], with the maintenance lock held by the caller.
+pub(crate) fn free_dead_segments_locked(shared: &Shared, resume_segment: u64) -> usize {
+    let (ckpt_first, ckpt_count, _) = shared
+        .array
+        .persisted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .checkpoint;
+    let in_force = ckpt_first..ckpt_first + ckpt_count as u64;
+    let (old_checkpoints, candidates): (Vec<u64>, Vec<u64>) = {
+        let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
+        let old = map
+            .values()
+            .filter(|s| s.kind == SegmentKind::Checkpoint && !in_force.contains(&s.id))
+            .map(|s| s.id)
+            .collect();
+        let logs = map
+            .values()
+            .filter(|s| s.kind == SegmentKind::Log && s.id < resume_segment)
+            .map(|s| s.id)
+            .collect();
+        (old, logs)
+    };
+    let mut dead = old_checkpoints;
+    if !candidates.is_empty() {
+        // The authority is the index itself, not the live-byte accounting.
+        let referenced =
+            referenced_segments(&shared.index.read().unwrap_or_else(|p| p.into_inner()));
+        dead.extend(candidates.into_iter().filter(|id| !referenced.contains(id)));
     }
-    Ok(Some(lsn))
+    free_segments(shared, &dead);
+    if !dead.is_empty() {
+        tracing::debug!("freed {} dead log segments", dead.len());
+    }
+    dead.len()
+}
+
+/// Every segment some index entry points into.
+pub(crate) fn referenced_segments(index: &Index) -> std::collections::HashSet<u64> {
+    let mut out = std::collections::HashSet::new();
+    for t in index.tables.values() {
+        for e in t.values() {
+            out.insert(e.place.segment_id());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ pub struct EngineOptions {
     pub health: crate::health::HealthPolicy,
     /// What happens when a device is lost (hot spares are used by the automatic policy).
     pub recovery: crate::prober::RecoveryPolicy,
+    /// Segment cleaning and periodic index checkpoints.
+    pub cleaner: crate::cleaner::CleanerOptions,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +49,7 @@ impl Default for EngineOptions {
             max_batch_stripes: 16,
             health: crate::health::HealthPolicy::default(),
             recovery: crate::prober::RecoveryPolicy::default(),
+            cleaner: crate::cleaner::CleanerOptions::default(),
         }
     }
 }
@@ -110,8 +113,23 @@ pub struct Status {
     /// Devices that can still be lost before data is (for the worst stripe).
     pub redundancy_left: usize,
     pub raw_capacity_bytes: u64,
+    /// Record bytes the data segments hold at most (parity, headers excluded).
     pub usable_capacity_bytes: u64,
+    /// Usable bytes of the segments allocated (log and checkpoint).
     pub used_bytes: u64,
+    /// Bytes of the records the index points at (padded as stored).
+    pub live_bytes: u64,
+    /// Bytes of log segments no record needs any more: overwritten and deleted records,
+    /// padding; the cleaner reclaims them.
+    pub garbage_bytes: u64,
+    /// Segments (of k + m device segments) that can still be allocated, of `total_segments`.
+    pub free_segments: usize,
+    pub total_segments: usize,
+    /// Free segments foreground writes may not take (kept for the cleaner).
+    pub reserved_segments: usize,
+    /// LSN of the index checkpoint in force (0: none).
+    pub checkpoint_lsn: u64,
+    pub cleaner: crate::cleaner::CleanerStats,
     pub keys: usize,
     pub tables: usize,
     pub next_lsn: u64,
@@ -144,6 +162,8 @@ pub struct Engine {
             Arc<std::sync::atomic::AtomicBool>,
         )>,
     >,
+    cleaner: Mutex<Option<JoinHandle<()>>>,
+    cleaner_opts: crate::cleaner::CleanerOptions,
     recovery: RecoveryStats,
 }
 
@@ -188,6 +208,7 @@ impl Engine {
             pending: HashMap::new(),
             next_stripe_seq: 0,
             pending_repairs: rec.repairs,
+            paused: false,
         };
         let shared = Arc::new(Shared {
             array,
@@ -200,6 +221,9 @@ impl Engine {
             min_write_shards,
             max_batch_stripes: clamp_batch(opts.max_batch_stripes),
             chunk_pool: Mutex::new(Vec::new()),
+            free_gate: RwLock::new(()),
+            maintenance: Mutex::new(()),
+            cleaner: crate::cleaner::CleanerCtl::new(rec.stats.checkpoint_resume_segment),
         });
         let flusher = if opts.read_only {
             None
@@ -227,10 +251,25 @@ impl Engine {
                 .map_err(|e| Error::InvalidArgument(format!("cannot start the monitor: {e}")))?;
             Some((h, stop, cancel))
         };
+        let cleaner = if opts.read_only || !opts.cleaner.enabled {
+            None
+        } else {
+            let (s, o) = (shared.clone(), opts.cleaner.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("ectable-cleaner".into())
+                    .spawn(move || crate::cleaner::run(s, o))
+                    .map_err(|e| {
+                        Error::InvalidArgument(format!("cannot start the cleaner: {e}"))
+                    })?,
+            )
+        };
         Ok(Engine {
             shared,
             flusher: Mutex::new(flusher),
             prober: Mutex::new(prober),
+            cleaner: Mutex::new(cleaner),
+            cleaner_opts: opts.cleaner,
             recovery: rec.stats,
         })
     }
@@ -285,6 +324,19 @@ impl Engine {
 
     /// Reads the newest value of `key`, or None if it does not exist.
     pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let _gate = self.read_gate();
+        self.get_gated(table, key)
+    }
+
+    /// Holds segments from being freed (and reused) while a read is in flight.
+    fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.shared
+            .free_gate
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_gated(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.entry(table, key)? {
             None => Ok(None),
             Some(e) => self.load_value(table, key, &e).map(Some),
@@ -293,6 +345,7 @@ impl Engine {
 
     /// Reads several keys of one table with all their device reads in flight at once.
     pub fn get_many(&self, table: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let _gate = self.read_gate();
         let mut entries = Vec::with_capacity(keys.len());
         for k in keys {
             entries.push(self.entry(table, k)?);
@@ -338,6 +391,7 @@ impl Engine {
                 Place::Pending {
                     stripe_seq,
                     record_offset,
+                    ..
                 } => {
                     match self
                         .shared
@@ -345,7 +399,7 @@ impl Engine {
                     {
                         Some(v) => out[i] = Some(v),
                         // Settled meanwhile: the index now points at the disk.
-                        None => out[i] = self.get(table, items[i].0)?,
+                        None => out[i] = self.get_gated(table, items[i].0)?,
                     }
                 }
                 Place::Disk(loc) => {
@@ -569,6 +623,7 @@ impl Engine {
         to: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let _gate = self.read_gate();
         let entries: Vec<(Vec<u8>, IndexEntry)> = {
             let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
             let Some(t) = index.tables.get(table) else {
@@ -620,7 +675,19 @@ impl Engine {
             used_per_slot[slot] = a.segment_count() - f.len() as u32;
         }
         let (next_lsn, durable_lsn) = (st.next_lsn, st.durable_lsn);
+        let free_segments = st.free.allocatable(a.w());
+        let cursor = st.cursor.as_ref().map(|c| (c.segment.id, c.offset as u64));
         drop(st);
+        let reserved_segments = s.reserve_segments();
+        let seg_cap = crate::cleaner::segment_data_capacity(a);
+        let log_segments: Vec<u64> = s
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|g| g.kind == crate::format::SegmentKind::Log)
+            .map(|g| g.id)
+            .collect();
         let devices: Vec<DeviceStatus> = (0..a.n())
             .map(|slot| {
                 let dev = a.present_device(slot);
@@ -669,6 +736,26 @@ impl Engine {
         let usable = seg_bytes * a.n() as u64 * a.k() as u64 / a.w() as u64;
         let used_segs: u64 = used_per_slot.iter().map(|u| *u as u64).sum();
         let index = s.index.read().unwrap_or_else(|p| p.into_inner());
+        let live_bytes = index.total_live_bytes();
+        // Garbage: what the log segments hold beyond their live records; the segment being
+        // written counts only up to the cursor.
+        let seg_span = (a.segment_size() - crate::format::SEGMENT_HEADER_SIZE_BYTES) as u64;
+        let written: u64 = log_segments
+            .iter()
+            .map(|id| match cursor {
+                Some((cid, off)) if cid == *id => {
+                    seg_cap * off.saturating_sub(crate::format::SEGMENT_HEADER_SIZE_BYTES as u64)
+                        / seg_span
+                }
+                _ => seg_cap,
+            })
+            .sum();
+        let checkpoint_lsn = a
+            .persisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkpoint
+            .2;
         let c = &s.counters;
         Status {
             array_uuid: uuid_string(&a.sb.array_uuid),
@@ -694,6 +781,13 @@ impl Engine {
             raw_capacity_bytes: raw,
             usable_capacity_bytes: usable,
             used_bytes: used_segs * a.segment_size() as u64 * a.k() as u64 / a.w() as u64,
+            live_bytes,
+            garbage_bytes: written.saturating_sub(live_bytes),
+            free_segments,
+            total_segments: a.segment_count() as usize * a.n() / a.w(),
+            reserved_segments,
+            checkpoint_lsn,
+            cleaner: s.cleaner.stats(),
             keys: index.key_count(),
             tables: index.tables.values().filter(|t| !t.is_empty()).count(),
             next_lsn,
@@ -718,6 +812,51 @@ impl Engine {
         }
     }
 
+    /// Runs the cleaner now, in the calling thread, until no segment is worth cleaning (or
+    /// `max_passes` passes ran): moves live records out of mostly-dead segments, checkpoints,
+    /// and frees them. Returns what it did, summed over the passes.
+    pub fn clean(&self, max_passes: usize) -> Result<crate::cleaner::CleanReport> {
+        if self.shared.array.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut total = crate::cleaner::CleanReport::default();
+        for _ in 0..max_passes.max(1) {
+            let r = crate::cleaner::clean_pass(&self.shared, &self.cleaner_opts, 8)?;
+            total.segments_cleaned += r.segments_cleaned;
+            total.segments_freed += r.segments_freed;
+            total.records_relocated += r.records_relocated;
+            total.bytes_relocated += r.bytes_relocated;
+            total.checkpoint_lsn = r.checkpoint_lsn.or(total.checkpoint_lsn);
+            total.paused |= r.paused;
+            if r.paused || (r.segments_cleaned == 0 && r.segments_freed == 0) {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Writes an index checkpoint now (the engine keeps running; appends wait only while the
+    /// index image is taken). Returns its LSN, or None if nothing was written since the last.
+    pub fn checkpoint(&self) -> Result<Option<u64>> {
+        if self.shared.array.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let r = crate::checkpoint::write_online(&self.shared)?;
+        crate::checkpoint::free_dead_segments(
+            &self.shared,
+            self.shared
+                .cleaner
+                .resume_segment
+                .load(std::sync::atomic::Ordering::SeqCst),
+        );
+        Ok(r)
+    }
+
+    /// What the cleaner has done since open.
+    pub fn cleaner_stats(&self) -> crate::cleaner::CleanerStats {
+        self.shared.cleaner.stats()
+    }
+
     /// The largest batch (sum of padded records) one stripe holds.
     pub fn max_batch_bytes(&self) -> usize {
         self.shared.array.max_stripe_payload()
@@ -730,6 +869,15 @@ impl Engine {
         {
             stop.stop();
             cancel.store(true, Ordering::SeqCst);
+            let _ = h.join();
+        }
+        if let Some(h) = self
+            .cleaner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            self.shared.cleaner.stop();
             let _ = h.join();
         }
         let r = self.sync();
@@ -749,15 +897,11 @@ impl Engine {
         let _ = h.join();
         r?;
         // Clean close: checkpoint the index so the next open replays only what follows.
-        let mut st = self.shared.lock_state();
-        if st.writing_started && st.error.is_none() {
-            // The checkpoint only shortens the next open; everything is durable already, so
-            // failing to write one (a full array, a failing device) does not fail the close.
-            if let Err(e) = crate::checkpoint::write(&self.shared, &mut st) {
-                tracing::warn!("no index checkpoint written at close: {e}");
-            }
+        // The checkpoint only shortens the next open; everything is durable already, so
+        // failing to write one (a full array, a failing device) does not fail the close.
+        if let Err(e) = crate::checkpoint::write_at_close(&self.shared) {
+            tracing::warn!("no index checkpoint written at close: {e}");
         }
-        drop(st);
         self.shared.array.persist_if_dirty();
         Ok(())
     }

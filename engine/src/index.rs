@@ -6,6 +6,9 @@
 //! - A record not yet durable is served from memory ([`Place::Pending`]); the writer switches the
 //!   entry to its disk location once the stripe's flush completed, and only if the entry still
 //!   names that LSN.
+//! - `live_bytes[s]` is the sum of the padded record lengths of the entries that point into
+//!   segment `s` (on disk or, while pending, in a stripe placed in `s`); the cleaner picks
+//!   segments by it. `checkpoint_bytes` is what the entries take in an index checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,7 +35,18 @@ pub enum Place {
     Pending {
         stripe_seq: u64,
         record_offset: u32,
+        /// The segment the stripe is placed in.
+        segment_id: u64,
     },
+}
+
+impl Place {
+    pub fn segment_id(&self) -> u64 {
+        match self {
+            Place::Disk(loc) => loc.segment_id,
+            Place::Pending { segment_id, .. } => *segment_id,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,25 +59,58 @@ pub struct IndexEntry {
 #[derive(Default)]
 pub struct Index {
     pub tables: HashMap<String, BTreeMap<Vec<u8>, IndexEntry>>,
+    /// Live record bytes per segment (see the invariants above).
+    pub live_bytes: HashMap<u64, u64>,
+    /// Bytes the entries take in a checkpoint.
+    pub checkpoint_bytes: u64,
+}
+
+/// Bytes one entry takes in a checkpoint, besides its table name and key.
+pub const CHECKPOINT_ENTRY_FIXED_BYTES: u64 = 1 + 2 + 8 + 4 + 8 + 24;
+
+fn record_bytes(table: &str, key: &[u8], value_len: u32) -> u64 {
+    crate::format::log_record::encoded_len_padded(table.len(), key.len(), value_len as usize) as u64
 }
 
 impl Index {
-    pub fn put(&mut self, table: &str, key: &[u8], entry: IndexEntry) {
-        match self.tables.get_mut(table) {
-            Some(t) => {
-                t.insert(key.to_vec(), entry);
+    fn account_remove(&mut self, table: &str, key: &[u8], old: &IndexEntry) {
+        let seg = old.place.segment_id();
+        if let Some(b) = self.live_bytes.get_mut(&seg) {
+            *b = b.saturating_sub(record_bytes(table, key, old.value_len));
+            if *b == 0 {
+                self.live_bytes.remove(&seg);
             }
+        }
+    }
+
+    pub fn put(&mut self, table: &str, key: &[u8], entry: IndexEntry) {
+        *self.live_bytes.entry(entry.place.segment_id()).or_default() +=
+            record_bytes(table, key, entry.value_len);
+        let old = match self.tables.get_mut(table) {
+            Some(t) => t.insert(key.to_vec(), entry),
             None => {
                 let mut t = BTreeMap::new();
                 t.insert(key.to_vec(), entry);
                 self.tables.insert(table.to_string(), t);
+                None
+            }
+        };
+        match old {
+            Some(old) => self.account_remove(table, key, &old),
+            None => {
+                self.checkpoint_bytes +=
+                    CHECKPOINT_ENTRY_FIXED_BYTES + (table.len() + key.len()) as u64
             }
         }
     }
 
     pub fn delete(&mut self, table: &str, key: &[u8]) {
-        if let Some(t) = self.tables.get_mut(table) {
-            t.remove(key);
+        let old = self.tables.get_mut(table).and_then(|t| t.remove(key));
+        if let Some(old) = old {
+            self.account_remove(table, key, &old);
+            self.checkpoint_bytes = self
+                .checkpoint_bytes
+                .saturating_sub(CHECKPOINT_ENTRY_FIXED_BYTES + (table.len() + key.len()) as u64);
         }
     }
 
@@ -73,5 +120,43 @@ impl Index {
 
     pub fn key_count(&self) -> usize {
         self.tables.values().map(|t| t.len()).sum()
+    }
+
+    /// Live record bytes in all segments.
+    pub fn total_live_bytes(&self) -> u64 {
+        self.live_bytes.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(seg: u64) -> IndexEntry {
+        IndexEntry {
+            lsn: 1,
+            value_len: 100,
+            place: Place::Pending {
+                stripe_seq: 1,
+                record_offset: 0,
+                segment_id: seg,
+            },
+        }
+    }
+
+    #[test]
+    fn live_bytes_follow_puts_and_deletes() {
+        let mut i = Index::default();
+        let one = record_bytes("t", b"k", 100);
+        i.put("t", b"k", pending(3));
+        i.put("t", b"j", pending(3));
+        assert_eq!(i.live_bytes[&3], 2 * one);
+        i.put("t", b"k", pending(4));
+        assert_eq!((i.live_bytes[&3], i.live_bytes[&4]), (one, one));
+        i.delete("t", b"j");
+        assert!(!i.live_bytes.contains_key(&3));
+        i.delete("t", b"k");
+        assert!(i.live_bytes.is_empty());
+        assert_eq!(i.checkpoint_bytes, 0);
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod array;
 mod checkpoint;
+pub mod cleaner;
 pub mod codec;
 mod engine;
 pub mod error;
@@ -37,8 +38,10 @@ mod prober;
 pub mod rebuild;
 pub mod recovery;
 pub mod segments;
+pub mod table;
 
 pub use array::{format, ArrayInfo, FormatOptions};
+pub use cleaner::{CleanReport, CleanerOptions, CleanerStats};
 pub use engine::{DeviceStatus, Engine, EngineOptions, Status, WriteBatch};
 pub use error::{Error, Result};
 pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
@@ -46,6 +49,10 @@ pub use health::{DetectionMode, HealthPolicy};
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
+pub use table::{
+    Columns, Condition, KeyColumn, RangePage, RangeQuery, Row, RowUpdate, Schema, TableBatch,
+    TableInfo, Tables, Value, ValueType,
+};
 
 pub(crate) fn validate_name_key(table: &str, key: &[u8]) -> Result<()> {
     if table.is_empty() || table.len() > MAX_TABLE_NAME_BYTES {

@@ -335,6 +335,8 @@ impl Shared {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Progress> {
         let a = &self.array;
+        // No segment is freed (and reused) under the rebuild: the cleaner pauses.
+        let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let Some((slot, next_id)) = self.rebuild_in_progress() else {
             return Ok(Progress::default());
         };
@@ -535,6 +537,8 @@ impl Shared {
         if repair && a.read_only {
             return Err(Error::ReadOnly);
         }
+        // No segment is freed (and reused) under the scrub: the cleaner pauses.
+        let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         if !a.read_only {
             self.sync_all()?;
         }

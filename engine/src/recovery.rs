@@ -73,6 +73,10 @@ pub struct RecoveryStats {
     /// LSN of the checkpoint the index was loaded from (0: replayed from the start).
     pub checkpoint_lsn: u64,
     pub checkpoint_keys: usize,
+    /// The segment the log resumes in after that checkpoint (0: none).
+    pub checkpoint_resume_segment: u64,
+    /// Log segments before the checkpoint with no live record: freed at open.
+    pub dead_segments_freed: usize,
 }
 
 fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
@@ -398,6 +402,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         Some((index, lsn, resume)) => {
             stats.checkpoint_lsn = lsn;
             stats.checkpoint_keys = index.key_count();
+            stats.checkpoint_resume_segment = resume.segment_id;
             (index, lsn + 1, Some(resume))
         }
         None => (Index::default(), 1u64, None),
@@ -542,6 +547,29 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
                 "acknowledged records up to LSN {max_committed} existed but the log breaks off at LSN {expected_lsn}: {detail}"
             ),
         });
+    }
+    // Log segments the checkpoint covers that no entry points into hold nothing live (the
+    // cleaner moved their records, or they were all overwritten): free. The free space is
+    // rebuilt from the segments still needed, so that the stale headers of a freed segment
+    // never hold device segments a newer segment took over.
+    if let Some(r) = resume {
+        let referenced = crate::checkpoint::referenced_segments(&index);
+        let dead: Vec<u64> = segments
+            .values()
+            .filter(|s| s.kind == SegmentKind::Log && s.id < r.segment_id)
+            .filter(|s| !referenced.contains(&s.id))
+            .map(|s| s.id)
+            .collect();
+        for id in &dead {
+            segments.remove(id);
+        }
+        stats.dead_segments_freed = dead.len();
+        free = FreeSpace::new(array.n(), array.segment_count());
+        for seg in segments.values().chain(discarded.iter()) {
+            for (slot, dseg) in &seg.members {
+                free.mark_used(*slot, *dseg);
+            }
+        }
     }
     Ok(Recovered {
         segments,

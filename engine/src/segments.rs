@@ -46,6 +46,26 @@ impl FreeSpace {
         self.free.iter().map(|f| f.len()).sum()
     }
 
+    /// How many segments of `width` members (distinct slots) the free device segments still
+    /// make: the largest t with sum over slots of min(free, t) >= width * t.
+    pub fn allocatable(&self, width: usize) -> usize {
+        if width == 0 {
+            return 0;
+        }
+        let counts: Vec<usize> = self.free.iter().map(|f| f.len()).collect();
+        let fits = |t: usize| counts.iter().map(|&c| c.min(t)).sum::<usize>() >= width * t;
+        let (mut lo, mut hi) = (0usize, counts.iter().sum::<usize>() / width);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
     /// Picks members for segment `id`: `width` distinct slots, preferring online ones, at
     /// least `min_online` of them online. None when there is no room.
     pub fn allocate(
@@ -106,6 +126,26 @@ mod tests {
             per_slot.iter().max().unwrap(),
         );
         assert!(max - min <= 1, "uneven: {per_slot:?}");
+    }
+
+    #[test]
+    fn allocatable_matches_greedy_allocation() {
+        for (n, w, seg) in [(6, 6, 10), (8, 6, 7), (5, 3, 4), (3, 3, 0)] {
+            let mut f = FreeSpace::new(n, seg);
+            // Uneven free space: take some device segments away.
+            for slot in 0..n as u32 {
+                for d in 0..(slot % 3).min(seg) {
+                    f.mark_used(slot, d);
+                }
+            }
+            let predicted = f.allocatable(w);
+            let online = vec![true; n];
+            let mut made = 0;
+            while f.allocate(made as u64 + 1, w, &online, w).is_some() {
+                made += 1;
+            }
+            assert_eq!(predicted, made, "n {n} w {w} seg {seg}");
+        }
     }
 
     #[test]

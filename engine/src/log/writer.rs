@@ -96,6 +96,8 @@ pub(crate) struct WriterState {
     pub next_stripe_seq: u64,
     /// Chunks and headers of the replayed log to rewrite before the first write.
     pub pending_repairs: crate::recovery::LogRepairs,
+    /// A checkpoint is taking an image of the index: appends wait until it is cleared.
+    pub paused: bool,
 }
 
 /// Counters the writer and readers keep.
@@ -128,6 +130,23 @@ pub(crate) struct Shared {
     /// Chunk-size buffers handed back by completed writes, reused by the encoder so the hot
     /// path neither allocates nor zeroes whole chunks.
     pub chunk_pool: Mutex<Vec<AlignedBuf>>,
+    /// Readers hold it shared from the index lookup to the end of their device reads; freeing
+    /// segments holds it exclusively, so no read ever lands in a segment reused meanwhile.
+    pub free_gate: RwLock<()>,
+    /// Held by rebuild and scrub for their whole run, and by the cleaner and checkpoints
+    /// while they free segments, so no segment is freed under a rebuild or scrub.
+    pub maintenance: Mutex<()>,
+    /// Talks to the cleaner thread.
+    pub cleaner: crate::cleaner::CleanerCtl,
+}
+
+/// A live record the cleaner moves forward: appended again only if the index still names
+/// `lsn` for its key.
+pub(crate) struct Relocation {
+    pub table: String,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub lsn: u64,
 }
 
 /// One operation of a batch.
@@ -152,8 +171,21 @@ impl Shared {
         self.array.k() * (max_height as usize - CHUNK_HEADER_SIZE_BYTES)
     }
 
+    /// Segments kept back from foreground writes so that the cleaner can always move live
+    /// records forward and write the checkpoint that frees what it cleaned.
+    pub(crate) fn reserve_segments(&self) -> usize {
+        let ckpt_bytes = self
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkpoint_bytes;
+        crate::checkpoint::segments_for(&self.array, ckpt_bytes as usize + 4096)
+            + crate::cleaner::RESERVE_LOG_SEGMENTS
+    }
+
     /// Opens a stripe at the cursor, allocating a new segment when the current one is full.
-    fn open_stripe(&self, st: &mut WriterState) -> Result<()> {
+    /// Foreground writes (`use_reserve` false) may not take the reserved segments.
+    fn open_stripe(&self, st: &mut WriterState, use_reserve: bool) -> Result<()> {
         let s = self.array.segment_size() as u32;
         let need_new = match &st.cursor {
             None => true,
@@ -164,6 +196,16 @@ impl Shared {
                 .map(|slot| self.array.device_of_slot(slot as u32).is_some())
                 .collect();
             let id = st.next_segment_id;
+            if !use_reserve {
+                let reserve = self.reserve_segments();
+                let left = st.free.allocatable(self.array.w());
+                if left <= reserve {
+                    return Err(Error::NoSpace(format!(
+                        "{left} free segments left, {reserve} of them kept for the cleaner; \
+                         delete data (the cleaner then reclaims its space) or add capacity"
+                    )));
+                }
+            }
             let Some(members) =
                 st.free
                     .allocate(id, self.array.w(), &online, self.min_write_shards)
@@ -244,7 +286,8 @@ impl Shared {
         self.work_cv.notify_all();
     }
 
-    /// Appends a batch of mutations atomically (one stripe). Returns the last LSN.
+    /// Appends a batch of mutations atomically (one stripe). Returns the last LSN. On a full
+    /// array it waits for the cleaner while the cleaner still frees space.
     pub(crate) fn append(&self, muts: &[Mutation<'_>]) -> Result<u64> {
         if self.array.read_only {
             return Err(Error::ReadOnly);
@@ -268,9 +311,32 @@ impl Shared {
         if muts.is_empty() {
             return Ok(self.lock_state().next_lsn - 1);
         }
-        let mut st = self.lock_state();
+        let mut waited = 0;
+        loop {
+            match self.append_once(muts, total) {
+                Err(Error::NoSpace(why)) if waited < crate::cleaner::MAX_SPACE_WAITS => {
+                    // The cleaner may free space: wake it and wait for one pass.
+                    if !self.cleaner.wait_for_pass() {
+                        return Err(Error::NoSpace(why));
+                    }
+                    waited += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Waits while backpressure or a checkpoint holds appends; fails on a latched error or
+    /// at close; starts writing if this is the session's first write.
+    fn admit<'a>(
+        &'a self,
+        mut st: std::sync::MutexGuard<'a, WriterState>,
+    ) -> Result<std::sync::MutexGuard<'a, WriterState>> {
         // Backpressure: bound the memory held by stripes waiting for the flusher.
-        while st.sealed.len() >= 2 * self.max_batch_stripes && st.error.is_none() && !st.closing {
+        while (st.paused || st.sealed.len() >= 2 * self.max_batch_stripes)
+            && st.error.is_none()
+            && !st.closing
+        {
             st = self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if let Some(e) = &st.error {
@@ -282,13 +348,18 @@ impl Shared {
         if !st.writing_started {
             self.start_writing(&mut st)?;
         }
+        Ok(st)
+    }
+
+    /// Makes the open stripe able to take `total` more bytes.
+    fn make_room(&self, st: &mut WriterState, total: usize, use_reserve: bool) -> Result<()> {
         loop {
             if st.open.is_none() {
-                self.open_stripe(&mut st)?;
+                self.open_stripe(st, use_reserve)?;
             }
             let open = st.open.as_ref().expect("opened");
             if open.buf.len() + total <= self.stripe_capacity(open.max_height) {
-                break;
+                return Ok(());
             }
             if open.records.is_empty() {
                 // The tail of this segment is too short for the batch: skip to a new segment.
@@ -296,10 +367,53 @@ impl Shared {
                 st.cursor = None;
                 continue;
             }
-            self.seal(&mut st);
+            self.seal(st);
         }
+    }
+
+    fn append_once(&self, muts: &[Mutation<'_>], total: usize) -> Result<u64> {
+        let mut st = self.admit(self.lock_state())?;
+        self.make_room(&mut st, total, false)?;
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        let st = &mut *st;
+        Ok(self.place(&mut st, &mut index, muts))
+    }
+
+    /// Moves live records forward (the cleaner): each is appended again, as a put, only if
+    /// the index still names its LSN; the others were overwritten or deleted meanwhile.
+    /// Returns how many were moved.
+    pub(crate) fn relocate(&self, recs: &[Relocation]) -> Result<usize> {
+        if self.array.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut moved = 0;
+        let mut st = self.lock_state();
+        for r in recs {
+            st = self.admit(st)?;
+            let still_live = self
+                .index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&r.table, &r.key)
+                .is_some_and(|e| e.lsn == r.lsn);
+            if !still_live {
+                continue;
+            }
+            let total = log_record::encoded_len_padded(r.table.len(), r.key.len(), r.value.len());
+            self.make_room(&mut st, total, true)?;
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let m = Mutation::Put {
+                table: &r.table,
+                key: &r.key,
+                value: &r.value,
+            };
+            self.place(&mut st, &mut index, std::slice::from_ref(&m));
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// Writes the records into the open stripe (which has room) and points the index at them.
+    fn place(&self, st: &mut WriterState, index: &mut Index, muts: &[Mutation<'_>]) -> u64 {
         let open = st.open.as_mut().expect("opened");
         for m in muts {
             let lsn = st.next_lsn;
@@ -333,6 +447,7 @@ impl Shared {
                         place: Place::Pending {
                             stripe_seq: open.seq,
                             record_offset: offset as u32,
+                            segment_id: open.segment.id,
                         },
                     },
                 ),
@@ -355,7 +470,7 @@ impl Shared {
         if open.buf.len() + 64 > self.stripe_capacity(open.max_height) {
             self.seal(st);
         }
-        Ok(last)
+        last
     }
 
     /// The first write of a session: persist a new epoch, so that this session's stripes are

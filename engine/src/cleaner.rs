@@ -1,0 +1,500 @@
+//! The segment cleaner: reclaims the space of overwritten and deleted records.
+//!
+//! A pass picks victim log segments by cost-benefit, moves their live records forward (they
+//! are appended again, as ordinary puts, only if the index still names them), makes that
+//! durable, writes an index checkpoint, and frees the victims.
+//!
+//! Invariants:
+//! - Only log segments before the resume segment of the checkpoint in force are victims:
+//!   recovery never replays them, it needs them only through the checkpoint's index entries.
+//!   So a delete record needs no keeping once its segment is cleaned: no older version of its
+//!   key can come back (recovery never reads the segments that held one).
+//! - A victim is freed only after a checkpoint whose index no longer points into it is
+//!   durable and named by the superblocks, with no read in flight into it (the free gate)
+//!   and no rebuild or scrub running (the maintenance lock). A crash at any instant leaves
+//!   either the old checkpoint (which still names the victim, intact) or the new one (which
+//!   does not need it): no record is lost, none comes back.
+//! - A relocated record takes a new LSN: it is appended only if, under the writer lock, its
+//!   key's newest entry is still the record being moved, so it never shadows a later write.
+//! - Foreground writes may not take the last [`Shared::reserve_segments`] free segments;
+//!   the cleaner's relocations and checkpoints may, so a full array can always be cleaned.
+//!
+//! Policy (LFS cost-benefit): a victim's score is `(1 - u) * age / (1 + u)`, u its live
+//! fraction and age the number of log segments written since it; segments with u above
+//! `max_live_fraction` are never picked.
+
+use crate::error::Result;
+use crate::format::*;
+use crate::log::stripe::{walk_stripes, StripeOutcome};
+use crate::log::writer::{Relocation, Shared};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Log segments kept back from foreground writes, beside the checkpoint's own.
+pub const RESERVE_LOG_SEGMENTS: usize = 2;
+/// How many cleaner passes a write waits for on a full array before it fails.
+pub const MAX_SPACE_WAITS: usize = 8;
+/// Records handed to the writer at a time when moving a victim's records.
+const RELOCATE_BATCH: usize = 256;
+
+/// How the background cleaner and the periodic checkpoint behave.
+#[derive(Debug, Clone)]
+pub struct CleanerOptions {
+    /// Run the cleaner thread (periodic checkpoints included). Off, space is reclaimed only
+    /// by [`crate::Engine::clean`] and checkpoints are written only at close or by
+    /// [`crate::Engine::checkpoint`].
+    pub enabled: bool,
+    /// Start cleaning when fewer than this fraction of the segments are free.
+    pub start_free_fraction: f64,
+    /// Stop cleaning once this fraction of the segments is free again.
+    pub target_free_fraction: f64,
+    /// Segments with more live data than this fraction are not worth cleaning.
+    pub max_live_fraction: f64,
+    /// Bytes of live records moved per second at most (0: no limit).
+    pub rate_limit_bytes_per_sec: u64,
+    /// Write an index checkpoint after this many bytes of log (0: only at close).
+    pub checkpoint_every_bytes: u64,
+    /// How often the cleaner thread looks at the free space.
+    pub interval: Duration,
+}
+
+impl Default for CleanerOptions {
+    fn default() -> Self {
+        CleanerOptions {
+            enabled: true,
+            start_free_fraction: 0.20,
+            target_free_fraction: 0.30,
+            max_live_fraction: 0.95,
+            rate_limit_bytes_per_sec: 0,
+            checkpoint_every_bytes: 256 << 20,
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What the cleaner has done since the engine was opened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanerStats {
+    pub passes: u64,
+    /// Passes skipped because a rebuild or scrub was running.
+    pub paused_passes: u64,
+    pub segments_cleaned: u64,
+    pub segments_freed: u64,
+    pub records_relocated: u64,
+    pub bytes_relocated: u64,
+    pub checkpoints: u64,
+    pub last_checkpoint_lsn: u64,
+}
+
+/// What one call to [`crate::Engine::clean`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanReport {
+    pub segments_cleaned: u64,
+    pub segments_freed: u64,
+    pub records_relocated: u64,
+    pub bytes_relocated: u64,
+    pub checkpoint_lsn: Option<u64>,
+    /// A rebuild or scrub held the array: nothing was cleaned.
+    pub paused: bool,
+}
+
+struct CtlState {
+    /// Cycles of the cleaner thread completed.
+    generation: u64,
+    /// A cycle is running now.
+    in_cycle: bool,
+    requested: bool,
+    stop: bool,
+    running: bool,
+    /// Segments freed by the last completed pass.
+    last_freed: u64,
+    stats: CleanerStats,
+    /// Victims found unreadable beyond repair: not picked again this session.
+    unreadable: Vec<u64>,
+}
+
+/// The cleaner thread's controls, shared with writers waiting for space.
+pub(crate) struct CleanerCtl {
+    state: Mutex<CtlState>,
+    cv: Condvar,
+    /// Resume segment of the checkpoint in force (0: none).
+    pub resume_segment: AtomicU64,
+    /// Payload bytes written when the last checkpoint was taken.
+    pub payload_at_checkpoint: AtomicU64,
+}
+
+impl CleanerCtl {
+    pub(crate) fn new(resume_segment: u64) -> CleanerCtl {
+        CleanerCtl {
+            state: Mutex::new(CtlState {
+                generation: 0,
+                in_cycle: false,
+                requested: false,
+                stop: false,
+                running: false,
+                last_freed: 0,
+                stats: CleanerStats::default(),
+                unreadable: Vec::new(),
+            }),
+            cv: Condvar::new(),
+            resume_segment: AtomicU64::new(resume_segment),
+            payload_at_checkpoint: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CtlState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn stats(&self) -> CleanerStats {
+        self.lock().stats.clone()
+    }
+
+    /// Wakes the cleaner thread and waits for a cycle that starts after this call to end.
+    /// False if there is no cleaner thread or that cycle freed nothing.
+    pub(crate) fn wait_for_pass(&self) -> bool {
+        let mut s = self.lock();
+        if !s.running || s.stop {
+            return false;
+        }
+        s.requested = true;
+        self.cv.notify_all();
+        // A cycle running now may have started before the caller ran out of space: wait
+        // for the one after it.
+        let target = s.generation + if s.in_cycle { 2 } else { 1 };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.generation < target && s.running && !s.stop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        s.generation >= target && s.last_freed > 0
+    }
+
+    pub(crate) fn checkpoint_written(&self, lsn: u64, resume_segment: u64, payload: u64) {
+        self.resume_segment.store(resume_segment, Ordering::SeqCst);
+        self.payload_at_checkpoint.store(payload, Ordering::SeqCst);
+        let mut s = self.lock();
+        s.stats.checkpoints += 1;
+        s.stats.last_checkpoint_lsn = lsn;
+    }
+
+    pub(crate) fn stop(&self) {
+        let mut s = self.lock();
+        s.stop = true;
+        self.cv.notify_all();
+    }
+}
+
+/// Bytes of records one log segment holds when full.
+pub(crate) fn segment_data_capacity(array: &crate::array::Array) -> u64 {
+    let stripes = (array.segment_size() - SEGMENT_HEADER_SIZE_BYTES) / array.chunk_size();
+    (stripes * array.max_stripe_payload()) as u64
+}
+
+/// A victim and its live bytes.
+struct Victim {
+    seg: Arc<crate::segments::SegmentInfo>,
+    live: u64,
+}
+
+/// Picks up to `max` victims by cost-benefit, whose live records fit in `room` bytes.
+fn pick_victims(shared: &Shared, opts: &CleanerOptions, max: usize, room: u64) -> Vec<Victim> {
+    let resume = shared.cleaner.resume_segment.load(Ordering::SeqCst);
+    let cap = segment_data_capacity(&shared.array).max(1);
+    let unreadable = shared.cleaner.lock().unreadable.clone();
+    let segs: Vec<Arc<crate::segments::SegmentInfo>> = {
+        let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .filter(|s| s.kind == SegmentKind::Log && s.id < resume)
+            .filter(|s| !unreadable.contains(&s.id))
+            .cloned()
+            .collect()
+    };
+    let newest = shared.lock_state().next_segment_id;
+    let mut scored: Vec<(f64, Victim)> = {
+        let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+        segs.into_iter()
+            .filter_map(|seg| {
+                let live = index.live_bytes.get(&seg.id).copied().unwrap_or(0);
+                let u = live as f64 / cap as f64;
+                if u > opts.max_live_fraction {
+                    return None;
+                }
+                let age = newest.saturating_sub(seg.id) as f64;
+                Some(((1.0 - u) * age / (1.0 + u), Victim { seg, live }))
+            })
+            .collect()
+    };
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out = Vec::new();
+    let mut total = 0;
+    for (_, v) in scored {
+        if out.len() >= max {
+            break;
+        }
+        if total + v.live > room {
+            continue;
+        }
+        total += v.live;
+        out.push(v);
+    }
+    out
+}
+
+/// Moves the live records of one victim forward. Returns (records, bytes) moved, or None if
+/// some stripe of it could not be read (its records stay where they are).
+fn relocate_segment(
+    shared: &Shared,
+    victim: &Victim,
+    limiter: &mut RateLimiter,
+) -> Result<Option<(u64, u64)>> {
+    let array = &shared.array;
+    let seg = &victim.seg;
+    let (bufs, _) = crate::recovery::read_segment(array, seg);
+    let mut live: Vec<Relocation> = Vec::new();
+    let mut unreadable = false;
+    {
+        let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+        walk_stripes(
+            array,
+            seg,
+            &bufs,
+            (SEGMENT_HEADER_SIZE_BYTES, 0),
+            usize::MAX,
+            |offset, _, _, outcome| match outcome {
+                StripeOutcome::Good(g) => {
+                    let payload = g.header.payload_bytes as usize;
+                    let mut pos = 0;
+                    while pos < payload {
+                        let Ok((rec, _, len)) =
+                            log_record::RecordView::decode(&g.data[pos..payload])
+                        else {
+                            break;
+                        };
+                        if rec.kind == RecordKind::Put {
+                            let is_live = index.get(rec.table, rec.key).is_some_and(|e| {
+                                e.lsn == rec.lsn && e.place.segment_id() == seg.id
+                            });
+                            if is_live {
+                                live.push(Relocation {
+                                    table: rec.table.to_string(),
+                                    key: rec.key.to_vec(),
+                                    value: rec.value.to_vec(),
+                                    lsn: rec.lsn,
+                                });
+                            }
+                        }
+                        pos += len;
+                    }
+                    true
+                }
+                StripeOutcome::Incomplete { detail, .. } => {
+                    tracing::warn!(
+                        "cleaner: segment {} stripe at {offset} unreadable ({detail}); \
+                         leaving the segment in place",
+                        seg.id
+                    );
+                    unreadable = true;
+                    false
+                }
+                StripeOutcome::Empty => false,
+            },
+        );
+    }
+    if unreadable {
+        shared.cleaner.lock().unreadable.push(seg.id);
+        return Ok(None);
+    }
+    let (mut records, mut bytes) = (0u64, 0u64);
+    for batch in live.chunks(RELOCATE_BATCH) {
+        let batch_bytes: u64 = batch
+            .iter()
+            .map(|r| {
+                log_record::encoded_len_padded(r.table.len(), r.key.len(), r.value.len()) as u64
+            })
+            .sum();
+        limiter.take(batch_bytes);
+        records += shared.relocate(batch)? as u64;
+        bytes += batch_bytes;
+    }
+    Ok(Some((records, bytes)))
+}
+
+/// Paces relocation to a byte rate.
+struct RateLimiter {
+    rate: u64,
+    start: Instant,
+    taken: u64,
+}
+
+impl RateLimiter {
+    fn new(rate: u64) -> RateLimiter {
+        RateLimiter {
+            rate,
+            start: Instant::now(),
+            taken: 0,
+        }
+    }
+
+    fn take(&mut self, bytes: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        self.taken += bytes;
+        let due = Duration::from_secs_f64(self.taken as f64 / self.rate as f64);
+        let elapsed = self.start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+}
+
+/// One cleaning pass over at most `max_victims` segments. See the module documentation.
+pub(crate) fn clean_pass(
+    shared: &Shared,
+    opts: &CleanerOptions,
+    max_victims: usize,
+) -> Result<CleanReport> {
+    let mut report = CleanReport::default();
+    let Ok(_maintenance) = shared.maintenance.try_lock() else {
+        report.paused = true;
+        shared.cleaner.lock().stats.paused_passes += 1;
+        return Ok(report);
+    };
+    let array = &shared.array;
+    let cap = segment_data_capacity(array).max(1);
+    let room = {
+        let reserve_ckpt = shared.reserve_segments() - RESERVE_LOG_SEGMENTS;
+        let left = shared.lock_state().free.allocatable(array.w());
+        // Keep the checkpoint's segments, and a segment of slack for stripe tails.
+        left.saturating_sub(reserve_ckpt + 1) as u64 * cap
+    };
+    let mut victims = pick_victims(shared, opts, max_victims, room);
+    if victims.is_empty() {
+        // Maybe everything reclaimable lies after the checkpoint in force: a new checkpoint
+        // frees the dead segments and lets the next pass clean the rest.
+        report.checkpoint_lsn = crate::checkpoint::write_online(shared)?;
+        report.segments_freed += crate::checkpoint::free_dead_segments_locked(
+            shared,
+            shared.cleaner.resume_segment.load(Ordering::SeqCst),
+        ) as u64;
+        victims = pick_victims(shared, opts, max_victims, room);
+        if victims.is_empty() {
+            return Ok(finish(shared, report));
+        }
+    }
+    let mut limiter = RateLimiter::new(opts.rate_limit_bytes_per_sec);
+    for v in &victims {
+        if let Some((records, bytes)) = relocate_segment(shared, v, &mut limiter)? {
+            report.segments_cleaned += 1;
+            report.records_relocated += records;
+            report.bytes_relocated += bytes;
+        }
+    }
+    shared.sync_all()?;
+    if let Some(lsn) = crate::checkpoint::write_online(shared)? {
+        report.checkpoint_lsn = Some(lsn);
+    }
+    report.segments_freed += crate::checkpoint::free_dead_segments_locked(
+        shared,
+        shared.cleaner.resume_segment.load(Ordering::SeqCst),
+    ) as u64;
+    Ok(finish(shared, report))
+}
+
+fn finish(shared: &Shared, report: CleanReport) -> CleanReport {
+    let mut s = shared.cleaner.lock();
+    s.stats.passes += 1;
+    s.stats.segments_cleaned += report.segments_cleaned;
+    s.stats.segments_freed += report.segments_freed;
+    s.stats.records_relocated += report.records_relocated;
+    s.stats.bytes_relocated += report.bytes_relocated;
+    report
+}
+
+/// Free segments as a fraction of all the segments the devices hold.
+fn free_fraction(shared: &Shared) -> f64 {
+    let a = &shared.array;
+    let total = (a.segment_count() as usize * a.n() / a.w()).max(1);
+    shared.lock_state().free.allocatable(a.w()) as f64 / total as f64
+}
+
+/// The cleaner thread: cleans when free space runs low or a writer asks, and writes a
+/// checkpoint after every `checkpoint_every_bytes` of log.
+pub(crate) fn run(shared: Arc<Shared>, opts: CleanerOptions) {
+    {
+        let mut s = shared.cleaner.lock();
+        s.running = true;
+    }
+    loop {
+        let requested = {
+            let mut s = shared.cleaner.lock();
+            if !s.stop && !s.requested {
+                s = shared
+                    .cleaner
+                    .cv
+                    .wait_timeout(s, opts.interval)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            if s.stop {
+                break;
+            }
+            s.in_cycle = true;
+            std::mem::take(&mut s.requested)
+        };
+        let mut freed = 0;
+        let low = free_fraction(&shared) < opts.start_free_fraction;
+        if requested || low {
+            // Clean until the target is met or a pass achieves nothing.
+            for _ in 0..64 {
+                match clean_pass(&shared, &opts, 8) {
+                    Ok(r) => {
+                        freed += r.segments_freed;
+                        if r.paused
+                            || (r.segments_freed == 0 && r.segments_cleaned == 0)
+                            || free_fraction(&shared) >= opts.target_free_fraction
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("cleaner pass failed: {e}");
+                        break;
+                    }
+                }
+                if shared.cleaner.lock().stop {
+                    break;
+                }
+            }
+        } else if opts.checkpoint_every_bytes > 0 {
+            let written = shared
+                .counters
+                .payload_bytes_written
+                .load(Ordering::Relaxed);
+            let at = shared.cleaner.payload_at_checkpoint.load(Ordering::SeqCst);
+            if written.saturating_sub(at) >= opts.checkpoint_every_bytes {
+                if let Err(e) = crate::checkpoint::write_online(&shared) {
+                    tracing::warn!("periodic checkpoint failed: {e}");
+                }
+            }
+        }
+        let mut s = shared.cleaner.lock();
+        s.generation += 1;
+        s.in_cycle = false;
+        s.last_freed = freed;
+        shared.cleaner.cv.notify_all();
+    }
+    let mut s = shared.cleaner.lock();
+    s.running = false;
+    s.in_cycle = false;
+    shared.cleaner.cv.notify_all();
+}
