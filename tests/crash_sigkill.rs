@@ -36,7 +36,7 @@ mod common;
 use common::crash_oracle::{self, check, make_value, okey, read_all, State, Unit};
 use common::*;
 use ectable::devices::EngineKind;
-use ectable::{Engine, EngineOptions, WriteBatch};
+use ectable::{CleanerOptions, Engine, EngineOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::fs::{File, OpenOptions};
@@ -49,14 +49,79 @@ use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "ECTABLE_SIGKILL_CHILD";
 const CHILD_TEST: &str = "sigkill_child_writer";
-const ROUNDS: u64 = 20;
-const KILLS_PER_ROUND: u64 = 12;
-const MIN_KILLS: usize = 200;
 const THREADS: usize = 2;
 const KEYS_PER_THREAD: usize = 24;
 const TABLES: [&str; 2] = ["a", "b"];
 const N: usize = 6;
-const DEV_BYTES: u64 = 32 << 20;
+
+/// What a run of kills exercises.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Profile {
+    /// Roomy devices: the log never fills; kills land in writes, flushes and recovery.
+    Writes,
+    /// Devices of eight segments, an eager cleaner and a checkpoint every 256 KiB of log: the
+    /// overwrites fill the array within one child, so kills land while the cleaner moves
+    /// records, checkpoints and frees segments (at least 100 kills must hit a child whose
+    /// cleaner had freed segments).
+    Cleaning,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Profile::Writes => "writes",
+            Profile::Cleaning => "cleaning",
+        }
+    }
+
+    fn dev_bytes(self) -> u64 {
+        match self {
+            Profile::Writes => 32 << 20,
+            Profile::Cleaning => 3 << 20,
+        }
+    }
+
+    fn rounds(self) -> u64 {
+        match self {
+            Profile::Writes => 20,
+            Profile::Cleaning => 16,
+        }
+    }
+
+    fn min_kills(self) -> usize {
+        match self {
+            Profile::Writes => 200,
+            Profile::Cleaning => 160,
+        }
+    }
+
+    /// Kills land up to this long after the child is ready: long enough, with the cleaning
+    /// profile, for the child to fill its array and clean it several times.
+    fn max_delay_us(self) -> u64 {
+        match self {
+            Profile::Writes => 120_000,
+            Profile::Cleaning => 600_000,
+        }
+    }
+
+    fn engine_options(self) -> EngineOptions {
+        match self {
+            Profile::Writes => EngineOptions::default(),
+            Profile::Cleaning => EngineOptions {
+                cleaner: CleanerOptions {
+                    start_free_fraction: 0.6,
+                    target_free_fraction: 0.8,
+                    checkpoint_every_bytes: 256 << 10,
+                    interval: Duration::from_millis(5),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        }
+    }
+}
+
+const KILLS_PER_ROUND: u64 = 12;
 
 fn ack_log(dir: &Path, kill: u64) -> PathBuf {
     dir.join(format!("ack-{kill:03}.log"))
@@ -186,7 +251,11 @@ fn child_writer(
 }
 
 fn child_main(spec: &str) {
-    let mut parts = spec.splitn(4, ' ');
+    let mut parts = spec.splitn(5, ' ');
+    let profile = match parts.next() {
+        Some("cleaning") => Profile::Cleaning,
+        _ => Profile::Writes,
+    };
     let seed: u64 = parts.next().and_then(|s| s.parse().ok()).expect("seed");
     let kill: u64 = parts.next().and_then(|s| s.parse().ok()).expect("kill");
     let kind = match parts.next() {
@@ -198,7 +267,7 @@ fn child_main(spec: &str) {
     let ppid = unsafe { libc::getppid() };
     let e = Engine::open(
         open_files(&file_paths(&dir, N), None, kind),
-        EngineOptions::default(),
+        profile.engine_options(),
     )
     .unwrap_or_else(|err| panic!("child: open failed: {err}"));
     let log = Mutex::new(
@@ -214,6 +283,22 @@ fn child_main(spec: &str) {
             let (e, log) = (&e, &log);
             s.spawn(move || child_writer(e, log, t, seed, kill, ppid));
         }
+        // What the cleaner has done, whenever it changes: the parent counts the kills that
+        // hit a child whose cleaner had been at work.
+        let (e, log) = (&e, &log);
+        s.spawn(move || {
+            let mut last = (0, 0);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            // SAFETY: getppid has no preconditions.
+            while Instant::now() < deadline && unsafe { libc::getppid() } == ppid {
+                let c = e.cleaner_stats();
+                if (c.segments_freed, c.checkpoints) != last {
+                    last = (c.segments_freed, c.checkpoints);
+                    write_line(log, &format!("C {} {}\n", last.0, last.1), false);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
     });
 }
 
@@ -240,6 +325,9 @@ struct ChildLog {
     max_acked_lsn: u64,
     groups: usize,
     acked_groups: usize,
+    /// Segments the child's cleaner freed and checkpoints it wrote (the last `C` line).
+    cleaner_freed: u64,
+    checkpoints: u64,
 }
 
 fn parse_unit(text: &str, seed: u64) -> Option<Unit> {
@@ -281,6 +369,10 @@ fn parse_log(path: &Path, seed: u64) -> ChildLog {
         let f: Vec<&str> = line.splitn(4, ' ').collect();
         match f.as_slice() {
             ["O", _] => out.ready = true,
+            ["C", freed, ckpts] => {
+                out.cleaner_freed = freed.parse().expect("freed");
+                out.checkpoints = ckpts.parse().expect("checkpoints");
+            }
             ["B", t, g, units] => {
                 let (t, g): (usize, u64) = (t.parse().expect("thread"), g.parse().expect("group"));
                 let units: Vec<Unit> = units
@@ -344,6 +436,13 @@ struct Tally {
     degraded_recoveries: usize,
     discarded_stripes: usize,
     device_loss_reopens: usize,
+    /// Kills of a child whose cleaner had freed segments / written checkpoints.
+    kills_after_cleaning: usize,
+    kills_after_checkpoint: usize,
+    segments_freed: u64,
+    checkpoints: u64,
+    /// Bytes of values acknowledged, against the array's usable capacity.
+    acked_value_bytes: u64,
 }
 
 fn wait_ready(child: &mut std::process::Child, log: &Path, out: &Path, ctx: &str) {
@@ -387,7 +486,7 @@ impl Drop for RoundDir {
 }
 
 /// One round: a fresh array, then `KILLS_PER_ROUND` children killed one after the other.
-fn round(seed: u64, round_no: u64, tally: &mut Tally) {
+fn round(profile: Profile, seed: u64, round_no: u64, tally: &mut Tally) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let dir = RoundDir(
         tempfile::Builder::new()
@@ -397,7 +496,7 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
             .keep(),
     );
     let paths = file_paths(dir.path(), N);
-    format_files(&paths, DEV_BYTES, 4, 2, EngineKind::Psync);
+    format_files(&paths, profile.dev_bytes(), 4, 2, EngineKind::Psync);
     let exe = std::env::current_exe().expect("current_exe");
     let mut base = State::new();
     // Per writer thread: the log as it really is (acknowledged units and the in-doubt units
@@ -412,7 +511,8 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
         let out_path = dir.path().join(format!("child-{kill:03}.out"));
         let out = File::create(&out_path).expect("child output file");
         let spec = format!(
-            "{seed} {kill} {} {}",
+            "{} {seed} {kill} {} {}",
+            profile.name(),
             kind_name(child_kind),
             dir.path().display()
         );
@@ -420,7 +520,7 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
         let delay = Duration::from_micros(if early {
             rng.random_range(0..40_000)
         } else {
-            rng.random_range(0..120_000)
+            rng.random_range(0..profile.max_delay_us())
         });
         let mut child = Command::new(&exe)
             .args([
@@ -448,10 +548,17 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
         }
         child.kill().expect("SIGKILL the child");
         let status = child.wait().expect("wait for child");
+        let child_log = parse_log(&log, seed);
         if status.signal() == Some(libc::SIGKILL) {
             tally.kills += 1;
             if early {
                 tally.early_kills += 1;
+            }
+            if child_log.cleaner_freed > 0 {
+                tally.kills_after_cleaning += 1;
+            }
+            if child_log.checkpoints > 0 {
+                tally.kills_after_checkpoint += 1;
             }
         } else {
             assert!(
@@ -461,8 +568,21 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
             );
         }
 
+        tally.segments_freed += child_log.cleaner_freed;
+        tally.checkpoints += child_log.checkpoints;
+        tally.acked_value_bytes += child_log
+            .units
+            .iter()
+            .zip(&child_log.acked)
+            .map(|(u, a)| {
+                u[..*a]
+                    .iter()
+                    .flat_map(|u| u.ops.iter())
+                    .map(|(_, v)| v.as_ref().map_or(0, |v| v.len() as u64))
+                    .sum::<u64>()
+            })
+            .sum::<u64>();
         // Reopen in this process; it must always work.
-        let child_log = parse_log(&log, seed);
         if !child_log.ready {
             tally.children_not_ready += 1;
         }
@@ -471,7 +591,7 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
             open_files(&paths, None, verify_kind),
             EngineOptions {
                 read_only,
-                ..Default::default()
+                ..profile.engine_options()
             },
         )
         .unwrap_or_else(|err| {
@@ -565,38 +685,73 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
     }
 }
 
-#[test]
-fn sigkill_at_random_points() {
-    let seed = crash_oracle::test_seed("sigkill_at_random_points");
+fn run_profile(profile: Profile, test: &str) -> Tally {
+    let seed = crash_oracle::test_seed(test);
     let start = Instant::now();
     let mut tally = Tally::default();
-    for r in 0..ROUNDS {
-        round(seed.wrapping_add(r), r, &mut tally);
+    let rounds = profile.rounds();
+    for r in 0..rounds {
+        round(profile, seed.wrapping_add(r), r, &mut tally);
     }
     eprintln!(
-        "sigkill: {} kills hit a running child ({} aimed at start-up; {} children killed before they were ready) \
-         in {ROUNDS} rounds of {KILLS_PER_ROUND}; {} groups written, {} acknowledged; {} in-doubt units, {} of them \
-         kept; {} recoveries replayed a stripe with missing chunks, {} stripes discarded beyond the log's end; \
-         {} reopens with a device missing; {:.1?}",
+        "{test}: {} kills hit a running child ({} aimed at start-up; {} children killed before they were ready) \
+         in {rounds} rounds of {KILLS_PER_ROUND}; {} groups written, {} acknowledged ({} MiB of values); {} in-doubt \
+         units, {} of them kept; {} recoveries replayed a stripe with missing chunks, {} stripes discarded beyond the \
+         log's end; {} reopens with a device missing; cleaner: {} segments freed, {} checkpoints, {} kills after the \
+         child's cleaner freed segments, {} after it wrote a checkpoint; {:.1?}",
         tally.kills,
         tally.early_kills,
         tally.children_not_ready,
         tally.groups,
         tally.acked_groups,
+        tally.acked_value_bytes >> 20,
         tally.in_doubt_units,
         tally.in_doubt_kept,
         tally.degraded_recoveries,
         tally.discarded_stripes,
         tally.device_loss_reopens,
+        tally.segments_freed,
+        tally.checkpoints,
+        tally.kills_after_cleaning,
+        tally.kills_after_checkpoint,
         start.elapsed()
     );
     assert!(
-        tally.kills >= MIN_KILLS,
-        "only {} kills hit a running child (need {MIN_KILLS})",
-        tally.kills
+        tally.kills >= profile.min_kills(),
+        "only {} kills hit a running child (need {})",
+        tally.kills,
+        profile.min_kills()
     );
     assert!(
         tally.acked_groups > 0 && tally.in_doubt_units > 0,
         "the children did too little to test anything"
+    );
+    tally
+}
+
+#[test]
+fn sigkill_at_random_points() {
+    run_profile(Profile::Writes, "sigkill_at_random_points");
+}
+
+/// FAULTS.md "process killed at any instant" while the cleaner moves records, checkpoints and
+/// frees segments: no row lost, none resurrected (the same oracle), and the kills must really
+/// land on working cleaners.
+#[test]
+fn sigkill_while_cleaning() {
+    let t = run_profile(Profile::Cleaning, "sigkill_while_cleaning");
+    assert!(
+        t.kills_after_cleaning >= 100 && t.kills_after_checkpoint >= 100,
+        "too few kills landed after the cleaner ran: {} after freeing segments, {} after a checkpoint",
+        t.kills_after_cleaning,
+        t.kills_after_checkpoint
+    );
+    // Each array holds 8 segments: freeing many times that means the space was recycled
+    // over and over while the children were being killed.
+    let segments_per_array = ((Profile::Cleaning.dev_bytes() - (1 << 20)) / (256 << 10)) as u64;
+    assert!(
+        t.segments_freed >= 4 * segments_per_array * Profile::Cleaning.rounds(),
+        "the cleaner freed only {} segments",
+        t.segments_freed
     );
 }
