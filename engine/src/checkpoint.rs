@@ -369,8 +369,8 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
         .execute(devices.into_iter().map(IoOp::flush).collect())
         .iter()
         .all(|c| c.result.is_ok());
-    if !flushed || written.iter().any(|w| *w < array.w()) {
-        // Not worth a degraded checkpoint: the log still has everything.
+    if !flushed || written.iter().any(|w| *w < shared.min_write_shards) {
+        // As a log stripe would be: the checkpoint needs the chunks a commit needs.
         release(shared);
         return Ok(None);
     }

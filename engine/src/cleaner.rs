@@ -45,15 +45,18 @@ pub struct CleanerOptions {
     /// by [`crate::Engine::clean`] and checkpoints are written only at close or by
     /// [`crate::Engine::checkpoint`].
     pub enabled: bool,
-    /// Start cleaning when fewer than this fraction of the segments are free.
+    /// Start cleaning when fewer than this fraction of all segments (and at least 2) are
+    /// free beyond the reserve kept for the cleaner.
     pub start_free_fraction: f64,
-    /// Stop cleaning once this fraction of the segments is free again.
+    /// Stop cleaning once this fraction of all segments (and at least 3) is free beyond the
+    /// reserve again.
     pub target_free_fraction: f64,
     /// Segments with more live data than this fraction are not worth cleaning.
     pub max_live_fraction: f64,
     /// Bytes of live records moved per second at most (0: no limit).
     pub rate_limit_bytes_per_sec: u64,
-    /// Write an index checkpoint after this many bytes of log (0: only at close).
+    /// Write an index checkpoint after this many bytes of log, or an eighth of the usable
+    /// capacity if that is less (0: only at close, when cleaning needs one, or on request).
     pub checkpoint_every_bytes: u64,
     /// How often the cleaner thread looks at the free space.
     pub interval: Duration,
@@ -371,16 +374,17 @@ pub(crate) fn clean_pass(
     };
     let array = &shared.array;
     let cap = segment_data_capacity(array).max(1);
+    let ckpt = shared.checkpoint_keep();
     let room = {
-        let reserve_ckpt = shared.reserve_segments() - RESERVE_LOG_SEGMENTS;
         let left = shared.lock_state().free.allocatable(array.w());
-        // Keep the checkpoint's segments, and a segment of slack for stripe tails.
-        left.saturating_sub(reserve_ckpt + 1) as u64 * cap
+        // Keep the checkpoint's segments; records do not pack stripes perfectly, so count a
+        // quarter of each segment as lost to stripe tails.
+        left.saturating_sub(ckpt) as u64 * cap * 3 / 4
     };
     let mut victims = pick_victims(shared, opts, max_victims, room);
-    if victims.is_empty() {
-        // Maybe everything reclaimable lies after the checkpoint in force: a new checkpoint
-        // frees the dead segments and lets the next pass clean the rest.
+    if victims.is_empty() && garbage_after_checkpoint(shared) {
+        // Everything reclaimable lies after the checkpoint in force: a new checkpoint frees
+        // the dead segments and lets the next pass clean the rest.
         report.checkpoint_lsn = crate::checkpoint::write_online(shared)?;
         report.segments_freed += crate::checkpoint::free_dead_segments_locked(
             shared,
@@ -410,6 +414,23 @@ pub(crate) fn clean_pass(
     Ok(finish(shared, report))
 }
 
+/// Whether log segments other than the one being written lie after the checkpoint's resume
+/// segment (so a new checkpoint would make them victims).
+fn garbage_after_checkpoint(shared: &Shared) -> bool {
+    let resume = shared.cleaner.resume_segment.load(Ordering::SeqCst);
+    let current = shared
+        .lock_state()
+        .cursor
+        .as_ref()
+        .map_or(0, |c| c.segment.id);
+    shared
+        .segments
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .any(|s| s.kind == SegmentKind::Log && s.id >= resume && s.id != current)
+}
+
 fn finish(shared: &Shared, report: CleanReport) -> CleanReport {
     let mut s = shared.cleaner.lock();
     s.stats.passes += 1;
@@ -420,11 +441,30 @@ fn finish(shared: &Shared, report: CleanReport) -> CleanReport {
     report
 }
 
-/// Free segments as a fraction of all the segments the devices hold.
-fn free_fraction(shared: &Shared) -> f64 {
+/// Free segments beyond the reserve, and the number of segments the fraction options are
+/// fractions of.
+fn free_beyond_reserve(shared: &Shared) -> (f64, f64) {
     let a = &shared.array;
     let total = (a.segment_count() as usize * a.n() / a.w()).max(1);
-    shared.lock_state().free.allocatable(a.w()) as f64 / total as f64
+    let left = shared.lock_state().free.allocatable(a.w());
+    let reserve = shared.reserve_segments();
+    (left.saturating_sub(reserve) as f64, total as f64)
+}
+
+/// Whether free space is below the level `fraction` (of all segments, and at least `floor`
+/// segments) above the reserve.
+fn below(shared: &Shared, fraction: f64, floor: f64) -> bool {
+    let (free, total) = free_beyond_reserve(shared);
+    free < (fraction * total).max(floor)
+}
+
+/// Log bytes after which a checkpoint is due: the option, but at most an eighth of the
+/// usable capacity, so that small arrays checkpoint often enough to have victims.
+fn checkpoint_due_bytes(shared: &Shared, opts: &CleanerOptions) -> u64 {
+    let a = &shared.array;
+    let usable =
+        segment_data_capacity(a) * (a.segment_count() as u64 * a.n() as u64 / a.w() as u64);
+    opts.checkpoint_every_bytes.min(usable / 8).max(1)
 }
 
 /// The cleaner thread: cleans when free space runs low or a writer asks, and writes a
@@ -452,7 +492,7 @@ pub(crate) fn run(shared: Arc<Shared>, opts: CleanerOptions) {
             std::mem::take(&mut s.requested)
         };
         let mut freed = 0;
-        let low = free_fraction(&shared) < opts.start_free_fraction;
+        let low = below(&shared, opts.start_free_fraction, 2.0);
         if requested || low {
             // Clean until the target is met or a pass achieves nothing.
             for _ in 0..64 {
@@ -461,7 +501,7 @@ pub(crate) fn run(shared: Arc<Shared>, opts: CleanerOptions) {
                         freed += r.segments_freed;
                         if r.paused
                             || (r.segments_freed == 0 && r.segments_cleaned == 0)
-                            || free_fraction(&shared) >= opts.target_free_fraction
+                            || !below(&shared, opts.target_free_fraction, 3.0)
                         {
                             break;
                         }
@@ -481,7 +521,7 @@ pub(crate) fn run(shared: Arc<Shared>, opts: CleanerOptions) {
                 .payload_bytes_written
                 .load(Ordering::Relaxed);
             let at = shared.cleaner.payload_at_checkpoint.load(Ordering::SeqCst);
-            if written.saturating_sub(at) >= opts.checkpoint_every_bytes {
+            if written.saturating_sub(at) >= checkpoint_due_bytes(&shared, &opts) {
                 if let Err(e) = crate::checkpoint::write_online(&shared) {
                     tracing::warn!("periodic checkpoint failed: {e}");
                 }

@@ -140,6 +140,17 @@ pub(crate) struct Shared {
     pub cleaner: crate::cleaner::CleanerCtl,
 }
 
+/// Who asks for a new segment, and so how many free segments it must leave: foreground
+/// writes leave the checkpoint's segments and [`crate::cleaner::RESERVE_LOG_SEGMENTS`] more;
+/// deletes (which is how a full array is emptied) leave the checkpoint's and one; the
+/// cleaner's relocations leave the checkpoint's. Checkpoints may take the last ones.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Room {
+    Foreground,
+    Deletes,
+    Cleaner,
+}
+
 /// A live record the cleaner moves forward: appended again only if the index still names
 /// `lsn` for its key.
 pub(crate) struct Relocation {
@@ -171,21 +182,44 @@ impl Shared {
         self.array.k() * (max_height as usize - CHUNK_HEADER_SIZE_BYTES)
     }
 
-    /// Segments kept back from foreground writes so that the cleaner can always move live
-    /// records forward and write the checkpoint that frees what it cleaned.
-    pub(crate) fn reserve_segments(&self) -> usize {
+    /// Segments an index checkpoint needs now.
+    pub(crate) fn checkpoint_segments(&self) -> usize {
         let ckpt_bytes = self
             .index
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .checkpoint_bytes;
         crate::checkpoint::segments_for(&self.array, ckpt_bytes as usize + 4096)
-            + crate::cleaner::RESERVE_LOG_SEGMENTS
     }
 
-    /// Opens a stripe at the cursor, allocating a new segment when the current one is full.
-    /// Foreground writes (`use_reserve` false) may not take the reserved segments.
-    fn open_stripe(&self, st: &mut WriterState, use_reserve: bool) -> Result<()> {
+    /// Segments kept for checkpoints: room for the next one (the one in force is freed only
+    /// after it), and, while there is none yet, for the first one too, which frees nothing.
+    pub(crate) fn checkpoint_keep(&self) -> usize {
+        let ckpt = self.checkpoint_segments();
+        let none_yet = self
+            .array
+            .persisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkpoint
+            .0
+            == 0;
+        if none_yet {
+            2 * ckpt
+        } else {
+            ckpt
+        }
+    }
+
+    /// Segments kept back from foreground writes so that the cleaner can always move live
+    /// records forward and write the checkpoint that frees what it cleaned.
+    pub(crate) fn reserve_segments(&self) -> usize {
+        self.checkpoint_keep() + crate::cleaner::RESERVE_LOG_SEGMENTS
+    }
+
+    /// Opens a stripe at the cursor, allocating a new segment when the current one is full,
+    /// if `room` may take one of the free segments left.
+    fn open_stripe(&self, st: &mut WriterState, room: Room) -> Result<()> {
         let s = self.array.segment_size() as u32;
         let need_new = match &st.cursor {
             None => true,
@@ -196,15 +230,18 @@ impl Shared {
                 .map(|slot| self.array.device_of_slot(slot as u32).is_some())
                 .collect();
             let id = st.next_segment_id;
-            if !use_reserve {
-                let reserve = self.reserve_segments();
-                let left = st.free.allocatable(self.array.w());
-                if left <= reserve {
-                    return Err(Error::NoSpace(format!(
-                        "{left} free segments left, {reserve} of them kept for the cleaner; \
-                         delete data (the cleaner then reclaims its space) or add capacity"
-                    )));
-                }
+            let ckpt = self.checkpoint_keep();
+            let keep = match room {
+                Room::Foreground => ckpt + crate::cleaner::RESERVE_LOG_SEGMENTS,
+                Room::Deletes => ckpt + 1,
+                Room::Cleaner => ckpt,
+            };
+            let left = st.free.allocatable(self.array.w());
+            if left <= keep {
+                return Err(Error::NoSpace(format!(
+                    "{left} free segments left, {keep} of them kept for the cleaner; \
+                     delete data (the cleaner then reclaims its space) or add capacity"
+                )));
             }
             let Some(members) =
                 st.free
@@ -352,10 +389,10 @@ impl Shared {
     }
 
     /// Makes the open stripe able to take `total` more bytes.
-    fn make_room(&self, st: &mut WriterState, total: usize, use_reserve: bool) -> Result<()> {
+    fn make_room(&self, st: &mut WriterState, total: usize, room: Room) -> Result<()> {
         loop {
             if st.open.is_none() {
-                self.open_stripe(st, use_reserve)?;
+                self.open_stripe(st, room)?;
             }
             let open = st.open.as_ref().expect("opened");
             if open.buf.len() + total <= self.stripe_capacity(open.max_height) {
@@ -373,7 +410,12 @@ impl Shared {
 
     fn append_once(&self, muts: &[Mutation<'_>], total: usize) -> Result<u64> {
         let mut st = self.admit(self.lock_state())?;
-        self.make_room(&mut st, total, false)?;
+        let room = if muts.iter().all(|m| matches!(m, Mutation::Delete { .. })) {
+            Room::Deletes
+        } else {
+            Room::Foreground
+        };
+        self.make_room(&mut st, total, room)?;
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         Ok(self.place(&mut st, &mut index, muts))
     }
@@ -399,7 +441,7 @@ impl Shared {
                 continue;
             }
             let total = log_record::encoded_len_padded(r.table.len(), r.key.len(), r.value.len());
-            self.make_room(&mut st, total, true)?;
+            self.make_room(&mut st, total, Room::Cleaner)?;
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
             let m = Mutation::Put {
                 table: &r.table,
