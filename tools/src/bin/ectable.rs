@@ -242,6 +242,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reclaim space now: move the live records out of mostly-dead log segments, write an
+    /// index checkpoint, free the segments (the engine also does this in the background).
+    Clean {
+        #[command(flatten)]
+        dev: DevicesArg,
+        /// Stop after this many passes (a pass cleans up to 8 segments).
+        #[arg(long, default_value_t = 64)]
+        max_passes: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Availability and durability model: MTTDL (exact Markov chain), loss within a year,
     /// nines, optional Monte Carlo check; for given k, m or for an array (--devices).
     /// See docs/models.md.
@@ -744,6 +755,53 @@ fn run(cli: Cli) -> Result<i32> {
                 0
             })
         }
+        Command::Clean {
+            dev,
+            max_passes,
+            json,
+        } => {
+            let engine = open_array(kind, &dev, false)?;
+            let before = engine.status();
+            let r = engine.clean(max_passes)?;
+            let st = engine.status();
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "schema_version": 1,
+                        "segments_cleaned": r.segments_cleaned,
+                        "segments_freed": r.segments_freed,
+                        "records_moved": r.records_relocated,
+                        "bytes_moved": r.bytes_relocated,
+                        "checkpoint_lsn": r.checkpoint_lsn,
+                        "paused_by_rebuild_or_scrub": r.paused,
+                        "free_segments_before": before.free_segments,
+                        "free_segments": st.free_segments,
+                        "total_segments": st.total_segments,
+                        "live_bytes": st.live_bytes,
+                        "garbage_bytes": st.garbage_bytes,
+                    })
+                );
+            } else {
+                println!(
+                    "clean: {} segments cleaned, {} freed; {} records moved ({}); free segments {} -> {} of {}; {} live, {} garbage left",
+                    r.segments_cleaned,
+                    r.segments_freed,
+                    r.records_relocated,
+                    human(r.bytes_relocated),
+                    before.free_segments,
+                    st.free_segments,
+                    st.total_segments,
+                    human(st.live_bytes),
+                    human(st.garbage_bytes)
+                );
+                if r.paused {
+                    println!("  paused: a rebuild or scrub holds the array; run clean again after it");
+                }
+            }
+            engine.close()?;
+            Ok(0)
+        }
         Command::Model(args) => model_cmd(kind, &args),
         Command::Demo {
             dir,
@@ -1185,14 +1243,34 @@ fn print_status(st: &Status) {
         st.io_engine
     );
     println!(
-        "  space: {} usable of {} raw, {} allocated; {} keys in {} table(s); log at LSN {}",
+        "  space: {} usable of {} raw, {} allocated; {} live, {} garbage; {} of {} segments free ({} kept for the cleaner)",
         human(st.usable_capacity_bytes),
         human(st.raw_capacity_bytes),
         human(st.used_bytes),
+        human(st.live_bytes),
+        human(st.garbage_bytes),
+        st.free_segments,
+        st.total_segments,
+        st.reserved_segments
+    );
+    println!(
+        "   data: {} keys in {} table(s); log at LSN {}; index checkpoint at LSN {}",
         st.keys,
         st.tables,
-        st.next_lsn.saturating_sub(1)
+        st.next_lsn.saturating_sub(1),
+        st.checkpoint_lsn
     );
+    if st.cleaner.passes + st.cleaner.checkpoints > 0 {
+        println!(
+            "cleaner: {} passes ({} paused by rebuild/scrub), {} segments freed, {} records moved ({}), {} checkpoints",
+            st.cleaner.passes,
+            st.cleaner.paused_passes,
+            st.cleaner.segments_freed,
+            st.cleaner.records_relocated,
+            human(st.cleaner.bytes_relocated),
+            st.cleaner.checkpoints
+        );
+    }
     println!(
         "   open: {}replayed {} stripes ({} records) from {} segments{}",
         if st.recovery.checkpoint_lsn > 0 {
@@ -1304,6 +1382,21 @@ fn status_json(st: &Status) -> Value {
             "raw_bytes": st.raw_capacity_bytes,
             "usable_bytes": st.usable_capacity_bytes,
             "allocated_bytes": st.used_bytes,
+            "live_bytes": st.live_bytes,
+            "garbage_bytes": st.garbage_bytes,
+            "free_segments": st.free_segments,
+            "total_segments": st.total_segments,
+            "reserved_segments": st.reserved_segments,
+        },
+        "checkpoint_lsn": st.checkpoint_lsn,
+        "cleaner": {
+            "passes": st.cleaner.passes,
+            "paused_passes": st.cleaner.paused_passes,
+            "segments_cleaned": st.cleaner.segments_cleaned,
+            "segments_freed": st.cleaner.segments_freed,
+            "records_moved": st.cleaner.records_relocated,
+            "bytes_moved": st.cleaner.bytes_relocated,
+            "checkpoints": st.cleaner.checkpoints,
         },
         "keys": st.keys,
         "tables": st.tables,
