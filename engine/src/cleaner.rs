@@ -5,8 +5,10 @@
 //! durable, writes an index checkpoint, and frees the victims.
 //!
 //! Invariants:
-//! - Only log segments before the resume segment of the checkpoint in force are victims:
-//!   recovery never replays them, it needs them only through the checkpoint's index entries.
+//! - Victims are log segments before the one being written. They are freed only once they
+//!   lie before the resume segment of the checkpoint in force (the pass ends with a
+//!   checkpoint taken after the relocations, which resumes after every victim): recovery
+//!   never replays such a segment, it needs it only through the checkpoint's index entries.
 //!   So a delete record needs no keeping once its segment is cleaned: no older version of its
 //!   key can come back (recovery never reads the segments that held one).
 //! - A victim is freed only after a checkpoint whose index no longer points into it is
@@ -21,7 +23,8 @@
 //!
 //! Policy (LFS cost-benefit): a victim's score is `(1 - u) * age / (1 + u)`, u its live
 //! fraction and age the number of log segments written since it; segments with u above
-//! `max_live_fraction` are never picked.
+//! `max_live_fraction` are not picked unless the writers are out of space (then any segment
+//! with something dead in it is).
 
 use crate::error::Result;
 use crate::format::*;
@@ -33,8 +36,9 @@ use std::time::{Duration, Instant};
 
 /// Log segments kept back from foreground writes, beside the checkpoint's own.
 pub const RESERVE_LOG_SEGMENTS: usize = 2;
-/// How many cleaner passes a write waits for on a full array before it fails.
-pub const MAX_SPACE_WAITS: usize = 8;
+/// How many cleaner cycles a write waits for on a full array before it fails (it fails at
+/// once when a cycle frees nothing).
+pub const MAX_SPACE_WAITS: usize = 64;
 /// Records handed to the writer at a time when moving a victim's records.
 const RELOCATE_BATCH: usize = 256;
 
@@ -66,8 +70,8 @@ impl Default for CleanerOptions {
     fn default() -> Self {
         CleanerOptions {
             enabled: true,
-            start_free_fraction: 0.20,
-            target_free_fraction: 0.30,
+            start_free_fraction: 0.02,
+            target_free_fraction: 0.05,
             max_live_fraction: 0.95,
             rate_limit_bytes_per_sec: 0,
             checkpoint_every_bytes: 256 << 20,
@@ -209,14 +213,32 @@ struct Victim {
 }
 
 /// Picks up to `max` victims by cost-benefit, whose live records fit in `room` bytes.
-fn pick_victims(shared: &Shared, opts: &CleanerOptions, max: usize, room: u64) -> Vec<Victim> {
-    let resume = shared.cleaner.resume_segment.load(Ordering::SeqCst);
+fn pick_victims(
+    shared: &Shared,
+    opts: &CleanerOptions,
+    max: usize,
+    room: u64,
+    urgent: bool,
+) -> Vec<Victim> {
     let cap = segment_data_capacity(&shared.array).max(1);
     let unreadable = shared.cleaner.lock().unreadable.clone();
+    // Every log segment before the one being written: the checkpoint that ends the pass
+    // resumes after all of them.
+    let writing = {
+        let st = shared.lock_state();
+        let mut w = st.next_segment_id;
+        if let Some(c) = &st.cursor {
+            w = w.min(c.segment.id);
+        }
+        if let Some(o) = &st.open {
+            w = w.min(o.segment.id);
+        }
+        w
+    };
     let segs: Vec<Arc<crate::segments::SegmentInfo>> = {
         let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
         map.values()
-            .filter(|s| s.kind == SegmentKind::Log && s.id < resume)
+            .filter(|s| s.kind == SegmentKind::Log && s.id < writing)
             .filter(|s| !unreadable.contains(&s.id))
             .cloned()
             .collect()
@@ -228,7 +250,7 @@ fn pick_victims(shared: &Shared, opts: &CleanerOptions, max: usize, room: u64) -
             .filter_map(|seg| {
                 let live = index.live_bytes.get(&seg.id).copied().unwrap_or(0);
                 let u = live as f64 / cap as f64;
-                if u > opts.max_live_fraction {
+                if u > opts.max_live_fraction && !(urgent && live < cap) {
                     return None;
                 }
                 let age = newest.saturating_sub(seg.id) as f64;
@@ -261,6 +283,10 @@ fn relocate_segment(
 ) -> Result<Option<(u64, u64)>> {
     let array = &shared.array;
     let seg = &victim.seg;
+    if victim.live == 0 {
+        // Nothing live to move: the checkpoint that ends the pass frees it.
+        return Ok(Some((0, 0)));
+    }
     let (bufs, _) = crate::recovery::read_segment(array, seg);
     let mut live: Vec<Relocation> = Vec::new();
     let mut unreadable = false;
@@ -381,19 +407,13 @@ pub(crate) fn clean_pass(
         // quarter of each segment as lost to stripe tails.
         left.saturating_sub(ckpt) as u64 * cap * 3 / 4
     };
-    let mut victims = pick_victims(shared, opts, max_victims, room);
-    if victims.is_empty() && garbage_after_checkpoint(shared) {
-        // Everything reclaimable lies after the checkpoint in force: a new checkpoint frees
-        // the dead segments and lets the next pass clean the rest.
-        report.checkpoint_lsn = crate::checkpoint::write_online(shared)?;
-        report.segments_freed += crate::checkpoint::free_dead_segments_locked(
-            shared,
-            shared.cleaner.resume_segment.load(Ordering::SeqCst),
-        ) as u64;
-        victims = pick_victims(shared, opts, max_victims, room);
-        if victims.is_empty() {
-            return Ok(finish(shared, report));
-        }
+    // Every pass ends with a checkpoint: clean enough segments per pass to be worth it.
+    let max_victims = max_victims.max(4 * ckpt);
+    // Out of space for writers: any segment with something dead in it is worth cleaning.
+    let urgent = free_beyond_reserve(shared).0 < 1.0;
+    let victims = pick_victims(shared, opts, max_victims, room, urgent);
+    if victims.is_empty() {
+        return Ok(finish(shared, report));
     }
     let mut limiter = RateLimiter::new(opts.rate_limit_bytes_per_sec);
     for v in &victims {
@@ -412,23 +432,6 @@ pub(crate) fn clean_pass(
         shared.cleaner.resume_segment.load(Ordering::SeqCst),
     ) as u64;
     Ok(finish(shared, report))
-}
-
-/// Whether log segments other than the one being written lie after the checkpoint's resume
-/// segment (so a new checkpoint would make them victims).
-fn garbage_after_checkpoint(shared: &Shared) -> bool {
-    let resume = shared.cleaner.resume_segment.load(Ordering::SeqCst);
-    let current = shared
-        .lock_state()
-        .cursor
-        .as_ref()
-        .map_or(0, |c| c.segment.id);
-    shared
-        .segments
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .any(|s| s.kind == SegmentKind::Log && s.id >= resume && s.id != current)
 }
 
 fn finish(shared: &Shared, report: CleanReport) -> CleanReport {

@@ -38,7 +38,6 @@ mod prober;
 pub mod rebuild;
 pub mod recovery;
 pub mod segments;
-pub mod table;
 
 pub use array::{format, ArrayInfo, FormatOptions};
 pub use cleaner::{CleanReport, CleanerOptions, CleanerStats};
@@ -49,10 +48,6 @@ pub use health::{DetectionMode, HealthPolicy};
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
-pub use table::{
-    Columns, Condition, KeyColumn, RangePage, RangeQuery, Row, RowUpdate, Schema, TableBatch,
-    TableInfo, Tables, Value, ValueType,
-};
 
 pub(crate) fn validate_name_key(table: &str, key: &[u8]) -> Result<()> {
     if table.is_empty() || table.len() > MAX_TABLE_NAME_BYTES {

@@ -1,6 +1,8 @@
 //! Shared pieces of the `ectable` CLI and the `ecbench` benchmark: opening device lists,
 //! fio-style size parsing, and the deterministic rows of `load`/`verify`.
 
+pub mod space_bench;
+
 use anyhow::{bail, Context, Result};
 use ectable_devices::{open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions};
 use std::path::PathBuf;

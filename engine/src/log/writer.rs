@@ -352,7 +352,8 @@ impl Shared {
         loop {
             match self.append_once(muts, total) {
                 Err(Error::NoSpace(why)) if waited < crate::cleaner::MAX_SPACE_WAITS => {
-                    // The cleaner may free space: wake it and wait for one pass.
+                    // The cleaner may free space: wake it and wait for a cycle; give up when
+                    // one frees nothing.
                     if !self.cleaner.wait_for_pass() {
                         return Err(Error::NoSpace(why));
                     }

@@ -150,6 +150,15 @@ struct Cli {
     /// For fio compatibility: the jobs are always reported as one group.
     #[arg(long = "group-reporting", alias = "group_reporting")]
     group_reporting: bool,
+    /// --rw overwrite: fill levels, fractions of the usable capacity.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.75,0.9")]
+    fill: Vec<f64>,
+    /// --rw overwrite: rows overwritten, as a multiple of the rows loaded.
+    #[arg(long, default_value_t = 2.0)]
+    loops: f64,
+    /// Segment size when formatting [default: 8M].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg, requires = "k")]
+    segment_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,6 +169,13 @@ enum Rw {
     Randwrite,
     #[value(alias = "randrw")]
     Mixed,
+    /// Space reclamation: fill a fresh array to each --fill level, then overwrite random
+    /// rows --loops times the data; rates against the fresh-array ingest, write
+    /// amplification. Needs --k/--m (formats the devices for each level).
+    Overwrite,
+    /// Reopen time for --size bytes of values, with and without a recent checkpoint. Needs
+    /// --k/--m.
+    Reopen,
 }
 
 impl Rw {
@@ -170,6 +186,8 @@ impl Rw {
             Rw::Randread => "randread",
             Rw::Randwrite => "randwrite",
             Rw::Mixed => "mixed",
+            Rw::Overwrite => "overwrite",
+            Rw::Reopen => "reopen",
         }
     }
     fn random(self) -> bool {
@@ -863,12 +881,71 @@ fn raw_plan(cli: &Cli, g: Geometry, n: usize, dataset: u64, op_limit: Option<u64
 fn read_pct(cli: &Cli) -> u8 {
     match cli.rw {
         Rw::Read | Rw::Randread => 100,
-        Rw::Write | Rw::Randwrite => 0,
+        Rw::Write | Rw::Randwrite | Rw::Overwrite | Rw::Reopen => 0,
         Rw::Mixed => cli.rwmixread,
     }
 }
 
+/// `--rw overwrite` and `--rw reopen` (see `ectable_tools::space_bench`).
+fn space_run(cli: &Cli) -> Result<()> {
+    let (Some(k), Some(m)) = (cli.k, cli.m) else {
+        bail!(
+            "--rw {} needs --k and --m: it formats the devices (their contents are destroyed)",
+            cli.rw.name()
+        );
+    };
+    let paths = split_devices(&cli.devices)?;
+    let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
+    let chunk = cli.chunk_size.unwrap_or(64 << 10);
+    let rec = encoded_len_padded(TABLE.len(), row_key(0).len(), bs);
+    check_layout(paths.len(), k as usize, m as usize, chunk, rec)?;
+    {
+        let io = open_devices(&paths, cli.create_size, false, cli.io_engine)?;
+        check_geometry(io.as_ref(), &paths, k as usize, m as usize, chunk)?;
+        check_devices_free(io.as_ref(), cli.force)?;
+    }
+    let plan = ectable_tools::space_bench::SpacePlan {
+        paths,
+        kind: cli.io_engine,
+        format: FormatOptions {
+            data_shards: k as usize,
+            parity_shards: m as usize,
+            chunk_size_bytes: chunk as u32,
+            segment_size_bytes: cli.segment_size.unwrap_or(8 << 20) as u32,
+            force: true,
+            spare_count: 0,
+        },
+        value_bytes: bs,
+        batch: (cli.iodepth as usize).max(1),
+        seed: cli.seed,
+    };
+    let result = match cli.rw {
+        Rw::Overwrite => json!({
+            "jobname": cli.name,
+            "rw": "overwrite",
+            "levels": ectable_tools::space_bench::overwrite(&plan, &cli.fill, cli.loops)?,
+        }),
+        _ => {
+            let size = cli
+                .size
+                .ok_or_else(|| anyhow!("--rw reopen needs --size"))?;
+            json!({
+                "jobname": cli.name,
+                "rw": "reopen",
+                "result": ectable_tools::space_bench::reopen(&plan, size)?,
+            })
+        }
+    };
+    if cli.output_format == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<()> {
+    if matches!(cli.rw, Rw::Overwrite | Rw::Reopen) {
+        return space_run(cli);
+    }
     if cli.compare_raw && cli.k.is_none() {
         bail!(
             "--compare-raw needs --k and --m: the raw pass destroys the devices' contents \

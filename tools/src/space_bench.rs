@@ -1,0 +1,231 @@
+//! Space-reclamation benchmarks of `ecbench --rw overwrite` and `--rw reopen`.
+//!
+//! Overwrite: for each fill level, a freshly formatted array is loaded with rows up to that
+//! fraction of its usable capacity (the fresh-array ingest rate), then random rows are
+//! overwritten (uniformly: the worst case for a cleaner, no hot and cold data) until
+//! `loops` times the live data has been rewritten. Reported per level: both rates, their
+//! ratio, and the write amplification (log bytes written, relocations included, per byte the
+//! user wrote; and device bytes, parity included).
+//!
+//! Reopen: rows up to `size` bytes are loaded with periodic checkpoints off; the array is
+//! then opened a second time, read-only, beside the writer (what a crash would leave: the
+//! whole log to replay), a checkpoint is written, and it is opened again (a recent
+//! checkpoint: nothing to replay).
+
+use crate::{open_devices, row_key, row_value};
+use anyhow::{bail, Context, Result};
+use ectable_devices::{EngineKind, IoEngine};
+use ectable_engine::format::log_record::encoded_len_padded;
+use ectable_engine::{format, CleanerOptions, Engine, EngineOptions, FormatOptions};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+const TABLE: &str = "ecbench";
+
+/// What the space benchmarks need from the command line.
+pub struct SpacePlan {
+    pub paths: Vec<PathBuf>,
+    pub kind: EngineKind,
+    pub format: FormatOptions,
+    pub value_bytes: usize,
+    /// Rows appended per sync.
+    pub batch: usize,
+    pub seed: u64,
+}
+
+fn fresh(plan: &SpacePlan, cleaner: CleanerOptions) -> Result<(Arc<dyn IoEngine>, Engine)> {
+    let io = open_devices(&plan.paths, None, false, plan.kind)?;
+    let mut f = plan.format.clone();
+    f.force = true;
+    format(io.as_ref(), &f).context("formatting")?;
+    let e = Engine::open(
+        io.clone(),
+        EngineOptions {
+            cleaner,
+            ..Default::default()
+        },
+    )?;
+    Ok((io, e))
+}
+
+fn rate(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs.max(1e-9) / 1048576.0
+}
+
+/// Loads rows 0..n; returns the seconds it took (durable at the end).
+fn ingest(e: &Engine, plan: &SpacePlan, n: u64) -> Result<f64> {
+    let t = Instant::now();
+    for i in 0..n {
+        e.put(
+            TABLE,
+            &row_key(i),
+            &row_value(i, plan.seed, plan.value_bytes),
+        )
+        .with_context(|| format!("loading row {i}"))?;
+        if (i + 1) % plan.batch as u64 == 0 {
+            e.sync()?;
+        }
+    }
+    e.sync()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// The overwrite benchmark at each fill level; one JSON object per level.
+pub fn overwrite(plan: &SpacePlan, fills: &[f64], loops: f64) -> Result<Vec<Value>> {
+    let rec = encoded_len_padded(TABLE.len(), row_key(0).len(), plan.value_bytes) as u64;
+    let mut out = Vec::new();
+    for &fill in fills {
+        if !(0.05..=0.95).contains(&fill) {
+            bail!("--fill {fill}: give fractions between 0.05 and 0.95");
+        }
+        let (_io, e) = fresh(plan, CleanerOptions::default())?;
+        let st = e.status();
+        let n = (st.usable_capacity_bytes as f64 * fill / rec as f64) as u64;
+        let user_bytes = n * plan.value_bytes as u64;
+        eprintln!(
+            "overwrite: fill {:.0}%: loading {n} rows of {} B ({:.0} MiB of {:.0} MiB usable)",
+            fill * 100.0,
+            plan.value_bytes,
+            (n * rec) as f64 / 1048576.0,
+            st.usable_capacity_bytes as f64 / 1048576.0
+        );
+        let ingest_secs = ingest(&e, plan, n)?;
+        let before = e.status();
+        let writes = (n as f64 * loops) as u64;
+        let mut rng = SmallRng::seed_from_u64(plan.seed ^ 0x5eed);
+        let t = Instant::now();
+        for w in 0..writes {
+            let i = rng.random_range(0..n);
+            e.put(
+                TABLE,
+                &row_key(i),
+                &row_value(i, plan.seed + w + 1, plan.value_bytes),
+            )
+            .with_context(|| {
+                format!(
+                    "overwrite {w} of {writes} at fill {:.0}% (the cleaner could not keep up)",
+                    fill * 100.0
+                )
+            })?;
+            if (w + 1) % plan.batch as u64 == 0 {
+                e.sync()?;
+            }
+        }
+        e.sync()?;
+        let secs = t.elapsed().as_secs_f64();
+        let after = e.status();
+        let over_bytes = writes * plan.value_bytes as u64;
+        let log_wa =
+            (after.payload_bytes_written - before.payload_bytes_written) as f64 / over_bytes as f64;
+        let dev_wa =
+            (after.chunk_bytes_written - before.chunk_bytes_written) as f64 / over_bytes as f64;
+        let (ingest_rate, over_rate) = (rate(user_bytes, ingest_secs), rate(over_bytes, secs));
+        let c = &after.cleaner;
+        eprintln!(
+            "overwrite: fill {:.0}%: ingest {ingest_rate:.1} MiB/s; overwrite {over_rate:.1} MiB/s = {:.2} x ingest; \
+             write amplification {log_wa:.2} (log), {dev_wa:.2} (devices, parity included); cleaner: {} segments \
+             freed, {} records moved, {} checkpoints",
+            fill * 100.0,
+            over_rate / ingest_rate,
+            c.segments_freed - before.cleaner.segments_freed,
+            c.records_relocated - before.cleaner.records_relocated,
+            c.checkpoints - before.cleaner.checkpoints
+        );
+        out.push(json!({
+            "fill": fill,
+            "rows": n,
+            "value_bytes": plan.value_bytes,
+            "usable_bytes": st.usable_capacity_bytes,
+            "ingest_mib_s": ingest_rate,
+            "overwrite_mib_s": over_rate,
+            "overwrite_over_ingest": over_rate / ingest_rate,
+            "overwritten_rows": writes,
+            "write_amplification_log": log_wa,
+            "write_amplification_devices": dev_wa,
+            "segments_freed": c.segments_freed - before.cleaner.segments_freed,
+            "records_moved": c.records_relocated - before.cleaner.records_relocated,
+            "checkpoints": c.checkpoints - before.cleaner.checkpoints,
+        }));
+        e.close()?;
+    }
+    Ok(out)
+}
+
+/// Opens the array read-only on its own I/O engine; returns (seconds, what recovery did).
+fn timed_open(plan: &SpacePlan) -> Result<(f64, ectable_engine::RecoveryStats, usize)> {
+    let io = open_devices(&plan.paths, None, true, plan.kind)?;
+    let t = Instant::now();
+    let e = Engine::open(
+        io,
+        EngineOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    let keys = e.status().keys;
+    Ok((secs, e.recovery_stats().clone(), keys))
+}
+
+/// The reopen benchmark for a data set of `size` bytes of values.
+pub fn reopen(plan: &SpacePlan, size: u64) -> Result<Value> {
+    let (_io, e) = fresh(
+        plan,
+        CleanerOptions {
+            checkpoint_every_bytes: 0,
+            ..Default::default()
+        },
+    )?;
+    let n = size / plan.value_bytes as u64;
+    let rec = encoded_len_padded(TABLE.len(), row_key(0).len(), plan.value_bytes) as u64;
+    if n * rec > e.status().usable_capacity_bytes * 9 / 10 {
+        bail!(
+            "--size {size}: {n} rows of {} B do not fit in 90% of the array's {} usable bytes",
+            plan.value_bytes,
+            e.status().usable_capacity_bytes
+        );
+    }
+    eprintln!("reopen: loading {n} rows of {} B", plan.value_bytes);
+    let ingest_secs = ingest(&e, plan, n)?;
+    let (no_ckpt_secs, no_ckpt, keys1) = timed_open(plan)?;
+    if keys1 as u64 != n {
+        bail!("reopen without a checkpoint found {keys1} rows, expected {n}");
+    }
+    let t = Instant::now();
+    e.checkpoint()?;
+    let ckpt_write_secs = t.elapsed().as_secs_f64();
+    let (ckpt_secs, ckpt, keys2) = timed_open(plan)?;
+    if keys2 as u64 != n {
+        bail!("reopen with a checkpoint found {keys2} rows, expected {n}");
+    }
+    eprintln!(
+        "reopen: {:.0} MiB of values in {n} rows (loaded at {:.1} MiB/s): open without a checkpoint {:.2} s \
+         ({:.0} MiB read, {} records replayed); checkpoint written in {:.2} s; open with it {:.2} s ({:.0} MiB read, \
+         {} records replayed)",
+        size as f64 / 1048576.0,
+        rate(n * plan.value_bytes as u64, ingest_secs),
+        no_ckpt_secs,
+        no_ckpt.bytes_read as f64 / 1048576.0,
+        no_ckpt.records,
+        ckpt_write_secs,
+        ckpt_secs,
+        ckpt.bytes_read as f64 / 1048576.0,
+        ckpt.records
+    );
+    e.close()?;
+    Ok(json!({
+        "value_bytes_total": n * plan.value_bytes as u64,
+        "rows": n,
+        "open_without_checkpoint_s": no_ckpt_secs,
+        "open_without_checkpoint_bytes_read": no_ckpt.bytes_read,
+        "records_replayed_without_checkpoint": no_ckpt.records,
+        "checkpoint_write_s": ckpt_write_secs,
+        "open_with_checkpoint_s": ckpt_secs,
+        "open_with_checkpoint_bytes_read": ckpt.bytes_read,
+        "records_replayed_with_checkpoint": ckpt.records,
+    }))
+}
