@@ -748,7 +748,7 @@ fn sigkill_while_cleaning() {
     );
     // Each array holds 8 segments: freeing many times that means the space was recycled
     // over and over while the children were being killed.
-    let segments_per_array = ((Profile::Cleaning.dev_bytes() - (1 << 20)) / (256 << 10)) as u64;
+    let segments_per_array = (Profile::Cleaning.dev_bytes() - (1 << 20)) / (256 << 10);
     assert!(
         t.segments_freed >= 4 * segments_per_array * Profile::Cleaning.rounds(),
         "the cleaner freed only {} segments",

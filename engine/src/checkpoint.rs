@@ -183,7 +183,7 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
     let cursor = st.cursor.clone()?;
     let lsn = st.durable_lsn;
     let quiet = lsn + 1 == st.next_lsn
-        && !st.open.as_ref().is_some_and(|o| !o.records.is_empty())
+        && st.open.as_ref().is_none_or(|o| o.records.is_empty())
         && st.sealed.is_empty()
         && st.pending.is_empty();
     if lsn == 0 || !quiet {
@@ -224,7 +224,7 @@ pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
                 break Err(Error::Closed);
             }
             let quiet = st.durable_lsn + 1 == st.next_lsn
-                && !st.open.as_ref().is_some_and(|o| !o.records.is_empty())
+                && st.open.as_ref().is_none_or(|o| o.records.is_empty())
                 && st.sealed.is_empty()
                 && st.pending.is_empty();
             if quiet {
