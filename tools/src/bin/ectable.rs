@@ -796,7 +796,9 @@ fn run(cli: Cli) -> Result<i32> {
                     human(st.garbage_bytes)
                 );
                 if r.paused {
-                    println!("  paused: a rebuild or scrub holds the array; run clean again after it");
+                    println!(
+                        "  paused: a rebuild or scrub holds the array; run clean again after it"
+                    );
                 }
             }
             engine.close()?;
