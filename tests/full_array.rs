@@ -1,7 +1,7 @@
-//! A full array: writes fail with the typed "no space" error, nothing acknowledged before is
-//! lost, reads keep working, close succeeds (the index checkpoint is skipped for lack of
-//! room) and the array reopens with every row. (Reclaiming space so that writes resume after
-//! deletes is the job of segment cleaning, a later issue.)
+//! A full array of live data: writes fail with the typed "no space" error, nothing
+//! acknowledged before is lost, reads keep working, close succeeds and the array reopens
+//! with every row. (Deleting, cleaning and writing again on a full array is in
+//! tests/cleaning.rs.)
 
 mod common;
 use common::*;
