@@ -356,3 +356,139 @@ fn a_recent_checkpoint_bounds_what_reopening_reads() {
         Some(value_for(19_999, 19_999, 2000))
     );
 }
+
+/// Cleaning and rebuild cooperate: while a rebuild runs (rate-limited, so it lasts) the
+/// cleaner's passes are skipped (counted as paused) and no segment is freed under it, while
+/// foreground overwrites go on; afterwards the cleaner resumes, and the array, reopened
+/// without the dead device, reads every row with no degraded read and scrubs clean.
+#[test]
+fn cleaning_pauses_while_a_rebuild_runs() {
+    use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, MemDevice};
+    use ectable::RebuildOptions;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    let (_mems, faulty) = mem_devices(6, DEV_BYTES, 76);
+    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
+    let fresh = Arc::new(FaultyDevice::new(
+        Arc::new(MemDevice::new("fresh", DEV_BYTES)),
+        176,
+    ));
+    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty
+        .iter()
+        .map(|f| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
+    devs.push(fresh.clone());
+    let e = open(
+        open_engine(EngineKind::Psync, devs).unwrap(),
+        CleanerOptions::default(),
+    );
+    let model = Mutex::new(BTreeMap::new());
+    let mut version = 0u64;
+    let mut rng = SmallRng::seed_from_u64(76);
+    overwrite(&e, &model, &mut rng, KEYS * 6, &mut version, false);
+    let freed_before = e.cleaner_stats().segments_freed;
+    assert!(freed_before > 0, "the cleaner never ran before the rebuild");
+
+    faulty[2].set_failed(true);
+    e.replace(2, 6).unwrap();
+    let done = AtomicBool::new(false);
+    let (paused_during, full) = std::thread::scope(|s| {
+        let (e, model, done, start) = (&e, &model, &done, version);
+        let writer = s.spawn(move || {
+            let mut full = 0;
+            let mut v = start;
+            let mut rng = SmallRng::seed_from_u64(176);
+            while !done.load(Ordering::SeqCst) {
+                full += overwrite(e, model, &mut rng, 200, &mut v, true);
+            }
+            (full, v)
+        });
+        let p = e
+            .rebuild(
+                &RebuildOptions {
+                    rate_limit_bytes_per_sec: 8 << 20,
+                    cancel: None,
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+        let paused = e.cleaner_stats().paused_passes;
+        done.store(true, Ordering::SeqCst);
+        let (full, v) = writer.join().unwrap();
+        version = v;
+        assert!(p.unrecoverable.is_empty(), "{:?}", p.unrecoverable);
+        (paused, full)
+    });
+    assert!(
+        paused_during > 0,
+        "no cleaner pass was paused by the rebuild"
+    );
+    // After the rebuild the cleaner works again.
+    overwrite(&e, &model, &mut rng, KEYS * 3, &mut version, false);
+    let st = e.status();
+    assert!(st.cleaner.segments_freed > freed_before);
+    eprintln!(
+        "rebuild: {paused_during} cleaner passes paused, {full} writes refused for space meanwhile; cleaner: {:?}",
+        st.cleaner
+    );
+    let model = model.into_inner().unwrap();
+    check_all(&e, &model, "after the rebuild");
+    e.close().unwrap();
+    drop(e);
+    let mut healthy: Vec<Arc<dyn BlockDevice>> = faulty
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, f)| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
+    healthy.push(fresh);
+    let e = read_only(open_engine(EngineKind::Psync, healthy).unwrap());
+    check_all(&e, &model, "reopened on the rebuilt device");
+    assert_eq!(e.status().degraded_reads, 0, "rebuilt chunks must be whole");
+    let scrub = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        scrub.bad_chunks_per_slot.iter().sum::<u64>(),
+        0,
+        "{scrub:?}"
+    );
+}
+
+const KEYS: u64 = 1200;
+
+/// Overwrites random rows of 0..KEYS (new rows first), recording them in `model`; returns
+/// how many were refused for space (allowed only with `tolerate_full`).
+fn overwrite(
+    e: &Engine,
+    model: &std::sync::Mutex<BTreeMap<u64, u64>>,
+    rng: &mut SmallRng,
+    n: u64,
+    version: &mut u64,
+    tolerate_full: bool,
+) -> u64 {
+    let mut full = 0;
+    for i in 0..n {
+        let k = if *version < KEYS {
+            *version
+        } else {
+            rng.random_range(0..KEYS)
+        };
+        *version += 1;
+        match e.put("t", &k.to_le_bytes(), &value_for(*version, k, VALUE_BYTES)) {
+            Ok(_) => {
+                model.lock().unwrap().insert(k, *version);
+            }
+            // With the cleaner paused the small array can fill up: the write is refused
+            // whole and the model keeps the old value.
+            Err(Error::NoSpace(_)) if tolerate_full => full += 1,
+            Err(err) => panic!("write {i}: {err}"),
+        }
+        if i % 64 == 0 {
+            e.sync().unwrap();
+        }
+    }
+    e.sync().unwrap();
+    full
+}
