@@ -400,7 +400,7 @@ pub(crate) fn clean_pass(
     };
     let array = &shared.array;
     let cap = segment_data_capacity(array).max(1);
-    let ckpt = shared.checkpoint_keep();
+    let ckpt = shared.keep_for(crate::log::writer::Room::Cleaner);
     let room = {
         let left = shared.lock_state().free.allocatable(array.w());
         // Keep the checkpoint's segments; records do not pack stripes perfectly, so count a

@@ -214,7 +214,22 @@ impl Shared {
     /// Segments kept back from foreground writes so that the cleaner can always move live
     /// records forward and write the checkpoint that frees what it cleaned.
     pub(crate) fn reserve_segments(&self) -> usize {
-        self.checkpoint_keep() + crate::cleaner::RESERVE_LOG_SEGMENTS
+        self.keep_for(Room::Foreground)
+    }
+
+    /// Free segments an allocation for `room` must leave. Never more than a third of the
+    /// array's segments (deletes and the cleaner one and two fewer): a very small array
+    /// keeps a smaller reserve (and, full, may need deletes before the cleaner can run)
+    /// rather than refuse writes from the start.
+    pub(crate) fn keep_for(&self, room: Room) -> usize {
+        let ckpt = self.checkpoint_keep();
+        let a = &self.array;
+        let cap = a.segment_count() as usize * a.n() / a.w() / 3;
+        match room {
+            Room::Foreground => (ckpt + crate::cleaner::RESERVE_LOG_SEGMENTS).min(cap),
+            Room::Deletes => (ckpt + 1).min(cap.saturating_sub(1)),
+            Room::Cleaner => ckpt.min(cap.saturating_sub(2)),
+        }
     }
 
     /// Opens a stripe at the cursor, allocating a new segment when the current one is full,
@@ -230,12 +245,7 @@ impl Shared {
                 .map(|slot| self.array.device_of_slot(slot as u32).is_some())
                 .collect();
             let id = st.next_segment_id;
-            let ckpt = self.checkpoint_keep();
-            let keep = match room {
-                Room::Foreground => ckpt + crate::cleaner::RESERVE_LOG_SEGMENTS,
-                Room::Deletes => ckpt + 1,
-                Room::Cleaner => ckpt,
-            };
+            let keep = self.keep_for(room);
             let left = st.free.allocatable(self.array.w());
             if left <= keep {
                 return Err(Error::NoSpace(format!(
