@@ -82,6 +82,36 @@ pub enum Error {
     Codec(#[from] crate::codec::CodecError),
     #[error("the engine is closed")]
     Closed,
+    // Typed tables (engine/src/table/).
+    /// `create_table` of a name that is taken.
+    #[error("table '{0}' already exists")]
+    TableExists(String),
+    /// A schema that breaks the rules (column count, names, key types); nothing was written.
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
+    /// A primary key of the wrong arity or types, or too long encoded.
+    #[error("table '{table}': bad primary key: {detail}")]
+    BadPrimaryKey { table: String, detail: String },
+    /// An attribute column name or value the table layer refuses.
+    #[error("table '{table}': bad column: {detail}")]
+    BadColumn { table: String, detail: String },
+    /// A write's condition did not hold; nothing of its batch was written.
+    #[error("table '{table}': condition failed for row {key}: {detail}")]
+    ConditionFailed {
+        table: String,
+        key: String,
+        detail: String,
+    },
+    /// Table names starting with '$' belong to system tables.
+    #[error("table name '{0}' is reserved: names starting with '$' are system tables")]
+    ReservedTableName(String),
+    /// A typed-table operation on a key/value table, or the other way round.
+    #[error("table '{table}' {detail}")]
+    WrongTableKind { table: String, detail: String },
+    /// A stored row or schema that does not decode (it passed its crc: it was not written by
+    /// the table layer).
+    #[error("table '{table}': stored data does not decode: {detail}")]
+    CorruptTableData { table: String, detail: String },
 }
 
 impl Error {
@@ -108,6 +138,14 @@ impl Error {
             Error::ReadOnly => "READ_ONLY",
             Error::Codec(_) => "CODEC",
             Error::Closed => "CLOSED",
+            Error::TableExists(_) => "TABLE_EXISTS",
+            Error::InvalidSchema(_) => "INVALID_SCHEMA",
+            Error::BadPrimaryKey { .. } => "BAD_PRIMARY_KEY",
+            Error::BadColumn { .. } => "BAD_COLUMN",
+            Error::ConditionFailed { .. } => "CONDITION_FAILED",
+            Error::ReservedTableName(_) => "RESERVED_TABLE_NAME",
+            Error::WrongTableKind { .. } => "WRONG_TABLE_KIND",
+            Error::CorruptTableData { .. } => "CORRUPT_TABLE_DATA",
         }
     }
 }

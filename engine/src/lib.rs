@@ -4,6 +4,9 @@
 //! opens a file itself. See `docs/format.md` for the on-disk format and `docs/design.md` for
 //! the module map.
 //!
+//! Typed tables (schemas with a typed primary key, rows of typed columns, conditional writes,
+//! atomic multi-table batches, range reads) are built on this key/value API in [`table`].
+//!
 //! ```no_run
 //! use ectable_devices::{open_engine, EngineKind, FileDevice, OpenOptions as DevOpen, BlockDevice};
 //! use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
@@ -38,6 +41,7 @@ mod prober;
 pub mod rebuild;
 pub mod recovery;
 pub mod segments;
+pub mod table;
 
 pub use array::{format, ArrayInfo, FormatOptions};
 pub use cleaner::{CleanReport, CleanerOptions, CleanerStats};
@@ -48,6 +52,10 @@ pub use health::{DetectionMode, HealthPolicy};
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
+pub use table::{
+    Columns, Condition, KeyColumn, RangePage, RangeQuery, Row, RowUpdate, Schema, TableBatch,
+    TableInfo, Tables, Value, ValueType,
+};
 
 pub(crate) fn validate_name_key(table: &str, key: &[u8]) -> Result<()> {
     if table.is_empty() || table.len() > MAX_TABLE_NAME_BYTES {

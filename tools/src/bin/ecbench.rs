@@ -37,6 +37,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "../table_bench.rs"]
+mod table_bench;
+
 /// The table read workloads lay their data set down in.
 const TABLE: &str = "ecbench";
 /// Data set of a read workload given only `--runtime` (at most a quarter of the array).
@@ -159,6 +162,9 @@ struct Cli {
     /// Segment size when formatting [default: 8M].
     #[arg(long, value_name = "SIZE", value_parser = size_arg, requires = "k")]
     segment_size: Option<u64>,
+    /// --rw table-range: rows per range read.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    range_rows: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -176,6 +182,14 @@ enum Rw {
     /// Reopen time for --size bytes of values, with and without a recent checkpoint. Needs
     /// --k/--m.
     Reopen,
+    /// Typed tables: put_row of random rows of 10 columns, ~--bs bytes each.
+    TablePut,
+    /// Typed tables: get_rows of --iodepth random rows at once.
+    TableGet,
+    /// Typed tables: range reads of --range-rows rows from random start keys.
+    TableRange,
+    /// Typed tables: random puts and gets, --rwmixread percent gets.
+    TableMixed,
 }
 
 impl Rw {
@@ -188,10 +202,23 @@ impl Rw {
             Rw::Mixed => "mixed",
             Rw::Overwrite => "overwrite",
             Rw::Reopen => "reopen",
+            Rw::TablePut => "table-put",
+            Rw::TableGet => "table-get",
+            Rw::TableRange => "table-range",
+            Rw::TableMixed => "table-mixed",
         }
     }
     fn random(self) -> bool {
-        matches!(self, Rw::Randread | Rw::Randwrite | Rw::Mixed)
+        matches!(
+            self,
+            Rw::Randread
+                | Rw::Randwrite
+                | Rw::Mixed
+                | Rw::TablePut
+                | Rw::TableGet
+                | Rw::TableRange
+                | Rw::TableMixed
+        )
     }
 }
 
@@ -881,8 +908,9 @@ fn raw_plan(cli: &Cli, g: Geometry, n: usize, dataset: u64, op_limit: Option<u64
 fn read_pct(cli: &Cli) -> u8 {
     match cli.rw {
         Rw::Read | Rw::Randread => 100,
-        Rw::Write | Rw::Randwrite | Rw::Overwrite | Rw::Reopen => 0,
-        Rw::Mixed => cli.rwmixread,
+        Rw::Write | Rw::Randwrite | Rw::Overwrite | Rw::Reopen | Rw::TablePut => 0,
+        Rw::TableGet | Rw::TableRange => 100,
+        Rw::Mixed | Rw::TableMixed => cli.rwmixread,
     }
 }
 
@@ -945,6 +973,12 @@ fn space_run(cli: &Cli) -> Result<()> {
 fn run(cli: &Cli) -> Result<()> {
     if matches!(cli.rw, Rw::Overwrite | Rw::Reopen) {
         return space_run(cli);
+    }
+    if matches!(
+        cli.rw,
+        Rw::TablePut | Rw::TableGet | Rw::TableRange | Rw::TableMixed
+    ) {
+        return table_bench::run(cli);
     }
     if cli.compare_raw && cli.k.is_none() {
         bail!(
@@ -1061,6 +1095,7 @@ fn run(cli: &Cli) -> Result<()> {
 
     let r = Report {
         cli,
+        table: TABLE,
         n,
         nkeys,
         pass: &pass,
@@ -1081,6 +1116,8 @@ fn run(cli: &Cli) -> Result<()> {
 /// Everything the output needs.
 struct Report<'a> {
     cli: &'a Cli,
+    /// The table the data set is in.
+    table: &'a str,
     n: usize,
     nkeys: u64,
     pass: &'a Pass,
@@ -1219,7 +1256,7 @@ impl Report<'_> {
             "chunk_size_bytes": st.chunk_size_bytes, "segment_size_bytes": st.segment_size_bytes,
             "io_engine": st.io_engine, "array_uuid": st.array_uuid,
             "formatted": self.cli.k.is_some(),
-            "dataset": { "table": TABLE, "rows": self.nkeys, "value_bytes": self.cli.bs,
+            "dataset": { "table": self.table, "rows": self.nkeys, "value_bytes": self.cli.bs,
                          "laid_down": self.laid.is_some(), "laydown_ms": laydown_ms },
             "raw": raw, "ratios": self.ratios(),
             "stripes_written": st.stripes_written,
@@ -1285,7 +1322,11 @@ impl Report<'_> {
             "\nectable: RS({k},{m}) over {n} devices, chunk {chunk}, io engine {}",
             st.io_engine
         );
-        let _ = writeln!(s, "  data set: {rows} rows x {bs} in table '{TABLE}'{laid}");
+        let _ = writeln!(
+            s,
+            "  data set: {rows} rows x {bs} in table '{}'{laid}",
+            self.table
+        );
         if let Some((plan, raw)) = self.raw {
             let _ = writeln!(s, "  raw pass: {}", plan.describe(self.n));
             for (i, name) in [(READ, "read"), (WRITE, "write")] {

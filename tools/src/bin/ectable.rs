@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "../table_cli.rs"]
+mod table_cli;
+
 #[derive(Parser)]
 #[command(
     name = "ectable",
@@ -119,7 +122,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write one value (durable when the command returns).
+    /// Write one value (durable when the command returns). On a typed table --key is the
+    /// JSON object of the primary key and --value the JSON object of the columns; the row is
+    /// replaced.
     Put {
         #[command(flatten)]
         dev: DevicesArg,
@@ -130,7 +135,8 @@ enum Command {
         #[arg(long)]
         value: String,
     },
-    /// Print one value (exit 1 if the key does not exist).
+    /// Print one value (exit 1 if the key does not exist); on a typed table --key is the JSON
+    /// object of the primary key and the row is printed as a JSON line.
     Get {
         #[command(flatten)]
         dev: DevicesArg,
@@ -141,7 +147,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete one key (durable when the command returns).
+    /// Delete one key (durable when the command returns); on a typed table --key is the
+    /// JSON object of the primary key.
     Delete {
         #[command(flatten)]
         dev: DevicesArg,
@@ -150,7 +157,8 @@ enum Command {
         #[arg(long)]
         key: String,
     },
-    /// List keys and values in key order.
+    /// List keys and values in key order; rows of a typed table as JSON lines, with --from,
+    /// --to and --prefix as JSON objects of (the first columns of) the primary key.
     Scan {
         #[command(flatten)]
         dev: DevicesArg,
@@ -162,6 +170,13 @@ enum Command {
         /// Last key (exclusive).
         #[arg(long)]
         to: Option<String>,
+        /// Typed tables: only keys starting with these primary-key columns (a JSON object of
+        /// the first columns).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Typed tables: descending key order.
+        #[arg(long)]
+        reverse: bool,
         #[arg(long, default_value_t = u64::MAX)]
         limit: u64,
         /// One JSON object per line.
@@ -182,7 +197,8 @@ enum Command {
         #[command(flatten)]
         rows: RowsArg,
     },
-    /// Import JSON lines {"key": K, "value": V} (strings, or {"$bin": base64}); all or nothing on bad input.
+    /// Import JSON lines {"key": K, "value": V} (strings, or {"$bin": base64}); on a typed
+    /// table {"pk": {...}, "cols": {...}}. All or nothing on bad input.
     Import {
         #[command(flatten)]
         dev: DevicesArg,
@@ -190,7 +206,8 @@ enum Command {
         table: TableArg,
         file: PathBuf,
     },
-    /// Export a table as JSON lines in key order ("-" for stdout).
+    /// Export a table as JSON lines in key order ("-" for stdout); rows of a typed table as
+    /// {"pk": {...}, "cols": {...}}.
     Export {
         #[command(flatten)]
         dev: DevicesArg,
@@ -252,6 +269,12 @@ enum Command {
         max_passes: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// Typed tables: create, list, describe, drop (rows: put/get/delete/scan/import/export
+    /// with JSON keys and rows).
+    Table {
+        #[command(subcommand)]
+        cmd: table_cli::TableCommand,
     },
     /// Availability and durability model: MTTDL (exact Markov chain), loss within a year,
     /// nines, optional Monte Carlo check; for given k, m or for an array (--devices).
@@ -478,8 +501,13 @@ fn run(cli: Cli) -> Result<i32> {
             key,
             value,
         } => {
-            let engine = open_array(kind, &dev, false)?;
-            let lsn = engine.put_sync(&table.table, key.as_bytes(), value.as_bytes())?;
+            table_cli::refuse_system_write(&table.table)?;
+            let engine = Arc::new(open_array(kind, &dev, false)?);
+            let tables = table_cli::open_tables(&engine)?;
+            let lsn = match table_cli::typed(&tables, &table.table) {
+                Some(schema) => table_cli::put(&tables, &table.table, &schema, &key, &value)?,
+                None => engine.put_sync(&table.table, key.as_bytes(), value.as_bytes())?,
+            };
             engine.close()?;
             eprintln!("ok (lsn {lsn})");
             Ok(0)
@@ -490,7 +518,11 @@ fn run(cli: Cli) -> Result<i32> {
             key,
             json,
         } => {
-            let engine = open_array(kind, &dev, true)?;
+            let engine = Arc::new(open_array(kind, &dev, true)?);
+            let tables = table_cli::open_tables(&engine)?;
+            if let Some(schema) = table_cli::typed(&tables, &table.table) {
+                return table_cli::get(&tables, &table.table, &schema, &key);
+            }
             match engine.get(&table.table, key.as_bytes())? {
                 Some(v) => {
                     let mut out = std::io::stdout().lock();
@@ -512,7 +544,14 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Delete { dev, table, key } => {
-            let engine = open_array(kind, &dev, false)?;
+            table_cli::refuse_system_write(&table.table)?;
+            let engine = Arc::new(open_array(kind, &dev, false)?);
+            let tables = table_cli::open_tables(&engine)?;
+            if let Some(schema) = table_cli::typed(&tables, &table.table) {
+                table_cli::delete(&tables, &table.table, &schema, &key)?;
+                engine.close()?;
+                return Ok(0);
+            }
             if engine.get(&table.table, key.as_bytes())?.is_none() {
                 bail!("key '{}' not found in table '{}'", key, table.table);
             }
@@ -526,10 +565,32 @@ fn run(cli: Cli) -> Result<i32> {
             table,
             from,
             to,
+            prefix,
+            reverse,
             limit,
             json,
         } => {
-            let engine = open_array(kind, &dev, true)?;
+            let engine = Arc::new(open_array(kind, &dev, true)?);
+            let tables = table_cli::open_tables(&engine)?;
+            if let Some(schema) = table_cli::typed(&tables, &table.table) {
+                let args = table_cli::ScanArgs {
+                    from: from.as_deref(),
+                    to: to.as_deref(),
+                    prefix: prefix.as_deref(),
+                    reverse,
+                    limit,
+                };
+                let mut out = std::io::stdout().lock();
+                table_cli::scan(&tables, &table.table, &schema, &args, &mut out)?;
+                out.flush()?;
+                return Ok(0);
+            }
+            if prefix.is_some() || reverse {
+                bail!(
+                    "--prefix and --reverse work on typed tables ('{}' is a key/value table)",
+                    table.table
+                );
+            }
             let lo = from
                 .as_deref()
                 .map_or(Bound::Unbounded, |f| Bound::Included(f.as_bytes()));
@@ -562,7 +623,14 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Load { dev, rows } => {
-            let engine = open_array(kind, &dev, false)?;
+            table_cli::refuse_system_write(&rows.table.table)?;
+            let engine = Arc::new(open_array(kind, &dev, false)?);
+            if table_cli::typed(&table_cli::open_tables(&engine)?, &rows.table.table).is_some() {
+                bail!(
+                    "'{}' is a typed table: load writes key/value rows; use import",
+                    rows.table.table
+                );
+            }
             load(&engine, &rows, "load")?;
             engine.close()?;
             Ok(0)
@@ -573,8 +641,16 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Import { dev, table, file } => {
+            table_cli::refuse_system_write(&table.table)?;
+            let engine = Arc::new(open_array(kind, &dev, false)?);
+            let tables = table_cli::open_tables(&engine)?;
+            if let Some(schema) = table_cli::typed(&tables, &table.table) {
+                let n = table_cli::import(&tables, &table.table, &schema, &file)?;
+                engine.close()?;
+                eprintln!("imported {n} rows into '{}'", table.table);
+                return Ok(0);
+            }
             let rows = read_jsonl(&file)?;
-            let engine = open_array(kind, &dev, false)?;
             // Check every row against the engine's limits before writing any.
             let limit = engine.max_batch_bytes();
             for (i, (k, v)) in rows.iter().enumerate() {
@@ -604,7 +680,29 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Export { dev, table, file } => {
-            let engine = open_array(kind, &dev, true)?;
+            let engine = Arc::new(open_array(kind, &dev, true)?);
+            let tables = table_cli::open_tables(&engine)?;
+            if let Some(schema) = table_cli::typed(&tables, &table.table) {
+                let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
+                    Box::new(std::io::stdout().lock())
+                } else {
+                    Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(&file)
+                            .with_context(|| format!("creating {}", file.display()))?,
+                    ))
+                };
+                let all = table_cli::ScanArgs {
+                    from: None,
+                    to: None,
+                    prefix: None,
+                    reverse: false,
+                    limit: u64::MAX,
+                };
+                let n = table_cli::scan(&tables, &table.table, &schema, &all, &mut out)?;
+                out.flush()?;
+                eprintln!("exported {n} rows from '{}'", table.table);
+                return Ok(0);
+            }
             let rows = engine.scan(&table.table, Bound::Unbounded, Bound::Unbounded, usize::MAX)?;
             let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
@@ -804,6 +902,7 @@ fn run(cli: Cli) -> Result<i32> {
             engine.close()?;
             Ok(0)
         }
+        Command::Table { cmd } => table_cli::run(kind, cmd),
         Command::Model(args) => model_cmd(kind, &args),
         Command::Demo {
             dir,

@@ -1,0 +1,277 @@
+//! Typed values of the table layer: the [`Value`] of a primary-key component or of an
+//! attribute column, and the [`ValueType`] tags they carry on disk.
+//!
+//! Invariants:
+//! - Equality is total: doubles compare by their bit pattern, so a row always equals itself
+//!   (a stored NaN equals the same NaN) and `0.0` differs from `-0.0`. Conditions
+//!   ([`crate::table::Condition::ColumnEquals`]) use this equality.
+//! - The numeric tags of [`ValueType`] are part of the on-disk format (docs/format.md,
+//!   "Typed tables") and never change meaning.
+
+use std::fmt;
+
+/// The type of a value. Primary-key columns may be [`ValueType::Int64`],
+/// [`ValueType::String`] or [`ValueType::Binary`]; attribute columns may be any type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ValueType {
+    Int64,
+    Double,
+    Bool,
+    String,
+    Binary,
+}
+
+impl ValueType {
+    /// The on-disk tag.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            ValueType::Int64 => 1,
+            ValueType::Double => 2,
+            ValueType::Bool => 3,
+            ValueType::String => 4,
+            ValueType::Binary => 5,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<ValueType> {
+        Some(match tag {
+            1 => ValueType::Int64,
+            2 => ValueType::Double,
+            3 => ValueType::Bool,
+            4 => ValueType::String,
+            5 => ValueType::Binary,
+            _ => return None,
+        })
+    }
+
+    /// The name used in schemas and by the CLI: `int64`, `double`, `bool`, `string`, `binary`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::Int64 => "int64",
+            ValueType::Double => "double",
+            ValueType::Bool => "bool",
+            ValueType::String => "string",
+            ValueType::Binary => "binary",
+        }
+    }
+
+    /// Parses a type name (the inverse of [`ValueType::name`]; `int`, `str`, `bytes` and
+    /// `float` are accepted as aliases).
+    pub fn parse(name: &str) -> Option<ValueType> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "int64" | "int" | "i64" => ValueType::Int64,
+            "double" | "float" | "f64" => ValueType::Double,
+            "bool" | "boolean" => ValueType::Bool,
+            "string" | "str" => ValueType::String,
+            "binary" | "bytes" => ValueType::Binary,
+            _ => return None,
+        })
+    }
+
+    /// Whether a primary-key column may have this type.
+    pub fn is_key_type(self) -> bool {
+        matches!(
+            self,
+            ValueType::Int64 | ValueType::String | ValueType::Binary
+        )
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A typed value: a primary-key component or an attribute column.
+///
+/// ```
+/// use ectable_engine::table::{Value, ValueType};
+///
+/// let v: Value = 7i64.into();
+/// assert_eq!(v, Value::Int64(7));
+/// assert_eq!(Value::from("a").value_type(), ValueType::String);
+/// assert_eq!(Value::from(1.5), Value::Double(1.5));
+/// assert_ne!(Value::Double(0.0), Value::Double(-0.0)); // bitwise equality
+/// ```
+#[derive(Debug, Clone)]
+pub enum Value {
+    Int64(i64),
+    Double(f64),
+    Bool(bool),
+    String(String),
+    Binary(Vec<u8>),
+}
+
+impl Value {
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            Value::Int64(_) => ValueType::Int64,
+            Value::Double(_) => ValueType::Double,
+            Value::Bool(_) => ValueType::Bool,
+            Value::String(_) => ValueType::String,
+            Value::Binary(_) => ValueType::Binary,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int64(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Double(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Binary(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Bytes the value's payload takes (used for size limits and estimates).
+    pub(crate) fn payload_len(&self) -> usize {
+        match self {
+            Value::Int64(_) | Value::Double(_) => 8,
+            Value::Bool(_) => 1,
+            Value::String(s) => s.len(),
+            Value::Binary(b) => b.len(),
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Int64(a), Value::Int64(b)) => a == b,
+            (Value::Double(a), Value::Double(b)) => a.to_bits() == b.to_bits(),
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Binary(a), Value::Binary(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Value {}
+
+impl fmt::Display for Value {
+    /// A compact, unambiguous rendering for messages: `7`, `1.5`, `true`, `"a"`, `0x00ff`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int64(v) => write!(f, "{v}"),
+            Value::Double(v) => write!(f, "{v:?}"),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::String(v) => write!(f, "{v:?}"),
+            Value::Binary(v) => {
+                f.write_str("0x")?;
+                for b in v {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int64(v)
+    }
+}
+
+impl From<i32> for Value {
+    fn from(v: i32) -> Value {
+        Value::Int64(i64::from(v))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Double(v)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Value {
+        Value::Bool(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::String(v.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::String(v)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Value {
+        Value::Binary(v)
+    }
+}
+
+impl From<&[u8]> for Value {
+    fn from(v: &[u8]) -> Value {
+        Value::Binary(v.to_vec())
+    }
+}
+
+/// Renders a primary key for messages: `(7, "a")`.
+pub(crate) fn key_display(key: &[Value]) -> String {
+    let parts: Vec<String> = key.iter().map(|v| v.to_string()).collect();
+    format!("({})", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_and_names_parse() {
+        for t in [
+            ValueType::Int64,
+            ValueType::Double,
+            ValueType::Bool,
+            ValueType::String,
+            ValueType::Binary,
+        ] {
+            assert_eq!(ValueType::from_tag(t.tag()), Some(t));
+            assert_eq!(ValueType::parse(t.name()), Some(t));
+        }
+        assert_eq!(ValueType::from_tag(0), None);
+        assert_eq!(ValueType::parse("decimal"), None);
+    }
+
+    #[test]
+    fn doubles_compare_bitwise() {
+        assert_eq!(Value::Double(f64::NAN), Value::Double(f64::NAN));
+        assert_ne!(Value::Double(0.0), Value::Double(-0.0));
+        assert_ne!(Value::Int64(1), Value::Double(1.0));
+    }
+}

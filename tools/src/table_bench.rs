@@ -1,0 +1,430 @@
+//! `ecbench --rw table-put|table-get|table-range|table-mixed`: workloads on the typed-table
+//! layer (included by `src/bin/ecbench.rs`, whose measuring, reporting and device checks it
+//! reuses).
+//!
+//! Rows live in the typed table `ecbench_rows` (primary key `id:int64`) and have 10 typed
+//! columns: `c0` int64, `c1` double, `c2` bool, `c3` int64, `c4`..`c6` strings and `c7`..`c9`
+//! binaries, the six variable columns sized so that a row takes about `--bs` bytes encoded
+//! (`--bs 1K` for the usual ~1 KiB rows).
+//!
+//! - `table-put`: `put_row` of random rows; a batch of `--iodepth` puts, then one sync; a
+//!   put's latency runs from its call to the end of that sync.
+//! - `table-get`: `get_rows` of `--iodepth` random rows at once (all device reads in flight
+//!   together); each row's latency is the batch's.
+//! - `table-range`: range reads of `--range-rows` rows from a random start key; one
+//!   operation per range, its bytes the rows' bytes.
+//! - `table-mixed`: random puts and gets, `--rwmixread` percent gets (default 50/50).
+//!
+//! Read workloads lay the rows down first when the table does not hold them, then reopen the
+//! array so that reads come from the devices.
+
+use super::{
+    check_devices_free, check_geometry, check_layout, measured, prefill_sparse, raw_plan, raw_run,
+    read_pct, write_capacity, Cli, Dir, Live, OutputFormat, Pass, Report, Rw,
+    DEFAULT_DATASET_BYTES, READ, WRITE,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use ectable_devices::IoEngine;
+use ectable_engine::format::log_record::encoded_len_padded;
+use ectable_engine::format::DATA_START_BYTES;
+use ectable_engine::table::{Columns, RangeQuery, Schema, Tables, Value};
+use ectable_engine::{format, Engine, EngineOptions, Error as EngineError, FormatOptions};
+use ectable_tools::{open_devices, row_value, split_devices};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::io::Write as _;
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The typed table of the table workloads.
+pub const ROWS_TABLE: &str = "ecbench_rows";
+const COLUMN_COUNT: usize = 10;
+/// Encoded bytes of a row besides its six variable payloads: the header, ten names with
+/// their tags, the fixed payloads and six length prefixes.
+const FIXED_ROW_BYTES: usize = 5 + COLUMN_COUNT * 4 + 8 + 8 + 1 + 8 + 6 * 4;
+
+/// The variable columns' payload size for a row of about `bs` bytes.
+fn var_bytes(bs: usize) -> usize {
+    bs.saturating_sub(FIXED_ROW_BYTES) / 6
+}
+
+/// Row `i` under `seed`: depends only on them.
+pub fn make_row(i: u64, seed: u64, bs: usize) -> Columns {
+    let v = var_bytes(bs);
+    let bytes = row_value(i, seed, 6 * v);
+    let mut cols = Columns::new();
+    cols.insert("c0".into(), Value::Int64(i as i64));
+    cols.insert("c1".into(), Value::Double(i as f64 * 0.5));
+    cols.insert("c2".into(), Value::Bool(i & 1 == 0));
+    cols.insert("c3".into(), Value::Int64((seed ^ i) as i64));
+    for (n, part) in bytes.chunks(v.max(1)).take(6).enumerate() {
+        let name = format!("c{}", n + 4);
+        let value = if n < 3 {
+            Value::String(part.iter().map(|b| char::from(b'a' + b % 26)).collect())
+        } else {
+            Value::Binary(part.to_vec())
+        };
+        cols.insert(name, value);
+    }
+    cols
+}
+
+fn key(i: u64) -> Vec<Value> {
+    vec![Value::Int64(i as i64)]
+}
+
+/// The workload, as every job sees it.
+struct TablePlan {
+    rw: Rw,
+    bs: usize,
+    iodepth: usize,
+    numjobs: usize,
+    nkeys: u64,
+    op_limit: Option<u64>,
+    deadline: Option<Duration>,
+    max_write_ops: u64,
+    seed: u64,
+    read_pct: u8,
+    range_rows: usize,
+    verify: bool,
+}
+
+fn table_job(
+    t: &Tables,
+    p: &TablePlan,
+    live: &Live,
+    job: usize,
+) -> Result<([Dir; 2], Vec<String>)> {
+    let start = Instant::now();
+    let mut rng = SmallRng::seed_from_u64(p.seed ^ (job as u64 + 1).wrapping_mul(0x9E37_79B9));
+    let jobs = p.numjobs as u64;
+    let quota = p
+        .op_limit
+        .map(|l| l / jobs + u64::from((job as u64) < l % jobs));
+    // One row per job, its id column changed per put: the row's bytes come from the seed,
+    // so building it stays out of the measured figures.
+    let mut row = make_row(u64::MAX - job as u64, p.seed, p.bs);
+    let (mut dirs, mut notes, mut done) = (Dir::pair(), Vec::new(), 0u64);
+    loop {
+        let n = quota.map_or(p.iodepth as u64, |q| (q - done).min(p.iodepth as u64));
+        let late = p.deadline.is_some_and(|d| start.elapsed() >= d);
+        if n == 0 || late || live.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let i = rng.random_range(0..p.nkeys);
+            let read =
+                p.read_pct == 100 || (p.read_pct > 0 && rng.random_range(0..100) < p.read_pct);
+            if read {
+                reads.push(i);
+            } else {
+                writes.push(i);
+            }
+        }
+        let mut started = Vec::with_capacity(writes.len());
+        for &i in &writes {
+            if live.writes_issued.fetch_add(1, Ordering::Relaxed) >= p.max_write_ops {
+                notes.push("stopped early: the array is nearly full".to_string());
+                break;
+            }
+            row.insert("c0".into(), Value::Int64(i as i64));
+            let t0 = Instant::now();
+            match t.put_row(ROWS_TABLE, &key(i), &row) {
+                Ok(_) => started.push(t0),
+                Err(EngineError::NoSpace(why)) => {
+                    notes.push(format!("stopped early: {why}"));
+                    break;
+                }
+                Err(e) => return Err(e).context(format!("put_row of row {i}")),
+            }
+        }
+        if !reads.is_empty() && p.rw == Rw::TableRange {
+            for &i in &reads {
+                let q = RangeQuery::new()
+                    .start(Bound::Included(key(i)))
+                    .limit(p.range_rows);
+                let t0 = Instant::now();
+                let page = t.range(ROWS_TABLE, &q).context("range read")?;
+                let lat = t0.elapsed();
+                let want = p.range_rows.min((p.nkeys - i) as usize);
+                if page.rows.len() != want {
+                    bail!(
+                        "range from row {i} returned {} rows, expected {want}",
+                        page.rows.len()
+                    );
+                }
+                dirs[READ].record(lat, (page.rows.len() * p.bs) as u64, live, READ);
+            }
+        } else if !reads.is_empty() {
+            let keys: Vec<Vec<Value>> = reads.iter().map(|&i| key(i)).collect();
+            let t0 = Instant::now();
+            let rows = t.get_rows(ROWS_TABLE, &keys).context("get_rows")?;
+            let lat = t0.elapsed();
+            for (&i, r) in reads.iter().zip(rows) {
+                let Some(r) = r else {
+                    bail!("row {i} is missing from table '{ROWS_TABLE}'")
+                };
+                if p.verify && p.rw == Rw::TableGet && r.columns != make_row(i, p.seed, p.bs) {
+                    bail!("row {i} read back other columns than were written (--verify)");
+                }
+                dirs[READ].record(lat, p.bs as u64, live, READ);
+            }
+        }
+        if !started.is_empty() {
+            t.sync().context("sync")?;
+            let t1 = Instant::now();
+            for t0 in &started {
+                dirs[WRITE].record(t1 - *t0, p.bs as u64, live, WRITE);
+            }
+        }
+        if started.len() < writes.len() {
+            live.stop.store(true, Ordering::Relaxed);
+        }
+        done += n;
+    }
+    Ok((dirs, notes))
+}
+
+fn table_pass(t: &Tables, p: &TablePlan) -> Result<Pass> {
+    measured(p.rw.name(), (p.op_limit, p.deadline), |live| {
+        let results: Vec<Result<([Dir; 2], Vec<String>)>> = std::thread::scope(|s| {
+            let jobs: Vec<_> = (0..p.numjobs)
+                .map(|j| s.spawn(move || table_job(t, p, live, j)))
+                .collect();
+            let panicked = || Err(anyhow!("a job thread panicked"));
+            jobs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| panicked()))
+                .collect()
+        });
+        let (mut total, mut notes) = (Dir::pair(), Vec::<String>::new());
+        for r in results {
+            let (d, n) = r?;
+            Dir::merge(&mut total, &d);
+            notes.extend(n);
+        }
+        notes.sort();
+        notes.dedup();
+        Ok((total, notes))
+    })
+}
+
+/// True when the table holds the data set (a few rows, first and last included, exact).
+fn rows_present(t: &Tables, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
+    if t.schema(ROWS_TABLE).is_none() {
+        return Ok(false);
+    }
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0xDA7A);
+    let mut probe = vec![0, nkeys - 1, nkeys / 2];
+    probe.extend((0..5).map(|_| rng.random_range(0..nkeys)));
+    for i in probe {
+        match t.get_row(ROWS_TABLE, &key(i)) {
+            Ok(Some(r)) if r.columns == make_row(i, seed, bs) => {}
+            Ok(_) => return Ok(false),
+            Err(e) => return Err(e).context("checking the data set"),
+        }
+    }
+    Ok(true)
+}
+
+fn lay_down_rows(t: &Tables, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
+    measured("laying out", (Some(nkeys), None), |live| {
+        let mut d = Dir::pair();
+        for i in 0..nkeys {
+            let row = make_row(i, seed, bs);
+            let t0 = Instant::now();
+            t.put_row(ROWS_TABLE, &key(i), &row)
+                .context("laying down rows")?;
+            d[WRITE].record(t0.elapsed(), bs as u64, live, WRITE);
+            if (i + 1) % 1024 == 0 {
+                t.sync().context("sync while laying down the data set")?;
+            }
+        }
+        t.sync().context("sync after laying down the data set")?;
+        Ok((d, Vec::new()))
+    })
+}
+
+fn open_tables(io: &Arc<dyn IoEngine>, read_only: bool) -> Result<(Arc<Engine>, Tables)> {
+    let opts = EngineOptions {
+        read_only,
+        ..Default::default()
+    };
+    let engine = Arc::new(
+        Engine::open(io.clone(), opts)
+            .context("opening the array (give --k and --m to format the devices first)")?,
+    );
+    let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
+    Ok((engine, tables))
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    if cli.compare_raw && cli.k.is_none() {
+        bail!("--compare-raw needs --k and --m: the raw pass destroys the devices' contents");
+    }
+    if cli.size.is_none() && cli.runtime.is_none() {
+        bail!("give --size or --runtime");
+    }
+    let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
+    if var_bytes(bs) == 0 {
+        bail!(
+            "--bs {bs}: a table row of 10 columns needs at least {} bytes",
+            FIXED_ROW_BYTES + 6
+        );
+    }
+    let paths = split_devices(&cli.devices)?;
+    let (n, chunk) = (paths.len(), cli.chunk_size.unwrap_or(64 << 10));
+    let rec = encoded_len_padded(ROWS_TABLE.len(), 8, bs);
+    let km = cli.k.zip(cli.m).map(|(k, m)| (k as usize, m as usize));
+    if let Some((k, m)) = km {
+        check_layout(n, k, m, chunk, rec)?;
+    }
+    let io = open_devices(&paths, cli.create_size, false, cli.io_engine)?;
+    let mut geometry = None;
+    if let Some((k, m)) = km {
+        geometry = Some(check_geometry(io.as_ref(), &paths, k, m, chunk)?);
+        check_devices_free(io.as_ref(), cli.force)?;
+    }
+    let dataset = cli.size.unwrap_or(match geometry {
+        Some(g) => DEFAULT_DATASET_BYTES
+            .min((g.cap - DATA_START_BYTES) * n as u64 * g.k as u64 / (g.k + g.m) as u64 / 4),
+        None => DEFAULT_DATASET_BYTES,
+    });
+    let nkeys = (dataset / bs as u64).max(1);
+    let op_limit = cli
+        .size
+        .filter(|_| !cli.time_based)
+        .map(|s| s.div_ceil(bs as u64));
+    let mut raw = None;
+    if let (true, Some(g)) = (cli.compare_raw, geometry) {
+        let plan = raw_plan(cli, g, n, dataset, op_limit);
+        prefill_sparse(io.as_ref(), &paths, plan.region)?;
+        let work = |live: &Live| Ok((raw_run(io.as_ref(), &plan, live)?, Vec::new()));
+        let pass = measured("raw", (plan.op_limit, plan.deadline), work)?;
+        raw = Some((plan, pass));
+    }
+    if let Some(g) = geometry {
+        let opts = FormatOptions {
+            data_shards: g.k,
+            parity_shards: g.m,
+            chunk_size_bytes: g.chunk as u32,
+            segment_size_bytes: u32::try_from(cli.segment_size.unwrap_or(0))
+                .map_err(|_| anyhow!("--segment-size is too large"))?,
+            force: cli.force,
+            spare_count: 0,
+        };
+        format(io.as_ref(), &opts).context("formatting the devices")?;
+    }
+    let (mut engine, mut tables) = open_tables(&io, false)?;
+    let limit = engine.max_batch_bytes();
+    if rec > limit {
+        bail!("--bs {bs}: a row of {rec} bytes does not fit a stripe (limit {limit})");
+    }
+    if tables.schema(ROWS_TABLE).is_none() {
+        let schema = Schema::parse("id:int64").context("schema")?;
+        tables
+            .create_table(ROWS_TABLE, &schema)
+            .context("creating the benchmark table")?;
+    }
+    let mut laid = None;
+    if read_pct(cli) > 0 {
+        if !rows_present(&tables, nkeys, bs, cli.seed)? {
+            let room = write_capacity(&engine.status(), rec, 1024);
+            if nkeys > room {
+                bail!(
+                    "a data set of {nkeys} rows of {bs} bytes does not fit the array \
+                     (room for about {room} rows); use a smaller --size"
+                );
+            }
+            laid = Some(lay_down_rows(&tables, nkeys, bs, cli.seed)?);
+        }
+        // Reopen so that every read comes from the devices.
+        engine
+            .close()
+            .context("closing the array after laying down the data set")?;
+        drop(tables);
+        drop(engine);
+        (engine, tables) = open_tables(&io, read_pct(cli) == 100)?;
+    }
+    let max_write_ops = write_capacity(&engine.status(), rec, cli.iodepth as usize);
+    if read_pct(cli) == 0 && op_limit.is_some_and(|o| o > max_write_ops) {
+        bail!(
+            "--size {dataset} does not fit the array (room for about {} bytes at this --bs and --iodepth)",
+            max_write_ops * bs as u64
+        );
+    }
+    let plan = TablePlan {
+        rw: cli.rw,
+        bs,
+        iodepth: cli.iodepth as usize,
+        numjobs: cli.numjobs as usize,
+        nkeys,
+        op_limit,
+        deadline: cli.runtime,
+        max_write_ops,
+        seed: cli.seed,
+        read_pct: read_pct(cli),
+        range_rows: cli.range_rows as usize,
+        verify: cli.verify,
+    };
+    let mut pass = table_pass(&tables, &plan)?;
+    pass.notes.push(match cli.rw {
+        Rw::TableRange => format!(
+            "table workload: typed table '{ROWS_TABLE}' (id:int64), rows of {COLUMN_COUNT} columns, \
+             ~{bs} bytes each; one read = a range of {} rows",
+            cli.range_rows
+        ),
+        _ => format!(
+            "table workload: typed table '{ROWS_TABLE}' (id:int64), rows of {COLUMN_COUNT} columns, \
+             ~{bs} bytes each"
+        ),
+    });
+    let status = engine.status();
+    engine.close().context("closing the array")?;
+    let r = Report {
+        cli,
+        table: ROWS_TABLE,
+        n,
+        nkeys,
+        pass: &pass,
+        raw: raw.as_ref(),
+        laid: laid.as_ref(),
+        st: &status,
+    };
+    let text = match cli.output_format {
+        OutputFormat::Json => serde_json::to_string_pretty(&r.json())? + "\n",
+        OutputFormat::Normal => r.normal(),
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing the report")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_have_ten_columns_of_about_bs_bytes() {
+        for bs in [256usize, 1024, 4096] {
+            let row = make_row(3, 1, bs);
+            assert_eq!(row.len(), COLUMN_COUNT);
+            let enc: usize = 5 + row
+                .iter()
+                .map(|(n, v)| {
+                    2 + n.len()
+                        + match v {
+                            Value::String(s) => 4 + s.len(),
+                            Value::Binary(b) => 4 + b.len(),
+                            Value::Bool(_) => 1,
+                            _ => 8,
+                        }
+                })
+                .sum::<usize>();
+            assert!(enc <= bs && enc + 6 >= bs, "bs {bs}: {enc}");
+            assert_eq!(make_row(3, 1, bs), row, "deterministic");
+        }
+    }
+}
