@@ -199,46 +199,54 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
     Some(Snapshot { bytes, lsn, resume })
 }
 
+/// Runs `f` with appends held back and everything appended so far durable and on disk in
+/// the index (a consistent image of the index at the durable LSN); appends go on after it.
+/// A read-only engine is always quiet.
+pub(crate) fn quiesced<T>(shared: &Shared, f: impl FnOnce(&WriterState) -> T) -> Result<T> {
+    let mut st = shared.lock_state();
+    if shared.array.read_only {
+        return Ok(f(&st));
+    }
+    while st.paused {
+        // Another caller is taking its image.
+        st = shared
+            .durable_cv
+            .wait(st)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+    st.paused = true;
+    st.sync_wanted_lsn = st.sync_wanted_lsn.max(st.next_lsn - 1);
+    shared.work_cv.notify_all();
+    let result = loop {
+        if let Some(e) = &st.error {
+            break Err(Error::PreviousIo(e.clone()));
+        }
+        let quiet = st.durable_lsn + 1 == st.next_lsn
+            && st.open.as_ref().is_none_or(|o| o.records.is_empty())
+            && st.sealed.is_empty()
+            && st.pending.is_empty();
+        if quiet {
+            break Ok(f(&st));
+        }
+        if st.flusher_done {
+            break Err(Error::Closed);
+        }
+        st = shared
+            .durable_cv
+            .wait(st)
+            .unwrap_or_else(|p| p.into_inner());
+    };
+    st.paused = false;
+    shared.durable_cv.notify_all();
+    result
+}
+
 /// Takes an index checkpoint while the engine runs: holds appends back, waits until every
 /// appended record is durable and on disk in the index, takes the image, lets appends go on,
 /// then writes it ([`store`]). Returns the checkpoint's LSN, or None when there was nothing
 /// new to checkpoint.
 pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
-    let snap = {
-        let mut st = shared.lock_state();
-        while st.paused {
-            // Another checkpoint is taking its image.
-            st = shared
-                .durable_cv
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        st.paused = true;
-        st.sync_wanted_lsn = st.sync_wanted_lsn.max(st.next_lsn - 1);
-        shared.work_cv.notify_all();
-        let result = loop {
-            if let Some(e) = &st.error {
-                break Err(Error::PreviousIo(e.clone()));
-            }
-            if st.flusher_done {
-                break Err(Error::Closed);
-            }
-            let quiet = st.durable_lsn + 1 == st.next_lsn
-                && st.open.as_ref().is_none_or(|o| o.records.is_empty())
-                && st.sealed.is_empty()
-                && st.pending.is_empty();
-            if quiet {
-                break Ok(snapshot(shared, &st));
-            }
-            st = shared
-                .durable_cv
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
-        };
-        st.paused = false;
-        shared.durable_cv.notify_all();
-        result?
-    };
+    let snap = quiesced(shared, |st| snapshot(shared, st))?;
     let Some(snap) = snap else {
         return Ok(None);
     };
@@ -408,6 +416,7 @@ pub(crate) fn free_segments(shared: &Shared, ids: &[u64]) {
     let mut st = shared.lock_state();
     let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
     for id in ids {
+        st.segment_max_lsn.remove(id);
         if let Some(seg) = map.remove(id) {
             for (slot, dseg) in &seg.members {
                 st.free.release(*slot, *dseg);
@@ -451,6 +460,8 @@ pub(crate) fn free_dead_segments_locked(shared: &Shared, resume_segment: u64) ->
         (old, logs)
     };
     let mut dead = old_checkpoints;
+    // History a registered backup chain still needs stays.
+    let candidates = crate::backup::outside_history(shared, candidates);
     if !candidates.is_empty() {
         // The authority is the index itself, not the live-byte accounting.
         let referenced =

@@ -243,6 +243,13 @@ fn pick_victims(
             .cloned()
             .collect()
     };
+    // History a registered backup chain still needs stays.
+    let keep: std::collections::HashSet<u64> = {
+        let ids: Vec<u64> = segs.iter().map(|s| s.id).collect();
+        let ok = crate::backup::outside_history(shared, ids.clone());
+        ids.into_iter().filter(|id| !ok.contains(id)).collect()
+    };
+    let segs: Vec<_> = segs.into_iter().filter(|s| !keep.contains(&s.id)).collect();
     let newest = shared.lock_state().next_segment_id;
     let mut scored: Vec<(f64, Victim)> = {
         let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
@@ -308,7 +315,7 @@ fn relocate_segment(
                         else {
                             break;
                         };
-                        if rec.kind == RecordKind::Put {
+                        if rec.kind != RecordKind::Delete {
                             let is_live = index.get(rec.table, rec.key).is_some_and(|e| {
                                 e.lsn == rec.lsn && e.place.segment_id() == seg.id
                             });

@@ -39,6 +39,8 @@ pub struct EngineOptions {
     pub recovery: crate::prober::RecoveryPolicy,
     /// Segment cleaning and periodic index checkpoints.
     pub cleaner: crate::cleaner::CleanerOptions,
+    /// Open an array that holds an unfinished restore (only `restore` itself does).
+    pub allow_incomplete_restore: bool,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +52,7 @@ impl Default for EngineOptions {
             health: crate::health::HealthPolicy::default(),
             recovery: crate::prober::RecoveryPolicy::default(),
             cleaner: crate::cleaner::CleanerOptions::default(),
+            allow_incomplete_restore: false,
         }
     }
 }
@@ -209,6 +212,7 @@ impl Engine {
             next_stripe_seq: 0,
             pending_repairs: rec.repairs,
             paused: false,
+            segment_max_lsn: rec.segment_max_lsn,
         };
         let shared = Arc::new(Shared {
             array,
@@ -224,6 +228,7 @@ impl Engine {
             free_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
             cleaner: crate::cleaner::CleanerCtl::new(rec.stats.checkpoint_resume_segment),
+            backup_horizon: std::sync::atomic::AtomicU64::new(u64::MAX),
         });
         let flusher = if opts.read_only {
             None
@@ -264,14 +269,16 @@ impl Engine {
                     })?,
             )
         };
-        Ok(Engine {
+        let engine = Engine {
             shared,
             flusher: Mutex::new(flusher),
             prober: Mutex::new(prober),
             cleaner: Mutex::new(cleaner),
             cleaner_opts: opts.cleaner,
             recovery: rec.stats,
-        })
+        };
+        engine.load_backup_state(opts.allow_incomplete_restore)?;
+        Ok(engine)
     }
 
     /// Appends a put; durable after the next [`Engine::sync`].
@@ -373,7 +380,7 @@ impl Engine {
     }
 
     /// Loads values, submitting every fast-path read of the batch together.
-    fn load_values(
+    pub(crate) fn load_values(
         &self,
         table: &str,
         items: &[(&[u8], Option<IndexEntry>)],

@@ -112,6 +112,12 @@ pub enum Error {
     /// the table layer).
     #[error("table '{table}': stored data does not decode: {detail}")]
     CorruptTableData { table: String, detail: String },
+    /// An incremental backup from an LSN whose later history the array no longer keeps.
+    #[error("the changes after LSN {from_lsn} are no longer all on the array ({why}); take a full backup")]
+    HistoryGone { from_lsn: u64, why: String },
+    /// The array holds a restore that did not finish.
+    #[error("the array holds an unfinished restore (started {started}); run the restore again to complete it, or format the devices")]
+    RestoreIncomplete { started: String },
 }
 
 impl Error {
@@ -138,6 +144,8 @@ impl Error {
             Error::ReadOnly => "READ_ONLY",
             Error::Codec(_) => "CODEC",
             Error::Closed => "CLOSED",
+            Error::HistoryGone { .. } => "HISTORY_GONE",
+            Error::RestoreIncomplete { .. } => "RESTORE_INCOMPLETE",
             Error::TableExists(_) => "TABLE_EXISTS",
             Error::InvalidSchema(_) => "INVALID_SCHEMA",
             Error::BadPrimaryKey { .. } => "BAD_PRIMARY_KEY",

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod array;
+pub mod backup;
 mod checkpoint;
 pub mod cleaner;
 pub mod codec;
@@ -44,6 +45,7 @@ pub mod segments;
 pub mod table;
 
 pub use array::{format, ArrayInfo, FormatOptions};
+pub use backup::{Change, BACKUP_TABLE};
 pub use cleaner::{CleanReport, CleanerOptions, CleanerStats};
 pub use engine::{DeviceStatus, Engine, EngineOptions, Status, WriteBatch};
 pub use error::{Error, Result};

@@ -46,6 +46,8 @@ pub(crate) struct Recovered {
     /// What the replayed log lacks on present devices: rewritten before this session's first
     /// write (see [`repair_log`]).
     pub repairs: LogRepairs,
+    /// Highest LSN per log segment (for segments the checkpoint covers: its LSN, a bound).
+    pub segment_max_lsn: std::collections::HashMap<u64, u64>,
 }
 
 /// Chunks and segment headers of the replayed log that are missing or bad on devices that
@@ -220,7 +222,7 @@ pub(crate) fn apply_stripe(
             });
         }
         match rec.kind {
-            RecordKind::Put => {
+            RecordKind::Put | RecordKind::Moved => {
                 let loc = RecordLoc {
                     segment_id: seg_id,
                     offset_in_segment: header.offset_in_segment_bytes,
@@ -419,6 +421,8 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let mut discarded: Vec<Arc<SegmentInfo>> = Vec::new();
     let mut error: Option<Error> = None;
     let mut repairs = LogRepairs::default();
+    let mut segment_max_lsn = std::collections::HashMap::new();
+    let covered_lsn = expected_lsn - 1;
     for (_, seg) in headers {
         let seg = Arc::new(seg);
         let mut first = (SEGMENT_HEADER_SIZE_BYTES, 0u32);
@@ -426,6 +430,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         if let Some(r) = resume {
             if seg.id < r.segment_id {
                 // Wholly covered by the checkpoint: no need to read it.
+                segment_max_lsn.insert(seg.id, covered_lsn);
                 segments.insert(seg.id, seg.clone());
                 continue;
             }
@@ -468,6 +473,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
                 }
             }
             expected_lsn = g.header.last_lsn + 1;
+            segment_max_lsn.insert(seg.id, g.header.last_lsn);
             last_epoch = g.header.write_epoch;
             max_committed = max_committed.max(g.header.committed_lsn);
             replayed += 1;
@@ -571,7 +577,13 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             }
         }
     }
+    // A resume segment replayed from its middle holds records the checkpoint covers too.
+    if let Some(r) = resume {
+        let m = segment_max_lsn.entry(r.segment_id).or_insert(covered_lsn);
+        *m = (*m).max(covered_lsn);
+    }
     Ok(Recovered {
+        segment_max_lsn,
         segments,
         free,
         index,

@@ -16,6 +16,9 @@ pub const MAX_TABLE_NAME_BYTES: usize = 64;
 pub enum RecordKind {
     Put = 1,
     Delete = 2,
+    /// A put the cleaner moved forward: the same key and value as an older put, under a new
+    /// LSN. Replayed like a put; a backup of changes leaves it out.
+    Moved = 3,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +125,7 @@ impl<'a> RecordView<'a> {
         let kind = match b[15] {
             1 => RecordKind::Put,
             2 => RecordKind::Delete,
+            3 => RecordKind::Moved,
             _ => return Err(DecodeError::Field("record kind")),
         };
         if get_u32(b, 16) != 0 {

@@ -98,6 +98,10 @@ pub(crate) struct WriterState {
     pub pending_repairs: crate::recovery::LogRepairs,
     /// A checkpoint is taking an image of the index: appends wait until it is cleared.
     pub paused: bool,
+    /// Per log segment, the highest LSN of a record in it (an upper bound for segments the
+    /// checkpoint covered at open). The cleaner keeps segments holding history after the
+    /// backup horizon.
+    pub segment_max_lsn: HashMap<u64, u64>,
 }
 
 /// Counters the writer and readers keep.
@@ -138,6 +142,9 @@ pub(crate) struct Shared {
     pub maintenance: Mutex<()>,
     /// Talks to the cleaner thread.
     pub cleaner: crate::cleaner::CleanerCtl,
+    /// History after this LSN is kept for incremental backups (u64::MAX: no backup chain
+    /// registered, nothing kept).
+    pub backup_horizon: AtomicU64,
 }
 
 /// Who asks for a new segment, and so how many free segments it must leave: foreground
@@ -170,6 +177,12 @@ pub(crate) enum Mutation<'a> {
     Delete {
         table: &'a str,
         key: &'a [u8],
+    },
+    /// A put the cleaner moves forward (logged as [`RecordKind::Moved`]).
+    Moved {
+        table: &'a str,
+        key: &'a [u8],
+        value: &'a [u8],
     },
 }
 
@@ -342,7 +355,9 @@ impl Shared {
         let mut total = 0usize;
         for m in muts {
             let (table, key, value_len) = match m {
-                Mutation::Put { table, key, value } => (*table, *key, value.len()),
+                Mutation::Put { table, key, value } | Mutation::Moved { table, key, value } => {
+                    (*table, *key, value.len())
+                }
                 Mutation::Delete { table, key } => (*table, *key, 0),
             };
             crate::validate_name_key(table, key)?;
@@ -421,7 +436,13 @@ impl Shared {
 
     fn append_once(&self, muts: &[Mutation<'_>], total: usize) -> Result<u64> {
         let mut st = self.admit(self.lock_state())?;
-        let room = if muts.iter().all(|m| matches!(m, Mutation::Delete { .. })) {
+        // Deletes, and the backup state (a raised horizon is what lets the cleaner reclaim
+        // history), may dip into the reserve.
+        let room = if muts.iter().all(|m| match m {
+            Mutation::Delete { .. } => true,
+            Mutation::Put { table, .. } => *table == crate::backup::BACKUP_TABLE,
+            Mutation::Moved { .. } => false,
+        }) {
             Room::Deletes
         } else {
             Room::Foreground
@@ -454,7 +475,7 @@ impl Shared {
             let total = log_record::encoded_len_padded(r.table.len(), r.key.len(), r.value.len());
             self.make_room(&mut st, total, Room::Cleaner)?;
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            let m = Mutation::Put {
+            let m = Mutation::Moved {
                 table: &r.table,
                 key: &r.key,
                 value: &r.value,
@@ -474,6 +495,9 @@ impl Shared {
             let (kind, table, key, value) = match m {
                 Mutation::Put { table, key, value } => {
                     (RecordKind::Put, *table, *key, Some(*value))
+                }
+                Mutation::Moved { table, key, value } => {
+                    (RecordKind::Moved, *table, *key, Some(*value))
                 }
                 Mutation::Delete { table, key } => (RecordKind::Delete, *table, *key, None),
             };
@@ -520,9 +544,11 @@ impl Shared {
             .records_written
             .fetch_add(muts.len() as u64, Ordering::Relaxed);
         let last = open.last_lsn;
+        let segment = open.segment.id;
         if open.buf.len() + 64 > self.stripe_capacity(open.max_height) {
             self.seal(st);
         }
+        st.segment_max_lsn.insert(segment, last);
         last
     }
 
