@@ -46,9 +46,9 @@ fn writer(e: &Engine, history: &Mutex<History>, stop: &AtomicBool, seed: u64) {
     let mut i = 0u64;
     while !stop.load(Ordering::SeqCst) {
         i += 1;
-        let table = if i % 3 == 0 { "b" } else { "a" };
+        let table = if i.is_multiple_of(3) { "b" } else { "a" };
         let key = format!("k{:03}", (i * 7919 + seed) % 300).into_bytes();
-        let (lsn, v) = if i % 11 == 0 {
+        let (lsn, v) = if i.is_multiple_of(11) {
             (e.delete(table, &key).expect("delete"), None)
         } else {
             let v = value_for(i, seed, 500 + (i as usize * 37) % 3000);
@@ -58,7 +58,7 @@ fn writer(e: &Engine, history: &Mutex<History>, stop: &AtomicBool, seed: u64) {
             .lock()
             .unwrap()
             .push((lsn, table.to_string(), key, v));
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             e.sync().expect("sync");
             // Paced, so that the history kept between two backups fits the array.
             std::thread::sleep(std::time::Duration::from_millis(2));
