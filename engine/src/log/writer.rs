@@ -230,10 +230,11 @@ impl Shared {
         self.keep_for(Room::Foreground)
     }
 
-    /// Free segments an allocation for `room` must leave. Never more than a third of the
-    /// array's segments (deletes and the cleaner one and two fewer): a very small array
-    /// keeps a smaller reserve (and, full, may need deletes before the cleaner can run)
-    /// rather than refuse writes from the start.
+    /// Free segments an allocation for `room` must leave. The cleaner always leaves room for
+    /// the checkpoint that ends its pass. Foreground writes and deletes never keep more than
+    /// a third of the array's segments (deletes one fewer): a very small array keeps a
+    /// smaller reserve (and, full, may need deletes before the cleaner can run) rather than
+    /// refuse writes from the start.
     pub(crate) fn keep_for(&self, room: Room) -> usize {
         let ckpt = self.checkpoint_keep();
         let a = &self.array;
@@ -241,7 +242,7 @@ impl Shared {
         match room {
             Room::Foreground => (ckpt + crate::cleaner::RESERVE_LOG_SEGMENTS).min(cap),
             Room::Deletes => (ckpt + 1).min(cap.saturating_sub(1)),
-            Room::Cleaner => ckpt.min(cap.saturating_sub(2)),
+            Room::Cleaner => ckpt,
         }
     }
 
