@@ -1,21 +1,23 @@
 //! The segment cleaner: reclaims the space of overwritten and deleted records.
 //!
 //! A pass picks victim log segments by cost-benefit, moves their live records forward (they
-//! are appended again, as ordinary puts, only if the index still names them), makes that
-//! durable, writes an index checkpoint, and frees the victims.
+//! are appended again, as moved records, only if the index still names them), makes that
+//! durable, and frees the victims. It writes an index checkpoint first only when there is
+//! less than a segment to gain before the checkpoint in force.
 //!
 //! Invariants:
-//! - Victims are log segments before the one being written. They are freed only once they
-//!   lie before the resume segment of the checkpoint in force (the pass ends with a
-//!   checkpoint taken after the relocations, which resumes after every victim): recovery
-//!   never replays such a segment, it needs it only through the checkpoint's index entries.
-//!   So a delete record needs no keeping once its segment is cleaned: no older version of its
-//!   key can come back (recovery never reads the segments that held one).
-//! - A victim is freed only after a checkpoint whose index no longer points into it is
-//!   durable and named by the superblocks, with no read in flight into it (the free gate)
-//!   and no rebuild or scrub running (the maintenance lock). A crash at any instant leaves
-//!   either the old checkpoint (which still names the victim, intact) or the new one (which
-//!   does not need it): no record is lost, none comes back.
+//! - Victims lie before the resume segment of the checkpoint in force. A victim is freed
+//!   once every record in it that the index points at has been moved forward and the moves
+//!   are durable (no new checkpoint needed): after a crash, recovery loads the checkpoint,
+//!   which may still point into the freed victim, and replays the log from its resume
+//!   point, which holds the moved records and every later write or delete of those keys
+//!   (everything after the checkpoint's LSN lies after its resume point), so each such
+//!   entry is replaced before anything reads it. A segment at or after the resume point is
+//!   part of the log recovery replays; it becomes a victim only after a newer checkpoint.
+//!   So a delete record needs no keeping once its segment is cleaned: no older version of
+//!   its key can come back (recovery never reads the segments that held one).
+//! - Frees happen with no read in flight into the segment (the free gate) and no rebuild
+//!   or scrub running (the maintenance lock).
 //! - A relocated record takes a new LSN: it is appended only if, under the writer lock, its
 //!   key's newest entry is still the record being moved, so it never shadows a later write.
 //! - Foreground writes may not take the last [`Shared::reserve_segments`] free segments;
@@ -219,11 +221,11 @@ fn pick_victims(
     max: usize,
     room: u64,
     urgent: bool,
+    below: u64,
 ) -> Vec<Victim> {
     let cap = segment_data_capacity(&shared.array).max(1);
     let unreadable = shared.cleaner.lock().unreadable.clone();
-    // Every log segment before the one being written: the checkpoint that ends the pass
-    // resumes after all of them.
+    // Log segments before the checkpoint's resume segment (so before the one being written).
     let writing = {
         let st = shared.lock_state();
         let mut w = st.next_segment_id;
@@ -238,7 +240,7 @@ fn pick_victims(
     let segs: Vec<Arc<crate::segments::SegmentInfo>> = {
         let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
         map.values()
-            .filter(|s| s.kind == SegmentKind::Log && s.id < writing)
+            .filter(|s| s.kind == SegmentKind::Log && s.id < writing.min(below))
             .filter(|s| !unreadable.contains(&s.id))
             .cloned()
             .collect()
@@ -408,17 +410,25 @@ pub(crate) fn clean_pass(
     let array = &shared.array;
     let cap = segment_data_capacity(array).max(1);
     let ckpt = shared.keep_for(crate::log::writer::Room::Cleaner);
-    let room = {
+    let room = || {
         let left = shared.lock_state().free.allocatable(array.w());
         // Keep the checkpoint's segments; records do not pack stripes perfectly, so count a
         // quarter of each segment as lost to stripe tails.
         left.saturating_sub(ckpt) as u64 * cap * 3 / 4
     };
-    // Every pass ends with a checkpoint: clean enough segments per pass to be worth it.
-    let max_victims = max_victims.max(4 * ckpt);
     // Out of space for writers: any segment with something dead in it is worth cleaning.
     let urgent = free_beyond_reserve(shared).0 < 1.0;
-    let victims = pick_victims(shared, opts, max_victims, room, urgent);
+    let resume = || shared.cleaner.resume_segment.load(Ordering::SeqCst);
+    let mut victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
+    let gain = |v: &[Victim]| v.iter().map(|v| cap.saturating_sub(v.live)).sum::<u64>();
+    if gain(&victims) < cap && written_since_checkpoint(shared) {
+        // Less than a segment to gain before the checkpoint in force: a new checkpoint makes
+        // the segments written since then victims too (and frees those already dead).
+        report.checkpoint_lsn = crate::checkpoint::write_online(shared)?;
+        report.segments_freed +=
+            crate::checkpoint::free_dead_segments_locked(shared, resume()) as u64;
+        victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
+    }
     if victims.is_empty() {
         return Ok(finish(shared, report));
     }
@@ -430,15 +440,28 @@ pub(crate) fn clean_pass(
             report.bytes_relocated += bytes;
         }
     }
+    // The moved records must be durable before their old places may be reused.
     shared.sync_all()?;
-    if let Some(lsn) = crate::checkpoint::write_online(shared)? {
-        report.checkpoint_lsn = Some(lsn);
-    }
-    report.segments_freed += crate::checkpoint::free_dead_segments_locked(
-        shared,
-        shared.cleaner.resume_segment.load(Ordering::SeqCst),
-    ) as u64;
+    report.segments_freed += crate::checkpoint::free_dead_segments_locked(shared, resume()) as u64;
     Ok(finish(shared, report))
+}
+
+/// Whether log segments other than the one being written lie at or after the resume
+/// segment of the checkpoint in force.
+fn written_since_checkpoint(shared: &Shared) -> bool {
+    let resume = shared.cleaner.resume_segment.load(Ordering::SeqCst);
+    let current = {
+        let st = shared.lock_state();
+        st.cursor
+            .as_ref()
+            .map_or(st.next_segment_id, |c| c.segment.id)
+    };
+    shared
+        .segments
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .any(|s| s.kind == SegmentKind::Log && s.id >= resume && s.id < current)
 }
 
 fn finish(shared: &Shared, report: CleanReport) -> CleanReport {
