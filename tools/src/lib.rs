@@ -1,6 +1,7 @@
 //! Shared pieces of the `ectable` CLI and the `ecbench` benchmark: opening device lists,
 //! fio-style size parsing, and the deterministic rows of `load`/`verify`.
 
+pub mod backup;
 pub mod space_bench;
 
 use anyhow::{bail, Context, Result};

@@ -259,8 +259,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Reclaim space now: move the live records out of mostly-dead log segments, write an
-    /// index checkpoint, free the segments (the engine also does this in the background).
+    /// Reclaim space now: move the live records out of mostly-dead log segments and free
+    /// them (the engine also does this in the background).
     Clean {
         #[command(flatten)]
         dev: DevicesArg,
@@ -270,6 +270,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Back up the array to a file: a full backup (every table as of one LSN, taken while
+    /// writes go on), an incremental one (--incremental-from: the changes after a previous
+    /// backup), or what the hybrid policy chooses (--auto DIR). See docs/operations.md.
+    Backup(Box<ectable_tools::backup::cli::BackupArgs>),
+    /// Check backup files without restoring them: every checksum, each file's completeness,
+    /// and the chain (the full backup first, then its incrementals in order).
+    BackupVerify(ectable_tools::backup::cli::VerifyArgs),
+    /// Restore a chain (a full backup and incrementals) onto fresh devices of any geometry,
+    /// up to --until-lsn; the chain is checked before anything is written.
+    Restore(Box<ectable_tools::backup::cli::RestoreArgs>),
     /// Typed tables: create, list, describe, drop (rows: put/get/delete/scan/import/export
     /// with JSON keys and rows).
     Table {
@@ -902,6 +912,9 @@ fn run(cli: Cli) -> Result<i32> {
             engine.close()?;
             Ok(0)
         }
+        Command::Backup(args) => ectable_tools::backup::cli::backup(kind, &args),
+        Command::BackupVerify(args) => ectable_tools::backup::cli::verify(&args),
+        Command::Restore(args) => ectable_tools::backup::cli::restore(kind, &args),
         Command::Table { cmd } => table_cli::run(kind, cmd),
         Command::Model(args) => model_cmd(kind, &args),
         Command::Demo {

@@ -1,0 +1,553 @@
+//! The `backup`, `backup-verify` and `restore` commands of `ectable` (their arguments and
+//! their work; `src/bin/ectable.rs` only dispatches to them).
+//!
+//! Invariants:
+//! - `restore` checks everything it can before it writes: the whole chain, the until-LSN,
+//!   the record sizes against the new geometry, and the devices (a device of an existing
+//!   array needs `--force`, unless the array holds an unfinished restore).
+//! - Files `restore --create-size` created are removed again when formatting fails.
+
+use super::auto::{take_auto, AutoPolicy};
+use super::format::{BackupKind, Manifest};
+use super::progress::Progress;
+use super::take::{take_full, take_incremental, TakeOptions};
+use super::{human_bytes, restore_chain, uuid_text, verify_chain, Chain};
+use crate::{open_devices, parse_size, split_devices};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use ectable_devices::EngineKind;
+use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+fn size_arg(s: &str) -> std::result::Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+/// `ectable backup`.
+#[derive(Args)]
+pub struct BackupArgs {
+    /// The array's devices, comma separated, in any order.
+    #[arg(long, value_name = "D1,D2,...")]
+    pub devices: String,
+    /// The backup file to write (refused if it exists; written as FILE.partial, then renamed).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "auto",
+        required_unless_present = "auto"
+    )]
+    pub to: Option<PathBuf>,
+    /// Take an incremental backup: the changes after this backup (full or incremental) of
+    /// the same array.
+    #[arg(
+        long,
+        value_name = "PREV_FILE",
+        requires = "to",
+        conflicts_with = "auto"
+    )]
+    pub incremental_from: Option<PathBuf>,
+    /// Let the hybrid policy choose a full or an incremental backup into DIR, name it
+    /// cCCCC-SSSS-full.ectb / cCCCC-SSSS-incr.ectb, and prune old chains.
+    #[arg(long, value_name = "DIR")]
+    pub auto: Option<PathBuf>,
+    /// --auto: a chain holds at most this many incrementals, then a full backup starts the
+    /// next [default: 7].
+    #[arg(long, value_name = "N", conflicts_with = "to")]
+    pub full_every: Option<u32>,
+    /// --auto: a full backup starts the next chain once the chain's incrementals exceed
+    /// this percentage of its full backup's size [default: 50].
+    #[arg(long, value_name = "N", conflicts_with = "to")]
+    pub max_chain_percent: Option<u32>,
+    /// --auto: chains kept (the newest, the new backup's included); older ones are deleted
+    /// [default: 2].
+    #[arg(long, value_name = "N", conflicts_with = "to")]
+    pub keep_chains: Option<u32>,
+    /// Bytes per second written at most (suffixes allowed; 0: unlimited).
+    #[arg(long, default_value = "0", value_parser = size_arg)]
+    pub rate: u64,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ectable backup-verify`.
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The chain: the full backup first, then its incrementals in order.
+    #[arg(value_name = "FILE[,FILE...]", required = true, num_args = 1.., value_delimiter = ',')]
+    pub files: Vec<PathBuf>,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ectable restore`.
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// The new array's devices, comma separated.
+    #[arg(long, value_name = "D1,D2,...")]
+    pub devices: String,
+    /// Data shards per stripe of the new array.
+    #[arg(long)]
+    pub k: usize,
+    /// Parity shards per stripe of the new array.
+    #[arg(long)]
+    pub m: usize,
+    /// The chain: the full backup first, then its incrementals in order.
+    #[arg(long, value_name = "FULL[,INCR...]", required = true, num_args = 1.., value_delimiter = ',')]
+    pub from: Vec<PathBuf>,
+    /// Restore the state as of this LSN (from the full backup's LSN to the chain's end;
+    /// default: the end).
+    #[arg(long)]
+    pub until_lsn: Option<u64>,
+    /// Largest chunk of the new array, a multiple of 4K.
+    #[arg(long, default_value = "64K", value_parser = size_arg)]
+    pub chunk_size: u64,
+    /// Segment size per device of the new array (default 8M).
+    #[arg(long, value_parser = size_arg)]
+    pub segment_size: Option<u64>,
+    /// Create missing device files of this size.
+    #[arg(long, value_parser = size_arg)]
+    pub create_size: Option<u64>,
+    /// Overwrite devices that hold an ectable array.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask before overwriting an existing array.
+    #[arg(long)]
+    pub yes: bool,
+    /// Bytes per second read from the backup files at most (0: unlimited).
+    #[arg(long, default_value = "0", value_parser = size_arg)]
+    pub rate: u64,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn manifest_json(path: &Path, m: &Manifest) -> Value {
+    json!({
+        "file": path.display().to_string(),
+        "kind": m.kind.name(),
+        "array_id": uuid_text(&m.array_id),
+        "backup_id": uuid_text(&m.backup_id),
+        "base_backup_id": (m.kind == BackupKind::Incremental).then(|| uuid_text(&m.base_backup_id)),
+        "chain_id": uuid_text(&m.chain_id),
+        "chain_index": m.chain_index,
+        "start_lsn": m.start_lsn,
+        "end_lsn": m.end_lsn,
+        "records": m.record_count,
+        "puts": m.put_count,
+        "deletes": m.delete_count,
+        "tables": m.table_count,
+        "blocks": m.block_count,
+        "size_bytes": m.file_size_bytes,
+    })
+}
+
+fn manifest_line(path: &Path, m: &Manifest) -> String {
+    match m.kind {
+        BackupKind::Full => format!(
+            "{}: full backup {} of array {}: {} rows in {} table(s) as of LSN {}, {} blocks, {}",
+            path.display(),
+            uuid_text(&m.backup_id),
+            uuid_text(&m.array_id),
+            m.record_count,
+            m.table_count,
+            m.end_lsn,
+            m.block_count,
+            human_bytes(m.file_size_bytes)
+        ),
+        BackupKind::Incremental => format!(
+            "{}: incremental backup {} (number {} of chain {}): {} puts and {} deletes after LSN {} up to {}, {} blocks, {}",
+            path.display(),
+            uuid_text(&m.backup_id),
+            m.chain_index,
+            uuid_text(&m.chain_id),
+            m.put_count,
+            m.delete_count,
+            m.start_lsn,
+            m.end_lsn,
+            m.block_count,
+            human_bytes(m.file_size_bytes)
+        ),
+    }
+}
+
+/// `ectable backup`.
+pub fn backup(kind: EngineKind, a: &BackupArgs) -> Result<i32> {
+    let defaults = AutoPolicy::default();
+    let policy = AutoPolicy {
+        full_every: a.full_every.unwrap_or(defaults.full_every),
+        max_chain_percent: a.max_chain_percent.unwrap_or(defaults.max_chain_percent),
+        keep_chains: a.keep_chains.unwrap_or(defaults.keep_chains),
+    };
+    if policy.keep_chains == 0 {
+        bail!("--keep-chains must be at least 1");
+    }
+    let io = open_devices(&split_devices(&a.devices)?, None, false, kind)?;
+    let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
+    let mut bar = Progress::new("backup");
+    let mut report = |done: u64, total: u64| bar.update(done, total);
+    let mut opts = TakeOptions {
+        rate_bytes_per_sec: a.rate,
+        progress: Some(&mut report),
+    };
+    let (path, m, reason, pruned) = match (&a.auto, &a.to, &a.incremental_from) {
+        (Some(dir), _, _) => {
+            let o = take_auto(&engine, dir, &policy, &mut opts)?;
+            (o.path, o.manifest, Some(o.reason), o.pruned)
+        }
+        (None, Some(to), None) => (
+            to.clone(),
+            take_full(&engine, to, &mut opts)?,
+            None,
+            Vec::new(),
+        ),
+        (None, Some(to), Some(base)) => (
+            to.clone(),
+            take_incremental(&engine, base, to, &mut opts)?,
+            None,
+            Vec::new(),
+        ),
+        (None, None, _) => bail!("give --to FILE or --auto DIR"),
+    };
+    bar.finish();
+    engine.close()?;
+    if a.json {
+        let mut v = manifest_json(&path, &m);
+        v["schema_version"] = json!(1);
+        if let Some(r) = &reason {
+            v["reason"] = json!(r);
+            v["pruned"] = json!(pruned
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>());
+        }
+        println!("{v}");
+    } else {
+        println!("{}", manifest_line(&path, &m));
+        if let Some(r) = &reason {
+            println!("  policy: {r}");
+        }
+        for p in &pruned {
+            println!("  pruned: {}", p.display());
+        }
+    }
+    Ok(0)
+}
+
+/// `ectable backup-verify`.
+pub fn verify(a: &VerifyArgs) -> Result<i32> {
+    let mut bar = Progress::new("backup-verify");
+    let chain = verify_chain(&a.files, &mut |d, t| bar.update(d, t))?;
+    bar.finish();
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "schema_version": 1,
+                "ok": true,
+                "array_id": uuid_text(&chain.array_id()),
+                "full_lsn": chain.full_lsn(),
+                "end_lsn": chain.end_lsn(),
+                "files": chain.files.iter().map(|f| manifest_json(&f.path, &f.manifest)).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        for f in &chain.files {
+            println!("{}: OK", manifest_line(&f.path, &f.manifest));
+        }
+        println!(
+            "chain OK: {} file(s), every checksum and link verified; restores LSN {} up to LSN {}",
+            chain.files.len(),
+            chain.full_lsn(),
+            chain.end_lsn()
+        );
+    }
+    Ok(0)
+}
+
+fn confirm(question: &str) -> Result<()> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        bail!("cancelled; nothing was written")
+    }
+}
+
+/// Whether the devices may be formatted for a restore: blank devices, or devices holding an
+/// unfinished restore; any other array only with `--force`. Returns the note of an
+/// unfinished restore found.
+fn check_devices(kind: EngineKind, paths: &[PathBuf], a: &RestoreArgs) -> Result<Option<String>> {
+    let mut formatted: Vec<(PathBuf, String)> = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            if a.create_size.is_none() {
+                bail!(
+                    "{}: no such device or file (give --create-size to create it)",
+                    p.display()
+                );
+            }
+            continue;
+        }
+        let dev = ectable_devices::FileDevice::open(
+            p,
+            &ectable_devices::OpenOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("opening {}", p.display()))?;
+        if let Some(array) = ectable_engine::array::probe_device(&dev)? {
+            formatted.push((p.clone(), array));
+        }
+    }
+    let Some((first, array)) = formatted.first() else {
+        return Ok(None);
+    };
+    let existing: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
+    let unfinished = open_devices(&existing, None, true, kind)
+        .ok()
+        .and_then(|io| {
+            let e = Engine::open(
+                io,
+                EngineOptions {
+                    read_only: true,
+                    allow_incomplete_restore: true,
+                    ..Default::default()
+                },
+            )
+            .ok()?;
+            e.restore_in_progress().ok().flatten()
+        });
+    if let Some(note) = unfinished {
+        return Ok(Some(note));
+    }
+    if !a.force {
+        bail!(
+            "{}: already holds an ectable array ({array}); use --force to overwrite it",
+            first.display()
+        );
+    }
+    if !a.yes && std::io::stdin().is_terminal() {
+        confirm(&format!(
+            "Restore onto {} device(s), destroying the ectable array on them?",
+            paths.len()
+        ))?;
+    }
+    Ok(None)
+}
+
+fn note_of(chain: &Chain, until: u64) -> String {
+    let name = |p: &Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    format!(
+        "at unix time {}: restore of {} and {} incremental(s) up to LSN {until}",
+        super::now_unix_secs(),
+        name(&chain.files[0].path),
+        chain.files.len() - 1
+    )
+}
+
+/// `ectable restore`.
+pub fn restore(kind: EngineKind, a: &RestoreArgs) -> Result<i32> {
+    let paths = split_devices(&a.devices)?;
+    if a.k == 0 || a.m == 0 {
+        bail!(
+            "--k and --m must both be at least 1 (got k={}, m={})",
+            a.k,
+            a.m
+        );
+    }
+    if paths.len() < a.k + a.m {
+        bail!(
+            "RS({},{}) needs at least {} devices, {} given",
+            a.k,
+            a.m,
+            a.k + a.m,
+            paths.len()
+        );
+    }
+    let chunk = u32::try_from(a.chunk_size)
+        .ok()
+        .filter(|c| *c >= 4096 && c.is_multiple_of(4096) && *c <= (4 << 20))
+        .ok_or_else(|| {
+            anyhow!(
+                "--chunk-size must be a multiple of 4K between 4K and 4M, got {}",
+                a.chunk_size
+            )
+        })?;
+    let segment = match a.segment_size {
+        Some(s) => u32::try_from(s).map_err(|_| anyhow!("--segment-size too large"))?,
+        None => 0,
+    };
+    // 1. The devices (cheap, and may ask), then the whole chain, before anything is written.
+    let unfinished = check_devices(kind, &paths, a)?;
+    let mut bar = Progress::new("restore: verifying the chain");
+    let chain = verify_chain(&a.from, &mut |d, t| bar.update(d, t))?;
+    bar.finish();
+    let until = a.until_lsn.unwrap_or_else(|| chain.end_lsn());
+    chain.check_until(until)?;
+    let stripe_bytes = a.k * (chunk as usize - ectable_engine::format::CHUNK_HEADER_SIZE_BYTES);
+    if chain.largest_record_bytes() as usize > stripe_bytes {
+        bail!(
+            "the backup holds a record of {} bytes, but RS({},{}) with {} KiB chunks holds {} bytes per stripe: choose a larger --chunk-size or --k",
+            chain.largest_record_bytes(),
+            a.k,
+            a.m,
+            chunk / 1024,
+            stripe_bytes
+        );
+    }
+    if let Some(note) = &unfinished {
+        eprintln!(
+            "restore: the devices hold an unfinished restore (started {note}); starting it over"
+        );
+    }
+    // 2. Format, then restore under the engine's marker.
+    let created: Vec<PathBuf> = match a.create_size {
+        Some(_) => paths.iter().filter(|p| !p.exists()).cloned().collect(),
+        None => Vec::new(),
+    };
+    let cleanup = |created: &[PathBuf]| {
+        for p in created {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    let io = match open_devices(&paths, a.create_size, false, kind) {
+        Ok(io) => io,
+        Err(e) => {
+            cleanup(&created);
+            return Err(e);
+        }
+    };
+    let opts = FormatOptions {
+        data_shards: a.k,
+        parity_shards: a.m,
+        chunk_size_bytes: chunk,
+        segment_size_bytes: segment,
+        force: a.force || unfinished.is_some(),
+        spare_count: 0,
+    };
+    if let Err(e) = format(io.as_ref(), &opts) {
+        drop(io);
+        cleanup(&created);
+        return Err(anyhow::Error::from(e).context("formatting the devices"));
+    }
+    let engine = Engine::open(
+        io,
+        EngineOptions {
+            allow_incomplete_restore: true,
+            ..Default::default()
+        },
+    )
+    .context("opening the new array")?;
+    let new_array = engine.status().array_uuid;
+    let start = std::time::Instant::now();
+    let mut bar = Progress::new("restore");
+    let rate = a.rate;
+    let report = restore_chain(&engine, &chain, until, &note_of(&chain, until), &mut |d, t| {
+        bar.update(d, t);
+        if rate > 0 {
+            let due = std::time::Duration::from_secs_f64(d as f64 / rate as f64);
+            let elapsed = start.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+    })
+    .map_err(|e| {
+        anyhow!(e).context("restore failed; the array stays marked as an unfinished restore until a restore completes")
+    })?;
+    bar.finish();
+    engine.close()?;
+    let secs = start.elapsed().as_secs_f64().max(1e-3);
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "schema_version": 1,
+                "array_id": new_array,
+                "source_array_id": uuid_text(&chain.array_id()),
+                "k": a.k,
+                "m": a.m,
+                "until_lsn": until,
+                "rows": report.rows,
+                "puts": report.puts,
+                "deletes": report.deletes,
+                "incrementals_applied": report.incrementals_applied,
+                "bytes_read": report.bytes_read,
+                "seconds": secs,
+            })
+        );
+    } else {
+        println!(
+            "restored array {new_array} (RS({},{})) from {} file(s) up to LSN {until}: {} rows, then {} puts and {} deletes from {} incremental(s); {} read in {secs:.1} s",
+            a.k,
+            a.m,
+            chain.files.len(),
+            report.rows,
+            report.puts,
+            report.deletes,
+            report.incrementals_applied,
+            human_bytes(report.bytes_read)
+        );
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: BackupArgs,
+    }
+
+    #[test]
+    fn policy_flags_need_auto_and_to_excludes_auto() {
+        let ok = |v: &[&str]| Wrap::try_parse_from(v).is_ok();
+        assert!(ok(&["x", "--devices", "d", "--to", "f"]));
+        assert!(ok(&[
+            "x",
+            "--devices",
+            "d",
+            "--auto",
+            "dir",
+            "--full-every",
+            "3"
+        ]));
+        assert!(!ok(&[
+            "x",
+            "--devices",
+            "d",
+            "--to",
+            "f",
+            "--full-every",
+            "3"
+        ]));
+        assert!(!ok(&["x", "--devices", "d", "--auto", "dir", "--to", "f"]));
+        assert!(!ok(&[
+            "x",
+            "--devices",
+            "d",
+            "--auto",
+            "dir",
+            "--incremental-from",
+            "f"
+        ]));
+        assert!(!ok(&["x", "--devices", "d"]));
+    }
+}

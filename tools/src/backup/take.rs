@@ -1,0 +1,293 @@
+//! Taking backups: a full backup streams the engine's image at one LSN into a file; an
+//! incremental streams the changes after its base's end LSN. Both register their end LSN
+//! with the engine (the backup horizon), and both write `NAME.partial`, fsync it and rename
+//! it to `NAME`, so the name only ever holds a complete backup.
+//!
+//! Invariants:
+//! - Nothing is written under the final name before the trailer is on disk (fsync of the
+//!   file, rename, fsync of the directory).
+//! - A failed backup removes its partial file; a killed one leaves `NAME.partial`, which has
+//!   no trailer and is refused by every reader.
+//! - An incremental is taken only after its base's header and trailer were checked and its
+//!   array id matched this array's.
+
+use super::format::{
+    block_payload_limit, read_header_and_trailer, BackupKind, Header, Manifest, Writer,
+};
+use super::{now_unix_secs, parse_uuid, BackupError, Result};
+use ectable_engine::Engine;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How a backup is taken.
+#[derive(Default)]
+pub struct TakeOptions<'a> {
+    /// Bytes per second written to the backup file, at most (0: unlimited).
+    pub rate_bytes_per_sec: u64,
+    /// Called with (bytes written, bytes expected) now and then.
+    pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+}
+
+/// A file written as `NAME.partial` and renamed to `NAME` once complete and durable.
+pub(crate) struct AtomicFile {
+    tmp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// The temporary name of `target`.
+    pub(crate) fn partial_name(target: &Path) -> PathBuf {
+        let mut name = target.as_os_str().to_os_string();
+        name.push(".partial");
+        PathBuf::from(name)
+    }
+
+    /// Creates `NAME.partial` (replacing a stale one); refuses an existing `NAME`.
+    pub(crate) fn create(target: &Path) -> Result<(AtomicFile, File)> {
+        if target.exists() {
+            return Err(BackupError::Invalid(format!(
+                "{}: already exists; a backup never overwrites a file (choose another name or remove it)",
+                target.display()
+            )));
+        }
+        let tmp = Self::partial_name(target);
+        let file = File::create(&tmp).map_err(|e| BackupError::io(&tmp, 0, e))?;
+        Ok((
+            AtomicFile {
+                tmp,
+                target: target.to_path_buf(),
+                committed: false,
+            },
+            file,
+        ))
+    }
+
+    /// Makes the file durable and gives it its final name.
+    pub(crate) fn commit(mut self, file: File) -> Result<()> {
+        file.sync_all()
+            .map_err(|e| BackupError::io(&self.tmp, 0, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.target)
+            .map_err(|e| BackupError::io(&self.target, 0, e))?;
+        sync_dir(&self.target)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// fsyncs the directory holding `path`, so that a rename or unlink in it is durable.
+pub(crate) fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let d = File::open(&dir).map_err(|e| BackupError::io(&dir, 0, e))?;
+    d.sync_all().map_err(|e| BackupError::io(&dir, 0, e))
+}
+
+/// The array's id as bytes.
+fn array_id(engine: &Engine) -> Result<[u8; 16]> {
+    let text = engine.status().array_uuid;
+    parse_uuid(&text).ok_or_else(|| {
+        BackupError::Invalid(format!(
+            "the engine reported an array id that is not a uuid: {text}"
+        ))
+    })
+}
+
+/// Paces writing to a rate, and reports progress.
+struct Pace<'a, 'b> {
+    opts: &'a mut TakeOptions<'b>,
+    start: Instant,
+    expected_bytes: u64,
+    last_report: u64,
+}
+
+impl Pace<'_, '_> {
+    fn tick(&mut self, written: u64) {
+        if written < self.last_report + (1 << 20) {
+            return;
+        }
+        self.last_report = written;
+        if let Some(p) = self.opts.progress.as_mut() {
+            p(written, self.expected_bytes.max(written));
+        }
+        let rate = self.opts.rate_bytes_per_sec;
+        if rate > 0 {
+            let due = std::time::Duration::from_secs_f64(written as f64 / rate as f64);
+            let elapsed = self.start.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+    }
+
+    fn done(&mut self, written: u64) {
+        if let Some(p) = self.opts.progress.as_mut() {
+            p(written, written);
+        }
+    }
+}
+
+/// Takes a full backup of every table into `target` (which must not exist). Registers the
+/// backup's LSN as the array's backup horizon.
+pub fn take_full(engine: &Engine, target: &Path, opts: &mut TakeOptions<'_>) -> Result<Manifest> {
+    let backup_id = ectable_engine::format::new_uuid();
+    let header = Header {
+        kind: BackupKind::Full,
+        array_id: array_id(engine)?,
+        backup_id,
+        base_backup_id: [0; 16],
+        chain_id: backup_id,
+        chain_index: 0,
+        block_payload_limit_bytes: block_payload_limit(engine.max_batch_bytes()),
+        start_lsn: 0,
+        created_unix_secs: now_unix_secs(),
+    };
+    let expected = engine.status().live_bytes;
+    let (guard, file) = AtomicFile::create(target)?;
+    let tmp = guard.tmp.clone();
+    let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), header)
+        .map_err(|e| BackupError::io(&tmp, 0, e))?;
+    let mut pace = Pace {
+        opts,
+        start: Instant::now(),
+        expected_bytes: expected,
+        last_report: 0,
+    };
+    // The sink may only return engine errors: keep the I/O error and hand the engine a
+    // stand-in that stops the backup.
+    let mut io_error: Option<std::io::Error> = None;
+    let result = engine.backup_full(true, &mut |table, key, value| {
+        if let Err(e) = w.push_row(table, key, value) {
+            io_error = Some(e);
+            return Err(ectable_engine::Error::InvalidArgument(
+                "writing the backup file failed".into(),
+            ));
+        }
+        pace.tick(w.written_bytes());
+        Ok(())
+    });
+    if let Some(e) = io_error {
+        return Err(BackupError::io(&tmp, w.written_bytes(), e));
+    }
+    let lsn = result.map_err(|e| BackupError::engine("taking the full backup", e))?;
+    let written = w.written_bytes();
+    let (out, manifest) = w
+        .finish(lsn)
+        .map_err(|e| BackupError::io(&tmp, written, e))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| BackupError::io(&tmp, written, e.into_error()))?;
+    guard.commit(file)?;
+    pace.done(manifest.file_size_bytes);
+    Ok(manifest)
+}
+
+/// Takes an incremental backup into `target`: the changes after the end LSN of `base` (a
+/// complete backup of this array, full or incremental). Fails with the engine's
+/// `HistoryGone` (whose message says to take a full backup) when the array no longer keeps
+/// that history. Raises the backup horizon to the new end LSN.
+pub fn take_incremental(
+    engine: &Engine,
+    base: &Path,
+    target: &Path,
+    opts: &mut TakeOptions<'_>,
+) -> Result<Manifest> {
+    let (_, prev) = read_header_and_trailer(base)?;
+    let id = array_id(engine)?;
+    if prev.array_id != id {
+        return Err(BackupError::Chain {
+            file: base.display().to_string(),
+            offset_bytes: 16,
+            detail: format!(
+                "it is a backup of array {}, not of this array ({}); take a full backup",
+                super::uuid_text(&prev.array_id),
+                super::uuid_text(&id)
+            ),
+        });
+    }
+    let chain_index = prev.chain_index.checked_add(1).ok_or_else(|| {
+        BackupError::Invalid(format!(
+            "{}: the chain is too long; take a full backup",
+            base.display()
+        ))
+    })?;
+    let header = Header {
+        kind: BackupKind::Incremental,
+        array_id: id,
+        backup_id: ectable_engine::format::new_uuid(),
+        base_backup_id: prev.backup_id,
+        chain_id: prev.chain_id,
+        chain_index,
+        block_payload_limit_bytes: block_payload_limit(engine.max_batch_bytes()),
+        start_lsn: prev.end_lsn,
+        created_unix_secs: now_unix_secs(),
+    };
+    let (guard, file) = AtomicFile::create(target)?;
+    let tmp = guard.tmp.clone();
+    let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), header)
+        .map_err(|e| BackupError::io(&tmp, 0, e))?;
+    let mut pace = Pace {
+        opts,
+        start: Instant::now(),
+        expected_bytes: 0,
+        last_report: 0,
+    };
+    let mut io_error: Option<std::io::Error> = None;
+    let result = engine.backup_changes(prev.end_lsn, true, &mut |c| {
+        if let Err(e) = w.push_change(c) {
+            io_error = Some(e);
+            return Err(ectable_engine::Error::InvalidArgument(
+                "writing the backup file failed".into(),
+            ));
+        }
+        pace.tick(w.written_bytes());
+        Ok(())
+    });
+    if let Some(e) = io_error {
+        return Err(BackupError::io(&tmp, w.written_bytes(), e));
+    }
+    let end = result.map_err(|e| {
+        BackupError::engine(
+            format!(
+                "incremental backup after {} (which ends at LSN {})",
+                base.display(),
+                prev.end_lsn
+            ),
+            e,
+        )
+    })?;
+    if end < prev.end_lsn {
+        // Only a base from another history under this array's id could say so.
+        return Err(BackupError::Chain {
+            file: base.display().to_string(),
+            offset_bytes: 0,
+            detail: format!(
+                "it ends at LSN {}, after this array's last durable LSN {end}; take a full backup",
+                prev.end_lsn
+            ),
+        });
+    }
+    let written = w.written_bytes();
+    let (out, manifest) = w
+        .finish(end)
+        .map_err(|e| BackupError::io(&tmp, written, e))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| BackupError::io(&tmp, written, e.into_error()))?;
+    guard.commit(file)?;
+    pace.done(manifest.file_size_bytes);
+    Ok(manifest)
+}

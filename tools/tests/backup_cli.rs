@@ -1,0 +1,608 @@
+//! Backups and restores through the CLI, on file-backed devices.
+//!
+//! `geometry_change`: an RS(4,2) array (deterministic rows, a typed table, a large value) is
+//! backed up fully and twice incrementally (overwrites, deletes, new rows); the chain is
+//! restored as RS(3,3) and as 3-way replication (k = 1, m = 2), to its end and to LSNs inside
+//! it, and every row is verified (`ectable verify`, exports compared with the source's at
+//! the backup's moment, deleted keys absent, the typed table and its schema back). Restore
+//! refuses, writing nothing: devices of an array without `--force`, an until-LSN outside
+//! the chain, a geometry whose stripes cannot hold the largest value; `backup --to` refuses
+//! an existing file.
+//!
+//! `auto_policy`: `backup --auto` takes a full backup, then incrementals until
+//! `--full-every`, then a new chain; a large incremental (over `--max-chain-percent` of the
+//! full) makes the next one full; old chains are pruned to `--keep-chains`; stale partial
+//! files are removed; when the array no longer keeps a chain's history (a backup outside the
+//! directory moved the horizon), an incremental after it is refused with "take a full
+//! backup", and `--auto` takes a full one instead. The kept chains verify and restore.
+
+mod backup_common;
+use backup_common::*;
+use std::path::PathBuf;
+
+fn verify_rows(devices: &str, rows: &str, seed: &str) {
+    ok(&[
+        "verify",
+        "--devices",
+        devices,
+        "--table",
+        "t",
+        "--rows",
+        rows,
+        "--value-size",
+        "1K",
+        "--seed",
+        seed,
+    ]);
+}
+
+fn backup_json(args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    json(&ok(&a))
+}
+
+#[test]
+fn geometry_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let a = format(dir, "a", 6, 4, 2, "32M");
+    let da = join(&a);
+    ok(&[
+        "load",
+        "--devices",
+        &da,
+        "--table",
+        "t",
+        "--rows",
+        "3000",
+        "--value-size",
+        "1K",
+        "--seed",
+        "1",
+    ]);
+    ok(&[
+        "table",
+        "create",
+        "--devices",
+        &da,
+        "--table",
+        "users",
+        "--pk",
+        "id:int64",
+    ]);
+    ok(&[
+        "put",
+        "--devices",
+        &da,
+        "--table",
+        "users",
+        "--key",
+        r#"{"id": 1}"#,
+        "--value",
+        r#"{"name": "ann"}"#,
+    ]);
+    let big = "x".repeat(20_000);
+    ok(&[
+        "put",
+        "--devices",
+        &da,
+        "--table",
+        "big",
+        "--key",
+        "k",
+        "--value",
+        &big,
+    ]);
+    let (full, i1, i2) = (
+        dir.join("full.ectb"),
+        dir.join("i1.ectb"),
+        dir.join("i2.ectb"),
+    );
+    let m0 = backup_json(&["backup", "--devices", &da, "--to", s(&full)]);
+    assert_eq!(m0["kind"], "full");
+    assert_eq!(m0["records"], 3003, "{m0}"); // 3000 rows, a schema, a user, a big value
+    let l0 = m0["end_lsn"].as_u64().unwrap();
+    // Overwrite every row: an incremental of 3000 puts.
+    ok(&[
+        "load",
+        "--devices",
+        &da,
+        "--table",
+        "t",
+        "--rows",
+        "3000",
+        "--value-size",
+        "1K",
+        "--seed",
+        "2",
+    ]);
+    let m1 = backup_json(&[
+        "backup",
+        "--devices",
+        &da,
+        "--to",
+        s(&i1),
+        "--incremental-from",
+        s(&full),
+    ]);
+    assert_eq!(
+        (
+            m1["kind"].as_str(),
+            m1["puts"].as_u64(),
+            m1["deletes"].as_u64()
+        ),
+        (Some("incremental"), Some(3000), Some(0))
+    );
+    assert_eq!(m1["start_lsn"].as_u64(), Some(l0));
+    let l1 = m1["end_lsn"].as_u64().unwrap();
+    // Deletes, a new row, a new typed row.
+    for k in ["row000000000010", "row000000000011", "row000000002999"] {
+        ok(&["delete", "--devices", &da, "--table", "t", "--key", k]);
+    }
+    ok(&[
+        "put",
+        "--devices",
+        &da,
+        "--table",
+        "t",
+        "--key",
+        "new",
+        "--value",
+        "row",
+    ]);
+    ok(&[
+        "put",
+        "--devices",
+        &da,
+        "--table",
+        "users",
+        "--key",
+        r#"{"id": 2}"#,
+        "--value",
+        r#"{"name": "bob"}"#,
+    ]);
+    let m2 = backup_json(&[
+        "backup",
+        "--devices",
+        &da,
+        "--to",
+        s(&i2),
+        "--incremental-from",
+        s(&i1),
+    ]);
+    assert_eq!(
+        (m2["puts"].as_u64(), m2["deletes"].as_u64()),
+        (Some(2), Some(3)),
+        "{m2}"
+    );
+    let l2 = m2["end_lsn"].as_u64().unwrap();
+    let i1_size = std::fs::metadata(&i1).unwrap().len();
+    let i2_size = std::fs::metadata(&i2).unwrap().len();
+    assert!(
+        i2_size < 2048 && i2_size * 100 < i1_size,
+        "an incremental grows with its changes: {i2_size} vs {i1_size}"
+    );
+    let tables = ["t", "big"];
+    let source_end = export(&da, &tables);
+    let users_end = ok(&["export", "--devices", &da, "--table", "users", "-"]);
+    // An existing file is never overwritten.
+    let out = ectable(&["backup", "--devices", &da, "--to", s(&full)]);
+    assert!(error_line(&out).contains("already exists"));
+    let chain = join(&[full.clone(), i1.clone(), i2.clone()]);
+    let v = json(&ok(&["backup-verify", &chain, "--json"]));
+    assert_eq!(
+        (v["full_lsn"].as_u64(), v["end_lsn"].as_u64()),
+        (Some(l0), Some(l2))
+    );
+
+    // RS(3,3), up to the first incremental: every row is seed 2's.
+    let r33 = devs(dir, "r33_", 6);
+    let d33 = join(&r33);
+    ok(&[
+        "restore",
+        "--segment-size",
+        "1M",
+        "--devices",
+        &d33,
+        "--k",
+        "3",
+        "--m",
+        "3",
+        "--from",
+        &chain,
+        "--until-lsn",
+        &l1.to_string(),
+        "--create-size",
+        "32M",
+    ]);
+    verify_rows(&d33, "3000", "2");
+    // (status exits 1 when a device is merely slow, which a busy machine can make it)
+    let st = json(&String::from_utf8_lossy(
+        &ectable(&["status", "--devices", &d33, "--json"]).stdout,
+    ));
+    assert_eq!(
+        (
+            st["layout"]["data_shards"].as_u64(),
+            st["layout"]["parity_shards"].as_u64()
+        ),
+        (Some(3), Some(3)),
+        "{}",
+        st["layout"]
+    );
+    assert!(ok(&["table", "list", "--devices", &d33]).contains("users"));
+
+    // 3-way replication, to the end: deletes applied, the typed table and the big value back.
+    let r12 = devs(dir, "r12_", 3);
+    let d12 = join(&r12);
+    let out = json(&ok(&[
+        "restore",
+        "--segment-size",
+        "1M",
+        "--devices",
+        &d12,
+        "--k",
+        "1",
+        "--m",
+        "2",
+        "--from",
+        &chain,
+        "--create-size",
+        "32M",
+        "--json",
+    ]));
+    assert_eq!(
+        (out["rows"].as_u64(), out["deletes"].as_u64()),
+        (Some(3003), Some(3)),
+        "{out}"
+    );
+    assert_eq!(
+        export(&d12, &tables),
+        source_end,
+        "the restored rows differ from the source's"
+    );
+    assert_eq!(
+        ok(&["export", "--devices", &d12, "--table", "users", "-"]),
+        users_end
+    );
+    assert!(!ectable(&[
+        "get",
+        "--devices",
+        &d12,
+        "--table",
+        "t",
+        "--key",
+        "row000000000010"
+    ])
+    .status
+    .success());
+    assert!(ok(&[
+        "get",
+        "--devices",
+        &d12,
+        "--table",
+        "users",
+        "--key",
+        r#"{"id": 2}"#
+    ])
+    .contains("bob"));
+    ok(&["scrub", "--devices", &d12]);
+
+    // Refusals write nothing.
+    let before = digest(&r33);
+    let out = ectable(&[
+        "restore",
+        "--segment-size",
+        "1M",
+        "--devices",
+        &d33,
+        "--k",
+        "3",
+        "--m",
+        "3",
+        "--from",
+        &chain,
+    ]);
+    assert!(error_line(&out).contains("use --force"));
+    for until in [l0 - 1, l2 + 1] {
+        let out = ectable(&[
+            "restore",
+            "--segment-size",
+            "1M",
+            "--devices",
+            &d33,
+            "--k",
+            "3",
+            "--m",
+            "3",
+            "--from",
+            &chain,
+            "--until-lsn",
+            &until.to_string(),
+            "--force",
+            "--yes",
+        ]);
+        assert!(error_line(&out).contains("outside the chain"));
+    }
+    let out = ectable(&[
+        "restore",
+        "--segment-size",
+        "1M",
+        "--devices",
+        &d33,
+        "--k",
+        "1",
+        "--m",
+        "2",
+        "--chunk-size",
+        "16K",
+        "--from",
+        &chain,
+        "--force",
+        "--yes",
+    ]);
+    assert!(error_line(&out).contains("holds a record of"));
+    assert_eq!(
+        digest(&r33),
+        before,
+        "a refused restore changed the devices"
+    );
+    let fresh = devs(dir, "fresh", 3);
+    let out = ectable(&[
+        "restore",
+        "--segment-size",
+        "1M",
+        "--devices",
+        &join(&fresh),
+        "--k",
+        "2",
+        "--m",
+        "1",
+        "--from",
+        &chain,
+        "--until-lsn",
+        "1",
+        "--create-size",
+        "32M",
+    ]);
+    error_line(&out);
+    assert!(
+        fresh.iter().all(|p| !p.exists()),
+        "a refused restore created files"
+    );
+
+    // With --force, back to the full backup's state: every row is seed 1's.
+    ok(&[
+        "restore",
+        "--segment-size",
+        "1M",
+        "--devices",
+        &d33,
+        "--k",
+        "3",
+        "--m",
+        "3",
+        "--from",
+        &chain,
+        "--until-lsn",
+        &l0.to_string(),
+        "--force",
+        "--yes",
+    ]);
+    verify_rows(&d33, "3000", "1");
+    assert!(
+        ectable(&[
+            "get",
+            "--devices",
+            &d33,
+            "--table",
+            "users",
+            "--key",
+            r#"{"id": 2}"#
+        ])
+        .status
+        .code()
+            != Some(0)
+    );
+}
+
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn auto_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let a = format(dir, "a", 6, 4, 2, "32M");
+    let da = join(&a);
+    ok(&[
+        "load",
+        "--devices",
+        &da,
+        "--table",
+        "t",
+        "--rows",
+        "2000",
+        "--value-size",
+        "1K",
+        "--seed",
+        "1",
+    ]);
+    let bdir = dir.join("backups");
+    let auto = |full_every: &str| {
+        backup_json(&[
+            "backup",
+            "--devices",
+            &da,
+            "--auto",
+            s(&bdir),
+            "--full-every",
+            full_every,
+            "--keep-chains",
+            "2",
+        ])
+    };
+    let mut n = 0;
+    let mut change = || {
+        n += 1;
+        ok(&[
+            "put",
+            "--devices",
+            &da,
+            "--table",
+            "t",
+            "--key",
+            &format!("x{n}"),
+            "--value",
+            "v",
+        ]);
+    };
+    let expect = [
+        ("c0000-0000-full.ectb", "no backup chain"),
+        ("c0000-0001-incr.ectb", "incremental number 1"),
+        ("c0000-0002-incr.ectb", "incremental number 2"),
+        ("c0001-0000-full.ectb", "holds 2 incrementals"),
+        ("c0001-0001-incr.ectb", "incremental number 1"),
+    ];
+    let mut names: Vec<String> = Vec::new();
+    for (name, reason) in expect {
+        let v = auto("2");
+        assert!(v["file"].as_str().unwrap().ends_with(name), "{v}");
+        assert!(v["reason"].as_str().unwrap().contains(reason), "{v}");
+        assert_eq!(v["pruned"].as_array().map(Vec::len), Some(0));
+        names.push(name.to_string());
+        assert_eq!(listing(&bdir), names);
+        change();
+    }
+    // A large change: this incremental is over 50% of the full backup, so the next is full
+    // (well before --full-every), and the oldest chain goes.
+    ok(&[
+        "load",
+        "--devices",
+        &da,
+        "--table",
+        "t",
+        "--rows",
+        "2000",
+        "--value-size",
+        "1K",
+        "--seed",
+        "2",
+    ]);
+    let v = auto("5");
+    assert!(
+        v["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("c0001-0002-incr.ectb"),
+        "{v}"
+    );
+    change();
+    std::fs::write(bdir.join("c0009-0000-full.ectb.partial"), b"killed").unwrap();
+    let v = auto("5");
+    assert!(
+        v["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("c0002-0000-full.ectb"),
+        "{v}"
+    );
+    assert!(v["reason"].as_str().unwrap().contains("exceed 50%"), "{v}");
+    assert_eq!(v["pruned"].as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(
+        listing(&bdir),
+        [
+            "c0001-0000-full.ectb",
+            "c0001-0001-incr.ectb",
+            "c0001-0002-incr.ectb",
+            "c0002-0000-full.ectb"
+        ]
+    );
+    let chain1 = join(&[
+        bdir.join("c0001-0000-full.ectb"),
+        bdir.join("c0001-0001-incr.ectb"),
+        bdir.join("c0001-0002-incr.ectb"),
+    ]);
+    ok(&["backup-verify", &chain1]);
+
+    // The older chain's history is gone: an incremental after it is refused.
+    let x = dir.join("x.ectb");
+    let out = ectable(&[
+        "backup",
+        "--devices",
+        &da,
+        "--to",
+        s(&x),
+        "--incremental-from",
+        s(&bdir.join("c0001-0002-incr.ectb")),
+    ]);
+    let line = error_line(&out);
+    assert!(line.contains("take a full backup"), "{line}");
+    assert!(!x.exists() && !dir.join("x.ectb.partial").exists());
+    // A full backup elsewhere moves the horizon past the newest chain: --auto starts anew.
+    change();
+    ok(&[
+        "backup",
+        "--devices",
+        &da,
+        "--to",
+        s(&dir.join("elsewhere.ectb")),
+    ]);
+    change();
+    let v = auto("5");
+    assert!(
+        v["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("c0003-0000-full.ectb"),
+        "{v}"
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer keeps the history"),
+        "{v}"
+    );
+    assert_eq!(
+        listing(&bdir),
+        ["c0002-0000-full.ectb", "c0003-0000-full.ectb"]
+    );
+    change();
+    let v = auto("5");
+    assert!(
+        v["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("c0003-0001-incr.ectb"),
+        "{v}"
+    );
+    let source = export(&da, &["t"]);
+    let chain3: Vec<PathBuf> = vec![
+        bdir.join("c0003-0000-full.ectb"),
+        bdir.join("c0003-0001-incr.ectb"),
+    ];
+    let r = devs(dir, "r", 3);
+    ok(&[
+        "restore",
+        "--segment-size",
+        "1M",
+        "--devices",
+        &join(&r),
+        "--k",
+        "2",
+        "--m",
+        "1",
+        "--from",
+        &join(&chain3),
+        "--create-size",
+        "32M",
+    ]);
+    assert_eq!(export(&join(&r), &["t"]), source);
+}
