@@ -548,6 +548,8 @@ fn round(profile: Profile, seed: u64, round_no: u64, tally: &mut Tally) {
         }
         child.kill().expect("SIGKILL the child");
         let status = child.wait().expect("wait for child");
+        // The killed child's in-flight writes land before anything looks at the devices.
+        wait_for_writers_gone(&paths);
         let child_log = parse_log(&log, seed);
         if status.signal() == Some(libc::SIGKILL) {
             tally.kills += 1;

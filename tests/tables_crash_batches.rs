@@ -309,6 +309,8 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
         }
         child.kill().expect("SIGKILL");
         let status = child.wait().expect("wait");
+        // The killed child's in-flight writes land before anything looks at the devices.
+        wait_for_writers_gone(&paths);
         if status.signal() == Some(libc::SIGKILL) {
             tally.kills += 1;
         }

@@ -85,6 +85,9 @@ impl FileDevice {
         } else {
             std_opts.open(path).map_err(open_err)?
         };
+        if !read_only {
+            lock_exclusive(&file, &name)?;
+        }
         let meta = file.metadata().map_err(open_err)?;
         let geometry = if meta.file_type().is_block_device() {
             let mut size: u64 = 0;
@@ -206,5 +209,47 @@ impl BlockDevice for FileDevice {
 
     fn identity(&self) -> Option<(u64, u64)> {
         Some(self.identity)
+    }
+}
+
+/// How long a writable open waits for another holder of the device's lock
+/// (`ECTABLE_LOCK_WAIT_MS` overrides it).
+fn lock_wait() -> std::time::Duration {
+    let ms = std::env::var("ECTABLE_LOCK_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    std::time::Duration::from_millis(ms)
+}
+
+/// Takes the exclusive advisory lock (`flock`) of a device opened for writing, waiting up to
+/// [`lock_wait`] for another holder. Two writers never share a device; and a process that
+/// was killed still holds the lock while writes it had in flight (io_uring requests keep
+/// their file referenced) land, so a new writer cannot start before they have.
+fn lock_exclusive(file: &std::fs::File, name: &str) -> Result<(), DeviceError> {
+    let wait = lock_wait();
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(DeviceError::Open {
+                    device: name.to_string(),
+                    source: io::Error::other(format!(
+                        "in use: another writer has it open (waited {:.1} s for its lock)",
+                        wait.as_secs_f64()
+                    )),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(DeviceError::Open {
+                    device: name.to_string(),
+                    source: e,
+                })
+            }
+        }
     }
 }

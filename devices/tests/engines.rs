@@ -94,7 +94,12 @@ fn bad_requests_are_typed_errors() {
         }
         assert!(results.iter().all(|r| r.is_err()), "{kind:?}: {results:?}");
         // Unaligned requests through the device API.
-        let dev = FileDevice::open(&dir.path().join("f0"), &OpenOptions::default()).unwrap();
+        // Read-only: the engine above holds the file's write lock.
+        let ro = OpenOptions {
+            read_only: true,
+            ..Default::default()
+        };
+        let dev = FileDevice::open(&dir.path().join("f0"), &ro).unwrap();
         let mut buf = vec![0u8; 100];
         assert!(matches!(
             dev.read_at(&mut buf, 0),
@@ -124,4 +129,32 @@ fn read_only_device_refuses_writes() {
             "{kind:?}: a write to a read-only device succeeded"
         );
     }
+}
+
+/// A device open for writing is locked: a second writer waits for the lock and then fails
+/// with a clear error; a reader is not held up; once the first writer is gone the second
+/// gets it.
+#[test]
+fn a_second_writer_is_refused_until_the_first_is_gone() {
+    // This binary's other tests never wait for a lock, so the short wait affects only this one.
+    std::env::set_var("ECTABLE_LOCK_WAIT_MS", "200");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.img");
+    let create = OpenOptions {
+        create_size_bytes: Some(1 << 20),
+        ..Default::default()
+    };
+    let first = FileDevice::open(&path, &create).unwrap();
+    let err = match FileDevice::open(&path, &OpenOptions::default()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a second writer opened a locked device"),
+    };
+    assert!(err.contains("in use"), "{err}");
+    let ro = OpenOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    FileDevice::open(&path, &ro).expect("a reader is not locked out");
+    drop(first);
+    FileDevice::open(&path, &OpenOptions::default()).expect("the lock is free again");
 }

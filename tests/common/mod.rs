@@ -475,3 +475,15 @@ pub fn io_subset(faulty: &[Arc<FaultyDevice>], keep: &[usize]) -> Arc<dyn IoEngi
         .collect();
     open_engine(EngineKind::Psync, devs).expect("psync engine")
 }
+
+/// Waits until no other process holds the devices' write lock: after a writer process is
+/// killed, the writes it had in flight (io_uring requests keep the file referenced) may
+/// still land for a moment after the process is reaped; the lock is released only once
+/// they have.
+pub fn wait_for_writers_gone(paths: &[PathBuf]) {
+    for p in paths {
+        let f = std::fs::File::open(p).expect("open device file");
+        f.lock().expect("wait for the device lock");
+        let _ = f.unlock();
+    }
+}

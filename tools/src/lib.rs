@@ -38,6 +38,27 @@ pub fn open_devices(
     read_only: bool,
     kind: EngineKind,
 ) -> Result<Arc<dyn IoEngine>> {
+    // The same device twice would wait for its own write lock: refuse it first.
+    let mut seen: Vec<((u64, u64), &PathBuf)> = Vec::new();
+    for p in paths {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Ok(m) = std::fs::metadata(p) else {
+            continue;
+        };
+        let id = if m.file_type().is_block_device() {
+            (u64::MAX, m.rdev())
+        } else {
+            (m.dev(), m.ino())
+        };
+        if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
+            bail!(
+                "the same device is listed twice: {} and {}",
+                first.display(),
+                p.display()
+            );
+        }
+        seen.push((id, p));
+    }
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::with_capacity(paths.len());
     for p in paths {
         if create_size_bytes.is_none() && !p.exists() {
