@@ -38,9 +38,10 @@ use std::time::{Duration, Instant};
 
 /// Log segments kept back from foreground writes, beside the checkpoint's own.
 pub const RESERVE_LOG_SEGMENTS: usize = 2;
-/// How many cleaner cycles a write waits for on a full array before it fails (it fails at
-/// once when a cycle frees nothing).
+/// How many cleaner cycles a write waits for on a full array before it fails.
 pub const MAX_SPACE_WAITS: usize = 64;
+/// A write on a full array fails once this many cycles in a row freed nothing.
+pub const MAX_EMPTY_CYCLES: usize = 3;
 /// Records handed to the writer at a time when moving a victim's records.
 const RELOCATE_BATCH: usize = 256;
 
@@ -160,12 +161,13 @@ impl CleanerCtl {
         self.lock().stats.clone()
     }
 
-    /// Wakes the cleaner thread and waits for a cycle that starts after this call to end.
-    /// False if there is no cleaner thread or that cycle freed nothing.
-    pub(crate) fn wait_for_pass(&self) -> bool {
+    /// Wakes the cleaner thread and waits for a cycle that starts after this call to end:
+    /// whether it freed segments, or None if there is no cleaner thread (or it is stopping,
+    /// or a minute went by).
+    pub(crate) fn wait_for_pass(&self) -> Option<bool> {
         let mut s = self.lock();
         if !s.running || s.stop {
-            return false;
+            return None;
         }
         s.requested = true;
         self.cv.notify_all();
@@ -176,7 +178,7 @@ impl CleanerCtl {
         while s.generation < target && s.running && !s.stop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                return None;
             }
             s = self
                 .cv
@@ -184,7 +186,10 @@ impl CleanerCtl {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        s.generation >= target && s.last_freed > 0
+        if !s.running || s.stop {
+            return None;
+        }
+        Some(s.last_freed > 0)
     }
 
     pub(crate) fn checkpoint_written(&self, lsn: u64, resume_segment: u64, payload: u64) {
@@ -411,13 +416,28 @@ pub(crate) fn clean_pass(
     let cap = segment_data_capacity(array).max(1);
     let ckpt = shared.keep_for(crate::log::writer::Room::Cleaner);
     let room = || {
-        let left = shared.lock_state().free.allocatable(array.w());
-        // Keep the checkpoint's segments; records do not pack stripes perfectly, so count a
-        // quarter of each segment as lost to stripe tails.
-        left.saturating_sub(ckpt) as u64 * cap * 3 / 4
+        // The free segments beyond the checkpoint's, and what is left of the segment being
+        // written, less what records leave unused at stripe ends (about a record per stripe).
+        let (left, tail) = {
+            let st = shared.lock_state();
+            let tail = st.cursor.as_ref().map_or(0, |c| {
+                (array.segment_size() as u64).saturating_sub(c.offset as u64) * cap
+                    / (array.segment_size() - SEGMENT_HEADER_SIZE_BYTES) as u64
+            });
+            (st.free.allocatable(array.w()), tail)
+        };
+        let avg_record = {
+            let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+            index.total_live_bytes() / (index.key_count() as u64).max(1)
+        };
+        let stripe = array.max_stripe_payload() as u64;
+        let waste = avg_record.max(4096).min(stripe / 2);
+        (left.saturating_sub(ckpt) as u64 * cap + tail) / stripe * (stripe - waste)
     };
-    // Out of space for writers: any segment with something dead in it is worth cleaning.
+    // Out of space for writers: any segment with something dead in it is worth cleaning, and
+    // the pass writes alone (appends would fill the segments it takes from the reserve).
     let urgent = free_beyond_reserve(shared).0 < 1.0;
+    let _exclusive = urgent.then(|| Exclusive::new(shared));
     let resume = || shared.cleaner.resume_segment.load(Ordering::SeqCst);
     let mut victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
     let gain = |v: &[Victim]| v.iter().map(|v| cap.saturating_sub(v.live)).sum::<u64>();
@@ -444,6 +464,23 @@ pub(crate) fn clean_pass(
     shared.sync_all()?;
     report.segments_freed += crate::checkpoint::free_dead_segments_locked(shared, resume()) as u64;
     Ok(finish(shared, report))
+}
+
+/// Holds foreground appends back for as long as it lives.
+struct Exclusive<'a>(&'a Shared);
+
+impl<'a> Exclusive<'a> {
+    fn new(shared: &'a Shared) -> Exclusive<'a> {
+        shared.lock_state().cleaner_exclusive = true;
+        Exclusive(shared)
+    }
+}
+
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        self.0.lock_state().cleaner_exclusive = false;
+        self.0.durable_cv.notify_all();
+    }
 }
 
 /// Whether log segments other than the one being written lie at or after the resume

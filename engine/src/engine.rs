@@ -213,6 +213,7 @@ impl Engine {
             pending_repairs: rec.repairs,
             paused: false,
             segment_max_lsn: rec.segment_max_lsn,
+            cleaner_exclusive: false,
         };
         let shared = Arc::new(Shared {
             array,
@@ -757,6 +758,17 @@ impl Engine {
                 _ => seg_cap,
             })
             .sum();
+        // Each lock is taken and released on its own: `persist` takes the persisted state and
+        // then the spares, so holding the spares while asking for the persisted state (or the
+        // other way round) could deadlock with a writer starting a session.
+        let spares: Vec<String> = a
+            .spares
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, d)| a.io.devices()[*d].name().to_string())
+            .collect();
+        let rebuild = self.rebuild_in_progress();
         let checkpoint_lsn = a
             .persisted
             .lock()
@@ -772,13 +784,7 @@ impl Engine {
             chunk_size_bytes: a.sb.chunk_size_bytes,
             segment_size_bytes: a.sb.segment_size_bytes,
             devices,
-            spares: a
-                .spares
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|(_, d)| a.io.devices()[*d].name().to_string())
-                .collect(),
+            spares,
             unrecognised: a
                 .unrecognised
                 .iter()
@@ -815,7 +821,7 @@ impl Engine {
                 .collect(),
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name(),
-            rebuild: self.rebuild_in_progress(),
+            rebuild,
         }
     }
 

@@ -102,6 +102,8 @@ pub(crate) struct WriterState {
     /// checkpoint covered at open). The cleaner keeps segments holding history after the
     /// backup horizon.
     pub segment_max_lsn: HashMap<u64, u64>,
+    /// The cleaner is moving records on an array out of room: foreground appends wait.
+    pub cleaner_exclusive: bool,
 }
 
 /// Counters the writer and readers keep.
@@ -374,14 +376,21 @@ impl Shared {
         if muts.is_empty() {
             return Ok(self.lock_state().next_lsn - 1);
         }
-        let mut waited = 0;
+        let (mut waited, mut empty) = (0, 0);
         loop {
             match self.append_once(muts, total) {
                 Err(Error::NoSpace(why)) if waited < crate::cleaner::MAX_SPACE_WAITS => {
                     // The cleaner may free space: wake it and wait for a cycle; give up when
-                    // one frees nothing.
-                    if !self.cleaner.wait_for_pass() {
-                        return Err(Error::NoSpace(why));
+                    // there is no cleaner, or several cycles in a row freed nothing.
+                    match self.cleaner.wait_for_pass() {
+                        None => return Err(Error::NoSpace(why)),
+                        Some(true) => empty = 0,
+                        Some(false) => {
+                            empty += 1;
+                            if empty >= crate::cleaner::MAX_EMPTY_CYCLES {
+                                return Err(Error::NoSpace(why));
+                            }
+                        }
                     }
                     waited += 1;
                 }
@@ -395,9 +404,14 @@ impl Shared {
     fn admit<'a>(
         &'a self,
         mut st: std::sync::MutexGuard<'a, WriterState>,
+        foreground: bool,
     ) -> Result<std::sync::MutexGuard<'a, WriterState>> {
-        // Backpressure: bound the memory held by stripes waiting for the flusher.
-        while (st.paused || st.sealed.len() >= 2 * self.max_batch_stripes)
+        // Backpressure: bound the memory held by stripes waiting for the flusher. And while
+        // the cleaner works on an array out of room, it alone writes: foreground appends
+        // would fill the segments it takes from the reserve.
+        while (st.paused
+            || st.sealed.len() >= 2 * self.max_batch_stripes
+            || (foreground && st.cleaner_exclusive))
             && st.error.is_none()
             && !st.closing
         {
@@ -436,7 +450,7 @@ impl Shared {
     }
 
     fn append_once(&self, muts: &[Mutation<'_>], total: usize) -> Result<u64> {
-        let mut st = self.admit(self.lock_state())?;
+        let mut st = self.admit(self.lock_state(), true)?;
         // Deletes, and the backup state (a raised horizon is what lets the cleaner reclaim
         // history), may dip into the reserve.
         let room = if muts.iter().all(|m| match m {
@@ -463,7 +477,7 @@ impl Shared {
         let mut moved = 0;
         let mut st = self.lock_state();
         for r in recs {
-            st = self.admit(st)?;
+            st = self.admit(st, false)?;
             let still_live = self
                 .index
                 .read()
