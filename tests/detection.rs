@@ -87,13 +87,19 @@ fn prober_fails_an_idle_dead_device_quickly() {
         io_of(&faulty),
         EngineOptions {
             health,
+            // Idle means idle: no cleaner I/O that could find the dead device first.
+            cleaner: ectable::CleanerOptions {
+                enabled: false,
+                ..Default::default()
+            },
             ..Default::default()
         },
     )
     .unwrap();
     faulty[1].set_failed(true);
     let start = Instant::now();
-    while e.status().devices[1].state != "FAULTED" {
+    // FAULTED is set by the failed probe's I/O; its failure is counted just after.
+    while e.status().devices[1].state != "FAULTED" || e.status().probe_failures == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "prober did not fail the dead device"
