@@ -180,6 +180,7 @@ pub(crate) struct Snapshot {
 /// The image of a quiesced writer's index: nothing open, sealed or pending, everything
 /// durable. None if the writer is not quiesced or nothing was ever written.
 pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
+    let cursor = st.cursor.clone()?;
     let lsn = st.durable_lsn;
     let quiet = lsn + 1 == st.next_lsn
         && st.open.as_ref().is_none_or(|o| o.records.is_empty())
@@ -188,20 +189,10 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
     if lsn == 0 || !quiet {
         return None;
     }
-    let resume = match &st.cursor {
-        Some(c) => ResumePoint {
-            segment_id: c.segment.id,
-            offset: c.offset,
-            ordinal: c.ordinal,
-        },
-        // The writer left a segment whose tail was too short and has no new one yet (the
-        // array may be full): the log goes on in a segment not allocated yet, whose id is
-        // at least the next one.
-        None => ResumePoint {
-            segment_id: st.next_segment_id,
-            offset: SEGMENT_HEADER_SIZE_BYTES as u32,
-            ordinal: 0,
-        },
+    let resume = ResumePoint {
+        segment_id: cursor.segment.id,
+        offset: cursor.offset,
+        ordinal: cursor.ordinal,
     };
     let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
     let bytes = encode(&index, lsn, resume)?;

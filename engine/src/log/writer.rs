@@ -441,8 +441,13 @@ impl Shared {
             }
             if open.records.is_empty() {
                 // The tail of this segment is too short for the batch: skip to a new segment.
+                // The cursor stays, at the segment's end, so that a checkpoint taken before
+                // the next segment exists still resumes where the log really goes on.
+                let segment_end = self.array.segment_size() as u32;
+                if let Some(c) = st.cursor.as_mut() {
+                    c.offset = segment_end;
+                }
                 st.open = None;
-                st.cursor = None;
                 continue;
             }
             self.seal(st);
