@@ -246,6 +246,14 @@ pub(crate) fn quiesced<T>(shared: &Shared, f: impl FnOnce(&WriterState) -> T) ->
 /// then writes it ([`store`]). Returns the checkpoint's LSN, or None when there was nothing
 /// new to checkpoint.
 pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
+    // Nothing is written in a session before its start: a new epoch, the segments beyond the
+    // end of the log invalidated, the replayed log's missing chunks repaired.
+    {
+        let mut st = shared.lock_state();
+        if !st.writing_started && !shared.array.read_only {
+            shared.start_writing(&mut st)?;
+        }
+    }
     let snap = quiesced(shared, |st| snapshot(shared, st))?;
     let Some(snap) = snap else {
         return Ok(None);

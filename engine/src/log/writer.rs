@@ -575,7 +575,7 @@ impl Shared {
     /// The first write of a session: persist a new epoch, so that this session's stripes are
     /// told apart from anything an earlier session left, and invalidate the segments beyond
     /// the end of the log before any of their device segments is reused.
-    fn start_writing(&self, st: &mut WriterState) -> Result<()> {
+    pub(crate) fn start_writing(&self, st: &mut WriterState) -> Result<()> {
         self.array.bump_epoch()?;
         let discard = std::mem::take(&mut st.pending_discard);
         crate::recovery::invalidate_segments(&self.array, &discard)?;
