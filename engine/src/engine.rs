@@ -854,15 +854,8 @@ impl Engine {
         if self.shared.array.read_only {
             return Err(Error::ReadOnly);
         }
-        let r = crate::checkpoint::write_online(&self.shared)?;
-        crate::checkpoint::free_dead_segments(
-            &self.shared,
-            self.shared
-                .cleaner
-                .resume_segment
-                .load(std::sync::atomic::Ordering::SeqCst),
-        );
-        Ok(r)
+        // Writing it also frees the segments it leaves dead.
+        crate::checkpoint::write_online(&self.shared)
     }
 
     /// What the cleaner has done since open.

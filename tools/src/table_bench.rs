@@ -19,8 +19,8 @@
 //! array so that reads come from the devices.
 
 use super::{
-    check_devices_free, check_geometry, check_layout, measured, prefill_sparse, raw_plan, raw_run,
-    read_pct, write_capacity, Cli, Dir, Live, OutputFormat, Pass, Report, Rw,
+    check_devices_free, check_geometry, check_layout, jobs_pass, measured, prefill_sparse,
+    raw_plan, raw_run, read_pct, write_capacity, Cli, Dir, Live, OutputFormat, Pass, Report, Rw,
     DEFAULT_DATASET_BYTES, READ, WRITE,
 };
 use anyhow::{anyhow, bail, Context, Result};
@@ -189,26 +189,12 @@ fn table_job(
 }
 
 fn table_pass(t: &Tables, p: &TablePlan) -> Result<Pass> {
-    measured(p.rw.name(), (p.op_limit, p.deadline), |live| {
-        let results: Vec<Result<([Dir; 2], Vec<String>)>> = std::thread::scope(|s| {
-            let jobs: Vec<_> = (0..p.numjobs)
-                .map(|j| s.spawn(move || table_job(t, p, live, j)))
-                .collect();
-            let panicked = || Err(anyhow!("a job thread panicked"));
-            jobs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| panicked()))
-                .collect()
-        });
-        let (mut total, mut notes) = (Dir::pair(), Vec::<String>::new());
-        for r in results {
-            let (d, n) = r?;
-            Dir::merge(&mut total, &d);
-            notes.extend(n);
-        }
-        notes.sort();
-        notes.dedup();
-        Ok((total, notes))
-    })
+    jobs_pass(
+        p.rw.name(),
+        (p.op_limit, p.deadline),
+        p.numjobs,
+        |live, j| table_job(t, p, live, j),
+    )
 }
 
 /// True when the table holds the data set (a few rows, first and last included, exact).

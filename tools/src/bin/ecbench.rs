@@ -551,10 +551,29 @@ fn engine_job(
 }
 
 fn engine_pass(engine: &Engine, p: &Plan) -> Result<Pass> {
-    measured(p.rw.name(), (p.op_limit, p.deadline), |live| {
+    jobs_pass(
+        p.rw.name(),
+        (p.op_limit, p.deadline),
+        p.numjobs,
+        |live, j| engine_job(engine, p, live, j),
+    )
+}
+
+/// Runs `numjobs` threads of `job` as one measured pass and merges their figures and notes.
+fn jobs_pass<F>(
+    label: &str,
+    expected: (Option<u64>, Option<Duration>),
+    numjobs: usize,
+    job: F,
+) -> Result<Pass>
+where
+    F: Fn(&Live, usize) -> Result<([Dir; 2], Vec<String>)> + Sync,
+{
+    measured(label, expected, |live| {
+        let job = &job;
         let results: Vec<Result<([Dir; 2], Vec<String>)>> = std::thread::scope(|s| {
-            let jobs: Vec<_> = (0..p.numjobs)
-                .map(|j| s.spawn(move || engine_job(engine, p, live, j)))
+            let jobs: Vec<_> = (0..numjobs)
+                .map(|j| s.spawn(move || job(live, j)))
                 .collect();
             let panicked = || Err(anyhow!("a job thread panicked"));
             jobs.into_iter()
