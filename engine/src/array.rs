@@ -258,6 +258,8 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
                 checkpoint_lsn: 0,
                 rebuild: None,
                 members: members.clone(),
+                sync_floor: 1,
+                resync_from: vec![0; total],
             })
         })
         .collect();
@@ -295,8 +297,12 @@ pub(crate) struct Array {
     slot_device: Vec<AtomicUsize>,
     /// In-memory failed marks per slot (I/O errors seen this session).
     pub slot_failed: Vec<AtomicBool>,
-    /// Devices whose superblock epoch was older than the array's (missed some writes).
-    pub stale_slots: Vec<usize>,
+    /// Per slot: the sync floor when it failed (u64::MAX: it has not failed this session).
+    slot_failed_floor: Vec<AtomicU64>,
+    /// The lowest segment id any write from now on can touch (docs/format.md, "Stale
+    /// members"): written into the superblocks as `sync_floor`, and what an absent or
+    /// failed member's resync must start from.
+    pub sync_floor: AtomicU64,
     /// Hot spares present: (member index ≥ n, engine device index).
     pub spares: std::sync::Mutex<Vec<(usize, usize)>>,
     /// Devices given but not recognised (no valid superblock, or unreadable), by index.
@@ -327,6 +333,9 @@ pub struct Persisted {
     pub checkpoint: (u64, u32, u64),
     /// (slot, next segment id) of a rebuild in progress.
     pub rebuild: Option<(u32, u64)>,
+    /// Per member entry: 0 when in sync; else the member is stale and must be resynced
+    /// from this segment id on (also the resync's cursor).
+    pub resync_from: Vec<u64>,
 }
 
 /// Errors seen on one device this session.
@@ -385,6 +394,7 @@ impl Array {
     pub fn set_slot_device(&self, slot: usize, device_index: usize) {
         self.slot_device[slot].store(device_index, Ordering::SeqCst);
         self.slot_failed[slot].store(false, Ordering::SeqCst);
+        self.slot_failed_floor[slot].store(u64::MAX, Ordering::SeqCst);
     }
     pub fn device_segment_offset(&self, device_segment_index: u32) -> u64 {
         DATA_START_BYTES + device_segment_index as u64 * self.segment_size() as u64
@@ -396,6 +406,11 @@ impl Array {
         }
     }
     pub fn mark_failed(&self, slot: usize, why: &str) {
+        // Everything the device misses from now on lies at or after the current floor.
+        self.slot_failed_floor[slot].fetch_min(
+            self.sync_floor.load(Ordering::SeqCst).max(1),
+            Ordering::SeqCst,
+        );
         if !self.slot_failed[slot].swap(true, Ordering::SeqCst) {
             tracing::warn!(slot, device = %self.slot_name(slot), "device failed: {why}");
             self.state_dirty.store(true, Ordering::SeqCst);
@@ -454,6 +469,18 @@ impl Array {
     pub fn is_rebuilding(&self, slot: usize) -> bool {
         let p = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
         p.rebuild.is_some_and(|(s, _)| s as usize == slot)
+            || p.resync_from.get(slot).is_some_and(|f| *f != 0)
+    }
+
+    /// Where the resync of a stale member starts (None: the member is in sync).
+    pub fn stale_from(&self, slot: usize) -> Option<u64> {
+        let p = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        p.resync_from.get(slot).copied().filter(|f| *f != 0)
+    }
+
+    /// Sets the sync floor: from now on nothing is written below `segment_id`.
+    pub fn set_sync_floor(&self, segment_id: u64) {
+        self.sync_floor.store(segment_id.max(1), Ordering::SeqCst);
     }
 
     pub fn note_checksum_error(&self, slot: usize) {
@@ -563,7 +590,9 @@ impl Array {
             .ok_or_else(|| Error::InvalidArgument("no devices".into()))?;
         let n = newest.device_count as usize;
         let mut slot_device: Vec<Option<usize>> = vec![None; n];
-        let mut stale_slots = Vec::new();
+        // Staleness comes from the superblocks alone (docs/format.md, "Stale members"): the
+        // newest copy's dirty-segment record, or an own copy older than the newest.
+        let mut resync_from = newest.resync_from.clone();
         let mut spares = Vec::new();
         for (d, sb) in found.iter().enumerate() {
             let Some(sb) = sb else { continue };
@@ -594,7 +623,23 @@ impl Array {
                 });
             }
             if sb.epoch < newest.epoch {
-                stale_slots.push(slot);
+                let mut own = sb.sync_floor.max(1);
+                if let Some(f) = sb.resync_from.get(slot).filter(|f| **f != 0) {
+                    own = own.min(*f);
+                }
+                if let Some((_, cursor)) = sb.rebuild.filter(|(s, _)| *s as usize == slot) {
+                    own = own.min(cursor.max(1));
+                }
+                let entry = &mut resync_from[slot];
+                *entry = if *entry == 0 { own } else { (*entry).min(own) };
+                tracing::warn!(
+                    device = %names[d],
+                    slot,
+                    epoch = sb.epoch,
+                    array_epoch = newest.epoch,
+                    "stale member: it missed writes; it is resynced from segment {} on",
+                    resync_from[slot]
+                );
             }
             slot_device[slot] = Some(d);
         }
@@ -623,7 +668,8 @@ impl Array {
                 .map(|d| AtomicUsize::new(d.unwrap_or(NO_DEVICE)))
                 .collect(),
             slot_failed,
-            stale_slots,
+            slot_failed_floor: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            sync_floor: AtomicU64::new(1),
             spares: std::sync::Mutex::new(spares),
             unrecognised,
             codec,
@@ -637,6 +683,7 @@ impl Array {
                     newest.checkpoint_lsn,
                 ),
                 rebuild: newest.rebuild,
+                resync_from,
             }),
             read_only,
             counters: (0..n).map(|_| SlotCounters::default()).collect(),
@@ -671,6 +718,17 @@ impl Array {
         let epoch = persisted.epoch + 1;
         let checkpoint = next.checkpoint;
         let rebuild = next.rebuild;
+        let floor = self.sync_floor.load(Ordering::SeqCst).max(1);
+        // The write-intent record: a member that is absent or failed while the superblocks
+        // move on misses every write from the floor on (docs/format.md, "Stale members").
+        for slot in 0..self.n() {
+            if self.device_of_slot(slot as u32).is_none() {
+                let from = floor.min(self.slot_failed_floor[slot].load(Ordering::SeqCst));
+                let e = &mut next.resync_from[slot];
+                *e = if *e == 0 { from } else { (*e).min(from) };
+            }
+        }
+        let resync_from = next.resync_from.clone();
         let n_dev = self.io.devices().len();
         let mut sbs: Vec<Option<Superblock>> = vec![None; n_dev];
         let mut members = next.members.clone();
@@ -707,6 +765,15 @@ impl Array {
                 sb.checkpoint_lsn,
             ) = checkpoint;
             sb.rebuild = rebuild;
+            let mut own_floor = floor;
+            if let Some(f) = resync_from.get(entry).filter(|f| **f != 0) {
+                own_floor = own_floor.min(*f);
+            }
+            if let Some((_, cursor)) = rebuild.filter(|(s, _)| *s as usize == entry) {
+                own_floor = own_floor.min(cursor.max(1));
+            }
+            sb.sync_floor = own_floor;
+            sb.resync_from = resync_from.clone();
             sbs[d] = Some(sb);
         }
         let errors = write_superblocks(self.io.as_ref(), &sbs);
@@ -735,6 +802,7 @@ impl Array {
             members,
             checkpoint,
             rebuild,
+            resync_from,
         };
         self.write_epoch.store(epoch, Ordering::SeqCst);
         Ok(())

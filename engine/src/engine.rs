@@ -98,6 +98,12 @@ pub struct DeviceStatus {
     pub read_errors: u64,
     pub write_errors: u64,
     pub checksum_errors: u64,
+    /// The member holds every chunk it should and has shown no error this session: only
+    /// such members count towards redundancy.
+    pub in_service: bool,
+    /// A stale member (or a missing one that will be, when it returns): the segment its
+    /// resync starts at.
+    pub resync_from: Option<u64>,
 }
 
 /// A snapshot of the array's state.
@@ -189,6 +195,19 @@ impl Engine {
                 array.w()
             )));
         }
+        // Nothing this session writes lies below the segment the log goes on in (or the next
+        // one), except the repairs its first write makes in the replayed log.
+        let mut floor = rec
+            .cursor
+            .as_ref()
+            .map_or(rec.next_segment_id, |c| c.segment.id);
+        for (seg, ..) in &rec.repairs.stripes {
+            floor = floor.min(seg.id);
+        }
+        for (h, _) in &rec.repairs.headers {
+            floor = floor.min(h.segment_id);
+        }
+        array.set_sync_floor(floor);
         let segments: HashMap<u64, Arc<SegmentInfo>> = rec
             .segments
             .iter()
@@ -214,6 +233,7 @@ impl Engine {
             paused: false,
             segment_max_lsn: rec.segment_max_lsn,
             cleaner_exclusive: false,
+            unflushed_segments: Default::default(),
         };
         let shared = Arc::new(Shared {
             array,
@@ -696,31 +716,63 @@ impl Engine {
             .filter(|g| g.kind == crate::format::SegmentKind::Log)
             .map(|g| g.id)
             .collect();
+        let persisted = a
+            .persisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let devices: Vec<DeviceStatus> = (0..a.n())
             .map(|slot| {
                 let dev = a.present_device(slot);
+                let c = &a.counters[slot];
+                let errors = c.read_errors.load(Ordering::Relaxed)
+                    + c.write_errors.load(Ordering::Relaxed)
+                    + c.checksum_errors.load(Ordering::Relaxed);
+                let resync_from = Some(persisted.resync_from[slot]).filter(|f| *f != 0);
+                let rebuilding = persisted.rebuild.filter(|(s, _)| *s as usize == slot);
                 let (state, note) = match dev {
-                    None => ("REMOVED", "device not present".to_string()),
+                    None => (
+                        "REMOVED",
+                        match resync_from {
+                            Some(f) => format!(
+                                "device not present; missed writes from segment {f} on                                  (resynced when it returns)"
+                            ),
+                            None => "device not present".to_string(),
+                        },
+                    ),
                     Some(_) if a.is_failed(slot) => ("FAULTED", "I/O errors".to_string()),
+                    Some(_) if rebuilding.is_some() => (
+                        "REBUILDING",
+                        format!(
+                            "rebuild resumes at segment {}; run 'ectable rebuild'",
+                            rebuilding.map_or(0, |r| r.1)
+                        ),
+                    ),
+                    Some(_) if resync_from.is_some() => (
+                        "STALE",
+                        format!(
+                            "missed writes from segment {} on; resync with 'ectable rebuild'",
+                            resync_from.unwrap_or(0)
+                        ),
+                    ),
                     Some(_) if a.is_suspect(slot) => {
                         ("DEGRADED", "suspect: slow, reads avoid it".to_string())
                     }
-                    Some(_) if a.stale_slots.contains(&slot) => {
-                        ("DEGRADED", "stale: missed writes while away".to_string())
-                    }
-                    Some(_) => match a
-                        .persisted
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .members[slot]
-                        .1
-                    {
-                        MemberState::Online => ("ONLINE", String::new()),
+                    Some(_) => match persisted.members[slot].1 {
+                        MemberState::Online | MemberState::Failed => (
+                            "ONLINE",
+                            if errors > 0 {
+                                "errors seen: check it with 'ectable scrub --repair'".to_string()
+                            } else {
+                                String::new()
+                            },
+                        ),
                         other => (other.name(), String::new()),
                     },
                 };
-                let c = &a.counters[slot];
                 DeviceStatus {
+                    in_service: state == "ONLINE" && errors == 0,
+                    resync_from,
                     slot,
                     path: dev.map(|d| a.io.devices()[d].name().to_string()),
                     device_uuid: uuid_string(&a.sb.members[slot].0),
@@ -735,12 +787,17 @@ impl Engine {
                 }
             })
             .collect();
-        let lost = devices
-            .iter()
-            .filter(|d| d.state == "REMOVED" || d.state == "FAULTED")
-            .count();
+        // Every member not fully in service counts against the redundancy.
+        let lost = devices.iter().filter(|d| !d.in_service).count();
         let seg_bytes = a.segment_size() as u64 * a.segment_count() as u64;
-        let raw = seg_bytes * a.n() as u64 + DATA_START_BYTES * a.n() as u64;
+        // Raw capacity: what the devices present really hold (sizes may differ); a missing
+        // device counts as the part the array uses of it.
+        let raw: u64 = (0..a.n())
+            .map(|slot| match a.present_device(slot) {
+                Some(d) => a.io.devices()[d].geometry().capacity_bytes,
+                None => seg_bytes + DATA_START_BYTES,
+            })
+            .sum();
         let usable = seg_bytes * a.n() as u64 * a.k() as u64 / a.w() as u64;
         let used_segs: u64 = used_per_slot.iter().map(|u| *u as u64).sum();
         let index = s.index.read().unwrap_or_else(|p| p.into_inner());

@@ -130,6 +130,7 @@ pub(crate) fn run(
 ) {
     let mut sequence = 0u64;
     let mut proposed: Vec<usize> = Vec::new();
+    let mut proposed_resync = false;
     loop {
         if stop.sleep(shared.array.policy.probe_interval) {
             return;
@@ -145,7 +146,19 @@ pub(crate) fn run(
             rate_limit_bytes_per_sec: 0,
             cancel: Some(cancel.clone()),
         };
-        if recovery == RecoveryPolicy::Automatic && shared.rebuild_in_progress().is_some() {
+        // A stale member that is present (it came back) is resynced in place: only the
+        // segments written while it was away.
+        let stale_present = shared
+            .stale_slots()
+            .iter()
+            .any(|(s, _)| shared.array.device_of_slot(*s as u32).is_some());
+        if recovery == RecoveryPolicy::SemiAutomatic && stale_present && !proposed_resync {
+            proposed_resync = true;
+            tracing::warn!("proposed: resync the stale member(s); confirm with 'ectable rebuild'");
+        }
+        if recovery == RecoveryPolicy::Automatic
+            && (shared.rebuild_in_progress().is_some() || stale_present)
+        {
             if let Err(e) = shared.rebuild(&opts, &mut |_| {}) {
                 tracing::error!("automatic rebuild failed: {e}");
             }

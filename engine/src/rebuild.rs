@@ -49,6 +49,27 @@ pub struct Progress {
     pub interrupted: bool,
 }
 
+impl Progress {
+    /// The sum of two runs' progress (the slots of one `rebuild` call, one after another).
+    pub fn plus(&self, o: &Progress) -> Progress {
+        Progress {
+            segments_done: self.segments_done + o.segments_done,
+            segments_total: self.segments_total + o.segments_total,
+            bytes_scanned: self.bytes_scanned + o.bytes_scanned,
+            bytes_total: self.bytes_total + o.bytes_total,
+            chunks_rebuilt: self.chunks_rebuilt + o.chunks_rebuilt,
+            bytes_rebuilt: self.bytes_rebuilt + o.bytes_rebuilt,
+            unrecoverable: self
+                .unrecoverable
+                .iter()
+                .chain(&o.unrecoverable)
+                .cloned()
+                .collect(),
+            interrupted: self.interrupted || o.interrupted,
+        }
+    }
+}
+
 /// What a scrub found.
 #[derive(Debug, Clone, Default)]
 pub struct ScrubReport {
@@ -238,8 +259,10 @@ impl Shared {
         let first_segment = self.live_segments().first().map_or(0, |s| s.id);
         a.persist(|p| {
             p.members[slot] = (new_uuid(), MemberState::Rebuilding);
+            p.resync_from[slot] = 0;
             if let Some(ss) = spare_slot {
                 p.members.remove(ss);
+                p.resync_from.remove(ss);
             }
             p.rebuild = Some((slot as u32, first_segment));
         })?;
@@ -313,7 +336,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((entry, device_index));
-        a.persist(|p| p.members.push((new_uuid(), MemberState::Spare)))
+        a.persist(|p| {
+            p.members.push((new_uuid(), MemberState::Spare));
+            p.resync_from.push(0);
+        })
     }
 
     /// Engine indices of the hot spares present.
@@ -327,8 +353,18 @@ impl Shared {
             .collect()
     }
 
-    /// Rebuilds the slot recorded as being rebuilt (see [`Engine::replace`]), resuming at the
-    /// persisted cursor. Reports progress after each segment.
+    /// Stale members present and working, with the segment their resync starts at.
+    pub fn stale_slots(&self) -> Vec<(usize, u64)> {
+        let a = &self.array;
+        (0..a.n())
+            .filter_map(|s| a.stale_from(s).map(|f| (s, f)))
+            .collect()
+    }
+
+    /// Brings every member back into service: first the slot recorded as being rebuilt (see
+    /// [`Engine::replace`]), resuming at the persisted cursor, then every stale member that
+    /// is present (resynced in place from its dirty-segment record, docs/format.md "Stale
+    /// members"). Reports progress after each segment, summed over the slots.
     pub fn rebuild(
         &self,
         opts: &RebuildOptions,
@@ -337,14 +373,50 @@ impl Shared {
         let a = &self.array;
         // No segment is freed (and reused) under the rebuild: the cleaner pauses.
         let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((slot, next_id)) = self.rebuild_in_progress() else {
-            return Ok(Progress::default());
-        };
+        let mut work: Vec<(usize, u64, bool)> = Vec::new();
+        if let Some((slot, next)) = self.rebuild_in_progress() {
+            work.push((slot, next, false));
+        }
+        for (slot, from) in self.stale_slots() {
+            if work.iter().all(|w| w.0 != slot) && a.device_of_slot(slot as u32).is_some() {
+                work.push((slot, from, true));
+            }
+        }
+        let mut done = Progress::default();
+        for (slot, from, resync) in work {
+            let p = self.rebuild_slot(slot, from, resync, opts, &mut |p| {
+                progress(&done.plus(p));
+            })?;
+            let stop = p.interrupted || !p.unrecoverable.is_empty();
+            done = done.plus(&p);
+            if stop {
+                break;
+            }
+        }
+        progress(&done);
+        Ok(done)
+    }
+
+    /// Rebuilds (a replaced device) or resyncs (a stale member) one slot from segment
+    /// `next_id` on. The caller holds the maintenance lock.
+    fn rebuild_slot(
+        &self,
+        slot: usize,
+        next_id: u64,
+        resync: bool,
+        opts: &RebuildOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Progress> {
+        let a = &self.array;
         let Some(target) = a.device_of_slot(slot as u32) else {
             return Err(Error::InvalidArgument(format!(
-                "the device being rebuilt into slot {slot} is not present"
+                "the device being {} into slot {slot} is not present",
+                if resync { "resynced" } else { "rebuilt" }
             )));
         };
+        if resync {
+            tracing::info!(slot, device = %a.slot_name(slot), from_segment = next_id, "resyncing a stale member");
+        }
         self.sync_all()?;
         let live = self.live_stripes();
         let frontier = self.write_frontier();
@@ -372,6 +444,16 @@ impl Shared {
         };
         let mut last_persist = Instant::now();
         let mut unpersisted: Option<u64> = None;
+        // The persisted cursor: the rebuild's, or the stale member's resync entry.
+        let advance = |pp: &mut crate::array::Persisted, next: u64| {
+            if resync {
+                if pp.resync_from[slot] != 0 {
+                    pp.resync_from[slot] = pp.resync_from[slot].max(next);
+                }
+            } else {
+                pp.rebuild = Some((slot as u32, next));
+            }
+        };
         progress(&p);
         // Only k surviving members are read (fast ones first): any k chunks of a stripe
         // rebuild the missing one. If that is not enough for a stripe holding live data, the
@@ -388,7 +470,14 @@ impl Shared {
                 return None;
             }
             cands.sort_unstable();
-            Some(cands.into_iter().take(a.k()).map(|c| c.1).collect())
+            let mut read: Vec<usize> = cands.into_iter().take(a.k()).map(|c| c.1).collect();
+            if resync {
+                // A stale member's chunks that are already good need no rewrite.
+                if let Some(p) = seg.members.iter().position(|(sl, _)| *sl as usize == slot) {
+                    read.push(p);
+                }
+            }
+            Some(read)
         };
         let submit = |seg: &SegmentInfo| submit_segment_read_of(a, seg, pick(seg).as_deref());
         // The next segment's reads are in flight while this one is rebuilt and written.
@@ -400,7 +489,7 @@ impl Shared {
                 .is_some_and(|c| c.load(Ordering::SeqCst))
             {
                 if let Some(next) = unpersisted {
-                    a.persist(|pp| pp.rebuild = Some((slot as u32, next)))?;
+                    a.persist(|pp| advance(pp, next))?;
                 }
                 p.interrupted = true;
                 return Ok(p);
@@ -490,15 +579,43 @@ impl Shared {
                 AlignedBuf::from_slice(&header.encode()),
             ));
             let written: u64 = ops.iter().map(|o| o.buf.len() as u64).sum();
+            // What was written, to read back once flushed.
+            let mut expect: Vec<(u64, AlignedBuf)> = Vec::new();
             for c in a.io.execute(ops) {
-                if let Err(e) = c.result {
-                    failure.get_or_insert(e.into());
+                match c.result {
+                    Err(e) => {
+                        failure.get_or_insert(e.into());
+                    }
+                    Ok(()) => expect.push((c.op.offset_bytes, c.op.buf)),
                 }
             }
             for c in a.io.execute(vec![IoOp::flush(target)]) {
                 if let Err(e) = c.result {
                     failure.get_or_insert(e.into());
                 }
+            }
+            if failure.is_none() {
+                // Every rewritten chunk is read back and compared before the slot counts as
+                // holding it.
+                let reads: Vec<IoOp> = expect
+                    .iter()
+                    .map(|(off, buf)| IoOp::read(target, *off, buf.len()))
+                    .collect();
+                for (c, (off, want)) in a.io.execute(reads).into_iter().zip(&expect) {
+                    match c.result {
+                        Err(e) => {
+                            failure.get_or_insert(e.into());
+                        }
+                        Ok(()) if c.op.buf[..] != want[..] => {
+                            failure.get_or_insert(Error::InvalidArgument(format!(
+                                "{}: a rebuilt chunk read back at offset {off} differs from what was written",
+                                a.slot_name(slot)
+                            )));
+                        }
+                        Ok(()) => {}
+                    }
+                }
+                p.bytes_scanned += expect.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
             }
             if let Some(e) = failure {
                 a.mark_failed(slot, &e.to_string());
@@ -508,7 +625,7 @@ impl Shared {
             // superblock, and a crash only redoes what came after the last one.
             unpersisted = Some(seg.id + 1);
             if last_persist.elapsed() >= Duration::from_millis(500) {
-                a.persist(|pp| pp.rebuild = Some((slot as u32, seg.id + 1)))?;
+                a.persist(|pp| advance(pp, seg.id + 1))?;
                 last_persist = Instant::now();
                 unpersisted = None;
             }
@@ -517,10 +634,24 @@ impl Shared {
             progress(&p);
         }
         if p.unrecoverable.is_empty() {
+            // Every segment from `next_id` on was walked with the slot present (a failure on
+            // the way would have ended the walk with an error), and every later stripe was
+            // written to it: the slot holds everything. A lost device since (the persist below
+            // sees it) records a new dirty-segment entry.
             a.persist(|pp| {
-                pp.rebuild = None;
+                if resync {
+                    pp.resync_from[slot] = 0;
+                } else {
+                    pp.rebuild = None;
+                    if pp.resync_from[slot] >= next_id {
+                        pp.resync_from[slot] = 0;
+                    }
+                }
                 pp.members[slot].1 = MemberState::Online;
             })?;
+            if resync {
+                tracing::info!(slot, device = %a.slot_name(slot), chunks = p.chunks_rebuilt, "stale member resynced: online");
+            }
         }
         Ok(p)
     }

@@ -15,6 +15,10 @@ const MEMBERS_OFFSET: usize = 128;
 const MEMBER_ENTRY_BYTES: usize = 24;
 /// { rebuild_slot + 1 (0: none) u32 | reserved u32 | rebuild_next_segment_id u64 }
 const REBUILD_OFFSET: usize = MEMBERS_OFFSET + MAX_DEVICES * MEMBER_ENTRY_BYTES;
+/// { sync_floor u64 | resync_from[64] u64 } (docs/format.md, "Stale members").
+const SYNC_FLOOR_OFFSET: usize = REBUILD_OFFSET + 16;
+const RESYNC_OFFSET: usize = SYNC_FLOOR_OFFSET + 8;
+const RESYNC_END: usize = RESYNC_OFFSET + 8 * MAX_DEVICES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberState {
@@ -77,6 +81,11 @@ pub struct Superblock {
     /// (device_uuid, state) per slot: `device_count` data-bearing slots, then the hot
     /// spares (state Spare), one entry each.
     pub members: Vec<([u8; 16], MemberState)>,
+    /// Every write after this copy lies in segments with id ≥ this (0: unknown).
+    pub sync_floor: u64,
+    /// Per member entry: 0 when in sync, else the first segment id it may have missed
+    /// writes in (a stale member, to be resynced). Same length as `members`.
+    pub resync_from: Vec<u64>,
 }
 
 impl Superblock {
@@ -120,6 +129,10 @@ impl Superblock {
             let o = MEMBERS_OFFSET + i * MEMBER_ENTRY_BYTES;
             b[o..o + 16].copy_from_slice(uuid);
             b[o + 16] = *state as u8;
+        }
+        put_u64(&mut b, SYNC_FLOOR_OFFSET, self.sync_floor);
+        for (i, from) in self.resync_from.iter().enumerate() {
+            put_u64(&mut b, RESYNC_OFFSET + 8 * i, *from);
         }
         seal_trailing_crc(&mut b);
         b
@@ -176,7 +189,14 @@ impl Superblock {
             }
             s => Some((s - 1, get_u64(b, REBUILD_OFFSET + 8))),
         };
-        if !all_zero(&b[end_members..SUPERBLOCK_SIZE_BYTES - 4]) {
+        debug_assert_eq!(end_members, SYNC_FLOOR_OFFSET);
+        let resync_from: Vec<u64> = (0..entries)
+            .map(|i| get_u64(b, RESYNC_OFFSET + 8 * i))
+            .collect();
+        if !all_zero(&b[RESYNC_OFFSET + 8 * entries..RESYNC_END]) {
+            return Err(DecodeError::Field("resync entry beyond the members"));
+        }
+        if !all_zero(&b[RESYNC_END..SUPERBLOCK_SIZE_BYTES - 4]) {
             return Err(DecodeError::Reserved);
         }
         let sb = Superblock {
@@ -199,6 +219,8 @@ impl Superblock {
             checkpoint_lsn: get_u64(b, 120),
             rebuild,
             members,
+            sync_floor: get_u64(b, SYNC_FLOOR_OFFSET),
+            resync_from,
         };
         sb.validate()?;
         Ok(sb)
@@ -243,6 +265,9 @@ impl Superblock {
         {
             return Err(DecodeError::Field("rebuild slot"));
         }
+        if self.resync_from.len() != self.members.len() {
+            return Err(DecodeError::Field("resync entries"));
+        }
         if self.members[self.device_slot as usize].0 != self.device_uuid {
             return Err(DecodeError::Field("own member entry"));
         }
@@ -280,6 +305,8 @@ mod tests {
                 ([3; 16], MemberState::Failed),
                 ([4; 16], MemberState::Spare),
             ],
+            sync_floor: 12,
+            resync_from: vec![0, 0, 5, 0],
         }
     }
 

@@ -104,6 +104,9 @@ pub(crate) struct WriterState {
     pub segment_max_lsn: HashMap<u64, u64>,
     /// The cleaner is moving records on an array out of room: foreground appends wait.
     pub cleaner_exclusive: bool,
+    /// Stripes sealed and not yet flushed, counted per segment id: with the cursor, they
+    /// bound the array's sync floor (docs/format.md, "Stale members").
+    pub unflushed_segments: std::collections::BTreeMap<u64, usize>,
 }
 
 /// Counters the writer and readers keep.
@@ -294,6 +297,7 @@ impl Shared {
                 offset: SEGMENT_HEADER_SIZE_BYTES as u32,
                 ordinal: 0,
             });
+            self.refresh_sync_floor(st);
         }
         let c = st.cursor.as_ref().expect("cursor set above");
         let max_height = (self.array.chunk_size() as u32).min(s - c.offset);
@@ -341,6 +345,7 @@ impl Shared {
             ordinal: open.ordinal + 1,
         });
         st.pending.insert(open.seq, open.buf.clone());
+        *st.unflushed_segments.entry(open.segment.id).or_default() += 1;
         st.sealed.push_back(SealedStripe {
             stripe: open,
             height,
@@ -587,8 +592,27 @@ impl Shared {
         // What a crash left unwritten in the replayed log is made whole (and flushed) before
         // anything new is logged after it.
         crate::recovery::repair_log(&self.array, &std::mem::take(&mut st.pending_repairs));
+        // The repairs are on disk: from now on writes go to the open segment or new ones.
         st.writing_started = true;
+        self.refresh_sync_floor(st);
         Ok(())
+    }
+
+    /// Raises the array's sync floor to the oldest segment a write can still land in: the
+    /// segment being filled (or the next one), or an older one holding unflushed stripes.
+    /// A device failing from now on misses nothing below it.
+    pub(crate) fn refresh_sync_floor(&self, st: &WriterState) {
+        if !st.writing_started {
+            return; // the open's floor also covers the repairs of the session's first write
+        }
+        let mut floor = st
+            .cursor
+            .as_ref()
+            .map_or(st.next_segment_id, |c| c.segment.id);
+        if let Some((&oldest, _)) = st.unflushed_segments.first_key_value() {
+            floor = floor.min(oldest);
+        }
+        self.array.set_sync_floor(floor);
     }
 
     /// Waits until everything appended so far is durable.
@@ -866,8 +890,20 @@ impl Shared {
             }
         }
         let last = unflushed.last_lsn;
+        let flushed = std::mem::take(&mut unflushed.stripes);
         *unflushed = Unflushed::default();
         let mut st = self.lock_state();
+        for (segment_id, ..) in flushed {
+            if let std::collections::btree_map::Entry::Occupied(mut e) =
+                st.unflushed_segments.entry(segment_id)
+            {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+        self.refresh_sync_floor(&st);
         st.durable_lsn = st.durable_lsn.max(last);
         self.durable_cv.notify_all();
         Ok(())
