@@ -735,7 +735,7 @@ impl Engine {
                         "REMOVED",
                         match resync_from {
                             Some(f) => format!(
-                                "device not present; missed writes from segment {f} on                                  (resynced when it returns)"
+                                "device not present; missed writes from segment {f} on (resynced when it returns)"
                             ),
                             None => "device not present".to_string(),
                         },

@@ -787,11 +787,34 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Rebuild { dev, rate } => {
             let engine = open_array(kind, &dev, false)?;
-            let Some((slot, _)) = engine.rebuild_in_progress() else {
-                println!("no rebuild in progress");
-                return Ok(0);
-            };
-            run_rebuild(&engine, slot, rate)?;
+            let st = engine.status();
+            let mut what: Vec<String> = Vec::new();
+            if let Some((slot, _)) = engine.rebuild_in_progress() {
+                what.push(format!("rebuild of slot {slot}"));
+            }
+            let mut absent = Vec::new();
+            for d in &st.devices {
+                if d.state == "STALE" {
+                    what.push(format!(
+                        "resync of slot {} ({}) from segment {}",
+                        d.slot,
+                        d.path.as_deref().unwrap_or("-"),
+                        d.resync_from.unwrap_or(0)
+                    ));
+                } else if d.state == "REMOVED" && d.resync_from.is_some() {
+                    absent.push(d.slot);
+                }
+            }
+            if what.is_empty() {
+                if absent.is_empty() {
+                    println!("nothing to rebuild: every member present is in sync");
+                    return Ok(0);
+                }
+                bail!(
+                    "nothing to rebuild here: slot(s) {absent:?} missed writes but are not present; give them back in --devices (they are then resynced) or replace them"
+                );
+            }
+            run_rebuild(&engine, &what.join(", "), rate)?;
             engine.close()?;
             Ok(0)
         }
@@ -957,12 +980,20 @@ impl ByteProgress {
     fn update(&self, p: &ectable_engine::Progress) {
         match &self.bar {
             Some(b) => {
-                b.set_length(p.bytes_total);
+                // The byte total is an estimate (a rebuild reads only k members, and reads
+                // back what it wrote); the bar never runs past it and ends full.
+                let total = if p.segments_done == p.segments_total && !p.interrupted {
+                    p.bytes_scanned
+                } else {
+                    p.bytes_total.max(p.bytes_scanned)
+                };
+                b.set_length(total);
                 b.set_position(p.bytes_scanned);
             }
             None => {
-                let decile = (p.bytes_scanned * 10)
-                    .checked_div(p.bytes_total)
+                // Progress counts segments, which is exact and ends at 100 %.
+                let decile = (p.segments_done as u64 * 10)
+                    .checked_div(p.segments_total as u64)
                     .unwrap_or(10);
                 if decile > self.last_decile.get() {
                     self.last_decile.set(decile);
@@ -989,7 +1020,7 @@ impl ByteProgress {
     }
 }
 
-fn run_rebuild(engine: &Engine, slot: usize, rate: u64) -> Result<()> {
+fn run_rebuild(engine: &Engine, what: &str, rate: u64) -> Result<()> {
     let bar = ByteProgress::new("rebuild");
     let start = Instant::now();
     let p = engine.rebuild(
@@ -1002,7 +1033,7 @@ fn run_rebuild(engine: &Engine, slot: usize, rate: u64) -> Result<()> {
     bar.finish();
     let secs = start.elapsed().as_secs_f64().max(1e-3);
     eprintln!(
-        "rebuild of slot {slot}: {} segments, {} chunks ({}) rebuilt in {:.1} s ({}/s scanned), {} unrecoverable",
+        "{what}: {} segments, {} chunks ({}) rebuilt in {:.1} s ({}/s scanned), {} unrecoverable",
         p.segments_done,
         p.chunks_rebuilt,
         human(p.bytes_rebuilt),
@@ -1076,7 +1107,12 @@ fn replace(
             _ => return Err(e.context("opening the array")),
         },
     };
-    if engine.slot_of_path(&new_name).is_some() {
+    if let Some(s) = engine.slot_of_path(&new_name) {
+        if engine.status().devices[s].state == "STALE" {
+            bail!(
+                "{new_name} is a stale member of the array (slot {s}): it missed writes while it was away; resync it in place with 'ectable rebuild' (only what it missed is rewritten)"
+            );
+        }
         bail!("{new_name} is already a member of the array");
     }
     let slot = match (old_slot, old_listed.and_then(|_| engine.slot_of_path(old))) {
@@ -1106,7 +1142,7 @@ fn replace(
         }
     }
     engine.replace(slot, new_index)?;
-    run_rebuild(&engine, slot, rate)?;
+    run_rebuild(&engine, &format!("rebuild of slot {slot}"), rate)?;
     engine.close()?;
     println!("slot {slot} is online on {}", new.display());
     Ok(0)
@@ -1277,15 +1313,18 @@ fn read_jsonl(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(rows)
 }
 
+/// Members not fully in service (missing, failed, stale, rebuilding, slow or erroring):
+/// each counts as a lost device for the headline, the redundancy, the durability estimate
+/// and the exit code.
+fn out_of_service(st: &Status) -> usize {
+    st.devices.iter().filter(|d| !d.in_service).count()
+}
+
 fn status_exit_code(st: &Status) -> i32 {
-    let lost = st
-        .devices
-        .iter()
-        .filter(|d| d.state == "FAULTED" || d.state == "REMOVED")
-        .count();
+    let lost = out_of_service(st);
     if lost > st.parity_shards {
         2
-    } else if lost > 0 || st.devices.iter().any(|d| d.state != "ONLINE") {
+    } else if lost > 0 {
         1
     } else {
         0
@@ -1317,35 +1356,39 @@ fn human(bytes: u64) -> String {
 
 fn print_status(st: &Status) {
     let state = array_state(st);
-    let lost = st
-        .devices
-        .iter()
-        .filter(|d| d.state == "FAULTED" || d.state == "REMOVED")
-        .count();
+    let lost = out_of_service(st);
     println!("  array: {}", st.array_uuid);
     println!("  state: {state}");
+    let n = st.devices.len();
     let status_line = if lost == 0 {
         format!(
-            "all {} devices online; any {} may fail without losing data.",
-            st.devices.len(),
+            "all {n} devices online and in sync; any {} may fail without losing data.",
             st.parity_shards
-        )
-    } else if lost <= st.parity_shards {
-        format!(
-            "{lost} of {} devices unavailable; every stripe is readable with {} parity shard(s) to spare.",
-            st.devices.len(),
-            st.redundancy_left
         )
     } else {
-        format!(
-            "{lost} of {} devices unavailable: more than m={}; some data is unavailable.",
-            st.devices.len(),
-            st.parity_shards
-        )
+        let which: Vec<String> = st
+            .devices
+            .iter()
+            .filter(|d| !d.in_service)
+            .map(|d| format!("slot {} {}", d.slot, d.state.to_lowercase()))
+            .collect();
+        if lost <= st.parity_shards {
+            format!(
+                "{lost} of {n} devices not in service ({}); any {} more may fail without losing data.",
+                which.join(", "),
+                st.redundancy_left
+            )
+        } else {
+            format!(
+                "{lost} of {n} devices not in service ({}): more than m={}; some data is unavailable.",
+                which.join(", "),
+                st.parity_shards
+            )
+        }
     };
     println!(" status: {status_line}");
-    if lost > 0 {
-        println!(" action: Bring the missing device(s) back, or replace them.");
+    for action in status_actions(st) {
+        println!(" action: {action}");
     }
     println!("durable: {}", status_durability_line(st));
     println!(
@@ -1456,7 +1499,20 @@ fn print_status(st: &Status) {
         .map(|d| d.read_errors + d.write_errors + d.checksum_errors)
         .sum();
     println!();
-    if errors == 0 && st.recovery.degraded_stripes == 0 {
+    let missed: Vec<String> = st
+        .devices
+        .iter()
+        .filter_map(|d| {
+            d.resync_from
+                .map(|f| format!("slot {} from segment {f}", d.slot))
+        })
+        .collect();
+    if !missed.is_empty() {
+        println!(
+            "errors: chunks missed while away, not yet resynced: {}",
+            missed.join(", ")
+        );
+    } else if errors == 0 && st.recovery.degraded_stripes == 0 {
         println!("errors: No known data errors");
     } else {
         println!(
@@ -1466,12 +1522,52 @@ fn print_status(st: &Status) {
     }
 }
 
+/// What the operator should do, one line per kind of trouble, naming the command.
+fn status_actions(st: &Status) -> Vec<String> {
+    let slots = |f: &dyn Fn(&ectable_engine::DeviceStatus) -> bool| -> Vec<usize> {
+        st.devices.iter().filter(|d| f(d)).map(|d| d.slot).collect()
+    };
+    let mut out = Vec::new();
+    let gone = slots(&|d| d.state == "REMOVED" || d.state == "FAULTED");
+    if !gone.is_empty() {
+        out.push(format!(
+            "Bring the missing device(s) of slot(s) {gone:?} back (what they missed is then resynced by 'ectable rebuild'), or replace them: 'ectable replace --old <device> --new <device>'."
+        ));
+    }
+    let stale = slots(&|d| d.state == "STALE");
+    if !stale.is_empty() {
+        out.push(format!(
+            "Slot(s) {stale:?} missed writes while away: resync them in place with 'ectable rebuild' (only the segments written since)."
+        ));
+    }
+    if st.devices.iter().any(|d| d.state == "REBUILDING") {
+        out.push("A rebuild is unfinished: run 'ectable rebuild' to finish it.".into());
+    }
+    let slow = slots(&|d| d.state == "DEGRADED");
+    if !slow.is_empty() {
+        out.push(format!(
+            "Slot(s) {slow:?} are slow or suspect: check them, and replace them if it lasts."
+        ));
+    }
+    let erroring = slots(&|d| d.state == "ONLINE" && !d.in_service);
+    if !erroring.is_empty() {
+        out.push(format!(
+            "Slot(s) {erroring:?} returned errors: run 'ectable scrub --repair' and watch them."
+        ));
+    }
+    out
+}
+
 fn status_json(st: &Status) -> Value {
     let mut checks = Vec::new();
     for d in &st.devices {
         if d.state == "FAULTED" || d.state == "REMOVED" {
             checks.push(json!({"code": "DEVICE_FAULTED", "severity": "warn",
                 "message": format!("slot {} ({}) is {}", d.slot, d.path.clone().unwrap_or_default(), d.state)}));
+        }
+        if d.state == "STALE" {
+            checks.push(json!({"code": "DEVICE_STALE", "severity": "warn",
+                "message": format!("slot {} ({}) missed writes from segment {} on; run 'ectable rebuild'", d.slot, d.path.clone().unwrap_or_default(), d.resync_from.unwrap_or(0))}));
         }
         if d.checksum_errors > 0 {
             checks.push(json!({"code": "CHECKSUM_ERRORS", "severity": "warn",
@@ -1491,6 +1587,7 @@ fn status_json(st: &Status) -> Value {
             "codec": "rs-gf256-0x11d-vandermonde",
         },
         "redundancy_left": st.redundancy_left,
+        "actions": status_actions(st),
         "durability_estimate": status_durability_json(st),
         "capacity": {
             "raw_bytes": st.raw_capacity_bytes,
@@ -1534,6 +1631,8 @@ fn status_json(st: &Status) -> Value {
             "path": d.path,
             "uuid": d.device_uuid,
             "state": d.state,
+            "in_service": d.in_service,
+            "resync_from_segment": d.resync_from,
             "note": d.note,
             "errors": {"read": d.read_errors, "write": d.write_errors, "checksum": d.checksum_errors},
             "size_bytes": d.capacity_bytes,
@@ -1750,10 +1849,7 @@ struct ArrayFacts {
 }
 
 fn lost_devices(st: &Status) -> usize {
-    st.devices
-        .iter()
-        .filter(|d| d.state == "FAULTED" || d.state == "REMOVED")
-        .count()
+    out_of_service(st)
 }
 
 fn array_facts(st: &Status) -> ArrayFacts {
@@ -2205,7 +2301,7 @@ fn status_durability_line(st: &Status) -> String {
         STATUS_REBUILD_HOURS
     );
     if lost_devices(st) > st.parity_shards {
-        return "data is unavailable now (more than m devices lost)".into();
+        return "data may be unavailable now (more than m devices not in service)".into();
     }
     match status_durability(st) {
         Some(e) => format!(
