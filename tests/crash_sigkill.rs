@@ -637,7 +637,7 @@ fn round(profile: Profile, seed: u64, round_no: u64, tally: &mut Tally) {
             child_log.max_acked_lsn,
             st.next_lsn - 1
         );
-        if e.recovery_stats().degraded_stripes > 0 {
+        if e.recovery_stats().degraded_stripes + e.recovery_stats().interrupted_stripes > 0 {
             tally.degraded_recoveries += 1;
         }
         tally.discarded_stripes += e.recovery_stats().discarded_stripes;

@@ -32,6 +32,8 @@ fn superblock() -> Superblock {
             ([2; 16], MemberState::Online),
             ([3; 16], MemberState::Online),
         ],
+        sync_floor: 1,
+        resync_from: vec![0, 0],
     }
 }
 

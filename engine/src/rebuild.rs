@@ -671,6 +671,14 @@ impl Shared {
         // No segment is freed (and reused) under the scrub: the cleaner pauses.
         let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         if !a.read_only {
+            // A writable scrub starts the session first: what an interrupted writer left
+            // unwritten at the end of the log is repaired then, and is no finding.
+            {
+                let mut st = self.lock_state();
+                if !st.writing_started {
+                    self.start_writing(&mut st)?;
+                }
+            }
             self.sync_all()?;
         }
         let live = self.live_stripes();

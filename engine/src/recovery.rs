@@ -69,6 +69,9 @@ pub struct RecoveryStats {
     pub stripes: u64,
     pub records: u64,
     pub degraded_stripes: u64,
+    /// Stripes of the last write batch with chunks an interrupted writer never wrote
+    /// (repaired by the session's first write); not counted in `degraded_stripes`.
+    pub interrupted_stripes: u64,
     pub discarded_segments: usize,
     pub discarded_stripes: usize,
     pub bytes_read: u64,
@@ -423,6 +426,8 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let mut repairs = LogRepairs::default();
     let mut segment_max_lsn = std::collections::HashMap::new();
     let covered_lsn = expected_lsn - 1;
+    // (last LSN, slots of the bad chunks) of every replayed stripe read with bad chunks.
+    let mut degraded: Vec<(u64, Vec<u32>)> = Vec::new();
     for (_, seg) in headers {
         let seg = Arc::new(seg);
         let mut first = (SEGMENT_HEADER_SIZE_BYTES, 0u32);
@@ -463,6 +468,13 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             if !g.bad_shards.is_empty() {
                 stats.degraded_stripes += 1;
                 let (o, t) = (g.header.offset_in_segment_bytes, g.header.ordinal);
+                degraded.push((
+                    g.header.last_lsn,
+                    g.bad_shards
+                        .iter()
+                        .map(|&j| chunk_place(array, &seg, o, t, j).0)
+                        .collect::<Vec<u32>>(),
+                ));
                 if g.bad_shards
                     .iter()
                     .any(|&j| chunk_place(array, &seg, o, t, j).1.is_some())
@@ -515,6 +527,26 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         }
     }
     stats.discarded_segments = discarded.len();
+    // Stripes no later stripe vouches for (their records are after every committed LSN the
+    // log carries) are the last write batch: chunks missing there were never written by a
+    // writer that was interrupted (killed, or a power cut), not damaged by the devices. They
+    // are reported as such and not held against the devices; the session's first write
+    // rewrites them.
+    for (last_lsn, slots) in &degraded {
+        if *last_lsn > max_committed {
+            stats.interrupted_stripes += 1;
+            stats.degraded_stripes -= 1;
+            for &slot in slots {
+                if let Some(c) = array.counters.get(slot as usize) {
+                    let _ = c.checksum_errors.fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |v| v.checked_sub(1),
+                    );
+                }
+            }
+        }
+    }
     let (_, _, ckpt_lsn) = array
         .persisted
         .lock()

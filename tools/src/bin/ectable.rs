@@ -1514,6 +1514,12 @@ fn print_status(st: &Status) {
         );
     } else if errors == 0 && st.recovery.degraded_stripes == 0 {
         println!("errors: No known data errors");
+        if st.recovery.interrupted_stripes > 0 {
+            println!(
+                "  note: {} stripe(s) of the last write batch miss chunks an interrupted writer (a killed process or a power cut) never wrote; the next writing command, or 'ectable scrub --repair', rewrites them",
+                st.recovery.interrupted_stripes
+            );
+        }
     } else {
         println!(
             "errors: {errors} device error(s); {} stripe(s) were read degraded at open",
@@ -1621,6 +1627,7 @@ fn status_json(st: &Status) -> Value {
             "stripes": st.recovery.stripes,
             "records": st.recovery.records,
             "degraded_stripes": st.recovery.degraded_stripes,
+            "interrupted_stripes": st.recovery.interrupted_stripes,
             "discarded_stripes": st.recovery.discarded_stripes,
             "checkpoint_lsn": st.recovery.checkpoint_lsn,
             "checkpoint_keys": st.recovery.checkpoint_keys,
