@@ -157,7 +157,7 @@ fn auto_backups_after_every_round() {
 
 /// Whether round `round` overwrites row `i` (about a third of the rows).
 fn picked(i: u64, round: u64) -> bool {
-    ((i ^ (round << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % 3 == 0
+    ((i ^ (round << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40).is_multiple_of(3)
 }
 
 fn clean_json(devices: &str) -> serde_json::Value {
