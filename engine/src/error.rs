@@ -115,6 +115,12 @@ pub enum Error {
     /// An incremental backup from an LSN whose later history the array no longer keeps.
     #[error("the changes after LSN {from_lsn} are no longer all on the array ({why}); take a full backup")]
     HistoryGone { from_lsn: u64, why: String },
+    /// A read-only engine (no lock: another process may be writing) met a stripe or a log
+    /// that no longer matches what it opened, and the devices show why: the array moved on
+    /// (a newer epoch or checkpoint, a segment freed and reused). Nothing wrong was returned;
+    /// opening the array again reads the new state.
+    #[error("the array changed under this reader: {detail}; another process is writing to it, so this read-only view is out of date (no data is lost): retry the command")]
+    ArrayChanged { detail: String },
     /// The array holds a restore that did not finish.
     #[error("the array holds an unfinished restore (started {started}); run the restore again to complete it, or format the devices")]
     RestoreIncomplete { started: String },
@@ -146,6 +152,7 @@ impl Error {
             Error::Closed => "CLOSED",
             Error::HistoryGone { .. } => "HISTORY_GONE",
             Error::RestoreIncomplete { .. } => "RESTORE_INCOMPLETE",
+            Error::ArrayChanged { .. } => "ARRAY_CHANGED",
             Error::TableExists(_) => "TABLE_EXISTS",
             Error::InvalidSchema(_) => "INVALID_SCHEMA",
             Error::BadPrimaryKey { .. } => "BAD_PRIMARY_KEY",

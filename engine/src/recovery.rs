@@ -79,6 +79,9 @@ pub struct RecoveryStats {
     pub checkpoint_resume_segment: u64,
     /// Log segments before the checkpoint with no live record: freed at open.
     pub dead_segments_freed: usize,
+    /// Read-only opens only: how many times the open started over because another process
+    /// changed the array while it read it (see `Error::ArrayChanged`).
+    pub reopened_after_change: usize,
 }
 
 fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
