@@ -380,7 +380,14 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("ectable: error: {}", one_line(&e));
-            std::process::exit(if is_status { 4 } else { 1 });
+            let code = if is_status {
+                4
+            } else if array_changed(&e) {
+                EXIT_ARRAY_CHANGED
+            } else {
+                1
+            };
+            std::process::exit(code);
         }
     }
 }
@@ -408,6 +415,41 @@ fn open_array(cli_engine: EngineKind, arg: &DevicesArg, read_only: bool) -> Resu
         ..Default::default()
     };
     Engine::open(io, opts).context("opening the array")
+}
+
+/// Exit code of a read-only command whose array another process changed under it
+/// (`EX_TEMPFAIL` of sysexits.h: try again later).
+const EXIT_ARRAY_CHANGED: i32 = 75;
+
+/// Read-only commands start over this many times when the array changes under them.
+const READ_ATTEMPTS: usize = 3;
+
+/// Whether the error is the engine's "the array changed under this reader".
+fn array_changed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ectable_engine::Error>(),
+            Some(ectable_engine::Error::ArrayChanged { .. })
+        )
+    })
+}
+
+/// Opens the array read-only and runs `read` on it; when another process changed the array
+/// under the reader (`Error::ArrayChanged`), opens it again and starts over, up to
+/// [`READ_ATTEMPTS`] times. `read` must write its output only once it has read everything.
+fn with_reader<T>(
+    kind: EngineKind,
+    dev: &DevicesArg,
+    mut read: impl FnMut(&Arc<Engine>) -> Result<T>,
+) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        let r = open_array(kind, dev, true).and_then(|e| read(&Arc::new(e)));
+        match r {
+            Err(e) if attempt < READ_ATTEMPTS && array_changed(&e) => attempt += 1,
+            r => return r,
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -527,9 +569,8 @@ fn run(cli: Cli) -> Result<i32> {
             table,
             key,
             json,
-        } => {
-            let engine = Arc::new(open_array(kind, &dev, true)?);
-            let tables = table_cli::open_tables(&engine)?;
+        } => with_reader(kind, &dev, |engine| {
+            let tables = table_cli::open_tables(engine)?;
             if let Some(schema) = table_cli::typed(&tables, &table.table) {
                 return table_cli::get(&tables, &table.table, &schema, &key);
             }
@@ -552,7 +593,7 @@ fn run(cli: Cli) -> Result<i32> {
                 }
                 None => bail!("key '{}' not found in table '{}'", key, table.table),
             }
-        }
+        }),
         Command::Delete { dev, table, key } => {
             table_cli::refuse_system_write(&table.table)?;
             let engine = Arc::new(open_array(kind, &dev, false)?);
@@ -645,11 +686,10 @@ fn run(cli: Cli) -> Result<i32> {
             engine.close()?;
             Ok(0)
         }
-        Command::Verify { dev, rows } => {
-            let engine = open_array(kind, &dev, true)?;
-            verify(&engine, &rows, "verify")?;
+        Command::Verify { dev, rows } => with_reader(kind, &dev, |engine| {
+            verify(engine, &rows, "verify")?;
             Ok(0)
-        }
+        }),
         Command::Import { dev, table, file } => {
             table_cli::refuse_system_write(&table.table)?;
             let engine = Arc::new(open_array(kind, &dev, false)?);
@@ -690,30 +730,33 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Export { dev, table, file } => {
-            let engine = Arc::new(open_array(kind, &dev, true)?);
-            let tables = table_cli::open_tables(&engine)?;
-            if let Some(schema) = table_cli::typed(&tables, &table.table) {
-                let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
-                    Box::new(std::io::stdout().lock())
-                } else {
-                    Box::new(std::io::BufWriter::new(
-                        std::fs::File::create(&file)
-                            .with_context(|| format!("creating {}", file.display()))?,
-                    ))
-                };
-                let all = table_cli::ScanArgs {
-                    from: None,
-                    to: None,
-                    prefix: None,
-                    reverse: false,
-                    limit: u64::MAX,
-                };
-                let n = table_cli::scan(&tables, &table.table, &schema, &all, &mut out)?;
-                out.flush()?;
-                eprintln!("exported {n} rows from '{}'", table.table);
-                return Ok(0);
-            }
-            let rows = engine.scan(&table.table, Bound::Unbounded, Bound::Unbounded, usize::MAX)?;
+            // Everything is read before anything is written, so that a read that has to start
+            // over (the array changed under it) never leaves half an export behind.
+            let (text, n) = with_reader(kind, &dev, |engine| {
+                let tables = table_cli::open_tables(engine)?;
+                let mut text: Vec<u8> = Vec::new();
+                if let Some(schema) = table_cli::typed(&tables, &table.table) {
+                    let all = table_cli::ScanArgs {
+                        from: None,
+                        to: None,
+                        prefix: None,
+                        reverse: false,
+                        limit: u64::MAX,
+                    };
+                    let n = table_cli::scan(&tables, &table.table, &schema, &all, &mut text)?;
+                    return Ok((text, n));
+                }
+                let rows =
+                    engine.scan(&table.table, Bound::Unbounded, Bound::Unbounded, usize::MAX)?;
+                for (k, v) in &rows {
+                    writeln!(
+                        text,
+                        "{}",
+                        json!({"key": bytes_json(k), "value": bytes_json(v)})
+                    )?;
+                }
+                Ok((text, rows.len() as u64))
+            })?;
             let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
@@ -722,15 +765,9 @@ fn run(cli: Cli) -> Result<i32> {
                         .with_context(|| format!("creating {}", file.display()))?,
                 ))
             };
-            for (k, v) in &rows {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"key": bytes_json(k), "value": bytes_json(v)})
-                )?;
-            }
+            out.write_all(&text)?;
             out.flush()?;
-            eprintln!("exported {} rows from '{}'", rows.len(), table.table);
+            eprintln!("exported {n} rows from '{}'", table.table);
             Ok(0)
         }
         Command::Replace {
