@@ -15,6 +15,15 @@ pub enum Error {
     NotFormatted { device: String, reason: String },
     #[error("{device}: belongs to another ectable array ({found}); refusing to use it")]
     ForeignDevice { device: String, found: String },
+    /// A device that was a member of the array but was replaced (`replace`): its device id
+    /// is no longer in the superblocks, so it holds nothing the array needs.
+    #[error("{device}: was a member of array {array} in slot {slot} but has been replaced (its device id {device_uuid} is no longer a member); leave it out of --devices, or wipe it (format --force, or replace/add-spare with --force) to reuse it")]
+    ReplacedDevice {
+        device: String,
+        array: String,
+        slot: usize,
+        device_uuid: String,
+    },
     #[error("{device}: already holds an ectable array ({array}); use --force to overwrite it")]
     AlreadyFormatted { device: String, array: String },
     #[error("{device}: too small: {capacity_bytes} bytes, need at least {needed_bytes}")]
@@ -133,6 +142,7 @@ impl Error {
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::NotFormatted { .. } => "NOT_FORMATTED",
             Error::ForeignDevice { .. } => "FOREIGN_DEVICE",
+            Error::ReplacedDevice { .. } => "REPLACED_DEVICE",
             Error::AlreadyFormatted { .. } => "ALREADY_FORMATTED",
             Error::DeviceTooSmall { .. } => "DEVICE_TOO_SMALL",
             Error::DuplicateDevice { .. } => "DUPLICATE_DEVICE",

@@ -474,6 +474,12 @@ fn run(cli: Cli) -> Result<i32> {
             if k == 0 || m == 0 {
                 bail!("--k and --m must both be at least 1 (got k={k}, m={m})");
             }
+            if segment_size == Some(0) {
+                // 0 means "the default" to the engine: a user's 0 is a mistake, not a choice.
+                bail!(
+                    "--segment-size 0: a segment must hold at least one chunk after its 4K header; leave --segment-size out for the default (8M)"
+                );
+            }
             if data_count < k + m {
                 bail!(
                     "RS({k},{m}) needs at least {} devices, {} given",
@@ -721,10 +727,33 @@ fn run(cli: Cli) -> Result<i32> {
                     );
                 }
             }
-            for (k, v) in &rows {
-                engine.put(&table.table, k, v)?;
+            // Not atomic: on a failure part-way the rows before it stay, and the error says
+            // how many (docs/operations.md).
+            for (applied, (k, v)) in rows.iter().enumerate() {
+                if let Err(e) = engine.put(&table.table, k, v) {
+                    let e = table_cli::import_stopped(
+                        &engine,
+                        applied,
+                        rows.len(),
+                        &file,
+                        &table.table,
+                        e.into(),
+                    );
+                    let _ = engine.close();
+                    return Err(e);
+                }
             }
-            engine.sync()?;
+            if let Err(e) = engine.sync() {
+                let n = rows.len();
+                return Err(table_cli::import_stopped(
+                    &engine,
+                    n,
+                    n,
+                    &file,
+                    &table.table,
+                    e.into(),
+                ));
+            }
             engine.close()?;
             eprintln!("imported {} rows into '{}'", rows.len(), table.table);
             Ok(0)
@@ -1101,9 +1130,18 @@ fn replace(
     let engine = match open(&paths) {
         Ok(e) => e,
         Err(e) => match e.downcast_ref::<ectable_engine::Error>() {
-            Some(ectable_engine::Error::ForeignDevice { device, .. }) if *device == new_name => {
+            Some(
+                ectable_engine::Error::ForeignDevice { device, .. }
+                | ectable_engine::Error::ReplacedDevice { device, .. },
+            ) if *device == new_name => {
                 if !force {
-                    bail!("{new_name}: holds another ectable array; use --force to reuse it");
+                    let what = match e.downcast_ref::<ectable_engine::Error>() {
+                        Some(ectable_engine::Error::ReplacedDevice { .. }) => {
+                            "was replaced out of this array earlier"
+                        }
+                        _ => "holds another ectable array",
+                    };
+                    bail!("{new_name}: {what}; use --force to reuse it");
                 }
                 let dev = ectable_devices::FileDevice::open(new, &Default::default())?;
                 ectable_engine::array::wipe_device(&dev)?;
