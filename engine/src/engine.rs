@@ -557,7 +557,9 @@ impl Engine {
         if !array.read_only || !crate::reader::may_be_a_change(&e) {
             return e;
         }
-        match crate::reader::changed_since_open(array, Some(seg)) {
+        // A read-only engine allocates nothing: its next segment id is the one of the open.
+        let next_at_open = self.shared.lock_state().next_segment_id;
+        match crate::reader::changed_since_open(array, Some((seg, next_at_open))) {
             Some(detail) => Error::ArrayChanged { detail },
             None => e,
         }

@@ -13,9 +13,10 @@
 //! - a superblock of the array with a newer epoch, or naming another checkpoint, than the
 //!   one the engine opened at (a writer starts a session, writes a checkpoint or changes a
 //!   device state only with a new epoch, written before it frees anything);
-//! - a segment header, where the failing segment's members lie, that names another segment
-//!   of the same array (the cleaner frees segments without a new epoch; a reused segment's
-//!   header is written with its first stripe).
+//! - a segment header, where the failing segment's members lie, that names a segment of the
+//!   same array created after the open (an id at or beyond the next id the open found): the
+//!   cleaner frees segments without a new epoch, and a reused segment's header is written
+//!   with its first stripe. (An older id there could be a misdirected write: not evidence.)
 //!
 //! With such evidence the error is `Error::ArrayChanged` (retryable: a new open sees the new
 //! state); without it the original error stands, so real data loss on a quiet array is never
@@ -40,16 +41,20 @@ pub(crate) fn may_be_a_change(e: &Error) -> bool {
 }
 
 /// Evidence that another process changed the array since `array` was opened (read-only), as
-/// a sentence; `seg` is the segment a failing read was in, if any.
-pub(crate) fn changed_since_open(array: &Array, seg: Option<&SegmentInfo>) -> Option<String> {
+/// a sentence; `seg` is the segment a failing read was in, if any, with the next segment id
+/// as of the open.
+pub(crate) fn changed_since_open(
+    array: &Array,
+    seg: Option<(&SegmentInfo, u64)>,
+) -> Option<String> {
     look(array, seg).or_else(|| {
         std::thread::sleep(SETTLE);
         look(array, seg)
     })
 }
 
-fn look(array: &Array, seg: Option<&SegmentInfo>) -> Option<String> {
-    superblocks_moved(array).or_else(|| seg.and_then(|s| segment_reused(array, s)))
+fn look(array: &Array, seg: Option<(&SegmentInfo, u64)>) -> Option<String> {
+    superblocks_moved(array).or_else(|| seg.and_then(|(s, next)| segment_reused(array, s, next)))
 }
 
 /// A superblock of this array newer than the state the engine opened at.
@@ -81,8 +86,9 @@ fn superblocks_moved(array: &Array) -> Option<String> {
     None
 }
 
-/// A member place of `seg` whose segment header now names another segment of this array.
-fn segment_reused(array: &Array, seg: &SegmentInfo) -> Option<String> {
+/// A member place of `seg` whose segment header now names a segment of this array created
+/// since the open (id `next_at_open` or later).
+fn segment_reused(array: &Array, seg: &SegmentInfo, next_at_open: u64) -> Option<String> {
     let mut ops = Vec::new();
     for (slot, dseg) in &seg.members {
         if let Some(d) = array.present_device(*slot as usize) {
@@ -100,7 +106,7 @@ fn segment_reused(array: &Array, seg: &SegmentInfo) -> Option<String> {
         let Ok(h) = SegmentHeader::decode(&c.op.buf) else {
             continue;
         };
-        if h.array_uuid == array.sb.array_uuid && h.segment_id != seg.id {
+        if h.array_uuid == array.sb.array_uuid && h.segment_id >= next_at_open {
             return Some(format!(
                 "segment {} was freed and reused (its place on {} now holds segment {} of array {})",
                 seg.id,
