@@ -106,7 +106,7 @@ fn replace_dead_device_rebuild_and_refuse_it_later() {
     let mut with_old = healthy.clone();
     with_old.push(faulty[2].clone());
     match engine_over(with_old, true) {
-        Err(Error::ForeignDevice { .. }) => {}
+        Err(Error::ReplacedDevice { slot: 2, .. }) => {}
         Err(e) => panic!("unexpected {e}"),
         Ok(_) => panic!("a replaced device was accepted"),
     }

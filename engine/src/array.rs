@@ -144,6 +144,51 @@ pub(crate) fn write_superblocks(
     errors
 }
 
+/// A size in bytes as the command line takes it (`12K`, `8M`) when it is whole, else bytes.
+fn size_text(b: u64) -> String {
+    match b {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}K", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+/// A segment is its 4 KiB header followed by whole chunk-high stripes: its size must be a
+/// multiple of the chunk size and hold at least one stripe. The error names the rule broken,
+/// the numbers, and a size that keeps it.
+fn check_segment_size(s: u32, c: u32, defaulted: bool) -> Result<()> {
+    let which = if defaulted {
+        "the default segment size"
+    } else {
+        "the segment size"
+    };
+    if !s.is_multiple_of(c) {
+        let down = s / c * c;
+        let fit = if (down as usize) >= SEGMENT_HEADER_SIZE_BYTES + c as usize {
+            down
+        } else {
+            2 * c
+        };
+        return Err(Error::InvalidArgument(format!(
+            "{which} {} ({s} bytes) is not a multiple of the chunk size {} ({c} bytes): a segment holds whole chunks; give --segment-size {} ({} chunks), or a chunk size that divides {} (a power of two such as 16K or 64K)",
+            size_text(s as u64),
+            size_text(c as u64),
+            size_text(fit as u64),
+            fit / c,
+            size_text(s as u64),
+        )));
+    }
+    if (s as usize) < SEGMENT_HEADER_SIZE_BYTES + c as usize {
+        return Err(Error::InvalidArgument(format!(
+            "{which} {} ({s} bytes) holds no chunk of {} after the segment's 4K header: it must be at least {} (two chunks)",
+            size_text(s as u64),
+            size_text(c as u64),
+            size_text(2 * c as u64),
+        )));
+    }
+    Ok(())
+}
+
 /// Formats the devices of `io` as one array. Nothing is written unless every check passes.
 pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
     let total = io.devices().len();
@@ -187,11 +232,7 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
     } else {
         opts.segment_size_bytes
     };
-    if s % c != 0 || (s as usize) < SEGMENT_HEADER_SIZE_BYTES + c as usize {
-        return Err(Error::InvalidArgument(format!(
-            "segment size {s} must be a multiple of the chunk size {c} and hold at least one chunk after its 4K header"
-        )));
-    }
+    check_segment_size(s, c, opts.segment_size_bytes == 0)?;
     check_duplicates(io)?;
     let needed_bytes = DATA_START_BYTES + 2 * s as u64;
     let mut segment_count = u32::MAX;
@@ -607,13 +648,11 @@ impl Array {
                 continue;
             }
             if slot >= n || newest.members[slot].0 != sb.device_uuid {
-                return Err(Error::ForeignDevice {
+                return Err(Error::ReplacedDevice {
                     device: names[d].clone(),
-                    found: format!(
-                        "its device id {} is not a current member of array {} (replaced?)",
-                        uuid_string(&sb.device_uuid),
-                        uuid_string(&array_uuid)
-                    ),
+                    array: uuid_string(&array_uuid),
+                    slot,
+                    device_uuid: uuid_string(&sb.device_uuid),
                 });
             }
             if let Some(prev) = slot_device[slot] {

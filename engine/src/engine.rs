@@ -181,10 +181,53 @@ pub struct Engine {
 impl Engine {
     /// Opens the array on the devices of `io`: identifies them, replays the log, and (unless
     /// read-only) starts a new write epoch and the flusher thread.
+    ///
+    /// A read-only open takes no lock, so another process may write while it reads: when
+    /// what it reads stops matching because the array moved on, it starts over (a few times)
+    /// and then fails with [`Error::ArrayChanged`], never with `DataLost` (engine/src/reader.rs).
     pub fn open(io: Arc<dyn IoEngine>, opts: EngineOptions) -> Result<Engine> {
+        if !opts.read_only {
+            return Engine::open_once(io, opts);
+        }
+        let mut attempt = 0;
+        loop {
+            match Engine::open_once(io.clone(), opts.clone()) {
+                Ok(mut e) => {
+                    e.recovery.reopened_after_change = attempt;
+                    return Ok(e);
+                }
+                Err(Error::ArrayChanged { detail })
+                    if attempt + 1 < crate::reader::READ_ONLY_OPEN_ATTEMPTS =>
+                {
+                    tracing::info!("the array changed while it was opened ({detail}); again");
+                    attempt += 1;
+                }
+                Err(Error::ArrayChanged { detail }) => {
+                    return Err(Error::ArrayChanged {
+                        detail: format!(
+                            "it changed during each of {} attempts to open it, the last: {detail}",
+                            attempt + 1
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn open_once(io: Arc<dyn IoEngine>, opts: EngineOptions) -> Result<Engine> {
         let mut array = Array::open(io, opts.read_only)?;
         array.policy = opts.health.clone();
-        let rec = recover(&array)?;
+        let rec = match recover(&array) {
+            Ok(rec) => rec,
+            Err(e) if array.read_only && crate::reader::may_be_a_change(&e) => {
+                return Err(match crate::reader::changed_since_open(&array, None) {
+                    Some(detail) => Error::ArrayChanged { detail },
+                    None => e,
+                })
+            }
+            Err(e) => return Err(e),
+        };
         let k = array.k();
         let min_write_shards = if opts.min_write_shards == 0 {
             k
@@ -517,13 +560,31 @@ impl Engine {
                         .and_then(|b| verify_record(b, &loc, lsn, table, key))
                     {
                         Some(v) => v,
-                        None => self.read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)?,
+                        None => self
+                            .read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)
+                            .map_err(|e| self.changed_or(e, &seg))?,
                     }
                 }
             };
             out[i] = Some(value);
         }
         Ok(out)
+    }
+
+    /// A read-only engine's failed read: `Error::ArrayChanged` when the devices show that
+    /// another process changed the array since the open (so the failure says nothing about
+    /// the data), else the error itself.
+    fn changed_or(&self, e: Error, seg: &SegmentInfo) -> Error {
+        let array = &self.shared.array;
+        if !array.read_only || !crate::reader::may_be_a_change(&e) {
+            return e;
+        }
+        // A read-only engine allocates nothing: its next segment id is the one of the open.
+        let next_at_open = self.shared.lock_state().next_segment_id;
+        match crate::reader::changed_since_open(array, Some((seg, next_at_open))) {
+            Some(detail) => Error::ArrayChanged { detail },
+            None => e,
+        }
     }
 
     /// The slow path: read the whole stripe, rebuild what is bad, verify, extract.

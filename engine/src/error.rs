@@ -15,6 +15,15 @@ pub enum Error {
     NotFormatted { device: String, reason: String },
     #[error("{device}: belongs to another ectable array ({found}); refusing to use it")]
     ForeignDevice { device: String, found: String },
+    /// A device that was a member of the array but was replaced (`replace`): its device id
+    /// is no longer in the superblocks, so it holds nothing the array needs.
+    #[error("{device}: was a member of array {array} in slot {slot} but has been replaced (its device id {device_uuid} is no longer a member); leave it out of --devices, or wipe it (format --force, or replace/add-spare with --force) to reuse it")]
+    ReplacedDevice {
+        device: String,
+        array: String,
+        slot: usize,
+        device_uuid: String,
+    },
     #[error("{device}: already holds an ectable array ({array}); use --force to overwrite it")]
     AlreadyFormatted { device: String, array: String },
     #[error("{device}: too small: {capacity_bytes} bytes, need at least {needed_bytes}")]
@@ -115,6 +124,12 @@ pub enum Error {
     /// An incremental backup from an LSN whose later history the array no longer keeps.
     #[error("the changes after LSN {from_lsn} are no longer all on the array ({why}); take a full backup")]
     HistoryGone { from_lsn: u64, why: String },
+    /// A read-only engine (no lock: another process may be writing) met a stripe or a log
+    /// that no longer matches what it opened, and the devices show why: the array moved on
+    /// (a newer epoch or checkpoint, a segment freed and reused). Nothing wrong was returned;
+    /// opening the array again reads the new state.
+    #[error("the array changed under this reader: {detail}; another process is writing to it, so this read-only view is out of date (no data is lost): retry the command")]
+    ArrayChanged { detail: String },
     /// The array holds a restore that did not finish.
     #[error("the array holds an unfinished restore (started {started}); run the restore again to complete it, or format the devices")]
     RestoreIncomplete { started: String },
@@ -127,6 +142,7 @@ impl Error {
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::NotFormatted { .. } => "NOT_FORMATTED",
             Error::ForeignDevice { .. } => "FOREIGN_DEVICE",
+            Error::ReplacedDevice { .. } => "REPLACED_DEVICE",
             Error::AlreadyFormatted { .. } => "ALREADY_FORMATTED",
             Error::DeviceTooSmall { .. } => "DEVICE_TOO_SMALL",
             Error::DuplicateDevice { .. } => "DUPLICATE_DEVICE",
@@ -146,6 +162,7 @@ impl Error {
             Error::Closed => "CLOSED",
             Error::HistoryGone { .. } => "HISTORY_GONE",
             Error::RestoreIncomplete { .. } => "RESTORE_INCOMPLETE",
+            Error::ArrayChanged { .. } => "ARRAY_CHANGED",
             Error::TableExists(_) => "TABLE_EXISTS",
             Error::InvalidSchema(_) => "INVALID_SCHEMA",
             Error::BadPrimaryKey { .. } => "BAD_PRIMARY_KEY",

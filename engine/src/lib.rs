@@ -39,6 +39,7 @@ pub mod index;
 mod log;
 pub mod models;
 mod prober;
+mod reader;
 pub mod rebuild;
 pub mod recovery;
 pub mod segments;

@@ -84,6 +84,9 @@ pub struct RecoveryStats {
     /// Log segments before the checkpoint with no live record (and no history the backup
     /// horizon keeps): freed at open.
     pub dead_segments_freed: usize,
+    /// Read-only opens only: how many times the open started over because another process
+    /// changed the array while it read it (see `Error::ArrayChanged`).
+    pub reopened_after_change: usize,
 }
 
 /// The valid segment headers of every device segment, grouped by segment id, and per log

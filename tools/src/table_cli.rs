@@ -492,19 +492,47 @@ pub fn import(tables: &Tables, table: &str, schema: &Schema, file: &Path) -> Res
     }
     let limit = tables.engine().max_batch_bytes();
     let mut batch = TableBatch::new();
-    let mut bytes = 0;
+    let (mut bytes, mut in_batch, mut applied) = (0, 0, 0);
+    let total = rows.len();
+    let stopped = |applied, e: EngineError| {
+        import_stopped(tables.engine(), applied, total, file, table, e.into())
+    };
     for (key, cols, b) in &rows {
         if !batch.is_empty() && bytes + b > limit {
-            tables.write(&batch)?;
+            tables.write(&batch).map_err(|e| stopped(applied, e))?;
+            applied += in_batch;
             batch = TableBatch::new();
-            bytes = 0;
+            (bytes, in_batch) = (0, 0);
         }
         batch.put_row(table, key, cols);
         bytes += b;
+        in_batch += 1;
     }
-    tables.write(&batch)?;
-    tables.sync()?;
-    Ok(rows.len())
+    tables.write(&batch).map_err(|e| stopped(applied, e))?;
+    tables.sync().map_err(|e| stopped(total, e))?;
+    Ok(total)
+}
+
+/// The error of an import that failed part-way, saying what it applied: an import is not
+/// atomic (it writes stripe-sized batches), so the rows before the failure stay in the
+/// table; they are made durable here (docs/operations.md, `import`).
+pub fn import_stopped(
+    engine: &Engine,
+    applied: usize,
+    total: usize,
+    file: &Path,
+    table: &str,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let durable = match engine.sync() {
+        Ok(_) => "durable".to_string(),
+        Err(s) => format!("not known to be durable: {s}"),
+    };
+    e.context(format!(
+        "import stopped after {applied} of {total} rows: the first {applied} rows of {} are in table '{table}' ({durable}), the other {} were not written",
+        file.display(),
+        total - applied
+    ))
 }
 
 #[cfg(test)]

@@ -387,6 +387,10 @@ pub fn restore(kind: EngineKind, a: &RestoreArgs) -> Result<i32> {
             )
         })?;
     let segment = match a.segment_size {
+        // 0 would mean "the default" to the engine: a user's 0 is a mistake, not a choice.
+        Some(0) => bail!(
+            "--segment-size 0: a segment must hold at least one chunk after its 4K header; leave --segment-size out for the default"
+        ),
         Some(s) => u32::try_from(s).map_err(|_| anyhow!("--segment-size too large"))?,
         None => 0,
     };

@@ -386,7 +386,14 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("ectable: error: {}", one_line(&e));
-            std::process::exit(if is_status { 4 } else { 1 });
+            let code = if is_status {
+                4
+            } else if array_changed(&e) {
+                EXIT_ARRAY_CHANGED
+            } else {
+                1
+            };
+            std::process::exit(code);
         }
     }
 }
@@ -416,6 +423,41 @@ fn open_array(cli_engine: EngineKind, arg: &DevicesArg, read_only: bool) -> Resu
     Engine::open(io, opts).context("opening the array")
 }
 
+/// Exit code of a read-only command whose array another process changed under it
+/// (`EX_TEMPFAIL` of sysexits.h: try again later).
+const EXIT_ARRAY_CHANGED: i32 = 75;
+
+/// Read-only commands start over this many times when the array changes under them.
+const READ_ATTEMPTS: usize = 3;
+
+/// Whether the error is the engine's "the array changed under this reader".
+fn array_changed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ectable_engine::Error>(),
+            Some(ectable_engine::Error::ArrayChanged { .. })
+        )
+    })
+}
+
+/// Opens the array read-only and runs `read` on it; when another process changed the array
+/// under the reader (`Error::ArrayChanged`), opens it again and starts over, up to
+/// [`READ_ATTEMPTS`] times. `read` must write its output only once it has read everything.
+fn with_reader<T>(
+    kind: EngineKind,
+    dev: &DevicesArg,
+    mut read: impl FnMut(&Arc<Engine>) -> Result<T>,
+) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        let r = open_array(kind, dev, true).and_then(|e| read(&Arc::new(e)));
+        match r {
+            Err(e) if attempt < READ_ATTEMPTS && array_changed(&e) => attempt += 1,
+            r => return r,
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
     let kind = cli.io_engine;
     match cli.command {
@@ -437,6 +479,12 @@ fn run(cli: Cli) -> Result<i32> {
             }
             if k == 0 || m == 0 {
                 bail!("--k and --m must both be at least 1 (got k={k}, m={m})");
+            }
+            if segment_size == Some(0) {
+                // 0 means "the default" to the engine: a user's 0 is a mistake, not a choice.
+                bail!(
+                    "--segment-size 0: a segment must hold at least one chunk after its 4K header; leave --segment-size out for the default (8M)"
+                );
             }
             if data_count < k + m {
                 bail!(
@@ -533,9 +581,8 @@ fn run(cli: Cli) -> Result<i32> {
             table,
             key,
             json,
-        } => {
-            let engine = Arc::new(open_array(kind, &dev, true)?);
-            let tables = table_cli::open_tables(&engine)?;
+        } => with_reader(kind, &dev, |engine| {
+            let tables = table_cli::open_tables(engine)?;
             if let Some(schema) = table_cli::typed(&tables, &table.table) {
                 return table_cli::get(&tables, &table.table, &schema, &key);
             }
@@ -558,7 +605,7 @@ fn run(cli: Cli) -> Result<i32> {
                 }
                 None => bail!("key '{}' not found in table '{}'", key, table.table),
             }
-        }
+        }),
         Command::Delete { dev, table, key } => {
             table_cli::refuse_system_write(&table.table)?;
             let engine = Arc::new(open_array(kind, &dev, false)?);
@@ -651,11 +698,10 @@ fn run(cli: Cli) -> Result<i32> {
             engine.close()?;
             Ok(0)
         }
-        Command::Verify { dev, rows } => {
-            let engine = open_array(kind, &dev, true)?;
-            verify(&engine, &rows, "verify")?;
+        Command::Verify { dev, rows } => with_reader(kind, &dev, |engine| {
+            verify(engine, &rows, "verify")?;
             Ok(0)
-        }
+        }),
         Command::Import { dev, table, file } => {
             table_cli::refuse_system_write(&table.table)?;
             let engine = Arc::new(open_array(kind, &dev, false)?);
@@ -687,39 +733,65 @@ fn run(cli: Cli) -> Result<i32> {
                     );
                 }
             }
-            for (k, v) in &rows {
-                engine.put(&table.table, k, v)?;
+            // Not atomic: on a failure part-way the rows before it stay, and the error says
+            // how many (docs/operations.md).
+            for (applied, (k, v)) in rows.iter().enumerate() {
+                if let Err(e) = engine.put(&table.table, k, v) {
+                    let e = table_cli::import_stopped(
+                        &engine,
+                        applied,
+                        rows.len(),
+                        &file,
+                        &table.table,
+                        e.into(),
+                    );
+                    let _ = engine.close();
+                    return Err(e);
+                }
             }
-            engine.sync()?;
+            if let Err(e) = engine.sync() {
+                let n = rows.len();
+                return Err(table_cli::import_stopped(
+                    &engine,
+                    n,
+                    n,
+                    &file,
+                    &table.table,
+                    e.into(),
+                ));
+            }
             engine.close()?;
             eprintln!("imported {} rows into '{}'", rows.len(), table.table);
             Ok(0)
         }
         Command::Export { dev, table, file } => {
-            let engine = Arc::new(open_array(kind, &dev, true)?);
-            let tables = table_cli::open_tables(&engine)?;
-            if let Some(schema) = table_cli::typed(&tables, &table.table) {
-                let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
-                    Box::new(std::io::stdout().lock())
-                } else {
-                    Box::new(std::io::BufWriter::new(
-                        std::fs::File::create(&file)
-                            .with_context(|| format!("creating {}", file.display()))?,
-                    ))
-                };
-                let all = table_cli::ScanArgs {
-                    from: None,
-                    to: None,
-                    prefix: None,
-                    reverse: false,
-                    limit: u64::MAX,
-                };
-                let n = table_cli::scan(&tables, &table.table, &schema, &all, &mut out)?;
-                out.flush()?;
-                eprintln!("exported {n} rows from '{}'", table.table);
-                return Ok(0);
-            }
-            let rows = engine.scan(&table.table, Bound::Unbounded, Bound::Unbounded, usize::MAX)?;
+            // Everything is read before anything is written, so that a read that has to start
+            // over (the array changed under it) never leaves half an export behind.
+            let (text, n) = with_reader(kind, &dev, |engine| {
+                let tables = table_cli::open_tables(engine)?;
+                let mut text: Vec<u8> = Vec::new();
+                if let Some(schema) = table_cli::typed(&tables, &table.table) {
+                    let all = table_cli::ScanArgs {
+                        from: None,
+                        to: None,
+                        prefix: None,
+                        reverse: false,
+                        limit: u64::MAX,
+                    };
+                    let n = table_cli::scan(&tables, &table.table, &schema, &all, &mut text)?;
+                    return Ok((text, n));
+                }
+                let rows =
+                    engine.scan(&table.table, Bound::Unbounded, Bound::Unbounded, usize::MAX)?;
+                for (k, v) in &rows {
+                    writeln!(
+                        text,
+                        "{}",
+                        json!({"key": bytes_json(k), "value": bytes_json(v)})
+                    )?;
+                }
+                Ok((text, rows.len() as u64))
+            })?;
             let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
@@ -728,15 +800,9 @@ fn run(cli: Cli) -> Result<i32> {
                         .with_context(|| format!("creating {}", file.display()))?,
                 ))
             };
-            for (k, v) in &rows {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"key": bytes_json(k), "value": bytes_json(v)})
-                )?;
-            }
+            out.write_all(&text)?;
             out.flush()?;
-            eprintln!("exported {} rows from '{}'", rows.len(), table.table);
+            eprintln!("exported {n} rows from '{}'", table.table);
             Ok(0)
         }
         Command::Replace {
@@ -1128,9 +1194,18 @@ fn replace(
     let engine = match open(&paths) {
         Ok(e) => e,
         Err(e) => match e.downcast_ref::<ectable_engine::Error>() {
-            Some(ectable_engine::Error::ForeignDevice { device, .. }) if *device == new_name => {
+            Some(
+                ectable_engine::Error::ForeignDevice { device, .. }
+                | ectable_engine::Error::ReplacedDevice { device, .. },
+            ) if *device == new_name => {
                 if !force {
-                    bail!("{new_name}: holds another ectable array; use --force to reuse it");
+                    let what = match e.downcast_ref::<ectable_engine::Error>() {
+                        Some(ectable_engine::Error::ReplacedDevice { .. }) => {
+                            "was replaced out of this array earlier"
+                        }
+                        _ => "holds another ectable array",
+                    };
+                    bail!("{new_name}: {what}; use --force to reuse it");
                 }
                 let dev = ectable_devices::FileDevice::open(new, &Default::default())?;
                 ectable_engine::array::wipe_device(&dev)?;

@@ -1,0 +1,337 @@
+//! Smaller holes of the command line: an import that runs out of space part-way says how
+//! many rows it applied (and exactly those are in the table); `format --segment-size 0` is
+//! refused (0 is not "the default"); a chunk size the segment size is not a multiple of gets
+//! an error naming that rule, the numbers and a size that works; a replaced device given back
+//! is called replaced, not "another array's". Refusals leave the devices byte-identical.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ectable(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ectable"))
+        .args(args)
+        .output()
+        .expect("run ectable")
+}
+
+fn devs(dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| dir.join(format!("{prefix}{i}.img")))
+        .collect()
+}
+
+fn join(p: &[PathBuf]) -> String {
+    p.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn digest(paths: &[PathBuf]) -> Vec<u32> {
+    paths
+        .iter()
+        .map(|p| std::fs::read(p).map(|b| crc32c::crc32c(&b)).unwrap_or(0))
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Non-zero exit, exactly one line on stderr, `ectable: error: ` and every needle in it.
+fn assert_clean_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected failure; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("ectable: error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected '{n}' in: {err}");
+    }
+}
+
+fn format_ok(args: &[&str]) {
+    let out = ectable(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn import_out_of_space_says_how_many_rows_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 6);
+    let list = join(&p);
+    // 16 segments of 64 KiB per device: about 3 MiB of records.
+    format_ok(&[
+        "format",
+        "--devices",
+        &list,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--chunk-size",
+        "4K",
+        "--segment-size",
+        "64K",
+        "--create-size",
+        "2M",
+    ]);
+    let total = 2000;
+    let file = dir.path().join("rows.jsonl");
+    let mut text = String::new();
+    for i in 0..total {
+        let v = format!("{i:06}").repeat(500);
+        text.push_str(&format!("{{\"key\": \"row{i:06}\", \"value\": \"{v}\"}}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let out = ectable(&[
+        "import",
+        "--devices",
+        &list,
+        "--table",
+        "t",
+        file.to_str().unwrap(),
+    ]);
+    assert_clean_error(
+        &out,
+        &["import stopped after ", "no space left on the array"],
+    );
+    let err = stderr(&out);
+    let applied: usize = err
+        .split("import stopped after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in: {err}"));
+    assert!(
+        err.contains(&format!(
+            "the first {applied} rows of {} are in table 't' (durable), the other {} were not written",
+            file.display(),
+            total - applied
+        )),
+        "{err}"
+    );
+    assert!(applied > 0 && applied < total, "{err}");
+    // Exactly the rows it names are there, with their values.
+    let exported = dir.path().join("out.jsonl");
+    let out = ectable(&[
+        "export",
+        "--devices",
+        &list,
+        "--table",
+        "t",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = std::fs::read_to_string(&exported)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), applied, "rows in the table vs the count said");
+    for (i, line) in lines.iter().enumerate() {
+        let j: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(j["key"], format!("row{i:06}"));
+        assert_eq!(j["value"], format!("{i:06}").repeat(500));
+    }
+}
+
+#[test]
+fn format_segment_size_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Fresh files: none is created.
+    let fresh = devs(dir.path(), "new", 6);
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &join(&fresh),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--segment-size",
+        "0",
+        "--create-size",
+        "64M",
+    ]);
+    assert_clean_error(&out, &["--segment-size 0", "leave --segment-size out"]);
+    assert!(fresh.iter().all(|p| !p.exists()), "files were created");
+    // An existing array, even with --force: untouched.
+    let p = devs(dir.path(), "d", 6);
+    format_ok(&[
+        "format",
+        "--devices",
+        &join(&p),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "64M",
+    ]);
+    let before = digest(&p);
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &join(&p),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--segment-size",
+        "0",
+        "--force",
+        "--yes",
+    ]);
+    assert_clean_error(&out, &["--segment-size 0"]);
+    assert_eq!(digest(&p), before, "a refused format changed the devices");
+}
+
+#[test]
+fn format_chunk_size_not_dividing_the_segment_names_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 6);
+    format_ok(&[
+        "format",
+        "--devices",
+        &join(&p),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "64M",
+    ]);
+    let before = digest(&p);
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &join(&p),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--chunk-size",
+        "12K",
+        "--force",
+        "--yes",
+    ]);
+    assert_clean_error(
+        &out,
+        &[
+            "the default segment size 8M (8388608 bytes) is not a multiple of the chunk size 12K (12288 bytes)",
+            "--segment-size 8184K",
+        ],
+    );
+    assert_eq!(digest(&p), before, "a refused format changed the devices");
+    // A given segment size is named as given; the hint works.
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &join(&p),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--chunk-size",
+        "12K",
+        "--segment-size",
+        "1M",
+        "--force",
+        "--yes",
+    ]);
+    assert_clean_error(
+        &out,
+        &["the segment size 1M (1048576 bytes) is not a multiple of the chunk size 12K"],
+    );
+    assert_eq!(digest(&p), before);
+    format_ok(&[
+        "format",
+        "--devices",
+        &join(&p),
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--chunk-size",
+        "12K",
+        "--segment-size",
+        "8184K",
+        "--force",
+        "--yes",
+    ]);
+}
+
+#[test]
+fn a_replaced_device_given_back_is_called_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 7);
+    let six = join(&p[..6]);
+    format_ok(&[
+        "format",
+        "--devices",
+        &six,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "64M",
+    ]);
+    let out = ectable(&[
+        "put",
+        "--devices",
+        &six,
+        "--table",
+        "t",
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = p[2].display().to_string();
+    let new = p[6].display().to_string();
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &six,
+        "--old",
+        &old,
+        "--new",
+        &new,
+        "--create-size",
+        "64M",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = digest(&p);
+    // The old device comes back beside its replacement.
+    let all = join(&p);
+    let out = ectable(&["get", "--devices", &all, "--table", "t", "--key", "k"]);
+    assert_clean_error(
+        &out,
+        &[
+            &format!("{old}: was a member of array "),
+            " in slot 2 but has been replaced",
+            "wipe it (format --force",
+        ],
+    );
+    assert!(
+        !stderr(&out).contains("another ectable array"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(digest(&p), before, "a refused open changed the devices");
+    // Without its replacement too.
+    let mut back = p[..6].to_vec();
+    back[2] = p[2].clone();
+    let out = ectable(&["status", "--devices", &join(&back)]);
+    assert!(
+        stderr(&out).contains("has been replaced"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(digest(&p), before);
+}
