@@ -1,6 +1,6 @@
 //! The device trait the engine is generic over.
 
-use crate::{DeviceError, Geometry};
+use crate::{DeviceError, Geometry, StorageId};
 use std::os::fd::RawFd;
 
 /// A device addressed by byte offsets (redb's `StorageBackend` shape).
@@ -20,9 +20,9 @@ pub trait BlockDevice: Send + Sync {
     fn raw_fd(&self) -> Option<RawFd> {
         None
     }
-    /// (device number, inode) identifying the underlying object, to refuse the same device
-    /// listed twice under two names.
-    fn identity(&self) -> Option<(u64, u64)> {
+    /// What identifies the storage behind the device, to refuse the same storage listed
+    /// twice under two names ([`StorageId::same_storage`]). None for devices without one.
+    fn identity(&self) -> Option<StorageId> {
         None
     }
 }

@@ -1,7 +1,8 @@
 //! Regular files and block devices opened with O_DIRECT.
 
 use crate::block_device::check_request;
-use crate::{BlockDevice, DeviceError, Geometry};
+use crate::storage_id::{kernel_name, loop_backing_file, loops_backed_by, major, minor};
+use crate::{BlockDevice, DeviceError, Geometry, StorageId};
 use std::fs::{File, OpenOptions as StdOpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -29,7 +30,9 @@ pub struct FileDevice {
     read_only: bool,
     geometry: Geometry,
     direct: bool,
-    identity: (u64, u64),
+    identity: StorageId,
+    /// For a loop device opened for writing: its backing file, held for its flock.
+    _backing_lock: Option<File>,
 }
 
 impl FileDevice {
@@ -50,6 +53,9 @@ impl FileDevice {
             }
         }
         let mut read_only = opts.read_only;
+        // Block devices opened for writing are claimed with O_EXCL below; know which before
+        // opening (the kind is checked again on the open file).
+        let block_path = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
         let mut std_opts = StdOpenOptions::new();
         std_opts.read(true).write(!read_only);
         // A device set read-only (`blockdev --setro`) refuses writers at open: open it for
@@ -67,29 +73,119 @@ impl FileDevice {
                 }
             }
         }
+        // O_EXCL on a block device (without O_CREAT) claims it exclusively against every other
+        // O_EXCL opener through any of its device nodes: one writer per block device, whatever
+        // the name (the flock below only covers the one node). A killed writer's claim lasts
+        // while its in-flight I/O holds the file, like its flock: wait for it as for the lock.
+        let excl = block_path && !read_only;
+        let claim = if excl { libc::O_EXCL } else { 0 };
         let mut direct = !opts.buffered;
+        let busy_err = |e: io::Error| {
+            if excl && e.raw_os_error() == Some(libc::EBUSY) {
+                let rdev = std::fs::metadata(path).map(|m| m.rdev()).unwrap_or(0);
+                let kname = kernel_name(rdev)
+                    .map(|k| format!(" ({k})"))
+                    .unwrap_or_default();
+                open_err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "in use: block device {}:{}{kname} is held by another writer under this \
+                         or another name, or is mounted (waited {:.1} s for it)",
+                        major(rdev),
+                        minor(rdev),
+                        lock_wait().as_secs_f64()
+                    ),
+                ))
+            } else {
+                open_err(e)
+            }
+        };
         // O_DIRECT: bypass the page cache so that a completed write is on the device (after
         // its flush) and reads come from the device, not from a cached copy that hides rot.
         let file = if direct {
-            match std_opts.clone().custom_flags(libc::O_DIRECT).open(path) {
+            match open_claimed(&std_opts, path, claim | libc::O_DIRECT, excl) {
                 Ok(f) => f,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     // Some filesystems refuse O_DIRECT; buffered I/O plus fdatasync keeps
                     // durability but loses the cache bypass. Say so once, loudly.
                     tracing::warn!(device = %name, "filesystem refuses O_DIRECT; using buffered I/O");
                     direct = false;
-                    std_opts.open(path).map_err(open_err)?
+                    open_claimed(&std_opts, path, claim, excl).map_err(busy_err)?
                 }
-                Err(e) => return Err(open_err(e)),
+                Err(e) => return Err(busy_err(e)),
             }
         } else {
-            std_opts.open(path).map_err(open_err)?
+            open_claimed(&std_opts, path, claim, excl).map_err(busy_err)?
+        };
+        let meta = file.metadata().map_err(open_err)?;
+        let is_block = meta.file_type().is_block_device();
+        if is_block && !read_only && !excl {
+            return Err(DeviceError::Unsupported {
+                device: name,
+                message: "became a block device while being opened".into(),
+            });
+        }
+        let mut backing_lock = None;
+        let identity = if is_block {
+            // A loop device: its backing file is the same storage. A writer also takes the
+            // backing file's lock, so that a writer through the file (opened before the loop
+            // device was attached) and a second loop device over the file exclude it.
+            let rdev = meta.rdev();
+            let mut backing_file = None;
+            if let Some(bpath) = loop_backing_file(rdev) {
+                match StdOpenOptions::new().read(true).open(&bpath) {
+                    Ok(bf) => {
+                        let bm = bf.metadata().map_err(open_err)?;
+                        backing_file = Some((bm.dev(), bm.ino()));
+                        if !read_only {
+                            let what = format!(
+                                "another writer has its backing file {} open",
+                                bpath.display()
+                            );
+                            lock_exclusive(&bf, &name, &what)?;
+                            backing_lock = Some(bf);
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        device = %name,
+                        backing = %bpath.display(),
+                        "cannot open the loop device's backing file ({e}); writers through \
+                         it are not excluded"
+                    ),
+                }
+            }
+            StorageId::Block { rdev, backing_file }
+        } else {
+            let loops = if meta.file_type().is_file() {
+                loops_backed_by(meta.dev(), meta.ino())
+            } else {
+                Vec::new()
+            };
+            // A regular file backing an attached loop device is written only through that
+            // device: its reads and writes (and its page cache, without direct I/O) are the
+            // loop device's. Reading the file is allowed.
+            if !read_only && !loops.is_empty() {
+                let names: Vec<&str> = loops.iter().map(|l| l.name.as_str()).collect();
+                return Err(open_err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "refusing to write: it backs the attached loop device {}; write \
+                         through {} (the file may be opened read-only)",
+                        names.join(", "),
+                        names[0]
+                    ),
+                )));
+            }
+            StorageId::File {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                loop_devices: loops.iter().map(|l| l.rdev).collect(),
+            }
         };
         if !read_only {
-            lock_exclusive(&file, &name)?;
+            lock_exclusive(&file, &name, "another writer has it open")?;
         }
-        let meta = file.metadata().map_err(open_err)?;
-        let geometry = if meta.file_type().is_block_device() {
+        let geometry = if is_block {
             let mut size: u64 = 0;
             let mut ssz: libc::c_int = 0;
             // SAFETY: the fd is an open block device and the out-pointers point to live locals
@@ -113,11 +209,6 @@ impl FileDevice {
                 message: "not a regular file or block device".into(),
             });
         };
-        let identity = if meta.file_type().is_block_device() {
-            (meta.rdev(), 0)
-        } else {
-            (meta.dev(), meta.ino())
-        };
         Ok(FileDevice {
             name,
             file,
@@ -125,6 +216,7 @@ impl FileDevice {
             geometry,
             direct,
             identity,
+            _backing_lock: backing_lock,
         })
     }
 
@@ -207,8 +299,8 @@ impl BlockDevice for FileDevice {
         Some(self.file.as_raw_fd())
     }
 
-    fn identity(&self) -> Option<(u64, u64)> {
-        Some(self.identity)
+    fn identity(&self) -> Option<StorageId> {
+        Some(self.identity.clone())
     }
 }
 
@@ -226,7 +318,8 @@ fn lock_wait() -> std::time::Duration {
 /// [`lock_wait`] for another holder. Two writers never share a device; and a process that
 /// was killed still holds the lock while writes it had in flight (io_uring requests keep
 /// their file referenced) land, so a new writer cannot start before they have.
-fn lock_exclusive(file: &std::fs::File, name: &str) -> Result<(), DeviceError> {
+/// `in_use` says who holds it, in the error when the wait runs out.
+fn lock_exclusive(file: &std::fs::File, name: &str, in_use: &str) -> Result<(), DeviceError> {
     let wait = lock_wait();
     let deadline = std::time::Instant::now() + wait;
     loop {
@@ -239,7 +332,7 @@ fn lock_exclusive(file: &std::fs::File, name: &str) -> Result<(), DeviceError> {
                 return Err(DeviceError::Open {
                     device: name.to_string(),
                     source: io::Error::other(format!(
-                        "in use: another writer has it open (waited {:.1} s for its lock)",
+                        "in use: {in_use} (waited {:.1} s for its lock)",
                         wait.as_secs_f64()
                     )),
                 })
@@ -250,6 +343,29 @@ fn lock_exclusive(file: &std::fs::File, name: &str) -> Result<(), DeviceError> {
                     source: e,
                 })
             }
+        }
+    }
+}
+
+/// Opens with extra `flags`; with `excl` (an O_EXCL claim of a block device), waits up to
+/// [`lock_wait`] while another claim holds the device (EBUSY).
+fn open_claimed(
+    std_opts: &StdOpenOptions,
+    path: &Path,
+    flags: libc::c_int,
+    excl: bool,
+) -> io::Result<File> {
+    let deadline = std::time::Instant::now() + lock_wait();
+    loop {
+        match std_opts.clone().custom_flags(flags).open(path) {
+            Err(e)
+                if excl
+                    && e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r,
         }
     }
 }

@@ -21,6 +21,7 @@ mod file_device;
 mod geometry;
 mod mem_device;
 mod psync;
+mod storage_id;
 mod uring;
 
 pub use aligned_buf::{AlignedBuf, ALIGN_BYTES};
@@ -32,4 +33,5 @@ pub use file_device::{FileDevice, OpenOptions};
 pub use geometry::Geometry;
 pub use mem_device::MemDevice;
 pub use psync::PsyncEngine;
+pub use storage_id::StorageId;
 pub use uring::UringEngine;

@@ -97,8 +97,10 @@ pub(crate) fn check_duplicates(io: &dyn IoEngine) -> Result<()> {
     for i in 0..devs.len() {
         for j in 0..i {
             let same_name = devs[i].name() == devs[j].name();
-            let same_id =
-                matches!((devs[i].identity(), devs[j].identity()), (Some(a), Some(b)) if a == b);
+            // The same storage under two names: two nodes of one block device, two paths to
+            // one file, a loop device and its backing file (ectable_devices::StorageId).
+            let same_id = matches!((devs[i].identity(), devs[j].identity()),
+                (Some(a), Some(b)) if a.same_storage(&b));
             if same_name || same_id {
                 return Err(Error::DuplicateDevice {
                     first: devs[j].name().to_string(),

@@ -5,7 +5,9 @@ pub mod backup;
 pub mod space_bench;
 
 use anyhow::{bail, Context, Result};
-use ectable_devices::{open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions};
+use ectable_devices::{
+    open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions, StorageId,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,19 +40,15 @@ pub fn open_devices(
     read_only: bool,
     kind: EngineKind,
 ) -> Result<Arc<dyn IoEngine>> {
-    // The same device twice would wait for its own write lock: refuse it first.
-    let mut seen: Vec<((u64, u64), &PathBuf)> = Vec::new();
+    // The same storage twice would wait for its own write lock (or be refused as in use):
+    // refuse it first, naming both. The same storage: two nodes of one block device, two
+    // paths to one file, a loop device and the file backing it (StorageId::same_storage).
+    let mut seen: Vec<(StorageId, &PathBuf)> = Vec::new();
     for p in paths {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let Ok(m) = std::fs::metadata(p) else {
+        let Ok(id) = StorageId::of_path(p) else {
             continue;
         };
-        let id = if m.file_type().is_block_device() {
-            (u64::MAX, m.rdev())
-        } else {
-            (m.dev(), m.ino())
-        };
-        if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
+        if let Some((_, first)) = seen.iter().find(|(i, _)| i.same_storage(&id)) {
             bail!(
                 "the same device is listed twice: {} and {}",
                 first.display(),

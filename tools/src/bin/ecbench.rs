@@ -805,14 +805,13 @@ fn check_geometry(
     m: usize,
     chunk: u64,
 ) -> Result<Geometry> {
-    let mut ids = Vec::new();
+    let mut ids: Vec<ectable_devices::StorageId> = Vec::new();
     for p in paths {
-        use std::os::unix::fs::MetadataExt;
-        let md = std::fs::metadata(p).with_context(|| p.display().to_string())?;
-        if ids.contains(&(md.dev(), md.ino())) {
+        let id = ectable_devices::StorageId::of_path(p).with_context(|| p.display().to_string())?;
+        if ids.iter().any(|i| i.same_storage(&id)) {
             bail!("{}: the same device is listed twice", p.display());
         }
-        ids.push((md.dev(), md.ino()));
+        ids.push(id);
     }
     let need = DATA_START_BYTES + 2 * (8 * MIB).max(16 * chunk);
     let cap = io
