@@ -423,10 +423,24 @@ pub(crate) fn free_segments(shared: &Shared, ids: &[u64]) {
     let _gate = shared.free_gate.write().unwrap_or_else(|p| p.into_inner());
     let mut st = shared.lock_state();
     let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
-    for id in ids {
-        st.segment_max_lsn.remove(id);
-        if let Some(seg) = map.remove(id) {
-            for (slot, dseg) in &seg.members {
+    let freed: Vec<Arc<SegmentInfo>> = ids
+        .iter()
+        .filter_map(|id| {
+            st.segment_max_lsn.remove(id);
+            map.remove(id)
+        })
+        .collect();
+    // A segment freed in an earlier session and found again at open (its headers remain on
+    // the members no newer segment took) names device segments that now belong to others:
+    // those stay theirs.
+    let in_use: std::collections::HashSet<(u32, u32)> = map
+        .values()
+        .chain(st.pending_discard.iter())
+        .flat_map(|s| s.members.iter().copied())
+        .collect();
+    for seg in freed {
+        for (slot, dseg) in &seg.members {
+            if !in_use.contains(&(*slot, *dseg)) {
                 st.free.release(*slot, *dseg);
             }
         }

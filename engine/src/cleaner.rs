@@ -107,6 +107,9 @@ pub struct CleanReport {
     pub checkpoint_lsn: Option<u64>,
     /// A rebuild or scrub held the array: nothing was cleaned.
     pub paused: bool,
+    /// What the backup horizon keeps from the cleaner after the run (set by
+    /// [`crate::Engine::clean`]).
+    pub held_by_backup_horizon: crate::backup::HorizonHold,
 }
 
 struct CtlState {

@@ -158,6 +158,8 @@ pub struct Status {
     pub io_engine: &'static str,
     /// A rebuild in progress: (slot, next segment id).
     pub rebuild: Option<(usize, u64)>,
+    /// Garbage the backup horizon keeps from the cleaner.
+    pub backup_horizon: crate::backup::HorizonHold,
 }
 
 pub struct Engine {
@@ -320,28 +322,28 @@ impl Engine {
                 .map_err(|e| Error::InvalidArgument(format!("cannot start the monitor: {e}")))?;
             Some((h, stop, cancel))
         };
-        let cleaner = if opts.read_only || !opts.cleaner.enabled {
-            None
-        } else {
-            let (s, o) = (shared.clone(), opts.cleaner.clone());
-            Some(
-                std::thread::Builder::new()
-                    .name("ectable-cleaner".into())
-                    .spawn(move || crate::cleaner::run(s, o))
-                    .map_err(|e| {
-                        Error::InvalidArgument(format!("cannot start the cleaner: {e}"))
-                    })?,
-            )
-        };
-        let engine = Engine {
+        let mut engine = Engine {
             shared,
             flusher: Mutex::new(flusher),
             prober: Mutex::new(prober),
-            cleaner: Mutex::new(cleaner),
-            cleaner_opts: opts.cleaner,
+            cleaner: Mutex::new(None),
+            cleaner_opts: opts.cleaner.clone(),
             recovery: rec.stats,
         };
+        // The backup horizon first: only then may the log segments the checkpoint left dead
+        // be freed, and the cleaner start (both keep the history it needs).
         engine.load_backup_state(opts.allow_incomplete_restore)?;
+        let resume = engine.recovery.checkpoint_resume_segment;
+        engine.recovery.dead_segments_freed =
+            crate::checkpoint::free_dead_segments(&engine.shared, resume);
+        if !opts.read_only && opts.cleaner.enabled {
+            let (s, o) = (engine.shared.clone(), opts.cleaner);
+            let h = std::thread::Builder::new()
+                .name("ectable-cleaner".into())
+                .spawn(move || crate::cleaner::run(s, o))
+                .map_err(|e| Error::InvalidArgument(format!("cannot start the cleaner: {e}")))?;
+            *engine.cleaner.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+        }
         Ok(engine)
     }
 
@@ -767,6 +769,7 @@ impl Engine {
         let free_segments = st.free.allocatable(a.w());
         let cursor = st.cursor.as_ref().map(|c| (c.segment.id, c.offset as u64));
         drop(st);
+        let backup_horizon = self.backup_horizon_hold();
         let reserved_segments = s.reserve_segments();
         let seg_cap = crate::cleaner::segment_data_capacity(a);
         let log_segments: Vec<u64> = s
@@ -940,6 +943,7 @@ impl Engine {
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name(),
             rebuild,
+            backup_horizon,
         }
     }
 
@@ -963,6 +967,7 @@ impl Engine {
                 break;
             }
         }
+        total.held_by_backup_horizon = self.backup_horizon_hold();
         Ok(total)
     }
 

@@ -46,7 +46,7 @@ pub mod segments;
 pub mod table;
 
 pub use array::{format, ArrayInfo, FormatOptions};
-pub use backup::{Change, BACKUP_TABLE};
+pub use backup::{Change, HorizonHold, BACKUP_TABLE};
 pub use cleaner::{CleanReport, CleanerOptions, CleanerStats};
 pub use engine::{DeviceStatus, Engine, EngineOptions, Status, WriteBatch};
 pub use error::{Error, Result};

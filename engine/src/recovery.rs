@@ -46,7 +46,8 @@ pub(crate) struct Recovered {
     /// What the replayed log lacks on present devices: rewritten before this session's first
     /// write (see [`repair_log`]).
     pub repairs: LogRepairs,
-    /// Highest LSN per log segment (for segments the checkpoint covers: its LSN, a bound).
+    /// Highest LSN per log segment (for segments the checkpoint covers: a bound, see
+    /// [`covered_max_lsn`]).
     pub segment_max_lsn: std::collections::HashMap<u64, u64>,
 }
 
@@ -80,14 +81,18 @@ pub struct RecoveryStats {
     pub checkpoint_keys: usize,
     /// The segment the log resumes in after that checkpoint (0: none).
     pub checkpoint_resume_segment: u64,
-    /// Log segments before the checkpoint with no live record: freed at open.
+    /// Log segments before the checkpoint with no live record (and no history the backup
+    /// horizon keeps): freed at open.
     pub dead_segments_freed: usize,
     /// Read-only opens only: how many times the open started over because another process
     /// changed the array while it read it (see `Error::ArrayChanged`).
     pub reopened_after_change: usize,
 }
 
-fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
+/// The valid segment headers of every device segment, grouped by segment id, and per log
+/// segment the `first_lsn` of its first stripe as the chunk headers of that stripe give it
+/// (the read that fetches a segment header takes the first chunk's header with it).
+fn read_segment_headers(array: &Array) -> (BTreeMap<u64, SegmentInfo>, BTreeMap<u64, u64>) {
     let mut ops = Vec::new();
     let mut meta = Vec::new();
     for slot in 0..array.n() {
@@ -98,12 +103,13 @@ fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
             ops.push(IoOp::read(
                 d,
                 array.device_segment_offset(dseg),
-                SEGMENT_HEADER_SIZE_BYTES,
+                SEGMENT_HEADER_SIZE_BYTES + BLOCK_BYTES,
             ));
             meta.push((slot as u32, dseg));
         }
     }
     let mut segments: BTreeMap<u64, SegmentInfo> = BTreeMap::new();
+    let mut first_lsn: BTreeMap<u64, u64> = BTreeMap::new();
     for (c, (slot, dseg)) in array.io.execute(ops).into_iter().zip(meta) {
         if c.result.is_err() {
             continue;
@@ -123,13 +129,30 @@ fn read_segment_headers(array: &Array) -> BTreeMap<u64, SegmentInfo> {
         if !fits {
             continue;
         }
+        if h.kind == SegmentKind::Log {
+            // The chunk this member holds of the segment's first stripe (shard `pos`: the
+            // placement puts shard j of stripe 0 on member j), if it is that chunk.
+            let chunk = &c.op.buf[SEGMENT_HEADER_SIZE_BYTES..];
+            if let Ok(ch) = ChunkHeader::decode(&chunk[..CHUNK_HEADER_SIZE_BYTES]) {
+                let is_it = ch.array_uuid == array.sb.array_uuid
+                    && ch.segment_id == h.segment_id
+                    && ch.offset_in_segment_bytes as usize == SEGMENT_HEADER_SIZE_BYTES
+                    && ch.ordinal == 0
+                    && ch.shard_index as usize == pos
+                    && ch.flags & chunk_header::FLAG_CHECKPOINT == 0;
+                if is_it {
+                    let f = first_lsn.entry(h.segment_id).or_insert(ch.first_lsn);
+                    *f = (*f).max(ch.first_lsn);
+                }
+            }
+        }
         segments.entry(h.segment_id).or_insert(SegmentInfo {
             id: h.segment_id,
             kind: h.kind,
             members: h.members,
         });
     }
-    segments
+    (segments, first_lsn)
 }
 
 /// Reads every member of a segment in full.
@@ -381,7 +404,7 @@ fn load_checkpoint(
 }
 
 pub(crate) fn recover(array: &Array) -> Result<Recovered> {
-    let all = read_segment_headers(array);
+    let (all, first_lsn) = read_segment_headers(array);
     let (ckpt_first, ckpt_count, _) = array
         .persisted
         .lock()
@@ -431,14 +454,16 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let covered_lsn = expected_lsn - 1;
     // (last LSN, slots of the bad chunks) of every replayed stripe read with bad chunks.
     let mut degraded: Vec<(u64, Vec<u32>)> = Vec::new();
+    let mut covered: Vec<u64> = Vec::new();
     for (_, seg) in headers {
         let seg = Arc::new(seg);
         let mut first = (SEGMENT_HEADER_SIZE_BYTES, 0u32);
         let mut is_resume_segment = false;
         if let Some(r) = resume {
             if seg.id < r.segment_id {
-                // Wholly covered by the checkpoint: no need to read it.
-                segment_max_lsn.insert(seg.id, covered_lsn);
+                // Wholly covered by the checkpoint: no need to read it (its highest LSN is
+                // bounded below, from the log segment after it).
+                covered.push(seg.id);
                 segments.insert(seg.id, seg.clone());
                 continue;
             }
@@ -590,32 +615,22 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         });
     }
     // Log segments the checkpoint covers that no entry points into hold nothing live (the
-    // cleaner moved their records, or they were all overwritten): free. The free space is
-    // rebuilt from the segments still needed, so that the stale headers of a freed segment
-    // never hold device segments a newer segment took over.
-    if let Some(r) = resume {
-        let referenced = crate::checkpoint::referenced_segments(&index);
-        let dead: Vec<u64> = segments
-            .values()
-            .filter(|s| s.kind == SegmentKind::Log && s.id < r.segment_id)
-            .filter(|s| !referenced.contains(&s.id))
-            .map(|s| s.id)
-            .collect();
-        for id in &dead {
-            segments.remove(id);
-        }
-        stats.dead_segments_freed = dead.len();
-        free = FreeSpace::new(array.n(), array.segment_count());
-        for seg in segments.values().chain(discarded.iter()) {
-            for (slot, dseg) in &seg.members {
-                free.mark_used(*slot, *dseg);
-            }
-        }
-    }
+    // cleaner moved their records, or they were all overwritten). They are freed once the
+    // engine knows the backup horizon, which lives in the index: those holding history it
+    // needs stay (`Engine::open`). Until then their device segments count as used.
     // A resume segment replayed from its middle holds records the checkpoint covers too.
     if let Some(r) = resume {
         let m = segment_max_lsn.entry(r.segment_id).or_insert(covered_lsn);
         *m = (*m).max(covered_lsn);
+    }
+    let log_ids: Vec<u64> = segments
+        .values()
+        .filter(|s| s.kind == SegmentKind::Log)
+        .map(|s| s.id)
+        .collect();
+    covered.retain(|id| segments.contains_key(id));
+    for (id, bound) in covered_max_lsn(&covered, &log_ids, &first_lsn, covered_lsn) {
+        segment_max_lsn.insert(id, bound);
     }
     Ok(Recovered {
         segment_max_lsn,
@@ -629,6 +644,34 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         discarded,
         repairs,
     })
+}
+
+/// Bounds on the highest LSN of the log segments a checkpoint covers, without reading them:
+/// LSNs grow along the log in segment-id order, so every record of covered segment X lies
+/// before the first stripe of the next log segment still on the array (`log_ids`, sorted),
+/// and at or below the checkpoint's LSN. The bound also counts the records of segments
+/// freed between X and that next one; those were freed only when they held nothing after
+/// the backup horizon in force (or none was registered, and a later horizon lies above all
+/// of them), so X's bound is above any horizon (or any LSN an incremental starts from) if
+/// and only if X itself holds a record after it (design.md, "History for incremental
+/// backups"). Where the next segment's first chunk headers were unreadable, the
+/// checkpoint's LSN is the bound.
+fn covered_max_lsn(
+    covered: &[u64],
+    log_ids: &[u64],
+    first_lsn: &BTreeMap<u64, u64>,
+    covered_lsn: u64,
+) -> Vec<(u64, u64)> {
+    covered
+        .iter()
+        .map(|&id| {
+            let next = log_ids.iter().find(|&&n| n > id);
+            let bound = next
+                .and_then(|n| first_lsn.get(n))
+                .map_or(covered_lsn, |f| f.saturating_sub(1).min(covered_lsn));
+            (id, bound)
+        })
+        .collect()
 }
 
 /// The members of a replayed segment, read in `bufs`, whose segment header is missing or

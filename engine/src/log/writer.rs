@@ -98,8 +98,9 @@ pub(crate) struct WriterState {
     pub pending_repairs: crate::recovery::LogRepairs,
     /// A checkpoint is taking an image of the index: appends wait until it is cleared.
     pub paused: bool,
-    /// Per log segment, the highest LSN of a record in it (an upper bound for segments the
-    /// checkpoint covered at open). The cleaner keeps segments holding history after the
+    /// Per log segment, the highest LSN of a record in it (for segments the checkpoint
+    /// covered at open, the bound recovery gives: above a horizon exactly when the segment
+    /// holds a record after it). The cleaner keeps segments holding history after the
     /// backup horizon.
     pub segment_max_lsn: HashMap<u64, u64>,
     /// The cleaner is moving records on an array out of room: foreground appends wait.
@@ -267,9 +268,12 @@ impl Shared {
             let keep = self.keep_for(room);
             let left = st.free.allocatable(self.array.w());
             if left <= keep {
+                let held = crate::backup::horizon_hold(self, st)
+                    .describe()
+                    .map_or(String::new(), |d| format!("; {d}"));
                 return Err(Error::NoSpace(format!(
                     "{left} free segments left, {keep} of them kept for the cleaner; \
-                     delete data (the cleaner then reclaims its space) or add capacity"
+                     delete data (the cleaner then reclaims its space) or add capacity{held}"
                 )));
             }
             let Some(members) =

@@ -274,6 +274,12 @@ enum Command {
     /// writes go on), an incremental one (--incremental-from: the changes after a previous
     /// backup), or what the hybrid policy chooses (--auto DIR). See docs/operations.md.
     Backup(Box<ectable_tools::backup::cli::BackupArgs>),
+    /// Stop keeping history for incremental backups: the cleaner may then reclaim what the
+    /// backup horizon held; the next backup (--auto included) is a full one.
+    BackupClearHorizon {
+        #[command(flatten)]
+        dev: DevicesArg,
+    },
     /// Check backup files without restoring them: every checksum, each file's completeness,
     /// and the chain (the full backup first, then its incrementals in order).
     BackupVerify(ectable_tools::backup::cli::VerifyArgs),
@@ -972,6 +978,11 @@ fn run(cli: Cli) -> Result<i32> {
                         "bytes_moved": r.bytes_relocated,
                         "checkpoint_lsn": r.checkpoint_lsn,
                         "paused_by_rebuild_or_scrub": r.paused,
+                        "held_by_backup_horizon": {
+                            "horizon_lsn": r.held_by_backup_horizon.horizon_lsn,
+                            "segments": r.held_by_backup_horizon.segments,
+                            "bytes": r.held_by_backup_horizon.garbage_bytes,
+                        },
                         "free_segments_before": before.free_segments,
                         "free_segments": st.free_segments,
                         "total_segments": st.total_segments,
@@ -996,12 +1007,34 @@ fn run(cli: Cli) -> Result<i32> {
                     println!(
                         "  paused: a rebuild or scrub holds the array; run clean again after it"
                     );
+                } else if r.segments_cleaned == 0 && r.held_by_backup_horizon.segments == 0 {
+                    println!("  nothing worth cleaning: no segment before the one being written holds enough garbage");
+                }
+                if let Some(held) = r.held_by_backup_horizon.describe() {
+                    println!("  held: {held}");
                 }
             }
             engine.close()?;
             Ok(0)
         }
         Command::Backup(args) => ectable_tools::backup::cli::backup(kind, &args),
+        Command::BackupClearHorizon { dev } => {
+            let engine = open_array(kind, &dev, false)?;
+            let held = engine.backup_horizon_hold();
+            match engine.backup_horizon() {
+                None => println!("backup-clear-horizon: no backup horizon is registered"),
+                Some(h) => {
+                    engine.clear_backup_horizon()?;
+                    println!(
+                        "backup-clear-horizon: cleared the horizon at LSN {h}; {} segments ({}) of history are the cleaner's again; the next backup is a full one",
+                        held.segments,
+                        human(held.garbage_bytes)
+                    );
+                }
+            }
+            engine.close()?;
+            Ok(0)
+        }
         Command::BackupVerify(args) => ectable_tools::backup::cli::verify(&args),
         Command::Restore(args) => ectable_tools::backup::cli::restore(kind, &args),
         Command::Table { cmd } => table_cli::run(kind, cmd),
@@ -1485,6 +1518,9 @@ fn print_status(st: &Status) {
         st.total_segments,
         st.reserved_segments
     );
+    if let Some(held) = st.backup_horizon.describe() {
+        println!("   held: {held}");
+    }
     println!(
         "   data: {} keys in {} table(s); log at LSN {}; index checkpoint at LSN {}",
         st.keys,
@@ -1679,6 +1715,9 @@ fn status_json(st: &Status) -> Value {
             "free_segments": st.free_segments,
             "total_segments": st.total_segments,
             "reserved_segments": st.reserved_segments,
+            "backup_horizon_lsn": st.backup_horizon.horizon_lsn,
+            "held_by_backup_horizon_segments": st.backup_horizon.segments,
+            "held_by_backup_horizon_bytes": st.backup_horizon.garbage_bytes,
         },
         "checkpoint_lsn": st.checkpoint_lsn,
         "cleaner": {
