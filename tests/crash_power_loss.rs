@@ -19,16 +19,16 @@
 //! whatever its `close` tries fails before it reaches a `FaultyDevice`.)
 //!
 //! The array is then reopened on the same `MemDevice`s behind fresh wrappers, and the oracle of
-//! FAULTS.md is applied to the whole state: S1 (every acknowledged write, or a later in-doubt
+//! docs/fault-model.md is applied to the whole state: S1 (every acknowledged write, or a later in-doubt
 //! one, is there), S2 (nothing that was never written), S3 (batches all or nothing), and the
 //! stronger "the state is the acknowledged history plus a prefix of the in-doubt tail"
-//! (DESIGN.md invariant 2). A write is acknowledged when the `sync` after it returned Ok; it is
+//! (docs/design.md invariant 2). A write is acknowledged when the `sync` after it returned Ok; it is
 //! in doubt when appended but not (yet) acknowledged. Parity must agree with data in every
 //! committed stripe: a value acknowledged while the power was still on (so all six chunks of
 //! its stripe were written and flushed) must read back on the fast path, without a degraded
 //! read; `scrub` must find no live stripe unreadable and no stripe whose parity disagrees with
 //! its data; and every other cycle `scrub --repair` followed by a second scrub must leave every
-//! chunk good (FAULTS.md L2). Each seed runs several crash cycles on the same array, so
+//! chunk good (docs/fault-model.md L2). Each seed runs several crash cycles on the same array, so
 //! crashes accumulate, and the state read after one crash is the known state for the next.
 //! The fault counters (and the operations the cut refused) must show that the crashes really
 //! dropped or tore writes.
@@ -37,7 +37,7 @@
 //! reopens every recovered state with each single device, and a random pair of devices, left
 //! out (read-only): every stripe of the log then has to be rebuilt from parity and verified
 //! against the chunk crcs, and every write acknowledged while the power was on must still be
-//! there (DESIGN.md invariant 1: a crash must not leave an acknowledged write depending on a
+//! there (docs/design.md invariant 1: a crash must not leave an acknowledged write depending on a
 //! chunk the crash destroyed). `writes_after_a_replayed_partial_stripe_survive_device_loss` is
 //! the smallest deterministic case of that: a crash leaves a stripe with exactly k chunks,
 //! recovery replays it, later writes are acknowledged, then one device is lost.
@@ -696,7 +696,7 @@ fn power_loss_while_cleaning_keeps_acknowledged_writes() {
 }
 
 /// The same crash states, each also reopened with one or two devices missing: no
-/// acknowledged write may depend on a chunk the crash left unwritten (DESIGN.md invariant 1).
+/// acknowledged write may depend on a chunk the crash left unwritten (docs/design.md invariant 1).
 #[test]
 fn power_loss_then_device_loss_keeps_acknowledged_writes() {
     run_modes(

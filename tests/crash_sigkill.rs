@@ -19,9 +19,9 @@
 //! Every other reopen by the parent is read-only, so that the child's own open is the first
 //! writable one after the crash, and can itself be killed.
 //!
-//! Oracle (FAULTS.md "process killed at any instant"): the reopen always succeeds; for each
+//! Oracle (docs/fault-model.md "process killed at any instant"): the reopen always succeeds; for each
 //! writer thread the recovered rows equal the state known before this child, plus every
-//! acknowledged group, plus a prefix of the in-doubt units (DESIGN.md invariant 2), which gives
+//! acknowledged group, plus a prefix of the in-doubt units (docs/design.md invariant 2), which gives
 //! S1 (every acknowledged write is present, unless a later in-doubt write superseded it), S2 (no
 //! key holds a value never written to it; every value names the write that made it) and S3
 //! (batches are all there or not at all), each also checked and reported on its own. The
@@ -649,7 +649,7 @@ fn round(profile: Profile, seed: u64, round_no: u64, tally: &mut Tally) {
         base = actual;
 
         // One device (a different one each time) lost as well: every acknowledged write is
-        // still there (DESIGN.md invariant 1), so the crash left no acknowledged write
+        // still there (docs/design.md invariant 1), so the crash left no acknowledged write
         // depending on a chunk it destroyed; every stripe of the log is rebuilt from parity.
         let gone = rng.random_range(0..N);
         let keep: Vec<PathBuf> = paths
@@ -736,7 +736,7 @@ fn sigkill_at_random_points() {
     run_profile(Profile::Writes, "sigkill_at_random_points");
 }
 
-/// FAULTS.md "process killed at any instant" while the cleaner moves records, checkpoints and
+/// docs/fault-model.md "process killed at any instant" while the cleaner moves records, checkpoints and
 /// frees segments: no row lost, none resurrected (the same oracle), and the kills must really
 /// land on working cleaners.
 #[test]

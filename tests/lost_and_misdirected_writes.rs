@@ -7,7 +7,7 @@
 //! of the same device and destroys that chunk too). Healthy writes separate the stretches, so
 //! no stripe has more than one bad chunk.
 //!
-//! Oracle (FAULTS.md rows "lost write" and "misdirected write"): every write here is
+//! Oracle (docs/fault-model.md rows "lost write" and "misdirected write"): every write here is
 //! acknowledged (`sync` returned Ok), so every row must read back exactly (S1, S2) and no other
 //! row may exist, in the same session and after a reopen on fresh, fault-free wrappers: the
 //! stale or stray chunk is recognised by its identity (array, segment id, offset, ordinal,
@@ -192,8 +192,8 @@ fn keep_devices(read_only: bool) -> EngineOptions {
 }
 
 /// Scrubs with repair, then scrubs again: the second pass must find every chunk of every live
-/// stripe good and parity agreeing with data (FAULTS.md L2; for misdirected writes, "both
-/// places repaired"). Returns the bad chunks per slot the first pass found.
+/// stripe good and parity agreeing with data (docs/fault-model.md L2; for misdirected writes, both
+/// places mended). Returns the bad chunks per slot the first pass found.
 fn scrub_clean(e: &Engine, ctx: &str) -> Vec<u64> {
     let opts = RebuildOptions::default();
     let first = e

@@ -6,7 +6,7 @@
 //! whole, and checks with the shared crash oracle (tests/common, `crash_oracle::check`):
 //! every acknowledged batch is there, every in-doubt batch is wholly present or wholly absent
 //! (S3), no row holds a value no batch wrote (S2), and the state is the known state plus a
-//! prefix of the child's batches (DESIGN.md invariant 2). The schemas survive every crash.
+//! prefix of the child's batches (docs/design.md invariant 2). The schemas survive every crash.
 //!
 //! The child is this test binary run again with `--exact tables_crash_child --ignored`,
 //! told what to do by `ECTABLE_TABLES_CRASH_CHILD`; it logs each group of batches (`B` line,

@@ -3,7 +3,7 @@
 //! An engine takes a batch of [`IoOp`]s, runs them concurrently (in any order) and hands each
 //! buffer back with its result in an [`IoCompletion`]. Nothing orders operations inside a batch:
 //! a flush that must cover some writes is submitted in a later batch, after those writes have
-//! completed (DESIGN.md invariant 7).
+//! completed (docs/design.md invariant 7).
 
 use crate::{AlignedBuf, BlockDevice, DeviceError, PsyncEngine, UringEngine};
 use std::sync::{Arc, Condvar, Mutex};

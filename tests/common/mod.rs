@@ -177,8 +177,8 @@ pub fn loop_devices_available(test: &str) -> bool {
     false
 }
 
-/// The crash-consistency oracle of FAULTS.md (S1–S3, and "a crash leaves a prefix of the
-/// history", DESIGN.md invariant 2), shared by the crash tests.
+/// The crash-consistency oracle of docs/fault-model.md (S1–S3, and "a crash leaves a prefix of the
+/// history", docs/design.md invariant 2), shared by the crash tests.
 ///
 /// A test records what it asked the engine to do as a sequence of [`crash_oracle::Unit`]s
 /// (a single put/delete, or a `write_batch`), in the order it appended them, and how many of

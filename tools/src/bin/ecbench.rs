@@ -5,7 +5,7 @@
 //! layout and with fio's JSON field names. With `--compare-raw` it first measures the same
 //! access pattern straight on the raw devices, through the same `IoEngine`, so that every
 //! engine figure comes with its ratio to the physical limit measured in the same run
-//! (DESIGN.md, "How a result is measured"). EC-specific figures go in a top-level `"ectable"`
+//! (docs/performance.md, "How a result is measured"). EC-specific figures go in a top-level `"ectable"`
 //! object of the JSON output.
 //!
 //! Invariants:
@@ -303,7 +303,7 @@ struct Dir {
 
 impl Dir {
     fn new() -> Dir {
-        // 1 ns to 60 s at 3 significant digits (ECOSYSTEM.md); constant, valid bounds.
+        // 1 ns to 60 s at 3 significant digits (docs/performance.md, "How a result is measured"); constant, valid bounds.
         let hist = Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
         Dir {
             hist,
