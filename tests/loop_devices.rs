@@ -8,25 +8,12 @@
 
 mod common;
 use common::*;
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions};
+use ectable::devices::EngineKind;
 use ectable::{format, Engine, EngineOptions, Error, FormatOptions};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 static LOOP_LOCK: Mutex<()> = Mutex::new(());
-
-fn open_paths(paths: &[String], kind: EngineKind) -> Arc<dyn IoEngine> {
-    let devs: Vec<Arc<dyn BlockDevice>> = paths
-        .iter()
-        .map(|p| {
-            Arc::new(
-                FileDevice::open(&PathBuf::from(p), &OpenOptions::default())
-                    .expect("open loop device"),
-            ) as Arc<dyn BlockDevice>
-        })
-        .collect();
-    open_engine(kind, devs).expect("engine")
-}
 
 fn attach_six(dir: &std::path::Path, size: u64) -> Vec<LoopDevice> {
     (0..6)
@@ -69,7 +56,7 @@ fn loop_devices_format_load_verify_reorder_reattach() {
         let dir = tempfile::tempdir().unwrap();
         let mut loops = attach_six(dir.path(), 64 << 20);
         let paths: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
-        let io = open_paths(&paths, kind);
+        let io = open_files(&paths, None, kind);
         format(io.as_ref(), &FormatOptions::default()).unwrap();
         {
             let e = Engine::open(io, EngineOptions::default()).unwrap();
@@ -88,7 +75,8 @@ fn loop_devices_format_load_verify_reorder_reattach() {
         let mut reversed = paths.clone();
         reversed.reverse();
         {
-            let e = Engine::open(open_paths(&reversed, kind), EngineOptions::default()).unwrap();
+            let e =
+                Engine::open(open_files(&reversed, None, kind), EngineOptions::default()).unwrap();
             verify_rows(&e, 1);
             assert_eq!(
                 e.status().recovery.degraded_stripes,
@@ -107,12 +95,13 @@ fn loop_devices_format_load_verify_reorder_reattach() {
             .collect();
         let new_paths: Vec<String> = reattached.iter().map(|l| l.path.clone()).collect();
         {
-            let e = Engine::open(open_paths(&new_paths, kind), EngineOptions::default()).unwrap();
+            let e =
+                Engine::open(open_files(&new_paths, None, kind), EngineOptions::default()).unwrap();
             verify_rows(&e, 1);
             e.put_sync("t", b"after-reattach", b"yes").unwrap();
         }
         let e = Engine::open(
-            open_paths(&new_paths, kind),
+            open_files(&new_paths, None, kind),
             EngineOptions {
                 read_only: true,
                 ..Default::default()
@@ -141,7 +130,7 @@ fn loop_device_of_another_array_is_refused_and_not_written() {
     let pa: Vec<String> = a.iter().map(|l| l.path.clone()).collect();
     let pb: Vec<String> = b.iter().map(|l| l.path.clone()).collect();
     for p in [&pa, &pb] {
-        let io = open_paths(p, EngineKind::Auto);
+        let io = open_files(p, None, EngineKind::Auto);
         format(io.as_ref(), &FormatOptions::default()).unwrap();
         let e = Engine::open(io, EngineOptions::default()).unwrap();
         load_rows(&e, 2);
@@ -152,7 +141,7 @@ fn loop_device_of_another_array_is_refused_and_not_written() {
     let mut mixed = pa.clone();
     mixed[3] = pb[3].clone();
     match Engine::open(
-        open_paths(&mixed, EngineKind::Auto),
+        open_files(&mixed, None, EngineKind::Auto),
         EngineOptions::default(),
     ) {
         Err(Error::ForeignDevice { device, .. }) => assert_eq!(device, pb[3]),
@@ -163,7 +152,7 @@ fn loop_device_of_another_array_is_refused_and_not_written() {
     let after = std::fs::read(&foreign_backing).unwrap();
     assert!(before == after, "the foreign device was written to");
     // Formatting over an existing array is refused without force.
-    let io = open_paths(&pa, EngineKind::Auto);
+    let io = open_files(&pa, None, EngineKind::Auto);
     let err = format(io.as_ref(), &FormatOptions::default()).unwrap_err();
     assert!(matches!(err, Error::AlreadyFormatted { .. }), "{err}");
 }

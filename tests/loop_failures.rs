@@ -9,15 +9,14 @@
 
 mod common;
 use common::*;
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions};
+use ectable::devices::EngineKind;
 use ectable::{
     format, DetectionMode, Engine, EngineOptions, Error, FormatOptions, HealthPolicy,
     RebuildOptions,
 };
 use std::io::{Seek, SeekFrom, Write};
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 static LOCK: Mutex<()> = Mutex::new(());
 const ROWS: u64 = 2000;
@@ -25,17 +24,6 @@ const SIZE: u64 = 48 << 20;
 
 fn value(i: u64, seed: u64) -> Vec<u8> {
     value_for(i, seed, 200 + (i as usize * 97) % 2500)
-}
-
-fn io_over(paths: &[String]) -> Arc<dyn IoEngine> {
-    let devs: Vec<Arc<dyn BlockDevice>> = paths
-        .iter()
-        .map(|p| {
-            Arc::new(FileDevice::open(&PathBuf::from(p), &OpenOptions::default()).expect("open"))
-                as Arc<dyn BlockDevice>
-        })
-        .collect();
-    open_engine(EngineKind::Auto, devs).unwrap()
 }
 
 fn passive() -> EngineOptions {
@@ -53,7 +41,7 @@ fn setup(dir: &std::path::Path, count: usize) -> (Vec<LoopDevice>, Vec<String>) 
         .map(|i| LoopDevice::attach(&dir.join(format!("b{i}.img")), SIZE))
         .collect();
     let paths: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
-    let io = io_over(&paths[..6]);
+    let io = open_files(&paths[..6], None, EngineKind::Auto);
     format(
         io.as_ref(),
         &FormatOptions {
@@ -157,7 +145,7 @@ fn loop_fault_classes_within_tolerance() {
         let (loops, paths) = setup(dir.path(), 6);
         apply(fault, &loops);
         {
-            let e = Engine::open(io_over(&paths), passive())
+            let e = Engine::open(open_files(&paths, None, EngineKind::Auto), passive())
                 .unwrap_or_else(|e| panic!("{fault:?}: open: {e}"));
             verify(&e, ROWS, 1).unwrap_or_else(|e| panic!("{fault:?}: {e}"));
             // Writes go on, degraded where the device cannot take them.
@@ -179,7 +167,7 @@ fn loop_fault_classes_within_tolerance() {
             e.close().unwrap();
         }
         let e = Engine::open(
-            io_over(&paths),
+            open_files(&paths, None, EngineKind::Auto),
             EngineOptions {
                 read_only: true,
                 ..passive()
@@ -215,7 +203,7 @@ fn loop_every_pair_lost_and_three_unrecoverable() {
                 .filter(|i| *i != a && *i != b)
                 .map(|i| paths[i].clone())
                 .collect();
-            let e = Engine::open(io_over(&subset), ro.clone()).unwrap();
+            let e = Engine::open(open_files(&subset, None, EngineKind::Auto), ro.clone()).unwrap();
             verify(&e, ROWS, 1).unwrap_or_else(|e| panic!("devices {a},{b} lost: {e}"));
         }
     }
@@ -227,7 +215,7 @@ fn loop_every_pair_lost_and_three_unrecoverable() {
         paths[4].clone(),
         paths[5].clone(),
     ];
-    match Engine::open(io_over(&subset), ro) {
+    match Engine::open(open_files(&subset, None, EngineKind::Auto), ro) {
         Err(e) => assert!(
             matches!(e, Error::DataLost { .. } | Error::TooFewDevices { .. }),
             "unexpected error: {e}"
@@ -249,7 +237,7 @@ fn loop_rebuild_onto_fresh_device() {
     let (loops, paths) = setup(dir.path(), 7);
     apply(Fault::Eio, &loops); // device 1 dies
     {
-        let e = Engine::open(io_over(&paths), passive()).unwrap();
+        let e = Engine::open(open_files(&paths, None, EngineKind::Auto), passive()).unwrap();
         assert_eq!(e.lost_slots(), vec![1]);
         e.replace(1, 6).unwrap();
         let p = e.rebuild(&RebuildOptions::default(), &mut |_| {}).unwrap();
@@ -261,7 +249,7 @@ fn loop_rebuild_onto_fresh_device() {
         .map(|i| paths[i].clone())
         .collect();
     let e = Engine::open(
-        io_over(&healthy),
+        open_files(&healthy, None, EngineKind::Auto),
         EngineOptions {
             read_only: true,
             ..passive()

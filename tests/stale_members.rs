@@ -13,12 +13,11 @@
 
 mod common;
 use common::*;
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions};
+use ectable::devices::EngineKind;
 use ectable::{format, Engine, EngineOptions, RebuildOptions, RecoveryPolicy};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -26,24 +25,13 @@ const SIZE: u64 = 40 << 20;
 
 type Rows = BTreeMap<(String, Vec<u8>), Vec<u8>>;
 
-fn io_over(paths: &[&str]) -> Arc<dyn IoEngine> {
-    let devs: Vec<Arc<dyn BlockDevice>> = paths
-        .iter()
-        .map(|p| {
-            Arc::new(FileDevice::open(&PathBuf::from(p), &OpenOptions::default()).expect("open"))
-                as Arc<dyn BlockDevice>
-        })
-        .collect();
-    open_engine(EngineKind::Auto, devs).expect("io engine")
-}
-
 fn open_rw(paths: &[&str], opts: EngineOptions) -> Engine {
-    Engine::open(io_over(paths), opts).expect("open read-write")
+    Engine::open(open_files(paths, None, EngineKind::Auto), opts).expect("open read-write")
 }
 
 fn open_ro(paths: &[&str]) -> Result<Engine, ectable::Error> {
     Engine::open(
-        io_over(paths),
+        open_files(paths, None, EngineKind::Auto),
         EngineOptions {
             read_only: true,
             ..Default::default()
@@ -106,7 +94,11 @@ fn setup(dir: &std::path::Path) -> Vec<LoopDevice> {
         .map(|i| LoopDevice::attach(&dir.join(format!("b{i}.img")), SIZE))
         .collect();
     let paths: Vec<&str> = loops.iter().map(|l| l.path.as_str()).collect();
-    format(io_over(&paths).as_ref(), &fmt_opts(4, 2)).expect("format");
+    format(
+        open_files(&paths, None, EngineKind::Auto).as_ref(),
+        &fmt_opts(4, 2),
+    )
+    .expect("format");
     loops
 }
 

@@ -330,6 +330,25 @@ pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
     })
 }
 
+/// The floor a device's own superblock copy records: the array's sync floor, lowered to
+/// where the device's own resync or rebuild still has to start (docs/format.md, "Stale
+/// members"). Read back from an older copy, it is where that device's resync starts.
+fn own_sync_floor(
+    floor: u64,
+    resync_from: &[u64],
+    rebuild: Option<(u32, u64)>,
+    entry: usize,
+) -> u64 {
+    let mut own = floor.max(1);
+    if let Some(f) = resync_from.get(entry).filter(|f| **f != 0) {
+        own = own.min(*f);
+    }
+    if let Some((_, cursor)) = rebuild.filter(|(s, _)| *s as usize == entry) {
+        own = own.min(cursor.max(1));
+    }
+    own
+}
+
 /// An opened array: identified devices, geometry, codec.
 pub(crate) struct Array {
     pub io: Arc<dyn IoEngine>,
@@ -526,6 +545,14 @@ impl Array {
         self.sync_floor.store(segment_id.max(1), Ordering::SeqCst);
     }
 
+    /// Passive detection: every chunk of a committed stripe that was read and failed its
+    /// identity or checksum.
+    pub(crate) fn note_bad_chunks(&self, g: &crate::log::stripe::GoodStripe) {
+        for &slot in &g.bad_read_slots {
+            self.note_checksum_error(slot);
+        }
+    }
+
     pub fn note_checksum_error(&self, slot: usize) {
         if self.is_rebuilding(slot) {
             return;
@@ -663,14 +690,13 @@ impl Array {
                     second: names[d].clone(),
                 });
             }
+            if newest.members[slot].1 == MemberState::Failed && resync_from[slot] == 0 {
+                // Failed in a session that wrote no dirty-segment record (an array formatted
+                // before the record existed): what it missed is unknown, so all of it.
+                resync_from[slot] = 1;
+            }
             if sb.epoch < newest.epoch {
-                let mut own = sb.sync_floor.max(1);
-                if let Some(f) = sb.resync_from.get(slot).filter(|f| **f != 0) {
-                    own = own.min(*f);
-                }
-                if let Some((_, cursor)) = sb.rebuild.filter(|(s, _)| *s as usize == slot) {
-                    own = own.min(cursor.max(1));
-                }
+                let own = own_sync_floor(sb.sync_floor, &sb.resync_from, sb.rebuild, slot);
                 let entry = &mut resync_from[slot];
                 *entry = if *entry == 0 { own } else { (*entry).min(own) };
                 tracing::warn!(
@@ -806,14 +832,7 @@ impl Array {
                 sb.checkpoint_lsn,
             ) = checkpoint;
             sb.rebuild = rebuild;
-            let mut own_floor = floor;
-            if let Some(f) = resync_from.get(entry).filter(|f| **f != 0) {
-                own_floor = own_floor.min(*f);
-            }
-            if let Some((_, cursor)) = rebuild.filter(|(s, _)| *s as usize == entry) {
-                own_floor = own_floor.min(cursor.max(1));
-            }
-            sb.sync_floor = own_floor;
+            sb.sync_floor = own_sync_floor(floor, &resync_from, rebuild, entry);
             sb.resync_from = resync_from.clone();
             sbs[d] = Some(sb);
         }

@@ -324,6 +324,7 @@ impl Engine {
                 &bufs,
                 (SEGMENT_HEADER_SIZE_BYTES, 0),
                 usize::MAX,
+                true,
                 |_, _, _, outcome| {
                     let StripeOutcome::Good(g) = outcome else {
                         // Unreadable, or nothing more in this segment: anything of the range

@@ -315,6 +315,7 @@ fn relocate_segment(
             &bufs,
             (SEGMENT_HEADER_SIZE_BYTES, 0),
             usize::MAX,
+            true,
             |offset, _, _, outcome| match outcome {
                 StripeOutcome::Good(g) => {
                     let payload = g.header.payload_bytes as usize;

@@ -632,6 +632,7 @@ impl Engine {
             }
             match outcome {
                 StripeOutcome::Good(g) => {
+                    array.note_bad_chunks(&g);
                     // Chunks left unread on slow devices are not bad: repair only what was read
                     // and failed.
                     if !g.bad_shards.is_empty() && !array.read_only {
@@ -823,7 +824,7 @@ impl Engine {
                         ("DEGRADED", "suspect: slow, reads avoid it".to_string())
                     }
                     Some(_) => match persisted.members[slot].1 {
-                        MemberState::Online | MemberState::Failed => (
+                        MemberState::Online => (
                             "ONLINE",
                             if errors > 0 {
                                 "errors seen: check it with 'ectable scrub --repair'".to_string()

@@ -94,11 +94,18 @@ fn walk_segment(
         .map_or(usize::MAX, |e| e as usize)
         .min(array.segment_size());
     let start = (SEGMENT_HEADER_SIZE_BYTES, 0);
-    let (offset, ordinal) =
-        walk_stripes(array, seg, bufs, start, limit, |o, t, chunks, outcome| {
+    let (offset, ordinal) = walk_stripes(
+        array,
+        seg,
+        bufs,
+        start,
+        limit,
+        true,
+        |o, t, chunks, outcome| {
             f(o, t, chunks, outcome);
             true
-        });
+        },
+    );
     // Stopped before the limit: no chunk named the next place (or the walk may have been
     // short, see `any_chunk_at`).
     (offset as usize + BLOCK_BYTES <= limit).then_some((offset, ordinal))
@@ -353,7 +360,7 @@ impl Shared {
             .collect()
     }
 
-    /// Stale members present and working, with the segment their resync starts at.
+    /// Stale members (present or not), with the segment their resync starts at.
     pub fn stale_slots(&self) -> Vec<(usize, u64)> {
         let a = &self.array;
         (0..a.n())
@@ -607,9 +614,13 @@ impl Shared {
                             failure.get_or_insert(e.into());
                         }
                         Ok(()) if c.op.buf[..] != want[..] => {
-                            failure.get_or_insert(Error::InvalidArgument(format!(
-                                "{}: a rebuilt chunk read back at offset {off} differs from what was written",
-                                a.slot_name(slot)
+                            failure.get_or_insert(Error::Device(ectable_devices::DeviceError::io(
+                                &a.slot_name(slot),
+                                "read back",
+                                *off,
+                                std::io::Error::other(
+                                    "a rebuilt chunk read back differs from what was written",
+                                ),
                             )));
                         }
                         Ok(()) => {}

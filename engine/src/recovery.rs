@@ -306,6 +306,7 @@ fn scan_segment(
     seg: &SegmentInfo,
     bufs: &[Option<AlignedBuf>],
     start: (usize, u32),
+    count_errors: bool,
     mut on_stripe: impl FnMut(&crate::log::stripe::GoodStripe) -> bool,
 ) -> (u32, u32, Stop) {
     let mut stop = Stop::End;
@@ -315,6 +316,7 @@ fn scan_segment(
         bufs,
         start,
         usize::MAX,
+        count_errors,
         |_, _, _, outcome| match outcome {
             StripeOutcome::Good(g) => {
                 let go_on = on_stripe(&g);
@@ -344,19 +346,27 @@ fn survey_segment(
     start: (usize, u32),
 ) -> (usize, u64) {
     let (mut committed_stripes, mut max_committed) = (0, 0);
-    walk_stripes(array, seg, bufs, start, usize::MAX, |_, _, _, outcome| {
-        match outcome {
-            StripeOutcome::Good(g) => {
-                committed_stripes += 1;
-                max_committed = max_committed.max(g.header.committed_lsn);
+    walk_stripes(
+        array,
+        seg,
+        bufs,
+        start,
+        usize::MAX,
+        false,
+        |_, _, _, outcome| {
+            match outcome {
+                StripeOutcome::Good(g) => {
+                    committed_stripes += 1;
+                    max_committed = max_committed.max(g.header.committed_lsn);
+                }
+                StripeOutcome::Incomplete { committed_lsn, .. } => {
+                    max_committed = max_committed.max(committed_lsn);
+                }
+                StripeOutcome::Empty => {}
             }
-            StripeOutcome::Incomplete { committed_lsn, .. } => {
-                max_committed = max_committed.max(committed_lsn);
-            }
-            StripeOutcome::Empty => {}
-        }
-        true
-    });
+            true
+        },
+    );
     (committed_stripes, max_committed)
 }
 
@@ -383,10 +393,17 @@ fn load_checkpoint(
         };
         let (bufs, n) = read_segment(array, seg);
         stats.bytes_read += n;
-        let (_, _, stop) = scan_segment(array, seg, &bufs, (SEGMENT_HEADER_SIZE_BYTES, 0), |g| {
-            bytes.extend_from_slice(&g.data[..g.header.payload_bytes as usize]);
-            true
-        });
+        let (_, _, stop) = scan_segment(
+            array,
+            seg,
+            &bufs,
+            (SEGMENT_HEADER_SIZE_BYTES, 0),
+            true,
+            |g| {
+                bytes.extend_from_slice(&g.data[..g.header.payload_bytes as usize]);
+                true
+            },
+        );
         if let Stop::Incomplete { detail } = stop {
             tracing::warn!(
                 "checkpoint segment {id} is unreadable ({detail}); replaying the whole log"
@@ -452,8 +469,8 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let mut repairs = LogRepairs::default();
     let mut segment_max_lsn = std::collections::HashMap::new();
     let covered_lsn = expected_lsn - 1;
-    // (last LSN, slots of the bad chunks) of every replayed stripe read with bad chunks.
-    let mut degraded: Vec<(u64, Vec<u32>)> = Vec::new();
+    // (last LSN, slots of the chunks read bad) of every replayed stripe with bad chunks.
+    let mut degraded: Vec<(u64, Vec<usize>)> = Vec::new();
     let mut covered: Vec<u64> = Vec::new();
     for (_, seg) in headers {
         let seg = Arc::new(seg);
@@ -482,7 +499,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             continue;
         }
         let mut replayed = 0u64;
-        let (offset, ordinal, stop) = scan_segment(array, &seg, &bufs, first, |g| {
+        let (offset, ordinal, stop) = scan_segment(array, &seg, &bufs, first, false, |g| {
             if g.header.first_lsn != expected_lsn || g.header.write_epoch < last_epoch {
                 return false;
             }
@@ -496,13 +513,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             if !g.bad_shards.is_empty() {
                 stats.degraded_stripes += 1;
                 let (o, t) = (g.header.offset_in_segment_bytes, g.header.ordinal);
-                degraded.push((
-                    g.header.last_lsn,
-                    g.bad_shards
-                        .iter()
-                        .map(|&j| chunk_place(array, &seg, o, t, j).0)
-                        .collect::<Vec<u32>>(),
-                ));
+                degraded.push((g.header.last_lsn, g.bad_read_slots.clone()));
                 if g.bad_shards
                     .iter()
                     .any(|&j| chunk_place(array, &seg, o, t, j).1.is_some())
@@ -559,19 +570,14 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     // log carries) are the last write batch: chunks missing there were never written by a
     // writer that was interrupted (killed, or a power cut), not damaged by the devices. They
     // are reported as such and not held against the devices; the session's first write
-    // rewrites them.
+    // rewrites them. Bad chunks of every other replayed stripe count as device errors.
     for (last_lsn, slots) in &degraded {
         if *last_lsn > max_committed {
             stats.interrupted_stripes += 1;
             stats.degraded_stripes -= 1;
+        } else {
             for &slot in slots {
-                if let Some(c) = array.counters.get(slot as usize) {
-                    let _ = c.checksum_errors.fetch_update(
-                        std::sync::atomic::Ordering::Relaxed,
-                        std::sync::atomic::Ordering::Relaxed,
-                        |v| v.checked_sub(1),
-                    );
-                }
+                array.note_checksum_error(slot);
             }
         }
     }

@@ -58,8 +58,9 @@ pub fn file_paths(dir: &Path, n: usize) -> Vec<PathBuf> {
     (0..n).map(|i| dir.join(format!("dev{i}.img"))).collect()
 }
 
-pub fn open_files(
-    paths: &[PathBuf],
+/// The devices at `paths` (files or block devices), created at `create_size` if missing.
+pub fn open_files<P: AsRef<Path>>(
+    paths: &[P],
     create_size: Option<u64>,
     kind: EngineKind,
 ) -> Arc<dyn IoEngine> {
@@ -70,7 +71,7 @@ pub fn open_files(
                 create_size_bytes: create_size,
                 ..Default::default()
             };
-            Arc::new(FileDevice::open(p, &o).expect("open device")) as Arc<dyn BlockDevice>
+            Arc::new(FileDevice::open(p.as_ref(), &o).expect("open device")) as Arc<dyn BlockDevice>
         })
         .collect();
     open_engine(kind, devs).expect("io engine")

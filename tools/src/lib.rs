@@ -33,16 +33,12 @@ pub fn split_devices(list: &str) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Opens every device of a list and the I/O engine over them.
-pub fn open_devices(
-    paths: &[PathBuf],
-    create_size_bytes: Option<u64>,
-    read_only: bool,
-    kind: EngineKind,
-) -> Result<Arc<dyn IoEngine>> {
-    // The same storage twice would wait for its own write lock (or be refused as in use):
-    // refuse it first, naming both. The same storage: two nodes of one block device, two
-    // paths to one file, a loop device and the file backing it (StorageId::same_storage).
+/// Refuses a device list that names the same storage twice, naming both paths: two nodes of
+/// one block device, two paths to one file, a loop device and the file backing it
+/// (`StorageId::same_storage`). Run before opening: the second open would wait for the
+/// first one's write lock, or be refused as in use. Paths that cannot be examined are left
+/// to the open, which reports them.
+pub fn refuse_same_storage(paths: &[PathBuf]) -> Result<()> {
     let mut seen: Vec<(StorageId, &PathBuf)> = Vec::new();
     for p in paths {
         let Ok(id) = StorageId::of_path(p) else {
@@ -57,6 +53,17 @@ pub fn open_devices(
         }
         seen.push((id, p));
     }
+    Ok(())
+}
+
+/// Opens every device of a list and the I/O engine over them.
+pub fn open_devices(
+    paths: &[PathBuf],
+    create_size_bytes: Option<u64>,
+    read_only: bool,
+    kind: EngineKind,
+) -> Result<Arc<dyn IoEngine>> {
+    refuse_same_storage(paths)?;
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::with_capacity(paths.len());
     for p in paths {
         if create_size_bytes.is_none() && !p.exists() {

@@ -270,7 +270,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     let io = open_devices(&paths, cli.create_size, false, cli.io_engine)?;
     let mut geometry = None;
     if let Some((k, m)) = km {
-        geometry = Some(check_geometry(io.as_ref(), &paths, k, m, chunk)?);
+        geometry = Some(check_geometry(io.as_ref(), k, m, chunk)?);
         check_devices_free(io.as_ref(), cli.force)?;
     }
     let dataset = cli.size.unwrap_or(match geometry {

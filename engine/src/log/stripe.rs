@@ -21,6 +21,9 @@ pub(crate) struct GoodStripe {
     pub data: Vec<u8>,
     /// Shards that were missing, unreadable or bad.
     pub bad_shards: Vec<usize>,
+    /// Slots whose chunk was read and failed its identity or checksum (no read error):
+    /// what [`Array::note_bad_chunks`] holds against the devices.
+    pub bad_read_slots: Vec<usize>,
 }
 
 pub(crate) enum StripeOutcome {
@@ -165,12 +168,11 @@ pub(crate) fn assemble(
             data[j * body_len..(j + 1) * body_len].copy_from_slice(&bodies[j]);
         }
     }
-    for &j in &bad_shards {
-        let (slot, _) = seg.members[position_of(j, ordinal, w)];
-        if chunks[j].is_some() {
-            array.note_checksum_error(slot as usize);
-        }
-    }
+    let bad_read_slots = bad_shards
+        .iter()
+        .filter(|&&j| chunks[j].is_some())
+        .map(|&j| seg.members[position_of(j, ordinal, w)].0 as usize)
+        .collect();
     if !notes.is_empty() {
         tracing::debug!(
             segment = seg.id,
@@ -183,6 +185,7 @@ pub(crate) fn assemble(
         header,
         data,
         bad_shards,
+        bad_read_slots,
     })
 }
 
@@ -471,13 +474,16 @@ pub(crate) fn finish_record_rebuild(
 /// `f` for each stripe found; committed and unreadable stripes are both handed over, and the
 /// walk steps over an unreadable one by the height its valid headers give. It stops at the
 /// first place no chunk names, at `limit`, or when `f` returns false, and returns the
-/// (offset, ordinal) where it stopped.
+/// (offset, ordinal) where it stopped. With `count_errors`, bad chunks of committed stripes
+/// are held against their devices (recovery decides that itself, once it knows which
+/// stripes an interrupted writer left behind).
 pub(crate) fn walk_stripes(
     array: &Array,
     seg: &SegmentInfo,
     bufs: &[Option<ectable_devices::AlignedBuf>],
     start: (usize, u32),
     limit: usize,
+    count_errors: bool,
     mut f: impl FnMut(u32, u32, &[Option<&[u8]>], StripeOutcome) -> bool,
 ) -> (u32, u32) {
     let (s, c, w) = (array.segment_size(), array.chunk_size(), array.w());
@@ -494,7 +500,12 @@ pub(crate) fn walk_stripes(
             .collect();
         let outcome = assemble(array, seg, offset as u32, ordinal, &chunks);
         let height = match &outcome {
-            StripeOutcome::Good(g) => g.header.height_bytes,
+            StripeOutcome::Good(g) => {
+                if count_errors {
+                    array.note_bad_chunks(g);
+                }
+                g.header.height_bytes
+            }
             StripeOutcome::Incomplete { height_bytes, .. } => *height_bytes,
             StripeOutcome::Empty => break,
         };

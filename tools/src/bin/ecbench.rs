@@ -798,21 +798,7 @@ fn check_layout(n: usize, k: usize, m: usize, chunk: u64, rec: usize) -> Result<
     Ok(())
 }
 
-fn check_geometry(
-    io: &dyn IoEngine,
-    paths: &[PathBuf],
-    k: usize,
-    m: usize,
-    chunk: u64,
-) -> Result<Geometry> {
-    let mut ids: Vec<ectable_devices::StorageId> = Vec::new();
-    for p in paths {
-        let id = ectable_devices::StorageId::of_path(p).with_context(|| p.display().to_string())?;
-        if ids.iter().any(|i| i.same_storage(&id)) {
-            bail!("{}: the same device is listed twice", p.display());
-        }
-        ids.push(id);
-    }
+fn check_geometry(io: &dyn IoEngine, k: usize, m: usize, chunk: u64) -> Result<Geometry> {
     let need = DATA_START_BYTES + 2 * (8 * MIB).max(16 * chunk);
     let cap = io
         .devices()
@@ -947,7 +933,7 @@ fn space_run(cli: &Cli) -> Result<()> {
     check_layout(paths.len(), k as usize, m as usize, chunk, rec)?;
     {
         let io = open_devices(&paths, cli.create_size, false, cli.io_engine)?;
-        check_geometry(io.as_ref(), &paths, k as usize, m as usize, chunk)?;
+        check_geometry(io.as_ref(), k as usize, m as usize, chunk)?;
         check_devices_free(io.as_ref(), cli.force)?;
     }
     let plan = ectable_tools::space_bench::SpacePlan {
@@ -1019,7 +1005,7 @@ fn run(cli: &Cli) -> Result<()> {
     // Everything the raw pass and format depend on is checked before anything is written.
     let mut geometry = None;
     if let Some((k, m)) = km {
-        geometry = Some(check_geometry(io.as_ref(), &paths, k, m, chunk)?);
+        geometry = Some(check_geometry(io.as_ref(), k, m, chunk)?);
         check_devices_free(io.as_ref(), cli.force)?;
     }
     // The data set: rows 0..nkeys of bs bytes.
