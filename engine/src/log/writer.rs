@@ -984,11 +984,15 @@ impl Shared {
                 .enumerate()
                 .filter(|(_, (_, p))| p.is_some())
                 .fold(0u64, |m, (j, _)| m | (1u64 << j));
+            // One epoch for the whole stripe: every chunk must carry the same stripe key, or
+            // the chunks stop agreeing and the stripe is unreadable. A superblock write (a
+            // checkpoint, a device state change) can move the epoch while this loop runs.
+            let write_epoch = array.write_epoch.load(Ordering::SeqCst);
             for (j, mut buf) in bufs.into_iter().enumerate() {
                 let header = ChunkHeader {
                     array_uuid: array.sb.array_uuid,
                     segment_id: o.segment.id,
-                    write_epoch: array.write_epoch.load(Ordering::SeqCst),
+                    write_epoch,
                     offset_in_segment_bytes: o.offset,
                     height_bytes: s.height,
                     ordinal: o.ordinal,
@@ -1022,7 +1026,7 @@ impl Shared {
                         position: p as u16,
                         array_uuid: array.sb.array_uuid,
                         segment_id: o.segment.id,
-                        write_epoch: array.write_epoch.load(Ordering::SeqCst),
+                        write_epoch,
                         data_shards: k as u16,
                         kind: o.segment.kind,
                         members: o.segment.members.clone(),
@@ -1082,4 +1086,64 @@ impl Unflushed {
 
 pub(crate) fn clamp_batch(n: usize) -> usize {
     n.clamp(1, MAX_IN_FLIGHT_STRIPES)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{format, Engine, EngineOptions, FormatOptions, RebuildOptions};
+    use ectable_devices::{open_engine, BlockDevice, EngineKind, MemDevice};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// Superblock writes (checkpoints, device state changes) move the epoch while the flusher
+    /// encodes: every chunk of a stripe must still carry the same epoch, or the chunks of one
+    /// stripe fall into two groups and the stripe stops being readable.
+    #[test]
+    fn every_chunk_of_a_stripe_carries_one_epoch_while_the_superblocks_move() {
+        let devs: Vec<Arc<dyn BlockDevice>> = (0..6)
+            .map(|i| Arc::new(MemDevice::new(&format!("m{i}"), 64 << 20)) as Arc<dyn BlockDevice>)
+            .collect();
+        let io = open_engine(EngineKind::Psync, devs).expect("engine");
+        let opts = FormatOptions {
+            chunk_size_bytes: 16 << 10,
+            segment_size_bytes: 256 << 10,
+            ..Default::default()
+        };
+        format(io.as_ref(), &opts).expect("format");
+        let e = Engine::open(io, EngineOptions::default()).expect("open");
+        e.put_sync("t", b"first", b"v").expect("first put");
+        let stop = AtomicBool::new(false);
+        let persists = std::thread::scope(|s| {
+            let bumper = s.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    e.shared.array.persist(|_| {}).expect("persist");
+                    n += 1;
+                }
+                n
+            });
+            for i in 0..3000u64 {
+                e.put("t", format!("k{i}").as_bytes(), &[i as u8; 100])
+                    .expect("put");
+                if i % 8 == 0 {
+                    e.sync().expect("sync");
+                }
+            }
+            e.sync().expect("sync");
+            stop.store(true, Ordering::SeqCst);
+            bumper.join().expect("bumper")
+        });
+        assert!(persists > 50, "the epoch moved only {persists} times");
+        let r = e
+            .scrub(false, &RebuildOptions::default(), &mut |_| {})
+            .expect("scrub");
+        assert!(r.stripes_checked > 300, "{} stripes", r.stripes_checked);
+        assert_eq!(
+            r.bad_chunks_per_slot.iter().sum::<u64>(),
+            0,
+            "chunks of one stripe disagree: {:?}",
+            r.bad_chunks_per_slot
+        );
+        assert!(r.progress.unrecoverable.is_empty());
+    }
 }
