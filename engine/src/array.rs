@@ -349,6 +349,20 @@ fn own_sync_floor(
     own
 }
 
+/// Whether the valid superblocks of one array disagree on the epoch.
+fn epochs_differ(
+    results: &[std::result::Result<std::result::Result<Superblock, DecodeError>, DeviceError>],
+) -> bool {
+    let sbs: Vec<&Superblock> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(|r| r.as_ref().ok()))
+        .collect();
+    sbs.iter().any(|a| {
+        sbs.iter()
+            .any(|b| a.array_uuid == b.array_uuid && a.epoch != b.epoch)
+    })
+}
+
 /// An opened array: identified devices, geometry, codec.
 pub(crate) struct Array {
     pub io: Arc<dyn IoEngine>,
@@ -603,7 +617,20 @@ impl Array {
     pub fn open(io: Arc<dyn IoEngine>, read_only: bool) -> Result<Array> {
         check_duplicates(io.as_ref())?;
         let names: Vec<String> = io.devices().iter().map(|d| d.name().to_string()).collect();
-        let results = read_superblocks(io.as_ref());
+        let mut results = read_superblocks(io.as_ref());
+        if read_only {
+            // A writer beside this reader rewrites the superblocks one device after the other:
+            // caught in the middle, some devices look a superblock behind, which would read as
+            // stale members. Their epochs are read again after a pause; a device that stays
+            // behind (an old copy put back) is stale.
+            for _ in 0..3 {
+                if !epochs_differ(&results) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                results = read_superblocks(io.as_ref());
+            }
+        }
         let mut found: Vec<Option<Superblock>> = Vec::new();
         let mut unrecognised = Vec::new();
         let mut first_decode_error = None;
