@@ -4,48 +4,14 @@
 //! that were never formatted, and a malformed import file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn ectable(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ectable"))
-        .args(args)
-        .output()
-        .expect("run ectable")
-}
+mod cli_common;
+use cli_common::*;
 
-fn devs(dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
-    (0..n)
-        .map(|i| dir.join(format!("{prefix}{i}.img")))
-        .collect()
-}
-
-fn join(p: &[PathBuf]) -> String {
-    p.iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn digest(paths: &[PathBuf]) -> Vec<u32> {
-    paths
-        .iter()
-        .map(|p| std::fs::read(p).map(|b| crc32c::crc32c(&b)).unwrap_or(0))
-        .collect()
-}
-
-/// Asserts a clean failure: non-zero exit, exactly one line on stderr naming `needle`, no
-/// panic.
-fn assert_clean_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("ectable: error: "), "{stderr}");
-    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
+/// A clean failure naming `needle` (see `cli_common::assert_clean_error`).
+fn assert_one_error(out: &Output, needle: &str) {
+    assert_clean_error(out, &[needle]);
 }
 
 fn format6(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -84,7 +50,7 @@ fn bad_format_arguments_write_nothing() {
         "--create-size",
         "64M",
     ]);
-    assert_clean_error(&out, "needs at least 6 devices");
+    assert_one_error(&out, "needs at least 6 devices");
     assert!(
         few.iter().all(|p| !p.exists()),
         "files were created by a failed format"
@@ -110,7 +76,7 @@ fn bad_format_arguments_write_nothing() {
             "--create-size",
             "64M",
         ]);
-        assert_clean_error(&out, needle);
+        assert_one_error(&out, needle);
     }
     assert!(
         six.iter().all(|p| !p.exists()),
@@ -129,7 +95,7 @@ fn bad_format_arguments_write_nothing() {
         "--create-size",
         "4M",
     ]);
-    assert_clean_error(&out, "too small");
+    assert_one_error(&out, "too small");
     assert!(small.iter().all(|p| !p.exists()));
 
     let out = ectable(&[
@@ -141,7 +107,7 @@ fn bad_format_arguments_write_nothing() {
         "--m",
         "1",
     ]);
-    assert_clean_error(&out, "no such device");
+    assert_one_error(&out, "no such device");
 }
 
 #[test]
@@ -152,7 +118,7 @@ fn existing_array_duplicates_and_foreign_devices() {
     let before = digest(&a);
 
     let out = ectable(&["format", "--devices", &join(&a), "--k", "4", "--m", "2"]);
-    assert_clean_error(&out, "already holds an ectable array");
+    assert_one_error(&out, "already holds an ectable array");
 
     let mut dup = a.clone();
     dup[5] = a[0].clone();
@@ -167,7 +133,7 @@ fn existing_array_duplicates_and_foreign_devices() {
         "--value",
         "v",
     ]);
-    assert_clean_error(&out, "listed twice");
+    assert_one_error(&out, "listed twice");
 
     let mut mixed = a.clone();
     mixed[2] = b[2].clone();
@@ -183,7 +149,7 @@ fn existing_array_duplicates_and_foreign_devices() {
         "--value",
         "v",
     ]);
-    assert_clean_error(&out, "another ectable array");
+    assert_one_error(&out, "another ectable array");
     assert_eq!(digest(&b), b_before, "the foreign device was written");
     assert_eq!(digest(&a), before, "a refused command changed the array");
 }
@@ -195,7 +161,7 @@ fn bad_data_commands() {
     let d = join(&a);
     let before = digest(&a);
     let out = ectable(&["get", "--devices", &d, "--table", "missing", "--key", "k"]);
-    assert_clean_error(&out, "no such table");
+    assert_one_error(&out, "no such table");
     let out = ectable(&[
         "load",
         "--devices",
@@ -207,7 +173,7 @@ fn bad_data_commands() {
         "--value-size",
         "1M",
     ]);
-    assert_clean_error(&out, "exceeds");
+    assert_one_error(&out, "exceeds");
     let long_key = "k".repeat(2000);
     let out = ectable(&[
         "put",
@@ -220,7 +186,7 @@ fn bad_data_commands() {
         "--value",
         "v",
     ]);
-    assert_clean_error(&out, "key must be");
+    assert_one_error(&out, "key must be");
     let long_table = "t".repeat(100);
     let out = ectable(&[
         "put",
@@ -233,7 +199,7 @@ fn bad_data_commands() {
         "--value",
         "v",
     ]);
-    assert_clean_error(&out, "table name");
+    assert_one_error(&out, "table name");
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"key\": \"a\", \"value\": \"1\"}\n{\"key\": 5}\n").unwrap();
     let out = ectable(&[
@@ -244,7 +210,7 @@ fn bad_data_commands() {
         "t",
         bad.to_str().unwrap(),
     ]);
-    assert_clean_error(&out, "line 2");
+    assert_one_error(&out, "line 2");
     // The valid first line was not imported either.
     let out = ectable(&["get", "--devices", &d, "--table", "t", "--key", "a"]);
     assert!(!out.status.success());
@@ -255,7 +221,7 @@ fn bad_data_commands() {
         std::fs::write(p, vec![0u8; 32 << 20]).unwrap();
     }
     let out = ectable(&["status", "--devices", &join(&blank)]);
-    assert_clean_error(&out, "not an ectable device");
+    assert_one_error(&out, "not an ectable device");
     assert_eq!(out.status.code(), Some(4));
 
     let out = ectable(&["frobnicate"]);

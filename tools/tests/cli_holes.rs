@@ -4,52 +4,8 @@
 //! an error naming that rule, the numbers and a size that works; a replaced device given back
 //! is called replaced, not "another array's". Refusals leave the devices byte-identical.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn ectable(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ectable"))
-        .args(args)
-        .output()
-        .expect("run ectable")
-}
-
-fn devs(dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
-    (0..n)
-        .map(|i| dir.join(format!("{prefix}{i}.img")))
-        .collect()
-}
-
-fn join(p: &[PathBuf]) -> String {
-    p.iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn digest(paths: &[PathBuf]) -> Vec<u32> {
-    paths
-        .iter()
-        .map(|p| std::fs::read(p).map(|b| crc32c::crc32c(&b)).unwrap_or(0))
-        .collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Non-zero exit, exactly one line on stderr, `ectable: error: ` and every needle in it.
-fn assert_clean_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert!(!out.status.success(), "expected failure; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("ectable: error: "), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "expected '{n}' in: {err}");
-    }
-}
+mod cli_common;
+use cli_common::*;
 
 fn format_ok(args: &[&str]) {
     let out = ectable(args);
