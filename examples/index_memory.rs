@@ -5,7 +5,7 @@
 //! Run: `cargo run --release --example index_memory -- 200000 16`
 //! (number of keys, key length in bytes).
 
-use ectable::devices::{open_engine, BlockDevice, EngineKind, MemDevice};
+use ectable::devices::{open_backend, BackendKind, BlockDevice, MemDevice};
 use ectable::{format, Engine, EngineOptions, FormatOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -38,7 +38,7 @@ fn main() {
     let devs: Vec<Arc<dyn BlockDevice>> = (0..6)
         .map(|i| Arc::new(MemDevice::new(&format!("m{i}"), 256 << 20)) as Arc<dyn BlockDevice>)
         .collect();
-    let io = open_engine(EngineKind::Psync, devs).expect("engine");
+    let io = open_backend(BackendKind::Psync, devs).expect("engine");
     format(io.as_ref(), &FormatOptions::default()).expect("format");
     let engine = Engine::open(io, EngineOptions::default()).expect("open");
     engine.put("t", b"warmup", b"x").expect("put");

@@ -6,7 +6,7 @@
 //! where D1..D5 are the surviving devices of a formatted, loaded array (table "ecbench",
 //! rows as `ecbench` lays them down) and NEW is a blank device of the same size.
 
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FileDevice, OpenOptions};
+use ectable::devices::{open_backend, BackendKind, BlockDevice, FileDevice, OpenOptions};
 use ectable::{Engine, EngineOptions, RebuildOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,7 +55,7 @@ fn main() {
         .collect();
     let engine = Arc::new(
         Engine::open(
-            open_engine(EngineKind::Auto, devs).expect("engine"),
+            open_backend(BackendKind::Auto, devs).expect("engine"),
             EngineOptions::default(),
         )
         .expect("open"),

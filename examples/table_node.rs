@@ -13,7 +13,7 @@
 //!
 //! Run: `cargo run --release --example table_node -- [DIR]` (default: a temporary directory).
 
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FileDevice, OpenOptions};
+use ectable::devices::{open_backend, BackendKind, BlockDevice, FileDevice, OpenOptions};
 use ectable::table::{Columns, Condition, RangeQuery, Schema, TableBatch, Tables, Value};
 use ectable::{format, Engine, EngineOptions, Error, FormatOptions};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ fn open_node(dir: &Path) -> Result<(Arc<Engine>, Tables), Error> {
             FileDevice::open(p, &opts).map(|d| Arc::new(d) as Arc<dyn BlockDevice>)
         })
         .collect::<Result<_, _>>()?;
-    let io = open_engine(EngineKind::Auto, devices)?;
+    let io = open_backend(BackendKind::Auto, devices)?;
     if fresh {
         let opts = FormatOptions {
             chunk_size_bytes: 16 << 10,

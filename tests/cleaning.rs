@@ -15,7 +15,7 @@ use std::sync::Arc;
 const DEV_BYTES: u64 = 4 << 20;
 const VALUE_BYTES: usize = 2000;
 
-fn open(io: Arc<dyn ectable::devices::IoEngine>, cleaner: CleanerOptions) -> Engine {
+fn open(io: Arc<dyn ectable::devices::IoBackend>, cleaner: CleanerOptions) -> Engine {
     Engine::open(
         io,
         EngineOptions {
@@ -26,7 +26,7 @@ fn open(io: Arc<dyn ectable::devices::IoEngine>, cleaner: CleanerOptions) -> Eng
     .expect("open")
 }
 
-fn read_only(io: Arc<dyn ectable::devices::IoEngine>) -> Engine {
+fn read_only(io: Arc<dyn ectable::devices::IoBackend>) -> Engine {
     Engine::open(
         io,
         EngineOptions {
@@ -363,7 +363,7 @@ fn a_recent_checkpoint_bounds_what_reopening_reads() {
 /// without the dead device, reads every row with no degraded read and scrubs clean.
 #[test]
 fn cleaning_pauses_while_a_rebuild_runs() {
-    use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, MemDevice};
+    use ectable::devices::{open_backend, BackendKind, BlockDevice, FaultyDevice, MemDevice};
     use ectable::RebuildOptions;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
@@ -380,7 +380,7 @@ fn cleaning_pauses_while_a_rebuild_runs() {
         .collect();
     devs.push(fresh.clone());
     let e = open(
-        open_engine(EngineKind::Psync, devs).unwrap(),
+        open_backend(BackendKind::Psync, devs).unwrap(),
         CleanerOptions::default(),
     );
     let model = Mutex::new(BTreeMap::new());
@@ -443,7 +443,7 @@ fn cleaning_pauses_while_a_rebuild_runs() {
         .map(|(_, f)| f.clone() as Arc<dyn BlockDevice>)
         .collect();
     healthy.push(fresh);
-    let e = read_only(open_engine(EngineKind::Psync, healthy).unwrap());
+    let e = read_only(open_backend(BackendKind::Psync, healthy).unwrap());
     check_all(&e, &model, "reopened on the rebuilt device");
     assert_eq!(e.status().degraded_reads, 0, "rebuilt chunks must be whole");
     let scrub = e

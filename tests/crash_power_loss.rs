@@ -56,7 +56,7 @@ mod common;
 use common::crash_oracle::{self, check, make_value, okey, read_all, uid_of, State, Unit};
 use common::*;
 use ectable::devices::{
-    open_engine, BlockDevice, CrashMode, DeviceError, EngineKind, FaultCounters, FaultyDevice,
+    open_backend, BackendKind, BlockDevice, CrashMode, DeviceError, FaultCounters, FaultyDevice,
     Geometry, MemDevice,
 };
 use ectable::{format, Engine, EngineOptions, Error, RebuildOptions, WriteBatch};
@@ -428,7 +428,7 @@ fn run_seed(mode: Mode, seed: u64, device_loss: bool, flavor: Flavor, tally: &mu
                 }) as Arc<dyn BlockDevice>
             })
             .collect();
-        let io = open_engine(EngineKind::Psync, devs).expect("psync engine");
+        let io = open_backend(BackendKind::Psync, devs).expect("psync engine");
         let mut units: Vec<Unit> = Vec::new();
         let mut acked = 0usize;
         let mut clean_acked = 0usize;
@@ -974,7 +974,7 @@ fn writes_after_a_replayed_partial_stripe_survive_device_loss() {
             })
             .collect();
         let e = Engine::open(
-            open_engine(EngineKind::Psync, devs).unwrap(),
+            open_backend(BackendKind::Psync, devs).unwrap(),
             EngineOptions::default(),
         )
         .unwrap();
@@ -1014,7 +1014,7 @@ fn writes_after_a_replayed_partial_stripe_survive_device_loss() {
             })
             .collect();
         let e = Engine::open(
-            open_engine(EngineKind::Psync, devs).unwrap(),
+            open_backend(BackendKind::Psync, devs).unwrap(),
             EngineOptions::default(),
         )
         .expect("reopen");

@@ -35,7 +35,7 @@
 mod common;
 use common::crash_oracle::{self, check, make_value, okey, read_all, State, Unit};
 use common::*;
-use ectable::devices::EngineKind;
+use ectable::devices::BackendKind;
 use ectable::{CleanerOptions, Engine, EngineOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -131,9 +131,9 @@ fn key_of(thread: usize, i: usize) -> String {
     format!("t{thread}k{i:02}")
 }
 
-fn kind_name(kind: EngineKind) -> &'static str {
+fn kind_name(kind: BackendKind) -> &'static str {
     match kind {
-        EngineKind::Uring => "uring",
+        BackendKind::Uring => "uring",
         _ => "psync",
     }
 }
@@ -259,8 +259,8 @@ fn child_main(spec: &str) {
     let seed: u64 = parts.next().and_then(|s| s.parse().ok()).expect("seed");
     let kill: u64 = parts.next().and_then(|s| s.parse().ok()).expect("kill");
     let kind = match parts.next() {
-        Some("uring") => EngineKind::Uring,
-        _ => EngineKind::Psync,
+        Some("uring") => BackendKind::Uring,
+        _ => BackendKind::Psync,
     };
     let dir = PathBuf::from(parts.next().expect("dir"));
     // SAFETY: getppid has no preconditions.
@@ -496,7 +496,7 @@ fn round(profile: Profile, seed: u64, round_no: u64, tally: &mut Tally) {
             .keep(),
     );
     let paths = file_paths(dir.path(), N);
-    format_files(&paths, profile.dev_bytes(), 4, 2, EngineKind::Psync);
+    format_files(&paths, profile.dev_bytes(), 4, 2, BackendKind::Psync);
     let exe = std::env::current_exe().expect("current_exe");
     let mut base = State::new();
     // Per writer thread: the log as it really is (acknowledged units and the in-doubt units

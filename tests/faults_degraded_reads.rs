@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use ectable::devices::{BlockDevice, IoEngine};
+use ectable::devices::{BlockDevice, IoBackend};
 use ectable::{format, Engine, EngineOptions, Error};
 use std::sync::Arc;
 
@@ -98,8 +98,9 @@ fn devices_left_out_of_the_list() {
                 .filter(|(i, _)| *i != a && *i != b)
                 .map(|(_, f)| f.clone() as Arc<dyn BlockDevice>)
                 .collect();
-            let io: Arc<dyn IoEngine> =
-                ectable::devices::open_engine(ectable::devices::EngineKind::Psync, subset).unwrap();
+            let io: Arc<dyn IoBackend> =
+                ectable::devices::open_backend(ectable::devices::BackendKind::Psync, subset)
+                    .unwrap();
             let e = Engine::open(
                 io,
                 EngineOptions {

@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, MemDevice};
+use ectable::devices::{open_backend, BackendKind, BlockDevice, FaultyDevice, MemDevice};
 use ectable::{
     format, DetectionMode, Engine, EngineOptions, FormatOptions, HealthPolicy, RecoveryPolicy,
 };
@@ -50,7 +50,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 #[test]
 fn automatic_policy_replaces_a_dead_device_with_the_spare() {
     let (_mems, faulty) = mem_devices(7, 8 << 20, 41);
-    let io = open_engine(EngineKind::Psync, devices(&faulty)).unwrap();
+    let io = open_backend(BackendKind::Psync, devices(&faulty)).unwrap();
     let f = FormatOptions {
         spare_count: 1,
         ..fmt_opts(4, 2)
@@ -73,7 +73,7 @@ fn automatic_policy_replaces_a_dead_device_with_the_spare() {
     let mut survivors = devices(&faulty);
     survivors.remove(4);
     let e = Engine::open(
-        open_engine(EngineKind::Psync, survivors).unwrap(),
+        open_backend(BackendKind::Psync, survivors).unwrap(),
         EngineOptions {
             read_only: true,
             ..Default::default()
@@ -100,11 +100,11 @@ fn spare_added_later_and_manual_policy_waits() {
     let mut all = devices(&faulty);
     all.push(extra.clone());
     {
-        let io = open_engine(EngineKind::Psync, devices(&faulty)).unwrap();
+        let io = open_backend(BackendKind::Psync, devices(&faulty)).unwrap();
         format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
     }
     let e = Engine::open(
-        open_engine(EngineKind::Psync, all.clone()).unwrap(),
+        open_backend(BackendKind::Psync, all.clone()).unwrap(),
         opts(RecoveryPolicy::Manual),
     )
     .unwrap();
@@ -126,7 +126,7 @@ fn spare_added_later_and_manual_policy_waits() {
     drop(e);
     // Reopen with the automatic policy: the spare (persisted as such) now replaces slot 1.
     let e = Engine::open(
-        open_engine(EngineKind::Psync, all).unwrap(),
+        open_backend(BackendKind::Psync, all).unwrap(),
         opts(RecoveryPolicy::Automatic),
     )
     .unwrap();

@@ -15,7 +15,7 @@
 mod common;
 use common::*;
 use ectable::devices::{
-    open_engine, AlignedBuf, BlockDevice, DeviceError, EngineKind, FileDevice, IoEngine,
+    open_backend, AlignedBuf, BackendKind, BlockDevice, DeviceError, FileDevice, IoBackend,
     OpenOptions,
 };
 use ectable::{format, Error};
@@ -77,12 +77,12 @@ impl Drop for Alias {
     }
 }
 
-fn engine_of(devs: Vec<FileDevice>) -> Arc<dyn IoEngine> {
+fn engine_of(devs: Vec<FileDevice>) -> Arc<dyn IoBackend> {
     let devs: Vec<Arc<dyn BlockDevice>> = devs
         .into_iter()
         .map(|d| Arc::new(d) as Arc<dyn BlockDevice>)
         .collect();
-    open_engine(EngineKind::Psync, devs).expect("engine")
+    open_backend(BackendKind::Psync, devs).expect("engine")
 }
 
 fn assert_refused(r: Result<FileDevice, DeviceError>, names: &[&str]) -> String {

@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use ectable::devices::EngineKind;
+use ectable::devices::BackendKind;
 use ectable::{format, Engine, EngineOptions, Error, FormatOptions};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -62,7 +62,7 @@ fn loop_devices_format_load_verify_reorder_reattach() {
             let e = Engine::open(io, EngineOptions::default()).unwrap();
             assert_eq!(
                 e.status().io_engine,
-                if kind == EngineKind::Uring {
+                if kind == BackendKind::Uring {
                     "uring"
                 } else {
                     "psync"
@@ -130,7 +130,7 @@ fn loop_device_of_another_array_is_refused_and_not_written() {
     let pa: Vec<String> = a.iter().map(|l| l.path.clone()).collect();
     let pb: Vec<String> = b.iter().map(|l| l.path.clone()).collect();
     for p in [&pa, &pb] {
-        let io = open_files(p, None, EngineKind::Auto);
+        let io = open_files(p, None, BackendKind::Auto);
         format(io.as_ref(), &FormatOptions::default()).unwrap();
         let e = Engine::open(io, EngineOptions::default()).unwrap();
         load_rows(&e, 2);
@@ -141,7 +141,7 @@ fn loop_device_of_another_array_is_refused_and_not_written() {
     let mut mixed = pa.clone();
     mixed[3] = pb[3].clone();
     match Engine::open(
-        open_files(&mixed, None, EngineKind::Auto),
+        open_files(&mixed, None, BackendKind::Auto),
         EngineOptions::default(),
     ) {
         Err(Error::ForeignDevice { device, .. }) => assert_eq!(device, pb[3]),
@@ -152,7 +152,7 @@ fn loop_device_of_another_array_is_refused_and_not_written() {
     let after = std::fs::read(&foreign_backing).unwrap();
     assert!(before == after, "the foreign device was written to");
     // Formatting over an existing array is refused without force.
-    let io = open_files(&pa, None, EngineKind::Auto);
+    let io = open_files(&pa, None, BackendKind::Auto);
     let err = format(io.as_ref(), &FormatOptions::default()).unwrap_err();
     assert!(matches!(err, Error::AlreadyFormatted { .. }), "{err}");
 }

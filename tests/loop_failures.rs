@@ -9,7 +9,7 @@
 
 mod common;
 use common::*;
-use ectable::devices::EngineKind;
+use ectable::devices::BackendKind;
 use ectable::{
     format, DetectionMode, Engine, EngineOptions, Error, FormatOptions, HealthPolicy,
     RebuildOptions,
@@ -41,7 +41,7 @@ fn setup(dir: &std::path::Path, count: usize) -> (Vec<LoopDevice>, Vec<String>) 
         .map(|i| LoopDevice::attach(&dir.join(format!("b{i}.img")), SIZE))
         .collect();
     let paths: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
-    let io = open_files(&paths[..6], None, EngineKind::Auto);
+    let io = open_files(&paths[..6], None, BackendKind::Auto);
     format(
         io.as_ref(),
         &FormatOptions {
@@ -145,7 +145,7 @@ fn loop_fault_classes_within_tolerance() {
         let (loops, paths) = setup(dir.path(), 6);
         apply(fault, &loops);
         {
-            let e = Engine::open(open_files(&paths, None, EngineKind::Auto), passive())
+            let e = Engine::open(open_files(&paths, None, BackendKind::Auto), passive())
                 .unwrap_or_else(|e| panic!("{fault:?}: open: {e}"));
             verify(&e, ROWS, 1).unwrap_or_else(|e| panic!("{fault:?}: {e}"));
             // Writes go on, degraded where the device cannot take them.
@@ -167,7 +167,7 @@ fn loop_fault_classes_within_tolerance() {
             e.close().unwrap();
         }
         let e = Engine::open(
-            open_files(&paths, None, EngineKind::Auto),
+            open_files(&paths, None, BackendKind::Auto),
             EngineOptions {
                 read_only: true,
                 ..passive()
@@ -203,7 +203,7 @@ fn loop_every_pair_lost_and_three_unrecoverable() {
                 .filter(|i| *i != a && *i != b)
                 .map(|i| paths[i].clone())
                 .collect();
-            let e = Engine::open(open_files(&subset, None, EngineKind::Auto), ro.clone()).unwrap();
+            let e = Engine::open(open_files(&subset, None, BackendKind::Auto), ro.clone()).unwrap();
             verify(&e, ROWS, 1).unwrap_or_else(|e| panic!("devices {a},{b} lost: {e}"));
         }
     }
@@ -215,7 +215,7 @@ fn loop_every_pair_lost_and_three_unrecoverable() {
         paths[4].clone(),
         paths[5].clone(),
     ];
-    match Engine::open(open_files(&subset, None, EngineKind::Auto), ro) {
+    match Engine::open(open_files(&subset, None, BackendKind::Auto), ro) {
         Err(e) => assert!(
             matches!(e, Error::DataLost { .. } | Error::TooFewDevices { .. }),
             "unexpected error: {e}"
@@ -237,7 +237,7 @@ fn loop_rebuild_onto_fresh_device() {
     let (loops, paths) = setup(dir.path(), 7);
     apply(Fault::Eio, &loops); // device 1 dies
     {
-        let e = Engine::open(open_files(&paths, None, EngineKind::Auto), passive()).unwrap();
+        let e = Engine::open(open_files(&paths, None, BackendKind::Auto), passive()).unwrap();
         assert_eq!(e.lost_slots(), vec![1]);
         e.replace(1, 6).unwrap();
         let p = e.rebuild(&RebuildOptions::default(), &mut |_| {}).unwrap();
@@ -249,7 +249,7 @@ fn loop_rebuild_onto_fresh_device() {
         .map(|i| paths[i].clone())
         .collect();
     let e = Engine::open(
-        open_files(&healthy, None, EngineKind::Auto),
+        open_files(&healthy, None, BackendKind::Auto),
         EngineOptions {
             read_only: true,
             ..passive()

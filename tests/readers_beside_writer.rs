@@ -9,7 +9,7 @@
 
 mod common;
 
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FileDevice, OpenOptions};
+use ectable::devices::{open_backend, BackendKind, BlockDevice, FileDevice, OpenOptions};
 use ectable::{format, CleanerOptions, Engine, EngineOptions, FormatOptions, WriteBatch};
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -60,7 +60,7 @@ fn check_value(i: u64, v: &[u8], max_round: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn open_io(paths: &[PathBuf], read_only: bool) -> Arc<dyn ectable::devices::IoEngine> {
+fn open_io(paths: &[PathBuf], read_only: bool) -> Arc<dyn ectable::devices::IoBackend> {
     let devs: Vec<Arc<dyn BlockDevice>> = paths
         .iter()
         .map(|p| {
@@ -71,7 +71,7 @@ fn open_io(paths: &[PathBuf], read_only: bool) -> Arc<dyn ectable::devices::IoEn
             Arc::new(FileDevice::open(p, &o).expect("open device")) as Arc<dyn BlockDevice>
         })
         .collect();
-    open_engine(EngineKind::Psync, devs).expect("io engine")
+    open_backend(BackendKind::Psync, devs).expect("io engine")
 }
 
 #[derive(Default, Debug)]
@@ -91,7 +91,7 @@ fn readers_beside_a_cleaning_writer_never_see_data_loss() {
     let dir = tempfile::tempdir().unwrap();
     let paths = common::file_paths(dir.path(), 6);
     {
-        let io = common::open_files(&paths, Some(4 << 20), EngineKind::Psync);
+        let io = common::open_files(&paths, Some(4 << 20), BackendKind::Psync);
         let opts = FormatOptions {
             data_shards: 4,
             parity_shards: 2,
@@ -260,7 +260,7 @@ fn data_loss_on_a_quiet_array_is_not_called_a_change() {
     let dir = tempfile::tempdir().unwrap();
     let paths = common::file_paths(dir.path(), 6);
     {
-        let io = common::open_files(&paths, Some(4 << 20), EngineKind::Psync);
+        let io = common::open_files(&paths, Some(4 << 20), BackendKind::Psync);
         let opts = FormatOptions {
             data_shards: 4,
             parity_shards: 2,

@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, MemDevice};
+use ectable::devices::{open_backend, BackendKind, BlockDevice, FaultyDevice, MemDevice};
 use ectable::{format, Engine, EngineOptions, Error, RebuildOptions};
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ fn verify(e: &Engine) {
 }
 
 fn engine_over(devs: Vec<Arc<dyn BlockDevice>>, read_only: bool) -> ectable::Result<Engine> {
-    let io = open_engine(EngineKind::Psync, devs).unwrap();
+    let io = open_backend(BackendKind::Psync, devs).unwrap();
     Engine::open(
         io,
         EngineOptions {

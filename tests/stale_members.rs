@@ -13,7 +13,7 @@
 
 mod common;
 use common::*;
-use ectable::devices::EngineKind;
+use ectable::devices::BackendKind;
 use ectable::{format, Engine, EngineOptions, RebuildOptions, RecoveryPolicy};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -26,12 +26,12 @@ const SIZE: u64 = 40 << 20;
 type Rows = BTreeMap<(String, Vec<u8>), Vec<u8>>;
 
 fn open_rw(paths: &[&str], opts: EngineOptions) -> Engine {
-    Engine::open(open_files(paths, None, EngineKind::Auto), opts).expect("open read-write")
+    Engine::open(open_files(paths, None, BackendKind::Auto), opts).expect("open read-write")
 }
 
 fn open_ro(paths: &[&str]) -> Result<Engine, ectable::Error> {
     Engine::open(
-        open_files(paths, None, EngineKind::Auto),
+        open_files(paths, None, BackendKind::Auto),
         EngineOptions {
             read_only: true,
             ..Default::default()
@@ -95,7 +95,7 @@ fn setup(dir: &std::path::Path) -> Vec<LoopDevice> {
         .collect();
     let paths: Vec<&str> = loops.iter().map(|l| l.path.as_str()).collect();
     format(
-        open_files(&paths, None, EngineKind::Auto).as_ref(),
+        open_files(&paths, None, BackendKind::Auto).as_ref(),
         &fmt_opts(4, 2),
     )
     .expect("format");

@@ -20,7 +20,7 @@
 mod common;
 use common::crash_oracle::{self, check, okey, State, Unit};
 use common::*;
-use ectable::devices::EngineKind;
+use ectable::devices::BackendKind;
 use ectable::table::{Columns, RangeQuery, Schema, TableBatch, Tables, Value};
 use ectable::{Engine, EngineOptions};
 use rand::rngs::SmallRng;
@@ -88,7 +88,7 @@ fn child_main(spec: &str) {
     let ppid = unsafe { libc::getppid() };
     let engine = Arc::new(
         Engine::open(
-            open_files(&file_paths(&dir, N), None, EngineKind::Psync),
+            open_files(&file_paths(&dir, N), None, BackendKind::Psync),
             EngineOptions::default(),
         )
         .unwrap_or_else(|e| panic!("child: open failed: {e}")),
@@ -255,9 +255,9 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
         .tempdir()
         .expect("tempdir");
     let paths = file_paths(dir.path(), N);
-    format_files(&paths, DEV_BYTES, 4, 2, EngineKind::Psync);
+    format_files(&paths, DEV_BYTES, 4, 2, BackendKind::Psync);
     {
-        let e = Arc::new(open_engine_on(open_files(&paths, None, EngineKind::Psync)));
+        let e = Arc::new(open_engine_on(open_files(&paths, None, BackendKind::Psync)));
         let t = Tables::open(e.clone()).expect("tables");
         for (name, spec) in TABLES {
             t.create_table(name, &Schema::parse(spec).expect("schema"))
@@ -317,7 +317,7 @@ fn round(seed: u64, round_no: u64, tally: &mut Tally) {
         let (units, acked) = parse_log(&log);
         let e = Arc::new(
             Engine::open(
-                open_files(&paths, None, EngineKind::Psync),
+                open_files(&paths, None, BackendKind::Psync),
                 EngineOptions {
                     read_only: kill % 2 == 1,
                     ..Default::default()

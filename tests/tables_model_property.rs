@@ -12,7 +12,7 @@
 
 mod common;
 use common::*;
-use ectable::devices::{FaultyDevice, IoEngine};
+use ectable::devices::{FaultyDevice, IoBackend};
 use ectable::table::{
     Columns, Condition, RangePage, RangeQuery, Row, RowUpdate, Schema, TableBatch, Tables, Value,
 };
@@ -297,11 +297,11 @@ struct Sut {
     tables: Tables,
 }
 
-fn io_all(faulty: &[Arc<FaultyDevice>]) -> Arc<dyn IoEngine> {
+fn io_all(faulty: &[Arc<FaultyDevice>]) -> Arc<dyn IoBackend> {
     io_subset(faulty, &(0..faulty.len()).collect::<Vec<_>>())
 }
 
-fn open(io: Arc<dyn IoEngine>, read_only: bool) -> (Arc<Engine>, Tables) {
+fn open(io: Arc<dyn IoBackend>, read_only: bool) -> (Arc<Engine>, Tables) {
     let opts = EngineOptions {
         read_only,
         ..Default::default()
@@ -332,7 +332,7 @@ impl Sut {
         self.engine.close().expect("close");
     }
 
-    fn reopen_with(&mut self, io: Arc<dyn IoEngine>, read_only: bool) {
+    fn reopen_with(&mut self, io: Arc<dyn IoBackend>, read_only: bool) {
         self.close();
         let (engine, tables) = open(io, read_only);
         self.engine = engine;

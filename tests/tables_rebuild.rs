@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use ectable::devices::{open_engine, BlockDevice, EngineKind, FaultyDevice, MemDevice};
+use ectable::devices::{open_backend, BackendKind, BlockDevice, FaultyDevice, MemDevice};
 use ectable::table::{Columns, RangeQuery, Schema, Tables, Value};
 use ectable::{format, Engine, EngineOptions, RebuildOptions};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ fn key(t: &str, i: i64) -> Vec<Value> {
 }
 
 fn engine_over(devs: Vec<Arc<dyn BlockDevice>>, read_only: bool) -> Arc<Engine> {
-    let io = open_engine(EngineKind::Psync, devs).unwrap();
+    let io = open_backend(BackendKind::Psync, devs).unwrap();
     let opts = EngineOptions {
         read_only,
         ..Default::default()

@@ -61,8 +61,8 @@ pub enum DeviceError {
     },
     #[error("{device}: {message}")]
     Unsupported { device: String, message: String },
-    #[error("io engine: {0}")]
-    Engine(String),
+    #[error("io backend: {0}")]
+    Backend(String),
 }
 
 impl DeviceError {
@@ -90,7 +90,7 @@ impl DeviceError {
             }
             DeviceError::Short { .. } => ErrorClass::Short,
             DeviceError::Unaligned { .. } | DeviceError::OutOfRange { .. } => ErrorClass::Invalid,
-            DeviceError::Unsupported { .. } | DeviceError::Engine(_) => ErrorClass::Other,
+            DeviceError::Unsupported { .. } | DeviceError::Backend(_) => ErrorClass::Other,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! ectable-devices: everything that touches a file descriptor.
 //!
 //! The engine never opens a file, issues an ioctl or talks to io_uring itself; it is generic
-//! over [`BlockDevice`] and submits batches of [`IoOp`]s to an [`IoEngine`]. Two engines sit
-//! behind that trait: [`UringEngine`] (one io_uring owned by one thread, many operations in
-//! flight across all devices) and [`PsyncEngine`] (pread/pwrite on a worker pool, for machines
+//! over [`BlockDevice`] and submits batches of [`IoOp`]s to an [`IoBackend`]. Two backends sit
+//! behind that trait: [`UringBackend`] (one io_uring owned by one thread, many operations in
+//! flight across all devices) and [`PsyncBackend`] (pread/pwrite on a worker pool, for machines
 //! whose security profile blocks io_uring, and for devices that have no file descriptor such as
 //! [`MemDevice`] and [`FaultyDevice`]).
 //!
@@ -13,25 +13,27 @@
 //! - Errors name the device, the operation and the offset.
 
 mod aligned_buf;
+mod backend;
 mod block_device;
-mod engine;
 mod error;
 mod faulty_device;
 mod file_device;
 mod geometry;
 mod mem_device;
+mod open;
 mod psync;
 mod storage_id;
 mod uring;
 
 pub use aligned_buf::{AlignedBuf, ALIGN_BYTES};
+pub use backend::{IoBackend, IoBatch, IoCompletion, IoKind, IoOp};
 pub use block_device::BlockDevice;
-pub use engine::{open_engine, EngineKind, IoBatch, IoCompletion, IoEngine, IoKind, IoOp};
 pub use error::{DeviceError, ErrorClass};
 pub use faulty_device::{CrashMode, FaultCounters, FaultyDevice};
 pub use file_device::{FileDevice, OpenOptions};
 pub use geometry::Geometry;
 pub use mem_device::MemDevice;
-pub use psync::PsyncEngine;
+pub use open::{open_backend, BackendKind};
+pub use psync::PsyncBackend;
 pub use storage_id::StorageId;
-pub use uring::UringEngine;
+pub use uring::UringBackend;

@@ -4,8 +4,8 @@
 //! (memory and fault-injecting devices). Concurrency comes from the workers: a batch of N
 //! operations has up to `worker_count` of them in flight.
 
-use crate::engine::{run_sync, BatchState};
-use crate::{BlockDevice, DeviceError, IoBatch, IoCompletion, IoEngine, IoOp};
+use crate::backend::{bad_index, run_sync, BatchState};
+use crate::{BlockDevice, DeviceError, IoBackend, IoBatch, IoCompletion, IoOp};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -13,14 +13,14 @@ use std::time::Instant;
 
 type Job = (Arc<BatchState>, usize, IoOp);
 
-pub struct PsyncEngine {
+pub struct PsyncBackend {
     devices: Vec<Arc<dyn BlockDevice>>,
     sender: Mutex<Option<Sender<Job>>>,
     workers: Vec<JoinHandle<()>>,
 }
 
-impl PsyncEngine {
-    pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> PsyncEngine {
+impl PsyncBackend {
+    pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> PsyncBackend {
         let worker_count = (devices.len() * 4).clamp(4, 64);
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -55,7 +55,7 @@ impl PsyncEngine {
                     .expect("spawn psync worker")
             })
             .collect();
-        PsyncEngine {
+        PsyncBackend {
             devices,
             sender: Mutex::new(Some(tx)),
             workers,
@@ -63,11 +63,7 @@ impl PsyncEngine {
     }
 }
 
-pub(crate) fn bad_index(i: usize) -> DeviceError {
-    DeviceError::Engine(format!("no device with index {i}"))
-}
-
-impl IoEngine for PsyncEngine {
+impl IoBackend for PsyncBackend {
     fn name(&self) -> &'static str {
         "psync"
     }
@@ -80,7 +76,7 @@ impl IoEngine for PsyncEngine {
         for (i, op) in ops.into_iter().enumerate() {
             let sent = guard.as_ref().map(|s| s.send((batch.state.clone(), i, op)));
             if let Some(Err(std::sync::mpsc::SendError((state, i, op)))) = sent {
-                let result = Err(DeviceError::Engine("psync engine stopped".into()));
+                let result = Err(DeviceError::Backend("psync engine stopped".into()));
                 state.complete(
                     i,
                     IoCompletion {
@@ -95,7 +91,7 @@ impl IoEngine for PsyncEngine {
     }
 }
 
-impl Drop for PsyncEngine {
+impl Drop for PsyncBackend {
     fn drop(&mut self) {
         self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
         for w in self.workers.drain(..) {

@@ -1,4 +1,4 @@
-//! The io_uring engine: one ring per thread that uses the engine, driven by that thread.
+//! The io_uring backend: one ring per thread that uses the backend, driven by that thread.
 //!
 //! `submit` pushes the operations into the calling thread's ring and enters the kernel once;
 //! `IoBatch::wait` reaps that same ring until the batch is complete (completions of other
@@ -17,9 +17,8 @@
 //! - Operations of an engine that was dropped and are still in a backlog are failed, never
 //!   submitted: their file descriptors may have been reused.
 
-use crate::engine::BatchState;
-use crate::psync::bad_index;
-use crate::{BlockDevice, DeviceError, IoBatch, IoCompletion, IoEngine, IoKind, IoOp};
+use crate::backend::{bad_index, BatchState};
+use crate::{BlockDevice, DeviceError, IoBackend, IoBatch, IoCompletion, IoKind, IoOp};
 use io_uring::{opcode, types, IoUring};
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
@@ -150,7 +149,7 @@ impl ThreadRing {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 // The completion queue is full: reap below, then try again.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => break,
-                Err(e) => return Err(DeviceError::Engine(format!("io_uring enter failed: {e}"))),
+                Err(e) => return Err(DeviceError::Backend(format!("io_uring enter failed: {e}"))),
             }
         }
         let cqes: Vec<(u64, i32)> = self
@@ -187,7 +186,7 @@ impl ThreadRing {
     /// Fails everything not yet submitted (the engine is gone, or the ring broke).
     fn fail_backlog(&mut self, msg: &str) {
         while let Some((state, index, op)) = self.backlog.pop_front() {
-            let result = Err(DeviceError::Engine(msg.to_string()));
+            let result = Err(DeviceError::Backend(msg.to_string()));
             state.complete(
                 index,
                 IoCompletion {
@@ -220,7 +219,7 @@ impl Drop for ThreadRing {
 /// Runs `f` on this thread's ring for the engine, creating the ring on first use and
 /// tearing down rings of engines that were dropped.
 fn with_ring<R>(
-    engine: &UringEngine,
+    engine: &UringBackend,
     f: impl FnOnce(&mut ThreadRing) -> R,
 ) -> Result<R, DeviceError> {
     RINGS.with(|rings| {
@@ -228,7 +227,7 @@ fn with_ring<R>(
         rings.retain(|r| r.engine_id == engine.id || live(r.engine_id));
         if !rings.iter().any(|r| r.engine_id == engine.id) {
             let ring = build_ring()
-                .map_err(|e| DeviceError::Engine(format!("io_uring setup failed: {e}")))?;
+                .map_err(|e| DeviceError::Backend(format!("io_uring setup failed: {e}")))?;
             rings.push(ThreadRing {
                 engine_id: engine.id,
                 ring,
@@ -275,14 +274,14 @@ pub(crate) fn drive(engine_id: u64, state: &BatchState, block: bool) {
     })
 }
 
-pub struct UringEngine {
+pub struct UringBackend {
     id: u64,
     devices: Vec<Arc<dyn BlockDevice>>,
     fds: Vec<RawFd>,
 }
 
-impl UringEngine {
-    pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> Result<UringEngine, DeviceError> {
+impl UringBackend {
+    pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> Result<UringBackend, DeviceError> {
         let mut fds = Vec::with_capacity(devices.len());
         for d in &devices {
             match d.raw_fd() {
@@ -296,18 +295,18 @@ impl UringEngine {
             }
         }
         // Fail here, not on the first I/O, where io_uring is blocked (container profiles).
-        build_ring().map_err(|e| DeviceError::Engine(format!("io_uring setup failed: {e}")))?;
+        build_ring().map_err(|e| DeviceError::Backend(format!("io_uring setup failed: {e}")))?;
         let id = NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed);
         LIVE_ENGINES
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(HashSet::new)
             .insert(id);
-        Ok(UringEngine { id, devices, fds })
+        Ok(UringBackend { id, devices, fds })
     }
 }
 
-impl IoEngine for UringEngine {
+impl IoBackend for UringBackend {
     fn name(&self) -> &'static str {
         "uring"
     }
@@ -315,7 +314,7 @@ impl IoEngine for UringEngine {
         &self.devices
     }
     fn submit(&self, ops: Vec<IoOp>) -> IoBatch {
-        let batch = IoBatch::driven(ops.len(), self.id);
+        let batch = IoBatch::driven(ops.len(), self.id, drive);
         if ops.is_empty() {
             return batch;
         }
@@ -331,7 +330,7 @@ impl IoEngine for UringEngine {
         });
         if let Err(e) = submitted {
             for (i, op) in ops.into_iter().flatten().enumerate() {
-                let result = Err(DeviceError::Engine(e.to_string()));
+                let result = Err(DeviceError::Backend(e.to_string()));
                 state.complete(
                     i,
                     IoCompletion {
@@ -346,7 +345,7 @@ impl IoEngine for UringEngine {
     }
 }
 
-impl Drop for UringEngine {
+impl Drop for UringBackend {
     fn drop(&mut self) {
         if let Some(s) = LIVE_ENGINES
             .lock()

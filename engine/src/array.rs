@@ -10,7 +10,7 @@
 use crate::codec::{RsCodec, StripeCodec};
 use crate::error::{Error, Result};
 use crate::format::*;
-use ectable_devices::{AlignedBuf, DeviceError, ErrorClass, IoEngine, IoOp};
+use ectable_devices::{AlignedBuf, DeviceError, ErrorClass, IoBackend, IoOp};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 const NO_DEVICE: usize = usize::MAX;
@@ -69,7 +69,7 @@ fn now_unix_secs() -> u64 {
 /// Reads both superblock copies of every device. Per device: Ok(Some(newest valid)),
 /// Ok(None) (readable, but no valid copy: with the decode error of copy 0), or the read error.
 pub(crate) fn read_superblocks(
-    io: &dyn IoEngine,
+    io: &dyn IoBackend,
 ) -> Vec<std::result::Result<std::result::Result<Superblock, DecodeError>, DeviceError>> {
     let n = io.devices().len();
     let mut ops = Vec::with_capacity(n);
@@ -92,7 +92,7 @@ pub(crate) fn read_superblocks(
         .collect()
 }
 
-pub(crate) fn check_duplicates(io: &dyn IoEngine) -> Result<()> {
+pub(crate) fn check_duplicates(io: &dyn IoBackend) -> Result<()> {
     let devs = io.devices();
     for i in 0..devs.len() {
         for j in 0..i {
@@ -115,7 +115,7 @@ pub(crate) fn check_duplicates(io: &dyn IoEngine) -> Result<()> {
 /// Writes `sbs[i]` to device i (two copies, one at a time, each followed by a flush).
 /// Returns per-device errors instead of failing, so callers can decide what is fatal.
 pub(crate) fn write_superblocks(
-    io: &dyn IoEngine,
+    io: &dyn IoBackend,
     sbs: &[Option<Superblock>],
 ) -> Vec<Option<DeviceError>> {
     let mut errors: Vec<Option<DeviceError>> = (0..sbs.len()).map(|_| None).collect();
@@ -192,7 +192,7 @@ fn check_segment_size(s: u32, c: u32, defaulted: bool) -> Result<()> {
 }
 
 /// Formats the devices of `io` as one array. Nothing is written unless every check passes.
-pub fn format(io: &dyn IoEngine, opts: &FormatOptions) -> Result<ArrayInfo> {
+pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
     let total = io.devices().len();
     if opts.spare_count >= total {
         return Err(Error::InvalidArgument(format!(
@@ -365,7 +365,7 @@ fn epochs_differ(
 
 /// An opened array: identified devices, geometry, codec.
 pub(crate) struct Array {
-    pub io: Arc<dyn IoEngine>,
+    pub io: Arc<dyn IoBackend>,
     /// The authoritative superblock (newest epoch); its slot/uuid fields are those of one
     /// member and are not used.
     pub sb: Superblock,
@@ -614,7 +614,7 @@ impl Array {
     }
 
     /// Identifies the devices of `io` and (unless read-only) starts a new write epoch.
-    pub fn open(io: Arc<dyn IoEngine>, read_only: bool) -> Result<Array> {
+    pub fn open(io: Arc<dyn IoBackend>, read_only: bool) -> Result<Array> {
         check_duplicates(io.as_ref())?;
         let names: Vec<String> = io.devices().iter().map(|d| d.name().to_string()).collect();
         let mut results = read_superblocks(io.as_ref());

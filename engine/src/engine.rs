@@ -16,7 +16,7 @@ use crate::log::stripe::{
 use crate::log::writer::{clamp_batch, EngineCounters, Mutation, Shared, WriterState};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
-use ectable_devices::IoEngine;
+use ectable_devices::IoBackend;
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
@@ -185,7 +185,7 @@ impl Engine {
     /// A read-only open takes no lock, so another process may write while it reads: when
     /// what it reads stops matching because the array moved on, it starts over (a few times)
     /// and then fails with [`Error::ArrayChanged`], never with `DataLost` (engine/src/reader.rs).
-    pub fn open(io: Arc<dyn IoEngine>, opts: EngineOptions) -> Result<Engine> {
+    pub fn open(io: Arc<dyn IoBackend>, opts: EngineOptions) -> Result<Engine> {
         if !opts.read_only {
             return Engine::open_once(io, opts);
         }
@@ -215,7 +215,7 @@ impl Engine {
         }
     }
 
-    fn open_once(io: Arc<dyn IoEngine>, opts: EngineOptions) -> Result<Engine> {
+    fn open_once(io: Arc<dyn IoBackend>, opts: EngineOptions) -> Result<Engine> {
         let mut array = Array::open(io, opts.read_only)?;
         array.policy = opts.health.clone();
         let rec = match recover(&array) {

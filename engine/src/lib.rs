@@ -1,6 +1,6 @@
 //! ectable-engine: an embeddable key/value table store on Reed-Solomon coded stripes.
 //!
-//! The engine is generic over the devices of an [`ectable_devices::IoEngine`]; it never
+//! The engine is generic over the devices of an [`ectable_devices::IoBackend`]; it never
 //! opens a file itself. See `docs/format.md` for the on-disk format and `docs/design.md` for
 //! the module map.
 //!
@@ -8,7 +8,7 @@
 //! atomic multi-table batches, range reads) are built on this key/value API in [`table`].
 //!
 //! ```no_run
-//! use ectable_devices::{open_engine, EngineKind, FileDevice, OpenOptions as DevOpen, BlockDevice};
+//! use ectable_devices::{open_backend, BackendKind, FileDevice, OpenOptions as DevOpen, BlockDevice};
 //! use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
 //! use std::sync::Arc;
 //!
@@ -18,7 +18,7 @@
 //!         Arc::new(FileDevice::open(format!("/tmp/ect{i}").as_ref(), &opts).unwrap()) as _
 //!     })
 //!     .collect();
-//! let io = open_engine(EngineKind::Auto, devices).unwrap();
+//! let io = open_backend(BackendKind::Auto, devices).unwrap();
 //! format(io.as_ref(), &FormatOptions::default()).unwrap();
 //! let engine = Engine::open(io, EngineOptions::default()).unwrap();
 //! engine.put("users", b"alice", b"42").unwrap();

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use ectable::devices::{
-    open_engine, BlockDevice, EngineKind, FaultyDevice, FileDevice, IoEngine, MemDevice,
+    open_backend, BackendKind, BlockDevice, FaultyDevice, FileDevice, IoBackend, MemDevice,
     OpenOptions,
 };
 use ectable::{format, Engine, EngineOptions, FormatOptions};
@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 /// Both I/O engines, so that every scenario runs on each.
-pub const ENGINES: [EngineKind; 2] = [EngineKind::Uring, EngineKind::Psync];
+pub const ENGINES: [BackendKind; 2] = [BackendKind::Uring, BackendKind::Psync];
 
 pub fn fmt_opts(k: usize, m: usize) -> FormatOptions {
     FormatOptions {
@@ -46,12 +46,12 @@ pub fn mem_devices(
     (mems, faulty)
 }
 
-pub fn io_of(faulty: &[Arc<FaultyDevice>]) -> Arc<dyn IoEngine> {
+pub fn io_of(faulty: &[Arc<FaultyDevice>]) -> Arc<dyn IoBackend> {
     let devs: Vec<Arc<dyn BlockDevice>> = faulty
         .iter()
         .map(|f| f.clone() as Arc<dyn BlockDevice>)
         .collect();
-    open_engine(EngineKind::Psync, devs).expect("psync engine")
+    open_backend(BackendKind::Psync, devs).expect("psync engine")
 }
 
 pub fn file_paths(dir: &Path, n: usize) -> Vec<PathBuf> {
@@ -62,8 +62,8 @@ pub fn file_paths(dir: &Path, n: usize) -> Vec<PathBuf> {
 pub fn open_files<P: AsRef<Path>>(
     paths: &[P],
     create_size: Option<u64>,
-    kind: EngineKind,
-) -> Arc<dyn IoEngine> {
+    kind: BackendKind,
+) -> Arc<dyn IoBackend> {
     let devs: Vec<Arc<dyn BlockDevice>> = paths
         .iter()
         .map(|p| {
@@ -74,14 +74,14 @@ pub fn open_files<P: AsRef<Path>>(
             Arc::new(FileDevice::open(p.as_ref(), &o).expect("open device")) as Arc<dyn BlockDevice>
         })
         .collect();
-    open_engine(kind, devs).expect("io engine")
+    open_backend(kind, devs).expect("io engine")
 }
 
-pub fn open_engine_on(io: Arc<dyn IoEngine>) -> Engine {
+pub fn open_engine_on(io: Arc<dyn IoBackend>) -> Engine {
     Engine::open(io, EngineOptions::default()).expect("open engine")
 }
 
-pub fn format_files(paths: &[PathBuf], size: u64, k: usize, m: usize, kind: EngineKind) {
+pub fn format_files(paths: &[PathBuf], size: u64, k: usize, m: usize, kind: BackendKind) {
     let io = open_files(paths, Some(size), kind);
     format(io.as_ref(), &fmt_opts(k, m)).expect("format");
 }
@@ -469,12 +469,12 @@ pub fn wrap(mems: &[Arc<MemDevice>], seed: u64) -> Vec<Arc<FaultyDevice>> {
 }
 
 /// A psync I/O engine over the devices `keep` (slots left out are "missing").
-pub fn io_subset(faulty: &[Arc<FaultyDevice>], keep: &[usize]) -> Arc<dyn IoEngine> {
+pub fn io_subset(faulty: &[Arc<FaultyDevice>], keep: &[usize]) -> Arc<dyn IoBackend> {
     let devs: Vec<Arc<dyn BlockDevice>> = keep
         .iter()
         .map(|&i| faulty[i].clone() as Arc<dyn BlockDevice>)
         .collect();
-    open_engine(EngineKind::Psync, devs).expect("psync engine")
+    open_backend(BackendKind::Psync, devs).expect("psync engine")
 }
 
 /// Waits until no other process holds the devices' write lock: after a writer process is

@@ -6,7 +6,7 @@ pub mod space_bench;
 
 use anyhow::{bail, Context, Result};
 use ectable_devices::{
-    open_engine, BlockDevice, EngineKind, FileDevice, IoEngine, OpenOptions, StorageId,
+    open_backend, BackendKind, BlockDevice, FileDevice, IoBackend, OpenOptions, StorageId,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,8 +61,8 @@ pub fn open_devices(
     paths: &[PathBuf],
     create_size_bytes: Option<u64>,
     read_only: bool,
-    kind: EngineKind,
-) -> Result<Arc<dyn IoEngine>> {
+    kind: BackendKind,
+) -> Result<Arc<dyn IoBackend>> {
     refuse_same_storage(paths)?;
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::with_capacity(paths.len());
     for p in paths {
@@ -77,7 +77,7 @@ pub fn open_devices(
         let dev = FileDevice::open(p, &opts).with_context(|| format!("opening {}", p.display()))?;
         devices.push(Arc::new(dev));
     }
-    open_engine(kind, devices).context("starting the I/O engine")
+    open_backend(kind, devices).context("starting the I/O engine")
 }
 
 /// Key of deterministic row `i`: depends only on `i`.

@@ -14,7 +14,7 @@
 
 use crate::{open_devices, row_key, row_value};
 use anyhow::{bail, Context, Result};
-use ectable_devices::{EngineKind, IoEngine};
+use ectable_devices::{BackendKind, IoBackend};
 use ectable_engine::format::log_record::encoded_len_padded;
 use ectable_engine::{format, CleanerOptions, Engine, EngineOptions, FormatOptions};
 use rand::rngs::SmallRng;
@@ -29,7 +29,7 @@ const TABLE: &str = "ecbench";
 /// What the space benchmarks need from the command line.
 pub struct SpacePlan {
     pub paths: Vec<PathBuf>,
-    pub kind: EngineKind,
+    pub kind: BackendKind,
     pub format: FormatOptions,
     pub value_bytes: usize,
     /// Rows appended per sync.
@@ -37,7 +37,7 @@ pub struct SpacePlan {
     pub seed: u64,
 }
 
-fn fresh(plan: &SpacePlan, cleaner: CleanerOptions) -> Result<(Arc<dyn IoEngine>, Engine)> {
+fn fresh(plan: &SpacePlan, cleaner: CleanerOptions) -> Result<(Arc<dyn IoBackend>, Engine)> {
     let io = open_devices(&plan.paths, None, false, plan.kind)?;
     let mut f = plan.format.clone();
     f.force = true;

@@ -24,7 +24,7 @@ use super::{
     DEFAULT_DATASET_BYTES, READ, WRITE,
 };
 use anyhow::{anyhow, bail, Context, Result};
-use ectable_devices::IoEngine;
+use ectable_devices::IoBackend;
 use ectable_engine::format::log_record::encoded_len_padded;
 use ectable_engine::format::DATA_START_BYTES;
 use ectable_engine::table::{Columns, RangeQuery, Schema, Tables, Value};
@@ -233,7 +233,7 @@ fn lay_down_rows(t: &Tables, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
     })
 }
 
-fn open_tables(io: &Arc<dyn IoEngine>, read_only: bool) -> Result<(Arc<Engine>, Tables)> {
+fn open_tables(io: &Arc<dyn IoBackend>, read_only: bool) -> Result<(Arc<Engine>, Tables)> {
     let opts = EngineOptions {
         read_only,
         ..Default::default()

@@ -18,7 +18,7 @@ use super::{confirm, open_array, DevicesArg, TableArg};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use clap::Subcommand;
-use ectable_devices::EngineKind;
+use ectable_devices::BackendKind;
 use ectable_engine::table::{
     Columns, Condition, RangeQuery, Row, Schema, TableBatch, TableInfo, Tables, Value,
 };
@@ -86,7 +86,7 @@ pub fn refuse_system_write(table: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run(kind: EngineKind, cmd: TableCommand) -> Result<i32> {
+pub fn run(kind: BackendKind, cmd: TableCommand) -> Result<i32> {
     match cmd {
         TableCommand::Create { dev, table, pk } => {
             // Checked before the array is opened: a bad command line touches nothing.

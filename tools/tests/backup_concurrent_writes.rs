@@ -6,7 +6,7 @@
 //! RS(3,3) and onto 3-way replication (k = 1, m = 2), and the restored state must equal the
 //! state the acknowledged writes give at that backup's end LSN.
 
-use ectable_devices::{open_engine, BlockDevice, EngineKind, IoEngine, MemDevice};
+use ectable_devices::{open_backend, BackendKind, BlockDevice, IoBackend, MemDevice};
 use ectable_engine::{format, CleanerOptions, Engine, EngineOptions, FormatOptions};
 use ectable_tools::backup::{
     restore_chain, take_full, take_incremental, verify_chain, TakeOptions,
@@ -34,11 +34,11 @@ fn state_at(history: &History, lsn: u64) -> State {
     s
 }
 
-fn mem_array(k: usize, m: usize, size: u64) -> Arc<dyn IoEngine> {
+fn mem_array(k: usize, m: usize, size: u64) -> Arc<dyn IoBackend> {
     let devs: Vec<Arc<dyn BlockDevice>> = (0..k + m)
         .map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), size)) as Arc<dyn BlockDevice>)
         .collect();
-    let io = open_engine(EngineKind::Psync, devs).expect("psync engine");
+    let io = open_backend(BackendKind::Psync, devs).expect("psync engine");
     format(
         io.as_ref(),
         &FormatOptions {

@@ -9,7 +9,7 @@
 //! prefix's end LSN exactly, deletes included, and so must a restore up to a random LSN
 //! inside the chain. Seeds are printed; `ECTABLE_TEST_SEED` replays one.
 
-use ectable_devices::{open_engine, BlockDevice, EngineKind, IoEngine, MemDevice};
+use ectable_devices::{open_backend, BackendKind, BlockDevice, IoBackend, MemDevice};
 use ectable_engine::{format, Engine, EngineOptions, Error, FormatOptions, WriteBatch};
 use ectable_tools::backup::{
     restore_chain, take_full, take_incremental, verify_chain, BackupError, Manifest, TakeOptions,
@@ -41,11 +41,11 @@ fn state_at(history: &History, lsn: u64) -> State {
     s
 }
 
-fn mem_array(k: usize, m: usize, chunk: u32, size: u64) -> Arc<dyn IoEngine> {
+fn mem_array(k: usize, m: usize, chunk: u32, size: u64) -> Arc<dyn IoBackend> {
     let devs: Vec<Arc<dyn BlockDevice>> = (0..k + m)
         .map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), size)) as Arc<dyn BlockDevice>)
         .collect();
-    let io = open_engine(EngineKind::Psync, devs).expect("psync engine");
+    let io = open_backend(BackendKind::Psync, devs).expect("psync engine");
     format(
         io.as_ref(),
         &FormatOptions {

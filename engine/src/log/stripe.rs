@@ -279,7 +279,7 @@ pub(crate) fn record_read_ops(
         let take = (body_len - within).min(end - pos);
         let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, shard);
         let Some((d, chunk_off)) = place else {
-            return Err(Error::Device(ectable_devices::DeviceError::Engine(
+            return Err(Error::Device(ectable_devices::DeviceError::Backend(
                 format!("device of slot {slot} is unavailable"),
             )));
         };

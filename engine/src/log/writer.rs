@@ -1091,7 +1091,7 @@ pub(crate) fn clamp_batch(n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use crate::{format, Engine, EngineOptions, FormatOptions, RebuildOptions};
-    use ectable_devices::{open_engine, BlockDevice, EngineKind, MemDevice};
+    use ectable_devices::{open_backend, BackendKind, BlockDevice, MemDevice};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -1103,7 +1103,7 @@ mod tests {
         let devs: Vec<Arc<dyn BlockDevice>> = (0..6)
             .map(|i| Arc::new(MemDevice::new(&format!("m{i}"), 64 << 20)) as Arc<dyn BlockDevice>)
             .collect();
-        let io = open_engine(EngineKind::Psync, devs).expect("engine");
+        let io = open_backend(BackendKind::Psync, devs).expect("engine");
         let opts = FormatOptions {
             chunk_size_bytes: 16 << 10,
             segment_size_bytes: 256 << 10,

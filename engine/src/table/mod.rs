@@ -29,7 +29,7 @@
 //! refuses them.
 //!
 //! ```
-//! use ectable_devices::{open_engine, BlockDevice, EngineKind, MemDevice};
+//! use ectable_devices::{open_backend, BlockDevice, BackendKind, MemDevice};
 //! use ectable_engine::table::{Columns, Condition, RangeQuery, Schema, TableBatch, Tables, Value};
 //! use ectable_engine::{format, Engine, EngineOptions, Error, FormatOptions};
 //! use std::sync::Arc;
@@ -37,7 +37,7 @@
 //! let devices: Vec<Arc<dyn BlockDevice>> = (0..6)
 //!     .map(|i| Arc::new(MemDevice::new(&format!("m{i}"), 8 << 20)) as _)
 //!     .collect();
-//! let io = open_engine(EngineKind::Psync, devices)?;
+//! let io = open_backend(BackendKind::Psync, devices)?;
 //! let fmt = FormatOptions {
 //!     chunk_size_bytes: 16 << 10,
 //!     segment_size_bytes: 256 << 10,

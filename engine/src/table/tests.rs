@@ -2,14 +2,14 @@
 
 use super::*;
 use crate::{format, EngineOptions, FormatOptions};
-use ectable_devices::{open_engine, BlockDevice, EngineKind, IoEngine, MemDevice};
+use ectable_devices::{open_backend, BackendKind, BlockDevice, IoBackend, MemDevice};
 
-fn mem_io(mems: &[Arc<MemDevice>]) -> Arc<dyn IoEngine> {
+fn mem_io(mems: &[Arc<MemDevice>]) -> Arc<dyn IoBackend> {
     let devs: Vec<Arc<dyn BlockDevice>> = mems
         .iter()
         .map(|m| m.clone() as Arc<dyn BlockDevice>)
         .collect();
-    open_engine(EngineKind::Psync, devs).unwrap()
+    open_backend(BackendKind::Psync, devs).unwrap()
 }
 
 fn fresh() -> (Vec<Arc<MemDevice>>, Arc<Engine>) {

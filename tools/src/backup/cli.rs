@@ -15,7 +15,7 @@ use super::{human_bytes, restore_chain, uuid_text, verify_chain, Chain};
 use crate::{open_devices, parse_size, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use ectable_devices::EngineKind;
+use ectable_devices::BackendKind;
 use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
@@ -175,7 +175,7 @@ fn manifest_line(path: &Path, m: &Manifest) -> String {
 }
 
 /// `ectable backup`.
-pub fn backup(kind: EngineKind, a: &BackupArgs) -> Result<i32> {
+pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     let defaults = AutoPolicy::default();
     let policy = AutoPolicy {
         full_every: a.full_every.unwrap_or(defaults.full_every),
@@ -283,7 +283,7 @@ fn confirm(question: &str) -> Result<()> {
 /// Whether the devices may be formatted for a restore: blank devices, or devices holding an
 /// unfinished restore; any other array only with `--force`. Returns the note of an
 /// unfinished restore found.
-fn check_devices(kind: EngineKind, paths: &[PathBuf], a: &RestoreArgs) -> Result<Option<String>> {
+fn check_devices(kind: BackendKind, paths: &[PathBuf], a: &RestoreArgs) -> Result<Option<String>> {
     let mut formatted: Vec<(PathBuf, String)> = Vec::new();
     for p in paths {
         if !p.exists() {
@@ -359,7 +359,7 @@ fn note_of(chain: &Chain, until: u64) -> String {
 }
 
 /// `ectable restore`.
-pub fn restore(kind: EngineKind, a: &RestoreArgs) -> Result<i32> {
+pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     let paths = split_devices(&a.devices)?;
     if a.k == 0 || a.m == 0 {
         bail!(

@@ -3,7 +3,7 @@
 //! It runs one workload (sequential or random reads or writes, or a random mix) through the
 //! engine's public API and reports bandwidth, IOPS and completion-latency percentiles in fio's
 //! layout and with fio's JSON field names. With `--compare-raw` it first measures the same
-//! access pattern straight on the raw devices, through the same `IoEngine`, so that every
+//! access pattern straight on the raw devices, through the same `IoBackend`, so that every
 //! engine figure comes with its ratio to the physical limit measured in the same run
 //! (docs/performance.md, "How a result is measured"). EC-specific figures go in a top-level `"ectable"`
 //! object of the JSON output.
@@ -19,7 +19,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use ectable_devices::{AlignedBuf, EngineKind, IoBatch, IoEngine, IoKind, IoOp};
+use ectable_devices::{AlignedBuf, BackendKind, IoBackend, IoBatch, IoKind, IoOp};
 use ectable_engine::format::log_record::encoded_len_padded;
 use ectable_engine::format::{uuid_string, Superblock, DATA_START_BYTES};
 use ectable_engine::{format, Engine, EngineOptions, Error as EngineError, FormatOptions, Status};
@@ -134,7 +134,7 @@ struct Cli {
     seed: u64,
     /// I/O engine: auto, uring (io_uring) or psync.
     #[arg(long, alias = "ioengine", default_value = "auto", value_parser = engine_arg)]
-    io_engine: EngineKind,
+    io_engine: BackendKind,
     /// Measure the same pattern on the raw devices first and print engine/raw ratios.
     #[arg(long)]
     compare_raw: bool,
@@ -237,7 +237,7 @@ fn size_arg(s: &str) -> Result<u64, String> {
     }
 }
 
-fn engine_arg(s: &str) -> Result<EngineKind, String> {
+fn engine_arg(s: &str) -> Result<BackendKind, String> {
     s.parse()
 }
 
@@ -629,7 +629,7 @@ impl RawPlan {
 /// (random), from one thread like fio: it waits for the oldest submission, reaps every other
 /// one that has completed meanwhile, and refills all those slots with one submission. Each
 /// latency is the I/O engine's own submit-to-completion time.
-fn raw_run(io: &dyn IoEngine, p: &RawPlan, live: &Live) -> Result<[Dir; 2]> {
+fn raw_run(io: &dyn IoBackend, p: &RawPlan, live: &Live) -> Result<[Dir; 2]> {
     let n = io.devices().len();
     let total = if p.random { p.qd } else { p.qd * n };
     if total as u64 * p.block as u64 > 1 << 30 {
@@ -720,7 +720,7 @@ fn raw_run(io: &dyn IoEngine, p: &RawPlan, live: &Live) -> Result<[Dir; 2]> {
 
 /// Writes the region of every regular file that still has holes, so that the raw pass
 /// measures the device and not the filesystem (a read of a hole does no I/O at all).
-fn prefill_sparse(io: &dyn IoEngine, paths: &[PathBuf], region: (u64, u64)) -> Result<()> {
+fn prefill_sparse(io: &dyn IoBackend, paths: &[PathBuf], region: (u64, u64)) -> Result<()> {
     use std::os::fd::AsRawFd;
     let mut sparse = false;
     for p in paths {
@@ -752,7 +752,7 @@ fn prefill_sparse(io: &dyn IoEngine, paths: &[PathBuf], region: (u64, u64)) -> R
 }
 
 /// Refuses devices that hold an ectable superblock, unless forced.
-fn check_devices_free(io: &dyn IoEngine, force: bool) -> Result<()> {
+fn check_devices_free(io: &dyn IoBackend, force: bool) -> Result<()> {
     let ops = (0..io.devices().len())
         .map(|d| IoOp::read(d, 0, 8192))
         .collect();
@@ -798,7 +798,7 @@ fn check_layout(n: usize, k: usize, m: usize, chunk: u64, rec: usize) -> Result<
     Ok(())
 }
 
-fn check_geometry(io: &dyn IoEngine, k: usize, m: usize, chunk: u64) -> Result<Geometry> {
+fn check_geometry(io: &dyn IoBackend, k: usize, m: usize, chunk: u64) -> Result<Geometry> {
     let need = DATA_START_BYTES + 2 * (8 * MIB).max(16 * chunk);
     let cap = io
         .devices()

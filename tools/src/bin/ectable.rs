@@ -8,7 +8,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use clap::{Args, Parser, Subcommand};
-use ectable_devices::{EngineKind, IoEngine};
+use ectable_devices::{BackendKind, IoBackend};
 use ectable_engine::{format, Engine, EngineOptions, FormatOptions, RebuildOptions, Status};
 use ectable_tools::{open_devices, parse_size, row_key, row_value, split_devices};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,7 +33,7 @@ mod table_cli;
 struct Cli {
     /// I/O engine: auto (io_uring when available), uring, or psync.
     #[arg(long, global = true, default_value = "auto")]
-    io_engine: EngineKind,
+    io_engine: BackendKind,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -414,7 +414,7 @@ fn devices(arg: &DevicesArg) -> Result<Vec<PathBuf>> {
     split_devices(&arg.devices)
 }
 
-fn open_array(cli_engine: EngineKind, arg: &DevicesArg, read_only: bool) -> Result<Engine> {
+fn open_array(cli_engine: BackendKind, arg: &DevicesArg, read_only: bool) -> Result<Engine> {
     let io = open_devices(&devices(arg)?, None, read_only, cli_engine)?;
     let opts = EngineOptions {
         read_only,
@@ -444,7 +444,7 @@ fn array_changed(e: &anyhow::Error) -> bool {
 /// under the reader (`Error::ArrayChanged`), opens it again and starts over, up to
 /// [`READ_ATTEMPTS`] times. `read` must write its output only once it has read everything.
 fn with_reader<T>(
-    kind: EngineKind,
+    kind: BackendKind,
     dev: &DevicesArg,
     mut read: impl FnMut(&Arc<Engine>) -> Result<T>,
 ) -> Result<T> {
@@ -1154,7 +1154,7 @@ fn run_rebuild(engine: &Engine, what: &str, rate: u64) -> Result<()> {
 
 #[allow(clippy::too_many_arguments)]
 fn replace(
-    kind: EngineKind,
+    kind: BackendKind,
     dev: &DevicesArg,
     old: &str,
     old_slot: Option<usize>,
@@ -1766,7 +1766,13 @@ fn status_json(st: &Status) -> Value {
     })
 }
 
-fn demo(kind: EngineKind, dir: &Path, rows: u64, value_size: u64, device_size: u64) -> Result<i32> {
+fn demo(
+    kind: BackendKind,
+    dir: &Path,
+    rows: u64,
+    value_size: u64,
+    device_size: u64,
+) -> Result<i32> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let paths: Vec<PathBuf> = (0..6).map(|i| dir.join(format!("dev{i}.img"))).collect();
     for p in paths
@@ -1790,7 +1796,7 @@ fn demo(kind: EngineKind, dir: &Path, rows: u64, value_size: u64, device_size: u
         "$ ectable format --devices {list} --k 4 --m 2 --create-size {}M",
         device_size >> 20
     );
-    let io: Arc<dyn IoEngine> = open_devices(&paths, Some(device_size), false, kind)?;
+    let io: Arc<dyn IoBackend> = open_devices(&paths, Some(device_size), false, kind)?;
     let info = format(io.as_ref(), &FormatOptions::default())?;
     println!(
         "formatted array {}: {} segments of {} MiB per device\n",
@@ -2036,7 +2042,7 @@ fn scenario_json(name: &str, e: &ectable_engine::models::DurabilityEstimate) -> 
     })
 }
 
-fn model_cmd(kind: EngineKind, a: &ModelArgs) -> Result<i32> {
+fn model_cmd(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
     use ectable_engine::models::{self, DurabilityParams, RepairModel, SimParams};
 
     let facts = match &a.devices {

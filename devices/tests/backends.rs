@@ -3,12 +3,12 @@
 //! data: a short read past the end, unaligned and out-of-range requests, a read-only device.
 
 use ectable_devices::{
-    open_engine, AlignedBuf, BlockDevice, DeviceError, EngineKind, ErrorClass, FileDevice,
-    IoEngine, IoKind, IoOp, OpenOptions,
+    open_backend, AlignedBuf, BackendKind, BlockDevice, DeviceError, ErrorClass, FileDevice,
+    IoBackend, IoKind, IoOp, OpenOptions,
 };
 use std::sync::Arc;
 
-const ENGINES: [EngineKind; 2] = [EngineKind::Uring, EngineKind::Psync];
+const ENGINES: [BackendKind; 2] = [BackendKind::Uring, BackendKind::Psync];
 
 fn files(dir: &std::path::Path, n: usize, size: u64) -> Vec<Arc<dyn BlockDevice>> {
     (0..n)
@@ -27,10 +27,10 @@ fn files(dir: &std::path::Path, n: usize, size: u64) -> Vec<Arc<dyn BlockDevice>
 fn many_ops_in_flight_round_trip() {
     for kind in ENGINES {
         let dir = tempfile::tempdir().unwrap();
-        let io = open_engine(kind, files(dir.path(), 4, 4 << 20)).unwrap();
+        let io = open_backend(kind, files(dir.path(), 4, 4 << 20)).unwrap();
         assert_eq!(
             io.name(),
-            if kind == EngineKind::Uring {
+            if kind == BackendKind::Uring {
                 "uring"
             } else {
                 "psync"
@@ -74,7 +74,7 @@ fn short_read_is_an_error_not_end_of_data() {
             .unwrap()
             .set_len(8192)
             .unwrap();
-        let io = open_engine(kind, devs).unwrap();
+        let io = open_backend(kind, devs).unwrap();
         let c = io.execute(vec![IoOp::read(0, 4096, 16384)]).pop().unwrap();
         match c.result {
             Err(e @ DeviceError::Short { .. }) => assert_eq!(e.class(), ErrorClass::Short),
@@ -87,7 +87,7 @@ fn short_read_is_an_error_not_end_of_data() {
 fn bad_requests_are_typed_errors() {
     for kind in ENGINES {
         let dir = tempfile::tempdir().unwrap();
-        let io = open_engine(kind, files(dir.path(), 1, 1 << 20)).unwrap();
+        let io = open_backend(kind, files(dir.path(), 1, 1 << 20)).unwrap();
         let mut results = Vec::new();
         for op in [IoOp::read(0, 1 << 20, 4096), IoOp::read(7, 0, 4096)] {
             results.push(io.execute(vec![op]).pop().unwrap().result);
@@ -119,7 +119,7 @@ fn read_only_device_refuses_writes() {
         };
         let dev: Arc<dyn BlockDevice> =
             Arc::new(FileDevice::open(&dir.path().join("f0"), &o).unwrap());
-        let io: Arc<dyn IoEngine> = open_engine(kind, vec![dev]).unwrap();
+        let io: Arc<dyn IoBackend> = open_backend(kind, vec![dev]).unwrap();
         let c = io
             .execute(vec![IoOp::write(0, 0, AlignedBuf::new(4096))])
             .pop()

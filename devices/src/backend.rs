@@ -1,11 +1,11 @@
-//! The I/O engine trait: batches of operations in flight across all devices.
+//! The I/O backend trait: batches of operations in flight across all devices.
 //!
-//! An engine takes a batch of [`IoOp`]s, runs them concurrently (in any order) and hands each
+//! A backend takes a batch of [`IoOp`]s, runs them concurrently (in any order) and hands each
 //! buffer back with its result in an [`IoCompletion`]. Nothing orders operations inside a batch:
 //! a flush that must cover some writes is submitted in a later batch, after those writes have
 //! completed (docs/design.md invariant 7).
 
-use crate::{AlignedBuf, BlockDevice, DeviceError, PsyncEngine, UringEngine};
+use crate::{AlignedBuf, BlockDevice, DeviceError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -82,14 +82,25 @@ impl BatchState {
     }
 }
 
+/// Turns the calling thread's ring of backend `id` until `state` is complete (or, with
+/// `block = false`, once).
+pub(crate) type DriveFn = fn(id: u64, state: &BatchState, block: bool);
+
+struct Driver {
+    backend_id: u64,
+    thread: std::thread::ThreadId,
+    drive: DriveFn,
+}
+
 /// A submitted batch; [`IoBatch::wait`] returns the completions in submission order.
 ///
 /// A batch of the io_uring engine must be waited on by the thread that submitted it: that
 /// thread's ring is what completes it.
 pub struct IoBatch {
     pub(crate) state: Arc<BatchState>,
-    /// (engine id, submitting thread) for batches completed by driving a per-thread ring.
-    driver: Option<(u64, std::thread::ThreadId)>,
+    /// For batches completed by driving a per-thread ring: the backend's id, the submitting
+    /// thread and the function that turns that thread's ring.
+    driver: Option<Driver>,
 }
 
 impl IoBatch {
@@ -103,20 +114,25 @@ impl IoBatch {
         }
     }
 
-    pub(crate) fn driven(count: usize, engine_id: u64) -> IoBatch {
+    /// A batch that completes only when the submitting thread turns its ring with `drive`.
+    pub(crate) fn driven(count: usize, backend_id: u64, drive: DriveFn) -> IoBatch {
         let mut b = IoBatch::new(count);
-        b.driver = Some((engine_id, std::thread::current().id()));
+        b.driver = Some(Driver {
+            backend_id,
+            thread: std::thread::current().id(),
+            drive,
+        });
         b
     }
 
     fn drive(&self, block: bool) {
-        if let Some((engine_id, thread)) = self.driver {
+        if let Some(d) = &self.driver {
             assert_eq!(
-                thread,
+                d.thread,
                 std::thread::current().id(),
                 "an io_uring batch must be waited on by the thread that submitted it"
             );
-            crate::uring::drive(engine_id, &self.state, block);
+            (d.drive)(d.backend_id, &self.state, block);
         }
     }
 
@@ -138,7 +154,7 @@ impl IoBatch {
     }
 }
 
-pub trait IoEngine: Send + Sync {
+pub trait IoBackend: Send + Sync {
     fn name(&self) -> &'static str;
     fn devices(&self) -> &[Arc<dyn BlockDevice>];
     /// Starts every operation; they complete in any order.
@@ -149,58 +165,6 @@ pub trait IoEngine: Send + Sync {
     }
 }
 
-/// Which engine to run the devices on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EngineKind {
-    /// io_uring when every device has a file descriptor and the kernel allows it, else psync.
-    #[default]
-    Auto,
-    Uring,
-    Psync,
-}
-
-impl std::str::FromStr for EngineKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(EngineKind::Auto),
-            "uring" | "io_uring" => Ok(EngineKind::Uring),
-            "psync" => Ok(EngineKind::Psync),
-            other => Err(format!(
-                "unknown io engine '{other}' (expected auto, uring or psync)"
-            )),
-        }
-    }
-}
-
-/// Opens the engine of `kind` over `devices`. `ECTABLE_IO_ENGINE` (uring|psync) overrides
-/// `Auto`, so whole test suites can be run on either engine.
-pub fn open_engine(
-    kind: EngineKind,
-    devices: Vec<Arc<dyn BlockDevice>>,
-) -> Result<Arc<dyn IoEngine>, DeviceError> {
-    let kind = match (kind, std::env::var("ECTABLE_IO_ENGINE").ok().as_deref()) {
-        (EngineKind::Auto, Some(v)) => v.parse().map_err(DeviceError::Engine)?,
-        (k, _) => k,
-    };
-    match kind {
-        EngineKind::Psync => Ok(Arc::new(PsyncEngine::new(devices))),
-        EngineKind::Uring => Ok(Arc::new(UringEngine::new(devices)?)),
-        EngineKind::Auto => {
-            if devices.iter().any(|d| d.raw_fd().is_none()) {
-                return Ok(Arc::new(PsyncEngine::new(devices)));
-            }
-            match UringEngine::new(devices.clone()) {
-                Ok(e) => Ok(Arc::new(e)),
-                Err(e) => {
-                    tracing::warn!("io_uring unavailable ({e}); using the psync engine");
-                    Ok(Arc::new(PsyncEngine::new(devices)))
-                }
-            }
-        }
-    }
-}
-
 /// Runs one operation synchronously on a device (used by the psync engine).
 pub(crate) fn run_sync(dev: &dyn BlockDevice, op: &mut IoOp) -> Result<(), DeviceError> {
     match op.kind {
@@ -208,4 +172,9 @@ pub(crate) fn run_sync(dev: &dyn BlockDevice, op: &mut IoOp) -> Result<(), Devic
         IoKind::Write => dev.write_at(&op.buf, op.offset_bytes),
         IoKind::Flush => dev.sync(),
     }
+}
+
+/// The error for an operation naming a device index the backend does not have.
+pub(crate) fn bad_index(i: usize) -> DeviceError {
+    DeviceError::Backend(format!("no device with index {i}"))
 }
