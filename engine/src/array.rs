@@ -559,14 +559,6 @@ impl Array {
         self.sync_floor.store(segment_id.max(1), Ordering::SeqCst);
     }
 
-    /// Passive detection: every chunk of a committed stripe that was read and failed its
-    /// identity or checksum.
-    pub(crate) fn note_bad_chunks(&self, g: &crate::log::stripe::GoodStripe) {
-        for &slot in &g.bad_read_slots {
-            self.note_checksum_error(slot);
-        }
-    }
-
     pub fn note_checksum_error(&self, slot: usize) {
         if self.is_rebuilding(slot) {
             return;

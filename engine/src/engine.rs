@@ -632,7 +632,7 @@ impl Engine {
             }
             match outcome {
                 StripeOutcome::Good(g) => {
-                    array.note_bad_chunks(&g);
+                    g.note_bad_chunks(array);
                     // Chunks left unread on slow devices are not bad: repair only what was read
                     // and failed.
                     if !g.bad_shards.is_empty() && !array.read_only {

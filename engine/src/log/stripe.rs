@@ -22,8 +22,18 @@ pub(crate) struct GoodStripe {
     /// Shards that were missing, unreadable or bad.
     pub bad_shards: Vec<usize>,
     /// Slots whose chunk was read and failed its identity or checksum (no read error):
-    /// what [`Array::note_bad_chunks`] holds against the devices.
+    /// what [`GoodStripe::note_bad_chunks`] holds against the devices.
     pub bad_read_slots: Vec<usize>,
+}
+
+impl GoodStripe {
+    /// Passive detection: counts a checksum error against every slot whose chunk was read
+    /// and failed its identity or checksum.
+    pub(crate) fn note_bad_chunks(&self, array: &Array) {
+        for &slot in &self.bad_read_slots {
+            array.note_checksum_error(slot);
+        }
+    }
 }
 
 pub(crate) enum StripeOutcome {
@@ -502,7 +512,7 @@ pub(crate) fn walk_stripes(
         let height = match &outcome {
             StripeOutcome::Good(g) => {
                 if count_errors {
-                    array.note_bad_chunks(g);
+                    g.note_bad_chunks(array);
                 }
                 g.header.height_bytes
             }

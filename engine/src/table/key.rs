@@ -78,6 +78,21 @@ fn check_components(schema: &Schema, table: &str, key: &[Value]) -> Result<()> {
     Ok(())
 }
 
+impl Schema {
+    /// The order-preserving encoding of a full primary key (docs/format.md, "Typed tables"):
+    /// byte order of encodings equals the typed order of keys.
+    pub fn encode_key(&self, key: &[Value]) -> Result<Vec<u8>> {
+        encode_key(self, "", key)
+    }
+
+    /// Decodes an encoded primary key.
+    pub fn decode_key(&self, bytes: &[u8]) -> Result<Vec<Value>> {
+        decode_key(self, bytes).map_err(|detail| {
+            Error::InvalidArgument(format!("not a primary key of schema {self}: {detail}"))
+        })
+    }
+}
+
 /// Encodes a full primary key: exactly one value per key column, of its type, and at most
 /// [`crate::MAX_KEY_BYTES`] encoded bytes.
 pub(crate) fn encode_key(schema: &Schema, table: &str, key: &[Value]) -> Result<Vec<u8>> {

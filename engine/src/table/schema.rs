@@ -112,19 +112,6 @@ impl Schema {
     pub fn key_column_index(&self, name: &str) -> Option<usize> {
         self.key_columns.iter().position(|c| c.name == name)
     }
-
-    /// The order-preserving encoding of a full primary key (docs/format.md, "Typed tables"):
-    /// byte order of encodings equals the typed order of keys.
-    pub fn encode_key(&self, key: &[super::Value]) -> Result<Vec<u8>> {
-        super::key::encode_key(self, "", key)
-    }
-
-    /// Decodes an encoded primary key.
-    pub fn decode_key(&self, bytes: &[u8]) -> Result<Vec<super::Value>> {
-        super::key::decode_key(self, bytes).map_err(|detail| {
-            Error::InvalidArgument(format!("not a primary key of schema {self}: {detail}"))
-        })
-    }
 }
 
 impl fmt::Display for Schema {
