@@ -317,7 +317,7 @@ impl Engine {
         let mut seen = 0u64;
         let mut error = None;
         for seg in segs {
-            let (bufs, _) = crate::recovery::read_segment(array, &seg);
+            let (bufs, _) = crate::log::segment_read::read_segment(array, &seg);
             walk_stripes(
                 array,
                 &seg,

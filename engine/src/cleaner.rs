@@ -304,7 +304,7 @@ fn relocate_segment(
         // Nothing live to move: the checkpoint that ends the pass frees it.
         return Ok(Some((0, 0)));
     }
-    let (bufs, _) = crate::recovery::read_segment(array, seg);
+    let (bufs, _) = crate::log::segment_read::read_segment(array, seg);
     let mut live: Vec<Relocation> = Vec::new();
     let mut unreadable = false;
     {

@@ -13,11 +13,11 @@ use crate::array::Array;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::*;
-use crate::log::stripe::{parity_agrees, position_of, rebuild_chunks, walk_stripes, StripeOutcome};
-use crate::log::writer::Shared;
-use crate::recovery::{
+use crate::log::segment_read::{
     finish_segment_read, read_segment, submit_segment_read, submit_segment_read_of,
 };
+use crate::log::stripe::{parity_agrees, position_of, rebuild_chunks, walk_stripes, StripeOutcome};
+use crate::log::writer::Shared;
 use crate::segments::SegmentInfo;
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::HashSet;

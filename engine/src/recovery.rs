@@ -12,26 +12,18 @@
 //!   treating it as a torn tail.
 
 use crate::array::Array;
-use crate::checkpoint::ResumePoint;
 use crate::error::{Error, Result};
+use crate::format::checkpoint::ResumePoint;
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
-use crate::log::stripe::{
-    assemble, chunk_place, read_stripe_chunks, rebuild_chunks, walk_stripes, ChunkSources,
-    StripeOutcome,
-};
+use crate::log::cursor::Cursor;
+use crate::log::repair::LogRepairs;
+use crate::log::segment_read::read_segment;
+use crate::log::stripe::{chunk_place, walk_stripes, StripeOutcome};
 use crate::segments::{FreeSpace, SegmentInfo};
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Where the next stripe goes.
-#[derive(Debug, Clone)]
-pub(crate) struct Cursor {
-    pub segment: Arc<SegmentInfo>,
-    pub offset: u32,
-    pub ordinal: u32,
-}
 
 pub(crate) struct Recovered {
     pub segments: BTreeMap<u64, Arc<SegmentInfo>>,
@@ -49,19 +41,6 @@ pub(crate) struct Recovered {
     /// Highest LSN per log segment (for segments the checkpoint covers: a bound, see
     /// [`covered_max_lsn`]).
     pub segment_max_lsn: std::collections::HashMap<u64, u64>,
-}
-
-/// Chunks and segment headers of the replayed log that are missing or bad on devices that
-/// are present: a crash interrupted their writes (a stripe needs only k chunks to be
-/// replayed) or a device lost them. Everything written later is logged after them, so they
-/// must be whole again before anything new is acknowledged, or losing m devices later could
-/// break the log there and take acknowledged writes with it.
-#[derive(Default)]
-pub(crate) struct LogRepairs {
-    /// (segment, offset, ordinal, height) of stripes with bad chunks.
-    pub stripes: Vec<(Arc<SegmentInfo>, u32, u32, u32)>,
-    /// A valid header of the segment, and the member positions whose header is missing.
-    pub headers: Vec<(SegmentHeader, Vec<usize>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -153,74 +132,6 @@ fn read_segment_headers(array: &Array) -> (BTreeMap<u64, SegmentInfo>, BTreeMap<
         });
     }
     (segments, first_lsn)
-}
-
-/// Reads every member of a segment in full.
-pub(crate) fn read_segment(array: &Array, seg: &SegmentInfo) -> (Vec<Option<AlignedBuf>>, u64) {
-    finish_segment_read(array, submit_segment_read(array, seg))
-}
-
-/// Reads of every present member of a segment, in flight.
-pub(crate) struct SegmentRead {
-    batch: ectable_devices::IoBatch,
-    /// Member position per read, and the slot of every member.
-    pos_of: Vec<usize>,
-    slots: Vec<u32>,
-    seg_id: u64,
-}
-
-/// Starts reading every member of a segment in full (so that a caller can overlap it with
-/// other work, e.g. rebuild writing the previous segment).
-pub(crate) fn submit_segment_read(array: &Array, seg: &SegmentInfo) -> SegmentRead {
-    submit_segment_read_of(array, seg, None)
-}
-
-/// As [`submit_segment_read`], reading only the member positions in `only` when given.
-pub(crate) fn submit_segment_read_of(
-    array: &Array,
-    seg: &SegmentInfo,
-    only: Option<&[usize]>,
-) -> SegmentRead {
-    let s = array.segment_size();
-    let mut ops = Vec::new();
-    let mut pos_of = Vec::new();
-    for (p, (slot, dseg)) in seg.members.iter().enumerate() {
-        if only.is_some_and(|o| !o.contains(&p)) {
-            continue;
-        }
-        if let Some(d) = array.device_of_slot(*slot) {
-            ops.push(IoOp::read(d, array.device_segment_offset(*dseg), s));
-            pos_of.push(p);
-        }
-    }
-    SegmentRead {
-        batch: array.io.submit(ops),
-        pos_of,
-        slots: seg.members.iter().map(|m| m.0).collect(),
-        seg_id: seg.id,
-    }
-}
-
-/// Waits for a segment read: the member buffers (None where unreadable) and bytes read.
-pub(crate) fn finish_segment_read(array: &Array, r: SegmentRead) -> (Vec<Option<AlignedBuf>>, u64) {
-    let mut bufs: Vec<Option<AlignedBuf>> = (0..r.slots.len()).map(|_| None).collect();
-    let mut bytes = 0;
-    for (c, p) in r.batch.wait().into_iter().zip(r.pos_of) {
-        array.observe(
-            r.slots[p] as usize,
-            c.op.kind,
-            c.latency,
-            c.result.as_ref().err(),
-        );
-        match c.result {
-            Ok(()) => {
-                bytes += c.op.buf.len() as u64;
-                bufs[p] = Some(c.op.buf);
-            }
-            Err(e) => tracing::warn!("reading segment {} member {p}: {e}", r.seg_id),
-        }
-    }
-    (bufs, bytes)
 }
 
 /// Decodes the records of a good stripe and applies them to the index.
@@ -411,7 +322,7 @@ fn load_checkpoint(
             return None;
         }
     }
-    match crate::checkpoint::decode(&bytes) {
+    match crate::format::checkpoint::decode(&bytes) {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!("checkpoint does not verify ({e}); replaying the whole log");
@@ -702,134 +613,4 @@ fn missing_headers(
         .filter(|&p| valid(p).is_none())
         .collect();
     (!missing.is_empty()).then_some((template, missing))
-}
-
-/// Rewrites what [`LogRepairs`] lists: each stripe is read again, its bad chunks rebuilt
-/// from the good ones (checked against the stripe's crc table before anything is written,
-/// with the stripe's own header, so they join it exactly) and written in place, missing
-/// segment headers are rewritten from a valid copy, and every device written is flushed.
-/// Best effort: a device that fails a repair write or flush is marked failed, as a failed
-/// log write would be.
-pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
-    let mut ops: Vec<(u32, IoOp)> = Vec::new();
-    for (seg, offset, ordinal, height) in &repairs.stripes {
-        let bufs = read_stripe_chunks(array, seg, *offset, *ordinal, *height, ChunkSources::Online);
-        let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
-        let StripeOutcome::Good(g) = assemble(array, seg, *offset, *ordinal, &chunks) else {
-            continue;
-        };
-        let targets: Vec<usize> = g
-            .bad_shards
-            .iter()
-            .copied()
-            .filter(|&j| chunk_place(array, seg, *offset, *ordinal, j).1.is_some())
-            .collect();
-        match rebuild_chunks(array, &g, &chunks, &targets) {
-            Ok(rebuilt) => {
-                for (j, buf) in rebuilt {
-                    if let (slot, Some((d, off))) = chunk_place(array, seg, *offset, *ordinal, j) {
-                        ops.push((slot, IoOp::write(d, off, buf)));
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(
-                "recovery: cannot repair segment {} offset {offset}: {e}",
-                seg.id
-            ),
-        }
-    }
-    for (template, positions) in &repairs.headers {
-        for &p in positions {
-            let (slot, dseg) = template.members[p];
-            let Some(d) = array.device_of_slot(slot) else {
-                continue;
-            };
-            let h = SegmentHeader {
-                position: p as u16,
-                ..template.clone()
-            };
-            ops.push((
-                slot,
-                IoOp::write(
-                    d,
-                    array.device_segment_offset(dseg),
-                    AlignedBuf::from_slice(&h.encode()),
-                ),
-            ));
-        }
-    }
-    if ops.is_empty() {
-        return;
-    }
-    let count = ops.len();
-    let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
-    let mut flush: Vec<(u32, usize)> = Vec::new();
-    for (c, slot) in array
-        .io
-        .execute(ops.into_iter().map(|(_, op)| op).collect())
-        .into_iter()
-        .zip(slots)
-    {
-        match c.result {
-            Ok(()) if !flush.iter().any(|(_, d)| *d == c.op.device_index) => {
-                flush.push((slot, c.op.device_index))
-            }
-            Ok(()) => {}
-            Err(e) => {
-                array.counters[slot as usize]
-                    .write_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                array.mark_failed(slot as usize, &e.to_string());
-            }
-        }
-    }
-    let flush_slots: Vec<u32> = flush.iter().map(|(s, _)| *s).collect();
-    for (c, slot) in array
-        .io
-        .execute(flush.into_iter().map(|(_, d)| IoOp::flush(d)).collect())
-        .into_iter()
-        .zip(flush_slots)
-    {
-        if let Err(e) = c.result {
-            array.counters[slot as usize]
-                .write_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            array.mark_failed(slot as usize, &e.to_string());
-        }
-    }
-    tracing::info!("recovery: rewrote {count} missing chunk(s) and segment header(s) of the log");
-}
-
-/// Zeroes the headers of segments that lie beyond the end of the log, and flushes.
-pub(crate) fn invalidate_segments(array: &Array, segs: &[Arc<SegmentInfo>]) -> Result<()> {
-    if segs.is_empty() {
-        return Ok(());
-    }
-    let mut ops = Vec::new();
-    for seg in segs {
-        for (slot, dseg) in &seg.members {
-            if let Some(d) = array.device_of_slot(*slot) {
-                let zero = AlignedBuf::new(SEGMENT_HEADER_SIZE_BYTES);
-                ops.push(IoOp::write(d, array.device_segment_offset(*dseg), zero));
-            }
-        }
-    }
-    let mut devices: Vec<usize> = Vec::new();
-    for c in array.io.execute(ops) {
-        c.result?;
-        if !devices.contains(&c.op.device_index) {
-            devices.push(c.op.device_index);
-        }
-    }
-    for c in array
-        .io
-        .execute(devices.into_iter().map(IoOp::flush).collect())
-    {
-        c.result?;
-    }
-    tracing::info!(
-        "discarded {} segment(s) beyond the end of the log",
-        segs.len()
-    );
-    Ok(())
 }

@@ -2,6 +2,7 @@
 //! encoder here writes fixed-size little-endian byte arrays through named offsets, checks
 //! its reserved bytes are zero on read, and validates what it decodes (pair assertions).
 
+pub mod checkpoint;
 pub mod chunk_header;
 pub mod log_record;
 pub mod segment_header;

@@ -1,4 +1,8 @@
-//! The log: stripe reading and assembly, and the group-commit writer.
+//! The log: where the next stripe goes, whole-segment reads, stripe reading and assembly,
+//! the group-commit writer, and repairing the replayed log before a session's first write.
 
+pub(crate) mod cursor;
+pub(crate) mod repair;
+pub(crate) mod segment_read;
 pub(crate) mod stripe;
 pub(crate) mod writer;

@@ -14,8 +14,8 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
+use crate::log::cursor::Cursor;
 use crate::log::stripe::chunk_place;
-use crate::recovery::Cursor;
 
 /// The most stripes one flush batch writes.
 pub const MAX_IN_FLIGHT_STRIPES: usize = 64;
@@ -95,7 +95,7 @@ pub(crate) struct WriterState {
     pub pending: HashMap<u64, Arc<Vec<u8>>>,
     pub next_stripe_seq: u64,
     /// Chunks and headers of the replayed log to rewrite before the first write.
-    pub pending_repairs: crate::recovery::LogRepairs,
+    pub pending_repairs: crate::log::repair::LogRepairs,
     /// A checkpoint is taking an image of the index: appends wait until it is cleared.
     pub paused: bool,
     /// Per log segment, the highest LSN of a record in it (for segments the checkpoint
@@ -587,7 +587,7 @@ impl Shared {
     pub(crate) fn start_writing(&self, st: &mut WriterState) -> Result<()> {
         self.array.bump_epoch()?;
         let discard = std::mem::take(&mut st.pending_discard);
-        crate::recovery::invalidate_segments(&self.array, &discard)?;
+        crate::log::repair::invalidate_segments(&self.array, &discard)?;
         for seg in &discard {
             for (slot, dseg) in &seg.members {
                 st.free.release(*slot, *dseg);
@@ -595,7 +595,7 @@ impl Shared {
         }
         // What a crash left unwritten in the replayed log is made whole (and flushed) before
         // anything new is logged after it.
-        crate::recovery::repair_log(&self.array, &std::mem::take(&mut st.pending_repairs));
+        crate::log::repair::repair_log(&self.array, &std::mem::take(&mut st.pending_repairs));
         // The repairs are on disk: from now on writes go to the open segment or new ones.
         st.writing_started = true;
         self.refresh_sync_floor(st);
