@@ -21,13 +21,9 @@ use crate::error::{Error, Result};
 use crate::format::*;
 use crate::index::IndexEntry;
 use crate::log::stripe::{walk_stripes, StripeOutcome};
-use crate::log::writer::{Shared, WriterState};
+use crate::space::{horizon_hold, HorizonHold, BACKUP_TABLE, HORIZON_KEY, RESTORE_KEY};
 use std::sync::atomic::Ordering;
 
-/// The system table of backup state.
-pub const BACKUP_TABLE: &str = "$backup";
-const HORIZON_KEY: &[u8] = b"horizon";
-const RESTORE_KEY: &[u8] = b"restore";
 /// Rows read per batch of device reads.
 const READ_BATCH: usize = 256;
 
@@ -45,88 +41,6 @@ pub struct Change {
     pub value: Option<Vec<u8>>,
 }
 
-/// The segments among `ids` the cleaner may clean or free: those holding no record after
-/// the backup horizon.
-pub(crate) fn outside_history(shared: &Shared, ids: Vec<u64>) -> Vec<u64> {
-    let h = shared.backup_horizon.load(Ordering::SeqCst);
-    if h == u64::MAX {
-        return ids;
-    }
-    let st = shared.lock_state();
-    ids.into_iter()
-        .filter(|id| st.segment_max_lsn.get(id).is_some_and(|m| *m <= h))
-        .collect()
-}
-
-/// Space the backup horizon keeps from the cleaner: log segments (other than the one being
-/// written) holding a record after the horizon, and the bytes in them no row needs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HorizonHold {
-    /// The horizon (LSN), or None when no backup chain is registered.
-    pub horizon_lsn: Option<u64>,
-    /// Segments held that hold garbage.
-    pub segments: usize,
-    /// Their garbage: what cleaning them would give back.
-    pub garbage_bytes: u64,
-}
-
-impl HorizonHold {
-    /// "held by the backup horizon (LSN H): N segments, X MiB of garbage; a new backup
-    /// raises the horizon, or clear it", or None when it holds nothing.
-    pub fn describe(&self) -> Option<String> {
-        let h = self.horizon_lsn?;
-        (self.segments > 0).then(|| {
-            format!(
-                "{} segments ({:.1} MiB of garbage) held by the backup horizon (LSN {h}): \
-                 the next backup raises it, or clearing it (Engine::clear_backup_horizon, \
-                 `ectable backup-clear-horizon`) releases them (the next backup is then a \
-                 full one)",
-                self.segments,
-                self.garbage_bytes as f64 / (1u64 << 20) as f64
-            )
-        })
-    }
-}
-
-/// What the horizon holds now (see [`HorizonHold`]). Takes the segment table and the index
-/// for reading; the caller may hold the writer state (`st`), never the index.
-pub(crate) fn horizon_hold(shared: &Shared, st: &WriterState) -> HorizonHold {
-    let h = shared.backup_horizon.load(Ordering::SeqCst);
-    if h == u64::MAX {
-        return HorizonHold::default();
-    }
-    let mut writing = st.next_segment_id;
-    if let Some(c) = &st.cursor {
-        writing = writing.min(c.segment.id);
-    }
-    if let Some(o) = &st.open {
-        writing = writing.min(o.segment.id);
-    }
-    let cap = crate::cleaner::segment_data_capacity(&shared.array);
-    let held: Vec<u64> = shared
-        .segments
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .filter(|s| s.kind == SegmentKind::Log && s.id < writing)
-        .filter(|s| st.segment_max_lsn.get(&s.id).is_none_or(|m| *m > h))
-        .map(|s| s.id)
-        .collect();
-    let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
-    let mut out = HorizonHold {
-        horizon_lsn: Some(h),
-        ..HorizonHold::default()
-    };
-    for id in held {
-        let garbage = cap.saturating_sub(index.live_bytes.get(&id).copied().unwrap_or(0));
-        if garbage > 0 {
-            out.segments += 1;
-            out.garbage_bytes += garbage;
-        }
-    }
-    out
-}
-
 impl Engine {
     /// What the backup horizon keeps from the cleaner now.
     pub fn backup_horizon_hold(&self) -> HorizonHold {
@@ -139,34 +53,6 @@ impl Engine {
     pub fn backup_horizon(&self) -> Option<u64> {
         let h = self.shared.backup_horizon.load(Ordering::SeqCst);
         (h != u64::MAX).then_some(h)
-    }
-
-    /// Loads the horizon and checks for an unfinished restore (at open).
-    pub(crate) fn load_backup_state(&self, allow_incomplete_restore: bool) -> Result<()> {
-        let get = |key: &[u8]| match self.get(BACKUP_TABLE, key) {
-            Err(Error::NoSuchTable(_)) => Ok(None),
-            r => r,
-        };
-        if let Some(v) = get(HORIZON_KEY)? {
-            let b: [u8; 8] = v
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::CorruptTableData {
-                    table: BACKUP_TABLE.into(),
-                    detail: format!("horizon of {} bytes", v.len()),
-                })?;
-            self.shared
-                .backup_horizon
-                .store(u64::from_le_bytes(b), Ordering::SeqCst);
-        }
-        if !allow_incomplete_restore {
-            if let Some(v) = get(RESTORE_KEY)? {
-                return Err(Error::RestoreIncomplete {
-                    started: String::from_utf8_lossy(&v).into_owned(),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Raises the horizon to `lsn` (durably first). Never lowers it, except from "none".

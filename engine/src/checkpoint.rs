@@ -23,20 +23,13 @@
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{encode, ResumePoint};
 use crate::format::*;
-use crate::index::Index;
-use crate::log::writer::{OpenStripe, SealedStripe, Shared, WriterState};
+use crate::log::state::{OpenStripe, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
+use crate::shared::Shared;
+use crate::space::{free_dead_segments, segments_for};
 use ectable_devices::IoOp;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// Checkpoint segments needed for `bytes` of checkpoint.
-pub(crate) fn segments_for(array: &crate::array::Array, bytes: usize) -> usize {
-    let (k, c, s) = (array.k(), array.chunk_size(), array.segment_size());
-    let per_stripe = k * (c - CHUNK_HEADER_SIZE_BYTES);
-    let stripes_per_segment = (s - SEGMENT_HEADER_SIZE_BYTES) / c;
-    bytes.div_ceil(per_stripe * stripes_per_segment).max(1)
-}
 
 /// A consistent image of the index, ready to be written.
 pub(crate) struct Snapshot {
@@ -279,99 +272,4 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
     );
     free_dead_segments(shared, resume.segment_id);
     Ok(Some(lsn))
-}
-
-/// Removes segments from the segment table and gives their device segments back, with no
-/// read in flight (the free gate) and no rebuild or scrub running (the maintenance lock,
-/// held by the caller or taken here).
-pub(crate) fn free_segments(shared: &Shared, ids: &[u64]) {
-    if ids.is_empty() {
-        return;
-    }
-    let _gate = shared.free_gate.write().unwrap_or_else(|p| p.into_inner());
-    let mut st = shared.lock_state();
-    let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
-    let freed: Vec<Arc<SegmentInfo>> = ids
-        .iter()
-        .filter_map(|id| {
-            st.segment_max_lsn.remove(id);
-            map.remove(id)
-        })
-        .collect();
-    // A segment freed in an earlier session and found again at open (its headers remain on
-    // the members no newer segment took) names device segments that now belong to others:
-    // those stay theirs.
-    let in_use: std::collections::HashSet<(u32, u32)> = map
-        .values()
-        .chain(st.pending_discard.iter())
-        .flat_map(|s| s.members.iter().copied())
-        .collect();
-    for seg in freed {
-        for (slot, dseg) in &seg.members {
-            if !in_use.contains(&(*slot, *dseg)) {
-                st.free.release(*slot, *dseg);
-            }
-        }
-    }
-}
-
-/// Frees the log segments before `resume_segment` (so covered by the checkpoint in force)
-/// that no index entry points into, and the checkpoint segments of earlier checkpoints. Skipped while a rebuild or scrub runs (they read the
-/// segment table as it was when they started); the next checkpoint or cleaner pass frees
-/// them. Returns how many were freed.
-pub(crate) fn free_dead_segments(shared: &Shared, resume_segment: u64) -> usize {
-    let Ok(_maintenance) = shared.maintenance.try_lock() else {
-        return 0;
-    };
-    free_dead_segments_locked(shared, resume_segment)
-}
-
-/// As [`free_dead_segments`], with the maintenance lock held by the caller.
-pub(crate) fn free_dead_segments_locked(shared: &Shared, resume_segment: u64) -> usize {
-    let (ckpt_first, ckpt_count, _) = shared
-        .array
-        .persisted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .checkpoint;
-    let in_force = ckpt_first..ckpt_first + ckpt_count as u64;
-    let (old_checkpoints, candidates): (Vec<u64>, Vec<u64>) = {
-        let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
-        let old = map
-            .values()
-            .filter(|s| s.kind == SegmentKind::Checkpoint && !in_force.contains(&s.id))
-            .map(|s| s.id)
-            .collect();
-        let logs = map
-            .values()
-            .filter(|s| s.kind == SegmentKind::Log && s.id < resume_segment)
-            .map(|s| s.id)
-            .collect();
-        (old, logs)
-    };
-    let mut dead = old_checkpoints;
-    // History a registered backup chain still needs stays.
-    let candidates = crate::backup::outside_history(shared, candidates);
-    if !candidates.is_empty() {
-        // The authority is the index itself, not the live-byte accounting.
-        let referenced =
-            referenced_segments(&shared.index.read().unwrap_or_else(|p| p.into_inner()));
-        dead.extend(candidates.into_iter().filter(|id| !referenced.contains(id)));
-    }
-    free_segments(shared, &dead);
-    if !dead.is_empty() {
-        tracing::debug!("freed {} dead log segments", dead.len());
-    }
-    dead.len()
-}
-
-/// Every segment some index entry points into.
-pub(crate) fn referenced_segments(index: &Index) -> std::collections::HashSet<u64> {
-    let mut out = std::collections::HashSet::new();
-    for t in index.tables.values() {
-        for e in t.values() {
-            out.insert(e.place.segment_id());
-        }
-    }
-    out
 }

@@ -31,17 +31,13 @@
 use crate::error::Result;
 use crate::format::*;
 use crate::log::stripe::{walk_stripes, StripeOutcome};
-use crate::log::writer::{Relocation, Shared};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use crate::log::writer::Relocation;
+use crate::shared::Shared;
+use crate::space::segment_data_capacity;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Log segments kept back from foreground writes, beside the checkpoint's own.
-pub const RESERVE_LOG_SEGMENTS: usize = 2;
-/// How many cleaner cycles a write waits for on a full array before it fails.
-pub const MAX_SPACE_WAITS: usize = 64;
-/// A write on a full array fails once this many cycles in a row freed nothing.
-pub const MAX_EMPTY_CYCLES: usize = 3;
 /// Records handed to the writer at a time when moving a victim's records.
 const RELOCATE_BATCH: usize = 256;
 
@@ -83,20 +79,6 @@ impl Default for CleanerOptions {
     }
 }
 
-/// What the cleaner has done since the engine was opened.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CleanerStats {
-    pub passes: u64,
-    /// Passes skipped because a rebuild or scrub was running.
-    pub paused_passes: u64,
-    pub segments_cleaned: u64,
-    pub segments_freed: u64,
-    pub records_relocated: u64,
-    pub bytes_relocated: u64,
-    pub checkpoints: u64,
-    pub last_checkpoint_lsn: u64,
-}
-
 /// What one call to [`crate::Engine::clean`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CleanReport {
@@ -109,111 +91,7 @@ pub struct CleanReport {
     pub paused: bool,
     /// What the backup horizon keeps from the cleaner after the run (set by
     /// [`crate::Engine::clean`]).
-    pub held_by_backup_horizon: crate::backup::HorizonHold,
-}
-
-struct CtlState {
-    /// Cycles of the cleaner thread completed.
-    generation: u64,
-    /// A cycle is running now.
-    in_cycle: bool,
-    requested: bool,
-    stop: bool,
-    running: bool,
-    /// Segments freed by the last completed pass.
-    last_freed: u64,
-    stats: CleanerStats,
-    /// Victims found unreadable beyond repair: not picked again this session.
-    unreadable: Vec<u64>,
-}
-
-/// The cleaner thread's controls, shared with writers waiting for space.
-pub(crate) struct CleanerCtl {
-    state: Mutex<CtlState>,
-    cv: Condvar,
-    /// Resume segment of the checkpoint in force (0: none).
-    pub resume_segment: AtomicU64,
-    /// Payload bytes written when the last checkpoint was taken.
-    pub payload_at_checkpoint: AtomicU64,
-}
-
-impl CleanerCtl {
-    pub(crate) fn new(resume_segment: u64) -> CleanerCtl {
-        CleanerCtl {
-            state: Mutex::new(CtlState {
-                generation: 0,
-                in_cycle: false,
-                requested: false,
-                stop: false,
-                running: false,
-                last_freed: 0,
-                stats: CleanerStats::default(),
-                unreadable: Vec::new(),
-            }),
-            cv: Condvar::new(),
-            resume_segment: AtomicU64::new(resume_segment),
-            payload_at_checkpoint: AtomicU64::new(0),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CtlState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn stats(&self) -> CleanerStats {
-        self.lock().stats.clone()
-    }
-
-    /// Wakes the cleaner thread and waits for a cycle that starts after this call to end:
-    /// whether it freed segments, or None if there is no cleaner thread (or it is stopping,
-    /// or a minute went by).
-    pub(crate) fn wait_for_pass(&self) -> Option<bool> {
-        let mut s = self.lock();
-        if !s.running || s.stop {
-            return None;
-        }
-        s.requested = true;
-        self.cv.notify_all();
-        // A cycle running now may have started before the caller ran out of space: wait
-        // for the one after it.
-        let target = s.generation + if s.in_cycle { 2 } else { 1 };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while s.generation < target && s.running && !s.stop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            s = self
-                .cv
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        if !s.running || s.stop {
-            return None;
-        }
-        Some(s.last_freed > 0)
-    }
-
-    pub(crate) fn checkpoint_written(&self, lsn: u64, resume_segment: u64, payload: u64) {
-        self.resume_segment.store(resume_segment, Ordering::SeqCst);
-        self.payload_at_checkpoint.store(payload, Ordering::SeqCst);
-        let mut s = self.lock();
-        s.stats.checkpoints += 1;
-        s.stats.last_checkpoint_lsn = lsn;
-    }
-
-    pub(crate) fn stop(&self) {
-        let mut s = self.lock();
-        s.stop = true;
-        self.cv.notify_all();
-    }
-}
-
-/// Bytes of records one log segment holds when full.
-pub(crate) fn segment_data_capacity(array: &crate::array::Array) -> u64 {
-    let stripes = (array.segment_size() - SEGMENT_HEADER_SIZE_BYTES) / array.chunk_size();
-    (stripes * array.max_stripe_payload()) as u64
+    pub held_by_backup_horizon: crate::space::HorizonHold,
 }
 
 /// A victim and its live bytes.
@@ -256,7 +134,7 @@ fn pick_victims(
     // History a registered backup chain still needs stays.
     let keep: std::collections::HashSet<u64> = {
         let ids: Vec<u64> = segs.iter().map(|s| s.id).collect();
-        let ok = crate::backup::outside_history(shared, ids.clone());
+        let ok = crate::space::outside_history(shared, ids.clone());
         ids.into_iter().filter(|id| !ok.contains(id)).collect()
     };
     let segs: Vec<_> = segs.into_iter().filter(|s| !keep.contains(&s.id)).collect();
@@ -418,7 +296,7 @@ pub(crate) fn clean_pass(
     };
     let array = &shared.array;
     let cap = segment_data_capacity(array).max(1);
-    let ckpt = shared.keep_for(crate::log::writer::Room::Cleaner);
+    let ckpt = shared.keep_for(crate::space::Room::Cleaner);
     let room = || {
         // The free segments beyond the checkpoint's, and what is left of the segment being
         // written, less what records leave unused at stripe ends (about a record per stripe).
@@ -449,8 +327,7 @@ pub(crate) fn clean_pass(
         // Less than a segment to gain before the checkpoint in force: a new checkpoint makes
         // the segments written since then victims too (and frees those already dead).
         report.checkpoint_lsn = crate::checkpoint::write_online(shared)?;
-        report.segments_freed +=
-            crate::checkpoint::free_dead_segments_locked(shared, resume()) as u64;
+        report.segments_freed += crate::space::free_dead_segments_locked(shared, resume()) as u64;
         victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
     }
     if victims.is_empty() {
@@ -466,7 +343,7 @@ pub(crate) fn clean_pass(
     }
     // The moved records must be durable before their old places may be reused.
     shared.sync_all()?;
-    report.segments_freed += crate::checkpoint::free_dead_segments_locked(shared, resume()) as u64;
+    report.segments_freed += crate::space::free_dead_segments_locked(shared, resume()) as u64;
     Ok(finish(shared, report))
 }
 

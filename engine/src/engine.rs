@@ -10,12 +10,16 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::{uuid_string, MemberState, DATA_START_BYTES};
 use crate::index::{IndexEntry, Place, RecordLoc};
+use crate::log::state::WriterState;
 use crate::log::stripe::{
     assemble, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome,
 };
-use crate::log::writer::{clamp_batch, EngineCounters, Mutation, Shared, WriterState};
+use crate::log::writer::{clamp_batch, Mutation};
+use crate::rebuild::{Progress, RebuildOptions, ScrubReport};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
+use crate::shared::{EngineCounters, Shared};
+use crate::space::{BACKUP_TABLE, HORIZON_KEY, RESTORE_KEY};
 use ectable_devices::IoBackend;
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -138,7 +142,7 @@ pub struct Status {
     pub reserved_segments: usize,
     /// LSN of the index checkpoint in force (0: none).
     pub checkpoint_lsn: u64,
-    pub cleaner: crate::cleaner::CleanerStats,
+    pub cleaner: crate::space::mailbox::CleanerStats,
     pub keys: usize,
     pub tables: usize,
     pub next_lsn: u64,
@@ -159,7 +163,7 @@ pub struct Status {
     /// A rebuild in progress: (slot, next segment id).
     pub rebuild: Option<(usize, u64)>,
     /// Garbage the backup horizon keeps from the cleaner.
-    pub backup_horizon: crate::backup::HorizonHold,
+    pub backup_horizon: crate::space::HorizonHold,
 }
 
 pub struct Engine {
@@ -293,7 +297,7 @@ impl Engine {
             chunk_pool: Mutex::new(Vec::new()),
             free_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
-            cleaner: crate::cleaner::CleanerCtl::new(rec.stats.checkpoint_resume_segment),
+            cleaner: crate::space::mailbox::CleanerCtl::new(rec.stats.checkpoint_resume_segment),
             backup_horizon: std::sync::atomic::AtomicU64::new(u64::MAX),
         });
         let flusher = if opts.read_only {
@@ -335,7 +339,7 @@ impl Engine {
         engine.load_backup_state(opts.allow_incomplete_restore)?;
         let resume = engine.recovery.checkpoint_resume_segment;
         engine.recovery.dead_segments_freed =
-            crate::checkpoint::free_dead_segments(&engine.shared, resume);
+            crate::space::free_dead_segments(&engine.shared, resume);
         if !opts.read_only && opts.cleaner.enabled {
             let (s, o) = (engine.shared.clone(), opts.cleaner);
             let h = std::thread::Builder::new()
@@ -345,6 +349,34 @@ impl Engine {
             *engine.cleaner.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
         }
         Ok(engine)
+    }
+
+    /// Loads the horizon and checks for an unfinished restore (at open).
+    fn load_backup_state(&self, allow_incomplete_restore: bool) -> Result<()> {
+        let get = |key: &[u8]| match self.get(BACKUP_TABLE, key) {
+            Err(Error::NoSuchTable(_)) => Ok(None),
+            r => r,
+        };
+        if let Some(v) = get(HORIZON_KEY)? {
+            let b: [u8; 8] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::CorruptTableData {
+                    table: BACKUP_TABLE.into(),
+                    detail: format!("horizon of {} bytes", v.len()),
+                })?;
+            self.shared
+                .backup_horizon
+                .store(u64::from_le_bytes(b), Ordering::SeqCst);
+        }
+        if !allow_incomplete_restore {
+            if let Some(v) = get(RESTORE_KEY)? {
+                return Err(Error::RestoreIncomplete {
+                    started: String::from_utf8_lossy(&v).into_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Appends a put; durable after the next [`Engine::sync`].
@@ -772,7 +804,7 @@ impl Engine {
         drop(st);
         let backup_horizon = self.backup_horizon_hold();
         let reserved_segments = s.reserve_segments();
-        let seg_cap = crate::cleaner::segment_data_capacity(a);
+        let seg_cap = crate::space::segment_data_capacity(a);
         let log_segments: Vec<u64> = s
             .segments
             .read()
@@ -983,7 +1015,7 @@ impl Engine {
     }
 
     /// What the cleaner has done since open.
-    pub fn cleaner_stats(&self) -> crate::cleaner::CleanerStats {
+    pub fn cleaner_stats(&self) -> crate::space::mailbox::CleanerStats {
         self.shared.cleaner.stats()
     }
 
@@ -1034,6 +1066,51 @@ impl Engine {
         }
         self.shared.array.persist_if_dirty();
         Ok(())
+    }
+}
+
+/// Rebuild, hot spares and scrub (rebuild.rs does the work).
+impl Engine {
+    /// Slot of the device at `path` in this array, if it is a present member.
+    pub fn slot_of_path(&self, path: &str) -> Option<usize> {
+        self.shared.slot_of_path(path)
+    }
+    /// Slots that are missing or failed.
+    pub fn lost_slots(&self) -> Vec<usize> {
+        self.shared.lost_slots()
+    }
+    /// A rebuild in progress: (slot, next segment id).
+    pub fn rebuild_in_progress(&self) -> Option<(usize, u64)> {
+        self.shared.rebuild_in_progress()
+    }
+    /// See [`Shared::replace`]: makes a new device (or a spare) the member of `slot`.
+    pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
+        self.shared.replace(slot, new_device_index)
+    }
+    /// Rebuilds the slot being replaced, resuming at the persisted cursor.
+    pub fn rebuild(
+        &self,
+        opts: &RebuildOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Progress> {
+        self.shared.rebuild(opts, progress)
+    }
+    /// Adds a blank device (by engine index) as a hot spare.
+    pub fn add_spare(&self, device_index: usize) -> Result<()> {
+        self.shared.add_spare(device_index)
+    }
+    /// Engine indices of the hot spares present.
+    pub fn spare_devices(&self) -> Vec<usize> {
+        self.shared.spare_devices()
+    }
+    /// Checks every live stripe; with `repair`, rewrites bad chunks.
+    pub fn scrub(
+        &self,
+        repair: bool,
+        opts: &RebuildOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<ScrubReport> {
+        self.shared.scrub(repair, opts, progress)
     }
 }
 

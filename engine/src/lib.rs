@@ -43,11 +43,13 @@ mod reader;
 pub mod rebuild;
 pub mod recovery;
 pub mod segments;
+mod shared;
+mod space;
 pub mod table;
 
 pub use array::{format, ArrayInfo, FormatOptions};
-pub use backup::{Change, HorizonHold, BACKUP_TABLE};
-pub use cleaner::{CleanReport, CleanerOptions, CleanerStats};
+pub use backup::Change;
+pub use cleaner::{CleanReport, CleanerOptions};
 pub use engine::{DeviceStatus, Engine, EngineOptions, Status, WriteBatch};
 pub use error::{Error, Result};
 pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
@@ -55,6 +57,8 @@ pub use health::{DetectionMode, HealthPolicy};
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
+pub use space::mailbox::CleanerStats;
+pub use space::{HorizonHold, BACKUP_TABLE};
 pub use table::{
     Columns, Condition, KeyColumn, RangePage, RangeQuery, Row, RowUpdate, Schema, TableBatch,
     TableInfo, Tables, Value, ValueType,

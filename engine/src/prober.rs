@@ -4,7 +4,7 @@
 //! detector like normal traffic. Stops when the engine closes.
 
 use crate::health::probe;
-use crate::log::writer::Shared;
+use crate::shared::Shared;
 use ectable_devices::{AlignedBuf, IoOp};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};

@@ -10,15 +10,14 @@
 //! - Only live data is rebuilt: segments in use, and in them the stripes of the log.
 
 use crate::array::Array;
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::segment_read::{
     finish_segment_read, read_segment, submit_segment_read, submit_segment_read_of,
 };
 use crate::log::stripe::{parity_agrees, position_of, rebuild_chunks, walk_stripes, StripeOutcome};
-use crate::log::writer::Shared;
 use crate::segments::SegmentInfo;
+use crate::shared::Shared;
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -810,49 +809,5 @@ impl Shared {
             progress(&r.progress);
         }
         Ok(r)
-    }
-}
-
-impl Engine {
-    /// Slot of the device at `path` in this array, if it is a present member.
-    pub fn slot_of_path(&self, path: &str) -> Option<usize> {
-        self.shared.slot_of_path(path)
-    }
-    /// Slots that are missing or failed.
-    pub fn lost_slots(&self) -> Vec<usize> {
-        self.shared.lost_slots()
-    }
-    /// A rebuild in progress: (slot, next segment id).
-    pub fn rebuild_in_progress(&self) -> Option<(usize, u64)> {
-        self.shared.rebuild_in_progress()
-    }
-    /// See [`Shared::replace`]: makes a new device (or a spare) the member of `slot`.
-    pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
-        self.shared.replace(slot, new_device_index)
-    }
-    /// Rebuilds the slot being replaced, resuming at the persisted cursor.
-    pub fn rebuild(
-        &self,
-        opts: &RebuildOptions,
-        progress: &mut dyn FnMut(&Progress),
-    ) -> Result<Progress> {
-        self.shared.rebuild(opts, progress)
-    }
-    /// Adds a blank device (by engine index) as a hot spare.
-    pub fn add_spare(&self, device_index: usize) -> Result<()> {
-        self.shared.add_spare(device_index)
-    }
-    /// Engine indices of the hot spares present.
-    pub fn spare_devices(&self) -> Vec<usize> {
-        self.shared.spare_devices()
-    }
-    /// Checks every live stripe; with `repair`, rewrites bad chunks.
-    pub fn scrub(
-        &self,
-        repair: bool,
-        opts: &RebuildOptions,
-        progress: &mut dyn FnMut(&Progress),
-    ) -> Result<ScrubReport> {
-        self.shared.scrub(repair, opts, progress)
     }
 }

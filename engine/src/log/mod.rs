@@ -4,5 +4,6 @@
 pub(crate) mod cursor;
 pub(crate) mod repair;
 pub(crate) mod segment_read;
+pub(crate) mod state;
 pub(crate) mod stripe;
 pub(crate) mod writer;

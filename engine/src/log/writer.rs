@@ -10,159 +10,22 @@
 //!   `Error::PreviousIo` until the array is reopened.
 //! - Batches (and single records) live in one stripe, so they are all there or not at all.
 
-use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::cursor::Cursor;
 use crate::log::stripe::chunk_place;
 
+use crate::log::state::{OpenStripe, PendingRecord, SealedStripe, WriterState};
+use crate::segments::SegmentInfo;
+use crate::shared::Shared;
+use crate::space::Room;
+
 /// The most stripes one flush batch writes.
 pub const MAX_IN_FLIGHT_STRIPES: usize = 64;
-use crate::segments::{FreeSpace, SegmentInfo};
 use ectable_devices::{AlignedBuf, IoOp};
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
-
-/// A record appended to a stripe that is not on disk yet. Its table name and key are not
-/// copied: they are read back from the stripe buffer (`{ header | table | key | value }`).
-pub(crate) struct PendingRecord {
-    pub lsn: u64,
-    pub offset: u32,
-    pub len: u32,
-    pub crc: u32,
-    pub is_put: bool,
-    pub table_len: u8,
-    pub key_len: u16,
-}
-
-impl PendingRecord {
-    fn table<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        let start = self.offset as usize + log_record::RECORD_HEADER_BYTES;
-        &buf[start..start + self.table_len as usize]
-    }
-
-    fn key<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        let start =
-            self.offset as usize + log_record::RECORD_HEADER_BYTES + self.table_len as usize;
-        &buf[start..start + self.key_len as usize]
-    }
-}
-
-pub(crate) struct OpenStripe {
-    pub segment: Arc<SegmentInfo>,
-    pub new_segment: bool,
-    pub offset: u32,
-    pub ordinal: u32,
-    pub max_height: u32,
-    /// The stripe's data space so far. Unique while the stripe is open (readers copy from
-    /// it under the writer lock); shared with `WriterState::pending` once sealed.
-    pub buf: Arc<Vec<u8>>,
-    /// Unique per stripe in this session; index entries of records not yet on disk name it.
-    pub seq: u64,
-    pub first_lsn: u64,
-    pub last_lsn: u64,
-    pub records: Vec<PendingRecord>,
-}
-
-pub(crate) struct SealedStripe {
-    pub stripe: OpenStripe,
-    pub height: u32,
-    /// Sealed early because a writer waited for durability (a short stripe), rather than
-    /// because the next record did not fit.
-    pub for_sync: bool,
-}
-
-pub(crate) struct WriterState {
-    pub open: Option<OpenStripe>,
-    pub cursor: Option<Cursor>,
-    pub free: FreeSpace,
-    pub next_lsn: u64,
-    pub next_segment_id: u64,
-    pub sealed: VecDeque<SealedStripe>,
-    pub durable_lsn: u64,
-    pub sync_wanted_lsn: u64,
-    pub error: Option<String>,
-    pub closing: bool,
-    pub flusher_done: bool,
-    /// Whether this session has started writing (new epoch persisted, orphans invalidated).
-    pub writing_started: bool,
-    /// Segments beyond the end of the log, to invalidate before the first write.
-    pub pending_discard: Vec<Arc<SegmentInfo>>,
-    /// Data of sealed stripes whose records the index still serves from memory, by stripe
-    /// sequence number; dropped once their index entries point at the disk.
-    pub pending: HashMap<u64, Arc<Vec<u8>>>,
-    pub next_stripe_seq: u64,
-    /// Chunks and headers of the replayed log to rewrite before the first write.
-    pub pending_repairs: crate::log::repair::LogRepairs,
-    /// A checkpoint is taking an image of the index: appends wait until it is cleared.
-    pub paused: bool,
-    /// Per log segment, the highest LSN of a record in it (for segments the checkpoint
-    /// covered at open, the bound recovery gives: above a horizon exactly when the segment
-    /// holds a record after it). The cleaner keeps segments holding history after the
-    /// backup horizon.
-    pub segment_max_lsn: HashMap<u64, u64>,
-    /// The cleaner is moving records on an array out of room: foreground appends wait.
-    pub cleaner_exclusive: bool,
-    /// Stripes sealed and not yet flushed, counted per segment id: with the cursor, they
-    /// bound the array's sync floor (docs/format.md, "Stale members").
-    pub unflushed_segments: std::collections::BTreeMap<u64, usize>,
-}
-
-/// Counters the writer and readers keep.
-#[derive(Debug, Default)]
-pub struct EngineCounters {
-    pub records_written: AtomicU64,
-    pub stripes_written: AtomicU64,
-    pub short_stripes_written: AtomicU64,
-    pub chunk_bytes_written: AtomicU64,
-    pub payload_bytes_written: AtomicU64,
-    pub flush_batches: AtomicU64,
-    pub degraded_writes: AtomicU64,
-    pub reads: AtomicU64,
-    pub degraded_reads: AtomicU64,
-    pub read_repairs: AtomicU64,
-    pub probes: AtomicU64,
-    pub probe_failures: AtomicU64,
-}
-
-pub(crate) struct Shared {
-    pub array: Array,
-    pub segments: RwLock<HashMap<u64, Arc<SegmentInfo>>>,
-    pub index: RwLock<Index>,
-    pub state: Mutex<WriterState>,
-    pub work_cv: Condvar,
-    pub durable_cv: Condvar,
-    pub counters: EngineCounters,
-    pub min_write_shards: usize,
-    pub max_batch_stripes: usize,
-    /// Chunk-size buffers handed back by completed writes, reused by the encoder so the hot
-    /// path neither allocates nor zeroes whole chunks.
-    pub chunk_pool: Mutex<Vec<AlignedBuf>>,
-    /// Readers hold it shared from the index lookup to the end of their device reads; freeing
-    /// segments holds it exclusively, so no read ever lands in a segment reused meanwhile.
-    pub free_gate: RwLock<()>,
-    /// Held by rebuild and scrub for their whole run, and by the cleaner and checkpoints
-    /// while they free segments, so no segment is freed under a rebuild or scrub.
-    pub maintenance: Mutex<()>,
-    /// Talks to the cleaner thread.
-    pub cleaner: crate::cleaner::CleanerCtl,
-    /// History after this LSN is kept for incremental backups (u64::MAX: no backup chain
-    /// registered, nothing kept).
-    pub backup_horizon: AtomicU64,
-}
-
-/// Who asks for a new segment, and so how many free segments it must leave: foreground
-/// writes leave the checkpoint's segments and [`crate::cleaner::RESERVE_LOG_SEGMENTS`] more;
-/// deletes (which is how a full array is emptied) leave the checkpoint's and one; the
-/// cleaner's relocations leave the checkpoint's. Checkpoints may take the last ones.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Room {
-    Foreground,
-    Deletes,
-    Cleaner,
-}
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// A live record the cleaner moves forward: appended again only if the index still names
 /// `lsn` for its key.
@@ -193,63 +56,8 @@ pub(crate) enum Mutation<'a> {
 }
 
 impl Shared {
-    pub(crate) fn lock_state(&self) -> std::sync::MutexGuard<'_, WriterState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn stripe_capacity(&self, max_height: u32) -> usize {
         self.array.k() * (max_height as usize - CHUNK_HEADER_SIZE_BYTES)
-    }
-
-    /// Segments an index checkpoint needs now.
-    pub(crate) fn checkpoint_segments(&self) -> usize {
-        let ckpt_bytes = self
-            .index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .checkpoint_bytes;
-        crate::checkpoint::segments_for(&self.array, ckpt_bytes as usize + 4096)
-    }
-
-    /// Segments kept for checkpoints: room for the next one (the one in force is freed only
-    /// after it), and, while there is none yet, for the first one too, which frees nothing.
-    pub(crate) fn checkpoint_keep(&self) -> usize {
-        let ckpt = self.checkpoint_segments();
-        let none_yet = self
-            .array
-            .persisted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .checkpoint
-            .0
-            == 0;
-        if none_yet {
-            2 * ckpt
-        } else {
-            ckpt
-        }
-    }
-
-    /// Segments kept back from foreground writes so that the cleaner can always move live
-    /// records forward and write the checkpoint that frees what it cleaned.
-    pub(crate) fn reserve_segments(&self) -> usize {
-        self.keep_for(Room::Foreground)
-    }
-
-    /// Free segments an allocation for `room` must leave. The cleaner always leaves room for
-    /// the checkpoint that ends its pass. Foreground writes and deletes never keep more than
-    /// a third of the array's segments (deletes one fewer): a very small array keeps a
-    /// smaller reserve (and, full, may need deletes before the cleaner can run) rather than
-    /// refuse writes from the start.
-    pub(crate) fn keep_for(&self, room: Room) -> usize {
-        let ckpt = self.checkpoint_keep();
-        let a = &self.array;
-        let cap = a.segment_count() as usize * a.n() / a.w() / 3;
-        match room {
-            Room::Foreground => (ckpt + crate::cleaner::RESERVE_LOG_SEGMENTS).min(cap),
-            Room::Deletes => (ckpt + 1).min(cap.saturating_sub(1)),
-            Room::Cleaner => ckpt,
-        }
     }
 
     /// Opens a stripe at the cursor, allocating a new segment when the current one is full,
@@ -268,7 +76,7 @@ impl Shared {
             let keep = self.keep_for(room);
             let left = st.free.allocatable(self.array.w());
             if left <= keep {
-                let held = crate::backup::horizon_hold(self, st)
+                let held = crate::space::horizon_hold(self, st)
                     .describe()
                     .map_or(String::new(), |d| format!("; {d}"));
                 return Err(Error::NoSpace(format!(
@@ -388,7 +196,7 @@ impl Shared {
         let (mut waited, mut empty) = (0, 0);
         loop {
             match self.append_once(muts, total) {
-                Err(Error::NoSpace(why)) if waited < crate::cleaner::MAX_SPACE_WAITS => {
+                Err(Error::NoSpace(why)) if waited < crate::space::MAX_SPACE_WAITS => {
                     // The cleaner may free space: wake it and wait for a cycle; give up when
                     // there is no cleaner, or several cycles in a row freed nothing.
                     match self.cleaner.wait_for_pass() {
@@ -396,7 +204,7 @@ impl Shared {
                         Some(true) => empty = 0,
                         Some(false) => {
                             empty += 1;
-                            if empty >= crate::cleaner::MAX_EMPTY_CYCLES {
+                            if empty >= crate::space::MAX_EMPTY_CYCLES {
                                 return Err(Error::NoSpace(why));
                             }
                         }
@@ -469,7 +277,7 @@ impl Shared {
         // history), may dip into the reserve.
         let room = if muts.iter().all(|m| match m {
             Mutation::Delete { .. } => true,
-            Mutation::Put { table, .. } => *table == crate::backup::BACKUP_TABLE,
+            Mutation::Put { table, .. } => *table == crate::space::BACKUP_TABLE,
             Mutation::Moved { .. } => false,
         }) {
             Room::Deletes

@@ -1,0 +1,118 @@
+//! The cleaner's mailbox: how writers waiting for space, checkpoints and the engine talk to
+//! the cleaner thread, and what it reports back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the cleaner has done since the engine was opened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanerStats {
+    pub passes: u64,
+    /// Passes skipped because a rebuild or scrub was running.
+    pub paused_passes: u64,
+    pub segments_cleaned: u64,
+    pub segments_freed: u64,
+    pub records_relocated: u64,
+    pub bytes_relocated: u64,
+    pub checkpoints: u64,
+    pub last_checkpoint_lsn: u64,
+}
+
+pub(crate) struct CtlState {
+    /// Cycles of the cleaner thread completed.
+    pub(crate) generation: u64,
+    /// A cycle is running now.
+    pub(crate) in_cycle: bool,
+    pub(crate) requested: bool,
+    pub(crate) stop: bool,
+    pub(crate) running: bool,
+    /// Segments freed by the last completed pass.
+    pub(crate) last_freed: u64,
+    pub(crate) stats: CleanerStats,
+    /// Victims found unreadable beyond repair: not picked again this session.
+    pub(crate) unreadable: Vec<u64>,
+}
+
+/// The cleaner thread's controls, shared with writers waiting for space.
+pub(crate) struct CleanerCtl {
+    pub(crate) state: Mutex<CtlState>,
+    pub(crate) cv: Condvar,
+    /// Resume segment of the checkpoint in force (0: none).
+    pub resume_segment: AtomicU64,
+    /// Payload bytes written when the last checkpoint was taken.
+    pub payload_at_checkpoint: AtomicU64,
+}
+
+impl CleanerCtl {
+    pub(crate) fn new(resume_segment: u64) -> CleanerCtl {
+        CleanerCtl {
+            state: Mutex::new(CtlState {
+                generation: 0,
+                in_cycle: false,
+                requested: false,
+                stop: false,
+                running: false,
+                last_freed: 0,
+                stats: CleanerStats::default(),
+                unreadable: Vec::new(),
+            }),
+            cv: Condvar::new(),
+            resume_segment: AtomicU64::new(resume_segment),
+            payload_at_checkpoint: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, CtlState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn stats(&self) -> CleanerStats {
+        self.lock().stats.clone()
+    }
+
+    /// Wakes the cleaner thread and waits for a cycle that starts after this call to end:
+    /// whether it freed segments, or None if there is no cleaner thread (or it is stopping,
+    /// or a minute went by).
+    pub(crate) fn wait_for_pass(&self) -> Option<bool> {
+        let mut s = self.lock();
+        if !s.running || s.stop {
+            return None;
+        }
+        s.requested = true;
+        self.cv.notify_all();
+        // A cycle running now may have started before the caller ran out of space: wait
+        // for the one after it.
+        let target = s.generation + if s.in_cycle { 2 } else { 1 };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.generation < target && s.running && !s.stop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if !s.running || s.stop {
+            return None;
+        }
+        Some(s.last_freed > 0)
+    }
+
+    pub(crate) fn checkpoint_written(&self, lsn: u64, resume_segment: u64, payload: u64) {
+        self.resume_segment.store(resume_segment, Ordering::SeqCst);
+        self.payload_at_checkpoint.store(payload, Ordering::SeqCst);
+        let mut s = self.lock();
+        s.stats.checkpoints += 1;
+        s.stats.last_checkpoint_lsn = lsn;
+    }
+
+    pub(crate) fn stop(&self) {
+        let mut s = self.lock();
+        s.stop = true;
+        self.cv.notify_all();
+    }
+}
