@@ -125,7 +125,7 @@ impl Engine {
                         .free_gate
                         .read()
                         .unwrap_or_else(|p| p.into_inner());
-                    self.load_values(table, &items)?
+                    self.shared.load_values(table, &items)?
                 };
                 for ((k, _), v) in chunk.iter().zip(values) {
                     let v = v.ok_or_else(|| {

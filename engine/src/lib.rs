@@ -45,12 +45,13 @@ pub mod recovery;
 pub mod segments;
 mod shared;
 mod space;
+mod status;
 pub mod table;
 
 pub use array::{format, ArrayInfo, FormatOptions};
 pub use backup::Change;
 pub use cleaner::{CleanReport, CleanerOptions};
-pub use engine::{DeviceStatus, Engine, EngineOptions, Status, WriteBatch};
+pub use engine::{Engine, EngineOptions, WriteBatch};
 pub use error::{Error, Result};
 pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
 pub use health::{DetectionMode, HealthPolicy};
@@ -59,6 +60,7 @@ pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
 pub use space::mailbox::CleanerStats;
 pub use space::{HorizonHold, BACKUP_TABLE};
+pub use status::{DeviceStatus, Status};
 pub use table::{
     Columns, Condition, KeyColumn, RangePage, RangeQuery, Row, RowUpdate, Schema, TableBatch,
     TableInfo, Tables, Value, ValueType,

@@ -1,0 +1,337 @@
+//! The read path: index lookup, then the record's blocks read straight from the chunks that
+//! hold them (all reads of a batch in flight together); a record on a missing or slow device
+//! rebuilt from k other chunks; a chunk that fails its checks read past (whole stripe,
+//! rebuild, verify) and repaired in place.
+
+use crate::error::{Error, Result};
+use crate::index::{IndexEntry, Place, RecordLoc};
+use crate::log::stripe::{
+    assemble, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome,
+};
+use crate::segments::SegmentInfo;
+use crate::shared::Shared;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl Shared {
+    pub(crate) fn entry(&self, table: &str, key: &[u8]) -> Result<Option<IndexEntry>> {
+        crate::validate_name_key(table, key)?;
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        match index.tables.get(table) {
+            None => Err(Error::NoSuchTable(table.to_string())),
+            Some(t) => Ok(t.get(key).cloned()),
+        }
+    }
+
+    /// Reads the newest value of `key`, or None if it does not exist.
+    pub(crate) fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let _gate = self.read_gate();
+        self.get_gated(table, key)
+    }
+
+    /// Holds segments from being freed (and reused) while a read is in flight.
+    pub(crate) fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.free_gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_gated(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.entry(table, key)? {
+            None => Ok(None),
+            Some(e) => self.load_value(table, key, &e).map(Some),
+        }
+    }
+
+    /// Reads several keys of one table with all their device reads in flight at once.
+    pub(crate) fn get_many(&self, table: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let _gate = self.read_gate();
+        let mut entries = Vec::with_capacity(keys.len());
+        for k in keys {
+            entries.push(self.entry(table, k)?);
+        }
+        let pairs: Vec<(&[u8], Option<IndexEntry>)> = keys.iter().copied().zip(entries).collect();
+        self.load_values(table, &pairs)
+    }
+
+    fn load_value(&self, table: &str, key: &[u8], e: &IndexEntry) -> Result<Vec<u8>> {
+        Ok(self
+            .load_values(table, &[(key, Some(e.clone()))])?
+            .pop()
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    fn segment(&self, id: u64) -> Result<Arc<SegmentInfo>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument(format!("index names unknown segment {id}")))
+    }
+
+    /// Loads values, submitting every fast-path read of the batch together.
+    pub(crate) fn load_values(
+        &self,
+        table: &str,
+        items: &[(&[u8], Option<IndexEntry>)],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let array = &self.array;
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; items.len()];
+        let mut ops = Vec::new();
+        let mut plan: Vec<(usize, usize, usize)> = Vec::new(); // (item, skip, take) per op
+        let mut disk: Vec<(usize, RecordLoc, Arc<SegmentInfo>, u64)> = Vec::new();
+        // Items whose record chunks are all on available, fast devices.
+        let mut fast_path = vec![false; items.len()];
+        for (i, (_, e)) in items.iter().enumerate() {
+            let Some(e) = e else { continue };
+            match &e.place {
+                Place::Pending {
+                    stripe_seq,
+                    record_offset,
+                    ..
+                } => {
+                    match self.pending_value(*stripe_seq, *record_offset, e.value_len) {
+                        Some(v) => out[i] = Some(v),
+                        // Settled meanwhile: the index now points at the disk.
+                        None => out[i] = self.get_gated(table, items[i].0)?,
+                    }
+                }
+                Place::Disk(loc) => {
+                    let seg = self.segment(loc.segment_id)?;
+                    // Device gone, or slow: the slow path below rebuilds the record from the
+                    // other chunks instead.
+                    if let Ok(rops) = crate::log::stripe::record_read_ops(array, &seg, loc) {
+                        let slow = rops.iter().any(|(op, _, _)| {
+                            array
+                                .slot_of_device(op.device_index)
+                                .is_some_and(|s| array.is_suspect(s))
+                        });
+                        if !slow {
+                            for (op, skip, take) in rops {
+                                ops.push(op);
+                                plan.push((i, skip, take));
+                            }
+                            fast_path[i] = true;
+                        }
+                    }
+                    disk.push((i, *loc, seg, e.lsn));
+                }
+            }
+        }
+        self.counters
+            .reads
+            .fetch_add(disk.len() as u64, Ordering::Relaxed);
+        let mut bytes: Vec<Option<Vec<u8>>> = vec![None; items.len()];
+        let mut failed = vec![false; items.len()];
+        for (c, (i, skip, take)) in array.io.execute(ops).into_iter().zip(plan) {
+            if let Some(slot) = array.slot_of_device(c.op.device_index) {
+                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+            }
+            match c.result {
+                Ok(()) => bytes[i]
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(&c.op.buf[skip..skip + take]),
+                Err(_) => failed[i] = true,
+            }
+        }
+        // Records whose chunk is on a missing or slow device: rebuild just their blocks from
+        // k other chunks, all of the batch's reads submitted together. A chunk that was read
+        // and failed its checks takes the whole-stripe path instead, which finds and repairs
+        // the bad chunk.
+        let mut partial: HashMap<usize, Vec<u8>> = HashMap::new();
+        {
+            let mut ops = Vec::new();
+            let mut plans = Vec::new();
+            for (i, loc, seg, _) in &disk {
+                if fast_path[*i] {
+                    continue;
+                }
+                if let Some((o, plan)) = crate::log::stripe::plan_record_rebuild(array, seg, loc) {
+                    ops.extend(o);
+                    plans.push((*i, plan));
+                }
+            }
+            let mut completions = array.io.execute(ops).into_iter();
+            for (i, plan) in plans {
+                let mine: Vec<_> = completions.by_ref().take(plan.op_count()).collect();
+                if let Some(b) = crate::log::stripe::finish_record_rebuild(array, &plan, mine) {
+                    partial.insert(i, b);
+                }
+            }
+        }
+        // Stripes rebuilt for this call, so that records sharing a degraded stripe rebuild it
+        // once.
+        let mut rebuilt: HashMap<(u64, u32), Vec<u8>> = HashMap::new();
+        for (i, loc, seg, lsn) in disk {
+            let key = items[i].0;
+            let fast = match (&bytes[i], failed[i]) {
+                (Some(b), false) => verify_record(b, &loc, lsn, table, key),
+                _ => None,
+            };
+            let value = match fast {
+                Some(v) => v,
+                None => {
+                    self.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
+                    match partial
+                        .get(&i)
+                        .and_then(|b| verify_record(b, &loc, lsn, table, key))
+                    {
+                        Some(v) => v,
+                        None => self
+                            .read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)
+                            .map_err(|e| self.changed_or(e, &seg))?,
+                    }
+                }
+            };
+            out[i] = Some(value);
+        }
+        Ok(out)
+    }
+
+    /// A read-only engine's failed read: `Error::ArrayChanged` when the devices show that
+    /// another process changed the array since the open (so the failure says nothing about
+    /// the data), else the error itself.
+    fn changed_or(&self, e: Error, seg: &SegmentInfo) -> Error {
+        let array = &self.array;
+        if !array.read_only || !crate::reader::may_be_a_change(&e) {
+            return e;
+        }
+        // A read-only engine allocates nothing: its next segment id is the one of the open.
+        let next_at_open = self.lock_state().next_segment_id;
+        match crate::reader::changed_since_open(array, Some((seg, next_at_open))) {
+            Some(detail) => Error::ArrayChanged { detail },
+            None => e,
+        }
+    }
+
+    /// The slow path: read the whole stripe, rebuild what is bad, verify, extract.
+    fn read_degraded(
+        &self,
+        seg: &SegmentInfo,
+        loc: &RecordLoc,
+        lsn: u64,
+        table: &str,
+        key: &[u8],
+        rebuilt: &mut HashMap<(u64, u32), Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let array = &self.array;
+        let lost = |good: usize, detail: String| Error::DataLost {
+            segment_id: seg.id,
+            offset_in_segment: loc.offset_in_segment,
+            good,
+            width: array.w(),
+            needed: array.k(),
+            detail,
+        };
+        let stripe_key = (seg.id, loc.offset_in_segment);
+        if let std::collections::hash_map::Entry::Vacant(e) = rebuilt.entry(stripe_key) {
+            let read = |sources| {
+                read_stripe_chunks(
+                    array,
+                    seg,
+                    loc.offset_in_segment,
+                    loc.ordinal,
+                    loc.height_bytes,
+                    sources,
+                )
+            };
+            let mut bufs = read(ChunkSources::Fastest);
+            let mut chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
+            let mut outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
+            // Not enough: ask the slow devices too, then even the failed ones.
+            for sources in [ChunkSources::Online, ChunkSources::LastResort] {
+                if matches!(outcome, StripeOutcome::Good(_)) {
+                    break;
+                }
+                bufs = read(sources);
+                chunks = bufs.iter().map(|b| b.as_deref()).collect();
+                outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
+            }
+            match outcome {
+                StripeOutcome::Good(g) => {
+                    g.note_bad_chunks(array);
+                    // Chunks left unread on slow devices are not bad: repair only what was read
+                    // and failed.
+                    if !g.bad_shards.is_empty() && !array.read_only {
+                        self.read_repair(seg, loc, &g, &chunks);
+                    }
+                    e.insert(g.data);
+                }
+                StripeOutcome::Incomplete { good, detail, .. } => return Err(lost(good, detail)),
+                StripeOutcome::Empty => {
+                    return Err(lost(
+                        0,
+                        "no chunk of the stripe could be read or identified".into(),
+                    ))
+                }
+            }
+        }
+        let data = &rebuilt[&stripe_key];
+        let from = loc.record_offset as usize;
+        let to = from + loc.record_len as usize;
+        data.get(from..to)
+            .and_then(|b| verify_record(b, loc, lsn, table, key))
+            .ok_or_else(|| {
+                lost(
+                    array.k(),
+                    "the stripe verifies but does not hold the indexed record".into(),
+                )
+            })
+    }
+
+    /// Rewrites the bad chunks of a stripe that was read degraded, in place, on devices that
+    /// are still writable. The rebuilt chunks are verified against the stripe's crc table
+    /// first, so a repair never writes bytes computed from bad inputs.
+    fn read_repair(
+        &self,
+        seg: &SegmentInfo,
+        loc: &RecordLoc,
+        g: &crate::log::stripe::GoodStripe,
+        chunks: &[Option<&[u8]>],
+    ) {
+        let array = &self.array;
+        let mut targets = Vec::new();
+        for &j in &g.bad_shards {
+            let (slot, place) =
+                crate::log::stripe::chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
+            if array.is_suspect(slot as usize) {
+                continue; // not read on purpose (slow device), not known bad
+            }
+            if let Some((d, off)) = place {
+                targets.push((j, slot, d, off));
+            }
+        }
+        let shards: Vec<usize> = targets.iter().map(|t| t.0).collect();
+        let Ok(rebuilt) = rebuild_chunks(array, g, chunks, &shards) else {
+            return;
+        };
+        let mut ops = Vec::new();
+        let mut slots = Vec::new();
+        for ((_, buf), (_, slot, d, off)) in rebuilt.into_iter().zip(&targets) {
+            ops.push(ectable_devices::IoOp::write(*d, *off, buf));
+            slots.push(*slot);
+        }
+        for (c, slot) in array.io.execute(ops).into_iter().zip(slots) {
+            match c.result {
+                Ok(()) => {
+                    self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
+            }
+        }
+    }
+}
+
+/// Checks fetched record bytes against the index entry; returns the value if they match.
+fn verify_record(
+    bytes: &[u8],
+    loc: &RecordLoc,
+    lsn: u64,
+    table: &str,
+    key: &[u8],
+) -> Option<Vec<u8>> {
+    let (rec, crc, _) = crate::format::log_record::RecordView::decode(bytes).ok()?;
+    (crc == loc.crc && rec.lsn == lsn && rec.table == table && rec.key == key)
+        .then(|| rec.value.to_vec())
+}

@@ -1,0 +1,276 @@
+//! What `status` reports: every member's state, the array's health and space, the counters.
+
+use crate::engine::Engine;
+use crate::format::{uuid_string, MemberState, DATA_START_BYTES};
+use crate::recovery::RecoveryStats;
+use std::sync::atomic::Ordering;
+
+/// One device as status reports it.
+#[derive(Debug, Clone)]
+pub struct DeviceStatus {
+    pub slot: usize,
+    pub path: Option<String>,
+    pub device_uuid: String,
+    pub state: &'static str,
+    pub note: String,
+    pub capacity_bytes: u64,
+    pub used_segments: u32,
+    pub segment_count: u32,
+    pub read_errors: u64,
+    pub write_errors: u64,
+    pub checksum_errors: u64,
+    /// The member holds every chunk it should and has shown no error this session: only
+    /// such members count towards redundancy.
+    pub in_service: bool,
+    /// A stale member (or a missing one that will be, when it returns): the segment its
+    /// resync starts at.
+    pub resync_from: Option<u64>,
+}
+
+/// A snapshot of the array's state.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub array_uuid: String,
+    pub epoch: u64,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    pub chunk_size_bytes: u32,
+    pub segment_size_bytes: u32,
+    pub devices: Vec<DeviceStatus>,
+    /// Hot spares present (paths).
+    pub spares: Vec<String>,
+    pub unrecognised: Vec<(String, String)>,
+    /// Devices that can still be lost before data is (for the worst stripe).
+    pub redundancy_left: usize,
+    pub raw_capacity_bytes: u64,
+    /// Record bytes the data segments hold at most (parity, headers excluded).
+    pub usable_capacity_bytes: u64,
+    /// Usable bytes of the segments allocated (log and checkpoint).
+    pub used_bytes: u64,
+    /// Bytes of the records the index points at (padded as stored).
+    pub live_bytes: u64,
+    /// Bytes of log segments no record needs any more: overwritten and deleted records,
+    /// padding; the cleaner reclaims them.
+    pub garbage_bytes: u64,
+    /// Segments (of k + m device segments) that can still be allocated, of `total_segments`.
+    pub free_segments: usize,
+    pub total_segments: usize,
+    /// Free segments foreground writes may not take (kept for the cleaner).
+    pub reserved_segments: usize,
+    /// LSN of the index checkpoint in force (0: none).
+    pub checkpoint_lsn: u64,
+    pub cleaner: crate::space::mailbox::CleanerStats,
+    pub keys: usize,
+    pub tables: usize,
+    pub next_lsn: u64,
+    pub durable_lsn: u64,
+    pub recovery: RecoveryStats,
+    pub stripes_written: u64,
+    pub short_stripes_written: u64,
+    pub chunk_bytes_written: u64,
+    pub payload_bytes_written: u64,
+    pub degraded_reads: u64,
+    pub read_repairs: u64,
+    pub degraded_writes: u64,
+    pub probes: u64,
+    pub probe_failures: u64,
+    /// Per slot: smoothed latency (ns) and whether the device is suspect (slow).
+    pub latency_ewma_ns: Vec<u64>,
+    pub io_engine: &'static str,
+    /// A rebuild in progress: (slot, next segment id).
+    pub rebuild: Option<(usize, u64)>,
+    /// Garbage the backup horizon keeps from the cleaner.
+    pub backup_horizon: crate::space::HorizonHold,
+}
+
+impl Engine {
+    pub fn status(&self) -> Status {
+        let s = &self.shared;
+        let a = &s.array;
+        let st = s.lock_state();
+        let mut used_per_slot = vec![0u32; a.n()];
+        for (slot, f) in st.free.free.iter().enumerate() {
+            used_per_slot[slot] = a.segment_count() - f.len() as u32;
+        }
+        let (next_lsn, durable_lsn) = (st.next_lsn, st.durable_lsn);
+        let free_segments = st.free.allocatable(a.w());
+        let cursor = st.cursor.as_ref().map(|c| (c.segment.id, c.offset as u64));
+        drop(st);
+        let backup_horizon = self.backup_horizon_hold();
+        let reserved_segments = s.reserve_segments();
+        let seg_cap = crate::space::segment_data_capacity(a);
+        let log_segments: Vec<u64> = s
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|g| g.kind == crate::format::SegmentKind::Log)
+            .map(|g| g.id)
+            .collect();
+        let persisted = a
+            .persisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let devices: Vec<DeviceStatus> = (0..a.n())
+            .map(|slot| {
+                let dev = a.present_device(slot);
+                let c = &a.counters[slot];
+                let errors = c.read_errors.load(Ordering::Relaxed)
+                    + c.write_errors.load(Ordering::Relaxed)
+                    + c.checksum_errors.load(Ordering::Relaxed);
+                let resync_from = Some(persisted.resync_from[slot]).filter(|f| *f != 0);
+                let rebuilding = persisted.rebuild.filter(|(s, _)| *s as usize == slot);
+                let (state, note) = match dev {
+                    None => (
+                        "REMOVED",
+                        match resync_from {
+                            Some(f) => format!(
+                                "device not present; missed writes from segment {f} on (resynced when it returns)"
+                            ),
+                            None => "device not present".to_string(),
+                        },
+                    ),
+                    Some(_) if a.is_failed(slot) => ("FAULTED", "I/O errors".to_string()),
+                    Some(_) if rebuilding.is_some() => (
+                        "REBUILDING",
+                        format!(
+                            "rebuild resumes at segment {}; run 'ectable rebuild'",
+                            rebuilding.map_or(0, |r| r.1)
+                        ),
+                    ),
+                    Some(_) if resync_from.is_some() => (
+                        "STALE",
+                        format!(
+                            "missed writes from segment {} on; resync with 'ectable rebuild'",
+                            resync_from.unwrap_or(0)
+                        ),
+                    ),
+                    Some(_) if a.is_suspect(slot) => {
+                        ("DEGRADED", "suspect: slow, reads avoid it".to_string())
+                    }
+                    Some(_) => match persisted.members[slot].1 {
+                        MemberState::Online => (
+                            "ONLINE",
+                            if errors > 0 {
+                                "errors seen: check it with 'ectable scrub --repair'".to_string()
+                            } else {
+                                String::new()
+                            },
+                        ),
+                        other => (other.name(), String::new()),
+                    },
+                };
+                DeviceStatus {
+                    in_service: state == "ONLINE" && errors == 0,
+                    resync_from,
+                    slot,
+                    path: dev.map(|d| a.io.devices()[d].name().to_string()),
+                    device_uuid: uuid_string(&a.sb.members[slot].0),
+                    state,
+                    note,
+                    capacity_bytes: dev.map_or(0, |d| a.io.devices()[d].geometry().capacity_bytes),
+                    used_segments: used_per_slot[slot],
+                    segment_count: a.segment_count(),
+                    read_errors: c.read_errors.load(Ordering::Relaxed),
+                    write_errors: c.write_errors.load(Ordering::Relaxed),
+                    checksum_errors: c.checksum_errors.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        // Every member not fully in service counts against the redundancy.
+        let lost = devices.iter().filter(|d| !d.in_service).count();
+        let seg_bytes = a.segment_size() as u64 * a.segment_count() as u64;
+        // Raw capacity: what the devices present really hold (sizes may differ); a missing
+        // device counts as the part the array uses of it.
+        let raw: u64 = (0..a.n())
+            .map(|slot| match a.present_device(slot) {
+                Some(d) => a.io.devices()[d].geometry().capacity_bytes,
+                None => seg_bytes + DATA_START_BYTES,
+            })
+            .sum();
+        let usable = seg_bytes * a.n() as u64 * a.k() as u64 / a.w() as u64;
+        let used_segs: u64 = used_per_slot.iter().map(|u| *u as u64).sum();
+        let index = s.index.read().unwrap_or_else(|p| p.into_inner());
+        let live_bytes = index.total_live_bytes();
+        // Garbage: what the log segments hold beyond their live records; the segment being
+        // written counts only up to the cursor.
+        let seg_span = (a.segment_size() - crate::format::SEGMENT_HEADER_SIZE_BYTES) as u64;
+        let written: u64 = log_segments
+            .iter()
+            .map(|id| match cursor {
+                Some((cid, off)) if cid == *id => {
+                    seg_cap * off.saturating_sub(crate::format::SEGMENT_HEADER_SIZE_BYTES as u64)
+                        / seg_span
+                }
+                _ => seg_cap,
+            })
+            .sum();
+        // Each lock is taken and released on its own: `persist` takes the persisted state and
+        // then the spares, so holding the spares while asking for the persisted state (or the
+        // other way round) could deadlock with a writer starting a session.
+        let spares: Vec<String> = a
+            .spares
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, d)| a.io.devices()[*d].name().to_string())
+            .collect();
+        let rebuild = self.rebuild_in_progress();
+        let checkpoint_lsn = a
+            .persisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .checkpoint
+            .2;
+        let c = &s.counters;
+        Status {
+            array_uuid: uuid_string(&a.sb.array_uuid),
+            epoch: a.epoch(),
+            data_shards: a.k(),
+            parity_shards: a.m(),
+            chunk_size_bytes: a.sb.chunk_size_bytes,
+            segment_size_bytes: a.sb.segment_size_bytes,
+            devices,
+            spares,
+            unrecognised: a
+                .unrecognised
+                .iter()
+                .map(|(d, why)| (a.io.devices()[*d].name().to_string(), why.clone()))
+                .collect(),
+            redundancy_left: a.m().saturating_sub(lost),
+            raw_capacity_bytes: raw,
+            usable_capacity_bytes: usable,
+            used_bytes: used_segs * a.segment_size() as u64 * a.k() as u64 / a.w() as u64,
+            live_bytes,
+            garbage_bytes: written.saturating_sub(live_bytes),
+            free_segments,
+            total_segments: a.segment_count() as usize * a.n() / a.w(),
+            reserved_segments,
+            checkpoint_lsn,
+            cleaner: s.cleaner.stats(),
+            keys: index.key_count(),
+            tables: index.tables.values().filter(|t| !t.is_empty()).count(),
+            next_lsn,
+            durable_lsn,
+            recovery: self.recovery_stats().clone(),
+            stripes_written: c.stripes_written.load(Ordering::Relaxed),
+            short_stripes_written: c.short_stripes_written.load(Ordering::Relaxed),
+            chunk_bytes_written: c.chunk_bytes_written.load(Ordering::Relaxed),
+            payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
+            degraded_reads: c.degraded_reads.load(Ordering::Relaxed),
+            read_repairs: c.read_repairs.load(Ordering::Relaxed),
+            probes: c.probes.load(Ordering::Relaxed),
+            probe_failures: c.probe_failures.load(Ordering::Relaxed),
+            latency_ewma_ns: a
+                .health
+                .iter()
+                .map(|h| h.latency_ewma_ns.load(Ordering::Relaxed))
+                .collect(),
+            degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
+            io_engine: a.io.name(),
+            rebuild,
+            backup_horizon,
+        }
+    }
+}
