@@ -92,7 +92,7 @@ impl Engine {
         }
         let _m = self.maintenance();
         // The image: the index at the durable LSN, with every entry on the devices.
-        let (lsn, tables) = crate::checkpoint::quiesced(&self.shared, |st| {
+        let (lsn, tables) = self.shared.quiesced(|st| {
             let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
             let mut names: Vec<&String> = index
                 .tables
@@ -111,7 +111,7 @@ impl Engine {
                     (n.clone(), rows)
                 })
                 .collect();
-            (st.durable_lsn, tables)
+            (st.durable_lsn(), tables)
         })?;
         for (table, rows) in &tables {
             for chunk in rows.chunks(READ_BATCH) {
@@ -173,7 +173,7 @@ impl Engine {
                 why: format!("the array keeps the history after LSN {h} only"),
             });
         }
-        let end = crate::checkpoint::quiesced(&self.shared, |st| st.durable_lsn)?;
+        let end = self.shared.quiesced(|st| st.durable_lsn())?;
         let changes = self.read_changes(from_lsn, end)?;
         for c in &changes {
             f(c)?;
@@ -194,7 +194,7 @@ impl Engine {
             let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
             map.values()
                 .filter(|s| s.kind == SegmentKind::Log)
-                .filter(|s| st.segment_max_lsn.get(&s.id).is_none_or(|m| *m > from))
+                .filter(|s| st.segment_max_lsn(s.id).is_none_or(|m| m > from))
                 .cloned()
                 .collect()
         };

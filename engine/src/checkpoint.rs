@@ -41,13 +41,9 @@ pub(crate) struct Snapshot {
 /// The image of a quiesced writer's index: nothing open, sealed or pending, everything
 /// durable. None if the writer is not quiesced or nothing was ever written.
 pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
-    let cursor = st.cursor.clone()?;
-    let lsn = st.durable_lsn;
-    let quiet = lsn + 1 == st.next_lsn
-        && st.open.as_ref().is_none_or(|o| o.records.is_empty())
-        && st.sealed.is_empty()
-        && st.pending.is_empty();
-    if lsn == 0 || !quiet {
+    let cursor = st.cursor()?.clone();
+    let lsn = st.durable_lsn();
+    if lsn == 0 || !st.is_quiet() {
         return None;
     }
     let resume = ResumePoint {
@@ -60,48 +56,6 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
     Some(Snapshot { bytes, lsn, resume })
 }
 
-/// Runs `f` with appends held back and everything appended so far durable and on disk in
-/// the index (a consistent image of the index at the durable LSN); appends go on after it.
-/// A read-only engine is always quiet.
-pub(crate) fn quiesced<T>(shared: &Shared, f: impl FnOnce(&WriterState) -> T) -> Result<T> {
-    let mut st = shared.lock_state();
-    if shared.array.read_only {
-        return Ok(f(&st));
-    }
-    while st.paused {
-        // Another caller is taking its image.
-        st = shared
-            .durable_cv
-            .wait(st)
-            .unwrap_or_else(|p| p.into_inner());
-    }
-    st.paused = true;
-    st.sync_wanted_lsn = st.sync_wanted_lsn.max(st.next_lsn - 1);
-    shared.work_cv.notify_all();
-    let result = loop {
-        if let Some(e) = &st.error {
-            break Err(Error::PreviousIo(e.clone()));
-        }
-        let quiet = st.durable_lsn + 1 == st.next_lsn
-            && st.open.as_ref().is_none_or(|o| o.records.is_empty())
-            && st.sealed.is_empty()
-            && st.pending.is_empty();
-        if quiet {
-            break Ok(f(&st));
-        }
-        if st.flusher_done {
-            break Err(Error::Closed);
-        }
-        st = shared
-            .durable_cv
-            .wait(st)
-            .unwrap_or_else(|p| p.into_inner());
-    };
-    st.paused = false;
-    shared.durable_cv.notify_all();
-    result
-}
-
 /// Takes an index checkpoint while the engine runs: holds appends back, waits until every
 /// appended record is durable and on disk in the index, takes the image, lets appends go on,
 /// then writes it ([`store`]). Returns the checkpoint's LSN, or None when there was nothing
@@ -109,13 +63,8 @@ pub(crate) fn quiesced<T>(shared: &Shared, f: impl FnOnce(&WriterState) -> T) ->
 pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
     // Nothing is written in a session before its start: a new epoch, the segments beyond the
     // end of the log invalidated, the replayed log's missing chunks repaired.
-    {
-        let mut st = shared.lock_state();
-        if !st.writing_started && !shared.array.read_only {
-            shared.start_writing(&mut st)?;
-        }
-    }
-    let snap = quiesced(shared, |st| snapshot(shared, st))?;
+    shared.ensure_writing_started()?;
+    let snap = shared.quiesced(|st| snapshot(shared, st))?;
     let Some(snap) = snap else {
         return Ok(None);
     };
@@ -136,7 +85,7 @@ pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
 pub(crate) fn write_at_close(shared: &Shared) -> Result<Option<u64>> {
     let snap = {
         let st = shared.lock_state();
-        if !st.writing_started || st.error.is_some() {
+        if !st.writing_started() || st.has_failed() {
             return Ok(None);
         }
         snapshot(shared, &st)
@@ -161,17 +110,17 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
         .collect();
     let segs: Vec<Arc<SegmentInfo>> = {
         let mut st = shared.lock_state();
-        let first_id = st.next_segment_id;
+        let first_id = st.next_segment_id();
         let mut segs: Vec<Arc<SegmentInfo>> = Vec::new();
         for i in 0..segment_count {
             let id = first_id + i as u64;
-            let Some(members) = st
-                .free
-                .allocate(id, array.w(), &online, shared.min_write_shards)
+            let Some(members) =
+                st.free_mut()
+                    .allocate(id, array.w(), &online, shared.min_write_shards)
             else {
                 for seg in &segs {
                     for (slot, dseg) in &seg.members {
-                        st.free.release(*slot, *dseg);
+                        st.free_mut().release(*slot, *dseg);
                     }
                 }
                 return Err(Error::NoSpace("no room for an index checkpoint".into()));
@@ -182,14 +131,14 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
                 members,
             }));
         }
-        st.next_segment_id = first_id + segment_count as u64;
+        st.take_segment_ids(segment_count as u64);
         segs
     };
     let release = |shared: &Shared| {
         let mut st = shared.lock_state();
         for seg in &segs {
             for (slot, dseg) in &seg.members {
-                st.free.release(*slot, *dseg);
+                st.free_mut().release(*slot, *dseg);
             }
         }
     };

@@ -112,17 +112,7 @@ fn pick_victims(
     let cap = segment_data_capacity(&shared.array).max(1);
     let unreadable = shared.cleaner.lock().unreadable.clone();
     // Log segments before the checkpoint's resume segment (so before the one being written).
-    let writing = {
-        let st = shared.lock_state();
-        let mut w = st.next_segment_id;
-        if let Some(c) = &st.cursor {
-            w = w.min(c.segment.id);
-        }
-        if let Some(o) = &st.open {
-            w = w.min(o.segment.id);
-        }
-        w
-    };
+    let writing = shared.lock_state().writing_segment();
     let segs: Vec<Arc<crate::segments::SegmentInfo>> = {
         let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
         map.values()
@@ -138,7 +128,7 @@ fn pick_victims(
         ids.into_iter().filter(|id| !ok.contains(id)).collect()
     };
     let segs: Vec<_> = segs.into_iter().filter(|s| !keep.contains(&s.id)).collect();
-    let newest = shared.lock_state().next_segment_id;
+    let newest = shared.lock_state().next_segment_id();
     let mut scored: Vec<(f64, Victim)> = {
         let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
         segs.into_iter()
@@ -302,11 +292,11 @@ pub(crate) fn clean_pass(
         // written, less what records leave unused at stripe ends (about a record per stripe).
         let (left, tail) = {
             let st = shared.lock_state();
-            let tail = st.cursor.as_ref().map_or(0, |c| {
+            let tail = st.cursor().map_or(0, |c| {
                 (array.segment_size() as u64).saturating_sub(c.offset as u64) * cap
                     / (array.segment_size() - SEGMENT_HEADER_SIZE_BYTES) as u64
             });
-            (st.free.allocatable(array.w()), tail)
+            (st.free().allocatable(array.w()), tail)
         };
         let avg_record = {
             let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
@@ -319,7 +309,7 @@ pub(crate) fn clean_pass(
     // Out of space for writers: any segment with something dead in it is worth cleaning, and
     // the pass writes alone (appends would fill the segments it takes from the reserve).
     let urgent = free_beyond_reserve(shared).0 < 1.0;
-    let _exclusive = urgent.then(|| Exclusive::new(shared));
+    let _exclusive = urgent.then(|| shared.exclusive_appends());
     let resume = || shared.cleaner.resume_segment.load(Ordering::SeqCst);
     let mut victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
     let gain = |v: &[Victim]| v.iter().map(|v| cap.saturating_sub(v.live)).sum::<u64>();
@@ -347,33 +337,11 @@ pub(crate) fn clean_pass(
     Ok(finish(shared, report))
 }
 
-/// Holds foreground appends back for as long as it lives.
-struct Exclusive<'a>(&'a Shared);
-
-impl<'a> Exclusive<'a> {
-    fn new(shared: &'a Shared) -> Exclusive<'a> {
-        shared.lock_state().cleaner_exclusive = true;
-        Exclusive(shared)
-    }
-}
-
-impl Drop for Exclusive<'_> {
-    fn drop(&mut self) {
-        self.0.lock_state().cleaner_exclusive = false;
-        self.0.durable_cv.notify_all();
-    }
-}
-
 /// Whether log segments other than the one being written lie at or after the resume
 /// segment of the checkpoint in force.
 fn written_since_checkpoint(shared: &Shared) -> bool {
     let resume = shared.cleaner.resume_segment.load(Ordering::SeqCst);
-    let current = {
-        let st = shared.lock_state();
-        st.cursor
-            .as_ref()
-            .map_or(st.next_segment_id, |c| c.segment.id)
-    };
+    let current = shared.lock_state().cursor_segment();
     shared
         .segments
         .read()
@@ -397,7 +365,7 @@ fn finish(shared: &Shared, report: CleanReport) -> CleanReport {
 fn free_beyond_reserve(shared: &Shared) -> (f64, f64) {
     let a = &shared.array;
     let total = (a.segment_count() as usize * a.n() / a.w()).max(1);
-    let left = shared.lock_state().free.allocatable(a.w());
+    let left = shared.lock_state().free().allocatable(a.w());
     let reserve = shared.reserve_segments();
     (left.saturating_sub(reserve) as f64, total as f64)
 }

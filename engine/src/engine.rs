@@ -180,28 +180,16 @@ impl Engine {
             .iter()
             .map(|(id, s)| (*id, s.clone()))
             .collect();
-        let state = WriterState {
-            open: None,
-            cursor: rec.cursor,
-            free: rec.free,
-            next_lsn: rec.next_lsn,
-            next_segment_id: rec.next_segment_id,
-            sealed: Default::default(),
-            durable_lsn: rec.next_lsn - 1,
-            sync_wanted_lsn: 0,
-            error: None,
-            closing: false,
-            flusher_done: opts.read_only,
-            writing_started: false,
-            pending_discard: rec.discarded,
-            pending: HashMap::new(),
-            next_stripe_seq: 0,
-            pending_repairs: rec.repairs,
-            paused: false,
-            segment_max_lsn: rec.segment_max_lsn,
-            cleaner_exclusive: false,
-            unflushed_segments: Default::default(),
-        };
+        let state = WriterState::new(
+            rec.cursor,
+            rec.free,
+            rec.next_lsn,
+            rec.next_segment_id,
+            rec.discarded,
+            rec.repairs,
+            rec.segment_max_lsn,
+            opts.read_only,
+        );
         let shared = Arc::new(Shared {
             array,
             segments: RwLock::new(segments),
@@ -460,11 +448,7 @@ impl Engine {
             let _ = h.join();
         }
         let r = self.sync();
-        {
-            let mut st = self.shared.lock_state();
-            st.closing = true;
-            self.shared.work_cv.notify_all();
-        }
+        self.shared.begin_close();
         let Some(h) = self
             .flusher
             .lock()

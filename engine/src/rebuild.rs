@@ -177,7 +177,7 @@ impl Shared {
     /// Where the writer will put its next stripe: nothing at or beyond it is live.
     pub(crate) fn write_frontier(&self) -> Option<(u64, u32)> {
         let st = self.lock_state();
-        st.cursor.as_ref().map(|c| (c.segment.id, c.offset))
+        st.cursor().map(|c| (c.segment.id, c.offset))
     }
 
     /// Slot of the device at `path` in this array, if it is a present member.
@@ -683,12 +683,7 @@ impl Shared {
         if !a.read_only {
             // A writable scrub starts the session first: what an interrupted writer left
             // unwritten at the end of the log is repaired then, and is no finding.
-            {
-                let mut st = self.lock_state();
-                if !st.writing_started {
-                    self.start_writing(&mut st)?;
-                }
-            }
+            self.ensure_writing_started()?;
             self.sync_all()?;
         }
         let live = self.live_stripes();

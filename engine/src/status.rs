@@ -89,12 +89,12 @@ impl Engine {
         let a = &s.array;
         let st = s.lock_state();
         let mut used_per_slot = vec![0u32; a.n()];
-        for (slot, f) in st.free.free.iter().enumerate() {
+        for (slot, f) in st.free().free.iter().enumerate() {
             used_per_slot[slot] = a.segment_count() - f.len() as u32;
         }
-        let (next_lsn, durable_lsn) = (st.next_lsn, st.durable_lsn);
-        let free_segments = st.free.allocatable(a.w());
-        let cursor = st.cursor.as_ref().map(|c| (c.segment.id, c.offset as u64));
+        let (next_lsn, durable_lsn) = (st.next_lsn(), st.durable_lsn());
+        let free_segments = st.free().allocatable(a.w());
+        let cursor = st.cursor().map(|c| (c.segment.id, c.offset as u64));
         drop(st);
         let backup_horizon = self.backup_horizon_hold();
         let reserved_segments = s.reserve_segments();

@@ -1,6 +1,9 @@
 //! The writer's state: the open stripe, the sealed stripes waiting for the flusher, the
 //! cursor, the free space map and the LSNs. One mutex (`Shared::state`) guards it; the
-//! writer (log/writer.rs) owns its rules.
+//! writer (log/writer.rs) owns its rules. Its fields are private to the log: other layers
+//! read it through the accessors below, change the free space through the few mutators the
+//! space policy needs, and hold appends back through the writer's guards
+//! (`Shared::quiesced`, `Shared::exclusive_appends`).
 
 use crate::format::log_record;
 use crate::log::cursor::Cursor;
@@ -59,37 +62,168 @@ pub(crate) struct SealedStripe {
 }
 
 pub(crate) struct WriterState {
-    pub open: Option<OpenStripe>,
-    pub cursor: Option<Cursor>,
-    pub free: FreeSpace,
-    pub next_lsn: u64,
-    pub next_segment_id: u64,
-    pub sealed: VecDeque<SealedStripe>,
-    pub durable_lsn: u64,
-    pub sync_wanted_lsn: u64,
-    pub error: Option<String>,
-    pub closing: bool,
-    pub flusher_done: bool,
+    pub(in crate::log) open: Option<OpenStripe>,
+    pub(in crate::log) cursor: Option<Cursor>,
+    pub(in crate::log) free: FreeSpace,
+    pub(in crate::log) next_lsn: u64,
+    pub(in crate::log) next_segment_id: u64,
+    pub(in crate::log) sealed: VecDeque<SealedStripe>,
+    pub(in crate::log) durable_lsn: u64,
+    pub(in crate::log) sync_wanted_lsn: u64,
+    pub(in crate::log) error: Option<String>,
+    pub(in crate::log) closing: bool,
+    pub(in crate::log) flusher_done: bool,
     /// Whether this session has started writing (new epoch persisted, orphans invalidated).
-    pub writing_started: bool,
+    pub(in crate::log) writing_started: bool,
     /// Segments beyond the end of the log, to invalidate before the first write.
-    pub pending_discard: Vec<Arc<SegmentInfo>>,
+    pub(in crate::log) pending_discard: Vec<Arc<SegmentInfo>>,
     /// Data of sealed stripes whose records the index still serves from memory, by stripe
     /// sequence number; dropped once their index entries point at the disk.
-    pub pending: HashMap<u64, Arc<Vec<u8>>>,
-    pub next_stripe_seq: u64,
+    pub(in crate::log) pending: HashMap<u64, Arc<Vec<u8>>>,
+    pub(in crate::log) next_stripe_seq: u64,
     /// Chunks and headers of the replayed log to rewrite before the first write.
-    pub pending_repairs: LogRepairs,
+    pub(in crate::log) pending_repairs: LogRepairs,
     /// A checkpoint is taking an image of the index: appends wait until it is cleared.
-    pub paused: bool,
+    pub(in crate::log) paused: bool,
     /// Per log segment, the highest LSN of a record in it (for segments the checkpoint
     /// covered at open, the bound recovery gives: above a horizon exactly when the segment
     /// holds a record after it). The cleaner keeps segments holding history after the
     /// backup horizon.
-    pub segment_max_lsn: HashMap<u64, u64>,
+    pub(in crate::log) segment_max_lsn: HashMap<u64, u64>,
     /// The cleaner is moving records on an array out of room: foreground appends wait.
-    pub cleaner_exclusive: bool,
+    pub(in crate::log) cleaner_exclusive: bool,
     /// Stripes sealed and not yet flushed, counted per segment id: with the cursor, they
     /// bound the array's sync floor (docs/format.md, "Stale members").
-    pub unflushed_segments: std::collections::BTreeMap<u64, usize>,
+    pub(in crate::log) unflushed_segments: std::collections::BTreeMap<u64, usize>,
+}
+
+impl WriterState {
+    /// The state of a session that opens on a recovered log. A read-only session has no
+    /// flusher: it is done from the start.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cursor: Option<Cursor>,
+        free: FreeSpace,
+        next_lsn: u64,
+        next_segment_id: u64,
+        pending_discard: Vec<Arc<SegmentInfo>>,
+        pending_repairs: LogRepairs,
+        segment_max_lsn: HashMap<u64, u64>,
+        read_only: bool,
+    ) -> WriterState {
+        WriterState {
+            open: None,
+            cursor,
+            free,
+            next_lsn,
+            next_segment_id,
+            sealed: VecDeque::new(),
+            durable_lsn: next_lsn - 1,
+            sync_wanted_lsn: 0,
+            error: None,
+            closing: false,
+            flusher_done: read_only,
+            writing_started: false,
+            pending_discard,
+            pending: HashMap::new(),
+            next_stripe_seq: 0,
+            pending_repairs,
+            paused: false,
+            segment_max_lsn,
+            cleaner_exclusive: false,
+            unflushed_segments: Default::default(),
+        }
+    }
+
+    /// The LSN the next record gets.
+    pub(crate) fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// Every record up to this LSN is durable.
+    pub(crate) fn durable_lsn(&self) -> u64 {
+        self.durable_lsn
+    }
+
+    /// The id the next new segment gets.
+    pub(crate) fn next_segment_id(&self) -> u64 {
+        self.next_segment_id
+    }
+
+    /// Where the next stripe goes (None before the first write of an empty array).
+    pub(crate) fn cursor(&self) -> Option<&Cursor> {
+        self.cursor.as_ref()
+    }
+
+    /// The free device segments.
+    pub(crate) fn free(&self) -> &FreeSpace {
+        &self.free
+    }
+
+    /// Whether this session has started writing.
+    pub(crate) fn writing_started(&self) -> bool {
+        self.writing_started
+    }
+
+    /// Whether a write failed: the writer refuses commits until the array is reopened.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The highest LSN of a record in log segment `id` (a bound for segments the checkpoint
+    /// covered at open), if known.
+    pub(crate) fn segment_max_lsn(&self, id: u64) -> Option<u64> {
+        self.segment_max_lsn.get(&id).copied()
+    }
+
+    /// The oldest segment the writer may still put a stripe in: the open stripe's, the
+    /// cursor's, or the next new one.
+    pub(crate) fn writing_segment(&self) -> u64 {
+        let mut w = self.next_segment_id;
+        if let Some(c) = &self.cursor {
+            w = w.min(c.segment.id);
+        }
+        if let Some(o) = &self.open {
+            w = w.min(o.segment.id);
+        }
+        w
+    }
+
+    /// The segment of the cursor, or the next new one when there is no cursor yet.
+    pub(crate) fn cursor_segment(&self) -> u64 {
+        self.cursor
+            .as_ref()
+            .map_or(self.next_segment_id, |c| c.segment.id)
+    }
+
+    /// Nothing open, sealed or pending, and everything appended durable.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.durable_lsn + 1 == self.next_lsn
+            && self.open.as_ref().is_none_or(|o| o.records.is_empty())
+            && self.sealed.is_empty()
+            && self.pending.is_empty()
+    }
+
+    /// Segments beyond the end of the log that this session has not invalidated yet.
+    pub(crate) fn pending_discard(&self) -> &[Arc<SegmentInfo>] {
+        &self.pending_discard
+    }
+
+    /// The free space, for the space policy (freeing segments) and checkpoints (taking
+    /// their segments).
+    pub(crate) fn free_mut(&mut self) -> &mut FreeSpace {
+        &mut self.free
+    }
+
+    /// Takes `count` segment ids for new segments; returns the first.
+    pub(crate) fn take_segment_ids(&mut self, count: u64) -> u64 {
+        let first = self.next_segment_id;
+        self.next_segment_id += count;
+        first
+    }
+
+    /// Forgets what the writer knows of a freed segment.
+    pub(crate) fn forget_segment(&mut self, id: u64) {
+        self.segment_max_lsn.remove(&id);
+    }
 }

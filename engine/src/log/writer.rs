@@ -27,6 +27,16 @@ use ectable_devices::{AlignedBuf, IoOp};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// Foreground appends wait while this lives (see [`Shared::exclusive_appends`]).
+pub(crate) struct ExclusiveAppends<'a>(&'a Shared);
+
+impl Drop for ExclusiveAppends<'_> {
+    fn drop(&mut self) {
+        self.0.lock_state().cleaner_exclusive = false;
+        self.0.durable_cv.notify_all();
+    }
+}
+
 /// A live record the cleaner moves forward: appended again only if the index still names
 /// `lsn` for its key.
 pub(crate) struct Relocation {
@@ -387,6 +397,62 @@ impl Shared {
         }
         st.segment_max_lsn.insert(segment, last);
         last
+    }
+
+    /// Starts this session's writing if it has not started (a read-only engine never does):
+    /// nothing is written in a session before its start.
+    pub(crate) fn ensure_writing_started(&self) -> Result<()> {
+        let mut st = self.lock_state();
+        if !st.writing_started && !self.array.read_only {
+            self.start_writing(&mut st)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the flusher to finish what is sealed and stop.
+    pub(crate) fn begin_close(&self) {
+        let mut st = self.lock_state();
+        st.closing = true;
+        self.work_cv.notify_all();
+    }
+
+    /// Holds foreground appends back for as long as the guard lives (the cleaner moving
+    /// records on an array out of room); relocations and deletes go on.
+    pub(crate) fn exclusive_appends(&self) -> ExclusiveAppends<'_> {
+        self.lock_state().cleaner_exclusive = true;
+        ExclusiveAppends(self)
+    }
+
+    /// Runs `f` with appends held back and everything appended so far durable and on disk in
+    /// the index (a consistent image of the index at the durable LSN); appends go on after it.
+    /// A read-only engine is always quiet.
+    pub(crate) fn quiesced<T>(&self, f: impl FnOnce(&WriterState) -> T) -> Result<T> {
+        let mut st = self.lock_state();
+        if self.array.read_only {
+            return Ok(f(&st));
+        }
+        while st.paused {
+            // Another caller is taking its image.
+            st = self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.paused = true;
+        st.sync_wanted_lsn = st.sync_wanted_lsn.max(st.next_lsn - 1);
+        self.work_cv.notify_all();
+        let result = loop {
+            if let Some(e) = &st.error {
+                break Err(Error::PreviousIo(e.clone()));
+            }
+            if st.is_quiet() {
+                break Ok(f(&st));
+            }
+            if st.flusher_done {
+                break Err(Error::Closed);
+            }
+            st = self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        };
+        st.paused = false;
+        self.durable_cv.notify_all();
+        result
     }
 
     /// The first write of a session: persist a new epoch, so that this session's stripes are

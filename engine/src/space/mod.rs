@@ -115,7 +115,7 @@ pub(crate) fn free_segments(shared: &Shared, ids: &[u64]) {
     let freed: Vec<Arc<SegmentInfo>> = ids
         .iter()
         .filter_map(|id| {
-            st.segment_max_lsn.remove(id);
+            st.forget_segment(*id);
             map.remove(id)
         })
         .collect();
@@ -124,13 +124,13 @@ pub(crate) fn free_segments(shared: &Shared, ids: &[u64]) {
     // those stay theirs.
     let in_use: std::collections::HashSet<(u32, u32)> = map
         .values()
-        .chain(st.pending_discard.iter())
+        .chain(st.pending_discard().iter())
         .flat_map(|s| s.members.iter().copied())
         .collect();
     for seg in freed {
         for (slot, dseg) in &seg.members {
             if !in_use.contains(&(*slot, *dseg)) {
-                st.free.release(*slot, *dseg);
+                st.free_mut().release(*slot, *dseg);
             }
         }
     }
@@ -206,7 +206,7 @@ pub(crate) fn outside_history(shared: &Shared, ids: Vec<u64>) -> Vec<u64> {
     }
     let st = shared.lock_state();
     ids.into_iter()
-        .filter(|id| st.segment_max_lsn.get(id).is_some_and(|m| *m <= h))
+        .filter(|id| st.segment_max_lsn(*id).is_some_and(|m| m <= h))
         .collect()
 }
 
@@ -247,13 +247,7 @@ pub(crate) fn horizon_hold(shared: &Shared, st: &WriterState) -> HorizonHold {
     if h == u64::MAX {
         return HorizonHold::default();
     }
-    let mut writing = st.next_segment_id;
-    if let Some(c) = &st.cursor {
-        writing = writing.min(c.segment.id);
-    }
-    if let Some(o) = &st.open {
-        writing = writing.min(o.segment.id);
-    }
+    let writing = st.writing_segment();
     let cap = crate::space::segment_data_capacity(&shared.array);
     let held: Vec<u64> = shared
         .segments
@@ -261,7 +255,7 @@ pub(crate) fn horizon_hold(shared: &Shared, st: &WriterState) -> HorizonHold {
         .unwrap_or_else(|p| p.into_inner())
         .values()
         .filter(|s| s.kind == SegmentKind::Log && s.id < writing)
-        .filter(|s| st.segment_max_lsn.get(&s.id).is_none_or(|m| *m > h))
+        .filter(|s| st.segment_max_lsn(s.id).is_none_or(|m| m > h))
         .map(|s| s.id)
         .collect();
     let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
