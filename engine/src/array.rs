@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 const NO_DEVICE: usize = usize::MAX;
 use std::sync::Arc;
 
-pub const DEFAULT_CHUNK_SIZE_BYTES: u32 = 64 << 10;
-pub const DEFAULT_SEGMENT_SIZE_BYTES: u32 = 8 << 20;
+pub use crate::format::layout::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES};
 
 /// What `format` needs.
 #[derive(Debug, Clone)]
@@ -147,50 +146,6 @@ pub(crate) fn write_superblocks(
 }
 
 /// A size in bytes as the command line takes it (`12K`, `8M`) when it is whole, else bytes.
-fn size_text(b: u64) -> String {
-    match b {
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}K", b >> 10),
-        b => b.to_string(),
-    }
-}
-
-/// A segment is its 4 KiB header followed by whole chunk-high stripes: its size must be a
-/// multiple of the chunk size and hold at least one stripe. The error names the rule broken,
-/// the numbers, and a size that keeps it.
-fn check_segment_size(s: u32, c: u32, defaulted: bool) -> Result<()> {
-    let which = if defaulted {
-        "the default segment size"
-    } else {
-        "the segment size"
-    };
-    if !s.is_multiple_of(c) {
-        let down = s / c * c;
-        let fit = if (down as usize) >= SEGMENT_HEADER_SIZE_BYTES + c as usize {
-            down
-        } else {
-            2 * c
-        };
-        return Err(Error::InvalidArgument(format!(
-            "{which} {} ({s} bytes) is not a multiple of the chunk size {} ({c} bytes): a segment holds whole chunks; give --segment-size {} ({} chunks), or a chunk size that divides {} (a power of two such as 16K or 64K)",
-            size_text(s as u64),
-            size_text(c as u64),
-            size_text(fit as u64),
-            fit / c,
-            size_text(s as u64),
-        )));
-    }
-    if (s as usize) < SEGMENT_HEADER_SIZE_BYTES + c as usize {
-        return Err(Error::InvalidArgument(format!(
-            "{which} {} ({s} bytes) holds no chunk of {} after the segment's 4K header: it must be at least {} (two chunks)",
-            size_text(s as u64),
-            size_text(c as u64),
-            size_text(2 * c as u64),
-        )));
-    }
-    Ok(())
-}
-
 /// Formats the devices of `io` as one array. Nothing is written unless every check passes.
 pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
     let total = io.devices().len();
@@ -202,17 +157,8 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
     }
     let n = total - opts.spare_count;
     let (k, m) = (opts.data_shards, opts.parity_shards);
-    if k == 0 || m == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "k and m must both be at least 1 (got k={k}, m={m})"
-        )));
-    }
-    let w = k + m;
-    if w > MAX_DEVICES {
-        return Err(Error::InvalidArgument(format!(
-            "stripe width k+m={w} exceeds the maximum of {MAX_DEVICES}"
-        )));
-    }
+    let layout = Layout::new(k, m, opts.chunk_size_bytes, opts.segment_size_bytes)?;
+    let w = layout.w();
     if n < w {
         return Err(Error::InvalidArgument(format!(
             "RS({k},{m}) needs at least {w} devices, {n} given"
@@ -223,20 +169,9 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
             "at most {MAX_DEVICES} devices and spares, {total} given"
         )));
     }
-    let c = opts.chunk_size_bytes;
-    if c < 4096 || !c.is_multiple_of(4096) || c > (4 << 20) {
-        return Err(Error::InvalidArgument(format!(
-            "chunk size must be a multiple of 4K between 4K and 4M, got {c}"
-        )));
-    }
-    let s = if opts.segment_size_bytes == 0 {
-        DEFAULT_SEGMENT_SIZE_BYTES.max(16 * c)
-    } else {
-        opts.segment_size_bytes
-    };
-    check_segment_size(s, c, opts.segment_size_bytes == 0)?;
+    let (c, s) = (layout.chunk_bytes() as u32, layout.segment_bytes() as u32);
     check_duplicates(io)?;
-    let needed_bytes = DATA_START_BYTES + 2 * s as u64;
+    let needed_bytes = layout.smallest_device();
     let mut segment_count = u32::MAX;
     for d in io.devices() {
         let cap = d.geometry().capacity_bytes;
@@ -247,7 +182,7 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
                 needed_bytes,
             });
         }
-        segment_count = segment_count.min(((cap - DATA_START_BYTES) / s as u64) as u32);
+        segment_count = segment_count.min(layout.segments_on(cap));
     }
     for (d, r) in read_superblocks(io).into_iter().enumerate() {
         let name = io.devices()[d].name().to_string();
@@ -369,6 +304,8 @@ pub(crate) struct Array {
     /// The authoritative superblock (newest epoch); its slot/uuid fields are those of one
     /// member and are not used.
     pub sb: Superblock,
+    /// The geometry, from the superblock.
+    pub layout: Layout,
     /// Engine device index per slot, None when the slot's device is not present.
     slot_device: Vec<AtomicUsize>,
     /// In-memory failed marks per slot (I/O errors seen this session).
@@ -424,29 +361,29 @@ pub struct SlotCounters {
 
 impl Array {
     pub fn k(&self) -> usize {
-        self.sb.data_shards as usize
+        self.layout.k()
     }
     pub fn m(&self) -> usize {
-        self.sb.parity_shards as usize
+        self.layout.m()
     }
     pub fn w(&self) -> usize {
-        self.k() + self.m()
+        self.layout.w()
     }
     pub fn n(&self) -> usize {
         self.sb.device_count as usize
     }
     pub fn chunk_size(&self) -> usize {
-        self.sb.chunk_size_bytes as usize
+        self.layout.chunk_bytes()
     }
     pub fn segment_size(&self) -> usize {
-        self.sb.segment_size_bytes as usize
+        self.layout.segment_bytes()
     }
     pub fn segment_count(&self) -> u32 {
         self.sb.segment_count
     }
     /// The largest record batch one stripe can hold.
     pub fn max_stripe_payload(&self) -> usize {
-        self.k() * (self.chunk_size() - CHUNK_HEADER_SIZE_BYTES)
+        self.layout.stripe_payload()
     }
     pub fn device_of_slot(&self, slot: u32) -> Option<usize> {
         let slot = slot as usize;
@@ -473,7 +410,7 @@ impl Array {
         self.slot_failed_floor[slot].store(u64::MAX, Ordering::SeqCst);
     }
     pub fn device_segment_offset(&self, device_segment_index: u32) -> u64 {
-        DATA_START_BYTES + device_segment_index as u64 * self.segment_size() as u64
+        self.layout.device_segment_offset(device_segment_index)
     }
     pub fn slot_name(&self, slot: usize) -> String {
         match self.present_device(slot) {
@@ -748,6 +685,12 @@ impl Array {
         let slot_failed = (0..n).map(|_| AtomicBool::new(false)).collect();
         let array = Array {
             io,
+            layout: Layout::new(
+                newest.data_shards as usize,
+                newest.parity_shards as usize,
+                newest.chunk_size_bytes,
+                newest.segment_size_bytes,
+            )?,
             sb: newest.clone(),
             slot_device: slot_device
                 .into_iter()

@@ -26,7 +26,7 @@ use crate::format::*;
 use crate::log::state::{OpenStripe, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
-use crate::space::{free_dead_segments, segments_for};
+use crate::space::free_dead_segments;
 use ectable_devices::IoOp;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -101,10 +101,11 @@ pub(crate) fn write_at_close(shared: &Shared) -> Result<Option<u64>> {
 fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
     let array = &shared.array;
     let Snapshot { bytes, lsn, resume } = snap;
-    let (k, c, s) = (array.k(), array.chunk_size(), array.segment_size());
-    let per_stripe = k * (c - CHUNK_HEADER_SIZE_BYTES);
-    let stripes_per_segment = (s - SEGMENT_HEADER_SIZE_BYTES) / c;
-    let segment_count = segments_for(array, bytes.len());
+    let layout = &array.layout;
+    let (k, c) = (layout.k(), layout.chunk_bytes());
+    let per_stripe = layout.stripe_payload();
+    let stripes_per_segment = layout.stripes_per_segment();
+    let segment_count = layout.segments_for(bytes.len());
     let online: Vec<bool> = (0..array.n())
         .map(|slot| array.device_of_slot(slot as u32).is_some())
         .collect();
@@ -147,13 +148,12 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
         let seg = &segs[i / stripes_per_segment];
         let ordinal = (i % stripes_per_segment) as u32;
         let per_chunk = piece.len().div_ceil(k);
-        let height =
-            ((CHUNK_HEADER_SIZE_BYTES + per_chunk).div_ceil(BLOCK_BYTES) * BLOCK_BYTES) as u32;
+        let height = Layout::chunk_height_for(per_chunk) as u32;
         stripes.push(SealedStripe {
             stripe: OpenStripe {
                 segment: seg.clone(),
                 new_segment: ordinal == 0,
-                offset: (SEGMENT_HEADER_SIZE_BYTES + ordinal as usize * c) as u32,
+                offset: layout.full_stripe_offset(ordinal as usize) as u32,
                 ordinal,
                 max_height: c as u32,
                 buf: Arc::new(piece.to_vec()),

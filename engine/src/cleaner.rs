@@ -33,7 +33,6 @@ use crate::format::*;
 use crate::log::stripe::{walk_stripes, StripeOutcome};
 use crate::log::writer::Relocation;
 use crate::shared::Shared;
-use crate::space::segment_data_capacity;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,7 +108,7 @@ fn pick_victims(
     urgent: bool,
     below: u64,
 ) -> Vec<Victim> {
-    let cap = segment_data_capacity(&shared.array).max(1);
+    let cap = (shared.array.layout.segment_payload() as u64).max(1);
     let unreadable = shared.cleaner.lock().unreadable.clone();
     // Log segments before the checkpoint's resume segment (so before the one being written).
     let writing = shared.lock_state().writing_segment();
@@ -285,7 +284,7 @@ pub(crate) fn clean_pass(
         return Ok(report);
     };
     let array = &shared.array;
-    let cap = segment_data_capacity(array).max(1);
+    let cap = (array.layout.segment_payload() as u64).max(1);
     let ckpt = shared.keep_for(crate::space::Room::Cleaner);
     let room = || {
         // The free segments beyond the checkpoint's, and what is left of the segment being
@@ -294,7 +293,7 @@ pub(crate) fn clean_pass(
             let st = shared.lock_state();
             let tail = st.cursor().map_or(0, |c| {
                 (array.segment_size() as u64).saturating_sub(c.offset as u64) * cap
-                    / (array.segment_size() - SEGMENT_HEADER_SIZE_BYTES) as u64
+                    / array.layout.segment_stripe_space() as u64
             });
             (st.free().allocatable(array.w()), tail)
         };
@@ -381,8 +380,8 @@ fn below(shared: &Shared, fraction: f64, floor: f64) -> bool {
 /// usable capacity, so that small arrays checkpoint often enough to have victims.
 fn checkpoint_due_bytes(shared: &Shared, opts: &CleanerOptions) -> u64 {
     let a = &shared.array;
-    let usable =
-        segment_data_capacity(a) * (a.segment_count() as u64 * a.n() as u64 / a.w() as u64);
+    let usable = a.layout.segment_payload() as u64
+        * (a.segment_count() as u64 * a.n() as u64 / a.w() as u64);
     opts.checkpoint_every_bytes.min(usable / 8).max(1)
 }
 

@@ -174,3 +174,9 @@ impl Error {
         }
     }
 }
+
+impl From<crate::format::LayoutError> for Error {
+    fn from(e: crate::format::LayoutError) -> Error {
+        Error::InvalidArgument(e.0)
+    }
+}

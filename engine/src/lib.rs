@@ -53,6 +53,7 @@ pub use backup::Change;
 pub use cleaner::{CleanReport, CleanerOptions};
 pub use engine::{Engine, EngineOptions, WriteBatch};
 pub use error::{Error, Result};
+pub use format::layout::{Layout, LayoutError};
 pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
 pub use health::{DetectionMode, HealthPolicy};
 pub use prober::RecoveryPolicy;

@@ -98,7 +98,7 @@ impl Engine {
         drop(st);
         let backup_horizon = self.backup_horizon_hold();
         let reserved_segments = s.reserve_segments();
-        let seg_cap = crate::space::segment_data_capacity(a);
+        let seg_cap = a.layout.segment_payload() as u64;
         let log_segments: Vec<u64> = s
             .segments
             .read()
@@ -195,7 +195,7 @@ impl Engine {
         let live_bytes = index.total_live_bytes();
         // Garbage: what the log segments hold beyond their live records; the segment being
         // written counts only up to the cursor.
-        let seg_span = (a.segment_size() - crate::format::SEGMENT_HEADER_SIZE_BYTES) as u64;
+        let seg_span = a.layout.segment_stripe_space() as u64;
         let written: u64 = log_segments
             .iter()
             .map(|id| match cursor {

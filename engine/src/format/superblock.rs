@@ -245,12 +245,11 @@ impl Superblock {
                 return Err(DecodeError::Field("spare entries"));
             }
         }
-        let c = self.chunk_size_bytes as usize;
-        if c < BLOCK_BYTES || !c.is_multiple_of(BLOCK_BYTES) || c > (4 << 20) {
+        let (c, s) = (self.chunk_size_bytes, self.segment_size_bytes);
+        if super::Layout::check_chunk_size(c).is_err() {
             return Err(DecodeError::Field("chunk_size_bytes"));
         }
-        let s = self.segment_size_bytes as usize;
-        if !s.is_multiple_of(c) || s < SEGMENT_HEADER_SIZE_BYTES + c {
+        if super::Layout::check_segment_size(s, c, false).is_err() {
             return Err(DecodeError::Field("segment_size_bytes"));
         }
         if self.copy_index > 1 || self.flags != 0 {

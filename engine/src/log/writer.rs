@@ -67,7 +67,7 @@ pub(crate) enum Mutation<'a> {
 
 impl Shared {
     fn stripe_capacity(&self, max_height: u32) -> usize {
-        self.array.k() * (max_height as usize - CHUNK_HEADER_SIZE_BYTES)
+        self.array.layout.stripe_payload_at(max_height as usize)
     }
 
     /// Opens a stripe at the cursor, allocating a new segment when the current one is full,
@@ -158,8 +158,7 @@ impl Shared {
         }
         let k = self.array.k();
         let per_chunk = open.buf.len().div_ceil(k);
-        let height = ((CHUNK_HEADER_SIZE_BYTES + per_chunk).div_ceil(BLOCK_BYTES) * BLOCK_BYTES)
-            .max(BLOCK_BYTES) as u32;
+        let height = Layout::chunk_height_for(per_chunk) as u32;
         debug_assert!(height <= open.max_height);
         st.cursor = Some(Cursor {
             segment: open.segment.clone(),

@@ -43,7 +43,7 @@ impl Shared {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .checkpoint_bytes;
-        crate::space::segments_for(&self.array, ckpt_bytes as usize + 4096)
+        self.array.layout.segments_for(ckpt_bytes as usize + 4096)
     }
 
     /// Segments kept for checkpoints: room for the next one (the one in force is freed only
@@ -86,20 +86,6 @@ impl Shared {
             Room::Cleaner => ckpt,
         }
     }
-}
-
-/// Checkpoint segments needed for `bytes` of checkpoint.
-pub(crate) fn segments_for(array: &crate::array::Array, bytes: usize) -> usize {
-    let (k, c, s) = (array.k(), array.chunk_size(), array.segment_size());
-    let per_stripe = k * (c - CHUNK_HEADER_SIZE_BYTES);
-    let stripes_per_segment = (s - SEGMENT_HEADER_SIZE_BYTES) / c;
-    bytes.div_ceil(per_stripe * stripes_per_segment).max(1)
-}
-
-/// Bytes of records one log segment holds when full.
-pub(crate) fn segment_data_capacity(array: &crate::array::Array) -> u64 {
-    let stripes = (array.segment_size() - SEGMENT_HEADER_SIZE_BYTES) / array.chunk_size();
-    (stripes * array.max_stripe_payload()) as u64
 }
 
 /// Removes segments from the segment table and gives their device segments back, with no
@@ -248,7 +234,7 @@ pub(crate) fn horizon_hold(shared: &Shared, st: &WriterState) -> HorizonHold {
         return HorizonHold::default();
     }
     let writing = st.writing_segment();
-    let cap = crate::space::segment_data_capacity(&shared.array);
+    let cap = shared.array.layout.segment_payload() as u64;
     let held: Vec<u64> = shared
         .segments
         .read()
