@@ -57,6 +57,7 @@ impl Engine {
 
     /// Raises the horizon to `lsn` (durably first). Never lowers it, except from "none".
     fn raise_horizon(&self, lsn: u64) -> Result<()> {
+        self.shared.check_alive()?;
         let current = self.shared.backup_horizon.load(Ordering::SeqCst);
         if current != u64::MAX && lsn <= current {
             return Ok(());
@@ -68,6 +69,7 @@ impl Engine {
 
     /// Stops keeping history for incremental backups (the next backup must be a full one).
     pub fn clear_backup_horizon(&self) -> Result<()> {
+        self.shared.check_alive()?;
         let _m = self.maintenance();
         self.delete(BACKUP_TABLE, HORIZON_KEY)?;
         self.sync()?;
@@ -87,6 +89,7 @@ impl Engine {
     /// key, value)` in (table, key) order and returns the LSN. With `register`, the array
     /// then keeps the history after that LSN for incremental backups ([`Self::backup_changes`]).
     pub fn backup_full(&self, register: bool, f: &mut RowSink<'_>) -> Result<u64> {
+        self.shared.check_alive()?;
         if register && self.shared.array.read_only {
             return Err(Error::ReadOnly);
         }
@@ -155,6 +158,7 @@ impl Engine {
         register: bool,
         f: &mut dyn FnMut(&Change) -> Result<()>,
     ) -> Result<u64> {
+        self.shared.check_alive()?;
         if register && self.shared.array.read_only {
             return Err(Error::ReadOnly);
         }
@@ -281,12 +285,14 @@ impl Engine {
     /// opening it fails with [`Error::RestoreIncomplete`] (unless
     /// `EngineOptions::allow_incomplete_restore`). `note` says what is being restored.
     pub fn begin_restore(&self, note: &str) -> Result<()> {
+        self.shared.check_alive()?;
         self.put_sync(BACKUP_TABLE, RESTORE_KEY, note.as_bytes())?;
         Ok(())
     }
 
     /// Clears the restore marker (durably).
     pub fn finish_restore(&self) -> Result<()> {
+        self.shared.check_alive()?;
         self.delete(BACKUP_TABLE, RESTORE_KEY)?;
         self.sync()?;
         Ok(())
@@ -294,6 +300,7 @@ impl Engine {
 
     /// The note of an unfinished restore, if the array holds one.
     pub fn restore_in_progress(&self) -> Result<Option<String>> {
+        self.shared.check_alive()?;
         match self.get(BACKUP_TABLE, RESTORE_KEY) {
             Err(Error::NoSuchTable(_)) => Ok(None),
             r => Ok(r?.map(|v| String::from_utf8_lossy(&v).into_owned())),

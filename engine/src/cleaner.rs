@@ -409,6 +409,7 @@ pub(crate) fn run(shared: Arc<Shared>, opts: CleanerOptions) {
             s.in_cycle = true;
             std::mem::take(&mut s.requested)
         };
+        shared.test_panic_point(crate::shared::Worker::Cleaner);
         let mut freed = 0;
         let low = below(&shared, opts.start_free_fraction, 2.0);
         if requested || low {

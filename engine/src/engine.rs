@@ -14,7 +14,7 @@ use crate::log::writer::{clamp_batch, Mutation};
 use crate::rebuild::{Progress, RebuildOptions, ScrubReport};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
-use crate::shared::{EngineCounters, Shared};
+use crate::shared::{EngineCounters, Shared, Worker};
 use crate::space::{BACKUP_TABLE, HORIZON_KEY, RESTORE_KEY};
 use ectable_devices::IoBackend;
 use std::collections::HashMap;
@@ -205,6 +205,8 @@ impl Engine {
             maintenance: Mutex::new(()),
             cleaner: crate::space::mailbox::CleanerCtl::new(rec.stats.checkpoint_resume_segment),
             backup_horizon: std::sync::atomic::AtomicU64::new(u64::MAX),
+            poisoned: std::sync::OnceLock::new(),
+            test_panic: std::sync::atomic::AtomicU8::new(0),
         });
         let flusher = if opts.read_only {
             None
@@ -213,7 +215,10 @@ impl Engine {
             Some(
                 std::thread::Builder::new()
                     .name("ectable-flusher".into())
-                    .spawn(move || s.flusher())
+                    .spawn(move || {
+                        let worker = s.clone();
+                        worker.run_worker(Worker::Flusher, move || s.flusher())
+                    })
                     .map_err(|e| Error::InvalidArgument(format!("cannot start flusher: {e}")))?,
             )
         };
@@ -228,7 +233,12 @@ impl Engine {
             let (stop2, cancel2, policy) = (stop.clone(), cancel.clone(), opts.recovery);
             let h = std::thread::Builder::new()
                 .name("ectable-monitor".into())
-                .spawn(move || crate::prober::run(s, stop2, cancel2, policy))
+                .spawn(move || {
+                    let worker = s.clone();
+                    worker.run_worker(Worker::Monitor, move || {
+                        crate::prober::run(s, stop2, cancel2, policy)
+                    })
+                })
                 .map_err(|e| Error::InvalidArgument(format!("cannot start the monitor: {e}")))?;
             Some((h, stop, cancel))
         };
@@ -250,7 +260,10 @@ impl Engine {
             let (s, o) = (engine.shared.clone(), opts.cleaner);
             let h = std::thread::Builder::new()
                 .name("ectable-cleaner".into())
-                .spawn(move || crate::cleaner::run(s, o))
+                .spawn(move || {
+                    let worker = s.clone();
+                    worker.run_worker(Worker::Cleaner, move || crate::cleaner::run(s, o))
+                })
                 .map_err(|e| Error::InvalidArgument(format!("cannot start the cleaner: {e}")))?;
             *engine.cleaner.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
         }
@@ -287,16 +300,19 @@ impl Engine {
 
     /// Appends a put; durable after the next [`Engine::sync`].
     pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
+        self.shared.check_alive()?;
         self.shared.append(&[Mutation::Put { table, key, value }])
     }
 
     /// Appends a delete; durable after the next [`Engine::sync`].
     pub fn delete(&self, table: &str, key: &[u8]) -> Result<u64> {
+        self.shared.check_alive()?;
         self.shared.append(&[Mutation::Delete { table, key }])
     }
 
     /// Put and wait until it is durable.
     pub fn put_sync(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
+        self.shared.check_alive()?;
         let lsn = self.put(table, key, value)?;
         self.shared.wait_durable(lsn)?;
         Ok(lsn)
@@ -304,6 +320,7 @@ impl Engine {
 
     /// Appends a batch atomically (all or nothing after a crash); durable after `sync`.
     pub fn write_batch(&self, batch: &WriteBatch) -> Result<u64> {
+        self.shared.check_alive()?;
         let muts: Vec<Mutation<'_>> = batch
             .ops
             .iter()
@@ -321,6 +338,7 @@ impl Engine {
 
     /// Waits until everything appended so far is durable; returns the durable LSN.
     pub fn sync(&self) -> Result<u64> {
+        self.shared.check_alive()?;
         self.shared.sync_all()
     }
 
@@ -342,6 +360,7 @@ impl Engine {
         to: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.shared.check_alive()?;
         let _gate = self.shared.read_gate();
         let entries: Vec<(Vec<u8>, IndexEntry)> = {
             let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
@@ -389,6 +408,7 @@ impl Engine {
     /// `max_passes` passes ran): moves live records out of mostly-dead segments, checkpoints,
     /// and frees them. Returns what it did, summed over the passes.
     pub fn clean(&self, max_passes: usize) -> Result<crate::cleaner::CleanReport> {
+        self.shared.check_alive()?;
         if self.shared.array.read_only {
             return Err(Error::ReadOnly);
         }
@@ -412,6 +432,7 @@ impl Engine {
     /// Writes an index checkpoint now (the engine keeps running; appends wait only while the
     /// index image is taken). Returns its LSN, or None if nothing was written since the last.
     pub fn checkpoint(&self) -> Result<Option<u64>> {
+        self.shared.check_alive()?;
         if self.shared.array.read_only {
             return Err(Error::ReadOnly);
         }
@@ -427,6 +448,19 @@ impl Engine {
     /// The largest batch (sum of padded records) one stripe holds.
     pub fn max_batch_bytes(&self) -> usize {
         self.shared.array.max_stripe_payload()
+    }
+
+    /// Test hook: makes the engine's `worker` thread panic at its next turn, to check that a
+    /// panic poisons the engine instead of hanging its callers.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn panic_worker_for_test(&self, worker: Worker) {
+        self.shared.request_test_panic(worker)
+    }
+
+    /// The thread whose panic stopped the engine, and what it said; None while it runs.
+    pub fn poisoned(&self) -> Option<(String, String)> {
+        self.shared.poisoned.get().cloned()
     }
 
     /// Makes everything durable and stops the flusher.
@@ -486,6 +520,7 @@ impl Engine {
     }
     /// See [`Shared::replace`]: makes a new device (or a spare) the member of `slot`.
     pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
+        self.shared.check_alive()?;
         self.shared.replace(slot, new_device_index)
     }
     /// Rebuilds the slot being replaced, resuming at the persisted cursor.
@@ -494,10 +529,12 @@ impl Engine {
         opts: &RebuildOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Progress> {
+        self.shared.check_alive()?;
         self.shared.rebuild(opts, progress)
     }
     /// Adds a blank device (by engine index) as a hot spare.
     pub fn add_spare(&self, device_index: usize) -> Result<()> {
+        self.shared.check_alive()?;
         self.shared.add_spare(device_index)
     }
     /// Engine indices of the hot spares present.
@@ -511,6 +548,7 @@ impl Engine {
         opts: &RebuildOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<ScrubReport> {
+        self.shared.check_alive()?;
         self.shared.scrub(repair, opts, progress)
     }
 }

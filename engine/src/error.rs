@@ -130,6 +130,11 @@ pub enum Error {
     /// opening the array again reads the new state.
     #[error("the array changed under this reader: {detail}; another process is writing to it, so this read-only view is out of date (no data is lost): retry the command")]
     ArrayChanged { detail: String },
+    /// An engine thread panicked: the engine stopped taking calls so that nobody waits
+    /// forever for work it will never do. Everything acknowledged before is on the devices:
+    /// reopening the array recovers it.
+    #[error("the engine stopped: its {thread} thread panicked ({detail}); close it and open the array again (acknowledged writes are safe)")]
+    Poisoned { thread: String, detail: String },
     /// The array holds a restore that did not finish.
     #[error("the array holds an unfinished restore (started {started}); run the restore again to complete it, or format the devices")]
     RestoreIncomplete { started: String },
@@ -163,6 +168,7 @@ impl Error {
             Error::HistoryGone { .. } => "HISTORY_GONE",
             Error::RestoreIncomplete { .. } => "RESTORE_INCOMPLETE",
             Error::ArrayChanged { .. } => "ARRAY_CHANGED",
+            Error::Poisoned { .. } => "POISONED",
             Error::TableExists(_) => "TABLE_EXISTS",
             Error::InvalidSchema(_) => "INVALID_SCHEMA",
             Error::BadPrimaryKey { .. } => "BAD_PRIMARY_KEY",

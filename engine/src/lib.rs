@@ -59,6 +59,7 @@ pub use health::{DetectionMode, HealthPolicy};
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
+pub use shared::Worker;
 pub use space::mailbox::CleanerStats;
 pub use space::{HorizonHold, BACKUP_TABLE};
 pub use status::{DeviceStatus, Status};

@@ -135,6 +135,7 @@ pub(crate) fn run(
         if stop.sleep(shared.array.policy.probe_interval) {
             return;
         }
+        shared.test_panic_point(crate::shared::Worker::Monitor);
         if shared.array.policy.mode != crate::health::DetectionMode::Passive {
             sequence += 1;
             probe_once(&shared, sequence);

@@ -3,14 +3,15 @@
 //! freeing segments against readers and maintenance.
 
 use crate::array::Array;
+use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::log::state::WriterState;
 use crate::segments::SegmentInfo;
 use crate::space::mailbox::CleanerCtl;
 use ectable_devices::AlignedBuf;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 /// Counters the writer and readers keep.
 #[derive(Debug, Default)]
@@ -53,10 +54,113 @@ pub(crate) struct Shared {
     /// History after this LSN is kept for incremental backups (u64::MAX: no backup chain
     /// registered, nothing kept).
     pub backup_horizon: AtomicU64,
+    /// Set once, when an engine thread panics: (thread, what it said). From then on every
+    /// call fails with `Error::Poisoned` (docs/design.md, "Worker threads").
+    pub poisoned: OnceLock<(String, String)>,
+    /// Test hook: workers (bit per [`Worker`]) to panic at their next turn.
+    pub test_panic: AtomicU8,
+}
+
+/// The engine's worker threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Worker {
+    /// Encodes, writes and flushes sealed stripes (group commit).
+    Flusher,
+    /// Cleans segments and writes periodic checkpoints.
+    Cleaner,
+    /// Probes devices and runs the recovery policy (rebuild, resync, hot spares).
+    Monitor,
+}
+
+impl Worker {
+    pub fn name(self) -> &'static str {
+        match self {
+            Worker::Flusher => "flusher",
+            Worker::Cleaner => "cleaner",
+            Worker::Monitor => "monitor",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Worker::Flusher => 1,
+            Worker::Cleaner => 2,
+            Worker::Monitor => 4,
+        }
+    }
 }
 
 impl Shared {
     pub(crate) fn lock_state(&self) -> std::sync::MutexGuard<'_, WriterState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails with `Error::Poisoned` once an engine thread has panicked.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        match self.poisoned.get() {
+            None => Ok(()),
+            Some((thread, detail)) => Err(Error::Poisoned {
+                thread: thread.clone(),
+                detail: detail.clone(),
+            }),
+        }
+    }
+
+    /// Latches the panic of `worker` and wakes every waiter (writers waiting for durability
+    /// or for space, checkpoints, the cleaner's callers): they see the latch and fail.
+    pub(crate) fn poison(&self, worker: Worker, detail: String) {
+        if self
+            .poisoned
+            .set((worker.name().to_string(), detail.clone()))
+            .is_ok()
+        {
+            tracing::error!(
+                "the engine's {} thread panicked ({detail}); every call fails from now on: reopen the array",
+                worker.name()
+            );
+        }
+        {
+            // Under the writer lock, so that no waiter checks the latch and then misses the
+            // wake-up.
+            let _st = self.lock_state();
+            self.durable_cv.notify_all();
+            self.work_cv.notify_all();
+        }
+        self.cleaner.stopped();
+    }
+
+    /// Runs the body of worker thread `worker`: a panic poisons the engine instead of
+    /// leaving its waiters blocked forever.
+    pub(crate) fn run_worker(self: &Arc<Self>, worker: Worker, body: impl FnOnce()) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        if let Err(p) = r {
+            let detail = if let Some(s) = p.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = p.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "a panic without a message".to_string()
+            };
+            self.poison(worker, detail);
+        }
+    }
+
+    /// Test hook: asks `worker` to panic at its next turn (and wakes it).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub(crate) fn request_test_panic(&self, worker: Worker) {
+        self.test_panic.fetch_or(worker.bit(), Ordering::SeqCst);
+        let _st = self.lock_state();
+        self.work_cv.notify_all();
+        drop(_st);
+        self.cleaner.request();
+    }
+
+    /// A worker's panic point for the test hook: panics if a test asked for it.
+    pub(crate) fn test_panic_point(&self, worker: Worker) {
+        if self.test_panic.load(Ordering::Relaxed) & worker.bit() != 0 {
+            self.test_panic.fetch_and(!worker.bit(), Ordering::SeqCst);
+            panic!("test hook: the {} thread panics", worker.name());
+        }
     }
 }

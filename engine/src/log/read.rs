@@ -26,6 +26,7 @@ impl Shared {
 
     /// Reads the newest value of `key`, or None if it does not exist.
     pub(crate) fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_alive()?;
         let _gate = self.read_gate();
         self.get_gated(table, key)
     }
@@ -44,6 +45,7 @@ impl Shared {
 
     /// Reads several keys of one table with all their device reads in flight at once.
     pub(crate) fn get_many(&self, table: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.check_alive()?;
         let _gate = self.read_gate();
         let mut entries = Vec::with_capacity(keys.len());
         for k in keys {

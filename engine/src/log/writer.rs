@@ -18,7 +18,7 @@ use crate::log::stripe::chunk_place;
 
 use crate::log::state::{OpenStripe, PendingRecord, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
-use crate::shared::Shared;
+use crate::shared::{Shared, Worker};
 use crate::space::Room;
 
 /// The most stripes one flush batch writes.
@@ -178,6 +178,7 @@ impl Shared {
     /// Appends a batch of mutations atomically (one stripe). Returns the last LSN. On a full
     /// array it waits for the cleaner while the cleaner still frees space.
     pub(crate) fn append(&self, muts: &[Mutation<'_>]) -> Result<u64> {
+        self.check_alive()?;
         if self.array.read_only {
             return Err(Error::ReadOnly);
         }
@@ -209,7 +210,10 @@ impl Shared {
                     // The cleaner may free space: wake it and wait for a cycle; give up when
                     // there is no cleaner, or several cycles in a row freed nothing.
                     match self.cleaner.wait_for_pass() {
-                        None => return Err(Error::NoSpace(why)),
+                        None => {
+                            self.check_alive()?;
+                            return Err(Error::NoSpace(why));
+                        }
                         Some(true) => empty = 0,
                         Some(false) => {
                             empty += 1;
@@ -240,9 +244,11 @@ impl Shared {
             || (foreground && st.cleaner_exclusive))
             && st.error.is_none()
             && !st.closing
+            && self.poisoned.get().is_none()
         {
             st = self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+        self.check_alive()?;
         if let Some(e) = &st.error {
             return Err(Error::PreviousIo(e.clone()));
         }
@@ -438,6 +444,9 @@ impl Shared {
         st.sync_wanted_lsn = st.sync_wanted_lsn.max(st.next_lsn - 1);
         self.work_cv.notify_all();
         let result = loop {
+            if let Err(e) = self.check_alive() {
+                break Err(e);
+            }
             if let Some(e) = &st.error {
                 break Err(Error::PreviousIo(e.clone()));
             }
@@ -513,6 +522,7 @@ impl Shared {
             if st.durable_lsn >= lsn {
                 return Ok(st.durable_lsn);
             }
+            self.check_alive()?;
             if let Some(e) = &st.error {
                 return Err(Error::PreviousIo(e.clone()));
             }
@@ -548,6 +558,7 @@ impl Shared {
                         self.seal_for(&mut st, true);
                     }
                     if !st.sealed.is_empty() {
+                        self.test_panic_point(Worker::Flusher);
                         let n = st.sealed.len().min(self.max_batch_stripes);
                         next = Some((st.sealed.drain(..n).collect(), st.durable_lsn));
                         break;

@@ -110,6 +110,22 @@ impl CleanerCtl {
         s.stats.last_checkpoint_lsn = lsn;
     }
 
+    /// The cleaner thread is gone (it panicked): writers waiting for a pass stop waiting.
+    pub(crate) fn stopped(&self) {
+        let mut s = self.lock();
+        s.stop = true;
+        s.running = false;
+        s.in_cycle = false;
+        self.cv.notify_all();
+    }
+
+    /// Asks the cleaner thread for a cycle now, without waiting for it.
+    pub(crate) fn request(&self) {
+        let mut s = self.lock();
+        s.requested = true;
+        self.cv.notify_all();
+    }
+
     pub(crate) fn stop(&self) {
         let mut s = self.lock();
         s.stop = true;
