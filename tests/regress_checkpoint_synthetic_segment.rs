@@ -11,10 +11,12 @@
 //! state (74dbc93: so that a full array's cleaner could still checkpoint and free space)
 //! invented a resume point: `(next segment id, 4096, 0)`, a segment that did not exist yet.
 //! The next allocation took that id — usually the checkpoint's own segments did — so the
-//! resume point named a segment that is not a log segment, or one the log did not go on in,
-//! and recovery's and the cleaner's picture of where the log goes on no longer matched the
-//! devices; power-loss runs of the cleaner lost acknowledged writes with it (bisected to
-//! 74dbc93).
+//! resume point named a segment that is not a log segment and that the log never goes on
+//! in. Power-loss runs of the cleaner lost acknowledged writes with it (the fix's commit
+//! message: bisected to 74dbc93). This test does not reproduce that loss itself (with the
+//! fix reverted, every value below still reads back in this scenario; the exact path to the
+//! loss is not recorded in the repository); it pins the invariant the fix restored: the
+//! resume point is where the log's next stripe really goes.
 //!
 //! The fix. Leaving a short tail keeps the cursor, at the segment's end `(segment, S,
 //! ordinal)`; a checkpoint resumes exactly there (the real last log segment, scanned from
@@ -28,7 +30,8 @@
 //! `Engine::checkpoint()` (the cleaner's checkpoint, taken in that state), which frees the
 //! dead segments; then more acknowledged puts; then the power is cut (no close, so no
 //! checkpoint at close replaces it). Session 2 asserts that the checkpoint in force is that
-//! one and that it resumes in the segment whose tail was skipped (not the id allocated next),
+//! one and that it resumes in the segment whose tail was skipped (not the id allocated next:
+//! without the fix this assertion fails, resume segment 7 where 6 is expected),
 //! reads every acknowledged value, runs a cleaning pass and more acknowledged puts, and cuts
 //! the power again; session 3 reads every acknowledged value once more.
 
