@@ -488,3 +488,113 @@ pub fn wait_for_writers_gone(paths: &[PathBuf]) {
         let _ = f.unlock();
     }
 }
+
+/// A power switch in front of memory devices, for deterministic crashes: a session's
+/// devices let a set number of writes and flushes through (counted over all devices), then
+/// fail every operation with EIO without touching the medium. Dropping the engine after
+/// `cut` is then a power loss (its close cannot write anything).
+pub mod power_switch {
+    use ectable::devices::{
+        open_backend, BackendKind, BlockDevice, DeviceError, Geometry, MemDevice,
+    };
+    use ectable::{CleanerOptions, Engine, EngineOptions};
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    pub struct Power {
+        /// Writes and flushes still allowed before the cut.
+        pub budget: AtomicI64,
+        off: AtomicBool,
+    }
+
+    impl Power {
+        pub fn new() -> Arc<Power> {
+            Arc::new(Power {
+                budget: AtomicI64::new(i64::MAX),
+                off: AtomicBool::new(false),
+            })
+        }
+        fn pass(&self) -> bool {
+            if self.off.load(Ordering::SeqCst) || self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+                self.off.store(true, Ordering::SeqCst);
+                return false;
+            }
+            true
+        }
+        pub fn cut(&self) {
+            self.off.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub struct CutDevice {
+        pub inner: Arc<dyn BlockDevice>,
+        pub power: Arc<Power>,
+    }
+
+    fn eio(dev: &str, op: &'static str, offset: u64) -> DeviceError {
+        DeviceError::io(
+            dev,
+            op,
+            offset,
+            std::io::Error::from_raw_os_error(libc::EIO),
+        )
+    }
+
+    impl BlockDevice for CutDevice {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+        fn geometry(&self) -> Geometry {
+            self.inner.geometry()
+        }
+        fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
+            if self.power.off.load(Ordering::SeqCst) {
+                return Err(eio(self.name(), "read", offset_bytes));
+            }
+            self.inner.read_at(buf, offset_bytes)
+        }
+        fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
+            if !self.power.pass() {
+                return Err(eio(self.name(), "write", offset_bytes));
+            }
+            self.inner.write_at(buf, offset_bytes)
+        }
+        fn sync(&self) -> Result<(), DeviceError> {
+            if !self.power.pass() {
+                return Err(eio(self.name(), "flush", 0));
+            }
+            self.inner.sync()
+        }
+    }
+
+    /// Engine options with the cleaner off: nothing but the test writes.
+    pub fn no_cleaner() -> EngineOptions {
+        EngineOptions {
+            cleaner: CleanerOptions {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// A writable session on all of `mems` (fresh fault wrappers) behind one power switch.
+    pub fn session(
+        mems: &[Arc<MemDevice>],
+        seed: u64,
+        opts: EngineOptions,
+    ) -> (Engine, Arc<Power>) {
+        let power = Power::new();
+        let devs: Vec<Arc<dyn BlockDevice>> = super::wrap(mems, seed)
+            .into_iter()
+            .map(|f| {
+                Arc::new(CutDevice {
+                    inner: f as Arc<dyn BlockDevice>,
+                    power: power.clone(),
+                }) as Arc<dyn BlockDevice>
+            })
+            .collect();
+        let io = open_backend(BackendKind::Psync, devs).expect("psync engine");
+        (Engine::open(io, opts).expect("open"), power)
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! `// { magic | version | codec | array | device | slot | n | k | m | C | S | count | cap |
 //!      epoch | copy | flags | created | ckpt_segment | ckpt_count | spare_count | ckpt_lsn |
-//!      members[64] | rebuild_slot | reserved | rebuild_next_segment | reserved | crc }`
+//!      members[64] | rebuild_slot | reserved | rebuild_next_segment | sync_floor |
+//!      resync_from[64] | reserved | crc }` (docs/format.md, "Superblock", gives every offset)
 //!
 //! Invariants:
 //! - Two copies per device (offsets 0 and 4096), written one at a time with a flush between.
