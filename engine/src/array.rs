@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 const NO_DEVICE: usize = usize::MAX;
 use std::sync::Arc;
 
-pub use crate::format::layout::{DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES};
+use crate::format::layout::DEFAULT_CHUNK_SIZE_BYTES;
 
 /// What `format` needs.
 #[derive(Debug, Clone)]

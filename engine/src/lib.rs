@@ -26,35 +26,48 @@
 //! assert_eq!(engine.get("users", b"alice").unwrap(), Some(b"42".to_vec()));
 //! ```
 
-pub mod array;
-pub mod backup;
+// The public API is what is re-exported below, and the typed tables (`table`). The other
+// modules are private. With the `internals` feature (the tools' `dump` and ecbench, the
+// decode fuzz tests and the codec benchmark), the on-disk structures (`format`) and the
+// codec are reachable too; they are not part of the stable API.
+mod array;
+mod backup;
 mod checkpoint;
-pub mod cleaner;
+mod cleaner;
+#[cfg(feature = "internals")]
 pub mod codec;
+#[cfg(not(feature = "internals"))]
+mod codec;
 mod engine;
-pub mod error;
+mod error;
+#[cfg(feature = "internals")]
 pub mod format;
-pub mod health;
-pub mod index;
+#[cfg(not(feature = "internals"))]
+mod format;
+mod health;
+mod index;
 mod log;
 pub mod models;
 mod prober;
 mod reader;
-pub mod rebuild;
-pub mod recovery;
-pub mod segments;
+mod rebuild;
+mod recovery;
+mod segments;
 mod shared;
 mod space;
 mod status;
 pub mod table;
 
-pub use array::{format, ArrayInfo, FormatOptions};
-pub use backup::Change;
+pub use array::{format, probe_device, wipe_device, ArrayInfo, FormatOptions};
+pub use backup::{Change, RowSink};
 pub use cleaner::{CleanReport, CleanerOptions};
 pub use engine::{Engine, EngineOptions, WriteBatch};
 pub use error::{Error, Result};
-pub use format::layout::{Layout, LayoutError};
-pub use format::log_record::{MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
+pub use format::layout::{
+    Layout, LayoutError, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES,
+};
+pub use format::log_record::{encoded_len_padded, MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
+pub use format::{new_uuid, uuid_string, DecodeError};
 pub use health::{DetectionMode, HealthPolicy};
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};

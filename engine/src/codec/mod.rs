@@ -19,7 +19,9 @@ pub enum CodecError {
 }
 
 pub trait StripeCodec: Send + Sync {
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     fn data_shard_count(&self) -> usize;
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     fn parity_shard_count(&self) -> usize;
     /// Computes the m parity shards from the k data shards (all of equal length).
     fn encode(&self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), CodecError>;
@@ -32,6 +34,7 @@ pub trait StripeCodec: Send + Sync {
 pub struct RsCodec {
     rs: ReedSolomon,
     k: usize,
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     m: usize,
 }
 

@@ -69,6 +69,7 @@ impl ChunkHeader {
         }
     }
 
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn body_len(&self) -> usize {
         self.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES
     }

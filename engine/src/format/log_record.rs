@@ -75,6 +75,7 @@ impl LogRecord {
     }
 
     /// Appends the record (and its padding) to `out`.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         encode_parts(
             self.lsn,

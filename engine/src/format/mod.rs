@@ -10,7 +10,7 @@ pub mod segment_header;
 pub mod superblock;
 
 pub use chunk_header::ChunkHeader;
-pub use layout::{Layout, LayoutError, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES};
+pub use layout::{Layout, LayoutError};
 pub use log_record::{LogRecord, RecordKind};
 pub use segment_header::{SegmentHeader, SegmentKind};
 pub use superblock::{MemberState, Superblock};

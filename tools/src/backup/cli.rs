@@ -303,7 +303,7 @@ fn check_devices(kind: BackendKind, paths: &[PathBuf], a: &RestoreArgs) -> Resul
             },
         )
         .with_context(|| format!("opening {}", p.display()))?;
-        if let Some(array) = ectable_engine::array::probe_device(&dev)? {
+        if let Some(array) = ectable_engine::probe_device(&dev)? {
             formatted.push((p.clone(), array));
         }
     }

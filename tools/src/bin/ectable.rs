@@ -842,7 +842,7 @@ fn run(cli: Cli) -> Result<i32> {
                 },
             )
             .with_context(|| format!("opening {}", spare.display()))?;
-            if let Some(array) = ectable_engine::array::probe_device(&probe)? {
+            if let Some(array) = ectable_engine::probe_device(&probe)? {
                 bail!(
                     "{}: already holds an ectable array ({array})",
                     spare.display()
@@ -1208,7 +1208,7 @@ fn replace(
                     bail!("{new_name}: {what}; use --force to reuse it");
                 }
                 let dev = ectable_devices::FileDevice::open(new, &Default::default())?;
-                ectable_engine::array::wipe_device(&dev)?;
+                ectable_engine::wipe_device(&dev)?;
                 drop(dev);
                 open(&paths).context("opening the array")?
             }
