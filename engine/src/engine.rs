@@ -9,8 +9,9 @@
 use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::index::IndexEntry;
+use crate::log::flusher::clamp_batch;
 use crate::log::state::WriterState;
-use crate::log::writer::{clamp_batch, Mutation};
+use crate::log::writer::Mutation;
 use crate::rebuild::{Progress, RebuildOptions, ScrubReport};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;

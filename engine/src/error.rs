@@ -59,10 +59,10 @@ pub enum Error {
         source: DecodeError,
     },
     /// More than m chunks of a stripe are gone or bad: the data is lost, never guessed.
-    #[error("data lost: segment {segment_id} stripe at offset {offset_in_segment}: only {good} of {width} chunks are good, {needed} needed ({detail})")]
+    #[error("data lost: segment {segment_id} stripe at offset {offset_in_segment_bytes}: only {good} of {width} chunks are good, {needed} needed ({detail})")]
     DataLost {
         segment_id: u64,
-        offset_in_segment: u32,
+        offset_in_segment_bytes: u32,
         good: usize,
         width: usize,
         needed: usize,

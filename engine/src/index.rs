@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordLoc {
     pub segment_id: u64,
-    pub offset_in_segment: u32,
+    pub offset_in_segment_bytes: u32,
     pub height_bytes: u32,
     pub ordinal: u32,
     /// Offset of the record in the stripe's data space.

@@ -168,7 +168,9 @@ impl Shared {
             .values()
             .flat_map(|t| t.values())
             .filter_map(|e| match &e.place {
-                crate::index::Place::Disk(loc) => Some((loc.segment_id, loc.offset_in_segment)),
+                crate::index::Place::Disk(loc) => {
+                    Some((loc.segment_id, loc.offset_in_segment_bytes))
+                }
                 crate::index::Place::Pending { .. } => None,
             })
             .collect()

@@ -165,7 +165,7 @@ pub(crate) fn apply_stripe(
             RecordKind::Put | RecordKind::Moved => {
                 let loc = RecordLoc {
                     segment_id: seg_id,
-                    offset_in_segment: header.offset_in_segment_bytes,
+                    offset_in_segment_bytes: header.offset_in_segment_bytes,
                     height_bytes: header.height_bytes,
                     ordinal: header.ordinal,
                     record_offset: pos as u32,
@@ -500,13 +500,13 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     if ckpt_lsn >= expected_lsn {
         // The superblocks name a checkpoint the devices can no longer give back, and the log
         // does not reach its LSN either.
-        let (segment_id, offset_in_segment, detail) =
+        let (segment_id, offset_in_segment_bytes, detail) =
             ended
                 .clone()
                 .unwrap_or((ckpt_first, 0, "the log is unreadable".to_string()));
         return Err(Error::DataLost {
             segment_id,
-            offset_in_segment,
+            offset_in_segment_bytes,
             good: 0,
             width: array.w(),
             needed: array.k(),
@@ -518,11 +518,11 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     if max_committed >= expected_lsn {
         // A stripe written later says everything up to max_committed had been acknowledged,
         // yet the log breaks off before it: that is lost data, not a torn tail.
-        let (segment_id, offset_in_segment, detail) =
+        let (segment_id, offset_in_segment_bytes, detail) =
             ended.unwrap_or((0, 0, "log ends early".to_string()));
         return Err(Error::DataLost {
             segment_id,
-            offset_in_segment,
+            offset_in_segment_bytes,
             good: 0,
             width: array.w(),
             needed: array.k(),

@@ -46,7 +46,7 @@ pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec
             out.extend_from_slice(&e.value_len.to_le_bytes());
             out.extend_from_slice(&loc.segment_id.to_le_bytes());
             for v in [
-                loc.offset_in_segment,
+                loc.offset_in_segment_bytes,
                 loc.height_bytes,
                 loc.ordinal,
                 loc.record_offset,
@@ -116,7 +116,7 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint),
         let f = |i: usize| get_u32(b, pos + 20 + 4 * i);
         let loc = RecordLoc {
             segment_id,
-            offset_in_segment: f(0),
+            offset_in_segment_bytes: f(0),
             height_bytes: f(1),
             ordinal: f(2),
             record_offset: f(3),
@@ -153,7 +153,7 @@ mod tests {
         for i in 0..50u32 {
             let loc = RecordLoc {
                 segment_id: 3,
-                offset_in_segment: 4096,
+                offset_in_segment_bytes: 4096,
                 height_bytes: 8192,
                 ordinal: i,
                 record_offset: 8 * i,

@@ -2,6 +2,7 @@
 //! the group-commit writer, and repairing the replayed log before a session's first write.
 
 pub(crate) mod cursor;
+pub(crate) mod flusher;
 pub(crate) mod read;
 pub(crate) mod repair;
 pub(crate) mod segment_read;

@@ -220,19 +220,19 @@ impl Shared {
         let array = &self.array;
         let lost = |good: usize, detail: String| Error::DataLost {
             segment_id: seg.id,
-            offset_in_segment: loc.offset_in_segment,
+            offset_in_segment_bytes: loc.offset_in_segment_bytes,
             good,
             width: array.w(),
             needed: array.k(),
             detail,
         };
-        let stripe_key = (seg.id, loc.offset_in_segment);
+        let stripe_key = (seg.id, loc.offset_in_segment_bytes);
         if let std::collections::hash_map::Entry::Vacant(e) = rebuilt.entry(stripe_key) {
             let read = |sources| {
                 read_stripe_chunks(
                     array,
                     seg,
-                    loc.offset_in_segment,
+                    loc.offset_in_segment_bytes,
                     loc.ordinal,
                     loc.height_bytes,
                     sources,
@@ -240,7 +240,13 @@ impl Shared {
             };
             let mut bufs = read(ChunkSources::Fastest);
             let mut chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
-            let mut outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
+            let mut outcome = assemble(
+                array,
+                seg,
+                loc.offset_in_segment_bytes,
+                loc.ordinal,
+                &chunks,
+            );
             // Not enough: ask the slow devices too, then even the failed ones.
             for sources in [ChunkSources::Online, ChunkSources::LastResort] {
                 if matches!(outcome, StripeOutcome::Good(_)) {
@@ -248,7 +254,13 @@ impl Shared {
                 }
                 bufs = read(sources);
                 chunks = bufs.iter().map(|b| b.as_deref()).collect();
-                outcome = assemble(array, seg, loc.offset_in_segment, loc.ordinal, &chunks);
+                outcome = assemble(
+                    array,
+                    seg,
+                    loc.offset_in_segment_bytes,
+                    loc.ordinal,
+                    &chunks,
+                );
             }
             match outcome {
                 StripeOutcome::Good(g) => {
@@ -295,8 +307,13 @@ impl Shared {
         let array = &self.array;
         let mut targets = Vec::new();
         for &j in &g.bad_shards {
-            let (slot, place) =
-                crate::log::stripe::chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
+            let (slot, place) = crate::log::stripe::chunk_place(
+                array,
+                seg,
+                loc.offset_in_segment_bytes,
+                loc.ordinal,
+                j,
+            );
             if array.is_suspect(slot as usize) {
                 continue; // not read on purpose (slow device), not known bad
             }

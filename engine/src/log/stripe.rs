@@ -59,7 +59,7 @@ pub(crate) fn position_of(shard: usize, ordinal: u32, width: usize) -> usize {
 pub(crate) fn chunk_place(
     array: &Array,
     seg: &SegmentInfo,
-    offset_in_segment: u32,
+    offset_in_segment_bytes: u32,
     ordinal: u32,
     shard: usize,
 ) -> (u32, Option<(usize, u64)>) {
@@ -67,7 +67,7 @@ pub(crate) fn chunk_place(
     let place = array.device_of_slot(slot).map(|d| {
         (
             d,
-            array.device_segment_offset(dseg) + offset_in_segment as u64,
+            array.device_segment_offset(dseg) + offset_in_segment_bytes as u64,
         )
     });
     (slot, place)
@@ -287,7 +287,8 @@ pub(crate) fn record_read_ops(
         let shard = pos / body_len;
         let within = pos % body_len;
         let take = (body_len - within).min(end - pos);
-        let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, shard);
+        let (slot, place) =
+            chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, shard);
         let Some((d, chunk_off)) = place else {
             return Err(Error::Device(ectable_devices::DeviceError::Backend(
                 format!("device of slot {slot} is unavailable"),
@@ -331,7 +332,7 @@ pub(crate) fn rebuild_chunks(
         if crc32c::crc32c(&bodies[j]) != g.header.body_crcs[j] {
             return Err(Error::DataLost {
                 segment_id: g.header.segment_id,
-                offset_in_segment: g.header.offset_in_segment_bytes,
+                offset_in_segment_bytes: g.header.offset_in_segment_bytes,
                 good: good.iter().filter(|x| **x).count(),
                 width: w,
                 needed: array.k(),
@@ -397,7 +398,8 @@ pub(crate) fn plan_record_rebuild(
         let first = CHUNK_HEADER_SIZE_BYTES + within;
         let a = first / BLOCK_BYTES * BLOCK_BYTES;
         let b = (first + take).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-        let (slot, place) = chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, shard);
+        let (slot, place) =
+            chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, shard);
         let read_from: Vec<(usize, usize, u64)> = match place {
             Some((d, off)) if !array.is_suspect(slot as usize) => vec![(shard, d, off)],
             _ => {
@@ -406,7 +408,7 @@ pub(crate) fn plan_record_rebuild(
                     .filter(|&j| j != shard)
                     .filter_map(|j| {
                         let (slot, place) =
-                            chunk_place(array, seg, loc.offset_in_segment, loc.ordinal, j);
+                            chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, j);
                         place.map(|(d, off)| (array.is_suspect(slot as usize), j, d, off))
                     })
                     .collect();
