@@ -37,7 +37,6 @@ pub mod format;
 pub mod health;
 pub mod index;
 mod log;
-pub mod models;
 mod prober;
 mod reader;
 pub mod rebuild;

@@ -2,6 +2,7 @@
 //! fio-style size parsing, and the deterministic rows of `load`/`verify`.
 
 pub mod backup;
+pub mod models;
 pub mod space_bench;
 
 use anyhow::{bail, Context, Result};

@@ -2025,7 +2025,7 @@ fn nines_text(n: f64) -> String {
     }
 }
 
-fn scenario_json(name: &str, e: &ectable_engine::models::DurabilityEstimate) -> Value {
+fn scenario_json(name: &str, e: &ectable_tools::models::DurabilityEstimate) -> Value {
     json!({
         "name": name,
         "start_failed": e.start_failed,
@@ -2043,7 +2043,7 @@ fn scenario_json(name: &str, e: &ectable_engine::models::DurabilityEstimate) -> 
 }
 
 fn model_cmd(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
-    use ectable_engine::models::{self, DurabilityParams, RepairModel, SimParams};
+    use ectable_tools::models::{self, DurabilityParams, RepairModel, SimParams};
 
     let facts = match &a.devices {
         Some(list) => {
@@ -2402,8 +2402,8 @@ fn model_cmd(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
 
 /// The durability estimate `ectable status` shows: the array's k, m, n and redundancy left,
 /// with the default assumptions [`STATUS_AFR`] and [`STATUS_REBUILD_HOURS`].
-fn status_durability(st: &Status) -> Option<ectable_engine::models::DurabilityEstimate> {
-    use ectable_engine::models::{self, DurabilityParams, RepairModel};
+fn status_durability(st: &Status) -> Option<ectable_tools::models::DurabilityEstimate> {
+    use ectable_tools::models::{self, DurabilityParams, RepairModel};
     let f = array_facts(st);
     if f.k == 0 || f.lost > f.m || f.devices < f.k + f.m {
         return None;
