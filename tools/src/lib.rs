@@ -1,12 +1,12 @@
-//! The `ectable` CLI and the `ecbench` benchmark, as a library: the `ectable` binary only
-//! parses the command line and calls a command of [`cmd`]. Here: opening device lists,
-//! fio-style size parsing, and the deterministic rows of `load`/`verify` and of ecbench's
-//! data sets.
+//! The `ectable` CLI and the `ecbench` benchmark, as a library: the binaries only parse
+//! the command line and call a command of [`cmd`] or a workload of [`bench`]. Here: opening
+//! device lists, fio-style size parsing, and the deterministic rows of `load`/`verify` and
+//! of ecbench's data sets.
 
 pub mod backup;
+pub mod bench;
 pub mod cmd;
 pub mod models;
-pub mod space_bench;
 pub mod term;
 
 use anyhow::{bail, Context, Result};
