@@ -47,7 +47,6 @@ mod format;
 mod health;
 mod index;
 mod log;
-pub mod models;
 mod prober;
 mod reader;
 mod rebuild;

@@ -1,8 +1,13 @@
-//! Shared pieces of the `ectable` CLI and the `ecbench` benchmark: opening device lists,
-//! fio-style size parsing, and the deterministic rows of `load`/`verify`.
+//! The `ectable` CLI and the `ecbench` benchmark, as a library: the binaries only parse
+//! the command line and call a command of [`cmd`] or a workload of [`bench`]. Here: opening
+//! device lists, fio-style size parsing, and the deterministic rows of `load`/`verify` and
+//! of ecbench's data sets.
 
 pub mod backup;
-pub mod space_bench;
+pub mod bench;
+pub mod cmd;
+pub mod models;
+pub mod term;
 
 use anyhow::{bail, Context, Result};
 use ectable_devices::{

@@ -1,5 +1,5 @@
 //! `ectable table ...` and the typed-table forms of `put`, `get`, `delete`, `scan`,
-//! `import` and `export` (included by `src/bin/ectable.rs`).
+//! `import` and `export` (called by `crate::cmd::kv` and `crate::cmd::bulk`).
 //!
 //! On a typed table, rows are JSON lines, one row a line:
 //! `{"pk": {"id": 7, "name": "a"}, "cols": {"score": 1.5, "ok": true, "tag": "x", "n": 3}}`.
@@ -14,7 +14,8 @@
 //! - Output is in primary-key order (or reverse with `--reverse`), with the primary-key
 //!   columns in schema order.
 
-use super::{confirm, open_array, DevicesArg, TableArg};
+use crate::cmd::common::{open_array, DevicesArg, TableArg};
+use crate::term;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use clap::Subcommand;
@@ -24,7 +25,7 @@ use ectable_engine::table::{
 };
 use ectable_engine::{Engine, Error as EngineError};
 use serde_json::{json, Map, Value as Json};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -110,9 +111,16 @@ pub fn run(kind: BackendKind, cmd: TableCommand) -> Result<i32> {
                 let v: Vec<Json> = list.iter().map(info_json).collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                writeln!(out, "{:<24} {:<40} ROWS", "TABLE", "PRIMARY KEY")?;
+                let mut t = term::table(&["TABLE", "PRIMARY KEY", "ROWS"], &[2]);
                 for i in &list {
-                    writeln!(out, "{:<24} {:<40} {}", i.name, i.schema, i.row_count)?;
+                    t.add_row(vec![
+                        i.name.to_string(),
+                        i.schema.to_string(),
+                        i.row_count.to_string(),
+                    ]);
+                }
+                for line in term::table_lines(&t, "") {
+                    writeln!(out, "{line}")?;
                 }
             }
             Ok(0)
@@ -136,8 +144,8 @@ pub fn run(kind: BackendKind, cmd: TableCommand) -> Result<i32> {
             let engine = Arc::new(open_array(kind, &dev, false)?);
             let tables = open_tables(&engine)?;
             let info = tables.describe_table(&table.table)?;
-            if !yes && std::io::stdin().is_terminal() {
-                confirm(&format!(
+            if term::should_ask(yes) {
+                term::confirm(&format!(
                     "Drop table '{}' and its {} row(s)?",
                     info.name, info.row_count
                 ))?;

@@ -1,6 +1,5 @@
 //! `ecbench --rw table-put|table-get|table-range|table-mixed`: workloads on the typed-table
-//! layer (included by `src/bin/ecbench.rs`, whose measuring, reporting and device checks it
-//! reuses).
+//! layer, through the shared setup of `crate::bench::setup`.
 //!
 //! Rows live in the typed table `ecbench_rows` (primary key `id:int64`) and have 10 typed
 //! columns: `c0` int64, `c1` double, `c2` bool, `c3` int64, `c4`..`c6` strings and `c7`..`c9`
@@ -18,25 +17,21 @@
 //! Read workloads lay the rows down first when the table does not hold them, then reopen the
 //! array so that reads come from the devices.
 
-use super::{
-    check_devices_free, check_geometry, check_layout, jobs_pass, measured, prefill_sparse,
-    raw_plan, raw_run, read_pct, write_capacity, Cli, Dir, Live, OutputFormat, Pass, Report, Rw,
-    DEFAULT_DATASET_BYTES, READ, WRITE,
-};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::bench::args::{BenchArgs, Rw};
+use crate::bench::measure::{jobs_pass, measured, Dir, JobResult, Live, Pass, READ, WRITE};
+use crate::bench::setup::{self, Plan, Workload};
+use crate::row_value;
+use anyhow::{bail, Context, Result};
 use ectable_devices::IoBackend;
 use ectable_engine::format::log_record::encoded_len_padded;
-use ectable_engine::format::DATA_START_BYTES;
 use ectable_engine::table::{Columns, RangeQuery, Schema, Tables, Value};
-use ectable_engine::{format, Engine, EngineOptions, Error as EngineError, FormatOptions};
-use ectable_tools::{open_devices, row_value, split_devices};
+use ectable_engine::{Engine, EngineOptions, Error as EngineError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::io::Write as _;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The typed table of the table workloads.
 pub const ROWS_TABLE: &str = "ecbench_rows";
@@ -75,28 +70,7 @@ fn key(i: u64) -> Vec<Value> {
     vec![Value::Int64(i as i64)]
 }
 
-/// The workload, as every job sees it.
-struct TablePlan {
-    rw: Rw,
-    bs: usize,
-    iodepth: usize,
-    numjobs: usize,
-    nkeys: u64,
-    op_limit: Option<u64>,
-    deadline: Option<Duration>,
-    max_write_ops: u64,
-    seed: u64,
-    read_pct: u8,
-    range_rows: usize,
-    verify: bool,
-}
-
-fn table_job(
-    t: &Tables,
-    p: &TablePlan,
-    live: &Live,
-    job: usize,
-) -> Result<([Dir; 2], Vec<String>)> {
+fn table_job(t: &Tables, p: &Plan, live: &Live, job: usize) -> JobResult {
     let start = Instant::now();
     let mut rng = SmallRng::seed_from_u64(p.seed ^ (job as u64 + 1).wrapping_mul(0x9E37_79B9));
     let jobs = p.numjobs as u64;
@@ -188,15 +162,6 @@ fn table_job(
     Ok((dirs, notes))
 }
 
-fn table_pass(t: &Tables, p: &TablePlan) -> Result<Pass> {
-    jobs_pass(
-        p.rw.name(),
-        (p.op_limit, p.deadline),
-        p.numjobs,
-        |live, j| table_job(t, p, live, j),
-    )
-}
-
 /// True when the table holds the data set (a few rows, first and last included, exact).
 fn rows_present(t: &Tables, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
     if t.schema(ROWS_TABLE).is_none() {
@@ -233,159 +198,94 @@ fn lay_down_rows(t: &Tables, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
     })
 }
 
-fn open_tables(io: &Arc<dyn IoBackend>, read_only: bool) -> Result<(Arc<Engine>, Tables)> {
-    let opts = EngineOptions {
-        read_only,
-        ..Default::default()
-    };
-    let engine = Arc::new(
-        Engine::open(io.clone(), opts)
-            .context("opening the array (give --k and --m to format the devices first)")?,
-    );
-    let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
-    Ok((engine, tables))
+/// Runs a typed-table workload.
+pub fn run(cli: &BenchArgs) -> Result<()> {
+    setup::run::<TablesWorkload>(cli)
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
-    if cli.compare_raw && cli.k.is_none() {
-        bail!("--compare-raw needs --k and --m: the raw pass destroys the devices' contents");
-    }
-    if cli.size.is_none() && cli.runtime.is_none() {
-        bail!("give --size or --runtime");
-    }
-    let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
-    if var_bytes(bs) == 0 {
-        bail!(
-            "--bs {bs}: a table row of 10 columns needs at least {} bytes",
-            FIXED_ROW_BYTES + 6
-        );
-    }
-    let paths = split_devices(&cli.devices)?;
-    let (n, chunk) = (paths.len(), cli.chunk_size.unwrap_or(64 << 10));
-    let rec = encoded_len_padded(ROWS_TABLE.len(), 8, bs);
-    let km = cli.k.zip(cli.m).map(|(k, m)| (k as usize, m as usize));
-    if let Some((k, m)) = km {
-        check_layout(n, k, m, chunk, rec)?;
-    }
-    let io = open_devices(&paths, cli.create_size, false, cli.io_engine)?;
-    let mut geometry = None;
-    if let Some((k, m)) = km {
-        geometry = Some(check_geometry(io.as_ref(), k, m, chunk)?);
-        check_devices_free(io.as_ref(), cli.force)?;
-    }
-    let dataset = cli.size.unwrap_or(match geometry {
-        Some(g) => DEFAULT_DATASET_BYTES
-            .min((g.cap - DATA_START_BYTES) * n as u64 * g.k as u64 / (g.k + g.m) as u64 / 4),
-        None => DEFAULT_DATASET_BYTES,
-    });
-    let nkeys = (dataset / bs as u64).max(1);
-    let op_limit = cli
-        .size
-        .filter(|_| !cli.time_based)
-        .map(|s| s.div_ceil(bs as u64));
-    let mut raw = None;
-    if let (true, Some(g)) = (cli.compare_raw, geometry) {
-        let plan = raw_plan(cli, g, n, dataset, op_limit);
-        prefill_sparse(io.as_ref(), &paths, plan.region)?;
-        let work = |live: &Live| Ok((raw_run(io.as_ref(), &plan, live)?, Vec::new()));
-        let pass = measured("raw", (plan.op_limit, plan.deadline), work)?;
-        raw = Some((plan, pass));
-    }
-    if let Some(g) = geometry {
-        let opts = FormatOptions {
-            data_shards: g.k,
-            parity_shards: g.m,
-            chunk_size_bytes: g.chunk as u32,
-            segment_size_bytes: u32::try_from(cli.segment_size.unwrap_or(0))
-                .map_err(|_| anyhow!("--segment-size is too large"))?,
-            force: cli.force,
-            spare_count: 0,
-        };
-        format(io.as_ref(), &opts).context("formatting the devices")?;
-    }
-    let (mut engine, mut tables) = open_tables(&io, false)?;
-    let limit = engine.max_batch_bytes();
-    if rec > limit {
-        bail!("--bs {bs}: a row of {rec} bytes does not fit a stripe (limit {limit})");
-    }
-    if tables.schema(ROWS_TABLE).is_none() {
-        let schema = Schema::parse("id:int64").context("schema")?;
-        tables
-            .create_table(ROWS_TABLE, &schema)
-            .context("creating the benchmark table")?;
-    }
-    let mut laid = None;
-    if read_pct(cli) > 0 {
-        if !rows_present(&tables, nkeys, bs, cli.seed)? {
-            let room = write_capacity(&engine.status(), rec, 1024);
-            if nkeys > room {
-                bail!(
-                    "a data set of {nkeys} rows of {bs} bytes does not fit the array \
-                     (room for about {room} rows); use a smaller --size"
-                );
-            }
-            laid = Some(lay_down_rows(&tables, nkeys, bs, cli.seed)?);
+/// The array opened for a typed-table workload (the tables are dropped before the engine).
+struct TablesWorkload {
+    tables: Tables,
+    engine: Arc<Engine>,
+}
+
+impl Workload for TablesWorkload {
+    const TABLE: &'static str = ROWS_TABLE;
+    const RECORD: &'static str = "row";
+    const RAW_NEEDS_FORMAT: &'static str =
+        "--compare-raw needs --k and --m: the raw pass destroys the devices' contents";
+    const SEGMENT_SIZE: bool = true;
+
+    fn check_bs(bs: usize) -> Result<()> {
+        if var_bytes(bs) == 0 {
+            bail!(
+                "--bs {bs}: a table row of 10 columns needs at least {} bytes",
+                FIXED_ROW_BYTES + 6
+            );
         }
-        // Reopen so that every read comes from the devices.
-        engine
-            .close()
-            .context("closing the array after laying down the data set")?;
-        drop(tables);
-        drop(engine);
-        (engine, tables) = open_tables(&io, read_pct(cli) == 100)?;
+        Ok(())
     }
-    let max_write_ops = write_capacity(&engine.status(), rec, cli.iodepth as usize);
-    if read_pct(cli) == 0 && op_limit.is_some_and(|o| o > max_write_ops) {
-        bail!(
-            "--size {dataset} does not fit the array (room for about {} bytes at this --bs and --iodepth)",
-            max_write_ops * bs as u64
+
+    fn record_bytes(bs: usize) -> usize {
+        encoded_len_padded(ROWS_TABLE.len(), 8, bs)
+    }
+
+    fn open(io: &Arc<dyn IoBackend>, read_only: bool) -> Result<Self> {
+        let opts = EngineOptions {
+            read_only,
+            ..Default::default()
+        };
+        let engine = Arc::new(
+            Engine::open(io.clone(), opts)
+                .context("opening the array (give --k and --m to format the devices first)")?,
         );
+        let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
+        Ok(TablesWorkload { tables, engine })
     }
-    let plan = TablePlan {
-        rw: cli.rw,
-        bs,
-        iodepth: cli.iodepth as usize,
-        numjobs: cli.numjobs as usize,
-        nkeys,
-        op_limit,
-        deadline: cli.runtime,
-        max_write_ops,
-        seed: cli.seed,
-        read_pct: read_pct(cli),
-        range_rows: cli.range_rows as usize,
-        verify: cli.verify,
-    };
-    let mut pass = table_pass(&tables, &plan)?;
-    pass.notes.push(match cli.rw {
-        Rw::TableRange => format!(
-            "table workload: typed table '{ROWS_TABLE}' (id:int64), rows of {COLUMN_COUNT} columns, \
-             ~{bs} bytes each; one read = a range of {} rows",
-            cli.range_rows
-        ),
-        _ => format!(
-            "table workload: typed table '{ROWS_TABLE}' (id:int64), rows of {COLUMN_COUNT} columns, \
-             ~{bs} bytes each"
-        ),
-    });
-    let status = engine.status();
-    engine.close().context("closing the array")?;
-    let r = Report {
-        cli,
-        table: ROWS_TABLE,
-        n,
-        nkeys,
-        pass: &pass,
-        raw: raw.as_ref(),
-        laid: laid.as_ref(),
-        st: &status,
-    };
-    let text = match cli.output_format {
-        OutputFormat::Json => serde_json::to_string_pretty(&r.json())? + "\n",
-        OutputFormat::Normal => r.normal(),
-    };
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .context("writing the report")
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn prepare(&self) -> Result<()> {
+        if self.tables.schema(ROWS_TABLE).is_none() {
+            let schema = Schema::parse("id:int64").context("schema")?;
+            self.tables
+                .create_table(ROWS_TABLE, &schema)
+                .context("creating the benchmark table")?;
+        }
+        Ok(())
+    }
+
+    fn present(&self, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
+        rows_present(&self.tables, nkeys, bs, seed)
+    }
+
+    fn lay_down(&self, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
+        lay_down_rows(&self.tables, nkeys, bs, seed)
+    }
+
+    fn pass(&self, p: &Plan) -> Result<Pass> {
+        let mut pass = jobs_pass(
+            p.rw.name(),
+            (p.op_limit, p.deadline),
+            p.numjobs,
+            |live, j| table_job(&self.tables, p, live, j),
+        )?;
+        let bs = p.bs;
+        pass.notes.push(match p.rw {
+            Rw::TableRange => format!(
+                "table workload: typed table '{ROWS_TABLE}' (id:int64), rows of {COLUMN_COUNT} columns, \
+                 ~{bs} bytes each; one read = a range of {} rows",
+                p.range_rows
+            ),
+            _ => format!(
+                "table workload: typed table '{ROWS_TABLE}' (id:int64), rows of {COLUMN_COUNT} columns, \
+                 ~{bs} bytes each"
+            ),
+        });
+        Ok(pass)
+    }
 }
 
 #[cfg(test)]

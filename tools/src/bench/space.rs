@@ -1,4 +1,5 @@
-//! Space-reclamation benchmarks of `ecbench --rw overwrite` and `--rw reopen`.
+//! Space-reclamation benchmarks of `ecbench --rw overwrite` and `--rw reopen` (they need
+//! `--k/--m`: they format the devices, once per level).
 //!
 //! Overwrite: for each fill level, a freshly formatted array is loaded with rows up to that
 //! fraction of its usable capacity (the fresh-array ingest rate), then random rows are
@@ -12,8 +13,11 @@
 //! whole log to replay), a checkpoint is written, and it is opened again (a recent
 //! checkpoint: nothing to replay).
 
-use crate::{open_devices, row_key, row_value};
-use anyhow::{bail, Context, Result};
+use crate::bench::args::{BenchArgs, OutputFormat, Rw};
+use crate::bench::kv::TABLE;
+use crate::bench::setup::open_checked;
+use crate::{open_devices, row_key, row_value, split_devices, term};
+use anyhow::{anyhow, bail, Context, Result};
 use ectable_devices::{BackendKind, IoBackend};
 use ectable_engine::format::log_record::encoded_len_padded;
 use ectable_engine::{format, CleanerOptions, Engine, EngineOptions, FormatOptions};
@@ -24,7 +28,58 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-const TABLE: &str = "ecbench";
+/// `ecbench --rw overwrite` and `--rw reopen`.
+pub fn run(cli: &BenchArgs) -> Result<()> {
+    let (Some(k), Some(m)) = (cli.k, cli.m) else {
+        bail!(
+            "--rw {} needs --k and --m: it formats the devices (their contents are destroyed)",
+            cli.rw.name()
+        );
+    };
+    let paths = split_devices(&cli.devices)?;
+    let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
+    // geometry: ecbench's default chunk and segment sizes (also in `crate::bench::setup`).
+    let chunk = cli.chunk_size.unwrap_or(64 << 10);
+    let rec = encoded_len_padded(TABLE.len(), row_key(0).len(), bs);
+    // Checked as every workload is; the devices are then closed, each level formats them.
+    open_checked(cli, &paths, Some((k as usize, m as usize)), chunk, rec)?;
+    let plan = SpacePlan {
+        paths,
+        kind: cli.io_engine,
+        format: FormatOptions {
+            data_shards: k as usize,
+            parity_shards: m as usize,
+            chunk_size_bytes: chunk as u32,
+            segment_size_bytes: cli.segment_size.unwrap_or(8 << 20) as u32,
+            force: true,
+            spare_count: 0,
+        },
+        value_bytes: bs,
+        batch: (cli.iodepth as usize).max(1),
+        seed: cli.seed,
+    };
+    let result = match cli.rw {
+        Rw::Overwrite => json!({
+            "jobname": cli.name,
+            "rw": "overwrite",
+            "levels": overwrite(&plan, &cli.fill, cli.loops)?,
+        }),
+        _ => {
+            let size = cli
+                .size
+                .ok_or_else(|| anyhow!("--rw reopen needs --size"))?;
+            json!({
+                "jobname": cli.name,
+                "rw": "reopen",
+                "result": reopen(&plan, size)?,
+            })
+        }
+    };
+    if cli.output_format == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    }
+    Ok(())
+}
 
 /// What the space benchmarks need from the command line.
 pub struct SpacePlan {
@@ -87,11 +142,11 @@ pub fn overwrite(plan: &SpacePlan, fills: &[f64], loops: f64) -> Result<Vec<Valu
         let n = (st.usable_capacity_bytes as f64 * fill / rec as f64) as u64;
         let user_bytes = n * plan.value_bytes as u64;
         eprintln!(
-            "overwrite: fill {:.0}%: loading {n} rows of {} B ({:.0} MiB of {:.0} MiB usable)",
+            "overwrite: fill {:.0}%: loading {n} rows of {} B ({} of {} usable)",
             fill * 100.0,
             plan.value_bytes,
-            (n * rec) as f64 / 1048576.0,
-            st.usable_capacity_bytes as f64 / 1048576.0
+            term::bytes(n * rec),
+            term::bytes(st.usable_capacity_bytes)
         );
         let ingest_secs = ingest(&e, plan, n)?;
         let before = e.status();
@@ -203,17 +258,17 @@ pub fn reopen(plan: &SpacePlan, size: u64) -> Result<Value> {
         bail!("reopen with a checkpoint found {keys2} rows, expected {n}");
     }
     eprintln!(
-        "reopen: {:.0} MiB of values in {n} rows (loaded at {:.1} MiB/s): open without a checkpoint {:.2} s \
-         ({:.0} MiB read, {} records replayed); checkpoint written in {:.2} s; open with it {:.2} s ({:.0} MiB read, \
+        "reopen: {} of values in {n} rows (loaded at {:.1} MiB/s): open without a checkpoint {:.2} s \
+         ({} read, {} records replayed); checkpoint written in {:.2} s; open with it {:.2} s ({} read, \
          {} records replayed)",
-        size as f64 / 1048576.0,
+        term::bytes(size),
         rate(n * plan.value_bytes as u64, ingest_secs),
         no_ckpt_secs,
-        no_ckpt.bytes_read as f64 / 1048576.0,
+        term::bytes(no_ckpt.bytes_read),
         no_ckpt.records,
         ckpt_write_secs,
         ckpt_secs,
-        ckpt.bytes_read as f64 / 1048576.0,
+        term::bytes(ckpt.bytes_read),
         ckpt.records
     );
     e.close()?;

@@ -1,0 +1,224 @@
+//! ecbench's command line: the options of every workload (fio's names where fio has them),
+//! the workloads (`--rw`) and the parsers of sizes and times.
+
+use crate::parse_size;
+use clap::{Args, ValueEnum};
+use ectable_devices::BackendKind;
+use std::time::Duration;
+
+// ecbench's options (the binary adds its name, version, about and after-help text; a doc
+// comment here would replace its about line).
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Devices or regular files, comma or colon separated (fio: --filename).
+    #[arg(long, alias = "filename", value_name = "D1,D2,...")]
+    pub devices: String,
+    /// Data shards: format the devices as RS(k,m) first.
+    #[arg(long, requires = "m", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub k: Option<u16>,
+    /// Parity shards (with --k).
+    #[arg(long, requires = "k", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub m: Option<u16>,
+    /// Chunk size when formatting [default: 64K].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg, requires = "k")]
+    pub chunk_size: Option<u64>,
+    /// Create missing regular files of this size (only when formatting).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg, requires = "k")]
+    pub create_size: Option<u64>,
+    /// Format devices that already hold an ectable array.
+    #[arg(long)]
+    pub force: bool,
+    /// Workload (mixed = random reads and writes, see --rwmixread; fio's randrw).
+    #[arg(long, value_enum)]
+    pub rw: Rw,
+    /// Percentage of reads in a mixed workload.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub rwmixread: u8,
+    /// Value size of one operation (4K = 4096).
+    #[arg(long, default_value = "4K", value_name = "SIZE", value_parser = size_arg)]
+    pub bs: u64,
+    /// Operations in flight per job.
+    ///
+    /// Reads: each job hands iodepth keys at once to Engine::get_many, which puts all their
+    /// device reads in flight together; every key of a batch completes when the batch does.
+    ///
+    /// Writes: each job issues iodepth puts without waiting (the engine packs them into
+    /// stripes and its flusher writes full stripes in the background), then calls sync(); a
+    /// write's latency runs from its put to the end of the sync that made it durable, so
+    /// --iodepth 1 measures durable synchronous puts.
+    ///
+    /// Mixed: per batch the puts go first, then the reads in one get_many, then one sync.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub iodepth: u32,
+    /// Total bytes to write, or the size of the data set to read.
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub size: Option<u64>,
+    /// Time limit (seconds by default; 500ms, 10s, 2m are accepted).
+    #[arg(long, value_name = "TIME", value_parser = runtime_arg)]
+    pub runtime: Option<Duration>,
+    /// Run for the whole --runtime, going over the data set again (fio: time_based).
+    #[arg(long = "time-based", alias = "time_based", requires = "runtime")]
+    pub time_based: bool,
+    /// Threads issuing the workload against the one engine (they share --size).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub numjobs: u32,
+    /// Seed of the data set's values and of random offsets (fio: randseed).
+    #[arg(long, alias = "randseed", default_value_t = 1)]
+    pub seed: u64,
+    /// I/O engine: auto, uring (io_uring) or psync.
+    #[arg(long, alias = "ioengine", default_value = "auto", value_parser = engine_arg)]
+    pub io_engine: BackendKind,
+    /// Measure the same pattern on the raw devices first and print engine/raw ratios.
+    #[arg(long)]
+    pub compare_raw: bool,
+    /// Compare every value read with the data set's (read and randread).
+    #[arg(long)]
+    pub verify: bool,
+    /// Output format (json+ is taken as json).
+    #[arg(long, value_enum, default_value = "normal")]
+    pub output_format: OutputFormat,
+    /// Job name shown in the report.
+    #[arg(long, default_value = "ecbench")]
+    pub name: String,
+    /// For fio compatibility: all I/O is O_DIRECT, so only 1 is accepted.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=1))]
+    pub direct: Option<u8>,
+    /// For fio compatibility: the jobs are always reported as one group.
+    #[arg(long = "group-reporting", alias = "group_reporting")]
+    pub group_reporting: bool,
+    /// --rw overwrite: fill levels, fractions of the usable capacity.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.75,0.9")]
+    pub fill: Vec<f64>,
+    /// --rw overwrite: rows overwritten, as a multiple of the rows loaded.
+    #[arg(long, default_value_t = 2.0)]
+    pub loops: f64,
+    /// Segment size when formatting [default: 8M].
+    #[arg(long, value_name = "SIZE", value_parser = size_arg, requires = "k")]
+    pub segment_size: Option<u64>,
+    /// --rw table-range: rows per range read.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub range_rows: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rw {
+    Write,
+    Read,
+    Randread,
+    Randwrite,
+    #[value(alias = "randrw")]
+    Mixed,
+    /// Space reclamation: fill a fresh array to each --fill level, then overwrite random
+    /// rows --loops times the data; rates against the fresh-array ingest, write
+    /// amplification. Needs --k/--m (formats the devices for each level).
+    Overwrite,
+    /// Reopen time for --size bytes of values, with and without a recent checkpoint. Needs
+    /// --k/--m.
+    Reopen,
+    /// Typed tables: put_row of random rows of 10 columns, ~--bs bytes each.
+    TablePut,
+    /// Typed tables: get_rows of --iodepth random rows at once.
+    TableGet,
+    /// Typed tables: range reads of --range-rows rows from random start keys.
+    TableRange,
+    /// Typed tables: random puts and gets, --rwmixread percent gets.
+    TableMixed,
+}
+
+impl Rw {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rw::Write => "write",
+            Rw::Read => "read",
+            Rw::Randread => "randread",
+            Rw::Randwrite => "randwrite",
+            Rw::Mixed => "mixed",
+            Rw::Overwrite => "overwrite",
+            Rw::Reopen => "reopen",
+            Rw::TablePut => "table-put",
+            Rw::TableGet => "table-get",
+            Rw::TableRange => "table-range",
+            Rw::TableMixed => "table-mixed",
+        }
+    }
+    pub fn random(self) -> bool {
+        matches!(
+            self,
+            Rw::Randread
+                | Rw::Randwrite
+                | Rw::Mixed
+                | Rw::TablePut
+                | Rw::TableGet
+                | Rw::TableRange
+                | Rw::TableMixed
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Normal,
+    #[value(alias = "json+")]
+    Json,
+}
+
+pub fn size_arg(s: &str) -> Result<u64, String> {
+    match parse_size(s) {
+        Ok(0) => Err("must be greater than zero".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub fn engine_arg(s: &str) -> Result<BackendKind, String> {
+    s.parse()
+}
+
+/// Parses fio-style times: seconds by default, or with a unit (us, ms, s, m, h).
+pub fn runtime_arg(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("invalid time '{s}'"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "s" | "sec" => 1.0,
+        "ms" | "msec" => 1e-3,
+        "us" | "usec" => 1e-6,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown time unit '{other}' (us, ms, s, m, h)")),
+    };
+    match v * scale {
+        secs if secs > 0.0 && secs < 1e7 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("time '{s}' must be greater than zero")),
+    }
+}
+
+impl BenchArgs {
+    /// Percentage of the workload's operations that are reads.
+    pub fn read_pct(&self) -> u8 {
+        match self.rw {
+            Rw::Read | Rw::Randread => 100,
+            Rw::Write | Rw::Randwrite | Rw::Overwrite | Rw::Reopen | Rw::TablePut => 0,
+            Rw::TableGet | Rw::TableRange => 100,
+            Rw::Mixed | Rw::TableMixed => self.rwmixread,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtimes_parse_like_fio() {
+        assert_eq!(runtime_arg("10").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(runtime_arg("10s").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(runtime_arg("500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(runtime_arg("2m").ok(), Some(Duration::from_secs(120)));
+        assert!(runtime_arg("0").is_err() && runtime_arg("5x").is_err());
+        assert!(runtime_arg("").is_err() && runtime_arg("nan").is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! `ecbench --rw write|randwrite|read|randread|mixed`: puts and gets of `--bs`-byte values
+//! in the key/value table `ecbench` through the engine's API (see `--iodepth` in the help
+//! for what one operation is). Read workloads read rows `row_key(i)` that they lay down
+//! first when the array does not hold them.
+
+use crate::bench::args::{BenchArgs, Rw};
+use crate::bench::measure::{jobs_pass, measured, Dir, JobResult, Live, Pass, READ, WRITE};
+use crate::bench::setup::{self, Plan, Workload};
+use crate::{row_key, row_value};
+use anyhow::{bail, Context, Result};
+use ectable_devices::IoBackend;
+use ectable_engine::format::log_record::encoded_len_padded;
+use ectable_engine::{Engine, EngineOptions, Error as EngineError};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The table the key/value workloads use.
+pub const TABLE: &str = "ecbench";
+
+/// Runs a key/value workload.
+pub fn run(cli: &BenchArgs) -> Result<()> {
+    setup::run::<KvWorkload>(cli)
+}
+
+/// The array opened for a key/value workload.
+struct KvWorkload(Engine);
+
+impl Workload for KvWorkload {
+    const TABLE: &'static str = TABLE;
+    const RECORD: &'static str = "record";
+    const RAW_NEEDS_FORMAT: &'static str = "--compare-raw needs --k and --m: the raw pass \
+        destroys the devices' contents (it would destroy the array that is there), so ecbench \
+        must format them after it";
+    const SEGMENT_SIZE: bool = false;
+
+    fn record_bytes(bs: usize) -> usize {
+        encoded_len_padded(TABLE.len(), row_key(0).len(), bs)
+    }
+
+    fn open(io: &Arc<dyn IoBackend>, read_only: bool) -> Result<Self> {
+        let opts = EngineOptions {
+            read_only,
+            ..Default::default()
+        };
+        let engine = Engine::open(io.clone(), opts)
+            .context("opening the array (give --k and --m to format the devices first)")?;
+        Ok(KvWorkload(engine))
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.0
+    }
+
+    fn present(&self, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
+        dataset_present(&self.0, nkeys, bs, seed)
+    }
+
+    fn lay_down(&self, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
+        lay_down(&self.0, nkeys, bs, seed)
+    }
+
+    fn pass(&self, p: &Plan) -> Result<Pass> {
+        jobs_pass(
+            p.rw.name(),
+            (p.op_limit, p.deadline),
+            p.numjobs,
+            |live, j| engine_job(&self.0, p, live, j),
+        )
+    }
+}
+
+/// One engine job: batches of `iodepth` operations (see `--iodepth` in the help).
+fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
+    let start = Instant::now();
+    let mut rng = SmallRng::seed_from_u64(p.seed ^ (job as u64 + 1).wrapping_mul(0x9E37_79B9));
+    let (jobs, job64) = (p.numjobs as u64, job as u64);
+    let quota = p.op_limit.map(|t| t / jobs + u64::from(job64 < t % jobs));
+    // Written values are one random buffer with the row number stamped in front: cheap, so
+    // the benchmark's own CPU stays out of the engine's figures.
+    let mut value = row_value(u64::MAX - job64, p.seed, p.bs);
+    let (mut dirs, mut notes) = (Dir::pair(), Vec::new());
+    let (mut next_seq, mut done) = (job64, 0u64);
+    loop {
+        let n = quota.map_or(p.iodepth as u64, |q| (q - done).min(p.iodepth as u64));
+        let late = p.deadline.is_some_and(|d| start.elapsed() >= d);
+        if n == 0 || late || live.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let idx = if p.rw.random() {
+                rng.random_range(0..p.nkeys)
+            } else {
+                next_seq += jobs;
+                if p.rw == Rw::Read {
+                    (next_seq - jobs) % p.nkeys
+                } else {
+                    next_seq - jobs
+                }
+            };
+            match p.read_pct == 100 || (p.read_pct > 0 && rng.random_range(0..100) < p.read_pct) {
+                true => reads.push(idx),
+                false => writes.push(idx),
+            }
+        }
+        // Puts first: they only queue records, so the flusher writes while the reads run.
+        let mut started = Vec::with_capacity(writes.len());
+        for &i in &writes {
+            if live.writes_issued.fetch_add(1, Ordering::Relaxed) >= p.max_write_ops {
+                notes.push("stopped early: the array is nearly full".to_string());
+                break;
+            }
+            let stamp = 8.min(p.bs);
+            value[..stamp].copy_from_slice(&i.to_le_bytes()[..stamp]);
+            let t0 = Instant::now();
+            match engine.put(TABLE, &row_key(i), &value) {
+                Ok(_) => started.push(t0),
+                Err(EngineError::NoSpace(why)) => {
+                    notes.push(format!("stopped early: {why}"));
+                    break;
+                }
+                Err(e) => return Err(e).context(format!("put of row {i}")),
+            }
+        }
+        if !reads.is_empty() {
+            let keys: Vec<Vec<u8>> = reads.iter().map(|&i| row_key(i)).collect();
+            let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            let t0 = Instant::now();
+            let values = engine.get_many(TABLE, &refs).context("get_many")?;
+            let lat = t0.elapsed();
+            for (&i, v) in reads.iter().zip(values) {
+                let Some(v) = v else {
+                    bail!("row {i} is missing from table '{TABLE}'")
+                };
+                if v.len() != p.bs {
+                    bail!("row {i} holds {} bytes, expected {}", v.len(), p.bs);
+                }
+                if p.verify && p.rw != Rw::Mixed && v != row_value(i, p.seed, p.bs) {
+                    bail!("row {i} read back other bytes than were written (--verify)");
+                }
+                dirs[READ].record(lat, p.bs as u64, live, READ);
+            }
+        }
+        if !started.is_empty() {
+            engine.sync().context("sync")?;
+            let t1 = Instant::now();
+            for t0 in &started {
+                dirs[WRITE].record(t1 - *t0, p.bs as u64, live, WRITE);
+            }
+        }
+        if started.len() < writes.len() {
+            live.stop.store(true, Ordering::Relaxed);
+        }
+        done += n;
+    }
+    Ok((dirs, notes))
+}
+
+/// True when the array holds the data set: a few rows, first and last included, read back
+/// exactly.
+fn dataset_present(engine: &Engine, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0xDA7A);
+    let mut probe = vec![0, nkeys - 1, nkeys / 2];
+    probe.extend((0..5).map(|_| rng.random_range(0..nkeys)));
+    for i in probe {
+        match engine.get(TABLE, &row_key(i)) {
+            Ok(Some(v)) if v == row_value(i, seed, bs) => {}
+            Ok(_) | Err(EngineError::NoSuchTable(_)) => return Ok(false),
+            Err(e) => return Err(e).context("checking the data set"),
+        }
+    }
+    Ok(true)
+}
+
+fn lay_down(engine: &Engine, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
+    measured("laying out", (Some(nkeys), None), |live| {
+        let mut d = Dir::pair();
+        for i in 0..nkeys {
+            let t0 = Instant::now();
+            engine
+                .put(TABLE, &row_key(i), &row_value(i, seed, bs))
+                .context("laying down rows")?;
+            d[WRITE].record(t0.elapsed(), bs as u64, live, WRITE);
+            if (i + 1) % 1024 == 0 {
+                engine
+                    .sync()
+                    .context("sync while laying down the data set")?;
+            }
+        }
+        engine
+            .sync()
+            .context("sync after laying down the data set")?;
+        Ok((d, Vec::new()))
+    })
+}

@@ -1,0 +1,219 @@
+//! The raw pass of `--compare-raw`: the workload's access pattern straight on the devices,
+//! through the same `IoBackend` and outside the engine, so that every engine figure comes
+//! with its ratio to the physical limit measured in the same run (see the help text).
+
+use crate::bench::args::BenchArgs;
+use crate::bench::checks::Geometry;
+use crate::bench::measure::{measured, Dir, Live, READ, WRITE};
+use crate::bench::units::{human_bin, MIB};
+use crate::row_value;
+use anyhow::{bail, Context, Result};
+use ectable_devices::{AlignedBuf, IoBackend, IoBatch, IoKind, IoOp};
+use ectable_engine::format::DATA_START_BYTES;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A raw access pattern on the devices, outside the engine.
+pub struct RawPlan {
+    pub random: bool,
+    pub read_pct: u8,
+    pub block: usize,
+    /// In flight per device (sequential) or over all devices (random).
+    pub qd: usize,
+    /// Byte range used on every device.
+    pub region: (u64, u64),
+    pub op_limit: Option<u64>,
+    pub deadline: Option<Duration>,
+    pub seed: u64,
+}
+
+impl RawPlan {
+    pub fn describe(&self, n: usize) -> String {
+        let (bs, span) = (
+            human_bin(self.block as f64),
+            human_bin(self.region.1 as f64),
+        );
+        match self.random {
+            true => format!(
+                "random 4K-aligned, bs={bs}, qd={} in all, {n} devices x {span}",
+                self.qd
+            ),
+            false => format!(
+                "sequential, bs={bs}, qd={}/device, {n} devices x {span}",
+                self.qd
+            ),
+        }
+    }
+}
+
+/// Runs a raw pattern with `qd` operations in flight per device (sequential) or in all
+/// (random), from one thread like fio: it waits for the oldest submission, reaps every other
+/// one that has completed meanwhile, and refills all those slots with one submission. Each
+/// latency is the I/O engine's own submit-to-completion time.
+pub fn raw_run(io: &dyn IoBackend, p: &RawPlan, live: &Live) -> Result<[Dir; 2]> {
+    let n = io.devices().len();
+    let total = if p.random { p.qd } else { p.qd * n };
+    if total as u64 * p.block as u64 > 1 << 30 {
+        bail!(
+            "the raw pass would hold {total} buffers of {} bytes; lower --iodepth",
+            p.block
+        );
+    }
+    let mut rng = SmallRng::seed_from_u64(p.seed);
+    let template = AlignedBuf::from_slice(&row_value(0, p.seed, p.block));
+    // Slot s always serves device s % n in sequential patterns: qd per device exactly.
+    let mut idle: Vec<(usize, AlignedBuf)> = (0..total).map(|s| (s, template.clone())).collect();
+    let mut outstanding: VecDeque<(IoBatch, Vec<usize>)> = VecDeque::new();
+    let (mut dirs, mut cursor) = (Dir::pair(), vec![0u64; n]);
+    let blocks_4k = p.region.1.saturating_sub(p.block as u64) / 4096;
+    let region_blocks = (p.region.1 / p.block as u64).max(1);
+    let (mut issued, start) = (0u64, Instant::now());
+    loop {
+        let (mut ops, mut slots) = (Vec::new(), Vec::new());
+        while p.deadline.is_none_or(|d| start.elapsed() < d) {
+            let Some((slot, buf)) = idle.pop() else { break };
+            // The limit is per device in sequential patterns (each device gets its share);
+            // a slot whose device is done retires.
+            if p.random && p.op_limit.is_some_and(|l| issued >= l) {
+                idle.push((slot, buf));
+                break;
+            }
+            if !p.random
+                && p.op_limit
+                    .is_some_and(|l| cursor[slot % n] >= l.div_ceil(n as u64))
+            {
+                continue;
+            }
+            let (dev, off) = if p.random {
+                (
+                    rng.random_range(0..n),
+                    rng.random_range(0..=blocks_4k) * 4096,
+                )
+            } else {
+                cursor[slot % n] += 1;
+                (
+                    slot % n,
+                    (cursor[slot % n] - 1) % region_blocks * p.block as u64,
+                )
+            };
+            let read =
+                p.read_pct == 100 || (p.read_pct > 0 && rng.random_range(0..100) < p.read_pct);
+            let kind = if read { IoKind::Read } else { IoKind::Write };
+            ops.push(IoOp {
+                device_index: dev,
+                kind,
+                offset_bytes: p.region.0 + off,
+                buf,
+            });
+            slots.push(slot);
+            issued += 1;
+        }
+        if !ops.is_empty() {
+            outstanding.push_back((io.submit(ops), slots));
+        }
+        let Some((batch, slots)) = outstanding.pop_front() else {
+            break;
+        };
+        let mut ready = vec![(batch.wait(), slots)];
+        let mut i = 0;
+        while i < outstanding.len() {
+            if outstanding[i].0.is_done() {
+                ready.extend(outstanding.remove(i).map(|(b, s)| (b.wait(), s)));
+            } else {
+                i += 1;
+            }
+        }
+        for (completions, slots) in ready {
+            for (c, slot) in completions.into_iter().zip(slots) {
+                c.result.context("raw pass")?;
+                let d = if c.op.kind == IoKind::Read {
+                    READ
+                } else {
+                    WRITE
+                };
+                dirs[d].record(c.latency, c.op.buf.len() as u64, live, d);
+                idle.push((slot, c.op.buf));
+            }
+        }
+    }
+    Ok(dirs)
+}
+
+/// Writes the region of every regular file that still has holes, so that the raw pass
+/// measures the device and not the filesystem (a read of a hole does no I/O at all).
+pub fn prefill_sparse(io: &dyn IoBackend, paths: &[PathBuf], region: (u64, u64)) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut sparse = false;
+    for p in paths {
+        let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+        if f.metadata()?.file_type().is_file() {
+            // SAFETY: lseek on a descriptor we own; it touches no memory of ours.
+            let hole = unsafe { libc::lseek(f.as_raw_fd(), region.0 as _, libc::SEEK_HOLE) };
+            sparse |= hole < 0 || (hole as u64) < region.0 + region.1;
+        }
+    }
+    if sparse {
+        let block = MIB.min(region.1) as usize;
+        let op_limit = Some(region.1 / block as u64 * paths.len() as u64);
+        let plan = RawPlan {
+            random: false,
+            read_pct: 0,
+            block,
+            qd: 4,
+            region,
+            op_limit,
+            deadline: None,
+            seed: 7,
+        };
+        measured("prefill", (op_limit, None), |live| {
+            Ok((raw_run(io, &plan, live)?, Vec::new()))
+        })?;
+    }
+    Ok(())
+}
+
+/// The raw pattern that matches the workload (see the help text).
+pub fn raw_plan(
+    cli: &BenchArgs,
+    g: Geometry,
+    n: usize,
+    dataset: u64,
+    op_limit: Option<u64>,
+) -> RawPlan {
+    let (random, read_pct) = (cli.rw.random(), cli.read_pct());
+    let bs4k = cli.bs.div_ceil(4096) * 4096;
+    let block = if random { bs4k } else { g.chunk.max(bs4k) };
+    // geometry: the devices' data area (also in `crate::bench::setup` and `crate::bench::checks`).
+    let span = (g.cap - DATA_START_BYTES) / MIB * MIB;
+    let per_device = |bytes: u64| (bytes.div_ceil(n as u64).div_ceil(MIB) * MIB).clamp(MIB, span);
+    // geometry: coded bytes, w/k of the data (also in `crate::bench::setup` and `crate::bench::checks`).
+    let coded = |bytes: u64| bytes * (g.k + g.m) as u64 / g.k as u64;
+    let (op_limit, region_len) = match (random, op_limit) {
+        (true, l) => (l, per_device(coded(dataset))),
+        (false, None) => (None, span),
+        (false, Some(_)) => {
+            let bytes = if read_pct == 0 {
+                coded(dataset)
+            } else {
+                dataset
+            };
+            (
+                Some(bytes.div_ceil(block)),
+                per_device(bytes.div_ceil(block) * block),
+            )
+        }
+    };
+    RawPlan {
+        random,
+        read_pct,
+        block: block as usize,
+        qd: (cli.iodepth * cli.numjobs) as usize,
+        region: (DATA_START_BYTES, region_len.max(block)),
+        op_limit,
+        deadline: cli.runtime,
+        seed: cli.seed,
+    }
+}

@@ -1,0 +1,222 @@
+//! The one setup path of ecbench's measured workloads (`crate::bench::kv` and
+//! `crate::bench::tables`): check everything the run depends on before anything is written
+//! (the command line, the layout, the devices' sizes, that they hold no array unless
+//! `--force`), run the raw pass, format, open the array, lay the data set down and reopen it
+//! for reads, check the room for writes, run the measured pass and print the report. A
+//! workload supplies only what differs: its table, its records, its jobs ([`Workload`]).
+
+use crate::bench::args::{BenchArgs, Rw};
+use crate::bench::checks::{
+    check_devices_free, check_geometry, check_layout, write_capacity, Geometry,
+};
+use crate::bench::measure::{measured, Live, Pass};
+use crate::bench::raw::{prefill_sparse, raw_plan, raw_run};
+use crate::bench::report::Report;
+use crate::{open_devices, split_devices};
+use anyhow::{anyhow, bail, Context, Result};
+use ectable_devices::IoBackend;
+use ectable_engine::format::DATA_START_BYTES;
+use ectable_engine::{format, Engine, FormatOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Data set of a read workload given only `--runtime` (at most a quarter of the array).
+const DEFAULT_DATASET_BYTES: u64 = 64 << 20;
+
+/// The measured workload, as every job sees it.
+pub struct Plan {
+    pub rw: Rw,
+    pub bs: usize,
+    pub iodepth: usize,
+    pub numjobs: usize,
+    pub nkeys: u64,
+    /// Operations over all jobs (None: until the deadline).
+    pub op_limit: Option<u64>,
+    pub deadline: Option<Duration>,
+    /// Puts the array has room for (counted over all jobs).
+    pub max_write_ops: u64,
+    pub seed: u64,
+    pub read_pct: u8,
+    /// Rows per range read (`--rw table-range`).
+    pub range_rows: usize,
+    pub verify: bool,
+}
+
+/// What a measured workload adds to the shared setup: an opened array with what it needs
+/// on it, its data set, and its jobs.
+pub trait Workload: Sized {
+    /// The table the data set is in (named in the report).
+    const TABLE: &'static str;
+    /// What the workload calls one record in the "does not fit a stripe" error.
+    const RECORD: &'static str;
+    /// The error of `--compare-raw` without `--k/--m`.
+    const RAW_NEEDS_FORMAT: &'static str;
+    /// Whether `--segment-size` is passed to format (the key/value workloads format with
+    /// the default segment size).
+    const SEGMENT_SIZE: bool;
+
+    /// Checks `--bs` before any device is opened.
+    fn check_bs(_bs: usize) -> Result<()> {
+        Ok(())
+    }
+    /// Bytes one record of `bs` value bytes takes in the log.
+    fn record_bytes(bs: usize) -> usize;
+    /// Opens the array, read-only or not.
+    fn open(io: &Arc<dyn IoBackend>, read_only: bool) -> Result<Self>;
+    fn engine(&self) -> &Engine;
+    /// Once, after the first open: what the workload needs on the array (its table).
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
+    /// True when the array holds the data set of `nkeys` records.
+    fn present(&self, nkeys: u64, bs: usize, seed: u64) -> Result<bool>;
+    /// Writes the data set, measured.
+    fn lay_down(&self, nkeys: u64, bs: usize, seed: u64) -> Result<Pass>;
+    /// The measured pass.
+    fn pass(&self, plan: &Plan) -> Result<Pass>;
+}
+
+/// Opens the devices after checking what needs no device (`--k/--m`: the layout), then,
+/// when formatting, checks their sizes and that they hold no array (unless `--force`).
+/// Nothing has been written when this returns.
+pub fn open_checked(
+    cli: &BenchArgs,
+    paths: &[PathBuf],
+    km: Option<(usize, usize)>,
+    chunk: u64,
+    rec: usize,
+) -> Result<(Arc<dyn IoBackend>, Option<Geometry>)> {
+    if let Some((k, m)) = km {
+        check_layout(paths.len(), k, m, chunk, rec)?;
+    }
+    let io = open_devices(paths, cli.create_size, false, cli.io_engine)?;
+    let mut geometry = None;
+    if let Some((k, m)) = km {
+        geometry = Some(check_geometry(io.as_ref(), k, m, chunk)?);
+        check_devices_free(io.as_ref(), cli.force)?;
+    }
+    Ok((io, geometry))
+}
+
+/// Runs workload `W` from the command line to the printed report.
+pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
+    if cli.compare_raw && cli.k.is_none() {
+        bail!("{}", W::RAW_NEEDS_FORMAT);
+    }
+    if cli.size.is_none() && cli.runtime.is_none() {
+        bail!("give --size or --runtime");
+    }
+    let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
+    W::check_bs(bs)?;
+    let paths = split_devices(&cli.devices)?;
+    // geometry: ecbench's default chunk size (also in `crate::bench::space`).
+    let (n, chunk) = (paths.len(), cli.chunk_size.unwrap_or(64 << 10));
+    let rec = W::record_bytes(bs);
+    let km = cli.k.zip(cli.m).map(|(k, m)| (k as usize, m as usize));
+    // Everything the raw pass and format depend on is checked before anything is written.
+    let (io, geometry) = open_checked(cli, &paths, km, chunk, rec)?;
+    // The data set: rows 0..nkeys of bs bytes.
+    let dataset = cli.size.unwrap_or(match geometry {
+        // geometry: a quarter of the data the devices hold (also in `crate::bench::raw`).
+        Some(g) => DEFAULT_DATASET_BYTES
+            .min((g.cap - DATA_START_BYTES) * n as u64 * g.k as u64 / (g.k + g.m) as u64 / 4),
+        None => DEFAULT_DATASET_BYTES,
+    });
+    let nkeys = (dataset / bs as u64).max(1);
+    let op_limit = cli
+        .size
+        .filter(|_| !cli.time_based)
+        .map(|s| s.div_ceil(bs as u64));
+
+    let mut raw = None;
+    if let (true, Some(g)) = (cli.compare_raw, geometry) {
+        let plan = raw_plan(cli, g, n, dataset, op_limit);
+        prefill_sparse(io.as_ref(), &paths, plan.region)?;
+        let work = |live: &Live| Ok((raw_run(io.as_ref(), &plan, live)?, Vec::new()));
+        let pass = measured("raw", (plan.op_limit, plan.deadline), work)?;
+        raw = Some((plan, pass));
+    }
+    if let Some(g) = geometry {
+        let segment_size_bytes = match W::SEGMENT_SIZE {
+            true => u32::try_from(cli.segment_size.unwrap_or(0))
+                .map_err(|_| anyhow!("--segment-size is too large"))?,
+            false => 0,
+        };
+        let opts = FormatOptions {
+            data_shards: g.k,
+            parity_shards: g.m,
+            chunk_size_bytes: g.chunk as u32,
+            segment_size_bytes,
+            force: cli.force,
+            spare_count: 0,
+        };
+        format(io.as_ref(), &opts).context("formatting the devices")?;
+    }
+    let mut w = W::open(&io, false)?;
+    let limit = w.engine().max_batch_bytes();
+    if rec > limit {
+        bail!(
+            "--bs {bs}: a {} of {rec} bytes does not fit a stripe (limit {limit})",
+            W::RECORD
+        );
+    }
+    w.prepare()?;
+    let read_pct = cli.read_pct();
+    let mut laid = None;
+    if read_pct > 0 {
+        if !w.present(nkeys, bs, cli.seed)? {
+            let room = write_capacity(&w.engine().status(), rec, 1024);
+            if nkeys > room {
+                bail!(
+                    "a data set of {nkeys} rows of {bs} bytes does not fit the array \
+                     (room for about {room} rows); use a smaller --size"
+                );
+            }
+            laid = Some(w.lay_down(nkeys, bs, cli.seed)?);
+        }
+        // Reopen so that every read comes from the devices (fresh puts are served from
+        // memory until their stripe is flushed), read-only when nothing is written.
+        w.engine()
+            .close()
+            .context("closing the array after laying down the data set")?;
+        drop(w);
+        w = W::open(&io, read_pct == 100)?;
+    }
+    let max_write_ops = write_capacity(&w.engine().status(), rec, cli.iodepth as usize);
+    if read_pct == 0 && op_limit.is_some_and(|o| o > max_write_ops) {
+        let room = max_write_ops * bs as u64;
+        bail!(
+            "--size {dataset} does not fit the array \
+             (room for about {room} bytes at this --bs and --iodepth)"
+        );
+    }
+    let plan = Plan {
+        rw: cli.rw,
+        bs,
+        iodepth: cli.iodepth as usize,
+        numjobs: cli.numjobs as usize,
+        nkeys,
+        op_limit,
+        deadline: cli.runtime,
+        max_write_ops,
+        seed: cli.seed,
+        read_pct,
+        range_rows: cli.range_rows as usize,
+        verify: cli.verify,
+    };
+    let pass = w.pass(&plan)?;
+    let status = w.engine().status();
+    w.engine().close().context("closing the array")?;
+    Report {
+        cli,
+        table: W::TABLE,
+        n,
+        nkeys,
+        pass: &pass,
+        raw: raw.as_ref(),
+        laid: laid.as_ref(),
+        st: &status,
+    }
+    .print()
+}

@@ -1,0 +1,269 @@
+//! `ectable load` and `verify` (deterministic rows, the bulk path and its check), `import`
+//! and `export` (JSON lines; typed tables through `crate::cmd::table`).
+
+use crate::cmd::common::{open_array, with_reader, DevicesArg, RowsArg, TableArg};
+use crate::cmd::kv::{bytes_json, json_bytes};
+use crate::cmd::table as typed;
+use crate::{row_key, row_value, term};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use ectable_devices::BackendKind;
+use ectable_engine::Engine;
+use serde_json::{json, Value};
+use std::io::{BufRead, Write};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[command(flatten)]
+    pub rows: RowsArg,
+}
+
+#[derive(Args)]
+pub struct FileArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[command(flatten)]
+    pub table: TableArg,
+    pub file: PathBuf,
+}
+
+/// `ectable load`.
+pub fn load_cmd(kind: BackendKind, a: &LoadArgs) -> Result<i32> {
+    let table = &a.rows.table.table;
+    typed::refuse_system_write(table)?;
+    let engine = Arc::new(open_array(kind, &a.dev, false)?);
+    if typed::typed(&typed::open_tables(&engine)?, table).is_some() {
+        bail!("'{table}' is a typed table: load writes key/value rows; use import");
+    }
+    load(&engine, &a.rows, "load")?;
+    engine.close()?;
+    Ok(0)
+}
+
+/// `ectable verify`.
+pub fn verify_cmd(kind: BackendKind, a: &LoadArgs) -> Result<i32> {
+    with_reader(kind, &a.dev, |engine| {
+        verify(engine, &a.rows, "verify")?;
+        Ok(0)
+    })
+}
+
+fn value_size(rows: &RowsArg) -> Result<usize> {
+    usize::try_from(rows.value_size).map_err(|_| anyhow!("value size too large"))
+}
+
+/// The bulk path: puts without waiting, the writer batches and pipelines stripes; one sync
+/// at the end makes everything durable.
+pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
+    let size = value_size(rows)?;
+    let limit = engine.max_batch_bytes();
+    // geometry: a record is 24 bytes of header, the table name, the key (15 bytes here) and
+    // the value (also in `import` below).
+    if 24 + rows.table.table.len() + 15 + size > limit {
+        bail!("--value-size {size} exceeds the largest value this array holds in one stripe ({} bytes)", limit - 24 - rows.table.table.len() - 15);
+    }
+    let pb = term::rows_bar(rows.rows, label);
+    let start = Instant::now();
+    for i in 0..rows.rows {
+        engine.put(
+            &rows.table.table,
+            &row_key(i),
+            &row_value(i, rows.seed, size),
+        )?;
+        if i % 1024 == 0 {
+            pb.set_position(i);
+        }
+    }
+    engine.sync()?;
+    pb.finish_and_clear();
+    let elapsed = start.elapsed();
+    let bytes = rows.rows * rows.value_size;
+    eprintln!(
+        "{label}: {} rows, {} in {} ({}, {:.0} rows/s), durable",
+        rows.rows,
+        term::bytes(bytes),
+        term::duration(elapsed),
+        term::rate(bytes, elapsed),
+        rows.rows as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
+/// Reads every deterministic row back and compares it exactly; fails naming the first bad
+/// row.
+pub fn verify(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
+    let size = value_size(rows)?;
+    let pb = term::rows_bar(rows.rows, label);
+    let start = Instant::now();
+    let batch = 256u64;
+    let mut i = 0;
+    while i < rows.rows {
+        let n = batch.min(rows.rows - i);
+        let keys: Vec<Vec<u8>> = (i..i + n).map(row_key).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let values = engine
+            .get_many(&rows.table.table, &refs)
+            .with_context(|| format!("reading rows {i}..{}", i + n))?;
+        for (j, v) in values.into_iter().enumerate() {
+            let row = i + j as u64;
+            let want = row_value(row, rows.seed, size);
+            match v {
+                None => bail!(
+                    "row {row} (key {}) is missing",
+                    String::from_utf8_lossy(&keys[j])
+                ),
+                Some(v) if v != want => {
+                    let at = v
+                        .iter()
+                        .zip(&want)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(v.len().min(want.len()));
+                    bail!(
+                        "row {row} (key {}) differs: {} bytes read, {} expected, first difference at byte {at}",
+                        String::from_utf8_lossy(&keys[j]),
+                        v.len(),
+                        want.len()
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        i += n;
+        pb.set_position(i);
+    }
+    pb.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{label}: all {} rows match ({:.0} rows/s, {} reads rebuilt from parity)",
+        rows.rows,
+        rows.rows as f64 / secs.max(1e-9),
+        engine.status().degraded_reads
+    );
+    Ok(())
+}
+
+/// `ectable import`: all or nothing on bad input; not atomic on a write failure part-way.
+pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
+    let (table, file) = (&a.table.table, &a.file);
+    typed::refuse_system_write(table)?;
+    let engine = Arc::new(open_array(kind, &a.dev, false)?);
+    let tables = typed::open_tables(&engine)?;
+    if let Some(schema) = typed::typed(&tables, table) {
+        let n = typed::import(&tables, table, &schema, file)?;
+        engine.close()?;
+        eprintln!("imported {n} rows into '{table}'");
+        return Ok(0);
+    }
+    let rows = read_jsonl(file)?;
+    // Check every row against the engine's limits before writing any.
+    let limit = engine.max_batch_bytes();
+    for (i, (k, v)) in rows.iter().enumerate() {
+        if k.is_empty() || k.len() > ectable_engine::MAX_KEY_BYTES {
+            bail!(
+                "{}: line {}: key must be 1..={} bytes",
+                file.display(),
+                i + 1,
+                ectable_engine::MAX_KEY_BYTES
+            );
+        }
+        // geometry: the record's size, as in `load` above.
+        if 24 + table.len() + k.len() + v.len() > limit {
+            bail!(
+                "{}: line {}: value of {} bytes exceeds the limit of this array",
+                file.display(),
+                i + 1,
+                v.len()
+            );
+        }
+    }
+    // Not atomic: on a failure part-way the rows before it stay, and the error says
+    // how many (docs/operations.md).
+    for (applied, (k, v)) in rows.iter().enumerate() {
+        if let Err(e) = engine.put(table, k, v) {
+            let e = typed::import_stopped(&engine, applied, rows.len(), file, table, e.into());
+            let _ = engine.close();
+            return Err(e);
+        }
+    }
+    if let Err(e) = engine.sync() {
+        let n = rows.len();
+        return Err(typed::import_stopped(&engine, n, n, file, table, e.into()));
+    }
+    engine.close()?;
+    eprintln!("imported {} rows into '{table}'", rows.len());
+    Ok(0)
+}
+
+/// `ectable export`: everything is read before anything is written, so that a read that has
+/// to start over (the array changed under it) never leaves half an export behind.
+pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
+    let (table, file) = (&a.table.table, &a.file);
+    let (text, n) = with_reader(kind, &a.dev, |engine| {
+        let tables = typed::open_tables(engine)?;
+        let mut text: Vec<u8> = Vec::new();
+        if let Some(schema) = typed::typed(&tables, table) {
+            let all = typed::ScanArgs {
+                from: None,
+                to: None,
+                prefix: None,
+                reverse: false,
+                limit: u64::MAX,
+            };
+            let n = typed::scan(&tables, table, &schema, &all, &mut text)?;
+            return Ok((text, n));
+        }
+        let rows = engine.scan(table, Bound::Unbounded, Bound::Unbounded, usize::MAX)?;
+        for (k, v) in &rows {
+            writeln!(
+                text,
+                "{}",
+                json!({"key": bytes_json(k), "value": bytes_json(v)})
+            )?;
+        }
+        Ok((text, rows.len() as u64))
+    })?;
+    let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::io::BufWriter::new(
+            std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?,
+        ))
+    };
+    out.write_all(&text)?;
+    out.flush()?;
+    eprintln!("exported {n} rows from '{table}'");
+    Ok(0)
+}
+
+/// Reads JSON lines {"key": K, "value": V}; every line is checked, naming the first bad one.
+fn read_jsonl(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| anyhow!("{}: line {}: invalid JSON: {e}", path.display(), i + 1))?;
+        let (Some(k), Some(val)) = (v.get("key"), v.get("value")) else {
+            bail!(
+                "{}: line {}: expected an object with \"key\" and \"value\"",
+                path.display(),
+                i + 1
+            );
+        };
+        let k =
+            json_bytes(k, "key").map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+        let val = json_bytes(val, "value")
+            .map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+        rows.push((k, val));
+    }
+    Ok(rows)
+}

@@ -1,0 +1,119 @@
+//! What the `ectable` commands share: the `--devices`, `--table` and row arguments, opening
+//! the array, read-only commands that start over when another process changes the array
+//! under them, and the one-line error with its exit code.
+
+use crate::{open_devices, parse_size, split_devices};
+use anyhow::{Context, Result};
+use clap::Args;
+use ectable_devices::BackendKind;
+use ectable_engine::{Engine, EngineOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Clone)]
+pub struct DevicesArg {
+    /// The array's devices, comma separated, in any order.
+    #[arg(long, value_name = "D1,D2,...")]
+    pub devices: String,
+}
+
+#[derive(Args, Clone)]
+pub struct TableArg {
+    /// Table name (1..=64 bytes).
+    #[arg(long)]
+    pub table: String,
+}
+
+#[derive(Args, Clone)]
+pub struct RowsArg {
+    #[command(flatten)]
+    pub table: TableArg,
+    /// Number of rows (row i has key "row" + i as 12 digits).
+    #[arg(long)]
+    pub rows: u64,
+    /// Value size in bytes (suffixes allowed).
+    #[arg(long, value_parser = size_arg)]
+    pub value_size: u64,
+    /// Seed of the values: the same seed gives the same rows.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// clap's parser of a size argument (binary suffixes, like fio).
+pub fn size_arg(s: &str) -> std::result::Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+/// The paths of `--devices`.
+pub fn devices(arg: &DevicesArg) -> Result<Vec<PathBuf>> {
+    split_devices(&arg.devices)
+}
+
+/// Opens the array on the devices of `arg`.
+pub fn open_array(kind: BackendKind, arg: &DevicesArg, read_only: bool) -> Result<Engine> {
+    let io = open_devices(&devices(arg)?, None, read_only, kind)?;
+    let opts = EngineOptions {
+        read_only,
+        ..Default::default()
+    };
+    Engine::open(io, opts).context("opening the array")
+}
+
+/// Exit code of a read-only command whose array another process changed under it
+/// (`EX_TEMPFAIL` of sysexits.h: try again later).
+pub const EXIT_ARRAY_CHANGED: i32 = 75;
+
+/// Read-only commands start over this many times when the array changes under them.
+const READ_ATTEMPTS: usize = 3;
+
+/// Whether the error is the engine's "the array changed under this reader".
+pub fn array_changed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ectable_engine::Error>(),
+            Some(ectable_engine::Error::ArrayChanged { .. })
+        )
+    })
+}
+
+/// Opens the array read-only and runs `read` on it; when another process changed the array
+/// under the reader (`Error::ArrayChanged`), opens it again and starts over, up to
+/// [`READ_ATTEMPTS`] times. `read` must write its output only once it has read everything.
+pub fn with_reader<T>(
+    kind: BackendKind,
+    dev: &DevicesArg,
+    mut read: impl FnMut(&Arc<Engine>) -> Result<T>,
+) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        let r = open_array(kind, dev, true).and_then(|e| read(&Arc::new(e)));
+        match r {
+            Err(e) if attempt < READ_ATTEMPTS && array_changed(&e) => attempt += 1,
+            r => return r,
+        }
+    }
+}
+
+/// The error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+/// The exit code of a failed command: 4 for `status` (mdadm's "status unreadable"),
+/// [`EXIT_ARRAY_CHANGED`] when the array kept changing under a reader, else 1.
+pub fn error_exit_code(e: &anyhow::Error, is_status: bool) -> i32 {
+    if is_status {
+        4
+    } else if array_changed(e) {
+        EXIT_ARRAY_CHANGED
+    } else {
+        1
+    }
+}

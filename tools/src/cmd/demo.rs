@@ -1,0 +1,151 @@
+//! `ectable demo`: the whole story on six file-backed devices: format RS(4,2), load,
+//! verify, status; then one device file is deleted, status and a degraded verify are shown,
+//! the device is replaced and rebuilt, and everything verifies again.
+
+use crate::cmd::bulk::{load, verify};
+use crate::cmd::common::{open_array, size_arg, DevicesArg, RowsArg, TableArg};
+use crate::cmd::rebuild::{self, ReplaceArgs};
+use crate::cmd::status::print_status;
+use crate::open_devices;
+use anyhow::{Context, Result};
+use clap::Args;
+use ectable_devices::{BackendKind, IoBackend};
+use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Directory for the device files (created; old demo files in it are replaced).
+    #[arg(long, default_value = "ectable-demo")]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    #[arg(long, default_value = "1K", value_parser = size_arg)]
+    pub value_size: u64,
+    /// Size of each device file.
+    #[arg(long, default_value = "256M", value_parser = size_arg)]
+    pub device_size: u64,
+}
+
+/// `ectable demo`.
+pub fn run(kind: BackendKind, a: &DemoArgs) -> Result<i32> {
+    let (dir, rows, value_size, device_size) =
+        (a.dir.as_path(), a.rows, a.value_size, a.device_size);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let paths: Vec<PathBuf> = (0..6).map(|i| dir.join(format!("dev{i}.img"))).collect();
+    for p in paths
+        .iter()
+        .chain(std::iter::once(&dir.join("dev3-new.img")))
+    {
+        if p.exists() {
+            std::fs::remove_file(p).with_context(|| format!("removing old {}", p.display()))?;
+        }
+    }
+    let list = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    println!(
+        "== ectable demo: RS(4,2) over 6 file-backed devices in {}\n",
+        dir.display()
+    );
+    println!(
+        "$ ectable format --devices {list} --k 4 --m 2 --create-size {}M",
+        device_size >> 20
+    );
+    let io: Arc<dyn IoBackend> = open_devices(&paths, Some(device_size), false, kind)?;
+    let info = format(io.as_ref(), &FormatOptions::default())?;
+    println!(
+        "formatted array {}: {} segments of {} MiB per device\n",
+        ectable_engine::format::uuid_string(&info.array_uuid),
+        info.segment_count,
+        info.segment_size_bytes >> 20
+    );
+    let dev = DevicesArg {
+        devices: list.clone(),
+    };
+    let rows_arg = RowsArg {
+        table: TableArg {
+            table: "demo".into(),
+        },
+        rows,
+        value_size,
+        seed: 42,
+    };
+    {
+        println!("$ ectable load --devices ... --table demo --rows {rows} --value-size {value_size} --seed 42");
+        let engine = Engine::open(io, EngineOptions::default())?;
+        load(&engine, &rows_arg, "load")?;
+        engine.close()?;
+    }
+    println!("\n$ ectable verify --devices ... --table demo --rows {rows} --value-size {value_size} --seed 42");
+    let engine = open_array(kind, &dev, true)?;
+    verify(&engine, &rows_arg, "verify")?;
+    println!("\n$ ectable status --devices ...");
+    print_status(&engine.status());
+    drop(engine);
+
+    // A device dies: its file is gone.
+    let dead = paths[3].clone();
+    println!("\n== a device dies: {} is deleted", dead.display());
+    std::fs::remove_file(&dead).with_context(|| format!("removing {}", dead.display()))?;
+    let survivors: Vec<PathBuf> = paths.iter().filter(|p| **p != dead).cloned().collect();
+    let survivors_list = survivors
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let degraded = DevicesArg {
+        devices: survivors_list.clone(),
+    };
+    println!("\n$ ectable status --devices (the five left)");
+    let engine = open_array(kind, &degraded, true)?;
+    print_status(&engine.status());
+    println!("\n$ ectable verify ... (degraded: rows on the lost device are rebuilt from parity)");
+    verify(&engine, &rows_arg, "verify")?;
+    drop(engine);
+
+    let new = dir.join("dev3-new.img");
+    if new.exists() {
+        std::fs::remove_file(&new)?;
+    }
+    println!(
+        "\n$ ectable replace --devices (the five left) --old {} --new {} --create-size {}M",
+        dead.display(),
+        new.display(),
+        device_size >> 20
+    );
+    let replace = ReplaceArgs {
+        dev: degraded,
+        old: dead.display().to_string(),
+        old_slot: None,
+        new: new.clone(),
+        create_size: Some(device_size),
+        rate: 0,
+        force: false,
+        yes: true,
+    };
+    rebuild::replace(kind, &replace)?;
+    let mut healed = survivors.clone();
+    healed.insert(3, new.clone());
+    let healed_list = healed
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let healed_dev = DevicesArg {
+        devices: healed_list,
+    };
+    println!("\n$ ectable verify --devices (five old + the new one)");
+    let engine = open_array(kind, &healed_dev, true)?;
+    verify(&engine, &rows_arg, "verify")?;
+    println!("\n$ ectable status --devices ...");
+    print_status(&engine.status());
+    println!(
+        "\nThe device files stay in {} (dev3-new.img replaced dev3.img) for you to try the other commands on.",
+        dir.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,164 @@
+//! `ectable format` (a new array) and `ectable add-spare` (a blank device joins as a hot
+//! spare).
+
+use crate::cmd::common::{devices, size_arg, DevicesArg};
+use crate::term;
+use crate::{open_devices, split_devices};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use ectable_devices::BackendKind;
+use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct FormatArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    /// Data shards per stripe.
+    #[arg(long)]
+    pub k: usize,
+    /// Parity shards per stripe (the array survives any m lost devices).
+    #[arg(long)]
+    pub m: usize,
+    /// Largest chunk (one shard of one stripe), a multiple of 4K.
+    #[arg(long, default_value = "64K", value_parser = size_arg)]
+    pub chunk_size: u64,
+    /// Segment size per device (unit of allocation); default 8M.
+    #[arg(long, value_parser = size_arg)]
+    pub segment_size: Option<u64>,
+    /// Hot spares: devices that join the array holding no data, and replace a failed
+    /// device (automatically under the automatic recovery policy).
+    #[arg(long, value_name = "S1,S2,...")]
+    pub spares: Option<String>,
+    /// Create missing regular files of this size.
+    #[arg(long, value_parser = size_arg)]
+    pub create_size: Option<u64>,
+    /// Overwrite devices that hold another ectable array.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask before overwriting an existing array.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Args)]
+pub struct AddSpareArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[arg(long)]
+    pub spare: PathBuf,
+    #[arg(long, value_parser = size_arg)]
+    pub create_size: Option<u64>,
+}
+
+/// `ectable format`.
+pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
+    let (k, m) = (a.k, a.m);
+    let mut paths = devices(&a.dev)?;
+    let data_count = paths.len();
+    if let Some(sp) = &a.spares {
+        paths.extend(split_devices(sp)?);
+    }
+    if k == 0 || m == 0 {
+        bail!("--k and --m must both be at least 1 (got k={k}, m={m})");
+    }
+    if a.segment_size == Some(0) {
+        // 0 means "the default" to the engine: a user's 0 is a mistake, not a choice.
+        bail!(
+            "--segment-size 0: a segment must hold at least one chunk after its 4K header; leave --segment-size out for the default (8M)"
+        );
+    }
+    if data_count < k + m {
+        bail!(
+            "RS({k},{m}) needs at least {} devices, {} given",
+            k + m,
+            data_count
+        );
+    }
+    // Files this command creates are removed again if formatting fails, so a bad
+    // command line leaves nothing behind.
+    let created: Vec<PathBuf> = match a.create_size {
+        Some(_) => paths.iter().filter(|p| !p.exists()).cloned().collect(),
+        None => Vec::new(),
+    };
+    let cleanup = |created: &[PathBuf]| {
+        for p in created {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    let io = match open_devices(&paths, a.create_size, false, kind) {
+        Ok(io) => io,
+        Err(e) => {
+            cleanup(&created);
+            return Err(e);
+        }
+    };
+    if a.force && term::should_ask(a.yes) {
+        term::confirm(&format!(
+            "Format {} device(s), destroying any ectable array on them?",
+            paths.len()
+        ))?;
+    }
+    let opts = FormatOptions {
+        data_shards: k,
+        parity_shards: m,
+        chunk_size_bytes: u32::try_from(a.chunk_size)
+            .map_err(|_| anyhow!("chunk size too large"))?,
+        segment_size_bytes: match a.segment_size {
+            Some(s) => u32::try_from(s).map_err(|_| anyhow!("segment size too large"))?,
+            None => 0,
+        },
+        force: a.force,
+        spare_count: paths.len() - data_count,
+    };
+    let info = match format(io.as_ref(), &opts) {
+        Ok(info) => info,
+        Err(e) => {
+            drop(io);
+            cleanup(&created);
+            return Err(e.into());
+        }
+    };
+    println!(
+        "formatted array {} : RS({},{}) over {} devices, chunk {} KiB, {} segments of {} MiB per device",
+        ectable_engine::format::uuid_string(&info.array_uuid),
+        info.data_shards,
+        info.parity_shards,
+        info.device_count,
+        info.chunk_size_bytes / 1024,
+        info.segment_count,
+        info.segment_size_bytes >> 20
+    );
+    Ok(0)
+}
+
+/// `ectable add-spare`.
+pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
+    let spare = &a.spare;
+    let mut paths = devices(&a.dev)?;
+    if paths.contains(spare) {
+        bail!("{} is already in --devices", spare.display());
+    }
+    let probe = ectable_devices::FileDevice::open(
+        spare,
+        &ectable_devices::OpenOptions {
+            create_size_bytes: a.create_size,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening {}", spare.display()))?;
+    if let Some(array) = ectable_engine::probe_device(&probe)? {
+        bail!(
+            "{}: already holds an ectable array ({array})",
+            spare.display()
+        );
+    }
+    drop(probe);
+    paths.push(spare.clone());
+    let io = open_devices(&paths, None, false, kind)?;
+    let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
+    engine.add_spare(paths.len() - 1)?;
+    engine.close()?;
+    println!("{} is a hot spare of the array", spare.display());
+    Ok(0)
+}

@@ -1,0 +1,214 @@
+//! `ectable put`, `get`, `delete` and `scan`: one key (or a range of keys) of a key/value
+//! table, or of a typed table with JSON keys and rows (`crate::cmd::table`).
+
+use crate::cmd::common::{open_array, with_reader, DevicesArg, TableArg};
+use crate::cmd::table as typed;
+use anyhow::{bail, Result};
+use base64::Engine as _;
+use clap::Args;
+use ectable_devices::BackendKind;
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::ops::Bound;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[command(flatten)]
+    pub table: TableArg,
+    #[arg(long)]
+    pub key: String,
+    #[arg(long)]
+    pub value: String,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[command(flatten)]
+    pub table: TableArg,
+    #[arg(long)]
+    pub key: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[command(flatten)]
+    pub table: TableArg,
+    #[arg(long)]
+    pub key: String,
+}
+
+#[derive(Args)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[command(flatten)]
+    pub table: TableArg,
+    /// First key (inclusive).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last key (exclusive).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Typed tables: only keys starting with these primary-key columns (a JSON object of
+    /// the first columns).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Typed tables: descending key order.
+    #[arg(long)]
+    pub reverse: bool,
+    #[arg(long, default_value_t = u64::MAX)]
+    pub limit: u64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ectable put`.
+pub fn put(kind: BackendKind, a: &PutArgs) -> Result<i32> {
+    let table = &a.table.table;
+    typed::refuse_system_write(table)?;
+    let engine = Arc::new(open_array(kind, &a.dev, false)?);
+    let tables = typed::open_tables(&engine)?;
+    let lsn = match typed::typed(&tables, table) {
+        Some(schema) => typed::put(&tables, table, &schema, &a.key, &a.value)?,
+        None => engine.put_sync(table, a.key.as_bytes(), a.value.as_bytes())?,
+    };
+    engine.close()?;
+    eprintln!("ok (lsn {lsn})");
+    Ok(0)
+}
+
+/// `ectable get`.
+pub fn get(kind: BackendKind, a: &GetArgs) -> Result<i32> {
+    let (table, key) = (&a.table.table, &a.key);
+    with_reader(kind, &a.dev, |engine| {
+        let tables = typed::open_tables(engine)?;
+        if let Some(schema) = typed::typed(&tables, table) {
+            return typed::get(&tables, table, &schema, key);
+        }
+        match engine.get(table, key.as_bytes())? {
+            Some(v) => {
+                let mut out = std::io::stdout().lock();
+                if a.json {
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"key": bytes_json(key.as_bytes()), "value": bytes_json(&v)})
+                    )?;
+                } else {
+                    out.write_all(&v)?;
+                    if std::io::stdout().is_terminal() {
+                        writeln!(out)?;
+                    }
+                }
+                Ok(0)
+            }
+            None => bail!("key '{}' not found in table '{}'", key, table),
+        }
+    })
+}
+
+/// `ectable delete`.
+pub fn delete(kind: BackendKind, a: &DeleteArgs) -> Result<i32> {
+    let (table, key) = (&a.table.table, &a.key);
+    typed::refuse_system_write(table)?;
+    let engine = Arc::new(open_array(kind, &a.dev, false)?);
+    let tables = typed::open_tables(&engine)?;
+    if let Some(schema) = typed::typed(&tables, table) {
+        typed::delete(&tables, table, &schema, key)?;
+        engine.close()?;
+        return Ok(0);
+    }
+    if engine.get(table, key.as_bytes())?.is_none() {
+        bail!("key '{}' not found in table '{}'", key, table);
+    }
+    engine.delete(table, key.as_bytes())?;
+    engine.sync()?;
+    engine.close()?;
+    Ok(0)
+}
+
+/// `ectable scan`.
+pub fn scan(kind: BackendKind, a: &ScanArgs) -> Result<i32> {
+    let table = &a.table.table;
+    let engine = Arc::new(open_array(kind, &a.dev, true)?);
+    let tables = typed::open_tables(&engine)?;
+    if let Some(schema) = typed::typed(&tables, table) {
+        let args = typed::ScanArgs {
+            from: a.from.as_deref(),
+            to: a.to.as_deref(),
+            prefix: a.prefix.as_deref(),
+            reverse: a.reverse,
+            limit: a.limit,
+        };
+        let mut out = std::io::stdout().lock();
+        typed::scan(&tables, table, &schema, &args, &mut out)?;
+        out.flush()?;
+        return Ok(0);
+    }
+    if a.prefix.is_some() || a.reverse {
+        bail!("--prefix and --reverse work on typed tables ('{table}' is a key/value table)");
+    }
+    let lo = a
+        .from
+        .as_deref()
+        .map_or(Bound::Unbounded, |f| Bound::Included(f.as_bytes()));
+    let hi =
+        a.to.as_deref()
+            .map_or(Bound::Unbounded, |t| Bound::Excluded(t.as_bytes()));
+    let rows = engine.scan(
+        table,
+        lo,
+        hi,
+        usize::try_from(a.limit).unwrap_or(usize::MAX),
+    )?;
+    let mut out = std::io::stdout().lock();
+    for (k, v) in rows {
+        if a.json {
+            writeln!(
+                out,
+                "{}",
+                json!({"key": bytes_json(&k), "value": bytes_json(&v)})
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{}\t{}",
+                String::from_utf8_lossy(&k),
+                String::from_utf8_lossy(&v)
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// Bytes as JSON: a string when they are UTF-8, else {"$bin": base64}.
+pub fn bytes_json(b: &[u8]) -> Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => Value::String(s.to_string()),
+        Err(_) => json!({"$bin": base64::engine::general_purpose::STANDARD.encode(b)}),
+    }
+}
+
+/// The bytes of a JSON string or {"$bin": base64}.
+pub fn json_bytes(v: &Value, what: &str) -> std::result::Result<Vec<u8>, String> {
+    match v {
+        Value::String(s) => Ok(s.as_bytes().to_vec()),
+        Value::Object(o) if o.len() == 1 && o.contains_key("$bin") => match &o["$bin"] {
+            Value::String(b) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| format!("{what}: bad base64: {e}")),
+            _ => Err(format!("{what}: $bin must be a base64 string")),
+        },
+        _ => Err(format!("{what} must be a string or {{\"$bin\": base64}}")),
+    }
+}

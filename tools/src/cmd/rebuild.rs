@@ -1,0 +1,309 @@
+//! `ectable replace`, `ectable rebuild` and `ectable scrub`: the commands that walk the
+//! array's live stripes, with a progress bar (or a line per tenth) on stderr.
+
+use crate::cmd::common::{devices, open_array, size_arg, DevicesArg};
+use crate::open_devices;
+use crate::term::{self, ByteProgress};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ectable_devices::BackendKind;
+use ectable_engine::{Engine, EngineOptions, RebuildOptions};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct ReplaceArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    /// The device being replaced (a path; it may be dead or missing).
+    #[arg(long)]
+    pub old: String,
+    /// The slot the old device held, when it cannot be told from the devices given.
+    #[arg(long)]
+    pub old_slot: Option<usize>,
+    /// The new device (blank, or any ectable device with --force).
+    #[arg(long)]
+    pub new: PathBuf,
+    /// Create the new device as a regular file of this size if it does not exist.
+    #[arg(long, value_parser = size_arg)]
+    pub create_size: Option<u64>,
+    /// Rebuild rate limit in bytes per second read (0: unlimited).
+    #[arg(long, default_value = "0", value_parser = size_arg)]
+    pub rate: u64,
+    /// Reuse a new device that holds an ectable array.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[arg(long, default_value = "0", value_parser = size_arg)]
+    pub rate: u64,
+}
+
+#[derive(Args)]
+pub struct ScrubArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[arg(long)]
+    pub repair: bool,
+    #[arg(long, default_value = "0", value_parser = size_arg)]
+    pub rate: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ectable rebuild`: finishes an interrupted rebuild and resyncs the stale members present.
+pub fn rebuild(kind: BackendKind, a: &RebuildArgs) -> Result<i32> {
+    let engine = open_array(kind, &a.dev, false)?;
+    let st = engine.status();
+    let mut what: Vec<String> = Vec::new();
+    if let Some((slot, _)) = engine.rebuild_in_progress() {
+        what.push(format!("rebuild of slot {slot}"));
+    }
+    let mut absent = Vec::new();
+    for d in &st.devices {
+        if d.state == "STALE" {
+            what.push(format!(
+                "resync of slot {} ({}) from segment {}",
+                d.slot,
+                d.path.as_deref().unwrap_or("-"),
+                d.resync_from.unwrap_or(0)
+            ));
+        } else if d.state == "REMOVED" && d.resync_from.is_some() {
+            absent.push(d.slot);
+        }
+    }
+    if what.is_empty() {
+        if absent.is_empty() {
+            println!("nothing to rebuild: every member present is in sync");
+            return Ok(0);
+        }
+        bail!(
+            "nothing to rebuild here: slot(s) {absent:?} missed writes but are not present; give them back in --devices (they are then resynced) or replace them"
+        );
+    }
+    run_rebuild(&engine, &what.join(", "), a.rate)?;
+    engine.close()?;
+    Ok(0)
+}
+
+/// `ectable scrub`: exit 0 clean, 1 bad chunks (without --repair) or parity mismatches, 2
+/// unrecoverable stripes.
+pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
+    let repair = a.repair;
+    let engine = open_array(kind, &a.dev, !repair)?;
+    let bar = ByteProgress::new("scrub");
+    let opts = RebuildOptions {
+        rate_limit_bytes_per_sec: a.rate,
+        cancel: None,
+    };
+    let r = engine.scrub(repair, &opts, &mut |p| bar.update(p))?;
+    bar.finish();
+    let st = engine.status();
+    if a.json {
+        let devices: Vec<Value> = st
+            .devices
+            .iter()
+            .map(|d| json!({"slot": d.slot, "path": d.path, "bad_chunks": r.bad_chunks_per_slot[d.slot]}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "schema_version": 1,
+                "stripes_checked": r.stripes_checked,
+                "bytes_scanned": r.progress.bytes_scanned,
+                "parity_mismatches": r.parity_mismatches,
+                "chunks_repaired": r.chunks_repaired,
+                "bytes_repaired": r.progress.bytes_rebuilt,
+                "unrecoverable": r.progress.unrecoverable,
+                "devices": devices,
+            })
+        );
+    } else {
+        println!(
+            "scrub: {} stripes checked, {} scanned, {} parity mismatches, {} chunks repaired ({}), {} unrecoverable",
+            r.stripes_checked,
+            term::bytes(r.progress.bytes_scanned),
+            r.parity_mismatches,
+            r.chunks_repaired,
+            term::bytes(r.progress.bytes_rebuilt),
+            r.progress.unrecoverable.len()
+        );
+        let mut t = term::table(&["SLOT", "DEVICE", "BAD CHUNKS"], &[2]);
+        for d in &st.devices {
+            t.add_row(vec![
+                d.slot.to_string(),
+                d.path.clone().unwrap_or_else(|| "-".into()),
+                r.bad_chunks_per_slot[d.slot].to_string(),
+            ]);
+        }
+        for line in term::table_lines(&t, "  ") {
+            println!("{line}");
+        }
+        for u in &r.progress.unrecoverable {
+            println!("  unrecoverable: {u}");
+        }
+    }
+    if repair {
+        engine.close()?;
+    }
+    let bad: u64 = r.bad_chunks_per_slot.iter().sum();
+    Ok(if !r.progress.unrecoverable.is_empty() {
+        2
+    } else if (bad > 0 && !repair) || r.parity_mismatches > 0 {
+        1
+    } else {
+        0
+    })
+}
+
+/// Runs the engine's rebuild with a progress bar and reports it on stderr; fails when a
+/// stripe with live data could not be rebuilt.
+fn run_rebuild(engine: &Engine, what: &str, rate: u64) -> Result<()> {
+    let bar = ByteProgress::new("rebuild");
+    let start = Instant::now();
+    let p = engine.rebuild(
+        &RebuildOptions {
+            rate_limit_bytes_per_sec: rate,
+            cancel: None,
+        },
+        &mut |p| bar.update(p),
+    )?;
+    bar.finish();
+    let elapsed = start.elapsed();
+    eprintln!(
+        "{what}: {} segments, {} chunks ({}) rebuilt in {} ({} scanned), {} unrecoverable",
+        p.segments_done,
+        p.chunks_rebuilt,
+        term::bytes(p.bytes_rebuilt),
+        term::duration(elapsed),
+        term::rate(p.bytes_scanned, elapsed),
+        p.unrecoverable.len()
+    );
+    if !p.unrecoverable.is_empty() {
+        for u in p.unrecoverable.iter().take(20) {
+            eprintln!("  unrecoverable: {u}");
+        }
+        bail!(
+            "{} stripe(s) with live data could not be rebuilt",
+            p.unrecoverable.len()
+        );
+    }
+    Ok(())
+}
+
+/// `ectable replace`: shows the plan, asks on a terminal unless `--yes`, makes the new device
+/// the member of the old one's slot and rebuilds the slot onto it.
+pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
+    let (old, new) = (a.old.as_str(), a.new.as_path());
+    let mut paths = devices(&a.dev)?;
+    let created = a.create_size.is_some() && !new.exists();
+    if created {
+        ectable_devices::FileDevice::open(
+            new,
+            &ectable_devices::OpenOptions {
+                create_size_bytes: a.create_size,
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("creating {}", new.display()))?;
+    }
+    let old_listed = paths.iter().position(|p| p.as_os_str() == old);
+    // A hot spare is usually listed with the devices already.
+    let new_index = match paths.iter().position(|p| p == new) {
+        Some(i) => i,
+        None => {
+            paths.push(new.to_path_buf());
+            paths.len() - 1
+        }
+    };
+    let new_name = new.display().to_string();
+    let engine = open_with_new(kind, &paths, new, &new_name, a.force)?;
+    if let Some(s) = engine.slot_of_path(&new_name) {
+        if engine.status().devices[s].state == "STALE" {
+            bail!(
+                "{new_name} is a stale member of the array (slot {s}): it missed writes while it was away; resync it in place with 'ectable rebuild' (only what it missed is rewritten)"
+            );
+        }
+        bail!("{new_name} is already a member of the array");
+    }
+    let slot = match (
+        a.old_slot,
+        old_listed.and_then(|_| engine.slot_of_path(old)),
+    ) {
+        (Some(s), _) => s,
+        (None, Some(s)) => s,
+        (None, None) => match engine.lost_slots().as_slice() {
+            [s] => *s,
+            [] => bail!(
+                "{old} is not a member of this array and no device is missing; give --old-slot"
+            ),
+            many => bail!(
+                "cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot",
+                many.len()
+            ),
+        },
+    };
+    println!(
+        "plan: rebuild slot {slot} (was {old}) onto {}",
+        new.display()
+    );
+    if term::should_ask(a.yes) {
+        if let Err(e) = term::confirm("Proceed?") {
+            if created {
+                let _ = std::fs::remove_file(new);
+            }
+            return Err(e);
+        }
+    }
+    engine.replace(slot, new_index)?;
+    run_rebuild(&engine, &format!("rebuild of slot {slot}"), a.rate)?;
+    engine.close()?;
+    println!("slot {slot} is online on {}", new.display());
+    Ok(0)
+}
+
+/// Opens the array with the new device listed: it may be blank, a hot spare of this array,
+/// or (with --force, then wiped) a device of another array or one replaced out of this one.
+fn open_with_new(
+    kind: BackendKind,
+    paths: &[PathBuf],
+    new: &Path,
+    new_name: &str,
+    force: bool,
+) -> Result<Engine> {
+    let open = |paths: &[PathBuf]| -> Result<Engine> {
+        let io = open_devices(paths, None, false, kind)?;
+        Ok(Engine::open(io, EngineOptions::default())?)
+    };
+    match open(paths) {
+        Ok(e) => Ok(e),
+        Err(e) => match e.downcast_ref::<ectable_engine::Error>() {
+            Some(
+                ectable_engine::Error::ForeignDevice { device, .. }
+                | ectable_engine::Error::ReplacedDevice { device, .. },
+            ) if *device == new_name => {
+                if !force {
+                    let what = match e.downcast_ref::<ectable_engine::Error>() {
+                        Some(ectable_engine::Error::ReplacedDevice { .. }) => {
+                            "was replaced out of this array earlier"
+                        }
+                        _ => "holds another ectable array",
+                    };
+                    bail!("{new_name}: {what}; use --force to reuse it");
+                }
+                let dev = ectable_devices::FileDevice::open(new, &Default::default())?;
+                ectable_engine::wipe_device(&dev)?;
+                drop(dev);
+                open(paths).context("opening the array")
+            }
+            _ => Err(e.context("opening the array")),
+        },
+    }
+}

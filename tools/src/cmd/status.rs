@@ -1,0 +1,370 @@
+//! `ectable status`: a zpool-style report (state, actions, durability, layout, space, one
+//! line per device) or its JSON, and the exit code of `mdadm --test` (0 healthy, 1 degraded,
+//! 2 data unavailable; 4, status unreadable, is given by the binary).
+
+use crate::cmd::common::{open_array, DevicesArg};
+use crate::cmd::durability::{out_of_service, status_durability_json, status_durability_line};
+use crate::term;
+use anyhow::Result;
+use clap::Args;
+use ectable_devices::BackendKind;
+use ectable_engine::{DeviceStatus, Status};
+use serde_json::{json, Value};
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub dev: DevicesArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ectable status`.
+pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
+    let engine = open_array(kind, &a.dev, true)?;
+    let st = engine.status();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&status_json(&st))?);
+    } else {
+        print_status(&st);
+    }
+    Ok(exit_code(&st))
+}
+
+fn exit_code(st: &Status) -> i32 {
+    let lost = out_of_service(st);
+    if lost > st.parity_shards {
+        2
+    } else if lost > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+fn array_state(st: &Status) -> &'static str {
+    match exit_code(st) {
+        0 => "ONLINE",
+        1 => "DEGRADED",
+        _ => "UNAVAILABLE",
+    }
+}
+
+/// Prints the human-readable report.
+pub fn print_status(st: &Status) {
+    let state = array_state(st);
+    let lost = out_of_service(st);
+    println!("  array: {}", st.array_uuid);
+    println!("  state: {state}");
+    let n = st.devices.len();
+    let status_line = if lost == 0 {
+        format!(
+            "all {n} devices online and in sync; any {} may fail without losing data.",
+            st.parity_shards
+        )
+    } else {
+        let which: Vec<String> = st
+            .devices
+            .iter()
+            .filter(|d| !d.in_service)
+            .map(|d| format!("slot {} {}", d.slot, d.state.to_lowercase()))
+            .collect();
+        if lost <= st.parity_shards {
+            format!(
+                "{lost} of {n} devices not in service ({}); any {} more may fail without losing data.",
+                which.join(", "),
+                st.redundancy_left
+            )
+        } else {
+            format!(
+                "{lost} of {n} devices not in service ({}): more than m={}; some data is unavailable.",
+                which.join(", "),
+                st.parity_shards
+            )
+        }
+    };
+    println!(" status: {status_line}");
+    for action in actions(st) {
+        println!(" action: {action}");
+    }
+    println!("durable: {}", status_durability_line(st));
+    println!(
+        " layout: RS {}+{} (GF(2^8)/0x11d, Vandermonde-systematic), chunk {} KiB, segment {} MiB, io engine {}",
+        st.data_shards,
+        st.parity_shards,
+        st.chunk_size_bytes / 1024,
+        st.segment_size_bytes >> 20,
+        st.io_engine
+    );
+    println!(
+        "  space: {} usable of {} raw, {} allocated; {} live, {} garbage; {} of {} segments free ({} kept for the cleaner)",
+        term::bytes(st.usable_capacity_bytes),
+        term::bytes(st.raw_capacity_bytes),
+        term::bytes(st.used_bytes),
+        term::bytes(st.live_bytes),
+        term::bytes(st.garbage_bytes),
+        st.free_segments,
+        st.total_segments,
+        st.reserved_segments
+    );
+    if let Some(held) = st.backup_horizon.describe() {
+        println!("   held: {held}");
+    }
+    println!(
+        "   data: {} keys in {} table(s); log at LSN {}; index checkpoint at LSN {}",
+        st.keys,
+        st.tables,
+        st.next_lsn.saturating_sub(1),
+        st.checkpoint_lsn
+    );
+    if st.cleaner.passes + st.cleaner.checkpoints > 0 {
+        println!(
+            "cleaner: {} passes ({} paused by rebuild/scrub), {} segments freed, {} records moved ({}), {} checkpoints",
+            st.cleaner.passes,
+            st.cleaner.paused_passes,
+            st.cleaner.segments_freed,
+            st.cleaner.records_relocated,
+            term::bytes(st.cleaner.bytes_relocated),
+            st.cleaner.checkpoints
+        );
+    }
+    println!(
+        "   open: {}replayed {} stripes ({} records) from {} segments{}",
+        if st.recovery.checkpoint_lsn > 0 {
+            format!(
+                "index loaded from the checkpoint at LSN {} ({} keys); ",
+                st.recovery.checkpoint_lsn, st.recovery.checkpoint_keys
+            )
+        } else {
+            String::new()
+        },
+        st.recovery.stripes,
+        st.recovery.records,
+        st.recovery.segments,
+        if st.recovery.discarded_segments + st.recovery.discarded_stripes > 0 {
+            format!(
+                ", discarded an unacknowledged tail of {} stripe(s)",
+                st.recovery.discarded_stripes
+            )
+        } else {
+            String::new()
+        }
+    );
+    if let Some((slot, next)) = st.rebuild {
+        println!("   scan: rebuild of slot {slot} in progress (resumes at segment {next}); run 'ectable rebuild' to finish it");
+    }
+    println!("config:\n");
+    for line in term::table_lines(&device_table(st), "  ") {
+        println!("{line}");
+    }
+    println!();
+    print_errors(st);
+}
+
+/// The `config:` table: one row per member, hot spare and unrecognised device.
+fn device_table(st: &Status) -> comfy_table::Table {
+    let header = [
+        "SLOT", "DEVICE", "STATE", "READ", "WRITE", "CKSUM", "SIZE", "USED", "NOTE",
+    ];
+    let mut t = term::table(&header, &[3, 4, 5, 6, 7]);
+    for d in &st.devices {
+        let used = if d.segment_count > 0 {
+            format!("{}%", d.used_segments as u64 * 100 / d.segment_count as u64)
+        } else {
+            "-".into()
+        };
+        let size = if d.capacity_bytes > 0 {
+            term::bytes(d.capacity_bytes)
+        } else {
+            "-".into()
+        };
+        t.add_row(vec![
+            d.slot.to_string(),
+            d.path.clone().unwrap_or_else(|| "-".into()),
+            d.state.to_string(),
+            d.read_errors.to_string(),
+            d.write_errors.to_string(),
+            d.checksum_errors.to_string(),
+            size,
+            used,
+            d.note.to_string(),
+        ]);
+    }
+    let absent = |path: &str, state: &str, note: &str| {
+        let mut row = vec!["-".to_string(), path.to_string(), state.to_string()];
+        row.extend(std::iter::repeat_n("-".to_string(), 5));
+        row.push(note.to_string());
+        row
+    };
+    for path in &st.spares {
+        t.add_row(absent(path, "SPARE", "hot spare"));
+    }
+    for (path, why) in &st.unrecognised {
+        t.add_row(absent(path, "UNKNOWN", why));
+    }
+    t
+}
+
+/// The `errors:` line (and its note).
+fn print_errors(st: &Status) {
+    let errors: u64 = st
+        .devices
+        .iter()
+        .map(|d| d.read_errors + d.write_errors + d.checksum_errors)
+        .sum();
+    let missed: Vec<String> = st
+        .devices
+        .iter()
+        .filter_map(|d| {
+            d.resync_from
+                .map(|f| format!("slot {} from segment {f}", d.slot))
+        })
+        .collect();
+    if !missed.is_empty() {
+        println!(
+            "errors: chunks missed while away, not yet resynced: {}",
+            missed.join(", ")
+        );
+    } else if errors == 0 && st.recovery.degraded_stripes == 0 {
+        println!("errors: No known data errors");
+        if st.recovery.interrupted_stripes > 0 {
+            println!(
+                "  note: {} stripe(s) of the last write batch miss chunks an interrupted writer (a killed process or a power cut) never wrote; the next writing command, or 'ectable scrub --repair', rewrites them",
+                st.recovery.interrupted_stripes
+            );
+        }
+    } else {
+        println!(
+            "errors: {errors} device error(s); {} stripe(s) were read degraded at open",
+            st.recovery.degraded_stripes
+        );
+    }
+}
+
+/// What the operator should do, one line per kind of trouble, naming the command.
+fn actions(st: &Status) -> Vec<String> {
+    let slots = |f: &dyn Fn(&DeviceStatus) -> bool| -> Vec<usize> {
+        st.devices.iter().filter(|d| f(d)).map(|d| d.slot).collect()
+    };
+    let mut out = Vec::new();
+    let gone = slots(&|d| d.state == "REMOVED" || d.state == "FAULTED");
+    if !gone.is_empty() {
+        out.push(format!(
+            "Bring the missing device(s) of slot(s) {gone:?} back (what they missed is then resynced by 'ectable rebuild'), or replace them: 'ectable replace --old <device> --new <device>'."
+        ));
+    }
+    let stale = slots(&|d| d.state == "STALE");
+    if !stale.is_empty() {
+        out.push(format!(
+            "Slot(s) {stale:?} missed writes while away: resync them in place with 'ectable rebuild' (only the segments written since)."
+        ));
+    }
+    if st.devices.iter().any(|d| d.state == "REBUILDING") {
+        out.push("A rebuild is unfinished: run 'ectable rebuild' to finish it.".into());
+    }
+    let slow = slots(&|d| d.state == "DEGRADED");
+    if !slow.is_empty() {
+        out.push(format!(
+            "Slot(s) {slow:?} are slow or suspect: check them, and replace them if it lasts."
+        ));
+    }
+    let erroring = slots(&|d| d.state == "ONLINE" && !d.in_service);
+    if !erroring.is_empty() {
+        out.push(format!(
+            "Slot(s) {erroring:?} returned errors: run 'ectable scrub --repair' and watch them."
+        ));
+    }
+    out
+}
+
+/// `ectable status --json` (schema_version 1).
+fn status_json(st: &Status) -> Value {
+    let mut checks = Vec::new();
+    for d in &st.devices {
+        if d.state == "FAULTED" || d.state == "REMOVED" {
+            checks.push(json!({"code": "DEVICE_FAULTED", "severity": "warn",
+                "message": format!("slot {} ({}) is {}", d.slot, d.path.clone().unwrap_or_default(), d.state)}));
+        }
+        if d.state == "STALE" {
+            checks.push(json!({"code": "DEVICE_STALE", "severity": "warn",
+                "message": format!("slot {} ({}) missed writes from segment {} on; run 'ectable rebuild'", d.slot, d.path.clone().unwrap_or_default(), d.resync_from.unwrap_or(0))}));
+        }
+        if d.checksum_errors > 0 {
+            checks.push(json!({"code": "CHECKSUM_ERRORS", "severity": "warn",
+                "message": format!("slot {} has {} checksum errors", d.slot, d.checksum_errors)}));
+        }
+    }
+    json!({
+        "schema_version": 1,
+        "array_uuid": st.array_uuid,
+        "state": array_state(st),
+        "epoch": st.epoch,
+        "layout": {
+            "data_shards": st.data_shards,
+            "parity_shards": st.parity_shards,
+            "stripe_unit_bytes": st.chunk_size_bytes,
+            "segment_size_bytes": st.segment_size_bytes,
+            "codec": "rs-gf256-0x11d-vandermonde",
+        },
+        "redundancy_left": st.redundancy_left,
+        "actions": actions(st),
+        "durability_estimate": status_durability_json(st),
+        "capacity": {
+            "raw_bytes": st.raw_capacity_bytes,
+            "usable_bytes": st.usable_capacity_bytes,
+            "allocated_bytes": st.used_bytes,
+            "live_bytes": st.live_bytes,
+            "garbage_bytes": st.garbage_bytes,
+            "free_segments": st.free_segments,
+            "total_segments": st.total_segments,
+            "reserved_segments": st.reserved_segments,
+            "backup_horizon_lsn": st.backup_horizon.horizon_lsn,
+            "held_by_backup_horizon_segments": st.backup_horizon.segments,
+            "held_by_backup_horizon_bytes": st.backup_horizon.garbage_bytes,
+        },
+        "checkpoint_lsn": st.checkpoint_lsn,
+        "cleaner": {
+            "passes": st.cleaner.passes,
+            "paused_passes": st.cleaner.paused_passes,
+            "segments_cleaned": st.cleaner.segments_cleaned,
+            "segments_freed": st.cleaner.segments_freed,
+            "records_moved": st.cleaner.records_relocated,
+            "bytes_moved": st.cleaner.bytes_relocated,
+            "checkpoints": st.cleaner.checkpoints,
+        },
+        "keys": st.keys,
+        "tables": st.tables,
+        "lsn": st.next_lsn.saturating_sub(1),
+        "io_engine": st.io_engine,
+        "scan": st.rebuild.map(|(slot, next)| json!({"kind": "rebuild", "state": "interrupted", "slot": slot, "next_segment_id": next})),
+        "read_repairs": st.read_repairs,
+        "degraded_reads": st.degraded_reads,
+        "recovery": {
+            "segments": st.recovery.segments,
+            "stripes": st.recovery.stripes,
+            "records": st.recovery.records,
+            "degraded_stripes": st.recovery.degraded_stripes,
+            "interrupted_stripes": st.recovery.interrupted_stripes,
+            "discarded_stripes": st.recovery.discarded_stripes,
+            "checkpoint_lsn": st.recovery.checkpoint_lsn,
+            "checkpoint_keys": st.recovery.checkpoint_keys,
+            "bytes_read": st.recovery.bytes_read,
+        },
+        "devices": st.devices.iter().map(|d| json!({
+            "slot": d.slot,
+            "path": d.path,
+            "uuid": d.device_uuid,
+            "state": d.state,
+            "in_service": d.in_service,
+            "resync_from_segment": d.resync_from,
+            "note": d.note,
+            "errors": {"read": d.read_errors, "write": d.write_errors, "checksum": d.checksum_errors},
+            "size_bytes": d.capacity_bytes,
+            "used_segments": d.used_segments,
+            "segment_count": d.segment_count,
+        })).collect::<Vec<_>>(),
+        "spares": st.spares,
+        "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
+        "checks": checks,
+    })
+}

@@ -1,0 +1,202 @@
+//! What `ectable` and `ecbench` show a person, in one place: confirmation prompts, progress
+//! bars (indicatif), byte sizes (bytesize), durations (humantime) and tables (comfy-table).
+//!
+//! Prompts and progress go to stderr, and progress only to a terminal (a plain line per tenth
+//! of the work where stderr is not one); tables and sizes are returned as text for the caller
+//! to print.
+
+use anyhow::{bail, Result};
+use bytesize::ByteSize;
+use comfy_table::{presets, CellAlignment, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::cell::Cell;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// Asks `question [y/N]` on stderr and reads the answer from stdin: anything but `y`, `Y` or
+/// `yes` cancels, with an error saying that nothing was written.
+pub fn confirm(question: &str) -> Result<()> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        bail!("cancelled; nothing was written")
+    }
+}
+
+/// Whether a command should ask before it destroys something: stdin is a terminal and the
+/// user did not say `--yes`.
+pub fn should_ask(yes: bool) -> bool {
+    !yes && std::io::stdin().is_terminal()
+}
+
+/// A byte count in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
+pub fn bytes(n: u64) -> String {
+    ByteSize::b(n).display().iec().to_string()
+}
+
+/// A rate in bytes per second over `elapsed`: `12.5 MiB/s`.
+pub fn rate(n: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    format!("{}/s", bytes((n as f64 / secs) as u64))
+}
+
+/// A duration for people: to the millisecond under a minute (`2s 350ms`), to the second
+/// above (`1h 2m 5s`).
+pub fn duration(d: Duration) -> String {
+    let d = if d < Duration::from_secs(60) {
+        Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    } else {
+        Duration::from_secs(d.as_secs())
+    };
+    humantime::format_duration(d).to_string()
+}
+
+/// A table without borders, in the style of `zpool status`: a header row, then the rows;
+/// the columns `right` names are right-aligned (numbers), the others left-aligned.
+pub fn table<S: ToString>(header: &[S], right: &[usize]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header(header.iter().map(ToString::to_string).collect::<Vec<_>>());
+    for &i in right {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// A table's lines, each indented by `indent` (in place of the first cell's padding) and
+/// without trailing blanks.
+pub fn table_lines(t: &Table, indent: &str) -> Vec<String> {
+    t.lines()
+        .map(|l| format!("{indent}{}", l.strip_prefix(' ').unwrap_or(&l).trim_end()))
+        .collect()
+}
+
+/// A bar counting rows on a terminal; hidden otherwise.
+pub fn rows_bar(len: u64, msg: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(
+        "{msg} [{elapsed_precise}] [{wide_bar}] {pos}/{len} rows {per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// One line of text redrawn in place on a terminal (`set_message`); hidden otherwise.
+pub fn status_line() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    let style =
+        ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb
+}
+
+/// Progress of long work in bytes: a bar on a terminal, a plain line per 10% otherwise.
+pub struct ByteProgress {
+    bar: Option<ProgressBar>,
+    label: &'static str,
+    last_decile: Cell<u64>,
+    start: Instant,
+}
+
+impl ByteProgress {
+    pub fn new(label: &'static str) -> ByteProgress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let pb = ProgressBar::new(0);
+            let style = ProgressStyle::with_template(
+                "{msg} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            pb.set_style(style);
+            pb.set_message(label);
+            pb
+        });
+        ByteProgress {
+            bar,
+            label,
+            last_decile: Cell::new(0),
+            start: Instant::now(),
+        }
+    }
+
+    pub fn update(&self, p: &ectable_engine::Progress) {
+        match &self.bar {
+            Some(b) => {
+                // The byte total is an estimate (a rebuild reads only k members, and reads
+                // back what it wrote); the bar never runs past it and ends full.
+                let total = if p.segments_done == p.segments_total && !p.interrupted {
+                    p.bytes_scanned
+                } else {
+                    p.bytes_total.max(p.bytes_scanned)
+                };
+                b.set_length(total);
+                b.set_position(p.bytes_scanned);
+            }
+            None => {
+                // Progress counts segments, which is exact and ends at 100 %.
+                let decile = (p.segments_done as u64 * 10)
+                    .checked_div(p.segments_total as u64)
+                    .unwrap_or(10);
+                if decile > self.last_decile.get() {
+                    self.last_decile.set(decile);
+                    eprintln!(
+                        "{}: {}% ({} of {} segments, {} scanned at {}, {} rebuilt)",
+                        self.label,
+                        decile * 10,
+                        p.segments_done,
+                        p.segments_total,
+                        bytes(p.bytes_scanned),
+                        rate(p.bytes_scanned, self.start.elapsed()),
+                        bytes(p.bytes_rebuilt)
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(100 << 20), "100.0 MiB");
+        assert_eq!(bytes(3 << 29), "1.5 GiB");
+        assert_eq!(duration(Duration::from_micros(2_350_400)), "2s 350ms");
+        assert_eq!(duration(Duration::from_millis(3_725_500)), "1h 2m 5s");
+        assert_eq!(rate(10 << 20, Duration::from_secs(2)), "5.0 MiB/s");
+    }
+
+    #[test]
+    fn tables_align_their_columns() {
+        let mut t = table(&["NAME", "N"], &[1]);
+        t.add_row(vec!["a", "1"]);
+        t.add_row(vec!["bbb", "100"]);
+        let lines = table_lines(&t, "  ");
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with("  ") && lines[0].contains("NAME"));
+        assert!(lines[1].ends_with("  1") && lines[2].ends_with("100"));
+        assert!(lines.iter().all(|l| !l.ends_with(' ')));
+    }
+}
