@@ -1,5 +1,8 @@
-//! The `backup`, `backup-verify` and `restore` commands of `ectable` (their arguments and
-//! their work; `src/bin/ectable.rs` only dispatches to them).
+//! The `backup`, `backup-verify` and `restore` commands of `ectable`: their arguments, the
+//! checks and the confirmation before a restore formats devices, progress and output
+//! (`src/bin/ectable.rs` only dispatches to them). The backups themselves are taken, verified
+//! and restored by the `ectable_backup` library, whose errors `?` turns into the CLI's
+//! messages unchanged.
 //!
 //! Invariants:
 //! - `restore` checks everything it can before it writes: the whole chain, the until-LSN,
@@ -7,14 +10,15 @@
 //!   array needs `--force`, unless the array holds an unfinished restore).
 //! - Files `restore --create-size` created are removed again when formatting fails.
 
-use super::auto::{take_auto, AutoPolicy};
-use super::format::{BackupKind, Manifest};
 use super::progress::Progress;
-use super::take::{take_full, take_incremental, TakeOptions};
-use super::{human_bytes, restore_chain, uuid_text, verify_chain, Chain};
+use super::{human_bytes, now_unix_secs};
 use crate::{open_devices, parse_size, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use ectable_backup::{
+    restore_chain, take_auto, take_full, take_incremental, uuid_text, verify_chain, AutoPolicy,
+    BackupKind, Chain, Manifest, TakeOptions,
+};
 use ectable_devices::BackendKind;
 use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
 use serde_json::{json, Value};
@@ -352,7 +356,7 @@ fn note_of(chain: &Chain, until: u64) -> String {
     };
     format!(
         "at unix time {}: restore of {} and {} incremental(s) up to LSN {until}",
-        super::now_unix_secs(),
+        now_unix_secs(),
         name(&chain.files[0].path),
         chain.files.len() - 1
     )
