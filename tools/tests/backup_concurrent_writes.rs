@@ -6,11 +6,9 @@
 //! RS(3,3) and onto 3-way replication (k = 1, m = 2), and the restored state must equal the
 //! state the acknowledged writes give at that backup's end LSN.
 
+use ectable_backup::{restore_chain, take_full, take_incremental, verify_chain, TakeOptions};
 use ectable_devices::{open_backend, BackendKind, BlockDevice, IoBackend, MemDevice};
 use ectable_engine::{format, CleanerOptions, Engine, EngineOptions, FormatOptions};
-use ectable_tools::backup::{
-    restore_chain, take_full, take_incremental, verify_chain, TakeOptions,
-};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::PathBuf;

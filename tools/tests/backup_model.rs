@@ -9,11 +9,12 @@
 //! prefix's end LSN exactly, deletes included, and so must a restore up to a random LSN
 //! inside the chain. Seeds are printed; `ECTABLE_TEST_SEED` replays one.
 
-use ectable_devices::{open_backend, BackendKind, BlockDevice, IoBackend, MemDevice};
-use ectable_engine::{format, Engine, EngineOptions, Error, FormatOptions, WriteBatch};
-use ectable_tools::backup::{
-    restore_chain, take_full, take_incremental, verify_chain, BackupError, Manifest, TakeOptions,
+use ectable_backup::{
+    restore_chain, take_full, take_incremental, verify_chain, Error as BackupError, Manifest,
+    TakeOptions,
 };
+use ectable_devices::{open_backend, BackendKind, BlockDevice, IoBackend, MemDevice};
+use ectable_engine::{format, Engine, EngineOptions, FormatOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -225,10 +226,7 @@ fn run(seed: u64, dir: &Path) -> (usize, usize, u64) {
                         if old_m.end_lsn < m.end_lsn {
                             let p = dir.join(format!("s{seed}-{file_no:03}-refused.ectb"));
                             match take_incremental(&e, old_path, &p, &mut TakeOptions::default()) {
-                                Err(BackupError::Engine {
-                                    source: Error::HistoryGone { .. },
-                                    ..
-                                }) => history_gone_checked += 1,
+                                Err(BackupError::HistoryGone { .. }) => history_gone_checked += 1,
                                 other => panic!("seed {seed}: expected HistoryGone, got {other:?}"),
                             }
                             assert!(!p.exists(), "a refused backup left its file");

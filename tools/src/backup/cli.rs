@@ -1,5 +1,8 @@
-//! The `backup`, `backup-verify` and `restore` commands of `ectable` (their arguments and
-//! their work; `src/bin/ectable.rs` only dispatches to them).
+//! The `backup`, `backup-verify` and `restore` commands of `ectable`: their arguments, the
+//! checks and the confirmation before a restore formats devices, progress and output
+//! (`src/bin/ectable.rs` only dispatches to them). The backups themselves are taken, verified
+//! and restored by the `ectable_backup` library, whose errors `?` turns into the CLI's
+//! messages unchanged.
 //!
 //! Invariants:
 //! - `restore` checks everything it can before it writes: the whole chain, the until-LSN,
@@ -7,16 +10,17 @@
 //!   array needs `--force`, unless the array holds an unfinished restore).
 //! - Files `restore --create-size` created are removed again when formatting fails.
 
-use super::auto::{take_auto, AutoPolicy};
-use super::format::{BackupKind, Manifest};
 use super::progress::Progress;
-use super::take::{take_full, take_incremental, TakeOptions};
-use super::{human_bytes, restore_chain, uuid_text, verify_chain, Chain};
+use super::{human_bytes, now_unix_secs};
 use crate::{open_devices, parse_size, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use ectable_backup::{
+    restore_chain, take_auto, take_full, take_incremental, uuid_text, verify_chain, AutoPolicy,
+    BackupKind, Chain, Manifest, TakeOptions,
+};
 use ectable_devices::BackendKind;
-use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
+use ectable_engine::{format, Engine, EngineOptions, FormatOptions, Layout};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -352,7 +356,7 @@ fn note_of(chain: &Chain, until: u64) -> String {
     };
     format!(
         "at unix time {}: restore of {} and {} incremental(s) up to LSN {until}",
-        super::now_unix_secs(),
+        now_unix_secs(),
         name(&chain.files[0].path),
         chain.files.len() - 1
     )
@@ -379,7 +383,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     }
     let chunk = u32::try_from(a.chunk_size)
         .ok()
-        .filter(|c| *c >= 4096 && c.is_multiple_of(4096) && *c <= (4 << 20))
+        .filter(|c| Layout::check_chunk_size(*c).is_ok())
         .ok_or_else(|| {
             anyhow!(
                 "--chunk-size must be a multiple of 4K between 4K and 4M, got {}",
@@ -394,6 +398,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         Some(s) => u32::try_from(s).map_err(|_| anyhow!("--segment-size too large"))?,
         None => 0,
     };
+    let layout = Layout::new(a.k, a.m, chunk, segment)?;
     // 1. The devices (cheap, and may ask), then the whole chain, before anything is written.
     let unfinished = check_devices(kind, &paths, a)?;
     let mut bar = Progress::new("restore: verifying the chain");
@@ -401,7 +406,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     bar.finish();
     let until = a.until_lsn.unwrap_or_else(|| chain.end_lsn());
     chain.check_until(until)?;
-    let stripe_bytes = a.k * (chunk as usize - ectable_engine::format::CHUNK_HEADER_SIZE_BYTES);
+    let stripe_bytes = layout.largest_record();
     if chain.largest_record_bytes() as usize > stripe_bytes {
         bail!(
             "the backup holds a record of {} bytes, but RS({},{}) with {} KiB chunks holds {} bytes per stripe: choose a larger --chunk-size or --k",

@@ -11,10 +11,10 @@
 //! - An incremental is taken only after its base's header and trailer were checked and its
 //!   array id matched this array's.
 
-use super::format::{
+use crate::format::{
     block_payload_limit, read_header_and_trailer, BackupKind, Header, Manifest, Writer,
 };
-use super::{now_unix_secs, parse_uuid, BackupError, Result};
+use crate::{now_unix_secs, parse_uuid, uuid_text, Error, Result};
 use ectable_engine::Engine;
 use std::fs::File;
 use std::io::BufWriter;
@@ -48,13 +48,12 @@ impl AtomicFile {
     /// Creates `NAME.partial` (replacing a stale one); refuses an existing `NAME`.
     pub(crate) fn create(target: &Path) -> Result<(AtomicFile, File)> {
         if target.exists() {
-            return Err(BackupError::Invalid(format!(
-                "{}: already exists; a backup never overwrites a file (choose another name or remove it)",
-                target.display()
-            )));
+            return Err(Error::AlreadyExists {
+                path: target.to_path_buf(),
+            });
         }
         let tmp = Self::partial_name(target);
-        let file = File::create(&tmp).map_err(|e| BackupError::io(&tmp, 0, e))?;
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, 0, e))?;
         Ok((
             AtomicFile {
                 tmp,
@@ -67,11 +66,9 @@ impl AtomicFile {
 
     /// Makes the file durable and gives it its final name.
     pub(crate) fn commit(mut self, file: File) -> Result<()> {
-        file.sync_all()
-            .map_err(|e| BackupError::io(&self.tmp, 0, e))?;
+        file.sync_all().map_err(|e| Error::io(&self.tmp, 0, e))?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.target)
-            .map_err(|e| BackupError::io(&self.target, 0, e))?;
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, 0, e))?;
         sync_dir(&self.target)?;
         self.committed = true;
         Ok(())
@@ -92,15 +89,15 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let d = File::open(&dir).map_err(|e| BackupError::io(&dir, 0, e))?;
-    d.sync_all().map_err(|e| BackupError::io(&dir, 0, e))
+    let d = File::open(&dir).map_err(|e| Error::io(&dir, 0, e))?;
+    d.sync_all().map_err(|e| Error::io(&dir, 0, e))
 }
 
 /// The array's id as bytes.
 fn array_id(engine: &Engine) -> Result<[u8; 16]> {
     let text = engine.status().array_uuid;
     parse_uuid(&text).ok_or_else(|| {
-        BackupError::Invalid(format!(
+        Error::InvalidArgument(format!(
             "the engine reported an array id that is not a uuid: {text}"
         ))
     })
@@ -143,7 +140,7 @@ impl Pace<'_, '_> {
 /// Takes a full backup of every table into `target` (which must not exist). Registers the
 /// backup's LSN as the array's backup horizon.
 pub fn take_full(engine: &Engine, target: &Path, opts: &mut TakeOptions<'_>) -> Result<Manifest> {
-    let backup_id = ectable_engine::format::new_uuid();
+    let backup_id = ectable_engine::new_uuid();
     let header = Header {
         kind: BackupKind::Full,
         array_id: array_id(engine)?,
@@ -159,7 +156,7 @@ pub fn take_full(engine: &Engine, target: &Path, opts: &mut TakeOptions<'_>) -> 
     let (guard, file) = AtomicFile::create(target)?;
     let tmp = guard.tmp.clone();
     let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), header)
-        .map_err(|e| BackupError::io(&tmp, 0, e))?;
+        .map_err(|e| Error::io(&tmp, 0, e))?;
     let mut pace = Pace {
         opts,
         start: Instant::now(),
@@ -180,25 +177,22 @@ pub fn take_full(engine: &Engine, target: &Path, opts: &mut TakeOptions<'_>) -> 
         Ok(())
     });
     if let Some(e) = io_error {
-        return Err(BackupError::io(&tmp, w.written_bytes(), e));
+        return Err(Error::io(&tmp, w.written_bytes(), e));
     }
-    let lsn = result.map_err(|e| BackupError::engine("taking the full backup", e))?;
+    let lsn = result.map_err(|e| Error::engine("taking the full backup", e))?;
     let written = w.written_bytes();
-    let (out, manifest) = w
-        .finish(lsn)
-        .map_err(|e| BackupError::io(&tmp, written, e))?;
+    let (out, manifest) = w.finish(lsn).map_err(|e| Error::io(&tmp, written, e))?;
     let file = out
         .into_inner()
-        .map_err(|e| BackupError::io(&tmp, written, e.into_error()))?;
+        .map_err(|e| Error::io(&tmp, written, e.into_error()))?;
     guard.commit(file)?;
     pace.done(manifest.file_size_bytes);
     Ok(manifest)
 }
 
 /// Takes an incremental backup into `target`: the changes after the end LSN of `base` (a
-/// complete backup of this array, full or incremental). Fails with the engine's
-/// `HistoryGone` (whose message says to take a full backup) when the array no longer keeps
-/// that history. Raises the backup horizon to the new end LSN.
+/// complete backup of this array, full or incremental). Fails with [`Error::HistoryGone`]
+/// (whose message says to take a full backup) when the array no longer keeps that history. Raises the backup horizon to the new end LSN.
 pub fn take_incremental(
     engine: &Engine,
     base: &Path,
@@ -208,18 +202,18 @@ pub fn take_incremental(
     let (_, prev) = read_header_and_trailer(base)?;
     let id = array_id(engine)?;
     if prev.array_id != id {
-        return Err(BackupError::Chain {
-            file: base.display().to_string(),
-            offset_bytes: 16,
-            detail: format!(
+        return Err(Error::chain(
+            base,
+            16,
+            format!(
                 "it is a backup of array {}, not of this array ({}); take a full backup",
-                super::uuid_text(&prev.array_id),
-                super::uuid_text(&id)
+                uuid_text(&prev.array_id),
+                uuid_text(&id)
             ),
-        });
+        ));
     }
     let chain_index = prev.chain_index.checked_add(1).ok_or_else(|| {
-        BackupError::Invalid(format!(
+        Error::InvalidArgument(format!(
             "{}: the chain is too long; take a full backup",
             base.display()
         ))
@@ -227,7 +221,7 @@ pub fn take_incremental(
     let header = Header {
         kind: BackupKind::Incremental,
         array_id: id,
-        backup_id: ectable_engine::format::new_uuid(),
+        backup_id: ectable_engine::new_uuid(),
         base_backup_id: prev.backup_id,
         chain_id: prev.chain_id,
         chain_index,
@@ -238,7 +232,7 @@ pub fn take_incremental(
     let (guard, file) = AtomicFile::create(target)?;
     let tmp = guard.tmp.clone();
     let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), header)
-        .map_err(|e| BackupError::io(&tmp, 0, e))?;
+        .map_err(|e| Error::io(&tmp, 0, e))?;
     let mut pace = Pace {
         opts,
         start: Instant::now(),
@@ -257,36 +251,40 @@ pub fn take_incremental(
         Ok(())
     });
     if let Some(e) = io_error {
-        return Err(BackupError::io(&tmp, w.written_bytes(), e));
+        return Err(Error::io(&tmp, w.written_bytes(), e));
     }
-    let end = result.map_err(|e| {
-        BackupError::engine(
+    let end = result.map_err(|e| match e {
+        ectable_engine::Error::HistoryGone { from_lsn, why } => Error::HistoryGone {
+            base: base.to_path_buf(),
+            base_end_lsn: prev.end_lsn,
+            from_lsn,
+            why,
+        },
+        e => Error::engine(
             format!(
                 "incremental backup after {} (which ends at LSN {})",
                 base.display(),
                 prev.end_lsn
             ),
             e,
-        )
+        ),
     })?;
     if end < prev.end_lsn {
         // Only a base from another history under this array's id could say so.
-        return Err(BackupError::Chain {
-            file: base.display().to_string(),
-            offset_bytes: 0,
-            detail: format!(
+        return Err(Error::chain(
+            base,
+            0,
+            format!(
                 "it ends at LSN {}, after this array's last durable LSN {end}; take a full backup",
                 prev.end_lsn
             ),
-        });
+        ));
     }
     let written = w.written_bytes();
-    let (out, manifest) = w
-        .finish(end)
-        .map_err(|e| BackupError::io(&tmp, written, e))?;
+    let (out, manifest) = w.finish(end).map_err(|e| Error::io(&tmp, written, e))?;
     let file = out
         .into_inner()
-        .map_err(|e| BackupError::io(&tmp, written, e.into_error()))?;
+        .map_err(|e| Error::io(&tmp, written, e.into_error()))?;
     guard.commit(file)?;
     pace.done(manifest.file_size_bytes);
     Ok(manifest)

@@ -19,8 +19,8 @@
 //!   changes in strictly increasing LSN order within (start LSN, end LSN].
 //! - The reader hands out a block's records only after the block's checksum matched.
 
-use super::{BackupError, Result};
-use ectable_engine::format::log_record::encoded_len_padded;
+use crate::{Error, Result};
+use ectable_engine::encoded_len_padded;
 use ectable_engine::{Change, BACKUP_TABLE, MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
 use std::collections::BTreeSet;
 use std::io::{BufReader, Read, Write};
@@ -532,10 +532,13 @@ pub struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
-    /// Writes the header. Panics on a header that breaks the rules (a programmer error).
+    /// Writes the header. Refuses a header that breaks the rules (`InvalidInput`).
     pub fn new(mut out: W, header: Header) -> std::io::Result<Writer<W>> {
         if let Err((_, e)) = header.check() {
-            panic!("backup writer given a bad header: {e}");
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("backup writer given a bad header: {e}"),
+            ));
         }
         out.write_all(&header.encode())?;
         Ok(Writer {
@@ -552,6 +555,21 @@ impl<W: Write> Writer<W> {
     /// Bytes written so far (header and closed blocks).
     pub fn written_bytes(&self) -> u64 {
         self.written_bytes
+    }
+
+    /// Refuses a record of the other kind of backup.
+    fn check_kind(&self, kind: BackupKind) -> std::io::Result<()> {
+        if self.header.kind != kind {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "a record of a {} backup given to the writer of a {} backup",
+                    kind.name(),
+                    self.header.kind.name()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_fits(
@@ -592,7 +610,7 @@ impl<W: Write> Writer<W> {
 
     /// Adds a row of a full backup (rows come in (table, key) order).
     pub fn push_row(&mut self, table: &str, key: &[u8], value: &[u8]) -> std::io::Result<()> {
-        assert!(self.header.kind == BackupKind::Full);
+        self.check_kind(BackupKind::Full)?;
         let len = self.check_fits(ROW_PREFIX_BYTES, table, key, value.len())?;
         self.make_room(len)?;
         let b = &mut self.block;
@@ -609,7 +627,7 @@ impl<W: Write> Writer<W> {
 
     /// Adds a change of an incremental backup (changes come in LSN order).
     pub fn push_change(&mut self, c: &Change) -> std::io::Result<()> {
-        assert!(self.header.kind == BackupKind::Incremental);
+        self.check_kind(BackupKind::Incremental)?;
         if c.lsn <= self.last_lsn {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -696,7 +714,7 @@ impl<W: Write> Writer<W> {
             file_size_bytes: self.written_bytes + TRAILER_SIZE_BYTES as u64,
             largest_record_bytes: t.largest_record_bytes,
             blocks_crc: t.blocks_crc,
-            finished_unix_secs: super::now_unix_secs(),
+            finished_unix_secs: crate::now_unix_secs(),
             engine_bytes: t.engine_bytes,
         };
         self.out.write_all(&m.encode())?;
@@ -709,7 +727,6 @@ impl<W: Write> Writer<W> {
 /// out records until the trailer, which it checks against everything read.
 pub struct Reader {
     path: PathBuf,
-    name: String,
     input: BufReader<std::fs::File>,
     file_size: u64,
     pos: u64,
@@ -728,14 +745,10 @@ pub struct Reader {
 impl Reader {
     /// Opens a backup file and checks its header.
     pub fn open(path: &Path) -> Result<Reader> {
-        let file = std::fs::File::open(path).map_err(|e| BackupError::io(path, 0, e))?;
-        let file_size = file
-            .metadata()
-            .map_err(|e| BackupError::io(path, 0, e))?
-            .len();
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, 0, e))?;
+        let file_size = file.metadata().map_err(|e| Error::io(path, 0, e))?.len();
         let mut r = Reader {
             path: path.to_path_buf(),
-            name: path.display().to_string(),
             input: BufReader::with_capacity(1 << 20, file),
             file_size,
             pos: 0,
@@ -796,20 +809,12 @@ impl Reader {
         self.manifest.as_ref()
     }
 
-    fn corrupt(&self, offset_bytes: u64, detail: String) -> BackupError {
-        BackupError::Corrupt {
-            file: self.name.clone(),
-            offset_bytes,
-            detail,
-        }
+    fn corrupt(&self, offset_bytes: u64, detail: String) -> Error {
+        Error::corrupt(&self.path, offset_bytes, detail)
     }
 
-    fn incomplete(&self, offset_bytes: u64, detail: String) -> BackupError {
-        BackupError::Incomplete {
-            file: self.name.clone(),
-            offset_bytes,
-            detail,
-        }
+    fn incomplete(&self, offset_bytes: u64, detail: String) -> Error {
+        Error::incomplete(&self.path, offset_bytes, detail)
     }
 
     /// Reads exactly `buf.len()` bytes at the current position (the caller checked that the
@@ -827,7 +832,7 @@ impl Reader {
         }
         self.input
             .read_exact(buf)
-            .map_err(|e| BackupError::io(&self.path, self.pos, e))?;
+            .map_err(|e| Error::io(&self.path, self.pos, e))?;
         self.pos += buf.len() as u64;
         Ok(())
     }
@@ -1176,7 +1181,7 @@ impl Reader {
 
 /// Reads only a file's header and trailer (not its blocks): enough to know what a complete
 /// backup is and to name it as the base of the next one. The blocks are checked by
-/// [`super::verify_chain`].
+/// [`crate::verify_chain`].
 pub fn read_header_and_trailer(path: &Path) -> Result<(Header, Manifest)> {
     let r = Reader::open(path)?;
     let header = r.header.clone();
@@ -1192,27 +1197,18 @@ pub fn read_header_and_trailer(path: &Path) -> Result<(Header, Manifest)> {
     let mut file = r.input.into_inner();
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(start))
-        .map_err(|e| BackupError::io(path, start, e))?;
+        .map_err(|e| Error::io(path, start, e))?;
     let mut b = [0u8; TRAILER_SIZE_BYTES];
     file.read_exact(&mut b)
-        .map_err(|e| BackupError::io(path, start, e))?;
-    let name = path.display().to_string();
-    let incomplete = |offset_bytes: u64, detail: String| BackupError::Incomplete {
-        file: name.clone(),
-        offset_bytes,
-        detail,
-    };
+        .map_err(|e| Error::io(path, start, e))?;
     if b[..8] != TRAILER_MAGIC {
-        return Err(incomplete(
+        return Err(Error::incomplete(
+            path,
             start,
             "no trailer at the end of the file (an interrupted or truncated backup)".into(),
         ));
     }
-    let corrupt = |offset_bytes: u64, detail: String| BackupError::Corrupt {
-        file: name.clone(),
-        offset_bytes,
-        detail,
-    };
+    let corrupt = |offset_bytes: u64, detail: String| Error::corrupt(path, offset_bytes, detail);
     let m = Manifest::decode(&b).map_err(|(f, d)| corrupt(start + f as u64, d))?;
     if let Some((f, what)) = m.identity_mismatch(&header) {
         return Err(corrupt(
@@ -1237,7 +1233,7 @@ mod tests {
     use super::*;
 
     fn header(kind: BackupKind) -> Header {
-        let id = ectable_engine::format::new_uuid();
+        let id = ectable_engine::new_uuid();
         Header {
             kind,
             array_id: [7; 16],
@@ -1328,7 +1324,7 @@ mod tests {
         for len in 0..bytes.len() {
             std::fs::write(&bad, &bytes[..len]).unwrap();
             match read_all(&bad) {
-                Err(BackupError::Incomplete { .. }) => {}
+                Err(Error::Incomplete { .. }) => {}
                 other => panic!("truncated to {len}: {other:?}"),
             }
         }

@@ -18,9 +18,9 @@
 //!   while pruning leaves a shorter chain that still restores, never a chain with a hole.
 //! - One `--auto` run at a time per directory (not enforced).
 
-use super::format::{read_header_and_trailer, BackupKind, Manifest};
-use super::take::{sync_dir, take_full, take_incremental, TakeOptions};
-use super::{parse_uuid, BackupError, Result};
+use crate::format::{read_header_and_trailer, BackupKind, Manifest};
+use crate::take::{sync_dir, take_full, take_incremental, TakeOptions};
+use crate::{parse_uuid, uuid_text, Error, Result};
 use ectable_engine::Engine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,9 +99,9 @@ pub fn file_name(chain: u32, seq: u32, kind: BackupKind) -> String {
 /// Lists the policy's files in `dir` by chain; removes stale `.partial` files.
 fn list(dir: &Path) -> Result<BTreeMap<u32, Vec<Named>>> {
     let mut chains: BTreeMap<u32, Vec<Named>> = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| BackupError::io(dir, 0, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, 0, e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| BackupError::io(dir, 0, e))?;
+        let entry = entry.map_err(|e| Error::io(dir, 0, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(stem) = name.strip_suffix(".partial") {
@@ -170,7 +170,7 @@ fn extendable(
         return Err(format!(
             "chain {} is a backup of another array ({})",
             files[0].chain,
-            super::uuid_text(&full.array_id)
+            uuid_text(&full.array_id)
         ));
     }
     let incrementals = (manifests.len() - 1) as u64;
@@ -203,22 +203,22 @@ pub fn take_auto(
     opts: &mut TakeOptions<'_>,
 ) -> Result<AutoOutcome> {
     if policy.keep_chains == 0 {
-        return Err(BackupError::Invalid(
+        return Err(Error::InvalidArgument(
             "--keep-chains must be at least 1".into(),
         ));
     }
     if !dir.is_dir() {
-        std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir, 0, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, 0, e))?;
     }
     let status = engine.status();
     let array_id = parse_uuid(&status.array_uuid).ok_or_else(|| {
-        BackupError::Invalid(format!("array id {} is not a uuid", status.array_uuid))
+        Error::InvalidArgument(format!("array id {} is not a uuid", status.array_uuid))
     })?;
     let chains = list(dir)?;
     let newest = chains.iter().next_back();
     let next_chain = newest.map_or(Ok(0), |(n, _)| {
         n.checked_add(1)
-            .ok_or_else(|| BackupError::Invalid("chain numbers exhausted".into()))
+            .ok_or_else(|| Error::InvalidArgument("chain numbers exhausted".into()))
     })?;
     let plan = match newest {
         None => Err("no backup chain in the directory yet".to_string()),
@@ -234,10 +234,7 @@ pub fn take_auto(
                     m,
                     format!("incremental number {seq} of chain {chain}"),
                 ),
-                Err(BackupError::Engine {
-                    source: ectable_engine::Error::HistoryGone { from_lsn, why },
-                    ..
-                }) => {
+                Err(Error::HistoryGone { from_lsn, why, .. }) => {
                     let path = dir.join(file_name(next_chain, 0, BackupKind::Full));
                     let m = take_full(engine, &path, opts)?;
                     (
@@ -269,7 +266,7 @@ pub fn take_auto(
             continue;
         }
         for f in files.iter().rev() {
-            std::fs::remove_file(&f.path).map_err(|e| BackupError::io(&f.path, 0, e))?;
+            std::fs::remove_file(&f.path).map_err(|e| Error::io(&f.path, 0, e))?;
             pruned.push(f.path.clone());
         }
     }

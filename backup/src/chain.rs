@@ -14,9 +14,9 @@
 //! - The restore marker is set before the first row is written and cleared only after the
 //!   last one is durable.
 
-use super::format::{read_header_and_trailer, BackupKind, Entry, Header, Manifest, Reader};
-use super::{uuid_text, BackupError, Result};
-use ectable_engine::format::log_record::encoded_len_padded;
+use crate::format::{read_header_and_trailer, BackupKind, Entry, Header, Manifest, Reader};
+use crate::{uuid_text, Error, Result};
+use ectable_engine::encoded_len_padded;
 use ectable_engine::{Engine, WriteBatch};
 use std::path::{Path, PathBuf};
 
@@ -74,7 +74,7 @@ impl Chain {
     pub fn check_until(&self, until: u64) -> Result<()> {
         let (lo, hi) = (self.full_lsn(), self.end_lsn());
         if until < lo || until > hi {
-            return Err(BackupError::Invalid(format!(
+            return Err(Error::InvalidArgument(format!(
                 "--until-lsn {until} is outside the chain: it restores LSN {lo} (the full backup {}) up to LSN {hi}",
                 self.files[0].path.display()
             )));
@@ -89,12 +89,8 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
     read_header_and_trailer(path).map(|(_, m)| m)
 }
 
-fn chain_error(path: &Path, offset_bytes: u64, detail: String) -> BackupError {
-    BackupError::Chain {
-        file: path.display().to_string(),
-        offset_bytes,
-        detail,
-    }
+fn chain_error(path: &Path, offset_bytes: u64, detail: String) -> Error {
+    Error::chain(path, offset_bytes, detail)
 }
 
 /// Checks that the header of `path` follows the files already verified.
@@ -192,13 +188,11 @@ fn check_link(path: &Path, h: &Header, before: &[ChainFile]) -> Result<()> {
 /// (bytes read, bytes in all files).
 pub fn verify_chain(paths: &[PathBuf], progress: &mut dyn FnMut(u64, u64)) -> Result<Chain> {
     if paths.is_empty() {
-        return Err(BackupError::Invalid("no backup files given".into()));
+        return Err(Error::InvalidArgument("no backup files given".into()));
     }
     let mut total = 0u64;
     for p in paths {
-        total += std::fs::metadata(p)
-            .map_err(|e| BackupError::io(p, 0, e))?
-            .len();
+        total += std::fs::metadata(p).map_err(|e| Error::io(p, 0, e))?.len();
     }
     let mut files: Vec<ChainFile> = Vec::with_capacity(paths.len());
     let mut done = 0u64;
@@ -247,7 +241,7 @@ impl Batcher<'_> {
     ) -> Result<()> {
         let size = encoded_len_padded(table.len(), key.len(), value.map_or(0, <[u8]>::len));
         if size > self.limit {
-            return Err(BackupError::Invalid(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{}: a record of {size} bytes does not fit this array's stripes ({} bytes at most): restore onto a geometry with larger stripes (--chunk-size, --k)",
                 what(),
                 self.limit
@@ -270,7 +264,7 @@ impl Batcher<'_> {
         }
         self.engine
             .write_batch(&self.batch)
-            .map_err(|e| BackupError::engine(format!("restoring {}", what()), e))?;
+            .map_err(|e| Error::engine(format!("restoring {}", what()), e))?;
         self.batch = WriteBatch::new();
         self.bytes = 0;
         Ok(())
@@ -291,14 +285,14 @@ pub fn restore_chain(
     chain.check_until(until_lsn)?;
     let limit = engine.max_batch_bytes();
     if chain.largest_record_bytes() as usize > limit {
-        return Err(BackupError::Invalid(format!(
+        return Err(Error::InvalidArgument(format!(
             "the backup holds a record of {} bytes, but this array's stripes hold {} bytes at most: restore onto a geometry with larger stripes (--chunk-size, --k)",
             chain.largest_record_bytes(),
             limit
         )));
     }
     // The files read: the full one, and the incrementals that hold changes up to the LSN.
-    let used: Vec<&super::chain::ChainFile> = chain
+    let used: Vec<&ChainFile> = chain
         .files
         .iter()
         .filter(|f| f.manifest.kind == BackupKind::Full || f.manifest.start_lsn < until_lsn)
@@ -306,7 +300,7 @@ pub fn restore_chain(
     let total: u64 = used.iter().map(|f| f.manifest.file_size_bytes).sum();
     engine
         .begin_restore(note)
-        .map_err(|e| BackupError::engine("marking the restore as started", e))?;
+        .map_err(|e| Error::engine("marking the restore as started", e))?;
     let mut report = RestoreReport {
         until_lsn,
         ..Default::default()
@@ -322,11 +316,11 @@ pub fn restore_chain(
     for f in used {
         let mut r = Reader::open(&f.path)?;
         if r.header().backup_id != f.manifest.backup_id {
-            return Err(BackupError::Corrupt {
-                file: f.path.display().to_string(),
-                offset_bytes: 32,
-                detail: "the file changed since it was verified (another backup id)".into(),
-            });
+            return Err(Error::corrupt(
+                &f.path,
+                32,
+                "the file changed since it was verified (another backup id)".into(),
+            ));
         }
         let name = f.path.display().to_string();
         if f.manifest.kind == BackupKind::Incremental {
@@ -362,11 +356,11 @@ pub fn restore_chain(
         // A file read to its end was checked against its trailer; it must be the one verified.
         if let Some(m) = r.manifest() {
             if *m != f.manifest {
-                return Err(BackupError::Corrupt {
-                    file: name,
-                    offset_bytes: m.file_size_bytes.saturating_sub(256),
-                    detail: "the file changed since it was verified (another trailer)".into(),
-                });
+                return Err(Error::corrupt(
+                    &f.path,
+                    m.file_size_bytes.saturating_sub(256),
+                    "the file changed since it was verified (another trailer)".into(),
+                ));
             }
         }
         b.flush(&|| name.clone())?;
@@ -376,9 +370,9 @@ pub fn restore_chain(
     progress(total, total);
     engine
         .sync()
-        .map_err(|e| BackupError::engine("making the restored data durable", e))?;
+        .map_err(|e| Error::engine("making the restored data durable", e))?;
     engine
         .finish_restore()
-        .map_err(|e| BackupError::engine("clearing the restore marker", e))?;
+        .map_err(|e| Error::engine("clearing the restore marker", e))?;
     Ok(report)
 }
