@@ -446,6 +446,11 @@ impl Engine {
         self.shared.cleaner.stats()
     }
 
+    /// The array's geometry.
+    pub fn layout(&self) -> crate::format::Layout {
+        self.shared.array.layout
+    }
+
     /// The largest batch (sum of padded records) one stripe holds.
     pub fn max_batch_bytes(&self) -> usize {
         self.shared.array.max_stripe_payload()

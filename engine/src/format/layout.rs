@@ -162,6 +162,30 @@ impl Layout {
         self.stripe_payload()
     }
 
+    /// The largest value one record with a table name and key of these lengths may carry:
+    /// its padded record must fit a stripe.
+    pub fn largest_value(&self, table_len: usize, key_len: usize) -> usize {
+        // The payload is a multiple of 8 (C is a multiple of 4096), so the padded record
+        // fits exactly when the unpadded one does.
+        self.stripe_payload()
+            .saturating_sub(super::log_record::RECORD_HEADER_BYTES + table_len + key_len)
+    }
+
+    /// Bytes written to the devices for `data_bytes` of stripe payload: w/k of it.
+    pub fn coded_bytes(&self, data_bytes: u64) -> u64 {
+        data_bytes * self.w() as u64 / self.k as u64
+    }
+
+    /// Stripe payload held by `coded_bytes` written across the devices: k/w of it.
+    pub fn data_bytes_of(&self, coded_bytes: u64) -> u64 {
+        coded_bytes * self.k as u64 / self.w() as u64
+    }
+
+    /// Bytes of a device of `capacity_bytes` after the superblock area (where segments go).
+    pub fn data_area_bytes(capacity_bytes: u64) -> u64 {
+        capacity_bytes.saturating_sub(DATA_START_BYTES)
+    }
+
     /// Full-height stripe positions in a segment: (segment − 4096) / chunk.
     pub fn stripes_per_segment(&self) -> usize {
         (self.segment_bytes - SEGMENT_HEADER_SIZE_BYTES) / self.chunk_bytes
@@ -238,6 +262,14 @@ mod tests {
         assert_eq!(Layout::chunk_height_for(0), 4096);
         assert_eq!(Layout::chunk_height_for(4096 - 512), 4096);
         assert_eq!(Layout::chunk_height_for(4096 - 511), 8192);
+        let (t, k) = (5, 15);
+        let v = l.largest_value(t, k);
+        assert_eq!(
+            crate::format::log_record::encoded_len_padded(t, k, v),
+            l.largest_record()
+        );
+        assert!(crate::format::log_record::encoded_len_padded(t, k, v + 1) > l.largest_record());
+        assert_eq!(l.coded_bytes(4000), 6000);
     }
 
     #[test]

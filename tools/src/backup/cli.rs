@@ -107,7 +107,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub until_lsn: Option<u64>,
     /// Largest chunk of the new array, a multiple of 4K.
-    #[arg(long, default_value = "64K", value_parser = size_arg)]
+    #[arg(long, default_value_t = ectable_engine::DEFAULT_CHUNK_SIZE_BYTES as u64, value_parser = size_arg)]
     pub chunk_size: u64,
     /// Segment size per device of the new array (default 8M).
     #[arg(long, value_parser = size_arg)]

@@ -1,25 +1,17 @@
 //! What ecbench checks before it writes anything (the layout, the devices' sizes, that they
 //! hold no array unless `--force`), and how many puts an array has room for.
 
-use crate::bench::units::MIB;
-use anyhow::{bail, Context, Result};
-use ectable_devices::{IoBackend, IoOp};
-use ectable_engine::format::{uuid_string, Superblock, DATA_START_BYTES};
-use ectable_engine::Status;
+use anyhow::{anyhow, bail, Context, Result};
+use ectable_devices::IoBackend;
+use ectable_engine::{Layout, Status};
 
 /// Refuses devices that hold an ectable superblock, unless forced.
 pub fn check_devices_free(io: &dyn IoBackend, force: bool) -> Result<()> {
-    let ops = (0..io.devices().len())
-        .map(|d| IoOp::read(d, 0, 8192))
-        .collect();
-    for c in io.execute(ops) {
-        let name = io.devices()[c.op.device_index].name().to_string();
-        c.result
+    for d in io.devices() {
+        let name = d.name().to_string();
+        let array = ectable_engine::probe_device(d.as_ref())
             .with_context(|| format!("{name}: reading its superblock"))?;
-        let sb = Superblock::decode(&c.op.buf[..4096])
-            .or_else(|_| Superblock::decode(&c.op.buf[4096..8192]));
-        if let (Ok(sb), false) = (sb, force) {
-            let uuid = uuid_string(&sb.array_uuid);
+        if let (Some(uuid), false) = (array, force) {
             bail!("{name}: already holds an ectable array ({uuid}); use --force to overwrite it");
         }
     }
@@ -36,6 +28,13 @@ pub struct Geometry {
     pub cap: u64,
 }
 
+impl Geometry {
+    /// The engine's view of this geometry (default segment size), if it is valid.
+    pub fn layout(&self) -> Option<Layout> {
+        Layout::new(self.k, self.m, u32::try_from(self.chunk).ok()?, 0).ok()
+    }
+}
+
 /// The checks that need no device: done before any file is created.
 pub fn check_layout(n: usize, k: usize, m: usize, chunk: u64, rec: usize) -> Result<()> {
     if k + m > n || n > 64 {
@@ -44,11 +43,13 @@ pub fn check_layout(n: usize, k: usize, m: usize, chunk: u64, rec: usize) -> Res
             k + m
         );
     }
-    if chunk & 4095 != 0 || !(4096..=4 * MIB).contains(&chunk) {
-        bail!("--chunk-size must be a multiple of 4K between 4K and 4M, got {chunk}");
-    }
-    // geometry: the largest record a stripe holds (also in `write_capacity` below).
-    let limit = k * (chunk as usize - 512);
+    let layout = u32::try_from(chunk)
+        .ok()
+        .and_then(|c| Layout::new(k, m, c, 0).ok())
+        .ok_or_else(|| {
+            anyhow!("--chunk-size must be a multiple of 4K between 4K and 4M, got {chunk}")
+        })?;
+    let limit = layout.largest_record();
     if rec > limit {
         bail!("--bs: a record of {rec} bytes does not fit a stripe of RS({k},{m}) (limit {limit})");
     }
@@ -56,8 +57,10 @@ pub fn check_layout(n: usize, k: usize, m: usize, chunk: u64, rec: usize) -> Res
 }
 
 pub fn check_geometry(io: &dyn IoBackend, k: usize, m: usize, chunk: u64) -> Result<Geometry> {
-    // geometry: the devices' data area (also in `crate::bench::raw`, `crate::bench::setup`).
-    let need = DATA_START_BYTES + 2 * (8 * MIB).max(16 * chunk);
+    let need = u32::try_from(chunk)
+        .ok()
+        .and_then(|c| Layout::new(k, m, c, 0).ok())
+        .map_or(0, |l| l.smallest_device());
     let cap = io
         .devices()
         .iter()
@@ -74,20 +77,27 @@ pub fn check_geometry(io: &dyn IoBackend, k: usize, m: usize, chunk: u64) -> Res
 /// group fills whole stripes plus one short stripe (docs/format.md, "short stripes"). One
 /// segment stays free for the index checkpoint the engine writes when it closes.
 pub fn write_capacity(st: &Status, rec: usize, group: usize) -> u64 {
+    let Ok(layout) = Layout::new(
+        st.data_shards,
+        st.parity_shards,
+        st.chunk_size_bytes,
+        st.segment_size_bytes,
+    ) else {
+        return 0;
+    };
     let (k, c, s) = (
-        st.data_shards as u64,
-        st.chunk_size_bytes as u64,
-        st.segment_size_bytes as u64,
+        layout.k() as u64,
+        layout.chunk_bytes() as u64,
+        layout.segment_bytes() as u64,
     );
     let free = st.usable_capacity_bytes.saturating_sub(st.used_bytes) / (k * s);
     let free_segments = free.saturating_sub(1);
-    let height_total = free_segments * s.saturating_sub(4096 + c);
+    let height_total = free_segments * (layout.segment_stripe_space() as u64).saturating_sub(c);
     let (rec, g) = (rec as u64, group.max(1) as u64);
-    // geometry: records per stripe (also in `check_layout` above).
-    let per_stripe = (k * (c - 512) / rec).max(1);
+    let per_stripe = (layout.stripe_payload() as u64 / rec).max(1);
     let short = (g % per_stripe) * rec;
     let short_h = if short > 0 {
-        (512 + short.div_ceil(k)).div_ceil(4096) * 4096
+        Layout::chunk_height_for(short.div_ceil(k) as usize) as u64
     } else {
         0
     };

@@ -10,6 +10,7 @@ use crate::row_value;
 use anyhow::{bail, Context, Result};
 use ectable_devices::{AlignedBuf, IoBackend, IoBatch, IoKind, IoOp};
 use ectable_engine::format::DATA_START_BYTES;
+use ectable_engine::Layout;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
@@ -186,11 +187,9 @@ pub fn raw_plan(
     let (random, read_pct) = (cli.rw.random(), cli.read_pct());
     let bs4k = cli.bs.div_ceil(4096) * 4096;
     let block = if random { bs4k } else { g.chunk.max(bs4k) };
-    // geometry: the devices' data area (also in `crate::bench::setup` and `crate::bench::checks`).
-    let span = (g.cap - DATA_START_BYTES) / MIB * MIB;
+    let span = Layout::data_area_bytes(g.cap) / MIB * MIB;
     let per_device = |bytes: u64| (bytes.div_ceil(n as u64).div_ceil(MIB) * MIB).clamp(MIB, span);
-    // geometry: coded bytes, w/k of the data (also in `crate::bench::setup` and `crate::bench::checks`).
-    let coded = |bytes: u64| bytes * (g.k + g.m) as u64 / g.k as u64;
+    let coded = |bytes: u64| g.layout().map_or(bytes, |l| l.coded_bytes(bytes));
     let (op_limit, region_len) = match (random, op_limit) {
         (true, l) => (l, per_device(coded(dataset))),
         (false, None) => (None, span),

@@ -15,8 +15,7 @@ use crate::bench::report::Report;
 use crate::{open_devices, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
 use ectable_devices::IoBackend;
-use ectable_engine::format::DATA_START_BYTES;
-use ectable_engine::{format, Engine, FormatOptions};
+use ectable_engine::{format, Engine, FormatOptions, Layout};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,17 +109,20 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
     W::check_bs(bs)?;
     let paths = split_devices(&cli.devices)?;
-    // geometry: ecbench's default chunk size (also in `crate::bench::space`).
-    let (n, chunk) = (paths.len(), cli.chunk_size.unwrap_or(64 << 10));
+    let chunk = cli
+        .chunk_size
+        .unwrap_or(ectable_engine::DEFAULT_CHUNK_SIZE_BYTES as u64);
+    let n = paths.len();
     let rec = W::record_bytes(bs);
     let km = cli.k.zip(cli.m).map(|(k, m)| (k as usize, m as usize));
     // Everything the raw pass and format depend on is checked before anything is written.
     let (io, geometry) = open_checked(cli, &paths, km, chunk, rec)?;
     // The data set: rows 0..nkeys of bs bytes.
     let dataset = cli.size.unwrap_or(match geometry {
-        // geometry: a quarter of the data the devices hold (also in `crate::bench::raw`).
-        Some(g) => DEFAULT_DATASET_BYTES
-            .min((g.cap - DATA_START_BYTES) * n as u64 * g.k as u64 / (g.k + g.m) as u64 / 4),
+        // A quarter of the data the devices hold.
+        Some(g) => DEFAULT_DATASET_BYTES.min(g.layout().map_or(0, |l| {
+            l.data_bytes_of(Layout::data_area_bytes(g.cap) * n as u64) / 4
+        })),
         None => DEFAULT_DATASET_BYTES,
     });
     let nkeys = (dataset / bs as u64).max(1);

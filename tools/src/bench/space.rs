@@ -38,8 +38,9 @@ pub fn run(cli: &BenchArgs) -> Result<()> {
     };
     let paths = split_devices(&cli.devices)?;
     let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
-    // geometry: ecbench's default chunk and segment sizes (also in `crate::bench::setup`).
-    let chunk = cli.chunk_size.unwrap_or(64 << 10);
+    let chunk = cli
+        .chunk_size
+        .unwrap_or(ectable_engine::DEFAULT_CHUNK_SIZE_BYTES as u64);
     let rec = encoded_len_padded(TABLE.len(), row_key(0).len(), bs);
     // Checked as every workload is; the devices are then closed, each level formats them.
     open_checked(cli, &paths, Some((k as usize, m as usize)), chunk, rec)?;
@@ -50,7 +51,8 @@ pub fn run(cli: &BenchArgs) -> Result<()> {
             data_shards: k as usize,
             parity_shards: m as usize,
             chunk_size_bytes: chunk as u32,
-            segment_size_bytes: cli.segment_size.unwrap_or(8 << 20) as u32,
+            // 0: the engine's default for the chunk size.
+            segment_size_bytes: cli.segment_size.unwrap_or(0) as u32,
             force: true,
             spare_count: 0,
         },

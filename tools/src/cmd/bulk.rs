@@ -62,11 +62,9 @@ fn value_size(rows: &RowsArg) -> Result<usize> {
 /// at the end makes everything durable.
 pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     let size = value_size(rows)?;
-    let limit = engine.max_batch_bytes();
-    // geometry: a record is 24 bytes of header, the table name, the key (15 bytes here) and
-    // the value (also in `import` below).
-    if 24 + rows.table.table.len() + 15 + size > limit {
-        bail!("--value-size {size} exceeds the largest value this array holds in one stripe ({} bytes)", limit - 24 - rows.table.table.len() - 15);
+    let largest = engine.layout().largest_value(rows.table.table.len(), 15);
+    if size > largest {
+        bail!("--value-size {size} exceeds the largest value this array holds in one stripe ({largest} bytes)");
     }
     let pb = term::rows_bar(rows.rows, label);
     let start = Instant::now();
@@ -162,7 +160,7 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
     }
     let rows = read_jsonl(file)?;
     // Check every row against the engine's limits before writing any.
-    let limit = engine.max_batch_bytes();
+    let layout = engine.layout();
     for (i, (k, v)) in rows.iter().enumerate() {
         if k.is_empty() || k.len() > ectable_engine::MAX_KEY_BYTES {
             bail!(
@@ -172,8 +170,7 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
                 ectable_engine::MAX_KEY_BYTES
             );
         }
-        // geometry: the record's size, as in `load` above.
-        if 24 + table.len() + k.len() + v.len() > limit {
+        if v.len() > layout.largest_value(table.len(), k.len()) {
             bail!(
                 "{}: line {}: value of {} bytes exceeds the limit of this array",
                 file.display(),

@@ -21,7 +21,7 @@ pub struct FormatArgs {
     #[arg(long)]
     pub m: usize,
     /// Largest chunk (one shard of one stripe), a multiple of 4K.
-    #[arg(long, default_value = "64K", value_parser = size_arg)]
+    #[arg(long, default_value_t = ectable_engine::DEFAULT_CHUNK_SIZE_BYTES as u64, value_parser = size_arg)]
     pub chunk_size: u64,
     /// Segment size per device (unit of allocation); default 8M.
     #[arg(long, value_parser = size_arg)]
