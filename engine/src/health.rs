@@ -173,35 +173,3 @@ mod tests {
         assert!(evaluate_slowness(&slots, &[true; 4], &HealthPolicy::default()).is_empty());
     }
 }
-
-/// The health block (4096 bytes at device offset 8192), written and read back by the prober.
-///
-/// `// { magic | array | slot u32 | reserved u32 | probe_sequence u64 | unix_nanos u64 |
-///      reserved | crc }`
-pub mod probe {
-    use crate::format::{check_trailing_crc, get_u64, put_u32, put_u64, seal_trailing_crc};
-
-    pub const HEALTH_BLOCK_OFFSET: u64 = 8192;
-    const MAGIC: &[u8; 8] = b"ECTHLTH1";
-
-    pub fn encode(array: &[u8; 16], slot: u32, sequence: u64, unix_nanos: u64) -> [u8; 4096] {
-        let mut b = [0u8; 4096];
-        b[0..8].copy_from_slice(MAGIC);
-        b[8..24].copy_from_slice(array);
-        put_u32(&mut b, 24, slot);
-        put_u64(&mut b, 32, sequence);
-        put_u64(&mut b, 40, unix_nanos);
-        seal_trailing_crc(&mut b);
-        b
-    }
-
-    /// The probe sequence in a health block, if it is intact.
-    pub fn decode(b: &[u8], array: &[u8; 16], slot: u32) -> Option<u64> {
-        let b = b.get(..4096)?;
-        (&b[0..8] == MAGIC
-            && &b[8..24] == array
-            && crate::format::get_u32(b, 24) == slot
-            && check_trailing_crc(b).is_ok())
-        .then(|| get_u64(b, 32))
-    }
-}

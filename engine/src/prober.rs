@@ -3,7 +3,7 @@
 //! block that does not read back as written) is failed; probe latency feeds the slowness
 //! detector like normal traffic. Stops when the engine closes.
 
-use crate::health::probe;
+use crate::format::health_block::{self as probe, HEALTH_BLOCK_BYTES, HEALTH_BLOCK_OFFSET};
 use crate::shared::Shared;
 use ectable_devices::{AlignedBuf, IoOp};
 use std::sync::atomic::Ordering;
@@ -48,11 +48,7 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
         .iter()
         .map(|&(s, d)| {
             let block = probe::encode(&a.sb.array_uuid, s as u32, sequence, nanos);
-            IoOp::write(
-                d,
-                probe::HEALTH_BLOCK_OFFSET,
-                AlignedBuf::from_slice(&block),
-            )
+            IoOp::write(d, HEALTH_BLOCK_OFFSET, AlignedBuf::from_slice(&block))
         })
         .collect();
     let mut failed = Vec::new();
@@ -76,7 +72,7 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
     }
     let reads = ok_slots
         .iter()
-        .map(|&(_, d)| IoOp::read(d, probe::HEALTH_BLOCK_OFFSET, 4096))
+        .map(|&(_, d)| IoOp::read(d, HEALTH_BLOCK_OFFSET, HEALTH_BLOCK_BYTES))
         .collect();
     for (c, &(s, _)) in a.io.execute(reads).into_iter().zip(&ok_slots) {
         match c.result {

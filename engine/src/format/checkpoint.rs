@@ -1,5 +1,5 @@
 //! The checkpoint payload: the whole index, serialized; written as the data of the stripes
-//! of checkpoint segments (docs/format.md, "Checkpoints").
+//! of checkpoint segments (docs/format.md, "Index checkpoint").
 //!
 //! `// { magic | version | reserved | lsn | resume_segment | resume_offset | resume_ordinal |
 //!      entry_count | entries... | crc }`
@@ -11,6 +11,12 @@ use super::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 
 const MAGIC: &[u8; 8] = b"ECTCKPT1";
+const OFF_VERSION: usize = 8;
+const OFF_LSN: usize = 16;
+const OFF_RESUME_SEGMENT: usize = 24;
+const OFF_RESUME_OFFSET: usize = 32;
+const OFF_RESUME_ORDINAL: usize = 36;
+const OFF_ENTRY_COUNT: usize = 40;
 const HEADER_BYTES: usize = 48;
 
 /// Where the log continues after a checkpoint.
@@ -25,11 +31,11 @@ pub struct ResumePoint {
 pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
     let mut out = vec![0u8; HEADER_BYTES];
     out[0..8].copy_from_slice(MAGIC);
-    put_u32(&mut out, 8, FORMAT_VERSION);
-    put_u64(&mut out, 16, lsn);
-    put_u64(&mut out, 24, resume.segment_id);
-    put_u32(&mut out, 32, resume.offset);
-    put_u32(&mut out, 36, resume.ordinal);
+    put_u32(&mut out, OFF_VERSION, FORMAT_VERSION);
+    put_u64(&mut out, OFF_LSN, lsn);
+    put_u64(&mut out, OFF_RESUME_SEGMENT, resume.segment_id);
+    put_u32(&mut out, OFF_RESUME_OFFSET, resume.offset);
+    put_u32(&mut out, OFF_RESUME_ORDINAL, resume.ordinal);
     let mut count = 0u64;
     let mut tables: Vec<&String> = index.tables.keys().collect();
     tables.sort();
@@ -58,7 +64,7 @@ pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec
             count += 1;
         }
     }
-    put_u64(&mut out, 40, count);
+    put_u64(&mut out, OFF_ENTRY_COUNT, count);
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     Some(out)
@@ -73,19 +79,19 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint),
         return Err(DecodeError::Magic);
     }
     check_trailing_crc(b)?;
-    if get_u32(b, 8) != FORMAT_VERSION {
-        return Err(DecodeError::Version(get_u32(b, 8)));
+    if get_u32(b, OFF_VERSION) != FORMAT_VERSION {
+        return Err(DecodeError::Version(get_u32(b, OFF_VERSION)));
     }
     if get_u32(b, 12) != 0 {
         return Err(DecodeError::Reserved);
     }
-    let lsn = get_u64(b, 16);
+    let lsn = get_u64(b, OFF_LSN);
     let resume = ResumePoint {
-        segment_id: get_u64(b, 24),
-        offset: get_u32(b, 32),
-        ordinal: get_u32(b, 36),
+        segment_id: get_u64(b, OFF_RESUME_SEGMENT),
+        offset: get_u32(b, OFF_RESUME_OFFSET),
+        ordinal: get_u32(b, OFF_RESUME_ORDINAL),
     };
-    let count = get_u64(b, 40);
+    let count = get_u64(b, OFF_ENTRY_COUNT);
     let end = b.len() - 4;
     let mut pos = HEADER_BYTES;
     let mut index = Index::default();

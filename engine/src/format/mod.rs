@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod chunk_header;
+pub mod health_block;
 pub mod layout;
 pub mod log_record;
 pub mod segment_header;
