@@ -10,6 +10,7 @@
 use crate::codec::{RsCodec, StripeCodec};
 use crate::error::{Error, Result};
 use crate::format::*;
+use crate::sync::MutexExt;
 use ectable_devices::{AlignedBuf, DeviceError, ErrorClass, IoBackend, IoOp};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -480,14 +481,14 @@ impl Array {
     /// Whether `slot` is the target of a rebuild in progress (its chunks are expected to be
     /// missing until rebuilt, so they count against nothing).
     pub fn is_rebuilding(&self, slot: usize) -> bool {
-        let p = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        let p = self.persisted.locked();
         p.rebuild.is_some_and(|(s, _)| s as usize == slot)
             || p.resync_from.get(slot).is_some_and(|f| *f != 0)
     }
 
     /// Where the resync of a stale member starts (None: the member is in sync).
     pub fn stale_from(&self, slot: usize) -> Option<u64> {
-        let p = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        let p = self.persisted.locked();
         p.resync_from.get(slot).copied().filter(|f| *f != 0)
     }
 
@@ -531,10 +532,7 @@ impl Array {
             .is_some_and(|f| f.load(Ordering::Relaxed))
     }
     pub fn epoch(&self) -> u64 {
-        self.persisted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .epoch
+        self.persisted.locked().epoch
     }
     pub fn online_slots(&self) -> Vec<usize> {
         (0..self.n())
@@ -741,7 +739,7 @@ impl Array {
     /// Applies `change` to the persisted state and writes it, with a new epoch, to the
     /// superblocks of every present device that is not failed.
     pub fn persist(&self, change: impl FnOnce(&mut Persisted)) -> Result<()> {
-        let mut persisted = self.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut persisted = self.persisted.locked();
         let mut next = persisted.clone();
         change(&mut next);
         let epoch = persisted.epoch + 1;
@@ -774,13 +772,7 @@ impl Array {
         let mut targets: Vec<(usize, usize)> = (0..self.n())
             .filter_map(|slot| self.device_of_slot(slot as u32).map(|d| (slot, d)))
             .collect();
-        targets.extend(
-            self.spares
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .copied(),
-        );
+        targets.extend(self.spares.locked().iter().copied());
         for (entry, d) in targets {
             let mut sb = self.sb.clone();
             sb.device_slot = entry as u32;

@@ -22,6 +22,7 @@ use crate::format::*;
 use crate::index::IndexEntry;
 use crate::log::stripe::{walk_stripes, StripeOutcome};
 use crate::space::{horizon_hold, HorizonHold, BACKUP_TABLE, HORIZON_KEY, RESTORE_KEY};
+use crate::sync::{MutexExt, RwLockExt};
 use std::sync::atomic::Ordering;
 
 /// Rows read per batch of device reads.
@@ -78,10 +79,7 @@ impl Engine {
     }
 
     fn maintenance(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.shared
-            .maintenance
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.maintenance.locked()
     }
 
     /// A full backup's data: every row of every table (system tables such as `$schema`
@@ -96,7 +94,7 @@ impl Engine {
         let _m = self.maintenance();
         // The image: the index at the durable LSN, with every entry on the devices.
         let (lsn, tables) = self.shared.quiesced(|st| {
-            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+            let index = self.shared.index.read_locked();
             let mut names: Vec<&String> = index
                 .tables
                 .iter()
@@ -123,11 +121,7 @@ impl Engine {
                     .map(|(k, e)| (k.as_slice(), Some(e.clone())))
                     .collect();
                 let values = {
-                    let _gate = self
-                        .shared
-                        .free_gate
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner());
+                    let _gate = self.shared.free_gate.read_locked();
                     self.shared.load_values(table, &items)?
                 };
                 for ((k, _), v) in chunk.iter().zip(values) {
@@ -195,7 +189,7 @@ impl Engine {
         let array = &shared.array;
         let mut segs: Vec<std::sync::Arc<crate::segments::SegmentInfo>> = {
             let st = shared.lock_state();
-            let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
+            let map = shared.segments.read_locked();
             map.values()
                 .filter(|s| s.kind == SegmentKind::Log)
                 .filter(|s| st.segment_max_lsn(s.id).is_none_or(|m| m > from))

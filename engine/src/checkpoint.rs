@@ -27,6 +27,7 @@ use crate::log::state::{OpenStripe, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
 use crate::space::free_dead_segments;
+use crate::sync::{MutexExt, RwLockExt};
 use ectable_devices::IoOp;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,7 +52,7 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
         offset: cursor.offset,
         ordinal: cursor.ordinal,
     };
-    let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+    let index = shared.index.read_locked();
     let bytes = encode(&index, lsn, resume)?;
     Some(Snapshot { bytes, lsn, resume })
 }
@@ -68,12 +69,7 @@ pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
     let Some(snap) = snap else {
         return Ok(None);
     };
-    let (_, _, current) = shared
-        .array
-        .persisted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .checkpoint;
+    let (_, _, current) = shared.array.persisted.locked().checkpoint;
     if snap.lsn == current {
         // Nothing was written since the checkpoint in force.
         return Ok(None);
@@ -205,7 +201,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
         return Err(e);
     }
     {
-        let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = shared.segments.write_locked();
         for seg in &segs {
             map.insert(seg.id, seg.clone());
         }

@@ -33,6 +33,7 @@ use crate::format::*;
 use crate::log::stripe::{walk_stripes, StripeOutcome};
 use crate::log::writer::Relocation;
 use crate::shared::Shared;
+use crate::sync::{CondvarExt, RwLockExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,7 +114,7 @@ fn pick_victims(
     // Log segments before the checkpoint's resume segment (so before the one being written).
     let writing = shared.lock_state().writing_segment();
     let segs: Vec<Arc<crate::segments::SegmentInfo>> = {
-        let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
+        let map = shared.segments.read_locked();
         map.values()
             .filter(|s| s.kind == SegmentKind::Log && s.id < writing.min(below))
             .filter(|s| !unreadable.contains(&s.id))
@@ -129,7 +130,7 @@ fn pick_victims(
     let segs: Vec<_> = segs.into_iter().filter(|s| !keep.contains(&s.id)).collect();
     let newest = shared.lock_state().next_segment_id();
     let mut scored: Vec<(f64, Victim)> = {
-        let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = shared.index.read_locked();
         segs.into_iter()
             .filter_map(|seg| {
                 let live = index.live_bytes.get(&seg.id).copied().unwrap_or(0);
@@ -175,7 +176,7 @@ fn relocate_segment(
     let mut live: Vec<Relocation> = Vec::new();
     let mut unreadable = false;
     {
-        let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = shared.index.read_locked();
         walk_stripes(
             array,
             seg,
@@ -298,7 +299,7 @@ pub(crate) fn clean_pass(
             (st.free().allocatable(array.w()), tail)
         };
         let avg_record = {
-            let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+            let index = shared.index.read_locked();
             index.total_live_bytes() / (index.key_count() as u64).max(1)
         };
         let stripe = array.max_stripe_payload() as u64;
@@ -343,8 +344,7 @@ fn written_since_checkpoint(shared: &Shared) -> bool {
     let current = shared.lock_state().cursor_segment();
     shared
         .segments
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
+        .read_locked()
         .values()
         .any(|s| s.kind == SegmentKind::Log && s.id >= resume && s.id < current)
 }
@@ -396,12 +396,7 @@ pub(crate) fn run(shared: Arc<Shared>, opts: CleanerOptions) {
         let requested = {
             let mut s = shared.cleaner.lock();
             if !s.stop && !s.requested {
-                s = shared
-                    .cleaner
-                    .cv
-                    .wait_timeout(s, opts.interval)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                s = shared.cleaner.cv.waited_timeout(s, opts.interval);
             }
             if s.stop {
                 break;

@@ -17,6 +17,7 @@ use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
 use crate::shared::{EngineCounters, Shared, Worker};
 use crate::space::{BACKUP_TABLE, HORIZON_KEY, RESTORE_KEY};
+use crate::sync::{MutexExt, RwLockExt};
 use ectable_devices::IoBackend;
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -266,7 +267,7 @@ impl Engine {
                     worker.run_worker(Worker::Cleaner, move || crate::cleaner::run(s, o))
                 })
                 .map_err(|e| Error::InvalidArgument(format!("cannot start the cleaner: {e}")))?;
-            *engine.cleaner.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+            *engine.cleaner.locked() = Some(h);
         }
         Ok(engine)
     }
@@ -364,7 +365,7 @@ impl Engine {
         self.shared.check_alive()?;
         let _gate = self.shared.read_gate();
         let entries: Vec<(Vec<u8>, IndexEntry)> = {
-            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+            let index = self.shared.index.read_locked();
             let Some(t) = index.tables.get(table) else {
                 return Err(Error::NoSuchTable(table.to_string()));
             };
@@ -390,7 +391,7 @@ impl Engine {
 
     /// Table names with their key counts, sorted by name.
     pub fn tables(&self) -> Vec<(String, usize)> {
-        let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = self.shared.index.read_locked();
         let mut t: Vec<(String, usize)> = index
             .tables
             .iter()
@@ -471,30 +472,18 @@ impl Engine {
 
     /// Makes everything durable and stops the flusher.
     pub fn close(&self) -> Result<()> {
-        if let Some((h, stop, cancel)) =
-            self.prober.lock().unwrap_or_else(|p| p.into_inner()).take()
-        {
+        if let Some((h, stop, cancel)) = self.prober.locked().take() {
             stop.stop();
             cancel.store(true, Ordering::SeqCst);
             let _ = h.join();
         }
-        if let Some(h) = self
-            .cleaner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(h) = self.cleaner.locked().take() {
             self.shared.cleaner.stop();
             let _ = h.join();
         }
         let r = self.sync();
         self.shared.begin_close();
-        let Some(h) = self
-            .flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
+        let Some(h) = self.flusher.locked().take() else {
             return r.map(|_| ());
         };
         let _ = h.join();

@@ -55,6 +55,7 @@ mod segments;
 mod shared;
 mod space;
 mod status;
+mod sync;
 pub mod table;
 
 pub use array::{format, probe_device, wipe_device, ArrayInfo, FormatOptions};

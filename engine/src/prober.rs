@@ -5,6 +5,7 @@
 
 use crate::format::health_block::{self as probe, HEALTH_BLOCK_BYTES, HEALTH_BLOCK_OFFSET};
 use crate::shared::Shared;
+use crate::sync::{CondvarExt, MutexExt};
 use ectable_devices::{AlignedBuf, IoOp};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,17 +20,21 @@ pub(crate) struct StopSignal {
 
 impl StopSignal {
     pub fn stop(&self) {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *self.stopped.locked() = true;
         self.cv.notify_all();
     }
 
     /// Sleeps for `d` or until stopped; returns true when stopped.
     fn sleep(&self, d: Duration) -> bool {
-        let g = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        let (g, _) = self
-            .cv
-            .wait_timeout_while(g, d, |s| !*s)
-            .unwrap_or_else(|p| p.into_inner());
+        let deadline = std::time::Instant::now() + d;
+        let mut g = self.stopped.locked();
+        while !*g {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            g = self.cv.waited_timeout(g, left);
+        }
         *g
     }
 }

@@ -26,6 +26,7 @@ use crate::array::{read_superblocks, Array};
 use crate::error::Error;
 use crate::format::{uuid_string, SegmentHeader, SEGMENT_HEADER_SIZE_BYTES};
 use crate::segments::SegmentInfo;
+use crate::sync::MutexExt;
 use ectable_devices::IoOp;
 
 /// How many times a read-only open starts over when the array changed under it.
@@ -60,7 +61,7 @@ fn look(array: &Array, seg: Option<(&SegmentInfo, u64)>) -> Option<String> {
 /// A superblock of this array newer than the state the engine opened at.
 fn superblocks_moved(array: &Array) -> Option<String> {
     let (epoch, checkpoint) = {
-        let p = array.persisted.lock().unwrap_or_else(|p| p.into_inner());
+        let p = array.persisted.locked();
         (p.epoch, p.checkpoint)
     };
     for (d, r) in read_superblocks(array.io.as_ref()).into_iter().enumerate() {

@@ -18,6 +18,7 @@ use crate::log::segment_read::{
 use crate::log::stripe::{parity_agrees, position_of, rebuild_chunks, walk_stripes, StripeOutcome};
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
+use crate::sync::{MutexExt, RwLockExt};
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -153,7 +154,7 @@ impl RateLimiter {
 
 impl Shared {
     pub(crate) fn live_segments(&self) -> Vec<Arc<SegmentInfo>> {
-        let map = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.segments.read_locked();
         let mut v: Vec<Arc<SegmentInfo>> = map.values().cloned().collect();
         v.sort_by_key(|s| s.id);
         v
@@ -162,7 +163,7 @@ impl Shared {
     /// (segment id, offset) of every stripe the index points into: stripes holding live
     /// records.
     pub(crate) fn live_stripes(&self) -> HashSet<(u64, u32)> {
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = self.index.read_locked();
         index
             .tables
             .values()
@@ -201,11 +202,7 @@ impl Shared {
 
     /// A rebuild in progress: (slot, next segment id).
     pub fn rebuild_in_progress(&self) -> Option<(usize, u64)> {
-        let p = self
-            .array
-            .persisted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let p = self.array.persisted.locked();
         p.rebuild.map(|(s, n)| (s as usize, n))
     }
 
@@ -255,7 +252,7 @@ impl Shared {
         let old_name = a.slot_name(slot);
         if let Some(ss) = spare_slot {
             // The spare leaves the spare list; the spares after it move down one entry.
-            let mut spares = a.spares.lock().unwrap_or_else(|p| p.into_inner());
+            let mut spares = a.spares.locked();
             spares.retain(|(_, d)| *d != new_device_index);
             for (s, _) in spares.iter_mut() {
                 if *s > ss {
@@ -280,7 +277,7 @@ impl Shared {
 
     /// The member entry of the hot spare on engine device `device_index`, if it is one.
     fn spare_entry(&self, device_index: usize) -> Option<usize> {
-        let spares = self.array.spares.lock().unwrap_or_else(|p| p.into_inner());
+        let spares = self.array.spares.locked();
         spares
             .iter()
             .find(|(_, d)| *d == device_index)
@@ -322,12 +319,7 @@ impl Shared {
             )));
         }
         self.check_capacity(dev.as_ref())?;
-        let entry = a
-            .persisted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .members
-            .len();
+        let entry = a.persisted.locked().members.len();
         if entry >= MAX_DEVICES {
             return Err(Error::InvalidArgument(format!(
                 "at most {MAX_DEVICES} devices and spares"
@@ -340,10 +332,7 @@ impl Shared {
         )]) {
             c.result?;
         }
-        a.spares
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((entry, device_index));
+        a.spares.locked().push((entry, device_index));
         a.persist(|p| {
             p.members.push((new_uuid(), MemberState::Spare));
             p.resync_from.push(0);
@@ -352,13 +341,7 @@ impl Shared {
 
     /// Engine indices of the hot spares present.
     pub fn spare_devices(&self) -> Vec<usize> {
-        self.array
-            .spares
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(_, d)| *d)
-            .collect()
+        self.array.spares.locked().iter().map(|(_, d)| *d).collect()
     }
 
     /// Stale members (present or not), with the segment their resync starts at.
@@ -380,7 +363,7 @@ impl Shared {
     ) -> Result<Progress> {
         let a = &self.array;
         // No segment is freed (and reused) under the rebuild: the cleaner pauses.
-        let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let _maintenance = self.maintenance.locked();
         let mut work: Vec<(usize, u64, bool)> = Vec::new();
         if let Some((slot, next)) = self.rebuild_in_progress() {
             work.push((slot, next, false));
@@ -681,7 +664,7 @@ impl Shared {
             return Err(Error::ReadOnly);
         }
         // No segment is freed (and reused) under the scrub: the cleaner pauses.
-        let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let _maintenance = self.maintenance.locked();
         if !a.read_only {
             // A writable scrub starts the session first: what an interrupted writer left
             // unwritten at the end of the log is repaired then, and is no finding.

@@ -21,6 +21,7 @@ use crate::log::repair::LogRepairs;
 use crate::log::segment_read::read_segment;
 use crate::log::stripe::{chunk_place, walk_stripes, StripeOutcome};
 use crate::segments::{FreeSpace, SegmentInfo};
+use crate::sync::MutexExt;
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -288,11 +289,7 @@ fn load_checkpoint(
     all: &BTreeMap<u64, SegmentInfo>,
     stats: &mut RecoveryStats,
 ) -> Option<(Index, u64, ResumePoint)> {
-    let (first, count, _) = array
-        .persisted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .checkpoint;
+    let (first, count, _) = array.persisted.locked().checkpoint;
     if first == 0 {
         return None;
     }
@@ -333,11 +330,7 @@ fn load_checkpoint(
 
 pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let (all, first_lsn) = read_segment_headers(array);
-    let (ckpt_first, ckpt_count, _) = array
-        .persisted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .checkpoint;
+    let (ckpt_first, ckpt_count, _) = array.persisted.locked().checkpoint;
     let ckpt_ids = ckpt_first..ckpt_first + ckpt_count as u64;
     let mut free = FreeSpace::new(array.n(), array.segment_count());
     for seg in all.values() {
@@ -492,11 +485,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             }
         }
     }
-    let (_, _, ckpt_lsn) = array
-        .persisted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .checkpoint;
+    let (_, _, ckpt_lsn) = array.persisted.locked().checkpoint;
     if ckpt_lsn >= expected_lsn {
         // The superblocks name a checkpoint the devices can no longer give back, and the log
         // does not reach its LSN either.

@@ -8,6 +8,7 @@ use crate::index::Index;
 use crate::log::state::WriterState;
 use crate::segments::SegmentInfo;
 use crate::space::mailbox::CleanerCtl;
+use crate::sync::MutexExt;
 use ectable_devices::AlignedBuf;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -93,7 +94,7 @@ impl Worker {
 
 impl Shared {
     pub(crate) fn lock_state(&self) -> std::sync::MutexGuard<'_, WriterState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// Fails with `Error::Poisoned` once an engine thread has panicked.

@@ -3,6 +3,7 @@
 use crate::engine::Engine;
 use crate::format::{uuid_string, MemberState, DATA_START_BYTES};
 use crate::recovery::RecoveryStats;
+use crate::sync::{MutexExt, RwLockExt};
 use std::sync::atomic::Ordering;
 
 /// One device as status reports it.
@@ -101,17 +102,12 @@ impl Engine {
         let seg_cap = a.layout.segment_payload() as u64;
         let log_segments: Vec<u64> = s
             .segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .read_locked()
             .values()
             .filter(|g| g.kind == crate::format::SegmentKind::Log)
             .map(|g| g.id)
             .collect();
-        let persisted = a
-            .persisted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let persisted = a.persisted.locked().clone();
         let devices: Vec<DeviceStatus> = (0..a.n())
             .map(|slot| {
                 let dev = a.present_device(slot);
@@ -191,7 +187,7 @@ impl Engine {
             .sum();
         let usable = seg_bytes * a.n() as u64 * a.k() as u64 / a.w() as u64;
         let used_segs: u64 = used_per_slot.iter().map(|u| *u as u64).sum();
-        let index = s.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = s.index.read_locked();
         let live_bytes = index.total_live_bytes();
         // Garbage: what the log segments hold beyond their live records; the segment being
         // written counts only up to the cursor.
@@ -211,18 +207,12 @@ impl Engine {
         // other way round) could deadlock with a writer starting a session.
         let spares: Vec<String> = a
             .spares
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .iter()
             .map(|(_, d)| a.io.devices()[*d].name().to_string())
             .collect();
         let rebuild = self.rebuild_in_progress();
-        let checkpoint_lsn = a
-            .persisted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .checkpoint
-            .2;
+        let checkpoint_lsn = a.persisted.locked().checkpoint.2;
         let c = &s.counters;
         Status {
             array_uuid: uuid_string(&a.sb.array_uuid),

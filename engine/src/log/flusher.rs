@@ -9,6 +9,7 @@ use crate::index::{Place, RecordLoc};
 use crate::log::state::SealedStripe;
 use crate::log::stripe::chunk_place;
 use crate::shared::{Shared, Worker};
+use crate::sync::{CondvarExt, MutexExt, RwLockExt};
 use ectable_devices::{AlignedBuf, IoOp};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -54,7 +55,7 @@ impl Shared {
                         exit = true;
                         break;
                     }
-                    st = self.work_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+                    st = self.work_cv.waited(st);
                 }
                 if !st.sealed.is_empty() || next.is_some() {
                     // Space in the sealed queue: wake writers held by backpressure.
@@ -158,7 +159,7 @@ impl Shared {
             unflushed.stripes.push((o.segment.id, o.offset, slots));
             unflushed.last_lsn = unflushed.last_lsn.max(o.last_lsn);
         }
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.index.write_locked();
         for s in &prev.stripes {
             let o = &s.stripe;
             let recs = &o.records;
@@ -258,7 +259,7 @@ impl Shared {
     /// `count` buffers of `height` bytes, from the pool when possible. Their contents are
     /// stale: the encoder overwrites every byte (header, data and zero tail, parity).
     fn take_chunk_bufs(&self, count: usize, height: usize) -> Vec<AlignedBuf> {
-        let mut pool = self.chunk_pool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = self.chunk_pool.locked();
         (0..count)
             .map(|_| {
                 let mut b = pool
@@ -272,7 +273,7 @@ impl Shared {
 
     fn return_chunk_buf(&self, buf: AlignedBuf) {
         if buf.capacity() == self.array.chunk_size() {
-            let mut pool = self.chunk_pool.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pool = self.chunk_pool.locked();
             if pool.len() < 4 * self.max_batch_stripes * self.array.w() {
                 pool.push(buf);
             }

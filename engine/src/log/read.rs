@@ -10,6 +10,7 @@ use crate::log::stripe::{
 };
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
+use crate::sync::RwLockExt;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 impl Shared {
     pub(crate) fn entry(&self, table: &str, key: &[u8]) -> Result<Option<IndexEntry>> {
         crate::validate_name_key(table, key)?;
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = self.index.read_locked();
         match index.tables.get(table) {
             None => Err(Error::NoSuchTable(table.to_string())),
             Some(t) => Ok(t.get(key).cloned()),
@@ -33,7 +34,7 @@ impl Shared {
 
     /// Holds segments from being freed (and reused) while a read is in flight.
     pub(crate) fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.free_gate.read().unwrap_or_else(|p| p.into_inner())
+        self.free_gate.read_locked()
     }
 
     fn get_gated(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -65,8 +66,7 @@ impl Shared {
 
     fn segment(&self, id: u64) -> Result<Arc<SegmentInfo>> {
         self.segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .read_locked()
             .get(&id)
             .cloned()
             .ok_or_else(|| Error::InvalidArgument(format!("index names unknown segment {id}")))

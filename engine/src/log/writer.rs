@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place};
 use crate::log::cursor::Cursor;
+use crate::sync::{CondvarExt, RwLockExt};
 
 use crate::log::state::{OpenStripe, PendingRecord, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
@@ -106,10 +107,7 @@ impl Shared {
                 kind: SegmentKind::Log,
                 members,
             });
-            self.segments
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, seg.clone());
+            self.segments.write_locked().insert(id, seg.clone());
             st.cursor = Some(Cursor {
                 segment: seg,
                 offset: SEGMENT_HEADER_SIZE_BYTES as u32,
@@ -242,7 +240,7 @@ impl Shared {
             && !st.closing
             && self.poisoned.get().is_none()
         {
-            st = self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.durable_cv.waited(st);
         }
         self.check_alive()?;
         if let Some(e) = &st.error {
@@ -296,7 +294,7 @@ impl Shared {
             Room::Foreground
         };
         self.make_room(&mut st, total, room)?;
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.index.write_locked();
         Ok(self.place(&mut st, &mut index, muts))
     }
 
@@ -313,8 +311,7 @@ impl Shared {
             st = self.admit(st, false)?;
             let still_live = self
                 .index
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
+                .read_locked()
                 .get(&r.table, &r.key)
                 .is_some_and(|e| e.lsn == r.lsn);
             if !still_live {
@@ -322,7 +319,7 @@ impl Shared {
             }
             let total = log_record::encoded_len_padded(r.table.len(), r.key.len(), r.value.len());
             self.make_room(&mut st, total, Room::Cleaner)?;
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let mut index = self.index.write_locked();
             let m = Mutation::Moved {
                 table: &r.table,
                 key: &r.key,
@@ -434,7 +431,7 @@ impl Shared {
         }
         while st.paused {
             // Another caller is taking its image.
-            st = self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.durable_cv.waited(st);
         }
         st.paused = true;
         st.sync_wanted_lsn = st.sync_wanted_lsn.max(st.next_lsn - 1);
@@ -452,7 +449,7 @@ impl Shared {
             if st.flusher_done {
                 break Err(Error::Closed);
             }
-            st = self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.durable_cv.waited(st);
         };
         st.paused = false;
         self.durable_cv.notify_all();
@@ -525,7 +522,7 @@ impl Shared {
             if st.flusher_done {
                 return Err(Error::Closed);
             }
-            st = self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.durable_cv.waited(st);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The cleaner's mailbox: how writers waiting for space, checkpoints and the engine talk to
 //! the cleaner thread, and what it reports back.
 
+use crate::sync::{CondvarExt, MutexExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -64,7 +65,7 @@ impl CleanerCtl {
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, CtlState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     pub(crate) fn stats(&self) -> CleanerStats {
@@ -90,11 +91,7 @@ impl CleanerCtl {
             if left.is_zero() {
                 return None;
             }
-            s = self
-                .cv
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            s = self.cv.waited_timeout(s, left);
         }
         if !s.running || s.stop {
             return None;

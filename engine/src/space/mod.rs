@@ -9,6 +9,7 @@ use crate::index::Index;
 use crate::log::state::WriterState;
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
+use crate::sync::{MutexExt, RwLockExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -38,11 +39,7 @@ pub(crate) enum Room {
 impl Shared {
     /// Segments an index checkpoint needs now.
     pub(crate) fn checkpoint_segments(&self) -> usize {
-        let ckpt_bytes = self
-            .index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .checkpoint_bytes;
+        let ckpt_bytes = self.index.read_locked().checkpoint_bytes;
         self.array.layout.segments_for(ckpt_bytes as usize + 4096)
     }
 
@@ -50,14 +47,7 @@ impl Shared {
     /// after it), and, while there is none yet, for the first one too, which frees nothing.
     pub(crate) fn checkpoint_keep(&self) -> usize {
         let ckpt = self.checkpoint_segments();
-        let none_yet = self
-            .array
-            .persisted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .checkpoint
-            .0
-            == 0;
+        let none_yet = self.array.persisted.locked().checkpoint.0 == 0;
         if none_yet {
             2 * ckpt
         } else {
@@ -95,9 +85,9 @@ pub(crate) fn free_segments(shared: &Shared, ids: &[u64]) {
     if ids.is_empty() {
         return;
     }
-    let _gate = shared.free_gate.write().unwrap_or_else(|p| p.into_inner());
+    let _gate = shared.free_gate.write_locked();
     let mut st = shared.lock_state();
-    let mut map = shared.segments.write().unwrap_or_else(|p| p.into_inner());
+    let mut map = shared.segments.write_locked();
     let freed: Vec<Arc<SegmentInfo>> = ids
         .iter()
         .filter_map(|id| {
@@ -135,15 +125,10 @@ pub(crate) fn free_dead_segments(shared: &Shared, resume_segment: u64) -> usize 
 
 /// As [`free_dead_segments`], with the maintenance lock held by the caller.
 pub(crate) fn free_dead_segments_locked(shared: &Shared, resume_segment: u64) -> usize {
-    let (ckpt_first, ckpt_count, _) = shared
-        .array
-        .persisted
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .checkpoint;
+    let (ckpt_first, ckpt_count, _) = shared.array.persisted.locked().checkpoint;
     let in_force = ckpt_first..ckpt_first + ckpt_count as u64;
     let (old_checkpoints, candidates): (Vec<u64>, Vec<u64>) = {
-        let map = shared.segments.read().unwrap_or_else(|p| p.into_inner());
+        let map = shared.segments.read_locked();
         let old = map
             .values()
             .filter(|s| s.kind == SegmentKind::Checkpoint && !in_force.contains(&s.id))
@@ -161,8 +146,7 @@ pub(crate) fn free_dead_segments_locked(shared: &Shared, resume_segment: u64) ->
     let candidates = crate::space::outside_history(shared, candidates);
     if !candidates.is_empty() {
         // The authority is the index itself, not the live-byte accounting.
-        let referenced =
-            referenced_segments(&shared.index.read().unwrap_or_else(|p| p.into_inner()));
+        let referenced = referenced_segments(&shared.index.read_locked());
         dead.extend(candidates.into_iter().filter(|id| !referenced.contains(id)));
     }
     free_segments(shared, &dead);
@@ -237,14 +221,13 @@ pub(crate) fn horizon_hold(shared: &Shared, st: &WriterState) -> HorizonHold {
     let cap = shared.array.layout.segment_payload() as u64;
     let held: Vec<u64> = shared
         .segments
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
+        .read_locked()
         .values()
         .filter(|s| s.kind == SegmentKind::Log && s.id < writing)
         .filter(|s| st.segment_max_lsn(s.id).is_none_or(|m| m > h))
         .map(|s| s.id)
         .collect();
-    let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+    let index = shared.index.read_locked();
     let mut out = HorizonHold {
         horizon_lsn: Some(h),
         ..HorizonHold::default()

@@ -80,6 +80,7 @@ mod row;
 mod schema;
 mod value;
 
+use crate::sync::{MutexExt, RwLockExt};
 pub use batch::{Condition, RowUpdate, TableBatch};
 use batch::{Op, OpKind};
 pub use query::{RangePage, RangeQuery, Row, TableInfo};
@@ -133,7 +134,7 @@ pub struct Tables {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.locked()
 }
 
 impl Tables {
@@ -170,14 +171,11 @@ impl Tables {
     }
 
     fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
-        self.inner.catalog.read().unwrap_or_else(|p| p.into_inner())
+        self.inner.catalog.read_locked()
     }
 
     fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
-        self.inner
-            .catalog
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.catalog.write_locked()
     }
 
     /// The schema of a live table.
@@ -199,7 +197,7 @@ impl Tables {
         if names.is_empty() {
             return Ok(());
         }
-        let _ddl = self.inner.ddl.write().unwrap_or_else(|p| p.into_inner());
+        let _ddl = self.inner.ddl.write_locked();
         for name in names {
             match self.finish_drop(&name) {
                 Ok(()) => {}
@@ -219,7 +217,7 @@ impl Tables {
     /// the name holds key/value data.
     pub fn create_table(&self, name: &str, schema: &Schema) -> Result<()> {
         check_table_name(name)?;
-        let _ddl = self.inner.ddl.write().unwrap_or_else(|p| p.into_inner());
+        let _ddl = self.inner.ddl.write_locked();
         if self.catalog().live.contains_key(name) {
             return Err(Error::TableExists(name.to_string()));
         }
@@ -246,7 +244,7 @@ impl Tables {
     /// for what a crash in the middle leaves.
     pub fn drop_table(&self, name: &str) -> Result<()> {
         check_table_name(name)?;
-        let _ddl = self.inner.ddl.write().unwrap_or_else(|p| p.into_inner());
+        let _ddl = self.inner.ddl.write_locked();
         let live = self.catalog().live.get(name).cloned();
         match live {
             Some(schema) => {
@@ -446,7 +444,7 @@ impl Tables {
             return self.inner.engine.write_batch(&WriteBatch::new());
         }
         // Shared: no create or drop runs while the batch checks and writes.
-        let _ddl = self.inner.ddl.read().unwrap_or_else(|p| p.into_inner());
+        let _ddl = self.inner.ddl.read_locked();
         let prepared = self.prepare(batch)?;
         let mut stripes: Vec<usize> = prepared
             .iter()
@@ -783,11 +781,7 @@ fn keys_in_range(
             return Vec::new(); // BTreeMap::range panics on an inverted range
         }
     }
-    let index = engine
-        .shared
-        .index
-        .read()
-        .unwrap_or_else(|p| p.into_inner());
+    let index = engine.shared.index.read_locked();
     let Some(t) = index.tables.get(table) else {
         return Vec::new();
     };
@@ -803,11 +797,7 @@ fn keys_in_range(
 
 /// Keys `table` holds.
 fn key_count(engine: &Engine, table: &str) -> usize {
-    let index = engine
-        .shared
-        .index
-        .read()
-        .unwrap_or_else(|p| p.into_inner());
+    let index = engine.shared.index.read_locked();
     index.tables.get(table).map_or(0, |t| t.len())
 }
 
