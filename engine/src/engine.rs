@@ -513,7 +513,10 @@ impl Engine {
     pub fn rebuild_in_progress(&self) -> Option<(usize, u64)> {
         self.shared.rebuild_in_progress()
     }
-    /// See [`Shared::replace`]: makes a new device (or a spare) the member of `slot`.
+    /// Makes the device with engine index `new_device_index` (opened with the array, holding
+    /// no valid superblock, or a hot spare) the member of `slot`, in place of the device
+    /// that was there, and records a rebuild of that slot as in progress. Call
+    /// [`Engine::rebuild`] next.
     pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
         self.shared.check_alive()?;
         self.shared.replace(slot, new_device_index)

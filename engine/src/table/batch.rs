@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 ///
 /// Conditions are checked in batch order against the state left by the batch's earlier
 /// operations. A condition that does not hold fails the whole batch with
-/// [`Error::ConditionFailed`].
+/// [`Error::ConditionFailed`](crate::Error::ConditionFailed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
     /// The row exists.
@@ -32,7 +32,7 @@ impl Condition {
 }
 
 /// A partial row change: set some columns, delete others (applied atomically by
-/// [`Tables::update_row`]). An update of a row that does not exist creates it (guard it
+/// [`Tables::update_row`](super::Tables::update_row)). An update of a row that does not exist creates it (guard it
 /// with [`Condition::RowExists`] to refuse that).
 ///
 /// ```
@@ -95,8 +95,8 @@ pub(super) struct Op {
 }
 
 /// Writes across tables committed together: after a crash, wholly present or wholly absent.
-/// The batch must fit one stripe ([`Engine::max_batch_bytes`]); a larger one is refused
-/// with [`Error::ValueTooLarge`] before anything is written.
+/// The batch must fit one stripe ([`Engine::max_batch_bytes`](crate::Engine::max_batch_bytes)); a larger one is refused
+/// with [`Error::ValueTooLarge`](crate::Error::ValueTooLarge) before anything is written.
 #[derive(Debug, Clone, Default)]
 pub struct TableBatch {
     pub(super) ops: Vec<Op>,
