@@ -1,5 +1,5 @@
 //! The `ectable` CLI and the `ecbench` benchmark, as a library: the binaries only parse
-//! the command line and call a command of [`cmd`] or a workload of [`bench`]. Here: opening
+//! the command line and call a command of [`cmd`] or a workload of [`bench`](mod@bench). Here: opening
 //! device lists, fio-style size parsing, and the deterministic rows of `load`/`verify` and
 //! of ecbench's data sets.
 

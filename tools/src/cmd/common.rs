@@ -78,7 +78,7 @@ pub fn array_changed(e: &anyhow::Error) -> bool {
 
 /// Opens the array read-only and runs `read` on it; when another process changed the array
 /// under the reader (`Error::ArrayChanged`), opens it again and starts over, up to
-/// [`READ_ATTEMPTS`] times. `read` must write its output only once it has read everything.
+/// `READ_ATTEMPTS` times. `read` must write its output only once it has read everything.
 pub fn with_reader<T>(
     kind: BackendKind,
     dev: &DevicesArg,
