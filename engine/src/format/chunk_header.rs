@@ -211,4 +211,58 @@ mod tests {
             assert!(ChunkHeader::decode(&c).is_err(), "flip at {i} not detected");
         }
     }
+
+    /// The encoded bytes, as the encoder wrote them before its offsets were named: every
+    /// field at its docs/format.md offset ("Chunk"), zero elsewhere.
+    #[test]
+    fn encoding_is_pinned() {
+        let h = ChunkHeader {
+            array_uuid: std::array::from_fn(|i| 0x10 + i as u8),
+            segment_id: 0x0102_0304_0506_0708,
+            write_epoch: 0x1112_1314_1516_1718,
+            offset_in_segment_bytes: 0x0003_3000,
+            height_bytes: 0x0004_0000,
+            ordinal: 0x2122_2324,
+            shard_index: 5,
+            width: 7,
+            data_shards: 3,
+            flags: FLAG_CHECKPOINT,
+            payload_bytes: 0x000b_c0d8,
+            first_lsn: 0x3132_3334_3536_3738,
+            last_lsn: 0x4142_4344_4546_4748,
+            present_mask: 0x55,
+            committed_lsn: 0x2122_2324_2526_2728,
+            body_crcs: (0..7).map(|i| 0xa1a2_a3a0 + i).collect(),
+        };
+        let mut b = [0u8; CHUNK_HEADER_SIZE_BYTES];
+        h.encode_into(&mut b);
+        let expected = bytes_from_spans(
+            CHUNK_HEADER_SIZE_BYTES,
+            &[
+                (0, "45435443484e4b31"),                  // magic
+                (8, "1011121314151617 18191a1b1c1d1e1f"), // array_uuid
+                (24, "0807060504030201"),                 // segment_id
+                (32, "1817161514131211"),                 // write_epoch
+                (40, "00300300"),                         // offset_in_segment_bytes
+                (44, "00000400"),                         // height_bytes
+                (48, "24232221"),                         // ordinal
+                (52, "0500"),                             // shard_index
+                (54, "0700"),                             // width
+                (56, "0300"),                             // data_shards
+                (58, "0100"),                             // flags
+                (60, "d8c00b00"),                         // payload_bytes
+                (64, "3837363534333231"),                 // first_lsn
+                (72, "4847464544434241"),                 // last_lsn
+                (80, "5500000000000000"),                 // present_mask
+                (88, "2827262524232221"),                 // committed_lsn
+                (
+                    128,
+                    "a0a3a2a1a1a3a2a1 a2a3a2a1a3a3a2a1 a4a3a2a1a5a3a2a1 a6a3a2a1",
+                ), // body_crcs[0..7]
+                (508, "e5a15ceb"),                        // crc
+            ],
+        );
+        assert!(b[..] == expected[..], "encoded:\n{}", spans_of(&b));
+        assert_eq!(ChunkHeader::decode(&b).unwrap(), h);
+    }
 }

@@ -190,4 +190,78 @@ mod tests {
             assert!(LogRecord::decode(&c).is_err(), "flip at {i} not detected");
         }
     }
+
+    /// The encoded bytes of three records (padding included), as the encoder wrote them
+    /// before its offsets were named: docs/format.md, "Log records".
+    #[test]
+    fn encoding_is_pinned() {
+        let mut b = Vec::new();
+        let put = encode_parts(
+            0x0102_0304_0506_0708,
+            RecordKind::Put,
+            "tbl",
+            b"k\x01",
+            &[0xde, 0xad, 0xbe, 0xef, 0x99],
+            &mut b,
+        );
+        let del = encode_parts(
+            0x0102_0304_0506_0709,
+            RecordKind::Delete,
+            "t",
+            b"k",
+            &[],
+            &mut b,
+        );
+        let moved = encode_parts(
+            0x0102_0304_0506_070a,
+            RecordKind::Moved,
+            "moved",
+            &[0x5a; 9],
+            &[0x77; 19],
+            &mut b,
+        );
+        let expected = bytes_from_spans(
+            136,
+            &[
+                (0, "0807060504030201"),                           // put: lsn
+                (8, "05000000"),                                   // value_len
+                (12, "0200"),                                      // key_len
+                (14, "03"),                                        // table_len
+                (15, "01"),                                        // kind
+                (20, "65ce8d49"),                                  // crc
+                (24, "74626c"),                                    // table
+                (27, "6b01"),                                      // key
+                (29, "deadbeef99"),                                // value
+                (40, "0907060504030201"),                          // delete: lsn
+                (52, "0100"),                                      // key_len
+                (54, "01"),                                        // table_len
+                (55, "02"),                                        // kind
+                (60, "16fca043"),                                  // crc
+                (64, "74"),                                        // table
+                (65, "6b"),                                        // key
+                (72, "0a07060504030201"),                          // moved: lsn
+                (80, "13000000"),                                  // value_len
+                (84, "0900"),                                      // key_len
+                (86, "05"),                                        // table_len
+                (87, "03"),                                        // kind
+                (92, "0fde87e2"),                                  // crc
+                (96, "6d6f766564"),                                // table
+                (101, "5a5a5a5a5a5a5a5a 5a"),                      // key
+                (110, "7777777777777777 7777777777777777 777777"), // value
+            ],
+        );
+        assert!(
+            b == expected,
+            "encoded ({} bytes):\n{}",
+            b.len(),
+            spans_of(&b)
+        );
+        let mut o = 0;
+        for (crc, len) in [put, del, moved] {
+            let (_, c, padded) = RecordView::decode(&b[o..]).unwrap();
+            assert_eq!((c, padded), (crc, len.div_ceil(8) * 8));
+            o += padded;
+        }
+        assert_eq!(o, b.len());
+    }
 }

@@ -122,6 +122,55 @@ pub fn new_uuid() -> [u8; 16] {
     u
 }
 
+/// The bytes of a `len`-byte encoding that is zero outside `spans`, each span an offset and
+/// hex digits (whitespace ignored). The tests that pin a structure's encoded bytes compare
+/// against these; `spans_of` prints an encoding in the same form.
+#[cfg(test)]
+pub(crate) fn bytes_from_spans(len: usize, spans: &[(usize, &str)]) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    for (off, hex) in spans {
+        let digits: Vec<u8> = hex.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+        assert_eq!(digits.len() % 2, 0, "odd hex digits at {off}");
+        for (i, pair) in digits.chunks(2).enumerate() {
+            let s = std::str::from_utf8(pair).unwrap();
+            b[off + i] = u8::from_str_radix(s, 16).unwrap();
+        }
+    }
+    b
+}
+
+/// The non-zero runs of `b` as `(offset, "hex"),` lines (runs closer than 8 zero bytes are
+/// merged; 8 bytes per group).
+#[cfg(test)]
+pub(crate) fn spans_of(b: &[u8]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i + 1;
+        while end < b.len() {
+            if b[end] != 0 {
+                end += 1;
+            } else if b[end..].iter().take(8).any(|&x| x != 0) {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        let groups: Vec<String> = b[start..end]
+            .chunks(8)
+            .map(|c| c.iter().map(|x| format!("{x:02x}")).collect())
+            .collect();
+        out.push_str(&format!("({start}, \"{}\"),\n", groups.join(" ")));
+        i = end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,4 +151,44 @@ mod tests {
             );
         }
     }
+
+    /// The encoded bytes, as the encoder wrote them before its offsets were named: every
+    /// field at its docs/format.md offset ("Segment header"), zero elsewhere.
+    #[test]
+    fn encoding_is_pinned() {
+        let h = SegmentHeader {
+            position: 3,
+            array_uuid: std::array::from_fn(|i| 0x10 + i as u8),
+            segment_id: 0x0102_0304_0506_0708,
+            write_epoch: 0x1112_1314_1516_1718,
+            data_shards: 3,
+            kind: SegmentKind::Checkpoint,
+            members: (0..5u32)
+                .map(|i| (0x2122_2320 + i, 0x3132_3330 + i))
+                .collect(),
+        };
+        let b = h.encode();
+        let expected = bytes_from_spans(
+            SEGMENT_HEADER_SIZE_BYTES,
+            &[
+                (0, "4543545345474831"),                   // magic
+                (8, "01000000"),                           // format_version
+                (12, "0300"),                              // position
+                (14, "0500"),                              // width
+                (16, "1011121314151617 18191a1b1c1d1e1f"), // array_uuid
+                (32, "0807060504030201"),                  // segment_id
+                (40, "1817161514131211"),                  // write_epoch
+                (48, "0300"),                              // data_shards
+                (50, "01"),                                // kind
+                (56, "2023222130333231"),                  // members[0]
+                (64, "2123222131333231"),                  // members[1]
+                (72, "2223222132333231"),                  // members[2]
+                (80, "2323222133333231"),                  // members[3]
+                (88, "2423222134333231"),                  // members[4]
+                (4092, "558456fe"),                        // crc
+            ],
+        );
+        assert!(b[..] == expected[..], "encoded:\n{}", spans_of(&b));
+        assert_eq!(SegmentHeader::decode(&b).unwrap(), h);
+    }
 }

@@ -328,4 +328,84 @@ mod tests {
             );
         }
     }
+
+    /// The encoded bytes, as the encoder wrote them before its offsets were named: every
+    /// field at its docs/format.md offset ("Superblock"), zero elsewhere.
+    #[test]
+    fn encoding_is_pinned() {
+        let sb = Superblock {
+            array_uuid: std::array::from_fn(|i| 0x10 + i as u8),
+            device_uuid: std::array::from_fn(|i| 0x20 + i as u8),
+            device_slot: 1,
+            device_count: 3,
+            data_shards: 2,
+            parity_shards: 1,
+            chunk_size_bytes: 65536,
+            segment_size_bytes: 8 << 20,
+            segment_count: 0x0001_0203,
+            device_capacity_bytes: 0x0123_4567_89ab_cdef,
+            epoch: 0x1112_1314_1516_1718,
+            copy_index: 1,
+            flags: 0,
+            created_unix_secs: 0x2122_2324_2526_2728,
+            checkpoint_segment_id: 0x3132_3334_3536_3738,
+            checkpoint_segment_count: 0x0000_0102,
+            checkpoint_lsn: 0x4142_4344_4546_4748,
+            rebuild: Some((2, 0x5152_5354_5556_5758)),
+            members: vec![
+                ([0x91; 16], MemberState::Online),
+                (
+                    std::array::from_fn(|i| 0x20 + i as u8),
+                    MemberState::Suspect,
+                ),
+                ([0x93; 16], MemberState::Rebuilding),
+                ([0x94; 16], MemberState::Spare),
+            ],
+            sync_floor: 0x6162_6364_6566_6768,
+            resync_from: vec![0, 0x7172_7374_7576_7778, 5, 0x8182_8384_8586_8788],
+        };
+        let b = sb.encode();
+        let expected = bytes_from_spans(
+            SUPERBLOCK_SIZE_BYTES,
+            &[
+                (0, "4543545355505231"),                    // magic
+                (8, "01000000"),                            // format_version
+                (12, "01000000"),                           // codec_id
+                (16, "1011121314151617 18191a1b1c1d1e1f"),  // array_uuid
+                (32, "2021222324252627 28292a2b2c2d2e2f"),  // device_uuid
+                (48, "01000000"),                           // device_slot
+                (52, "03000000"),                           // device_count
+                (56, "0200"),                               // data_shards
+                (58, "0100"),                               // parity_shards
+                (60, "00000100"),                           // chunk_size_bytes
+                (64, "00008000"),                           // segment_size_bytes
+                (68, "03020100"),                           // segment_count
+                (72, "efcdab8967452301"),                   // device_capacity_bytes
+                (80, "1817161514131211"),                   // epoch
+                (88, "01000000"),                           // copy_index
+                (96, "2827262524232221"),                   // created_unix_secs
+                (104, "3837363534333231"),                  // checkpoint_segment_id
+                (112, "02010000"),                          // checkpoint_segment_count
+                (116, "01000000"),                          // spare_count
+                (120, "4847464544434241"),                  // checkpoint_lsn
+                (128, "9191919191919191 9191919191919191"), // members[0].device_uuid
+                (144, "01"),                                // members[0].state
+                (152, "2021222324252627 28292a2b2c2d2e2f"), // members[1].device_uuid
+                (168, "05"),                                // members[1].state
+                (176, "9393939393939393 9393939393939393"), // members[2].device_uuid
+                (192, "03"),                                // members[2].state
+                (200, "9494949494949494 9494949494949494"), // members[3].device_uuid
+                (216, "04"),                                // members[3].state
+                (1664, "03000000"),                         // rebuild_slot + 1
+                (1672, "5857565554535251"),                 // rebuild_cursor
+                (1680, "6867666564636261"),                 // sync_floor
+                (1696, "7877767574737271"),                 // resync_from[1]
+                (1704, "0500000000000000"),                 // resync_from[2]
+                (1712, "8887868584838281"),                 // resync_from[3]
+                (4092, "9c9678d7"),                         // crc
+            ],
+        );
+        assert!(b[..] == expected[..], "encoded:\n{}", spans_of(&b));
+        assert_eq!(Superblock::decode(&b).unwrap(), sb);
+    }
 }
