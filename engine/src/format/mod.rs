@@ -31,6 +31,12 @@ pub const CHUNK_HEADER_SIZE_BYTES: usize = 512;
 pub const MAX_DEVICES: usize = 64;
 pub const BLOCK_BYTES: usize = 4096;
 
+/// Every structure's magic: 8 ASCII bytes at offset 0.
+pub(crate) const MAGIC_BYTES: usize = 8;
+pub(crate) const UUID_BYTES: usize = 16;
+/// The crc32c ending each fixed-size structure (docs/format.md, "Checksums").
+pub(crate) const CRC_BYTES: usize = 4;
+
 const _: () = assert!(SUPERBLOCK_SIZE_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(DATA_START_BYTES.is_multiple_of(BLOCK_BYTES as u64));
@@ -74,21 +80,34 @@ pub(crate) fn get_u64(b: &[u8], off: usize) -> u64 {
     a.copy_from_slice(&b[off..off + 8]);
     u64::from_le_bytes(a)
 }
-pub(crate) fn get_uuid(b: &[u8], off: usize) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[off..off + 16]);
+pub(crate) fn get_uuid(b: &[u8], off: usize) -> [u8; UUID_BYTES] {
+    let mut a = [0u8; UUID_BYTES];
+    a.copy_from_slice(&b[off..off + UUID_BYTES]);
     a
 }
 pub(crate) fn all_zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }
 
-/// Checks the trailing crc32c of a fixed-size structure whose last 4 bytes hold the crc of
-/// everything before them.
+/// True when each `(offset, size)` field ends where the next one starts (no gap, no
+/// overlap): the `const _: () = assert!(..)` layout checks next to each structure use it.
+pub(crate) const fn contiguous(fields: &[(usize, usize)]) -> bool {
+    let mut i = 1;
+    while i < fields.len() {
+        if fields[i - 1].0 + fields[i - 1].1 != fields[i].0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Checks the trailing crc32c of a fixed-size structure whose last `CRC_BYTES` bytes hold
+/// the crc of everything before them.
 pub(crate) fn check_trailing_crc(b: &[u8]) -> Result<(), DecodeError> {
-    let n = b.len();
-    let stored = get_u32(b, n - 4);
-    let computed = crc32c::crc32c(&b[..n - 4]);
+    let off_crc = b.len() - CRC_BYTES;
+    let stored = get_u32(b, off_crc);
+    let computed = crc32c::crc32c(&b[..off_crc]);
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
@@ -96,9 +115,9 @@ pub(crate) fn check_trailing_crc(b: &[u8]) -> Result<(), DecodeError> {
 }
 
 pub(crate) fn seal_trailing_crc(b: &mut [u8]) {
-    let n = b.len();
-    let crc = crc32c::crc32c(&b[..n - 4]);
-    put_u32(b, n - 4, crc);
+    let off_crc = b.len() - CRC_BYTES;
+    let crc = crc32c::crc32c(&b[..off_crc]);
+    put_u32(b, off_crc, crc);
 }
 
 /// Formats a 16-byte uuid in the usual 8-4-4-4-12 hex form.
@@ -152,14 +171,8 @@ pub(crate) fn spans_of(b: &[u8]) -> String {
         }
         let start = i;
         let mut end = i + 1;
-        while end < b.len() {
-            if b[end] != 0 {
-                end += 1;
-            } else if b[end..].iter().take(8).any(|&x| x != 0) {
-                end += 1;
-            } else {
-                break;
-            }
+        while end < b.len() && b[end..].iter().take(8).any(|&x| x != 0) {
+            end += 1;
         }
         let groups: Vec<String> = b[start..end]
             .chunks(8)
