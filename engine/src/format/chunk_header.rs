@@ -12,8 +12,56 @@
 
 use super::*;
 
-const MAGIC: &[u8; 8] = b"ECTCHNK1";
-const CRCS_OFFSET: usize = 128;
+const MAGIC: &[u8; MAGIC_BYTES] = b"ECTCHNK1";
+// Field offsets (docs/format.md, "Chunk").
+const OFF_MAGIC: usize = 0;
+const OFF_ARRAY: usize = 8;
+const OFF_SEGMENT_ID: usize = 24;
+const OFF_WRITE_EPOCH: usize = 32;
+const OFF_OFFSET_IN_SEGMENT: usize = 40;
+const OFF_HEIGHT: usize = 44;
+/// The stripe's ordinal in its segment.
+const OFF_ORDINAL: usize = 48;
+const OFF_SHARD_INDEX: usize = 52;
+const OFF_WIDTH: usize = 54;
+const OFF_DATA_SHARDS: usize = 56;
+const OFF_FLAGS: usize = 58;
+const OFF_PAYLOAD_BYTES: usize = 60;
+const OFF_FIRST_LSN: usize = 64;
+const OFF_LAST_LSN: usize = 72;
+const OFF_PRESENT_MASK: usize = 80;
+const OFF_COMMITTED_LSN: usize = 88;
+/// Reserved, zero, up to the body crcs.
+const OFF_RESERVED: usize = 96;
+/// body_crcs[64], one per shard; the entries at and after the width are zero, and so is
+/// everything after them up to the crc.
+const OFF_BODY_CRCS: usize = 128;
+const BODY_CRC_BYTES: usize = size_of::<u32>();
+/// crc32c of [0, OFF_CRC).
+const OFF_CRC: usize = CHUNK_HEADER_SIZE_BYTES - CRC_BYTES;
+
+const _: () = assert!(contiguous(&[
+    (OFF_MAGIC, MAGIC_BYTES),
+    (OFF_ARRAY, UUID_BYTES),
+    (OFF_SEGMENT_ID, size_of::<u64>()),
+    (OFF_WRITE_EPOCH, size_of::<u64>()),
+    (OFF_OFFSET_IN_SEGMENT, size_of::<u32>()),
+    (OFF_HEIGHT, size_of::<u32>()),
+    (OFF_ORDINAL, size_of::<u32>()),
+    (OFF_SHARD_INDEX, size_of::<u16>()),
+    (OFF_WIDTH, size_of::<u16>()),
+    (OFF_DATA_SHARDS, size_of::<u16>()),
+    (OFF_FLAGS, size_of::<u16>()),
+    (OFF_PAYLOAD_BYTES, size_of::<u32>()),
+    (OFF_FIRST_LSN, size_of::<u64>()),
+    (OFF_LAST_LSN, size_of::<u64>()),
+    (OFF_PRESENT_MASK, size_of::<u64>()),
+    (OFF_COMMITTED_LSN, size_of::<u64>()),
+    (OFF_RESERVED, 0),
+]));
+const _: () = assert!(OFF_RESERVED < OFF_BODY_CRCS);
+const _: () = assert!(OFF_BODY_CRCS + MAX_DEVICES * BODY_CRC_BYTES <= OFF_CRC);
+const _: () = assert!(OFF_CRC == 508);
 /// Chunk flag: the stripe's data space holds checkpoint bytes.
 pub const FLAG_CHECKPOINT: u16 = 1;
 
@@ -78,24 +126,24 @@ impl ChunkHeader {
         self.validate().expect("encoding an invalid chunk header");
         let b = &mut b[..CHUNK_HEADER_SIZE_BYTES];
         b.fill(0);
-        b[0..8].copy_from_slice(MAGIC);
-        b[8..24].copy_from_slice(&self.array_uuid);
-        put_u64(b, 24, self.segment_id);
-        put_u64(b, 32, self.write_epoch);
-        put_u32(b, 40, self.offset_in_segment_bytes);
-        put_u32(b, 44, self.height_bytes);
-        put_u32(b, 48, self.ordinal);
-        put_u16(b, 52, self.shard_index);
-        put_u16(b, 54, self.width);
-        put_u16(b, 56, self.data_shards);
-        put_u16(b, 58, self.flags);
-        put_u32(b, 60, self.payload_bytes);
-        put_u64(b, 64, self.first_lsn);
-        put_u64(b, 72, self.last_lsn);
-        put_u64(b, 80, self.present_mask);
-        put_u64(b, 88, self.committed_lsn);
+        b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES].copy_from_slice(MAGIC);
+        b[OFF_ARRAY..OFF_ARRAY + UUID_BYTES].copy_from_slice(&self.array_uuid);
+        put_u64(b, OFF_SEGMENT_ID, self.segment_id);
+        put_u64(b, OFF_WRITE_EPOCH, self.write_epoch);
+        put_u32(b, OFF_OFFSET_IN_SEGMENT, self.offset_in_segment_bytes);
+        put_u32(b, OFF_HEIGHT, self.height_bytes);
+        put_u32(b, OFF_ORDINAL, self.ordinal);
+        put_u16(b, OFF_SHARD_INDEX, self.shard_index);
+        put_u16(b, OFF_WIDTH, self.width);
+        put_u16(b, OFF_DATA_SHARDS, self.data_shards);
+        put_u16(b, OFF_FLAGS, self.flags);
+        put_u32(b, OFF_PAYLOAD_BYTES, self.payload_bytes);
+        put_u64(b, OFF_FIRST_LSN, self.first_lsn);
+        put_u64(b, OFF_LAST_LSN, self.last_lsn);
+        put_u64(b, OFF_PRESENT_MASK, self.present_mask);
+        put_u64(b, OFF_COMMITTED_LSN, self.committed_lsn);
         for (i, crc) in self.body_crcs.iter().enumerate() {
-            put_u32(b, CRCS_OFFSET + 4 * i, *crc);
+            put_u32(b, OFF_BODY_CRCS + BODY_CRC_BYTES * i, *crc);
         }
         seal_trailing_crc(b);
     }
@@ -105,36 +153,36 @@ impl ChunkHeader {
             return Err(DecodeError::Truncated);
         }
         let b = &b[..CHUNK_HEADER_SIZE_BYTES];
-        if &b[0..8] != MAGIC {
+        if &b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES] != MAGIC {
             return Err(DecodeError::Magic);
         }
         check_trailing_crc(b)?;
-        let width = get_u16(b, 54);
+        let width = get_u16(b, OFF_WIDTH);
         if width == 0 || width as usize > MAX_DEVICES {
             return Err(DecodeError::Field("width"));
         }
-        let crcs_end = CRCS_OFFSET + 4 * width as usize;
-        if !all_zero(&b[96..128]) || !all_zero(&b[crcs_end..CHUNK_HEADER_SIZE_BYTES - 4]) {
+        let crcs_end = OFF_BODY_CRCS + BODY_CRC_BYTES * width as usize;
+        if !all_zero(&b[OFF_RESERVED..OFF_BODY_CRCS]) || !all_zero(&b[crcs_end..OFF_CRC]) {
             return Err(DecodeError::Reserved);
         }
         let h = ChunkHeader {
-            array_uuid: get_uuid(b, 8),
-            segment_id: get_u64(b, 24),
-            write_epoch: get_u64(b, 32),
-            offset_in_segment_bytes: get_u32(b, 40),
-            height_bytes: get_u32(b, 44),
-            ordinal: get_u32(b, 48),
-            shard_index: get_u16(b, 52),
+            array_uuid: get_uuid(b, OFF_ARRAY),
+            segment_id: get_u64(b, OFF_SEGMENT_ID),
+            write_epoch: get_u64(b, OFF_WRITE_EPOCH),
+            offset_in_segment_bytes: get_u32(b, OFF_OFFSET_IN_SEGMENT),
+            height_bytes: get_u32(b, OFF_HEIGHT),
+            ordinal: get_u32(b, OFF_ORDINAL),
+            shard_index: get_u16(b, OFF_SHARD_INDEX),
             width,
-            data_shards: get_u16(b, 56),
-            flags: get_u16(b, 58),
-            payload_bytes: get_u32(b, 60),
-            first_lsn: get_u64(b, 64),
-            last_lsn: get_u64(b, 72),
-            present_mask: get_u64(b, 80),
-            committed_lsn: get_u64(b, 88),
+            data_shards: get_u16(b, OFF_DATA_SHARDS),
+            flags: get_u16(b, OFF_FLAGS),
+            payload_bytes: get_u32(b, OFF_PAYLOAD_BYTES),
+            first_lsn: get_u64(b, OFF_FIRST_LSN),
+            last_lsn: get_u64(b, OFF_LAST_LSN),
+            present_mask: get_u64(b, OFF_PRESENT_MASK),
+            committed_lsn: get_u64(b, OFF_COMMITTED_LSN),
             body_crcs: (0..width as usize)
-                .map(|i| get_u32(b, CRCS_OFFSET + 4 * i))
+                .map(|i| get_u32(b, OFF_BODY_CRCS + BODY_CRC_BYTES * i))
                 .collect(),
         };
         h.validate()?;
@@ -210,5 +258,59 @@ mod tests {
             c[i] ^= 0x10;
             assert!(ChunkHeader::decode(&c).is_err(), "flip at {i} not detected");
         }
+    }
+
+    /// The encoded bytes, as the encoder wrote them before its offsets were named: every
+    /// field at its docs/format.md offset ("Chunk"), zero elsewhere.
+    #[test]
+    fn encoding_is_pinned() {
+        let h = ChunkHeader {
+            array_uuid: std::array::from_fn(|i| 0x10 + i as u8),
+            segment_id: 0x0102_0304_0506_0708,
+            write_epoch: 0x1112_1314_1516_1718,
+            offset_in_segment_bytes: 0x0003_3000,
+            height_bytes: 0x0004_0000,
+            ordinal: 0x2122_2324,
+            shard_index: 5,
+            width: 7,
+            data_shards: 3,
+            flags: FLAG_CHECKPOINT,
+            payload_bytes: 0x000b_c0d8,
+            first_lsn: 0x3132_3334_3536_3738,
+            last_lsn: 0x4142_4344_4546_4748,
+            present_mask: 0x55,
+            committed_lsn: 0x2122_2324_2526_2728,
+            body_crcs: (0..7).map(|i| 0xa1a2_a3a0 + i).collect(),
+        };
+        let mut b = [0u8; CHUNK_HEADER_SIZE_BYTES];
+        h.encode_into(&mut b);
+        let expected = bytes_from_spans(
+            CHUNK_HEADER_SIZE_BYTES,
+            &[
+                (0, "45435443484e4b31"),                  // magic
+                (8, "1011121314151617 18191a1b1c1d1e1f"), // array_uuid
+                (24, "0807060504030201"),                 // segment_id
+                (32, "1817161514131211"),                 // write_epoch
+                (40, "00300300"),                         // offset_in_segment_bytes
+                (44, "00000400"),                         // height_bytes
+                (48, "24232221"),                         // ordinal
+                (52, "0500"),                             // shard_index
+                (54, "0700"),                             // width
+                (56, "0300"),                             // data_shards
+                (58, "0100"),                             // flags
+                (60, "d8c00b00"),                         // payload_bytes
+                (64, "3837363534333231"),                 // first_lsn
+                (72, "4847464544434241"),                 // last_lsn
+                (80, "5500000000000000"),                 // present_mask
+                (88, "2827262524232221"),                 // committed_lsn
+                (
+                    128,
+                    "a0a3a2a1a1a3a2a1 a2a3a2a1a3a3a2a1 a4a3a2a1a5a3a2a1 a6a3a2a1",
+                ), // body_crcs[0..7]
+                (508, "e5a15ceb"),                        // crc
+            ],
+        );
+        assert!(b[..] == expected[..], "encoded:\n{}", spans_of(&b));
+        assert_eq!(ChunkHeader::decode(&b).unwrap(), h);
     }
 }

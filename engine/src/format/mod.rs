@@ -31,6 +31,12 @@ pub const CHUNK_HEADER_SIZE_BYTES: usize = 512;
 pub const MAX_DEVICES: usize = 64;
 pub const BLOCK_BYTES: usize = 4096;
 
+/// Every structure's magic: 8 ASCII bytes at offset 0.
+pub(crate) const MAGIC_BYTES: usize = 8;
+pub(crate) const UUID_BYTES: usize = 16;
+/// The crc32c ending each fixed-size structure (docs/format.md, "Checksums").
+pub(crate) const CRC_BYTES: usize = 4;
+
 const _: () = assert!(SUPERBLOCK_SIZE_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(DATA_START_BYTES.is_multiple_of(BLOCK_BYTES as u64));
@@ -74,21 +80,34 @@ pub(crate) fn get_u64(b: &[u8], off: usize) -> u64 {
     a.copy_from_slice(&b[off..off + 8]);
     u64::from_le_bytes(a)
 }
-pub(crate) fn get_uuid(b: &[u8], off: usize) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[off..off + 16]);
+pub(crate) fn get_uuid(b: &[u8], off: usize) -> [u8; UUID_BYTES] {
+    let mut a = [0u8; UUID_BYTES];
+    a.copy_from_slice(&b[off..off + UUID_BYTES]);
     a
 }
 pub(crate) fn all_zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }
 
-/// Checks the trailing crc32c of a fixed-size structure whose last 4 bytes hold the crc of
-/// everything before them.
+/// True when each `(offset, size)` field ends where the next one starts (no gap, no
+/// overlap): the `const _: () = assert!(..)` layout checks next to each structure use it.
+pub(crate) const fn contiguous(fields: &[(usize, usize)]) -> bool {
+    let mut i = 1;
+    while i < fields.len() {
+        if fields[i - 1].0 + fields[i - 1].1 != fields[i].0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Checks the trailing crc32c of a fixed-size structure whose last `CRC_BYTES` bytes hold
+/// the crc of everything before them.
 pub(crate) fn check_trailing_crc(b: &[u8]) -> Result<(), DecodeError> {
-    let n = b.len();
-    let stored = get_u32(b, n - 4);
-    let computed = crc32c::crc32c(&b[..n - 4]);
+    let off_crc = b.len() - CRC_BYTES;
+    let stored = get_u32(b, off_crc);
+    let computed = crc32c::crc32c(&b[..off_crc]);
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
@@ -96,9 +115,9 @@ pub(crate) fn check_trailing_crc(b: &[u8]) -> Result<(), DecodeError> {
 }
 
 pub(crate) fn seal_trailing_crc(b: &mut [u8]) {
-    let n = b.len();
-    let crc = crc32c::crc32c(&b[..n - 4]);
-    put_u32(b, n - 4, crc);
+    let off_crc = b.len() - CRC_BYTES;
+    let crc = crc32c::crc32c(&b[..off_crc]);
+    put_u32(b, off_crc, crc);
 }
 
 /// Formats a 16-byte uuid in the usual 8-4-4-4-12 hex form.
@@ -120,6 +139,49 @@ pub fn new_uuid() -> [u8; 16] {
     u[6] = (u[6] & 0x0f) | 0x40;
     u[8] = (u[8] & 0x3f) | 0x80;
     u
+}
+
+/// The bytes of a `len`-byte encoding that is zero outside `spans`, each span an offset and
+/// hex digits (whitespace ignored). The tests that pin a structure's encoded bytes compare
+/// against these; `spans_of` prints an encoding in the same form.
+#[cfg(test)]
+pub(crate) fn bytes_from_spans(len: usize, spans: &[(usize, &str)]) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    for (off, hex) in spans {
+        let digits: Vec<u8> = hex.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+        assert_eq!(digits.len() % 2, 0, "odd hex digits at {off}");
+        for (i, pair) in digits.chunks(2).enumerate() {
+            let s = std::str::from_utf8(pair).unwrap();
+            b[off + i] = u8::from_str_radix(s, 16).unwrap();
+        }
+    }
+    b
+}
+
+/// The non-zero runs of `b` as `(offset, "hex"),` lines (runs closer than 8 zero bytes are
+/// merged; 8 bytes per group).
+#[cfg(test)]
+pub(crate) fn spans_of(b: &[u8]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i + 1;
+        while end < b.len() && b[end..].iter().take(8).any(|&x| x != 0) {
+            end += 1;
+        }
+        let groups: Vec<String> = b[start..end]
+            .chunks(8)
+            .map(|c| c.iter().map(|x| format!("{x:02x}")).collect())
+            .collect();
+        out.push_str(&format!("({start}, \"{}\"),\n", groups.join(" ")));
+        i = end;
+    }
+    out
 }
 
 #[cfg(test)]

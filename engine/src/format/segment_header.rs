@@ -10,7 +10,49 @@
 
 use super::*;
 
-const MAGIC: &[u8; 8] = b"ECTSEGH1";
+const MAGIC: &[u8; MAGIC_BYTES] = b"ECTSEGH1";
+// Field offsets (docs/format.md, "Segment header").
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+/// This device segment's position in the segment, 0..width.
+const OFF_POSITION: usize = 12;
+const OFF_WIDTH: usize = 14;
+const OFF_ARRAY: usize = 16;
+const OFF_SEGMENT_ID: usize = 32;
+const OFF_WRITE_EPOCH: usize = 40;
+const OFF_DATA_SHARDS: usize = 48;
+/// One byte: a `SegmentKind`.
+const OFF_KIND: usize = 50;
+/// Reserved, zero, up to the members.
+const OFF_RESERVED: usize = 51;
+/// members[width], then reserved bytes, zero, up to the crc.
+const OFF_MEMBERS: usize = 56;
+/// A member: { device_slot u32 | device_segment_index u32 }.
+const MEMBER_BYTES: usize = 8;
+const MEMBER_OFF_SLOT: usize = 0;
+const MEMBER_OFF_SEGMENT_INDEX: usize = 4;
+/// crc32c of [0, OFF_CRC).
+const OFF_CRC: usize = SEGMENT_HEADER_SIZE_BYTES - CRC_BYTES;
+
+const _: () = assert!(contiguous(&[
+    (OFF_MAGIC, MAGIC_BYTES),
+    (OFF_VERSION, size_of::<u32>()),
+    (OFF_POSITION, size_of::<u16>()),
+    (OFF_WIDTH, size_of::<u16>()),
+    (OFF_ARRAY, UUID_BYTES),
+    (OFF_SEGMENT_ID, size_of::<u64>()),
+    (OFF_WRITE_EPOCH, size_of::<u64>()),
+    (OFF_DATA_SHARDS, size_of::<u16>()),
+    (OFF_KIND, size_of::<u8>()),
+    (OFF_RESERVED, 0),
+]));
+const _: () = assert!(OFF_RESERVED < OFF_MEMBERS);
+const _: () = assert!(contiguous(&[
+    (MEMBER_OFF_SLOT, size_of::<u32>()),
+    (MEMBER_OFF_SEGMENT_INDEX, size_of::<u32>()),
+    (MEMBER_BYTES, 0),
+]));
+const _: () = assert!(OFF_MEMBERS + MAX_DEVICES * MEMBER_BYTES <= OFF_CRC);
 
 /// What a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +62,6 @@ pub enum SegmentKind {
     /// Part of an index checkpoint.
     Checkpoint = 1,
 }
-const MEMBERS_OFFSET: usize = 56;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -38,18 +79,19 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE_BYTES] {
         self.validate().expect("encoding an invalid segment header");
         let mut b = [0u8; SEGMENT_HEADER_SIZE_BYTES];
-        b[0..8].copy_from_slice(MAGIC);
-        put_u32(&mut b, 8, FORMAT_VERSION);
-        put_u16(&mut b, 12, self.position);
-        put_u16(&mut b, 14, self.members.len() as u16);
-        b[16..32].copy_from_slice(&self.array_uuid);
-        put_u64(&mut b, 32, self.segment_id);
-        put_u64(&mut b, 40, self.write_epoch);
-        put_u16(&mut b, 48, self.data_shards);
-        b[50] = self.kind as u8;
+        b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES].copy_from_slice(MAGIC);
+        put_u32(&mut b, OFF_VERSION, FORMAT_VERSION);
+        put_u16(&mut b, OFF_POSITION, self.position);
+        put_u16(&mut b, OFF_WIDTH, self.members.len() as u16);
+        b[OFF_ARRAY..OFF_ARRAY + UUID_BYTES].copy_from_slice(&self.array_uuid);
+        put_u64(&mut b, OFF_SEGMENT_ID, self.segment_id);
+        put_u64(&mut b, OFF_WRITE_EPOCH, self.write_epoch);
+        put_u16(&mut b, OFF_DATA_SHARDS, self.data_shards);
+        b[OFF_KIND] = self.kind as u8;
         for (i, (slot, dseg)) in self.members.iter().enumerate() {
-            put_u32(&mut b, MEMBERS_OFFSET + i * 8, *slot);
-            put_u32(&mut b, MEMBERS_OFFSET + i * 8 + 4, *dseg);
+            let o = OFF_MEMBERS + i * MEMBER_BYTES;
+            put_u32(&mut b, o + MEMBER_OFF_SLOT, *slot);
+            put_u32(&mut b, o + MEMBER_OFF_SEGMENT_INDEX, *dseg);
         }
         seal_trailing_crc(&mut b);
         b
@@ -60,37 +102,38 @@ impl SegmentHeader {
             return Err(DecodeError::Truncated);
         }
         let b = &b[..SEGMENT_HEADER_SIZE_BYTES];
-        if &b[0..8] != MAGIC {
+        if &b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES] != MAGIC {
             return Err(DecodeError::Magic);
         }
         check_trailing_crc(b)?;
-        let version = get_u32(b, 8);
+        let version = get_u32(b, OFF_VERSION);
         if version != FORMAT_VERSION {
             return Err(DecodeError::Version(version));
         }
-        let w = get_u16(b, 14) as usize;
+        let w = get_u16(b, OFF_WIDTH) as usize;
         if w == 0 || w > MAX_DEVICES {
             return Err(DecodeError::Field("width"));
         }
-        let end = MEMBERS_OFFSET + w * 8;
-        if !all_zero(&b[51..56]) || !all_zero(&b[end..SEGMENT_HEADER_SIZE_BYTES - 4]) {
+        let end = OFF_MEMBERS + w * MEMBER_BYTES;
+        if !all_zero(&b[OFF_RESERVED..OFF_MEMBERS]) || !all_zero(&b[end..OFF_CRC]) {
             return Err(DecodeError::Reserved);
         }
         let members = (0..w)
             .map(|i| {
+                let o = OFF_MEMBERS + i * MEMBER_BYTES;
                 (
-                    get_u32(b, MEMBERS_OFFSET + i * 8),
-                    get_u32(b, MEMBERS_OFFSET + i * 8 + 4),
+                    get_u32(b, o + MEMBER_OFF_SLOT),
+                    get_u32(b, o + MEMBER_OFF_SEGMENT_INDEX),
                 )
             })
             .collect();
         let h = SegmentHeader {
-            position: get_u16(b, 12),
-            array_uuid: get_uuid(b, 16),
-            segment_id: get_u64(b, 32),
-            write_epoch: get_u64(b, 40),
-            data_shards: get_u16(b, 48),
-            kind: match b[50] {
+            position: get_u16(b, OFF_POSITION),
+            array_uuid: get_uuid(b, OFF_ARRAY),
+            segment_id: get_u64(b, OFF_SEGMENT_ID),
+            write_epoch: get_u64(b, OFF_WRITE_EPOCH),
+            data_shards: get_u16(b, OFF_DATA_SHARDS),
+            kind: match b[OFF_KIND] {
                 0 => SegmentKind::Log,
                 1 => SegmentKind::Checkpoint,
                 _ => return Err(DecodeError::Field("segment kind")),
@@ -150,5 +193,45 @@ mod tests {
                 "flip at {i} not detected"
             );
         }
+    }
+
+    /// The encoded bytes, as the encoder wrote them before its offsets were named: every
+    /// field at its docs/format.md offset ("Segment header"), zero elsewhere.
+    #[test]
+    fn encoding_is_pinned() {
+        let h = SegmentHeader {
+            position: 3,
+            array_uuid: std::array::from_fn(|i| 0x10 + i as u8),
+            segment_id: 0x0102_0304_0506_0708,
+            write_epoch: 0x1112_1314_1516_1718,
+            data_shards: 3,
+            kind: SegmentKind::Checkpoint,
+            members: (0..5u32)
+                .map(|i| (0x2122_2320 + i, 0x3132_3330 + i))
+                .collect(),
+        };
+        let b = h.encode();
+        let expected = bytes_from_spans(
+            SEGMENT_HEADER_SIZE_BYTES,
+            &[
+                (0, "4543545345474831"),                   // magic
+                (8, "01000000"),                           // format_version
+                (12, "0300"),                              // position
+                (14, "0500"),                              // width
+                (16, "1011121314151617 18191a1b1c1d1e1f"), // array_uuid
+                (32, "0807060504030201"),                  // segment_id
+                (40, "1817161514131211"),                  // write_epoch
+                (48, "0300"),                              // data_shards
+                (50, "01"),                                // kind
+                (56, "2023222130333231"),                  // members[0]
+                (64, "2123222131333231"),                  // members[1]
+                (72, "2223222132333231"),                  // members[2]
+                (80, "2323222133333231"),                  // members[3]
+                (88, "2423222134333231"),                  // members[4]
+                (4092, "558456fe"),                        // crc
+            ],
+        );
+        assert!(b[..] == expected[..], "encoded:\n{}", spans_of(&b));
+        assert_eq!(SegmentHeader::decode(&b).unwrap(), h);
     }
 }

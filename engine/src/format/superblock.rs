@@ -2,8 +2,8 @@
 //!
 //! `// { magic | version | codec | array | device | slot | n | k | m | C | S | count | cap |
 //!      epoch | copy | flags | created | ckpt_segment | ckpt_count | spare_count | ckpt_lsn |
-//!      members[64] | rebuild_slot | reserved | rebuild_next_segment | sync_floor |
-//!      resync_from[64] | reserved | crc }` (docs/format.md, "Superblock", gives every offset)
+//!      members[64] | rebuild_slot | reserved | rebuild_cursor | sync_floor | resync_from[64] |
+//!      reserved | crc }` (docs/format.md, "Superblock", gives every offset)
 //!
 //! Invariants:
 //! - Two copies per device (offsets 0 and 4096), written one at a time with a flush between.
@@ -11,15 +11,95 @@
 
 use super::*;
 
-const MAGIC: &[u8; 8] = b"ECTSUPR1";
+const MAGIC: &[u8; MAGIC_BYTES] = b"ECTSUPR1";
+// Field offsets (docs/format.md, "Superblock"; the `*_OFFSET` and `RESYNC_END` names are
+// the ones it uses).
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_CODEC: usize = 12;
+const OFF_ARRAY: usize = 16;
+const OFF_DEVICE: usize = 32;
+/// The member entry this device is.
+const OFF_DEVICE_SLOT: usize = 48;
+/// n, the data-bearing slots.
+const OFF_DEVICE_COUNT: usize = 52;
+const OFF_DATA_SHARDS: usize = 56;
+const OFF_PARITY_SHARDS: usize = 58;
+const OFF_CHUNK_SIZE: usize = 60;
+const OFF_SEGMENT_SIZE: usize = 64;
+/// Device segments per device.
+const OFF_SEGMENT_COUNT: usize = 68;
+const OFF_DEVICE_CAPACITY: usize = 72;
+const OFF_EPOCH: usize = 80;
+const OFF_COPY_INDEX: usize = 88;
+const OFF_FLAGS: usize = 92;
+const OFF_CREATED: usize = 96;
+/// First segment id of the newest index checkpoint (0: none).
+const OFF_CHECKPOINT_SEGMENT_ID: usize = 104;
+const OFF_CHECKPOINT_SEGMENT_COUNT: usize = 112;
+/// Hot spares: the member entries n .. n + spare_count.
+const OFF_SPARE_COUNT: usize = 116;
+const OFF_CHECKPOINT_LSN: usize = 120;
+/// members[64], entries of MEMBER_ENTRY_BYTES:
+/// { device_uuid | state u8 | reserved, zero }.
 const MEMBERS_OFFSET: usize = 128;
 const MEMBER_ENTRY_BYTES: usize = 24;
-/// { rebuild_slot + 1 (0: none) u32 | reserved u32 | rebuild_next_segment_id u64 }
+const MEMBER_OFF_DEVICE_UUID: usize = 0;
+const MEMBER_OFF_STATE: usize = 16;
+const MEMBER_OFF_RESERVED: usize = 17;
+/// rebuild_slot + 1 (0: no rebuild in progress).
 const REBUILD_OFFSET: usize = MEMBERS_OFFSET + MAX_DEVICES * MEMBER_ENTRY_BYTES;
+const OFF_REBUILD_RESERVED: usize = REBUILD_OFFSET + 4;
+/// rebuild_cursor: the next segment id to rebuild (0 when there is no rebuild).
+const OFF_REBUILD_CURSOR: usize = REBUILD_OFFSET + 8;
 /// { sync_floor u64 | resync_from[64] u64 } (docs/format.md, "Stale members").
 const SYNC_FLOOR_OFFSET: usize = REBUILD_OFFSET + 16;
 const RESYNC_OFFSET: usize = SYNC_FLOOR_OFFSET + 8;
-const RESYNC_END: usize = RESYNC_OFFSET + 8 * MAX_DEVICES;
+const RESYNC_ENTRY_BYTES: usize = size_of::<u64>();
+/// The end of resync_from; reserved bytes, zero, follow up to the crc.
+const RESYNC_END: usize = RESYNC_OFFSET + RESYNC_ENTRY_BYTES * MAX_DEVICES;
+/// crc32c of [0, OFF_CRC).
+const OFF_CRC: usize = SUPERBLOCK_SIZE_BYTES - CRC_BYTES;
+
+const _: () = assert!(contiguous(&[
+    (OFF_MAGIC, MAGIC_BYTES),
+    (OFF_VERSION, size_of::<u32>()),
+    (OFF_CODEC, size_of::<u32>()),
+    (OFF_ARRAY, UUID_BYTES),
+    (OFF_DEVICE, UUID_BYTES),
+    (OFF_DEVICE_SLOT, size_of::<u32>()),
+    (OFF_DEVICE_COUNT, size_of::<u32>()),
+    (OFF_DATA_SHARDS, size_of::<u16>()),
+    (OFF_PARITY_SHARDS, size_of::<u16>()),
+    (OFF_CHUNK_SIZE, size_of::<u32>()),
+    (OFF_SEGMENT_SIZE, size_of::<u32>()),
+    (OFF_SEGMENT_COUNT, size_of::<u32>()),
+    (OFF_DEVICE_CAPACITY, size_of::<u64>()),
+    (OFF_EPOCH, size_of::<u64>()),
+    (OFF_COPY_INDEX, size_of::<u32>()),
+    (OFF_FLAGS, size_of::<u32>()),
+    (OFF_CREATED, size_of::<u64>()),
+    (OFF_CHECKPOINT_SEGMENT_ID, size_of::<u64>()),
+    (OFF_CHECKPOINT_SEGMENT_COUNT, size_of::<u32>()),
+    (OFF_SPARE_COUNT, size_of::<u32>()),
+    (OFF_CHECKPOINT_LSN, size_of::<u64>()),
+    (MEMBERS_OFFSET, MAX_DEVICES * MEMBER_ENTRY_BYTES),
+    (REBUILD_OFFSET, size_of::<u32>()),
+    (OFF_REBUILD_RESERVED, size_of::<u32>()),
+    (OFF_REBUILD_CURSOR, size_of::<u64>()),
+    (SYNC_FLOOR_OFFSET, size_of::<u64>()),
+    (RESYNC_OFFSET, MAX_DEVICES * RESYNC_ENTRY_BYTES),
+    (RESYNC_END, 0),
+]));
+const _: () = assert!(contiguous(&[
+    (MEMBER_OFF_DEVICE_UUID, UUID_BYTES),
+    (MEMBER_OFF_STATE, size_of::<u8>()),
+    (MEMBER_OFF_RESERVED, 0),
+]));
+const _: () = assert!(MEMBER_OFF_RESERVED < MEMBER_ENTRY_BYTES);
+// The figures docs/format.md states.
+const _: () = assert!(REBUILD_OFFSET == 1664 && RESYNC_END == 2200);
+const _: () = assert!(RESYNC_END <= OFF_CRC);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberState {
@@ -97,43 +177,52 @@ impl Superblock {
     pub fn encode(&self) -> [u8; SUPERBLOCK_SIZE_BYTES] {
         self.validate().expect("encoding an invalid superblock");
         let mut b = [0u8; SUPERBLOCK_SIZE_BYTES];
-        b[0..8].copy_from_slice(MAGIC);
-        put_u32(&mut b, 8, FORMAT_VERSION);
-        put_u32(&mut b, 12, CODEC_ID_RS_VANDERMONDE);
-        b[16..32].copy_from_slice(&self.array_uuid);
-        b[32..48].copy_from_slice(&self.device_uuid);
-        put_u32(&mut b, 48, self.device_slot);
-        put_u32(&mut b, 52, self.device_count);
-        put_u16(&mut b, 56, self.data_shards);
-        put_u16(&mut b, 58, self.parity_shards);
-        put_u32(&mut b, 60, self.chunk_size_bytes);
-        put_u32(&mut b, 64, self.segment_size_bytes);
-        put_u32(&mut b, 68, self.segment_count);
-        put_u64(&mut b, 72, self.device_capacity_bytes);
-        put_u64(&mut b, 80, self.epoch);
-        put_u32(&mut b, 88, self.copy_index);
-        put_u32(&mut b, 92, self.flags);
-        put_u64(&mut b, 96, self.created_unix_secs);
-        put_u64(&mut b, 104, self.checkpoint_segment_id);
-        put_u32(&mut b, 112, self.checkpoint_segment_count);
-        put_u64(&mut b, 120, self.checkpoint_lsn);
+        b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES].copy_from_slice(MAGIC);
+        put_u32(&mut b, OFF_VERSION, FORMAT_VERSION);
+        put_u32(&mut b, OFF_CODEC, CODEC_ID_RS_VANDERMONDE);
+        b[OFF_ARRAY..OFF_ARRAY + UUID_BYTES].copy_from_slice(&self.array_uuid);
+        b[OFF_DEVICE..OFF_DEVICE + UUID_BYTES].copy_from_slice(&self.device_uuid);
+        put_u32(&mut b, OFF_DEVICE_SLOT, self.device_slot);
+        put_u32(&mut b, OFF_DEVICE_COUNT, self.device_count);
+        put_u16(&mut b, OFF_DATA_SHARDS, self.data_shards);
+        put_u16(&mut b, OFF_PARITY_SHARDS, self.parity_shards);
+        put_u32(&mut b, OFF_CHUNK_SIZE, self.chunk_size_bytes);
+        put_u32(&mut b, OFF_SEGMENT_SIZE, self.segment_size_bytes);
+        put_u32(&mut b, OFF_SEGMENT_COUNT, self.segment_count);
+        put_u64(&mut b, OFF_DEVICE_CAPACITY, self.device_capacity_bytes);
+        put_u64(&mut b, OFF_EPOCH, self.epoch);
+        put_u32(&mut b, OFF_COPY_INDEX, self.copy_index);
+        put_u32(&mut b, OFF_FLAGS, self.flags);
+        put_u64(&mut b, OFF_CREATED, self.created_unix_secs);
+        put_u64(
+            &mut b,
+            OFF_CHECKPOINT_SEGMENT_ID,
+            self.checkpoint_segment_id,
+        );
         put_u32(
             &mut b,
-            116,
+            OFF_CHECKPOINT_SEGMENT_COUNT,
+            self.checkpoint_segment_count,
+        );
+        put_u32(
+            &mut b,
+            OFF_SPARE_COUNT,
             (self.members.len() - self.device_count as usize) as u32,
         );
-        if let Some((slot, next)) = self.rebuild {
-            put_u32(&mut b, REBUILD_OFFSET, slot + 1);
-            put_u64(&mut b, REBUILD_OFFSET + 8, next);
-        }
+        put_u64(&mut b, OFF_CHECKPOINT_LSN, self.checkpoint_lsn);
         for (i, (uuid, state)) in self.members.iter().enumerate() {
             let o = MEMBERS_OFFSET + i * MEMBER_ENTRY_BYTES;
-            b[o..o + 16].copy_from_slice(uuid);
-            b[o + 16] = *state as u8;
+            b[o + MEMBER_OFF_DEVICE_UUID..o + MEMBER_OFF_DEVICE_UUID + UUID_BYTES]
+                .copy_from_slice(uuid);
+            b[o + MEMBER_OFF_STATE] = *state as u8;
+        }
+        if let Some((slot, next)) = self.rebuild {
+            put_u32(&mut b, REBUILD_OFFSET, slot + 1);
+            put_u64(&mut b, OFF_REBUILD_CURSOR, next);
         }
         put_u64(&mut b, SYNC_FLOOR_OFFSET, self.sync_floor);
         for (i, from) in self.resync_from.iter().enumerate() {
-            put_u64(&mut b, RESYNC_OFFSET + 8 * i, *from);
+            put_u64(&mut b, RESYNC_OFFSET + RESYNC_ENTRY_BYTES * i, *from);
         }
         seal_trailing_crc(&mut b);
         b
@@ -144,23 +233,23 @@ impl Superblock {
             return Err(DecodeError::Truncated);
         }
         let b = &b[..SUPERBLOCK_SIZE_BYTES];
-        if &b[0..8] != MAGIC {
+        if &b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES] != MAGIC {
             return Err(DecodeError::Magic);
         }
         check_trailing_crc(b)?;
-        let version = get_u32(b, 8);
+        let version = get_u32(b, OFF_VERSION);
         if version != FORMAT_VERSION {
             return Err(DecodeError::Version(version));
         }
-        let codec = get_u32(b, 12);
+        let codec = get_u32(b, OFF_CODEC);
         if codec != CODEC_ID_RS_VANDERMONDE {
             return Err(DecodeError::Codec(codec));
         }
-        let device_count = get_u32(b, 52);
+        let device_count = get_u32(b, OFF_DEVICE_COUNT);
         if device_count == 0 || device_count as usize > MAX_DEVICES {
             return Err(DecodeError::Field("device_count"));
         }
-        let spare_count = get_u32(b, 116);
+        let spare_count = get_u32(b, OFF_SPARE_COUNT);
         if device_count as usize + spare_count as usize > MAX_DEVICES {
             return Err(DecodeError::Field("spare_count"));
         }
@@ -168,56 +257,57 @@ impl Superblock {
         let mut members = Vec::with_capacity(entries);
         for i in 0..MAX_DEVICES {
             let o = MEMBERS_OFFSET + i * MEMBER_ENTRY_BYTES;
-            if !all_zero(&b[o + 17..o + 24]) {
+            if !all_zero(&b[o + MEMBER_OFF_RESERVED..o + MEMBER_ENTRY_BYTES]) {
                 return Err(DecodeError::Reserved);
             }
             if i < entries {
-                members.push((get_uuid(b, o), MemberState::from_u8(b[o + 16])?));
-            } else if !all_zero(&b[o..o + 24]) {
+                members.push((
+                    get_uuid(b, o + MEMBER_OFF_DEVICE_UUID),
+                    MemberState::from_u8(b[o + MEMBER_OFF_STATE])?,
+                ));
+            } else if !all_zero(&b[o..o + MEMBER_ENTRY_BYTES]) {
                 return Err(DecodeError::Field("member beyond the spares"));
             }
         }
-        let end_members = REBUILD_OFFSET + 16;
-        if get_u32(b, REBUILD_OFFSET + 4) != 0 {
+        if get_u32(b, OFF_REBUILD_RESERVED) != 0 {
             return Err(DecodeError::Reserved);
         }
         let rebuild = match get_u32(b, REBUILD_OFFSET) {
             0 => {
-                if get_u64(b, REBUILD_OFFSET + 8) != 0 {
+                if get_u64(b, OFF_REBUILD_CURSOR) != 0 {
                     return Err(DecodeError::Reserved);
                 }
                 None
             }
-            s => Some((s - 1, get_u64(b, REBUILD_OFFSET + 8))),
+            s => Some((s - 1, get_u64(b, OFF_REBUILD_CURSOR))),
         };
-        debug_assert_eq!(end_members, SYNC_FLOOR_OFFSET);
         let resync_from: Vec<u64> = (0..entries)
-            .map(|i| get_u64(b, RESYNC_OFFSET + 8 * i))
+            .map(|i| get_u64(b, RESYNC_OFFSET + RESYNC_ENTRY_BYTES * i))
             .collect();
-        if !all_zero(&b[RESYNC_OFFSET + 8 * entries..RESYNC_END]) {
+        if !all_zero(&b[RESYNC_OFFSET + RESYNC_ENTRY_BYTES * entries..RESYNC_END]) {
             return Err(DecodeError::Field("resync entry beyond the members"));
         }
-        if !all_zero(&b[RESYNC_END..SUPERBLOCK_SIZE_BYTES - 4]) {
+        if !all_zero(&b[RESYNC_END..OFF_CRC]) {
             return Err(DecodeError::Reserved);
         }
         let sb = Superblock {
-            array_uuid: get_uuid(b, 16),
-            device_uuid: get_uuid(b, 32),
-            device_slot: get_u32(b, 48),
+            array_uuid: get_uuid(b, OFF_ARRAY),
+            device_uuid: get_uuid(b, OFF_DEVICE),
+            device_slot: get_u32(b, OFF_DEVICE_SLOT),
             device_count,
-            data_shards: get_u16(b, 56),
-            parity_shards: get_u16(b, 58),
-            chunk_size_bytes: get_u32(b, 60),
-            segment_size_bytes: get_u32(b, 64),
-            segment_count: get_u32(b, 68),
-            device_capacity_bytes: get_u64(b, 72),
-            epoch: get_u64(b, 80),
-            copy_index: get_u32(b, 88),
-            flags: get_u32(b, 92),
-            created_unix_secs: get_u64(b, 96),
-            checkpoint_segment_id: get_u64(b, 104),
-            checkpoint_segment_count: get_u32(b, 112),
-            checkpoint_lsn: get_u64(b, 120),
+            data_shards: get_u16(b, OFF_DATA_SHARDS),
+            parity_shards: get_u16(b, OFF_PARITY_SHARDS),
+            chunk_size_bytes: get_u32(b, OFF_CHUNK_SIZE),
+            segment_size_bytes: get_u32(b, OFF_SEGMENT_SIZE),
+            segment_count: get_u32(b, OFF_SEGMENT_COUNT),
+            device_capacity_bytes: get_u64(b, OFF_DEVICE_CAPACITY),
+            epoch: get_u64(b, OFF_EPOCH),
+            copy_index: get_u32(b, OFF_COPY_INDEX),
+            flags: get_u32(b, OFF_FLAGS),
+            created_unix_secs: get_u64(b, OFF_CREATED),
+            checkpoint_segment_id: get_u64(b, OFF_CHECKPOINT_SEGMENT_ID),
+            checkpoint_segment_count: get_u32(b, OFF_CHECKPOINT_SEGMENT_COUNT),
+            checkpoint_lsn: get_u64(b, OFF_CHECKPOINT_LSN),
             rebuild,
             members,
             sync_floor: get_u64(b, SYNC_FLOOR_OFFSET),
@@ -327,5 +417,85 @@ mod tests {
                 "flip at byte {i} not detected"
             );
         }
+    }
+
+    /// The encoded bytes, as the encoder wrote them before its offsets were named: every
+    /// field at its docs/format.md offset ("Superblock"), zero elsewhere.
+    #[test]
+    fn encoding_is_pinned() {
+        let sb = Superblock {
+            array_uuid: std::array::from_fn(|i| 0x10 + i as u8),
+            device_uuid: std::array::from_fn(|i| 0x20 + i as u8),
+            device_slot: 1,
+            device_count: 3,
+            data_shards: 2,
+            parity_shards: 1,
+            chunk_size_bytes: 65536,
+            segment_size_bytes: 8 << 20,
+            segment_count: 0x0001_0203,
+            device_capacity_bytes: 0x0123_4567_89ab_cdef,
+            epoch: 0x1112_1314_1516_1718,
+            copy_index: 1,
+            flags: 0,
+            created_unix_secs: 0x2122_2324_2526_2728,
+            checkpoint_segment_id: 0x3132_3334_3536_3738,
+            checkpoint_segment_count: 0x0000_0102,
+            checkpoint_lsn: 0x4142_4344_4546_4748,
+            rebuild: Some((2, 0x5152_5354_5556_5758)),
+            members: vec![
+                ([0x91; 16], MemberState::Online),
+                (
+                    std::array::from_fn(|i| 0x20 + i as u8),
+                    MemberState::Suspect,
+                ),
+                ([0x93; 16], MemberState::Rebuilding),
+                ([0x94; 16], MemberState::Spare),
+            ],
+            sync_floor: 0x6162_6364_6566_6768,
+            resync_from: vec![0, 0x7172_7374_7576_7778, 5, 0x8182_8384_8586_8788],
+        };
+        let b = sb.encode();
+        let expected = bytes_from_spans(
+            SUPERBLOCK_SIZE_BYTES,
+            &[
+                (0, "4543545355505231"),                    // magic
+                (8, "01000000"),                            // format_version
+                (12, "01000000"),                           // codec_id
+                (16, "1011121314151617 18191a1b1c1d1e1f"),  // array_uuid
+                (32, "2021222324252627 28292a2b2c2d2e2f"),  // device_uuid
+                (48, "01000000"),                           // device_slot
+                (52, "03000000"),                           // device_count
+                (56, "0200"),                               // data_shards
+                (58, "0100"),                               // parity_shards
+                (60, "00000100"),                           // chunk_size_bytes
+                (64, "00008000"),                           // segment_size_bytes
+                (68, "03020100"),                           // segment_count
+                (72, "efcdab8967452301"),                   // device_capacity_bytes
+                (80, "1817161514131211"),                   // epoch
+                (88, "01000000"),                           // copy_index
+                (96, "2827262524232221"),                   // created_unix_secs
+                (104, "3837363534333231"),                  // checkpoint_segment_id
+                (112, "02010000"),                          // checkpoint_segment_count
+                (116, "01000000"),                          // spare_count
+                (120, "4847464544434241"),                  // checkpoint_lsn
+                (128, "9191919191919191 9191919191919191"), // members[0].device_uuid
+                (144, "01"),                                // members[0].state
+                (152, "2021222324252627 28292a2b2c2d2e2f"), // members[1].device_uuid
+                (168, "05"),                                // members[1].state
+                (176, "9393939393939393 9393939393939393"), // members[2].device_uuid
+                (192, "03"),                                // members[2].state
+                (200, "9494949494949494 9494949494949494"), // members[3].device_uuid
+                (216, "04"),                                // members[3].state
+                (1664, "03000000"),                         // rebuild_slot + 1
+                (1672, "5857565554535251"),                 // rebuild_cursor
+                (1680, "6867666564636261"),                 // sync_floor
+                (1696, "7877767574737271"),                 // resync_from[1]
+                (1704, "0500000000000000"),                 // resync_from[2]
+                (1712, "8887868584838281"),                 // resync_from[3]
+                (4092, "9c9678d7"),                         // crc
+            ],
+        );
+        assert!(b[..] == expected[..], "encoded:\n{}", spans_of(&b));
+        assert_eq!(Superblock::decode(&b).unwrap(), sb);
     }
 }
