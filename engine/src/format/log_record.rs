@@ -58,6 +58,11 @@ pub struct LogRecord {
     pub value: Vec<u8>,
 }
 
+/// Where a record's value starts, from the start of the record, given its header.
+pub(crate) fn value_offset(header: &[u8; RECORD_HEADER_BYTES]) -> usize {
+    RECORD_HEADER_BYTES + header[OFF_TABLE_LEN] as usize + get_u16(header, OFF_KEY_LEN) as usize
+}
+
 /// Bytes a record occupies, including padding to the next 8-byte boundary.
 pub fn encoded_len_padded(table_len: usize, key_len: usize, value_len: usize) -> usize {
     (RECORD_HEADER_BYTES + table_len + key_len + value_len).div_ceil(RECORD_ALIGN_BYTES)

@@ -535,10 +535,7 @@ impl Shared {
         let value_at = |buf: &[u8]| -> Option<Vec<u8>> {
             let o = record_offset as usize;
             let header = buf.get(o..o + log_record::RECORD_HEADER_BYTES)?;
-            let start = o
-                + log_record::RECORD_HEADER_BYTES
-                + header[14] as usize
-                + get_u16(header, 12) as usize;
+            let start = o + log_record::value_offset(header.try_into().ok()?);
             buf.get(start..start + value_len as usize)
                 .map(<[u8]>::to_vec)
         };
