@@ -10,8 +10,8 @@
 //!   array needs `--force`, unless the array holds an unfinished restore).
 //! - Files `restore --create-size` created are removed again when formatting fails.
 
-use super::progress::Progress;
-use super::{human_bytes, now_unix_secs};
+use super::now_unix_secs;
+use crate::term::{self, ByteProgress};
 use crate::{open_devices, parse_size, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -22,7 +22,6 @@ use ectable_backup::{
 use ectable_devices::BackendKind;
 use ectable_engine::{format, Engine, EngineOptions, FormatOptions, Layout};
 use serde_json::{json, Value};
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 fn size_arg(s: &str) -> std::result::Result<u64, String> {
@@ -160,7 +159,7 @@ fn manifest_line(path: &Path, m: &Manifest) -> String {
             m.table_count,
             m.end_lsn,
             m.block_count,
-            human_bytes(m.file_size_bytes)
+            term::bytes(m.file_size_bytes)
         ),
         BackupKind::Incremental => format!(
             "{}: incremental backup {} (number {} of chain {}): {} puts and {} deletes after LSN {} up to {}, {} blocks, {}",
@@ -173,7 +172,7 @@ fn manifest_line(path: &Path, m: &Manifest) -> String {
             m.start_lsn,
             m.end_lsn,
             m.block_count,
-            human_bytes(m.file_size_bytes)
+            term::bytes(m.file_size_bytes)
         ),
     }
 }
@@ -191,8 +190,8 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     }
     let io = open_devices(&split_devices(&a.devices)?, None, false, kind)?;
     let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
-    let mut bar = Progress::new("backup");
-    let mut report = |done: u64, total: u64| bar.update(done, total);
+    let bar = ByteProgress::new("backup");
+    let mut report = |done: u64, total: u64| bar.update_bytes(done, total);
     let mut opts = TakeOptions {
         rate_bytes_per_sec: a.rate,
         progress: Some(&mut report),
@@ -243,8 +242,8 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
 
 /// `ectable backup-verify`.
 pub fn verify(a: &VerifyArgs) -> Result<i32> {
-    let mut bar = Progress::new("backup-verify");
-    let chain = verify_chain(&a.files, &mut |d, t| bar.update(d, t))?;
+    let bar = ByteProgress::new("backup-verify");
+    let chain = verify_chain(&a.files, &mut |d, t| bar.update_bytes(d, t))?;
     bar.finish();
     if a.json {
         println!(
@@ -270,18 +269,6 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
         );
     }
     Ok(0)
-}
-
-fn confirm(question: &str) -> Result<()> {
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        bail!("cancelled; nothing was written")
-    }
 }
 
 /// Whether the devices may be formatted for a restore: blank devices, or devices holding an
@@ -338,8 +325,8 @@ fn check_devices(kind: BackendKind, paths: &[PathBuf], a: &RestoreArgs) -> Resul
             first.display()
         );
     }
-    if !a.yes && std::io::stdin().is_terminal() {
-        confirm(&format!(
+    if term::should_ask(a.yes) {
+        term::confirm(&format!(
             "Restore onto {} device(s), destroying the ectable array on them?",
             paths.len()
         ))?;
@@ -401,8 +388,8 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     let layout = Layout::new(a.k, a.m, chunk, segment)?;
     // 1. The devices (cheap, and may ask), then the whole chain, before anything is written.
     let unfinished = check_devices(kind, &paths, a)?;
-    let mut bar = Progress::new("restore: verifying the chain");
-    let chain = verify_chain(&a.from, &mut |d, t| bar.update(d, t))?;
+    let bar = ByteProgress::new("restore: verifying the chain");
+    let chain = verify_chain(&a.from, &mut |d, t| bar.update_bytes(d, t))?;
     bar.finish();
     let until = a.until_lsn.unwrap_or_else(|| chain.end_lsn());
     chain.check_until(until)?;
@@ -462,10 +449,10 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     .context("opening the new array")?;
     let new_array = engine.status().array_uuid;
     let start = std::time::Instant::now();
-    let mut bar = Progress::new("restore");
+    let bar = ByteProgress::new("restore");
     let rate = a.rate;
     let report = restore_chain(&engine, &chain, until, &note_of(&chain, until), &mut |d, t| {
-        bar.update(d, t);
+        bar.update_bytes(d, t);
         if rate > 0 {
             let due = std::time::Duration::from_secs_f64(d as f64 / rate as f64);
             let elapsed = start.elapsed();
@@ -508,7 +495,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
             report.puts,
             report.deletes,
             report.incrementals_applied,
-            human_bytes(report.bytes_read)
+            term::bytes(report.bytes_read)
         );
     }
     Ok(0)
