@@ -42,6 +42,9 @@ impl StopSignal {
 /// One round of probes over every present, not failed device. Returns the slots that failed.
 pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
     let a = &shared.array;
+    // Counted when the round starts, so that status never shows a probe failure before the
+    // probe that found it.
+    shared.counters.probes.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -90,7 +93,6 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
             Err(e) => fail(s, e.to_string()),
         }
     }
-    shared.counters.probes.fetch_add(1, Ordering::Relaxed);
     a.persist_if_dirty();
     failed
 }
