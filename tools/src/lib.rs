@@ -61,7 +61,41 @@ pub fn refuse_same_storage(paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Opens every device of a list and the I/O engine over them.
+/// Device files a formatting command created: removed again when the guard is dropped,
+/// unless the command kept them (a failed or refused format leaves nothing behind).
+pub struct CreatedFiles(Vec<PathBuf>);
+
+impl CreatedFiles {
+    /// The array is on them now: they stay.
+    pub fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for CreatedFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Opens the devices a command is about to format, creating the files that do not exist
+/// when `create_size_bytes` is given; the guard removes those again unless kept.
+pub fn open_for_format(
+    paths: &[PathBuf],
+    create_size_bytes: Option<u64>,
+    kind: BackendKind,
+) -> Result<(Arc<dyn IoBackend>, CreatedFiles)> {
+    let created = CreatedFiles(match create_size_bytes {
+        Some(_) => paths.iter().filter(|p| !p.exists()).cloned().collect(),
+        None => Vec::new(),
+    });
+    let io = open_devices(paths, create_size_bytes, false, kind)?;
+    Ok((io, created))
+}
+
+/// Opens every device of a list and the I/O backend over them.
 pub fn open_devices(
     paths: &[PathBuf],
     create_size_bytes: Option<u64>,

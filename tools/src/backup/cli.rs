@@ -12,7 +12,7 @@
 
 use super::now_unix_secs;
 use crate::term::{self, ByteProgress};
-use crate::{open_devices, parse_size, split_devices};
+use crate::{open_devices, open_for_format, parse_size, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use ectable_backup::{
@@ -410,22 +410,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         );
     }
     // 2. Format, then restore under the engine's marker.
-    let created: Vec<PathBuf> = match a.create_size {
-        Some(_) => paths.iter().filter(|p| !p.exists()).cloned().collect(),
-        None => Vec::new(),
-    };
-    let cleanup = |created: &[PathBuf]| {
-        for p in created {
-            let _ = std::fs::remove_file(p);
-        }
-    };
-    let io = match open_devices(&paths, a.create_size, false, kind) {
-        Ok(io) => io,
-        Err(e) => {
-            cleanup(&created);
-            return Err(e);
-        }
-    };
+    let (io, created) = open_for_format(&paths, a.create_size, kind)?;
     let opts = FormatOptions {
         data_shards: a.k,
         parity_shards: a.m,
@@ -434,11 +419,8 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         force: a.force || unfinished.is_some(),
         spare_count: 0,
     };
-    if let Err(e) = format(io.as_ref(), &opts) {
-        drop(io);
-        cleanup(&created);
-        return Err(anyhow::Error::from(e).context("formatting the devices"));
-    }
+    format(io.as_ref(), &opts).context("formatting the devices")?;
+    created.keep();
     let engine = Engine::open(
         io,
         EngineOptions {

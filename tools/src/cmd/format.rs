@@ -3,7 +3,7 @@
 
 use crate::cmd::common::{devices, size_arg, DevicesArg};
 use crate::term;
-use crate::{open_devices, split_devices};
+use crate::{open_devices, open_for_format, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use ectable_devices::BackendKind;
@@ -77,22 +77,7 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
     }
     // Files this command creates are removed again if formatting fails, so a bad
     // command line leaves nothing behind.
-    let created: Vec<PathBuf> = match a.create_size {
-        Some(_) => paths.iter().filter(|p| !p.exists()).cloned().collect(),
-        None => Vec::new(),
-    };
-    let cleanup = |created: &[PathBuf]| {
-        for p in created {
-            let _ = std::fs::remove_file(p);
-        }
-    };
-    let io = match open_devices(&paths, a.create_size, false, kind) {
-        Ok(io) => io,
-        Err(e) => {
-            cleanup(&created);
-            return Err(e);
-        }
-    };
+    let (io, created) = open_for_format(&paths, a.create_size, kind)?;
     if a.force && term::should_ask(a.yes) {
         term::confirm(&format!(
             "Format {} device(s), destroying any ectable array on them?",
@@ -111,14 +96,8 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
         force: a.force,
         spare_count: paths.len() - data_count,
     };
-    let info = match format(io.as_ref(), &opts) {
-        Ok(info) => info,
-        Err(e) => {
-            drop(io);
-            cleanup(&created);
-            return Err(e.into());
-        }
-    };
+    let info = format(io.as_ref(), &opts)?;
+    created.keep();
     println!(
         "formatted array {} : RS({},{}) over {} devices, chunk {} KiB, {} segments of {} MiB per device",
         ectable_engine::format::uuid_string(&info.array_uuid),
