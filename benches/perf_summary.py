@@ -5,6 +5,21 @@ import json, re, sys, os
 out = sys.argv[1]
 J = lambda n: json.load(open(os.path.join(out, n)))
 MB = 1e6
+UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def load_rate(txt, bs):
+    """Bytes/s of `ectable load` from its summary line: rows x value size / elapsed time
+    (the line's sizes are rounded for people; the row count and duration are exact)."""
+    m = re.search(r"(\d+) rows, .*? in ((?:\d+(?:h|ms|us|ns|m|s) ?)+) \(", txt)
+    if not m:  # the older line: "N rows, X MiB in S.SS s (R MiB/s, ...)"
+        m = re.search(r"([\d.]+) MiB/s", txt)
+        return float(m.group(1)) * 1048576 if m else 0
+    secs = sum(int(n) * UNITS[u] for n, u in re.findall(r"(\d+)(h|ms|us|ns|m|s)", m.group(2)))
+    size = int(bs[:-1]) * 1024
+    return int(m.group(1)) * size / secs if secs else 0
+
+
 print("date:", open(os.path.join(out, "date")).read().strip())
 for qd in (32, 192):
     f = J(f"fio_rr_{qd}.json")["jobs"][0]["read"]
@@ -18,8 +33,7 @@ for bs in ("64K", "16K", "4K"):
     e = J(f"write_{bs}.json")["ectable"]
     r = e["ratios"]["write"]
     txt = open(os.path.join(out, f"load_{bs}.txt")).read()
-    m = re.search(r"([\d.]+) MiB/s", txt)
-    load = float(m.group(1)) * 1048576 if m else 0
+    load = load_rate(txt, bs)
     print(f"ingest {bs}: raw {r['raw_bw_bytes']/MB:.0f} MB/s, target raw*4/6 {r['target_bw_bytes']/MB:.0f} MB/s; "
           f"ecbench (sync/1024 puts) {r['engine_bw_bytes']/MB:.0f} MB/s = {r['engine_to_target']:.3f} of target; "
           f"bulk load {load/MB:.0f} MB/s = {load/r['target_bw_bytes']:.3f} of target; write amp {e.get('write_amplification', 0):.3f}")
