@@ -2,8 +2,11 @@
 //! counts the heap bytes the engine holds afterwards (a counting global allocator), minus
 //! what it held empty.
 //!
-//! Run: `cargo run --release --example index_memory -- 200000 16`
-//! (number of keys, key length in bytes).
+//! Run: `cargo run --release --example index_memory -- 10000000 16 random`
+//! (number of keys, key length in bytes, `seq` or `random` key order). Random keys are 16
+//! hex digits of a bijection of the key number (so the key length is 16 in that mode); each
+//! value is 100 bytes. Prints JSON: keys, key bytes, order, the heap bytes held after every
+//! entry points at disk, and per key; also the load time.
 
 use ectable::devices::{open_backend, BackendKind, BlockDevice, MemDevice};
 use ectable::{format, Engine, EngineOptions, FormatOptions};
@@ -35,8 +38,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let key_len: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
+    let random = args.get(3).is_some_and(|s| s == "random");
+    let key_len = if random { 16 } else { key_len };
+    // About 36 device bytes per 100-byte row per device at RS(4,2), plus checkpoints. The
+    // devices are zeroed lazily, so untouched capacity costs nothing.
+    let device_bytes = (256u64 << 20).max(n * 200);
     let devs: Vec<Arc<dyn BlockDevice>> = (0..6)
-        .map(|i| Arc::new(MemDevice::new(&format!("m{i}"), 256 << 20)) as Arc<dyn BlockDevice>)
+        .map(|i| Arc::new(MemDevice::new(&format!("m{i}"), device_bytes)) as Arc<dyn BlockDevice>)
         .collect();
     let io = open_backend(BackendKind::Psync, devs).expect("engine");
     format(io.as_ref(), &FormatOptions::default()).expect("format");
@@ -44,18 +52,27 @@ fn main() {
     engine.put("t", b"warmup", b"x").expect("put");
     engine.sync().expect("sync");
     let before = LIVE.load(Ordering::Relaxed);
+    let start = std::time::Instant::now();
     for i in 0..n {
-        let mut key = format!("{i:0width$}", width = key_len).into_bytes();
-        key.truncate(key_len.max(1));
+        let key = if random {
+            format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).into_bytes()
+        } else {
+            let mut key = format!("{i:0width$}", width = key_len).into_bytes();
+            key.truncate(key_len.max(1));
+            key
+        };
         engine.put("t", &key, &[0u8; 100]).expect("put");
     }
     engine.sync().expect("sync");
+    let load = start.elapsed();
     // Let the flusher switch the last entries from memory to disk locations.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let after = LIVE.load(Ordering::Relaxed);
     let per_key = (after - before) as f64 / n as f64;
     println!(
-        "{{\"keys\": {n}, \"key_bytes\": {key_len}, \"index_bytes\": {}, \"bytes_per_key\": {per_key:.1}}}",
-        after - before
+        "{{\"keys\": {n}, \"key_bytes\": {key_len}, \"order\": \"{}\", \"index_bytes\": {}, \"bytes_per_key\": {per_key:.1}, \"load_secs\": {:.2}}}",
+        if random { "random" } else { "seq" },
+        after - before,
+        load.as_secs_f64()
     );
 }

@@ -107,7 +107,7 @@ impl Engine {
                 .map(|n| {
                     let rows = index.tables[n]
                         .iter()
-                        .map(|(k, e)| (k.clone(), e.clone()))
+                        .map(|(k, e)| (k.to_vec(), e))
                         .collect();
                     (n.clone(), rows)
                 })

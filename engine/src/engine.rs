@@ -369,10 +369,9 @@ impl Engine {
             let Some(t) = index.tables.get(table) else {
                 return Err(Error::NoSuchTable(table.to_string()));
             };
-            let range = (from.map(|b| b.to_vec()), to.map(|b| b.to_vec()));
-            t.range::<Vec<u8>, _>(range)
+            t.range(from, to)
                 .take(limit)
-                .map(|(k, e)| (k.clone(), e.clone()))
+                .map(|(k, e)| (k.to_vec(), e))
                 .collect()
         };
         let mut out = Vec::with_capacity(entries.len());

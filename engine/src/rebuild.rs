@@ -168,7 +168,7 @@ impl Shared {
             .tables
             .values()
             .flat_map(|t| t.values())
-            .filter_map(|e| match &e.place {
+            .filter_map(|e| match e.place {
                 crate::index::Place::Disk(loc) => {
                     Some((loc.segment_id, loc.offset_in_segment_bytes))
                 }

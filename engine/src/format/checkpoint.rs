@@ -40,7 +40,7 @@ pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec
     let mut tables: Vec<&String> = index.tables.keys().collect();
     tables.sort();
     for t in tables {
-        for (key, e) in &index.tables[t] {
+        for (key, e) in index.tables[t].iter() {
             let Place::Disk(loc) = &e.place else {
                 return None;
             };

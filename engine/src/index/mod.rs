@@ -10,7 +10,11 @@
 //!   segment `s` (on disk or, while pending, in a stripe placed in `s`); the cleaner picks
 //!   segments by it. `checkpoint_bytes` is what the entries take in an index checkpoint.
 
-use std::collections::{BTreeMap, HashMap};
+mod bloom;
+mod keymap;
+
+pub use keymap::KeyMap;
+use std::collections::HashMap;
 
 /// Where a record sits in the log (see docs/format.md, "Placement function").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +62,7 @@ pub struct IndexEntry {
 
 #[derive(Default)]
 pub struct Index {
-    pub tables: HashMap<String, BTreeMap<Vec<u8>, IndexEntry>>,
+    pub tables: HashMap<String, KeyMap>,
     /// Live record bytes per segment (see the invariants above).
     pub live_bytes: HashMap<u64, u64>,
     /// Bytes the entries take in a checkpoint.
@@ -87,10 +91,10 @@ impl Index {
         *self.live_bytes.entry(entry.place.segment_id()).or_default() +=
             record_bytes(table, key, entry.value_len);
         let old = match self.tables.get_mut(table) {
-            Some(t) => t.insert(key.to_vec(), entry),
+            Some(t) => t.insert(key, &entry),
             None => {
-                let mut t = BTreeMap::new();
-                t.insert(key.to_vec(), entry);
+                let mut t = KeyMap::default();
+                t.insert(key, &entry);
                 self.tables.insert(table.to_string(), t);
                 None
             }
@@ -114,7 +118,7 @@ impl Index {
         }
     }
 
-    pub fn get(&self, table: &str, key: &[u8]) -> Option<&IndexEntry> {
+    pub fn get(&self, table: &str, key: &[u8]) -> Option<IndexEntry> {
         self.tables.get(table)?.get(key)
     }
 

@@ -180,7 +180,7 @@ impl Shared {
                     if !r.is_put {
                         continue;
                     }
-                    if let Some(e) = map.get_mut(r.key(&o.buf)) {
+                    map.update(r.key(&o.buf), |e| {
                         if e.lsn == r.lsn {
                             e.place = Place::Disk(RecordLoc {
                                 segment_id: o.segment.id,
@@ -192,7 +192,7 @@ impl Shared {
                                 crc: r.crc,
                             });
                         }
-                    }
+                    });
                 }
                 i = j;
             }

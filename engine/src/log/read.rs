@@ -21,7 +21,7 @@ impl Shared {
         let index = self.index.read_locked();
         match index.tables.get(table) {
             None => Err(Error::NoSuchTable(table.to_string())),
-            Some(t) => Ok(t.get(key).cloned()),
+            Some(t) => Ok(t.get(key)),
         }
     }
 

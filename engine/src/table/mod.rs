@@ -778,7 +778,7 @@ fn keys_in_range(
 ) -> Vec<Vec<u8>> {
     if let (Some(l), Some(h)) = (lo, hi) {
         if l >= h {
-            return Vec::new(); // BTreeMap::range panics on an inverted range
+            return Vec::new(); // an empty or inverted range
         }
     }
     let index = engine.shared.index.read_locked();
@@ -787,11 +787,16 @@ fn keys_in_range(
     };
     let lo = lo.map_or(Bound::Unbounded, Bound::Included);
     let hi = hi.map_or(Bound::Unbounded, Bound::Excluded);
-    let range = t.range::<[u8], _>((lo, hi));
     if reverse {
-        range.rev().take(limit).map(|(k, _)| k.clone()).collect()
+        t.range_rev(lo, hi)
+            .take(limit)
+            .map(|(k, _)| k.to_vec())
+            .collect()
     } else {
-        range.take(limit).map(|(k, _)| k.clone()).collect()
+        t.range(lo, hi)
+            .take(limit)
+            .map(|(k, _)| k.to_vec())
+            .collect()
     }
 }
 

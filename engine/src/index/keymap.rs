@@ -1,0 +1,784 @@
+//! [`KeyMap`]: one table's ordered map from key to [`IndexEntry`], packed for memory.
+//!
+//! A key lives in one of two places:
+//! - the **base**: every key's bytes back to back in one arena, in key order, and one 48-byte
+//!   [`Slot`] per key in the same order, found by binary search;
+//! - the **delta**: a small `BTreeMap` of the keys the base does not hold.
+//!
+//! Updating a key the base holds rewrites its slot in place; deleting it marks the slot dead
+//! (a later put of the same key revives it). A new key that sorts after every base key (a
+//! sequential load, the replay of a checkpoint, which is written in key order) is appended to
+//! the base; any other new key goes to the delta. When the delta grows past 1/8 of the base,
+//! or dead slots pass 1/4 of it, base and delta are merged into a new base in one pass.
+//!
+//! Invariants:
+//! - base keys are strictly increasing; slot `i`'s key is `arena[slots[i].key_off..end]`,
+//!   where `end` is the next slot's `key_off` or the arena's length;
+//! - no key is in both the base (alive or dead) and the delta;
+//! - `dead` counts the dead base slots and `dead_key_bytes` their key bytes.
+//!
+//! At 16-byte keys a base key costs 64 bytes (48-byte slot and the key); see
+//! docs/performance.md, "Index memory per key".
+
+use super::bloom::{self, Bloom};
+use super::{IndexEntry, Place, RecordLoc};
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::ops::Bound;
+
+/// A packed [`IndexEntry`]: `w` holds the place's fields (see [`Slot::pack`]).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    lsn: u64,
+    segment_id: u64,
+    /// Offset of the key in the arena (base slots only).
+    key_off: u32,
+    /// The value length in the low 30 bits, the kind (`KIND_*`) in the top two.
+    len_kind: u32,
+    w: [u32; 6],
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 48);
+
+const KIND_SHIFT: u32 = 30;
+const LEN_MASK: u32 = (1 << KIND_SHIFT) - 1;
+const KIND_DISK: u32 = 0;
+const KIND_PENDING: u32 = 1;
+const KIND_DEAD: u32 = 2;
+
+// A record never straddles stripes, so a value is shorter than the largest stripe payload,
+// which is below 2^30: the top two bits of the length are free for the kind.
+const _: () = assert!(
+    (crate::format::layout::MAX_CHUNK_SIZE_BYTES as u64) * (crate::format::MAX_DEVICES as u64)
+        <= LEN_MASK as u64
+);
+
+impl Slot {
+    fn pack(e: &IndexEntry, key_off: u32) -> Slot {
+        debug_assert!(e.value_len <= LEN_MASK, "value length {}", e.value_len);
+        let len = e.value_len & LEN_MASK;
+        let (kind, w) = match &e.place {
+            Place::Disk(l) => (
+                KIND_DISK,
+                [
+                    l.offset_in_segment_bytes,
+                    l.height_bytes,
+                    l.ordinal,
+                    l.record_offset,
+                    l.record_len,
+                    l.crc,
+                ],
+            ),
+            Place::Pending {
+                stripe_seq,
+                record_offset,
+                ..
+            } => (
+                KIND_PENDING,
+                [
+                    *record_offset,
+                    *stripe_seq as u32,
+                    (*stripe_seq >> 32) as u32,
+                    0,
+                    0,
+                    0,
+                ],
+            ),
+        };
+        Slot {
+            lsn: e.lsn,
+            segment_id: e.place.segment_id(),
+            key_off,
+            len_kind: len | (kind << KIND_SHIFT),
+            w,
+        }
+    }
+
+    fn kind(&self) -> u32 {
+        self.len_kind >> KIND_SHIFT
+    }
+
+    fn alive(&self) -> bool {
+        self.kind() != KIND_DEAD
+    }
+
+    fn unpack(&self) -> IndexEntry {
+        let w = self.w;
+        let place = if self.kind() == KIND_PENDING {
+            Place::Pending {
+                stripe_seq: u64::from(w[1]) | (u64::from(w[2]) << 32),
+                record_offset: w[0],
+                segment_id: self.segment_id,
+            }
+        } else {
+            Place::Disk(RecordLoc {
+                segment_id: self.segment_id,
+                offset_in_segment_bytes: w[0],
+                height_bytes: w[1],
+                ordinal: w[2],
+                record_offset: w[3],
+                record_len: w[4],
+                crc: w[5],
+            })
+        };
+        IndexEntry {
+            lsn: self.lsn,
+            value_len: self.len_kind & LEN_MASK,
+            place,
+        }
+    }
+
+    /// Overwrites this slot with `e`, keeping its key.
+    fn set(&mut self, e: &IndexEntry) {
+        *self = Slot::pack(e, self.key_off);
+    }
+}
+
+/// Slots per fence entry.
+const FENCE_BLOCK: usize = 32;
+
+/// A key's first 8 bytes, zero-padded, as a big-endian number: `prefix(a) < prefix(b)`
+/// implies `a < b`, and `a < b` implies `prefix(a) <= prefix(b)`.
+// Big-endian on purpose: the number must order as the bytes do (nothing here is on disk).
+#[allow(clippy::big_endian_bytes)]
+fn prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// Orders `stored` against `key` (whose prefix is `p`), deciding on the 8-byte prefixes
+/// when they differ, as they do for most keys a search meets.
+fn cmp_keys(stored: &[u8], key: &[u8], p: u64) -> std::cmp::Ordering {
+    match prefix(stored).cmp(&p) {
+        std::cmp::Ordering::Equal => stored.cmp(key),
+        o => o,
+    }
+}
+
+/// Merge when the delta holds more than this many keys and more than 1/8 of the base.
+const MIN_DELTA_BEFORE_MERGE: usize = 1024;
+
+/// One table's keys (see the module comment).
+#[derive(Debug)]
+pub struct KeyMap {
+    arena: Vec<u8>,
+    slots: Vec<Slot>,
+    /// The first 8 bytes (zero-padded, big-endian) of the first key of every block of
+    /// `FENCE_BLOCK` slots: a search narrows to one block in this small array before it
+    /// touches the slots and the arena.
+    fence: Vec<u64>,
+    /// Holds every base key while `bloom_valid`; built when a put first needs it (a load in
+    /// key order only appends, and never does).
+    bloom: Bloom,
+    bloom_valid: bool,
+    dead: usize,
+    dead_key_bytes: usize,
+    delta: BTreeMap<Box<[u8]>, Slot>,
+    /// Largest arena (key offsets are u32); lowered by tests.
+    arena_limit: usize,
+    /// Smallest delta (and dead count) that triggers a merge; lowered by tests.
+    min_merge: usize,
+}
+
+impl Default for KeyMap {
+    fn default() -> Self {
+        KeyMap {
+            arena: Vec::new(),
+            slots: Vec::new(),
+            fence: Vec::new(),
+            bloom: Bloom::default(),
+            bloom_valid: false,
+            dead: 0,
+            dead_key_bytes: 0,
+            delta: BTreeMap::new(),
+            arena_limit: u32::MAX as usize,
+            min_merge: MIN_DELTA_BEFORE_MERGE,
+        }
+    }
+}
+
+/// Grows `v` by an eighth (at least `min`) when it is full: the base is the bulk of the
+/// index, and doubling would leave up to half of it unused.
+fn grow<T>(v: &mut Vec<T>, need: usize, min: usize) {
+    if v.capacity() - v.len() < need {
+        v.reserve_exact((v.len() / 8).max(min).max(need));
+    }
+}
+
+impl KeyMap {
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.dead + self.delta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn key_at(&self, i: usize) -> &[u8] {
+        let start = self.slots[i].key_off as usize;
+        let end = self
+            .slots
+            .get(i + 1)
+            .map_or(self.arena.len(), |s| s.key_off as usize);
+        &self.arena[start..end]
+    }
+
+    /// The base position of `key`: Ok(i) if slot i holds it (alive or dead), Err(i) where it
+    /// would go.
+    fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        // The last block whose first key is not above `key`.
+        let p = prefix(key);
+        let (mut blo, mut bhi) = (0, self.fence.len());
+        while blo < bhi {
+            let mid = blo + (bhi - blo) / 2;
+            let f = self.fence[mid];
+            if f < p || (f == p && self.key_at(mid * FENCE_BLOCK) <= key) {
+                blo = mid + 1;
+            } else {
+                bhi = mid;
+            }
+        }
+        if blo == 0 {
+            return Err(0);
+        }
+        let block = blo - 1;
+        let (mut lo, mut hi) = (
+            block * FENCE_BLOCK,
+            ((block + 1) * FENCE_BLOCK).min(self.slots.len()),
+        );
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match cmp_keys(self.key_at(mid), key, p) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    /// First base position whose key is not below the bound (`lower`), or past it.
+    fn position(&self, b: Bound<&[u8]>, lower: bool) -> usize {
+        let n = self.slots.len();
+        match b {
+            Bound::Unbounded => {
+                if lower {
+                    0
+                } else {
+                    n
+                }
+            }
+            Bound::Included(k) => match self.search(k) {
+                Ok(i) => {
+                    if lower {
+                        i
+                    } else {
+                        i + 1
+                    }
+                }
+                Err(i) => i,
+            },
+            Bound::Excluded(k) => match self.search(k) {
+                Ok(i) => {
+                    if lower {
+                        i + 1
+                    } else {
+                        i
+                    }
+                }
+                Err(i) => i,
+            },
+        }
+    }
+
+    fn base_slot(&self, key: &[u8]) -> Option<usize> {
+        self.search(key).ok()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<IndexEntry> {
+        match self.base_slot(key) {
+            Some(i) => {
+                let s = &self.slots[i];
+                s.alive().then(|| s.unpack())
+            }
+            None => self.delta.get(key).map(Slot::unpack),
+        }
+    }
+
+    /// Changes the entry of `key` through `f`, if there is one.
+    ///
+    /// The delta is looked at first: the flusher settles records soon after they were put,
+    /// while a new key is still in the delta (and an empty delta costs nothing).
+    pub fn update(&mut self, key: &[u8], f: impl FnOnce(&mut IndexEntry)) {
+        let slot = match self.delta.get_mut(key) {
+            Some(s) => Some(s),
+            None => match self.search(key) {
+                Ok(i) => Some(&mut self.slots[i]).filter(|s| s.alive()),
+                Err(_) => None,
+            },
+        };
+        if let Some(s) = slot {
+            let mut e = s.unpack();
+            f(&mut e);
+            s.set(&e);
+        }
+    }
+
+    /// Sets the entry of `key`; returns the one it replaced.
+    pub fn insert(&mut self, key: &[u8], e: &IndexEntry) -> Option<IndexEntry> {
+        let after_base = self.slots.is_empty() || self.key_at(self.slots.len() - 1) < key;
+        if !after_base && self.may_be_in_base(key) {
+            if let Some(i) = self.base_slot(key) {
+                let s = &mut self.slots[i];
+                let old = s.alive().then(|| s.unpack());
+                if old.is_none() {
+                    self.dead -= 1;
+                    self.dead_key_bytes -= key.len();
+                }
+                s.set(e);
+                return old;
+            }
+        }
+        let fits = after_base && self.arena.len() + key.len() <= self.arena_limit;
+        if fits && self.delta.is_empty() {
+            self.append(key, e);
+            return None;
+        }
+        match self.delta.entry(key.into()) {
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let old = o.get().unpack();
+                o.get_mut().set(e);
+                return Some(old);
+            }
+            std::collections::btree_map::Entry::Vacant(v) => {
+                if !fits {
+                    v.insert(Slot::pack(e, 0));
+                    if self.delta.len() > self.min_merge.max((self.slots.len() - self.dead) / 8) {
+                        self.merge();
+                    }
+                    return None;
+                }
+            }
+        }
+        self.append(key, e);
+        None
+    }
+
+    /// False only if the base does not hold `key` (alive or dead).
+    fn may_be_in_base(&mut self, key: &[u8]) -> bool {
+        if !self.bloom_valid {
+            self.rebuild_bloom();
+        }
+        self.bloom.may_contain(bloom::hash(key))
+    }
+
+    /// Sizes the filter for the base and a quarter more, and adds every base key.
+    fn rebuild_bloom(&mut self) {
+        let mut b = Bloom::with_capacity(self.slots.len() + self.slots.len() / 4);
+        for i in 0..self.slots.len() {
+            b.add(bloom::hash(self.key_at(i)));
+        }
+        self.bloom = b;
+        self.bloom_valid = true;
+    }
+
+    /// Appends `key`, which sorts after every base key and is in neither base nor delta.
+    fn append(&mut self, key: &[u8], e: &IndexEntry) {
+        if self.bloom_valid {
+            if self.slots.len() < self.bloom.capacity() {
+                self.bloom.add(bloom::hash(key));
+            } else {
+                // Rebuilt, larger, when next needed.
+                self.bloom = Bloom::default();
+                self.bloom_valid = false;
+            }
+        }
+        grow(&mut self.slots, 1, 1024);
+        grow(&mut self.arena, key.len(), 16 << 10);
+        if self.slots.len().is_multiple_of(FENCE_BLOCK) {
+            self.fence.push(prefix(key));
+        }
+        self.slots.push(Slot::pack(e, self.arena.len() as u32));
+        self.arena.extend_from_slice(key);
+    }
+
+    /// Removes `key`; returns its entry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<IndexEntry> {
+        match self.base_slot(key) {
+            Some(i) => {
+                let s = &mut self.slots[i];
+                if !s.alive() {
+                    return None;
+                }
+                let old = s.unpack();
+                s.len_kind = KIND_DEAD << KIND_SHIFT;
+                self.dead += 1;
+                self.dead_key_bytes += key.len();
+                if self.dead > self.min_merge.max(self.slots.len() / 4) {
+                    self.merge();
+                }
+                Some(old)
+            }
+            None => self.delta.remove(key).map(|s| s.unpack()),
+        }
+    }
+
+    /// Folds the delta into the base and drops the dead slots, in one ordered pass. Keys that
+    /// would take the arena past its limit stay in the delta.
+    fn merge(&mut self) {
+        let delta = std::mem::take(&mut self.delta);
+        let delta_key_bytes: usize = delta.keys().map(|k| k.len()).sum();
+        let arena_bytes =
+            (self.arena.len() - self.dead_key_bytes + delta_key_bytes).min(self.arena_limit);
+        let mut arena = Vec::with_capacity(arena_bytes);
+        let mut slots = Vec::with_capacity(self.slots.len() - self.dead + delta.len());
+        let mut rest = BTreeMap::new();
+        let mut fence = Vec::with_capacity(slots.capacity().div_ceil(FENCE_BLOCK));
+        let limit = self.arena_limit;
+        let mut push = |key: &[u8], s: &Slot, arena: &mut Vec<u8>, slots: &mut Vec<Slot>| {
+            if arena.len() + key.len() > limit {
+                rest.insert(Box::from(key), *s);
+            } else {
+                if slots.len().is_multiple_of(FENCE_BLOCK) {
+                    fence.push(prefix(key));
+                }
+                slots.push(Slot {
+                    key_off: arena.len() as u32,
+                    ..*s
+                });
+                arena.extend_from_slice(key);
+            }
+        };
+        let mut d = delta.iter().peekable();
+        for i in 0..self.slots.len() {
+            if !self.slots[i].alive() {
+                continue;
+            }
+            let key = self.key_at(i);
+            while let Some((dk, ds)) = d.next_if(|(dk, _)| dk.as_ref() < key) {
+                push(dk, ds, &mut arena, &mut slots);
+            }
+            push(key, &self.slots[i], &mut arena, &mut slots);
+        }
+        for (dk, ds) in d {
+            push(dk, ds, &mut arena, &mut slots);
+        }
+        self.arena = arena;
+        self.slots = slots;
+        self.fence = fence;
+        self.rebuild_bloom();
+        self.dead = 0;
+        self.dead_key_bytes = 0;
+        self.delta = rest;
+    }
+
+    /// Entries with keys in (`lo`, `hi`), in key order.
+    pub fn range<'a>(
+        &'a self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], IndexEntry)> + 'a {
+        self.merged(lo, hi, false)
+    }
+
+    /// Entries with keys in (`lo`, `hi`), highest key first.
+    pub fn range_rev<'a>(
+        &'a self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], IndexEntry)> + 'a {
+        self.merged(lo, hi, true)
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], IndexEntry)> + '_ {
+        self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Every entry, in key order, without its key.
+    pub fn values(&self) -> impl Iterator<Item = IndexEntry> + '_ {
+        self.iter().map(|(_, e)| e)
+    }
+
+    fn merged<'a>(&'a self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool) -> Merge<'a> {
+        let empty = match (lo, hi) {
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+                a >= b
+            }
+            _ => false,
+        };
+        let (start, end) = if empty {
+            (0, 0)
+        } else {
+            (self.position(lo, true), self.position(hi, false))
+        };
+        let base = (start..end.max(start))
+            .filter(|&i| self.slots[i].alive())
+            .map(|i| (self.key_at(i), &self.slots[i]));
+        let delta = if empty {
+            None
+        } else {
+            Some(self.delta.range::<[u8], _>((lo, hi)))
+        }
+        .into_iter()
+        .flatten()
+        .map(|(k, s)| (k.as_ref(), s));
+        let (base, delta): (SlotIter<'a>, SlotIter<'a>) = if rev {
+            (Box::new(base.rev()), Box::new(delta.rev()))
+        } else {
+            (Box::new(base), Box::new(delta))
+        };
+        Merge {
+            base: base.peekable(),
+            delta: delta.peekable(),
+            rev,
+        }
+    }
+}
+
+type SlotIter<'a> = Box<dyn Iterator<Item = (&'a [u8], &'a Slot)> + 'a>;
+
+/// Base and delta entries of a range, merged in key order (or reverse order).
+struct Merge<'a> {
+    base: Peekable<SlotIter<'a>>,
+    delta: Peekable<SlotIter<'a>>,
+    rev: bool,
+}
+
+impl<'a> Iterator for Merge<'a> {
+    type Item = (&'a [u8], IndexEntry);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let take_base = match (self.base.peek(), self.delta.peek()) {
+            (Some((b, _)), Some((d, _))) => (b < d) != self.rev,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        let (k, s) = if take_base {
+            self.base.next()
+        } else {
+            self.delta.next()
+        }?;
+        Some((k, s.unpack()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(lsn: u64, pending: bool) -> IndexEntry {
+        IndexEntry {
+            lsn,
+            value_len: (lsn % 5000) as u32,
+            place: if pending {
+                Place::Pending {
+                    stripe_seq: lsn << 20 | 7,
+                    record_offset: lsn as u32 ^ 0x55,
+                    segment_id: lsn / 3 + 1,
+                }
+            } else {
+                Place::Disk(RecordLoc {
+                    segment_id: (lsn << 33) + 1,
+                    offset_in_segment_bytes: 4096 * (lsn as u32 % 100),
+                    height_bytes: 8192,
+                    ordinal: lsn as u32 % 17,
+                    record_offset: lsn as u32 % 999,
+                    record_len: 77,
+                    crc: lsn as u32 ^ 0xdead_beef,
+                })
+            },
+        }
+    }
+
+    fn same(a: &IndexEntry, b: &IndexEntry) -> bool {
+        a.lsn == b.lsn
+            && a.value_len == b.value_len
+            && match (&a.place, &b.place) {
+                (Place::Disk(x), Place::Disk(y)) => x == y,
+                (
+                    Place::Pending {
+                        stripe_seq: s1,
+                        record_offset: r1,
+                        segment_id: g1,
+                    },
+                    Place::Pending {
+                        stripe_seq: s2,
+                        record_offset: r2,
+                        segment_id: g2,
+                    },
+                ) => (s1, r1, g1) == (s2, r2, g2),
+                _ => false,
+            }
+    }
+
+    #[test]
+    fn pack_round_trips_both_places() {
+        for lsn in [1, 2, 4999, 1 << 40, u64::MAX >> 1] {
+            for pending in [false, true] {
+                let e = entry(lsn, pending);
+                assert!(same(&Slot::pack(&e, 9).unpack(), &e), "{e:?}");
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u16, u64, bool),
+        Del(u16),
+        Settle(u16, u64),
+        Range(u16, u16, bool, bool, bool),
+    }
+
+    fn key(k: u16) -> Vec<u8> {
+        // Keys of varying length sharing prefixes, so arena boundaries matter.
+        let mut v = format!("{}", k % 700).into_bytes();
+        v.extend(std::iter::repeat_n(b'x', (k / 700) as usize));
+        v
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (0u16..2100, 1u64..1_000_000, any::<bool>()).prop_map(|(k, l, p)| Op::Put(k, l, p)),
+            2 => (0u16..2100).prop_map(Op::Del),
+            1 => (0u16..2100, 1u64..1_000_000).prop_map(|(k, l)| Op::Settle(k, l)),
+            1 => (0u16..2100, 0u16..2100, any::<bool>(), any::<bool>(), any::<bool>())
+                .prop_map(|(a, b, i, j, r)| Op::Range(a, b, i, j, r)),
+        ]
+    }
+
+    fn bound(k: &[u8], inclusive: bool) -> Bound<&[u8]> {
+        if inclusive {
+            Bound::Included(k)
+        } else {
+            Bound::Excluded(k)
+        }
+    }
+
+    fn check(ops: &[Op], arena_limit: usize, min_merge: usize) {
+        let mut m = KeyMap {
+            arena_limit,
+            min_merge,
+            ..KeyMap::default()
+        };
+        let mut model: BTreeMap<Vec<u8>, IndexEntry> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Put(k, lsn, p) => {
+                    let e = entry(*lsn, *p);
+                    let old = m.insert(&key(*k), &e);
+                    let want = model.insert(key(*k), e);
+                    assert_eq!(old.is_some(), want.is_some());
+                    if let (Some(a), Some(b)) = (old, want) {
+                        assert!(same(&a, &b));
+                    }
+                }
+                Op::Del(k) => {
+                    let old = m.remove(&key(*k));
+                    let want = model.remove(&key(*k));
+                    assert_eq!(old.is_some(), want.is_some());
+                }
+                Op::Settle(k, lsn) => {
+                    let e = entry(*lsn, false);
+                    m.update(&key(*k), |x| *x = e.clone());
+                    if let Some(x) = model.get_mut(&key(*k)) {
+                        *x = e;
+                    }
+                }
+                Op::Range(a, b, ia, ib, rev) => {
+                    let (ka, kb) = (key(*a), key(*b));
+                    let (lo, hi) = (bound(&ka, *ia), bound(&kb, *ib));
+                    let got: Vec<Vec<u8>> = if *rev {
+                        m.range_rev(lo, hi).map(|(k, _)| k.to_vec()).collect()
+                    } else {
+                        m.range(lo, hi).map(|(k, _)| k.to_vec()).collect()
+                    };
+                    let inverted = ka > kb || (ka == kb && !(*ia && *ib));
+                    let mut want: Vec<Vec<u8>> = if inverted {
+                        Vec::new()
+                    } else {
+                        model
+                            .range::<[u8], _>((lo, hi))
+                            .map(|(k, _)| k.clone())
+                            .collect()
+                    };
+                    if *rev {
+                        want.reverse();
+                    }
+                    assert_eq!(got, want);
+                }
+            }
+            assert_eq!(m.len(), model.len());
+        }
+        let all: Vec<(Vec<u8>, IndexEntry)> = m.iter().map(|(k, e)| (k.to_vec(), e)).collect();
+        assert_eq!(all.len(), model.len());
+        for ((k, e), (mk, me)) in all.iter().zip(&model) {
+            assert_eq!(k, mk);
+            assert!(same(e, me));
+        }
+        for (k, e) in &model {
+            assert!(same(&m.get(k).expect("key present"), e));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn matches_a_btreemap(ops in proptest::collection::vec(op(), 1..6000)) {
+            check(&ops, u32::MAX as usize, MIN_DELTA_BEFORE_MERGE);
+        }
+
+        #[test]
+        fn matches_a_btreemap_merging_often(ops in proptest::collection::vec(op(), 1..3000)) {
+            check(&ops, u32::MAX as usize, 4);
+        }
+
+        #[test]
+        fn matches_a_btreemap_with_a_small_arena(ops in proptest::collection::vec(op(), 1..3000)) {
+            check(&ops, 2000, 4);
+        }
+    }
+
+    #[test]
+    fn sequential_keys_append_without_a_delta() {
+        let mut m = KeyMap::default();
+        for i in 0..10_000u32 {
+            m.insert(
+                format!("{i:08}").as_bytes(),
+                &entry(u64::from(i) + 1, false),
+            );
+        }
+        assert!(m.delta.is_empty());
+        assert_eq!(m.slots.len(), 10_000);
+        assert_eq!(m.get(b"00000042").map(|e| e.lsn), Some(43));
+    }
+
+    #[test]
+    fn random_keys_merge_and_deletes_compact() {
+        let mut m = KeyMap::default();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut keys = Vec::new();
+        for i in 0..50_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x.to_le_bytes();
+            m.insert(&k, &entry(i + 1, false));
+            keys.push(k);
+        }
+        assert!(m.delta.len() <= MIN_DELTA_BEFORE_MERGE.max(m.slots.len() / 8));
+        for k in &keys[..40_000] {
+            assert!(m.remove(k).is_some());
+        }
+        assert!(m.dead <= MIN_DELTA_BEFORE_MERGE.max(m.slots.len() / 4));
+        assert_eq!(m.len(), 10_000);
+        let ordered: Vec<&[u8]> = m.iter().map(|(k, _)| k).collect();
+        assert!(ordered.windows(2).all(|w| w[0] < w[1]));
+    }
+}
