@@ -65,9 +65,18 @@ fn main() {
     }
     engine.sync().expect("sync");
     let load = start.elapsed();
-    // Let the flusher switch the last entries from memory to disk locations.
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let after = LIVE.load(Ordering::Relaxed);
+    // Let the flusher switch the last entries from memory to disk locations, and a periodic
+    // checkpoint that may be under way (it builds its payload in memory) finish: wait until
+    // the heap holds still for a second.
+    let mut after = LIVE.load(Ordering::Relaxed);
+    for _ in 0..120 {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let now = LIVE.load(Ordering::Relaxed);
+        if now == after {
+            break;
+        }
+        after = now;
+    }
     let per_key = (after - before) as f64 / n as f64;
     println!(
         "{{\"keys\": {n}, \"key_bytes\": {key_len}, \"order\": \"{}\", \"index_bytes\": {}, \"bytes_per_key\": {per_key:.1}, \"load_secs\": {:.2}}}",
