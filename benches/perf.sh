@@ -23,12 +23,15 @@ for qd in 32 192; do
 done
 
 echo "== ingest: engine vs raw sequential write (ecbench syncs every 1024 puts), then the bulk path"
-for bs in 64K 16K 4K; do
+for bs in 64K 16K 4K 1K; do
   $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw write --bs $bs --iodepth 1024 --size 1G \
     --compare-raw --output-format json >"$OUT/write_$bs.json"
   rows=$(( (1 << 30) / $(numfmt --from=iec "$bs") ))
+  : >"$OUT/load_$bs.txt"
   $B/ectable format --devices "$DEVS" --k 4 --m 2 --force --yes >/dev/null
-  $B/ectable load --devices "$DEVS" --table bulk --rows $rows --value-size $bs 2>"$OUT/load_$bs.txt"
+  # CPU time of the whole process (user, system), next to its rate.
+  /usr/bin/time -f "cpu %U %S" -a -o "$OUT/load_$bs.txt" \
+    $B/ectable load --devices "$DEVS" --table bulk --rows $rows --value-size $bs 2>>"$OUT/load_$bs.txt"
 done
 
 echo "== 4K random point reads: engine vs raw at the same queue depth"

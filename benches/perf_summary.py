@@ -29,14 +29,23 @@ for qd in (32, 192):
     print(f"randread 4K qd{qd}: fio {f['iops']:.0f} IOPS, raw (ecbench) {r['raw_iops']:.0f} ({r['raw_iops']/f['iops']:.2f} of fio), "
           f"engine {r['engine_iops']:.0f} = {r['iops_engine_to_raw']:.3f} of raw; "
           f"p50 {p['50.000000']/1e3:.0f} us p99 {p['99.000000']/1e3:.0f} us p99.9 {p['99.900000']/1e3:.0f} us")
-for bs in ("64K", "16K", "4K"):
+for bs in ("64K", "16K", "4K", "1K"):
+    if not os.path.exists(os.path.join(out, f"write_{bs}.json")):
+        continue
     e = J(f"write_{bs}.json")["ectable"]
     r = e["ratios"]["write"]
     txt = open(os.path.join(out, f"load_{bs}.txt")).read()
     load = load_rate(txt, bs)
+    rows = (1 << 30) // (int(bs[:-1]) * 1024)
+    cpu = re.search(r"cpu ([\d.]+) ([\d.]+)", txt)
+    load_cpu = f"{(float(cpu.group(1)) + float(cpu.group(2))) / rows * 1e6:.2f} us" if cpu else "?"
+    job = J(f"write_{bs}.json")["jobs"][0]
+    ops = job["write"]["total_ios"] or 1
+    ebench_cpu = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1e3 / ops * 1e6
     print(f"ingest {bs}: raw {r['raw_bw_bytes']/MB:.0f} MB/s, target raw*4/6 {r['target_bw_bytes']/MB:.0f} MB/s; "
           f"ecbench (sync/1024 puts) {r['engine_bw_bytes']/MB:.0f} MB/s = {r['engine_to_target']:.3f} of target; "
-          f"bulk load {load/MB:.0f} MB/s = {load/r['target_bw_bytes']:.3f} of target; write amp {e.get('write_amplification', 0):.3f}")
+          f"bulk load {load/MB:.0f} MB/s = {load/r['target_bw_bytes']:.3f} of target; write amp {e.get('write_amplification', 0):.3f}; "
+          f"CPU per record: load {load_cpu}, ecbench {ebench_cpu:.2f} us")
 def bw(n, d):
     return J(n)["jobs"][0][d]
 for kind, d, unit in (("seqread", "read", "bw_bytes"), ("randread", "read", "iops")):

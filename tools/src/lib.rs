@@ -126,22 +126,28 @@ pub fn row_key(i: u64) -> Vec<u8> {
 
 /// Value of deterministic row `i` under `seed`: `len` pseudo-random bytes.
 pub fn row_value(i: u64, seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut x = (i.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    let mut out = vec![0u8; len];
+    let x0 = (i.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ seed
             .wrapping_add(0x632B_E59B_D9B4_E019)
             .wrapping_mul(0xD1B5_4A32_D192_ED03);
-    while out.len() < len {
-        // splitmix64
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
+    // splitmix64: word n is the mix of x0 + (n + 1) * gamma, so the words are independent of
+    // each other and the loop pipelines (the load tools generate every value they write).
+    let word = |n: usize| {
+        let mut z = x0.wrapping_add((n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let bytes = z.to_le_bytes();
-        let take = (len - out.len()).min(8);
-        out.extend_from_slice(&bytes[..take]);
+        (z ^ (z >> 31)).to_le_bytes()
+    };
+    let mut chunks = out.chunks_exact_mut(8);
+    let mut n = 0;
+    for c in &mut chunks {
+        c.copy_from_slice(&word(n));
+        n += 1;
     }
+    let rest = chunks.into_remainder();
+    let take = rest.len();
+    rest.copy_from_slice(&word(n)[..take]);
     out
 }
 
@@ -164,5 +170,39 @@ mod tests {
         assert_ne!(row_value(5, 1, 100), row_value(5, 2, 100));
         assert_ne!(row_value(5, 1, 100), row_value(6, 1, 100));
         assert_eq!(row_key(3), b"row000000000003");
+    }
+
+    /// The values are what arrays loaded by earlier versions hold: `verify` must keep
+    /// accepting them. This is the original one-word-at-a-time generator.
+    fn row_value_reference(i: u64, seed: u64, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        let mut x = (i.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ seed
+                .wrapping_add(0x632B_E59B_D9B4_E019)
+                .wrapping_mul(0xD1B5_4A32_D192_ED03);
+        while out.len() < len {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let bytes = z.to_le_bytes();
+            let take = (len - out.len()).min(8);
+            out.extend_from_slice(&bytes[..take]);
+        }
+        out
+    }
+
+    #[test]
+    fn row_values_did_not_change() {
+        for len in [0, 1, 7, 8, 9, 100, 1024, 4099] {
+            for (i, seed) in [(0, 0), (5, 1), (u64::MAX, 7), (123_456, u64::MAX)] {
+                assert_eq!(
+                    row_value(i, seed, len),
+                    row_value_reference(i, seed, len),
+                    "{i} {seed} {len}"
+                );
+            }
+        }
     }
 }

@@ -171,6 +171,7 @@ impl Shared {
                 let mut map = std::str::from_utf8(table)
                     .ok()
                     .and_then(|t| index.tables.get_mut(t));
+                let mut hint = usize::MAX;
                 while j < recs.len() && recs[j].table(&o.buf) == table {
                     let r = &recs[j];
                     j += 1;
@@ -180,7 +181,7 @@ impl Shared {
                     if !r.is_put {
                         continue;
                     }
-                    map.update(r.key(&o.buf), |e| {
+                    map.update_near(r.key(&o.buf), &mut hint, |e| {
                         if e.lsn == r.lsn {
                             e.place = Place::Disk(RecordLoc {
                                 segment_id: o.segment.id,
