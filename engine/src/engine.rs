@@ -338,6 +338,15 @@ impl Engine {
         self.shared.append(&muts)
     }
 
+    /// Waits until the record with LSN `lsn` (and every one before it) is durable; returns
+    /// the durable LSN. Unlike [`Engine::sync`] it does not wait for what was appended after
+    /// `lsn`: a writer can keep appending while an earlier group becomes durable. If `lsn` is
+    /// still in the stripe being filled, that stripe is written short (group commit).
+    pub fn wait_durable(&self, lsn: u64) -> Result<u64> {
+        self.shared.check_alive()?;
+        self.shared.wait_durable(lsn)
+    }
+
     /// Waits until everything appended so far is durable; returns the durable LSN.
     pub fn sync(&self) -> Result<u64> {
         self.shared.check_alive()?;

@@ -75,6 +75,22 @@ fn write_and_randread_report_iops_and_raw_ratios() {
     assert!(number(&w["ectable"], &["raw", "write", "iops"]) > 0.0);
     assert!(number(&w["ectable"], &["write_amplification"]) >= 1.5);
 
+    // Writes keep up to --iodepth puts in flight in groups; every put is counted once, also
+    // those of the groups still in flight at the end (265 puts: 8 groups of 8, and a rest).
+    let mut args = common.to_vec();
+    args.extend([
+        "--force",
+        "--rw=write",
+        "--bs=4K",
+        "--size=1060K",
+        "--iodepth=64",
+        "--output-format=json",
+    ]);
+    let w = json_run(&args);
+    let job = &w["jobs"][0];
+    assert_eq!(number(job, &["write", "total_ios"]), 265.0);
+    assert_eq!(number(job, &["write", "io_bytes"]), (1060 << 10) as f64);
+
     // The devices now hold an array: formatting them again needs --force.
     let mut args = common.to_vec();
     args.extend([

@@ -42,10 +42,12 @@ pub struct BenchArgs {
     /// Reads: each job hands iodepth keys at once to Engine::get_many, which puts all their
     /// device reads in flight together; every key of a batch completes when the batch does.
     ///
-    /// Writes: each job issues iodepth puts without waiting (the engine packs them into
-    /// stripes and its flusher writes full stripes in the background), then calls sync(); a
-    /// write's latency runs from its put to the end of the sync that made it durable, so
-    /// --iodepth 1 measures durable synchronous puts.
+    /// Writes: each job keeps up to iodepth puts in flight, in up to 8 groups of equal size:
+    /// it issues a group's puts without waiting (the engine packs them into stripes and its
+    /// flusher writes full stripes in the background), and once 8 groups are in flight waits
+    /// until the oldest is durable (Engine::wait_durable), so the devices never idle between
+    /// groups. A write's latency runs from its put until its group was durable. --iodepth 1
+    /// puts and waits one at a time: durable synchronous puts.
     ///
     /// Mixed: per batch the puts go first, then the reads in one get_many, then one sync.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
