@@ -22,7 +22,7 @@ for qd in 32 192; do
     --iodepth=$qd --offset=1M --size=96M --runtime=8 --time_based --output-format=json >"$OUT/fio_rr_$qd.json"
 done
 
-echo "== ingest: engine vs raw sequential write (ecbench syncs every 1024 puts), then the bulk path"
+echo "== ingest: engine vs raw sequential write (ecbench keeps 1024 puts in flight), then the bulk path"
 for bs in 64K 16K 4K 1K; do
   $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw write --bs $bs --iodepth 1024 --size 1G \
     --compare-raw --output-format json >"$OUT/write_$bs.json"

@@ -43,7 +43,7 @@ for bs in ("64K", "16K", "4K", "1K"):
     ops = job["write"]["total_ios"] or 1
     ebench_cpu = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1e3 / ops * 1e6
     print(f"ingest {bs}: raw {r['raw_bw_bytes']/MB:.0f} MB/s, target raw*4/6 {r['target_bw_bytes']/MB:.0f} MB/s; "
-          f"ecbench (sync/1024 puts) {r['engine_bw_bytes']/MB:.0f} MB/s = {r['engine_to_target']:.3f} of target; "
+          f"ecbench --iodepth 1024 {r['engine_bw_bytes']/MB:.0f} MB/s = {r['engine_to_target']:.3f} of target; "
           f"bulk load {load/MB:.0f} MB/s = {load/r['target_bw_bytes']:.3f} of target; write amp {e.get('write_amplification', 0):.3f}; "
           f"CPU per record: load {load_cpu}, ecbench {ebench_cpu:.2f} us")
 def bw(n, d):
