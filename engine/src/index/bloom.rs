@@ -18,6 +18,8 @@ pub(super) struct Bloom {
     words: Vec<u64>,
     /// Keys the filter was sized for: past this, it is rebuilt larger.
     capacity: usize,
+    /// Keys added so far.
+    added: usize,
 }
 
 /// A 64-bit hash of a key (8 bytes at a time, then a splitmix64 finish).
@@ -48,11 +50,13 @@ impl Bloom {
         Bloom {
             words: vec![0; blocks * BLOCK_WORDS],
             capacity: keys.max(64),
+            added: 0,
         }
     }
 
-    pub(super) fn capacity(&self) -> usize {
-        self.capacity
+    /// Holds as many keys as it was sized for (its false-positive rate rises past this).
+    pub(super) fn is_full(&self) -> bool {
+        self.added >= self.capacity
     }
 
     /// The block's first word and the bits of `h` in it.
@@ -68,6 +72,7 @@ impl Bloom {
     }
 
     pub(super) fn add(&mut self, h: u64) {
+        self.added += 1;
         let (base, bits) = self.probes(h);
         for (w, m) in bits {
             self.words[base + w] |= m;

@@ -173,6 +173,10 @@ pub struct KeyMap {
     /// key order only appends, and never does).
     bloom: Bloom,
     bloom_valid: bool,
+    /// A base position where the last keys put out of order went in: a new key that sorts
+    /// strictly between the base keys on either side of it is not in the base (no filter,
+    /// no search). Checked by comparing keys, so any value is safe.
+    gap_hint: usize,
     dead: usize,
     dead_key_bytes: usize,
     delta: BTreeMap<Box<[u8]>, Slot>,
@@ -190,6 +194,7 @@ impl Default for KeyMap {
             fence: Vec::new(),
             bloom: Bloom::default(),
             bloom_valid: false,
+            gap_hint: 0,
             dead: 0,
             dead_key_bytes: 0,
             delta: BTreeMap::new(),
@@ -347,7 +352,7 @@ impl KeyMap {
     /// Sets the entry of `key`; returns the one it replaced.
     pub fn insert(&mut self, key: &[u8], e: &IndexEntry) -> Option<IndexEntry> {
         let after_base = self.slots.is_empty() || self.key_at(self.slots.len() - 1) < key;
-        if !after_base && self.may_be_in_base(key) {
+        if !after_base && !self.in_gap_hint(key) && self.may_be_in_base(key) {
             if let Some(i) = self.base_slot(key) {
                 let s = &mut self.slots[i];
                 let old = s.alive().then(|| s.unpack());
@@ -374,7 +379,7 @@ impl KeyMap {
                 if !fits {
                     v.insert(Slot::pack(e, 0));
                     if self.delta.len() > self.min_merge.max((self.slots.len() - self.dead) / 8) {
-                        self.merge();
+                        self.fold_delta();
                     }
                     return None;
                 }
@@ -382,6 +387,13 @@ impl KeyMap {
         }
         self.append(key, e);
         None
+    }
+
+    /// True if `key` sorts strictly between the base keys around `gap_hint`, so the base does
+    /// not hold it.
+    fn in_gap_hint(&self, key: &[u8]) -> bool {
+        let g = self.gap_hint;
+        g > 0 && g < self.slots.len() && self.key_at(g - 1) < key && key < self.key_at(g)
     }
 
     /// False only if the base does not hold `key` (alive or dead).
@@ -392,9 +404,10 @@ impl KeyMap {
         self.bloom.may_contain(bloom::hash(key))
     }
 
-    /// Sizes the filter for the base and a quarter more, and adds every base key.
+    /// Sizes the filter for twice the base (so that rebuilds come at doublings, not every
+    /// merge) and adds every base key.
     fn rebuild_bloom(&mut self) {
-        let mut b = Bloom::with_capacity(self.slots.len() + self.slots.len() / 4);
+        let mut b = Bloom::with_capacity(2 * self.slots.len());
         for i in 0..self.slots.len() {
             b.add(bloom::hash(self.key_at(i)));
         }
@@ -402,17 +415,23 @@ impl KeyMap {
         self.bloom_valid = true;
     }
 
+    /// Adds a key that joins the base to the filter; a full filter is dropped and rebuilt,
+    /// larger, when next needed.
+    fn add_to_bloom(&mut self, key: &[u8]) {
+        if !self.bloom_valid {
+            return;
+        }
+        if self.bloom.is_full() {
+            self.bloom = Bloom::default();
+            self.bloom_valid = false;
+        } else {
+            self.bloom.add(bloom::hash(key));
+        }
+    }
+
     /// Appends `key`, which sorts after every base key and is in neither base nor delta.
     fn append(&mut self, key: &[u8], e: &IndexEntry) {
-        if self.bloom_valid {
-            if self.slots.len() < self.bloom.capacity() {
-                self.bloom.add(bloom::hash(key));
-            } else {
-                // Rebuilt, larger, when next needed.
-                self.bloom = Bloom::default();
-                self.bloom_valid = false;
-            }
-        }
+        self.add_to_bloom(key);
         grow(&mut self.slots, 1, 1024);
         grow(&mut self.arena, key.len(), 16 << 10);
         if self.slots.len().is_multiple_of(FENCE_BLOCK) {
@@ -441,6 +460,69 @@ impl KeyMap {
             }
             None => self.delta.remove(key).map(|s| s.unpack()),
         }
+    }
+
+    /// Moves the delta into the base: spliced in where it fits into one gap of the base (keys
+    /// put in order inside the table: only the base after the gap moves), merged otherwise.
+    fn fold_delta(&mut self) {
+        match self.delta_gap() {
+            Some(g) => self.splice_delta(g),
+            None => self.merge(),
+        }
+    }
+
+    /// The base position every delta key would take, if it is the same for all of them and
+    /// the arena has room for them.
+    fn delta_gap(&self) -> Option<usize> {
+        let (first, _) = self.delta.first_key_value()?;
+        let (last, _) = self.delta.last_key_value()?;
+        let bytes: usize = self.delta.keys().map(|k| k.len()).sum();
+        if self.arena.len() + bytes > self.arena_limit {
+            return None;
+        }
+        match (self.search(first), self.search(last)) {
+            (Err(a), Err(b)) if a == b => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Inserts the delta's keys at base position `g` (see [`KeyMap::delta_gap`]).
+    fn splice_delta(&mut self, g: usize) {
+        let delta = std::mem::take(&mut self.delta);
+        let arena_at = self
+            .slots
+            .get(g)
+            .map_or(self.arena.len(), |s| s.key_off as usize);
+        let bytes: usize = delta.keys().map(|k| k.len()).sum();
+        let mut keys = Vec::with_capacity(bytes);
+        let mut slots = Vec::with_capacity(delta.len());
+        for (k, s) in &delta {
+            slots.push(Slot {
+                key_off: (arena_at + keys.len()) as u32,
+                ..*s
+            });
+            keys.extend_from_slice(k);
+        }
+        // The arena stays within `arena_limit` (at most u32::MAX bytes): offsets fit.
+        for s in &mut self.slots[g..] {
+            s.key_off += bytes as u32;
+        }
+        grow(&mut self.arena, bytes, 16 << 10);
+        self.arena.splice(arena_at..arena_at, keys);
+        grow(&mut self.slots, slots.len(), 1024);
+        self.slots.splice(g..g, slots);
+        // Blocks that start before `g` keep their first key.
+        self.fence.truncate(g / FENCE_BLOCK);
+        let mut b = self.fence.len() * FENCE_BLOCK;
+        while b < self.slots.len() {
+            self.fence.push(prefix(self.key_at(b)));
+            b += FENCE_BLOCK;
+        }
+        // Rebuilt when a key outside this gap next needs it: a load in order inside the
+        // table is answered by the gap hint alone.
+        self.bloom = Bloom::default();
+        self.bloom_valid = false;
+        self.gap_hint = g + delta.len();
     }
 
     /// Folds the delta into the base and drops the dead slots, in one ordered pass. Keys that
@@ -486,7 +568,11 @@ impl KeyMap {
         self.arena = arena;
         self.slots = slots;
         self.fence = fence;
-        self.rebuild_bloom();
+        // Delta keys become base keys (some may stay behind in `rest`: harmless, a false
+        // positive at most); dropped dead keys stay in the filter until it is rebuilt.
+        for k in delta.keys() {
+            self.add_to_bloom(k);
+        }
         self.dead = 0;
         self.dead_key_bytes = 0;
         self.delta = rest;
@@ -761,6 +847,47 @@ mod tests {
         fn matches_a_btreemap_with_a_small_arena(ops in proptest::collection::vec(op(), 1..3000)) {
             check(&ops, 2000, 4);
         }
+    }
+
+    #[test]
+    fn keys_in_order_inside_the_table_are_spliced_in() {
+        let mut m = KeyMap {
+            min_merge: 16,
+            ..KeyMap::default()
+        };
+        let mut model = BTreeMap::new();
+        let put = |m: &mut KeyMap, model: &mut BTreeMap<Vec<u8>, u64>, k: Vec<u8>, lsn: u64| {
+            m.insert(&k, &entry(lsn, false));
+            model.insert(k, lsn);
+        };
+        for i in 0..2000u64 {
+            put(&mut m, &mut model, format!("a{i:05}").into_bytes(), i + 1);
+        }
+        put(&mut m, &mut model, b"z".to_vec(), 9999);
+        m.remove(b"a00007");
+        model.remove(b"a00007".as_slice());
+        // Sorted after every "a" key and before "z": one gap, every fold is a splice.
+        for i in 0..5000u64 {
+            put(
+                &mut m,
+                &mut model,
+                format!("m{i:05}").into_bytes(),
+                10_000 + i,
+            );
+        }
+        assert!(m.delta.len() <= 16.max(m.slots.len() / 8));
+        assert_eq!(
+            m.dead, 1,
+            "a splice keeps dead slots; only a merge drops them"
+        );
+        let got: Vec<(Vec<u8>, u64)> = m.iter().map(|(k, e)| (k.to_vec(), e.lsn)).collect();
+        let want: Vec<(Vec<u8>, u64)> = model.iter().map(|(k, l)| (k.clone(), *l)).collect();
+        assert_eq!(got, want);
+        for (k, l) in &model {
+            assert_eq!(m.get(k).map(|e| e.lsn), Some(*l));
+        }
+        assert!(m.get(b"a00007").is_none());
+        assert!(m.get(b"m05000").is_none());
     }
 
     #[test]
