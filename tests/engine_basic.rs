@@ -185,3 +185,34 @@ fn read_your_writes_before_sync() {
         Some(value_for(5, 3, 135))
     );
 }
+
+#[test]
+fn wait_durable_waits_for_its_lsn_and_refuses_one_never_appended() {
+    let (_mems, faulty) = mem_devices(6, 8 << 20, 3);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = open_engine_on(io.clone());
+    let first = e.put("t", b"a", b"1").unwrap();
+    let second = e.put("t", b"b", b"2").unwrap();
+    assert!(e.wait_durable(first).unwrap() >= first);
+    assert!(e.wait_durable(second).unwrap() >= second);
+    // Returns at once, with a typed error, instead of waiting for ever.
+    match e.wait_durable(second + 100) {
+        Err(Error::InvalidArgument(msg)) => assert!(msg.contains("never appended"), "{msg}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    e.close().unwrap();
+    let ro = Engine::open(
+        io,
+        EngineOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(ro.wait_durable(second).unwrap() >= second);
+    assert!(matches!(
+        ro.wait_durable(second + 1),
+        Err(Error::InvalidArgument(_))
+    ));
+}

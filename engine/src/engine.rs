@@ -341,9 +341,16 @@ impl Engine {
     /// Waits until the record with LSN `lsn` (and every one before it) is durable; returns
     /// the durable LSN. Unlike [`Engine::sync`] it does not wait for what was appended after
     /// `lsn`: a writer can keep appending while an earlier group becomes durable. If `lsn` is
-    /// still in the stripe being filled, that stripe is written short (group commit).
+    /// still in the stripe being filled, that stripe is written short (group commit). An LSN
+    /// beyond the last one appended is refused (nothing would ever make it durable).
     pub fn wait_durable(&self, lsn: u64) -> Result<u64> {
         self.shared.check_alive()?;
+        let last = self.shared.lock_state().next_lsn() - 1;
+        if lsn > last {
+            return Err(Error::InvalidArgument(format!(
+                "LSN {lsn} was never appended (the last appended is {last})"
+            )));
+        }
         self.shared.wait_durable(lsn)
     }
 

@@ -313,8 +313,9 @@ impl KeyMap {
         }
     }
 
-    /// Changes the entry of `key` through `f`, if there is one. `hint` is the base position of the previous
-    /// key of the run (`usize::MAX` at first) and is set to this key's. Keys put in order
+    /// Changes the entry of `key` through `f`, if there is one. `hint` is the base position
+    /// of the previous key of the run (`usize::MAX` at first) and is set to this key's. Keys
+    /// put in order
     /// sit next to each other in the base, so the flusher, which settles the records of a
     /// stripe in the order they were put, mostly finds the key with one comparison.
     ///
