@@ -28,8 +28,8 @@
 
 // The public API is what is re-exported below, and the typed tables (`table`). The other
 // modules are private. With the `internals` feature (the tools' `dump` and ecbench, the
-// decode fuzz tests and the codec benchmark), the on-disk structures (`format`) and the
-// codec are reachable too; they are not part of the stable API.
+// decode fuzz tests and the codec and index benchmarks), the on-disk structures (`format`),
+// the codec and the in-memory index are reachable too; they are not part of the stable API.
 mod array;
 mod backup;
 mod checkpoint;
@@ -45,6 +45,9 @@ pub mod format;
 #[cfg(not(feature = "internals"))]
 mod format;
 mod health;
+#[cfg(feature = "internals")]
+pub mod index;
+#[cfg(not(feature = "internals"))]
 mod index;
 mod log;
 mod prober;
