@@ -22,6 +22,8 @@ pub struct EngineCounters {
     pub short_stripes_written: AtomicU64,
     pub chunk_bytes_written: AtomicU64,
     pub payload_bytes_written: AtomicU64,
+    /// The part of `payload_bytes_written` that index checkpoints wrote.
+    pub checkpoint_bytes_written: AtomicU64,
     pub flush_batches: AtomicU64,
     pub degraded_writes: AtomicU64,
     pub reads: AtomicU64,

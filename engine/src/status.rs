@@ -70,6 +70,8 @@ pub struct Status {
     pub short_stripes_written: u64,
     pub chunk_bytes_written: u64,
     pub payload_bytes_written: u64,
+    /// The part of `payload_bytes_written` that index checkpoints wrote.
+    pub checkpoint_bytes_written: u64,
     pub degraded_reads: u64,
     pub read_repairs: u64,
     pub degraded_writes: u64,
@@ -248,6 +250,7 @@ impl Engine {
             short_stripes_written: c.short_stripes_written.load(Ordering::Relaxed),
             chunk_bytes_written: c.chunk_bytes_written.load(Ordering::Relaxed),
             payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
+            checkpoint_bytes_written: c.checkpoint_bytes_written.load(Ordering::Relaxed),
             degraded_reads: c.degraded_reads.load(Ordering::Relaxed),
             read_repairs: c.read_repairs.load(Ordering::Relaxed),
             probes: c.probes.load(Ordering::Relaxed),

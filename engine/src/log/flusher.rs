@@ -394,6 +394,11 @@ impl Shared {
             self.counters
                 .payload_bytes_written
                 .fetch_add(o.buf.len() as u64, Ordering::Relaxed);
+            if o.segment.kind == SegmentKind::Checkpoint {
+                self.counters
+                    .checkpoint_bytes_written
+                    .fetch_add(o.buf.len() as u64, Ordering::Relaxed);
+            }
         }
         Ok((ops, meta))
     }

@@ -97,6 +97,17 @@ pub struct BenchArgs {
     /// Segment size when formatting [default: 8M].
     #[arg(long, value_name = "SIZE", value_parser = size_arg, requires = "k")]
     pub segment_size: Option<u64>,
+    /// --rw overwrite: which rows are overwritten (fio: random_distribution): `random`
+    /// (uniform), or `zoned:A/S:A/S...`, A percent of the writes to the next S percent of
+    /// the rows (`zoned:90/10:10/90`: 90 % of the writes to the first 10 % of the rows).
+    #[arg(
+        long,
+        alias = "random_distribution",
+        default_value = "random",
+        value_name = "DIST",
+        value_parser = distribution_arg
+    )]
+    pub random_distribution: Distribution,
     /// --rw table-range: rows per range read.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub range_rows: u32,
@@ -172,6 +183,76 @@ pub fn size_arg(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Which rows a random workload touches: uniformly, or fio's `zoned` form (each zone a
+/// share of the accesses and of the rows, zones taken in order from the first row).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Distribution {
+    Uniform,
+    /// (percent of the accesses, percent of the rows), both summing to 100.
+    Zoned(Vec<(f64, f64)>),
+}
+
+impl Distribution {
+    /// A row in 0..n for the uniform draw `r` in [0, 1) and the draw `within` in [0, 1).
+    pub fn pick(&self, n: u64, r: f64, within: f64) -> u64 {
+        let Distribution::Zoned(zones) = self else {
+            return ((r * n as f64) as u64).min(n.saturating_sub(1));
+        };
+        let (mut acc, mut start) = (0.0, 0.0);
+        for (i, (a, s)) in zones.iter().enumerate() {
+            acc += a / 100.0;
+            if r < acc || i + 1 == zones.len() {
+                let lo = (start / 100.0 * n as f64) as u64;
+                let hi = (((start + s) / 100.0 * n as f64) as u64).clamp(lo + 1, n.max(1));
+                return (lo + (within * (hi - lo) as f64) as u64).min(hi - 1);
+            }
+            start += s;
+        }
+        0
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Distribution::Uniform => "random".into(),
+            Distribution::Zoned(z) => {
+                let parts: Vec<String> = z.iter().map(|(a, s)| format!("{a}/{s}")).collect();
+                format!("zoned:{}", parts.join(":"))
+            }
+        }
+    }
+}
+
+pub fn distribution_arg(s: &str) -> Result<Distribution, String> {
+    if s == "random" {
+        return Ok(Distribution::Uniform);
+    }
+    let Some(rest) = s.strip_prefix("zoned:") else {
+        return Err(format!(
+            "'{s}': give 'random' or 'zoned:A/S:A/S...' (A percent of the accesses to S percent \
+             of the rows)"
+        ));
+    };
+    let mut zones = Vec::new();
+    for part in rest.split(':') {
+        let (a, z) = part
+            .split_once('/')
+            .ok_or_else(|| format!("zone '{part}': give ACCESS%/SIZE%, e.g. 90/10"))?;
+        let a: f64 = a.parse().map_err(|_| format!("zone '{part}': bad access percentage"))?;
+        let z: f64 = z.parse().map_err(|_| format!("zone '{part}': bad size percentage"))?;
+        if !(0.0..=100.0).contains(&a) || !(z > 0.0 && z <= 100.0) {
+            return Err(format!("zone '{part}': percentages must lie in 0..100 (size above 0)"));
+        }
+        zones.push((a, z));
+    }
+    let (sa, sz): (f64, f64) = zones.iter().fold((0.0, 0.0), |(x, y), (a, z)| (x + a, y + z));
+    if (sa - 100.0).abs() > 1e-6 || (sz - 100.0).abs() > 1e-6 {
+        return Err(format!(
+            "'{s}': the access percentages sum to {sa} and the sizes to {sz}; both must be 100"
+        ));
+    }
+    Ok(Distribution::Zoned(zones))
+}
+
 pub fn engine_arg(s: &str) -> Result<BackendKind, String> {
     s.parse()
 }
@@ -222,5 +303,28 @@ mod tests {
         assert_eq!(runtime_arg("2m").ok(), Some(Duration::from_secs(120)));
         assert!(runtime_arg("0").is_err() && runtime_arg("5x").is_err());
         assert!(runtime_arg("").is_err() && runtime_arg("nan").is_err());
+    }
+
+    #[test]
+    fn zoned_distribution_sends_its_share_to_each_zone() {
+        let d = distribution_arg("zoned:90/10:10/90").unwrap();
+        assert_eq!(d.name(), "zoned:90/10:10/90");
+        let n = 1000u64;
+        let mut hot = 0;
+        let steps = 10_000;
+        for i in 0..steps {
+            let r = (i as f64 + 0.5) / steps as f64;
+            let within = ((i * 7919) % steps) as f64 / steps as f64;
+            let row = d.pick(n, r, within);
+            assert!(row < n);
+            if row < 100 {
+                hot += 1;
+            }
+        }
+        assert_eq!(hot, 9000);
+        assert_eq!(Distribution::Uniform.pick(n, 0.9999999, 0.0), 999);
+        for bad in ["zoned:90/10", "zoned:50/50:60/50", "zoned:x/10:100/90", "pareto:1.2"] {
+            assert!(distribution_arg(bad).is_err(), "{bad}");
+        }
     }
 }

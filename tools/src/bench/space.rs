@@ -13,7 +13,7 @@
 //! whole log to replay), a checkpoint is written, and it is opened again (a recent
 //! checkpoint: nothing to replay).
 
-use crate::bench::args::{BenchArgs, OutputFormat, Rw};
+use crate::bench::args::{BenchArgs, Distribution, OutputFormat, Rw};
 use crate::bench::kv::TABLE;
 use crate::bench::setup::open_checked;
 use crate::{open_devices, row_key, row_value, split_devices, term};
@@ -59,6 +59,7 @@ pub fn run(cli: &BenchArgs) -> Result<()> {
         value_bytes: bs,
         batch: (cli.iodepth as usize).max(1),
         seed: cli.seed,
+        distribution: cli.random_distribution.clone(),
     };
     let result = match cli.rw {
         Rw::Overwrite => json!({
@@ -92,6 +93,8 @@ pub struct SpacePlan {
     /// Rows appended per sync.
     pub batch: usize,
     pub seed: u64,
+    /// Which rows the overwrite phase picks.
+    pub distribution: Distribution,
 }
 
 fn fresh(plan: &SpacePlan, cleaner: CleanerOptions) -> Result<(Arc<dyn IoBackend>, Engine)> {
@@ -156,7 +159,7 @@ pub fn overwrite(plan: &SpacePlan, fills: &[f64], loops: f64) -> Result<Vec<Valu
         let mut rng = SmallRng::seed_from_u64(plan.seed ^ 0x5eed);
         let t = Instant::now();
         for w in 0..writes {
-            let i = rng.random_range(0..n);
+            let i = plan.distribution.pick(n, rng.random(), rng.random());
             e.put(
                 TABLE,
                 &row_key(i),
@@ -178,15 +181,18 @@ pub fn overwrite(plan: &SpacePlan, fills: &[f64], loops: f64) -> Result<Vec<Valu
         let over_bytes = writes * plan.value_bytes as u64;
         let log_wa =
             (after.payload_bytes_written - before.payload_bytes_written) as f64 / over_bytes as f64;
+        let ckpt_wa = (after.checkpoint_bytes_written - before.checkpoint_bytes_written) as f64
+            / over_bytes as f64;
         let dev_wa =
             (after.chunk_bytes_written - before.chunk_bytes_written) as f64 / over_bytes as f64;
         let (ingest_rate, over_rate) = (rate(user_bytes, ingest_secs), rate(over_bytes, secs));
         let c = &after.cleaner;
         eprintln!(
-            "overwrite: fill {:.0}%: ingest {ingest_rate:.1} MiB/s; overwrite {over_rate:.1} MiB/s = {:.2} x ingest; \
-             write amplification {log_wa:.2} (log), {dev_wa:.2} (devices, parity included); cleaner: {} segments \
-             freed, {} records moved, {} checkpoints",
+            "overwrite: fill {:.0}% ({}): ingest {ingest_rate:.1} MiB/s; overwrite {over_rate:.1} MiB/s = {:.2} x \
+             ingest; write amplification {log_wa:.2} (log, of which checkpoints {ckpt_wa:.2}), {dev_wa:.2} (devices, \
+             parity included); cleaner: {} segments freed, {} records moved, {} checkpoints",
             fill * 100.0,
+            plan.distribution.name(),
             over_rate / ingest_rate,
             c.segments_freed - before.cleaner.segments_freed,
             c.records_relocated - before.cleaner.records_relocated,
@@ -201,7 +207,9 @@ pub fn overwrite(plan: &SpacePlan, fills: &[f64], loops: f64) -> Result<Vec<Valu
             "overwrite_mib_s": over_rate,
             "overwrite_over_ingest": over_rate / ingest_rate,
             "overwritten_rows": writes,
+            "distribution": plan.distribution.name(),
             "write_amplification_log": log_wa,
+            "write_amplification_checkpoints": ckpt_wa,
             "write_amplification_devices": dev_wa,
             "segments_freed": c.segments_freed - before.cleaner.segments_freed,
             "records_moved": c.records_relocated - before.cleaner.records_relocated,
