@@ -214,6 +214,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
             .counters
             .payload_bytes_written
             .load(Ordering::Relaxed),
+        bytes.len() as u64,
     );
     free_dead_segments(shared, resume.segment_id);
     Ok(Some(lsn))

@@ -69,8 +69,8 @@ impl Default for CleanerOptions {
     fn default() -> Self {
         CleanerOptions {
             enabled: true,
-            start_free_fraction: 0.02,
-            target_free_fraction: 0.05,
+            start_free_fraction: 0.005,
+            target_free_fraction: 0.01,
             max_live_fraction: 0.95,
             rate_limit_bytes_per_sec: 0,
             checkpoint_every_bytes: 256 << 20,
@@ -313,9 +313,12 @@ pub(crate) fn clean_pass(
     let resume = || shared.cleaner.resume_segment.load(Ordering::SeqCst);
     let mut victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
     let gain = |v: &[Victim]| v.iter().map(|v| cap.saturating_sub(v.live)).sum::<u64>();
-    if gain(&victims) < cap && written_since_checkpoint(shared) {
-        // Less than a segment to gain before the checkpoint in force: a new checkpoint makes
-        // the segments written since then victims too (and frees those already dead).
+    if written_since_checkpoint(shared)
+        && checkpoint_pays(shared, opts, max_victims, room(), gain(&victims), urgent)
+    {
+        // The segments written since the checkpoint in force would give back much more than
+        // those before it: a new checkpoint makes them victims too (and frees those already
+        // dead).
         report.checkpoint_lsn = crate::checkpoint::write_online(shared)?;
         report.segments_freed += crate::space::free_dead_segments_locked(shared, resume()) as u64;
         victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
@@ -335,6 +338,25 @@ pub(crate) fn clean_pass(
     shared.sync_all()?;
     report.segments_freed += crate::space::free_dead_segments_locked(shared, resume()) as u64;
     Ok(finish(shared, report))
+}
+
+/// Whether a checkpoint is worth its writes before this pass: the victims before the
+/// resume point give back less than half of what the best victims among all log segments
+/// would in the same room (under uniform overwrites the segments written since the checkpoint are
+/// the most live ones, so a checkpoint per pass would only add its own writes: at 85 % fill
+/// they were a third of everything written).
+fn checkpoint_pays(
+    shared: &Shared,
+    opts: &CleanerOptions,
+    max_victims: usize,
+    room: u64,
+    eligible_gain: u64,
+    urgent: bool,
+) -> bool {
+    let cap = (shared.array.layout.segment_payload() as u64).max(1);
+    let all = pick_victims(shared, opts, max_victims, room, urgent, u64::MAX);
+    let all_gain: u64 = all.iter().map(|v| cap.saturating_sub(v.live)).sum();
+    eligible_gain * 2 < all_gain
 }
 
 /// Whether log segments other than the one being written lie at or after the resume
@@ -382,8 +404,18 @@ fn checkpoint_due_bytes(shared: &Shared, opts: &CleanerOptions) -> u64 {
     let a = &shared.array;
     let usable = a.layout.segment_payload() as u64
         * (a.segment_count() as u64 * a.n() as u64 / a.w() as u64);
-    opts.checkpoint_every_bytes.min(usable / 8).max(1)
+    let last = shared.cleaner.last_checkpoint_bytes.load(Ordering::Relaxed);
+    opts.checkpoint_every_bytes
+        .min(usable / 8)
+        .max(last.saturating_mul(CHECKPOINT_SPACING))
+        .max(1)
 }
+
+/// A periodic checkpoint waits for at least this many times its own size of log, so that
+/// checkpoints stay a small part of what is written (1/16) when the index is large against
+/// the array (at 85 % fill of 4 KiB rows, a checkpoint every eighth of the array was a third
+/// of all writes).
+const CHECKPOINT_SPACING: u64 = 16;
 
 /// The cleaner thread: cleans when free space runs low or a writer asks, and writes a
 /// checkpoint after every `checkpoint_every_bytes` of log.
@@ -429,7 +461,10 @@ pub(crate) fn run(shared: Arc<Shared>, opts: CleanerOptions) {
                     break;
                 }
             }
-        } else if opts.checkpoint_every_bytes > 0 {
+        }
+        // Also while cleaning runs without end (a full array under overwrites): reopen time
+        // follows the log written since the last checkpoint.
+        if opts.checkpoint_every_bytes > 0 {
             let written = shared
                 .counters
                 .payload_bytes_written

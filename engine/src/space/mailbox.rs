@@ -43,6 +43,8 @@ pub(crate) struct CleanerCtl {
     pub resume_segment: AtomicU64,
     /// Payload bytes written when the last checkpoint was taken.
     pub payload_at_checkpoint: AtomicU64,
+    /// Bytes of the last checkpoint written in this session (0: none yet).
+    pub last_checkpoint_bytes: AtomicU64,
 }
 
 impl CleanerCtl {
@@ -61,6 +63,7 @@ impl CleanerCtl {
             cv: Condvar::new(),
             resume_segment: AtomicU64::new(resume_segment),
             payload_at_checkpoint: AtomicU64::new(0),
+            last_checkpoint_bytes: AtomicU64::new(0),
         }
     }
 
@@ -99,8 +102,15 @@ impl CleanerCtl {
         Some(s.last_freed > 0)
     }
 
-    pub(crate) fn checkpoint_written(&self, lsn: u64, resume_segment: u64, payload: u64) {
+    pub(crate) fn checkpoint_written(
+        &self,
+        lsn: u64,
+        resume_segment: u64,
+        payload: u64,
+        bytes: u64,
+    ) {
         self.resume_segment.store(resume_segment, Ordering::SeqCst);
+        self.last_checkpoint_bytes.store(bytes, Ordering::SeqCst);
         self.payload_at_checkpoint.store(payload, Ordering::SeqCst);
         let mut s = self.lock();
         s.stats.checkpoints += 1;
