@@ -35,6 +35,7 @@ use std::sync::Arc;
 /// A consistent image of the index, ready to be written.
 pub(crate) struct Snapshot {
     bytes: Vec<u8>,
+    keys: u64,
     lsn: u64,
     resume: ResumePoint,
 }
@@ -54,7 +55,12 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
     };
     let index = shared.index.read_locked();
     let bytes = encode(&index, lsn, resume)?;
-    Some(Snapshot { bytes, lsn, resume })
+    Some(Snapshot {
+        bytes,
+        keys: index.key_count() as u64,
+        lsn,
+        resume,
+    })
 }
 
 /// Takes an index checkpoint while the engine runs: holds appends back, waits until every
@@ -96,7 +102,12 @@ pub(crate) fn write_at_close(shared: &Shared) -> Result<Option<u64>> {
 /// the previous checkpoint's segments and the log segments the new one leaves dead.
 fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
     let array = &shared.array;
-    let Snapshot { bytes, lsn, resume } = snap;
+    let Snapshot {
+        bytes,
+        keys,
+        lsn,
+        resume,
+    } = snap;
     let layout = &array.layout;
     let (k, c) = (layout.k(), layout.chunk_bytes());
     let per_stripe = layout.stripe_payload();
@@ -214,7 +225,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
             .counters
             .payload_bytes_written
             .load(Ordering::Relaxed),
-        bytes.len() as u64,
+        (bytes.len() as u64, keys),
     );
     free_dead_segments(shared, resume.segment_id);
     Ok(Some(lsn))

@@ -59,6 +59,8 @@ pub struct RecoveryStats {
     /// LSN of the checkpoint the index was loaded from (0: replayed from the start).
     pub checkpoint_lsn: u64,
     pub checkpoint_keys: usize,
+    /// Bytes of that checkpoint's image (0: none).
+    pub checkpoint_bytes: u64,
     /// The segment the log resumes in after that checkpoint (0: none).
     pub checkpoint_resume_segment: u64,
     /// Log segments before the checkpoint with no live record (and no history the backup
@@ -320,7 +322,10 @@ fn load_checkpoint(
         }
     }
     match crate::format::checkpoint::decode(&bytes) {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            stats.checkpoint_bytes = bytes.len() as u64;
+            Some(c)
+        }
         Err(e) => {
             tracing::warn!("checkpoint does not verify ({e}); replaying the whole log");
             None

@@ -1,16 +1,35 @@
 //! The checkpoint payload: the whole index, serialized; written as the data of the stripes
 //! of checkpoint segments (docs/format.md, "Index checkpoint").
 //!
-//! `// { magic | version | reserved | lsn | resume_segment | resume_offset | resume_ordinal |
+//! Two encodings, told apart by the magic. Written: the compact one, "ECTCKPT2" (entries
+//! grouped by table, keys prefix-compressed against the previous key of the table, numbers
+//! as LEB128 varints, the record length stored as its difference from what the table, key
+//! and value length give). Read: both, so an array whose newest checkpoint is an
+//! "ECTCKPT1" image opens as before.
+//!
+//! `// v2 { magic | version | reserved | lsn | resume_segment | resume_offset |
+//!      resume_ordinal | entry_count | table_count | reserved | tables... | crc }`
+//! `// table { table_len u8 | table | entries varint | entries... }`
+//! `// entry { shared varint | suffix_len varint | suffix | lsn varint | value_len varint |
+//!      segment_id varint | offset/4096 varint | height/4096 varint | ordinal varint |
+//!      record_offset/8 varint | record_len - (24 + table_len + key_len + value_len) zigzag
+//!      varint | crc u32 }`
+//! `// v1 { magic | version | reserved | lsn | resume_segment | resume_offset | resume_ordinal |
 //!      entry_count | entries... | crc }`
-//! `// entry { table_len u8 | table | key_len u16 | key | lsn u64 | value_len u32 |
+//! `// v1 entry { table_len u8 | table | key_len u16 | key | lsn u64 | value_len u32 |
 //!      segment_id u64 | offset u32 | height u32 | ordinal u32 | record_offset u32 |
 //!      record_len u32 | crc u32 }`
 
 use super::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 
-const MAGIC: &[u8; 8] = b"ECTCKPT1";
+const MAGIC_V1: &[u8; 8] = b"ECTCKPT1";
+const MAGIC_V2: &[u8; 8] = b"ECTCKPT2";
+const OFF_TABLE_COUNT: usize = 48;
+const HEADER_BYTES_V2: usize = 56;
+/// A record's header bytes (docs/format.md, "Log record"): its length is this plus the
+/// table name, key and value.
+const RECORD_HEADER_BYTES: i64 = 24;
 const OFF_VERSION: usize = 8;
 const OFF_LSN: usize = 16;
 const OFF_RESUME_SEGMENT: usize = 24;
@@ -27,10 +46,122 @@ pub struct ResumePoint {
     pub ordinal: u32,
 }
 
-/// Serializes the index. Returns None if some entry is not on disk yet.
+/// Serializes the index in the compact encoding ("ECTCKPT2"). Returns None if some entry
+/// is not on disk yet.
 pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; HEADER_BYTES_V2];
+    out[0..8].copy_from_slice(MAGIC_V2);
+    put_u32(&mut out, OFF_VERSION, FORMAT_VERSION);
+    put_u64(&mut out, OFF_LSN, lsn);
+    put_u64(&mut out, OFF_RESUME_SEGMENT, resume.segment_id);
+    put_u32(&mut out, OFF_RESUME_OFFSET, resume.offset);
+    put_u32(&mut out, OFF_RESUME_ORDINAL, resume.ordinal);
+    let mut count = 0u64;
+    let mut tables: Vec<&String> = index.tables.keys().collect();
+    tables.sort();
+    let mut table_count = 0u32;
+    for t in tables {
+        let map = &index.tables[t];
+        if map.is_empty() {
+            continue;
+        }
+        table_count += 1;
+        out.push(t.len() as u8);
+        out.extend_from_slice(t.as_bytes());
+        put_varint(&mut out, map.len() as u64);
+        let mut prev: &[u8] = &[];
+        for (key, e) in map.iter() {
+            let Place::Disk(loc) = &e.place else {
+                return None;
+            };
+            let shared = prev.iter().zip(key).take_while(|(a, b)| a == b).count();
+            put_varint(&mut out, shared as u64);
+            put_varint(&mut out, (key.len() - shared) as u64);
+            out.extend_from_slice(&key[shared..]);
+            prev = key;
+            put_varint(&mut out, e.lsn);
+            put_varint(&mut out, e.value_len as u64);
+            put_varint(&mut out, loc.segment_id);
+            // Stripes lie on 4 KiB boundaries and have 4 KiB multiples as heights; records
+            // start on 8-byte boundaries of the data space (docs/format.md).
+            if loc.offset_in_segment_bytes % 4096 != 0
+                || loc.height_bytes % 4096 != 0
+                || loc.record_offset % 8 != 0
+            {
+                return None;
+            }
+            put_varint(&mut out, (loc.offset_in_segment_bytes / 4096) as u64);
+            put_varint(&mut out, (loc.height_bytes / 4096) as u64);
+            put_varint(&mut out, loc.ordinal as u64);
+            put_varint(&mut out, (loc.record_offset / 8) as u64);
+            let expected = RECORD_HEADER_BYTES + (t.len() + key.len()) as i64 + e.value_len as i64;
+            put_varint(&mut out, zigzag(loc.record_len as i64 - expected));
+            out.extend_from_slice(&loc.crc.to_le_bytes());
+            count += 1;
+        }
+    }
+    put_u64(&mut out, OFF_ENTRY_COUNT, count);
+    put_u32(&mut out, OFF_TABLE_COUNT, table_count);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Some(out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Reads a LEB128 varint of at most 10 bytes from `b[*pos..end]`.
+fn get_varint(b: &[u8], pos: &mut usize, end: usize) -> std::result::Result<u64, DecodeError> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        if *pos >= end {
+            return Err(DecodeError::Truncated);
+        }
+        let byte = b[*pos];
+        *pos += 1;
+        if i == 9 && byte > 1 {
+            return Err(DecodeError::Field("varint"));
+        }
+        v |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(DecodeError::Field("varint"))
+}
+
+fn get_varint_u32(
+    b: &[u8],
+    pos: &mut usize,
+    end: usize,
+    scale: u32,
+    what: &'static str,
+) -> std::result::Result<u32, DecodeError> {
+    let v = get_varint(b, pos, end)?;
+    u32::try_from(v)
+        .ok()
+        .and_then(|v| v.checked_mul(scale))
+        .ok_or(DecodeError::Field(what))
+}
+
+/// Serializes the index in the first encoding ("ECTCKPT1"), which decode still reads.
+#[cfg(test)]
+pub(crate) fn encode_v1(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
     let mut out = vec![0u8; HEADER_BYTES];
-    out[0..8].copy_from_slice(MAGIC);
+    out[0..8].copy_from_slice(MAGIC_V1);
     put_u32(&mut out, OFF_VERSION, FORMAT_VERSION);
     put_u64(&mut out, OFF_LSN, lsn);
     put_u64(&mut out, OFF_RESUME_SEGMENT, resume.segment_id);
@@ -70,14 +201,133 @@ pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec
     Some(out)
 }
 
-/// Decodes and verifies a checkpoint.
+/// Decodes and verifies a checkpoint of either encoding.
 pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
     if b.len() < HEADER_BYTES + 4 {
         return Err(DecodeError::Truncated);
     }
-    if &b[0..8] != MAGIC {
-        return Err(DecodeError::Magic);
+    match &b[0..8] {
+        m if m == MAGIC_V2 => decode_v2(b),
+        m if m == MAGIC_V1 => decode_v1(b),
+        _ => Err(DecodeError::Magic),
     }
+}
+
+/// The header fields both encodings share, checked.
+fn decode_header(b: &[u8]) -> std::result::Result<(u64, ResumePoint), DecodeError> {
+    check_trailing_crc(b)?;
+    if get_u32(b, OFF_VERSION) != FORMAT_VERSION {
+        return Err(DecodeError::Version(get_u32(b, OFF_VERSION)));
+    }
+    if get_u32(b, 12) != 0 {
+        return Err(DecodeError::Reserved);
+    }
+    let lsn = get_u64(b, OFF_LSN);
+    let resume = ResumePoint {
+        segment_id: get_u64(b, OFF_RESUME_SEGMENT),
+        offset: get_u32(b, OFF_RESUME_OFFSET),
+        ordinal: get_u32(b, OFF_RESUME_ORDINAL),
+    };
+    Ok((lsn, resume))
+}
+
+fn decode_v2(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
+    if b.len() < HEADER_BYTES_V2 + 4 {
+        return Err(DecodeError::Truncated);
+    }
+    let (lsn, resume) = decode_header(b)?;
+    if get_u32(b, OFF_TABLE_COUNT + 4) != 0 {
+        return Err(DecodeError::Reserved);
+    }
+    let count = get_u64(b, OFF_ENTRY_COUNT);
+    let table_count = get_u32(b, OFF_TABLE_COUNT);
+    let end = b.len() - 4;
+    let mut pos = HEADER_BYTES_V2;
+    let mut index = Index::default();
+    let mut decoded = 0u64;
+    let mut prev_table: Option<String> = None;
+    for _ in 0..table_count {
+        if pos >= end {
+            return Err(DecodeError::Truncated);
+        }
+        let tl = b[pos] as usize;
+        pos += 1;
+        if tl == 0 || pos + tl > end {
+            return Err(DecodeError::Field("table"));
+        }
+        let table = std::str::from_utf8(&b[pos..pos + tl])
+            .map_err(|_| DecodeError::Field("table"))?
+            .to_string();
+        pos += tl;
+        if prev_table.as_ref().is_some_and(|p| *p >= table) {
+            return Err(DecodeError::Field("table order"));
+        }
+        let n = get_varint(b, &mut pos, end)?;
+        if n == 0 || n > count - decoded {
+            return Err(DecodeError::Field("table entry count"));
+        }
+        let mut key: Vec<u8> = Vec::new();
+        for i in 0..n {
+            let shared = get_varint(b, &mut pos, end)? as usize;
+            let suffix = get_varint(b, &mut pos, end)? as usize;
+            if shared > key.len() || suffix > end - pos || (i == 0 && shared != 0) {
+                return Err(DecodeError::Field("key"));
+            }
+            let mut next = Vec::with_capacity(shared + suffix);
+            next.extend_from_slice(&key[..shared]);
+            next.extend_from_slice(&b[pos..pos + suffix]);
+            pos += suffix;
+            // Keys are strictly increasing within a table, and never empty.
+            if next.is_empty() || (i > 0 && next <= key) {
+                return Err(DecodeError::Field("key order"));
+            }
+            key = next;
+            let e_lsn = get_varint(b, &mut pos, end)?;
+            let value_len = get_varint_u32(b, &mut pos, end, 1, "value length")?;
+            let segment_id = get_varint(b, &mut pos, end)?;
+            let offset = get_varint_u32(b, &mut pos, end, 4096, "offset")?;
+            let height = get_varint_u32(b, &mut pos, end, 4096, "height")?;
+            let ordinal = get_varint_u32(b, &mut pos, end, 1, "ordinal")?;
+            let record_offset = get_varint_u32(b, &mut pos, end, 8, "record offset")?;
+            let expected = RECORD_HEADER_BYTES + (tl + key.len()) as i64 + value_len as i64;
+            let record_len = u32::try_from(expected + unzigzag(get_varint(b, &mut pos, end)?))
+                .map_err(|_| DecodeError::Field("record length"))?;
+            if pos + 4 > end {
+                return Err(DecodeError::Truncated);
+            }
+            let crc = get_u32(b, pos);
+            pos += 4;
+            if e_lsn > lsn || e_lsn == 0 {
+                return Err(DecodeError::Field("checkpoint entry"));
+            }
+            index.put(
+                &table,
+                &key,
+                IndexEntry {
+                    lsn: e_lsn,
+                    value_len,
+                    place: Place::Disk(RecordLoc {
+                        segment_id,
+                        offset_in_segment_bytes: offset,
+                        height_bytes: height,
+                        ordinal,
+                        record_offset,
+                        record_len,
+                        crc,
+                    }),
+                },
+            );
+        }
+        decoded += n;
+        prev_table = Some(table);
+    }
+    if decoded != count || pos != end {
+        return Err(DecodeError::Field("checkpoint length"));
+    }
+    Ok((index, lsn, resume))
+}
+
+fn decode_v1(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
     check_trailing_crc(b)?;
     if get_u32(b, OFF_VERSION) != FORMAT_VERSION {
         return Err(DecodeError::Version(get_u32(b, OFF_VERSION)));
@@ -153,43 +403,139 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint),
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_and_corruption() {
+    fn sample(n: u32) -> Index {
         let mut index = Index::default();
-        for i in 0..50u32 {
+        for i in 0..n {
+            let (table, key) = if i % 2 == 0 {
+                ("a", format!("row{i:012}").into_bytes())
+            } else {
+                ("bb", (i * 7919).to_le_bytes().to_vec())
+            };
+            let value_len = 7 + i % 5000;
             let loc = RecordLoc {
-                segment_id: 3,
-                offset_in_segment_bytes: 4096,
-                height_bytes: 8192,
+                segment_id: 3 + (i as u64) * 1_000_003,
+                offset_in_segment_bytes: 4096 * (1 + i % 300),
+                height_bytes: 4096 * (1 + i % 16),
                 ordinal: i,
                 record_offset: 8 * i,
-                record_len: 40,
-                crc: i,
+                // One record with an unexpected length: stored as a difference.
+                record_len: (24 + table.len() + key.len()) as u32 + value_len - u32::from(i == 5),
+                crc: i.wrapping_mul(0x9E37_79B9),
             };
             index.put(
-                if i % 2 == 0 { "a" } else { "bb" },
-                &i.to_le_bytes(),
+                table,
+                &key,
                 IndexEntry {
-                    lsn: i as u64 + 1,
-                    value_len: 7,
+                    lsn: i as u64 + 1 + ((i as u64) << 40),
+                    value_len,
                     place: Place::Disk(loc),
                 },
             );
         }
+        index
+    }
+
+    fn entries(index: &Index) -> Vec<(String, Vec<u8>, IndexEntry)> {
+        let mut tables: Vec<&String> = index.tables.keys().collect();
+        tables.sort();
+        let mut out = Vec::new();
+        for t in tables {
+            for (k, e) in index.tables[t].iter() {
+                out.push((t.clone(), k.to_vec(), e));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn both_encodings_round_trip_and_reject_every_flipped_bit() {
+        let index = sample(50);
         let resume = ResumePoint {
             segment_id: 9,
             offset: 12288,
             ordinal: 2,
         };
-        let b = encode(&index, 60, resume).unwrap();
-        let (d, lsn, r) = decode(&b).unwrap();
-        assert_eq!((lsn, r), (60, resume));
-        assert_eq!(d.key_count(), 50);
-        for i in 0..b.len() {
-            let mut c = b.clone();
-            c[i] ^= 1;
-            assert!(decode(&c).is_err(), "flip at {i}");
+        let lsn = 60 + (50u64 << 40);
+        let v2 = encode(&index, lsn, resume).unwrap();
+        let v1 = encode_v1(&index, lsn, resume).unwrap();
+        assert_eq!(&v2[..8], b"ECTCKPT2");
+        assert!(v2.len() * 2 < v1.len(), "{} vs {}", v2.len(), v1.len());
+        for b in [&v2, &v1] {
+            let (d, l, r) = decode(b).unwrap();
+            assert_eq!((l, r), (lsn, resume));
+            assert_eq!(entries(&d), entries(&index));
+            for i in 0..b.len() {
+                let mut c = b.clone();
+                c[i] ^= 1;
+                assert!(decode(&c).is_err(), "flip at {i}");
+            }
+            assert!(decode(&b[..b.len() - 1]).is_err());
         }
-        assert!(decode(&b[..b.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn compact_entries_of_sequential_keys_take_about_a_third() {
+        // What ecbench's rows look like: 15-byte keys in order, 4 KiB values.
+        let mut index = Index::default();
+        for i in 0..10_000u32 {
+            let key = format!("row{:012}", i * 3);
+            index.put(
+                "bench",
+                key.as_bytes(),
+                IndexEntry {
+                    lsn: 5_000_000 + i as u64 * 17,
+                    value_len: 4096,
+                    place: Place::Disk(RecordLoc {
+                        segment_id: 200 + (i as u64 % 250),
+                        offset_in_segment_bytes: 4096 + 65536 * (i % 31),
+                        height_bytes: 65536,
+                        ordinal: i % 31,
+                        record_offset: 4144 * (i % 62),
+                        record_len: 24 + 5 + 15 + 4096,
+                        crc: i.wrapping_mul(0x9E37_79B9),
+                    }),
+                },
+            );
+        }
+        let resume = ResumePoint {
+            segment_id: 451,
+            offset: 4096,
+            ordinal: 0,
+        };
+        let v2 = encode(&index, 6_000_000, resume).unwrap();
+        let v1 = encode_v1(&index, 6_000_000, resume).unwrap();
+        let per_entry = (v2.len() - HEADER_BYTES_V2) as f64 / 10_000.0;
+        eprintln!("{per_entry} bytes per entry (v1: {})", v1.len() / 10_000);
+        assert!(
+            per_entry < 24.0,
+            "{per_entry} bytes per entry (v1: {})",
+            v1.len() / 10_000
+        );
+    }
+
+    #[test]
+    fn out_of_order_or_inconsistent_images_are_refused() {
+        let index = sample(4);
+        let resume = ResumePoint {
+            segment_id: 9,
+            offset: 4096,
+            ordinal: 0,
+        };
+        let good = encode(&index, 1 << 50, resume).unwrap();
+        // An entry count that disagrees with the tables, resealed with a valid crc.
+        let mut c = good.clone();
+        put_u64(&mut c, OFF_ENTRY_COUNT, 5);
+        seal_trailing_crc(&mut c);
+        assert!(decode(&c).is_err());
+        // A checkpoint LSN below an entry's.
+        let mut c = good.clone();
+        put_u64(&mut c, OFF_LSN, 1);
+        seal_trailing_crc(&mut c);
+        assert!(decode(&c).is_err());
+        // An unknown magic.
+        let mut c = good;
+        c[7] = b'9';
+        seal_trailing_crc(&mut c);
+        assert_eq!(decode(&c).err(), Some(DecodeError::Magic));
     }
 }

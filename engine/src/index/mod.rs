@@ -31,7 +31,7 @@ pub struct RecordLoc {
     pub crc: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
     Disk(RecordLoc),
     /// Not on disk yet: the record is at `record_offset` in the data of the writer's stripe
@@ -53,7 +53,7 @@ impl Place {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
     pub lsn: u64,
     pub value_len: u32,

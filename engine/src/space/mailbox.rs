@@ -43,8 +43,10 @@ pub(crate) struct CleanerCtl {
     pub resume_segment: AtomicU64,
     /// Payload bytes written when the last checkpoint was taken.
     pub payload_at_checkpoint: AtomicU64,
-    /// Bytes of the last checkpoint written in this session (0: none yet).
+    /// Bytes and keys of the newest checkpoint written or loaded in this session (0: none
+    /// yet): what the next one is expected to take per key.
     pub last_checkpoint_bytes: AtomicU64,
+    pub last_checkpoint_keys: AtomicU64,
 }
 
 impl CleanerCtl {
@@ -64,6 +66,7 @@ impl CleanerCtl {
             resume_segment: AtomicU64::new(resume_segment),
             payload_at_checkpoint: AtomicU64::new(0),
             last_checkpoint_bytes: AtomicU64::new(0),
+            last_checkpoint_keys: AtomicU64::new(0),
         }
     }
 
@@ -107,14 +110,20 @@ impl CleanerCtl {
         lsn: u64,
         resume_segment: u64,
         payload: u64,
-        bytes: u64,
+        (bytes, keys): (u64, u64),
     ) {
         self.resume_segment.store(resume_segment, Ordering::SeqCst);
-        self.last_checkpoint_bytes.store(bytes, Ordering::SeqCst);
+        self.checkpoint_size(bytes, keys);
         self.payload_at_checkpoint.store(payload, Ordering::SeqCst);
         let mut s = self.lock();
         s.stats.checkpoints += 1;
         s.stats.last_checkpoint_lsn = lsn;
+    }
+
+    /// Records the size of the newest checkpoint (written, or loaded at open).
+    pub(crate) fn checkpoint_size(&self, bytes: u64, keys: u64) {
+        self.last_checkpoint_bytes.store(bytes, Ordering::SeqCst);
+        self.last_checkpoint_keys.store(keys, Ordering::SeqCst);
     }
 
     /// The cleaner thread is gone (it panicked): writers waiting for a pass stop waiting.

@@ -237,14 +237,22 @@ pub fn distribution_arg(s: &str) -> Result<Distribution, String> {
         let (a, z) = part
             .split_once('/')
             .ok_or_else(|| format!("zone '{part}': give ACCESS%/SIZE%, e.g. 90/10"))?;
-        let a: f64 = a.parse().map_err(|_| format!("zone '{part}': bad access percentage"))?;
-        let z: f64 = z.parse().map_err(|_| format!("zone '{part}': bad size percentage"))?;
+        let a: f64 = a
+            .parse()
+            .map_err(|_| format!("zone '{part}': bad access percentage"))?;
+        let z: f64 = z
+            .parse()
+            .map_err(|_| format!("zone '{part}': bad size percentage"))?;
         if !(0.0..=100.0).contains(&a) || !(z > 0.0 && z <= 100.0) {
-            return Err(format!("zone '{part}': percentages must lie in 0..100 (size above 0)"));
+            return Err(format!(
+                "zone '{part}': percentages must lie in 0..100 (size above 0)"
+            ));
         }
         zones.push((a, z));
     }
-    let (sa, sz): (f64, f64) = zones.iter().fold((0.0, 0.0), |(x, y), (a, z)| (x + a, y + z));
+    let (sa, sz): (f64, f64) = zones
+        .iter()
+        .fold((0.0, 0.0), |(x, y), (a, z)| (x + a, y + z));
     if (sa - 100.0).abs() > 1e-6 || (sz - 100.0).abs() > 1e-6 {
         return Err(format!(
             "'{s}': the access percentages sum to {sa} and the sizes to {sz}; both must be 100"
@@ -323,7 +331,12 @@ mod tests {
         }
         assert_eq!(hot, 9000);
         assert_eq!(Distribution::Uniform.pick(n, 0.9999999, 0.0), 999);
-        for bad in ["zoned:90/10", "zoned:50/50:60/50", "zoned:x/10:100/90", "pareto:1.2"] {
+        for bad in [
+            "zoned:90/10",
+            "zoned:50/50:60/50",
+            "zoned:x/10:100/90",
+            "pareto:1.2",
+        ] {
             assert!(distribution_arg(bad).is_err(), "{bad}");
         }
     }
