@@ -243,7 +243,7 @@ pub fn distribution_arg(s: &str) -> Result<Distribution, String> {
         let z: f64 = z
             .parse()
             .map_err(|_| format!("zone '{part}': bad size percentage"))?;
-        if !(0.0..=100.0).contains(&a) || !(z > 0.0 && z <= 100.0) {
+        if !((0.0..=100.0).contains(&a) && z > 0.0 && z <= 100.0) {
             return Err(format!(
                 "zone '{part}': percentages must lie in 0..100 (size above 0)"
             ));
