@@ -492,3 +492,67 @@ fn overwrite(
     e.sync().unwrap();
     full
 }
+
+/// The reserve keeps room for the next checkpoint at its real size: until the first
+/// checkpoint the estimate is the first encoding's (67 bytes per entry here), after it the
+/// compact image's measured bytes per key, also after a reopen; the next checkpoint always
+/// fits in what was kept, and every row reads back after reopening from it.
+#[test]
+fn reserve_follows_the_checkpoints_real_size() {
+    // 48 segments of ~930 KiB: the first encoding's estimate for 40,000 keys takes 3.
+    let (_mems, faulty) = mem_devices(6, 16 << 20, 73);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let opts = CleanerOptions {
+        enabled: false,
+        ..Default::default()
+    };
+    let e = open(io.clone(), opts.clone());
+    let keys = 40_000u64;
+    for i in 0..keys {
+        e.put("t", &i.to_be_bytes(), &value_for(i, 73, 16)).unwrap();
+    }
+    e.sync().unwrap();
+    let before = e.status();
+    assert_eq!(before.checkpoint_segments, 0);
+    let first_estimate = before.checkpoint_estimate_bytes;
+    assert!(first_estimate > keys * 56, "{first_estimate}");
+    // No checkpoint yet: room for two (the first frees nothing), plus 2 for moves.
+    let seg_payload = (first_estimate as f64 / 930_000.0).ceil() as usize;
+    assert_eq!(before.reserved_segments, 2 * seg_payload + 2, "{before:?}");
+    e.checkpoint().unwrap();
+    let after = e.status();
+    assert_eq!(after.checkpoint_segments, 1, "{after:?}");
+    assert!(
+        after.checkpoint_estimate_bytes * 2 < first_estimate,
+        "estimate {} after the checkpoint, {first_estimate} before",
+        after.checkpoint_estimate_bytes
+    );
+    assert_eq!(after.reserved_segments, 1 + 2, "{after:?}");
+    // More keys: the estimate grows with them, and the next checkpoint fits.
+    for i in keys..2 * keys {
+        e.put("t", &i.to_be_bytes(), &value_for(i, 73, 16)).unwrap();
+    }
+    e.checkpoint().unwrap();
+    let grown = e.status();
+    assert!(grown.checkpoint_estimate_bytes > after.checkpoint_estimate_bytes);
+    assert!(grown.checkpoint_segments as usize <= grown.reserved_segments - 2);
+    e.close().unwrap();
+    let e = open(io, opts);
+    let st = e.status();
+    assert_eq!(
+        st.recovery.records, 0,
+        "reopened from the checkpoint, nothing replayed"
+    );
+    assert_eq!(st.keys as u64, 2 * keys);
+    assert_eq!(
+        st.checkpoint_estimate_bytes,
+        grown.checkpoint_estimate_bytes
+    );
+    for i in (0..2 * keys).step_by(997) {
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 73, 16))
+        );
+    }
+}

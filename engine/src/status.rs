@@ -60,6 +60,10 @@ pub struct Status {
     pub reserved_segments: usize,
     /// LSN of the index checkpoint in force (0: none).
     pub checkpoint_lsn: u64,
+    /// Segments the checkpoint in force takes, and the bytes the engine expects the next one
+    /// to take (what the reserve keeps room for; docs/design.md, "Space reclamation").
+    pub checkpoint_segments: u32,
+    pub checkpoint_estimate_bytes: u64,
     pub cleaner: crate::space::mailbox::CleanerStats,
     pub keys: usize,
     pub tables: usize,
@@ -214,7 +218,8 @@ impl Engine {
             .map(|(_, d)| a.io.devices()[*d].name().to_string())
             .collect();
         let rebuild = self.rebuild_in_progress();
-        let checkpoint_lsn = a.persisted.locked().checkpoint.2;
+        let (_, checkpoint_segments, checkpoint_lsn) = a.persisted.locked().checkpoint;
+        let checkpoint_estimate_bytes = s.checkpoint_estimate_bytes();
         let c = &s.counters;
         Status {
             array_uuid: uuid_string(&a.sb.array_uuid),
@@ -240,6 +245,8 @@ impl Engine {
             total_segments: a.segment_count() as usize * a.n() / a.w(),
             reserved_segments,
             checkpoint_lsn,
+            checkpoint_segments,
+            checkpoint_estimate_bytes,
             cleaner: s.cleaner.stats(),
             keys: index.key_count(),
             tables: index.tables.values().filter(|t| !t.is_empty()).count(),

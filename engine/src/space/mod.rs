@@ -37,25 +37,30 @@ pub(crate) enum Room {
 }
 
 impl Shared {
-    /// Segments an index checkpoint needs now: the newest checkpoint's bytes per key (written
-    /// or loaded in this session) times the keys now, with an eighth and 64 KiB to spare,
-    /// and never more than the bound the index keeps (what the first encoding would take,
-    /// above the compact one's size for any real index), which is also the estimate until
-    /// a checkpoint was seen.
-    pub(crate) fn checkpoint_segments(&self) -> usize {
+    /// Bytes the next index checkpoint is expected to take: the newest checkpoint's bytes per
+    /// key (written or loaded in this session) times the keys now, with an eighth and 64 KiB
+    /// to spare, and never more than the bound the index keeps (what the first encoding
+    /// would take, above the compact one's size for any real index), which is also the
+    /// estimate until a checkpoint was seen.
+    pub(crate) fn checkpoint_estimate_bytes(&self) -> u64 {
         let (bound, keys) = {
             let index = self.index.read_locked();
             (index.checkpoint_bytes + 4096, index.key_count() as u64)
         };
         let last_bytes = self.cleaner.last_checkpoint_bytes.load(Ordering::SeqCst);
         let last_keys = self.cleaner.last_checkpoint_keys.load(Ordering::SeqCst);
-        let estimate = if last_bytes == 0 {
-            bound
-        } else {
-            let per_key = last_bytes as f64 / last_keys.max(1) as f64;
-            ((per_key * keys as f64 * 1.125) as u64 + (64 << 10)).min(bound)
-        };
-        self.array.layout.segments_for(estimate as usize)
+        if last_bytes == 0 {
+            return bound;
+        }
+        let per_key = last_bytes as f64 / last_keys.max(1) as f64;
+        ((per_key * keys as f64 * 1.125) as u64 + (64 << 10)).min(bound)
+    }
+
+    /// Segments an index checkpoint needs now.
+    pub(crate) fn checkpoint_segments(&self) -> usize {
+        self.array
+            .layout
+            .segments_for(self.checkpoint_estimate_bytes() as usize)
     }
 
     /// Segments kept for checkpoints: room for the next one (the one in force is freed only

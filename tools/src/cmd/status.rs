@@ -111,11 +111,12 @@ pub fn print_status(st: &Status) {
         println!("   held: {held}");
     }
     println!(
-        "   data: {} keys in {} table(s); log at LSN {}; index checkpoint at LSN {}",
+        "   data: {} keys in {} table(s); log at LSN {}; index checkpoint at LSN {} ({} segment(s))",
         st.keys,
         st.tables,
         st.next_lsn.saturating_sub(1),
-        st.checkpoint_lsn
+        st.checkpoint_lsn,
+        st.checkpoint_segments
     );
     if st.cleaner.passes + st.cleaner.checkpoints > 0 {
         println!(
@@ -323,6 +324,8 @@ fn status_json(st: &Status) -> Value {
             "held_by_backup_horizon_bytes": st.backup_horizon.garbage_bytes,
         },
         "checkpoint_lsn": st.checkpoint_lsn,
+        "checkpoint_segments": st.checkpoint_segments,
+        "checkpoint_estimate_bytes": st.checkpoint_estimate_bytes,
         "cleaner": {
             "passes": st.cleaner.passes,
             "paused_passes": st.cleaner.paused_passes,
