@@ -3,10 +3,11 @@
 //!
 //! Overwrite: for each fill level, a freshly formatted array is loaded with rows up to that
 //! fraction of its usable capacity (the fresh-array ingest rate), then random rows are
-//! overwritten (uniformly: the worst case for a cleaner, no hot and cold data) until
-//! `loops` times the live data has been rewritten. Reported per level: both rates, their
-//! ratio, and the write amplification (log bytes written, relocations included, per byte the
-//! user wrote; and device bytes, parity included).
+//! overwritten (uniformly by default: the worst case for a cleaner, no hot and cold data;
+//! or skewed, `--random-distribution zoned:...`) until `loops` times the live data has been
+//! rewritten. Reported per level: both rates, their ratio, and the write amplification (log
+//! bytes written, relocations and checkpoints included, per byte the user wrote, with the
+//! checkpoints' share apart; and device bytes, parity included).
 //!
 //! Reopen: rows up to `size` bytes are loaded with periodic checkpoints off; the array is
 //! then opened a second time, read-only, beside the writer (what a crash would leave: the
