@@ -27,8 +27,14 @@ for qd in (32, 192):
     r = e["ectable"]["ratios"]["read"]
     p = e["jobs"][0]["read"]["clat_ns"]["percentile"]
     print(f"randread 4K qd{qd}: fio {f['iops']:.0f} IOPS, raw (ecbench) {r['raw_iops']:.0f} ({r['raw_iops']/f['iops']:.2f} of fio), "
-          f"engine {r['engine_iops']:.0f} = {r['iops_engine_to_raw']:.3f} of raw; "
+          f"engine {r['engine_iops']:.0f} = {r['iops_engine_to_raw']:.3f} of raw, {r['engine_iops']/f['iops']:.3f} of fio; "
           f"p50 {p['50.000000']/1e3:.0f} us p99 {p['99.000000']/1e3:.0f} us p99.9 {p['99.900000']/1e3:.0f} us")
+if os.path.exists(os.path.join(out, "seqread_64K.json")):
+    f = J("fio_seqread.json")["jobs"][0]["read"]
+    r = J("seqread_64K.json")["ectable"]["ratios"]["read"]
+    print(f"seqread 64K qd32/device: fio {f['bw_bytes']/MB:.0f} MB/s, raw (ecbench) {r['raw_bw_bytes']/MB:.0f} MB/s "
+          f"({r['raw_bw_bytes']/f['bw_bytes']:.2f} of fio), engine {r['engine_bw_bytes']/MB:.0f} MB/s = "
+          f"{r['engine_bw_bytes']/f['bw_bytes']:.3f} of fio")
 for bs in ("64K", "16K", "4K", "1K"):
     if not os.path.exists(os.path.join(out, f"write_{bs}.json")):
         continue

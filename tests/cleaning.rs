@@ -555,9 +555,6 @@ fn reserve_follows_the_checkpoints_real_size() {
         grown.checkpoint_estimate_bytes
     );
     for i in (0..2 * keys).step_by(997) {
-        assert_eq!(
-            e.get("t", &rkey(i)).unwrap(),
-            Some(value_for(i, 73, 16))
-        );
+        assert_eq!(e.get("t", &rkey(i)).unwrap(), Some(value_for(i, 73, 16)));
     }
 }

@@ -18,12 +18,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// A raw access pattern on the devices, outside the engine.
+#[derive(Clone)]
 pub struct RawPlan {
     pub random: bool,
     pub read_pct: u8,
     pub block: usize,
-    /// In flight per device (sequential) or over all devices (random).
+    /// In flight per job: per device (sequential) or over all devices (random).
     pub qd: usize,
+    /// Threads running the pattern at once (`--numjobs`, as fio's jobs: each its own
+    /// stream of offsets and its own queue; the operation limit is shared out).
+    pub jobs: usize,
     /// Byte range used on every device.
     pub region: (u64, u64),
     pub op_limit: Option<u64>,
@@ -37,17 +41,57 @@ impl RawPlan {
             human_bin(self.block as f64),
             human_bin(self.region.1 as f64),
         );
+        let jobs = match self.jobs {
+            1 => String::new(),
+            j => format!(" x {j} jobs"),
+        };
         match self.random {
             true => format!(
-                "random 4K-aligned, bs={bs}, qd={} in all, {n} devices x {span}",
+                "random 4K-aligned, bs={bs}, qd={} in all{jobs}, {n} devices x {span}",
                 self.qd
             ),
             false => format!(
-                "sequential, bs={bs}, qd={}/device, {n} devices x {span}",
+                "sequential, bs={bs}, qd={}/device{jobs}, {n} devices x {span}",
                 self.qd
             ),
         }
     }
+}
+
+/// Runs a raw pattern from `plan.jobs` threads at once (one thread: [`raw_run`]), each with
+/// its own seed, its own queue of `qd` and its share of the operation limit, as fio runs
+/// `numjobs` jobs; the jobs' figures are added up (latency histograms merged). The I/O
+/// engine gives every thread its own ring, so the jobs do not share a submission queue.
+pub fn raw_jobs(io: &dyn IoBackend, p: &RawPlan, live: &Live) -> Result<[Dir; 2]> {
+    if p.jobs <= 1 {
+        return raw_run(io, p, live);
+    }
+    let plans: Vec<RawPlan> = (0..p.jobs)
+        .map(|j| RawPlan {
+            jobs: 1,
+            seed: p.seed.wrapping_add(j as u64 * 0x9E37_79B9),
+            op_limit: p.op_limit.map(|l| l.div_ceil(p.jobs as u64)),
+            ..p.clone()
+        })
+        .collect();
+    let results: Vec<Result<[Dir; 2]>> = std::thread::scope(|s| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|plan| s.spawn(move || raw_run(io, plan, live)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a raw job panicked")))
+            })
+            .collect()
+    });
+    let mut dirs = Dir::pair();
+    for r in results {
+        Dir::merge(&mut dirs, &r?);
+    }
+    Ok(dirs)
 }
 
 /// Runs a raw pattern with `qd` operations in flight per device (sequential) or in all
@@ -57,7 +101,7 @@ impl RawPlan {
 pub fn raw_run(io: &dyn IoBackend, p: &RawPlan, live: &Live) -> Result<[Dir; 2]> {
     let n = io.devices().len();
     let total = if p.random { p.qd } else { p.qd * n };
-    if total as u64 * p.block as u64 > 1 << 30 {
+    if (total * p.jobs.max(1)) as u64 * p.block as u64 > 1 << 30 {
         bail!(
             "the raw pass would hold {total} buffers of {} bytes; lower --iodepth",
             p.block
@@ -164,6 +208,7 @@ pub fn prefill_sparse(io: &dyn IoBackend, paths: &[PathBuf], region: (u64, u64))
             read_pct: 0,
             block,
             qd: 4,
+            jobs: 1,
             region,
             op_limit,
             deadline: None,
@@ -209,7 +254,8 @@ pub fn raw_plan(
         random,
         read_pct,
         block: block as usize,
-        qd: (cli.iodepth * cli.numjobs) as usize,
+        qd: cli.iodepth as usize,
+        jobs: cli.numjobs as usize,
         region: (DATA_START_BYTES, region_len.max(block)),
         op_limit,
         deadline: cli.runtime,

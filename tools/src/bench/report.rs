@@ -154,7 +154,7 @@ impl Report<'_> {
         let raw = self.raw.map_or(Value::Null, |(plan, r)| {
             json!({
                 "pattern": plan.describe(self.n), "block_bytes": plan.block,
-                "queue_depth": plan.qd, "queue_depth_per_device": !plan.random,
+                "queue_depth": plan.qd, "queue_depth_per_device": !plan.random, "jobs": plan.jobs,
                 "region_bytes_per_device": plan.region.1, "runtime": r.runtime.as_millis() as u64,
                 "read": dir_json(&r.dirs[READ], r.runtime, &r.samples, READ),
                 "write": dir_json(&r.dirs[WRITE], r.runtime, &r.samples, WRITE),

@@ -10,7 +10,7 @@ use crate::bench::checks::{
     check_devices_free, check_geometry, check_layout, write_capacity, Geometry,
 };
 use crate::bench::measure::{measured, Live, Pass};
-use crate::bench::raw::{prefill_sparse, raw_plan, raw_run};
+use crate::bench::raw::{prefill_sparse, raw_jobs, raw_plan};
 use crate::bench::report::Report;
 use crate::{open_devices, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
@@ -135,7 +135,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     if let (true, Some(g)) = (cli.compare_raw, geometry) {
         let plan = raw_plan(cli, g, n, dataset, op_limit);
         prefill_sparse(io.as_ref(), &paths, plan.region)?;
-        let work = |live: &Live| Ok((raw_run(io.as_ref(), &plan, live)?, Vec::new()));
+        let work = |live: &Live| Ok((raw_jobs(io.as_ref(), &plan, live)?, Vec::new()));
         let pass = measured("raw", (plan.op_limit, plan.deadline), work)?;
         raw = Some((plan, pass));
     }
