@@ -87,6 +87,8 @@ pub struct FaultyDevice {
     fail_flush: AtomicBool,
     fail_after_ops: AtomicU64,
     ops: AtomicU64,
+    /// Reads asked of this device (failed ones included).
+    reads: AtomicU64,
     track_unflushed: AtomicBool,
     unflushed: Mutex<Vec<Unflushed>>,
     counters: Mutex<FaultCounters>,
@@ -108,10 +110,17 @@ impl FaultyDevice {
             fail_flush: AtomicBool::new(false),
             fail_after_ops: AtomicU64::new(0),
             ops: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             track_unflushed: AtomicBool::new(false),
             unflushed: Mutex::new(Vec::new()),
             counters: Mutex::new(FaultCounters::default()),
         }
+    }
+
+    /// Reads asked of this device so far (failed ones included): what a test counts to see
+    /// how many device operations a workload cost.
+    pub fn reads_seen(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
     }
 
     pub fn inner(&self) -> &Arc<dyn BlockDevice> {
@@ -273,6 +282,7 @@ impl BlockDevice for FaultyDevice {
     }
 
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         if self.before_op().is_err()
             || overlaps(&self.cfg().read_error_ranges, offset_bytes, buf.len())
         {

@@ -6,11 +6,12 @@
 use crate::error::{Error, Result};
 use crate::index::{IndexEntry, Place, RecordLoc};
 use crate::log::stripe::{
-    assemble, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome,
+    assemble, coalesce, read_stripe_chunks, rebuild_chunks, BlockRead, ChunkSources, StripeOutcome,
 };
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
 use crate::sync::RwLockExt;
+use ectable_devices::IoOp;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -80,8 +81,8 @@ impl Shared {
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let array = &self.array;
         let mut out: Vec<Option<Vec<u8>>> = vec![None; items.len()];
-        let mut ops = Vec::new();
-        let mut plan: Vec<(usize, usize, usize)> = Vec::new(); // (item, skip, take) per op
+        let mut reads: Vec<BlockRead> = Vec::new();
+        let mut plan: Vec<(usize, usize, usize)> = Vec::new(); // (item, skip, take) per read
         let mut disk: Vec<(usize, RecordLoc, Arc<SegmentInfo>, u64)> = Vec::new();
         // Items whose record chunks are all on available, fast devices.
         let mut fast_path = vec![false; items.len()];
@@ -104,14 +105,14 @@ impl Shared {
                     // Device gone, or slow: the slow path below rebuilds the record from the
                     // other chunks instead.
                     if let Ok(rops) = crate::log::stripe::record_read_ops(array, &seg, loc) {
-                        let slow = rops.iter().any(|(op, _, _)| {
+                        let slow = rops.iter().any(|(r, _, _)| {
                             array
-                                .slot_of_device(op.device_index)
+                                .slot_of_device(r.device)
                                 .is_some_and(|s| array.is_suspect(s))
                         });
                         if !slow {
-                            for (op, skip, take) in rops {
-                                ops.push(op);
+                            for (r, skip, take) in rops {
+                                reads.push(r);
                                 plan.push((i, skip, take));
                             }
                             fast_path[i] = true;
@@ -126,14 +127,24 @@ impl Shared {
             .fetch_add(disk.len() as u64, Ordering::Relaxed);
         let mut bytes: Vec<Option<Vec<u8>>> = vec![None; items.len()];
         let mut failed = vec![false; items.len()];
-        for (c, (i, skip, take)) in array.io.execute(ops).into_iter().zip(plan) {
+        // Rows that lie together on disk (a range, a backup, a scan) share device reads.
+        let (merged, at) = coalesce(&reads);
+        let ops = merged
+            .iter()
+            .map(|r| IoOp::read(r.device, r.offset, r.len))
+            .collect();
+        let done = array.io.execute(ops);
+        for c in &done {
             if let Some(slot) = array.slot_of_device(c.op.device_index) {
                 array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
             }
+        }
+        for ((m, off), (i, skip, take)) in at.into_iter().zip(plan) {
+            let c = &done[m];
             match c.result {
                 Ok(()) => bytes[i]
                     .get_or_insert_with(Vec::new)
-                    .extend_from_slice(&c.op.buf[skip..skip + take]),
+                    .extend_from_slice(&c.op.buf[off + skip..off + skip + take]),
                 Err(_) => failed[i] = true,
             }
         }

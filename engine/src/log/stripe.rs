@@ -273,12 +273,12 @@ pub(crate) fn read_stripe_chunks(
     bufs
 }
 
-/// The aligned reads covering a record: (op, bytes to skip in its buffer, bytes to take).
+/// The aligned reads covering a record: (read, bytes to skip in its buffer, bytes to take).
 pub(crate) fn record_read_ops(
     array: &Array,
     seg: &SegmentInfo,
     loc: &RecordLoc,
-) -> Result<Vec<(IoOp, usize, usize)>> {
+) -> Result<Vec<(BlockRead, usize, usize)>> {
     let body_len = loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES;
     let mut ops = Vec::new();
     let mut pos = loc.record_offset as usize;
@@ -298,10 +298,65 @@ pub(crate) fn record_read_ops(
         let aligned = byte / BLOCK_BYTES as u64 * BLOCK_BYTES as u64;
         let skip = (byte - aligned) as usize;
         let len = (skip + take).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-        ops.push((IoOp::read(d, aligned, len), skip, take));
+        ops.push((
+            BlockRead {
+                device: d,
+                offset: aligned,
+                len,
+            },
+            skip,
+            take,
+        ));
         pos += take;
     }
     Ok(ops)
+}
+
+/// A read of whole blocks of one device, not yet given a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockRead {
+    pub device: usize,
+    pub offset: u64,
+    pub len: usize,
+}
+
+/// Reads of one device closer than this are read as one (the bytes between them included):
+/// a few blocks read for nothing cost less than another device operation.
+pub(crate) const COALESCE_GAP_BYTES: u64 = 16 << 10;
+/// The largest read coalescing makes.
+pub(crate) const COALESCE_MAX_BYTES: usize = 512 << 10;
+
+/// Merges the reads of one batch: reads of one device that overlap, touch or lie within
+/// [`COALESCE_GAP_BYTES`] of each other become one read of at most [`COALESCE_MAX_BYTES`]
+/// (a read longer than that on its own stays whole), so rows that lie together on disk cost
+/// one device operation instead of one each. Returns the merged reads and, for each input
+/// read, the merged read holding it and its offset there.
+pub(crate) fn coalesce(reads: &[BlockRead]) -> (Vec<BlockRead>, Vec<(usize, usize)>) {
+    let mut order: Vec<usize> = (0..reads.len()).collect();
+    order.sort_by_key(|&i| (reads[i].device, reads[i].offset));
+    let mut merged: Vec<BlockRead> = Vec::new();
+    let mut at = vec![(0usize, 0usize); reads.len()];
+    for i in order {
+        let r = reads[i];
+        let r_end = r.offset + r.len as u64;
+        let joins = merged.last().is_some_and(|m| {
+            let m_end = m.offset + m.len as u64;
+            m.device == r.device
+                && r.offset <= m_end + COALESCE_GAP_BYTES
+                && r_end.max(m_end) - m.offset <= COALESCE_MAX_BYTES as u64
+        });
+        if joins {
+            let last = merged.len() - 1;
+            let m = &mut merged[last];
+            let m_end = m.offset + m.len as u64;
+            m.len = (r_end.max(m_end) - m.offset) as usize;
+            at[i] = (last, (r.offset - m.offset) as usize);
+        } else {
+            merged.push(r);
+            at[i] = (merged.len() - 1, 0);
+        }
+    }
+    (merged, at)
 }
 
 /// Rebuilds the complete chunks (header and body) of `shards` of a stripe that assembled as
@@ -528,4 +583,74 @@ pub(crate) fn walk_stripes(
         ordinal += 1;
     }
     (offset as u32, ordinal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(device: usize, offset: u64, len: usize) -> BlockRead {
+        BlockRead {
+            device,
+            offset,
+            len,
+        }
+    }
+
+    #[test]
+    fn coalesce_merges_reads_that_lie_together_on_one_device() {
+        let k = 4096u64;
+        let reads = [
+            r(1, 8 * k, 4096),
+            r(0, 0, 8192),
+            r(1, 9 * k, 8192),  // touches the first
+            r(0, 4096, 4096),   // inside the second
+            r(1, 14 * k, 4096), // 3 blocks past the end of the merged: within the gap
+            r(1, 30 * k, 4096), // too far: its own read
+            r(2, 9 * k, 4096),  // another device
+        ];
+        let (merged, at) = coalesce(&reads);
+        assert_eq!(
+            merged,
+            vec![
+                r(0, 0, 8192),
+                r(1, 8 * k, 7 * 4096),
+                r(1, 30 * k, 4096),
+                r(2, 9 * k, 4096)
+            ]
+        );
+        let want = [
+            (1, 0),
+            (0, 0),
+            (1, 4096),
+            (0, 4096),
+            (1, 6 * 4096),
+            (2, 0),
+            (3, 0),
+        ];
+        assert_eq!(at, want);
+        // Every input read's bytes lie inside its merged read.
+        for (x, (m, off)) in reads.iter().zip(&at) {
+            assert_eq!(merged[*m].device, x.device);
+            assert_eq!(merged[*m].offset + *off as u64, x.offset);
+            assert!(off + x.len <= merged[*m].len);
+        }
+    }
+
+    #[test]
+    fn coalesce_caps_a_merged_read() {
+        let reads: Vec<BlockRead> = (0..300).map(|i| r(0, i * 4096, 4096)).collect();
+        let (merged, at) = coalesce(&reads);
+        assert!(merged.iter().all(|m| m.len <= COALESCE_MAX_BYTES));
+        assert_eq!(
+            merged.iter().map(|m| m.len).sum::<usize>(),
+            300 * 4096,
+            "no block read twice, none left out"
+        );
+        assert_eq!(merged.len(), (300 * 4096usize).div_ceil(COALESCE_MAX_BYTES));
+        assert_eq!(at[299].0, merged.len() - 1);
+        // A lone read longer than the cap stays whole.
+        let (m, _) = coalesce(&[r(0, 0, 2 * COALESCE_MAX_BYTES)]);
+        assert_eq!(m, vec![r(0, 0, 2 * COALESCE_MAX_BYTES)]);
+    }
 }
