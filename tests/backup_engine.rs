@@ -203,3 +203,45 @@ fn an_unfinished_restore_refuses_to_open() {
     let e = Engine::open(io, EngineOptions::default()).unwrap();
     assert_eq!(e.get("t", b"k").unwrap(), Some(b"v".to_vec()));
 }
+
+/// A sink that fails part-way (a full disk, a closed pipe) ends the full backup with its
+/// error, promptly (the thread reading ahead stops too), registers no horizon, and the
+/// engine goes on: a second backup reads every row.
+#[test]
+fn a_failing_sink_ends_the_full_backup_with_its_error() {
+    let (_mems, faulty) = mem_devices(6, 8 << 20, 41);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Engine::open(io, EngineOptions::default()).unwrap();
+    let rows = 3000u64;
+    for i in 0..rows {
+        e.put("t", format!("k{i:06}").as_bytes(), &value_for(i, 41, 700))
+            .unwrap();
+    }
+    e.sync().unwrap();
+    let mut seen = 0u64;
+    let err = e
+        .backup_full(true, &mut |_, _, _| {
+            seen += 1;
+            if seen == 1500 {
+                return Err(Error::InvalidArgument("sink full".into()));
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument(ref m) if m == "sink full"),
+        "{err}"
+    );
+    assert_eq!(seen, 1500);
+    assert_eq!(e.status().backup_horizon.horizon_lsn, None);
+    let mut all = 0u64;
+    e.backup_full(false, &mut |t, k, v| {
+        let i: u64 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
+        assert_eq!((t, v), ("t", value_for(i, 41, 700).as_slice()));
+        all += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(all, rows);
+}

@@ -25,8 +25,10 @@ use crate::space::{horizon_hold, HorizonHold, BACKUP_TABLE, HORIZON_KEY, RESTORE
 use crate::sync::{MutexExt, RwLockExt};
 use std::sync::atomic::Ordering;
 
-/// Rows read per batch of device reads.
-const READ_BATCH: usize = 256;
+/// Rows read per batch of device reads, at most, and value bytes, at most (a batch holds at
+/// least one row).
+const READ_BATCH: usize = 16384;
+const READ_BATCH_BYTES: u64 = 16 << 20;
 
 /// What a full backup hands over per row: (table, key, value).
 pub type RowSink<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<()> + 'a;
@@ -114,17 +116,49 @@ impl Engine {
                 .collect();
             (st.durable_lsn(), tables)
         })?;
-        for (table, rows) in &tables {
-            for chunk in rows.chunks(READ_BATCH) {
-                let items: Vec<(&[u8], Option<IndexEntry>)> = chunk
-                    .iter()
-                    .map(|(k, e)| (k.as_slice(), Some(e.clone())))
-                    .collect();
-                let values = {
-                    let _gate = self.shared.free_gate.read_locked();
-                    self.shared.load_values(table, &items)?
-                };
-                for ((k, _), v) in chunk.iter().zip(values) {
+        // Batches of rows in (table, key) order, read one or two batches ahead of the sink by
+        // a helper thread: the devices read the next rows while the sink writes these.
+        let mut batches: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+        for (ti, (_, rows)) in tables.iter().enumerate() {
+            let mut start = 0;
+            while start < rows.len() {
+                let (mut end, mut bytes) = (start, 0u64);
+                while end < rows.len() && end - start < READ_BATCH && bytes < READ_BATCH_BYTES {
+                    bytes += rows[end].1.value_len as u64;
+                    end += 1;
+                }
+                batches.push((ti, start..end));
+                start = end;
+            }
+        }
+        let shared = &self.shared;
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Option<Vec<u8>>>>>(1);
+            let (tables, batches) = (&tables, &batches);
+            s.spawn(move || {
+                for (ti, range) in batches {
+                    let (table, rows) = &tables[*ti];
+                    let items: Vec<(&[u8], Option<IndexEntry>)> = rows[range.clone()]
+                        .iter()
+                        .map(|(k, e)| (k.as_slice(), Some(e.clone())))
+                        .collect();
+                    let values = {
+                        let _gate = shared.free_gate.read_locked();
+                        shared.load_values(table, &items)
+                    };
+                    let failed = values.is_err();
+                    // The sink stopped (its error is returned), or this read failed.
+                    if tx.send(values).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for (ti, range) in batches {
+                let (table, rows) = &tables[*ti];
+                let values = rx.recv().map_err(|_| {
+                    Error::InvalidArgument("backup: the reading thread stopped".into())
+                })??;
+                for ((k, _), v) in rows[range.clone()].iter().zip(values) {
                     let v = v.ok_or_else(|| {
                         Error::InvalidArgument(format!(
                             "backup: row {} of '{table}' vanished from its snapshot",
@@ -134,7 +168,8 @@ impl Engine {
                     f(table, k, &v)?;
                 }
             }
-        }
+            Ok(())
+        })?;
         if register {
             self.raise_horizon(lsn)?;
         }
