@@ -50,6 +50,12 @@ echo "== 64K sequential reads: engine vs raw, 32 in flight per device"
 $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw read --bs 64K --iodepth 32 --size 512M \
   --compare-raw --output-format json >"$OUT/seqread_64K.json"
 
+echo "== fail-slow: 4K point reads at QD 32 on the psync engine, healthy, then with ${D[2]} answering 15 ms late"
+$B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw randread --bs 4K --iodepth 32 --size 256M \
+  --runtime 8s --io-engine psync --output-format json >"$OUT/randread_psync_healthy.json"
+$B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw randread --bs 4K --iodepth 32 --size 256M \
+  --runtime 8s --slow-device 2:15ms --output-format json >"$OUT/randread_psync_slow.json"
+
 echo "== degraded reads: the same array with ${D[5]} left out"
 HEALTHY="$DEVS"
 DEGRADED=$(IFS=,; echo "${D[*]:0:5}")

@@ -52,6 +52,13 @@ for bs in ("64K", "16K", "4K", "1K"):
           f"ecbench --iodepth 1024 {r['engine_bw_bytes']/MB:.0f} MB/s = {r['engine_to_target']:.3f} of target; "
           f"bulk load {load/MB:.0f} MB/s = {load/r['target_bw_bytes']:.3f} of target; write amp {e.get('write_amplification', 0):.3f}; "
           f"CPU per record: load {load_cpu}, ecbench {ebench_cpu:.2f} us")
+if os.path.exists(os.path.join(out, "randread_psync_slow.json")):
+    h = J("randread_psync_healthy.json")["jobs"][0]["read"]
+    sl = J("randread_psync_slow.json")["jobs"][0]["read"]
+    p = lambda r, q: r["clat_ns"]["percentile"][q] / 1e3
+    print(f"fail-slow (psync, QD 32, one device 15 ms late): {sl['iops']:.0f} / {h['iops']:.0f} IOPS = {sl['iops']/h['iops']:.3f} of healthy; "
+          f"p99 {p(sl, '99.000000'):.0f} / {p(h, '99.000000'):.0f} us = {p(sl, '99.000000')/p(h, '99.000000'):.2f} x healthy; "
+          f"p99.9 {p(sl, '99.900000'):.0f} / {p(h, '99.900000'):.0f} us")
 def bw(n, d):
     return J(n)["jobs"][0][d]
 for kind, d, unit in (("seqread", "read", "bw_bytes"), ("randread", "read", "iops")):

@@ -226,3 +226,86 @@ fn bad_command_lines_exit_non_zero_without_panic() {
         "a refused run created a device file"
     );
 }
+
+/// `--slow-device` slows one device for the measured pass only (the fail-slow figure): the
+/// run completes with reads served, the report names the slow device, and bad values are
+/// refused before anything is written.
+#[test]
+fn a_slow_device_run_reports_and_bad_values_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let devs = devices(dir.path());
+    let common = [
+        "--devices",
+        &devs,
+        "--create-size",
+        "24M",
+        "--k",
+        "4",
+        "--m",
+        "2",
+    ];
+    assert_refused(
+        &[
+            &common[..],
+            &["--rw", "randread", "--size", "1M", "--slow-device", "6:1ms"],
+        ]
+        .concat(),
+        "only 6 devices",
+    );
+    assert_refused(
+        &[
+            &common[..],
+            &[
+                "--rw",
+                "randread",
+                "--size",
+                "1M",
+                "--slow-device",
+                "1:1ms",
+                "--io-engine",
+                "uring",
+            ],
+        ]
+        .concat(),
+        "psync",
+    );
+    assert_refused(
+        &[
+            &common[..],
+            &["--rw", "randread", "--size", "1M", "--slow-device", "one"],
+        ]
+        .concat(),
+        "IDX:DELAY",
+    );
+    assert!(
+        !dir.path().join("d0").exists(),
+        "a refused run created a device file"
+    );
+    let v = json_run(
+        &[
+            &common[..],
+            &[
+                "--rw",
+                "randread",
+                "--size",
+                "1M",
+                "--iodepth",
+                "8",
+                "--slow-device",
+                "2:2ms",
+                "--output-format",
+                "json",
+            ],
+        ]
+        .concat(),
+    );
+    let job = &v["jobs"][0];
+    assert_eq!(job["job options"]["slow_device"], "2:2ms", "{job}");
+    assert!(job["read"]["total_ios"].as_u64().unwrap_or(0) > 0, "{job}");
+    // The delay fired: some read waited for the slow device.
+    let max_ns = job["read"]["clat_ns"]["max"].as_u64().unwrap_or(0);
+    assert!(
+        max_ns >= 2_000_000,
+        "no read took the 2 ms delay: {max_ns} ns"
+    );
+}

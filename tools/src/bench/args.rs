@@ -108,6 +108,12 @@ pub struct BenchArgs {
         value_parser = distribution_arg
     )]
     pub random_distribution: Distribution,
+    /// Make one device slow for the measured pass (after the data set is laid down):
+    /// IDX:DELAY, e.g. 2:15ms, every request to device IDX of --devices then waits DELAY
+    /// first (the project's fault-injecting device; it needs the psync I/O engine, which
+    /// is then chosen). For the fail-slow figure: compare with a run without it.
+    #[arg(long, value_name = "IDX:DELAY", value_parser = slow_device_arg)]
+    pub slow_device: Option<(usize, Duration)>,
     /// --rw table-range: rows per range read.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub range_rows: u32,
@@ -259,6 +265,16 @@ pub fn distribution_arg(s: &str) -> Result<Distribution, String> {
         ));
     }
     Ok(Distribution::Zoned(zones))
+}
+
+pub fn slow_device_arg(s: &str) -> Result<(usize, Duration), String> {
+    let (idx, delay) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}': give IDX:DELAY, e.g. 2:15ms"))?;
+    let idx = idx
+        .parse()
+        .map_err(|_| format!("'{s}': the device index '{idx}' is not a number"))?;
+    Ok((idx, runtime_arg(delay)?))
 }
 
 pub fn engine_arg(s: &str) -> Result<BackendKind, String> {

@@ -130,6 +130,9 @@ impl Report<'_> {
         if let Some(r) = c.runtime {
             o["runtime"] = json!(format!("{}ms", r.as_millis()));
         }
+        if let Some((idx, delay)) = c.slow_device {
+            o["slow_device"] = json!(format!("{idx}:{}ms", delay.as_secs_f64() * 1e3));
+        }
         if c.rw == Rw::Mixed {
             o["rwmixread"] = json!(c.rwmixread.to_string());
         }

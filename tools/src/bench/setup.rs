@@ -14,7 +14,7 @@ use crate::bench::raw::{prefill_sparse, raw_jobs, raw_plan};
 use crate::bench::report::Report;
 use crate::{open_devices, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
-use ectable_devices::IoBackend;
+use ectable_devices::{open_backend, BackendKind, BlockDevice, FaultyDevice, IoBackend};
 use ectable_engine::{format, Engine, FormatOptions, Layout};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,6 +77,39 @@ pub trait Workload: Sized {
 }
 
 /// Opens the devices after checking what needs no device (`--k/--m`: the layout), then,
+/// The opened devices, the geometry checked for formatting, and the device `--slow-device`
+/// names (behind the fault-injecting device, not slowed yet).
+pub type Opened = (
+    Arc<dyn IoBackend>,
+    Option<Geometry>,
+    Option<Arc<FaultyDevice>>,
+);
+
+/// Opens the devices with device `idx` behind the fault-injecting device (no delay yet), on
+/// the psync engine (the fault device has no file descriptor for io_uring).
+fn open_with_slow_device(
+    cli: &BenchArgs,
+    paths: &[PathBuf],
+    idx: usize,
+) -> Result<(Arc<dyn IoBackend>, Arc<FaultyDevice>)> {
+    if idx >= paths.len() {
+        bail!(
+            "--slow-device {idx}: there are only {} devices (0..{})",
+            paths.len(),
+            paths.len() - 1
+        );
+    }
+    if cli.io_engine == BackendKind::Uring {
+        bail!("--slow-device needs the psync I/O engine (the fault-injecting device has no file descriptor for io_uring)");
+    }
+    let plain = open_devices(paths, cli.create_size, false, BackendKind::Psync)?;
+    let mut devices: Vec<Arc<dyn BlockDevice>> = plain.devices().to_vec();
+    let slow = Arc::new(FaultyDevice::new(devices[idx].clone(), 1));
+    devices[idx] = slow.clone();
+    let io = open_backend(BackendKind::Psync, devices).context("starting the I/O engine")?;
+    Ok((io, slow))
+}
+
 /// when formatting, checks their sizes and that they hold no array (unless `--force`).
 /// Nothing has been written when this returns.
 pub fn open_checked(
@@ -85,17 +118,26 @@ pub fn open_checked(
     km: Option<(usize, usize)>,
     chunk: u64,
     rec: usize,
-) -> Result<(Arc<dyn IoBackend>, Option<Geometry>)> {
+) -> Result<Opened> {
     if let Some((k, m)) = km {
         check_layout(paths.len(), k, m, chunk, rec)?;
     }
-    let io = open_devices(paths, cli.create_size, false, cli.io_engine)?;
+    let (io, slow) = match cli.slow_device {
+        None => (
+            open_devices(paths, cli.create_size, false, cli.io_engine)?,
+            None,
+        ),
+        Some((idx, _)) => {
+            let (io, slow) = open_with_slow_device(cli, paths, idx)?;
+            (io, Some(slow))
+        }
+    };
     let mut geometry = None;
     if let Some((k, m)) = km {
         geometry = Some(check_geometry(io.as_ref(), k, m, chunk)?);
         check_devices_free(io.as_ref(), cli.force)?;
     }
-    Ok((io, geometry))
+    Ok((io, geometry, slow))
 }
 
 /// Runs workload `W` from the command line to the printed report.
@@ -116,7 +158,8 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     let rec = W::record_bytes(bs);
     let km = cli.k.zip(cli.m).map(|(k, m)| (k as usize, m as usize));
     // Everything the raw pass and format depend on is checked before anything is written.
-    let (io, geometry) = open_checked(cli, &paths, km, chunk, rec)?;
+    // The device --slow-device names (slowed down once the data set is laid down).
+    let (io, geometry, slow) = open_checked(cli, &paths, km, chunk, rec)?;
     // The data set: rows 0..nkeys of bs bytes.
     let dataset = cli.size.unwrap_or(match geometry {
         // A quarter of the data the devices hold.
@@ -207,6 +250,14 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
         range_rows: cli.range_rows as usize,
         verify: cli.verify,
     };
+    if let (Some((idx, delay)), Some(d)) = (cli.slow_device, &slow) {
+        d.set_delay(delay);
+        eprintln!(
+            "device {idx} ({}) now answers every request {} late",
+            paths[idx].display(),
+            crate::term::duration(delay)
+        );
+    }
     let pass = w.pass(&plan)?;
     let status = w.engine().status();
     w.engine().close().context("closing the array")?;

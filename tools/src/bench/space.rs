@@ -44,6 +44,12 @@ pub fn run(cli: &BenchArgs) -> Result<()> {
         .unwrap_or(ectable_engine::DEFAULT_CHUNK_SIZE_BYTES as u64);
     let rec = encoded_len_padded(TABLE.len(), row_key(0).len(), bs);
     // Checked as every workload is; the devices are then closed, each level formats them.
+    if cli.slow_device.is_some() {
+        bail!(
+            "--slow-device applies to the measured workloads, not --rw {}",
+            cli.rw.name()
+        );
+    }
     open_checked(cli, &paths, Some((k as usize, m as usize)), chunk, rec)?;
     let plan = SpacePlan {
         paths,
