@@ -49,13 +49,7 @@ pub struct ResumePoint {
 /// Serializes the index in the compact encoding ("ECTCKPT2"). Returns None if some entry
 /// is not on disk yet.
 pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
-    let mut out = vec![0u8; HEADER_BYTES_V2];
-    out[0..8].copy_from_slice(MAGIC_V2);
-    put_u32(&mut out, OFF_VERSION, FORMAT_VERSION);
-    put_u64(&mut out, OFF_LSN, lsn);
-    put_u64(&mut out, OFF_RESUME_SEGMENT, resume.segment_id);
-    put_u32(&mut out, OFF_RESUME_OFFSET, resume.offset);
-    put_u32(&mut out, OFF_RESUME_ORDINAL, resume.ordinal);
+    let mut out = encode_header(MAGIC_V2, HEADER_BYTES_V2, lsn, resume);
     let mut count = 0u64;
     let mut tables: Vec<&String> = index.tables.keys().collect();
     tables.sort();
@@ -160,13 +154,7 @@ fn get_varint_u32(
 /// Serializes the index in the first encoding ("ECTCKPT1"), which decode still reads.
 #[cfg(test)]
 pub(crate) fn encode_v1(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
-    let mut out = vec![0u8; HEADER_BYTES];
-    out[0..8].copy_from_slice(MAGIC_V1);
-    put_u32(&mut out, OFF_VERSION, FORMAT_VERSION);
-    put_u64(&mut out, OFF_LSN, lsn);
-    put_u64(&mut out, OFF_RESUME_SEGMENT, resume.segment_id);
-    put_u32(&mut out, OFF_RESUME_OFFSET, resume.offset);
-    put_u32(&mut out, OFF_RESUME_ORDINAL, resume.ordinal);
+    let mut out = encode_header(MAGIC_V1, HEADER_BYTES, lsn, resume);
     let mut count = 0u64;
     let mut tables: Vec<&String> = index.tables.keys().collect();
     tables.sort();
@@ -211,6 +199,18 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint),
         m if m == MAGIC_V1 => decode_v1(b),
         _ => Err(DecodeError::Magic),
     }
+}
+
+/// The header fields both encodings share (the entry count is filled in at the end).
+fn encode_header(magic: &[u8; 8], bytes: usize, lsn: u64, resume: ResumePoint) -> Vec<u8> {
+    let mut out = vec![0u8; bytes];
+    out[0..8].copy_from_slice(magic);
+    put_u32(&mut out, OFF_VERSION, FORMAT_VERSION);
+    put_u64(&mut out, OFF_LSN, lsn);
+    put_u64(&mut out, OFF_RESUME_SEGMENT, resume.segment_id);
+    put_u32(&mut out, OFF_RESUME_OFFSET, resume.offset);
+    put_u32(&mut out, OFF_RESUME_ORDINAL, resume.ordinal);
+    out
 }
 
 /// The header fields both encodings share, checked.
@@ -328,19 +328,7 @@ fn decode_v2(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeE
 }
 
 fn decode_v1(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
-    check_trailing_crc(b)?;
-    if get_u32(b, OFF_VERSION) != FORMAT_VERSION {
-        return Err(DecodeError::Version(get_u32(b, OFF_VERSION)));
-    }
-    if get_u32(b, 12) != 0 {
-        return Err(DecodeError::Reserved);
-    }
-    let lsn = get_u64(b, OFF_LSN);
-    let resume = ResumePoint {
-        segment_id: get_u64(b, OFF_RESUME_SEGMENT),
-        offset: get_u32(b, OFF_RESUME_OFFSET),
-        ordinal: get_u32(b, OFF_RESUME_ORDINAL),
-    };
+    let (lsn, resume) = decode_header(b)?;
     let count = get_u64(b, OFF_ENTRY_COUNT);
     let end = b.len() - 4;
     let mut pos = HEADER_BYTES;
