@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 
 /// Asks `question [y/N]` on stderr and reads the answer from stdin: anything but `y`, `Y` or
 /// `yes` cancels, with an error saying that nothing was written.
+/// Lets a write to a closed pipe end the process quietly, as it does for other Unix tools
+/// (`ectable status | head -1`), instead of Rust's default of ignoring SIGPIPE, which turns
+/// the write into an error and `println!` into a panic (exit 101). Call first in `main`.
+pub fn default_sigpipe() {
+    // SAFETY: signal() with SIG_DFL installs no handler of ours, so nothing can run in a
+    // signal context; it is called before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn confirm(question: &str) -> Result<()> {
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;

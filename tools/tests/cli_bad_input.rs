@@ -274,3 +274,30 @@ fn import_export_round_trip_with_binary() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("row 0"));
 }
+
+/// Output into a pipe whose reader is gone (`ectable status | head -1`) ends the command
+/// quietly, as for other Unix tools: killed by SIGPIPE, no panic, no exit 101.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = format6(dir.path(), "pipe");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // The reader is gone before the command writes a byte.
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ectable"))
+        .args(["status", "--devices", &join(&p)])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run ectable");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}

@@ -54,6 +54,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    ectable_tools::term::default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -102,6 +102,7 @@ enum Command {
 }
 
 fn main() {
+    ectable_tools::term::default_sigpipe();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
