@@ -36,6 +36,7 @@ use std::sync::Arc;
 pub(crate) struct Snapshot {
     bytes: Vec<u8>,
     keys: u64,
+    names: u64,
     lsn: u64,
     resume: ResumePoint,
 }
@@ -58,6 +59,7 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
     Some(Snapshot {
         bytes,
         keys: index.key_count() as u64,
+        names: index.name_bytes(),
         lsn,
         resume,
     })
@@ -105,6 +107,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
     let Snapshot {
         bytes,
         keys,
+        names,
         lsn,
         resume,
     } = snap;
@@ -225,7 +228,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
             .counters
             .payload_bytes_written
             .load(Ordering::Relaxed),
-        (bytes.len() as u64, keys),
+        (bytes.len() as u64, keys, names),
     );
     free_dead_segments(shared, resume.segment_id);
     Ok(Some(lsn))

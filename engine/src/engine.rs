@@ -210,9 +210,11 @@ impl Engine {
             poisoned: std::sync::OnceLock::new(),
             test_panic: std::sync::atomic::AtomicU8::new(0),
         });
-        shared
-            .cleaner
-            .checkpoint_size(rec.stats.checkpoint_bytes, rec.stats.checkpoint_keys as u64);
+        shared.cleaner.checkpoint_size((
+            rec.stats.checkpoint_bytes,
+            rec.stats.checkpoint_keys as u64,
+            rec.stats.checkpoint_names,
+        ));
         let flusher = if opts.read_only {
             None
         } else {

@@ -59,8 +59,9 @@ pub struct RecoveryStats {
     /// LSN of the checkpoint the index was loaded from (0: replayed from the start).
     pub checkpoint_lsn: u64,
     pub checkpoint_keys: usize,
-    /// Bytes of that checkpoint's image (0: none).
+    /// Bytes of that checkpoint's image (0: none), and of its entries' table names and keys.
     pub checkpoint_bytes: u64,
+    pub checkpoint_names: u64,
     /// The segment the log resumes in after that checkpoint (0: none).
     pub checkpoint_resume_segment: u64,
     /// Log segments before the checkpoint with no live record (and no history the backup
@@ -359,6 +360,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         Some((index, lsn, resume)) => {
             stats.checkpoint_lsn = lsn;
             stats.checkpoint_keys = index.key_count();
+            stats.checkpoint_names = index.name_bytes();
             stats.checkpoint_resume_segment = resume.segment_id;
             (index, lsn + 1, Some(resume))
         }

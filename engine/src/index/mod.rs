@@ -72,6 +72,14 @@ pub struct Index {
 /// Bytes one entry takes in a checkpoint, besides its table name and key.
 pub const CHECKPOINT_ENTRY_FIXED_BYTES: u64 = 1 + 2 + 8 + 4 + 8 + 24;
 
+impl Index {
+    /// Bytes of the table names and keys of all entries (from the checkpoint bound).
+    pub fn name_bytes(&self) -> u64 {
+        self.checkpoint_bytes
+            .saturating_sub(CHECKPOINT_ENTRY_FIXED_BYTES * self.key_count() as u64)
+    }
+}
+
 fn record_bytes(table: &str, key: &[u8], value_len: u32) -> u64 {
     crate::format::log_record::encoded_len_padded(table.len(), key.len(), value_len as usize) as u64
 }

@@ -47,6 +47,8 @@ pub(crate) struct CleanerCtl {
     /// yet): what the next one is expected to take per key.
     pub last_checkpoint_bytes: AtomicU64,
     pub last_checkpoint_keys: AtomicU64,
+    /// Bytes of the table names and keys of that checkpoint's entries.
+    pub last_checkpoint_names: AtomicU64,
 }
 
 impl CleanerCtl {
@@ -67,6 +69,7 @@ impl CleanerCtl {
             payload_at_checkpoint: AtomicU64::new(0),
             last_checkpoint_bytes: AtomicU64::new(0),
             last_checkpoint_keys: AtomicU64::new(0),
+            last_checkpoint_names: AtomicU64::new(0),
         }
     }
 
@@ -110,20 +113,22 @@ impl CleanerCtl {
         lsn: u64,
         resume_segment: u64,
         payload: u64,
-        (bytes, keys): (u64, u64),
+        size: (u64, u64, u64),
     ) {
         self.resume_segment.store(resume_segment, Ordering::SeqCst);
-        self.checkpoint_size(bytes, keys);
+        self.checkpoint_size(size);
         self.payload_at_checkpoint.store(payload, Ordering::SeqCst);
         let mut s = self.lock();
         s.stats.checkpoints += 1;
         s.stats.last_checkpoint_lsn = lsn;
     }
 
-    /// Records the size of the newest checkpoint (written, or loaded at open).
-    pub(crate) fn checkpoint_size(&self, bytes: u64, keys: u64) {
+    /// Records the size of the newest checkpoint (written, or loaded at open): its bytes,
+    /// its keys, and the bytes of their table names and keys.
+    pub(crate) fn checkpoint_size(&self, (bytes, keys, names): (u64, u64, u64)) {
         self.last_checkpoint_bytes.store(bytes, Ordering::SeqCst);
         self.last_checkpoint_keys.store(keys, Ordering::SeqCst);
+        self.last_checkpoint_names.store(names, Ordering::SeqCst);
     }
 
     /// The cleaner thread is gone (it panicked): writers waiting for a pass stop waiting.

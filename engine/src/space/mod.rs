@@ -38,22 +38,32 @@ pub(crate) enum Room {
 
 impl Shared {
     /// Bytes the next index checkpoint is expected to take: the newest checkpoint's bytes per
-    /// key (written or loaded in this session) times the keys now, with an eighth and 64 KiB
-    /// to spare, and never more than the bound the index keeps (what the first encoding
+    /// key (written or loaded in this session), scaled up when table names and keys are
+    /// longer on average now than then, times the keys now, with an eighth and 64 KiB to
+    /// spare, and never more than the bound the index keeps (what the first encoding
     /// would take, above the compact one's size for any real index), which is also the
     /// estimate until a checkpoint was seen.
     pub(crate) fn checkpoint_estimate_bytes(&self) -> u64 {
-        let (bound, keys) = {
+        let (bound, keys, names) = {
             let index = self.index.read_locked();
-            (index.checkpoint_bytes + 4096, index.key_count() as u64)
+            (
+                index.checkpoint_bytes + 4096,
+                index.key_count() as u64,
+                index.name_bytes(),
+            )
         };
-        let last_bytes = self.cleaner.last_checkpoint_bytes.load(Ordering::SeqCst);
-        let last_keys = self.cleaner.last_checkpoint_keys.load(Ordering::SeqCst);
+        let c = &self.cleaner;
+        let last_bytes = c.last_checkpoint_bytes.load(Ordering::SeqCst);
+        let last_keys = c.last_checkpoint_keys.load(Ordering::SeqCst).max(1);
+        let last_names = c.last_checkpoint_names.load(Ordering::SeqCst).max(1);
         if last_bytes == 0 {
             return bound;
         }
-        let per_key = last_bytes as f64 / last_keys.max(1) as f64;
-        ((per_key * keys as f64 * 1.125) as u64 + (64 << 10)).min(bound)
+        let per_key = last_bytes as f64 / last_keys as f64;
+        // Keys (with their table names) longer on average than at that checkpoint: its
+        // bytes per key grow with them, so the estimate does not lag until the next one.
+        let growth = (names as f64 / keys.max(1) as f64) / (last_names as f64 / last_keys as f64);
+        ((per_key * growth.max(1.0) * keys as f64 * 1.125) as u64 + (64 << 10)).min(bound)
     }
 
     /// Segments an index checkpoint needs now.
