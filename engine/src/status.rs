@@ -105,6 +105,9 @@ impl Engine {
         drop(st);
         let backup_horizon = self.backup_horizon_hold();
         let reserved_segments = s.reserve_segments();
+        // Before the index guard below: it reads the index itself (a second read guard on
+        // one thread deadlocks once a writer waits between the two).
+        let checkpoint_estimate_bytes = s.checkpoint_estimate_bytes();
         let seg_cap = a.layout.segment_payload() as u64;
         let log_segments: Vec<u64> = s
             .segments
@@ -219,7 +222,6 @@ impl Engine {
             .collect();
         let rebuild = self.rebuild_in_progress();
         let (_, checkpoint_segments, checkpoint_lsn) = a.persisted.locked().checkpoint;
-        let checkpoint_estimate_bytes = s.checkpoint_estimate_bytes();
         let c = &s.counters;
         Status {
             array_uuid: uuid_string(&a.sb.array_uuid),
