@@ -5,6 +5,10 @@
 //! then on, so whatever state the panicking thread left behind is never used to acknowledge
 //! anything. std's per-lock poisoning would only add a second, scattered error path, so the
 //! engine's locks ignore it, here and nowhere else.
+//!
+//! Debug builds also refuse a second guard of one `RwLock` on one thread (see `Held`): with
+//! std's lock it deadlocks once a writer waits between the two (docs/design.md, "Worker
+//! threads").
 
 use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -22,17 +26,106 @@ impl<T> MutexExt<T> for Mutex<T> {
 
 pub(crate) trait RwLockExt<T> {
     /// Takes the lock shared, whether or not a writer panicked.
-    fn read_locked(&self) -> RwLockReadGuard<'_, T>;
+    fn read_locked(&self) -> ReadGuard<'_, T>;
     /// Takes the lock exclusively, whether or not a holder panicked.
-    fn write_locked(&self) -> RwLockWriteGuard<'_, T>;
+    fn write_locked(&self) -> WriteGuard<'_, T>;
 }
 
 impl<T> RwLockExt<T> for RwLock<T> {
-    fn read_locked(&self) -> RwLockReadGuard<'_, T> {
-        self.read().unwrap_or_else(|p| p.into_inner())
+    fn read_locked(&self) -> ReadGuard<'_, T> {
+        let held = Held::take(self);
+        ReadGuard {
+            guard: self.read().unwrap_or_else(|p| p.into_inner()),
+            _held: held,
+        }
     }
-    fn write_locked(&self) -> RwLockWriteGuard<'_, T> {
-        self.write().unwrap_or_else(|p| p.into_inner())
+    fn write_locked(&self) -> WriteGuard<'_, T> {
+        let held = Held::take(self);
+        WriteGuard {
+            guard: self.write().unwrap_or_else(|p| p.into_inner()),
+            _held: held,
+        }
+    }
+}
+
+/// A shared guard of one of the engine's `RwLock`s.
+pub(crate) struct ReadGuard<'a, T> {
+    guard: RwLockReadGuard<'a, T>,
+    _held: Held,
+}
+
+/// An exclusive guard of one of the engine's `RwLock`s.
+pub(crate) struct WriteGuard<'a, T> {
+    guard: RwLockWriteGuard<'a, T>,
+    _held: Held,
+}
+
+impl<T> std::ops::Deref for ReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::Deref for WriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for WriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+// Debug builds: the engine's `RwLock`s this thread holds a guard of. A second guard of the
+// same lock on one thread, even two shared ones, deadlocks as soon as a writer waits
+// between the two (std's `RwLock` lets no new reader in while a writer waits), which a test
+// meets once in many runs; a debug build panics at the second guard instead, every time.
+// Release builds keep nothing.
+#[cfg(debug_assertions)]
+thread_local! {
+    static HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread's registration of a guard (debug builds; nothing in release builds).
+pub(crate) struct Held(#[cfg(debug_assertions)] usize);
+
+impl Held {
+    fn take<T>(lock: &RwLock<T>) -> Held {
+        #[cfg(debug_assertions)]
+        {
+            let addr = lock as *const RwLock<T> as usize;
+            HELD.with(|h| {
+                let mut h = h.borrow_mut();
+                assert!(
+                    !h.contains(&addr),
+                    "a second guard of one RwLock on one thread: it deadlocks once a writer \
+                     waits between the two"
+                );
+                h.push(addr);
+            });
+            Held(addr)
+        }
+        #[cfg(not(debug_assertions))]
+        {
+            let _ = lock;
+            Held()
+        }
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            if let Some(i) = h.iter().rposition(|a| *a == self.0) {
+                h.swap_remove(i);
+            }
+        });
     }
 }
 

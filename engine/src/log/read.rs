@@ -34,7 +34,7 @@ impl Shared {
     }
 
     /// Holds segments from being freed (and reused) while a read is in flight.
-    pub(crate) fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+    pub(crate) fn read_gate(&self) -> crate::sync::ReadGuard<'_, ()> {
         self.free_gate.read_locked()
     }
 

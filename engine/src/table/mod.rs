@@ -170,11 +170,11 @@ impl Tables {
         &self.inner.engine
     }
 
-    fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+    fn catalog(&self) -> crate::sync::ReadGuard<'_, Catalog> {
         self.inner.catalog.read_locked()
     }
 
-    fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+    fn catalog_mut(&self) -> crate::sync::WriteGuard<'_, Catalog> {
         self.inner.catalog.write_locked()
     }
 
