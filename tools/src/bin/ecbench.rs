@@ -31,13 +31,14 @@ Sizes take binary suffixes like fio (4K = 4096). --size is the total of all jobs
 write, or the data set to read. Read workloads lay down rows row_key(i) of --bs bytes in table \
 'ecbench' first when the array does not hold them, then reopen the array so that reads come from \
 the devices. With --runtime only, reads use a data set of 64 MiB and writes go on until the time \
-is up or the array is full (the engine does not reclaim space yet).
+is up or the array is full (every write is a new row, so there is nothing to reclaim: \
+--rw overwrite measures the cleaner).
 
 --compare-raw first measures the same pattern on the raw devices through the same I/O engine \
-(O_DIRECT, no flushes, like fio direct=1), from one thread: sequential = blocks of max(chunk \
-size, bs) with iodepth*numjobs in flight on every device; random = bs blocks at 4K-aligned \
-offsets over all devices, iodepth*numjobs in flight in all, over the span the data set takes on \
-each device. Regions of regular files that are still sparse are written once before they are \
+(O_DIRECT, no flushes, like fio direct=1), from --numjobs threads like fio's jobs, each with \
+its own queue: sequential = blocks of max(chunk size, bs) with iodepth in flight per job on \
+every device; random = bs blocks at 4K-aligned offsets over all devices, iodepth in flight per \
+job, over the span the data set takes on each device. Regions of regular files that are still sparse are written once before they are \
 measured. The raw pass destroys the devices' contents, so it needs --k/--m: the array is \
 formatted after it. Writes are compared with raw bandwidth x k/(k+m), the limit of coded writes.";
 
