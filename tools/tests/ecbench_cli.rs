@@ -22,6 +22,20 @@ fn ecbench(args: &[&str]) -> Output {
         .expect("run ecbench")
 }
 
+/// The options that create and format the six devices as RS(4,2).
+fn format_args_of(devs: &str) -> [&str; 8] {
+    [
+        "--devices",
+        devs,
+        "--create-size",
+        "24M",
+        "--k",
+        "4",
+        "--m",
+        "2",
+    ]
+}
+
 fn json_run(args: &[&str]) -> Value {
     let out = ecbench(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -44,16 +58,7 @@ fn number(v: &Value, path: &[&str]) -> f64 {
 fn write_and_randread_report_iops_and_raw_ratios() {
     let dir = tempfile::tempdir().expect("temp dir");
     let devs = devices(dir.path());
-    let common = [
-        "--devices",
-        &devs,
-        "--create-size",
-        "24M",
-        "--k",
-        "4",
-        "--m",
-        "2",
-    ];
+    let common = format_args_of(&devs);
 
     let mut args = common.to_vec();
     args.extend([
@@ -234,16 +239,7 @@ fn bad_command_lines_exit_non_zero_without_panic() {
 fn a_slow_device_run_reports_and_bad_values_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let devs = devices(dir.path());
-    let common = [
-        "--devices",
-        &devs,
-        "--create-size",
-        "24M",
-        "--k",
-        "4",
-        "--m",
-        "2",
-    ];
+    let common = format_args_of(&devs);
     assert_refused(
         &[
             &common[..],
