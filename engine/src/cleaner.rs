@@ -2,8 +2,9 @@
 //!
 //! A pass picks victim log segments by cost-benefit, moves their live records forward (they
 //! are appended again, as moved records, only if the index still names them), makes that
-//! durable, and frees the victims. It writes an index checkpoint first only when there is
-//! less than a segment to gain before the checkpoint in force.
+//! durable, and frees the victims. It writes an index checkpoint first only when the victims
+//! before the checkpoint in force would give back less than half of what the best victims
+//! among all log segments would (`checkpoint_pays`).
 //!
 //! Invariants:
 //! - Victims lie before the resume segment of the checkpoint in force. A victim is freed
@@ -312,9 +313,15 @@ pub(crate) fn clean_pass(
     let _exclusive = urgent.then(|| shared.exclusive_appends());
     let resume = || shared.cleaner.resume_segment.load(Ordering::SeqCst);
     let mut victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
-    let gain = |v: &[Victim]| v.iter().map(|v| cap.saturating_sub(v.live)).sum::<u64>();
     if written_since_checkpoint(shared)
-        && checkpoint_pays(shared, opts, max_victims, room(), gain(&victims), urgent)
+        && checkpoint_pays(
+            shared,
+            opts,
+            max_victims,
+            room(),
+            gain(cap, &victims),
+            urgent,
+        )
     {
         // The segments written since the checkpoint in force would give back much more than
         // those before it: a new checkpoint makes them victims too (and frees those already
@@ -355,8 +362,12 @@ fn checkpoint_pays(
 ) -> bool {
     let cap = (shared.array.layout.segment_payload() as u64).max(1);
     let all = pick_victims(shared, opts, max_victims, room, urgent, u64::MAX);
-    let all_gain: u64 = all.iter().map(|v| cap.saturating_sub(v.live)).sum();
-    eligible_gain * 2 < all_gain
+    eligible_gain * 2 < gain(cap, &all)
+}
+
+/// Bytes the victims would give back: what their segments hold beyond their live records.
+fn gain(cap: u64, victims: &[Victim]) -> u64 {
+    victims.iter().map(|v| cap.saturating_sub(v.live)).sum()
 }
 
 /// Whether log segments other than the one being written lie at or after the resume
@@ -404,7 +415,7 @@ fn checkpoint_due_bytes(shared: &Shared, opts: &CleanerOptions) -> u64 {
     let a = &shared.array;
     let usable = a.layout.segment_payload() as u64
         * (a.segment_count() as u64 * a.n() as u64 / a.w() as u64);
-    let last = shared.cleaner.last_checkpoint_bytes.load(Ordering::Relaxed);
+    let last = shared.cleaner.last_checkpoint().bytes;
     opts.checkpoint_every_bytes
         .min(usable / 8)
         .max(last.saturating_mul(CHECKPOINT_SPACING))

@@ -210,11 +210,13 @@ impl Engine {
             poisoned: std::sync::OnceLock::new(),
             test_panic: std::sync::atomic::AtomicU8::new(0),
         });
-        shared.cleaner.checkpoint_size((
-            rec.stats.checkpoint_bytes,
-            rec.stats.checkpoint_keys as u64,
-            rec.stats.checkpoint_names,
-        ));
+        shared
+            .cleaner
+            .checkpoint_size(crate::space::mailbox::CheckpointSize {
+                bytes: rec.stats.checkpoint_bytes,
+                keys: rec.stats.checkpoint_keys as u64,
+                names: rec.stats.checkpoint_names,
+            });
         let flusher = if opts.read_only {
             None
         } else {

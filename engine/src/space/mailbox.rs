@@ -35,6 +35,15 @@ pub(crate) struct CtlState {
     pub(crate) unreadable: Vec<u64>,
 }
 
+/// What a checkpoint took: its bytes, its keys, and the bytes of their table names and
+/// keys (the estimate of the next one scales from these; `Shared::checkpoint_estimate_bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CheckpointSize {
+    pub bytes: u64,
+    pub keys: u64,
+    pub names: u64,
+}
+
 /// The cleaner thread's controls, shared with writers waiting for space.
 pub(crate) struct CleanerCtl {
     pub(crate) state: Mutex<CtlState>,
@@ -43,12 +52,10 @@ pub(crate) struct CleanerCtl {
     pub resume_segment: AtomicU64,
     /// Payload bytes written when the last checkpoint was taken.
     pub payload_at_checkpoint: AtomicU64,
-    /// Bytes and keys of the newest checkpoint written or loaded in this session (0: none
-    /// yet): what the next one is expected to take per key.
-    pub last_checkpoint_bytes: AtomicU64,
-    pub last_checkpoint_keys: AtomicU64,
-    /// Bytes of the table names and keys of that checkpoint's entries.
-    pub last_checkpoint_names: AtomicU64,
+    /// The newest checkpoint written or loaded in this session (all zero: none yet): what
+    /// the next one is expected to take per key. One lock, so that a reader never pairs one
+    /// checkpoint's bytes with another's keys.
+    last_checkpoint: Mutex<CheckpointSize>,
 }
 
 impl CleanerCtl {
@@ -67,9 +74,7 @@ impl CleanerCtl {
             cv: Condvar::new(),
             resume_segment: AtomicU64::new(resume_segment),
             payload_at_checkpoint: AtomicU64::new(0),
-            last_checkpoint_bytes: AtomicU64::new(0),
-            last_checkpoint_keys: AtomicU64::new(0),
-            last_checkpoint_names: AtomicU64::new(0),
+            last_checkpoint: Mutex::new(CheckpointSize::default()),
         }
     }
 
@@ -113,7 +118,7 @@ impl CleanerCtl {
         lsn: u64,
         resume_segment: u64,
         payload: u64,
-        size: (u64, u64, u64),
+        size: CheckpointSize,
     ) {
         self.resume_segment.store(resume_segment, Ordering::SeqCst);
         self.checkpoint_size(size);
@@ -123,12 +128,14 @@ impl CleanerCtl {
         s.stats.last_checkpoint_lsn = lsn;
     }
 
-    /// Records the size of the newest checkpoint (written, or loaded at open): its bytes,
-    /// its keys, and the bytes of their table names and keys.
-    pub(crate) fn checkpoint_size(&self, (bytes, keys, names): (u64, u64, u64)) {
-        self.last_checkpoint_bytes.store(bytes, Ordering::SeqCst);
-        self.last_checkpoint_keys.store(keys, Ordering::SeqCst);
-        self.last_checkpoint_names.store(names, Ordering::SeqCst);
+    /// Records the size of the newest checkpoint (written, or loaded at open).
+    pub(crate) fn checkpoint_size(&self, size: CheckpointSize) {
+        *self.last_checkpoint.locked() = size;
+    }
+
+    /// The size of the newest checkpoint written or loaded in this session.
+    pub(crate) fn last_checkpoint(&self) -> CheckpointSize {
+        *self.last_checkpoint.locked()
     }
 
     /// The cleaner thread is gone (it panicked): writers waiting for a pass stop waiting.

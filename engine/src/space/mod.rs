@@ -52,14 +52,12 @@ impl Shared {
                 index.name_bytes(),
             )
         };
-        let c = &self.cleaner;
-        let last_bytes = c.last_checkpoint_bytes.load(Ordering::SeqCst);
-        let last_keys = c.last_checkpoint_keys.load(Ordering::SeqCst).max(1);
-        let last_names = c.last_checkpoint_names.load(Ordering::SeqCst).max(1);
-        if last_bytes == 0 {
+        let last = self.cleaner.last_checkpoint();
+        if last.bytes == 0 {
             return bound;
         }
-        let per_key = last_bytes as f64 / last_keys as f64;
+        let (last_keys, last_names) = (last.keys.max(1), last.names.max(1));
+        let per_key = last.bytes as f64 / last_keys as f64;
         // Keys (with their table names) longer on average than at that checkpoint: its
         // bytes per key grow with them, so the estimate does not lag until the next one.
         let growth = (names as f64 / keys.max(1) as f64) / (last_names as f64 / last_keys as f64);

@@ -168,18 +168,12 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
                 if in_flight.len() == groups {
                     if let Some((lsn, oldest)) = in_flight.pop_front() {
                         engine.wait_durable(lsn).context("wait_durable")?;
-                        let t1 = Instant::now();
-                        for t0 in &oldest {
-                            dirs[WRITE].record(t1 - *t0, p.bs as u64, live, WRITE);
-                        }
+                        durable(&mut dirs, &oldest, p.bs, live);
                     }
                 }
             } else {
                 engine.sync().context("sync")?;
-                let t1 = Instant::now();
-                for t0 in &started {
-                    dirs[WRITE].record(t1 - *t0, p.bs as u64, live, WRITE);
-                }
+                durable(&mut dirs, &started, p.bs, live);
             }
         }
         if stopped {
@@ -189,16 +183,22 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
     }
     if !in_flight.is_empty() {
         engine.sync().context("sync")?;
-        let t1 = Instant::now();
-        for t0 in in_flight.iter().flat_map(|(_, g)| g) {
-            dirs[WRITE].record(t1 - *t0, p.bs as u64, live, WRITE);
-        }
+        let rest: Vec<Instant> = in_flight.into_iter().flat_map(|(_, g)| g).collect();
+        durable(&mut dirs, &rest, p.bs, live);
     }
     Ok((dirs, notes))
 }
 
 /// True when the array holds the data set: a few rows, first and last included, read back
 /// exactly.
+/// Records the latency of puts started at `started` that are durable now.
+fn durable(dirs: &mut [Dir; 2], started: &[Instant], bs: usize, live: &Live) {
+    let t1 = Instant::now();
+    for t0 in started {
+        dirs[WRITE].record(t1 - *t0, bs as u64, live, WRITE);
+    }
+}
+
 fn dataset_present(engine: &Engine, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xDA7A);
     let mut probe = vec![0, nkeys - 1, nkeys / 2];

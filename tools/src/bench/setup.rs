@@ -76,7 +76,6 @@ pub trait Workload: Sized {
     fn pass(&self, plan: &Plan) -> Result<Pass>;
 }
 
-/// Opens the devices after checking what needs no device (`--k/--m`: the layout), then,
 /// The opened devices, the geometry checked for formatting, and the device `--slow-device`
 /// names (behind the fault-injecting device, not slowed yet).
 pub type Opened = (
@@ -110,6 +109,7 @@ fn open_with_slow_device(
     Ok((io, slow))
 }
 
+/// Opens the devices after checking what needs no device (`--k/--m`: the layout), then,
 /// when formatting, checks their sizes and that they hold no array (unless `--force`).
 /// Nothing has been written when this returns.
 pub fn open_checked(
