@@ -67,7 +67,18 @@ fn automatic_policy_replaces_a_dead_device_with_the_spare() {
         let st = e.status();
         st.spares.is_empty() && st.rebuild.is_none() && st.devices[4].state == "ONLINE"
     });
-    assert_eq!(e.status().devices[4].path.as_deref(), Some("mem6"));
+    let st = e.status();
+    assert_eq!(st.devices[4].path.as_deref(), Some("mem6"));
+    // The device that died is still given but no longer a member, and status says so.
+    assert_eq!(st.unrecognised.len(), 1, "{:?}", st.unrecognised);
+    assert_eq!(st.unrecognised[0].0, "mem4");
+    assert!(
+        st.unrecognised[0]
+            .1
+            .contains("replaced by mem6 (was slot 4)"),
+        "{:?}",
+        st.unrecognised
+    );
     e.close().unwrap();
     drop(e);
     let mut survivors = devices(&faulty);
@@ -111,7 +122,19 @@ fn spare_added_later_and_manual_policy_waits() {
     for i in 0..ROWS {
         e.put("t", &i.to_be_bytes(), &value_for(i, 5, 500)).unwrap();
     }
+    assert_eq!(
+        e.status().unrecognised.len(),
+        1,
+        "the extra device, not yet added"
+    );
     e.add_spare(6).unwrap();
+    let st = e.status();
+    assert_eq!(st.spares.len(), 1);
+    assert!(
+        st.unrecognised.is_empty(),
+        "a spare is recognised: {:?}",
+        st.unrecognised
+    );
     faulty[1].set_failed(true);
     wait_for("the prober to fail slot 1", || {
         e.status().devices[1].state == "FAULTED"

@@ -66,7 +66,16 @@ fn replace_dead_device_rebuild_and_refuse_it_later() {
     {
         let e = engine_over(devs.clone(), false).unwrap();
         assert_eq!(e.lost_slots(), vec![2]);
+        let names = |st: &ectable::Status| -> Vec<String> {
+            st.unrecognised.iter().map(|(p, _)| p.clone()).collect()
+        };
+        let dead = faulty[2].name().to_string();
+        assert_eq!(names(&e.status()), vec![dead.clone(), "fresh".to_string()]);
         e.replace(2, 6).unwrap();
+        // The new member is one now; the dead (unreadable) device is the one left over.
+        let st = e.status();
+        assert_eq!(st.devices[2].path.as_deref(), Some("fresh"));
+        assert_eq!(names(&st), vec![dead], "{st:?}");
         // Foreground writes during the rebuild.
         e.put_sync("t", b"during", b"rebuild").unwrap();
         let mut calls = 0;

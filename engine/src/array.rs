@@ -319,8 +319,9 @@ pub(crate) struct Array {
     pub sync_floor: AtomicU64,
     /// Hot spares present: (member index ≥ n, engine device index).
     pub spares: std::sync::Mutex<Vec<(usize, usize)>>,
-    /// Devices given but not recognised (no valid superblock, or unreadable), by index.
-    pub unrecognised: Vec<(usize, String)>,
+    /// Devices given but not members or spares (no valid superblock, unreadable, or
+    /// replaced this session), by index, with why.
+    pub unrecognised: std::sync::Mutex<Vec<(usize, String)>>,
     pub codec: Arc<dyn StripeCodec>,
     /// The epoch written into chunk and segment headers this session (set when the first
     /// write starts a new epoch; see `bump_epoch`).
@@ -336,6 +337,20 @@ pub(crate) struct Array {
     /// A device changed state since the superblocks were last written.
     pub state_dirty: AtomicBool,
     observations: AtomicU64,
+    /// When this session opened the array: the clock of the slowness detector.
+    opened: std::time::Instant,
+    /// Per slot: the superblocks said the device was slow (suspect) when this session began.
+    pub slow_last_session: Vec<bool>,
+}
+
+/// A member's state as a new session starts from it: slowness was measured by the last
+/// session and is measured again by this one, so a member persisted as suspect starts online
+/// (a moment's slowness must not leave the array degraded across restarts).
+fn fresh_session_state(st: MemberState) -> MemberState {
+    match st {
+        MemberState::Suspect => MemberState::Online,
+        other => other,
+    }
 }
 
 /// The mutable part of the superblock.
@@ -445,13 +460,20 @@ impl Array {
         };
         let passive = self.policy.mode != DetectionMode::Active;
         match error {
+            // Flush latency measures the file system's writeback, not the device (health.rs).
+            None if kind == ectable_devices::IoKind::Flush => {}
             None => {
                 h.observe(latency);
                 if self.observations.fetch_add(1, Ordering::Relaxed) % 32 == 31 && passive {
                     let online: Vec<bool> = (0..self.n())
                         .map(|s| self.device_of_slot(s as u32).is_some())
                         .collect();
-                    for s in crate::health::evaluate_slowness(&self.health, &online, &self.policy) {
+                    for s in crate::health::evaluate_slowness(
+                        &self.health,
+                        &online,
+                        &self.policy,
+                        self.opened.elapsed(),
+                    ) {
                         let now = self.health[s].suspect.load(Ordering::Relaxed);
                         tracing::warn!(slot = s, device = %self.slot_name(s), "device {}", if now { "is slow: suspect" } else { "is no longer slow" });
                         self.state_dirty.store(true, Ordering::SeqCst);
@@ -510,6 +532,13 @@ impl Array {
         {
             self.mark_failed(slot, &format!("{n} checksum errors"));
         }
+    }
+
+    /// Whether reads should go around this slot's device (slow for a while, or suspect).
+    pub fn avoid_for_reads(&self, slot: usize) -> bool {
+        self.health
+            .get(slot)
+            .is_some_and(|h| h.avoid.load(Ordering::Relaxed))
     }
 
     pub fn is_suspect(&self, slot: usize) -> bool {
@@ -698,12 +727,16 @@ impl Array {
             slot_failed_floor: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
             sync_floor: AtomicU64::new(1),
             spares: std::sync::Mutex::new(spares),
-            unrecognised,
+            unrecognised: std::sync::Mutex::new(unrecognised),
             codec,
             write_epoch: AtomicU64::new(newest.epoch),
             persisted: std::sync::Mutex::new(Persisted {
                 epoch: newest.epoch,
-                members: newest.members.clone(),
+                members: newest
+                    .members
+                    .iter()
+                    .map(|(u, st)| (*u, fresh_session_state(*st)))
+                    .collect(),
                 checkpoint: (
                     newest.checkpoint_segment_id,
                     newest.checkpoint_segment_count,
@@ -720,6 +753,15 @@ impl Array {
             policy: crate::health::HealthPolicy::default(),
             state_dirty: AtomicBool::new(false),
             observations: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
+            slow_last_session: (0..n)
+                .map(|slot| {
+                    newest
+                        .members
+                        .get(slot)
+                        .is_some_and(|m| m.1 == MemberState::Suspect)
+                })
+                .collect(),
         };
         Ok(array)
     }

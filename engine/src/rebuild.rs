@@ -250,6 +250,7 @@ impl Shared {
             c.result?;
         }
         let old_name = a.slot_name(slot);
+        let old_device = a.present_device(slot);
         if let Some(ss) = spare_slot {
             // The spare leaves the spare list; the spares after it move down one entry.
             let mut spares = a.spares.locked();
@@ -271,6 +272,20 @@ impl Shared {
             }
             p.rebuild = Some((slot as u32, first_segment));
         })?;
+        {
+            // The new member is recognised now; the old device, if it is still here, is not.
+            let mut unrecognised = a.unrecognised.locked();
+            unrecognised.retain(|(d, _)| *d != new_device_index);
+            if let Some(old) = old_device {
+                unrecognised.push((
+                    old,
+                    format!(
+                        "replaced by {} (was slot {slot}); no longer a member",
+                        new_dev.name()
+                    ),
+                ));
+            }
+        }
         tracing::info!(slot, old = %old_name, new = %new_dev.name(), "device replaced; rebuild pending");
         Ok(())
     }
@@ -333,6 +348,7 @@ impl Shared {
             c.result?;
         }
         a.spares.locked().push((entry, device_index));
+        a.unrecognised.locked().retain(|(d, _)| *d != device_index);
         a.persist(|p| {
             p.members.push((new_uuid(), MemberState::Spare));
             p.resync_from.push(0);
@@ -455,7 +471,7 @@ impl Shared {
                 .iter()
                 .enumerate()
                 .filter(|(_, (sl, _))| *sl as usize != slot && a.device_of_slot(*sl).is_some())
-                .map(|(p, (sl, _))| (a.is_suspect(*sl as usize), p))
+                .map(|(p, (sl, _))| (a.avoid_for_reads(*sl as usize), p))
                 .collect();
             if cands.len() < a.k() {
                 return None;

@@ -83,6 +83,8 @@ pub struct Status {
     pub probe_failures: u64,
     /// Per slot: smoothed latency (ns) and whether the device is suspect (slow).
     pub latency_ewma_ns: Vec<u64>,
+    /// Per slot: how often this session found the device slow (suspect).
+    pub slow_events: Vec<u64>,
     pub io_engine: &'static str,
     /// A rebuild in progress: (slot, next segment id).
     pub rebuild: Option<(usize, u64)>,
@@ -159,6 +161,8 @@ impl Engine {
                             "ONLINE",
                             if errors > 0 {
                                 "errors seen: check it with 'ectable scrub --repair'".to_string()
+                            } else if a.slow_last_session[slot] {
+                                "was slow in the last session; not slow now".to_string()
                             } else {
                                 String::new()
                             },
@@ -234,6 +238,7 @@ impl Engine {
             spares,
             unrecognised: a
                 .unrecognised
+                .locked()
                 .iter()
                 .map(|(d, why)| (a.io.devices()[*d].name().to_string(), why.clone()))
                 .collect(),
@@ -268,6 +273,11 @@ impl Engine {
                 .health
                 .iter()
                 .map(|h| h.latency_ewma_ns.load(Ordering::Relaxed))
+                .collect(),
+            slow_events: a
+                .health
+                .iter()
+                .map(|h| h.slow_events.load(Ordering::Relaxed))
                 .collect(),
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name(),

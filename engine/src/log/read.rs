@@ -108,7 +108,7 @@ impl Shared {
                         let slow = rops.iter().any(|(r, _, _)| {
                             array
                                 .slot_of_device(r.device)
-                                .is_some_and(|s| array.is_suspect(s))
+                                .is_some_and(|s| array.avoid_for_reads(s))
                         });
                         if !slow {
                             for (r, skip, take) in rops {
@@ -325,7 +325,7 @@ impl Shared {
                 loc.ordinal,
                 j,
             );
-            if array.is_suspect(slot as usize) {
+            if array.avoid_for_reads(slot as usize) {
                 continue; // not read on purpose (slow device), not known bad
             }
             if let Some((d, off)) = place {

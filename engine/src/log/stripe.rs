@@ -242,11 +242,11 @@ pub(crate) fn read_stripe_chunks(
         .collect();
     let fast = places
         .iter()
-        .filter(|(slot, p)| p.is_some() && !array.is_suspect(*slot as usize))
+        .filter(|(slot, p)| p.is_some() && !array.avoid_for_reads(*slot as usize))
         .count();
     let skip_suspect = avoid_suspect && fast >= array.k();
     for (j, (slot, place)) in places.into_iter().enumerate() {
-        if skip_suspect && array.is_suspect(slot as usize) {
+        if skip_suspect && array.avoid_for_reads(slot as usize) {
             continue;
         }
         if let Some((d, off)) = place {
@@ -456,7 +456,7 @@ pub(crate) fn plan_record_rebuild(
         let (slot, place) =
             chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, shard);
         let read_from: Vec<(usize, usize, u64)> = match place {
-            Some((d, off)) if !array.is_suspect(slot as usize) => vec![(shard, d, off)],
+            Some((d, off)) if !array.avoid_for_reads(slot as usize) => vec![(shard, d, off)],
             _ => {
                 // k other chunks, fast devices first.
                 let mut others: Vec<(bool, usize, usize, u64)> = (0..w)
@@ -464,7 +464,7 @@ pub(crate) fn plan_record_rebuild(
                     .filter_map(|j| {
                         let (slot, place) =
                             chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, j);
-                        place.map(|(d, off)| (array.is_suspect(slot as usize), j, d, off))
+                        place.map(|(d, off)| (array.avoid_for_reads(slot as usize), j, d, off))
                     })
                     .collect();
                 if others.len() < k {

@@ -180,6 +180,7 @@ impl Report<'_> {
             "write_amplification": div(st.chunk_bytes_written, st.payload_bytes_written),
             "device_bytes_per_value_byte": div(st.chunk_bytes_written, p.dirs[WRITE].bytes),
             "degraded_reads": st.degraded_reads, "degraded_writes": st.degraded_writes,
+            "slow_events": st.slow_events,
             "notes": p.notes,
         });
         json!({
