@@ -57,10 +57,11 @@ fn slow_device_becomes_suspect_and_reads_avoid_it() {
             Some(value_for(i, 3, 300))
         );
     }
-    assert_eq!(
-        faulty[3].counters().delayed_ops,
-        before,
-        "reads still went to the suspect device"
+    // One read in 64 that would go around it still goes to it (it keeps being measured).
+    let sampled = faulty[3].counters().delayed_ops - before;
+    assert!(
+        sampled <= ROWS / 64 + 1,
+        "{sampled} reads still went to the suspect device"
     );
     let st = e.status();
     assert_eq!(st.devices[3].state, "DEGRADED");
@@ -89,6 +90,41 @@ fn read_until_flagged(e: &Engine, slot: usize) -> u64 {
         );
     }
     unreachable!()
+}
+
+/// A device found slow in a read-only session is seen to recover once it is fast again,
+/// although reads go around it: a few reads still sample it.
+#[test]
+fn a_suspect_device_recovers_in_a_read_only_session() {
+    let (_mems, faulty) = loaded(34);
+    let e = Engine::open(
+        io_of(&faulty),
+        EngineOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    faulty[3].set_delay(Duration::from_millis(15));
+    read_until_flagged(&e, 3);
+    faulty[3].set_delay(Duration::ZERO);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while e.status().devices[3].state != "ONLINE" {
+        let i = n % ROWS;
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 3, 300))
+        );
+        n += 1;
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still {} after {n} reads at full speed: {:?}, {:?}",
+            e.status().devices[3].state,
+            e.status().latency_ewma_ns,
+            faulty[3].counters()
+        );
+    }
 }
 
 /// A device that was slow for a while is persisted as suspect (status says so while the

@@ -343,6 +343,9 @@ pub(crate) struct Array {
     pub slow_last_session: Vec<bool>,
 }
 
+/// One read in this many still goes to a device that reads otherwise go around.
+const AVOIDED_READ_SAMPLE: u64 = 64;
+
 /// A member's state as a new session starts from it: slowness was measured by the last
 /// session and is measured again by this one, so a member persisted as suspect starts online
 /// (a moment's slowness must not leave the array degraded across restarts).
@@ -534,11 +537,15 @@ impl Array {
         }
     }
 
-    /// Whether reads should go around this slot's device (slow for a while, or suspect).
+    /// Whether a read should go around this slot's device (slow for a while, or suspect).
+    /// One in `AVOIDED_READ_SAMPLE` reads still goes to it: without them a device found
+    /// slow in a read-only session would never be seen to recover (health.rs).
     pub fn avoid_for_reads(&self, slot: usize) -> bool {
-        self.health
-            .get(slot)
-            .is_some_and(|h| h.avoid.load(Ordering::Relaxed))
+        self.health.get(slot).is_some_and(|h| {
+            h.avoid.load(Ordering::Relaxed)
+                && h.avoided_reads.fetch_add(1, Ordering::Relaxed) % AVOIDED_READ_SAMPLE
+                    != AVOIDED_READ_SAMPLE - 1
+        })
     }
 
     pub fn is_suspect(&self, slot: usize) -> bool {

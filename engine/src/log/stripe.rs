@@ -510,6 +510,13 @@ pub(crate) fn finish_record_rebuild(
     completions: Vec<ectable_devices::IoCompletion>,
 ) -> Option<Vec<u8>> {
     let w = array.w();
+    // Passive detection sees these reads too (a device read around keeps being measured
+    // through the reads sampled here).
+    for c in &completions {
+        if let Some(slot) = array.slot_of_device(c.op.device_index) {
+            array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+        }
+    }
     let mut it = completions.into_iter();
     let mut out = Vec::new();
     for (shard, first, a, b, take, sources) in &plan.pieces {
