@@ -170,8 +170,8 @@ impl Engine {
             .cursor
             .as_ref()
             .map_or(rec.next_segment_id, |c| c.segment.id);
-        for (seg, ..) in &rec.repairs.stripes {
-            floor = floor.min(seg.id);
+        for r in &rec.repairs.stripes {
+            floor = floor.min(r.seg.id);
         }
         for (h, _) in &rec.repairs.headers {
             floor = floor.min(h.segment_id);

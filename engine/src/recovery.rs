@@ -429,9 +429,19 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
                     .iter()
                     .any(|&j| chunk_place(array, &seg, o, t, j).1.is_some())
                 {
-                    repairs
-                        .stripes
-                        .push((seg.clone(), o, t, g.header.height_bytes));
+                    repairs.stripes.push(crate::log::repair::StripeRepair {
+                        seg: seg.clone(),
+                        offset: o,
+                        ordinal: t,
+                        height: g.header.height_bytes,
+                        known: Some((g.header.clone(), g.data.clone(), g.bad_shards.clone())),
+                    });
+                    // Only the last few keep their copy (memory stays bounded).
+                    let n = repairs.stripes.len();
+                    if n > crate::log::repair::KNOWN_REPAIR_STRIPES {
+                        repairs.stripes[n - 1 - crate::log::repair::KNOWN_REPAIR_STRIPES].known =
+                            None;
+                    }
                 }
             }
             expected_lsn = g.header.last_lsn + 1;

@@ -6,7 +6,8 @@ use crate::array::Array;
 use crate::error::Result;
 use crate::format::*;
 use crate::log::stripe::{
-    assemble, chunk_place, read_stripe_chunks, rebuild_chunks, ChunkSources, StripeOutcome,
+    assemble, chunk_place, read_stripe_chunks, rebuild_chunks, ChunkSources, GoodStripe,
+    StripeOutcome,
 };
 use crate::segments::SegmentInfo;
 use ectable_devices::{AlignedBuf, IoOp};
@@ -19,10 +20,58 @@ use std::sync::Arc;
 /// break the log there and take acknowledged writes with it.
 #[derive(Default)]
 pub(crate) struct LogRepairs {
-    /// (segment, offset, ordinal, height) of stripes with bad chunks.
-    pub stripes: Vec<(Arc<SegmentInfo>, u32, u32, u32)>,
+    /// Stripes with bad chunks.
+    pub stripes: Vec<StripeRepair>,
     /// A valid header of the segment, and the member positions whose header is missing.
     pub headers: Vec<(SegmentHeader, Vec<usize>)>,
+}
+
+/// How many of the last stripes to repair keep what recovery read of them (they are the
+/// last write batch an interrupted writer left, the ones most likely to be short of chunks).
+pub(crate) const KNOWN_REPAIR_STRIPES: usize = 64;
+
+/// One replayed stripe with chunks missing or bad on present devices.
+pub(crate) struct StripeRepair {
+    pub seg: Arc<SegmentInfo>,
+    pub offset: u32,
+    pub ordinal: u32,
+    pub height: u32,
+    /// What recovery read of it (header, data space, bad shards), for the last
+    /// [`KNOWN_REPAIR_STRIPES`] stripes: the missing chunks are made from it when the stripe
+    /// cannot be read again (a device lost between the open and the first write would
+    /// otherwise leave a stripe of the log with fewer than k chunks, and everything written
+    /// after it unreachable).
+    pub known: Option<(ChunkHeader, Vec<u8>, Vec<usize>)>,
+}
+
+/// The chunks `targets` of a stripe, encoded again from its data space (and checked
+/// against the stripe's crc table).
+fn chunks_from_data(
+    array: &Array,
+    header: &ChunkHeader,
+    data: &[u8],
+    targets: &[usize],
+) -> Result<Vec<(usize, AlignedBuf)>> {
+    let (k, w) = (array.k(), array.w());
+    let h = header.height_bytes as usize;
+    let body_len = h - CHUNK_HEADER_SIZE_BYTES;
+    let bodies: Vec<Vec<u8>> = (0..k)
+        .map(|j| {
+            let mut c = vec![0u8; h];
+            c[CHUNK_HEADER_SIZE_BYTES..].copy_from_slice(&data[j * body_len..(j + 1) * body_len]);
+            c
+        })
+        .collect();
+    let chunks: Vec<Option<&[u8]>> = (0..w)
+        .map(|j| bodies.get(j).map(|b| b.as_slice()))
+        .collect();
+    let g = GoodStripe {
+        header: header.clone(),
+        data: Vec::new(),
+        bad_shards: (k..w).collect(),
+        bad_read_slots: Vec::new(),
+    };
+    rebuild_chunks(array, &g, &chunks, targets)
 }
 
 /// Rewrites what [`LogRepairs`] lists: each stripe is read again, its bad chunks rebuilt
@@ -33,19 +82,39 @@ pub(crate) struct LogRepairs {
 /// log write would be.
 pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
     let mut ops: Vec<(u32, IoOp)> = Vec::new();
-    for (seg, offset, ordinal, height) in &repairs.stripes {
-        let bufs = read_stripe_chunks(array, seg, *offset, *ordinal, *height, ChunkSources::Online);
+    for r in &repairs.stripes {
+        let (seg, offset, ordinal) = (&r.seg, &r.offset, &r.ordinal);
+        let bufs = read_stripe_chunks(
+            array,
+            seg,
+            *offset,
+            *ordinal,
+            r.height,
+            ChunkSources::Online,
+        );
         let chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
-        let StripeOutcome::Good(g) = assemble(array, seg, *offset, *ordinal, &chunks) else {
-            continue;
+        let present = |j: &usize| chunk_place(array, seg, *offset, *ordinal, *j).1.is_some();
+        let rebuilt = match assemble(array, seg, *offset, *ordinal, &chunks) {
+            StripeOutcome::Good(g) => {
+                let targets: Vec<usize> = g.bad_shards.iter().copied().filter(present).collect();
+                rebuild_chunks(array, &g, &chunks, &targets)
+            }
+            _ => match &r.known {
+                // Fewer good chunks than recovery read: make the missing ones from its copy.
+                Some((header, data, bad)) => {
+                    let targets: Vec<usize> = bad.iter().copied().filter(present).collect();
+                    tracing::warn!(
+                        "recovery: segment {} offset {offset} lost chunks since it was replayed; \
+                         rewriting {} from the replayed copy",
+                        seg.id,
+                        targets.len()
+                    );
+                    chunks_from_data(array, header, data, &targets)
+                }
+                None => continue,
+            },
         };
-        let targets: Vec<usize> = g
-            .bad_shards
-            .iter()
-            .copied()
-            .filter(|&j| chunk_place(array, seg, *offset, *ordinal, j).1.is_some())
-            .collect();
-        match rebuild_chunks(array, &g, &chunks, &targets) {
+        match rebuilt {
             Ok(rebuilt) => {
                 for (j, buf) in rebuilt {
                     if let (slot, Some((d, off))) = chunk_place(array, seg, *offset, *ordinal, j) {
