@@ -519,6 +519,7 @@ impl Shared {
                 let mut ops = Vec::new();
                 let mut chunks_rebuilt = 0u64;
                 let mut lost: Vec<String> = Vec::new();
+                let mut retry_all = false;
                 let stopped = walk_segment(
                     a,
                     seg,
@@ -550,6 +551,10 @@ impl Shared {
                                     "segment {} offset {offset}: only {good} good chunks ({detail})",
                                     seg.id
                                 ));
+                                } else if seg.kind == crate::format::SegmentKind::Checkpoint {
+                                    // The index checkpoint is live as a whole: a stripe the
+                                    // k members read cannot assemble is read from all.
+                                    retry_all = true;
                                 }
                             }
                             StripeOutcome::Empty => {}
@@ -558,7 +563,7 @@ impl Shared {
                 );
                 // A subset walk that met no chunk may have stopped short of the segment's end.
                 let short = stopped.is_some_and(|(o, t)| !full_read && any_chunk_at(a, seg, o, t));
-                if (lost.is_empty() && !short) || full_read {
+                if (lost.is_empty() && !short && !retry_all) || full_read {
                     break (ops, chunks_rebuilt, lost);
                 }
                 // Some stripe needs more than the k members read: read them all.
