@@ -18,6 +18,8 @@
 //! fails and is replaced by a new device, and rebuilt. A read-only scrub must then find no
 //! bad chunk on the new device.
 
+#![allow(clippy::big_endian_bytes)] // big-endian keys sort in numeric order
+
 mod common;
 use common::power_switch::no_cleaner;
 use common::*;
