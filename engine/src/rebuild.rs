@@ -241,6 +241,11 @@ impl Shared {
                 )));
             }
         }
+        // The session starts before anything is written (docs/format.md, "Recovery" step
+        // 6): what an interrupted writer left short of chunks in the replayed log is made
+        // whole while the device being replaced still counts (a stripe replayed with k
+        // chunks, one of them on it, could not be rebuilt after the swap).
+        self.ensure_writing_started()?;
         // Make every record appended so far durable first: stripes encoded before the swap
         // leave this slot out, and rebuild must see them on the devices.
         self.sync_all()?;
@@ -378,6 +383,8 @@ impl Shared {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Progress> {
         let a = &self.array;
+        // A rebuild writes: the session starts first (docs/format.md, "Recovery" step 6).
+        self.ensure_writing_started()?;
         // No segment is freed (and reused) under the rebuild: the cleaner pauses.
         let _maintenance = self.maintenance.locked();
         let mut work: Vec<(usize, u64, bool)> = Vec::new();
