@@ -40,10 +40,13 @@ fn restore(mems: &[Arc<MemDevice>], images: &[Vec<u8>]) {
     }
 }
 
+/// The devices, their images after the cut, and the acknowledged and in-doubt values.
+type Crashed = (Vec<Arc<MemDevice>>, Vec<Vec<u8>>, Vec<u8>, Vec<u8>);
+
 /// Session 1 of both tests: an acknowledged row, then a row whose stripe only k chunk
 /// writes reach before the power is cut. Returns the devices, their images after the cut,
 /// and the two values.
-fn crashed_with_k_chunks(seed: u64) -> (Vec<Arc<MemDevice>>, Vec<Vec<u8>>, Vec<u8>, Vec<u8>) {
+fn crashed_with_k_chunks(seed: u64) -> Crashed {
     let mems = memory_devices(N, DEV_BYTES);
     format(io_of(&wrap(&mems, seed)).as_ref(), &fmt_opts(K, M)).expect("format");
     let base = value_for(1, seed, 300);
