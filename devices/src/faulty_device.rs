@@ -336,13 +336,24 @@ impl BlockDevice for FaultyDevice {
                 self.count(|c| c.misdirected_writes += 1);
             }
         }
-        // Writing over a latent sector error remaps the sectors, as drives do: reads of a
-        // range wholly rewritten succeed again.
+        // Writing over a latent sector error remaps the sectors written, as drives do: reads
+        // of the rewritten part succeed again, the rest of the range still fails.
         {
             let end = target + buf.len() as u64;
-            self.cfg()
-                .read_error_ranges
-                .retain(|r| !(r.start >= target && r.end <= end));
+            let mut c = self.cfg();
+            let ranges = std::mem::take(&mut c.read_error_ranges);
+            c.read_error_ranges = ranges
+                .into_iter()
+                .flat_map(|r| {
+                    if r.end <= target || r.start >= end {
+                        return vec![r];
+                    }
+                    [r.start..target, end..r.end]
+                        .into_iter()
+                        .filter(|p| p.start < p.end)
+                        .collect()
+                })
+                .collect();
         }
         if self.track_unflushed.load(Ordering::SeqCst) {
             let mut old = vec![0u8; buf.len()];
@@ -370,5 +381,26 @@ impl BlockDevice for FaultyDevice {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemDevice;
+
+    #[test]
+    fn a_write_remaps_only_the_sectors_it_covers() {
+        let f = FaultyDevice::new(Arc::new(MemDevice::new("m", 1 << 20)), 1);
+        f.add_read_error_range(8192..8192 + 4 * 4096);
+        let mut b = vec![0u8; 4096];
+        assert!(f.read_at(&mut b, 8192 + 4096).is_err());
+        // Rewrite the second and third sectors of the four.
+        f.write_at(&[7u8; 8192], 8192 + 4096).expect("write");
+        f.read_at(&mut b, 8192 + 4096).expect("remapped");
+        assert_eq!(b, vec![7u8; 4096]);
+        f.read_at(&mut b, 8192 + 2 * 4096).expect("remapped");
+        assert!(f.read_at(&mut b, 8192).is_err(), "the first is still bad");
+        assert!(f.read_at(&mut b, 8192 + 3 * 4096).is_err(), "the last too");
     }
 }

@@ -1,0 +1,1278 @@
+//! ecsim: a seeded simulator that runs the real engine over memory devices behind fault
+//! injectors, with a random workload and a random schedule of faults and operator actions,
+//! and checks after every step that what was acknowledged is still there
+//! (docs/fault-model.md, "The simulator").
+//!
+//! What a seed fixes: every choice of the run — the operations, their keys and values, which
+//! fault hits which device when, the crash modes and the order the devices are given in at
+//! each open. What it does not fix: the engine's flusher thread batches the writes it is given
+//! as they arrive, so which writes share a stripe (and therefore which unflushed writes a power
+//! cut tears, and which writes a lossy device drops) can differ between two runs of one seed.
+//! The oracle does not depend on that: it accepts every state the acknowledged history allows.
+//! Each step draws its choices from a generator seeded by (seed, step), so one step's timing
+//! does not shift the schedule of the steps after it. A failure prints the seed and the step;
+//! running that seed for that many steps replays the same schedule, and `--repeat` runs it
+//! until the timing that failed comes round again (docs/fault-model.md, "The simulator").
+
+pub mod model;
+pub mod rig;
+
+use ectable::devices::CrashMode;
+use ectable::{
+    format, CleanerOptions, DetectionMode, Engine, EngineOptions, Error, FormatOptions,
+    HealthPolicy, RebuildOptions, WriteBatch,
+};
+use model::{Model, Mutation, State};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rig::{Disk, Rig};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+/// The fault classes and operator actions the schedule draws from (docs/fault-model.md).
+pub const CLASSES: [&str; 14] = [
+    "power loss",
+    "process crash",
+    "device loss",
+    "latent sector errors",
+    "bit flips",
+    "lost writes",
+    "misdirected writes",
+    "failed flush",
+    "slow device",
+    "full array",
+    "device given back",
+    "device replaced",
+    "stale copy put back",
+    "devices reordered",
+];
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    pub steps: u64,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    pub device_bytes: u64,
+    /// Print every step as it runs.
+    pub verbose: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 1,
+            steps: 300,
+            data_shards: 4,
+            parity_shards: 2,
+            device_bytes: 6 << 20,
+            verbose: false,
+        }
+    }
+}
+
+/// Per fault class: how often it was injected, how often the engine noticed it (an error
+/// counted against the device, a device state other than ONLINE, a bad chunk found by scrub,
+/// a typed error), and how often the damage was repaired (by read-repair, scrub, resync or
+/// rebuild) with every acknowledged write read back afterwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassCount {
+    pub injected: u64,
+    pub detected: u64,
+    pub repaired: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub steps: u64,
+    pub classes: BTreeMap<&'static str, ClassCount>,
+    pub writes_acknowledged: u64,
+    pub reads_checked: u64,
+    pub full_checks: u64,
+    pub opens: u64,
+    /// Crash states reopened (power cuts and process crashes).
+    pub crash_states: u64,
+    /// In-doubt writes kept and lost by those crashes (either is allowed).
+    pub in_doubt_kept: u64,
+    pub in_doubt_lost: u64,
+    /// Acknowledged writes lost: a run with any fails, so a report always says 0.
+    pub acknowledged_lost: u64,
+}
+
+impl Report {
+    fn count(&mut self, class: &'static str) -> &mut ClassCount {
+        self.classes.entry(class).or_default()
+    }
+
+    /// Adds another run's figures to these.
+    pub fn add(&mut self, o: &Report) {
+        self.steps += o.steps;
+        for (c, n) in &o.classes {
+            let mine = self.count(c);
+            mine.injected += n.injected;
+            mine.detected += n.detected;
+            mine.repaired += n.repaired;
+        }
+        self.writes_acknowledged += o.writes_acknowledged;
+        self.reads_checked += o.reads_checked;
+        self.full_checks += o.full_checks;
+        self.opens += o.opens;
+        self.crash_states += o.crash_states;
+        self.in_doubt_kept += o.in_doubt_kept;
+        self.in_doubt_lost += o.in_doubt_lost;
+        self.acknowledged_lost += o.acknowledged_lost;
+    }
+}
+
+/// A run that broke the oracle, panicked or hung.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub seed: u64,
+    /// The step that failed (0-based): `--seed S --steps step+1` replays the schedule up to it.
+    pub step: u64,
+    pub what: String,
+    /// The last steps before the failure.
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "seed {} failed at step {}: {}",
+            self.seed, self.step, self.what
+        )?;
+        writeln!(f, "last steps:")?;
+        for t in &self.trace {
+            writeln!(f, "  {t}")?;
+        }
+        write!(
+            f,
+            "replay: ecsim --seed {} --steps {}",
+            self.seed,
+            self.step + 1
+        )
+    }
+}
+
+/// Where the data area of a device starts (docs/format.md: superblocks and the health block
+/// live below it).
+const DATA_START_BYTES: u64 = 1 << 20;
+
+/// The tables the workload writes.
+const TABLES: [&str; 3] = ["t0", "t1", "t2"];
+const KEYS: u64 = 48;
+
+/// Damage a disk carries until it is repaired.
+#[derive(Debug, Default)]
+struct Damage {
+    /// The classes injected into it, one entry per injection.
+    injections: Vec<&'static str>,
+    /// Unplugged (every I/O fails) or failed by the engine: needs a resync or a rebuild.
+    lost: bool,
+    /// A fault still active on it until this step (lossy or misdirected writes, failing
+    /// flushes): it is not repaired before that.
+    active_until: u64,
+    /// The engine has shown it noticed.
+    detected: bool,
+}
+
+struct Sim {
+    cfg: Config,
+    rng: SmallRng,
+    rig: Rig,
+    /// The array's members (and replaced or unplugged disks still given), by name.
+    disks: Vec<Disk>,
+    engine: Option<Engine>,
+    model: Model,
+    report: Report,
+    step: u64,
+    trace: VecDeque<String>,
+    damage: BTreeMap<String, Damage>,
+    /// A slow disk and the step its slowness ends.
+    slow: Option<(String, u64)>,
+    values: u64,
+    /// The slot each disk was last seen in (a missing disk's slot is found here).
+    last_slot: BTreeMap<String, usize>,
+    /// Old copies of disks (their whole media), to be put back later.
+    snapshots: BTreeMap<String, Vec<u8>>,
+}
+
+type StepResult = Result<(), String>;
+
+/// Runs one seed.
+pub fn run(cfg: &Config) -> Result<Report, Failure> {
+    let mut sim = Sim::new(cfg.clone());
+    let fail = |sim: &Sim, what: String| Failure {
+        seed: sim.cfg.seed,
+        step: sim.step,
+        what,
+        trace: sim.trace.iter().cloned().collect(),
+    };
+    if let Err(what) = sim.start() {
+        return Err(fail(&sim, what));
+    }
+    for step in 0..cfg.steps {
+        sim.step = step;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| sim.one_step()));
+        let what = match outcome {
+            Ok(Ok(())) => continue,
+            Ok(Err(what)) => what,
+            Err(panic) => format!("panic: {}", panic_text(&panic)),
+        };
+        return Err(fail(&sim, what));
+    }
+    sim.step = cfg.steps;
+    if let Err(what) = sim.finish() {
+        return Err(fail(&sim, what));
+    }
+    sim.report.steps = cfg.steps;
+    Ok(sim.report)
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+fn engine_options() -> EngineOptions {
+    EngineOptions {
+        // The schedule decides when space is reclaimed and when checkpoints are written, and
+        // the prober's timing would not follow the seed.
+        cleaner: CleanerOptions {
+            enabled: false,
+            ..Default::default()
+        },
+        health: HealthPolicy {
+            mode: DetectionMode::Passive,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+impl Sim {
+    fn new(cfg: Config) -> Sim {
+        Sim {
+            rng: SmallRng::seed_from_u64(cfg.seed),
+            rig: Rig::new(cfg.seed, cfg.device_bytes),
+            cfg,
+            disks: Vec::new(),
+            engine: None,
+            model: Model::default(),
+            report: Report::default(),
+            step: 0,
+            trace: VecDeque::new(),
+            damage: BTreeMap::new(),
+            slow: None,
+            values: 0,
+            last_slot: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+        }
+    }
+
+    fn note(&mut self, what: String) {
+        if self.cfg.verbose {
+            eprintln!("[{} {}] {what}", self.cfg.seed, self.step);
+        }
+        self.trace.push_back(format!("step {}: {what}", self.step));
+        if self.trace.len() > 24 {
+            self.trace.pop_front();
+        }
+    }
+
+    fn w(&self) -> usize {
+        self.cfg.data_shards + self.cfg.parity_shards
+    }
+
+    fn start(&mut self) -> StepResult {
+        self.report.seed = self.cfg.seed;
+        for _ in 0..self.w() {
+            let d = self.rig.new_disk();
+            self.disks.push(d);
+        }
+        let io = self
+            .rig
+            .backend(&self.disks.iter().collect::<Vec<_>>())
+            .map_err(|e| e.to_string())?;
+        let f = FormatOptions {
+            data_shards: self.cfg.data_shards,
+            parity_shards: self.cfg.parity_shards,
+            chunk_size_bytes: 16 << 10,
+            segment_size_bytes: 256 << 10,
+            force: false,
+            spare_count: 0,
+        };
+        format(io.as_ref(), &f).map_err(|e| format!("format: {e}"))?;
+        self.open(None)
+    }
+
+    /// Opens the array on every disk (in an order the seed picks: a device's name or place
+    /// in the list must not matter), plus `extra` last.
+    fn open(&mut self, extra: Option<&Disk>) -> StepResult {
+        self.engine = None;
+        let mut order: Vec<usize> = (0..self.disks.len()).collect();
+        for i in (1..order.len()).rev() {
+            let j = self.rng.random_range(0..=i);
+            order.swap(i, j);
+        }
+        if order.iter().enumerate().any(|(i, o)| i != *o) {
+            self.report.count("devices reordered").injected += 1;
+        }
+        let mut list: Vec<&Disk> = order.iter().map(|i| &self.disks[*i]).collect();
+        if let Some(e) = extra {
+            list.push(e);
+        }
+        let io = self.rig.backend(&list).map_err(|e| e.to_string())?;
+        let engine = Engine::open(io, engine_options()).map_err(|e| format!("open: {e}"))?;
+        self.report.opens += 1;
+        if self.cfg.verbose {
+            let r = engine.recovery_stats();
+            self.note(format!(
+                "opened: {} segments, {} stripes, {} records, {} degraded, {} interrupted, \
+                 discarded {} segments {} stripes, checkpoint lsn {}",
+                r.segments,
+                r.stripes,
+                r.records,
+                r.degraded_stripes,
+                r.interrupted_stripes,
+                r.discarded_segments,
+                r.discarded_stripes,
+                r.checkpoint_lsn
+            ));
+        }
+        for (slot, d) in engine.status().devices.iter().enumerate() {
+            if let Some(p) = &d.path {
+                self.last_slot.insert(p.clone(), slot);
+            }
+        }
+        self.engine = Some(engine);
+        Ok(())
+    }
+
+    fn engine(&self) -> Result<&Engine, String> {
+        self.engine
+            .as_ref()
+            .ok_or_else(|| "no engine open".to_string())
+    }
+
+    /// Disks that are not damaged, are members, and may take a new fault.
+    fn healthy_disks(&self) -> Vec<String> {
+        self.disks
+            .iter()
+            .filter(|d| !self.damage.contains_key(&d.name))
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
+    fn budget_left(&self) -> usize {
+        self.cfg.parity_shards.saturating_sub(self.damage.len())
+    }
+
+    fn disk(&self, name: &str) -> Result<&Disk, String> {
+        self.disks
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| format!("no disk {name}"))
+    }
+
+    fn one_step(&mut self) -> StepResult {
+        // Each step draws from its own generator, seeded by (seed, step): what a step does
+        // never depends on how many draws the steps before it made (a power cut that shows
+        // after 3 puts in one run and 5 in another does not shift the rest of the schedule).
+        self.rng = SmallRng::seed_from_u64(
+            self.cfg.seed ^ (self.step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        self.end_expired_faults()?;
+        let roll = self.rng.random_range(0..100u32);
+        match roll {
+            0..=29 => self.put(),
+            30..=35 => self.delete(),
+            36..=40 => self.batch(),
+            41..=52 => self.get_check(),
+            53..=54 => self.full_check(),
+            55..=63 => self.sync(),
+            64..=65 => self.reopen(),
+            66..=67 => self.clean(),
+            68 => self.checkpoint(),
+            69..=71 => self.power_loss(),
+            72..=73 => self.process_crash(),
+            74..=76 => self.device_loss(),
+            77..=78 => self.latent_sector_errors(),
+            79..=81 => self.bit_flips(),
+            82..=83 => self.lossy_writes(false),
+            84 => self.lossy_writes(true),
+            85 => self.failed_flush(),
+            86..=87 => self.slow_device(),
+            88 => self.fill(),
+            89 => self.snapshot(),
+            90 => self.stale_copy(),
+            _ => self.repair_something(),
+        }
+    }
+
+    fn next_value(&mut self) -> Vec<u8> {
+        self.values += 1;
+        let len = match self.rng.random_range(0..20u32) {
+            0 => 0,
+            1 => self.rng.random_range(8_000..14_000),
+            _ => self.rng.random_range(8..3_000),
+        };
+        // Unique to this write: the seed and a counter, then bytes derived from them.
+        let mut v = Vec::with_capacity(len.max(16));
+        v.extend_from_slice(&self.cfg.seed.to_le_bytes());
+        v.extend_from_slice(&self.values.to_le_bytes());
+        let mut x = self.values.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        while v.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.push(x as u8);
+        }
+        v.truncate(len.max(16));
+        v
+    }
+
+    fn pick_key(&mut self) -> (String, Vec<u8>) {
+        let t = TABLES[self.rng.random_range(0..TABLES.len())].to_string();
+        let k = self.rng.random_range(0..KEYS);
+        (t, format!("k{k:03}").into_bytes())
+    }
+
+    /// A write the engine refused: NoSpace is the full-array class (typed, expected); any
+    /// other error within the damage budget breaks the oracle.
+    fn write_refused(&mut self, what: &str, e: Error) -> StepResult {
+        if matches!(e, Error::NoSpace(_)) {
+            let c = self.report.count("full array");
+            c.injected += 1;
+            c.detected += 1;
+            self.note(format!("{what}: NoSpace; cleaning"));
+            let report = self
+                .engine()?
+                .clean(16)
+                .map_err(|e| format!("clean on a full array: {e}"))?;
+            if report.segments_freed > 0 {
+                self.report.count("full array").repaired += 1;
+            }
+            return Ok(());
+        }
+        Err(format!("{what} failed within the damage budget: {e}"))
+    }
+
+    fn put(&mut self) -> StepResult {
+        let (t, k) = self.pick_key();
+        let v = self.next_value();
+        self.note(format!("put {t}/{} ({} bytes)", show(&k), v.len()));
+        match self.engine()?.put(&t, &k, &v) {
+            Ok(_) => {
+                self.model.append(Mutation::One(t, k, Some(v)));
+                Ok(())
+            }
+            Err(e) => self.write_refused("put", e),
+        }
+    }
+
+    fn delete(&mut self) -> StepResult {
+        let (t, k) = self.pick_key();
+        self.note(format!("delete {t}/{}", show(&k)));
+        match self.engine()?.delete(&t, &k) {
+            Ok(_) => {
+                self.model.append(Mutation::One(t, k, None));
+                Ok(())
+            }
+            Err(e) => self.write_refused("delete", e),
+        }
+    }
+
+    fn batch(&mut self) -> StepResult {
+        let n = self.rng.random_range(2..7);
+        let mut b = WriteBatch::new();
+        let mut ops = Vec::new();
+        for _ in 0..n {
+            let (t, k) = self.pick_key();
+            if self.rng.random_range(0..4) == 0 {
+                b.delete(&t, &k);
+                ops.push((t, k, None));
+            } else {
+                let mut v = self.next_value();
+                v.truncate(2_000);
+                b.put(&t, &k, &v);
+                ops.push((t, k, Some(v)));
+            }
+        }
+        let keys: Vec<String> = ops
+            .iter()
+            .map(|(t, k, v)| format!("{}{t}/{}", if v.is_some() { "" } else { "-" }, show(k)))
+            .collect();
+        self.note(format!("batch of {n}: {}", keys.join(" ")));
+        match self.engine()?.write_batch(&b) {
+            Ok(_) => {
+                self.model.append(Mutation::Batch(ops));
+                Ok(())
+            }
+            Err(e) => self.write_refused("batch", e),
+        }
+    }
+
+    fn get_check(&mut self) -> StepResult {
+        let (t, k) = self.pick_key();
+        self.note(format!("get {t}/{}", show(&k)));
+        let got = match self.engine()?.get(&t, &k) {
+            Ok(v) => v,
+            Err(Error::NoSuchTable(_)) => None,
+            Err(e) => return Err(format!("get {t}/{} failed: {e}", show(&k))),
+        };
+        self.report.reads_checked += 1;
+        let want = self.model.get(&t, &k);
+        if got.as_ref() != want {
+            return Err(format!(
+                "get {t}/{}: read {:?} bytes, the history says {:?} bytes{}",
+                show(&k),
+                got.as_ref().map(|v| v.len()),
+                want.map(|v| v.len()),
+                if got.is_some() && want.is_some() {
+                    " (other bytes)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every table scanned.
+    fn read_state(&self) -> Result<State, String> {
+        let e = self.engine()?;
+        let mut s = State::new();
+        for t in TABLES {
+            let rows = match e.scan(t, Bound::Unbounded, Bound::Unbounded, usize::MAX) {
+                Ok(r) => r,
+                Err(Error::NoSuchTable(_)) => continue,
+                Err(e) => return Err(format!("scan {t} failed: {e}")),
+            };
+            for (k, v) in rows {
+                s.insert((t.to_string(), k), v);
+            }
+        }
+        Ok(s)
+    }
+
+    fn full_check(&mut self) -> StepResult {
+        self.note("full check".into());
+        let found = self.read_state()?;
+        self.report.full_checks += 1;
+        if &found != self.model.current() {
+            let mut m = Model::default();
+            for ((t, k), v) in self.model.current() {
+                m.append(Mutation::One(t.clone(), k.clone(), Some(v.clone())));
+            }
+            m.acknowledge();
+            let why = m.recover(&found).err().unwrap_or_default();
+            return Err(format!(
+                "a running session reads other than its history: {why}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> StepResult {
+        self.note("sync".into());
+        match self.engine()?.sync() {
+            Ok(_) => {
+                self.report.writes_acknowledged += self.model.in_doubt_len() as u64;
+                self.model.acknowledge();
+                Ok(())
+            }
+            Err(e) => Err(format!("sync failed within the damage budget: {e}")),
+        }
+    }
+
+    fn clean(&mut self) -> StepResult {
+        match self.engine()?.clean(4) {
+            Ok(r) => {
+                self.note(format!(
+                    "clean: {} segments cleaned, {} freed, {} records moved, checkpoint {:?}",
+                    r.segments_cleaned, r.segments_freed, r.records_relocated, r.checkpoint_lsn
+                ));
+                Ok(())
+            }
+            Err(e) => Err(format!("clean failed: {e}")),
+        }
+    }
+
+    fn checkpoint(&mut self) -> StepResult {
+        self.note("checkpoint".into());
+        match self.engine()?.checkpoint() {
+            Ok(_) | Err(Error::NoSpace(_)) => Ok(()),
+            Err(e) => Err(format!("checkpoint failed: {e}")),
+        }
+    }
+
+    /// Notes what the engine shows about damaged disks (before a session's counters go).
+    fn collect_evidence(&mut self) {
+        let Some(e) = self.engine.as_ref() else {
+            return;
+        };
+        let st = e.status();
+        for d in &st.devices {
+            let Some(path) = &d.path else { continue };
+            if let Some(dmg) = self.damage.get_mut(path) {
+                if d.state != "ONLINE" || d.read_errors + d.write_errors + d.checksum_errors > 0 {
+                    dmg.detected = true;
+                }
+            }
+        }
+        // A member the engine could not open is listed as unrecognised or missing.
+        for (path, _) in &st.unrecognised {
+            if let Some(dmg) = self.damage.get_mut(path) {
+                dmg.detected = true;
+            }
+        }
+    }
+
+    fn close(&mut self) -> StepResult {
+        self.collect_evidence();
+        let Some(e) = self.engine.take() else {
+            return Ok(());
+        };
+        e.close().map_err(|e| format!("close failed: {e}"))?;
+        self.report.writes_acknowledged += self.model.in_doubt_len() as u64;
+        self.model.acknowledge();
+        Ok(())
+    }
+
+    fn reopen(&mut self) -> StepResult {
+        self.note("close and reopen".into());
+        self.close()?;
+        self.open(None)?;
+        self.full_check()
+    }
+
+    /// After a crash: reopen, and the state must be the acknowledged history plus a prefix of
+    /// the in-doubt writes.
+    fn recover_and_check(&mut self) -> StepResult {
+        self.open(None)?;
+        let found = self.read_state()?;
+        let in_doubt = self.model.in_doubt_len() as u64;
+        let kept = match self.model.recover(&found) {
+            Ok(k) => k as u64,
+            Err(why) => {
+                self.report.acknowledged_lost += 1;
+                if self.cfg.verbose {
+                    self.diagnose();
+                }
+                return Err(why);
+            }
+        };
+        self.report.crash_states += 1;
+        self.report.in_doubt_kept += kept;
+        self.report.in_doubt_lost += in_doubt - kept;
+        self.note(format!(
+            "recovered: {kept} of {in_doubt} in-doubt writes kept"
+        ));
+        Ok(())
+    }
+
+    /// Verbose runs, after a failed recovery: what each open that leaves one disk out finds.
+    fn diagnose(&mut self) {
+        let current = self.model.current().clone();
+        self.engine = None;
+        for out in 0..self.disks.len() {
+            let list: Vec<&Disk> = (0..self.disks.len())
+                .filter(|i| *i != out)
+                .map(|i| &self.disks[i])
+                .collect();
+            let Ok(io) = self.rig.backend(&list) else {
+                continue;
+            };
+            let opts = EngineOptions {
+                read_only: true,
+                ..engine_options()
+            };
+            match Engine::open(io, opts) {
+                Ok(e) => {
+                    let mut missing = 0;
+                    let mut wrong = 0;
+                    for ((t, k), v) in &current {
+                        match e.get(t, k) {
+                            Ok(Some(g)) if &g == v => {}
+                            Ok(Some(_)) => wrong += 1,
+                            _ => missing += 1,
+                        }
+                    }
+                    let r = e.recovery_stats();
+                    eprintln!(
+                        "diagnose: without {}: {missing} missing, {wrong} wrong of {}; checkpoint lsn {}, {} segments {} stripes",
+                        self.disks[out].name,
+                        current.len(),
+                        r.checkpoint_lsn,
+                        r.segments,
+                        r.stripes
+                    );
+                }
+                Err(e) => eprintln!("diagnose: without {}: {e}", self.disks[out].name),
+            }
+        }
+    }
+
+    fn power_loss(&mut self) -> StepResult {
+        let after = self.rng.random_range(0..60);
+        let mode = match self.rng.random_range(0..4) {
+            0 => Some(CrashMode::DropAll),
+            1 => Some(CrashMode::RandomSubset),
+            2 => Some(CrashMode::TornLast),
+            _ => None, // the writes reached the media, the flushes did not
+        };
+        self.note(format!(
+            "power loss after {after} more writes/flushes, then {mode:?}"
+        ));
+        self.report.count("power loss").injected += 1;
+        self.collect_evidence();
+        self.rig.power.cut_after(after);
+        // Keep writing until the cut shows.
+        for _ in 0..40 {
+            if self.rig.power.is_off() {
+                break;
+            }
+            let (t, k) = self.pick_key();
+            let v = self.next_value();
+            let e = self.engine()?;
+            if let Err(e) = e.put(&t, &k, &v) {
+                self.note(format!("put {t}/{} refused: {e}", show(&k)));
+                break;
+            }
+            self.note(format!("put {t}/{} ({} bytes)", show(&k), v.len()));
+            self.model.append(Mutation::One(t, k, Some(v)));
+            if self.rng.random_range(0..4) == 0 {
+                match self.engine()?.sync() {
+                    // The power went off during the sync: the machine is dead, nobody was
+                    // told (the switch fails devices one at a time, so the engine may still
+                    // have reached k of them: a device loss, not a power cut).
+                    Ok(_) if self.rig.power.is_off() => {
+                        self.note("sync returned as the power went off: not acknowledged".into());
+                        break;
+                    }
+                    Ok(_) => {
+                        self.note("sync".into());
+                        self.report.writes_acknowledged += self.model.in_doubt_len() as u64;
+                        self.model.acknowledge();
+                    }
+                    Err(e) => {
+                        self.note(format!("sync refused: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        self.rig.power.cut_after(0);
+        // The engine's close fails at the switch: nothing reaches the media any more.
+        self.engine = None;
+        for d in &self.disks {
+            match mode {
+                Some(m) => d.faulty.crash(m).map_err(|e| e.to_string())?,
+                None => d.faulty.set_track_unflushed(true),
+            }
+        }
+        self.rig.power_on();
+        self.recover_and_check()?;
+        let c = self.report.count("power loss");
+        c.detected += 1;
+        c.repaired += 1;
+        Ok(())
+    }
+
+    fn process_crash(&mut self) -> StepResult {
+        self.note("process crash (like SIGKILL: what the kernel accepted stays)".into());
+        self.report.count("process crash").injected += 1;
+        self.collect_evidence();
+        self.rig.power.cut_after(0);
+        self.engine = None;
+        for d in &self.disks {
+            d.faulty.set_track_unflushed(true);
+        }
+        self.rig.power_on();
+        self.recover_and_check()?;
+        let c = self.report.count("process crash");
+        c.detected += 1;
+        c.repaired += 1;
+        Ok(())
+    }
+
+    /// A healthy member to damage, if the budget allows.
+    fn victim(&mut self) -> Option<String> {
+        if self.budget_left() == 0 {
+            return None;
+        }
+        let h = self.healthy_disks();
+        if h.is_empty() {
+            return None;
+        }
+        Some(h[self.rng.random_range(0..h.len())].clone())
+    }
+
+    fn damage(&mut self, disk: &str, class: &'static str) -> &mut Damage {
+        self.report.count(class).injected += 1;
+        let d = self.damage.entry(disk.to_string()).or_default();
+        d.injections.push(class);
+        d
+    }
+
+    fn device_loss(&mut self) -> StepResult {
+        let Some(v) = self.victim() else {
+            return self.repair_something();
+        };
+        self.note(format!("device loss: {v} unplugged"));
+        self.disk(&v)?.faulty.set_failed(true);
+        self.damage(&v, "device loss").lost = true;
+        Ok(())
+    }
+
+    /// A random block-aligned offset in the data area of `disk`, preferring blocks that
+    /// hold something (damage to never-written space tests little).
+    fn data_offset(&mut self, disk: &str, len: u64) -> u64 {
+        let blocks = (self.cfg.device_bytes - DATA_START_BYTES - len) / 4096;
+        let mem = self.disk(disk).ok().map(|d| d.mem.clone());
+        let mut at = DATA_START_BYTES;
+        for _ in 0..64 {
+            at = DATA_START_BYTES + self.rng.random_range(0..blocks) * 4096;
+            if mem
+                .as_ref()
+                .is_some_and(|m| m.peek(at, 4096).iter().any(|b| *b != 0))
+            {
+                break;
+            }
+        }
+        at
+    }
+
+    fn latent_sector_errors(&mut self) -> StepResult {
+        let Some(v) = self.victim() else {
+            return self.repair_something();
+        };
+        let len = 4096 * self.rng.random_range(1..8u64);
+        let at = self.data_offset(&v, len);
+        self.note(format!("latent sector errors on {v} at {at}+{len}"));
+        self.disk(&v)?.faulty.add_read_error_range(at..at + len);
+        self.damage(&v, "latent sector errors");
+        Ok(())
+    }
+
+    /// Garbage written straight onto the media of 1..=budget disks at one offset (the same
+    /// stripe's chunks on several devices).
+    fn bit_flips(&mut self) -> StepResult {
+        let left = self.budget_left();
+        if left == 0 {
+            return self.repair_something();
+        }
+        let mut h = self.healthy_disks();
+        let n = self.rng.random_range(1..=left.min(h.len()));
+        let len = self.rng.random_range(1..4096u64);
+        let first = h[self.rng.random_range(0..h.len())].clone();
+        let at = self.data_offset(&first, 4096) + self.rng.random_range(0..4096 - len);
+        for _ in 0..n {
+            let v = h.remove(self.rng.random_range(0..h.len()));
+            let garbage: Vec<u8> = (0..len).map(|_| self.rng.random()).collect();
+            self.note(format!("bit flips: {len} bytes of garbage on {v} at {at}"));
+            self.disk(&v)?.mem.poke(at, &garbage);
+            self.damage(&v, "bit flips");
+        }
+        Ok(())
+    }
+
+    fn lossy_writes(&mut self, misdirect: bool) -> StepResult {
+        let Some(v) = self.victim() else {
+            return self.repair_something();
+        };
+        let steps = self.rng.random_range(5..30);
+        let until = self.step + steps;
+        let d = self.disk(&v)?.faulty.clone();
+        if misdirect {
+            let delta = if self.rng.random() { 16384 } else { -16384 };
+            self.note(format!(
+                "misdirected writes on {v} ({delta} bytes) for {steps} steps"
+            ));
+            d.set_misdirect_writes(0.3, delta);
+            self.damage(&v, "misdirected writes").active_until = until;
+        } else {
+            self.note(format!("lost writes on {v} for {steps} steps"));
+            d.set_drop_write_probability(0.3);
+            self.damage(&v, "lost writes").active_until = until;
+        }
+        Ok(())
+    }
+
+    fn failed_flush(&mut self) -> StepResult {
+        let Some(v) = self.victim() else {
+            return self.repair_something();
+        };
+        let steps = self.rng.random_range(1..5);
+        self.note(format!("flushes fail on {v} for {steps} steps"));
+        self.disk(&v)?.faulty.set_fail_flush(true);
+        let until = self.step + steps;
+        let d = self.damage(&v, "failed flush");
+        d.active_until = until;
+        // The engine fails a device whose flush fails: it needs a resync or rebuild after.
+        d.lost = true;
+        Ok(())
+    }
+
+    fn slow_device(&mut self) -> StepResult {
+        if self.slow.is_some() {
+            return self.put();
+        }
+        let d = self.disks[self.rng.random_range(0..self.disks.len())].clone();
+        let steps = self.rng.random_range(5..20);
+        self.note(format!("{} slow (2 ms per I/O) for {steps} steps", d.name));
+        d.faulty.set_delay(Duration::from_millis(2));
+        self.report.count("slow device").injected += 1;
+        self.slow = Some((d.name, self.step + steps));
+        Ok(())
+    }
+
+    /// Writes large values until the array is full (or 4,000 of them went in).
+    fn fill(&mut self) -> StepResult {
+        self.note("fill the array with 12 KiB values".into());
+        for i in 0..4_000 {
+            let (t, k) = self.pick_key();
+            let mut v = self.next_value();
+            v.resize(12 << 10, i as u8);
+            match self.engine()?.put(&t, &k, &v) {
+                Ok(_) => self.model.append(Mutation::One(t, k, Some(v))),
+                Err(e) => return self.write_refused("fill", e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a copy of one disk's media, as an operator's old image would be.
+    fn snapshot(&mut self) -> StepResult {
+        let d = self.disks[self.rng.random_range(0..self.disks.len())].clone();
+        self.note(format!("old copy of {} kept", d.name));
+        self.snapshots.insert(d.name.clone(), d.mem.snapshot());
+        Ok(())
+    }
+
+    /// Puts an old copy of a disk back in its place while the array is closed.
+    fn stale_copy(&mut self) -> StepResult {
+        let candidates: Vec<String> = self
+            .healthy_disks()
+            .into_iter()
+            .filter(|n| self.snapshots.contains_key(n))
+            .collect();
+        if candidates.is_empty() || self.budget_left() == 0 {
+            return self.snapshot();
+        }
+        let name = candidates[self.rng.random_range(0..candidates.len())].clone();
+        let Some(image) = self.snapshots.remove(&name) else {
+            return Ok(());
+        };
+        self.note(format!("the old copy of {name} put back"));
+        self.close()?;
+        self.disk(&name)?.mem.restore(&image);
+        self.damage(&name, "stale copy put back").lost = true;
+        self.open(None)?;
+        self.full_check()
+    }
+
+    /// Turns off faults whose time is over (the damage they did stays until repaired).
+    fn end_expired_faults(&mut self) -> StepResult {
+        if let Some((name, until)) = self.slow.clone() {
+            if self.step >= until {
+                self.note(format!("{name} fast again"));
+                if let Ok(d) = self.disk(&name) {
+                    d.faulty.set_delay(Duration::ZERO);
+                }
+                let slow_seen = self
+                    .engine
+                    .as_ref()
+                    .map(|e| e.status().slow_events.iter().sum::<u64>() > 0)
+                    .unwrap_or(false);
+                let c = self.report.count("slow device");
+                c.detected += slow_seen as u64;
+                c.repaired += 1;
+                self.slow = None;
+            }
+        }
+        let step = self.step;
+        let expired: Vec<String> = self
+            .damage
+            .iter()
+            .filter(|(_, d)| d.active_until != 0 && d.active_until <= step)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in expired {
+            let Ok(f) = self.disk(&name).map(|d| d.faulty.clone()) else {
+                continue;
+            };
+            f.set_drop_write_probability(0.0);
+            f.set_misdirect_writes(0.0, 0);
+            f.set_fail_flush(false);
+            if let Some(d) = self.damage.get_mut(&name) {
+                d.active_until = 0;
+            }
+            self.note(format!("faults on {name} end"));
+        }
+        Ok(())
+    }
+
+    fn repair_something(&mut self) -> StepResult {
+        let ready: Vec<String> = self
+            .damage
+            .iter()
+            .filter(|(_, d)| d.active_until == 0)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if ready.is_empty() {
+            return self.get_check();
+        }
+        let name = ready[self.rng.random_range(0..ready.len())].clone();
+        self.repair(&name)
+    }
+
+    /// A repair that failed because another disk is still misbehaving (it drops, misdirects
+    /// or fails writes right now): the engine found that disk out and failed it, which is
+    /// right; the disk now needs a rebuild itself. Anything else is a failure of the run.
+    fn tolerated(&mut self, what: &str, e: &Error) -> StepResult {
+        let msg = e.to_string();
+        let step = self.step;
+        let mut culprit = self
+            .damage
+            .iter()
+            .find(|(n, d)| d.active_until > step && msg.starts_with(&format!("{n}:")))
+            .map(|(n, _)| n.clone());
+        // A rebuild or resync whose target is another damaged disk that is gone (failed or
+        // unplugged): that disk needs a replacement first.
+        if let (Error::InvalidArgument(m), None) = (e, &culprit) {
+            if let Some(slot) = m
+                .strip_suffix(" is not present")
+                .and_then(|r| r.rsplit(' ').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                culprit = self
+                    .last_slot
+                    .iter()
+                    .find(|(n, s)| **s == slot && self.damage.contains_key(*n))
+                    .map(|(n, _)| n.clone());
+            }
+        }
+        match culprit {
+            Some(n) => {
+                if let Some(d) = self.damage.get_mut(&n) {
+                    d.lost = true;
+                    d.detected = true;
+                }
+                self.note(format!("{what} stopped at {n}, which misbehaves: {msg}"));
+                Ok(())
+            }
+            None => Err(format!("{what} failed: {msg}")),
+        }
+    }
+
+    /// The member slot a disk holds, if it is present.
+    fn slot_of(&self, name: &str) -> Result<Option<usize>, String> {
+        let st = self.engine()?.status();
+        Ok(st
+            .devices
+            .iter()
+            .position(|d| d.path.as_deref() == Some(name)))
+    }
+
+    /// Repairs a damaged disk as an operator would: silent damage by `scrub --repair`; a lost
+    /// device by giving it back (resync) or replacing it with a new one (rebuild). Then every
+    /// acknowledged write must read back.
+    fn repair(&mut self, name: &str) -> StepResult {
+        self.collect_evidence();
+        let lost = self.damage.get(name).is_some_and(|d| d.lost);
+        let Ok(disk) = self.disk(name).cloned() else {
+            return Err(format!("{name} is damaged but no longer in the array"));
+        };
+        let state = match self.slot_of(name)? {
+            Some(slot) => self.engine()?.status().devices[slot].state,
+            None => "REMOVED",
+        };
+        if !lost && state == "ONLINE" {
+            self.note(format!("scrub --repair for {name}"));
+            let r = match self
+                .engine()?
+                .scrub(true, &RebuildOptions::default(), &mut |_| {})
+            {
+                Ok(r) => r,
+                Err(e) => return self.tolerated("scrub", &e),
+            };
+            if !r.progress.unrecoverable.is_empty() {
+                return Err(format!(
+                    "scrub within the damage budget found unrecoverable stripes: {:?}",
+                    r.progress.unrecoverable
+                ));
+            }
+            if let Some(slot) = self.slot_of(name)? {
+                if r.bad_chunks_per_slot.get(slot).copied().unwrap_or(0) > 0 {
+                    if let Some(d) = self.damage.get_mut(name) {
+                        d.detected = true;
+                    }
+                }
+            }
+            disk.faulty.clear_error_ranges();
+            self.collect_evidence();
+            let st = self.engine()?.status();
+            let still_online = self
+                .slot_of(name)?
+                .is_some_and(|s| st.devices[s].state == "ONLINE");
+            if still_online {
+                return self.healed(name);
+            }
+        }
+        // The device must come back or be replaced.
+        if lost && self.rng.random() {
+            self.note(format!("{name} given back"));
+            disk.faulty.set_failed(false);
+            disk.faulty.set_fail_flush(false);
+            self.report.count("device given back").injected += 1;
+            self.close()?;
+            self.open(None)?;
+            let slot = self.slot_of(name)?;
+            let st = self.engine()?.status();
+            match slot.map(|s| st.devices[s].state) {
+                Some("ONLINE") => {
+                    self.report.count("device given back").repaired += 1;
+                    return self.healed(name);
+                }
+                Some("STALE") | Some("REBUILDING") => {
+                    self.note(format!("resync of {name}"));
+                    let p = match self
+                        .engine()?
+                        .rebuild(&RebuildOptions::default(), &mut |_| {})
+                    {
+                        Ok(p) => p,
+                        Err(e) => return self.tolerated("resync", &e),
+                    };
+                    if !p.unrecoverable.is_empty() {
+                        return Err(format!("resync lost stripes: {:?}", p.unrecoverable));
+                    }
+                    let c = self.report.count("device given back");
+                    c.detected += 1;
+                    c.repaired += 1;
+                    return self.healed(name);
+                }
+                _ => {} // failed for good: replace it
+            }
+        }
+        self.replace(name)
+    }
+
+    fn replace(&mut self, name: &str) -> StepResult {
+        let fresh = self.rig.new_disk();
+        self.note(format!("replace {name} by {}", fresh.name));
+        self.report.count("device replaced").injected += 1;
+        // The slot: where the old disk sits, or a lost slot no disk is present in.
+        self.close()?;
+        self.open(Some(&fresh))?;
+        let e = self.engine()?;
+        let st = e.status();
+        let slot = match st
+            .devices
+            .iter()
+            .position(|d| d.path.as_deref() == Some(name))
+        {
+            Some(s) => s,
+            None => *self
+                .last_slot
+                .get(name)
+                .ok_or_else(|| format!("{name} was never seen in a slot"))?,
+        };
+        if st.devices[slot].path.as_deref().is_some_and(|p| p != name) {
+            return Err(format!(
+                "slot {slot} of {name} is held by {:?}",
+                st.devices[slot].path
+            ));
+        }
+        let fresh_index = self.disks.len();
+        e.replace(slot, fresh_index)
+            .map_err(|e| format!("replace slot {slot}: {e}"))?;
+        // The new disk holds the slot now, with the old one's damage until it is rebuilt.
+        let fresh_name = fresh.name.clone();
+        self.disks.retain(|d| d.name != name);
+        self.disks.push(fresh);
+        let mut moved = self.damage.remove(name).unwrap_or_default();
+        moved.lost = true;
+        moved.active_until = 0;
+        self.damage.insert(fresh_name.clone(), moved);
+        let rebuilt = self
+            .engine()?
+            .rebuild(&RebuildOptions::default(), &mut |_| {});
+        let p = match rebuilt {
+            Ok(p) => p,
+            Err(e) => return self.tolerated("rebuild", &e),
+        };
+        if !p.unrecoverable.is_empty() {
+            return Err(format!("rebuild lost stripes: {:?}", p.unrecoverable));
+        }
+        self.close()?;
+        self.open(None)?;
+        let c = self.report.count("device replaced");
+        c.detected += 1;
+        c.repaired += 1;
+        self.healed(&fresh_name)
+    }
+
+    /// The damage of `name` is repaired: everything must read back, and the classes that hit
+    /// it count as repaired.
+    fn healed(&mut self, name: &str) -> StepResult {
+        self.full_check()?;
+        if let Some(d) = self.damage.remove(name) {
+            for class in d.injections {
+                let c = self.report.count(class);
+                c.repaired += 1;
+                c.detected += d.detected as u64;
+            }
+        }
+        self.note(format!("{name} repaired"));
+        Ok(())
+    }
+
+    /// The end of a run: repair everything, check, close, reopen, check again.
+    fn finish(&mut self) -> StepResult {
+        if let Some((name, _)) = self.slow.take() {
+            self.disk(&name)?.faulty.set_delay(Duration::ZERO);
+        }
+        // Every fault still active ends now.
+        let step = self.step;
+        for d in self.damage.values_mut() {
+            if d.active_until != 0 {
+                d.active_until = step;
+            }
+        }
+        self.end_expired_faults()?;
+        // Repair until nothing is damaged (a repair can leave another disk to repair).
+        for _ in 0..4 * (self.w() + 1) {
+            let Some(n) = self.damage.keys().next().cloned() else {
+                break;
+            };
+            self.repair(&n)?;
+        }
+        if !self.damage.is_empty() {
+            return Err(format!(
+                "disks still damaged after every repair: {:?}",
+                self.damage.keys().collect::<Vec<_>>()
+            ));
+        }
+        self.sync()?;
+        self.reopen()?;
+        self.engine = None;
+        Ok(())
+    }
+}
+
+fn show(k: &[u8]) -> String {
+    String::from_utf8_lossy(k).into_owned()
+}
