@@ -153,7 +153,8 @@ impl std::fmt::Display for Failure {
         }
         write!(
             f,
-            "replay: ecsim --seed {} --steps {}",
+            "replay: ecsim --seed {} --steps {} --repeat 20 (the engine's timing varies \
+             between runs: a failure may need several)",
             self.seed,
             self.step + 1
         )
