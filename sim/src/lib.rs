@@ -14,6 +14,7 @@
 //! running that seed for that many steps replays the same schedule, and `--repeat` runs it
 //! until the timing that failed comes round again (docs/fault-model.md, "The simulator").
 
+pub mod crash_states;
 pub mod model;
 pub mod rig;
 
@@ -1244,7 +1245,10 @@ impl Sim {
     /// The end of a run: repair everything, check, close, reopen, check again.
     fn finish(&mut self) -> StepResult {
         if let Some((name, _)) = self.slow.take() {
-            self.disk(&name)?.faulty.set_delay(Duration::ZERO);
+            // (It may have been replaced meanwhile.)
+            if let Ok(d) = self.disk(&name) {
+                d.faulty.set_delay(Duration::ZERO);
+            }
         }
         // Every fault still active ends now.
         let step = self.step;

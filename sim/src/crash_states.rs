@@ -1,0 +1,383 @@
+//! Crash-state enumeration: a workload runs over recording devices that keep every write
+//! (with the bytes it replaced) and every flush in one trace; then every crash state the
+//! trace allows at each cut point is rebuilt from the images, opened, and checked against
+//! what had been acknowledged before the cut (docs/fault-model.md, "Crash states").
+//!
+//! At a cut after event P, a device holds every write it completed before P; the writes
+//! after its last flush before P may be lost, reordered or torn (docs/format.md's media
+//! model). Per cut the states are: all of them kept; all of them lost; random subsets of
+//! them kept; the last of them torn at a random 4096-byte boundary (the rest kept).
+
+use crate::model::{Model, Mutation, State};
+use ectable::devices::{open_backend, BackendKind, BlockDevice, DeviceError, Geometry, MemDevice};
+use ectable::{
+    format, CleanerOptions, DetectionMode, Engine, EngineOptions, FormatOptions, HealthPolicy,
+    WriteBatch,
+};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+
+const BLOCK: usize = 4096;
+
+#[derive(Debug)]
+enum Event {
+    Write {
+        device: usize,
+        offset: u64,
+        old: Vec<u8>,
+        new: Vec<u8>,
+    },
+    Flush {
+        device: usize,
+    },
+    /// The workload saw a sync return: this many mutations are acknowledged.
+    Ack(usize),
+}
+
+type Trace = Arc<Mutex<Vec<Event>>>;
+
+fn lock(t: &Trace) -> std::sync::MutexGuard<'_, Vec<Event>> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Recording {
+    inner: Arc<MemDevice>,
+    device: usize,
+    trace: Trace,
+}
+
+impl BlockDevice for Recording {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry()
+    }
+    fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        self.inner.read_at(buf, offset_bytes)
+    }
+    fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        // One lock around the read of the old bytes, the write and the event: the trace
+        // order is the order the writes reached the medium.
+        let mut t = lock(&self.trace);
+        let old = self.inner.peek(offset_bytes, buf.len());
+        self.inner.write_at(buf, offset_bytes)?;
+        t.push(Event::Write {
+            device: self.device,
+            offset: offset_bytes,
+            old,
+            new: buf.to_vec(),
+        });
+        Ok(())
+    }
+    fn sync(&self) -> Result<(), DeviceError> {
+        let mut t = lock(&self.trace);
+        self.inner.sync()?;
+        t.push(Event::Flush {
+            device: self.device,
+        });
+        Ok(())
+    }
+}
+
+/// One crash state of a cut: its name, the unflushed writes lost, and a write torn (kept up
+/// to a byte offset).
+type Variant = (String, Vec<usize>, Option<(usize, usize)>);
+
+/// What a run checked.
+#[derive(Debug, Clone, Default)]
+pub struct CrashReport {
+    pub events: usize,
+    pub cut_points: usize,
+    pub states: u64,
+    /// States whose recovery kept some in-doubt writes / lost some (both allowed).
+    pub in_doubt_kept: u64,
+    pub in_doubt_lost: u64,
+    /// States taken while a checkpoint or the cleaner was writing.
+    pub during_checkpoint_or_cleaning: u64,
+    pub acknowledged_lost: u64,
+    pub failed_recoveries: u64,
+}
+
+/// What one enumeration does.
+#[derive(Debug, Clone)]
+pub struct CrashConfig {
+    pub seed: u64,
+    /// Workload operations recorded.
+    pub ops: usize,
+    /// Crash states opened at most (cut points are spread evenly over the trace).
+    pub max_states: u64,
+    /// Random-subset states per cut point.
+    pub subsets_per_cut: usize,
+}
+
+impl Default for CrashConfig {
+    fn default() -> Self {
+        CrashConfig {
+            seed: 1,
+            ops: 250,
+            max_states: 1_200,
+            subsets_per_cut: 2,
+        }
+    }
+}
+
+const N: usize = 6;
+const DEVICE_BYTES: u64 = 6 << 20;
+const TABLES: [&str; 2] = ["a", "b"];
+
+fn options() -> EngineOptions {
+    EngineOptions {
+        cleaner: CleanerOptions {
+            enabled: false,
+            ..Default::default()
+        },
+        health: HealthPolicy {
+            mode: DetectionMode::Passive,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn fmt() -> FormatOptions {
+    FormatOptions {
+        data_shards: 4,
+        parity_shards: 2,
+        chunk_size_bytes: 16 << 10,
+        segment_size_bytes: 256 << 10,
+        force: false,
+        spare_count: 0,
+    }
+}
+
+/// Records the workload: returns the images before it, the trace, the mutations in order,
+/// and the trace ranges during which a checkpoint or cleaning pass ran.
+#[allow(clippy::type_complexity)]
+fn record(
+    cfg: &CrashConfig,
+) -> Result<(Vec<Vec<u8>>, Vec<Event>, Vec<Mutation>, Vec<(usize, usize)>), String> {
+    let mems: Vec<Arc<MemDevice>> = (0..N)
+        .map(|i| Arc::new(MemDevice::new(&format!("rec{i}"), DEVICE_BYTES)))
+        .collect();
+    let plain: Vec<Arc<dyn BlockDevice>> = mems
+        .iter()
+        .map(|m| m.clone() as Arc<dyn BlockDevice>)
+        .collect();
+    let io = open_backend(BackendKind::Psync, plain).map_err(|e| e.to_string())?;
+    format(io.as_ref(), &fmt()).map_err(|e| format!("format: {e}"))?;
+    let base: Vec<Vec<u8>> = mems.iter().map(|m| m.snapshot()).collect();
+    let trace: Trace = Arc::new(Mutex::new(Vec::new()));
+    let devs: Vec<Arc<dyn BlockDevice>> = mems
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Arc::new(Recording {
+                inner: m.clone(),
+                device: i,
+                trace: trace.clone(),
+            }) as Arc<dyn BlockDevice>
+        })
+        .collect();
+    let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
+    let e = Engine::open(io, options()).map_err(|e| format!("open: {e}"))?;
+    let mut rng = SmallRng::seed_from_u64(cfg.seed);
+    let mut mutations = Vec::new();
+    let mut busy = Vec::new();
+    let mut n = 0u64;
+    let mut value = |rng: &mut SmallRng| -> Vec<u8> {
+        n += 1;
+        let len = if rng.random_range(0..6) == 0 {
+            rng.random_range(5_000..12_000)
+        } else {
+            rng.random_range(16..2_000)
+        };
+        let mut v = cfg.seed.to_le_bytes().to_vec();
+        v.extend_from_slice(&n.to_le_bytes());
+        v.resize(len, (n % 251) as u8);
+        v
+    };
+    for _ in 0..cfg.ops {
+        let t = TABLES[rng.random_range(0..TABLES.len())];
+        let k = format!("k{:02}", rng.random_range(0..40)).into_bytes();
+        match rng.random_range(0..100) {
+            0..=59 => {
+                let v = value(&mut rng);
+                e.put(t, &k, &v).map_err(|e| format!("put: {e}"))?;
+                mutations.push(Mutation::One(t.into(), k, Some(v)));
+            }
+            60..=69 => {
+                e.delete(t, &k).map_err(|e| format!("delete: {e}"))?;
+                mutations.push(Mutation::One(t.into(), k, None));
+            }
+            70..=77 => {
+                let mut b = WriteBatch::new();
+                let mut ops = Vec::new();
+                for _ in 0..rng.random_range(2..5) {
+                    let t = TABLES[rng.random_range(0..TABLES.len())];
+                    let k = format!("k{:02}", rng.random_range(0..40)).into_bytes();
+                    let v = value(&mut rng);
+                    b.put(t, &k, &v);
+                    ops.push((t.to_string(), k, Some(v)));
+                }
+                e.write_batch(&b).map_err(|e| format!("batch: {e}"))?;
+                mutations.push(Mutation::Batch(ops));
+            }
+            78..=93 => {
+                e.sync().map_err(|e| format!("sync: {e}"))?;
+                lock(&trace).push(Event::Ack(mutations.len()));
+            }
+            94..=96 => {
+                let from = lock(&trace).len();
+                e.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
+                busy.push((from, lock(&trace).len()));
+            }
+            _ => {
+                let from = lock(&trace).len();
+                e.clean(2).map_err(|e| format!("clean: {e}"))?;
+                busy.push((from, lock(&trace).len()));
+            }
+        }
+    }
+    e.close().map_err(|e| format!("close: {e}"))?;
+    lock(&trace).push(Event::Ack(mutations.len()));
+    drop(e);
+    let events = std::mem::take(&mut *lock(&trace));
+    Ok((base, events, mutations, busy))
+}
+
+fn open_and_read(images: &[Vec<u8>]) -> Result<State, String> {
+    let devs: Vec<Arc<dyn BlockDevice>> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let m = MemDevice::new(&format!("rec{i}"), DEVICE_BYTES);
+            m.restore(img);
+            Arc::new(m) as Arc<dyn BlockDevice>
+        })
+        .collect();
+    let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
+    let opts = EngineOptions {
+        read_only: true,
+        ..options()
+    };
+    let e = Engine::open(io, opts).map_err(|e| format!("open: {e}"))?;
+    let mut s = State::new();
+    for t in TABLES {
+        match e.scan(t, Bound::Unbounded, Bound::Unbounded, usize::MAX) {
+            Ok(rows) => {
+                for (k, v) in rows {
+                    s.insert((t.to_string(), k), v);
+                }
+            }
+            Err(ectable::Error::NoSuchTable(_)) => {}
+            Err(e) => return Err(format!("scan {t}: {e}")),
+        }
+    }
+    Ok(s)
+}
+
+/// Records a workload and checks crash states of its trace. Err names the first state that
+/// broke the oracle or failed to open.
+pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
+    let (base, events, mutations, busy) = record(cfg)?;
+    let mut report = CrashReport {
+        events: events.len(),
+        ..Default::default()
+    };
+    let per_cut = 3 + cfg.subsets_per_cut as u64;
+    let cuts = (cfg.max_states / per_cut).max(1) as usize;
+    let step = (events.len() / cuts).max(1);
+    let mut rng = SmallRng::seed_from_u64(cfg.seed ^ 0xC4A5);
+    let mut image = base.clone();
+    // Per device: (trace index of each write since its last flush).
+    let mut unflushed: Vec<Vec<usize>> = vec![Vec::new(); N];
+    let mut acked = 0usize;
+    for p in 0..events.len() {
+        match &events[p] {
+            Event::Write {
+                device,
+                offset,
+                new,
+                ..
+            } => {
+                let o = *offset as usize;
+                image[*device][o..o + new.len()].copy_from_slice(new);
+                unflushed[*device].push(p);
+            }
+            Event::Flush { device } => unflushed[*device].clear(),
+            Event::Ack(n) => acked = *n,
+        }
+        if (p + 1) % step != 0 && p + 1 != events.len() {
+            continue;
+        }
+        report.cut_points += 1;
+        let pending: Vec<usize> = unflushed.iter().flatten().copied().collect();
+        let mut variants: Vec<Variant> = vec![
+            ("all kept".into(), Vec::new(), None),
+            ("unflushed lost".into(), pending.clone(), None),
+        ];
+        for i in 0..cfg.subsets_per_cut {
+            let lost: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|_| rng.random_bool(0.5))
+                .collect();
+            variants.push((format!("subset {i}"), lost, None));
+        }
+        if let Some(&last) = pending.last() {
+            if let Event::Write { new, .. } = &events[last] {
+                let blocks = new.len() / BLOCK;
+                let keep = if blocks > 1 {
+                    rng.random_range(1..blocks)
+                } else {
+                    0
+                };
+                variants.push(("last torn".into(), Vec::new(), Some((last, keep * BLOCK))));
+            }
+        }
+        for (what, lost, torn) in variants {
+            let mut state = image.clone();
+            let mut undo: Vec<(usize, usize)> = lost.iter().map(|&i| (i, 0)).collect();
+            undo.extend(torn);
+            undo.sort_unstable();
+            for &(i, from) in undo.iter().rev() {
+                if let Event::Write {
+                    device,
+                    offset,
+                    old,
+                    ..
+                } = &events[i]
+                {
+                    let o = *offset as usize + from;
+                    state[*device][o..o + old.len() - from].copy_from_slice(&old[from..]);
+                }
+            }
+            let found = open_and_read(&state).map_err(|e| {
+                report.failed_recoveries += 1;
+                format!("cut after event {p} of {}, {what}: {e}", events.len())
+            })?;
+            let mut model = Model::default();
+            for m in &mutations[..acked] {
+                model.append(m.clone());
+            }
+            model.acknowledge();
+            for m in &mutations[acked..] {
+                model.append(m.clone());
+            }
+            let in_doubt = mutations.len() - acked;
+            let kept = model
+                .recover(&found)
+                .map_err(|why| format!("cut after event {p} of {}, {what}: {why}", events.len()))?;
+            report.states += 1;
+            report.in_doubt_kept += (kept > 0) as u64;
+            report.in_doubt_lost += (kept < in_doubt) as u64;
+            if busy.iter().any(|(a, b)| *a <= p && p < *b) {
+                report.during_checkpoint_or_cleaning += 1;
+            }
+        }
+    }
+    Ok(report)
+}
