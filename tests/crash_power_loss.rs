@@ -6,8 +6,9 @@
 //! with a random mix of `sync`s (one cycle in three is "bulk": large values and rare syncs, so
 //! that several full stripes and new segments are unflushed when the cut comes), so the cut
 //! lands at a random write or flush: inside a flush
-//! batch (some chunks of a stripe written, others not, the flush not yet done), while the first
-//! write of a session persists its new superblock epoch, or while idle. Then the power loss
+//! batch (some chunks of a stripe written, others not, the flush not yet done), while a
+//! session starts (new superblock epoch, repairs of the replayed log: at the open when it
+//! has repairs to make, else at the first write), or while idle. Then the power loss
 //! itself: the engine is dropped (its flusher is joined, so nothing is still in flight, and
 //! nothing it tries after the cut reaches the medium), and the writes no completed flush
 //! covered are undone on every device by `crash(mode)`: all of them (`DropAll`), each with
@@ -289,6 +290,8 @@ fn append(e: &Engine, unit: &Unit, ops: &Mutations) -> Result<u64, Error> {
 struct Tally {
     crash_states: usize,
     cuts_in_workload: usize,
+    /// Cuts inside the writable open (its session start).
+    cuts_at_open: usize,
     idle_crashes: usize,
     crashes_with_unflushed: usize,
     ops_refused_by_cut: u64,
@@ -310,13 +313,14 @@ struct Tally {
 impl Tally {
     fn line(&self) -> String {
         format!(
-            "{} crash states ({} cut while writing, {} idle; {} with unflushed writes; {} operations refused by cuts), \
+            "{} crash states ({} cut while writing, {} at open, {} idle; {} with unflushed writes; {} operations refused by cuts), \
              {} acked / {} in-doubt units ({} in-doubt kept), {} recoveries replayed a stripe with missing chunks, \
              {} stripes found beyond the end of the log, {} stripes scrubbed ({} bad chunks found, {} repaired by scrub --repair), \
              crash faults: {} writes dropped, {} torn; {} reopens with devices missing; {} cycles cut after the \
              cleaner freed segments ({} freed)",
             self.crash_states,
             self.cuts_in_workload,
+            self.cuts_at_open,
             self.idle_crashes,
             self.crashes_with_unflushed,
             self.ops_refused_by_cut,
@@ -432,12 +436,26 @@ fn run_seed(mode: Mode, seed: u64, device_loss: bool, flavor: Flavor, tally: &mu
         let mut units: Vec<Unit> = Vec::new();
         let mut acked = 0usize;
         let mut clean_acked = 0usize;
-        // Opening writes nothing; it cannot meet the cut.
-        let engine = Engine::open(io, flavor.options())
-            .unwrap_or_else(|err| panic!("{ctx}: open before the workload failed: {err}"));
+        // A writable open whose replayed log needs repairs starts its session (a new epoch,
+        // the repairs), so the cut can land inside the open: then there is no workload, only
+        // the crash.
+        let engine = match Engine::open(io, flavor.options()) {
+            Ok(e) => Some(e),
+            Err(err) => {
+                assert!(
+                    power.is_off(),
+                    "{ctx}: open before the workload failed with the power on: {err}"
+                );
+                tally.cuts_at_open += 1;
+                None
+            }
+        };
         for _ in 0..flavor.max_units() {
+            let Some(engine) = engine.as_ref() else {
+                break;
+            };
             let (unit, ops) = random_unit(&mut rng, &mut next_uid, seed, bulk);
-            match append(&engine, &unit, &ops) {
+            match append(engine, &unit, &ops) {
                 Ok(_) => units.push(unit),
                 Err(err) => {
                     assert!(
@@ -484,7 +502,9 @@ fn run_seed(mode: Mode, seed: u64, device_loss: bool, flavor: Flavor, tally: &mu
         // Power loss: nothing the engine does from now on reaches the media; dropping it
         // joins its flusher, so no operation is still in flight when the crash is applied.
         power.cut();
-        let freed = engine.cleaner_stats().segments_freed;
+        let freed = engine
+            .as_ref()
+            .map_or(0, |e| e.cleaner_stats().segments_freed);
         if freed > 0 {
             tally.cleaning_cycles += 1;
             tally.segments_freed += freed;

@@ -265,6 +265,14 @@ impl Engine {
         let resume = engine.recovery.checkpoint_resume_segment;
         engine.recovery.dead_segments_freed =
             crate::space::free_dead_segments(&engine.shared, resume);
+        // When the replayed log needs repairs, a writable open starts its session now rather
+        // than at the first write (docs/format.md, "Recovery" step 6): what a crash left short
+        // of chunks is made whole before anything is read from it, so records recovery shows
+        // do not vanish again when devices fail before the session writes (found by the
+        // simulator). Otherwise the open writes nothing.
+        if !opts.read_only {
+            engine.shared.start_if_recovery_left_repairs()?;
+        }
         if !opts.read_only && opts.cleaner.enabled {
             let (s, o) = (engine.shared.clone(), opts.cleaner);
             let h = std::thread::Builder::new()

@@ -10,10 +10,7 @@
 
 use crate::model::{Model, Mutation, State};
 use ectable::devices::{open_backend, BackendKind, BlockDevice, DeviceError, Geometry, MemDevice};
-use ectable::{
-    format, CleanerOptions, DetectionMode, Engine, EngineOptions, FormatOptions, HealthPolicy,
-    WriteBatch,
-};
+use ectable::{format, Engine, EngineOptions, FormatOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::ops::Bound;
@@ -101,6 +98,20 @@ pub struct CrashReport {
     pub failed_recoveries: u64,
 }
 
+impl CrashReport {
+    /// Adds another enumeration's figures to these.
+    pub fn add(&mut self, o: &CrashReport) {
+        self.events += o.events;
+        self.cut_points += o.cut_points;
+        self.states += o.states;
+        self.in_doubt_kept += o.in_doubt_kept;
+        self.in_doubt_lost += o.in_doubt_lost;
+        self.during_checkpoint_or_cleaning += o.during_checkpoint_or_cleaning;
+        self.acknowledged_lost += o.acknowledged_lost;
+        self.failed_recoveries += o.failed_recoveries;
+    }
+}
+
 /// What one enumeration does.
 #[derive(Debug, Clone)]
 pub struct CrashConfig {
@@ -127,20 +138,6 @@ impl Default for CrashConfig {
 const N: usize = 6;
 const DEVICE_BYTES: u64 = 6 << 20;
 const TABLES: [&str; 2] = ["a", "b"];
-
-fn options() -> EngineOptions {
-    EngineOptions {
-        cleaner: CleanerOptions {
-            enabled: false,
-            ..Default::default()
-        },
-        health: HealthPolicy {
-            mode: DetectionMode::Passive,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
 
 fn fmt() -> FormatOptions {
     FormatOptions {
@@ -182,7 +179,7 @@ fn record(
         })
         .collect();
     let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
-    let e = Engine::open(io, options()).map_err(|e| format!("open: {e}"))?;
+    let e = Engine::open(io, crate::engine_options()).map_err(|e| format!("open: {e}"))?;
     let mut rng = SmallRng::seed_from_u64(cfg.seed);
     let mut mutations = Vec::new();
     let mut busy = Vec::new();
@@ -261,7 +258,7 @@ fn open_and_read(images: &[Vec<u8>]) -> Result<State, String> {
     let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
     let opts = EngineOptions {
         read_only: true,
-        ..options()
+        ..crate::engine_options()
     };
     let e = Engine::open(io, opts).map_err(|e| format!("open: {e}"))?;
     let mut s = State::new();

@@ -247,7 +247,8 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-fn engine_options() -> EngineOptions {
+/// The engine's options in the simulator and the crash-state runs.
+pub(crate) fn engine_options() -> EngineOptions {
     EngineOptions {
         // The schedule decides when space is reclaimed and when checkpoints are written, and
         // the prober's timing would not follow the seed.

@@ -164,14 +164,7 @@ fn crash_states(
             ..Default::default()
         };
         match enumerate(&cfg) {
-            Ok(r) => {
-                total.events += r.events;
-                total.cut_points += r.cut_points;
-                total.states += r.states;
-                total.in_doubt_kept += r.in_doubt_kept;
-                total.in_doubt_lost += r.in_doubt_lost;
-                total.during_checkpoint_or_cleaning += r.during_checkpoint_or_cleaning;
-            }
+            Ok(r) => total.add(&r),
             Err(why) => {
                 eprintln!("ecsim: crash state FAILED, seed {seed} ({ops} operations): {why}");
                 return ExitCode::from(1);

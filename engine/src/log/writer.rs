@@ -397,6 +397,23 @@ impl Shared {
         last
     }
 
+    /// Starts this session's writing at the end of a writable open when recovery left the
+    /// log something to repair (chunks or segment headers a crash or a device left missing):
+    /// records recovery shows must not depend on chunks that may fail before the first
+    /// write. An open with nothing to repair writes nothing (a command refused for bad input
+    /// changes nothing).
+    pub(crate) fn start_if_recovery_left_repairs(&self) -> Result<()> {
+        let mut st = self.lock_state();
+        let repairs = &st.pending_repairs;
+        if !st.writing_started
+            && !self.array.read_only
+            && (!repairs.stripes.is_empty() || !repairs.headers.is_empty())
+        {
+            self.start_writing(&mut st)?;
+        }
+        Ok(())
+    }
+
     /// Starts this session's writing if it has not started (a read-only engine never does):
     /// nothing is written in a session before its start.
     pub(crate) fn ensure_writing_started(&self) -> Result<()> {
