@@ -35,8 +35,9 @@ struct Args {
     /// failure that needs one timing shows in some runs of its seed, not all).
     #[arg(long, default_value_t = 1)]
     repeat: u64,
-    /// Instead of the simulation: record a workload of this many operations over recording
-    /// devices and open every crash state its trace allows at evenly spread cut points
+    /// Instead of the simulation: record a workload of this many operations over six
+    /// recording devices (RS(4,2); --k and --m do not apply) and open every crash state
+    /// its trace allows at evenly spread cut points
     /// (up to --states), checking each against what was acknowledged before the cut.
     #[arg(long)]
     crash_states: Option<usize>,
