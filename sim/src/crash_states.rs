@@ -245,15 +245,10 @@ fn record(
     Ok((base, events, mutations, busy))
 }
 
-fn open_and_read(images: &[Vec<u8>]) -> Result<State, String> {
-    let devs: Vec<Arc<dyn BlockDevice>> = images
-        .iter()
-        .enumerate()
-        .map(|(i, img)| {
-            let m = MemDevice::new(&format!("rec{i}"), DEVICE_BYTES);
-            m.restore(img);
-            Arc::new(m) as Arc<dyn BlockDevice>
-        })
+fn open_and_read(devices: Vec<MemDevice>) -> Result<State, String> {
+    let devs: Vec<Arc<dyn BlockDevice>> = devices
+        .into_iter()
+        .map(|m| Arc::new(m) as Arc<dyn BlockDevice>)
         .collect();
     let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
     let opts = EngineOptions {
@@ -336,7 +331,16 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
             }
         }
         for (what, lost, torn) in variants {
-            let mut state = image.clone();
+            // One copy of the images per state: the reverts go straight onto the devices.
+            let state: Vec<MemDevice> = image
+                .iter()
+                .enumerate()
+                .map(|(i, img)| {
+                    let m = MemDevice::new(&format!("rec{i}"), DEVICE_BYTES);
+                    m.restore(img);
+                    m
+                })
+                .collect();
             let mut undo: Vec<(usize, usize)> = lost.iter().map(|&i| (i, 0)).collect();
             undo.extend(torn);
             undo.sort_unstable();
@@ -348,11 +352,10 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
                     ..
                 } = &events[i]
                 {
-                    let o = *offset as usize + from;
-                    state[*device][o..o + old.len() - from].copy_from_slice(&old[from..]);
+                    state[*device].poke(*offset + from as u64, &old[from..]);
                 }
             }
-            let found = open_and_read(&state).map_err(|e| {
+            let found = open_and_read(state).map_err(|e| {
                 report.failed_recoveries += 1;
                 format!("cut after event {p} of {}, {what}: {e}", events.len())
             })?;

@@ -575,12 +575,7 @@ impl Sim {
         let found = self.read_state()?;
         self.report.full_checks += 1;
         if &found != self.model.current() {
-            let mut m = Model::default();
-            for ((t, k), v) in self.model.current() {
-                m.append(Mutation::One(t.clone(), k.clone(), Some(v.clone())));
-            }
-            m.acknowledge();
-            let why = m.recover(&found).err().unwrap_or_default();
+            let why = model::describe_difference(self.model.current(), &found, 0);
             return Err(format!(
                 "a running session reads other than its history: {why}"
             ));

@@ -104,7 +104,7 @@ impl Model {
 }
 
 /// What differs between the acknowledged state and what was found, for a failure report.
-fn describe_difference(acked: &State, found: &State, in_doubt: usize) -> String {
+pub fn describe_difference(acked: &State, found: &State, in_doubt: usize) -> String {
     let mut lines = Vec::new();
     for ((t, k), v) in acked {
         match found.get(&(t.clone(), k.clone())) {

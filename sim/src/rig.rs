@@ -58,18 +58,9 @@ struct Switched {
     power: Arc<Power>,
 }
 
+/// EIO, as a device whose power is off answers (5 is EIO on Linux).
 fn power_off(name: &str, op: &'static str, offset_bytes: u64) -> DeviceError {
-    DeviceError::Io {
-        device: name.to_string(),
-        op,
-        offset_bytes,
-        source: std::io::Error::from_raw_os_error(libc_eio()),
-    }
-}
-
-/// EIO without a libc dependency.
-fn libc_eio() -> i32 {
-    5
+    DeviceError::io(name, op, offset_bytes, std::io::Error::from_raw_os_error(5))
 }
 
 impl BlockDevice for Switched {
