@@ -216,3 +216,60 @@ fn wait_durable_waits_for_its_lsn_and_refuses_one_never_appended() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// The key/value calls refuse writes to system tables ('$' names: typed tables' schemas,
+/// the backup horizon) and change nothing: a raw write there would leave typed tables
+/// unopenable (found by the `api` fuzz target). Typed tables, whose schemas the engine writes
+/// itself, still work, and the system tables can be read.
+#[test]
+fn key_value_calls_refuse_system_tables_and_change_nothing() {
+    use ectable::table::{Schema, Tables, SCHEMA_TABLE};
+    use ectable::{WriteBatch, BACKUP_TABLE};
+    use std::sync::Arc;
+    let (_mems, faulty) = mem_devices(6, 8 << 20, 1);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Arc::new(open_engine_on(io.clone()));
+    let tables = Tables::open(e.clone()).unwrap();
+    tables
+        .create_table("users", &Schema::parse("id:int64").unwrap())
+        .unwrap();
+    let before = e
+        .scan(SCHEMA_TABLE, Bound::Unbounded, Bound::Unbounded, 100)
+        .unwrap();
+    assert_eq!(before.len(), 1, "the schema record of 'users'");
+    let lsn_before = e.sync().unwrap();
+    for t in [SCHEMA_TABLE, BACKUP_TABLE, "$other"] {
+        let reserved =
+            |r: Result<u64, Error>| matches!(r, Err(Error::ReservedTableName(n)) if n == t);
+        assert!(reserved(e.put(t, b"users", b"garbage")), "put {t}");
+        assert!(
+            reserved(e.put_sync(t, b"users", b"garbage")),
+            "put_sync {t}"
+        );
+        assert!(reserved(e.delete(t, b"users")), "delete {t}");
+        let mut b = WriteBatch::new();
+        b.put("t", b"a", b"1").delete(t, b"users");
+        assert!(reserved(e.write_batch(&b)), "batch with {t}");
+    }
+    assert!(
+        matches!(e.get("t", b"a"), Err(Error::NoSuchTable(_))),
+        "the refused batch wrote nothing"
+    );
+    assert_eq!(e.sync().unwrap(), lsn_before, "nothing was appended");
+    drop(tables);
+    e.close().unwrap();
+    drop(e);
+    let e = Arc::new(open_engine_on(io));
+    assert_eq!(
+        e.scan(SCHEMA_TABLE, Bound::Unbounded, Bound::Unbounded, 100)
+            .unwrap(),
+        before
+    );
+    assert!(matches!(
+        e.get(BACKUP_TABLE, b"users"),
+        Err(Error::NoSuchTable(_))
+    ));
+    let tables = Tables::open(e).unwrap();
+    assert!(tables.schema("users").is_some());
+}

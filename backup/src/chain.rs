@@ -265,10 +265,18 @@ impl Batcher<'_> {
         self.engine
             .write_batch(&self.batch)
             .map_err(|e| Error::engine(format!("restoring {}", what()), e))?;
-        self.batch = WriteBatch::new();
+        self.batch = system_batch();
         self.bytes = 0;
         Ok(())
     }
+}
+
+/// A batch of restored rows: a backup holds the system tables' rows too (typed tables'
+/// schemas), and a restore writes them back.
+fn system_batch() -> WriteBatch {
+    let mut b = WriteBatch::new();
+    b.allow_system_tables();
+    b
 }
 
 /// Restores a verified chain into `engine` (a freshly formatted array), up to `until_lsn`
@@ -308,7 +316,7 @@ pub fn restore_chain(
     let mut b = Batcher {
         engine,
         limit,
-        batch: WriteBatch::new(),
+        batch: system_batch(),
         bytes: 0,
     };
     let mut done = 0u64;

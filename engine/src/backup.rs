@@ -65,7 +65,7 @@ impl Engine {
         if current != u64::MAX && lsn <= current {
             return Ok(());
         }
-        self.put_sync(BACKUP_TABLE, HORIZON_KEY, &lsn.to_le_bytes())?;
+        self.put_sync_any(BACKUP_TABLE, HORIZON_KEY, &lsn.to_le_bytes())?;
         self.shared.backup_horizon.store(lsn, Ordering::SeqCst);
         Ok(())
     }
@@ -74,7 +74,7 @@ impl Engine {
     pub fn clear_backup_horizon(&self) -> Result<()> {
         self.shared.check_alive()?;
         let _m = self.maintenance();
-        self.delete(BACKUP_TABLE, HORIZON_KEY)?;
+        self.delete_any(BACKUP_TABLE, HORIZON_KEY)?;
         self.sync()?;
         self.shared.backup_horizon.store(u64::MAX, Ordering::SeqCst);
         Ok(())
@@ -315,14 +315,14 @@ impl Engine {
     /// `EngineOptions::allow_incomplete_restore`). `note` says what is being restored.
     pub fn begin_restore(&self, note: &str) -> Result<()> {
         self.shared.check_alive()?;
-        self.put_sync(BACKUP_TABLE, RESTORE_KEY, note.as_bytes())?;
+        self.put_sync_any(BACKUP_TABLE, RESTORE_KEY, note.as_bytes())?;
         Ok(())
     }
 
     /// Clears the restore marker (durably).
     pub fn finish_restore(&self) -> Result<()> {
         self.shared.check_alive()?;
-        self.delete(BACKUP_TABLE, RESTORE_KEY)?;
+        self.delete_any(BACKUP_TABLE, RESTORE_KEY)?;
         self.sync()?;
         Ok(())
     }

@@ -63,6 +63,8 @@ impl Default for EngineOptions {
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
     ops: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+    /// Whether it may write system tables (see [`WriteBatch::allow_system_tables`]).
+    system: bool,
 }
 
 impl WriteBatch {
@@ -72,6 +74,14 @@ impl WriteBatch {
     pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> &mut Self {
         self.ops
             .push((table.to_string(), key.to_vec(), Some(value.to_vec())));
+        self
+    }
+    /// Lets the batch write system tables (names starting with `$`: typed tables' schemas,
+    /// the backup horizon). Only a restore needs this: it writes back the system tables'
+    /// rows a backup holds. Without it, [`Engine::write_batch`] refuses such a batch with
+    /// [`Error::ReservedTableName`].
+    pub fn allow_system_tables(&mut self) -> &mut Self {
+        self.system = true;
         self
     }
     pub fn delete(&mut self, table: &str, key: &[u8]) -> &mut Self {
@@ -316,27 +326,56 @@ impl Engine {
     }
 
     /// Appends a put; durable after the next [`Engine::sync`].
+    ///
+    /// Tables whose names start with `$` are the engine's own (typed tables' schemas, the
+    /// backup horizon): writes to them through this call, [`Engine::delete`],
+    /// [`Engine::put_sync`] and [`Engine::write_batch`] are refused with
+    /// [`Error::ReservedTableName`] and change nothing. They can be read.
     pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
+        refuse_system_table(table)?;
+        self.put_any(table, key, value)
+    }
+
+    /// [`Engine::put`] to any table, system tables included (the engine's own layers).
+    pub(crate) fn put_any(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
         self.shared.check_alive()?;
         self.shared.append(&[Mutation::Put { table, key, value }])
     }
 
     /// Appends a delete; durable after the next [`Engine::sync`].
     pub fn delete(&self, table: &str, key: &[u8]) -> Result<u64> {
+        refuse_system_table(table)?;
+        self.delete_any(table, key)
+    }
+
+    /// [`Engine::delete`] in any table, system tables included.
+    pub(crate) fn delete_any(&self, table: &str, key: &[u8]) -> Result<u64> {
         self.shared.check_alive()?;
         self.shared.append(&[Mutation::Delete { table, key }])
     }
 
     /// Put and wait until it is durable.
     pub fn put_sync(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
-        self.shared.check_alive()?;
-        let lsn = self.put(table, key, value)?;
+        refuse_system_table(table)?;
+        self.put_sync_any(table, key, value)
+    }
+
+    /// [`Engine::put_sync`] to any table, system tables included.
+    pub(crate) fn put_sync_any(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
+        let lsn = self.put_any(table, key, value)?;
         self.shared.wait_durable(lsn)?;
         Ok(lsn)
     }
 
     /// Appends a batch atomically (all or nothing after a crash); durable after `sync`.
+    /// A batch that writes a system table is refused unless it was built with
+    /// [`WriteBatch::allow_system_tables`].
     pub fn write_batch(&self, batch: &WriteBatch) -> Result<u64> {
+        if !batch.system {
+            for (t, _, _) in &batch.ops {
+                refuse_system_table(t)?;
+            }
+        }
         self.shared.check_alive()?;
         let muts: Vec<Mutation<'_>> = batch
             .ops
@@ -585,4 +624,13 @@ impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+/// Refuses a write to a system table (a name starting with `$`) through the public
+/// key/value calls.
+fn refuse_system_table(table: &str) -> Result<()> {
+    if table.starts_with('$') {
+        return Err(Error::ReservedTableName(table.to_string()));
+    }
+    Ok(())
 }

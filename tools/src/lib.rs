@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod cli;
 pub mod cmd;
 pub mod models;
 pub mod term;

@@ -139,6 +139,15 @@ impl Header {
         b
     }
 
+    /// Recomputes the crc of the header at the start of `b` (at least a header long) and
+    /// returns the backup id it names.
+    #[cfg(feature = "internals")]
+    pub(super) fn reseal(b: &mut [u8]) -> [u8; 16] {
+        let crc = crc32c::crc32c(&b[..hdr::CRC]);
+        put_u32(b, hdr::CRC, crc);
+        get_id(b, hdr::BACKUP_ID)
+    }
+
     /// Decodes and checks a header; errors carry the offset of the offending field.
     pub fn decode(b: &[u8; HEADER_SIZE_BYTES]) -> std::result::Result<Header, (usize, String)> {
         if b[hdr::MAGIC..hdr::MAGIC + 8] != HEADER_MAGIC {

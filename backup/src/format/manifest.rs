@@ -101,6 +101,14 @@ impl Manifest {
         b
     }
 
+    /// Sets the blocks crc of the trailer `b` (a trailer long) and recomputes its own crc.
+    #[cfg(feature = "internals")]
+    pub(super) fn reseal(b: &mut [u8], blocks_crc: u32) {
+        put_u32(b, trl::BLOCKS_CRC, blocks_crc);
+        let crc = crc32c::crc32c(&b[..trl::CRC]);
+        put_u32(b, trl::CRC, crc);
+    }
+
     /// Decodes a trailer and checks its own checksum; errors carry the field's offset.
     pub fn decode(b: &[u8; TRAILER_SIZE_BYTES]) -> std::result::Result<Manifest, (usize, String)> {
         if b[trl::MAGIC..trl::MAGIC + 8] != TRAILER_MAGIC {

@@ -60,6 +60,39 @@ pub const OP_DELETE: u8 = 2;
 const _: () = assert!(HEADER_SIZE_BYTES == 256 && TRAILER_SIZE_BYTES == 256);
 const _: () = assert!(BLOCK_TARGET_BYTES < MAX_BLOCK_PAYLOAD_LIMIT_BYTES as usize);
 
+/// Recomputes every checksum of a backup file image in place, so that changed bytes behind
+/// the checksums reach the reader's other checks (the fuzz targets use it): the header's
+/// crc; then, from the end of the header while a block magic follows, each block's crc
+/// (its payload size clamped to the image); then, when the last bytes hold a trailer magic,
+/// the trailer's chained blocks crc and its own crc.
+#[cfg(feature = "internals")]
+pub fn reseal(b: &mut [u8]) {
+    if b.len() < HEADER_SIZE_BYTES {
+        return;
+    }
+    let backup_id = Header::reseal(b);
+    let trailer_at = b
+        .len()
+        .saturating_sub(TRAILER_SIZE_BYTES)
+        .max(HEADER_SIZE_BYTES);
+    let mut at = HEADER_SIZE_BYTES;
+    let mut blocks_crc = 0u32;
+    while at + BLOCK_HEADER_SIZE_BYTES <= trailer_at && b[at..at + 4] == BLOCK_MAGIC {
+        let declared = get_u32(b, at + block::blk::PAYLOAD_SIZE) as usize;
+        let payload = declared.min(trailer_at - at - BLOCK_HEADER_SIZE_BYTES);
+        let start = at + BLOCK_HEADER_SIZE_BYTES;
+        let crc = block::block_crc(&backup_id, &b[at..start], &b[start..start + payload]);
+        put_u32(b, at + block::blk::CRC, crc);
+        blocks_crc = crc32c::crc32c_append(blocks_crc, &crc.to_le_bytes());
+        at = start + payload;
+    }
+    if b.len() >= HEADER_SIZE_BYTES + TRAILER_SIZE_BYTES
+        && b[trailer_at..trailer_at + 8] == TRAILER_MAGIC
+    {
+        Manifest::reseal(&mut b[trailer_at..], blocks_crc);
+    }
+}
+
 fn put_u16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_le_bytes());
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 /// out records until the trailer, which it checks against everything read.
 pub struct Reader {
     path: PathBuf,
-    input: BufReader<std::fs::File>,
+    input: Box<dyn Read + Send>,
     file_size: u64,
     pos: u64,
     header: Header,
@@ -38,9 +38,25 @@ impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, 0, e))?;
         let file_size = file.metadata().map_err(|e| Error::io(path, 0, e))?.len();
+        Reader::start(
+            path,
+            Box::new(BufReader::with_capacity(1 << 20, file)),
+            file_size,
+        )
+    }
+
+    /// Reads a backup file image held in memory (`name` is what errors call it): the same
+    /// checks as [`Reader::open`], for the fuzz targets and for tools that got the bytes
+    /// elsewhere.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<Reader> {
+        let file_size = bytes.len() as u64;
+        Reader::start(name, Box::new(std::io::Cursor::new(bytes)), file_size)
+    }
+
+    fn start(path: &Path, input: Box<dyn Read + Send>, file_size: u64) -> Result<Reader> {
         let mut r = Reader {
             path: path.to_path_buf(),
-            input: BufReader::with_capacity(1 << 20, file),
+            input,
             file_size,
             pos: 0,
             header: Header {
@@ -485,7 +501,8 @@ pub fn read_header_and_trailer(path: &Path) -> Result<(Header, Manifest)> {
         ));
     }
     let start = size - TRAILER_SIZE_BYTES as u64;
-    let mut file = r.input.into_inner();
+    // The reader buffered the file's start; its end is read through a second handle.
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, 0, e))?;
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(start))
         .map_err(|e| Error::io(path, start, e))?;

@@ -23,8 +23,8 @@
 use super::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 
-const MAGIC_V1: &[u8; 8] = b"ECTCKPT1";
-const MAGIC_V2: &[u8; 8] = b"ECTCKPT2";
+pub const MAGIC_V1: &[u8; 8] = b"ECTCKPT1";
+pub const MAGIC_V2: &[u8; 8] = b"ECTCKPT2";
 const OFF_TABLE_COUNT: usize = 48;
 const HEADER_BYTES_V2: usize = 56;
 /// A record's header bytes (docs/format.md, "Log record"): its length is this plus the
@@ -48,7 +48,7 @@ pub struct ResumePoint {
 
 /// Serializes the index in the compact encoding ("ECTCKPT2"). Returns None if some entry
 /// is not on disk yet.
-pub(crate) fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
+pub fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
     let mut out = encode_header(MAGIC_V2, HEADER_BYTES_V2, lsn, resume);
     let mut count = 0u64;
     let mut tables: Vec<&String> = index.tables.keys().collect();
@@ -131,6 +131,11 @@ fn get_varint(b: &[u8], pos: &mut usize, end: usize) -> std::result::Result<u64,
         }
         v |= ((byte & 0x7f) as u64) << (7 * i);
         if byte < 0x80 {
+            // The shortest form only: an encoding is canonical, so that one index has one
+            // checkpoint (a trailing zero byte was found by the `checkpoint` fuzz target).
+            if byte == 0 && i > 0 {
+                return Err(DecodeError::Field("varint"));
+            }
             return Ok(v);
         }
     }
@@ -152,8 +157,8 @@ fn get_varint_u32(
 }
 
 /// Serializes the index in the first encoding ("ECTCKPT1"), which decode still reads.
-#[cfg(test)]
-pub(crate) fn encode_v1(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
+#[cfg(any(test, feature = "internals"))]
+pub fn encode_v1(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
     let mut out = encode_header(MAGIC_V1, HEADER_BYTES, lsn, resume);
     let mut count = 0u64;
     let mut tables: Vec<&String> = index.tables.keys().collect();
@@ -190,7 +195,7 @@ pub(crate) fn encode_v1(index: &Index, lsn: u64, resume: ResumePoint) -> Option<
 }
 
 /// Decodes and verifies a checkpoint of either encoding.
-pub(crate) fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
+pub fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
     if b.len() < HEADER_BYTES + 4 {
         return Err(DecodeError::Truncated);
     }
@@ -229,6 +234,36 @@ fn decode_header(b: &[u8]) -> std::result::Result<(u64, ResumePoint), DecodeErro
         ordinal: get_u32(b, OFF_RESUME_ORDINAL),
     };
     Ok((lsn, resume))
+}
+
+/// The longest record a stripe can hold: a stripe's data is at most `MAX_DEVICES` chunks of
+/// the largest chunk size.
+const MAX_RECORD_BYTES: u64 = super::layout::MAX_CHUNK_SIZE_BYTES as u64 * MAX_DEVICES as u64;
+
+/// Checks what an entry's fields must satisfy whatever the encoding: names within the
+/// limits of a log record, a record long enough to hold its value, inside a stripe. (A
+/// checkpoint whose crc matched can still hold such an entry if it was written by a broken
+/// build; it must give an error, not an index entry the read path cannot use.)
+fn check_entry(
+    table: &str,
+    key: &[u8],
+    value_len: u32,
+    loc: &RecordLoc,
+) -> Result<(), DecodeError> {
+    if table.is_empty()
+        || table.len() > log_record::MAX_TABLE_NAME_BYTES
+        || key.is_empty()
+        || key.len() > log_record::MAX_KEY_BYTES
+    {
+        return Err(DecodeError::Field("checkpoint entry name"));
+    }
+    let len = u64::from(loc.record_len);
+    if u64::from(value_len) + RECORD_HEADER_BYTES as u64 > len
+        || u64::from(loc.record_offset) + len > MAX_RECORD_BYTES
+    {
+        return Err(DecodeError::Field("checkpoint entry length"));
+    }
+    Ok(())
 }
 
 fn decode_v2(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
@@ -273,6 +308,10 @@ fn decode_v2(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeE
             if shared > key.len() || suffix > end - pos || (i == 0 && shared != 0) {
                 return Err(DecodeError::Field("key"));
             }
+            // The shared prefix is the longest one (canonical, as the encoder writes it).
+            if suffix > 0 && shared < key.len() && b[pos] == key[shared] {
+                return Err(DecodeError::Field("key prefix"));
+            }
             let mut next = Vec::with_capacity(shared + suffix);
             next.extend_from_slice(&key[..shared]);
             next.extend_from_slice(&b[pos..pos + suffix]);
@@ -300,21 +339,23 @@ fn decode_v2(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeE
             if e_lsn > lsn || e_lsn == 0 {
                 return Err(DecodeError::Field("checkpoint entry"));
             }
+            let loc = RecordLoc {
+                segment_id,
+                offset_in_segment_bytes: offset,
+                height_bytes: height,
+                ordinal,
+                record_offset,
+                record_len,
+                crc,
+            };
+            check_entry(&table, &key, value_len, &loc)?;
             index.put(
                 &table,
                 &key,
                 IndexEntry {
                     lsn: e_lsn,
                     value_len,
-                    place: Place::Disk(RecordLoc {
-                        segment_id,
-                        offset_in_segment_bytes: offset,
-                        height_bytes: height,
-                        ordinal,
-                        record_offset,
-                        record_len,
-                        crc,
-                    }),
+                    place: Place::Disk(loc),
                 },
             );
         }
@@ -371,6 +412,7 @@ fn decode_v1(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeE
         if e_lsn > lsn || table.is_empty() || key.is_empty() {
             return Err(DecodeError::Field("checkpoint entry"));
         }
+        check_entry(&table, &key, value_len, &loc)?;
         index.put(
             &table,
             &key,
@@ -433,6 +475,64 @@ mod tests {
             }
         }
         out
+    }
+
+    /// An entry whose crc matched but whose lengths cannot be (a value longer than its
+    /// record, a record beyond any stripe) is an error, not an index entry: found by the
+    /// `checkpoint` fuzz target (the index's packing asserted on such a length).
+    #[test]
+    fn overlong_varints_are_refused() {
+        for (bytes, want) in [
+            (&[0x05][..], Ok(5)),
+            (&[0x85, 0x01][..], Ok(133)),
+            (&[0x00][..], Ok(0)),
+            (&[0x85, 0x00][..], Err(DecodeError::Field("varint"))),
+            (&[0x80, 0x80, 0x00][..], Err(DecodeError::Field("varint"))),
+        ] {
+            let mut pos = 0;
+            assert_eq!(
+                get_varint(bytes, &mut pos, bytes.len()),
+                want,
+                "{bytes:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entries_with_impossible_lengths_are_refused() {
+        let resume = ResumePoint {
+            segment_id: 9,
+            offset: 4096,
+            ordinal: 0,
+        };
+        for (value_len, record_offset, record_len) in [(5000, 0, 100), (10, 1 << 28, 64)] {
+            let mut index = Index::default();
+            index.put(
+                "t",
+                b"k",
+                IndexEntry {
+                    lsn: 1,
+                    value_len,
+                    place: Place::Disk(RecordLoc {
+                        segment_id: 3,
+                        offset_in_segment_bytes: 4096,
+                        height_bytes: 8192,
+                        ordinal: 0,
+                        record_offset,
+                        record_len,
+                        crc: 7,
+                    }),
+                },
+            );
+            for b in [encode(&index, 1, resume), encode_v1(&index, 1, resume)] {
+                let b = b.expect("every entry is on disk");
+                assert_eq!(
+                    decode(&b).err(),
+                    Some(DecodeError::Field("checkpoint entry length")),
+                    "value {value_len}, record at {record_offset} of {record_len} bytes"
+                );
+            }
+        }
     }
 
     #[test]

@@ -22,9 +22,9 @@ const OFF_KIND: usize = 15;
 /// Reserved, zero.
 const OFF_RESERVED: usize = 16;
 /// crc32c of [0, OFF_CRC) followed by the table name, key and value.
-const OFF_CRC: usize = 20;
+pub const OFF_CRC: usize = 20;
 /// The table name, then the key, then the value follow the header.
-const OFF_TABLE: usize = RECORD_HEADER_BYTES;
+pub const OFF_TABLE: usize = RECORD_HEADER_BYTES;
 /// Records start at, and are padded to, multiples of this.
 const RECORD_ALIGN_BYTES: usize = 8;
 

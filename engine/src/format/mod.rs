@@ -114,7 +114,7 @@ pub(crate) fn check_trailing_crc(b: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-pub(crate) fn seal_trailing_crc(b: &mut [u8]) {
+pub fn seal_trailing_crc(b: &mut [u8]) {
     let off_crc = b.len() - CRC_BYTES;
     let crc = crc32c::crc32c(&b[..off_crc]);
     put_u32(b, off_crc, crc);

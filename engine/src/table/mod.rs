@@ -91,6 +91,16 @@ pub use schema::{
 };
 pub use value::{Value, ValueType};
 
+/// The byte encodings of rows and schema records, reachable for the fuzz targets (the
+/// `internals` feature); not part of the stable API.
+#[cfg(feature = "internals")]
+pub mod codecs {
+    pub use super::row::{decode as decode_row, encode as encode_row};
+    pub use super::schema::{
+        decode_record as decode_schema_record, encode_record as encode_schema_record, TableState,
+    };
+}
+
 use crate::error::{Error, Result};
 use crate::format::log_record::encoded_len_padded;
 use crate::{Engine, WriteBatch};
@@ -233,7 +243,7 @@ impl Tables {
         let rec = schema::encode_record(schema, TableState::Live);
         self.inner
             .engine
-            .put_sync(SCHEMA_TABLE, name.as_bytes(), &rec)?;
+            .put_sync_any(SCHEMA_TABLE, name.as_bytes(), &rec)?;
         self.catalog_mut()
             .live
             .insert(name.to_string(), Arc::new(schema.clone()));
@@ -251,7 +261,7 @@ impl Tables {
                 let rec = schema::encode_record(&schema, TableState::Dropping);
                 self.inner
                     .engine
-                    .put_sync(SCHEMA_TABLE, name.as_bytes(), &rec)?;
+                    .put_sync_any(SCHEMA_TABLE, name.as_bytes(), &rec)?;
                 let mut cat = self.catalog_mut();
                 cat.live.remove(name);
                 cat.dropping.insert(name.to_string(), (*schema).clone());
@@ -287,7 +297,7 @@ impl Tables {
             engine.write_batch(&batch)?;
         }
         engine.sync()?;
-        engine.delete(SCHEMA_TABLE, name.as_bytes())?;
+        engine.delete_any(SCHEMA_TABLE, name.as_bytes())?;
         engine.sync()?;
         self.catalog_mut().dropping.remove(name);
         Ok(())

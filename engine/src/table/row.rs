@@ -36,7 +36,7 @@ pub(crate) fn encoded_len(columns: &Columns) -> usize {
 
 /// Encodes columns whose names and sizes were checked by the caller (names 1..=255 bytes,
 /// strings and binaries below 4 GiB).
-pub(crate) fn encode(columns: &Columns) -> Vec<u8> {
+pub fn encode(columns: &Columns) -> Vec<u8> {
     let mut out = Vec::with_capacity(encoded_len(columns));
     out.push(ROW_FORMAT_VERSION);
     out.extend_from_slice(&(columns.len() as u32).to_le_bytes());
@@ -62,10 +62,7 @@ pub(crate) fn encode(columns: &Columns) -> Vec<u8> {
 }
 
 /// Decodes a row; with `wanted`, keeps only those columns.
-pub(crate) fn decode(
-    bytes: &[u8],
-    wanted: Option<&[String]>,
-) -> std::result::Result<Columns, String> {
+pub fn decode(bytes: &[u8], wanted: Option<&[String]>) -> std::result::Result<Columns, String> {
     let mut r = Reader::new(bytes);
     let version = r.u8()?;
     if version != ROW_FORMAT_VERSION {

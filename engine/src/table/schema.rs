@@ -178,7 +178,7 @@ pub(crate) fn check_table_name(name: &str) -> Result<()> {
 
 /// The life of a table as its schema record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TableState {
+pub enum TableState {
     Live = 1,
     /// A drop started: the table is gone for readers and writers; its rows are being
     /// deleted, and the schema record goes last.
@@ -189,7 +189,7 @@ pub(crate) enum TableState {
 ///
 /// `{ format_version:u8 = 1 | state:u8 | key_column_count:u8 | key_column* }`,
 /// `key_column = { name_len:u8 | name | type_tag:u8 }`.
-pub(crate) fn encode_record(schema: &Schema, state: TableState) -> Vec<u8> {
+pub fn encode_record(schema: &Schema, state: TableState) -> Vec<u8> {
     let mut out = vec![
         SCHEMA_FORMAT_VERSION,
         state as u8,
@@ -205,7 +205,7 @@ pub(crate) fn encode_record(schema: &Schema, state: TableState) -> Vec<u8> {
 }
 
 /// Decodes and checks a schema record.
-pub(crate) fn decode_record(bytes: &[u8]) -> std::result::Result<(Schema, TableState), String> {
+pub fn decode_record(bytes: &[u8]) -> std::result::Result<(Schema, TableState), String> {
     let mut r = super::row::Reader::new(bytes);
     let version = r.u8()?;
     if version != SCHEMA_FORMAT_VERSION {

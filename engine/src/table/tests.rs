@@ -373,7 +373,7 @@ fn interrupted_drop_is_finished_by_the_next_open() {
     t.sync().unwrap();
     drop(t);
     // What a crash right after the drop's first step leaves: the mark, all the rows.
-    e.put_sync(
+    e.put_sync_any(
         SCHEMA_TABLE,
         b"t",
         &schema::encode_record(&s, TableState::Dropping),

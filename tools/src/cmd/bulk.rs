@@ -238,6 +238,16 @@ pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Parses one line of `import` on a key/value table: `{"key": K, "value": V}`, each a
+/// string or `{"$bin": base64}`.
+pub fn parse_kv_line(line: &str) -> std::result::Result<(Vec<u8>, Vec<u8>), String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let (Some(k), Some(val)) = (v.get("key"), v.get("value")) else {
+        return Err("expected an object with \"key\" and \"value\"".into());
+    };
+    Ok((json_bytes(k, "key")?, json_bytes(val, "value")?))
+}
+
 /// Reads JSON lines {"key": K, "value": V}; every line is checked, naming the first bad one.
 fn read_jsonl(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -247,19 +257,8 @@ fn read_jsonl(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line)
-            .map_err(|e| anyhow!("{}: line {}: invalid JSON: {e}", path.display(), i + 1))?;
-        let (Some(k), Some(val)) = (v.get("key"), v.get("value")) else {
-            bail!(
-                "{}: line {}: expected an object with \"key\" and \"value\"",
-                path.display(),
-                i + 1
-            );
-        };
-        let k =
-            json_bytes(k, "key").map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
-        let val = json_bytes(val, "value")
-            .map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+        let (k, val) =
+            parse_kv_line(&line).map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
         rows.push((k, val));
     }
     Ok(rows)

@@ -331,8 +331,8 @@ fn parse_json(text: &str, what: &str) -> Result<Json> {
     serde_json::from_str(text).map_err(|e| anyhow!("{what}: invalid JSON: {e}"))
 }
 
-/// Parses one row line.
-fn parse_row(schema: &Schema, line: &str) -> Result<(Vec<Value>, Columns), String> {
+/// Parses one row line of `import` (`{"pk": {...}, "cols": {...}}`).
+pub fn parse_row(schema: &Schema, line: &str) -> Result<(Vec<Value>, Columns), String> {
     let v: Json = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let Json::Object(o) = &v else {
         return Err("expected an object {\"pk\": {...}, \"cols\": {...}}".into());

@@ -1,0 +1,128 @@
+//! The decoders of what ectable reads from its devices (docs/format.md): superblock, segment
+//! header, chunk header, log records, index checkpoint, health block.
+
+use super::mode;
+use ectable_engine::format::checkpoint::{self, ResumePoint};
+use ectable_engine::format::log_record::{encode_parts, RecordView, OFF_CRC, OFF_TABLE};
+use ectable_engine::format::{
+    health_block, seal_trailing_crc, ChunkHeader, SegmentHeader, Superblock,
+    CHUNK_HEADER_SIZE_BYTES, SEGMENT_HEADER_SIZE_BYTES, SUPERBLOCK_SIZE_BYTES,
+};
+
+/// The input with the trailing crc of its first `size` bytes recomputed, in resealed mode.
+fn sealed(data: &[u8], size: usize) -> Vec<u8> {
+    let (reseal, body) = mode(data);
+    let mut b = body.to_vec();
+    if reseal && b.len() >= size {
+        seal_trailing_crc(&mut b[..size]);
+    }
+    b
+}
+
+pub fn superblock(data: &[u8]) {
+    let b = sealed(data, SUPERBLOCK_SIZE_BYTES);
+    if let Ok(sb) = Superblock::decode(&b) {
+        assert!(sb.validate().is_ok(), "a decoded superblock validates");
+        assert!(
+            sb.encode()[..] == b[..SUPERBLOCK_SIZE_BYTES],
+            "a superblock re-encodes to the bytes it was decoded from"
+        );
+    }
+}
+
+pub fn segment_header(data: &[u8]) {
+    let b = sealed(data, SEGMENT_HEADER_SIZE_BYTES);
+    if let Ok(h) = SegmentHeader::decode(&b) {
+        assert!(h.validate().is_ok(), "a decoded segment header validates");
+        assert!(
+            h.encode()[..] == b[..SEGMENT_HEADER_SIZE_BYTES],
+            "a segment header re-encodes to the bytes it was decoded from"
+        );
+    }
+}
+
+pub fn chunk_header(data: &[u8]) {
+    let b = sealed(data, CHUNK_HEADER_SIZE_BYTES);
+    if let Ok(h) = ChunkHeader::decode(&b) {
+        assert!(h.validate().is_ok(), "a decoded chunk header validates");
+        let mut again = vec![0u8; CHUNK_HEADER_SIZE_BYTES];
+        h.encode_into(&mut again);
+        assert!(
+            again[..] == b[..CHUNK_HEADER_SIZE_BYTES],
+            "a chunk header re-encodes to the bytes it was decoded from"
+        );
+    }
+}
+
+/// Records back to back, as a stripe's data holds them: decode one, step over it, go on
+/// until one does not decode.
+pub fn log_record(data: &[u8]) {
+    let (reseal, body) = mode(data);
+    let mut b = body.to_vec();
+    let mut at = 0;
+    while at < b.len() {
+        if reseal {
+            reseal_record(&mut b[at..]);
+        }
+        let Ok((view, crc, padded)) = RecordView::decode(&b[at..]) else {
+            break;
+        };
+        let mut again = Vec::new();
+        let (crc2, len) = encode_parts(
+            view.lsn, view.kind, view.table, view.key, view.value, &mut again,
+        );
+        assert_eq!(crc, crc2, "a record's crc is the crc its encoding gets");
+        assert!(
+            again[..len] == b[at..at + len],
+            "a log record re-encodes to the bytes it was decoded from"
+        );
+        assert!(
+            padded >= len && padded % 8 == 0 && padded - len < 8,
+            "padded length {padded} of a {len}-byte record"
+        );
+        at += padded;
+    }
+}
+
+/// Recomputes the crc of the record at the start of `b` when its declared lengths fit.
+fn reseal_record(b: &mut [u8]) {
+    if b.len() < OFF_TABLE {
+        return;
+    }
+    let value_len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
+    let key_len = u16::from_le_bytes([b[12], b[13]]) as usize;
+    let total = OFF_TABLE + b[14] as usize + key_len + value_len;
+    if total <= b.len() {
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..OFF_CRC]), &b[OFF_TABLE..total]);
+        b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+pub fn checkpoint(data: &[u8]) {
+    let (reseal, body) = mode(data);
+    let mut b = body.to_vec();
+    if reseal && b.len() >= 4 {
+        seal_trailing_crc(&mut b);
+    }
+    if let Ok((index, lsn, resume)) = checkpoint::decode(&b) {
+        // The current encoding is canonical: encoding what was decoded gives the same bytes.
+        if b.starts_with(checkpoint::MAGIC_V2) {
+            let again = checkpoint::encode(&index, lsn, resume);
+            assert!(
+                again.as_deref() == Some(&b[..]),
+                "a checkpoint re-encodes to the bytes it was decoded from"
+            );
+        }
+        let _: ResumePoint = resume;
+    }
+}
+
+/// The array id and slot the health block target's seeds name.
+pub const HEALTH_ARRAY: [u8; 16] = [7; 16];
+pub const HEALTH_SLOT: u32 = 3;
+
+pub fn health_block(data: &[u8]) {
+    let b = sealed(data, health_block::HEALTH_BLOCK_BYTES);
+    let _ = health_block::decode(&b, &HEALTH_ARRAY, HEALTH_SLOT);
+    let _ = health_block::decode(&b, &[0; 16], 0);
+}
