@@ -171,7 +171,9 @@ pub struct Superblock {
 
 impl Superblock {
     pub fn width(&self) -> usize {
-        (self.data_shards + self.parity_shards) as usize
+        // In usize: two u16 fields read from a device can overflow a u16 sum (found by the
+        // `superblock` fuzz target; a release build wrapped to a small width).
+        self.data_shards as usize + self.parity_shards as usize
     }
 
     pub fn encode(&self) -> [u8; SUPERBLOCK_SIZE_BYTES] {
@@ -368,6 +370,15 @@ impl Superblock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_width_beyond_u16_is_refused_not_wrapped() {
+        let mut sb = sample();
+        sb.data_shards = u16::MAX;
+        sb.parity_shards = 2;
+        assert_eq!(sb.width(), 65_537);
+        assert_eq!(sb.validate(), Err(DecodeError::Field("geometry")));
+    }
 
     pub(crate) fn sample() -> Superblock {
         Superblock {
