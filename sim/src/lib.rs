@@ -50,6 +50,11 @@ pub const CLASSES: [&str; 14] = [
     "devices reordered",
 ];
 
+/// The seeds CI runs (sim/tests/seeds.rs), each for [`CI_STEPS`] steps; `ecsim --fault-table`
+/// runs the same list for the table's CI columns.
+pub const CI_SEEDS: [u64; 12] = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233];
+pub const CI_STEPS: u64 = 400;
+
 /// What a run does.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use ectable_sim::crash_states::{enumerate, CrashConfig, CrashReport};
-use ectable_sim::{run, Config, Report, CLASSES};
+use ectable_sim::{run, Config, Report, CI_SEEDS, CI_STEPS, CLASSES};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,14 @@ struct Args {
     /// Crash states opened at most per seed (with --crash-states).
     #[arg(long, default_value_t = 1_200)]
     states: u64,
+    /// Print the fault table in figures (docs/fault-model.md) as markdown: the CI seeds,
+    /// then a soak of --minutes (default 5) from --seed, then crash states for
+    /// --crash-minutes; per fault class what was injected, detected and repaired.
+    #[arg(long)]
+    fault_table: bool,
+    /// Minutes of crash states with --fault-table.
+    #[arg(long, default_value_t = 2.0)]
+    crash_minutes: f64,
     /// Print every step.
     #[arg(long, short)]
     verbose: bool,
@@ -61,31 +69,55 @@ fn main() -> ExitCode {
             .map_or(1, |d| d.as_secs())
     });
     let started = Instant::now();
-    if let Some(ops) = args.crash_states {
-        return crash_states(
-            first,
-            args.seeds,
-            ops,
-            args.states,
-            deadline_of(&args),
-            started,
-        );
+    if args.fault_table {
+        return fault_table(&args, first);
     }
-    let deadline = args
-        .minutes
-        .map(|m| Duration::from_secs_f64(m.max(0.0) * 60.0));
+    if let Some(ops) = args.crash_states {
+        return match run_crash_states(first, args.seeds, ops, args.states, deadline_of(&args)) {
+            Ok((total, done)) => {
+                print_crash_report(first, done, started.elapsed(), &total);
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("{why}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let seeds = (0..).map(|i| first.wrapping_add(i));
+    match run_seeds(&args, seeds, args.steps, deadline_of(&args), args.seeds) {
+        Ok((total, n)) => {
+            print_report(first, n, started.elapsed(), &total);
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            eprintln!("{f}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs `seeds` in turn (each --repeat times) until `deadline`, or `count` seeds without
+/// one; the totals and the number of seeds run. Err is the first failure's report.
+fn run_seeds(
+    args: &Args,
+    seeds: impl Iterator<Item = u64>,
+    steps: u64,
+    deadline: Option<Duration>,
+    count: u64,
+) -> Result<(Report, u64), String> {
+    let started = Instant::now();
     let mut total = Report::default();
-    let mut seeds = 0u64;
-    loop {
-        let seed = first.wrapping_add(seeds);
+    let mut done = 0u64;
+    for seed in seeds {
         match deadline {
             Some(d) if started.elapsed() >= d => break,
-            None if seeds >= args.seeds => break,
+            None if done >= count => break,
             _ => {}
         }
         let cfg = Config {
             seed,
-            steps: args.steps,
+            steps,
             data_shards: args.k,
             parity_shards: args.m,
             verbose: args.verbose,
@@ -95,15 +127,119 @@ fn main() -> ExitCode {
             match run(&cfg) {
                 Ok(r) => total.add(&r),
                 Err(f) => {
-                    eprintln!("ecsim: FAILED (run {} of this seed)\n{f}", attempt + 1);
-                    return ExitCode::from(1);
+                    return Err(format!(
+                        "ecsim: FAILED (run {} of this seed)\n{f}",
+                        attempt + 1
+                    ))
                 }
             }
         }
-        seeds += 1;
+        done += 1;
     }
-    print_report(first, seeds, started.elapsed(), &total);
+    Ok((total, done))
+}
+
+/// `--fault-table`: the CI seeds, a soak, crash states; one markdown table.
+fn fault_table(args: &Args, first: u64) -> ExitCode {
+    let started = Instant::now();
+    let soak_for = Duration::from_secs_f64(args.minutes.unwrap_or(5.0).max(0.0) * 60.0);
+    let crash_for = Duration::from_secs_f64(args.crash_minutes.max(0.0) * 60.0);
+    let ci = run_seeds(args, CI_SEEDS.into_iter(), CI_STEPS, None, CI_SEEDS.len() as u64);
+    let soak = ci.and_then(|ci| {
+        let seeds = (0..).map(|i| first.wrapping_add(i));
+        run_seeds(args, seeds, args.steps, Some(soak_for), u64::MAX).map(|s| (ci, s))
+    });
+    let ((ci, _), (soak, soak_seeds)) = match soak {
+        Ok(r) => r,
+        Err(f) => {
+            eprintln!("{f}");
+            return ExitCode::from(1);
+        }
+    };
+    let crash_first = first.wrapping_add(1_000_000);
+    let (crash, crash_seeds) = match run_crash_states(crash_first, 0, 250, 1_200, Some(crash_for)) {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("{why}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "CI: ecsim seeds {CI_SEEDS:?}, {CI_STEPS} steps each (sim/tests/seeds.rs). Soak: {} \
+         seeds from {first}, {} steps each, {} steps in all. RS({},{}). {:.0} s in all.",
+        soak_seeds,
+        args.steps,
+        soak.steps,
+        args.k,
+        args.m,
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!(
+        "| fault class | CI injected | CI detected | CI repaired | soak injected | soak detected \
+         | soak repaired | wrong bytes returned | acknowledged writes lost |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let cell = |r: &Report, c: &str| r.classes.get(c).copied().unwrap_or_default();
+    let n = |v: u64| group(v);
+    for c in CLASSES {
+        let (a, b) = (cell(&ci, c), cell(&soak, c));
+        println!(
+            "| {c} | {} | {} | {} | {} | {} | {} | 0 | 0 |",
+            n(a.injected),
+            n(a.detected),
+            n(a.repaired),
+            n(b.injected),
+            n(b.detected),
+            n(b.repaired)
+        );
+    }
+    println!(
+        "| crash states (recorded traces) | | | | {} | | {} | 0 | 0 |",
+        n(crash.states),
+        n(crash.states - crash.failed_recoveries)
+    );
+    println!();
+    for (what, r) in [("CI", &ci), ("soak", &soak)] {
+        println!(
+            "{what}: {} writes acknowledged, {} reads and {} whole-state checks compared with \
+             the model, {} opens, {} crash states reopened.",
+            n(r.writes_acknowledged),
+            n(r.reads_checked),
+            n(r.full_checks),
+            n(r.opens),
+            n(r.crash_states)
+        );
+    }
+    println!(
+        "Crash states: {} recorded workloads (seeds from {crash_first}), {} trace events, {} cut \
+         points, {} states opened ({} while a checkpoint or the cleaner was writing), {} failed \
+         recoveries.",
+        crash_seeds,
+        n(crash.events as u64),
+        n(crash.cut_points as u64),
+        n(crash.states),
+        n(crash.during_checkpoint_or_cleaning),
+        crash.failed_recoveries
+    );
+    println!(
+        "Wrong bytes and acknowledged writes lost are 0 because a run stops at the first one \
+         and this table is printed only when every run passed."
+    );
     ExitCode::SUCCESS
+}
+
+/// 12345678 as "12,345,678".
+fn group(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 fn print_report(first: u64, seeds: u64, took: Duration, r: &Report) {
@@ -140,15 +276,16 @@ fn deadline_of(args: &Args) -> Option<Duration> {
         .map(|m| Duration::from_secs_f64(m.max(0.0) * 60.0))
 }
 
-/// `--crash-states`: one enumeration per seed, until --seeds or --minutes.
-fn crash_states(
+/// `--crash-states`: one enumeration per seed, until `seeds` or `deadline`; the totals and
+/// the number of workloads.
+fn run_crash_states(
     first: u64,
     seeds: u64,
     ops: usize,
     states: u64,
     deadline: Option<Duration>,
-    started: Instant,
-) -> ExitCode {
+) -> Result<(CrashReport, u64), String> {
+    let started = Instant::now();
     let mut total = CrashReport::default();
     let mut done = 0u64;
     loop {
@@ -167,16 +304,21 @@ fn crash_states(
         match enumerate(&cfg) {
             Ok(r) => total.add(&r),
             Err(why) => {
-                eprintln!("ecsim: crash state FAILED, seed {seed} ({ops} operations): {why}");
-                return ExitCode::from(1);
+                return Err(format!(
+                    "ecsim: crash state FAILED, seed {seed} ({ops} operations): {why}"
+                ))
             }
         }
         done += 1;
     }
+    Ok((total, done))
+}
+
+fn print_crash_report(first: u64, done: u64, took: Duration, total: &CrashReport) {
     println!(
         "ecsim: crash states of {done} recorded workloads (seeds {first}..{}) in {:.1} s",
         first.wrapping_add(done),
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     println!(
         "trace events {}, cut points {}, crash states opened {} ({} while a checkpoint or \
@@ -188,5 +330,4 @@ fn crash_states(
         total.in_doubt_kept, total.in_doubt_lost
     );
     println!("acknowledged writes lost: 0, failed recoveries: 0");
-    ExitCode::SUCCESS
 }

@@ -4,18 +4,16 @@
 //! must show that every fault class was injected and that repairs ran: a schedule that
 //! stopped drawing some class would otherwise pass silently.
 
-use ectable_sim::{run, Config, Report, CLASSES};
-
-/// Seeds run in CI (about a second each in a release build, a few in a test build).
-const SEEDS: [u64; 12] = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233];
+use ectable_sim::{run, Config, Report, CI_SEEDS, CI_STEPS, CLASSES};
 
 #[test]
 fn fixed_seeds_pass_and_every_fault_class_fires() {
     let mut total = Report::default();
-    for seed in SEEDS {
+    // About a second per seed in a release build, a few in a test build.
+    for seed in CI_SEEDS {
         let cfg = Config {
             seed,
-            steps: 400,
+            steps: CI_STEPS,
             ..Default::default()
         };
         match run(&cfg) {
