@@ -7,10 +7,16 @@
 //! after its last flush before P may be lost, reordered or torn (docs/format.md's media
 //! model). Per cut the states are: all of them kept; all of them lost; random subsets of
 //! them kept; the last of them torn at a random 4096-byte boundary (the rest kept).
+//!
+//! The workload runs over six members and a seventh, blank device: half-way one member is
+//! replaced by it and rebuilt, so that cuts fall inside the replace and the rebuild too; full
+//! and incremental backups (which write the backup horizon) run among the writes, as do
+//! checkpoints and cleaning passes. A state in which the replaced device is no longer a
+//! member opens without it, as an operator would after the engine named it replaced.
 
 use crate::model::{Model, Mutation, State};
 use ectable::devices::{open_backend, BackendKind, BlockDevice, DeviceError, Geometry, MemDevice};
-use ectable::{format, Engine, EngineOptions, FormatOptions, WriteBatch};
+use ectable::{format, Engine, EngineOptions, FormatOptions, RebuildOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::ops::Bound;
@@ -94,6 +100,9 @@ pub struct CrashReport {
     pub in_doubt_lost: u64,
     /// States taken while a checkpoint or the cleaner was writing.
     pub during_checkpoint_or_cleaning: u64,
+    /// States taken during a replace and its rebuild, and during a backup.
+    pub during_rebuild: u64,
+    pub during_backup: u64,
     pub acknowledged_lost: u64,
     pub failed_recoveries: u64,
 }
@@ -107,6 +116,8 @@ impl CrashReport {
         self.in_doubt_kept += o.in_doubt_kept;
         self.in_doubt_lost += o.in_doubt_lost;
         self.during_checkpoint_or_cleaning += o.during_checkpoint_or_cleaning;
+        self.during_rebuild += o.during_rebuild;
+        self.during_backup += o.during_backup;
         self.acknowledged_lost += o.acknowledged_lost;
         self.failed_recoveries += o.failed_recoveries;
     }
@@ -135,7 +146,17 @@ impl Default for CrashConfig {
     }
 }
 
-const N: usize = 6;
+/// Devices: six members, then a blank one that replaces a member half-way.
+const N: usize = 7;
+const MEMBERS: usize = 6;
+
+/// What the engine was doing during a range of the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    CheckpointOrCleaning,
+    Rebuild,
+    Backup,
+}
 const DEVICE_BYTES: u64 = 6 << 20;
 const TABLES: [&str; 2] = ["a", "b"];
 
@@ -151,15 +172,24 @@ fn fmt() -> FormatOptions {
 }
 
 /// Records the workload: returns the images before it, the trace, the mutations in order,
-/// and the trace ranges during which a checkpoint or cleaning pass ran.
+/// and the trace ranges during which a checkpoint, a cleaning pass, the replace and rebuild,
+/// or a backup ran.
 #[allow(clippy::type_complexity)]
 fn record(
     cfg: &CrashConfig,
-) -> Result<(Vec<Vec<u8>>, Vec<Event>, Vec<Mutation>, Vec<(usize, usize)>), String> {
+) -> Result<
+    (
+        Vec<Vec<u8>>,
+        Vec<Event>,
+        Vec<Mutation>,
+        Vec<(usize, usize, Busy)>,
+    ),
+    String,
+> {
     let mems: Vec<Arc<MemDevice>> = (0..N)
         .map(|i| Arc::new(MemDevice::new(&format!("rec{i}"), DEVICE_BYTES)))
         .collect();
-    let plain: Vec<Arc<dyn BlockDevice>> = mems
+    let plain: Vec<Arc<dyn BlockDevice>> = mems[..MEMBERS]
         .iter()
         .map(|m| m.clone() as Arc<dyn BlockDevice>)
         .collect();
@@ -183,6 +213,8 @@ fn record(
     let mut rng = SmallRng::seed_from_u64(cfg.seed);
     let mut mutations = Vec::new();
     let mut busy = Vec::new();
+    let rebuild_at = rng.random_range(cfg.ops * 3 / 10..=cfg.ops * 7 / 10);
+    let mut last_backup: Option<u64> = None;
     let mut n = 0u64;
     let mut value = |rng: &mut SmallRng| -> Vec<u8> {
         n += 1;
@@ -196,7 +228,20 @@ fn record(
         v.resize(len, (n % 251) as u8);
         v
     };
-    for _ in 0..cfg.ops {
+    for op in 0..cfg.ops {
+        if op == rebuild_at {
+            let slot = rng.random_range(0..MEMBERS);
+            let from = lock(&trace).len();
+            e.replace(slot, MEMBERS)
+                .map_err(|e| format!("replace slot {slot}: {e}"))?;
+            let p = e
+                .rebuild(&RebuildOptions::default(), &mut |_| {})
+                .map_err(|e| format!("rebuild slot {slot}: {e}"))?;
+            if !p.unrecoverable.is_empty() {
+                return Err(format!("rebuild lost stripes: {:?}", p.unrecoverable));
+            }
+            busy.push((from, lock(&trace).len(), Busy::Rebuild));
+        }
         let t = TABLES[rng.random_range(0..TABLES.len())];
         let k = format!("k{:02}", rng.random_range(0..40)).into_bytes();
         match rng.random_range(0..100) {
@@ -226,15 +271,30 @@ fn record(
                 e.sync().map_err(|e| format!("sync: {e}"))?;
                 lock(&trace).push(Event::Ack(mutations.len()));
             }
-            94..=96 => {
+            94..=95 => {
                 let from = lock(&trace).len();
                 e.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
-                busy.push((from, lock(&trace).len()));
+                busy.push((from, lock(&trace).len(), Busy::CheckpointOrCleaning));
             }
-            _ => {
+            96..=97 => {
                 let from = lock(&trace).len();
                 e.clean(2).map_err(|e| format!("clean: {e}"))?;
-                busy.push((from, lock(&trace).len()));
+                busy.push((from, lock(&trace).len(), Busy::CheckpointOrCleaning));
+            }
+            _ => {
+                // A backup registers its end as the horizon (a durable write of its own);
+                // after the first, an incremental one half of the time.
+                let from = lock(&trace).len();
+                let end = match last_backup {
+                    Some(lsn) if rng.random_bool(0.5) => e
+                        .backup_changes(lsn, true, &mut |_| Ok(()))
+                        .map_err(|e| format!("incremental backup from {lsn}: {e}"))?,
+                    _ => e
+                        .backup_full(true, &mut |_, _, _| Ok(()))
+                        .map_err(|e| format!("full backup: {e}"))?,
+                };
+                last_backup = Some(end);
+                busy.push((from, lock(&trace).len(), Busy::Backup));
             }
         }
     }
@@ -246,16 +306,28 @@ fn record(
 }
 
 fn open_and_read(devices: Vec<MemDevice>) -> Result<State, String> {
-    let devs: Vec<Arc<dyn BlockDevice>> = devices
+    let mut devs: Vec<Arc<dyn BlockDevice>> = devices
         .into_iter()
         .map(|m| Arc::new(m) as Arc<dyn BlockDevice>)
         .collect();
-    let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
     let opts = EngineOptions {
         read_only: true,
         ..crate::engine_options()
     };
-    let e = Engine::open(io, opts).map_err(|e| format!("open: {e}"))?;
+    let e = loop {
+        let io = open_backend(BackendKind::Psync, devs.clone()).map_err(|e| e.to_string())?;
+        match Engine::open(io, opts.clone()) {
+            Ok(e) => break e,
+            // The replaced member, once the array no longer names it: left out, as the
+            // operator is told to.
+            Err(ectable::Error::ReplacedDevice { device, .. })
+                if devs.iter().any(|d| d.name() == device) =>
+            {
+                devs.retain(|d| d.name() != device);
+            }
+            Err(e) => return Err(format!("open: {e}")),
+        }
+    };
     let mut s = State::new();
     for t in TABLES {
         match e.scan(t, Bound::Unbounded, Bound::Unbounded, usize::MAX) {
@@ -374,8 +446,16 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
             report.states += 1;
             report.in_doubt_kept += (kept > 0) as u64;
             report.in_doubt_lost += (kept < in_doubt) as u64;
-            if busy.iter().any(|(a, b)| *a <= p && p < *b) {
-                report.during_checkpoint_or_cleaning += 1;
+            for kind in busy
+                .iter()
+                .filter(|(a, b, _)| *a <= p && p < *b)
+                .map(|r| r.2)
+            {
+                match kind {
+                    Busy::CheckpointOrCleaning => report.during_checkpoint_or_cleaning += 1,
+                    Busy::Rebuild => report.during_rebuild += 1,
+                    Busy::Backup => report.during_backup += 1,
+                }
             }
         }
     }

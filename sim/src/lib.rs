@@ -18,7 +18,7 @@ pub mod crash_states;
 pub mod model;
 pub mod rig;
 
-use ectable::devices::CrashMode;
+use ectable::devices::{open_backend, BackendKind, BlockDevice, CrashMode, MemDevice};
 use ectable::{
     format, CleanerOptions, DetectionMode, Engine, EngineOptions, Error, FormatOptions,
     HealthPolicy, RebuildOptions, WriteBatch,
@@ -30,10 +30,11 @@ use rig::{Disk, Rig};
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The fault classes and operator actions the schedule draws from (docs/fault-model.md).
-pub const CLASSES: [&str; 14] = [
+pub const CLASSES: [&str; 15] = [
     "power loss",
     "process crash",
     "device loss",
@@ -48,6 +49,7 @@ pub const CLASSES: [&str; 14] = [
     "device replaced",
     "stale copy put back",
     "devices reordered",
+    "more than m damaged",
 ];
 
 /// The seeds CI runs (sim/tests/seeds.rs), each for [`CI_STEPS`] steps; `ecsim --fault-table`
@@ -108,6 +110,8 @@ pub struct Report {
     pub in_doubt_lost: u64,
     /// Acknowledged writes lost: a run with any fails, so a report always says 0.
     pub acknowledged_lost: u64,
+    /// Full and incremental backups compared with the acknowledged rows.
+    pub backups_checked: u64,
 }
 
 impl Report {
@@ -118,6 +122,7 @@ impl Report {
     /// Adds another run's figures to these.
     pub fn add(&mut self, o: &Report) {
         self.steps += o.steps;
+        self.backups_checked += o.backups_checked;
         for (c, n) in &o.classes {
             let mine = self.count(c);
             mine.injected += n.injected;
@@ -208,6 +213,8 @@ struct Sim {
     last_slot: BTreeMap<String, usize>,
     /// Old copies of disks (their whole media), to be put back later.
     snapshots: BTreeMap<String, Vec<u8>>,
+    /// The end LSN and rows of the last backup checked (incrementals start there).
+    last_backup: Option<(u64, State)>,
 }
 
 type StepResult = Result<(), String>;
@@ -286,6 +293,7 @@ impl Sim {
             values: 0,
             last_slot: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            last_backup: None,
         }
     }
 
@@ -402,7 +410,7 @@ impl Sim {
             self.cfg.seed ^ (self.step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         self.end_expired_faults()?;
-        let roll = self.rng.random_range(0..100u32);
+        let roll = self.rng.random_range(0..103u32);
         match roll {
             0..=29 => self.put(),
             30..=35 => self.delete(),
@@ -425,6 +433,8 @@ impl Sim {
             88 => self.fill(),
             89 => self.snapshot(),
             90 => self.stale_copy(),
+            100..=101 => self.backup(),
+            102 => self.beyond_budget(),
             _ => self.repair_something(),
         }
     }
@@ -598,6 +608,61 @@ impl Sim {
             }
             Err(e) => Err(format!("sync failed within the damage budget: {e}")),
         }
+    }
+
+    /// An operator's backup after a sync: a full one must hold exactly the acknowledged
+    /// rows; an incremental one from the last backup, applied to that backup's rows, the
+    /// same. Backups are not registered here (a horizon would pin the space the fill faults
+    /// need), so history the cleaner took since gives `HistoryGone`, which is allowed.
+    fn backup(&mut self) -> StepResult {
+        self.sync()?;
+        let from = self
+            .last_backup
+            .take()
+            .filter(|_| self.rng.random_bool(0.5));
+        let incremental = from.is_some();
+        let mut rows = from.as_ref().map(|(_, r)| r.clone()).unwrap_or_default();
+        let result = {
+            let e = self.engine()?;
+            let ours = |t: &str| TABLES.contains(&t);
+            match &from {
+                Some((lsn, _)) => e.backup_changes(*lsn, false, &mut |c| {
+                    if ours(&c.table) {
+                        let k = (c.table.clone(), c.key.clone());
+                        match &c.value {
+                            Some(v) => rows.insert(k, v.clone()),
+                            None => rows.remove(&k),
+                        };
+                    }
+                    Ok(())
+                }),
+                None => e.backup_full(false, &mut |t, k, v| {
+                    if ours(t) {
+                        rows.insert((t.to_string(), k.to_vec()), v.to_vec());
+                    }
+                    Ok(())
+                }),
+            }
+        };
+        let kind = if incremental { "incremental" } else { "full" };
+        let end = match result {
+            Ok(end) => end,
+            Err(Error::HistoryGone { .. }) => {
+                self.note(format!("{kind} backup: history gone (allowed)"));
+                return Ok(());
+            }
+            Err(e) => return self.tolerated(&format!("{kind} backup"), &e),
+        };
+        self.note(format!("{kind} backup to LSN {end}: {} rows", rows.len()));
+        if &rows != self.model.current() {
+            let why = model::describe_difference(self.model.current(), &rows, 0);
+            return Err(format!(
+                "a {kind} backup holds other than what was acknowledged: {why}"
+            ));
+        }
+        self.report.backups_checked += 1;
+        self.last_backup = Some((end, rows));
+        Ok(())
     }
 
     fn clean(&mut self) -> StepResult {
@@ -888,6 +953,84 @@ impl Sim {
             self.note(format!("bit flips: {len} bytes of garbage on {v} at {at}"));
             self.disk(&v)?.mem.poke(at, &garbage);
             self.damage(&v, "bit flips");
+        }
+        Ok(())
+    }
+
+    /// More damage than the code can mend, on a scratch copy (the run goes on with the real
+    /// disks): after a sync, garbage over the same bytes of m + 1 disks (chunks of one
+    /// stripe), then a read-only engine over copies of every disk reads every acknowledged
+    /// row. The open may refuse with a typed error; each read must give the acknowledged
+    /// value or a typed error. Other bytes, or a row gone without an error, fail the run.
+    fn beyond_budget(&mut self) -> StepResult {
+        self.sync()?;
+        let m = self.cfg.parity_shards;
+        let mut names: Vec<String> = self.disks.iter().map(|d| d.name.clone()).collect();
+        if names.len() <= m || self.model.current().is_empty() {
+            return Ok(());
+        }
+        let len = self.rng.random_range(1..4096u64);
+        let first = names[self.rng.random_range(0..names.len())].clone();
+        let at = self.data_offset(&first, 4096) + self.rng.random_range(0..4096 - len);
+        let copies: Vec<MemDevice> = self
+            .disks
+            .iter()
+            .map(|d| {
+                let c = MemDevice::new(&d.name, self.cfg.device_bytes);
+                c.restore(&d.mem.snapshot());
+                c
+            })
+            .collect();
+        let mut victims = Vec::new();
+        for _ in 0..=m {
+            let v = names.remove(self.rng.random_range(0..names.len()));
+            let garbage: Vec<u8> = (0..len).map(|_| self.rng.random()).collect();
+            if let Some(c) = copies.iter().find(|c| c.name() == v) {
+                c.poke(at, &garbage);
+            }
+            victims.push(v);
+        }
+        self.note(format!(
+            "more than m damaged (scratch copy): {len} bytes of garbage at {at} on {victims:?}"
+        ));
+        self.report.count("more than m damaged").injected += 1;
+        let devs: Vec<Arc<dyn BlockDevice>> = copies
+            .into_iter()
+            .map(|c| Arc::new(c) as Arc<dyn BlockDevice>)
+            .collect();
+        let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
+        let opts = EngineOptions {
+            read_only: true,
+            ..engine_options()
+        };
+        let e = match Engine::open(io, opts) {
+            Ok(e) => e,
+            Err(err) => {
+                self.note(format!("scratch open refused: {err}"));
+                self.report.count("more than m damaged").detected += 1;
+                return Ok(());
+            }
+        };
+        let mut typed = 0;
+        for ((t, k), want) in self.model.current() {
+            self.report.reads_checked += 1;
+            match e.get(t, k) {
+                Ok(Some(got)) if &got == want => {}
+                Ok(got) => {
+                    return Err(format!(
+                        "more than m damaged (garbage at {at} on {victims:?}): {t}/{} read {:?} \
+                         bytes, acknowledged {} bytes: a wrong answer instead of a typed error",
+                        show(k),
+                        got.map(|g| g.len()),
+                        want.len()
+                    ))
+                }
+                Err(_) => typed += 1,
+            }
+        }
+        self.note(format!("scratch reads: {typed} typed errors"));
+        if typed > 0 {
+            self.report.count("more than m damaged").detected += 1;
         }
         Ok(())
     }

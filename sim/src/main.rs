@@ -44,6 +44,9 @@ struct Args {
     /// Crash states opened at most per seed (with --crash-states).
     #[arg(long, default_value_t = 1_200)]
     states: u64,
+    /// Recorded workloads enumerated at once, each on its own thread (with --crash-states).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
     /// Print the fault table in figures (docs/fault-model.md) as markdown: the CI seeds,
     /// then a soak of --minutes (default 5) from --seed, then crash states for
     /// --crash-minutes; per fault class what was injected, detected and repaired.
@@ -73,7 +76,8 @@ fn main() -> ExitCode {
         return fault_table(&args, first);
     }
     if let Some(ops) = args.crash_states {
-        return match run_crash_states(first, args.seeds, ops, args.states, deadline_of(&args)) {
+        let deadline = deadline_of(&args);
+        return match run_crash_states(first, args.seeds, ops, args.states, deadline, args.jobs) {
             Ok((total, done)) => {
                 print_crash_report(first, done, started.elapsed(), &total);
                 ExitCode::SUCCESS
@@ -144,7 +148,13 @@ fn fault_table(args: &Args, first: u64) -> ExitCode {
     let started = Instant::now();
     let soak_for = Duration::from_secs_f64(args.minutes.unwrap_or(5.0).max(0.0) * 60.0);
     let crash_for = Duration::from_secs_f64(args.crash_minutes.max(0.0) * 60.0);
-    let ci = run_seeds(args, CI_SEEDS.into_iter(), CI_STEPS, None, CI_SEEDS.len() as u64);
+    let ci = run_seeds(
+        args,
+        CI_SEEDS.into_iter(),
+        CI_STEPS,
+        None,
+        CI_SEEDS.len() as u64,
+    );
     let soak = ci.and_then(|ci| {
         let seeds = (0..).map(|i| first.wrapping_add(i));
         run_seeds(args, seeds, args.steps, Some(soak_for), u64::MAX).map(|s| (ci, s))
@@ -157,7 +167,8 @@ fn fault_table(args: &Args, first: u64) -> ExitCode {
         }
     };
     let crash_first = first.wrapping_add(1_000_000);
-    let (crash, crash_seeds) = match run_crash_states(crash_first, 0, 250, 1_200, Some(crash_for)) {
+    let crash = run_crash_states(crash_first, 0, 250, 1_200, Some(crash_for), args.jobs);
+    let (crash, crash_seeds) = match crash {
         Ok(r) => r,
         Err(why) => {
             eprintln!("{why}");
@@ -202,24 +213,27 @@ fn fault_table(args: &Args, first: u64) -> ExitCode {
     println!();
     for (what, r) in [("CI", &ci), ("soak", &soak)] {
         println!(
-            "{what}: {} writes acknowledged, {} reads and {} whole-state checks compared with \
-             the model, {} opens, {} crash states reopened.",
+            "{what}: {} writes acknowledged, {} reads, {} whole-state checks and {} backups \
+             compared with the model, {} opens, {} crash states reopened.",
             n(r.writes_acknowledged),
             n(r.reads_checked),
             n(r.full_checks),
+            n(r.backups_checked),
             n(r.opens),
             n(r.crash_states)
         );
     }
     println!(
         "Crash states: {} recorded workloads (seeds from {crash_first}), {} trace events, {} cut \
-         points, {} states opened ({} while a checkpoint or the cleaner was writing), {} failed \
-         recoveries.",
+         points, {} states opened ({} while a checkpoint or the cleaner was writing, {} during \
+         a replace and its rebuild, {} during a backup), {} failed recoveries.",
         crash_seeds,
         n(crash.events as u64),
         n(crash.cut_points as u64),
         n(crash.states),
         n(crash.during_checkpoint_or_cleaning),
+        n(crash.during_rebuild),
+        n(crash.during_backup),
         crash.failed_recoveries
     );
     println!(
@@ -261,8 +275,9 @@ fn print_report(first: u64, seeds: u64, took: Duration, r: &Report) {
         );
     }
     println!(
-        "writes acknowledged {}, reads checked {}, full-state checks {}, opens {}",
-        r.writes_acknowledged, r.reads_checked, r.full_checks, r.opens
+        "writes acknowledged {}, reads checked {}, full-state checks {}, backups checked {}, \
+         opens {}",
+        r.writes_acknowledged, r.reads_checked, r.full_checks, r.backups_checked, r.opens
     );
     println!(
         "crash states reopened {}: in-doubt writes kept {}, lost {} (both allowed)",
@@ -276,42 +291,67 @@ fn deadline_of(args: &Args) -> Option<Duration> {
         .map(|m| Duration::from_secs_f64(m.max(0.0) * 60.0))
 }
 
-/// `--crash-states`: one enumeration per seed, until `seeds` or `deadline`; the totals and
-/// the number of workloads.
+/// `--crash-states`: one enumeration per seed, until `seeds` or `deadline`, `jobs` at once;
+/// the totals and the number of workloads. Each seed's enumeration is the same whichever
+/// thread runs it.
 fn run_crash_states(
     first: u64,
     seeds: u64,
     ops: usize,
     states: u64,
     deadline: Option<Duration>,
+    jobs: usize,
 ) -> Result<(CrashReport, u64), String> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Mutex;
     let started = Instant::now();
-    let mut total = CrashReport::default();
-    let mut done = 0u64;
-    loop {
-        match deadline {
-            Some(d) if started.elapsed() >= d => break,
-            None if done >= seeds => break,
-            _ => {}
+    let next = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let total = Mutex::new((CrashReport::default(), 0u64, None::<String>));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                if failed.load(Ordering::SeqCst) {
+                    return;
+                }
+                match deadline {
+                    Some(d) if started.elapsed() >= d => return,
+                    _ => {}
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if deadline.is_none() && i >= seeds {
+                    return;
+                }
+                let seed = first.wrapping_add(i);
+                let cfg = CrashConfig {
+                    seed,
+                    ops,
+                    max_states: states,
+                    ..Default::default()
+                };
+                let r = enumerate(&cfg);
+                let mut t = total.lock().unwrap_or_else(|p| p.into_inner());
+                match r {
+                    Ok(r) => {
+                        t.0.add(&r);
+                        t.1 += 1;
+                    }
+                    Err(why) => {
+                        failed.store(true, Ordering::SeqCst);
+                        t.2.get_or_insert(format!(
+                            "ecsim: crash state FAILED, seed {seed} ({ops} operations): {why}"
+                        ));
+                        return;
+                    }
+                }
+            });
         }
-        let seed = first.wrapping_add(done);
-        let cfg = CrashConfig {
-            seed,
-            ops,
-            max_states: states,
-            ..Default::default()
-        };
-        match enumerate(&cfg) {
-            Ok(r) => total.add(&r),
-            Err(why) => {
-                return Err(format!(
-                    "ecsim: crash state FAILED, seed {seed} ({ops} operations): {why}"
-                ))
-            }
-        }
-        done += 1;
+    });
+    let (report, done, error) = total.into_inner().unwrap_or_else(|p| p.into_inner());
+    match error {
+        Some(why) => Err(why),
+        None => Ok((report, done)),
     }
-    Ok((total, done))
 }
 
 fn print_crash_report(first: u64, done: u64, took: Duration, total: &CrashReport) {
@@ -322,8 +362,13 @@ fn print_crash_report(first: u64, done: u64, took: Duration, total: &CrashReport
     );
     println!(
         "trace events {}, cut points {}, crash states opened {} ({} while a checkpoint or \
-         the cleaner was writing)",
-        total.events, total.cut_points, total.states, total.during_checkpoint_or_cleaning
+         the cleaner was writing, {} during a replace and its rebuild, {} during a backup)",
+        total.events,
+        total.cut_points,
+        total.states,
+        total.during_checkpoint_or_cleaning,
+        total.during_rebuild,
+        total.during_backup
     );
     println!(
         "states that kept some in-doubt writes {}, that lost some {} (both allowed)",

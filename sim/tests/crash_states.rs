@@ -1,5 +1,6 @@
 //! Crash-state enumeration in CI: a recorded workload (puts, deletes, batches, syncs,
-//! checkpoints, cleaning passes, a close) and at least 1,000 crash states its trace allows,
+//! checkpoints, cleaning passes, full and incremental backups, a member replaced and
+//! rebuilt, a close) and at least 1,000 crash states its trace allows,
 //! each opened and checked against what was acknowledged before the cut
 //! (sim/src/crash_states.rs).
 
@@ -10,6 +11,7 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
     let mut states = 0;
     let mut busy = 0;
     let mut lost_some = 0;
+    let (mut rebuild, mut backup) = (0, 0);
     for seed in [11, 12] {
         let cfg = CrashConfig {
             seed,
@@ -21,6 +23,8 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
         states += r.states;
         busy += r.during_checkpoint_or_cleaning;
         lost_some += r.in_doubt_lost;
+        rebuild += r.during_rebuild;
+        backup += r.during_backup;
         assert_eq!((r.acknowledged_lost, r.failed_recoveries), (0, 0));
     }
     assert!(states >= 1_000, "only {states} crash states");
@@ -28,6 +32,11 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
         busy > 0,
         "no state was taken while a checkpoint or the cleaner wrote"
     );
+    assert!(
+        rebuild > 0,
+        "no state was taken during the replace and rebuild"
+    );
+    assert!(backup > 0, "no state was taken during a backup");
     assert!(
         lost_some > 0,
         "no crash state lost an in-doubt write: the cuts tested nothing"

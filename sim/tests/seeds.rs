@@ -39,5 +39,9 @@ fn fixed_seeds_pass_and_every_fault_class_fires() {
         assert!(n.repaired > 0, "'{c}' never repaired: {n:?}");
     }
     assert!(total.crash_states >= 50, "{total:?}");
+    assert!(
+        total.backups_checked > 0,
+        "no backup was checked: {total:?}"
+    );
     assert!(total.writes_acknowledged > 1_000, "{total:?}");
 }
