@@ -28,7 +28,7 @@
 
 // The public API is what is re-exported below, and the typed tables (`table`). The other
 // modules are private. With the `internals` feature (the tools' `dump` and ecbench, the
-// decode fuzz tests and the codec and index benchmarks), the on-disk structures (`format`),
+// fuzz targets and the codec and index benchmarks), the on-disk structures (`format`),
 // the codec and the in-memory index are reachable too; they are not part of the stable API.
 mod array;
 mod backup;

@@ -214,13 +214,15 @@ fn fault_table(args: &Args, first: u64) -> ExitCode {
     for (what, r) in [("CI", &ci), ("soak", &soak)] {
         println!(
             "{what}: {} writes acknowledged, {} reads, {} whole-state checks and {} backups \
-             compared with the model, {} opens, {} crash states reopened.",
+             compared with the model, {} opens, {} crash states reopened; {} scratch copies \
+             with more than m damaged opened without the log's last acknowledged writes.",
             n(r.writes_acknowledged),
             n(r.reads_checked),
             n(r.full_checks),
             n(r.backups_checked),
             n(r.opens),
-            n(r.crash_states)
+            n(r.crash_states),
+            n(r.tail_lost_beyond_m)
         );
     }
     println!(
@@ -282,6 +284,11 @@ fn print_report(first: u64, seeds: u64, took: Duration, r: &Report) {
     println!(
         "crash states reopened {}: in-doubt writes kept {}, lost {} (both allowed)",
         r.crash_states, r.in_doubt_kept, r.in_doubt_lost
+    );
+    println!(
+        "more than m damaged: {} scratch copies opened without the log's last acknowledged \
+         writes (the format limit in docs/fault-model.md)",
+        r.tail_lost_beyond_m
     );
     println!("acknowledged writes lost: {}", r.acknowledged_lost);
 }

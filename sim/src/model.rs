@@ -50,6 +50,10 @@ pub struct Model {
     in_doubt: Vec<Mutation>,
     /// The whole history applied (what a running session must read).
     current: State,
+    /// The acknowledged state before the last acknowledgment that added anything, and the
+    /// mutations that acknowledgment added (the last group the log holds).
+    before_last_group: State,
+    last_group: Vec<Mutation>,
 }
 
 impl Model {
@@ -60,8 +64,29 @@ impl Model {
 
     /// A sync returned Ok: everything appended so far is acknowledged.
     pub fn acknowledge(&mut self) {
+        let group = std::mem::take(&mut self.in_doubt);
+        self.remember_group(group);
         self.acked = self.current.clone();
-        self.in_doubt.clear();
+    }
+
+    fn remember_group(&mut self, group: Vec<Mutation>) {
+        if !group.is_empty() {
+            self.before_last_group = self.acked.clone();
+            self.last_group = group;
+        }
+    }
+
+    /// Whether `s` is the state before the last acknowledged group plus a prefix of that
+    /// group short of all of it: the log's last acknowledged writes gone, and nothing else.
+    pub fn is_last_group_lost(&self, s: &State) -> bool {
+        let mut candidate = self.before_last_group.clone();
+        for m in &self.last_group {
+            if &candidate == s {
+                return true;
+            }
+            apply(&mut candidate, m);
+        }
+        false
     }
 
     pub fn current(&self) -> &State {
@@ -93,6 +118,8 @@ impl Model {
         }
         match matched {
             Some(p) => {
+                let group: Vec<Mutation> = self.in_doubt.drain(..p).collect();
+                self.remember_group(group);
                 self.acked = found.clone();
                 self.current = found.clone();
                 self.in_doubt.clear();

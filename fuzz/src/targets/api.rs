@@ -14,16 +14,45 @@ use ectable_engine::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 const DEVICES: usize = 6;
 const DEVICE_BYTES: u64 = 8 << 20;
 /// Calls per input at most.
 const MAX_CALLS: usize = 48;
 
+/// Six memory devices holding a freshly formatted RS(4,2) array: formatted once per process,
+/// then copied for each input.
 fn devices() -> Vec<Arc<dyn BlockDevice>> {
-    (0..DEVICES)
-        .map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), DEVICE_BYTES)) as _)
+    static FORMATTED: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let images = FORMATTED.get_or_init(|| {
+        let mems: Vec<Arc<MemDevice>> = (0..DEVICES)
+            .map(|i| Arc::new(MemDevice::new(&format!("mem{i}"), DEVICE_BYTES)))
+            .collect();
+        let devs = mems
+            .iter()
+            .map(|m| m.clone() as Arc<dyn BlockDevice>)
+            .collect();
+        let io = open_backend(BackendKind::Psync, devs).expect("memory devices open");
+        let geometry = FormatOptions {
+            data_shards: 4,
+            parity_shards: 2,
+            chunk_size_bytes: 16 << 10,
+            segment_size_bytes: 256 << 10,
+            force: false,
+            spare_count: 0,
+        };
+        format(io.as_ref(), &geometry).expect("memory devices format");
+        mems.iter().map(|m| m.snapshot()).collect()
+    });
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let m = MemDevice::new(&format!("mem{i}"), DEVICE_BYTES);
+            m.restore(img);
+            Arc::new(m) as Arc<dyn BlockDevice>
+        })
         .collect()
 }
 
@@ -129,17 +158,6 @@ impl Model {
 
 pub fn api(data: &[u8]) {
     let devs = devices();
-    let io = open_backend(BackendKind::Psync, devs.clone()).expect("memory devices open");
-    let geometry = FormatOptions {
-        data_shards: 4,
-        parity_shards: 2,
-        chunk_size_bytes: 16 << 10,
-        segment_size_bytes: 256 << 10,
-        force: false,
-        spare_count: 0,
-    };
-    format(io.as_ref(), &geometry).expect("memory devices format");
-    drop(io);
     let (mut engine, mut tables) = open(&devs);
     let mut model = Model::default();
     let mut input = Input::new(data);
