@@ -123,3 +123,50 @@ fn rebuild_rebuilds_checkpoint_stripes_a_first_member_cannot_give() {
         r.bad_chunks_per_slot
     );
 }
+
+/// A checkpoint stripe past repair (garbage over its chunks on m + 1 devices) is reported by
+/// scrub as unrecoverable: it holds no record the index points at, and scrub used to report
+/// only stripes that do, so a checkpoint the next open could not read went unmentioned.
+#[test]
+fn scrub_reports_a_checkpoint_stripe_past_repair() {
+    let (mems, faulty) = mem_devices(6, DEV_BYTES, 0xc4e8);
+    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).expect("format");
+    let segment_bytes = fmt_opts(4, 2).segment_size_bytes as u64;
+    {
+        let e = engine(&faulty, false);
+        for i in 0..400u64 {
+            e.put("t", &i.to_be_bytes(), &value_for(i, 9, 900))
+                .expect("put");
+        }
+        e.sync().expect("sync");
+        e.checkpoint().expect("checkpoint");
+        e.close().expect("close");
+    }
+    let e = engine(&faulty, true);
+    // Garbage over the first chunk of every checkpoint segment on three devices (the
+    // engine is open already: its index is in memory).
+    let mut at = DATA_START_BYTES;
+    let mut found = 0;
+    while at + segment_bytes <= DEV_BYTES {
+        let header = mems[0].peek(at, 4096);
+        if SegmentHeader::decode(&header).is_ok_and(|h| h.kind == SegmentKind::Checkpoint) {
+            for m in &mems[..3] {
+                m.poke(at + 4096, &[0x5a; 4096]);
+            }
+            found += 1;
+        }
+        at += segment_bytes;
+    }
+    assert!(found > 0, "no checkpoint segment found");
+    let r = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .expect("scrub");
+    assert!(
+        r.progress
+            .unrecoverable
+            .iter()
+            .any(|s| s.contains("checkpoint")),
+        "the checkpoint stripe past repair is not reported: {:?}",
+        r.progress.unrecoverable
+    );
+}

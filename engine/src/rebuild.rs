@@ -781,10 +781,14 @@ impl Shared {
                         }
                     }
                     StripeOutcome::Incomplete { good, detail, .. } => {
-                        if live.contains(&(seg.id, offset)) {
+                        // A checkpoint segment is live as a whole (its stripes hold no
+                        // record the index points at).
+                        let checkpoint = seg.kind == crate::format::SegmentKind::Checkpoint;
+                        if live.contains(&(seg.id, offset)) || checkpoint {
                             r.stripes_checked += 1;
                             r.progress.unrecoverable.push(format!(
-                                "segment {} offset {offset}: only {good} good chunks ({detail})",
+                                "{} segment {} offset {offset}: only {good} good chunks ({detail})",
+                                if checkpoint { "checkpoint" } else { "log" },
                                 seg.id
                             ));
                         }
