@@ -305,10 +305,10 @@ fn record(
     Ok((base, events, mutations, busy))
 }
 
-fn open_and_read(devices: Vec<MemDevice>) -> Result<State, String> {
+fn open_and_read(devices: &[Arc<MemDevice>]) -> Result<State, String> {
     let mut devs: Vec<Arc<dyn BlockDevice>> = devices
-        .into_iter()
-        .map(|m| Arc::new(m) as Arc<dyn BlockDevice>)
+        .iter()
+        .map(|m| m.clone() as Arc<dyn BlockDevice>)
         .collect();
     let opts = EngineOptions {
         read_only: true,
@@ -355,7 +355,17 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
     let cuts = (cfg.max_states / per_cut).max(1) as usize;
     let step = (events.len() / cuts).max(1);
     let mut rng = SmallRng::seed_from_u64(cfg.seed ^ 0xC4A5);
-    let mut image = base.clone();
+    // The media as of the cut, kept up to date event by event; a state's reverts are poked
+    // onto them and undone after its check (the read-only open writes nothing).
+    let media: Vec<Arc<MemDevice>> = base
+        .iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let m = MemDevice::new(&format!("rec{i}"), DEVICE_BYTES);
+            m.restore(img);
+            Arc::new(m)
+        })
+        .collect();
     // Per device: (trace index of each write since its last flush).
     let mut unflushed: Vec<Vec<usize>> = vec![Vec::new(); N];
     let mut acked = 0usize;
@@ -367,8 +377,7 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
                 new,
                 ..
             } => {
-                let o = *offset as usize;
-                image[*device][o..o + new.len()].copy_from_slice(new);
+                media[*device].poke(*offset, new);
                 unflushed[*device].push(p);
             }
             Event::Flush { device } => unflushed[*device].clear(),
@@ -403,31 +412,32 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
             }
         }
         for (what, lost, torn) in variants {
-            // One copy of the images per state: the reverts go straight onto the devices.
-            let state: Vec<MemDevice> = image
-                .iter()
-                .enumerate()
-                .map(|(i, img)| {
-                    let m = MemDevice::new(&format!("rec{i}"), DEVICE_BYTES);
-                    m.restore(img);
-                    m
-                })
-                .collect();
             let mut undo: Vec<(usize, usize)> = lost.iter().map(|&i| (i, 0)).collect();
             undo.extend(torn);
             undo.sort_unstable();
-            for &(i, from) in undo.iter().rev() {
-                if let Event::Write {
-                    device,
-                    offset,
-                    old,
-                    ..
-                } = &events[i]
-                {
-                    state[*device].poke(*offset + from as u64, &old[from..]);
+            let poke = |revert: bool| {
+                let order: Box<dyn Iterator<Item = &(usize, usize)>> = if revert {
+                    Box::new(undo.iter().rev())
+                } else {
+                    Box::new(undo.iter())
+                };
+                for &(i, from) in order {
+                    if let Event::Write {
+                        device,
+                        offset,
+                        old,
+                        new,
+                    } = &events[i]
+                    {
+                        let bytes = if revert { old } else { new };
+                        media[*device].poke(*offset + from as u64, &bytes[from..]);
+                    }
                 }
-            }
-            let found = open_and_read(state).map_err(|e| {
+            };
+            poke(true);
+            let found = open_and_read(&media);
+            poke(false);
+            let found = found.map_err(|e| {
                 report.failed_recoveries += 1;
                 format!("cut after event {p} of {}, {what}: {e}", events.len())
             })?;
