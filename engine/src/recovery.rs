@@ -4,8 +4,9 @@
 //! - The log is the longest chain of committed stripes, visited in segment-id order, whose
 //!   LSNs follow on one from the other and whose write epochs never go down.
 //! - What lies beyond the end of that chain was never acknowledged (a writer acknowledges
-//!   only after the flush covering every earlier stripe); on a writable open those segments
-//!   are invalidated before this session's first write, so they can never be replayed later.
+//!   only after the flush covering every earlier stripe); on a writable open those segments,
+//!   and the chunk headers at the place the log ends in the open segment, are invalidated
+//!   before this session's first write, so they can never be replayed later.
 //! - Every stripe records the LSN up to which the log was durable when it was written. If any
 //!   stripe found (even beyond the end) vouches for an LSN the log does not reach, records
 //!   that were acknowledged are unreadable: recovery reports data loss instead of silently

@@ -54,10 +54,15 @@ pub struct Model {
     /// mutations that acknowledgment added (the last group the log holds).
     before_last_group: State,
     last_group: Vec<Mutation>,
+    /// The in-doubt mutations the last recovery did not keep, until the next append: the
+    /// stripes that held them lie beyond the log's end and are overwritten only by the
+    /// next log write, so an open that can read more of them may replay them.
+    discarded: Vec<Mutation>,
 }
 
 impl Model {
     pub fn append(&mut self, m: Mutation) {
+        self.discarded.clear();
         apply(&mut self.current, &m);
         self.in_doubt.push(m);
     }
@@ -74,6 +79,18 @@ impl Model {
             self.before_last_group = self.acked.clone();
             self.last_group = group;
         }
+    }
+
+    /// Whether a mutation the last recovery did not keep set `table`/`key` to `value`
+    /// (None: deleted it), with nothing appended since.
+    pub fn was_discarded(&self, table: &str, key: &[u8], value: Option<&[u8]>) -> bool {
+        let hit = |(t, k, v): &(String, Vec<u8>, Option<Vec<u8>>)| {
+            t == table && k == key && v.as_deref() == value
+        };
+        self.discarded.iter().any(|m| match m {
+            Mutation::One(t, k, v) => hit(&(t.clone(), k.clone(), v.clone())),
+            Mutation::Batch(ops) => ops.iter().any(hit),
+        })
     }
 
     /// Whether `s` is the state before the last acknowledged group plus a prefix of that
@@ -120,6 +137,7 @@ impl Model {
             Some(p) => {
                 let group: Vec<Mutation> = self.in_doubt.drain(..p).collect();
                 self.remember_group(group);
+                self.discarded = std::mem::take(&mut self.in_doubt);
                 self.acked = found.clone();
                 self.current = found.clone();
                 self.in_doubt.clear();

@@ -191,6 +191,56 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
 }
 
 /// Zeroes the headers of segments that lie beyond the end of the log, and flushes.
+/// Zeroes the chunk headers at the place the log ends and this session writes next, on every
+/// present member of that segment, and flushes them. A stripe an interrupted writer left
+/// there, which the open could not assemble and so left out of the log, can then never be
+/// replayed by a later open that reads more of it (a device back, a read error gone): what
+/// one session read is what the next one reads. A member whose write or flush fails is
+/// left (its chunk alone cannot assemble the stripe) as long as m + 1 members took the
+/// zeros; otherwise the session does not start.
+pub(crate) fn invalidate_log_end(array: &Array, segment: &SegmentInfo, offset: u32) -> Result<()> {
+    if offset as usize + BLOCK_BYTES > array.segment_size() {
+        return Ok(());
+    }
+    let mut ops = Vec::new();
+    for (slot, dseg) in &segment.members {
+        if let Some(d) = array.device_of_slot(*slot) {
+            let at = array.device_segment_offset(*dseg) + offset as u64;
+            ops.push(IoOp::write(d, at, AlignedBuf::new(BLOCK_BYTES)));
+        }
+    }
+    let mut written = Vec::new();
+    let mut first_error = None;
+    for c in array.io.execute(ops) {
+        match c.result {
+            Ok(_) => written.push(c.op.device_index),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let mut zeroed = 0;
+    for c in array
+        .io
+        .execute(written.into_iter().map(IoOp::flush).collect())
+    {
+        match c.result {
+            Ok(_) => zeroed += 1,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if zeroed <= array.m() => Err(e.into()),
+        Some(e) => {
+            tracing::warn!("invalidating the end of the log on every member: {e}");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn invalidate_segments(array: &Array, segs: &[Arc<SegmentInfo>]) -> Result<()> {
     if segs.is_empty() {
         return Ok(());

@@ -474,10 +474,14 @@ impl Shared {
     }
 
     /// The first write of a session: persist a new epoch, so that this session's stripes are
-    /// told apart from anything an earlier session left, and invalidate the segments beyond
-    /// the end of the log before any of their device segments is reused.
+    /// told apart from anything an earlier session left, invalidate the segments beyond
+    /// the end of the log before any of their device segments is reused, and the place in
+    /// the open segment where the log ends (what the open left out there stays out).
     pub(crate) fn start_writing(&self, st: &mut WriterState) -> Result<()> {
         self.array.bump_epoch()?;
+        if let Some(c) = &st.cursor {
+            crate::log::repair::invalidate_log_end(&self.array, &c.segment, c.offset)?;
+        }
         let discard = std::mem::take(&mut st.pending_discard);
         crate::log::repair::invalidate_segments(&self.array, &discard)?;
         for seg in &discard {
