@@ -44,21 +44,24 @@ fn engine(devs: &[Arc<FaultyDevice>], read_only: bool) -> Engine {
     Engine::open(open_backend(BackendKind::Psync, list).expect("psync"), opts).expect("open")
 }
 
+/// Formats RS(4,2), writes 400 rows, takes a checkpoint and closes; returns the segment size.
+fn rows_and_a_checkpoint(faulty: &[Arc<FaultyDevice>]) -> u64 {
+    format(io_of(faulty).as_ref(), &fmt_opts(4, 2)).expect("format");
+    let e = engine(faulty, false);
+    for i in 0..400u64 {
+        e.put("t", &i.to_be_bytes(), &value_for(i, 9, 900))
+            .expect("put");
+    }
+    e.sync().expect("sync");
+    e.checkpoint().expect("checkpoint");
+    e.close().expect("close");
+    fmt_opts(4, 2).segment_size_bytes as u64
+}
+
 #[test]
 fn rebuild_rebuilds_checkpoint_stripes_a_first_member_cannot_give() {
     let (mems, faulty) = mem_devices(6, DEV_BYTES, 0xc4e7);
-    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).expect("format");
-    let segment_bytes = fmt_opts(4, 2).segment_size_bytes as u64;
-    {
-        let e = engine(&faulty, false);
-        for i in 0..400u64 {
-            e.put("t", &i.to_be_bytes(), &value_for(i, 9, 900))
-                .expect("put");
-        }
-        e.sync().expect("sync");
-        e.checkpoint().expect("checkpoint");
-        e.close().expect("close");
-    }
+    let segment_bytes = rows_and_a_checkpoint(&faulty);
     // Garbage over the first chunk of every checkpoint segment on device 0.
     let mut damaged = 0;
     let mut at = DATA_START_BYTES;
@@ -130,18 +133,7 @@ fn rebuild_rebuilds_checkpoint_stripes_a_first_member_cannot_give() {
 #[test]
 fn scrub_reports_a_checkpoint_stripe_past_repair() {
     let (mems, faulty) = mem_devices(6, DEV_BYTES, 0xc4e8);
-    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).expect("format");
-    let segment_bytes = fmt_opts(4, 2).segment_size_bytes as u64;
-    {
-        let e = engine(&faulty, false);
-        for i in 0..400u64 {
-            e.put("t", &i.to_be_bytes(), &value_for(i, 9, 900))
-                .expect("put");
-        }
-        e.sync().expect("sync");
-        e.checkpoint().expect("checkpoint");
-        e.close().expect("close");
-    }
+    let segment_bytes = rows_and_a_checkpoint(&faulty);
     let e = engine(&faulty, true);
     // Garbage over the first chunk of every checkpoint segment on three devices (the
     // engine is open already: its index is in memory).
