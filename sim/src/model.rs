@@ -84,12 +84,12 @@ impl Model {
     /// Whether a mutation the last recovery did not keep set `table`/`key` to `value`
     /// (None: deleted it), with nothing appended since.
     pub fn was_discarded(&self, table: &str, key: &[u8], value: Option<&[u8]>) -> bool {
-        let hit = |(t, k, v): &(String, Vec<u8>, Option<Vec<u8>>)| {
+        let hit = |t: &String, k: &Vec<u8>, v: &Option<Vec<u8>>| {
             t == table && k == key && v.as_deref() == value
         };
         self.discarded.iter().any(|m| match m {
-            Mutation::One(t, k, v) => hit(&(t.clone(), k.clone(), v.clone())),
-            Mutation::Batch(ops) => ops.iter().any(hit),
+            Mutation::One(t, k, v) => hit(t, k, v),
+            Mutation::Batch(ops) => ops.iter().any(|(t, k, v)| hit(t, k, v)),
         })
     }
 
