@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-CRATES = ["devices/src", "engine/src", "backup/src", "tools/src", "sim/src", "fuzz/src"]
+CRATES = ["devices/src", "engine/src", "backup/src", "tools/src", "sim/src", "fuzz/src", "faultfs/src"]
 
 
 def module_of(root, path):

@@ -341,9 +341,11 @@ pub(crate) struct Array {
     opened: std::time::Instant,
     /// Per slot: the superblocks said the device was slow (suspect) when this session began.
     pub slow_last_session: Vec<bool>,
+    /// Probe reads of the devices that reads go around (sampler.rs).
+    sampler: crate::sampler::Sampler,
 }
 
-/// One read in this many still goes to a device that reads otherwise go around.
+/// For one read in this many that goes around a device, the sampler probes that device.
 const AVOIDED_READ_SAMPLE: u64 = 64;
 
 /// A member's state as a new session starts from it: slowness was measured by the last
@@ -457,6 +459,19 @@ impl Array {
         latency: std::time::Duration,
         error: Option<&ectable_devices::DeviceError>,
     ) {
+        for (s, latency, e) in self.sampler.take_results() {
+            self.observe_one(s, ectable_devices::IoKind::Read, latency, e.as_ref());
+        }
+        self.observe_one(slot, kind, latency, error);
+    }
+
+    fn observe_one(
+        &self,
+        slot: usize,
+        kind: ectable_devices::IoKind,
+        latency: std::time::Duration,
+        error: Option<&ectable_devices::DeviceError>,
+    ) {
         use crate::health::DetectionMode;
         let Some(h) = self.health.get(slot) else {
             return;
@@ -538,14 +553,40 @@ impl Array {
     }
 
     /// Whether a read should go around this slot's device (slow for a while, or suspect).
-    /// One in `AVOIDED_READ_SAMPLE` reads still goes to it: without them a device found
-    /// slow in a read-only session would never be seen to recover (health.rs).
+    /// For one in `AVOIDED_READ_SAMPLE` of them the sampler reads a block of the device off
+    /// the reader's path: without a measurement a device found slow in a read-only session
+    /// would never be seen to recover (health.rs), and with the reader's own read the
+    /// array's tail latency would be the slow device's (sampler.rs).
     pub fn avoid_for_reads(&self, slot: usize) -> bool {
-        self.health.get(slot).is_some_and(|h| {
-            h.avoid.load(Ordering::Relaxed)
-                && h.avoided_reads.fetch_add(1, Ordering::Relaxed) % AVOIDED_READ_SAMPLE
-                    != AVOIDED_READ_SAMPLE - 1
-        })
+        let Some(h) = self.health.get(slot) else {
+            return false;
+        };
+        if !h.avoid.load(Ordering::Relaxed) {
+            return false;
+        }
+        let n = h.avoided_reads.fetch_add(1, Ordering::Relaxed);
+        if n % AVOIDED_READ_SAMPLE == AVOIDED_READ_SAMPLE - 1 {
+            self.probe(slot, n / AVOIDED_READ_SAMPLE);
+        }
+        true
+    }
+
+    /// Asks the sampler to read one block of `slot`'s device, at a place spread over the
+    /// device by `nth` (a drive's cache must not answer every probe).
+    fn probe(&self, slot: usize, nth: u64) {
+        let Some(d) = self.device_of_slot(slot as u32) else {
+            return;
+        };
+        let Some(dev) = self.io.devices().get(d) else {
+            return;
+        };
+        let probe = crate::sampler::PROBE_BYTES as u64;
+        let blocks = dev.geometry().capacity_bytes / probe;
+        if blocks == 0 {
+            return;
+        }
+        let block = nth.wrapping_mul(0x9E37_79B9_7F4A_7C15) % blocks;
+        self.sampler.request(&self.io, slot, d, block * probe);
     }
 
     pub fn is_suspect(&self, slot: usize) -> bool {
@@ -769,6 +810,7 @@ impl Array {
                         .is_some_and(|m| m.1 == MemberState::Suspect)
                 })
                 .collect(),
+            sampler: crate::sampler::Sampler::new(n),
         };
         Ok(array)
     }

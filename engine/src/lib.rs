@@ -54,6 +54,7 @@ mod prober;
 mod reader;
 mod rebuild;
 mod recovery;
+mod sampler;
 mod segments;
 mod shared;
 mod space;
