@@ -13,9 +13,10 @@
 //! bar), above `slow_floor`, and has stayed so at every evaluation for `slow_persistence`.
 //! Reads go around it sooner, once it has been slow for `avoid_after` (a stall costs the
 //! reads waiting on it its whole length; reading around it costs k reads instead of one),
-//! but that is neither reported nor persisted. One read in 64 still goes to a device reads
-//! go around, so that its latency keeps being measured and it can be seen to recover even
-//! when nothing is written.
+//! but that is neither reported nor persisted. For one read in 64 that goes around a
+//! device, a sampler thread reads a block of that device off the reader's path
+//! (sampler.rs), so that its latency keeps being measured and it can be seen to recover
+//! even when nothing is written, without a reader waiting for it.
 //! Flush latency is left out: it measures how much the file system had to write back, which
 //! the devices of a shared disk do not control. A suspect device leaves that state once its
 //! latency is back within `slow_factor / 4` of the others (hysteresis). The state is not
@@ -106,8 +107,8 @@ pub struct SlotHealth {
     pub suspect: AtomicBool,
     /// Reads go around this device: it is suspect, or has been slow for `avoid_after`.
     pub avoid: AtomicBool,
-    /// Reads that asked whether to go around it while `avoid` was set (every 64th goes to
-    /// it anyway, so that its latency keeps being measured).
+    /// Reads that asked whether to go around it while `avoid` was set (every 64th has the
+    /// sampler probe it, so that its latency keeps being measured).
     pub avoided_reads: AtomicU64,
     pub slow_events: AtomicU64,
     /// Since when (ns on the caller's clock, plus one; 0: not slow at the last evaluation)

@@ -10,7 +10,8 @@
 //! DEV clear                 take every fault away
 //! ```
 //!
-//! DEV is a device's name, its index, or `all`. Sizes take suffixes (4K, 1MiB), durations
+//! DEV is a device's name, its index, or `all`. Sizes take binary suffixes (4K = 4096, 1M,
+//! 1MiB), durations
 //! humantime's forms (500us, 5ms, 1s).
 
 use crate::device::Device;
@@ -70,8 +71,13 @@ fn apply_line(devices: &[Arc<Device>], line: &str) -> Result<(), String> {
             let [off, len] = args else {
                 return Err("eio takes an offset and a length".into());
             };
-            let off = parse_size::parse_size(off).map_err(|e| format!("offset {off:?}: {e}"))?;
-            let len = parse_size::parse_size(len).map_err(|e| format!("length {len:?}: {e}"))?;
+            let sizes = parse_size::Config::new().with_binary();
+            let off = sizes
+                .parse_size(off)
+                .map_err(|e| format!("offset {off:?}: {e}"))?;
+            let len = sizes
+                .parse_size(len)
+                .map_err(|e| format!("length {len:?}: {e}"))?;
             let end = off
                 .checked_add(len)
                 .ok_or_else(|| "offset + length overflows".to_string())?;

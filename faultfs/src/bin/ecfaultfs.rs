@@ -49,7 +49,10 @@ struct Args {
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
-    parse_size::parse_size(s).map_err(|e| format!("{s:?}: {e}"))
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn main() -> ExitCode {
