@@ -151,14 +151,15 @@ impl FaultFs {
 
 impl Drop for FaultFs {
     fn drop(&mut self) {
-        // Lazily: a file still open (a leaked engine in a failed test) must not keep the
-        // mount; the session ends when the last one closes.
+        // The session unmounts; a file still open (a leaked engine in a failed test) makes
+        // that fail with EBUSY, so detach lazily after it: the mount goes when the last file
+        // closes. (EINVAL when the session's unmount worked: nothing to do.)
+        drop(self.session.take());
         if let Ok(c) = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes()) {
             // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
             unsafe {
                 libc::umount2(c.as_ptr(), libc::MNT_DETACH);
             }
         }
-        drop(self.session.take());
     }
 }

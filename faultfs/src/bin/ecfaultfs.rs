@@ -104,8 +104,10 @@ fn main() -> ExitCode {
         "fault commands: {}",
         fs.mountpoint().join(CONTROL_NAME).display()
     );
-    let sig = signals.wait();
-    eprintln!("ecfaultfs: {sig:?}: unmounting");
+    match signals.wait() {
+        Ok(sig) => eprintln!("ecfaultfs: {}: unmounting", sig.as_str()),
+        Err(e) => eprintln!("ecfaultfs: waiting for a signal failed ({e}): unmounting"),
+    }
     drop(fs);
     ExitCode::SUCCESS
 }
