@@ -917,11 +917,61 @@ impl Array {
 /// What a device's superblocks say, without opening an array: Ok(Some(array uuid)) for a
 /// member of some ectable array, Ok(None) for a device that holds none.
 pub fn probe_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<String>> {
+    Ok(examine_device(dev)?.map(|m| m.array_uuid))
+}
+
+/// A device's view of its array, from the newer of its two superblock copies: what
+/// `ectable examine` lists, and what `status` shows when too few members are present to
+/// open the array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub array_uuid: String,
+    pub device_uuid: String,
+    /// The data-bearing slot this device holds, or None for a hot spare.
+    pub slot: Option<usize>,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    /// Data-bearing slots of the array (k + m).
+    pub slots: usize,
+    /// The superblock's epoch: among copies of one slot, the highest is the current one.
+    pub epoch: u64,
+    pub created_unix_secs: u64,
+    pub capacity_bytes: u64,
+    /// Every member entry as this device last saw it: device uuid and state, slots first,
+    /// then the spares.
+    pub members: Vec<(String, &'static str)>,
+}
+
+/// Reads a device's superblocks: Ok(Some) for a member (or spare) of an ectable array,
+/// Ok(None) for a device that holds no valid superblock; Err only for a failed read.
+pub fn examine_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<MemberInfo>> {
     let mut buf = AlignedBuf::new(2 * SUPERBLOCK_SIZE_BYTES);
     dev.read_at(&mut buf, 0)?;
-    let sb = Superblock::decode(&buf[..SUPERBLOCK_SIZE_BYTES])
-        .or_else(|_| Superblock::decode(&buf[SUPERBLOCK_SIZE_BYTES..]));
-    Ok(sb.ok().map(|sb| uuid_string(&sb.array_uuid)))
+    let copies = [
+        Superblock::decode(&buf[..SUPERBLOCK_SIZE_BYTES]).ok(),
+        Superblock::decode(&buf[SUPERBLOCK_SIZE_BYTES..]).ok(),
+    ];
+    let Some(sb) = copies.into_iter().flatten().max_by_key(|sb| sb.epoch) else {
+        return Ok(None);
+    };
+    let slots = sb.device_count as usize;
+    let slot = Some(sb.device_slot as usize).filter(|&i| i < slots);
+    Ok(Some(MemberInfo {
+        array_uuid: uuid_string(&sb.array_uuid),
+        device_uuid: uuid_string(&sb.device_uuid),
+        slot,
+        data_shards: sb.data_shards as usize,
+        parity_shards: sb.parity_shards as usize,
+        slots,
+        epoch: sb.epoch,
+        created_unix_secs: sb.created_unix_secs,
+        capacity_bytes: sb.device_capacity_bytes,
+        members: sb
+            .members
+            .iter()
+            .map(|(u, st)| (uuid_string(u), st.name()))
+            .collect(),
+    }))
 }
 
 /// Erases a device's superblocks and health block (the first megabyte), so that it no longer

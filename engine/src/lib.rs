@@ -62,7 +62,9 @@ mod status;
 mod sync;
 pub mod table;
 
-pub use array::{format, probe_device, wipe_device, ArrayInfo, FormatOptions};
+pub use array::{
+    examine_device, format, probe_device, wipe_device, ArrayInfo, FormatOptions, MemberInfo,
+};
 pub use backup::{Change, RowSink};
 pub use cleaner::{CleanReport, CleanerOptions};
 pub use engine::{Engine, EngineOptions, WriteBatch};

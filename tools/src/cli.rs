@@ -3,7 +3,7 @@
 //! exit code; the fuzz targets parse command lines through the same [`Cli`].
 
 use crate::backup::cli::{BackupArgs, RestoreArgs, VerifyArgs};
-use crate::cmd::{bulk, clean, common, demo, format, kv, model, rebuild, status, table};
+use crate::cmd::{bulk, clean, common, demo, examine, format, kv, model, rebuild, status, table};
 use clap::{Parser, Subcommand};
 use ectable_devices::BackendKind;
 
@@ -34,6 +34,9 @@ pub enum Command {
     AddSpare(format::AddSpareArgs),
     /// Per-device state, errors, capacity and health (exit 0 healthy, 1 degraded, 2 lost, 4 unreadable).
     Status(status::StatusArgs),
+    /// Which arrays' members are among these devices, and the --devices list of each
+    /// (exit 0 when members were found, 1 when none).
+    Examine(examine::ExamineArgs),
     /// Write one value (durable when the command returns). On a typed table --key is the
     /// JSON object of the primary key and --value the JSON object of the columns; the row is
     /// replaced.
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Format(a) => format::run(kind, &a),
         Command::AddSpare(a) => format::add_spare(kind, &a),
         Command::Status(a) => status::run(kind, &a),
+        Command::Examine(a) => examine::run(&a),
         Command::Put(a) => kv::put(kind, &a),
         Command::Get(a) => kv::get(kind, &a),
         Command::Delete(a) => kv::delete(kind, &a),

@@ -7,10 +7,11 @@ pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod cmd;
+pub mod exit;
 pub mod models;
 pub mod term;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ectable_devices::{
     open_backend, BackendKind, BlockDevice, FileDevice, IoBackend, OpenOptions, StorageId,
 };
@@ -21,7 +22,7 @@ use std::sync::Arc;
 pub fn parse_size(s: &str) -> Result<u64> {
     let cfg = parse_size::Config::new().with_binary();
     cfg.parse_size(s.trim())
-        .map_err(|e| anyhow::anyhow!("invalid size '{s}': {e}"))
+        .map_err(|e| crate::coded!(crate::exit::USAGE, "invalid size '{s}': {e}"))
 }
 
 /// Splits `--devices a,b,c` (also accepts fio's `a:b:c`).
@@ -34,7 +35,10 @@ pub fn split_devices(list: &str) -> Result<Vec<PathBuf>> {
         .map(PathBuf::from)
         .collect();
     if paths.is_empty() {
-        bail!("--devices needs at least one device path");
+        crate::fail!(
+            crate::exit::USAGE,
+            "--devices needs at least one device path"
+        );
     }
     Ok(paths)
 }
@@ -51,7 +55,8 @@ pub fn refuse_same_storage(paths: &[PathBuf]) -> Result<()> {
             continue;
         };
         if let Some((_, first)) = seen.iter().find(|(i, _)| i.same_storage(&id)) {
-            bail!(
+            crate::fail!(
+                crate::exit::USAGE,
                 "the same device is listed twice: {} and {}",
                 first.display(),
                 p.display()
@@ -107,7 +112,11 @@ pub fn open_devices(
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::with_capacity(paths.len());
     for p in paths {
         if create_size_bytes.is_none() && !p.exists() {
-            bail!("{}: no such device or file", p.display());
+            crate::fail!(
+                crate::exit::NO_INPUT,
+                "{}: no such device or file",
+                p.display()
+            );
         }
         let opts = OpenOptions {
             read_only,

@@ -5,7 +5,7 @@
 //! of the work where stderr is not one); tables and sizes are returned as text for the caller
 //! to print.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bytesize::ByteSize;
 use comfy_table::{presets, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -34,7 +34,7 @@ pub fn confirm(question: &str) -> Result<()> {
     if matches!(answer.trim(), "y" | "Y" | "yes") {
         Ok(())
     } else {
-        bail!("cancelled; nothing was written")
+        crate::fail!(crate::exit::NO, "cancelled; nothing was written")
     }
 }
 

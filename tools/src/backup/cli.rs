@@ -13,7 +13,7 @@
 use super::now_unix_secs;
 use crate::term::{self, ByteProgress};
 use crate::{open_devices, open_for_format, parse_size, split_devices};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use ectable_backup::{
     restore_chain, take_auto, take_full, take_incremental, uuid_text, verify_chain, AutoPolicy,
@@ -32,7 +32,7 @@ fn size_arg(s: &str) -> std::result::Result<u64, String> {
 #[derive(Args)]
 pub struct BackupArgs {
     /// The array's devices, comma separated, in any order.
-    #[arg(long, value_name = "D1,D2,...")]
+    #[arg(long, value_name = "D1,D2,...", env = "ECTABLE_DEVICES")]
     pub devices: String,
     /// The backup file to write (refused if it exists; written as FILE.partial, then renamed).
     #[arg(
@@ -186,7 +186,7 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
         keep_chains: a.keep_chains.unwrap_or(defaults.keep_chains),
     };
     if policy.keep_chains == 0 {
-        bail!("--keep-chains must be at least 1");
+        crate::fail!(crate::exit::USAGE, "--keep-chains must be at least 1");
     }
     let io = open_devices(&split_devices(&a.devices)?, None, false, kind)?;
     let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
@@ -213,7 +213,7 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
             None,
             Vec::new(),
         ),
-        (None, None, _) => bail!("give --to FILE or --auto DIR"),
+        (None, None, _) => crate::fail!(crate::exit::USAGE, "give --to FILE or --auto DIR"),
     };
     bar.finish();
     engine.close()?;
@@ -279,7 +279,8 @@ fn check_devices(kind: BackendKind, paths: &[PathBuf], a: &RestoreArgs) -> Resul
     for p in paths {
         if !p.exists() {
             if a.create_size.is_none() {
-                bail!(
+                crate::fail!(
+                    crate::exit::NO_INPUT,
                     "{}: no such device or file (give --create-size to create it)",
                     p.display()
                 );
@@ -320,7 +321,8 @@ fn check_devices(kind: BackendKind, paths: &[PathBuf], a: &RestoreArgs) -> Resul
         return Ok(Some(note));
     }
     if !a.force {
-        bail!(
+        crate::fail!(
+            crate::exit::CONFIG,
             "{}: already holds an ectable array ({array}); use --force to overwrite it",
             first.display()
         );
@@ -353,14 +355,16 @@ fn note_of(chain: &Chain, until: u64) -> String {
 pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     let paths = split_devices(&a.devices)?;
     if a.k == 0 || a.m == 0 {
-        bail!(
+        crate::fail!(
+            crate::exit::USAGE,
             "--k and --m must both be at least 1 (got k={}, m={})",
             a.k,
             a.m
         );
     }
     if paths.len() < a.k + a.m {
-        bail!(
+        crate::fail!(
+            crate::exit::USAGE,
             "RS({},{}) needs at least {} devices, {} given",
             a.k,
             a.m,
@@ -372,17 +376,18 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         .ok()
         .filter(|c| Layout::check_chunk_size(*c).is_ok())
         .ok_or_else(|| {
-            anyhow!(
+            crate::coded!(
+                crate::exit::USAGE,
                 "--chunk-size must be a multiple of 4K between 4K and 4M, got {}",
                 a.chunk_size
             )
         })?;
     let segment = match a.segment_size {
         // 0 would mean "the default" to the engine: a user's 0 is a mistake, not a choice.
-        Some(0) => bail!(
+        Some(0) => crate::fail!(crate::exit::USAGE,
             "--segment-size 0: a segment must hold at least one chunk after its 4K header; leave --segment-size out for the default"
         ),
-        Some(s) => u32::try_from(s).map_err(|_| anyhow!("--segment-size too large"))?,
+        Some(s) => u32::try_from(s).map_err(|_| crate::coded!(crate::exit::USAGE, "--segment-size too large"))?,
         None => 0,
     };
     let layout = Layout::new(a.k, a.m, chunk, segment)?;
@@ -395,7 +400,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     chain.check_until(until)?;
     let stripe_bytes = layout.largest_record();
     if chain.largest_record_bytes() as usize > stripe_bytes {
-        bail!(
+        crate::fail!(crate::exit::USAGE,
             "the backup holds a record of {} bytes, but RS({},{}) with {} KiB chunks holds {} bytes per stripe: choose a larger --chunk-size or --k",
             chain.largest_record_bytes(),
             a.k,

@@ -2,8 +2,10 @@
 //!
 //! Every command takes the array's devices as `--devices D1,D2,...` (block devices or regular
 //! files, in any order: devices are identified by their superblocks). Errors print one line
-//! on stderr and exit non-zero; `status` exits like `mdadm --test` (0 healthy, 1 degraded,
-//! 2 data unavailable, 4 status unreadable).
+//! on stderr and exit with the code of their class (`ectable_tools::exit`, the same for every
+//! command: 1 a negative answer, 64 a bad command line, 69 data unavailable, 74 an I/O
+//! error, ...); `status` exits like `mdadm --detail --test` (0 healthy, 1 degraded, 2 data
+//! unavailable, 4 status unreadable).
 //!
 //! The command line and the dispatch are `ectable_tools::cli`; each command is a module of
 //! `ectable_tools::cmd`.
@@ -14,7 +16,20 @@ use ectable_tools::cmd::common;
 
 fn main() {
     ectable_tools::term::default_sigpipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; a bad command line is a usage
+            // error with its own exit code (not clap's 2, which `status` uses for "data
+            // unavailable").
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                ectable_tools::exit::USAGE
+            } else {
+                ectable_tools::exit::OK
+            });
+        }
+    };
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

@@ -5,7 +5,7 @@ use crate::cmd::common::{open_array, with_reader, DevicesArg, RowsArg, TableArg}
 use crate::cmd::kv::{bytes_json, json_bytes};
 use crate::cmd::table as typed;
 use crate::{row_key, row_value, term};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use ectable_devices::BackendKind;
 use ectable_engine::Engine;
@@ -39,7 +39,10 @@ pub fn load_cmd(kind: BackendKind, a: &LoadArgs) -> Result<i32> {
     typed::refuse_system_write(table)?;
     let engine = Arc::new(open_array(kind, &a.dev, false)?);
     if typed::typed(&typed::open_tables(&engine)?, table).is_some() {
-        bail!("'{table}' is a typed table: load writes key/value rows; use import");
+        crate::fail!(
+            crate::exit::DATA,
+            "'{table}' is a typed table: load writes key/value rows; use import"
+        );
     }
     load(&engine, &a.rows, "load")?;
     engine.close()?;
@@ -55,7 +58,8 @@ pub fn verify_cmd(kind: BackendKind, a: &LoadArgs) -> Result<i32> {
 }
 
 fn value_size(rows: &RowsArg) -> Result<usize> {
-    usize::try_from(rows.value_size).map_err(|_| anyhow!("value size too large"))
+    usize::try_from(rows.value_size)
+        .map_err(|_| crate::coded!(crate::exit::USAGE, "value size too large"))
 }
 
 /// The bulk path: puts without waiting, the writer batches and pipelines stripes; one sync
@@ -64,7 +68,7 @@ pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     let size = value_size(rows)?;
     let largest = engine.layout().largest_value(rows.table.table.len(), 15);
     if size > largest {
-        bail!("--value-size {size} exceeds the largest value this array holds in one stripe ({largest} bytes)");
+        crate::fail!(crate::exit::USAGE, "--value-size {size} exceeds the largest value this array holds in one stripe ({largest} bytes)");
     }
     let pb = term::rows_bar(rows.rows, label);
     let start = Instant::now();
@@ -112,7 +116,8 @@ pub fn verify(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
             let row = i + j as u64;
             let want = row_value(row, rows.seed, size);
             match v {
-                None => bail!(
+                None => crate::fail!(
+                    crate::exit::NO,
                     "row {row} (key {}) is missing",
                     String::from_utf8_lossy(&keys[j])
                 ),
@@ -122,7 +127,7 @@ pub fn verify(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
                         .zip(&want)
                         .position(|(a, b)| a != b)
                         .unwrap_or(v.len().min(want.len()));
-                    bail!(
+                    crate::fail!(crate::exit::NO,
                         "row {row} (key {}) differs: {} bytes read, {} expected, first difference at byte {at}",
                         String::from_utf8_lossy(&keys[j]),
                         v.len(),
@@ -163,7 +168,8 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
     let layout = engine.layout();
     for (i, (k, v)) in rows.iter().enumerate() {
         if k.is_empty() || k.len() > ectable_engine::MAX_KEY_BYTES {
-            bail!(
+            crate::fail!(
+                crate::exit::DATA,
                 "{}: line {}: key must be 1..={} bytes",
                 file.display(),
                 i + 1,
@@ -171,7 +177,8 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
             );
         }
         if v.len() > layout.largest_value(table.len(), k.len()) {
-            bail!(
+            crate::fail!(
+                crate::exit::DATA,
                 "{}: line {}: value of {} bytes exceeds the limit of this array",
                 file.display(),
                 i + 1,
@@ -257,8 +264,9 @@ fn read_jsonl(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let (k, val) =
-            parse_kv_line(&line).map_err(|e| anyhow!("{}: line {}: {e}", path.display(), i + 1))?;
+        let (k, val) = parse_kv_line(&line).map_err(|e| {
+            crate::coded!(crate::exit::DATA, "{}: line {}: {e}", path.display(), i + 1)
+        })?;
         rows.push((k, val));
     }
     Ok(rows)

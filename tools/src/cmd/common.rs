@@ -12,9 +12,26 @@ use std::sync::Arc;
 
 #[derive(Args, Clone)]
 pub struct DevicesArg {
-    /// The array's devices, comma separated, in any order.
+    /// The array's devices, comma separated, in any order (`ectable examine` prints the list).
+    #[arg(long, value_name = "D1,D2,...", env = "ECTABLE_DEVICES")]
+    pub devices: String,
+}
+
+/// The devices of `format`: never taken from ECTABLE_DEVICES (a new array is made on
+/// devices named on the command line).
+#[derive(Args, Clone)]
+pub struct NewDevicesArg {
+    /// The devices, comma separated, in any order.
     #[arg(long, value_name = "D1,D2,...")]
     pub devices: String,
+}
+
+impl From<&NewDevicesArg> for DevicesArg {
+    fn from(a: &NewDevicesArg) -> DevicesArg {
+        DevicesArg {
+            devices: a.devices.clone(),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -61,7 +78,7 @@ pub fn open_array(kind: BackendKind, arg: &DevicesArg, read_only: bool) -> Resul
 
 /// Exit code of a read-only command whose array another process changed under it
 /// (`EX_TEMPFAIL` of sysexits.h: try again later).
-pub const EXIT_ARRAY_CHANGED: i32 = 75;
+pub const EXIT_ARRAY_CHANGED: i32 = crate::exit::TEMPFAIL;
 
 /// Read-only commands start over this many times when the array changes under them.
 const READ_ATTEMPTS: usize = 3;
@@ -106,14 +123,12 @@ pub fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-/// The exit code of a failed command: 4 for `status` (mdadm's "status unreadable"),
-/// [`EXIT_ARRAY_CHANGED`] when the array kept changing under a reader, else 1.
+/// The exit code of a failed command: 4 for `status` (mdadm's "status unreadable"), else the
+/// class of the error (`crate::exit`).
 pub fn error_exit_code(e: &anyhow::Error, is_status: bool) -> i32 {
     if is_status {
-        4
-    } else if array_changed(e) {
-        EXIT_ARRAY_CHANGED
+        crate::exit::STATUS_UNREADABLE
     } else {
-        1
+        crate::exit::code_of(e)
     }
 }

@@ -1,10 +1,10 @@
 //! `ectable format` (a new array) and `ectable add-spare` (a blank device joins as a hot
 //! spare).
 
-use crate::cmd::common::{devices, size_arg, DevicesArg};
+use crate::cmd::common::{devices, size_arg, DevicesArg, NewDevicesArg};
 use crate::term;
 use crate::{open_devices, open_for_format, split_devices};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use ectable_devices::BackendKind;
 use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct FormatArgs {
     #[command(flatten)]
-    pub dev: DevicesArg,
+    pub dev: NewDevicesArg,
     /// Data shards per stripe.
     #[arg(long)]
     pub k: usize,
@@ -54,22 +54,26 @@ pub struct AddSpareArgs {
 /// `ectable format`.
 pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
     let (k, m) = (a.k, a.m);
-    let mut paths = devices(&a.dev)?;
+    let mut paths = devices(&DevicesArg::from(&a.dev))?;
     let data_count = paths.len();
     if let Some(sp) = &a.spares {
         paths.extend(split_devices(sp)?);
     }
     if k == 0 || m == 0 {
-        bail!("--k and --m must both be at least 1 (got k={k}, m={m})");
+        crate::fail!(
+            crate::exit::USAGE,
+            "--k and --m must both be at least 1 (got k={k}, m={m})"
+        );
     }
     if a.segment_size == Some(0) {
         // 0 means "the default" to the engine: a user's 0 is a mistake, not a choice.
-        bail!(
+        crate::fail!(crate::exit::USAGE,
             "--segment-size 0: a segment must hold at least one chunk after its 4K header; leave --segment-size out for the default (8M)"
         );
     }
     if data_count < k + m {
-        bail!(
+        crate::fail!(
+            crate::exit::USAGE,
             "RS({k},{m}) needs at least {} devices, {} given",
             k + m,
             data_count
@@ -88,9 +92,10 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
         data_shards: k,
         parity_shards: m,
         chunk_size_bytes: u32::try_from(a.chunk_size)
-            .map_err(|_| anyhow!("chunk size too large"))?,
+            .map_err(|_| crate::coded!(crate::exit::USAGE, "chunk size too large"))?,
         segment_size_bytes: match a.segment_size {
-            Some(s) => u32::try_from(s).map_err(|_| anyhow!("segment size too large"))?,
+            Some(s) => u32::try_from(s)
+                .map_err(|_| crate::coded!(crate::exit::USAGE, "segment size too large"))?,
             None => 0,
         },
         force: a.force,
@@ -116,7 +121,11 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     let spare = &a.spare;
     let mut paths = devices(&a.dev)?;
     if paths.contains(spare) {
-        bail!("{} is already in --devices", spare.display());
+        crate::fail!(
+            crate::exit::USAGE,
+            "{} is already in --devices",
+            spare.display()
+        );
     }
     let probe = ectable_devices::FileDevice::open(
         spare,
@@ -127,7 +136,8 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     )
     .with_context(|| format!("opening {}", spare.display()))?;
     if let Some(array) = ectable_engine::probe_device(&probe)? {
-        bail!(
+        crate::fail!(
+            crate::exit::CONFIG,
             "{}: already holds an ectable array ({array})",
             spare.display()
         );

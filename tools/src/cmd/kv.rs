@@ -3,7 +3,7 @@
 
 use crate::cmd::common::{open_array, with_reader, DevicesArg, TableArg};
 use crate::cmd::table as typed;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use base64::Engine as _;
 use clap::Args;
 use ectable_devices::BackendKind;
@@ -112,7 +112,12 @@ pub fn get(kind: BackendKind, a: &GetArgs) -> Result<i32> {
                 }
                 Ok(0)
             }
-            None => bail!("key '{}' not found in table '{}'", key, table),
+            None => crate::fail!(
+                crate::exit::NO,
+                "key '{}' not found in table '{}'",
+                key,
+                table
+            ),
         }
     })
 }
@@ -129,7 +134,12 @@ pub fn delete(kind: BackendKind, a: &DeleteArgs) -> Result<i32> {
         return Ok(0);
     }
     if engine.get(table, key.as_bytes())?.is_none() {
-        bail!("key '{}' not found in table '{}'", key, table);
+        crate::fail!(
+            crate::exit::NO,
+            "key '{}' not found in table '{}'",
+            key,
+            table
+        );
     }
     engine.delete(table, key.as_bytes())?;
     engine.sync()?;
@@ -156,7 +166,10 @@ pub fn scan(kind: BackendKind, a: &ScanArgs) -> Result<i32> {
         return Ok(0);
     }
     if a.prefix.is_some() || a.reverse {
-        bail!("--prefix and --reverse work on typed tables ('{table}' is a key/value table)");
+        crate::fail!(
+            crate::exit::USAGE,
+            "--prefix and --reverse work on typed tables ('{table}' is a key/value table)"
+        );
     }
     let lo = a
         .from

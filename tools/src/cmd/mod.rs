@@ -8,6 +8,7 @@ pub mod clean;
 pub mod common;
 pub mod demo;
 pub mod durability;
+pub mod examine;
 pub mod format;
 pub mod kv;
 pub mod model;

@@ -6,7 +6,7 @@ use crate::cmd::common::{open_array, DevicesArg};
 use crate::cmd::durability::{array_facts, nines_text, sci};
 use crate::models::{self, DurabilityEstimate, DurabilityParams, RepairModel, SimParams};
 use crate::{parse_size, term};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use ectable_devices::BackendKind;
 use serde_json::{json, Value};
@@ -72,23 +72,29 @@ pub struct ModelArgs {
 const DEFAULT_REBUILD_RATE: u64 = 100 << 20;
 
 fn parse_count(name: &str, s: &str) -> Result<usize> {
-    let v: i64 = s
-        .trim()
-        .parse()
-        .map_err(|_| anyhow!("{name} must be a whole number (got '{s}')"))?;
+    let v: i64 = s.trim().parse().map_err(|_| {
+        crate::coded!(
+            crate::exit::USAGE,
+            "{name} must be a whole number (got '{s}')"
+        )
+    })?;
     if v < 0 {
-        bail!("{name} must not be negative (got {v})");
+        crate::fail!(crate::exit::USAGE, "{name} must not be negative (got {v})");
     }
-    usize::try_from(v).map_err(|_| anyhow!("{name} is too large (got {v})"))
+    usize::try_from(v)
+        .map_err(|_| crate::coded!(crate::exit::USAGE, "{name} is too large (got {v})"))
 }
 
 fn parse_number(name: &str, s: &str) -> Result<f64> {
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| anyhow!("{name} must be a number (got '{s}')"))?;
+        .map_err(|_| crate::coded!(crate::exit::USAGE, "{name} must be a number (got '{s}')"))?;
     if !v.is_finite() {
-        bail!("{name} must be a finite number (got '{s}')");
+        crate::fail!(
+            crate::exit::USAGE,
+            "{name} must be a finite number (got '{s}')"
+        );
     }
     Ok(v)
 }
@@ -114,21 +120,24 @@ fn parse_hours(name: &str, s: &str) -> Result<f64> {
     };
     let v = parse_number(name, num)? * mult;
     if v < 0.0 {
-        bail!("{name} must not be negative (got {s})");
+        crate::fail!(crate::exit::USAGE, "{name} must not be negative (got {s})");
     }
     if v == 0.0 {
-        bail!("{name} must be greater than zero (got {s})");
+        crate::fail!(
+            crate::exit::USAGE,
+            "{name} must be greater than zero (got {s})"
+        );
     }
     Ok(v)
 }
 
 fn parse_positive_size(name: &str, s: &str) -> Result<u64> {
     if s.trim().starts_with('-') {
-        bail!("{name} must not be negative (got {s})");
+        crate::fail!(crate::exit::USAGE, "{name} must not be negative (got {s})");
     }
     let v = parse_size(s).with_context(|| name.to_string())?;
     if v == 0 {
-        bail!("{name} must be greater than zero");
+        crate::fail!(crate::exit::USAGE, "{name} must be greater than zero");
     }
     Ok(v)
 }
@@ -155,7 +164,10 @@ pub fn run(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
     let facts = match &a.devices {
         Some(list) => {
             if a.k.is_some() || a.m.is_some() || a.device_count.is_some() {
-                bail!("give either --devices or --k/--m/--device-count, not both");
+                crate::fail!(
+                    crate::exit::USAGE,
+                    "give either --devices or --k/--m/--device-count, not both"
+                );
             }
             let dev = DevicesArg {
                 devices: list.clone(),
@@ -170,13 +182,15 @@ pub fn run(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
         None => {
             let k = parse_count(
                 "--k",
-                a.k.as_deref()
-                    .ok_or_else(|| anyhow!("--k is required (or --devices)"))?,
+                a.k.as_deref().ok_or_else(|| {
+                    crate::coded!(crate::exit::USAGE, "--k is required (or --devices)")
+                })?,
             )?;
             let m = parse_count(
                 "--m",
-                a.m.as_deref()
-                    .ok_or_else(|| anyhow!("--m is required (or --devices)"))?,
+                a.m.as_deref().ok_or_else(|| {
+                    crate::coded!(crate::exit::USAGE, "--m is required (or --devices)")
+                })?,
             )?;
             let n = match &a.device_count {
                 Some(s) => parse_count("--device-count", s)?,
@@ -186,10 +200,11 @@ pub fn run(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
         }
     };
     if k == 0 {
-        bail!("--k must be at least 1 (got 0)");
+        crate::fail!(crate::exit::USAGE, "--k must be at least 1 (got 0)");
     }
     if n < k + m {
-        bail!(
+        crate::fail!(
+            crate::exit::USAGE,
             "RS({k},{m}) needs at least {} devices (--device-count {n})",
             k + m
         );
@@ -202,10 +217,15 @@ pub fn run(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
         None => {
             let afr = parse_fraction("--afr", &a.afr)?;
             if afr < 0.0 {
-                bail!("--afr must not be negative (got {})", a.afr);
+                crate::fail!(
+                    crate::exit::USAGE,
+                    "--afr must not be negative (got {})",
+                    a.afr
+                );
             }
             if afr >= 1.0 {
-                bail!(
+                crate::fail!(
+                    crate::exit::USAGE,
                     "--afr must be below 100% (got {}; write 1.5% or 0.015)",
                     a.afr
                 );
@@ -267,7 +287,10 @@ pub fn run(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
         Some(s) => {
             let u = parse_number("--ure", s)?;
             if !(0.0..1.0).contains(&u) {
-                bail!("--ure must be a rate per bit in [0, 1) (got {s})");
+                crate::fail!(
+                    crate::exit::USAGE,
+                    "--ure must be a rate per bit in [0, 1) (got {s})"
+                );
             }
             Some(u)
         }
@@ -277,15 +300,21 @@ pub fn run(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
         Some(s) => Some(parse_number("--scrub-days", s)?)
             .map(|d| {
                 if d <= 0.0 {
-                    bail!("--scrub-days must be greater than zero (got {s})");
+                    crate::fail!(
+                        crate::exit::USAGE,
+                        "--scrub-days must be greater than zero (got {s})"
+                    );
                 }
-                Ok(d * 24.0)
+                Ok::<f64, anyhow::Error>(d * 24.0)
             })
             .transpose()?,
         None => None,
     };
     if scrub_hours.is_some() && ure.is_none() {
-        bail!("--scrub-days needs --ure (the scrub interval scales the latent error rate)");
+        crate::fail!(
+            crate::exit::USAGE,
+            "--scrub-days needs --ure (the scrub interval scales the latent error rate)"
+        );
     }
     let ure_eff = match ure {
         Some(u) => Some(models::scrub_effective_ure(u, scrub_hours)?),
@@ -309,11 +338,17 @@ pub fn run(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
                 (*b as f64 / r as f64 / 3600.0).max(1.0 / 60.0)
             }
             (None, None, Some(_)) if facts.is_some() => continue,
-            _ => bail!("give --rebuild-hours, or --capacity and --rebuild-rate (the rebuild time)"),
+            _ => crate::fail!(
+                crate::exit::USAGE,
+                "give --rebuild-hours, or --capacity and --rebuild-rate (the rebuild time)"
+            ),
         };
         let p_ure = match (ure_eff, bytes) {
             (Some(u), Some(b)) => models::ure_probability(u, k as f64 * *b as f64)?,
-            (Some(_), None) => bail!("--ure needs --capacity (the bytes a rebuild reads)"),
+            (Some(_), None) => crate::fail!(
+                crate::exit::USAGE,
+                "--ure needs --capacity (the bytes a rebuild reads)"
+            ),
             (None, _) => 0.0,
         };
         let params = DurabilityParams {
@@ -337,17 +372,24 @@ pub fn run(kind: BackendKind, a: &ModelArgs) -> Result<i32> {
         }
     }
     let Some(params) = first_params else {
-        bail!("nothing to model: give --rebuild-hours or --capacity and --rebuild-rate");
+        crate::fail!(
+            crate::exit::USAGE,
+            "nothing to model: give --rebuild-hours or --capacity and --rebuild-rate"
+        );
     };
 
     let sim = if a.simulate {
         let years = parse_number("--years", &a.years)?;
         if years <= 0.0 {
-            bail!("--years must be greater than zero (got {})", a.years);
+            crate::fail!(
+                crate::exit::USAGE,
+                "--years must be greater than zero (got {})",
+                a.years
+            );
         }
         let trials = parse_count("--trials", &a.trials)? as u64;
         if trials == 0 {
-            bail!("--trials must be at least 1");
+            crate::fail!(crate::exit::USAGE, "--trials must be at least 1");
         }
         let seed = parse_count("--seed", &a.seed)? as u64;
         let sp = SimParams {

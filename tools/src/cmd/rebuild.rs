@@ -4,7 +4,7 @@
 use crate::cmd::common::{devices, open_array, size_arg, DevicesArg};
 use crate::open_devices;
 use crate::term::{self, ByteProgress};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use ectable_devices::BackendKind;
 use ectable_engine::{Engine, EngineOptions, RebuildOptions};
@@ -84,7 +84,7 @@ pub fn rebuild(kind: BackendKind, a: &RebuildArgs) -> Result<i32> {
             println!("nothing to rebuild: every member present is in sync");
             return Ok(0);
         }
-        bail!(
+        crate::fail!(crate::exit::CONFIG,
             "nothing to rebuild here: slot(s) {absent:?} missed writes but are not present; give them back in --devices (they are then resynced) or replace them"
         );
     }
@@ -190,7 +190,8 @@ fn run_rebuild(engine: &Engine, what: &str, rate: u64) -> Result<()> {
         for u in p.unrecoverable.iter().take(20) {
             eprintln!("  unrecoverable: {u}");
         }
-        bail!(
+        crate::fail!(
+            crate::exit::UNAVAILABLE,
             "{} stripe(s) with live data could not be rebuilt",
             p.unrecoverable.len()
         );
@@ -227,11 +228,14 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
     let engine = open_with_new(kind, &paths, new, &new_name, a.force)?;
     if let Some(s) = engine.slot_of_path(&new_name) {
         if engine.status().devices[s].state == "STALE" {
-            bail!(
+            crate::fail!(crate::exit::CONFIG,
                 "{new_name} is a stale member of the array (slot {s}): it missed writes while it was away; resync it in place with 'ectable rebuild' (only what it missed is rewritten)"
             );
         }
-        bail!("{new_name} is already a member of the array");
+        crate::fail!(
+            crate::exit::CONFIG,
+            "{new_name} is already a member of the array"
+        );
     }
     let slot = match (
         a.old_slot,
@@ -241,10 +245,12 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
         (None, Some(s)) => s,
         (None, None) => match engine.lost_slots().as_slice() {
             [s] => *s,
-            [] => bail!(
+            [] => crate::fail!(
+                crate::exit::USAGE,
                 "{old} is not a member of this array and no device is missing; give --old-slot"
             ),
-            many => bail!(
+            many => crate::fail!(
+                crate::exit::USAGE,
                 "cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot",
                 many.len()
             ),
@@ -296,7 +302,10 @@ fn open_with_new(
                         }
                         _ => "holds another ectable array",
                     };
-                    bail!("{new_name}: {what}; use --force to reuse it");
+                    crate::fail!(
+                        crate::exit::CONFIG,
+                        "{new_name}: {what}; use --force to reuse it"
+                    );
                 }
                 let dev = ectable_devices::FileDevice::open(new, &Default::default())?;
                 ectable_engine::wipe_device(&dev)?;

@@ -10,6 +10,7 @@ use clap::Args;
 use ectable_devices::BackendKind;
 use ectable_engine::{DeviceStatus, Status};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -21,14 +22,132 @@ pub struct StatusArgs {
 
 /// `ectable status`.
 pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
-    let engine = open_array(kind, &a.dev, true)?;
-    let st = engine.status();
+    // A path that does not exist (an unplugged device) is a missing member, as a device left
+    // out of --devices is: status reports on the others.
+    let paths = crate::cmd::common::devices(&a.dev)?;
+    let (present, gone): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.exists());
+    if present.is_empty() {
+        crate::fail!(
+            crate::exit::NO_INPUT,
+            "none of the devices exists: {}",
+            a.dev.devices
+        );
+    }
+    let dev = DevicesArg {
+        devices: present
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let engine = match open_array(kind, &dev, true) {
+        Ok(e) => e,
+        Err(e) if too_few_devices(&e) => return unavailable(a, &e, &gone),
+        Err(e) => return Err(e),
+    };
+    let mut st = engine.status();
+    for p in &gone {
+        st.unrecognised.push((
+            p.display().to_string(),
+            "no such device or file".to_string(),
+        ));
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&status_json(&st))?);
     } else {
         print_status(&st);
     }
     Ok(exit_code(&st))
+}
+
+fn too_few_devices(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ectable_engine::Error>(),
+            Some(ectable_engine::Error::TooFewDevices { .. })
+        )
+    })
+}
+
+/// Too few members are present to open the array: what the devices' superblocks say (the
+/// members found and the slots missing), state UNAVAILABLE, exit 2 (mdadm's "array
+/// unusable").
+fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i32> {
+    let paths = crate::cmd::common::devices(&a.dev)?;
+    let mut ex = crate::cmd::examine::examine(&paths);
+    ex.not_members.retain(|(p, _)| !gone.contains(p));
+    ex.not_members.extend(
+        gone.iter()
+            .map(|p| (p.clone(), "no such device or file".to_string())),
+    );
+    let Some(found) = ex.arrays.first() else {
+        return Err(anyhow::anyhow!("{}", crate::cmd::common::one_line(e)));
+    };
+    let why = crate::cmd::common::one_line(e);
+    if a.json {
+        let mut v = crate::cmd::examine::array_json(found);
+        v["state"] = "UNAVAILABLE".into();
+        v["error"] = why.into();
+        v["not_members"] = ex
+            .not_members
+            .iter()
+            .map(|(p, why)| serde_json::json!({"path": p, "why": why}))
+            .collect::<Vec<_>>()
+            .into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let n = &found.newest;
+        let missing = found.missing();
+        println!("  array: {}", found.uuid);
+        println!("  state: UNAVAILABLE");
+        println!(
+            " status: {} of {} devices missing: more than m={}; the array cannot be opened \
+             ({why}).",
+            missing.len(),
+            n.slots,
+            n.parity_shards
+        );
+        println!(
+            " action: give the missing members back in --devices ('ectable examine' finds them \
+             among devices); with fewer than k={} of them the data is lost: restore from a \
+             backup.",
+            n.data_shards
+        );
+        println!(" layout: RS {}+{}", n.data_shards, n.parity_shards);
+        println!("config:\n");
+        let mut t = term::table(&["SLOT", "DEVICE", "STATE", "NOTE"], &[]);
+        for (s, f) in found.slots.iter().enumerate() {
+            match f {
+                Some(f) => t.add_row(vec![
+                    s.to_string(),
+                    f.path.display().to_string(),
+                    "FOUND".into(),
+                    String::new(),
+                ]),
+                None => t.add_row(vec![
+                    s.to_string(),
+                    "-".into(),
+                    "MISSING".into(),
+                    format!(
+                        "device {}",
+                        n.members.get(s).map(|m| m.0.as_str()).unwrap_or("?")
+                    ),
+                ]),
+            };
+        }
+        for (p, why) in &ex.not_members {
+            t.add_row(vec![
+                "-".into(),
+                p.display().to_string(),
+                "UNKNOWN".into(),
+                why.clone(),
+            ]);
+        }
+        for line in term::table_lines(&t, "  ") {
+            println!("{line}");
+        }
+    }
+    Ok(crate::exit::UNAVAILABLE_STATE)
 }
 
 fn exit_code(st: &Status) -> i32 {

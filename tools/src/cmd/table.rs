@@ -16,7 +16,7 @@
 
 use crate::cmd::common::{open_array, DevicesArg, TableArg};
 use crate::term;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use base64::Engine as _;
 use clap::Subcommand;
 use ectable_devices::BackendKind;
@@ -328,7 +328,8 @@ pub fn row_line(schema: &Schema, row: &Row) -> String {
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Json> {
-    serde_json::from_str(text).map_err(|e| anyhow!("{what}: invalid JSON: {e}"))
+    serde_json::from_str(text)
+        .map_err(|e| crate::coded!(crate::exit::DATA, "{what}: invalid JSON: {e}"))
 }
 
 /// Parses one row line of `import` (`{"pk": {...}, "cols": {...}}`).
@@ -357,27 +358,28 @@ pub fn parse_row(schema: &Schema, line: &str) -> Result<(Vec<Value>, Columns), S
 // The row commands on typed tables.
 
 pub fn put(tables: &Tables, table: &str, schema: &Schema, key: &str, value: &str) -> Result<u64> {
-    let key =
-        json_key(schema, &parse_json(key, "--key")?, "--key", false).map_err(|e| anyhow!(e))?;
+    let key = json_key(schema, &parse_json(key, "--key")?, "--key", false)
+        .map_err(|e| crate::coded!(crate::exit::DATA, "{e}"))?;
     let cols = json_columns(
         &parse_json(value, "--value")?,
         "--value (on a typed table, the JSON object of the columns)",
     )
-    .map_err(|e| anyhow!(e))?;
+    .map_err(|e| crate::coded!(crate::exit::DATA, "{e}"))?;
     let lsn = tables.put_row(table, &key, &cols)?;
     tables.sync()?;
     Ok(lsn)
 }
 
 pub fn get(tables: &Tables, table: &str, schema: &Schema, key: &str) -> Result<i32> {
-    let key =
-        json_key(schema, &parse_json(key, "--key")?, "--key", false).map_err(|e| anyhow!(e))?;
+    let key = json_key(schema, &parse_json(key, "--key")?, "--key", false)
+        .map_err(|e| crate::coded!(crate::exit::DATA, "{e}"))?;
     match tables.get_row(table, &key)? {
         Some(row) => {
             println!("{}", row_line(schema, &row));
             Ok(0)
         }
-        None => bail!(
+        None => crate::fail!(
+            crate::exit::NO,
             "row {} not found in table '{table}'",
             key_json_text(schema, &key)
         ),
@@ -385,11 +387,12 @@ pub fn get(tables: &Tables, table: &str, schema: &Schema, key: &str) -> Result<i
 }
 
 pub fn delete(tables: &Tables, table: &str, schema: &Schema, key: &str) -> Result<()> {
-    let key =
-        json_key(schema, &parse_json(key, "--key")?, "--key", false).map_err(|e| anyhow!(e))?;
+    let key = json_key(schema, &parse_json(key, "--key")?, "--key", false)
+        .map_err(|e| crate::coded!(crate::exit::DATA, "{e}"))?;
     match tables.delete_row_if(table, &key, &Condition::RowExists) {
         Ok(_) => {}
-        Err(EngineError::ConditionFailed { .. }) => bail!(
+        Err(EngineError::ConditionFailed { .. }) => crate::fail!(
+            crate::exit::NO,
             "row {} not found in table '{table}'",
             key_json_text(schema, &key)
         ),
@@ -433,8 +436,11 @@ pub fn scan(
     out: &mut dyn Write,
 ) -> Result<u64> {
     let bound = |text: Option<&str>, what: &str| -> Result<Option<Vec<Value>>> {
-        text.map(|t| json_key(schema, &parse_json(t, what)?, what, true).map_err(|e| anyhow!(e)))
-            .transpose()
+        text.map(|t| {
+            json_key(schema, &parse_json(t, what)?, what, true)
+                .map_err(|e| crate::coded!(crate::exit::DATA, "{e}"))
+        })
+        .transpose()
     };
     let mut q = RangeQuery::new().reverse(a.reverse);
     if let Some(f) = bound(a.from, "--from")? {
@@ -492,10 +498,11 @@ pub fn import(tables: &Tables, table: &str, schema: &Schema, file: &Path) -> Res
         if line.trim().is_empty() {
             continue;
         }
-        let (key, cols) = parse_row(schema, &line).map_err(|e| anyhow!("{}: {e}", at()))?;
+        let (key, cols) = parse_row(schema, &line)
+            .map_err(|e| crate::coded!(crate::exit::DATA, "{}: {e}", at()))?;
         let bytes = tables
             .validate(TableBatch::new().put_row(table, &key, &cols))
-            .map_err(|e| anyhow!("{}: {e}", at()))?;
+            .map_err(|e| crate::coded!(crate::exit::DATA, "{}: {e}", at()))?;
         rows.push((key, cols, bytes));
     }
     let limit = tables.engine().max_batch_bytes();
