@@ -331,10 +331,13 @@ fn lock_exclusive(file: &std::fs::File, name: &str, in_use: &str) -> Result<(), 
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(DeviceError::Open {
                     device: name.to_string(),
-                    source: io::Error::other(format!(
-                        "in use: {in_use} (waited {:.1} s for its lock)",
-                        wait.as_secs_f64()
-                    )),
+                    source: io::Error::new(
+                        io::ErrorKind::ResourceBusy,
+                        format!(
+                            "in use: {in_use} (waited {:.1} s for its lock)",
+                            wait.as_secs_f64()
+                        ),
+                    ),
                 })
             }
             Err(std::fs::TryLockError::Error(e)) => {

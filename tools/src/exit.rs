@@ -143,8 +143,11 @@ fn engine_class(e: &EngineError) -> Option<i32> {
 }
 
 fn device_class(e: &DeviceError) -> i32 {
-    if let DeviceError::Open { source, .. } = e {
-        return io_class(source);
+    match e {
+        DeviceError::Open { source, .. } => return io_class(source),
+        // Not a regular file or block device, or one the I/O engine cannot drive.
+        DeviceError::Unsupported { .. } => return CONFIG,
+        _ => {}
     }
     match e.class() {
         ErrorClass::NoSpace => CANT_CREATE,

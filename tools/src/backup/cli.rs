@@ -243,7 +243,16 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
 /// `ectable backup-verify`.
 pub fn verify(a: &VerifyArgs) -> Result<i32> {
     let bar = ByteProgress::new("backup-verify");
-    let chain = verify_chain(&a.files, &mut |d, t| bar.update_bytes(d, t))?;
+    let chain = verify_chain(&a.files, &mut |d, t| bar.update_bytes(d, t)).map_err(|e| {
+        use ectable_backup::Error as B;
+        match e {
+            // What backup-verify is asked: the answer is no (exit 1), naming the problem.
+            B::Corrupt { .. } | B::Incomplete { .. } | B::Chain { .. } => {
+                crate::coded!(crate::exit::NO, "{e}")
+            }
+            e => anyhow::Error::new(e),
+        }
+    })?;
     bar.finish();
     if a.json {
         println!(
