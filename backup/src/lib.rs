@@ -83,7 +83,7 @@ pub use chain::{read_manifest, restore_chain, verify_chain, Chain, ChainFile, Re
 pub use ectable_engine::Change;
 pub use error::{Error, Result};
 pub use format::{BackupKind, Entry, Header, Manifest, Reader, Writer};
-pub use take::{take_full, take_incremental, TakeOptions};
+pub use take::{take_full, take_full_to, take_incremental, take_incremental_to, TakeOptions};
 
 /// Parses a uuid as `uuid_string` prints it (32 hex digits, dashes anywhere).
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {

@@ -17,7 +17,7 @@ use crate::format::{
 use crate::{now_unix_secs, parse_uuid, uuid_text, Error, Result};
 use ectable_engine::Engine;
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -140,6 +140,27 @@ impl Pace<'_, '_> {
 /// Takes a full backup of every table into `target` (which must not exist). Registers the
 /// backup's LSN as the array's backup horizon.
 pub fn take_full(engine: &Engine, target: &Path, opts: &mut TakeOptions<'_>) -> Result<Manifest> {
+    let (guard, file) = AtomicFile::create(target)?;
+    let tmp = guard.tmp.clone();
+    let (out, manifest) =
+        take_full_to(engine, BufWriter::with_capacity(1 << 20, file), &tmp, opts)?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, manifest.file_size_bytes, e.into_error()))?;
+    guard.commit(file)?;
+    Ok(manifest)
+}
+
+/// A full backup written to `out` (a pipe, stdout): the same bytes as [`take_full`] writes
+/// to its file, without the file's atomic rename and fsync, which are the reader's to do
+/// (a consumer that stops early is told by the missing trailer: `Error::Incomplete`).
+/// `name` names the output in errors. Returns the writer, flushed, and the manifest.
+pub fn take_full_to<W: Write>(
+    engine: &Engine,
+    out: W,
+    name: &Path,
+    opts: &mut TakeOptions<'_>,
+) -> Result<(W, Manifest)> {
     let backup_id = ectable_engine::new_uuid();
     let header = Header {
         kind: BackupKind::Full,
@@ -153,18 +174,13 @@ pub fn take_full(engine: &Engine, target: &Path, opts: &mut TakeOptions<'_>) -> 
         created_unix_secs: now_unix_secs(),
     };
     let expected = engine.status().live_bytes;
-    let (guard, file) = AtomicFile::create(target)?;
-    let tmp = guard.tmp.clone();
-    let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), header)
-        .map_err(|e| Error::io(&tmp, 0, e))?;
+    let mut w = Writer::new(out, header).map_err(|e| Error::io(name, 0, e))?;
     let mut pace = Pace {
         opts,
         start: Instant::now(),
         expected_bytes: expected,
         last_report: 0,
     };
-    // The sink may only return engine errors: keep the I/O error and hand the engine a
-    // stand-in that stops the backup.
     let mut io_error: Option<std::io::Error> = None;
     let result = engine.backup_full(true, &mut |table, key, value| {
         if let Err(e) = w.push_row(table, key, value) {
@@ -177,28 +193,49 @@ pub fn take_full(engine: &Engine, target: &Path, opts: &mut TakeOptions<'_>) -> 
         Ok(())
     });
     if let Some(e) = io_error {
-        return Err(Error::io(&tmp, w.written_bytes(), e));
+        return Err(Error::io(name, w.written_bytes(), e));
     }
     let lsn = result.map_err(|e| Error::engine("taking the full backup", e))?;
     let written = w.written_bytes();
-    let (out, manifest) = w.finish(lsn).map_err(|e| Error::io(&tmp, written, e))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| Error::io(&tmp, written, e.into_error()))?;
-    guard.commit(file)?;
+    let (mut out, manifest) = w.finish(lsn).map_err(|e| Error::io(name, written, e))?;
+    out.flush()
+        .map_err(|e| Error::io(name, manifest.file_size_bytes, e))?;
     pace.done(manifest.file_size_bytes);
-    Ok(manifest)
+    Ok((out, manifest))
 }
 
-/// Takes an incremental backup into `target`: the changes after the end LSN of `base` (a
-/// complete backup of this array, full or incremental). Fails with [`Error::HistoryGone`]
-/// (whose message says to take a full backup) when the array no longer keeps that history. Raises the backup horizon to the new end LSN.
 pub fn take_incremental(
     engine: &Engine,
     base: &Path,
     target: &Path,
     opts: &mut TakeOptions<'_>,
 ) -> Result<Manifest> {
+    // The base is read (and refused) before the target is created.
+    read_header_and_trailer(base)?;
+    let (guard, file) = AtomicFile::create(target)?;
+    let tmp = guard.tmp.clone();
+    let (out, manifest) = take_incremental_to(
+        engine,
+        base,
+        BufWriter::with_capacity(1 << 20, file),
+        &tmp,
+        opts,
+    )?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, manifest.file_size_bytes, e.into_error()))?;
+    guard.commit(file)?;
+    Ok(manifest)
+}
+
+/// An incremental backup after `base` written to `out` (see [`take_full_to`]).
+pub fn take_incremental_to<W: Write>(
+    engine: &Engine,
+    base: &Path,
+    out: W,
+    name: &Path,
+    opts: &mut TakeOptions<'_>,
+) -> Result<(W, Manifest)> {
     let (_, prev) = read_header_and_trailer(base)?;
     let id = array_id(engine)?;
     if prev.array_id != id {
@@ -229,10 +266,7 @@ pub fn take_incremental(
         start_lsn: prev.end_lsn,
         created_unix_secs: now_unix_secs(),
     };
-    let (guard, file) = AtomicFile::create(target)?;
-    let tmp = guard.tmp.clone();
-    let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), header)
-        .map_err(|e| Error::io(&tmp, 0, e))?;
+    let mut w = Writer::new(out, header).map_err(|e| Error::io(name, 0, e))?;
     let mut pace = Pace {
         opts,
         start: Instant::now(),
@@ -251,7 +285,7 @@ pub fn take_incremental(
         Ok(())
     });
     if let Some(e) = io_error {
-        return Err(Error::io(&tmp, w.written_bytes(), e));
+        return Err(Error::io(name, w.written_bytes(), e));
     }
     let end = result.map_err(|e| match e {
         ectable_engine::Error::HistoryGone { from_lsn, why } => Error::HistoryGone {
@@ -281,11 +315,9 @@ pub fn take_incremental(
         ));
     }
     let written = w.written_bytes();
-    let (out, manifest) = w.finish(end).map_err(|e| Error::io(&tmp, written, e))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| Error::io(&tmp, written, e.into_error()))?;
-    guard.commit(file)?;
+    let (mut out, manifest) = w.finish(end).map_err(|e| Error::io(name, written, e))?;
+    out.flush()
+        .map_err(|e| Error::io(name, manifest.file_size_bytes, e))?;
     pace.done(manifest.file_size_bytes);
-    Ok(manifest)
+    Ok((out, manifest))
 }

@@ -22,6 +22,7 @@ use ectable_backup::{
 use ectable_devices::BackendKind;
 use ectable_engine::{format, Engine, EngineOptions, FormatOptions, Layout};
 use serde_json::{json, Value};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 fn size_arg(s: &str) -> std::result::Result<u64, String> {
@@ -34,7 +35,8 @@ pub struct BackupArgs {
     /// The array's devices, comma separated, in any order.
     #[arg(long, value_name = "D1,D2,...", env = "ECTABLE_DEVICES")]
     pub devices: String,
-    /// The backup file to write (refused if it exists; written as FILE.partial, then renamed).
+    /// The backup file to write (refused if it exists; written as FILE.partial, then
+    /// renamed); `-` writes the backup to stdout (and the summary to stderr).
     #[arg(
         long,
         value_name = "FILE",
@@ -78,7 +80,8 @@ pub struct BackupArgs {
 /// `ectable backup-verify`.
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The chain: the full backup first, then its incrementals in order.
+    /// The chain: the full backup first, then its incrementals in order; `-` reads one
+    /// backup from stdin.
     #[arg(value_name = "FILE[,FILE...]", required = true, num_args = 1.., value_delimiter = ',')]
     pub files: Vec<PathBuf>,
     /// One JSON object on stdout.
@@ -196,10 +199,29 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
         rate_bytes_per_sec: a.rate,
         progress: Some(&mut report),
     };
+    let to_stdout = a.to.as_deref() == Some(Path::new("-"));
+    if to_stdout && std::io::stdout().is_terminal() {
+        crate::fail!(
+            crate::exit::USAGE,
+            "--to -: refusing to write a backup to a terminal; send stdout to a file or a pipe \
+             (backup --to - | zstd > FILE)"
+        );
+    }
     let (path, m, reason, pruned) = match (&a.auto, &a.to, &a.incremental_from) {
         (Some(dir), _, _) => {
             let o = take_auto(&engine, dir, &policy, &mut opts)?;
             (o.path, o.manifest, Some(o.reason), o.pruned)
+        }
+        (None, Some(_), base) if to_stdout => {
+            let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            let name = Path::new("(stdout)");
+            let (_, m) = match base {
+                None => ectable_backup::take_full_to(&engine, out, name, &mut opts)?,
+                Some(base) => {
+                    ectable_backup::take_incremental_to(&engine, base, out, name, &mut opts)?
+                }
+            };
+            (PathBuf::from("-"), m, None, Vec::new())
         }
         (None, Some(to), None) => (
             to.clone(),
@@ -227,23 +249,75 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>());
         }
-        println!("{v}");
+        say(to_stdout, &v.to_string());
     } else {
-        println!("{}", manifest_line(&path, &m));
+        say(to_stdout, &manifest_line(&path, &m));
         if let Some(r) = &reason {
-            println!("  policy: {r}");
+            say(to_stdout, &format!("  policy: {r}"));
         }
         for p in &pruned {
-            println!("  pruned: {}", p.display());
+            say(to_stdout, &format!("  pruned: {}", p.display()));
         }
     }
     Ok(0)
 }
 
+/// A line of the summary: on stdout, or on stderr when stdout carries the backup itself.
+fn say(to_stderr: bool, line: &str) {
+    if to_stderr {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+/// `-` in a chain: stdin is copied to a temporary file (in TMPDIR; it needs room for the
+/// backup) so that the chain can be checked whole before anything is restored, as for a
+/// file. The returned guard removes the copy.
+fn stdin_to_file(files: &[PathBuf]) -> Result<(Vec<PathBuf>, Option<tempfile::TempDir>)> {
+    let dashes = files.iter().filter(|f| f.as_os_str() == "-").count();
+    if dashes == 0 {
+        return Ok((files.to_vec(), None));
+    }
+    if dashes > 1 {
+        crate::fail!(
+            crate::exit::USAGE,
+            "stdin (-) can hold one backup of the chain, not {dashes}"
+        );
+    }
+    if std::io::stdin().is_terminal() {
+        crate::fail!(
+            crate::exit::USAGE,
+            "-: refusing to read a backup from a terminal; send one on stdin (zstd -dc FILE | ...)"
+        );
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("ectable-stdin-")
+        .tempdir()
+        .context("making a temporary directory for the backup read from stdin")?;
+    let copy = dir.path().join("stdin.ectb");
+    let mut f =
+        std::fs::File::create(&copy).with_context(|| format!("creating {}", copy.display()))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut f)
+        .with_context(|| format!("copying stdin to {}", copy.display()))?;
+    let files = files
+        .iter()
+        .map(|f| {
+            if f.as_os_str() == "-" {
+                copy.clone()
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    Ok((files, Some(dir)))
+}
+
 /// `ectable backup-verify`.
 pub fn verify(a: &VerifyArgs) -> Result<i32> {
     let bar = ByteProgress::new("backup-verify");
-    let chain = verify_chain(&a.files, &mut |d, t| bar.update_bytes(d, t)).map_err(|e| {
+    let (files, _stdin_copy) = stdin_to_file(&a.files)?;
+    let chain = verify_chain(&files, &mut |d, t| bar.update_bytes(d, t)).map_err(|e| {
         use ectable_backup::Error as B;
         match e {
             // What backup-verify is asked: the answer is no (exit 1), naming the problem.
@@ -403,7 +477,8 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     // 1. The devices (cheap, and may ask), then the whole chain, before anything is written.
     let unfinished = check_devices(kind, &paths, a)?;
     let bar = ByteProgress::new("restore: verifying the chain");
-    let chain = verify_chain(&a.from, &mut |d, t| bar.update_bytes(d, t))?;
+    let (from, _stdin_copy) = stdin_to_file(&a.from)?;
+    let chain = verify_chain(&from, &mut |d, t| bar.update_bytes(d, t))?;
     bar.finish();
     let until = a.until_lsn.unwrap_or_else(|| chain.end_lsn());
     chain.check_until(until)?;
