@@ -3,7 +3,9 @@
 //! exit code; the fuzz targets parse command lines through the same [`Cli`].
 
 use crate::backup::cli::{BackupArgs, RestoreArgs, VerifyArgs};
-use crate::cmd::{bulk, clean, common, demo, examine, format, kv, model, rebuild, status, table};
+use crate::cmd::{
+    bulk, clean, common, demo, docs, examine, format, kv, model, rebuild, status, table,
+};
 use clap::{Parser, Subcommand};
 use ectable_devices::BackendKind;
 
@@ -96,6 +98,11 @@ pub enum Command {
     /// The whole story on file-backed devices: format RS(4,2) over 6 files, load, verify,
     /// status; then destroy one device, verify degraded, replace it, rebuild, verify.
     Demo(demo::DemoArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `ectable completions bash > /etc/bash_completion.d/ectable`.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (ectable.1), or with --dir write one per command.
+    Man(docs::ManArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -125,5 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Table { cmd } => table::run(kind, cmd),
         Command::Model(a) => model::run(kind, &a),
         Command::Demo(a) => demo::run(kind, &a),
+        Command::Completions(a) => docs::completions(&a),
+        Command::Man(a) => docs::man(&a),
     }
 }

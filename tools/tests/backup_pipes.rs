@@ -106,7 +106,10 @@ fn a_backup_goes_through_pipes_and_restores() {
     let out = ectable_with_stdin(&["backup-verify", "-"], cut);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("ectable: error: ") && err.contains("incomplete"), "{err}");
+    assert!(
+        err.contains("ectable: error: ") && err.contains("incomplete"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     let fresh = devs(dir.path(), "f", 5);
     let out = ectable_with_stdin(

@@ -7,6 +7,7 @@ pub mod bulk;
 pub mod clean;
 pub mod common;
 pub mod demo;
+pub mod docs;
 pub mod durability;
 pub mod examine;
 pub mod format;
