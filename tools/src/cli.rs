@@ -6,7 +6,7 @@ use crate::backup::cli::{BackupArgs, RestoreArgs, VerifyArgs};
 use crate::cmd::{
     bulk, clean, common, demo, docs, examine, format, kv, model, rebuild, status, table,
 };
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ectable_devices::BackendKind;
 
 #[derive(Parser)]
@@ -132,7 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Table { cmd } => table::run(kind, cmd),
         Command::Model(a) => model::run(kind, &a),
         Command::Demo(a) => demo::run(kind, &a),
-        Command::Completions(a) => docs::completions(&a),
-        Command::Man(a) => docs::man(&a),
+        Command::Completions(a) => docs::completions(&a, Cli::command()),
+        Command::Man(a) => docs::man(&a, Cli::command()),
     }
 }

@@ -2,7 +2,7 @@
 //! from the command-line definitions, so they never drift from `--help`.
 
 use anyhow::{Context, Result};
-use clap::{Args, CommandFactory};
+use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -20,15 +20,14 @@ pub struct ManArgs {
 }
 
 /// Prints the completion script (`ectable completions bash > /etc/bash_completion.d/ectable`).
-pub fn completions(a: &CompletionsArgs) -> Result<i32> {
-    let mut cmd = crate::cli::Cli::command();
+/// `cmd` is the whole command line's definition (the caller's `Cli::command()`).
+pub fn completions(a: &CompletionsArgs, mut cmd: clap::Command) -> Result<i32> {
     clap_complete::generate(a.shell, &mut cmd, "ectable", &mut std::io::stdout());
     Ok(0)
 }
 
 /// Renders the man pages.
-pub fn man(a: &ManArgs) -> Result<i32> {
-    let cmd = crate::cli::Cli::command();
+pub fn man(a: &ManArgs, cmd: clap::Command) -> Result<i32> {
     let Some(dir) = &a.dir else {
         clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())?;
         return Ok(0);
