@@ -39,7 +39,8 @@ fn main() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // stderr, with the progress bars lifted while a line is written.
+        .with_writer(ectable_tools::term::LogWriter)
         .init();
     let is_status = matches!(cli.command, Command::Status { .. });
     match run(cli) {

@@ -70,7 +70,7 @@ pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     if size > largest {
         crate::fail!(crate::exit::USAGE, "--value-size {size} exceeds the largest value this array holds in one stripe ({largest} bytes)");
     }
-    let pb = term::rows_bar(rows.rows, label);
+    let pb = term::RowProgress::new(rows.rows, label);
     let start = Instant::now();
     for i in 0..rows.rows {
         engine.put(
@@ -79,11 +79,11 @@ pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
             &row_value(i, rows.seed, size),
         )?;
         if i % 1024 == 0 {
-            pb.set_position(i);
+            pb.set(i);
         }
     }
     engine.sync()?;
-    pb.finish_and_clear();
+    pb.finish();
     let elapsed = start.elapsed();
     let bytes = rows.rows * rows.value_size;
     eprintln!(
@@ -101,7 +101,7 @@ pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
 /// row.
 pub fn verify(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     let size = value_size(rows)?;
-    let pb = term::rows_bar(rows.rows, label);
+    let pb = term::RowProgress::new(rows.rows, label);
     let start = Instant::now();
     let batch = 256u64;
     let mut i = 0;
@@ -138,9 +138,9 @@ pub fn verify(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
             }
         }
         i += n;
-        pb.set_position(i);
+        pb.set(i);
     }
-    pb.finish_and_clear();
+    pb.finish();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "{label}: all {} rows match ({:.0} rows/s, {} reads rebuilt from parity)",
@@ -188,7 +188,11 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
     }
     // Not atomic: on a failure part-way the rows before it stay, and the error says
     // how many (docs/operations.md).
+    let pb = term::RowProgress::new(rows.len() as u64, "import");
     for (applied, (k, v)) in rows.iter().enumerate() {
+        if applied % 1024 == 0 {
+            pb.set(applied as u64);
+        }
         if let Err(e) = engine.put(table, k, v) {
             let e = typed::import_stopped(&engine, applied, rows.len(), file, table, e.into());
             let _ = engine.close();
@@ -199,6 +203,7 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
         let n = rows.len();
         return Err(typed::import_stopped(&engine, n, n, file, table, e.into()));
     }
+    pb.finish();
     engine.close()?;
     eprintln!("imported {} rows into '{table}'", rows.len());
     Ok(0)
@@ -222,15 +227,34 @@ pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
             let n = typed::scan(&tables, table, &schema, &all, &mut text)?;
             return Ok((text, n));
         }
-        let rows = engine.scan(table, Bound::Unbounded, Bound::Unbounded, usize::MAX)?;
-        for (k, v) in &rows {
-            writeln!(
-                text,
-                "{}",
-                json!({"key": bytes_json(k), "value": bytes_json(v)})
+        // In pages, for the progress lines; the view is still one: a change under the
+        // reader makes the read start over (with_reader).
+        let pb = term::RowProgress::new(0, "export");
+        let mut n = 0u64;
+        let mut from: Bound<Vec<u8>> = Bound::Unbounded;
+        loop {
+            let page = engine.scan(
+                table,
+                from.as_ref().map(|k| k.as_slice()),
+                Bound::Unbounded,
+                4096,
             )?;
+            for (k, v) in &page {
+                writeln!(
+                    text,
+                    "{}",
+                    json!({"key": bytes_json(k), "value": bytes_json(v)})
+                )?;
+            }
+            n += page.len() as u64;
+            pb.set(n);
+            match page.last() {
+                Some((k, _)) if page.len() == 4096 => from = Bound::Excluded(k.clone()),
+                _ => break,
+            }
         }
-        Ok((text, rows.len() as u64))
+        pb.finish();
+        Ok((text, n))
     })?;
     let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())

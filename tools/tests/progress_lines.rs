@@ -1,0 +1,65 @@
+//! Long commands print progress lines on stderr when it is not a terminal (a log file, a
+//! pipe), and only there: stdout keeps the data.
+
+mod cli_common;
+use cli_common::*;
+
+#[test]
+fn long_commands_print_progress_lines_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = devs(dir.path(), "d", 6);
+    let all = join(&d);
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &all,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "128M",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = ["--table", "t", "--rows", "100000", "--value-size", "64"];
+    for cmd in ["load", "verify"] {
+        let mut args = vec![cmd, "--devices", &all];
+        args.extend(rows);
+        let out = ectable(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let err = stderr(&out);
+        for pct in [10, 50, 90] {
+            let want = format!("{cmd}: {pct}% (");
+            assert!(err.contains(&want), "{cmd}: no '{want}' in:\n{err}");
+        }
+        assert!(!err.contains("100%"), "{err}");
+    }
+    let file = dir.path().join("t.jsonl");
+    let out = ectable(&[
+        "export",
+        "--devices",
+        &all,
+        "--table",
+        "t",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exported 100000 rows"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ectable(&[
+        "import",
+        "--devices",
+        &all,
+        "--table",
+        "u",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("import: 50% ("), "{err}");
+    assert!(err.contains("imported 100000 rows"), "{err}");
+}
