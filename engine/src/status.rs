@@ -86,6 +86,8 @@ pub struct Status {
     /// Per slot: how often this session found the device slow (suspect).
     pub slow_events: Vec<u64>,
     pub io_engine: &'static str,
+    /// The codec's inner loop on this CPU: "avx2", "ssse3" or "portable".
+    pub codec_kernel: &'static str,
     /// A rebuild in progress: (slot, next segment id).
     pub rebuild: Option<(usize, u64)>,
     /// Garbage the backup horizon keeps from the cleaner.
@@ -281,6 +283,7 @@ impl Engine {
                 .collect(),
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name(),
+            codec_kernel: crate::codec::Kernel::selected().name(),
             rebuild,
             backup_horizon,
         }

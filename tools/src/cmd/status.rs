@@ -208,9 +208,10 @@ pub fn print_status(st: &Status) {
     }
     println!("durable: {}", status_durability_line(st));
     println!(
-        " layout: RS {}+{} (GF(2^8)/0x11d, Vandermonde-systematic), chunk {} KiB, segment {} MiB, io engine {}",
+        " layout: RS {}+{} (GF(2^8)/0x11d, Vandermonde-systematic, {} kernel), chunk {} KiB, segment {} MiB, io engine {}",
         st.data_shards,
         st.parity_shards,
+        st.codec_kernel,
         st.chunk_size_bytes / 1024,
         st.segment_size_bytes >> 20,
         st.io_engine
@@ -458,6 +459,7 @@ fn status_json(st: &Status) -> Value {
         "tables": st.tables,
         "lsn": st.next_lsn.saturating_sub(1),
         "io_engine": st.io_engine,
+        "codec_kernel": st.codec_kernel,
         "scan": st.rebuild.map(|(slot, next)| json!({"kind": "rebuild", "state": "interrupted", "slot": slot, "next_segment_id": next})),
         "read_repairs": st.read_repairs,
         "degraded_reads": st.degraded_reads,
