@@ -50,7 +50,16 @@ fn put_get_delete_reopen_on_memory() {
         )
         .unwrap();
     assert_eq!(rows.len(), 10);
-    assert!(matches!(e.get("nope", b"x"), Err(Error::NoSuchTable(_))));
+    // A table that never had a key reads like an emptied one.
+    assert_eq!(e.get("nope", b"x").unwrap(), None);
+    assert!(e
+        .scan("nope", Bound::Unbounded, Bound::Unbounded, 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(e.get_many("nope", &[b"x", b"y"]).unwrap(), vec![None, None]);
+    e.put("gone", b"k", b"v").unwrap();
+    e.delete("gone", b"k").unwrap();
+    assert_eq!(e.get("gone", b"k").unwrap(), e.get("never", b"k").unwrap());
 }
 
 #[test]
@@ -253,7 +262,7 @@ fn key_value_calls_refuse_system_tables_and_change_nothing() {
         assert!(reserved(e.write_batch(&b)), "batch with {t}");
     }
     assert!(
-        matches!(e.get("t", b"a"), Err(Error::NoSuchTable(_))),
+        matches!(e.get("t", b"a"), Ok(None)),
         "the refused batch wrote nothing"
     );
     assert_eq!(e.sync().unwrap(), lsn_before, "nothing was appended");
@@ -266,10 +275,55 @@ fn key_value_calls_refuse_system_tables_and_change_nothing() {
             .unwrap(),
         before
     );
-    assert!(matches!(
-        e.get(BACKUP_TABLE, b"users"),
-        Err(Error::NoSuchTable(_))
-    ));
+    assert!(matches!(e.get(BACKUP_TABLE, b"users"), Ok(None)));
     let tables = Tables::open(e).unwrap();
     assert!(tables.schema("users").is_some());
+}
+
+/// The path helpers: a blank set of files is formatted and opened, a second call opens what
+/// the first made, a set of which only some hold an array is refused and left alone.
+#[test]
+fn open_or_format_formats_a_blank_set_once_and_refuses_half_a_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = file_paths(dir.path(), 6);
+    let fmt = fmt_opts(4, 2);
+    let e = Engine::open_or_format(&paths, &fmt, Some(16 << 20), EngineOptions::default())
+        .expect("format a blank set");
+    e.put_sync("t", b"k", b"v").unwrap();
+    e.close().unwrap();
+    drop(e);
+    let e = Engine::open_or_format(&paths, &fmt, Some(16 << 20), EngineOptions::default())
+        .expect("open what is there");
+    assert_eq!(e.get("t", b"k").unwrap(), Some(b"v".to_vec()));
+    e.close().unwrap();
+    drop(e);
+    let e = Engine::open_paths(
+        &paths,
+        EngineOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(e.get("t", b"k").unwrap(), Some(b"v".to_vec()));
+    drop(e);
+    // Two members swapped for blank files: not a blank set, nothing is formatted.
+    let mut half = paths[..4].to_vec();
+    half.extend(file_paths(&dir.path().join("new"), 2));
+    std::fs::create_dir(dir.path().join("new")).unwrap();
+    let before: Vec<Vec<u8>> = paths[..4]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let r = Engine::open_or_format(&half, &fmt, Some(16 << 20), EngineOptions::default());
+    assert!(
+        matches!(r, Err(Error::AlreadyFormatted { .. })),
+        "{:?}",
+        r.err()
+    );
+    let after: Vec<Vec<u8>> = paths[..4]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(before == after, "a refused open_or_format changed a member");
 }

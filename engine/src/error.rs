@@ -17,14 +17,15 @@ pub enum Error {
     ForeignDevice { device: String, found: String },
     /// A device that was a member of the array but was replaced (`replace`): its device id
     /// is no longer in the superblocks, so it holds nothing the array needs.
-    #[error("{device}: was a member of array {array} in slot {slot} but has been replaced (its device id {device_uuid} is no longer a member); leave it out of --devices, or wipe it (format --force, or replace/add-spare with --force) to reuse it")]
+    #[error("{device}: was a member of array {array} in slot {slot} but has been replaced (its device id {device_uuid} is no longer a member); leave it out of the devices given, or wipe it (`wipe_device`, or a format with `force`) to reuse it")]
     ReplacedDevice {
         device: String,
         array: String,
         slot: usize,
         device_uuid: String,
     },
-    #[error("{device}: already holds an ectable array ({array}); use --force to overwrite it")]
+    /// Formatting refused: the device holds an array, and `FormatOptions::force` was not set.
+    #[error("{device}: already holds an ectable array ({array}); formatting over it needs the force option")]
     AlreadyFormatted { device: String, array: String },
     #[error("{device}: too small: {capacity_bytes} bytes, need at least {needed_bytes}")]
     DeviceTooSmall {

@@ -50,6 +50,7 @@ pub mod index;
 #[cfg(not(feature = "internals"))]
 mod index;
 mod log;
+mod paths;
 mod prober;
 mod reader;
 mod rebuild;

@@ -271,7 +271,7 @@ fn a_replaced_device_given_back_is_called_replaced() {
         &[
             &format!("{old}: was a member of array "),
             " in slot 2 but has been replaced",
-            "wipe it (format --force",
+            "leave it out of --devices, or reuse it with format, replace or add-spare and --force",
         ],
     );
     assert!(

@@ -83,6 +83,7 @@ impl RsCodec {
     }
 
     /// The inner loop this codec runs.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn kernel(&self) -> Kernel {
         self.kernel
     }

@@ -20,10 +20,9 @@ impl Shared {
     pub(crate) fn entry(&self, table: &str, key: &[u8]) -> Result<Option<IndexEntry>> {
         crate::validate_name_key(table, key)?;
         let index = self.index.read_locked();
-        match index.tables.get(table) {
-            None => Err(Error::NoSuchTable(table.to_string())),
-            Some(t) => Ok(t.get(key)),
-        }
+        // A key/value table has no existence of its own: one that never had a key reads
+        // like one whose keys were all deleted.
+        Ok(index.tables.get(table).and_then(|t| t.get(key)))
     }
 
     /// Reads the newest value of `key`, or None if it does not exist.

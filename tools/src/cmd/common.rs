@@ -111,8 +111,32 @@ pub fn with_reader<T>(
     }
 }
 
-/// The error and its causes on one line.
+/// What to do on the command line about an engine error whose own text is the library's
+/// (`force` is `--force` here).
+fn cli_hint(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain()
+        .find_map(|c| {
+            match c.downcast_ref::<ectable_engine::Error>() {
+        Some(ectable_engine::Error::AlreadyFormatted { .. }) => Some("use --force to overwrite it"),
+        Some(ectable_engine::Error::ReplacedDevice { .. }) => Some(
+            "leave it out of --devices, or reuse it with format, replace or add-spare and --force",
+        ),
+        _ => None,
+    }
+        })
+}
+
+/// The error and its causes on one line (and, for some engine errors, what to do about them
+/// with this command line).
 pub fn one_line(e: &anyhow::Error) -> String {
+    let line = chain_line(e);
+    match cli_hint(e) {
+        Some(hint) => format!("{line}; {hint}"),
+        None => line,
+    }
+}
+
+fn chain_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();
