@@ -219,20 +219,31 @@ fn a_failing_sink_ends_the_full_backup_with_its_error() {
             .unwrap();
     }
     e.sync().unwrap();
+    // The sink's own error type comes back unchanged (Error::Callback).
+    #[derive(Debug, PartialEq)]
+    struct SinkFull(u64);
+    impl std::fmt::Display for SinkFull {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "sink full after {} rows", self.0)
+        }
+    }
+    impl std::error::Error for SinkFull {}
     let mut seen = 0u64;
     let err = e
         .backup_full(true, &mut |_, _, _| {
             seen += 1;
             if seen == 1500 {
-                return Err(Error::InvalidArgument("sink full".into()));
+                return Err(Error::callback(SinkFull(seen)));
             }
             Ok(())
         })
         .unwrap_err();
-    assert!(
-        matches!(err, Error::InvalidArgument(ref m) if m == "sink full"),
-        "{err}"
-    );
+    assert_eq!(err.code(), "CALLBACK");
+    let mine = err
+        .into_callback()
+        .expect("the sink's error")
+        .downcast::<SinkFull>();
+    assert_eq!(*mine.expect("of the sink's type"), SinkFull(1500));
     assert_eq!(seen, 1500);
     assert_eq!(e.status().backup_horizon.horizon_lsn, None);
     let mut all = 0u64;

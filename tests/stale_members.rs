@@ -105,7 +105,7 @@ fn setup(dir: &std::path::Path) -> Vec<LoopDevice> {
 fn state_of(e: &Engine, slot: usize) -> (&'static str, bool) {
     let st = e.status();
     let d = &st.devices[slot];
-    (d.state, d.in_service)
+    (d.state.as_str(), d.in_service)
 }
 
 fn flush_loop(l: &LoopDevice) {

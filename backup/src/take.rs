@@ -181,21 +181,17 @@ pub fn take_full_to<W: Write>(
         expected_bytes: expected,
         last_report: 0,
     };
-    let mut io_error: Option<std::io::Error> = None;
+    // A write error of the file comes back through the engine as the sink's own error.
     let result = engine.backup_full(true, &mut |table, key, value| {
-        if let Err(e) = w.push_row(table, key, value) {
-            io_error = Some(e);
-            return Err(ectable_engine::Error::InvalidArgument(
-                "writing the backup file failed".into(),
-            ));
-        }
+        w.push_row(table, key, value)
+            .map_err(ectable_engine::Error::callback)?;
         pace.tick(w.written_bytes());
         Ok(())
     });
-    if let Some(e) = io_error {
-        return Err(Error::io(name, w.written_bytes(), e));
-    }
-    let lsn = result.map_err(|e| Error::engine("taking the full backup", e))?;
+    let lsn = result.map_err(|e| match e {
+        ectable_engine::Error::Callback(e) => Error::io(name, w.written_bytes(), io_of(e)),
+        e => Error::engine("taking the full backup", e),
+    })?;
     let written = w.written_bytes();
     let (mut out, manifest) = w.finish(lsn).map_err(|e| Error::io(name, written, e))?;
     out.flush()
@@ -273,21 +269,13 @@ pub fn take_incremental_to<W: Write>(
         expected_bytes: 0,
         last_report: 0,
     };
-    let mut io_error: Option<std::io::Error> = None;
     let result = engine.backup_changes(prev.end_lsn, true, &mut |c| {
-        if let Err(e) = w.push_change(c) {
-            io_error = Some(e);
-            return Err(ectable_engine::Error::InvalidArgument(
-                "writing the backup file failed".into(),
-            ));
-        }
+        w.push_change(c).map_err(ectable_engine::Error::callback)?;
         pace.tick(w.written_bytes());
         Ok(())
     });
-    if let Some(e) = io_error {
-        return Err(Error::io(name, w.written_bytes(), e));
-    }
     let end = result.map_err(|e| match e {
+        ectable_engine::Error::Callback(e) => Error::io(name, w.written_bytes(), io_of(e)),
         ectable_engine::Error::HistoryGone { from_lsn, why } => Error::HistoryGone {
             base: base.to_path_buf(),
             base_end_lsn: prev.end_lsn,
@@ -320,4 +308,12 @@ pub fn take_incremental_to<W: Write>(
         .map_err(|e| Error::io(name, manifest.file_size_bytes, e))?;
     pace.done(manifest.file_size_bytes);
     Ok((out, manifest))
+}
+
+/// The I/O error a sink returned through the engine (anything else, as an I/O error).
+fn io_of(e: Box<dyn std::error::Error + Send + Sync>) -> std::io::Error {
+    match e.downcast::<std::io::Error>() {
+        Ok(io) => *io,
+        Err(other) => std::io::Error::other(other),
+    }
 }

@@ -139,9 +139,28 @@ pub enum Error {
     /// The array holds a restore that did not finish.
     #[error("the array holds an unfinished restore (started {started}); run the restore again to complete it, or format the devices")]
     RestoreIncomplete { started: String },
+    /// A callback of the caller's (a backup's row or change sink) failed with its own
+    /// error, which the engine passes back unchanged: get it with [`Error::into_callback`]
+    /// or downcast the source.
+    #[error("{0}")]
+    Callback(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl Error {
+    /// Wraps an error of the caller's own in a callback (a backup sink) to return it
+    /// through the engine.
+    pub fn callback(e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Error {
+        Error::Callback(e.into())
+    }
+
+    /// The caller's own error that a callback returned, if this is one.
+    pub fn into_callback(self) -> Option<Box<dyn std::error::Error + Send + Sync + 'static>> {
+        match self {
+            Error::Callback(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// A short stable code for the CLI and monitoring.
     pub fn code(&self) -> &'static str {
         match self {
@@ -170,6 +189,7 @@ impl Error {
             Error::RestoreIncomplete { .. } => "RESTORE_INCOMPLETE",
             Error::ArrayChanged { .. } => "ARRAY_CHANGED",
             Error::Poisoned { .. } => "POISONED",
+            Error::Callback(_) => "CALLBACK",
             Error::TableExists(_) => "TABLE_EXISTS",
             Error::InvalidSchema(_) => "INVALID_SCHEMA",
             Error::BadPrimaryKey { .. } => "BAD_PRIMARY_KEY",

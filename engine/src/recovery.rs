@@ -46,6 +46,7 @@ pub(crate) struct Recovered {
 }
 
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RecoveryStats {
     pub segments: usize,
     pub stripes: u64,

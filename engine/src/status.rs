@@ -7,12 +7,94 @@ use crate::sync::{MutexExt, RwLockExt};
 use std::sync::atomic::Ordering;
 
 /// One device as status reports it.
+/// A member's state as `status` reports it (zpool's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum DeviceState {
+    /// In service (it may still have errors this session: see `in_service`).
+    Online,
+    /// Slow (suspect): reads go around it while k others can serve them.
+    Degraded,
+    /// Failed: I/O errors past the limits, a failed write or flush.
+    Faulted,
+    /// Being rebuilt onto (a replacement).
+    Rebuilding,
+    /// Present but missed writes while it was away: to be resynced (`rebuild`).
+    Stale,
+    /// Not present: left out of the devices given, or gone.
+    Removed,
+}
+
+impl DeviceState {
+    /// The word `status` prints: "ONLINE", "DEGRADED", ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Online => "ONLINE",
+            DeviceState::Degraded => "DEGRADED",
+            DeviceState::Faulted => "FAULTED",
+            DeviceState::Rebuilding => "REBUILDING",
+            DeviceState::Stale => "STALE",
+            DeviceState::Removed => "REMOVED",
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `state == "ONLINE"` reads as `status` prints.
+impl PartialEq<&str> for DeviceState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The array's state as a whole, from its members (mdadm's and zpool's meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum ArrayState {
+    /// Every member in service.
+    Online,
+    /// Some members out of service, no more than m: every byte readable, less redundancy.
+    Degraded,
+    /// More than m members out of service: some data cannot be read.
+    Unavailable,
+}
+
+impl ArrayState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArrayState::Online => "ONLINE",
+            ArrayState::Degraded => "DEGRADED",
+            ArrayState::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+impl std::fmt::Display for ArrayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ArrayState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DeviceStatus {
     pub slot: usize,
     pub path: Option<String>,
     pub device_uuid: String,
-    pub state: &'static str,
+    pub state: DeviceState,
     pub note: String,
     pub capacity_bytes: u64,
     pub used_segments: u32,
@@ -29,7 +111,24 @@ pub struct DeviceStatus {
 }
 
 /// A snapshot of the array's state.
+impl Status {
+    /// The array's state: every member that is not fully in service (missing, faulted,
+    /// stale, rebuilding, slow, or with errors this session) counts against the m it may
+    /// lose (`ectable status` exits 0, 1 or 2 by it).
+    pub fn state(&self) -> ArrayState {
+        let out = self.devices.iter().filter(|d| !d.in_service).count();
+        if out == 0 {
+            ArrayState::Online
+        } else if out <= self.parity_shards {
+            ArrayState::Degraded
+        } else {
+            ArrayState::Unavailable
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Status {
     pub array_uuid: String,
     pub epoch: u64,
@@ -132,7 +231,7 @@ impl Engine {
                 let rebuilding = persisted.rebuild.filter(|(s, _)| *s as usize == slot);
                 let (state, note) = match dev {
                     None => (
-                        "REMOVED",
+                        DeviceState::Removed,
                         match resync_from {
                             Some(f) => format!(
                                 "device not present; missed writes from segment {f} on (resynced when it returns)"
@@ -140,27 +239,27 @@ impl Engine {
                             None => "device not present".to_string(),
                         },
                     ),
-                    Some(_) if a.is_failed(slot) => ("FAULTED", "I/O errors".to_string()),
+                    Some(_) if a.is_failed(slot) => (DeviceState::Faulted, "I/O errors".to_string()),
                     Some(_) if rebuilding.is_some() => (
-                        "REBUILDING",
+                        DeviceState::Rebuilding,
                         format!(
                             "rebuild resumes at segment {}; run 'ectable rebuild'",
                             rebuilding.map_or(0, |r| r.1)
                         ),
                     ),
                     Some(_) if resync_from.is_some() => (
-                        "STALE",
+                        DeviceState::Stale,
                         format!(
                             "missed writes from segment {} on; resync with 'ectable rebuild'",
                             resync_from.unwrap_or(0)
                         ),
                     ),
                     Some(_) if a.is_suspect(slot) => {
-                        ("DEGRADED", "suspect: slow, reads avoid it".to_string())
+                        (DeviceState::Degraded, "suspect: slow, reads avoid it".to_string())
                     }
                     Some(_) => match persisted.members[slot].1 {
                         MemberState::Online => (
-                            "ONLINE",
+                            DeviceState::Online,
                             if errors > 0 {
                                 "errors seen: check it with 'ectable scrub --repair'".to_string()
                             } else if a.slow_last_session[slot] {
@@ -169,11 +268,16 @@ impl Engine {
                                 String::new()
                             },
                         ),
-                        other => (other.name(), String::new()),
+                        MemberState::Failed => (DeviceState::Faulted, String::new()),
+                        MemberState::Rebuilding => (DeviceState::Rebuilding, String::new()),
+                        MemberState::Suspect => (DeviceState::Degraded, String::new()),
+                        MemberState::Absent => (DeviceState::Removed, String::new()),
+                        // A spare's entry in a data slot: what replace makes it, online.
+                        MemberState::Spare => (DeviceState::Online, String::new()),
                     },
                 };
                 DeviceStatus {
-                    in_service: state == "ONLINE" && errors == 0,
+                    in_service: state == DeviceState::Online && errors == 0,
                     resync_from,
                     slot,
                     path: dev.map(|d| a.io.devices()[d].name().to_string()),

@@ -1290,7 +1290,7 @@ impl Sim {
             return Err(format!("{name} is damaged but no longer in the array"));
         };
         let state = match self.slot_of(name)? {
-            Some(slot) => self.engine()?.status().devices[slot].state,
+            Some(slot) => self.engine()?.status().devices[slot].state.as_str(),
             None => "REMOVED",
         };
         if !lost && state == "ONLINE" {
@@ -1335,7 +1335,7 @@ impl Sim {
             self.open(None)?;
             let slot = self.slot_of(name)?;
             let st = self.engine()?.status();
-            match slot.map(|s| st.devices[s].state) {
+            match slot.map(|s| st.devices[s].state.as_str()) {
                 Some("ONLINE") => {
                     self.report.count("device given back").repaired += 1;
                     return self.healed(name);

@@ -4,26 +4,6 @@
 
 mod cli_common;
 use cli_common::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-fn ectable_with_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ectable"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
-}
 
 #[test]
 fn a_backup_goes_through_pipes_and_restores() {
@@ -67,11 +47,11 @@ fn a_backup_goes_through_pipes_and_restores() {
     let out = ectable(&["backup-verify", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     // From stdin.
-    let out = ectable_with_stdin(&["backup-verify", "-"], &backup);
+    let out = ectable_stdin(&["backup-verify", "-"], &backup);
     assert!(out.status.success(), "{}", stderr(&out));
     let r = devs(dir.path(), "r", 5);
     let rall = join(&r);
-    let out = ectable_with_stdin(
+    let out = ectable_stdin(
         &[
             "restore",
             "--devices",
@@ -103,7 +83,7 @@ fn a_backup_goes_through_pipes_and_restores() {
     assert!(out.status.success(), "{}", stderr(&out));
     // Cut short on the way: verify says no (1), restore refuses and writes nothing.
     let cut = &backup[..backup.len() / 2];
-    let out = ectable_with_stdin(&["backup-verify", "-"], cut);
+    let out = ectable_stdin(&["backup-verify", "-"], cut);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -112,7 +92,7 @@ fn a_backup_goes_through_pipes_and_restores() {
     );
     assert!(!err.contains("panicked"), "{err}");
     let fresh = devs(dir.path(), "f", 5);
-    let out = ectable_with_stdin(
+    let out = ectable_stdin(
         &[
             "restore",
             "--devices",
@@ -135,6 +115,6 @@ fn a_backup_goes_through_pipes_and_restores() {
         "a refused restore created devices"
     );
     // Two backups cannot both come from stdin.
-    let out = ectable_with_stdin(&["backup-verify", "-,-"], &backup);
+    let out = ectable_stdin(&["backup-verify", "-,-"], &backup);
     assert_eq!(out.status.code(), Some(64));
 }

@@ -3,7 +3,6 @@
 //! of another array, invalid k/m/chunk size, an oversized value, a missing table, devices
 //! that were never formatted, and a malformed import file.
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod cli_common;
@@ -12,27 +11,6 @@ use cli_common::*;
 /// A clean failure naming `needle` (see `cli_common::assert_clean_error`).
 fn assert_one_error(out: &Output, needle: &str) {
     assert_clean_error(out, &[needle]);
-}
-
-fn format6(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let p = devs(dir, prefix, 6);
-    let out = ectable(&[
-        "format",
-        "--devices",
-        &join(&p),
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--create-size",
-        "64M",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    p
 }
 
 #[test]

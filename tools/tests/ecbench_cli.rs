@@ -114,6 +114,40 @@ fn write_and_randread_report_iops_and_raw_ratios() {
     assert!(number(ratios, &["engine_to_raw"]) > 0.0);
     assert!(number(ratios, &["iops_engine_to_raw"]) > 0.0);
 
+    // fio's spellings and fields: rw randrw for the random mix, ioengine io_uring or psync,
+    // time and job_start; --output writes the report to a file, nothing to stdout.
+    let report = dir.path().join("report.json");
+    let out = ecbench(&[
+        "--devices",
+        &devs,
+        "--rw",
+        "randrw",
+        "--size",
+        "1M",
+        "--output-format",
+        "json",
+        "--output",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "the report went to stdout too");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let opts = &r["jobs"][0]["job options"];
+    assert_eq!(opts["rw"], "randrw");
+    let engine = opts["ioengine"].as_str().unwrap();
+    assert!(engine == "io_uring" || engine == "psync", "{engine}");
+    let time = r["time"].as_str().unwrap();
+    assert_eq!(time.split_whitespace().count(), 5, "{time}");
+    let start = number(&r["jobs"][0], &["job_start"]);
+    assert!(
+        start > 1.7e12 && start <= number(&r, &["timestamp_ms"]),
+        "{start}"
+    );
+
     // Without --k/--m the array that is there is used, and its data set is found.
     let args = [
         "--devices",

@@ -7,7 +7,7 @@ mod cli_common;
 use cli_common::*;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn code(out: &Output) -> i32 {
     out.status.code().expect("exited, not killed")
@@ -15,20 +15,7 @@ fn code(out: &Output) -> i32 {
 
 /// Six 64 MiB files formatted RS(4,2), holding t/a = 1.
 fn array(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let d = devs(dir, prefix, 6);
-    let out = ectable(&[
-        "format",
-        "--devices",
-        &join(&d),
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--create-size",
-        "64M",
-        "--yes",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let d = format6(dir, prefix);
     let out = ectable(&[
         "put",
         "--devices",
@@ -141,8 +128,8 @@ fn every_exit_code_class() {
         .unwrap();
     // SAFETY: flock on an open descriptor owned by `holder`, which outlives the call.
     assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
-    let out = Command::new(env!("CARGO_BIN_EXE_ectable"))
-        .args([
+    let out = ectable_env(
+        &[
             "put",
             "--devices",
             &all,
@@ -152,10 +139,9 @@ fn every_exit_code_class() {
             "b",
             "--value",
             "2",
-        ])
-        .env("ECTABLE_LOCK_WAIT_MS", "200")
-        .output()
-        .unwrap();
+        ],
+        &[("ECTABLE_LOCK_WAIT_MS", "200")],
+    );
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     drop(holder);
     // 78: the devices are not what the command needs.
@@ -275,13 +261,8 @@ fn examine_finds_each_arrays_members_among_mixed_devices() {
 fn devices_come_from_ectable_devices_but_format_needs_them_named() {
     let dir = tempfile::tempdir().unwrap();
     let d = array(dir.path(), "d");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_ectable"))
-            .args(args)
-            .env("ECTABLE_DEVICES", join(&d))
-            .output()
-            .unwrap()
-    };
+    let all = join(&d);
+    let run = |args: &[&str]| ectable_env(args, &[("ECTABLE_DEVICES", &all)]);
     let out = run(&["get", "--table", "t", "--key", "a"]);
     assert_eq!(
         (code(&out), out.stdout.as_slice()),

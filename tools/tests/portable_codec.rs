@@ -5,14 +5,9 @@
 
 mod cli_common;
 use cli_common::*;
-use std::process::Command;
 
 fn ectable_with_kernel(kernel: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ectable"))
-        .args(args)
-        .env("ECTABLE_CODEC_KERNEL", kernel)
-        .output()
-        .unwrap()
+    ectable_env(args, &[("ECTABLE_CODEC_KERNEL", kernel)])
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 /// What the cleaner has done since the engine was opened.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CleanerStats {
     pub passes: u64,
     /// Passes skipped because a rebuild or scrub was running.

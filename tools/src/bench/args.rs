@@ -79,6 +79,9 @@ pub struct BenchArgs {
     /// Output format (json+ is taken as json).
     #[arg(long, value_enum, default_value = "normal")]
     pub output_format: OutputFormat,
+    /// Write the report to this file instead of stdout (fio's --output).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
     /// Job name shown in the report.
     #[arg(long, default_value = "ecbench")]
     pub name: String,
@@ -145,6 +148,14 @@ pub enum Rw {
 }
 
 impl Rw {
+    /// The name fio gives the pattern (`randrw` for the random mix), else ecbench's own.
+    pub fn fio_name(self) -> &'static str {
+        match self {
+            Rw::Mixed => "randrw",
+            other => other.name(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Rw::Write => "write",

@@ -72,12 +72,16 @@ fn dir_json(d: &Dir, rt: Duration, samples: &[[(u64, u64); 2]], i: usize) -> Val
 }
 
 impl Report<'_> {
-    /// Writes the report to stdout in the format of `--output-format`.
+    /// Writes the report in the format of `--output-format`, to stdout or to `--output`.
     pub fn print(&self) -> Result<()> {
         let text = match self.cli.output_format {
             OutputFormat::Json => serde_json::to_string_pretty(&self.json())? + "\n",
             OutputFormat::Normal => self.normal(),
         };
+        if let Some(path) = &self.cli.output {
+            return std::fs::write(path, text.as_bytes())
+                .with_context(|| format!("writing the report to {}", path.display()));
+        }
         // A closed stdout is an error like any other, not a panic of print!.
         std::io::stdout()
             .write_all(text.as_bytes())
@@ -120,9 +124,10 @@ impl Report<'_> {
     fn options(&self) -> Value {
         let c = self.cli;
         let mut o = json!({
-            "name": c.name, "filename": c.devices, "rw": c.rw.name(), "bs": c.bs.to_string(),
+            "name": c.name, "filename": c.devices, "rw": c.rw.fio_name(), "bs": c.bs.to_string(),
             "iodepth": c.iodepth.to_string(), "numjobs": c.numjobs.to_string(),
-            "ioengine": self.st.io_engine, "direct": "1", "randseed": c.seed.to_string(),
+            "ioengine": fio_engine(self.st.io_engine), "direct": "1",
+            "randseed": c.seed.to_string(),
         });
         if let Some(s) = c.size {
             o["size"] = json!(s.to_string());
@@ -153,6 +158,8 @@ impl Report<'_> {
             "trim": dir_json(&Dir::new(), Duration::ZERO, &[], 0),
             "sync": { "total_ios": 0, "lat_ns": zero },
             "job_runtime": p.runtime.as_millis() as u64, "usr_cpu": p.cpu.0, "sys_cpu": p.cpu.1,
+            // When the measured pass started (it ended just now), in ms since the epoch.
+            "job_start": (now.as_millis() as u64).saturating_sub(p.runtime.as_millis() as u64),
         });
         let raw = self.raw.map_or(Value::Null, |(plan, r)| {
             json!({
@@ -186,6 +193,7 @@ impl Report<'_> {
         json!({
             "fio version": format!("ecbench-{}", env!("CARGO_PKG_VERSION")),
             "timestamp": now.as_secs(), "timestamp_ms": now.as_millis() as u64,
+            "time": ctime_utc(now.as_secs()),
             "global options": self.options(), "jobs": [job], "disk_util": [], "ectable": ectable,
         })
     }
@@ -348,4 +356,52 @@ fn dir_text(name: &str, d: &Dir, rt: Duration, samples: &[[(u64, u64); 2]], i: u
         let _ = writeln!(s, "avg={im:.2}, stdev={idv:.2}, samples={n}");
     }
     s
+}
+
+/// fio's name of an I/O engine.
+fn fio_engine(name: &str) -> &str {
+    match name {
+        "uring" => "io_uring",
+        other => other,
+    }
+}
+
+/// A time as fio's `time` field writes it (C's `ctime` layout, here in UTC):
+/// `Thu Dec  3 16:58:00 2026`.
+pub(crate) fn ctime_utc(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{} {} {:>2} {:02}:{:02}:{:02} {year}",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn ctime_matches_known_dates() {
+        assert_eq!(super::ctime_utc(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(super::ctime_utc(1_796_317_080), "Thu Dec  3 16:58:00 2026");
+        assert_eq!(super::ctime_utc(951_782_400), "Tue Feb 29 00:00:00 2000");
+    }
 }

@@ -77,6 +77,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Engine warnings (a slow device, a failed flush) go to stderr, above the progress line.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(ectable_tools::term::LogWriter)
+        .init();
     let args = &cli.args;
     let result = match args.rw {
         Rw::Overwrite | Rw::Reopen => bench::space::run(args),

@@ -151,22 +151,15 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
 }
 
 fn exit_code(st: &Status) -> i32 {
-    let lost = out_of_service(st);
-    if lost > st.parity_shards {
-        2
-    } else if lost > 0 {
-        1
-    } else {
-        0
+    match st.state() {
+        ectable_engine::ArrayState::Online => 0,
+        ectable_engine::ArrayState::Degraded => 1,
+        ectable_engine::ArrayState::Unavailable => crate::exit::UNAVAILABLE_STATE,
     }
 }
 
 fn array_state(st: &Status) -> &'static str {
-    match exit_code(st) {
-        0 => "ONLINE",
-        1 => "DEGRADED",
-        _ => "UNAVAILABLE",
-    }
+    st.state().as_str()
 }
 
 /// Prints the human-readable report.
@@ -186,7 +179,7 @@ pub fn print_status(st: &Status) {
             .devices
             .iter()
             .filter(|d| !d.in_service)
-            .map(|d| format!("slot {} {}", d.slot, d.state.to_lowercase()))
+            .map(|d| format!("slot {} {}", d.slot, d.state.as_str().to_lowercase()))
             .collect();
         if lost <= st.parity_shards {
             format!(
@@ -478,7 +471,7 @@ fn status_json(st: &Status) -> Value {
             "slot": d.slot,
             "path": d.path,
             "uuid": d.device_uuid,
-            "state": d.state,
+            "state": d.state.as_str(),
             "in_service": d.in_service,
             "resync_from_segment": d.resync_from,
             "note": d.note,

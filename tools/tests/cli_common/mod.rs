@@ -12,6 +12,65 @@ pub fn ectable(args: &[&str]) -> Output {
         .expect("run ectable")
 }
 
+/// Runs `ectable` with `args` and extra environment variables.
+pub fn ectable_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ectable"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run ectable")
+}
+
+/// Runs `ectable` with `args`, `input` on its stdin.
+pub fn ectable_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ectable"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ectable");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    // A writer thread: the child may exit (refusing the input) before reading all of it.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for ectable");
+    let _ = writer.join();
+    out
+}
+
+/// Six 64 MiB files `<prefix><i>.img` in `dir`, formatted RS(4,2) (with `env` set).
+pub fn format6_env(dir: &Path, prefix: &str, env: &[(&str, &str)]) -> Vec<PathBuf> {
+    let p = devs(dir, prefix, 6);
+    let all = join(&p);
+    let out = ectable_env(
+        &[
+            "format",
+            "--devices",
+            &all,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--create-size",
+            "64M",
+            "--yes",
+        ],
+        env,
+    );
+    assert!(out.status.success(), "format: {}", stderr(&out));
+    p
+}
+
+/// Six 64 MiB files `<prefix><i>.img` in `dir`, formatted RS(4,2).
+pub fn format6(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    format6_env(dir, prefix, &[])
+}
+
 /// `n` device file paths `<prefix><i>.img` in `dir`.
 pub fn devs(dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
     (0..n)
