@@ -142,6 +142,30 @@ fn write_and_randread_report_iops_and_raw_ratios() {
     assert!(engine == "io_uring" || engine == "psync", "{engine}");
     let time = r["time"].as_str().unwrap();
     assert_eq!(time.split_whitespace().count(), 5, "{time}");
+    // fio's latency distribution: the buckets of the three units add up to 100 % (a
+    // read run: these small devices are too full by now for the mix to write).
+    let rr = json_run(&[
+        "--devices",
+        &devs,
+        "--rw",
+        "randread",
+        "--size",
+        "1M",
+        "--output-format",
+        "json",
+    ]);
+    let job = &rr["jobs"][0];
+    assert!(number(job, &["read", "total_ios"]) > 0.0);
+    let total: f64 = ["latency_ns", "latency_us", "latency_ms"]
+        .iter()
+        .flat_map(|u| job[u].as_object().unwrap().values())
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!(
+        (total - 100.0).abs() < 0.01,
+        "latency buckets sum to {total}"
+    );
+    assert!(job["latency_ms"].get(">=2000").is_some());
     let start = number(&r["jobs"][0], &["job_start"]);
     assert!(
         start > 1.7e12 && start <= number(&r, &["timestamp_ms"]),

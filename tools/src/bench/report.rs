@@ -161,6 +161,15 @@ impl Report<'_> {
             // When the measured pass started (it ended just now), in ms since the epoch.
             "job_start": (now.as_millis() as u64).saturating_sub(p.runtime.as_millis() as u64),
         });
+        let mut job = job;
+        let buckets = latency_buckets(&[&p.dirs[READ].hist, &p.dirs[WRITE].hist]);
+        for (k, v) in buckets {
+            job[k] = v;
+        }
+        job["latency_depth"] = json!(self.cli.iodepth);
+        job["latency_target"] = json!(0);
+        job["latency_percentile"] = json!(100.0);
+        job["latency_window"] = json!(0);
         let raw = self.raw.map_or(Value::Null, |(plan, r)| {
             json!({
                 "pattern": plan.describe(self.n), "block_bytes": plan.block,
@@ -404,4 +413,40 @@ mod time_tests {
         assert_eq!(super::ctime_utc(1_796_317_080), "Thu Dec  3 16:58:00 2026");
         assert_eq!(super::ctime_utc(951_782_400), "Tue Feb 29 00:00:00 2000");
     }
+}
+
+/// fio's latency distribution of a job (reads and writes together): per bucket the percent
+/// of the I/Os whose completion latency is below the bucket's bound and at or above the
+/// previous one: `latency_ns` under 1 µs, `latency_us` from 1 µs to 1 ms, `latency_ms` from
+/// 1 ms on, the last bucket `>=2000` ms.
+fn latency_buckets(hists: &[&hdrhistogram::Histogram<u64>]) -> Vec<(&'static str, Value)> {
+    const BOUNDS: [u64; 10] = [2, 4, 10, 20, 50, 100, 250, 500, 750, 1000];
+    let total: u64 = hists.iter().map(|h| h.len()).sum();
+    let share = |lo: u64, hi: u64| -> f64 {
+        if total == 0 || hi <= lo {
+            return 0.0;
+        }
+        let n: u64 = hists.iter().map(|h| h.count_between(lo, hi - 1)).sum();
+        n as f64 * 100.0 / total as f64
+    };
+    let mut out = Vec::new();
+    for (name, unit, floor) in [
+        ("latency_ns", 1u64, 0u64),
+        ("latency_us", 1_000, 1_000),
+        ("latency_ms", 1_000_000, 1_000_000),
+    ] {
+        let mut m = Map::new();
+        let mut lo = floor;
+        for b in BOUNDS {
+            let hi = (b * unit).max(floor);
+            m.insert(b.to_string(), json!(share(lo, hi)));
+            lo = hi;
+        }
+        if unit == 1_000_000 {
+            m.insert("2000".into(), json!(share(lo, 2_000 * unit)));
+            m.insert(">=2000".into(), json!(share(2_000 * unit, u64::MAX)));
+        }
+        out.push((name, Value::Object(m)));
+    }
+    out
 }
