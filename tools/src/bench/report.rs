@@ -405,16 +405,6 @@ pub(crate) fn ctime_utc(secs: u64) -> String {
     )
 }
 
-#[cfg(test)]
-mod time_tests {
-    #[test]
-    fn ctime_matches_known_dates() {
-        assert_eq!(super::ctime_utc(0), "Thu Jan  1 00:00:00 1970");
-        assert_eq!(super::ctime_utc(1_796_317_080), "Thu Dec  3 16:58:00 2026");
-        assert_eq!(super::ctime_utc(951_782_400), "Tue Feb 29 00:00:00 2000");
-    }
-}
-
 /// fio's latency distribution of a job (reads and writes together): per bucket the percent
 /// of the I/Os whose completion latency is below the bucket's bound and at or above the
 /// previous one: `latency_ns` under 1 µs, `latency_us` from 1 µs to 1 ms, `latency_ms` from
@@ -449,4 +439,14 @@ fn latency_buckets(hists: &[&hdrhistogram::Histogram<u64>]) -> Vec<(&'static str
         out.push((name, Value::Object(m)));
     }
     out
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn ctime_matches_known_dates() {
+        assert_eq!(super::ctime_utc(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(super::ctime_utc(1_796_317_080), "Thu Dec  3 16:58:00 2026");
+        assert_eq!(super::ctime_utc(951_782_400), "Tue Feb 29 00:00:00 2000");
+    }
 }
