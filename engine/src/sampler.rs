@@ -12,7 +12,6 @@ use ectable_devices::{DeviceError, IoBackend, IoOp};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, Weak};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Bytes a probe reads.
@@ -35,7 +34,10 @@ struct Shared {
 
 pub(crate) struct Sampler {
     shared: Arc<Shared>,
-    worker: Mutex<Option<(Sender<Request>, JoinHandle<()>)>>,
+    /// The thread's queue. The thread is not joined: a probe of a device that hangs must not
+    /// hang `close` (the thread holds the I/O engine only while a probe is in flight, and
+    /// ends when this sender is dropped).
+    worker: Mutex<Option<Sender<Request>>>,
 }
 
 impl Sampler {
@@ -83,7 +85,7 @@ impl Sampler {
                     }
                 });
             match spawned {
-                Ok(h) => *w = Some((tx, h)),
+                Ok(_detached) => *w = Some(tx),
                 Err(e) => {
                     tracing::warn!("cannot start the sampler thread: {e}");
                     flag.store(false, Ordering::Release);
@@ -91,7 +93,7 @@ impl Sampler {
                 }
             }
         }
-        if let Some((tx, _)) = w.as_ref() {
+        if let Some(tx) = w.as_ref() {
             if tx
                 .send(Request {
                     slot,
@@ -111,15 +113,5 @@ impl Sampler {
             return Vec::new();
         }
         std::mem::take(&mut *self.shared.results.locked())
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread after its probe in flight, if any.
-        if let Some((tx, h)) = self.worker.locked().take() {
-            drop(tx);
-            let _ = h.join();
-        }
     }
 }
