@@ -8,21 +8,8 @@ use cli_common::*;
 #[test]
 fn a_backup_goes_through_pipes_and_restores() {
     let dir = tempfile::tempdir().unwrap();
-    let d = devs(dir.path(), "d", 6);
+    let d = format6(dir.path(), "d");
     let all = join(&d);
-    let out = ectable(&[
-        "format",
-        "--devices",
-        &all,
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--create-size",
-        "64M",
-        "--yes",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let out = ectable(&[
         "load",
         "--devices",

@@ -32,22 +32,9 @@ fn the_portable_kernel_runs_the_demo_and_agrees_with_the_fast_one() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("portable kernel"), "{text}");
     // Written by one kernel, rebuilt through the other: the parity must be the same bytes.
-    let d = devs(dir.path(), "d", 6);
+    let d = format6_env(dir.path(), "d", &[("ECTABLE_CODEC_KERNEL", "portable")]);
     let all = join(&d);
     let rows = ["--table", "t", "--rows", "3000", "--value-size", "1K"];
-    let fmt = [
-        "format",
-        "--devices",
-        &all,
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--create-size",
-        "64M",
-        "--yes",
-    ];
-    assert!(ectable_with_kernel("portable", &fmt).status.success());
     let mut load = vec!["load", "--devices", &all];
     load.extend(rows);
     assert!(ectable_with_kernel("portable", &load).status.success());

@@ -7,21 +7,8 @@ use cli_common::*;
 #[test]
 fn long_commands_print_progress_lines_off_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let d = devs(dir.path(), "d", 6);
+    let d = format6(dir.path(), "d");
     let all = join(&d);
-    let out = ectable(&[
-        "format",
-        "--devices",
-        &all,
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--create-size",
-        "128M",
-        "--yes",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let rows = ["--table", "t", "--rows", "100000", "--value-size", "64"];
     for cmd in ["load", "verify"] {
         let mut args = vec![cmd, "--devices", &all];
