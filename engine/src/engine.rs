@@ -480,12 +480,22 @@ impl Engine {
     /// `max_passes` passes ran): moves live records out of mostly-dead segments, checkpoints,
     /// and frees them. Returns what it did, summed over the passes.
     pub fn clean(&self, max_passes: usize) -> Result<crate::cleaner::CleanReport> {
+        self.clean_with_progress(max_passes, &mut |_, _| {})
+    }
+
+    /// [`Engine::clean`], calling `progress(pass, total so far)` after every pass that did
+    /// something (for a progress line).
+    pub fn clean_with_progress(
+        &self,
+        max_passes: usize,
+        progress: &mut dyn FnMut(usize, &crate::cleaner::CleanReport),
+    ) -> Result<crate::cleaner::CleanReport> {
         self.shared.check_alive()?;
         if self.shared.array.read_only {
             return Err(Error::ReadOnly);
         }
         let mut total = crate::cleaner::CleanReport::default();
-        for _ in 0..max_passes.max(1) {
+        for pass in 1..=max_passes.max(1) {
             let r = crate::cleaner::clean_pass(&self.shared, &self.cleaner_opts, 8)?;
             total.segments_cleaned += r.segments_cleaned;
             total.segments_freed += r.segments_freed;
@@ -496,6 +506,7 @@ impl Engine {
             if r.paused || (r.segments_cleaned == 0 && r.segments_freed == 0) {
                 break;
             }
+            progress(pass, &total);
         }
         total.held_by_backup_horizon = self.backup_horizon_hold();
         Ok(total)

@@ -40,62 +40,39 @@ impl Engine {
     /// Opens the array at `paths`, or, when none of them holds an ectable array yet, formats
     /// one there with `format` first (regular files that do not exist are created at
     /// `create_size_bytes` when it is given). Refuses, writing nothing, when only some of
-    /// the devices hold an array (half a set of members is not a blank set) or when they
-    /// hold arrays of different ids: [`Error::AlreadyFormatted`] names the first.
+    /// the devices hold an array (half a set of members is not a blank set):
+    /// [`Error::AlreadyFormatted`] names the first. Members of different arrays are refused
+    /// by the open, as [`Engine::open_paths`] refuses them.
     pub fn open_or_format<P: AsRef<Path>>(
         paths: &[P],
         format_opts: &FormatOptions,
         create_size_bytes: Option<u64>,
         opts: EngineOptions,
     ) -> Result<Engine> {
-        let blank = {
-            match open_io(paths, true, None) {
-                Ok(io) => {
-                    let mut members = Vec::new();
-                    for (p, d) in paths.iter().zip(io.devices()) {
-                        if let Some(m) = examine_device(d.as_ref())? {
-                            members.push((p.as_ref().display().to_string(), m.array_uuid));
-                        }
-                    }
-                    if members.len() == paths.len() {
-                        false
-                    } else if let Some((device, array)) = members.into_iter().next() {
-                        return Err(Error::AlreadyFormatted { device, array });
-                    } else {
-                        true
-                    }
-                }
-                // A path that does not exist yet: blank if the others are.
-                Err(_) if create_size_bytes.is_some() => {
-                    for p in paths {
-                        let p = p.as_ref();
-                        if !p.exists() {
-                            continue;
-                        }
-                        let dev = FileDevice::open(
-                            p,
-                            &OpenOptions {
-                                read_only: true,
-                                ..Default::default()
-                            },
-                        )?;
-                        if let Some(m) = examine_device(&dev)? {
-                            return Err(Error::AlreadyFormatted {
-                                device: p.display().to_string(),
-                                array: m.array_uuid,
-                            });
-                        }
-                    }
-                    true
-                }
-                Err(e) => return Err(e),
+        // Each path that exists, read-only: a member of some array, or blank. A path that
+        // does not exist is blank when it may be created; else opening it reports it.
+        let mut members = Vec::new();
+        for p in paths {
+            let p = p.as_ref();
+            if !p.exists() && create_size_bytes.is_some() {
+                continue;
             }
-        };
-        if blank {
-            let io = open_io(paths, false, create_size_bytes)?;
-            format(io.as_ref(), format_opts)?;
-            return Engine::open(io, opts);
+            let ro = OpenOptions {
+                read_only: true,
+                ..Default::default()
+            };
+            if let Some(m) = examine_device(&FileDevice::open(p, &ro)?)? {
+                members.push((p.display().to_string(), m.array_uuid));
+            }
         }
-        Engine::open_paths(paths, opts)
+        if members.len() == paths.len() {
+            return Engine::open_paths(paths, opts);
+        }
+        if let Some((device, array)) = members.into_iter().next() {
+            return Err(Error::AlreadyFormatted { device, array });
+        }
+        let io = open_io(paths, false, create_size_bytes)?;
+        format(io.as_ref(), format_opts)?;
+        Engine::open(io, opts)
     }
 }

@@ -23,15 +23,9 @@ pub struct CleanArgs {
 pub fn clean(kind: BackendKind, a: &CleanArgs) -> Result<i32> {
     let engine = open_array(kind, &a.dev, false)?;
     let before = engine.status();
-    // One pass at a time, for the progress lines (the engine's own loop, unrolled).
     let line = term::status_line();
-    let started = std::time::Instant::now();
-    let mut last_line = started;
-    let mut r = engine.clean(1)?;
-    for pass in 1..a.max_passes.max(1) {
-        if r.paused || (pass == 1 && r.segments_cleaned == 0 && r.segments_freed == 0) {
-            break;
-        }
+    let mut last_line = std::time::Instant::now();
+    let r = engine.clean_with_progress(a.max_passes, &mut |pass, r| {
         let msg = format!(
             "clean: pass {pass}: {} segment(s) cleaned, {} freed, {} record(s) moved ({})",
             r.segments_cleaned,
@@ -39,27 +33,13 @@ pub fn clean(kind: BackendKind, a: &CleanArgs) -> Result<i32> {
             r.records_relocated,
             term::bytes(r.bytes_relocated)
         );
-        if line.is_hidden() {
-            if last_line.elapsed() >= std::time::Duration::from_secs(2) {
-                eprintln!("{msg}");
-                last_line = std::time::Instant::now();
-            }
-        } else {
+        if !line.is_hidden() {
             line.set_message(msg);
+        } else if last_line.elapsed() >= std::time::Duration::from_secs(2) {
+            eprintln!("{msg}");
+            last_line = std::time::Instant::now();
         }
-        let p = engine.clean(1)?;
-        if p.segments_cleaned == 0 && p.segments_freed == 0 {
-            r.paused |= p.paused;
-            break;
-        }
-        r.segments_cleaned += p.segments_cleaned;
-        r.segments_freed += p.segments_freed;
-        r.records_relocated += p.records_relocated;
-        r.bytes_relocated += p.bytes_relocated;
-        r.checkpoint_lsn = p.checkpoint_lsn.or(r.checkpoint_lsn);
-        r.held_by_backup_horizon = p.held_by_backup_horizon;
-        r.paused |= p.paused;
-    }
+    })?;
     line.finish_and_clear();
     let st = engine.status();
     if a.json {

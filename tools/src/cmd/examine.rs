@@ -5,7 +5,7 @@
 use crate::exit;
 use anyhow::Result;
 use clap::Args;
-use ectable_devices::{FileDevice, OpenOptions};
+use ectable_devices::{FileDevice, OpenOptions, StorageId};
 use ectable_engine::{examine_device, MemberInfo};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -148,12 +148,29 @@ fn group(uuid: String, mut found: Vec<Found>) -> ArrayFound {
         match current {
             Some(i) if i < newest.slots => {
                 if let Some(held) = &slots[i] {
-                    let why = format!(
-                        "an older copy of slot {i} (epoch {}; {} has epoch {})",
-                        f.info.epoch,
-                        held.path.display(),
-                        held.info.epoch
-                    );
+                    let alias = match (StorageId::of_path(&f.path), StorageId::of_path(&held.path))
+                    {
+                        (Ok(a), Ok(b)) => a.same_storage(&b),
+                        _ => false,
+                    };
+                    let why = if alias {
+                        // A loop device and its backing file, or two nodes of one device.
+                        format!("the same storage as {} (another name)", held.path.display())
+                    } else if f.info.epoch == held.info.epoch {
+                        format!(
+                            "a copy of slot {i} at the same epoch {} as {} (a block copy: \
+                             only one may be used)",
+                            f.info.epoch,
+                            held.path.display()
+                        )
+                    } else {
+                        format!(
+                            "an older copy of slot {i} (epoch {}; {} has epoch {})",
+                            f.info.epoch,
+                            held.path.display(),
+                            held.info.epoch
+                        )
+                    };
                     others.push((f, why));
                 } else {
                     slots[i] = Some(f);
