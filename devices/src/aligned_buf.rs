@@ -15,6 +15,8 @@ use std::ptr::NonNull;
 /// Alignment of every data-path buffer, offset and length.
 pub const ALIGN_BYTES: usize = 4096;
 
+/// An owned, zeroed buffer aligned to [`ALIGN_BYTES`] whose length is a multiple of it: what
+/// every O_DIRECT read and write goes through. Derefs to its visible bytes.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
@@ -59,6 +61,7 @@ impl AlignedBuf {
         }
     }
 
+    /// The allocated size in bytes (a multiple of [`ALIGN_BYTES`]); the most `set_len` allows.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -72,10 +75,13 @@ impl AlignedBuf {
         self.len = len;
     }
 
+    /// The start of the allocation, aligned to [`ALIGN_BYTES`] (for I/O the kernel performs).
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
     }
 
+    /// The start of the allocation, writable, aligned to [`ALIGN_BYTES`] (for reads the kernel
+    /// fills).
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.ptr.as_ptr()
     }

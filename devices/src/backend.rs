@@ -9,9 +9,12 @@ use crate::{AlignedBuf, BlockDevice, DeviceError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+/// What an [`IoOp`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoKind {
+    /// Read `buf.len()` bytes at `offset_bytes` into `buf`.
     Read,
+    /// Write all of `buf` at `offset_bytes`.
     Write,
     /// fdatasync of the whole device. `offset_bytes` and `buf` are ignored.
     Flush,
@@ -20,13 +23,19 @@ pub enum IoKind {
 /// One operation: read into `buf`, write `buf`, or flush, on device `device_index`.
 #[derive(Debug)]
 pub struct IoOp {
+    /// Index of the device in the backend's [`IoBackend::devices`].
     pub device_index: usize,
+    /// Read, write or flush.
     pub kind: IoKind,
+    /// Byte offset on the device; a multiple of [`crate::ALIGN_BYTES`].
     pub offset_bytes: u64,
+    /// The bytes to write, or the buffer a read fills (its length is the transfer size).
     pub buf: AlignedBuf,
 }
 
 impl IoOp {
+    /// A read of `len` bytes (rounded up to [`crate::ALIGN_BYTES`]) at `offset_bytes`, into a
+    /// new zeroed buffer.
     pub fn read(device_index: usize, offset_bytes: u64, len: usize) -> IoOp {
         IoOp {
             device_index,
@@ -35,6 +44,7 @@ impl IoOp {
             buf: AlignedBuf::new(len),
         }
     }
+    /// A write of all of `buf` at `offset_bytes`.
     pub fn write(device_index: usize, offset_bytes: u64, buf: AlignedBuf) -> IoOp {
         IoOp {
             device_index,
@@ -43,6 +53,7 @@ impl IoOp {
             buf,
         }
     }
+    /// A flush (fdatasync) of the whole device.
     pub fn flush(device_index: usize) -> IoOp {
         IoOp {
             device_index,
@@ -56,8 +67,12 @@ impl IoOp {
 /// An operation handed back with its result and how long the device took.
 #[derive(Debug)]
 pub struct IoCompletion {
+    /// The operation, its buffer handed back (filled, for a read).
     pub op: IoOp,
+    /// `Ok` once the whole transfer (or flush) completed; a short transfer is an error.
     pub result: Result<(), DeviceError>,
+    /// How long the operation took, from its start (pushed to the ring, or taken by a psync
+    /// worker) to its completion; zero for an operation failed before it started.
     pub latency: Duration,
 }
 
@@ -136,6 +151,8 @@ impl IoBatch {
         }
     }
 
+    /// Blocks until every operation completed and returns the completions in submission order.
+    /// Panics if called on an io_uring batch from a thread other than the one that submitted it.
     pub fn wait(self) -> Vec<IoCompletion> {
         self.drive(true);
         let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -154,8 +171,11 @@ impl IoBatch {
     }
 }
 
+/// An I/O engine over a fixed list of devices: runs batches of [`IoOp`]s concurrently.
 pub trait IoBackend: Send + Sync {
+    /// The backend's name as the tools print it: "uring" or "psync".
     fn name(&self) -> &'static str;
+    /// The devices, in the order an [`IoOp::device_index`] refers to.
     fn devices(&self) -> &[Arc<dyn BlockDevice>];
     /// Starts every operation; they complete in any order.
     fn submit(&self, ops: Vec<IoOp>) -> IoBatch;

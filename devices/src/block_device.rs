@@ -10,8 +10,13 @@ use std::os::fd::RawFd;
 pub trait BlockDevice: Send + Sync {
     /// The name used in errors and status output (the path for real devices).
     fn name(&self) -> &str;
+    /// Capacity and logical sector size.
     fn geometry(&self) -> Geometry;
+    /// Fills all of `buf` from `offset_bytes`; offset and length are multiples of 4096 and
+    /// within the capacity ([`DeviceError::Unaligned`], [`DeviceError::OutOfRange`] otherwise).
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError>;
+    /// Writes all of `buf` at `offset_bytes`, with the same alignment and range rules as
+    /// `read_at`. Durable only after [`BlockDevice::sync`].
     fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError>;
     /// Makes every completed write durable (fdatasync).
     fn sync(&self) -> Result<(), DeviceError>;

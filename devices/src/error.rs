@@ -22,50 +22,92 @@ pub enum ErrorClass {
     Other,
 }
 
+/// A failed device operation. Every variant but `Backend` names the device (its path for
+/// real devices); [`DeviceError::class`] says what the failure means.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
+    /// The device could not be opened, or another writer holds it (its lock or block-device
+    /// claim was still busy when the wait ran out).
     #[error("{device}: cannot open: {source}")]
-    Open { device: String, source: io::Error },
-    #[error("{device}: {op} at offset {offset_bytes} failed: {source}")]
-    Io {
+    Open {
+        /// The device's name.
         device: String,
-        op: &'static str,
-        offset_bytes: u64,
+        /// What the open (or the lock) failed with.
         source: io::Error,
     },
+    /// A read, write or flush failed with an OS error (EIO, EPERM, ENOSPC...).
+    #[error("{device}: {op} at offset {offset_bytes} failed: {source}")]
+    Io {
+        /// The device's name.
+        device: String,
+        /// The operation: "read", "write", "flush"...
+        op: &'static str,
+        /// Byte offset of the operation on the device (0 for a flush).
+        offset_bytes: u64,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Fewer bytes were transferred than asked (the device shrank or lies); never "end of
+    /// data".
     #[error("{device}: short {op} at offset {offset_bytes}: {got} of {expected} bytes")]
     Short {
+        /// The device's name.
         device: String,
+        /// The operation: "read" or "write".
         op: &'static str,
+        /// Byte offset of the operation on the device.
         offset_bytes: u64,
+        /// Bytes asked for.
         expected: usize,
+        /// Bytes transferred.
         got: usize,
     },
+    /// The offset or length of a request is not a multiple of [`crate::ALIGN_BYTES`].
     #[error("{device}: {op} at offset {offset_bytes} length {len} is not 4096-byte aligned")]
     Unaligned {
+        /// The device's name.
         device: String,
+        /// The operation: "read" or "write".
         op: &'static str,
+        /// Byte offset of the request.
         offset_bytes: u64,
+        /// Length of the request in bytes.
         len: usize,
     },
+    /// The request reaches past the end of the device.
     #[error(
         "{device}: {op} at offset {offset_bytes} length {len} is beyond capacity {capacity_bytes}"
     )]
     OutOfRange {
+        /// The device's name.
         device: String,
+        /// The operation: "read" or "write".
         op: &'static str,
+        /// Byte offset of the request.
         offset_bytes: u64,
+        /// Length of the request in bytes.
         len: usize,
+        /// The device's capacity in bytes.
         capacity_bytes: u64,
     },
+    /// The device cannot be used this way: not a regular file or block device, or no file
+    /// descriptor for the io_uring backend.
     #[error("{device}: {message}")]
-    Unsupported { device: String, message: String },
+    Unsupported {
+        /// The device's name.
+        device: String,
+        /// Why it cannot be used.
+        message: String,
+    },
+    /// The I/O backend itself failed (io_uring setup or submission, a stopped worker pool,
+    /// an unknown backend name or device index); names no device.
     #[error("io backend: {0}")]
     Backend(String),
 }
 
 impl DeviceError {
+    /// A [`DeviceError::Io`] for `op` at `offset_bytes` on `device`.
     pub fn io(device: &str, op: &'static str, offset_bytes: u64, source: io::Error) -> Self {
         DeviceError::Io {
             device: device.to_string(),
@@ -75,6 +117,7 @@ impl DeviceError {
         }
     }
 
+    /// What the error means for failure handling, from its variant and OS error number.
     pub fn class(&self) -> ErrorClass {
         match self {
             DeviceError::Io { source, .. } | DeviceError::Open { source, .. } => {

@@ -33,19 +33,30 @@ pub enum CrashMode {
 /// How many faults of each kind actually fired.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FaultCounters {
+    /// Reads failed with EIO (failed device, read error range, fail-after-N).
     pub eio_reads: u64,
+    /// Writes failed with EIO (failed device, write error range, fail-after-N).
     pub eio_writes: u64,
+    /// Writes refused with EPERM while read-only.
     pub eperm_writes: u64,
+    /// Reads returned with one byte flipped.
     pub corrupted_reads: u64,
+    /// Writes reported done but not written (lost writes).
     pub dropped_writes: u64,
+    /// Writes that landed at the wrong offset.
     pub misdirected_writes: u64,
+    /// Operations slowed by the configured delay.
     pub delayed_ops: u64,
+    /// Flushes failed with EIO.
     pub failed_flushes: u64,
+    /// Unflushed writes undone by [`FaultyDevice::crash`].
     pub crash_dropped_writes: u64,
+    /// Unflushed writes torn by [`FaultyDevice::crash`] (only a prefix kept).
     pub crash_torn_writes: u64,
 }
 
 impl FaultCounters {
+    /// The sum of every counter: how many faults fired in all.
     pub fn total(&self) -> u64 {
         self.eio_reads
             + self.eio_writes
@@ -77,6 +88,8 @@ struct Config {
     delay: Duration,
 }
 
+/// A [`BlockDevice`] wrapper that injects the faults of the fault model on command (see the
+/// module documentation). It has the inner device's name and geometry.
 pub struct FaultyDevice {
     inner: Arc<dyn BlockDevice>,
     name: String,
@@ -99,6 +112,7 @@ fn eio() -> io::Error {
 }
 
 impl FaultyDevice {
+    /// Wraps `inner` with no fault enabled; `seed` drives every random choice.
     pub fn new(inner: Arc<dyn BlockDevice>, seed: u64) -> FaultyDevice {
         FaultyDevice {
             name: inner.name().to_string(),
@@ -123,6 +137,7 @@ impl FaultyDevice {
         self.reads.load(Ordering::SeqCst)
     }
 
+    /// The wrapped device (writes to it bypass every fault).
     pub fn inner(&self) -> &Arc<dyn BlockDevice> {
         &self.inner
     }
@@ -163,9 +178,11 @@ impl FaultyDevice {
     pub fn add_read_error_range(&self, range: Range<u64>) {
         self.cfg().read_error_ranges.push(range);
     }
+    /// Writes overlapping `range` (bytes) fail with EIO.
     pub fn add_write_error_range(&self, range: Range<u64>) {
         self.cfg().write_error_ranges.push(range);
     }
+    /// Removes every read and write error range.
     pub fn clear_error_ranges(&self) {
         let mut c = self.cfg();
         c.read_error_ranges.clear();
@@ -247,6 +264,7 @@ impl FaultyDevice {
         Ok(())
     }
 
+    /// A copy of the counts of faults fired so far.
     pub fn counters(&self) -> FaultCounters {
         *self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }

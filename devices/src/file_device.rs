@@ -23,6 +23,9 @@ pub struct OpenOptions {
     pub buffered: bool,
 }
 
+/// A regular file or block device, opened with O_DIRECT (buffered only where the filesystem
+/// refuses it). Opened for writing, it holds the storage against every other writer (see
+/// docs/design.md, "One writer per storage").
 pub struct FileDevice {
     name: String,
     file: File,
@@ -36,6 +39,10 @@ pub struct FileDevice {
 }
 
 impl FileDevice {
+    /// Opens `path` as `opts` says: creates a missing regular file when asked, takes the
+    /// writer's lock (and a block device's exclusive claim), and reads the geometry. Fails with
+    /// [`DeviceError::Open`] when another writer holds the storage (after waiting for it) and
+    /// [`DeviceError::Unsupported`] for anything but a regular file or block device.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<FileDevice, DeviceError> {
         let name = path.display().to_string();
         let open_err = |source: io::Error| DeviceError::Open {
@@ -220,10 +227,13 @@ impl FileDevice {
         })
     }
 
+    /// Whether I/O bypasses the page cache (false when O_DIRECT was refused or not asked for).
     pub fn is_direct(&self) -> bool {
         self.direct
     }
 
+    /// Whether the device was opened read-only (asked for, or it refused writers); writes then
+    /// fail with EPERM.
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }

@@ -6,6 +6,8 @@
 /// and a 4096-byte sector (the engine never issues smaller I/O).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
+    /// Logical sector size in bytes (4096 for regular files).
     pub sector_size_bytes: u32,
+    /// Usable size of the device in bytes.
     pub capacity_bytes: u64,
 }

@@ -12,6 +12,8 @@
 //! - A short read or write is an error ([`DeviceError::Short`]), never "end of data".
 //! - Errors name the device, the operation and the offset.
 
+#![warn(missing_docs)]
+
 mod aligned_buf;
 mod backend;
 mod block_device;

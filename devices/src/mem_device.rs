@@ -4,6 +4,8 @@ use crate::block_device::check_request;
 use crate::{BlockDevice, DeviceError, Geometry};
 use std::sync::Mutex;
 
+/// A zero-filled device in memory (tests and crash-state images): 4096-byte sectors, no file
+/// descriptor (so it runs on the psync backend), and `sync` does nothing.
 pub struct MemDevice {
     name: String,
     data: Mutex<Vec<u8>>,
@@ -11,6 +13,7 @@ pub struct MemDevice {
 }
 
 impl MemDevice {
+    /// A zeroed device of `capacity_bytes` bytes named `name`.
     pub fn new(name: &str, capacity_bytes: u64) -> MemDevice {
         MemDevice {
             name: name.to_string(),
@@ -37,6 +40,7 @@ impl MemDevice {
         d[o..o + bytes.len()].copy_from_slice(bytes);
     }
 
+    /// A copy of `len` bytes at `offset_bytes`, bypassing alignment checks (panics past the end).
     pub fn peek(&self, offset_bytes: u64, len: usize) -> Vec<u8> {
         let d = self.lock();
         let o = offset_bytes as usize;

@@ -9,7 +9,10 @@ pub enum BackendKind {
     /// io_uring when every device has a file descriptor and the kernel allows it, else psync.
     #[default]
     Auto,
+    /// io_uring ([`UringBackend`]); fails to open where io_uring is blocked or a device has no
+    /// file descriptor.
     Uring,
+    /// pread/pwrite on a worker pool ([`PsyncBackend`]); works with every device.
     Psync,
 }
 

@@ -13,6 +13,8 @@ use std::time::Instant;
 
 type Job = (Arc<BatchState>, usize, IoOp);
 
+/// The pread/pwrite backend: each operation runs on one of a pool of worker threads (four per
+/// device, 4 to 64).
 pub struct PsyncBackend {
     devices: Vec<Arc<dyn BlockDevice>>,
     sender: Mutex<Option<Sender<Job>>>,
@@ -20,6 +22,7 @@ pub struct PsyncBackend {
 }
 
 impl PsyncBackend {
+    /// Starts the worker pool over `devices`; the workers stop when the backend is dropped.
     pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> PsyncBackend {
         let worker_count = (devices.len() * 4).clamp(4, 64);
         let (tx, rx) = channel::<Job>();

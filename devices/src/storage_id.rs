@@ -22,18 +22,29 @@ pub enum StorageId {
     /// A block device: its device number (`st_rdev`, the same for every node of it). For a
     /// loop device, also the (`st_dev`, `st_ino`) of its backing file, when it can be found.
     Block {
+        /// The device number (`st_rdev`).
         rdev: u64,
+        /// A loop device's backing file as (`st_dev`, `st_ino`); None for other block devices,
+        /// or when sysfs does not lead to it.
         backing_file: Option<(u64, u64)>,
     },
     /// A regular file: (`st_dev`, `st_ino`), and the device numbers of the loop devices
     /// attached to it when it was looked at.
     File {
+        /// The device the file lives on (`st_dev`).
         dev: u64,
+        /// The file's inode number (`st_ino`).
         ino: u64,
+        /// Device numbers (`st_rdev`) of the loop devices attached to the file.
         loop_devices: Vec<u64>,
     },
     /// Anything else (not a device ectable can use): compared by (`st_dev`, `st_ino`).
-    Other { dev: u64, ino: u64 },
+    Other {
+        /// The device the file lives on (`st_dev`).
+        dev: u64,
+        /// The file's inode number (`st_ino`).
+        ino: u64,
+    },
 }
 
 impl StorageId {

@@ -274,6 +274,8 @@ pub(crate) fn drive(engine_id: u64, state: &BatchState, block: bool) {
     })
 }
 
+/// The io_uring backend: each thread that submits gets its own ring and completes its
+/// batches itself when it waits (see the module documentation).
 pub struct UringBackend {
     id: u64,
     devices: Vec<Arc<dyn BlockDevice>>,
@@ -281,6 +283,8 @@ pub struct UringBackend {
 }
 
 impl UringBackend {
+    /// A backend over `devices`. Fails with [`DeviceError::Unsupported`] when a device has no
+    /// file descriptor and with [`DeviceError::Backend`] when io_uring cannot be set up here.
     pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> Result<UringBackend, DeviceError> {
         let mut fds = Vec::with_capacity(devices.len());
         for d in &devices {
