@@ -22,8 +22,11 @@ use crate::format::layout::DEFAULT_CHUNK_SIZE_BYTES;
 /// What `format` needs.
 #[derive(Debug, Clone)]
 pub struct FormatOptions {
+    /// k: data chunks per stripe (the stripe payload is spread over them).
     pub data_shards: usize,
+    /// m: parity chunks per stripe; the array survives the loss of any m devices.
     pub parity_shards: usize,
+    /// Size of one chunk in bytes: 4 KiB to 4 MiB, a multiple of 4 KiB (default 64 KiB).
     pub chunk_size_bytes: u32,
     /// 0 picks the default (8 MiB, at least 16 chunks).
     pub segment_size_bytes: u32,
@@ -50,12 +53,19 @@ impl Default for FormatOptions {
 /// Summary of a formatted array.
 #[derive(Debug, Clone)]
 pub struct ArrayInfo {
+    /// The new array's uuid, written into every superblock, segment and chunk header.
     pub array_uuid: [u8; 16],
+    /// Data-bearing members (n), spares not counted.
     pub device_count: usize,
+    /// k: data chunks per stripe.
     pub data_shards: usize,
+    /// m: parity chunks per stripe.
     pub parity_shards: usize,
+    /// Chunk size in bytes.
     pub chunk_size_bytes: u32,
+    /// Size of a device segment in bytes; a segment is k + m of them on as many devices.
     pub segment_size_bytes: u32,
+    /// Device segments per device (what the smallest device holds at format time).
     pub segment_count: u32,
 }
 
@@ -146,7 +156,6 @@ pub(crate) fn write_superblocks(
     errors
 }
 
-/// A size in bytes as the command line takes it (`12K`, `8M`) when it is whole, else bytes.
 /// Formats the devices of `io` as one array. Nothing is written unless every check passes.
 pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
     let total = io.devices().len();
@@ -925,17 +934,23 @@ pub fn probe_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<Str
 /// open the array.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
+    /// The uuid of the array the device belongs to, as text.
     pub array_uuid: String,
+    /// This device's own uuid, as text.
     pub device_uuid: String,
     /// The data-bearing slot this device holds, or None for a hot spare.
     pub slot: Option<usize>,
+    /// k: data chunks per stripe.
     pub data_shards: usize,
+    /// m: parity chunks per stripe.
     pub parity_shards: usize,
     /// Data-bearing slots of the array (k + m).
     pub slots: usize,
     /// The superblock's epoch: among copies of one slot, the highest is the current one.
     pub epoch: u64,
+    /// When the array was formatted, in seconds since the Unix epoch.
     pub created_unix_secs: u64,
+    /// The device's capacity in bytes when it joined the array.
     pub capacity_bytes: u64,
     /// Every member entry as this device last saw it: device uuid and state, slots first,
     /// then the spares.

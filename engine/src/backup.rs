@@ -38,9 +38,13 @@ type TableImage = (String, Vec<(Vec<u8>, IndexEntry)>);
 /// One change after an LSN: a put (`value` Some) or a delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// The LSN of the put or delete.
     pub lsn: u64,
+    /// The table it changed.
     pub table: String,
+    /// The key it changed.
     pub key: Vec<u8>,
+    /// The value put, or None for a delete.
     pub value: Option<Vec<u8>>,
 }
 

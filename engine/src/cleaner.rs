@@ -83,10 +83,15 @@ impl Default for CleanerOptions {
 /// What one call to [`crate::Engine::clean`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CleanReport {
+    /// Victim segments whose live records were moved forward.
     pub segments_cleaned: u64,
+    /// Segments given back to free space (victims, and segments found dead).
     pub segments_freed: u64,
+    /// Live records appended again as moved records (those overwritten meanwhile are not).
     pub records_relocated: u64,
+    /// Encoded bytes (padded, headers included) of the live records read for moving.
     pub bytes_relocated: u64,
+    /// The LSN of the index checkpoint the run wrote first, if it wrote one.
     pub checkpoint_lsn: Option<u64>,
     /// A rebuild or scrub held the array: nothing was cleaned.
     pub paused: bool,

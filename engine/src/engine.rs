@@ -68,9 +68,11 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// An empty batch.
     pub fn new() -> WriteBatch {
         WriteBatch::default()
     }
+    /// Adds a put of `value` under (`table`, `key`); checked when the batch is written.
     pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> &mut Self {
         self.ops
             .push((table.to_string(), key.to_vec(), Some(value.to_vec())));
@@ -84,18 +86,25 @@ impl WriteBatch {
         self.system = true;
         self
     }
+    /// Adds a delete of (`table`, `key`); deleting a missing key is not an error.
     pub fn delete(&mut self, table: &str, key: &[u8]) -> &mut Self {
         self.ops.push((table.to_string(), key.to_vec(), None));
         self
     }
+    /// The number of puts and deletes added.
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+    /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
 }
 
+/// An open array: the key/value API (puts, deletes, batches, reads, scans), durability
+/// (`sync`), maintenance (clean, checkpoint, replace, rebuild, scrub), status and backups.
+/// Shared between threads (`&self` everywhere); it runs its flusher, cleaner and monitor
+/// threads until [`Engine::close`] (or drop).
 pub struct Engine {
     pub(crate) shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
@@ -472,6 +481,8 @@ impl Engine {
         t
     }
 
+    /// What the log replay at open did: segments and records read, stripes rebuilt or
+    /// discarded, checkpoint loaded.
     pub fn recovery_stats(&self) -> &RecoveryStats {
         &self.recovery
     }

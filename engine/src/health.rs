@@ -60,6 +60,7 @@ impl std::str::FromStr for DetectionMode {
 /// Detection thresholds.
 #[derive(Debug, Clone)]
 pub struct HealthPolicy {
+    /// Which detectors run: normal traffic, the prober, or both (the default).
     pub mode: DetectionMode,
     /// Read errors (EIO, short reads) before a device is failed.
     pub read_error_limit: u64,

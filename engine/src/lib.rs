@@ -26,6 +26,8 @@
 //! assert_eq!(engine.get("users", b"alice").unwrap(), Some(b"42".to_vec()));
 //! ```
 
+#![warn(missing_docs)]
+
 // The public API is what is re-exported below, and the typed tables (`table`). The other
 // modules are private. With the `internals` feature (the tools' `dump` and ecbench, the
 // fuzz targets and the codec and index benchmarks), the on-disk structures (`format`),

@@ -37,11 +37,18 @@ pub struct RebuildOptions {
 /// Progress of a rebuild or scrub.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
+    /// Segments walked so far.
     pub segments_done: usize,
+    /// Segments to walk.
     pub segments_total: usize,
+    /// Bytes read from the devices so far.
     pub bytes_scanned: u64,
+    /// Bytes of the segments to walk on the members present (a bound: a rebuild reads
+    /// only k members where it can).
     pub bytes_total: u64,
+    /// Chunks reconstructed and written (for a scrub: chunks repaired).
     pub chunks_rebuilt: u64,
+    /// Bytes written by those repairs.
     pub bytes_rebuilt: u64,
     /// Stripes holding live records that could not be rebuilt (more than m chunks bad).
     pub unrecoverable: Vec<String>,
@@ -73,11 +80,16 @@ impl Progress {
 /// What a scrub found.
 #[derive(Debug, Clone, Default)]
 pub struct ScrubReport {
+    /// How far the walk got, and what it rewrote.
     pub progress: Progress,
+    /// Stripes checked: every stripe read whole enough to verify, and the unreadable ones
+    /// that hold live data (those are also in `progress.unrecoverable`).
     pub stripes_checked: u64,
     /// Per slot: chunks that were unreadable, failed identity or crc.
     pub bad_chunks_per_slot: Vec<u64>,
+    /// Stripes whose chunks all passed their checks but whose parity does not match the data.
     pub parity_mismatches: u64,
+    /// Bad chunks rewritten (only with repair).
     pub chunks_repaired: u64,
 }
 

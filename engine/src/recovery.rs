@@ -45,24 +45,34 @@ pub(crate) struct Recovered {
     pub segment_max_lsn: std::collections::HashMap<u64, u64>,
 }
 
+/// What the log replay did when the engine opened ([`crate::Engine::recovery_stats`]).
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RecoveryStats {
+    /// Log segments replayed.
     pub segments: usize,
+    /// Stripes replayed.
     pub stripes: u64,
+    /// Records replayed into the index (puts, moves and deletes).
     pub records: u64,
+    /// Replayed stripes with chunks that were unreadable or bad (rebuilt from the others).
     pub degraded_stripes: u64,
     /// Stripes of the last write batch with chunks an interrupted writer never wrote
     /// (repaired by the session's first write); not counted in `degraded_stripes`.
     pub interrupted_stripes: u64,
+    /// Segments after the end of the log (its first gap): read, not replayed.
     pub discarded_segments: usize,
+    /// Stripes found after the end of the log (not replayed).
     pub discarded_stripes: usize,
+    /// Bytes read from the devices (checkpoint and log segments).
     pub bytes_read: u64,
     /// LSN of the checkpoint the index was loaded from (0: replayed from the start).
     pub checkpoint_lsn: u64,
+    /// Keys in the checkpoint loaded (0: none).
     pub checkpoint_keys: usize,
-    /// Bytes of that checkpoint's image (0: none), and of its entries' table names and keys.
+    /// Bytes of that checkpoint's image (0: none).
     pub checkpoint_bytes: u64,
+    /// Bytes of the table names and keys of that checkpoint's entries.
     pub checkpoint_names: u64,
     /// The segment the log resumes in after that checkpoint (0: none).
     pub checkpoint_resume_segment: u64,

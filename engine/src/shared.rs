@@ -77,6 +77,8 @@ pub enum Worker {
 }
 
 impl Worker {
+    /// The thread's name as [`crate::Error::Poisoned`] reports it: "flusher", "cleaner" or
+    /// "monitor".
     pub fn name(self) -> &'static str {
         match self {
             Worker::Flusher => "flusher",

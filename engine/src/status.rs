@@ -6,7 +6,6 @@ use crate::recovery::RecoveryStats;
 use crate::sync::{MutexExt, RwLockExt};
 use std::sync::atomic::Ordering;
 
-/// One device as status reports it.
 /// A member's state as `status` reports it (zpool's words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -67,6 +66,7 @@ pub enum ArrayState {
 }
 
 impl ArrayState {
+    /// The word `status` prints: "ONLINE", "DEGRADED" or "UNAVAILABLE".
     pub fn as_str(self) -> &'static str {
         match self {
             ArrayState::Online => "ONLINE",
@@ -88,19 +88,32 @@ impl PartialEq<&str> for ArrayState {
     }
 }
 
+/// One member (a data-bearing slot) as status reports it.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DeviceStatus {
+    /// The slot (0..n) the member holds.
     pub slot: usize,
+    /// The device's name (its path), or None when no device of the slot is present.
     pub path: Option<String>,
+    /// The member's device uuid, as text.
     pub device_uuid: String,
+    /// Its state.
     pub state: DeviceState,
+    /// Why it is in that state and what to do, for people (empty when there is nothing to
+    /// say).
     pub note: String,
+    /// The device's capacity in bytes (0 when not present).
     pub capacity_bytes: u64,
+    /// Device segments in use on it (log and checkpoint).
     pub used_segments: u32,
+    /// Device segments per device.
     pub segment_count: u32,
+    /// Read errors (EIO, short reads) seen this session.
     pub read_errors: u64,
+    /// Write and flush errors seen this session.
     pub write_errors: u64,
+    /// Chunks read from it that failed their checksum or identity check this session.
     pub checksum_errors: u64,
     /// The member holds every chunk it should and has shown no error this session: only
     /// such members count towards redundancy.
@@ -110,7 +123,6 @@ pub struct DeviceStatus {
     pub resync_from: Option<u64>,
 }
 
-/// A snapshot of the array's state.
 impl Status {
     /// The array's state: every member that is not fully in service (missing, faulted,
     /// stale, rebuilding, slow, or with errors this session) counts against the m it may
@@ -127,21 +139,33 @@ impl Status {
     }
 }
 
+/// A snapshot of the array's state, space and counters ([`Engine::status`]); what
+/// `ectable status` prints.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Status {
+    /// The array's uuid, as text.
     pub array_uuid: String,
+    /// The superblocks' epoch: raised at every superblock write (a new session, a member's
+    /// state change, a checkpoint).
     pub epoch: u64,
+    /// k: data chunks per stripe.
     pub data_shards: usize,
+    /// m: parity chunks per stripe.
     pub parity_shards: usize,
+    /// Chunk size in bytes.
     pub chunk_size_bytes: u32,
+    /// Device segment size in bytes.
     pub segment_size_bytes: u32,
+    /// Every data-bearing slot, in slot order.
     pub devices: Vec<DeviceStatus>,
     /// Hot spares present (paths).
     pub spares: Vec<String>,
+    /// Devices given that are neither members nor spares: (name, why).
     pub unrecognised: Vec<(String, String)>,
     /// Devices that can still be lost before data is (for the worst stripe).
     pub redundancy_left: usize,
+    /// Bytes of all members together (a missing one counted as the part the array uses).
     pub raw_capacity_bytes: u64,
     /// Record bytes the data segments hold at most (parity, headers excluded).
     pub usable_capacity_bytes: u64,
@@ -154,36 +178,55 @@ pub struct Status {
     pub garbage_bytes: u64,
     /// Segments (of k + m device segments) that can still be allocated, of `total_segments`.
     pub free_segments: usize,
+    /// Segments the array holds in all.
     pub total_segments: usize,
     /// Free segments foreground writes may not take (kept for the cleaner).
     pub reserved_segments: usize,
     /// LSN of the index checkpoint in force (0: none).
     pub checkpoint_lsn: u64,
-    /// Segments the checkpoint in force takes, and the bytes the engine expects the next one
-    /// to take (what the reserve keeps room for; docs/design.md, "Space reclamation").
+    /// Segments the checkpoint in force takes.
     pub checkpoint_segments: u32,
+    /// Bytes the engine expects the next checkpoint to take: what the reserve keeps room for
+    /// (docs/design.md, "Space reclamation").
     pub checkpoint_estimate_bytes: u64,
+    /// What the cleaner has done since open.
     pub cleaner: crate::space::mailbox::CleanerStats,
+    /// Keys in all tables (system tables included).
     pub keys: usize,
+    /// Tables holding at least one key (system tables included).
     pub tables: usize,
+    /// The LSN the next write will get.
     pub next_lsn: u64,
+    /// Every write up to this LSN is durable.
     pub durable_lsn: u64,
+    /// What the log replay at open did.
     pub recovery: RecoveryStats,
+    /// Stripes written since open.
     pub stripes_written: u64,
+    /// Of those, stripes sealed early because a writer waited for durability (short stripes).
     pub short_stripes_written: u64,
+    /// Chunk bytes written since open, parity and headers included.
     pub chunk_bytes_written: u64,
+    /// Payload bytes (records, as padded in their stripes) written since open.
     pub payload_bytes_written: u64,
     /// The part of `payload_bytes_written` that index checkpoints wrote.
     pub checkpoint_bytes_written: u64,
+    /// Record reads the fast path could not serve (taken by the slow path) since open.
     pub degraded_reads: u64,
+    /// Chunks rewritten by read-repair since open.
     pub read_repairs: u64,
+    /// Stripes written with fewer than k + m chunks since open.
     pub degraded_writes: u64,
+    /// Probe rounds run by the monitor thread since open.
     pub probes: u64,
+    /// Devices failed by a probe since open.
     pub probe_failures: u64,
-    /// Per slot: smoothed latency (ns) and whether the device is suspect (slow).
+    /// Per slot: smoothed I/O latency in nanoseconds (whether a device is suspect is its
+    /// state, `Degraded`).
     pub latency_ewma_ns: Vec<u64>,
     /// Per slot: how often this session found the device slow (suspect).
     pub slow_events: Vec<u64>,
+    /// The I/O backend the devices run on: "uring" or "psync".
     pub io_engine: &'static str,
     /// The codec's inner loop on this CPU: "avx2", "ssse3" or "portable".
     pub codec_kernel: &'static str,
@@ -194,6 +237,7 @@ pub struct Status {
 }
 
 impl Engine {
+    /// A snapshot of the array: members, space, counters.
     pub fn status(&self) -> Status {
         let s = &self.shared;
         let a = &s.array;

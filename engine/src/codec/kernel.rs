@@ -20,6 +20,8 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// The kernel's name, as `status` and `ECTABLE_CODEC_KERNEL` spell it: "portable", "ssse3"
+    /// or "avx2".
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Portable => "portable",

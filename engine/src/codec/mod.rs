@@ -13,19 +13,39 @@ pub mod kernel;
 
 pub use kernel::Kernel;
 
+/// Why the codec refused its input.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// k and m the codec cannot work with (k ≥ 1, m ≥ 1 and k + m ≤ 256 are needed).
     #[error("invalid geometry k={k} m={m}: {reason}")]
-    Geometry { k: usize, m: usize, reason: String },
+    Geometry {
+        /// The data shards asked for.
+        k: usize,
+        /// The parity shards asked for.
+        m: usize,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// A reconstruction with fewer than k shards present.
     #[error("too few shards to reconstruct: {present} present, {needed} needed")]
-    TooFewShards { present: usize, needed: usize },
+    TooFewShards {
+        /// Shards present.
+        present: usize,
+        /// Shards needed (k).
+        needed: usize,
+    },
+    /// Shards that do not fit the geometry (wrong count, different lengths), or a singular
+    /// decoding matrix.
     #[error("codec: {0}")]
     Other(String),
 }
 
+/// An erasure code over the k data and m parity shards of a stripe.
 pub trait StripeCodec: Send + Sync {
+    /// k, the data shards per stripe.
     #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     fn data_shard_count(&self) -> usize;
+    /// m, the parity shards per stripe.
     #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     fn parity_shard_count(&self) -> usize;
     /// Computes the m parity shards from the k data shards (all of equal length).
@@ -40,6 +60,7 @@ pub trait StripeCodec: Send + Sync {
 /// first-level cache while every coefficient is applied to them.
 const BLOCK_BYTES: usize = 8 << 10;
 
+/// Reed-Solomon over GF(2^8), codec id 1 (see the module documentation).
 pub struct RsCodec {
     /// (k+m)×k; its top k rows are the identity.
     matrix: gf::Matrix,
@@ -50,6 +71,8 @@ pub struct RsCodec {
 }
 
 impl RsCodec {
+    /// The codec for k data and m parity shards, with the fastest kernel this CPU runs (or
+    /// the one `ECTABLE_CODEC_KERNEL` names).
     pub fn new(k: usize, m: usize) -> Result<RsCodec, CodecError> {
         RsCodec::with_kernel(k, m, Kernel::selected())
     }

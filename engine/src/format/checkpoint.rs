@@ -23,7 +23,9 @@
 use super::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 
+/// Magic of the first checkpoint encoding (fixed-size entries); read, no longer written.
 pub const MAGIC_V1: &[u8; 8] = b"ECTCKPT1";
+/// Magic of the compact checkpoint encoding, the one written.
 pub const MAGIC_V2: &[u8; 8] = b"ECTCKPT2";
 const OFF_TABLE_COUNT: usize = 48;
 const HEADER_BYTES_V2: usize = 56;
@@ -41,8 +43,11 @@ const HEADER_BYTES: usize = 48;
 /// Where the log continues after a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResumePoint {
+    /// The segment the log continues in.
     pub segment_id: u64,
+    /// Byte offset in that segment of the first stripe after the checkpoint.
     pub offset: u32,
+    /// Ordinal of that stripe in its segment.
     pub ordinal: u32,
 }
 

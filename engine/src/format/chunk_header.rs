@@ -65,22 +65,38 @@ const _: () = assert!(OFF_CRC == 508);
 /// Chunk flag: the stripe's data space holds checkpoint bytes.
 pub const FLAG_CHECKPOINT: u16 = 1;
 
+/// The 512-byte header at the start of every chunk (docs/format.md, "Chunk"): where the chunk
+/// belongs, the stripe's shape and LSN range, and the crc32c of every body of the stripe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkHeader {
+    /// The array the chunk belongs to.
     pub array_uuid: [u8; 16],
+    /// The segment (and generation) the stripe was written in.
     pub segment_id: u64,
+    /// The array's epoch when the stripe was encoded (the same in all its chunks).
     pub write_epoch: u64,
+    /// Byte offset of the stripe within its device segments (a multiple of 4096, at least 4096).
     pub offset_in_segment_bytes: u32,
+    /// Height of the stripe in bytes: header plus body, a multiple of 4096.
     pub height_bytes: u32,
+    /// Index of the stripe in its segment (0, 1, 2...): rotates the shards over the members.
     pub ordinal: u32,
+    /// Which shard this chunk holds: 0..k data, k..w parity.
     pub shard_index: u16,
+    /// w = k + m, the chunks per stripe.
     pub width: u16,
+    /// k, the data chunks per stripe.
     pub data_shards: u16,
     /// Bit 0: the data space holds checkpoint bytes, not log records.
     pub flags: u16,
+    /// Bytes of the stripe's data space in use (log records padded to 8 bytes, or checkpoint
+    /// bytes).
     pub payload_bytes: u32,
+    /// LSN of the stripe's first record (a checkpoint stripe: the checkpoint's LSN).
     pub first_lsn: u64,
+    /// LSN of the stripe's last record.
     pub last_lsn: u64,
+    /// Bit j set when shard j was written (its member was online).
     pub present_mask: u64,
     /// Every LSN up to this one was durable (acknowledgeable) when this stripe was written.
     pub committed_lsn: u64,
@@ -91,18 +107,28 @@ pub struct ChunkHeader {
 /// The fields all chunks of one stripe share; equal keys mean the chunks agree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StripeKey {
+    /// Bit 0: the data space holds checkpoint bytes.
     pub flags: u16,
+    /// The array's epoch when the stripe was encoded.
     pub write_epoch: u64,
+    /// Height of the stripe in bytes.
     pub height_bytes: u32,
+    /// Bytes of the stripe's data space in use.
     pub payload_bytes: u32,
+    /// LSN of the stripe's first record.
     pub first_lsn: u64,
+    /// LSN of the stripe's last record.
     pub last_lsn: u64,
+    /// Bit j set when shard j was written.
     pub present_mask: u64,
+    /// Every LSN up to this one was durable when the stripe was written.
     pub committed_lsn: u64,
+    /// crc32c of each shard's body, `width` entries.
     pub body_crcs: Vec<u32>,
 }
 
 impl ChunkHeader {
+    /// The fields this chunk must share with the other chunks of its stripe.
     pub fn stripe_key(&self) -> StripeKey {
         StripeKey {
             flags: self.flags,
@@ -117,11 +143,14 @@ impl ChunkHeader {
         }
     }
 
+    /// Bytes of the chunk's body: its height less the header.
     #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn body_len(&self) -> usize {
         self.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES
     }
 
+    /// Writes the header, crc sealed, into the first 512 bytes of `b`. Panics if the header is
+    /// invalid ([`ChunkHeader::validate`]) or `b` is shorter.
     pub fn encode_into(&self, b: &mut [u8]) {
         self.validate().expect("encoding an invalid chunk header");
         let b = &mut b[..CHUNK_HEADER_SIZE_BYTES];
@@ -148,6 +177,8 @@ impl ChunkHeader {
         seal_trailing_crc(b);
     }
 
+    /// Decodes and validates the first 512 bytes of `b`: magic, crc, reserved bytes and the
+    /// field rules of docs/format.md (the placement is the caller's to check).
     pub fn decode(b: &[u8]) -> Result<ChunkHeader, DecodeError> {
         if b.len() < CHUNK_HEADER_SIZE_BYTES {
             return Err(DecodeError::Truncated);
@@ -189,6 +220,8 @@ impl ChunkHeader {
         Ok(h)
     }
 
+    /// Checks the field rules of docs/format.md, "Chunk" ([`DecodeError::Field`] names the
+    /// first broken one).
     pub fn validate(&self) -> Result<(), DecodeError> {
         let w = self.width as usize;
         let k = self.data_shards as usize;

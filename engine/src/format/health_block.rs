@@ -8,6 +8,7 @@ use super::{check_trailing_crc, get_u32, get_u64, put_u32, put_u64, seal_trailin
 
 /// Where the health block sits on every device.
 pub const HEALTH_BLOCK_OFFSET: u64 = 8192;
+/// Bytes of the health block.
 pub const HEALTH_BLOCK_BYTES: usize = 4096;
 const MAGIC: &[u8; 8] = b"ECTHLTH1";
 const OFF_ARRAY: usize = 8;

@@ -129,9 +129,11 @@ impl Layout {
         Ok(())
     }
 
+    /// k: data chunks per stripe.
     pub fn k(&self) -> usize {
         self.k
     }
+    /// m: parity chunks per stripe.
     pub fn m(&self) -> usize {
         self.m
     }
@@ -139,9 +141,11 @@ impl Layout {
     pub fn w(&self) -> usize {
         self.k + self.m
     }
+    /// Chunk size C in bytes (the height of a full stripe).
     pub fn chunk_bytes(&self) -> usize {
         self.chunk_bytes
     }
+    /// Device segment size S in bytes.
     pub fn segment_bytes(&self) -> usize {
         self.segment_bytes
     }

@@ -8,8 +8,11 @@
 
 use super::*;
 
+/// Bytes of a record's fixed header; the table name, key and value follow it.
 pub const RECORD_HEADER_BYTES: usize = 24;
+/// The longest key, in bytes (keys are 1 to this many bytes).
 pub const MAX_KEY_BYTES: usize = 1024;
+/// The longest table name, in bytes of UTF-8 (names are 1 to this many bytes).
 pub const MAX_TABLE_NAME_BYTES: usize = 64;
 // Header field offsets (docs/format.md, "Log records").
 const OFF_LSN: usize = 0;
@@ -40,21 +43,30 @@ const _: () = assert!(contiguous(&[
 ]));
 const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN_BYTES));
 
+/// What a log record does (its kind byte on disk).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
+    /// Sets the key's value.
     Put = 1,
+    /// Removes the key (the value is empty).
     Delete = 2,
     /// A put the cleaner moved forward: the same key and value as an older put, under a new
     /// LSN. Replayed like a put; a backup of changes leaves it out.
     Moved = 3,
 }
 
+/// A decoded log record, owning its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
+    /// Its log sequence number: consecutive over the whole log.
     pub lsn: u64,
+    /// Put, delete or moved put.
     pub kind: RecordKind,
+    /// The table name (1 to 64 bytes of UTF-8).
     pub table: String,
+    /// The key (1 to 1024 bytes).
     pub key: Vec<u8>,
+    /// The value (empty for a delete).
     pub value: Vec<u8>,
 }
 
@@ -105,6 +117,7 @@ pub fn encode_parts(
 }
 
 impl LogRecord {
+    /// Bytes of the encoded record without its padding to 8 bytes.
     pub fn encoded_len(&self) -> usize {
         RECORD_HEADER_BYTES + self.table.len() + self.key.len() + self.value.len()
     }
@@ -140,10 +153,15 @@ impl LogRecord {
 /// checks records against the index this way and copies only the value it returns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {
+    /// Its log sequence number.
     pub lsn: u64,
+    /// Put, delete or moved put.
     pub kind: RecordKind,
+    /// The table name.
     pub table: &'a str,
+    /// The key.
     pub key: &'a [u8],
+    /// The value (empty for a delete).
     pub value: &'a [u8],
 }
 

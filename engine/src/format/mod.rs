@@ -24,11 +24,15 @@ pub const CODEC_ID_RS_VANDERMONDE: u32 = 1;
 pub const DATA_START_BYTES: u64 = 1 << 20;
 /// Offsets of the two superblock copies.
 pub const SUPERBLOCK_OFFSETS: [u64; 2] = [0, 4096];
+/// Bytes of one superblock copy.
 pub const SUPERBLOCK_SIZE_BYTES: usize = 4096;
+/// Bytes of the segment header at the start of each device segment.
 pub const SEGMENT_HEADER_SIZE_BYTES: usize = 4096;
+/// Bytes of the header at the start of each chunk (the rest of the chunk is its body).
 pub const CHUNK_HEADER_SIZE_BYTES: usize = 512;
 /// Upper bound on devices per array and on stripe width.
 pub const MAX_DEVICES: usize = 64;
+/// The unit of device I/O and of stripe heights, in bytes.
 pub const BLOCK_BYTES: usize = 4096;
 
 /// Every structure's magic: 8 ASCII bytes at offset 0.
@@ -44,18 +48,30 @@ const _: () = assert!(DATA_START_BYTES.is_multiple_of(BLOCK_BYTES as u64));
 /// Why a structure failed to decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The first 8 bytes are not the structure's magic (not this structure, or never written).
     #[error("bad magic")]
     Magic,
+    /// The crc32c stored in the structure does not match its bytes.
     #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The crc32c the structure carries.
+        stored: u32,
+        /// The crc32c of the bytes read.
+        computed: u32,
+    },
+    /// A format version this build does not read.
     #[error("unsupported format version {0}")]
     Version(u32),
+    /// A superblock naming a codec id this build does not have.
     #[error("unsupported codec {0}")]
     Codec(u32),
+    /// Bytes the format reserves (must be zero) are not zero.
     #[error("reserved bytes are not zero")]
     Reserved,
+    /// The named field holds a value out of range or inconsistent with the others.
     #[error("invalid field: {0}")]
     Field(&'static str),
+    /// Fewer bytes than the structure needs.
     #[error("truncated")]
     Truncated,
 }
@@ -114,6 +130,8 @@ pub(crate) fn check_trailing_crc(b: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Writes into the last 4 bytes of `b` the crc32c of everything before them (the inverse of
+/// the check every decoder makes).
 pub fn seal_trailing_crc(b: &mut [u8]) {
     let off_crc = b.len() - CRC_BYTES;
     let crc = crc32c::crc32c(&b[..off_crc]);

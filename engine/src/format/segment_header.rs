@@ -63,19 +63,28 @@ pub enum SegmentKind {
     Checkpoint = 1,
 }
 
+/// The 4096-byte header at the start of each device segment (docs/format.md, "Segment
+/// header"): which segment it is and every member of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// This device segment's position in the segment's member list (0..w).
     pub position: u16,
+    /// The array the segment belongs to.
     pub array_uuid: [u8; 16],
+    /// The segment's id (at least 1), also its generation: a reused device segment gets a new one.
     pub segment_id: u64,
+    /// The array's epoch in the session that allocated the segment.
     pub write_epoch: u64,
+    /// k, the data chunks per stripe.
     pub data_shards: u16,
+    /// Log or index checkpoint.
     pub kind: SegmentKind,
     /// (device_slot, device_segment_index) per member position.
     pub members: Vec<(u32, u32)>,
 }
 
 impl SegmentHeader {
+    /// The header's 4096 bytes, crc sealed. Panics if the header is invalid.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE_BYTES] {
         self.validate().expect("encoding an invalid segment header");
         let mut b = [0u8; SEGMENT_HEADER_SIZE_BYTES];
@@ -97,6 +106,8 @@ impl SegmentHeader {
         b
     }
 
+    /// Decodes and validates the first 4096 bytes of `b`: magic, crc, version, reserved bytes
+    /// and field rules (whether it belongs to this array and place is the caller's to check).
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, DecodeError> {
         if b.len() < SEGMENT_HEADER_SIZE_BYTES {
             return Err(DecodeError::Truncated);
@@ -144,6 +155,8 @@ impl SegmentHeader {
         Ok(h)
     }
 
+    /// Checks the field rules of docs/format.md, "Segment header" ([`DecodeError::Field`] names
+    /// the first broken one).
     pub fn validate(&self) -> Result<(), DecodeError> {
         let w = self.members.len();
         if w == 0 || w > MAX_DEVICES {

@@ -101,13 +101,20 @@ const _: () = assert!(MEMBER_OFF_RESERVED < MEMBER_ENTRY_BYTES);
 const _: () = assert!(REBUILD_OFFSET == 1664 && RESYNC_END == 2200);
 const _: () = assert!(RESYNC_END <= OFF_CRC);
 
+/// A member entry's state in the superblock (its byte on disk).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberState {
+    /// Not present when the superblocks were written.
     Absent = 0,
+    /// In service.
     Online = 1,
+    /// Failed: I/O errors past the limits, or a failed write or flush.
     Failed = 2,
+    /// A replacement being rebuilt onto.
     Rebuilding = 3,
+    /// A hot spare: holds no data until it replaces a failed member.
     Spare = 4,
+    /// Slow when last written; each session measures slowness afresh.
     Suspect = 5,
 }
 
@@ -123,6 +130,8 @@ impl MemberState {
             _ => return Err(DecodeError::Field("member state")),
         })
     }
+    /// The word `examine` and `status` print (zpool's words: "FAULTED" for failed, "DEGRADED"
+    /// for suspect).
     pub fn name(self) -> &'static str {
         match self {
             MemberState::Absent => "ABSENT",
@@ -135,25 +144,43 @@ impl MemberState {
     }
 }
 
+/// One device's superblock (docs/format.md, "Superblock"): the array's geometry, the member
+/// list and states, the checkpoint in force and the rebuild and resync records. Two copies
+/// sit at offsets 0 and 4096; the one with the higher epoch is current.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
+    /// The array's uuid (random at format).
     pub array_uuid: [u8; 16],
+    /// This device's uuid (random at format or when it joins).
     pub device_uuid: [u8; 16],
+    /// The member entry this device is: below n a data slot, at or above n a spare.
     pub device_slot: u32,
+    /// n, the data-bearing members (1 to 64).
     pub device_count: u32,
+    /// k, the data chunks per stripe.
     pub data_shards: u16,
+    /// m, the parity chunks per stripe (k + m ≤ n).
     pub parity_shards: u16,
+    /// Chunk size C in bytes.
     pub chunk_size_bytes: u32,
+    /// Device segment size S in bytes.
     pub segment_size_bytes: u32,
+    /// Device segments per device.
     pub segment_count: u32,
+    /// This device's capacity in bytes when this copy was written.
     pub device_capacity_bytes: u64,
+    /// Raised by every superblock rewrite; the highest among the devices is the array's.
     pub epoch: u64,
+    /// Which of the two copies this is: 0 (offset 0) or 1 (offset 4096).
     pub copy_index: u32,
+    /// No flag is defined: always 0.
     pub flags: u32,
+    /// When the array was formatted, in seconds since the Unix epoch.
     pub created_unix_secs: u64,
     /// First segment id of the newest index checkpoint (0: none); its segments have
     /// consecutive ids.
     pub checkpoint_segment_id: u64,
+    /// How many segments that checkpoint takes (0 exactly when there is none).
     pub checkpoint_segment_count: u32,
     /// Every record with an LSN up to this one is in the checkpoint.
     pub checkpoint_lsn: u64,
@@ -170,12 +197,15 @@ pub struct Superblock {
 }
 
 impl Superblock {
+    /// The stripe width, k + m.
     pub fn width(&self) -> usize {
         // In usize: two u16 fields read from a device can overflow a u16 sum (found by the
         // `superblock` fuzz target; a release build wrapped to a small width).
         self.data_shards as usize + self.parity_shards as usize
     }
 
+    /// The copy's 4096 bytes (codec id and spare count filled in), crc sealed. Panics if the
+    /// superblock is invalid.
     pub fn encode(&self) -> [u8; SUPERBLOCK_SIZE_BYTES] {
         self.validate().expect("encoding an invalid superblock");
         let mut b = [0u8; SUPERBLOCK_SIZE_BYTES];
@@ -230,6 +260,8 @@ impl Superblock {
         b
     }
 
+    /// Decodes and validates one copy: magic, crc, version, codec, reserved bytes and the field
+    /// rules of docs/format.md.
     pub fn decode(b: &[u8]) -> Result<Superblock, DecodeError> {
         if b.len() < SUPERBLOCK_SIZE_BYTES {
             return Err(DecodeError::Truncated);

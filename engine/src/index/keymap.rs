@@ -218,6 +218,7 @@ impl KeyMap {
         self.slots.len() - self.dead + self.delta.len()
     }
 
+    /// Whether it holds no key.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -303,6 +304,7 @@ impl KeyMap {
         self.search(key).ok()
     }
 
+    /// The key's entry, if it holds the key.
     pub fn get(&self, key: &[u8]) -> Option<IndexEntry> {
         match self.base_slot(key) {
             Some(i) => {

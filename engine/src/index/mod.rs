@@ -19,9 +19,13 @@ use std::collections::HashMap;
 /// Where a record sits in the log (see docs/format.md, "Placement function").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordLoc {
+    /// The segment holding the record's stripe.
     pub segment_id: u64,
+    /// Byte offset of the stripe within its device segments.
     pub offset_in_segment_bytes: u32,
+    /// Height of the stripe in bytes.
     pub height_bytes: u32,
+    /// Ordinal of the stripe in its segment (which member holds which shard).
     pub ordinal: u32,
     /// Offset of the record in the stripe's data space.
     pub record_offset: u32,
@@ -31,13 +35,17 @@ pub struct RecordLoc {
     pub crc: u32,
 }
 
+/// Where an entry's record can be read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
+    /// In a stripe on the devices.
     Disk(RecordLoc),
     /// Not on disk yet: the record is at `record_offset` in the data of the writer's stripe
     /// with sequence number `stripe_seq`.
     Pending {
+        /// The writer's sequence number of the stripe.
         stripe_seq: u64,
+        /// Offset of the record in the stripe's data.
         record_offset: u32,
         /// The segment the stripe is placed in.
         segment_id: u64,
@@ -45,6 +53,7 @@ pub enum Place {
 }
 
 impl Place {
+    /// The segment the record is (or will be) in.
     pub fn segment_id(&self) -> u64 {
         match self {
             Place::Disk(loc) => loc.segment_id,
@@ -53,15 +62,21 @@ impl Place {
     }
 }
 
+/// What the index holds for one key: its newest record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
+    /// The record's LSN.
     pub lsn: u64,
+    /// Length of the value in bytes.
     pub value_len: u32,
+    /// Where the record is.
     pub place: Place,
 }
 
+/// The whole index: one key map per table, and the live bytes per segment.
 #[derive(Default)]
 pub struct Index {
+    /// The keys of each table (a table whose keys were all deleted may keep an empty map).
     pub tables: HashMap<String, KeyMap>,
     /// Live record bytes per segment (see the invariants above).
     pub live_bytes: HashMap<u64, u64>,
@@ -95,6 +110,7 @@ impl Index {
         }
     }
 
+    /// Points (`table`, `key`) at `entry`, replacing the older entry (and its live bytes).
     pub fn put(&mut self, table: &str, key: &[u8], entry: IndexEntry) {
         *self.live_bytes.entry(entry.place.segment_id()).or_default() +=
             record_bytes(table, key, entry.value_len);
@@ -116,6 +132,7 @@ impl Index {
         }
     }
 
+    /// Removes the key's entry, if any.
     pub fn delete(&mut self, table: &str, key: &[u8]) {
         let old = self.tables.get_mut(table).and_then(|t| t.remove(key));
         if let Some(old) = old {
@@ -126,10 +143,12 @@ impl Index {
         }
     }
 
+    /// The key's entry, if it has one.
     pub fn get(&self, table: &str, key: &[u8]) -> Option<IndexEntry> {
         self.tables.get(table)?.get(key)
     }
 
+    /// Keys in all tables.
     pub fn key_count(&self) -> usize {
         self.tables.values().map(|t| t.len()).sum()
     }

@@ -10,14 +10,21 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CleanerStats {
+    /// Cleaning passes run (paused ones not counted).
     pub passes: u64,
     /// Passes skipped because a rebuild or scrub was running.
     pub paused_passes: u64,
+    /// Victim segments whose live records were moved forward.
     pub segments_cleaned: u64,
+    /// Segments given back to free space.
     pub segments_freed: u64,
+    /// Live records appended again as moved records.
     pub records_relocated: u64,
+    /// Encoded bytes (padded, headers included) of the live records read for moving.
     pub bytes_relocated: u64,
+    /// Index checkpoints written since the engine was opened.
     pub checkpoints: u64,
+    /// LSN of the newest of those checkpoints (0: none yet).
     pub last_checkpoint_lsn: u64,
 }
 

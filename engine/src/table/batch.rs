@@ -18,7 +18,12 @@ pub enum Condition {
     RowAbsent,
     /// The row exists and has the column, with exactly this value (type and value; doubles
     /// compare bitwise). A missing row or column fails the condition.
-    ColumnEquals { column: String, value: Value },
+    ColumnEquals {
+        /// The attribute column's name.
+        column: String,
+        /// The value it must hold.
+        value: Value,
+    },
 }
 
 impl Condition {
@@ -47,6 +52,7 @@ pub struct RowUpdate {
 }
 
 impl RowUpdate {
+    /// An update that changes nothing.
     pub fn new() -> RowUpdate {
         RowUpdate::default()
     }
@@ -63,6 +69,7 @@ impl RowUpdate {
         self
     }
 
+    /// Whether it neither sets nor deletes a column.
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.delete.is_empty()
     }
@@ -103,6 +110,7 @@ pub struct TableBatch {
 }
 
 impl TableBatch {
+    /// An empty batch.
     pub fn new() -> TableBatch {
         TableBatch::default()
     }
@@ -176,10 +184,12 @@ impl TableBatch {
         self.push(table, key, OpKind::Check, Some(condition))
     }
 
+    /// The number of operations added (checks included).
     pub fn len(&self) -> usize {
         self.ops.len()
     }
 
+    /// Whether no operation was added.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

@@ -103,13 +103,16 @@ impl RangeQuery {
 /// A row as read: its primary key and (all or the chosen) attribute columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// The primary key's values, one per key column in schema order.
     pub key: Vec<Value>,
+    /// The attribute columns read, by name.
     pub columns: Columns,
 }
 
 /// One page of a range read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangePage {
+    /// The rows, in key order (descending for a reverse query).
     pub rows: Vec<Row>,
     /// The key of the next row in the query's direction when the limit cut the page short
     /// (give it to [`RangeQuery::resume_from`]); None when the range is exhausted.
@@ -119,7 +122,10 @@ pub struct RangePage {
 /// A typed table as `describe` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableInfo {
+    /// The table's name.
     pub name: String,
+    /// Its schema.
     pub schema: Schema,
+    /// Rows it holds now.
     pub row_count: usize,
 }

@@ -28,11 +28,14 @@ const SCHEMA_FORMAT_VERSION: u8 = 1;
 /// One primary-key column.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyColumn {
+    /// The column's name (1 to 64 bytes).
     pub name: String,
+    /// Its type: int64, string or binary.
     pub value_type: ValueType,
 }
 
 impl KeyColumn {
+    /// A column named `name` of type `value_type` (checked by [`Schema::new`], not here).
     pub fn new(name: &str, value_type: ValueType) -> KeyColumn {
         KeyColumn {
             name: name.to_string(),
@@ -104,6 +107,7 @@ impl Schema {
         Schema::new(cols)
     }
 
+    /// The primary-key columns, in key order.
     pub fn key_columns(&self) -> &[KeyColumn] {
         &self.key_columns
     }
@@ -179,6 +183,7 @@ pub(crate) fn check_table_name(name: &str) -> Result<()> {
 /// The life of a table as its schema record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableState {
+    /// The table is in use.
     Live = 1,
     /// A drop started: the table is gone for readers and writers; its rows are being
     /// deleted, and the schema record goes last.

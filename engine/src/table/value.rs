@@ -14,10 +14,15 @@ use std::fmt;
 /// [`ValueType::String`] or [`ValueType::Binary`]; attribute columns may be any type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ValueType {
+    /// A signed 64-bit integer (keys order numerically).
     Int64,
+    /// An IEEE 754 double (attribute columns only).
     Double,
+    /// A boolean (attribute columns only).
     Bool,
+    /// UTF-8 text (keys order bytewise).
     String,
+    /// Raw bytes (keys order bytewise).
     Binary,
 }
 
@@ -96,14 +101,20 @@ impl fmt::Display for ValueType {
 /// ```
 #[derive(Debug, Clone)]
 pub enum Value {
+    /// A signed 64-bit integer.
     Int64(i64),
+    /// A double; equality is bitwise.
     Double(f64),
+    /// A boolean.
     Bool(bool),
+    /// UTF-8 text.
     String(String),
+    /// Raw bytes.
     Binary(Vec<u8>),
 }
 
 impl Value {
+    /// Its type.
     pub fn value_type(&self) -> ValueType {
         match self {
             Value::Int64(_) => ValueType::Int64,
@@ -114,6 +125,7 @@ impl Value {
         }
     }
 
+    /// The integer, if this is an `Int64`.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int64(v) => Some(*v),
@@ -121,6 +133,7 @@ impl Value {
         }
     }
 
+    /// The double, if this is a `Double` (an `Int64` is not converted).
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Double(v) => Some(*v),
@@ -128,6 +141,7 @@ impl Value {
         }
     }
 
+    /// The boolean, if this is a `Bool`.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(v) => Some(*v),
@@ -135,6 +149,7 @@ impl Value {
         }
     }
 
+    /// The text, if this is a `String`.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(v) => Some(v),
@@ -142,6 +157,7 @@ impl Value {
         }
     }
 
+    /// The bytes, if this is a `Binary` (a `String` is not converted).
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             Value::Binary(v) => Some(v),
