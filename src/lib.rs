@@ -61,6 +61,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 /// The backup library, `ectable_backup` (docs/backup-format.md). It takes the place of the
 /// engine's own `backup` module under this name; that module's items an embedder needs
 /// (`Change`, `HorizonHold`, `BACKUP_TABLE`) are re-exported at the root.

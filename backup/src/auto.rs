@@ -50,7 +50,9 @@ impl Default for AutoPolicy {
 /// What `--auto` did.
 #[derive(Debug, Clone)]
 pub struct AutoOutcome {
+    /// The backup file written.
     pub path: PathBuf,
+    /// Its manifest (what its trailer says).
     pub manifest: Manifest,
     /// Why this kind of backup was taken.
     pub reason: String,

@@ -31,14 +31,18 @@ const AT_START_LSN: u64 = 88;
 /// One verified file of a chain.
 #[derive(Debug, Clone)]
 pub struct ChainFile {
+    /// The file.
     pub path: PathBuf,
+    /// When the backup started, in seconds since the Unix epoch (from its header).
     pub created_unix_secs: u64,
+    /// Its manifest (what its trailer says).
     pub manifest: Manifest,
 }
 
 /// A verified chain: a full backup and its incrementals, in order.
 #[derive(Debug, Clone)]
 pub struct Chain {
+    /// The full backup first, then its incrementals in chain order.
     pub files: Vec<ChainFile>,
 }
 
@@ -53,6 +57,7 @@ impl Chain {
         self.files[self.files.len() - 1].manifest.end_lsn
     }
 
+    /// The id of the array the chain is a backup of.
     pub fn array_id(&self) -> [u8; 16] {
         self.files[0].manifest.array_id
     }
@@ -66,6 +71,7 @@ impl Chain {
             .unwrap_or(0)
     }
 
+    /// The size of all the chain's files together, in bytes.
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.manifest.file_size_bytes).sum()
     }
@@ -214,12 +220,17 @@ pub fn verify_chain(paths: &[PathBuf], progress: &mut dyn FnMut(u64, u64)) -> Re
 /// What a restore wrote.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreReport {
+    /// Rows written from the full backup.
     pub rows: u64,
+    /// Puts replayed from the incrementals.
     pub puts: u64,
+    /// Deletes replayed from the incrementals.
     pub deletes: u64,
     /// Incremental files whose changes were applied (wholly or up to the until-LSN).
     pub incrementals_applied: usize,
+    /// The LSN the array was restored to.
     pub until_lsn: u64,
+    /// Bytes of the backup files read (each file counted whole).
     pub bytes_read: u64,
 }
 

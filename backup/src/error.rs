@@ -17,35 +17,52 @@ pub enum Error {
     /// A file (or directory) could not be opened, created, read, written, synced or renamed.
     #[error("{}: at byte {offset_bytes}: {source}", path.display())]
     Io {
+        /// The file (or directory).
         path: PathBuf,
+        /// Byte offset in the file where the operation was (0 when it concerns the whole
+        /// file).
         offset_bytes: u64,
+        /// The OS error.
         source: std::io::Error,
     },
     /// Bytes that fail a checksum or break the format.
     #[error("{}: at byte {offset_bytes}: {detail}", path.display())]
     Corrupt {
+        /// The backup file.
         path: PathBuf,
+        /// Byte offset of the bad structure or field in the file.
         offset_bytes: u64,
+        /// What is wrong.
         detail: String,
     },
     /// The file ends before its trailer: an interrupted or truncated backup.
     #[error("{}: at byte {offset_bytes}: incomplete backup: {detail}", path.display())]
     Incomplete {
+        /// The backup file.
         path: PathBuf,
+        /// Where the file falls short: the offset of the structure (trailer, block) it cuts
+        /// off.
         offset_bytes: u64,
+        /// What is missing.
         detail: String,
     },
     /// A file that is sound on its own but does not follow the file before it in the chain,
     /// or a base of another array.
     #[error("{}: at byte {offset_bytes}: broken chain: {detail}", path.display())]
     Chain {
+        /// The file that does not follow.
         path: PathBuf,
+        /// Byte offset of the header field that breaks the link (0 when no one field does).
         offset_bytes: u64,
+        /// Which link is broken, and how.
         detail: String,
     },
     /// The target of a backup exists already: a backup never overwrites a file.
     #[error("{}: already exists; a backup never overwrites a file (choose another name or remove it)", path.display())]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
     /// An incremental backup after `base` is impossible: the array no longer keeps the
     /// history after `from_lsn` (the engine said `ectable_engine::Error::HistoryGone`, whose
     /// message this one ends with). Take a full backup.
@@ -55,9 +72,13 @@ pub enum Error {
         ectable_engine::Error::HistoryGone { from_lsn: *from_lsn, why: why.clone() }
     )]
     HistoryGone {
+        /// The backup the incremental was to follow.
         base: PathBuf,
+        /// The LSN that backup ends at.
         base_end_lsn: u64,
+        /// The LSN the incremental was to start after (the engine's `from_lsn`).
         from_lsn: u64,
+        /// The engine's reason.
         why: String,
     },
     /// Bad arguments (until-LSN, policy numbers, a target that cannot hold the data).
@@ -66,7 +87,9 @@ pub enum Error {
     /// The engine refused (with its own typed error).
     #[error("{context}: {source}")]
     Engine {
+        /// What the library was doing.
         context: String,
+        /// The engine's error, whole.
         source: ectable_engine::Error,
     },
 }

@@ -72,6 +72,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod auto;
 pub mod chain;
 mod error;

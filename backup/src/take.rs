@@ -200,6 +200,10 @@ pub fn take_full_to<W: Write>(
     Ok((out, manifest))
 }
 
+/// Takes an incremental backup into `target` (which must not exist): every put and delete
+/// after the end LSN of `base`, the chain's last file. Raises the array's backup horizon to
+/// the backup's LSN. Fails with [`Error::HistoryGone`] when the array no longer keeps that
+/// history (take a full backup then) and [`Error::Chain`] when `base` is of another array.
 pub fn take_incremental(
     engine: &Engine,
     base: &Path,

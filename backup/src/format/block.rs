@@ -17,11 +17,16 @@ pub(super) mod blk {
 /// One record of a backup: a row of a full backup, or a change of an incremental.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
+    /// A row of a full backup: the row's value as of the backup's LSN.
     Row {
+        /// The table.
         table: String,
+        /// The key.
         key: Vec<u8>,
+        /// The value.
         value: Vec<u8>,
     },
+    /// A put or delete of an incremental backup, with its LSN.
     Change(Change),
 }
 

@@ -30,7 +30,9 @@ mod hdr {
 /// Full backup or incremental backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupKind {
+    /// Every row of every table as of one LSN; the first file of a chain.
     Full = 1,
+    /// Every put and delete after the previous file's end LSN.
     Incremental = 2,
 }
 
@@ -43,6 +45,7 @@ impl BackupKind {
         }
     }
 
+    /// "full" or "incremental".
     pub fn name(self) -> &'static str {
         match self {
             BackupKind::Full => "full",
@@ -54,8 +57,11 @@ impl BackupKind {
 /// The header: what a backup is, known before its data is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// Full or incremental.
     pub kind: BackupKind,
+    /// The uuid of the array backed up.
     pub array_id: [u8; 16],
+    /// This backup's uuid (random); also seeds every block's crc.
     pub backup_id: [u8; 16],
     /// The backup this incremental follows (zero for a full backup).
     pub base_backup_id: [u8; 16],
@@ -67,6 +73,7 @@ pub struct Header {
     pub block_payload_limit_bytes: u32,
     /// 0 for a full backup; the base's end LSN for an incremental.
     pub start_lsn: u64,
+    /// When the backup started, in seconds since the Unix epoch.
     pub created_unix_secs: u64,
 }
 
@@ -119,6 +126,7 @@ impl Header {
         Ok(())
     }
 
+    /// The header's 256 bytes, crc sealed.
     pub fn encode(&self) -> [u8; HEADER_SIZE_BYTES] {
         let mut b = [0u8; HEADER_SIZE_BYTES];
         b[hdr::MAGIC..hdr::MAGIC + 8].copy_from_slice(&HEADER_MAGIC);

@@ -37,20 +37,30 @@ pub(super) mod trl {
 /// The trailer: the manifest of a complete backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// Full or incremental (as the header).
     pub kind: BackupKind,
+    /// 0 for the full backup, i for the i-th incremental after it (as the header).
     pub chain_index: u32,
+    /// The uuid of the array backed up (as the header).
     pub array_id: [u8; 16],
+    /// This backup's uuid (as the header).
     pub backup_id: [u8; 16],
+    /// The backup this incremental follows; zero for a full backup (as the header).
     pub base_backup_id: [u8; 16],
+    /// The backup id of the chain's full backup (as the header).
     pub chain_id: [u8; 16],
+    /// 0 for a full backup; the base's end LSN for an incremental (as the header).
     pub start_lsn: u64,
     /// The LSN the backup reaches: a full backup is the state as of this LSN; an
     /// incremental holds the changes with LSN in (start_lsn, end_lsn].
     pub end_lsn: u64,
+    /// Blocks in the file.
     pub block_count: u64,
     /// Rows (full) or changes (incremental).
     pub record_count: u64,
+    /// Puts among the records (a full backup: every row).
     pub put_count: u64,
+    /// Deletes among the records (0 for a full backup).
     pub delete_count: u64,
     /// Distinct tables among the records.
     pub table_count: u64,
@@ -62,12 +72,14 @@ pub struct Manifest {
     pub largest_record_bytes: u32,
     /// crc32c chained over the crc of every block, in order.
     pub blocks_crc: u32,
+    /// When the backup was complete, in seconds since the Unix epoch.
     pub finished_unix_secs: u64,
     /// Sum of the engine's padded record sizes of the puts: what restoring them writes.
     pub engine_bytes: u64,
 }
 
 impl Manifest {
+    /// The trailer's 256 bytes, crc sealed.
     pub fn encode(&self) -> [u8; TRAILER_SIZE_BYTES] {
         let mut b = [0u8; TRAILER_SIZE_BYTES];
         b[trl::MAGIC..trl::MAGIC + 8].copy_from_slice(&TRAILER_MAGIC);

@@ -37,12 +37,19 @@ pub use manifest::Manifest;
 pub use reader::{read_header_and_trailer, Reader};
 pub use writer::Writer;
 
+/// The first 8 bytes of every backup file (its header's magic).
 pub const HEADER_MAGIC: [u8; 8] = *b"ECTBKUP1";
+/// The first 8 bytes of the trailer, the last 256 bytes of a complete file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"ECTBEND1";
+/// The first 4 bytes of every block.
 pub const BLOCK_MAGIC: [u8; 4] = *b"ECBK";
+/// The backup format version this build writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
+/// Bytes of the header, at the start of the file.
 pub const HEADER_SIZE_BYTES: usize = 256;
+/// Bytes of the trailer, at the end of a complete file.
 pub const TRAILER_SIZE_BYTES: usize = 256;
+/// Bytes of a block's header, before its payload.
 pub const BLOCK_HEADER_SIZE_BYTES: usize = 20;
 /// A block is closed once its payload reaches this size (a single larger record makes a
 /// larger block).
@@ -53,8 +60,9 @@ pub const MAX_BLOCK_PAYLOAD_LIMIT_BYTES: u32 = 1 << 30;
 pub const ROW_PREFIX_BYTES: usize = 7;
 /// Fixed bytes before a change's table name: lsn u64, op u8, then as a row.
 pub const CHANGE_PREFIX_BYTES: usize = 16;
-/// Op byte of a change.
+/// Op byte of a change that is a put.
 pub const OP_PUT: u8 = 1;
+/// Op byte of a change that is a delete (its value size is 0).
 pub const OP_DELETE: u8 = 2;
 
 const _: () = assert!(HEADER_SIZE_BYTES == 256 && TRAILER_SIZE_BYTES == 256);

@@ -94,10 +94,12 @@ impl Reader {
         Ok(r)
     }
 
+    /// The file's header, read and checked when the file was opened.
     pub fn header(&self) -> &Header {
         &self.header
     }
 
+    /// The file's path, as given to `open`.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -107,6 +109,7 @@ impl Reader {
         self.pos
     }
 
+    /// The file's size in bytes when it was opened.
     pub fn file_size(&self) -> u64 {
         self.file_size
     }
