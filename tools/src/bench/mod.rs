@@ -3,8 +3,10 @@
 //! measured workloads (`setup`), measuring (`measure`), the raw pass (`raw`) and the report
 //! (`report`, in fio's layout with `units`). The binary (`src/bin/ecbench.rs`) parses the
 //! command line and calls `kv::run`, `tables::run` or `space::run`.
+//! `chart` draws a run as one SVG file: throughput over time and latency by percentile.
 
 pub mod args;
+pub mod chart;
 pub mod checks;
 pub mod kv;
 pub mod measure;
