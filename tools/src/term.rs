@@ -95,6 +95,12 @@ fn bars() -> &'static MultiProgress {
     BARS.get_or_init(MultiProgress::new)
 }
 
+/// Runs `f` (which writes lines to the terminal) with the progress bars cleared, and draws
+/// them again after it.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    bars().suspend(f)
+}
+
 /// The log's writer (`tracing_subscriber::fmt().with_writer(term::LogWriter)`): stderr, with
 /// the progress bars cleared while a line is written and drawn again after it, so that a
 /// warning during `load` or `rebuild` does not tear the bar.

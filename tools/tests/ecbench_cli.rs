@@ -363,3 +363,65 @@ fn a_slow_device_run_reports_and_bad_values_are_refused() {
         "no read took the 2 ms delay: {max_ns} ns"
     );
 }
+
+#[test]
+fn chart_is_valid_svg_with_engine_and_raw_side_by_side() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let devs = devices(dir.path());
+    let chart = dir.path().join("run.svg");
+    let mut args = format_args_of(&devs).to_vec();
+    let chart_arg = format!("--chart={}", chart.display());
+    args.extend([
+        "--rw=randread",
+        "--bs=4K",
+        "--size=2M",
+        "--iodepth=4",
+        "--compare-raw",
+        &chart_arg,
+    ]);
+    let out = ecbench(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&chart).expect("the chart was written");
+    let doc = roxmltree::Document::parse(&text).expect("the chart is well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect();
+    for want in ["engine read", "raw read", "randread"] {
+        assert!(
+            texts.iter().any(|t| t.contains(want)),
+            "no text '{want}' in {texts:?}"
+        );
+    }
+    let lines = doc
+        .descendants()
+        .filter(|n| matches!(n.tag_name().name(), "polyline" | "path"))
+        .count();
+    assert!(lines >= 4, "{lines} lines drawn");
+
+    // A chart, log or report that cannot be written is an error before anything is
+    // written: the devices keep their array (no format with --force), nothing runs.
+    let before = std::fs::read(dir.path().join("d0")).expect("device");
+    for bad_arg in [
+        "--chart=/nonexistent/dir/x.svg",
+        "--write_lat_log=/nonexistent/dir/x",
+        "--output=/nonexistent/dir/x.json",
+    ] {
+        let mut bad = format_args_of(&devs).to_vec();
+        bad.extend(["--force", "--rw=randwrite", "--size=1M", bad_arg]);
+        let out = ecbench(&bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("/nonexistent/dir"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(std::fs::read(dir.path().join("d0")).expect("device") == before);
+}

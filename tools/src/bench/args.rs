@@ -10,8 +10,13 @@ use std::time::Duration;
 // comment here would replace its about line).
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// A fio job file: a [global] section and one job section whose options ecbench
+    /// supports (fio's names; the section name is the job's name). Options given on the
+    /// command line take precedence over the file's.
+    #[arg(value_name = "JOBFILE")]
+    pub job_file: Option<std::path::PathBuf>,
     /// Devices or regular files, comma or colon separated (fio: --filename).
-    #[arg(long, alias = "filename", value_name = "D1,D2,...")]
+    #[arg(long, alias = "filename", value_name = "D1,D2,...", required = true)]
     pub devices: String,
     /// Data shards: format the devices as RS(k,m) first.
     #[arg(long, requires = "m", value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -28,8 +33,8 @@ pub struct BenchArgs {
     /// Format devices that already hold an ectable array.
     #[arg(long)]
     pub force: bool,
-    /// Workload (mixed = random reads and writes, see --rwmixread; fio's randrw).
-    #[arg(long, value_enum)]
+    /// Workload (randrw = random reads and writes, rw = sequential ones, see --rwmixread).
+    #[arg(long, value_enum, required = true)]
     pub rw: Rw,
     /// Percentage of reads in a mixed workload.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
@@ -76,9 +81,52 @@ pub struct BenchArgs {
     /// Compare every value read with the data set's (read and randread).
     #[arg(long)]
     pub verify: bool,
-    /// Output format (json+ is taken as json).
+    /// Output format: json+ adds fio's latency histogram (clat_ns.bins) to json.
     #[arg(long, value_enum, default_value = "normal")]
     pub output_format: OutputFormat,
+    /// Run the workload this long before counting anything (fio: ramp_time).
+    #[arg(long = "ramp-time", alias = "ramp_time", value_name = "TIME", value_parser = runtime_arg)]
+    pub ramp_time: Option<Duration>,
+    /// Start of the data set, in bytes of values: rows from OFFSET / bs on (fio: the I/O
+    /// region's start in the file). The raw pass starts OFFSET / devices later on each device.
+    #[arg(long, value_name = "SIZE", value_parser = offset_arg, default_value = "0")]
+    pub offset: u64,
+    /// Completion-latency percentiles to report, colon separated, at most 20
+    /// (fio: percentile_list) [default: fio's 17, 1 to 99.99].
+    #[arg(long = "percentile-list", alias = "percentile_list", value_name = "P:P:...",
+          value_parser = percentile_list_arg)]
+    pub percentile_list: Option<PercentileList>,
+    /// Print the figures so far this often while the run goes on (fio: status-interval).
+    #[arg(long = "status-interval", alias = "status_interval", value_name = "TIME",
+          value_parser = runtime_arg)]
+    pub status_interval: Option<Duration>,
+    /// Write fio's latency logs PREFIX_lat.N.log, PREFIX_clat.N.log and PREFIX_slat.N.log
+    /// (one per job N) of the measured engine pass (fio: write_lat_log).
+    #[arg(long = "write-lat-log", alias = "write_lat_log", value_name = "PREFIX")]
+    pub write_lat_log: Option<String>,
+    /// Write fio's bandwidth log PREFIX_bw.N.log (fio: write_bw_log).
+    #[arg(long = "write-bw-log", alias = "write_bw_log", value_name = "PREFIX")]
+    pub write_bw_log: Option<String>,
+    /// Write fio's IOPS log PREFIX_iops.N.log (fio: write_iops_log).
+    #[arg(
+        long = "write-iops-log",
+        alias = "write_iops_log",
+        value_name = "PREFIX"
+    )]
+    pub write_iops_log: Option<String>,
+    /// Average the logs over windows of this many milliseconds; 0 logs every operation
+    /// (fio: log_avg_msec).
+    #[arg(
+        long = "log-avg-msec",
+        alias = "log_avg_msec",
+        value_name = "MSEC",
+        default_value_t = 0
+    )]
+    pub log_avg_msec: u64,
+    /// Draw throughput over time and the latency distribution into this SVG file (engine
+    /// and raw pass side by side with --compare-raw).
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<std::path::PathBuf>,
     /// Write the report to this file instead of stdout (fio's --output).
     #[arg(long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
@@ -128,8 +176,12 @@ pub enum Rw {
     Read,
     Randread,
     Randwrite,
-    #[value(alias = "randrw")]
+    /// Random reads and writes (--rwmixread percent reads); `mixed` is an older name.
+    #[value(name = "randrw", alias = "mixed")]
     Mixed,
+    /// Sequential reads and writes over the data set (--rwmixread percent reads).
+    #[value(name = "rw", alias = "readwrite")]
+    Readwrite,
     /// Space reclamation: fill a fresh array to each --fill level, then overwrite random
     /// rows --loops times the data; rates against the fresh-array ingest, write
     /// amplification. Needs --k/--m (formats the devices for each level).
@@ -148,12 +200,9 @@ pub enum Rw {
 }
 
 impl Rw {
-    /// The name fio gives the pattern (`randrw` for the random mix), else ecbench's own.
+    /// The name fio gives the pattern (ecbench's own for the table and space workloads).
     pub fn fio_name(self) -> &'static str {
-        match self {
-            Rw::Mixed => "randrw",
-            other => other.name(),
-        }
+        self.name()
     }
 
     pub fn name(self) -> &'static str {
@@ -162,7 +211,8 @@ impl Rw {
             Rw::Read => "read",
             Rw::Randread => "randread",
             Rw::Randwrite => "randwrite",
-            Rw::Mixed => "mixed",
+            Rw::Mixed => "randrw",
+            Rw::Readwrite => "rw",
             Rw::Overwrite => "overwrite",
             Rw::Reopen => "reopen",
             Rw::TablePut => "table-put",
@@ -188,8 +238,40 @@ impl Rw {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Normal,
-    #[value(alias = "json+")]
     Json,
+    /// json with fio's latency histogram: `clat_ns.bins`.
+    #[value(name = "json+")]
+    JsonPlus,
+}
+
+/// Percentiles to report (`--percentile_list`), each in (0, 100].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PercentileList(pub Vec<f64>);
+
+pub fn percentile_list_arg(s: &str) -> Result<PercentileList, String> {
+    let mut v = Vec::new();
+    for part in s.split(':') {
+        let p: f64 = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{part}' is not a percentile (give e.g. 50:99:99.9)"))?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(format!("percentile {part} must lie in (0, 100]"));
+        }
+        v.push(p);
+    }
+    if v.len() > 20 {
+        return Err(format!(
+            "{} percentiles given; fio takes at most 20",
+            v.len()
+        ));
+    }
+    Ok(PercentileList(v))
+}
+
+/// A byte offset: like a size, but 0 is allowed.
+pub fn offset_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
 }
 
 pub fn size_arg(s: &str) -> Result<u64, String> {
@@ -315,13 +397,37 @@ pub fn runtime_arg(s: &str) -> Result<Duration, String> {
 }
 
 impl BenchArgs {
+    /// The percentiles to report: `--percentile_list`, or fio's default list.
+    pub fn percentiles(&self) -> Vec<f64> {
+        match &self.percentile_list {
+            Some(PercentileList(v)) => v.clone(),
+            None => crate::bench::measure::PERCENTILES.to_vec(),
+        }
+    }
+
+    /// Whether any of fio's per-I/O logs is asked for.
+    pub fn logs(&self) -> bool {
+        self.write_lat_log.is_some() || self.write_bw_log.is_some() || self.write_iops_log.is_some()
+    }
+
+    /// How the measured passes are measured.
+    pub fn measure_cfg(&self) -> crate::bench::measure::MeasureCfg {
+        crate::bench::measure::MeasureCfg {
+            ramp: self.ramp_time.unwrap_or_default(),
+            tick: None,
+            log_ios: self.logs(),
+            status_every: self.status_interval,
+            status_json: self.output_format != OutputFormat::Normal,
+        }
+    }
+
     /// Percentage of the workload's operations that are reads.
     pub fn read_pct(&self) -> u8 {
         match self.rw {
             Rw::Read | Rw::Randread => 100,
             Rw::Write | Rw::Randwrite | Rw::Overwrite | Rw::Reopen | Rw::TablePut => 0,
             Rw::TableGet | Rw::TableRange => 100,
-            Rw::Mixed | Rw::TableMixed => self.rwmixread,
+            Rw::Mixed | Rw::Readwrite | Rw::TableMixed => self.rwmixread,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! first when the array does not hold them.
 
 use crate::bench::args::{BenchArgs, Rw};
-use crate::bench::measure::{jobs_pass, measured, Dir, JobResult, Live, Pass, READ, WRITE};
+use crate::bench::measure::{
+    jobs_pass, measured, Dir, JobResult, Live, MeasureCfg, Pass, READ, WRITE,
+};
 use crate::bench::setup::{self, Plan, Workload};
 use crate::{row_key, row_value};
 use anyhow::{bail, Context, Result};
@@ -13,6 +15,7 @@ use ectable_engine::format::log_record::encoded_len_padded;
 use ectable_engine::{Engine, EngineOptions, Error as EngineError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,18 +57,19 @@ impl Workload for KvWorkload {
         &self.0
     }
 
-    fn present(&self, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
-        dataset_present(&self.0, nkeys, bs, seed)
+    fn present(&self, rows: Range<u64>, bs: usize, seed: u64) -> Result<bool> {
+        dataset_present(&self.0, rows, bs, seed)
     }
 
-    fn lay_down(&self, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
-        lay_down(&self.0, nkeys, bs, seed)
+    fn lay_down(&self, rows: Range<u64>, bs: usize, seed: u64) -> Result<Pass> {
+        lay_down(&self.0, rows, bs, seed)
     }
 
     fn pass(&self, p: &Plan) -> Result<Pass> {
         jobs_pass(
             p.rw.name(),
             (p.op_limit, p.deadline),
+            &p.measure,
             p.numjobs,
             |live, j| engine_job(&self.0, p, live, j),
         )
@@ -104,16 +108,17 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
         }
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
         for _ in 0..n {
-            let idx = if p.rw.random() {
-                rng.random_range(0..p.nkeys)
-            } else {
-                next_seq += jobs;
-                if p.rw == Rw::Read {
-                    (next_seq - jobs) % p.nkeys
+            let idx = p.base
+                + if p.rw.random() {
+                    rng.random_range(0..p.nkeys)
                 } else {
-                    next_seq - jobs
-                }
-            };
+                    next_seq += jobs;
+                    if matches!(p.rw, Rw::Read | Rw::Readwrite) {
+                        (next_seq - jobs) % p.nkeys
+                    } else {
+                        next_seq - jobs
+                    }
+                };
             match p.read_pct == 100 || (p.read_pct > 0 && rng.random_range(0..100) < p.read_pct) {
                 true => reads.push(idx),
                 false => writes.push(idx),
@@ -155,7 +160,8 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
                 if v.len() != p.bs {
                     bail!("row {i} holds {} bytes, expected {}", v.len(), p.bs);
                 }
-                if p.verify && p.rw != Rw::Mixed && v != row_value(i, p.seed, p.bs) {
+                let mixed = matches!(p.rw, Rw::Mixed | Rw::Readwrite);
+                if p.verify && !mixed && v != row_value(i, p.seed, p.bs) {
                     bail!("row {i} read back other bytes than were written (--verify)");
                 }
                 dirs[READ].record(lat, p.bs as u64, live, READ);
@@ -199,10 +205,14 @@ fn durable(dirs: &mut [Dir; 2], started: &[Instant], bs: usize, live: &Live) {
     }
 }
 
-fn dataset_present(engine: &Engine, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
+fn dataset_present(engine: &Engine, rows: Range<u64>, bs: usize, seed: u64) -> Result<bool> {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xDA7A);
-    let mut probe = vec![0, nkeys - 1, nkeys / 2];
-    probe.extend((0..5).map(|_| rng.random_range(0..nkeys)));
+    let mut probe = vec![
+        rows.start,
+        rows.end - 1,
+        rows.start + (rows.end - rows.start) / 2,
+    ];
+    probe.extend((0..5).map(|_| rng.random_range(rows.clone())));
     for i in probe {
         match engine.get(TABLE, &row_key(i)) {
             Ok(Some(v)) if v == row_value(i, seed, bs) => {}
@@ -213,24 +223,30 @@ fn dataset_present(engine: &Engine, nkeys: u64, bs: usize, seed: u64) -> Result<
     Ok(true)
 }
 
-fn lay_down(engine: &Engine, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
-    measured("laying out", (Some(nkeys), None), |live| {
-        let mut d = Dir::pair();
-        for i in 0..nkeys {
-            let t0 = Instant::now();
-            engine
-                .put(TABLE, &row_key(i), &row_value(i, seed, bs))
-                .context("laying down rows")?;
-            d[WRITE].record(t0.elapsed(), bs as u64, live, WRITE);
-            if (i + 1) % 1024 == 0 {
+fn lay_down(engine: &Engine, rows: Range<u64>, bs: usize, seed: u64) -> Result<Pass> {
+    let n = rows.end - rows.start;
+    measured(
+        "laying out",
+        (Some(n), None),
+        &MeasureCfg::default(),
+        |live| {
+            let mut d = Dir::pair();
+            for i in rows {
+                let t0 = Instant::now();
                 engine
-                    .sync()
-                    .context("sync while laying down the data set")?;
+                    .put(TABLE, &row_key(i), &row_value(i, seed, bs))
+                    .context("laying down rows")?;
+                d[WRITE].record(t0.elapsed(), bs as u64, live, WRITE);
+                if (i + 1) % 1024 == 0 {
+                    engine
+                        .sync()
+                        .context("sync while laying down the data set")?;
+                }
             }
-        }
-        engine
-            .sync()
-            .context("sync after laying down the data set")?;
-        Ok((d, Vec::new()))
-    })
+            engine
+                .sync()
+                .context("sync after laying down the data set")?;
+            Ok((d, Vec::new()))
+        },
+    )
 }

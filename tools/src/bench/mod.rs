@@ -8,7 +8,9 @@
 pub mod args;
 pub mod chart;
 pub mod checks;
+pub mod jobfile;
 pub mod kv;
+pub mod logs;
 pub mod measure;
 pub mod raw;
 pub mod report;

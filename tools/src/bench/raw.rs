@@ -4,7 +4,7 @@
 
 use crate::bench::args::BenchArgs;
 use crate::bench::checks::Geometry;
-use crate::bench::measure::{measured, Dir, Live, READ, WRITE};
+use crate::bench::measure::{measured, Dir, Live, MeasureCfg, READ, WRITE};
 use crate::bench::units::{human_bin, MIB};
 use crate::row_value;
 use anyhow::{bail, Context, Result};
@@ -214,9 +214,12 @@ pub fn prefill_sparse(io: &dyn IoBackend, paths: &[PathBuf], region: (u64, u64))
             deadline: None,
             seed: 7,
         };
-        measured("prefill", (op_limit, None), |live| {
-            Ok((raw_run(io, &plan, live)?, Vec::new()))
-        })?;
+        measured(
+            "prefill",
+            (op_limit, None),
+            &MeasureCfg::default(),
+            |live| Ok((raw_run(io, &plan, live)?, Vec::new())),
+        )?;
     }
     Ok(())
 }
@@ -256,9 +259,14 @@ pub fn raw_plan(
         block: block as usize,
         qd: cli.iodepth as usize,
         jobs: cli.numjobs as usize,
-        region: (DATA_START_BYTES, region_len.max(block)),
+        // --offset: the data set starts that many value bytes in, a devices' share of them
+        // on each device (4 KiB aligned).
+        region: (
+            DATA_START_BYTES + cli.offset / n as u64 / 4096 * 4096,
+            region_len.max(block),
+        ),
         op_limit,
-        deadline: cli.runtime,
+        deadline: cli.runtime.map(|r| r + cli.ramp_time.unwrap_or_default()),
         seed: cli.seed,
     }
 }

@@ -2,7 +2,7 @@
 //! (the raw pass, engine/raw ratios, write amplification) in a top-level `"ectable"` object.
 
 use crate::bench::args::{BenchArgs, OutputFormat, Rw};
-use crate::bench::measure::{Dir, Pass, PERCENTILES, READ, WRITE};
+use crate::bench::measure::{plat_val, Dir, Pass, READ, WRITE};
 use crate::bench::raw::RawPlan;
 use crate::bench::units::{human_bin, human_count, human_dec, human_ns, lat_unit};
 use anyhow::{Context, Result};
@@ -39,21 +39,42 @@ fn min_max(v: &[f64]) -> (f64, f64) {
     )
 }
 
+/// How a direction is written: the percentiles asked for, whether fio's histogram
+/// (`clat_ns.bins`, json+) goes with them, and the length of one throughput sample.
+struct DirStyle<'a> {
+    percentiles: &'a [f64],
+    bins: bool,
+    tick: Duration,
+}
+
 /// fio's direction object (`jobs[].read|write`).
-fn dir_json(d: &Dir, rt: Duration, samples: &[[(u64, u64); 2]], i: usize) -> Value {
+fn dir_json(d: &Dir, rt: Duration, samples: &[[(u64, u64); 2]], i: usize, st: &DirStyle) -> Value {
     let h = &d.hist;
     let mut clat = json!({ "min": h.min(), "max": h.max(), "mean": h.mean(),
                            "stddev": h.stdev(), "N": h.len() });
     let lat = clat.clone();
     if !h.is_empty() {
-        let p: Map<String, Value> = PERCENTILES
+        let p: Map<String, Value> = st
+            .percentiles
             .iter()
             .map(|q| (format!("{q:.6}"), json!(d.q(*q))))
             .collect();
         clat["percentile"] = Value::Object(p);
+        if st.bins {
+            // fio writes the buckets that hold something, named by their value in ns.
+            let bins: Map<String, Value> = (d.plat.iter().enumerate())
+                .filter(|(_, n)| **n > 0)
+                .map(|(idx, n)| (plat_val(idx).to_string(), json!(n)))
+                .collect();
+            clat["bins"] = Value::Object(bins);
+        }
     }
-    let bw: Vec<f64> = samples.iter().map(|s| s[i].0 as f64 / 1024.0).collect();
-    let iops: Vec<f64> = samples.iter().map(|s| s[i].1 as f64).collect();
+    let per_s = st.tick.as_secs_f64().max(1e-9);
+    let bw: Vec<f64> = samples
+        .iter()
+        .map(|s| s[i].0 as f64 / 1024.0 / per_s)
+        .collect();
+    let iops: Vec<f64> = samples.iter().map(|s| s[i].1 as f64 / per_s).collect();
     let ((bw_mean, bw_dev), (bw_min, bw_max)) = (mean_dev(&bw), min_max(&bw));
     let ((iops_mean, iops_dev), (iops_min, iops_max)) = (mean_dev(&iops), min_max(&iops));
     let runtime = if d.ops > 0 { rt.as_millis() as u64 } else { 0 };
@@ -75,7 +96,9 @@ impl Report<'_> {
     /// Writes the report in the format of `--output-format`, to stdout or to `--output`.
     pub fn print(&self) -> Result<()> {
         let text = match self.cli.output_format {
-            OutputFormat::Json => serde_json::to_string_pretty(&self.json())? + "\n",
+            OutputFormat::Json | OutputFormat::JsonPlus => {
+                serde_json::to_string_pretty(&self.json())? + "\n"
+            }
             OutputFormat::Normal => self.normal(),
         };
         if let Some(path) = &self.cli.output {
@@ -138,10 +161,37 @@ impl Report<'_> {
         if let Some((idx, delay)) = c.slow_device {
             o["slow_device"] = json!(format!("{idx}:{}ms", delay.as_secs_f64() * 1e3));
         }
-        if c.rw == Rw::Mixed {
+        if matches!(c.rw, Rw::Mixed | Rw::Readwrite | Rw::TableMixed) {
             o["rwmixread"] = json!(c.rwmixread.to_string());
         }
+        if let Some(r) = c.ramp_time {
+            o["ramp_time"] = json!(format!("{}ms", r.as_millis()));
+        }
+        if c.offset > 0 {
+            o["offset"] = json!(c.offset.to_string());
+        }
+        if c.percentile_list.is_some() {
+            let list: Vec<String> = c.percentiles().iter().map(f64::to_string).collect();
+            o["percentile_list"] = json!(list.join(":"));
+        }
+        for (key, v) in [
+            ("write_lat_log", &c.write_lat_log),
+            ("write_bw_log", &c.write_bw_log),
+            ("write_iops_log", &c.write_iops_log),
+        ] {
+            if let Some(prefix) = v {
+                o[key] = json!(prefix);
+            }
+        }
+        if c.log_avg_msec > 0 {
+            o["log_avg_msec"] = json!(c.log_avg_msec.to_string());
+        }
         o
+    }
+
+    fn style(&self, tick: Duration) -> (Vec<f64>, bool, Duration) {
+        let bins = self.cli.output_format == OutputFormat::JsonPlus;
+        (self.cli.percentiles(), bins, tick)
     }
 
     fn json(&self) -> Value {
@@ -150,18 +200,29 @@ impl Report<'_> {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let zero = json!({ "min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0 });
+        let (percentiles, bins, tick) = self.style(p.tick);
+        let style = DirStyle {
+            percentiles: &percentiles,
+            bins,
+            tick,
+        };
+        let started = p.started.duration_since(UNIX_EPOCH).unwrap_or_default();
         let job = json!({
             "jobname": self.cli.name, "groupid": 0, "error": 0, "eta": 0,
             "elapsed": p.runtime.as_secs(), "job options": self.options(),
-            "read": dir_json(&p.dirs[READ], p.runtime, &p.samples, READ),
-            "write": dir_json(&p.dirs[WRITE], p.runtime, &p.samples, WRITE),
-            "trim": dir_json(&Dir::new(), Duration::ZERO, &[], 0),
+            "read": dir_json(&p.dirs[READ], p.runtime, &p.samples, READ, &style),
+            "write": dir_json(&p.dirs[WRITE], p.runtime, &p.samples, WRITE, &style),
+            "trim": dir_json(&Dir::new(), Duration::ZERO, &[], 0, &style),
             "sync": { "total_ios": 0, "lat_ns": zero },
             "job_runtime": p.runtime.as_millis() as u64, "usr_cpu": p.cpu.0, "sys_cpu": p.cpu.1,
-            // When the measured pass started (it ended just now), in ms since the epoch.
-            "job_start": (now.as_millis() as u64).saturating_sub(p.runtime.as_millis() as u64),
+            "ctx": p.faults.0, "majf": p.faults.1, "minf": p.faults.2,
+            // When the measured part of the pass began, in ms since the epoch.
+            "job_start": started.as_millis() as u64,
         });
         let mut job = job;
+        for (k, v) in iodepth_dists(self.cli.iodepth) {
+            job[k] = v;
+        }
         let buckets = latency_buckets(&[&p.dirs[READ].hist, &p.dirs[WRITE].hist]);
         for (k, v) in buckets {
             job[k] = v;
@@ -175,8 +236,8 @@ impl Report<'_> {
                 "pattern": plan.describe(self.n), "block_bytes": plan.block,
                 "queue_depth": plan.qd, "queue_depth_per_device": !plan.random, "jobs": plan.jobs,
                 "region_bytes_per_device": plan.region.1, "runtime": r.runtime.as_millis() as u64,
-                "read": dir_json(&r.dirs[READ], r.runtime, &r.samples, READ),
-                "write": dir_json(&r.dirs[WRITE], r.runtime, &r.samples, WRITE),
+                "read": dir_json(&r.dirs[READ], r.runtime, &r.samples, READ, &style),
+                "write": dir_json(&r.dirs[WRITE], r.runtime, &r.samples, WRITE, &style),
             })
         });
         let div = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
@@ -215,9 +276,17 @@ impl Report<'_> {
             c.numjobs,
             std::process::id()
         );
+        let (percentiles, _, tick) = self.style(p.tick);
         for (i, name) in [(READ, "read"), (WRITE, "write")] {
             if p.dirs[i].ops > 0 {
-                s += &dir_text(name, &p.dirs[i], p.runtime, &p.samples, i);
+                s += &dir_text(
+                    name,
+                    &p.dirs[i],
+                    p.runtime,
+                    (&p.samples, tick),
+                    i,
+                    &percentiles,
+                );
             }
         }
         let (usr, sys, (r, w)) = (p.cpu.0, p.cpu.1, (p.dirs[READ].ops, p.dirs[WRITE].ops));
@@ -317,7 +386,14 @@ impl Report<'_> {
 }
 
 /// fio's per-direction block: IOPS/BW line, clat summary and percentiles, bw/iops samples.
-fn dir_text(name: &str, d: &Dir, rt: Duration, samples: &[[(u64, u64); 2]], i: usize) -> String {
+fn dir_text(
+    name: &str,
+    d: &Dir,
+    rt: Duration,
+    (samples, tick): (&[[(u64, u64); 2]], Duration),
+    i: usize,
+    percentiles: &[f64],
+) -> String {
     let (h, ms, bw) = (&d.hist, rt.as_millis(), d.bw(rt));
     let (iops, bb, bd, io) = (
         human_count(d.iops(rt)),
@@ -337,10 +413,10 @@ fn dir_text(name: &str, d: &Dir, rt: Duration, samples: &[[(u64, u64); 2]], i: u
         s,
         "    clat ({unit}): min={min:.0}, max={max:.0}, avg={avg:.2}, stdev={dev:.2}"
     );
-    let pv: Vec<u64> = PERCENTILES.iter().map(|q| d.q(*q)).collect();
+    let pv: Vec<u64> = percentiles.iter().map(|q| d.q(*q)).collect();
     let (unit, div) = lat_unit(pv[0], pv[pv.len() - 1]);
     let _ = writeln!(s, "    clat percentiles ({unit}):");
-    let cells: Vec<String> = PERCENTILES
+    let cells: Vec<String> = percentiles
         .iter()
         .zip(&pv)
         .map(|(q, v)| format!("{q:>5.2}th=[{:>5.0}]", *v as f64 / div))
@@ -351,8 +427,12 @@ fn dir_text(name: &str, d: &Dir, rt: Duration, samples: &[[(u64, u64); 2]], i: u
         .collect();
     s += &rows.join(",\n");
     s += "\n";
-    let bwk: Vec<f64> = samples.iter().map(|x| x[i].0 as f64 / 1024.0).collect();
-    let io: Vec<f64> = samples.iter().map(|x| x[i].1 as f64).collect();
+    let per_s = tick.as_secs_f64().max(1e-9);
+    let bwk: Vec<f64> = samples
+        .iter()
+        .map(|x| x[i].0 as f64 / 1024.0 / per_s)
+        .collect();
+    let io: Vec<f64> = samples.iter().map(|x| x[i].1 as f64 / per_s).collect();
     if !bwk.is_empty() {
         let (((bm, bdv), (bmin, bmax)), n) = ((mean_dev(&bwk), min_max(&bwk)), bwk.len());
         let ((im, idv), (imin, imax)) = (mean_dev(&io), min_max(&io));
@@ -403,6 +483,34 @@ pub(crate) fn ctime_utc(secs: u64) -> String {
         rem % 3_600 / 60,
         rem % 60
     )
+}
+
+/// fio's I/O depth distributions of a job, for the one depth ecbench keeps (`--iodepth`):
+/// `iodepth_level` all in the bucket of that depth (fio's buckets 1, 2, 4, ..., >=64 hold
+/// the depths from their bound to the next), `iodepth_submit` and `iodepth_complete` all in
+/// the bucket of operations handed over or completed together (0, 4, 8, ..., 64, >=64,
+/// each up to its bound).
+fn iodepth_dists(depth: u32) -> Vec<(&'static str, Value)> {
+    let level = ["1", "2", "4", "8", "16", "32", ">=64"];
+    let at = match depth {
+        0 | 1 => 0,
+        d if d >= 64 => 6,
+        d => (31 - d.leading_zeros()) as usize,
+    };
+    let lv: Map<String, Value> = (level.iter().enumerate())
+        .map(|(i, k)| (k.to_string(), json!(if i == at { 100.0 } else { 0.0 })))
+        .collect();
+    let sub = ["0", "4", "8", "16", "32", "64", ">=64"];
+    let bounds = [0u32, 4, 8, 16, 32, 64];
+    let at = bounds.iter().position(|b| depth <= *b).unwrap_or(6);
+    let sv: Map<String, Value> = (sub.iter().enumerate())
+        .map(|(i, k)| (k.to_string(), json!(if i == at { 100.0 } else { 0.0 })))
+        .collect();
+    vec![
+        ("iodepth_level", Value::Object(lv)),
+        ("iodepth_submit", Value::Object(sv.clone())),
+        ("iodepth_complete", Value::Object(sv)),
+    ]
 }
 
 /// fio's latency distribution of a job (reads and writes together): per bucket the percent

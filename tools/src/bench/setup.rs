@@ -9,13 +9,14 @@ use crate::bench::args::{BenchArgs, Rw};
 use crate::bench::checks::{
     check_devices_free, check_geometry, check_layout, write_capacity, Geometry,
 };
-use crate::bench::measure::{measured, Live, Pass};
+use crate::bench::measure::{measured, Live, MeasureCfg, Pass};
 use crate::bench::raw::{prefill_sparse, raw_jobs, raw_plan};
 use crate::bench::report::Report;
 use crate::{open_devices, split_devices};
 use anyhow::{anyhow, bail, Context, Result};
 use ectable_devices::{open_backend, BackendKind, BlockDevice, FaultyDevice, IoBackend};
 use ectable_engine::{format, Engine, FormatOptions, Layout};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct Plan {
     pub iodepth: usize,
     pub numjobs: usize,
     pub nkeys: u64,
+    /// The data set's first row (`--offset` / bs): rows base..base + nkeys.
+    pub base: u64,
     /// Operations over all jobs (None: until the deadline).
     pub op_limit: Option<u64>,
     pub deadline: Option<Duration>,
@@ -40,6 +43,8 @@ pub struct Plan {
     /// Rows per range read (`--rw table-range`).
     pub range_rows: usize,
     pub verify: bool,
+    /// How the pass is measured (ramp, logs, interim reports).
+    pub measure: MeasureCfg,
 }
 
 /// What a measured workload adds to the shared setup: an opened array with what it needs
@@ -68,10 +73,10 @@ pub trait Workload: Sized {
     fn prepare(&self) -> Result<()> {
         Ok(())
     }
-    /// True when the array holds the data set of `nkeys` records.
-    fn present(&self, nkeys: u64, bs: usize, seed: u64) -> Result<bool>;
+    /// True when the array holds the data set: the records of `rows`.
+    fn present(&self, rows: Range<u64>, bs: usize, seed: u64) -> Result<bool>;
     /// Writes the data set, measured.
-    fn lay_down(&self, nkeys: u64, bs: usize, seed: u64) -> Result<Pass>;
+    fn lay_down(&self, rows: Range<u64>, bs: usize, seed: u64) -> Result<Pass>;
     /// The measured pass.
     fn pass(&self, plan: &Plan) -> Result<Pass>;
 }
@@ -150,6 +155,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     }
     let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
     W::check_bs(bs)?;
+    check_outputs(cli)?;
     let paths = split_devices(&cli.devices)?;
     let chunk = cli
         .chunk_size
@@ -169,6 +175,8 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
         None => DEFAULT_DATASET_BYTES,
     });
     let nkeys = (dataset / bs as u64).max(1);
+    // --offset: the data set's first row.
+    let base = cli.offset / bs as u64;
     let op_limit = cli
         .size
         .filter(|_| !cli.time_based)
@@ -179,7 +187,9 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
         let plan = raw_plan(cli, g, n, dataset, op_limit);
         prefill_sparse(io.as_ref(), &paths, plan.region)?;
         let work = |live: &Live| Ok((raw_jobs(io.as_ref(), &plan, live)?, Vec::new()));
-        let pass = measured("raw", (plan.op_limit, plan.deadline), work)?;
+        let mut cfg = cli.measure_cfg();
+        cfg.log_ios = false;
+        let pass = measured("raw", (plan.op_limit, plan.deadline), &cfg, work)?;
         raw = Some((plan, pass));
     }
     if let Some(g) = geometry {
@@ -210,7 +220,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     let read_pct = cli.read_pct();
     let mut laid = None;
     if read_pct > 0 {
-        if !w.present(nkeys, bs, cli.seed)? {
+        if !w.present(base..base + nkeys, bs, cli.seed)? {
             let room = write_capacity(&w.engine().status(), rec, 1024);
             if nkeys > room {
                 bail!(
@@ -218,7 +228,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
                      (room for about {room} rows); use a smaller --size"
                 );
             }
-            laid = Some(w.lay_down(nkeys, bs, cli.seed)?);
+            laid = Some(w.lay_down(base..base + nkeys, bs, cli.seed)?);
         }
         // Reopen so that every read comes from the devices (fresh puts are served from
         // memory until their stripe is flushed), read-only when nothing is written.
@@ -242,13 +252,16 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
         iodepth: cli.iodepth as usize,
         numjobs: cli.numjobs as usize,
         nkeys,
+        base,
         op_limit,
-        deadline: cli.runtime,
+        // The ramp comes on top of --runtime.
+        deadline: cli.runtime.map(|r| r + cli.ramp_time.unwrap_or_default()),
         max_write_ops,
         seed: cli.seed,
         read_pct,
         range_rows: cli.range_rows as usize,
         verify: cli.verify,
+        measure: cli.measure_cfg(),
     };
     if let (Some((idx, delay)), Some(d)) = (cli.slow_device, &slow) {
         d.set_delay(delay);
@@ -261,6 +274,13 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     let pass = w.pass(&plan)?;
     let status = w.engine().status();
     w.engine().close().context("closing the array")?;
+    if cli.logs() {
+        let files = crate::bench::logs::write(cli, &pass)?;
+        eprintln!("ecbench: wrote {} fio log files", files.len());
+    }
+    if let Some(path) = &cli.chart {
+        draw_chart(cli, path, &pass, raw.as_ref().map(|(_, r)| r))?;
+    }
     Report {
         cli,
         table: W::TABLE,
@@ -272,4 +292,68 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
         st: &status,
     }
     .print()
+}
+
+/// `--chart`: the measured pass (and the raw pass beside it) as one SVG.
+fn draw_chart(
+    cli: &BenchArgs,
+    path: &std::path::Path,
+    pass: &Pass,
+    raw: Option<&Pass>,
+) -> Result<()> {
+    use crate::bench::chart::{write_svg, ChartSeries};
+    let mut all = vec![ChartSeries {
+        label: "engine",
+        tick: pass.tick,
+        samples: &pass.samples,
+        hists: [&pass.dirs[0].hist, &pass.dirs[1].hist],
+    }];
+    if let Some(r) = raw {
+        all.push(ChartSeries {
+            label: "raw",
+            tick: r.tick,
+            samples: &r.samples,
+            hists: [&r.dirs[0].hist, &r.dirs[1].hist],
+        });
+    }
+    let title = format!(
+        "ecbench {} bs={} iodepth={} numjobs={}",
+        cli.rw.name(),
+        crate::bench::units::human_bin(cli.bs as f64),
+        cli.iodepth,
+        cli.numjobs
+    );
+    write_svg(path, &title, &all)?;
+    eprintln!("ecbench: wrote the chart {}", path.display());
+    Ok(())
+}
+
+/// The files the run will write (`--output`, `--chart`, the logs) can be created: checked
+/// before anything is written, so that a typo does not cost the run (or format devices).
+fn check_outputs(cli: &BenchArgs) -> Result<()> {
+    let logs = [&cli.write_lat_log, &cli.write_bw_log, &cli.write_iops_log];
+    let files = (cli.output.iter().chain(&cli.chart).cloned()).chain(
+        logs.into_iter()
+            .flatten()
+            .map(|p| PathBuf::from(format!("{p}_x.1.log"))),
+    );
+    for file in files {
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "cannot write {}: there is no directory {}",
+                file.display(),
+                dir.display()
+            );
+        }
+        // A file made and removed again: the one test of "writable" that root passes
+        // honestly (read-only mounts, immutable directories).
+        if let Err(e) = tempfile::NamedTempFile::new_in(&dir) {
+            bail!("cannot write {}: {e}", file.display());
+        }
+    }
+    Ok(())
 }

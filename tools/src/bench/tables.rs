@@ -18,7 +18,9 @@
 //! array so that reads come from the devices.
 
 use crate::bench::args::{BenchArgs, Rw};
-use crate::bench::measure::{jobs_pass, measured, Dir, JobResult, Live, Pass, READ, WRITE};
+use crate::bench::measure::{
+    jobs_pass, measured, Dir, JobResult, Live, MeasureCfg, Pass, READ, WRITE,
+};
 use crate::bench::setup::{self, Plan, Workload};
 use crate::row_value;
 use anyhow::{bail, Context, Result};
@@ -28,7 +30,7 @@ use ectable_engine::table::{Columns, RangeQuery, Schema, Tables, Value};
 use ectable_engine::{Engine, EngineOptions, Error as EngineError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -89,7 +91,7 @@ fn table_job(t: &Tables, p: &Plan, live: &Live, job: usize) -> JobResult {
         }
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
         for _ in 0..n {
-            let i = rng.random_range(0..p.nkeys);
+            let i = p.base + rng.random_range(0..p.nkeys);
             let read =
                 p.read_pct == 100 || (p.read_pct > 0 && rng.random_range(0..100) < p.read_pct);
             if read {
@@ -123,7 +125,7 @@ fn table_job(t: &Tables, p: &Plan, live: &Live, job: usize) -> JobResult {
                 let t0 = Instant::now();
                 let page = t.range(ROWS_TABLE, &q).context("range read")?;
                 let lat = t0.elapsed();
-                let want = p.range_rows.min((p.nkeys - i) as usize);
+                let want = p.range_rows.min((p.base + p.nkeys - i) as usize);
                 if page.rows.len() != want {
                     bail!(
                         "range from row {i} returned {} rows, expected {want}",
@@ -163,13 +165,17 @@ fn table_job(t: &Tables, p: &Plan, live: &Live, job: usize) -> JobResult {
 }
 
 /// True when the table holds the data set (a few rows, first and last included, exact).
-fn rows_present(t: &Tables, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
+fn rows_present(t: &Tables, rows: Range<u64>, bs: usize, seed: u64) -> Result<bool> {
     if t.schema(ROWS_TABLE).is_none() {
         return Ok(false);
     }
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xDA7A);
-    let mut probe = vec![0, nkeys - 1, nkeys / 2];
-    probe.extend((0..5).map(|_| rng.random_range(0..nkeys)));
+    let mut probe = vec![
+        rows.start,
+        rows.end - 1,
+        rows.start + (rows.end - rows.start) / 2,
+    ];
+    probe.extend((0..5).map(|_| rng.random_range(rows.clone())));
     for i in probe {
         match t.get_row(ROWS_TABLE, &key(i)) {
             Ok(Some(r)) if r.columns == make_row(i, seed, bs) => {}
@@ -180,22 +186,28 @@ fn rows_present(t: &Tables, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
     Ok(true)
 }
 
-fn lay_down_rows(t: &Tables, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
-    measured("laying out", (Some(nkeys), None), |live| {
-        let mut d = Dir::pair();
-        for i in 0..nkeys {
-            let row = make_row(i, seed, bs);
-            let t0 = Instant::now();
-            t.put_row(ROWS_TABLE, &key(i), &row)
-                .context("laying down rows")?;
-            d[WRITE].record(t0.elapsed(), bs as u64, live, WRITE);
-            if (i + 1) % 1024 == 0 {
-                t.sync().context("sync while laying down the data set")?;
+fn lay_down_rows(t: &Tables, rows: Range<u64>, bs: usize, seed: u64) -> Result<Pass> {
+    let n = rows.end - rows.start;
+    measured(
+        "laying out",
+        (Some(n), None),
+        &MeasureCfg::default(),
+        |live| {
+            let mut d = Dir::pair();
+            for i in rows {
+                let row = make_row(i, seed, bs);
+                let t0 = Instant::now();
+                t.put_row(ROWS_TABLE, &key(i), &row)
+                    .context("laying down rows")?;
+                d[WRITE].record(t0.elapsed(), bs as u64, live, WRITE);
+                if (i + 1) % 1024 == 0 {
+                    t.sync().context("sync while laying down the data set")?;
+                }
             }
-        }
-        t.sync().context("sync after laying down the data set")?;
-        Ok((d, Vec::new()))
-    })
+            t.sync().context("sync after laying down the data set")?;
+            Ok((d, Vec::new()))
+        },
+    )
 }
 
 /// Runs a typed-table workload.
@@ -257,18 +269,19 @@ impl Workload for TablesWorkload {
         Ok(())
     }
 
-    fn present(&self, nkeys: u64, bs: usize, seed: u64) -> Result<bool> {
-        rows_present(&self.tables, nkeys, bs, seed)
+    fn present(&self, rows: Range<u64>, bs: usize, seed: u64) -> Result<bool> {
+        rows_present(&self.tables, rows, bs, seed)
     }
 
-    fn lay_down(&self, nkeys: u64, bs: usize, seed: u64) -> Result<Pass> {
-        lay_down_rows(&self.tables, nkeys, bs, seed)
+    fn lay_down(&self, rows: Range<u64>, bs: usize, seed: u64) -> Result<Pass> {
+        lay_down_rows(&self.tables, rows, bs, seed)
     }
 
     fn pass(&self, p: &Plan) -> Result<Pass> {
         let mut pass = jobs_pass(
             p.rw.name(),
             (p.op_limit, p.deadline),
+            &p.measure,
             p.numjobs,
             |live, j| table_job(&self.tables, p, live, j),
         )?;

@@ -48,15 +48,33 @@ formatted after it. Writes are compared with raw bandwidth x k/(k+m), the limit 
     version,
     about = "fio-style benchmark of the ectable engine"
 )]
-#[command(after_help = AFTER_HELP)]
+#[command(after_help = AFTER_HELP, args_override_self = true)]
 struct Cli {
     #[command(flatten)]
     args: BenchArgs,
 }
 
+/// The command line, with a job file's options put in front when one is named.
+fn command_line() -> Result<Cli, clap::Error> {
+    use clap::CommandFactory;
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let probe = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(&argv)
+        .ok();
+    let job_file = probe.and_then(|m| m.get_one::<std::path::PathBuf>("job_file").cloned());
+    let Some(file) = job_file else {
+        return Cli::try_parse_from(argv);
+    };
+    match bench::jobfile::expand(&Cli::command(), &file, &argv) {
+        Ok(full) => Cli::try_parse_from(full),
+        Err(e) => Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, e)),
+    }
+}
+
 fn main() -> ExitCode {
     ectable_tools::term::default_sigpipe();
-    let cli = match Cli::try_parse() {
+    let cli = match command_line() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
