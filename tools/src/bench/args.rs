@@ -124,7 +124,8 @@ pub struct BenchArgs {
     )]
     pub log_avg_msec: u64,
     /// Draw throughput over time and the latency distribution into this SVG file (engine
-    /// and raw pass side by side with --compare-raw).
+    /// and raw pass side by side with --compare-raw). Throughput is then sampled every
+    /// 100 ms instead of every second.
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<std::path::PathBuf>,
     /// Write the report to this file instead of stdout (fio's --output).
@@ -414,7 +415,8 @@ impl BenchArgs {
     pub fn measure_cfg(&self) -> crate::bench::measure::MeasureCfg {
         crate::bench::measure::MeasureCfg {
             ramp: self.ramp_time.unwrap_or_default(),
-            tick: None,
+            // A chart of a run of a few seconds needs more than a point a second.
+            tick: self.chart.as_ref().map(|_| std::time::Duration::from_millis(100)),
             log_ios: self.logs(),
             status_every: self.status_interval,
             status_json: self.output_format != OutputFormat::Normal,
