@@ -205,17 +205,18 @@ fn an_unfinished_restore_refuses_to_open() {
 }
 
 /// A sink that fails part-way (a full disk, a closed pipe) ends the full backup with its
-/// error, promptly (the thread reading ahead stops too), registers no horizon, and the
-/// engine goes on: a second backup reads every row.
+/// error, promptly (the threads reading ahead stop too), registers no horizon, and the
+/// engine goes on: a second backup reads every row, in key order, across the batches that
+/// several threads read ahead (60,000 rows: four batches of at most 16,384).
 #[test]
 fn a_failing_sink_ends_the_full_backup_with_its_error() {
-    let (_mems, faulty) = mem_devices(6, 8 << 20, 41);
+    let (_mems, faulty) = mem_devices(6, 24 << 20, 41);
     let io = io_of(&faulty);
     format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
     let e = Engine::open(io, EngineOptions::default()).unwrap();
-    let rows = 3000u64;
+    let rows = 60_000u64;
     for i in 0..rows {
-        e.put("t", format!("k{i:06}").as_bytes(), &value_for(i, 41, 700))
+        e.put("t", format!("k{i:06}").as_bytes(), &value_for(i, 41, 40))
             .unwrap();
     }
     e.sync().unwrap();
@@ -232,7 +233,7 @@ fn a_failing_sink_ends_the_full_backup_with_its_error() {
     let err = e
         .backup_full(true, &mut |_, _, _| {
             seen += 1;
-            if seen == 1500 {
+            if seen == 40_000 {
                 return Err(Error::callback(SinkFull(seen)));
             }
             Ok(())
@@ -243,13 +244,14 @@ fn a_failing_sink_ends_the_full_backup_with_its_error() {
         .into_callback()
         .expect("the sink's error")
         .downcast::<SinkFull>();
-    assert_eq!(*mine.expect("of the sink's type"), SinkFull(1500));
-    assert_eq!(seen, 1500);
+    assert_eq!(*mine.expect("of the sink's type"), SinkFull(40_000));
+    assert_eq!(seen, 40_000);
     assert_eq!(e.status().backup_horizon.horizon_lsn, None);
     let mut all = 0u64;
     e.backup_full(false, &mut |t, k, v| {
         let i: u64 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
-        assert_eq!((t, v), ("t", value_for(i, 41, 700).as_slice()));
+        assert_eq!((t, v), ("t", value_for(i, 41, 40).as_slice()));
+        assert_eq!(i, all, "rows come in key order");
         all += 1;
         Ok(())
     })

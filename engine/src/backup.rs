@@ -29,6 +29,9 @@ use std::sync::atomic::Ordering;
 /// least one row).
 const READ_BATCH: usize = 16384;
 const READ_BATCH_BYTES: u64 = 16 << 20;
+/// Threads reading batches ahead of a full backup's sink: enough to keep every device busy
+/// with the next batches' reads while one batch is handed over.
+const READERS: usize = 3;
 
 /// What a full backup hands over per row: (table, key, value).
 pub type RowSink<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<()> + 'a;
@@ -120,8 +123,9 @@ impl Engine {
                 .collect();
             (st.durable_lsn(), tables)
         })?;
-        // Batches of rows in (table, key) order, read one or two batches ahead of the sink by
-        // a helper thread: the devices read the next rows while the sink writes these.
+        // Batches of rows in (table, key) order, read ahead of the sink by READERS helper
+        // threads (batch i by reader i % READERS, each one batch ahead in its channel): the
+        // devices have several batches' reads in flight while the sink writes these.
         let mut batches: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
         for (ti, (_, rows)) in tables.iter().enumerate() {
             let mut start = 0;
@@ -136,31 +140,36 @@ impl Engine {
             }
         }
         let shared = &self.shared;
+        type Values = Result<Vec<Option<Vec<u8>>>>;
         std::thread::scope(|s| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Option<Vec<u8>>>>>(1);
             let (tables, batches) = (&tables, &batches);
-            s.spawn(move || {
-                for (ti, range) in batches {
-                    let (table, rows) = &tables[*ti];
-                    let items: Vec<(&[u8], Option<IndexEntry>)> = rows[range.clone()]
-                        .iter()
-                        .map(|(k, e)| (k.as_slice(), Some(e.clone())))
-                        .collect();
-                    let values = {
-                        let _gate = shared.free_gate.read_locked();
-                        shared.load_values(table, &items)
-                    };
-                    let failed = values.is_err();
-                    // The sink stopped (its error is returned), or this read failed.
-                    if tx.send(values).is_err() || failed {
-                        break;
+            let mut channels = Vec::with_capacity(READERS);
+            for r in 0..READERS {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Values>(1);
+                channels.push(rx);
+                s.spawn(move || {
+                    for (ti, range) in batches.iter().skip(r).step_by(READERS) {
+                        let (table, rows) = &tables[*ti];
+                        let items: Vec<(&[u8], Option<IndexEntry>)> = rows[range.clone()]
+                            .iter()
+                            .map(|(k, e)| (k.as_slice(), Some(e.clone())))
+                            .collect();
+                        let values = {
+                            let _gate = shared.free_gate.read_locked();
+                            shared.load_values(table, &items)
+                        };
+                        let failed = values.is_err();
+                        // The sink stopped (its error is returned), or this read failed.
+                        if tx.send(values).is_err() || failed {
+                            break;
+                        }
                     }
-                }
-            });
-            for (ti, range) in batches {
+                });
+            }
+            for (i, (ti, range)) in batches.iter().enumerate() {
                 let (table, rows) = &tables[*ti];
-                let values = rx.recv().map_err(|_| {
-                    Error::InvalidArgument("backup: the reading thread stopped".into())
+                let values = channels[i % READERS].recv().map_err(|_| {
+                    Error::InvalidArgument("backup: a reading thread stopped".into())
                 })??;
                 for ((k, _), v) in rows[range.clone()].iter().zip(values) {
                     let v = v.ok_or_else(|| {
@@ -172,6 +181,8 @@ impl Engine {
                     f(table, k, &v)?;
                 }
             }
+            // Dropping the receivers ends readers still ahead (after an error of the sink).
+            drop(channels);
             Ok(())
         })?;
         if register {
