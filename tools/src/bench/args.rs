@@ -416,7 +416,10 @@ impl BenchArgs {
         crate::bench::measure::MeasureCfg {
             ramp: self.ramp_time.unwrap_or_default(),
             // A chart of a run of a few seconds needs more than a point a second.
-            tick: self.chart.as_ref().map(|_| std::time::Duration::from_millis(100)),
+            tick: self
+                .chart
+                .as_ref()
+                .map(|_| std::time::Duration::from_millis(100)),
             log_ios: self.logs(),
             status_every: self.status_interval,
             status_json: self.output_format != OutputFormat::Normal,
