@@ -13,7 +13,8 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::segment_read::{
-    finish_segment_read, read_segment, submit_segment_read, submit_segment_read_of,
+    finish_segment_read, read_ahead_segments, read_segment, submit_segment_read,
+    submit_segment_read_of,
 };
 use crate::log::stripe::{parity_agrees, position_of, rebuild_chunks, walk_stripes, StripeOutcome};
 use crate::segments::SegmentInfo;
@@ -506,8 +507,10 @@ impl Shared {
             Some(read)
         };
         let submit = |seg: &SegmentInfo| submit_segment_read_of(a, seg, pick(seg).as_deref());
-        // The next segment's reads are in flight while this one is rebuilt and written.
-        let mut next_read = segs.first().map(|seg| submit(seg));
+        // The next segments' reads are in flight while this one is rebuilt and written.
+        let ahead = read_ahead_segments(a);
+        let mut reads: std::collections::VecDeque<_> =
+            segs.iter().take(ahead).map(|seg| submit(seg)).collect();
         for (index, seg) in segs.iter().enumerate() {
             if opts
                 .cancel
@@ -526,11 +529,13 @@ impl Shared {
                 .position(|(sl, _)| *sl as usize == slot)
                 .expect("filtered");
             let dseg = seg.members[pos].1;
-            let Some(current) = next_read.take() else {
+            let Some(current) = reads.pop_front() else {
                 break;
             };
             let (mut bufs, mut bytes) = finish_segment_read(a, current);
-            next_read = segs.get(index + 1).map(|seg| submit(seg));
+            if let Some(seg) = segs.get(index + ahead) {
+                reads.push_back(submit(seg));
+            }
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
             let mut failure: Option<Error> = None;
             let mut full_read = pick(seg).is_none();
@@ -736,13 +741,18 @@ impl Shared {
             rate: opts.rate_limit_bytes_per_sec,
         };
         progress(&r.progress);
-        let mut next_read = segs.first().map(|seg| submit_segment_read(a, seg));
+        let ahead = read_ahead_segments(a);
+        let mut reads: std::collections::VecDeque<_> = (segs.iter().take(ahead))
+            .map(|seg| submit_segment_read(a, seg))
+            .collect();
         for (index, seg) in segs.iter().enumerate() {
-            let Some(current) = next_read.take() else {
+            let Some(current) = reads.pop_front() else {
                 break;
             };
             let (bufs, bytes) = finish_segment_read(a, current);
-            next_read = segs.get(index + 1).map(|seg| submit_segment_read(a, seg));
+            if let Some(seg) = segs.get(index + ahead) {
+                reads.push_back(submit_segment_read(a, seg));
+            }
             r.progress.bytes_scanned += bytes;
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
             let mut ops = Vec::new();

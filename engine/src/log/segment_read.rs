@@ -20,6 +20,14 @@ pub(crate) struct SegmentRead {
 
 /// Starts reading every member of a segment in full (so that a caller can overlap it with
 /// other work, e.g. rebuild writing the previous segment).
+/// Segments whose reads a walk over the log (scrub, rebuild) keeps in flight ahead of the
+/// one it works on: up to 3, and at most 128 MiB of reads, so that the devices stay busy
+/// while a segment is checked, decoded and written.
+pub(crate) fn read_ahead_segments(array: &Array) -> usize {
+    let per_segment = array.segment_size() as u64 * array.w() as u64;
+    ((128u64 << 20) / per_segment.max(1)).clamp(1, 3) as usize
+}
+
 pub(crate) fn submit_segment_read(array: &Array, seg: &SegmentInfo) -> SegmentRead {
     submit_segment_read_of(array, seg, None)
 }
