@@ -203,3 +203,44 @@ fn scrub_finds_and_repairs_rot() {
     );
     verify(&e);
 }
+
+/// A replacement that loses every write silently (it acknowledges them and keeps nothing):
+/// the rebuild's read-back finds it, the rebuild fails with the device named and the slot
+/// failed, the cursor does not move past what was never verified, and every row still reads
+/// (degraded). The writes are checked in groups (not one segment at a time), so this is the
+/// test that the group check still happens, also for the last group.
+#[test]
+fn a_replacement_that_loses_writes_fails_the_rebuild_and_keeps_the_rows() {
+    let (_mems, faulty) = mem_devices(6, 8 << 20, 23);
+    load(&faulty);
+    faulty[2].set_failed(true);
+    let fresh = Arc::new(FaultyDevice::new(
+        Arc::new(MemDevice::new("liar", 8 << 20)),
+        98,
+    ));
+    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty
+        .iter()
+        .map(|f| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
+    devs.push(fresh.clone());
+    let e = engine_over(devs, false).unwrap();
+    e.replace(2, 6).unwrap();
+    let cursor = e.rebuild_in_progress();
+    assert_eq!(cursor.map(|c| c.0), Some(2), "a rebuild of slot 2 is due");
+    fresh.set_drop_write_probability(1.0);
+    let err = e
+        .rebuild(&RebuildOptions::default(), &mut |_| {})
+        .expect_err("a device that keeps nothing cannot be rebuilt onto");
+    assert!(err.to_string().contains("read back"), "{err}");
+    assert!(fresh.counters().dropped_writes > 0, "the fault fired");
+    let st = e.status();
+    assert_ne!(st.devices[2].state, "ONLINE", "{st:?}");
+    // The cursor never moved past unverified segments.
+    assert!(
+        e.rebuild_in_progress().is_none_or(|c| c == cursor.unwrap()),
+        "{:?} -> {:?}",
+        cursor,
+        e.rebuild_in_progress()
+    );
+    verify(&e);
+}

@@ -20,11 +20,15 @@ use crate::log::stripe::{parity_agrees, position_of, rebuild_chunks, walk_stripe
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
 use crate::sync::{MutexExt, RwLockExt};
-use ectable_devices::{AlignedBuf, IoOp};
+use ectable_devices::{AlignedBuf, IoBatch, IoOp};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Bytes of rebuilt chunks written before they are flushed and read back together (and the
+/// rebuild's cursor may move past them): the writes overlap the next segments' decoding.
+const VERIFY_BYTES: u64 = 32 << 20;
 
 /// How fast rebuild and scrub may go.
 #[derive(Debug, Clone, Default)]
@@ -471,6 +475,9 @@ impl Shared {
         };
         let mut last_persist = Instant::now();
         let mut unpersisted: Option<u64> = None;
+        // Writes of rebuilt chunks not yet flushed and read back, and their bytes.
+        let mut pending: Vec<IoBatch> = Vec::new();
+        let mut pending_bytes = 0u64;
         // The persisted cursor: the rebuild's, or the stale member's resync entry.
         let advance = |pp: &mut crate::array::Persisted, next: u64| {
             if resync {
@@ -517,6 +524,11 @@ impl Shared {
                 .as_ref()
                 .is_some_and(|c| c.load(Ordering::SeqCst))
             {
+                // What was written since the last check is checked before the cursor moves.
+                if !pending.is_empty() {
+                    p.bytes_scanned += self.verify_written(slot, target, &mut pending)?;
+                    unpersisted = Some(seg.id);
+                }
                 if let Some(next) = unpersisted {
                     a.persist(|pp| advance(pp, next))?;
                 }
@@ -537,7 +549,6 @@ impl Shared {
                 reads.push_back(submit(seg));
             }
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
-            let mut failure: Option<Error> = None;
             let mut full_read = pick(seg).is_none();
             let (mut ops, chunks_rebuilt, lost) = loop {
                 let mut ops = Vec::new();
@@ -615,63 +626,30 @@ impl Shared {
                 AlignedBuf::from_slice(&header.encode()),
             ));
             let written: u64 = ops.iter().map(|o| o.buf.len() as u64).sum();
-            // What was written, to read back once flushed.
-            let mut expect: Vec<(u64, AlignedBuf)> = Vec::new();
-            for c in a.io.execute(ops) {
-                match c.result {
-                    Err(e) => {
-                        failure.get_or_insert(e.into());
-                    }
-                    Ok(()) => expect.push((c.op.offset_bytes, c.op.buf)),
+            // The writes go on while the next segments are decoded; every VERIFY_BYTES (and
+            // at the end, before a cancel returns, and before a cursor is persisted) they
+            // are flushed and read back, and only then does the cursor move past them.
+            pending.push(a.io.submit(ops));
+            pending_bytes += written;
+            let last = index + 1 == segs.len();
+            let due = last_persist.elapsed() >= Duration::from_millis(500);
+            if last || due || pending_bytes >= VERIFY_BYTES {
+                p.bytes_scanned += self.verify_written(slot, target, &mut pending)?;
+                pending_bytes = 0;
+                unpersisted = Some(seg.id + 1);
+                if due {
+                    a.persist(|pp| advance(pp, seg.id + 1))?;
+                    last_persist = Instant::now();
+                    unpersisted = None;
                 }
-            }
-            for c in a.io.execute(vec![IoOp::flush(target)]) {
-                if let Err(e) = c.result {
-                    failure.get_or_insert(e.into());
-                }
-            }
-            if failure.is_none() {
-                // Every rewritten chunk is read back and compared before the slot counts as
-                // holding it.
-                let reads: Vec<IoOp> = expect
-                    .iter()
-                    .map(|(off, buf)| IoOp::read(target, *off, buf.len()))
-                    .collect();
-                for (c, (off, want)) in a.io.execute(reads).into_iter().zip(&expect) {
-                    match c.result {
-                        Err(e) => {
-                            failure.get_or_insert(e.into());
-                        }
-                        Ok(()) if c.op.buf[..] != want[..] => {
-                            failure.get_or_insert(Error::Device(ectable_devices::DeviceError::io(
-                                &a.slot_name(slot),
-                                "read back",
-                                *off,
-                                std::io::Error::other(
-                                    "a rebuilt chunk read back differs from what was written",
-                                ),
-                            )));
-                        }
-                        Ok(()) => {}
-                    }
-                }
-                p.bytes_scanned += expect.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-            }
-            if let Some(e) = failure {
-                a.mark_failed(slot, &e.to_string());
-                return Err(e);
-            }
-            // Persist the cursor at most twice a second: each persist rewrites every
-            // superblock, and a crash only redoes what came after the last one.
-            unpersisted = Some(seg.id + 1);
-            if last_persist.elapsed() >= Duration::from_millis(500) {
-                a.persist(|pp| advance(pp, seg.id + 1))?;
-                last_persist = Instant::now();
-                unpersisted = None;
             }
             p.segments_done += 1;
             limiter.account(bytes + written);
             progress(&p);
+        }
+        // The last segment's check ran in the loop; this only matters if the walk ended early.
+        if !pending.is_empty() {
+            p.bytes_scanned += self.verify_written(slot, target, &mut pending)?;
         }
         if p.unrecoverable.is_empty() {
             // Every segment from `next_id` on was walked with the slot present (a failure on
@@ -698,6 +676,72 @@ impl Shared {
 
     /// Reads every live stripe, checks every chunk's identity and crc and the parity, and
     /// with `repair` rewrites bad chunks on devices that can be written.
+    /// Waits for the writes of rebuilt chunks in `pending` (to device `target`, slot
+    /// `slot`), flushes the device, and reads every chunk back to compare it with what was
+    /// written; returns the bytes read back. Any failure marks the slot failed and is
+    /// returned: the cursor must not move past chunks the device does not hold.
+    fn verify_written(
+        &self,
+        slot: usize,
+        target: usize,
+        pending: &mut Vec<IoBatch>,
+    ) -> Result<u64> {
+        let a = &self.array;
+        let mut failure: Option<Error> = None;
+        // What was written, to read back once flushed.
+        let mut expect: Vec<(u64, AlignedBuf)> = Vec::new();
+        for batch in pending.drain(..) {
+            for c in batch.wait() {
+                match c.result {
+                    Err(e) => {
+                        failure.get_or_insert(e.into());
+                    }
+                    Ok(()) => expect.push((c.op.offset_bytes, c.op.buf)),
+                }
+            }
+        }
+        if failure.is_none() {
+            for c in a.io.execute(vec![IoOp::flush(target)]) {
+                if let Err(e) = c.result {
+                    failure.get_or_insert(e.into());
+                }
+            }
+        }
+        let mut read_back = 0u64;
+        if failure.is_none() {
+            // Every rewritten chunk is read back and compared before the slot counts as
+            // holding it.
+            let reads: Vec<IoOp> = expect
+                .iter()
+                .map(|(off, buf)| IoOp::read(target, *off, buf.len()))
+                .collect();
+            for (c, (off, want)) in a.io.execute(reads).into_iter().zip(&expect) {
+                match c.result {
+                    Err(e) => {
+                        failure.get_or_insert(e.into());
+                    }
+                    Ok(()) if c.op.buf[..] != want[..] => {
+                        failure.get_or_insert(Error::Device(ectable_devices::DeviceError::io(
+                            &a.slot_name(slot),
+                            "read back",
+                            *off,
+                            std::io::Error::other(
+                                "a rebuilt chunk read back differs from what was written",
+                            ),
+                        )));
+                    }
+                    Ok(()) => {}
+                }
+            }
+            read_back = expect.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        }
+        if let Some(e) = failure {
+            a.mark_failed(slot, &e.to_string());
+            return Err(e);
+        }
+        Ok(read_back)
+    }
+
     pub fn scrub(
         &self,
         repair: bool,
