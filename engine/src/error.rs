@@ -32,8 +32,11 @@ pub enum Error {
         found: String,
     },
     /// A device that was a member of the array but was replaced (`replace`): its device id
-    /// is no longer in the superblocks, so it holds nothing the array needs.
-    #[error("{device}: was a member of array {array} in slot {slot} but has been replaced (its device id {device_uuid} is no longer a member); leave it out of the devices given, or wipe it (`wipe_device`, or a format with `force`) to reuse it")]
+    /// is no longer in the superblocks, so it holds nothing the array needs. Leave it out of
+    /// the devices given to open, or reuse it: `wipe_device`, a format with `force`, or a
+    /// replace or spare with `force`. (The message states the fact only; the CLI adds its
+    /// own advice.)
+    #[error("{device}: was a member of array {array} in slot {slot} but has been replaced (its device id {device_uuid} is no longer a member)")]
     ReplacedDevice {
         /// The replaced device.
         device: String,
