@@ -4,9 +4,7 @@
 //! first when the array does not hold them.
 
 use crate::bench::args::{BenchArgs, Rw};
-use crate::bench::measure::{
-    jobs_pass, measured, Dir, JobResult, Live, MeasureCfg, Pass, READ, WRITE,
-};
+use crate::bench::measure::{jobs_pass, Dir, JobResult, Live, Pass, READ, WRITE};
 use crate::bench::setup::{self, Plan, Workload};
 use crate::{row_key, row_value};
 use anyhow::{bail, Context, Result};
@@ -224,29 +222,10 @@ fn dataset_present(engine: &Engine, rows: Range<u64>, bs: usize, seed: u64) -> R
 }
 
 fn lay_down(engine: &Engine, rows: Range<u64>, bs: usize, seed: u64) -> Result<Pass> {
-    let n = rows.end - rows.start;
-    measured(
-        "laying out",
-        (Some(n), None),
-        &MeasureCfg::default(),
-        |live| {
-            let mut d = Dir::pair();
-            for i in rows {
-                let t0 = Instant::now();
-                engine
-                    .put(TABLE, &row_key(i), &row_value(i, seed, bs))
-                    .context("laying down rows")?;
-                d[WRITE].record(t0.elapsed(), bs as u64, live, WRITE);
-                if (i + 1) % 1024 == 0 {
-                    engine
-                        .sync()
-                        .context("sync while laying down the data set")?;
-                }
-            }
-            engine
-                .sync()
-                .context("sync after laying down the data set")?;
-            Ok((d, Vec::new()))
-        },
-    )
+    let put = |i: u64| {
+        let t0 = Instant::now();
+        engine.put(TABLE, &row_key(i), &row_value(i, seed, bs))?;
+        Ok(t0.elapsed())
+    };
+    setup::lay_down_measured(rows, bs, put, || Ok(engine.sync().map(|_| ())?))
 }

@@ -9,7 +9,7 @@ use crate::bench::args::{BenchArgs, Rw};
 use crate::bench::checks::{
     check_devices_free, check_geometry, check_layout, write_capacity, Geometry,
 };
-use crate::bench::measure::{measured, Live, MeasureCfg, Pass};
+use crate::bench::measure::{measured, Dir, Live, MeasureCfg, Pass, WRITE};
 use crate::bench::raw::{prefill_sparse, raw_jobs, raw_plan};
 use crate::bench::report::Report;
 use crate::{open_devices, split_devices};
@@ -292,6 +292,30 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
         st: &status,
     }
     .print()
+}
+
+/// Lays a data set down, measured: `put(i)` writes row i and returns its latency; `sync`
+/// makes what was put durable, after every 1024 rows and at the end.
+pub fn lay_down_measured(
+    rows: Range<u64>,
+    bs: usize,
+    put: impl Fn(u64) -> Result<Duration>,
+    sync: impl Fn() -> Result<()>,
+) -> Result<Pass> {
+    let n = rows.end - rows.start;
+    let cfg = MeasureCfg::default();
+    measured("laying out", (Some(n), None), &cfg, |live| {
+        let mut d = Dir::pair();
+        for i in rows {
+            let latency = put(i).context("laying down rows")?;
+            d[WRITE].record(latency, bs as u64, live, WRITE);
+            if (i + 1) % 1024 == 0 {
+                sync().context("sync while laying down the data set")?;
+            }
+        }
+        sync().context("sync after laying down the data set")?;
+        Ok((d, Vec::new()))
+    })
 }
 
 /// `--chart`: the measured pass (and the raw pass beside it) as one SVG.

@@ -18,9 +18,7 @@
 //! array so that reads come from the devices.
 
 use crate::bench::args::{BenchArgs, Rw};
-use crate::bench::measure::{
-    jobs_pass, measured, Dir, JobResult, Live, MeasureCfg, Pass, READ, WRITE,
-};
+use crate::bench::measure::{jobs_pass, Dir, JobResult, Live, Pass, READ, WRITE};
 use crate::bench::setup::{self, Plan, Workload};
 use crate::row_value;
 use anyhow::{bail, Context, Result};
@@ -187,27 +185,13 @@ fn rows_present(t: &Tables, rows: Range<u64>, bs: usize, seed: u64) -> Result<bo
 }
 
 fn lay_down_rows(t: &Tables, rows: Range<u64>, bs: usize, seed: u64) -> Result<Pass> {
-    let n = rows.end - rows.start;
-    measured(
-        "laying out",
-        (Some(n), None),
-        &MeasureCfg::default(),
-        |live| {
-            let mut d = Dir::pair();
-            for i in rows {
-                let row = make_row(i, seed, bs);
-                let t0 = Instant::now();
-                t.put_row(ROWS_TABLE, &key(i), &row)
-                    .context("laying down rows")?;
-                d[WRITE].record(t0.elapsed(), bs as u64, live, WRITE);
-                if (i + 1) % 1024 == 0 {
-                    t.sync().context("sync while laying down the data set")?;
-                }
-            }
-            t.sync().context("sync after laying down the data set")?;
-            Ok((d, Vec::new()))
-        },
-    )
+    let put = |i: u64| {
+        let row = make_row(i, seed, bs);
+        let t0 = Instant::now();
+        t.put_row(ROWS_TABLE, &key(i), &row)?;
+        Ok(t0.elapsed())
+    };
+    setup::lay_down_measured(rows, bs, put, || Ok(t.sync().map(|_| ())?))
 }
 
 /// Runs a typed-table workload.
