@@ -520,11 +520,22 @@ fn iodepth_dists(depth: u32) -> Vec<(&'static str, Value)> {
 fn latency_buckets(hists: &[&hdrhistogram::Histogram<u64>]) -> Vec<(&'static str, Value)> {
     const BOUNDS: [u64; 10] = [2, 4, 10, 20, 50, 100, 250, 500, 750, 1000];
     let total: u64 = hists.iter().map(|h| h.len()).sum();
+    // Every recorded value once, as (value, count): the histogram's own range counts
+    // (count_between) round both ends out to whole buckets, so adjacent ranges would count
+    // the values at their common bound twice and the shares add up to more than 100 %.
+    let recorded: Vec<(u64, u64)> = hists
+        .iter()
+        .flat_map(|h| h.iter_recorded())
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect();
     let share = |lo: u64, hi: u64| -> f64 {
         if total == 0 || hi <= lo {
             return 0.0;
         }
-        let n: u64 = hists.iter().map(|h| h.count_between(lo, hi - 1)).sum();
+        let n: u64 = (recorded.iter())
+            .filter(|(v, _)| (lo..hi).contains(v))
+            .map(|(_, c)| c)
+            .sum();
         n as f64 * 100.0 / total as f64
     };
     let mut out = Vec::new();
@@ -547,6 +558,33 @@ fn latency_buckets(hists: &[&hdrhistogram::Histogram<u64>]) -> Vec<(&'static str
         out.push((name, Value::Object(m)));
     }
     out
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use hdrhistogram::Histogram;
+    use serde_json::Value;
+
+    #[test]
+    fn latency_buckets_add_up_to_100_percent() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        // Values on and around the bucket bounds, where ranges meet.
+        for v in [
+            999, 1_000, 1_001, 1_999, 2_000, 2_001, 3_999, 4_000, 999_999, 1_000_000,
+        ] {
+            h.record(v).unwrap();
+        }
+        for v in (1..200_000u64).map(|i| i * 37 % 3_000_000 + 1) {
+            h.record(v).unwrap();
+        }
+        let buckets = super::latency_buckets(&[&h]);
+        let total: f64 = buckets
+            .iter()
+            .flat_map(|(_, v)| v.as_object().into_iter().flatten())
+            .filter_map(|(_, v)| Value::as_f64(v))
+            .sum();
+        assert!((total - 100.0).abs() < 1e-9, "{total}");
+    }
 }
 
 #[cfg(test)]
