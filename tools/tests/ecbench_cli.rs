@@ -425,3 +425,37 @@ fn chart_is_valid_svg_with_engine_and_raw_side_by_side() {
     }
     assert!(std::fs::read(dir.path().join("d0")).expect("device") == before);
 }
+
+/// A write run on an array with no room left does no I/O: that is an error saying why,
+/// not a report of zeros with exit 0.
+#[test]
+fn a_run_that_does_no_io_is_an_error_saying_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let devs = devices(dir.path());
+    let mut fill = format_args_of(&devs).to_vec();
+    fill.extend(["--rw=write", "--bs=64K", "--iodepth=16", "--runtime=20s"]);
+    // Writes until the array is nearly full (every write is a new row).
+    let out = ecbench(&fill);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("stopped early"), "{text}");
+    let out = ecbench(&[
+        "--devices",
+        &devs,
+        "--rw=randwrite",
+        "--bs=64K",
+        "--runtime=1s",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "exit 0 with: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("did no I/O") && err.contains("full"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -274,6 +274,14 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     let pass = w.pass(&plan)?;
     let status = w.engine().status();
     w.engine().close().context("closing the array")?;
+    // A pass that did nothing measured nothing: say why instead of printing zeros.
+    if pass.dirs.iter().all(|d| d.ops == 0) {
+        let why = match pass.notes.as_slice() {
+            [] => "no operation completed".to_string(),
+            notes => notes.join("; "),
+        };
+        bail!("the measured pass did no I/O ({why}); nothing to report");
+    }
     if cli.logs() {
         let files = crate::bench::logs::write(cli, &pass)?;
         eprintln!("ecbench: wrote {} fio log files", files.len());
