@@ -49,20 +49,36 @@ fn engine_over(devs: Vec<Arc<dyn BlockDevice>>, read_only: bool) -> ectable::Res
     )
 }
 
-#[test]
-fn replace_dead_device_rebuild_and_refuse_it_later() {
-    let (_mems, faulty) = mem_devices(6, 8 << 20, 21);
+/// A loaded RS(4,2) array of memory devices whose device 2 is dead, a fresh device `name`
+/// beside it, and the seven devices to open (the fresh one last, index 6).
+#[allow(clippy::type_complexity)]
+fn dead_slot_2_and_a_fresh_device(
+    seed: u64,
+    name: &str,
+) -> (
+    Vec<Arc<MemDevice>>,
+    Vec<Arc<FaultyDevice>>,
+    Arc<FaultyDevice>,
+    Vec<Arc<dyn BlockDevice>>,
+) {
+    let (mems, faulty) = mem_devices(6, 8 << 20, seed);
     load(&faulty);
     faulty[2].set_failed(true);
     let fresh = Arc::new(FaultyDevice::new(
-        Arc::new(MemDevice::new("fresh", 8 << 20)),
-        99,
+        Arc::new(MemDevice::new(name, 8 << 20)),
+        seed + 77,
     ));
     let mut devs: Vec<Arc<dyn BlockDevice>> = faulty
         .iter()
         .map(|f| f.clone() as Arc<dyn BlockDevice>)
         .collect();
     devs.push(fresh.clone());
+    (mems, faulty, fresh, devs)
+}
+
+#[test]
+fn replace_dead_device_rebuild_and_refuse_it_later() {
+    let (_mems, faulty, fresh, devs) = dead_slot_2_and_a_fresh_device(21, "fresh");
     {
         let e = engine_over(devs.clone(), false).unwrap();
         assert_eq!(e.lost_slots(), vec![2]);
@@ -211,18 +227,7 @@ fn scrub_finds_and_repairs_rot() {
 /// test that the group check still happens, also for the last group.
 #[test]
 fn a_replacement_that_loses_writes_fails_the_rebuild_and_keeps_the_rows() {
-    let (_mems, faulty) = mem_devices(6, 8 << 20, 23);
-    load(&faulty);
-    faulty[2].set_failed(true);
-    let fresh = Arc::new(FaultyDevice::new(
-        Arc::new(MemDevice::new("liar", 8 << 20)),
-        98,
-    ));
-    let mut devs: Vec<Arc<dyn BlockDevice>> = faulty
-        .iter()
-        .map(|f| f.clone() as Arc<dyn BlockDevice>)
-        .collect();
-    devs.push(fresh.clone());
+    let (_mems, _faulty, fresh, devs) = dead_slot_2_and_a_fresh_device(23, "liar");
     let e = engine_over(devs, false).unwrap();
     e.replace(2, 6).unwrap();
     let cursor = e.rebuild_in_progress();
