@@ -201,11 +201,8 @@ pub enum Rw {
 }
 
 impl Rw {
-    /// The name fio gives the pattern (ecbench's own for the table and space workloads).
-    pub fn fio_name(self) -> &'static str {
-        self.name()
-    }
-
+    /// The pattern's name: fio's (`randrw`, `rw`, ...), ecbench's own for the table and
+    /// space workloads.
     pub fn name(self) -> &'static str {
         match self {
             Rw::Write => "write",

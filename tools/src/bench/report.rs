@@ -147,7 +147,7 @@ impl Report<'_> {
     fn options(&self) -> Value {
         let c = self.cli;
         let mut o = json!({
-            "name": c.name, "filename": c.devices, "rw": c.rw.fio_name(), "bs": c.bs.to_string(),
+            "name": c.name, "filename": c.devices, "rw": c.rw.name(), "bs": c.bs.to_string(),
             "iodepth": c.iodepth.to_string(), "numjobs": c.numjobs.to_string(),
             "ioengine": fio_engine(self.st.io_engine), "direct": "1",
             "randseed": c.seed.to_string(),
