@@ -99,6 +99,7 @@ fn readers_beside_a_cleaning_writer_never_see_data_loss() {
             segment_size_bytes: 32 << 10,
             force: false,
             spare_count: 0,
+            sync_journal: true,
         };
         format(io.as_ref(), &opts).expect("format");
     }
@@ -268,6 +269,7 @@ fn data_loss_on_a_quiet_array_is_not_called_a_change() {
             segment_size_bytes: 32 << 10,
             force: false,
             spare_count: 0,
+            sync_journal: true,
         };
         format(io.as_ref(), &opts).expect("format");
         let e = Engine::open(io, EngineOptions::default()).expect("open");

@@ -56,7 +56,11 @@ type Crashed = (Vec<Arc<MemDevice>>, Vec<Vec<u8>>, Vec<u8>, Vec<u8>);
 /// and the two values.
 fn crashed_with_k_chunks(seed: u64) -> Crashed {
     let mems = memory_devices(N, DEV_BYTES);
-    format(io_of(&wrap(&mems, seed)).as_ref(), &fmt_opts(K, M)).expect("format");
+    format(
+        io_of(&wrap(&mems, seed)).as_ref(),
+        &fmt_opts_stripes_only(K, M),
+    )
+    .expect("format");
     let base = value_for(1, seed, 300);
     let doubt = value_for(2, seed, 300);
     {

@@ -47,7 +47,11 @@ const DEV_BYTES: u64 = 8 << 20;
 fn a_checkpoint_as_first_write_repairs_the_replayed_log_first() {
     let seed = 0x81bc_2f20;
     let mems = memory_devices(N, DEV_BYTES);
-    format(io_of(&wrap(&mems, seed)).as_ref(), &fmt_opts(K, M)).expect("format");
+    format(
+        io_of(&wrap(&mems, seed)).as_ref(),
+        &fmt_opts_stripes_only(K, M),
+    )
+    .expect("format");
     // Every row acknowledged by the end of the test: (key, value).
     let mut acked: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
 

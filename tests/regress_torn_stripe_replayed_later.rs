@@ -44,7 +44,7 @@ fn chunk_places(
 #[test]
 fn writes_left_out_by_one_open_are_not_replayed_by_a_later_one() {
     let (mems, faulty) = mem_devices(6, DEV_BYTES, 0x70a1);
-    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).expect("format");
+    format(io_of(&faulty).as_ref(), &fmt_opts_stripes_only(4, 2)).expect("format");
     // Session 1: rows acknowledged, then one more row in a stripe of its own; the power goes
     // off before a close could write a checkpoint covering it.
     {

@@ -18,6 +18,9 @@ pub enum IoKind {
     Write,
     /// fdatasync of the whole device. `offset_bytes` and `buf` are ignored.
     Flush,
+    /// Write all of `buf` at `offset_bytes`, durable when it completes (`RWF_DSYNC`: the
+    /// write and the cache flush it needs, in one request). Makes no other write durable.
+    WriteDurable,
 }
 
 /// One operation: read into `buf`, write `buf`, or flush, on device `device_index`.
@@ -49,6 +52,15 @@ impl IoOp {
         IoOp {
             device_index,
             kind: IoKind::Write,
+            offset_bytes,
+            buf,
+        }
+    }
+    /// A write of all of `buf` at `offset_bytes` that is durable when it completes.
+    pub fn write_durable(device_index: usize, offset_bytes: u64, buf: AlignedBuf) -> IoOp {
+        IoOp {
+            device_index,
+            kind: IoKind::WriteDurable,
             offset_bytes,
             buf,
         }
@@ -191,6 +203,7 @@ pub(crate) fn run_sync(dev: &dyn BlockDevice, op: &mut IoOp) -> Result<(), Devic
         IoKind::Read => dev.read_at(&mut op.buf, op.offset_bytes),
         IoKind::Write => dev.write_at(&op.buf, op.offset_bytes),
         IoKind::Flush => dev.sync(),
+        IoKind::WriteDurable => dev.write_durable_at(&op.buf, op.offset_bytes),
     }
 }
 

@@ -20,6 +20,12 @@ pub trait BlockDevice: Send + Sync {
     fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError>;
     /// Makes every completed write durable (fdatasync).
     fn sync(&self) -> Result<(), DeviceError>;
+    /// Writes all of `buf` at `offset_bytes` and makes that write durable (what `RWF_DSYNC`
+    /// does); other writes need not become durable. By default a write and a `sync`.
+    fn write_durable_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        self.write_at(buf, offset_bytes)?;
+        self.sync()
+    }
     /// The file descriptor, for engines that submit I/O to the kernel themselves. Devices that
     /// intercept I/O (memory, fault injection) return `None` and run on the psync engine.
     fn raw_fd(&self) -> Option<RawFd> {

@@ -388,6 +388,44 @@ impl BlockDevice for FaultyDevice {
         self.inner.write_at(buf, target)
     }
 
+    /// The write, tracked like any other; then, as a FUA write would, only this write is made
+    /// durable (its undo record dropped), unless an earlier unflushed write overlaps it (then
+    /// the device is flushed whole, so that undoing that one cannot undo this). A failing
+    /// flush fails it (the write may or may not have reached the medium).
+    fn write_durable_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        self.write_at(buf, offset_bytes)?;
+        if self.fail_flush.load(Ordering::SeqCst) {
+            self.count(|c| c.failed_flushes += 1);
+            return Err(DeviceError::io(
+                &self.name,
+                "durable write",
+                offset_bytes,
+                eio(),
+            ));
+        }
+        let mut unflushed = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
+        let end = offset_bytes + buf.len() as u64;
+        let own = unflushed
+            .iter()
+            .rposition(|u| u.offset_bytes == offset_bytes && u.new_len == buf.len());
+        let overlaps_earlier = unflushed.iter().enumerate().any(|(i, u)| {
+            Some(i) != own
+                && u.offset_bytes < end
+                && offset_bytes < u.offset_bytes + u.new_len as u64
+        });
+        if overlaps_earlier {
+            unflushed.clear();
+            drop(unflushed);
+            return self.inner.sync();
+        }
+        // Its own record, the newest at this place (a misdirected or dropped write left
+        // none here).
+        if let Some(i) = own {
+            unflushed.remove(i);
+        }
+        Ok(())
+    }
+
     fn sync(&self) -> Result<(), DeviceError> {
         if self.before_op().is_err() || self.fail_flush.load(Ordering::SeqCst) {
             self.count(|c| c.failed_flushes += 1);

@@ -123,6 +123,12 @@ impl ThreadRing {
                         .offset(entry.op.offset_bytes)
                         .build()
                 }
+                IoKind::WriteDurable => {
+                    opcode::Write::new(fd, entry.op.buf.as_ptr(), entry.op.buf.len() as u32)
+                        .offset(entry.op.offset_bytes)
+                        .rw_flags(libc::RWF_DSYNC)
+                        .build()
+                }
                 IoKind::Flush => opcode::Fsync::new(fd)
                     .flags(types::FsyncFlags::DATASYNC)
                     .build(),
@@ -372,6 +378,7 @@ fn completion_result(dev: &str, op: &IoOp, res: i32) -> Result<(), DeviceError> 
     let name = match op.kind {
         IoKind::Read => "read",
         IoKind::Write => "write",
+        IoKind::WriteDurable => "durable write",
         IoKind::Flush => "flush",
     };
     if res < 0 {

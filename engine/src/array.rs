@@ -35,6 +35,10 @@ pub struct FormatOptions {
     /// The last `spare_count` devices are hot spares: members that hold no data until one
     /// replaces a failed device.
     pub spare_count: usize,
+    /// Keep a sync journal (format version 2, the default): synced writes are acknowledged
+    /// through a small ring on m + 1 members instead of a short stripe on all w. False
+    /// formats a version 1 array (docs/format.md, "Version changes").
+    pub sync_journal: bool,
 }
 
 impl Default for FormatOptions {
@@ -46,6 +50,7 @@ impl Default for FormatOptions {
             segment_size_bytes: 0,
             force: false,
             spare_count: 0,
+            sync_journal: true,
         }
     }
 }
@@ -239,6 +244,11 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
                 device_capacity_bytes: io.devices()[d].geometry().capacity_bytes,
                 epoch: 1,
                 copy_index: 0,
+                format_version: if opts.sync_journal {
+                    FORMAT_VERSION_JOURNAL
+                } else {
+                    FORMAT_VERSION
+                },
                 flags: 0,
                 created_unix_secs: created,
                 checkpoint_segment_id: 0,
@@ -487,8 +497,12 @@ impl Array {
         };
         let passive = self.policy.mode != DetectionMode::Active;
         match error {
-            // Flush latency measures the file system's writeback, not the device (health.rs).
-            None if kind == ectable_devices::IoKind::Flush => {}
+            // Flush latency measures the file system's writeback, not the device (health.rs);
+            // so does a durable write's, which includes a flush.
+            None if matches!(
+                kind,
+                ectable_devices::IoKind::Flush | ectable_devices::IoKind::WriteDurable
+            ) => {}
             None => {
                 h.observe(latency);
                 if self.observations.fetch_add(1, Ordering::Relaxed) % 32 == 31 && passive {

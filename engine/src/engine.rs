@@ -210,6 +210,7 @@ impl Engine {
             rec.repairs,
             rec.segment_max_lsn,
             opts.read_only,
+            rec.journal,
         );
         let shared = Arc::new(Shared {
             array,

@@ -43,6 +43,23 @@ pub(crate) struct Recovered {
     /// Highest LSN per log segment (for segments the checkpoint covers: a bound, see
     /// [`covered_max_lsn`]).
     pub segment_max_lsn: std::collections::HashMap<u64, u64>,
+    /// Records the sync journal continues the log with (format version 2), not yet in any
+    /// stripe: the index serves them from memory until the session writes them into the log.
+    pub journal: Option<JournalReplay>,
+}
+
+/// The stripe sequence number the index names for records replayed from the sync journal
+/// (the writer numbers its own stripes from 1 and never reaches it).
+pub(crate) const JOURNAL_REPLAY_SEQ: u64 = u64::MAX;
+
+/// Records replayed from the sync journal: the payloads of the chain's entries, one after
+/// the other, as the index's `Place::Pending` offsets name them.
+pub(crate) struct JournalReplay {
+    pub buf: Arc<Vec<u8>>,
+    /// Byte range of each entry in `buf` (a sync group: whole batches).
+    pub entries: Vec<std::ops::Range<usize>>,
+    pub first_lsn: u64,
+    pub last_lsn: u64,
 }
 
 /// What the log replay did when the engine opened ([`crate::Engine::recovery_stats`]).
@@ -79,6 +96,10 @@ pub struct RecoveryStats {
     /// Log segments before the checkpoint with no live record (and no history the backup
     /// horizon keeps): freed at open.
     pub dead_segments_freed: usize,
+    /// Sync journal entries replayed after the log's stripes (format version 2).
+    pub journal_entries: usize,
+    /// Records those entries held (counted in `records` too).
+    pub journal_records: u64,
     /// Read-only opens only: how many times the open started over because another process
     /// changed the array while it read it (see `Error::ArrayChanged`).
     pub reopened_after_change: usize,
@@ -499,6 +520,18 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         }
     }
     stats.discarded_segments = discarded.len();
+    let journal = if array.sb.format_version >= FORMAT_VERSION_JOURNAL {
+        let seg = cursor.as_ref().map_or(0, |c| c.segment.id);
+        let r = replay_journal(array, &mut index, &mut expected_lsn, last_epoch, seg)?;
+        if let Some(j) = &r {
+            stats.journal_entries = j.entries.len();
+            stats.journal_records = j.last_lsn + 1 - j.first_lsn;
+            stats.records += stats.journal_records;
+        }
+        r
+    } else {
+        None
+    };
     // Stripes no later stripe vouches for (their records are after every committed LSN the
     // log carries) are the last write batch: chunks missing there were never written by a
     // writer that was interrupted (killed, or a power cut), not damaged by the devices. They
@@ -578,7 +611,88 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         stats,
         discarded,
         repairs,
+        journal,
     })
+}
+
+/// Continues the log from the sync journal (docs/format.md, "Sync journal"): reads the
+/// ring of every present member, then follows the chain of valid entries from
+/// `expected_lsn`, never going down in epoch, preferring at each step the newest epoch.
+/// Applies their records to the index (served from memory, see [`JOURNAL_REPLAY_SEQ`]).
+fn replay_journal(
+    array: &Array,
+    index: &mut Index,
+    expected_lsn: &mut u64,
+    mut last_epoch: u64,
+    segment_id: u64,
+) -> Result<Option<JournalReplay>> {
+    use crate::format::journal::{JournalEntry, JOURNAL_BYTES, JOURNAL_START_BYTES};
+    let ops: Vec<IoOp> = (0..array.n())
+        .filter_map(|slot| array.device_of_slot(slot as u32))
+        .map(|d| IoOp::read(d, JOURNAL_START_BYTES, JOURNAL_BYTES))
+        .collect();
+    // Valid entries by first LSN.
+    let mut by_first: BTreeMap<u64, Vec<JournalEntry>> = BTreeMap::new();
+    for c in array.io.execute(ops) {
+        if c.result.is_err() {
+            continue;
+        }
+        for (_, e) in JournalEntry::scan_ring(&c.op.buf) {
+            if e.array_uuid == array.sb.array_uuid && e.write_epoch <= array.epoch() {
+                by_first.entry(e.first_lsn).or_default().push(e);
+            }
+        }
+    }
+    let first_lsn = *expected_lsn;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut entries = Vec::new();
+    while let Some(best) = by_first.get(expected_lsn).and_then(|c| {
+        c.iter()
+            .filter(|e| e.write_epoch >= last_epoch)
+            .max_by_key(|e| (e.write_epoch, e.last_lsn))
+    }) {
+        let start = buf.len();
+        let mut pos = 0;
+        while pos < best.payload.len() {
+            let (rec, _, len) =
+                LogRecord::decode(&best.payload[pos..]).map_err(|e| Error::Corrupt {
+                    device: "sync journal".into(),
+                    offset_bytes: pos as u64,
+                    what: "log record in a verified journal entry",
+                    source: e,
+                })?;
+            match rec.kind {
+                RecordKind::Put | RecordKind::Moved => index.put(
+                    &rec.table,
+                    &rec.key,
+                    IndexEntry {
+                        lsn: rec.lsn,
+                        value_len: rec.value.len() as u32,
+                        place: Place::Pending {
+                            stripe_seq: JOURNAL_REPLAY_SEQ,
+                            record_offset: (start + pos) as u32,
+                            segment_id,
+                        },
+                    },
+                ),
+                RecordKind::Delete => index.delete(&rec.table, &rec.key),
+            }
+            pos += len;
+        }
+        buf.extend_from_slice(&best.payload);
+        entries.push(start..buf.len());
+        *expected_lsn = best.last_lsn + 1;
+        last_epoch = best.write_epoch;
+    }
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(JournalReplay {
+        buf: Arc::new(buf),
+        entries,
+        first_lsn,
+        last_lsn: *expected_lsn - 1,
+    }))
 }
 
 /// Bounds on the highest LSN of the log segments a checkpoint covers, without reading them:

@@ -20,6 +20,8 @@ pub struct EngineCounters {
     pub records_written: AtomicU64,
     pub stripes_written: AtomicU64,
     pub short_stripes_written: AtomicU64,
+    /// Sync journal entries written (each to m + 1 members).
+    pub journal_entries_written: AtomicU64,
     pub chunk_bytes_written: AtomicU64,
     pub payload_bytes_written: AtomicU64,
     /// The part of `payload_bytes_written` that index checkpoints wrote.

@@ -155,6 +155,8 @@ pub struct Status {
     pub parity_shards: usize,
     /// Chunk size in bytes.
     pub chunk_size_bytes: u32,
+    /// The superblock's format version: 2 when the array keeps a sync journal, 1 when not.
+    pub format_version: u32,
     /// Device segment size in bytes.
     pub segment_size_bytes: u32,
     /// Every data-bearing slot, in slot order.
@@ -205,6 +207,9 @@ pub struct Status {
     pub stripes_written: u64,
     /// Of those, stripes sealed early because a writer waited for durability (short stripes).
     pub short_stripes_written: u64,
+    /// Sync journal entries written since open (each acknowledged a sync on m + 1 members
+    /// instead of a short stripe on all w).
+    pub journal_entries_written: u64,
     /// Chunk bytes written since open, parity and headers included.
     pub chunk_bytes_written: u64,
     /// Payload bytes (records, as padded in their stripes) written since open.
@@ -383,6 +388,7 @@ impl Engine {
             data_shards: a.k(),
             parity_shards: a.m(),
             chunk_size_bytes: a.sb.chunk_size_bytes,
+            format_version: a.sb.format_version,
             segment_size_bytes: a.sb.segment_size_bytes,
             devices,
             spares,
@@ -412,6 +418,7 @@ impl Engine {
             recovery: self.recovery_stats().clone(),
             stripes_written: c.stripes_written.load(Ordering::Relaxed),
             short_stripes_written: c.short_stripes_written.load(Ordering::Relaxed),
+            journal_entries_written: c.journal_entries_written.load(Ordering::Relaxed),
             chunk_bytes_written: c.chunk_bytes_written.load(Ordering::Relaxed),
             payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
             checkpoint_bytes_written: c.checkpoint_bytes_written.load(Ordering::Relaxed),

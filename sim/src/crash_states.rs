@@ -31,6 +31,8 @@ enum Event {
         offset: u64,
         old: Vec<u8>,
         new: Vec<u8>,
+        /// Durable when it completed (RWF_DSYNC): power loss cannot take it.
+        durable: bool,
     },
     Flush {
         device: usize,
@@ -51,6 +53,29 @@ struct Recording {
     trace: Trace,
 }
 
+impl Recording {
+    fn record_write(
+        &self,
+        buf: &[u8],
+        offset_bytes: u64,
+        durable: bool,
+    ) -> Result<(), DeviceError> {
+        // One lock around the read of the old bytes, the write and the event: the trace
+        // order is the order the writes reached the medium.
+        let mut t = lock(&self.trace);
+        let old = self.inner.peek(offset_bytes, buf.len());
+        self.inner.write_at(buf, offset_bytes)?;
+        t.push(Event::Write {
+            device: self.device,
+            offset: offset_bytes,
+            old,
+            new: buf.to_vec(),
+            durable,
+        });
+        Ok(())
+    }
+}
+
 impl BlockDevice for Recording {
     fn name(&self) -> &str {
         self.inner.name()
@@ -62,18 +87,10 @@ impl BlockDevice for Recording {
         self.inner.read_at(buf, offset_bytes)
     }
     fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
-        // One lock around the read of the old bytes, the write and the event: the trace
-        // order is the order the writes reached the medium.
-        let mut t = lock(&self.trace);
-        let old = self.inner.peek(offset_bytes, buf.len());
-        self.inner.write_at(buf, offset_bytes)?;
-        t.push(Event::Write {
-            device: self.device,
-            offset: offset_bytes,
-            old,
-            new: buf.to_vec(),
-        });
-        Ok(())
+        self.record_write(buf, offset_bytes, false)
+    }
+    fn write_durable_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        self.record_write(buf, offset_bytes, true)
     }
     fn sync(&self) -> Result<(), DeviceError> {
         let mut t = lock(&self.trace);
@@ -168,6 +185,7 @@ fn fmt() -> FormatOptions {
         segment_size_bytes: 256 << 10,
         force: false,
         spare_count: 0,
+        sync_journal: true,
     }
 }
 
@@ -375,10 +393,27 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
                 device,
                 offset,
                 new,
+                durable,
                 ..
             } => {
                 media[*device].poke(*offset, new);
-                unflushed[*device].push(p);
+                if !durable {
+                    unflushed[*device].push(p);
+                } else {
+                    // Durable by itself; if it overlaps an unflushed write, undoing that one
+                    // would undo it too: count it as a flush of the device (fewer states,
+                    // none wrong).
+                    let end = *offset + new.len() as u64;
+                    let overlaps = unflushed[*device].iter().any(|&i| match &events[i] {
+                        Event::Write {
+                            offset: o, new: n, ..
+                        } => *o < end && *offset < *o + n.len() as u64,
+                        _ => false,
+                    });
+                    if overlaps {
+                        unflushed[*device].clear();
+                    }
+                }
             }
             Event::Flush { device } => unflushed[*device].clear(),
             Event::Ack(n) => acked = *n,
@@ -427,6 +462,7 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
                         offset,
                         old,
                         new,
+                        ..
                     } = &events[i]
                     {
                         let bytes = if revert { old } else { new };

@@ -336,6 +336,7 @@ impl Sim {
             segment_size_bytes: 256 << 10,
             force: false,
             spare_count: 0,
+            sync_journal: true,
         };
         format(io.as_ref(), &f).map_err(|e| format!("format: {e}"))?;
         self.open(None)

@@ -88,6 +88,12 @@ impl BlockDevice for Switched {
         }
         self.inner.sync()
     }
+    fn write_durable_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        if !self.power.pass() {
+            return Err(power_off(self.name(), "durable write", offset_bytes));
+        }
+        self.inner.write_durable_at(buf, offset_bytes)
+    }
 }
 
 /// One simulated disk.

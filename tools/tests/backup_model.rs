@@ -56,6 +56,7 @@ fn mem_array(k: usize, m: usize, chunk: u32, size: u64) -> Arc<dyn IoBackend> {
             segment_size_bytes: 256 << 10,
             force: false,
             spare_count: 0,
+            sync_journal: true,
         },
     )
     .expect("format");

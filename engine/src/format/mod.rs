@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod chunk_header;
 pub mod health_block;
+pub mod journal;
 pub mod layout;
 pub mod log_record;
 pub mod segment_header;
@@ -16,8 +17,11 @@ pub use log_record::{LogRecord, RecordKind};
 pub use segment_header::{SegmentHeader, SegmentKind};
 pub use superblock::{MemberState, Superblock};
 
-/// Format version written by this build.
+/// Format version of every structure but the superblock (segment headers, checkpoints).
 pub const FORMAT_VERSION: u32 = 1;
+/// The superblock's format version for arrays that keep a sync journal (docs/format.md,
+/// "Version changes"); `format` writes it. Version 1 superblocks are still read.
+pub const FORMAT_VERSION_JOURNAL: u32 = 2;
 /// Reed-Solomon GF(2^8), poly 0x11D, systematic Vandermonde (see `codec`).
 pub const CODEC_ID_RS_VANDERMONDE: u32 = 1;
 /// Start of the segment area on every device.

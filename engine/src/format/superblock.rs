@@ -173,6 +173,8 @@ pub struct Superblock {
     pub epoch: u64,
     /// Which of the two copies this is: 0 (offset 0) or 1 (offset 4096).
     pub copy_index: u32,
+    /// 1, or 2 when the array keeps a sync journal (docs/format.md, "Version changes").
+    pub format_version: u32,
     /// No flag is defined: always 0.
     pub flags: u32,
     /// When the array was formatted, in seconds since the Unix epoch.
@@ -210,7 +212,7 @@ impl Superblock {
         self.validate().expect("encoding an invalid superblock");
         let mut b = [0u8; SUPERBLOCK_SIZE_BYTES];
         b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES].copy_from_slice(MAGIC);
-        put_u32(&mut b, OFF_VERSION, FORMAT_VERSION);
+        put_u32(&mut b, OFF_VERSION, self.format_version);
         put_u32(&mut b, OFF_CODEC, CODEC_ID_RS_VANDERMONDE);
         b[OFF_ARRAY..OFF_ARRAY + UUID_BYTES].copy_from_slice(&self.array_uuid);
         b[OFF_DEVICE..OFF_DEVICE + UUID_BYTES].copy_from_slice(&self.device_uuid);
@@ -272,7 +274,7 @@ impl Superblock {
         }
         check_trailing_crc(b)?;
         let version = get_u32(b, OFF_VERSION);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_JOURNAL {
             return Err(DecodeError::Version(version));
         }
         let codec = get_u32(b, OFF_CODEC);
@@ -337,6 +339,7 @@ impl Superblock {
             device_capacity_bytes: get_u64(b, OFF_DEVICE_CAPACITY),
             epoch: get_u64(b, OFF_EPOCH),
             copy_index: get_u32(b, OFF_COPY_INDEX),
+            format_version: version,
             flags: get_u32(b, OFF_FLAGS),
             created_unix_secs: get_u64(b, OFF_CREATED),
             checkpoint_segment_id: get_u64(b, OFF_CHECKPOINT_SEGMENT_ID),
@@ -426,6 +429,7 @@ mod tests {
             device_capacity_bytes: 100 << 20,
             epoch: 7,
             copy_index: 1,
+            format_version: 1,
             flags: 0,
             created_unix_secs: 1234,
             checkpoint_segment_id: 3,
@@ -479,6 +483,7 @@ mod tests {
             device_capacity_bytes: 0x0123_4567_89ab_cdef,
             epoch: 0x1112_1314_1516_1718,
             copy_index: 1,
+            format_version: 1,
             flags: 0,
             created_unix_secs: 0x2122_2324_2526_2728,
             checkpoint_segment_id: 0x3132_3334_3536_3738,

@@ -3,6 +3,7 @@
 
 pub(crate) mod cursor;
 pub(crate) mod flusher;
+pub(crate) mod journal;
 pub(crate) mod read;
 pub(crate) mod repair;
 pub(crate) mod segment_read;

@@ -8,6 +8,7 @@
 use crate::format::log_record;
 use crate::log::cursor::Cursor;
 use crate::log::repair::LogRepairs;
+use crate::recovery::{JournalReplay, JOURNAL_REPLAY_SEQ};
 use crate::segments::{FreeSpace, SegmentInfo};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -68,7 +69,17 @@ pub(crate) struct WriterState {
     pub(in crate::log) next_lsn: u64,
     pub(in crate::log) next_segment_id: u64,
     pub(in crate::log) sealed: VecDeque<SealedStripe>,
+    /// Every record up to this LSN is in flushed stripes.
     pub(in crate::log) durable_lsn: u64,
+    /// Every record up to this LSN is durable in the sync journal (or in flushed stripes):
+    /// acknowledged. See [`WriterState::acked_lsn`].
+    pub(in crate::log) journal_lsn: u64,
+    /// Records recovery replayed from the sync journal, written into the log by the
+    /// session's first write (their index entries name [`JOURNAL_REPLAY_SEQ`] until then).
+    pub(in crate::log) journal_replay: Option<JournalReplay>,
+    /// The sync journal's ring may not be written over until the stripes are durable up to
+    /// this LSN (the entries recovery replayed lie somewhere in it).
+    pub(in crate::log) journal_hold_lsn: u64,
     pub(in crate::log) sync_wanted_lsn: u64,
     pub(in crate::log) error: Option<String>,
     pub(in crate::log) closing: bool,
@@ -110,7 +121,16 @@ impl WriterState {
         pending_repairs: LogRepairs,
         segment_max_lsn: HashMap<u64, u64>,
         read_only: bool,
+        journal_replay: Option<JournalReplay>,
     ) -> WriterState {
+        let mut pending = HashMap::new();
+        let durable_lsn = match &journal_replay {
+            Some(j) => {
+                pending.insert(JOURNAL_REPLAY_SEQ, j.buf.clone());
+                j.first_lsn - 1
+            }
+            None => next_lsn - 1,
+        };
         WriterState {
             open: None,
             cursor,
@@ -118,14 +138,17 @@ impl WriterState {
             next_lsn,
             next_segment_id,
             sealed: VecDeque::new(),
-            durable_lsn: next_lsn - 1,
+            durable_lsn,
+            journal_lsn: next_lsn - 1,
+            journal_hold_lsn: journal_replay.as_ref().map_or(0, |j| j.last_lsn),
+            journal_replay,
             sync_wanted_lsn: 0,
             error: None,
             closing: false,
             flusher_done: read_only,
             writing_started: false,
             pending_discard,
-            pending: HashMap::new(),
+            pending,
             next_stripe_seq: 0,
             pending_repairs,
             paused: false,
@@ -140,9 +163,15 @@ impl WriterState {
         self.next_lsn
     }
 
-    /// Every record up to this LSN is durable.
+    /// Every record up to this LSN is durable (acknowledged): in flushed stripes or in the
+    /// sync journal.
     pub(crate) fn durable_lsn(&self) -> u64 {
-        self.durable_lsn
+        self.acked_lsn()
+    }
+
+    /// Every record up to this LSN is durable, in flushed stripes or in the sync journal.
+    pub(crate) fn acked_lsn(&self) -> u64 {
+        self.durable_lsn.max(self.journal_lsn)
     }
 
     /// The id the next new segment gets.

@@ -4,6 +4,8 @@
 //!
 //! Invariants:
 //! - A stripe is written once, at a place that held no live data (no write hole).
+//! - `journal_lsn` (acknowledged through the sync journal) moves only after an entry holding
+//!   every record after the previous acknowledged LSN was flushed on m + 1 members.
 //! - `durable_lsn` only moves forward, and only after the flush that covers every stripe up
 //!   to it has completed on at least `min_write_shards` devices of each of those stripes.
 //! - After a failed write batch the writer latches the error: later commits fail with
@@ -407,7 +409,9 @@ impl Shared {
         let repairs = &st.pending_repairs;
         if !st.writing_started
             && !self.array.read_only
-            && (!repairs.stripes.is_empty() || !repairs.headers.is_empty())
+            && (!repairs.stripes.is_empty()
+                || !repairs.headers.is_empty()
+                || st.journal_replay.is_some())
         {
             self.start_writing(&mut st)?;
         }
@@ -495,6 +499,60 @@ impl Shared {
         // The repairs are on disk: from now on writes go to the open segment or new ones.
         st.writing_started = true;
         self.refresh_sync_floor(st);
+        self.fold_journal_replay(st)
+    }
+
+    /// Writes the records recovery replayed from the sync journal into the log, with their
+    /// LSNs and kinds, one journal entry (whole batches) at a time, ahead of anything new.
+    /// They stay acknowledged through the journal until their stripes are flushed; the
+    /// journal's ring is not written over before that (`journal_hold_lsn`).
+    fn fold_journal_replay(&self, st: &mut WriterState) -> Result<()> {
+        let Some(j) = st.journal_replay.take() else {
+            return Ok(());
+        };
+        let end = st.next_lsn;
+        st.next_lsn = j.first_lsn;
+        for range in &j.entries {
+            let bytes = &j.buf[range.clone()];
+            let mut views = Vec::new();
+            let mut pos = 0;
+            while pos < bytes.len() {
+                let (v, _, len) =
+                    log_record::RecordView::decode(&bytes[pos..]).map_err(|e| Error::Corrupt {
+                        device: "sync journal".into(),
+                        offset_bytes: (range.start + pos) as u64,
+                        what: "record replayed from the journal",
+                        source: e,
+                    })?;
+                views.push(v);
+                pos += len;
+            }
+            let muts: Vec<Mutation<'_>> = views
+                .iter()
+                .map(|v| match v.kind {
+                    RecordKind::Put => Mutation::Put {
+                        table: v.table,
+                        key: v.key,
+                        value: v.value,
+                    },
+                    RecordKind::Moved => Mutation::Moved {
+                        table: v.table,
+                        key: v.key,
+                        value: v.value,
+                    },
+                    RecordKind::Delete => Mutation::Delete {
+                        table: v.table,
+                        key: v.key,
+                    },
+                })
+                .collect();
+            self.make_room(st, bytes.len(), Room::Deletes)?;
+            let mut index = self.index.write_locked();
+            self.place(st, &mut index, &muts);
+        }
+        debug_assert_eq!(st.next_lsn, end);
+        st.next_lsn = end;
+        st.pending.remove(&crate::recovery::JOURNAL_REPLAY_SEQ);
         Ok(())
     }
 
@@ -518,7 +576,7 @@ impl Shared {
     /// Waits until everything appended so far is durable.
     pub(crate) fn sync_all(&self) -> Result<u64> {
         if self.array.read_only {
-            return Ok(self.lock_state().durable_lsn);
+            return Ok(self.lock_state().acked_lsn());
         }
         let lsn = self.lock_state().next_lsn - 1;
         self.wait_durable(lsn)
@@ -527,14 +585,14 @@ impl Shared {
     /// Waits until every record up to `lsn` is durable.
     pub(crate) fn wait_durable(&self, lsn: u64) -> Result<u64> {
         let mut st = self.lock_state();
-        if st.durable_lsn >= lsn {
-            return Ok(st.durable_lsn);
+        if st.acked_lsn() >= lsn {
+            return Ok(st.acked_lsn());
         }
         st.sync_wanted_lsn = st.sync_wanted_lsn.max(lsn);
         self.work_cv.notify_all();
         loop {
-            if st.durable_lsn >= lsn {
-                return Ok(st.durable_lsn);
+            if st.acked_lsn() >= lsn {
+                return Ok(st.acked_lsn());
             }
             self.check_alive()?;
             if let Some(e) = &st.error {

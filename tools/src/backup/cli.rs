@@ -507,6 +507,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         segment_size_bytes: segment,
         force: a.force || unfinished.is_some(),
         spare_count: 0,
+        sync_journal: true,
     };
     format(io.as_ref(), &opts).context("formatting the devices")?;
     created.keep();

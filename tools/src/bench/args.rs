@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Format devices that already hold an ectable array.
     #[arg(long)]
     pub force: bool,
+    /// Format without the sync journal (a version 1 array: synced writes take short
+    /// stripes), to compare the two.
+    #[arg(long, requires = "k")]
+    pub no_sync_journal: bool,
     /// Workload (randrw = random reads and writes, rw = sequential ones, see --rwmixread).
     #[arg(long, value_enum, required = true)]
     pub rw: Rw,

@@ -205,6 +205,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
             segment_size_bytes,
             force: cli.force,
             spare_count: 0,
+            sync_journal: !cli.no_sync_journal,
         };
         format(io.as_ref(), &opts).context("formatting the devices")?;
     }

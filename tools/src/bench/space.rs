@@ -62,6 +62,7 @@ pub fn run(cli: &BenchArgs) -> Result<()> {
             segment_size_bytes: cli.segment_size.unwrap_or(0) as u32,
             force: true,
             spare_count: 0,
+            sync_journal: !cli.no_sync_journal,
         },
         value_bytes: bs,
         batch: (cli.iodepth as usize).max(1),

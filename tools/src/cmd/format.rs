@@ -39,6 +39,10 @@ pub struct FormatArgs {
     /// Do not ask before overwriting an existing array.
     #[arg(long)]
     pub yes: bool,
+    /// Format a version 1 array, without the sync journal: synced writes then take a short
+    /// stripe on every member (for comparisons, and for older builds, which refuse version 2).
+    #[arg(long)]
+    pub no_sync_journal: bool,
 }
 
 #[derive(Args)]
@@ -99,6 +103,7 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
             None => 0,
         },
         force: a.force,
+        sync_journal: !a.no_sync_journal,
         spare_count: paths.len() - data_count,
     };
     let info = format(io.as_ref(), &opts)?;

@@ -201,13 +201,19 @@ pub fn print_status(st: &Status) {
     }
     println!("durable: {}", status_durability_line(st));
     println!(
-        " layout: RS {}+{} (GF(2^8)/0x11d, Vandermonde-systematic, {} kernel), chunk {} KiB, segment {} MiB, io engine {}",
+        " layout: RS {}+{} (GF(2^8)/0x11d, Vandermonde-systematic, {} kernel), chunk {} KiB, segment {} MiB, io engine {}, format v{} ({})",
         st.data_shards,
         st.parity_shards,
         st.codec_kernel,
         st.chunk_size_bytes / 1024,
         st.segment_size_bytes >> 20,
-        st.io_engine
+        st.io_engine,
+        st.format_version,
+        if st.format_version >= 2 {
+            "sync journal"
+        } else {
+            "syncs take short stripes"
+        }
     );
     println!(
         "  space: {} usable of {} raw, {} allocated; {} live, {} garbage; {} of {} segments free ({} kept for the cleaner)",
@@ -419,6 +425,8 @@ fn status_json(st: &Status) -> Value {
             "stripe_unit_bytes": st.chunk_size_bytes,
             "segment_size_bytes": st.segment_size_bytes,
             "codec": "rs-gf256-0x11d-vandermonde",
+            "format_version": st.format_version,
+            "sync_journal": st.format_version >= 2,
         },
         "redundancy_left": st.redundancy_left,
         "actions": actions(st),

@@ -1,0 +1,213 @@
+//! The sync journal's writing side (format version 2; docs/format.md, "Sync journal"): the
+//! flusher acknowledges a sync by writing the records not yet acknowledged, all of them in
+//! the open stripe, as one entry at the same place of the ring on m + 1 online members and
+//! flushing it there. The records reach the coded log when their stripe is sealed.
+//!
+//! Invariants:
+//! - An entry continues what was acknowledged before it: its first LSN is the acknowledged
+//!   LSN + 1, and every record before the open stripe is already acknowledged.
+//! - The ring is written over only where every entry it held is in flushed stripes.
+//! - `journal_lsn` moves only when the entry was written and flushed on m + 1 members;
+//!   otherwise the sync takes a short stripe.
+
+use crate::format::journal::{entry_bytes, JournalEntry, JOURNAL_BYTES, JOURNAL_START_BYTES};
+use crate::format::FORMAT_VERSION_JOURNAL;
+use crate::log::state::WriterState;
+use crate::shared::Shared;
+use ectable_devices::{AlignedBuf, IoOp};
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+
+/// The flusher's view of the ring: where the next entry goes, and what the places written
+/// in this session hold.
+pub(crate) struct JournalRing {
+    cursor: usize,
+    /// (place in the ring, last LSN of the entry there), oldest first.
+    entries: VecDeque<(Range<usize>, u64)>,
+    /// Where the choice of the next entry's members starts (rotates over the slots).
+    rotation: usize,
+    /// Syncs up to this LSN take a short stripe: a journal write for them failed.
+    refused_through: u64,
+}
+
+/// One entry to write: taken from the open stripe under the writer lock.
+pub(crate) struct JournalJob {
+    entry: Vec<u8>,
+    place: Range<usize>,
+    slots: Vec<u32>,
+    last_lsn: u64,
+}
+
+impl JournalRing {
+    /// A ring that must not be written over until the stripes are durable up to `hold_lsn`
+    /// (0: nothing to keep).
+    pub(crate) fn new(hold_lsn: u64) -> JournalRing {
+        let mut entries = VecDeque::new();
+        if hold_lsn > 0 {
+            entries.push_back((0..JOURNAL_BYTES, hold_lsn));
+        }
+        JournalRing {
+            cursor: 0,
+            entries,
+            rotation: 0,
+            refused_through: 0,
+        }
+    }
+
+    /// Where an entry of `len` bytes goes, if that place holds nothing that is not yet in
+    /// flushed stripes.
+    fn place_for(&mut self, len: usize, durable_lsn: u64) -> Option<Range<usize>> {
+        self.entries.retain(|(_, last)| *last > durable_lsn);
+        let start = if self.cursor + len > JOURNAL_BYTES {
+            0
+        } else {
+            self.cursor
+        };
+        let place = start..start + len;
+        let busy = self
+            .entries
+            .iter()
+            .any(|(r, _)| r.start < place.end && place.start < r.end);
+        (!busy).then_some(place)
+    }
+}
+
+impl Shared {
+    /// Whether this array keeps a sync journal.
+    pub(crate) fn journal_enabled(&self) -> bool {
+        self.array.sb.format_version >= FORMAT_VERSION_JOURNAL && !self.array.read_only
+    }
+
+    /// The entry that acknowledges every record appended so far, if the journal can take
+    /// it (docs/format.md, "Sync journal", Writing); None: the sync takes a short stripe.
+    pub(crate) fn journal_job(
+        &self,
+        st: &WriterState,
+        ring: &mut JournalRing,
+    ) -> Option<JournalJob> {
+        let open = st.open.as_ref()?;
+        let acked = st.acked_lsn();
+        if open.records.is_empty()
+            || open.last_lsn <= acked
+            || acked + 1 < open.first_lsn
+            || open.last_lsn <= ring.refused_through
+        {
+            return None;
+        }
+        let copies = self.array.m() + 1;
+        let n = self.array.n();
+        // m + 1 online members, preferring those not found slow, rotating over the slots.
+        let mut slots: Vec<u32> = Vec::with_capacity(copies);
+        for pass in 0..2 {
+            for i in 0..n {
+                let slot = (ring.rotation + i) % n;
+                if slots.len() == copies || slots.contains(&(slot as u32)) {
+                    continue;
+                }
+                let online = self.array.device_of_slot(slot as u32).is_some();
+                if online && (pass == 1 || !self.array.avoid_for_reads(slot)) {
+                    slots.push(slot as u32);
+                }
+            }
+        }
+        if slots.len() < copies {
+            return None;
+        }
+        let first = (acked + 1 - open.first_lsn) as usize;
+        let from = open.records.get(first)?.offset as usize;
+        let payload = open.buf[from..].to_vec();
+        let place = ring.place_for(entry_bytes(payload.len()), st.durable_lsn)?;
+        ring.rotation = (ring.rotation + copies) % n;
+        let entry = JournalEntry {
+            array_uuid: self.array.sb.array_uuid,
+            write_epoch: self.array.write_epoch.load(Ordering::SeqCst),
+            first_lsn: acked + 1,
+            last_lsn: open.last_lsn,
+            payload,
+        }
+        .encode();
+        Some(JournalJob {
+            entry,
+            place,
+            slots,
+            last_lsn: open.last_lsn,
+        })
+    }
+
+    /// Writes the entry to its members, durable there when the writes complete. On success the records are
+    /// acknowledged (`journal_lsn`); otherwise the ring refuses these LSNs and the sync
+    /// takes a short stripe.
+    pub(crate) fn journal_write(&self, job: JournalJob, ring: &mut JournalRing) {
+        let array = &self.array;
+        let buf = AlignedBuf::from_slice(&job.entry);
+        let offset = JOURNAL_START_BYTES + job.place.start as u64;
+        // One request per member: the write and the flush it needs (RWF_DSYNC), so the
+        // entry costs one round trip, not a write and then a flush.
+        let ops: Vec<IoOp> = job
+            .slots
+            .iter()
+            .filter_map(|&slot| array.device_of_slot(slot))
+            .map(|d| IoOp::write_durable(d, offset, buf.clone()))
+            .collect();
+        let mut durable = 0;
+        for c in array.io.execute(ops) {
+            if let Some(slot) = array.slot_of_device(c.op.device_index) {
+                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+            }
+            if c.result.is_ok() {
+                durable += 1;
+            }
+        }
+        self.counters
+            .journal_entries_written
+            .fetch_add(1, Ordering::Relaxed);
+        // Ring space is spoken for even if the write failed: a partial entry lies there.
+        ring.entries.push_back((job.place.clone(), job.last_lsn));
+        ring.cursor = job.place.end;
+        let mut st = self.lock_state();
+        if durable >= job.slots.len() {
+            st.journal_lsn = st.journal_lsn.max(job.last_lsn);
+            self.durable_cv.notify_all();
+        } else {
+            tracing::warn!(
+                "sync journal entry reached {durable} of {} members: the sync takes a stripe",
+                job.slots.len()
+            );
+            ring.refused_through = job.last_lsn;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_wraps_and_never_overwrites_what_is_not_in_flushed_stripes() {
+        let mut ring = JournalRing::new(0);
+        let e = 8192;
+        let p = ring.place_for(e, 0).expect("empty ring");
+        assert_eq!(p, 0..e);
+        ring.entries.push_back((p.clone(), 10));
+        ring.cursor = p.end;
+        // Fill the ring up to its end.
+        let mut last = 10;
+        while ring.cursor + e <= JOURNAL_BYTES {
+            let p = ring.place_for(e, 0).expect("room left");
+            last += 1;
+            ring.entries.push_back((p.clone(), last));
+            ring.cursor = p.end;
+        }
+        // The next one wraps to 0, where LSN 10's entry lies: not before it is durable.
+        assert_eq!(ring.place_for(e, 9), None);
+        assert_eq!(ring.place_for(e, 10), Some(0..e));
+    }
+
+    #[test]
+    fn a_replayed_ring_is_held_until_its_records_are_durable() {
+        let mut ring = JournalRing::new(500);
+        assert_eq!(ring.place_for(4096, 499), None);
+        assert_eq!(ring.place_for(4096, 500), Some(0..4096));
+    }
+}
