@@ -20,6 +20,7 @@ use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::cursor::Cursor;
 use crate::log::repair::LogRepairs;
 use crate::log::segment_read::read_segment;
+use crate::log::state::{JournalReplay, JOURNAL_REPLAY_SEQ};
 use crate::log::stripe::{chunk_place, walk_stripes, StripeOutcome};
 use crate::segments::{FreeSpace, SegmentInfo};
 use crate::sync::MutexExt;
@@ -46,20 +47,6 @@ pub(crate) struct Recovered {
     /// Records the sync journal continues the log with (format version 2), not yet in any
     /// stripe: the index serves them from memory until the session writes them into the log.
     pub journal: Option<JournalReplay>,
-}
-
-/// The stripe sequence number the index names for records replayed from the sync journal
-/// (the writer numbers its own stripes from 1 and never reaches it).
-pub(crate) const JOURNAL_REPLAY_SEQ: u64 = u64::MAX;
-
-/// Records replayed from the sync journal: the payloads of the chain's entries, one after
-/// the other, as the index's `Place::Pending` offsets name them.
-pub(crate) struct JournalReplay {
-    pub buf: Arc<Vec<u8>>,
-    /// Byte range of each entry in `buf` (a sync group: whole batches).
-    pub entries: Vec<std::ops::Range<usize>>,
-    pub first_lsn: u64,
-    pub last_lsn: u64,
 }
 
 /// What the log replay did when the engine opened ([`crate::Engine::recovery_stats`]).

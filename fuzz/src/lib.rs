@@ -61,6 +61,12 @@ pub const TARGETS: &[Target] = &[
         seeds: seeds::log_record,
     },
     Target {
+        name: "journal_entry",
+        about: "the sync journal's entry decoder and ring scan",
+        run: targets::format::journal_entry,
+        seeds: seeds::journal_entry,
+    },
+    Target {
         name: "checkpoint",
         about: "the index checkpoint decoder (both encodings)",
         run: targets::format::checkpoint,

@@ -42,6 +42,7 @@ fn a_superblock(slot: u32, rebuild: bool) -> Superblock {
         device_capacity_bytes: 64 << 20,
         epoch: 3,
         copy_index: slot % 2,
+        format_version: 2,
         flags: 0,
         created_unix_secs: 1_700_000_000,
         checkpoint_segment_id: if rebuild { 2 } else { 0 },
@@ -141,6 +142,17 @@ fn records() -> Vec<u8> {
 
 pub fn log_record() -> Vec<Vec<u8>> {
     both_modes(&records())
+}
+
+pub fn journal_entry() -> Vec<Vec<u8>> {
+    let e = ectable_engine::format::journal::JournalEntry {
+        array_uuid: [1; 16],
+        write_epoch: 4,
+        first_lsn: 3,
+        last_lsn: 6,
+        payload: records(),
+    };
+    both_modes(&e.encode())
 }
 
 pub fn checkpoint() -> Vec<Vec<u8>> {

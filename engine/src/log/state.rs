@@ -8,7 +8,6 @@
 use crate::format::log_record;
 use crate::log::cursor::Cursor;
 use crate::log::repair::LogRepairs;
-use crate::recovery::{JournalReplay, JOURNAL_REPLAY_SEQ};
 use crate::segments::{FreeSpace, SegmentInfo};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -36,6 +35,20 @@ impl PendingRecord {
             self.offset as usize + log_record::RECORD_HEADER_BYTES + self.table_len as usize;
         &buf[start..start + self.key_len as usize]
     }
+}
+
+/// The stripe sequence number the index names for records replayed from the sync journal
+/// (the writer numbers its own stripes from 1 and never reaches it).
+pub(crate) const JOURNAL_REPLAY_SEQ: u64 = u64::MAX;
+
+/// Records replayed from the sync journal: the payloads of the chain's entries, one after
+/// the other, as the index's `Place::Pending` offsets name them.
+pub(crate) struct JournalReplay {
+    pub buf: Arc<Vec<u8>>,
+    /// Byte range of each entry in `buf` (a sync group: whole batches).
+    pub entries: Vec<std::ops::Range<usize>>,
+    pub first_lsn: u64,
+    pub last_lsn: u64,
 }
 
 pub(crate) struct OpenStripe {

@@ -552,7 +552,7 @@ impl Shared {
         }
         debug_assert_eq!(st.next_lsn, end);
         st.next_lsn = end;
-        st.pending.remove(&crate::recovery::JOURNAL_REPLAY_SEQ);
+        st.pending.remove(&crate::log::state::JOURNAL_REPLAY_SEQ);
         Ok(())
     }
 

@@ -41,6 +41,7 @@ fn devices() -> Vec<Arc<dyn BlockDevice>> {
             segment_size_bytes: 256 << 10,
             force: false,
             spare_count: 0,
+            sync_journal: true,
         };
         format(io.as_ref(), &geometry).expect("memory devices format");
         mems.iter().map(|m| m.snapshot()).collect()

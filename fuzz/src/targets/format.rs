@@ -84,6 +84,37 @@ pub fn log_record(data: &[u8]) {
     }
 }
 
+/// A sync journal entry (and, on the same bytes, the scan of a ring): decode, and a decoded
+/// entry re-encodes to its header and records (the zero tail is not checked by the crc).
+pub fn journal_entry(data: &[u8]) {
+    use ectable_engine::format::journal::{JournalEntry, ENTRY_HEADER_BYTES};
+    let (reseal, body) = mode(data);
+    let mut b = body.to_vec();
+    if reseal && b.len() >= ENTRY_HEADER_BYTES {
+        // The crc covers the header before it and the payload its length field declares.
+        let p = u32::from_le_bytes([b[48], b[49], b[50], b[51]]) as usize;
+        if ENTRY_HEADER_BYTES + p <= b.len() {
+            let crc = crc32c::crc32c_append(
+                crc32c::crc32c(&b[..60]),
+                &b[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + p],
+            );
+            b[60..64].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    if let Ok(e) = JournalEntry::decode(&b) {
+        let again = e.encode();
+        let used = ENTRY_HEADER_BYTES + e.payload.len();
+        assert!(
+            again[..used] == b[..used],
+            "a journal entry re-encodes to the bytes it was decoded from"
+        );
+        assert!(e.first_lsn >= 1 && e.last_lsn >= e.first_lsn);
+    }
+    for (off, e) in JournalEntry::scan_ring(&b) {
+        assert!(off % 4096 == 0 && off + e.encode().len() <= b.len());
+    }
+}
+
 /// Recomputes the crc of the record at the start of `b` when its declared lengths fit.
 fn reseal_record(b: &mut [u8]) {
     if b.len() < OFF_TABLE {
