@@ -15,6 +15,7 @@
 use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::ResumePoint;
+use crate::format::journal::{JournalEntry, JOURNAL_BYTES, JOURNAL_START_BYTES};
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::cursor::Cursor;
@@ -355,6 +356,9 @@ fn load_checkpoint(
 }
 
 pub(crate) fn recover(array: &Array) -> Result<Recovered> {
+    let journal_entries = read_journal(array);
+    // Every entry vouches that the LSN before its first was acknowledged.
+    let journal_vouches = journal_entries.keys().next_back().map_or(0, |f| f - 1);
     let (all, first_lsn) = read_segment_headers(array);
     let (ckpt_first, ckpt_count, _) = array.persisted.locked().checkpoint;
     let ckpt_ids = ckpt_first..ckpt_first + ckpt_count as u64;
@@ -507,9 +511,15 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         }
     }
     stats.discarded_segments = discarded.len();
-    let journal = if array.sb.format_version >= FORMAT_VERSION_JOURNAL {
+    let journal = if !journal_entries.is_empty() {
         let seg = cursor.as_ref().map_or(0, |c| c.segment.id);
-        let r = replay_journal(array, &mut index, &mut expected_lsn, last_epoch, seg)?;
+        let r = replay_journal(
+            &journal_entries,
+            &mut index,
+            &mut expected_lsn,
+            last_epoch,
+            seg,
+        )?;
         if let Some(j) = &r {
             stats.journal_entries = j.entries.len();
             stats.journal_records = j.last_lsn + 1 - j.first_lsn;
@@ -553,9 +563,12 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             ),
         });
     }
+    // (Journal entries vouch only here: a stripe an interrupted writer left short of chunks
+    // may hold journaled records, and those chunks are no device's fault.)
+    let max_committed = max_committed.max(journal_vouches);
     if max_committed >= expected_lsn {
-        // A stripe written later says everything up to max_committed had been acknowledged,
-        // yet the log breaks off before it: that is lost data, not a torn tail.
+        // A stripe or journal entry written later says everything up to max_committed had
+        // been acknowledged, yet the log breaks off before it: lost data, not a torn tail.
         let (segment_id, offset_in_segment_bytes, detail) =
             ended.unwrap_or((0, 0, "log ends early".to_string()));
         return Err(Error::DataLost {
@@ -602,24 +615,20 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     })
 }
 
-/// Continues the log from the sync journal (docs/format.md, "Sync journal"): reads the
-/// ring of every present member, then follows the chain of valid entries from
-/// `expected_lsn`, never going down in epoch, preferring at each step the newest epoch.
-/// Applies their records to the index (served from memory, see [`JOURNAL_REPLAY_SEQ`]).
-fn replay_journal(
-    array: &Array,
-    index: &mut Index,
-    expected_lsn: &mut u64,
-    mut last_epoch: u64,
-    segment_id: u64,
-) -> Result<Option<JournalReplay>> {
-    use crate::format::journal::{JournalEntry, JOURNAL_BYTES, JOURNAL_START_BYTES};
+/// The valid sync journal entries of every present member's ring, by first LSN (format
+/// version 2; none for version 1). Read before the log's segments: an entry says that
+/// every LSN before its first was acknowledged when it was written, so entries read first
+/// never vouch for more than the segments read after them can show (a read-only open
+/// beside a writer).
+fn read_journal(array: &Array) -> BTreeMap<u64, Vec<JournalEntry>> {
+    let mut by_first: BTreeMap<u64, Vec<JournalEntry>> = BTreeMap::new();
+    if array.sb.format_version < FORMAT_VERSION_JOURNAL {
+        return by_first;
+    }
     let ops: Vec<IoOp> = (0..array.n())
         .filter_map(|slot| array.device_of_slot(slot as u32))
         .map(|d| IoOp::read(d, JOURNAL_START_BYTES, JOURNAL_BYTES))
         .collect();
-    // Valid entries by first LSN.
-    let mut by_first: BTreeMap<u64, Vec<JournalEntry>> = BTreeMap::new();
     for c in array.io.execute(ops) {
         if c.result.is_err() {
             continue;
@@ -630,6 +639,20 @@ fn replay_journal(
             }
         }
     }
+    by_first
+}
+
+/// Continues the log from the sync journal (docs/format.md, "Sync journal"): reads the
+/// ring of every present member, then follows the chain of valid entries from
+/// `expected_lsn`, never going down in epoch, preferring at each step the newest epoch.
+/// Applies their records to the index (served from memory, see [`JOURNAL_REPLAY_SEQ`]).
+fn replay_journal(
+    by_first: &BTreeMap<u64, Vec<JournalEntry>>,
+    index: &mut Index,
+    expected_lsn: &mut u64,
+    mut last_epoch: u64,
+    segment_id: u64,
+) -> Result<Option<JournalReplay>> {
     let first_lsn = *expected_lsn;
     let mut buf: Vec<u8> = Vec::new();
     let mut entries = Vec::new();

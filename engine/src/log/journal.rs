@@ -9,6 +9,8 @@
 //! - The ring is written over only where every entry it held is in flushed stripes.
 //! - `journal_lsn` moves only when the entry was written and flushed on m + 1 members;
 //!   otherwise the sync takes a short stripe.
+//! - Only groups of at most half a stripe's payload are journaled; larger ones take a
+//!   stripe (fewer bytes moved).
 
 use crate::format::journal::{entry_bytes, JournalEntry, JOURNAL_BYTES, JOURNAL_START_BYTES};
 use crate::format::FORMAT_VERSION_JOURNAL;
@@ -116,6 +118,12 @@ impl Shared {
         }
         let first = (acked + 1 - open.first_lsn) as usize;
         let from = open.records.get(first)?.offset as usize;
+        // A large group is cheaper as a stripe: the journal moves its bytes m + 1 times now
+        // and w/k times later, a stripe w/k times once; past half a stripe, bandwidth counts
+        // more than the journal's saved round trip.
+        if open.buf.len() - from > self.array.max_stripe_payload() / 2 {
+            return None;
+        }
         let payload = open.buf[from..].to_vec();
         let place = ring.place_for(entry_bytes(payload.len()), st.durable_lsn)?;
         ring.rotation = (ring.rotation + copies) % n;
