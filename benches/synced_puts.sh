@@ -29,7 +29,7 @@ bench() { # $1 = name, rest: ecbench options
   local name=$1
   shift
   $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw write --bs 4K --iodepth 1 \
-    --size 256M --runtime 6s --group_reporting --output-format json "$@" >"$OUT/$name.json"
+    --size 1G --runtime 6s --group_reporting --output-format json "$@" >"$OUT/$name.json"
 }
 for r in $(seq 1 "$ROUNDS"); do
   fio_rate "r$r-fio-fsync" --fsync=1

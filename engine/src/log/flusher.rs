@@ -42,7 +42,10 @@ impl Shared {
                     let open_has_records = st.open.as_ref().is_some_and(|o| !o.records.is_empty());
                     // A checkpoint (paused) and close need everything in stripes; a writer
                     // waiting for durability only needs its records acknowledged.
-                    let stripes_only = st.paused || st.closing || !journal_enabled;
+                    let stripes_only = st.paused
+                        || st.closing
+                        || !journal_enabled
+                        || st.force_stripes_lsn > st.durable_lsn;
                     let wanted = if stripes_only {
                         st.sync_wanted_lsn > st.durable_lsn || st.closing
                     } else {

@@ -93,6 +93,9 @@ pub(crate) struct WriterState {
     /// The sync journal's ring may not be written over until the stripes are durable up to
     /// this LSN (the entries recovery replayed lie somewhere in it).
     pub(in crate::log) journal_hold_lsn: u64,
+    /// Syncs up to this LSN must reach flushed stripes, not the journal (the records a
+    /// writable open replayed from the journal: they may have a single copy there).
+    pub(in crate::log) force_stripes_lsn: u64,
     pub(in crate::log) sync_wanted_lsn: u64,
     pub(in crate::log) error: Option<String>,
     pub(in crate::log) closing: bool,
@@ -154,6 +157,7 @@ impl WriterState {
             durable_lsn,
             journal_lsn: next_lsn - 1,
             journal_hold_lsn: journal_replay.as_ref().map_or(0, |j| j.last_lsn),
+            force_stripes_lsn: 0,
             journal_replay,
             sync_wanted_lsn: 0,
             error: None,

@@ -404,18 +404,46 @@ impl Shared {
     /// records recovery shows must not depend on chunks that may fail before the first
     /// write. An open with nothing to repair writes nothing (a command refused for bad input
     /// changes nothing).
+    ///
+    /// Records replayed from the sync journal are written into the log here too, and flushed
+    /// in stripes before the open returns: an entry that was never acknowledged may have
+    /// reached one member only, and what recovery shows must survive the loss of any m.
     pub(crate) fn start_if_recovery_left_repairs(&self) -> Result<()> {
         let mut st = self.lock_state();
         let repairs = &st.pending_repairs;
+        let replayed = st.journal_replay.as_ref().map(|j| j.last_lsn);
         if !st.writing_started
             && !self.array.read_only
-            && (!repairs.stripes.is_empty()
-                || !repairs.headers.is_empty()
-                || st.journal_replay.is_some())
+            && (!repairs.stripes.is_empty() || !repairs.headers.is_empty() || replayed.is_some())
         {
             self.start_writing(&mut st)?;
         }
+        drop(st);
+        if let Some(lsn) = replayed.filter(|_| !self.array.read_only) {
+            self.wait_in_stripes(lsn)?;
+        }
         Ok(())
+    }
+
+    /// Waits until every record up to `lsn` is in flushed stripes (not only in the journal).
+    fn wait_in_stripes(&self, lsn: u64) -> Result<()> {
+        let mut st = self.lock_state();
+        st.force_stripes_lsn = st.force_stripes_lsn.max(lsn);
+        st.sync_wanted_lsn = st.sync_wanted_lsn.max(lsn);
+        self.work_cv.notify_all();
+        loop {
+            if st.durable_lsn >= lsn {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if let Some(e) = &st.error {
+                return Err(Error::PreviousIo(e.clone()));
+            }
+            if st.flusher_done {
+                return Err(Error::Closed);
+            }
+            st = self.durable_cv.waited(st);
+        }
     }
 
     /// Starts this session's writing if it has not started (a read-only engine never does):
