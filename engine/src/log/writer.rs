@@ -431,9 +431,19 @@ impl Shared {
         st.force_stripes_lsn = st.force_stripes_lsn.max(lsn);
         st.sync_wanted_lsn = st.sync_wanted_lsn.max(lsn);
         self.work_cv.notify_all();
+        self.wait_for(st, |st| st.durable_lsn >= lsn).map(drop)
+    }
+
+    /// Waits on the flusher until `done` holds; fails on a latched write error, a panicked
+    /// worker, or a flusher that has stopped.
+    fn wait_for<'a>(
+        &'a self,
+        mut st: std::sync::MutexGuard<'a, WriterState>,
+        done: impl Fn(&WriterState) -> bool,
+    ) -> Result<std::sync::MutexGuard<'a, WriterState>> {
         loop {
-            if st.durable_lsn >= lsn {
-                return Ok(());
+            if done(&st) {
+                return Ok(st);
             }
             self.check_alive()?;
             if let Some(e) = &st.error {
@@ -618,19 +628,8 @@ impl Shared {
         }
         st.sync_wanted_lsn = st.sync_wanted_lsn.max(lsn);
         self.work_cv.notify_all();
-        loop {
-            if st.acked_lsn() >= lsn {
-                return Ok(st.acked_lsn());
-            }
-            self.check_alive()?;
-            if let Some(e) = &st.error {
-                return Err(Error::PreviousIo(e.clone()));
-            }
-            if st.flusher_done {
-                return Err(Error::Closed);
-            }
-            st = self.durable_cv.waited(st);
-        }
+        let st = self.wait_for(st, |st| st.acked_lsn() >= lsn)?;
+        Ok(st.acked_lsn())
     }
 
     pub(crate) fn pending_value(
