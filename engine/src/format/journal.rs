@@ -19,6 +19,8 @@ pub const JOURNAL_START_BYTES: u64 = 12288;
 pub const JOURNAL_BYTES: usize = (DATA_START_BYTES - JOURNAL_START_BYTES) as usize;
 /// Bytes of an entry's header; the records follow it.
 pub const ENTRY_HEADER_BYTES: usize = 64;
+/// An entry's LSNs lie below this (docs/format.md, "Sync journal").
+pub const MAX_LSN: u64 = 1 << 63;
 
 const MAGIC: &[u8; MAGIC_BYTES] = b"ECTJRNL1";
 const OFF_MAGIC: usize = 0;
@@ -119,7 +121,8 @@ impl JournalEntry {
             return Err(DecodeError::Reserved);
         }
         let (first_lsn, last_lsn) = (get_u64(b, OFF_FIRST_LSN), get_u64(b, OFF_LAST_LSN));
-        if first_lsn == 0 || last_lsn < first_lsn {
+        // LSNs never come near 2^63; the bound keeps every `lsn + 1` below from overflowing.
+        if first_lsn == 0 || last_lsn < first_lsn || last_lsn >= MAX_LSN {
             return Err(DecodeError::Field("journal entry lsn range"));
         }
         let payload = &b[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + p];
@@ -225,6 +228,21 @@ mod tests {
             JournalEntry::decode(&b[..b.len() - 1]),
             Err(DecodeError::Truncated)
         );
+    }
+
+    /// Found by libFuzzer: a last_lsn of u64::MAX overflowed `last_lsn + 1`.
+    #[test]
+    fn an_lsn_range_reaching_the_top_is_refused_not_overflowed() {
+        let mut e = entry(10, 2);
+        e.last_lsn = u64::MAX;
+        assert_eq!(
+            JournalEntry::decode(&e.encode()),
+            Err(DecodeError::Field("journal entry lsn range"))
+        );
+        let mut e = entry(10, 2);
+        e.first_lsn = MAX_LSN;
+        e.last_lsn = MAX_LSN;
+        assert!(JournalEntry::decode(&e.encode()).is_err());
     }
 
     #[test]
