@@ -79,7 +79,9 @@ fn flusher_panic_fails_waiting_writers_and_readers() {
     };
     let (r, took) = writer.join().expect("writer thread");
     assert_poisoned_by(r, "flusher");
-    assert!(took < Duration::from_secs(1), "the writer waited {took:?}");
+    // Not a hang: the bound is generous for a debug build on a busy two-core machine (a CI
+    // run beside other work once took 1.27 s; alone it takes milliseconds).
+    assert!(took < Duration::from_secs(5), "the writer waited {took:?}");
     // The latch is visible and every later call fails the same way, reads included.
     let (thread, _) = engine.poisoned().expect("poisoned");
     assert_eq!(thread, "flusher");
