@@ -60,7 +60,7 @@ use ectable::devices::{
     open_backend, BackendKind, BlockDevice, CrashMode, DeviceError, FaultCounters, FaultyDevice,
     Geometry, MemDevice,
 };
-use ectable::{format, Engine, EngineOptions, Error, FormatOptions, RebuildOptions, WriteBatch};
+use ectable::{format, Engine, EngineOptions, Error, RebuildOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
@@ -745,9 +745,10 @@ type Setup = (
 fn setup_with_rows(seed: u64, rows: usize, journal: bool) -> Setup {
     let mems = new_mems();
     let faulty = wrap(&mems, seed);
-    let opts = FormatOptions {
-        sync_journal: journal,
-        ..fmt_opts(K, M)
+    let opts = if journal {
+        fmt_opts(K, M)
+    } else {
+        fmt_opts_stripes_only(K, M)
     };
     format(io_of(&faulty).as_ref(), &opts).expect("format");
     for f in &faulty {
@@ -1015,11 +1016,11 @@ fn writes_after_a_replayed_partial_stripe_survive_device_loss() {
     let mems = new_mems();
     // Without the sync journal: the scenario needs a sync that writes a stripe (the journal
     // would acknowledge it with m + 1 writes, within the power budget).
-    let opts = FormatOptions {
-        sync_journal: false,
-        ..fmt_opts(K, M)
-    };
-    format(io_of(&wrap(&mems, seed)).as_ref(), &opts).expect("format");
+    format(
+        io_of(&wrap(&mems, seed)).as_ref(),
+        &fmt_opts_stripes_only(K, M),
+    )
+    .expect("format");
     let mut units = Vec::new();
     // Session 1: one acknowledged row, then a stripe of which only k chunks reach the media
     // before the power fails (no flush: the writes simply happened to stay).

@@ -32,9 +32,7 @@ mod common;
 use common::crash_oracle::{self, make_value, okey, read_all, State};
 use common::*;
 use ectable::devices::MemDevice;
-use ectable::{
-    format, Engine, EngineOptions, FormatOptions, HealthPolicy, RebuildOptions, WriteBatch,
-};
+use ectable::{format, Engine, EngineOptions, HealthPolicy, RebuildOptions, WriteBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -351,11 +349,7 @@ fn lost_writes_then_device_loss_without_repair() {
     // device segment 0, a stripe written earlier, which may also hold a lost write: two bad
     // chunks, within m, but not with a third device gone. That is the fault model's limit
     // (m bad chunks per stripe), not a loss this test should pin on the engine.
-    let opts = FormatOptions {
-        sync_journal: false,
-        ..fmt_opts(K, M)
-    };
-    format(io_of(&faulty).as_ref(), &opts).expect("format");
+    format(io_of(&faulty).as_ref(), &fmt_opts_stripes_only(K, M)).expect("format");
     let [lose, mis] = distinct_devices(&mut rng, 2)[..] else {
         unreachable!()
     };

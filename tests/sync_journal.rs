@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use ectable::devices::{CrashMode, FaultyDevice, MemDevice};
-use ectable::{format, Engine, EngineOptions, FormatOptions};
+use ectable::{format, Engine, EngineOptions};
 use std::sync::Arc;
 
 const N: usize = 6;
@@ -20,9 +20,10 @@ const M: usize = 2;
 
 fn new_array(journal: bool) -> Vec<Arc<MemDevice>> {
     let mems = memory_devices(N, 16 << 20);
-    let opts = FormatOptions {
-        sync_journal: journal,
-        ..fmt_opts(K, M)
+    let opts = if journal {
+        fmt_opts(K, M)
+    } else {
+        fmt_opts_stripes_only(K, M)
     };
     format(io_of(&wrap(&mems, 1)).as_ref(), &opts).expect("format");
     mems

@@ -121,7 +121,7 @@ impl Engine {
                     (n.clone(), rows)
                 })
                 .collect();
-            (st.durable_lsn(), tables)
+            (st.acked_lsn(), tables)
         })?;
         // Batches of rows in (table, key) order, read ahead of the sink by READERS helper
         // threads (batch i by reader i % READERS, each one batch ahead in its channel): the
@@ -221,7 +221,7 @@ impl Engine {
                 why: format!("the array keeps the history after LSN {h} only"),
             });
         }
-        let end = self.shared.quiesced(|st| st.durable_lsn())?;
+        let end = self.shared.quiesced(|st| st.acked_lsn())?;
         let changes = self.read_changes(from_lsn, end)?;
         for c in &changes {
             f(c)?;

@@ -46,7 +46,7 @@ pub(crate) struct Snapshot {
 /// durable. None if the writer is not quiesced or nothing was ever written.
 pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
     let cursor = st.cursor()?.clone();
-    let lsn = st.durable_lsn();
+    let lsn = st.acked_lsn();
     if lsn == 0 || !st.is_quiet() {
         return None;
     }

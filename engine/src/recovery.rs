@@ -642,9 +642,8 @@ fn read_journal(array: &Array) -> BTreeMap<u64, Vec<JournalEntry>> {
     by_first
 }
 
-/// Continues the log from the sync journal (docs/format.md, "Sync journal"): reads the
-/// ring of every present member, then follows the chain of valid entries from
-/// `expected_lsn`, never going down in epoch, preferring at each step the newest epoch.
+/// Continues the log from the sync journal (docs/format.md, "Sync journal"): follows the
+/// chain of the valid entries [`read_journal`] found from `expected_lsn`, never going down in epoch, preferring at each step the newest epoch.
 /// Applies their records to the index (served from memory, see [`JOURNAL_REPLAY_SEQ`]).
 fn replay_journal(
     by_first: &BTreeMap<u64, Vec<JournalEntry>>,
@@ -665,16 +664,18 @@ fn replay_journal(
         let mut pos = 0;
         while pos < best.payload.len() {
             let (rec, _, len) =
-                LogRecord::decode(&best.payload[pos..]).map_err(|e| Error::Corrupt {
-                    device: "sync journal".into(),
-                    offset_bytes: pos as u64,
-                    what: "log record in a verified journal entry",
-                    source: e,
+                log_record::RecordView::decode(&best.payload[pos..]).map_err(|e| {
+                    Error::Corrupt {
+                        device: "sync journal".into(),
+                        offset_bytes: pos as u64,
+                        what: "log record in a verified journal entry",
+                        source: e,
+                    }
                 })?;
             match rec.kind {
                 RecordKind::Put | RecordKind::Moved => index.put(
-                    &rec.table,
-                    &rec.key,
+                    rec.table,
+                    rec.key,
                     IndexEntry {
                         lsn: rec.lsn,
                         value_len: rec.value.len() as u32,
@@ -685,7 +686,7 @@ fn replay_journal(
                         },
                     },
                 ),
-                RecordKind::Delete => index.delete(&rec.table, &rec.key),
+                RecordKind::Delete => index.delete(rec.table, rec.key),
             }
             pos += len;
         }

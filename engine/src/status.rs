@@ -251,7 +251,7 @@ impl Engine {
         for (slot, f) in st.free().free.iter().enumerate() {
             used_per_slot[slot] = a.segment_count() - f.len() as u32;
         }
-        let (next_lsn, durable_lsn) = (st.next_lsn(), st.durable_lsn());
+        let (next_lsn, durable_lsn) = (st.next_lsn(), st.acked_lsn());
         let free_segments = st.free().allocatable(a.w());
         let cursor = st.cursor().map(|c| (c.segment.id, c.offset as u64));
         drop(st);

@@ -76,21 +76,42 @@ fn entry_crc(b: &[u8], payload_bytes: usize) -> u32 {
     )
 }
 
+/// Encodes an entry into `b`, which must be `entry_bytes(payload.len())` zeroed bytes (the
+/// writer encodes straight into the buffer it writes, without a copy of the records).
+pub fn encode_entry(
+    array_uuid: &[u8; UUID_BYTES],
+    write_epoch: u64,
+    (first_lsn, last_lsn): (u64, u64),
+    payload: &[u8],
+    b: &mut [u8],
+) {
+    let p = payload.len();
+    debug_assert_eq!(b.len(), entry_bytes(p));
+    b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES].copy_from_slice(MAGIC);
+    b[OFF_ARRAY..OFF_ARRAY + UUID_BYTES].copy_from_slice(array_uuid);
+    put_u64(b, OFF_EPOCH, write_epoch);
+    put_u64(b, OFF_FIRST_LSN, first_lsn);
+    put_u64(b, OFF_LAST_LSN, last_lsn);
+    put_u32(b, OFF_PAYLOAD, p as u32);
+    put_u32(b, OFF_ENTRY, entry_bytes(p) as u32);
+    b[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + p].copy_from_slice(payload);
+    let crc = entry_crc(b, p);
+    put_u32(b, OFF_CRC, crc);
+}
+
 impl JournalEntry {
     /// Encodes the entry into `entry_bytes(payload.len())` bytes (zero after the records).
+    /// (The writer uses [`encode_entry`]; this is for tests, seeds and tools.)
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn encode(&self) -> Vec<u8> {
-        let p = self.payload.len();
-        let mut b = vec![0u8; entry_bytes(p)];
-        b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES].copy_from_slice(MAGIC);
-        b[OFF_ARRAY..OFF_ARRAY + UUID_BYTES].copy_from_slice(&self.array_uuid);
-        put_u64(&mut b, OFF_EPOCH, self.write_epoch);
-        put_u64(&mut b, OFF_FIRST_LSN, self.first_lsn);
-        put_u64(&mut b, OFF_LAST_LSN, self.last_lsn);
-        put_u32(&mut b, OFF_PAYLOAD, p as u32);
-        put_u32(&mut b, OFF_ENTRY, entry_bytes(p) as u32);
-        b[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + p].copy_from_slice(&self.payload);
-        let crc = entry_crc(&b, p);
-        put_u32(&mut b, OFF_CRC, crc);
+        let mut b = vec![0u8; entry_bytes(self.payload.len())];
+        encode_entry(
+            &self.array_uuid,
+            self.write_epoch,
+            (self.first_lsn, self.last_lsn),
+            &self.payload,
+            &mut b,
+        );
         b
     }
 

@@ -26,7 +26,7 @@ impl Shared {
         let mut inflight: Option<InFlight> = None;
         let mut unflushed = Unflushed::default();
         let journal_enabled = self.journal_enabled();
-        let mut ring = JournalRing::new(self.lock_state().journal_hold_lsn);
+        let mut ring = JournalRing::new();
         loop {
             // 1. Take the next batch of sealed stripes, if any is ready.
             let mut next: Option<(Vec<SealedStripe>, u64)> = None;

@@ -12,7 +12,7 @@
 //! - Only groups of at most half a stripe's payload are journaled; larger ones take a
 //!   stripe (fewer bytes moved).
 
-use crate::format::journal::{entry_bytes, JournalEntry, JOURNAL_BYTES, JOURNAL_START_BYTES};
+use crate::format::journal::{encode_entry, entry_bytes, JOURNAL_BYTES, JOURNAL_START_BYTES};
 use crate::format::FORMAT_VERSION_JOURNAL;
 use crate::log::state::WriterState;
 use crate::shared::Shared;
@@ -35,23 +35,19 @@ pub(crate) struct JournalRing {
 
 /// One entry to write: taken from the open stripe under the writer lock.
 pub(crate) struct JournalJob {
-    entry: Vec<u8>,
+    entry: AlignedBuf,
     place: Range<usize>,
     slots: Vec<u32>,
     last_lsn: u64,
 }
 
 impl JournalRing {
-    /// A ring that must not be written over until the stripes are durable up to `hold_lsn`
-    /// (0: nothing to keep).
-    pub(crate) fn new(hold_lsn: u64) -> JournalRing {
-        let mut entries = VecDeque::new();
-        if hold_lsn > 0 {
-            entries.push_back((0..JOURNAL_BYTES, hold_lsn));
-        }
+    /// An empty ring. (Entries an open replayed may lie anywhere in it, but nothing is
+    /// journaled before their records are in flushed stripes: `force_stripes_lsn`.)
+    pub(crate) fn new() -> JournalRing {
         JournalRing {
             cursor: 0,
-            entries,
+            entries: VecDeque::new(),
             rotation: 0,
             refused_through: 0,
         }
@@ -124,17 +120,18 @@ impl Shared {
         if open.buf.len() - from > self.array.max_stripe_payload() / 2 {
             return None;
         }
-        let payload = open.buf[from..].to_vec();
+        let payload = &open.buf[from..];
         let place = ring.place_for(entry_bytes(payload.len()), st.durable_lsn)?;
         ring.rotation = (ring.rotation + copies) % n;
-        let entry = JournalEntry {
-            array_uuid: self.array.sb.array_uuid,
-            write_epoch: self.array.write_epoch.load(Ordering::SeqCst),
-            first_lsn: acked + 1,
-            last_lsn: open.last_lsn,
+        // Encoded straight into the buffer that is written: one copy of the records.
+        let mut entry = AlignedBuf::new(place.len());
+        encode_entry(
+            &self.array.sb.array_uuid,
+            self.array.write_epoch.load(Ordering::SeqCst),
+            (acked + 1, open.last_lsn),
             payload,
-        }
-        .encode();
+            &mut entry,
+        );
         Some(JournalJob {
             entry,
             place,
@@ -148,7 +145,7 @@ impl Shared {
     /// takes a short stripe.
     pub(crate) fn journal_write(&self, job: JournalJob, ring: &mut JournalRing) {
         let array = &self.array;
-        let buf = AlignedBuf::from_slice(&job.entry);
+        let buf = job.entry;
         let offset = JOURNAL_START_BYTES + job.place.start as u64;
         // One request per member: the write and the flush it needs (RWF_DSYNC), so the
         // entry costs one round trip, not a write and then a flush.
@@ -167,14 +164,14 @@ impl Shared {
                 durable += 1;
             }
         }
-        self.counters
-            .journal_entries_written
-            .fetch_add(1, Ordering::Relaxed);
         // Ring space is spoken for even if the write failed: a partial entry lies there.
         ring.entries.push_back((job.place.clone(), job.last_lsn));
         ring.cursor = job.place.end;
         let mut st = self.lock_state();
         if durable >= job.slots.len() {
+            self.counters
+                .journal_entries_written
+                .fetch_add(1, Ordering::Relaxed);
             st.journal_lsn = st.journal_lsn.max(job.last_lsn);
             self.durable_cv.notify_all();
         } else {
@@ -193,7 +190,7 @@ mod tests {
 
     #[test]
     fn the_ring_wraps_and_never_overwrites_what_is_not_in_flushed_stripes() {
-        let mut ring = JournalRing::new(0);
+        let mut ring = JournalRing::new();
         let e = 8192;
         let p = ring.place_for(e, 0).expect("empty ring");
         assert_eq!(p, 0..e);
@@ -210,12 +207,5 @@ mod tests {
         // The next one wraps to 0, where LSN 10's entry lies: not before it is durable.
         assert_eq!(ring.place_for(e, 9), None);
         assert_eq!(ring.place_for(e, 10), Some(0..e));
-    }
-
-    #[test]
-    fn a_replayed_ring_is_held_until_its_records_are_durable() {
-        let mut ring = JournalRing::new(500);
-        assert_eq!(ring.place_for(4096, 499), None);
-        assert_eq!(ring.place_for(4096, 500), Some(0..4096));
     }
 }

@@ -90,11 +90,9 @@ pub(crate) struct WriterState {
     /// Records recovery replayed from the sync journal, written into the log by the
     /// session's first write (their index entries name [`JOURNAL_REPLAY_SEQ`] until then).
     pub(in crate::log) journal_replay: Option<JournalReplay>,
-    /// The sync journal's ring may not be written over until the stripes are durable up to
-    /// this LSN (the entries recovery replayed lie somewhere in it).
-    pub(in crate::log) journal_hold_lsn: u64,
-    /// Syncs up to this LSN must reach flushed stripes, not the journal (the records a
-    /// writable open replayed from the journal: they may have a single copy there).
+    /// Syncs up to this LSN must reach flushed stripes, not the journal: the records an
+    /// open replayed from the journal (they may have a single copy there, and their entries
+    /// lie somewhere in the ring, which nothing may overwrite before they are in stripes).
     pub(in crate::log) force_stripes_lsn: u64,
     pub(in crate::log) sync_wanted_lsn: u64,
     pub(in crate::log) error: Option<String>,
@@ -156,8 +154,7 @@ impl WriterState {
             sealed: VecDeque::new(),
             durable_lsn,
             journal_lsn: next_lsn - 1,
-            journal_hold_lsn: journal_replay.as_ref().map_or(0, |j| j.last_lsn),
-            force_stripes_lsn: 0,
+            force_stripes_lsn: journal_replay.as_ref().map_or(0, |j| j.last_lsn),
             journal_replay,
             sync_wanted_lsn: 0,
             error: None,
@@ -178,12 +175,6 @@ impl WriterState {
     /// The LSN the next record gets.
     pub(crate) fn next_lsn(&self) -> u64 {
         self.next_lsn
-    }
-
-    /// Every record up to this LSN is durable (acknowledged): in flushed stripes or in the
-    /// sync journal.
-    pub(crate) fn durable_lsn(&self) -> u64 {
-        self.acked_lsn()
     }
 
     /// Every record up to this LSN is durable, in flushed stripes or in the sync journal.

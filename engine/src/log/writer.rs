@@ -425,10 +425,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Waits until every record up to `lsn` is in flushed stripes (not only in the journal).
+    /// Waits until every record up to `lsn` is in flushed stripes, not only in the journal
+    /// (`force_stripes_lsn`, set at open, keeps the flusher from journaling them).
     fn wait_in_stripes(&self, lsn: u64) -> Result<()> {
         let mut st = self.lock_state();
-        st.force_stripes_lsn = st.force_stripes_lsn.max(lsn);
         st.sync_wanted_lsn = st.sync_wanted_lsn.max(lsn);
         self.work_cv.notify_all();
         self.wait_for(st, |st| st.durable_lsn >= lsn).map(drop)
@@ -542,8 +542,8 @@ impl Shared {
 
     /// Writes the records recovery replayed from the sync journal into the log, with their
     /// LSNs and kinds, one journal entry (whole batches) at a time, ahead of anything new.
-    /// They stay acknowledged through the journal until their stripes are flushed; the
-    /// journal's ring is not written over before that (`journal_hold_lsn`).
+    /// They stay acknowledged through the journal until their stripes are flushed; nothing
+    /// is journaled before that (`force_stripes_lsn`).
     fn fold_journal_replay(&self, st: &mut WriterState) -> Result<()> {
         let Some(j) = st.journal_replay.take() else {
             return Ok(());
