@@ -109,9 +109,20 @@ impl BatchState {
     }
 }
 
-/// Turns the calling thread's ring of backend `id` until `state` is complete (or, with
-/// `block = false`, once).
-pub(crate) type DriveFn = fn(id: u64, state: &BatchState, block: bool);
+/// How far [`DriveFn`] turns a thread's ring.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Drive {
+    /// Reap what has completed, without blocking.
+    Poll,
+    /// Until the batch is complete.
+    Complete,
+    /// Once, blocking until at least one operation of the ring completed or the time passed
+    /// (nothing if the batch is already complete).
+    Progress(Duration),
+}
+
+/// Turns the calling thread's ring of backend `id` for `state` as far as `how` says.
+pub(crate) type DriveFn = fn(id: u64, state: &BatchState, how: Drive);
 
 struct Driver {
     backend_id: u64,
@@ -152,21 +163,21 @@ impl IoBatch {
         b
     }
 
-    fn drive(&self, block: bool) {
+    fn drive(&self, how: Drive) {
         if let Some(d) = &self.driver {
             assert_eq!(
                 d.thread,
                 std::thread::current().id(),
                 "an io_uring batch must be waited on by the thread that submitted it"
             );
-            (d.drive)(d.backend_id, &self.state, block);
+            (d.drive)(d.backend_id, &self.state, how);
         }
     }
 
     /// Blocks until every operation completed and returns the completions in submission order.
     /// Panics if called on an io_uring batch from a thread other than the one that submitted it.
     pub fn wait(self) -> Vec<IoCompletion> {
-        self.drive(true);
+        self.drive(Drive::Complete);
         let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
         while g.1 > 0 {
             g = self.state.done.wait(g).unwrap_or_else(|p| p.into_inner());
@@ -178,8 +189,41 @@ impl IoBatch {
 
     /// Whether every operation has completed (reaps the ring without blocking).
     pub fn is_done(&self) -> bool {
-        self.drive(false);
+        self.drive(Drive::Poll);
         self.state.remaining() == 0
+    }
+
+    /// Whether every operation has completed, without turning any ring: for a caller that
+    /// keeps several batches in flight and has just waited with [`IoBatch::wait_progress`].
+    pub fn completed(&self) -> bool {
+        self.state.remaining() == 0
+    }
+
+    /// Blocks until this batch is complete or, on the io_uring engine, until any operation of
+    /// the calling thread's ring completed (handing it to its batch), or until `timeout`
+    /// passed. Returns at once when the batch is already complete. With several batches in
+    /// flight, call this on one and then [`IoBatch::completed`] on each: the way to keep a
+    /// queue of independent operations full from one thread. Panics like [`IoBatch::wait`]
+    /// when called from a thread other than the submitting one on the io_uring engine.
+    pub fn wait_progress(&self, timeout: Duration) {
+        if self.driver.is_some() {
+            self.drive(Drive::Progress(timeout));
+            return;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
+        while g.1 > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            g = self
+                .state
+                .done
+                .wait_timeout(g, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 }
 

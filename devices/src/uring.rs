@@ -17,7 +17,7 @@
 //! - Operations of an engine that was dropped and are still in a backlog are failed, never
 //!   submitted: their file descriptors may have been reused.
 
-use crate::backend::{bad_index, BatchState};
+use crate::backend::{bad_index, BatchState, Drive};
 use crate::{BlockDevice, DeviceError, IoBackend, IoBatch, IoCompletion, IoKind, IoOp};
 use io_uring::{opcode, types, IoUring};
 use std::cell::RefCell;
@@ -145,14 +145,29 @@ impl ThreadRing {
     }
 
     /// Enters the kernel: submits what is queued and, with `wait`, blocks for at least one
-    /// completion; then hands every completion to its batch.
-    fn turn(&mut self, wait: bool) -> Result<(), DeviceError> {
+    /// completion (for at most `timeout`, when given); then hands every completion to its
+    /// batch.
+    fn turn(
+        &mut self,
+        wait: bool,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), DeviceError> {
         self.fill();
         let want = usize::from(wait && self.in_flight > 0);
         loop {
-            match self.ring.submit_and_wait(want) {
+            let entered = match timeout.filter(|_| want > 0) {
+                Some(t) => {
+                    let ts = types::Timespec::from(t);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(want, &args)
+                }
+                None => self.ring.submit_and_wait(want),
+            };
+            match entered {
                 Ok(_) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // The time passed with nothing completed.
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => break,
                 // The completion queue is full: reap below, then try again.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => break,
                 Err(e) => return Err(DeviceError::Backend(format!("io_uring enter failed: {e}"))),
@@ -210,7 +225,7 @@ impl Drop for ThreadRing {
         self.fail_backlog("io_uring engine closed");
         // Buffers of operations in flight belong to the kernel until reaped.
         while self.in_flight > 0 {
-            if self.turn(true).is_err() {
+            if self.turn(true, None).is_err() {
                 // The ring cannot be entered any more: leak the buffers rather than free
                 // memory the kernel might still write.
                 for e in self.slab.drain(..).flatten() {
@@ -257,9 +272,8 @@ fn with_ring<R>(
     })
 }
 
-/// Drives this thread's ring for `engine_id` until `state` is complete (or, with
-/// `block = false`, once).
-pub(crate) fn drive(engine_id: u64, state: &BatchState, block: bool) {
+/// Drives this thread's ring for `engine_id` as far as `how` says for `state`.
+pub(crate) fn drive(engine_id: u64, state: &BatchState, how: Drive) {
     RINGS.with(|rings| {
         let mut rings = rings.borrow_mut();
         let Some(r) = rings.iter_mut().find(|r| r.engine_id == engine_id) else {
@@ -269,11 +283,16 @@ pub(crate) fn drive(engine_id: u64, state: &BatchState, block: bool) {
             if state.remaining() == 0 {
                 return;
             }
-            if let Err(e) = r.turn(block) {
+            let turned = match how {
+                Drive::Poll => r.turn(false, None),
+                Drive::Complete => r.turn(true, None),
+                Drive::Progress(t) => r.turn(true, Some(t)),
+            };
+            if let Err(e) = turned {
                 r.fail_backlog(&e.to_string());
                 return;
             }
-            if !block {
+            if !matches!(how, Drive::Complete) {
                 return;
             }
         }
@@ -334,7 +353,7 @@ impl IoBackend for UringBackend {
             for (i, op) in ops.take().into_iter().flatten().enumerate() {
                 r.backlog.push_back((state.clone(), i, op));
             }
-            if let Err(e) = r.turn(false) {
+            if let Err(e) = r.turn(false, None) {
                 r.fail_backlog(&e.to_string());
             }
         });

@@ -434,6 +434,15 @@ impl Engine {
         self.shared.get_many(table, keys)
     }
 
+    /// A queue of point reads of `table` that keeps them in flight continuously: submit keys
+    /// with a tag each, take each outcome back as soon as its read completes
+    /// (`ReadQueue::next_done`), submit the next. Unlike `get_many`, which returns when its
+    /// slowest read is back, the devices see a steady queue depth. The queue is used from the
+    /// thread that made it.
+    pub fn read_queue<T>(&self, table: &str) -> crate::log::read_queue::ReadQueue<'_, T> {
+        crate::log::read_queue::ReadQueue::new(&self.shared, table)
+    }
+
     /// Keys and values of `table` in key order within the bounds, at most `limit`.
     pub fn scan(
         &self,

@@ -220,6 +220,10 @@ pub struct Status {
     pub degraded_reads: u64,
     /// Chunks rewritten by read-repair since open.
     pub read_repairs: u64,
+    /// Reads of a read queue looked up again since open: the cleaner had moved the record
+    /// while the read was in flight, or its bytes failed the check (then the ordinary path
+    /// with its repairs took over).
+    pub reads_looked_again: u64,
     /// Stripes written with fewer than k + m chunks since open.
     pub degraded_writes: u64,
     /// Probe rounds run by the monitor thread since open.
@@ -423,6 +427,7 @@ impl Engine {
             payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
             checkpoint_bytes_written: c.checkpoint_bytes_written.load(Ordering::Relaxed),
             degraded_reads: c.degraded_reads.load(Ordering::Relaxed),
+            reads_looked_again: c.reads_looked_again.load(Ordering::Relaxed),
             read_repairs: c.read_repairs.load(Ordering::Relaxed),
             probes: c.probes.load(Ordering::Relaxed),
             probe_failures: c.probe_failures.load(Ordering::Relaxed),

@@ -5,6 +5,7 @@ pub(crate) mod cursor;
 pub(crate) mod flusher;
 pub(crate) mod journal;
 pub(crate) mod read;
+pub(crate) mod read_queue;
 pub(crate) mod repair;
 pub(crate) mod segment_read;
 pub(crate) mod state;

@@ -64,7 +64,7 @@ impl Shared {
             .unwrap_or_default())
     }
 
-    fn segment(&self, id: u64) -> Result<Arc<SegmentInfo>> {
+    pub(crate) fn segment(&self, id: u64) -> Result<Arc<SegmentInfo>> {
         self.segments
             .read_locked()
             .get(&id)
@@ -353,7 +353,7 @@ impl Shared {
 }
 
 /// Checks fetched record bytes against the index entry; returns the value if they match.
-fn verify_record(
+pub(crate) fn verify_record(
     bytes: &[u8],
     loc: &RecordLoc,
     lsn: u64,

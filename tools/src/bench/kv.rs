@@ -77,8 +77,12 @@ impl Workload for KvWorkload {
 /// Groups of puts a write job keeps in flight (at most; never more than --iodepth).
 const WRITE_GROUPS: usize = 8;
 
-/// One engine job: batches of `iodepth` operations (see `--iodepth` in the help).
+/// One engine job: batches of `iodepth` operations (see `--iodepth` in the help); reads only
+/// through a read queue that keeps `iodepth` in flight.
 fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
+    if p.read_pct == 100 {
+        return read_job(engine, p, live, job);
+    }
     let start = Instant::now();
     let mut rng = SmallRng::seed_from_u64(p.seed ^ (job as u64 + 1).wrapping_mul(0x9E37_79B9));
     let (jobs, job64) = (p.numjobs as u64, job as u64);
@@ -191,6 +195,53 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
         durable(&mut dirs, &rest, p.bs, live);
     }
     Ok((dirs, notes))
+}
+
+/// One read job: `iodepth` reads kept in flight through `Engine::read_queue`, the next
+/// submitted as each completes, as fio keeps its queue full; a read's latency runs from its
+/// submission to its completion.
+fn read_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
+    let start = Instant::now();
+    let mut rng = SmallRng::seed_from_u64(p.seed ^ (job as u64 + 1).wrapping_mul(0x9E37_79B9));
+    let (jobs, job64) = (p.numjobs as u64, job as u64);
+    let quota = p.op_limit.map(|t| t / jobs + u64::from(job64 < t % jobs));
+    let mut dirs = Dir::pair();
+    let (mut next_seq, mut issued) = (job64, 0u64);
+    let mut queue = engine.read_queue::<(u64, Instant)>(TABLE);
+    loop {
+        let stop = quota.is_some_and(|q| issued >= q)
+            || p.deadline.is_some_and(|d| start.elapsed() >= d)
+            || live.stop.load(Ordering::Relaxed);
+        if !stop && queue.len() < p.iodepth {
+            let idx = p.base
+                + if p.rw.random() {
+                    rng.random_range(0..p.nkeys)
+                } else {
+                    next_seq += jobs;
+                    (next_seq - jobs) % p.nkeys
+                };
+            queue
+                .submit(&row_key(idx), (idx, Instant::now()))
+                .context("read_queue submit")?;
+            issued += 1;
+            continue;
+        }
+        let Some(((i, t0), got)) = queue.next_done() else {
+            break;
+        };
+        let lat = t0.elapsed();
+        let Some(v) = got.with_context(|| format!("read of row {i}"))? else {
+            bail!("row {i} is missing from table '{TABLE}'")
+        };
+        if v.len() != p.bs {
+            bail!("row {i} holds {} bytes, expected {}", v.len(), p.bs);
+        }
+        if p.verify && v != row_value(i, p.seed, p.bs) {
+            bail!("row {i} read back other bytes than were written (--verify)");
+        }
+        dirs[READ].record(lat, p.bs as u64, live, READ);
+    }
+    Ok((dirs, Vec::new()))
 }
 
 /// True when the array holds the data set: a few rows, first and last included, read back
