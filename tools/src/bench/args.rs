@@ -48,8 +48,9 @@ pub struct BenchArgs {
     pub bs: u64,
     /// Operations in flight per job.
     ///
-    /// Reads: each job hands iodepth keys at once to Engine::get_many, which puts all their
-    /// device reads in flight together; every key of a batch completes when the batch does.
+    /// Reads: each job keeps iodepth reads in flight through Engine::read_queue, submitting
+    /// the next as each completes (as fio keeps its queue full); a read's latency runs from
+    /// its submission to its completion.
     ///
     /// Writes: each job keeps up to iodepth puts in flight, in up to 8 groups of equal size:
     /// it issues a group's puts without waiting (the engine packs them into stripes and its
