@@ -301,6 +301,98 @@ fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_
 }
 
 #[test]
+fn a_streaming_scan_whose_page_read_is_held_while_its_segment_is_reused_reads_the_rows_again() {
+    let hold = Arc::new((Mutex::new((0usize, false)), Condvar::new()));
+    let devs: Vec<Arc<dyn BlockDevice>> = (0..6)
+        .map(|i| {
+            Arc::new(Holding {
+                inner: Arc::new(MemDevice::new(&format!("mem{i}"), 6 << 20)),
+                hold: hold.clone(),
+            }) as Arc<dyn BlockDevice>
+        })
+        .collect();
+    let io = open_backend(BackendKind::Psync, devs).unwrap();
+    let mut opts = fmt_opts(4, 2);
+    opts.segment_size_bytes = 256 << 10;
+    format(io.as_ref(), &opts).unwrap();
+    let eopts = EngineOptions {
+        cleaner: ectable::CleanerOptions {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = Arc::new(Engine::open(io.clone(), eopts).unwrap());
+    const N: u64 = 16;
+    for i in 0..N {
+        e.put("t", &key(i), &value_for(i, 1, 2000)).unwrap();
+    }
+    e.sync().unwrap();
+    struct Release(Arc<(Mutex<(usize, bool)>, Condvar)>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+            self.0 .1.notify_all();
+        }
+    }
+    // The scan's first page read waits on the device; meanwhile another thread writes new
+    // versions, cleans the old segment, frees it and fills the array, then lets it go.
+    *hold.0.lock().unwrap() = (1, false);
+    let other = {
+        let (e, hold) = (e.clone(), hold.clone());
+        std::thread::spawn(move || {
+            let _release = Release(hold.clone());
+            {
+                let (lock, cv) = &*hold;
+                let mut g = lock.lock().unwrap();
+                while g.0 > 0 {
+                    g = cv.wait(g).unwrap();
+                }
+            }
+            for i in 0..N {
+                e.put("t", &key(i), &value_for(i + 1000, 1, 2000)).unwrap();
+            }
+            let mut j = 0u64;
+            while j < 400 {
+                e.put("fill", &j.to_le_bytes(), &value_for(j, 2, 8000))
+                    .unwrap();
+                j += 1;
+            }
+            e.sync().unwrap();
+            e.clean(8).unwrap();
+            assert!(e.cleaner_stats().segments_freed > 0);
+            loop {
+                match e.put("fill", &j.to_le_bytes(), &value_for(j, 2, 8000)) {
+                    Ok(_) => j += 1,
+                    Err(Error::NoSpace(_)) => break,
+                    Err(other) => panic!("filling: {other}"),
+                }
+            }
+            e.sync().unwrap();
+        })
+    };
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = e
+        .scan_iter("t", std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    other.join().unwrap();
+    assert_eq!(rows.len() as u64, N);
+    for (i, (k, v)) in rows.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(k, &key(i));
+        assert!(
+            *v == value_for(i, 1, 2000) || *v == value_for(i + 1000, 1, 2000),
+            "row {i}: neither version"
+        );
+    }
+    let again = e.status().reads_looked_again;
+    assert!(again >= 1, "no row found its segment reused");
+    eprintln!("scan: {again} rows looked up again");
+    e.close().unwrap();
+}
+
+#[test]
 fn a_queue_reads_around_bad_blocks_and_missing_devices_and_never_returns_wrong_bytes() {
     let (_mems, faulty) = mem_devices(6, 16 << 20, 21);
     let io = io_of(&faulty);

@@ -478,6 +478,46 @@ impl Engine {
         Ok(out)
     }
 
+    /// Keys and values of `table` in key order within the bounds, streamed: the index is
+    /// read a page at a time and the next pages' device reads are in flight while the caller
+    /// takes the rows of this one, so a table of any size is read in bounded memory at the
+    /// devices' pace. Not a snapshot: each row is its key's value at some moment during the
+    /// scan (a row deleted meanwhile may be left out). Used on the thread that made it.
+    pub fn scan_iter(
+        &self,
+        table: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Result<crate::log::scan::Scan<'_>> {
+        self.shared.check_alive()?;
+        crate::validate_name_key(table, b"k")?;
+        Ok(crate::log::scan::Scan::new(
+            &self.shared,
+            table,
+            from,
+            to,
+            false,
+        ))
+    }
+
+    /// Like `scan_iter`, in descending key order.
+    pub fn scan_iter_rev(
+        &self,
+        table: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Result<crate::log::scan::Scan<'_>> {
+        self.shared.check_alive()?;
+        crate::validate_name_key(table, b"k")?;
+        Ok(crate::log::scan::Scan::new(
+            &self.shared,
+            table,
+            from,
+            to,
+            true,
+        ))
+    }
+
     /// Table names with their key counts, sorted by name.
     pub fn tables(&self) -> Vec<(String, usize)> {
         let index = self.shared.index.read_locked();

@@ -79,6 +79,7 @@ pub use format::log_record::{encoded_len_padded, MAX_KEY_BYTES, MAX_TABLE_NAME_B
 pub use format::{new_uuid, uuid_string, DecodeError};
 pub use health::{DetectionMode, HealthPolicy};
 pub use log::read_queue::{ReadDone, ReadQueue};
+pub use log::scan::Scan;
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;

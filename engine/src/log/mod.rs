@@ -7,6 +7,7 @@ pub(crate) mod journal;
 pub(crate) mod read;
 pub(crate) mod read_queue;
 pub(crate) mod repair;
+pub(crate) mod scan;
 pub(crate) mod segment_read;
 pub(crate) mod state;
 pub(crate) mod stripe;

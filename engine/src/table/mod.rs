@@ -630,7 +630,8 @@ impl Tables {
             }
         }
         let engine = &self.inner.engine;
-        let mut keys = keys_in_range(
+        engine.shared.check_alive()?;
+        let mut entries = entries_in_range(
             engine,
             table,
             lo.as_deref(),
@@ -638,26 +639,27 @@ impl Tables {
             q.limit.saturating_add(1),
             q.reverse,
         );
-        let next_start = if keys.len() > q.limit {
-            let k = keys.pop().unwrap_or_default();
-            Some(decode_key(&schema, table, &k)?)
-        } else {
-            None
+        let next_start = match entries.len() > q.limit {
+            true => match entries.pop() {
+                Some((k, _)) => Some(decode_key(&schema, table, &k)?),
+                None => None,
+            },
+            false => None,
         };
-        let mut rows = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(READ_CHUNK) {
-            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-            let values = match engine.get_many(table, &refs) {
-                Ok(v) => v,
-                // Dropped meanwhile.
-                Err(Error::NoSuchTable(_)) => break,
-                Err(e) => return Err(e),
-            };
-            for (k, v) in chunk.iter().zip(values) {
-                // A row deleted since its key was listed is skipped.
-                let Some(v) = v else { continue };
+        let mut rows = Vec::with_capacity(entries.len());
+        // The rows' reads in pages, the next page's in flight while this one is decoded; a
+        // row deleted since its key was listed is skipped.
+        let mut pages: std::collections::VecDeque<_> = Default::default();
+        let mut rest = entries.into_iter().peekable();
+        loop {
+            while pages.len() < 2 && rest.peek().is_some() {
+                let page: Vec<_> = rest.by_ref().take(READ_CHUNK).collect();
+                pages.push_back(engine.shared.start_load(page));
+            }
+            let Some(page) = pages.pop_front() else { break };
+            for (k, v) in engine.shared.finish_load(table, page)? {
                 rows.push(Row {
-                    key: decode_key(&schema, table, k)?,
+                    key: decode_key(&schema, table, &k)?,
                     columns: decode_row(table, &v, q.columns.as_deref())?,
                 });
             }
@@ -786,6 +788,22 @@ fn keys_in_range(
     limit: usize,
     reverse: bool,
 ) -> Vec<Vec<u8>> {
+    entries_in_range(engine, table, lo, hi, limit, reverse)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Keys of `table` in `[lo, hi)` with their index entries, ascending or descending, at most
+/// `limit`.
+fn entries_in_range(
+    engine: &Engine,
+    table: &str,
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+    limit: usize,
+    reverse: bool,
+) -> Vec<(Vec<u8>, crate::index::IndexEntry)> {
     if let (Some(l), Some(h)) = (lo, hi) {
         if l >= h {
             return Vec::new(); // an empty or inverted range
@@ -800,12 +818,12 @@ fn keys_in_range(
     if reverse {
         t.range_rev(lo, hi)
             .take(limit)
-            .map(|(k, _)| k.to_vec())
+            .map(|(k, e)| (k.to_vec(), e))
             .collect()
     } else {
         t.range(lo, hi)
             .take(limit)
-            .map(|(k, _)| k.to_vec())
+            .map(|(k, e)| (k.to_vec(), e))
             .collect()
     }
 }

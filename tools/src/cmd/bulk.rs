@@ -213,10 +213,30 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
 /// to start over (the array changed under it) never leaves half an export behind.
 pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
     let (table, file) = (&a.table.table, &a.file);
-    let (text, n) = with_reader(kind, &a.dev, |engine| {
+    let to_stdout = file.as_os_str() == "-";
+    // Rows go out as they are read (a table larger than memory exports in bounded memory).
+    // When another process changes the array under the reader, the read starts over
+    // (with_reader): a file is written again from its start; rows already on standard
+    // output cannot be taken back, so then the export stops with an error instead.
+    let mut sent_to_stdout = false;
+    let n = with_reader(kind, &a.dev, |engine| {
+        if sent_to_stdout {
+            anyhow::bail!(
+                "the array changed while it was being exported to standard output; the rows \
+                 written so far are not one view of the table: run the export again"
+            );
+        }
+        let mut out: Box<dyn Write> = if to_stdout {
+            sent_to_stdout = true;
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+        } else {
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(file)
+                    .with_context(|| format!("creating {}", file.display()))?,
+            ))
+        };
         let tables = typed::open_tables(engine)?;
-        let mut text: Vec<u8> = Vec::new();
-        if let Some(schema) = typed::typed(&tables, table) {
+        let n = if let Some(schema) = typed::typed(&tables, table) {
             let all = typed::ScanArgs {
                 from: None,
                 to: None,
@@ -224,47 +244,29 @@ pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
                 reverse: false,
                 limit: u64::MAX,
             };
-            let n = typed::scan(&tables, table, &schema, &all, &mut text)?;
-            return Ok((text, n));
-        }
-        // In pages, for the progress lines; the view is still one: a change under the
-        // reader makes the read start over (with_reader).
-        let pb = term::RowProgress::new(0, "export");
-        let mut n = 0u64;
-        let mut from: Bound<Vec<u8>> = Bound::Unbounded;
-        loop {
-            let page = engine.scan(
-                table,
-                from.as_ref().map(|k| k.as_slice()),
-                Bound::Unbounded,
-                4096,
-            )?;
-            for (k, v) in &page {
+            typed::scan(&tables, table, &schema, &all, &mut out)?
+        } else {
+            let pb = term::RowProgress::new(0, "export");
+            let mut n = 0u64;
+            for row in engine.scan_iter(table, Bound::Unbounded, Bound::Unbounded)? {
+                let (k, v) = row?;
                 writeln!(
-                    text,
+                    out,
                     "{}",
-                    json!({"key": bytes_json(k), "value": bytes_json(v)})
+                    json!({"key": bytes_json(&k), "value": bytes_json(&v)})
                 )?;
+                n += 1;
+                if n.is_multiple_of(4096) {
+                    pb.set(n);
+                }
             }
-            n += page.len() as u64;
             pb.set(n);
-            match page.last() {
-                Some((k, _)) if page.len() == 4096 => from = Bound::Excluded(k.clone()),
-                _ => break,
-            }
-        }
-        pb.finish();
-        Ok((text, n))
+            pb.finish();
+            n
+        };
+        out.flush()?;
+        Ok(n)
     })?;
-    let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(std::io::BufWriter::new(
-            std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?,
-        ))
-    };
-    out.write_all(&text)?;
-    out.flush()?;
     eprintln!("exported {n} rows from '{table}'");
     Ok(0)
 }
