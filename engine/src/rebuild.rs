@@ -13,8 +13,7 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::segment_read::{
-    finish_segment_read, read_ahead_segments, read_segment, submit_segment_read,
-    submit_segment_read_of,
+    finish_segment_read, read_ahead_segments, read_segment, submit_member_reads, BufPool,
 };
 use crate::log::stripe::{parity_agrees, position_of, rebuild_chunks, walk_stripes, StripeOutcome};
 use crate::segments::SegmentInfo;
@@ -126,6 +125,19 @@ fn walk_segment(
     // Stopped before the limit: no chunk named the next place (or the walk may have been
     // short, see `any_chunk_at`).
     (offset as usize + BLOCK_BYTES <= limit).then_some((offset, ordinal))
+}
+
+/// Bytes of a segment's members a walk reads: all of them, or, for the segment the writer
+/// is filling, up to where it will write next and one chunk beyond (the walk looks at a
+/// chunk's worth at every stripe), not the unused tail.
+fn walk_read_len(array: &Array, seg: &SegmentInfo, frontier: Option<(u64, u32)>) -> usize {
+    let s = array.segment_size();
+    match frontier {
+        Some((id, offset)) if id == seg.id => {
+            ((offset as usize).next_multiple_of(BLOCK_BYTES) + array.chunk_size()).min(s)
+        }
+        _ => s,
+    }
 }
 
 /// Whether any present member holds a chunk header naming (seg, offset, ordinal): a walk
@@ -513,11 +525,18 @@ impl Shared {
             }
             Some(read)
         };
-        let submit = |seg: &SegmentInfo| submit_segment_read_of(a, seg, pick(seg).as_deref());
-        // The next segments' reads are in flight while this one is rebuilt and written.
+        let submit = |seg: &SegmentInfo, pool: &mut BufPool| {
+            let len = walk_read_len(a, seg, frontier);
+            submit_member_reads(a, seg, pick(seg).as_deref(), len, pool)
+        };
+        // The next segments' reads are in flight while this one is rebuilt and written, into
+        // the buffers of the segments dealt with before.
         let ahead = read_ahead_segments(a);
-        let mut reads: std::collections::VecDeque<_> =
-            segs.iter().take(ahead).map(|seg| submit(seg)).collect();
+        let mut pool = BufPool::default();
+        let mut reads = std::collections::VecDeque::new();
+        for seg in segs.iter().take(ahead) {
+            reads.push_back(submit(seg, &mut pool));
+        }
         for (index, seg) in segs.iter().enumerate() {
             if opts
                 .cancel
@@ -546,7 +565,7 @@ impl Shared {
             };
             let (mut bufs, mut bytes) = finish_segment_read(a, current);
             if let Some(seg) = segs.get(index + ahead) {
-                reads.push_back(submit(seg));
+                reads.push_back(submit(seg, &mut pool));
             }
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
             let mut full_read = pick(seg).is_none();
@@ -603,10 +622,11 @@ impl Shared {
                 }
                 // Some stripe needs more than the k members read: read them all.
                 let (all, more) = read_segment(a, seg);
-                bufs = all;
+                pool.give(std::mem::replace(&mut bufs, all));
                 bytes += more;
                 full_read = true;
             };
+            pool.give(bufs);
             p.bytes_scanned += bytes;
             p.chunks_rebuilt += chunks_rebuilt;
             p.bytes_rebuilt += ops.iter().map(|o| o.buf.len() as u64).sum::<u64>();
@@ -786,16 +806,21 @@ impl Shared {
         };
         progress(&r.progress);
         let ahead = read_ahead_segments(a);
-        let mut reads: std::collections::VecDeque<_> = (segs.iter().take(ahead))
-            .map(|seg| submit_segment_read(a, seg))
-            .collect();
+        let mut pool = BufPool::default();
+        let submit = |seg: &SegmentInfo, pool: &mut BufPool| {
+            submit_member_reads(a, seg, None, walk_read_len(a, seg, frontier), pool)
+        };
+        let mut reads = std::collections::VecDeque::new();
+        for seg in segs.iter().take(ahead) {
+            reads.push_back(submit(seg, &mut pool));
+        }
         for (index, seg) in segs.iter().enumerate() {
             let Some(current) = reads.pop_front() else {
                 break;
             };
             let (bufs, bytes) = finish_segment_read(a, current);
             if let Some(seg) = segs.get(index + ahead) {
-                reads.push_back(submit_segment_read(a, seg));
+                reads.push_back(submit(seg, &mut pool));
             }
             r.progress.bytes_scanned += bytes;
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
@@ -862,6 +887,7 @@ impl Shared {
                     StripeOutcome::Empty => {}
                 },
             );
+            pool.give(bufs);
             let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
             let mut flush = Vec::new();
             for (c, slot) in
