@@ -5,7 +5,9 @@
 # DESTROYS the contents of the six devices. Needs fio.
 # Per round: 4 KiB random reads at QD 32 (one job) and 6 jobs x 32, 64 KiB sequential reads
 # at 32 per device; fio over exactly the regions ecbench's raw pass reads (--size is shared
-# out among the files), ecbench's own raw pass beside it, then the engine.
+# out among the files), ecbench's own raw pass beside it, then the engine. Then the same
+# reads with the sixth device left out (against the healthy array), ranges of 100 typed
+# rows, and point reads with one device 15 ms late (psync engine, against healthy).
 set -euo pipefail
 DEVS=${1:?usage: reads.sh D1,...,D6 [ROUNDS] [OUT_DIR]}
 ROUNDS=${2:-3}
@@ -17,6 +19,7 @@ B=target/release
 IFS=, read -r -a D <<<"$DEVS"
 N=${#D[@]}
 FIO_FILES=$(echo "$DEVS" | tr , :)
+DEGRADED=$(IFS=,; echo "${D[*]:0:5}")
 date -u +%Y-%m-%dT%H:%M:%SZ >"$OUT/date"
 fio_rr() { # name extra-args...
   local name=$1
@@ -41,6 +44,24 @@ for r in $(seq 1 "$ROUNDS"); do
   fio_sr "fio_sr_$r"
   $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw read --bs 64K --iodepth 32 --size 512M \
     --compare-raw --output-format json >"$OUT/sr_$r.json"
+  # Degraded: the same data set with the sixth device left out, against the healthy array.
+  $B/ecbench --devices "$DEVS" --rw randread --bs 4K --iodepth 32 --size 256M --runtime 8s \
+    --time_based --output-format json >"$OUT/rrh_$r.json"
+  $B/ecbench --devices "$DEGRADED" --rw randread --bs 4K --iodepth 32 --size 256M --runtime 8s \
+    --time_based --output-format json >"$OUT/rrd_$r.json"
+  $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw read --bs 64K --iodepth 32 --size 512M \
+    --output-format json >"$OUT/srh_$r.json"
+  $B/ecbench --devices "$DEGRADED" --rw read --bs 64K --iodepth 32 --size 512M \
+    --output-format json >"$OUT/srd_$r.json"
+  # Ranges of 100 typed rows of ~1 KiB, one job: row bytes against fio's sequential read.
+  $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw table-range --bs 1K --size 256M \
+    --runtime 8s --output-format json >"$OUT/range_$r.json"
+  # Fail-slow: the psync engine, healthy, then with the third device 15 ms late.
+  $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw randread --bs 4K --iodepth 32 --size 256M \
+    --runtime 8s --time_based --io-engine psync --output-format json >"$OUT/slowh_$r.json"
+  $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw randread --bs 4K --iodepth 32 --size 256M \
+    --runtime 8s --time_based --io-engine psync --slow-device 2:15ms --output-format json \
+    >"$OUT/slows_$r.json"
 done
 python3 - "$OUT" "$ROUNDS" <<'EOF'
 import json, os, sys
@@ -67,4 +88,18 @@ for i in range(1, rounds + 1):
     print(f"round {i} 64K sequential: fio {fbw / 1e6:,.0f} MB/s | ecbench raw {r['raw_bw_bytes'] / 1e6:,.0f} "
           f"({r['raw_bw_bytes'] / fbw:.2f} of fio) | engine {r['engine_bw_bytes'] / 1e6:,.0f} = "
           f"{r['engine_bw_bytes'] / fbw:.3f} of fio")
+    def run(n):
+        r = J(n)["jobs"][0]["read"]
+        p = r["clat_ns"]["percentile"]
+        return r["iops"], r["bw_bytes"], p["50.000000"] / 1e3, p["99.000000"] / 1e3
+    h, d = run(f"rrh_{i}"), run(f"rrd_{i}")
+    print(f"round {i} degraded 4K random QD 32: {d[0]:,.0f} of {h[0]:,.0f} IOPS = {d[0] / h[0]:.3f} of healthy")
+    h, d = run(f"srh_{i}"), run(f"srd_{i}")
+    print(f"round {i} degraded 64K sequential: {d[1] / 1e6:,.0f} of {h[1] / 1e6:,.0f} MB/s = {d[1] / h[1]:.3f} of healthy")
+    g = run(f"range_{i}")
+    print(f"round {i} ranges of 100 typed rows: {g[0]:,.0f} ranges/s, {g[1] / 1e6:,.0f} MB/s of rows = "
+          f"{g[1] / fbw:.3f} of fio's sequential read, p99 {g[3]:,.0f} us")
+    h, s = run(f"slowh_{i}"), run(f"slows_{i}")
+    print(f"round {i} fail-slow (psync): {s[0]:,.0f} / {h[0]:,.0f} IOPS = {s[0] / h[0]:.2f}, "
+          f"p50 {s[2]:,.0f} / {h[2]:,.0f} us, p99 {s[3]:,.0f} / {h[3]:,.0f} us = {s[3] / h[3]:.2f} x healthy")
 EOF

@@ -127,6 +127,10 @@ fn walk_segment(
     (offset as usize + BLOCK_BYTES <= limit).then_some((offset, ordinal))
 }
 
+/// A rebuild reads back the first block of every chunk it wrote, and every this many chunks
+/// one in full.
+const READ_BACK_FULL_EVERY: usize = 32;
+
 /// Bytes of a segment's members a walk reads: all of them, or, for the segment the writer
 /// is filling, up to where it will write next and one chunk beyond (the walk looks at a
 /// chunk's worth at every stripe), not the unused tail.
@@ -729,18 +733,31 @@ impl Shared {
         }
         let mut read_back = 0u64;
         if failure.is_none() {
-            // Every rewritten chunk is read back and compared before the slot counts as
-            // holding it.
+            // Every rewritten chunk's first block (its header, naming segment, offset and
+            // epoch, and the start of its body) is read back and compared before the slot
+            // counts as holding it, and one chunk in READ_BACK_FULL_EVERY in full: a device
+            // that drops or misplaces writes is caught, for a sixteenth of the reads a full
+            // read-back costs (a body damaged otherwise fails its crc on the first read or
+            // scrub, and is repaired from the others).
+            let lens: Vec<usize> = expect
+                .iter()
+                .enumerate()
+                .map(|(i, (_, buf))| match i % READ_BACK_FULL_EVERY {
+                    0 => buf.len(),
+                    _ => buf.len().min(BLOCK_BYTES),
+                })
+                .collect();
             let reads: Vec<IoOp> = expect
                 .iter()
-                .map(|(off, buf)| IoOp::read(target, *off, buf.len()))
+                .zip(&lens)
+                .map(|((off, _), len)| IoOp::read(target, *off, *len))
                 .collect();
-            for (c, (off, want)) in a.io.execute(reads).into_iter().zip(&expect) {
+            for ((c, (off, want)), len) in a.io.execute(reads).into_iter().zip(&expect).zip(&lens) {
                 match c.result {
                     Err(e) => {
                         failure.get_or_insert(e.into());
                     }
-                    Ok(()) if c.op.buf[..] != want[..] => {
+                    Ok(()) if c.op.buf[..] != want[..*len] => {
                         failure.get_or_insert(Error::Device(ectable_devices::DeviceError::io(
                             &a.slot_name(slot),
                             "read back",
@@ -753,7 +770,7 @@ impl Shared {
                     Ok(()) => {}
                 }
             }
-            read_back = expect.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+            read_back = lens.iter().map(|l| *l as u64).sum::<u64>();
         }
         if let Some(e) = failure {
             a.mark_failed(slot, &e.to_string());
