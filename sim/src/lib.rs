@@ -553,8 +553,22 @@ impl Sim {
 
     fn get_check(&mut self) -> StepResult {
         let (t, k) = self.pick_key();
-        self.note(format!("get {t}/{}", show(&k)));
-        let got = match self.engine()?.get(&t, &k) {
+        // Half the reads go through a read queue (the optimistic path) instead of `get`.
+        let queued = self.rng.random_bool(0.5);
+        self.note(format!(
+            "{} {t}/{}",
+            if queued { "queued get" } else { "get" },
+            show(&k)
+        ));
+        let e = self.engine()?;
+        let got = if queued {
+            let mut q = e.read_queue::<()>(&t);
+            q.submit(&k, ())
+                .and_then(|()| q.next_done().map_or(Ok(None), |(_, r)| r))
+        } else {
+            e.get(&t, &k)
+        };
+        let got = match got {
             Ok(v) => v,
             Err(Error::NoSuchTable(_)) => None,
             Err(e) => return Err(format!("get {t}/{} failed: {e}", show(&k))),
@@ -577,12 +591,19 @@ impl Sim {
         Ok(())
     }
 
-    /// Every table scanned.
+    /// Every table scanned (every other time by a streaming scan).
     fn read_state(&self) -> Result<State, String> {
         let e = self.engine()?;
+        let streaming = self.report.full_checks % 2 == 1;
         let mut s = State::new();
         for t in TABLES {
-            let rows = match e.scan(t, Bound::Unbounded, Bound::Unbounded, usize::MAX) {
+            let rows = match streaming {
+                true => e
+                    .scan_iter(t, Bound::Unbounded, Bound::Unbounded)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>()),
+                false => e.scan(t, Bound::Unbounded, Bound::Unbounded, usize::MAX),
+            };
+            let rows = match rows {
                 Ok(r) => r,
                 Err(Error::NoSuchTable(_)) => continue,
                 Err(e) => return Err(format!("scan {t} failed: {e}")),
