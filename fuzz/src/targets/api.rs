@@ -13,7 +13,7 @@ use ectable_engine::{
     format, CleanerOptions, Engine, EngineOptions, FormatOptions, WriteBatch, BACKUP_TABLE,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, OnceLock};
 
 const DEVICES: usize = 6;
@@ -185,7 +185,19 @@ pub fn api(data: &[u8]) {
             }
             3 => {
                 let (t, k) = (table_name(&mut input), blob(&mut input, 1100));
-                if let Ok(got) = engine.get(&t, &k) {
+                // A get, or the same read through a read queue.
+                let got = if input.u8() & 1 == 0 {
+                    engine.get(&t, &k)
+                } else {
+                    let mut q = engine.read_queue::<u8>(&t);
+                    q.submit(&k, 7).and_then(|()| {
+                        let (tag, got) = q.next_done().expect("a submitted read comes back");
+                        assert_eq!(tag, 7, "the read's own tag");
+                        assert!(q.next_done().is_none(), "one read, one outcome");
+                        got
+                    })
+                };
+                if let Ok(got) = got {
                     if !model.typed.contains(&t) {
                         let want = model.rows.get(&(t.clone(), k.clone()));
                         assert!(
@@ -199,7 +211,32 @@ pub fn api(data: &[u8]) {
                 let t = table_name(&mut input);
                 let (from, to) = (bound(&mut input), bound(&mut input));
                 let limit = input.below(64);
-                if let Ok(rows) = engine.scan(&t, as_ref(&from), as_ref(&to), limit) {
+                if input.u8() % 4 == 0 {
+                    // Streaming, either way: the model's rows within the bounds, in order.
+                    let reverse = input.u8() & 1 == 1;
+                    let it = match reverse {
+                        false => engine.scan_iter(&t, as_ref(&from), as_ref(&to)),
+                        true => engine.scan_iter_rev(&t, as_ref(&from), as_ref(&to)),
+                    };
+                    let rows = it.and_then(|it| it.collect::<ectable_engine::Result<Vec<_>>>());
+                    let ours = !model.typed.contains(&t) && !t.starts_with('$');
+                    if let (Ok(mut rows), true) = (rows, ours) {
+                        if reverse {
+                            rows.reverse();
+                        }
+                        let in_bounds = |k: &[u8]| (as_ref(&from), as_ref(&to)).contains(k);
+                        let want: Vec<(Vec<u8>, Vec<u8>)> = model
+                            .rows
+                            .iter()
+                            .filter(|((mt, k), _)| *mt == t && in_bounds(k))
+                            .map(|((_, k), v)| (k.clone(), v.clone()))
+                            .collect();
+                        assert!(
+                            rows == want,
+                            "streaming scan of {t:?}: not the model's rows"
+                        );
+                    }
+                } else if let Ok(rows) = engine.scan(&t, as_ref(&from), as_ref(&to), limit) {
                     assert!(
                         rows.len() <= limit.max(1) || limit == 0,
                         "scan returned more than its limit"
