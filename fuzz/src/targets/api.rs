@@ -211,7 +211,7 @@ pub fn api(data: &[u8]) {
                 let t = table_name(&mut input);
                 let (from, to) = (bound(&mut input), bound(&mut input));
                 let limit = input.below(64);
-                if input.u8() % 4 == 0 {
+                if input.u8().is_multiple_of(4) {
                     // Streaming, either way: the model's rows within the bounds, in order.
                     let reverse = input.u8() & 1 == 1;
                     let it = match reverse {
