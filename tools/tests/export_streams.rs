@@ -80,4 +80,23 @@ fn export_of_a_table_larger_than_its_own_memory_streams() {
         peak < written / 2,
         "the export process peaked at {peak} bytes for {written} bytes of output"
     );
+    assert!(
+        !dir.path().join("big.jsonl.partial").exists(),
+        "the partial file was renamed"
+    );
+    // A FILE that is not a regular file is written in place, never replaced by a rename.
+    let out = ectable(&["export", "--devices", &list, "--table", "big", "/dev/null"]);
+    assert!(
+        out.status.success(),
+        "export to /dev/null: {}",
+        stderr(&out)
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device(),
+        "/dev/null is still a device"
+    );
 }

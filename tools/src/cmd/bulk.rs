@@ -213,26 +213,53 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
 /// to start over (the array changed under it) never leaves half an export behind.
 pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
     let (table, file) = (&a.table.table, &a.file);
+    // Standard output, and a FILE that is not a regular file (a pipe, /dev/null), are
+    // written in place; a regular file through FILE.partial.
     let to_stdout = file.as_os_str() == "-";
+    let in_place = to_stdout || std::fs::metadata(file).is_ok_and(|m| !m.is_file());
     // Rows go out as they are read (a table larger than memory exports in bounded memory).
     // When another process changes the array under the reader, the read starts over
     // (with_reader): a file is written again from its start; rows already on standard
-    // output cannot be taken back, so then the export stops with an error instead.
-    let mut sent_to_stdout = false;
-    let n = with_reader(kind, &a.dev, |engine| {
-        if sent_to_stdout {
-            anyhow::bail!(
-                "the array changed while it was being exported to standard output; the rows \
-                 written so far are not one view of the table: run the export again"
-            );
+    // output (or in a pipe) cannot be taken back, so then the export stops with an error
+    // instead.
+    //
+    // A file is written as FILE.partial and renamed over FILE only when every row is in it, so
+    // a failed export leaves FILE as it was.
+    let partial = {
+        let mut name = file.clone().into_os_string();
+        name.push(".partial");
+        PathBuf::from(name)
+    };
+    let mut wrote_in_place = false;
+    let exported = with_reader(kind, &a.dev, |engine| {
+        if wrote_in_place {
+            return Err(crate::coded!(
+                crate::exit::TEMPFAIL,
+                "the array changed while it was being exported to {} (another process is \
+                 writing to it); the rows written so far are not one view of the table: run \
+                 the export again",
+                if to_stdout {
+                    "standard output".to_string()
+                } else {
+                    file.display().to_string()
+                }
+            ));
         }
         let mut out: Box<dyn Write> = if to_stdout {
-            sent_to_stdout = true;
+            wrote_in_place = true;
             Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+        } else if in_place {
+            wrote_in_place = true;
+            Box::new(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(file)
+                    .with_context(|| format!("opening {}", file.display()))?,
+            ))
         } else {
             Box::new(std::io::BufWriter::new(
-                std::fs::File::create(file)
-                    .with_context(|| format!("creating {}", file.display()))?,
+                std::fs::File::create(&partial)
+                    .with_context(|| format!("creating {}", partial.display()))?,
             ))
         };
         let tables = typed::open_tables(engine)?;
@@ -266,7 +293,25 @@ pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
         };
         out.flush()?;
         Ok(n)
-    })?;
+    });
+    let n = match exported {
+        Ok(n) if !in_place => match std::fs::rename(&partial, file) {
+            Ok(()) => n,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e).with_context(|| {
+                    format!("renaming {} to {}", partial.display(), file.display())
+                });
+            }
+        },
+        Ok(n) => n,
+        Err(e) => {
+            if !in_place {
+                let _ = std::fs::remove_file(&partial);
+            }
+            return Err(e);
+        }
+    };
     eprintln!("exported {n} rows from '{table}'");
     Ok(0)
 }
