@@ -119,11 +119,7 @@ fn reads_in_flight_while_the_cleaner_frees_and_reuses_segments_come_back_right()
     const KEYS: u64 = 300;
     const LEN: usize = 2000;
     // A value names its key and version: any version of the right key is a right answer.
-    let value = |i: u64, ver: u64| {
-        let mut v = value_for(i * 100_000 + ver, 11, LEN);
-        v[..16].copy_from_slice(&[i.to_le_bytes(), ver.to_le_bytes()].concat());
-        v
-    };
+    let value = |i: u64, ver: u64| versioned_value(i, ver, 11, LEN);
     for i in 0..KEYS {
         e.put("t", &key(i), &value(i, 0)).unwrap();
     }
@@ -150,10 +146,7 @@ fn reads_in_flight_while_the_cleaner_frees_and_reuses_segments_come_back_right()
         for (i, got) in read_all(&e, "t", &keys, 32) {
             let v = got.unwrap().expect("every key exists");
             assert_eq!(v.len(), LEN, "key {i}");
-            let (k, ver) = (
-                u64::from_le_bytes(v[..8].try_into().unwrap()),
-                u64::from_le_bytes(v[8..16].try_into().unwrap()),
-            );
+            let (k, ver) = version_of(&v);
             assert_eq!(k, i as u64, "a read of key {i} returned key {k}'s value");
             assert_eq!(v, value(k, ver), "key {i} version {ver}: wrong bytes");
         }
@@ -209,9 +202,22 @@ impl BlockDevice for Holding {
     }
 }
 
-#[test]
-fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_again() {
-    let hold = Arc::new((Mutex::new((0usize, false)), Condvar::new()));
+type Hold = Arc<(Mutex<(usize, bool)>, Condvar)>;
+
+/// Lets held reads go when dropped, however the test ends.
+struct Release(Hold);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.0 .1.notify_all();
+    }
+}
+
+/// Six small holding devices, formatted with small segments (the writer reuses freed space
+/// soon).
+fn holding_array() -> (Hold, Arc<dyn ectable::devices::IoBackend>) {
+    let hold: Hold = Arc::new((Mutex::new((0usize, false)), Condvar::new()));
     let devs: Vec<Arc<dyn BlockDevice>> = (0..6)
         .map(|i| {
             Arc::new(Holding {
@@ -224,6 +230,12 @@ fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_
     let mut opts = fmt_opts(4, 2);
     opts.segment_size_bytes = 256 << 10;
     format(io.as_ref(), &opts).unwrap();
+    (hold, io)
+}
+
+#[test]
+fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_again() {
+    let (hold, io) = holding_array();
     let e = Arc::new(Engine::open(io.clone(), EngineOptions::default()).unwrap());
     const N: u64 = 16;
     for i in 0..N {
@@ -233,13 +245,6 @@ fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_
     // The queue's reads of the first versions start and wait on the devices.
     *hold.0.lock().unwrap() = (N as usize, false);
     // Held reads are let go however the test ends (the queue waits for them when dropped).
-    struct Release(Arc<(Mutex<(usize, bool)>, Condvar)>);
-    impl Drop for Release {
-        fn drop(&mut self) {
-            self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
-            self.0 .1.notify_all();
-        }
-    }
     let release = Release(hold.clone());
     let mut q = e.read_queue::<u64>("t");
     for i in 0..N {
@@ -302,19 +307,7 @@ fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_
 
 #[test]
 fn a_streaming_scan_whose_page_read_is_held_while_its_segment_is_reused_reads_the_rows_again() {
-    let hold = Arc::new((Mutex::new((0usize, false)), Condvar::new()));
-    let devs: Vec<Arc<dyn BlockDevice>> = (0..6)
-        .map(|i| {
-            Arc::new(Holding {
-                inner: Arc::new(MemDevice::new(&format!("mem{i}"), 6 << 20)),
-                hold: hold.clone(),
-            }) as Arc<dyn BlockDevice>
-        })
-        .collect();
-    let io = open_backend(BackendKind::Psync, devs).unwrap();
-    let mut opts = fmt_opts(4, 2);
-    opts.segment_size_bytes = 256 << 10;
-    format(io.as_ref(), &opts).unwrap();
+    let (hold, io) = holding_array();
     let eopts = EngineOptions {
         cleaner: ectable::CleanerOptions {
             enabled: false,
@@ -328,13 +321,6 @@ fn a_streaming_scan_whose_page_read_is_held_while_its_segment_is_reused_reads_th
         e.put("t", &key(i), &value_for(i, 1, 2000)).unwrap();
     }
     e.sync().unwrap();
-    struct Release(Arc<(Mutex<(usize, bool)>, Condvar)>);
-    impl Drop for Release {
-        fn drop(&mut self) {
-            self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
-            self.0 .1.notify_all();
-        }
-    }
     // The scan's first page read waits on the device; meanwhile another thread writes new
     // versions, cleans the old segment, frees it and fills the array, then lets it go.
     *hold.0.lock().unwrap() = (1, false);

@@ -127,11 +127,7 @@ fn rows_moved_by_the_cleaner_during_a_streaming_scan_come_back_in_order_and_righ
     let e = Arc::new(Engine::open(io, EngineOptions::default()).unwrap());
     const KEYS: u64 = 3000;
     const LEN: usize = 300;
-    let value = |i: u64, ver: u64| {
-        let mut v = value_for(i * 100_000 + ver, 17, LEN);
-        v[..16].copy_from_slice(&[i.to_le_bytes(), ver.to_le_bytes()].concat());
-        v
-    };
+    let value = |i: u64, ver: u64| versioned_value(i, ver, 17, LEN);
     for i in 0..KEYS {
         e.put("t", &key(i), &value(i, 0)).unwrap();
     }
@@ -160,10 +156,7 @@ fn rows_moved_by_the_cleaner_during_a_streaming_scan_come_back_in_order_and_righ
         {
             let (k, v) = row.unwrap();
             assert_eq!(k, key(n), "every key, in order");
-            let (kk, ver) = (
-                u64::from_le_bytes(v[..8].try_into().unwrap()),
-                u64::from_le_bytes(v[8..16].try_into().unwrap()),
-            );
+            let (kk, ver) = version_of(&v);
             assert_eq!(kk, n, "row {n} holds key {kk}'s value");
             assert_eq!(v, value(n, ver), "row {n} version {ver}: wrong bytes");
             n += 1;

@@ -489,15 +489,7 @@ impl Engine {
         from: Bound<&[u8]>,
         to: Bound<&[u8]>,
     ) -> Result<crate::log::scan::Scan<'_>> {
-        self.shared.check_alive()?;
-        crate::validate_name_key(table, b"k")?;
-        Ok(crate::log::scan::Scan::new(
-            &self.shared,
-            table,
-            from,
-            to,
-            false,
-        ))
+        self.streaming_scan(table, from, to, false)
     }
 
     /// Like `scan_iter`, in descending key order.
@@ -507,15 +499,20 @@ impl Engine {
         from: Bound<&[u8]>,
         to: Bound<&[u8]>,
     ) -> Result<crate::log::scan::Scan<'_>> {
+        self.streaming_scan(table, from, to, true)
+    }
+
+    fn streaming_scan(
+        &self,
+        table: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+    ) -> Result<crate::log::scan::Scan<'_>> {
         self.shared.check_alive()?;
         crate::validate_name_key(table, b"k")?;
-        Ok(crate::log::scan::Scan::new(
-            &self.shared,
-            table,
-            from,
-            to,
-            true,
-        ))
+        let scan = crate::log::scan::Scan::new(&self.shared, table, from, to, reverse);
+        Ok(scan)
     }
 
     /// Table names with their key counts, sorted by name.

@@ -110,6 +110,20 @@ pub fn value_for(i: u64, seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A value that names its key and version (both in its first 16 bytes), for tests where
+/// any version of the right key is a right answer.
+pub fn versioned_value(key: u64, version: u64, seed: u64, len: usize) -> Vec<u8> {
+    let mut v = value_for(key * 100_000 + version, seed, len);
+    v[..16].copy_from_slice(&[key.to_le_bytes(), version.to_le_bytes()].concat());
+    v
+}
+
+/// The key and version a `versioned_value` names.
+pub fn version_of(v: &[u8]) -> (u64, u64) {
+    let word = |r: std::ops::Range<usize>| u64::from_le_bytes(v[r].try_into().expect("8 bytes"));
+    (word(0..8), word(8..16))
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

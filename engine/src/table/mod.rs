@@ -278,7 +278,10 @@ impl Tables {
         let engine = &self.inner.engine;
         let limit = engine.max_batch_bytes();
         loop {
-            let keys = keys_in_range(engine, name, None, None, READ_CHUNK, false);
+            let keys: Vec<Vec<u8>> = entries_in_range(engine, name, None, None, READ_CHUNK, false)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
             if keys.is_empty() {
                 break;
             }
@@ -775,27 +778,12 @@ fn load_catalog(engine: &Engine) -> Result<Catalog> {
 
 // ---------------------------------------------------------------------------------------
 // Read-only hooks into the engine's index: the only places this module looks past the
-// engine's public API. The engine's `scan` runs forward only and loads every value; range
-// reads here need keys in either direction (values are then fetched with `get_many`).
+// engine's public API. Range reads list keys with their index entries in either direction,
+// then read the values with those entries (`start_load` / `finish_load`), so that a page's
+// keys are what decides where the next page starts.
 
-/// Keys of `table` in `[lo, hi)` (None: unbounded), ascending or descending, at most
-/// `limit`.
-fn keys_in_range(
-    engine: &Engine,
-    table: &str,
-    lo: Option<&[u8]>,
-    hi: Option<&[u8]>,
-    limit: usize,
-    reverse: bool,
-) -> Vec<Vec<u8>> {
-    entries_in_range(engine, table, lo, hi, limit, reverse)
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect()
-}
-
-/// Keys of `table` in `[lo, hi)` with their index entries, ascending or descending, at most
-/// `limit`.
+/// Keys of `table` in `[lo, hi)` (None: unbounded) with their index entries, ascending or
+/// descending, at most `limit`.
 fn entries_in_range(
     engine: &Engine,
     table: &str,
