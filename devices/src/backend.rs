@@ -47,6 +47,16 @@ impl IoOp {
             buf: AlignedBuf::new(len),
         }
     }
+    /// A read of `buf.len()` bytes at `offset_bytes` into `buf` (a buffer being reused; its
+    /// old contents are overwritten).
+    pub fn read_into(device_index: usize, offset_bytes: u64, buf: AlignedBuf) -> IoOp {
+        IoOp {
+            device_index,
+            kind: IoKind::Read,
+            offset_bytes,
+            buf,
+        }
+    }
     /// A write of all of `buf` at `offset_bytes`.
     pub fn write(device_index: usize, offset_bytes: u64, buf: AlignedBuf) -> IoOp {
         IoOp {

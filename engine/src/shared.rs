@@ -30,8 +30,8 @@ pub struct EngineCounters {
     pub degraded_writes: AtomicU64,
     pub reads: AtomicU64,
     pub degraded_reads: AtomicU64,
-    /// Queued reads whose record moved (or whose bytes failed the check) while in flight,
-    /// looked up again.
+    /// Optimistic reads (read queues, streaming scans) whose record moved, or whose bytes
+    /// failed the check, while in flight: looked up again.
     pub reads_looked_again: AtomicU64,
     pub read_repairs: AtomicU64,
     pub probes: AtomicU64,

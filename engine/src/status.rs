@@ -220,9 +220,9 @@ pub struct Status {
     pub degraded_reads: u64,
     /// Chunks rewritten by read-repair since open.
     pub read_repairs: u64,
-    /// Reads of a read queue looked up again since open: the cleaner had moved the record
-    /// while the read was in flight, or its bytes failed the check (then the ordinary path
-    /// with its repairs took over).
+    /// Optimistic reads (a read queue's, a streaming scan's) looked up again since open: the
+    /// cleaner had moved the record while the read was in flight, or its bytes failed the
+    /// check; the ordinary path, with its repairs, read it then.
     pub reads_looked_again: u64,
     /// Stripes written with fewer than k + m chunks since open.
     pub degraded_writes: u64,

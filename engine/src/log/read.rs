@@ -3,15 +3,17 @@
 //! rebuilt from k other chunks; a chunk that fails its checks read past (whole stripe,
 //! rebuild, verify) and repaired in place.
 
+use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::index::{IndexEntry, Place, RecordLoc};
 use crate::log::stripe::{
-    assemble, coalesce, read_stripe_chunks, rebuild_chunks, BlockRead, ChunkSources, StripeOutcome,
+    assemble, coalesce, read_stripe_chunks, rebuild_chunks, record_read_ops, BlockRead,
+    ChunkSources, StripeOutcome,
 };
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
 use crate::sync::RwLockExt;
-use ectable_devices::IoOp;
+use ectable_devices::{IoBatch, IoOp};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -80,8 +82,7 @@ impl Shared {
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let array = &self.array;
         let mut out: Vec<Option<Vec<u8>>> = vec![None; items.len()];
-        let mut reads: Vec<BlockRead> = Vec::new();
-        let mut plan: Vec<(usize, usize, usize)> = Vec::new(); // (item, skip, take) per read
+        let mut fast = FastReads::default();
         let mut disk: Vec<(usize, RecordLoc, Arc<SegmentInfo>, u64)> = Vec::new();
         // Items whose record chunks are all on available, fast devices.
         let mut fast_path = vec![false; items.len()];
@@ -103,19 +104,9 @@ impl Shared {
                     let seg = self.segment(loc.segment_id)?;
                     // Device gone, or slow: the slow path below rebuilds the record from the
                     // other chunks instead.
-                    if let Ok(rops) = crate::log::stripe::record_read_ops(array, &seg, loc) {
-                        let slow = rops.iter().any(|(r, _, _)| {
-                            array
-                                .slot_of_device(r.device)
-                                .is_some_and(|s| array.avoid_for_reads(s))
-                        });
-                        if !slow {
-                            for (r, skip, take) in rops {
-                                reads.push(r);
-                                plan.push((i, skip, take));
-                            }
-                            fast_path[i] = true;
-                        }
+                    if let Some(rops) = fast_record_reads(array, &seg, loc) {
+                        fast.add(i, rops);
+                        fast_path[i] = true;
                     }
                     disk.push((i, *loc, seg, e.lsn));
                 }
@@ -124,29 +115,7 @@ impl Shared {
         self.counters
             .reads
             .fetch_add(disk.len() as u64, Ordering::Relaxed);
-        let mut bytes: Vec<Option<Vec<u8>>> = vec![None; items.len()];
-        let mut failed = vec![false; items.len()];
-        // Rows that lie together on disk (a range, a backup, a scan) share device reads.
-        let (merged, at) = coalesce(&reads);
-        let ops = merged
-            .iter()
-            .map(|r| IoOp::read(r.device, r.offset, r.len))
-            .collect();
-        let done = array.io.execute(ops);
-        for c in &done {
-            if let Some(slot) = array.slot_of_device(c.op.device_index) {
-                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
-            }
-        }
-        for ((m, off), (i, skip, take)) in at.into_iter().zip(plan) {
-            let c = &done[m];
-            match c.result {
-                Ok(()) => bytes[i]
-                    .get_or_insert_with(Vec::new)
-                    .extend_from_slice(&c.op.buf[off + skip..off + skip + take]),
-                Err(_) => failed[i] = true,
-            }
-        }
+        let (bytes, failed) = fast.submit(array).finish(array, items.len());
         // Records whose chunk is on a missing or slow device: rebuild just their blocks from
         // k other chunks, all of the batch's reads submitted together. A chunk that was read
         // and failed its checks takes the whole-stripe path instead, which finds and repairs
@@ -349,6 +318,96 @@ impl Shared {
                 Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
             }
         }
+    }
+}
+
+/// The reads of a record's own blocks, when every chunk it spans is on an available device
+/// that reads are not going around (a slow one); None otherwise (the record is then rebuilt
+/// from other chunks).
+pub(crate) fn fast_record_reads(
+    array: &Array,
+    seg: &SegmentInfo,
+    loc: &RecordLoc,
+) -> Option<Vec<(BlockRead, usize, usize)>> {
+    let rops = record_read_ops(array, seg, loc).ok()?;
+    let slow = rops.iter().any(|(r, _, _)| {
+        array
+            .slot_of_device(r.device)
+            .is_some_and(|s| array.avoid_for_reads(s))
+    });
+    (!slow).then_some(rops)
+}
+
+/// The fast-path reads of several records, gathered, then coalesced (rows that lie together
+/// on disk share device reads) and submitted together.
+#[derive(Default)]
+pub(crate) struct FastReads {
+    reads: Vec<BlockRead>,
+    /// (item, skip, take) per read.
+    owner: Vec<(usize, usize, usize)>,
+}
+
+/// Fast-path reads in flight.
+pub(crate) struct FastBatch {
+    batch: IoBatch,
+    /// (item, merged read, offset in it, skip, take) per piece of a record.
+    pieces: Vec<(usize, usize, usize, usize, usize)>,
+}
+
+impl FastReads {
+    /// Adds item `item`'s reads (from [`fast_record_reads`]).
+    pub(crate) fn add(&mut self, item: usize, rops: Vec<(BlockRead, usize, usize)>) {
+        for (r, skip, take) in rops {
+            self.reads.push(r);
+            self.owner.push((item, skip, take));
+        }
+    }
+
+    pub(crate) fn submit(self, array: &Array) -> FastBatch {
+        let (merged, at) = coalesce(&self.reads);
+        let ops = merged
+            .iter()
+            .map(|r| IoOp::read(r.device, r.offset, r.len))
+            .collect();
+        let pieces = at
+            .into_iter()
+            .zip(self.owner)
+            .map(|((m, off), (i, skip, take))| (i, m, off, skip, take))
+            .collect();
+        FastBatch {
+            batch: array.io.submit(ops),
+            pieces,
+        }
+    }
+}
+
+impl FastBatch {
+    /// The reads in flight (to wait on several batches from one thread).
+    pub(crate) fn batch(&self) -> &IoBatch {
+        &self.batch
+    }
+
+    /// Waits; per item of `items`, the record bytes read (None if it had no reads) and
+    /// whether a read of it failed.
+    pub(crate) fn finish(self, array: &Array, items: usize) -> (Vec<Option<Vec<u8>>>, Vec<bool>) {
+        let done = self.batch.wait();
+        for c in &done {
+            if let Some(slot) = array.slot_of_device(c.op.device_index) {
+                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+            }
+        }
+        let mut bytes: Vec<Option<Vec<u8>>> = vec![None; items];
+        let mut failed = vec![false; items];
+        for (i, m, off, skip, take) in self.pieces {
+            let c = &done[m];
+            match c.result {
+                Ok(()) => bytes[i]
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(&c.op.buf[off + skip..off + skip + take]),
+                Err(_) => failed[i] = true,
+            }
+        }
+        (bytes, failed)
     }
 }
 

@@ -10,18 +10,17 @@
 //! neither read through another call on its thread nor let the cleaner free a segment). It
 //! is optimistic instead: its bytes are accepted only when they are the record the index
 //! named (crc, LSN, table and key), which bytes of a freed and reused segment never are.
-//! When the check fails the read is resolved under the gate: the index is looked up again; a
-//! record that moved meanwhile is read again where it is now, and one that did not takes the
-//! ordinary path with all its checks, the whole-stripe rebuild and the repair.
+//! When the check fails the read goes through the ordinary path, which holds the gate and
+//! looks the index up again: a record that moved meanwhile is read where it is now, and one
+//! that did not meets all the checks, the whole-stripe rebuild and the repair.
 
 use crate::error::Result;
 use crate::index::{IndexEntry, Place, RecordLoc};
-use crate::log::read::verify_record;
-use crate::log::stripe::RecordRebuild;
-use crate::log::stripe::{finish_record_rebuild, plan_record_rebuild, record_read_ops};
+use crate::log::read::{fast_record_reads, verify_record, FastBatch, FastReads};
+use crate::log::stripe::{finish_record_rebuild, plan_record_rebuild, RecordRebuild};
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
-use ectable_devices::{IoBatch, IoOp};
+use ectable_devices::IoBatch;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -60,14 +59,22 @@ struct Slot<T> {
     entry: IndexEntry,
     loc: RecordLoc,
     how: How,
-    batch: IoBatch,
 }
 
 enum How {
-    /// The record's blocks read where they are: (skip, take) per operation.
-    Direct(Vec<(usize, usize)>),
+    /// The record's blocks read where they are.
+    Direct(FastBatch),
     /// The record rebuilt from k other chunks (its own chunk is on a missing or slow device).
-    Rebuild(RecordRebuild),
+    Rebuild(RecordRebuild, IoBatch),
+}
+
+impl How {
+    fn batch(&self) -> &IoBatch {
+        match self {
+            How::Direct(f) => f.batch(),
+            How::Rebuild(_, b) => b,
+        }
+    }
 }
 
 impl<'e, T> ReadQueue<'e, T> {
@@ -116,12 +123,16 @@ impl<'e, T> ReadQueue<'e, T> {
                 return Some(done);
             }
             let oldest = self.in_flight.front()?;
-            match self.in_flight.iter().position(|s| s.batch.completed()) {
+            match self
+                .in_flight
+                .iter()
+                .position(|s| s.how.batch().completed())
+            {
                 Some(i) => {
                     let slot = self.in_flight.remove(i).expect("position is in range");
                     self.finish(slot);
                 }
-                None => oldest.batch.wait_progress(WAIT_SLICE),
+                None => oldest.how.batch().wait_progress(WAIT_SLICE),
             }
         }
     }
@@ -154,17 +165,15 @@ impl<'e, T> ReadQueue<'e, T> {
             // Cleaned and freed since the lookup: the record is elsewhere now.
             return self.again(key, tag, tries);
         };
-        match plan(shared, &seg, &loc) {
-            Some((ops, how)) => {
+        match submit(shared, &seg, &loc) {
+            Some(how) => {
                 shared.counters.reads.fetch_add(1, Ordering::Relaxed);
-                let batch = shared.array.io.submit(ops);
                 self.in_flight.push_back(Slot {
                     tag,
                     key,
                     entry,
                     loc,
                     how,
-                    batch,
                 });
             }
             None => self.gated(key, tag),
@@ -201,89 +210,56 @@ impl<'e, T> ReadQueue<'e, T> {
             entry,
             loc,
             how,
-            batch,
         } = slot;
         let array = &self.shared.array;
-        let done = batch.wait();
         let bytes = match how {
-            How::Direct(plan) => {
-                let mut bytes = Vec::with_capacity(loc.record_len as usize);
-                let mut ok = true;
-                for (c, (skip, take)) in done.iter().zip(plan) {
-                    if let Some(s) = array.slot_of_device(c.op.device_index) {
-                        array.observe(s, c.op.kind, c.latency, c.result.as_ref().err());
-                    }
-                    match c.result {
-                        Ok(()) => bytes.extend_from_slice(&c.op.buf[skip..skip + take]),
-                        Err(_) => ok = false,
-                    }
-                }
-                ok.then_some(bytes)
+            How::Direct(reads) => {
+                let (mut bytes, failed) = reads.finish(array, 1);
+                bytes.pop().flatten().filter(|_| !failed[0])
             }
-            How::Rebuild(plan) => {
+            How::Rebuild(plan, batch) => {
                 self.shared
                     .counters
                     .degraded_reads
                     .fetch_add(1, Ordering::Relaxed);
-                finish_record_rebuild(array, &plan, done)
+                finish_record_rebuild(array, &plan, batch.wait())
             }
         };
         if let Some(v) = bytes.and_then(|b| verify_record(&b, &loc, entry.lsn, &self.table, &key)) {
             return self.ready.push_back((tag, Ok(Some(v))));
         }
-        // Under the gate no segment is freed: if the index still names this record, the read
-        // failed on the devices and the ordinary path finds out why (and repairs); if it moved,
-        // read it where it is now.
+        // The ordinary path holds the free gate (no segment is freed under it) and looks the
+        // key up again: a record that moved is read where it is now; one that did not failed
+        // on the devices, and that path finds out why (and repairs).
         self.shared
             .counters
             .reads_looked_again
             .fetch_add(1, Ordering::Relaxed);
-        let now = {
-            let _gate = self.shared.read_gate();
-            match self.shared.entry(&self.table, &key) {
-                Ok(Some(e)) if e == entry => {
-                    let items = [(key.as_slice(), Some(e))];
-                    let got = self.shared.load_values(&self.table, &items);
-                    Some(got.map(|mut v| v.pop().flatten()))
-                }
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            }
-        };
-        match now {
-            Some(got) => self.ready.push_back((tag, got)),
-            None => self.start(key, tag, 0),
-        }
+        self.gated(key, tag);
     }
 }
 
-/// The reads of one record: its own blocks when its chunks are on available, fast devices,
-/// else the same bytes of k other chunks. None when neither can be planned.
-fn plan(shared: &Shared, seg: &Arc<SegmentInfo>, loc: &RecordLoc) -> Option<(Vec<IoOp>, How)> {
+/// Submits the reads of one record: its own blocks when its chunks are on available, fast
+/// devices, else the same bytes of k other chunks. None when neither can be planned.
+fn submit(shared: &Shared, seg: &Arc<SegmentInfo>, loc: &RecordLoc) -> Option<How> {
     let array = &shared.array;
-    if let Ok(rops) = record_read_ops(array, seg, loc) {
-        let slow = rops.iter().any(|(r, _, _)| {
-            array
-                .slot_of_device(r.device)
-                .is_some_and(|s| array.avoid_for_reads(s))
-        });
-        if !slow {
-            let ops = rops
-                .iter()
-                .map(|(r, _, _)| IoOp::read(r.device, r.offset, r.len))
-                .collect();
-            let plan = rops.iter().map(|(_, skip, take)| (*skip, *take)).collect();
-            return Some((ops, How::Direct(plan)));
-        }
+    if let Some(rops) = fast_record_reads(array, seg, loc) {
+        let mut reads = FastReads::default();
+        reads.add(0, rops);
+        return Some(How::Direct(reads.submit(array)));
     }
-    plan_record_rebuild(array, seg, loc).map(|(ops, p)| (ops, How::Rebuild(p)))
+    let (ops, plan) = plan_record_rebuild(array, seg, loc)?;
+    Some(How::Rebuild(plan, array.io.submit(ops)))
 }
 
 impl<T> Drop for ReadQueue<'_, T> {
     fn drop(&mut self) {
         // Buffers of reads in flight are owned by their batches until they complete.
         for slot in self.in_flight.drain(..) {
-            drop(slot.batch.wait());
+            match slot.how {
+                How::Direct(reads) => drop(reads.finish(&self.shared.array, 1)),
+                How::Rebuild(_, batch) => drop(batch.wait()),
+            }
         }
     }
 }

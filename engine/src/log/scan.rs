@@ -13,11 +13,9 @@
 
 use crate::error::Result;
 use crate::index::{IndexEntry, Place};
-use crate::log::read::verify_record;
-use crate::log::stripe::{coalesce, record_read_ops};
+use crate::log::read::{fast_record_reads, verify_record, FastBatch, FastReads};
 use crate::shared::Shared;
 use crate::sync::RwLockExt;
-use ectable_devices::{IoBatch, IoOp};
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
@@ -32,9 +30,7 @@ const READ_AHEAD_PAGES: usize = 2;
 /// The rows of one page with their fast-path reads in flight.
 pub(crate) struct PendingLoad {
     items: Vec<(Vec<u8>, IndexEntry)>,
-    batch: IoBatch,
-    /// Per fast-path piece: (item, merged read, offset in it, skip, take).
-    pieces: Vec<(usize, usize, usize, usize, usize)>,
+    reads: FastBatch,
     /// Items whose record was planned on the fast path.
     fast: Vec<bool>,
 }
@@ -44,49 +40,25 @@ impl Shared {
     /// available, fast devices; the rest are read in `finish_load`.
     pub(crate) fn start_load(&self, items: Vec<(Vec<u8>, IndexEntry)>) -> PendingLoad {
         let array = &self.array;
-        let mut reads = Vec::new();
-        let mut owner = Vec::new();
+        let mut reads = FastReads::default();
         let mut fast = vec![false; items.len()];
         for (i, (_, e)) in items.iter().enumerate() {
             let Place::Disk(loc) = &e.place else { continue };
             let Ok(seg) = self.segment(loc.segment_id) else {
                 continue;
             };
-            let Ok(rops) = record_read_ops(array, &seg, loc) else {
-                continue;
-            };
-            let slow = rops.iter().any(|(r, _, _)| {
-                array
-                    .slot_of_device(r.device)
-                    .is_some_and(|s| array.avoid_for_reads(s))
-            });
-            if slow {
-                continue;
+            if let Some(rops) = fast_record_reads(array, &seg, loc) {
+                reads.add(i, rops);
+                fast[i] = true;
             }
-            for (r, skip, take) in rops {
-                reads.push(r);
-                owner.push((i, skip, take));
-            }
-            fast[i] = true;
         }
         self.counters.reads.fetch_add(
             fast.iter().filter(|f| **f).count() as u64,
             Ordering::Relaxed,
         );
-        let (merged, at) = coalesce(&reads);
-        let ops = merged
-            .iter()
-            .map(|r| IoOp::read(r.device, r.offset, r.len))
-            .collect();
-        let pieces = at
-            .into_iter()
-            .zip(owner)
-            .map(|((m, off), (i, skip, take))| (i, m, off, skip, take))
-            .collect();
         PendingLoad {
             items,
-            batch: self.array.io.submit(ops),
-            pieces,
+            reads: reads.submit(array),
             fast,
         }
     }
@@ -98,25 +70,8 @@ impl Shared {
         table: &str,
         p: PendingLoad,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let array = &self.array;
-        let done = p.batch.wait();
-        for c in &done {
-            if let Some(slot) = array.slot_of_device(c.op.device_index) {
-                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
-            }
-        }
         let n = p.items.len();
-        let mut bytes: Vec<Option<Vec<u8>>> = vec![None; n];
-        let mut failed = vec![false; n];
-        for (i, m, off, skip, take) in p.pieces {
-            let c = &done[m];
-            match c.result {
-                Ok(()) => bytes[i]
-                    .get_or_insert_with(Vec::new)
-                    .extend_from_slice(&c.op.buf[off + skip..off + skip + take]),
-                Err(_) => failed[i] = true,
-            }
-        }
+        let (bytes, failed) = p.reads.finish(&self.array, n);
         let mut values: Vec<Option<Vec<u8>>> = vec![None; n];
         let mut again = Vec::new();
         for (i, (key, e)) in p.items.iter().enumerate() {
@@ -132,30 +87,15 @@ impl Shared {
             }
         }
         if !again.is_empty() {
-            // Under the gate no segment is freed: look each key up again and read it through
-            // the ordinary path (in memory, rebuilt, repaired; absent if deleted meanwhile).
-            let _gate = self.read_gate();
-            let entries: Vec<Option<IndexEntry>> = {
-                let index = self.index.read_locked();
-                again
-                    .iter()
-                    .map(|&i| index.tables.get(table).and_then(|t| t.get(&p.items[i].0)))
-                    .collect()
-            };
-            let moved = again
-                .iter()
-                .zip(&entries)
-                .filter(|(&i, e)| p.fast[i] && e.as_ref() != Some(&p.items[i].1))
-                .count();
+            // Through the ordinary path, which holds the free gate (no segment is freed under
+            // it) and looks each key up again: in memory, rebuilt, repaired; absent if deleted
+            // meanwhile.
+            let checked_and_failed = again.iter().filter(|&&i| p.fast[i]).count();
             self.counters
                 .reads_looked_again
-                .fetch_add(moved as u64, Ordering::Relaxed);
-            let wanted: Vec<(&[u8], Option<IndexEntry>)> = again
-                .iter()
-                .zip(entries)
-                .map(|(&i, e)| (p.items[i].0.as_slice(), e))
-                .collect();
-            for (&i, v) in again.iter().zip(self.load_values(table, &wanted)?) {
+                .fetch_add(checked_and_failed as u64, Ordering::Relaxed);
+            let keys: Vec<&[u8]> = again.iter().map(|&i| p.items[i].0.as_slice()).collect();
+            for (&i, v) in again.iter().zip(self.get_many(table, &keys)?) {
                 values[i] = v;
             }
         }

@@ -18,8 +18,6 @@ pub(crate) struct SegmentRead {
     seg_id: u64,
 }
 
-/// Starts reading every member of a segment in full (so that a caller can overlap it with
-/// other work, e.g. rebuild writing the previous segment).
 /// Segments whose reads a walk over the log (scrub, rebuild) keeps in flight ahead of the
 /// one it works on: up to 3, and at most 128 MiB of reads, so that the devices stay busy
 /// while a segment is checked, decoded and written.
@@ -28,23 +26,11 @@ pub(crate) fn read_ahead_segments(array: &Array) -> usize {
     ((128u64 << 20) / per_segment.max(1)).clamp(1, 3) as usize
 }
 
+/// Starts reading every member of a segment in full (so that a caller can overlap it with
+/// other work).
 pub(crate) fn submit_segment_read(array: &Array, seg: &SegmentInfo) -> SegmentRead {
-    submit_segment_read_of(array, seg, None)
-}
-
-/// As [`submit_segment_read`], reading only the member positions in `only` when given.
-pub(crate) fn submit_segment_read_of(
-    array: &Array,
-    seg: &SegmentInfo,
-    only: Option<&[usize]>,
-) -> SegmentRead {
-    submit_member_reads(
-        array,
-        seg,
-        only,
-        array.segment_size(),
-        &mut BufPool::default(),
-    )
+    let whole = array.segment_size();
+    submit_member_reads(array, seg, None, whole, &mut BufPool::default())
 }
 
 /// Member buffers handed back by a walk over many segments (rebuild, scrub) and reused for
@@ -95,12 +81,8 @@ pub(crate) fn submit_member_reads(
             continue;
         }
         if let Some(d) = array.device_of_slot(*slot) {
-            ops.push(IoOp {
-                device_index: d,
-                kind: ectable_devices::IoKind::Read,
-                offset_bytes: array.device_segment_offset(*dseg),
-                buf: pool.take(s),
-            });
+            let offset = array.device_segment_offset(*dseg);
+            ops.push(IoOp::read_into(d, offset, pool.take(s)));
             pos_of.push(p);
         }
     }

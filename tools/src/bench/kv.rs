@@ -74,6 +74,43 @@ impl Workload for KvWorkload {
     }
 }
 
+/// The rows one job touches, in order: random ones, or its share of a sequential walk
+/// (jobs interleave; reads wrap around the data set).
+struct Rows {
+    rng: SmallRng,
+    next_seq: u64,
+    jobs: u64,
+}
+
+impl Rows {
+    fn new(p: &Plan, job: usize) -> Rows {
+        Rows {
+            rng: SmallRng::seed_from_u64(p.seed ^ (job as u64 + 1).wrapping_mul(0x9E37_79B9)),
+            next_seq: job as u64,
+            jobs: p.numjobs as u64,
+        }
+    }
+
+    fn next(&mut self, p: &Plan) -> u64 {
+        if p.rw.random() {
+            return p.base + self.rng.random_range(0..p.nkeys);
+        }
+        let seq = self.next_seq;
+        self.next_seq += self.jobs;
+        p.base
+            + match p.rw {
+                Rw::Read | Rw::Readwrite => seq % p.nkeys,
+                _ => seq,
+            }
+    }
+}
+
+/// The operations job `job` runs when the run has an operation limit: its share of it.
+fn job_quota(p: &Plan, job: usize) -> Option<u64> {
+    let (jobs, job) = (p.numjobs as u64, job as u64);
+    p.op_limit.map(|t| t / jobs + u64::from(job < t % jobs))
+}
+
 /// Groups of puts a write job keeps in flight (at most; never more than --iodepth).
 const WRITE_GROUPS: usize = 8;
 
@@ -84,14 +121,13 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
         return read_job(engine, p, live, job);
     }
     let start = Instant::now();
-    let mut rng = SmallRng::seed_from_u64(p.seed ^ (job as u64 + 1).wrapping_mul(0x9E37_79B9));
-    let (jobs, job64) = (p.numjobs as u64, job as u64);
-    let quota = p.op_limit.map(|t| t / jobs + u64::from(job64 < t % jobs));
+    let (mut rows, quota) = (Rows::new(p, job), job_quota(p, job));
+    let job64 = job as u64;
     // Written values are one random buffer with the row number stamped in front: cheap, so
     // the benchmark's own CPU stays out of the engine's figures.
     let mut value = row_value(u64::MAX - job64, p.seed, p.bs);
     let (mut dirs, mut notes) = (Dir::pair(), Vec::new());
-    let (mut next_seq, mut done) = (job64, 0u64);
+    let mut done = 0u64;
     // Writes only: up to WRITE_GROUPS groups of puts in flight, iodepth puts in all (see
     // --iodepth in the help); each group with its last LSN and its puts' start times.
     let groups = if p.read_pct == 0 {
@@ -110,18 +146,10 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
         }
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
         for _ in 0..n {
-            let idx = p.base
-                + if p.rw.random() {
-                    rng.random_range(0..p.nkeys)
-                } else {
-                    next_seq += jobs;
-                    if matches!(p.rw, Rw::Read | Rw::Readwrite) {
-                        (next_seq - jobs) % p.nkeys
-                    } else {
-                        next_seq - jobs
-                    }
-                };
-            match p.read_pct == 100 || (p.read_pct > 0 && rng.random_range(0..100) < p.read_pct) {
+            let idx = rows.next(p);
+            let read =
+                p.read_pct == 100 || (p.read_pct > 0 && rows.rng.random_range(0..100) < p.read_pct);
+            match read {
                 true => reads.push(idx),
                 false => writes.push(idx),
             }
@@ -202,24 +230,16 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
 /// submission to its completion.
 fn read_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
     let start = Instant::now();
-    let mut rng = SmallRng::seed_from_u64(p.seed ^ (job as u64 + 1).wrapping_mul(0x9E37_79B9));
-    let (jobs, job64) = (p.numjobs as u64, job as u64);
-    let quota = p.op_limit.map(|t| t / jobs + u64::from(job64 < t % jobs));
+    let (mut rows, quota) = (Rows::new(p, job), job_quota(p, job));
     let mut dirs = Dir::pair();
-    let (mut next_seq, mut issued) = (job64, 0u64);
+    let mut issued = 0u64;
     let mut queue = engine.read_queue::<(u64, Instant)>(TABLE);
     loop {
         let stop = quota.is_some_and(|q| issued >= q)
             || p.deadline.is_some_and(|d| start.elapsed() >= d)
             || live.stop.load(Ordering::Relaxed);
         if !stop && queue.len() < p.iodepth {
-            let idx = p.base
-                + if p.rw.random() {
-                    rng.random_range(0..p.nkeys)
-                } else {
-                    next_seq += jobs;
-                    (next_seq - jobs) % p.nkeys
-                };
+            let idx = rows.next(p);
             queue
                 .submit(&row_key(idx), (idx, Instant::now()))
                 .context("read_queue submit")?;
