@@ -233,33 +233,18 @@ fn holding_array() -> (Hold, Arc<dyn ectable::devices::IoBackend>) {
     (hold, io)
 }
 
-#[test]
-fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_again() {
-    let (hold, io) = holding_array();
-    let e = Arc::new(Engine::open(io.clone(), EngineOptions::default()).unwrap());
-    const N: u64 = 16;
-    for i in 0..N {
-        e.put("t", &key(i), &value_for(i, 1, 2000)).unwrap();
-    }
-    e.sync().unwrap();
-    // The queue's reads of the first versions start and wait on the devices.
-    *hold.0.lock().unwrap() = (N as usize, false);
-    // Held reads are let go however the test ends (the queue waits for them when dropped).
-    let release = Release(hold.clone());
-    let mut q = e.read_queue::<u64>("t");
-    for i in 0..N {
-        q.submit(&key(i), i).unwrap();
-    }
+/// Once the held reads are all waiting: new versions of keys 0..n, the old versions'
+/// segment cleaned and freed, and the array filled until it is full, so the freed segment is
+/// written again under the held reads. Returns the segments freed.
+fn overwrite_free_and_reuse(e: &Engine, hold: &Hold, n: u64) -> u64 {
     {
-        let (lock, cv) = &*hold;
+        let (lock, cv) = &**hold;
         let mut g = lock.lock().unwrap();
         while g.0 > 0 {
             g = cv.wait(g).unwrap();
         }
     }
-    // Meanwhile: new versions, the old segment cleaned and freed, and the array filled, so
-    // the freed segment is written again under the held reads.
-    for i in 0..N {
+    for i in 0..n {
         e.put("t", &key(i), &value_for(i + 1000, 1, 2000)).unwrap();
     }
     // Past the first segment, so that it can be cleaned.
@@ -281,6 +266,27 @@ fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_
         }
     }
     e.sync().unwrap();
+    freed
+}
+
+#[test]
+fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_again() {
+    let (hold, io) = holding_array();
+    let e = Arc::new(Engine::open(io.clone(), EngineOptions::default()).unwrap());
+    const N: u64 = 16;
+    for i in 0..N {
+        e.put("t", &key(i), &value_for(i, 1, 2000)).unwrap();
+    }
+    e.sync().unwrap();
+    // The queue's reads of the first versions start and wait on the devices.
+    *hold.0.lock().unwrap() = (N as usize, false);
+    // Held reads are let go however the test ends (the queue waits for them when dropped).
+    let release = Release(hold.clone());
+    let mut q = e.read_queue::<u64>("t");
+    for i in 0..N {
+        q.submit(&key(i), i).unwrap();
+    }
+    let freed = overwrite_free_and_reuse(&e, &hold, N);
     drop(release);
     // A read that started before the overwrite may return either version (it is concurrent
     // with it); never anything else.
@@ -328,33 +334,7 @@ fn a_streaming_scan_whose_page_read_is_held_while_its_segment_is_reused_reads_th
         let (e, hold) = (e.clone(), hold.clone());
         std::thread::spawn(move || {
             let _release = Release(hold.clone());
-            {
-                let (lock, cv) = &*hold;
-                let mut g = lock.lock().unwrap();
-                while g.0 > 0 {
-                    g = cv.wait(g).unwrap();
-                }
-            }
-            for i in 0..N {
-                e.put("t", &key(i), &value_for(i + 1000, 1, 2000)).unwrap();
-            }
-            let mut j = 0u64;
-            while j < 400 {
-                e.put("fill", &j.to_le_bytes(), &value_for(j, 2, 8000))
-                    .unwrap();
-                j += 1;
-            }
-            e.sync().unwrap();
-            e.clean(8).unwrap();
-            assert!(e.cleaner_stats().segments_freed > 0);
-            loop {
-                match e.put("fill", &j.to_le_bytes(), &value_for(j, 2, 8000)) {
-                    Ok(_) => j += 1,
-                    Err(Error::NoSpace(_)) => break,
-                    Err(other) => panic!("filling: {other}"),
-                }
-            }
-            e.sync().unwrap();
+            overwrite_free_and_reuse(&e, &hold, N);
         })
     };
     let rows: Vec<(Vec<u8>, Vec<u8>)> = e
