@@ -305,7 +305,7 @@ fn a_read_held_in_flight_while_its_segment_is_freed_and_reused_reads_the_record_
     eprintln!("{old} old, {new} new versions, {again} looked again, {freed} segments freed");
     assert!(
         again >= 1,
-        "no read found its segment reused ({j} fill rows, {freed} freed)"
+        "no read found its segment reused ({freed} segments freed)"
     );
     drop(q);
     e.close().unwrap();
