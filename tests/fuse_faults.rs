@@ -54,7 +54,7 @@ impl Rig {
     }
 }
 
-/// `journal`: format version 2 (the sync journal) or version 1 (syncs write stripes).
+/// `journal`: format version 3 (the sync journal) or version 1 (syncs write stripes).
 fn rig(test: &str, arrays: usize, journal: bool) -> Option<Rig> {
     if !is_root() || !std::path::Path::new("/dev/fuse").exists() {
         assert!(
@@ -199,9 +199,11 @@ fn sector_errors_through_the_kernel_are_repaired_from_parity() {
     };
     let dev = 2;
     // Eight 4 KiB ranges spread over the first MiBs of device 2's data area (fewer than the
-    // default read-error limit of 32, so the device stays in service).
+    // default read-error limit of 32, so the device stays in service), each the second
+    // block of a chunk: where its first 4 KiB value lies (the first block holds the chunk
+    // header and the record area, which gets of placed values do not read).
     for k in 0..8u64 {
-        let start = (1 << 20) + k * (160 << 10) + 4096;
+        let start = (1 << 20) + k * (160 << 10) + 8192;
         rig.fs.faults(dev).add_read_error(start..start + 4096);
     }
     let e = rig.open(0, EngineOptions::default());

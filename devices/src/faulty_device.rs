@@ -102,6 +102,7 @@ pub struct FaultyDevice {
     ops: AtomicU64,
     /// Reads asked of this device (failed ones included).
     reads: AtomicU64,
+    read_bytes: AtomicU64,
     track_unflushed: AtomicBool,
     unflushed: Mutex<Vec<Unflushed>>,
     counters: Mutex<FaultCounters>,
@@ -125,6 +126,7 @@ impl FaultyDevice {
             fail_after_ops: AtomicU64::new(0),
             ops: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            read_bytes: AtomicU64::new(0),
             track_unflushed: AtomicBool::new(false),
             unflushed: Mutex::new(Vec::new()),
             counters: Mutex::new(FaultCounters::default()),
@@ -135,6 +137,11 @@ impl FaultyDevice {
     /// how many device operations a workload cost.
     pub fn reads_seen(&self) -> u64 {
         self.reads.load(Ordering::SeqCst)
+    }
+
+    /// Bytes asked of this device by reads so far (failed ones included).
+    pub fn read_bytes_seen(&self) -> u64 {
+        self.read_bytes.load(Ordering::SeqCst)
     }
 
     /// The wrapped device (writes to it bypass every fault).
@@ -301,6 +308,8 @@ impl BlockDevice for FaultyDevice {
 
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
+        self.read_bytes
+            .fetch_add(buf.len() as u64, Ordering::SeqCst);
         if self.before_op().is_err()
             || overlaps(&self.cfg().read_error_ranges, offset_bytes, buf.len())
         {

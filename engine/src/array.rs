@@ -245,7 +245,7 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
                 epoch: 1,
                 copy_index: 0,
                 format_version: if opts.sync_journal {
-                    FORMAT_VERSION_JOURNAL
+                    FORMAT_VERSION_PLACED
                 } else {
                     FORMAT_VERSION
                 },
@@ -422,6 +422,10 @@ impl Array {
         self.sb.segment_count
     }
     /// The largest record batch one stripe can hold.
+    /// Whether log stripes may place values on device blocks (format version 3).
+    pub fn places_values(&self) -> bool {
+        self.sb.format_version >= crate::format::FORMAT_VERSION_PLACED
+    }
     pub fn max_stripe_payload(&self) -> usize {
         self.layout.stripe_payload()
     }

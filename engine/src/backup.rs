@@ -271,24 +271,26 @@ impl Engine {
                     {
                         return true;
                     }
-                    let payload = g.header.payload_bytes as usize;
-                    let mut pos = 0;
-                    while pos < payload {
-                        let (rec, _, len) =
-                            match log_record::RecordView::decode(&g.data[pos..payload]) {
-                                Ok(x) => x,
-                                Err(e) => {
-                                    error.get_or_insert(Error::Corrupt {
-                                        device: format!("segment {}", seg.id),
-                                        offset_bytes: g.header.offset_in_segment_bytes as u64
-                                            + pos as u64,
-                                        what: "log record in a verified stripe",
-                                        source: e,
-                                    });
-                                    return false;
-                                }
-                            };
-                        pos += len;
+                    let mut records = log_record::StripeRecords::new(
+                        &g.data,
+                        g.header.payload_bytes as usize,
+                        g.header.height_bytes as usize,
+                        array.places_values(),
+                    );
+                    while let Some(r) = records.next() {
+                        let rec = match r {
+                            Ok(r) => r.rec,
+                            Err(e) => {
+                                error.get_or_insert(Error::Corrupt {
+                                    device: format!("segment {}", seg.id),
+                                    offset_bytes: g.header.offset_in_segment_bytes as u64
+                                        + records.position() as u64,
+                                    what: "log record in a verified stripe",
+                                    source: e,
+                                });
+                                return false;
+                            }
+                        };
                         if rec.lsn <= from || rec.lsn > end {
                             continue;
                         }

@@ -181,8 +181,10 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
                 first_lsn: lsn,
                 last_lsn: lsn,
                 records: Vec::new(),
+                packer: None,
             },
             height,
+            placement: None,
             for_sync: false,
         });
     }

@@ -192,14 +192,15 @@ fn relocate_segment(
             true,
             |offset, _, _, outcome| match outcome {
                 StripeOutcome::Good(g) => {
-                    let payload = g.header.payload_bytes as usize;
-                    let mut pos = 0;
-                    while pos < payload {
-                        let Ok((rec, _, len)) =
-                            log_record::RecordView::decode(&g.data[pos..payload])
-                        else {
-                            break;
-                        };
+                    let records = log_record::StripeRecords::new(
+                        &g.data,
+                        g.header.payload_bytes as usize,
+                        g.header.height_bytes as usize,
+                        array.places_values(),
+                    );
+                    for r in records {
+                        let Ok(r) = r else { break };
+                        let rec = r.rec;
                         if rec.kind != RecordKind::Delete {
                             let is_live = index.get(rec.table, rec.key).is_some_and(|e| {
                                 e.lsn == rec.lsn && e.place.segment_id() == seg.id
@@ -213,7 +214,6 @@ fn relocate_segment(
                                 });
                             }
                         }
-                        pos += len;
                     }
                     true
                 }

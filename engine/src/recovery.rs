@@ -159,25 +159,28 @@ fn read_segment_headers(array: &Array) -> (BTreeMap<u64, SegmentInfo>, BTreeMap<
     (segments, first_lsn)
 }
 
-/// Decodes the records of a good stripe and applies them to the index.
+/// Decodes the records of a good stripe and applies them to the index; `placed_values`
+/// when the array's format lets values sit on device blocks (version 3).
 pub(crate) fn apply_stripe(
     index: &mut Index,
     seg_id: u64,
     header: &ChunkHeader,
     data: &[u8],
+    placed_values: bool,
 ) -> Result<u64> {
-    let mut pos = 0usize;
     let mut expected = header.first_lsn;
     let payload = header.payload_bytes as usize;
     let mut count = 0;
-    while pos < payload {
-        let (rec, crc, len) =
-            LogRecord::decode(&data[pos..payload]).map_err(|e| Error::Corrupt {
-                device: format!("segment {seg_id}"),
-                offset_bytes: header.offset_in_segment_bytes as u64 + pos as u64,
-                what: "log record in a verified stripe",
-                source: e,
-            })?;
+    let mut records =
+        StripeRecords::new(data, payload, header.height_bytes as usize, placed_values);
+    while let Some(r) = records.next() {
+        let r = r.map_err(|e| Error::Corrupt {
+            device: format!("segment {seg_id}"),
+            offset_bytes: header.offset_in_segment_bytes as u64 + records.position() as u64,
+            what: "log record in a verified stripe",
+            source: e,
+        })?;
+        let rec = r.rec;
         if rec.lsn != expected {
             return Err(Error::Corrupt {
                 device: format!("segment {seg_id}"),
@@ -188,18 +191,19 @@ pub(crate) fn apply_stripe(
         }
         match rec.kind {
             RecordKind::Put | RecordKind::Moved => {
+                let (record_offset, record_len, crc) = r.index_loc();
                 let loc = RecordLoc {
                     segment_id: seg_id,
                     offset_in_segment_bytes: header.offset_in_segment_bytes,
                     height_bytes: header.height_bytes,
                     ordinal: header.ordinal,
-                    record_offset: pos as u32,
-                    record_len: rec.encoded_len() as u32,
+                    record_offset,
+                    record_len,
                     crc,
                 };
                 index.put(
-                    &rec.table,
-                    &rec.key,
+                    rec.table,
+                    rec.key,
                     IndexEntry {
                         lsn: rec.lsn,
                         value_len: rec.value.len() as u32,
@@ -207,11 +211,10 @@ pub(crate) fn apply_stripe(
                     },
                 );
             }
-            RecordKind::Delete => index.delete(&rec.table, &rec.key),
+            RecordKind::Delete => index.delete(rec.table, rec.key),
         }
         expected += 1;
         count += 1;
-        pos += len;
     }
     if expected != header.last_lsn + 1 {
         return Err(Error::Corrupt {
@@ -438,7 +441,13 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             if g.header.first_lsn != expected_lsn || g.header.write_epoch < last_epoch {
                 return false;
             }
-            match apply_stripe(&mut index, seg.id, &g.header, &g.data) {
+            match apply_stripe(
+                &mut index,
+                seg.id,
+                &g.header,
+                &g.data,
+                array.places_values(),
+            ) {
                 Ok(n) => stats.records += n,
                 Err(e) => {
                     error.get_or_insert(e);

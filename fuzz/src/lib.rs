@@ -61,6 +61,12 @@ pub const TARGETS: &[Target] = &[
         seeds: seeds::log_record,
     },
     Target {
+        name: "stripe_records",
+        about: "a log stripe's records with values placed on device blocks (format version 3)",
+        run: targets::format::stripe_records,
+        seeds: seeds::stripe_records,
+    },
+    Target {
         name: "journal_entry",
         about: "the sync journal's entry decoder and ring scan",
         run: targets::format::journal_entry,

@@ -144,6 +144,46 @@ pub fn log_record() -> Vec<Vec<u8>> {
     both_modes(&records())
 }
 
+/// A 16 KiB stripe of k = 2 laid out as the writer does: two values placed on blocks, the
+/// others inline.
+pub fn stripe_records() -> Vec<Vec<u8>> {
+    use ectable_engine::format::log_record::{encode_parts_split, lay_out_record};
+    use ectable_engine::format::placement::Packer;
+    let (h, k) = (16384usize, 2usize);
+    let mut data = vec![0u8; k * (h - CHUNK_HEADER_SIZE_BYTES)];
+    let mut packer = Packer::new(k, h);
+    for (i, (kind, value)) in [
+        (RecordKind::Put, vec![3u8; 4096]),
+        (RecordKind::Put, vec![4u8; 40]),
+        (RecordKind::Delete, vec![]),
+        (RecordKind::Moved, vec![5u8; 7712]),
+        (RecordKind::Put, vec![6u8; 5000]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rec = Vec::new();
+        let key = [b'k', i as u8];
+        let (_, len, value_crc) =
+            encode_parts_split(3 + i as u64, kind, "t", &key, &value, &mut rec);
+        let spot = packer
+            .add(
+                rec.len(),
+                (24 + 1 + key.len()).next_multiple_of(8),
+                (kind != RecordKind::Delete).then_some(value.len()),
+            )
+            .expect("fits");
+        lay_out_record(&rec[..len], spot, value.len(), value_crc, &mut |at, b| {
+            data[at..at + b.len()].copy_from_slice(b)
+        });
+    }
+    assert_eq!(packer.placed(), 2);
+    let mut body = vec![(h / 4096 - 1) as u8, (k - 1) as u8];
+    body.extend_from_slice(&(packer.area_end() as u32).to_le_bytes());
+    body.extend_from_slice(&data);
+    both_modes(&body)
+}
+
 pub fn journal_entry() -> Vec<Vec<u8>> {
     let e = ectable_engine::format::journal::JournalEntry {
         array_uuid: [1; 16],

@@ -263,7 +263,15 @@ fn check_entry(
         return Err(DecodeError::Field("checkpoint entry name"));
     }
     let len = u64::from(loc.record_len);
-    if u64::from(value_len) + RECORD_HEADER_BYTES as u64 > len
+    // A value placed on device blocks (format version 3): the entry names the value alone.
+    let placed = value_len == loc.record_len
+        && loc.height_bytes as usize > CHUNK_HEADER_SIZE_BYTES
+        && super::placement::on_blocks_of_one_body(
+            loc.record_offset as usize,
+            value_len as usize,
+            loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES,
+        );
+    if (!placed && u64::from(value_len) + RECORD_HEADER_BYTES as u64 > len)
         || u64::from(loc.record_offset) + len > MAX_RECORD_BYTES
     {
         return Err(DecodeError::Field("checkpoint entry length"));

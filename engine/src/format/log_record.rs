@@ -5,6 +5,8 @@
 //! Invariants:
 //! - Records start 8-byte aligned in a stripe's data space.
 //! - The crc covers the first 20 header bytes, the table name, the key and the value.
+//! - A placed record (format version 3, kind bit 7) keeps its value on device blocks of the
+//!   same stripe, at the position its reserved field names (format/placement.rs).
 
 use super::*;
 
@@ -22,8 +24,10 @@ const OFF_KEY_LEN: usize = 12;
 const OFF_TABLE_LEN: usize = 14;
 /// One byte: a `RecordKind`.
 const OFF_KIND: usize = 15;
-/// Reserved, zero.
+/// Reserved, zero; a placed record's value_offset.
 const OFF_RESERVED: usize = 16;
+/// Kind bit of a record whose value is placed on device blocks (format version 3).
+pub const KIND_PLACED: u8 = 0x80;
 /// crc32c of [0, OFF_CRC) followed by the table name, key and value.
 pub const OFF_CRC: usize = 20;
 /// The table name, then the key, then the value follow the header.
@@ -91,33 +95,129 @@ pub fn encode_parts(
     value: &[u8],
     out: &mut Vec<u8>,
 ) -> (u32, usize) {
-    assert!(!table.is_empty() && table.len() <= MAX_TABLE_NAME_BYTES);
-    assert!(!key.is_empty() && key.len() <= MAX_KEY_BYTES);
-    let start = out.len();
-    let len = RECORD_HEADER_BYTES + table.len() + key.len() + value.len();
-    let padded = len.div_ceil(RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES;
-    out.reserve(padded);
-    out.resize(start + RECORD_HEADER_BYTES, 0);
-    {
-        let h = &mut out[start..];
-        put_u64(h, OFF_LSN, lsn);
-        put_u32(h, OFF_VALUE_LEN, value.len() as u32);
-        put_u16(h, OFF_KEY_LEN, key.len() as u16);
-        h[OFF_TABLE_LEN] = table.len() as u8;
-        h[OFF_KIND] = kind as u8;
-    }
-    out.extend_from_slice(table.as_bytes());
-    out.extend_from_slice(key);
+    let start = write_head(lsn, kind, table, key, value.len(), out);
     out.extend_from_slice(value);
     let mut crc = crc32c::crc32c(&out[start..start + OFF_CRC]);
     crc = crc32c::crc32c_append(crc, &out[start + OFF_TABLE..]);
+    finish(out, start, crc)
+}
+
+/// Appends a record's header (its crc still zero), table name and key; returns where the
+/// record starts.
+fn write_head(
+    lsn: u64,
+    kind: RecordKind,
+    table: &str,
+    key: &[u8],
+    value_len: usize,
+    out: &mut Vec<u8>,
+) -> usize {
+    assert!(!table.is_empty() && table.len() <= MAX_TABLE_NAME_BYTES);
+    assert!(!key.is_empty() && key.len() <= MAX_KEY_BYTES);
+    let start = out.len();
+    let len = RECORD_HEADER_BYTES + table.len() + key.len() + value_len;
+    out.reserve(len.next_multiple_of(RECORD_ALIGN_BYTES));
+    out.resize(start + RECORD_HEADER_BYTES, 0);
+    let h = &mut out[start..];
+    put_u64(h, OFF_LSN, lsn);
+    put_u32(h, OFF_VALUE_LEN, value_len as u32);
+    put_u16(h, OFF_KEY_LEN, key.len() as u16);
+    h[OFF_TABLE_LEN] = table.len() as u8;
+    h[OFF_KIND] = kind as u8;
+    out.extend_from_slice(table.as_bytes());
+    out.extend_from_slice(key);
+    start
+}
+
+/// Stores the crc of the record at `start` (the last one in `out`) and pads it; returns the
+/// crc and the unpadded length.
+fn finish(out: &mut Vec<u8>, start: usize, crc: u32) -> (u32, usize) {
     put_u32(&mut out[start..], OFF_CRC, crc);
-    out.resize(start + padded, 0);
+    let len = out.len() - start;
+    out.resize(start + len.next_multiple_of(RECORD_ALIGN_BYTES), 0);
     (crc, len)
+}
+
+/// Appends a record like [`encode_parts`] and returns its crc, its unpadded length and the
+/// crc32c of its value alone (what the index holds once the value is placed on device
+/// blocks).
+pub fn encode_parts_split(
+    lsn: u64,
+    kind: RecordKind,
+    table: &str,
+    key: &[u8],
+    value: &[u8],
+    out: &mut Vec<u8>,
+) -> (u32, usize, u32) {
+    let start = write_head(lsn, kind, table, key, value.len(), out);
+    let head = crc32c::crc32c_append(
+        crc32c::crc32c(&out[start..start + OFF_CRC]),
+        &out[start + OFF_TABLE..],
+    );
+    out.extend_from_slice(value);
+    let value_crc = crc32c::crc32c(value);
+    let (crc, len) = finish(
+        out,
+        start,
+        crc32c::crc32c_combine(head, value_crc, value.len()),
+    );
+    (crc, len, value_crc)
+}
+
+/// The header of `record` (an inline record as [`encode_parts`] wrote it) once its value is
+/// placed at `value_offset`; `value_crc` is the crc32c of its value.
+pub fn placed_header(
+    record: &[u8],
+    value_offset: u32,
+    value_crc: u32,
+) -> [u8; RECORD_HEADER_BYTES] {
+    let mut h = [0u8; RECORD_HEADER_BYTES];
+    h.copy_from_slice(&record[..RECORD_HEADER_BYTES]);
+    h[OFF_KIND] |= KIND_PLACED;
+    put_u32(&mut h, OFF_RESERVED, value_offset);
+    let head_len =
+        RECORD_HEADER_BYTES + h[OFF_TABLE_LEN] as usize + get_u16(&h, OFF_KEY_LEN) as usize;
+    let value_len = get_u32(&h, OFF_VALUE_LEN) as usize;
+    let head = crc32c::crc32c_append(crc32c::crc32c(&h[..OFF_CRC]), &record[OFF_TABLE..head_len]);
+    put_u32(
+        &mut h,
+        OFF_CRC,
+        crc32c::crc32c_combine(head, value_crc, value_len),
+    );
+    h
+}
+
+/// Writes one record, encoded inline as `rec` (its value the last `value_len` bytes, whose
+/// crc32c is `value_crc`), at `spot` through `put(position, bytes)`: inline as it is, or its
+/// header (kind bit 7, value_offset, crc again), table and key in the record area and its
+/// value at the value's spot. Positions not written stay as they were (zero).
+pub fn lay_out_record(
+    rec: &[u8],
+    spot: super::placement::Spot,
+    value_len: usize,
+    value_crc: u32,
+    put: &mut impl FnMut(usize, &[u8]),
+) {
+    match spot.value_offset {
+        None => put(spot.offset, rec),
+        Some(v) => {
+            let head = rec.len() - value_len;
+            let header = placed_header(rec, v as u32, value_crc);
+            put(spot.offset, &header);
+            put(spot.offset + header.len(), &rec[header.len()..head]);
+            put(v, &rec[head..]);
+        }
+    }
+}
+
+/// Padded bytes a record takes in the record area when its value is placed.
+pub fn placed_head_len(table_len: usize, key_len: usize) -> usize {
+    (RECORD_HEADER_BYTES + table_len + key_len).next_multiple_of(RECORD_ALIGN_BYTES)
 }
 
 impl LogRecord {
     /// Bytes of the encoded record without its padding to 8 bytes.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn encoded_len(&self) -> usize {
         RECORD_HEADER_BYTES + self.table.len() + self.key.len() + self.value.len()
     }
@@ -136,6 +236,7 @@ impl LogRecord {
     }
 
     /// Decodes the record at the start of `b`; returns it, its crc and its padded length.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn decode(b: &[u8]) -> Result<(LogRecord, u32, usize), DecodeError> {
         let (v, crc, len) = RecordView::decode(b)?;
         let rec = LogRecord {
@@ -167,8 +268,29 @@ pub struct RecordView<'a> {
 
 impl<'a> RecordView<'a> {
     /// Decodes and checks the record at the start of `b`; returns it, its crc and its padded
-    /// length.
+    /// length. A placed record (kind bit 7) is refused here: [`StripeRecords`] decodes those.
     pub fn decode(b: &'a [u8]) -> Result<(RecordView<'a>, u32, usize), DecodeError> {
+        decode_at(b, None).map(|(v, crc, len, _)| (v, crc, len))
+    }
+}
+
+/// Where a placed record's value may be: the whole data space, the record area's end, the
+/// body length, and the lowest placed value before it.
+struct PlacedValues<'a> {
+    data: &'a [u8],
+    payload: usize,
+    body_len: usize,
+    floor: usize,
+}
+
+/// Decodes the record at the start of `b`; `placed` allows a placed record and says where
+/// its value may lie. Returns the record, its crc, its padded length in `b` and its value's
+/// position if placed.
+fn decode_at<'a>(
+    b: &'a [u8],
+    placed: Option<&PlacedValues<'a>>,
+) -> Result<(RecordView<'a>, u32, usize, Option<usize>), DecodeError> {
+    {
         if b.len() < RECORD_HEADER_BYTES {
             return Err(DecodeError::Truncated);
         }
@@ -176,13 +298,15 @@ impl<'a> RecordView<'a> {
         let value_len = get_u32(b, OFF_VALUE_LEN) as usize;
         let key_len = get_u16(b, OFF_KEY_LEN) as usize;
         let table_len = b[OFF_TABLE_LEN] as usize;
-        let kind = match b[OFF_KIND] {
+        let is_placed = b[OFF_KIND] & KIND_PLACED != 0 && placed.is_some();
+        let kind = match b[OFF_KIND] & !(if is_placed { KIND_PLACED } else { 0 }) {
             1 => RecordKind::Put,
-            2 => RecordKind::Delete,
+            2 if !is_placed => RecordKind::Delete,
             3 => RecordKind::Moved,
             _ => return Err(DecodeError::Field("record kind")),
         };
-        if get_u32(b, OFF_RESERVED) != 0 {
+        let value_at = get_u32(b, OFF_RESERVED) as usize;
+        if !is_placed && value_at != 0 {
             return Err(DecodeError::Reserved);
         }
         if key_len == 0
@@ -192,12 +316,36 @@ impl<'a> RecordView<'a> {
         {
             return Err(DecodeError::Field("record lengths"));
         }
-        let total = RECORD_HEADER_BYTES + table_len + key_len + value_len;
+        let head = RECORD_HEADER_BYTES + table_len + key_len;
+        let total = head + if is_placed { 0 } else { value_len };
         if b.len() < total {
             return Err(DecodeError::Truncated);
         }
+        let value = match placed.filter(|_| is_placed) {
+            Some(p) => {
+                if value_at < p.payload
+                    || value_at.saturating_add(value_len.next_multiple_of(BLOCK_BYTES)) > p.floor
+                    || !super::placement::on_blocks_of_one_body(value_at, value_len, p.body_len)
+                {
+                    return Err(DecodeError::Field("placed value offset"));
+                }
+                let end = value_at + value_len;
+                let padded = value_at + value_len.next_multiple_of(BLOCK_BYTES);
+                if p.data.len() < padded {
+                    return Err(DecodeError::Truncated);
+                }
+                if p.data[end..padded].iter().any(|&x| x != 0) {
+                    return Err(DecodeError::Field("placed value padding"));
+                }
+                &p.data[value_at..end]
+            }
+            None => &b[head..total],
+        };
         let stored = get_u32(b, OFF_CRC);
-        let computed = crc32c::crc32c_append(crc32c::crc32c(&b[..OFF_CRC]), &b[OFF_TABLE..total]);
+        let computed = crc32c::crc32c_append(
+            crc32c::crc32c_append(crc32c::crc32c(&b[..OFF_CRC]), &b[OFF_TABLE..head]),
+            value,
+        );
         if stored != computed {
             return Err(DecodeError::Checksum { stored, computed });
         }
@@ -205,19 +353,119 @@ impl<'a> RecordView<'a> {
         let table = std::str::from_utf8(&b[t0..t0 + table_len])
             .map_err(|_| DecodeError::Field("table name utf-8"))?;
         let k0 = t0 + table_len;
-        let v0 = k0 + key_len;
         let view = RecordView {
             lsn,
             kind,
             table,
-            key: &b[k0..v0],
-            value: &b[v0..total],
+            key: &b[k0..head],
+            value,
         };
         Ok((
             view,
             stored,
             total.div_ceil(RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES,
+            is_placed.then_some(value_at),
         ))
+    }
+}
+
+/// One record of a log stripe, as [`StripeRecords`] yields it.
+#[derive(Debug, Clone, Copy)]
+pub struct StripeRecord<'a> {
+    /// The record, its value taken where it lies.
+    pub rec: RecordView<'a>,
+    /// Its position in the data space.
+    pub offset: usize,
+    /// The record's own crc (header offset 20).
+    pub crc: u32,
+    /// Its value's position when the value is placed on device blocks.
+    pub value_offset: Option<usize>,
+}
+
+impl StripeRecord<'_> {
+    /// What an index entry for this record holds: (record_offset, record_len, crc). For a
+    /// placed value, the value itself: its position, its length and its own crc32c
+    /// (docs/format.md, "Values on device blocks").
+    pub fn index_loc(&self) -> (u32, u32, u32) {
+        match self.value_offset {
+            Some(v) => (
+                v as u32,
+                self.rec.value.len() as u32,
+                crc32c::crc32c(self.rec.value),
+            ),
+            None => (
+                self.offset as u32,
+                (RECORD_HEADER_BYTES
+                    + self.rec.table.len()
+                    + self.rec.key.len()
+                    + self.rec.value.len()) as u32,
+                self.crc,
+            ),
+        }
+    }
+}
+
+/// The records of a log stripe's data space, in order (docs/format.md, "Log records" and
+/// "Values on device blocks"). Stops after the first record that does not decode.
+pub struct StripeRecords<'a> {
+    data: &'a [u8],
+    pos: usize,
+    placed: Option<PlacedValues<'a>>,
+    payload: usize,
+    failed: bool,
+}
+
+impl<'a> StripeRecords<'a> {
+    /// The records of `data` (the k data bodies of a stripe `height` bytes high, in shard
+    /// order) up to `payload` bytes; `placed_values` when the array's format allows placed
+    /// values (version 3).
+    pub fn new(data: &'a [u8], payload: usize, height: usize, placed_values: bool) -> Self {
+        StripeRecords {
+            data,
+            pos: 0,
+            placed: placed_values.then(|| PlacedValues {
+                data,
+                payload,
+                body_len: height - CHUNK_HEADER_SIZE_BYTES,
+                floor: data.len(),
+            }),
+            payload: payload.min(data.len()),
+            failed: false,
+        }
+    }
+
+    /// Position of the next record (where decoding stopped, after an error).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for StripeRecords<'a> {
+    type Item = Result<StripeRecord<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.payload {
+            return None;
+        }
+        match decode_at(&self.data[self.pos..self.payload], self.placed.as_ref()) {
+            Ok((rec, crc, padded_len, value_offset)) => {
+                let offset = self.pos;
+                self.pos += padded_len;
+                if let (Some(p), Some(v)) = (self.placed.as_mut(), value_offset) {
+                    p.floor = v;
+                }
+                Some(Ok(StripeRecord {
+                    rec,
+                    offset,
+                    crc,
+                    value_offset,
+                }))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 

@@ -8,20 +8,26 @@ pub mod health_block;
 pub mod journal;
 pub mod layout;
 pub mod log_record;
+pub mod placement;
 pub mod segment_header;
 pub mod superblock;
 
 pub use chunk_header::ChunkHeader;
 pub use layout::{Layout, LayoutError};
-pub use log_record::{LogRecord, RecordKind};
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))]
+pub use log_record::LogRecord;
+pub use log_record::{RecordKind, StripeRecords};
 pub use segment_header::{SegmentHeader, SegmentKind};
 pub use superblock::{MemberState, Superblock};
 
 /// Format version of every structure but the superblock (segment headers, checkpoints).
 pub const FORMAT_VERSION: u32 = 1;
 /// The superblock's format version for arrays that keep a sync journal (docs/format.md,
-/// "Version changes"); `format` writes it. Version 1 superblocks are still read.
+/// "Version changes"). Version 1 superblocks are still read.
 pub const FORMAT_VERSION_JOURNAL: u32 = 2;
+/// The superblock's format version for arrays whose log stripes may place values on device
+/// blocks (docs/format.md, "Values on device blocks"); `format` writes it.
+pub const FORMAT_VERSION_PLACED: u32 = 3;
 /// Reed-Solomon GF(2^8), poly 0x11D, systematic Vandermonde (see `codec`).
 pub const CODEC_ID_RS_VANDERMONDE: u32 = 1;
 /// Start of the segment area on every device.

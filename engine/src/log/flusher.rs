@@ -4,10 +4,11 @@
 //! then the batch's records are durable and their waiters return (group commit).
 
 use crate::error::{Error, Result};
+use crate::format::placement::Spot;
 use crate::format::*;
 use crate::index::{Place, RecordLoc};
 use crate::log::journal::{JournalJob, JournalRing};
-use crate::log::state::SealedStripe;
+use crate::log::state::{OpenStripe, Placement, SealedStripe};
 use crate::log::stripe::chunk_place;
 use crate::shared::{Shared, Worker};
 use crate::sync::{CondvarExt, MutexExt, RwLockExt};
@@ -210,6 +211,19 @@ impl Shared {
                     if !r.is_put {
                         continue;
                     }
+                    // A value placed on device blocks: the index names the value itself.
+                    let (record_offset, record_len, crc) =
+                        match s.placement.as_ref().map(|p| p.spots[j - 1]) {
+                            None => (r.offset, r.len, r.crc),
+                            Some(Spot {
+                                offset,
+                                value_offset: None,
+                            }) => (offset as u32, r.len, r.crc),
+                            Some(Spot {
+                                value_offset: Some(v),
+                                ..
+                            }) => (v as u32, r.value_len() as u32, r.value_crc),
+                        };
                     map.update_near(r.key(&o.buf), &mut hint, |e| {
                         if e.lsn == r.lsn {
                             e.place = Place::Disk(RecordLoc {
@@ -217,9 +231,9 @@ impl Shared {
                                 offset_in_segment_bytes: o.offset,
                                 height_bytes: s.height,
                                 ordinal: o.ordinal,
-                                record_offset: r.offset,
-                                record_len: r.len,
-                                crc: r.crc,
+                                record_offset,
+                                record_len,
+                                crc,
                             });
                         }
                     });
@@ -331,13 +345,18 @@ impl Shared {
             let h = s.height as usize;
             let body_len = h - CHUNK_HEADER_SIZE_BYTES;
             let mut bufs: Vec<AlignedBuf> = self.take_chunk_bufs(w, h);
-            for (j, buf) in bufs.iter_mut().enumerate().take(k) {
-                let from = (j * body_len).min(o.buf.len());
-                let to = ((j + 1) * body_len).min(o.buf.len());
-                let body = &mut buf[CHUNK_HEADER_SIZE_BYTES..];
-                body[..to - from].copy_from_slice(&o.buf[from..to]);
-                // A reused buffer holds an older chunk: the unused tail must be zero.
-                body[to - from..].fill(0);
+            match &s.placement {
+                None => {
+                    for (j, buf) in bufs.iter_mut().enumerate().take(k) {
+                        let from = (j * body_len).min(o.buf.len());
+                        let to = ((j + 1) * body_len).min(o.buf.len());
+                        let body = &mut buf[CHUNK_HEADER_SIZE_BYTES..];
+                        body[..to - from].copy_from_slice(&o.buf[from..to]);
+                        // A reused buffer holds an older chunk: the unused tail must be zero.
+                        body[to - from..].fill(0);
+                    }
+                }
+                Some(p) => lay_out_placed(o, p, &mut bufs[..k], body_len),
             }
             {
                 let (data, parity) = bufs.split_at_mut(k);
@@ -380,7 +399,7 @@ impl Shared {
                     } else {
                         0
                     },
-                    payload_bytes: o.buf.len() as u32,
+                    payload_bytes: s.placement.as_ref().map_or(o.buf.len(), |p| p.payload) as u32,
                     first_lsn: o.first_lsn,
                     last_lsn: o.last_lsn,
                     present_mask,
@@ -433,6 +452,29 @@ impl Shared {
             }
         }
         Ok((ops, meta))
+    }
+}
+
+/// Writes a stripe's records into its data bodies with values placed on device blocks
+/// (docs/format.md, "Values on device blocks"): each record's header, table and key at its
+/// spot in the record area, a placed value alone on its blocks, the rest zero.
+fn lay_out_placed(o: &OpenStripe, p: &Placement, bodies: &mut [AlignedBuf], body_len: usize) {
+    for b in bodies.iter_mut() {
+        b[CHUNK_HEADER_SIZE_BYTES..].fill(0);
+    }
+    let mut put = |mut pos: usize, mut bytes: &[u8]| {
+        while !bytes.is_empty() {
+            let (shard, within) = (pos / body_len, pos % body_len);
+            let n = bytes.len().min(body_len - within);
+            let at = CHUNK_HEADER_SIZE_BYTES + within;
+            bodies[shard][at..at + n].copy_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            pos += n;
+        }
+    };
+    for (r, spot) in o.records.iter().zip(&p.spots) {
+        let rec = &o.buf[r.offset as usize..(r.offset + r.len) as usize];
+        log_record::lay_out_record(rec, *spot, r.value_len(), r.value_crc, &mut put);
     }
 }
 

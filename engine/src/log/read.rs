@@ -83,7 +83,7 @@ impl Shared {
         let array = &self.array;
         let mut out: Vec<Option<Vec<u8>>> = vec![None; items.len()];
         let mut fast = FastReads::default();
-        let mut disk: Vec<(usize, RecordLoc, Arc<SegmentInfo>, u64)> = Vec::new();
+        let mut disk: Vec<(usize, RecordLoc, Arc<SegmentInfo>, Expect)> = Vec::new();
         // Items whose record chunks are all on available, fast devices.
         let mut fast_path = vec![false; items.len()];
         for (i, (_, e)) in items.iter().enumerate() {
@@ -108,7 +108,7 @@ impl Shared {
                         fast.add(i, rops);
                         fast_path[i] = true;
                     }
-                    disk.push((i, *loc, seg, e.lsn));
+                    disk.push((i, *loc, seg, (e.lsn, e.value_len)));
                 }
             }
         }
@@ -191,7 +191,7 @@ impl Shared {
         &self,
         seg: &SegmentInfo,
         loc: &RecordLoc,
-        lsn: u64,
+        lsn: Expect,
         table: &str,
         key: &[u8],
         rebuilt: &mut HashMap<(u64, u32), Vec<u8>>,
@@ -411,14 +411,25 @@ impl FastBatch {
     }
 }
 
-/// Checks fetched record bytes against the index entry; returns the value if they match.
+/// What a read checks its bytes against besides table and key: the index entry's LSN and
+/// value length.
+pub(crate) type Expect = (u64, u32);
+
+/// Checks fetched record bytes against the index entry (`(lsn, value_len)`, table and key);
+/// returns the value if they match. A value placed on device blocks (record_len =
+/// value_len, docs/format.md "Values on device blocks") is the bytes themselves, checked
+/// against its own crc.
 pub(crate) fn verify_record(
     bytes: &[u8],
     loc: &RecordLoc,
-    lsn: u64,
+    (lsn, value_len): Expect,
     table: &str,
     key: &[u8],
 ) -> Option<Vec<u8>> {
+    if loc.record_len == value_len {
+        return (bytes.len() == value_len as usize && crc32c::crc32c(bytes) == loc.crc)
+            .then(|| bytes.to_vec());
+    }
     let (rec, crc, _) = crate::format::log_record::RecordView::decode(bytes).ok()?;
     (crc == loc.crc && rec.lsn == lsn && rec.table == table && rec.key == key)
         .then(|| rec.value.to_vec())

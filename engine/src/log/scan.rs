@@ -77,7 +77,7 @@ impl Shared {
         for (i, (key, e)) in p.items.iter().enumerate() {
             let checked = match (&e.place, &bytes[i]) {
                 (Place::Disk(loc), Some(b)) if p.fast[i] && !failed[i] => {
-                    verify_record(b, loc, e.lsn, table, key)
+                    verify_record(b, loc, (e.lsn, e.value_len), table, key)
                 }
                 _ => None,
             };

@@ -6,6 +6,7 @@
 //! (`Shared::quiesced`, `Shared::exclusive_appends`).
 
 use crate::format::log_record;
+use crate::format::placement::{Packer, Spot};
 use crate::log::cursor::Cursor;
 use crate::log::repair::LogRepairs;
 use crate::segments::{FreeSpace, SegmentInfo};
@@ -19,6 +20,8 @@ pub(crate) struct PendingRecord {
     pub offset: u32,
     pub len: u32,
     pub crc: u32,
+    /// crc32c of the value alone when it may be placed on device blocks (else 0).
+    pub value_crc: u32,
     pub is_put: bool,
     pub table_len: u8,
     pub key_len: u16,
@@ -34,6 +37,23 @@ impl PendingRecord {
         let start =
             self.offset as usize + log_record::RECORD_HEADER_BYTES + self.table_len as usize;
         &buf[start..start + self.key_len as usize]
+    }
+
+    /// The value's length (0 for a delete).
+    pub(crate) fn value_len(&self) -> usize {
+        self.len as usize
+            - log_record::RECORD_HEADER_BYTES
+            - self.table_len as usize
+            - self.key_len as usize
+    }
+
+    /// Offers the record to a stripe's plan (format/placement.rs).
+    pub(crate) fn pack(&self, packer: &mut Packer) -> Option<Spot> {
+        packer.add(
+            (self.len as usize).next_multiple_of(8),
+            log_record::placed_head_len(self.table_len as usize, self.key_len as usize),
+            self.is_put.then(|| self.value_len()),
+        )
     }
 }
 
@@ -65,11 +85,23 @@ pub(crate) struct OpenStripe {
     pub first_lsn: u64,
     pub last_lsn: u64,
     pub records: Vec<PendingRecord>,
+    /// The plan of the stripe at `max_height` with values placed on device blocks (format
+    /// version 3 log stripes); None when the stripe keeps every value inline.
+    pub packer: Option<Packer>,
+}
+
+/// Where a sealed stripe's records go when it places values on device blocks: one spot per
+/// record, and the end of its record area (payload_bytes).
+pub(crate) struct Placement {
+    pub spots: Vec<Spot>,
+    pub payload: usize,
 }
 
 pub(crate) struct SealedStripe {
     pub stripe: OpenStripe,
     pub height: u32,
+    /// Set when the stripe is written with values placed on device blocks.
+    pub placement: Option<Placement>,
     /// Sealed early because a writer waited for durability (a short stripe), rather than
     /// because the next record did not fit.
     pub for_sync: bool,

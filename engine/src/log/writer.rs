@@ -18,7 +18,8 @@ use crate::index::{Index, IndexEntry, Place};
 use crate::log::cursor::Cursor;
 use crate::sync::{CondvarExt, RwLockExt};
 
-use crate::log::state::{OpenStripe, PendingRecord, SealedStripe, WriterState};
+use crate::format::placement::{placeable, Packer, Spot};
+use crate::log::state::{OpenStripe, PendingRecord, Placement, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
 use crate::space::Room;
@@ -62,6 +63,21 @@ pub(crate) enum Mutation<'a> {
         key: &'a [u8],
         value: &'a [u8],
     },
+}
+
+/// Offers a mutation to a stripe's plan (format/placement.rs).
+fn pack_mutation(m: &Mutation<'_>, packer: &mut Packer) -> Option<Spot> {
+    let (table, key, value_len) = match m {
+        Mutation::Put { table, key, value } | Mutation::Moved { table, key, value } => {
+            (*table, *key, Some(value.len()))
+        }
+        Mutation::Delete { table, key } => (*table, *key, None),
+    };
+    packer.add(
+        log_record::encoded_len_padded(table.len(), key.len(), value_len.unwrap_or(0)),
+        log_record::placed_head_len(table.len(), key.len()),
+        value_len,
+    )
 }
 
 impl Shared {
@@ -133,8 +149,35 @@ impl Shared {
             first_lsn: st.next_lsn,
             last_lsn: 0,
             records: Vec::new(),
+            packer: self
+                .array
+                .places_values()
+                .then(|| Packer::new(self.array.k(), max_height as usize)),
         });
         Ok(())
+    }
+
+    /// Where the records of a stripe sealed now go, and at which height: values on device
+    /// blocks when that needs at most an eighth more height than keeping them inline (a
+    /// full stripe: none), else every value inline at the smallest height.
+    fn plan_seal(&self, open: &OpenStripe, inline_height: u32) -> (u32, Option<Placement>) {
+        if open.packer.as_ref().is_none_or(|p| p.placed() == 0) {
+            return (inline_height, None);
+        }
+        let k = self.array.k();
+        let limit = (inline_height + inline_height / 8).min(open.max_height);
+        let mut h = inline_height;
+        while h <= limit {
+            let mut packer = Packer::new(k, h as usize);
+            let spots: Option<Vec<Spot>> =
+                open.records.iter().map(|r| r.pack(&mut packer)).collect();
+            if let Some(spots) = spots.filter(|_| packer.placed() > 0) {
+                let payload = packer.area_end();
+                return (h, Some(Placement { spots, payload }));
+            }
+            h += BLOCK_BYTES as u32;
+        }
+        (inline_height, None)
     }
 
     /// Seals the open stripe at the smallest height that holds it.
@@ -154,7 +197,7 @@ impl Shared {
         }
         let k = self.array.k();
         let per_chunk = open.buf.len().div_ceil(k);
-        let height = Layout::chunk_height_for(per_chunk) as u32;
+        let (height, placement) = self.plan_seal(&open, Layout::chunk_height_for(per_chunk) as u32);
         debug_assert!(height <= open.max_height);
         st.cursor = Some(Cursor {
             segment: open.segment.clone(),
@@ -166,6 +209,7 @@ impl Shared {
         st.sealed.push_back(SealedStripe {
             stripe: open,
             height,
+            placement,
             for_sync,
         });
         self.work_cv.notify_all();
@@ -257,14 +301,34 @@ impl Shared {
         Ok(st)
     }
 
-    /// Makes the open stripe able to take `total` more bytes.
-    fn make_room(&self, st: &mut WriterState, total: usize, room: Room) -> Result<()> {
+    /// Makes the open stripe able to take `muts` (`total` bytes inline). A stripe that
+    /// places values on device blocks is sealed when they no longer fit with their values
+    /// placed; a batch that fits an empty stripe only inline makes that stripe an inline one.
+    fn make_room(
+        &self,
+        st: &mut WriterState,
+        muts: &[Mutation<'_>],
+        total: usize,
+        room: Room,
+    ) -> Result<()> {
         loop {
             if st.open.is_none() {
                 self.open_stripe(st, room)?;
             }
-            let open = st.open.as_ref().expect("opened");
-            if open.buf.len() + total <= self.stripe_capacity(open.max_height) {
+            let capacity = {
+                let open = st.open.as_ref().expect("opened");
+                self.stripe_capacity(open.max_height)
+            };
+            let open = st.open.as_mut().expect("opened");
+            let inline_fits = open.buf.len() + total <= capacity;
+            let planned = open.packer.as_ref().is_none_or(|p| {
+                let mut p = p.clone();
+                muts.iter().all(|m| pack_mutation(m, &mut p).is_some())
+            });
+            if inline_fits && (planned || open.records.is_empty()) {
+                if !planned {
+                    open.packer = None;
+                }
                 return Ok(());
             }
             if open.records.is_empty() {
@@ -295,7 +359,7 @@ impl Shared {
         } else {
             Room::Foreground
         };
-        self.make_room(&mut st, total, room)?;
+        self.make_room(&mut st, muts, total, room)?;
         let mut index = self.index.write_locked();
         Ok(self.place(&mut st, &mut index, muts))
     }
@@ -320,13 +384,13 @@ impl Shared {
                 continue;
             }
             let total = log_record::encoded_len_padded(r.table.len(), r.key.len(), r.value.len());
-            self.make_room(&mut st, total, Room::Cleaner)?;
-            let mut index = self.index.write_locked();
             let m = Mutation::Moved {
                 table: &r.table,
                 key: &r.key,
                 value: &r.value,
             };
+            self.make_room(&mut st, std::slice::from_ref(&m), total, Room::Cleaner)?;
+            let mut index = self.index.write_locked();
             self.place(&mut st, &mut index, std::slice::from_ref(&m));
             moved += 1;
         }
@@ -349,14 +413,14 @@ impl Shared {
                 Mutation::Delete { table, key } => (RecordKind::Delete, *table, *key, None),
             };
             let offset = open.buf.len();
-            let (crc, len) = log_record::encode_parts(
-                lsn,
-                kind,
-                table,
-                key,
-                value.unwrap_or(&[]),
-                Arc::make_mut(&mut open.buf),
-            );
+            let v = value.unwrap_or(&[]);
+            let out = Arc::make_mut(&mut open.buf);
+            let (crc, len, value_crc) = if open.packer.is_some() && placeable(v.len()) {
+                log_record::encode_parts_split(lsn, kind, table, key, v, out)
+            } else {
+                let (crc, len) = log_record::encode_parts(lsn, kind, table, key, v, out);
+                (crc, len, 0)
+            };
             if open.records.is_empty() {
                 open.first_lsn = lsn;
             }
@@ -377,15 +441,25 @@ impl Shared {
                 ),
                 None => index.delete(table, key),
             }
-            open.records.push(PendingRecord {
+            let rec = PendingRecord {
                 lsn,
                 offset: offset as u32,
                 len: len as u32,
                 crc,
+                value_crc,
                 is_put: value.is_some(),
                 table_len: table.len() as u8,
                 key_len: key.len() as u16,
-            });
+            };
+            // make_room checked that the records fit the plan; should one not, the stripe
+            // keeps its values inline (seal plans it again from its records).
+            if let Some(p) = open.packer.as_mut() {
+                if rec.pack(p).is_none() {
+                    debug_assert!(false, "a record make_room admitted does not fit the plan");
+                    open.packer = None;
+                }
+            }
+            open.records.push(rec);
         }
         self.counters
             .records_written
@@ -584,7 +658,7 @@ impl Shared {
                     },
                 })
                 .collect();
-            self.make_room(st, bytes.len(), Room::Deletes)?;
+            self.make_room(st, &muts, bytes.len(), Room::Deletes)?;
             let mut index = self.index.write_locked();
             self.place(st, &mut index, &muts);
         }

@@ -84,6 +84,57 @@ pub fn log_record(data: &[u8]) {
     }
 }
 
+/// A log stripe's data space as format version 3 lets it hold records (values placed on
+/// device blocks): `[height / 4096 − 1 | k − 1 | payload_bytes u32]`, then the data space.
+/// Every record decoded re-encodes to its bytes, and a placed value lies where the format
+/// allows (docs/format.md, "Values on device blocks").
+pub fn stripe_records(data: &[u8]) {
+    use ectable_engine::format::log_record::{encode_parts_split, placed_header, StripeRecords};
+    use ectable_engine::format::placement::on_blocks_of_one_body;
+    let (reseal, body) = mode(data);
+    let Some((head, rest)) = body.split_first_chunk::<6>() else {
+        return;
+    };
+    let h = (1 + head[0] as usize % 16) * 4096;
+    let k = 1 + head[1] as usize % 4;
+    let payload = u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
+    let body_len = h - CHUNK_HEADER_SIZE_BYTES;
+    let mut d = rest.to_vec();
+    d.resize(k * body_len, 0);
+    if reseal {
+        reseal_stripe(&mut d, payload);
+    }
+    for r in StripeRecords::new(&d, payload, h, true) {
+        let Ok(r) = r else { break };
+        let v = r.rec;
+        let mut again = Vec::new();
+        let (crc, len, value_crc) =
+            encode_parts_split(v.lsn, v.kind, v.table, v.key, v.value, &mut again);
+        match r.value_offset {
+            None => {
+                assert_eq!(crc, r.crc, "an inline record's crc is its encoding's");
+                assert!(
+                    again[..len] == d[r.offset..r.offset + len],
+                    "inline record re-encodes"
+                );
+            }
+            Some(at) => {
+                assert!(
+                    at >= payload.min(d.len()),
+                    "a placed value above the record area"
+                );
+                assert!(on_blocks_of_one_body(at, v.value.len(), body_len));
+                let header = placed_header(&again, at as u32, value_crc);
+                assert!(
+                    header[..] == d[r.offset..r.offset + header.len()],
+                    "placed header"
+                );
+                assert_eq!(r.index_loc(), (at as u32, v.value.len() as u32, value_crc));
+            }
+        }
+    }
+}
+
 /// A sync journal entry (and, on the same bytes, the scan of a ring): decode, and a decoded
 /// entry re-encodes to its header and records (the zero tail is not checked by the crc).
 pub fn journal_entry(data: &[u8]) {
@@ -112,6 +163,37 @@ pub fn journal_entry(data: &[u8]) {
     }
     for (off, e) in JournalEntry::scan_ring(&b) {
         assert!(off % 4096 == 0 && off + e.encode().len() <= b.len());
+    }
+}
+
+/// Recomputes the crc of every record of the record area `[0, payload)` whose declared
+/// lengths fit, its value taken where the header says (inline, or at value_offset when kind
+/// bit 7 is set).
+fn reseal_stripe(d: &mut [u8], payload: usize) {
+    let mut at = 0;
+    while at + OFF_TABLE <= payload.min(d.len()) {
+        let b = &d[at..];
+        let value_len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
+        let head = OFF_TABLE + b[14] as usize + u16::from_le_bytes([b[12], b[13]]) as usize;
+        let placed = b[15] & 0x80 != 0;
+        let vo = u32::from_le_bytes([b[16], b[17], b[18], b[19]]) as usize;
+        let (len, value) = if placed {
+            (head, vo..vo.saturating_add(value_len))
+        } else {
+            (head + value_len, at + head..at + head + value_len)
+        };
+        if at + head > d.len() || value.end > d.len() {
+            return;
+        }
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c_append(
+                crc32c::crc32c(&d[at..at + OFF_CRC]),
+                &d[at + OFF_TABLE..at + head],
+            ),
+            &d[value],
+        );
+        d[at + OFF_CRC..at + OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        at += len.next_multiple_of(8);
     }
 }
 

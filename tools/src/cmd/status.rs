@@ -209,7 +209,9 @@ pub fn print_status(st: &Status) {
         st.segment_size_bytes >> 20,
         st.io_engine,
         st.format_version,
-        if st.format_version >= 2 {
+        if st.format_version >= 3 {
+            "sync journal, values on device blocks"
+        } else if st.format_version == 2 {
             "sync journal"
         } else {
             "syncs take short stripes"
