@@ -38,10 +38,19 @@ fn read_all(
 }
 
 /// 4 KiB values on a version 3 array: each get reads exactly one 4 KiB block (a version 1
-/// array reads 8 KiB for the same value, header and value spanning two blocks).
+/// array, or one formatted with `inline_values` (version 2), reads 8 KiB for the same value,
+/// header and value spanning two blocks).
 #[test]
 fn a_block_sized_value_costs_one_block_read() {
-    for (placed, opts) in [(true, fmt_opts(4, 2)), (false, fmt_opts_stripes_only(4, 2))] {
+    let inline = ectable::FormatOptions {
+        inline_values: true,
+        ..fmt_opts(4, 2)
+    };
+    for (placed, opts) in [
+        (true, fmt_opts(4, 2)),
+        (false, fmt_opts_stripes_only(4, 2)),
+        (false, inline),
+    ] {
         let (_mems, faulty) = mem_devices(6, 16 << 20, 3);
         let io = io_of(&faulty);
         format(io.as_ref(), &opts).unwrap();
@@ -57,6 +66,12 @@ fn a_block_sized_value_costs_one_block_read() {
             e.close().unwrap();
         }
         let e = open_engine_on(io.clone());
+        let version = match (opts.sync_journal, opts.inline_values) {
+            (false, _) => 1,
+            (true, true) => 2,
+            (true, false) => 3,
+        };
+        assert_eq!(e.status().format_version, version);
         let (n, bytes) = read_all(&e, &faulty, &model);
         let per_get = bytes as f64 / model.len() as f64;
         if placed {
@@ -242,4 +257,49 @@ fn the_cleaner_moves_placed_values() {
         model.len()
     );
     assert!(n <= model.len() as u64 + inline, "{n} reads");
+}
+
+/// An array whose live records fill more than 80 % of its log keeps new values inline (a
+/// placed 4 KiB value takes more room, which on a nearly full array multiplies the
+/// cleaner's work): the first values, written while it was emptier, are read as one block
+/// each, the last ones as two.
+#[test]
+fn a_nearly_full_array_keeps_new_values_inline() {
+    let (_mems, faulty) = mem_devices(6, 64 << 20, 41);
+    let io = io_of(&faulty);
+    // The default chunk size (16 KiB chunks would make each placed 4 KiB value cost a
+    // quarter more room, and 84 % of the log would not fit).
+    let opts = ectable::FormatOptions {
+        chunk_size_bytes: 64 << 10,
+        segment_size_bytes: 1 << 20,
+        ..fmt_opts(4, 2)
+    };
+    format(io.as_ref(), &opts).unwrap();
+    let e = Engine::open(io.clone(), no_cleaner()).unwrap();
+    // The log's capacity as the writer counts it: record bytes of every segment.
+    let st = e.status();
+    let capacity = e.layout().segment_payload() as u64 * st.total_segments as u64;
+    let rows = capacity * 84 / 100 / 4144;
+    let mut first = BTreeMap::new();
+    let mut last = BTreeMap::new();
+    for i in 0..rows {
+        let v = value_for(i, 8, 4096);
+        e.put("t", &key(i), &v).unwrap();
+        if i < rows / 2 {
+            first.insert(i, v);
+        } else if i + 100 >= rows {
+            last.insert(i, v);
+        }
+    }
+    e.close().unwrap();
+    let e = Engine::open(io.clone(), no_cleaner()).unwrap();
+    let live = e.status().live_bytes as f64 / capacity as f64;
+    assert!(live > 0.8, "live {live}");
+    let (_, b_first) = read_all(&e, &faulty, &first);
+    let (_, b_last) = read_all(&e, &faulty, &last);
+    assert_eq!(b_first, 4096 * first.len() as u64, "placed while emptier");
+    assert!(
+        b_last >= 8192 * last.len() as u64,
+        "inline once fuller: {b_last}"
+    );
 }

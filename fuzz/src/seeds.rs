@@ -164,8 +164,7 @@ pub fn stripe_records() -> Vec<Vec<u8>> {
     {
         let mut rec = Vec::new();
         let key = [b'k', i as u8];
-        let (_, len, value_crc) =
-            encode_parts_split(3 + i as u64, kind, "t", &key, &value, &mut rec);
+        let (_, len, _) = encode_parts_split(3 + i as u64, kind, "t", &key, &value, &mut rec);
         let spot = packer
             .add(
                 rec.len(),
@@ -173,7 +172,7 @@ pub fn stripe_records() -> Vec<Vec<u8>> {
                 (kind != RecordKind::Delete).then_some(value.len()),
             )
             .expect("fits");
-        lay_out_record(&rec[..len], spot, value.len(), value_crc, &mut |at, b| {
+        lay_out_record(&rec[..len], spot, value.len(), &mut |at, b| {
             data[at..at + b.len()].copy_from_slice(b)
         });
     }

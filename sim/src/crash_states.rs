@@ -186,6 +186,7 @@ fn fmt() -> FormatOptions {
         force: false,
         spare_count: 0,
         sync_journal: true,
+        inline_values: false,
     }
 }
 

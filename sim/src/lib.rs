@@ -337,6 +337,7 @@ impl Sim {
             force: false,
             spare_count: 0,
             sync_journal: true,
+            inline_values: false,
         };
         format(io.as_ref(), &f).map_err(|e| format!("format: {e}"))?;
         self.open(None)

@@ -22,6 +22,7 @@ pub fn fmt_opts(k: usize, m: usize) -> FormatOptions {
         force: false,
         spare_count: 0,
         sync_journal: true,
+        inline_values: false,
     }
 }
 

@@ -47,6 +47,7 @@ fn mem_array(k: usize, m: usize, size: u64) -> Arc<dyn IoBackend> {
             force: false,
             spare_count: 0,
             sync_journal: true,
+            inline_values: false,
         },
     )
     .expect("format");

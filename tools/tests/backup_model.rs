@@ -57,6 +57,7 @@ fn mem_array(k: usize, m: usize, chunk: u32, size: u64) -> Arc<dyn IoBackend> {
             force: false,
             spare_count: 0,
             sync_journal: true,
+            inline_values: false,
         },
     )
     .expect("format");

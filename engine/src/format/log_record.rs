@@ -4,7 +4,8 @@
 //!
 //! Invariants:
 //! - Records start 8-byte aligned in a stripe's data space.
-//! - The crc covers the first 20 header bytes, the table name, the key and the value.
+//! - The crc covers the first 20 header bytes, the table name, the key and the value; a placed
+//!   record's the same bytes as if it were inline (kind bit 7 clear, value_offset zero).
 //! - A placed record (format version 3, kind bit 7) keeps its value on device blocks of the
 //!   same stripe, at the position its reserved field names (format/placement.rs).
 
@@ -149,60 +150,38 @@ pub fn encode_parts_split(
     value: &[u8],
     out: &mut Vec<u8>,
 ) -> (u32, usize, u32) {
-    let start = write_head(lsn, kind, table, key, value.len(), out);
-    let head = crc32c::crc32c_append(
-        crc32c::crc32c(&out[start..start + OFF_CRC]),
-        &out[start + OFF_TABLE..],
-    );
-    out.extend_from_slice(value);
-    let value_crc = crc32c::crc32c(value);
-    let (crc, len) = finish(
-        out,
-        start,
-        crc32c::crc32c_combine(head, value_crc, value.len()),
-    );
-    (crc, len, value_crc)
+    // Two passes over the value: crc32c_combine would save one, but costs far more than a
+    // pass over a few KiB with the CPU's crc instruction.
+    let (crc, len) = encode_parts(lsn, kind, table, key, value, out);
+    (crc, len, crc32c::crc32c(value))
 }
 
 /// The header of `record` (an inline record as [`encode_parts`] wrote it) once its value is
-/// placed at `value_offset`; `value_crc` is the crc32c of its value.
-pub fn placed_header(
-    record: &[u8],
-    value_offset: u32,
-    value_crc: u32,
-) -> [u8; RECORD_HEADER_BYTES] {
+/// placed at `value_offset`: kind bit 7 and value_offset set, the crc unchanged (it is
+/// defined over the inline form's header).
+pub fn placed_header(record: &[u8], value_offset: u32) -> [u8; RECORD_HEADER_BYTES] {
     let mut h = [0u8; RECORD_HEADER_BYTES];
     h.copy_from_slice(&record[..RECORD_HEADER_BYTES]);
     h[OFF_KIND] |= KIND_PLACED;
     put_u32(&mut h, OFF_RESERVED, value_offset);
-    let head_len =
-        RECORD_HEADER_BYTES + h[OFF_TABLE_LEN] as usize + get_u16(&h, OFF_KEY_LEN) as usize;
-    let value_len = get_u32(&h, OFF_VALUE_LEN) as usize;
-    let head = crc32c::crc32c_append(crc32c::crc32c(&h[..OFF_CRC]), &record[OFF_TABLE..head_len]);
-    put_u32(
-        &mut h,
-        OFF_CRC,
-        crc32c::crc32c_combine(head, value_crc, value_len),
-    );
     h
 }
 
-/// Writes one record, encoded inline as `rec` (its value the last `value_len` bytes, whose
-/// crc32c is `value_crc`), at `spot` through `put(position, bytes)`: inline as it is, or its
-/// header (kind bit 7, value_offset, crc again), table and key in the record area and its
+/// Writes one record, encoded inline as `rec` (without padding; its value the last
+/// `value_len` bytes), at `spot` through `put(position, bytes)`: inline as it is, or its
+/// header (kind bit 7 and value_offset set, the crc kept), table and key in the record area and its
 /// value at the value's spot. Positions not written stay as they were (zero).
 pub fn lay_out_record(
     rec: &[u8],
     spot: super::placement::Spot,
     value_len: usize,
-    value_crc: u32,
     put: &mut impl FnMut(usize, &[u8]),
 ) {
     match spot.value_offset {
         None => put(spot.offset, rec),
         Some(v) => {
             let head = rec.len() - value_len;
-            let header = placed_header(rec, v as u32, value_crc);
+            let header = placed_header(rec, v as u32);
             put(spot.offset, &header);
             put(spot.offset + header.len(), &rec[header.len()..head]);
             put(v, &rec[head..]);
@@ -342,8 +321,16 @@ fn decode_at<'a>(
             None => &b[head..total],
         };
         let stored = get_u32(b, OFF_CRC);
+        // A placed record's crc is the one it had inline: kind bit 7 and value_offset are
+        // left out (a wrong value_offset finds other bytes, which this crc refuses).
+        let mut h = [0u8; OFF_CRC];
+        h.copy_from_slice(&b[..OFF_CRC]);
+        if is_placed {
+            h[OFF_KIND] &= !KIND_PLACED;
+            put_u32(&mut h, OFF_RESERVED, 0);
+        }
         let computed = crc32c::crc32c_append(
-            crc32c::crc32c_append(crc32c::crc32c(&b[..OFF_CRC]), &b[OFF_TABLE..head]),
+            crc32c::crc32c_append(crc32c::crc32c(&h), &b[OFF_TABLE..head]),
             value,
         );
         if stored != computed {

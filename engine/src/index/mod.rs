@@ -80,6 +80,8 @@ pub struct Index {
     pub tables: HashMap<String, KeyMap>,
     /// Live record bytes per segment (see the invariants above).
     pub live_bytes: HashMap<u64, u64>,
+    /// The sum of `live_bytes`, kept as it changes.
+    live_total: u64,
     /// Bytes the entries take in a checkpoint.
     pub checkpoint_bytes: u64,
 }
@@ -103,7 +105,9 @@ impl Index {
     fn account_remove(&mut self, table: &str, key: &[u8], old: &IndexEntry) {
         let seg = old.place.segment_id();
         if let Some(b) = self.live_bytes.get_mut(&seg) {
-            *b = b.saturating_sub(record_bytes(table, key, old.value_len));
+            let gone = record_bytes(table, key, old.value_len).min(*b);
+            *b -= gone;
+            self.live_total -= gone;
             if *b == 0 {
                 self.live_bytes.remove(&seg);
             }
@@ -112,8 +116,9 @@ impl Index {
 
     /// Points (`table`, `key`) at `entry`, replacing the older entry (and its live bytes).
     pub fn put(&mut self, table: &str, key: &[u8], entry: IndexEntry) {
-        *self.live_bytes.entry(entry.place.segment_id()).or_default() +=
-            record_bytes(table, key, entry.value_len);
+        let bytes = record_bytes(table, key, entry.value_len);
+        *self.live_bytes.entry(entry.place.segment_id()).or_default() += bytes;
+        self.live_total += bytes;
         let old = match self.tables.get_mut(table) {
             Some(t) => t.insert(key, &entry),
             None => {
@@ -155,7 +160,8 @@ impl Index {
 
     /// Live record bytes in all segments.
     pub fn total_live_bytes(&self) -> u64 {
-        self.live_bytes.values().sum()
+        debug_assert_eq!(self.live_total, self.live_bytes.values().sum::<u64>());
+        self.live_total
     }
 }
 

@@ -65,6 +65,10 @@ pub(crate) enum Mutation<'a> {
     },
 }
 
+/// The share of the log's capacity the live records may fill while new stripes still place
+/// values on device blocks (`Shared::places_values_now`).
+const PLACE_BELOW_FILL: f64 = 0.8;
+
 /// Offers a mutation to a stripe's plan (format/placement.rs).
 fn pack_mutation(m: &Mutation<'_>, packer: &mut Packer) -> Option<Spot> {
     let (table, key, value_len) = match m {
@@ -150,11 +154,27 @@ impl Shared {
             last_lsn: 0,
             records: Vec::new(),
             packer: self
-                .array
-                .places_values()
+                .places_values_now()
                 .then(|| Packer::new(self.array.k(), max_height as usize)),
         });
         Ok(())
+    }
+
+    /// Whether a stripe opened now places values on device blocks: on a format version 3
+    /// array while live records fill less than `PLACE_BELOW_FILL` of the log's capacity. A
+    /// placed 4 KiB value takes 1/30 more room than an inline one, and on a nearly full
+    /// array under overwrites that share compounds into the cleaner's work (85 % fill,
+    /// uniform 4 KiB overwrites: write amplification 6.9 placed against 4.9 inline,
+    /// docs/performance.md); so a fuller array keeps new values inline.
+    fn places_values_now(&self) -> bool {
+        if !self.array.places_values() {
+            return false;
+        }
+        let a = &self.array;
+        let capacity = a.layout.segment_payload() as u64 * a.segment_count() as u64 * a.n() as u64
+            / a.w() as u64;
+        let live = self.index.read_locked().total_live_bytes();
+        (live as f64) < PLACE_BELOW_FILL * capacity as f64
     }
 
     /// Where the records of a stripe sealed now go, and at which height: values on device

@@ -42,6 +42,7 @@ fn devices() -> Vec<Arc<dyn BlockDevice>> {
             force: false,
             spare_count: 0,
             sync_journal: true,
+            inline_values: false,
         };
         format(io.as_ref(), &geometry).expect("memory devices format");
         mems.iter().map(|m| m.snapshot()).collect()

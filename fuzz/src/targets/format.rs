@@ -124,7 +124,8 @@ pub fn stripe_records(data: &[u8]) {
                     "a placed value above the record area"
                 );
                 assert!(on_blocks_of_one_body(at, v.value.len(), body_len));
-                let header = placed_header(&again, at as u32, value_crc);
+                let header = placed_header(&again[..len], at as u32);
+                assert_eq!(crc, r.crc, "a placed record keeps its inline form's crc");
                 assert!(
                     header[..] == d[r.offset..r.offset + header.len()],
                     "placed header"
@@ -185,11 +186,16 @@ fn reseal_stripe(d: &mut [u8], payload: usize) {
         if at + head > d.len() || value.end > d.len() {
             return;
         }
+        // A placed record's crc is over its inline form's header: kind bit 7 and
+        // value_offset left out.
+        let mut h = [0u8; OFF_CRC];
+        h.copy_from_slice(&d[at..at + OFF_CRC]);
+        if placed {
+            h[15] &= 0x7f;
+            h[16..20].fill(0);
+        }
         let crc = crc32c::crc32c_append(
-            crc32c::crc32c_append(
-                crc32c::crc32c(&d[at..at + OFF_CRC]),
-                &d[at + OFF_TABLE..at + head],
-            ),
+            crc32c::crc32c_append(crc32c::crc32c(&h), &d[at + OFF_TABLE..at + head]),
             &d[value],
         );
         d[at + OFF_CRC..at + OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());

@@ -508,6 +508,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         force: a.force || unfinished.is_some(),
         spare_count: 0,
         sync_journal: true,
+        inline_values: false,
     };
     format(io.as_ref(), &opts).context("formatting the devices")?;
     created.keep();

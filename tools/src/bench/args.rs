@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// stripes), to compare the two.
     #[arg(long, requires = "k")]
     pub no_sync_journal: bool,
+    /// Format with every value inline (a version 2 array, as `ectable format
+    /// --inline-values`), to compare with values placed on device blocks.
+    #[arg(long, requires = "k")]
+    pub inline_values: bool,
     /// Workload (randrw = random reads and writes, rw = sequential ones, see --rwmixread).
     #[arg(long, value_enum, required = true)]
     pub rw: Rw,

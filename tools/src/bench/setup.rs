@@ -206,6 +206,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
             force: cli.force,
             spare_count: 0,
             sync_journal: !cli.no_sync_journal,
+            inline_values: cli.inline_values,
         };
         format(io.as_ref(), &opts).context("formatting the devices")?;
     }

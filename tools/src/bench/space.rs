@@ -63,6 +63,7 @@ pub fn run(cli: &BenchArgs) -> Result<()> {
             force: true,
             spare_count: 0,
             sync_journal: !cli.no_sync_journal,
+            inline_values: cli.inline_values,
         },
         value_bytes: bs,
         batch: (cli.iodepth as usize).max(1),

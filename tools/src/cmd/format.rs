@@ -43,6 +43,11 @@ pub struct FormatArgs {
     /// stripe on every member (for comparisons, and for older builds, which refuse version 2).
     #[arg(long)]
     pub no_sync_journal: bool,
+    /// Keep every value inline (a version 2 array): a 4 KiB value then costs an 8 KiB read,
+    /// but a stripe holds about 3 % more 4 KiB values, which matters to the cleaner on a
+    /// nearly full array under random overwrites.
+    #[arg(long)]
+    pub inline_values: bool,
 }
 
 #[derive(Args)]
@@ -104,6 +109,7 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
         },
         force: a.force,
         sync_journal: !a.no_sync_journal,
+        inline_values: a.inline_values,
         spare_count: paths.len() - data_count,
     };
     let info = format(io.as_ref(), &opts)?;
