@@ -222,6 +222,11 @@ fn key_name(i: usize) -> Vec<u8> {
 
 fn value_len(rng: &mut SmallRng, bulk: bool) -> usize {
     if bulk {
+        // One in four a whole number of blocks: values a version 3 array places on device
+        // blocks.
+        if rng.random_range(0..4) == 0 {
+            return 4096 * rng.random_range(1..=2);
+        }
         return rng.random_range(2000..12000);
     }
     match rng.random_range(0..100) {

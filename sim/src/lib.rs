@@ -454,6 +454,8 @@ impl Sim {
         let len = match self.rng.random_range(0..20u32) {
             0 => 0,
             1 => self.rng.random_range(8_000..14_000),
+            // Whole blocks: values a version 3 array places on device blocks.
+            2 => 4096 * self.rng.random_range(1..=3),
             _ => self.rng.random_range(8..3_000),
         };
         // Unique to this write: the seed and a counter, then bytes derived from them.
