@@ -237,10 +237,11 @@ fn record(
     let mut n = 0u64;
     let mut value = |rng: &mut SmallRng| -> Vec<u8> {
         n += 1;
-        let len = if rng.random_range(0..6) == 0 {
-            rng.random_range(5_000..12_000)
-        } else {
-            rng.random_range(16..2_000)
+        let len = match rng.random_range(0..12) {
+            0 => rng.random_range(5_000..12_000),
+            // Whole blocks: values a version 3 array places on device blocks.
+            1 => 4096 * rng.random_range(1..=2),
+            _ => rng.random_range(16..2_000),
         };
         let mut v = cfg.seed.to_le_bytes().to_vec();
         v.extend_from_slice(&n.to_le_bytes());
