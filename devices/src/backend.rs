@@ -101,6 +101,8 @@ pub struct IoCompletion {
 pub(crate) struct BatchState {
     slots: Mutex<(Vec<Option<IoCompletion>>, usize)>,
     done: Condvar,
+    /// The backend's counters, fed as each operation completes.
+    stats: Option<Arc<crate::stats::IoStats>>,
 }
 
 impl BatchState {
@@ -109,6 +111,9 @@ impl BatchState {
     }
 
     pub(crate) fn complete(&self, index: usize, completion: IoCompletion) {
+        if let Some(stats) = &self.stats {
+            stats.record(&completion);
+        }
         let mut g = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         debug_assert!(g.0[index].is_none());
         g.0[index] = Some(completion);
@@ -152,19 +157,25 @@ pub struct IoBatch {
 }
 
 impl IoBatch {
-    pub(crate) fn new(count: usize) -> IoBatch {
+    pub(crate) fn new(count: usize, stats: Option<Arc<crate::stats::IoStats>>) -> IoBatch {
         IoBatch {
             state: Arc::new(BatchState {
                 slots: Mutex::new(((0..count).map(|_| None).collect(), count)),
                 done: Condvar::new(),
+                stats,
             }),
             driver: None,
         }
     }
 
     /// A batch that completes only when the submitting thread turns its ring with `drive`.
-    pub(crate) fn driven(count: usize, backend_id: u64, drive: DriveFn) -> IoBatch {
-        let mut b = IoBatch::new(count);
+    pub(crate) fn driven(
+        count: usize,
+        stats: Option<Arc<crate::stats::IoStats>>,
+        backend_id: u64,
+        drive: DriveFn,
+    ) -> IoBatch {
+        let mut b = IoBatch::new(count, stats);
         b.driver = Some(Driver {
             backend_id,
             thread: std::thread::current().id(),
@@ -248,6 +259,11 @@ pub trait IoBackend: Send + Sync {
     /// Submits and waits.
     fn execute(&self, ops: Vec<IoOp>) -> Vec<IoCompletion> {
         self.submit(ops).wait()
+    }
+    /// Per-device operation counts, bytes, errors and latency, kept as operations complete
+    /// (None for a backend that keeps none).
+    fn io_stats(&self) -> Option<&crate::stats::IoStats> {
+        None
     }
 }
 

@@ -19,6 +19,7 @@ pub struct PsyncBackend {
     devices: Vec<Arc<dyn BlockDevice>>,
     sender: Mutex<Option<Sender<Job>>>,
     workers: Vec<JoinHandle<()>>,
+    stats: Arc<crate::stats::IoStats>,
 }
 
 impl PsyncBackend {
@@ -59,6 +60,7 @@ impl PsyncBackend {
             })
             .collect();
         PsyncBackend {
+            stats: Arc::new(crate::stats::IoStats::new(devices.len())),
             devices,
             sender: Mutex::new(Some(tx)),
             workers,
@@ -73,8 +75,11 @@ impl IoBackend for PsyncBackend {
     fn devices(&self) -> &[Arc<dyn BlockDevice>] {
         &self.devices
     }
+    fn io_stats(&self) -> Option<&crate::stats::IoStats> {
+        Some(&self.stats)
+    }
     fn submit(&self, ops: Vec<IoOp>) -> IoBatch {
-        let batch = IoBatch::new(ops.len());
+        let batch = IoBatch::new(ops.len(), Some(self.stats.clone()));
         let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         for (i, op) in ops.into_iter().enumerate() {
             let sent = guard.as_ref().map(|s| s.send((batch.state.clone(), i, op)));

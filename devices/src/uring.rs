@@ -305,6 +305,7 @@ pub struct UringBackend {
     id: u64,
     devices: Vec<Arc<dyn BlockDevice>>,
     fds: Vec<RawFd>,
+    stats: Arc<crate::stats::IoStats>,
 }
 
 impl UringBackend {
@@ -331,7 +332,12 @@ impl UringBackend {
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(HashSet::new)
             .insert(id);
-        Ok(UringBackend { id, devices, fds })
+        Ok(UringBackend {
+            id,
+            stats: Arc::new(crate::stats::IoStats::new(devices.len())),
+            devices,
+            fds,
+        })
     }
 }
 
@@ -342,8 +348,11 @@ impl IoBackend for UringBackend {
     fn devices(&self) -> &[Arc<dyn BlockDevice>] {
         &self.devices
     }
+    fn io_stats(&self) -> Option<&crate::stats::IoStats> {
+        Some(&self.stats)
+    }
     fn submit(&self, ops: Vec<IoOp>) -> IoBatch {
-        let batch = IoBatch::driven(ops.len(), self.id, drive);
+        let batch = IoBatch::driven(ops.len(), Some(self.stats.clone()), self.id, drive);
         if ops.is_empty() {
             return batch;
         }

@@ -12,6 +12,7 @@ use crate::index::IndexEntry;
 use crate::log::flusher::clamp_batch;
 use crate::log::state::WriterState;
 use crate::log::writer::Mutation;
+use crate::metrics::OpMetrics;
 use crate::rebuild::{Progress, RebuildOptions, ScrubReport};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
@@ -119,6 +120,8 @@ pub struct Engine {
     cleaner: Mutex<Option<JoinHandle<()>>>,
     cleaner_opts: crate::cleaner::CleanerOptions,
     recovery: RecoveryStats,
+    /// Call latencies and the maintenance in progress (metrics.rs).
+    pub(crate) ops: crate::metrics::OpMetrics,
 }
 
 impl Engine {
@@ -278,6 +281,7 @@ impl Engine {
             cleaner: Mutex::new(None),
             cleaner_opts: opts.cleaner.clone(),
             recovery: rec.stats,
+            ops: Default::default(),
         };
         // The backup horizon first: only then may the log segments the checkpoint left dead
         // be freed, and the cleaner start (both keep the history it needs).
@@ -343,7 +347,7 @@ impl Engine {
     /// [`Error::ReservedTableName`] and change nothing. They can be read.
     pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
         refuse_system_table(table)?;
-        self.put_any(table, key, value)
+        OpMetrics::time(&self.ops.put, || self.put_any(table, key, value))
     }
 
     /// [`Engine::put`] to any table, system tables included (the engine's own layers).
@@ -355,7 +359,7 @@ impl Engine {
     /// Appends a delete; durable after the next [`Engine::sync`].
     pub fn delete(&self, table: &str, key: &[u8]) -> Result<u64> {
         refuse_system_table(table)?;
-        self.delete_any(table, key)
+        OpMetrics::time(&self.ops.put, || self.delete_any(table, key))
     }
 
     /// [`Engine::delete`] in any table, system tables included.
@@ -367,7 +371,7 @@ impl Engine {
     /// Put and wait until it is durable.
     pub fn put_sync(&self, table: &str, key: &[u8], value: &[u8]) -> Result<u64> {
         refuse_system_table(table)?;
-        self.put_sync_any(table, key, value)
+        OpMetrics::time(&self.ops.put, || self.put_sync_any(table, key, value))
     }
 
     /// [`Engine::put_sync`] to any table, system tables included.
@@ -399,7 +403,7 @@ impl Engine {
                 None => Mutation::Delete { table: t, key: k },
             })
             .collect();
-        self.shared.append(&muts)
+        OpMetrics::time(&self.ops.put, || self.shared.append(&muts))
     }
 
     /// Waits until the record with LSN `lsn` (and every one before it) is durable; returns
@@ -415,23 +419,23 @@ impl Engine {
                 "LSN {lsn} was never appended (the last appended is {last})"
             )));
         }
-        self.shared.wait_durable(lsn)
+        OpMetrics::time(&self.ops.sync, || self.shared.wait_durable(lsn))
     }
 
     /// Waits until everything appended so far is durable; returns the durable LSN.
     pub fn sync(&self) -> Result<u64> {
         self.shared.check_alive()?;
-        self.shared.sync_all()
+        OpMetrics::time(&self.ops.sync, || self.shared.sync_all())
     }
 
     /// Reads the newest value of `key`, or None if it does not exist.
     pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.shared.get(table, key)
+        OpMetrics::time(&self.ops.get, || self.shared.get(table, key))
     }
 
     /// Reads several keys of one table with all their device reads in flight at once.
     pub fn get_many(&self, table: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.shared.get_many(table, keys)
+        OpMetrics::time(&self.ops.get, || self.shared.get_many(table, keys))
     }
 
     /// A queue of point reads of `table` that keeps them in flight continuously: submit keys
@@ -445,6 +449,16 @@ impl Engine {
 
     /// Keys and values of `table` in key order within the bounds, at most `limit`.
     pub fn scan(
+        &self,
+        table: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        OpMetrics::time(&self.ops.scan, || self.scan_untimed(table, from, to, limit))
+    }
+
+    fn scan_untimed(
         &self,
         table: &str,
         from: Bound<&[u8]>,
@@ -667,7 +681,11 @@ impl Engine {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Progress> {
         self.shared.check_alive()?;
-        self.shared.rebuild(opts, progress)
+        let _running = self.ops.begin(crate::metrics::ActivityKind::Rebuild);
+        self.shared.rebuild(opts, &mut |p| {
+            self.ops.progress(p);
+            progress(p)
+        })
     }
     /// Adds a blank device (by engine index) as a hot spare.
     pub fn add_spare(&self, device_index: usize) -> Result<()> {
@@ -686,7 +704,11 @@ impl Engine {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<ScrubReport> {
         self.shared.check_alive()?;
-        self.shared.scrub(repair, opts, progress)
+        let _running = self.ops.begin(crate::metrics::ActivityKind::Scrub);
+        self.shared.scrub(repair, opts, &mut |p| {
+            self.ops.progress(p);
+            progress(p)
+        })
     }
 }
 

@@ -52,6 +52,7 @@ pub mod index;
 #[cfg(not(feature = "internals"))]
 mod index;
 mod log;
+mod metrics;
 mod paths;
 mod prober;
 mod reader;
@@ -70,6 +71,9 @@ pub use array::{
 };
 pub use backup::{Change, RowSink};
 pub use cleaner::{CleanReport, CleanerOptions};
+pub use ectable_devices::{
+    bucket_upper_seconds, DeviceIoSnapshot, HistogramSnapshot, LATENCY_BUCKETS,
+};
 pub use engine::{Engine, EngineOptions, WriteBatch};
 pub use error::{Error, Result};
 pub use format::layout::{
@@ -80,6 +84,7 @@ pub use format::{new_uuid, uuid_string, DecodeError};
 pub use health::{DetectionMode, HealthPolicy};
 pub use log::read_queue::{ReadDone, ReadQueue};
 pub use log::scan::Scan;
+pub use metrics::{Activity, ActivityKind, DeviceMetrics, Metrics};
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;

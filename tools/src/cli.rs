@@ -91,6 +91,10 @@ pub enum Command {
         #[command(subcommand)]
         cmd: table::TableCommand,
     },
+    /// Run a storage node over the array: hold its devices, serve the HTTP API (key/value
+    /// and typed tables, administration) and /metrics, run scheduled scrubs and backups;
+    /// stops cleanly on SIGTERM. See docs/node.md.
+    Serve(Box<crate::node::ServeArgs>),
     /// Availability and durability model: MTTDL (exact Markov chain), loss within a year,
     /// nines, optional Monte Carlo check; for given k, m or for an array (--devices).
     /// See docs/models.md.
@@ -131,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Restore(a) => crate::backup::cli::restore(kind, &a),
         Command::Table { cmd } => table::run(kind, cmd),
         Command::Model(a) => model::run(kind, &a),
+        Command::Serve(a) => crate::node::serve(kind, &a),
         Command::Demo(a) => demo::run(kind, &a),
         Command::Completions(a) => docs::completions(&a, Cli::command()),
         Command::Man(a) => docs::man(&a, Cli::command()),

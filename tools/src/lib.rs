@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cmd;
 pub mod exit;
 pub mod models;
+pub mod node;
 pub mod term;
 
 use anyhow::{Context, Result};

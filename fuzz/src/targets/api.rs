@@ -225,7 +225,9 @@ pub fn api(data: &[u8]) {
                         if reverse {
                             rows.reverse();
                         }
-                        let in_bounds = |k: &[u8]| (as_ref(&from), as_ref(&to)).contains(k);
+                        let in_bounds = |k: &[u8]| {
+                            RangeBounds::<[u8]>::contains(&(as_ref(&from), as_ref(&to)), k)
+                        };
                         let want: Vec<(Vec<u8>, Vec<u8>)> = model
                             .rows
                             .iter()

@@ -131,7 +131,7 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-fn manifest_json(path: &Path, m: &Manifest) -> Value {
+pub fn manifest_json(path: &Path, m: &Manifest) -> Value {
     json!({
         "file": path.display().to_string(),
         "kind": m.kind.name(),

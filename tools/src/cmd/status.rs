@@ -400,7 +400,7 @@ fn actions(st: &Status) -> Vec<String> {
 }
 
 /// `ectable status --json` (schema_version 1).
-fn status_json(st: &Status) -> Value {
+pub fn status_json(st: &Status) -> Value {
     let mut checks = Vec::new();
     for d in &st.devices {
         if d.state == "FAULTED" || d.state == "REMOVED" {

@@ -158,7 +158,7 @@ pub fn run(kind: BackendKind, cmd: TableCommand) -> Result<i32> {
     }
 }
 
-fn info_json(i: &TableInfo) -> Json {
+pub fn info_json(i: &TableInfo) -> Json {
     let pk: Vec<Json> = i
         .schema
         .key_columns()
@@ -234,7 +234,12 @@ pub fn json_value(v: &Json, what: &str) -> Result<Value, String> {
 }
 
 /// A primary key (or, with `partial`, its first columns) from its JSON object.
-fn json_key(schema: &Schema, v: &Json, what: &str, partial: bool) -> Result<Vec<Value>, String> {
+pub fn json_key(
+    schema: &Schema,
+    v: &Json,
+    what: &str,
+    partial: bool,
+) -> Result<Vec<Value>, String> {
     let Json::Object(o) = v else {
         return Err(format!(
             "{what} must be a JSON object of the primary key ({schema}), e.g. {}",
@@ -298,7 +303,7 @@ fn example_key(schema: &Schema) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
-fn json_columns(v: &Json, what: &str) -> Result<Columns, String> {
+pub fn json_columns(v: &Json, what: &str) -> Result<Columns, String> {
     let Json::Object(o) = v else {
         return Err(format!("{what} must be a JSON object of columns"));
     };

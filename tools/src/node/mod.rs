@@ -1,0 +1,272 @@
+//! `ectable serve`: a storage node over an existing array. It holds the devices (the
+//! engine's exclusive lock refuses a second node or a writing CLI on them), runs the engine's
+//! own background work (flusher, cleaner, periodic checkpoints, the monitor and its recovery
+//! policy), optional scheduled scrubs and hybrid backups, and serves the HTTP API of
+//! `routes` and `/metrics` (`prom`). docs/node.md is the API's reference; docs/operations.md
+//! says how to run a node.
+//!
+//! Invariants:
+//! - The node answers only once the array is open and its log replayed; it prints
+//!   `listening on ADDR` (and tells systemd READY=1 when NOTIFY_SOCKET is set) at that point.
+//! - SIGTERM or SIGINT: the listener stops taking connections, requests in flight finish,
+//!   then the engine closes (everything durable, an index checkpoint written) and the node
+//!   exits 0. A SIGKILL loses nothing acknowledged: the next open replays the log.
+//! - Scheduled work runs one at a time beside the requests; a failure is logged and retried
+//!   at the next tick, never fatal to the node.
+
+pub mod prom;
+pub mod routes;
+
+use crate::{open_devices, split_devices};
+use anyhow::{Context, Result};
+use clap::Args;
+use ectable_backup::{take_auto, AutoPolicy, TakeOptions};
+use ectable_devices::BackendKind;
+use ectable_engine::table::Tables;
+use ectable_engine::{Engine, EngineOptions, Error as EngineError, RebuildOptions};
+use serde_json::{json, Value as JsonValue};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `ectable serve`.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub dev: crate::cmd::common::DevicesArg,
+    /// Address to serve the HTTP API and /metrics on (port 0: any free port, printed).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Scrub (with repair) this often, e.g. 7d; the first one after one period.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub scrub_every: Option<Duration>,
+    /// Take hybrid backups (the `backup --auto` policy) into this directory.
+    #[arg(long, value_name = "DIR", requires = "backup_every")]
+    pub backup_dir: Option<PathBuf>,
+    /// How often to take a backup into --backup-dir, e.g. 1h.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, requires = "backup_dir")]
+    pub backup_every: Option<Duration>,
+}
+
+fn duration_arg(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 1h, 7d)"))?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+/// The state every request shares.
+pub struct Node {
+    /// The open array.
+    pub engine: Arc<Engine>,
+    /// Its typed tables.
+    pub tables: Tables,
+    backup_dir: Option<PathBuf>,
+    started: Instant,
+    requests: [AtomicU64; 3],
+    /// One scrub or backup at a time (scheduled or asked for).
+    maintenance: Mutex<()>,
+}
+
+impl Node {
+    fn count(&self, class: u16) {
+        routes::count_in(&self.requests, class);
+    }
+
+    /// Key/value calls on a typed table are refused: its rows have their own encoding.
+    fn refuse_typed(&self, table: &str) -> std::result::Result<(), routes::ApiError> {
+        if self.tables.schema(table).is_some() {
+            return Err(EngineError::WrongTableKind {
+                table: table.to_string(),
+                detail: "is a typed table: use /v1/tables/{table}/rows".into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn render_metrics(&self) -> String {
+        let names = ["2xx", "4xx", "5xx"];
+        prom::render(
+            self.engine.metrics(),
+            prom::NodeFigures {
+                requests: names
+                    .iter()
+                    .zip(&self.requests)
+                    .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
+                    .collect(),
+                uptime_seconds: self.started.elapsed().as_secs_f64(),
+            },
+        )
+    }
+
+    fn scrub(&self, repair: bool) -> Result<JsonValue> {
+        let _one = self
+            .maintenance
+            .try_lock()
+            .map_err(|_| crate::coded!(crate::exit::TEMPFAIL, "a scrub or backup is running"))?;
+        let r = self
+            .engine
+            .scrub(repair, &RebuildOptions::default(), &mut |_| {})?;
+        Ok(json!({
+            "stripes_checked": r.stripes_checked,
+            "bytes_scanned": r.progress.bytes_scanned,
+            "parity_mismatches": r.parity_mismatches,
+            "chunks_repaired": r.chunks_repaired,
+            "bytes_repaired": r.progress.bytes_rebuilt,
+            "unrecoverable": r.progress.unrecoverable,
+            "bad_chunks_per_slot": r.bad_chunks_per_slot,
+        }))
+    }
+
+    fn backup(&self, dir: Option<&Path>) -> Result<JsonValue> {
+        let Some(dir) = dir.or(self.backup_dir.as_deref()) else {
+            crate::fail!(
+                crate::exit::USAGE,
+                "no backup directory: give \"dir\" or start the node with --backup-dir"
+            );
+        };
+        let _one = self
+            .maintenance
+            .try_lock()
+            .map_err(|_| crate::coded!(crate::exit::TEMPFAIL, "a scrub or backup is running"))?;
+        let mut opts = TakeOptions {
+            rate_bytes_per_sec: 0,
+            progress: None,
+        };
+        let o = take_auto(&self.engine, dir, &AutoPolicy::default(), &mut opts)?;
+        let mut v = crate::backup::cli::manifest_json(&o.path, &o.manifest);
+        v["reason"] = json!(o.reason);
+        v["pruned"] = json!(o
+            .pruned
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>());
+        Ok(v)
+    }
+}
+
+/// Runs the node until SIGTERM or SIGINT.
+pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
+    let addr: std::net::SocketAddr = a.listen.parse().map_err(|e| {
+        crate::coded!(
+            crate::exit::USAGE,
+            "--listen {}: {e} (expected HOST:PORT, e.g. 127.0.0.1:7070)",
+            a.listen
+        )
+    })?;
+    let io = open_devices(&split_devices(&a.dev.devices)?, None, false, kind)?;
+    let engine = Arc::new(Engine::open(io, EngineOptions::default()).context("opening the array")?);
+    let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
+    let node = Arc::new(Node {
+        engine: engine.clone(),
+        tables,
+        backup_dir: a.backup_dir.clone(),
+        started: Instant::now(),
+        requests: Default::default(),
+        maintenance: Mutex::new(()),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ectable-node")
+        .build()
+        .context("starting the node's runtime")?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "--listen {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        let st = engine.status();
+        println!(
+            "ectable node: array {} ({} devices, RS({},{}), {}); listening on {local}",
+            st.array_uuid,
+            st.devices.len(),
+            st.data_shards,
+            st.parity_shards,
+            st.state().as_str()
+        );
+        notify_systemd("READY=1");
+        if let Some(every) = a.scrub_every {
+            tokio::spawn(every_period(every, node.clone(), |n| {
+                n.scrub(true).map(|r| format!("scheduled scrub: {r}"))
+            }));
+        }
+        if let Some(every) = a.backup_every {
+            tokio::spawn(every_period(every, node.clone(), |n| {
+                n.backup(None).map(|r| format!("scheduled backup: {r}"))
+            }));
+        }
+        axum::serve(listener, routes::router(node.clone()))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving")?;
+        anyhow::Ok(())
+    });
+    notify_systemd("STOPPING=1");
+    // Scheduled work still running holds the engine; it stops with the runtime.
+    rt.shutdown_timeout(Duration::from_secs(10));
+    drop(node);
+    let closed = engine.close().context("closing the array");
+    served?;
+    closed?;
+    eprintln!("ectable node: stopped; the array is closed");
+    Ok(crate::exit::OK)
+}
+
+/// Runs `work` every `period` (the first run after one period), one at a time.
+async fn every_period(period: Duration, node: Arc<Node>, work: fn(&Node) -> Result<String>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let n = node.clone();
+        match tokio::task::spawn_blocking(move || work(&n)).await {
+            Ok(Ok(line)) => tracing::info!("{line}"),
+            Ok(Err(e)) => tracing::warn!(
+                "scheduled work failed: {}",
+                crate::cmd::common::one_line(&e)
+            ),
+            Err(e) => tracing::warn!("scheduled work failed: {e}"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the node runs until killed; SIGKILL loses nothing.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("ectable node: stopping (requests in flight finish, then the array closes)");
+}
+
+/// Tells systemd (a `Type=notify` unit) about the node's state, when NOTIFY_SOCKET is set.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let r = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), Path::new(&path))
+    };
+    if let Err(e) = r {
+        tracing::warn!("NOTIFY_SOCKET: {e}");
+    }
+}
