@@ -1,0 +1,565 @@
+//! `ectable serve`: the storage node over six file-backed devices, driven over HTTP as a
+//! client would. What a client is told must hold: acknowledged writes survive SIGKILL, bad
+//! requests change nothing, `/metrics` parses and its error counters move when a device
+//! returns garbage, a second node is refused, SIGTERM closes the array cleanly.
+
+mod cli_common;
+
+use cli_common::{ectable, format6, join};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A node running as a child process; killed (SIGKILL) when dropped.
+struct NodeProc {
+    child: Child,
+    base: String,
+    stderr_path: PathBuf,
+}
+
+impl NodeProc {
+    fn start(devices: &str, dir: &Path) -> NodeProc {
+        Self::try_start(devices, dir, &[]).unwrap_or_else(|e| panic!("node did not start: {e}"))
+    }
+
+    /// Starts a node; Err(its stderr) when it exits before listening.
+    fn try_start(devices: &str, dir: &Path, extra: &[&str]) -> Result<NodeProc, String> {
+        let stderr_path = dir.join(format!("node-{}.err", rand_suffix()));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ectable"))
+            .args(["serve", "--devices", devices, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn ectable serve");
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let _ = out.read_line(&mut line);
+        let Some(addr) = line
+            .trim()
+            .rsplit("listening on ")
+            .next()
+            .filter(|_| line.contains("listening on "))
+        else {
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
+        };
+        // Keep reading stdout in the background so the node never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while out.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        Ok(NodeProc {
+            base: format!("http://{addr}"),
+            child,
+            stderr_path,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit code and stderr.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) with a pid this test spawned and has not reaped; no memory involved.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let code = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s.code();
+            }
+            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (
+            code,
+            std::fs::read_to_string(&self.stderr_path).unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// (status, body as JSON or the raw text as a JSON string).
+fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut r = r.expect("request");
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn post(a: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    answer(
+        a.post(url)
+            .header("content-type", "application/json")
+            .send(body.to_string()),
+    )
+}
+
+fn post_raw(a: &ureq::Agent, url: &str, body: &str) -> (u16, Value) {
+    answer(
+        a.post(url)
+            .header("content-type", "application/json")
+            .send(body),
+    )
+}
+
+fn put_rows(a: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    answer(
+        a.put(url)
+            .header("content-type", "application/json")
+            .send(body.to_string()),
+    )
+}
+
+fn get_bytes(a: &ureq::Agent, url: &str) -> (u16, Vec<u8>) {
+    let mut r = a.get(url).call().expect("get");
+    let status = r.status().as_u16();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[test]
+fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = join(&format6(dir.path(), "d"));
+    let node = NodeProc::start(&devs, dir.path());
+    let a = agent();
+
+    // Key/value: put (durable by default), get, scan with paging, get-many, batch, delete.
+    for i in 0..25 {
+        let (s, v) = answer(
+            a.put(node.url(&format!("/v1/kv/kv/k{i:02}")))
+                .send(format!("value {i}")),
+        );
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["durable"], json!(true));
+    }
+    assert_eq!(
+        get_bytes(&a, &node.url("/v1/kv/kv/k07")),
+        (200, b"value 7".to_vec())
+    );
+    let (s, v) = answer(a.get(node.url("/v1/kv/kv/nope")).call());
+    assert_eq!((s, error_code(&v)), (404, "not_found"));
+    let (s, page) = answer(a.get(node.url("/v1/kv/kv?limit=10")).call());
+    assert_eq!(s, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    assert_eq!(page["next"], json!("k09"));
+    let (_, page2) = answer(a.get(node.url("/v1/kv/kv?limit=10&after=k09")).call());
+    assert_eq!(page2["items"][0]["key"], json!("k10"));
+    let (_, last) = answer(a.get(node.url("/v1/kv/kv?after=k19")).call());
+    assert_eq!(last["items"].as_array().unwrap().len(), 5);
+    assert_eq!(last["next"], Value::Null);
+    let (s, v) = post(
+        &a,
+        &node.url("/v1/kv/kv/get-many"),
+        &json!({"keys": ["k01", "zz", {"$bin": "azAy"}]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["values"], json!(["value 1", null, "value 2"]));
+    let (s, v) = post(
+        &a,
+        &node.url("/v1/kv/batch"),
+        &json!({"ops": [
+            {"op": "put", "table": "kv", "key": "b1", "value": "one"},
+            {"op": "delete", "table": "kv", "key": "k00"}
+        ]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(get_bytes(&a, &node.url("/v1/kv/kv/k00")).0, 404);
+    assert_eq!(get_bytes(&a, &node.url("/v1/kv/kv/b1")).1, b"one");
+    let (s, _) = answer(a.delete(node.url("/v1/kv/kv/b1")).call());
+    assert_eq!(s, 200);
+
+    // Typed tables: create, put, conditional put, get, range with paging, atomic batch.
+    let (s, v) = post(
+        &a,
+        &node.url("/v1/tables"),
+        &json!({"table": "users", "pk": "id:int64"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let rows = node.url("/v1/tables/users/rows");
+    for id in 0..30 {
+        let (s, v) = put_rows(
+            &a,
+            &rows,
+            &json!({"pk": {"id": id}, "cols": {"name": format!("u{id}"), "score": id * 10}}),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = put_rows(
+        &a,
+        &rows,
+        &json!({"pk": {"id": 1}, "cols": {"name": "x"}, "if": "absent"}),
+    );
+    assert_eq!((s, error_code(&v)), (412, "condition_failed"), "{v}");
+    let (s, v) = post(
+        &a,
+        &node.url("/v1/tables/users/rows/get"),
+        &json!({"pk": {"id": 3}}),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(v["row"]["cols"], json!({"name": "u3", "score": 30}));
+    let (_, p1) = post(
+        &a,
+        &node.url("/v1/tables/users/range"),
+        &json!({"from": {"id": 5}, "limit": 10}),
+    );
+    assert_eq!(p1["rows"].as_array().unwrap().len(), 10);
+    assert_eq!(p1["next"], json!({"id": 15}));
+    let (_, p2) = post(
+        &a,
+        &node.url("/v1/tables/users/range"),
+        &json!({"from": {"id": 5}, "limit": 100, "next": p1["next"]}),
+    );
+    assert_eq!(p2["rows"][0]["pk"], json!({"id": 15}));
+    assert_eq!(p2["rows"].as_array().unwrap().len(), 15);
+
+    // Bad requests: each gets a clear error and changes nothing.
+    let before = answer(a.get(node.url("/v1/status")).call()).1;
+    let bad: Vec<(u16, &str, (u16, Value))> = vec![
+        (
+            400,
+            "bad_request",
+            post_raw(&a, &rows.replace("/rows", "/rows/get"), "{not json"),
+        ),
+        (
+            400,
+            "bad_request",
+            put_rows(&a, &rows, &json!({"pk": {"id": "seven"}, "cols": {}})),
+        ),
+        (
+            400,
+            "bad_request",
+            put_rows(&a, &rows, &json!({"pk": {"id": 1, "extra": 2}, "cols": {}})),
+        ),
+        (
+            400,
+            "bad_request",
+            put_rows(&a, &rows, &json!({"pk": {"id": 1}, "colz": {}})),
+        ),
+        (
+            404,
+            "no_such_table",
+            put_rows(
+                &a,
+                &node.url("/v1/tables/nosuch/rows"),
+                &json!({"pk": {"id": 1}}),
+            ),
+        ),
+        (
+            400,
+            "wrong_table_kind",
+            answer(a.put(node.url("/v1/kv/users/k")).send("v")),
+        ),
+        (
+            400,
+            "reserved_table_name",
+            answer(a.put(node.url("/v1/kv/$schema/k")).send("v")),
+        ),
+        (
+            400,
+            "bad_request",
+            answer(a.put(node.url("/v1/kv/kv/k?sync=maybe")).send("v")),
+        ),
+        // An atomic batch with one bad op writes none of them.
+        (
+            400,
+            "bad_request",
+            post(
+                &a,
+                &node.url("/v1/tables/batch"),
+                &json!({"ops": [
+                    {"op": "put", "table": "users", "pk": {"id": 100}, "cols": {"name": "new"}},
+                    {"op": "put", "table": "users", "pk": {"id": "bad"}}
+                ]}),
+            ),
+        ),
+        (
+            400,
+            "bad_request",
+            post(
+                &a,
+                &node.url("/v1/kv/batch"),
+                &json!({"ops": [
+                    {"op": "put", "table": "kv", "key": "new", "value": "v"},
+                    {"op": "frobnicate", "table": "kv", "key": "x"}
+                ]}),
+            ),
+        ),
+        (
+            404,
+            "not_found",
+            answer(a.get(node.url("/v1/nothing")).call()),
+        ),
+    ];
+    for (want_status, want_code, (s, v)) in &bad {
+        assert_eq!((*s, error_code(v)), (*want_status, *want_code), "{v}");
+        assert!(
+            !v["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{v}"
+        );
+    }
+    // A value larger than the engine's largest batch.
+    // The node answers 413 as soon as it sees the length; the client may still be sending
+    // then and see the connection close instead.
+    let huge = vec![7u8; 40 << 20];
+    match a.put(node.url("/v1/kv/kv/huge")).send(&huge[..]) {
+        Ok(r) => assert_eq!(r.status().as_u16(), 413),
+        Err(ureq::Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}"),
+        Err(e) => panic!("{e}"),
+    }
+    // Within the body limit but larger than a record may be: the engine's own refusal.
+    let big = vec![7u8; 400 << 10];
+    let (s, v) = answer(a.put(node.url("/v1/kv/kv/big")).send(&big[..]));
+    assert_eq!((s, error_code(&v)), (413, "value_too_large"), "{v}");
+    let after = answer(a.get(node.url("/v1/status")).call()).1;
+    assert_eq!(
+        before["keys"], after["keys"],
+        "a bad request changed the key count"
+    );
+    assert_eq!(
+        before["lsn"], after["lsn"],
+        "a bad request appended a record"
+    );
+    assert_eq!(
+        post(
+            &a,
+            &node.url("/v1/tables/users/rows/get"),
+            &json!({"pk": {"id": 100}})
+        )
+        .0,
+        404
+    );
+
+    // A second node on the same devices is refused.
+    let second = NodeProc::try_start(&devs, dir.path(), &[]);
+    match second {
+        Ok(_) => panic!("a second node started on devices held by the first"),
+        Err(stderr) => assert!(stderr.contains("in use"), "{stderr}"),
+    }
+
+    // SIGTERM: exit 0, the array closed; the CLI reads what the node acknowledged.
+    let (code, stderr) = node.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("the array is closed"), "{stderr}");
+    let out = ectable(&["get", "--devices", &devs, "--table", "kv", "--key", "k24"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "value 24");
+    let out = ectable(&[
+        "get",
+        "--devices",
+        &devs,
+        "--table",
+        "users",
+        "--key",
+        "{\"id\": 29}",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"u29\""));
+}
+
+#[test]
+fn node_killed_under_load_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = join(&format6(dir.path(), "d"));
+    let mut node = NodeProc::start(&devs, dir.path());
+    let base = node.base.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let base = base.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let a = agent();
+                let mut acked = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("w{t}-{i}");
+                    let value = format!("{key}:{}", "x".repeat((i as usize * 37) % 3000));
+                    match a
+                        .put(format!("{base}/v1/kv/load/{key}"))
+                        .send(value.as_bytes())
+                    {
+                        Ok(r) if r.status() == 200 => acked.push((key, value)),
+                        _ => break,
+                    }
+                    i += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    node.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<(String, String)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 50,
+        "only {} writes acknowledged before the kill",
+        acked.len()
+    );
+
+    let node = NodeProc::start(&devs, dir.path());
+    let a = agent();
+    let mut lost = Vec::new();
+    for (k, v) in &acked {
+        let (s, body) = get_bytes(&a, &node.url(&format!("/v1/kv/load/{k}")));
+        if s != 200 || body != v.as_bytes() {
+            lost.push(k.clone());
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+    eprintln!(
+        "{} acknowledged writes, all read back after SIGKILL",
+        acked.len()
+    );
+}
+
+/// The samples of a Prometheus text answer, parsed by a Prometheus text parser.
+fn scrape(a: &ureq::Agent, url: &str) -> prometheus_parse::Scrape {
+    let (s, body) = get_bytes(a, url);
+    assert_eq!(s, 200);
+    let text = String::from_utf8(body).expect("metrics are UTF-8");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("metrics parse")
+}
+
+fn sample(s: &prometheus_parse::Scrape, name: &str, device: &str) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && x.labels.get("device") == Some(device))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no sample {name} for {device}"))
+}
+
+#[test]
+fn metrics_parse_and_count_the_checksum_errors_of_a_corrupted_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = format6(dir.path(), "d");
+    let devs = join(&paths);
+    let node = NodeProc::start(&devs, dir.path());
+    let a = agent();
+    let value = |i: usize| format!("{i:06}").repeat(700);
+    for i in 0..200 {
+        let (s, _) = answer(a.put(node.url(&format!("/v1/kv/t/k{i}"))).send(value(i)));
+        assert_eq!(s, 200);
+    }
+    let d0 = paths[0].to_string_lossy().to_string();
+    let m = scrape(&a, &node.url("/metrics"));
+    assert_eq!(sample(&m, "ectable_device_checksum_errors_total", &d0), 0.0);
+    assert!(sample(&m, "ectable_device_written_bytes_total", &d0) > 0.0);
+    let families: std::collections::BTreeSet<&str> =
+        m.samples.iter().map(|s| s.metric.as_str()).collect();
+    for f in [
+        "ectable_array_state",
+        "ectable_redundancy_left",
+        "ectable_durable_lsn",
+        "ectable_live_bytes",
+        "ectable_free_bytes",
+        "ectable_garbage_bytes",
+        "ectable_cleaner_write_amplification",
+        "ectable_device_reads_total",
+        "ectable_device_io_errors_total",
+        "ectable_maintenance_progress_ratio",
+        "ectable_node_requests_total",
+    ] {
+        assert!(families.contains(f), "no {f} in /metrics: {families:?}");
+    }
+    let put_count = m
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "ectable_op_latency_seconds_count" && s.labels.get("op") == Some("put")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        });
+    assert_eq!(put_count, Some(200.0), "put latency count");
+
+    // Garbage over the first 4 MiB of d0's data area (the log's first segment there), under
+    // the running node: reads of those chunks fail their checks, are rebuilt from parity.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&paths[0])
+        .unwrap();
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.write_all(&vec![0xA5u8; 4 << 20]).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    for i in 0..200 {
+        let (s, body) = get_bytes(&a, &node.url(&format!("/v1/kv/t/k{i}")));
+        assert_eq!((s, body), (200, value(i).into_bytes()), "k{i}");
+    }
+    let m = scrape(&a, &node.url("/metrics"));
+    let errors = sample(&m, "ectable_device_checksum_errors_total", &d0);
+    assert!(
+        errors > 0.0,
+        "the corrupted device's checksum errors did not move"
+    );
+    let (s, st) = answer(a.get(node.url("/v1/status")).call());
+    assert_eq!(s, 200);
+    assert_ne!(
+        st["state"],
+        json!("ONLINE"),
+        "status says healthy with checksum errors: {st}"
+    );
+    eprintln!("checksum errors counted on {d0}: {errors}");
+}
