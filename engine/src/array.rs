@@ -366,6 +366,11 @@ pub(crate) struct Array {
     opened: std::time::Instant,
     /// Per slot: the superblocks said the device was slow (suspect) when this session began.
     pub slow_last_session: Vec<bool>,
+    /// Per slot: the error counters (read, write, checksum) its health block kept from the
+    /// sessions before this one.
+    pub lifetime_base: Vec<[u64; 3]>,
+    /// The array's last completed scrub (from the newest health block, or this session's).
+    pub last_scrub: std::sync::Mutex<Option<crate::format::health_block::ScrubRecord>>,
     /// Probe reads of the devices that reads go around (sampler.rs).
     sampler: crate::sampler::Sampler,
 }
@@ -844,8 +849,62 @@ impl Array {
                 })
                 .collect(),
             sampler: crate::sampler::Sampler::new(n),
+            lifetime_base: vec![[0; 3]; n],
+            last_scrub: std::sync::Mutex::new(None),
         };
+        let mut array = array;
+        array.load_health();
         Ok(array)
+    }
+
+    /// Reads what the present members' health blocks kept: their error counters so far and
+    /// the newest scrub. A block that does not read or check is taken as empty.
+    fn load_health(&mut self) {
+        use crate::format::health_block::{decode_record, HEALTH_BLOCK_BYTES, HEALTH_BLOCK_OFFSET};
+        let slots: Vec<(usize, usize)> = (0..self.n())
+            .filter_map(|s| self.device_of_slot(s as u32).map(|d| (s, d)))
+            .collect();
+        let reads = slots
+            .iter()
+            .map(|&(_, d)| ectable_devices::IoOp::read(d, HEALTH_BLOCK_OFFSET, HEALTH_BLOCK_BYTES))
+            .collect();
+        let mut newest: Option<crate::format::health_block::ScrubRecord> = None;
+        for (c, &(s, _)) in self.io.execute(reads).into_iter().zip(&slots) {
+            if c.result.is_err() {
+                continue;
+            }
+            if let Some((_, r)) = decode_record(&c.op.buf, &self.sb.array_uuid, s as u32) {
+                self.lifetime_base[s] = [r.read_errors, r.write_errors, r.checksum_errors];
+                if let Some(sc) = r.last_scrub {
+                    if newest.is_none_or(|n| sc.finished_unix_nanos > n.finished_unix_nanos) {
+                        newest = Some(sc);
+                    }
+                }
+            }
+        }
+        *self.last_scrub.locked() = newest;
+    }
+
+    /// Slot `slot`'s error counters over all sessions (read, write, checksum).
+    pub fn lifetime_errors(&self, slot: usize) -> [u64; 3] {
+        let b = self.lifetime_base.get(slot).copied().unwrap_or_default();
+        let c = &self.counters[slot];
+        [
+            b[0] + c.read_errors.load(Ordering::Relaxed),
+            b[1] + c.write_errors.load(Ordering::Relaxed),
+            b[2] + c.checksum_errors.load(Ordering::Relaxed),
+        ]
+    }
+
+    /// What slot `slot`'s health block keeps: its counters and the array's last scrub.
+    pub fn health_record(&self, slot: usize) -> crate::format::health_block::HealthRecord {
+        let [read_errors, write_errors, checksum_errors] = self.lifetime_errors(slot);
+        crate::format::health_block::HealthRecord {
+            read_errors,
+            write_errors,
+            checksum_errors,
+            last_scrub: *self.last_scrub.locked(),
+        }
     }
 
     /// Persists a new epoch (and the current member states) to every present device. Called

@@ -647,6 +647,8 @@ impl Engine {
         if let Err(e) = crate::checkpoint::write_at_close(&self.shared) {
             tracing::warn!("no index checkpoint written at close: {e}");
         }
+        // The error counters and the last scrub, for the next session and other processes.
+        crate::prober::write_kept(&self.shared);
         self.shared.array.persist_if_dirty();
         Ok(())
     }
@@ -705,10 +707,30 @@ impl Engine {
     ) -> Result<ScrubReport> {
         self.shared.check_alive()?;
         let _running = self.ops.begin(crate::metrics::ActivityKind::Scrub);
-        self.shared.scrub(repair, opts, &mut |p| {
+        let started = std::time::Instant::now();
+        let report = self.shared.scrub(repair, opts, &mut |p| {
             self.ops.progress(p);
             progress(p)
-        })
+        })?;
+        if !report.progress.interrupted {
+            let finished = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                .max(1);
+            // Kept in the health blocks at the next probe round and at close.
+            *self.shared.array.last_scrub.locked() =
+                Some(crate::format::health_block::ScrubRecord {
+                    finished_unix_nanos: finished,
+                    duration_ns: started.elapsed().as_nanos() as u64,
+                    bytes_scanned: report.progress.bytes_scanned,
+                    bad_chunks: report.bad_chunks_per_slot.iter().sum(),
+                    chunks_repaired: report.chunks_repaired,
+                    unrecoverable: report.progress.unrecoverable.len() as u64,
+                    repair,
+                });
+        }
+        Ok(report)
     }
 }
 

@@ -76,6 +76,7 @@ pub use ectable_devices::{
 };
 pub use engine::{Engine, EngineOptions, WriteBatch};
 pub use error::{Error, Result};
+pub use format::health_block::{HealthRecord, ScrubRecord};
 pub use format::layout::{
     Layout, LayoutError, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES,
 };

@@ -55,7 +55,13 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
     let writes = slots
         .iter()
         .map(|&(s, d)| {
-            let block = probe::encode(&a.sb.array_uuid, s as u32, sequence, nanos);
+            let block = probe::encode(
+                &a.sb.array_uuid,
+                s as u32,
+                sequence,
+                nanos,
+                &a.health_record(s),
+            );
             IoOp::write(d, HEALTH_BLOCK_OFFSET, AlignedBuf::from_slice(&block))
         })
         .collect();
@@ -95,6 +101,37 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
     }
     a.persist_if_dirty();
     failed
+}
+
+/// Writes every present, writable member's health block with what it keeps across sessions
+/// (its error counters, the last scrub), without reading it back: at close, once the monitor
+/// thread (whose probes read their blocks back) has stopped.
+pub(crate) fn write_kept(shared: &Shared) {
+    let a = &shared.array;
+    if a.read_only {
+        return;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let writes: Vec<IoOp> = (0..a.n())
+        .filter(|&s| !a.is_failed(s))
+        .filter_map(|s| {
+            let d = a.device_of_slot(s as u32)?;
+            let block = probe::encode(&a.sb.array_uuid, s as u32, 0, nanos, &a.health_record(s));
+            Some(IoOp::write(
+                d,
+                HEALTH_BLOCK_OFFSET,
+                AlignedBuf::from_slice(&block),
+            ))
+        })
+        .collect();
+    for c in a.io.execute(writes) {
+        if let Err(e) = c.result {
+            tracing::warn!("health block not written: {e}");
+        }
+    }
 }
 
 /// What to do when a device is lost.

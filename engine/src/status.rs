@@ -115,6 +115,12 @@ pub struct DeviceStatus {
     pub write_errors: u64,
     /// Chunks read from it that failed their checksum or identity check this session.
     pub checksum_errors: u64,
+    /// Read errors over all sessions (kept in the member's health block).
+    pub lifetime_read_errors: u64,
+    /// Write and flush errors over all sessions.
+    pub lifetime_write_errors: u64,
+    /// Checksum and identity errors over all sessions.
+    pub lifetime_checksum_errors: u64,
     /// The member holds every chunk it should and has shown no error this session: only
     /// such members count towards redundancy.
     pub in_service: bool,
@@ -243,6 +249,8 @@ pub struct Status {
     pub rebuild: Option<(usize, u64)>,
     /// Garbage the backup horizon keeps from the cleaner.
     pub backup_horizon: crate::space::HorizonHold,
+    /// The array's last completed scrub (kept in the health blocks across sessions).
+    pub last_scrub: Option<crate::format::health_block::ScrubRecord>,
 }
 
 impl Engine {
@@ -343,6 +351,9 @@ impl Engine {
                     read_errors: c.read_errors.load(Ordering::Relaxed),
                     write_errors: c.write_errors.load(Ordering::Relaxed),
                     checksum_errors: c.checksum_errors.load(Ordering::Relaxed),
+                    lifetime_read_errors: a.lifetime_errors(slot)[0],
+                    lifetime_write_errors: a.lifetime_errors(slot)[1],
+                    lifetime_checksum_errors: a.lifetime_errors(slot)[2],
                 }
             })
             .collect();
@@ -446,6 +457,7 @@ impl Engine {
             codec_kernel: crate::codec::Kernel::selected().name(),
             rebuild,
             backup_horizon,
+            last_scrub: *a.last_scrub.locked(),
         }
     }
 }

@@ -235,7 +235,36 @@ pub fn checkpoint() -> Vec<Vec<u8>> {
 }
 
 pub fn health_block() -> Vec<Vec<u8>> {
-    both_modes(&health_block::encode(&HEALTH_ARRAY, HEALTH_SLOT, 5, 77))
+    let plain = health_block::HealthRecord::default();
+    let kept = health_block::HealthRecord {
+        read_errors: 3,
+        write_errors: 1,
+        checksum_errors: 9,
+        last_scrub: Some(health_block::ScrubRecord {
+            finished_unix_nanos: 1_700_000_000_000_000_000,
+            duration_ns: 4_000_000_000,
+            bytes_scanned: 1 << 30,
+            bad_chunks: 2,
+            chunks_repaired: 2,
+            unrecoverable: 0,
+            repair: true,
+        }),
+    };
+    let mut out = both_modes(&health_block::encode(
+        &HEALTH_ARRAY,
+        HEALTH_SLOT,
+        5,
+        77,
+        &plain,
+    ));
+    out.extend(both_modes(&health_block::encode(
+        &HEALTH_ARRAY,
+        HEALTH_SLOT,
+        6,
+        78,
+        &kept,
+    )));
+    out
 }
 
 /// The prefix with which `pick_schema` reads `types` back.

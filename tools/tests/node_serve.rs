@@ -562,4 +562,38 @@ fn metrics_parse_and_count_the_checksum_errors_of_a_corrupted_device() {
         "status says healthy with checksum errors: {st}"
     );
     eprintln!("checksum errors counted on {d0}: {errors}");
+
+    // A scrub with repair through the node; then the node stops. Another process's status,
+    // after the restart, still shows the errors and the scrub (kept in the health blocks).
+    let (s, v) = post(&a, &node.url("/v1/admin/scrub"), &json!({"repair": true}));
+    assert_eq!(s, 200, "{v}");
+    let (code, stderr) = node.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    let out = ectable(&["status", "--devices", &devs, "--json"]);
+    let st: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let dev0 = st["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == json!(d0))
+        .expect("d0 in status")
+        .clone();
+    assert_eq!(
+        dev0["errors"]["checksum"],
+        json!(0),
+        "a new session's own counter: {dev0}"
+    );
+    assert!(
+        dev0["lifetime_errors"]["checksum"].as_u64().unwrap_or(0) >= errors as u64,
+        "the checksum errors were forgotten across the restart: {dev0}"
+    );
+    assert_eq!(
+        st["last_scrub"]["repair"],
+        json!(true),
+        "{}",
+        st["last_scrub"]
+    );
+    let out = ectable(&["status", "--devices", &devs]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("scan: scrub repaired"), "{text}");
 }

@@ -2,7 +2,13 @@
 //! monitor's probes (docs/format.md, "Health block").
 //!
 //! `// { magic | array | slot u32 | reserved u32 | probe_sequence u64 | unix_nanos u64 |
-//!      reserved | crc }`
+//!      read_errors u64 | write_errors u64 | checksum_errors u64 | scrub_finished u64 |
+//!      scrub_duration u64 | scrub_bytes u64 | scrub_bad u64 | scrub_repaired u64 |
+//!      scrub_unrecoverable u64 | scrub_flags u32 | reserved | crc }`
+//!
+//! Besides the probe, the block keeps what must survive a restart and matters to no
+//! recovery: the member's error counters over all sessions, and the array's last scrub
+//! (the same on every member; the newest wins at open).
 
 use super::{check_trailing_crc, get_u32, get_u64, put_u32, put_u64, seal_trailing_crc};
 
@@ -15,13 +21,60 @@ const OFF_ARRAY: usize = 8;
 const OFF_SLOT: usize = 24;
 const OFF_SEQUENCE: usize = 32;
 const OFF_UNIX_NANOS: usize = 40;
+const OFF_READ_ERRORS: usize = 48;
+const OFF_WRITE_ERRORS: usize = 56;
+const OFF_CHECKSUM_ERRORS: usize = 64;
+const OFF_SCRUB_FINISHED: usize = 72;
+const OFF_SCRUB_DURATION: usize = 80;
+const OFF_SCRUB_BYTES: usize = 88;
+const OFF_SCRUB_BAD: usize = 96;
+const OFF_SCRUB_REPAIRED: usize = 104;
+const OFF_SCRUB_UNRECOVERABLE: usize = 112;
+const OFF_SCRUB_FLAGS: usize = 120;
+const SCRUB_FLAG_REPAIR: u32 = 1;
 
-/// A health block naming the array, the slot, the probe's sequence number and its time.
+/// What a health block keeps across sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct HealthRecord {
+    /// Read errors seen on the member, all sessions together.
+    pub read_errors: u64,
+    /// Write and flush errors, all sessions.
+    pub write_errors: u64,
+    /// Chunks that failed their checksum or identity, all sessions.
+    pub checksum_errors: u64,
+    /// The array's last completed scrub.
+    pub last_scrub: Option<ScrubRecord>,
+}
+
+/// A completed scrub, as the health blocks remember it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ScrubRecord {
+    /// When it finished, ns since the Unix epoch (never 0).
+    pub finished_unix_nanos: u64,
+    /// How long it ran, ns.
+    pub duration_ns: u64,
+    /// Bytes it read.
+    pub bytes_scanned: u64,
+    /// Bad chunks it found (all members).
+    pub bad_chunks: u64,
+    /// Chunks it rewrote.
+    pub chunks_repaired: u64,
+    /// Stripes it could not rebuild.
+    pub unrecoverable: u64,
+    /// It ran with repair.
+    pub repair: bool,
+}
+
+/// A health block naming the array, the slot, the probe's sequence number and its time,
+/// with what it keeps across sessions.
 pub fn encode(
     array: &[u8; 16],
     slot: u32,
     sequence: u64,
     unix_nanos: u64,
+    record: &HealthRecord,
 ) -> [u8; HEALTH_BLOCK_BYTES] {
     let mut b = [0u8; HEALTH_BLOCK_BYTES];
     b[0..OFF_ARRAY].copy_from_slice(MAGIC);
@@ -29,8 +82,48 @@ pub fn encode(
     put_u32(&mut b, OFF_SLOT, slot);
     put_u64(&mut b, OFF_SEQUENCE, sequence);
     put_u64(&mut b, OFF_UNIX_NANOS, unix_nanos);
+    put_u64(&mut b, OFF_READ_ERRORS, record.read_errors);
+    put_u64(&mut b, OFF_WRITE_ERRORS, record.write_errors);
+    put_u64(&mut b, OFF_CHECKSUM_ERRORS, record.checksum_errors);
+    if let Some(s) = record.last_scrub.filter(|s| s.finished_unix_nanos != 0) {
+        put_u64(&mut b, OFF_SCRUB_FINISHED, s.finished_unix_nanos);
+        put_u64(&mut b, OFF_SCRUB_DURATION, s.duration_ns);
+        put_u64(&mut b, OFF_SCRUB_BYTES, s.bytes_scanned);
+        put_u64(&mut b, OFF_SCRUB_BAD, s.bad_chunks);
+        put_u64(&mut b, OFF_SCRUB_REPAIRED, s.chunks_repaired);
+        put_u64(&mut b, OFF_SCRUB_UNRECOVERABLE, s.unrecoverable);
+        put_u32(
+            &mut b,
+            OFF_SCRUB_FLAGS,
+            if s.repair { SCRUB_FLAG_REPAIR } else { 0 },
+        );
+    }
     seal_trailing_crc(&mut b);
     b
+}
+
+/// The probe sequence and the kept record of an intact health block of this array and slot.
+/// A block written before the counters existed reads as zero counters and no scrub.
+pub fn decode_record(b: &[u8], array: &[u8; 16], slot: u32) -> Option<(u64, HealthRecord)> {
+    let seq = decode(b, array, slot)?;
+    let finished = get_u64(b, OFF_SCRUB_FINISHED);
+    Some((
+        seq,
+        HealthRecord {
+            read_errors: get_u64(b, OFF_READ_ERRORS),
+            write_errors: get_u64(b, OFF_WRITE_ERRORS),
+            checksum_errors: get_u64(b, OFF_CHECKSUM_ERRORS),
+            last_scrub: (finished != 0).then(|| ScrubRecord {
+                finished_unix_nanos: finished,
+                duration_ns: get_u64(b, OFF_SCRUB_DURATION),
+                bytes_scanned: get_u64(b, OFF_SCRUB_BYTES),
+                bad_chunks: get_u64(b, OFF_SCRUB_BAD),
+                chunks_repaired: get_u64(b, OFF_SCRUB_REPAIRED),
+                unrecoverable: get_u64(b, OFF_SCRUB_UNRECOVERABLE),
+                repair: get_u32(b, OFF_SCRUB_FLAGS) & SCRUB_FLAG_REPAIR != 0,
+            }),
+        },
+    ))
 }
 
 /// The probe sequence in a health block, if it is intact and names this array and slot.
@@ -50,8 +143,28 @@ mod tests {
     #[test]
     fn round_trip_and_identity() {
         let a = [7u8; 16];
-        let b = encode(&a, 3, 42, 1_000);
+        let rec = HealthRecord {
+            read_errors: 1,
+            write_errors: 2,
+            checksum_errors: 3,
+            last_scrub: Some(ScrubRecord {
+                finished_unix_nanos: 5,
+                duration_ns: 6,
+                bytes_scanned: 7,
+                bad_chunks: 8,
+                chunks_repaired: 9,
+                unrecoverable: 10,
+                repair: true,
+            }),
+        };
+        let b = encode(&a, 3, 42, 1_000, &rec);
         assert_eq!(decode(&b, &a, 3), Some(42));
+        assert_eq!(decode_record(&b, &a, 3), Some((42, rec)));
+        let plain = encode(&a, 3, 1, 1, &HealthRecord::default());
+        assert_eq!(
+            decode_record(&plain, &a, 3),
+            Some((1, HealthRecord::default()))
+        );
         assert_eq!(decode(&b, &a, 4), None);
         assert_eq!(decode(&b, &[8u8; 16], 3), None);
         let mut c = b;

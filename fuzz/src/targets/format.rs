@@ -243,5 +243,13 @@ pub const HEALTH_SLOT: u32 = 3;
 pub fn health_block(data: &[u8]) {
     let b = sealed(data, health_block::HEALTH_BLOCK_BYTES);
     let _ = health_block::decode(&b, &HEALTH_ARRAY, HEALTH_SLOT);
+    if let Some((seq, rec)) = health_block::decode_record(&b, &HEALTH_ARRAY, HEALTH_SLOT) {
+        // What decodes re-encodes to a block that decodes the same.
+        let again = health_block::encode(&HEALTH_ARRAY, HEALTH_SLOT, seq, 0, &rec);
+        assert_eq!(
+            health_block::decode_record(&again, &HEALTH_ARRAY, HEALTH_SLOT),
+            Some((seq, rec))
+        );
+    }
     let _ = health_block::decode(&b, &[0; 16], 0);
 }

@@ -11,6 +11,7 @@ use ectable_devices::BackendKind;
 use ectable_engine::{DeviceStatus, Status};
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -274,6 +275,8 @@ pub fn print_status(st: &Status) {
     );
     if let Some((slot, next)) = st.rebuild {
         println!("   scan: rebuild of slot {slot} in progress (resumes at segment {next}); run 'ectable rebuild' to finish it");
+    } else {
+        println!("   scan: {}", scan_line(st.last_scrub.as_ref()));
     }
     println!("config:\n");
     for line in term::table_lines(&device_table(st), "  ") {
@@ -281,6 +284,31 @@ pub fn print_status(st: &Status) {
     }
     println!();
     print_errors(st);
+}
+
+/// The `scan:` line: the last scrub, as the health blocks keep it (zpool's wording).
+pub fn scan_line(s: Option<&ectable_engine::ScrubRecord>) -> String {
+    let Some(s) = s else {
+        return "none requested".to_string();
+    };
+    let when = std::time::UNIX_EPOCH + Duration::from_nanos(s.finished_unix_nanos);
+    let what = if s.repair {
+        format!("scrub repaired {} chunks", s.chunks_repaired)
+    } else {
+        "scrub (no repair) checked the array".to_string()
+    };
+    let lost = if s.unrecoverable > 0 {
+        format!(", {} stripes unrecoverable", s.unrecoverable)
+    } else {
+        String::new()
+    };
+    format!(
+        "{what} in {} ({} scanned) with {} bad chunks{lost} on {}",
+        term::duration(Duration::from_nanos(s.duration_ns)),
+        term::bytes(s.bytes_scanned),
+        s.bad_chunks,
+        humantime::format_rfc3339_seconds(when)
+    )
 }
 
 /// The `config:` table: one row per member, hot spare and unrecognised device.
@@ -304,9 +332,9 @@ fn device_table(st: &Status) -> comfy_table::Table {
             d.slot.to_string(),
             d.path.clone().unwrap_or_else(|| "-".into()),
             d.state.to_string(),
-            d.read_errors.to_string(),
-            d.write_errors.to_string(),
-            d.checksum_errors.to_string(),
+            d.lifetime_read_errors.to_string(),
+            d.lifetime_write_errors.to_string(),
+            d.lifetime_checksum_errors.to_string(),
             size,
             used,
             d.note.to_string(),
@@ -486,10 +514,20 @@ pub fn status_json(st: &Status) -> Value {
             "resync_from_segment": d.resync_from,
             "note": d.note,
             "errors": {"read": d.read_errors, "write": d.write_errors, "checksum": d.checksum_errors},
+            "lifetime_errors": {"read": d.lifetime_read_errors, "write": d.lifetime_write_errors, "checksum": d.lifetime_checksum_errors},
             "size_bytes": d.capacity_bytes,
             "used_segments": d.used_segments,
             "segment_count": d.segment_count,
         })).collect::<Vec<_>>(),
+        "last_scrub": st.last_scrub.map(|s| json!({
+            "finished": humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_nanos(s.finished_unix_nanos)).to_string(),
+            "duration_seconds": s.duration_ns as f64 / 1e9,
+            "bytes_scanned": s.bytes_scanned,
+            "bad_chunks": s.bad_chunks,
+            "chunks_repaired": s.chunks_repaired,
+            "unrecoverable_stripes": s.unrecoverable,
+            "repair": s.repair,
+        })),
         "spares": st.spares,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
         "checks": checks,
