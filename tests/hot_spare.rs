@@ -9,7 +9,8 @@ mod common;
 use common::*;
 use ectable::devices::{open_backend, BackendKind, BlockDevice, FaultyDevice, MemDevice};
 use ectable::{
-    format, DetectionMode, Engine, EngineOptions, FormatOptions, HealthPolicy, RecoveryPolicy,
+    format, DetectionMode, DeviceEventKind, Engine, EngineOptions, FormatOptions, HealthPolicy,
+    RecoveryPolicy,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +58,7 @@ fn automatic_policy_replaces_a_dead_device_with_the_spare() {
     };
     format(io.as_ref(), &f).unwrap();
     let e = Engine::open(io, opts(RecoveryPolicy::Automatic)).unwrap();
+    let events = e.subscribe_events();
     assert_eq!(e.status().spares.len(), 1);
     for i in 0..ROWS {
         e.put("t", &i.to_be_bytes(), &value_for(i, 4, 700)).unwrap();
@@ -69,6 +71,19 @@ fn automatic_policy_replaces_a_dead_device_with_the_spare() {
     });
     let st = e.status();
     assert_eq!(st.devices[4].path.as_deref(), Some("mem6"));
+    // An embedder subscribed to the device events saw the whole story, in order.
+    let seen: Vec<(usize, String, DeviceEventKind)> = events
+        .try_iter()
+        .map(|ev| (ev.slot, ev.device, ev.kind))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (4, "mem4".to_string(), DeviceEventKind::Failed),
+            (4, "mem6".to_string(), DeviceEventKind::Replaced),
+            (4, "mem6".to_string(), DeviceEventKind::Rebuilt),
+        ]
+    );
     // The device that died is still given but no longer a member, and status says so.
     assert_eq!(st.unrecognised.len(), 1, "{:?}", st.unrecognised);
     assert_eq!(st.unrecognised[0].0, "mem4");

@@ -112,7 +112,19 @@ impl BatchState {
 
     pub(crate) fn complete(&self, index: usize, completion: IoCompletion) {
         if let Some(stats) = &self.stats {
-            stats.record(&completion);
+            use crate::stats::OpClass;
+            let class = match completion.op.kind {
+                IoKind::Read => OpClass::Read,
+                IoKind::Write | IoKind::WriteDurable => OpClass::Write,
+                IoKind::Flush => OpClass::Flush,
+            };
+            stats.record(
+                completion.op.device_index,
+                class,
+                completion.op.buf.len() as u64,
+                completion.result.is_ok(),
+                completion.latency,
+            );
         }
         let mut g = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         debug_assert!(g.0[index].is_none());

@@ -2,7 +2,6 @@
 //! completes: relaxed atomics only, so keeping them costs a few uncontended increments per
 //! operation. Readers take a [`DeviceIoSnapshot`] at any time from any thread.
 
-use crate::backend::{IoCompletion, IoKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -104,6 +103,17 @@ impl HistogramSnapshot {
     }
 }
 
+/// What an operation counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpClass {
+    /// A read.
+    Read,
+    /// A write, durable or not.
+    Write,
+    /// A flush.
+    Flush,
+}
+
 /// Counters of one device.
 #[derive(Debug, Default)]
 pub struct DeviceIoStats {
@@ -150,35 +160,34 @@ impl IoStats {
         }
     }
 
-    /// Counts one completion.
-    pub fn record(&self, c: &IoCompletion) {
-        let Some(d) = self.devices.get(c.op.device_index) else {
+    /// Counts one completed operation on device `device`: its kind, bytes, outcome and
+    /// latency (zero for an operation failed before it started: not timed).
+    pub fn record(&self, device: usize, kind: OpClass, len: u64, ok: bool, latency: Duration) {
+        let Some(d) = self.devices.get(device) else {
             return;
         };
-        let ok = c.result.is_ok();
-        let len = c.op.buf.len() as u64;
-        match c.op.kind {
-            IoKind::Read => {
+        match kind {
+            OpClass::Read => {
                 d.reads.fetch_add(1, Ordering::Relaxed);
                 if ok {
                     d.read_bytes.fetch_add(len, Ordering::Relaxed);
                 }
             }
-            IoKind::Write | IoKind::WriteDurable => {
+            OpClass::Write => {
                 d.writes.fetch_add(1, Ordering::Relaxed);
                 if ok {
                     d.write_bytes.fetch_add(len, Ordering::Relaxed);
                 }
             }
-            IoKind::Flush => {
+            OpClass::Flush => {
                 d.flushes.fetch_add(1, Ordering::Relaxed);
             }
         }
         if !ok {
             d.errors.fetch_add(1, Ordering::Relaxed);
         }
-        if c.op.kind != IoKind::Flush && !c.latency.is_zero() {
-            d.latency.record(c.latency);
+        if kind != OpClass::Flush && !latency.is_zero() {
+            d.latency.record(latency);
         }
     }
 

@@ -371,6 +371,8 @@ pub(crate) struct Array {
     pub lifetime_base: Vec<[u64; 3]>,
     /// The array's last completed scrub (from the newest health block, or this session's).
     pub last_scrub: std::sync::Mutex<Option<crate::format::health_block::ScrubRecord>>,
+    /// Subscribers to member state changes.
+    pub events: crate::events::Events,
     /// Probe reads of the devices that reads go around (sampler.rs).
     sampler: crate::sampler::Sampler,
 }
@@ -482,6 +484,12 @@ impl Array {
         if !self.slot_failed[slot].swap(true, Ordering::SeqCst) {
             tracing::warn!(slot, device = %self.slot_name(slot), "device failed: {why}");
             self.state_dirty.store(true, Ordering::SeqCst);
+            self.events.emit(
+                slot,
+                self.slot_name(slot),
+                crate::events::DeviceEventKind::Failed,
+                why.to_string(),
+            );
         }
     }
 
@@ -533,6 +541,19 @@ impl Array {
                         let now = self.health[s].suspect.load(Ordering::Relaxed);
                         tracing::warn!(slot = s, device = %self.slot_name(s), "device {}", if now { "is slow: suspect" } else { "is no longer slow" });
                         self.state_dirty.store(true, Ordering::SeqCst);
+                        let (kind, detail) = if now {
+                            (
+                                crate::events::DeviceEventKind::Slow,
+                                "latency well above the other members'",
+                            )
+                        } else {
+                            (
+                                crate::events::DeviceEventKind::NoLongerSlow,
+                                "latency back in line",
+                            )
+                        };
+                        self.events
+                            .emit(s, self.slot_name(s), kind, detail.to_string());
                     }
                 }
             }
@@ -851,6 +872,7 @@ impl Array {
             sampler: crate::sampler::Sampler::new(n),
             lifetime_base: vec![[0; 3]; n],
             last_scrub: std::sync::Mutex::new(None),
+            events: Default::default(),
         };
         let mut array = array;
         array.load_health();

@@ -12,7 +12,7 @@ use crate::index::IndexEntry;
 use crate::log::flusher::clamp_batch;
 use crate::log::state::WriterState;
 use crate::log::writer::Mutation;
-use crate::metrics::OpMetrics;
+use crate::ops::OpMetrics;
 use crate::rebuild::{Progress, RebuildOptions, ScrubReport};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segments::SegmentInfo;
@@ -120,8 +120,8 @@ pub struct Engine {
     cleaner: Mutex<Option<JoinHandle<()>>>,
     cleaner_opts: crate::cleaner::CleanerOptions,
     recovery: RecoveryStats,
-    /// Call latencies and the maintenance in progress (metrics.rs).
-    pub(crate) ops: crate::metrics::OpMetrics,
+    /// Call latencies and the maintenance in progress (ops.rs).
+    pub(crate) ops: crate::ops::OpMetrics,
 }
 
 impl Engine {
@@ -683,7 +683,7 @@ impl Engine {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Progress> {
         self.shared.check_alive()?;
-        let _running = self.ops.begin(crate::metrics::ActivityKind::Rebuild);
+        let _running = self.ops.begin(crate::ops::ActivityKind::Rebuild);
         self.shared.rebuild(opts, &mut |p| {
             self.ops.progress(p);
             progress(p)
@@ -693,6 +693,12 @@ impl Engine {
     pub fn add_spare(&self, device_index: usize) -> Result<()> {
         self.shared.check_alive()?;
         self.shared.add_spare(device_index)
+    }
+    /// A channel of the members' state changes from now on (failed, slow, no longer slow,
+    /// replaced, rebuilt, spare added), as they happen; the same changes are logged. Drop the
+    /// receiver to unsubscribe.
+    pub fn subscribe_events(&self) -> std::sync::mpsc::Receiver<crate::events::DeviceEvent> {
+        self.shared.array.events.subscribe()
     }
     /// Engine indices of the hot spares present.
     pub fn spare_devices(&self) -> Vec<usize> {
@@ -706,7 +712,7 @@ impl Engine {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<ScrubReport> {
         self.shared.check_alive()?;
-        let _running = self.ops.begin(crate::metrics::ActivityKind::Scrub);
+        let _running = self.ops.begin(crate::ops::ActivityKind::Scrub);
         let started = std::time::Instant::now();
         let report = self.shared.scrub(repair, opts, &mut |p| {
             self.ops.progress(p);

@@ -42,6 +42,7 @@ pub mod codec;
 mod codec;
 mod engine;
 mod error;
+mod events;
 #[cfg(feature = "internals")]
 pub mod format;
 #[cfg(not(feature = "internals"))]
@@ -53,6 +54,7 @@ pub mod index;
 mod index;
 mod log;
 mod metrics;
+mod ops;
 mod paths;
 mod prober;
 mod reader;
@@ -76,6 +78,7 @@ pub use ectable_devices::{
 };
 pub use engine::{Engine, EngineOptions, WriteBatch};
 pub use error::{Error, Result};
+pub use events::{DeviceEvent, DeviceEventKind};
 pub use format::health_block::{HealthRecord, ScrubRecord};
 pub use format::layout::{
     Layout, LayoutError, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES,
@@ -85,7 +88,8 @@ pub use format::{new_uuid, uuid_string, DecodeError};
 pub use health::{DetectionMode, HealthPolicy};
 pub use log::read_queue::{ReadDone, ReadQueue};
 pub use log::scan::Scan;
-pub use metrics::{Activity, ActivityKind, DeviceMetrics, Metrics};
+pub use metrics::{Activity, DeviceMetrics, Metrics};
+pub use ops::ActivityKind;
 pub use prober::RecoveryPolicy;
 pub use rebuild::{Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;

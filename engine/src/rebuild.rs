@@ -325,6 +325,12 @@ impl Shared {
             }
         }
         tracing::info!(slot, old = %old_name, new = %new_dev.name(), "device replaced; rebuild pending");
+        a.events.emit(
+            slot,
+            new_dev.name().to_string(),
+            crate::events::DeviceEventKind::Replaced,
+            format!("in place of {old_name}; rebuild pending"),
+        );
         Ok(())
     }
 
@@ -390,7 +396,14 @@ impl Shared {
         a.persist(|p| {
             p.members.push((new_uuid(), MemberState::Spare));
             p.resync_from.push(0);
-        })
+        })?;
+        a.events.emit(
+            entry,
+            dev.name().to_string(),
+            crate::events::DeviceEventKind::SpareAdded,
+            "hot spare".to_string(),
+        );
+        Ok(())
     }
 
     /// Engine indices of the hot spares present.
@@ -694,6 +707,16 @@ impl Shared {
             if resync {
                 tracing::info!(slot, device = %a.slot_name(slot), chunks = p.chunks_rebuilt, "stale member resynced: online");
             }
+            a.events.emit(
+                slot,
+                a.slot_name(slot),
+                crate::events::DeviceEventKind::Rebuilt,
+                format!(
+                    "{} chunks {}; in service",
+                    p.chunks_rebuilt,
+                    if resync { "resynced" } else { "rebuilt" }
+                ),
+            );
         }
         Ok(p)
     }

@@ -68,7 +68,12 @@ pub struct Node {
     requests: [AtomicU64; 3],
     /// One scrub or backup at a time (scheduled or asked for).
     maintenance: Mutex<()>,
+    /// The latest device events (at most `KEPT_EVENTS`), oldest first.
+    events: Mutex<std::collections::VecDeque<JsonValue>>,
 }
+
+/// Device events `/v1/events` keeps.
+const KEPT_EVENTS: usize = 100;
 
 impl Node {
     fn count(&self, class: u16) {
@@ -85,6 +90,11 @@ impl Node {
             .into());
         }
         Ok(())
+    }
+
+    fn recent_events(&self) -> JsonValue {
+        let q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        json!({"events": q.iter().cloned().collect::<Vec<_>>()})
     }
 
     fn render_metrics(&self) -> String {
@@ -167,7 +177,31 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
         started: Instant::now(),
         requests: Default::default(),
         maintenance: Mutex::new(()),
+        events: Mutex::new(Default::default()),
     });
+    // Device state changes: logged by the engine; kept here for /v1/events.
+    let feed = engine.subscribe_events();
+    let keep = Arc::downgrade(&node);
+    std::thread::Builder::new()
+        .name("ectable-node-events".into())
+        .spawn(move || {
+            while let Ok(ev) = feed.recv() {
+                let Some(node) = keep.upgrade() else { return };
+                let at = humantime::format_rfc3339_millis(ev.at).to_string();
+                let mut q = node.events.lock().unwrap_or_else(|p| p.into_inner());
+                if q.len() == KEPT_EVENTS {
+                    q.pop_front();
+                }
+                q.push_back(json!({
+                    "at": at,
+                    "slot": ev.slot,
+                    "device": ev.device,
+                    "event": ev.kind.as_str(),
+                    "detail": ev.detail,
+                }));
+            }
+        })
+        .context("starting the event thread")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ectable-node")

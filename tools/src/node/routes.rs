@@ -38,6 +38,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
+        .route("/v1/events", get(events))
         .route("/v1/sync", post(sync))
         .route("/v1/kv/{table}", get(kv_scan))
         .route("/v1/kv/{table}/get-many", post(kv_get_many))
@@ -302,6 +303,10 @@ async fn status(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
         Ok(Json(crate::cmd::status::status_json(&n.engine.status())))
     })
     .await
+}
+
+async fn events(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
+    blocking(&node, |n| Ok(Json(n.recent_events()))).await
 }
 
 async fn sync(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
