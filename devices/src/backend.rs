@@ -260,12 +260,25 @@ impl IoBatch {
     }
 }
 
-/// An I/O engine over a fixed list of devices: runs batches of [`IoOp`]s concurrently.
+/// The devices of a backend, in the order an [`IoOp::device_index`] refers to: a snapshot
+/// (a device added later is not in it; the indices of those in it never change).
+pub type DeviceList = Arc<[Arc<dyn BlockDevice>]>;
+
+/// An I/O engine over a list of devices that only grows: runs batches of [`IoOp`]s
+/// concurrently.
 pub trait IoBackend: Send + Sync {
     /// The backend's name as the tools print it: "uring" or "psync".
     fn name(&self) -> &'static str;
     /// The devices, in the order an [`IoOp::device_index`] refers to.
-    fn devices(&self) -> &[Arc<dyn BlockDevice>];
+    fn devices(&self) -> DeviceList;
+    /// Adds a device while the backend runs (a disk handed to a running engine); returns its
+    /// index. Fails when the backend cannot drive it (no file descriptor, for io_uring).
+    fn add_device(&self, dev: Arc<dyn BlockDevice>) -> Result<usize, DeviceError> {
+        Err(DeviceError::Unsupported {
+            device: dev.name().to_string(),
+            message: "this I/O engine cannot take devices while it runs".into(),
+        })
+    }
     /// Starts every operation; they complete in any order.
     fn submit(&self, ops: Vec<IoOp>) -> IoBatch;
     /// Submits and waits.
@@ -276,6 +289,15 @@ pub trait IoBackend: Send + Sync {
     /// (None for a backend that keeps none).
     fn io_stats(&self) -> Option<&crate::stats::IoStats> {
         None
+    }
+    /// Gives up every device's claim now ([`BlockDevice::release`]): operations submitted
+    /// afterwards fail. For an owner that is done with the devices while other handles to
+    /// the backend may live on (a closed engine), so that the devices can be opened again
+    /// at once, in this process or another.
+    fn release_devices(&self) {
+        for d in self.devices().iter() {
+            d.release();
+        }
     }
 }
 

@@ -36,6 +36,10 @@ pub trait BlockDevice: Send + Sync {
     fn identity(&self) -> Option<StorageId> {
         None
     }
+    /// Gives up the device's claim (its lock, its exclusive open) now, before the last
+    /// handle to it is dropped, so that another opener need not wait; every later I/O
+    /// through this handle fails. Nothing for devices without a claim (memory).
+    fn release(&self) {}
 }
 
 /// Checks alignment and range of a request, shared by all implementations.

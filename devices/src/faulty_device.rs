@@ -299,6 +299,9 @@ fn overlaps(ranges: &[Range<u64>], offset: u64, len: usize) -> bool {
 }
 
 impl BlockDevice for FaultyDevice {
+    fn release(&self) {
+        self.inner.release()
+    }
     fn name(&self) -> &str {
         &self.name
     }

@@ -35,7 +35,9 @@ pub struct FileDevice {
     direct: bool,
     identity: StorageId,
     /// For a loop device opened for writing: its backing file, held for its flock.
-    _backing_lock: Option<File>,
+    backing_lock: Option<File>,
+    /// `release` was called: the descriptors point at /dev/null.
+    released: std::sync::atomic::AtomicBool,
 }
 
 impl FileDevice {
@@ -223,7 +225,8 @@ impl FileDevice {
             geometry,
             direct,
             identity,
-            _backing_lock: backing_lock,
+            backing_lock,
+            released: Default::default(),
         })
     }
 
@@ -250,6 +253,7 @@ impl BlockDevice for FileDevice {
 
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
         check_request(self, "read", offset_bytes, buf.len())?;
+        self.check_not_released("read", offset_bytes)?;
         let mut done = 0;
         while done < buf.len() {
             match self
@@ -275,6 +279,7 @@ impl BlockDevice for FileDevice {
 
     fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
         check_request(self, "write", offset_bytes, buf.len())?;
+        self.check_not_released("write", offset_bytes)?;
         if self.read_only {
             let e = io::Error::from_raw_os_error(libc::EPERM);
             return Err(DeviceError::io(&self.name, "write", offset_bytes, e));
@@ -300,6 +305,7 @@ impl BlockDevice for FileDevice {
     }
 
     fn sync(&self) -> Result<(), DeviceError> {
+        self.check_not_released("flush", 0)?;
         self.file
             .sync_data()
             .map_err(|e| DeviceError::io(&self.name, "flush", 0, e))
@@ -311,6 +317,42 @@ impl BlockDevice for FileDevice {
 
     fn identity(&self) -> Option<StorageId> {
         Some(self.identity.clone())
+    }
+
+    fn release(&self) {
+        use std::sync::atomic::Ordering;
+        if self.released.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // The descriptor numbers stay owned by their `File`s (closed when this handle is
+        // dropped); pointing them at /dev/null (read-only) closes the device's open file
+        // description now, and with it the O_EXCL claim and the flock. A submission that
+        // still holds the number (an io_uring ring caches it) then reads nothing and cannot
+        // write: a short read or EBADF, never another file's data.
+        let Ok(null) = File::open("/dev/null") else {
+            tracing::warn!(device = %self.name, "cannot open /dev/null: device kept until dropped");
+            return;
+        };
+        let fds = std::iter::once(self.file.as_raw_fd())
+            .chain(self.backing_lock.as_ref().map(|b| b.as_raw_fd()));
+        for fd in fds {
+            if let Err(e) = nix::unistd::dup2(null.as_raw_fd(), fd) {
+                tracing::warn!(device = %self.name, "release: {e}");
+            }
+        }
+    }
+}
+
+impl FileDevice {
+    fn check_not_released(&self, op: &'static str, offset_bytes: u64) -> Result<(), DeviceError> {
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            let e = io::Error::new(
+                io::ErrorKind::NotConnected,
+                "device released (array closed)",
+            );
+            return Err(DeviceError::io(&self.name, op, offset_bytes, e));
+        }
+        Ok(())
     }
 }
 

@@ -16,7 +16,7 @@ type Job = (Arc<BatchState>, usize, IoOp);
 /// The pread/pwrite backend: each operation runs on one of a pool of worker threads (four per
 /// device, 4 to 64).
 pub struct PsyncBackend {
-    devices: Vec<Arc<dyn BlockDevice>>,
+    devices: Arc<std::sync::RwLock<crate::backend::DeviceList>>,
     sender: Mutex<Option<Sender<Job>>>,
     workers: Vec<JoinHandle<()>>,
     stats: Arc<crate::stats::IoStats>,
@@ -26,6 +26,9 @@ impl PsyncBackend {
     /// Starts the worker pool over `devices`; the workers stop when the backend is dropped.
     pub fn new(devices: Vec<Arc<dyn BlockDevice>>) -> PsyncBackend {
         let worker_count = (devices.len() * 4).clamp(4, 64);
+        let stats = Arc::new(crate::stats::IoStats::new(crate::stats::MAX_DEVICES));
+        let devices: Arc<std::sync::RwLock<crate::backend::DeviceList>> =
+            Arc::new(std::sync::RwLock::new(devices.into()));
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let workers = (0..worker_count)
@@ -43,7 +46,12 @@ impl PsyncBackend {
                             return;
                         };
                         let start = Instant::now();
-                        let result = match devices.get(op.device_index) {
+                        let dev = devices
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(op.device_index)
+                            .cloned();
+                        let result = match dev {
                             Some(dev) => run_sync(dev.as_ref(), &mut op),
                             None => Err(bad_index(op.device_index)),
                         };
@@ -60,7 +68,7 @@ impl PsyncBackend {
             })
             .collect();
         PsyncBackend {
-            stats: Arc::new(crate::stats::IoStats::new(devices.len())),
+            stats,
             devices,
             sender: Mutex::new(Some(tx)),
             workers,
@@ -72,8 +80,24 @@ impl IoBackend for PsyncBackend {
     fn name(&self) -> &'static str {
         "psync"
     }
-    fn devices(&self) -> &[Arc<dyn BlockDevice>] {
-        &self.devices
+    fn devices(&self) -> crate::backend::DeviceList {
+        self.devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    fn add_device(&self, dev: Arc<dyn BlockDevice>) -> Result<usize, DeviceError> {
+        let mut g = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        if g.len() >= crate::stats::MAX_DEVICES {
+            return Err(DeviceError::Backend(format!(
+                "at most {} devices per engine",
+                crate::stats::MAX_DEVICES
+            )));
+        }
+        let mut v: Vec<Arc<dyn BlockDevice>> = g.to_vec();
+        v.push(dev);
+        *g = v.into();
+        Ok(g.len() - 1)
     }
     fn io_stats(&self) -> Option<&crate::stats::IoStats> {
         Some(&self.stats)

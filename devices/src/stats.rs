@@ -5,6 +5,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Devices a backend drives at most (its counters are allocated for all of them up front,
+/// so that a device added while it runs has its own).
+pub const MAX_DEVICES: usize = 160;
+
 /// Upper bounds of the latency buckets, in microseconds: powers of two from 1 µs to about 8.4 s
 /// (the last bucket also takes everything above it).
 pub const LATENCY_BUCKETS: usize = 24;

@@ -24,7 +24,7 @@ use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -252,12 +252,8 @@ fn with_ring<R>(
             rings.push(ThreadRing {
                 engine_id: engine.id,
                 ring,
-                fds: engine.fds.clone(),
-                names: engine
-                    .devices
-                    .iter()
-                    .map(|d| d.name().to_string())
-                    .collect(),
+                fds: Vec::new(),
+                names: Vec::new(),
                 slab: Vec::new(),
                 free: Vec::new(),
                 in_flight: 0,
@@ -268,6 +264,18 @@ fn with_ring<R>(
             .iter_mut()
             .find(|r| r.engine_id == engine.id)
             .expect("created above");
+        // Devices added since this ring last looked (or since it was made): the cached
+        // descriptors only grow, and a device's descriptor stays open while the backend lives.
+        // The descriptors are read first and the devices after, each lock on its own
+        // (`add_device` takes them nested, devices first): the devices then hold at least
+        // as many as the descriptors.
+        let known = engine.fds.read().unwrap_or_else(|p| p.into_inner()).len();
+        if r.fds.len() < known {
+            let fds = engine.fds.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let devices = engine.devices();
+            r.names = devices.iter().map(|d| d.name().to_string()).collect();
+            r.fds = fds;
+        }
         Ok(f(r))
     })
 }
@@ -303,9 +311,12 @@ pub(crate) fn drive(engine_id: u64, state: &BatchState, how: Drive) {
 /// batches itself when it waits (see the module documentation).
 pub struct UringBackend {
     id: u64,
-    devices: Vec<Arc<dyn BlockDevice>>,
-    fds: Vec<RawFd>,
+    devices: std::sync::RwLock<crate::backend::DeviceList>,
+    fds: std::sync::RwLock<Vec<RawFd>>,
     stats: Arc<crate::stats::IoStats>,
+    /// `release_devices` was called: submissions fail (the cached descriptors point at
+    /// /dev/null, where a flush would succeed without meaning anything).
+    released: AtomicBool,
 }
 
 impl UringBackend {
@@ -334,9 +345,10 @@ impl UringBackend {
             .insert(id);
         Ok(UringBackend {
             id,
-            stats: Arc::new(crate::stats::IoStats::new(devices.len())),
-            devices,
-            fds,
+            stats: Arc::new(crate::stats::IoStats::new(crate::stats::MAX_DEVICES)),
+            devices: std::sync::RwLock::new(devices.into()),
+            fds: std::sync::RwLock::new(fds),
+            released: AtomicBool::new(false),
         })
     }
 }
@@ -345,11 +357,42 @@ impl IoBackend for UringBackend {
     fn name(&self) -> &'static str {
         "uring"
     }
-    fn devices(&self) -> &[Arc<dyn BlockDevice>] {
-        &self.devices
+    fn devices(&self) -> crate::backend::DeviceList {
+        self.devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    fn add_device(&self, dev: Arc<dyn BlockDevice>) -> Result<usize, DeviceError> {
+        let Some(fd) = dev.raw_fd() else {
+            return Err(DeviceError::Unsupported {
+                device: dev.name().to_string(),
+                message: "device has no file descriptor; use the psync engine".into(),
+            });
+        };
+        // Devices first, then the descriptor: a ring that sees the descriptor finds the
+        // device's name too.
+        let mut g = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        if g.len() >= crate::stats::MAX_DEVICES {
+            return Err(DeviceError::Backend(format!(
+                "at most {} devices per engine",
+                crate::stats::MAX_DEVICES
+            )));
+        }
+        let mut v: Vec<Arc<dyn BlockDevice>> = g.to_vec();
+        v.push(dev);
+        *g = v.into();
+        self.fds.write().unwrap_or_else(|p| p.into_inner()).push(fd);
+        Ok(g.len() - 1)
     }
     fn io_stats(&self) -> Option<&crate::stats::IoStats> {
         Some(&self.stats)
+    }
+    fn release_devices(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        for d in self.devices().iter() {
+            d.release();
+        }
     }
     fn submit(&self, ops: Vec<IoOp>) -> IoBatch {
         let batch = IoBatch::driven(ops.len(), Some(self.stats.clone()), self.id, drive);
@@ -358,14 +401,20 @@ impl IoBackend for UringBackend {
         }
         let state = batch.state.clone();
         let mut ops = Some(ops);
-        let submitted = with_ring(self, |r| {
-            for (i, op) in ops.take().into_iter().flatten().enumerate() {
-                r.backlog.push_back((state.clone(), i, op));
-            }
-            if let Err(e) = r.turn(false, None) {
-                r.fail_backlog(&e.to_string());
-            }
-        });
+        let submitted = if self.released.load(Ordering::SeqCst) {
+            Err(DeviceError::Backend(
+                "the devices were released (array closed)".into(),
+            ))
+        } else {
+            with_ring(self, |r| {
+                for (i, op) in ops.take().into_iter().flatten().enumerate() {
+                    r.backlog.push_back((state.clone(), i, op));
+                }
+                if let Err(e) = r.turn(false, None) {
+                    r.fail_backlog(&e.to_string());
+                }
+            })
+        };
         if let Err(e) = submitted {
             for (i, op) in ops.into_iter().flatten().enumerate() {
                 let result = Err(DeviceError::Backend(e.to_string()));

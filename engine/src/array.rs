@@ -194,7 +194,7 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
     check_duplicates(io)?;
     let needed_bytes = layout.smallest_device();
     let mut segment_count = u32::MAX;
-    for d in io.devices() {
+    for d in io.devices().iter() {
         let cap = d.geometry().capacity_bytes;
         if cap < needed_bytes {
             return Err(Error::DeviceTooSmall {
@@ -636,7 +636,7 @@ impl Array {
         let Some(d) = self.device_of_slot(slot as u32) else {
             return;
         };
-        let Some(dev) = self.io.devices().get(d) else {
+        let Some(dev) = self.io.devices().get(d).cloned() else {
             return;
         };
         let probe = crate::sampler::PROBE_BYTES as u64;

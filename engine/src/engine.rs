@@ -231,6 +231,7 @@ impl Engine {
             cleaner: crate::space::mailbox::CleanerCtl::new(rec.stats.checkpoint_resume_segment),
             backup_horizon: std::sync::atomic::AtomicU64::new(u64::MAX),
             poisoned: std::sync::OnceLock::new(),
+            closed: Default::default(),
             test_panic: std::sync::atomic::AtomicU8::new(0),
         });
         shared
@@ -623,8 +624,24 @@ impl Engine {
         self.shared.poisoned.get().cloned()
     }
 
-    /// Makes everything durable and stops the flusher.
+    /// Makes everything durable, stops the engine's threads, writes an index checkpoint and
+    /// releases the devices (their locks and exclusive opens) even while other handles to
+    /// the engine live on: those get [`Error::Closed`] from then on, and the array can be
+    /// opened again at once, in this process or another. Closing twice is harmless.
     pub fn close(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let r = self.close_inner();
+        self.shared.closed.store(true, Ordering::SeqCst);
+        if !self.shared.array.read_only {
+            // A read-only open holds no claim; its devices go with the last handle.
+            self.shared.array.io.release_devices();
+        }
+        r
+    }
+
+    fn close_inner(&self) -> Result<()> {
         if let Some((h, stop, cancel)) = self.prober.locked().take() {
             stop.stop();
             cancel.store(true, Ordering::SeqCst);
@@ -689,6 +706,64 @@ impl Engine {
             progress(p)
         })
     }
+    /// Hands a new device to the running engine and makes it the member of `slot` (the
+    /// device there may be dead, missing or alive), recording a rebuild of the slot as in
+    /// progress: call [`Engine::rebuild`] next. No downtime: reads and writes go on, the
+    /// slot's data is read from parity until rebuilt. Refused, with nothing changed, when
+    /// the device is already given to the engine (under any name), holds an ectable array
+    /// (wipe it first: a member of this or another array is never overwritten by accident),
+    /// is too small, or the I/O engine cannot drive it. Returns the device's engine index.
+    pub fn replace_with_device(
+        &self,
+        slot: usize,
+        device: Arc<dyn ectable_devices::BlockDevice>,
+    ) -> Result<usize> {
+        self.shared.check_alive()?;
+        if slot >= self.shared.array.n() {
+            return Err(Error::InvalidArgument(format!(
+                "no slot {slot} in an array of {} devices",
+                self.shared.array.n()
+            )));
+        }
+        let index = self.admit_device(device)?;
+        self.shared.replace(slot, index)?;
+        Ok(index)
+    }
+
+    /// Hands a new blank device to the running engine as a hot spare (the checks of
+    /// [`Engine::replace_with_device`]). Returns its engine index.
+    pub fn add_spare_device(&self, device: Arc<dyn ectable_devices::BlockDevice>) -> Result<usize> {
+        self.shared.check_alive()?;
+        let index = self.admit_device(device)?;
+        self.shared.add_spare(index)?;
+        Ok(index)
+    }
+
+    /// Checks a device handed to the running engine and adds it to the I/O backend.
+    fn admit_device(&self, device: Arc<dyn ectable_devices::BlockDevice>) -> Result<usize> {
+        let a = &self.shared.array;
+        if a.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if let Some(id) = device.identity() {
+            for d in a.io.devices().iter() {
+                if d.identity().is_some_and(|other| other.same_storage(&id)) {
+                    return Err(Error::DuplicateDevice {
+                        first: d.name().to_string(),
+                        second: device.name().to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(array) = crate::array::probe_device(device.as_ref())? {
+            return Err(Error::AlreadyFormatted {
+                device: device.name().to_string(),
+                array,
+            });
+        }
+        Ok(a.io.add_device(device)?)
+    }
+
     /// Adds a blank device (by engine index) as a hot spare.
     pub fn add_spare(&self, device_index: usize) -> Result<()> {
         self.shared.check_alive()?;

@@ -365,7 +365,7 @@ impl Shared {
         if a.read_only {
             return Err(Error::ReadOnly);
         }
-        let Some(dev) = a.io.devices().get(device_index) else {
+        let Some(dev) = a.io.devices().get(device_index).cloned() else {
             return Err(Error::InvalidArgument(format!(
                 "no device with index {device_index}"
             )));

@@ -52,7 +52,7 @@ pub(crate) struct Recovered {
 
 /// What the log replay did when the engine opened ([`crate::Engine::recovery_stats`]).
 #[derive(Debug, Clone, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RecoveryStats {
     /// Log segments replayed.
     pub segments: usize,

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     /// Set once, when an engine thread panics: (thread, what it said). From then on every
     /// call fails with `Error::Poisoned` (docs/design.md, "Worker threads").
     pub poisoned: OnceLock<(String, String)>,
+    /// `Engine::close` finished: every call fails with `Error::Closed`.
+    pub closed: std::sync::atomic::AtomicBool,
     /// Test hook: workers (bit per [`Worker`]) to panic at their next turn.
     pub test_panic: AtomicU8,
 }
@@ -108,6 +110,9 @@ impl Shared {
 
     /// Fails with `Error::Poisoned` once an engine thread has panicked.
     pub(crate) fn check_alive(&self) -> Result<()> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
         match self.poisoned.get() {
             None => Ok(()),
             Some((thread, detail)) => Err(Error::Poisoned {

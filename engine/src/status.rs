@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 /// A member's state as `status` reports it (zpool's words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
 pub enum DeviceState {
     /// In service (it may still have errors this session: see `in_service`).
@@ -54,7 +54,7 @@ impl PartialEq<&str> for DeviceState {
 
 /// The array's state as a whole, from its members (mdadm's and zpool's meaning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
 pub enum ArrayState {
     /// Every member in service.
@@ -90,7 +90,7 @@ impl PartialEq<&str> for ArrayState {
 
 /// One member (a data-bearing slot) as status reports it.
 #[derive(Debug, Clone)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DeviceStatus {
     /// The slot (0..n) the member holds.
     pub slot: usize,
@@ -148,7 +148,7 @@ impl Status {
 /// A snapshot of the array's state, space and counters ([`Engine::status`]); what
 /// `ectable status` prints.
 #[derive(Debug, Clone)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Status {
     /// The array's uuid, as text.
     pub array_uuid: String,
@@ -242,9 +242,9 @@ pub struct Status {
     /// Per slot: how often this session found the device slow (suspect).
     pub slow_events: Vec<u64>,
     /// The I/O backend the devices run on: "uring" or "psync".
-    pub io_engine: &'static str,
+    pub io_engine: String,
     /// The codec's inner loop on this CPU: "avx2", "ssse3" or "portable".
-    pub codec_kernel: &'static str,
+    pub codec_kernel: String,
     /// A rebuild in progress: (slot, next segment id).
     pub rebuild: Option<(usize, u64)>,
     /// Garbage the backup horizon keeps from the cleaner.
@@ -453,8 +453,8 @@ impl Engine {
                 .map(|h| h.slow_events.load(Ordering::Relaxed))
                 .collect(),
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
-            io_engine: a.io.name(),
-            codec_kernel: crate::codec::Kernel::selected().name(),
+            io_engine: a.io.name().to_string(),
+            codec_kernel: crate::codec::Kernel::selected().name().to_string(),
             rebuild,
             backup_horizon,
             last_scrub: *a.last_scrub.locked(),

@@ -35,7 +35,7 @@ const SCRUB_FLAG_REPAIR: u32 = 1;
 
 /// What a health block keeps across sessions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HealthRecord {
     /// Read errors seen on the member, all sessions together.
     pub read_errors: u64,
@@ -49,7 +49,7 @@ pub struct HealthRecord {
 
 /// A completed scrub, as the health blocks remember it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ScrubRecord {
     /// When it finished, ns since the Unix epoch (never 0).
     pub finished_unix_nanos: u64,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// What the cleaner has done since the engine was opened.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CleanerStats {
     /// Cleaning passes run (paused ones not counted).
     pub passes: u64,

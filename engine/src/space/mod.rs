@@ -211,7 +211,7 @@ pub(crate) fn outside_history(shared: &Shared, ids: Vec<u64>) -> Vec<u64> {
 /// Space the backup horizon keeps from the cleaner: log segments (other than the one being
 /// written) holding a record after the horizon, and the bytes in them no row needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HorizonHold {
     /// The horizon (LSN), or None when no backup chain is registered.
     pub horizon_lsn: Option<u64>,

@@ -7,7 +7,7 @@ use ectable_engine::{Layout, Status};
 
 /// Refuses devices that hold an ectable superblock, unless forced.
 pub fn check_devices_free(io: &dyn IoBackend, force: bool) -> Result<()> {
-    for d in io.devices() {
+    for d in io.devices().iter() {
         let name = d.name().to_string();
         let array = ectable_engine::probe_device(d.as_ref())
             .with_context(|| format!("{name}: reading its superblock"))?;

@@ -149,7 +149,7 @@ impl Report<'_> {
         let mut o = json!({
             "name": c.name, "filename": c.devices, "rw": c.rw.name(), "bs": c.bs.to_string(),
             "iodepth": c.iodepth.to_string(), "numjobs": c.numjobs.to_string(),
-            "ioengine": fio_engine(self.st.io_engine), "direct": "1",
+            "ioengine": fio_engine(&self.st.io_engine), "direct": "1",
             "randseed": c.seed.to_string(),
         });
         if let Some(s) = c.size {

@@ -154,6 +154,15 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
         );
     }
     drop(probe);
+    if let Some(node) = crate::node::client::find(&a.dev) {
+        let abs = std::path::absolute(spare).unwrap_or_else(|_| spare.clone());
+        node.post(
+            "/v1/admin/add-spare",
+            &serde_json::json!({"device": abs.display().to_string()}),
+        )?;
+        println!("{} is a hot spare of the array", spare.display());
+        return Ok(0);
+    }
     paths.push(spare.clone());
     let io = open_devices(&paths, None, false, kind)?;
     let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;

@@ -3,6 +3,7 @@
 
 use crate::cmd::common::{open_array, with_reader, DevicesArg, TableArg};
 use crate::cmd::table as typed;
+use crate::node::client::{segment, NodeClient};
 use anyhow::Result;
 use base64::Engine as _;
 use clap::Args;
@@ -76,6 +77,11 @@ pub struct ScanArgs {
 pub fn put(kind: BackendKind, a: &PutArgs) -> Result<i32> {
     let table = &a.table.table;
     typed::refuse_system_write(table)?;
+    if let Some(node) = crate::node::client::find(&a.dev) {
+        let lsn = put_via_node(&node, a)?;
+        eprintln!("ok (lsn {lsn})");
+        return Ok(0);
+    }
     let engine = Arc::new(open_array(kind, &a.dev, false)?);
     let tables = typed::open_tables(&engine)?;
     let lsn = match typed::typed(&tables, table) {
@@ -85,6 +91,35 @@ pub fn put(kind: BackendKind, a: &PutArgs) -> Result<i32> {
     engine.close()?;
     eprintln!("ok (lsn {lsn})");
     Ok(0)
+}
+
+/// Whether `table` is a typed table of the node's array.
+fn node_typed(node: &NodeClient, table: &str) -> Result<bool> {
+    match node.get(&format!("/v1/tables/{}", segment(table))) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if crate::exit::code_of(&e) == crate::exit::DATA
+                || e.to_string().contains("no such table") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn put_via_node(node: &NodeClient, a: &PutArgs) -> Result<u64> {
+    let table = &a.table.table;
+    let r = if node_typed(node, table)? {
+        let pk = typed::parse_json(&a.key, "--key")?;
+        let cols = typed::parse_json(&a.value, "--value")?;
+        node.post_put_row(table, &json!({"pk": pk, "cols": cols}))?
+    } else {
+        node.put_bytes(
+            &format!("/v1/kv/{}/{}", segment(table), segment(&a.key)),
+            a.value.as_bytes(),
+        )?
+    };
+    Ok(r["lsn"].as_u64().unwrap_or(0))
 }
 
 /// `ectable get`.
@@ -126,6 +161,36 @@ pub fn get(kind: BackendKind, a: &GetArgs) -> Result<i32> {
 pub fn delete(kind: BackendKind, a: &DeleteArgs) -> Result<i32> {
     let (table, key) = (&a.table.table, &a.key);
     typed::refuse_system_write(table)?;
+    if let Some(node) = crate::node::client::find(&a.dev) {
+        if node_typed(&node, table)? {
+            let pk = typed::parse_json(key, "--key")?;
+            let r = node.post(
+                &format!("/v1/tables/{}/rows/delete", segment(table)),
+                &json!({"pk": pk, "if": "exists"}),
+            );
+            if let Err(e) = &r {
+                if crate::exit::code_of(e) == crate::exit::NO {
+                    crate::fail!(crate::exit::NO, "row {pk} not found in table '{table}'");
+                }
+            }
+            r?;
+            return Ok(0);
+        }
+        let path = format!("/v1/kv/{}/{}", segment(table), segment(key));
+        if let Err(e) = node.get_bytes(&path) {
+            if crate::exit::code_of(&e) == crate::exit::NO {
+                crate::fail!(
+                    crate::exit::NO,
+                    "key '{}' not found in table '{}'",
+                    key,
+                    table
+                );
+            }
+            return Err(e);
+        }
+        node.delete(&path)?;
+        return Ok(0);
+    }
     let engine = Arc::new(open_array(kind, &a.dev, false)?);
     let tables = typed::open_tables(&engine)?;
     if let Some(schema) = typed::typed(&tables, table) {

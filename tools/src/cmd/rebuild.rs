@@ -10,7 +10,7 @@ use ectable_devices::BackendKind;
 use ectable_engine::{Engine, EngineOptions, RebuildOptions};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct ReplaceArgs {
@@ -60,6 +60,9 @@ pub struct ScrubArgs {
 
 /// `ectable rebuild`: finishes an interrupted rebuild and resyncs the stale members present.
 pub fn rebuild(kind: BackendKind, a: &RebuildArgs) -> Result<i32> {
+    if let Some(node) = crate::node::client::find(&a.dev) {
+        return rebuild_via_node(&node, a);
+    }
     let engine = open_array(kind, &a.dev, false)?;
     let st = engine.status();
     let mut what: Vec<String> = Vec::new();
@@ -93,9 +96,42 @@ pub fn rebuild(kind: BackendKind, a: &RebuildArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `rebuild` through a running node: the same decisions (made by the node), the same
+/// progress bar and report.
+fn rebuild_via_node(node: &crate::node::client::NodeClient, a: &RebuildArgs) -> Result<i32> {
+    let bar = ByteProgress::new("rebuild");
+    let r = node.post_streaming("/v1/admin/rebuild", &json!({"rate": a.rate}), &mut |p| {
+        bar.update(&crate::node::client::progress_of(p))
+    });
+    bar.finish();
+    let r = r?;
+    if r["nothing"].as_bool() == Some(true) {
+        let absent: Vec<u64> = r["absent"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default();
+        if absent.is_empty() {
+            println!("nothing to rebuild: every member present is in sync");
+            return Ok(0);
+        }
+        crate::fail!(crate::exit::CONFIG,
+            "nothing to rebuild here: slot(s) {absent:?} missed writes but are not present; give them back in --devices (they are then resynced) or replace them"
+        );
+    }
+    report_rebuild(
+        r["what"].as_str().unwrap_or("rebuild"),
+        &crate::node::client::progress_of(&r["progress"]),
+        Duration::from_nanos(r["elapsed_ns"].as_u64().unwrap_or(0)),
+    )?;
+    Ok(0)
+}
+
 /// `ectable scrub`: exit 0 clean, 1 bad chunks (without --repair) or parity mismatches, 2
 /// unrecoverable stripes.
 pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
+    if let Some(node) = crate::node::client::find(&a.dev) {
+        return scrub_via_node(&node, a);
+    }
     let repair = a.repair;
     let engine = open_array(kind, &a.dev, !repair)?;
     let bar = ByteProgress::new("scrub");
@@ -106,6 +142,56 @@ pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
     let r = engine.scrub(repair, &opts, &mut |p| bar.update(p))?;
     bar.finish();
     let st = engine.status();
+    let code = report_scrub(a, &r, &st)?;
+    if repair {
+        engine.close()?;
+    }
+    Ok(code)
+}
+
+/// `scrub` through a running node, with the same progress bar and report.
+fn scrub_via_node(node: &crate::node::client::NodeClient, a: &ScrubArgs) -> Result<i32> {
+    let bar = ByteProgress::new("scrub");
+    let r = node.post_streaming("/v1/admin/scrub", &json!({"repair": a.repair}), &mut |p| {
+        bar.update(&crate::node::client::progress_of(p))
+    });
+    bar.finish();
+    let r = r?;
+    let st: ectable_engine::Status =
+        serde_json::from_value(node.get("/v1/status/raw")?).context("the node's status")?;
+    let mut progress = ectable_engine::Progress {
+        bytes_scanned: r["bytes_scanned"].as_u64().unwrap_or(0),
+        bytes_rebuilt: r["bytes_repaired"].as_u64().unwrap_or(0),
+        ..Default::default()
+    };
+    progress.unrecoverable = r["unrecoverable"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let report = ectable_engine::ScrubReport {
+        progress,
+        stripes_checked: r["stripes_checked"].as_u64().unwrap_or(0),
+        bad_chunks_per_slot: r["bad_chunks_per_slot"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default(),
+        parity_mismatches: r["parity_mismatches"].as_u64().unwrap_or(0),
+        chunks_repaired: r["chunks_repaired"].as_u64().unwrap_or(0),
+    };
+    report_scrub(a, &report, &st)
+}
+
+/// Prints a scrub's report; its exit code.
+fn report_scrub(
+    a: &ScrubArgs,
+    r: &ectable_engine::ScrubReport,
+    st: &ectable_engine::Status,
+) -> Result<i32> {
+    let repair = a.repair;
     if a.json {
         let devices: Vec<Value> = st
             .devices
@@ -150,9 +236,6 @@ pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
             println!("  unrecoverable: {u}");
         }
     }
-    if repair {
-        engine.close()?;
-    }
     let bad: u64 = r.bad_chunks_per_slot.iter().sum();
     Ok(if !r.progress.unrecoverable.is_empty() {
         2
@@ -176,7 +259,12 @@ fn run_rebuild(engine: &Engine, what: &str, rate: u64) -> Result<()> {
         &mut |p| bar.update(p),
     )?;
     bar.finish();
-    let elapsed = start.elapsed();
+    report_rebuild(what, &p, start.elapsed())
+}
+
+/// Reports a finished rebuild on stderr; fails when a stripe with live data could not be
+/// rebuilt.
+fn report_rebuild(what: &str, p: &ectable_engine::Progress, elapsed: Duration) -> Result<()> {
     eprintln!(
         "{what}: {} segments, {} chunks ({}) rebuilt in {} ({} scanned), {} unrecoverable",
         p.segments_done,
@@ -202,6 +290,9 @@ fn run_rebuild(engine: &Engine, what: &str, rate: u64) -> Result<()> {
 /// `ectable replace`: shows the plan, asks on a terminal unless `--yes`, makes the new device
 /// the member of the old one's slot and rebuilds the slot onto it.
 pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
+    if let Some(node) = crate::node::client::find(&a.dev) {
+        return replace_via_node(&node, a);
+    }
     let (old, new) = (a.old.as_str(), a.new.as_path());
     let mut paths = devices(&a.dev)?;
     let created = a.create_size.is_some() && !new.exists();
@@ -271,6 +362,47 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
     engine.replace(slot, new_index)?;
     run_rebuild(&engine, &format!("rebuild of slot {slot}"), a.rate)?;
     engine.close()?;
+    println!("slot {slot} is online on {}", new.display());
+    Ok(0)
+}
+
+/// `replace` through a running node: the node opens the new device and hands it to its
+/// engine (no downtime); the same plan, question, progress bar and report.
+fn replace_via_node(node: &crate::node::client::NodeClient, a: &ReplaceArgs) -> Result<i32> {
+    let new = a.new.as_path();
+    let new_abs = std::path::absolute(new).unwrap_or_else(|_| new.to_path_buf());
+    let plan = node.post(
+        "/v1/admin/replace-plan",
+        &json!({"old": a.old, "old_slot": a.old_slot}),
+    )?;
+    let slot = plan["slot"].as_u64().unwrap_or(0) as usize;
+    println!(
+        "plan: rebuild slot {slot} (was {}) onto {}",
+        a.old,
+        new.display()
+    );
+    if term::should_ask(a.yes) {
+        term::confirm("Proceed?")?;
+    }
+    let bar = ByteProgress::new("rebuild");
+    let r = node.post_streaming(
+        "/v1/admin/replace",
+        &json!({
+            "slot": slot,
+            "new": new_abs.display().to_string(),
+            "create_size": a.create_size,
+            "force": a.force,
+            "rate": a.rate,
+        }),
+        &mut |p| bar.update(&crate::node::client::progress_of(p)),
+    );
+    bar.finish();
+    let r = r?;
+    report_rebuild(
+        r["what"].as_str().unwrap_or("rebuild"),
+        &crate::node::client::progress_of(&r["progress"]),
+        Duration::from_nanos(r["elapsed_ns"].as_u64().unwrap_or(0)),
+    )?;
     println!("slot {slot} is online on {}", new.display());
     Ok(0)
 }

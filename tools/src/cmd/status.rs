@@ -23,6 +23,18 @@ pub struct StatusArgs {
 
 /// `ectable status`.
 pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
+    // A running node holds the array: its live view (this session's counters, the work in
+    // progress), printed the same way.
+    if let Some(node) = crate::node::client::find(&a.dev) {
+        let st: Status = serde_json::from_value(node.get("/v1/status/raw")?)
+            .map_err(|e| crate::coded!(crate::exit::STATUS_UNREADABLE, "the node's status: {e}"))?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&status_json(&st))?);
+        } else {
+            print_status(&st);
+        }
+        return Ok(exit_code(&st));
+    }
     // A path that does not exist (an unplugged device) is a missing member, as a device left
     // out of --devices is: status reports on the others.
     let paths = crate::cmd::common::devices(&a.dev)?;

@@ -332,7 +332,7 @@ pub fn row_line(schema: &Schema, row: &Row) -> String {
     format!("{{\"pk\":{pk},\"cols\":{}}}", Json::Object(cols))
 }
 
-fn parse_json(text: &str, what: &str) -> Result<Json> {
+pub fn parse_json(text: &str, what: &str) -> Result<Json> {
     serde_json::from_str(text)
         .map_err(|e| crate::coded!(crate::exit::DATA, "{what}: invalid JSON: {e}"))
 }

@@ -14,6 +14,7 @@
 //! - Scheduled work runs one at a time beside the requests; a failure is logged and retried
 //!   at the next tick, never fatal to the node.
 
+pub mod client;
 pub mod prom;
 pub mod routes;
 
@@ -112,14 +113,22 @@ impl Node {
         )
     }
 
-    fn scrub(&self, repair: bool) -> Result<JsonValue> {
-        let _one = self
-            .maintenance
-            .try_lock()
-            .map_err(|_| crate::coded!(crate::exit::TEMPFAIL, "a scrub or backup is running"))?;
+    fn one_at_a_time(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.maintenance.try_lock().map_err(|_| {
+            crate::coded!(
+                crate::exit::TEMPFAIL,
+                "a scrub, backup, replace or rebuild is running on the node; try again when it is done"
+            )
+        })
+    }
+
+    fn scrub(&self, repair: bool, progress: &mut dyn FnMut(JsonValue)) -> Result<JsonValue> {
+        let _one = self.one_at_a_time()?;
         let r = self
             .engine
-            .scrub(repair, &RebuildOptions::default(), &mut |_| {})?;
+            .scrub(repair, &RebuildOptions::default(), &mut |p| {
+                progress(progress_json(p))
+            })?;
         Ok(json!({
             "stripes_checked": r.stripes_checked,
             "bytes_scanned": r.progress.bytes_scanned,
@@ -131,6 +140,156 @@ impl Node {
         }))
     }
 
+    /// What `rebuild` has to do here (the rebuild in progress, stale members present), or
+    /// why there is nothing: the same decisions as the CLI's own `rebuild`.
+    fn rebuild(&self, rate: u64, progress: &mut dyn FnMut(JsonValue)) -> Result<JsonValue> {
+        let _one = self.one_at_a_time()?;
+        let st = self.engine.status();
+        let mut what: Vec<String> = Vec::new();
+        if let Some((slot, _)) = self.engine.rebuild_in_progress() {
+            what.push(format!("rebuild of slot {slot}"));
+        }
+        let mut absent = Vec::new();
+        for d in &st.devices {
+            if d.state == "STALE" {
+                what.push(format!(
+                    "resync of slot {} ({}) from segment {}",
+                    d.slot,
+                    d.path.as_deref().unwrap_or("-"),
+                    d.resync_from.unwrap_or(0)
+                ));
+            } else if d.state == "REMOVED" && d.resync_from.is_some() {
+                absent.push(d.slot);
+            }
+        }
+        if what.is_empty() {
+            return Ok(json!({"nothing": true, "absent": absent}));
+        }
+        self.run_rebuild(&what.join(", "), rate, progress)
+    }
+
+    fn run_rebuild(
+        &self,
+        what: &str,
+        rate: u64,
+        progress: &mut dyn FnMut(JsonValue),
+    ) -> Result<JsonValue> {
+        let start = Instant::now();
+        let p = self.engine.rebuild(
+            &RebuildOptions {
+                rate_limit_bytes_per_sec: rate,
+                cancel: None,
+            },
+            &mut |p| progress(progress_json(p)),
+        )?;
+        Ok(json!({
+            "what": what,
+            "elapsed_ns": start.elapsed().as_nanos() as u64,
+            "progress": progress_json(&p),
+        }))
+    }
+
+    /// The slot `replace` would rebuild: `old_slot`, or the slot of the member at `old`,
+    /// or the one slot missing.
+    fn replace_slot(&self, old: &str, old_slot: Option<usize>) -> Result<usize> {
+        if let Some(s) = old_slot {
+            return Ok(s);
+        }
+        if let Some(s) = self.engine.slot_of_path(old) {
+            return Ok(s);
+        }
+        match self.engine.lost_slots().as_slice() {
+            [s] => Ok(*s),
+            [] => crate::fail!(
+                crate::exit::USAGE,
+                "{old} is not a member of this array and no device is missing; give --old-slot"
+            ),
+            many => crate::fail!(
+                crate::exit::USAGE,
+                "cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot",
+                many.len()
+            ),
+        }
+    }
+
+    /// Opens `path` in the node's process (created at `create_size` if missing; with
+    /// `force`, wiped when it holds an ectable array) for a hand-over to the engine.
+    fn open_new_device(
+        &self,
+        path: &Path,
+        create_size: Option<u64>,
+        force: bool,
+    ) -> Result<Arc<dyn ectable_devices::BlockDevice>> {
+        let dev = ectable_devices::FileDevice::open(
+            path,
+            &ectable_devices::OpenOptions {
+                create_size_bytes: create_size,
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("opening {}", path.display()))?;
+        if let Some(array) = ectable_engine::probe_device(&dev)? {
+            if self
+                .engine
+                .slot_of_path(&path.display().to_string())
+                .is_some()
+            {
+                crate::fail!(
+                    crate::exit::CONFIG,
+                    "{} is already a member of the array",
+                    path.display()
+                );
+            }
+            if !force {
+                crate::fail!(
+                    crate::exit::CONFIG,
+                    "{}: holds an ectable array ({array}); use --force to reuse it",
+                    path.display()
+                );
+            }
+            ectable_engine::wipe_device(&dev)?;
+        }
+        Ok(Arc::new(dev))
+    }
+
+    fn replace(
+        &self,
+        slot: usize,
+        new: &Path,
+        create_size: Option<u64>,
+        force: bool,
+        rate: u64,
+        progress: &mut dyn FnMut(JsonValue),
+    ) -> Result<JsonValue> {
+        let _one = self.one_at_a_time()?;
+        let dev = self.open_new_device(new, create_size, force)?;
+        self.engine.replace_with_device(slot, dev)?;
+        let mut r = self.run_rebuild(&format!("rebuild of slot {slot}"), rate, progress)?;
+        r["slot"] = json!(slot);
+        Ok(r)
+    }
+
+    fn add_spare(&self, path: &Path, create_size: Option<u64>) -> Result<JsonValue> {
+        let _one = self.one_at_a_time()?;
+        let dev = ectable_devices::FileDevice::open(
+            path,
+            &ectable_devices::OpenOptions {
+                create_size_bytes: create_size,
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("opening {}", path.display()))?;
+        if let Some(array) = ectable_engine::probe_device(&dev)? {
+            crate::fail!(
+                crate::exit::CONFIG,
+                "{}: already holds an ectable array ({array})",
+                path.display()
+            );
+        }
+        self.engine.add_spare_device(Arc::new(dev))?;
+        Ok(json!({"spare": path.display().to_string()}))
+    }
+
     fn backup(&self, dir: Option<&Path>) -> Result<JsonValue> {
         let Some(dir) = dir.or(self.backup_dir.as_deref()) else {
             crate::fail!(
@@ -138,10 +297,7 @@ impl Node {
                 "no backup directory: give \"dir\" or start the node with --backup-dir"
             );
         };
-        let _one = self
-            .maintenance
-            .try_lock()
-            .map_err(|_| crate::coded!(crate::exit::TEMPFAIL, "a scrub or backup is running"))?;
+        let _one = self.one_at_a_time()?;
         let mut opts = TakeOptions {
             rate_bytes_per_sec: 0,
             progress: None,
@@ -156,6 +312,20 @@ impl Node {
             .collect::<Vec<_>>());
         Ok(v)
     }
+}
+
+/// A rebuild's or scrub's progress as the node streams it.
+pub fn progress_json(p: &ectable_engine::Progress) -> JsonValue {
+    json!({
+        "segments_done": p.segments_done,
+        "segments_total": p.segments_total,
+        "bytes_scanned": p.bytes_scanned,
+        "bytes_total": p.bytes_total,
+        "chunks_rebuilt": p.chunks_rebuilt,
+        "bytes_rebuilt": p.bytes_rebuilt,
+        "unrecoverable": p.unrecoverable,
+        "interrupted": p.interrupted,
+    })
 }
 
 /// Runs the node until SIGTERM or SIGINT.
@@ -221,10 +391,30 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
             st.parity_shards,
             st.state().as_str()
         );
+        // How the CLI finds this node from the devices (client.rs).
+        let ip = match local.ip() {
+            std::net::IpAddr::V4(v) if v.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(v) if v.is_unspecified() => "[::1]".to_string(),
+            std::net::IpAddr::V6(v) => format!("[{v}]"),
+            ip => ip.to_string(),
+        };
+        let _node_file =
+            match client::NodeFile::write(&st.array_uuid, &format!("http://{ip}:{}", local.port()))
+            {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(
+                        "the CLI will not find this node: {}",
+                        crate::cmd::common::one_line(&e)
+                    );
+                    None
+                }
+            };
         notify_systemd("READY=1");
         if let Some(every) = a.scrub_every {
             tokio::spawn(every_period(every, node.clone(), |n| {
-                n.scrub(true).map(|r| format!("scheduled scrub: {r}"))
+                n.scrub(true, &mut |_| {})
+                    .map(|r| format!("scheduled scrub: {r}"))
             }));
         }
         if let Some(every) = a.backup_every {

@@ -57,7 +57,12 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/tables/{table}/rows/get", post(rows_get))
         .route("/v1/tables/{table}/rows/delete", post(rows_delete))
         .route("/v1/tables/{table}/range", post(rows_range))
+        .route("/v1/status/raw", get(status_raw))
         .route("/v1/admin/scrub", post(admin_scrub))
+        .route("/v1/admin/rebuild", post(admin_rebuild))
+        .route("/v1/admin/replace-plan", post(admin_replace_plan))
+        .route("/v1/admin/replace", post(admin_replace))
+        .route("/v1/admin/add-spare", post(admin_add_spare))
         .route("/v1/admin/clean", post(admin_clean))
         .route("/v1/admin/checkpoint", post(admin_checkpoint))
         .route("/v1/admin/backup", post(admin_backup))
@@ -828,17 +833,186 @@ async fn tables_batch(
 // ---------------------------------------------------------------------------------------
 // Administration.
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ProgressQuery {
+    /// Stream progress lines (NDJSON) before the result.
+    progress: Option<bool>,
+}
+
+type Work = Box<dyn FnOnce(&Node, &mut dyn FnMut(JsonValue)) -> anyhow::Result<JsonValue> + Send>;
+
+/// Long work (scrub, rebuild, replace): its JSON result when done, or with `?progress=true`
+/// an NDJSON stream: `{"progress": {...}}` lines as it goes, then one `{"result": {...}}`
+/// or `{"error": {...}}` line (the status code is 200 once the stream has started).
+async fn long_work(node: Arc<Node>, stream: bool, work: Work) -> ApiResult<Response> {
+    if !stream {
+        let r = blocking(&node, move |n| Ok(work(n, &mut |_| {})?)).await?;
+        return Ok(Json(r).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut last: Option<std::time::Instant> = None;
+        let r = work(&n, &mut |p| {
+            // A few lines a second are enough for a progress bar.
+            if last.is_none_or(|l| l.elapsed() >= std::time::Duration::from_millis(200)) {
+                last = Some(std::time::Instant::now());
+                let _ = tx.blocking_send(format!("{}\n", json!({"progress": p})));
+            }
+        });
+        let line = match r {
+            Ok(v) => {
+                n.count(2);
+                json!({"result": v})
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                n.count(if e.status.is_client_error() { 4 } else { 5 });
+                json!({"error": {"code": e.code, "message": e.message, "exit_code": e.exit_code}})
+            }
+        };
+        let _ = tx.blocking_send(format!("{line}\n"));
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn opt_body(body: Result<Json<JsonValue>, JsonRejection>) -> ApiResult<JsonValue> {
+    match body {
+        Ok(b) => Ok(b.0),
+        // No body at all: the defaults.
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(json!({})),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn u64_field(o: &JsonValue, name: &str) -> ApiResult<Option<u64>> {
+    match o.get(name) {
+        None | Some(JsonValue::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "\"{name}\" must be a non-negative integer, got {v}"
+            ))
+        }),
+    }
+}
+
+fn str_field<'a>(o: &'a JsonValue, name: &str) -> ApiResult<Option<&'a str>> {
+    match o.get(name) {
+        None | Some(JsonValue::Null) => Ok(None),
+        Some(JsonValue::String(s)) => Ok(Some(s)),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "\"{name}\" must be a string, got {v}"
+        ))),
+    }
+}
+
+fn bool_field(o: &JsonValue, name: &str) -> ApiResult<bool> {
+    match o.get(name) {
+        None | Some(JsonValue::Null) => Ok(false),
+        Some(JsonValue::Bool(b)) => Ok(*b),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "\"{name}\" must be true or false, got {v}"
+        ))),
+    }
+}
+
 async fn admin_scrub(
+    State(node): State<Arc<Node>>,
+    q: Result<Query<ProgressQuery>, QueryRejection>,
+    body: Result<Json<JsonValue>, JsonRejection>,
+) -> ApiResult<Response> {
+    let stream = q?.progress.unwrap_or(false);
+    let body = opt_body(body)?;
+    only_fields(&body, &["repair"], "the body")?;
+    let repair = bool_field(&body, "repair")?;
+    long_work(node, stream, Box::new(move |n, p| n.scrub(repair, p))).await
+}
+
+async fn admin_rebuild(
+    State(node): State<Arc<Node>>,
+    q: Result<Query<ProgressQuery>, QueryRejection>,
+    body: Result<Json<JsonValue>, JsonRejection>,
+) -> ApiResult<Response> {
+    let stream = q?.progress.unwrap_or(false);
+    let body = opt_body(body)?;
+    only_fields(&body, &["rate"], "the body")?;
+    let rate = u64_field(&body, "rate")?.unwrap_or(0);
+    long_work(node, stream, Box::new(move |n, p| n.rebuild(rate, p))).await
+}
+
+async fn admin_replace_plan(
     State(node): State<Arc<Node>>,
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
-    let body = body.map(|b| b.0).unwrap_or(json!({}));
-    only_fields(&body, &["repair"], "the body")?;
-    let repair = body
-        .get("repair")
-        .and_then(|r| r.as_bool())
-        .unwrap_or(false);
-    blocking(&node, move |n| Ok(Json(n.scrub(repair)?))).await
+    let body = body_json(body)?;
+    only_fields(&body, &["old", "old_slot"], "the body")?;
+    let old = str_field(&body, "old")?.unwrap_or("").to_string();
+    let old_slot = u64_field(&body, "old_slot")?.map(|s| s as usize);
+    blocking(&node, move |n| {
+        Ok(Json(json!({"slot": n.replace_slot(&old, old_slot)?})))
+    })
+    .await
+}
+
+async fn admin_replace(
+    State(node): State<Arc<Node>>,
+    q: Result<Query<ProgressQuery>, QueryRejection>,
+    body: Result<Json<JsonValue>, JsonRejection>,
+) -> ApiResult<Response> {
+    let stream = q?.progress.unwrap_or(false);
+    let body = body_json(body)?;
+    only_fields(
+        &body,
+        &["slot", "new", "create_size", "force", "rate"],
+        "the body",
+    )?;
+    let slot = u64_field(&body, "slot")?
+        .ok_or_else(|| ApiError::bad_request("missing field \"slot\""))? as usize;
+    let new = std::path::PathBuf::from(
+        str_field(&body, "new")?.ok_or_else(|| ApiError::bad_request("missing field \"new\""))?,
+    );
+    let create_size = u64_field(&body, "create_size")?;
+    let force = bool_field(&body, "force")?;
+    let rate = u64_field(&body, "rate")?.unwrap_or(0);
+    long_work(
+        node,
+        stream,
+        Box::new(move |n, p| n.replace(slot, &new, create_size, force, rate, p)),
+    )
+    .await
+}
+
+async fn admin_add_spare(
+    State(node): State<Arc<Node>>,
+    body: Result<Json<JsonValue>, JsonRejection>,
+) -> ApiResult<Json<JsonValue>> {
+    let body = body_json(body)?;
+    only_fields(&body, &["device", "create_size"], "the body")?;
+    let path = std::path::PathBuf::from(
+        str_field(&body, "device")?
+            .ok_or_else(|| ApiError::bad_request("missing field \"device\""))?,
+    );
+    let create_size = u64_field(&body, "create_size")?;
+    blocking(&node, move |n| Ok(Json(n.add_spare(&path, create_size)?))).await
+}
+
+async fn status_raw(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
+    blocking(&node, |n| {
+        serde_json::to_value(n.engine.status())
+            .map(Json)
+            .map_err(|e| ApiError::from(anyhow::Error::from(e)))
+    })
+    .await
 }
 
 async fn admin_clean(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {

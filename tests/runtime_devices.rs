@@ -1,0 +1,159 @@
+//! Devices change while the engine runs: a new disk is handed to a running engine and
+//! replaces a member (a writer keeps writing meanwhile), a spare is added the same way, bad
+//! hand-overs are refused with nothing changed, and `close` releases the devices while other
+//! handles live on, so that the array reopens at once.
+
+#![allow(clippy::big_endian_bytes)] // big-endian keys sort in numeric order
+
+mod common;
+use common::*;
+use ectable::devices::{BackendKind, BlockDevice, FileDevice, OpenOptions};
+use ectable::{Engine, EngineOptions, Error, RebuildOptions};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const SIZE: u64 = 64 << 20;
+
+fn file_device(path: &Path, read_only: bool) -> Arc<dyn BlockDevice> {
+    let o = OpenOptions {
+        create_size_bytes: Some(SIZE),
+        read_only,
+        ..Default::default()
+    };
+    Arc::new(FileDevice::open(path, &o).expect("open device"))
+}
+
+#[test]
+fn a_device_handed_to_a_running_engine_replaces_a_member_without_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = file_paths(dir.path(), 6);
+    format_files(&paths, SIZE, 4, 2, BackendKind::Auto);
+    let e = Arc::new(open_engine_on(open_files(&paths, None, BackendKind::Auto)));
+    for i in 0..300u64 {
+        e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
+    }
+    e.sync().unwrap();
+
+    // Refused, nothing changed: a member under another handle (the same storage), and a
+    // member of another array.
+    let again = file_device(&paths[1], true);
+    assert!(matches!(
+        e.replace_with_device(2, again),
+        Err(Error::DuplicateDevice { .. })
+    ));
+    let other = file_paths(&dir.path().join("other"), 6);
+    std::fs::create_dir_all(dir.path().join("other")).unwrap();
+    format_files(&other, SIZE, 4, 2, BackendKind::Auto);
+    let foreign = file_device(&other[0], false);
+    assert!(matches!(
+        e.replace_with_device(2, foreign),
+        Err(Error::AlreadyFormatted { .. })
+    ));
+    let before = e.status();
+    assert_eq!(before.devices[2].path.as_deref(), paths[2].to_str());
+    assert!(before.rebuild.is_none());
+
+    // Slot 2's disk "dies": its file is truncated under the engine.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&paths[2])
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // A writer keeps writing through the swap and the rebuild.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let e = e.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 1000u64;
+            while !stop.load(Ordering::Relaxed) {
+                e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
+                if i.is_multiple_of(50) {
+                    e.sync().unwrap();
+                }
+                i += 1;
+            }
+            e.sync().unwrap();
+            i
+        })
+    };
+    let new_path = dir.path().join("new.img");
+    let index = e
+        .replace_with_device(2, file_device(&new_path, false))
+        .expect("replace with a new device");
+    assert_eq!(index, 6, "the new device follows the six given at open");
+    let p = e
+        .rebuild(&RebuildOptions::default(), &mut |_| {})
+        .expect("rebuild");
+    assert!(p.unrecoverable.is_empty(), "{:?}", p.unrecoverable);
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    let st = e.status();
+    assert_eq!(st.devices[2].path.as_deref(), new_path.to_str());
+    assert_eq!(st.devices[2].state, "ONLINE", "{:?}", st.devices[2]);
+    assert!(st.rebuild.is_none());
+
+    // A spare handed over the same way.
+    let spare_path = dir.path().join("spare.img");
+    e.add_spare_device(file_device(&spare_path, false))
+        .expect("add a spare");
+    assert_eq!(
+        e.status().spares,
+        vec![spare_path.to_string_lossy().to_string()]
+    );
+
+    // Close with another handle alive: the other handle gets Closed, and the array opens
+    // again at once (no wait on this process's own locks).
+    let other_handle = e.clone();
+    e.close().unwrap();
+    assert!(matches!(
+        other_handle.get("t", &0u64.to_be_bytes()),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        other_handle.put("t", b"k", b"v"),
+        Err(Error::Closed)
+    ));
+    let mut now: Vec<_> = paths.clone();
+    now[2] = new_path.clone();
+    now.push(spare_path);
+    let started = std::time::Instant::now();
+    let e2 = Engine::open(
+        open_files(&now, None, BackendKind::Auto),
+        EngineOptions::default(),
+    )
+    .expect("reopen while the old handle lives");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the reopen waited for the closed engine's locks"
+    );
+    drop(other_handle);
+    for i in (0..300u64).chain(1000..written) {
+        assert_eq!(
+            e2.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 1, 900)),
+            "row {i}"
+        );
+    }
+    assert_eq!(e2.status().spares.len(), 1);
+    e2.close().unwrap();
+    drop(e2);
+    // Two other members left out: every row comes from the four that remain, the new
+    // device among them, so its rebuilt chunks are right.
+    let rest: Vec<_> = now[2..6].to_vec();
+    let ro = EngineOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let e3 =
+        Engine::open(open_files(&rest, None, BackendKind::Auto), ro).expect("open with two lost");
+    for i in (0..300u64).chain(1000..written) {
+        assert_eq!(
+            e3.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 1, 900)),
+            "row {i} from four devices"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! How the CLI reaches a running node. A node writes `<run dir>/<array uuid>.node` (its
+//! process id and the URL it serves) once it listens, and removes it when it stops. A
+//! command given `--devices` reads the array's uuid from the first device's superblock
+//! (read-only, no lock), and when that file names a live node serving the same array, the
+//! command goes through the node's API instead of opening the devices itself (which the
+//! node's lock would refuse). The run dir is `ECTABLE_RUN_DIR`, else `/run/ectable` for root
+//! and `$XDG_RUNTIME_DIR/ectable` (or `/tmp/ectable-<uid>`) for other users.
+
+use crate::cmd::common::DevicesArg;
+use anyhow::{Context, Result};
+use serde_json::{json, Value as JsonValue};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The directory of the node files.
+pub fn run_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ECTABLE_RUN_DIR") {
+        return PathBuf::from(d);
+    }
+    // SAFETY: geteuid(2) takes no arguments, touches no memory and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return PathBuf::from("/run/ectable");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("ectable"),
+        None => PathBuf::from(format!("/tmp/ectable-{uid}")),
+    }
+}
+
+fn node_file(array_uuid: &str) -> PathBuf {
+    run_dir().join(format!("{array_uuid}.node"))
+}
+
+/// Written by a node once it listens; removed when it stops (a SIGKILLed node leaves it:
+/// a reader checks that the process lives and answers for the same array).
+pub struct NodeFile {
+    path: PathBuf,
+}
+
+impl NodeFile {
+    /// Records that this process serves `array_uuid` at `url`.
+    pub fn write(array_uuid: &str, url: &str) -> Result<NodeFile> {
+        let dir = run_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = node_file(array_uuid);
+        let tmp = path.with_extension("node.tmp");
+        let body = json!({"pid": std::process::id(), "url": url, "array_uuid": array_uuid});
+        std::fs::write(&tmp, body.to_string())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(NodeFile { path })
+    }
+}
+
+impl Drop for NodeFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A running node serving the array of some devices.
+pub struct NodeClient {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// The node serving the array whose devices `dev` names, if one runs here.
+pub fn find(dev: &DevicesArg) -> Option<NodeClient> {
+    let paths = crate::split_devices(&dev.devices).ok()?;
+    let uuid = paths.iter().find_map(|p| {
+        let d = ectable_devices::FileDevice::open(
+            p,
+            &ectable_devices::OpenOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
+        .ok()?;
+        ectable_engine::probe_device(&d).ok().flatten()
+    })?;
+    let text = std::fs::read_to_string(node_file(&uuid)).ok()?;
+    let v: JsonValue = serde_json::from_str(&text).ok()?;
+    let pid = v["pid"].as_i64()? as i32;
+    // SAFETY: kill(2) with signal 0 only checks that the process exists; no memory involved.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return None;
+    }
+    let client = NodeClient {
+        base: v["url"].as_str()?.trim_end_matches('/').to_string(),
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(2)))
+            .build()
+            .into(),
+    };
+    let health = client.get("/v1/status/raw").ok()?;
+    (health["array_uuid"].as_str() == Some(uuid.as_str())).then_some(client)
+}
+
+/// The error a node answered, as the CLI reports it: its message, and the exit code the CLI
+/// would have exited with for it.
+fn node_error(v: &JsonValue) -> anyhow::Error {
+    let e = &v["error"];
+    let code = e["exit_code"]
+        .as_i64()
+        .unwrap_or(crate::exit::SOFTWARE as i64) as i32;
+    let msg = e["message"]
+        .as_str()
+        .unwrap_or("the node failed")
+        .to_string();
+    crate::coded!(code, "{msg}")
+}
+
+fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<JsonValue> {
+    let mut r = r.map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node: {e}"))?;
+    let ok = r.status().is_success();
+    let text = r
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_to_string()
+        .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node's answer: {e}"))?;
+    let v: JsonValue = serde_json::from_str(&text).unwrap_or(JsonValue::String(text));
+    if ok {
+        Ok(v)
+    } else if v.get("error").is_some() {
+        Err(node_error(&v))
+    } else {
+        Err(crate::coded!(
+            crate::exit::SOFTWARE,
+            "the node answered: {v}"
+        ))
+    }
+}
+
+impl NodeClient {
+    /// GET `path`, its JSON answer.
+    pub fn get(&self, path: &str) -> Result<JsonValue> {
+        answer(self.agent.get(format!("{}{path}", self.base)).call())
+    }
+
+    /// POST a JSON body, its JSON answer.
+    pub fn post(&self, path: &str, body: &JsonValue) -> Result<JsonValue> {
+        answer(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .send(body.to_string()),
+        )
+    }
+
+    /// PUT raw bytes, its JSON answer.
+    pub fn put_bytes(&self, path: &str, body: &[u8]) -> Result<JsonValue> {
+        answer(self.agent.put(format!("{}{path}", self.base)).send(body))
+    }
+
+    /// PUT a typed row (`{"pk", "cols"}`), its JSON answer.
+    pub fn post_put_row(&self, table: &str, body: &JsonValue) -> Result<JsonValue> {
+        answer(
+            self.agent
+                .put(format!("{}/v1/tables/{}/rows", self.base, segment(table)))
+                .header("content-type", "application/json")
+                .send(body.to_string()),
+        )
+    }
+
+    /// GET raw bytes (a key/value value); a 404 is an error with the CLI's "no" code.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let mut r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node: {e}"))?;
+        if !r.status().is_success() {
+            return Err(answer(Ok(r))
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the node failed")));
+        }
+        r.body_mut()
+            .with_config()
+            .limit(256 << 20)
+            .read_to_vec()
+            .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node's answer: {e}"))
+    }
+
+    /// DELETE, its JSON answer.
+    pub fn delete(&self, path: &str) -> Result<JsonValue> {
+        answer(self.agent.delete(format!("{}{path}", self.base)).call())
+    }
+
+    /// POST long work with `?progress=true`: calls `progress` with each progress line and
+    /// returns the result line (or the error it carries).
+    pub fn post_streaming(
+        &self,
+        path: &str,
+        body: &JsonValue,
+        progress: &mut dyn FnMut(&JsonValue),
+    ) -> Result<JsonValue> {
+        let mut r = self
+            .agent
+            .post(format!("{}{path}?progress=true", self.base))
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node: {e}"))?;
+        if !r.status().is_success() {
+            return answer(Ok(r));
+        }
+        let reader = std::io::BufReader::new(r.body_mut().as_reader());
+        for line in reader.lines() {
+            let line =
+                line.map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node: {e}"))?;
+            let Ok(v) = serde_json::from_str::<JsonValue>(&line) else {
+                continue;
+            };
+            if let Some(p) = v.get("progress") {
+                progress(p);
+            } else if let Some(r) = v.get("result") {
+                return Ok(r.clone());
+            } else if v.get("error").is_some() {
+                return Err(node_error(&v));
+            }
+        }
+        Err(crate::coded!(
+            crate::exit::UNAVAILABLE,
+            "the node stopped answering before the work ended (it may still be running there: see 'ectable status')"
+        ))
+    }
+}
+
+/// A progress line of the node as the engine's `Progress` (for the same progress bar).
+pub fn progress_of(p: &JsonValue) -> ectable_engine::Progress {
+    let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    ectable_engine::Progress {
+        segments_done: n("segments_done") as usize,
+        segments_total: n("segments_total") as usize,
+        bytes_scanned: n("bytes_scanned"),
+        bytes_total: n("bytes_total"),
+        chunks_rebuilt: n("chunks_rebuilt"),
+        bytes_rebuilt: n("bytes_rebuilt"),
+        unrecoverable: p["unrecoverable"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        interrupted: p["interrupted"].as_bool().unwrap_or(false),
+    }
+}
+
+/// Percent-encodes a path segment (a table name or a key).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
