@@ -368,7 +368,10 @@ pub(crate) struct Array {
     pub slow_last_session: Vec<bool>,
     /// Per slot: the error counters (read, write, checksum) its health block kept from the
     /// sessions before this one.
-    pub lifetime_base: Vec<[u64; 3]>,
+    pub lifetime_base: std::sync::Mutex<Vec<[u64; 3]>>,
+    /// Per slot: the health record its block holds, as read at open or last written (so
+    /// that a session that changed nothing writes nothing at close).
+    pub kept: std::sync::Mutex<Vec<crate::format::health_block::HealthRecord>>,
     /// The array's last completed scrub (from the newest health block, or this session's).
     pub last_scrub: std::sync::Mutex<Option<crate::format::health_block::ScrubRecord>>,
     /// Subscribers to member state changes.
@@ -461,6 +464,23 @@ impl Array {
         (0..self.slot_device.len()).find(|&s| self.present_device(s) == Some(device_index))
     }
     /// Puts a device in a slot (replacement) and clears the slot's failed mark.
+    /// A new device took `slot` (replace): the errors and the latency history of the device
+    /// that was there are not the new one's.
+    pub fn fresh_slot(&self, slot: usize) {
+        let c = &self.counters[slot];
+        c.read_errors.store(0, Ordering::Relaxed);
+        c.write_errors.store(0, Ordering::Relaxed);
+        c.checksum_errors.store(0, Ordering::Relaxed);
+        if let Some(b) = self.lifetime_base.locked().get_mut(slot) {
+            *b = [0; 3];
+        }
+        if let Some(k) = self.kept.locked().get_mut(slot) {
+            // Replace clears the new device's first megabyte, its health block with it.
+            *k = Default::default();
+        }
+        self.health[slot].reset();
+    }
+
     pub fn set_slot_device(&self, slot: usize, device_index: usize) {
         self.slot_device[slot].store(device_index, Ordering::SeqCst);
         self.slot_failed[slot].store(false, Ordering::SeqCst);
@@ -870,7 +890,8 @@ impl Array {
                 })
                 .collect(),
             sampler: crate::sampler::Sampler::new(n),
-            lifetime_base: vec![[0; 3]; n],
+            lifetime_base: std::sync::Mutex::new(vec![[0; 3]; n]),
+            kept: std::sync::Mutex::new(vec![Default::default(); n]),
             last_scrub: std::sync::Mutex::new(None),
             events: Default::default(),
         };
@@ -896,7 +917,8 @@ impl Array {
                 continue;
             }
             if let Some((_, r)) = decode_record(&c.op.buf, &self.sb.array_uuid, s as u32) {
-                self.lifetime_base[s] = [r.read_errors, r.write_errors, r.checksum_errors];
+                self.lifetime_base.locked()[s] = [r.read_errors, r.write_errors, r.checksum_errors];
+                self.kept.locked()[s] = r;
                 if let Some(sc) = r.last_scrub {
                     if newest.is_none_or(|n| sc.finished_unix_nanos > n.finished_unix_nanos) {
                         newest = Some(sc);
@@ -909,7 +931,12 @@ impl Array {
 
     /// Slot `slot`'s error counters over all sessions (read, write, checksum).
     pub fn lifetime_errors(&self, slot: usize) -> [u64; 3] {
-        let b = self.lifetime_base.get(slot).copied().unwrap_or_default();
+        let b = self
+            .lifetime_base
+            .locked()
+            .get(slot)
+            .copied()
+            .unwrap_or_default();
         let c = &self.counters[slot];
         [
             b[0] + c.read_errors.load(Ordering::Relaxed),

@@ -118,6 +118,16 @@ pub struct SlotHealth {
 }
 
 impl SlotHealth {
+    /// Forgets everything measured (a new device in the slot).
+    pub fn reset(&self) {
+        self.latency_ewma_ns.store(0, Ordering::Relaxed);
+        self.samples.store(0, Ordering::Relaxed);
+        self.suspect.store(false, Ordering::Relaxed);
+        self.avoid.store(false, Ordering::Relaxed);
+        self.avoided_reads.store(0, Ordering::Relaxed);
+        self.slow_since.store(0, Ordering::Relaxed);
+    }
+
     pub fn observe(&self, latency: Duration) {
         let ns = latency.as_nanos().min(u64::MAX as u128) as u64;
         let n = self.samples.fetch_add(1, Ordering::Relaxed);

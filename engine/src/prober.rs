@@ -115,11 +115,19 @@ pub(crate) fn write_kept(shared: &Shared) {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
+    // Only the blocks whose record changed this session: a session that changed nothing
+    // (a refused command) writes nothing.
+    let mut slots = Vec::new();
     let writes: Vec<IoOp> = (0..a.n())
         .filter(|&s| !a.is_failed(s))
         .filter_map(|s| {
             let d = a.device_of_slot(s as u32)?;
-            let block = probe::encode(&a.sb.array_uuid, s as u32, 0, nanos, &a.health_record(s));
+            let rec = a.health_record(s);
+            if a.kept.locked().get(s) == Some(&rec) {
+                return None;
+            }
+            let block = probe::encode(&a.sb.array_uuid, s as u32, 0, nanos, &rec);
+            slots.push((s, rec));
             Some(IoOp::write(
                 d,
                 HEALTH_BLOCK_OFFSET,
@@ -127,9 +135,10 @@ pub(crate) fn write_kept(shared: &Shared) {
             ))
         })
         .collect();
-    for c in a.io.execute(writes) {
-        if let Err(e) = c.result {
-            tracing::warn!("health block not written: {e}");
+    for (c, (s, rec)) in a.io.execute(writes).into_iter().zip(slots) {
+        match c.result {
+            Ok(()) => a.kept.locked()[s] = rec,
+            Err(e) => tracing::warn!("health block not written: {e}"),
         }
     }
 }

@@ -300,6 +300,7 @@ impl Shared {
             }
         }
         a.set_slot_device(slot, new_device_index);
+        a.fresh_slot(slot);
         let first_segment = self.live_segments().first().map_or(0, |s| s.id);
         a.persist(|p| {
             p.members[slot] = (new_uuid(), MemberState::Rebuilding);

@@ -5,6 +5,9 @@
 //! name works. Needs root for loop devices (skips with a reason otherwise; with
 //! ECTABLE_REQUIRE_LOOP=1 it must run). Its tests take one lock.
 
+mod cli_common;
+
+use cli_common::{loop_devices_available, Loop};
 use ectable_devices::{FileDevice, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -39,56 +42,6 @@ fn assert_clean_error(out: &Output, needles: &[&str]) {
     assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
     for n in needles {
         assert!(stderr.contains(n), "expected '{n}' in: {stderr}");
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn loop_devices_available(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("ECTABLE_REQUIRE_LOOP").map_or(true, |v| v != "1"),
-        "{test}: ECTABLE_REQUIRE_LOOP=1 but not running as root"
-    );
-    eprintln!("SKIP {test}: loop devices need root");
-    false
-}
-
-/// A loop device attached here, detached (exactly it) on drop.
-struct Loop {
-    path: String,
-}
-
-impl Loop {
-    fn attach(backing: &Path) -> Loop {
-        std::fs::File::create(backing)
-            .unwrap()
-            .set_len(64 << 20)
-            .unwrap();
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(backing)
-            .output()
-            .expect("run losetup");
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Loop {
-            path: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod cli_common;
 
-use cli_common::{ectable, format6, join};
+use cli_common::{ectable, ectable_env, format6, join, loop_devices_available, Loop};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,7 @@ impl NodeProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ectable"))
             .args(["serve", "--devices", devices, "--listen", "127.0.0.1:0"])
             .args(extra)
+            .env("ECTABLE_RUN_DIR", dir.join("run"))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -596,4 +597,186 @@ fn metrics_parse_and_count_the_checksum_errors_of_a_corrupted_device() {
     let out = ectable(&["status", "--devices", &devs]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("scan: scrub repaired"), "{text}");
+}
+
+/// `ectable` as an operator runs it beside the node of `dir` (it finds the node through the
+/// run dir).
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    let run = dir.join("run");
+    ectable_env(args, &[("ECTABLE_RUN_DIR", run.to_str().unwrap())])
+}
+
+/// `chattr +i` on a file, undone on drop (also when the test fails).
+struct Immutable(PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild() {
+    if !loop_devices_available(
+        "node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let loops: Vec<Loop> = (0..7)
+        .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
+        .collect();
+    let members: Vec<String> = loops[..6].iter().map(|l| l.path.clone()).collect();
+    let devs = members.join(",");
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &devs,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = NodeProc::start(&devs, dir.path());
+
+    // Clients write (each put durable when answered) through everything below.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let base = node.base.clone();
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (base, stop) = (base.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let a = agent();
+                let mut acked = Vec::new();
+                let mut failed = 0;
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (key, value) = (
+                        format!("c{t}-{i}"),
+                        format!("v{t}-{i}-{}", "y".repeat((i as usize * 13) % 5000)),
+                    );
+                    match a
+                        .put(format!("{base}/v1/kv/load/{key}"))
+                        .send(value.as_bytes())
+                    {
+                        Ok(r) if r.status() == 200 => acked.push((key, value)),
+                        _ => failed += 1,
+                    }
+                    i += 1;
+                }
+                (acked, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+
+    // Slot 2's disk dies: every read and write of its loop device fails with EIO.
+    let dead = dir.path().join("b2.img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&dead)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let st = Command::new("chattr")
+        .arg("+i")
+        .arg(&dead)
+        .status()
+        .expect("chattr");
+    assert!(st.success());
+    let _undo = Immutable(dead.clone());
+    // The status the operator sees (through the node) turns DEGRADED, naming the device.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cli(dir.path(), &["status", "--devices", &devs, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let faulted = v["devices"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["path"] == json!(members[2]) && d["state"] != json!("ONLINE"))
+        });
+        if faulted && out.status.code() == Some(1) {
+            assert_eq!(v["state"], json!("DEGRADED"), "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead device never showed in status: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The operator replaces it through the CLI: the node takes the new disk and rebuilds.
+    let out = cli(
+        dir.path(),
+        &[
+            "replace",
+            "--devices",
+            &devs,
+            "--old",
+            &members[2],
+            "--new",
+            &loops[6].path,
+            "--yes",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "replace: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("is online on {}", loops[6].path)),
+        "{stdout}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        let (a, failed) = w.join().unwrap();
+        assert_eq!(failed, 0, "writes failed while one device was lost");
+        acked.extend(a);
+    }
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+
+    // Healthy again (status through the node: exit 0), and every acknowledged write reads
+    // back, also after the node is stopped, from the devices as they are now.
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let a = agent();
+    for (k, v) in &acked {
+        assert_eq!(
+            get_bytes(&a, &node.url(&format!("/v1/kv/load/{k}"))),
+            (200, v.clone().into_bytes()),
+            "{k}"
+        );
+    }
+    let (code, stderr) = node.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut now = members.clone();
+    now[2] = loops[6].path.clone();
+    let now = now.join(",");
+    for (k, v) in acked.iter().step_by(7) {
+        let out = ectable(&["get", "--devices", &now, "--table", "load", "--key", k]);
+        assert_eq!(
+            out.stdout,
+            v.as_bytes(),
+            "{k}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!(
+        "{} acknowledged writes through a device failure and a replace via the CLI",
+        acked.len()
+    );
 }

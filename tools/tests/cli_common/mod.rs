@@ -112,3 +112,56 @@ pub fn assert_clean_error(out: &Output, needles: &[&str]) {
         assert!(err.contains(n), "expected '{n}' in: {err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Loop devices (root only).
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn loop_devices_available(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("ECTABLE_REQUIRE_LOOP").map_or(true, |v| v != "1"),
+        "{test}: ECTABLE_REQUIRE_LOOP=1 but not running as root"
+    );
+    eprintln!("SKIP {test}: loop devices need root");
+    false
+}
+
+/// A loop device attached here, detached (exactly it) on drop.
+pub struct Loop {
+    pub path: String,
+}
+
+impl Loop {
+    pub fn attach(backing: &Path) -> Loop {
+        std::fs::File::create(backing)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(backing)
+            .output()
+            .expect("run losetup");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop {
+            path: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
+    }
+}
