@@ -627,16 +627,21 @@ impl Engine {
     /// Makes everything durable, stops the engine's threads, writes an index checkpoint and
     /// releases the devices (their locks and exclusive opens) even while other handles to
     /// the engine live on: those get [`Error::Closed`] from then on, and the array can be
-    /// opened again at once, in this process or another. Closing twice is harmless.
+    /// opened again at once, in this process or another. When the caller still holds the
+    /// I/O backend it opened the engine with, the devices stay usable through it (to open
+    /// the array again on the same backend) and go when it is dropped. Closing twice is
+    /// harmless.
     pub fn close(&self) -> Result<()> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Ok(());
         }
         let r = self.close_inner();
         self.shared.closed.store(true, Ordering::SeqCst);
-        if !self.shared.array.read_only {
-            // A read-only open holds no claim; its devices go with the last handle.
-            self.shared.array.io.release_devices();
+        // A read-only open holds no claim; its devices go with the last handle. A backend
+        // the caller also holds is theirs to use again (a reopen on it waits for nothing).
+        let io = &self.shared.array.io;
+        if !self.shared.array.read_only && Arc::strong_count(io) == 1 {
+            io.release_devices();
         }
         r
     }

@@ -384,6 +384,88 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
         Err(stderr) => assert!(stderr.contains("in use"), "{stderr}"),
     }
 
+    // The CLI beside the node: its writing commands go through the node (the devices are
+    // held), with their usual output.
+    let out = cli(
+        dir.path(),
+        &[
+            "put",
+            "--devices",
+            &devs,
+            "--table",
+            "kv",
+            "--key",
+            "cli",
+            "--value",
+            "via node",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get_bytes(&a, &node.url("/v1/kv/kv/cli")).1, b"via node");
+    let out = cli(
+        dir.path(),
+        &[
+            "delete",
+            "--devices",
+            &devs,
+            "--table",
+            "kv",
+            "--key",
+            "nope",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let backup = dir.path().join("full.ectb");
+    let out = cli(
+        dir.path(),
+        &[
+            "backup",
+            "--devices",
+            &devs,
+            "--to",
+            backup.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("full"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = ectable(&["backup-verify", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = cli(dir.path(), &["clean", "--devices", &devs]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("clean:"));
+    let out = cli(dir.path(), &["scrub", "--devices", &devs, "--repair"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("scrub:"));
+
     // SIGTERM: exit 0, the array closed; the CLI reads what the node acknowledged.
     let (code, stderr) = node.terminate();
     assert_eq!(code, Some(0), "{stderr}");

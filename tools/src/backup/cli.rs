@@ -191,6 +191,12 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     if policy.keep_chains == 0 {
         crate::fail!(crate::exit::USAGE, "--keep-chains must be at least 1");
     }
+    let dev = crate::cmd::common::DevicesArg {
+        devices: a.devices.clone(),
+    };
+    if let Some(node) = crate::node::client::find(&dev) {
+        return backup_via_node(&node, a, &policy);
+    }
     let io = open_devices(&split_devices(&a.devices)?, None, false, kind)?;
     let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
     let bar = ByteProgress::new("backup");
@@ -258,6 +264,74 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
         for p in &pruned {
             say(to_stdout, &format!("  pruned: {}", p.display()));
         }
+    }
+    Ok(0)
+}
+
+/// `backup` through a running node: the node writes the file (paths are made absolute
+/// here; the node must see them), with the same progress bar and summary.
+fn backup_via_node(
+    node: &crate::node::client::NodeClient,
+    a: &BackupArgs,
+    policy: &AutoPolicy,
+) -> Result<i32> {
+    if a.to.as_deref() == Some(Path::new("-")) {
+        crate::fail!(
+            crate::exit::USAGE,
+            "a storage node holds the array: 'backup --to -' cannot stream through it; give --to FILE or --auto DIR"
+        );
+    }
+    let abs = |p: &Option<PathBuf>| {
+        p.as_ref().map(|p| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        })
+    };
+    let body = match (&a.auto, &a.to) {
+        (Some(_), _) => json!({
+            "dir": abs(&a.auto),
+            "full_every": policy.full_every,
+            "max_chain_percent": policy.max_chain_percent,
+            "keep_chains": policy.keep_chains,
+            "rate": a.rate,
+        }),
+        (None, Some(_)) => json!({
+            "to": abs(&a.to),
+            "incremental_from": abs(&a.incremental_from),
+            "rate": a.rate,
+        }),
+        (None, None) => crate::fail!(crate::exit::USAGE, "give --to FILE or --auto DIR"),
+    };
+    let bar = ByteProgress::new("backup");
+    let r = node.post_streaming("/v1/admin/backup", &body, &mut |p| {
+        bar.update_bytes(
+            p["bytes_done"].as_u64().unwrap_or(0),
+            p["bytes_total"].as_u64().unwrap_or(0),
+        )
+    });
+    bar.finish();
+    let mut v = r?;
+    if a.json {
+        v["schema_version"] = json!(1);
+        println!("{v}");
+        return Ok(0);
+    }
+    // The file as the user named it (--to), or where the policy put it (--auto).
+    let path = match &a.to {
+        Some(to) => to.clone(),
+        None => PathBuf::from(v["file"].as_str().unwrap_or("-")),
+    };
+    match ectable_backup::format::read_header_and_trailer(&path) {
+        Ok((_, m)) => println!("{}", manifest_line(&path, &m)),
+        Err(_) => println!("{v}"),
+    }
+    if let Some(r) = v["reason"].as_str() {
+        println!("  policy: {r}");
+    }
+    for p in v["pruned"].as_array().into_iter().flatten() {
+        println!("  pruned: {}", p.as_str().unwrap_or(""));
     }
     Ok(0)
 }

@@ -6,6 +6,7 @@ use crate::term;
 use anyhow::Result;
 use clap::Args;
 use ectable_devices::BackendKind;
+use ectable_engine::Status;
 use serde_json::json;
 
 #[derive(Args)]
@@ -21,6 +22,27 @@ pub struct CleanArgs {
 
 /// `ectable clean`.
 pub fn clean(kind: BackendKind, a: &CleanArgs) -> Result<i32> {
+    if let Some(node) = crate::node::client::find(&a.dev) {
+        let raw_status = |n: &crate::node::client::NodeClient| -> Result<Status> {
+            Ok(serde_json::from_value(n.get("/v1/status/raw")?)?)
+        };
+        let before = raw_status(&node)?;
+        let v = node.post("/v1/admin/clean", &json!({"max_passes": a.max_passes}))?;
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        let r = ectable_engine::CleanReport {
+            segments_cleaned: n("segments_cleaned"),
+            segments_freed: n("segments_freed"),
+            records_relocated: n("records_relocated"),
+            bytes_relocated: n("bytes_relocated"),
+            checkpoint_lsn: v["checkpoint_lsn"].as_u64(),
+            paused: v["paused"].as_bool().unwrap_or(false),
+            held_by_backup_horizon: serde_json::from_value(v["held_by_backup_horizon"].clone())
+                .unwrap_or_default(),
+        };
+        let st = raw_status(&node)?;
+        report_clean(a, &before, &r, &st)?;
+        return Ok(0);
+    }
     let engine = open_array(kind, &a.dev, false)?;
     let before = engine.status();
     let line = term::status_line();
@@ -42,6 +64,18 @@ pub fn clean(kind: BackendKind, a: &CleanArgs) -> Result<i32> {
     })?;
     line.finish_and_clear();
     let st = engine.status();
+    report_clean(a, &before, &r, &st)?;
+    engine.close()?;
+    Ok(0)
+}
+
+/// Prints what a clean did.
+fn report_clean(
+    a: &CleanArgs,
+    before: &Status,
+    r: &ectable_engine::CleanReport,
+    st: &Status,
+) -> Result<()> {
     if a.json {
         println!(
             "{}",
@@ -87,8 +121,7 @@ pub fn clean(kind: BackendKind, a: &CleanArgs) -> Result<i32> {
             println!("  held: {held}");
         }
     }
-    engine.close()?;
-    Ok(0)
+    Ok(())
 }
 
 /// `ectable backup-clear-horizon`.

@@ -73,6 +73,21 @@ pub struct Node {
     events: Mutex<std::collections::VecDeque<JsonValue>>,
 }
 
+/// What `POST /v1/admin/backup` asks for.
+#[derive(Default)]
+pub struct BackupRequest {
+    /// A directory for the hybrid policy.
+    pub auto: Option<PathBuf>,
+    /// Or a file.
+    pub to: Option<PathBuf>,
+    /// With `to`: an incremental backup after this one.
+    pub incremental_from: Option<PathBuf>,
+    /// The policy's settings (with `auto`).
+    pub policy: AutoPolicy,
+    /// Bytes per second at most (0: unlimited).
+    pub rate: u64,
+}
+
 /// Device events `/v1/events` keeps.
 const KEPT_EVENTS: usize = 100;
 
@@ -91,6 +106,10 @@ impl Node {
             .into());
         }
         Ok(())
+    }
+
+    fn default_backup_dir(&self) -> Option<PathBuf> {
+        self.backup_dir.clone()
     }
 
     fn recent_events(&self) -> JsonValue {
@@ -291,25 +310,61 @@ impl Node {
     }
 
     fn backup(&self, dir: Option<&Path>) -> Result<JsonValue> {
-        let Some(dir) = dir.or(self.backup_dir.as_deref()) else {
+        let req = BackupRequest {
+            auto: dir.or(self.backup_dir.as_deref()).map(Path::to_path_buf),
+            ..Default::default()
+        };
+        if req.auto.is_none() {
             crate::fail!(
                 crate::exit::USAGE,
                 "no backup directory: give \"dir\" or start the node with --backup-dir"
             );
-        };
+        }
+        self.backup_with(&req, &mut |_| {})
+    }
+
+    /// A backup as `ectable backup` takes it: into a directory by the hybrid policy, or
+    /// to a file (full, or incremental after another file). Progress: bytes written and
+    /// expected.
+    fn backup_with(
+        &self,
+        req: &BackupRequest,
+        progress: &mut dyn FnMut(JsonValue),
+    ) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
+        let mut report =
+            |done: u64, total: u64| progress(json!({"bytes_done": done, "bytes_total": total}));
         let mut opts = TakeOptions {
-            rate_bytes_per_sec: 0,
-            progress: None,
+            rate_bytes_per_sec: req.rate,
+            progress: Some(&mut report),
         };
-        let o = take_auto(&self.engine, dir, &AutoPolicy::default(), &mut opts)?;
-        let mut v = crate::backup::cli::manifest_json(&o.path, &o.manifest);
-        v["reason"] = json!(o.reason);
-        v["pruned"] = json!(o
-            .pruned
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>());
+        let (path, m, reason, pruned) = match (&req.auto, &req.to, &req.incremental_from) {
+            (Some(dir), _, _) => {
+                let o = take_auto(&self.engine, dir, &req.policy, &mut opts)?;
+                (o.path, o.manifest, Some(o.reason), o.pruned)
+            }
+            (None, Some(to), None) => (
+                to.clone(),
+                ectable_backup::take_full(&self.engine, to, &mut opts)?,
+                None,
+                Vec::new(),
+            ),
+            (None, Some(to), Some(base)) => (
+                to.clone(),
+                ectable_backup::take_incremental(&self.engine, base, to, &mut opts)?,
+                None,
+                Vec::new(),
+            ),
+            (None, None, _) => crate::fail!(crate::exit::USAGE, "give \"to\" or \"auto\""),
+        };
+        let mut v = crate::backup::cli::manifest_json(&path, &m);
+        if let Some(r) = reason {
+            v["reason"] = json!(r);
+            v["pruned"] = json!(pruned
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>());
+        }
         Ok(v)
     }
 }

@@ -1015,9 +1015,15 @@ async fn status_raw(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>>
     .await
 }
 
-async fn admin_clean(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
-    blocking(&node, |n| {
-        let r = n.engine.clean(usize::MAX)?;
+async fn admin_clean(
+    State(node): State<Arc<Node>>,
+    body: Result<Json<JsonValue>, JsonRejection>,
+) -> ApiResult<Json<JsonValue>> {
+    let body = opt_body(body)?;
+    only_fields(&body, &["max_passes"], "the body")?;
+    let passes = u64_field(&body, "max_passes")?.map_or(64, |p| p as usize);
+    blocking(&node, move |n| {
+        let r = n.engine.clean(passes)?;
         Ok(Json(json!({
             "segments_cleaned": r.segments_cleaned,
             "segments_freed": r.segments_freed,
@@ -1025,6 +1031,7 @@ async fn admin_clean(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>
             "bytes_relocated": r.bytes_relocated,
             "checkpoint_lsn": r.checkpoint_lsn,
             "paused": r.paused,
+            "held_by_backup_horizon": r.held_by_backup_horizon,
         })))
     })
     .await
@@ -1040,20 +1047,49 @@ async fn admin_checkpoint(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonV
 
 async fn admin_backup(
     State(node): State<Arc<Node>>,
+    q: Result<Query<ProgressQuery>, QueryRejection>,
     body: Result<Json<JsonValue>, JsonRejection>,
-) -> ApiResult<Json<JsonValue>> {
-    let body = body.map(|b| b.0).unwrap_or(json!({}));
-    only_fields(&body, &["dir"], "the body")?;
-    let dir = match body.get("dir") {
-        Some(JsonValue::String(d)) => Some(std::path::PathBuf::from(d)),
-        None => None,
-        Some(v) => {
-            return Err(ApiError::bad_request(format!(
-                "\"dir\" must be a path string, got {v}"
-            )))
-        }
+) -> ApiResult<Response> {
+    let stream = q?.progress.unwrap_or(false);
+    let body = opt_body(body)?;
+    only_fields(
+        &body,
+        &[
+            "dir",
+            "to",
+            "incremental_from",
+            "full_every",
+            "max_chain_percent",
+            "keep_chains",
+            "rate",
+        ],
+        "the body",
+    )?;
+    let path = |k: &str| -> ApiResult<Option<std::path::PathBuf>> {
+        Ok(str_field(&body, k)?.map(std::path::PathBuf::from))
     };
-    blocking(&node, move |n| Ok(Json(n.backup(dir.as_deref())?))).await
+    let defaults = ectable_backup::AutoPolicy::default();
+    let small = |k: &str, d: u32| -> ApiResult<u32> {
+        Ok(u64_field(&body, k)?.map_or(d, |v| v.min(u32::MAX as u64) as u32))
+    };
+    let mut req = super::BackupRequest {
+        auto: path("dir")?,
+        to: path("to")?,
+        incremental_from: path("incremental_from")?,
+        policy: ectable_backup::AutoPolicy {
+            full_every: small("full_every", defaults.full_every)?,
+            max_chain_percent: small("max_chain_percent", defaults.max_chain_percent)?,
+            keep_chains: small("keep_chains", defaults.keep_chains)?,
+        },
+        rate: u64_field(&body, "rate")?.unwrap_or(0),
+    };
+    if req.auto.is_some() && req.to.is_some() {
+        return Err(ApiError::bad_request("give \"dir\" or \"to\", not both"));
+    }
+    if req.auto.is_none() && req.to.is_none() {
+        req.auto = node.default_backup_dir();
+    }
+    long_work(node, stream, Box::new(move |n, p| n.backup_with(&req, p))).await
 }
 
 /// Counts one answered request in `counts` (2xx, 4xx, 5xx).
