@@ -15,6 +15,7 @@
 //!   at the next tick, never fatal to the node.
 
 pub mod client;
+pub mod durable;
 pub mod prom;
 pub mod routes;
 
@@ -71,6 +72,8 @@ pub struct Node {
     maintenance: Mutex<()>,
     /// The latest device events (at most `KEPT_EVENTS`), oldest first.
     events: Mutex<std::collections::VecDeque<JsonValue>>,
+    /// Waits for durability on behalf of every request in flight.
+    durable: durable::Waiter,
 }
 
 /// What `POST /v1/admin/backup` asks for.
@@ -94,6 +97,14 @@ const KEPT_EVENTS: usize = 100;
 impl Node {
     fn count(&self, class: u16) {
         routes::count_in(&self.requests, class);
+    }
+
+    fn count_result<T>(&self, r: &std::result::Result<T, routes::ApiError>) {
+        self.count(match r {
+            Ok(_) => 2,
+            Err(e) if e.is_client_error() => 4,
+            Err(_) => 5,
+        });
     }
 
     /// Key/value calls on a typed table are refused: its rows have their own encoding.
@@ -403,6 +414,7 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
         requests: Default::default(),
         maintenance: Mutex::new(()),
         events: Mutex::new(Default::default()),
+        durable: durable::Waiter::start(engine.clone())?,
     });
     // Device state changes: logged by the engine; kept here for /v1/events.
     let feed = engine.subscribe_events();
@@ -477,6 +489,13 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
                 n.backup(None).map(|r| format!("scheduled backup: {r}"))
             }));
         }
+        // Small answers go out at once (no Nagle delay waiting for the client's ACK).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY: {e}");
+            }
+        });
         axum::serve(listener, routes::router(node.clone()))
             .with_graceful_shutdown(shutdown_signal())
             .await

@@ -75,7 +75,7 @@ pub fn router(node: Arc<Node>) -> Router {
 // Errors.
 
 /// An error answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -84,6 +84,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A 4xx answer (the request's fault), as opposed to the node's.
+    pub fn is_client_error(&self) -> bool {
+        self.status.is_client_error()
+    }
+
     fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -332,16 +337,19 @@ async fn kv_put(
     body: Bytes,
 ) -> ApiResult<Json<JsonValue>> {
     let sync = q?.sync.unwrap_or(true);
-    blocking(&node, move |n| {
-        n.refuse_typed(&table)?;
-        let lsn = if sync {
-            n.engine.put_sync(&table, key.as_bytes(), &body)?
-        } else {
-            n.engine.put(&table, key.as_bytes(), &body)?
-        };
-        Ok(lsn_answer(lsn, sync))
-    })
-    .await
+    // The append runs here (it copies the value into the stripe being filled: microseconds,
+    // unless the writer holds appends back); the wait for durability is the node's one
+    // waiter thread's, shared by every request in flight (durable.rs).
+    let r = (|| {
+        node.refuse_typed(&table)?;
+        Ok::<_, ApiError>(node.engine.put(&table, key.as_bytes(), &body)?)
+    })();
+    let r = match r {
+        Ok(lsn) if sync => node.durable.wait(lsn).await.map(|_| lsn),
+        r => r,
+    };
+    node.count_result(&r);
+    Ok(lsn_answer(r?, sync))
 }
 
 async fn kv_get(
