@@ -593,6 +593,7 @@ fn metrics_parse_and_count_the_checksum_errors_of_a_corrupted_device() {
     for f in [
         "ectable_array_state",
         "ectable_redundancy_left",
+        "ectable_durability_nines_1y",
         "ectable_durable_lsn",
         "ectable_live_bytes",
         "ectable_free_bytes",

@@ -77,7 +77,7 @@ pub fn nines_text(n: f64) -> String {
 
 /// The durability estimate `ectable status` shows: the array's k, m, n and redundancy left,
 /// with the default assumptions [`STATUS_AFR`] and [`STATUS_REBUILD_HOURS`].
-fn status_durability(st: &Status) -> Option<DurabilityEstimate> {
+pub fn status_durability(st: &Status) -> Option<DurabilityEstimate> {
     let f = array_facts(st);
     if f.k == 0 || f.lost > f.m || f.devices < f.k + f.m {
         return None;

@@ -144,6 +144,18 @@ impl Collector for Snapshot {
             "devices that can still be lost before data is (the durability margin)",
             st.redundancy_left as f64,
         )?;
+        if let Some(e) = crate::cmd::durability::status_durability(st) {
+            o.gauge(
+                "durability_nines_1y",
+                "durability estimate as the array stands: nines of P(no data loss within a year), at the AFR and rebuild time status assumes",
+                e.durability_nines_1y,
+            )?;
+            o.gauge(
+                "loss_probability_1y",
+                "estimated probability of losing data within a year, as the array stands",
+                e.loss_probability_1y,
+            )?;
+        }
         o.gauge(
             "data_shards",
             "k: data chunks per stripe",
