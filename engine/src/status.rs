@@ -251,6 +251,22 @@ pub struct Status {
     pub backup_horizon: crate::space::HorizonHold,
     /// The array's last completed scrub (kept in the health blocks across sessions).
     pub last_scrub: Option<crate::format::health_block::ScrubRecord>,
+    /// A scrub or rebuild running in this process now, with how far it is.
+    pub scan_in_progress: Option<ScanProgress>,
+}
+
+/// A scrub or rebuild running now ([`Status::scan_in_progress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ScanProgress {
+    /// "scrub" or "rebuild".
+    pub kind: String,
+    /// Bytes read so far.
+    pub bytes_done: u64,
+    /// Bytes it will read (a bound).
+    pub bytes_total: u64,
+    /// How long it has run, in milliseconds.
+    pub elapsed_ms: u64,
 }
 
 impl Engine {
@@ -458,6 +474,17 @@ impl Engine {
             rebuild,
             backup_horizon,
             last_scrub: *a.last_scrub.locked(),
+            scan_in_progress: self
+                .ops
+                .activity
+                .locked()
+                .as_ref()
+                .map(|(kind, started, p)| ScanProgress {
+                    kind: kind.as_str().to_string(),
+                    bytes_done: p.bytes_scanned,
+                    bytes_total: p.bytes_total,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                }),
         }
     }
 }

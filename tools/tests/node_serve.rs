@@ -458,6 +458,25 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("clean:"));
+    // A scrub held to 4 MiB/s: status through the node shows it running, with its progress.
+    let slow_scrub = {
+        let url = node.url("/v1/admin/scrub");
+        std::thread::spawn(move || post(&agent(), &url, &json!({"repair": false, "rate": 4 << 20})))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cli(dir.path(), &["status", "--devices", &devs]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("scan: scrub in progress:") && text.contains("% done") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the scrub running: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(slow_scrub.join().unwrap().0, 200);
     let out = cli(dir.path(), &["scrub", "--devices", &devs, "--repair"]);
     assert!(
         out.status.success(),

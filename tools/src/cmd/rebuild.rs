@@ -152,7 +152,8 @@ pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
 /// `scrub` through a running node, with the same progress bar and report.
 fn scrub_via_node(node: &crate::node::client::NodeClient, a: &ScrubArgs) -> Result<i32> {
     let bar = ByteProgress::new("scrub");
-    let r = node.post_streaming("/v1/admin/scrub", &json!({"repair": a.repair}), &mut |p| {
+    let body = json!({"repair": a.repair, "rate": a.rate});
+    let r = node.post_streaming("/v1/admin/scrub", &body, &mut |p| {
         bar.update(&crate::node::client::progress_of(p))
     });
     bar.finish();

@@ -285,7 +285,9 @@ pub fn print_status(st: &Status) {
             String::new()
         }
     );
-    if let Some((slot, next)) = st.rebuild {
+    if let Some(p) = &st.scan_in_progress {
+        println!("   scan: {}", progress_line(p));
+    } else if let Some((slot, next)) = st.rebuild {
         println!("   scan: rebuild of slot {slot} in progress (resumes at segment {next}); run 'ectable rebuild' to finish it");
     } else {
         println!("   scan: {}", scan_line(st.last_scrub.as_ref()));
@@ -296,6 +298,33 @@ pub fn print_status(st: &Status) {
     }
     println!();
     print_errors(st);
+}
+
+/// The `scan:` line of a scrub or rebuild running now (in the node this status came from):
+/// how far, and how long it should still take at its pace so far.
+pub fn progress_line(p: &ectable_engine::ScanProgress) -> String {
+    let done = p.bytes_done.min(p.bytes_total);
+    let pct = if p.bytes_total > 0 {
+        done as f64 * 100.0 / p.bytes_total as f64
+    } else {
+        0.0
+    };
+    let eta = if done > 0 {
+        let left = (p.bytes_total - done) as f64 * p.elapsed_ms as f64 / done as f64;
+        format!(
+            ", {} to go",
+            term::duration(Duration::from_millis(left as u64))
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{} in progress: {pct:.1}% done ({} of {}) after {}{eta}",
+        p.kind,
+        term::bytes(done),
+        term::bytes(p.bytes_total),
+        term::duration(Duration::from_millis(p.elapsed_ms))
+    )
 }
 
 /// The `scan:` line: the last scrub, as the health blocks keep it (zpool's wording).
@@ -531,6 +560,12 @@ pub fn status_json(st: &Status) -> Value {
             "used_segments": d.used_segments,
             "segment_count": d.segment_count,
         })).collect::<Vec<_>>(),
+        "scan_in_progress": st.scan_in_progress.as_ref().map(|p| json!({
+            "kind": p.kind,
+            "bytes_done": p.bytes_done,
+            "bytes_total": p.bytes_total,
+            "elapsed_seconds": p.elapsed_ms as f64 / 1e3,
+        })),
         "last_scrub": st.last_scrub.map(|s| json!({
             "finished": humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_nanos(s.finished_unix_nanos)).to_string(),
             "duration_seconds": s.duration_ns as f64 / 1e9,

@@ -152,13 +152,20 @@ impl Node {
         })
     }
 
-    fn scrub(&self, repair: bool, progress: &mut dyn FnMut(JsonValue)) -> Result<JsonValue> {
+    fn scrub(
+        &self,
+        repair: bool,
+        rate: u64,
+        progress: &mut dyn FnMut(JsonValue),
+    ) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
+        let opts = RebuildOptions {
+            rate_limit_bytes_per_sec: rate,
+            cancel: None,
+        };
         let r = self
             .engine
-            .scrub(repair, &RebuildOptions::default(), &mut |p| {
-                progress(progress_json(p))
-            })?;
+            .scrub(repair, &opts, &mut |p| progress(progress_json(p)))?;
         Ok(json!({
             "stripes_checked": r.stripes_checked,
             "bytes_scanned": r.progress.bytes_scanned,
@@ -480,7 +487,7 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
         notify_systemd("READY=1");
         if let Some(every) = a.scrub_every {
             tokio::spawn(every_period(every, node.clone(), |n| {
-                n.scrub(true, &mut |_| {})
+                n.scrub(true, 0, &mut |_| {})
                     .map(|r| format!("scheduled scrub: {r}"))
             }));
         }

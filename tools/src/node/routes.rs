@@ -941,9 +941,10 @@ async fn admin_scrub(
 ) -> ApiResult<Response> {
     let stream = q?.progress.unwrap_or(false);
     let body = opt_body(body)?;
-    only_fields(&body, &["repair"], "the body")?;
+    only_fields(&body, &["repair", "rate"], "the body")?;
     let repair = bool_field(&body, "repair")?;
-    long_work(node, stream, Box::new(move |n, p| n.scrub(repair, p))).await
+    let rate = u64_field(&body, "rate")?.unwrap_or(0);
+    long_work(node, stream, Box::new(move |n, p| n.scrub(repair, rate, p))).await
 }
 
 async fn admin_rebuild(
