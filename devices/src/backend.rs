@@ -264,6 +264,24 @@ impl IoBatch {
 /// (a device added later is not in it; the indices of those in it never change).
 pub type DeviceList = Arc<[Arc<dyn BlockDevice>]>;
 
+/// Appends `dev` to a backend's list (a new snapshot; the old one stays valid for whoever
+/// holds it), up to [`crate::stats::MAX_DEVICES`].
+pub(crate) fn append_device(
+    list: &mut DeviceList,
+    dev: Arc<dyn BlockDevice>,
+) -> Result<(), DeviceError> {
+    if list.len() >= crate::stats::MAX_DEVICES {
+        return Err(DeviceError::Backend(format!(
+            "at most {} devices per engine",
+            crate::stats::MAX_DEVICES
+        )));
+    }
+    let mut v: Vec<Arc<dyn BlockDevice>> = list.to_vec();
+    v.push(dev);
+    *list = v.into();
+    Ok(())
+}
+
 /// An I/O engine over a list of devices that only grows: runs batches of [`IoOp`]s
 /// concurrently.
 pub trait IoBackend: Send + Sync {

@@ -88,15 +88,7 @@ impl IoBackend for PsyncBackend {
     }
     fn add_device(&self, dev: Arc<dyn BlockDevice>) -> Result<usize, DeviceError> {
         let mut g = self.devices.write().unwrap_or_else(|p| p.into_inner());
-        if g.len() >= crate::stats::MAX_DEVICES {
-            return Err(DeviceError::Backend(format!(
-                "at most {} devices per engine",
-                crate::stats::MAX_DEVICES
-            )));
-        }
-        let mut v: Vec<Arc<dyn BlockDevice>> = g.to_vec();
-        v.push(dev);
-        *g = v.into();
+        crate::backend::append_device(&mut g, dev)?;
         Ok(g.len() - 1)
     }
     fn io_stats(&self) -> Option<&crate::stats::IoStats> {

@@ -373,15 +373,7 @@ impl IoBackend for UringBackend {
         // Devices first, then the descriptor: a ring that sees the descriptor finds the
         // device's name too.
         let mut g = self.devices.write().unwrap_or_else(|p| p.into_inner());
-        if g.len() >= crate::stats::MAX_DEVICES {
-            return Err(DeviceError::Backend(format!(
-                "at most {} devices per engine",
-                crate::stats::MAX_DEVICES
-            )));
-        }
-        let mut v: Vec<Arc<dyn BlockDevice>> = g.to_vec();
-        v.push(dev);
-        *g = v.into();
+        crate::backend::append_device(&mut g, dev)?;
         self.fds.write().unwrap_or_else(|p| p.into_inner()).push(fd);
         Ok(g.len() - 1)
     }

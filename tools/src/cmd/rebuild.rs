@@ -64,6 +64,30 @@ pub fn rebuild(kind: BackendKind, a: &RebuildArgs) -> Result<i32> {
         return rebuild_via_node(&node, a);
     }
     let engine = open_array(kind, &a.dev, false)?;
+    let (what, absent) = rebuild_plan(&engine);
+    if what.is_empty() {
+        return nothing_to_rebuild(&absent);
+    }
+    run_rebuild(&engine, &what.join(", "), a.rate)?;
+    engine.close()?;
+    Ok(0)
+}
+
+/// `rebuild` with nothing to do: fine when every member present is in sync, a
+/// configuration error when members that missed writes are absent.
+fn nothing_to_rebuild<T: std::fmt::Debug>(absent: &[T]) -> Result<i32> {
+    if absent.is_empty() {
+        println!("nothing to rebuild: every member present is in sync");
+        return Ok(0);
+    }
+    crate::fail!(crate::exit::CONFIG,
+        "nothing to rebuild here: slot(s) {absent:?} missed writes but are not present; give them back in --devices (they are then resynced) or replace them"
+    );
+}
+
+/// What `rebuild` has to do on this array: the rebuild in progress and the resyncs of the
+/// stale members present (descriptions), and the slots that missed writes but are absent.
+pub fn rebuild_plan(engine: &Engine) -> (Vec<String>, Vec<usize>) {
     let st = engine.status();
     let mut what: Vec<String> = Vec::new();
     if let Some((slot, _)) = engine.rebuild_in_progress() {
@@ -82,18 +106,7 @@ pub fn rebuild(kind: BackendKind, a: &RebuildArgs) -> Result<i32> {
             absent.push(d.slot);
         }
     }
-    if what.is_empty() {
-        if absent.is_empty() {
-            println!("nothing to rebuild: every member present is in sync");
-            return Ok(0);
-        }
-        crate::fail!(crate::exit::CONFIG,
-            "nothing to rebuild here: slot(s) {absent:?} missed writes but are not present; give them back in --devices (they are then resynced) or replace them"
-        );
-    }
-    run_rebuild(&engine, &what.join(", "), a.rate)?;
-    engine.close()?;
-    Ok(0)
+    (what, absent)
 }
 
 /// `rebuild` through a running node: the same decisions (made by the node), the same
@@ -110,13 +123,7 @@ fn rebuild_via_node(node: &crate::node::client::NodeClient, a: &RebuildArgs) -> 
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
             .unwrap_or_default();
-        if absent.is_empty() {
-            println!("nothing to rebuild: every member present is in sync");
-            return Ok(0);
-        }
-        crate::fail!(crate::exit::CONFIG,
-            "nothing to rebuild here: slot(s) {absent:?} missed writes but are not present; give them back in --devices (they are then resynced) or replace them"
-        );
+        return nothing_to_rebuild(&absent);
     }
     report_rebuild(
         r["what"].as_str().unwrap_or("rebuild"),

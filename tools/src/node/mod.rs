@@ -181,24 +181,7 @@ impl Node {
     /// why there is nothing: the same decisions as the CLI's own `rebuild`.
     fn rebuild(&self, rate: u64, progress: &mut dyn FnMut(JsonValue)) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        let st = self.engine.status();
-        let mut what: Vec<String> = Vec::new();
-        if let Some((slot, _)) = self.engine.rebuild_in_progress() {
-            what.push(format!("rebuild of slot {slot}"));
-        }
-        let mut absent = Vec::new();
-        for d in &st.devices {
-            if d.state == "STALE" {
-                what.push(format!(
-                    "resync of slot {} ({}) from segment {}",
-                    d.slot,
-                    d.path.as_deref().unwrap_or("-"),
-                    d.resync_from.unwrap_or(0)
-                ));
-            } else if d.state == "REMOVED" && d.resync_from.is_some() {
-                absent.push(d.slot);
-            }
-        }
+        let (what, absent) = crate::cmd::rebuild::rebuild_plan(&self.engine);
         if what.is_empty() {
             return Ok(json!({"nothing": true, "absent": absent}));
         }
@@ -257,14 +240,7 @@ impl Node {
         create_size: Option<u64>,
         force: bool,
     ) -> Result<Arc<dyn ectable_devices::BlockDevice>> {
-        let dev = ectable_devices::FileDevice::open(
-            path,
-            &ectable_devices::OpenOptions {
-                create_size_bytes: create_size,
-                ..Default::default()
-            },
-        )
-        .with_context(|| format!("opening {}", path.display()))?;
+        let dev = open_created(path, create_size)?;
         if let Some(array) = ectable_engine::probe_device(&dev)? {
             if self
                 .engine
@@ -308,14 +284,7 @@ impl Node {
 
     fn add_spare(&self, path: &Path, create_size: Option<u64>) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        let dev = ectable_devices::FileDevice::open(
-            path,
-            &ectable_devices::OpenOptions {
-                create_size_bytes: create_size,
-                ..Default::default()
-            },
-        )
-        .with_context(|| format!("opening {}", path.display()))?;
+        let dev = open_created(path, create_size)?;
         if let Some(array) = ectable_engine::probe_device(&dev)? {
             crate::fail!(
                 crate::exit::CONFIG,
@@ -385,6 +354,18 @@ impl Node {
         }
         Ok(v)
     }
+}
+
+/// Opens a device the node is handed (created at `create_size` when missing).
+fn open_created(path: &Path, create_size: Option<u64>) -> Result<ectable_devices::FileDevice> {
+    ectable_devices::FileDevice::open(
+        path,
+        &ectable_devices::OpenOptions {
+            create_size_bytes: create_size,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening {}", path.display()))
 }
 
 /// A rebuild's or scrub's progress as the node streams it.

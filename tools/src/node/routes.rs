@@ -228,6 +228,14 @@ struct WriteQuery {
     sync: Option<bool>,
 }
 
+/// The answer to a write: with `sync`, once it is durable (on a blocking thread).
+fn durable_answer(n: &Node, lsn: u64, sync: bool) -> ApiResult<Json<JsonValue>> {
+    if sync {
+        n.engine.wait_durable(lsn)?;
+    }
+    Ok(lsn_answer(lsn, sync))
+}
+
 fn lsn_answer(lsn: u64, durable: bool) -> Json<JsonValue> {
     Json(json!({"lsn": lsn, "durable": durable}))
 }
@@ -379,10 +387,7 @@ async fn kv_delete(
     blocking(&node, move |n| {
         n.refuse_typed(&table)?;
         let lsn = n.engine.delete(&table, key.as_bytes())?;
-        if sync {
-            n.engine.wait_durable(lsn)?;
-        }
-        Ok(lsn_answer(lsn, sync))
+        durable_answer(n, lsn, sync)
     })
     .await
 }
@@ -520,10 +525,7 @@ async fn kv_batch(
             };
         }
         let lsn = n.engine.write_batch(&b)?;
-        if sync {
-            n.engine.wait_durable(lsn)?;
-        }
-        Ok(lsn_answer(lsn, sync))
+        durable_answer(n, lsn, sync)
     })
     .await
 }
@@ -660,10 +662,7 @@ async fn rows_put(
             None => n.tables.put_row(&table, &key, &cols)?,
             Some(c) => n.tables.put_row_if(&table, &key, &cols, &c)?,
         };
-        if sync {
-            n.engine.wait_durable(lsn)?;
-        }
-        Ok(lsn_answer(lsn, sync))
+        durable_answer(n, lsn, sync)
     })
     .await
 }
@@ -728,10 +727,7 @@ async fn rows_delete(
             None => n.tables.delete_row(&table, &key)?,
             Some(c) => n.tables.delete_row_if(&table, &key, &c)?,
         };
-        if sync {
-            n.engine.wait_durable(lsn)?;
-        }
-        Ok(lsn_answer(lsn, sync))
+        durable_answer(n, lsn, sync)
     })
     .await
 }
@@ -830,10 +826,7 @@ async fn tables_batch(
             }
         }
         let lsn = n.tables.write(&b)?;
-        if sync {
-            n.engine.wait_durable(lsn)?;
-        }
-        Ok(lsn_answer(lsn, sync))
+        durable_answer(n, lsn, sync)
     })
     .await
 }
