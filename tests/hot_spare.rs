@@ -72,8 +72,9 @@ fn automatic_policy_replaces_a_dead_device_with_the_spare() {
     let st = e.status();
     assert_eq!(st.devices[4].path.as_deref(), Some("mem6"));
     // An embedder subscribed to the device events saw the whole story, in order.
-    let seen: Vec<(usize, String, DeviceEventKind)> = events
-        .try_iter()
+    // (The last event follows the state change that status shows: wait for it.)
+    let seen: Vec<(usize, String, DeviceEventKind)> = (0..3)
+        .map_while(|_| events.recv_timeout(Duration::from_secs(10)).ok())
         .map(|ev| (ev.slot, ev.device, ev.kind))
         .collect();
     assert_eq!(
