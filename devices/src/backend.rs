@@ -264,6 +264,11 @@ impl IoBatch {
 /// (a device added later is not in it; the indices of those in it never change).
 pub type DeviceList = Arc<[Arc<dyn BlockDevice>]>;
 
+/// A backend's current device list (a cheap snapshot: one `Arc` clone under a read lock).
+pub(crate) fn snapshot(list: &std::sync::RwLock<DeviceList>) -> DeviceList {
+    list.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// Appends `dev` to a backend's list (a new snapshot; the old one stays valid for whoever
 /// holds it), up to [`crate::stats::MAX_DEVICES`].
 pub(crate) fn append_device(

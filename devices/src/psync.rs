@@ -81,10 +81,7 @@ impl IoBackend for PsyncBackend {
         "psync"
     }
     fn devices(&self) -> crate::backend::DeviceList {
-        self.devices
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::backend::snapshot(&self.devices)
     }
     fn add_device(&self, dev: Arc<dyn BlockDevice>) -> Result<usize, DeviceError> {
         let mut g = self.devices.write().unwrap_or_else(|p| p.into_inner());

@@ -358,10 +358,7 @@ impl IoBackend for UringBackend {
         "uring"
     }
     fn devices(&self) -> crate::backend::DeviceList {
-        self.devices
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::backend::snapshot(&self.devices)
     }
     fn add_device(&self, dev: Arc<dyn BlockDevice>) -> Result<usize, DeviceError> {
         let Some(fd) = dev.raw_fd() else {

@@ -301,6 +301,7 @@ impl Engine {
             .map(|slot| {
                 let dev = a.present_device(slot);
                 let c = &a.counters[slot];
+                let [lifetime_read, lifetime_write, lifetime_checksum] = a.lifetime_errors(slot);
                 let errors = c.read_errors.load(Ordering::Relaxed)
                     + c.write_errors.load(Ordering::Relaxed)
                     + c.checksum_errors.load(Ordering::Relaxed);
@@ -367,9 +368,9 @@ impl Engine {
                     read_errors: c.read_errors.load(Ordering::Relaxed),
                     write_errors: c.write_errors.load(Ordering::Relaxed),
                     checksum_errors: c.checksum_errors.load(Ordering::Relaxed),
-                    lifetime_read_errors: a.lifetime_errors(slot)[0],
-                    lifetime_write_errors: a.lifetime_errors(slot)[1],
-                    lifetime_checksum_errors: a.lifetime_errors(slot)[2],
+                    lifetime_read_errors: lifetime_read,
+                    lifetime_write_errors: lifetime_write,
+                    lifetime_checksum_errors: lifetime_checksum,
                 }
             })
             .collect();

@@ -336,25 +336,12 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
             "{new_name} is already a member of the array"
         );
     }
-    let slot = match (
+    let slot = replace_slot(
+        &engine,
+        old,
         a.old_slot,
         old_listed.and_then(|_| engine.slot_of_path(old)),
-    ) {
-        (Some(s), _) => s,
-        (None, Some(s)) => s,
-        (None, None) => match engine.lost_slots().as_slice() {
-            [s] => *s,
-            [] => crate::fail!(
-                crate::exit::USAGE,
-                "{old} is not a member of this array and no device is missing; give --old-slot"
-            ),
-            many => crate::fail!(
-                crate::exit::USAGE,
-                "cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot",
-                many.len()
-            ),
-        },
-    };
+    )?;
     println!(
         "plan: rebuild slot {slot} (was {old}) onto {}",
         new.display()
@@ -372,6 +359,31 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
     engine.close()?;
     println!("slot {slot} is online on {}", new.display());
     Ok(0)
+}
+
+/// The slot `replace` rebuilds: `old_slot` when given, else the slot of the member at
+/// `old` (`old_member`), else the one slot missing.
+pub fn replace_slot(
+    engine: &Engine,
+    old: &str,
+    old_slot: Option<usize>,
+    old_member: Option<usize>,
+) -> Result<usize> {
+    if let Some(s) = old_slot.or(old_member) {
+        return Ok(s);
+    }
+    match engine.lost_slots().as_slice() {
+        [s] => Ok(*s),
+        [] => crate::fail!(
+            crate::exit::USAGE,
+            "{old} is not a member of this array and no device is missing; give --old-slot"
+        ),
+        many => crate::fail!(
+            crate::exit::USAGE,
+            "cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot",
+            many.len()
+        ),
+    }
 }
 
 /// `replace` through a running node: the node opens the new device and hands it to its

@@ -212,24 +212,8 @@ impl Node {
     /// The slot `replace` would rebuild: `old_slot`, or the slot of the member at `old`,
     /// or the one slot missing.
     fn replace_slot(&self, old: &str, old_slot: Option<usize>) -> Result<usize> {
-        if let Some(s) = old_slot {
-            return Ok(s);
-        }
-        if let Some(s) = self.engine.slot_of_path(old) {
-            return Ok(s);
-        }
-        match self.engine.lost_slots().as_slice() {
-            [s] => Ok(*s),
-            [] => crate::fail!(
-                crate::exit::USAGE,
-                "{old} is not a member of this array and no device is missing; give --old-slot"
-            ),
-            many => crate::fail!(
-                crate::exit::USAGE,
-                "cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot",
-                many.len()
-            ),
-        }
+        let member = self.engine.slot_of_path(old);
+        crate::cmd::rebuild::replace_slot(&self.engine, old, old_slot, member)
     }
 
     /// Opens `path` in the node's process (created at `create_size` if missing; with
