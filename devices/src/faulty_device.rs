@@ -71,6 +71,19 @@ impl FaultCounters {
     }
 }
 
+/// One write this device did not put where it was asked: dropped (`misdirected_to` is
+/// `None`) or written elsewhere. Tests use the log to tell which area of the device a fault
+/// hit (the sync journal or a segment), since the engine's write pattern decides that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteFault {
+    /// Where the write was asked to go.
+    pub offset_bytes: u64,
+    /// Its length.
+    pub len: usize,
+    /// Where it went instead, for a misdirected write.
+    pub misdirected_to: Option<u64>,
+}
+
 struct Unflushed {
     offset_bytes: u64,
     old: Vec<u8>,
@@ -106,6 +119,7 @@ pub struct FaultyDevice {
     track_unflushed: AtomicBool,
     unflushed: Mutex<Vec<Unflushed>>,
     counters: Mutex<FaultCounters>,
+    write_faults: Mutex<Vec<WriteFault>>,
 }
 
 fn eio() -> io::Error {
@@ -128,6 +142,7 @@ impl FaultyDevice {
             reads: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
             track_unflushed: AtomicBool::new(false),
+            write_faults: Mutex::new(Vec::new()),
             unflushed: Mutex::new(Vec::new()),
             counters: Mutex::new(FaultCounters::default()),
         }
@@ -276,6 +291,21 @@ impl FaultyDevice {
         *self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every dropped or misdirected write so far, oldest first.
+    pub fn write_faults(&self) -> Vec<WriteFault> {
+        self.write_faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn log_write_fault(&self, f: WriteFault) {
+        self.write_faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(f);
+    }
+
     fn before_op(&self) -> Result<(), ()> {
         let delay = self.cfg().delay;
         if !delay.is_zero() {
@@ -355,6 +385,11 @@ impl BlockDevice for FaultyDevice {
         };
         if self.roll(p_drop) {
             self.count(|c| c.dropped_writes += 1);
+            self.log_write_fault(WriteFault {
+                offset_bytes,
+                len: buf.len(),
+                misdirected_to: None,
+            });
             return Ok(());
         }
         let mut target = offset_bytes;
@@ -364,6 +399,11 @@ impl BlockDevice for FaultyDevice {
             if t >= 0 && t + buf.len() as i64 <= cap {
                 target = t as u64;
                 self.count(|c| c.misdirected_writes += 1);
+                self.log_write_fault(WriteFault {
+                    offset_bytes,
+                    len: buf.len(),
+                    misdirected_to: Some(target),
+                });
             }
         }
         // Writing over a latent sector error remaps the sectors written, as drives do: reads

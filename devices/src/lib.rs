@@ -32,7 +32,7 @@ pub use aligned_buf::{AlignedBuf, ALIGN_BYTES};
 pub use backend::{IoBackend, IoBatch, IoCompletion, IoKind, IoOp};
 pub use block_device::BlockDevice;
 pub use error::{DeviceError, ErrorClass};
-pub use faulty_device::{CrashMode, FaultCounters, FaultyDevice};
+pub use faulty_device::{CrashMode, FaultCounters, FaultyDevice, WriteFault};
 pub use file_device::{FileDevice, OpenOptions};
 pub use geometry::Geometry;
 pub use mem_device::MemDevice;
