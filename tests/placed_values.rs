@@ -37,7 +37,7 @@ fn read_all(
     (after.0 - before.0, after.1 - before.1)
 }
 
-/// 4 KiB values on a version 3 array: each get reads exactly one 4 KiB block (a version 1
+/// 4 KiB values on a version 3 or 4 array: each get reads exactly one 4 KiB block (a version 1
 /// array, or one formatted with `inline_values` (version 2), reads 8 KiB for the same value,
 /// header and value spanning two blocks).
 #[test]
@@ -46,8 +46,13 @@ fn a_block_sized_value_costs_one_block_read() {
         inline_values: true,
         ..fmt_opts(4, 2)
     };
+    let wide = ectable::FormatOptions {
+        wide_records: true,
+        ..fmt_opts(4, 2)
+    };
     for (placed, opts) in [
         (true, fmt_opts(4, 2)),
+        (true, wide),
         (false, fmt_opts_stripes_only(4, 2)),
         (false, inline),
     ] {
@@ -66,10 +71,11 @@ fn a_block_sized_value_costs_one_block_read() {
             e.close().unwrap();
         }
         let e = open_engine_on(io.clone());
-        let version = match (opts.sync_journal, opts.inline_values) {
-            (false, _) => 1,
-            (true, true) => 2,
-            (true, false) => 3,
+        let version = match (opts.sync_journal, opts.inline_values, opts.wide_records) {
+            (false, _, _) => 1,
+            (true, true, _) => 2,
+            (true, false, true) => 3,
+            (true, false, false) => 4,
         };
         assert_eq!(e.status().format_version, version);
         let (n, bytes) = read_all(&e, &faulty, &model);

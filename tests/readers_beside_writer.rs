@@ -101,6 +101,7 @@ fn readers_beside_a_cleaning_writer_never_see_data_loss() {
             spare_count: 0,
             sync_journal: true,
             inline_values: false,
+            wide_records: false,
         };
         format(io.as_ref(), &opts).expect("format");
     }
@@ -272,6 +273,7 @@ fn data_loss_on_a_quiet_array_is_not_called_a_change() {
             spare_count: 0,
             sync_journal: true,
             inline_values: false,
+            wide_records: false,
         };
         format(io.as_ref(), &opts).expect("format");
         let e = Engine::open(io, EngineOptions::default()).expect("open");

@@ -44,6 +44,11 @@ pub struct FormatOptions {
     /// read, but a stripe holds about 3 % more of them (docs/design.md, "Values on device
     /// blocks"). Ignored without the sync journal (version 1 keeps values inline).
     pub inline_values: bool,
+    /// Keep version 3's wide log records (a 24-byte header with the LSN, the table name in
+    /// every record) instead of compact ones (version 4, the default: docs/format.md,
+    /// "Compact records"): for builds that read version 3 at most, and for comparisons.
+    /// Ignored for versions 1 and 2.
+    pub wide_records: bool,
 }
 
 impl Default for FormatOptions {
@@ -57,6 +62,7 @@ impl Default for FormatOptions {
             spare_count: 0,
             sync_journal: true,
             inline_values: false,
+            wide_records: false,
         }
     }
 }
@@ -250,10 +256,11 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
                 device_capacity_bytes: io.devices()[d].geometry().capacity_bytes,
                 epoch: 1,
                 copy_index: 0,
-                format_version: match (opts.sync_journal, opts.inline_values) {
-                    (false, _) => FORMAT_VERSION,
-                    (true, true) => FORMAT_VERSION_JOURNAL,
-                    (true, false) => FORMAT_VERSION_PLACED,
+                format_version: match (opts.sync_journal, opts.inline_values, opts.wide_records) {
+                    (false, _, _) => FORMAT_VERSION,
+                    (true, true, _) => FORMAT_VERSION_JOURNAL,
+                    (true, false, true) => FORMAT_VERSION_PLACED,
+                    (true, false, false) => FORMAT_VERSION_COMPACT,
                 },
                 flags: 0,
                 created_unix_secs: created,
@@ -441,6 +448,14 @@ impl Array {
     /// Whether log stripes may place values on device blocks (format version 3).
     pub fn places_values(&self) -> bool {
         self.sb.format_version >= crate::format::FORMAT_VERSION_PLACED
+    }
+    /// How this array's log stripes hold records (docs/format.md, "Compact records").
+    pub fn stripe_format(&self) -> crate::format::log_record::StripeFormat {
+        crate::format::log_record::StripeFormat::of_version(self.sb.format_version)
+    }
+    /// This array's record layout.
+    pub fn record_format(&self) -> crate::format::log_record::RecordFormat {
+        self.stripe_format().records
     }
     pub fn max_stripe_payload(&self) -> usize {
         self.layout.stripe_payload()

@@ -271,11 +271,10 @@ impl Engine {
                     {
                         return true;
                     }
-                    let mut records = log_record::StripeRecords::new(
+                    let mut records = log_record::StripeRecords::in_stripe(
+                        array.stripe_format(),
+                        &g.header,
                         &g.data,
-                        g.header.payload_bytes as usize,
-                        g.header.height_bytes as usize,
-                        array.places_values(),
                     );
                     while let Some(r) = records.next() {
                         let rec = match r {

@@ -182,6 +182,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
                 last_lsn: lsn,
                 records: Vec::new(),
                 packer: None,
+                prev_table: None,
             },
             height,
             placement: None,

@@ -192,11 +192,10 @@ fn relocate_segment(
             true,
             |offset, _, _, outcome| match outcome {
                 StripeOutcome::Good(g) => {
-                    let records = log_record::StripeRecords::new(
+                    let records = log_record::StripeRecords::in_stripe(
+                        array.stripe_format(),
+                        &g.header,
                         &g.data,
-                        g.header.payload_bytes as usize,
-                        g.header.height_bytes as usize,
-                        array.places_values(),
                     );
                     for r in records {
                         let Ok(r) = r else { break };

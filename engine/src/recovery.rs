@@ -16,6 +16,7 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::ResumePoint;
 use crate::format::journal::{JournalEntry, JOURNAL_BYTES, JOURNAL_START_BYTES};
+use crate::format::log_record::{RecordFormat, StripeFormat};
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::cursor::Cursor;
@@ -159,20 +160,18 @@ fn read_segment_headers(array: &Array) -> (BTreeMap<u64, SegmentInfo>, BTreeMap<
     (segments, first_lsn)
 }
 
-/// Decodes the records of a good stripe and applies them to the index; `placed_values`
-/// when the array's format lets values sit on device blocks (version 3).
+/// Decodes the records of a good stripe (in the array's stripe format `sf`) and applies
+/// them to the index.
 pub(crate) fn apply_stripe(
     index: &mut Index,
     seg_id: u64,
     header: &ChunkHeader,
     data: &[u8],
-    placed_values: bool,
+    sf: StripeFormat,
 ) -> Result<u64> {
     let mut expected = header.first_lsn;
-    let payload = header.payload_bytes as usize;
     let mut count = 0;
-    let mut records =
-        StripeRecords::new(data, payload, header.height_bytes as usize, placed_values);
+    let mut records = StripeRecords::in_stripe(sf, header, data);
     while let Some(r) = records.next() {
         let r = r.map_err(|e| Error::Corrupt {
             device: format!("segment {seg_id}"),
@@ -446,7 +445,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
                 seg.id,
                 &g.header,
                 &g.data,
-                array.places_values(),
+                array.stripe_format(),
             ) {
                 Ok(n) => stats.records += n,
                 Err(e) => {
@@ -523,6 +522,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let journal = if !journal_entries.is_empty() {
         let seg = cursor.as_ref().map_or(0, |c| c.segment.id);
         let r = replay_journal(
+            array.record_format(),
             &journal_entries,
             &mut index,
             &mut expected_lsn,
@@ -642,7 +642,7 @@ fn read_journal(array: &Array) -> BTreeMap<u64, Vec<JournalEntry>> {
         if c.result.is_err() {
             continue;
         }
-        for (_, e) in JournalEntry::scan_ring(&c.op.buf) {
+        for (_, e) in JournalEntry::scan_ring(&c.op.buf, array.record_format()) {
             if e.array_uuid == array.sb.array_uuid && e.write_epoch <= array.epoch() {
                 by_first.entry(e.first_lsn).or_default().push(e);
             }
@@ -655,6 +655,7 @@ fn read_journal(array: &Array) -> BTreeMap<u64, Vec<JournalEntry>> {
 /// chain of the valid entries [`read_journal`] found from `expected_lsn`, never going down in epoch, preferring at each step the newest epoch.
 /// Applies their records to the index (served from memory, see [`JOURNAL_REPLAY_SEQ`]).
 fn replay_journal(
+    fmt: RecordFormat,
     by_first: &BTreeMap<u64, Vec<JournalEntry>>,
     index: &mut Index,
     expected_lsn: &mut u64,
@@ -670,17 +671,15 @@ fn replay_journal(
             .max_by_key(|e| (e.write_epoch, e.last_lsn))
     }) {
         let start = buf.len();
-        let mut pos = 0;
-        while pos < best.payload.len() {
-            let (rec, _, len) =
-                log_record::RecordView::decode(&best.payload[pos..]).map_err(|e| {
-                    Error::Corrupt {
-                        device: "sync journal".into(),
-                        offset_bytes: pos as u64,
-                        what: "log record in a verified journal entry",
-                        source: e,
-                    }
-                })?;
+        let mut records = StripeRecords::plain(fmt, best.first_lsn, &best.payload);
+        while let Some(r) = records.next() {
+            let r = r.map_err(|e| Error::Corrupt {
+                device: "sync journal".into(),
+                offset_bytes: records.position() as u64,
+                what: "log record in a verified journal entry",
+                source: e,
+            })?;
+            let (rec, pos) = (r.rec, r.offset);
             match rec.kind {
                 RecordKind::Put | RecordKind::Moved => index.put(
                     rec.table,
@@ -697,7 +696,6 @@ fn replay_journal(
                 ),
                 RecordKind::Delete => index.delete(rec.table, rec.key),
             }
-            pos += len;
         }
         buf.extend_from_slice(&best.payload);
         entries.push(start..buf.len());

@@ -6,6 +6,7 @@ use crate::targets::format::{HEALTH_ARRAY, HEALTH_SLOT};
 use ectable_backup::format::{block_payload_limit, BackupKind, Header, Writer};
 use ectable_backup::Change;
 use ectable_engine::format::checkpoint::{self, ResumePoint};
+use ectable_engine::format::log_record::RecordFormat;
 use ectable_engine::format::{
     health_block, ChunkHeader, LogRecord, MemberState, RecordKind, SegmentHeader, SegmentKind,
     Superblock, CHUNK_HEADER_SIZE_BYTES,
@@ -145,9 +146,17 @@ pub fn log_record() -> Vec<Vec<u8>> {
 }
 
 /// A 16 KiB stripe of k = 2 laid out as the writer does: two values placed on blocks, the
-/// others inline.
+/// others inline; once with wide records (format version 3) and once with compact ones
+/// (version 4: the table name stored in the first record only, the fuzz target's first LSN
+/// 3).
 pub fn stripe_records() -> Vec<Vec<u8>> {
-    use ectable_engine::format::log_record::{encode_parts_split, lay_out_record};
+    let mut out = stripe_records_in(RecordFormat::Wide);
+    out.extend(stripe_records_in(RecordFormat::Compact));
+    out
+}
+
+fn stripe_records_in(fmt: RecordFormat) -> Vec<Vec<u8>> {
+    use ectable_engine::format::log_record::{encode_in, lay_out_record};
     use ectable_engine::format::placement::Packer;
     let (h, k) = (16384usize, 2usize);
     let mut data = vec![0u8; k * (h - CHUNK_HEADER_SIZE_BYTES)];
@@ -164,20 +173,27 @@ pub fn stripe_records() -> Vec<Vec<u8>> {
     {
         let mut rec = Vec::new();
         let key = [b'k', i as u8];
-        let (_, len, _) = encode_parts_split(3 + i as u64, kind, "t", &key, &value, &mut rec);
+        let elide = fmt == RecordFormat::Compact && i > 0;
+        let (_, len) = encode_in(fmt, 3 + i as u64, kind, "t", &key, &value, elide, &mut rec);
+        let stored = if elide { 0 } else { 1 };
         let spot = packer
             .add(
                 rec.len(),
-                (24 + 1 + key.len()).next_multiple_of(8),
+                fmt.placed_head_len(stored, key.len()),
                 (kind != RecordKind::Delete).then_some(value.len()),
             )
             .expect("fits");
-        lay_out_record(&rec[..len], spot, value.len(), &mut |at, b| {
+        lay_out_record(fmt, &rec[..len], spot, value.len(), &mut |at, b| {
             data[at..at + b.len()].copy_from_slice(b)
         });
     }
     assert_eq!(packer.placed(), 2);
-    let mut body = vec![(h / 4096 - 1) as u8, (k - 1) as u8];
+    let compact = if fmt == RecordFormat::Compact {
+        0x80
+    } else {
+        0
+    };
+    let mut body = vec![(h / 4096 - 1) as u8, (k - 1) as u8 | compact];
     body.extend_from_slice(&(packer.area_end() as u32).to_le_bytes());
     body.extend_from_slice(&data);
     both_modes(&body)

@@ -187,6 +187,7 @@ fn fmt() -> FormatOptions {
         spare_count: 0,
         sync_journal: true,
         inline_values: false,
+        wide_records: false,
     }
 }
 

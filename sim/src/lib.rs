@@ -338,6 +338,7 @@ impl Sim {
             spare_count: 0,
             sync_journal: true,
             inline_values: false,
+            wide_records: false,
         };
         format(io.as_ref(), &f).map_err(|e| format!("format: {e}"))?;
         self.open(None)

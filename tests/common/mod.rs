@@ -23,6 +23,7 @@ pub fn fmt_opts(k: usize, m: usize) -> FormatOptions {
         spare_count: 0,
         sync_journal: true,
         inline_values: false,
+        wide_records: false,
     }
 }
 

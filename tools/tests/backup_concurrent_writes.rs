@@ -48,6 +48,7 @@ fn mem_array(k: usize, m: usize, size: u64) -> Arc<dyn IoBackend> {
             spare_count: 0,
             sync_journal: true,
             inline_values: false,
+            wide_records: false,
         },
     )
     .expect("format");

@@ -58,6 +58,7 @@ fn mem_array(k: usize, m: usize, chunk: u32, size: u64) -> Arc<dyn IoBackend> {
             spare_count: 0,
             sync_journal: true,
             inline_values: false,
+            wide_records: false,
         },
     )
     .expect("format");

@@ -271,7 +271,10 @@ fn check_entry(
             value_len as usize,
             loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES,
         );
-    if (!placed && u64::from(value_len) + RECORD_HEADER_BYTES as u64 > len)
+    // An inline record is at least its value, key and the shortest header (a compact record
+    // whose table name is elided: docs/format.md, "Compact records").
+    let shortest = log_record::COMPACT_HEADER_BYTES + key.len();
+    if (!placed && u64::from(value_len) + shortest as u64 > len)
         || u64::from(loc.record_offset) + len > MAX_RECORD_BYTES
     {
         return Err(DecodeError::Field("checkpoint entry length"));

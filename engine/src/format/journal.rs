@@ -10,7 +10,7 @@
 //!   partly overwritten by a later entry, never decodes.
 //! - A decoded entry's payload holds exactly the records first_lsn ..= last_lsn, in order.
 
-use super::log_record::RecordView;
+use super::log_record::RecordFormat;
 use super::*;
 
 /// Where the ring starts on every device (after the health block).
@@ -76,16 +76,17 @@ fn entry_crc(b: &[u8], payload_bytes: usize) -> u32 {
     )
 }
 
-/// Encodes an entry into `b`, which must be `entry_bytes(payload.len())` zeroed bytes (the
-/// writer encodes straight into the buffer it writes, without a copy of the records).
+/// Encodes an entry into `b`, which must be `entry_bytes(payload length)` zeroed bytes; the
+/// payload is the concatenation of `parts` (the writer encodes straight into the buffer it
+/// writes, without a copy of the records).
 pub fn encode_entry(
     array_uuid: &[u8; UUID_BYTES],
     write_epoch: u64,
     (first_lsn, last_lsn): (u64, u64),
-    payload: &[u8],
+    parts: &[&[u8]],
     b: &mut [u8],
 ) {
-    let p = payload.len();
+    let p: usize = parts.iter().map(|x| x.len()).sum();
     debug_assert_eq!(b.len(), entry_bytes(p));
     b[OFF_MAGIC..OFF_MAGIC + MAGIC_BYTES].copy_from_slice(MAGIC);
     b[OFF_ARRAY..OFF_ARRAY + UUID_BYTES].copy_from_slice(array_uuid);
@@ -94,7 +95,11 @@ pub fn encode_entry(
     put_u64(b, OFF_LAST_LSN, last_lsn);
     put_u32(b, OFF_PAYLOAD, p as u32);
     put_u32(b, OFF_ENTRY, entry_bytes(p) as u32);
-    b[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + p].copy_from_slice(payload);
+    let mut at = ENTRY_HEADER_BYTES;
+    for part in parts {
+        b[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
     let crc = entry_crc(b, p);
     put_u32(b, OFF_CRC, crc);
 }
@@ -109,7 +114,7 @@ impl JournalEntry {
             &self.array_uuid,
             self.write_epoch,
             (self.first_lsn, self.last_lsn),
-            &self.payload,
+            &[&self.payload],
             &mut b,
         );
         b
@@ -117,8 +122,9 @@ impl JournalEntry {
 
     /// Decodes and checks the entry at the start of `b` (the rest of the ring from its
     /// place): magic, crc, lengths, reserved bytes, and that the payload is exactly the
-    /// records first_lsn ..= last_lsn. The caller checks the array and the epoch.
-    pub fn decode(b: &[u8]) -> Result<JournalEntry, DecodeError> {
+    /// records first_lsn ..= last_lsn in the array's record format `fmt`. The caller checks
+    /// the array and the epoch.
+    pub fn decode(b: &[u8], fmt: RecordFormat) -> Result<JournalEntry, DecodeError> {
         if b.len() < ENTRY_HEADER_BYTES {
             return Err(DecodeError::Truncated);
         }
@@ -127,7 +133,7 @@ impl JournalEntry {
         }
         let p = get_u32(b, OFF_PAYLOAD) as usize;
         let e = get_u32(b, OFF_ENTRY) as usize;
-        if p < log_record::RECORD_HEADER_BYTES || !p.is_multiple_of(8) || e != entry_bytes(p) {
+        if p < fmt.header_len() || !p.is_multiple_of(8) || e != entry_bytes(p) {
             return Err(DecodeError::Field("journal entry lengths"));
         }
         if b.len() < e {
@@ -148,13 +154,14 @@ impl JournalEntry {
         }
         let payload = &b[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + p];
         let (mut pos, mut expected) = (0usize, first_lsn);
-        while pos < p {
-            let (rec, _, len) = RecordView::decode(&payload[pos..])?;
-            if rec.lsn != expected || expected > last_lsn {
+        let mut records = StripeRecords::plain(fmt, first_lsn, payload);
+        for r in records.by_ref() {
+            let r = r?;
+            if r.rec.lsn != expected || expected > last_lsn {
                 return Err(DecodeError::Field("journal record lsn"));
             }
             expected += 1;
-            pos += len;
+            pos = r.offset + r.len.next_multiple_of(8);
         }
         if pos != p || expected != last_lsn + 1 {
             return Err(DecodeError::Field("journal entry lsn range"));
@@ -171,11 +178,11 @@ impl JournalEntry {
     /// Every valid entry of one device's ring (`ring` is the ring's bytes), with its offset
     /// in the ring. Every 4096-aligned offset is tried: entries do not overlap when
     /// written, but a later entry may have overwritten the start of an earlier one.
-    pub fn scan_ring(ring: &[u8]) -> Vec<(usize, JournalEntry)> {
+    pub fn scan_ring(ring: &[u8], fmt: RecordFormat) -> Vec<(usize, JournalEntry)> {
         let mut out = Vec::new();
         let mut off = 0;
         while off + ENTRY_HEADER_BYTES <= ring.len() {
-            match JournalEntry::decode(&ring[off..]) {
+            match JournalEntry::decode(&ring[off..], fmt) {
                 Ok(e) => {
                     let len = entry_bytes(e.payload.len());
                     out.push((off, e));
@@ -191,6 +198,9 @@ impl JournalEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::log_record::{LogRecord, RecordKind};
+
+    const W: RecordFormat = RecordFormat::Wide;
 
     fn records(first: u64, n: u64) -> Vec<u8> {
         let mut out = Vec::new();
@@ -222,7 +232,7 @@ mod tests {
         let e = entry(5, 3);
         let b = e.encode();
         assert_eq!(b.len() % BLOCK_BYTES, 0);
-        assert_eq!(JournalEntry::decode(&b), Ok(e));
+        assert_eq!(JournalEntry::decode(&b, W), Ok(e));
     }
 
     #[test]
@@ -233,7 +243,10 @@ mod tests {
         for byte in 0..used {
             let mut c = b.clone();
             c[byte] ^= 0x10;
-            assert!(JournalEntry::decode(&c).is_err(), "flip at {byte} accepted");
+            assert!(
+                JournalEntry::decode(&c, W).is_err(),
+                "flip at {byte} accepted"
+            );
         }
     }
 
@@ -244,9 +257,9 @@ mod tests {
         assert!(b.len() > BLOCK_BYTES);
         let mut torn = b.clone();
         torn[BLOCK_BYTES..].fill(0);
-        assert!(JournalEntry::decode(&torn).is_err());
+        assert!(JournalEntry::decode(&torn, W).is_err());
         assert_eq!(
-            JournalEntry::decode(&b[..b.len() - 1]),
+            JournalEntry::decode(&b[..b.len() - 1], W),
             Err(DecodeError::Truncated)
         );
     }
@@ -257,23 +270,23 @@ mod tests {
         let mut e = entry(10, 2);
         e.last_lsn = u64::MAX;
         assert_eq!(
-            JournalEntry::decode(&e.encode()),
+            JournalEntry::decode(&e.encode(), W),
             Err(DecodeError::Field("journal entry lsn range"))
         );
         let mut e = entry(10, 2);
         e.first_lsn = MAX_LSN;
         e.last_lsn = MAX_LSN;
-        assert!(JournalEntry::decode(&e.encode()).is_err());
+        assert!(JournalEntry::decode(&e.encode(), W).is_err());
     }
 
     #[test]
     fn records_must_match_the_lsn_range() {
         let mut e = entry(10, 2);
         e.last_lsn = 12;
-        assert!(JournalEntry::decode(&e.encode()).is_err());
+        assert!(JournalEntry::decode(&e.encode(), W).is_err());
         let mut e = entry(10, 2);
         e.first_lsn = 9;
-        assert!(JournalEntry::decode(&e.encode()).is_err());
+        assert!(JournalEntry::decode(&e.encode(), W).is_err());
     }
 
     #[test]
@@ -283,13 +296,13 @@ mod tests {
         let b = entry(61, 1).encode();
         ring[..a.len()].copy_from_slice(&a);
         ring[a.len()..a.len() + b.len()].copy_from_slice(&b);
-        let found = JournalEntry::scan_ring(&ring);
+        let found = JournalEntry::scan_ring(&ring, W);
         assert_eq!(found.len(), 2);
         assert_eq!((found[0].0, found[1].0), (0, a.len()));
         // A later entry written over the start of `a` hides it.
         let c = entry(100, 1).encode();
         ring[..c.len()].copy_from_slice(&c);
-        let found: Vec<u64> = JournalEntry::scan_ring(&ring)
+        let found: Vec<u64> = JournalEntry::scan_ring(&ring, W)
             .iter()
             .map(|(_, e)| e.first_lsn)
             .collect();

@@ -11,6 +11,192 @@
 
 use super::*;
 
+/// How a version's log records are laid out (docs/format.md, "Log records" for versions 1
+/// to 3, "Compact records" for version 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// 24-byte header with the LSN; every record stores its table name.
+    Wide,
+    /// 12-byte header (16 when placed), no LSN, the table name elided after the first
+    /// record of a stripe or journal entry when it repeats.
+    Compact,
+}
+
+impl RecordFormat {
+    /// The record layout of an array whose superblock says `format_version`.
+    pub fn of_version(format_version: u32) -> RecordFormat {
+        if format_version >= FORMAT_VERSION_COMPACT {
+            RecordFormat::Compact
+        } else {
+            RecordFormat::Wide
+        }
+    }
+
+    /// Bytes of an inline record's header.
+    pub fn header_len(self) -> usize {
+        match self {
+            RecordFormat::Wide => RECORD_HEADER_BYTES,
+            RecordFormat::Compact => COMPACT_HEADER_BYTES,
+        }
+    }
+
+    /// Bytes of a placed record's header (its value_offset included).
+    pub fn placed_header_len(self) -> usize {
+        match self {
+            RecordFormat::Wide => RECORD_HEADER_BYTES,
+            RecordFormat::Compact => COMPACT_HEADER_BYTES + 4,
+        }
+    }
+
+    /// Bytes a record takes in the data space, padding included; `stored_table_len` is 0 for
+    /// a compact record whose table name is elided.
+    pub fn encoded_len_padded(
+        self,
+        stored_table_len: usize,
+        key_len: usize,
+        value_len: usize,
+    ) -> usize {
+        (self.header_len() + stored_table_len + key_len + value_len)
+            .next_multiple_of(RECORD_ALIGN_BYTES)
+    }
+
+    /// Padded bytes a record takes in the record area when its value is placed.
+    pub fn placed_head_len(self, stored_table_len: usize, key_len: usize) -> usize {
+        (self.placed_header_len() + stored_table_len + key_len).next_multiple_of(RECORD_ALIGN_BYTES)
+    }
+
+    /// Where the value of the inline record starting at `record[0]` starts, from its start
+    /// (None when `record` is too short to hold its header).
+    pub fn value_offset(self, record: &[u8]) -> Option<usize> {
+        match self {
+            RecordFormat::Wide => {
+                let h: &[u8; RECORD_HEADER_BYTES] =
+                    record.get(..RECORD_HEADER_BYTES)?.try_into().ok()?;
+                Some(value_offset(h))
+            }
+            RecordFormat::Compact => {
+                let h = record.get(..COMPACT_HEADER_BYTES)?;
+                Some(
+                    COMPACT_HEADER_BYTES
+                        + h[C_OFF_TABLE_LEN] as usize
+                        + get_u16(h, C_OFF_KEY_LEN) as usize,
+                )
+            }
+        }
+    }
+}
+
+/// How a version's log stripes hold records: their layout, and whether values may be placed
+/// on device blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StripeFormat {
+    /// The records' layout.
+    pub records: RecordFormat,
+    /// Values may be placed on device blocks (version 3 on).
+    pub placed_values: bool,
+}
+
+impl StripeFormat {
+    /// The stripe format of an array whose superblock says `format_version`.
+    pub fn of_version(format_version: u32) -> StripeFormat {
+        StripeFormat {
+            records: RecordFormat::of_version(format_version),
+            placed_values: format_version >= FORMAT_VERSION_PLACED,
+        }
+    }
+}
+
+// Compact record header (docs/format.md, "Compact records").
+const C_OFF_KIND: usize = 0;
+const C_OFF_TABLE_LEN: usize = 1;
+const C_OFF_KEY_LEN: usize = 2;
+const C_OFF_VALUE_LEN: usize = 4;
+const C_OFF_CRC: usize = 8;
+/// A compact placed record's value_offset.
+const C_OFF_VALUE_OFFSET: usize = 12;
+/// Bytes of a compact inline record's header.
+pub const COMPACT_HEADER_BYTES: usize = 12;
+const _: () = assert!(contiguous(&[
+    (C_OFF_KIND, size_of::<u8>()),
+    (C_OFF_TABLE_LEN, size_of::<u8>()),
+    (C_OFF_KEY_LEN, size_of::<u16>()),
+    (C_OFF_VALUE_LEN, size_of::<u32>()),
+    (C_OFF_CRC, CRC_BYTES),
+    (C_OFF_VALUE_OFFSET, size_of::<u32>()),
+    (COMPACT_HEADER_BYTES + 4, 0),
+]));
+
+/// The crc of a compact record: over its canonical form (the LSN, kind without bit 7, the
+/// real table name length, key_len, value_len, then table, key and value).
+fn compact_crc(lsn: u64, kind: u8, table: &[u8], key: &[u8], value: &[u8]) -> u32 {
+    let mut c = [0u8; 16];
+    c[..8].copy_from_slice(&lsn.to_le_bytes());
+    c[8] = kind & !KIND_PLACED;
+    c[9] = table.len() as u8;
+    c[10..12].copy_from_slice(&(key.len() as u16).to_le_bytes());
+    c[12..16].copy_from_slice(&(value.len() as u32).to_le_bytes());
+    let mut crc = crc32c::crc32c(&c);
+    for part in [table, key, value] {
+        crc = crc32c::crc32c_append(crc, part);
+    }
+    crc
+}
+
+/// Appends a record in `fmt` (and its padding) to `out`; a compact record leaves its table
+/// name out when `elide_table`. Returns its crc, its unpadded length and, when `value_crc`,
+/// the crc32c of the value alone (what the index holds once the value is placed).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_in(
+    fmt: RecordFormat,
+    lsn: u64,
+    kind: RecordKind,
+    table: &str,
+    key: &[u8],
+    value: &[u8],
+    elide_table: bool,
+    out: &mut Vec<u8>,
+) -> (u32, usize) {
+    if fmt == RecordFormat::Wide {
+        return encode_parts(lsn, kind, table, key, value, out);
+    }
+    assert!(!table.is_empty() && table.len() <= MAX_TABLE_NAME_BYTES);
+    assert!(!key.is_empty() && key.len() <= MAX_KEY_BYTES);
+    let stored = if elide_table { 0 } else { table.len() };
+    let start = out.len();
+    out.reserve(fmt.encoded_len_padded(stored, key.len(), value.len()));
+    let crc = compact_crc(lsn, kind as u8, table.as_bytes(), key, value);
+    let mut h = [0u8; COMPACT_HEADER_BYTES];
+    h[C_OFF_KIND] = kind as u8;
+    h[C_OFF_TABLE_LEN] = stored as u8;
+    put_u16(&mut h, C_OFF_KEY_LEN, key.len() as u16);
+    put_u32(&mut h, C_OFF_VALUE_LEN, value.len() as u32);
+    put_u32(&mut h, C_OFF_CRC, crc);
+    out.extend_from_slice(&h);
+    if !elide_table {
+        out.extend_from_slice(table.as_bytes());
+    }
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    let len = out.len() - start;
+    out.resize(start + len.next_multiple_of(RECORD_ALIGN_BYTES), 0);
+    (crc, len)
+}
+
+/// `rec` (one unpadded compact inline record whose table name is elided) with the name
+/// `table` stored, padded: the first record of a journal entry cut from a stripe. Its crc
+/// stays (it covers the name either way).
+pub fn with_table_stored(fmt: RecordFormat, rec: &[u8], table: &[u8]) -> Vec<u8> {
+    debug_assert_eq!(fmt, RecordFormat::Compact);
+    debug_assert_eq!(rec[C_OFF_TABLE_LEN], 0);
+    let mut out = Vec::with_capacity((rec.len() + table.len()).next_multiple_of(8));
+    out.extend_from_slice(&rec[..COMPACT_HEADER_BYTES]);
+    out[C_OFF_TABLE_LEN] = table.len() as u8;
+    out.extend_from_slice(table);
+    out.extend_from_slice(&rec[COMPACT_HEADER_BYTES..]);
+    out.resize(out.len().next_multiple_of(RECORD_ALIGN_BYTES), 0);
+    out
+}
+
 /// Bytes of a record's fixed header; the table name, key and value follow it.
 pub const RECORD_HEADER_BYTES: usize = 24;
 /// The longest key, in bytes (keys are 1 to this many bytes).
@@ -142,6 +328,7 @@ fn finish(out: &mut Vec<u8>, start: usize, crc: u32) -> (u32, usize) {
 /// Appends a record like [`encode_parts`] and returns its crc, its unpadded length and the
 /// crc32c of its value alone (what the index holds once the value is placed on device
 /// blocks).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn encode_parts_split(
     lsn: u64,
     kind: RecordKind,
@@ -156,15 +343,25 @@ pub fn encode_parts_split(
     (crc, len, crc32c::crc32c(value))
 }
 
-/// The header of `record` (an inline record as [`encode_parts`] wrote it) once its value is
-/// placed at `value_offset`: kind bit 7 and value_offset set, the crc unchanged (it is
-/// defined over the inline form's header).
-pub fn placed_header(record: &[u8], value_offset: u32) -> [u8; RECORD_HEADER_BYTES] {
-    let mut h = [0u8; RECORD_HEADER_BYTES];
-    h.copy_from_slice(&record[..RECORD_HEADER_BYTES]);
-    h[OFF_KIND] |= KIND_PLACED;
-    put_u32(&mut h, OFF_RESERVED, value_offset);
-    h
+/// The header of `record` (an inline record as [`encode_in`] wrote it in `fmt`) once its
+/// value is placed at `value_offset`: kind bit 7 and value_offset set, the crc unchanged (it
+/// is defined over the inline form).
+pub fn placed_header(fmt: RecordFormat, record: &[u8], value_offset: u32) -> Vec<u8> {
+    match fmt {
+        RecordFormat::Wide => {
+            let mut h = record[..RECORD_HEADER_BYTES].to_vec();
+            h[OFF_KIND] |= KIND_PLACED;
+            put_u32(&mut h, OFF_RESERVED, value_offset);
+            h
+        }
+        RecordFormat::Compact => {
+            let mut h = vec![0u8; COMPACT_HEADER_BYTES + 4];
+            h[..COMPACT_HEADER_BYTES].copy_from_slice(&record[..COMPACT_HEADER_BYTES]);
+            h[C_OFF_KIND] |= KIND_PLACED;
+            put_u32(&mut h, C_OFF_VALUE_OFFSET, value_offset);
+            h
+        }
+    }
 }
 
 /// Writes one record, encoded inline as `rec` (without padding; its value the last
@@ -172,6 +369,7 @@ pub fn placed_header(record: &[u8], value_offset: u32) -> [u8; RECORD_HEADER_BYT
 /// header (kind bit 7 and value_offset set, the crc kept), table and key in the record area and its
 /// value at the value's spot. Positions not written stay as they were (zero).
 pub fn lay_out_record(
+    fmt: RecordFormat,
     rec: &[u8],
     spot: super::placement::Spot,
     value_len: usize,
@@ -181,17 +379,12 @@ pub fn lay_out_record(
         None => put(spot.offset, rec),
         Some(v) => {
             let head = rec.len() - value_len;
-            let header = placed_header(rec, v as u32);
+            let header = placed_header(fmt, rec, v as u32);
             put(spot.offset, &header);
-            put(spot.offset + header.len(), &rec[header.len()..head]);
+            put(spot.offset + header.len(), &rec[fmt.header_len()..head]);
             put(v, &rec[head..]);
         }
     }
-}
-
-/// Padded bytes a record takes in the record area when its value is placed.
-pub fn placed_head_len(table_len: usize, key_len: usize) -> usize {
-    (RECORD_HEADER_BYTES + table_len + key_len).next_multiple_of(RECORD_ALIGN_BYTES)
 }
 
 impl LogRecord {
@@ -249,8 +442,137 @@ impl<'a> RecordView<'a> {
     /// Decodes and checks the record at the start of `b`; returns it, its crc and its padded
     /// length. A placed record (kind bit 7) is refused here: [`StripeRecords`] decodes those.
     pub fn decode(b: &'a [u8]) -> Result<(RecordView<'a>, u32, usize), DecodeError> {
-        decode_at(b, None).map(|(v, crc, len, _)| (v, crc, len))
+        decode_wide(b, None).map(|d| (d.view, d.crc, d.padded))
     }
+
+    /// Decodes and checks the inline record at the start of `b` in `fmt`: a compact record
+    /// has the LSN `lsn` and, when its name is elided, the table `prev_table` (a Wide
+    /// record carries both). Returns it, its crc and its padded length.
+    pub fn decode_in(
+        fmt: RecordFormat,
+        b: &'a [u8],
+        lsn: u64,
+        prev_table: Option<&'a str>,
+    ) -> Result<(RecordView<'a>, u32, usize), DecodeError> {
+        decode_at(fmt, b, lsn, prev_table, None).map(|d| (d.view, d.crc, d.padded))
+    }
+}
+
+/// A record [`decode_at`] found.
+struct Decoded<'a> {
+    view: RecordView<'a>,
+    crc: u32,
+    /// Its length in the record area, without and with padding.
+    len: usize,
+    padded: usize,
+    /// Its value's position when placed.
+    value_at: Option<usize>,
+}
+
+/// Decodes the record at the start of `b` in `fmt` (see [`RecordView::decode_in`]).
+fn decode_at<'a>(
+    fmt: RecordFormat,
+    b: &'a [u8],
+    lsn: u64,
+    prev_table: Option<&'a str>,
+    placed: Option<&PlacedValues<'a>>,
+) -> Result<Decoded<'a>, DecodeError> {
+    match fmt {
+        RecordFormat::Wide => decode_wide(b, placed),
+        RecordFormat::Compact => decode_compact(b, lsn, prev_table, placed),
+    }
+}
+
+/// The placed value at `value_at` of `value_len` bytes, checked against the rules of
+/// docs/format.md, "Values on device blocks".
+fn placed_value<'a>(
+    p: &PlacedValues<'a>,
+    value_at: usize,
+    value_len: usize,
+) -> Result<&'a [u8], DecodeError> {
+    if value_at < p.payload
+        || value_at.saturating_add(value_len.next_multiple_of(BLOCK_BYTES)) > p.floor
+        || !super::placement::on_blocks_of_one_body(value_at, value_len, p.body_len)
+    {
+        return Err(DecodeError::Field("placed value offset"));
+    }
+    let end = value_at + value_len;
+    let padded = value_at + value_len.next_multiple_of(BLOCK_BYTES);
+    if p.data.len() < padded {
+        return Err(DecodeError::Truncated);
+    }
+    if p.data[end..padded].iter().any(|&x| x != 0) {
+        return Err(DecodeError::Field("placed value padding"));
+    }
+    Ok(&p.data[value_at..end])
+}
+
+fn decode_compact<'a>(
+    b: &'a [u8],
+    lsn: u64,
+    prev_table: Option<&'a str>,
+    placed: Option<&PlacedValues<'a>>,
+) -> Result<Decoded<'a>, DecodeError> {
+    if b.len() < COMPACT_HEADER_BYTES {
+        return Err(DecodeError::Truncated);
+    }
+    let value_len = get_u32(b, C_OFF_VALUE_LEN) as usize;
+    let key_len = get_u16(b, C_OFF_KEY_LEN) as usize;
+    let stored_table = b[C_OFF_TABLE_LEN] as usize;
+    let is_placed = b[C_OFF_KIND] & KIND_PLACED != 0 && placed.is_some();
+    let kind = match b[C_OFF_KIND] & !(if is_placed { KIND_PLACED } else { 0 }) {
+        1 => RecordKind::Put,
+        2 if !is_placed => RecordKind::Delete,
+        3 => RecordKind::Moved,
+        _ => return Err(DecodeError::Field("record kind")),
+    };
+    if key_len == 0 || key_len > MAX_KEY_BYTES || stored_table > MAX_TABLE_NAME_BYTES {
+        return Err(DecodeError::Field("record lengths"));
+    }
+    if kind == RecordKind::Delete && value_len != 0 {
+        return Err(DecodeError::Field("record lengths"));
+    }
+    let header = if is_placed {
+        COMPACT_HEADER_BYTES + 4
+    } else {
+        COMPACT_HEADER_BYTES
+    };
+    let head = header + stored_table + key_len;
+    let total = head + if is_placed { 0 } else { value_len };
+    if b.len() < total {
+        return Err(DecodeError::Truncated);
+    }
+    let table = match stored_table {
+        0 => prev_table.ok_or(DecodeError::Field(
+            "elided table name with no record before",
+        ))?,
+        n => std::str::from_utf8(&b[header..header + n])
+            .map_err(|_| DecodeError::Field("table name utf-8"))?,
+    };
+    let value_at = is_placed.then(|| get_u32(b, C_OFF_VALUE_OFFSET) as usize);
+    let value = match (placed, value_at) {
+        (Some(p), Some(at)) => placed_value(p, at, value_len)?,
+        _ => &b[head..total],
+    };
+    let key = &b[header + stored_table..head];
+    let stored = get_u32(b, C_OFF_CRC);
+    let computed = compact_crc(lsn, b[C_OFF_KIND], table.as_bytes(), key, value);
+    if stored != computed {
+        return Err(DecodeError::Checksum { stored, computed });
+    }
+    Ok(Decoded {
+        view: RecordView {
+            lsn,
+            kind,
+            table,
+            key,
+            value,
+        },
+        crc: stored,
+        len: total,
+        padded: total.next_multiple_of(RECORD_ALIGN_BYTES),
+        value_at,
+    })
 }
 
 /// Where a placed record's value may be: the whole data space, the record area's end, the
@@ -262,13 +584,12 @@ struct PlacedValues<'a> {
     floor: usize,
 }
 
-/// Decodes the record at the start of `b`; `placed` allows a placed record and says where
-/// its value may lie. Returns the record, its crc, its padded length in `b` and its value's
-/// position if placed.
-fn decode_at<'a>(
+/// Decodes the Wide record at the start of `b`; `placed` allows a placed record and says
+/// where its value may lie.
+fn decode_wide<'a>(
     b: &'a [u8],
     placed: Option<&PlacedValues<'a>>,
-) -> Result<(RecordView<'a>, u32, usize, Option<usize>), DecodeError> {
+) -> Result<Decoded<'a>, DecodeError> {
     {
         if b.len() < RECORD_HEADER_BYTES {
             return Err(DecodeError::Truncated);
@@ -301,23 +622,7 @@ fn decode_at<'a>(
             return Err(DecodeError::Truncated);
         }
         let value = match placed.filter(|_| is_placed) {
-            Some(p) => {
-                if value_at < p.payload
-                    || value_at.saturating_add(value_len.next_multiple_of(BLOCK_BYTES)) > p.floor
-                    || !super::placement::on_blocks_of_one_body(value_at, value_len, p.body_len)
-                {
-                    return Err(DecodeError::Field("placed value offset"));
-                }
-                let end = value_at + value_len;
-                let padded = value_at + value_len.next_multiple_of(BLOCK_BYTES);
-                if p.data.len() < padded {
-                    return Err(DecodeError::Truncated);
-                }
-                if p.data[end..padded].iter().any(|&x| x != 0) {
-                    return Err(DecodeError::Field("placed value padding"));
-                }
-                &p.data[value_at..end]
-            }
+            Some(p) => placed_value(p, value_at, value_len)?,
             None => &b[head..total],
         };
         let stored = get_u32(b, OFF_CRC);
@@ -347,12 +652,13 @@ fn decode_at<'a>(
             key: &b[k0..head],
             value,
         };
-        Ok((
+        Ok(Decoded {
             view,
-            stored,
-            total.div_ceil(RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES,
-            is_placed.then_some(value_at),
-        ))
+            crc: stored,
+            len: total,
+            padded: total.next_multiple_of(RECORD_ALIGN_BYTES),
+            value_at: is_placed.then_some(value_at),
+        })
     }
 }
 
@@ -363,8 +669,10 @@ pub struct StripeRecord<'a> {
     pub rec: RecordView<'a>,
     /// Its position in the data space.
     pub offset: usize,
-    /// The record's own crc (header offset 20).
+    /// The record's own crc.
     pub crc: u32,
+    /// Its length in the record area, without padding.
+    pub len: usize,
     /// Its value's position when the value is placed on device blocks.
     pub value_offset: Option<usize>,
 }
@@ -380,14 +688,7 @@ impl StripeRecord<'_> {
                 self.rec.value.len() as u32,
                 crc32c::crc32c(self.rec.value),
             ),
-            None => (
-                self.offset as u32,
-                (RECORD_HEADER_BYTES
-                    + self.rec.table.len()
-                    + self.rec.key.len()
-                    + self.rec.value.len()) as u32,
-                self.crc,
-            ),
+            None => (self.offset as u32, self.len as u32, self.crc),
         }
     }
 }
@@ -395,6 +696,10 @@ impl StripeRecord<'_> {
 /// The records of a log stripe's data space, in order (docs/format.md, "Log records" and
 /// "Values on device blocks"). Stops after the first record that does not decode.
 pub struct StripeRecords<'a> {
+    fmt: RecordFormat,
+    /// The LSN of the next record (compact records do not store it).
+    lsn: u64,
+    prev_table: Option<&'a str>,
     data: &'a [u8],
     pos: usize,
     placed: Option<PlacedValues<'a>>,
@@ -404,13 +709,23 @@ pub struct StripeRecords<'a> {
 
 impl<'a> StripeRecords<'a> {
     /// The records of `data` (the k data bodies of a stripe `height` bytes high, in shard
-    /// order) up to `payload` bytes; `placed_values` when the array's format allows placed
-    /// values (version 3).
-    pub fn new(data: &'a [u8], payload: usize, height: usize, placed_values: bool) -> Self {
+    /// order) up to `payload` bytes, in `fmt`, the first with LSN `first_lsn`;
+    /// `placed_values` when the array's format allows placed values (version 3 on).
+    pub fn new(
+        fmt: RecordFormat,
+        first_lsn: u64,
+        data: &'a [u8],
+        payload: usize,
+        height: usize,
+        placed_values: bool,
+    ) -> Self {
         StripeRecords {
+            fmt,
+            lsn: first_lsn,
+            prev_table: None,
             data,
             pos: 0,
-            placed: placed_values.then(|| PlacedValues {
+            placed: (placed_values && height > CHUNK_HEADER_SIZE_BYTES).then(|| PlacedValues {
                 data,
                 payload,
                 body_len: height - CHUNK_HEADER_SIZE_BYTES,
@@ -419,6 +734,24 @@ impl<'a> StripeRecords<'a> {
             payload: payload.min(data.len()),
             failed: false,
         }
+    }
+
+    /// The records of the log stripe `header` describes, its data space `data`.
+    pub fn in_stripe(sf: StripeFormat, header: &ChunkHeader, data: &'a [u8]) -> Self {
+        StripeRecords::new(
+            sf.records,
+            header.first_lsn,
+            data,
+            header.payload_bytes as usize,
+            header.height_bytes as usize,
+            sf.placed_values,
+        )
+    }
+
+    /// The records of a journal entry's payload (no placed values), the first with LSN
+    /// `first_lsn`.
+    pub fn plain(fmt: RecordFormat, first_lsn: u64, payload: &'a [u8]) -> Self {
+        StripeRecords::new(fmt, first_lsn, payload, payload.len(), 0, false)
     }
 
     /// Position of the next record (where decoding stopped, after an error).
@@ -434,18 +767,22 @@ impl<'a> Iterator for StripeRecords<'a> {
         if self.failed || self.pos >= self.payload {
             return None;
         }
-        match decode_at(&self.data[self.pos..self.payload], self.placed.as_ref()) {
-            Ok((rec, crc, padded_len, value_offset)) => {
+        let b = &self.data[self.pos..self.payload];
+        match decode_at(self.fmt, b, self.lsn, self.prev_table, self.placed.as_ref()) {
+            Ok(d) => {
                 let offset = self.pos;
-                self.pos += padded_len;
-                if let (Some(p), Some(v)) = (self.placed.as_mut(), value_offset) {
+                self.pos += d.padded;
+                self.lsn = d.view.lsn.saturating_add(1);
+                self.prev_table = Some(d.view.table);
+                if let (Some(p), Some(v)) = (self.placed.as_mut(), d.value_at) {
                     p.floor = v;
                 }
                 Some(Ok(StripeRecord {
-                    rec,
+                    rec: d.view,
                     offset,
-                    crc,
-                    value_offset,
+                    crc: d.crc,
+                    len: d.len,
+                    value_offset: d.value_at,
                 }))
             }
             Err(e) => {
@@ -554,5 +891,166 @@ mod tests {
             o += padded;
         }
         assert_eq!(o, b.len());
+    }
+
+    const C: RecordFormat = RecordFormat::Compact;
+
+    /// Three compact records, the second and third in the first one's table (elided).
+    fn compact_three() -> (Vec<u8>, Vec<(u32, usize)>) {
+        let mut b = Vec::new();
+        let put = encode_in(
+            C,
+            100,
+            RecordKind::Put,
+            "bench",
+            b"k1",
+            &[1, 2, 3],
+            false,
+            &mut b,
+        );
+        let del = encode_in(
+            C,
+            101,
+            RecordKind::Delete,
+            "bench",
+            b"k2",
+            &[],
+            true,
+            &mut b,
+        );
+        let moved = encode_in(
+            C,
+            102,
+            RecordKind::Moved,
+            "bench",
+            b"k3",
+            &[9; 20],
+            true,
+            &mut b,
+        );
+        (b, vec![put, del, moved])
+    }
+
+    /// docs/format.md, "Compact records", byte by byte.
+    #[test]
+    fn compact_encoding_is_pinned() {
+        let (b, lens) = compact_three();
+        assert_eq!(lens.iter().map(|l| l.1).collect::<Vec<_>>(), [22, 14, 34]);
+        let crc = |i: usize| hex(&lens[i].0.to_le_bytes());
+        let (c0, c1, c2) = (crc(0), crc(1), crc(2));
+        let expected = bytes_from_spans(
+            24 + 16 + 40,
+            &[
+                (0, "01"),          // put: kind
+                (1, "05"),          // table_len
+                (2, "0200"),        // key_len
+                (4, "03000000"),    // value_len
+                (8, &c0),           // crc
+                (12, "62656e6368"), // "bench"
+                (17, "6b31"),       // key
+                (19, "010203"),     // value
+                (24, "02"),         // delete: kind, table elided
+                (26, "0200"),
+                (28, "00000000"),
+                (32, &c1),
+                (36, "6b32"),
+                (40, "03"), // moved: kind
+                (42, "0200"),
+                (44, "14000000"),
+                (48, &c2),
+                (52, "6b33"),
+                (54, "0909090909090909 0909090909090909 09090909"),
+            ],
+        );
+        assert!(b == expected, "encoded:\n{}", spans_of(&b));
+        // The crc is over the canonical form: LSN, kind, the real table length, lengths,
+        // then table, key and value.
+        let mut canon = Vec::new();
+        canon.extend_from_slice(&101u64.to_le_bytes());
+        canon.extend_from_slice(&[2, 5, 2, 0, 0, 0, 0, 0]);
+        canon.extend_from_slice(b"benchk2");
+        assert_eq!(lens[1].0, crc32c::crc32c(&canon));
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn compact_records_decode_in_order_with_implicit_lsns_and_tables() {
+        let (b, lens) = compact_three();
+        let recs: Vec<_> = StripeRecords::plain(C, 100, &b)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(recs.len(), 3);
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(r.rec.lsn, 100 + i as u64);
+            assert_eq!(r.rec.table, "bench");
+            assert_eq!((r.crc, r.len), lens[i]);
+        }
+        assert_eq!(recs[1].rec.kind, RecordKind::Delete);
+        assert_eq!(recs[2].rec.value, &[9; 20]);
+        // Another first LSN: every crc fails (the LSN is bound in).
+        assert!(StripeRecords::plain(C, 101, &b).next().unwrap().is_err());
+        // A point read of the second record needs the table and LSN it was asked for.
+        let at = recs[1].offset;
+        let one = &b[at..at + recs[1].len];
+        let (v, crc, _) = RecordView::decode_in(C, one, 101, Some("bench")).unwrap();
+        assert_eq!((v.key, crc), (&b"k2"[..], lens[1].0));
+        assert!(RecordView::decode_in(C, one, 101, Some("other")).is_err());
+        assert!(RecordView::decode_in(C, one, 102, Some("bench")).is_err());
+        assert!(RecordView::decode_in(C, one, 101, None).is_err());
+        // Any flipped bit of a record is refused.
+        for i in 0..b.len() {
+            let in_record = recs
+                .iter()
+                .any(|r| (r.offset..r.offset + r.len).contains(&i));
+            if !in_record {
+                continue;
+            }
+            let mut c = b.clone();
+            c[i] ^= 0x10;
+            let all: Result<Vec<_>, _> = StripeRecords::plain(C, 100, &c).collect();
+            assert!(
+                all.map_or(true, |v| v
+                    .iter()
+                    .map(|r| r.rec)
+                    .ne(recs.iter().map(|r| r.rec))),
+                "flip at {i} not detected"
+            );
+        }
+    }
+
+    #[test]
+    fn a_journal_entry_starts_with_a_stored_table_name() {
+        let (b, lens) = compact_three();
+        // The second record alone, as a journal entry cut there would begin.
+        let second = &b[24..24 + lens[1].1];
+        assert!(StripeRecords::plain(C, 101, &b[24..])
+            .next()
+            .unwrap()
+            .is_err());
+        let named = with_table_stored(C, second, b"bench");
+        assert_eq!(named.len(), (lens[1].1 + 5).next_multiple_of(8));
+        let mut entry = named.clone();
+        entry.extend_from_slice(&b[40..]);
+        let recs: Vec<_> = StripeRecords::plain(C, 101, &entry)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].crc, lens[1].0);
+        assert_eq!(recs[1].rec.table, "bench");
+    }
+
+    #[test]
+    fn compact_lengths() {
+        // The row issue 12 measures: a 15-byte key and a 100-byte value in a stored or an
+        // elided table name of 5 bytes.
+        assert_eq!(C.encoded_len_padded(5, 15, 100), 136);
+        assert_eq!(C.encoded_len_padded(0, 15, 100), 128);
+        assert_eq!(RecordFormat::Wide.encoded_len_padded(5, 15, 100), 144);
+        assert_eq!(C.placed_head_len(0, 15), 32);
+        assert_eq!(RecordFormat::of_version(4), C);
+        assert_eq!(RecordFormat::of_version(3), RecordFormat::Wide);
     }
 }

@@ -28,6 +28,9 @@ pub const FORMAT_VERSION_JOURNAL: u32 = 2;
 /// The superblock's format version for arrays whose log stripes may place values on device
 /// blocks (docs/format.md, "Values on device blocks"); `format` writes it.
 pub const FORMAT_VERSION_PLACED: u32 = 3;
+/// The superblock's format version for arrays whose log records are compact (docs/format.md,
+/// "Compact records"); placed values and the sync journal as in version 3.
+pub const FORMAT_VERSION_COMPACT: u32 = 4;
 /// Reed-Solomon GF(2^8), poly 0x11D, systematic Vandermonde (see `codec`).
 pub const CODEC_ID_RS_VANDERMONDE: u32 = 1;
 /// Start of the segment area on every device.

@@ -474,7 +474,7 @@ fn lay_out_placed(o: &OpenStripe, p: &Placement, bodies: &mut [AlignedBuf], body
     };
     for (r, spot) in o.records.iter().zip(&p.spots) {
         let rec = &o.buf[r.offset as usize..(r.offset + r.len) as usize];
-        log_record::lay_out_record(rec, *spot, r.value_len(), &mut put);
+        log_record::lay_out_record(r.fmt, rec, *spot, r.value_len(), &mut put);
     }
 }
 

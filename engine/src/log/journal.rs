@@ -13,6 +13,7 @@
 //!   stripe (fewer bytes moved).
 
 use crate::format::journal::{encode_entry, entry_bytes, JOURNAL_BYTES, JOURNAL_START_BYTES};
+use crate::format::log_record;
 use crate::format::FORMAT_VERSION_JOURNAL;
 use crate::log::state::WriterState;
 use crate::shared::Shared;
@@ -113,15 +114,27 @@ impl Shared {
             return None;
         }
         let first = (acked + 1 - open.first_lsn) as usize;
-        let from = open.records.get(first)?.offset as usize;
+        let head = open.records.get(first)?;
+        let from = head.offset as usize;
         // A large group is cheaper as a stripe: the journal moves its bytes m + 1 times now
         // and w/k times later, a stripe w/k times once; past half a stripe, bandwidth counts
         // more than the journal's saved round trip.
         if open.buf.len() - from > self.array.max_stripe_payload() / 2 {
             return None;
         }
-        let payload = &open.buf[from..];
-        let place = ring.place_for(entry_bytes(payload.len()), st.durable_lsn)?;
+        // An entry's first record stores its table name (docs/format.md, "Compact
+        // records"): one the stripe elided is written with it, the rest as they are.
+        let named;
+        let (first_part, rest) = if head.table_stored {
+            (&open.buf[from..from], &open.buf[from..])
+        } else {
+            let end = from + (head.len as usize).next_multiple_of(8);
+            let rec = &open.buf[from..from + head.len as usize];
+            named = log_record::with_table_stored(head.fmt, rec, head.table(&open.buf));
+            (&named[..], &open.buf[end..])
+        };
+        let payload_len = first_part.len() + rest.len();
+        let place = ring.place_for(entry_bytes(payload_len), st.durable_lsn)?;
         ring.rotation = (ring.rotation + copies) % n;
         // Encoded straight into the buffer that is written: one copy of the records.
         let mut entry = AlignedBuf::new(place.len());
@@ -129,7 +142,7 @@ impl Shared {
             &self.array.sb.array_uuid,
             self.array.write_epoch.load(Ordering::SeqCst),
             (acked + 1, open.last_lsn),
-            payload,
+            &[first_part, rest],
             &mut entry,
         );
         Some(JournalJob {

@@ -147,17 +147,16 @@ impl Shared {
         for (i, loc, seg, lsn) in disk {
             let key = items[i].0;
             let fast = match (&bytes[i], failed[i]) {
-                (Some(b), false) => verify_record(b, &loc, lsn, table, key),
+                (Some(b), false) => verify_record(array.record_format(), b, &loc, lsn, table, key),
                 _ => None,
             };
             let value = match fast {
                 Some(v) => v,
                 None => {
                     self.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
-                    match partial
-                        .get(&i)
-                        .and_then(|b| verify_record(b, &loc, lsn, table, key))
-                    {
+                    match partial.get(&i).and_then(|b| {
+                        verify_record(array.record_format(), b, &loc, lsn, table, key)
+                    }) {
                         Some(v) => v,
                         None => self
                             .read_degraded(&seg, &loc, lsn, table, key, &mut rebuilt)
@@ -264,7 +263,7 @@ impl Shared {
         let from = loc.record_offset as usize;
         let to = from + loc.record_len as usize;
         data.get(from..to)
-            .and_then(|b| verify_record(b, loc, lsn, table, key))
+            .and_then(|b| verify_record(array.record_format(), b, loc, lsn, table, key))
             .ok_or_else(|| {
                 lost(
                     array.k(),
@@ -415,11 +414,13 @@ impl FastBatch {
 /// value length.
 pub(crate) type Expect = (u64, u32);
 
-/// Checks fetched record bytes against the index entry (`(lsn, value_len)`, table and key);
-/// returns the value if they match. A value placed on device blocks (record_len =
-/// value_len, docs/format.md "Values on device blocks") is the bytes themselves, checked
-/// against its own crc.
+/// Checks fetched record bytes (in the array's record format `fmt`) against the index entry
+/// (`(lsn, value_len)`, table and key); returns the value if they match. A value placed on
+/// device blocks (record_len = value_len, docs/format.md "Values on device blocks") is the
+/// bytes themselves, checked against its own crc. A compact record stores neither its LSN
+/// nor, when elided, its table: its crc covers both, so it is decoded with the expected ones.
 pub(crate) fn verify_record(
+    fmt: crate::format::log_record::RecordFormat,
     bytes: &[u8],
     loc: &RecordLoc,
     (lsn, value_len): Expect,
@@ -430,7 +431,12 @@ pub(crate) fn verify_record(
         return (bytes.len() == value_len as usize && crc32c::crc32c(bytes) == loc.crc)
             .then(|| bytes.to_vec());
     }
-    let (rec, crc, _) = crate::format::log_record::RecordView::decode(bytes).ok()?;
-    (crc == loc.crc && rec.lsn == lsn && rec.table == table && rec.key == key)
+    let (rec, crc, _) =
+        crate::format::log_record::RecordView::decode_in(fmt, bytes, lsn, Some(table)).ok()?;
+    (crc == loc.crc
+        && rec.lsn == lsn
+        && rec.table == table
+        && rec.key == key
+        && rec.value.len() == value_len as usize)
         .then(|| rec.value.to_vec())
 }

@@ -225,9 +225,16 @@ impl<'e, T> ReadQueue<'e, T> {
                 finish_record_rebuild(array, &plan, batch.wait())
             }
         };
-        if let Some(v) = bytes
-            .and_then(|b| verify_record(&b, &loc, (entry.lsn, entry.value_len), &self.table, &key))
-        {
+        if let Some(v) = bytes.and_then(|b| {
+            verify_record(
+                array.record_format(),
+                &b,
+                &loc,
+                (entry.lsn, entry.value_len),
+                &self.table,
+                &key,
+            )
+        }) {
             return self.ready.push_back((tag, Ok(Some(v))));
         }
         // The ordinary path holds the free gate (no segment is freed under it) and looks the

@@ -76,9 +76,14 @@ impl Shared {
         let mut again = Vec::new();
         for (i, (key, e)) in p.items.iter().enumerate() {
             let checked = match (&e.place, &bytes[i]) {
-                (Place::Disk(loc), Some(b)) if p.fast[i] && !failed[i] => {
-                    verify_record(b, loc, (e.lsn, e.value_len), table, key)
-                }
+                (Place::Disk(loc), Some(b)) if p.fast[i] && !failed[i] => verify_record(
+                    self.array.record_format(),
+                    b,
+                    loc,
+                    (e.lsn, e.value_len),
+                    table,
+                    key,
+                ),
                 _ => None,
             };
             match checked {

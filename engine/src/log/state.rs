@@ -14,7 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A record appended to a stripe that is not on disk yet. Its table name and key are not
-/// copied: they are read back from the stripe buffer (`{ header | table | key | value }`).
+/// copied: they are read back from the stripe buffer (`{ header | table | key | value }`;
+/// a compact record whose name is elided finds it in an earlier record, at `table_at`).
 pub(crate) struct PendingRecord {
     pub lsn: u64,
     pub offset: u32,
@@ -23,35 +24,46 @@ pub(crate) struct PendingRecord {
     /// crc32c of the value alone when it may be placed on device blocks (else 0).
     pub value_crc: u32,
     pub is_put: bool,
+    pub fmt: log_record::RecordFormat,
+    /// The table name is stored in this record (not elided).
+    pub table_stored: bool,
+    /// Where the table name's bytes are in the stripe buffer.
+    pub table_at: u32,
     pub table_len: u8,
     pub key_len: u16,
 }
 
 impl PendingRecord {
     pub(crate) fn table<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        let start = self.offset as usize + log_record::RECORD_HEADER_BYTES;
+        let start = self.table_at as usize;
         &buf[start..start + self.table_len as usize]
     }
 
+    /// Bytes of the table name stored in the record itself.
+    fn stored_table_len(&self) -> usize {
+        if self.table_stored {
+            self.table_len as usize
+        } else {
+            0
+        }
+    }
+
     pub(crate) fn key<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        let start =
-            self.offset as usize + log_record::RECORD_HEADER_BYTES + self.table_len as usize;
+        let start = self.offset as usize + self.fmt.header_len() + self.stored_table_len();
         &buf[start..start + self.key_len as usize]
     }
 
     /// The value's length (0 for a delete).
     pub(crate) fn value_len(&self) -> usize {
-        self.len as usize
-            - log_record::RECORD_HEADER_BYTES
-            - self.table_len as usize
-            - self.key_len as usize
+        self.len as usize - self.fmt.header_len() - self.stored_table_len() - self.key_len as usize
     }
 
     /// Offers the record to a stripe's plan (format/placement.rs).
     pub(crate) fn pack(&self, packer: &mut Packer) -> Option<Spot> {
         packer.add(
             (self.len as usize).next_multiple_of(8),
-            log_record::placed_head_len(self.table_len as usize, self.key_len as usize),
+            self.fmt
+                .placed_head_len(self.stored_table_len(), self.key_len as usize),
             self.is_put.then(|| self.value_len()),
         )
     }
@@ -88,6 +100,9 @@ pub(crate) struct OpenStripe {
     /// The plan of the stripe at `max_height` with values placed on device blocks (format
     /// version 3 log stripes); None when the stripe keeps every value inline.
     pub packer: Option<Packer>,
+    /// The last record's table name (its position and length in `buf`): a compact record in
+    /// the same table leaves its name out.
+    pub prev_table: Option<(u32, u8)>,
 }
 
 /// Where a sealed stripe's records go when it places values on device blocks: one spot per

@@ -18,6 +18,7 @@ use crate::index::{Index, IndexEntry, Place};
 use crate::log::cursor::Cursor;
 use crate::sync::{CondvarExt, RwLockExt};
 
+use crate::format::log_record::RecordFormat;
 use crate::format::placement::{placeable, Packer, Spot};
 use crate::log::state::{OpenStripe, PendingRecord, Placement, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
@@ -70,7 +71,8 @@ pub(crate) enum Mutation<'a> {
 const PLACE_BELOW_FILL: f64 = 0.8;
 
 /// Offers a mutation to a stripe's plan (format/placement.rs).
-fn pack_mutation(m: &Mutation<'_>, packer: &mut Packer) -> Option<Spot> {
+/// `fmt`'s lengths with the table name stored: at least what the record will take.
+fn pack_mutation(fmt: RecordFormat, m: &Mutation<'_>, packer: &mut Packer) -> Option<Spot> {
     let (table, key, value_len) = match m {
         Mutation::Put { table, key, value } | Mutation::Moved { table, key, value } => {
             (*table, *key, Some(value.len()))
@@ -78,8 +80,8 @@ fn pack_mutation(m: &Mutation<'_>, packer: &mut Packer) -> Option<Spot> {
         Mutation::Delete { table, key } => (*table, *key, None),
     };
     packer.add(
-        log_record::encoded_len_padded(table.len(), key.len(), value_len.unwrap_or(0)),
-        log_record::placed_head_len(table.len(), key.len()),
+        fmt.encoded_len_padded(table.len(), key.len(), value_len.unwrap_or(0)),
+        fmt.placed_head_len(table.len(), key.len()),
         value_len,
     )
 }
@@ -156,6 +158,7 @@ impl Shared {
             packer: self
                 .places_values_now()
                 .then(|| Packer::new(self.array.k(), max_height as usize)),
+            prev_table: None,
         });
         Ok(())
     }
@@ -341,9 +344,10 @@ impl Shared {
             };
             let open = st.open.as_mut().expect("opened");
             let inline_fits = open.buf.len() + total <= capacity;
+            let fmt = self.array.record_format();
             let planned = open.packer.as_ref().is_none_or(|p| {
                 let mut p = p.clone();
-                muts.iter().all(|m| pack_mutation(m, &mut p).is_some())
+                muts.iter().all(|m| pack_mutation(fmt, m, &mut p).is_some())
             });
             if inline_fits && (planned || open.records.is_empty()) {
                 if !planned {
@@ -434,12 +438,25 @@ impl Shared {
             };
             let offset = open.buf.len();
             let v = value.unwrap_or(&[]);
+            let fmt = self.array.record_format();
             let out = Arc::make_mut(&mut open.buf);
-            let (crc, len, value_crc) = if open.packer.is_some() && placeable(v.len()) {
-                log_record::encode_parts_split(lsn, kind, table, key, v, out)
+            let same_table = fmt == RecordFormat::Compact
+                && open.prev_table.is_some_and(|(at, len)| {
+                    out[at as usize..at as usize + len as usize] == *table.as_bytes()
+                });
+            let (crc, len) = log_record::encode_in(fmt, lsn, kind, table, key, v, same_table, out);
+            let value_crc = if open.packer.is_some() && placeable(v.len()) {
+                crc32c::crc32c(v)
             } else {
-                let (crc, len) = log_record::encode_parts(lsn, kind, table, key, v, out);
-                (crc, len, 0)
+                0
+            };
+            let table_at = match open.prev_table {
+                Some((at, _)) if same_table => at,
+                _ => {
+                    let at = (offset + fmt.header_len()) as u32;
+                    open.prev_table = Some((at, table.len() as u8));
+                    at
+                }
             };
             if open.records.is_empty() {
                 open.first_lsn = lsn;
@@ -468,6 +485,9 @@ impl Shared {
                 crc,
                 value_crc,
                 is_put: value.is_some(),
+                fmt,
+                table_stored: !same_table,
+                table_at,
                 table_len: table.len() as u8,
                 key_len: key.len() as u16,
             };
@@ -644,20 +664,19 @@ impl Shared {
         };
         let end = st.next_lsn;
         st.next_lsn = j.first_lsn;
+        let fmt = self.array.record_format();
         for range in &j.entries {
             let bytes = &j.buf[range.clone()];
             let mut views = Vec::new();
-            let mut pos = 0;
-            while pos < bytes.len() {
-                let (v, _, len) =
-                    log_record::RecordView::decode(&bytes[pos..]).map_err(|e| Error::Corrupt {
-                        device: "sync journal".into(),
-                        offset_bytes: (range.start + pos) as u64,
-                        what: "record replayed from the journal",
-                        source: e,
-                    })?;
-                views.push(v);
-                pos += len;
+            let mut records = log_record::StripeRecords::plain(fmt, st.next_lsn, bytes);
+            while let Some(r) = records.next() {
+                let r = r.map_err(|e| Error::Corrupt {
+                    device: "sync journal".into(),
+                    offset_bytes: (range.start + records.position()) as u64,
+                    what: "record replayed from the journal",
+                    source: e,
+                })?;
+                views.push(r.rec);
             }
             let muts: Vec<Mutation<'_>> = views
                 .iter()
@@ -732,10 +751,10 @@ impl Shared {
         record_offset: u32,
         value_len: u32,
     ) -> Option<Vec<u8>> {
+        let fmt = self.array.record_format();
         let value_at = |buf: &[u8]| -> Option<Vec<u8>> {
             let o = record_offset as usize;
-            let header = buf.get(o..o + log_record::RECORD_HEADER_BYTES)?;
-            let start = o + log_record::value_offset(header.try_into().ok()?);
+            let start = o + fmt.value_offset(buf.get(o..)?)?;
             buf.get(start..start + value_len as usize)
                 .map(<[u8]>::to_vec)
         };

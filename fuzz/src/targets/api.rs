@@ -43,6 +43,7 @@ fn devices() -> Vec<Arc<dyn BlockDevice>> {
             spare_count: 0,
             sync_journal: true,
             inline_values: false,
+            wide_records: false,
         };
         format(io.as_ref(), &geometry).expect("memory devices format");
         mems.iter().map(|m| m.snapshot()).collect()

@@ -84,32 +84,53 @@ pub fn log_record(data: &[u8]) {
     }
 }
 
-/// A log stripe's data space as format version 3 lets it hold records (values placed on
-/// device blocks): `[height / 4096 − 1 | k − 1 | payload_bytes u32]`, then the data space.
-/// Every record decoded re-encodes to its bytes, and a placed value lies where the format
-/// allows (docs/format.md, "Values on device blocks").
+/// A log stripe's data space as format version 3 or 4 lets it hold records (values placed
+/// on device blocks; compact records in version 4): `[height / 4096 − 1 | k − 1, bit 7 set
+/// for compact records | payload_bytes u32]`, then the data space; the first record's LSN
+/// is 3. Every record decoded re-encodes to its bytes, and a placed value lies where the
+/// format allows (docs/format.md, "Values on device blocks" and "Compact records").
 pub fn stripe_records(data: &[u8]) {
-    use ectable_engine::format::log_record::{encode_parts_split, placed_header, StripeRecords};
+    use ectable_engine::format::log_record::{
+        encode_in, placed_header, RecordFormat, StripeRecords,
+    };
     use ectable_engine::format::placement::on_blocks_of_one_body;
+    const FIRST_LSN: u64 = 3;
     let (reseal, body) = mode(data);
     let Some((head, rest)) = body.split_first_chunk::<6>() else {
         return;
     };
     let h = (1 + head[0] as usize % 16) * 4096;
-    let k = 1 + head[1] as usize % 4;
+    let k = 1 + (head[1] & 0x7f) as usize % 4;
+    let fmt = if head[1] & 0x80 != 0 {
+        RecordFormat::Compact
+    } else {
+        RecordFormat::Wide
+    };
     let payload = u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
     let body_len = h - CHUNK_HEADER_SIZE_BYTES;
     let mut d = rest.to_vec();
     d.resize(k * body_len, 0);
     if reseal {
-        reseal_stripe(&mut d, payload);
+        match fmt {
+            RecordFormat::Wide => reseal_stripe(&mut d, payload),
+            RecordFormat::Compact => reseal_compact(&mut d, payload, FIRST_LSN),
+        }
     }
-    for r in StripeRecords::new(&d, payload, h, true) {
+    let mut prev_table: Option<&str> = None;
+    for r in StripeRecords::new(fmt, FIRST_LSN, &d, payload, h, true) {
         let Ok(r) = r else { break };
         let v = r.rec;
         let mut again = Vec::new();
-        let (crc, len, value_crc) =
-            encode_parts_split(v.lsn, v.kind, v.table, v.key, v.value, &mut again);
+        let elided = fmt == RecordFormat::Compact && d[r.offset + 1] == 0;
+        assert!(
+            !elided || prev_table == Some(v.table),
+            "an elided name is the previous one"
+        );
+        prev_table = Some(v.table);
+        let (crc, len) = encode_in(
+            fmt, v.lsn, v.kind, v.table, v.key, v.value, elided, &mut again,
+        );
+        let value_crc = crc32c::crc32c(v.value);
         match r.value_offset {
             None => {
                 assert_eq!(crc, r.crc, "an inline record's crc is its encoding's");
@@ -124,7 +145,7 @@ pub fn stripe_records(data: &[u8]) {
                     "a placed value above the record area"
                 );
                 assert!(on_blocks_of_one_body(at, v.value.len(), body_len));
-                let header = placed_header(&again[..len], at as u32);
+                let header = placed_header(fmt, &again[..len], at as u32);
                 assert_eq!(crc, r.crc, "a placed record keeps its inline form's crc");
                 assert!(
                     header[..] == d[r.offset..r.offset + header.len()],
@@ -153,17 +174,20 @@ pub fn journal_entry(data: &[u8]) {
             b[60..64].copy_from_slice(&crc.to_le_bytes());
         }
     }
-    if let Ok(e) = JournalEntry::decode(&b) {
-        let again = e.encode();
-        let used = ENTRY_HEADER_BYTES + e.payload.len();
-        assert!(
-            again[..used] == b[..used],
-            "a journal entry re-encodes to the bytes it was decoded from"
-        );
-        assert!(e.first_lsn >= 1 && e.last_lsn >= e.first_lsn);
-    }
-    for (off, e) in JournalEntry::scan_ring(&b) {
-        assert!(off % 4096 == 0 && off + e.encode().len() <= b.len());
+    use ectable_engine::format::log_record::RecordFormat;
+    for fmt in [RecordFormat::Wide, RecordFormat::Compact] {
+        if let Ok(e) = JournalEntry::decode(&b, fmt) {
+            let again = e.encode();
+            let used = ENTRY_HEADER_BYTES + e.payload.len();
+            assert!(
+                again[..used] == b[..used],
+                "a journal entry re-encodes to the bytes it was decoded from"
+            );
+            assert!(e.first_lsn >= 1 && e.last_lsn >= e.first_lsn);
+        }
+        for (off, e) in JournalEntry::scan_ring(&b, fmt) {
+            assert!(off % 4096 == 0 && off + e.encode().len() <= b.len());
+        }
     }
 }
 
@@ -200,6 +224,55 @@ fn reseal_stripe(d: &mut [u8], payload: usize) {
         );
         d[at + OFF_CRC..at + OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
         at += len.next_multiple_of(8);
+    }
+}
+
+/// Like [`reseal_stripe`] for compact records: each record's crc over its canonical form
+/// (LSN from `first_lsn` on, the table name stored or the previous record's).
+fn reseal_compact(d: &mut [u8], payload: usize, first_lsn: u64) {
+    let (mut at, mut lsn) = (0usize, first_lsn);
+    let mut prev: Option<std::ops::Range<usize>> = None;
+    while at + 12 <= payload.min(d.len()) {
+        let b = &d[at..];
+        let placed = b[0] & 0x80 != 0;
+        let header = if placed { 16 } else { 12 };
+        let stored = b[1] as usize;
+        let key_len = u16::from_le_bytes([b[2], b[3]]) as usize;
+        let value_len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        let table = match (stored, &prev) {
+            (0, Some(p)) => p.clone(),
+            (0, None) => return,
+            (n, _) => at + header..at + header + n,
+        };
+        let head = header + stored + key_len;
+        let value = if placed {
+            let vo = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
+            vo..vo.saturating_add(value_len)
+        } else {
+            at + head..at + head + value_len
+        };
+        if at + head > d.len() || value.end > d.len() {
+            return;
+        }
+        let mut canon = lsn.to_le_bytes().to_vec();
+        canon.extend_from_slice(&[
+            b[0] & 0x7f,
+            table.len() as u8,
+            b[2],
+            b[3],
+            b[4],
+            b[5],
+            b[6],
+            b[7],
+        ]);
+        let mut crc = crc32c::crc32c(&canon);
+        for part in [table.clone(), at + header + stored..at + head, value] {
+            crc = crc32c::crc32c_append(crc, &d[part]);
+        }
+        d[at + 8..at + 12].copy_from_slice(&crc.to_le_bytes());
+        prev = Some(table);
+        lsn += 1;
+        at += (if placed { head } else { head + value_len }).next_multiple_of(8);
     }
 }
 

@@ -583,6 +583,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         spare_count: 0,
         sync_journal: true,
         inline_values: false,
+        wide_records: false,
     };
     format(io.as_ref(), &opts).context("formatting the devices")?;
     created.keep();

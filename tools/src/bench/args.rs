@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// --inline-values`), to compare with values placed on device blocks.
     #[arg(long, requires = "k")]
     pub inline_values: bool,
+    /// Format with version 3's wide log records (as `ectable format --wide-records`), to
+    /// compare with compact records.
+    #[arg(long, requires = "k", conflicts_with_all = ["inline_values", "no_sync_journal"])]
+    pub wide_records: bool,
     /// Workload (randrw = random reads and writes, rw = sequential ones, see --rwmixread).
     #[arg(long, value_enum, required = true)]
     pub rw: Rw,

@@ -207,6 +207,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
             spare_count: 0,
             sync_journal: !cli.no_sync_journal,
             inline_values: cli.inline_values,
+            wide_records: cli.wide_records,
         };
         format(io.as_ref(), &opts).context("formatting the devices")?;
     }

@@ -64,6 +64,7 @@ pub fn run(cli: &BenchArgs) -> Result<()> {
             spare_count: 0,
             sync_journal: !cli.no_sync_journal,
             inline_values: cli.inline_values,
+            wide_records: cli.wide_records,
         },
         value_bytes: bs,
         batch: (cli.iodepth as usize).max(1),

@@ -86,8 +86,12 @@ pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     pb.finish();
     let elapsed = start.elapsed();
     let bytes = rows.rows * rows.value_size;
+    // Device bytes this session wrote (chunks: parity, chunk headers and checkpoints
+    // included) per byte of key and value loaded.
+    let user = rows.rows * (row_key(0).len() as u64 + rows.value_size);
+    let device = engine.status().chunk_bytes_written as f64 / user.max(1) as f64;
     eprintln!(
-        "{label}: {} rows, {} in {} ({}, {:.0} rows/s), durable",
+        "{label}: {} rows, {} in {} ({}, {:.0} rows/s), durable; {device:.3} device bytes per byte of key and value",
         rows.rows,
         term::bytes(bytes),
         term::duration(elapsed),

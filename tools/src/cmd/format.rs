@@ -48,6 +48,11 @@ pub struct FormatArgs {
     /// nearly full array under random overwrites.
     #[arg(long)]
     pub inline_values: bool,
+    /// Keep version 3's wide log records (a version 3 array: a 24-byte record header with
+    /// the LSN, and the table name in every record) instead of compact ones: for builds that
+    /// read version 3 at most, and for comparisons.
+    #[arg(long, conflicts_with_all = ["inline_values", "no_sync_journal"])]
+    pub wide_records: bool,
 }
 
 #[derive(Args)]
@@ -110,6 +115,7 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
         force: a.force,
         sync_journal: !a.no_sync_journal,
         inline_values: a.inline_values,
+        wide_records: a.wide_records,
         spare_count: paths.len() - data_count,
     };
     let info = format(io.as_ref(), &opts)?;

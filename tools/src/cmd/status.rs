@@ -222,7 +222,9 @@ pub fn print_status(st: &Status) {
         st.segment_size_bytes >> 20,
         st.io_engine,
         st.format_version,
-        if st.format_version >= 3 {
+        if st.format_version >= 4 {
+            "sync journal, values on device blocks, compact records"
+        } else if st.format_version == 3 {
             "sync journal, values on device blocks"
         } else if st.format_version == 2 {
             "sync journal"
