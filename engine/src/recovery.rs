@@ -345,7 +345,7 @@ fn load_checkpoint(
             return None;
         }
     }
-    match crate::format::checkpoint::decode(&bytes) {
+    match crate::format::checkpoint::decode_in(&bytes, array.record_format()) {
         Ok(c) => {
             stats.checkpoint_bytes = bytes.len() as u64;
             Some(c)
@@ -390,7 +390,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             stats.checkpoint_resume_segment = resume.segment_id;
             (index, lsn + 1, Some(resume))
         }
-        None => (Index::default(), 1u64, None),
+        None => (Index::for_records(array.record_format()), 1u64, None),
     };
     let headers: BTreeMap<u64, SegmentInfo> = all
         .into_iter()

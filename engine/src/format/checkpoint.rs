@@ -201,12 +201,22 @@ pub fn encode_v1(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>
 
 /// Decodes and verifies a checkpoint of either encoding.
 pub fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
+    decode_in(b, log_record::RecordFormat::Wide)
+}
+
+/// [`decode`] for an array whose records are in `fmt`: the index counts live bytes in that
+/// format's record lengths.
+pub fn decode_in(
+    b: &[u8],
+    fmt: log_record::RecordFormat,
+) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
     if b.len() < HEADER_BYTES + 4 {
         return Err(DecodeError::Truncated);
     }
+    let index = Index::for_records(fmt);
     match &b[0..8] {
-        m if m == MAGIC_V2 => decode_v2(b),
-        m if m == MAGIC_V1 => decode_v1(b),
+        m if m == MAGIC_V2 => decode_v2(b, index),
+        m if m == MAGIC_V1 => decode_v1(b, index),
         _ => Err(DecodeError::Magic),
     }
 }
@@ -282,7 +292,10 @@ fn check_entry(
     Ok(())
 }
 
-fn decode_v2(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
+fn decode_v2(
+    b: &[u8],
+    mut index: Index,
+) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
     if b.len() < HEADER_BYTES_V2 + 4 {
         return Err(DecodeError::Truncated);
     }
@@ -294,7 +307,6 @@ fn decode_v2(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeE
     let table_count = get_u32(b, OFF_TABLE_COUNT);
     let end = b.len() - 4;
     let mut pos = HEADER_BYTES_V2;
-    let mut index = Index::default();
     let mut decoded = 0u64;
     let mut prev_table: Option<String> = None;
     for _ in 0..table_count {
@@ -384,12 +396,14 @@ fn decode_v2(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeE
     Ok((index, lsn, resume))
 }
 
-fn decode_v1(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
+fn decode_v1(
+    b: &[u8],
+    mut index: Index,
+) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
     let (lsn, resume) = decode_header(b)?;
     let count = get_u64(b, OFF_ENTRY_COUNT);
     let end = b.len() - 4;
     let mut pos = HEADER_BYTES;
-    let mut index = Index::default();
     let need = |pos: usize, n: usize| {
         if pos + n <= end {
             Ok(())

@@ -13,9 +13,10 @@ use super::*;
 
 /// How a version's log records are laid out (docs/format.md, "Log records" for versions 1
 /// to 3, "Compact records" for version 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecordFormat {
     /// 24-byte header with the LSN; every record stores its table name.
+    #[default]
     Wide,
     /// 12-byte header (16 when placed), no LSN, the table name elided after the first
     /// record of a stripe or journal entry when it repeats.

@@ -6,13 +6,15 @@
 //! - A record not yet durable is served from memory ([`Place::Pending`]); the writer switches the
 //!   entry to its disk location once the stripe's flush completed, and only if the entry still
 //!   names that LSN.
-//! - `live_bytes[s]` is the sum of the padded record lengths of the entries that point into
+//! - `live_bytes[s]` is the sum of the padded record lengths (in the array's record format,
+//!   table name counted) of the entries that point into
 //!   segment `s` (on disk or, while pending, in a stripe placed in `s`); the cleaner picks
 //!   segments by it. `checkpoint_bytes` is what the entries take in an index checkpoint.
 
 mod bloom;
 mod keymap;
 
+use crate::format::log_record::RecordFormat;
 pub use keymap::KeyMap;
 use std::collections::HashMap;
 
@@ -84,6 +86,8 @@ pub struct Index {
     live_total: u64,
     /// Bytes the entries take in a checkpoint.
     pub checkpoint_bytes: u64,
+    /// The array's record layout, which `live_bytes` counts in.
+    record_format: RecordFormat,
 }
 
 /// Bytes one entry takes in a checkpoint, besides its table name and key.
@@ -97,15 +101,28 @@ impl Index {
     }
 }
 
-fn record_bytes(table: &str, key: &[u8], value_len: u32) -> u64 {
-    crate::format::log_record::encoded_len_padded(table.len(), key.len(), value_len as usize) as u64
-}
-
 impl Index {
+    /// An empty index of an array whose log records are in `fmt`.
+    pub fn for_records(fmt: RecordFormat) -> Index {
+        Index {
+            record_format: fmt,
+            ..Index::default()
+        }
+    }
+
+    /// The bytes a record of this entry takes in the log, as `live_bytes` counts them: its
+    /// padded length with the table name stored (a compact record that leaves the name out
+    /// takes a few bytes less; the count never falls short).
+    fn record_bytes(&self, table: &str, key: &[u8], value_len: u32) -> u64 {
+        self.record_format
+            .encoded_len_padded(table.len(), key.len(), value_len as usize) as u64
+    }
+
     fn account_remove(&mut self, table: &str, key: &[u8], old: &IndexEntry) {
         let seg = old.place.segment_id();
+        let gone = self.record_bytes(table, key, old.value_len);
         if let Some(b) = self.live_bytes.get_mut(&seg) {
-            let gone = record_bytes(table, key, old.value_len).min(*b);
+            let gone = gone.min(*b);
             *b -= gone;
             self.live_total -= gone;
             if *b == 0 {
@@ -116,7 +133,7 @@ impl Index {
 
     /// Points (`table`, `key`) at `entry`, replacing the older entry (and its live bytes).
     pub fn put(&mut self, table: &str, key: &[u8], entry: IndexEntry) {
-        let bytes = record_bytes(table, key, entry.value_len);
+        let bytes = self.record_bytes(table, key, entry.value_len);
         *self.live_bytes.entry(entry.place.segment_id()).or_default() += bytes;
         self.live_total += bytes;
         let old = match self.tables.get_mut(table) {
@@ -184,7 +201,7 @@ mod tests {
     #[test]
     fn live_bytes_follow_puts_and_deletes() {
         let mut i = Index::default();
-        let one = record_bytes("t", b"k", 100);
+        let one = i.record_bytes("t", b"k", 100);
         i.put("t", b"k", pending(3));
         i.put("t", b"j", pending(3));
         assert_eq!(i.live_bytes[&3], 2 * one);
