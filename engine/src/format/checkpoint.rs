@@ -199,7 +199,9 @@ pub fn encode_v1(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>
     Some(out)
 }
 
-/// Decodes and verifies a checkpoint of either encoding.
+/// Decodes and verifies a checkpoint of either encoding (live bytes counted in version 1's
+/// record lengths; the engine uses [`decode_in`]).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn decode(b: &[u8]) -> std::result::Result<(Index, u64, ResumePoint), DecodeError> {
     decode_in(b, log_record::RecordFormat::Wide)
 }
