@@ -11,6 +11,12 @@
 # Needs: rustup's nightly toolchain and `cargo install cargo-fuzz`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The kernel schedules a session's processes as one group, and nice works only inside the
+# group: a run started in a session of its own (`setsid nice -n 19 ...`) would still take a
+# whole core from other sessions' work. Give that session's group the run's niceness.
+if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ "$(nice)" -gt 0 ]; then
+  echo "$(nice)" >/proc/self/autogroup 2>/dev/null || true
+fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
