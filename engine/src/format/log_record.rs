@@ -508,6 +508,19 @@ fn placed_value<'a>(
     Ok(&p.data[value_at..end])
 }
 
+/// A record's kind byte: its kind, and whether kind bit 7 (a placed value) is set, which only
+/// a stripe that may place values allows (`placed_allowed`); deletes are never placed.
+fn kind_of(byte: u8, placed_allowed: bool) -> Result<(RecordKind, bool), DecodeError> {
+    let is_placed = byte & KIND_PLACED != 0 && placed_allowed;
+    let kind = match byte & !(if is_placed { KIND_PLACED } else { 0 }) {
+        1 => RecordKind::Put,
+        2 if !is_placed => RecordKind::Delete,
+        3 => RecordKind::Moved,
+        _ => return Err(DecodeError::Field("record kind")),
+    };
+    Ok((kind, is_placed))
+}
+
 fn decode_compact<'a>(
     b: &'a [u8],
     lsn: u64,
@@ -520,13 +533,7 @@ fn decode_compact<'a>(
     let value_len = get_u32(b, C_OFF_VALUE_LEN) as usize;
     let key_len = get_u16(b, C_OFF_KEY_LEN) as usize;
     let stored_table = b[C_OFF_TABLE_LEN] as usize;
-    let is_placed = b[C_OFF_KIND] & KIND_PLACED != 0 && placed.is_some();
-    let kind = match b[C_OFF_KIND] & !(if is_placed { KIND_PLACED } else { 0 }) {
-        1 => RecordKind::Put,
-        2 if !is_placed => RecordKind::Delete,
-        3 => RecordKind::Moved,
-        _ => return Err(DecodeError::Field("record kind")),
-    };
+    let (kind, is_placed) = kind_of(b[C_OFF_KIND], placed.is_some())?;
     if key_len == 0 || key_len > MAX_KEY_BYTES || stored_table > MAX_TABLE_NAME_BYTES {
         return Err(DecodeError::Field("record lengths"));
     }
@@ -599,13 +606,7 @@ fn decode_wide<'a>(
         let value_len = get_u32(b, OFF_VALUE_LEN) as usize;
         let key_len = get_u16(b, OFF_KEY_LEN) as usize;
         let table_len = b[OFF_TABLE_LEN] as usize;
-        let is_placed = b[OFF_KIND] & KIND_PLACED != 0 && placed.is_some();
-        let kind = match b[OFF_KIND] & !(if is_placed { KIND_PLACED } else { 0 }) {
-            1 => RecordKind::Put,
-            2 if !is_placed => RecordKind::Delete,
-            3 => RecordKind::Moved,
-            _ => return Err(DecodeError::Field("record kind")),
-        };
+        let (kind, is_placed) = kind_of(b[OFF_KIND], placed.is_some())?;
         let value_at = get_u32(b, OFF_RESERVED) as usize;
         if !is_placed && value_at != 0 {
             return Err(DecodeError::Reserved);
