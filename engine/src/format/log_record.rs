@@ -71,9 +71,12 @@ impl RecordFormat {
     pub fn value_offset(self, record: &[u8]) -> Option<usize> {
         match self {
             RecordFormat::Wide => {
-                let h: &[u8; RECORD_HEADER_BYTES] =
-                    record.get(..RECORD_HEADER_BYTES)?.try_into().ok()?;
-                Some(value_offset(h))
+                let h = record.get(..RECORD_HEADER_BYTES)?;
+                Some(
+                    RECORD_HEADER_BYTES
+                        + h[OFF_TABLE_LEN] as usize
+                        + get_u16(h, OFF_KEY_LEN) as usize,
+                )
             }
             RecordFormat::Compact => {
                 let h = record.get(..COMPACT_HEADER_BYTES)?;
@@ -262,11 +265,6 @@ pub struct LogRecord {
     pub value: Vec<u8>,
 }
 
-/// Where a record's value starts, from the start of the record, given its header.
-pub(crate) fn value_offset(header: &[u8; RECORD_HEADER_BYTES]) -> usize {
-    RECORD_HEADER_BYTES + header[OFF_TABLE_LEN] as usize + get_u16(header, OFF_KEY_LEN) as usize
-}
-
 /// Bytes a record occupies, including padding to the next 8-byte boundary.
 pub fn encoded_len_padded(table_len: usize, key_len: usize, value_len: usize) -> usize {
     (RECORD_HEADER_BYTES + table_len + key_len + value_len).div_ceil(RECORD_ALIGN_BYTES)
@@ -324,24 +322,6 @@ fn finish(out: &mut Vec<u8>, start: usize, crc: u32) -> (u32, usize) {
     let len = out.len() - start;
     out.resize(start + len.next_multiple_of(RECORD_ALIGN_BYTES), 0);
     (crc, len)
-}
-
-/// Appends a record like [`encode_parts`] and returns its crc, its unpadded length and the
-/// crc32c of its value alone (what the index holds once the value is placed on device
-/// blocks).
-#[cfg_attr(not(feature = "internals"), allow(dead_code))]
-pub fn encode_parts_split(
-    lsn: u64,
-    kind: RecordKind,
-    table: &str,
-    key: &[u8],
-    value: &[u8],
-    out: &mut Vec<u8>,
-) -> (u32, usize, u32) {
-    // Two passes over the value: crc32c_combine would save one, but costs far more than a
-    // pass over a few KiB with the CPU's crc instruction.
-    let (crc, len) = encode_parts(lsn, kind, table, key, value, out);
-    (crc, len, crc32c::crc32c(value))
 }
 
 /// The header of `record` (an inline record as [`encode_in`] wrote it in `fmt`) once its

@@ -126,7 +126,7 @@ impl Shared {
         // records"): one the stripe elided is written with it, the rest as they are.
         let named;
         let (first_part, rest) = if head.table_stored {
-            (&open.buf[from..from], &open.buf[from..])
+            (&[][..], &open.buf[from..])
         } else {
             let end = from + (head.len as usize).next_multiple_of(8);
             let rec = &open.buf[from..from + head.len as usize];
