@@ -29,7 +29,7 @@
 //! `max_live_fraction` are not picked unless the writers are out of space (then any segment
 //! with something dead in it is).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::stripe::{walk_stripes, StripeOutcome};
 use crate::log::writer::Relocation;
@@ -339,10 +339,25 @@ pub(crate) fn clean_pass(
     }
     let mut limiter = RateLimiter::new(opts.rate_limit_bytes_per_sec);
     for v in &victims {
-        if let Some((records, bytes)) = relocate_segment(shared, v, &mut limiter)? {
-            report.segments_cleaned += 1;
-            report.records_relocated += records;
-            report.bytes_relocated += bytes;
+        match relocate_segment(shared, v, &mut limiter) {
+            Ok(Some((records, bytes))) => {
+                report.segments_cleaned += 1;
+                report.records_relocated += records;
+                report.bytes_relocated += bytes;
+            }
+            Ok(None) => {}
+            // Foreground writes may take all but the reserve while the pass runs, so the room
+            // the victims were picked for can be gone before the last of them is moved. Stop
+            // there: what moved is made durable below and the victims it emptied are freed; the
+            // next pass picks again with the room there is then.
+            Err(Error::NoSpace(why)) => {
+                tracing::debug!(
+                    "cleaner: pass stopped after {} victims: {why}",
+                    report.segments_cleaned
+                );
+                break;
+            }
+            Err(e) => return Err(e),
         }
     }
     // The moved records must be durable before their old places may be reused.
