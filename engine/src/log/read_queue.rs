@@ -13,11 +13,22 @@
 //! When the check fails the read goes through the ordinary path, which holds the gate and
 //! looks the index up again: a record that moved meanwhile is read where it is now, and one
 //! that did not meets all the checks, the whole-stripe rebuild and the repair.
+//!
+//! A record rebuilt from k other chunks reads (and decodes) the same rows of every data
+//! chunk of its stripe, which hold the stripe's other records. The queue keeps those bytes
+//! (a stripe window): a later read of a record inside them takes it from there, and one
+//! submitted while the rebuild is still in flight waits for it instead of reading its own
+//! blocks. A sequential read with a device missing then reads each degraded stripe once
+//! rather than once for the rebuild and again record by record. Window bytes are checked
+//! like device bytes (the record's crc, LSN, table and key).
 
 use crate::error::Result;
 use crate::index::{IndexEntry, Place, RecordLoc};
 use crate::log::read::{fast_record_reads, verify_record, FastBatch, FastReads};
-use crate::log::stripe::{finish_record_rebuild, plan_record_rebuild, RecordRebuild};
+use crate::log::stripe::{
+    finish_record_rebuild_keeping, finish_stripe_rows, plan_record_rebuild, plan_stripe_rows,
+    record_from, record_pieces, stripe_data_degraded, ChunkBytes, RecordRebuild,
+};
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
 use ectable_devices::IoBatch;
@@ -34,6 +45,9 @@ const WAIT_SLICE: Duration = Duration::from_micros(250);
 /// looked up, before the queue reads it through the ordinary (gated) path.
 const LOOKUP_RETRIES: usize = 4;
 
+/// Stripe windows of completed rebuilds kept for later reads (each at most k chunks).
+const KEPT_WINDOWS: usize = 8;
+
 /// The outcome of one queued read: the tag given at submission, and the value (None when the
 /// key does not exist) or the error that read alone met.
 pub type ReadDone<T> = (T, Result<Option<Vec<u8>>>);
@@ -49,6 +63,14 @@ pub struct ReadQueue<'e, T> {
     table: String,
     in_flight: VecDeque<Slot<T>>,
     ready: VecDeque<ReadDone<T>>,
+    /// Stripe windows: of rebuilds in flight (bytes not yet there), then of the last
+    /// [`KEPT_WINDOWS`] completed ones.
+    windows: VecDeque<Window>,
+    next_window: u64,
+    /// Segment and stripe offset of the last record read from the devices: a record in the
+    /// same stripe or the next one is read sequentially, and when its stripe has a data
+    /// chunk to rebuild, the whole stripe is read and decoded once.
+    last_read: Option<(u64, u32)>,
     /// The queue holds io_uring operations of the creating thread.
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -64,16 +86,53 @@ struct Slot<T> {
 enum How {
     /// The record's blocks read where they are.
     Direct(FastBatch),
-    /// The record rebuilt from k other chunks (its own chunk is on a missing or slow device).
-    Rebuild(RecordRebuild, IoBatch),
+    /// The record rebuilt from k other chunks (its own chunk is on a missing or slow device);
+    /// the rebuild's bytes become the window of this id.
+    Rebuild(RecordRebuild, IoBatch, u64),
+    /// The whole stripe read from k chunks (the shard of each read) and decoded, for a
+    /// sequential read; the stripe becomes the window of this id.
+    Stripe(Vec<usize>, IoBatch, u64),
+    /// The record taken from the window of this id, whose rebuild is in flight.
+    Window(u64),
 }
 
 impl How {
-    fn batch(&self) -> &IoBatch {
+    /// The reads in flight; None for a read waiting for another's window.
+    fn batch(&self) -> Option<&IoBatch> {
         match self {
-            How::Direct(f) => f.batch(),
-            How::Rebuild(_, b) => b,
+            How::Direct(f) => Some(f.batch()),
+            How::Rebuild(_, b, _) | How::Stripe(_, b, _) => Some(b),
+            How::Window(_) => None,
         }
+    }
+}
+
+/// Rows of a stripe's data chunks that a rebuild read or decoded.
+struct Window {
+    id: u64,
+    segment_id: u64,
+    stripe_offset: u32,
+    /// (shard, from, to) the rebuild yields.
+    covers: Vec<(usize, usize, usize)>,
+    /// The bytes, once the rebuild completed.
+    bytes: Option<Vec<ChunkBytes>>,
+}
+
+impl Window {
+    /// Whether every piece of the record lies in the window.
+    fn holds(&self, seg: u64, loc: &RecordLoc) -> bool {
+        self.segment_id == seg
+            && self.stripe_offset == loc.offset_in_segment_bytes
+            && record_pieces(loc).all(|(shard, first, take)| {
+                self.covers
+                    .iter()
+                    .any(|&(j, a, b)| j == shard && a <= first && first + take <= b)
+            })
+    }
+
+    /// The record's bytes from a completed window.
+    fn record(&self, loc: &RecordLoc) -> Option<Vec<u8>> {
+        record_from(self.bytes.as_ref()?, loc)
     }
 }
 
@@ -84,6 +143,9 @@ impl<'e, T> ReadQueue<'e, T> {
             table: table.to_string(),
             in_flight: VecDeque::new(),
             ready: VecDeque::new(),
+            windows: VecDeque::new(),
+            next_window: 0,
+            last_read: None,
             _not_send: std::marker::PhantomData,
         }
     }
@@ -122,17 +184,26 @@ impl<'e, T> ReadQueue<'e, T> {
             if let Some(done) = self.ready.pop_front() {
                 return Some(done);
             }
-            let oldest = self.in_flight.front()?;
+            if self.in_flight.is_empty() {
+                return None;
+            }
             match self
                 .in_flight
                 .iter()
-                .position(|s| s.how.batch().completed())
+                .position(|s| s.how.batch().is_some_and(|b| b.completed()))
             {
                 Some(i) => {
                     let slot = self.in_flight.remove(i).expect("position is in range");
                     self.finish(slot);
                 }
-                None => oldest.how.batch().wait_progress(WAIT_SLICE),
+                // Reads waiting for a window always have its rebuild in flight with them.
+                None => match self.in_flight.iter().find_map(|s| s.how.batch()) {
+                    Some(b) => b.wait_progress(WAIT_SLICE),
+                    None => {
+                        let slot = self.in_flight.pop_front().expect("not empty");
+                        self.gated(slot.key, slot.tag);
+                    }
+                },
             }
         }
     }
@@ -165,8 +236,49 @@ impl<'e, T> ReadQueue<'e, T> {
             // Cleaned and freed since the lookup: the record is elsewhere now.
             return self.again(key, tag, tries);
         };
-        match submit(shared, &seg, &loc) {
+        if let Some(w) = self.windows.iter().find(|w| w.holds(seg.id, &loc)) {
+            shared.counters.reads.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .degraded_reads
+                .fetch_add(1, Ordering::Relaxed);
+            if w.bytes.is_none() {
+                let how = How::Window(w.id);
+                return self.in_flight.push_back(Slot {
+                    tag,
+                    key,
+                    entry,
+                    loc,
+                    how,
+                });
+            }
+            let got = w.record(&loc);
+            return self.checked(got, tag, key, &entry, &loc);
+        }
+        let window = self.next_window;
+        let at = (seg.id, loc.offset_in_segment_bytes);
+        let sequential = self.last_read.is_some_and(|(s, o)| {
+            s == at.0 && at.1 >= o && at.1 - o <= shared.array.chunk_size() as u32
+        });
+        self.last_read = Some(at);
+        match submit(shared, &seg, &loc, window, sequential) {
             Some(how) => {
+                let k = shared.array.k();
+                let covers = match &how {
+                    How::Rebuild(plan, _, _) => plan.yields(k),
+                    How::Stripe(..) => (0..k).map(|j| (j, 0, loc.height_bytes as usize)).collect(),
+                    _ => Vec::new(),
+                };
+                if !covers.is_empty() {
+                    self.next_window += 1;
+                    self.windows.push_front(Window {
+                        id: window,
+                        segment_id: seg.id,
+                        stripe_offset: loc.offset_in_segment_bytes,
+                        covers,
+                        bytes: None,
+                    });
+                }
                 shared.counters.reads.fetch_add(1, Ordering::Relaxed);
                 self.in_flight.push_back(Slot {
                     tag,
@@ -217,24 +329,113 @@ impl<'e, T> ReadQueue<'e, T> {
                 let (mut bytes, failed) = reads.finish(array, 1);
                 bytes.pop().flatten().filter(|_| !failed[0])
             }
-            How::Rebuild(plan, batch) => {
+            How::Rebuild(plan, batch, window) => {
                 self.shared
                     .counters
                     .degraded_reads
                     .fetch_add(1, Ordering::Relaxed);
-                finish_record_rebuild(array, &plan, batch.wait())
+                let mut kept = Vec::new();
+                let got =
+                    finish_record_rebuild_keeping(array, &plan, batch.wait(), Some(&mut kept))
+                        .and_then(|b| self.verify(&b, &loc, &entry, &key));
+                // A window is kept only when its own record verified: bytes of a chunk that
+                // was read and is bad go no further than this read.
+                self.window_done(window, got.is_some().then_some(kept));
+                return self.hand_on(got, tag, key);
             }
+            How::Stripe(shards, batch, window) => {
+                self.shared
+                    .counters
+                    .degraded_reads
+                    .fetch_add(1, Ordering::Relaxed);
+                let kept = finish_stripe_rows(array, &shards, batch.wait());
+                let got = kept
+                    .as_deref()
+                    .and_then(|c| record_from(c, &loc))
+                    .and_then(|b| self.verify(&b, &loc, &entry, &key));
+                self.window_done(window, kept.filter(|_| got.is_some()));
+                return self.hand_on(got, tag, key);
+            }
+            How::Window(window) => self
+                .windows
+                .iter()
+                .find(|w| w.id == window)
+                .and_then(|w| w.record(&loc)),
         };
-        if let Some(v) = bytes.and_then(|b| {
-            verify_record(
-                array.record_format(),
-                &b,
-                &loc,
-                (entry.lsn, entry.value_len),
-                &self.table,
-                &key,
-            )
-        }) {
+        self.checked(bytes, tag, key, &entry, &loc)
+    }
+
+    /// A rebuild completed (`bytes`: what it read and decoded, None if it failed): the reads
+    /// waiting for its window take their records from it (or, if it failed, read on their
+    /// own), and it is kept for later reads.
+    fn window_done(&mut self, id: u64, bytes: Option<Vec<ChunkBytes>>) {
+        let Some(at) = self.windows.iter().position(|w| w.id == id) else {
+            return;
+        };
+        let failed = bytes.is_none();
+        let mut w = self.windows.remove(at).expect("position is in range");
+        w.bytes = bytes;
+        let waiting: VecDeque<Slot<T>> = {
+            let (mine, others) = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .partition(|s| matches!(s.how, How::Window(x) if x == id));
+            self.in_flight = others;
+            mine
+        };
+        for s in waiting {
+            let got = w.record(&s.loc);
+            self.checked(got, s.tag, s.key, &s.entry, &s.loc);
+        }
+        if !failed {
+            // Completed windows after those in flight, newest first.
+            let first_done = self
+                .windows
+                .iter()
+                .position(|w| w.bytes.is_some())
+                .unwrap_or(self.windows.len());
+            self.windows.insert(first_done, w);
+            let done = self.windows.len() - first_done;
+            if done > KEPT_WINDOWS {
+                self.windows.pop_back();
+            }
+        }
+    }
+
+    /// Hands the value on when `bytes` are the indexed record, else resolves the read under
+    /// the gate.
+    fn checked(
+        &mut self,
+        bytes: Option<Vec<u8>>,
+        tag: T,
+        key: Vec<u8>,
+        entry: &IndexEntry,
+        loc: &RecordLoc,
+    ) {
+        let value = bytes.and_then(|b| self.verify(&b, loc, entry, &key));
+        self.hand_on(value, tag, key)
+    }
+
+    /// The value, when `bytes` are the record the index entry names.
+    fn verify(
+        &self,
+        bytes: &[u8],
+        loc: &RecordLoc,
+        entry: &IndexEntry,
+        key: &[u8],
+    ) -> Option<Vec<u8>> {
+        verify_record(
+            self.shared.array.record_format(),
+            bytes,
+            loc,
+            (entry.lsn, entry.value_len),
+            &self.table,
+            key,
+        )
+    }
+
+    /// Hands a verified value on, or reads the key through the gated path.
+    fn hand_on(&mut self, value: Option<Vec<u8>>, tag: T, key: Vec<u8>) {
+        if let Some(v) = value {
             return self.ready.push_back((tag, Ok(Some(v))));
         }
         // The ordinary path holds the free gate (no segment is freed under it) and looks the
@@ -250,15 +451,26 @@ impl<'e, T> ReadQueue<'e, T> {
 
 /// Submits the reads of one record: its own blocks when its chunks are on available, fast
 /// devices, else the same bytes of k other chunks. None when neither can be planned.
-fn submit(shared: &Shared, seg: &Arc<SegmentInfo>, loc: &RecordLoc) -> Option<How> {
+fn submit(
+    shared: &Shared,
+    seg: &Arc<SegmentInfo>,
+    loc: &RecordLoc,
+    window: u64,
+    sequential: bool,
+) -> Option<How> {
     let array = &shared.array;
+    if sequential && stripe_data_degraded(array, seg, loc) {
+        if let Some((ops, shards)) = plan_stripe_rows(array, seg, loc) {
+            return Some(How::Stripe(shards, array.io.submit(ops), window));
+        }
+    }
     if let Some(rops) = fast_record_reads(array, seg, loc) {
         let mut reads = FastReads::default();
         reads.add(0, rops);
         return Some(How::Direct(reads.submit(array)));
     }
     let (ops, plan) = plan_record_rebuild(array, seg, loc)?;
-    Some(How::Rebuild(plan, array.io.submit(ops)))
+    Some(How::Rebuild(plan, array.io.submit(ops), window))
 }
 
 impl<T> Drop for ReadQueue<'_, T> {
@@ -267,7 +479,8 @@ impl<T> Drop for ReadQueue<'_, T> {
         for slot in self.in_flight.drain(..) {
             match slot.how {
                 How::Direct(reads) => drop(reads.finish(&self.shared.array, 1)),
-                How::Rebuild(_, batch) => drop(batch.wait()),
+                How::Rebuild(_, batch, _) | How::Stripe(_, batch, _) => drop(batch.wait()),
+                How::Window(_) => {}
             }
         }
     }

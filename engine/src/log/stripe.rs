@@ -434,6 +434,40 @@ pub(crate) struct RecordRebuild {
     op_count: usize,
 }
 
+/// The pieces of a record, one per data chunk it spans: (shard, first byte in the chunk,
+/// bytes to take).
+pub(crate) fn record_pieces(loc: &RecordLoc) -> impl Iterator<Item = (usize, usize, usize)> {
+    let body_len = loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES;
+    let end = loc.record_offset as usize + loc.record_len as usize;
+    let mut pos = loc.record_offset as usize;
+    std::iter::from_fn(move || {
+        if pos >= end || body_len == 0 {
+            return None;
+        }
+        let (shard, within) = (pos / body_len, pos % body_len);
+        let take = (body_len - within).min(end - pos);
+        pos += take;
+        Some((shard, CHUNK_HEADER_SIZE_BYTES + within, take))
+    })
+}
+
+/// Bytes of one data chunk of a stripe, from byte `from` of the chunk (its header included)
+/// on: what a record rebuild read or decoded, kept so that other records of the stripe can
+/// be taken from it (log/read_queue.rs).
+pub(crate) struct ChunkBytes {
+    pub(crate) shard: usize,
+    pub(crate) from: usize,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl ChunkBytes {
+    /// The `take` bytes at `first` of `shard`, if these bytes hold them.
+    pub(crate) fn get(&self, shard: usize, first: usize, take: usize) -> Option<&[u8]> {
+        let at = first.checked_sub(self.from)?;
+        (self.shard == shard && at + take <= self.bytes.len()).then(|| &self.bytes[at..at + take])
+    }
+}
+
 /// Plans the reads. None when fewer than k chunks are available.
 pub(crate) fn plan_record_rebuild(
     array: &Array,
@@ -441,16 +475,9 @@ pub(crate) fn plan_record_rebuild(
     loc: &RecordLoc,
 ) -> Option<(Vec<IoOp>, RecordRebuild)> {
     let (w, k) = (array.w(), array.k());
-    let body_len = loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES;
     let mut ops = Vec::new();
     let mut pieces = Vec::new();
-    let mut pos = loc.record_offset as usize;
-    let end = pos + loc.record_len as usize;
-    while pos < end {
-        let shard = pos / body_len;
-        let within = pos % body_len;
-        let take = (body_len - within).min(end - pos);
-        let first = CHUNK_HEADER_SIZE_BYTES + within;
+    for (shard, first, take) in record_pieces(loc) {
         let a = first / BLOCK_BYTES * BLOCK_BYTES;
         let b = (first + take).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
         let (slot, place) =
@@ -489,7 +516,6 @@ pub(crate) fn plan_record_rebuild(
             take,
             read_from.iter().map(|r| r.0).collect(),
         ));
-        pos += take;
     }
     let op_count = ops.len();
     Some((ops, RecordRebuild { pieces, op_count }))
@@ -498,6 +524,21 @@ pub(crate) fn plan_record_rebuild(
 impl RecordRebuild {
     pub(crate) fn op_count(&self) -> usize {
         self.op_count
+    }
+
+    /// The chunk bytes [`finish_record_rebuild_keeping`] will yield, as (shard, from, to):
+    /// every data chunk's for a piece that is decoded, the piece's own chunk's for one read
+    /// where it is. `k` is the array's data shard count.
+    pub(crate) fn yields(&self, k: usize) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        for (shard, _, a, b, _, sources) in &self.pieces {
+            if sources.as_slice() == [*shard] {
+                out.push((*shard, *a, *b));
+            } else {
+                out.extend((0..k).map(|j| (j, *a, *b)));
+            }
+        }
+        out
     }
 }
 
@@ -509,7 +550,18 @@ pub(crate) fn finish_record_rebuild(
     plan: &RecordRebuild,
     completions: Vec<ectable_devices::IoCompletion>,
 ) -> Option<Vec<u8>> {
-    let w = array.w();
+    finish_record_rebuild_keeping(array, plan, completions, None)
+}
+
+/// [`finish_record_rebuild`], also handing the data chunks' bytes it read or decoded to
+/// `keep` (what [`RecordRebuild::yields`] names; nothing when a read failed).
+pub(crate) fn finish_record_rebuild_keeping(
+    array: &Array,
+    plan: &RecordRebuild,
+    completions: Vec<ectable_devices::IoCompletion>,
+    mut keep: Option<&mut Vec<ChunkBytes>>,
+) -> Option<Vec<u8>> {
+    let (w, k) = (array.w(), array.k());
     // Passive detection sees these reads too (a device read around keeps being measured
     // through the reads sampled here).
     for c in &completions {
@@ -539,6 +591,108 @@ pub(crate) fn finish_record_rebuild(
         }
         let piece = bufs[*shard].as_ref()?;
         out.extend_from_slice(&piece[first - a..first - a + take]);
+        if let Some(keep) = keep.as_deref_mut() {
+            for (j, b) in bufs.into_iter().enumerate().take(k) {
+                if let Some(bytes) = b {
+                    keep.push(ChunkBytes {
+                        shard: j,
+                        from: *a,
+                        bytes,
+                    });
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether a data chunk of the record's stripe is on a missing device or one that reads go
+/// around (a slow one): reading the stripe's records then means rebuilding some of them.
+pub(crate) fn stripe_data_degraded(array: &Array, seg: &SegmentInfo, loc: &RecordLoc) -> bool {
+    (0..array.k()).any(|j| {
+        let (slot, place) = chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, j);
+        place.is_none() || array.avoid_for_reads(slot as usize)
+    })
+}
+
+/// Reads of the whole height of k chunks of the record's stripe (data chunks and fast
+/// devices first), and the shard of each read: one read of k chunks yields every record of
+/// a stripe whose data chunks are not all available (a sequential read's next records).
+/// None when fewer than k chunks are available.
+pub(crate) fn plan_stripe_rows(
+    array: &Array,
+    seg: &SegmentInfo,
+    loc: &RecordLoc,
+) -> Option<(Vec<IoOp>, Vec<usize>)> {
+    let mut avail: Vec<(bool, usize, usize, u64)> = (0..array.w())
+        .filter_map(|j| {
+            let (slot, place) =
+                chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, j);
+            place.map(|(d, off)| (array.avoid_for_reads(slot as usize), j, d, off))
+        })
+        .collect();
+    if avail.len() < array.k() {
+        return None;
+    }
+    avail.sort_unstable_by_key(|o| (o.0, o.1));
+    avail.truncate(array.k());
+    let h = loc.height_bytes as usize;
+    let ops = avail
+        .iter()
+        .map(|&(_, _, d, off)| IoOp::read(d, off, h))
+        .collect();
+    Some((ops, avail.iter().map(|a| a.1).collect()))
+}
+
+/// Decodes the data chunks of a stripe from the completed reads of [`plan_stripe_rows`] (in
+/// op order, `shards` the shard of each). None if a read failed or the decode did. The
+/// bytes are not verified here: each record taken from them is checked against its crc.
+pub(crate) fn finish_stripe_rows(
+    array: &Array,
+    shards: &[usize],
+    completions: Vec<ectable_devices::IoCompletion>,
+) -> Option<Vec<ChunkBytes>> {
+    let (w, k) = (array.w(), array.k());
+    for c in &completions {
+        if let Some(slot) = array.slot_of_device(c.op.device_index) {
+            array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+        }
+    }
+    let mut bufs: Vec<Option<Vec<u8>>> = vec![None; w];
+    let mut span = 0;
+    for (c, &j) in completions.into_iter().zip(shards) {
+        c.result.ok()?;
+        span = c.op.buf.len();
+        bufs[j] = Some(c.op.buf.to_vec());
+    }
+    if bufs.iter().take(k).any(|b| b.is_none()) {
+        let present: Vec<bool> = bufs.iter().map(|x| x.is_some()).collect();
+        let mut full: Vec<Vec<u8>> = bufs
+            .into_iter()
+            .map(|x| x.unwrap_or_else(|| vec![0u8; span]))
+            .collect();
+        let mut refs: Vec<&mut [u8]> = full.iter_mut().map(|v| v.as_mut_slice()).collect();
+        array.codec.reconstruct(&mut refs, &present).ok()?;
+        bufs = full.into_iter().map(Some).collect();
+    }
+    bufs.into_iter()
+        .take(k)
+        .enumerate()
+        .map(|(shard, b)| {
+            b.map(|bytes| ChunkBytes {
+                shard,
+                from: 0,
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// A record's bytes from chunk bytes that hold all of its pieces.
+pub(crate) fn record_from(chunks: &[ChunkBytes], loc: &RecordLoc) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(loc.record_len as usize);
+    for (shard, first, take) in record_pieces(loc) {
+        out.extend_from_slice(chunks.iter().find_map(|c| c.get(shard, first, take))?);
     }
     Some(out)
 }
