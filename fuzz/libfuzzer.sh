@@ -37,8 +37,10 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   # Wall time is only a backstop (20x the budget); the watcher below ends the run with SIGINT
   # (libFuzzer then prints its final stats) once the fuzzing process has had SECONDS of CPU.
+  # libFuzzer's timeout counts wall time, so a run paused for a benchmark (SIGSTOP, then
+  # SIGCONT) must not call its current input a hang: 20 minutes, not libFuzzer's default.
   cargo +nightly fuzz run --fuzz-dir fuzz/libfuzzer -O "$t" "$work" "fuzz/corpus/$t" -- \
-    -max_total_time=$((seconds * 20)) -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+    -max_total_time=$((seconds * 20)) -timeout=1200 -rss_limit_mb=4096 -max_len=65536 \
     -print_final_stats=1 >"$log" 2>&1 &
   cargo_pid=$!
   used=0
@@ -61,7 +63,9 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  crashes=$(find "fuzz/libfuzzer/artifacts/$t" -type f | wc -l)
+  # Slow units are reports, not findings; crashes, timeouts, out-of-memory and leaks are.
+  crashes=$(find "fuzz/libfuzzer/artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' \
+    -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
   printf '%-16s %8s %8s %12s %8s %8s %8s\n' "$t" "$used" "$wall" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$crashes"
   # The watcher's SIGINT makes libFuzzer exit 72 ("run interrupted") and cargo fuzz exit 1;
   # any other failure without an artifact is worth a look.
