@@ -557,8 +557,15 @@ impl Sim {
 
     fn get_check(&mut self) -> StepResult {
         let (t, k) = self.pick_key();
-        // Half the reads go through a read queue (the optimistic path) instead of `get`.
+        // Half the reads go through a read queue (the optimistic path) instead of `get`, and
+        // half of those read a run of keys through one queue (reads in flight together, the
+        // stripe windows of degraded reads).
         let queued = self.rng.random_bool(0.5);
+        if queued && self.rng.random_bool(0.5) {
+            let run = self.rng.random_range(2..=16usize);
+            let depth = self.rng.random_range(1..=8usize);
+            return self.run_check(t, k, run, depth);
+        }
         self.note(format!(
             "{} {t}/{}",
             if queued { "queued get" } else { "get" },
@@ -591,6 +598,62 @@ impl Sim {
                     ""
                 }
             ));
+        }
+        Ok(())
+    }
+
+    /// `run` keys from `first` on read through one queue `depth` deep, each checked against
+    /// the history.
+    fn run_check(&mut self, t: String, first: Vec<u8>, run: usize, depth: usize) -> StepResult {
+        let start: usize = std::str::from_utf8(&first[1..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let keys: Vec<Vec<u8>> = (start..(start + run).min(KEYS as usize))
+            .map(|i| format!("k{i:03}").into_bytes())
+            .collect();
+        self.note(format!(
+            "queued run of {} keys of {t} from {} at depth {depth}",
+            keys.len(),
+            show(&first)
+        ));
+        let e = self.engine()?;
+        let mut q = e.read_queue::<usize>(&t);
+        let mut got: Vec<Option<Result<Option<Vec<u8>>, Error>>> =
+            keys.iter().map(|_| None).collect();
+        let mut next = 0;
+        loop {
+            while next < keys.len() && q.len() < depth {
+                q.submit(&keys[next], next)
+                    .map_err(|e| format!("queue submit {t}/{}: {e}", show(&keys[next])))?;
+                next += 1;
+            }
+            let Some((i, r)) = q.next_done() else { break };
+            if got[i].replace(r).is_some() {
+                return Err(format!(
+                    "queued read {t}/{} handed back twice",
+                    show(&keys[i])
+                ));
+            }
+        }
+        drop(q);
+        for (k, r) in keys.iter().zip(got) {
+            let got = match r {
+                None => return Err(format!("queued read {t}/{} never handed back", show(k))),
+                Some(Ok(v)) => v,
+                Some(Err(Error::NoSuchTable(_))) => None,
+                Some(Err(e)) => return Err(format!("queued get {t}/{} failed: {e}", show(k))),
+            };
+            self.report.reads_checked += 1;
+            let want = self.model.get(&t, k);
+            if got.as_ref() != want {
+                return Err(format!(
+                    "queued get {t}/{}: read {:?} bytes, the history says {:?} bytes",
+                    show(k),
+                    got.as_ref().map(|v| v.len()),
+                    want.map(|v| v.len()),
+                ));
+            }
         }
         Ok(())
     }
