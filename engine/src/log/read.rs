@@ -115,7 +115,7 @@ impl Shared {
         self.counters
             .reads
             .fetch_add(disk.len() as u64, Ordering::Relaxed);
-        let (bytes, failed) = fast.submit(array).finish(array, items.len());
+        let (mut bytes, failed) = fast.submit(array).finish(array, items.len());
         // Records whose chunk is on a missing or slow device: rebuild just their blocks from
         // k other chunks, all of the batch's reads submitted together. A chunk that was read
         // and failed its checks takes the whole-stripe path instead, which finds and repairs
@@ -146,7 +146,7 @@ impl Shared {
         let mut rebuilt: HashMap<(u64, u32), Vec<u8>> = HashMap::new();
         for (i, loc, seg, lsn) in disk {
             let key = items[i].0;
-            let fast = match (&bytes[i], failed[i]) {
+            let fast = match (bytes[i].take(), failed[i]) {
                 (Some(b), false) => verify_record(array.record_format(), b, &loc, lsn, table, key),
                 _ => None,
             };
@@ -154,7 +154,7 @@ impl Shared {
                 Some(v) => v,
                 None => {
                     self.counters.degraded_reads.fetch_add(1, Ordering::Relaxed);
-                    match partial.get(&i).and_then(|b| {
+                    match partial.remove(&i).and_then(|b| {
                         verify_record(array.record_format(), b, &loc, lsn, table, key)
                     }) {
                         Some(v) => v,
@@ -263,7 +263,7 @@ impl Shared {
         let from = loc.record_offset as usize;
         let to = from + loc.record_len as usize;
         data.get(from..to)
-            .and_then(|b| verify_record(array.record_format(), b, loc, lsn, table, key))
+            .and_then(|b| verify_record(array.record_format(), b.to_vec(), loc, lsn, table, key))
             .ok_or_else(|| {
                 lost(
                     array.k(),
@@ -417,22 +417,22 @@ pub(crate) type Expect = (u64, u32);
 /// Checks fetched record bytes (in the array's record format `fmt`) against the index entry
 /// (`(lsn, value_len)`, table and key); returns the value if they match. A value placed on
 /// device blocks (record_len = value_len, docs/format.md "Values on device blocks") is the
-/// bytes themselves, checked against its own crc. A compact record stores neither its LSN
+/// bytes themselves, checked against its own crc, and handed back without a copy. A compact record stores neither its LSN
 /// nor, when elided, its table: its crc covers both, so it is decoded with the expected ones.
 pub(crate) fn verify_record(
     fmt: crate::format::log_record::RecordFormat,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     loc: &RecordLoc,
     (lsn, value_len): Expect,
     table: &str,
     key: &[u8],
 ) -> Option<Vec<u8>> {
     if loc.record_len == value_len {
-        return (bytes.len() == value_len as usize && crc32c::crc32c(bytes) == loc.crc)
-            .then(|| bytes.to_vec());
+        return (bytes.len() == value_len as usize && crc32c::crc32c(&bytes) == loc.crc)
+            .then_some(bytes);
     }
     let (rec, crc, _) =
-        crate::format::log_record::RecordView::decode_in(fmt, bytes, lsn, Some(table)).ok()?;
+        crate::format::log_record::RecordView::decode_in(fmt, &bytes, lsn, Some(table)).ok()?;
     (crc == loc.crc
         && rec.lsn == lsn
         && rec.table == table

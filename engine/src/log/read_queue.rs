@@ -337,7 +337,7 @@ impl<'e, T> ReadQueue<'e, T> {
                 let mut kept = Vec::new();
                 let got =
                     finish_record_rebuild_keeping(array, &plan, batch.wait(), Some(&mut kept))
-                        .and_then(|b| self.verify(&b, &loc, &entry, &key));
+                        .and_then(|b| self.verify(b, &loc, &entry, &key));
                 // A window is kept only when its own record verified: bytes of a chunk that
                 // was read and is bad go no further than this read.
                 self.window_done(window, got.is_some().then_some(kept));
@@ -352,7 +352,7 @@ impl<'e, T> ReadQueue<'e, T> {
                 let got = kept
                     .as_deref()
                     .and_then(|c| record_from(c, &loc))
-                    .and_then(|b| self.verify(&b, &loc, &entry, &key));
+                    .and_then(|b| self.verify(b, &loc, &entry, &key));
                 self.window_done(window, kept.filter(|_| got.is_some()));
                 return self.hand_on(got, tag, key);
             }
@@ -411,14 +411,14 @@ impl<'e, T> ReadQueue<'e, T> {
         entry: &IndexEntry,
         loc: &RecordLoc,
     ) {
-        let value = bytes.and_then(|b| self.verify(&b, loc, entry, &key));
+        let value = bytes.and_then(|b| self.verify(b, loc, entry, &key));
         self.hand_on(value, tag, key)
     }
 
     /// The value, when `bytes` are the record the index entry names.
     fn verify(
         &self,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         loc: &RecordLoc,
         entry: &IndexEntry,
         key: &[u8],

@@ -71,11 +71,11 @@ impl Shared {
         p: PendingLoad,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let n = p.items.len();
-        let (bytes, failed) = p.reads.finish(&self.array, n);
+        let (mut bytes, failed) = p.reads.finish(&self.array, n);
         let mut values: Vec<Option<Vec<u8>>> = vec![None; n];
         let mut again = Vec::new();
         for (i, (key, e)) in p.items.iter().enumerate() {
-            let checked = match (&e.place, &bytes[i]) {
+            let checked = match (&e.place, bytes[i].take()) {
                 (Place::Disk(loc), Some(b)) if p.fast[i] && !failed[i] => verify_record(
                     self.array.record_format(),
                     b,
