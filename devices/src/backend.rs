@@ -44,7 +44,7 @@ impl IoOp {
             device_index,
             kind: IoKind::Read,
             offset_bytes,
-            buf: AlignedBuf::new(len),
+            buf: AlignedBuf::for_read(len),
         }
     }
     /// A read of `buf.len()` bytes at `offset_bytes` into `buf` (a buffer being reused; its
