@@ -580,14 +580,7 @@ pub(crate) fn finish_record_rebuild_keeping(
             bufs[j] = Some(c.op.buf.to_vec());
         }
         if bufs[*shard].is_none() {
-            let present: Vec<bool> = bufs.iter().map(|x| x.is_some()).collect();
-            let mut full: Vec<Vec<u8>> = bufs
-                .into_iter()
-                .map(|x| x.unwrap_or_else(|| vec![0u8; span]))
-                .collect();
-            let mut refs: Vec<&mut [u8]> = full.iter_mut().map(|v| v.as_mut_slice()).collect();
-            array.codec.reconstruct(&mut refs, &present).ok()?;
-            bufs = full.into_iter().map(Some).collect();
+            bufs = reconstruct_rows(array, bufs, span)?;
         }
         let piece = bufs[*shard].as_ref()?;
         out.extend_from_slice(&piece[first - a..first - a + take]);
@@ -666,14 +659,7 @@ pub(crate) fn finish_stripe_rows(
         bufs[j] = Some(c.op.buf.to_vec());
     }
     if bufs.iter().take(k).any(|b| b.is_none()) {
-        let present: Vec<bool> = bufs.iter().map(|x| x.is_some()).collect();
-        let mut full: Vec<Vec<u8>> = bufs
-            .into_iter()
-            .map(|x| x.unwrap_or_else(|| vec![0u8; span]))
-            .collect();
-        let mut refs: Vec<&mut [u8]> = full.iter_mut().map(|v| v.as_mut_slice()).collect();
-        array.codec.reconstruct(&mut refs, &present).ok()?;
-        bufs = full.into_iter().map(Some).collect();
+        bufs = reconstruct_rows(array, bufs, span)?;
     }
     bufs.into_iter()
         .take(k)
@@ -686,6 +672,23 @@ pub(crate) fn finish_stripe_rows(
             })
         })
         .collect()
+}
+
+/// The same `span` rows of every chunk of a stripe, decoded from the at least k of them
+/// present in `bufs` (by shard). None if the codec cannot.
+fn reconstruct_rows(
+    array: &Array,
+    bufs: Vec<Option<Vec<u8>>>,
+    span: usize,
+) -> Option<Vec<Option<Vec<u8>>>> {
+    let present: Vec<bool> = bufs.iter().map(|x| x.is_some()).collect();
+    let mut full: Vec<Vec<u8>> = bufs
+        .into_iter()
+        .map(|x| x.unwrap_or_else(|| vec![0u8; span]))
+        .collect();
+    let mut refs: Vec<&mut [u8]> = full.iter_mut().map(|v| v.as_mut_slice()).collect();
+    array.codec.reconstruct(&mut refs, &present).ok()?;
+    Some(full.into_iter().map(Some).collect())
 }
 
 /// A record's bytes from chunk bytes that hold all of its pieces.
