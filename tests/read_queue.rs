@@ -467,6 +467,12 @@ fn a_sequential_read_with_a_device_missing_reads_each_degraded_stripe_once() {
             );
         }
         let queued = seen() - before;
+        let per = |b: u64| b as f64 / (n * len as u64) as f64;
+        eprintln!(
+            "depth {depth}: {:.2} device bytes per value byte through the queue, {:.2} by get",
+            per(queued),
+            per(one_by_one)
+        );
         assert!(
             e.status().degraded_reads > degraded,
             "depth {depth}: nothing degraded"

@@ -263,7 +263,7 @@ impl Shared {
         let from = loc.record_offset as usize;
         let to = from + loc.record_len as usize;
         data.get(from..to)
-            .and_then(|b| verify_record(array.record_format(), b.to_vec(), loc, lsn, table, key))
+            .and_then(|b| verify_record_in(array.record_format(), b, loc, lsn, table, key))
             .ok_or_else(|| {
                 lost(
                     array.k(),
@@ -417,22 +417,39 @@ pub(crate) type Expect = (u64, u32);
 /// Checks fetched record bytes (in the array's record format `fmt`) against the index entry
 /// (`(lsn, value_len)`, table and key); returns the value if they match. A value placed on
 /// device blocks (record_len = value_len, docs/format.md "Values on device blocks") is the
-/// bytes themselves, checked against its own crc, and handed back without a copy. A compact record stores neither its LSN
-/// nor, when elided, its table: its crc covers both, so it is decoded with the expected ones.
+/// bytes themselves, checked against its own crc, and handed back without a copy.
 pub(crate) fn verify_record(
     fmt: crate::format::log_record::RecordFormat,
     bytes: Vec<u8>,
+    loc: &RecordLoc,
+    expect: Expect,
+    table: &str,
+    key: &[u8],
+) -> Option<Vec<u8>> {
+    if loc.record_len == expect.1 {
+        return (bytes.len() == expect.1 as usize && crc32c::crc32c(&bytes) == loc.crc)
+            .then_some(bytes);
+    }
+    verify_record_in(fmt, &bytes, loc, expect, table, key)
+}
+
+/// [`verify_record`] of borrowed bytes (the value is copied out). A compact record stores
+/// neither its LSN nor, when elided, its table: its crc covers both, so it is decoded with
+/// the expected ones.
+pub(crate) fn verify_record_in(
+    fmt: crate::format::log_record::RecordFormat,
+    bytes: &[u8],
     loc: &RecordLoc,
     (lsn, value_len): Expect,
     table: &str,
     key: &[u8],
 ) -> Option<Vec<u8>> {
     if loc.record_len == value_len {
-        return (bytes.len() == value_len as usize && crc32c::crc32c(&bytes) == loc.crc)
-            .then_some(bytes);
+        return (bytes.len() == value_len as usize && crc32c::crc32c(bytes) == loc.crc)
+            .then(|| bytes.to_vec());
     }
     let (rec, crc, _) =
-        crate::format::log_record::RecordView::decode_in(fmt, &bytes, lsn, Some(table)).ok()?;
+        crate::format::log_record::RecordView::decode_in(fmt, bytes, lsn, Some(table)).ok()?;
     (crc == loc.crc
         && rec.lsn == lsn
         && rec.table == table

@@ -356,11 +356,8 @@ impl<'e, T> ReadQueue<'e, T> {
                 self.window_done(window, kept.filter(|_| got.is_some()));
                 return self.hand_on(got, tag, key);
             }
-            How::Window(window) => self
-                .windows
-                .iter()
-                .find(|w| w.id == window)
-                .and_then(|w| w.record(&loc)),
+            // Resolved by `window_done` when its rebuild completes, never finished here.
+            How::Window(_) => None,
         };
         self.checked(bytes, tag, key, &entry, &loc)
     }

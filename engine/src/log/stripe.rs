@@ -474,7 +474,6 @@ pub(crate) fn plan_record_rebuild(
     seg: &SegmentInfo,
     loc: &RecordLoc,
 ) -> Option<(Vec<IoOp>, RecordRebuild)> {
-    let (w, k) = (array.w(), array.k());
     let mut ops = Vec::new();
     let mut pieces = Vec::new();
     for (shard, first, take) in record_pieces(loc) {
@@ -486,23 +485,7 @@ pub(crate) fn plan_record_rebuild(
             Some((d, off)) if !array.avoid_for_reads(slot as usize) => vec![(shard, d, off)],
             _ => {
                 // k other chunks, fast devices first.
-                let mut others: Vec<(bool, usize, usize, u64)> = (0..w)
-                    .filter(|&j| j != shard)
-                    .filter_map(|j| {
-                        let (slot, place) =
-                            chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, j);
-                        place.map(|(d, off)| (array.avoid_for_reads(slot as usize), j, d, off))
-                    })
-                    .collect();
-                if others.len() < k {
-                    return None;
-                }
-                others.sort_unstable_by_key(|o| (o.0, o.1));
-                others
-                    .into_iter()
-                    .take(k)
-                    .map(|(_, j, d, off)| (j, d, off))
-                    .collect()
+                readable_chunks(array, seg, loc, Some(shard))?
             }
         };
         for &(_, d, off) in &read_from {
@@ -562,13 +545,7 @@ pub(crate) fn finish_record_rebuild_keeping(
     mut keep: Option<&mut Vec<ChunkBytes>>,
 ) -> Option<Vec<u8>> {
     let (w, k) = (array.w(), array.k());
-    // Passive detection sees these reads too (a device read around keeps being measured
-    // through the reads sampled here).
-    for c in &completions {
-        if let Some(slot) = array.slot_of_device(c.op.device_index) {
-            array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
-        }
-    }
+    observe_completions(array, &completions);
     let mut it = completions.into_iter();
     let mut out = Vec::new();
     for (shard, first, a, b, take, sources) in &plan.pieces {
@@ -617,7 +594,26 @@ pub(crate) fn plan_stripe_rows(
     seg: &SegmentInfo,
     loc: &RecordLoc,
 ) -> Option<(Vec<IoOp>, Vec<usize>)> {
+    let chunks = readable_chunks(array, seg, loc, None)?;
+    let h = loc.height_bytes as usize;
+    let ops = chunks
+        .iter()
+        .map(|&(_, d, off)| IoOp::read(d, off, h))
+        .collect();
+    Some((ops, chunks.iter().map(|c| c.0).collect()))
+}
+
+/// k chunks of the record's stripe to read, other than `except`: (shard, device, offset of
+/// the chunk), chunks on fast devices first, then by shard (data chunks first). None when
+/// fewer than k are on available devices.
+fn readable_chunks(
+    array: &Array,
+    seg: &SegmentInfo,
+    loc: &RecordLoc,
+    except: Option<usize>,
+) -> Option<Vec<(usize, usize, u64)>> {
     let mut avail: Vec<(bool, usize, usize, u64)> = (0..array.w())
+        .filter(|&j| Some(j) != except)
         .filter_map(|j| {
             let (slot, place) =
                 chunk_place(array, seg, loc.offset_in_segment_bytes, loc.ordinal, j);
@@ -628,13 +624,23 @@ pub(crate) fn plan_stripe_rows(
         return None;
     }
     avail.sort_unstable_by_key(|o| (o.0, o.1));
-    avail.truncate(array.k());
-    let h = loc.height_bytes as usize;
-    let ops = avail
-        .iter()
-        .map(|&(_, _, d, off)| IoOp::read(d, off, h))
-        .collect();
-    Some((ops, avail.iter().map(|a| a.1).collect()))
+    Some(
+        avail
+            .into_iter()
+            .take(array.k())
+            .map(|(_, j, d, off)| (j, d, off))
+            .collect(),
+    )
+}
+
+/// Passive detection sees the reads of a rebuild too (a device read around keeps being
+/// measured through the reads sampled here).
+fn observe_completions(array: &Array, completions: &[ectable_devices::IoCompletion]) {
+    for c in completions {
+        if let Some(slot) = array.slot_of_device(c.op.device_index) {
+            array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+        }
+    }
 }
 
 /// Decodes the data chunks of a stripe from the completed reads of [`plan_stripe_rows`] (in
@@ -646,11 +652,7 @@ pub(crate) fn finish_stripe_rows(
     completions: Vec<ectable_devices::IoCompletion>,
 ) -> Option<Vec<ChunkBytes>> {
     let (w, k) = (array.w(), array.k());
-    for c in &completions {
-        if let Some(slot) = array.slot_of_device(c.op.device_index) {
-            array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
-        }
-    }
+    observe_completions(array, &completions);
     let mut bufs: Vec<Option<Vec<u8>>> = vec![None; w];
     let mut span = 0;
     for (c, &j) in completions.into_iter().zip(shards) {
