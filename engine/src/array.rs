@@ -542,6 +542,14 @@ impl Array {
         self.observe_one(slot, kind, latency, error);
     }
 
+    /// [`Array::observe`] for a completion of a device still in a slot (a device swapped out
+    /// meanwhile is not observed); returns that slot.
+    pub fn observe_completion(&self, c: &ectable_devices::IoCompletion) -> Option<usize> {
+        let slot = self.slot_of_device(c.op.device_index)?;
+        self.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+        Some(slot)
+    }
+
     fn observe_one(
         &self,
         slot: usize,

@@ -579,17 +579,30 @@ impl Sim {
         } else {
             e.get(&t, &k)
         };
+        let what = if queued { "queued get" } else { "get" };
+        self.check_read(what, &t, &k, got)
+    }
+
+    /// Checks what one read returned against the history (a table never created reads as
+    /// empty); counts the read.
+    fn check_read(
+        &mut self,
+        what: &str,
+        t: &str,
+        k: &[u8],
+        got: Result<Option<Vec<u8>>, Error>,
+    ) -> StepResult {
         let got = match got {
             Ok(v) => v,
             Err(Error::NoSuchTable(_)) => None,
-            Err(e) => return Err(format!("get {t}/{} failed: {e}", show(&k))),
+            Err(e) => return Err(format!("{what} {t}/{} failed: {e}", show(k))),
         };
         self.report.reads_checked += 1;
-        let want = self.model.get(&t, &k);
+        let want = self.model.get(t, k);
         if got.as_ref() != want {
             return Err(format!(
-                "get {t}/{}: read {:?} bytes, the history says {:?} bytes{}",
-                show(&k),
+                "{what} {t}/{}: read {:?} bytes, the history says {:?} bytes{}",
+                show(k),
                 got.as_ref().map(|v| v.len()),
                 want.map(|v| v.len()),
                 if got.is_some() && want.is_some() {
@@ -638,22 +651,10 @@ impl Sim {
         }
         drop(q);
         for (k, r) in keys.iter().zip(got) {
-            let got = match r {
-                None => return Err(format!("queued read {t}/{} never handed back", show(k))),
-                Some(Ok(v)) => v,
-                Some(Err(Error::NoSuchTable(_))) => None,
-                Some(Err(e)) => return Err(format!("queued get {t}/{} failed: {e}", show(k))),
+            let Some(r) = r else {
+                return Err(format!("queued read {t}/{} never handed back", show(k)));
             };
-            self.report.reads_checked += 1;
-            let want = self.model.get(&t, k);
-            if got.as_ref() != want {
-                return Err(format!(
-                    "queued get {t}/{}: read {:?} bytes, the history says {:?} bytes",
-                    show(k),
-                    got.as_ref().map(|v| v.len()),
-                    want.map(|v| v.len()),
-                ));
-            }
+            self.check_read("queued get", &t, k, r)?;
         }
         Ok(())
     }

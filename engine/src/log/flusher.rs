@@ -259,8 +259,7 @@ impl Shared {
         let mut failed_slots: Vec<u32> = Vec::new();
         let ops = unflushed.devices.iter().map(|&d| IoOp::flush(d)).collect();
         for c in array.io.execute(ops) {
-            if let Some(slot) = array.slot_of_device(c.op.device_index) {
-                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
+            if let Some(slot) = array.observe_completion(&c) {
                 if c.result.is_err() {
                     failed_slots.push(slot as u32);
                 }

@@ -170,9 +170,7 @@ impl Shared {
             .collect();
         let mut durable = 0;
         for c in array.io.execute(ops) {
-            if let Some(slot) = array.slot_of_device(c.op.device_index) {
-                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
-            }
+            array.observe_completion(&c);
             if c.result.is_ok() {
                 durable += 1;
             }

@@ -391,9 +391,7 @@ impl FastBatch {
     pub(crate) fn finish(self, array: &Array, items: usize) -> (Vec<Option<Vec<u8>>>, Vec<bool>) {
         let done = self.batch.wait();
         for c in &done {
-            if let Some(slot) = array.slot_of_device(c.op.device_index) {
-                array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
-            }
+            array.observe_completion(c);
         }
         let mut bytes: Vec<Option<Vec<u8>>> = vec![None; items];
         let mut failed = vec![false; items];

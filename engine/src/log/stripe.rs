@@ -637,9 +637,7 @@ fn readable_chunks(
 /// measured through the reads sampled here).
 fn observe_completions(array: &Array, completions: &[ectable_devices::IoCompletion]) {
     for c in completions {
-        if let Some(slot) = array.slot_of_device(c.op.device_index) {
-            array.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
-        }
+        array.observe_completion(c);
     }
 }
 
