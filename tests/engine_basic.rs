@@ -327,3 +327,60 @@ fn open_or_format_formats_a_blank_set_once_and_refuses_half_a_set() {
         .collect();
     assert!(before == after, "a refused open_or_format changed a member");
 }
+
+/// A checkpoint is read a prefix of its last segment first (a quarter of the segment): an
+/// image inside that prefix, one that runs past it, and one over two segments all load
+/// whole (nothing replayed from the log, every key there), and the small one costs only the
+/// prefix's reads.
+#[test]
+fn checkpoints_inside_past_and_beyond_the_first_read_all_load() {
+    const S: u64 = 512 << 10;
+    let (_mems, faulty) = mem_devices(6, 96 << 20, 5);
+    let io = io_of(&faulty);
+    let mut opts = fmt_opts(4, 2);
+    (opts.chunk_size_bytes, opts.segment_size_bytes) = (4 << 10, S as u32);
+    format(io.as_ref(), &opts).unwrap();
+    let key = |i: u64| format!("k{i:07}").into_bytes();
+    let mut written = 0u64;
+    // Compact entries of these keys take about 12 bytes: 1,000 keys lie in the first read
+    // (30 stripes of 14,336 bytes), 60,000 run past it, 200,000 fill more than a segment.
+    for keys in [1_000u64, 60_000, 200_000] {
+        let e = open_engine_on(io.clone());
+        for i in written..keys {
+            e.put("t", &key(i), &i.to_le_bytes()[..(i % 8) as usize])
+                .unwrap();
+        }
+        written = keys;
+        e.close().unwrap();
+        let e = open_engine_on(io.clone());
+        let r = e.recovery_stats();
+        assert_eq!(r.checkpoint_keys, keys as usize, "{keys} keys: {r:?}");
+        assert_eq!(r.records, 0, "{keys} keys: the log was replayed: {r:?}");
+        // The first read holds 30 stripes of 14,336 bytes, a segment 127.
+        let past = [(60_000, 30 * 14_336), (200_000, 127 * 14_336)];
+        for (n, bytes) in past {
+            assert!(keys < n || r.checkpoint_bytes > bytes, "{keys} keys: {r:?}");
+        }
+        if keys == 1_000 {
+            let log_reads = (r.segments + r.discarded_segments) as u64 * 6 * S;
+            assert!(
+                r.bytes_read <= log_reads + 6 * (S / 4),
+                "the small checkpoint was read in full: {r:?}"
+            );
+        }
+        for i in (0..keys).step_by(97).chain([keys - 1]) {
+            assert_eq!(
+                e.get("t", &key(i)).unwrap().as_deref(),
+                Some(&i.to_le_bytes()[..(i % 8) as usize]),
+                "{keys} keys: key {i}"
+            );
+        }
+        assert_eq!(
+            e.scan("t", Bound::Unbounded, Bound::Unbounded, usize::MAX)
+                .unwrap()
+                .len(),
+            keys as usize
+        );
+        e.close().unwrap();
+    }
+}

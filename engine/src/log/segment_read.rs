@@ -9,6 +9,21 @@ pub(crate) fn read_segment(array: &Array, seg: &SegmentInfo) -> (Vec<Option<Alig
     finish_segment_read(array, submit_segment_read(array, seg))
 }
 
+/// Reads bytes `from..from + len` (block multiples, within the segment) of every present
+/// member of a segment; the bytes read.
+pub(crate) fn read_segment_range(
+    array: &Array,
+    seg: &SegmentInfo,
+    from: usize,
+    len: usize,
+) -> (Vec<Option<AlignedBuf>>, u64) {
+    let mut pool = BufPool::default();
+    finish_segment_read(
+        array,
+        submit_member_range_reads(array, seg, None, from, len, &mut pool),
+    )
+}
+
 /// Reads of every present member of a segment, in flight.
 pub(crate) struct SegmentRead {
     batch: ectable_devices::IoBatch,
@@ -73,7 +88,19 @@ pub(crate) fn submit_member_reads(
     len: usize,
     pool: &mut BufPool,
 ) -> SegmentRead {
-    let s = len.min(array.segment_size());
+    submit_member_range_reads(array, seg, only, 0, len, pool)
+}
+
+/// [`submit_member_reads`] of bytes `from..from + len` of each member.
+fn submit_member_range_reads(
+    array: &Array,
+    seg: &SegmentInfo,
+    only: Option<&[usize]>,
+    from: usize,
+    len: usize,
+    pool: &mut BufPool,
+) -> SegmentRead {
+    let s = len.min(array.segment_size().saturating_sub(from));
     let mut ops = Vec::new();
     let mut pos_of = Vec::new();
     for (p, (slot, dseg)) in seg.members.iter().enumerate() {
@@ -81,7 +108,7 @@ pub(crate) fn submit_member_reads(
             continue;
         }
         if let Some(d) = array.device_of_slot(*slot) {
-            let offset = array.device_segment_offset(*dseg);
+            let offset = array.device_segment_offset(*dseg) + from as u64;
             ops.push(IoOp::read_into(d, offset, pool.take(s)));
             pos_of.push(p);
         }

@@ -715,18 +715,35 @@ pub(crate) fn walk_stripes(
     start: (usize, u32),
     limit: usize,
     count_errors: bool,
+    f: impl FnMut(u32, u32, &[Option<&[u8]>], StripeOutcome) -> bool,
+) -> (u32, u32) {
+    walk_stripes_in(array, seg, bufs, 0, start, limit, count_errors, f)
+}
+
+/// [`walk_stripes`] over member buffers that hold the segment from byte `base` on (a stripe
+/// before `base` is never looked at: `start` is at or after it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn walk_stripes_in(
+    array: &Array,
+    seg: &SegmentInfo,
+    bufs: &[Option<ectable_devices::AlignedBuf>],
+    base: usize,
+    start: (usize, u32),
+    limit: usize,
+    count_errors: bool,
     mut f: impl FnMut(u32, u32, &[Option<&[u8]>], StripeOutcome) -> bool,
 ) -> (u32, u32) {
     let (s, c, w) = (array.segment_size(), array.chunk_size(), array.w());
     let limit = limit.min(s);
     let (mut offset, mut ordinal) = start;
+    debug_assert!(offset >= base);
     while offset + BLOCK_BYTES <= limit {
         let stop = (offset + c).min(s);
         let chunks: Vec<Option<&[u8]>> = (0..w)
             .map(|j| {
                 bufs[position_of(j, ordinal, w)]
                     .as_ref()
-                    .map(|b| &b[offset..stop])
+                    .map(|b| &b[offset - base..stop - base])
             })
             .collect();
         let outcome = assemble(array, seg, offset as u32, ordinal, &chunks);
