@@ -384,3 +384,57 @@ fn checkpoints_inside_past_and_beyond_the_first_read_all_load() {
         e.close().unwrap();
     }
 }
+
+/// Recovery reads the segment the log resumes in only from the checkpoint's resume point on,
+/// and that segment's header apart: a member whose header there is bad still gets it
+/// rewritten by the session's first write, and the writes after the resume point are all
+/// replayed.
+#[test]
+fn a_bad_header_of_the_resume_segment_is_rewritten() {
+    use ectable::format::{SegmentHeader, DATA_START_BYTES};
+    const DEV: u64 = 8 << 20;
+    let (mems, faulty) = mem_devices(6, DEV, 6);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let key = |i: u64| format!("k{i:04}").into_bytes();
+    let e = open_engine_on(io.clone());
+    for i in 0..100 {
+        e.put("t", &key(i), &value_for(i, 1, 300)).unwrap();
+    }
+    e.close().unwrap(); // a checkpoint: the log resumes inside its last segment
+    let e = open_engine_on(io.clone());
+    let resume = e.recovery_stats().checkpoint_resume_segment;
+    for i in 50..150 {
+        e.put("t", &key(i), &value_for(i, 2, 300)).unwrap();
+    }
+    e.sync().unwrap();
+    // No close: no checkpoint after these writes.
+    std::mem::forget(e);
+    // Garbage over the resume segment's header on the member that holds its position 0.
+    let header_of = |m: &ectable::devices::MemDevice| {
+        (DATA_START_BYTES..DEV).step_by(4096).find(|&at| {
+            SegmentHeader::decode(&m.peek(at, 4096))
+                .is_ok_and(|h| h.segment_id == resume && h.position == 0)
+        })
+    };
+    let (dev, at) = (0..6)
+        .find_map(|d| header_of(&mems[d]).map(|at| (d, at)))
+        .expect("the resume segment's header");
+    mems[dev].poke(at, &[0x5A; 64]);
+    let e = open_engine_on(io_of(&wrap(&mems, 7)));
+    let r = e.recovery_stats();
+    assert_eq!(r.checkpoint_resume_segment, resume);
+    assert_eq!(r.records, 100, "the writes after the resume point: {r:?}");
+    e.put("t", b"first write", b"repairs").unwrap();
+    e.close().unwrap();
+    assert_eq!(
+        header_of(&mems[dev]),
+        Some(at),
+        "the bad header was not rewritten"
+    );
+    let e = open_engine_on(io_of(&wrap(&mems, 8)));
+    for i in 0..150 {
+        let want = value_for(i, if i < 50 { 1 } else { 2 }, 300);
+        assert_eq!(e.get("t", &key(i)).unwrap(), Some(want), "key {i}");
+    }
+}

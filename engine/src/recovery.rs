@@ -21,9 +21,9 @@ use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::cursor::Cursor;
 use crate::log::repair::LogRepairs;
-use crate::log::segment_read::{read_segment, read_segment_range};
+use crate::log::segment_read::read_segment_range;
 use crate::log::state::{JournalReplay, JOURNAL_REPLAY_SEQ};
-use crate::log::stripe::{chunk_place, walk_stripes, walk_stripes_in, StripeOutcome};
+use crate::log::stripe::{chunk_place, walk_stripes_in, StripeOutcome};
 use crate::segments::{FreeSpace, SegmentInfo};
 use crate::sync::MutexExt;
 use ectable_devices::{AlignedBuf, IoOp};
@@ -239,30 +239,10 @@ enum Stop {
 
 /// Scans one segment from (`offset`, `ordinal`). Calls `on_stripe` for each committed stripe
 /// in order until it returns false or the segment ends; returns where and why it stopped.
-fn scan_segment(
-    array: &Array,
-    seg: &SegmentInfo,
-    bufs: &[Option<AlignedBuf>],
-    start: (usize, u32),
-    count_errors: bool,
-    on_stripe: impl FnMut(&crate::log::stripe::GoodStripe) -> bool,
-) -> (u32, u32, Stop) {
-    scan_segment_in(
-        array,
-        seg,
-        bufs,
-        0,
-        start,
-        usize::MAX,
-        count_errors,
-        on_stripe,
-    )
-}
-
-/// [`scan_segment`] over buffers that hold the members from byte `base` on, and over the
-/// stripes that start before `limit` only (buffers up to `limit` + chunk size are enough).
+/// `bufs` hold the members from byte `base` on, and only stripes that start before `limit`
+/// are looked at (buffers up to `limit` + chunk size are enough).
 #[allow(clippy::too_many_arguments)]
-fn scan_segment_in(
+fn scan_segment(
     array: &Array,
     seg: &SegmentInfo,
     bufs: &[Option<AlignedBuf>],
@@ -300,20 +280,23 @@ fn scan_segment_in(
 }
 
 /// Looks at everything from (`offset`, `ordinal`) to the end of a segment that is not part
-/// of the log, stepping over unreadable stripes by the height their valid headers give.
-/// Returns the committed stripes found and the highest `committed_lsn` any valid header
-/// carries (the evidence of what was acknowledged).
+/// of the log, stepping over unreadable stripes by the height their valid headers give
+/// (`bufs` hold the members from byte `base` on). Returns the committed stripes found and
+/// the highest `committed_lsn` any valid header carries (the evidence of what was
+/// acknowledged).
 fn survey_segment(
     array: &Array,
     seg: &SegmentInfo,
     bufs: &[Option<AlignedBuf>],
+    base: usize,
     start: (usize, u32),
 ) -> (usize, u64) {
     let (mut committed_stripes, mut max_committed) = (0, 0);
-    walk_stripes(
+    walk_stripes_in(
         array,
         seg,
         bufs,
+        base,
         start,
         usize::MAX,
         false,
@@ -370,7 +353,7 @@ fn load_checkpoint(
             let end = from + len;
             let limit = if end < s { end - c } else { usize::MAX };
             let (offset, ordinal, stop) =
-                scan_segment_in(array, seg, &bufs, from, at, limit, true, |g| {
+                scan_segment(array, seg, &bufs, from, at, limit, true, |g| {
                     bytes.extend_from_slice(&g.data[..g.header.payload_bytes as usize]);
                     true
                 });
@@ -469,64 +452,74 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
                 is_resume_segment = true;
             }
         }
-        let (bufs, bytes) = read_segment(array, &seg);
+        // What lies before the resume point of its segment is the checkpoint's: read from
+        // there on (the segment header apart, below, if it is needed).
+        let s = array.segment_size();
+        let base = if is_resume_segment && first.0 < s {
+            first.0
+        } else {
+            0
+        };
+        let (bufs, bytes) = read_segment_range(array, &seg, base, s - base);
         stats.bytes_read += bytes;
         if ended.is_some() {
-            let (n, c) = survey_segment(array, &seg, &bufs, first);
+            let (n, c) = survey_segment(array, &seg, &bufs, base, first);
             stats.discarded_stripes += n;
             max_committed = max_committed.max(c);
             discarded.push(seg);
             continue;
         }
         let mut replayed = 0u64;
-        let (offset, ordinal, stop) = scan_segment(array, &seg, &bufs, first, false, |g| {
-            if g.header.first_lsn != expected_lsn || g.header.write_epoch < last_epoch {
-                return false;
-            }
-            match apply_stripe(
-                &mut index,
-                seg.id,
-                &g.header,
-                &g.data,
-                array.stripe_format(),
-            ) {
-                Ok(n) => stats.records += n,
-                Err(e) => {
-                    error.get_or_insert(e);
+        let whole = usize::MAX;
+        let (offset, ordinal, stop) =
+            scan_segment(array, &seg, &bufs, base, first, whole, false, |g| {
+                if g.header.first_lsn != expected_lsn || g.header.write_epoch < last_epoch {
                     return false;
                 }
-            }
-            if !g.bad_shards.is_empty() {
-                stats.degraded_stripes += 1;
-                let (o, t) = (g.header.offset_in_segment_bytes, g.header.ordinal);
-                degraded.push((g.header.last_lsn, g.bad_read_slots.clone()));
-                if g.bad_shards
-                    .iter()
-                    .any(|&j| chunk_place(array, &seg, o, t, j).1.is_some())
-                {
-                    repairs.stripes.push(crate::log::repair::StripeRepair {
-                        seg: seg.clone(),
-                        offset: o,
-                        ordinal: t,
-                        height: g.header.height_bytes,
-                        known: Some((g.header.clone(), g.data.clone(), g.bad_shards.clone())),
-                    });
-                    // Only the last few keep their copy (memory stays bounded).
-                    let n = repairs.stripes.len();
-                    if n > crate::log::repair::KNOWN_REPAIR_STRIPES {
-                        repairs.stripes[n - 1 - crate::log::repair::KNOWN_REPAIR_STRIPES].known =
-                            None;
+                match apply_stripe(
+                    &mut index,
+                    seg.id,
+                    &g.header,
+                    &g.data,
+                    array.stripe_format(),
+                ) {
+                    Ok(n) => stats.records += n,
+                    Err(e) => {
+                        error.get_or_insert(e);
+                        return false;
                     }
                 }
-            }
-            expected_lsn = g.header.last_lsn + 1;
-            segment_max_lsn.insert(seg.id, g.header.last_lsn);
-            last_epoch = g.header.write_epoch;
-            max_committed = max_committed.max(g.header.committed_lsn);
-            replayed += 1;
-            stats.stripes += 1;
-            true
-        });
+                if !g.bad_shards.is_empty() {
+                    stats.degraded_stripes += 1;
+                    let (o, t) = (g.header.offset_in_segment_bytes, g.header.ordinal);
+                    degraded.push((g.header.last_lsn, g.bad_read_slots.clone()));
+                    if g.bad_shards
+                        .iter()
+                        .any(|&j| chunk_place(array, &seg, o, t, j).1.is_some())
+                    {
+                        repairs.stripes.push(crate::log::repair::StripeRepair {
+                            seg: seg.clone(),
+                            offset: o,
+                            ordinal: t,
+                            height: g.header.height_bytes,
+                            known: Some((g.header.clone(), g.data.clone(), g.bad_shards.clone())),
+                        });
+                        // Only the last few keep their copy (memory stays bounded).
+                        let n = repairs.stripes.len();
+                        if n > crate::log::repair::KNOWN_REPAIR_STRIPES {
+                            repairs.stripes[n - 1 - crate::log::repair::KNOWN_REPAIR_STRIPES]
+                                .known = None;
+                        }
+                    }
+                }
+                expected_lsn = g.header.last_lsn + 1;
+                segment_max_lsn.insert(seg.id, g.header.last_lsn);
+                last_epoch = g.header.write_epoch;
+                max_committed = max_committed.max(g.header.committed_lsn);
+                replayed += 1;
+                stats.stripes += 1;
+                true
+            });
         if let Some(e) = error.take() {
             return Err(e);
         }
@@ -538,14 +531,18 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         if replayed == 0 && !is_resume_segment {
             // Nothing of the log is in this segment: the log ended before it.
             ended = Some((seg.id, offset, reason));
-            let (n, c) = survey_segment(array, &seg, &bufs, first);
+            let (n, c) = survey_segment(array, &seg, &bufs, base, first);
             stats.discarded_stripes += n;
             max_committed = max_committed.max(c);
             discarded.push(seg);
             continue;
         }
         stats.segments += 1;
-        if let Some(missing) = missing_headers(array, &seg, &bufs) {
+        let heads =
+            (base > 0).then(|| read_segment_range(array, &seg, 0, SEGMENT_HEADER_SIZE_BYTES));
+        stats.bytes_read += heads.as_ref().map_or(0, |h| h.1);
+        let head_bufs = heads.as_ref().map_or(&bufs, |h| &h.0);
+        if let Some(missing) = missing_headers(array, &seg, head_bufs) {
             repairs.headers.push(missing);
         }
         segments.insert(seg.id, seg.clone());
@@ -556,7 +553,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         });
         if stop != Stop::End {
             ended = Some((seg.id, offset, reason));
-            let (n, c) = survey_segment(array, &seg, &bufs, (offset as usize, ordinal));
+            let (n, c) = survey_segment(array, &seg, &bufs, base, (offset as usize, ordinal));
             stats.discarded_stripes += n;
             max_committed = max_committed.max(c);
         }
