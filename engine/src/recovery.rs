@@ -317,15 +317,15 @@ fn survey_segment(
     (committed_stripes, max_committed)
 }
 
-/// Reads the checkpoint the superblocks point at. None if there is none, or if it cannot be
-/// read and verified (recovery then replays the whole log).
 /// How much of each member a checkpoint segment's first read takes: a quarter of the
 /// segment (at least two chunks). With the default 8 MiB segments, 2 MiB holds the compact
 /// image of about 350,000 keys at k = 4.
-pub(crate) fn checkpoint_first_read(segment_size: usize, chunk_size: usize) -> usize {
+fn checkpoint_first_read(segment_size: usize, chunk_size: usize) -> usize {
     (segment_size / 4).max(2 * chunk_size).min(segment_size)
 }
 
+/// Reads the checkpoint the superblocks point at. None if there is none, or if it cannot be
+/// read and verified (recovery then replays the whole log).
 fn load_checkpoint(
     array: &Array,
     all: &BTreeMap<u64, SegmentInfo>,
