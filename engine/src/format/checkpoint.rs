@@ -359,8 +359,12 @@ fn decode_v2(
             let ordinal = get_varint_u32(b, &mut pos, end, 1, "ordinal")?;
             let record_offset = get_varint_u32(b, &mut pos, end, 8, "record offset")?;
             let expected = RECORD_HEADER_BYTES + (tl + key.len()) as i64 + value_len as i64;
-            let record_len = u32::try_from(expected + unzigzag(get_varint(b, &mut pos, end)?))
-                .map_err(|_| DecodeError::Field("record length"))?;
+            // The difference is stored; one that overflows the sum is damage, as is a sum
+            // outside u32 (found by the `checkpoint` fuzz target under libFuzzer).
+            let record_len = expected
+                .checked_add(unzigzag(get_varint(b, &mut pos, end)?))
+                .and_then(|l| u32::try_from(l).ok())
+                .ok_or(DecodeError::Field("record length"))?;
             if pos + 4 > end {
                 return Err(DecodeError::Truncated);
             }
@@ -528,6 +532,57 @@ mod tests {
                 "{bytes:02x?}"
             );
         }
+    }
+
+    /// An entry's record length is stored as its difference from the length the entry's
+    /// other fields give; a difference near 2^63 must be refused, not overflow the sum
+    /// (a panic in a debug build; found by the `checkpoint` fuzz target under libFuzzer).
+    #[test]
+    fn a_record_length_difference_that_overflows_is_refused() {
+        let resume = ResumePoint {
+            segment_id: 9,
+            offset: 4096,
+            ordinal: 0,
+        };
+        let mut index = Index::default();
+        let loc = RecordLoc {
+            segment_id: 3,
+            offset_in_segment_bytes: 4096,
+            height_bytes: 8192,
+            ordinal: 0,
+            record_offset: 0,
+            record_len: 0,
+            crc: 7,
+        };
+        let value_len = 10;
+        let expected = RECORD_HEADER_BYTES as u32 + 1 + 1 + value_len;
+        let place = Place::Disk(RecordLoc {
+            record_len: expected,
+            ..loc
+        });
+        index.put(
+            "t",
+            b"k",
+            IndexEntry {
+                lsn: 1,
+                value_len,
+                place,
+            },
+        );
+        let mut b = encode(&index, 1, resume).expect("every entry is on disk");
+        // The entry ends with its difference (0: one byte), its record crc and the image's
+        // crc. Put the largest positive difference there, a 10-byte varint, and reseal.
+        let at = b.len() - 9;
+        assert_eq!(
+            b[at], 0,
+            "the difference of a record of the expected length"
+        );
+        let big: [u8; 10] = [0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01];
+        b.splice(at..at + 1, big);
+        let n = b.len();
+        let crc = crc32c::crc32c(&b[..n - 4]);
+        b[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&b).err(), Some(DecodeError::Field("record length")));
     }
 
     #[test]
