@@ -534,6 +534,28 @@ mod tests {
         }
     }
 
+    /// An index of one entry, table "t", key "k", LSN 1, its record on disk.
+    fn one_entry(value_len: u32, record_offset: u32, record_len: u32) -> Index {
+        let mut index = Index::default();
+        let loc = RecordLoc {
+            segment_id: 3,
+            offset_in_segment_bytes: 4096,
+            height_bytes: 8192,
+            ordinal: 0,
+            record_offset,
+            record_len,
+            crc: 7,
+        };
+        let place = Place::Disk(loc);
+        let entry = IndexEntry {
+            lsn: 1,
+            value_len,
+            place,
+        };
+        index.put("t", b"k", entry);
+        index
+    }
+
     /// An entry's record length is stored as its difference from the length the entry's
     /// other fields give; a difference near 2^63 must be refused, not overflow the sum
     /// (a panic in a debug build; found by the `checkpoint` fuzz target under libFuzzer).
@@ -544,31 +566,9 @@ mod tests {
             offset: 4096,
             ordinal: 0,
         };
-        let mut index = Index::default();
-        let loc = RecordLoc {
-            segment_id: 3,
-            offset_in_segment_bytes: 4096,
-            height_bytes: 8192,
-            ordinal: 0,
-            record_offset: 0,
-            record_len: 0,
-            crc: 7,
-        };
-        let value_len = 10;
-        let expected = RECORD_HEADER_BYTES as u32 + 1 + 1 + value_len;
-        let place = Place::Disk(RecordLoc {
-            record_len: expected,
-            ..loc
-        });
-        index.put(
-            "t",
-            b"k",
-            IndexEntry {
-                lsn: 1,
-                value_len,
-                place,
-            },
-        );
+        // The length the entry's fields give (table "t", key "k"): stored as difference 0.
+        let record_len = RECORD_HEADER_BYTES as u32 + 1 + 1 + 10;
+        let index = one_entry(10, 0, record_len);
         let mut b = encode(&index, 1, resume).expect("every entry is on disk");
         // The entry ends with its difference (0: one byte), its record crc and the image's
         // crc. Put the largest positive difference there, a 10-byte varint, and reseal.
@@ -593,24 +593,7 @@ mod tests {
             ordinal: 0,
         };
         for (value_len, record_offset, record_len) in [(5000, 0, 100), (10, 1 << 28, 64)] {
-            let mut index = Index::default();
-            index.put(
-                "t",
-                b"k",
-                IndexEntry {
-                    lsn: 1,
-                    value_len,
-                    place: Place::Disk(RecordLoc {
-                        segment_id: 3,
-                        offset_in_segment_bytes: 4096,
-                        height_bytes: 8192,
-                        ordinal: 0,
-                        record_offset,
-                        record_len,
-                        crc: 7,
-                    }),
-                },
-            );
+            let index = one_entry(value_len, record_offset, record_len);
             for b in [encode(&index, 1, resume), encode_v1(&index, 1, resume)] {
                 let b = b.expect("every entry is on disk");
                 assert_eq!(

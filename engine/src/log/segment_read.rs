@@ -1,4 +1,4 @@
-//! Reading whole segments: every present member in full, in one batch.
+//! Reading segments: every present member (in full, or a range of each), in one batch.
 
 use crate::array::Array;
 use crate::segments::SegmentInfo;
@@ -6,7 +6,7 @@ use ectable_devices::{AlignedBuf, IoOp};
 
 /// Reads every member of a segment in full.
 pub(crate) fn read_segment(array: &Array, seg: &SegmentInfo) -> (Vec<Option<AlignedBuf>>, u64) {
-    finish_segment_read(array, submit_segment_read(array, seg))
+    read_segment_range(array, seg, 0, array.segment_size())
 }
 
 /// Reads bytes `from..from + len` (block multiples, within the segment) of every present
@@ -39,13 +39,6 @@ pub(crate) struct SegmentRead {
 pub(crate) fn read_ahead_segments(array: &Array) -> usize {
     let per_segment = array.segment_size() as u64 * array.w() as u64;
     ((128u64 << 20) / per_segment.max(1)).clamp(1, 3) as usize
-}
-
-/// Starts reading every member of a segment in full (so that a caller can overlap it with
-/// other work).
-pub(crate) fn submit_segment_read(array: &Array, seg: &SegmentInfo) -> SegmentRead {
-    let whole = array.segment_size();
-    submit_member_reads(array, seg, None, whole, &mut BufPool::default())
 }
 
 /// Member buffers handed back by a walk over many segments (rebuild, scrub) and reused for
