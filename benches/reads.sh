@@ -56,6 +56,9 @@ for r in $(seq 1 "$ROUNDS"); do
   # Ranges of 100 typed rows of ~1 KiB, one job: row bytes against fio's sequential read.
   $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw table-range --bs 1K --size 256M \
     --runtime 8s --output-format json >"$OUT/range_$r.json"
+  # The same, read in place (Tables::range_view).
+  $B/ecbench --devices "$DEVS" --rw table-range --range-view --bs 1K --size 256M \
+    --runtime 8s --output-format json >"$OUT/rangev_$r.json"
   # Fail-slow: the psync engine, healthy, then with the third device 15 ms late.
   $B/ecbench --devices "$DEVS" --k 4 --m 2 --force --rw randread --bs 4K --iodepth 32 --size 256M \
     --runtime 8s --time_based --io-engine psync --output-format json >"$OUT/slowh_$r.json"
@@ -96,9 +99,10 @@ for i in range(1, rounds + 1):
     print(f"round {i} degraded 4K random QD 32: {d[0]:,.0f} of {h[0]:,.0f} IOPS = {d[0] / h[0]:.3f} of healthy")
     h, d = run(f"srh_{i}"), run(f"srd_{i}")
     print(f"round {i} degraded 64K sequential: {d[1] / 1e6:,.0f} of {h[1] / 1e6:,.0f} MB/s = {d[1] / h[1]:.3f} of healthy")
-    g = run(f"range_{i}")
-    print(f"round {i} ranges of 100 typed rows: {g[0]:,.0f} ranges/s, {g[1] / 1e6:,.0f} MB/s of rows = "
-          f"{g[1] / fbw:.3f} of fio's sequential read, p99 {g[3]:,.0f} us")
+    for n, how in (("range", "copied into owned rows"), ("rangev", "read in place")):
+        g = run(f"{n}_{i}")
+        print(f"round {i} ranges of 100 typed rows, {how}: {g[0]:,.0f} ranges/s, {g[1] / 1e6:,.0f} MB/s "
+              f"of rows = {g[1] / fbw:.3f} of fio's sequential read, p99 {g[3]:,.0f} us")
     h, s = run(f"slowh_{i}"), run(f"slows_{i}")
     print(f"round {i} fail-slow (psync): {s[0]:,.0f} / {h[0]:,.0f} IOPS = {s[0] / h[0]:.2f}, "
           f"p50 {s[2]:,.0f} / {h[2]:,.0f} us, p99 {s[3]:,.0f} / {h[3]:,.0f} us = {s[3] / h[3]:.2f} x healthy")

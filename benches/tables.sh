@@ -20,7 +20,8 @@
 #   get/32   random point reads, 32 at once per thread (ecbench get_rows of 32 keys;
 #            db_bench multireadrandom --batch_size=32, MultiGet)
 #   range    a range of RANGE_ROWS rows from a random start key (db_bench seekrandom
-#            --seek_nexts=RANGE_ROWS)
+#            --seek_nexts=RANGE_ROWS); range_view the same with the rows read in place
+#            (ecbench --range-view, Tables::range_view)
 #   mixed    50% gets, 50% puts, every put durable (ecbench table-mixed --iodepth 1;
 #            db_bench readrandomwriterandom --readwritepercent=50 --sync=1)
 # benches/tables_summary.py OUT_DIR prints the side-by-side table from the outputs.
@@ -85,6 +86,7 @@ ec put64 --k 4 --m 2 --force --rw table-put --iodepth 64
 ec get --k 4 --m 2 --force --rw table-get --iodepth 1
 ec get32 --rw table-get --iodepth 32
 ec range --rw table-range --iodepth 1
+ec range_view --rw table-range --iodepth 1 --range-view
 ec mixed --rw table-mixed --rwmixread 50 --iodepth 1
 
 echo "== (b) RocksDB: btrfs raid6 (data and metadata) over the same six devices"

@@ -57,6 +57,7 @@ fn table_workloads_run_and_report() {
     for (rw, extra) in [
         ("table-get", vec!["--verify", "--iodepth", "16"]),
         ("table-range", vec!["--range-rows", "20"]),
+        ("table-range", vec!["--range-rows", "20", "--range-view"]),
         ("table-mixed", vec!["--iodepth", "4"]),
     ] {
         let mut args = base.to_vec();
@@ -90,4 +91,23 @@ fn table_workloads_run_and_report() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("at least"), "{stderr}");
+
+    // Ranges read in place are a table-range option only.
+    let args = [
+        "--devices",
+        devs.as_str(),
+        "--size",
+        "256K",
+        "--rw",
+        "table-get",
+        "--range-view",
+    ];
+    let out = ecbench(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--range-view applies to --rw table-range only"),
+        "{stderr}"
+    );
 }

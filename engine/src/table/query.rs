@@ -1,6 +1,6 @@
 //! Range reads by primary key, and what reads return: rows, pages, table descriptions.
 
-use super::row::Columns;
+use super::row::{Columns, StoredColumns};
 use super::schema::Schema;
 use super::value::Value;
 use std::ops::Bound;
@@ -116,6 +116,26 @@ pub struct RangePage {
     pub rows: Vec<Row>,
     /// The key of the next row in the query's direction when the limit cut the page short
     /// (give it to [`RangeQuery::resume_from`]); None when the range is exhausted.
+    pub next_start: Option<Vec<Value>>,
+}
+
+/// A row as a range read with [`Tables::range_view`](super::Tables::range_view) returns it:
+/// its primary key, and its attribute columns read in place.
+#[derive(Debug, Clone)]
+pub struct RowView {
+    /// The primary key's values, one per key column in schema order.
+    pub key: Vec<Value>,
+    /// The attribute columns (all, or those the query chose), checked, read in place.
+    pub columns: StoredColumns,
+}
+
+/// One page of [`Tables::range_view`](super::Tables::range_view): as [`RangePage`], with
+/// rows read in place.
+#[derive(Debug, Clone)]
+pub struct RangeViewPage {
+    /// The rows, in key order (descending for a reverse query).
+    pub rows: Vec<RowView>,
+    /// As [`RangePage::next_start`].
     pub next_start: Option<Vec<Value>>,
 }
 

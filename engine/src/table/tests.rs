@@ -361,6 +361,76 @@ fn ranges_bounds_prefix_reverse_resume() {
 }
 
 #[test]
+fn range_views_read_what_ranges_read() {
+    let (_mems, e) = fresh();
+    let t = Tables::open(e.clone()).unwrap();
+    t.create_table("t", &Schema::parse("id:int64").unwrap())
+        .unwrap();
+    for i in 0..300i64 {
+        let mut c = cols(&[
+            ("a", i.into()),
+            ("b", (i as f64 / 3.0).into()),
+            ("c", (i % 2 == 0).into()),
+            ("d", format!("text {i}").into()),
+            ("e", vec![i as u8; (i % 7) as usize].into()),
+        ]);
+        if i % 5 == 0 {
+            c.remove("c"); // rows need not have the same columns
+        }
+        t.put_row("t", &[i.into()], &c).unwrap();
+    }
+    let queries = [
+        RangeQuery::new(),
+        RangeQuery::new().reverse(true).limit(7),
+        RangeQuery::new()
+            .start(Bound::Excluded(vec![10.into()]))
+            .limit(40)
+            .columns(&["c", "e", "no such column"]),
+        RangeQuery::new().start(Bound::Included(vec![1000.into()])),
+    ];
+    for q in &queries {
+        let page = t.range("t", q).unwrap();
+        let view = t.range_view("t", q).unwrap();
+        assert_eq!(view.next_start, page.next_start);
+        assert_eq!(view.rows.len(), page.rows.len());
+        for (v, r) in view.rows.iter().zip(&page.rows) {
+            assert_eq!(v.key, r.key);
+            assert!(v.columns == r.columns, "{:?}: {:?}", q, v.key);
+            assert_eq!(v.columns.len(), r.columns.len());
+            assert_eq!(v.columns.to_columns(), r.columns);
+            for (name, value) in &r.columns {
+                assert!(v.columns.get(name) == Some(value.as_value_ref()));
+            }
+        }
+    }
+    // With the projection, a column left out is not there to look up.
+    let q = RangeQuery::new().limit(1).columns(&["d"]);
+    let view = t.range_view("t", &q).unwrap();
+    assert_eq!(view.rows[0].columns.get("a"), None);
+    assert_eq!(
+        view.rows[0].columns.get("d"),
+        Some(ValueRef::String("text 0"))
+    );
+
+    // A stored value that is not a row's encoding is a typed error, as for `range`.
+    e.put(
+        "t",
+        &key::encode_key(&t.live_schema("t").unwrap(), "t", &[5.into()]).unwrap(),
+        b"\x01\x09",
+    )
+    .unwrap();
+    let q = RangeQuery::new().limit(10);
+    assert!(matches!(
+        t.range("t", &q),
+        Err(Error::CorruptTableData { .. })
+    ));
+    assert!(matches!(
+        t.range_view("t", &q),
+        Err(Error::CorruptTableData { .. })
+    ));
+}
+
+#[test]
 fn interrupted_drop_is_finished_by_the_next_open() {
     let (mems, e) = fresh();
     let t = Tables::open(e.clone()).unwrap();

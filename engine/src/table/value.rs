@@ -178,14 +178,137 @@ impl Value {
 
 impl PartialEq for Value {
     fn eq(&self, other: &Value) -> bool {
+        self.as_value_ref() == other.as_value_ref()
+    }
+}
+
+impl Value {
+    /// The value borrowed, as a [`ValueRef`].
+    pub fn as_value_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Int64(v) => ValueRef::Int64(*v),
+            Value::Double(v) => ValueRef::Double(*v),
+            Value::Bool(v) => ValueRef::Bool(*v),
+            Value::String(v) => ValueRef::String(v),
+            Value::Binary(v) => ValueRef::Binary(v),
+        }
+    }
+}
+
+/// A value borrowed from where it lies (a stored row read in place, see
+/// [`StoredColumns`](super::StoredColumns)): the same types as [`Value`], without owning
+/// the text or bytes.
+///
+/// ```
+/// use ectable_engine::table::{Value, ValueRef};
+///
+/// let v = Value::from("ann");
+/// assert_eq!(v.as_value_ref(), ValueRef::String("ann"));
+/// assert_eq!(ValueRef::String("ann").to_value(), v);
+/// assert!(ValueRef::Int64(4) == Value::Int64(4));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub enum ValueRef<'a> {
+    /// A signed 64-bit integer.
+    Int64(i64),
+    /// A double; equality is bitwise, as for [`Value`].
+    Double(f64),
+    /// A boolean.
+    Bool(bool),
+    /// UTF-8 text.
+    String(&'a str),
+    /// Raw bytes.
+    Binary(&'a [u8]),
+}
+
+impl<'a> ValueRef<'a> {
+    /// Its type.
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            ValueRef::Int64(_) => ValueType::Int64,
+            ValueRef::Double(_) => ValueType::Double,
+            ValueRef::Bool(_) => ValueType::Bool,
+            ValueRef::String(_) => ValueType::String,
+            ValueRef::Binary(_) => ValueType::Binary,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_value(&self) -> Value {
+        match *self {
+            ValueRef::Int64(v) => Value::Int64(v),
+            ValueRef::Double(v) => Value::Double(v),
+            ValueRef::Bool(v) => Value::Bool(v),
+            ValueRef::String(v) => Value::String(v.to_string()),
+            ValueRef::Binary(v) => Value::Binary(v.to_vec()),
+        }
+    }
+
+    /// The integer, if this is an `Int64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            ValueRef::Int64(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The double, if this is a `Double`.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            ValueRef::Double(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is a `Bool`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            ValueRef::Bool(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The text, if this is a `String`.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            ValueRef::String(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The bytes, if this is a `Binary`.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        match self {
+            ValueRef::Binary(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for ValueRef<'_> {
+    fn eq(&self, other: &ValueRef<'_>) -> bool {
         match (self, other) {
-            (Value::Int64(a), Value::Int64(b)) => a == b,
-            (Value::Double(a), Value::Double(b)) => a.to_bits() == b.to_bits(),
-            (Value::Bool(a), Value::Bool(b)) => a == b,
-            (Value::String(a), Value::String(b)) => a == b,
-            (Value::Binary(a), Value::Binary(b)) => a == b,
+            (ValueRef::Int64(a), ValueRef::Int64(b)) => a == b,
+            (ValueRef::Double(a), ValueRef::Double(b)) => a.to_bits() == b.to_bits(),
+            (ValueRef::Bool(a), ValueRef::Bool(b)) => a == b,
+            (ValueRef::String(a), ValueRef::String(b)) => a == b,
+            (ValueRef::Binary(a), ValueRef::Binary(b)) => a == b,
             _ => false,
         }
+    }
+}
+
+impl Eq for ValueRef<'_> {}
+
+impl PartialEq<Value> for ValueRef<'_> {
+    fn eq(&self, other: &Value) -> bool {
+        *self == other.as_value_ref()
+    }
+}
+
+impl From<ValueRef<'_>> for Value {
+    fn from(v: ValueRef<'_>) -> Value {
+        v.to_value()
     }
 }
 

@@ -5,7 +5,7 @@ use crate::input::Input;
 use ectable_engine::table::codecs::{
     decode_row, decode_schema_record, encode_row, encode_schema_record,
 };
-use ectable_engine::table::{KeyColumn, Schema, ValueType};
+use ectable_engine::table::{KeyColumn, Schema, StoredColumns, ValueType};
 
 /// The key schema the first bytes of the input pick: one to four columns of key types.
 pub fn pick_schema(input: &mut Input) -> Schema {
@@ -40,6 +40,13 @@ pub fn key(data: &[u8]) {
 }
 
 pub fn row(data: &[u8]) {
+    // The in-place reader accepts exactly what the copying decoder accepts, and reads the same.
+    let stored = StoredColumns::parse(data.to_vec());
+    assert_eq!(
+        stored.is_ok(),
+        decode_row(data, None).is_ok(),
+        "the in-place reader and the decoder agree on whether a row is valid"
+    );
     if let Ok(cols) = decode_row(data, None) {
         assert!(
             encode_row(&cols) == data,
@@ -48,6 +55,15 @@ pub fn row(data: &[u8]) {
         let names: Vec<String> = cols.keys().take(2).cloned().collect();
         let some = decode_row(data, Some(&names)).expect("a row that decodes decodes in part");
         assert_eq!(some.len(), names.len(), "the columns asked for");
+        let stored = stored.expect("checked above");
+        assert!(
+            stored == cols,
+            "the in-place reader reads the decoded columns"
+        );
+        assert_eq!(stored.iter().count(), cols.len());
+        for (name, value) in &cols {
+            assert!(stored.get(name) == Some(value.as_value_ref()));
+        }
     }
 }
 

@@ -182,6 +182,12 @@ pub struct BenchArgs {
     /// --rw table-range: rows per range read.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub range_rows: u32,
+    /// --rw table-range: read each range with `Tables::range_view`, which checks every
+    /// row and then reads its columns in place, instead of `Tables::range`, which copies
+    /// them into a map of owned names and values. Either way every column of every row is
+    /// read.
+    #[arg(long)]
+    pub range_view: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -42,6 +42,8 @@ pub struct Plan {
     pub read_pct: u8,
     /// Rows per range read (`--rw table-range`).
     pub range_rows: usize,
+    /// Ranges read in place (`--range-view`).
+    pub range_view: bool,
     pub verify: bool,
     /// How the pass is measured (ramp, logs, interim reports).
     pub measure: MeasureCfg,
@@ -153,6 +155,9 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     if cli.size.is_none() && cli.runtime.is_none() {
         bail!("give --size or --runtime");
     }
+    if cli.range_view && cli.rw != Rw::TableRange {
+        bail!("--range-view applies to --rw table-range only");
+    }
     let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
     W::check_bs(bs)?;
     check_outputs(cli)?;
@@ -263,6 +268,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
         seed: cli.seed,
         read_pct,
         range_rows: cli.range_rows as usize,
+        range_view: cli.range_view,
         verify: cli.verify,
         measure: cli.measure_cfg(),
     };
