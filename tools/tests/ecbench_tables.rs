@@ -73,41 +73,22 @@ fn table_workloads_run_and_report() {
         }
     }
 
-    let args = [
-        "--devices",
-        devs.as_str(),
-        "--size",
-        "256K",
-        "--rw",
-        "table-put",
-        "--bs",
-        "64",
-    ];
-    let out = ecbench(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && !stderr.contains("panicked"),
-        "{stderr}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("at least"), "{stderr}");
-
+    let refused = |rest: &[&str], expect: &str| {
+        let mut args = vec!["--devices", devs.as_str(), "--size", "256K"];
+        args.extend(rest);
+        let out = ecbench(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+    };
+    refused(&["--rw", "table-put", "--bs", "64"], "at least");
     // Ranges read in place are a table-range option only.
-    let args = [
-        "--devices",
-        devs.as_str(),
-        "--size",
-        "256K",
-        "--rw",
-        "table-get",
-        "--range-view",
-    ];
-    let out = ecbench(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("--range-view applies to --rw table-range only"),
-        "{stderr}"
+    refused(
+        &["--rw", "table-get", "--range-view"],
+        "--range-view applies to --rw table-range only",
     );
 }

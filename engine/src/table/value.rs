@@ -116,53 +116,32 @@ pub enum Value {
 impl Value {
     /// Its type.
     pub fn value_type(&self) -> ValueType {
-        match self {
-            Value::Int64(_) => ValueType::Int64,
-            Value::Double(_) => ValueType::Double,
-            Value::Bool(_) => ValueType::Bool,
-            Value::String(_) => ValueType::String,
-            Value::Binary(_) => ValueType::Binary,
-        }
+        self.as_value_ref().value_type()
     }
 
     /// The integer, if this is an `Int64`.
     pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            Value::Int64(v) => Some(*v),
-            _ => None,
-        }
+        self.as_value_ref().as_i64()
     }
 
     /// The double, if this is a `Double` (an `Int64` is not converted).
     pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Value::Double(v) => Some(*v),
-            _ => None,
-        }
+        self.as_value_ref().as_f64()
     }
 
     /// The boolean, if this is a `Bool`.
     pub fn as_bool(&self) -> Option<bool> {
-        match self {
-            Value::Bool(v) => Some(*v),
-            _ => None,
-        }
+        self.as_value_ref().as_bool()
     }
 
     /// The text, if this is a `String`.
     pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::String(v) => Some(v),
-            _ => None,
-        }
+        self.as_value_ref().as_str()
     }
 
     /// The bytes, if this is a `Binary` (a `String` is not converted).
     pub fn as_bytes(&self) -> Option<&[u8]> {
-        match self {
-            Value::Binary(v) => Some(v),
-            _ => None,
-        }
+        self.as_value_ref().as_bytes()
     }
 
     /// Bytes the value's payload takes (used for size limits and estimates).
@@ -252,7 +231,7 @@ impl<'a> ValueRef<'a> {
         }
     }
 
-    /// The double, if this is a `Double`.
+    /// The double, if this is a `Double` (an `Int64` is not converted).
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             ValueRef::Double(v) => Some(*v),
@@ -276,7 +255,7 @@ impl<'a> ValueRef<'a> {
         }
     }
 
-    /// The bytes, if this is a `Binary`.
+    /// The bytes, if this is a `Binary` (a `String` is not converted).
     pub fn as_bytes(&self) -> Option<&'a [u8]> {
         match self {
             ValueRef::Binary(v) => Some(v),
