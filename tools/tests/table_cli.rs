@@ -192,6 +192,35 @@ fn typed_tables_end_to_end() {
     assert_eq!(pks(&s), rev);
     let s = run(&["scan", "--table", "T", "--limit", "2", "--reverse"]);
     assert_eq!(pks(&s), vec![want_order[6].clone(), want_order[5].clone()]);
+    // A scan cut by --limit says how to go on, and going on that way reads the rest.
+    for reverse in [false, true] {
+        let mut args = vec!["scan", "--table", "T", "--limit", "3"];
+        if reverse {
+            args.push("--reverse");
+        }
+        let v = dev(&args);
+        let out = ectable(&v.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let (flag, key) = err
+            .trim_end()
+            .strip_prefix("more rows follow; continue with ")
+            .and_then(|r| r.split_once(' '))
+            .unwrap_or_else(|| panic!("reverse={reverse}: {err}"));
+        assert_eq!(flag, if reverse { "--to" } else { "--from" }, "{err}");
+        args.truncate(3);
+        args.extend([flag, key.trim_matches('\'')]);
+        if reverse {
+            args.push("--reverse");
+        }
+        let mut seen = pks(&String::from_utf8_lossy(&out.stdout));
+        seen.extend(pks(&run(&args)));
+        let mut want = want_order.clone();
+        if reverse {
+            want.reverse();
+        }
+        assert_eq!(seen, want, "reverse={reverse}");
+    }
 
     // Binary keys.
     run(&[

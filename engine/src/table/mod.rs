@@ -83,7 +83,7 @@ mod value;
 use crate::sync::{MutexExt, RwLockExt};
 pub use batch::{Condition, RowUpdate, TableBatch};
 use batch::{Op, OpKind};
-pub use query::{RangePage, RangeQuery, RangeViewPage, Row, RowView, TableInfo};
+pub use query::{RangeIter, RangePage, RangeQuery, RangeViewPage, Row, RowView, TableInfo};
 pub use row::{ColumnIter, Columns, StoredColumns};
 pub use schema::{
     KeyColumn, Schema, MAX_COLUMN_NAME_BYTES, MAX_KEY_COLUMNS, MAX_KEY_COLUMN_NAME_BYTES,
@@ -618,6 +618,38 @@ impl Tables {
         Ok(RangeViewPage { rows, next_start })
     }
 
+    /// The rows of a range query streamed, in key order (or reverse), read in place as
+    /// [`range_view`](Self::range_view) reads them: the index is listed a page at a time and
+    /// the next pages' reads are in flight while the caller takes this page's rows (as
+    /// [`Engine::scan_iter`]), so a range of any length is read in bounded memory at the
+    /// devices' pace. The query's limit and columns apply. Not a snapshot: each row is its
+    /// key's value at some moment during the read (a row deleted meanwhile may be left out).
+    /// An error ends the iteration. Use it on the thread that made it; for a short page,
+    /// `range_view` reads only the rows it returns.
+    pub fn range_iter(&self, table: &str, q: &RangeQuery) -> Result<RangeIter<'_>> {
+        let schema = self.live_schema(table)?;
+        let wanted: Option<Arc<[String]>> = q.columns.as_deref().map(Into::into);
+        let scan = match byte_bounds(&schema, table, q)? {
+            None => None,
+            Some((lo, hi)) => {
+                let from = lo.as_deref().map_or(Bound::Unbounded, Bound::Included);
+                let to = hi.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                let engine = &self.inner.engine;
+                Some(match q.reverse {
+                    true => engine.scan_iter_rev(table, from, to)?,
+                    false => engine.scan_iter(table, from, to)?,
+                })
+            }
+        };
+        Ok(RangeIter {
+            scan,
+            schema,
+            table: table.to_string(),
+            wanted,
+            left: q.limit,
+        })
+    }
+
     /// A range read's rows, each made by `row` from its encoded key and value, and the
     /// key to resume from.
     fn range_with<R>(
@@ -627,41 +659,9 @@ impl Tables {
         mut row: impl FnMut(&Schema, &[u8], Vec<u8>) -> Result<R>,
     ) -> Result<(Vec<R>, Option<Vec<Value>>)> {
         let schema = self.live_schema(table)?;
-        let empty = (Vec::new(), None);
-        // Byte bounds: lo inclusive, hi exclusive (None: unbounded).
-        let mut lo: Vec<Option<Vec<u8>>> = Vec::new();
-        let mut hi: Vec<Option<Vec<u8>>> = Vec::new();
-        match &q.start {
-            Bound::Unbounded => {}
-            Bound::Included(p) => lo.push(Some(key::encode_prefix(&schema, table, p)?)),
-            Bound::Excluded(p) => {
-                match key::prefix_successor(&key::encode_prefix(&schema, table, p)?) {
-                    Some(s) => lo.push(Some(s)),
-                    None => return Ok(empty),
-                }
-            }
-        }
-        match &q.end {
-            Bound::Unbounded => {}
-            Bound::Included(p) => {
-                hi.push(key::prefix_successor(&key::encode_prefix(
-                    &schema, table, p,
-                )?));
-            }
-            Bound::Excluded(p) => hi.push(Some(key::encode_prefix(&schema, table, p)?)),
-        }
-        if let Some(p) = &q.prefix {
-            let e = key::encode_prefix(&schema, table, p)?;
-            hi.push(key::prefix_successor(&e));
-            lo.push(Some(e));
-        }
-        let lo = lo.into_iter().flatten().max();
-        let hi = hi.into_iter().flatten().min();
-        if let (Some(l), Some(h)) = (&lo, &hi) {
-            if l >= h {
-                return Ok(empty);
-            }
-        }
+        let Some((lo, hi)) = byte_bounds(&schema, table, q)? else {
+            return Ok((Vec::new(), None));
+        };
         let engine = &self.inner.engine;
         engine.shared.check_alive()?;
         let mut entries = entries_in_range(
@@ -815,6 +815,43 @@ fn load_catalog(engine: &Engine) -> Result<Catalog> {
 
 /// Keys of `table` in `[lo, hi)` (None: unbounded) with their index entries, ascending or
 /// descending, at most `limit`.
+/// A query's bounds as encoded keys, the lower inclusive and the upper exclusive (None:
+/// unbounded); None when no key lies between them.
+type ByteBounds = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn byte_bounds(schema: &Schema, table: &str, q: &RangeQuery) -> Result<Option<ByteBounds>> {
+    let mut lo: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut hi: Vec<Option<Vec<u8>>> = Vec::new();
+    match &q.start {
+        Bound::Unbounded => {}
+        Bound::Included(p) => lo.push(Some(key::encode_prefix(schema, table, p)?)),
+        Bound::Excluded(p) => match key::prefix_successor(&key::encode_prefix(schema, table, p)?) {
+            Some(s) => lo.push(Some(s)),
+            None => return Ok(None),
+        },
+    }
+    match &q.end {
+        Bound::Unbounded => {}
+        Bound::Included(p) => {
+            hi.push(key::prefix_successor(&key::encode_prefix(
+                schema, table, p,
+            )?));
+        }
+        Bound::Excluded(p) => hi.push(Some(key::encode_prefix(schema, table, p)?)),
+    }
+    if let Some(p) = &q.prefix {
+        let e = key::encode_prefix(schema, table, p)?;
+        hi.push(key::prefix_successor(&e));
+        lo.push(Some(e));
+    }
+    let lo = lo.into_iter().flatten().max();
+    let hi = hi.into_iter().flatten().min();
+    match (&lo, &hi) {
+        (Some(l), Some(h)) if l >= h => Ok(None),
+        _ => Ok(Some((lo, hi))),
+    }
+}
+
 fn entries_in_range(
     engine: &Engine,
     table: &str,

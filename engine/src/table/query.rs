@@ -3,7 +3,10 @@
 use super::row::{Columns, StoredColumns};
 use super::schema::Schema;
 use super::value::Value;
+use crate::error::Result;
+use crate::log::scan::Scan;
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// A range read by primary key.
 ///
@@ -137,6 +140,39 @@ pub struct RangeViewPage {
     pub rows: Vec<RowView>,
     /// As [`RangePage::next_start`].
     pub next_start: Option<Vec<Value>>,
+}
+
+/// The rows of [`Tables::range_iter`](super::Tables::range_iter), streamed; see there.
+pub struct RangeIter<'t> {
+    pub(super) scan: Option<Scan<'t>>,
+    pub(super) schema: Arc<Schema>,
+    pub(super) table: String,
+    pub(super) wanted: Option<Arc<[String]>>,
+    /// Rows the query's limit still allows.
+    pub(super) left: usize,
+}
+
+impl Iterator for RangeIter<'_> {
+    type Item = Result<RowView>;
+
+    fn next(&mut self) -> Option<Result<RowView>> {
+        if self.left == 0 {
+            return None;
+        }
+        let row = match self.scan.as_mut()?.next()? {
+            Ok((k, v)) => super::decode_key(&self.schema, &self.table, &k).and_then(|key| {
+                StoredColumns::with_projection(v, self.wanted.clone())
+                    .map(|columns| RowView { key, columns })
+                    .map_err(|detail| super::corrupt_row(&self.table, detail))
+            }),
+            Err(e) => Err(e),
+        };
+        self.left -= 1;
+        if row.is_err() {
+            self.scan = None;
+        }
+        Some(row)
+    }
 }
 
 /// A typed table as `describe` shows it.

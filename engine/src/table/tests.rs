@@ -431,6 +431,80 @@ fn range_views_read_what_ranges_read() {
 }
 
 #[test]
+fn range_iter_streams_what_range_view_pages() {
+    let (_mems, e) = fresh();
+    let t = Tables::open(e.clone()).unwrap();
+    t.create_table("t", &Schema::parse("g:int64,id:int64").unwrap())
+        .unwrap();
+    // More rows than one page of the streaming scan, in two key groups.
+    let n = crate::log::scan::PAGE_ROWS as i64 * 2 + 100;
+    for i in 0..n {
+        let c = cols(&[("v", i.into()), ("s", format!("{i:05}").into())]);
+        t.put_row("t", &[(i % 2).into(), i.into()], &c).unwrap();
+    }
+    let queries = [
+        RangeQuery::new(),
+        RangeQuery::new().reverse(true),
+        RangeQuery::new().prefix(vec![1.into()]).columns(&["s"]),
+        RangeQuery::new()
+            .start(Bound::Excluded(vec![0.into(), 10.into()]))
+            .end(Bound::Included(vec![1.into(), 7.into()]))
+            .reverse(true)
+            .limit(2500),
+        RangeQuery::new().limit(3),
+        // Empty, and inverted.
+        RangeQuery::new().prefix(vec![2.into()]),
+        RangeQuery::new()
+            .start(Bound::Included(vec![1.into()]))
+            .end(Bound::Excluded(vec![0.into()])),
+    ];
+    for q in &queries {
+        let streamed: Vec<RowView> = t.range_iter("t", q).unwrap().map(Result::unwrap).collect();
+        // The same rows, paged 1,000 at a time.
+        let mut paged: Vec<RowView> = Vec::new();
+        let mut page_q = q.clone().limit(q.limit.min(1000));
+        loop {
+            let page = t.range_view("t", &page_q).unwrap();
+            paged.extend(page.rows);
+            match page.next_start {
+                Some(next) if paged.len() < q.limit => {
+                    let left = q.limit - paged.len();
+                    page_q = q.clone().resume_from(next).limit(left.min(1000));
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(streamed.len(), paged.len(), "{q:?}");
+        for (s, p) in streamed.iter().zip(&paged) {
+            assert_eq!(s.key, p.key);
+            assert!(s.columns == p.columns.to_columns());
+        }
+    }
+    assert_eq!(
+        t.range_iter("t", &RangeQuery::new()).unwrap().count() as i64,
+        n
+    );
+    // A bad bound is refused when the iterator is made.
+    let q = RangeQuery::new().start(Bound::Included(vec!["x".into()]));
+    assert!(matches!(
+        t.range_iter("t", &q),
+        Err(Error::BadPrimaryKey { .. })
+    ));
+    // A stored value that is not a row: the error, then the end.
+    e.put(
+        "t",
+        &key::encode_key(&t.live_schema("t").unwrap(), "t", &[0.into(), 4.into()]).unwrap(),
+        b"\x01\x09",
+    )
+    .unwrap();
+    let mut it = t.range_iter("t", &RangeQuery::new()).unwrap();
+    let got: Vec<bool> = it.by_ref().take(4).map(|r| r.is_ok()).collect();
+    // Rows (0, 0) and (0, 2), then the damaged (0, 4), then nothing.
+    assert_eq!(got, [true, true, false]);
+    assert!(it.next().is_none());
+}
+
+#[test]
 fn interrupted_drop_is_finished_by_the_next_open() {
     let (mems, e) = fresh();
     let t = Tables::open(e.clone()).unwrap();

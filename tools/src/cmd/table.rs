@@ -21,7 +21,7 @@ use base64::Engine as _;
 use clap::Subcommand;
 use ectable_devices::BackendKind;
 use ectable_engine::table::{
-    Columns, Condition, RangeQuery, Row, Schema, TableBatch, TableInfo, Tables, Value,
+    Columns, Condition, RangeQuery, Row, Schema, TableBatch, TableInfo, Tables, Value, ValueRef,
 };
 use ectable_engine::{Engine, Error as EngineError};
 use serde_json::{json, Map, Value as Json};
@@ -176,18 +176,18 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 /// A typed value as JSON (see the module docs).
-pub fn value_json(v: &Value) -> Json {
+pub fn value_json(v: ValueRef<'_>) -> Json {
     match v {
-        Value::Int64(i) => json!(i),
-        Value::Double(d) => match serde_json::Number::from_f64(*d) {
+        ValueRef::Int64(i) => json!(i),
+        ValueRef::Double(d) => match serde_json::Number::from_f64(d) {
             Some(n) => Json::Number(n),
             None if d.is_nan() => json!({"$double": "NaN"}),
-            None if *d > 0.0 => json!({"$double": "inf"}),
+            None if d > 0.0 => json!({"$double": "inf"}),
             None => json!({"$double": "-inf"}),
         },
-        Value::Bool(b) => json!(b),
-        Value::String(s) => json!(s),
-        Value::Binary(b) => json!({"$bin": b64().encode(b)}),
+        ValueRef::Bool(b) => json!(b),
+        ValueRef::String(s) => json!(s),
+        ValueRef::Binary(b) => json!({"$bin": b64().encode(b)}),
     }
 }
 
@@ -314,20 +314,31 @@ pub fn json_columns(v: &Json, what: &str) -> Result<Columns, String> {
 
 /// One row line: `{"pk": {...}, "cols": {...}}`, key columns in schema order.
 pub fn row_line(schema: &Schema, row: &Row) -> String {
+    let columns = row
+        .columns
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_value_ref()));
+    row_line_of(schema, &row.key, columns)
+}
+
+/// [`row_line`] of a key and columns however they are held.
+pub fn row_line_of<'a>(
+    schema: &Schema,
+    key: &[Value],
+    columns: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
+) -> String {
     let mut pk = String::from("{");
-    for (i, (c, v)) in schema.key_columns().iter().zip(&row.key).enumerate() {
+    for (i, (c, v)) in schema.key_columns().iter().zip(key).enumerate() {
         if i > 0 {
             pk.push(',');
         }
         pk.push_str(&Json::String(c.name.clone()).to_string());
         pk.push(':');
-        pk.push_str(&value_json(v).to_string());
+        pk.push_str(&value_json(v.as_value_ref()).to_string());
     }
     pk.push('}');
-    let cols: Map<String, Json> = row
-        .columns
-        .iter()
-        .map(|(k, v)| (k.clone(), value_json(v)))
+    let cols: Map<String, Json> = columns
+        .map(|(k, v)| (k.to_string(), value_json(v)))
         .collect();
     format!("{{\"pk\":{pk},\"cols\":{}}}", Json::Object(cols))
 }
@@ -432,7 +443,8 @@ pub struct ScanArgs<'a> {
 }
 
 /// Rows in key order as JSON lines; `--from` inclusive, `--to` exclusive (partial keys
-/// allowed). Reads in pages so that a large table is never held in memory at once.
+/// allowed). Streams (`Tables::range_iter`: pages of the index, the next pages' reads in
+/// flight, rows read in place), so a large table is never held in memory at once.
 pub fn scan(
     tables: &Tables,
     table: &str,
@@ -458,36 +470,26 @@ pub fn scan(
         q = q.prefix(p);
     }
     let mut printed = 0u64;
-    let mut cur = q.clone();
     let mut last: Option<Vec<Value>> = None;
-    while printed < a.limit {
-        let want = (a.limit - printed).min(1024) as usize;
-        let page = tables.range(table, &cur.clone().limit(want))?;
-        for row in &page.rows {
-            writeln!(out, "{}", row_line(schema, row))?;
-            printed += 1;
+    for row in tables.range_iter(table, &q)? {
+        let row = row?;
+        if printed == a.limit {
+            // Cut by --limit: say how to go on (forward from this row, backward before the
+            // last one printed: --to is exclusive).
+            let (flag, key) = match (a.reverse, last) {
+                (false, _) => ("--from", row.key),
+                (true, Some(l)) => ("--to", l),
+                (true, None) => break,
+            };
+            eprintln!(
+                "more rows follow; continue with {flag} '{}'",
+                key_json_text(schema, &key)
+            );
+            break;
         }
-        last = page.rows.last().map(|r| r.key.clone()).or(last);
-        match page.next_start {
-            Some(n) if printed < a.limit => cur = q.clone().resume_from(n),
-            Some(_) => {
-                // Cut by --limit: say how to go on.
-                if let Some(l) = &last {
-                    let (flag, key) = if a.reverse {
-                        ("--to", l.clone())
-                    } else {
-                        let next = page.next_start.clone().unwrap_or_default();
-                        ("--from", next)
-                    };
-                    eprintln!(
-                        "more rows follow; continue with {flag} '{}'",
-                        key_json_text(schema, &key)
-                    );
-                }
-                break;
-            }
-            None => break,
-        }
+        writeln!(out, "{}", row_line_of(schema, &row.key, row.columns.iter()))?;
+        printed += 1;
+        last = Some(row.key);
     }
     Ok(printed)
 }
@@ -572,7 +574,7 @@ mod tests {
             Value::from("a\0b"),
             Value::Binary(vec![0, 255]),
         ] {
-            let j = value_json(&v);
+            let j = value_json(v.as_value_ref());
             let text = j.to_string();
             let back = json_value(&serde_json::from_str(&text).unwrap(), "v").unwrap();
             assert_eq!(back, v, "{text}");

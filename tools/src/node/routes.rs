@@ -574,7 +574,7 @@ fn row_json(schema: &Schema, row: &ectable_engine::table::Row) -> JsonValue {
 fn key_json(schema: &Schema, key: &[Value]) -> JsonValue {
     let mut o = serde_json::Map::new();
     for (c, v) in schema.key_columns().iter().zip(key) {
-        o.insert(c.name.clone(), value_json(v));
+        o.insert(c.name.clone(), value_json(v.as_value_ref()));
     }
     JsonValue::Object(o)
 }
