@@ -257,7 +257,10 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
         &node.url("/v1/tables/users/range"),
         &json!({"from": {"id": 5}, "limit": 100, "next": p1["next"]}),
     );
-    assert_eq!(p2["rows"][0]["pk"], json!({"id": 15}));
+    assert_eq!(
+        p2["rows"][0],
+        json!({"pk": {"id": 15}, "cols": {"name": "u15", "score": 150}})
+    );
     assert_eq!(p2["rows"].as_array().unwrap().len(), 15);
 
     // Bad requests: each gets a clear error and changes nothing.

@@ -11,7 +11,7 @@
 
 use super::Node;
 use crate::cmd::kv::{bytes_json, json_bytes};
-use crate::cmd::table::{json_columns, json_key, row_line, value_json};
+use crate::cmd::table::{json_columns, json_key, value_json};
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -19,7 +19,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use ectable_engine::table::{Condition, RangeQuery, Schema, TableBatch, Value};
+use ectable_engine::table::{Condition, RangeQuery, Schema, TableBatch, Value, ValueRef};
 use ectable_engine::{Error as EngineError, WriteBatch};
 use serde::Deserialize;
 use serde_json::{json, Value as JsonValue};
@@ -568,7 +568,23 @@ fn condition(schema: &Schema, v: Option<&JsonValue>) -> ApiResult<Option<Conditi
 }
 
 fn row_json(schema: &Schema, row: &ectable_engine::table::Row) -> JsonValue {
-    serde_json::from_str(&row_line(schema, row)).unwrap_or(JsonValue::Null)
+    let columns = row
+        .columns
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_value_ref()));
+    row_json_of(schema, &row.key, columns)
+}
+
+/// A row as the API shows it (`{"pk": {...}, "cols": {...}}`, as `ectable export` writes it).
+fn row_json_of<'a>(
+    schema: &Schema,
+    key: &[Value],
+    columns: impl Iterator<Item = (&'a str, ValueRef<'a>)>,
+) -> JsonValue {
+    let cols: serde_json::Map<String, JsonValue> = columns
+        .map(|(k, v)| (k.to_string(), value_json(v)))
+        .collect();
+    json!({"pk": key_json(schema, key), "cols": cols})
 }
 
 fn key_json(schema: &Schema, key: &[Value]) -> JsonValue {
@@ -768,8 +784,12 @@ async fn rows_range(
         if let Some(next) = body.get("next") {
             q = q.resume_from(key_arg(&schema, next, "next", false)?);
         }
-        let page = n.tables.range(&table, &q)?;
-        let rows: Vec<JsonValue> = page.rows.iter().map(|r| row_json(&schema, r)).collect();
+        let page = n.tables.range_view(&table, &q)?;
+        let rows: Vec<JsonValue> = page
+            .rows
+            .iter()
+            .map(|r| row_json_of(&schema, &r.key, r.columns.iter()))
+            .collect();
         let next = page.next_start.as_ref().map(|k| key_json(&schema, k));
         Ok(Json(json!({"rows": rows, "next": next})))
     })
