@@ -26,6 +26,14 @@ fn fresh() -> (Vec<Arc<MemDevice>>, Arc<Engine>) {
     (mems, e)
 }
 
+/// A fresh array with typed table "t" of the given primary key.
+fn fresh_table(pk: &str) -> (Arc<Engine>, Tables) {
+    let (_mems, e) = fresh();
+    let t = Tables::open(e.clone()).unwrap();
+    t.create_table("t", &Schema::parse(pk).unwrap()).unwrap();
+    (e, t)
+}
+
 fn reopen(mems: &[Arc<MemDevice>], e: Arc<Engine>, read_only: bool) -> Arc<Engine> {
     e.close().unwrap();
     drop(e);
@@ -101,10 +109,7 @@ fn handles_of_one_engine_share_state() {
 
 #[test]
 fn rows_conditions_updates() {
-    let (_mems, e) = fresh();
-    let t = Tables::open(e).unwrap();
-    t.create_table("t", &Schema::parse("region:string,id:int64").unwrap())
-        .unwrap();
+    let (_e, t) = fresh_table("region:string,id:int64");
     let k = k2("eu", 7);
     let row = cols(&[
         ("score", 1.5.into()),
@@ -195,10 +200,7 @@ fn batches_check_in_order_and_fail_whole() {
 
 #[test]
 fn bad_input_is_typed_and_writes_nothing() {
-    let (_mems, e) = fresh();
-    let t = Tables::open(e.clone()).unwrap();
-    t.create_table("t", &Schema::parse("id:int64,name:string").unwrap())
-        .unwrap();
+    let (e, t) = fresh_table("id:int64,name:string");
     let lsn = e.sync().unwrap();
     let ok_key = vec![Value::from(1), Value::from("a")];
     let cases: Vec<(TableBatch, &str)> = vec![
@@ -275,10 +277,7 @@ fn bad_input_is_typed_and_writes_nothing() {
 
 #[test]
 fn ranges_bounds_prefix_reverse_resume() {
-    let (_mems, e) = fresh();
-    let t = Tables::open(e).unwrap();
-    t.create_table("t", &Schema::parse("region:string,id:int64").unwrap())
-        .unwrap();
+    let (_e, t) = fresh_table("region:string,id:int64");
     let regions = ["", "a", "a\0", "a\0b", "ab", "b"];
     let ids = [i64::MIN, -5, -1, 0, 1, 42, i64::MAX];
     let mut all = Vec::new();
@@ -362,10 +361,7 @@ fn ranges_bounds_prefix_reverse_resume() {
 
 #[test]
 fn range_views_read_what_ranges_read() {
-    let (_mems, e) = fresh();
-    let t = Tables::open(e.clone()).unwrap();
-    t.create_table("t", &Schema::parse("id:int64").unwrap())
-        .unwrap();
+    let (e, t) = fresh_table("id:int64");
     for i in 0..300i64 {
         let mut c = cols(&[
             ("a", i.into()),
@@ -432,10 +428,7 @@ fn range_views_read_what_ranges_read() {
 
 #[test]
 fn range_iter_streams_what_range_view_pages() {
-    let (_mems, e) = fresh();
-    let t = Tables::open(e.clone()).unwrap();
-    t.create_table("t", &Schema::parse("g:int64,id:int64").unwrap())
-        .unwrap();
+    let (e, t) = fresh_table("g:int64,id:int64");
     // More rows than one page of the streaming scan, in two key groups.
     let n = crate::log::scan::PAGE_ROWS as i64 * 2 + 100;
     for i in 0..n {
