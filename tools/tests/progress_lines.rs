@@ -32,11 +32,10 @@ fn long_commands_print_progress_lines_off_a_terminal() {
         file.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("exported 100000 rows"),
-        "{}",
-        stderr(&out)
-    );
+    // The index knows the row count, so an export reports percents.
+    let err = stderr(&out);
+    assert!(err.contains("export: 50% ("), "{err}");
+    assert!(err.contains("exported 100000 rows"), "{err}");
     let out = ectable(&[
         "import",
         "--devices",
@@ -49,4 +48,31 @@ fn long_commands_print_progress_lines_off_a_terminal() {
     let err = stderr(&out);
     assert!(err.contains("import: 50% ("), "{err}");
     assert!(err.contains("imported 100000 rows"), "{err}");
+
+    // A typed table's export too.
+    let out = ectable(&[
+        "table",
+        "create",
+        "--devices",
+        &all,
+        "--table",
+        "T",
+        "--pk",
+        "id:int64",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: String = (0..20_000)
+        .map(|i| format!("{{\"pk\": {{\"id\": {i}}}, \"cols\": {{\"n\": {i}}}}}\n"))
+        .collect();
+    let typed = dir.path().join("typed.jsonl");
+    std::fs::write(&typed, rows).unwrap();
+    let typed_arg = typed.to_str().unwrap();
+    let out = ectable(&["import", "--devices", &all, "--table", "T", typed_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ectable(&["export", "--devices", &all, "--table", "T", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("export: 40% ("), "{err}");
+    assert!(err.contains("exported 20000 rows"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 20_000);
 }

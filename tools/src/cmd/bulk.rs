@@ -267,6 +267,13 @@ pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
             ))
         };
         let tables = typed::open_tables(engine)?;
+        // The index knows how many rows the table holds now: progress in percent.
+        let rows_now = engine
+            .tables()
+            .into_iter()
+            .find_map(|(name, n)| (name == *table).then_some(n as u64))
+            .unwrap_or(0);
+        let pb = term::RowProgress::new(rows_now, "export");
         let n = if let Some(schema) = typed::typed(&tables, table) {
             let all = typed::ScanArgs {
                 from: None,
@@ -275,9 +282,8 @@ pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
                 reverse: false,
                 limit: u64::MAX,
             };
-            typed::scan(&tables, table, &schema, &all, &mut out)?
+            typed::scan(&tables, table, &schema, &all, &mut out, Some(&pb))?
         } else {
-            let pb = term::RowProgress::new(0, "export");
             let mut n = 0u64;
             for row in engine.scan_iter(table, Bound::Unbounded, Bound::Unbounded)? {
                 let (k, v) = row?;
@@ -291,10 +297,10 @@ pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
                     pb.set(n);
                 }
             }
-            pb.set(n);
-            pb.finish();
             n
         };
+        pb.set(n);
+        pb.finish();
         out.flush()?;
         Ok(n)
     });

@@ -226,7 +226,7 @@ pub fn scan(kind: BackendKind, a: &ScanArgs) -> Result<i32> {
             limit: a.limit,
         };
         let mut out = std::io::stdout().lock();
-        typed::scan(&tables, table, &schema, &args, &mut out)?;
+        typed::scan(&tables, table, &schema, &args, &mut out, None)?;
         out.flush()?;
         return Ok(0);
     }

@@ -444,13 +444,15 @@ pub struct ScanArgs<'a> {
 
 /// Rows in key order as JSON lines; `--from` inclusive, `--to` exclusive (partial keys
 /// allowed). Streams (`Tables::range_iter`: pages of the index, the next pages' reads in
-/// flight, rows read in place), so a large table is never held in memory at once.
+/// flight, rows read in place), so a large table is never held in memory at once. `progress`
+/// is told the rows written so far now and then.
 pub fn scan(
     tables: &Tables,
     table: &str,
     schema: &Schema,
     a: &ScanArgs<'_>,
     out: &mut dyn Write,
+    progress: Option<&crate::term::RowProgress>,
 ) -> Result<u64> {
     let bound = |text: Option<&str>, what: &str| -> Result<Option<Vec<Value>>> {
         text.map(|t| {
@@ -489,6 +491,9 @@ pub fn scan(
         }
         writeln!(out, "{}", row_line_of(schema, &row.key, row.columns.iter()))?;
         printed += 1;
+        if let Some(pb) = progress.filter(|_| printed.is_multiple_of(4096)) {
+            pb.set(printed);
+        }
         last = Some(row.key);
     }
     Ok(printed)
