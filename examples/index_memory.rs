@@ -6,7 +6,8 @@
 //! (number of keys, key length in bytes, `seq` or `random` key order). Random keys are 16
 //! hex digits of a bijection of the key number (so the key length is 16 in that mode); each
 //! value is 100 bytes. Prints JSON: keys, key bytes, order, the heap bytes held after every
-//! entry points at disk, and per key; also the load time.
+//! entry points at disk, and per key; also the load time, and the most heap an explicit
+//! checkpoint of that index takes on top, per key, and its time.
 
 use ectable::devices::{open_backend, BackendKind, BlockDevice, MemDevice};
 use ectable::{format, Engine, EngineOptions, FormatOptions};
@@ -16,11 +17,14 @@ use std::sync::Arc;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The most LIVE has been since it was last reset.
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 // SAFETY: forwards every call to the system allocator unchanged and only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        let now = LIVE.fetch_add(l.size() as isize, Ordering::Relaxed) + l.size() as isize;
+        PEAK.fetch_max(now, Ordering::Relaxed);
         // SAFETY: same layout contract as our caller's.
         unsafe { System.alloc(l) }
     }
@@ -78,8 +82,18 @@ fn main() {
         after = now;
     }
     let per_key = (after - before) as f64 / n as f64;
+    // What a checkpoint of this index holds on top, at its peak: one more write (so that
+    // there is something new to checkpoint), then an explicit checkpoint.
+    engine.put("t", b"~after", b"x").expect("put");
+    engine.sync().expect("sync");
+    let held = LIVE.load(Ordering::Relaxed);
+    PEAK.store(held, Ordering::Relaxed);
+    let ck_start = std::time::Instant::now();
+    engine.checkpoint().expect("checkpoint");
+    let ck_secs = ck_start.elapsed().as_secs_f64();
+    let ck_peak = (PEAK.load(Ordering::Relaxed) - held) as f64 / n as f64;
     println!(
-        "{{\"keys\": {n}, \"key_bytes\": {key_len}, \"order\": \"{}\", \"index_bytes\": {}, \"bytes_per_key\": {per_key:.1}, \"load_secs\": {:.2}}}",
+        "{{\"keys\": {n}, \"key_bytes\": {key_len}, \"order\": \"{}\", \"index_bytes\": {}, \"bytes_per_key\": {per_key:.1}, \"load_secs\": {:.2}, \"checkpoint_peak_extra_bytes_per_key\": {ck_peak:.1}, \"checkpoint_secs\": {ck_secs:.2}}}",
         if random { "random" } else { "seq" },
         after - before,
         load.as_secs_f64()

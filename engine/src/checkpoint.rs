@@ -21,7 +21,7 @@
 //!   entries that point into them; one with none is freed (at the checkpoint, or at open).
 
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{encode, ResumePoint};
+use crate::format::checkpoint::{encode_pieces, ResumePoint};
 use crate::format::*;
 use crate::log::state::{OpenStripe, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
@@ -33,9 +33,11 @@ use ectable_devices::IoOp;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// A consistent image of the index, ready to be written.
+/// A consistent image of the index, ready to be written: cut into the data of its stripes.
 pub(crate) struct Snapshot {
-    bytes: Vec<u8>,
+    pieces: Vec<Vec<u8>>,
+    /// The image's size.
+    bytes: usize,
     keys: u64,
     names: u64,
     lsn: u64,
@@ -56,7 +58,8 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
         ordinal: cursor.ordinal,
     };
     let index = shared.index.read_locked();
-    let Some(bytes) = encode(&index, lsn, resume) else {
+    let per_stripe = shared.array.layout.stripe_payload();
+    let Some(pieces) = encode_pieces(&index, lsn, resume, per_stripe) else {
         // Quiet, so every entry is on disk: the encoder refused a location that breaks the
         // alignment docs/format.md promises (a bug). Say so rather than skip checkpoints
         // without a word.
@@ -67,7 +70,8 @@ pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
         return None;
     };
     Some(Snapshot {
-        bytes,
+        bytes: pieces.iter().map(Vec::len).sum(),
+        pieces,
         keys: index.key_count() as u64,
         names: index.name_bytes(),
         lsn,
@@ -115,6 +119,7 @@ pub(crate) fn write_at_close(shared: &Shared) -> Result<Option<u64>> {
 fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
     let array = &shared.array;
     let Snapshot {
+        pieces,
         bytes,
         keys,
         names,
@@ -123,9 +128,8 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
     } = snap;
     let layout = &array.layout;
     let (k, c) = (layout.k(), layout.chunk_bytes());
-    let per_stripe = layout.stripe_payload();
     let stripes_per_segment = layout.stripes_per_segment();
-    let segment_count = layout.segments_for(bytes.len());
+    let segment_count = layout.segments_for(bytes);
     let online: Vec<bool> = (0..array.n())
         .map(|slot| array.device_of_slot(slot as u32).is_some())
         .collect();
@@ -163,20 +167,19 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
             }
         }
     };
-    let mut stripes = Vec::new();
-    for (i, piece) in bytes.chunks(per_stripe).enumerate() {
+    // Stripe i holds the i-th piece of the image.
+    let stripe = |i: usize, piece: Vec<u8>| {
         let seg = &segs[i / stripes_per_segment];
         let ordinal = (i % stripes_per_segment) as u32;
         let per_chunk = piece.len().div_ceil(k);
-        let height = Layout::chunk_height_for(per_chunk) as u32;
-        stripes.push(SealedStripe {
+        SealedStripe {
             stripe: OpenStripe {
                 segment: seg.clone(),
                 new_segment: ordinal == 0,
                 offset: layout.full_stripe_offset(ordinal as usize) as u32,
                 ordinal,
                 max_height: c as u32,
-                buf: Arc::new(piece.to_vec()),
+                buf: Arc::new(piece),
                 seq: 0,
                 first_lsn: lsn,
                 last_lsn: lsn,
@@ -184,18 +187,26 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
                 packer: None,
                 prev_table: None,
             },
-            height,
+            height: Layout::chunk_height_for(per_chunk) as u32,
             placement: None,
             for_sync: false,
-        });
-    }
+        }
+    };
     let mut devices = Vec::new();
-    let mut written = vec![0usize; stripes.len()];
-    // Written a batch at a time: a large index does not hold all its chunks in memory twice.
+    let mut written = vec![0usize; pieces.len()];
+    // Written a batch at a time, each batch's stripes made of their pieces (not copied) just
+    // before it is encoded, and dropped once written: the image is held once, and less of it
+    // as the batches go out.
     let per_batch = shared.max_batch_stripes.max(1);
-    for (bi, batch) in stripes.chunks(per_batch).enumerate() {
-        let base = bi * per_batch;
-        let (ops, meta) = match shared.encode_batch(batch, lsn - 1) {
+    let mut pieces = pieces.into_iter().enumerate().peekable();
+    let mut base = 0;
+    while pieces.peek().is_some() {
+        let batch: Vec<SealedStripe> = pieces
+            .by_ref()
+            .take(per_batch)
+            .map(|(i, piece)| stripe(i, piece))
+            .collect();
+        let (ops, meta) = match shared.encode_batch(&batch, lsn - 1) {
             Ok(x) => x,
             Err(e) => {
                 release(shared);
@@ -212,6 +223,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
                 }
             }
         }
+        base += batch.len();
     }
     let flushed = array
         .io
@@ -242,7 +254,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
             .payload_bytes_written
             .load(Ordering::Relaxed),
         CheckpointSize {
-            bytes: bytes.len() as u64,
+            bytes: bytes as u64,
             keys,
             names,
         },

@@ -53,8 +53,22 @@ pub struct ResumePoint {
 
 /// Serializes the index in the compact encoding ("ECTCKPT2"). Returns None if some entry
 /// is not on disk yet.
+#[cfg(any(test, feature = "internals"))]
 pub fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
-    let mut out = encode_header(MAGIC_V2, HEADER_BYTES_V2, lsn, resume);
+    encode_pieces(index, lsn, resume, usize::MAX).map(|p| p.concat())
+}
+
+/// [`encode`], the image cut as it is written into pieces of `piece_bytes` (the last one
+/// shorter; at least the header's size), so that each piece becomes one stripe's data as it
+/// is, and no buffer of the size of the whole image is ever grown (and copied) on the way.
+pub fn encode_pieces(
+    index: &Index,
+    lsn: u64,
+    resume: ResumePoint,
+    piece_bytes: usize,
+) -> Option<Vec<Vec<u8>>> {
+    let mut out = Pieces::new(piece_bytes.max(HEADER_BYTES_V2));
+    out.extend(&encode_header(MAGIC_V2, HEADER_BYTES_V2, lsn, resume));
     let mut count = 0u64;
     let mut tables: Vec<&String> = index.tables.keys().collect();
     tables.sort();
@@ -65,22 +79,22 @@ pub fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
             continue;
         }
         table_count += 1;
-        out.push(t.len() as u8);
-        out.extend_from_slice(t.as_bytes());
-        put_varint(&mut out, map.len() as u64);
+        out.extend(&[t.len() as u8]);
+        out.extend(t.as_bytes());
+        out.varint(map.len() as u64);
         let mut prev: &[u8] = &[];
         for (key, e) in map.iter() {
             let Place::Disk(loc) = &e.place else {
                 return None;
             };
             let shared = prev.iter().zip(key).take_while(|(a, b)| a == b).count();
-            put_varint(&mut out, shared as u64);
-            put_varint(&mut out, (key.len() - shared) as u64);
-            out.extend_from_slice(&key[shared..]);
+            out.varint(shared as u64);
+            out.varint((key.len() - shared) as u64);
+            out.extend(&key[shared..]);
             prev = key;
-            put_varint(&mut out, e.lsn);
-            put_varint(&mut out, e.value_len as u64);
-            put_varint(&mut out, loc.segment_id);
+            out.varint(e.lsn);
+            out.varint(e.value_len as u64);
+            out.varint(loc.segment_id);
             // Stripes lie on 4 KiB boundaries and have 4 KiB multiples as heights; records
             // start on 8-byte boundaries of the data space (docs/format.md).
             if loc.offset_in_segment_bytes % 4096 != 0
@@ -89,29 +103,85 @@ pub fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
             {
                 return None;
             }
-            put_varint(&mut out, (loc.offset_in_segment_bytes / 4096) as u64);
-            put_varint(&mut out, (loc.height_bytes / 4096) as u64);
-            put_varint(&mut out, loc.ordinal as u64);
-            put_varint(&mut out, (loc.record_offset / 8) as u64);
+            out.varint((loc.offset_in_segment_bytes / 4096) as u64);
+            out.varint((loc.height_bytes / 4096) as u64);
+            out.varint(loc.ordinal as u64);
+            out.varint((loc.record_offset / 8) as u64);
             let expected = RECORD_HEADER_BYTES + (t.len() + key.len()) as i64 + e.value_len as i64;
-            put_varint(&mut out, zigzag(loc.record_len as i64 - expected));
-            out.extend_from_slice(&loc.crc.to_le_bytes());
+            out.varint(zigzag(loc.record_len as i64 - expected));
+            out.extend(&loc.crc.to_le_bytes());
             count += 1;
         }
     }
-    put_u64(&mut out, OFF_ENTRY_COUNT, count);
-    put_u32(&mut out, OFF_TABLE_COUNT, table_count);
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Some(out)
+    let mut pieces = out.finish();
+    if let Some(first) = pieces.first_mut() {
+        put_u64(first, OFF_ENTRY_COUNT, count);
+        put_u32(first, OFF_TABLE_COUNT, table_count);
+    }
+    let crc = pieces
+        .iter()
+        .fold(0, |crc, p| crc32c::crc32c_append(crc, p));
+    let mut out = Pieces::resume(pieces, piece_bytes.max(HEADER_BYTES_V2));
+    out.extend(&crc.to_le_bytes());
+    Some(out.finish())
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// Bytes written into pieces of a fixed size, a new piece begun when one is full.
+struct Pieces {
+    size: usize,
+    done: Vec<Vec<u8>>,
+    cur: Vec<u8>,
+}
+
+impl Pieces {
+    fn new(size: usize) -> Pieces {
+        Pieces {
+            size,
+            done: Vec::new(),
+            cur: Vec::with_capacity(size.min(1 << 20)),
+        }
     }
-    out.push(v as u8);
+
+    /// Goes on writing after the pieces `finish` gave.
+    fn resume(mut done: Vec<Vec<u8>>, size: usize) -> Pieces {
+        let cur = match done.last() {
+            Some(last) if last.len() < size => done.pop().unwrap_or_default(),
+            _ => Vec::with_capacity(size.min(1 << 20)),
+        };
+        Pieces { size, done, cur }
+    }
+
+    fn extend(&mut self, mut b: &[u8]) {
+        while !b.is_empty() {
+            if self.cur.len() == self.size {
+                let next = Vec::with_capacity(self.size.min(1 << 20));
+                self.done.push(std::mem::replace(&mut self.cur, next));
+            }
+            let n = b.len().min(self.size - self.cur.len());
+            self.cur.extend_from_slice(&b[..n]);
+            b = &b[n..];
+        }
+    }
+
+    /// A LEB128 varint (as [`get_varint`] reads it).
+    fn varint(&mut self, mut v: u64) {
+        let mut buf = [0u8; 10];
+        let mut n = 0;
+        while v >= 0x80 {
+            buf[n] = (v as u8) | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        buf[n] = v as u8;
+        self.extend(&buf[..=n]);
+    }
+
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        if !self.cur.is_empty() {
+            self.done.push(self.cur);
+        }
+        self.done
+    }
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -499,6 +569,38 @@ mod tests {
             );
         }
         index
+    }
+
+    #[test]
+    fn an_image_cut_into_pieces_is_the_image() {
+        let resume = ResumePoint {
+            segment_id: 9,
+            offset: 4096,
+            ordinal: 1,
+        };
+        for index in [sample(0), sample(1), sample(3000)] {
+            let whole = encode(&index, 1 << 60, resume).unwrap();
+            for size in [
+                1,
+                56,
+                57,
+                100,
+                4096,
+                whole.len() - 1,
+                whole.len(),
+                whole.len() + 1,
+            ] {
+                let pieces = encode_pieces(&index, 1 << 60, resume, size).unwrap();
+                let size = size.max(HEADER_BYTES_V2);
+                let (last, full) = pieces.split_last().unwrap();
+                assert!(full.iter().all(|p| p.len() == size), "size {size}");
+                assert!(!last.is_empty() && last.len() <= size, "size {size}");
+                assert_eq!(pieces.concat(), whole, "size {size}");
+            }
+            if let Err(e) = decode(&whole) {
+                panic!("{} entries: {e:?}", index.key_count());
+            }
+        }
     }
 
     fn entries(index: &Index) -> Vec<(String, Vec<u8>, IndexEntry)> {
