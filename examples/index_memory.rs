@@ -92,10 +92,49 @@ fn main() {
     engine.checkpoint().expect("checkpoint");
     let ck_secs = ck_start.elapsed().as_secs_f64();
     let ck_peak = (PEAK.load(Ordering::Relaxed) - held) as f64 / n as f64;
+    // How long a writer waits while a checkpoint takes its image: one thread puts (without
+    // syncing) while another checkpoints; the longest put, against the longest before.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (calm, during) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let (mut longest, mut i) = (std::time::Duration::ZERO, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = std::time::Instant::now();
+                engine
+                    .put("t", format!("~w{i:012}").as_bytes(), &[1u8; 100])
+                    .expect("put");
+                longest = longest.max(t0.elapsed());
+                i += 1;
+            }
+            longest
+        });
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        let calm = writer.join().expect("writer");
+        stop.store(false, Ordering::Relaxed);
+        let writer = s.spawn(|| {
+            let (mut longest, mut i) = (std::time::Duration::ZERO, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = std::time::Instant::now();
+                engine
+                    .put("t", format!("~x{i:012}").as_bytes(), &[1u8; 100])
+                    .expect("put");
+                longest = longest.max(t0.elapsed());
+                i += 1;
+            }
+            longest
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        engine.checkpoint().expect("checkpoint");
+        stop.store(true, Ordering::Relaxed);
+        (calm, writer.join().expect("writer"))
+    });
     println!(
-        "{{\"keys\": {n}, \"key_bytes\": {key_len}, \"order\": \"{}\", \"index_bytes\": {}, \"bytes_per_key\": {per_key:.1}, \"load_secs\": {:.2}, \"checkpoint_peak_extra_bytes_per_key\": {ck_peak:.1}, \"checkpoint_secs\": {ck_secs:.2}}}",
+        "{{\"keys\": {n}, \"key_bytes\": {key_len}, \"order\": \"{}\", \"index_bytes\": {}, \"bytes_per_key\": {per_key:.1}, \"load_secs\": {:.2}, \"checkpoint_peak_extra_bytes_per_key\": {ck_peak:.1}, \"checkpoint_secs\": {ck_secs:.2}, \"longest_put_ms_calm\": {:.1}, \"longest_put_ms_during_checkpoint\": {:.1}}}",
         if random { "random" } else { "seq" },
         after - before,
-        load.as_secs_f64()
+        load.as_secs_f64(),
+        calm.as_secs_f64() * 1e3,
+        during.as_secs_f64() * 1e3
     );
 }
