@@ -6,8 +6,9 @@
 //! (number of keys, key length in bytes, `seq` or `random` key order). Random keys are 16
 //! hex digits of a bijection of the key number (so the key length is 16 in that mode); each
 //! value is 100 bytes. Prints JSON: keys, key bytes, order, the heap bytes held after every
-//! entry points at disk, and per key; also the load time, and the most heap an explicit
-//! checkpoint of that index takes on top, per key, and its time.
+//! entry points at disk, and per key; also the load time, the most heap an explicit
+//! checkpoint of that index takes on top, per key, and its time, and the longest put of a
+//! writer thread while a second checkpoint runs (against the longest in a calm second).
 
 use ectable::devices::{open_backend, BackendKind, BlockDevice, MemDevice};
 use ectable::{format, Engine, EngineOptions, FormatOptions};
