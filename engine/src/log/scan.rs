@@ -126,6 +126,8 @@ pub struct Scan<'e> {
     fixed: Bound<Vec<u8>>,
     reverse: bool,
     listed_all: bool,
+    /// Keys it may still list (a caller's limit; `usize::MAX` without one).
+    left: usize,
     in_flight: VecDeque<PendingLoad>,
     current: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
     ended: bool,
@@ -149,11 +151,20 @@ impl<'e> Scan<'e> {
             fixed,
             reverse,
             listed_all: false,
+            left: usize::MAX,
             in_flight: VecDeque::new(),
             current: Vec::new().into_iter(),
             ended: false,
             _not_send: std::marker::PhantomData,
         }
+    }
+
+    /// Lists (and reads) at most `n` keys in all: a caller that wants only the first `n`
+    /// rows does not read the rest of a page, nor pages ahead.
+    pub(crate) fn limit(mut self, n: usize) -> Scan<'e> {
+        self.left = n;
+        self.listed_all = n == 0;
+        self
     }
 
     /// Lists the next page of keys and starts its reads.
@@ -177,15 +188,16 @@ impl<'e> Scan<'e> {
             for (k, e) in it {
                 bytes += e.value_len as usize;
                 page.push((k.to_vec(), e));
-                if page.len() >= PAGE_ROWS || bytes >= PAGE_VALUE_BYTES {
+                if page.len() >= PAGE_ROWS.min(self.left) || bytes >= PAGE_VALUE_BYTES {
                     full = true;
                     break;
                 }
             }
             (page, full)
         };
+        self.left = self.left.saturating_sub(page.len());
         match page.last() {
-            Some((k, _)) if full => self.moving = Bound::Excluded(k.clone()),
+            Some((k, _)) if full && self.left > 0 => self.moving = Bound::Excluded(k.clone()),
             _ => self.listed_all = true,
         }
         if !page.is_empty() {

@@ -635,10 +635,11 @@ impl Tables {
                 let from = lo.as_deref().map_or(Bound::Unbounded, Bound::Included);
                 let to = hi.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
                 let engine = &self.inner.engine;
-                Some(match q.reverse {
+                let scan = match q.reverse {
                     true => engine.scan_iter_rev(table, from, to)?,
                     false => engine.scan_iter(table, from, to)?,
-                })
+                };
+                Some(scan.limit(q.limit))
             }
         };
         Ok(RangeIter {

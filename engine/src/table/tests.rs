@@ -477,6 +477,21 @@ fn range_iter_streams_what_range_view_pages() {
         t.range_iter("t", &RangeQuery::new()).unwrap().count() as i64,
         n
     );
+    // A limit also bounds what is read: not a whole page, nor the pages ahead.
+    let reads = || {
+        e.shared
+            .counters
+            .reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = reads();
+    let q = RangeQuery::new().reverse(true).limit(3);
+    assert_eq!(t.range_iter("t", &q).unwrap().count(), 3);
+    assert!(
+        reads() - before <= 3,
+        "{} reads for 3 rows",
+        reads() - before
+    );
     // A bad bound is refused when the iterator is made.
     let q = RangeQuery::new().start(Bound::Included(vec!["x".into()]));
     assert!(matches!(
