@@ -96,35 +96,26 @@ fn main() {
     // How long a writer waits while a checkpoint takes its image: one thread puts (without
     // syncing) while another checkpoints; the longest put, against the longest before.
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // Puts new keys until told to stop; returns the longest put.
+    let put_until_stopped = |prefix: &str| {
+        let (mut longest, mut i) = (std::time::Duration::ZERO, 0u64);
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = std::time::Instant::now();
+            engine
+                .put("t", format!("{prefix}{i:012}").as_bytes(), &[1u8; 100])
+                .expect("put");
+            longest = longest.max(t0.elapsed());
+            i += 1;
+        }
+        longest
+    };
     let (calm, during) = std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            let (mut longest, mut i) = (std::time::Duration::ZERO, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = std::time::Instant::now();
-                engine
-                    .put("t", format!("~w{i:012}").as_bytes(), &[1u8; 100])
-                    .expect("put");
-                longest = longest.max(t0.elapsed());
-                i += 1;
-            }
-            longest
-        });
+        let writer = s.spawn(|| put_until_stopped("~w"));
         std::thread::sleep(std::time::Duration::from_secs(1));
         stop.store(true, Ordering::Relaxed);
         let calm = writer.join().expect("writer");
         stop.store(false, Ordering::Relaxed);
-        let writer = s.spawn(|| {
-            let (mut longest, mut i) = (std::time::Duration::ZERO, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = std::time::Instant::now();
-                engine
-                    .put("t", format!("~x{i:012}").as_bytes(), &[1u8; 100])
-                    .expect("put");
-                longest = longest.max(t0.elapsed());
-                i += 1;
-            }
-            longest
-        });
+        let writer = s.spawn(|| put_until_stopped("~x"));
         std::thread::sleep(std::time::Duration::from_millis(100));
         engine.checkpoint().expect("checkpoint");
         stop.store(true, Ordering::Relaxed);
