@@ -609,11 +609,7 @@ impl Tables {
     pub fn range_view(&self, table: &str, q: &RangeQuery) -> Result<RangeViewPage> {
         let wanted: Option<Arc<[String]>> = q.columns.as_deref().map(Into::into);
         let (rows, next_start) = self.range_with(table, q, |schema, k, v| {
-            Ok(RowView {
-                key: decode_key(schema, table, k)?,
-                columns: StoredColumns::with_projection(v, wanted.clone())
-                    .map_err(|detail| corrupt_row(table, detail))?,
-            })
+            row_view(schema, table, k, v, &wanted)
         })?;
         Ok(RangeViewPage { rows, next_start })
     }
@@ -756,6 +752,21 @@ fn check_condition(cond: &Condition, row: Option<&Columns>) -> std::result::Resu
 
 fn decode_row(table: &str, bytes: &[u8], wanted: Option<&[String]>) -> Result<Columns> {
     row::decode(bytes, wanted).map_err(|detail| corrupt_row(table, detail))
+}
+
+/// A row read in place from its encoded key and stored value.
+fn row_view(
+    schema: &Schema,
+    table: &str,
+    key: &[u8],
+    value: Vec<u8>,
+    wanted: &Option<Arc<[String]>>,
+) -> Result<RowView> {
+    Ok(RowView {
+        key: decode_key(schema, table, key)?,
+        columns: StoredColumns::with_projection(value, wanted.clone())
+            .map_err(|detail| corrupt_row(table, detail))?,
+    })
 }
 
 fn corrupt_row(table: &str, detail: String) -> Error {

@@ -160,11 +160,7 @@ impl Iterator for RangeIter<'_> {
             return None;
         }
         let row = match self.scan.as_mut()?.next()? {
-            Ok((k, v)) => super::decode_key(&self.schema, &self.table, &k).and_then(|key| {
-                StoredColumns::with_projection(v, self.wanted.clone())
-                    .map(|columns| RowView { key, columns })
-                    .map_err(|detail| super::corrupt_row(&self.table, detail))
-            }),
+            Ok((k, v)) => super::row_view(&self.schema, &self.table, &k, v, &self.wanted),
             Err(e) => Err(e),
         };
         self.left -= 1;
