@@ -146,6 +146,15 @@ pub(crate) fn encode_prefix(schema: &Schema, table: &str, key: &[Value]) -> Resu
 
 /// Decodes a full key of `schema`.
 pub(crate) fn decode_key(schema: &Schema, bytes: &[u8]) -> std::result::Result<Vec<Value>, String> {
+    // No key longer than the encoder writes (found by the `table_key` fuzz target under
+    // libFuzzer: a 1,680-byte key decoded that could never have been stored).
+    if bytes.len() > crate::MAX_KEY_BYTES {
+        return Err(format!(
+            "{} bytes is longer than a primary key can be ({})",
+            bytes.len(),
+            crate::MAX_KEY_BYTES
+        ));
+    }
     let mut at = 0usize;
     let mut out = Vec::with_capacity(schema.key_columns().len());
     for c in schema.key_columns() {
@@ -220,6 +229,24 @@ mod tests {
 
     fn schema() -> Schema {
         Schema::parse("a:int64,b:string,c:binary").unwrap()
+    }
+
+    /// What decodes encodes again: a key longer than the encoder allows is refused by both.
+    #[test]
+    fn keys_longer_than_the_limit_are_refused_both_ways() {
+        let s = Schema::parse("b:binary").unwrap();
+        let mut bytes = vec![7u8; crate::MAX_KEY_BYTES + 10];
+        bytes.extend_from_slice(&[0, TERMINATOR]);
+        let err = s.decode_key(&bytes).unwrap_err().to_string();
+        assert!(err.contains("longer than a primary key can be"), "{err}");
+        assert!(s
+            .encode_key(&[Value::Binary(vec![7; crate::MAX_KEY_BYTES + 10])])
+            .is_err());
+        // At the limit, both work.
+        let v = vec![Value::Binary(vec![7; crate::MAX_KEY_BYTES - 2])];
+        let enc = s.encode_key(&v).unwrap();
+        assert_eq!(enc.len(), crate::MAX_KEY_BYTES);
+        assert_eq!(s.decode_key(&enc).unwrap(), v);
     }
 
     /// The typed order of keys of `schema()`.
