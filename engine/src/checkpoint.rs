@@ -21,8 +21,9 @@
 //!   entries that point into them; one with none is freed (at the checkpoint, or at open).
 
 use crate::error::{Error, Result};
-use crate::format::checkpoint::{encode_pieces, ResumePoint};
+use crate::format::checkpoint::{ImageWriter, ResumePoint};
 use crate::format::*;
+use crate::index::Slice;
 use crate::log::state::{OpenStripe, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
@@ -44,71 +45,127 @@ pub(crate) struct Snapshot {
     resume: ResumePoint,
 }
 
-/// The image of a quiesced writer's index: nothing open, sealed or pending, everything
-/// durable. None if the writer is not quiesced or nothing was ever written.
-pub(crate) fn snapshot(shared: &Shared, st: &WriterState) -> Option<Snapshot> {
+/// Keys the encoder reads per turn of the index lock (a few milliseconds of encoding): the
+/// longest a writer waits for a checkpoint being taken.
+const IMAGE_SLICE_KEYS: usize = 16_384;
+
+/// An image begun: the LSN it holds the index as of, and where the log goes on after it.
+struct Begun {
+    lsn: u64,
+    resume: ResumePoint,
+}
+
+/// Begins the image of a quiesced writer's index (nothing open, sealed or pending,
+/// everything durable): from here on the index keeps the pre-images the image needs
+/// (index/capture.rs). None if the writer is not quiesced or nothing was ever written.
+fn begin(shared: &Shared, st: &WriterState) -> Option<Begun> {
     let cursor = st.cursor()?.clone();
     let lsn = st.acked_lsn();
     if lsn == 0 || !st.is_quiet() {
         return None;
     }
-    let resume = ResumePoint {
-        segment_id: cursor.segment.id,
-        offset: cursor.offset,
-        ordinal: cursor.ordinal,
-    };
-    let index = shared.index.read_locked();
+    if !shared.index.write_locked().begin_image() {
+        // The image gate lets one image be taken at a time.
+        tracing::error!("index checkpoint not written: another image is being taken");
+        return None;
+    }
+    Some(Begun {
+        lsn,
+        resume: ResumePoint {
+            segment_id: cursor.segment.id,
+            offset: cursor.offset,
+            ordinal: cursor.ordinal,
+        },
+    })
+}
+
+/// Takes the image begun, a slice of the index at a time with the index lock let go
+/// between slices (writers go on meanwhile), cut into the data of its stripes. The index
+/// stops keeping pre-images when this returns, whatever happened.
+fn take(shared: &Shared, begun: Begun) -> Option<Snapshot> {
+    struct End<'a>(&'a Shared);
+    impl Drop for End<'_> {
+        fn drop(&mut self) {
+            let kept = self.0.index.read_locked().end_image();
+            self.0
+                .counters
+                .checkpoint_pre_images
+                .fetch_add(kept, Ordering::Relaxed);
+        }
+    }
+    let _end = End(shared);
+    let Begun { lsn, resume } = begun;
     let per_stripe = shared.array.layout.stripe_payload();
-    let Some(pieces) = encode_pieces(&index, lsn, resume, per_stripe) else {
-        // Quiet, so every entry is on disk: the encoder refused a location that breaks the
-        // alignment docs/format.md promises (a bug). Say so rather than skip checkpoints
+    let mut out = ImageWriter::new(lsn, resume, per_stripe);
+    let complete = loop {
+        let slice = shared
+            .index
+            .read_locked()
+            .image_slice(&mut out, IMAGE_SLICE_KEYS);
+        match slice {
+            Some(Slice::More) => crate::sync::let_writers_in(),
+            Some(Slice::Done) => break true,
+            None => break false,
+        }
+    };
+    let (keys, names) = (out.entries(), out.name_bytes());
+    let pieces = if complete { out.finish() } else { None };
+    let Some(pieces) = pieces else {
+        // Quiesced, so every entry of the image is on disk, in order, as of its LSN: the
+        // writer refused one all the same (a bug). Say so rather than skip checkpoints
         // without a word.
         tracing::error!(
-            "index checkpoint not written: an index entry's location is not aligned as the \
-             checkpoint format requires"
+            "index checkpoint not written: an index entry is not as the checkpoint format \
+             requires (not on disk, off its alignment, newer than the image, or out of order)"
         );
         return None;
     };
     Some(Snapshot {
         bytes: pieces.iter().map(Vec::len).sum(),
         pieces,
-        keys: index.key_count() as u64,
-        names: index.name_bytes(),
+        keys,
+        names,
         lsn,
         resume,
     })
 }
 
-/// Takes an index checkpoint while the engine runs: holds appends back, waits until every
-/// appended record is durable and on disk in the index, takes the image, lets appends go on,
-/// then writes it ([`store`]). Returns the checkpoint's LSN, or None when there was nothing
-/// new to checkpoint.
+/// Takes an index checkpoint while the engine runs: holds appends back until every
+/// appended record is durable and on disk in the index, begins the image there, lets
+/// appends go on, takes the image a slice at a time, then writes it ([`store`]). One
+/// checkpoint is taken and written at a time, so they are stored in LSN order. Returns the
+/// checkpoint's LSN, or None when there was nothing new to checkpoint.
 pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
     // Nothing is written in a session before its start: a new epoch, the segments beyond the
     // end of the log invalidated, the replayed log's missing chunks repaired.
     shared.ensure_writing_started()?;
-    let snap = shared.quiesced(|st| snapshot(shared, st))?;
-    let Some(snap) = snap else {
+    let _one = shared.image_gate.locked();
+    let Some(begun) = shared.quiesced(|st| begin(shared, st))? else {
         return Ok(None);
     };
     let (_, _, current) = shared.array.persisted.locked().checkpoint;
-    if snap.lsn == current {
+    if begun.lsn == current {
         // Nothing was written since the checkpoint in force.
+        shared.index.read_locked().end_image();
         return Ok(None);
     }
-    store(shared, snap)
+    match take(shared, begun) {
+        Some(snap) => store(shared, snap),
+        None => Ok(None),
+    }
 }
 
 /// Writes a checkpoint of the (quiesced) engine at clean close.
 pub(crate) fn write_at_close(shared: &Shared) -> Result<Option<u64>> {
-    let snap = {
+    let _one = shared.image_gate.locked();
+    let begun = {
         let st = shared.lock_state();
         if !st.writing_started() || st.has_failed() {
             return Ok(None);
         }
-        snapshot(shared, &st)
+        begin(shared, &st)
     };
-    match snap {
+    match begun.and_then(|b| take(shared, b)) {
         Some(snap) => store(shared, snap),
         None => Ok(None),
     }

@@ -26,6 +26,8 @@ pub struct EngineCounters {
     pub payload_bytes_written: AtomicU64,
     /// The part of `payload_bytes_written` that index checkpoints wrote.
     pub checkpoint_bytes_written: AtomicU64,
+    /// Entries changed while an index checkpoint was taken, kept as they were for its image.
+    pub checkpoint_pre_images: AtomicU64,
     pub flush_batches: AtomicU64,
     pub degraded_writes: AtomicU64,
     pub reads: AtomicU64,
@@ -57,6 +59,9 @@ pub(crate) struct Shared {
     /// Held by rebuild and scrub for their whole run, and by the cleaner and checkpoints
     /// while they free segments, so no segment is freed under a rebuild or scrub.
     pub maintenance: Mutex<()>,
+    /// Held while an index checkpoint is taken and written (checkpoint.rs): one at a time,
+    /// so that they are stored in the order of their LSNs.
+    pub image_gate: Mutex<()>,
     /// Talks to the cleaner thread.
     pub cleaner: CleanerCtl,
     /// History after this LSN is kept for incremental backups (u64::MAX: no backup chain

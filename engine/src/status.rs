@@ -222,6 +222,11 @@ pub struct Status {
     pub payload_bytes_written: u64,
     /// The part of `payload_bytes_written` that index checkpoints wrote.
     pub checkpoint_bytes_written: u64,
+    /// Index entries changed by writes while an index checkpoint was being taken, since
+    /// open: the index kept each one's earlier state for the checkpoint's image, so that the
+    /// writes did not wait for it (docs/design.md, "Index checkpoints are taken beside
+    /// writers").
+    pub checkpoint_pre_images: u64,
     /// Record reads the fast path could not serve (taken by the slow path) since open.
     pub degraded_reads: u64,
     /// Chunks rewritten by read-repair since open.
@@ -454,6 +459,7 @@ impl Engine {
             chunk_bytes_written: c.chunk_bytes_written.load(Ordering::Relaxed),
             payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
             checkpoint_bytes_written: c.checkpoint_bytes_written.load(Ordering::Relaxed),
+            checkpoint_pre_images: c.checkpoint_pre_images.load(Ordering::Relaxed),
             degraded_reads: c.degraded_reads.load(Ordering::Relaxed),
             reads_looked_again: c.reads_looked_again.load(Ordering::Relaxed),
             read_repairs: c.read_repairs.load(Ordering::Relaxed),

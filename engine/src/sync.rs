@@ -13,6 +13,15 @@
 use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+/// Between the slices of a long walk under a shared `RwLock` guard. std's lock hands a
+/// released lock to whoever asks first: a reader that asks again at once takes it back
+/// before the writer the release woke gets to run, so a loop of short read-locked slices
+/// keeps writers out as long as one long hold would (measured at 10 M keys: a put waited
+/// 1.4 s behind a checkpoint's slices of 4 ms). Sleeping a moment lets the woken writer in.
+pub(crate) fn let_writers_in() {
+    std::thread::sleep(Duration::from_micros(50));
+}
+
 pub(crate) trait MutexExt<T> {
     /// Locks, whether or not a thread panicked while holding the lock.
     fn locked(&self) -> MutexGuard<'_, T>;

@@ -61,69 +61,157 @@ pub fn encode(index: &Index, lsn: u64, resume: ResumePoint) -> Option<Vec<u8>> {
 /// [`encode`], the image cut as it is written into pieces of `piece_bytes` (the last one
 /// shorter; at least the header's size), so that each piece becomes one stripe's data as it
 /// is, and no buffer of the size of the whole image is ever grown (and copied) on the way.
+#[cfg(any(test, feature = "internals"))]
 pub fn encode_pieces(
     index: &Index,
     lsn: u64,
     resume: ResumePoint,
     piece_bytes: usize,
 ) -> Option<Vec<Vec<u8>>> {
-    let mut out = Pieces::new(piece_bytes.max(HEADER_BYTES_V2));
-    out.extend(&encode_header(MAGIC_V2, HEADER_BYTES_V2, lsn, resume));
-    let mut count = 0u64;
+    let mut out = ImageWriter::new(lsn, resume, piece_bytes);
     let mut tables: Vec<&String> = index.tables.keys().collect();
     tables.sort();
-    let mut table_count = 0u32;
     for t in tables {
         let map = &index.tables[t];
         if map.is_empty() {
             continue;
         }
-        table_count += 1;
-        out.extend(&[t.len() as u8]);
-        out.extend(t.as_bytes());
-        out.varint(map.len() as u64);
-        let mut prev: &[u8] = &[];
+        out.table(t, map.len() as u64)?;
         for (key, e) in map.iter() {
-            let Place::Disk(loc) = &e.place else {
-                return None;
-            };
-            let shared = prev.iter().zip(key).take_while(|(a, b)| a == b).count();
-            out.varint(shared as u64);
-            out.varint((key.len() - shared) as u64);
-            out.extend(&key[shared..]);
-            prev = key;
-            out.varint(e.lsn);
-            out.varint(e.value_len as u64);
-            out.varint(loc.segment_id);
-            // Stripes lie on 4 KiB boundaries and have 4 KiB multiples as heights; records
-            // start on 8-byte boundaries of the data space (docs/format.md).
-            if loc.offset_in_segment_bytes % 4096 != 0
-                || loc.height_bytes % 4096 != 0
-                || loc.record_offset % 8 != 0
-            {
-                return None;
-            }
-            out.varint((loc.offset_in_segment_bytes / 4096) as u64);
-            out.varint((loc.height_bytes / 4096) as u64);
-            out.varint(loc.ordinal as u64);
-            out.varint((loc.record_offset / 8) as u64);
-            let expected = RECORD_HEADER_BYTES + (t.len() + key.len()) as i64 + e.value_len as i64;
-            out.varint(zigzag(loc.record_len as i64 - expected));
-            out.extend(&loc.crc.to_le_bytes());
-            count += 1;
+            out.entry(key, &e)?;
         }
     }
-    let mut pieces = out.finish();
-    if let Some(first) = pieces.first_mut() {
-        put_u64(first, OFF_ENTRY_COUNT, count);
-        put_u32(first, OFF_TABLE_COUNT, table_count);
+    out.finish()
+}
+
+/// Writes an image entry by entry, so that it can be taken a slice of the index at a time
+/// (`crate::checkpoint` does, with the index unlocked between slices): a table's entry count
+/// first, then its entries in key order. Every method returns None when the image would
+/// not be what docs/format.md describes (an entry not on disk, a location off its alignment,
+/// an entry newer than the image's LSN, keys out of order, a table with fewer or more
+/// entries than it announced): a bug, and the caller writes no checkpoint.
+pub struct ImageWriter {
+    out: Pieces,
+    piece_bytes: usize,
+    lsn: u64,
+    count: u64,
+    table_count: u32,
+    table_len: usize,
+    /// Entries the current table announced and has not written yet.
+    left: u64,
+    prev: Vec<u8>,
+    /// Bytes of the table names and keys written, as [`Index::name_bytes`] counts them.
+    name_bytes: u64,
+}
+
+impl ImageWriter {
+    /// Begins the image of the index as of `lsn`, cut into pieces of `piece_bytes`.
+    pub fn new(lsn: u64, resume: ResumePoint, piece_bytes: usize) -> ImageWriter {
+        let piece_bytes = piece_bytes.max(HEADER_BYTES_V2);
+        let mut out = Pieces::new(piece_bytes);
+        out.extend(&encode_header(MAGIC_V2, HEADER_BYTES_V2, lsn, resume));
+        ImageWriter {
+            out,
+            piece_bytes,
+            lsn,
+            count: 0,
+            table_count: 0,
+            table_len: 0,
+            left: 0,
+            prev: Vec::new(),
+            name_bytes: 0,
+        }
     }
-    let crc = pieces
-        .iter()
-        .fold(0, |crc, p| crc32c::crc32c_append(crc, p));
-    let mut out = Pieces::resume(pieces, piece_bytes.max(HEADER_BYTES_V2));
-    out.extend(&crc.to_le_bytes());
-    Some(out.finish())
+
+    /// Begins a table of `entries` entries (at least one; names in ascending order).
+    pub fn table(&mut self, name: &str, entries: u64) -> Option<()> {
+        if self.left != 0 || entries == 0 || name.is_empty() || name.len() > 255 {
+            return None;
+        }
+        self.table_count += 1;
+        self.table_len = name.len();
+        self.left = entries;
+        self.prev.clear();
+        self.out.extend(&[name.len() as u8]);
+        self.out.extend(name.as_bytes());
+        self.out.varint(entries);
+        Some(())
+    }
+
+    /// Writes the current table's next entry.
+    pub fn entry(&mut self, key: &[u8], e: &IndexEntry) -> Option<()> {
+        let Place::Disk(loc) = &e.place else {
+            return None;
+        };
+        let first = self.prev.is_empty();
+        if self.left == 0 || e.lsn > self.lsn || key.is_empty() || (!first && key <= &self.prev[..])
+        {
+            return None;
+        }
+        // Stripes lie on 4 KiB boundaries and have 4 KiB multiples as heights; records
+        // start on 8-byte boundaries of the data space (docs/format.md).
+        if loc.offset_in_segment_bytes % 4096 != 0
+            || loc.height_bytes % 4096 != 0
+            || loc.record_offset % 8 != 0
+        {
+            return None;
+        }
+        self.left -= 1;
+        let out = &mut self.out;
+        let shared = self
+            .prev
+            .iter()
+            .zip(key)
+            .take_while(|(a, b)| a == b)
+            .count();
+        out.varint(shared as u64);
+        out.varint((key.len() - shared) as u64);
+        out.extend(&key[shared..]);
+        self.prev.clear();
+        self.prev.extend_from_slice(key);
+        out.varint(e.lsn);
+        out.varint(e.value_len as u64);
+        out.varint(loc.segment_id);
+        out.varint((loc.offset_in_segment_bytes / 4096) as u64);
+        out.varint((loc.height_bytes / 4096) as u64);
+        out.varint(loc.ordinal as u64);
+        out.varint((loc.record_offset / 8) as u64);
+        let expected =
+            RECORD_HEADER_BYTES + (self.table_len + key.len()) as i64 + e.value_len as i64;
+        out.varint(zigzag(loc.record_len as i64 - expected));
+        out.extend(&loc.crc.to_le_bytes());
+        self.count += 1;
+        self.name_bytes += (self.table_len + key.len()) as u64;
+        Some(())
+    }
+
+    /// Entries written so far.
+    pub fn entries(&self) -> u64 {
+        self.count
+    }
+
+    /// Bytes of the table names and keys written so far (a name counted per entry).
+    pub fn name_bytes(&self) -> u64 {
+        self.name_bytes
+    }
+
+    /// Ends the image: the counts into the header, the crc after the last byte.
+    pub fn finish(self) -> Option<Vec<Vec<u8>>> {
+        if self.left != 0 {
+            return None;
+        }
+        let mut pieces = self.out.finish();
+        if let Some(first) = pieces.first_mut() {
+            put_u64(first, OFF_ENTRY_COUNT, self.count);
+            put_u32(first, OFF_TABLE_COUNT, self.table_count);
+        }
+        let crc = pieces
+            .iter()
+            .fold(0, |crc, p| crc32c::crc32c_append(crc, p));
+        let mut out = Pieces::resume(pieces, self.piece_bytes);
+        out.extend(&crc.to_le_bytes());
+        Some(out.finish())
+    }
 }
 
 /// Bytes written into pieces of a fixed size, a new piece begun when one is full.

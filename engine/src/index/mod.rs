@@ -12,11 +12,14 @@
 //!   segments by it. `checkpoint_bytes` is what the entries take in an index checkpoint.
 
 mod bloom;
+mod capture;
 mod keymap;
 
 use crate::format::log_record::RecordFormat;
+pub use capture::{Capture, Slice};
 pub use keymap::KeyMap;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Where a record sits in the log (see docs/format.md, "Placement function").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,24 @@ pub struct IndexEntry {
     pub place: Place,
 }
 
+/// Where a walk over the index a slice at a time ([`Index::walk`]) has got.
+pub struct Walk {
+    tables: Vec<String>,
+    pos: usize,
+    after: Option<Vec<u8>>,
+}
+
+impl Walk {
+    /// A walk over the tables named (in order).
+    pub fn new(tables: Vec<String>) -> Walk {
+        Walk {
+            tables,
+            pos: 0,
+            after: None,
+        }
+    }
+}
+
 /// The whole index: one key map per table, and the live bytes per segment.
 #[derive(Default)]
 pub struct Index {
@@ -88,6 +109,8 @@ pub struct Index {
     pub checkpoint_bytes: u64,
     /// The array's record layout, which `live_bytes` counts in.
     record_format: RecordFormat,
+    /// The checkpoint being taken, if one is (capture.rs): changes keep pre-images for it.
+    capture: Mutex<Option<Capture>>,
 }
 
 /// Bytes one entry takes in a checkpoint, besides its table name and key.
@@ -133,6 +156,7 @@ impl Index {
 
     /// Points (`table`, `key`) at `entry`, replacing the older entry (and its live bytes).
     pub fn put(&mut self, table: &str, key: &[u8], entry: IndexEntry) {
+        self.remember(table, key);
         let bytes = self.record_bytes(table, key, entry.value_len);
         *self.live_bytes.entry(entry.place.segment_id()).or_default() += bytes;
         self.live_total += bytes;
@@ -156,6 +180,7 @@ impl Index {
 
     /// Removes the key's entry, if any.
     pub fn delete(&mut self, table: &str, key: &[u8]) {
+        self.remember(table, key);
         let old = self.tables.get_mut(table).and_then(|t| t.remove(key));
         if let Some(old) = old {
             self.account_remove(table, key, &old);
@@ -165,9 +190,59 @@ impl Index {
         }
     }
 
+    /// Before a change: keeps the key's pre-image for the checkpoint being taken, if any.
+    fn remember(&mut self, table: &str, key: &[u8]) {
+        let capture = self.capture.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = capture.as_mut() {
+            c.remember(&self.tables, table, key);
+        }
+    }
+
     /// The key's entry, if it has one.
     pub fn get(&self, table: &str, key: &[u8]) -> Option<IndexEntry> {
         self.tables.get(table)?.get(key)
+    }
+
+    /// The names of the tables, in order (for a [`Walk`]).
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tables.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Calls `f` with the entries of up to `max` more keys of `walk`; true when the walk has
+    /// passed every table it began with. A walk taken over several calls, with the index
+    /// changing between them, sees each key that lives through it as it is when its slice
+    /// is read, and may miss keys added to a part already passed.
+    pub fn walk(&self, walk: &mut Walk, max: usize, mut f: impl FnMut(&IndexEntry)) -> bool {
+        let mut n = 0;
+        while n < max {
+            let Some(name) = walk.tables.get(walk.pos) else {
+                return true;
+            };
+            let Some(map) = self.tables.get(name) else {
+                walk.pos += 1;
+                continue;
+            };
+            let lo = walk
+                .after
+                .as_deref()
+                .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let mut last = None;
+            for (k, e) in map.range(lo, std::ops::Bound::Unbounded).take(max - n) {
+                f(&e);
+                n += 1;
+                last = Some(k);
+            }
+            match last {
+                Some(k) if n == max => walk.after = Some(k.to_vec()),
+                _ => {
+                    walk.pos += 1;
+                    walk.after = None;
+                }
+            }
+        }
+        walk.pos >= walk.tables.len()
     }
 
     /// Keys in all tables.

@@ -5,7 +5,7 @@
 pub(crate) mod mailbox;
 
 use crate::format::*;
-use crate::index::Index;
+use crate::index::Walk;
 use crate::log::state::WriterState;
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
@@ -174,7 +174,7 @@ pub(crate) fn free_dead_segments_locked(shared: &Shared, resume_segment: u64) ->
     let candidates = crate::space::outside_history(shared, candidates);
     if !candidates.is_empty() {
         // The authority is the index itself, not the live-byte accounting.
-        let referenced = referenced_segments(&shared.index.read_locked());
+        let referenced = referenced_segments(shared);
         dead.extend(candidates.into_iter().filter(|id| !referenced.contains(id)));
     }
     free_segments(shared, &dead);
@@ -185,15 +185,29 @@ pub(crate) fn free_dead_segments_locked(shared: &Shared, resume_segment: u64) ->
 }
 
 /// Every segment some index entry points into.
-pub(crate) fn referenced_segments(index: &Index) -> std::collections::HashSet<u64> {
+/// The segments index entries point into, read a slice of the index at a time with the
+/// lock let go between slices (a walk of 10 M keys under one guard held writers up for
+/// 0.4 to 1 s). Exact for the segments behind the log's head, which is what callers ask
+/// about: a write never points an entry into a segment before the one being written, so
+/// such a segment that no entry pointed into when the walk read that entry's key has none
+/// at the end of the walk.
+pub(crate) fn referenced_segments(shared: &Shared) -> std::collections::HashSet<u64> {
     let mut out = std::collections::HashSet::new();
-    for t in index.tables.values() {
-        for e in t.values() {
+    let mut walk = Walk::new(shared.index.read_locked().table_names());
+    while !shared
+        .index
+        .read_locked()
+        .walk(&mut walk, WALK_SLICE_KEYS, |e| {
             out.insert(e.place.segment_id());
-        }
+        })
+    {
+        crate::sync::let_writers_in();
     }
     out
 }
+
+/// Keys read per turn of the index lock in a walk: a few milliseconds.
+pub(crate) const WALK_SLICE_KEYS: usize = 16_384;
 
 /// The segments among `ids` the cleaner may clean or free: those holding no record after
 /// the backup horizon.
