@@ -57,11 +57,12 @@ struct Begun {
 
 /// Begins the image of a quiesced writer's index (nothing open, sealed or pending,
 /// everything durable): from here on the index keeps the pre-images the image needs
-/// (index/capture.rs). None if the writer is not quiesced or nothing was ever written.
-fn begin(shared: &Shared, st: &WriterState) -> Option<Begun> {
+/// (index/capture.rs). None if the writer is not quiesced, nothing was ever written, or
+/// nothing since the checkpoint in force (at LSN `current`).
+fn begin(shared: &Shared, st: &WriterState, current: u64) -> Option<Begun> {
     let cursor = st.cursor()?.clone();
     let lsn = st.acked_lsn();
-    if lsn == 0 || !st.is_quiet() {
+    if lsn == 0 || lsn == current || !st.is_quiet() {
         return None;
     }
     if !shared.index.write_locked().begin_image() {
@@ -140,15 +141,11 @@ pub(crate) fn write_online(shared: &Shared) -> Result<Option<u64>> {
     // end of the log invalidated, the replayed log's missing chunks repaired.
     shared.ensure_writing_started()?;
     let _one = shared.image_gate.locked();
-    let Some(begun) = shared.quiesced(|st| begin(shared, st))? else {
+    // Checkpoints are stored under the gate only, so the one in force stays while it is held.
+    let (_, _, current) = shared.array.persisted.locked().checkpoint;
+    let Some(begun) = shared.quiesced(|st| begin(shared, st, current))? else {
         return Ok(None);
     };
-    let (_, _, current) = shared.array.persisted.locked().checkpoint;
-    if begun.lsn == current {
-        // Nothing was written since the checkpoint in force.
-        shared.index.read_locked().end_image();
-        return Ok(None);
-    }
     match take(shared, begun) {
         Some(snap) => store(shared, snap),
         None => Ok(None),
@@ -163,7 +160,7 @@ pub(crate) fn write_at_close(shared: &Shared) -> Result<Option<u64>> {
         if !st.writing_started() || st.has_failed() {
             return Ok(None);
         }
-        begin(shared, &st)
+        begin(shared, &st, 0)
     };
     match begun.and_then(|b| take(shared, b)) {
         Some(snap) => store(shared, snap),
