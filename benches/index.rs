@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench index`. One iteration builds the whole map.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ectable::index::{IndexEntry, KeyMap, Place, RecordLoc};
+use ectable::index::{IndexEntry, KeyMap, NearHint, Place, RecordLoc};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
@@ -59,7 +59,7 @@ fn keymap(keys: &[Vec<u8>], inside: bool) -> KeyMap {
         // A key after all of them: the others go in order inside the table.
         m.insert(b"~", &p);
     }
-    let mut hint = usize::MAX;
+    let mut hint = NearHint::default();
     for (i, k) in keys.iter().enumerate() {
         m.insert(k, &p);
         if i >= SETTLE_LAG {

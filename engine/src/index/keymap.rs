@@ -1,6 +1,14 @@
 //! [`KeyMap`]: one table's ordered map from key to [`IndexEntry`], packed for memory.
 //!
-//! A key lives in one of two places:
+//! A table's keys are cut by key range into **runs** of at most [`RUN_KEYS`] base keys
+//! each, so that no fold below ever passes over more than one run: a put waits for at most
+//! one run's fold or split (a few milliseconds), however large the table. Run `i` holds the
+//! keys from `lows[i - 1]` (inclusive; the first run from the start) to `lows[i]`
+//! (exclusive; the last run to the end). A run that grows past [`RUN_KEYS`] is split in
+//! two at its middle key; a key that sorts after a full last run starts a new run; a run
+//! left empty is dropped.
+//!
+//! Inside a run, a key lives in one of two places:
 //! - the **base**: every key's bytes back to back in one arena, in key order, and one 48-byte
 //!   [`Slot`] per key in the same order, found by binary search;
 //! - the **delta**: a small `BTreeMap` of the keys the base does not hold.
@@ -11,11 +19,14 @@
 //! the base; any other new key goes to the delta. When the delta grows past 1/8 of the base,
 //! or dead slots pass 1/4 of it, base and delta are merged into a new base in one pass.
 //!
-//! Invariants:
+//! Invariants (of each run, and of the runs together):
 //! - base keys are strictly increasing; slot `i`'s key is `arena[slots[i].key_off..end]`,
 //!   where `end` is the next slot's `key_off` or the arena's length;
 //! - no key is in both the base (alive or dead) and the delta;
-//! - `dead` counts the dead base slots and `dead_key_bytes` their key bytes.
+//! - `dead` counts the dead base slots and `dead_key_bytes` their key bytes;
+//! - `lows` is strictly increasing, holds one key fewer than there are runs, and every key
+//!   of run `i` (base and delta) lies in its range;
+//! - [`KeyMap::len`] is the sum of the runs' keys.
 //!
 //! At 16-byte keys a base key costs 64 bytes (48-byte slot and the key); see
 //! docs/performance.md, "Index memory per key".
@@ -23,7 +34,6 @@
 use super::bloom::{self, Bloom};
 use super::{IndexEntry, Place, RecordLoc};
 use std::collections::BTreeMap;
-use std::iter::Peekable;
 use std::ops::Bound;
 
 /// A packed [`IndexEntry`]: `w` holds the place's fields (see [`Slot::pack`]).
@@ -160,9 +170,13 @@ fn cmp_keys(stored: &[u8], key: &[u8], p: u64) -> std::cmp::Ordering {
 /// Merge when the delta holds more than this many keys and more than 1/8 of the base.
 const MIN_DELTA_BEFORE_MERGE: usize = 1024;
 
-/// One table's keys (see the module comment).
+/// Base keys a run may hold before it is split (see the module comment): 2^18 keys, 16 MiB
+/// of slots and keys at 16-byte keys, which one fold passes over in milliseconds.
+pub const RUN_KEYS: usize = 1 << 16;
+
+/// One key range of a table (see the module comment).
 #[derive(Debug)]
-pub struct KeyMap {
+struct Run {
     arena: Vec<u8>,
     slots: Vec<Slot>,
     /// The first 8 bytes (zero-padded, big-endian) of the first key of every block of
@@ -184,11 +198,14 @@ pub struct KeyMap {
     arena_limit: usize,
     /// Smallest delta (and dead count) that triggers a merge; lowered by tests.
     min_merge: usize,
+    /// The most keys one fold, splice or split of this run (or of the run it was split
+    /// from) has passed over: what a put may wait for (tests check its bound).
+    largest_pass: usize,
 }
 
-impl Default for KeyMap {
+impl Default for Run {
     fn default() -> Self {
-        KeyMap {
+        Run {
             arena: Vec::new(),
             slots: Vec::new(),
             fence: Vec::new(),
@@ -200,27 +217,27 @@ impl Default for KeyMap {
             delta: BTreeMap::new(),
             arena_limit: u32::MAX as usize,
             min_merge: MIN_DELTA_BEFORE_MERGE,
+            largest_pass: 0,
         }
     }
 }
 
-/// Grows `v` by an eighth (at least `min`) when it is full: the base is the bulk of the
-/// index, and doubling would leave up to half of it unused.
+/// Doubles `v` (at least `min`) when it is full. A run holds at most [`RUN_KEYS`] base
+/// keys, so the capacity left unused is at most that of the one run a table is appending
+/// to (merges and splits size their vectors exactly), and a run reaches its size in a few
+/// copies (growing by an eighth, as the single base of a table did, copied each run about
+/// eight times over).
 fn grow<T>(v: &mut Vec<T>, need: usize, min: usize) {
     if v.capacity() - v.len() < need {
-        v.reserve_exact((v.len() / 8).max(min).max(need));
+        v.reserve_exact(v.len().max(min).max(need));
     }
 }
 
-impl KeyMap {
+impl Run {
     /// Keys held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.slots.len() - self.dead + self.delta.len()
-    }
-
-    /// Whether it holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn key_at(&self, i: usize) -> &[u8] {
@@ -305,7 +322,7 @@ impl KeyMap {
     }
 
     /// The key's entry, if it holds the key.
-    pub fn get(&self, key: &[u8]) -> Option<IndexEntry> {
+    fn get(&self, key: &[u8]) -> Option<IndexEntry> {
         match self.base_slot(key) {
             Some(i) => {
                 let s = &self.slots[i];
@@ -323,7 +340,7 @@ impl KeyMap {
     ///
     /// The delta is looked at first: a key put out of order is still in the delta when its
     /// record is settled, shortly after (and an empty delta costs nothing).
-    pub fn update_near(&mut self, key: &[u8], hint: &mut usize, f: impl FnOnce(&mut IndexEntry)) {
+    fn update_near(&mut self, key: &[u8], hint: &mut usize, f: impl FnOnce(&mut IndexEntry)) {
         if !self.delta.is_empty() {
             if let Some(s) = self.delta.get_mut(key) {
                 let mut e = s.unpack();
@@ -353,7 +370,7 @@ impl KeyMap {
     }
 
     /// Sets the entry of `key`; returns the one it replaced.
-    pub fn insert(&mut self, key: &[u8], e: &IndexEntry) -> Option<IndexEntry> {
+    fn insert(&mut self, key: &[u8], e: &IndexEntry) -> Option<IndexEntry> {
         let after_base = self.slots.is_empty() || self.key_at(self.slots.len() - 1) < key;
         if !after_base && !self.in_gap_hint(key) && self.may_be_in_base(key) {
             if let Some(i) = self.base_slot(key) {
@@ -445,7 +462,7 @@ impl KeyMap {
     }
 
     /// Removes `key`; returns its entry.
-    pub fn remove(&mut self, key: &[u8]) -> Option<IndexEntry> {
+    fn remove(&mut self, key: &[u8]) -> Option<IndexEntry> {
         match self.base_slot(key) {
             Some(i) => {
                 let s = &mut self.slots[i];
@@ -489,9 +506,10 @@ impl KeyMap {
         }
     }
 
-    /// Inserts the delta's keys at base position `g` (see [`KeyMap::delta_gap`]).
+    /// Inserts the delta's keys at base position `g` (see [`Run::delta_gap`]).
     fn splice_delta(&mut self, g: usize) {
         let delta = std::mem::take(&mut self.delta);
+        self.largest_pass = self.largest_pass.max(self.slots.len() - g + delta.len());
         let arena_at = self
             .slots
             .get(g)
@@ -532,6 +550,7 @@ impl KeyMap {
     /// would take the arena past its limit stay in the delta.
     fn merge(&mut self) {
         let delta = std::mem::take(&mut self.delta);
+        self.largest_pass = self.largest_pass.max(self.slots.len() + delta.len());
         let delta_key_bytes: usize = delta.keys().map(|k| k.len()).sum();
         let arena_bytes =
             (self.arena.len() - self.dead_key_bytes + delta_key_bytes).min(self.arena_limit);
@@ -581,32 +600,63 @@ impl KeyMap {
         self.delta = rest;
     }
 
-    /// Entries with keys in (`lo`, `hi`), in key order.
-    pub fn range<'a>(
-        &'a self,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-    ) -> impl Iterator<Item = (&'a [u8], IndexEntry)> + 'a {
-        self.merged(lo, hi, false)
+    /// The last base key, if any.
+    fn last_base_key(&self) -> Option<&[u8]> {
+        (!self.slots.is_empty()).then(|| self.key_at(self.slots.len() - 1))
     }
 
-    /// Entries with keys in (`lo`, `hi`), highest key first.
-    pub fn range_rev<'a>(
-        &'a self,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-    ) -> impl Iterator<Item = (&'a [u8], IndexEntry)> + 'a {
-        self.merged(lo, hi, true)
+    /// Cuts off the upper half of this run's keys into a new run, after folding the delta
+    /// and dropping dead slots; returns the new run's first key and the run. None if the
+    /// run has fewer than two base keys then.
+    fn split_off(&mut self) -> Option<(Box<[u8]>, Run)> {
+        if self.dead > 0 || !self.delta.is_empty() {
+            self.merge();
+        }
+        let n = self.slots.len();
+        if n < 2 {
+            return None;
+        }
+        let mid = n / 2;
+        let low: Box<[u8]> = self.key_at(mid).into();
+        let cut = self.slots[mid].key_off as usize;
+        let mut upper = Run {
+            arena_limit: self.arena_limit,
+            min_merge: self.min_merge,
+            largest_pass: self.largest_pass.max(n),
+            ..Run::default()
+        };
+        upper.arena = self.arena[cut..].to_vec();
+        upper.slots = self.slots[mid..]
+            .iter()
+            .map(|s| Slot {
+                key_off: s.key_off - cut as u32,
+                ..*s
+            })
+            .collect();
+        // Keys the arena had no room for stayed in the delta: each goes with its half.
+        upper.delta = self.delta.split_off(&low);
+        self.arena.truncate(cut);
+        self.arena.shrink_to_fit();
+        self.slots.truncate(mid);
+        self.slots.shrink_to_fit();
+        self.largest_pass = self.largest_pass.max(n);
+        self.rebuild_fence();
+        upper.rebuild_fence();
+        // Rebuilt (smaller) when a key out of order next needs it.
+        self.bloom = Bloom::default();
+        self.bloom_valid = false;
+        self.gap_hint = 0;
+        Some((low, upper))
     }
 
-    /// Every entry, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], IndexEntry)> + '_ {
-        self.range(Bound::Unbounded, Bound::Unbounded)
-    }
-
-    /// Every entry, in key order, without its key.
-    pub fn values(&self) -> impl Iterator<Item = IndexEntry> + '_ {
-        self.iter().map(|(_, e)| e)
+    /// Recomputes the fence from the base.
+    fn rebuild_fence(&mut self) {
+        self.fence.clear();
+        let mut b = 0;
+        while b < self.slots.len() {
+            self.fence.push(prefix(self.key_at(b)));
+            b += FENCE_BLOCK;
+        }
     }
 
     fn merged<'a>(&'a self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool) -> Merge<'a> {
@@ -622,55 +672,355 @@ impl KeyMap {
         } else {
             (self.position(lo, true), self.position(hi, false))
         };
-        let base = (start..end.max(start))
-            .filter(|&i| self.slots[i].alive())
-            .map(|i| (self.key_at(i), &self.slots[i]));
-        let delta = if empty {
-            None
-        } else {
-            Some(self.delta.range::<[u8], _>((lo, hi)))
-        }
-        .into_iter()
-        .flatten()
-        .map(|(k, s)| (k.as_ref(), s));
-        let (base, delta): (SlotIter<'a>, SlotIter<'a>) = if rev {
-            (Box::new(base.rev()), Box::new(delta.rev()))
-        } else {
-            (Box::new(base), Box::new(delta))
-        };
+        // An empty delta range is left out: `BTreeMap::range` panics on bounds the wrong
+        // way round.
+        let delta =
+            (!empty && !self.delta.is_empty()).then(|| self.delta.range::<[u8], _>((lo, hi)));
         Merge {
-            base: base.peekable(),
-            delta: delta.peekable(),
+            run: self,
+            base: start..end.max(start),
+            delta,
+            next_delta: None,
             rev,
         }
     }
 }
 
-type SlotIter<'a> = Box<dyn Iterator<Item = (&'a [u8], &'a Slot)> + 'a>;
+/// Where [`KeyMap::update_near`] last found a key: its run and its base position there.
+#[derive(Debug, Clone, Copy)]
+pub struct NearHint {
+    run: usize,
+    pos: usize,
+}
 
-/// Base and delta entries of a range, merged in key order (or reverse order).
-struct Merge<'a> {
-    base: Peekable<SlotIter<'a>>,
-    delta: Peekable<SlotIter<'a>>,
+impl Default for NearHint {
+    fn default() -> Self {
+        NearHint {
+            run: usize::MAX,
+            pos: usize::MAX,
+        }
+    }
+}
+
+/// One table's keys: runs of at most [`RUN_KEYS`] base keys by key range (see the module
+/// comment).
+#[derive(Debug)]
+pub struct KeyMap {
+    /// Never empty.
+    runs: Vec<Run>,
+    /// `lows[i]` is the first key run `i + 1` may hold.
+    lows: Vec<Box<[u8]>>,
+    len: usize,
+    /// Base keys past which a run is split; lowered by tests.
+    run_keys: usize,
+}
+
+impl Default for KeyMap {
+    fn default() -> Self {
+        KeyMap {
+            runs: vec![Run::default()],
+            lows: Vec::new(),
+            len: 0,
+            run_keys: RUN_KEYS,
+        }
+    }
+}
+
+impl KeyMap {
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The run whose range holds `key`: the last one after one comparison when the key
+    /// sorts after its first key (a load in key order, a checkpoint's replay), a binary
+    /// search on 8-byte prefixes otherwise.
+    fn run_of(&self, key: &[u8]) -> usize {
+        let p = prefix(key);
+        let not_above = |l: &[u8]| cmp_keys(l, key, p) != std::cmp::Ordering::Greater;
+        match self.lows.last() {
+            None => 0,
+            Some(l) if not_above(l) => self.lows.len(),
+            Some(_) => self.lows.partition_point(|l| not_above(l)),
+        }
+    }
+
+    /// The key's entry, if it holds the key.
+    pub fn get(&self, key: &[u8]) -> Option<IndexEntry> {
+        self.runs[self.run_of(key)].get(key)
+    }
+
+    /// Changes the entry of `key` through `f`, if there is one. `hint` remembers where the
+    /// previous key of the run was found (start from `NearHint::default()`): keys put in
+    /// order sit next to each other, so the flusher, which settles the records of a stripe
+    /// in the order they were put, mostly finds the key with one comparison.
+    pub fn update_near(
+        &mut self,
+        key: &[u8],
+        hint: &mut NearHint,
+        f: impl FnOnce(&mut IndexEntry),
+    ) {
+        let r = self.run_of(key);
+        if r != hint.run {
+            *hint = NearHint {
+                run: r,
+                pos: usize::MAX,
+            };
+        }
+        self.runs[r].update_near(key, &mut hint.pos, f);
+    }
+
+    /// Sets the entry of `key`; returns the one it replaced.
+    pub fn insert(&mut self, key: &[u8], e: &IndexEntry) -> Option<IndexEntry> {
+        let r = self.run_of(key);
+        let last = r + 1 == self.runs.len();
+        let run = &self.runs[r];
+        if last
+            && run.slots.len() >= self.run_keys
+            && run.delta.is_empty()
+            && run.last_base_key().is_some_and(|k| k < key)
+        {
+            // After every key of a full last run (a load in key order): a new run, no split.
+            let mut next = Run {
+                arena_limit: run.arena_limit,
+                min_merge: run.min_merge,
+                ..Run::default()
+            };
+            next.insert(key, e);
+            self.runs.push(next);
+            self.lows.push(key.into());
+            self.len += 1;
+            return None;
+        }
+        let old = self.runs[r].insert(key, e);
+        if old.is_none() {
+            self.len += 1;
+        }
+        if self.runs[r].slots.len() > self.run_keys {
+            if let Some((low, upper)) = self.runs[r].split_off() {
+                self.runs.insert(r + 1, upper);
+                self.lows.insert(r, low);
+            }
+        }
+        old
+    }
+
+    /// Removes `key`; returns its entry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<IndexEntry> {
+        let r = self.run_of(key);
+        let old = self.runs[r].remove(key);
+        if old.is_some() {
+            self.len -= 1;
+        }
+        if self.runs.len() > 1 && self.runs[r].slots.is_empty() && self.runs[r].delta.is_empty() {
+            // Its range joins the run before it (the run after it, for the first).
+            self.runs.remove(r);
+            self.lows.remove(r.saturating_sub(1));
+        }
+        old
+    }
+
+    /// The most keys one fold, splice or split of a run still held has passed over.
+    #[cfg(test)]
+    fn largest_pass(&self) -> usize {
+        self.runs.iter().map(|r| r.largest_pass).max().unwrap_or(0)
+    }
+
+    /// Panics unless the invariants of the module comment hold.
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        assert_eq!(self.lows.len() + 1, self.runs.len());
+        assert!(self.lows.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(self.runs.iter().map(Run::len).sum::<usize>(), self.len);
+        for (i, run) in self.runs.iter().enumerate() {
+            assert!((1..run.slots.len()).all(|j| run.key_at(j - 1) < run.key_at(j)));
+            let keys = (0..run.slots.len())
+                .map(|j| run.key_at(j))
+                .chain(run.delta.keys().map(|k| k.as_ref()));
+            for k in keys {
+                assert!(i == 0 || self.lows[i - 1].as_ref() <= k, "run {i}");
+                assert!(
+                    i + 1 == self.runs.len() || k < self.lows[i].as_ref(),
+                    "run {i}"
+                );
+                assert!(
+                    !run.delta.contains_key(k) || run.search(k).is_err(),
+                    "in both"
+                );
+            }
+        }
+    }
+
+    /// Entries with keys in (`lo`, `hi`), in key order.
+    pub fn range<'a>(
+        &'a self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], IndexEntry)> + 'a {
+        self.runs_iter(lo, hi, false)
+    }
+
+    /// Entries with keys in (`lo`, `hi`), highest key first.
+    pub fn range_rev<'a>(
+        &'a self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], IndexEntry)> + 'a {
+        self.runs_iter(lo, hi, true)
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], IndexEntry)> + '_ {
+        self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Every entry, in key order, without its key.
+    pub fn values(&self) -> impl Iterator<Item = IndexEntry> + '_ {
+        self.iter().map(|(_, e)| e)
+    }
+
+    /// The runs a range touches: the first and last with their bound, those between whole
+    /// (opened only when reached).
+    fn runs_iter<'a>(&'a self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool) -> Runs<'a> {
+        let first = match lo {
+            Bound::Unbounded => 0,
+            Bound::Included(k) | Bound::Excluded(k) => self.run_of(k),
+        };
+        let last = match hi {
+            Bound::Unbounded => self.runs.len() - 1,
+            Bound::Included(k) | Bound::Excluded(k) => self.run_of(k),
+        };
+        if first >= last {
+            // One run (or bounds the wrong way round: the run's own range is then empty).
+            return Runs {
+                runs: &self.runs,
+                head: Some(self.runs[first].merged(lo, hi, rev)),
+                middle: 0..0,
+                tail: None,
+                rev,
+            };
+        }
+        let open = Bound::Unbounded;
+        let low = self.runs[first].merged(lo, open, rev);
+        let high = self.runs[last].merged(open, hi, rev);
+        let (head, tail) = if rev { (high, low) } else { (low, high) };
+        Runs {
+            runs: &self.runs,
+            head: Some(head),
+            middle: first + 1..last,
+            tail: Some(tail),
+            rev,
+        }
+    }
+}
+
+/// A range over several runs: `head` until it ends, then each run of `middle` whole (in
+/// order, or reverse order), then `tail`.
+struct Runs<'a> {
+    runs: &'a [Run],
+    head: Option<Merge<'a>>,
+    middle: std::ops::Range<usize>,
+    tail: Option<Merge<'a>>,
     rev: bool,
+}
+
+impl<'a> Iterator for Runs<'a> {
+    type Item = (&'a [u8], IndexEntry);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(x) = self.head.as_mut().and_then(Iterator::next) {
+                return Some(x);
+            }
+            let next = if self.rev {
+                self.middle.next_back()
+            } else {
+                self.middle.next()
+            };
+            self.head = match next {
+                Some(i) => Some(self.runs[i].merged(Bound::Unbounded, Bound::Unbounded, self.rev)),
+                None => Some(self.tail.take()?),
+            };
+        }
+    }
+}
+
+/// Base and delta entries of one run's range, merged in key order (or reverse order).
+struct Merge<'a> {
+    run: &'a Run,
+    /// Base positions not yet passed (dead slots among them are skipped).
+    base: std::ops::Range<usize>,
+    /// None once it has ended (or if the range has no delta keys at all).
+    delta: Option<std::collections::btree_map::Range<'a, Box<[u8]>, Slot>>,
+    /// The delta entry taken from `delta` and not yet returned.
+    next_delta: Option<(&'a [u8], &'a Slot)>,
+    rev: bool,
+}
+
+impl<'a> Merge<'a> {
+    /// The next alive base position, skipping dead slots.
+    fn peek_base(&mut self) -> Option<usize> {
+        while !self.base.is_empty() {
+            let i = if self.rev {
+                self.base.end - 1
+            } else {
+                self.base.start
+            };
+            if self.run.slots[i].alive() {
+                return Some(i);
+            }
+            self.pass_base();
+        }
+        None
+    }
+
+    fn pass_base(&mut self) {
+        if self.rev {
+            self.base.end -= 1;
+        } else {
+            self.base.start += 1;
+        }
+    }
+
+    /// The next delta entry, if any.
+    fn peek_delta(&mut self) -> Option<(&'a [u8], &'a Slot)> {
+        if self.next_delta.is_none() {
+            let d = self.delta.as_mut()?;
+            let n = if self.rev { d.next_back() } else { d.next() };
+            match n {
+                Some((k, s)) => self.next_delta = Some((k.as_ref(), s)),
+                None => self.delta = None,
+            }
+        }
+        self.next_delta
+    }
 }
 
 impl<'a> Iterator for Merge<'a> {
     type Item = (&'a [u8], IndexEntry);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let take_base = match (self.base.peek(), self.delta.peek()) {
+        let run = self.run;
+        let base = self.peek_base().map(|i| (run.key_at(i), i));
+        let take_base = match (base, self.peek_delta()) {
             (Some((b, _)), Some((d, _))) => (b < d) != self.rev,
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => return None,
         };
-        let (k, s) = if take_base {
-            self.base.next()
+        if take_base {
+            let (k, i) = base?;
+            self.pass_base();
+            Some((k, run.slots[i].unpack()))
         } else {
-            self.delta.next()
-        }?;
-        Some((k, s.unpack()))
+            let (k, s) = self.next_delta.take()?;
+            Some((k, s.unpack()))
+        }
     }
 }
 
@@ -767,14 +1117,23 @@ mod tests {
         }
     }
 
-    fn check(ops: &[Op], arena_limit: usize, min_merge: usize) {
-        let mut m = KeyMap {
-            arena_limit,
-            min_merge,
+    /// A map whose runs take the given limits.
+    fn map(arena_limit: usize, min_merge: usize, run_keys: usize) -> KeyMap {
+        KeyMap {
+            runs: vec![Run {
+                arena_limit,
+                min_merge,
+                ..Run::default()
+            }],
+            run_keys,
             ..KeyMap::default()
-        };
+        }
+    }
+
+    fn check(ops: &[Op], arena_limit: usize, min_merge: usize, run_keys: usize) {
+        let mut m = map(arena_limit, min_merge, run_keys);
         let mut model: BTreeMap<Vec<u8>, IndexEntry> = BTreeMap::new();
-        let mut hint = usize::MAX;
+        let mut hint = NearHint::default();
         for op in ops {
             match op {
                 Op::Put(k, lsn, p) => {
@@ -823,6 +1182,7 @@ mod tests {
             }
             assert_eq!(m.len(), model.len());
         }
+        m.check_invariants();
         let all: Vec<(Vec<u8>, IndexEntry)> = m.iter().map(|(k, e)| (k.to_vec(), e)).collect();
         assert_eq!(all.len(), model.len());
         for ((k, e), (mk, me)) in all.iter().zip(&model) {
@@ -838,26 +1198,42 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn matches_a_btreemap(ops in proptest::collection::vec(op(), 1..6000)) {
-            check(&ops, u32::MAX as usize, MIN_DELTA_BEFORE_MERGE);
+            check(&ops, u32::MAX as usize, MIN_DELTA_BEFORE_MERGE, RUN_KEYS);
         }
 
         #[test]
         fn matches_a_btreemap_merging_often(ops in proptest::collection::vec(op(), 1..3000)) {
-            check(&ops, u32::MAX as usize, 4);
+            check(&ops, u32::MAX as usize, 4, RUN_KEYS);
+        }
+
+        #[test]
+        fn matches_a_btreemap_in_small_runs(ops in proptest::collection::vec(op(), 1..3000)) {
+            check(&ops, u32::MAX as usize, 4, 16);
+        }
+
+        #[test]
+        fn matches_a_btreemap_in_runs_that_merge_rarely(
+            ops in proptest::collection::vec(op(), 1..6000)
+        ) {
+            check(&ops, u32::MAX as usize, MIN_DELTA_BEFORE_MERGE, 200);
         }
 
         #[test]
         fn matches_a_btreemap_with_a_small_arena(ops in proptest::collection::vec(op(), 1..3000)) {
-            check(&ops, 2000, 4);
+            check(&ops, 2000, 4, RUN_KEYS);
+        }
+
+        #[test]
+        fn matches_a_btreemap_with_a_small_arena_in_small_runs(
+            ops in proptest::collection::vec(op(), 1..3000)
+        ) {
+            check(&ops, 300, 4, 16);
         }
     }
 
     #[test]
     fn keys_in_order_inside_the_table_are_spliced_in() {
-        let mut m = KeyMap {
-            min_merge: 16,
-            ..KeyMap::default()
-        };
+        let mut m = map(u32::MAX as usize, 16, RUN_KEYS);
         let mut model = BTreeMap::new();
         let put = |m: &mut KeyMap, model: &mut BTreeMap<Vec<u8>, u64>, k: Vec<u8>, lsn: u64| {
             m.insert(&k, &entry(lsn, false));
@@ -878,9 +1254,10 @@ mod tests {
                 10_000 + i,
             );
         }
-        assert!(m.delta.len() <= 16.max(m.slots.len() / 8));
+        let run = &m.runs[0];
+        assert!(run.delta.len() <= 16.max(run.slots.len() / 8));
         assert_eq!(
-            m.dead, 1,
+            run.dead, 1,
             "a splice keeps dead slots; only a merge drops them"
         );
         let got: Vec<(Vec<u8>, u64)> = m.iter().map(|(k, e)| (k.to_vec(), e.lsn)).collect();
@@ -902,8 +1279,8 @@ mod tests {
                 &entry(u64::from(i) + 1, false),
             );
         }
-        assert!(m.delta.is_empty());
-        assert_eq!(m.slots.len(), 10_000);
+        assert!(m.runs[0].delta.is_empty());
+        assert_eq!(m.runs[0].slots.len(), 10_000);
         assert_eq!(m.get(b"00000042").map(|e| e.lsn), Some(43));
     }
 
@@ -920,13 +1297,92 @@ mod tests {
             m.insert(&k, &entry(i + 1, false));
             keys.push(k);
         }
-        assert!(m.delta.len() <= MIN_DELTA_BEFORE_MERGE.max(m.slots.len() / 8));
+        let run = &m.runs[0];
+        assert!(run.delta.len() <= MIN_DELTA_BEFORE_MERGE.max(run.slots.len() / 8));
         for k in &keys[..40_000] {
             assert!(m.remove(k).is_some());
         }
-        assert!(m.dead <= MIN_DELTA_BEFORE_MERGE.max(m.slots.len() / 4));
+        let run = &m.runs[0];
+        assert!(run.dead <= MIN_DELTA_BEFORE_MERGE.max(run.slots.len() / 4));
         assert_eq!(m.len(), 10_000);
         let ordered: Vec<&[u8]> = m.iter().map(|(k, _)| k).collect();
         assert!(ordered.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// Random 8-byte keys (xorshift).
+    fn random_keys(n: usize) -> Vec<[u8; 8]> {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_large_table_folds_one_run_at_a_time() {
+        // With one run, the last fold of 200,000 random keys passes over all of them.
+        let keys = random_keys(200_000);
+        let mut one = map(u32::MAX as usize, MIN_DELTA_BEFORE_MERGE, usize::MAX);
+        let mut runs = map(u32::MAX as usize, MIN_DELTA_BEFORE_MERGE, 4096);
+        for (i, k) in keys.iter().enumerate() {
+            one.insert(k, &entry(i as u64 + 1, false));
+            runs.insert(k, &entry(i as u64 + 1, false));
+        }
+        assert!(one.largest_pass() > 150_000, "{}", one.largest_pass());
+        // A run is split past 4,096 base keys, and folds at most an eighth more (or the
+        // minimum delta) on top.
+        let bound = 4096 + MIN_DELTA_BEFORE_MERGE.max(4096 / 8) + 1;
+        assert!(runs.largest_pass() <= bound, "{}", runs.largest_pass());
+        assert!(
+            runs.runs.len() >= 200_000 / 4096,
+            "{} runs",
+            runs.runs.len()
+        );
+        runs.check_invariants();
+        let a: Vec<&[u8]> = one.iter().map(|(k, _)| k).collect();
+        let b: Vec<&[u8]> = runs.iter().map(|(k, _)| k).collect();
+        assert_eq!(a, b);
+        let mut rev: Vec<&[u8]> = runs
+            .range_rev(Bound::Unbounded, Bound::Unbounded)
+            .map(|(k, _)| k)
+            .collect();
+        rev.reverse();
+        assert_eq!(a, rev);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(runs.get(k).map(|e| e.lsn), Some(i as u64 + 1));
+        }
+        // Emptied runs are dropped; what is left still reads back in order.
+        for k in &keys[..190_000] {
+            assert!(runs.remove(k).is_some());
+        }
+        runs.check_invariants();
+        assert_eq!(runs.len(), 10_000);
+        let left: Vec<&[u8]> = runs.iter().map(|(k, _)| k).collect();
+        assert_eq!(left.len(), 10_000);
+        assert!(left.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn keys_after_a_full_last_run_start_a_new_one_without_a_copy() {
+        let mut m = map(u32::MAX as usize, MIN_DELTA_BEFORE_MERGE, 1000);
+        for i in 0..10_000u32 {
+            m.insert(
+                format!("{i:08}").as_bytes(),
+                &entry(u64::from(i) + 1, false),
+            );
+        }
+        assert_eq!(m.runs.len(), 10);
+        assert_eq!(m.largest_pass(), 0, "nothing was folded, spliced or split");
+        m.check_invariants();
+        assert_eq!(m.get(b"00004242").map(|e| e.lsn), Some(4243));
+        let mid: Vec<&[u8]> = m
+            .range(Bound::Included(b"00000998"), Bound::Excluded(b"00001002"))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(mid, [b"00000998", b"00000999", b"00001000", b"00001001"]);
     }
 }

@@ -17,7 +17,7 @@ mod keymap;
 
 use crate::format::log_record::RecordFormat;
 pub use capture::{Capture, Slice};
-pub use keymap::KeyMap;
+pub use keymap::{KeyMap, NearHint};
 use std::collections::HashMap;
 use std::sync::Mutex;
 

@@ -201,7 +201,7 @@ impl Shared {
                 let mut map = std::str::from_utf8(table)
                     .ok()
                     .and_then(|t| index.tables.get_mut(t));
-                let mut hint = usize::MAX;
+                let mut hint = crate::index::NearHint::default();
                 while j < recs.len() && recs[j].table(&o.buf) == table {
                     let r = &recs[j];
                     j += 1;
