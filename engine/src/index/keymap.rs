@@ -170,8 +170,9 @@ fn cmp_keys(stored: &[u8], key: &[u8], p: u64) -> std::cmp::Ordering {
 /// Merge when the delta holds more than this many keys and more than 1/8 of the base.
 const MIN_DELTA_BEFORE_MERGE: usize = 1024;
 
-/// Base keys a run may hold before it is split (see the module comment): 2^18 keys, 16 MiB
-/// of slots and keys at 16-byte keys, which one fold passes over in milliseconds.
+/// Base keys a run may hold before it is split (see the module comment): 2^16 keys, 4 MiB
+/// of slots and keys at 16-byte keys, which one fold passes over in a few milliseconds
+/// (docs/performance.md, "Index memory per key": 2^18 let a put wait up to 92 ms).
 pub const RUN_KEYS: usize = 1 << 16;
 
 /// One key range of a table (see the module comment).
