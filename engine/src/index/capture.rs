@@ -141,7 +141,8 @@ impl Index {
                 .flat_map(|m| m.range(lo, Bound::Unbounded))
                 .peekable();
             let mut then = before.range::<[u8], _>((lo, Bound::Unbounded)).peekable();
-            let mut last: Option<Vec<u8>> = None;
+            // Borrowed until the slice ends: copied once per slice, not once per key.
+            let mut last: Option<&[u8]> = None;
             let mut table_done = false;
             while n < max {
                 let from_now = match (now.peek(), then.peek()) {
@@ -163,16 +164,17 @@ impl Index {
                 if from_now {
                     let Some((k, e)) = now.next() else { break };
                     out.entry(k, &e)?;
-                    last = Some(k.to_vec());
+                    last = Some(k);
                 } else {
                     let Some((k, pre)) = then.next() else { break };
                     if let Some(e) = pre {
                         out.entry(k, e)?;
                     }
-                    last = Some(k.clone());
+                    last = Some(k.as_slice());
                 }
                 n += 1;
             }
+            let last = last.map(<[u8]>::to_vec);
             drop(now);
             drop(then);
             if table_done {
