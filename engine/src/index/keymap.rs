@@ -350,29 +350,40 @@ impl Run {
                 return;
             }
         }
-        let n = self.slots.len();
-        let next = hint.wrapping_add(1);
-        let at = if next < n && self.key_at(next) == key {
-            Some(next)
-        } else if *hint < n && self.key_at(*hint) == key {
-            Some(*hint)
-        } else {
-            self.search(key).ok()
-        };
+        let at = self.at_hint(key, *hint).or_else(|| self.search(key).ok());
         if let Some(i) = at {
             *hint = i;
-            let s = &mut self.slots[i];
-            if s.alive() {
-                let mut e = s.unpack();
-                f(&mut e);
-                s.set(&e);
-            }
+            self.update_slot(i, f);
         }
     }
 
-    /// Sets the entry of `key`; returns the one it replaced.
-    fn insert(&mut self, key: &[u8], e: &IndexEntry) -> Option<IndexEntry> {
-        let after_base = self.slots.is_empty() || self.key_at(self.slots.len() - 1) < key;
+    /// The base position of `key` if it is the one after `hint` or `hint` itself.
+    fn at_hint(&self, key: &[u8], hint: usize) -> Option<usize> {
+        let n = self.slots.len();
+        let next = hint.wrapping_add(1);
+        if next < n && self.key_at(next) == key {
+            Some(next)
+        } else if hint < n && self.key_at(hint) == key {
+            Some(hint)
+        } else {
+            None
+        }
+    }
+
+    /// Changes the entry of base slot `i` through `f`, if it is alive.
+    fn update_slot(&mut self, i: usize, f: impl FnOnce(&mut IndexEntry)) {
+        let s = &mut self.slots[i];
+        if s.alive() {
+            let mut e = s.unpack();
+            f(&mut e);
+            s.set(&e);
+        }
+    }
+
+    /// Sets the entry of `key`; returns the one it replaced. `after_base`: whether `key`
+    /// sorts after every base key (or the base is empty), which the caller has found out.
+    fn insert(&mut self, key: &[u8], e: &IndexEntry, after_base: bool) -> Option<IndexEntry> {
+        debug_assert_eq!(after_base, self.last_base_key().is_none_or(|k| k < key));
         if !after_base && !self.in_gap_hint(key) && self.may_be_in_base(key) {
             if let Some(i) = self.base_slot(key) {
                 let s = &mut self.slots[i];
@@ -766,39 +777,55 @@ impl KeyMap {
         hint: &mut NearHint,
         f: impl FnOnce(&mut IndexEntry),
     ) {
-        let r = self.run_of(key);
-        if r != hint.run {
-            *hint = NearHint {
-                run: r,
-                pos: usize::MAX,
-            };
+        // The key where the hint says, in the run it names: keys are in one place only, so
+        // finding it there is proof enough (and costs what it did before runs).
+        if let Some(run) = self.runs.get_mut(hint.run) {
+            if let Some(i) = run.at_hint(key, hint.pos) {
+                hint.pos = i;
+                run.update_slot(i, f);
+                return;
+            }
         }
+        let r = self.run_of(key);
+        *hint = NearHint {
+            run: r,
+            pos: usize::MAX,
+        };
         self.runs[r].update_near(key, &mut hint.pos, f);
     }
 
     /// Sets the entry of `key`; returns the one it replaced.
     pub fn insert(&mut self, key: &[u8], e: &IndexEntry) -> Option<IndexEntry> {
-        let r = self.run_of(key);
-        let last = r + 1 == self.runs.len();
+        // A key after the last run's last base key is the last run's (one comparison: a
+        // load in key order, a checkpoint's replay); any other is found by `run_of`.
+        let last = self.runs.len() - 1;
+        let (r, after_base) = match self.runs[last].last_base_key() {
+            Some(k) if k < key => (last, true),
+            _ => {
+                let r = self.run_of(key);
+                (r, self.runs[r].last_base_key().is_none_or(|k| k < key))
+            }
+        };
         let run = &self.runs[r];
-        if last
-            && run.slots.len() >= self.run_keys
-            && run.delta.is_empty()
-            && run.last_base_key().is_some_and(|k| k < key)
-        {
-            // After every key of a full last run (a load in key order): a new run, no split.
+        if r == last && after_base && run.slots.len() >= self.run_keys && run.delta.is_empty() {
+            // After every key of a full last run (a load in key order): a new run, no split,
+            // sized at once like the run before it, which the load is likely to fill again
+            // (growing from empty copied each run's vectors about twice over). The capacity
+            // this may leave unused is one run's, in the last run of a table.
             let mut next = Run {
                 arena_limit: run.arena_limit,
                 min_merge: run.min_merge,
                 ..Run::default()
             };
-            next.insert(key, e);
+            next.slots.reserve_exact(run.slots.len());
+            next.arena.reserve_exact(run.arena.len());
+            next.insert(key, e, true);
             self.runs.push(next);
             self.lows.push(key.into());
             self.len += 1;
             return None;
         }
-        let old = self.runs[r].insert(key, e);
+        let old = self.runs[r].insert(key, e, after_base);
         if old.is_none() {
             self.len += 1;
         }
