@@ -172,7 +172,7 @@ const MIN_DELTA_BEFORE_MERGE: usize = 1024;
 
 /// Base keys a run may hold before it is split (see the module comment): 2^16 keys, 4 MiB
 /// of slots and keys at 16-byte keys, which one fold passes over in a few milliseconds
-/// (docs/performance.md, "Index memory per key": 2^18 let a put wait up to 92 ms).
+/// (docs/performance.md, "Index memory per key": 2^18 let a put wait up to 95 ms).
 pub const RUN_KEYS: usize = 1 << 16;
 
 /// One key range of a table (see the module comment).
@@ -223,11 +223,11 @@ impl Default for Run {
     }
 }
 
-/// Doubles `v` (at least `min`) when it is full. A run holds at most [`RUN_KEYS`] base
-/// keys, so the capacity left unused is at most that of the one run a table is appending
-/// to (merges and splits size their vectors exactly), and a run reaches its size in a few
-/// copies (growing by an eighth, as the single base of a table did, copied each run about
-/// eight times over).
+/// Doubles `v` (at least `min`) when it is full. Merges and splits size a run's vectors
+/// exactly, so unused capacity is left only in runs that appends or splices have grown
+/// since (in a load, the run it is filling), each at most one run of [`RUN_KEYS`] keys; and
+/// a run reaches its size in a few copies (growing by an eighth, as the single base of a
+/// table did, copied each run about eight times over).
 fn grow<T>(v: &mut Vec<T>, need: usize, min: usize) {
     if v.capacity() - v.len() < need {
         v.reserve_exact(v.len().max(min).max(need));
@@ -750,8 +750,7 @@ impl KeyMap {
     }
 
     /// The run whose range holds `key`: the last one after one comparison when the key
-    /// sorts after its first key (a load in key order, a checkpoint's replay), a binary
-    /// search on 8-byte prefixes otherwise.
+    /// sorts after the last run's first key, a binary search on 8-byte prefixes otherwise.
     fn run_of(&self, key: &[u8]) -> usize {
         let p = prefix(key);
         let not_above = |l: &[u8]| cmp_keys(l, key, p) != std::cmp::Ordering::Greater;
