@@ -48,6 +48,7 @@ fn a_block_sized_value_costs_one_block_read() {
     };
     let wide = ectable::FormatOptions {
         wide_records: true,
+        whole_records: false,
         ..fmt_opts(4, 2)
     };
     for (placed, opts) in [
@@ -75,7 +76,7 @@ fn a_block_sized_value_costs_one_block_read() {
             (false, _, _) => 1,
             (true, true, _) => 2,
             (true, false, true) => 3,
-            (true, false, false) => 4,
+            (true, false, false) => 5,
         };
         assert_eq!(e.status().format_version, version);
         let (n, bytes) = read_all(&e, &faulty, &model);

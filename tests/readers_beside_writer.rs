@@ -105,6 +105,7 @@ fn readers_beside_a_cleaning_writer_never_see_data_loss() {
             sync_journal: true,
             inline_values: false,
             wide_records: false,
+            whole_records: false,
         };
         format(io.as_ref(), &opts).expect("format");
     }
@@ -292,6 +293,7 @@ fn data_loss_on_a_quiet_array_is_not_called_a_change() {
             sync_journal: true,
             inline_values: false,
             wide_records: false,
+            whole_records: false,
         };
         format(io.as_ref(), &opts).expect("format");
         let e = Engine::open(io, EngineOptions::default()).expect("open");

@@ -89,6 +89,7 @@ fn a_checkpoint_after_a_skipped_segment_tail_resumes_in_that_segment() {
         sync_journal: true,
         inline_values: false,
         wide_records: false,
+        whole_records: false,
     };
     format(io_of(&wrap(&mems, seed)).as_ref(), &opts).expect("format");
     let mut acked: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();

@@ -49,6 +49,11 @@ pub struct FormatOptions {
     /// "Compact records"): for builds that read version 3 at most, and for comparisons.
     /// Ignored for versions 1 and 2.
     pub wide_records: bool,
+    /// Keep every record inside one stripe (a version 4 array) instead of letting a record
+    /// that does not fit the room left in a stripe continue in the next one (version 5, the
+    /// default: docs/format.md, "Records that continue in the next stripe"): for builds that
+    /// read version 4 at most, and for comparisons. Ignored for versions 1 to 3.
+    pub whole_records: bool,
 }
 
 impl Default for FormatOptions {
@@ -63,6 +68,7 @@ impl Default for FormatOptions {
             sync_journal: true,
             inline_values: false,
             wide_records: false,
+            whole_records: false,
         }
     }
 }
@@ -256,11 +262,17 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
                 device_capacity_bytes: io.devices()[d].geometry().capacity_bytes,
                 epoch: 1,
                 copy_index: 0,
-                format_version: match (opts.sync_journal, opts.inline_values, opts.wide_records) {
-                    (false, _, _) => FORMAT_VERSION,
-                    (true, true, _) => FORMAT_VERSION_JOURNAL,
-                    (true, false, true) => FORMAT_VERSION_PLACED,
-                    (true, false, false) => FORMAT_VERSION_COMPACT,
+                format_version: match (
+                    opts.sync_journal,
+                    opts.inline_values,
+                    opts.wide_records,
+                    opts.whole_records,
+                ) {
+                    (false, ..) => FORMAT_VERSION,
+                    (true, true, ..) => FORMAT_VERSION_JOURNAL,
+                    (true, false, true, _) => FORMAT_VERSION_PLACED,
+                    (true, false, false, true) => FORMAT_VERSION_COMPACT,
+                    (true, false, false, false) => FORMAT_VERSION_CONTINUED,
                 },
                 flags: 0,
                 created_unix_secs: created,
@@ -452,6 +464,10 @@ impl Array {
     /// How this array's log stripes hold records (docs/format.md, "Compact records").
     pub fn stripe_format(&self) -> crate::format::log_record::StripeFormat {
         crate::format::log_record::StripeFormat::of_version(self.sb.format_version)
+    }
+    /// Whether a log record may continue in the next stripe (format version 5).
+    pub fn continues_records(&self) -> bool {
+        self.stripe_format().continued
     }
     /// This array's record layout.
     pub fn record_format(&self) -> crate::format::log_record::RecordFormat {

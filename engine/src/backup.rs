@@ -250,8 +250,11 @@ impl Engine {
         let mut changes = Vec::new();
         let mut seen = 0u64;
         let mut error = None;
+        let sf = array.stripe_format();
         for seg in segs {
             let (bufs, _) = crate::log::segment_read::read_segment(array, &seg);
+            // The head of a record that continues in the next stripe (format version 5).
+            let mut held: Option<log_record::Held> = None;
             walk_stripes(
                 array,
                 &seg,
@@ -265,20 +268,43 @@ impl Engine {
                         // lost here shows as a missing LSN below.
                         return false;
                     };
+                    let head = held.take();
                     if g.header.last_lsn <= from
                         || g.header.first_lsn > end
                         || g.header.flags & chunk_header::FLAG_CHECKPOINT != 0
                     {
                         return true;
                     }
-                    let mut records = log_record::StripeRecords::in_stripe(
-                        array.stripe_format(),
-                        &g.header,
-                        &g.data,
-                    );
-                    while let Some(r) = records.next() {
+                    // A head is a record only when this stripe starts with its tail.
+                    let joined = head
+                        .as_ref()
+                        .and_then(|h| Some((h, h.joined(&g.header, &g.data)?)));
+                    let mut continued = match &joined {
+                        Some((h, bytes)) => match h.decode(sf.records, bytes) {
+                            Ok((rec, _)) => Some(rec),
+                            Err(e) => {
+                                error.get_or_insert(Error::Corrupt {
+                                    device: format!("segment {}", seg.id),
+                                    offset_bytes: g.header.offset_in_segment_bytes as u64,
+                                    what: "log record continued across stripes",
+                                    source: e,
+                                });
+                                return false;
+                            }
+                        },
+                        None => None,
+                    };
+                    let mut records = log_record::StripeRecords::in_stripe(sf, &g.header, &g.data);
+                    loop {
+                        let r = match continued.take() {
+                            Some(rec) => Ok(rec),
+                            None => match records.next() {
+                                Some(r) => r.map(|r| r.rec),
+                                None => break,
+                            },
+                        };
                         let rec = match r {
-                            Ok(r) => r.rec,
+                            Ok(rec) => rec,
                             Err(e) => {
                                 error.get_or_insert(Error::Corrupt {
                                     device: format!("segment {}", seg.id),
@@ -304,6 +330,7 @@ impl Engine {
                             value: (rec.kind == RecordKind::Put).then(|| rec.value.to_vec()),
                         });
                     }
+                    held = records.held();
                     true
                 },
             );

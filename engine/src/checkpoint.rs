@@ -240,10 +240,12 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
                 records: Vec::new(),
                 packer: None,
                 prev_table: None,
+                carried: None,
             },
             height: Layout::chunk_height_for(per_chunk) as u32,
             placement: None,
             for_sync: false,
+            continues: false,
         }
     };
     let mut devices = Vec::new();

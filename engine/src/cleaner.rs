@@ -181,8 +181,17 @@ fn relocate_segment(
     let (bufs, _) = crate::log::segment_read::read_segment(array, seg);
     let mut live: Vec<Relocation> = Vec::new();
     let mut unreadable = false;
+    // The head of a record that continues in the next stripe (format version 5).
+    let mut held: Option<log_record::Held> = None;
+    let sf = array.stripe_format();
     {
         let index = shared.index.read_locked();
+        let is_live = |rec: &log_record::RecordView<'_>| {
+            rec.kind != RecordKind::Delete
+                && index
+                    .get(rec.table, rec.key)
+                    .is_some_and(|e| e.lsn == rec.lsn && e.place.segment_id() == seg.id)
+        };
         walk_stripes(
             array,
             seg,
@@ -192,28 +201,30 @@ fn relocate_segment(
             true,
             |offset, _, _, outcome| match outcome {
                 StripeOutcome::Good(g) => {
-                    let records = log_record::StripeRecords::in_stripe(
-                        array.stripe_format(),
-                        &g.header,
-                        &g.data,
-                    );
-                    for r in records {
-                        let Ok(r) = r else { break };
-                        let rec = r.rec;
-                        if rec.kind != RecordKind::Delete {
-                            let is_live = index.get(rec.table, rec.key).is_some_and(|e| {
-                                e.lsn == rec.lsn && e.place.segment_id() == seg.id
-                            });
-                            if is_live {
-                                live.push(Relocation {
-                                    table: rec.table.to_string(),
-                                    key: rec.key.to_vec(),
-                                    value: rec.value.to_vec(),
-                                    lsn: rec.lsn,
-                                });
+                    let relocation = |rec: &log_record::RecordView<'_>| Relocation {
+                        table: rec.table.to_string(),
+                        key: rec.key.to_vec(),
+                        value: rec.value.to_vec(),
+                        lsn: rec.lsn,
+                    };
+                    // A head is a record only when this stripe starts with its tail.
+                    if let Some(h) = held.take() {
+                        if let Some(joined) = h.joined(&g.header, &g.data) {
+                            if let Ok((rec, _)) = h.decode(sf.records, &joined) {
+                                if is_live(&rec) {
+                                    live.push(relocation(&rec));
+                                }
                             }
                         }
                     }
+                    let mut records = log_record::StripeRecords::in_stripe(sf, &g.header, &g.data);
+                    for r in records.by_ref() {
+                        let Ok(r) = r else { break };
+                        if is_live(&r.rec) {
+                            live.push(relocation(&r.rec));
+                        }
+                    }
+                    held = records.held();
                     true
                 }
                 StripeOutcome::Incomplete { detail, .. } => {

@@ -194,20 +194,20 @@ impl Shared {
     }
 
     /// (segment id, offset) of every stripe the index points into: stripes holding live
-    /// records.
+    /// records (and the tail's stripe of a record that continues in the next one).
     pub(crate) fn live_stripes(&self) -> HashSet<(u64, u32)> {
+        let k = self.array.k();
         let index = self.index.read_locked();
-        index
-            .tables
-            .values()
-            .flat_map(|t| t.values())
-            .filter_map(|e| match e.place {
-                crate::index::Place::Disk(loc) => {
-                    Some((loc.segment_id, loc.offset_in_segment_bytes))
+        let mut live = HashSet::new();
+        for e in index.tables.values().flat_map(|t| t.values()) {
+            if let crate::index::Place::Disk(loc) = e.place {
+                live.insert((loc.segment_id, loc.offset_in_segment_bytes));
+                if let Some((_, tail)) = crate::log::stripe::continued_parts(&loc, k) {
+                    live.insert((tail.segment_id, tail.offset_in_segment_bytes));
                 }
-                crate::index::Place::Pending { .. } => None,
-            })
-            .collect()
+            }
+        }
+        live
     }
 
     /// Where the writer will put its next stripe: nothing at or beyond it is live.

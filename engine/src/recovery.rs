@@ -16,7 +16,7 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::ResumePoint;
 use crate::format::journal::{JournalEntry, JOURNAL_BYTES, JOURNAL_START_BYTES};
-use crate::format::log_record::{RecordFormat, StripeFormat};
+use crate::format::log_record::{Held, RecordFormat, StripeFormat};
 use crate::format::*;
 use crate::index::{Index, IndexEntry, Place, RecordLoc};
 use crate::log::cursor::Cursor;
@@ -89,6 +89,9 @@ pub struct RecoveryStats {
     pub journal_entries: usize,
     /// Records those entries held (counted in `records` too).
     pub journal_records: u64,
+    /// Records whose head ended the log: they continued in a stripe that was never written
+    /// (format version 5), so they were never acknowledged, and are not replayed.
+    pub unfinished_records: u64,
     /// Read-only opens only: how many times the open started over because another process
     /// changed the array while it read it (see `Error::ArrayChanged`).
     pub reopened_after_change: usize,
@@ -160,16 +163,78 @@ fn read_segment_headers(array: &Array) -> (BTreeMap<u64, SegmentInfo>, BTreeMap<
     (segments, first_lsn)
 }
 
+/// Points the index at a replayed record of the stripe `header` describes (a put or a moved
+/// put), or removes its key (a delete). `at` is what the entry holds: (record_offset,
+/// record_len, crc).
+fn apply_record(
+    index: &mut Index,
+    seg_id: u64,
+    header: &ChunkHeader,
+    rec: &crate::format::log_record::RecordView<'_>,
+    (record_offset, record_len, crc): (u32, u32, u32),
+) {
+    match rec.kind {
+        RecordKind::Put | RecordKind::Moved => {
+            let loc = RecordLoc {
+                segment_id: seg_id,
+                offset_in_segment_bytes: header.offset_in_segment_bytes,
+                height_bytes: header.height_bytes,
+                ordinal: header.ordinal,
+                record_offset,
+                record_len,
+                crc,
+            };
+            index.put(
+                rec.table,
+                rec.key,
+                IndexEntry {
+                    lsn: rec.lsn,
+                    value_len: rec.value.len() as u32,
+                    place: Place::Disk(loc),
+                },
+            );
+        }
+        RecordKind::Delete => index.delete(rec.table, rec.key),
+    }
+}
+
+/// Completes a record held from the stripe `head` describes with the tail at the start of
+/// the next stripe (`header`, `data`) and applies it (format version 5).
+fn apply_continued(
+    index: &mut Index,
+    seg_id: u64,
+    (held, head): &(Held, ChunkHeader),
+    header: &ChunkHeader,
+    data: &[u8],
+    sf: StripeFormat,
+) -> Result<()> {
+    let corrupt = |source| Error::Corrupt {
+        device: format!("segment {seg_id}"),
+        offset_bytes: head.offset_in_segment_bytes as u64 + held.offset as u64,
+        what: "log record continued across stripes",
+        source,
+    };
+    let joined = held
+        .joined(header, data)
+        .ok_or(corrupt(DecodeError::Field("tail_bytes")))?;
+    let (rec, crc) = held.decode(sf.records, &joined).map_err(corrupt)?;
+    let at = (held.offset as u32, joined.len() as u32, crc);
+    apply_record(index, seg_id, head, &rec, at);
+    Ok(())
+}
+
 /// Decodes the records of a good stripe (in the array's stripe format `sf`) and applies
-/// them to the index.
+/// them to the index. Returns how many, and the head of its last record when that record
+/// continues in the next stripe (format version 5: applied with its tail, by
+/// [`apply_continued`]).
 pub(crate) fn apply_stripe(
     index: &mut Index,
     seg_id: u64,
     header: &ChunkHeader,
     data: &[u8],
     sf: StripeFormat,
-) -> Result<u64> {
-    let mut expected = header.first_lsn;
+) -> Result<(u64, Option<Held>)> {
+    let mut expected = header.first_lsn + u64::from(header.tail_bytes > 0);
     let mut count = 0;
     let mut records = StripeRecords::in_stripe(sf, header, data);
     while let Some(r) = records.next() {
@@ -188,34 +253,17 @@ pub(crate) fn apply_stripe(
                 source: DecodeError::Field("lsn"),
             });
         }
-        match rec.kind {
-            RecordKind::Put | RecordKind::Moved => {
-                let (record_offset, record_len, crc) = r.index_loc();
-                let loc = RecordLoc {
-                    segment_id: seg_id,
-                    offset_in_segment_bytes: header.offset_in_segment_bytes,
-                    height_bytes: header.height_bytes,
-                    ordinal: header.ordinal,
-                    record_offset,
-                    record_len,
-                    crc,
-                };
-                index.put(
-                    rec.table,
-                    rec.key,
-                    IndexEntry {
-                        lsn: rec.lsn,
-                        value_len: rec.value.len() as u32,
-                        place: Place::Disk(loc),
-                    },
-                );
-            }
-            RecordKind::Delete => index.delete(rec.table, rec.key),
-        }
+        apply_record(index, seg_id, header, &rec, r.index_loc());
         expected += 1;
         count += 1;
     }
-    if expected != header.last_lsn + 1 {
+    let held = records.held();
+    let end = if header.continues() {
+        header.last_lsn
+    } else {
+        header.last_lsn + 1
+    };
+    if expected != end || header.continues() != held.is_some() {
         return Err(Error::Corrupt {
             device: format!("segment {seg_id}"),
             offset_bytes: header.offset_in_segment_bytes as u64,
@@ -223,7 +271,7 @@ pub(crate) fn apply_stripe(
             source: DecodeError::Field("last_lsn"),
         });
     }
-    Ok(count)
+    Ok((count, held))
 }
 
 /// Why a scan of a segment stopped.
@@ -471,19 +519,37 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
         }
         let mut replayed = 0u64;
         let whole = usize::MAX;
-        let (offset, ordinal, stop) =
+        // The head of a record that continues in the next stripe (format version 5), with
+        // its stripe's header: a segment never ends with one held.
+        let mut held: Option<(Held, ChunkHeader)> = None;
+        let sf = array.stripe_format();
+        let (offset, ordinal, mut stop) =
             scan_segment(array, &seg, &bufs, base, first, whole, false, |g| {
                 if g.header.first_lsn != expected_lsn || g.header.write_epoch < last_epoch {
                     return false;
                 }
-                match apply_stripe(
-                    &mut index,
-                    seg.id,
-                    &g.header,
-                    &g.data,
-                    array.stripe_format(),
-                ) {
-                    Ok(n) => stats.records += n,
+                // A tail continues the held record; a stripe with none right after a head
+                // is a later session's, written where the log had ended (the held record's
+                // tail was never written, and its LSN is this stripe's first).
+                match (held.take(), g.header.tail_bytes > 0) {
+                    (Some(_), false) => stats.unfinished_records += 1,
+                    (Some(h), true) => {
+                        if let Err(e) =
+                            apply_continued(&mut index, seg.id, &h, &g.header, &g.data, sf)
+                        {
+                            error.get_or_insert(e);
+                            return false;
+                        }
+                        stats.records += 1;
+                    }
+                    (None, true) => return false,
+                    (None, false) => {}
+                }
+                match apply_stripe(&mut index, seg.id, &g.header, &g.data, sf) {
+                    Ok((n, h)) => {
+                        stats.records += n;
+                        held = h.map(|h| (h, g.header.clone()));
+                    }
                     Err(e) => {
                         error.get_or_insert(e);
                         return false;
@@ -512,7 +578,8 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
                         }
                     }
                 }
-                expected_lsn = g.header.last_lsn + 1;
+                // The held record's LSN is the next one expected until its tail is read.
+                expected_lsn = g.header.last_lsn + u64::from(held.is_none());
                 segment_max_lsn.insert(seg.id, g.header.last_lsn);
                 last_epoch = g.header.write_epoch;
                 max_committed = max_committed.max(g.header.committed_lsn);
@@ -522,6 +589,20 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             });
         if let Some(e) = error.take() {
             return Err(e);
+        }
+        if let Some((h, _)) = held.take() {
+            stats.unfinished_records += 1;
+            // Its tail's stripe was never written: the record was never acknowledged, and
+            // the log ends after its head (the next session writes its LSN here).
+            tracing::info!(
+                "segment {}: the record with LSN {} continues in a stripe that was never \
+                 written; the log ends before it",
+                seg.id,
+                h.lsn
+            );
+            if stop == Stop::End {
+                stop = Stop::Refused;
+            }
         }
         let reason = match &stop {
             Stop::End => "no further stripe".to_string(),

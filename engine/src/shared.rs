@@ -20,6 +20,8 @@ pub struct EngineCounters {
     pub records_written: AtomicU64,
     pub stripes_written: AtomicU64,
     pub short_stripes_written: AtomicU64,
+    /// Records that continued in the next stripe (format version 5).
+    pub records_continued: AtomicU64,
     /// Sync journal entries written (each to m + 1 members).
     pub journal_entries_written: AtomicU64,
     pub chunk_bytes_written: AtomicU64,

@@ -213,6 +213,9 @@ pub struct Status {
     pub stripes_written: u64,
     /// Of those, stripes sealed early because a writer waited for durability (short stripes).
     pub short_stripes_written: u64,
+    /// Records written since open that continue in the next stripe (format version 5:
+    /// docs/format.md, "Records that continue in the next stripe").
+    pub records_continued: u64,
     /// Sync journal entries written since open (each acknowledged a sync on m + 1 members
     /// instead of a short stripe on all w).
     pub journal_entries_written: u64,
@@ -455,6 +458,7 @@ impl Engine {
             recovery: self.recovery_stats().clone(),
             stripes_written: c.stripes_written.load(Ordering::Relaxed),
             short_stripes_written: c.short_stripes_written.load(Ordering::Relaxed),
+            records_continued: c.records_continued.load(Ordering::Relaxed),
             journal_entries_written: c.journal_entries_written.load(Ordering::Relaxed),
             chunk_bytes_written: c.chunk_bytes_written.load(Ordering::Relaxed),
             payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),

@@ -67,6 +67,12 @@ pub const TARGETS: &[Target] = &[
         seeds: seeds::stripe_records,
     },
     Target {
+        name: "continued_records",
+        about: "a record that continues in the next stripe (format version 5)",
+        run: targets::format::continued_records,
+        seeds: seeds::continued_records,
+    },
+    Target {
         name: "journal_entry",
         about: "the sync journal's entry decoder and ring scan",
         run: targets::format::journal_entry,

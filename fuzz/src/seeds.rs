@@ -111,6 +111,7 @@ pub fn chunk_header() -> Vec<Vec<u8>> {
         last_lsn: 6,
         present_mask: 7,
         committed_lsn: 4,
+        tail_bytes: 8,
         body_crcs: vec![7, 8, 9],
     };
     let mut b = vec![0u8; CHUNK_HEADER_SIZE_BYTES];
@@ -496,6 +497,58 @@ pub fn api() -> Vec<Vec<u8>> {
     let mut rng = SmallRng::seed_from_u64(7);
     for len in [64, 128, 256, 512, 1024] {
         out.push((0..len).map(|_| rng.random()).collect());
+    }
+    out
+}
+
+/// Two version 5 stripes (k = 2, 8 KiB high): three records, the last continuing into the
+/// second stripe by 1,000 bytes; with its name elided and stored.
+pub fn continued_records() -> Vec<Vec<u8>> {
+    use ectable_engine::format::log_record::{encode_in, RecordFormat};
+    let (h, k) = (8192usize, 2usize);
+    let space = k * (h - CHUNK_HEADER_SIZE_BYTES);
+    let mut out = Vec::new();
+    for elide_last in [true, false] {
+        let mut data = Vec::new();
+        encode_in(
+            RecordFormat::Compact,
+            1,
+            RecordKind::Put,
+            "t",
+            b"a",
+            &[1u8; 3000],
+            false,
+            &mut data,
+        );
+        encode_in(
+            RecordFormat::Compact,
+            2,
+            RecordKind::Delete,
+            "t",
+            b"b",
+            &[],
+            true,
+            &mut data,
+        );
+        let room = space - data.len();
+        let value = vec![7u8; room + 1000 - 12 - 1 - usize::from(!elide_last)];
+        let (_, len) = encode_in(
+            RecordFormat::Compact,
+            3,
+            RecordKind::Put,
+            "t",
+            b"c",
+            &value,
+            elide_last,
+            &mut data,
+        );
+        let start = data.len() - len.next_multiple_of(8);
+        let tail = start + len - space;
+        let mut body = vec![(k - 1) as u8, (h / 4096 - 1) as u8, 2];
+        body.extend_from_slice(&(tail as u16).to_le_bytes());
+        body.extend_from_slice(&data[..space]);
+        body.extend_from_slice(&data[space..start + len]);
+        out.extend(both_modes(&body));
     }
     out
 }

@@ -188,6 +188,7 @@ fn fmt() -> FormatOptions {
         sync_journal: true,
         inline_values: false,
         wide_records: false,
+        whole_records: false,
     }
 }
 

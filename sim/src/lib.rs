@@ -339,6 +339,7 @@ impl Sim {
             sync_journal: true,
             inline_values: false,
             wide_records: false,
+            whole_records: false,
         };
         format(io.as_ref(), &f).map_err(|e| format!("format: {e}"))?;
         self.open(None)

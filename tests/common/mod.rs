@@ -24,6 +24,7 @@ pub fn fmt_opts(k: usize, m: usize) -> FormatOptions {
         sync_journal: true,
         inline_values: false,
         wide_records: false,
+        whole_records: false,
     }
 }
 

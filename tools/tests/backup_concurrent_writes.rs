@@ -49,6 +49,7 @@ fn mem_array(k: usize, m: usize, size: u64) -> Arc<dyn IoBackend> {
             sync_journal: true,
             inline_values: false,
             wide_records: false,
+            whole_records: false,
         },
     )
     .expect("format");

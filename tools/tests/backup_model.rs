@@ -59,6 +59,7 @@ fn mem_array(k: usize, m: usize, chunk: u32, size: u64) -> Arc<dyn IoBackend> {
             sync_journal: true,
             inline_values: false,
             wide_records: false,
+            whole_records: false,
         },
     )
     .expect("format");

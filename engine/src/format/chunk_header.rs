@@ -2,7 +2,8 @@
 //! stripe's bodies.
 //!
 //! `// { magic | array | segment_id | epoch | offset | height | ordinal | shard | width | k |
-//!      flags | payload | first_lsn | last_lsn | present | committed | reserved | body_crcs[64] |
+//!      flags | payload | first_lsn | last_lsn | present | committed | tail | reserved |
+//!      body_crcs[64] |
 //!      reserved | crc }`
 //!
 //! Invariants:
@@ -31,8 +32,10 @@ const OFF_FIRST_LSN: usize = 64;
 const OFF_LAST_LSN: usize = 72;
 const OFF_PRESENT_MASK: usize = 80;
 const OFF_COMMITTED_LSN: usize = 88;
+/// Bytes that end a record continued from the previous stripe (format version 5).
+const OFF_TAIL_BYTES: usize = 96;
 /// Reserved, zero, up to the body crcs.
-const OFF_RESERVED: usize = 96;
+const OFF_RESERVED: usize = 100;
 /// body_crcs[64], one per shard; the entries at and after the width are zero, and so is
 /// everything after them up to the crc.
 const OFF_BODY_CRCS: usize = 128;
@@ -57,6 +60,7 @@ const _: () = assert!(contiguous(&[
     (OFF_LAST_LSN, size_of::<u64>()),
     (OFF_PRESENT_MASK, size_of::<u64>()),
     (OFF_COMMITTED_LSN, size_of::<u64>()),
+    (OFF_TAIL_BYTES, size_of::<u32>()),
     (OFF_RESERVED, 0),
 ]));
 const _: () = assert!(OFF_RESERVED < OFF_BODY_CRCS);
@@ -64,6 +68,9 @@ const _: () = assert!(OFF_BODY_CRCS + MAX_DEVICES * BODY_CRC_BYTES <= OFF_CRC);
 const _: () = assert!(OFF_CRC == 508);
 /// Chunk flag: the stripe's data space holds checkpoint bytes.
 pub const FLAG_CHECKPOINT: u16 = 1;
+/// Chunk flag (format version 5): the stripe's last record continues at the start of the
+/// next stripe of the segment (docs/format.md, "Records that continue in the next stripe").
+pub const FLAG_CONTINUES: u16 = 2;
 
 /// The 512-byte header at the start of every chunk (docs/format.md, "Chunk"): where the chunk
 /// belongs, the stripe's shape and LSN range, and the crc32c of every body of the stripe.
@@ -100,6 +107,9 @@ pub struct ChunkHeader {
     pub present_mask: u64,
     /// Every LSN up to this one was durable (acknowledgeable) when this stripe was written.
     pub committed_lsn: u64,
+    /// Bytes at the start of the data space that end the record continued from the previous
+    /// stripe, whose LSN is `first_lsn` (format version 5; 0 otherwise).
+    pub tail_bytes: u32,
     /// One crc per shard, `width` entries.
     pub body_crcs: Vec<u32>,
 }
@@ -123,6 +133,8 @@ pub struct StripeKey {
     pub present_mask: u64,
     /// Every LSN up to this one was durable when the stripe was written.
     pub committed_lsn: u64,
+    /// Bytes that end the record continued from the previous stripe.
+    pub tail_bytes: u32,
     /// crc32c of each shard's body, `width` entries.
     pub body_crcs: Vec<u32>,
 }
@@ -139,8 +151,14 @@ impl ChunkHeader {
             last_lsn: self.last_lsn,
             present_mask: self.present_mask,
             committed_lsn: self.committed_lsn,
+            tail_bytes: self.tail_bytes,
             body_crcs: self.body_crcs.clone(),
         }
+    }
+
+    /// The stripe's last record continues in the next stripe of the segment.
+    pub fn continues(&self) -> bool {
+        self.flags & FLAG_CONTINUES != 0
     }
 
     /// Bytes of the chunk's body: its height less the header.
@@ -171,6 +189,7 @@ impl ChunkHeader {
         put_u64(b, OFF_LAST_LSN, self.last_lsn);
         put_u64(b, OFF_PRESENT_MASK, self.present_mask);
         put_u64(b, OFF_COMMITTED_LSN, self.committed_lsn);
+        put_u32(b, OFF_TAIL_BYTES, self.tail_bytes);
         for (i, crc) in self.body_crcs.iter().enumerate() {
             put_u32(b, OFF_BODY_CRCS + BODY_CRC_BYTES * i, *crc);
         }
@@ -212,6 +231,7 @@ impl ChunkHeader {
             last_lsn: get_u64(b, OFF_LAST_LSN),
             present_mask: get_u64(b, OFF_PRESENT_MASK),
             committed_lsn: get_u64(b, OFF_COMMITTED_LSN),
+            tail_bytes: get_u32(b, OFF_TAIL_BYTES),
             body_crcs: (0..width as usize)
                 .map(|i| get_u32(b, OFF_BODY_CRCS + BODY_CRC_BYTES * i))
                 .collect(),
@@ -228,7 +248,9 @@ impl ChunkHeader {
         if w == 0 || w > MAX_DEVICES || k == 0 || k > w || self.body_crcs.len() != w {
             return Err(DecodeError::Field("width/data_shards"));
         }
-        if self.flags & !FLAG_CHECKPOINT != 0 {
+        if self.flags & !(FLAG_CHECKPOINT | FLAG_CONTINUES) != 0
+            || self.flags == FLAG_CHECKPOINT | FLAG_CONTINUES
+        {
             return Err(DecodeError::Field("flags"));
         }
         if self.shard_index as usize >= w {
@@ -254,6 +276,20 @@ impl ChunkHeader {
         }
         if w < 64 && self.present_mask >> w != 0 {
             return Err(DecodeError::Field("present_mask"));
+        }
+        let tail = self.tail_bytes as usize;
+        if tail > 0
+            && (self.flags & FLAG_CHECKPOINT != 0
+                || tail > h - CHUNK_HEADER_SIZE_BYTES
+                || tail.next_multiple_of(8) > self.payload_bytes as usize
+                || (self.continues() && self.last_lsn == self.first_lsn))
+        {
+            return Err(DecodeError::Field("tail_bytes"));
+        }
+        if self.continues() && self.payload_bytes as usize != k * (h - CHUNK_HEADER_SIZE_BYTES) {
+            return Err(DecodeError::Field(
+                "payload_bytes of a stripe that continues",
+            ));
         }
         Ok(())
     }
@@ -281,6 +317,7 @@ mod tests {
             last_lsn: 20,
             present_mask: 0x3f,
             committed_lsn: 5,
+            tail_bytes: 0,
             body_crcs: vec![1, 2, 3, 4, 5, 6],
         };
         let mut b = [0u8; CHUNK_HEADER_SIZE_BYTES];
@@ -313,6 +350,7 @@ mod tests {
             last_lsn: 0x4142_4344_4546_4748,
             present_mask: 0x55,
             committed_lsn: 0x2122_2324_2526_2728,
+            tail_bytes: 0,
             body_crcs: (0..7).map(|i| 0xa1a2_a3a0 + i).collect(),
         };
         let mut b = [0u8; CHUNK_HEADER_SIZE_BYTES];
@@ -345,5 +383,53 @@ mod tests {
         );
         assert!(b[..] == expected[..], "encoded:\n{}", spans_of(&b));
         assert_eq!(ChunkHeader::decode(&b).unwrap(), h);
+    }
+
+    /// Format version 5's fields: `tail_bytes` at 96, the `continues` flag, and their rules.
+    #[test]
+    fn continuation_fields_round_trip_and_are_checked() {
+        let h = ChunkHeader {
+            array_uuid: [7; 16],
+            segment_id: 9,
+            write_epoch: 2,
+            offset_in_segment_bytes: 4096 * 3,
+            height_bytes: 65536,
+            ordinal: 4,
+            shard_index: 1,
+            width: 6,
+            data_shards: 4,
+            flags: FLAG_CONTINUES,
+            payload_bytes: 4 * (65536 - 512),
+            first_lsn: 10,
+            last_lsn: 12,
+            present_mask: 0x3f,
+            committed_lsn: 5,
+            tail_bytes: 0x0102,
+            body_crcs: vec![1, 2, 3, 4, 5, 6],
+        };
+        let mut b = [0u8; CHUNK_HEADER_SIZE_BYTES];
+        h.encode_into(&mut b);
+        assert_eq!(&b[96..100], &[0x02, 0x01, 0, 0]);
+        assert_eq!(&b[58..60], &[0x02, 0]);
+        let d = ChunkHeader::decode(&b).unwrap();
+        assert!(d.continues());
+        assert_eq!(d, h);
+        let refused = |f: &dyn Fn(&mut ChunkHeader)| {
+            let mut x = h.clone();
+            f(&mut x);
+            x.validate().is_err()
+        };
+        // The tail lies in data shard 0's body, inside the payload.
+        assert!(refused(&|x| x.tail_bytes = 65536 - 511));
+        assert!(refused(&|x| x.payload_bytes = 0x100));
+        // A stripe that both ends a record and continues one holds one of its own.
+        assert!(refused(&|x| x.last_lsn = 10));
+        // A checkpoint stripe neither continues nor has a tail.
+        assert!(refused(&|x| x.flags = FLAG_CONTINUES | FLAG_CHECKPOINT));
+        assert!(refused(&|x| x.flags = FLAG_CHECKPOINT));
+        assert!(refused(&|x| x.flags = 4));
+        // A stripe that continues fills its data space.
+        assert!(refused(&|x| x.payload_bytes -= 8));
+        assert!(!refused(&|x| x.tail_bytes = 65536 - 512));
     }
 }

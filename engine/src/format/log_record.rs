@@ -98,6 +98,8 @@ pub struct StripeFormat {
     pub records: RecordFormat,
     /// Values may be placed on device blocks (version 3 on).
     pub placed_values: bool,
+    /// A record may continue in the next stripe (version 5 on).
+    pub continued: bool,
 }
 
 impl StripeFormat {
@@ -106,6 +108,7 @@ impl StripeFormat {
         StripeFormat {
             records: RecordFormat::of_version(format_version),
             placed_values: format_version >= FORMAT_VERSION_PLACED,
+            continued: format_version >= FORMAT_VERSION_CONTINUED,
         }
     }
 }
@@ -644,6 +647,53 @@ fn decode_wide<'a>(
     }
 }
 
+/// The head of a record that continues in the next stripe (format version 5), as a walker
+/// holds it until it reads that stripe (docs/format.md, "Records that continue in the next
+/// stripe").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The record's LSN (the head stripe's last_lsn).
+    pub lsn: u64,
+    /// Its position in the head stripe's data space.
+    pub offset: usize,
+    /// Its bytes from there to the end of that data space.
+    pub bytes: Vec<u8>,
+    /// The table of the record before it in the head stripe (a compact record's elided name).
+    pub prev_table: Option<String>,
+}
+
+impl Held {
+    /// The whole record's bytes when the stripe `header` describes (the next one of the
+    /// segment; its data space `data`) starts with this record's tail; None when it does
+    /// not (the held record is then not a record: its tail was never written).
+    pub fn joined(&self, header: &ChunkHeader, data: &[u8]) -> Option<Vec<u8>> {
+        if header.tail_bytes == 0 || header.first_lsn != self.lsn {
+            return None;
+        }
+        let tail = data.get(..header.tail_bytes as usize)?;
+        let mut b = Vec::with_capacity(self.bytes.len() + tail.len());
+        b.extend_from_slice(&self.bytes);
+        b.extend_from_slice(tail);
+        Some(b)
+    }
+
+    /// Decodes the whole record `joined` gave, in `fmt`: it must fill those bytes exactly.
+    /// Returns it and its crc.
+    pub fn decode<'a>(
+        &'a self,
+        fmt: RecordFormat,
+        joined: &'a [u8],
+    ) -> Result<(RecordView<'a>, u32), DecodeError> {
+        let d = decode_at(fmt, joined, self.lsn, self.prev_table.as_deref(), None)?;
+        if d.len != joined.len() {
+            return Err(DecodeError::Field(
+                "length of a record continued across stripes",
+            ));
+        }
+        Ok((d.view, d.crc))
+    }
+}
+
 /// One record of a log stripe, as [`StripeRecords`] yields it.
 #[derive(Debug, Clone, Copy)]
 pub struct StripeRecord<'a> {
@@ -687,6 +737,11 @@ pub struct StripeRecords<'a> {
     placed: Option<PlacedValues<'a>>,
     payload: usize,
     failed: bool,
+    /// The LSN of the last record when it continues in the next stripe (format version 5):
+    /// the walk stops before it, and [`StripeRecords::held`] hands its head over.
+    head_lsn: Option<u64>,
+    /// A continuation in a stripe of a version that has none: reported as the first item.
+    refused: bool,
 }
 
 impl<'a> StripeRecords<'a> {
@@ -715,19 +770,43 @@ impl<'a> StripeRecords<'a> {
             }),
             payload: payload.min(data.len()),
             failed: false,
+            head_lsn: None,
+            refused: false,
         }
     }
 
-    /// The records of the log stripe `header` describes, its data space `data`.
+    /// The records of the log stripe `header` describes, its data space `data`. In format
+    /// version 5 the walk starts after a tail (the end of a record continued from the
+    /// previous stripe, which [`Held::joined`] completes) and stops before a head (the
+    /// start of the last record, when it continues: [`StripeRecords::held`]); such a stripe
+    /// holds no placed value. A continuation in an older version is corruption: the walk
+    /// yields an error first.
     pub fn in_stripe(sf: StripeFormat, header: &ChunkHeader, data: &'a [u8]) -> Self {
-        StripeRecords::new(
+        let tail = header.tail_bytes as usize;
+        let continued = tail > 0 || header.continues();
+        let mut r = StripeRecords::new(
             sf.records,
-            header.first_lsn,
+            header.first_lsn + u64::from(tail > 0),
             data,
             header.payload_bytes as usize,
             header.height_bytes as usize,
-            sf.placed_values,
-        )
+            sf.placed_values && !continued,
+        );
+        r.pos = tail.next_multiple_of(RECORD_ALIGN_BYTES);
+        r.head_lsn = header.continues().then_some(header.last_lsn);
+        r.refused = continued && !sf.continued;
+        r
+    }
+
+    /// The head of the stripe's last record when it continues in the next stripe, once the
+    /// walk has reached it (None before, or when the stripe does not continue).
+    pub fn held(&self) -> Option<Held> {
+        (self.head_lsn == Some(self.lsn) && !self.failed && self.pos < self.payload).then(|| Held {
+            lsn: self.lsn,
+            offset: self.pos,
+            bytes: self.data[self.pos..self.payload].to_vec(),
+            prev_table: self.prev_table.map(str::to_string),
+        })
     }
 
     /// The records of a journal entry's payload (no placed values), the first with LSN
@@ -746,7 +825,14 @@ impl<'a> Iterator for StripeRecords<'a> {
     type Item = Result<StripeRecord<'a>, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.payload {
+        if self.refused {
+            self.refused = false;
+            self.failed = true;
+            return Some(Err(DecodeError::Field(
+                "a record continued across stripes in a format version without them",
+            )));
+        }
+        if self.failed || self.pos >= self.payload || self.head_lsn == Some(self.lsn) {
             return None;
         }
         let b = &self.data[self.pos..self.payload];

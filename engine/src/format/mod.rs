@@ -31,6 +31,10 @@ pub const FORMAT_VERSION_PLACED: u32 = 3;
 /// The superblock's format version for arrays whose log records are compact (docs/format.md,
 /// "Compact records"); placed values and the sync journal as in version 3.
 pub const FORMAT_VERSION_COMPACT: u32 = 4;
+/// The superblock's format version for arrays whose log records may continue in the next
+/// stripe (docs/format.md, "Records that continue in the next stripe"); otherwise as
+/// version 4. `format` writes it.
+pub const FORMAT_VERSION_CONTINUED: u32 = 5;
 /// Reed-Solomon GF(2^8), poly 0x11D, systematic Vandermonde (see `codec`).
 pub const CODEC_ID_RS_VANDERMONDE: u32 = 1;
 /// Start of the segment area on every device.

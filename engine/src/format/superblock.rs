@@ -274,7 +274,7 @@ impl Superblock {
         }
         check_trailing_crc(b)?;
         let version = get_u32(b, OFF_VERSION);
-        if !(FORMAT_VERSION..=FORMAT_VERSION_COMPACT).contains(&version) {
+        if !(FORMAT_VERSION..=FORMAT_VERSION_CONTINUED).contains(&version) {
             return Err(DecodeError::Version(version));
         }
         let codec = get_u32(b, OFF_CODEC);

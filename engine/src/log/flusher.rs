@@ -40,7 +40,7 @@ impl Shared {
                         exit = true;
                         break;
                     }
-                    let open_has_records = st.open.as_ref().is_some_and(|o| !o.records.is_empty());
+                    let open_has_records = st.open.as_ref().is_some_and(|o| o.has_content());
                     // A checkpoint (paused) and close need everything in stripes; a writer
                     // waiting for durability only needs its records acknowledged.
                     let stripes_only = st.paused
@@ -187,12 +187,39 @@ impl Shared {
                 });
             }
             unflushed.stripes.push((o.segment.id, o.offset, slots));
-            unflushed.last_lsn = unflushed.last_lsn.max(o.last_lsn);
+            // A record that continues is written only with the next stripe.
+            let written_lsn = o.last_lsn - u64::from(prev.stripes[si].continues);
+            unflushed.last_lsn = unflushed.last_lsn.max(written_lsn);
         }
         let mut index = self.index.write_locked();
         for s in &prev.stripes {
             let o = &s.stripe;
-            let recs = &o.records;
+            // The stripe's last record continues: its entry keeps naming the head stripe's
+            // buffer until the next stripe is written (below, `carried`).
+            let recs = &o.records[..o.records.len() - usize::from(s.continues)];
+            if let Some(c) = &o.carried {
+                let r = &c.rec;
+                if let Some(map) = std::str::from_utf8(r.table(&c.head_buf))
+                    .ok()
+                    .and_then(|t| index.tables.get_mut(t))
+                    .filter(|_| r.is_put)
+                {
+                    let mut hint = crate::index::NearHint::default();
+                    map.update_near(r.key(&c.head_buf), &mut hint, |e| {
+                        if e.lsn == r.lsn {
+                            e.place = Place::Disk(RecordLoc {
+                                segment_id: o.segment.id,
+                                offset_in_segment_bytes: c.head_offset,
+                                height_bytes: c.head_height,
+                                ordinal: c.head_ordinal,
+                                record_offset: r.offset,
+                                record_len: r.len,
+                                crc: r.crc,
+                            });
+                        }
+                    });
+                }
+            }
             // Runs of records of one table share one table lookup.
             let mut i = 0;
             while i < recs.len() {
@@ -245,7 +272,12 @@ impl Shared {
         // Only now, with the index pointing at the disk, may the memory copies go.
         let mut st = self.lock_state();
         for s in &prev.stripes {
-            st.pending.remove(&s.stripe.seq);
+            if !s.continues {
+                st.pending.remove(&s.stripe.seq);
+            }
+            if let Some(c) = &s.stripe.carried {
+                st.pending.remove(&c.head_seq);
+            }
         }
         Ok(())
     }
@@ -343,6 +375,12 @@ impl Shared {
             let o = &s.stripe;
             let h = s.height as usize;
             let body_len = h - CHUNK_HEADER_SIZE_BYTES;
+            // A stripe that continues is written with its buffer cut at its data space (the
+            // rest of the record is the next stripe's tail).
+            let payload = match &s.placement {
+                Some(p) => p.payload,
+                None => o.buf.len().min(k * body_len),
+            };
             let mut bufs: Vec<AlignedBuf> = self.take_chunk_bufs(w, h);
             match &s.placement {
                 None => {
@@ -395,14 +433,17 @@ impl Shared {
                     data_shards: k as u16,
                     flags: if o.segment.kind == SegmentKind::Checkpoint {
                         chunk_header::FLAG_CHECKPOINT
+                    } else if s.continues {
+                        chunk_header::FLAG_CONTINUES
                     } else {
                         0
                     },
-                    payload_bytes: s.placement.as_ref().map_or(o.buf.len(), |p| p.payload) as u32,
+                    payload_bytes: payload as u32,
                     first_lsn: o.first_lsn,
                     last_lsn: o.last_lsn,
                     present_mask,
                     committed_lsn: acked_lsn.min(o.first_lsn - 1),
+                    tail_bytes: o.tail_bytes(),
                     body_crcs: body_crcs.clone(),
                 };
                 header.encode_into(&mut buf[..CHUNK_HEADER_SIZE_BYTES]);
@@ -443,7 +484,7 @@ impl Shared {
                 .fetch_add((h * w) as u64, Ordering::Relaxed);
             self.counters
                 .payload_bytes_written
-                .fetch_add(o.buf.len() as u64, Ordering::Relaxed);
+                .fetch_add(payload as u64, Ordering::Relaxed);
             if o.segment.kind == SegmentKind::Checkpoint {
                 self.counters
                     .checkpoint_bytes_written

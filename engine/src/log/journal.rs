@@ -87,7 +87,10 @@ impl Shared {
     ) -> Option<JournalJob> {
         let open = st.open.as_ref()?;
         let acked = st.acked_lsn();
+        // A stripe that starts with a tail is flushed instead (the sync that wants the
+        // continued record has `force_stripes_lsn` at it).
         if open.records.is_empty()
+            || open.carried.is_some()
             || open.last_lsn <= acked
             || acked + 1 < open.first_lsn
             || open.last_lsn <= ring.refused_through

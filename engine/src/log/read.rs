@@ -185,7 +185,8 @@ impl Shared {
         }
     }
 
-    /// The slow path: read the whole stripe, rebuild what is bad, verify, extract.
+    /// The slow path: read the whole stripe, rebuild what is bad, verify, extract. A record
+    /// that continues in the next stripe (format version 5) reads both stripes so.
     fn read_degraded(
         &self,
         seg: &SegmentInfo,
@@ -204,72 +205,115 @@ impl Shared {
             needed: array.k(),
             detail,
         };
-        let stripe_key = (seg.id, loc.offset_in_segment_bytes);
-        if let std::collections::hash_map::Entry::Vacant(e) = rebuilt.entry(stripe_key) {
-            let read = |sources| {
-                read_stripe_chunks(
-                    array,
-                    seg,
-                    loc.offset_in_segment_bytes,
-                    loc.ordinal,
-                    loc.height_bytes,
-                    sources,
-                )
+        let (head, tail) = match crate::log::stripe::continued_parts(loc, array.k()) {
+            Some((h, t)) => (h, Some(t)),
+            None => (*loc, None),
+        };
+        self.whole_stripe(seg, &head, rebuilt)?;
+        let data = &rebuilt[&(seg.id, head.offset_in_segment_bytes)];
+        let from = head.record_offset as usize;
+        let mut bytes = data
+            .get(from..from + head.record_len as usize)
+            .map(<[u8]>::to_vec);
+        if let Some(t) = tail {
+            // The tail's stripe, read at the most its place can hold (its chunk headers
+            // give its height).
+            let place = (array.segment_size() as u32 - t.offset_in_segment_bytes)
+                .min(array.chunk_size() as u32);
+            let t = RecordLoc {
+                height_bytes: place,
+                ..t
             };
-            let mut bufs = read(ChunkSources::Fastest);
-            let mut chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
-            let mut outcome = assemble(
-                array,
-                seg,
-                loc.offset_in_segment_bytes,
-                loc.ordinal,
-                &chunks,
-            );
-            // Not enough: ask the slow devices too, then even the failed ones.
-            for sources in [ChunkSources::Online, ChunkSources::LastResort] {
-                if matches!(outcome, StripeOutcome::Good(_)) {
-                    break;
-                }
-                bufs = read(sources);
-                chunks = bufs.iter().map(|b| b.as_deref()).collect();
-                outcome = assemble(
-                    array,
-                    seg,
-                    loc.offset_in_segment_bytes,
-                    loc.ordinal,
-                    &chunks,
-                );
-            }
-            match outcome {
-                StripeOutcome::Good(g) => {
-                    g.note_bad_chunks(array);
-                    // Chunks left unread on slow devices are not bad: repair only what was read
-                    // and failed.
-                    if !g.bad_shards.is_empty() && !array.read_only {
-                        self.read_repair(seg, loc, &g, &chunks);
-                    }
-                    e.insert(g.data);
-                }
-                StripeOutcome::Incomplete { good, detail, .. } => return Err(lost(good, detail)),
-                StripeOutcome::Empty => {
-                    return Err(lost(
-                        0,
-                        "no chunk of the stripe could be read or identified".into(),
-                    ))
-                }
+            self.whole_stripe(seg, &t, rebuilt)?;
+            let data = &rebuilt[&(seg.id, t.offset_in_segment_bytes)];
+            match (bytes.as_mut(), data.get(..t.record_len as usize)) {
+                (Some(b), Some(tail)) => b.extend_from_slice(tail),
+                _ => bytes = None,
             }
         }
-        let data = &rebuilt[&stripe_key];
-        let from = loc.record_offset as usize;
-        let to = from + loc.record_len as usize;
-        data.get(from..to)
-            .and_then(|b| verify_record_in(array.record_format(), b, loc, lsn, table, key))
+        bytes
+            .and_then(|b| verify_record_in(array.record_format(), &b, loc, lsn, table, key))
             .ok_or_else(|| {
                 lost(
                     array.k(),
                     "the stripe verifies but does not hold the indexed record".into(),
                 )
             })
+    }
+
+    /// Reads the stripe at `loc`'s place (its offset, ordinal and height) whole into
+    /// `rebuilt`, unless it is there already: every chunk checked, what is bad rebuilt from
+    /// the rest and repaired in place; its data space is kept.
+    fn whole_stripe(
+        &self,
+        seg: &SegmentInfo,
+        loc: &RecordLoc,
+        rebuilt: &mut HashMap<(u64, u32), Vec<u8>>,
+    ) -> Result<()> {
+        let array = &self.array;
+        let lost = |good: usize, detail: String| Error::DataLost {
+            segment_id: seg.id,
+            offset_in_segment_bytes: loc.offset_in_segment_bytes,
+            good,
+            width: array.w(),
+            needed: array.k(),
+            detail,
+        };
+        let stripe_key = (seg.id, loc.offset_in_segment_bytes);
+        let std::collections::hash_map::Entry::Vacant(e) = rebuilt.entry(stripe_key) else {
+            return Ok(());
+        };
+        let read = |sources| {
+            read_stripe_chunks(
+                array,
+                seg,
+                loc.offset_in_segment_bytes,
+                loc.ordinal,
+                loc.height_bytes,
+                sources,
+            )
+        };
+        let mut bufs = read(ChunkSources::Fastest);
+        let mut chunks: Vec<Option<&[u8]>> = bufs.iter().map(|b| b.as_deref()).collect();
+        let mut outcome = assemble(
+            array,
+            seg,
+            loc.offset_in_segment_bytes,
+            loc.ordinal,
+            &chunks,
+        );
+        // Not enough: ask the slow devices too, then even the failed ones.
+        for sources in [ChunkSources::Online, ChunkSources::LastResort] {
+            if matches!(outcome, StripeOutcome::Good(_)) {
+                break;
+            }
+            bufs = read(sources);
+            chunks = bufs.iter().map(|b| b.as_deref()).collect();
+            outcome = assemble(
+                array,
+                seg,
+                loc.offset_in_segment_bytes,
+                loc.ordinal,
+                &chunks,
+            );
+        }
+        match outcome {
+            StripeOutcome::Good(g) => {
+                g.note_bad_chunks(array);
+                // Chunks left unread on slow devices are not bad: repair only what was read
+                // and failed.
+                if !g.bad_shards.is_empty() && !array.read_only {
+                    self.read_repair(seg, loc, &g, &chunks);
+                }
+                e.insert(g.data);
+                Ok(())
+            }
+            StripeOutcome::Incomplete { good, detail, .. } => Err(lost(good, detail)),
+            StripeOutcome::Empty => Err(lost(
+                0,
+                "no chunk of the stripe could be read or identified".into(),
+            )),
+        }
     }
 
     /// Rewrites the bad chunks of a stripe that was read degraded, in place, on devices that

@@ -236,7 +236,12 @@ impl<'e, T> ReadQueue<'e, T> {
             // Cleaned and freed since the lookup: the record is elsewhere now.
             return self.again(key, tag, tries);
         };
-        if let Some(w) = self.windows.iter().find(|w| w.holds(seg.id, &loc)) {
+        let continued = crate::log::stripe::continued_parts(&loc, shared.array.k()).is_some();
+        if let Some(w) = self
+            .windows
+            .iter()
+            .find(|w| !continued && w.holds(seg.id, &loc))
+        {
             shared.counters.reads.fetch_add(1, Ordering::Relaxed);
             shared
                 .counters
@@ -265,6 +270,8 @@ impl<'e, T> ReadQueue<'e, T> {
             Some(how) => {
                 let k = shared.array.k();
                 let covers = match &how {
+                    // A record in two stripes reads rows of both: no window for either.
+                    How::Rebuild(..) if continued => Vec::new(),
                     How::Rebuild(plan, _, _) => plan.yields(k),
                     How::Stripe(..) => (0..k).map(|j| (j, 0, loc.height_bytes as usize)).collect(),
                     _ => Vec::new(),
@@ -456,7 +463,10 @@ fn submit(
     sequential: bool,
 ) -> Option<How> {
     let array = &shared.array;
-    if sequential && stripe_data_degraded(array, seg, loc) {
+    // A record that continues in the next stripe is read directly, or rebuilt part by part
+    // (never through a window).
+    let continued = crate::log::stripe::continued_parts(loc, array.k()).is_some();
+    if sequential && !continued && stripe_data_degraded(array, seg, loc) {
         if let Some((ops, shards)) = plan_stripe_rows(array, seg, loc) {
             return Some(How::Stripe(shards, array.io.submit(ops), window));
         }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 /// A record appended to a stripe that is not on disk yet. Its table name and key are not
 /// copied: they are read back from the stripe buffer (`{ header | table | key | value }`;
 /// a compact record whose name is elided finds it in an earlier record, at `table_at`).
+#[derive(Clone, Copy)]
 pub(crate) struct PendingRecord {
     pub lsn: u64,
     pub offset: u32,
@@ -103,6 +104,36 @@ pub(crate) struct OpenStripe {
     /// The last record's table name (its position and length in `buf`): a compact record in
     /// the same table leaves its name out.
     pub prev_table: Option<(u32, u8)>,
+    /// The record whose tail `buf` starts with (format version 5): it continues from the
+    /// previous stripe, and its tail's length is the stripe's tail_bytes.
+    pub carried: Option<Carried>,
+}
+
+impl OpenStripe {
+    /// Bytes at the start of `buf` that end a record continued from the previous stripe.
+    pub(crate) fn tail_bytes(&self) -> u32 {
+        self.carried.as_ref().map_or(0, |c| c.tail_bytes)
+    }
+
+    /// Whether the stripe has anything to write: records of its own, or a tail.
+    pub(crate) fn has_content(&self) -> bool {
+        !self.records.is_empty() || self.carried.is_some()
+    }
+}
+
+/// A record that continues from the head stripe into the stripe that holds it (format
+/// version 5; docs/design.md, "Records that continue in the next stripe"). The head
+/// stripe's buffer holds the whole record and stays in `WriterState::pending` until this
+/// stripe is written: the index names it until then, and the head stripe's place after.
+pub(crate) struct Carried {
+    /// The record, as the head stripe's buffer holds it.
+    pub rec: PendingRecord,
+    pub head_buf: Arc<Vec<u8>>,
+    pub head_seq: u64,
+    pub head_offset: u32,
+    pub head_height: u32,
+    pub head_ordinal: u32,
+    pub tail_bytes: u32,
 }
 
 /// Where a sealed stripe's records go when it places values on device blocks: one spot per
@@ -120,6 +151,9 @@ pub(crate) struct SealedStripe {
     /// Sealed early because a writer waited for durability (a short stripe), rather than
     /// because the next record did not fit.
     pub for_sync: bool,
+    /// The last record continues in the next stripe (format version 5): the stripe is
+    /// sealed at its full height, and written with `buf` cut at its data space.
+    pub continues: bool,
 }
 
 pub(crate) struct WriterState {
@@ -283,7 +317,7 @@ impl WriterState {
     /// Nothing open, sealed or pending, and everything appended durable.
     pub(crate) fn is_quiet(&self) -> bool {
         self.durable_lsn + 1 == self.next_lsn
-            && self.open.as_ref().is_none_or(|o| o.records.is_empty())
+            && self.open.as_ref().is_none_or(|o| !o.has_content())
             && self.sealed.is_empty()
             && self.pending.is_empty()
     }

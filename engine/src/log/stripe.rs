@@ -279,6 +279,11 @@ pub(crate) fn record_read_ops(
     seg: &SegmentInfo,
     loc: &RecordLoc,
 ) -> Result<Vec<(BlockRead, usize, usize)>> {
+    if let Some((head, tail)) = continued_parts(loc, array.k()) {
+        let mut ops = record_read_ops(array, seg, &head)?;
+        ops.extend(record_read_ops(array, seg, &tail)?);
+        return Ok(ops);
+    }
     let body_len = loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES;
     let mut ops = Vec::new();
     let mut pos = loc.record_offset as usize;
@@ -434,8 +439,37 @@ pub(crate) struct RecordRebuild {
     op_count: usize,
 }
 
+/// Where a record that continues in the next stripe lies (format version 5; docs/format.md,
+/// "Records that continue in the next stripe"): its head, in the stripe `loc` names, from
+/// its offset to the end of the data space; and its tail, the first bytes of data shard 0's
+/// body of the next stripe of the segment, named with a height at which that body holds the
+/// tail (no reader needs that stripe's real height). None for a record in one stripe.
+pub(crate) fn continued_parts(loc: &RecordLoc, k: usize) -> Option<(RecordLoc, RecordLoc)> {
+    let space = k * (loc.height_bytes as usize).checked_sub(CHUNK_HEADER_SIZE_BYTES)?;
+    let (from, len) = (loc.record_offset as usize, loc.record_len as usize);
+    if from + len <= space {
+        return None;
+    }
+    let head_len = space.checked_sub(from)?;
+    let tail = len - head_len;
+    Some((
+        RecordLoc {
+            record_len: head_len as u32,
+            ..*loc
+        },
+        RecordLoc {
+            offset_in_segment_bytes: loc.offset_in_segment_bytes + loc.height_bytes,
+            height_bytes: Layout::chunk_height_for(tail) as u32,
+            ordinal: loc.ordinal + 1,
+            record_offset: 0,
+            record_len: tail as u32,
+            ..*loc
+        },
+    ))
+}
+
 /// The pieces of a record, one per data chunk it spans: (shard, first byte in the chunk,
-/// bytes to take).
+/// bytes to take). For a record in one stripe ([`continued_parts`] splits the others).
 pub(crate) fn record_pieces(loc: &RecordLoc) -> impl Iterator<Item = (usize, usize, usize)> {
     let body_len = loc.height_bytes as usize - CHUNK_HEADER_SIZE_BYTES;
     let end = loc.record_offset as usize + loc.record_len as usize;
@@ -474,6 +508,16 @@ pub(crate) fn plan_record_rebuild(
     seg: &SegmentInfo,
     loc: &RecordLoc,
 ) -> Option<(Vec<IoOp>, RecordRebuild)> {
+    if let Some((head, tail)) = continued_parts(loc, array.k()) {
+        // Both parts, one after the other: a piece's decoding needs only its rows, not its
+        // stripe's place.
+        let (mut ops, mut plan) = plan_record_rebuild(array, seg, &head)?;
+        let (tail_ops, tail_plan) = plan_record_rebuild(array, seg, &tail)?;
+        ops.extend(tail_ops);
+        plan.pieces.extend(tail_plan.pieces);
+        plan.op_count += tail_plan.op_count;
+        return Some((ops, plan));
+    }
     let mut ops = Vec::new();
     let mut pieces = Vec::new();
     for (shard, first, take) in record_pieces(loc) {

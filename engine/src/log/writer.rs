@@ -20,7 +20,7 @@ use crate::sync::{CondvarExt, RwLockExt};
 
 use crate::format::log_record::RecordFormat;
 use crate::format::placement::{placeable, Packer, Spot};
-use crate::log::state::{OpenStripe, PendingRecord, Placement, SealedStripe, WriterState};
+use crate::log::state::{Carried, OpenStripe, PendingRecord, Placement, SealedStripe, WriterState};
 use crate::segments::SegmentInfo;
 use crate::shared::Shared;
 use crate::space::Room;
@@ -159,6 +159,7 @@ impl Shared {
                 .places_values_now()
                 .then(|| Packer::new(self.array.k(), max_height as usize)),
             prev_table: None,
+            carried: None,
         });
         Ok(())
     }
@@ -210,7 +211,7 @@ impl Shared {
 
     pub(super) fn seal_for(&self, st: &mut WriterState, for_sync: bool) {
         let Some(open) = st.open.take() else { return };
-        if open.records.is_empty() {
+        if !open.has_content() {
             // Nothing to write: give the place back (the cursor has not moved).
             if open.new_segment {
                 // Keep the segment; its header goes out with the next stripe placed in it.
@@ -221,6 +222,9 @@ impl Shared {
         let k = self.array.k();
         let per_chunk = open.buf.len().div_ceil(k);
         let (height, placement) = self.plan_seal(&open, Layout::chunk_height_for(per_chunk) as u32);
+        // A tail lies in data shard 0's body (docs/format.md, "Records that continue in the
+        // next stripe").
+        let height = height.max(Layout::chunk_height_for(open.tail_bytes() as usize) as u32);
         debug_assert!(height <= open.max_height);
         st.cursor = Some(Cursor {
             segment: open.segment.clone(),
@@ -234,7 +238,99 @@ impl Shared {
             height,
             placement,
             for_sync,
+            continues: false,
         });
+        self.work_cv.notify_all();
+    }
+
+    /// Whether a write of one record of `total` bytes (padded, name stored) that does not
+    /// fit the open stripe continues in the next stripe instead (format version 5; the
+    /// rules of docs/format.md, "Records that continue in the next stripe").
+    fn may_continue(&self, open: &OpenStripe, total: usize) -> bool {
+        let (c, s) = (self.array.chunk_size(), self.array.segment_size());
+        let capacity = self.stripe_capacity(open.max_height);
+        let room = capacity.saturating_sub(open.buf.len());
+        // The next place of the segment must take the tail in data shard 0's body.
+        let next = open.offset as usize + open.max_height as usize;
+        self.array.continues_records()
+            && !open.records.is_empty()
+            && open.packer.as_ref().is_none_or(|p| p.placed() == 0)
+            && room >= capacity / 16
+            && total > room
+            && total - room <= c - CHUNK_HEADER_SIZE_BYTES
+            && next + Layout::chunk_height_for(total - room) <= s
+    }
+
+    /// Seals the open stripe at its full height, its last record (`rec`, just placed whole
+    /// in its buffer) continuing in the next stripe, and opens that stripe with the record's
+    /// tail at its start.
+    fn seal_continuing(&self, st: &mut WriterState) {
+        let Some(mut open) = st.open.take() else {
+            return;
+        };
+        let capacity = self.stripe_capacity(open.max_height);
+        let rec = open.records.last().expect("the continued record");
+        // The record's own bytes past the data space (its padding is not part of it).
+        let tail = &open.buf[capacity..(rec.offset + rec.len) as usize];
+        let tail_bytes = tail.len() as u32;
+        let mut buf = Vec::with_capacity(capacity);
+        buf.extend_from_slice(tail);
+        buf.resize(tail.len().next_multiple_of(8), 0);
+        let lsn = rec.lsn;
+        let carried = Carried {
+            rec: *rec,
+            head_buf: open.buf.clone(),
+            head_seq: open.seq,
+            head_offset: open.offset,
+            head_height: open.max_height,
+            head_ordinal: open.ordinal,
+            tail_bytes,
+        };
+        open.packer = None;
+        let segment = open.segment.clone();
+        st.cursor = Some(Cursor {
+            segment: segment.clone(),
+            offset: open.offset + open.max_height,
+            ordinal: open.ordinal + 1,
+        });
+        st.pending.insert(open.seq, open.buf.clone());
+        *st.unflushed_segments.entry(segment.id).or_default() += 1;
+        let height = open.max_height;
+        st.sealed.push_back(SealedStripe {
+            stripe: open,
+            height,
+            placement: None,
+            for_sync: false,
+            continues: true,
+        });
+        // The next place of the segment (may_continue checked that it takes the tail).
+        let c = st.cursor.as_ref().expect("cursor set above");
+        let max_height =
+            (self.array.chunk_size() as u32).min(self.array.segment_size() as u32 - c.offset);
+        st.open = Some(OpenStripe {
+            segment,
+            new_segment: false,
+            offset: c.offset,
+            ordinal: c.ordinal,
+            max_height,
+            buf: Arc::new(buf),
+            seq: {
+                st.next_stripe_seq += 1;
+                st.next_stripe_seq
+            },
+            first_lsn: lsn,
+            last_lsn: lsn,
+            records: Vec::new(),
+            packer: None,
+            prev_table: None,
+            carried: Some(carried),
+        });
+        // A sync waiting for the record needs both stripes flushed: the journal never holds
+        // a record split across stripes.
+        st.force_stripes_lsn = st.force_stripes_lsn.max(lsn);
+        self.counters
+            .records_continued
+            .fetch_add(1, Ordering::Relaxed);
         self.work_cv.notify_all();
     }
 
@@ -327,13 +423,15 @@ impl Shared {
     /// Makes the open stripe able to take `muts` (`total` bytes inline). A stripe that
     /// places values on device blocks is sealed when they no longer fit with their values
     /// placed; a batch that fits an empty stripe only inline makes that stripe an inline one.
+    /// Returns true when the one record of `muts` does not fit and continues in the next
+    /// stripe instead ([`Shared::may_continue`]).
     fn make_room(
         &self,
         st: &mut WriterState,
         muts: &[Mutation<'_>],
         total: usize,
         room: Room,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         loop {
             if st.open.is_none() {
                 self.open_stripe(st, room)?;
@@ -353,9 +451,13 @@ impl Shared {
                 if !planned {
                     open.packer = None;
                 }
-                return Ok(());
+                return Ok(false);
             }
-            if open.records.is_empty() {
+            if muts.len() == 1 && self.may_continue(open, total) {
+                open.packer = None;
+                return Ok(true);
+            }
+            if !open.has_content() {
                 // The tail of this segment is too short for the batch: skip to a new segment.
                 // The cursor stays, at the segment's end, so that a checkpoint taken before
                 // the next segment exists still resumes where the log really goes on.
@@ -383,9 +485,9 @@ impl Shared {
         } else {
             Room::Foreground
         };
-        self.make_room(&mut st, muts, total, room)?;
+        let continues = self.make_room(&mut st, muts, total, room)?;
         let mut index = self.index.write_locked();
-        Ok(self.place(&mut st, &mut index, muts))
+        Ok(self.place(&mut st, &mut index, muts, continues))
     }
 
     /// Moves live records forward (the cleaner): each is appended again, as a put, only if
@@ -413,16 +515,25 @@ impl Shared {
                 key: &r.key,
                 value: &r.value,
             };
-            self.make_room(&mut st, std::slice::from_ref(&m), total, Room::Cleaner)?;
+            let continues =
+                self.make_room(&mut st, std::slice::from_ref(&m), total, Room::Cleaner)?;
             let mut index = self.index.write_locked();
-            self.place(&mut st, &mut index, std::slice::from_ref(&m));
+            self.place(&mut st, &mut index, std::slice::from_ref(&m), continues);
             moved += 1;
         }
         Ok(moved)
     }
 
-    /// Writes the records into the open stripe (which has room) and points the index at them.
-    fn place(&self, st: &mut WriterState, index: &mut Index, muts: &[Mutation<'_>]) -> u64 {
+    /// Writes the records into the open stripe (which has room, or, with `continues`, takes
+    /// the head of the one record and continues it in the next stripe) and points the index
+    /// at them.
+    fn place(
+        &self,
+        st: &mut WriterState,
+        index: &mut Index,
+        muts: &[Mutation<'_>],
+        continues: bool,
+    ) -> u64 {
         let open = st.open.as_mut().expect("opened");
         for m in muts {
             let lsn = st.next_lsn;
@@ -460,7 +571,7 @@ impl Shared {
                     at
                 }
             };
-            if open.records.is_empty() {
+            if !open.has_content() {
                 open.first_lsn = lsn;
             }
             open.last_lsn = lsn;
@@ -508,7 +619,11 @@ impl Shared {
             .fetch_add(muts.len() as u64, Ordering::Relaxed);
         let last = open.last_lsn;
         let segment = open.segment.id;
-        if open.buf.len() + 64 > self.stripe_capacity(open.max_height) {
+        // make_room's estimate stores the table name; a record that left it out may fit.
+        let continues = continues && open.buf.len() > self.stripe_capacity(open.max_height);
+        if continues {
+            self.seal_continuing(st);
+        } else if open.buf.len() + 64 > self.stripe_capacity(open.max_height) {
             self.seal(st);
         }
         st.segment_max_lsn.insert(segment, last);
@@ -699,9 +814,9 @@ impl Shared {
                     },
                 })
                 .collect();
-            self.make_room(st, &muts, bytes.len(), Room::Deletes)?;
+            let continues = self.make_room(st, &muts, bytes.len(), Room::Deletes)?;
             let mut index = self.index.write_locked();
-            self.place(st, &mut index, &muts);
+            self.place(st, &mut index, &muts, continues);
         }
         debug_assert_eq!(st.next_lsn, end);
         st.next_lsn = end;

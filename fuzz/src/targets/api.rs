@@ -44,6 +44,7 @@ fn devices() -> Vec<Arc<dyn BlockDevice>> {
             sync_journal: true,
             inline_values: false,
             wide_records: false,
+            whole_records: false,
         };
         format(io.as_ref(), &geometry).expect("memory devices format");
         mems.iter().map(|m| m.snapshot()).collect()

@@ -326,3 +326,82 @@ pub fn health_block(data: &[u8]) {
     }
     let _ = health_block::decode(&b, &[0; 16], 0);
 }
+
+/// Two stripes of a format version 5 log whose first ends with a record that continues in
+/// the second (docs/format.md, "Records that continue in the next stripe"): `[k − 1 |
+/// height / 4096 − 1 | last_lsn − 1 of the first stripe u8 | tail_bytes u16]`, then the
+/// first stripe's data space, then the second's first bytes. The first stripe's records
+/// have the LSNs 1 … last_lsn, the last of them continued. Walking both never panics; a
+/// continued record that decodes re-encodes to the bytes it was joined from.
+pub fn continued_records(data: &[u8]) {
+    use ectable_engine::format::chunk_header::FLAG_CONTINUES;
+    use ectable_engine::format::log_record::{
+        encode_in, RecordFormat, StripeFormat, StripeRecords,
+    };
+    let (_, body) = mode(data);
+    let Some((head, rest)) = body.split_first_chunk::<5>() else {
+        return;
+    };
+    let k = 1 + head[0] as usize % 4;
+    let h = (1 + head[1] as usize % 16) * 4096;
+    let last_lsn = 1 + head[2] as u64;
+    let tail_bytes = u16::from_le_bytes([head[3], head[4]]) as u32;
+    let space = k * (h - CHUNK_HEADER_SIZE_BYTES);
+    let mut first = rest.to_vec();
+    first.resize(space, 0);
+    let second = rest.get(space..).unwrap_or_default();
+    let header =
+        |flags: u16, first_lsn: u64, last_lsn: u64, payload: usize, tail: u32| ChunkHeader {
+            array_uuid: [1; 16],
+            segment_id: 1,
+            write_epoch: 1,
+            offset_in_segment_bytes: 4096,
+            height_bytes: h as u32,
+            ordinal: 0,
+            shard_index: 0,
+            width: k as u16 + 1,
+            data_shards: k as u16,
+            flags,
+            payload_bytes: payload as u32,
+            first_lsn,
+            last_lsn,
+            present_mask: 0,
+            committed_lsn: 0,
+            tail_bytes: tail,
+            body_crcs: vec![0; k + 1],
+        };
+    let sf = StripeFormat::of_version(5);
+    let first_header = header(FLAG_CONTINUES, 1, last_lsn, space, 0);
+    let mut records = StripeRecords::in_stripe(sf, &first_header, &first);
+    for r in records.by_ref() {
+        if r.is_err() {
+            return;
+        }
+    }
+    let Some(held) = records.held() else { return };
+    assert_eq!(held.lsn, last_lsn, "the held record is the stripe's last");
+    let payload = (tail_bytes as usize).next_multiple_of(8).max(8);
+    let next = header(0, last_lsn, last_lsn, payload, tail_bytes);
+    let mut tail_data = second.to_vec();
+    tail_data.resize(payload.max(tail_data.len()), 0);
+    let Some(joined) = held.joined(&next, &tail_data) else {
+        return;
+    };
+    assert_eq!(joined.len(), held.bytes.len() + tail_bytes as usize);
+    if let Ok((rec, crc)) = held.decode(RecordFormat::Compact, &joined) {
+        let elided = joined[1] == 0;
+        let mut again = Vec::new();
+        let (crc2, len) = encode_in(
+            RecordFormat::Compact,
+            rec.lsn,
+            rec.kind,
+            rec.table,
+            rec.key,
+            rec.value,
+            elided,
+            &mut again,
+        );
+        assert_eq!(crc, crc2, "a continued record's crc is its encoding's");
+        assert!(again[..len] == joined[..], "a continued record re-encodes");
+    }
+}

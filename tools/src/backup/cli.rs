@@ -584,6 +584,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         sync_journal: true,
         inline_values: false,
         wide_records: false,
+        whole_records: false,
     };
     format(io.as_ref(), &opts).context("formatting the devices")?;
     created.keep();

@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// compare with compact records.
     #[arg(long, requires = "k", conflicts_with_all = ["inline_values", "no_sync_journal"])]
     pub wide_records: bool,
+    /// Format with every record inside one stripe (a version 4 array, as `ectable format
+    /// --whole-records`), to compare with records that continue in the next stripe.
+    #[arg(long, requires = "k", conflicts_with_all = ["inline_values", "no_sync_journal", "wide_records"])]
+    pub whole_records: bool,
     /// Workload (randrw = random reads and writes, rw = sequential ones, see --rwmixread).
     #[arg(long, value_enum, required = true)]
     pub rw: Rw,

@@ -213,6 +213,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
             sync_journal: !cli.no_sync_journal,
             inline_values: cli.inline_values,
             wide_records: cli.wide_records,
+            whole_records: cli.whole_records,
         };
         format(io.as_ref(), &opts).context("formatting the devices")?;
     }

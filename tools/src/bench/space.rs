@@ -65,6 +65,7 @@ pub fn run(cli: &BenchArgs) -> Result<()> {
             sync_journal: !cli.no_sync_journal,
             inline_values: cli.inline_values,
             wide_records: cli.wide_records,
+            whole_records: cli.whole_records,
         },
         value_bytes: bs,
         batch: (cli.iodepth as usize).max(1),

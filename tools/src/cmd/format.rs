@@ -53,6 +53,11 @@ pub struct FormatArgs {
     /// read version 3 at most, and for comparisons.
     #[arg(long, conflicts_with_all = ["inline_values", "no_sync_journal"])]
     pub wide_records: bool,
+    /// Keep every record inside one stripe (a version 4 array) instead of letting a record
+    /// that does not fit a stripe's room continue in the next stripe: for builds that read
+    /// version 4 at most, and for comparisons.
+    #[arg(long, conflicts_with_all = ["inline_values", "no_sync_journal", "wide_records"])]
+    pub whole_records: bool,
 }
 
 #[derive(Args)]
@@ -116,6 +121,7 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
         sync_journal: !a.no_sync_journal,
         inline_values: a.inline_values,
         wide_records: a.wide_records,
+        whole_records: a.whole_records,
         spare_count: paths.len() - data_count,
     };
     let info = format(io.as_ref(), &opts)?;
