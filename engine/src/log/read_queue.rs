@@ -94,6 +94,42 @@ enum How {
     Stripe(Vec<usize>, IoBatch, u64),
     /// The record taken from the window of this id, whose rebuild is in flight.
     Window(u64),
+    /// A record that continues in the next stripe (format version 5): its head and its
+    /// tail, each read on its own.
+    Parts(Box<[Part; 2]>),
+}
+
+/// How one part of a record in two stripes is read.
+enum Part {
+    /// Taken already (from a window; None if that failed).
+    Bytes(Option<Vec<u8>>),
+    /// Read where it is.
+    Direct(FastBatch),
+    /// Rebuilt from k other chunks.
+    Rebuild(RecordRebuild, IoBatch),
+    /// Its whole stripe read from k chunks and decoded; the stripe becomes the window of
+    /// this id (the tail's stripe, for the records after it in a sequential read).
+    Stripe(Vec<usize>, IoBatch, u64),
+    /// Taken from the window of this id when its rebuild completes.
+    Window(u64),
+}
+
+impl Part {
+    fn batch(&self) -> Option<&IoBatch> {
+        match self {
+            Part::Direct(f) => Some(f.batch()),
+            Part::Rebuild(_, b) | Part::Stripe(_, b, _) => Some(b),
+            Part::Bytes(_) | Part::Window(_) => None,
+        }
+    }
+
+    fn drain(self, array: &crate::array::Array) {
+        match self {
+            Part::Direct(reads) => drop(reads.finish(array, 1)),
+            Part::Rebuild(_, batch) | Part::Stripe(_, batch, _) => drop(batch.wait()),
+            Part::Bytes(_) | Part::Window(_) => {}
+        }
+    }
 }
 
 impl How {
@@ -103,6 +139,7 @@ impl How {
             How::Direct(f) => Some(f.batch()),
             How::Rebuild(_, b, _) | How::Stripe(_, b, _) => Some(b),
             How::Window(_) => None,
+            How::Parts(p) => p.iter().find_map(Part::batch),
         }
     }
 }
@@ -236,12 +273,10 @@ impl<'e, T> ReadQueue<'e, T> {
             // Cleaned and freed since the lookup: the record is elsewhere now.
             return self.again(key, tag, tries);
         };
-        let continued = crate::log::stripe::continued_parts(&loc, shared.array.k()).is_some();
-        if let Some(w) = self
-            .windows
-            .iter()
-            .find(|w| !continued && w.holds(seg.id, &loc))
-        {
+        if let Some((head, tail)) = crate::log::stripe::continued_parts(&loc, shared.array.k()) {
+            return self.start_parts(tag, key, entry, loc, &seg, head, tail);
+        }
+        if let Some(w) = self.windows.iter().find(|w| w.holds(seg.id, &loc)) {
             shared.counters.reads.fetch_add(1, Ordering::Relaxed);
             shared
                 .counters
@@ -270,14 +305,14 @@ impl<'e, T> ReadQueue<'e, T> {
             Some(how) => {
                 let k = shared.array.k();
                 let covers = match &how {
-                    // A record in two stripes reads rows of both: no window for either.
-                    How::Rebuild(..) if continued => Vec::new(),
                     How::Rebuild(plan, _, _) => plan.yields(k),
                     How::Stripe(..) => (0..k).map(|j| (j, 0, loc.height_bytes as usize)).collect(),
                     _ => Vec::new(),
                 };
+                // Every read that could name a window takes its own id, so that a rebuild
+                // with no window never completes another's.
+                self.next_window += 1;
                 if !covers.is_empty() {
-                    self.next_window += 1;
                     self.windows.push_front(Window {
                         id: window,
                         segment_id: seg.id,
@@ -297,6 +332,131 @@ impl<'e, T> ReadQueue<'e, T> {
             }
             None => self.gated(key, tag),
         }
+    }
+
+    /// Starts the reads of a record that continues in the next stripe (format version 5):
+    /// its head from a window of its stripe when there is one, else read or rebuilt; its
+    /// tail read or rebuilt, or, in a sequential read whose next stripe has a data chunk to
+    /// rebuild, from that whole stripe, which becomes the window the records after it use.
+    #[allow(clippy::too_many_arguments)]
+    fn start_parts(
+        &mut self,
+        tag: T,
+        key: Vec<u8>,
+        entry: IndexEntry,
+        loc: RecordLoc,
+        seg: &Arc<SegmentInfo>,
+        head: RecordLoc,
+        tail: RecordLoc,
+    ) {
+        let shared = self.shared;
+        let array = &shared.array;
+        let k = array.k();
+        let one = |l: &RecordLoc| -> Option<Part> {
+            if let Some(rops) = fast_record_reads(array, seg, l) {
+                let mut reads = FastReads::default();
+                reads.add(0, rops);
+                return Some(Part::Direct(reads.submit(array)));
+            }
+            let (ops, plan) = plan_record_rebuild(array, seg, l)?;
+            Some(Part::Rebuild(plan, array.io.submit(ops)))
+        };
+        let head_part = match self.windows.iter().find(|w| w.holds(seg.id, &head)) {
+            Some(w) if w.bytes.is_some() => Some(Part::Bytes(w.record(&head))),
+            Some(w) => Some(Part::Window(w.id)),
+            None => one(&head),
+        };
+        let at = (seg.id, tail.offset_in_segment_bytes);
+        let sequential = self.last_read.is_some_and(|(s, o)| {
+            s == at.0 && at.1 >= o && at.1 - o <= 2 * array.chunk_size() as u32
+        });
+        self.last_read = Some(at);
+        // The tail's stripe at the most its place holds (its real height is not known
+        // here; rows past it are never taken: records of the next stripe name another
+        // offset).
+        let place = (array.segment_size() as u32 - tail.offset_in_segment_bytes)
+            .min(array.chunk_size() as u32);
+        let whole = RecordLoc {
+            height_bytes: place,
+            ..tail
+        };
+        let tail_part = match (sequential && stripe_data_degraded(array, seg, &tail))
+            .then(|| plan_stripe_rows(array, seg, &whole))
+            .flatten()
+        {
+            Some((ops, shards)) => {
+                let id = self.next_window;
+                self.next_window += 1;
+                self.windows.push_front(Window {
+                    id,
+                    segment_id: seg.id,
+                    stripe_offset: tail.offset_in_segment_bytes,
+                    covers: (0..k).map(|j| (j, 0, place as usize)).collect(),
+                    bytes: None,
+                });
+                Some(Part::Stripe(shards, array.io.submit(ops), id))
+            }
+            None => one(&tail),
+        };
+        let (Some(h), Some(t)) = (head_part, tail_part) else {
+            return self.gated(key, tag);
+        };
+        shared.counters.reads.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.push_back(Slot {
+            tag,
+            key,
+            entry,
+            loc,
+            how: How::Parts(Box::new([h, t])),
+        });
+    }
+
+    /// The bytes of one part of a record in two stripes, once its reads completed (waiting
+    /// for them if not), and the window its reads make (its id and rows). A part still
+    /// waiting for a window is read on its own now.
+    #[allow(clippy::type_complexity)]
+    fn finish_part(
+        &mut self,
+        part: Part,
+        part_loc: &RecordLoc,
+        seg_id: u64,
+    ) -> (Option<Vec<u8>>, Option<(u64, Option<Vec<ChunkBytes>>)>) {
+        let array = &self.shared.array;
+        let got = match part {
+            Part::Bytes(b) => b,
+            Part::Direct(reads) => {
+                let (mut bytes, failed) = reads.finish(array, 1);
+                bytes.pop().flatten().filter(|_| !failed[0])
+            }
+            Part::Rebuild(plan, batch) => {
+                self.shared
+                    .counters
+                    .degraded_reads
+                    .fetch_add(1, Ordering::Relaxed);
+                finish_record_rebuild_keeping(array, &plan, batch.wait(), None)
+            }
+            Part::Stripe(shards, batch, window) => {
+                self.shared
+                    .counters
+                    .degraded_reads
+                    .fetch_add(1, Ordering::Relaxed);
+                let kept = finish_stripe_rows(array, &shards, batch.wait());
+                let got = kept.as_deref().and_then(|c| record_from(c, part_loc));
+                return (got, Some((window, kept)));
+            }
+            Part::Window(id) => match self.windows.iter().find(|w| w.id == id) {
+                Some(w) if w.bytes.is_some() => w.record(part_loc),
+                _ => (|| {
+                    let seg = self.shared.segment(seg_id).ok()?;
+                    let rops = fast_record_reads(array, &seg, part_loc)?;
+                    let mut reads = FastReads::default();
+                    reads.add(0, rops);
+                    let (mut bytes, failed) = reads.submit(array).finish(array, 1);
+                    bytes.pop().flatten().filter(|_| !failed[0])
+                })(),
+            },
+        };
+        (got, None)
     }
 
     /// The record moved while it was looked up: look again, or, after a few tries, read it
@@ -365,6 +525,27 @@ impl<'e, T> ReadQueue<'e, T> {
             }
             // Resolved by `window_done` when its rebuild completes, never finished here.
             How::Window(_) => None,
+            How::Parts(parts) => {
+                let Some((head, tail)) = crate::log::stripe::continued_parts(&loc, array.k())
+                else {
+                    return self.hand_on(None, tag, key);
+                };
+                let [h, t] = *parts;
+                let (head_bytes, head_window) = self.finish_part(h, &head, loc.segment_id);
+                let (tail_bytes, tail_window) = self.finish_part(t, &tail, loc.segment_id);
+                let got = match (head_bytes, tail_bytes) {
+                    (Some(mut b), Some(t)) => {
+                        b.extend_from_slice(&t);
+                        self.verify(b, &loc, &entry, &key)
+                    }
+                    _ => None,
+                };
+                // A window is kept only when the record that read it verified.
+                for (id, kept) in [head_window, tail_window].into_iter().flatten() {
+                    self.window_done(id, kept.filter(|_| got.is_some()));
+                }
+                return self.hand_on(got, tag, key);
+            }
         };
         self.checked(bytes, tag, key, &entry, &loc)
     }
@@ -389,6 +570,16 @@ impl<'e, T> ReadQueue<'e, T> {
         for s in waiting {
             let got = w.record(&s.loc);
             self.checked(got, s.tag, s.key, &s.entry, &s.loc);
+        }
+        // Heads of records in two stripes that wait for this window take their bytes.
+        let k = self.shared.array.k();
+        for s in self.in_flight.iter_mut() {
+            if let How::Parts(parts) = &mut s.how {
+                if matches!(parts[0], Part::Window(x) if x == id) {
+                    let head = crate::log::stripe::continued_parts(&s.loc, k).map(|p| p.0);
+                    parts[0] = Part::Bytes(head.and_then(|h| w.record(&h)));
+                }
+            }
         }
         if !failed {
             // Completed windows after those in flight, newest first.
@@ -463,10 +654,7 @@ fn submit(
     sequential: bool,
 ) -> Option<How> {
     let array = &shared.array;
-    // A record that continues in the next stripe is read directly, or rebuilt part by part
-    // (never through a window).
-    let continued = crate::log::stripe::continued_parts(loc, array.k()).is_some();
-    if sequential && !continued && stripe_data_degraded(array, seg, loc) {
+    if sequential && stripe_data_degraded(array, seg, loc) {
         if let Some((ops, shards)) = plan_stripe_rows(array, seg, loc) {
             return Some(How::Stripe(shards, array.io.submit(ops), window));
         }
@@ -488,6 +676,11 @@ impl<T> Drop for ReadQueue<'_, T> {
                 How::Direct(reads) => drop(reads.finish(&self.shared.array, 1)),
                 How::Rebuild(_, batch, _) | How::Stripe(_, batch, _) => drop(batch.wait()),
                 How::Window(_) => {}
+                How::Parts(parts) => {
+                    let [h, t] = *parts;
+                    h.drain(&self.shared.array);
+                    t.drain(&self.shared.array);
+                }
             }
         }
     }
