@@ -240,7 +240,8 @@ fn record(
     let mut value = |rng: &mut SmallRng| -> Vec<u8> {
         n += 1;
         let len = match rng.random_range(0..12) {
-            0 => rng.random_range(5_000..12_000),
+            // Up to past a quarter of a stripe: records that continue in the next one.
+            0 => rng.random_range(5_000..17_000),
             // Whole blocks: values a version 3 array places on device blocks.
             1 => 4096 * rng.random_range(1..=2),
             _ => rng.random_range(16..2_000),

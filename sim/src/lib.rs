@@ -118,6 +118,10 @@ pub struct Report {
     /// Reads on those copies that gave a value an in-doubt write the last recovery did not
     /// keep had written (allowed while nothing was written since).
     pub discarded_replayed: u64,
+    /// Records written that continued in the next stripe (format version 5).
+    pub records_continued: u64,
+    /// Heads of such records that recovery dropped (their tail's stripe was never written).
+    pub unfinished_records: u64,
 }
 
 impl Report {
@@ -131,6 +135,8 @@ impl Report {
         self.backups_checked += o.backups_checked;
         self.tail_lost_beyond_m += o.tail_lost_beyond_m;
         self.discarded_replayed += o.discarded_replayed;
+        self.records_continued += o.records_continued;
+        self.unfinished_records += o.unfinished_records;
         for (c, n) in &o.classes {
             let mine = self.count(c);
             mine.injected += n.injected;
@@ -211,6 +217,8 @@ struct Sim {
     engine: Option<Engine>,
     model: Model,
     report: Report,
+    /// The open engine's `records_continued` already counted in the report.
+    continued_counted: u64,
     step: u64,
     trace: VecDeque<String>,
     damage: BTreeMap<String, Damage>,
@@ -294,6 +302,7 @@ impl Sim {
             engine: None,
             model: Model::default(),
             report: Report::default(),
+            continued_counted: 0,
             step: 0,
             trace: VecDeque::new(),
             damage: BTreeMap::new(),
@@ -348,6 +357,7 @@ impl Sim {
     /// Opens the array on every disk (in an order the seed picks: a device's name or place
     /// in the list must not matter), plus `extra` last.
     fn open(&mut self, extra: Option<&Disk>) -> StepResult {
+        self.collect_evidence();
         self.engine = None;
         let mut order: Vec<usize> = (0..self.disks.len()).collect();
         for i in (1..order.len()).rev() {
@@ -364,6 +374,8 @@ impl Sim {
         let io = self.rig.backend(&list).map_err(|e| e.to_string())?;
         let engine = Engine::open(io, engine_options()).map_err(|e| format!("open: {e}"))?;
         self.report.opens += 1;
+        self.report.unfinished_records += engine.recovery_stats().unfinished_records;
+        self.continued_counted = 0;
         if self.cfg.verbose {
             let r = engine.recovery_stats();
             self.note(format!(
@@ -455,7 +467,9 @@ impl Sim {
         self.values += 1;
         let len = match self.rng.random_range(0..20u32) {
             0 => 0,
-            1 => self.rng.random_range(8_000..14_000),
+            // Up to past a quarter of a stripe (16 KiB chunks, k = 4): records that
+            // continue in the next stripe (format version 5).
+            1 | 3 => self.rng.random_range(8_000..17_000),
             // Whole blocks: values a version 3 array places on device blocks.
             2 => 4096 * self.rng.random_range(1..=3),
             _ => self.rng.random_range(8..3_000),
@@ -791,6 +805,8 @@ impl Sim {
             return;
         };
         let st = e.status();
+        self.report.records_continued += st.records_continued - self.continued_counted;
+        self.continued_counted = st.records_continued;
         for d in &st.devices {
             let Some(path) = &d.path else { continue };
             if let Some(dmg) = self.damage.get_mut(path) {

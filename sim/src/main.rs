@@ -290,6 +290,10 @@ fn print_report(first: u64, seeds: u64, took: Duration, r: &Report) {
          writes (the format limit in docs/fault-model.md)",
         r.tail_lost_beyond_m
     );
+    println!(
+        "records continued in the next stripe {}, heads dropped at recovery {}",
+        r.records_continued, r.unfinished_records
+    );
     println!("acknowledged writes lost: {}", r.acknowledged_lost);
 }
 
