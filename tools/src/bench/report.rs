@@ -252,6 +252,7 @@ impl Report<'_> {
             "raw": raw, "ratios": self.ratios(),
             "stripes_written": st.stripes_written,
             "short_stripes_written": st.short_stripes_written,
+            "records_continued": st.records_continued,
             "chunk_bytes_written": st.chunk_bytes_written,
             "payload_bytes_written": st.payload_bytes_written,
             "write_amplification": div(st.chunk_bytes_written, st.payload_bytes_written),

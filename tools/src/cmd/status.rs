@@ -222,7 +222,9 @@ pub fn print_status(st: &Status) {
         st.segment_size_bytes >> 20,
         st.io_engine,
         st.format_version,
-        if st.format_version >= 4 {
+        if st.format_version >= 5 {
+            "sync journal, values on device blocks, compact records that may continue in the next stripe"
+        } else if st.format_version == 4 {
             "sync journal, values on device blocks, compact records"
         } else if st.format_version == 3 {
             "sync journal, values on device blocks"
@@ -426,6 +428,12 @@ fn print_errors(st: &Status) {
                 st.recovery.interrupted_stripes
             );
         }
+        if st.recovery.unfinished_records > 0 {
+            println!(
+                "  note: the log ends with {} record(s) whose continuation in the next stripe was never written (an interrupted writer); they were never acknowledged and are not part of the log",
+                st.recovery.unfinished_records
+            );
+        }
     } else {
         println!(
             "errors: {errors} device error(s); {} stripe(s) were read degraded at open",
@@ -543,6 +551,7 @@ pub fn status_json(st: &Status) -> Value {
             "records": st.recovery.records,
             "degraded_stripes": st.recovery.degraded_stripes,
             "interrupted_stripes": st.recovery.interrupted_stripes,
+            "unfinished_records": st.recovery.unfinished_records,
             "discarded_stripes": st.recovery.discarded_stripes,
             "checkpoint_lsn": st.recovery.checkpoint_lsn,
             "checkpoint_keys": st.recovery.checkpoint_keys,

@@ -227,6 +227,11 @@ impl Collector for Snapshot {
             st.short_stripes_written,
         )?;
         o.counter(
+            "records_continued",
+            "records that continued in the next stripe (format version 5)",
+            st.records_continued,
+        )?;
+        o.counter(
             "journal_entries_written",
             "sync journal entries written",
             st.journal_entries_written,
