@@ -197,14 +197,7 @@ impl Shared {
         rebuilt: &mut HashMap<(u64, u32), Vec<u8>>,
     ) -> Result<Vec<u8>> {
         let array = &self.array;
-        let lost = |good: usize, detail: String| Error::DataLost {
-            segment_id: seg.id,
-            offset_in_segment_bytes: loc.offset_in_segment_bytes,
-            good,
-            width: array.w(),
-            needed: array.k(),
-            detail,
-        };
+        let lost = |good: usize, detail: String| data_lost(array, seg, loc, good, detail);
         let (head, tail) = match crate::log::stripe::continued_parts(loc, array.k()) {
             Some((h, t)) => (h, Some(t)),
             None => (*loc, None),
@@ -218,10 +211,8 @@ impl Shared {
         if let Some(t) = tail {
             // The tail's stripe, read at the most its place can hold (its chunk headers
             // give its height).
-            let place = (array.segment_size() as u32 - t.offset_in_segment_bytes)
-                .min(array.chunk_size() as u32);
             let t = RecordLoc {
-                height_bytes: place,
+                height_bytes: crate::log::stripe::place_height(array, t.offset_in_segment_bytes),
                 ..t
             };
             self.whole_stripe(seg, &t, rebuilt)?;
@@ -251,14 +242,7 @@ impl Shared {
         rebuilt: &mut HashMap<(u64, u32), Vec<u8>>,
     ) -> Result<()> {
         let array = &self.array;
-        let lost = |good: usize, detail: String| Error::DataLost {
-            segment_id: seg.id,
-            offset_in_segment_bytes: loc.offset_in_segment_bytes,
-            good,
-            width: array.w(),
-            needed: array.k(),
-            detail,
-        };
+        let lost = |good: usize, detail: String| data_lost(array, seg, loc, good, detail);
         let stripe_key = (seg.id, loc.offset_in_segment_bytes);
         let std::collections::hash_map::Entry::Vacant(e) = rebuilt.entry(stripe_key) else {
             return Ok(());
@@ -361,6 +345,24 @@ impl Shared {
                 Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
             }
         }
+    }
+}
+
+/// `Error::DataLost` for the stripe at `loc`'s place with `good` chunks.
+fn data_lost(
+    array: &Array,
+    seg: &SegmentInfo,
+    loc: &RecordLoc,
+    good: usize,
+    detail: String,
+) -> Error {
+    Error::DataLost {
+        segment_id: seg.id,
+        offset_in_segment_bytes: loc.offset_in_segment_bytes,
+        good,
+        width: array.w(),
+        needed: array.k(),
+        detail,
     }
 }
 

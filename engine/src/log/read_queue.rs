@@ -374,8 +374,7 @@ impl<'e, T> ReadQueue<'e, T> {
         // The tail's stripe at the most its place holds (its real height is not known
         // here; rows past it are never taken: records of the next stripe name another
         // offset).
-        let place = (array.segment_size() as u32 - tail.offset_in_segment_bytes)
-            .min(array.chunk_size() as u32);
+        let place = crate::log::stripe::place_height(array, tail.offset_in_segment_bytes);
         let whole = RecordLoc {
             height_bytes: place,
             ..tail
@@ -424,10 +423,7 @@ impl<'e, T> ReadQueue<'e, T> {
         let array = &self.shared.array;
         let got = match part {
             Part::Bytes(b) => b,
-            Part::Direct(reads) => {
-                let (mut bytes, failed) = reads.finish(array, 1);
-                bytes.pop().flatten().filter(|_| !failed[0])
-            }
+            Part::Direct(reads) => direct_bytes(reads, array),
             Part::Rebuild(plan, batch) => {
                 self.shared
                     .counters
@@ -451,8 +447,7 @@ impl<'e, T> ReadQueue<'e, T> {
                     let rops = fast_record_reads(array, &seg, part_loc)?;
                     let mut reads = FastReads::default();
                     reads.add(0, rops);
-                    let (mut bytes, failed) = reads.submit(array).finish(array, 1);
-                    bytes.pop().flatten().filter(|_| !failed[0])
+                    direct_bytes(reads.submit(array), array)
                 })(),
             },
         };
@@ -492,10 +487,7 @@ impl<'e, T> ReadQueue<'e, T> {
         } = slot;
         let array = &self.shared.array;
         let bytes = match how {
-            How::Direct(reads) => {
-                let (mut bytes, failed) = reads.finish(array, 1);
-                bytes.pop().flatten().filter(|_| !failed[0])
-            }
+            How::Direct(reads) => direct_bytes(reads, array),
             How::Rebuild(plan, batch, window) => {
                 self.shared
                     .counters
@@ -642,6 +634,12 @@ impl<'e, T> ReadQueue<'e, T> {
             .fetch_add(1, Ordering::Relaxed);
         self.gated(key, tag);
     }
+}
+
+/// The bytes of one record's direct reads, once they completed (None if one failed).
+fn direct_bytes(reads: FastBatch, array: &crate::array::Array) -> Option<Vec<u8>> {
+    let (mut bytes, failed) = reads.finish(array, 1);
+    bytes.pop().flatten().filter(|_| !failed[0])
 }
 
 /// Submits the reads of one record: its own blocks when its chunks are on available, fast

@@ -439,6 +439,12 @@ pub(crate) struct RecordRebuild {
     op_count: usize,
 }
 
+/// The most a stripe at `offset` of a segment can be high: a chunk, or what is left of the
+/// segment.
+pub(crate) fn place_height(array: &Array, offset: u32) -> u32 {
+    (array.segment_size() as u32 - offset).min(array.chunk_size() as u32)
+}
+
 /// Where a record that continues in the next stripe lies (format version 5; docs/format.md,
 /// "Records that continue in the next stripe"): its head, in the stripe `loc` names, from
 /// its offset to the end of the data space; and its tail, the first bytes of data shard 0's
