@@ -397,8 +397,23 @@ impl<'e, T> ReadQueue<'e, T> {
             }
             None => one(&tail),
         };
-        let (Some(h), Some(t)) = (head_part, tail_part) else {
-            return self.gated(key, tag);
+        let (h, t) = match (head_part, tail_part) {
+            (Some(h), Some(t)) => (h, t),
+            // One part cannot be planned (fewer than k chunks): the ordinary path reads it.
+            // The other's reads are waited for, and a window it opened is closed as failed.
+            (h, t) => {
+                for p in [h, t].into_iter().flatten() {
+                    let window = match &p {
+                        Part::Stripe(_, _, id) => Some(*id),
+                        _ => None,
+                    };
+                    p.drain(array);
+                    if let Some(id) = window {
+                        self.window_done(id, None);
+                    }
+                }
+                return self.gated(key, tag);
+            }
         };
         shared.counters.reads.fetch_add(1, Ordering::Relaxed);
         self.in_flight.push_back(Slot {

@@ -140,7 +140,7 @@ impl Shared {
             self.refresh_sync_floor(st);
         }
         let c = st.cursor.as_ref().expect("cursor set above");
-        let max_height = (self.array.chunk_size() as u32).min(s - c.offset);
+        let max_height = crate::log::stripe::place_height(&self.array, c.offset);
         st.open = Some(OpenStripe {
             segment: c.segment.clone(),
             new_segment: need_new,
@@ -226,20 +226,30 @@ impl Shared {
         // next stripe").
         let height = height.max(Layout::chunk_height_for(open.tail_bytes() as usize) as u32);
         debug_assert!(height <= open.max_height);
+        self.push_sealed(
+            st,
+            SealedStripe {
+                stripe: open,
+                height,
+                placement,
+                for_sync,
+                continues: false,
+            },
+        );
+    }
+
+    /// Hands a sealed stripe to the flusher: the cursor moves past it, and its buffer serves
+    /// reads of its records until they are on disk.
+    fn push_sealed(&self, st: &mut WriterState, s: SealedStripe) {
+        let o = &s.stripe;
         st.cursor = Some(Cursor {
-            segment: open.segment.clone(),
-            offset: open.offset + height,
-            ordinal: open.ordinal + 1,
+            segment: o.segment.clone(),
+            offset: o.offset + s.height,
+            ordinal: o.ordinal + 1,
         });
-        st.pending.insert(open.seq, open.buf.clone());
-        *st.unflushed_segments.entry(open.segment.id).or_default() += 1;
-        st.sealed.push_back(SealedStripe {
-            stripe: open,
-            height,
-            placement,
-            for_sync,
-            continues: false,
-        });
+        st.pending.insert(o.seq, o.buf.clone());
+        *st.unflushed_segments.entry(o.segment.id).or_default() += 1;
+        st.sealed.push_back(s);
         self.work_cv.notify_all();
     }
 
@@ -288,25 +298,20 @@ impl Shared {
         };
         open.packer = None;
         let segment = open.segment.clone();
-        st.cursor = Some(Cursor {
-            segment: segment.clone(),
-            offset: open.offset + open.max_height,
-            ordinal: open.ordinal + 1,
-        });
-        st.pending.insert(open.seq, open.buf.clone());
-        *st.unflushed_segments.entry(segment.id).or_default() += 1;
         let height = open.max_height;
-        st.sealed.push_back(SealedStripe {
-            stripe: open,
-            height,
-            placement: None,
-            for_sync: false,
-            continues: true,
-        });
+        self.push_sealed(
+            st,
+            SealedStripe {
+                stripe: open,
+                height,
+                placement: None,
+                for_sync: false,
+                continues: true,
+            },
+        );
         // The next place of the segment (may_continue checked that it takes the tail).
         let c = st.cursor.as_ref().expect("cursor set above");
-        let max_height =
-            (self.array.chunk_size() as u32).min(self.array.segment_size() as u32 - c.offset);
+        let max_height = crate::log::stripe::place_height(&self.array, c.offset);
         st.open = Some(OpenStripe {
             segment,
             new_segment: false,
@@ -331,7 +336,6 @@ impl Shared {
         self.counters
             .records_continued
             .fetch_add(1, Ordering::Relaxed);
-        self.work_cv.notify_all();
     }
 
     /// Appends a batch of mutations atomically (one stripe). Returns the last LSN. On a full
