@@ -1092,6 +1092,78 @@ impl Array {
         self.write_epoch.store(epoch, Ordering::SeqCst);
         Ok(())
     }
+
+    /// Reads both superblock copies of every working member and hot spare and names each
+    /// copy that is not what the last superblock write put there: unreadable, not a
+    /// superblock, another member's or array's, or of an older epoch (a misdirected write
+    /// over it, or a lost one). The engine keeps the device states in memory, so such a copy
+    /// shows only at the next open, where a member with both copies bad is not recognised.
+    /// Holds the superblock lock: no write moves the epoch while the copies are compared.
+    pub(crate) fn check_superblocks(&self) -> Vec<BadSuperblock> {
+        let persisted = self.persisted.locked();
+        let mut entries: Vec<(usize, usize)> = (0..self.n())
+            .filter_map(|slot| self.device_of_slot(slot as u32).map(|d| (slot, d)))
+            .collect();
+        entries.extend(self.spares.locked().iter().copied());
+        let ops = entries
+            .iter()
+            .map(|&(_, d)| IoOp::read(d, 0, 2 * SUPERBLOCK_SIZE_BYTES))
+            .collect();
+        let mut bad = Vec::new();
+        for (c, &(entry, _)) in self.io.execute(ops).into_iter().zip(&entries) {
+            if let Err(e) = &c.result {
+                if entry < self.n() {
+                    self.observe(entry, c.op.kind, c.latency, Some(e));
+                }
+                for copy in 0..SUPERBLOCK_OFFSETS.len() {
+                    bad.push(BadSuperblock {
+                        entry,
+                        copy,
+                        why: format!("unreadable: {e}"),
+                    });
+                }
+                continue;
+            }
+            for (copy, bytes) in c.op.buf.chunks(SUPERBLOCK_SIZE_BYTES).enumerate() {
+                let why = match Superblock::decode(bytes) {
+                    Err(e) => format!("not a superblock ({e})"),
+                    Ok(sb) if sb.array_uuid != self.sb.array_uuid => "another array's".into(),
+                    Ok(sb) if sb.device_slot as usize != entry => {
+                        format!("slot {}'s, not this member's", sb.device_slot)
+                    }
+                    Ok(sb)
+                        if persisted
+                            .members
+                            .get(entry)
+                            .is_none_or(|m| m.0 != sb.device_uuid) =>
+                    {
+                        "another device's".into()
+                    }
+                    Ok(sb) if sb.copy_index as usize != copy => {
+                        format!("copy {} written at copy {copy}'s place", sb.copy_index)
+                    }
+                    Ok(sb) if sb.epoch != persisted.epoch => {
+                        format!("epoch {}, the array's is {}", sb.epoch, persisted.epoch)
+                    }
+                    Ok(_) => continue,
+                };
+                bad.push(BadSuperblock { entry, copy, why });
+            }
+        }
+        bad
+    }
+}
+
+/// One superblock copy of a member (or hot spare) that does not hold what the array last
+/// wrote there, as [`Array::check_superblocks`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadSuperblock {
+    /// The member's slot, or a hot spare's member entry (at or after n).
+    pub entry: usize,
+    /// 0 or 1: the copy at 0 or at 4096.
+    pub copy: usize,
+    /// What is wrong with it.
+    pub why: String,
 }
 
 /// What a device's superblocks say, without opening an array: Ok(Some(array uuid)) for a

@@ -95,6 +95,15 @@ pub struct ScrubReport {
     pub parity_mismatches: u64,
     /// Bad chunks rewritten (only with repair).
     pub chunks_repaired: u64,
+    /// Per slot: superblock copies (of two) that are unreadable, not this member's, or of
+    /// an older epoch than the array's. Both bad means the next open will not recognise
+    /// the member.
+    pub bad_superblocks_per_slot: Vec<u64>,
+    /// Every bad superblock copy found (members and hot spares), in words.
+    pub bad_superblocks: Vec<String>,
+    /// Bad superblock copies that read back good after the repair rewrote the superblocks
+    /// (only with repair; a copy still bad after it is listed again in `bad_superblocks`).
+    pub superblocks_repaired: u64,
 }
 
 /// Walks the stripes of a segment held in `bufs`, stepping over unreadable stripes by their
@@ -803,6 +812,57 @@ impl Shared {
         Ok(read_back)
     }
 
+    /// The superblock part of a scrub: every copy checked, and with `repair` all rewritten
+    /// (one superblock write, as any device state change makes) when one is bad, then
+    /// checked again.
+    fn scrub_superblocks(&self, repair: bool, r: &mut ScrubReport) -> Result<()> {
+        let a = &self.array;
+        let name = |entry: usize| {
+            if entry < a.n() {
+                format!("slot {entry} ({})", a.slot_name(entry))
+            } else {
+                format!("spare entry {entry}")
+            }
+        };
+        let bad = a.check_superblocks();
+        for b in &bad {
+            if let Some(n) = r.bad_superblocks_per_slot.get_mut(b.entry) {
+                *n += 1;
+            }
+            r.bad_superblocks.push(format!(
+                "{} superblock copy {}: {}",
+                name(b.entry),
+                b.copy,
+                b.why
+            ));
+        }
+        if bad.is_empty() || !repair {
+            return Ok(());
+        }
+        tracing::warn!(
+            "scrub: {} bad superblock copies ({}); rewriting the superblocks",
+            bad.len(),
+            r.bad_superblocks.join("; ")
+        );
+        a.persist(|_| {})?;
+        let still = a.check_superblocks();
+        r.superblocks_repaired = bad
+            .iter()
+            .filter(|b| !still.iter().any(|s| s.entry == b.entry && s.copy == b.copy))
+            .count() as u64;
+        // A copy the rewrite did not mend (the device drops or misplaces writes) stays in
+        // the findings; no data is lost with it, so it is not "unrecoverable".
+        for s in &still {
+            r.bad_superblocks.push(format!(
+                "{} superblock copy {} still bad after the rewrite: {}",
+                name(s.entry),
+                s.copy,
+                s.why
+            ));
+        }
+        Ok(())
+    }
+
     pub fn scrub(
         &self,
         repair: bool,
@@ -821,13 +881,15 @@ impl Shared {
             self.ensure_writing_started()?;
             self.sync_all()?;
         }
+        let mut r = ScrubReport {
+            bad_chunks_per_slot: vec![0; a.n()],
+            bad_superblocks_per_slot: vec![0; a.n()],
+            ..Default::default()
+        };
+        self.scrub_superblocks(repair, &mut r)?;
         let live = self.live_stripes();
         let frontier = self.write_frontier();
         let segs = self.live_segments();
-        let mut r = ScrubReport {
-            bad_chunks_per_slot: vec![0; a.n()],
-            ..Default::default()
-        };
         r.progress.segments_total = segs.len();
         r.progress.bytes_total = segs
             .iter()

@@ -391,9 +391,20 @@ impl Sim {
                 r.checkpoint_lsn
             ));
         }
-        for (slot, d) in engine.status().devices.iter().enumerate() {
+        let st = engine.status();
+        for (slot, d) in st.devices.iter().enumerate() {
             if let Some(p) = &d.path {
                 self.last_slot.insert(p.clone(), slot);
+            }
+        }
+        // A disk the simulator never damaged (or saw repaired) must be taken in as a member:
+        // one left out runs the array with less redundancy than the simulator counts on.
+        for name in self.healthy_disks() {
+            if !st.devices.iter().any(|d| d.path.as_deref() == Some(&name)) {
+                return Err(format!(
+                    "open left out {name}, which is undamaged or was repaired (unrecognised: {:?})",
+                    st.unrecognised
+                ));
             }
         }
         self.engine = Some(engine);
@@ -1416,7 +1427,9 @@ impl Sim {
                 ));
             }
             if let Some(slot) = self.slot_of(name)? {
-                if r.bad_chunks_per_slot.get(slot).copied().unwrap_or(0) > 0 {
+                if r.bad_chunks_per_slot.get(slot).copied().unwrap_or(0) > 0
+                    || r.bad_superblocks_per_slot.get(slot).copied().unwrap_or(0) > 0
+                {
                     if let Some(d) = self.damage.get_mut(name) {
                         d.detected = true;
                     }

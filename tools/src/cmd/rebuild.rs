@@ -189,6 +189,19 @@ fn scrub_via_node(node: &crate::node::client::NodeClient, a: &ScrubArgs) -> Resu
             .unwrap_or_default(),
         parity_mismatches: r["parity_mismatches"].as_u64().unwrap_or(0),
         chunks_repaired: r["chunks_repaired"].as_u64().unwrap_or(0),
+        bad_superblocks_per_slot: r["bad_superblocks_per_slot"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default(),
+        bad_superblocks: r["bad_superblocks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        superblocks_repaired: r["superblocks_repaired"].as_u64().unwrap_or(0),
     };
     report_scrub(a, &report, &st)
 }
@@ -200,11 +213,19 @@ fn report_scrub(
     st: &ectable_engine::Status,
 ) -> Result<i32> {
     let repair = a.repair;
+    let bad_superblocks = |slot: usize| r.bad_superblocks_per_slot.get(slot).copied().unwrap_or(0);
     if a.json {
         let devices: Vec<Value> = st
             .devices
             .iter()
-            .map(|d| json!({"slot": d.slot, "path": d.path, "bad_chunks": r.bad_chunks_per_slot[d.slot]}))
+            .map(|d| {
+                json!({
+                    "slot": d.slot,
+                    "path": d.path,
+                    "bad_chunks": r.bad_chunks_per_slot[d.slot],
+                    "bad_superblocks": bad_superblocks(d.slot),
+                })
+            })
             .collect();
         println!(
             "{}",
@@ -215,6 +236,8 @@ fn report_scrub(
                 "parity_mismatches": r.parity_mismatches,
                 "chunks_repaired": r.chunks_repaired,
                 "bytes_repaired": r.progress.bytes_rebuilt,
+                "bad_superblocks": r.bad_superblocks,
+                "superblocks_repaired": r.superblocks_repaired,
                 "unrecoverable": r.progress.unrecoverable,
                 "devices": devices,
             })
@@ -229,25 +252,42 @@ fn report_scrub(
             term::bytes(r.progress.bytes_rebuilt),
             r.progress.unrecoverable.len()
         );
-        let mut t = term::table(&["SLOT", "DEVICE", "BAD CHUNKS"], &[2]);
+        let mut t = term::table(
+            &["SLOT", "DEVICE", "BAD CHUNKS", "BAD SUPERBLOCKS"],
+            &[2, 3],
+        );
         for d in &st.devices {
             t.add_row(vec![
                 d.slot.to_string(),
                 d.path.clone().unwrap_or_else(|| "-".into()),
                 r.bad_chunks_per_slot[d.slot].to_string(),
+                format!("{} of 2", bad_superblocks(d.slot)),
             ]);
         }
         for line in term::table_lines(&t, "  ") {
             println!("{line}");
+        }
+        for b in &r.bad_superblocks {
+            println!("  bad: {b}");
+        }
+        if r.superblocks_repaired > 0 {
+            println!(
+                "  superblocks rewritten: {} bad copies repaired",
+                r.superblocks_repaired
+            );
         }
         for u in &r.progress.unrecoverable {
             println!("  unrecoverable: {u}");
         }
     }
     let bad: u64 = r.bad_chunks_per_slot.iter().sum();
+    let bad_superblocks: u64 = r.bad_superblocks_per_slot.iter().sum();
     Ok(if !r.progress.unrecoverable.is_empty() {
         2
-    } else if (bad > 0 && !repair) || r.parity_mismatches > 0 {
+    } else if (bad + bad_superblocks > 0 && !repair)
+        || r.superblocks_repaired < bad_superblocks && repair
+        || r.parity_mismatches > 0
+    {
         1
     } else {
         0
