@@ -27,12 +27,16 @@ fn value(i: u64) -> Vec<u8> {
 }
 
 fn open(faulty: &[Arc<FaultyDevice>]) -> Engine {
+    open_with(faulty, EngineOptions::default())
+}
+
+fn open_with(faulty: &[Arc<FaultyDevice>], opts: EngineOptions) -> Engine {
     let devs: Vec<Arc<dyn BlockDevice>> = faulty
         .iter()
         .map(|f| f.clone() as Arc<dyn BlockDevice>)
         .collect();
     let io = open_backend(BackendKind::Psync, devs).unwrap();
-    Engine::open(io, EngineOptions::default()).unwrap()
+    Engine::open(io, opts).unwrap()
 }
 
 fn loaded() -> (Vec<Arc<MemDevice>>, Vec<Arc<FaultyDevice>>) {
@@ -120,6 +124,38 @@ fn scrub_repairs_superblock_copies_destroyed_while_open() {
 
     let e = open(&faulty);
     assert!(all_online(&e), "after the repair: {:?}", e.status());
+    verify(&e);
+}
+
+/// Without a scrub: the monitor thread's probe round reads the copies too and rewrites
+/// them, so a crash (no clean close to write them) after that still finds the member.
+#[test]
+fn the_prober_mends_superblock_copies_before_a_crash() {
+    let (mems, faulty) = loaded();
+    let mut opts = EngineOptions::default();
+    opts.health.probe_interval = std::time::Duration::from_millis(20);
+    let e = open_with(&faulty, opts);
+    e.put("t", b"first", b"of the session").unwrap();
+    e.sync().unwrap();
+    destroy_both_copies(&mems[VICTIM]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(copy_decodes(&mems[VICTIM], 0) && copy_decodes(&mems[VICTIM], 1)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no probe round mended the copies"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(e.status().superblocks_rewritten >= 1);
+    // A crash: the devices as they are now, without the close.
+    let copies: Vec<Vec<u8>> = mems.iter().map(|m| m.peek(0, 8 << 20)).collect();
+    drop(e);
+    let (crashed, crashed_faulty) = mem_devices(6, 8 << 20, 6);
+    for (m, c) in crashed.iter().zip(&copies) {
+        m.poke(0, c);
+    }
+    let e = open(&crashed_faulty);
+    assert!(all_online(&e), "{:?}", e.status());
     verify(&e);
 }
 

@@ -100,7 +100,39 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
         }
     }
     a.persist_if_dirty();
+    mend_superblocks(shared);
     failed
+}
+
+/// Reads every member's two superblock copies and rewrites the superblocks when one is not
+/// what the array last wrote (a stray or lost write over it): the session keeps the device
+/// states in memory, so without this a member whose copies were both spoiled would be left
+/// out at the next open, even after a crash that gives no clean close a chance to write them.
+fn mend_superblocks(shared: &Shared) {
+    let a = &shared.array;
+    if a.read_only {
+        return;
+    }
+    let bad = a.check_superblocks();
+    if bad.is_empty() {
+        return;
+    }
+    let what: Vec<String> = bad
+        .iter()
+        .map(|b| format!("entry {} copy {}: {}", b.entry, b.copy, b.why))
+        .collect();
+    tracing::warn!(
+        "prober: {} bad superblock copies ({}); rewriting the superblocks",
+        bad.len(),
+        what.join("; ")
+    );
+    shared
+        .counters
+        .superblocks_rewritten
+        .fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = a.persist(|_| {}) {
+        tracing::warn!("prober: could not rewrite the superblocks: {e}");
+    }
 }
 
 /// Writes every present, writable member's health block with what it keeps across sessions

@@ -40,6 +40,7 @@ pub struct EngineCounters {
     pub read_repairs: AtomicU64,
     pub probes: AtomicU64,
     pub probe_failures: AtomicU64,
+    pub superblocks_rewritten: AtomicU64,
 }
 
 pub(crate) struct Shared {

@@ -244,6 +244,9 @@ pub struct Status {
     pub probes: u64,
     /// Devices failed by a probe since open.
     pub probe_failures: u64,
+    /// Probe rounds that found a superblock copy spoiled (unreadable, not the member's, or
+    /// of an older epoch) and rewrote the superblocks, since open.
+    pub superblocks_rewritten: u64,
     /// Per slot: smoothed I/O latency in nanoseconds (whether a device is suspect is its
     /// state, `Degraded`).
     pub latency_ewma_ns: Vec<u64>,
@@ -469,6 +472,7 @@ impl Engine {
             read_repairs: c.read_repairs.load(Ordering::Relaxed),
             probes: c.probes.load(Ordering::Relaxed),
             probe_failures: c.probe_failures.load(Ordering::Relaxed),
+            superblocks_rewritten: c.superblocks_rewritten.load(Ordering::Relaxed),
             latency_ewma_ns: a
                 .health
                 .iter()

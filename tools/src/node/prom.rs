@@ -261,6 +261,11 @@ impl Collector for Snapshot {
             "chunks rewritten by read-repair",
             st.read_repairs,
         )?;
+        o.counter(
+            "superblocks_rewritten",
+            "probe rounds that found a spoiled superblock copy and rewrote the superblocks",
+            st.superblocks_rewritten,
+        )?;
 
         // The cleaner.
         let c = &st.cleaner;
