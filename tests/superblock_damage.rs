@@ -127,6 +127,41 @@ fn scrub_repairs_superblock_copies_destroyed_while_open() {
     verify(&e);
 }
 
+/// Latent sector errors under both copies: the scrub reports them unreadable (and counts the
+/// read errors against the device) instead of hanging, and the rewrite remaps them.
+#[test]
+fn scrub_reports_and_rewrites_unreadable_superblock_copies() {
+    let (_mems, faulty) = loaded();
+    let e = open(&faulty);
+    e.put("t", b"first", b"of the session").unwrap();
+    e.sync().unwrap();
+    faulty[VICTIM].add_read_error_range(0..2 * SUPERBLOCK_SIZE_BYTES as u64);
+    let check = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(check.bad_superblocks_per_slot[VICTIM], 2, "{check:?}");
+    assert!(
+        check
+            .bad_superblocks
+            .iter()
+            .all(|b| b.contains("unreadable")),
+        "{check:?}"
+    );
+    assert!(e.status().devices[VICTIM].read_errors >= 1);
+    let fix = e
+        .scrub(true, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(fix.superblocks_repaired, 2, "{fix:?}");
+    assert!(
+        faulty[VICTIM].counters().eio_reads >= 1,
+        "the fault never fired"
+    );
+    e.close().unwrap();
+    let e = open(&faulty);
+    assert!(all_online(&e), "{:?}", e.status());
+    verify(&e);
+}
+
 /// Without a scrub: the monitor thread's probe round reads the copies too and rewrites
 /// them, so a crash (no clean close to write them) after that still finds the member.
 #[test]

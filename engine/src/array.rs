@@ -1110,17 +1110,20 @@ impl Array {
             .map(|&(_, d)| IoOp::read(d, 0, 2 * SUPERBLOCK_SIZE_BYTES))
             .collect();
         let mut bad = Vec::new();
+        // Read errors are fed to the health tracking once the lock is released (it takes it).
+        let mut errors = Vec::new();
         for (c, &(entry, _)) in self.io.execute(ops).into_iter().zip(&entries) {
             if let Err(e) = &c.result {
-                if entry < self.n() {
-                    self.observe(entry, c.op.kind, c.latency, Some(e));
-                }
+                let why = format!("unreadable: {e}");
                 for copy in 0..SUPERBLOCK_OFFSETS.len() {
                     bad.push(BadSuperblock {
                         entry,
                         copy,
-                        why: format!("unreadable: {e}"),
+                        why: why.clone(),
                     });
+                }
+                if entry < self.n() {
+                    errors.push((entry, c));
                 }
                 continue;
             }
@@ -1149,6 +1152,10 @@ impl Array {
                 };
                 bad.push(BadSuperblock { entry, copy, why });
             }
+        }
+        drop(persisted);
+        for (slot, c) in errors {
+            self.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
         }
         bad
     }
