@@ -235,8 +235,63 @@ struct Sim {
 
 type StepResult = Result<(), String>;
 
+/// A step that runs longer than this is taken for a hang (a deadlock in the engine): the
+/// slowest steps (a fill of a slow device, a rebuild) take a few seconds.
+const HANG_AFTER: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Watches one seed's steps from its own thread: when one runs past [`HANG_AFTER`] it
+/// prints the seed, the step and the replay command and ends the process (exit code 3),
+/// since the hung thread cannot be unwound.
+struct Watchdog {
+    step: Arc<(std::sync::atomic::AtomicU64, std::sync::Mutex<std::time::Instant>)>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(seed: u64) -> Watchdog {
+        use std::sync::atomic::Ordering;
+        let step = Arc::new((
+            std::sync::atomic::AtomicU64::new(0),
+            std::sync::Mutex::new(std::time::Instant::now()),
+        ));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, d) = (step.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                let since = s.1.lock().map(|t| t.elapsed()).unwrap_or_default();
+                if since > HANG_AFTER && !d.load(Ordering::SeqCst) {
+                    let n = s.0.load(Ordering::SeqCst);
+                    eprintln!(
+                        "ecsim: seed {seed} hung at step {n}: no progress for {} s\n\
+                         replay: ecsim --seed {seed} --steps {} -v",
+                        since.as_secs(),
+                        n + 1
+                    );
+                    std::process::exit(3);
+                }
+            }
+        });
+        Watchdog { step, done }
+    }
+
+    fn step(&self, n: u64) {
+        self.step.0.store(n, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut t) = self.step.1.lock() {
+            *t = std::time::Instant::now();
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Runs one seed.
 pub fn run(cfg: &Config) -> Result<Report, Failure> {
+    let watchdog = Watchdog::start(cfg.seed);
     let mut sim = Sim::new(cfg.clone());
     let fail = |sim: &Sim, what: String| Failure {
         seed: sim.cfg.seed,
@@ -249,6 +304,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     }
     for step in 0..cfg.steps {
         sim.step = step;
+        watchdog.step(step);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| sim.one_step()));
         let what = match outcome {
             Ok(Ok(())) => continue,
@@ -258,6 +314,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         return Err(fail(&sim, what));
     }
     sim.step = cfg.steps;
+    watchdog.step(cfg.steps);
     if let Err(what) = sim.finish() {
         return Err(fail(&sim, what));
     }
