@@ -101,6 +101,12 @@ pub struct ScrubReport {
     pub bad_superblocks_per_slot: Vec<u64>,
     /// Every bad superblock copy found (members and hot spares), in words.
     pub bad_superblocks: Vec<String>,
+    /// Per slot: segment headers of live segments that do not decode as this member's
+    /// header of the segment (an open finds a segment by any one of its w copies, so bad
+    /// ones cost nothing at once, but left alone they pile up member by member).
+    pub bad_segment_headers_per_slot: Vec<u64>,
+    /// Bad segment headers rewritten (only with repair).
+    pub segment_headers_repaired: u64,
     /// Bad superblock copies that read back good after the repair rewrote the superblocks
     /// (only with repair; a copy still bad after it is listed again in `bad_superblocks`).
     pub superblocks_repaired: u64,
@@ -884,6 +890,7 @@ impl Shared {
         let mut r = ScrubReport {
             bad_chunks_per_slot: vec![0; a.n()],
             bad_superblocks_per_slot: vec![0; a.n()],
+            bad_segment_headers_per_slot: vec![0; a.n()],
             ..Default::default()
         };
         self.scrub_superblocks(repair, &mut r)?;
@@ -990,15 +997,52 @@ impl Shared {
                     StripeOutcome::Empty => {}
                 },
             );
+            // Each member's read starts with its copy of the segment header.
+            let chunk_ops = ops.len();
+            for (p, buf) in bufs.iter().enumerate() {
+                let Some(buf) = buf else { continue };
+                let (slot, dseg) = seg.members[p];
+                let want = SegmentHeader {
+                    position: p as u16,
+                    array_uuid: a.sb.array_uuid,
+                    segment_id: seg.id,
+                    write_epoch: a.write_epoch.load(Ordering::SeqCst),
+                    data_shards: a.k() as u16,
+                    kind: seg.kind,
+                    members: seg.members.clone(),
+                };
+                let good = SegmentHeader::decode(&buf[..SEGMENT_HEADER_SIZE_BYTES.min(buf.len())])
+                    .is_ok_and(|h| {
+                        SegmentHeader {
+                            write_epoch: want.write_epoch,
+                            ..h
+                        } == want
+                    });
+                if good {
+                    continue;
+                }
+                r.bad_segment_headers_per_slot[slot as usize] += 1;
+                if let Some(d) = a.device_of_slot(slot).filter(|_| repair) {
+                    let buf = AlignedBuf::from_slice(&want.encode());
+                    ops.push((slot, IoOp::write(d, a.device_segment_offset(dseg), buf)));
+                }
+            }
             pool.give(bufs);
             let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
             let mut flush = Vec::new();
-            for (c, slot) in
+            for (i, (c, slot)) in
                 a.io.execute(ops.into_iter().map(|(_, o)| o).collect())
                     .into_iter()
                     .zip(slots)
+                    .enumerate()
             {
                 match c.result {
+                    Ok(()) if i >= chunk_ops => {
+                        r.segment_headers_repaired += 1;
+                        if !flush.contains(&c.op.device_index) {
+                            flush.push(c.op.device_index);
+                        }
+                    }
                     Ok(()) => {
                         r.chunks_repaired += 1;
                         r.progress.bytes_rebuilt += c.op.buf.len() as u64;

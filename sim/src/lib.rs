@@ -243,7 +243,10 @@ const HANG_AFTER: std::time::Duration = std::time::Duration::from_secs(180);
 /// prints the seed, the step and the replay command and ends the process (exit code 3),
 /// since the hung thread cannot be unwound.
 struct Watchdog {
-    step: Arc<(std::sync::atomic::AtomicU64, std::sync::Mutex<std::time::Instant>)>,
+    step: Arc<(
+        std::sync::atomic::AtomicU64,
+        std::sync::Mutex<std::time::Instant>,
+    )>,
     done: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -1486,6 +1489,11 @@ impl Sim {
             if let Some(slot) = self.slot_of(name)? {
                 if r.bad_chunks_per_slot.get(slot).copied().unwrap_or(0) > 0
                     || r.bad_superblocks_per_slot.get(slot).copied().unwrap_or(0) > 0
+                    || r.bad_segment_headers_per_slot
+                        .get(slot)
+                        .copied()
+                        .unwrap_or(0)
+                        > 0
                 {
                     if let Some(d) = self.damage.get_mut(name) {
                         d.detected = true;

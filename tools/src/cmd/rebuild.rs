@@ -202,6 +202,11 @@ fn scrub_via_node(node: &crate::node::client::NodeClient, a: &ScrubArgs) -> Resu
             })
             .unwrap_or_default(),
         superblocks_repaired: r["superblocks_repaired"].as_u64().unwrap_or(0),
+        bad_segment_headers_per_slot: r["bad_segment_headers_per_slot"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default(),
+        segment_headers_repaired: r["segment_headers_repaired"].as_u64().unwrap_or(0),
     };
     report_scrub(a, &report, &st)
 }
@@ -214,6 +219,12 @@ fn report_scrub(
 ) -> Result<i32> {
     let repair = a.repair;
     let bad_superblocks = |slot: usize| r.bad_superblocks_per_slot.get(slot).copied().unwrap_or(0);
+    let bad_headers = |slot: usize| {
+        r.bad_segment_headers_per_slot
+            .get(slot)
+            .copied()
+            .unwrap_or(0)
+    };
     if a.json {
         let devices: Vec<Value> = st
             .devices
@@ -224,6 +235,7 @@ fn report_scrub(
                     "path": d.path,
                     "bad_chunks": r.bad_chunks_per_slot[d.slot],
                     "bad_superblocks": bad_superblocks(d.slot),
+                    "bad_segment_headers": bad_headers(d.slot),
                 })
             })
             .collect();
@@ -238,6 +250,7 @@ fn report_scrub(
                 "bytes_repaired": r.progress.bytes_rebuilt,
                 "bad_superblocks": r.bad_superblocks,
                 "superblocks_repaired": r.superblocks_repaired,
+                "segment_headers_repaired": r.segment_headers_repaired,
                 "unrecoverable": r.progress.unrecoverable,
                 "devices": devices,
             })
@@ -253,14 +266,21 @@ fn report_scrub(
             r.progress.unrecoverable.len()
         );
         let mut t = term::table(
-            &["SLOT", "DEVICE", "BAD CHUNKS", "BAD SUPERBLOCKS"],
-            &[2, 3],
+            &[
+                "SLOT",
+                "DEVICE",
+                "BAD CHUNKS",
+                "BAD SEGMENT HEADERS",
+                "BAD SUPERBLOCKS",
+            ],
+            &[2, 3, 4],
         );
         for d in &st.devices {
             t.add_row(vec![
                 d.slot.to_string(),
                 d.path.clone().unwrap_or_else(|| "-".into()),
                 r.bad_chunks_per_slot[d.slot].to_string(),
+                bad_headers(d.slot).to_string(),
                 format!("{} of 2", bad_superblocks(d.slot)),
             ]);
         }
@@ -269,6 +289,12 @@ fn report_scrub(
         }
         for b in &r.bad_superblocks {
             println!("  bad: {b}");
+        }
+        if r.segment_headers_repaired > 0 {
+            println!(
+                "  segment headers rewritten: {}",
+                r.segment_headers_repaired
+            );
         }
         if r.superblocks_repaired > 0 {
             println!(
@@ -280,7 +306,8 @@ fn report_scrub(
             println!("  unrecoverable: {u}");
         }
     }
-    let bad: u64 = r.bad_chunks_per_slot.iter().sum();
+    let bad: u64 = r.bad_chunks_per_slot.iter().sum::<u64>()
+        + r.bad_segment_headers_per_slot.iter().sum::<u64>();
     let bad_superblocks: u64 = r.bad_superblocks_per_slot.iter().sum();
     Ok(if !r.progress.unrecoverable.is_empty() {
         2

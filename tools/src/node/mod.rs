@@ -177,6 +177,8 @@ impl Node {
             "bad_superblocks_per_slot": r.bad_superblocks_per_slot,
             "bad_superblocks": r.bad_superblocks,
             "superblocks_repaired": r.superblocks_repaired,
+            "bad_segment_headers_per_slot": r.bad_segment_headers_per_slot,
+            "segment_headers_repaired": r.segment_headers_repaired,
         }))
     }
 
