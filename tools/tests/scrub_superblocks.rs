@@ -7,6 +7,60 @@ mod cli_common;
 use cli_common::*;
 use std::io::{Read, Seek, SeekFrom, Write};
 
+/// Both copies gone while the array was closed: `status` says DEGRADED, lists the device
+/// as holding no valid superblock and names the command that rebuilds it in place; that
+/// command brings the array back to ONLINE with every row.
+#[test]
+fn a_device_without_superblocks_is_named_and_rebuilt_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = format6(dir.path(), "nb");
+    let all = join(&p);
+    let load = [
+        "--devices",
+        &all,
+        "--table",
+        "t",
+        "--rows",
+        "500",
+        "--value-size",
+        "2000",
+    ];
+    let out = ectable(&[&["load"], &load[..]].concat());
+    assert!(out.status.success(), "load: {}", stderr(&out));
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&p[3]).unwrap();
+        f.write_all(&[0x3c; 8192]).unwrap();
+    }
+    let out = ectable(&["status", "--devices", &all]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let path = p[3].display().to_string();
+    let command = format!("ectable replace --old {path} --old-slot 3 --new {path}");
+    assert!(
+        text.contains("DEGRADED")
+            && text.contains("no valid superblock")
+            && text.contains(&command),
+        "{text}"
+    );
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &all,
+        "--old",
+        &path,
+        "--old-slot",
+        "3",
+        "--new",
+        &path,
+        "--yes",
+    ]);
+    assert!(out.status.success(), "replace: {}", stderr(&out));
+    let out = ectable(&["status", "--devices", &all]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("state: ONLINE"), "{text}");
+    let out = ectable(&[&["verify"], &load[..]].concat());
+    assert!(out.status.success(), "verify: {}", stderr(&out));
+}
+
 #[test]
 fn scrub_names_and_mends_a_bad_superblock_copy() {
     let dir = tempfile::tempdir().unwrap();

@@ -454,6 +454,19 @@ fn actions(st: &Status) -> Vec<String> {
             "Bring the missing device(s) of slot(s) {gone:?} back (what they missed is then resynced by 'ectable rebuild'), or replace them: 'ectable replace --old <device> --new <device>'."
         ));
     }
+    // A listed device with no valid superblock left (stray writes over both copies) cannot
+    // be told to be the missing member: name the command that rebuilds it in place.
+    let blank: Vec<&str> = st
+        .unrecognised
+        .iter()
+        .filter(|(_, why)| why.starts_with("no valid superblock"))
+        .map(|(path, _)| path.as_str())
+        .collect();
+    if let ([slot], [path]) = (gone.as_slice(), blank.as_slice()) {
+        out.push(format!(
+            "{path} holds no valid superblock: if it is slot {slot}'s device, rebuild it in place with 'ectable replace --old {path} --old-slot {slot} --new {path}'."
+        ));
+    }
     let stale = slots(&|d| d.state == "STALE");
     if !stale.is_empty() {
         out.push(format!(
