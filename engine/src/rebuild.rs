@@ -664,15 +664,12 @@ impl Shared {
             p.chunks_rebuilt += chunks_rebuilt;
             p.bytes_rebuilt += ops.iter().map(|o| o.buf.len() as u64).sum::<u64>();
             p.unrecoverable.extend(lost);
-            let header = SegmentHeader {
-                position: pos as u16,
-                array_uuid: a.sb.array_uuid,
-                segment_id: seg.id,
-                write_epoch: a.write_epoch.load(Ordering::SeqCst),
-                data_shards: a.k() as u16,
-                kind: seg.kind,
-                members: seg.members.clone(),
-            };
+            let header = seg.header(
+                a.sb.array_uuid,
+                a.k(),
+                a.write_epoch.load(Ordering::SeqCst),
+                pos,
+            );
             ops.push(IoOp::write(
                 target,
                 a.device_segment_offset(dseg),
@@ -1002,15 +999,12 @@ impl Shared {
             for (p, buf) in bufs.iter().enumerate() {
                 let Some(buf) = buf else { continue };
                 let (slot, dseg) = seg.members[p];
-                let want = SegmentHeader {
-                    position: p as u16,
-                    array_uuid: a.sb.array_uuid,
-                    segment_id: seg.id,
-                    write_epoch: a.write_epoch.load(Ordering::SeqCst),
-                    data_shards: a.k() as u16,
-                    kind: seg.kind,
-                    members: seg.members.clone(),
-                };
+                let want = seg.header(
+                    a.sb.array_uuid,
+                    a.k(),
+                    a.write_epoch.load(Ordering::SeqCst),
+                    p,
+                );
                 let good = SegmentHeader::decode(&buf[..SEGMENT_HEADER_SIZE_BYTES.min(buf.len())])
                     .is_ok_and(|h| {
                         SegmentHeader {

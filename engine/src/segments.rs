@@ -15,6 +15,28 @@ pub struct SegmentInfo {
     pub members: Vec<(u32, u32)>,
 }
 
+impl SegmentInfo {
+    /// The segment header member `position` holds, as written in the session of
+    /// `write_epoch` (docs/format.md, "Segment header").
+    pub(crate) fn header(
+        &self,
+        array_uuid: [u8; 16],
+        data_shards: usize,
+        write_epoch: u64,
+        position: usize,
+    ) -> crate::format::SegmentHeader {
+        crate::format::SegmentHeader {
+            position: position as u16,
+            array_uuid,
+            segment_id: self.id,
+            write_epoch,
+            data_shards: data_shards as u16,
+            kind: self.kind,
+            members: self.members.clone(),
+        }
+    }
+}
+
 /// Free device segments per slot.
 #[derive(Debug, Clone, Default)]
 pub struct FreeSpace {

@@ -10,18 +10,7 @@ fn a_backup_goes_through_pipes_and_restores() {
     let dir = tempfile::tempdir().unwrap();
     let d = format6(dir.path(), "d");
     let all = join(&d);
-    let out = ectable(&[
-        "load",
-        "--devices",
-        &all,
-        "--table",
-        "t",
-        "--rows",
-        "3000",
-        "--value-size",
-        "1K",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    load_rows(&all, "3000", "1K");
     // To stdout: the backup's bytes only; the summary goes to stderr.
     let out = ectable(&["backup", "--devices", &all, "--to", "-"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -457,15 +457,7 @@ impl Shared {
                     let Some(d) = array.device_of_slot(*slot) else {
                         continue;
                     };
-                    let h = SegmentHeader {
-                        position: p as u16,
-                        array_uuid: array.sb.array_uuid,
-                        segment_id: o.segment.id,
-                        write_epoch,
-                        data_shards: k as u16,
-                        kind: o.segment.kind,
-                        members: o.segment.members.clone(),
-                    };
+                    let h = o.segment.header(array.sb.array_uuid, k, write_epoch, p);
                     let buf = AlignedBuf::from_slice(&h.encode());
                     ops.push(IoOp::write(d, array.device_segment_offset(*dseg), buf));
                     meta.push((usize::MAX, *slot));

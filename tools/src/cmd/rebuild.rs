@@ -172,40 +172,18 @@ fn scrub_via_node(node: &crate::node::client::NodeClient, a: &ScrubArgs) -> Resu
         bytes_rebuilt: r["bytes_repaired"].as_u64().unwrap_or(0),
         ..Default::default()
     };
-    progress.unrecoverable = r["unrecoverable"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    use crate::node::client::{counts, strings};
+    progress.unrecoverable = strings(&r["unrecoverable"]);
     let report = ectable_engine::ScrubReport {
         progress,
         stripes_checked: r["stripes_checked"].as_u64().unwrap_or(0),
-        bad_chunks_per_slot: r["bad_chunks_per_slot"]
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
-            .unwrap_or_default(),
+        bad_chunks_per_slot: counts(&r["bad_chunks_per_slot"]),
         parity_mismatches: r["parity_mismatches"].as_u64().unwrap_or(0),
         chunks_repaired: r["chunks_repaired"].as_u64().unwrap_or(0),
-        bad_superblocks_per_slot: r["bad_superblocks_per_slot"]
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
-            .unwrap_or_default(),
-        bad_superblocks: r["bad_superblocks"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        bad_superblocks_per_slot: counts(&r["bad_superblocks_per_slot"]),
+        bad_superblocks: strings(&r["bad_superblocks"]),
         superblocks_repaired: r["superblocks_repaired"].as_u64().unwrap_or(0),
-        bad_segment_headers_per_slot: r["bad_segment_headers_per_slot"]
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
-            .unwrap_or_default(),
+        bad_segment_headers_per_slot: counts(&r["bad_segment_headers_per_slot"]),
         segment_headers_repaired: r["segment_headers_repaired"].as_u64().unwrap_or(0),
     };
     report_scrub(a, &report, &st)

@@ -239,16 +239,27 @@ pub fn progress_of(p: &JsonValue) -> ectable_engine::Progress {
         bytes_total: n("bytes_total"),
         chunks_rebuilt: n("chunks_rebuilt"),
         bytes_rebuilt: n("bytes_rebuilt"),
-        unrecoverable: p["unrecoverable"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        unrecoverable: strings(&p["unrecoverable"]),
         interrupted: p["interrupted"].as_bool().unwrap_or(false),
     }
+}
+
+/// A JSON array of strings (anything else: empty; non-strings skipped).
+pub fn strings(v: &JsonValue) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A JSON array of counts (anything else: empty; non-numbers as 0).
+pub fn counts(v: &JsonValue) -> Vec<u64> {
+    v.as_array()
+        .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+        .unwrap_or_default()
 }
 
 /// Percent-encodes a path segment (a table name or a key).

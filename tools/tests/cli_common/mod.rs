@@ -71,6 +71,23 @@ pub fn format6(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     format6_env(dir, prefix, &[])
 }
 
+/// `ectable load` of `rows` rows of `value_size` into table "t" of the array `all`; panics
+/// with its stderr if it fails.
+pub fn load_rows(all: &str, rows: &str, value_size: &str) {
+    let out = ectable(&[
+        "load",
+        "--devices",
+        all,
+        "--table",
+        "t",
+        "--rows",
+        rows,
+        "--value-size",
+        value_size,
+    ]);
+    assert!(out.status.success(), "load: {}", stderr(&out));
+}
+
 /// `n` device file paths `<prefix><i>.img` in `dir`.
 pub fn devs(dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
     (0..n)

@@ -1,3 +1,5 @@
+//! Metadata a stray write spoils: superblock copies and segment headers.
+//!
 //! Superblock copies damaged while the array is open: a misdirected write aimed at the start
 //! of the sync journal ring (12 KiB on) lands one 16 KiB step back, on the superblock copies
 //! at 0 and 4096, or a lost write leaves a copy of an older epoch. The engine keeps the
@@ -11,19 +13,32 @@
 //! were both destroyed while the array was closed is reported as not recognised at the open
 //! (the array DEGRADED, never ONLINE), and `replace` of its slot by that same device
 //! brings the array back to ONLINE.
+//!
+//! Segment headers spoiled one member at a time: a stray write over the first block of a
+//! device segment (a misdirected chunk lands there) destroys that member's copy of the
+//! segment header. An open finds a segment by any one valid copy of its w headers, so one
+//! spoiled copy costs nothing at once; but if scrub does not mend them, spoiled copies pile
+//! up over the months, member by member, until a segment has none left and vanishes at an
+//! open with every row in it. Oracle: a scrub names the bad headers per slot and writes
+//! nothing without repair; with repair it rewrites them, and after every member's headers
+//! were spoiled in turn (each followed by `scrub --repair`) the next open still finds every
+//! segment and every row.
 
 mod common;
 use common::*;
 use ectable::devices::{open_backend, BackendKind, BlockDevice, FaultyDevice, MemDevice};
-use ectable::format::{Superblock, DATA_START_BYTES, SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE_BYTES};
+use ectable::format::{
+    SegmentHeader, Superblock, DATA_START_BYTES, SUPERBLOCK_OFFSETS, SUPERBLOCK_SIZE_BYTES,
+};
 use ectable::{format, Engine, EngineOptions, RebuildOptions};
 use std::sync::Arc;
 
-const ROWS: u64 = 400;
+const ROWS: u64 = 600;
+const DEV_BYTES: u64 = 8 << 20;
 const VICTIM: usize = 2;
 
 fn value(i: u64) -> Vec<u8> {
-    value_for(i, 41, 300 + (i as usize * 37) % 3000)
+    value_for(i, 41, 200 + (i as usize * 53) % 5000)
 }
 
 fn open(faulty: &[Arc<FaultyDevice>]) -> Engine {
@@ -40,7 +55,7 @@ fn open_with(faulty: &[Arc<FaultyDevice>], opts: EngineOptions) -> Engine {
 }
 
 fn loaded() -> (Vec<Arc<MemDevice>>, Vec<Arc<FaultyDevice>>) {
-    let (mems, faulty) = mem_devices(6, 8 << 20, 5);
+    let (mems, faulty) = mem_devices(6, DEV_BYTES, 5);
     format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
     let e = open(&faulty);
     for i in 0..ROWS {
@@ -185,7 +200,7 @@ fn the_prober_mends_superblock_copies_before_a_crash() {
     // A crash: the devices as they are now, without the close.
     let copies: Vec<Vec<u8>> = mems.iter().map(|m| m.peek(0, 8 << 20)).collect();
     drop(e);
-    let (crashed, crashed_faulty) = mem_devices(6, 8 << 20, 6);
+    let (crashed, crashed_faulty) = mem_devices(6, DEV_BYTES, 6);
     for (m, c) in crashed.iter().zip(&copies) {
         m.poke(0, c);
     }
@@ -242,5 +257,69 @@ fn a_member_without_superblocks_is_reported_and_replaced_by_itself() {
     e.close().unwrap();
     let e = open(&faulty);
     assert!(all_online(&e), "{:?}", e.status());
+    verify(&e);
+}
+
+/// Overwrites every valid segment header on `mem` with stray bytes; how many it spoiled.
+fn spoil_headers(mem: &MemDevice, segment_bytes: u64) -> usize {
+    let mut spoiled = 0;
+    let mut at = DATA_START_BYTES;
+    while at + segment_bytes <= DEV_BYTES {
+        if SegmentHeader::decode(&mem.peek(at, 4096)).is_ok() {
+            mem.poke(at, &[0xa5; 4096]);
+            spoiled += 1;
+        }
+        at += segment_bytes;
+    }
+    spoiled
+}
+
+#[test]
+fn scrub_mends_segment_headers_so_spoiled_copies_never_pile_up() {
+    let (mems, faulty) = loaded();
+    let e = open(&faulty);
+    e.put("t", b"first", b"of the session").unwrap();
+    e.sync().unwrap();
+    let segment_bytes = e.status().segment_size_bytes as u64;
+    let segments = e.status().total_segments - e.status().free_segments;
+    assert!(segments >= 2, "{segments} segments in use");
+
+    // The plain scrub names them and writes nothing.
+    let spoiled = spoil_headers(&mems[0], segment_bytes);
+    assert!(spoiled >= 2, "only {spoiled} headers on member 0");
+    let check = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert!(check.bad_segment_headers_per_slot[0] >= 2, "{check:?}");
+    assert_eq!(
+        spoil_headers(&mems[0], segment_bytes),
+        0,
+        "a scrub without repair wrote"
+    );
+
+    for (slot, mem) in mems.iter().enumerate() {
+        spoil_headers(mem, segment_bytes);
+        let fix = e
+            .scrub(true, &RebuildOptions::default(), &mut |_| {})
+            .unwrap();
+        assert!(fix.bad_segment_headers_per_slot[slot] >= 2, "{fix:?}");
+        assert_eq!(
+            fix.segment_headers_repaired,
+            fix.bad_segment_headers_per_slot.iter().sum::<u64>(),
+            "{fix:?}"
+        );
+        assert!(fix.progress.unrecoverable.is_empty(), "{fix:?}");
+    }
+    let clean = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        clean.bad_segment_headers_per_slot.iter().sum::<u64>(),
+        0,
+        "{clean:?}"
+    );
+    e.close().unwrap();
+
+    let e = open(&faulty);
     verify(&e);
 }

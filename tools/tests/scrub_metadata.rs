@@ -66,18 +66,7 @@ fn scrub_names_and_mends_a_bad_superblock_copy() {
     let dir = tempfile::tempdir().unwrap();
     let p = format6(dir.path(), "sb");
     let all = join(&p);
-    let out = ectable(&[
-        "load",
-        "--devices",
-        &all,
-        "--table",
-        "t",
-        "--rows",
-        "300",
-        "--value-size",
-        "1000",
-    ]);
-    assert!(out.status.success(), "load: {}", stderr(&out));
+    load_rows(&all, "300", "1000");
     // Copy 1 (4096..8192) of the third device: stray bytes, as a misdirected write leaves.
     {
         let mut f = std::fs::OpenOptions::new().write(true).open(&p[2]).unwrap();
