@@ -112,6 +112,18 @@ pub struct ScrubReport {
     pub superblocks_repaired: u64,
 }
 
+/// Whether `buf`, read from the start of member `p`'s device segment of `seg`, begins with
+/// that member's header of the segment (any write epoch up to the array's).
+fn holds_header(a: &Array, seg: &SegmentInfo, p: usize, buf: &[u8]) -> bool {
+    SegmentHeader::decode(&buf[..SEGMENT_HEADER_SIZE_BYTES.min(buf.len())]).is_ok_and(|h| {
+        h.write_epoch <= a.epoch()
+            && SegmentHeader {
+                write_epoch: 0,
+                ..h
+            } == seg.header(a.sb.array_uuid, a.k(), 0, p)
+    })
+}
+
 /// Walks the stripes of a segment held in `bufs`, stepping over unreadable stripes by their
 /// headers' height, until the segment ends or `end` (offset) is reached.
 fn walk_segment(
@@ -659,22 +671,31 @@ impl Shared {
                 bytes += more;
                 full_read = true;
             };
+            // The header only for a segment that is on disk (another member holds its
+            // header): not for the open segment before its first stripe, whose device
+            // segments may still hold an earlier use's stripes (see the scrub).
+            let on_disk = bufs
+                .iter()
+                .enumerate()
+                .any(|(p, b)| p != pos && b.as_ref().is_some_and(|b| holds_header(a, seg, p, b)));
             pool.give(bufs);
             p.bytes_scanned += bytes;
             p.chunks_rebuilt += chunks_rebuilt;
             p.bytes_rebuilt += ops.iter().map(|o| o.buf.len() as u64).sum::<u64>();
             p.unrecoverable.extend(lost);
-            let header = seg.header(
-                a.sb.array_uuid,
-                a.k(),
-                a.write_epoch.load(Ordering::SeqCst),
-                pos,
-            );
-            ops.push(IoOp::write(
-                target,
-                a.device_segment_offset(dseg),
-                AlignedBuf::from_slice(&header.encode()),
-            ));
+            if on_disk {
+                let header = seg.header(
+                    a.sb.array_uuid,
+                    a.k(),
+                    a.write_epoch.load(Ordering::SeqCst),
+                    pos,
+                );
+                ops.push(IoOp::write(
+                    target,
+                    a.device_segment_offset(dseg),
+                    AlignedBuf::from_slice(&header.encode()),
+                ));
+            }
             let written: u64 = ops.iter().map(|o| o.buf.len() as u64).sum();
             // The writes go on while the next segments are decoded; every VERIFY_BYTES (and
             // at the end, before a cancel returns, and before a cursor is persisted) they
@@ -996,25 +1017,22 @@ impl Shared {
             );
             // Each member's read starts with its copy of the segment header.
             let chunk_ops = ops.len();
-            for (p, buf) in bufs.iter().enumerate() {
-                let Some(buf) = buf else { continue };
-                let (slot, dseg) = seg.members[p];
-                let want = seg.header(
-                    a.sb.array_uuid,
-                    a.k(),
-                    a.write_epoch.load(Ordering::SeqCst),
-                    p,
-                );
-                let good = SegmentHeader::decode(&buf[..SEGMENT_HEADER_SIZE_BYTES.min(buf.len())])
-                    .is_ok_and(|h| {
-                        SegmentHeader {
-                            write_epoch: want.write_epoch,
-                            ..h
-                        } == want
-                    });
-                if good {
+            let epoch = a.write_epoch.load(Ordering::SeqCst);
+            let good: Vec<Option<bool>> = bufs
+                .iter()
+                .enumerate()
+                .map(|(p, buf)| buf.as_ref().map(|b| holds_header(a, seg, p, b)))
+                .collect();
+            // A segment no member holds a header of has not reached the disk (the open
+            // segment before its first stripe): its device segments may still hold an
+            // earlier use's stripes, which a header written now would make part of the log.
+            let on_disk = good.contains(&Some(true));
+            for (p, g) in good.iter().enumerate() {
+                if !on_disk || *g != Some(false) {
                     continue;
                 }
+                let (slot, dseg) = seg.members[p];
+                let want = seg.header(a.sb.array_uuid, a.k(), epoch, p);
                 r.bad_segment_headers_per_slot[slot as usize] += 1;
                 if let Some(d) = a.device_of_slot(slot).filter(|_| repair) {
                     let buf = AlignedBuf::from_slice(&want.encode());

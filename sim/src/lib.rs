@@ -1242,10 +1242,33 @@ impl Sim {
                 }
             }
             if !self.model.is_last_group_lost(&whole) {
+                let current = self.model.current();
+                let differ: Vec<String> = current
+                    .iter()
+                    .filter(|(k, v)| whole.get(*k) != Some(*v))
+                    .map(|((t, k), v)| {
+                        format!(
+                            "{t}/{} {:?} (acknowledged {})",
+                            show(k),
+                            whole.get(&(t.clone(), k.clone())).map(Vec::len),
+                            v.len()
+                        )
+                    })
+                    .chain(
+                        whole
+                            .keys()
+                            .filter(|k| !current.contains_key(*k))
+                            .map(|(t, k)| format!("{t}/{} present, deleted", show(k))),
+                    )
+                    .take(12)
+                    .collect();
                 return Err(format!(
                     "more than m damaged (garbage at {at} on {victims:?}): {what}: a wrong \
                      answer instead of a typed error, and not only the log's last acknowledged \
-                     writes are gone"
+                     writes are gone; rows that differ: {differ:?}; the last acknowledged \
+                     group: {}; the scratch open recovered {:?}",
+                    self.model.last_group_summary(),
+                    e.recovery_stats()
                 ));
             }
             self.note(format!(
@@ -1268,7 +1291,15 @@ impl Sim {
         let until = self.step + steps;
         let d = self.disk(&v)?.faulty.clone();
         if misdirect {
-            let delta = if self.rng.random() { 16384 } else { -16384 };
+            // Half the time one chunk away (onto a neighbouring chunk of the same device);
+            // else up to 1 MiB away in 4 KiB steps, which also reaches the superblocks, the
+            // health block, the sync journal ring and segment headers.
+            let blocks: i64 = if self.rng.random() {
+                4
+            } else {
+                self.rng.random_range(1..=256)
+            };
+            let delta = if self.rng.random() { 4096 } else { -4096 } * blocks;
             self.note(format!(
                 "misdirected writes on {v} ({delta} bytes) for {steps} steps"
             ));

@@ -106,6 +106,29 @@ impl Model {
         false
     }
 
+    /// The last acknowledged group, in words (for failure reports).
+    pub fn last_group_summary(&self) -> String {
+        let one = |(t, k, v): &(String, Vec<u8>, Option<Vec<u8>>)| {
+            format!(
+                "{t}/{}{}",
+                String::from_utf8_lossy(k),
+                v.as_ref()
+                    .map_or(" deleted".into(), |v| format!(" {} B", v.len()))
+            )
+        };
+        self.last_group
+            .iter()
+            .map(|m| match m {
+                Mutation::One(t, k, v) => one(&(t.clone(), k.clone(), v.clone())),
+                Mutation::Batch(ops) => format!(
+                    "batch [{}]",
+                    ops.iter().map(one).collect::<Vec<_>>().join(", ")
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     pub fn current(&self) -> &State {
         &self.current
     }
