@@ -374,3 +374,78 @@ fn scrub_writes_no_header_for_a_segment_not_on_disk_yet() {
     }
     assert!(segments_seen.len() >= 3, "{segments_seen:?}");
 }
+
+/// A segment an interrupted writer opened whose header never reached the disk, while its
+/// first stripe's chunks did: the next session gives that segment id out again, possibly
+/// on the same device segments, and a power cut that keeps the new header but not the new
+/// first stripe would make the old chunks part of the log. Recovery finds them (a chunk of
+/// this array at the first stripe's place, from a segment its device segment's header does
+/// not name, with an id the session will use again) and the session's first write zeroes
+/// them.
+#[test]
+fn chunks_of_a_segment_whose_header_never_landed_are_zeroed_before_the_id_is_reused() {
+    let (mems, faulty) = loaded();
+    let e = open(&faulty);
+    // Never synced: the flusher writes the full stripes out on its own, into new segments.
+    for i in 0..300u64 {
+        e.put("u", &i.to_le_bytes(), &value_for(i, 9, 9000))
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let segment_bytes = e.status().segment_size_bytes as u64;
+    // The devices as a crash leaves them (no close).
+    let images: Vec<Vec<u8>> = mems.iter().map(|m| m.peek(0, DEV_BYTES as usize)).collect();
+    drop(e);
+    let (crashed, crashed_faulty) = mem_devices(6, DEV_BYTES, 13);
+    for (m, image) in crashed.iter().zip(&images) {
+        m.poke(0, image);
+    }
+    // The newest segment's headers "never landed": zeroed on every member.
+    let header_at = |m: &MemDevice, at: u64| SegmentHeader::decode(&m.peek(at, 4096)).ok();
+    let places = |_: &MemDevice| {
+        (0..)
+            .map(move |i| DATA_START_BYTES + i * segment_bytes)
+            .take_while(|at| at + segment_bytes <= DEV_BYTES)
+    };
+    let newest = crashed
+        .iter()
+        .flat_map(|m| {
+            places(m)
+                .filter_map(|at| header_at(m, at))
+                .map(|h| h.segment_id)
+        })
+        .max()
+        .unwrap();
+    let mut debris = Vec::new();
+    for (d, m) in crashed.iter().enumerate() {
+        for at in places(m) {
+            if header_at(m, at).is_some_and(|h| h.segment_id == newest) {
+                m.poke(at, &[0; 4096]);
+                debris.push((d, at + 4096, m.peek(at + 4096, 4096)));
+            }
+        }
+    }
+    assert_eq!(
+        debris.len(),
+        6,
+        "segment {newest} on {} members",
+        debris.len()
+    );
+
+    let e = open(&crashed_faulty);
+    assert_eq!(
+        e.recovery_stats().stray_chunks,
+        6,
+        "{:?}",
+        e.recovery_stats()
+    );
+    e.put("t", b"after", b"the crash").unwrap();
+    e.sync().unwrap();
+    for (d, at, old) in &debris {
+        assert!(
+            &crashed[*d].peek(*at, 4096) != old,
+            "device {d}: the stray chunk at {at} is still there"
+        );
+    }
+    verify(&e);
+}

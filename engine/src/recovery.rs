@@ -63,6 +63,10 @@ pub struct RecoveryStats {
     pub records: u64,
     /// Replayed stripes with chunks that were unreadable or bad (rebuilt from the others).
     pub degraded_stripes: u64,
+    /// Chunk headers at the first stripe's place of device segments whose segment header an
+    /// interrupted writer never got onto the disk, from a segment id this session gives
+    /// out again: zeroed by the session's first write (docs/format.md, "Recovery").
+    pub stray_chunks: usize,
     /// Stripes of the last write batch with chunks an interrupted writer never wrote
     /// (repaired by the session's first write); not counted in `degraded_stripes`.
     pub interrupted_stripes: u64,
@@ -100,7 +104,19 @@ pub struct RecoveryStats {
 /// The valid segment headers of every device segment, grouped by segment id, and per log
 /// segment the `first_lsn` of its first stripe as the chunk headers of that stripe give it
 /// (the read that fetches a segment header takes the first chunk's header with it).
-fn read_segment_headers(array: &Array) -> (BTreeMap<u64, SegmentInfo>, BTreeMap<u64, u64>) {
+///
+/// Also every device segment whose first stripe's place holds a chunk of this array from
+/// a segment its header does not name (the header missing, or an older segment's): an
+/// interrupted writer opened that segment and its header never reached the disk. As
+/// (slot, device segment, the chunk's segment id).
+#[allow(clippy::type_complexity)]
+fn read_segment_headers(
+    array: &Array,
+) -> (
+    BTreeMap<u64, SegmentInfo>,
+    BTreeMap<u64, u64>,
+    Vec<(u32, u32, u64)>,
+) {
     let mut ops = Vec::new();
     let mut meta = Vec::new();
     for slot in 0..array.n() {
@@ -118,9 +134,26 @@ fn read_segment_headers(array: &Array) -> (BTreeMap<u64, SegmentInfo>, BTreeMap<
     }
     let mut segments: BTreeMap<u64, SegmentInfo> = BTreeMap::new();
     let mut first_lsn: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut strays = Vec::new();
     for (c, (slot, dseg)) in array.io.execute(ops).into_iter().zip(meta) {
         if c.result.is_err() {
             continue;
+        }
+        let first_chunk = ChunkHeader::decode(
+            &c.op.buf
+                [SEGMENT_HEADER_SIZE_BYTES..SEGMENT_HEADER_SIZE_BYTES + CHUNK_HEADER_SIZE_BYTES],
+        )
+        .ok()
+        .filter(|ch| {
+            ch.array_uuid == array.sb.array_uuid
+                && ch.offset_in_segment_bytes as usize == SEGMENT_HEADER_SIZE_BYTES
+                && ch.ordinal == 0
+        });
+        let named = SegmentHeader::decode(&c.op.buf).ok().map(|h| h.segment_id);
+        if let Some(ch) = &first_chunk {
+            if named != Some(ch.segment_id) {
+                strays.push((slot, dseg, ch.segment_id));
+            }
         }
         let Ok(h) = SegmentHeader::decode(&c.op.buf) else {
             continue;
@@ -160,7 +193,7 @@ fn read_segment_headers(array: &Array) -> (BTreeMap<u64, SegmentInfo>, BTreeMap<
             members: h.members,
         });
     }
-    (segments, first_lsn)
+    (segments, first_lsn, strays)
 }
 
 /// Points the index at a replayed record of the stripe `header` describes (a put or a moved
@@ -435,7 +468,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let journal_entries = read_journal(array);
     // Every entry vouches that the LSN before its first was acknowledged.
     let journal_vouches = journal_entries.keys().next_back().map_or(0, |f| f - 1);
-    let (all, first_lsn) = read_segment_headers(array);
+    let (all, first_lsn, strays) = read_segment_headers(array);
     let (ckpt_first, ckpt_count, _) = array.persisted.locked().checkpoint;
     let ckpt_ids = ckpt_first..ckpt_first + ckpt_count as u64;
     let mut free = FreeSpace::new(array.n(), array.segment_count());
@@ -477,7 +510,15 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
     let mut ended: Option<(u64, u32, String)> = None;
     let mut discarded: Vec<Arc<SegmentInfo>> = Vec::new();
     let mut error: Option<Error> = None;
-    let mut repairs = LogRepairs::default();
+    let mut repairs = LogRepairs {
+        strays: strays
+            .iter()
+            .filter(|(_, _, id)| *id >= next_segment_id)
+            .map(|&(slot, dseg, _)| (slot, dseg))
+            .collect(),
+        ..Default::default()
+    };
+    stats.stray_chunks = repairs.strays.len();
     let mut segment_max_lsn = std::collections::HashMap::new();
     let covered_lsn = expected_lsn - 1;
     // (last LSN, slots of the chunks read bad) of every replayed stripe with bad chunks.

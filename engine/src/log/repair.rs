@@ -24,6 +24,12 @@ pub(crate) struct LogRepairs {
     pub stripes: Vec<StripeRepair>,
     /// A valid header of the segment, and the member positions whose header is missing.
     pub headers: Vec<(SegmentHeader, Vec<usize>)>,
+    /// (slot, device segment) holding, at the first stripe's place, a chunk of a segment
+    /// whose header never reached the disk (an interrupted writer opened it), from a
+    /// segment id this session will give out again: its chunk header is zeroed, or a later
+    /// header of that id on the same device segments would make the old chunks part of the
+    /// log.
+    pub strays: Vec<(u32, u32)>,
 }
 
 /// How many of the last stripes to repair keep what recovery read of them (they are the
@@ -148,6 +154,12 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
             ));
         }
     }
+    for &(slot, dseg) in &repairs.strays {
+        if let Some(d) = array.device_of_slot(slot) {
+            let at = array.device_segment_offset(dseg) + SEGMENT_HEADER_SIZE_BYTES as u64;
+            ops.push((slot, IoOp::write(d, at, AlignedBuf::new(BLOCK_BYTES))));
+        }
+    }
     if ops.is_empty() {
         return;
     }
@@ -187,7 +199,10 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
             array.mark_failed(slot as usize, &e.to_string());
         }
     }
-    tracing::info!("recovery: rewrote {count} missing chunk(s) and segment header(s) of the log");
+    tracing::info!(
+        "recovery: rewrote {count} missing chunk(s) and segment header(s) of the log, or \
+         stray chunk header(s) zeroed"
+    );
 }
 
 /// Zeroes the headers of segments that lie beyond the end of the log, and flushes.
