@@ -428,6 +428,12 @@ fn print_errors(st: &Status) {
                 st.recovery.interrupted_stripes
             );
         }
+        if st.recovery.stray_chunks > 0 {
+            println!(
+                "  note: {} chunk(s) an interrupted writer left at the start of a segment whose header never reached the disk; the next writing command zeroes them before that segment id is given out again",
+                st.recovery.stray_chunks
+            );
+        }
         if st.recovery.unfinished_records > 0 {
             println!(
                 "  note: the log ends with {} record(s) whose continuation in the next stripe was never written (an interrupted writer); they were never acknowledged and are not part of the log",
