@@ -1098,9 +1098,27 @@ impl Array {
     /// superblock, another member's or array's, or of an older epoch (a misdirected write
     /// over it, or a lost one). The engine keeps the device states in memory, so such a copy
     /// shows only at the next open, where a member with both copies bad is not recognised.
-    /// Holds the superblock lock: no write moves the epoch while the copies are compared.
+    /// The superblock lock is not held over the reads (every completion's health
+    /// bookkeeping takes it, and a slow device would stall them all): when a superblock
+    /// write moved the epoch meanwhile the comparison is made again, up to three times,
+    /// and then nothing is reported (the next check sees the new copies).
     pub(crate) fn check_superblocks(&self) -> Vec<BadSuperblock> {
-        let persisted = self.persisted.locked();
+        for _ in 0..3 {
+            let (epoch, uuids) = {
+                let p = self.persisted.locked();
+                (p.epoch, p.members.iter().map(|m| m.0).collect::<Vec<_>>())
+            };
+            let bad = self.compare_superblocks(epoch, &uuids);
+            if self.persisted.locked().epoch == epoch {
+                return bad;
+            }
+        }
+        Vec::new()
+    }
+
+    /// One pass of [`Array::check_superblocks`] against the array's superblock at `epoch`
+    /// with the member device ids `uuids`.
+    fn compare_superblocks(&self, epoch: u64, uuids: &[[u8; 16]]) -> Vec<BadSuperblock> {
         let mut entries: Vec<(usize, usize)> = (0..self.n())
             .filter_map(|slot| self.device_of_slot(slot as u32).map(|d| (slot, d)))
             .collect();
@@ -1110,8 +1128,6 @@ impl Array {
             .map(|&(_, d)| IoOp::read(d, 0, 2 * SUPERBLOCK_SIZE_BYTES))
             .collect();
         let mut bad = Vec::new();
-        // Read errors are fed to the health tracking once the lock is released (it takes it).
-        let mut errors = Vec::new();
         for (c, &(entry, _)) in self.io.execute(ops).into_iter().zip(&entries) {
             if let Err(e) = &c.result {
                 let why = format!("unreadable: {e}");
@@ -1123,7 +1139,7 @@ impl Array {
                     });
                 }
                 if entry < self.n() {
-                    errors.push((entry, c));
+                    self.observe(entry, c.op.kind, c.latency, Some(e));
                 }
                 continue;
             }
@@ -1134,28 +1150,19 @@ impl Array {
                     Ok(sb) if sb.device_slot as usize != entry => {
                         format!("slot {}'s, not this member's", sb.device_slot)
                     }
-                    Ok(sb)
-                        if persisted
-                            .members
-                            .get(entry)
-                            .is_none_or(|m| m.0 != sb.device_uuid) =>
-                    {
+                    Ok(sb) if uuids.get(entry) != Some(&sb.device_uuid) => {
                         "another device's".into()
                     }
                     Ok(sb) if sb.copy_index as usize != copy => {
                         format!("copy {} written at copy {copy}'s place", sb.copy_index)
                     }
-                    Ok(sb) if sb.epoch != persisted.epoch => {
-                        format!("epoch {}, the array's is {}", sb.epoch, persisted.epoch)
+                    Ok(sb) if sb.epoch != epoch => {
+                        format!("epoch {}, the array's is {epoch}", sb.epoch)
                     }
                     Ok(_) => continue,
                 };
                 bad.push(BadSuperblock { entry, copy, why });
             }
-        }
-        drop(persisted);
-        for (slot, c) in errors {
-            self.observe(slot, c.op.kind, c.latency, c.result.as_ref().err());
         }
         bad
     }
