@@ -449,3 +449,30 @@ fn chunks_of_a_segment_whose_header_never_landed_are_zeroed_before_the_id_is_reu
     }
     verify(&e);
 }
+
+/// A read-only scrub beside a writer (no lock: docs/operations.md, "Reading while another
+/// process writes") sees the writer's newer superblock copies: they are not findings.
+#[test]
+fn a_read_only_scrub_beside_a_writer_does_not_call_newer_superblocks_bad() {
+    let (_mems, faulty) = loaded();
+    let reader = open_with(
+        &faulty,
+        EngineOptions {
+            read_only: true,
+            ..EngineOptions::default()
+        },
+    );
+    let writer = open(&faulty);
+    writer.put("t", b"late", b"row").unwrap();
+    writer.sync().unwrap();
+    writer.checkpoint().unwrap();
+    let r = reader
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        r.bad_superblocks_per_slot.iter().sum::<u64>(),
+        0,
+        "{:?}",
+        r.bad_superblocks
+    );
+}

@@ -1156,7 +1156,8 @@ impl Array {
                     Ok(sb) if sb.copy_index as usize != copy => {
                         format!("copy {} written at copy {copy}'s place", sb.copy_index)
                     }
-                    Ok(sb) if sb.epoch != epoch => {
+                    // A read-only engine beside a writer sees the writer's newer copies.
+                    Ok(sb) if sb.epoch < epoch || sb.epoch > epoch && !self.read_only => {
                         format!("epoch {}, the array's is {epoch}", sb.epoch)
                     }
                     Ok(_) => continue,

@@ -116,7 +116,7 @@ pub struct ScrubReport {
 /// that member's header of the segment (any write epoch up to the array's).
 fn holds_header(a: &Array, seg: &SegmentInfo, p: usize, buf: &[u8]) -> bool {
     SegmentHeader::decode(&buf[..SEGMENT_HEADER_SIZE_BYTES.min(buf.len())]).is_ok_and(|h| {
-        h.write_epoch <= a.epoch()
+        h.write_epoch <= a.write_epoch.load(Ordering::SeqCst)
             && SegmentHeader {
                 write_epoch: 0,
                 ..h

@@ -149,13 +149,13 @@ fn read_segment_headers(
                 && ch.offset_in_segment_bytes as usize == SEGMENT_HEADER_SIZE_BYTES
                 && ch.ordinal == 0
         });
-        let named = SegmentHeader::decode(&c.op.buf).ok().map(|h| h.segment_id);
+        let header = SegmentHeader::decode(&c.op.buf);
         if let Some(ch) = &first_chunk {
-            if named != Some(ch.segment_id) {
+            if header.as_ref().ok().map(|h| h.segment_id) != Some(ch.segment_id) {
                 strays.push((slot, dseg, ch.segment_id));
             }
         }
-        let Ok(h) = SegmentHeader::decode(&c.op.buf) else {
+        let Ok(h) = header else {
             continue;
         };
         let pos = h.position as usize;
@@ -173,18 +173,14 @@ fn read_segment_headers(
         if h.kind == SegmentKind::Log {
             // The chunk this member holds of the segment's first stripe (shard `pos`: the
             // placement puts shard j of stripe 0 on member j), if it is that chunk.
-            let chunk = &c.op.buf[SEGMENT_HEADER_SIZE_BYTES..];
-            if let Ok(ch) = ChunkHeader::decode(&chunk[..CHUNK_HEADER_SIZE_BYTES]) {
-                let is_it = ch.array_uuid == array.sb.array_uuid
-                    && ch.segment_id == h.segment_id
-                    && ch.offset_in_segment_bytes as usize == SEGMENT_HEADER_SIZE_BYTES
-                    && ch.ordinal == 0
+            let is_it = first_chunk.as_ref().filter(|ch| {
+                ch.segment_id == h.segment_id
                     && ch.shard_index as usize == pos
-                    && ch.flags & chunk_header::FLAG_CHECKPOINT == 0;
-                if is_it {
-                    let f = first_lsn.entry(h.segment_id).or_insert(ch.first_lsn);
-                    *f = (*f).max(ch.first_lsn);
-                }
+                    && ch.flags & chunk_header::FLAG_CHECKPOINT == 0
+            });
+            if let Some(ch) = is_it {
+                let f = first_lsn.entry(h.segment_id).or_insert(ch.first_lsn);
+                *f = (*f).max(ch.first_lsn);
             }
         }
         segments.entry(h.segment_id).or_insert(SegmentInfo {
