@@ -54,6 +54,21 @@ pub(crate) fn changed_since_open(
     })
 }
 
+/// Evidence that a writer freed `seg` and reused its place since this read-only `array` was
+/// opened (`next_at_open`: the next segment id as of the open), looked for twice like
+/// [`changed_since_open`]. Unlike a moved superblock, which any checkpoint causes, this says
+/// that what was read of `seg` may be the new use's.
+pub(crate) fn reused_since_open(
+    array: &Array,
+    seg: &SegmentInfo,
+    next_at_open: u64,
+) -> Option<String> {
+    segment_reused(array, seg, next_at_open).or_else(|| {
+        std::thread::sleep(SETTLE);
+        segment_reused(array, seg, next_at_open)
+    })
+}
+
 fn look(array: &Array, seg: Option<(&SegmentInfo, u64)>) -> Option<String> {
     superblocks_moved(array).or_else(|| seg.and_then(|(s, next)| segment_reused(array, s, next)))
 }

@@ -110,13 +110,30 @@ pub struct ScrubReport {
     /// Bad superblock copies that read back good after the repair rewrote the superblocks
     /// (only with repair; a copy still bad after it is listed again in `bad_superblocks`).
     pub superblocks_repaired: u64,
+    /// Read-only scrub beside a writer: segments whose findings were dropped because the
+    /// writer freed the segment and reused its place since this engine opened the array
+    /// (what was read may be the new use's). One sentence each, naming the evidence.
+    pub reused_by_writer: Vec<String>,
+}
+
+impl ScrubReport {
+    /// Everything the findings count, for comparing before and after one segment.
+    fn findings(&self) -> (u64, u64, usize, u64) {
+        (
+            self.bad_chunks_per_slot.iter().sum(),
+            self.bad_segment_headers_per_slot.iter().sum(),
+            self.progress.unrecoverable.len(),
+            self.parity_mismatches,
+        )
+    }
 }
 
 /// Whether `buf`, read from the start of member `p`'s device segment of `seg`, begins with
-/// that member's header of the segment (any write epoch up to the array's).
+/// that member's header of the segment (any write epoch up to the array's; a read-only
+/// engine takes newer ones as a writer's, which rewrites headers with its current epoch).
 fn holds_header(a: &Array, seg: &SegmentInfo, p: usize, buf: &[u8]) -> bool {
     SegmentHeader::decode(&buf[..SEGMENT_HEADER_SIZE_BYTES.min(buf.len())]).is_ok_and(|h| {
-        h.write_epoch <= a.write_epoch.load(Ordering::SeqCst)
+        (a.read_only || h.write_epoch <= a.write_epoch.load(Ordering::SeqCst))
             && SegmentHeader {
                 write_epoch: 0,
                 ..h
@@ -938,6 +955,8 @@ impl Shared {
         let submit = |seg: &SegmentInfo, pool: &mut BufPool| {
             submit_member_reads(a, seg, None, walk_read_len(a, seg, frontier), pool)
         };
+        // A read-only scrub allocates nothing: a segment id from this one on is a writer's.
+        let next_at_open = self.lock_state().next_segment_id();
         let mut reads = std::collections::VecDeque::new();
         for seg in segs.iter().take(ahead) {
             reads.push_back(submit(seg, &mut pool));
@@ -951,6 +970,7 @@ impl Shared {
                 reads.push_back(submit(seg, &mut pool));
             }
             r.progress.bytes_scanned += bytes;
+            let before = a.read_only.then(|| r.clone());
             let end = frontier.filter(|(id, _)| *id == seg.id).map(|(_, o)| o);
             let mut ops = Vec::new();
             walk_segment(
@@ -1040,6 +1060,23 @@ impl Shared {
                 }
             }
             pool.give(bufs);
+            // Beside a writer (read-only, no lock), the writer's cleaner may have freed this
+            // segment and reused its place since the open: then what was read is partly the
+            // new use's, and its findings say nothing about the data.
+            if let Some(before) = before.filter(|b| b.findings() != r.findings()) {
+                if let Some(why) = crate::reader::reused_since_open(a, seg, next_at_open) {
+                    let reused = std::mem::take(&mut r.reused_by_writer);
+                    r = ScrubReport {
+                        reused_by_writer: reused,
+                        progress: Progress {
+                            bytes_scanned: r.progress.bytes_scanned,
+                            ..before.progress
+                        },
+                        ..before
+                    };
+                    r.reused_by_writer.push(why);
+                }
+            }
             let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
             let mut flush = Vec::new();
             for (i, (c, slot)) in

@@ -102,6 +102,8 @@ fn scrub_names_and_mends_a_bad_superblock_copy() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["devices"][4]["bad_segment_headers"], 1, "{v}");
     assert_eq!(v["devices"][2]["bad_superblocks"], 1, "{v}");
+    // Nobody writes here: nothing is put down to a writer's reuse.
+    assert_eq!(v["reused_by_writer"], serde_json::json!([]), "{v}");
     assert_eq!(digest(&p), before, "a scrub without --repair wrote");
 
     let out = ectable(&["scrub", "--repair", "--devices", &all]);

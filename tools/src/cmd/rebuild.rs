@@ -185,6 +185,7 @@ fn scrub_via_node(node: &crate::node::client::NodeClient, a: &ScrubArgs) -> Resu
         superblocks_repaired: r["superblocks_repaired"].as_u64().unwrap_or(0),
         bad_segment_headers_per_slot: counts(&r["bad_segment_headers_per_slot"]),
         segment_headers_repaired: r["segment_headers_repaired"].as_u64().unwrap_or(0),
+        reused_by_writer: strings(&r["reused_by_writer"]),
     };
     report_scrub(a, &report, &st)
 }
@@ -230,6 +231,7 @@ fn report_scrub(
                 "superblocks_repaired": r.superblocks_repaired,
                 "segment_headers_repaired": r.segment_headers_repaired,
                 "unrecoverable": r.progress.unrecoverable,
+                "reused_by_writer": r.reused_by_writer,
                 "devices": devices,
             })
         );
@@ -282,6 +284,11 @@ fn report_scrub(
         }
         for u in &r.progress.unrecoverable {
             println!("  unrecoverable: {u}");
+        }
+        for why in &r.reused_by_writer {
+            println!(
+                "  not counted, reused by the array's writer during this read-only scrub: {why}"
+            );
         }
     }
     let bad: u64 = r.bad_chunks_per_slot.iter().sum::<u64>()

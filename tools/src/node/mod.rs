@@ -179,6 +179,7 @@ impl Node {
             "superblocks_repaired": r.superblocks_repaired,
             "bad_segment_headers_per_slot": r.bad_segment_headers_per_slot,
             "segment_headers_repaired": r.segment_headers_repaired,
+            "reused_by_writer": r.reused_by_writer,
         }))
     }
 
