@@ -141,3 +141,32 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Man(a) => docs::man(&a, Cli::command()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it does in `--help` (an option
+    /// listed with no text leaves the operator guessing).
+    #[test]
+    fn every_option_of_every_command_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "ectable", &mut missing);
+        use clap::Args;
+        let ecbench = crate::bench::args::BenchArgs::augment_args(clap::Command::new("ecbench"));
+        walk(&ecbench, "ecbench", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:?}");
+    }
+}

@@ -30,6 +30,7 @@ pub struct FileArgs {
     pub dev: DevicesArg,
     #[command(flatten)]
     pub table: TableArg,
+    /// The JSON-lines file: read by import, written by export (export: `-` for stdout).
     pub file: PathBuf,
 }
 

@@ -16,6 +16,7 @@ pub struct CleanArgs {
     /// Stop after this many passes (a pass cleans up to 8 segments).
     #[arg(long, default_value_t = 64)]
     pub max_passes: usize,
+    /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
 }

@@ -19,8 +19,10 @@ pub struct DemoArgs {
     /// Directory for the device files (created; old demo files in it are replaced).
     #[arg(long, default_value = "ectable-demo")]
     pub dir: PathBuf,
+    /// Rows to load.
     #[arg(long, default_value_t = 100_000)]
     pub rows: u64,
+    /// Bytes per value (1K, 4K, 64K ... are accepted).
     #[arg(long, default_value = "1K", value_parser = size_arg)]
     pub value_size: u64,
     /// Size of each device file.

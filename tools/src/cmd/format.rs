@@ -64,8 +64,10 @@ pub struct FormatArgs {
 pub struct AddSpareArgs {
     #[command(flatten)]
     pub dev: DevicesArg,
+    /// The device to keep as a hot spare (blank, or created with --create-size).
     #[arg(long)]
     pub spare: PathBuf,
+    /// Create the spare as a regular file of this size if it does not exist.
     #[arg(long, value_parser = size_arg)]
     pub create_size: Option<u64>,
 }

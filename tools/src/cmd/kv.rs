@@ -19,8 +19,10 @@ pub struct PutArgs {
     pub dev: DevicesArg,
     #[command(flatten)]
     pub table: TableArg,
+    /// The key (its UTF-8 bytes; typed tables: the primary key as a JSON object).
     #[arg(long)]
     pub key: String,
+    /// The value (its UTF-8 bytes; typed tables: the columns as a JSON object).
     #[arg(long)]
     pub value: String,
 }
@@ -31,8 +33,10 @@ pub struct GetArgs {
     pub dev: DevicesArg,
     #[command(flatten)]
     pub table: TableArg,
+    /// The key (its UTF-8 bytes; typed tables: the primary key as a JSON object).
     #[arg(long)]
     pub key: String,
+    /// Print {"key", "value"} as JSON (bytes that are not UTF-8 as {"$bin": base64}).
     #[arg(long)]
     pub json: bool,
 }
@@ -43,6 +47,7 @@ pub struct DeleteArgs {
     pub dev: DevicesArg,
     #[command(flatten)]
     pub table: TableArg,
+    /// The key (its UTF-8 bytes; typed tables: the primary key as a JSON object).
     #[arg(long)]
     pub key: String,
 }
@@ -66,7 +71,8 @@ pub struct ScanArgs {
     /// Typed tables: descending key order.
     #[arg(long)]
     pub reverse: bool,
-    #[arg(long, default_value_t = u64::MAX)]
+    /// Print at most this many rows (default: all).
+    #[arg(long, default_value_t = u64::MAX, hide_default_value = true)]
     pub limit: u64,
     /// One JSON object per line.
     #[arg(long)]

@@ -63,6 +63,7 @@ pub struct ModelArgs {
     /// Read k, m, device count, sizes and live bytes from an array (read-only).
     #[arg(long, value_name = "D1,D2,...")]
     pub devices: Option<String>,
+    /// Print the model's figures as one JSON object.
     #[arg(long)]
     pub json: bool,
 }

@@ -34,6 +34,7 @@ pub struct ReplaceArgs {
     /// Reuse a new device that holds an ectable array.
     #[arg(long)]
     pub force: bool,
+    /// Do not ask before rebuilding onto the new device (for scripts).
     #[arg(long)]
     pub yes: bool,
 }
@@ -42,6 +43,7 @@ pub struct ReplaceArgs {
 pub struct RebuildArgs {
     #[command(flatten)]
     pub dev: DevicesArg,
+    /// Rebuild rate limit in bytes per second read (0: unlimited).
     #[arg(long, default_value = "0", value_parser = size_arg)]
     pub rate: u64,
 }
@@ -50,10 +52,14 @@ pub struct RebuildArgs {
 pub struct ScrubArgs {
     #[command(flatten)]
     pub dev: DevicesArg,
+    /// Rewrite bad chunks, segment headers and superblock copies from the good ones (opens
+    /// the array for writing; without it the scrub only reads and changes nothing).
     #[arg(long)]
     pub repair: bool,
+    /// Scrub rate limit in bytes per second read (0: unlimited).
     #[arg(long, default_value = "0", value_parser = size_arg)]
     pub rate: u64,
+    /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 pub struct StatusArgs {
     #[command(flatten)]
     pub dev: DevicesArg,
+    /// Print the status as one JSON object (the exit code is the same).
     #[arg(long)]
     pub json: bool,
 }

@@ -46,6 +46,7 @@ pub enum TableCommand {
     List {
         #[command(flatten)]
         dev: DevicesArg,
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -55,6 +56,7 @@ pub enum TableCommand {
         dev: DevicesArg,
         #[command(flatten)]
         table: TableArg,
+        /// Print the description as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -64,6 +66,7 @@ pub enum TableCommand {
         dev: DevicesArg,
         #[command(flatten)]
         table: TableArg,
+        /// Drop without asking (for scripts).
         #[arg(long)]
         yes: bool,
     },
