@@ -54,6 +54,17 @@ fn open_with(faulty: &[Arc<FaultyDevice>], opts: EngineOptions) -> Engine {
     Engine::open(io, opts).unwrap()
 }
 
+/// A read-only engine over the devices (it takes no lock: it may run beside a writer).
+fn open_read_only(faulty: &[Arc<FaultyDevice>]) -> Engine {
+    open_with(
+        faulty,
+        EngineOptions {
+            read_only: true,
+            ..EngineOptions::default()
+        },
+    )
+}
+
 fn loaded() -> (Vec<Arc<MemDevice>>, Vec<Arc<FaultyDevice>>) {
     let (mems, faulty) = mem_devices(6, DEV_BYTES, 5);
     format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
@@ -455,13 +466,7 @@ fn chunks_of_a_segment_whose_header_never_landed_are_zeroed_before_the_id_is_reu
 #[test]
 fn a_read_only_scrub_beside_a_writer_does_not_call_newer_superblocks_bad() {
     let (_mems, faulty) = loaded();
-    let reader = open_with(
-        &faulty,
-        EngineOptions {
-            read_only: true,
-            ..EngineOptions::default()
-        },
-    );
+    let reader = open_read_only(&faulty);
     let writer = open(&faulty);
     writer.put("t", b"late", b"row").unwrap();
     writer.sync().unwrap();
@@ -491,13 +496,7 @@ fn a_read_only_scrub_beside_a_writer_does_not_call_newer_superblocks_bad() {
 fn a_read_only_scrub_beside_a_writer_drops_findings_of_segments_the_writer_reused() {
     let (mems, faulty) = loaded();
     let images: Vec<Vec<u8>> = mems.iter().map(|m| m.peek(0, DEV_BYTES as usize)).collect();
-    let reader = open_with(
-        &faulty,
-        EngineOptions {
-            read_only: true,
-            ..EngineOptions::default()
-        },
-    );
+    let reader = open_read_only(&faulty);
     let writer = open(&faulty);
     let mut freed = 0;
     // Overwrite every row again and again: the log cycles through the whole array.
@@ -540,13 +539,7 @@ fn a_read_only_scrub_beside_a_writer_drops_findings_of_segments_the_writer_reuse
 #[test]
 fn a_read_only_scrub_beside_a_writer_still_reports_real_damage() {
     let (mems, faulty) = loaded();
-    let reader = open_with(
-        &faulty,
-        EngineOptions {
-            read_only: true,
-            ..EngineOptions::default()
-        },
-    );
+    let reader = open_read_only(&faulty);
     let writer = open(&faulty);
     writer.put("t", b"late", b"row").unwrap();
     writer.sync().unwrap();
