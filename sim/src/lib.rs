@@ -122,6 +122,10 @@ pub struct Report {
     pub records_continued: u64,
     /// Heads of such records that recovery dropped (their tail's stripe was never written).
     pub unfinished_records: u64,
+    /// Read-only scrubs run beside the writer (a reader opened, the writer moved on, the
+    /// reader scrubbed), and the segments they found reused by the writer meanwhile.
+    pub reader_scrubs: u64,
+    pub reader_scrub_segments_reused: u64,
 }
 
 impl Report {
@@ -137,6 +141,8 @@ impl Report {
         self.discarded_replayed += o.discarded_replayed;
         self.records_continued += o.records_continued;
         self.unfinished_records += o.unfinished_records;
+        self.reader_scrubs += o.reader_scrubs;
+        self.reader_scrub_segments_reused += o.reader_scrub_segments_reused;
         for (c, n) in &o.classes {
             let mine = self.count(c);
             mine.injected += n.injected;
@@ -528,6 +534,7 @@ impl Sim {
             88 => self.fill(),
             89 => self.snapshot(),
             90 => self.stale_copy(),
+            91 => self.reader_scrub(),
             100..=101 => self.backup(),
             102 => self.beyond_budget(),
             _ => self.repair_something(),
@@ -860,6 +867,92 @@ impl Sim {
             }
             Err(e) => Err(format!("clean failed: {e}")),
         }
+    }
+
+    /// `ectable scrub` (read-only, no lock) beside a running writer: a reader opens the
+    /// array, the writer moves on (puts, maybe a cleaning pass that frees and reuses segments
+    /// the reader opened with), then the reader scrubs. Oracle: it finds nothing on a disk
+    /// the simulator did not damage (a finding there is a false alarm an operator would be
+    /// paged for), no unrecoverable stripe (the damage is within m), and no parity mismatch
+    /// unless some disk is damaged.
+    fn reader_scrub(&mut self) -> StepResult {
+        if self.rig.power.is_off() || self.engine.is_none() {
+            return Ok(());
+        }
+        let io = self
+            .rig
+            .backend(&self.disks.iter().collect::<Vec<_>>())
+            .map_err(|e| e.to_string())?;
+        let opts = EngineOptions {
+            read_only: true,
+            ..engine_options()
+        };
+        let reader = match Engine::open(io, opts) {
+            Ok(r) => r,
+            Err(e) => return self.tolerated("read-only open beside the writer", &e),
+        };
+        let puts = self.rng.random_range(0..60u32);
+        let clean = self.rng.random_bool(0.5);
+        self.note(format!(
+            "read-only scrub beside the writer ({puts} puts, clean {clean} in between)"
+        ));
+        for _ in 0..puts {
+            self.put()?;
+        }
+        if clean {
+            self.clean()?;
+        }
+        let r = match reader.scrub(false, &RebuildOptions::default(), &mut |_| {}) {
+            Ok(r) => r,
+            Err(e) => return self.tolerated("read-only scrub beside the writer", &e),
+        };
+        let st = reader.status();
+        drop(reader);
+        let writer_st = self.engine()?.status();
+        self.report.reader_scrubs += 1;
+        self.report.reader_scrub_segments_reused += r.reused_by_writer.len() as u64;
+        if !r.progress.unrecoverable.is_empty() {
+            return Err(format!(
+                "read-only scrub beside the writer found unrecoverable stripes: {:?}",
+                r.progress.unrecoverable
+            ));
+        }
+        if r.parity_mismatches > 0 && self.damage.is_empty() {
+            return Err(format!(
+                "read-only scrub beside the writer found {} parity mismatches, no disk damaged",
+                r.parity_mismatches
+            ));
+        }
+        for (slot, d) in st.devices.iter().enumerate() {
+            let at = |v: &Vec<u64>| v.get(slot).copied().unwrap_or(0);
+            let found = (
+                at(&r.bad_chunks_per_slot),
+                at(&r.bad_segment_headers_per_slot),
+                at(&r.bad_superblocks_per_slot),
+            );
+            // A slot the reader found no device for: the disk the writer has there, or the
+            // one last seen there (unplugged).
+            let name = d
+                .path
+                .clone()
+                .or_else(|| writer_st.devices.get(slot).and_then(|w| w.path.clone()))
+                .or_else(|| {
+                    self.disks
+                        .iter()
+                        .find(|k| self.last_slot.get(&k.name) == Some(&slot))
+                        .map(|k| k.name.clone())
+                });
+            let damaged = name.as_ref().is_none_or(|n| self.damage.contains_key(n));
+            if found != (0, 0, 0) && !damaged {
+                return Err(format!(
+                    "read-only scrub beside the writer: slot {slot} ({name:?}), which is not \
+                     damaged, has {} bad chunks, {} bad segment headers, {} bad superblock \
+                     copies (reused by the writer: {:?}; bad superblocks: {:?})",
+                    found.0, found.1, found.2, r.reused_by_writer, r.bad_superblocks
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn checkpoint(&mut self) -> StepResult {

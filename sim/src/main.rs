@@ -294,6 +294,10 @@ fn print_report(first: u64, seeds: u64, took: Duration, r: &Report) {
         "records continued in the next stripe {}, heads dropped at recovery {}",
         r.records_continued, r.unfinished_records
     );
+    println!(
+        "read-only scrubs beside the writer {}, segments they found reused meanwhile {}",
+        r.reader_scrubs, r.reader_scrub_segments_reused
+    );
     println!("acknowledged writes lost: {}", r.acknowledged_lost);
 }
 
