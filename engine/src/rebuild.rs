@@ -667,9 +667,14 @@ impl Shared {
                                     "segment {} offset {offset}: only {good} good chunks ({detail})",
                                     seg.id
                                 ));
-                                } else if seg.kind == crate::format::SegmentKind::Checkpoint {
-                                    // The index checkpoint is live as a whole: a stripe the
-                                    // k members read cannot assemble is read from all.
+                                } else {
+                                    // No index entry points into it, but it may still be
+                                    // needed: the index checkpoint (live as a whole), or log
+                                    // after the checkpoint's resume point, which recovery
+                                    // replays (deletes, records overwritten later). Left out,
+                                    // such a stripe keeps one chunk fewer than it could, and
+                                    // m more faults end the log there. So a stripe the k
+                                    // members read cannot assemble is read from all.
                                     retry_all = true;
                                 }
                             }
