@@ -351,3 +351,67 @@ fn rebuild_writes_the_dead_stripes_recovery_still_replays() {
         );
     }
 }
+
+/// The same stripe of deletes after the resume point, with more than m of its chunks lost:
+/// no index entry points into it, but the next open needs it (it fails with data lost). A
+/// scrub must say so (an unrecoverable stripe) instead of reporting a clean array. Oracle:
+/// the scrub names the stripe as unrecoverable, and the open after a crash fails with
+/// `DataLost` (the scrub's warning was true).
+#[test]
+fn scrub_reports_an_unreadable_stripe_recovery_needs_though_no_entry_points_into_it() {
+    let seed = 92;
+    let (mems, faulty) = mem_devices(6, 8 << 20, seed);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts_stripes_only(4, 2)).unwrap();
+    let e = Engine::open(io, EngineOptions::default()).unwrap();
+    for i in 0..50u64 {
+        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
+    }
+    e.sync().unwrap();
+    e.checkpoint().unwrap();
+    let first_delete = e.delete("t", &0u64.to_be_bytes()).unwrap();
+    for i in 1..10u64 {
+        e.delete("t", &i.to_be_bytes()).unwrap();
+    }
+    e.sync().unwrap();
+    for i in 100..140u64 {
+        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
+    }
+    e.sync().unwrap();
+    // Three of the six chunks of the stripe of deletes are lost.
+    let mut zeroed = 0;
+    for m in &mems[..3] {
+        let at = (DATA_START_BYTES..(8 << 20) - 4096)
+            .step_by(4096)
+            .find(|&at| {
+                ChunkHeader::decode(&m.peek(at, 512)).is_ok_and(|h| h.first_lsn == first_delete)
+            });
+        if let Some(at) = at {
+            m.poke(at, &[0u8; 4096]);
+            zeroed += 1;
+        }
+    }
+    assert_eq!(
+        zeroed, 3,
+        "the stripe of deletes has a chunk on each member"
+    );
+    let r = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(r.progress.unrecoverable.len(), 1, "{r:?}");
+    assert!(
+        r.progress.unrecoverable[0].starts_with("log segment"),
+        "{:?}",
+        r.progress.unrecoverable
+    );
+    crash(e, &faulty);
+    let devs: Vec<Arc<dyn BlockDevice>> = faulty
+        .iter()
+        .map(|f| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
+    match engine_over(devs, false) {
+        Err(Error::DataLost { .. }) => {}
+        Err(e) => panic!("expected DataLost, got {e}"),
+        Ok(_) => panic!("opened with the log broken"),
+    }
+}

@@ -304,7 +304,7 @@ fn store(shared: &Shared, snap: Snapshot) -> Result<Option<u64>> {
     // The previous checkpoint's segments, and the log segments this one leaves dead.
     shared.cleaner.checkpoint_written(
         lsn,
-        resume.segment_id,
+        (resume.segment_id, resume.offset),
         shared
             .counters
             .payload_bytes_written

@@ -229,7 +229,10 @@ impl Engine {
             free_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
             image_gate: Mutex::new(()),
-            cleaner: crate::space::mailbox::CleanerCtl::new(rec.stats.checkpoint_resume_segment),
+            cleaner: crate::space::mailbox::CleanerCtl::new((
+                rec.stats.checkpoint_resume_segment,
+                rec.stats.checkpoint_resume_offset,
+            )),
             backup_horizon: std::sync::atomic::AtomicU64::new(u64::MAX),
             poisoned: std::sync::OnceLock::new(),
             closed: Default::default(),

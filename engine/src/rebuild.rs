@@ -1026,9 +1026,14 @@ impl Shared {
                     }
                     StripeOutcome::Incomplete { good, detail, .. } => {
                         // A checkpoint segment is live as a whole (its stripes hold no
-                        // record the index points at).
+                        // record the index points at); so is the log recovery replays,
+                        // from the checkpoint's resume point on, whether or not an index
+                        // entry points into a stripe (deletes, records overwritten later):
+                        // one of its stripes unreadable, the next open fails.
                         let checkpoint = seg.kind == crate::format::SegmentKind::Checkpoint;
-                        if live.contains(&(seg.id, offset)) || checkpoint {
+                        let replayed = seg.kind == crate::format::SegmentKind::Log
+                            && self.cleaner.replayed_by_recovery(seg.id, offset);
+                        if live.contains(&(seg.id, offset)) || checkpoint || replayed {
                             r.stripes_checked += 1;
                             r.progress.unrecoverable.push(format!(
                                 "{} segment {} offset {offset}: only {good} good chunks ({detail})",

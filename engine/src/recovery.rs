@@ -86,6 +86,8 @@ pub struct RecoveryStats {
     pub checkpoint_names: u64,
     /// The segment the log resumes in after that checkpoint (0: none).
     pub checkpoint_resume_segment: u64,
+    /// The offset in that segment of the first stripe after the checkpoint.
+    pub checkpoint_resume_offset: u32,
     /// Log segments before the checkpoint with no live record (and no history the backup
     /// horizon keeps): freed at open.
     pub dead_segments_freed: usize,
@@ -491,6 +493,7 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             stats.checkpoint_keys = index.key_count();
             stats.checkpoint_names = index.name_bytes();
             stats.checkpoint_resume_segment = resume.segment_id;
+            stats.checkpoint_resume_offset = resume.offset;
             (index, lsn + 1, Some(resume))
         }
         None => (Index::for_records(array.record_format()), 1u64, None),

@@ -58,6 +58,9 @@ pub(crate) struct CleanerCtl {
     pub(crate) cv: Condvar,
     /// Resume segment of the checkpoint in force (0: none).
     pub resume_segment: AtomicU64,
+    /// The checkpoint's resume point: (segment, offset) of the first stripe after it, where
+    /// recovery starts replaying the log ((0, 0): no checkpoint, the whole log is replayed).
+    resume_point: Mutex<(u64, u32)>,
     /// Payload bytes written when the last checkpoint was taken.
     pub payload_at_checkpoint: AtomicU64,
     /// The newest checkpoint written or loaded in this session (all zero: none yet): what
@@ -67,7 +70,7 @@ pub(crate) struct CleanerCtl {
 }
 
 impl CleanerCtl {
-    pub(crate) fn new(resume_segment: u64) -> CleanerCtl {
+    pub(crate) fn new(resume_point: (u64, u32)) -> CleanerCtl {
         CleanerCtl {
             state: Mutex::new(CtlState {
                 generation: 0,
@@ -80,10 +83,18 @@ impl CleanerCtl {
                 unreadable: Vec::new(),
             }),
             cv: Condvar::new(),
-            resume_segment: AtomicU64::new(resume_segment),
+            resume_segment: AtomicU64::new(resume_point.0),
+            resume_point: Mutex::new(resume_point),
             payload_at_checkpoint: AtomicU64::new(0),
             last_checkpoint: Mutex::new(CheckpointSize::default()),
         }
+    }
+
+    /// Whether recovery replays the log stripe at (`segment`, `offset`): it lies at or after
+    /// the resume point of the checkpoint in force (every log stripe, without a checkpoint).
+    pub(crate) fn replayed_by_recovery(&self, segment: u64, offset: u32) -> bool {
+        let (rs, ro) = *self.resume_point.locked();
+        rs == 0 || segment > rs || (segment == rs && offset >= ro)
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, CtlState> {
@@ -124,11 +135,12 @@ impl CleanerCtl {
     pub(crate) fn checkpoint_written(
         &self,
         lsn: u64,
-        resume_segment: u64,
+        resume_point: (u64, u32),
         payload: u64,
         size: CheckpointSize,
     ) {
-        self.resume_segment.store(resume_segment, Ordering::SeqCst);
+        *self.resume_point.locked() = resume_point;
+        self.resume_segment.store(resume_point.0, Ordering::SeqCst);
         self.checkpoint_size(size);
         self.payload_at_checkpoint.store(payload, Ordering::SeqCst);
         let mut s = self.lock();
