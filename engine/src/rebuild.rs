@@ -662,19 +662,21 @@ impl Shared {
                                 }
                             }
                             StripeOutcome::Incomplete { good, detail, .. } => {
-                                if live.contains(&(seg.id, offset)) {
+                                let replayed = seg.kind == crate::format::SegmentKind::Log
+                                    && self.cleaner.replayed_by_recovery(seg.id, offset);
+                                if live.contains(&(seg.id, offset)) || replayed {
                                     lost.push(format!(
                                     "segment {} offset {offset}: only {good} good chunks ({detail})",
                                     seg.id
                                 ));
                                 } else {
-                                    // No index entry points into it, but it may still be
-                                    // needed: the index checkpoint (live as a whole), or log
-                                    // after the checkpoint's resume point, which recovery
-                                    // replays (deletes, records overwritten later). Left out,
-                                    // such a stripe keeps one chunk fewer than it could, and
-                                    // m more faults end the log there. So a stripe the k
-                                    // members read cannot assemble is read from all.
+                                    // No index entry points into it and recovery does not
+                                    // replay it, but it may be the index checkpoint (live as
+                                    // a whole); and a chunk written now costs little. So a
+                                    // stripe the k members read cannot assemble is read from
+                                    // all. (Log from the resume point on is needed like live
+                                    // data, above: a stripe of deletes there, left with one
+                                    // chunk fewer, breaks the log at m more faults.)
                                     retry_all = true;
                                 }
                             }
