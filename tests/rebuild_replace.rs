@@ -272,6 +272,41 @@ fn crash(e: Engine, devices: &[Arc<FaultyDevice>]) {
     }
 }
 
+/// A stripes-only array (no sync journal) with rows 0..50 under a checkpoint, then a stripe
+/// holding only the deletes of rows 0..10 (after the checkpoint's resume point, and no index
+/// entry points into it), then rows 100..140; all synced. Also the first delete's LSN.
+#[allow(clippy::type_complexity)]
+fn deletes_after_the_resume_point(
+    seed: u64,
+) -> (Vec<Arc<MemDevice>>, Vec<Arc<FaultyDevice>>, Engine, u64) {
+    let (mems, faulty) = mem_devices(6, 8 << 20, seed);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts_stripes_only(4, 2)).unwrap();
+    let e = Engine::open(io, EngineOptions::default()).unwrap();
+    for i in 0..50u64 {
+        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
+    }
+    e.sync().unwrap();
+    e.checkpoint().unwrap();
+    let first_delete = e.delete("t", &0u64.to_be_bytes()).unwrap();
+    for i in 1..10u64 {
+        e.delete("t", &i.to_be_bytes()).unwrap();
+    }
+    e.sync().unwrap();
+    for i in 100..140u64 {
+        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
+    }
+    e.sync().unwrap();
+    (mems, faulty, e, first_delete)
+}
+
+/// Where `mem` holds the chunk of the stripe whose first LSN is `first_lsn`.
+fn chunk_starting_at(mem: &MemDevice, first_lsn: u64) -> Option<u64> {
+    (DATA_START_BYTES..(8 << 20) - 4096)
+        .step_by(4096)
+        .find(|&at| ChunkHeader::decode(&mem.peek(at, 512)).is_ok_and(|h| h.first_lsn == first_lsn))
+}
+
 /// A stripe after the checkpoint's resume point that no index entry points into (here it
 /// holds only deletes) is still part of the log recovery replays. When one member's chunk of
 /// it was lost (a dropped write) and another member is replaced, the rebuild must write the
@@ -284,26 +319,7 @@ fn crash(e: Engine, devices: &[Arc<FaultyDevice>]) {
 #[test]
 fn rebuild_writes_the_dead_stripes_recovery_still_replays() {
     let seed = 91;
-    let (mems, faulty) = mem_devices(6, 8 << 20, seed);
-    let io = io_of(&faulty);
-    format(io.as_ref(), &fmt_opts_stripes_only(4, 2)).unwrap();
-    let e = Engine::open(io, EngineOptions::default()).unwrap();
-    for i in 0..50u64 {
-        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
-    }
-    e.sync().unwrap();
-    e.checkpoint().unwrap();
-    // The stripe of deletes.
-    let first_delete = e.delete("t", &0u64.to_be_bytes()).unwrap();
-    for i in 1..10u64 {
-        e.delete("t", &i.to_be_bytes()).unwrap();
-    }
-    e.sync().unwrap();
-    // Acknowledged writes after it.
-    for i in 100..140u64 {
-        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
-    }
-    e.sync().unwrap();
+    let (mems, faulty, e, first_delete) = deletes_after_the_resume_point(seed);
     crash(e, &faulty);
     // Slot 5 dies and a fresh device takes its place.
     faulty[5].set_failed(true);
@@ -318,11 +334,7 @@ fn rebuild_writes_the_dead_stripes_recovery_still_replays() {
     devs.push(fresh.clone());
     let e = engine_over(devs.clone(), false).unwrap();
     // Slot 0's chunk of the stripe of deletes is lost (zeroed, as a dropped write leaves it).
-    let lost = (DATA_START_BYTES..(8 << 20) - 4096)
-        .step_by(4096)
-        .find(|&at| {
-            ChunkHeader::decode(&mems[0].peek(at, 512)).is_ok_and(|h| h.first_lsn == first_delete)
-        })
+    let lost = chunk_starting_at(&mems[0], first_delete)
         .expect("slot 0 holds a chunk of the stripe of deletes");
     mems[0].poke(lost, &[0u8; 4096]);
     e.replace(5, 6).unwrap();
@@ -360,33 +372,11 @@ fn rebuild_writes_the_dead_stripes_recovery_still_replays() {
 #[test]
 fn scrub_reports_an_unreadable_stripe_recovery_needs_though_no_entry_points_into_it() {
     let seed = 92;
-    let (mems, faulty) = mem_devices(6, 8 << 20, seed);
-    let io = io_of(&faulty);
-    format(io.as_ref(), &fmt_opts_stripes_only(4, 2)).unwrap();
-    let e = Engine::open(io, EngineOptions::default()).unwrap();
-    for i in 0..50u64 {
-        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
-    }
-    e.sync().unwrap();
-    e.checkpoint().unwrap();
-    let first_delete = e.delete("t", &0u64.to_be_bytes()).unwrap();
-    for i in 1..10u64 {
-        e.delete("t", &i.to_be_bytes()).unwrap();
-    }
-    e.sync().unwrap();
-    for i in 100..140u64 {
-        e.put("t", &i.to_be_bytes(), &value(i)).unwrap();
-    }
-    e.sync().unwrap();
+    let (mems, faulty, e, first_delete) = deletes_after_the_resume_point(seed);
     // Three of the six chunks of the stripe of deletes are lost.
     let mut zeroed = 0;
     for m in &mems[..3] {
-        let at = (DATA_START_BYTES..(8 << 20) - 4096)
-            .step_by(4096)
-            .find(|&at| {
-                ChunkHeader::decode(&m.peek(at, 512)).is_ok_and(|h| h.first_lsn == first_delete)
-            });
-        if let Some(at) = at {
+        if let Some(at) = chunk_starting_at(m, first_delete) {
             m.poke(at, &[0u8; 4096]);
             zeroed += 1;
         }
