@@ -1610,6 +1610,24 @@ impl Sim {
                     r.progress.unrecoverable
                 ));
             }
+            // Findings only where the simulator did damage: one on another disk is a false
+            // alarm (or damage the engine made itself).
+            let st = self.engine()?.status();
+            for (slot, d) in st.devices.iter().enumerate() {
+                let at = |v: &Vec<u64>| v.get(slot).copied().unwrap_or(0);
+                let found = at(&r.bad_chunks_per_slot)
+                    + at(&r.bad_segment_headers_per_slot)
+                    + at(&r.bad_superblocks_per_slot);
+                let damaged = d.path.as_ref().is_none_or(|p| self.damage.contains_key(p));
+                if found > 0 && !damaged {
+                    return Err(format!(
+                        "scrub --repair for {name} found {found} bad chunks, segment headers \
+                         or superblock copies on slot {slot} ({:?}), which is not damaged \
+                         ({:?})",
+                        d.path, r.bad_superblocks
+                    ));
+                }
+            }
             if let Some(slot) = self.slot_of(name)? {
                 if r.bad_chunks_per_slot.get(slot).copied().unwrap_or(0) > 0
                     || r.bad_superblocks_per_slot.get(slot).copied().unwrap_or(0) > 0
