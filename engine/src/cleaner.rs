@@ -326,7 +326,7 @@ pub(crate) fn clean_pass(
     // the pass writes alone (appends would fill the segments it takes from the reserve).
     let urgent = free_beyond_reserve(shared).0 < 1.0;
     let _exclusive = urgent.then(|| shared.exclusive_appends());
-    let resume = || shared.cleaner.resume_segment.load(Ordering::SeqCst);
+    let resume = || shared.cleaner.resume_segment();
     let mut victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
     if written_since_checkpoint(shared)
         && checkpoint_pays(
@@ -403,7 +403,7 @@ fn gain(cap: u64, victims: &[Victim]) -> u64 {
 /// Whether log segments other than the one being written lie at or after the resume
 /// segment of the checkpoint in force.
 fn written_since_checkpoint(shared: &Shared) -> bool {
-    let resume = shared.cleaner.resume_segment.load(Ordering::SeqCst);
+    let resume = shared.cleaner.resume_segment();
     let current = shared.lock_state().cursor_segment();
     shared
         .segments

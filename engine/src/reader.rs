@@ -48,9 +48,14 @@ pub(crate) fn changed_since_open(
     array: &Array,
     seg: Option<(&SegmentInfo, u64)>,
 ) -> Option<String> {
-    look(array, seg).or_else(|| {
+    twice(|| look(array, seg))
+}
+
+/// `look()`, and when it finds nothing, once more after [`SETTLE`].
+fn twice(look: impl Fn() -> Option<String>) -> Option<String> {
+    look().or_else(|| {
         std::thread::sleep(SETTLE);
-        look(array, seg)
+        look()
     })
 }
 
@@ -63,10 +68,7 @@ pub(crate) fn reused_since_open(
     seg: &SegmentInfo,
     next_at_open: u64,
 ) -> Option<String> {
-    segment_reused(array, seg, next_at_open).or_else(|| {
-        std::thread::sleep(SETTLE);
-        segment_reused(array, seg, next_at_open)
-    })
+    twice(|| segment_reused(array, seg, next_at_open))
 }
 
 fn look(array: &Array, seg: Option<(&SegmentInfo, u64)>) -> Option<String> {

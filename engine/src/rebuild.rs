@@ -662,8 +662,7 @@ impl Shared {
                                 }
                             }
                             StripeOutcome::Incomplete { good, detail, .. } => {
-                                let replayed = seg.kind == crate::format::SegmentKind::Log
-                                    && self.cleaner.replayed_by_recovery(seg.id, offset);
+                                let replayed = self.cleaner.replayed_by_recovery(seg, offset);
                                 if live.contains(&(seg.id, offset)) || replayed {
                                     lost.push(format!(
                                     "segment {} offset {offset}: only {good} good chunks ({detail})",
@@ -1033,8 +1032,7 @@ impl Shared {
                         // entry points into a stripe (deletes, records overwritten later):
                         // one of its stripes unreadable, the next open fails.
                         let checkpoint = seg.kind == crate::format::SegmentKind::Checkpoint;
-                        let replayed = seg.kind == crate::format::SegmentKind::Log
-                            && self.cleaner.replayed_by_recovery(seg.id, offset);
+                        let replayed = self.cleaner.replayed_by_recovery(seg, offset);
                         if live.contains(&(seg.id, offset)) || checkpoint || replayed {
                             r.stripes_checked += 1;
                             r.progress.unrecoverable.push(format!(
@@ -1075,17 +1073,11 @@ impl Shared {
             // Beside a writer (read-only, no lock), the writer's cleaner may have freed this
             // segment and reused its place since the open: then what was read is partly the
             // new use's, and its findings say nothing about the data.
+            // (`before` was taken after this segment's bytes were counted; a read-only scrub
+            // repairs nothing, so nothing else of the segment's is lost with it.)
             if let Some(before) = before.filter(|b| b.findings() != r.findings()) {
                 if let Some(why) = crate::reader::reused_since_open(a, seg, next_at_open) {
-                    let reused = std::mem::take(&mut r.reused_by_writer);
-                    r = ScrubReport {
-                        reused_by_writer: reused,
-                        progress: Progress {
-                            bytes_scanned: r.progress.bytes_scanned,
-                            ..before.progress
-                        },
-                        ..before
-                    };
+                    r = before;
                     r.reused_by_writer.push(why);
                 }
             }

@@ -21,7 +21,7 @@ pub mod rig;
 use ectable::devices::{open_backend, BackendKind, BlockDevice, CrashMode, MemDevice};
 use ectable::{
     format, CleanerOptions, DetectionMode, Engine, EngineOptions, Error, FormatOptions,
-    HealthPolicy, RebuildOptions, WriteBatch,
+    HealthPolicy, RebuildOptions, ScrubReport, Status, WriteBatch,
 };
 use model::{Model, Mutation, State};
 use rand::rngs::SmallRng;
@@ -923,6 +923,19 @@ impl Sim {
                 r.parity_mismatches
             ));
         }
+        if let Some(what) = self.false_alarm(&r, &st, Some(&writer_st)) {
+            return Err(format!(
+                "read-only scrub beside the writer: {what} (reused by the writer: {:?})",
+                r.reused_by_writer
+            ));
+        }
+        Ok(())
+    }
+
+    /// A scrub's finding on a disk the simulator did not damage (a false alarm, or damage the
+    /// engine made itself), in words. `st` is the scrubbing engine's status; a slot it found
+    /// no device for is named by `writer`'s status, or by the disk last seen there.
+    fn false_alarm(&self, r: &ScrubReport, st: &Status, writer: Option<&Status>) -> Option<String> {
         for (slot, d) in st.devices.iter().enumerate() {
             let at = |v: &Vec<u64>| v.get(slot).copied().unwrap_or(0);
             let found = (
@@ -930,12 +943,10 @@ impl Sim {
                 at(&r.bad_segment_headers_per_slot),
                 at(&r.bad_superblocks_per_slot),
             );
-            // A slot the reader found no device for: the disk the writer has there, or the
-            // one last seen there (unplugged).
             let name = d
                 .path
                 .clone()
-                .or_else(|| writer_st.devices.get(slot).and_then(|w| w.path.clone()))
+                .or_else(|| writer?.devices.get(slot)?.path.clone())
                 .or_else(|| {
                     self.disks
                         .iter()
@@ -944,15 +955,14 @@ impl Sim {
                 });
             let damaged = name.as_ref().is_none_or(|n| self.damage.contains_key(n));
             if found != (0, 0, 0) && !damaged {
-                return Err(format!(
-                    "read-only scrub beside the writer: slot {slot} ({name:?}), which is not \
-                     damaged, has {} bad chunks, {} bad segment headers, {} bad superblock \
-                     copies (reused by the writer: {:?}; bad superblocks: {:?})",
-                    found.0, found.1, found.2, r.reused_by_writer, r.bad_superblocks
+                return Some(format!(
+                    "slot {slot} ({name:?}), which is not damaged, has {} bad chunks, {} bad \
+                     segment headers, {} bad superblock copies (bad superblocks: {:?})",
+                    found.0, found.1, found.2, r.bad_superblocks
                 ));
             }
         }
-        Ok(())
+        None
     }
 
     fn checkpoint(&mut self) -> StepResult {
@@ -1613,20 +1623,8 @@ impl Sim {
             // Findings only where the simulator did damage: one on another disk is a false
             // alarm (or damage the engine made itself).
             let st = self.engine()?.status();
-            for (slot, d) in st.devices.iter().enumerate() {
-                let at = |v: &Vec<u64>| v.get(slot).copied().unwrap_or(0);
-                let found = at(&r.bad_chunks_per_slot)
-                    + at(&r.bad_segment_headers_per_slot)
-                    + at(&r.bad_superblocks_per_slot);
-                let damaged = d.path.as_ref().is_none_or(|p| self.damage.contains_key(p));
-                if found > 0 && !damaged {
-                    return Err(format!(
-                        "scrub --repair for {name} found {found} bad chunks, segment headers \
-                         or superblock copies on slot {slot} ({:?}), which is not damaged \
-                         ({:?})",
-                        d.path, r.bad_superblocks
-                    ));
-                }
+            if let Some(what) = self.false_alarm(&r, &st, None) {
+                return Err(format!("scrub --repair for {name}: {what}"));
             }
             if let Some(slot) = self.slot_of(name)? {
                 if r.bad_chunks_per_slot.get(slot).copied().unwrap_or(0) > 0

@@ -56,8 +56,6 @@ pub(crate) struct CheckpointSize {
 pub(crate) struct CleanerCtl {
     pub(crate) state: Mutex<CtlState>,
     pub(crate) cv: Condvar,
-    /// Resume segment of the checkpoint in force (0: none).
-    pub resume_segment: AtomicU64,
     /// The checkpoint's resume point: (segment, offset) of the first stripe after it, where
     /// recovery starts replaying the log ((0, 0): no checkpoint, the whole log is replayed).
     resume_point: Mutex<(u64, u32)>,
@@ -83,18 +81,29 @@ impl CleanerCtl {
                 unreadable: Vec::new(),
             }),
             cv: Condvar::new(),
-            resume_segment: AtomicU64::new(resume_point.0),
             resume_point: Mutex::new(resume_point),
             payload_at_checkpoint: AtomicU64::new(0),
             last_checkpoint: Mutex::new(CheckpointSize::default()),
         }
     }
 
-    /// Whether recovery replays the log stripe at (`segment`, `offset`): it lies at or after
-    /// the resume point of the checkpoint in force (every log stripe, without a checkpoint).
-    pub(crate) fn replayed_by_recovery(&self, segment: u64, offset: u32) -> bool {
+    /// Resume segment of the checkpoint in force (0: none).
+    pub(crate) fn resume_segment(&self) -> u64 {
+        self.resume_point.locked().0
+    }
+
+    /// Whether recovery replays the stripe at `offset` of `seg`: a log stripe at or after the
+    /// resume point of the checkpoint in force (every log stripe, without a checkpoint).
+    /// Such a stripe is needed whether or not an index entry points into it (deletes,
+    /// records overwritten later): unreadable, it breaks the log at the next open.
+    pub(crate) fn replayed_by_recovery(
+        &self,
+        seg: &crate::segments::SegmentInfo,
+        offset: u32,
+    ) -> bool {
         let (rs, ro) = *self.resume_point.locked();
-        rs == 0 || segment > rs || (segment == rs && offset >= ro)
+        seg.kind == crate::format::SegmentKind::Log
+            && (rs == 0 || seg.id > rs || (seg.id == rs && offset >= ro))
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, CtlState> {
@@ -140,7 +149,6 @@ impl CleanerCtl {
         size: CheckpointSize,
     ) {
         *self.resume_point.locked() = resume_point;
-        self.resume_segment.store(resume_point.0, Ordering::SeqCst);
         self.checkpoint_size(size);
         self.payload_at_checkpoint.store(payload, Ordering::SeqCst);
         let mut s = self.lock();
