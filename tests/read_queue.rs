@@ -501,3 +501,48 @@ fn a_sequential_read_with_a_device_missing_reads_each_degraded_stripe_once() {
         "no corruption injected"
     );
 }
+
+/// `next_done_before` (a caller that paces its submissions, as ecbench's `--rate_iops`)
+/// returns at its deadline when no read has completed by then, with the read still in
+/// flight, and hands the read back with its value once it completes.
+#[test]
+fn next_done_before_returns_at_its_deadline_and_keeps_the_read_in_flight() {
+    use std::time::{Duration, Instant};
+    let (_mems, faulty) = mem_devices(6, 16 << 20, 3);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Engine::open(io.clone(), EngineOptions::default()).unwrap();
+    for i in 0..20 {
+        e.put("t", &key(i), &value_for(i, 9, 4096)).unwrap();
+    }
+    e.close().unwrap();
+    drop(e);
+    // Reopened, so that the reads go to the devices; every device equally late (none is
+    // singled out as slow).
+    let e = Engine::open(io, EngineOptions::default()).unwrap();
+    let delay = Duration::from_millis(300);
+    for f in &faulty {
+        f.set_delay(delay);
+    }
+    let mut q = e.read_queue::<u64>("t");
+    q.submit(&key(7), 7).unwrap();
+    let t0 = Instant::now();
+    assert!(q.next_done_before(t0 + Duration::from_millis(5)).is_none());
+    assert!(
+        t0.elapsed() < delay / 2,
+        "returned with the read, not at the deadline: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(q.len(), 1, "the read stays in flight");
+    let (tag, got) = q
+        .next_done_before(Instant::now() + Duration::from_secs(30))
+        .expect("the read completes before this deadline");
+    assert_eq!(tag, 7);
+    assert_eq!(got.unwrap(), Some(value_for(7, 9, 4096)));
+    assert!(t0.elapsed() >= delay, "the device's delay fired");
+    assert!(q.next_done_before(Instant::now()).is_none() && q.is_empty());
+    for f in &faulty {
+        f.set_delay(Duration::ZERO);
+    }
+    e.close().unwrap();
+}

@@ -376,6 +376,72 @@ fn a_slow_device_run_reports_and_bad_values_are_refused() {
     );
 }
 
+/// `--rate_iops` caps each job's reads per second, in the engine pass and in the raw pass,
+/// and is named in the report; a write workload refuses it before anything is written.
+#[test]
+fn rate_iops_caps_the_reads_of_both_passes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let devs = devices(dir.path());
+    let common = format_args_of(&devs);
+    assert_refused(
+        &[
+            &common[..],
+            &["--rw", "write", "--size", "1M", "--rate_iops", "100"],
+        ]
+        .concat(),
+        "--rate_iops applies to --rw read and randread only",
+    );
+    assert_refused(
+        &[
+            &common[..],
+            &["--rw", "randread", "--size", "1M", "--rate_iops", "0"],
+        ]
+        .concat(),
+        "--rate-iops",
+    );
+    assert!(
+        !dir.path().join("d0").exists(),
+        "a refused run created a device file"
+    );
+    let rate = 2000.0;
+    let v = json_run(
+        &[
+            &common[..],
+            &[
+                "--rw",
+                "randread",
+                "--size",
+                "4M",
+                "--iodepth",
+                "16",
+                "--numjobs",
+                "2",
+                "--runtime",
+                "2s",
+                "--time_based",
+                "--rate_iops",
+                "2000",
+                "--compare-raw",
+                "--output-format",
+                "json",
+            ],
+        ]
+        .concat(),
+    );
+    let job = &v["jobs"][0];
+    assert_eq!(job["job options"]["rate_iops"], "2000", "{job}");
+    // Two jobs of 2,000 each: never more than 4,000 a second (files in a temporary
+    // directory serve many times that unpaced), and not far below it either.
+    let engine = number(job, &["read", "iops"]);
+    let raw = number(&v, &["ectable", "ratios", "read", "raw_iops"]);
+    for (pass, iops) in [("engine", engine), ("raw", raw)] {
+        assert!(
+            iops <= 2.0 * rate * 1.02 && iops >= 2.0 * rate * 0.5,
+            "{pass} pass: {iops} IOPS at --rate_iops 2000 x 2 jobs"
+        );
+    }
+}
+
 #[test]
 fn chart_is_valid_svg_with_engine_and_raw_side_by_side() {
     let dir = tempfile::tempdir().expect("temp dir");

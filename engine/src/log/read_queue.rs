@@ -217,6 +217,17 @@ impl<'e, T> ReadQueue<'e, T> {
     /// The next completed read, waiting for one if none has completed yet; None when nothing
     /// is in flight.
     pub fn next_done(&mut self) -> Option<ReadDone<T>> {
+        self.next_done_by(None)
+    }
+
+    /// [`ReadQueue::next_done`] that waits no later than `deadline`: None also when no read
+    /// completed by then (the reads stay in flight). A caller that paces its submissions
+    /// (a benchmark at a fixed rate) reaps what completes until its next submission is due.
+    pub fn next_done_before(&mut self, deadline: std::time::Instant) -> Option<ReadDone<T>> {
+        self.next_done_by(Some(deadline))
+    }
+
+    fn next_done_by(&mut self, deadline: Option<std::time::Instant>) -> Option<ReadDone<T>> {
         loop {
             if let Some(done) = self.ready.pop_front() {
                 return Some(done);
@@ -235,7 +246,19 @@ impl<'e, T> ReadQueue<'e, T> {
                 }
                 // Reads waiting for a window always have its rebuild in flight with them.
                 None => match self.in_flight.iter().find_map(|s| s.how.batch()) {
-                    Some(b) => b.wait_progress(WAIT_SLICE),
+                    Some(b) => {
+                        let slice = match deadline {
+                            None => WAIT_SLICE,
+                            Some(d) => {
+                                let left = d.saturating_duration_since(std::time::Instant::now());
+                                if left.is_zero() {
+                                    return None;
+                                }
+                                left.min(WAIT_SLICE)
+                            }
+                        };
+                        b.wait_progress(slice)
+                    }
                     None => {
                         let slot = self.in_flight.pop_front().expect("not empty");
                         self.gated(slot.key, slot.tag);

@@ -83,6 +83,14 @@ pub struct BenchArgs {
     /// Run for the whole --runtime, going over the data set again (fio: time_based).
     #[arg(long = "time-based", alias = "time_based", requires = "runtime")]
     pub time_based: bool,
+    /// Cap each job at this many operations per second (fio: rate_iops): a read is
+    /// submitted when it is due (job start + n / rate), or as soon as a slot of --iodepth
+    /// frees if it is late; its latency still runs from its submission. Read workloads
+    /// (read, randread) and their raw pass. Below the devices' limit this measures latency
+    /// at a fixed load instead of at a full queue.
+    #[arg(long = "rate-iops", alias = "rate_iops", value_name = "IOPS",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub rate_iops: Option<u64>,
     /// Threads issuing the workload against the one engine (they share --size).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub numjobs: u32,

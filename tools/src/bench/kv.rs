@@ -4,7 +4,9 @@
 //! first when the array does not hold them.
 
 use crate::bench::args::{BenchArgs, Rw};
-use crate::bench::measure::{jobs_pass, Dir, JobResult, Live, Pass, READ, WRITE};
+use crate::bench::measure::{
+    jobs_pass, sleep_until, Dir, JobResult, Live, Pacer, Pass, READ, WRITE,
+};
 use crate::bench::setup::{self, Plan, Workload};
 use crate::{row_key, row_value};
 use anyhow::{bail, Context, Result};
@@ -226,29 +228,46 @@ fn engine_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
 }
 
 /// One read job: `iodepth` reads kept in flight through `Engine::read_queue`, the next
-/// submitted as each completes, as fio keeps its queue full; a read's latency runs from its
-/// submission to its completion.
+/// submitted as each completes, as fio keeps its queue full (with `--rate_iops`, as each
+/// completes or comes due, whichever is later); a read's latency runs from its submission
+/// to its completion.
 fn read_job(engine: &Engine, p: &Plan, live: &Live, job: usize) -> JobResult {
     let start = Instant::now();
     let (mut rows, quota) = (Rows::new(p, job), job_quota(p, job));
     let mut dirs = Dir::pair();
-    let mut issued = 0u64;
+    let (mut issued, mut pacer) = (0u64, Pacer::new(p.rate_iops));
     let mut queue = engine.read_queue::<(u64, Instant)>(TABLE);
     loop {
         let stop = quota.is_some_and(|q| issued >= q)
             || p.deadline.is_some_and(|d| start.elapsed() >= d)
             || live.stop.load(Ordering::Relaxed);
-        if !stop && queue.len() < p.iodepth {
-            let idx = rows.next(p);
-            queue
-                .submit(&row_key(idx), (idx, Instant::now()))
-                .context("read_queue submit")?;
-            issued += 1;
-            continue;
-        }
-        let Some(((i, t0), got)) = queue.next_done() else {
-            break;
+        let done = if !stop && queue.len() < p.iodepth {
+            match pacer.due_later() {
+                None => {
+                    let idx = rows.next(p);
+                    queue
+                        .submit(&row_key(idx), (idx, Instant::now()))
+                        .context("read_queue submit")?;
+                    (issued, _) = (issued + 1, pacer.issued());
+                    continue;
+                }
+                // Not due yet: reap what completes meanwhile.
+                Some(due) if queue.is_empty() => {
+                    sleep_until(due);
+                    continue;
+                }
+                Some(due) => match queue.next_done_before(due) {
+                    Some(done) => done,
+                    None => continue,
+                },
+            }
+        } else {
+            match queue.next_done() {
+                Some(done) => done,
+                None => break,
+            }
         };
+        let ((i, t0), got) = done;
         let lat = t0.elapsed();
         let Some(v) = got.with_context(|| format!("read of row {i}"))? else {
             bail!("row {i} is missing from table '{TABLE}'")

@@ -130,6 +130,46 @@ impl Default for Dir {
     }
 }
 
+/// When a job's next operation is due at a fixed rate (`--rate_iops`, as fio's
+/// `rate_iops` with its default linear process): the n-th at the job's start + n / rate,
+/// so a job that fell behind catches up instead of losing the operations it was late with.
+pub struct Pacer {
+    start: Instant,
+    per_op: Option<Duration>,
+    issued: u64,
+}
+
+impl Pacer {
+    /// A pacer for `rate` operations per second (None: every operation is due at once).
+    pub fn new(rate: Option<u64>) -> Pacer {
+        Pacer {
+            start: Instant::now(),
+            per_op: rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64)),
+            issued: 0,
+        }
+    }
+
+    /// When the next operation is due, if that is still to come.
+    pub fn due_later(&self) -> Option<Instant> {
+        let per_op = self.per_op?;
+        let due = self.start + per_op.mul_f64(self.issued as f64);
+        (due > Instant::now()).then_some(due)
+    }
+
+    /// Counts one operation issued.
+    pub fn issued(&mut self) {
+        self.issued += 1;
+    }
+}
+
+/// Sleeps until `t` (at once when it has passed).
+pub fn sleep_until(t: Instant) {
+    let left = t.saturating_duration_since(Instant::now());
+    if !left.is_zero() {
+        std::thread::sleep(left);
+    }
+}
+
 /// How a pass is measured, from the command line (fio's options of the same names).
 #[derive(Clone, Debug, Default)]
 pub struct MeasureCfg {

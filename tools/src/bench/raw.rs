@@ -4,7 +4,7 @@
 
 use crate::bench::args::BenchArgs;
 use crate::bench::checks::Geometry;
-use crate::bench::measure::{measured, Dir, Live, MeasureCfg, READ, WRITE};
+use crate::bench::measure::{measured, sleep_until, Dir, Live, MeasureCfg, Pacer, READ, WRITE};
 use crate::bench::units::{human_bin, MIB};
 use crate::row_value;
 use anyhow::{bail, Context, Result};
@@ -33,6 +33,8 @@ pub struct RawPlan {
     pub op_limit: Option<u64>,
     pub deadline: Option<Duration>,
     pub seed: u64,
+    /// Operations per second per job at most (`--rate_iops`).
+    pub rate_iops: Option<u64>,
 }
 
 impl RawPlan {
@@ -115,10 +117,10 @@ pub fn raw_run(io: &dyn IoBackend, p: &RawPlan, live: &Live) -> Result<[Dir; 2]>
     let (mut dirs, mut cursor) = (Dir::pair(), vec![0u64; n]);
     let blocks_4k = p.region.1.saturating_sub(p.block as u64) / 4096;
     let region_blocks = (p.region.1 / p.block as u64).max(1);
-    let (mut issued, start) = (0u64, Instant::now());
+    let (mut issued, start, mut pacer) = (0u64, Instant::now(), Pacer::new(p.rate_iops));
     loop {
         let (mut ops, mut slots) = (Vec::new(), Vec::new());
-        while p.deadline.is_none_or(|d| start.elapsed() < d) {
+        while p.deadline.is_none_or(|d| start.elapsed() < d) && pacer.due_later().is_none() {
             let Some((slot, buf)) = idle.pop() else { break };
             // The limit is per device in sequential patterns (each device gets its share);
             // a slot whose device is done retires.
@@ -154,10 +156,27 @@ pub fn raw_run(io: &dyn IoBackend, p: &RawPlan, live: &Live) -> Result<[Dir; 2]>
                 buf,
             });
             slots.push(slot);
-            issued += 1;
+            (issued, _) = (issued + 1, pacer.issued());
         }
         if !ops.is_empty() {
             outstanding.push_back((io.submit(ops), slots));
+        }
+        // Paced and a slot free: wait for a completion or the next due time, whichever
+        // comes first (waiting on the ring, so that completions are taken, and timed, as
+        // they come).
+        if let (Some(due), false) = (pacer.due_later(), idle.is_empty()) {
+            let any_done =
+                |o: &VecDeque<(IoBatch, Vec<usize>)>| o.iter().any(|(b, _)| b.completed());
+            while !any_done(&outstanding) && Instant::now() < due {
+                let left = due.saturating_duration_since(Instant::now());
+                match outstanding.front() {
+                    None => sleep_until(due),
+                    Some((b, _)) => b.wait_progress(left.min(WAIT_SLICE)),
+                }
+            }
+            if !any_done(&outstanding) {
+                continue;
+            }
         }
         let Some((batch, slots)) = outstanding.pop_front() else {
             break;
@@ -187,6 +206,10 @@ pub fn raw_run(io: &dyn IoBackend, p: &RawPlan, live: &Live) -> Result<[Dir; 2]>
     Ok(dirs)
 }
 
+/// How long a paced raw pass blocks on its ring before it looks at the clock again (the
+/// psync engine wakes only for the oldest batch).
+const WAIT_SLICE: Duration = Duration::from_micros(250);
+
 /// Writes the region of every regular file that still has holes, so that the raw pass
 /// measures the device and not the filesystem (a read of a hole does no I/O at all).
 pub fn prefill_sparse(io: &dyn IoBackend, paths: &[PathBuf], region: (u64, u64)) -> Result<()> {
@@ -213,6 +236,7 @@ pub fn prefill_sparse(io: &dyn IoBackend, paths: &[PathBuf], region: (u64, u64))
             op_limit,
             deadline: None,
             seed: 7,
+            rate_iops: None,
         };
         measured(
             "prefill",
@@ -268,5 +292,6 @@ pub fn raw_plan(
         op_limit,
         deadline: cli.runtime.map(|r| r + cli.ramp_time.unwrap_or_default()),
         seed: cli.seed,
+        rate_iops: cli.rate_iops,
     }
 }

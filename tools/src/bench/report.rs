@@ -158,6 +158,9 @@ impl Report<'_> {
         if let Some(r) = c.runtime {
             o["runtime"] = json!(format!("{}ms", r.as_millis()));
         }
+        if let Some(r) = c.rate_iops {
+            o["rate_iops"] = json!(r.to_string());
+        }
         if let Some((idx, delay)) = c.slow_device {
             o["slow_device"] = json!(format!("{idx}:{}ms", delay.as_secs_f64() * 1e3));
         }

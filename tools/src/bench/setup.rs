@@ -45,6 +45,8 @@ pub struct Plan {
     /// Ranges read in place (`--range-view`).
     pub range_view: bool,
     pub verify: bool,
+    /// Operations per second each job issues at most (`--rate_iops`).
+    pub rate_iops: Option<u64>,
     /// How the pass is measured (ramp, logs, interim reports).
     pub measure: MeasureCfg,
 }
@@ -157,6 +159,9 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
     }
     if cli.range_view && cli.rw != Rw::TableRange {
         bail!("--range-view applies to --rw table-range only");
+    }
+    if cli.rate_iops.is_some() && !matches!(cli.rw, Rw::Read | Rw::Randread) {
+        bail!("--rate_iops applies to --rw read and randread only");
     }
     let bs = usize::try_from(cli.bs).map_err(|_| anyhow!("--bs is too large"))?;
     W::check_bs(bs)?;
@@ -271,6 +276,7 @@ pub fn run<W: Workload>(cli: &BenchArgs) -> Result<()> {
         range_rows: cli.range_rows as usize,
         range_view: cli.range_view,
         verify: cli.verify,
+        rate_iops: cli.rate_iops,
         measure: cli.measure_cfg(),
     };
     if let (Some((idx, delay)), Some(d)) = (cli.slow_device, &slow) {
