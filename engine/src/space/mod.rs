@@ -236,13 +236,15 @@ pub struct HorizonHold {
 }
 
 impl HorizonHold {
-    /// "held by the backup horizon (LSN H): N segments, X MiB of garbage; a new backup
-    /// raises the horizon, or clear it", or None when it holds nothing.
+    /// "N segments (X MiB reclaimable) held by the backup horizon (LSN H): ...", or None
+    /// when it holds nothing. Reclaimable, not garbage: the status line's garbage counts
+    /// only bytes written and no longer needed, while cleaning a held segment would also
+    /// give back the room its stripes never filled.
     pub fn describe(&self) -> Option<String> {
         let h = self.horizon_lsn?;
         (self.segments > 0).then(|| {
             format!(
-                "{} segments ({:.1} MiB of garbage) held by the backup horizon (LSN {h}): \
+                "{} segments ({:.1} MiB reclaimable) held by the backup horizon (LSN {h}): \
                  the next backup raises it, or clearing it (Engine::clear_backup_horizon, \
                  `ectable backup-clear-horizon`) releases them (the next backup is then a \
                  full one)",
