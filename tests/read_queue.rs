@@ -546,3 +546,65 @@ fn next_done_before_returns_at_its_deadline_and_keeps_the_read_in_flight() {
     }
     e.close().unwrap();
 }
+
+/// A record rebuilt from other chunks reads one chunk more than it needs and decodes from
+/// the first k that arrive: with the record's own device left out and any one of the other
+/// five devices 400 ms late, the queued read comes back long before that device answers,
+/// with the record's bytes. (Reading exactly k chunks, four of the five cases wait for the
+/// late device.)
+#[test]
+fn a_rebuilt_read_does_not_wait_for_its_slowest_chunk() {
+    use std::time::{Duration, Instant};
+    let (_mems, faulty) = mem_devices(6, 16 << 20, 5);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Engine::open(io, EngineOptions::default()).unwrap();
+    for i in 0..60 {
+        e.put("t", &key(i), &value_for(i, 4, 4096)).unwrap();
+    }
+    e.close().unwrap();
+    drop(e);
+    // Device 0 left out: a record whose chunk is on it is rebuilt from the other five.
+    let rest: Vec<Arc<dyn BlockDevice>> = faulty[1..]
+        .iter()
+        .map(|f| f.clone() as Arc<dyn BlockDevice>)
+        .collect();
+    let io = open_backend(BackendKind::Psync, rest).unwrap();
+    let opts = EngineOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let e = Engine::open(io, opts).unwrap();
+    let read = |i: u64| {
+        let mut q = e.read_queue::<u64>("t");
+        q.submit(&key(i), i).unwrap();
+        let t0 = Instant::now();
+        let (_, got) = q.next_done().expect("one read in flight");
+        let took = t0.elapsed();
+        assert_eq!(got.unwrap(), Some(value_for(i, 4, 4096)), "key {i}");
+        took
+    };
+    let degraded = (0..60)
+        .find(|&i| {
+            let before = e.status().degraded_reads;
+            read(i);
+            e.status().degraded_reads > before
+        })
+        .expect("some record lies on the device left out");
+    let delay = Duration::from_millis(400);
+    for slow in &faulty[1..] {
+        let seen = slow.reads_seen();
+        slow.set_delay(delay);
+        let took = read(degraded);
+        slow.set_delay(Duration::ZERO);
+        assert!(
+            slow.reads_seen() > seen,
+            "the rebuild read the late device too"
+        );
+        assert!(
+            took < delay / 2,
+            "the rebuilt read waited for the late device: {took:?}"
+        );
+    }
+    e.close().unwrap();
+}

@@ -130,9 +130,9 @@ impl BatchState {
         debug_assert!(g.0[index].is_none());
         g.0[index] = Some(completion);
         g.1 -= 1;
-        if g.1 == 0 {
-            self.done.notify_all();
-        }
+        // Every completion wakes a waiter: one that needs only some of a batch's operations
+        // (IoBatch::wait_progress) looks again at each.
+        self.done.notify_all();
     }
 }
 
@@ -232,9 +232,39 @@ impl IoBatch {
         self.state.remaining() == 0
     }
 
+    /// Per operation, in submission order: None while it is in flight, else whether it
+    /// succeeded (without turning any ring, like [`IoBatch::completed`]). Meaningless after
+    /// [`IoBatch::take_done`].
+    pub fn outcomes(&self) -> Vec<Option<bool>> {
+        let g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.iter()
+            .map(|c| c.as_ref().map(|c| c.result.is_ok()))
+            .collect()
+    }
+
+    /// Hands out the operations completed so far (None for those still in flight), for a
+    /// caller that can use part of a batch (a rebuild that reads one chunk more than it
+    /// needs). The batch keeps its operations in flight; end it with [`IoBatch::wait_rest`],
+    /// never [`IoBatch::wait`]. Call once.
+    pub fn take_done(&self) -> Vec<Option<IoCompletion>> {
+        let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.iter_mut().map(Option::take).collect()
+    }
+
+    /// Blocks until every operation still in flight completed and returns those (a batch
+    /// that [`IoBatch::take_done`] took from: its buffers belong to the device until then).
+    pub fn wait_rest(self) -> Vec<IoCompletion> {
+        self.drive(Drive::Complete);
+        let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
+        while g.1 > 0 {
+            g = self.state.done.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        g.0.drain(..).flatten().collect()
+    }
+
     /// Blocks until this batch is complete or, on the io_uring engine, until any operation of
-    /// the calling thread's ring completed (handing it to its batch), or until `timeout`
-    /// passed. Returns at once when the batch is already complete. With several batches in
+    /// the calling thread's ring completed (handing it to its batch; on the psync engine, any
+    /// operation of this batch), or until `timeout` passed. Returns at once when the batch is already complete. With several batches in
     /// flight, call this on one and then [`IoBatch::completed`] on each: the way to keep a
     /// queue of independent operations full from one thread. Panics like [`IoBatch::wait`]
     /// when called from a thread other than the submitting one on the io_uring engine.
@@ -245,7 +275,8 @@ impl IoBatch {
         }
         let deadline = std::time::Instant::now() + timeout;
         let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
-        while g.1 > 0 {
+        let before = g.1;
+        while g.1 > 0 && g.1 == before {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return;

@@ -128,7 +128,8 @@ impl Shared {
                 if fast_path[*i] {
                     continue;
                 }
-                if let Some((o, plan)) = crate::log::stripe::plan_record_rebuild(array, seg, loc) {
+                if let Some((o, plan)) = crate::log::stripe::plan_record_rebuild(array, seg, loc, 0)
+                {
                     ops.extend(o);
                     plans.push((*i, plan));
                 }

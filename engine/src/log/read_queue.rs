@@ -45,6 +45,11 @@ const WAIT_SLICE: Duration = Duration::from_micros(250);
 /// looked up, before the queue reads it through the ordinary (gated) path.
 const LOOKUP_RETRIES: usize = 4;
 
+/// Chunks a queued record rebuild reads beyond the k it needs (from devices reads do not go
+/// around), so that it decodes from the first k to arrive: the slowest read of a rebuild
+/// no longer sets its latency (docs/design.md, "Read queues").
+const HEDGE_SPARES: usize = 1;
+
 /// Stripe windows of completed rebuilds kept for later reads (each at most k chunks).
 const KEPT_WINDOWS: usize = 8;
 
@@ -71,6 +76,9 @@ pub struct ReadQueue<'e, T> {
     /// same stripe or the next one is read sequentially, and when its stripe has a data
     /// chunk to rebuild, the whole stripe is read and decoded once.
     last_read: Option<(u64, u32)>,
+    /// Spare reads of rebuilds that finished without them, in flight until they complete
+    /// (their buffers are the device's until then); their latency is still observed.
+    spares: Vec<IoBatch>,
     /// The queue holds io_uring operations of the creating thread.
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -133,6 +141,15 @@ impl Part {
 }
 
 impl How {
+    /// Whether the read can be finished without waiting: its reads completed, or, for a
+    /// rebuild with a spare read, enough of them to decode.
+    fn ready(&self, k: usize) -> bool {
+        match self {
+            How::Rebuild(plan, b, _) => b.completed() || plan.ready(k, &b.outcomes()),
+            other => other.batch().is_some_and(IoBatch::completed),
+        }
+    }
+
     /// The reads in flight; None for a read waiting for another's window.
     fn batch(&self) -> Option<&IoBatch> {
         match self {
@@ -183,6 +200,7 @@ impl<'e, T> ReadQueue<'e, T> {
             windows: VecDeque::new(),
             next_window: 0,
             last_read: None,
+            spares: Vec::new(),
             _not_send: std::marker::PhantomData,
         }
     }
@@ -232,14 +250,12 @@ impl<'e, T> ReadQueue<'e, T> {
             if let Some(done) = self.ready.pop_front() {
                 return Some(done);
             }
+            self.reap_spares();
             if self.in_flight.is_empty() {
                 return None;
             }
-            match self
-                .in_flight
-                .iter()
-                .position(|s| s.how.batch().is_some_and(|b| b.completed()))
-            {
+            let k = self.shared.array.k();
+            match self.in_flight.iter().position(|s| s.how.ready(k)) {
                 Some(i) => {
                     let slot = self.in_flight.remove(i).expect("position is in range");
                     self.finish(slot);
@@ -381,7 +397,7 @@ impl<'e, T> ReadQueue<'e, T> {
                 reads.add(0, rops);
                 return Some(Part::Direct(reads.submit(array)));
             }
-            let (ops, plan) = plan_record_rebuild(array, seg, l)?;
+            let (ops, plan) = plan_record_rebuild(array, seg, l, 0)?;
             Some(Part::Rebuild(plan, array.io.submit(ops)))
         };
         let head_part = match self.windows.iter().find(|w| w.holds(seg.id, &head)) {
@@ -467,7 +483,8 @@ impl<'e, T> ReadQueue<'e, T> {
                     .counters
                     .degraded_reads
                     .fetch_add(1, Ordering::Relaxed);
-                finish_record_rebuild_keeping(array, &plan, batch.wait(), None)
+                let done = batch.wait().into_iter().map(Some).collect();
+                finish_record_rebuild_keeping(array, &plan, done, None)
             }
             Part::Stripe(shards, batch, window) => {
                 self.shared
@@ -490,6 +507,21 @@ impl<'e, T> ReadQueue<'e, T> {
             },
         };
         (got, None)
+    }
+
+    /// Ends the spare reads that have completed (their latency counts for their devices).
+    fn reap_spares(&mut self) {
+        let array = &self.shared.array;
+        let mut i = 0;
+        while i < self.spares.len() {
+            if self.spares[i].completed() {
+                for c in self.spares.swap_remove(i).wait_rest() {
+                    array.observe_completion(&c);
+                }
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// The record moved while it was looked up: look again, or, after a few tries, read it
@@ -531,10 +563,19 @@ impl<'e, T> ReadQueue<'e, T> {
                     .counters
                     .degraded_reads
                     .fetch_add(1, Ordering::Relaxed);
+                // Decoded from the reads that arrived; a spare still in flight is kept
+                // until it completes.
+                let done = match batch.completed() {
+                    true => batch.wait().into_iter().map(Some).collect(),
+                    false => {
+                        let done = batch.take_done();
+                        self.spares.push(batch);
+                        done
+                    }
+                };
                 let mut kept = Vec::new();
-                let got =
-                    finish_record_rebuild_keeping(array, &plan, batch.wait(), Some(&mut kept))
-                        .and_then(|b| self.verify(b, &loc, &entry, &key));
+                let got = finish_record_rebuild_keeping(array, &plan, done, Some(&mut kept))
+                    .and_then(|b| self.verify(b, &loc, &entry, &key));
                 // A window is kept only when its own record verified: bytes of a chunk that
                 // was read and is bad go no further than this read.
                 self.window_done(window, got.is_some().then_some(kept));
@@ -700,13 +741,16 @@ fn submit(
         reads.add(0, rops);
         return Some(How::Direct(reads.submit(array)));
     }
-    let (ops, plan) = plan_record_rebuild(array, seg, loc)?;
+    let (ops, plan) = plan_record_rebuild(array, seg, loc, HEDGE_SPARES)?;
     Some(How::Rebuild(plan, array.io.submit(ops), window))
 }
 
 impl<T> Drop for ReadQueue<'_, T> {
     fn drop(&mut self) {
         // Buffers of reads in flight are owned by their batches until they complete.
+        for spare in self.spares.drain(..) {
+            drop(spare.wait_rest());
+        }
         for slot in self.in_flight.drain(..) {
             match slot.how {
                 How::Direct(reads) => drop(reads.finish(&self.shared.array, 1)),

@@ -509,16 +509,21 @@ impl ChunkBytes {
 }
 
 /// Plans the reads. None when fewer than k chunks are available.
+///
+/// With `spare` > 0 a piece that is decoded reads up to that many chunks more than k, from
+/// devices reads do not go around: it can then be decoded from the first k that arrive
+/// ([`RecordRebuild::ready`]), so the slowest of its reads no longer sets its latency.
 pub(crate) fn plan_record_rebuild(
     array: &Array,
     seg: &SegmentInfo,
     loc: &RecordLoc,
+    spare: usize,
 ) -> Option<(Vec<IoOp>, RecordRebuild)> {
     if let Some((head, tail)) = continued_parts(loc, array.k()) {
         // Both parts, one after the other: a piece's decoding needs only its rows, not its
         // stripe's place.
-        let (mut ops, mut plan) = plan_record_rebuild(array, seg, &head)?;
-        let (tail_ops, tail_plan) = plan_record_rebuild(array, seg, &tail)?;
+        let (mut ops, mut plan) = plan_record_rebuild(array, seg, &head, spare)?;
+        let (tail_ops, tail_plan) = plan_record_rebuild(array, seg, &tail, spare)?;
         ops.extend(tail_ops);
         plan.pieces.extend(tail_plan.pieces);
         plan.op_count += tail_plan.op_count;
@@ -534,8 +539,8 @@ pub(crate) fn plan_record_rebuild(
         let read_from: Vec<(usize, usize, u64)> = match place {
             Some((d, off)) if !array.avoid_for_reads(slot as usize) => vec![(shard, d, off)],
             _ => {
-                // k other chunks, fast devices first.
-                readable_chunks(array, seg, loc, Some(shard))?
+                // k other chunks, fast devices first, and the spares.
+                readable_chunks(array, seg, loc, Some(shard), spare)?
             }
         };
         for &(_, d, off) in &read_from {
@@ -557,6 +562,20 @@ pub(crate) fn plan_record_rebuild(
 impl RecordRebuild {
     pub(crate) fn op_count(&self) -> usize {
         self.op_count
+    }
+
+    /// Whether the record can be finished from the reads completed so far (`outcomes`, per
+    /// op in op order: None in flight, else whether it succeeded): every piece has its own
+    /// chunk's read, or k good reads of other chunks, or nothing more to wait for.
+    pub(crate) fn ready(&self, k: usize, outcomes: &[Option<bool>]) -> bool {
+        let mut at = 0;
+        self.pieces.iter().all(|(_, _, _, _, _, sources)| {
+            let mine = outcomes.get(at..at + sources.len()).unwrap_or(&[]);
+            at += sources.len();
+            let good = mine.iter().filter(|o| **o == Some(true)).count();
+            let needed = if sources.len() == 1 { 1 } else { k };
+            good >= needed || mine.iter().all(Option::is_some)
+        })
     }
 
     /// The chunk bytes [`finish_record_rebuild_keeping`] will yield, as (shard, from, to):
@@ -583,30 +602,41 @@ pub(crate) fn finish_record_rebuild(
     plan: &RecordRebuild,
     completions: Vec<ectable_devices::IoCompletion>,
 ) -> Option<Vec<u8>> {
+    let completions = completions.into_iter().map(Some).collect();
     finish_record_rebuild_keeping(array, plan, completions, None)
 }
 
-/// [`finish_record_rebuild`], also handing the data chunks' bytes it read or decoded to
-/// `keep` (what [`RecordRebuild::yields`] names; nothing when a read failed).
+/// [`finish_record_rebuild`] from the reads completed so far (None for one still in flight:
+/// a spare the decode does not need), also handing the data chunks' bytes it read or
+/// decoded to `keep` (what [`RecordRebuild::yields`] names; nothing when a read failed).
 pub(crate) fn finish_record_rebuild_keeping(
     array: &Array,
     plan: &RecordRebuild,
-    completions: Vec<ectable_devices::IoCompletion>,
+    completions: Vec<Option<ectable_devices::IoCompletion>>,
     mut keep: Option<&mut Vec<ChunkBytes>>,
 ) -> Option<Vec<u8>> {
     let (w, k) = (array.w(), array.k());
-    observe_completions(array, &completions);
+    for c in completions.iter().flatten() {
+        array.observe_completion(c);
+    }
     let mut it = completions.into_iter();
     let mut out = Vec::new();
     for (shard, first, a, b, take, sources) in &plan.pieces {
         let span = b - a;
         let mut bufs: Vec<Option<Vec<u8>>> = vec![None; w];
         for &j in sources {
-            let c = it.next()?;
-            c.result.ok()?;
-            bufs[j] = Some(c.op.buf.to_vec());
+            match it.next()? {
+                Some(c) if c.result.is_ok() => bufs[j] = Some(c.op.buf.to_vec()),
+                // A piece read where it is needs that read; one decoded needs k of its
+                // reads (checked below).
+                _ if sources.len() == 1 => return None,
+                _ => {}
+            }
         }
         if bufs[*shard].is_none() {
+            if bufs.iter().filter(|b| b.is_some()).count() < k {
+                return None;
+            }
             bufs = reconstruct_rows(array, bufs, span)?;
         }
         let piece = bufs[*shard].as_ref()?;
@@ -644,7 +674,7 @@ pub(crate) fn plan_stripe_rows(
     seg: &SegmentInfo,
     loc: &RecordLoc,
 ) -> Option<(Vec<IoOp>, Vec<usize>)> {
-    let chunks = readable_chunks(array, seg, loc, None)?;
+    let chunks = readable_chunks(array, seg, loc, None, 0)?;
     let h = loc.height_bytes as usize;
     let ops = chunks
         .iter()
@@ -661,6 +691,7 @@ fn readable_chunks(
     seg: &SegmentInfo,
     loc: &RecordLoc,
     except: Option<usize>,
+    spare: usize,
 ) -> Option<Vec<(usize, usize, u64)>> {
     let mut avail: Vec<(bool, usize, usize, u64)> = (0..array.w())
         .filter(|&j| Some(j) != except)
@@ -674,10 +705,14 @@ fn readable_chunks(
         return None;
     }
     avail.sort_unstable_by_key(|o| (o.0, o.1));
+    // The spares come from devices reads do not go around (a read that waits for a slow
+    // device is no spare).
+    let fast = avail.iter().filter(|o| !o.0).count();
+    let take = array.k().max(fast.min(array.k() + spare));
     Some(
         avail
             .into_iter()
-            .take(array.k())
+            .take(take)
             .map(|(_, j, d, off)| (j, d, off))
             .collect(),
     )
