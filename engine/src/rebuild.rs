@@ -1082,31 +1082,47 @@ impl Shared {
                 }
             }
             let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
-            let mut flush = Vec::new();
+            // Per device written: (device, slot, chunks, chunk bytes, segment headers). A
+            // repair counts once its device's flush made it durable.
+            let mut written: Vec<(usize, u32, u64, u64, u64)> = Vec::new();
             for (i, (c, slot)) in
                 a.io.execute(ops.into_iter().map(|(_, o)| o).collect())
                     .into_iter()
                     .zip(slots)
                     .enumerate()
             {
-                match c.result {
-                    Ok(()) if i >= chunk_ops => {
-                        r.segment_headers_repaired += 1;
-                        if !flush.contains(&c.op.device_index) {
-                            flush.push(c.op.device_index);
-                        }
+                if let Err(e) = &c.result {
+                    a.observe(slot as usize, c.op.kind, c.latency, Some(e));
+                    continue;
+                }
+                let at = match written.iter().position(|w| w.0 == c.op.device_index) {
+                    Some(at) => at,
+                    None => {
+                        written.push((c.op.device_index, slot, 0, 0, 0));
+                        written.len() - 1
                     }
+                };
+                match i >= chunk_ops {
+                    true => written[at].4 += 1,
+                    false => {
+                        written[at].2 += 1;
+                        written[at].3 += c.op.buf.len() as u64;
+                    }
+                }
+            }
+            let flushes = written.iter().map(|w| IoOp::flush(w.0)).collect();
+            for (c, (_, slot, chunks, bytes, headers)) in
+                a.io.execute(flushes).into_iter().zip(written)
+            {
+                match c.result {
                     Ok(()) => {
-                        r.chunks_repaired += 1;
-                        r.progress.bytes_rebuilt += c.op.buf.len() as u64;
-                        if !flush.contains(&c.op.device_index) {
-                            flush.push(c.op.device_index);
-                        }
+                        r.chunks_repaired += chunks;
+                        r.progress.bytes_rebuilt += bytes;
+                        r.segment_headers_repaired += headers;
                     }
                     Err(e) => a.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
                 }
             }
-            let _ = a.io.execute(flush.into_iter().map(IoOp::flush).collect());
             r.progress.chunks_rebuilt = r.chunks_repaired;
             r.progress.segments_done += 1;
             limiter.account(bytes);

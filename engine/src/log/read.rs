@@ -302,8 +302,10 @@ impl Shared {
     }
 
     /// Rewrites the bad chunks of a stripe that was read degraded, in place, on devices that
-    /// are still writable. The rebuilt chunks are verified against the stripe's crc table
-    /// first, so a repair never writes bytes computed from bad inputs.
+    /// are still writable, and flushes them: a repair counts only once it is durable (a
+    /// rewrite a power loss undoes would leave the damage a scrub just called repaired).
+    /// The rebuilt chunks are verified against the stripe's crc table first, so a repair
+    /// never writes bytes computed from bad inputs.
     fn read_repair(
         &self,
         seg: &SegmentInfo,
@@ -338,10 +340,22 @@ impl Shared {
             ops.push(ectable_devices::IoOp::write(*d, *off, buf));
             slots.push(*slot);
         }
+        // (device, slot, chunks written) of each device a rewrite reached.
+        let mut written: Vec<(usize, u32, u64)> = Vec::new();
         for (c, slot) in array.io.execute(ops).into_iter().zip(slots) {
             match c.result {
+                Ok(()) => match written.iter_mut().find(|w| w.0 == c.op.device_index) {
+                    Some(w) => w.2 += 1,
+                    None => written.push((c.op.device_index, slot, 1)),
+                },
+                Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
+            }
+        }
+        let flushes = written.iter().map(|w| ectable_devices::IoOp::flush(w.0));
+        for (c, (_, slot, n)) in array.io.execute(flushes.collect()).into_iter().zip(written) {
+            match c.result {
                 Ok(()) => {
-                    self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+                    self.counters.read_repairs.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
             }
