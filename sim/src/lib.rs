@@ -169,6 +169,8 @@ pub struct Failure {
     pub what: String,
     /// The last steps before the failure.
     pub trace: Vec<String>,
+    /// The geometry, (k, m), when it is not the default RS(4,2): the replay needs it.
+    pub geometry: Option<(usize, usize)>,
 }
 
 impl std::fmt::Display for Failure {
@@ -182,10 +184,13 @@ impl std::fmt::Display for Failure {
         for t in &self.trace {
             writeln!(f, "  {t}")?;
         }
+        let geometry = self
+            .geometry
+            .map_or(String::new(), |(k, m)| format!(" --k {k} --m {m}"));
         write!(
             f,
-            "replay: ecsim --seed {} --steps {} --repeat 20 (the engine's timing varies \
-             between runs: a failure may need several)",
+            "replay: ecsim --seed {} --steps {}{geometry} --repeat 20 (the engine's timing \
+             varies between runs: a failure may need several)",
             self.seed,
             self.step + 1
         )
@@ -307,6 +312,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         step: sim.step,
         what,
         trace: sim.trace.iter().cloned().collect(),
+        geometry: Some((sim.cfg.data_shards, sim.cfg.parity_shards)).filter(|g| *g != (4, 2)),
     };
     if let Err(what) = sim.start() {
         return Err(fail(&sim, what));
