@@ -50,6 +50,11 @@ const LOOKUP_RETRIES: usize = 4;
 /// no longer sets its latency (docs/design.md, "Read queues").
 const HEDGE_SPARES: usize = 1;
 
+/// Reads a queue may hold in flight for a rebuild it starts to take its spare: a deeper
+/// queue keeps the devices busy, where a spare read costs throughput (measured at a queue
+/// depth of 32: 8 % fewer degraded point reads with it, docs/performance.md).
+const HEDGE_BELOW_DEPTH: usize = 8;
+
 /// Stripe windows of completed rebuilds kept for later reads (each at most k chunks).
 const KEPT_WINDOWS: usize = 8;
 
@@ -340,7 +345,13 @@ impl<'e, T> ReadQueue<'e, T> {
             s == at.0 && at.1 >= o && at.1 - o <= shared.array.chunk_size() as u32
         });
         self.last_read = Some(at);
-        match submit(shared, &seg, &loc, window, sequential) {
+        // A spare read only while the queue is shallow: at a full queue the devices are
+        // busy, and a fifth read per rebuilt value costs more throughput than it saves.
+        let spares = match self.len() < HEDGE_BELOW_DEPTH {
+            true => HEDGE_SPARES,
+            false => 0,
+        };
+        match submit(shared, &seg, &loc, window, sequential, spares) {
             Some(how) => {
                 let k = shared.array.k();
                 let covers = match &how {
@@ -729,6 +740,7 @@ fn submit(
     loc: &RecordLoc,
     window: u64,
     sequential: bool,
+    spares: usize,
 ) -> Option<How> {
     let array = &shared.array;
     if sequential && stripe_data_degraded(array, seg, loc) {
@@ -741,7 +753,7 @@ fn submit(
         reads.add(0, rops);
         return Some(How::Direct(reads.submit(array)));
     }
-    let (ops, plan) = plan_record_rebuild(array, seg, loc, HEDGE_SPARES)?;
+    let (ops, plan) = plan_record_rebuild(array, seg, loc, spares)?;
     Some(How::Rebuild(plan, array.io.submit(ops), window))
 }
 
