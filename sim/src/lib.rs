@@ -219,6 +219,23 @@ struct Damage {
     detected: bool,
 }
 
+impl Damage {
+    /// Whether it holds damage only a read finds: dropped, misplaced or unflushed writes,
+    /// flipped bits, bad sectors.
+    fn silent(&self) -> bool {
+        self.injections.iter().any(|c| {
+            matches!(
+                *c,
+                "lost writes"
+                    | "misdirected writes"
+                    | "bit flips"
+                    | "latent sector errors"
+                    | "failed flush"
+            )
+        })
+    }
+}
+
 struct Sim {
     cfg: Config,
     rng: SmallRng,
@@ -1667,6 +1684,16 @@ impl Sim {
             let slot = self.slot_of(name)?;
             let st = self.engine()?.status();
             match slot.map(|s| st.devices[s].state.as_str()) {
+                // Taken back in sync. Damage the engine cannot know of without reading it
+                // (writes the disk dropped or misplaced, flipped bits, bad sectors) is
+                // still there: a scrub repairs that, as an operator's would.
+                Some("ONLINE") if self.damage.get(name).is_some_and(|d| d.silent()) => {
+                    self.report.count("device given back").repaired += 1;
+                    if let Some(d) = self.damage.get_mut(name) {
+                        d.lost = false;
+                    }
+                    return self.repair(name);
+                }
                 Some("ONLINE") => {
                     self.report.count("device given back").repaired += 1;
                     return self.healed(name);
