@@ -558,6 +558,25 @@ impl Array {
         self.observe_one(slot, kind, latency, error);
     }
 
+    /// Flushes each of `devices` (device index, slot) and returns whether each flush
+    /// succeeded. A failed flush counts against its slot and fails it, as a failed write
+    /// does: what it should have made durable may be gone.
+    pub(crate) fn flush_devices(&self, devices: &[(usize, u32)]) -> Vec<bool> {
+        let ops = devices.iter().map(|&(d, _)| IoOp::flush(d)).collect();
+        self.io
+            .execute(ops)
+            .into_iter()
+            .zip(devices)
+            .map(|(c, &(_, slot))| match &c.result {
+                Ok(()) => true,
+                Err(e) => {
+                    self.observe(slot as usize, c.op.kind, c.latency, Some(e));
+                    false
+                }
+            })
+            .collect()
+    }
+
     /// [`Array::observe`] for a completion of a device still in a slot (a device swapped out
     /// meanwhile is not observed); returns that slot.
     pub fn observe_completion(&self, c: &ectable_devices::IoCompletion) -> Option<usize> {

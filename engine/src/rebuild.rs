@@ -1110,17 +1110,14 @@ impl Shared {
                     }
                 }
             }
-            let flushes = written.iter().map(|w| IoOp::flush(w.0)).collect();
-            for (c, (_, slot, chunks, bytes, headers)) in
-                a.io.execute(flushes).into_iter().zip(written)
+            let devices: Vec<(usize, u32)> = written.iter().map(|w| (w.0, w.1)).collect();
+            for (ok, (_, _, chunks, bytes, headers)) in
+                a.flush_devices(&devices).into_iter().zip(written)
             {
-                match c.result {
-                    Ok(()) => {
-                        r.chunks_repaired += chunks;
-                        r.progress.bytes_rebuilt += bytes;
-                        r.segment_headers_repaired += headers;
-                    }
-                    Err(e) => a.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
+                if ok {
+                    r.chunks_repaired += chunks;
+                    r.progress.bytes_rebuilt += bytes;
+                    r.segment_headers_repaired += headers;
                 }
             }
             r.progress.chunks_rebuilt = r.chunks_repaired;

@@ -351,13 +351,10 @@ impl Shared {
                 Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
             }
         }
-        let flushes = written.iter().map(|w| ectable_devices::IoOp::flush(w.0));
-        for (c, (_, slot, n)) in array.io.execute(flushes.collect()).into_iter().zip(written) {
-            match c.result {
-                Ok(()) => {
-                    self.counters.read_repairs.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => array.observe(slot as usize, c.op.kind, c.latency, Some(&e)),
+        let devices: Vec<(usize, u32)> = written.iter().map(|w| (w.0, w.1)).collect();
+        for (ok, (_, _, n)) in array.flush_devices(&devices).into_iter().zip(written) {
+            if ok {
+                self.counters.read_repairs.fetch_add(n, Ordering::Relaxed);
             }
         }
     }

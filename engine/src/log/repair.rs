@@ -165,7 +165,7 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
     }
     let count = ops.len();
     let slots: Vec<u32> = ops.iter().map(|(s, _)| *s).collect();
-    let mut flush: Vec<(u32, usize)> = Vec::new();
+    let mut flush: Vec<(usize, u32)> = Vec::new();
     for (c, slot) in array
         .io
         .execute(ops.into_iter().map(|(_, op)| op).collect())
@@ -173,8 +173,8 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
         .zip(slots)
     {
         match c.result {
-            Ok(()) if !flush.iter().any(|(_, d)| *d == c.op.device_index) => {
-                flush.push((slot, c.op.device_index))
+            Ok(()) if !flush.iter().any(|(d, _)| *d == c.op.device_index) => {
+                flush.push((c.op.device_index, slot))
             }
             Ok(()) => {}
             Err(e) => {
@@ -185,20 +185,7 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
             }
         }
     }
-    let flush_slots: Vec<u32> = flush.iter().map(|(s, _)| *s).collect();
-    for (c, slot) in array
-        .io
-        .execute(flush.into_iter().map(|(_, d)| IoOp::flush(d)).collect())
-        .into_iter()
-        .zip(flush_slots)
-    {
-        if let Err(e) = c.result {
-            array.counters[slot as usize]
-                .write_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            array.mark_failed(slot as usize, &e.to_string());
-        }
-    }
+    array.flush_devices(&flush);
     tracing::info!(
         "recovery: rewrote {count} missing chunk(s) and segment header(s) of the log, or \
          stray chunk header(s) zeroed"
