@@ -191,7 +191,30 @@ fn read_segment_headers(
             members: h.members,
         });
     }
+    drop_leftovers(&mut segments);
     (segments, first_lsn, strays)
+}
+
+/// Drops every segment that names a device segment a newer segment names too. A place is
+/// given to a new segment only after the segment that held it was freed or discarded (its
+/// headers zeroed first), so the older one is a leftover: a header copy whose zeroing a
+/// device dropped, or one of an old image put back. Walking it would stop the log where
+/// the newer segment's stripes are (docs/fault-model.md, "a stale segment header").
+fn drop_leftovers(segments: &mut BTreeMap<u64, SegmentInfo>) {
+    let mut owner: std::collections::HashMap<(u32, u32), u64> = Default::default();
+    let mut leftovers = Vec::new();
+    for (id, seg) in segments.iter().rev() {
+        match seg.members.iter().find_map(|p| owner.get(p)) {
+            Some(newer) => leftovers.push((*id, *newer)),
+            None => owner.extend(seg.members.iter().map(|p| (*p, *id))),
+        }
+    }
+    for (id, newer) in leftovers {
+        tracing::warn!(
+            "segment {id}: a leftover header (segment {newer} uses its places now); left out"
+        );
+        segments.remove(&id);
+    }
 }
 
 /// Points the index at a replayed record of the stripe `header` describes (a put or a moved
