@@ -1162,8 +1162,16 @@ impl Array {
                 }
                 continue;
             }
-            for (copy, bytes) in c.op.buf.chunks(SUPERBLOCK_SIZE_BYTES).enumerate() {
-                let why = match Superblock::decode(bytes) {
+            let copies: Vec<_> =
+                c.op.buf
+                    .chunks(SUPERBLOCK_SIZE_BYTES)
+                    .map(Superblock::decode)
+                    .collect();
+            for (copy, decoded) in copies.iter().enumerate() {
+                if self.read_only && interrupted_update(&copies, copy, epoch) {
+                    continue;
+                }
+                let why = match decoded {
                     Err(e) => format!("not a superblock ({e})"),
                     Ok(sb) if sb.array_uuid != self.sb.array_uuid => "another array's".into(),
                     Ok(sb) if sb.device_slot as usize != entry => {
@@ -1186,6 +1194,30 @@ impl Array {
         }
         bad
     }
+}
+
+/// Whether copy `copy` of one device's superblock `copies` is what an unfinished superblock
+/// write leaves: the writer writes and flushes copy 0 on every device before copy 1, so a
+/// writer caught in between, still at work beside a read-only engine or stopped there by a
+/// crash or a failed device, leaves copy 1 exactly one epoch behind a copy 0 at (or past)
+/// the array's `epoch`. Not damage: the next writable open rewrites both copies. A
+/// read-only engine cannot tell it from a lost write of copy 1; a writable scrub, whose
+/// own superblock write came just before, reports that.
+fn interrupted_update(
+    copies: &[std::result::Result<Superblock, DecodeError>],
+    copy: usize,
+    epoch: u64,
+) -> bool {
+    let (Some(Ok(first)), Some(Ok(this))) = (copies.first(), copies.get(copy)) else {
+        return false;
+    };
+    copy == 1
+        && first.epoch >= epoch
+        && this.epoch + 1 == first.epoch
+        && this.array_uuid == first.array_uuid
+        && this.device_uuid == first.device_uuid
+        && this.device_slot == first.device_slot
+        && this.copy_index == 1
 }
 
 /// One superblock copy of a member (or hot spare) that does not hold what the array last
