@@ -69,11 +69,13 @@ fn flusher_panic_fails_waiting_writers_and_readers() {
     let engine = Arc::new(engine);
     engine.panic_worker_for_test(Worker::Flusher);
     // A writer that waits for durability: the flusher panics when it takes this stripe.
+    // The value is over half a stripe, so it takes a stripe, not the sync journal (which a
+    // lone syncing caller may write itself, without the flusher).
     let writer = {
         let e = engine.clone();
         std::thread::spawn(move || {
             let t0 = Instant::now();
-            let r = e.put_sync("t", b"after", b"never acknowledged");
+            let r = e.put_sync("t", b"after", &[7u8; 40 << 10]);
             (r, t0.elapsed())
         })
     };

@@ -24,6 +24,8 @@ pub struct EngineCounters {
     pub records_continued: AtomicU64,
     /// Sync journal entries written (each to m + 1 members).
     pub journal_entries_written: AtomicU64,
+    /// The part of `journal_entries_written` a syncing caller wrote from its own thread.
+    pub journal_entries_by_caller: AtomicU64,
     pub chunk_bytes_written: AtomicU64,
     pub payload_bytes_written: AtomicU64,
     /// The part of `payload_bytes_written` that index checkpoints wrote.
@@ -56,6 +58,10 @@ pub(crate) struct Shared {
     /// Chunk-size buffers handed back by completed writes, reused by the encoder so the hot
     /// path neither allocates nor zeroes whole chunks.
     pub chunk_pool: Mutex<Vec<AlignedBuf>>,
+    /// The sync journal's ring (log/journal.rs): written by the flusher, or by a syncing
+    /// caller itself when the flusher is idle. `WriterState::journal_busy` keeps it to one
+    /// entry in flight; lock order: writer state, then this.
+    pub journal_ring: Mutex<crate::log::journal::JournalRing>,
     /// Readers hold it shared from the index lookup to the end of their device reads; freeing
     /// segments holds it exclusively, so no read ever lands in a segment reused meanwhile.
     pub free_gate: RwLock<()>,

@@ -219,6 +219,9 @@ pub struct Status {
     /// Sync journal entries written since open (each acknowledged a sync on m + 1 members
     /// instead of a short stripe on all w).
     pub journal_entries_written: u64,
+    /// The part of `journal_entries_written` a syncing caller wrote itself, from its own
+    /// thread, because the flusher was idle (docs/design.md, "Small synced writes").
+    pub journal_entries_by_caller: u64,
     /// Chunk bytes written since open, parity and headers included.
     pub chunk_bytes_written: u64,
     /// Payload bytes (records, as padded in their stripes) written since open.
@@ -463,6 +466,7 @@ impl Engine {
             short_stripes_written: c.short_stripes_written.load(Ordering::Relaxed),
             records_continued: c.records_continued.load(Ordering::Relaxed),
             journal_entries_written: c.journal_entries_written.load(Ordering::Relaxed),
+            journal_entries_by_caller: c.journal_entries_by_caller.load(Ordering::Relaxed),
             chunk_bytes_written: c.chunk_bytes_written.load(Ordering::Relaxed),
             payload_bytes_written: c.payload_bytes_written.load(Ordering::Relaxed),
             checkpoint_bytes_written: c.checkpoint_bytes_written.load(Ordering::Relaxed),

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::placement::Spot;
 use crate::format::*;
 use crate::index::{Place, RecordLoc};
-use crate::log::journal::{JournalJob, JournalRing};
+use crate::log::journal::JournalJob;
 use crate::log::state::{OpenStripe, Placement, SealedStripe};
 use crate::log::stripe::chunk_place;
 use crate::shared::{Shared, Worker};
@@ -27,7 +27,6 @@ impl Shared {
         let mut inflight: Option<InFlight> = None;
         let mut unflushed = Unflushed::default();
         let journal_enabled = self.journal_enabled();
-        let mut ring = JournalRing::new();
         loop {
             // 1. Take the next batch of sealed stripes, if any is ready.
             let mut next: Option<(Vec<SealedStripe>, u64)> = None;
@@ -36,6 +35,7 @@ impl Shared {
             {
                 let mut st = self.lock_state();
                 loop {
+                    st.stripes_in_flight = inflight.is_some();
                     if st.error.is_some() {
                         exit = true;
                         break;
@@ -52,12 +52,18 @@ impl Shared {
                     } else {
                         st.sync_wanted_lsn > st.acked_lsn()
                     };
-                    if st.sealed.is_empty() && open_has_records && wanted && inflight.is_none() {
+                    if st.sealed.is_empty()
+                        && open_has_records
+                        && wanted
+                        && inflight.is_none()
+                        && !st.journal_busy
+                    {
                         // Group commit: acknowledge a sync only when nothing is in flight, so
                         // that writers arriving meanwhile share the next entry or stripe.
                         if !stripes_only {
-                            journal = self.journal_job(&st, &mut ring);
+                            journal = self.journal_job(&st, &mut self.journal_ring.locked());
                             if journal.is_some() {
+                                st.journal_busy = true;
                                 self.test_panic_point(Worker::Flusher);
                                 break;
                             }
@@ -82,13 +88,14 @@ impl Shared {
                     }
                     st = self.work_cv.waited(st);
                 }
+                st.stripes_in_flight |= next.is_some();
                 if !st.sealed.is_empty() || next.is_some() {
                     // Space in the sealed queue: wake writers held by backpressure.
                     self.durable_cv.notify_all();
                 }
             }
             if let Some(job) = journal {
-                self.journal_write(job, &mut ring);
+                self.journal_write(job, false);
                 continue;
             }
             if exit {

@@ -17,6 +17,7 @@ use crate::format::log_record;
 use crate::format::FORMAT_VERSION_JOURNAL;
 use crate::log::state::WriterState;
 use crate::shared::Shared;
+use crate::sync::MutexExt;
 use ectable_devices::{AlignedBuf, IoOp};
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -156,10 +157,50 @@ impl Shared {
         })
     }
 
-    /// Writes the entry to its members, durable there when the writes complete. On success the records are
-    /// acknowledged (`journal_lsn`); otherwise the ring refuses these LSNs and the sync
-    /// takes a short stripe.
-    pub(crate) fn journal_write(&self, job: JournalJob, ring: &mut JournalRing) {
+    /// The entry a syncing caller writes itself, from its own thread, when the flusher is
+    /// idle: no stripe write in flight, nothing sealed, no other entry being written, and
+    /// nothing that needs stripes (a checkpoint's pause, close, records an open replayed).
+    /// This saves the hand-off to the flusher thread and back, the larger part of what a
+    /// lone synced writer waits for beyond its durable writes (docs/performance.md,
+    /// "Synced puts"). Writers that arrive meanwhile wait, and the flusher takes them as
+    /// one group when the entry is done. The caller must pass the job to
+    /// [`Shared::journal_write`] (which clears `journal_busy`).
+    pub(crate) fn journal_job_for_caller(&self, st: &mut WriterState) -> Option<JournalJob> {
+        if !self.journal_enabled()
+            || st.journal_busy
+            || st.stripes_in_flight
+            || !st.sealed.is_empty()
+            || st.paused
+            || st.closing
+            || st.flusher_done
+            || st.error.is_some()
+            || st.force_stripes_lsn > st.durable_lsn
+            || self.check_alive().is_err()
+        {
+            return None;
+        }
+        let job = self.journal_job(st, &mut self.journal_ring.locked())?;
+        st.journal_busy = true;
+        Some(job)
+    }
+
+    /// Writes the entry to its members, durable there when the writes complete. On success
+    /// the records are acknowledged (`journal_lsn`); otherwise the ring refuses these LSNs
+    /// and the sync takes a short stripe. Clears `journal_busy` (also if it unwinds) and
+    /// wakes the flusher, which may have writers waiting for the next entry.
+    pub(crate) fn journal_write(&self, job: JournalJob, by_caller: bool) {
+        /// Clears `journal_busy` however the write ends: left set, no sync would ever be
+        /// acknowledged again.
+        struct Busy<'a>(&'a Shared);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                let mut st = self.0.lock_state();
+                st.journal_busy = false;
+                self.0.work_cv.notify_all();
+                self.0.durable_cv.notify_all();
+            }
+        }
+        let busy = Busy(self);
         let array = &self.array;
         let buf = job.entry;
         let offset = JOURNAL_START_BYTES + job.place.start as u64;
@@ -178,23 +219,41 @@ impl Shared {
                 durable += 1;
             }
         }
-        // Ring space is spoken for even if the write failed: a partial entry lies there.
-        ring.entries.push_back((job.place.clone(), job.last_lsn));
-        ring.cursor = job.place.end;
-        let mut st = self.lock_state();
-        if durable >= job.slots.len() {
+        let all = durable >= job.slots.len();
+        {
+            let mut ring = self.journal_ring.locked();
+            // Ring space is spoken for even if the write failed: a partial entry lies there.
+            ring.entries.push_back((job.place.clone(), job.last_lsn));
+            ring.cursor = job.place.end;
+            if !all {
+                ring.refused_through = job.last_lsn;
+            }
+        }
+        if all {
             self.counters
                 .journal_entries_written
                 .fetch_add(1, Ordering::Relaxed);
-            st.journal_lsn = st.journal_lsn.max(job.last_lsn);
-            self.durable_cv.notify_all();
+            if by_caller {
+                self.counters
+                    .journal_entries_by_caller
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         } else {
             tracing::warn!(
                 "sync journal entry reached {durable} of {} members: the sync takes a stripe",
                 job.slots.len()
             );
-            ring.refused_through = job.last_lsn;
         }
+        let mut st = self.lock_state();
+        if all {
+            st.journal_lsn = st.journal_lsn.max(job.last_lsn);
+        }
+        st.journal_busy = false;
+        drop(st);
+        // Done by hand above, in the same lock as the acknowledgement.
+        std::mem::forget(busy);
+        self.work_cv.notify_all();
+        self.durable_cv.notify_all();
     }
 }
 

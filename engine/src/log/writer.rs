@@ -861,6 +861,11 @@ impl Shared {
             return Ok(st.acked_lsn());
         }
         st.sync_wanted_lsn = st.sync_wanted_lsn.max(lsn);
+        if let Some(job) = self.journal_job_for_caller(&mut st) {
+            drop(st);
+            self.journal_write(job, true);
+            st = self.lock_state();
+        }
         self.work_cv.notify_all();
         let st = self.wait_for(st, |st| st.acked_lsn() >= lsn)?;
         Ok(st.acked_lsn())

@@ -237,6 +237,11 @@ impl Collector for Snapshot {
             st.journal_entries_written,
         )?;
         o.counter(
+            "journal_entries_by_caller",
+            "sync journal entries a syncing caller wrote from its own thread",
+            st.journal_entries_by_caller,
+        )?;
+        o.counter(
             "chunk_bytes_written",
             "chunk bytes written, parity and headers included",
             st.chunk_bytes_written,
