@@ -8,7 +8,7 @@ use crate::format::placement::Spot;
 use crate::format::*;
 use crate::index::{Place, RecordLoc};
 use crate::log::journal::JournalJob;
-use crate::log::state::{OpenStripe, Placement, SealedStripe};
+use crate::log::state::{OpenStripe, Placement, SealedStripe, WriterState};
 use crate::log::stripe::chunk_place;
 use crate::shared::{Shared, Worker};
 use crate::sync::{CondvarExt, MutexExt, RwLockExt};
@@ -35,23 +35,12 @@ impl Shared {
             {
                 let mut st = self.lock_state();
                 loop {
-                    st.stripes_in_flight = inflight.is_some();
                     if st.error.is_some() {
                         exit = true;
                         break;
                     }
                     let open_has_records = st.open.as_ref().is_some_and(|o| o.has_content());
-                    // A checkpoint (paused) and close need everything in stripes; a writer
-                    // waiting for durability only needs its records acknowledged.
-                    let stripes_only = st.paused
-                        || st.closing
-                        || !journal_enabled
-                        || st.force_stripes_lsn > st.durable_lsn;
-                    let wanted = if stripes_only {
-                        st.sync_wanted_lsn > st.durable_lsn || st.closing
-                    } else {
-                        st.sync_wanted_lsn > st.acked_lsn()
-                    };
+                    let (stripes_only, wanted) = Self::sync_wanted(&st, journal_enabled);
                     if st.sealed.is_empty()
                         && open_has_records
                         && wanted
@@ -88,7 +77,6 @@ impl Shared {
                     }
                     st = self.work_cv.waited(st);
                 }
-                st.stripes_in_flight |= next.is_some();
                 if !st.sealed.is_empty() || next.is_some() {
                     // Space in the sealed queue: wake writers held by backpressure.
                     self.durable_cv.notify_all();
@@ -147,6 +135,20 @@ impl Shared {
                 self.latch(&e);
             }
         }
+    }
+
+    /// Whether only stripes can acknowledge what is waited for now, and whether something
+    /// is waited for: a checkpoint (paused) and close need everything in stripes; a writer
+    /// waiting for durability only needs its records acknowledged.
+    pub(crate) fn sync_wanted(st: &WriterState, journal_enabled: bool) -> (bool, bool) {
+        let stripes_only =
+            st.paused || st.closing || !journal_enabled || st.force_stripes_lsn > st.durable_lsn;
+        let wanted = if stripes_only {
+            st.sync_wanted_lsn > st.durable_lsn || st.closing
+        } else {
+            st.sync_wanted_lsn > st.acked_lsn()
+        };
+        (stripes_only, wanted)
     }
 
     fn latch(&self, e: &Error) {

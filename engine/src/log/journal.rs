@@ -157,19 +157,20 @@ impl Shared {
         })
     }
 
-    /// The entry a syncing caller writes itself, from its own thread, when the flusher is
-    /// idle: no stripe write in flight, nothing sealed, no other entry being written, and
-    /// nothing that needs stripes (a checkpoint's pause, close, records an open replayed).
-    /// This saves the hand-off to the flusher thread and back, the larger part of what a
-    /// lone synced writer waits for beyond its durable writes (docs/performance.md,
-    /// "Synced puts"). Writers that arrive meanwhile wait, and the flusher takes them as
-    /// one group when the entry is done. The caller must pass the job to
-    /// [`Shared::journal_write`] (which clears `journal_busy`).
+    /// The entry a syncing caller writes itself, from its own thread, when no other writer
+    /// waits (the caller checks that), no other entry is being written, and nothing needs
+    /// stripes (a checkpoint's pause, close, records an open replayed). Stripe writes may
+    /// be in flight: the entry holds only records of the open stripe, and everything before
+    /// it is already acknowledged ([`Shared::journal_job`] checks that), so the stripes and
+    /// the entry do not depend on each other. This saves the hand-off to the flusher
+    /// thread and back, and the wait behind a stripe write and flush that every stripe's
+    /// worth of synced puts used to pay once (docs/performance.md, "Synced puts"). Writers
+    /// that arrive meanwhile wait, and the flusher takes them as one group when the entry
+    /// is done. The caller must pass the job to [`Shared::journal_write`] (which clears
+    /// `journal_busy`).
     pub(crate) fn journal_job_for_caller(&self, st: &mut WriterState) -> Option<JournalJob> {
         if !self.journal_enabled()
             || st.journal_busy
-            || st.stripes_in_flight
-            || !st.sealed.is_empty()
             || st.paused
             || st.closing
             || st.flusher_done
@@ -249,10 +250,17 @@ impl Shared {
             st.journal_lsn = st.journal_lsn.max(job.last_lsn);
         }
         st.journal_busy = false;
+        // After a caller's entry the flusher has work only if something is still waited for
+        // (writers it left to the flusher, a checkpoint or close that needs stripes) or
+        // stripes wait for their flush (which frees the ring).
+        let wake_flusher =
+            !by_caller || Self::sync_wanted(&st, true).1 || !st.unflushed_segments.is_empty();
         drop(st);
         // Done by hand above, in the same lock as the acknowledgement.
         std::mem::forget(busy);
-        self.work_cv.notify_all();
+        if wake_flusher {
+            self.work_cv.notify_all();
+        }
         self.durable_cv.notify_all();
     }
 }

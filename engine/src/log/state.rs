@@ -179,9 +179,6 @@ pub(crate) struct WriterState {
     /// A sync journal entry is being written (by the flusher or by a syncing caller): no
     /// other is started until it is done, and no short stripe is sealed for a sync.
     pub(in crate::log) journal_busy: bool,
-    /// The flusher has stripe writes in flight or not yet flushed for a waiting sync: a
-    /// syncing caller leaves the journal entry to it (group commit).
-    pub(in crate::log) stripes_in_flight: bool,
     pub(in crate::log) error: Option<String>,
     pub(in crate::log) closing: bool,
     pub(in crate::log) flusher_done: bool,
@@ -245,7 +242,6 @@ impl WriterState {
             journal_replay,
             sync_wanted_lsn: 0,
             journal_busy: false,
-            stripes_in_flight: false,
             error: None,
             closing: false,
             flusher_done: read_only,

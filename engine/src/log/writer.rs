@@ -860,11 +860,19 @@ impl Shared {
         if st.acked_lsn() >= lsn {
             return Ok(st.acked_lsn());
         }
+        // Other writers already wait: the flusher takes them all as one group.
+        let alone = st.sync_wanted_lsn <= st.acked_lsn();
         st.sync_wanted_lsn = st.sync_wanted_lsn.max(lsn);
-        if let Some(job) = self.journal_job_for_caller(&mut st) {
+        if let Some(job) = alone
+            .then(|| self.journal_job_for_caller(&mut st))
+            .flatten()
+        {
             drop(st);
             self.journal_write(job, true);
             st = self.lock_state();
+            if st.acked_lsn() >= lsn {
+                return Ok(st.acked_lsn());
+            }
         }
         self.work_cv.notify_all();
         let st = self.wait_for(st, |st| st.acked_lsn() >= lsn)?;

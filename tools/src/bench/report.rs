@@ -255,6 +255,8 @@ impl Report<'_> {
             "raw": raw, "ratios": self.ratios(),
             "stripes_written": st.stripes_written,
             "short_stripes_written": st.short_stripes_written,
+            "journal_entries_written": st.journal_entries_written,
+            "journal_entries_by_caller": st.journal_entries_by_caller,
             "records_continued": st.records_continued,
             "chunk_bytes_written": st.chunk_bytes_written,
             "payload_bytes_written": st.payload_bytes_written,
@@ -377,6 +379,13 @@ impl Report<'_> {
             s,
             "  stripes written={sw} (short={ss}), chunk bytes={cb}, payload bytes={pb}"
         );
+        if st.journal_entries_written > 0 {
+            let _ = writeln!(
+                s,
+                "  sync journal entries={} (written by the syncing caller: {})",
+                st.journal_entries_written, st.journal_entries_by_caller
+            );
+        }
         let _ = writeln!(
             s,
             "  write amplification={wa:.3}, degraded reads={}, degraded writes={}",
