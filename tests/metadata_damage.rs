@@ -627,3 +627,61 @@ fn a_read_only_scrub_beside_a_writer_still_reports_real_damage() {
     assert_eq!(r.bad_chunks_per_slot.iter().sum::<u64>(), 1, "{r:?}");
     drop(writer);
 }
+
+/// A leftover segment header: a device segment a newer segment took over still holds, on one
+/// member, the header of the segment the cleaner freed there before (that member dropped both
+/// the zeroing of the old header and the new segment's header write, or an old image of that
+/// block came back). Made here by hand: every row overwritten and cleaned until places are
+/// reused, then the old header block put back on member 0 at one reused place. Oracle: the
+/// open succeeds and every row reads its newest value. Here a checkpoint covers the freed
+/// segment, so the open never walks it; the case without one (a segment discarded at an
+/// open and its places reused in the same session, where the open stopped with DataLost
+/// before `drop_leftovers`) is the simulator's seed 2110402 in sim/tests/seeds.rs.
+#[test]
+fn a_leftover_header_of_a_cleaned_segment_where_a_newer_segment_lives_is_harmless() {
+    let (mems, faulty) = loaded();
+    let before = mems[0].peek(0, DEV_BYTES as usize);
+    let newest = |i: u64| value_for(i ^ (6 << 20), 47, 200 + (i as usize * 53) % 5000);
+    let e = open(&faulty);
+    for round in 1..=6u64 {
+        for i in 0..ROWS {
+            let v = value_for(i ^ (round << 20), 47, 200 + (i as usize * 53) % 5000);
+            e.put("t", &i.to_le_bytes(), &v).unwrap();
+        }
+        e.sync().unwrap();
+        e.clean(16).unwrap();
+    }
+    e.close().unwrap();
+    let seg = e_segment_bytes(&mems[0]);
+    let mut reused = None;
+    let mut off = DATA_START_BYTES;
+    while off + seg <= DEV_BYTES {
+        let o = off as usize;
+        let old = SegmentHeader::decode(&before[o..o + 4096]);
+        let now = SegmentHeader::decode(&mems[0].peek(off, 4096));
+        if let (Ok(old), Ok(now)) = (old, now) {
+            if now.segment_id > old.segment_id {
+                reused = Some((off, old.segment_id, now.segment_id));
+                break;
+            }
+        }
+        off += seg;
+    }
+    let (off, old_id, new_id) = reused.expect("no device segment of member 0 was reused");
+    let o = off as usize;
+    mems[0].poke(off, &before[o..o + 4096]);
+    let e = open(&faulty);
+    for i in 0..ROWS {
+        assert_eq!(
+            e.get("t", &i.to_le_bytes()).unwrap(),
+            Some(newest(i)),
+            "row {i} (segment {old_id}'s header put back where segment {new_id} lives)"
+        );
+    }
+}
+
+/// The device segment size of the array on `mem`, from its superblock.
+fn e_segment_bytes(mem: &MemDevice) -> u64 {
+    let sb = Superblock::decode(&mem.peek(0, SUPERBLOCK_SIZE_BYTES)).unwrap();
+    sb.segment_size_bytes as u64
+}
