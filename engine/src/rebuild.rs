@@ -325,7 +325,7 @@ impl Shared {
         self.ensure_writing_started()?;
         // Make every record appended so far durable first: stripes encoded before the swap
         // leave this slot out, and rebuild must see them on the devices.
-        self.sync_all()?;
+        self.sync_stripes()?;
         // Clear the new device's first megabyte (health block, stale superblocks).
         let zero = AlignedBuf::new(DATA_START_BYTES as usize);
         for c in a.io.execute(vec![IoOp::write(new_device_index, 0, zero)]) {
@@ -522,7 +522,7 @@ impl Shared {
         if resync {
             tracing::info!(slot, device = %a.slot_name(slot), from_segment = next_id, "resyncing a stale member");
         }
-        self.sync_all()?;
+        self.sync_stripes()?;
         let live = self.live_stripes();
         let frontier = self.write_frontier();
         let segs: Vec<Arc<SegmentInfo>> = self
@@ -926,7 +926,7 @@ impl Shared {
             // A writable scrub starts the session first: what an interrupted writer left
             // unwritten at the end of the log is repaired then, and is no finding.
             self.ensure_writing_started()?;
-            self.sync_all()?;
+            self.sync_stripes()?;
         }
         let mut r = ScrubReport {
             bad_chunks_per_slot: vec![0; a.n()],

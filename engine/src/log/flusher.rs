@@ -68,7 +68,10 @@ impl Shared {
                     // Stripes holding journaled records are flushed at once: that frees the
                     // journal's ring.
                     let journaled = st.journal_lsn > st.durable_lsn;
-                    if inflight.is_some() || ((wanted || journaled) && !unflushed.is_empty()) {
+                    let flush_wanted = st.flush_wanted_seq > st.flushed_seq;
+                    if inflight.is_some()
+                        || ((wanted || journaled || flush_wanted) && !unflushed.is_empty())
+                    {
                         break;
                     }
                     if st.closing {
@@ -125,6 +128,7 @@ impl Shared {
                     let st = self.lock_state();
                     st.sync_wanted_lsn > st.durable_lsn
                         || st.journal_lsn > st.durable_lsn
+                        || st.flush_wanted_seq > st.flushed_seq
                         || (st.closing && st.sealed.is_empty() && inflight.is_none())
                 };
                 if must || unflushed.bytes >= FLUSH_EVERY_BYTES {
@@ -196,6 +200,7 @@ impl Shared {
                 });
             }
             unflushed.stripes.push((o.segment.id, o.offset, slots));
+            unflushed.last_seq = unflushed.last_seq.max(o.seq);
             // A record that continues is written only with the next stripe.
             let written_lsn = o.last_lsn - u64::from(prev.stripes[si].continues);
             unflushed.last_lsn = unflushed.last_lsn.max(written_lsn);
@@ -321,6 +326,7 @@ impl Shared {
             }
         }
         let last = unflushed.last_lsn;
+        let last_seq = unflushed.last_seq;
         let flushed = std::mem::take(&mut unflushed.stripes);
         *unflushed = Unflushed::default();
         let mut st = self.lock_state();
@@ -336,6 +342,7 @@ impl Shared {
         }
         self.refresh_sync_floor(&st);
         st.durable_lsn = st.durable_lsn.max(last);
+        st.flushed_seq = st.flushed_seq.max(last_seq);
         self.durable_cv.notify_all();
         Ok(())
     }
@@ -540,6 +547,8 @@ struct Unflushed {
     devices: Vec<usize>,
     bytes: u64,
     last_lsn: u64,
+    /// The highest stripe sequence number among `stripes`.
+    last_seq: u64,
 }
 
 impl Unflushed {

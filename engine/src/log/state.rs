@@ -179,6 +179,12 @@ pub(crate) struct WriterState {
     /// A sync journal entry is being written (by the flusher or by a syncing caller): no
     /// other is started until it is done, and no short stripe is sealed for a sync.
     pub(in crate::log) journal_busy: bool,
+    /// Every stripe sealed with a sequence number up to this one is written and flushed
+    /// (stripes are sealed, written and flushed in order).
+    pub(in crate::log) flushed_seq: u64,
+    /// A caller waits for the stripes up to this sequence number to be flushed
+    /// ([`crate::shared::Shared::sync_stripes`]).
+    pub(in crate::log) flush_wanted_seq: u64,
     pub(in crate::log) error: Option<String>,
     pub(in crate::log) closing: bool,
     pub(in crate::log) flusher_done: bool,
@@ -242,6 +248,8 @@ impl WriterState {
             journal_replay,
             sync_wanted_lsn: 0,
             journal_busy: false,
+            flushed_seq: 0,
+            flush_wanted_seq: 0,
             error: None,
             closing: false,
             flusher_done: read_only,

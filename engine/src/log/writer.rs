@@ -854,6 +854,33 @@ impl Shared {
         self.wait_durable(lsn)
     }
 
+    /// [`Shared::sync_all`], and then waits until every stripe sealed so far is written and
+    /// flushed. Scrub, rebuild and resync read the log up to the writer's cursor, which
+    /// stripes sealed but not yet written already lie behind, so they need this: a sync
+    /// alone does not promise it (a lone syncing caller is acknowledged through the journal
+    /// while the stripe it sealed may still be in flight). Bounded: only the stripes sealed
+    /// before the call are waited for, however fast writers seal new ones.
+    pub(crate) fn sync_stripes(&self) -> Result<u64> {
+        let acked = self.sync_all()?;
+        if self.array.read_only {
+            return Ok(acked);
+        }
+        let mut st = self.lock_state();
+        // Stripes are sealed in the order of their sequence numbers: every one before the
+        // open stripe is sealed.
+        let target = match &st.open {
+            Some(o) => o.seq - 1,
+            None => st.next_stripe_seq,
+        };
+        if st.flushed_seq >= target {
+            return Ok(st.acked_lsn());
+        }
+        st.flush_wanted_seq = st.flush_wanted_seq.max(target);
+        self.work_cv.notify_all();
+        let st = self.wait_for(st, |st| st.flushed_seq >= target)?;
+        Ok(st.acked_lsn())
+    }
+
     /// Waits until every record up to `lsn` is durable.
     pub(crate) fn wait_durable(&self, lsn: u64) -> Result<u64> {
         let mut st = self.lock_state();
