@@ -17,6 +17,12 @@ use std::sync::Arc;
 const N: usize = 6;
 const K: usize = 4;
 const M: usize = 2;
+/// The power-cut modes every crash test here runs through.
+const CRASH_MODES: [CrashMode; 3] = [
+    CrashMode::DropAll,
+    CrashMode::RandomSubset,
+    CrashMode::TornLast,
+];
 
 fn new_array(journal: bool) -> Vec<Arc<MemDevice>> {
     let mems = memory_devices(N, 16 << 20);
@@ -88,14 +94,7 @@ fn assert_all_there(e: &Engine, seed: u64, puts: usize, ctx: &str) {
 
 #[test]
 fn journaled_puts_survive_a_power_cut_that_loses_their_stripes() {
-    for (s, mode) in [
-        CrashMode::DropAll,
-        CrashMode::RandomSubset,
-        CrashMode::TornLast,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (s, mode) in CRASH_MODES.into_iter().enumerate() {
         let seed = 100 + s as u64;
         let mems = journaled_then_power_cut(mode, seed, 40);
         let faulty = wrap(&mems, seed + 1);
@@ -149,14 +148,7 @@ fn journaled_puts_survive_a_power_cut_and_the_loss_of_any_m_members() {
 #[test]
 fn synced_puts_that_seal_stripes_are_journaled_beside_the_stripe_writes_and_survive() {
     const PUTS: usize = 100;
-    for (s, mode) in [
-        CrashMode::DropAll,
-        CrashMode::RandomSubset,
-        CrashMode::TornLast,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (s, mode) in CRASH_MODES.into_iter().enumerate() {
         let seed = 700 + s as u64;
         let mems = new_array(true);
         let faulty = tracked(&mems, seed);
