@@ -226,7 +226,6 @@ impl Engine {
             min_write_shards,
             max_batch_stripes: clamp_batch(opts.max_batch_stripes),
             chunk_pool: Mutex::new(Vec::new()),
-            journal_ring: Mutex::new(crate::log::journal::JournalRing::new()),
             free_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
             image_gate: Mutex::new(()),

@@ -58,10 +58,6 @@ pub(crate) struct Shared {
     /// Chunk-size buffers handed back by completed writes, reused by the encoder so the hot
     /// path neither allocates nor zeroes whole chunks.
     pub chunk_pool: Mutex<Vec<AlignedBuf>>,
-    /// The sync journal's ring (log/journal.rs): written by the flusher, or by a syncing
-    /// caller itself when the flusher is idle. `WriterState::journal_busy` keeps it to one
-    /// entry in flight; lock order: writer state, then this.
-    pub journal_ring: Mutex<crate::log::journal::JournalRing>,
     /// Readers hold it shared from the index lookup to the end of their device reads; freeing
     /// segments holds it exclusively, so no read ever lands in a segment reused meanwhile.
     pub free_gate: RwLock<()>,

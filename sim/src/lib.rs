@@ -1713,6 +1713,16 @@ impl Sim {
                     let c = self.report.count("device given back");
                     c.detected += 1;
                     c.repaired += 1;
+                    // A resync rewrites only what the disk missed while it was out; writes it
+                    // dropped silently before (lost or misplaced, flipped bits) are still
+                    // there, and only a scrub finds them (seed 2140143: a chunk lost while
+                    // the disk dropped writes, in a segment older than the resync range).
+                    if self.damage.get(name).is_some_and(|d| d.silent()) {
+                        if let Some(d) = self.damage.get_mut(name) {
+                            d.lost = false;
+                        }
+                        return self.repair(name);
+                    }
                     return self.healed(name);
                 }
                 _ => {} // failed for good: replace it

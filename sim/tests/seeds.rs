@@ -88,3 +88,21 @@ fn a_superblock_write_stopped_between_its_copies_is_no_scrub_finding() {
         }
     }
 }
+
+/// Seed 2140143 at RS(4,2): a disk drops writes silently (a chunk never reaches it), then
+/// comes back stale and is resynced. A resync rewrites only what it missed while out, so
+/// the lost chunk is still there until a scrub; before the fix the simulator counted the
+/// disk repaired after the resync and called the next scrub's (right) finding a false one.
+#[test]
+fn a_resynced_disk_that_dropped_writes_is_scrubbed_before_it_counts_repaired() {
+    let cfg = Config {
+        seed: 2_140_143,
+        steps: 146,
+        ..Default::default()
+    };
+    for run_no in 0..3 {
+        if let Err(f) = run(&cfg) {
+            panic!("run {run_no}: {f}");
+        }
+    }
+}

@@ -50,7 +50,7 @@ impl Shared {
                         // Group commit: acknowledge a sync only when nothing is in flight, so
                         // that writers arriving meanwhile share the next entry or stripe.
                         if !stripes_only {
-                            journal = self.journal_job(&st, &mut self.journal_ring.locked());
+                            journal = self.journal_job(&mut st);
                             if journal.is_some() {
                                 st.journal_busy = true;
                                 self.test_panic_point(Worker::Flusher);

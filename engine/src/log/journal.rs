@@ -12,28 +12,14 @@
 //! - Only groups of at most half a stripe's payload are journaled; larger ones take a
 //!   stripe (fewer bytes moved).
 
-use crate::format::journal::{encode_entry, entry_bytes, JOURNAL_BYTES, JOURNAL_START_BYTES};
+use crate::format::journal::{encode_entry, entry_bytes, JOURNAL_START_BYTES};
 use crate::format::log_record;
 use crate::format::FORMAT_VERSION_JOURNAL;
 use crate::log::state::WriterState;
 use crate::shared::Shared;
-use crate::sync::MutexExt;
 use ectable_devices::{AlignedBuf, IoOp};
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-
-/// The flusher's view of the ring: where the next entry goes, and what the places written
-/// in this session hold.
-pub(crate) struct JournalRing {
-    cursor: usize,
-    /// (place in the ring, last LSN of the entry there), oldest first.
-    entries: VecDeque<(Range<usize>, u64)>,
-    /// Where the choice of the next entry's members starts (rotates over the slots).
-    rotation: usize,
-    /// Syncs up to this LSN take a short stripe: a journal write for them failed.
-    refused_through: u64,
-}
 
 /// One entry to write: taken from the open stripe under the writer lock.
 pub(crate) struct JournalJob {
@@ -41,36 +27,6 @@ pub(crate) struct JournalJob {
     place: Range<usize>,
     slots: Vec<u32>,
     last_lsn: u64,
-}
-
-impl JournalRing {
-    /// An empty ring. (Entries an open replayed may lie anywhere in it, but nothing is
-    /// journaled before their records are in flushed stripes: `force_stripes_lsn`.)
-    pub(crate) fn new() -> JournalRing {
-        JournalRing {
-            cursor: 0,
-            entries: VecDeque::new(),
-            rotation: 0,
-            refused_through: 0,
-        }
-    }
-
-    /// Where an entry of `len` bytes goes, if that place holds nothing that is not yet in
-    /// flushed stripes.
-    fn place_for(&mut self, len: usize, durable_lsn: u64) -> Option<Range<usize>> {
-        self.entries.retain(|(_, last)| *last > durable_lsn);
-        let start = if self.cursor + len > JOURNAL_BYTES {
-            0
-        } else {
-            self.cursor
-        };
-        let place = start..start + len;
-        let busy = self
-            .entries
-            .iter()
-            .any(|(r, _)| r.start < place.end && place.start < r.end);
-        (!busy).then_some(place)
-    }
 }
 
 impl Shared {
@@ -81,11 +37,7 @@ impl Shared {
 
     /// The entry that acknowledges every record appended so far, if the journal can take
     /// it (docs/format.md, "Sync journal", Writing); None: the sync takes a short stripe.
-    pub(crate) fn journal_job(
-        &self,
-        st: &WriterState,
-        ring: &mut JournalRing,
-    ) -> Option<JournalJob> {
+    pub(crate) fn journal_job(&self, st: &mut WriterState) -> Option<JournalJob> {
         let open = st.open.as_ref()?;
         let acked = st.acked_lsn();
         // A stripe that starts with a tail is flushed instead (the sync that wants the
@@ -94,7 +46,7 @@ impl Shared {
             || open.carried.is_some()
             || open.last_lsn <= acked
             || acked + 1 < open.first_lsn
-            || open.last_lsn <= ring.refused_through
+            || open.last_lsn <= st.journal_ring.refused_through
         {
             return None;
         }
@@ -104,7 +56,7 @@ impl Shared {
         let mut slots: Vec<u32> = Vec::with_capacity(copies);
         for pass in 0..2 {
             for i in 0..n {
-                let slot = (ring.rotation + i) % n;
+                let slot = (st.journal_ring.rotation + i) % n;
                 if slots.len() == copies || slots.contains(&(slot as u32)) {
                     continue;
                 }
@@ -138,8 +90,10 @@ impl Shared {
             (&named[..], &open.buf[end..])
         };
         let payload_len = first_part.len() + rest.len();
-        let place = ring.place_for(entry_bytes(payload_len), st.durable_lsn)?;
-        ring.rotation = (ring.rotation + copies) % n;
+        let place = st
+            .journal_ring
+            .place_for(entry_bytes(payload_len), st.durable_lsn)?;
+        st.journal_ring.rotation = (st.journal_ring.rotation + copies) % n;
         // Encoded straight into the buffer that is written: one copy of the records.
         let mut entry = AlignedBuf::new(place.len());
         encode_entry(
@@ -180,7 +134,7 @@ impl Shared {
         {
             return None;
         }
-        let job = self.journal_job(st, &mut self.journal_ring.locked())?;
+        let job = self.journal_job(st)?;
         st.journal_busy = true;
         Some(job)
     }
@@ -221,15 +175,6 @@ impl Shared {
             }
         }
         let all = durable >= job.slots.len();
-        {
-            let mut ring = self.journal_ring.locked();
-            // Ring space is spoken for even if the write failed: a partial entry lies there.
-            ring.entries.push_back((job.place.clone(), job.last_lsn));
-            ring.cursor = job.place.end;
-            if !all {
-                ring.refused_through = job.last_lsn;
-            }
-        }
         if all {
             self.counters
                 .journal_entries_written
@@ -246,8 +191,15 @@ impl Shared {
             );
         }
         let mut st = self.lock_state();
+        // Ring space is spoken for even if the write failed: a partial entry lies there.
+        st.journal_ring
+            .entries
+            .push_back((job.place.clone(), job.last_lsn));
+        st.journal_ring.cursor = job.place.end;
         if all {
             st.journal_lsn = st.journal_lsn.max(job.last_lsn);
+        } else {
+            st.journal_ring.refused_through = job.last_lsn;
         }
         st.journal_busy = false;
         // After a caller's entry the flusher has work only if something is still waited for
@@ -267,7 +219,8 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::format::journal::JOURNAL_BYTES;
+    use crate::log::state::JournalRing;
 
     #[test]
     fn the_ring_wraps_and_never_overwrites_what_is_not_in_flushed_stripes() {

@@ -5,12 +5,14 @@
 //! space policy needs, and hold appends back through the writer's guards
 //! (`Shared::quiesced`, `Shared::exclusive_appends`).
 
+use crate::format::journal::JOURNAL_BYTES;
 use crate::format::log_record;
 use crate::format::placement::{Packer, Spot};
 use crate::log::cursor::Cursor;
 use crate::log::repair::LogRepairs;
 use crate::segments::{FreeSpace, SegmentInfo};
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A record appended to a stripe that is not on disk yet. Its table name and key are not
@@ -179,6 +181,8 @@ pub(crate) struct WriterState {
     /// A sync journal entry is being written (by the flusher or by a syncing caller): no
     /// other is started until it is done, and no short stripe is sealed for a sync.
     pub(in crate::log) journal_busy: bool,
+    /// The sync journal's ring.
+    pub(in crate::log) journal_ring: JournalRing,
     /// Every stripe sealed with a sequence number up to this one is written and flushed
     /// (stripes are sealed, written and flushed in order).
     pub(in crate::log) flushed_seq: u64,
@@ -248,6 +252,7 @@ impl WriterState {
             journal_replay,
             sync_wanted_lsn: 0,
             journal_busy: false,
+            journal_ring: JournalRing::new(),
             flushed_seq: 0,
             flush_wanted_seq: 0,
             error: None,
@@ -355,5 +360,51 @@ impl WriterState {
     /// Forgets what the writer knows of a freed segment.
     pub(crate) fn forget_segment(&mut self, id: u64) {
         self.segment_max_lsn.remove(&id);
+    }
+}
+
+/// The writer's view of the sync journal's ring (log/journal.rs writes it): where the next
+/// entry goes, and what the places written in this session hold.
+pub(crate) struct JournalRing {
+    pub(in crate::log) cursor: usize,
+    /// (place in the ring, last LSN of the entry there), oldest first.
+    pub(in crate::log) entries: VecDeque<(Range<usize>, u64)>,
+    /// Where the choice of the next entry's members starts (rotates over the slots).
+    pub(in crate::log) rotation: usize,
+    /// Syncs up to this LSN take a short stripe: a journal write for them failed.
+    pub(in crate::log) refused_through: u64,
+}
+
+impl JournalRing {
+    /// An empty ring. (Entries an open replayed may lie anywhere in it, but nothing is
+    /// journaled before their records are in flushed stripes: `force_stripes_lsn`.)
+    pub(crate) fn new() -> JournalRing {
+        JournalRing {
+            cursor: 0,
+            entries: VecDeque::new(),
+            rotation: 0,
+            refused_through: 0,
+        }
+    }
+
+    /// Where an entry of `len` bytes goes, if that place holds nothing that is not yet in
+    /// flushed stripes.
+    pub(in crate::log) fn place_for(
+        &mut self,
+        len: usize,
+        durable_lsn: u64,
+    ) -> Option<Range<usize>> {
+        self.entries.retain(|(_, last)| *last > durable_lsn);
+        let start = if self.cursor + len > JOURNAL_BYTES {
+            0
+        } else {
+            self.cursor
+        };
+        let place = start..start + len;
+        let busy = self
+            .entries
+            .iter()
+            .any(|(r, _)| r.start < place.end && place.start < r.end);
+        (!busy).then_some(place)
     }
 }
