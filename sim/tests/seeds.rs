@@ -104,3 +104,25 @@ fn runs_pass(cfg: &Config, times: usize) {
         }
     }
 }
+
+/// Seed 2150232 at RS(4,2): a scrub right after a reopen, when the writer had dropped an
+/// open stripe left empty (its sequence number is never sealed). The scrub waits for every
+/// sealed stripe to be flushed; before the fix it waited for that number too, for ever.
+/// Run on a thread with a deadline, so that a hang fails the test instead of stopping it.
+#[test]
+fn a_scrub_does_not_wait_for_a_stripe_that_was_never_sealed() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cfg = Config {
+            seed: 2_150_232,
+            steps: 150,
+            ..Default::default()
+        };
+        let _ = tx.send(run(&cfg).map(drop));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(Ok(())) => {}
+        Ok(Err(f)) => panic!("{f}"),
+        Err(_) => panic!("seed 2150232 did not finish within 120 s: a hang"),
+    }
+}

@@ -186,6 +186,9 @@ pub(crate) struct WriterState {
     /// Every stripe sealed with a sequence number up to this one is written and flushed
     /// (stripes are sealed, written and flushed in order).
     pub(in crate::log) flushed_seq: u64,
+    /// The sequence number of the last stripe sealed. (Not `next_stripe_seq`: an open
+    /// stripe left empty is dropped unsealed, and its number is never written.)
+    pub(in crate::log) sealed_seq: u64,
     /// A caller waits for the stripes up to this sequence number to be flushed
     /// ([`crate::shared::Shared::sync_stripes`]).
     pub(in crate::log) flush_wanted_seq: u64,
@@ -254,6 +257,7 @@ impl WriterState {
             journal_busy: false,
             journal_ring: JournalRing::new(),
             flushed_seq: 0,
+            sealed_seq: 0,
             flush_wanted_seq: 0,
             error: None,
             closing: false,

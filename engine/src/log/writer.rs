@@ -249,6 +249,7 @@ impl Shared {
         });
         st.pending.insert(o.seq, o.buf.clone());
         *st.unflushed_segments.entry(o.segment.id).or_default() += 1;
+        st.sealed_seq = st.sealed_seq.max(o.seq);
         st.sealed.push_back(s);
         self.work_cv.notify_all();
     }
@@ -866,12 +867,8 @@ impl Shared {
             return Ok(acked);
         }
         let mut st = self.lock_state();
-        // Stripes are sealed in the order of their sequence numbers: every one before the
-        // open stripe is sealed.
-        let target = match &st.open {
-            Some(o) => o.seq - 1,
-            None => st.next_stripe_seq,
-        };
+        // Stripes are sealed, written and flushed in the order of their sequence numbers.
+        let target = st.sealed_seq;
         if st.flushed_seq >= target {
             return Ok(st.acked_lsn());
         }
