@@ -123,13 +123,12 @@ impl Shared {
     /// is done. The caller must pass the job to [`Shared::journal_write`] (which clears
     /// `journal_busy`).
     pub(crate) fn journal_job_for_caller(&self, st: &mut WriterState) -> Option<JournalJob> {
+        // `sync_wanted(..).0`: what is waited for needs stripes (the flusher's own test).
         if !self.journal_enabled()
             || st.journal_busy
-            || st.paused
-            || st.closing
+            || Self::sync_wanted(st, true).0
             || st.flusher_done
             || st.error.is_some()
-            || st.force_stripes_lsn > st.durable_lsn
             || self.check_alive().is_err()
         {
             return None;
