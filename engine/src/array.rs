@@ -397,6 +397,10 @@ pub(crate) struct Array {
     pub events: crate::events::Events,
     /// Probe reads of the devices that reads go around (sampler.rs).
     sampler: crate::sampler::Sampler,
+    /// Per engine device index: the superblock the device holds, as read at open or as this
+    /// session last wrote it (None: no superblock of this array, or not known). What a
+    /// superblock write the array cannot stand behind is undone to (`roll_back`).
+    on_disk: std::sync::Mutex<Vec<Option<Superblock>>>,
 }
 
 /// For one read in this many that goes around a device, the sampler probes that device.
@@ -948,6 +952,7 @@ impl Array {
                 })
                 .collect(),
             sampler: crate::sampler::Sampler::new(n),
+            on_disk: std::sync::Mutex::new(found.clone()),
             lifetime_base: std::sync::Mutex::new(vec![[0; 3]; n]),
             kept: std::sync::Mutex::new(vec![Default::default(); n]),
             last_scrub: std::sync::Mutex::new(None),
@@ -1030,6 +1035,23 @@ impl Array {
     /// superblocks of every present device that is not failed.
     pub fn persist(&self, change: impl FnOnce(&mut Persisted)) -> Result<()> {
         let mut persisted = self.persisted.locked();
+        // Too few members left to hold the array's data: the writer stops here, so nothing
+        // acknowledged from now on can depend on the new state. Writing it to the members
+        // left would give them an epoch that names the others failed, and the array could
+        // not be opened even after those came back: a file system that fills up under
+        // file-backed members fails them all at once, and its space can be given back
+        // (docs/fault-model.md, "More than m at once").
+        let online = self.online_slots().len();
+        if online + self.m() < self.n() {
+            return Err(Error::TooFewDevices {
+                needed: self.n() - self.m(),
+                total: self.n(),
+                present: online,
+                missing: "too many devices failed; their states were not written, so the \
+                          array opens again once they are back"
+                    .into(),
+            });
+        }
         let mut next = persisted.clone();
         change(&mut next);
         let epoch = persisted.epoch + 1;
@@ -1081,6 +1103,9 @@ impl Array {
             sbs[d] = Some(sb);
         }
         let errors = write_superblocks(self.io.as_ref(), &sbs);
+        let took: Vec<bool> = (0..n_dev)
+            .map(|d| sbs[d].is_some() && errors[d].is_none())
+            .collect();
         for (d, e) in errors.into_iter().enumerate() {
             if let Some(e) = e {
                 let slot = self.slot_of_device(d);
@@ -1094,12 +1119,30 @@ impl Array {
         }
         let online = self.online_slots().len();
         if online + self.m() < self.n() {
+            // The write itself found more members failed (several devices gone at once):
+            // the members that took the new epoch would name the others failed or behind,
+            // and the array would not open again even with every device back. They are put
+            // back to what they held, as if this write had found the failures beforehand.
+            self.roll_back(&took);
             return Err(Error::TooFewDevices {
                 needed: self.n() - self.m(),
                 total: self.n(),
                 present: online,
-                missing: "devices failed while writing superblocks".into(),
+                missing: "devices failed while writing superblocks; the superblocks were \
+                          put back, so the array opens again once they are back"
+                    .into(),
             });
+        }
+        {
+            let mut on_disk = self.on_disk.locked();
+            if on_disk.len() < n_dev {
+                on_disk.resize(n_dev, None);
+            }
+            for (d, sb) in sbs.into_iter().enumerate() {
+                if took[d] {
+                    on_disk[d] = sb;
+                }
+            }
         }
         *persisted = Persisted {
             epoch,
@@ -1110,6 +1153,51 @@ impl Array {
         };
         self.write_epoch.store(epoch, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Writes back the superblocks the devices in `took` held before the last write (see
+    /// `persist`). A device that held none of this array's (one given to it this session)
+    /// gets both copies cleared, so it is not recognised at the next open, as before. Best
+    /// effort: a device that fails now is failed anyway.
+    fn roll_back(&self, took: &[bool]) {
+        let before = self.on_disk.locked().clone();
+        let mut sbs: Vec<Option<Superblock>> = vec![None; took.len()];
+        let mut cleared = Vec::new();
+        for (d, &t) in took.iter().enumerate() {
+            if !t {
+                continue;
+            }
+            match before.get(d).cloned().flatten() {
+                Some(sb) => sbs[d] = Some(sb),
+                None => {
+                    for &offset in SUPERBLOCK_OFFSETS.iter() {
+                        cleared.push(IoOp::write(
+                            d,
+                            offset,
+                            AlignedBuf::new(SUPERBLOCK_SIZE_BYTES),
+                        ));
+                    }
+                    cleared.push(IoOp::flush(d));
+                }
+            }
+        }
+        let restored = sbs.iter().flatten().count();
+        let mut failed = write_superblocks(self.io.as_ref(), &sbs)
+            .into_iter()
+            .flatten()
+            .count();
+        failed += self
+            .io
+            .execute(cleared)
+            .into_iter()
+            .filter(|c| c.result.is_err())
+            .count();
+        tracing::warn!(
+            restored,
+            failed,
+            "too few members left after a superblock write: the members that took it were \
+             put back to the superblock before it"
+        );
     }
 
     /// Reads both superblock copies of every working member and hot spare and names each

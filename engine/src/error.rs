@@ -165,6 +165,26 @@ pub enum Error {
     /// the text says what holds the space. Reads and deletes keep working.
     #[error("no space left on the array: {0}")]
     NoSpace(String),
+    /// A stripe's writes failed on so many devices that fewer than `needed` of its chunks
+    /// were written (several devices failed at once, a file system under file-backed
+    /// devices filled up). The stripe does not count: what a sync acknowledged through the
+    /// sync journal is still there, the rest was never acknowledged. The engine refuses
+    /// further commits until it is reopened.
+    #[error("could not write segment {segment_id} stripe at offset {offset_in_segment_bytes}: only {written} of {width} devices took it, {needed} needed ({errors})")]
+    WriteFailed {
+        /// The segment holding the stripe.
+        segment_id: u64,
+        /// Byte offset of the stripe within the segment.
+        offset_in_segment_bytes: u32,
+        /// Chunks written.
+        written: usize,
+        /// Chunks in the stripe.
+        width: usize,
+        /// Chunks that must be written for the stripe to count.
+        needed: usize,
+        /// The devices' errors.
+        errors: String,
+    },
     /// A previous write or flush failed; the engine refuses further commits until reopened
     /// (the outcome of in-flight writes is unknown).
     #[error("a previous write failed ({0}); reopen the array")]
@@ -307,6 +327,7 @@ impl Error {
             Error::NoSuchTable(_) => "NO_SUCH_TABLE",
             Error::NoSpace(_) => "NO_SPACE",
             Error::PreviousIo(_) => "PREVIOUS_IO",
+            Error::WriteFailed { .. } => "WRITE_FAILED",
             Error::ReadOnly => "READ_ONLY",
             Error::Codec(_) => "CODEC",
             Error::Closed => "CLOSED",

@@ -135,7 +135,11 @@ fn engine_class(e: &EngineError) -> Option<i32> {
         E::ArrayChanged { .. } => TEMPFAIL,
         E::NoSpace(_) => CANT_CREATE,
         E::Device(d) => device_class(d),
-        E::Corrupt { .. } | E::CorruptTableData { .. } | E::PreviousIo(_) | E::ReadOnly => IO,
+        E::Corrupt { .. }
+        | E::CorruptTableData { .. }
+        | E::PreviousIo(_)
+        | E::WriteFailed { .. }
+        | E::ReadOnly => IO,
         E::Poisoned { .. } | E::Closed | E::Codec(_) => SOFTWARE,
         #[allow(unreachable_patterns)] // the engine may add variants
         _ => return None,

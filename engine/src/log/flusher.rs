@@ -167,10 +167,16 @@ impl Shared {
     fn complete_batch(&self, prev: InFlight, unflushed: &mut Unflushed) -> Result<()> {
         let array = &self.array;
         let mut written: Vec<Vec<u32>> = vec![Vec::new(); prev.stripes.len()];
+        // Per stripe, why its failed writes failed (for the error, should too many fail).
+        let mut failures: Vec<Vec<String>> = vec![Vec::new(); prev.stripes.len()];
         for (c, (si, slot)) in prev.batch.wait().into_iter().zip(prev.meta) {
             array.observe(slot as usize, c.op.kind, c.latency, c.result.as_ref().err());
             // A failed write needs nothing more here: observe() failed its device.
-            if c.result.is_ok() {
+            if let Err(e) = &c.result {
+                if let Some(f) = failures.get_mut(si) {
+                    f.push(e.to_string());
+                }
+            } else {
                 if si != usize::MAX {
                     written[si].push(slot);
                 }
@@ -182,7 +188,7 @@ impl Shared {
             }
         }
         let w = array.w();
-        for (si, slots) in written.into_iter().enumerate() {
+        for (si, (slots, why)) in written.into_iter().zip(failures).enumerate() {
             let o = &prev.stripes[si].stripe;
             if slots.len() < w {
                 self.counters
@@ -190,13 +196,17 @@ impl Shared {
                     .fetch_add(1, Ordering::Relaxed);
             }
             if slots.len() < self.min_write_shards {
-                return Err(Error::DataLost {
+                return Err(Error::WriteFailed {
                     segment_id: o.segment.id,
                     offset_in_segment_bytes: o.offset,
-                    good: slots.len(),
+                    written: slots.len(),
                     width: w,
                     needed: self.min_write_shards,
-                    detail: "too few chunks of the stripe could be written".into(),
+                    errors: if why.is_empty() {
+                        "the devices left are too few".into()
+                    } else {
+                        why.join("; ")
+                    },
                 });
             }
             unflushed.stripes.push((o.segment.id, o.offset, slots));

@@ -1,0 +1,165 @@
+//! File-backed members on a file system that fills up (docs/fault-model.md, "More than m at
+//! once"): six sparse files on a small tmpfs, loaded until the tmpfs is full. Every member
+//! gets the same share of the writes, so they run out of room together: more than m fail
+//! at once with ENOSPC. The load must fail with one clear error naming the cause and no
+//! panic; once the operator makes room, the array must open again (members whose failure
+//! was recorded while writes went on are resynced by `rebuild`), every row acknowledged
+//! before the load reads back, new loads work and a scrub finds nothing.
+//!
+//! Mounting a tmpfs needs root: the test skips with a reason otherwise (with
+//! ECTABLE_REQUIRE_LOOP=1 it must run).
+
+mod cli_common;
+
+use cli_common::is_root;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ectable(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ectable"))
+        .args(args)
+        .output()
+        .expect("run ectable")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(out.status.success(), "{what} failed: {}", text(&out));
+    out
+}
+
+/// A tmpfs mounted at a directory, unmounted on drop (also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount -t tmpfs failed");
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "remount failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
+    if !is_root() {
+        assert!(
+            std::env::var("ECTABLE_REQUIRE_LOOP").map_or(true, |v| v != "1"),
+            "ECTABLE_REQUIRE_LOOP=1 but not running as root"
+        );
+        eprintln!("SKIP: mounting a tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = Tmpfs::mount(&dir.path().join("fs"), "40M");
+    let files: Vec<String> = (0..6)
+        .map(|i| fs.0.join(format!("d{i}")).to_string_lossy().into_owned())
+        .collect();
+    let devices = files.join(",");
+    let dev = ["--devices", devices.as_str()];
+    let with = |args: &[&str]| -> Vec<String> {
+        dev.iter()
+            .chain(args.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |cmd: &str, args: &[&str]| -> Output {
+        let mut all = vec![cmd.to_string()];
+        all.extend(with(args));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        ectable(&refs)
+    };
+
+    // Sparse files of 32 MiB each: 192 MiB promised on 40 MiB of room.
+    ok(
+        run(
+            "format",
+            &[
+                "--k",
+                "4",
+                "--m",
+                "2",
+                "--create-size",
+                "32M",
+                "--segment-size",
+                "1M",
+                "--yes",
+            ],
+        ),
+        "format",
+    );
+    let early = ["--table", "early", "--rows", "1000", "--value-size", "4096"];
+    ok(run("load", &early), "the first load");
+
+    // 80 MB of rows: the tmpfs fills on every member at once.
+    let out = run(
+        "load",
+        &["--table", "big", "--rows", "20000", "--value-size", "4096"],
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "a load beyond the room succeeded");
+    assert!(!said.contains("panicked"), "panic: {said}");
+    assert!(
+        said.contains("No space left on device"),
+        "the error does not name the cause: {said}"
+    );
+    let last = said
+        .lines()
+        .rfind(|l| l.starts_with("ectable: error"))
+        .unwrap_or("");
+    eprintln!("the full load ended with: {last}");
+
+    // While the file system is still full, a status must not say all is well.
+    let out = run("status", &[]);
+    eprintln!("status while full:\n{}", text(&out));
+
+    // The operator makes room: the array opens again.
+    fs.resize("512M");
+    let out = run("status", &[]);
+    let said = text(&out);
+    assert!(
+        !said.contains("UNAVAILABLE"),
+        "with room again the array is still unavailable:\n{said}"
+    );
+    ok(
+        run("rebuild", &[]),
+        "rebuild (resync of members that failed first)",
+    );
+    let out = ok(run("status", &[]), "status after the resync");
+    let said = text(&out);
+    assert!(
+        said.contains("state: ONLINE"),
+        "not every member back in service:\n{said}"
+    );
+    ok(run("verify", &early), "verify of the rows loaded before");
+    let after = ["--table", "after", "--rows", "2000", "--value-size", "4096"];
+    ok(run("load", &after), "a load after the room came back");
+    ok(run("verify", &after), "verify of the new rows");
+    ok(run("scrub", &[]), "scrub");
+}
