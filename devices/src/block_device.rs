@@ -3,6 +3,20 @@
 use crate::{DeviceError, Geometry, StorageId};
 use std::os::fd::RawFd;
 
+/// The room the storage behind a device still needs and has, when that storage is a file
+/// on a file system (the device itself, or a loop device's backing file). A sparse file
+/// takes blocks only as it is written, so its file system can run out before the device is
+/// full (thin provisioning), and then writes fail with ENOSPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingSpace {
+    /// The file system holding the file (its st_dev): files that share one share its room.
+    pub fs_id: u64,
+    /// Bytes of the file that hold no blocks yet: its size less what it has allocated.
+    pub unallocated_bytes: u64,
+    /// Bytes the file system still gives an unprivileged writer (f_bavail × f_frsize).
+    pub fs_free_bytes: u64,
+}
+
 /// A device addressed by byte offsets (redb's `StorageBackend` shape).
 ///
 /// Offsets and lengths of data-path I/O are multiples of 4096. Implementations must report a
@@ -34,6 +48,11 @@ pub trait BlockDevice: Send + Sync {
     /// What identifies the storage behind the device, to refuse the same storage listed
     /// twice under two names ([`StorageId::same_storage`]). None for devices without one.
     fn identity(&self) -> Option<StorageId> {
+        None
+    }
+    /// The room its backing file needs and has ([`BackingSpace`]); None for devices not
+    /// backed by a file (a disk, memory) or when it cannot be read.
+    fn backing_space(&self) -> Option<BackingSpace> {
         None
     }
     /// Gives up the device's claim (its lock, its exclusive open) now, before the last

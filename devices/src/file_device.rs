@@ -1,6 +1,7 @@
 //! Regular files and block devices opened with O_DIRECT.
 
 use crate::block_device::check_request;
+use crate::block_device::BackingSpace;
 use crate::storage_id::{kernel_name, loop_backing_file, loops_backed_by, major, minor};
 use crate::{BlockDevice, DeviceError, Geometry, StorageId};
 use std::fs::{File, OpenOptions as StdOpenOptions};
@@ -317,6 +318,33 @@ impl BlockDevice for FileDevice {
 
     fn identity(&self) -> Option<StorageId> {
         Some(self.identity.clone())
+    }
+
+    fn backing_space(&self) -> Option<BackingSpace> {
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let meta = self.file.metadata().ok()?;
+        let (meta, vfs) = if meta.file_type().is_file() {
+            (meta, nix::sys::statvfs::fstatvfs(&self.file).ok()?)
+        } else if meta.file_type().is_block_device() {
+            // A loop device: the file behind it (none for a disk).
+            let path = loop_backing_file(meta.rdev())?;
+            (
+                std::fs::metadata(&path).ok()?,
+                nix::sys::statvfs::statvfs(&path).ok()?,
+            )
+        } else {
+            return None;
+        };
+        // fsblkcnt_t and c_ulong are 32 bits wide on 32-bit targets.
+        #[allow(clippy::unnecessary_cast)]
+        Some(BackingSpace {
+            fs_id: meta.dev(),
+            unallocated_bytes: meta.len().saturating_sub(meta.blocks().saturating_mul(512)),
+            fs_free_bytes: (vfs.blocks_available() as u64)
+                .saturating_mul(vfs.fragment_size() as u64),
+        })
     }
 
     fn release(&self) {

@@ -30,7 +30,7 @@ mod uring;
 
 pub use aligned_buf::{AlignedBuf, ALIGN_BYTES};
 pub use backend::{IoBackend, IoBatch, IoCompletion, IoKind, IoOp};
-pub use block_device::BlockDevice;
+pub use block_device::{BackingSpace, BlockDevice};
 pub use error::{DeviceError, ErrorClass};
 pub use faulty_device::{CrashMode, FaultCounters, FaultyDevice, WriteFault};
 pub use file_device::{FileDevice, OpenOptions};

@@ -1,6 +1,6 @@
 //! The same I/O scenarios on both engines (io_uring and psync) over real files: many
 //! operations in flight across devices, flush, and the errors that must never look like
-//! data: a short read past the end, unaligned and out-of-range requests, a read-only device.
+//! data: a short read past the end, unaligned and out-of-range requests, a read-only device; and what a sparse file reports of the file system under it.
 
 use ectable_devices::{
     open_backend, AlignedBuf, BackendKind, BlockDevice, DeviceError, ErrorClass, FileDevice,
@@ -157,4 +157,33 @@ fn a_second_writer_is_refused_until_the_first_is_gone() {
     FileDevice::open(&path, &ro).expect("a reader is not locked out");
     drop(first);
     FileDevice::open(&path, &OpenOptions::default()).expect("the lock is free again");
+}
+
+/// A sparse file reports what it still needs and what its file system has; writing into it
+/// takes blocks from the first and gives them to the file. Memory devices have no backing.
+#[test]
+fn a_sparse_file_reports_its_unallocated_bytes_and_the_room_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = OpenOptions {
+        create_size_bytes: Some(64 << 20),
+        ..Default::default()
+    };
+    let dev = FileDevice::open(&dir.path().join("sparse"), &o).unwrap();
+    let before = dev.backing_space().expect("a file on a file system");
+    assert!(
+        before.unallocated_bytes >= 63 << 20,
+        "a new 64 MiB file is sparse: {before:?}"
+    );
+    assert!(before.fs_free_bytes > 0, "{before:?}");
+    let buf = ectable_devices::AlignedBuf::from_slice(&vec![7u8; 1 << 20]);
+    dev.write_at(&buf, 8 << 20).unwrap();
+    dev.sync().unwrap();
+    let after = dev.backing_space().unwrap();
+    assert_eq!(after.fs_id, before.fs_id);
+    assert!(
+        before.unallocated_bytes - after.unallocated_bytes >= 1 << 20,
+        "1 MiB written, yet {before:?} -> {after:?}"
+    );
+    let mem = ectable_devices::MemDevice::new("m", 1 << 20);
+    assert_eq!(mem.backing_space(), None);
 }

@@ -96,7 +96,7 @@ pub use recovery::RecoveryStats;
 pub use shared::Worker;
 pub use space::mailbox::CleanerStats;
 pub use space::{HorizonHold, BACKUP_TABLE};
-pub use status::{ArrayState, DeviceState, DeviceStatus, ScanProgress, Status};
+pub use status::{ArrayState, BackingFs, DeviceState, DeviceStatus, ScanProgress, Status};
 pub use table::{
     Columns, Condition, KeyColumn, RangePage, RangeQuery, Row, RowUpdate, Schema, TableBatch,
     TableInfo, Tables, Value, ValueType,

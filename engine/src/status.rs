@@ -257,6 +257,11 @@ pub struct Status {
     pub slow_events: Vec<u64>,
     /// The I/O backend the devices run on: "uring" or "psync".
     pub io_engine: String,
+    /// The file systems under members that are sparse files (or loop devices over sparse
+    /// files), one entry per file system: what those files still need to be written in
+    /// full, and the room the file system has (thin provisioning).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub backing: Vec<BackingFs>,
     /// The codec's inner loop on this CPU: "avx2", "ssse3" or "portable".
     pub codec_kernel: String,
     /// A rebuild in progress: (slot, next segment id).
@@ -267,6 +272,68 @@ pub struct Status {
     pub last_scrub: Option<crate::format::health_block::ScrubRecord>,
     /// A scrub or rebuild running in this process now, with how far it is.
     pub scan_in_progress: Option<ScanProgress>,
+}
+
+/// One file system under sparse member files ([`Status::backing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BackingFs {
+    /// The slots whose files it holds.
+    pub slots: Vec<usize>,
+    /// Bytes those files hold no blocks for yet (each file's size less what it holds).
+    pub unallocated_bytes: u64,
+    /// Bytes the file system still has for them.
+    pub free_bytes: u64,
+    /// The room is short of what the files need: writes will fail with ENOSPC before the
+    /// array is full.
+    pub short: bool,
+    /// The room left would not hold one more segment on each of these members: new
+    /// writes fail now (the array is read-only in effect until it is given room).
+    pub full: bool,
+}
+
+impl BackingFs {
+    /// The members' backing files, grouped by file system; only file systems under files
+    /// that are still sparse.
+    pub(crate) fn of(a: &crate::array::Array) -> Vec<BackingFs> {
+        let mut out: Vec<(u64, BackingFs)> = Vec::new();
+        for slot in 0..a.n() {
+            let Some(d) = a.present_device(slot) else {
+                continue;
+            };
+            let Some(space) = a.io.devices().get(d).and_then(|dev| dev.backing_space()) else {
+                continue;
+            };
+            if space.unallocated_bytes == 0 {
+                continue;
+            }
+            match out.iter_mut().find(|(id, _)| *id == space.fs_id) {
+                Some((_, fs)) => {
+                    fs.slots.push(slot);
+                    fs.unallocated_bytes += space.unallocated_bytes;
+                    fs.free_bytes = fs.free_bytes.min(space.fs_free_bytes);
+                }
+                None => out.push((
+                    space.fs_id,
+                    BackingFs {
+                        slots: vec![slot],
+                        unallocated_bytes: space.unallocated_bytes,
+                        free_bytes: space.fs_free_bytes,
+                        short: false,
+                        full: false,
+                    },
+                )),
+            }
+        }
+        let segment = a.layout.segment_bytes() as u64;
+        out.into_iter()
+            .map(|(_, mut fs)| {
+                fs.short = fs.unallocated_bytes > fs.free_bytes;
+                fs.full = fs.short && fs.free_bytes < segment * fs.slots.len() as u64;
+                fs
+            })
+            .collect()
+    }
 }
 
 /// A scrub or rebuild running now ([`Status::scan_in_progress`]).
@@ -489,6 +556,7 @@ impl Engine {
                 .collect(),
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name().to_string(),
+            backing: BackingFs::of(a),
             codec_kernel: crate::codec::Kernel::selected().name().to_string(),
             rebuild,
             backup_horizon,

@@ -137,7 +137,21 @@ fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
 
     // While the file system is still full, a status must not say all is well.
     let out = run("status", &[]);
-    eprintln!("status while full:\n{}", text(&out));
+    let said = text(&out);
+    eprintln!("status while full:\n{said}");
+    assert_eq!(out.status.code(), Some(1), "status exit code while full");
+    assert!(
+        said.contains("new writes fail") && said.contains("sparse"),
+        "status does not say the file system is full:\n{said}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&run("status", &["--json"]).stdout).expect("status --json");
+    assert_eq!(json["backing"][0]["full"], true, "{json}");
+    assert_eq!(
+        json["backing"][0]["slots"].as_array().map(Vec::len),
+        Some(6),
+        "{json}"
+    );
 
     // The operator makes room: the array opens again.
     fs.resize("512M");
@@ -154,8 +168,8 @@ fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
     let out = ok(run("status", &[]), "status after the resync");
     let said = text(&out);
     assert!(
-        said.contains("state: ONLINE"),
-        "not every member back in service:\n{said}"
+        said.contains("state: ONLINE") && !said.contains("new writes fail"),
+        "not every member back in service, or still full:\n{said}"
     );
     ok(run("verify", &early), "verify of the rows loaded before");
     let after = ["--table", "after", "--rows", "2000", "--value-size", "4096"];

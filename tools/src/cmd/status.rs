@@ -166,6 +166,8 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
 
 fn exit_code(st: &Status) -> i32 {
     match st.state() {
+        // Writes fail when the file system under the member files is full: not healthy.
+        ectable_engine::ArrayState::Online if backing_full(st).is_some() => 1,
         ectable_engine::ArrayState::Online => 0,
         ectable_engine::ArrayState::Degraded => 1,
         ectable_engine::ArrayState::Unavailable => crate::exit::UNAVAILABLE_STATE,
@@ -176,14 +178,28 @@ fn array_state(st: &Status) -> &'static str {
     st.state().as_str()
 }
 
+/// The first file system under member files that cannot take one more segment per member.
+fn backing_full(st: &Status) -> Option<&ectable_engine::BackingFs> {
+    st.backing.iter().find(|b| b.full)
+}
+
 /// Prints the human-readable report.
 pub fn print_status(st: &Status) {
     let state = array_state(st);
     let lost = out_of_service(st);
     println!("  array: {}", st.array_uuid);
-    println!("  state: {state}");
+    match backing_full(st) {
+        Some(_) => println!("  state: {state}, but new writes fail (the file system under the member files is full)"),
+        None => println!("  state: {state}"),
+    }
     let n = st.devices.len();
-    let status_line = if lost == 0 {
+    let status_line = if let (0, Some(b)) = (lost, backing_full(st)) {
+        format!(
+            "all {n} devices online and in sync, but the file system under slot(s) {:?} has {} free: new writes fail with 'No space left on device' (reads work).",
+            b.slots,
+            term::bytes(b.free_bytes)
+        )
+    } else if lost == 0 {
         format!(
             "all {n} devices online and in sync; any {} may fail without losing data.",
             st.parity_shards
@@ -489,6 +505,15 @@ fn actions(st: &Status) -> Vec<String> {
             "Slot(s) {slow:?} are slow or suspect: check them, and replace them if it lasts."
         ));
     }
+    for b in st.backing.iter().filter(|b| b.short) {
+        out.push(format!(
+            "The file system under slot(s) {:?} has {} free, but their files are sparse and need {} more to be written in full: give it room (or, with the array closed, allocate the files in full: 'fallocate -l <size> <file>' keeps the data){}.",
+            b.slots,
+            term::bytes(b.free_bytes),
+            term::bytes(b.unallocated_bytes),
+            if b.full { "; writes fail until then" } else { " before the array fills that far" }
+        ));
+    }
     let erroring = slots(&|d| d.state == "ONLINE" && !d.in_service);
     if !erroring.is_empty() {
         out.push(format!(
@@ -608,6 +633,13 @@ pub fn status_json(st: &Status) -> Value {
         })),
         "spares": st.spares,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
+        "backing": st.backing.iter().map(|b| json!({
+            "slots": b.slots,
+            "unallocated_bytes": b.unallocated_bytes,
+            "free_bytes": b.free_bytes,
+            "short": b.short,
+            "full": b.full,
+        })).collect::<Vec<_>>(),
         "checks": checks,
     })
 }
