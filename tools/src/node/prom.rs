@@ -139,6 +139,27 @@ impl Collector for Snapshot {
                 })
                 .collect::<Vec<_>>(),
         )?;
+        // Sparse member files: the room their file system has, and what they still need.
+        let fs = |b: &ectable_engine::BackingFs| -> Labels {
+            let slots: Vec<String> = b.slots.iter().map(|s| s.to_string()).collect();
+            vec![("slots", slots.join(","))]
+        };
+        o.gauges(
+            "backing_free_bytes",
+            "room left on the file system under sparse member files (per file system, by the slots it holds)",
+            &st.backing
+                .iter()
+                .map(|b| (fs(b), b.free_bytes as f64))
+                .collect::<Vec<_>>(),
+        )?;
+        o.gauges(
+            "backing_unallocated_bytes",
+            "bytes those sparse member files still need to be written in full; more than backing_free_bytes: writes will fail with ENOSPC before the array is full",
+            &st.backing
+                .iter()
+                .map(|b| (fs(b), b.unallocated_bytes as f64))
+                .collect::<Vec<_>>(),
+        )?;
         o.gauge(
             "redundancy_left",
             "devices that can still be lost before data is (the durability margin)",
