@@ -6,13 +6,15 @@
 //! tend to fail together. When more than m fail at once the array cannot take writes: the
 //! writer stops and the failed write is not acknowledged. What it must not do is write the
 //! survivors' superblocks with a new epoch that calls the others failed: after the operator
-//! makes room, those others would be stale, and the array would stay unavailable although
-//! every member holds every acknowledged write (docs/fault-model.md, "More than m at once").
+//! makes room, those others would be stale, `status` would call the array UNAVAILABLE
+//! although every member holds every acknowledged write, and each of them would need a
+//! resync of everything written since its floor (docs/fault-model.md, "More than m at once").
 //!
-//! Oracle: after the devices come back, a writable open has every member in service, every
-//! acknowledged row reads back, new synced writes are acknowledged, and then every pair of
-//! members can be lost with every row still readable (no member was readmitted holding
-//! chunks it missed).
+//! Oracle: after the devices come back, a writable open has every member that never failed
+//! in service and at least k in all, every acknowledged row reads back, new synced writes
+//! are acknowledged, and after the resync of any member whose failure was recorded while
+//! the array still took writes, every pair of members can be lost with every row still
+//! readable (no member was readmitted holding chunks it missed).
 
 mod common;
 use common::*;

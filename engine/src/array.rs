@@ -1037,8 +1037,9 @@ impl Array {
         let mut persisted = self.persisted.locked();
         // Too few members left to hold the array's data: the writer stops here, so nothing
         // acknowledged from now on can depend on the new state. Writing it to the members
-        // left would give them an epoch that names the others failed, and the array could
-        // not be opened even after those came back: a file system that fills up under
+        // left would give them an epoch that names the others failed, so that even with
+        // every device back more than m would be stale (counted unavailable, each to be
+        // resynced from its floor): a file system that fills up under
         // file-backed members fails them all at once, and its space can be given back
         // (docs/fault-model.md, "More than m at once").
         let online = self.online_slots().len();
@@ -1121,7 +1122,7 @@ impl Array {
         if online + self.m() < self.n() {
             // The write itself found more members failed (several devices gone at once):
             // the members that took the new epoch would name the others failed or behind,
-            // and the array would not open again even with every device back. They are put
+            // and with every device back more than m would be stale. They are put
             // back to what they held, as if this write had found the failures beforehand.
             self.roll_back(&took);
             return Err(Error::TooFewDevices {
