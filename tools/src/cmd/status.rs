@@ -56,7 +56,7 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     };
     let engine = match open_array(kind, &dev, true) {
         Ok(e) => e,
-        Err(e) if too_few_devices(&e) => return unavailable(a, &e, &gone),
+        Err(e) if too_few_devices(&e) || data_lost(&e) => return unavailable(a, &e, &gone),
         Err(e) => return Err(e),
     };
     let mut st = engine.status();
@@ -83,8 +83,20 @@ fn too_few_devices(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Too few members are present to open the array: what the devices' superblocks say (the
-/// members found and the slots missing), state UNAVAILABLE, exit 2 (mdadm's "array
+/// The open found the log unreadable (more than m members missing what it needs: old copies
+/// of them put back, for example).
+fn data_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ectable_engine::Error>(),
+            Some(ectable_engine::Error::DataLost { .. })
+        )
+    })
+}
+
+/// The array cannot be opened (too few members present, or what they hold does not reach
+/// the log's end): what the devices' superblocks say (the members found, those a
+/// superblock behind, the slots missing), state UNAVAILABLE, exit 2 (mdadm's "array
 /// unusable").
 fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i32> {
     let paths = crate::cmd::common::devices(&a.dev)?;
@@ -98,9 +110,18 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
         return Err(anyhow::anyhow!("{}", crate::cmd::common::one_line(e)));
     };
     let why = crate::cmd::common::one_line(e);
+    let n = &found.newest;
+    let behind: Vec<usize> = (0..found.slots.len())
+        .filter(|&s| {
+            found.slots[s]
+                .as_ref()
+                .is_some_and(|f| f.info.epoch < n.epoch)
+        })
+        .collect();
     if a.json {
         let mut v = crate::cmd::examine::array_json(found);
         v["state"] = "UNAVAILABLE".into();
+        v["behind_slots"] = behind.clone().into();
         v["error"] = why.into();
         v["not_members"] = ex
             .not_members
@@ -110,28 +131,49 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
             .into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let n = &found.newest;
         let missing = found.missing();
         println!("  array: {}", found.uuid);
         println!("  state: UNAVAILABLE");
-        println!(
-            " status: {} of {} devices missing: more than m={}; the array cannot be opened \
-             ({why}).",
-            missing.len(),
-            n.slots,
-            n.parity_shards
-        );
-        println!(
-            " action: give the missing members back in --devices ('ectable examine' finds them \
-             among devices); with fewer than k={} of them the data is lost: restore from a \
-             backup.",
-            n.data_shards
-        );
+        if missing.is_empty() && !behind.is_empty() {
+            println!(
+                " status: {} of {} members are behind the others (slot(s) {behind:?}: an old \
+                 copy put back, or they missed writes): more than m={} for what they missed; \
+                 the array cannot be opened ({why}).",
+                behind.len(),
+                n.slots,
+                n.parity_shards
+            );
+            println!(
+                " action: if those members' current contents exist (an old copy was put back \
+                 in their place), give them back; otherwise what they missed is lost: restore \
+                 from a backup."
+            );
+        } else {
+            println!(
+                " status: {} of {} devices missing: more than m={}; the array cannot be opened \
+                 ({why}).",
+                missing.len(),
+                n.slots,
+                n.parity_shards
+            );
+            println!(
+                " action: give the missing members back in --devices ('ectable examine' finds \
+                 them among devices); with fewer than k={} of them the data is lost: restore \
+                 from a backup.",
+                n.data_shards
+            );
+        }
         println!(" layout: RS {}+{}", n.data_shards, n.parity_shards);
         println!("config:\n");
         let mut t = term::table(&["SLOT", "DEVICE", "STATE", "NOTE"], &[]);
         for (s, f) in found.slots.iter().enumerate() {
             match f {
+                Some(f) if f.info.epoch < n.epoch => t.add_row(vec![
+                    s.to_string(),
+                    f.path.display().to_string(),
+                    "BEHIND".into(),
+                    format!("superblock epoch {}, the array's {}", f.info.epoch, n.epoch),
+                ]),
                 Some(f) => t.add_row(vec![
                     s.to_string(),
                     f.path.display().to_string(),
@@ -216,6 +258,18 @@ pub fn print_status(st: &Status) {
                 "{lost} of {n} devices not in service ({}); any {} more may fail without losing data.",
                 which.join(", "),
                 st.redundancy_left
+            )
+        } else if st
+            .devices
+            .iter()
+            .all(|d| d.in_service || d.state.as_str() == "STALE")
+        {
+            // Stale members are present: their chunks are read where they verify, so only
+            // what they missed (if anything) may be out of reach.
+            format!(
+                "{lost} of {n} devices not in service ({}): more than m={}; what they missed may be unavailable until 'ectable rebuild' resyncs them (their other chunks are still read).",
+                which.join(", "),
+                st.parity_shards
             )
         } else {
             format!(
