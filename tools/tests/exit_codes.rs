@@ -210,29 +210,26 @@ fn status_with_more_than_m_old_copies_names_the_members_behind() {
     let d = array(dir.path(), "d");
     let old = dir.path().join("old");
     std::fs::create_dir(&old).unwrap();
-    for i in 0..3 {
-        std::fs::copy(&d[i], old.join(format!("d{i}.img"))).unwrap();
+    for (i, p) in d.iter().enumerate().take(3) {
+        std::fs::copy(p, old.join(format!("d{i}.img"))).unwrap();
     }
-    let load = |table: &str| {
-        let out = ectable(&[
-            "load",
-            "--devices",
-            &join(&d),
-            "--table",
-            table,
-            "--rows",
-            "3000",
-            "--value-size",
-            "4096",
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-    };
-    load("later");
+    let out = ectable(&[
+        "load",
+        "--devices",
+        &join(&d),
+        "--table",
+        "later",
+        "--rows",
+        "3000",
+        "--value-size",
+        "4096",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let current = dir.path().join("current");
     std::fs::create_dir(&current).unwrap();
-    for i in 0..3 {
-        std::fs::rename(&d[i], current.join(format!("d{i}.img"))).unwrap();
-        std::fs::rename(old.join(format!("d{i}.img")), &d[i]).unwrap();
+    for (i, p) in d.iter().enumerate().take(3) {
+        std::fs::rename(p, current.join(format!("d{i}.img"))).unwrap();
+        std::fs::rename(old.join(format!("d{i}.img")), p).unwrap();
     }
     let out = ectable(&["status", "--devices", &join(&d)]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -244,8 +241,8 @@ fn status_with_more_than_m_old_copies_names_the_members_behind() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["behind_slots"], serde_json::json!([0, 1, 2]), "{v}");
-    for i in 0..3 {
-        std::fs::rename(current.join(format!("d{i}.img")), &d[i]).unwrap();
+    for (i, p) in d.iter().enumerate().take(3) {
+        std::fs::rename(current.join(format!("d{i}.img")), p).unwrap();
     }
     assert_eq!(code(&ectable(&["status", "--devices", &join(&d)])), 0);
 }
