@@ -666,7 +666,12 @@ impl Engine {
             return r.map(|_| ());
         };
         let _ = h.join();
-        r?;
+        if let Err(e) = r {
+            // The log could not be made durable (a write failed); the error counters still
+            // go to the health blocks, or the next `status` would show none of the errors.
+            crate::prober::write_kept(&self.shared);
+            return Err(e);
+        }
         // Clean close: checkpoint the index so the next open replays only what follows.
         // The checkpoint only shortens the next open; everything is durable already, so
         // failing to write one (a full array, a failing device) does not fail the close.

@@ -148,12 +148,14 @@ pub(crate) fn write_kept(shared: &Shared) {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     // Only the blocks whose record changed this session: a session that changed nothing
-    // (a refused command) writes nothing.
+    // (a refused command) writes nothing. A member that failed this session gets its block
+    // too, best effort: it may be back next time (a file system that had filled up, a
+    // cable), and its errors must not vanish from `status` with it (a dead one fails this
+    // write as it fails every other).
     let mut slots = Vec::new();
     let writes: Vec<IoOp> = (0..a.n())
-        .filter(|&s| !a.is_failed(s))
         .filter_map(|s| {
-            let d = a.device_of_slot(s as u32)?;
+            let d = a.present_device(s)?;
             let rec = a.health_record(s);
             if a.kept.locked().get(s) == Some(&rec) {
                 return None;
@@ -170,6 +172,9 @@ pub(crate) fn write_kept(shared: &Shared) {
     for (c, (s, rec)) in a.io.execute(writes).into_iter().zip(slots) {
         match c.result {
             Ok(()) => a.kept.locked()[s] = rec,
+            Err(e) if a.is_failed(s) => {
+                tracing::debug!("health block of a failed member not written: {e}")
+            }
             Err(e) => tracing::warn!("health block not written: {e}"),
         }
     }

@@ -152,6 +152,15 @@ fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
         Some(6),
         "{json}"
     );
+    // The members' failed writes are kept in their health blocks (written at close, also
+    // for the members that failed), so status shows them after the session.
+    let write_errors: u64 = json["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| d["lifetime_errors"]["write"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(write_errors >= 3, "failed writes not counted: {json}");
 
     // The operator makes room: the array opens again.
     fs.resize("512M");
