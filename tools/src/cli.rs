@@ -79,6 +79,9 @@ pub enum Command {
     /// Stop keeping history for incremental backups: the cleaner may then reclaim what the
     /// backup horizon held; the next backup (--auto included) is a full one.
     BackupClearHorizon(common::DevicesArg),
+    /// Make the running node on these devices close the array and open it again, after a
+    /// failure that stopped its writes has been put right (devices back, room given).
+    Reopen(common::DevicesArg),
     /// Check backup files without restoring them: every checksum, each file's completeness,
     /// and the chain (the full backup first, then its incrementals in order).
     BackupVerify(VerifyArgs),
@@ -131,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Clean(a) => clean::clean(kind, &a),
         Command::Backup(a) => crate::backup::cli::backup(kind, &a),
         Command::BackupClearHorizon(dev) => clean::clear_backup_horizon(kind, &dev),
+        Command::Reopen(dev) => crate::cmd::reopen::reopen(&dev),
         Command::BackupVerify(a) => crate::backup::cli::verify(&a),
         Command::Restore(a) => crate::backup::cli::restore(kind, &a),
         Command::Table { cmd } => table::run(kind, cmd),

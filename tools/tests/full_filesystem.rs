@@ -11,8 +11,7 @@
 
 mod cli_common;
 
-use cli_common::is_root;
-use std::path::{Path, PathBuf};
+use cli_common::{tmpfs_available, Tmpfs};
 use std::process::{Command, Output};
 
 fn ectable(args: &[&str]) -> Output {
@@ -35,45 +34,9 @@ fn ok(out: Output, what: &str) -> Output {
     out
 }
 
-/// A tmpfs mounted at a directory, unmounted on drop (also when the test fails).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).expect("mount point");
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("run mount");
-        assert!(st.success(), "mount -t tmpfs failed");
-        Tmpfs(at.to_path_buf())
-    }
-
-    fn resize(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .expect("run mount");
-        assert!(st.success(), "remount failed");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
-    if !is_root() {
-        assert!(
-            std::env::var("ECTABLE_REQUIRE_LOOP").map_or(true, |v| v != "1"),
-            "ECTABLE_REQUIRE_LOOP=1 but not running as root"
-        );
-        eprintln!("SKIP: mounting a tmpfs needs root");
+    if !tmpfs_available("members_on_a_full_file_system_fail_together_and_come_back_with_room") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -888,3 +888,98 @@ fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild()
         acked.len()
     );
 }
+
+/// A node whose writes stopped because the file system under its sparse member files
+/// filled up (more than m members failed at once): reads go on, `ectable reopen` after the
+/// room is given brings writes back without restarting the node, and every write the node
+/// acknowledged is there. Without a node, `reopen` has nothing to do. Needs root (tmpfs).
+#[test]
+fn node_reopens_the_array_after_its_file_system_was_given_room() {
+    if !cli_common::tmpfs_available("node_reopens_the_array_after_its_file_system_was_given_room") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fs = cli_common::Tmpfs::mount(&dir.path().join("fs"), "40M");
+    let files: Vec<String> = (0..6)
+        .map(|i| fs.0.join(format!("d{i}")).display().to_string())
+        .collect();
+    let devs = files.join(",");
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &devs,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "32M",
+        "--segment-size",
+        "1M",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to reopen"),
+        "{out:?}"
+    );
+    let node = NodeProc::start(&devs, dir.path());
+    let a = agent();
+    let value = vec![b'v'; 4000];
+    let mut acked = Vec::new();
+    let mut failed = None;
+    for i in 0..20_000 {
+        let (s, v) = answer(
+            a.put(node.url(&format!("/v1/kv/t/k{i:05}")))
+                .send(&value[..]),
+        );
+        if s == 200 {
+            acked.push(i);
+        } else {
+            failed = Some((s, v));
+            break;
+        }
+    }
+    let (s, v) = failed.expect("20000 puts of 4 KB fitted in a 40 MiB file system");
+    eprintln!(
+        "the first refused put: {s} {v}; {} acknowledged",
+        acked.len()
+    );
+    assert!(s >= 500, "{s} {v}");
+    assert!(acked.len() > 100, "too few puts before the failure");
+    // Reads go on while writes are stopped.
+    let (s, body) = get_bytes(&a, &node.url(&format!("/v1/kv/t/k{:05}", acked[0])));
+    assert_eq!((s, body.len()), (200, value.len()));
+    // Writes stay refused until the array is reopened, even once there is room again.
+    fs.resize("512M");
+    let (s, _) = answer(a.put(node.url("/v1/kv/t/after")).send("x"));
+    assert_ne!(
+        s, 200,
+        "a write was acknowledged by an engine whose writes had stopped"
+    );
+    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("the node reopened the array"), "{said}");
+    let (s, v) = answer(a.put(node.url("/v1/kv/t/after")).send("x"));
+    assert_eq!(s, 200, "{v}");
+    for i in acked.iter().step_by(37).chain(acked.last()) {
+        let (s, body) = get_bytes(&a, &node.url(&format!("/v1/kv/t/k{i:05}")));
+        assert_eq!((s, body), (200, value.clone()), "k{i:05}");
+    }
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("new writes fail"), "{text}");
+    let (code, err) = node.terminate();
+    assert_eq!(code, Some(0), "{err}");
+}

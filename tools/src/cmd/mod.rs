@@ -14,5 +14,6 @@ pub mod format;
 pub mod kv;
 pub mod model;
 pub mod rebuild;
+pub mod reopen;
 pub mod status;
 pub mod table;

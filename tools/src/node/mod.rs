@@ -61,10 +61,11 @@ fn duration_arg(s: &str) -> std::result::Result<Duration, String> {
 
 /// The state every request shares.
 pub struct Node {
-    /// The open array.
-    pub engine: Arc<Engine>,
-    /// Its typed tables.
-    pub tables: Tables,
+    /// The open array; replaced whole by `reopen`.
+    session: std::sync::RwLock<Arc<Session>>,
+    /// What the array was opened from, for `reopen`.
+    devices: Vec<PathBuf>,
+    kind: BackendKind,
     backup_dir: Option<PathBuf>,
     started: Instant,
     requests: [AtomicU64; 3],
@@ -72,8 +73,34 @@ pub struct Node {
     maintenance: Mutex<()>,
     /// The latest device events (at most `KEPT_EVENTS`), oldest first.
     events: Mutex<std::collections::VecDeque<JsonValue>>,
+}
+
+/// One open of the array and what hangs on it. A request takes the current one for its
+/// whole run ([`Node::s`]), so a reopen never pulls the engine out from under it: a request
+/// that raced the reopen finds its engine closed and is answered 503.
+pub struct Session {
+    /// The open array.
+    pub engine: Arc<Engine>,
+    /// Its typed tables.
+    pub tables: Tables,
     /// Waits for durability on behalf of every request in flight.
     durable: durable::Waiter,
+}
+
+impl Session {
+    /// Opens the array on `devices` (the node's own process holds them from now on).
+    fn open(devices: &[PathBuf], kind: BackendKind) -> Result<Session> {
+        let io = open_devices(devices, None, false, kind)?;
+        let engine =
+            Arc::new(Engine::open(io, EngineOptions::default()).context("opening the array")?);
+        let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
+        let durable = durable::Waiter::start(engine.clone())?;
+        Ok(Session {
+            engine,
+            tables,
+            durable,
+        })
+    }
 }
 
 /// What `POST /v1/admin/backup` asks for.
@@ -95,6 +122,46 @@ pub struct BackupRequest {
 const KEPT_EVENTS: usize = 100;
 
 impl Node {
+    /// The array as the node has it open now.
+    pub fn s(&self) -> Arc<Session> {
+        self.session
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Closes the array and opens it again from the same devices: after a failure that
+    /// stopped writes (more than m devices failed at once, a full file system under the
+    /// member files) and has been put right, writes work again without restarting the
+    /// node. The close writes what it can (the health blocks); the open replays the log as
+    /// after a crash. If the open fails, the node keeps answering with its engine closed
+    /// (503) until a reopen succeeds.
+    fn reopen(self: &Arc<Self>) -> Result<JsonValue> {
+        let _one = self.one_at_a_time()?;
+        let old = self.s();
+        let before = old.engine.status().state().as_str();
+        if let Err(e) = old.engine.close() {
+            tracing::warn!(
+                "reopen: the array closed with an error (expected after a failed write): {}",
+                crate::cmd::common::one_line(&anyhow::Error::from(e))
+            );
+        }
+        drop(old);
+        let start = Instant::now();
+        let session = Arc::new(Session::open(&self.devices, self.kind)?);
+        spawn_event_feed(self, &session.engine)?;
+        let st = session.engine.status();
+        *self.session.write().unwrap_or_else(|p| p.into_inner()) = session;
+        tracing::info!("reopened the array: {}", st.state().as_str());
+        Ok(json!({
+            "state_before": before,
+            "state": st.state().as_str(),
+            "elapsed_ns": start.elapsed().as_nanos() as u64,
+            "replayed_stripes": st.recovery.stripes,
+            "durable_lsn": st.durable_lsn,
+        }))
+    }
+
     fn count(&self, class: u16) {
         routes::count_in(&self.requests, class);
     }
@@ -109,7 +176,7 @@ impl Node {
 
     /// Key/value calls on a typed table are refused: its rows have their own encoding.
     fn refuse_typed(&self, table: &str) -> std::result::Result<(), routes::ApiError> {
-        if self.tables.schema(table).is_some() {
+        if self.s().tables.schema(table).is_some() {
             return Err(EngineError::WrongTableKind {
                 table: table.to_string(),
                 detail: "is a typed table: use /v1/tables/{table}/rows".into(),
@@ -131,7 +198,7 @@ impl Node {
     fn render_metrics(&self) -> String {
         let names = ["2xx", "4xx", "5xx"];
         prom::render(
-            self.engine.metrics(),
+            self.s().engine.metrics(),
             prom::NodeFigures {
                 requests: names
                     .iter()
@@ -164,6 +231,7 @@ impl Node {
             cancel: None,
         };
         let r = self
+            .s()
             .engine
             .scrub(repair, &opts, &mut |p| progress(progress_json(p)))?;
         Ok(json!({
@@ -187,7 +255,7 @@ impl Node {
     /// why there is nothing: the same decisions as the CLI's own `rebuild`.
     fn rebuild(&self, rate: u64, progress: &mut dyn FnMut(JsonValue)) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        let (what, absent) = crate::cmd::rebuild::rebuild_plan(&self.engine);
+        let (what, absent) = crate::cmd::rebuild::rebuild_plan(&self.s().engine);
         if what.is_empty() {
             return Ok(json!({"nothing": true, "absent": absent}));
         }
@@ -201,7 +269,7 @@ impl Node {
         progress: &mut dyn FnMut(JsonValue),
     ) -> Result<JsonValue> {
         let start = Instant::now();
-        let p = self.engine.rebuild(
+        let p = self.s().engine.rebuild(
             &RebuildOptions {
                 rate_limit_bytes_per_sec: rate,
                 cancel: None,
@@ -218,8 +286,8 @@ impl Node {
     /// The slot `replace` would rebuild: `old_slot`, or the slot of the member at `old`,
     /// or the one slot missing.
     fn replace_slot(&self, old: &str, old_slot: Option<usize>) -> Result<usize> {
-        let member = self.engine.slot_of_path(old);
-        crate::cmd::rebuild::replace_slot(&self.engine, old, old_slot, member)
+        let member = self.s().engine.slot_of_path(old);
+        crate::cmd::rebuild::replace_slot(&self.s().engine, old, old_slot, member)
     }
 
     /// Opens `path` in the node's process (created at `create_size` if missing; with
@@ -233,6 +301,7 @@ impl Node {
         let dev = open_created(path, create_size)?;
         if let Some(array) = ectable_engine::probe_device(&dev)? {
             if self
+                .s()
                 .engine
                 .slot_of_path(&path.display().to_string())
                 .is_some()
@@ -266,7 +335,7 @@ impl Node {
     ) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
         let dev = self.open_new_device(new, create_size, force)?;
-        self.engine.replace_with_device(slot, dev)?;
+        self.s().engine.replace_with_device(slot, dev)?;
         let mut r = self.run_rebuild(&format!("rebuild of slot {slot}"), rate, progress)?;
         r["slot"] = json!(slot);
         Ok(r)
@@ -282,7 +351,7 @@ impl Node {
                 path.display()
             );
         }
-        self.engine.add_spare_device(Arc::new(dev))?;
+        self.s().engine.add_spare_device(Arc::new(dev))?;
         Ok(json!({"spare": path.display().to_string()}))
     }
 
@@ -317,18 +386,18 @@ impl Node {
         };
         let (path, m, reason, pruned) = match (&req.auto, &req.to, &req.incremental_from) {
             (Some(dir), _, _) => {
-                let o = take_auto(&self.engine, dir, &req.policy, &mut opts)?;
+                let o = take_auto(&self.s().engine, dir, &req.policy, &mut opts)?;
                 (o.path, o.manifest, Some(o.reason), o.pruned)
             }
             (None, Some(to), None) => (
                 to.clone(),
-                ectable_backup::take_full(&self.engine, to, &mut opts)?,
+                ectable_backup::take_full(&self.s().engine, to, &mut opts)?,
                 None,
                 Vec::new(),
             ),
             (None, Some(to), Some(base)) => (
                 to.clone(),
-                ectable_backup::take_incremental(&self.engine, base, to, &mut opts)?,
+                ectable_backup::take_incremental(&self.s().engine, base, to, &mut opts)?,
                 None,
                 Vec::new(),
             ),
@@ -381,42 +450,20 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
             a.listen
         )
     })?;
-    let io = open_devices(&split_devices(&a.dev.devices)?, None, false, kind)?;
-    let engine = Arc::new(Engine::open(io, EngineOptions::default()).context("opening the array")?);
-    let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
+    let devices: Vec<PathBuf> = split_devices(&a.dev.devices)?;
+    let session = Arc::new(Session::open(&devices, kind)?);
     let node = Arc::new(Node {
-        engine: engine.clone(),
-        tables,
+        session: std::sync::RwLock::new(session.clone()),
+        devices,
+        kind,
         backup_dir: a.backup_dir.clone(),
         started: Instant::now(),
         requests: Default::default(),
         maintenance: Mutex::new(()),
         events: Mutex::new(Default::default()),
-        durable: durable::Waiter::start(engine.clone())?,
     });
-    // Device state changes: logged by the engine; kept here for /v1/events.
-    let feed = engine.subscribe_events();
-    let keep = Arc::downgrade(&node);
-    std::thread::Builder::new()
-        .name("ectable-node-events".into())
-        .spawn(move || {
-            while let Ok(ev) = feed.recv() {
-                let Some(node) = keep.upgrade() else { return };
-                let at = humantime::format_rfc3339_millis(ev.at).to_string();
-                let mut q = node.events.lock().unwrap_or_else(|p| p.into_inner());
-                if q.len() == KEPT_EVENTS {
-                    q.pop_front();
-                }
-                q.push_back(json!({
-                    "at": at,
-                    "slot": ev.slot,
-                    "device": ev.device,
-                    "event": ev.kind.as_str(),
-                    "detail": ev.detail,
-                }));
-            }
-        })
-        .context("starting the event thread")?;
+    spawn_event_feed(&node, &session.engine)?;
+    drop(session);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ectable-node")
@@ -427,7 +474,7 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
             .await
             .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "--listen {addr}: {e}"))?;
         let local = listener.local_addr()?;
-        let st = engine.status();
+        let st = node.s().engine.status();
         println!(
             "ectable node: array {} ({} devices, RS({},{}), {}); listening on {local}",
             st.array_uuid,
@@ -483,12 +530,41 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
     notify_systemd("STOPPING=1");
     // Scheduled work still running holds the engine; it stops with the runtime.
     rt.shutdown_timeout(Duration::from_secs(10));
+    let engine = node.s().engine.clone();
     drop(node);
     let closed = engine.close().context("closing the array");
     served?;
     closed?;
     eprintln!("ectable node: stopped; the array is closed");
     Ok(crate::exit::OK)
+}
+
+/// Device state changes of `engine`: logged by the engine; kept for /v1/events. The thread
+/// ends with the engine (its feed closes) or the node.
+fn spawn_event_feed(node: &Arc<Node>, engine: &Engine) -> Result<()> {
+    let feed = engine.subscribe_events();
+    let keep = Arc::downgrade(node);
+    std::thread::Builder::new()
+        .name("ectable-node-events".into())
+        .spawn(move || {
+            while let Ok(ev) = feed.recv() {
+                let Some(node) = keep.upgrade() else { return };
+                let at = humantime::format_rfc3339_millis(ev.at).to_string();
+                let mut q = node.events.lock().unwrap_or_else(|p| p.into_inner());
+                if q.len() == KEPT_EVENTS {
+                    q.pop_front();
+                }
+                q.push_back(json!({
+                    "at": at,
+                    "slot": ev.slot,
+                    "device": ev.device,
+                    "event": ev.kind.as_str(),
+                    "detail": ev.detail,
+                }));
+            }
+        })
+        .context("starting the event thread")?;
+    Ok(())
 }
 
 /// Runs `work` every `period` (the first run after one period), one at a time.

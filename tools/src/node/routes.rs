@@ -33,7 +33,7 @@ pub const MAX_PAGE: usize = 10_000;
 /// The router of every route.
 pub fn router(node: Arc<Node>) -> Router {
     // A value may be as large as the engine's largest batch; a little more for JSON.
-    let body_limit = node.engine.max_batch_bytes() * 2 + (64 << 10);
+    let body_limit = node.s().engine.max_batch_bytes() * 2 + (64 << 10);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/health", get(health))
@@ -65,6 +65,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/admin/add-spare", post(admin_add_spare))
         .route("/v1/admin/clean", post(admin_clean))
         .route("/v1/admin/checkpoint", post(admin_checkpoint))
+        .route("/v1/admin/reopen", post(admin_reopen))
         .route("/v1/admin/backup", post(admin_backup))
         .fallback(not_found_route)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -231,7 +232,7 @@ struct WriteQuery {
 /// The answer to a write: with `sync`, once it is durable (on a blocking thread).
 fn durable_answer(n: &Node, lsn: u64, sync: bool) -> ApiResult<Json<JsonValue>> {
     if sync {
-        n.engine.wait_durable(lsn)?;
+        n.s().engine.wait_durable(lsn)?;
     }
     Ok(lsn_answer(lsn, sync))
 }
@@ -306,7 +307,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> ApiResult<Response> {
 
 async fn health(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
     blocking(&node, |n| {
-        let st = n.engine.status();
+        let st = n.s().engine.status();
         Ok(Json(json!({
             "state": st.state().as_str(),
             "redundancy_left": st.redundancy_left,
@@ -318,7 +319,9 @@ async fn health(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
 
 async fn status(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
     blocking(&node, |n| {
-        Ok(Json(crate::cmd::status::status_json(&n.engine.status())))
+        Ok(Json(crate::cmd::status::status_json(
+            &n.s().engine.status(),
+        )))
     })
     .await
 }
@@ -329,7 +332,7 @@ async fn events(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
 
 async fn sync(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
     blocking(&node, |n| {
-        let lsn = n.engine.sync()?;
+        let lsn = n.s().engine.sync()?;
         Ok(Json(json!({"durable_lsn": lsn})))
     })
     .await
@@ -350,10 +353,10 @@ async fn kv_put(
     // waiter thread's, shared by every request in flight (durable.rs).
     let r = (|| {
         node.refuse_typed(&table)?;
-        Ok::<_, ApiError>(node.engine.put(&table, key.as_bytes(), &body)?)
+        Ok::<_, ApiError>(node.s().engine.put(&table, key.as_bytes(), &body)?)
     })();
     let r = match r {
-        Ok(lsn) if sync => node.durable.wait(lsn).await.map(|_| lsn),
+        Ok(lsn) if sync => node.s().durable.wait(lsn).await.map(|_| lsn),
         r => r,
     };
     node.count_result(&r);
@@ -366,7 +369,7 @@ async fn kv_get(
 ) -> ApiResult<Response> {
     blocking(&node, move |n| {
         n.refuse_typed(&table)?;
-        match n.engine.get(&table, key.as_bytes())? {
+        match n.s().engine.get(&table, key.as_bytes())? {
             Some(v) => {
                 Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response())
             }
@@ -386,7 +389,7 @@ async fn kv_delete(
     let sync = q?.sync.unwrap_or(true);
     blocking(&node, move |n| {
         n.refuse_typed(&table)?;
-        let lsn = n.engine.delete(&table, key.as_bytes())?;
+        let lsn = n.s().engine.delete(&table, key.as_bytes())?;
         durable_answer(n, lsn, sync)
     })
     .await
@@ -416,7 +419,7 @@ async fn kv_get_many(
     blocking(&node, move |n| {
         n.refuse_typed(&table)?;
         let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-        let values = n.engine.get_many(&table, &refs)?;
+        let values = n.s().engine.get_many(&table, &refs)?;
         let out: Vec<JsonValue> = values
             .iter()
             .map(|v| v.as_deref().map_or(JsonValue::Null, bytes_json))
@@ -461,7 +464,7 @@ async fn kv_scan(
             q.to.as_ref()
                 .map_or(Bound::Unbounded, |t| Bound::Excluded(t.as_bytes()));
         // One more than the page: whether there is a next page.
-        let mut rows = n.engine.scan(&table, from, to, limit + 1)?;
+        let mut rows = n.s().engine.scan(&table, from, to, limit + 1)?;
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next = if more {
@@ -524,7 +527,7 @@ async fn kv_batch(
                 None => b.delete(t, k),
             };
         }
-        let lsn = n.engine.write_batch(&b)?;
+        let lsn = n.s().engine.write_batch(&b)?;
         durable_answer(n, lsn, sync)
     })
     .await
@@ -534,7 +537,8 @@ async fn kv_batch(
 // Typed tables.
 
 fn schema_of(n: &Node, table: &str) -> ApiResult<Schema> {
-    n.tables
+    n.s()
+        .tables
         .schema(table)
         .ok_or_else(|| EngineError::NoSuchTable(table.to_string()).into())
 }
@@ -598,6 +602,7 @@ fn key_json(schema: &Schema, key: &[Value]) -> JsonValue {
 async fn tables_list(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
     blocking(&node, |n| {
         let list: Vec<JsonValue> = n
+            .s()
             .tables
             .list_tables()
             .iter()
@@ -626,9 +631,9 @@ async fn tables_create(
         return Err(EngineError::ReservedTableName(name).into());
     }
     blocking(&node, move |n| {
-        n.tables.create_table(&name, &schema)?;
+        n.s().tables.create_table(&name, &schema)?;
         Ok(Json(crate::cmd::table::info_json(
-            &n.tables.describe_table(&name)?,
+            &n.s().tables.describe_table(&name)?,
         )))
     })
     .await
@@ -640,7 +645,7 @@ async fn tables_describe(
 ) -> ApiResult<Json<JsonValue>> {
     blocking(&node, move |n| {
         Ok(Json(crate::cmd::table::info_json(
-            &n.tables.describe_table(&table)?,
+            &n.s().tables.describe_table(&table)?,
         )))
     })
     .await
@@ -651,9 +656,9 @@ async fn tables_drop(
     Path(table): Path<String>,
 ) -> ApiResult<Json<JsonValue>> {
     blocking(&node, move |n| {
-        let info = n.tables.describe_table(&table)?;
-        n.tables.drop_table(&table)?;
-        n.engine.sync()?;
+        let info = n.s().tables.describe_table(&table)?;
+        n.s().tables.drop_table(&table)?;
+        n.s().engine.sync()?;
         Ok(Json(json!({"dropped": table, "rows": info.row_count})))
     })
     .await
@@ -675,8 +680,8 @@ async fn rows_put(
             Some(c) => json_columns(c, "cols").map_err(ApiError::bad_request)?,
         };
         let lsn = match condition(&schema, body.get("if"))? {
-            None => n.tables.put_row(&table, &key, &cols)?,
-            Some(c) => n.tables.put_row_if(&table, &key, &cols, &c)?,
+            None => n.s().tables.put_row(&table, &key, &cols)?,
+            Some(c) => n.s().tables.put_row_if(&table, &key, &cols, &c)?,
         };
         durable_answer(n, lsn, sync)
     })
@@ -695,7 +700,7 @@ async fn rows_get(
         match (body.get("pk"), body.get("pks")) {
             (Some(pk), None) => {
                 let key = key_arg(&schema, pk, "pk", false)?;
-                match n.tables.get_row(&table, &key)? {
+                match n.s().tables.get_row(&table, &key)? {
                     Some(row) => Ok(Json(json!({"row": row_json(&schema, &row)}))),
                     None => Err(ApiError::not_found(format!(
                         "row {pk} not found in table '{table}'"
@@ -713,7 +718,7 @@ async fn rows_get(
                     .enumerate()
                     .map(|(i, k)| key_arg(&schema, k, &format!("pks[{i}]"), false))
                     .collect::<ApiResult<Vec<_>>>()?;
-                let rows = n.tables.get_rows(&table, &keys)?;
+                let rows = n.s().tables.get_rows(&table, &keys)?;
                 let out: Vec<JsonValue> = rows
                     .iter()
                     .map(|r| r.as_ref().map_or(JsonValue::Null, |r| row_json(&schema, r)))
@@ -740,8 +745,8 @@ async fn rows_delete(
         let schema = schema_of(n, &table)?;
         let key = key_arg(&schema, field(&body, "pk")?, "pk", false)?;
         let lsn = match condition(&schema, body.get("if"))? {
-            None => n.tables.delete_row(&table, &key)?,
-            Some(c) => n.tables.delete_row_if(&table, &key, &c)?,
+            None => n.s().tables.delete_row(&table, &key)?,
+            Some(c) => n.s().tables.delete_row_if(&table, &key, &c)?,
         };
         durable_answer(n, lsn, sync)
     })
@@ -784,7 +789,7 @@ async fn rows_range(
         if let Some(next) = body.get("next") {
             q = q.resume_from(key_arg(&schema, next, "next", false)?);
         }
-        let page = n.tables.range_view(&table, &q)?;
+        let page = n.s().tables.range_view(&table, &q)?;
         let rows: Vec<JsonValue> = page
             .rows
             .iter()
@@ -845,7 +850,7 @@ async fn tables_batch(
                 }
             }
         }
-        let lsn = n.tables.write(&b)?;
+        let lsn = n.s().tables.write(&b)?;
         durable_answer(n, lsn, sync)
     })
     .await
@@ -1030,7 +1035,7 @@ async fn admin_add_spare(
 
 async fn status_raw(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
     blocking(&node, |n| {
-        serde_json::to_value(n.engine.status())
+        serde_json::to_value(n.s().engine.status())
             .map(Json)
             .map_err(|e| ApiError::from(anyhow::Error::from(e)))
     })
@@ -1045,7 +1050,7 @@ async fn admin_clean(
     only_fields(&body, &["max_passes"], "the body")?;
     let passes = u64_field(&body, "max_passes")?.map_or(64, |p| p as usize);
     blocking(&node, move |n| {
-        let r = n.engine.clean(passes)?;
+        let r = n.s().engine.clean(passes)?;
         Ok(Json(json!({
             "segments_cleaned": r.segments_cleaned,
             "segments_freed": r.segments_freed,
@@ -1061,10 +1066,22 @@ async fn admin_clean(
 
 async fn admin_checkpoint(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
     blocking(&node, |n| {
-        let lsn = n.engine.checkpoint()?;
+        let lsn = n.s().engine.checkpoint()?;
         Ok(Json(json!({"checkpoint_lsn": lsn})))
     })
     .await
+}
+
+/// Closes the array and opens it again (`Node::reopen`).
+async fn admin_reopen(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
+    let n = node.clone();
+    let r = tokio::task::spawn_blocking(move || n.reopen())
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the reopen's worker failed: {e}")))
+        .map(Json)
+        .map_err(ApiError::from);
+    node.count_result(&r);
+    r
 }
 
 async fn admin_backup(

@@ -182,3 +182,48 @@ impl Drop for Loop {
         let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
     }
 }
+
+/// Whether a tmpfs can be mounted (root); otherwise prints why the test skips, and fails
+/// when ECTABLE_REQUIRE_LOOP=1 (CI runs as root).
+pub fn tmpfs_available(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("ECTABLE_REQUIRE_LOOP").map_or(true, |v| v != "1"),
+        "{test}: ECTABLE_REQUIRE_LOOP=1 but not running as root"
+    );
+    eprintln!("SKIP {test}: mounting a tmpfs needs root");
+    false
+}
+
+/// A tmpfs mounted at a directory, unmounted on drop (also when the test fails).
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount -t tmpfs failed");
+        Tmpfs(at.to_path_buf())
+    }
+
+    pub fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "remount failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
