@@ -980,6 +980,46 @@ fn node_reopens_the_array_after_its_file_system_was_given_room() {
     let out = cli(dir.path(), &["status", "--devices", &devs]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("new writes fail"), "{text}");
+    // A reopen while clients write: a put is acknowledged by the old engine or the new one,
+    // or refused; every acknowledged one is there after.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (a, url, stop) = (agent(), node.url(""), stop.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let key = format!("w{w}-{i:05}");
+                    let (s, _) = answer(a.put(format!("{url}/v1/kv/t/{key}")).send(&key));
+                    if s == 200 {
+                        acked.push(key);
+                    }
+                    i += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|h| h.join().expect("writer"))
+        .collect();
+    assert!(acked.len() > 10, "too few puts around the reopen");
+    for key in &acked {
+        let (s, body) = get_bytes(&a, &node.url(&format!("/v1/kv/t/{key}")));
+        assert_eq!((s, body), (200, key.clone().into_bytes()), "{key}");
+    }
+    eprintln!("{} puts acknowledged around the second reopen", acked.len());
     let (code, err) = node.terminate();
     assert_eq!(code, Some(0), "{err}");
 }
