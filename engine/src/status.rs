@@ -255,6 +255,10 @@ pub struct Status {
     pub latency_ewma_ns: Vec<u64>,
     /// Per slot: how often this session found the device slow (suspect).
     pub slow_events: Vec<u64>,
+    /// A write failed and the writer stopped (it refuses commits until the array is
+    /// reopened): why. Reads go on.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub writes_stopped: Option<String>,
     /// The I/O backend the devices run on: "uring" or "psync".
     pub io_engine: String,
     /// The file systems under members that are sparse files (or loop devices over sparse
@@ -361,6 +365,7 @@ impl Engine {
             used_per_slot[slot] = a.segment_count() - f.len() as u32;
         }
         let (next_lsn, durable_lsn) = (st.next_lsn(), st.acked_lsn());
+        let writes_stopped = st.failure().map(str::to_string);
         let free_segments = st.free().allocatable(a.w());
         let cursor = st.cursor().map(|c| (c.segment.id, c.offset as u64));
         drop(st);
@@ -557,6 +562,7 @@ impl Engine {
             degraded_writes: c.degraded_writes.load(Ordering::Relaxed),
             io_engine: a.io.name().to_string(),
             backing: BackingFs::of(a),
+            writes_stopped,
             codec_kernel: crate::codec::Kernel::selected().name().to_string(),
             rebuild,
             backup_horizon,

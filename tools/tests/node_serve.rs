@@ -956,6 +956,23 @@ fn node_reopens_the_array_after_its_file_system_was_given_room() {
     // Reads go on while writes are stopped.
     let (s, body) = get_bytes(&a, &node.url(&format!("/v1/kv/t/k{:05}", acked[0])));
     assert_eq!((s, body.len()), (200, value.len()));
+    // The node says so: health, metrics and status.
+    let (s, h) = answer(a.get(node.url("/v1/health")).call());
+    assert_eq!((s, &h["writes_stopped"]), (200, &json!(true)), "{h}");
+    let m = scrape(&a, &node.url("/metrics"));
+    let stopped = m
+        .samples
+        .iter()
+        .find(|x| x.metric == "ectable_writes_stopped")
+        .map(|x| format!("{:?}", x.value));
+    assert_eq!(stopped.as_deref(), Some("Gauge(1.0)"));
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("writes have stopped") && text.contains("'ectable reopen'"),
+        "{text}"
+    );
     // Writes stay refused until the array is reopened, even once there is room again.
     fs.resize("512M");
     let (s, _) = answer(a.put(node.url("/v1/kv/t/after")).send("x"));
@@ -973,6 +990,8 @@ fn node_reopens_the_array_after_its_file_system_was_given_room() {
     assert!(said.contains("the node reopened the array"), "{said}");
     let (s, v) = answer(a.put(node.url("/v1/kv/t/after")).send("x"));
     assert_eq!(s, 200, "{v}");
+    let (_, h) = answer(a.get(node.url("/v1/health")).call());
+    assert_eq!(h["writes_stopped"], json!(false), "{h}");
     for i in acked.iter().step_by(37).chain(acked.last()) {
         let (s, body) = get_bytes(&a, &node.url(&format!("/v1/kv/t/k{i:05}")));
         assert_eq!((s, body), (200, value.clone()), "k{i:05}");

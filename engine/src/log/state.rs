@@ -309,6 +309,11 @@ impl WriterState {
         self.error.is_some()
     }
 
+    /// The failed write that stopped the writer, if one did.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
     /// The highest LSN of a record in log segment `id` (a bound for segments the checkpoint
     /// covered at open), if known.
     pub(crate) fn segment_max_lsn(&self, id: u64) -> Option<u64> {

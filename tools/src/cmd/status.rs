@@ -208,8 +208,13 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
 
 fn exit_code(st: &Status) -> i32 {
     match st.state() {
-        // Writes fail when the file system under the member files is full: not healthy.
-        ectable_engine::ArrayState::Online if backing_full(st).is_some() => 1,
+        // Writes fail (the file system under the member files is full, or the writer
+        // stopped after a failed write): not healthy.
+        ectable_engine::ArrayState::Online
+            if backing_full(st).is_some() || st.writes_stopped.is_some() =>
+        {
+            1
+        }
         ectable_engine::ArrayState::Online => 0,
         ectable_engine::ArrayState::Degraded => 1,
         ectable_engine::ArrayState::Unavailable => crate::exit::UNAVAILABLE_STATE,
@@ -230,9 +235,10 @@ pub fn print_status(st: &Status) {
     let state = array_state(st);
     let lost = out_of_service(st);
     println!("  array: {}", st.array_uuid);
-    match backing_full(st) {
-        Some(_) => println!("  state: {state}, but new writes fail (the file system under the member files is full)"),
-        None => println!("  state: {state}"),
+    match (backing_full(st), &st.writes_stopped) {
+        (_, Some(_)) => println!("  state: {state}, but writes have stopped (a write failed)"),
+        (Some(_), None) => println!("  state: {state}, but new writes fail (the file system under the member files is full)"),
+        (None, None) => println!("  state: {state}"),
     }
     let n = st.devices.len();
     let status_line = if let (0, Some(b)) = (lost, backing_full(st)) {
@@ -525,6 +531,11 @@ fn actions(st: &Status) -> Vec<String> {
         st.devices.iter().filter(|d| f(d)).map(|d| d.slot).collect()
     };
     let mut out = Vec::new();
+    if let Some(why) = &st.writes_stopped {
+        out.push(format!(
+            "Writes stopped after a failed write ({why}). Reads go on. Put the cause right (devices back, room given), then reopen the array: 'ectable reopen' for a node, or restart the process that holds it."
+        ));
+    }
     let gone = slots(&|d| d.state == "REMOVED" || d.state == "FAULTED");
     if !gone.is_empty() {
         out.push(format!(
@@ -687,6 +698,7 @@ pub fn status_json(st: &Status) -> Value {
         })),
         "spares": st.spares,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
+        "writes_stopped": st.writes_stopped,
         "backing": st.backing.iter().map(|b| json!({
             "slots": b.slots,
             "unallocated_bytes": b.unallocated_bytes,

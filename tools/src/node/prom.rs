@@ -161,6 +161,11 @@ impl Collector for Snapshot {
                 .collect::<Vec<_>>(),
         )?;
         o.gauge(
+            "writes_stopped",
+            "1 when a write failed and the writer stopped (writes are refused until the array is reopened: POST /v1/admin/reopen)",
+            f64::from(u8::from(st.writes_stopped.is_some())),
+        )?;
+        o.gauge(
             "redundancy_left",
             "devices that can still be lost before data is (the durability margin)",
             st.redundancy_left as f64,

@@ -312,6 +312,7 @@ async fn health(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
             "state": st.state().as_str(),
             "redundancy_left": st.redundancy_left,
             "durable_lsn": st.durable_lsn,
+            "writes_stopped": st.writes_stopped.is_some(),
         })))
     })
     .await
