@@ -11,15 +11,8 @@
 
 mod cli_common;
 
-use cli_common::{tmpfs_available, Tmpfs};
-use std::process::{Command, Output};
-
-fn ectable(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ectable"))
-        .args(args)
-        .output()
-        .expect("run ectable")
-}
+use cli_common::{array_on_small_tmpfs, ectable, tmpfs_available};
+use std::process::Output;
 
 fn text(out: &Output) -> String {
     format!(
@@ -40,11 +33,7 @@ fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let fs = Tmpfs::mount(&dir.path().join("fs"), "40M");
-    let files: Vec<String> = (0..6)
-        .map(|i| fs.0.join(format!("d{i}")).to_string_lossy().into_owned())
-        .collect();
-    let devices = files.join(",");
+    let (fs, devices) = array_on_small_tmpfs(dir.path());
     let dev = ["--devices", devices.as_str()];
     let with = |args: &[&str]| -> Vec<String> {
         dev.iter()
@@ -59,24 +48,6 @@ fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
         ectable(&refs)
     };
 
-    // Sparse files of 32 MiB each: 192 MiB promised on 40 MiB of room.
-    ok(
-        run(
-            "format",
-            &[
-                "--k",
-                "4",
-                "--m",
-                "2",
-                "--create-size",
-                "32M",
-                "--segment-size",
-                "1M",
-                "--yes",
-            ],
-        ),
-        "format",
-    );
     let early = ["--table", "early", "--rows", "1000", "--value-size", "4096"];
     ok(run("load", &early), "the first load");
 

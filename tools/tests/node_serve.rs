@@ -899,30 +899,7 @@ fn node_reopens_the_array_after_its_file_system_was_given_room() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let fs = cli_common::Tmpfs::mount(&dir.path().join("fs"), "40M");
-    let files: Vec<String> = (0..6)
-        .map(|i| fs.0.join(format!("d{i}")).display().to_string())
-        .collect();
-    let devs = files.join(",");
-    let out = ectable(&[
-        "format",
-        "--devices",
-        &devs,
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--create-size",
-        "32M",
-        "--segment-size",
-        "1M",
-        "--yes",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (fs, devs) = cli_common::array_on_small_tmpfs(dir.path());
     let out = cli(dir.path(), &["reopen", "--devices", &devs]);
     assert!(out.status.success());
     assert!(

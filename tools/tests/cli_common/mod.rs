@@ -139,6 +139,12 @@ pub fn is_root() -> bool {
 }
 
 pub fn loop_devices_available(test: &str) -> bool {
+    root_available(test, "loop devices need root")
+}
+
+/// Whether the test runs as root; otherwise prints why it skips (`why`), and fails when
+/// ECTABLE_REQUIRE_LOOP=1 (CI runs as root).
+fn root_available(test: &str, why: &str) -> bool {
     if is_root() {
         return true;
     }
@@ -146,7 +152,7 @@ pub fn loop_devices_available(test: &str) -> bool {
         std::env::var("ECTABLE_REQUIRE_LOOP").map_or(true, |v| v != "1"),
         "{test}: ECTABLE_REQUIRE_LOOP=1 but not running as root"
     );
-    eprintln!("SKIP {test}: loop devices need root");
+    eprintln!("SKIP {test}: {why}");
     false
 }
 
@@ -183,18 +189,39 @@ impl Drop for Loop {
     }
 }
 
-/// Whether a tmpfs can be mounted (root); otherwise prints why the test skips, and fails
-/// when ECTABLE_REQUIRE_LOOP=1 (CI runs as root).
+/// Whether a tmpfs can be mounted (root).
 pub fn tmpfs_available(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
+    root_available(test, "mounting a tmpfs needs root")
+}
+
+/// Six sparse member files of 32 MiB (1 MiB segments, RS(4,2)) on a 40 MiB tmpfs mounted
+/// under `dir`: 192 MiB promised on 40 MiB of room. Returns the mount and the device list.
+pub fn array_on_small_tmpfs(dir: &Path) -> (Tmpfs, String) {
+    let fs = Tmpfs::mount(&dir.join("fs"), "40M");
+    let devs = (0..6)
+        .map(|i| fs.0.join(format!("d{i}")).display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &devs,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "32M",
+        "--segment-size",
+        "1M",
+        "--yes",
+    ]);
     assert!(
-        std::env::var("ECTABLE_REQUIRE_LOOP").map_or(true, |v| v != "1"),
-        "{test}: ECTABLE_REQUIRE_LOOP=1 but not running as root"
+        out.status.success(),
+        "format: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("SKIP {test}: mounting a tmpfs needs root");
-    false
+    (fs, devs)
 }
 
 /// A tmpfs mounted at a directory, unmounted on drop (also when the test fails).
