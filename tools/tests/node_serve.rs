@@ -950,6 +950,22 @@ fn node_reopens_the_array_after_its_file_system_was_given_room() {
         text.contains("writes have stopped") && text.contains("'ectable reopen'"),
         "{text}"
     );
+    // A reopen asked for while too few members are readable is refused, and the node keeps
+    // serving reads from the array it has open.
+    let away = fs.0.join("away");
+    std::fs::create_dir(&away).unwrap();
+    for i in 0..3 {
+        std::fs::rename(fs.0.join(format!("d{i}")), away.join(format!("d{i}"))).unwrap();
+    }
+    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "reopened with 3 of 6 members gone");
+    assert!(said.contains("too few members"), "{said}");
+    let (s, _) = get_bytes(&a, &node.url(&format!("/v1/kv/t/k{:05}", acked[0])));
+    assert_eq!(s, 200, "reads stopped after a refused reopen");
+    for i in 0..3 {
+        std::fs::rename(away.join(format!("d{i}")), fs.0.join(format!("d{i}"))).unwrap();
+    }
     // Writes stay refused until the array is reopened, even once there is room again.
     fs.resize("512M");
     let (s, _) = answer(a.put(node.url("/v1/kv/t/after")).send("x"));

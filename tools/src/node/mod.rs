@@ -138,6 +138,20 @@ impl Node {
     /// (503) until a reopen succeeds.
     fn reopen(self: &Arc<Self>) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
+        // Not before enough members are readable again: closing first would take the
+        // reads the node still serves with it.
+        let ex = crate::cmd::examine::examine(&self.devices);
+        let uuid = self.s().engine.status().array_uuid;
+        match ex.arrays.iter().find(|a| a.uuid == uuid) {
+            Some(found) if !found.unavailable() => {}
+            found => crate::fail!(
+                crate::exit::UNAVAILABLE,
+                "not reopening: too few members of the array are readable yet ({} of {} \
+                 missing among the node's devices); the array stays open as it is",
+                found.map_or(self.devices.len(), |f| f.missing().len()),
+                found.map_or(self.devices.len(), |f| f.slots.len())
+            ),
+        }
         let old = self.s();
         let before = old.engine.status().state().as_str();
         if let Err(e) = old.engine.close() {
