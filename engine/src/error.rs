@@ -187,7 +187,7 @@ pub enum Error {
     },
     /// A previous write or flush failed; the engine refuses further commits until reopened
     /// (the outcome of in-flight writes is unknown).
-    #[error("a previous write failed ({0}); reopen the array")]
+    #[error("a previous write failed ({0}); writes are refused until the array is reopened")]
     PreviousIo(String),
     /// A write, or a maintenance operation that writes, on an engine opened read-only.
     #[error("the array is open read-only")]
