@@ -95,6 +95,9 @@ fn every_exit_code_class() {
     // 66: an input does not exist.
     let missing = dir.path().join("nothing.img");
     assert_eq!(code(&get(missing.to_str().unwrap(), "a")), 66);
+    let out = ectable(&["reopen", "--devices", missing.to_str().unwrap()]);
+    assert_eq!(code(&out), 66, "reopen of devices that are not there");
+    assert_clean_error(&out, &["none of the devices exists"]);
     // 69: too few of the array's devices to open it.
     assert_eq!(code(&get(&join(&d[..3]), "a")), 69);
     // 73: a backup never overwrites a file.
@@ -159,6 +162,12 @@ fn every_exit_code_class() {
     std::fs::create_dir(&dirdev).unwrap();
     let with_dir = format!("{all},{}", dirdev.display());
     assert_eq!(code(&get(&with_dir, "a")), 78, "a directory as a device");
+    let out = ectable(&["reopen", "--devices", &other[0].display().to_string()]);
+    assert_eq!(code(&out), 0, "reopen without a node: nothing to do");
+    let blank = dir.path().join("blank.img");
+    std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
+    let out = ectable(&["reopen", "--devices", blank.to_str().unwrap()]);
+    assert_eq!(code(&out), 78, "reopen of a device that holds no array");
     // Nothing above changed the array.
     assert_eq!(get(&all, "a").stdout, b"1");
     assert_eq!(code(&get(&all, "b")), 1);

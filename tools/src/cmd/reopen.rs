@@ -10,6 +10,22 @@ use serde_json::json;
 /// `ectable reopen`.
 pub fn reopen(dev: &DevicesArg) -> Result<i32> {
     let Some(node) = crate::node::client::find(dev) else {
+        // Bad input still gets an error: devices that are not there, or not an array.
+        let paths = crate::cmd::common::devices(dev)?;
+        if !paths.iter().any(|p| p.exists()) {
+            crate::fail!(
+                crate::exit::NO_INPUT,
+                "none of the devices exists: {}",
+                dev.devices
+            );
+        }
+        if crate::cmd::examine::examine(&paths).arrays.is_empty() {
+            crate::fail!(
+                crate::exit::CONFIG,
+                "no ectable array on these devices: {}",
+                dev.devices
+            );
+        }
         println!(
             "reopen: no running node holds these devices; every ectable command opens the array anew, so there is nothing to reopen"
         );
