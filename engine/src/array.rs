@@ -1164,6 +1164,7 @@ impl Array {
         let before = self.on_disk.locked().clone();
         let mut sbs: Vec<Option<Superblock>> = vec![None; took.len()];
         let mut cleared = Vec::new();
+        let mut flushes = Vec::new();
         for (d, &t) in took.iter().enumerate() {
             if !t {
                 continue;
@@ -1178,7 +1179,7 @@ impl Array {
                             AlignedBuf::new(SUPERBLOCK_SIZE_BYTES),
                         ));
                     }
-                    cleared.push(IoOp::flush(d));
+                    flushes.push(IoOp::flush(d));
                 }
             }
         }
@@ -1187,12 +1188,15 @@ impl Array {
             .into_iter()
             .flatten()
             .count();
-        failed += self
-            .io
-            .execute(cleared)
-            .into_iter()
-            .filter(|c| c.result.is_err())
-            .count();
+        // The zeroed copies, then their flushes (a batch's operations are not ordered).
+        for batch in [cleared, flushes] {
+            failed += self
+                .io
+                .execute(batch)
+                .into_iter()
+                .filter(|c| c.result.is_err())
+                .count();
+        }
         tracing::warn!(
             restored,
             failed,
