@@ -264,3 +264,53 @@ fn a_member_that_failed_first_is_stale_when_two_more_fail_later() {
         eprintln!("{what}: {stale} member(s) stale at the reopen");
     }
 }
+
+/// A replacement handed to the engine while three other members fail under the superblock
+/// write that makes it a member: the write is undone, and the new device, which held none
+/// of this array's superblocks, has both copies cleared. Left with the new epoch, it would
+/// be the only device at the newest epoch and every other member would read as stale.
+#[test]
+fn a_replacement_whose_superblock_write_found_too_many_failed_is_not_left_a_member() {
+    use ectable::devices::{BlockDevice, MemDevice};
+    let (faulty, e, mut rows) = setup();
+    fail(&faulty[0], Failure::Everything);
+    put_rows(&e, 300, 50, &mut rows);
+    assert!(!e.status().devices[0].in_service, "slot 0 did not fail");
+    for s in [1, 2, 3] {
+        fail(&faulty[s], Failure::WritesOnly);
+    }
+    let mem = Arc::new(MemDevice::new("new", SIZE));
+    let new: Arc<dyn BlockDevice> = Arc::new(FaultyDevice::new(mem.clone(), 99));
+    let r = e.replace_with_device(0, new);
+    assert!(
+        r.is_err(),
+        "a replace whose superblock write reached 3 of 6 members succeeded"
+    );
+    eprintln!("replace refused: {}", r.unwrap_err());
+    assert!(failed_writes(&faulty, &[1, 2, 3]) > 0, "no write failed");
+    let mut head = vec![0u8; 8192];
+    mem.read_at(&mut head, 0).unwrap();
+    assert!(
+        head.iter().all(|&b| b == 0),
+        "the new device keeps a superblock of a write that was undone"
+    );
+    drop(e);
+    // The old device of slot 0 stays dead; the others come back.
+    for d in &faulty[1..] {
+        give_back(d);
+    }
+    let keep: Vec<usize> = (1..N).collect();
+    let e = Engine::open(subset(&faulty, &keep), EngineOptions::default())
+        .unwrap_or_else(|err| panic!("reopen without slot 0: {err}"));
+    let st = e.status();
+    for d in &st.devices[1..] {
+        assert!(
+            d.in_service,
+            "slot {} is {} ({})",
+            d.slot,
+            d.state.as_str(),
+            d.note
+        );
+    }
+    check_rows(&e, &rows, "after the undone replace");
+}
