@@ -26,7 +26,13 @@ fn put_get_delete_reopen_on_memory() {
         e.sync().unwrap();
         assert_eq!(e.get("t", b"k00001").unwrap(), Some(value_for(1, 1, 1)));
         assert_eq!(e.get("t", b"k00007").unwrap(), None);
+        assert_eq!(e.status().writes_stopped, None);
         e.close().unwrap();
+        // A closed engine's status does not claim it takes writes.
+        assert_eq!(
+            e.status().writes_stopped.as_deref(),
+            Some("the engine is closed")
+        );
     }
     let e = open_engine_on(io.clone());
     // The clean close wrote a checkpoint: nothing is replayed from the log.

@@ -114,6 +114,10 @@ fn write_until_it_fails(e: &Engine, rows: &mut Rows) -> u64 {
             }
             Err(err) => {
                 eprintln!("write {i} failed as it should: {err}");
+                assert!(
+                    e.status().writes_stopped.is_some(),
+                    "status does not say that writes stopped"
+                );
                 return i;
             }
         }

@@ -256,7 +256,8 @@ pub struct Status {
     /// Per slot: how often this session found the device slow (suspect).
     pub slow_events: Vec<u64>,
     /// A write failed and the writer stopped (it refuses commits until the array is
-    /// reopened): why. Reads go on.
+    /// reopened): why. Reads go on. Also set (to "the engine is closed") once the engine
+    /// is closed.
     #[cfg_attr(feature = "serde", serde(default))]
     pub writes_stopped: Option<String>,
     /// The I/O backend the devices run on: "uring" or "psync".
@@ -365,7 +366,12 @@ impl Engine {
             used_per_slot[slot] = a.segment_count() - f.len() as u32;
         }
         let (next_lsn, durable_lsn) = (st.next_lsn(), st.acked_lsn());
-        let writes_stopped = st.failure().map(str::to_string);
+        // A closed engine takes no writes either (a node whose reopen failed keeps one).
+        let writes_stopped = st.failure().map(str::to_string).or_else(|| {
+            s.closed
+                .load(Ordering::SeqCst)
+                .then(|| "the engine is closed".to_string())
+        });
         let free_segments = st.free().allocatable(a.w());
         let cursor = st.cursor().map(|c| (c.segment.id, c.offset as u64));
         drop(st);
