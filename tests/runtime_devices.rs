@@ -157,3 +157,61 @@ fn a_device_handed_to_a_running_engine_replaces_a_member_without_downtime() {
         );
     }
 }
+
+/// A member's file deleted while the engine runs (an operator's `rm`): it keeps working
+/// until the array closes and is gone at the next open. The monitor fails it at its next
+/// round, and status says why (not "ONLINE" until the restart loses it); every row still
+/// reads, and after the close the array opens without it, degraded, with every row there.
+#[test]
+fn a_member_file_deleted_while_open_is_failed_and_the_array_reopens_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = file_paths(dir.path(), 6);
+    format_files(&paths, SIZE, 4, 2, BackendKind::Auto);
+    let mut opts = EngineOptions::default();
+    opts.health.probe_interval = std::time::Duration::from_millis(20);
+    let e = Engine::open(open_files(&paths, None, BackendKind::Auto), opts).unwrap();
+    for i in 0..300u64 {
+        e.put("t", &i.to_be_bytes(), &value_for(i, 3, 900)).unwrap();
+    }
+    e.sync().unwrap();
+    assert_eq!(e.status().devices[4].state, "ONLINE");
+    std::fs::remove_file(&paths[4]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let st = loop {
+        let st = e.status();
+        if st.devices[4].state == "FAULTED" {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deleted member still reads as {:?}",
+            st.devices[4]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        st.devices[4].note.contains("deleted"),
+        "the note does not say why: {}",
+        st.devices[4].note
+    );
+    for i in (0..300u64).step_by(7) {
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 3, 900))
+        );
+    }
+    e.put("t", b"after", b"x").unwrap();
+    e.sync().unwrap();
+    e.close().unwrap();
+    let left: Vec<_> = paths.iter().filter(|p| p.exists()).cloned().collect();
+    assert_eq!(left.len(), 5);
+    let e = open_engine_on(open_files(&left, None, BackendKind::Auto));
+    assert_eq!(e.status().state().as_str(), "DEGRADED");
+    for i in 0..300u64 {
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 3, 900))
+        );
+    }
+    assert_eq!(e.get("t", b"after").unwrap(), Some(b"x".to_vec()));
+}

@@ -55,6 +55,12 @@ pub trait BlockDevice: Send + Sync {
     fn backing_space(&self) -> Option<BackingSpace> {
         None
     }
+    /// The storage is a file that was deleted while open (the device's own file, or a loop
+    /// device's backing file): it lives only until its last handle closes, and is gone at
+    /// the next open.
+    fn deleted(&self) -> bool {
+        false
+    }
     /// Gives up the device's claim (its lock, its exclusive open) now, before the last
     /// handle to it is dropped, so that another opener need not wait; every later I/O
     /// through this handle fails. Nothing for devices without a claim (memory).

@@ -2,7 +2,9 @@
 
 use crate::block_device::check_request;
 use crate::block_device::BackingSpace;
-use crate::storage_id::{kernel_name, loop_backing_file, loops_backed_by, major, minor};
+use crate::storage_id::{
+    kernel_name, loop_backing_file, loop_backing_file_deleted, loops_backed_by, major, minor,
+};
 use crate::{BlockDevice, DeviceError, Geometry, StorageId};
 use std::fs::{File, OpenOptions as StdOpenOptions};
 use std::io;
@@ -318,6 +320,17 @@ impl BlockDevice for FileDevice {
 
     fn identity(&self) -> Option<StorageId> {
         Some(self.identity.clone())
+    }
+
+    fn deleted(&self) -> bool {
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        match self.file.metadata() {
+            Ok(m) if m.file_type().is_file() => m.nlink() == 0,
+            Ok(m) if m.file_type().is_block_device() => loop_backing_file_deleted(m.rdev()),
+            _ => false,
+        }
     }
 
     fn backing_space(&self) -> Option<BackingSpace> {

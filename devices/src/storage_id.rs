@@ -165,6 +165,17 @@ fn read_backing_file(sysfs_dir: &Path) -> Option<PathBuf> {
     (!s.is_empty()).then(|| PathBuf::from(s))
 }
 
+/// Whether the loop device with this device number is attached to a file that has since
+/// been deleted (sysfs marks its path " (deleted)").
+pub(crate) fn loop_backing_file_deleted(rdev: u64) -> bool {
+    std::fs::read_to_string(format!(
+        "/sys/dev/block/{}:{}/loop/backing_file",
+        major(rdev),
+        minor(rdev)
+    ))
+    .is_ok_and(|s| s.trim_end_matches('\n').ends_with(" (deleted)"))
+}
+
 /// The backing file of the loop device with this device number, if it is an attached loop
 /// device.
 pub(crate) fn loop_backing_file(rdev: u64) -> Option<PathBuf> {

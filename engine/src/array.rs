@@ -357,6 +357,8 @@ pub(crate) struct Array {
     pub slot_failed: Vec<AtomicBool>,
     /// Per slot: the sync floor when it failed (u64::MAX: it has not failed this session).
     slot_failed_floor: Vec<AtomicU64>,
+    /// Per slot: why it failed this session (what `status` shows beside FAULTED).
+    failed_why: Vec<std::sync::Mutex<String>>,
     /// The lowest segment id any write from now on can touch (docs/format.md, "Stale
     /// members"): written into the superblocks as `sync_floor`, and what an absent or
     /// failed member's resync must start from.
@@ -538,6 +540,9 @@ impl Array {
         );
         if !self.slot_failed[slot].swap(true, Ordering::SeqCst) {
             tracing::warn!(slot, device = %self.slot_name(slot), "device failed: {why}");
+            if let Some(w) = self.failed_why.get(slot) {
+                *w.locked() = why.to_string();
+            }
             self.state_dirty.store(true, Ordering::SeqCst);
             self.events.emit(
                 slot,
@@ -744,6 +749,13 @@ impl Array {
             }
         }
     }
+    /// Why the slot failed this session ("" when it has not).
+    pub fn failed_why(&self, slot: usize) -> String {
+        self.failed_why
+            .get(slot)
+            .map(|w| w.locked().clone())
+            .unwrap_or_default()
+    }
     pub fn is_failed(&self, slot: usize) -> bool {
         self.slot_failed
             .get(slot)
@@ -914,6 +926,9 @@ impl Array {
                 .collect(),
             slot_failed,
             slot_failed_floor: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            failed_why: (0..n)
+                .map(|_| std::sync::Mutex::new(String::new()))
+                .collect(),
             sync_floor: AtomicU64::new(1),
             spares: std::sync::Mutex::new(spares),
             unrecognised: std::sync::Mutex::new(unrecognised),

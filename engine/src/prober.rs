@@ -49,9 +49,30 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let slots: Vec<(usize, usize)> = (0..a.n())
+    let mut slots: Vec<(usize, usize)> = (0..a.n())
         .filter_map(|s| a.device_of_slot(s as u32).map(|d| (s, d)))
         .collect();
+    // A member whose file was deleted works until the array closes and is gone at the next
+    // open: failed now, so that status says so and a hot spare (or `replace`) takes its
+    // place while the array still runs (docs/fault-model.md).
+    let mut deleted = Vec::new();
+    slots.retain(|&(s, d)| {
+        let gone = a.io.devices().get(d).is_some_and(|dev| dev.deleted());
+        if gone {
+            deleted.push(s);
+        }
+        !gone
+    });
+    for &s in &deleted {
+        shared
+            .counters
+            .probe_failures
+            .fetch_add(1, Ordering::Relaxed);
+        a.mark_failed(
+            s,
+            "prober: its file was deleted; the data on it lasts only until the array closes",
+        );
+    }
     let writes = slots
         .iter()
         .map(|&(s, d)| {
@@ -65,7 +86,7 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
             IoOp::write(d, HEALTH_BLOCK_OFFSET, AlignedBuf::from_slice(&block))
         })
         .collect();
-    let mut failed = Vec::new();
+    let mut failed = deleted;
     let mut fail = |slot: usize, why: String| {
         shared
             .counters

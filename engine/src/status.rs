@@ -409,7 +409,14 @@ impl Engine {
                             None => "device not present".to_string(),
                         },
                     ),
-                    Some(_) if a.is_failed(slot) => (DeviceState::Faulted, "I/O errors".to_string()),
+                    Some(_) if a.is_failed(slot) => (DeviceState::Faulted, {
+                        let why = a.failed_why(slot);
+                        if why.is_empty() {
+                            "I/O errors".to_string()
+                        } else {
+                            why
+                        }
+                    }),
                     Some(_) if rebuilding.is_some() => (
                         DeviceState::Rebuilding,
                         format!(
