@@ -55,11 +55,12 @@ pub trait BlockDevice: Send + Sync {
     fn backing_space(&self) -> Option<BackingSpace> {
         None
     }
-    /// The storage is a file that was deleted while open (the device's own file, or a loop
-    /// device's backing file): it lives only until its last handle closes, and is gone at
-    /// the next open.
-    fn deleted(&self) -> bool {
-        false
+    /// Why the storage is going or gone while the device is open, if it is: a file deleted
+    /// (the device's own, or a loop device's backing file; it lives only until its last
+    /// handle closes, and is gone at the next open), or a file or device that shrank below
+    /// the capacity it had when opened (reads past its end come back short).
+    fn lost(&self) -> Option<String> {
+        None
     }
     /// Gives up the device's claim (its lock, its exclusive open) now, before the last
     /// handle to it is dropped, so that another opener need not wait; every later I/O

@@ -322,15 +322,35 @@ impl BlockDevice for FileDevice {
         Some(self.identity.clone())
     }
 
-    fn deleted(&self) -> bool {
+    fn lost(&self) -> Option<String> {
         if self.released.load(std::sync::atomic::Ordering::SeqCst) {
-            return false;
+            return None;
         }
-        match self.file.metadata() {
-            Ok(m) if m.file_type().is_file() => m.nlink() == 0,
-            Ok(m) if m.file_type().is_block_device() => loop_backing_file_deleted(m.rdev()),
-            _ => false,
+        const GOES: &str = "the data on it lasts only until the array closes";
+        let cap = self.geometry.capacity_bytes;
+        let shrank = |now: u64| {
+            (now < cap).then(|| format!("it shrank to {now} bytes from the {cap} it had at open"))
+        };
+        let m = self.file.metadata().ok()?;
+        if m.file_type().is_file() {
+            if m.nlink() == 0 {
+                return Some(format!("its file was deleted; {GOES}"));
+            }
+            return shrank(m.len());
         }
+        if !m.file_type().is_block_device() {
+            return None;
+        }
+        if loop_backing_file_deleted(m.rdev()) {
+            return Some(format!(
+                "its loop device's backing file was deleted; {GOES}"
+            ));
+        }
+        let mut size: u64 = 0;
+        // SAFETY: the fd is an open block device and the out-pointer points to a live local
+        // of the type the ioctl writes.
+        unsafe { blkgetsize64(self.file.as_raw_fd(), &mut size) }.ok()?;
+        shrank(size)
     }
 
     fn backing_space(&self) -> Option<BackingSpace> {

@@ -53,26 +53,27 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
         .filter_map(|s| a.device_of_slot(s as u32).map(|d| (s, d)))
         .collect();
     // A member whose file was deleted works until the array closes and is gone at the next
-    // open: failed now, so that status says so and a hot spare (or `replace`) takes its
-    // place while the array still runs (docs/fault-model.md).
+    // open; one that shrank reads short past its new end. Failed now, so that status says
+    // so and a hot spare (or `replace`) takes its place while the array still runs
+    // (docs/fault-model.md).
     let mut deleted = Vec::new();
-    slots.retain(|&(s, d)| {
-        let gone = a.io.devices().get(d).is_some_and(|dev| dev.deleted());
-        if gone {
-            deleted.push(s);
-        }
-        !gone
-    });
-    for &s in &deleted {
+    slots.retain(
+        |&(s, d)| match a.io.devices().get(d).and_then(|dev| dev.lost()) {
+            Some(why) => {
+                deleted.push((s, why));
+                false
+            }
+            None => true,
+        },
+    );
+    for (s, why) in &deleted {
         shared
             .counters
             .probe_failures
             .fetch_add(1, Ordering::Relaxed);
-        a.mark_failed(
-            s,
-            "prober: its file was deleted; the data on it lasts only until the array closes",
-        );
+        a.mark_failed(*s, &format!("prober: {why}"));
     }
+    let deleted: Vec<usize> = deleted.into_iter().map(|(s, _)| s).collect();
     let writes = slots
         .iter()
         .map(|&(s, d)| {
