@@ -66,6 +66,21 @@ impl Engine {
     }
 
     /// Raises the horizon to `lsn` (durably first). Never lowers it, except from "none".
+    /// `raise_horizon` after a backup was read whole: when the array cannot take the write
+    /// (its writes stopped: more than m devices failed, a full file system under the member
+    /// files), the backup is still good, so it is kept; only incremental backups after it
+    /// may then be refused (`HistoryGone`: the next `--auto` backup is a full one), which
+    /// is safe. This is when a backup matters most.
+    fn register_after_backup(&self, lsn: u64) {
+        if let Err(e) = self.raise_horizon(lsn) {
+            tracing::warn!(
+                lsn,
+                "the backup is whole, but the array could not record it as the base of \
+                 incremental backups ({e}); an incremental after it may be refused"
+            );
+        }
+    }
+
     fn raise_horizon(&self, lsn: u64) -> Result<()> {
         self.shared.check_alive()?;
         let current = self.shared.backup_horizon.load(Ordering::SeqCst);
@@ -94,7 +109,9 @@ impl Engine {
     /// A full backup's data: every row of every table (system tables such as `$schema`
     /// included, `$backup` not) exactly as of one LSN, while writes go on. Calls `f(table,
     /// key, value)` in (table, key) order and returns the LSN. With `register`, the array
-    /// then keeps the history after that LSN for incremental backups ([`Self::backup_changes`]).
+    /// then keeps the history after that LSN for incremental backups ([`Self::backup_changes`]);
+    /// if it cannot record that (its writes stopped), the backup is returned all the same
+    /// and a warning logged.
     pub fn backup_full(&self, register: bool, f: &mut RowSink<'_>) -> Result<u64> {
         self.shared.check_alive()?;
         if register && self.shared.array.read_only {
@@ -186,7 +203,7 @@ impl Engine {
             Ok(())
         })?;
         if register {
-            self.raise_horizon(lsn)?;
+            self.register_after_backup(lsn);
         }
         Ok(lsn)
     }
@@ -227,7 +244,7 @@ impl Engine {
             f(c)?;
         }
         if register {
-            self.raise_horizon(end)?;
+            self.register_after_backup(end);
         }
         Ok(end)
     }
