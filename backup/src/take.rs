@@ -182,7 +182,7 @@ pub fn take_full_to<W: Write>(
         last_report: 0,
     };
     // A write error of the file comes back through the engine as the sink's own error.
-    let result = engine.backup_full(true, &mut |table, key, value| {
+    let result = engine.backup_full(!engine.is_read_only(), &mut |table, key, value| {
         w.push_row(table, key, value)
             .map_err(ectable_engine::Error::callback)?;
         pace.tick(w.written_bytes());
@@ -273,7 +273,7 @@ pub fn take_incremental_to<W: Write>(
         expected_bytes: 0,
         last_report: 0,
     };
-    let result = engine.backup_changes(prev.end_lsn, true, &mut |c| {
+    let result = engine.backup_changes(prev.end_lsn, !engine.is_read_only(), &mut |c| {
         w.push_change(c).map_err(ectable_engine::Error::callback)?;
         pace.tick(w.written_bytes());
         Ok(())

@@ -356,6 +356,11 @@ pub struct ScanProgress {
 }
 
 impl Engine {
+    /// Whether the engine was opened read-only (it writes nothing).
+    pub fn is_read_only(&self) -> bool {
+        self.shared.array.read_only
+    }
+
     /// A snapshot of the array: members, space, counters.
     pub fn status(&self) -> Status {
         let s = &self.shared;

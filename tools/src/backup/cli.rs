@@ -197,8 +197,7 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     if let Some(node) = crate::node::client::find(&dev) {
         return backup_via_node(&node, a, &policy);
     }
-    let io = open_devices(&split_devices(&a.devices)?, None, false, kind)?;
-    let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
+    let engine = open_for_backup(kind, &a.devices)?;
     let bar = ByteProgress::new("backup");
     let mut report = |done: u64, total: u64| bar.update_bytes(done, total);
     let mut opts = TakeOptions {
@@ -426,6 +425,44 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Opens the array for a backup: writable, so that the backup is recorded as the base of
+/// incremental ones; when the array cannot take a write now (its writes stop: a full file
+/// system under sparse member files, devices failing), read-only instead, with a warning:
+/// the backup is then whole but not recorded. That is when a backup matters most.
+fn open_for_backup(kind: BackendKind, devices: &str) -> Result<Engine> {
+    let paths = split_devices(devices)?;
+    let io = open_devices(&paths, None, false, kind)?;
+    let err = match Engine::open(io, EngineOptions::default()) {
+        Ok(e) => return Ok(e),
+        Err(e) => e,
+    };
+    let write_failed = matches!(
+        err,
+        ectable_engine::Error::Device(_)
+            | ectable_engine::Error::PreviousIo(_)
+            | ectable_engine::Error::WriteFailed { .. }
+            | ectable_engine::Error::TooFewDevices { .. }
+    );
+    if !write_failed {
+        return Err(anyhow::Error::from(err).context("opening the array"));
+    }
+    let io = open_devices(&paths, None, true, kind)?;
+    let ro = EngineOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let engine = match Engine::open(io, ro) {
+        Ok(e) => e,
+        // The read-only open failed too: the writable open's error is the one to report.
+        Err(_) => return Err(anyhow::Error::from(err).context("opening the array")),
+    };
+    tracing::warn!(
+        "the array cannot take writes now ({err}); backing up from a read-only open: the \
+         backup is whole, but not recorded as the base of incremental backups"
+    );
+    Ok(engine)
 }
 
 /// Whether the devices may be formatted for a restore: blank devices, or devices holding an
