@@ -49,6 +49,15 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
+    let mut failed = Vec::new();
+    let mut fail = |slot: usize, why: String| {
+        shared
+            .counters
+            .probe_failures
+            .fetch_add(1, Ordering::Relaxed);
+        a.mark_failed(slot, &format!("prober: {why}"));
+        failed.push(slot);
+    };
     let mut slots: Vec<(usize, usize)> = (0..a.n())
         .filter_map(|s| a.device_of_slot(s as u32).map(|d| (s, d)))
         .collect();
@@ -56,24 +65,15 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
     // open; one that shrank reads short past its new end. Failed now, so that status says
     // so and a hot spare (or `replace`) takes its place while the array still runs
     // (docs/fault-model.md).
-    let mut deleted = Vec::new();
     slots.retain(
         |&(s, d)| match a.io.devices().get(d).and_then(|dev| dev.lost()) {
             Some(why) => {
-                deleted.push((s, why));
+                fail(s, why);
                 false
             }
             None => true,
         },
     );
-    for (s, why) in &deleted {
-        shared
-            .counters
-            .probe_failures
-            .fetch_add(1, Ordering::Relaxed);
-        a.mark_failed(*s, &format!("prober: {why}"));
-    }
-    let deleted: Vec<usize> = deleted.into_iter().map(|(s, _)| s).collect();
     let writes = slots
         .iter()
         .map(|&(s, d)| {
@@ -87,15 +87,6 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
             IoOp::write(d, HEALTH_BLOCK_OFFSET, AlignedBuf::from_slice(&block))
         })
         .collect();
-    let mut failed = deleted;
-    let mut fail = |slot: usize, why: String| {
-        shared
-            .counters
-            .probe_failures
-            .fetch_add(1, Ordering::Relaxed);
-        a.mark_failed(slot, &format!("prober: {why}"));
-        failed.push(slot);
-    };
     let mut ok_slots = Vec::new();
     for (c, &(s, _)) in a.io.execute(writes).into_iter().zip(&slots) {
         match c.result {
