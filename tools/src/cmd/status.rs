@@ -56,7 +56,7 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     };
     let engine = match open_array(kind, &dev, true) {
         Ok(e) => e,
-        Err(e) if too_few_devices(&e) || data_lost(&e) => return unavailable(a, &e, &gone),
+        Err(e) if unopenable(&e) => return unavailable(a, &e, &gone),
         Err(e) => return Err(e),
     };
     let mut st = engine.status();
@@ -74,22 +74,16 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     Ok(exit_code(&st))
 }
 
-fn too_few_devices(e: &anyhow::Error) -> bool {
+/// Too few members present, or the log unreadable (more than m members missing what it
+/// needs: old copies of them put back, for example).
+fn unopenable(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
             c.downcast_ref::<ectable_engine::Error>(),
-            Some(ectable_engine::Error::TooFewDevices { .. })
-        )
-    })
-}
-
-/// The open found the log unreadable (more than m members missing what it needs: old copies
-/// of them put back, for example).
-fn data_lost(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<ectable_engine::Error>(),
-            Some(ectable_engine::Error::DataLost { .. })
+            Some(
+                ectable_engine::Error::TooFewDevices { .. }
+                    | ectable_engine::Error::DataLost { .. }
+            )
         )
     })
 }
