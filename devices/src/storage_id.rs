@@ -168,22 +168,19 @@ fn read_backing_file(sysfs_dir: &Path) -> Option<PathBuf> {
 /// Whether the loop device with this device number is attached to a file that has since
 /// been deleted (sysfs marks its path " (deleted)").
 pub(crate) fn loop_backing_file_deleted(rdev: u64) -> bool {
-    std::fs::read_to_string(format!(
-        "/sys/dev/block/{}:{}/loop/backing_file",
-        major(rdev),
-        minor(rdev)
-    ))
-    .is_ok_and(|s| s.trim_end_matches('\n').ends_with(" (deleted)"))
+    std::fs::read_to_string(sysfs_dir(rdev).join("loop/backing_file"))
+        .is_ok_and(|s| s.trim_end_matches('\n').ends_with(" (deleted)"))
+}
+
+/// The sysfs directory of the block device with this device number.
+fn sysfs_dir(rdev: u64) -> PathBuf {
+    PathBuf::from(format!("/sys/dev/block/{}:{}", major(rdev), minor(rdev)))
 }
 
 /// The backing file of the loop device with this device number, if it is an attached loop
 /// device.
 pub(crate) fn loop_backing_file(rdev: u64) -> Option<PathBuf> {
-    read_backing_file(Path::new(&format!(
-        "/sys/dev/block/{}:{}",
-        major(rdev),
-        minor(rdev)
-    )))
+    read_backing_file(&sysfs_dir(rdev))
 }
 
 /// The loop devices attached to the file (`st_dev`, `st_ino`), found through sysfs and
