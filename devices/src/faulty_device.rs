@@ -116,6 +116,8 @@ pub struct FaultyDevice {
     /// Reads asked of this device (failed ones included).
     reads: AtomicU64,
     read_bytes: AtomicU64,
+    /// Writes asked of this device (failed ones included).
+    writes: AtomicU64,
     track_unflushed: AtomicBool,
     unflushed: Mutex<Vec<Unflushed>>,
     counters: Mutex<FaultCounters>,
@@ -141,6 +143,7 @@ impl FaultyDevice {
             ops: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             track_unflushed: AtomicBool::new(false),
             write_faults: Mutex::new(Vec::new()),
             unflushed: Mutex::new(Vec::new()),
@@ -157,6 +160,11 @@ impl FaultyDevice {
     /// Bytes asked of this device by reads so far (failed ones included).
     pub fn read_bytes_seen(&self) -> u64 {
         self.read_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Writes asked of this device so far (failed ones included).
+    pub fn writes_seen(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// The wrapped device (writes to it bypass every fault).
@@ -364,6 +372,7 @@ impl BlockDevice for FaultyDevice {
     }
 
     fn write_at(&self, buf: &[u8], offset_bytes: u64) -> Result<(), DeviceError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         if self.before_op().is_err()
             || overlaps(&self.cfg().write_error_ranges, offset_bytes, buf.len())
         {

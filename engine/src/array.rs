@@ -518,6 +518,104 @@ impl Array {
         self.health[slot].reset();
     }
 
+    /// Probes each (slot, engine device index) of `slots`: writes the slot's health block with
+    /// `sequence` and reads it back. Returns the slots whose probe failed, with why; changes no
+    /// device state (the caller decides: the round fails them, `online` refuses the device).
+    pub(crate) fn probe_health_blocks(
+        &self,
+        slots: &[(usize, usize)],
+        sequence: u64,
+    ) -> Vec<(usize, String)> {
+        use crate::format::health_block::{self as probe, HEALTH_BLOCK_BYTES, HEALTH_BLOCK_OFFSET};
+        let a = self;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut failed = Vec::new();
+        // A member whose file was deleted works until the array closes and is gone at the next
+        // open; one that shrank reads short past its new end. Failed now, so that status says
+        // so and a hot spare (or `replace`) takes its place while the array still runs
+        // (docs/fault-model.md).
+        let slots: Vec<(usize, usize)> = slots
+            .iter()
+            .copied()
+            .filter(
+                |&(s, d)| match a.io.devices().get(d).and_then(|dev| dev.lost()) {
+                    Some(why) => {
+                        failed.push((s, why));
+                        false
+                    }
+                    None => true,
+                },
+            )
+            .collect();
+        let writes = slots
+            .iter()
+            .map(|&(s, d)| {
+                let block = probe::encode(
+                    &a.sb.array_uuid,
+                    s as u32,
+                    sequence,
+                    nanos,
+                    &a.health_record(s),
+                );
+                IoOp::write(d, HEALTH_BLOCK_OFFSET, AlignedBuf::from_slice(&block))
+            })
+            .collect();
+        let mut ok_slots = Vec::new();
+        for (c, &(s, _)) in a.io.execute(writes).into_iter().zip(&slots) {
+            match c.result {
+                Ok(()) => {
+                    a.health[s].observe(c.latency);
+                    ok_slots.push((s, c.op.device_index));
+                }
+                Err(e) => failed.push((s, e.to_string())),
+            }
+        }
+        let reads = ok_slots
+            .iter()
+            .map(|&(_, d)| IoOp::read(d, HEALTH_BLOCK_OFFSET, HEALTH_BLOCK_BYTES))
+            .collect();
+        for (c, &(s, _)) in a.io.execute(reads).into_iter().zip(&ok_slots) {
+            match c.result {
+                Ok(()) => {
+                    a.health[s].observe(c.latency);
+                    if probe::decode(&c.op.buf, &a.sb.array_uuid, s as u32) != Some(sequence) {
+                        failed.push((s, "health block did not read back as written".into()));
+                    }
+                }
+                Err(e) => failed.push((s, e.to_string())),
+            }
+        }
+        failed
+    }
+
+    /// The segment from which a member out of service misses writes: where it failed, or
+    /// the current floor when it was never here this session.
+    pub fn failed_floor(&self, slot: usize) -> u64 {
+        let floor = self.sync_floor.load(Ordering::SeqCst).max(1);
+        floor.min(self.slot_failed_floor[slot].load(Ordering::SeqCst))
+    }
+
+    /// Puts a failed or absent member back into service on engine device `device_index`
+    /// (`Engine::online`): the slot's errors so far move into its lifetime counts, so its
+    /// error limits count afresh, and its latency history starts over. The caller has
+    /// recorded what the member missed (its resync entry) first.
+    pub fn bring_back(&self, slot: usize, device_index: usize) {
+        let c = &self.counters[slot];
+        if let Some(b) = self.lifetime_base.locked().get_mut(slot) {
+            b[0] += c.read_errors.swap(0, Ordering::Relaxed);
+            b[1] += c.write_errors.swap(0, Ordering::Relaxed);
+            b[2] += c.checksum_errors.swap(0, Ordering::Relaxed);
+        }
+        self.health[slot].reset();
+        if let Some(w) = self.failed_why.get(slot) {
+            w.locked().clear();
+        }
+        self.set_slot_device(slot, device_index);
+    }
+
     pub fn set_slot_device(&self, slot: usize, device_index: usize) {
         self.slot_device[slot].store(device_index, Ordering::SeqCst);
         self.slot_failed[slot].store(false, Ordering::SeqCst);
@@ -1078,7 +1176,7 @@ impl Array {
         // move on misses every write from the floor on (docs/format.md, "Stale members").
         for slot in 0..self.n() {
             if self.device_of_slot(slot as u32).is_none() {
-                let from = floor.min(self.slot_failed_floor[slot].load(Ordering::SeqCst));
+                let from = self.failed_floor(slot);
                 let e = &mut next.resync_from[slot];
                 *e = if *e == 0 { from } else { (*e).min(from) };
             }
@@ -1377,13 +1475,7 @@ pub struct MemberInfo {
 /// Reads a device's superblocks: Ok(Some) for a member (or spare) of an ectable array,
 /// Ok(None) for a device that holds no valid superblock; Err only for a failed read.
 pub fn examine_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<MemberInfo>> {
-    let mut buf = AlignedBuf::new(2 * SUPERBLOCK_SIZE_BYTES);
-    dev.read_at(&mut buf, 0)?;
-    let copies = [
-        Superblock::decode(&buf[..SUPERBLOCK_SIZE_BYTES]).ok(),
-        Superblock::decode(&buf[SUPERBLOCK_SIZE_BYTES..]).ok(),
-    ];
-    let Some(sb) = copies.into_iter().flatten().max_by_key(|sb| sb.epoch) else {
+    let Some(sb) = newest_superblock(dev)? else {
         return Ok(None);
     };
     let slots = sb.device_count as usize;
@@ -1404,6 +1496,31 @@ pub fn examine_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<M
             .map(|(u, st)| (uuid_string(u), st.name()))
             .collect(),
     }))
+}
+
+/// The newer of a device's two valid superblock copies (None: neither is valid).
+pub(crate) fn newest_superblock(
+    dev: &dyn ectable_devices::BlockDevice,
+) -> Result<Option<Superblock>> {
+    let mut buf = AlignedBuf::new(2 * SUPERBLOCK_SIZE_BYTES);
+    dev.read_at(&mut buf, 0)?;
+    let copies = [
+        Superblock::decode(&buf[..SUPERBLOCK_SIZE_BYTES]).ok(),
+        Superblock::decode(&buf[SUPERBLOCK_SIZE_BYTES..]).ok(),
+    ];
+    Ok(copies.into_iter().flatten().max_by_key(|sb| sb.epoch))
+}
+
+/// The segment from which a device whose newest superblock is `sb` misses writes, by its
+/// own record: the sync floor when that superblock was written, or its own resync or
+/// rebuild cursor if earlier (what recovery takes for a member behind the others).
+pub(crate) fn floor_by_own_superblock(sb: &Superblock) -> u64 {
+    own_sync_floor(
+        sb.sync_floor,
+        &sb.resync_from,
+        sb.rebuild,
+        sb.device_slot as usize,
+    )
 }
 
 /// Erases a device's superblocks and health block (the first megabyte), so that it no longer

@@ -744,6 +744,26 @@ impl Engine {
         Ok(index)
     }
 
+    /// Brings a member that failed (or was missing) back into service on `device`, once the
+    /// device works again: the same device the engine holds (a fault that went away), or
+    /// the member under another name (a device that came back as another node). `device`
+    /// must hold this array's superblock with its slot's device id. A health block is
+    /// written to it and read back first; a device that still fails is refused with nothing
+    /// changed. The member comes back stale, from the segment at which it left: it takes
+    /// new writes at once and its resync runs with [`Engine::rebuild`] (the `Automatic`
+    /// recovery policy starts it). A member already in service changes nothing
+    /// ([`Online::was`] says which). No downtime: reads and writes go on.
+    pub fn online(&self, device: Arc<dyn ectable_devices::BlockDevice>) -> Result<crate::Online> {
+        self.shared.check_alive()?;
+        self.shared.online(device)
+    }
+
+    /// Whether the engine already holds `device`'s storage, under this or another name (so
+    /// a handle opened read-only beside it is enough for [`Engine::online`]).
+    pub fn holds_device(&self, device: &Arc<dyn ectable_devices::BlockDevice>) -> bool {
+        self.shared.held_device(device).is_some()
+    }
+
     /// Hands a new blank device to the running engine as a hot spare (the checks of
     /// [`Engine::replace_with_device`]). Returns its engine index.
     pub fn add_spare_device(&self, device: Arc<dyn ectable_devices::BlockDevice>) -> Result<usize> {
@@ -759,15 +779,11 @@ impl Engine {
         if a.read_only {
             return Err(Error::ReadOnly);
         }
-        if let Some(id) = device.identity() {
-            for d in a.io.devices().iter() {
-                if d.identity().is_some_and(|other| other.same_storage(&id)) {
-                    return Err(Error::DuplicateDevice {
-                        first: d.name().to_string(),
-                        second: device.name().to_string(),
-                    });
-                }
-            }
+        if let Some(d) = self.shared.held_device(&device) {
+            return Err(Error::DuplicateDevice {
+                first: a.io.devices()[d].name().to_string(),
+                second: device.name().to_string(),
+            });
         }
         if let Some(array) = crate::array::probe_device(device.as_ref())? {
             return Err(Error::AlreadyFormatted {

@@ -24,10 +24,14 @@ pub enum DeviceEventKind {
     Rebuilt,
     /// A blank device joined as a hot spare.
     SpareAdded,
+    /// A member that had failed or was missing is in service again (`online`); its resync
+    /// is pending.
+    Online,
 }
 
 impl DeviceEventKind {
-    /// A short name: "failed", "slow", "no-longer-slow", "replaced", "rebuilt", "spare-added".
+    /// A short name: "failed", "slow", "no-longer-slow", "replaced", "rebuilt", "spare-added",
+    /// "online".
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceEventKind::Failed => "failed",
@@ -36,6 +40,7 @@ impl DeviceEventKind {
             DeviceEventKind::Replaced => "replaced",
             DeviceEventKind::Rebuilt => "rebuilt",
             DeviceEventKind::SpareAdded => "spare-added",
+            DeviceEventKind::Online => "online",
         }
     }
 }

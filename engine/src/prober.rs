@@ -3,7 +3,7 @@
 //! block that does not read back as written) is failed; probe latency feeds the slowness
 //! detector like normal traffic. Stops when the engine closes.
 
-use crate::format::health_block::{self as probe, HEALTH_BLOCK_BYTES, HEALTH_BLOCK_OFFSET};
+use crate::format::health_block::{self as probe, HEALTH_BLOCK_OFFSET};
 use crate::shared::Shared;
 use crate::sync::{CondvarExt, MutexExt};
 use ectable_devices::{AlignedBuf, IoOp};
@@ -45,72 +45,17 @@ pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
     // Counted when the round starts, so that status never shows a probe failure before the
     // probe that found it.
     shared.counters.probes.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let slots: Vec<(usize, usize)> = (0..a.n())
+        .filter_map(|s| a.device_of_slot(s as u32).map(|d| (s, d)))
+        .collect();
     let mut failed = Vec::new();
-    let mut fail = |slot: usize, why: String| {
+    for (slot, why) in a.probe_health_blocks(&slots, sequence) {
         shared
             .counters
             .probe_failures
             .fetch_add(1, Ordering::Relaxed);
         a.mark_failed(slot, &format!("prober: {why}"));
         failed.push(slot);
-    };
-    let mut slots: Vec<(usize, usize)> = (0..a.n())
-        .filter_map(|s| a.device_of_slot(s as u32).map(|d| (s, d)))
-        .collect();
-    // A member whose file was deleted works until the array closes and is gone at the next
-    // open; one that shrank reads short past its new end. Failed now, so that status says
-    // so and a hot spare (or `replace`) takes its place while the array still runs
-    // (docs/fault-model.md).
-    slots.retain(
-        |&(s, d)| match a.io.devices().get(d).and_then(|dev| dev.lost()) {
-            Some(why) => {
-                fail(s, why);
-                false
-            }
-            None => true,
-        },
-    );
-    let writes = slots
-        .iter()
-        .map(|&(s, d)| {
-            let block = probe::encode(
-                &a.sb.array_uuid,
-                s as u32,
-                sequence,
-                nanos,
-                &a.health_record(s),
-            );
-            IoOp::write(d, HEALTH_BLOCK_OFFSET, AlignedBuf::from_slice(&block))
-        })
-        .collect();
-    let mut ok_slots = Vec::new();
-    for (c, &(s, _)) in a.io.execute(writes).into_iter().zip(&slots) {
-        match c.result {
-            Ok(()) => {
-                a.health[s].observe(c.latency);
-                ok_slots.push((s, c.op.device_index));
-            }
-            Err(e) => fail(s, e.to_string()),
-        }
-    }
-    let reads = ok_slots
-        .iter()
-        .map(|&(_, d)| IoOp::read(d, HEALTH_BLOCK_OFFSET, HEALTH_BLOCK_BYTES))
-        .collect();
-    for (c, &(s, _)) in a.io.execute(reads).into_iter().zip(&ok_slots) {
-        match c.result {
-            Ok(()) => {
-                a.health[s].observe(c.latency);
-                if probe::decode(&c.op.buf, &a.sb.array_uuid, s as u32) != Some(sequence) {
-                    fail(s, "health block did not read back as written".into());
-                }
-            }
-            Err(e) => fail(s, e.to_string()),
-        }
     }
     a.persist_if_dirty();
     mend_superblocks(shared);

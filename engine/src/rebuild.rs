@@ -229,6 +229,21 @@ impl RateLimiter {
     }
 }
 
+/// What [`crate::Engine::online`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Online {
+    /// The member's slot.
+    pub slot: usize,
+    /// The device now in the slot, by name.
+    pub device: String,
+    /// The slot's state before: "FAULTED" or "REMOVED" (brought back now), "STALE" (in
+    /// service, its resync pending: nothing changed) or "ONLINE" (in service and in sync:
+    /// nothing to do).
+    pub was: &'static str,
+    /// Where its resync starts (None: in sync). [`crate::Engine::rebuild`] runs it.
+    pub resync_from: Option<u64>,
+}
+
 impl Shared {
     pub(crate) fn live_segments(&self) -> Vec<Arc<SegmentInfo>> {
         let map = self.segments.read_locked();
@@ -377,6 +392,153 @@ impl Shared {
             format!("in place of {old_name}; rebuild pending"),
         );
         Ok(())
+    }
+
+    /// The engine index of the device it already holds on the same storage as `device`,
+    /// under this or another name (or the very same handle: devices without an identity,
+    /// in memory).
+    pub fn held_device(&self, device: &Arc<dyn ectable_devices::BlockDevice>) -> Option<usize> {
+        let id = device.identity();
+        self.array.io.devices().iter().position(|d| {
+            std::ptr::addr_eq(Arc::as_ptr(d), Arc::as_ptr(device))
+                || match (d.identity(), &id) {
+                    (Some(x), Some(y)) => x.same_storage(y),
+                    _ => false,
+                }
+        })
+    }
+
+    /// Brings the member on `device` back into service (see [`crate::Engine::online`]).
+    pub fn online(&self, device: Arc<dyn ectable_devices::BlockDevice>) -> Result<Online> {
+        let a = &self.array;
+        if a.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let name = device.name().to_string();
+        // Whose device is it? Only this array's member of a data slot, by its device id.
+        let own = crate::array::newest_superblock(device.as_ref())?.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{name} holds no ectable superblock: it is not a member that came back; to \
+                 rebuild a slot onto a blank device use replace"
+            ))
+        })?;
+        if own.array_uuid != a.sb.array_uuid {
+            return Err(Error::ForeignDevice {
+                device: name,
+                found: format!(
+                    "array {}, while this array is {}",
+                    uuid_string(&own.array_uuid),
+                    uuid_string(&a.sb.array_uuid)
+                ),
+            });
+        }
+        let slot = own.device_slot as usize;
+        if slot >= a.n() {
+            return Err(Error::InvalidArgument(format!(
+                "{name} is a hot spare of this array, not a member; a spare takes a slot with \
+                 replace"
+            )));
+        }
+        if a.persisted.locked().members.get(slot).map(|m| m.0) != Some(own.device_uuid) {
+            return Err(Error::ReplacedDevice {
+                device: name,
+                array: uuid_string(&own.array_uuid),
+                slot,
+                device_uuid: uuid_string(&own.device_uuid),
+            });
+        }
+        let state = |s: usize| {
+            if a.is_failed(s) {
+                "FAULTED"
+            } else if a.present_device(s).is_none() {
+                "REMOVED"
+            } else if a.stale_from(s).is_some() {
+                "STALE"
+            } else {
+                "ONLINE"
+            }
+        };
+        let held = self.held_device(&device);
+        let was = state(slot);
+        if let Some(h) = held {
+            if a.present_device(slot) != Some(h) {
+                return Err(Error::DuplicateDevice {
+                    first: a.io.devices()[h].name().to_string(),
+                    second: name,
+                });
+            }
+        }
+        if was == "ONLINE" || was == "STALE" {
+            // In service already; a stale member is resynced by `rebuild`.
+            return Ok(Online {
+                slot,
+                device: a.slot_name(slot),
+                was,
+                resync_from: a.stale_from(slot),
+            });
+        }
+        if let Some(busy) = self
+            .rebuild_in_progress()
+            .map(|r| r.0)
+            .filter(|&s| s == slot)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "slot {busy} is being rebuilt onto a replacement; finish that rebuild (ectable rebuild)"
+            )));
+        }
+        self.check_capacity(device.as_ref())?;
+        if let Some(why) = self.lock_state().failure() {
+            return Err(Error::PreviousIo(why.to_string()));
+        }
+        // The session starts before anything is written (docs/format.md, "Recovery" step 6).
+        self.ensure_writing_started()?;
+        let index = match held {
+            Some(h) => h,
+            None => a.io.add_device(device)?,
+        };
+        // Does it work now? A health block written and read back, as the monitor probes.
+        let sequence = u64::MAX - self.counters.probes.load(Ordering::Relaxed);
+        if let Some((_, why)) = a
+            .probe_health_blocks(&[(slot, index)], sequence)
+            .into_iter()
+            .next()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{name} still fails ({why}); slot {slot} stays {was}, nothing changed"
+            )));
+        }
+        // What it missed is recorded before it takes writes again: every segment from the
+        // floor at which it left (the superblocks written while it was out hold the same).
+        // A device the engine did not hold this session (missing at open, or back under
+        // another name: it may be an older copy) is also taken at its own superblock's
+        // word, as recovery takes a member behind the others.
+        let mut floor = a.failed_floor(slot);
+        if (held.is_none() || was == "REMOVED") && own.epoch < a.epoch() {
+            floor = floor.min(crate::array::floor_by_own_superblock(&own));
+        }
+        a.persist(|p| {
+            let e = &mut p.resync_from[slot];
+            *e = if *e == 0 { floor } else { (*e).min(floor) };
+        })?;
+        a.bring_back(slot, index);
+        a.persist(|p| p.members[slot].1 = MemberState::Online)?;
+        let from = a.stale_from(slot);
+        tracing::info!(slot, device = %name, was, resync_from = ?from, "member back in service; resync pending");
+        a.events.emit(
+            slot,
+            name.clone(),
+            crate::events::DeviceEventKind::Online,
+            format!(
+                "back in service (was {was}); resync from segment {} pending",
+                from.unwrap_or(0)
+            ),
+        );
+        Ok(Online {
+            slot,
+            device: name,
+            was,
+            resync_from: from,
+        })
     }
 
     /// The member entry of the hot spare on engine device `device_index`, if it is one.

@@ -4,7 +4,7 @@
 
 use crate::backup::cli::{BackupArgs, RestoreArgs, VerifyArgs};
 use crate::cmd::{
-    bulk, clean, common, demo, docs, examine, format, kv, model, rebuild, status, table,
+    bulk, clean, common, demo, docs, examine, format, kv, model, online, rebuild, status, table,
 };
 use clap::{CommandFactory, Parser, Subcommand};
 use ectable_devices::BackendKind;
@@ -65,8 +65,13 @@ pub enum Command {
     /// Replace a device by a new one and rebuild its data onto it (shows the plan and asks
     /// on a terminal unless --yes).
     Replace(rebuild::ReplaceArgs),
-    /// Resume an interrupted rebuild (the device list must include the new device).
+    /// Resume an interrupted rebuild (the device list must include the new device) and
+    /// resync the stale members present.
     Rebuild(rebuild::RebuildArgs),
+    /// Bring a member that failed back into service once its device works again (also
+    /// under a new name: give the device as it is named now) and resync what it missed;
+    /// through a running node without downtime.
+    Online(online::OnlineArgs),
     /// Read every live stripe, verify every chunk's checksum and the parity; --repair rewrites bad chunks.
     Scrub(rebuild::ScrubArgs),
     /// Reclaim space now: move the live records out of mostly-dead log segments and free
@@ -130,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => bulk::export(kind, &a),
         Command::Replace(a) => rebuild::replace(kind, &a),
         Command::Rebuild(a) => rebuild::rebuild(kind, &a),
+        Command::Online(a) => online::online(kind, &a),
         Command::Scrub(a) => rebuild::scrub(kind, &a),
         Command::Clean(a) => clean::clean(kind, &a),
         Command::Backup(a) => crate::backup::cli::backup(kind, &a),

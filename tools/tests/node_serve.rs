@@ -1035,3 +1035,208 @@ fn node_reopens_the_array_after_its_file_system_was_given_room() {
     let (code, err) = node.terminate();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// `blockdev --setro` or `--setrw` on a loop device.
+fn set_ro(dev: &str, ro: bool) {
+    let st = Command::new("blockdev")
+        .arg(if ro { "--setro" } else { "--setrw" })
+        .arg(dev)
+        .status()
+        .expect("blockdev");
+    assert!(st.success(), "blockdev on {dev}");
+}
+
+/// Sets a loop device writable again on drop, also when the test fails (the read-only flag
+/// outlives the loop device's detach and would fail the next test that gets that device).
+struct Writable(String);
+
+impl Drop for Writable {
+    fn drop(&mut self) {
+        let _ = Command::new("blockdev")
+            .arg("--setrw")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Waits until the node's status shows `dev` FAULTED.
+fn wait_faulted(dir: &Path, devs: &str, dev: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cli(dir, &["status", "--devices", devs, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let faulted = v["devices"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["path"] == json!(dev) && d["state"] == json!("FAULTED"))
+        });
+        if faulted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{dev} never showed FAULTED: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A member of a running node fails (its loop device set read-only: writes fail with EPERM),
+/// and comes back once the device works again, without downtime: `ectable online` is
+/// refused while it still fails, then brings it back and resyncs it. Another member comes
+/// back under another name (its image on a new loop device): the node takes it in that
+/// slot and keeps the new path, so a later `ectable reopen` finds it. Clients write
+/// throughout; every acknowledged write is there at the end.
+#[test]
+fn node_brings_members_back_online_also_under_another_name() {
+    if !loop_devices_available("node_brings_members_back_online_also_under_another_name") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut loops: Vec<Loop> = (0..6)
+        .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
+        .collect();
+    let members: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
+    let devs = members.join(",");
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &devs,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = NodeProc::start(&devs, dir.path());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let (base, stop) = (node.base.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let a = agent();
+                let mut acked = Vec::new();
+                let mut failed = 0;
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (key, value) = (
+                        format!("o{t}-{i}"),
+                        format!("v{t}-{i}-{}", "z".repeat((i as usize * 17) % 3000)),
+                    );
+                    match a
+                        .put(format!("{base}/v1/kv/load/{key}"))
+                        .send(value.as_bytes())
+                    {
+                        Ok(r) if r.status() == 200 => acked.push((key, value)),
+                        _ => failed += 1,
+                    }
+                    i += 1;
+                }
+                (acked, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Slot 1: writes fail (EPERM) until the device is set writable again.
+    let _rw: Vec<Writable> = members.iter().map(|m| Writable(m.clone())).collect();
+    set_ro(&members[1], true);
+    wait_faulted(dir.path(), &devs, &members[1]);
+    let out = cli(dir.path(), &["online", "--devices", &devs, &members[1]]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "online accepted a device that still fails"
+    );
+    assert!(stderr.contains("still fails"), "{stderr}");
+    wait_faulted(dir.path(), &devs, &members[1]);
+    set_ro(&members[1], false);
+    let out = cli(dir.path(), &["online", "--devices", &devs, &members[1]]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "online: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("slot 1 is online on {}", members[1])),
+        "{stdout}"
+    );
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status after online: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Slot 4: fails, and its disk comes back as another device (its image on a new loop
+    // device; the old one stays read-only and failed).
+    set_ro(&members[4], true);
+    wait_faulted(dir.path(), &devs, &members[4]);
+    let copy = dir.path().join("b4-copy.img");
+    std::fs::copy(dir.path().join("b4.img"), &copy).expect("copy the image");
+    let renamed = Loop::attach_existing(&copy);
+    let out = cli(dir.path(), &["online", "--devices", &devs, &renamed.path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "online under another name: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("slot 4 is online on {}", renamed.path)),
+        "{stdout}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        let (a, failed) = w.join().unwrap();
+        assert_eq!(
+            failed, 0,
+            "writes failed while members failed and came back"
+        );
+        acked.extend(a);
+    }
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+    // The node reopens from its own list, which now names the new device for slot 4.
+    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
+    assert!(
+        out.status.success(),
+        "reopen: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path(), &["status", "--devices", &devs, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(0), "status after the reopen: {v}");
+    assert_eq!(v["devices"][4]["path"], json!(renamed.path), "{v}");
+    let a = agent();
+    for (k, v) in &acked {
+        assert_eq!(
+            get_bytes(&a, &node.url(&format!("/v1/kv/load/{k}"))),
+            (200, v.clone().into_bytes()),
+            "{k}"
+        );
+    }
+    let (code, stderr) = node.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    // From the devices as they are now: a scrub finds nothing.
+    let mut now = members.clone();
+    now[4] = renamed.path.clone();
+    let out = ectable(&["scrub", "--devices", &now.join(","), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert!(out.status.success(), "scrub: {v}");
+    assert_eq!(v["unrecoverable"], json!([]), "{v}");
+    let bad: u64 = v["devices"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["bad_chunks"].as_u64()).sum())
+        .unwrap_or(u64::MAX);
+    assert_eq!(bad, 0, "scrub after the online: {v}");
+    loops.push(renamed);
+    eprintln!(
+        "{} acknowledged writes through two members failing and coming back",
+        acked.len()
+    );
+}

@@ -13,6 +13,7 @@ pub mod examine;
 pub mod format;
 pub mod kv;
 pub mod model;
+pub mod online;
 pub mod rebuild;
 pub mod reopen;
 pub mod status;

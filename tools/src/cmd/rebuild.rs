@@ -330,7 +330,7 @@ fn run_rebuild(engine: &Engine, what: &str, rate: u64) -> Result<()> {
 
 /// Reports a finished rebuild on stderr; fails when a stripe with live data could not be
 /// rebuilt.
-fn report_rebuild(what: &str, p: &ectable_engine::Progress, elapsed: Duration) -> Result<()> {
+pub fn report_rebuild(what: &str, p: &ectable_engine::Progress, elapsed: Duration) -> Result<()> {
     eprintln!(
         "{what}: {} segments, {} chunks ({}) rebuilt in {} ({} scanned), {} unrecoverable",
         p.segments_done,

@@ -63,8 +63,9 @@ fn duration_arg(s: &str) -> std::result::Result<Duration, String> {
 pub struct Node {
     /// The open array; replaced whole by `reopen`.
     session: std::sync::RwLock<Arc<Session>>,
-    /// What the array was opened from, for `reopen`.
-    devices: Vec<PathBuf>,
+    /// What the array is opened from at a `reopen`: the node's `--devices`, kept up to date
+    /// as members change device (`replace`, `online` under a new name, `add-spare`).
+    devices: Mutex<Vec<PathBuf>>,
     kind: BackendKind,
     backup_dir: Option<PathBuf>,
     started: Instant,
@@ -140,7 +141,8 @@ impl Node {
         let _one = self.one_at_a_time()?;
         // Not before enough members are readable again: closing first would take the
         // reads the node still serves with it.
-        let ex = crate::cmd::examine::examine(&self.devices);
+        let devices = self.devices();
+        let ex = crate::cmd::examine::examine(&devices);
         let uuid = self.s().engine.status().array_uuid;
         match ex.arrays.iter().find(|a| a.uuid == uuid) {
             Some(found) if !found.unavailable() => {}
@@ -148,8 +150,8 @@ impl Node {
                 crate::exit::UNAVAILABLE,
                 "not reopening: too few members of the array are readable yet ({} of {} \
                  missing among the node's devices); the array stays open as it is",
-                found.map_or(self.devices.len(), |f| f.missing().len()),
-                found.map_or(self.devices.len(), |f| f.slots.len())
+                found.map_or(devices.len(), |f| f.missing().len()),
+                found.map_or(devices.len(), |f| f.slots.len())
             ),
         }
         let old = self.s();
@@ -162,7 +164,7 @@ impl Node {
         }
         drop(old);
         let start = Instant::now();
-        let session = Arc::new(Session::open(&self.devices, self.kind)?);
+        let session = Arc::new(Session::open(&devices, self.kind)?);
         spawn_event_feed(self, &session.engine)?;
         let st = session.engine.status();
         *self.session.write().unwrap_or_else(|p| p.into_inner()) = session;
@@ -174,6 +176,27 @@ impl Node {
             "replayed_stripes": st.recovery.stripes,
             "durable_lsn": st.durable_lsn,
         }))
+    }
+
+    /// The devices a reopen opens the array from.
+    fn devices(&self) -> Vec<PathBuf> {
+        self.devices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A member changed device: `old` (the name its slot's device had, if any) leaves the
+    /// list a reopen opens from, `new` joins it. Without this a reopen after a `replace`
+    /// would list the device replaced out of the array, and be refused.
+    fn swap_device(&self, old: Option<&str>, new: &Path) {
+        let mut d = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = old {
+            d.retain(|p| p.display().to_string() != old);
+        }
+        if !d.iter().any(|p| p == new) {
+            d.push(new.to_path_buf());
+        }
     }
 
     fn count(&self, class: u16) {
@@ -349,9 +372,43 @@ impl Node {
     ) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
         let dev = self.open_new_device(new, create_size, force)?;
+        let old = self
+            .s()
+            .engine
+            .status()
+            .devices
+            .get(slot)
+            .and_then(|d| d.path.clone());
         self.s().engine.replace_with_device(slot, dev)?;
+        self.swap_device(old.as_deref(), new);
         let mut r = self.run_rebuild(&format!("rebuild of slot {slot}"), rate, progress)?;
         r["slot"] = json!(slot);
+        Ok(r)
+    }
+
+    /// `online`: the member on `path` back into service, then its resync (the same as
+    /// `ectable online` without a node).
+    fn online(
+        &self,
+        path: &Path,
+        rate: u64,
+        progress: &mut dyn FnMut(JsonValue),
+    ) -> Result<JsonValue> {
+        let _one = self.one_at_a_time()?;
+        let s = self.s();
+        let before = s.engine.status();
+        let dev = crate::cmd::online::open_returning(&s.engine, path)?;
+        let o = s.engine.online(dev)?;
+        if o.was == "ONLINE" {
+            return Ok(json!({"slot": o.slot, "was": o.was, "device": o.device, "nothing": true}));
+        }
+        let old = before.devices.get(o.slot).and_then(|d| d.path.clone());
+        self.swap_device(old.as_deref(), path);
+        let what = crate::cmd::online::resync_what(&o);
+        let mut r = self.run_rebuild(&what, rate, progress)?;
+        r["slot"] = json!(o.slot);
+        r["was"] = json!(o.was);
+        r["device"] = json!(o.device);
         Ok(r)
     }
 
@@ -366,6 +423,7 @@ impl Node {
             );
         }
         self.s().engine.add_spare_device(Arc::new(dev))?;
+        self.swap_device(None, path);
         Ok(json!({"spare": path.display().to_string()}))
     }
 
@@ -468,7 +526,7 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
     let session = Arc::new(Session::open(&devices, kind)?);
     let node = Arc::new(Node {
         session: std::sync::RwLock::new(session.clone()),
-        devices,
+        devices: Mutex::new(devices),
         kind,
         backup_dir: a.backup_dir.clone(),
         started: Instant::now(),

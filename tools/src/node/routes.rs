@@ -63,6 +63,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/admin/replace-plan", post(admin_replace_plan))
         .route("/v1/admin/replace", post(admin_replace))
         .route("/v1/admin/add-spare", post(admin_add_spare))
+        .route("/v1/admin/online", post(admin_online))
         .route("/v1/admin/clean", post(admin_clean))
         .route("/v1/admin/checkpoint", post(admin_checkpoint))
         .route("/v1/admin/reopen", post(admin_reopen))
@@ -1018,6 +1019,22 @@ async fn admin_replace(
         Box::new(move |n, p| n.replace(slot, &new, create_size, force, rate, p)),
     )
     .await
+}
+
+async fn admin_online(
+    State(node): State<Arc<Node>>,
+    q: Result<Query<ProgressQuery>, QueryRejection>,
+    body: Result<Json<JsonValue>, JsonRejection>,
+) -> ApiResult<Response> {
+    let stream = q?.progress.unwrap_or(false);
+    let body = body_json(body)?;
+    only_fields(&body, &["device", "rate"], "the body")?;
+    let path = std::path::PathBuf::from(
+        str_field(&body, "device")?
+            .ok_or_else(|| ApiError::bad_request("missing field \"device\""))?,
+    );
+    let rate = u64_field(&body, "rate")?.unwrap_or(0);
+    long_work(node, stream, Box::new(move |n, p| n.online(&path, rate, p))).await
 }
 
 async fn admin_add_spare(

@@ -167,6 +167,11 @@ impl Loop {
             .unwrap()
             .set_len(64 << 20)
             .unwrap();
+        Loop::attach_existing(backing)
+    }
+
+    /// A loop device over a file that exists, as it is.
+    pub fn attach_existing(backing: &Path) -> Loop {
         let out = Command::new("losetup")
             .args(["-f", "--show"])
             .arg(backing)
