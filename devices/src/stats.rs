@@ -9,8 +9,8 @@ use std::time::Duration;
 /// so that a device added while it runs has its own).
 pub const MAX_DEVICES: usize = 160;
 
-/// Upper bounds of the latency buckets, in microseconds: powers of two from 1 µs to about 8.4 s
-/// (the last bucket also takes everything above it).
+/// Upper bounds of the latency buckets, in microseconds: powers of two from 1 µs to about 4.2 s
+/// (2^22 µs), then a last bucket for everything above it.
 pub const LATENCY_BUCKETS: usize = 24;
 
 /// The upper bound of bucket `i` in seconds (`f64::INFINITY` for the last).
@@ -22,7 +22,7 @@ pub fn bucket_upper_seconds(i: usize) -> f64 {
     }
 }
 
-/// A lock-free latency histogram with power-of-two buckets (1 µs .. 8.4 s).
+/// A lock-free latency histogram with power-of-two buckets (1 µs .. 4.2 s, then +Inf).
 #[derive(Debug)]
 pub struct LatencyHistogram {
     buckets: [AtomicU64; LATENCY_BUCKETS],

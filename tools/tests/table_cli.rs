@@ -530,6 +530,18 @@ fn bad_table_input_writes_nothing() {
             ],
             "typed table",
         ),
+        (
+            vec![
+                "verify",
+                "--table",
+                "T",
+                "--rows",
+                "10",
+                "--value-size",
+                "100",
+            ],
+            "typed table",
+        ),
     ];
     for (args, needle) in &cases {
         let mut full: Vec<&str> = vec![args[0]];

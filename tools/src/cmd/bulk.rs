@@ -39,20 +39,28 @@ pub fn load_cmd(kind: BackendKind, a: &LoadArgs) -> Result<i32> {
     let table = &a.rows.table.table;
     typed::refuse_system_write(table)?;
     let engine = Arc::new(open_array(kind, &a.dev, false)?);
-    if typed::typed(&typed::open_tables(&engine)?, table).is_some() {
-        crate::fail!(
-            crate::exit::DATA,
-            "'{table}' is a typed table: load writes key/value rows; use import"
-        );
-    }
+    refuse_typed(&engine, table, "load writes key/value rows; use import")?;
     load(&engine, &a.rows, "load")?;
     engine.close()?;
     Ok(0)
 }
 
+/// `load` and `verify` work on key/value tables only: a typed table is refused by name.
+fn refuse_typed(engine: &Arc<Engine>, table: &str, why: &str) -> Result<()> {
+    if typed::typed(&typed::open_tables(engine)?, table).is_some() {
+        crate::fail!(crate::exit::DATA, "'{table}' is a typed table: {why}");
+    }
+    Ok(())
+}
+
 /// `ectable verify`.
 pub fn verify_cmd(kind: BackendKind, a: &LoadArgs) -> Result<i32> {
     with_reader(kind, &a.dev, |engine| {
+        refuse_typed(
+            engine,
+            &a.rows.table.table,
+            "verify compares the key/value rows load writes; use export",
+        )?;
         verify(engine, &a.rows, "verify")?;
         Ok(0)
     })
