@@ -861,6 +861,21 @@ fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild()
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // A reopen opens from the node's list, which now names the new device (it used to name
+    // the dead one it replaced).
+    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
+    assert!(
+        out.status.success(),
+        "reopen after the replace: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status after the reopen: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let a = agent();
     for (k, v) in &acked {
         assert_eq!(
