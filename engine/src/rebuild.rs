@@ -461,7 +461,10 @@ impl Shared {
         let held = self.held_device(&device);
         let was = state(slot);
         if let Some(h) = held {
-            if a.present_device(slot) != Some(h) {
+            // Held under another slot or as a spare: a second name for a device in use. Held
+            // in no role (given at open but unreadable then) it may take its slot now.
+            let spare = a.spares.locked().iter().any(|(_, d)| *d == h);
+            if a.present_device(slot) != Some(h) && (a.slot_of_device(h).is_some() || spare) {
                 return Err(Error::DuplicateDevice {
                     first: a.io.devices()[h].name().to_string(),
                     second: name,
@@ -521,6 +524,7 @@ impl Shared {
             *e = if *e == 0 { floor } else { (*e).min(floor) };
         })?;
         a.bring_back(slot, index);
+        a.unrecognised.locked().retain(|(d, _)| *d != index);
         a.persist(|p| p.members[slot].1 = MemberState::Online)?;
         let from = a.stale_from(slot);
         tracing::info!(slot, device = %name, was, resync_from = ?from, "member back in service; resync pending");

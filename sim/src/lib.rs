@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The fault classes and operator actions the schedule draws from (docs/fault-model.md).
-pub const CLASSES: [&str; 15] = [
+pub const CLASSES: [&str; 16] = [
     "power loss",
     "process crash",
     "device loss",
@@ -46,6 +46,7 @@ pub const CLASSES: [&str; 15] = [
     "slow device",
     "full array",
     "device given back",
+    "device back online",
     "device replaced",
     "stale copy put back",
     "devices reordered",
@@ -1679,8 +1680,26 @@ impl Sim {
             disk.faulty.set_failed(false);
             disk.faulty.set_fail_flush(false);
             self.report.count("device given back").injected += 1;
-            self.close()?;
-            self.open(None)?;
+            // Half the time back into the running engine (`online`), else by a reopen.
+            let mut in_place = false;
+            if self.engine.is_some() && self.rng.random() {
+                let dev = disk.faulty.clone() as Arc<dyn BlockDevice>;
+                match self.engine()?.online(dev) {
+                    Ok(o) => {
+                        self.note(format!("{name} online in place (was {})", o.was));
+                        self.report.count("device back online").injected += 1;
+                        in_place = true;
+                    }
+                    Err(e) => {
+                        self.note(format!("{name}: online refused ({e}); reopening instead"));
+                        self.close()?;
+                        self.open(None)?;
+                    }
+                }
+            } else {
+                self.close()?;
+                self.open(None)?;
+            }
             let slot = self.slot_of(name)?;
             let st = self.engine()?.status();
             match slot.map(|s| st.devices[s].state.as_str()) {
@@ -1696,6 +1715,9 @@ impl Sim {
                 }
                 Some("ONLINE") => {
                     self.report.count("device given back").repaired += 1;
+                    if in_place {
+                        self.report.count("device back online").repaired += 1;
+                    }
                     return self.healed(name);
                 }
                 Some("STALE") | Some("REBUILDING") => {
@@ -1713,6 +1735,9 @@ impl Sim {
                     let c = self.report.count("device given back");
                     c.detected += 1;
                     c.repaired += 1;
+                    if in_place {
+                        self.report.count("device back online").repaired += 1;
+                    }
                     // A resync rewrites only what the disk missed while it was out; writes it
                     // dropped silently before (lost or misplaced, flipped bits) are still
                     // there, and only a scrub finds them (seed 2140143: a chunk lost while
