@@ -533,7 +533,7 @@ fn actions(st: &Status) -> Vec<String> {
     let gone = slots(&|d| d.state == "REMOVED" || d.state == "FAULTED");
     if !gone.is_empty() {
         out.push(format!(
-            "Bring the missing device(s) of slot(s) {gone:?} back (what they missed is then resynced by 'ectable rebuild'), or replace them: 'ectable replace --old <device> --new <device>'."
+            "Bring the device(s) of slot(s) {gone:?} back once they work again: 'ectable online <device>' (also under a new name; it resyncs what they missed), or replace them: 'ectable replace --old <device> --new <device>'."
         ));
     }
     // A listed device with no valid superblock left (stray writes over both copies) cannot
