@@ -189,6 +189,15 @@ pub enum Error {
     /// (the outcome of in-flight writes is unknown).
     #[error("a previous write failed ({0}); writes are refused until the array is reopened")]
     PreviousIo(String),
+    /// A member's device given back ([`crate::Engine::online`]) still fails: its superblock
+    /// cannot be read, or a health block written to it does not read back. Nothing changed.
+    #[error("{device} still fails ({why}); nothing changed")]
+    DeviceStillFails {
+        /// The device given back.
+        device: String,
+        /// What failed.
+        why: String,
+    },
     /// A write, or a maintenance operation that writes, on an engine opened read-only.
     #[error("the array is open read-only")]
     ReadOnly,
@@ -331,6 +340,7 @@ impl Error {
             Error::ReadOnly => "READ_ONLY",
             Error::Codec(_) => "CODEC",
             Error::Closed => "CLOSED",
+            Error::DeviceStillFails { .. } => "DEVICE_STILL_FAILS",
             Error::HistoryGone { .. } => "HISTORY_GONE",
             Error::RestoreIncomplete { .. } => "RESTORE_INCOMPLETE",
             Error::ArrayChanged { .. } => "ARRAY_CHANGED",

@@ -416,7 +416,16 @@ impl Shared {
         }
         let name = device.name().to_string();
         // Whose device is it? Only this array's member of a data slot, by its device id.
-        let own = crate::array::newest_superblock(device.as_ref())?.ok_or_else(|| {
+        let own = match crate::array::newest_superblock(device.as_ref()) {
+            Err(Error::Device(e)) => {
+                return Err(Error::DeviceStillFails {
+                    device: name,
+                    why: format!("its superblocks cannot be read: {e}"),
+                })
+            }
+            other => other?,
+        };
+        let own = own.ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "{name} holds no ectable superblock: it is not a member that came back; to \
                  rebuild a slot onto a blank device use replace"
@@ -506,9 +515,10 @@ impl Shared {
             .into_iter()
             .next()
         {
-            return Err(Error::InvalidArgument(format!(
-                "{name} still fails ({why}); slot {slot} stays {was}, nothing changed"
-            )));
+            return Err(Error::DeviceStillFails {
+                device: name,
+                why: format!("health block probe: {why}; slot {slot} stays {was}"),
+            });
         }
         // What it missed is recorded before it takes writes again: every segment from the
         // floor at which it left (the superblocks written while it was out hold the same).

@@ -138,6 +138,7 @@ fn engine_class(e: &EngineError) -> Option<i32> {
         E::Corrupt { .. }
         | E::CorruptTableData { .. }
         | E::PreviousIo(_)
+        | E::DeviceStillFails { .. }
         | E::WriteFailed { .. }
         | E::ReadOnly => IO,
         E::Poisoned { .. } | E::Closed | E::Codec(_) => SOFTWARE,

@@ -135,6 +135,9 @@ impl From<anyhow::Error> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "too_few_devices")
             }
             Some(EngineError::Closed) => (StatusCode::SERVICE_UNAVAILABLE, "closed"),
+            Some(EngineError::DeviceStillFails { .. }) => {
+                (StatusCode::CONFLICT, "device_still_fails")
+            }
             _ => match exit_code {
                 crate::exit::USAGE | crate::exit::DATA => (StatusCode::BAD_REQUEST, "bad_request"),
                 crate::exit::NO => (StatusCode::NOT_FOUND, "not_found"),
