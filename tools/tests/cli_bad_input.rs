@@ -194,6 +194,21 @@ fn bad_data_commands() {
     // The valid first line was not imported either.
     let out = ectable(&["get", "--devices", &d, "--table", "t", "--key", "a"]);
     assert!(!out.status.success());
+    // `online` of a device that is not there, of a blank one, and of a member in service.
+    let missing = dir.path().join("nowhere");
+    let out = ectable(&["online", "--devices", &d, missing.to_str().unwrap()]);
+    assert_one_error(&out, "cannot open");
+    assert_eq!(out.status.code(), Some(66));
+    let blank_one = dir.path().join("blank-one");
+    std::fs::write(&blank_one, vec![0u8; 32 << 20]).unwrap();
+    let out = ectable(&["online", "--devices", &d, blank_one.to_str().unwrap()]);
+    assert_one_error(&out, "holds no ectable superblock");
+    let out = ectable(&["online", "--devices", &d, a[2].to_str().unwrap()]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to do"),
+        "online of a member in service: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(digest(&a), before, "refused commands changed the devices");
 
     let blank = devs(dir.path(), "blank", 3);

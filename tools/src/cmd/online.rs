@@ -28,16 +28,13 @@ pub struct OnlineArgs {
 /// already holds that storage (a fault that went away: it uses its own handle, and a second
 /// writable open would wait for the engine's own claim), for writing otherwise.
 pub fn open_returning(engine: &Engine, path: &Path) -> Result<Arc<dyn BlockDevice>> {
-    let ro: Arc<dyn BlockDevice> = Arc::new(
-        FileDevice::open(
-            path,
-            &OpenOptions {
-                read_only: true,
-                ..Default::default()
-            },
-        )
-        .with_context(|| format!("{}: cannot open", path.display()))?,
-    );
+    let ro: Arc<dyn BlockDevice> = Arc::new(FileDevice::open(
+        path,
+        &OpenOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )?);
     if engine.holds_device(&ro) {
         return Ok(ro);
     }
