@@ -1786,7 +1786,11 @@ impl Sim {
         e.replace(slot, fresh_index)
             .map_err(|e| format!("replace slot {slot}: {e}"))?;
         // The new disk holds the slot now, with the old one's damage until it is rebuilt.
+        // Its slot is known from here on, also if it is lost before the next open (which is
+        // where slots are otherwise learnt; seed 2310098: a disk replaced in, then unplugged
+        // and replaced itself with no open between).
         let fresh_name = fresh.name.clone();
+        self.last_slot.insert(fresh_name.clone(), slot);
         self.disks.retain(|d| d.name != name);
         self.disks.push(fresh);
         let mut moved = self.damage.remove(name).unwrap_or_default();
