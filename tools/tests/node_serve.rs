@@ -723,18 +723,9 @@ impl Drop for Immutable {
     }
 }
 
-#[test]
-fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild() {
-    if !loop_devices_available(
-        "node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild",
-    ) {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let loops: Vec<Loop> = (0..7)
-        .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
-        .collect();
-    let members: Vec<String> = loops[..6].iter().map(|l| l.path.clone()).collect();
+/// Formats RS(4,2) over loop devices; returns their paths and the --devices list.
+fn format_loops(loops: &[Loop]) -> (Vec<String>, String) {
+    let members: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
     let devs = members.join(",");
     let out = ectable(&[
         "format",
@@ -751,37 +742,80 @@ fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (members, devs)
+}
+
+/// Rows a client had acknowledged (key, value), and how many puts failed.
+type Acked = (Vec<(String, String)>, usize);
+
+/// Client threads putting key/value rows through a node's HTTP API until stopped, each put
+/// durable when answered; every answer counted.
+struct Writers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Acked>>,
+}
+
+impl Writers {
+    fn start(node: &NodeProc, n: usize, tag: &str) -> Writers {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|t| {
+                let (base, stop, tag) = (node.base.clone(), stop.clone(), tag.to_string());
+                std::thread::spawn(move || {
+                    let a = agent();
+                    let mut acked = Vec::new();
+                    let mut failed = 0;
+                    let mut i = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let (key, value) = (
+                            format!("{tag}{t}-{i}"),
+                            format!("v{t}-{i}-{}", "y".repeat((i as usize * 13) % 5000)),
+                        );
+                        match a
+                            .put(format!("{base}/v1/kv/load/{key}"))
+                            .send(value.as_bytes())
+                        {
+                            Ok(r) if r.status() == 200 => acked.push((key, value)),
+                            _ => failed += 1,
+                        }
+                        i += 1;
+                    }
+                    (acked, failed)
+                })
+            })
+            .collect();
+        Writers { stop, threads }
+    }
+
+    /// Stops them; every put must have been acknowledged. Returns the acknowledged rows.
+    fn stop(self, during: &str) -> Vec<(String, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut acked = Vec::new();
+        for w in self.threads {
+            let (a, failed) = w.join().unwrap();
+            assert_eq!(failed, 0, "writes failed {during}");
+            acked.extend(a);
+        }
+        acked
+    }
+}
+
+#[test]
+fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild() {
+    if !loop_devices_available(
+        "node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let loops: Vec<Loop> = (0..7)
+        .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
+        .collect();
+    let (members, devs) = format_loops(&loops[..6]);
     let node = NodeProc::start(&devs, dir.path());
 
     // Clients write (each put durable when answered) through everything below.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let base = node.base.clone();
-    let writers: Vec<_> = (0..4)
-        .map(|t| {
-            let (base, stop) = (base.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let a = agent();
-                let mut acked = Vec::new();
-                let mut failed = 0;
-                let mut i = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let (key, value) = (
-                        format!("c{t}-{i}"),
-                        format!("v{t}-{i}-{}", "y".repeat((i as usize * 13) % 5000)),
-                    );
-                    match a
-                        .put(format!("{base}/v1/kv/load/{key}"))
-                        .send(value.as_bytes())
-                    {
-                        Ok(r) if r.status() == 200 => acked.push((key, value)),
-                        _ => failed += 1,
-                    }
-                    i += 1;
-                }
-                (acked, failed)
-            })
-        })
-        .collect();
+    let writers = Writers::start(&node, 4, "c");
     std::thread::sleep(Duration::from_millis(700));
 
     // Slot 2's disk dies: every read and write of its loop device fails with EIO.
@@ -843,13 +877,7 @@ fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild()
         stdout.contains(&format!("is online on {}", loops[6].path)),
         "{stdout}"
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for w in writers {
-        let (a, failed) = w.join().unwrap();
-        assert_eq!(failed, 0, "writes failed while one device was lost");
-        acked.extend(a);
-    }
+    let acked = writers.stop("while one device was lost");
     assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
 
     // Healthy again (status through the node: exit 0), and every acknowledged write reads
@@ -1107,51 +1135,9 @@ fn node_brings_members_back_online_also_under_another_name() {
     let mut loops: Vec<Loop> = (0..6)
         .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
         .collect();
-    let members: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
-    let devs = members.join(",");
-    let out = ectable(&[
-        "format",
-        "--devices",
-        &devs,
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--yes",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (members, devs) = format_loops(&loops);
     let node = NodeProc::start(&devs, dir.path());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
-        .map(|t| {
-            let (base, stop) = (node.base.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let a = agent();
-                let mut acked = Vec::new();
-                let mut failed = 0;
-                let mut i = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let (key, value) = (
-                        format!("o{t}-{i}"),
-                        format!("v{t}-{i}-{}", "z".repeat((i as usize * 17) % 3000)),
-                    );
-                    match a
-                        .put(format!("{base}/v1/kv/load/{key}"))
-                        .send(value.as_bytes())
-                    {
-                        Ok(r) if r.status() == 200 => acked.push((key, value)),
-                        _ => failed += 1,
-                    }
-                    i += 1;
-                }
-                (acked, failed)
-            })
-        })
-        .collect();
+    let writers = Writers::start(&node, 3, "o");
     std::thread::sleep(Duration::from_millis(500));
 
     // Slot 1: writes fail (EPERM) until the device is set writable again.
@@ -1205,16 +1191,7 @@ fn node_brings_members_back_online_also_under_another_name() {
         stdout.contains(&format!("slot 4 is online on {}", renamed.path)),
         "{stdout}"
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for w in writers {
-        let (a, failed) = w.join().unwrap();
-        assert_eq!(
-            failed, 0,
-            "writes failed while members failed and came back"
-        );
-        acked.extend(a);
-    }
+    let acked = writers.stop("while members failed and came back");
     assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
     // The node reopens from its own list, which now names the new device for slot 4.
     let out = cli(dir.path(), &["reopen", "--devices", &devs]);
