@@ -14,15 +14,12 @@ mod common;
 use common::*;
 use ectable::devices::{BlockDevice, FaultyDevice, MemDevice};
 use ectable::{format, Engine, EngineOptions, Error, RebuildOptions};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const N: usize = 6;
 const K: usize = 4;
 const M: usize = 2;
 const SIZE: u64 = 16 << 20;
-
-type Rows = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn put_rows(e: &Engine, from: u64, count: u64, rows: &mut Rows) {
     for i in from..from + count {
@@ -33,38 +30,8 @@ fn put_rows(e: &Engine, from: u64, count: u64, rows: &mut Rows) {
     }
 }
 
-fn check_rows(e: &Engine, rows: &Rows, what: &str) {
-    for (k, v) in rows {
-        match e.get("t", k) {
-            Ok(Some(got)) => assert!(got == *v, "{what}: wrong value for {k:?}"),
-            other => panic!(
-                "{what}: {} not readable: {other:?}",
-                String::from_utf8_lossy(k)
-            ),
-        }
-    }
-}
-
 fn state(e: &Engine, slot: usize) -> String {
     e.status().devices[slot].state.as_str().to_string()
-}
-
-/// Every pair of members left out, read-only: every row reads back.
-fn check_every_pair_lost(faulty: &[Arc<FaultyDevice>], rows: &Rows, what: &str) {
-    for a in 0..N {
-        for b in a + 1..N {
-            let keep: Vec<usize> = (0..N).filter(|&i| i != a && i != b).collect();
-            let e = Engine::open(
-                io_subset(faulty, &keep),
-                EngineOptions {
-                    read_only: true,
-                    ..Default::default()
-                },
-            )
-            .unwrap_or_else(|err| panic!("{what}: open without {a},{b}: {err}"));
-            check_rows(&e, rows, &format!("{what}, without {a},{b}"));
-        }
-    }
 }
 
 fn setup(seed: u64) -> (Vec<Arc<MemDevice>>, Vec<Arc<FaultyDevice>>, Engine, Rows) {
@@ -122,10 +89,10 @@ fn resync_and_check(e: Engine, faulty: &[Arc<FaultyDevice>], rows: &Rows, what: 
         "{what}: scrub found bad chunks after the resync: {:?}",
         scrub.bad_chunks_per_slot
     );
-    check_rows(&e, rows, what);
+    check_rows(&e, "t", rows, what);
     e.close().expect("close");
     drop(e);
-    check_every_pair_lost(faulty, rows, what);
+    check_every_pair_lost(faulty, "t", rows, what);
 }
 
 /// The same device, once its fault went away: refused while it still fails, then back in
@@ -204,7 +171,7 @@ fn a_member_brought_back_stays_stale_across_a_reopen_until_resynced() {
         "STALE",
         "slot 4 at the reopen before its resync"
     );
-    check_rows(&e, &rows, "after the reopen");
+    check_rows(&e, "t", &rows, "after the reopen");
     resync_and_check(e, &faulty, &rows, "reopened before the resync");
 }
 
@@ -268,7 +235,7 @@ fn devices_that_are_not_a_failed_member_are_refused_or_nothing_to_do() {
         Err(Error::DuplicateDevice { .. }) | Err(Error::ReplacedDevice { .. }) => {}
         other => panic!("a member replaced out of the array: {other:?}"),
     }
-    check_rows(&e, &rows, "after the refusals");
+    check_rows(&e, "t", &rows, "after the refusals");
     for d in &e.status().devices {
         assert_eq!(
             d.state.as_str(),
@@ -368,10 +335,10 @@ fn resync_and_check_quiet(e: Engine, faulty: &[Arc<FaultyDevice>], rows: &Rows) 
         "scrub found bad chunks: {:?}",
         scrub.bad_chunks_per_slot
     );
-    check_rows(&e, rows, "beside writers");
+    check_rows(&e, "t", rows, "beside writers");
     e.close().expect("close");
     drop(e);
-    check_every_pair_lost(faulty, rows, "beside writers");
+    check_every_pair_lost(faulty, "t", rows, "beside writers");
 }
 
 /// An old copy of the member comes back under another name (a disk restored from an image

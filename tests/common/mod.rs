@@ -632,3 +632,39 @@ pub mod power_switch {
         (Engine::open(io, opts).expect("open"), power)
     }
 }
+
+/// Key/value rows a test had acknowledged in one table.
+pub type Rows = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Every row of `rows` reads back exactly from `table`.
+pub fn check_rows(e: &Engine, table: &str, rows: &Rows, what: &str) {
+    for (k, v) in rows {
+        match e.get(table, k) {
+            Ok(Some(got)) => assert!(got == *v, "{what}: wrong value for {k:?}"),
+            other => panic!(
+                "{what}: {} not readable: {other:?}",
+                String::from_utf8_lossy(k)
+            ),
+        }
+    }
+}
+
+/// Every pair of the devices left out (read-only opens of the rest): every row of `rows`
+/// reads back from `table`.
+pub fn check_every_pair_lost(faulty: &[Arc<FaultyDevice>], table: &str, rows: &Rows, what: &str) {
+    let n = faulty.len();
+    for a in 0..n {
+        for b in a + 1..n {
+            let keep: Vec<usize> = (0..n).filter(|&i| i != a && i != b).collect();
+            let e = Engine::open(
+                io_subset(faulty, &keep),
+                EngineOptions {
+                    read_only: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|err| panic!("{what}: open without {a},{b}: {err}"));
+            check_rows(&e, table, rows, &format!("{what}, without {a},{b}"));
+        }
+    }
+}
