@@ -1708,6 +1708,9 @@ impl Sim {
                 // still there: a scrub repairs that, as an operator's would.
                 Some("ONLINE") if self.damage.get(name).is_some_and(|d| d.silent()) => {
                     self.report.count("device given back").repaired += 1;
+                    if in_place {
+                        self.report.count("device back online").repaired += 1;
+                    }
                     if let Some(d) = self.damage.get_mut(name) {
                         d.lost = false;
                     }
