@@ -485,3 +485,44 @@ fn open_claimed(
         }
     }
 }
+
+/// Allocates every block of the regular file at `path` (`fallocate`, keeping its contents and
+/// size), so that writes into it can no longer fail for want of room on its file system.
+/// Returns the bytes it had to allocate, or None for anything but a regular file (a block
+/// device has all its blocks). Fails with the file system's error (ENOSPC when there is
+/// not room for the whole file; EOPNOTSUPP where the file system cannot preallocate).
+pub fn preallocate_file(path: &Path) -> Result<Option<u64>, DeviceError> {
+    let name = path.display().to_string();
+    let io_err = |source: io::Error| DeviceError::Io {
+        device: name.clone(),
+        op: "preallocate",
+        offset_bytes: 0,
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(|source| DeviceError::Open {
+        device: name.clone(),
+        source,
+    })?;
+    if !meta.file_type().is_file() {
+        return Ok(None);
+    }
+    let before = meta.blocks() * 512;
+    let file = StdOpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| DeviceError::Open {
+            device: name.clone(),
+            source,
+        })?;
+    let len = libc::off_t::try_from(meta.len())
+        .map_err(|_| io_err(io::Error::from_raw_os_error(libc::EFBIG)))?;
+    nix::fcntl::fallocate(
+        file.as_raw_fd(),
+        nix::fcntl::FallocateFlags::empty(),
+        0,
+        len,
+    )
+    .map_err(|e| io_err(io::Error::from_raw_os_error(e as i32)))?;
+    let after = file.metadata().map_err(io_err)?.blocks() * 512;
+    Ok(Some(after.saturating_sub(before)))
+}

@@ -102,6 +102,28 @@ pub fn open_for_format(
     Ok((io, created))
 }
 
+/// `--preallocate`: every regular file among `paths` gets all its blocks now, so that a file
+/// system that fills up later cannot fail the array's writes (docs/operations.md, "Sparse
+/// member files"). Block devices are left as they are. Says how much it allocated. Called
+/// before anything is written to the devices.
+pub fn preallocate(paths: &[PathBuf]) -> Result<()> {
+    let mut total = 0u64;
+    for p in paths {
+        match ectable_devices::preallocate_file(p) {
+            Ok(n) => total += n.unwrap_or(0),
+            Err(e) if e.class() == ectable_devices::ErrorClass::NoSpace => crate::fail!(
+                crate::exit::CANT_CREATE,
+                "{}: cannot preallocate it: its file system has not room for the member files \
+                 ({e}); nothing was written to the devices",
+                p.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("preallocating {}", p.display())),
+        }
+    }
+    eprintln!("preallocated {} for the member files", term::bytes(total));
+    Ok(())
+}
+
 /// Opens every device of a list and the I/O backend over them.
 pub fn open_devices(
     paths: &[PathBuf],

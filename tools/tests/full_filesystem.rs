@@ -132,3 +132,89 @@ fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
     ok(run("verify", &after), "verify of the new rows");
     ok(run("scrub", &[]), "scrub");
 }
+
+/// `format --preallocate`: refused up front (exit 73, no file left behind, nothing on the
+/// file system used) when the files do not fit; when they do, every block is taken at
+/// format time, so filling the array ends in the array's own "no space left on the array",
+/// with the file system's use unchanged and every member online.
+#[test]
+fn preallocated_members_cannot_run_out_of_room_under_the_array() {
+    if !tmpfs_available("preallocated_members_cannot_run_out_of_room_under_the_array") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fs = cli_common::Tmpfs::mount(&dir.path().join("fs"), "40M");
+    let devs = (0..6)
+        .map(|i| fs.0.join(format!("d{i}")).display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let format = |size: &str| {
+        ectable(&[
+            "format",
+            "--devices",
+            &devs,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--create-size",
+            size,
+            "--segment-size",
+            "1M",
+            "--preallocate",
+            "--yes",
+        ])
+    };
+    // Bytes the files on the tmpfs hold.
+    let used = || -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir(&fs.0)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+            .sum()
+    };
+    // 6 x 32 MiB on 40 MiB: refused before anything is written, the files removed again.
+    let out = format("32M");
+    assert_eq!(out.status.code(), Some(73), "{}", text(&out));
+    assert!(text(&out).contains("cannot preallocate"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_dir(&fs.0).unwrap().count(),
+        0,
+        "files left behind"
+    );
+    assert_eq!(used(), 0, "the refused format left blocks in use");
+    // 6 x 6 MiB fits: all of it taken now.
+    ok(format("6M"), "format with room");
+    let after_format = used();
+    assert!(
+        after_format >= 36 << 20,
+        "only {after_format} bytes allocated"
+    );
+    let out = ectable(&[
+        "load",
+        "--devices",
+        &devs,
+        "--table",
+        "t",
+        "--rows",
+        "100000",
+        "--value-size",
+        "1000",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a load larger than the array succeeded"
+    );
+    assert!(
+        text(&out).contains("no space left on the array"),
+        "the array did not run out first: {}",
+        text(&out)
+    );
+    assert_eq!(
+        used(),
+        after_format,
+        "the file system's use moved after format"
+    );
+    let out = ectable(&["status", "--devices", &devs]);
+    assert_eq!(out.status.code(), Some(0), "status: {}", text(&out));
+}

@@ -36,6 +36,12 @@ pub struct FormatArgs {
     /// Overwrite devices that hold another ectable array.
     #[arg(long)]
     pub force: bool,
+    /// Allocate every block of the member files now (fallocate), so that a file system that
+    /// fills up later cannot fail the array's writes; refused, with nothing formatted, when
+    /// the file system has not room for them all. Files are otherwise sparse: they take
+    /// blocks only as the array writes. Block devices are left as they are.
+    #[arg(long)]
+    pub preallocate: bool,
     /// Do not ask before overwriting an existing array.
     #[arg(long)]
     pub yes: bool,
@@ -126,6 +132,9 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
         whole_records: a.whole_records,
         spare_count: paths.len() - data_count,
     };
+    if a.preallocate {
+        crate::preallocate(&paths)?;
+    }
     let info = format(io.as_ref(), &opts)?;
     created.keep();
     println!(
