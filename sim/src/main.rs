@@ -62,6 +62,13 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The engine's log, when asked for: what it decided while a failing seed ran.
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if args.k == 0 || args.m == 0 || args.k + args.m > 16 {
         eprintln!("ecsim: --k and --m must be at least 1, and k + m at most 16");
         return ExitCode::from(2);
