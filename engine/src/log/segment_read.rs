@@ -130,8 +130,42 @@ pub(crate) fn finish_segment_read(array: &Array, r: SegmentRead) -> (Vec<Option<
                 bytes += c.op.buf.len() as u64;
                 bufs[p] = Some(c.op.buf);
             }
-            Err(e) => tracing::warn!("reading segment {} member {p}: {e}", r.seg_id),
+            Err(e) => {
+                tracing::warn!("reading segment {} member {p}: {e}", r.seg_id);
+                // One bad range (a latent sector error) must not cost the member's every
+                // chunk in the segment: read it again a chunk at a time, leaving only the
+                // pieces that still fail zeroed (they fail their chunk header or crc check,
+                // as erasures).
+                let (device, offset, mut buf) = (c.op.device_index, c.op.offset_bytes, c.op.buf);
+                if let Some(got) = read_in_pieces(array, device, offset, &mut buf) {
+                    bytes += got;
+                    bufs[p] = Some(buf);
+                }
+            }
         }
     }
     (bufs, bytes)
+}
+
+/// Reads `buf.len()` bytes at `offset` of engine device `device` a chunk at a time, zeroing
+/// the pieces that fail. Returns the bytes read, or None when every piece failed.
+fn read_in_pieces(array: &Array, device: usize, offset: u64, buf: &mut AlignedBuf) -> Option<u64> {
+    let piece = array.chunk_size().max(4096);
+    let ops: Vec<IoOp> = (0..buf.len())
+        .step_by(piece)
+        .map(|at| IoOp::read(device, offset + at as u64, piece.min(buf.len() - at)))
+        .collect();
+    let mut got = 0u64;
+    for c in array.io.execute(ops) {
+        let at = (c.op.offset_bytes - offset) as usize;
+        let dst = &mut buf[at..at + c.op.buf.len()];
+        match c.result {
+            Ok(()) => {
+                dst.copy_from_slice(&c.op.buf);
+                got += dst.len() as u64;
+            }
+            Err(_) => dst.fill(0),
+        }
+    }
+    (got > 0).then_some(got)
 }
