@@ -723,6 +723,21 @@ impl Drop for Immutable {
     }
 }
 
+/// Every acknowledged row reads back through the node; then the node stops cleanly (SIGTERM,
+/// exit 0).
+fn every_row_then_stop(node: NodeProc, acked: &[(String, String)]) {
+    let a = agent();
+    for (k, v) in acked {
+        assert_eq!(
+            get_bytes(&a, &node.url(&format!("/v1/kv/load/{k}"))),
+            (200, v.clone().into_bytes()),
+            "{k}"
+        );
+    }
+    let (code, stderr) = node.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 /// Formats RS(4,2) over loop devices; returns their paths and the --devices list.
 fn format_loops(loops: &[Loop]) -> (Vec<String>, String) {
     let members: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
@@ -904,16 +919,7 @@ fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild()
         "status after the reopen: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let a = agent();
-    for (k, v) in &acked {
-        assert_eq!(
-            get_bytes(&a, &node.url(&format!("/v1/kv/load/{k}"))),
-            (200, v.clone().into_bytes()),
-            "{k}"
-        );
-    }
-    let (code, stderr) = node.terminate();
-    assert_eq!(code, Some(0), "{stderr}");
+    every_row_then_stop(node, &acked);
     let mut now = members.clone();
     now[2] = loops[6].path.clone();
     let now = now.join(",");
@@ -1205,16 +1211,7 @@ fn node_brings_members_back_online_also_under_another_name() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(out.status.code(), Some(0), "status after the reopen: {v}");
     assert_eq!(v["devices"][4]["path"], json!(renamed.path), "{v}");
-    let a = agent();
-    for (k, v) in &acked {
-        assert_eq!(
-            get_bytes(&a, &node.url(&format!("/v1/kv/load/{k}"))),
-            (200, v.clone().into_bytes()),
-            "{k}"
-        );
-    }
-    let (code, stderr) = node.terminate();
-    assert_eq!(code, Some(0), "{stderr}");
+    every_row_then_stop(node, &acked);
     // From the devices as they are now: a scrub finds nothing.
     let mut now = members.clone();
     now[4] = renamed.path.clone();
