@@ -527,7 +527,6 @@ impl Array {
         sequence: u64,
     ) -> Vec<(usize, String)> {
         use crate::format::health_block::{self as probe, HEALTH_BLOCK_BYTES, HEALTH_BLOCK_OFFSET};
-        let a = self;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -541,7 +540,7 @@ impl Array {
             .iter()
             .copied()
             .filter(
-                |&(s, d)| match a.io.devices().get(d).and_then(|dev| dev.lost()) {
+                |&(s, d)| match self.io.devices().get(d).and_then(|dev| dev.lost()) {
                     Some(why) => {
                         failed.push((s, why));
                         false
@@ -554,20 +553,20 @@ impl Array {
             .iter()
             .map(|&(s, d)| {
                 let block = probe::encode(
-                    &a.sb.array_uuid,
+                    &self.sb.array_uuid,
                     s as u32,
                     sequence,
                     nanos,
-                    &a.health_record(s),
+                    &self.health_record(s),
                 );
                 IoOp::write(d, HEALTH_BLOCK_OFFSET, AlignedBuf::from_slice(&block))
             })
             .collect();
         let mut ok_slots = Vec::new();
-        for (c, &(s, _)) in a.io.execute(writes).into_iter().zip(&slots) {
+        for (c, &(s, _)) in self.io.execute(writes).into_iter().zip(&slots) {
             match c.result {
                 Ok(()) => {
-                    a.health[s].observe(c.latency);
+                    self.health[s].observe(c.latency);
                     ok_slots.push((s, c.op.device_index));
                 }
                 Err(e) => failed.push((s, e.to_string())),
@@ -577,11 +576,11 @@ impl Array {
             .iter()
             .map(|&(_, d)| IoOp::read(d, HEALTH_BLOCK_OFFSET, HEALTH_BLOCK_BYTES))
             .collect();
-        for (c, &(s, _)) in a.io.execute(reads).into_iter().zip(&ok_slots) {
+        for (c, &(s, _)) in self.io.execute(reads).into_iter().zip(&ok_slots) {
             match c.result {
                 Ok(()) => {
-                    a.health[s].observe(c.latency);
-                    if probe::decode(&c.op.buf, &a.sb.array_uuid, s as u32) != Some(sequence) {
+                    self.health[s].observe(c.latency);
+                    if probe::decode(&c.op.buf, &self.sb.array_uuid, s as u32) != Some(sequence) {
                         failed.push((s, "health block did not read back as written".into()));
                     }
                 }
