@@ -366,3 +366,64 @@ fn an_old_copy_back_under_another_name_is_resynced_from_its_own_floor() {
     faulty[3] = renamed;
     resync_and_check(e, &faulty, &rows, "an old copy under another name");
 }
+
+/// `online` of a member and a `replace` of the same slot by a hot spare at the same time
+/// (an operator bringing the disk back while the monitor's automatic recovery, or a second
+/// operator, replaces it): they must not interleave. Either the member comes back and is
+/// then replaced, or the replace comes first and the member is refused as replaced; never a
+/// slot whose device and recorded member disagree. The old member answers slowly, so that
+/// the online is still at work when the replace starts, at several points of its run.
+///
+/// Oracle: after both, the rebuild and a reopen from the spare, the slot holds the spare,
+/// every member is in service and in sync, a scrub finds nothing, and every row can be read
+/// with any two members lost.
+#[test]
+fn online_and_a_replace_of_the_same_slot_do_not_interleave() {
+    use std::time::Duration;
+    for (round, start_ms) in [0u64, 60, 150, 250, 400, 600].into_iter().enumerate() {
+        let what = format!("replace {start_ms} ms into the online");
+        let (_mems, mut faulty, e, mut rows) = setup(40 + round as u64);
+        fail_slot(&e, &faulty, 2, true, &mut rows);
+        let spare = Arc::new(FaultyDevice::new(
+            Arc::new(MemDevice::new("spare2", SIZE)) as Arc<dyn BlockDevice>,
+            97,
+        ));
+        let spare_index = e
+            .add_spare_device(spare.clone() as Arc<dyn BlockDevice>)
+            .expect("add the spare");
+        faulty[2].set_failed(false);
+        faulty[2].set_delay(Duration::from_millis(50));
+        let old = faulty[2].clone() as Arc<dyn BlockDevice>;
+        let (online, replaced) = std::thread::scope(|s| {
+            let on = s.spawn(|| e.online(old));
+            std::thread::sleep(Duration::from_millis(start_ms));
+            let r = e.replace(2, spare_index);
+            (on.join().expect("online thread"), r)
+        });
+        replaced.unwrap_or_else(|err| panic!("{what}: replace: {err}"));
+        match &online {
+            Ok(o) => assert_eq!(o.slot, 2, "{what}"),
+            Err(Error::ReplacedDevice { .. }) => {}
+            Err(err) => panic!("{what}: online: {err}"),
+        }
+        faulty[2].set_delay(Duration::ZERO);
+        e.rebuild(&RebuildOptions::default(), &mut |_| {})
+            .unwrap_or_else(|err| panic!("{what}: rebuild: {err}"));
+        let st = e.status();
+        assert_eq!(
+            st.devices[2].path.as_deref(),
+            Some("spare2"),
+            "{what}: slot 2 after the replace (online: {online:?})"
+        );
+        e.close().expect("close");
+        drop(e);
+        faulty[2] = spare;
+        let e = Engine::open(io_of(&faulty), EngineOptions::default())
+            .unwrap_or_else(|err| panic!("{what}: reopen with the spare: {err}"));
+        for d in &e.status().devices {
+            assert_eq!(d.state.as_str(), "ONLINE", "{what}: slot {}", d.slot);
+        }
+        put_rows(&e, 7000, 20, &mut rows);
+        resync_and_check_quiet(e, &faulty, &rows);
+    }
+}

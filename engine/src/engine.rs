@@ -228,6 +228,7 @@ impl Engine {
             chunk_pool: Mutex::new(Vec::new()),
             free_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
+            membership: Mutex::new(()),
             image_gate: Mutex::new(()),
             cleaner: crate::space::mailbox::CleanerCtl::new((
                 rec.stats.checkpoint_resume_segment,

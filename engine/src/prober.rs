@@ -218,11 +218,16 @@ pub(crate) fn run(
         match recovery {
             RecoveryPolicy::Automatic => {
                 tracing::warn!(slot, spare = %spare_name, "replacing the lost device by a hot spare");
-                let r = shared
-                    .replace(slot, spare)
-                    .and_then(|_| shared.rebuild(&opts, &mut |_| {}));
+                let r = shared.replace_if_lost(slot, spare).and_then(|replaced| {
+                    replaced
+                        .then(|| shared.rebuild(&opts, &mut |_| {}))
+                        .transpose()
+                });
                 match r {
-                    Ok(p) => tracing::warn!(
+                    Ok(None) => {
+                        tracing::warn!(slot, "the lost device came back meanwhile; not replaced")
+                    }
+                    Ok(Some(p)) => tracing::warn!(
                         slot,
                         chunks = p.chunks_rebuilt,
                         interrupted = p.interrupted,

@@ -302,6 +302,23 @@ impl Shared {
     /// no valid superblock) the member of `slot`, in place of the device that was there,
     /// and records a rebuild of that slot as in progress. Call [`Engine::rebuild`] next.
     pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
+        let _membership = self.membership.locked();
+        self.replace_locked(slot, new_device_index)
+    }
+
+    /// As [`Shared::replace`], only while `slot` is still lost (failed or missing): the
+    /// monitor's automatic replacement, which must not replace a member an operator
+    /// brought back meanwhile. Returns whether it replaced.
+    pub fn replace_if_lost(&self, slot: usize, new_device_index: usize) -> Result<bool> {
+        let _membership = self.membership.locked();
+        if !self.lost_slots().contains(&slot) {
+            return Ok(false);
+        }
+        self.replace_locked(slot, new_device_index)?;
+        Ok(true)
+    }
+
+    fn replace_locked(&self, slot: usize, new_device_index: usize) -> Result<()> {
         let a = &self.array;
         if a.read_only {
             return Err(Error::ReadOnly);
@@ -410,6 +427,7 @@ impl Shared {
 
     /// Brings the member on `device` back into service (see [`crate::Engine::online`]).
     pub fn online(&self, device: Arc<dyn ectable_devices::BlockDevice>) -> Result<Online> {
+        let _membership = self.membership.locked();
         let a = &self.array;
         if a.read_only {
             return Err(Error::ReadOnly);
@@ -582,6 +600,7 @@ impl Shared {
     /// Adds the device with engine index `device_index` (holding no valid superblock) as a
     /// hot spare.
     pub fn add_spare(&self, device_index: usize) -> Result<()> {
+        let _membership = self.membership.locked();
         let a = &self.array;
         if a.read_only {
             return Err(Error::ReadOnly);

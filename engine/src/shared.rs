@@ -64,6 +64,10 @@ pub(crate) struct Shared {
     /// Held by rebuild and scrub for their whole run, and by the cleaner and checkpoints
     /// while they free segments, so no segment is freed under a rebuild or scrub.
     pub maintenance: Mutex<()>,
+    /// Held by every change of who holds a slot or is a spare (replace, online, add-spare),
+    /// from its checks to its last superblock write, so that two of them never interleave
+    /// (an online bringing a member back while the monitor replaces it by a spare).
+    pub membership: Mutex<()>,
     /// Held while an index checkpoint is taken and written (checkpoint.rs): one at a time,
     /// so that they are stored in the order of their LSNs.
     pub image_gate: Mutex<()>,
