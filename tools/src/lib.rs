@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use ectable_devices::{
     open_backend, BackendKind, BlockDevice, FileDevice, IoBackend, OpenOptions, StorageId,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Parses a size with binary suffixes the way fio does: `4K` and `4k` are 4096 bytes.
@@ -124,6 +124,34 @@ pub fn preallocate(paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Opens a device a command adds to an array that exists (a replacement or a hot spare):
+/// created as a sparse file of `create_size_bytes` when missing, and with `preallocate`
+/// given all its blocks before anything is written to it (as `format --preallocate`). A
+/// file created here is removed again when the preallocation fails.
+pub fn open_added_device(
+    path: &Path,
+    create_size_bytes: Option<u64>,
+    preallocate: bool,
+) -> Result<FileDevice> {
+    let created = create_size_bytes.is_some() && !path.exists();
+    let opts = OpenOptions {
+        create_size_bytes,
+        ..Default::default()
+    };
+    let dev =
+        FileDevice::open(path, &opts).with_context(|| format!("opening {}", path.display()))?;
+    if preallocate {
+        if let Err(e) = crate::preallocate(&[path.to_path_buf()]) {
+            drop(dev);
+            if created {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    }
+    Ok(dev)
+}
+
 /// Opens every device of a list and the I/O backend over them.
 pub fn open_devices(
     paths: &[PathBuf],
@@ -137,7 +165,8 @@ pub fn open_devices(
         if create_size_bytes.is_none() && !p.exists() {
             crate::fail!(
                 crate::exit::NO_INPUT,
-                "{}: no such device or file",
+                "{}: no such device or file (a member that is gone: leave it out of --devices \
+                 to open the array without it; 'ectable status' takes the list as it is)",
                 p.display()
             );
         }

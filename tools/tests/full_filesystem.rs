@@ -218,3 +218,193 @@ fn preallocated_members_cannot_run_out_of_room_under_the_array() {
     let out = ectable(&["status", "--devices", &devs]);
     assert_eq!(out.status.code(), Some(0), "status: {}", text(&out));
 }
+
+/// `--preallocate` for the devices that join an array after its format: a hot spare
+/// (`add-spare`), a replacement (`replace`) and the members of a restored array (`restore`).
+/// Each is refused up front (exit 73, the file it created removed, the file system's use
+/// unchanged, the array as it was) when its file does not fit, and takes every block of its
+/// file when it does.
+#[test]
+fn spares_replacements_and_restores_preallocate_too() {
+    if !tmpfs_available("spares_replacements_and_restores_preallocate_too") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = cli_common::Tmpfs::mount(&dir.path().join("fs"), "64M");
+    let on_fs = |name: &str| fs.0.join(name).display().to_string();
+    let devs = (0..6)
+        .map(|i| on_fs(&format!("d{i}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let used = || -> u64 {
+        std::fs::read_dir(&fs.0)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+            .sum()
+    };
+    let blocks_of = |p: &str| std::fs::metadata(p).unwrap().blocks() * 512;
+    ok(
+        ectable(&[
+            "format",
+            "--devices",
+            &devs,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--create-size",
+            "6M",
+            "--segment-size",
+            "1M",
+            "--preallocate",
+            "--yes",
+        ]),
+        "format",
+    );
+    let rows = ["--table", "t", "--rows", "300", "--value-size", "1000"];
+    let with_devs = |cmd: &str, devs: &str, more: &[&str]| {
+        let mut args = vec![cmd, "--devices", devs];
+        args.extend_from_slice(more);
+        ectable(&args)
+    };
+    ok(with_devs("load", &devs, &rows), "load");
+    let refused = |out: Output, what: &str, file: &str, before: u64| {
+        assert_eq!(out.status.code(), Some(73), "{what}: {}", text(&out));
+        assert!(
+            text(&out).contains("cannot preallocate"),
+            "{what}: {}",
+            text(&out)
+        );
+        assert!(!std::path::Path::new(file).exists(), "{what}: {file} left");
+        assert_eq!(used(), before, "{what}: the file system's use moved");
+    };
+
+    // A spare that does not fit, then one that does.
+    let spare = on_fs("s0");
+    let before = used();
+    let out = with_devs(
+        "add-spare",
+        &devs,
+        &["--spare", &spare, "--create-size", "40M", "--preallocate"],
+    );
+    refused(out, "add-spare of 40M", &spare, before);
+    ok(
+        with_devs(
+            "add-spare",
+            &devs,
+            &["--spare", &spare, "--create-size", "6M", "--preallocate"],
+        ),
+        "add-spare of 6M",
+    );
+    assert!(blocks_of(&spare) >= 6 << 20, "the spare is not allocated");
+
+    // A member lost for good (its file deleted): a replacement that does not fit, then one
+    // that does.
+    let dead = on_fs("d5");
+    std::fs::remove_file(&dead).unwrap();
+    let new = on_fs("n5");
+    let before = used();
+    let out = with_devs(
+        "replace",
+        &devs,
+        &[
+            "--old",
+            &dead,
+            "--new",
+            &new,
+            "--create-size",
+            "40M",
+            "--preallocate",
+            "--yes",
+        ],
+    );
+    refused(out, "replace onto 40M", &new, before);
+    let out = with_devs("status", &devs, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "status after the refused replace: {}",
+        text(&out)
+    );
+    ok(
+        with_devs(
+            "replace",
+            &devs,
+            &[
+                "--old",
+                &dead,
+                "--new",
+                &new,
+                "--create-size",
+                "6M",
+                "--preallocate",
+                "--yes",
+            ],
+        ),
+        "replace onto 6M",
+    );
+    assert!(
+        blocks_of(&new) >= 6 << 20,
+        "the replacement is not allocated"
+    );
+    let devs = devs.replace(&dead, &new);
+    ok(
+        with_devs("verify", &devs, &rows),
+        "verify after the replace",
+    );
+    let out = with_devs("status", &devs, &[]);
+    assert_eq!(out.status.code(), Some(0), "status: {}", text(&out));
+
+    // A restore onto six new files that do not fit, then onto six that do (after the old
+    // array's files are gone).
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    ok(
+        with_devs(
+            "backup",
+            &devs,
+            &["--to", &backups.join("full").display().to_string()],
+        ),
+        "backup",
+    );
+    let restored = (0..6)
+        .map(|i| on_fs(&format!("r{i}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let restore = |size: &str| {
+        ectable(&[
+            "restore",
+            "--devices",
+            &restored,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--from",
+            &backups.join("full").display().to_string(),
+            "--create-size",
+            size,
+            "--segment-size",
+            "1M",
+            "--preallocate",
+            "--yes",
+        ])
+    };
+    let before = used();
+    refused(
+        restore("6M"),
+        "restore of 6 x 6M beside the array",
+        &on_fs("r0"),
+        before,
+    );
+    for p in devs.split(',').chain(std::iter::once(spare.as_str())) {
+        std::fs::remove_file(p).unwrap();
+    }
+    ok(restore("6M"), "restore with room");
+    assert!(used() >= 36 << 20, "the restored members are not allocated");
+    ok(
+        with_devs("verify", &restored, &rows),
+        "verify of the restore",
+    );
+}

@@ -1081,6 +1081,50 @@ fn node_reopens_the_array_after_its_file_system_was_given_room() {
         assert_eq!((s, body), (200, key.clone().into_bytes()), "{key}");
     }
     eprintln!("{} puts acknowledged around the second reopen", acked.len());
+    // A replacement or a spare the file system has not room for, preallocated through the
+    // node: refused (exit 73 from the CLI, 507 over HTTP), the file removed, nothing changed.
+    let new = fs.0.join("n5").display().to_string();
+    let old = fs.0.join("d5").display().to_string();
+    let out = cli(
+        dir.path(),
+        &[
+            "replace",
+            "--devices",
+            &devs,
+            "--old",
+            &old,
+            "--new",
+            &new,
+            "--create-size",
+            "2G",
+            "--preallocate",
+            "--yes",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(73), "{said}");
+    assert!(said.contains("cannot preallocate"), "{said}");
+    assert!(
+        !Path::new(&new).exists(),
+        "the refused replacement's file was left"
+    );
+    let (s, v) = post(
+        &a,
+        &node.url("/v1/admin/add-spare"),
+        &json!({"device": new, "create_size": 2u64 << 30, "preallocate": true}),
+    );
+    assert_eq!((s, error_code(&v)), (507, "no_space"), "{v}");
+    assert!(
+        !Path::new(&new).exists(),
+        "the refused spare's file was left"
+    );
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let (code, err) = node.terminate();
     assert_eq!(code, Some(0), "{err}");
 }

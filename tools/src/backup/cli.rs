@@ -117,6 +117,10 @@ pub struct RestoreArgs {
     /// Create missing device files of this size.
     #[arg(long, value_parser = size_arg)]
     pub create_size: Option<u64>,
+    /// Allocate every block of the device files now (fallocate), as `format --preallocate`:
+    /// refused, with nothing written, when their file system has not room.
+    #[arg(long)]
+    pub preallocate: bool,
     /// Overwrite devices that hold an ectable array.
     #[arg(long)]
     pub force: bool,
@@ -611,6 +615,9 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     }
     // 2. Format, then restore under the engine's marker.
     let (io, created) = open_for_format(&paths, a.create_size, kind)?;
+    if a.preallocate {
+        crate::preallocate(&paths)?;
+    }
     let opts = FormatOptions {
         data_shards: a.k,
         parity_shards: a.m,

@@ -125,6 +125,7 @@ pub fn run(kind: BackendKind, a: &DemoArgs) -> Result<i32> {
         old_slot: None,
         new: new.clone(),
         create_size: Some(device_size),
+        preallocate: false,
         rate: 0,
         force: false,
         yes: true,

@@ -76,6 +76,10 @@ pub struct AddSpareArgs {
     /// Create the spare as a regular file of this size if it does not exist.
     #[arg(long, value_parser = size_arg)]
     pub create_size: Option<u64>,
+    /// Allocate every block of the spare's file now (fallocate), as `format --preallocate`:
+    /// refused, with nothing written, when its file system has not room.
+    #[arg(long)]
+    pub preallocate: bool,
 }
 
 /// `ectable format`.
@@ -161,14 +165,7 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
             spare.display()
         );
     }
-    let probe = ectable_devices::FileDevice::open(
-        spare,
-        &ectable_devices::OpenOptions {
-            create_size_bytes: a.create_size,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("opening {}", spare.display()))?;
+    let probe = crate::open_added_device(spare, a.create_size, a.preallocate)?;
     if let Some(array) = ectable_engine::probe_device(&probe)? {
         crate::fail!(
             crate::exit::CONFIG,

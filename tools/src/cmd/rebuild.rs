@@ -28,6 +28,10 @@ pub struct ReplaceArgs {
     /// Create the new device as a regular file of this size if it does not exist.
     #[arg(long, value_parser = size_arg)]
     pub create_size: Option<u64>,
+    /// Allocate every block of the new device's file now (fallocate), as `format
+    /// --preallocate`: refused, with nothing written, when its file system has not room.
+    #[arg(long)]
+    pub preallocate: bool,
     /// Rebuild rate limit in bytes per second read (0: unlimited).
     #[arg(long, default_value = "0", value_parser = size_arg)]
     pub rate: u64,
@@ -361,16 +365,18 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
     }
     let (old, new) = (a.old.as_str(), a.new.as_path());
     let mut paths = devices(&a.dev)?;
+    // The device being replaced may be gone altogether (an unplugged disk, a deleted file):
+    // listed with the others, as status's action has it, it is left out of the open as the
+    // missing member rather than refused.
+    if !Path::new(old).exists() {
+        if let Some(i) = paths.iter().position(|p| p.as_os_str() == old) {
+            paths.remove(i);
+            eprintln!("replace: {old} is not there; the array is opened without it");
+        }
+    }
     let created = a.create_size.is_some() && !new.exists();
-    if created {
-        ectable_devices::FileDevice::open(
-            new,
-            &ectable_devices::OpenOptions {
-                create_size_bytes: a.create_size,
-                ..Default::default()
-            },
-        )
-        .with_context(|| format!("creating {}", new.display()))?;
+    if created || (a.preallocate && new.exists()) {
+        drop(crate::open_added_device(new, a.create_size, a.preallocate)?);
     }
     let old_listed = paths.iter().position(|p| p.as_os_str() == old);
     // A hot spare is usually listed with the devices already.
@@ -469,6 +475,7 @@ fn replace_via_node(node: &crate::node::client::NodeClient, a: &ReplaceArgs) -> 
             "slot": slot,
             "new": new_abs.display().to_string(),
             "create_size": a.create_size,
+            "preallocate": a.preallocate,
             "force": a.force,
             "rate": a.rate,
         }),

@@ -329,13 +329,9 @@ impl Node {
 
     /// Opens `path` in the node's process (created at `create_size` if missing; with
     /// `force`, wiped when it holds an ectable array) for a hand-over to the engine.
-    fn open_new_device(
-        &self,
-        path: &Path,
-        create_size: Option<u64>,
-        force: bool,
-    ) -> Result<Arc<dyn ectable_devices::BlockDevice>> {
-        let dev = open_created(path, create_size)?;
+    fn open_new_device(&self, new: &NewDevice) -> Result<Arc<dyn ectable_devices::BlockDevice>> {
+        let (path, force) = (new.path.as_path(), new.force);
+        let dev = crate::open_added_device(path, new.create_size, new.preallocate)?;
         if let Some(array) = ectable_engine::probe_device(&dev)? {
             if self
                 .s()
@@ -364,14 +360,12 @@ impl Node {
     fn replace(
         &self,
         slot: usize,
-        new: &Path,
-        create_size: Option<u64>,
-        force: bool,
+        new: &NewDevice,
         rate: u64,
         progress: &mut dyn FnMut(JsonValue),
     ) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        let dev = self.open_new_device(new, create_size, force)?;
+        let dev = self.open_new_device(new)?;
         let old = self
             .s()
             .engine
@@ -380,7 +374,7 @@ impl Node {
             .get(slot)
             .and_then(|d| d.path.clone());
         self.s().engine.replace_with_device(slot, dev)?;
-        self.swap_device(old.as_deref(), new);
+        self.swap_device(old.as_deref(), &new.path);
         let mut r = self.run_rebuild(&format!("rebuild of slot {slot}"), rate, progress)?;
         r["slot"] = json!(slot);
         Ok(r)
@@ -412,9 +406,14 @@ impl Node {
         Ok(r)
     }
 
-    fn add_spare(&self, path: &Path, create_size: Option<u64>) -> Result<JsonValue> {
+    fn add_spare(
+        &self,
+        path: &Path,
+        create_size: Option<u64>,
+        preallocate: bool,
+    ) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        let dev = open_created(path, create_size)?;
+        let dev = crate::open_added_device(path, create_size, preallocate)?;
         if let Some(array) = ectable_engine::probe_device(&dev)? {
             crate::fail!(
                 crate::exit::CONFIG,
@@ -487,16 +486,15 @@ impl Node {
     }
 }
 
-/// Opens a device the node is handed (created at `create_size` when missing).
-fn open_created(path: &Path, create_size: Option<u64>) -> Result<ectable_devices::FileDevice> {
-    ectable_devices::FileDevice::open(
-        path,
-        &ectable_devices::OpenOptions {
-            create_size_bytes: create_size,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("opening {}", path.display()))
+/// The device a node's `replace` is handed, and how to open it.
+pub struct NewDevice {
+    pub path: PathBuf,
+    /// Create it as a sparse file of this size when missing.
+    pub create_size: Option<u64>,
+    /// Allocate all of its blocks first (`--preallocate`).
+    pub preallocate: bool,
+    /// Wipe it when it holds an ectable array.
+    pub force: bool,
 }
 
 /// A rebuild's or scrub's progress as the node streams it.

@@ -1005,21 +1005,25 @@ async fn admin_replace(
     let body = body_json(body)?;
     only_fields(
         &body,
-        &["slot", "new", "create_size", "force", "rate"],
+        &["slot", "new", "create_size", "preallocate", "force", "rate"],
         "the body",
     )?;
     let slot = u64_field(&body, "slot")?
         .ok_or_else(|| ApiError::bad_request("missing field \"slot\""))? as usize;
-    let new = std::path::PathBuf::from(
-        str_field(&body, "new")?.ok_or_else(|| ApiError::bad_request("missing field \"new\""))?,
-    );
-    let create_size = u64_field(&body, "create_size")?;
-    let force = bool_field(&body, "force")?;
+    let new = super::NewDevice {
+        path: std::path::PathBuf::from(
+            str_field(&body, "new")?
+                .ok_or_else(|| ApiError::bad_request("missing field \"new\""))?,
+        ),
+        create_size: u64_field(&body, "create_size")?,
+        preallocate: bool_field(&body, "preallocate")?,
+        force: bool_field(&body, "force")?,
+    };
     let rate = u64_field(&body, "rate")?.unwrap_or(0);
     long_work(
         node,
         stream,
-        Box::new(move |n, p| n.replace(slot, &new, create_size, force, rate, p)),
+        Box::new(move |n, p| n.replace(slot, &new, rate, p)),
     )
     .await
 }
@@ -1045,13 +1049,17 @@ async fn admin_add_spare(
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
     let body = body_json(body)?;
-    only_fields(&body, &["device", "create_size"], "the body")?;
+    only_fields(&body, &["device", "create_size", "preallocate"], "the body")?;
     let path = std::path::PathBuf::from(
         str_field(&body, "device")?
             .ok_or_else(|| ApiError::bad_request("missing field \"device\""))?,
     );
     let create_size = u64_field(&body, "create_size")?;
-    blocking(&node, move |n| Ok(Json(n.add_spare(&path, create_size)?))).await
+    let preallocate = bool_field(&body, "preallocate")?;
+    blocking(&node, move |n| {
+        Ok(Json(n.add_spare(&path, create_size, preallocate)?))
+    })
+    .await
 }
 
 async fn status_raw(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
