@@ -8,8 +8,11 @@
 //! model). Per cut the states are: all of them kept; all of them lost; random subsets of
 //! them kept; the last of them torn at a random 4096-byte boundary (the rest kept).
 //!
-//! The workload runs over six members and a seventh, blank device: half-way one member is
-//! replaced by it and rebuilt, so that cuts fall inside the replace and the rebuild too; full
+//! The workload runs over six members and a seventh, blank device: early on one member's
+//! writes fail for a while until the engine takes it out, then it is brought back with
+//! `online` and resynced, so that cuts fall between online's superblock writes and inside
+//! the resync; half-way one member is
+//! replaced by the seventh and rebuilt, so that cuts fall inside the replace and the rebuild too; full
 //! and incremental backups (which write the backup horizon) run among the writes, as do
 //! checkpoints and cleaning passes. A state in which the replaced device is no longer a
 //! member opens without it, as an operator would after the engine named it replaced.
@@ -51,6 +54,8 @@ struct Recording {
     inner: Arc<MemDevice>,
     device: usize,
     trace: Trace,
+    /// While set, every write and flush fails (EIO) and reaches nothing.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Recording {
@@ -60,6 +65,7 @@ impl Recording {
         offset_bytes: u64,
         durable: bool,
     ) -> Result<(), DeviceError> {
+        self.fail_if_failing("write", offset_bytes)?;
         // One lock around the read of the old bytes, the write and the event: the trace
         // order is the order the writes reached the medium.
         let mut t = lock(&self.trace);
@@ -72,6 +78,20 @@ impl Recording {
             new: buf.to_vec(),
             durable,
         });
+        Ok(())
+    }
+}
+
+impl Recording {
+    fn fail_if_failing(&self, op: &'static str, offset_bytes: u64) -> Result<(), DeviceError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DeviceError::Io {
+                device: self.inner.name().to_string(),
+                op,
+                offset_bytes,
+                source: std::io::Error::from_raw_os_error(5),
+            });
+        }
         Ok(())
     }
 }
@@ -93,6 +113,7 @@ impl BlockDevice for Recording {
         self.record_write(buf, offset_bytes, true)
     }
     fn sync(&self) -> Result<(), DeviceError> {
+        self.fail_if_failing("flush", 0)?;
         let mut t = lock(&self.trace);
         self.inner.sync()?;
         t.push(Event::Flush {
@@ -117,8 +138,10 @@ pub struct CrashReport {
     pub in_doubt_lost: u64,
     /// States taken while a checkpoint or the cleaner was writing.
     pub during_checkpoint_or_cleaning: u64,
-    /// States taken during a replace and its rebuild, and during a backup.
+    /// States taken during a replace and its rebuild, during a member's `online` and its
+    /// resync, and during a backup.
     pub during_rebuild: u64,
+    pub during_online: u64,
     pub during_backup: u64,
     pub acknowledged_lost: u64,
     pub failed_recoveries: u64,
@@ -134,6 +157,7 @@ impl CrashReport {
         self.in_doubt_lost += o.in_doubt_lost;
         self.during_checkpoint_or_cleaning += o.during_checkpoint_or_cleaning;
         self.during_rebuild += o.during_rebuild;
+        self.during_online += o.during_online;
         self.during_backup += o.during_backup;
         self.acknowledged_lost += o.acknowledged_lost;
         self.failed_recoveries += o.failed_recoveries;
@@ -172,6 +196,7 @@ const MEMBERS: usize = 6;
 enum Busy {
     CheckpointOrCleaning,
     Rebuild,
+    Online,
     Backup,
 }
 const DEVICE_BYTES: u64 = 6 << 20;
@@ -218,7 +243,7 @@ fn record(
     format(io.as_ref(), &fmt()).map_err(|e| format!("format: {e}"))?;
     let base: Vec<Vec<u8>> = mems.iter().map(|m| m.snapshot()).collect();
     let trace: Trace = Arc::new(Mutex::new(Vec::new()));
-    let devs: Vec<Arc<dyn BlockDevice>> = mems
+    let recording: Vec<Arc<Recording>> = mems
         .iter()
         .enumerate()
         .map(|(i, m)| {
@@ -226,8 +251,13 @@ fn record(
                 inner: m.clone(),
                 device: i,
                 trace: trace.clone(),
-            }) as Arc<dyn BlockDevice>
+                failing: Default::default(),
+            })
         })
+        .collect();
+    let devs: Vec<Arc<dyn BlockDevice>> = recording
+        .iter()
+        .map(|r| r.clone() as Arc<dyn BlockDevice>)
         .collect();
     let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
     let e = Engine::open(io, crate::engine_options()).map_err(|e| format!("open: {e}"))?;
@@ -235,6 +265,14 @@ fn record(
     let mut mutations = Vec::new();
     let mut busy = Vec::new();
     let rebuild_at = rng.random_range(cfg.ops * 3 / 10..=cfg.ops * 7 / 10);
+    // A member fails at `fail_at` (its writes and flushes) and comes back 25 operations on.
+    let fail_at = rng.random_range(cfg.ops / 20..=cfg.ops / 5);
+    let fail_slot = rng.random_range(0..MEMBERS);
+    let set_failing = |on: bool| {
+        recording[fail_slot]
+            .failing
+            .store(on, std::sync::atomic::Ordering::SeqCst)
+    };
     let mut last_backup: Option<u64> = None;
     let mut n = 0u64;
     let mut value = |rng: &mut SmallRng| -> Vec<u8> {
@@ -252,6 +290,25 @@ fn record(
         v
     };
     for op in 0..cfg.ops {
+        if op == fail_at {
+            set_failing(true);
+        }
+        if op == fail_at + 25 {
+            set_failing(false);
+            let from = lock(&trace).len();
+            let o = e
+                .online(recording[fail_slot].clone() as Arc<dyn BlockDevice>)
+                .map_err(|e| format!("online slot {fail_slot}: {e}"))?;
+            if o.was != "ONLINE" {
+                let p = e
+                    .rebuild(&RebuildOptions::default(), &mut |_| {})
+                    .map_err(|e| format!("resync slot {fail_slot}: {e}"))?;
+                if !p.unrecoverable.is_empty() {
+                    return Err(format!("resync lost stripes: {:?}", p.unrecoverable));
+                }
+            }
+            busy.push((from, lock(&trace).len(), Busy::Online));
+        }
         if op == rebuild_at {
             let slot = rng.random_range(0..MEMBERS);
             let from = lock(&trace).len();
@@ -505,6 +562,7 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
                 match kind {
                     Busy::CheckpointOrCleaning => report.during_checkpoint_or_cleaning += 1,
                     Busy::Rebuild => report.during_rebuild += 1,
+                    Busy::Online => report.during_online += 1,
                     Busy::Backup => report.during_backup += 1,
                 }
             }

@@ -235,13 +235,15 @@ fn fault_table(args: &Args, first: u64) -> ExitCode {
     println!(
         "Crash states: {} recorded workloads (seeds from {crash_first}), {} trace events, {} cut \
          points, {} states opened ({} while a checkpoint or the cleaner was writing, {} during \
-         a replace and its rebuild, {} during a backup), {} failed recoveries.",
+         a replace and its rebuild, {} during a member's online and resync, {} during a \
+         backup), {} failed recoveries.",
         crash_seeds,
         n(crash.events as u64),
         n(crash.cut_points as u64),
         n(crash.states),
         n(crash.during_checkpoint_or_cleaning),
         n(crash.during_rebuild),
+        n(crash.during_online),
         n(crash.during_backup),
         crash.failed_recoveries
     );
@@ -384,12 +386,14 @@ fn print_crash_report(first: u64, done: u64, took: Duration, total: &CrashReport
     );
     println!(
         "trace events {}, cut points {}, crash states opened {} ({} while a checkpoint or \
-         the cleaner was writing, {} during a replace and its rebuild, {} during a backup)",
+         the cleaner was writing, {} during a replace and its rebuild, {} during a member's \
+         online and resync, {} during a backup)",
         total.events,
         total.cut_points,
         total.states,
         total.during_checkpoint_or_cleaning,
         total.during_rebuild,
+        total.during_online,
         total.during_backup
     );
     println!(

@@ -1,6 +1,6 @@
 //! Crash-state enumeration in CI: a recorded workload (puts, deletes, batches, syncs,
-//! checkpoints, cleaning passes, full and incremental backups, a member replaced and
-//! rebuilt, a close) and at least 1,000 crash states its trace allows,
+//! checkpoints, cleaning passes, full and incremental backups, a member that fails and is
+//! brought back with `online` and resynced, a member replaced and rebuilt, a close) and at least 1,000 crash states its trace allows,
 //! each opened and checked against what was acknowledged before the cut
 //! (sim/src/crash_states.rs).
 
@@ -11,7 +11,7 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
     let mut states = 0;
     let mut busy = 0;
     let mut lost_some = 0;
-    let (mut rebuild, mut backup) = (0, 0);
+    let (mut rebuild, mut backup, mut online) = (0, 0, 0);
     for seed in [11, 12] {
         let cfg = CrashConfig {
             seed,
@@ -24,6 +24,7 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
         busy += r.during_checkpoint_or_cleaning;
         lost_some += r.in_doubt_lost;
         rebuild += r.during_rebuild;
+        online += r.during_online;
         backup += r.during_backup;
         assert_eq!((r.acknowledged_lost, r.failed_recoveries), (0, 0));
     }
@@ -37,6 +38,10 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
         "no state was taken during the replace and rebuild"
     );
     assert!(backup > 0, "no state was taken during a backup");
+    assert!(
+        online > 0,
+        "no state was taken during a member's online and resync"
+    );
     assert!(
         lost_some > 0,
         "no crash state lost an in-doubt write: the cuts tested nothing"
