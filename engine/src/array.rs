@@ -113,16 +113,23 @@ pub(crate) fn read_superblocks(
         .into_iter()
         .map(|c| {
             c.result?;
-            let a = Superblock::decode(&c.op.buf[..SUPERBLOCK_SIZE_BYTES]);
-            let b = Superblock::decode(&c.op.buf[SUPERBLOCK_SIZE_BYTES..]);
-            Ok(match (a, b) {
-                (Ok(a), Ok(b)) => Ok(if b.epoch > a.epoch { b } else { a }),
-                (Ok(a), Err(_)) => Ok(a),
-                (Err(_), Ok(b)) => Ok(b),
-                (Err(e), Err(_)) => Err(e),
-            })
+            Ok(newest_copy(&c.op.buf))
         })
         .collect()
+}
+
+/// The newer of the two superblock copies in `buf` (the first `2 * SUPERBLOCK_SIZE_BYTES`
+/// of a device), the first one when both have the same epoch; the first copy's decode
+/// error when neither decodes. The one place that chooses between the copies.
+fn newest_copy(buf: &[u8]) -> std::result::Result<Superblock, DecodeError> {
+    let a = Superblock::decode(&buf[..SUPERBLOCK_SIZE_BYTES]);
+    let b = Superblock::decode(&buf[SUPERBLOCK_SIZE_BYTES..2 * SUPERBLOCK_SIZE_BYTES]);
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok(if b.epoch > a.epoch { b } else { a }),
+        (Ok(a), Err(_)) => Ok(a),
+        (Err(_), Ok(b)) => Ok(b),
+        (Err(e), Err(_)) => Err(e),
+    }
 }
 
 pub(crate) fn check_duplicates(io: &dyn IoBackend) -> Result<()> {
@@ -1503,11 +1510,7 @@ pub(crate) fn newest_superblock(
 ) -> Result<Option<Superblock>> {
     let mut buf = AlignedBuf::new(2 * SUPERBLOCK_SIZE_BYTES);
     dev.read_at(&mut buf, 0)?;
-    let copies = [
-        Superblock::decode(&buf[..SUPERBLOCK_SIZE_BYTES]).ok(),
-        Superblock::decode(&buf[SUPERBLOCK_SIZE_BYTES..]).ok(),
-    ];
-    Ok(copies.into_iter().flatten().max_by_key(|sb| sb.epoch))
+    Ok(newest_copy(&buf).ok())
 }
 
 /// The segment from which a device whose newest superblock is `sb` misses writes, by its
