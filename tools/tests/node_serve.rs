@@ -1274,3 +1274,87 @@ fn node_brings_members_back_online_also_under_another_name() {
         acked.len()
     );
 }
+
+/// A node started with `--recovery automatic` and a hot spare: a member fails (its loop
+/// device set read-only, so writes fail with EPERM) while clients write, and with no
+/// operator the spare takes its slot and is rebuilt. The node's device list follows, so a
+/// later `ectable reopen` opens the array from the spare and not from the failed device.
+///
+/// Oracle: every put answered 200 (no write fails through the failure), status exit 0 with
+/// the spare in the slot, the events name the replacement and the rebuild, the reopen
+/// succeeds and status stays 0, and every acknowledged row reads back.
+#[test]
+fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
+    if !loop_devices_available(
+        "node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let loops: Vec<Loop> = (0..7)
+        .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
+        .collect();
+    let (members, devs) = format_loops(&loops[..6]);
+    let node = NodeProc::try_start(&devs, dir.path(), &["--recovery", "automatic"])
+        .unwrap_or_else(|e| panic!("node did not start: {e}"));
+    let spare = loops[6].path.clone();
+    let out = cli(
+        dir.path(),
+        &["add-spare", "--devices", &devs, "--spare", &spare],
+    );
+    assert!(
+        out.status.success(),
+        "add-spare: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let writers = Writers::start(&node, 3, "a");
+    std::thread::sleep(Duration::from_millis(500));
+    let _writable = Writable(members[1].clone());
+    set_ro(&members[1], true);
+    // No operator: the spare takes slot 1 and is rebuilt; status turns healthy again.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let v = loop {
+        let out = cli(dir.path(), &["status", "--devices", &devs, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if out.status.code() == Some(0) && v["devices"][1]["path"] == json!(spare) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spare never took slot 1: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(v["spares"], json!([]), "{v}");
+    let acked = writers.stop("while the spare took the failed member's slot");
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+    let a = agent();
+    let (s, events) = answer(a.get(node.url("/v1/events")).call());
+    assert_eq!(s, 200);
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["event"].as_str()).collect())
+        .unwrap_or_default();
+    for kind in ["failed", "replaced", "rebuilt"] {
+        assert!(kinds.contains(&kind), "no {kind} event: {events}");
+    }
+    // The reopen opens from the node's list, which no longer names the failed device.
+    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
+    assert!(
+        out.status.success(),
+        "reopen after the automatic replacement: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status after the reopen: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!(
+        "{} acknowledged writes through an automatic replacement by the hot spare",
+        acked.len()
+    );
+    every_row_then_stop(node, &acked);
+}

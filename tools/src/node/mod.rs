@@ -25,7 +25,7 @@ use clap::Args;
 use ectable_backup::{take_auto, AutoPolicy, TakeOptions};
 use ectable_devices::BackendKind;
 use ectable_engine::table::Tables;
-use ectable_engine::{Engine, EngineOptions, Error as EngineError, RebuildOptions};
+use ectable_engine::{Engine, EngineOptions, Error as EngineError, RebuildOptions, RecoveryPolicy};
 use serde_json::{json, Value as JsonValue};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +49,16 @@ pub struct ServeArgs {
     /// How often to take a backup into --backup-dir, e.g. 1h.
     #[arg(long, value_name = "DURATION", value_parser = duration_arg, requires = "backup_dir")]
     pub backup_every: Option<Duration>,
+    /// What the node does when a member is lost: `manual` (the operator runs replace),
+    /// `semi-automatic` (the plan, which hot spare for which slot, goes to the log; the
+    /// operator confirms it with replace), `automatic` (a hot spare takes the slot and is
+    /// rebuilt at once, and a stale member is resynced, with no operator).
+    #[arg(long, value_name = "POLICY", default_value = "manual", value_parser = recovery_arg)]
+    pub recovery: RecoveryPolicy,
+}
+
+fn recovery_arg(s: &str) -> std::result::Result<RecoveryPolicy, String> {
+    s.parse()
 }
 
 fn duration_arg(s: &str) -> std::result::Result<Duration, String> {
@@ -67,6 +77,7 @@ pub struct Node {
     /// as members change device (`replace`, `online` under a new name, `add-spare`).
     devices: Mutex<Vec<PathBuf>>,
     kind: BackendKind,
+    recovery: RecoveryPolicy,
     backup_dir: Option<PathBuf>,
     started: Instant,
     requests: [AtomicU64; 3],
@@ -90,10 +101,13 @@ pub struct Session {
 
 impl Session {
     /// Opens the array on `devices` (the node's own process holds them from now on).
-    fn open(devices: &[PathBuf], kind: BackendKind) -> Result<Session> {
+    fn open(devices: &[PathBuf], kind: BackendKind, recovery: RecoveryPolicy) -> Result<Session> {
         let io = open_devices(devices, None, false, kind)?;
-        let engine =
-            Arc::new(Engine::open(io, EngineOptions::default()).context("opening the array")?);
+        let opts = EngineOptions {
+            recovery,
+            ..EngineOptions::default()
+        };
+        let engine = Arc::new(Engine::open(io, opts).context("opening the array")?);
         let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
         let durable = durable::Waiter::start(engine.clone())?;
         Ok(Session {
@@ -164,7 +178,7 @@ impl Node {
         }
         drop(old);
         let start = Instant::now();
-        let session = Arc::new(Session::open(&devices, self.kind)?);
+        let session = Arc::new(Session::open(&devices, self.kind, self.recovery)?);
         spawn_event_feed(self, &session.engine)?;
         let st = session.engine.status();
         *self.session.write().unwrap_or_else(|p| p.into_inner()) = session;
@@ -196,6 +210,19 @@ impl Node {
         }
         if !d.iter().any(|p| p == new) {
             d.push(new.to_path_buf());
+        }
+    }
+
+    /// After a replacement the node did not ask for (the engine's recovery policy put a hot
+    /// spare in a slot): the devices the engine now names replaced leave the list a reopen
+    /// opens from (the spare is in it already), as `replace` through the node does.
+    fn drop_replaced(&self) {
+        let st = self.s().engine.status();
+        let mut d = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        for (path, why) in &st.unrecognised {
+            if why.starts_with("replaced by ") {
+                d.retain(|p| p.display().to_string() != *path);
+            }
         }
     }
 
@@ -521,11 +548,12 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
         )
     })?;
     let devices: Vec<PathBuf> = split_devices(&a.dev.devices)?;
-    let session = Arc::new(Session::open(&devices, kind)?);
+    let session = Arc::new(Session::open(&devices, kind, a.recovery)?);
     let node = Arc::new(Node {
         session: std::sync::RwLock::new(session.clone()),
         devices: Mutex::new(devices),
         kind,
+        recovery: a.recovery,
         backup_dir: a.backup_dir.clone(),
         started: Instant::now(),
         requests: Default::default(),
@@ -619,6 +647,9 @@ fn spawn_event_feed(node: &Arc<Node>, engine: &Engine) -> Result<()> {
         .spawn(move || {
             while let Ok(ev) = feed.recv() {
                 let Some(node) = keep.upgrade() else { return };
+                if ev.kind == ectable_engine::DeviceEventKind::Replaced {
+                    node.drop_replaced();
+                }
                 let at = humantime::format_rfc3339_millis(ev.at).to_string();
                 let mut q = node.events.lock().unwrap_or_else(|p| p.into_inner());
                 if q.len() == KEPT_EVENTS {
