@@ -64,6 +64,14 @@ impl FileDevice {
                 f.set_len(size).map_err(open_err)?;
             }
         }
+        // A directory opens (read-only) and would be refused only after the O_DIRECT
+        // fallback below had warned about its file system: refuse it first.
+        if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(DeviceError::Unsupported {
+                device: name,
+                message: "not a regular file or block device".into(),
+            });
+        }
         let mut read_only = opts.read_only;
         // Block devices opened for writing are claimed with O_EXCL below; know which before
         // opening (the kind is checked again on the open file).

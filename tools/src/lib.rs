@@ -165,8 +165,7 @@ pub fn open_devices(
         if create_size_bytes.is_none() && !p.exists() {
             crate::fail!(
                 crate::exit::NO_INPUT,
-                "{}: no such device or file (a member that is gone: leave it out of --devices \
-                 to open the array without it; 'ectable status' takes the list as it is)",
+                "{}: no such device or file",
                 p.display()
             );
         }

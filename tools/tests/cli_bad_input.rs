@@ -203,6 +203,37 @@ fn bad_data_commands() {
     std::fs::write(&blank_one, vec![0u8; 32 << 20]).unwrap();
     let out = ectable(&["online", "--devices", &d, blank_one.to_str().unwrap()]);
     assert_one_error(&out, "holds no ectable superblock");
+    // A directory: refused in one line (it used to warn about O_DIRECT first).
+    let out = ectable(&["online", "--devices", &d, dir.path().to_str().unwrap()]);
+    assert_one_error(&out, "not a regular file or block device");
+    // A replacement that is not there, without --create-size: named as the new device.
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &d,
+        "--old",
+        a[1].to_str().unwrap(),
+        "--new",
+        missing.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_one_error(&out, "--new");
+    assert!(stderr(&out).contains("--create-size"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(66));
+    // A member path that is not there, for a command that opens the array: the hint.
+    let mut gone = a.clone();
+    gone[3] = missing.clone();
+    let out = ectable(&[
+        "get",
+        "--devices",
+        &join(&gone),
+        "--table",
+        "t",
+        "--key",
+        "a",
+    ]);
+    assert_one_error(&out, "leave it out of --devices");
+    assert_eq!(out.status.code(), Some(66));
     let out = ectable(&["online", "--devices", &d, a[2].to_str().unwrap()]);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing to do"),

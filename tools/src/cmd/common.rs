@@ -68,7 +68,17 @@ pub fn devices(arg: &DevicesArg) -> Result<Vec<PathBuf>> {
 
 /// Opens the array on the devices of `arg`.
 pub fn open_array(kind: BackendKind, arg: &DevicesArg, read_only: bool) -> Result<Engine> {
-    let io = open_devices(&devices(arg)?, None, read_only, kind)?;
+    let paths = devices(arg)?;
+    if let Some(p) = paths.iter().find(|p| !p.exists()) {
+        crate::fail!(
+            crate::exit::NO_INPUT,
+            "{}: no such device or file (a member that is gone: leave it out of --devices to \
+             open the array without it; 'ectable status' reports on the array with the list \
+             as it is)",
+            p.display()
+        );
+    }
+    let io = open_devices(&paths, None, read_only, kind)?;
     let opts = EngineOptions {
         read_only,
         ..Default::default()

@@ -378,6 +378,13 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
     if created || (a.preallocate && new.exists()) {
         drop(crate::open_added_device(new, a.create_size, a.preallocate)?);
     }
+    if !new.exists() {
+        crate::fail!(
+            crate::exit::NO_INPUT,
+            "--new {}: no such device or file (give --create-size SIZE to create it as a file)",
+            new.display()
+        );
+    }
     let old_listed = paths.iter().position(|p| p.as_os_str() == old);
     // A hot spare is usually listed with the devices already.
     let new_index = match paths.iter().position(|p| p == new) {
