@@ -427,3 +427,44 @@ fn online_and_a_replace_of_the_same_slot_do_not_interleave() {
         resync_and_check_quiet(e, &faulty, &rows);
     }
 }
+
+/// A write to the member failed while it was out (unplugged for a moment), but the failure
+/// has not been taken into account yet (the rest of the stripe's writes are still in
+/// flight) when the operator, seeing the device back, asks for `online`. The answer must not
+/// be "in service, nothing to do" with the member failed a moment later (found by the
+/// simulator, seed 2350184: the operator, or the simulator, then believes it healthy).
+///
+/// Oracle: `online` takes the member back as a failed one (was FAULTED), it is stale until
+/// resynced, and after the resync every member is in sync and every pair is losable.
+#[test]
+fn online_waits_for_a_failure_still_on_its_way() {
+    use std::time::{Duration, Instant};
+    let (_mems, faulty, e, mut rows) = setup(50);
+    faulty[2].add_write_error_range(0..SIZE);
+    faulty[3].set_delay(Duration::from_millis(300));
+    // Enough rows to seal stripes: the flusher writes them without anyone waiting.
+    for i in 0..60u64 {
+        let key = format!("late{i:04}").into_bytes();
+        let value = value_for(8000 + i, 53, 3000);
+        e.put("t", &key, &value).expect("put");
+        rows.insert(key, value);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while faulty[2].counters().eio_writes == 0 {
+        assert!(Instant::now() < deadline, "no write reached slot 2");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The write failed; the stripe's other writes are still held by slot 3's delay.
+    faulty[2].clear_error_ranges();
+    let o = e
+        .online(faulty[2].clone() as Arc<dyn BlockDevice>)
+        .expect("online");
+    assert_eq!(
+        o.was, "FAULTED",
+        "online answered before the failure it had coming was counted"
+    );
+    assert_eq!(state(&e, 2), "STALE", "slot 2 right after online");
+    faulty[3].set_delay(Duration::ZERO);
+    e.sync().expect("sync");
+    resync_and_check(e, &faulty, &rows, "a failure still on its way");
+}

@@ -474,6 +474,14 @@ impl Shared {
                 device_uuid: uuid_string(&own.device_uuid),
             });
         }
+        // A write to the member that failed while it was out may still be on its way to
+        // marking it failed (the rest of its stripe's writes in flight): every stripe sealed
+        // so far is written first, so that the state below is the truth and "in service,
+        // nothing to do" is never followed by the member failing a moment later.
+        if let Some(why) = self.lock_state().failure() {
+            return Err(Error::PreviousIo(why.to_string()));
+        }
+        self.sync_stripes()?;
         let state = |s: usize| {
             if a.is_failed(s) {
                 "FAULTED"

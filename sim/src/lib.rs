@@ -980,9 +980,14 @@ impl Sim {
             let damaged = name.as_ref().is_none_or(|n| self.damage.contains_key(n));
             if found != (0, 0, 0) && !damaged {
                 return Some(format!(
-                    "slot {slot} ({name:?}), which is not damaged, has {} bad chunks, {} bad \
-                     segment headers, {} bad superblock copies (bad superblocks: {:?})",
-                    found.0, found.1, found.2, r.bad_superblocks
+                    "slot {slot} ({name:?}, {}: {}), which is not damaged, has {} bad chunks, {} \
+                     bad segment headers, {} bad superblock copies (bad superblocks: {:?})",
+                    d.state.as_str(),
+                    d.note,
+                    found.0,
+                    found.1,
+                    found.2,
+                    r.bad_superblocks
                 ));
             }
         }
