@@ -468,3 +468,46 @@ fn online_waits_for_a_failure_still_on_its_way() {
     e.sync().expect("sync");
     resync_and_check(e, &faulty, &rows, "a failure still on its way");
 }
+
+/// As above, with the monitor's health-block probe as the failed write: the device was out
+/// for a moment, a probe round found it so, and the round is still running (another
+/// member's probe is slow) when `online` is asked. It must wait for the round.
+#[test]
+fn online_waits_for_a_probe_round_in_progress() {
+    use ectable::{DetectionMode, HealthPolicy};
+    use std::time::{Duration, Instant};
+    let (_mems, faulty) = mem_devices(N, SIZE, 51);
+    format(io_of(&faulty).as_ref(), &fmt_opts(K, M)).expect("format");
+    let opts = EngineOptions {
+        health: HealthPolicy {
+            mode: DetectionMode::Hybrid,
+            probe_interval: Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = Engine::open(io_of(&faulty), opts).expect("open");
+    let mut rows = Rows::new();
+    put_rows(&e, 0, 100, &mut rows);
+    // Every sealed stripe written (a scrub waits for them): nothing but the probe is in
+    // flight below.
+    e.scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .expect("scrub");
+    faulty[3].set_delay(Duration::from_millis(400));
+    faulty[2].set_failed(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while faulty[2].counters().eio_writes == 0 {
+        assert!(Instant::now() < deadline, "no probe reached slot 2");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    faulty[2].set_failed(false);
+    let o = e
+        .online(faulty[2].clone() as Arc<dyn BlockDevice>)
+        .expect("online");
+    assert_eq!(
+        o.was, "FAULTED",
+        "online answered before the probe round that failed the member was over"
+    );
+    faulty[3].set_delay(Duration::ZERO);
+    resync_and_check(e, &faulty, &rows, "a probe round in progress");
+}

@@ -229,6 +229,7 @@ impl Engine {
             free_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
             membership: Mutex::new(()),
+            probe_round: Mutex::new(()),
             image_gate: Mutex::new(()),
             cleaner: crate::space::mailbox::CleanerCtl::new((
                 rec.stats.checkpoint_resume_segment,

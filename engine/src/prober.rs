@@ -41,6 +41,7 @@ impl StopSignal {
 
 /// One round of probes over every present, not failed device. Returns the slots that failed.
 pub(crate) fn probe_once(shared: &Shared, sequence: u64) -> Vec<usize> {
+    let _round = shared.probe_round.locked();
     let a = &shared.array;
     // Counted when the round starts, so that status never shows a probe failure before the
     // probe that found it.

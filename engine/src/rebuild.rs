@@ -482,6 +482,8 @@ impl Shared {
             return Err(Error::PreviousIo(why.to_string()));
         }
         self.sync_stripes()?;
+        // The same for a health-block probe of the monitor in progress.
+        drop(self.probe_round.locked());
         let state = |s: usize| {
             if a.is_failed(s) {
                 "FAULTED"

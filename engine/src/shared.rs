@@ -68,6 +68,10 @@ pub(crate) struct Shared {
     /// from its checks to its last superblock write, so that two of them never interleave
     /// (an online bringing a member back while the monitor replaces it by a spare).
     pub membership: Mutex<()>,
+    /// Held by the monitor for a round of health-block probes, and by `online` while it
+    /// judges a member's state: a probe that failed on a device that was out a moment ago
+    /// has marked it failed before `online` answers.
+    pub probe_round: Mutex<()>,
     /// Held while an index checkpoint is taken and written (checkpoint.rs): one at a time,
     /// so that they are stored in the order of their LSNs.
     pub image_gate: Mutex<()>,
