@@ -1357,4 +1357,18 @@ fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
         acked.len()
     );
     every_row_then_stop(node, &acked);
+    // A restart from the list the node was first started with (a unit file's), which still
+    // names the replaced device: the node starts without it, on the spare.
+    let mut with_spare = devs.clone();
+    with_spare.push(',');
+    with_spare.push_str(&spare);
+    let node = NodeProc::start(&with_spare, dir.path());
+    let out = cli(dir.path(), &["status", "--devices", &with_spare]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status after a restart from the first list: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    every_row_then_stop(node, &acked);
 }

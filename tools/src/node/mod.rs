@@ -100,14 +100,38 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens the array on `devices` (the node's own process holds them from now on).
-    fn open(devices: &[PathBuf], kind: BackendKind, recovery: RecoveryPolicy) -> Result<Session> {
-        let io = open_devices(devices, None, false, kind)?;
+    /// Opens the array on `devices` (the node's own process holds them from now on). A
+    /// listed device the array has replaced (by `replace`, or by a hot spare under the
+    /// automatic recovery policy) is left out of the list with a warning, rather than
+    /// keeping the node from starting: the list a unit file was written with names it.
+    fn open(
+        devices: &mut Vec<PathBuf>,
+        kind: BackendKind,
+        recovery: RecoveryPolicy,
+    ) -> Result<Session> {
         let opts = EngineOptions {
             recovery,
             ..EngineOptions::default()
         };
-        let engine = Arc::new(Engine::open(io, opts).context("opening the array")?);
+        let engine = loop {
+            let io = open_devices(devices, None, false, kind)?;
+            match Engine::open(io, opts.clone()) {
+                Ok(e) => break Arc::new(e),
+                Err(EngineError::ReplacedDevice {
+                    device,
+                    array,
+                    slot,
+                    ..
+                }) if devices.iter().any(|p| p.display().to_string() == device) => {
+                    tracing::warn!(
+                        "{device} was slot {slot}'s member of array {array} but has been \
+                         replaced; left out (take it off --devices)"
+                    );
+                    devices.retain(|p| p.display().to_string() != device);
+                }
+                Err(e) => return Err(anyhow::Error::from(e).context("opening the array")),
+            }
+        };
         let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
         let durable = durable::Waiter::start(engine.clone())?;
         Ok(Session {
@@ -178,7 +202,9 @@ impl Node {
         }
         drop(old);
         let start = Instant::now();
-        let session = Arc::new(Session::open(&devices, self.kind, self.recovery)?);
+        let mut devices = devices;
+        let session = Arc::new(Session::open(&mut devices, self.kind, self.recovery)?);
+        *self.devices.lock().unwrap_or_else(|p| p.into_inner()) = devices;
         spawn_event_feed(self, &session.engine)?;
         let st = session.engine.status();
         *self.session.write().unwrap_or_else(|p| p.into_inner()) = session;
@@ -547,8 +573,8 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
             a.listen
         )
     })?;
-    let devices: Vec<PathBuf> = split_devices(&a.dev.devices)?;
-    let session = Arc::new(Session::open(&devices, kind, a.recovery)?);
+    let mut devices: Vec<PathBuf> = split_devices(&a.dev.devices)?;
+    let session = Arc::new(Session::open(&mut devices, kind, a.recovery)?);
     let node = Arc::new(Node {
         session: std::sync::RwLock::new(session.clone()),
         devices: Mutex::new(devices),
