@@ -27,6 +27,15 @@ fn ok(out: Output, what: &str) -> Output {
     out
 }
 
+/// Bytes the files in `dir` have allocated.
+fn allocated_in(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
 #[test]
 fn members_on_a_full_file_system_fail_together_and_come_back_with_room() {
     if !tmpfs_available("members_on_a_full_file_system_fail_together_and_come_back_with_room") {
@@ -166,13 +175,7 @@ fn preallocated_members_cannot_run_out_of_room_under_the_array() {
         ])
     };
     // Bytes the files on the tmpfs hold.
-    let used = || -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::read_dir(&fs.0)
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
-            .sum()
-    };
+    let used = || allocated_in(&fs.0);
     // 6 x 32 MiB on 40 MiB: refused before anything is written, the files removed again.
     let out = format("32M");
     assert_eq!(out.status.code(), Some(73), "{}", text(&out));
@@ -237,12 +240,7 @@ fn spares_replacements_and_restores_preallocate_too() {
         .map(|i| on_fs(&format!("d{i}")))
         .collect::<Vec<_>>()
         .join(",");
-    let used = || -> u64 {
-        std::fs::read_dir(&fs.0)
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
-            .sum()
-    };
+    let used = || allocated_in(&fs.0);
     let blocks_of = |p: &str| std::fs::metadata(p).unwrap().blocks() * 512;
     ok(
         ectable(&[

@@ -739,6 +739,13 @@ fn every_row_then_stop(node: NodeProc, acked: &[(String, String)]) {
 }
 
 /// Formats RS(4,2) over loop devices; returns their paths and the --devices list.
+/// `n` loop devices over files `b0.img`... in `dir`, detached when dropped.
+fn attach_loops(dir: &Path, n: usize) -> Vec<Loop> {
+    (0..n)
+        .map(|i| Loop::attach(&dir.join(format!("b{i}.img"))))
+        .collect()
+}
+
 fn format_loops(loops: &[Loop]) -> (Vec<String>, String) {
     let members: Vec<String> = loops.iter().map(|l| l.path.clone()).collect();
     let devs = members.join(",");
@@ -823,9 +830,7 @@ fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let loops: Vec<Loop> = (0..7)
-        .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
-        .collect();
+    let loops = attach_loops(dir.path(), 7);
     let (members, devs) = format_loops(&loops[..6]);
     let node = NodeProc::start(&devs, dir.path());
 
@@ -1182,9 +1187,7 @@ fn node_brings_members_back_online_also_under_another_name() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut loops: Vec<Loop> = (0..6)
-        .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
-        .collect();
+    let mut loops = attach_loops(dir.path(), 6);
     let (members, devs) = format_loops(&loops);
     let node = NodeProc::start(&devs, dir.path());
     let writers = Writers::start(&node, 3, "o");
@@ -1291,9 +1294,7 @@ fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let loops: Vec<Loop> = (0..7)
-        .map(|i| Loop::attach(&dir.path().join(format!("b{i}.img"))))
-        .collect();
+    let loops = attach_loops(dir.path(), 7);
     let (members, devs) = format_loops(&loops[..6]);
     let node = NodeProc::try_start(&devs, dir.path(), &["--recovery", "automatic"])
         .unwrap_or_else(|e| panic!("node did not start: {e}"));
