@@ -739,6 +739,28 @@ fn every_row_then_stop(node: NodeProc, acked: &[(String, String)]) {
 }
 
 /// Formats RS(4,2) over loop devices; returns their paths and the --devices list.
+/// `ectable status` (through the node) exits 0: every member in service and in sync.
+fn assert_healthy(dir: &Path, devs: &str, when: &str) {
+    let out = cli(dir, &["status", "--devices", devs]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status {when}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `ectable reopen` through the node succeeds, and the array is healthy after it.
+fn reopen_healthy(dir: &Path, devs: &str, after: &str) {
+    let out = cli(dir, &["reopen", "--devices", devs]);
+    assert!(
+        out.status.success(),
+        "reopen after {after}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_healthy(dir, devs, &format!("after the reopen after {after}"));
+}
+
 /// `n` loop devices over files `b0.img`... in `dir`, detached when dropped.
 fn attach_loops(dir: &Path, n: usize) -> Vec<Loop> {
     (0..n)
@@ -902,28 +924,10 @@ fn node_on_loop_devices_serves_through_a_failure_a_cli_replace_and_the_rebuild()
 
     // Healthy again (status through the node: exit 0), and every acknowledged write reads
     // back, also after the node is stopped, from the devices as they are now.
-    let out = cli(dir.path(), &["status", "--devices", &devs]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_healthy(dir.path(), &devs, "after the replace");
     // A reopen opens from the node's list, which now names the new device (it used to name
     // the dead one it replaced).
-    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
-    assert!(
-        out.status.success(),
-        "reopen after the replace: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = cli(dir.path(), &["status", "--devices", &devs]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "status after the reopen: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    reopen_healthy(dir.path(), &devs, "the replace");
     every_row_then_stop(node, &acked);
     let mut now = members.clone();
     now[2] = loops[6].path.clone();
@@ -1123,13 +1127,7 @@ fn node_reopens_the_array_after_its_file_system_was_given_room() {
         !Path::new(&new).exists(),
         "the refused spare's file was left"
     );
-    let out = cli(dir.path(), &["status", "--devices", &devs]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_healthy(dir.path(), &devs, "after the refused replacement and spare");
     let (code, err) = node.terminate();
     assert_eq!(code, Some(0), "{err}");
 }
@@ -1218,13 +1216,7 @@ fn node_brings_members_back_online_also_under_another_name() {
         stdout.contains(&format!("slot 1 is online on {}", members[1])),
         "{stdout}"
     );
-    let out = cli(dir.path(), &["status", "--devices", &devs]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "status after online: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_healthy(dir.path(), &devs, "after online");
 
     // Slot 4: fails, and its disk comes back as another device (its image on a new loop
     // device; the old one stays read-only and failed).
@@ -1340,19 +1332,7 @@ fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
         assert!(kinds.contains(&kind), "no {kind} event: {events}");
     }
     // The reopen opens from the node's list, which no longer names the failed device.
-    let out = cli(dir.path(), &["reopen", "--devices", &devs]);
-    assert!(
-        out.status.success(),
-        "reopen after the automatic replacement: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = cli(dir.path(), &["status", "--devices", &devs]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "status after the reopen: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    reopen_healthy(dir.path(), &devs, "the automatic replacement");
     eprintln!(
         "{} acknowledged writes through an automatic replacement by the hot spare",
         acked.len()
@@ -1364,12 +1344,10 @@ fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
     with_spare.push(',');
     with_spare.push_str(&spare);
     let node = NodeProc::start(&with_spare, dir.path());
-    let out = cli(dir.path(), &["status", "--devices", &with_spare]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "status after a restart from the first list: {}",
-        String::from_utf8_lossy(&out.stdout)
+    assert_healthy(
+        dir.path(),
+        &with_spare,
+        "after a restart from the first list",
     );
     every_row_then_stop(node, &acked);
 }
