@@ -27,6 +27,25 @@ fn ok(out: Output, what: &str) -> Output {
     out
 }
 
+/// `ectable format --preallocate` of RS(4,2) on `devs`, created at `size`, 1 MiB segments.
+fn format_preallocated(devs: &str, size: &str) -> Output {
+    ectable(&[
+        "format",
+        "--devices",
+        devs,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        size,
+        "--segment-size",
+        "1M",
+        "--preallocate",
+        "--yes",
+    ])
+}
+
 /// Bytes the files in `dir` have allocated.
 fn allocated_in(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -157,23 +176,7 @@ fn preallocated_members_cannot_run_out_of_room_under_the_array() {
         .map(|i| fs.0.join(format!("d{i}")).display().to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let format = |size: &str| {
-        ectable(&[
-            "format",
-            "--devices",
-            &devs,
-            "--k",
-            "4",
-            "--m",
-            "2",
-            "--create-size",
-            size,
-            "--segment-size",
-            "1M",
-            "--preallocate",
-            "--yes",
-        ])
-    };
+    let format = |size: &str| format_preallocated(&devs, size);
     // Bytes the files on the tmpfs hold.
     let used = || allocated_in(&fs.0);
     // 6 x 32 MiB on 40 MiB: refused before anything is written, the files removed again.
@@ -242,24 +245,7 @@ fn spares_replacements_and_restores_preallocate_too() {
         .join(",");
     let used = || allocated_in(&fs.0);
     let blocks_of = |p: &str| std::fs::metadata(p).unwrap().blocks() * 512;
-    ok(
-        ectable(&[
-            "format",
-            "--devices",
-            &devs,
-            "--k",
-            "4",
-            "--m",
-            "2",
-            "--create-size",
-            "6M",
-            "--segment-size",
-            "1M",
-            "--preallocate",
-            "--yes",
-        ]),
-        "format",
-    );
+    ok(format_preallocated(&devs, "6M"), "format");
     let rows = ["--table", "t", "--rows", "300", "--value-size", "1000"];
     let with_devs = |cmd: &str, devs: &str, more: &[&str]| {
         let mut args = vec![cmd, "--devices", devs];
