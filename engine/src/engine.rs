@@ -108,6 +108,8 @@ impl WriteBatch {
 /// threads until [`Engine::close`] (or drop).
 pub struct Engine {
     pub(crate) shared: Arc<Shared>,
+    /// What the monitor does when a member is lost (shown by status).
+    pub(crate) recovery_policy: crate::prober::RecoveryPolicy,
     flusher: Mutex<Option<JoinHandle<()>>>,
     #[allow(clippy::type_complexity)]
     prober: Mutex<
@@ -288,6 +290,7 @@ impl Engine {
             cleaner: Mutex::new(None),
             cleaner_opts: opts.cleaner.clone(),
             recovery: rec.stats,
+            recovery_policy: opts.recovery,
             ops: Default::default(),
         };
         // The backup horizon first: only then may the log segments the checkpoint left dead

@@ -152,6 +152,18 @@ pub enum RecoveryPolicy {
     Automatic,
 }
 
+impl RecoveryPolicy {
+    /// Its name as `ectable serve --recovery` takes it: "manual", "semi-automatic",
+    /// "automatic".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryPolicy::Manual => "manual",
+            RecoveryPolicy::SemiAutomatic => "semi-automatic",
+            RecoveryPolicy::Automatic => "automatic",
+        }
+    }
+}
+
 impl std::str::FromStr for RecoveryPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -169,6 +169,10 @@ pub struct Status {
     pub devices: Vec<DeviceStatus>,
     /// Hot spares present (paths).
     pub spares: Vec<String>,
+    /// What the engine does when a member is lost (`RecoveryPolicy::as_str`): "manual",
+    /// "semi-automatic" or "automatic" (a hot spare takes the slot at once).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub recovery_policy: String,
     /// Devices given that are neither members nor spares: (name, why).
     pub unrecognised: Vec<(String, String)>,
     /// Devices that can still be lost before data is (for the worst stripe).
@@ -519,6 +523,7 @@ impl Engine {
         let (_, checkpoint_segments, checkpoint_lsn) = a.persisted.locked().checkpoint;
         let c = &s.counters;
         Status {
+            recovery_policy: self.recovery_policy.as_str().to_string(),
             array_uuid: uuid_string(&a.sb.array_uuid),
             epoch: a.epoch(),
             data_shards: a.k(),

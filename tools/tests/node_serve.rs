@@ -1300,6 +1300,13 @@ fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
         "add-spare: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Status says what the spare is for under this policy.
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("takes a lost member's slot at once: recovery automatic"),
+        "{text}"
+    );
     let writers = Writers::start(&node, 3, "a");
     std::thread::sleep(Duration::from_millis(500));
     let _writable = Writable(members[1].clone());

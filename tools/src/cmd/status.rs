@@ -462,8 +462,13 @@ fn device_table(st: &Status) -> comfy_table::Table {
         row.push(note.to_string());
         row
     };
+    let spare_note = match st.recovery_policy.as_str() {
+        "automatic" => "hot spare (takes a lost member's slot at once: recovery automatic)",
+        "semi-automatic" => "hot spare (proposed for a lost member's slot in the log)",
+        _ => "hot spare (used by 'ectable replace')",
+    };
     for path in &st.spares {
-        t.add_row(absent(path, "SPARE", "hot spare"));
+        t.add_row(absent(path, "SPARE", spare_note));
     }
     for (path, why) in &st.unrecognised {
         t.add_row(absent(path, "UNKNOWN", why));
@@ -691,6 +696,7 @@ pub fn status_json(st: &Status) -> Value {
             "repair": s.repair,
         })),
         "spares": st.spares,
+        "recovery_policy": st.recovery_policy,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
         "writes_stopped": st.writes_stopped,
         "backing": st.backing.iter().map(|b| json!({
