@@ -291,3 +291,70 @@ fn a_replaced_device_given_back_is_called_replaced() {
     );
     assert_eq!(digest(&p), before);
 }
+
+/// With one member gone and a hot spare at hand, status's action names the replacement in
+/// full (old device, slot, the spare), and following it word for word works: the array is
+/// healthy after, with the row it held.
+#[test]
+fn status_names_the_hot_spare_in_its_replace_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 6);
+    let spare = dir.path().join("spare.img").display().to_string();
+    let six = join(&p);
+    format_ok(&[
+        "format",
+        "--devices",
+        &six,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--create-size",
+        "64M",
+        "--spares",
+        &spare,
+        "--yes",
+    ]);
+    let all = format!("{six},{spare}");
+    let put = ectable(&[
+        "put",
+        "--devices",
+        &all,
+        "--table",
+        "t",
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    // Slot 3's file is gone for good.
+    std::fs::remove_file(&p[3]).unwrap();
+    let out = ectable(&["status", "--devices", &all]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    let cmd = format!("'ectable replace --old <device> --old-slot 3 --new {spare}'");
+    assert!(text.contains(&cmd), "{text}");
+    // Word for word, with the device it names filled in (the one status cannot name: its
+    // path is gone).
+    let old = p[3].display().to_string();
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &all,
+        "--old",
+        &old,
+        "--old-slot",
+        "3",
+        "--new",
+        &spare,
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ectable(&["status", "--devices", &all]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // The members now: the spare in place of the file that is gone.
+    let now = all.replace(&format!("{old},"), "");
+    let out = ectable(&["get", "--devices", &now, "--table", "t", "--key", "k"]);
+    assert_eq!(out.stdout, b"v", "{}", stderr(&out));
+}

@@ -537,8 +537,21 @@ fn actions(st: &Status) -> Vec<String> {
     }
     let gone = slots(&|d| d.state == "REMOVED" || d.state == "FAULTED");
     if !gone.is_empty() {
+        // With one slot lost and a hot spare at hand, the replacement is named in full.
+        let replace = match (gone.as_slice(), st.spares.first()) {
+            ([slot], Some(spare)) => {
+                let old = st.devices[*slot].path.as_deref().unwrap_or("<device>");
+                let cmd = format!("'ectable replace --old {old} --old-slot {slot} --new {spare}'");
+                if st.recovery_policy == "automatic" {
+                    format!("the hot spare {spare} takes slot {slot} at once (recovery automatic; by hand: {cmd})")
+                } else {
+                    format!("or replace it by the hot spare: {cmd}")
+                }
+            }
+            _ => "or replace them: 'ectable replace --old <device> --new <device>'".to_string(),
+        };
         out.push(format!(
-            "Bring the device(s) of slot(s) {gone:?} back once they work again: 'ectable online <device>' (also under a new name; it resyncs what they missed), or replace them: 'ectable replace --old <device> --new <device>'."
+            "Bring the device(s) of slot(s) {gone:?} back once they work again: 'ectable online <device>' (also under a new name; it resyncs what they missed), {replace}."
         ));
     }
     // A listed device with no valid superblock left (stray writes over both copies) cannot

@@ -112,6 +112,12 @@ pub fn digest(paths: &[PathBuf]) -> Vec<u32> {
         .collect()
 }
 
+/// A command's stdout, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's stderr, as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
