@@ -138,9 +138,13 @@ fn bad_data_commands() {
     let a = format6(dir.path(), "a");
     let d = join(&a);
     let before = digest(&a);
-    // A table that never had a key reads like an emptied one: the key is not there (1).
+    // A table that never had a key reads like an emptied one: the key is not there (1); the
+    // message says the array has no such table (a mistyped name), and which it has.
     let out = ectable(&["get", "--devices", &d, "--table", "missing", "--key", "k"]);
-    assert_one_error(&out, "key 'k' not found in table 'missing'");
+    assert_one_error(
+        &out,
+        "key 'k' not found: the array has no table 'missing' (it has no tables)",
+    );
     assert_eq!(out.status.code(), Some(1));
     let out = ectable(&[
         "load",

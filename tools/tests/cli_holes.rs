@@ -358,3 +358,31 @@ fn status_names_the_hot_spare_in_its_replace_action() {
     let out = ectable(&["get", "--devices", &now, "--table", "t", "--key", "k"]);
     assert_eq!(out.stdout, b"v", "{}", stderr(&out));
 }
+
+/// `get` of a table the array does not have says so, with the tables it has (a mistyped
+/// name), where a missing key in a table that exists says the key is not there. Both "no"
+/// answers (exit 1).
+#[test]
+fn get_from_a_table_that_does_not_exist_names_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = format6(dir.path(), "d");
+    let all = join(&p);
+    let put = ectable(&[
+        "put",
+        "--devices",
+        &all,
+        "--table",
+        "users",
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let out = ectable(&["get", "--devices", &all, "--table", "user", "--key", "k"]);
+    assert_clean_error(&out, &["no table 'user'", "tables users"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = ectable(&["get", "--devices", &all, "--table", "users", "--key", "zz"]);
+    assert_clean_error(&out, &["key 'zz' not found in table 'users'"]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -153,14 +153,29 @@ pub fn get(kind: BackendKind, a: &GetArgs) -> Result<i32> {
                 }
                 Ok(0)
             }
-            None => crate::fail!(
-                crate::exit::NO,
-                "key '{}' not found in table '{}'",
-                key,
-                table
-            ),
+            None => crate::fail!(crate::exit::NO, "{}", not_found(engine, table, key)),
         }
     })
+}
+
+/// Why a key/value `get` found nothing: the key is not in the table, or the array has no
+/// such table at all (a mistyped name), then with the tables it has.
+pub(crate) fn not_found(engine: &ectable_engine::Engine, table: &str, key: &str) -> String {
+    let tables = engine.tables();
+    if tables.iter().any(|(t, _)| t == table) {
+        return format!("key '{key}' not found in table '{table}'");
+    }
+    let names: Vec<&str> = tables
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .filter(|t| !t.starts_with('$'))
+        .collect();
+    let has = if names.is_empty() {
+        "no tables".to_string()
+    } else {
+        format!("tables {}", names.join(", "))
+    };
+    format!("key '{key}' not found: the array has no table '{table}' (it has {has})")
 }
 
 /// `ectable delete`.

@@ -378,8 +378,10 @@ async fn kv_get(
             Some(v) => {
                 Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response())
             }
-            None => Err(ApiError::not_found(format!(
-                "key '{key}' not found in table '{table}'"
+            None => Err(ApiError::not_found(crate::cmd::kv::not_found(
+                &n.s().engine,
+                &table,
+                &key,
             ))),
         }
     })
