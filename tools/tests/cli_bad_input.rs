@@ -146,6 +146,11 @@ fn bad_data_commands() {
         "key 'k' not found: the array has no table 'missing' (it has no tables)",
     );
     assert_eq!(out.status.code(), Some(1));
+    // A backup into a directory that is not there: said before anything is read.
+    let nowhere = dir.path().join("no-such-dir").join("full.ectb");
+    let out = ectable(&["backup", "--devices", &d, "--to", nowhere.to_str().unwrap()]);
+    assert_one_error(&out, "does not exist");
+    assert_eq!(out.status.code(), Some(73));
     let out = ectable(&[
         "load",
         "--devices",

@@ -195,6 +195,21 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     if policy.keep_chains == 0 {
         crate::fail!(crate::exit::USAGE, "--keep-chains must be at least 1");
     }
+    // A file in a directory that is not there: said before the array is opened or read.
+    if let Some(to) = a.to.as_deref().filter(|t| *t != Path::new("-")) {
+        let dir = match to.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            crate::fail!(
+                crate::exit::CANT_CREATE,
+                "--to {}: its directory {} does not exist",
+                to.display(),
+                dir.display()
+            );
+        }
+    }
     let dev = crate::cmd::common::DevicesArg {
         devices: a.devices.clone(),
     };
