@@ -11,11 +11,11 @@
 //! The workload runs over six members and a seventh, blank device: early on one member's
 //! writes fail for a while until the engine takes it out, then it is brought back with
 //! `online` and resynced, so that cuts fall between online's superblock writes and inside
-//! the resync; half-way one member is
-//! replaced by the seventh and rebuilt, so that cuts fall inside the replace and the rebuild too; full
-//! and incremental backups (which write the backup horizon) run among the writes, as do
-//! checkpoints and cleaning passes. A state in which the replaced device is no longer a
-//! member opens without it, as an operator would after the engine named it replaced.
+//! the resync; half-way one member is replaced by the seventh and rebuilt, so that cuts fall
+//! inside the replace and the rebuild too; full and incremental backups (which write the
+//! backup horizon) run among the writes, as do checkpoints and cleaning passes. A state in
+//! which the replaced device is no longer a member opens without it, as an operator would
+//! after the engine named it replaced.
 
 use crate::model::{Model, Mutation, State};
 use ectable::devices::{open_backend, BackendKind, BlockDevice, DeviceError, Geometry, MemDevice};
@@ -80,9 +80,7 @@ impl Recording {
         });
         Ok(())
     }
-}
 
-impl Recording {
     fn fail_if_failing(&self, op: &'static str, offset_bytes: u64) -> Result<(), DeviceError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(DeviceError::Io {

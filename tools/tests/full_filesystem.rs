@@ -288,30 +288,7 @@ fn spares_replacements_and_restores_preallocate_too() {
     let dead = on_fs("d5");
     std::fs::remove_file(&dead).unwrap();
     let new = on_fs("n5");
-    let before = used();
-    let out = with_devs(
-        "replace",
-        &devs,
-        &[
-            "--old",
-            &dead,
-            "--new",
-            &new,
-            "--create-size",
-            "40M",
-            "--preallocate",
-            "--yes",
-        ],
-    );
-    refused(out, "replace onto 40M", &new, before);
-    let out = with_devs("status", &devs, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "status after the refused replace: {}",
-        text(&out)
-    );
-    ok(
+    let replace_onto = |size: &str| {
         with_devs(
             "replace",
             &devs,
@@ -321,13 +298,22 @@ fn spares_replacements_and_restores_preallocate_too() {
                 "--new",
                 &new,
                 "--create-size",
-                "6M",
+                size,
                 "--preallocate",
                 "--yes",
             ],
-        ),
-        "replace onto 6M",
+        )
+    };
+    let before = used();
+    refused(replace_onto("40M"), "replace onto 40M", &new, before);
+    let out = with_devs("status", &devs, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "status after the refused replace: {}",
+        text(&out)
     );
+    ok(replace_onto("6M"), "replace onto 6M");
     assert!(
         blocks_of(&new) >= 6 << 20,
         "the replacement is not allocated"
