@@ -1688,7 +1688,7 @@ impl Sim {
             // Half the time back into the running engine (`online`), else by a reopen.
             let mut in_place = false;
             if self.engine.is_some() && self.rng.random() {
-                let dev = disk.faulty.clone() as Arc<dyn BlockDevice>;
+                let dev = self.rig.switched(&disk);
                 match self.engine()?.online(dev) {
                     Ok(o) => {
                         self.note(format!("{name} online in place (was {})", o.was));

@@ -8,8 +8,10 @@ use ectable::devices::{
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-/// The power of the whole machine. While `budget` is ≥ 0, each write or flush uses one unit;
-/// when none is left the power is off and every operation fails without reaching a device.
+/// The power of the whole machine. Each write or flush uses one unit of `budget`; when none
+/// is left the power is off and every operation fails without reaching a device. With no
+/// cut planned the budget is `i64::MAX` (never used up), so that an operation racing with
+/// the one that used the last unit cannot take the budget gone below zero for "no cut".
 #[derive(Debug)]
 pub struct Power {
     budget: AtomicI64,
@@ -19,7 +21,7 @@ pub struct Power {
 impl Power {
     fn new() -> Power {
         Power {
-            budget: AtomicI64::new(-1),
+            budget: AtomicI64::new(i64::MAX),
             off: AtomicBool::new(false),
         }
     }
@@ -37,10 +39,6 @@ impl Power {
         if self.is_off() {
             return false;
         }
-        let left = self.budget.load(Ordering::SeqCst);
-        if left < 0 {
-            return true;
-        }
         if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
             self.off.store(true, Ordering::SeqCst);
             return false;
@@ -48,7 +46,7 @@ impl Power {
         true
     }
     fn restore(&self) {
-        self.budget.store(-1, Ordering::SeqCst);
+        self.budget.store(i64::MAX, Ordering::SeqCst);
         self.off.store(false, Ordering::SeqCst);
     }
 }
@@ -138,16 +136,18 @@ impl Rig {
 
     /// An I/O backend over `disks`, in that order, behind the power switch.
     pub fn backend(&self, disks: &[&Disk]) -> Result<Arc<dyn IoBackend>, DeviceError> {
-        let devs: Vec<Arc<dyn BlockDevice>> = disks
-            .iter()
-            .map(|d| {
-                Arc::new(Switched {
-                    inner: d.faulty.clone(),
-                    power: self.power.clone(),
-                }) as Arc<dyn BlockDevice>
-            })
-            .collect();
+        let devs: Vec<Arc<dyn BlockDevice>> = disks.iter().map(|d| self.switched(d)).collect();
         open_backend(BackendKind::Psync, devs)
+    }
+
+    /// `disk` behind the power switch: every handle the engine gets, also one handed to a
+    /// running engine (a disk brought back with `online`), must be, or a power cut leaves
+    /// that disk writable and what the engine writes after the cut reaches it.
+    pub fn switched(&self, disk: &Disk) -> Arc<dyn BlockDevice> {
+        Arc::new(Switched {
+            inner: disk.faulty.clone(),
+            power: self.power.clone(),
+        })
     }
 
     /// Power back on after a cut (the crash itself is applied to each disk by the caller).
