@@ -227,3 +227,66 @@ fn a_member_file_deleted_while_open_is_failed_and_the_array_reopens_without_it()
     }
     assert_eq!(e.get("t", b"after").unwrap(), Some(b"x".to_vec()));
 }
+
+/// A replacement gives up the old device's claim at once, not when the engine closes: the
+/// operator can test or wipe it while the array stays open, and hand it back as a spare
+/// (once wiped: it still holds this array's superblocks). Before, the open below waited for
+/// the claim and failed ("in use") for as long as the engine ran.
+#[test]
+fn a_replaced_device_is_released_at_once_and_can_come_back_as_a_spare() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = file_paths(dir.path(), 6);
+    format_files(&paths, SIZE, 4, 2, BackendKind::Auto);
+    let e = open_engine_on(open_files(&paths, None, BackendKind::Auto));
+    for i in 0..300u64 {
+        e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
+    }
+    e.sync().unwrap();
+    let new_path = dir.path().join("new.img");
+    e.replace_with_device(2, file_device(&new_path, false))
+        .expect("replace slot 2");
+    e.rebuild(&RebuildOptions::default(), &mut |_| {})
+        .expect("rebuild");
+    let old_name = paths[2].to_string_lossy().to_string();
+    assert_eq!(e.status().replaced, vec![old_name.clone()]);
+
+    // Writable open of the old device while the engine runs: its claim is gone.
+    let old = FileDevice::open(&paths[2], &OpenOptions::default())
+        .expect("the replaced device is free while the array stays open");
+    // It still holds this array's superblocks (a planned swap of a healthy device): refused
+    // as a spare until wiped, and not taken for a member under another name.
+    let old: Arc<dyn BlockDevice> = Arc::new(old);
+    assert!(
+        matches!(
+            e.add_spare_device(old.clone()),
+            Err(Error::AlreadyFormatted { .. })
+        ),
+        "a replaced device that was not wiped must be refused as a spare"
+    );
+    ectable::wipe_device(old.as_ref()).unwrap();
+    e.add_spare_device(old)
+        .expect("the wiped device as a spare");
+    // Given back, it is the spare: no longer listed as replaced or unrecognised.
+    let st = e.status();
+    assert_eq!(st.spares, vec![old_name]);
+    assert!(st.replaced.is_empty(), "{:?}", st.replaced);
+    assert!(st.unrecognised.is_empty(), "{:?}", st.unrecognised);
+    assert_eq!(st.devices[2].path.as_deref(), new_path.to_str());
+    assert!(st.devices.iter().all(|d| d.state == "ONLINE"), "{st:?}");
+    e.close().unwrap();
+    drop(e);
+
+    // The array opens from the new member and the old device as its spare.
+    let mut now = paths.clone();
+    now[2] = new_path;
+    now.push(paths[2].clone());
+    let e2 = open_engine_on(open_files(&now, None, BackendKind::Auto));
+    assert_eq!(e2.status().spares.len(), 1);
+    for i in 0..300u64 {
+        assert_eq!(
+            e2.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 1, 900)),
+            "row {i}"
+        );
+    }
+}

@@ -46,7 +46,8 @@ pub trait BlockDevice: Send + Sync {
         None
     }
     /// What identifies the storage behind the device, to refuse the same storage listed
-    /// twice under two names ([`StorageId::same_storage`]). None for devices without one.
+    /// twice under two names ([`StorageId::same_storage`]). None for devices without one,
+    /// and once the handle is released ([`BlockDevice::release`]): it holds no storage then.
     fn identity(&self) -> Option<StorageId> {
         None
     }

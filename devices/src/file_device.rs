@@ -327,6 +327,9 @@ impl BlockDevice for FileDevice {
     }
 
     fn identity(&self) -> Option<StorageId> {
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         Some(self.identity.clone())
     }
 

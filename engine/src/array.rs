@@ -375,6 +375,9 @@ pub(crate) struct Array {
     /// Devices given but not members or spares (no valid superblock, unreadable, or
     /// replaced this session), by index, with why.
     pub unrecognised: std::sync::Mutex<Vec<(usize, String)>>,
+    /// Devices a replacement took out of the array this session, by index (also in
+    /// `unrecognised`, with why): released, never members again under that index.
+    pub replaced: std::sync::Mutex<Vec<usize>>,
     pub codec: Arc<dyn StripeCodec>,
     /// The epoch written into chunk and segment headers this session (set when the first
     /// write starts a new epoch; see `bump_epoch`).
@@ -1036,6 +1039,7 @@ impl Array {
             sync_floor: AtomicU64::new(1),
             spares: std::sync::Mutex::new(spares),
             unrecognised: std::sync::Mutex::new(unrecognised),
+            replaced: std::sync::Mutex::new(Vec::new()),
             codec,
             write_epoch: AtomicU64::new(newest.epoch),
             persisted: std::sync::Mutex::new(Persisted {

@@ -707,7 +707,9 @@ impl Engine {
     /// Makes the device with engine index `new_device_index` (opened with the array, holding
     /// no valid superblock, or a hot spare) the member of `slot`, in place of the device
     /// that was there, and records a rebuild of that slot as in progress. Call
-    /// [`Engine::rebuild`] next.
+    /// [`Engine::rebuild`] next. The device replaced, if present, is released at once
+    /// ([`ectable_devices::BlockDevice::release`]; named in [`crate::Status::replaced`]): it can be
+    /// opened, wiped or handed back as a spare while the engine runs.
     pub fn replace(&self, slot: usize, new_device_index: usize) -> Result<()> {
         self.shared.check_alive()?;
         self.shared.replace(slot, new_device_index)

@@ -401,6 +401,14 @@ impl Shared {
                 ));
             }
         }
+        // Nothing reads or writes the old device any more: give up its claim now rather
+        // than at close, so that the operator can take it out, test it, wipe it or hand it
+        // back as a spare while the array stays open (a running node would otherwise hold
+        // it until it stops). A read still in flight on it fails and is rebuilt from parity.
+        if let Some(old) = old_device {
+            a.replaced.locked().push(old);
+            devices[old].release();
+        }
         tracing::info!(slot, old = %old_name, new = %new_dev.name(), "device replaced; rebuild pending");
         a.events.emit(
             slot,

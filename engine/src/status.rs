@@ -175,6 +175,11 @@ pub struct Status {
     pub recovery_policy: String,
     /// Devices given that are neither members nor spares: (name, why).
     pub unrecognised: Vec<(String, String)>,
+    /// Those of them a replacement took out of the array while it was open (a `replace`,
+    /// or a hot spare taking a lost member's slot): no longer members and no longer held,
+    /// so a device list to reopen from must leave them out.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub replaced: Vec<String>,
     /// Devices that can still be lost before data is (for the worst stripe).
     pub redundancy_left: usize,
     /// Bytes of all members together (a missing one counted as the part the array uses).
@@ -519,6 +524,26 @@ impl Engine {
             .iter()
             .map(|(_, d)| a.io.devices()[*d].name().to_string())
             .collect();
+        // A replaced device given back under the same name (as a spare, say) is that again:
+        // its released handle's entries are not shown.
+        let in_array = |name: &str| {
+            spares.iter().any(|s| s == name)
+                || devices.iter().any(|m| m.path.as_deref() == Some(name))
+        };
+        let unrecognised: Vec<(String, String)> = a
+            .unrecognised
+            .locked()
+            .iter()
+            .map(|(d, why)| (a.io.devices()[*d].name().to_string(), why.clone()))
+            .filter(|(name, _)| !in_array(name))
+            .collect();
+        let replaced: Vec<String> = a
+            .replaced
+            .locked()
+            .iter()
+            .map(|d| a.io.devices()[*d].name().to_string())
+            .filter(|name| !in_array(name))
+            .collect();
         let rebuild = self.rebuild_in_progress();
         let (_, checkpoint_segments, checkpoint_lsn) = a.persisted.locked().checkpoint;
         let c = &s.counters;
@@ -533,12 +558,8 @@ impl Engine {
             segment_size_bytes: a.sb.segment_size_bytes,
             devices,
             spares,
-            unrecognised: a
-                .unrecognised
-                .locked()
-                .iter()
-                .map(|(d, why)| (a.io.devices()[*d].name().to_string(), why.clone()))
-                .collect(),
+            unrecognised,
+            replaced,
             redundancy_left: a.m().saturating_sub(lost),
             raw_capacity_bytes: raw,
             usable_capacity_bytes: usable,

@@ -2,7 +2,8 @@
 //! many rows it applied (and exactly those are in the table); `format --segment-size 0` is
 //! refused (0 is not "the default"); a chunk size the segment size is not a multiple of gets
 //! an error naming that rule, the numbers and a size that works; a replaced device given back
-//! is called replaced, not "another array's". Refusals leave the devices byte-identical.
+//! is called replaced, not "another array's", and `add-spare --force` takes it back as the
+//! hot spare (a member never). Refusals leave the devices byte-identical.
 
 mod cli_common;
 use cli_common::*;
@@ -290,6 +291,61 @@ fn a_replaced_device_given_back_is_called_replaced() {
         stderr(&out)
     );
     assert_eq!(digest(&p), before);
+
+    // The hint's last way works: add-spare, refused without --force (nothing changes)...
+    let now: Vec<_> = p
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, d)| d.clone())
+        .collect();
+    let now = join(&now);
+    let spare = ["add-spare", "--devices", &now, "--spare", &old];
+    let out = ectable(&spare);
+    assert_clean_error(
+        &out,
+        &[
+            &format!("{old}: already holds an ectable array ("),
+            "use --force to reuse it",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(
+        digest(&p),
+        before,
+        "a refused add-spare changed the devices"
+    );
+    // ... also with the device listed (a list that still names it)...
+    let out = ectable(&["add-spare", "--devices", &all, "--spare", &old]);
+    assert_clean_error(
+        &out,
+        &["was replaced out of this array earlier; use --force to reuse it"],
+    );
+    assert_eq!(digest(&p), before);
+    // ... and a member is refused even with --force, untouched.
+    let member = p[0].display().to_string();
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &now,
+        "--spare",
+        &member,
+        "--force",
+    ]);
+    assert_clean_error(
+        &out,
+        &[&format!("{member} is already a member of the array")],
+    );
+    assert_eq!(digest(&p), before);
+    // With --force the old device is wiped and joins as the hot spare.
+    let out = ectable(&["add-spare", "--devices", &all, "--spare", &old, "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ectable(&["status", "--devices", &all, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["spares"], serde_json::json!([old]), "{v}");
+    let out = ectable(&["get", "--devices", &all, "--table", "t", "--key", "k"]);
+    assert_eq!(stdout(&out), "v", "{}", stderr(&out));
 }
 
 /// With one member gone and a hot spare at hand, status's action names the replacement in

@@ -5,7 +5,7 @@
 
 mod cli_common;
 
-use cli_common::{ectable, ectable_env, format6, join, loop_devices_available, Loop};
+use cli_common::{ectable, ectable_env, format6, join, loop_devices_available, stderr, Loop};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -1326,6 +1326,25 @@ fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(v["spares"], json!([]), "{v}");
+    // The replaced device works again (the operator found a loose cable): the node no
+    // longer holds it, and it comes back as the new hot spare, once the operator says that
+    // what it holds may go.
+    set_ro(&members[1], false);
+    let again = ["add-spare", "--devices", &devs, "--spare", &members[1]];
+    let out = cli(dir.path(), &again);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("use --force to reuse it"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(dir.path(), &[&again[..], &["--force"]].concat());
+    assert!(out.status.success(), "add-spare --force: {}", stderr(&out));
+    let out = cli(dir.path(), &["status", "--devices", &devs, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["spares"], json!([members[1]]), "{v}");
+    assert_eq!(v["unrecognised"], json!([]), "{v}");
     let acked = writers.stop("while the spare took the failed member's slot");
     assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
     let a = agent();

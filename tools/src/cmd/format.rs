@@ -3,11 +3,11 @@
 
 use crate::cmd::common::{devices, size_arg, DevicesArg, NewDevicesArg};
 use crate::term;
-use crate::{open_devices, open_for_format, split_devices};
-use anyhow::{Context, Result};
+use crate::{open_for_format, split_devices};
+use anyhow::Result;
 use clap::Args;
 use ectable_devices::BackendKind;
-use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
+use ectable_engine::{format, FormatOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -80,6 +80,10 @@ pub struct AddSpareArgs {
     /// refused, with nothing written, when its file system has not room.
     #[arg(long)]
     pub preallocate: bool,
+    /// Reuse a spare that holds an ectable array (another array's device, or one replaced
+    /// out of this array): it is wiped. A member of this array is refused all the same.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `ectable format`.
@@ -158,35 +162,54 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
 pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     let spare = &a.spare;
     let mut paths = devices(&a.dev)?;
-    if paths.contains(spare) {
-        crate::fail!(
-            crate::exit::USAGE,
-            "{} is already in --devices",
-            spare.display()
-        );
+    // Listed in --devices (a unit file's list that still names a device replaced out of the
+    // array, say), it may be a member: whoever opens the array tells, below or in the node.
+    let listed = paths.contains(spare);
+    if !listed {
+        let probe = crate::open_added_device(spare, a.create_size, a.preallocate)?;
+        if let Some(array) = ectable_engine::probe_device(&probe)? {
+            if !a.force {
+                crate::fail!(
+                    crate::exit::CONFIG,
+                    "{}: already holds an ectable array ({array}); use --force to reuse it \
+                     (what it holds is lost)",
+                    spare.display()
+                );
+            }
+        }
     }
-    let probe = crate::open_added_device(spare, a.create_size, a.preallocate)?;
-    if let Some(array) = ectable_engine::probe_device(&probe)? {
-        crate::fail!(
-            crate::exit::CONFIG,
-            "{}: already holds an ectable array ({array})",
-            spare.display()
-        );
-    }
-    drop(probe);
     if let Some(node) = crate::node::client::find(&a.dev) {
         let abs = std::path::absolute(spare).unwrap_or_else(|_| spare.clone());
         node.post(
             "/v1/admin/add-spare",
-            &serde_json::json!({"device": abs.display().to_string()}),
+            &serde_json::json!({"device": abs.display().to_string(), "force": a.force}),
         )?;
         println!("{} is a hot spare of the array", spare.display());
         return Ok(0);
     }
-    paths.push(spare.clone());
-    let io = open_devices(&paths, None, false, kind)?;
-    let engine = Engine::open(io, EngineOptions::default()).context("opening the array")?;
-    engine.add_spare(paths.len() - 1)?;
+    if !listed {
+        paths.push(spare.clone());
+    }
+    let index = paths
+        .iter()
+        .position(|p| p == spare)
+        .unwrap_or(paths.len() - 1);
+    let name = spare.display().to_string();
+    let engine = crate::cmd::rebuild::open_with_new(kind, &paths, spare, &name, a.force)?;
+    // A member or spare opens as what it is: never wiped, refused here.
+    if engine.slot_of_path(&name).is_some() {
+        crate::fail!(
+            crate::exit::CONFIG,
+            "{name} is already a member of the array"
+        );
+    }
+    if engine.spare_devices().contains(&index) {
+        crate::fail!(
+            crate::exit::CONFIG,
+            "{name} is already a hot spare of the array"
+        );
+    }
+    engine.add_spare(index)?;
     engine.close()?;
     println!("{} is a hot spare of the array", spare.display());
     Ok(0)

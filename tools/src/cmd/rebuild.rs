@@ -501,7 +501,9 @@ fn replace_via_node(node: &crate::node::client::NodeClient, a: &ReplaceArgs) -> 
 
 /// Opens the array with the new device listed: it may be blank, a hot spare of this array,
 /// or (with --force, then wiped) a device of another array or one replaced out of this one.
-fn open_with_new(
+/// A member of this array listed as the new device opens as the member it is (the caller
+/// refuses it then).
+pub(crate) fn open_with_new(
     kind: BackendKind,
     paths: &[PathBuf],
     new: &Path,

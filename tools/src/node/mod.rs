@@ -245,11 +245,7 @@ impl Node {
     fn drop_replaced(&self) {
         let st = self.s().engine.status();
         let mut d = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        for (path, why) in &st.unrecognised {
-            if why.starts_with("replaced by ") {
-                d.retain(|p| p.display().to_string() != *path);
-            }
-        }
+        d.retain(|p| !st.replaced.contains(&p.display().to_string()));
     }
 
     fn count(&self, class: u16) {
@@ -459,24 +455,31 @@ impl Node {
         Ok(r)
     }
 
-    fn add_spare(
-        &self,
-        path: &Path,
-        create_size: Option<u64>,
-        preallocate: bool,
-    ) -> Result<JsonValue> {
+    fn add_spare(&self, new: &NewDevice) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        let dev = crate::open_added_device(path, create_size, preallocate)?;
-        if let Some(array) = ectable_engine::probe_device(&dev)? {
+        // Refused before the open, which would wait for the claim this node holds.
+        let path = new.path.display().to_string();
+        let st = self.s().engine.status();
+        if st
+            .devices
+            .iter()
+            .any(|d| d.path.as_deref() == Some(path.as_str()))
+        {
             crate::fail!(
                 crate::exit::CONFIG,
-                "{}: already holds an ectable array ({array})",
-                path.display()
+                "{path} is already a member of the array"
             );
         }
-        self.s().engine.add_spare_device(Arc::new(dev))?;
-        self.swap_device(None, path);
-        Ok(json!({"spare": path.display().to_string()}))
+        if st.spares.contains(&path) {
+            crate::fail!(
+                crate::exit::CONFIG,
+                "{path} is already a hot spare of the array"
+            );
+        }
+        let dev = self.open_new_device(new)?;
+        self.s().engine.add_spare_device(dev)?;
+        self.swap_device(None, &new.path);
+        Ok(json!({"spare": new.path.display().to_string()}))
     }
 
     fn backup(&self, dir: Option<&Path>) -> Result<JsonValue> {

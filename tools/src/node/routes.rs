@@ -1051,17 +1051,21 @@ async fn admin_add_spare(
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
     let body = body_json(body)?;
-    only_fields(&body, &["device", "create_size", "preallocate"], "the body")?;
-    let path = std::path::PathBuf::from(
-        str_field(&body, "device")?
-            .ok_or_else(|| ApiError::bad_request("missing field \"device\""))?,
-    );
-    let create_size = u64_field(&body, "create_size")?;
-    let preallocate = bool_field(&body, "preallocate")?;
-    blocking(&node, move |n| {
-        Ok(Json(n.add_spare(&path, create_size, preallocate)?))
-    })
-    .await
+    only_fields(
+        &body,
+        &["device", "create_size", "preallocate", "force"],
+        "the body",
+    )?;
+    let new = super::NewDevice {
+        path: std::path::PathBuf::from(
+            str_field(&body, "device")?
+                .ok_or_else(|| ApiError::bad_request("missing field \"device\""))?,
+        ),
+        create_size: u64_field(&body, "create_size")?,
+        preallocate: bool_field(&body, "preallocate")?,
+        force: bool_field(&body, "force")?,
+    };
+    blocking(&node, move |n| Ok(Json(n.add_spare(&new)?))).await
 }
 
 async fn status_raw(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
