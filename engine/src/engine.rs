@@ -759,7 +759,7 @@ impl Engine {
     /// changed. The member comes back stale, from the segment at which it left: it takes
     /// new writes at once and its resync runs with [`Engine::rebuild`] (the `Automatic`
     /// recovery policy starts it). A member already in service changes nothing
-    /// ([`Online::was`] says which). No downtime: reads and writes go on.
+    /// ([`crate::Online::was`] says which). No downtime: reads and writes go on.
     pub fn online(&self, device: Arc<dyn ectable_devices::BlockDevice>) -> Result<crate::Online> {
         self.shared.check_alive()?;
         self.shared.online(device)
