@@ -1334,7 +1334,7 @@ fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
     let out = cli(dir.path(), &again);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("use --force to reuse it"),
+        stderr(&out).contains("was replaced out of this array earlier; use --force to reuse it"),
         "{}",
         stderr(&out)
     );

@@ -711,6 +711,7 @@ pub fn status_json(st: &Status) -> Value {
         "spares": st.spares,
         "recovery_policy": st.recovery_policy,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
+        "replaced": st.replaced,
         "writes_stopped": st.writes_stopped,
         "backing": st.backing.iter().map(|b| json!({
             "slots": b.slots,

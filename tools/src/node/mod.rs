@@ -395,9 +395,14 @@ impl Node {
                 );
             }
             if !force {
+                let what = if array == self.s().engine.status().array_uuid {
+                    "was replaced out of this array earlier".to_string()
+                } else {
+                    format!("holds an ectable array ({array})")
+                };
                 crate::fail!(
                     crate::exit::CONFIG,
-                    "{}: holds an ectable array ({array}); use --force to reuse it",
+                    "{}: {what}; use --force to reuse it",
                     path.display()
                 );
             }
