@@ -48,6 +48,50 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The monitor's rebuild is the running activity, as an operator's is: status shows its
+/// progress and says it runs, instead of asking for an 'ectable rebuild' already under way.
+#[test]
+fn an_automatic_rebuild_shows_in_status_as_running() {
+    let (_mems, faulty) = mem_devices(7, 8 << 20, 43);
+    let io = open_backend(BackendKind::Psync, devices(&faulty)).unwrap();
+    let f = FormatOptions {
+        spare_count: 1,
+        ..fmt_opts(4, 2)
+    };
+    format(io.as_ref(), &f).unwrap();
+    let e = Engine::open(io, opts(RecoveryPolicy::Automatic)).unwrap();
+    for i in 0..ROWS {
+        e.put("t", &i.to_be_bytes(), &value_for(i, 4, 700)).unwrap();
+    }
+    e.sync().unwrap();
+    // The spare answers late, so that the rebuild onto it lasts long enough to be seen.
+    faulty[6].set_delay(Duration::from_millis(30));
+    faulty[4].set_failed(true);
+    wait_for("status to show the monitor's rebuild running", || {
+        let st = e.status();
+        let running = st
+            .scan_in_progress
+            .as_ref()
+            .is_some_and(|p| p.kind == "rebuild");
+        if running && st.devices[4].state == "REBUILDING" {
+            assert!(
+                st.devices[4].note.contains("running now"),
+                "{:?}",
+                st.devices[4]
+            );
+            return true;
+        }
+        false
+    });
+    faulty[6].set_delay(Duration::ZERO);
+    wait_for("the rebuild to finish", || {
+        let st = e.status();
+        st.rebuild.is_none() && st.devices[4].state == "ONLINE"
+    });
+    assert!(e.status().scan_in_progress.is_none());
+    e.close().unwrap();
+}
+
 #[test]
 fn automatic_policy_replaces_a_dead_device_with_the_spare() {
     let (_mems, faulty) = mem_devices(7, 8 << 20, 41);

@@ -123,7 +123,7 @@ pub struct Engine {
     cleaner_opts: crate::cleaner::CleanerOptions,
     recovery: RecoveryStats,
     /// Call latencies and the maintenance in progress (ops.rs).
-    pub(crate) ops: crate::ops::OpMetrics,
+    pub(crate) ops: Arc<crate::ops::OpMetrics>,
 }
 
 impl Engine {
@@ -263,6 +263,8 @@ impl Engine {
                     .map_err(|e| Error::InvalidArgument(format!("cannot start flusher: {e}")))?,
             )
         };
+        // Shared with the monitor, whose automatic rebuilds show as the running activity.
+        let ops: Arc<crate::ops::OpMetrics> = Default::default();
         let monitor_needed = opts.health.mode != crate::health::DetectionMode::Passive
             || opts.recovery != crate::prober::RecoveryPolicy::Manual;
         let prober = if opts.read_only || !monitor_needed {
@@ -272,12 +274,13 @@ impl Engine {
             let stop = Arc::new(crate::prober::StopSignal::default());
             let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (stop2, cancel2, policy) = (stop.clone(), cancel.clone(), opts.recovery);
+            let ops = ops.clone();
             let h = std::thread::Builder::new()
                 .name("ectable-monitor".into())
                 .spawn(move || {
                     let worker = s.clone();
                     worker.run_worker(Worker::Monitor, move || {
-                        crate::prober::run(s, stop2, cancel2, policy)
+                        crate::prober::run(s, &ops, stop2, cancel2, policy)
                     })
                 })
                 .map_err(|e| Error::InvalidArgument(format!("cannot start the monitor: {e}")))?;
@@ -291,7 +294,7 @@ impl Engine {
             cleaner_opts: opts.cleaner.clone(),
             recovery: rec.stats,
             recovery_policy: opts.recovery,
-            ops: Default::default(),
+            ops,
         };
         // The backup horizon first: only then may the log segments the checkpoint left dead
         // be freed, and the cleaner start (both keep the history it needs).

@@ -39,6 +39,18 @@ impl OpMetrics {
         ActivityGuard { ops: self }
     }
 
+    /// As [`OpMetrics::begin`], unless other work is recorded as running already (an
+    /// operator's rebuild, while the monitor's waits for it): then None, and that record
+    /// stays.
+    pub fn begin_if_idle(&self, kind: ActivityKind) -> Option<ActivityGuard<'_>> {
+        let mut a = self.activity.locked();
+        if a.is_some() {
+            return None;
+        }
+        *a = Some((kind, Instant::now(), Progress::default()));
+        Some(ActivityGuard { ops: self })
+    }
+
     /// The latest progress of the work running now.
     pub fn progress(&self, p: &Progress) {
         if let Some((_, _, last)) = self.activity.locked().as_mut() {

@@ -181,6 +181,7 @@ impl std::str::FromStr for RecoveryPolicy {
 /// The monitor thread: probes (Active and Hybrid detection) and applies the recovery policy.
 pub(crate) fn run(
     shared: Arc<Shared>,
+    ops: &crate::ops::OpMetrics,
     stop: Arc<StopSignal>,
     cancel: Arc<std::sync::atomic::AtomicBool>,
     recovery: RecoveryPolicy,
@@ -204,6 +205,16 @@ pub(crate) fn run(
             rate_limit_bytes_per_sec: 0,
             cancel: Some(cancel.clone()),
         };
+        // Recorded as the running activity, as an operator's rebuild is: status shows its
+        // progress instead of asking for an 'ectable rebuild' the monitor is doing.
+        let rebuild = || {
+            let running = ops.begin_if_idle(crate::ops::ActivityKind::Rebuild);
+            shared.rebuild(&opts, &mut |p| {
+                if running.is_some() {
+                    ops.progress(p);
+                }
+            })
+        };
         // A stale member that is present (it came back) is resynced in place: only the
         // segments written while it was away.
         let stale_present = shared
@@ -217,7 +228,7 @@ pub(crate) fn run(
         if recovery == RecoveryPolicy::Automatic
             && (shared.rebuild_in_progress().is_some() || stale_present)
         {
-            if let Err(e) = shared.rebuild(&opts, &mut |_| {}) {
+            if let Err(e) = rebuild() {
                 tracing::error!("automatic rebuild failed: {e}");
             }
             continue;
@@ -231,11 +242,9 @@ pub(crate) fn run(
         match recovery {
             RecoveryPolicy::Automatic => {
                 tracing::warn!(slot, spare = %spare_name, "replacing the lost device by a hot spare");
-                let r = shared.replace_if_lost(slot, spare).and_then(|replaced| {
-                    replaced
-                        .then(|| shared.rebuild(&opts, &mut |_| {}))
-                        .transpose()
-                });
+                let r = shared
+                    .replace_if_lost(slot, spare)
+                    .and_then(|replaced| replaced.then(rebuild).transpose());
                 match r {
                     Ok(None) => {
                         tracing::warn!(slot, "the lost device came back meanwhile; not replaced")

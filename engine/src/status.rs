@@ -403,6 +403,19 @@ impl Engine {
             .map(|g| g.id)
             .collect();
         let persisted = a.persisted.locked().clone();
+        // Who finishes a rebuild or resync: the one running now, the monitor (the automatic
+        // recovery policy), or the operator.
+        let rebuilding_now = matches!(
+            self.ops.activity.locked().as_ref(),
+            Some((crate::ops::ActivityKind::Rebuild, ..))
+        );
+        let finish = if rebuilding_now {
+            "running now"
+        } else if self.recovery_policy == crate::prober::RecoveryPolicy::Automatic {
+            "the recovery policy (automatic) runs it"
+        } else {
+            "run 'ectable rebuild'"
+        };
         let devices: Vec<DeviceStatus> = (0..a.n())
             .map(|slot| {
                 let dev = a.present_device(slot);
@@ -434,14 +447,14 @@ impl Engine {
                     Some(_) if rebuilding.is_some() => (
                         DeviceState::Rebuilding,
                         format!(
-                            "rebuild resumes at segment {}; run 'ectable rebuild'",
+                            "rebuild resumes at segment {}; {finish}",
                             rebuilding.map_or(0, |r| r.1)
                         ),
                     ),
                     Some(_) if resync_from.is_some() => (
                         DeviceState::Stale,
                         format!(
-                            "missed writes from segment {} on; resync with 'ectable rebuild'",
+                            "missed writes from segment {} on; resync: {finish}",
                             resync_from.unwrap_or(0)
                         ),
                     ),

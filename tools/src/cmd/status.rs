@@ -363,7 +363,10 @@ pub fn print_status(st: &Status) {
     if let Some(p) = &st.scan_in_progress {
         println!("   scan: {}", progress_line(p));
     } else if let Some((slot, next)) = st.rebuild {
-        println!("   scan: rebuild of slot {slot} in progress (resumes at segment {next}); run 'ectable rebuild' to finish it");
+        println!(
+            "   scan: rebuild of slot {slot} unfinished (resumes at segment {next}); {}",
+            finish_rebuild(st)
+        );
     } else {
         println!("   scan: {}", scan_line(st.last_scrub.as_ref()));
     }
@@ -373,6 +376,18 @@ pub fn print_status(st: &Status) {
     }
     println!();
     print_errors(st);
+}
+
+/// Who finishes an unfinished rebuild or resync: the one running now, the node's recovery
+/// policy, or the operator.
+fn finish_rebuild(st: &Status) -> &'static str {
+    match &st.scan_in_progress {
+        Some(p) if p.kind == "rebuild" => "it is running now (the scan: line above)",
+        _ if st.recovery_policy == "automatic" => {
+            "the recovery policy (automatic) resumes it within seconds; by hand: 'ectable rebuild'"
+        }
+        _ => "run 'ectable rebuild' to finish it",
+    }
 }
 
 /// The `scan:` line of a scrub or rebuild running now (in the node this status came from):
@@ -570,11 +585,12 @@ fn actions(st: &Status) -> Vec<String> {
     let stale = slots(&|d| d.state == "STALE");
     if !stale.is_empty() {
         out.push(format!(
-            "Slot(s) {stale:?} missed writes while away: resync them in place with 'ectable rebuild' (only the segments written since)."
+            "Slot(s) {stale:?} missed writes while away and are resynced in place (only the segments written since): {}.",
+            finish_rebuild(st)
         ));
     }
     if st.devices.iter().any(|d| d.state == "REBUILDING") {
-        out.push("A rebuild is unfinished: run 'ectable rebuild' to finish it.".into());
+        out.push(format!("A rebuild is unfinished: {}.", finish_rebuild(st)));
     }
     let slow = slots(&|d| d.state == "DEGRADED");
     if !slow.is_empty() {
