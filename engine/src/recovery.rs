@@ -381,6 +381,44 @@ fn scan_segment(
     (offset, ordinal, stop)
 }
 
+/// Chunk headers of `seg` found on the members read at block offsets after `end` (where the
+/// log ends in it; the block at `end` itself is zeroed apart, `invalidate_log_end`):
+/// (slot, device segment, offset). Stripes a crash left there are not the log, but one of
+/// them could pass for it later: a checkpoint that resumes the log exactly at its place,
+/// where this session's stripes end, and whose LSN it continues, leaves the replay no
+/// earlier stripe of this session to tell its older epoch by. The session's first write
+/// zeroes them.
+fn chunk_headers_beyond(
+    array: &Array,
+    seg: &SegmentInfo,
+    bufs: &[Option<AlignedBuf>],
+    base: usize,
+    end: usize,
+) -> Vec<(u32, u32, u32)> {
+    let s = array.segment_size();
+    let mut found = Vec::new();
+    for (p, (slot, dseg)) in seg.members.iter().enumerate() {
+        let Some(buf) = bufs.get(p).and_then(|b| b.as_ref()) else {
+            continue;
+        };
+        let mut at = end.max(base) + BLOCK_BYTES;
+        while at + CHUNK_HEADER_SIZE_BYTES <= s && at - base + CHUNK_HEADER_SIZE_BYTES <= buf.len()
+        {
+            let b = &buf[at - base..at - base + CHUNK_HEADER_SIZE_BYTES];
+            if let Ok(h) = ChunkHeader::decode(b) {
+                if h.segment_id == seg.id
+                    && h.offset_in_segment_bytes as usize == at
+                    && h.array_uuid == array.sb.array_uuid
+                {
+                    found.push((*slot, *dseg, at as u32));
+                }
+            }
+            at += BLOCK_BYTES;
+        }
+    }
+    found
+}
+
 /// Looks at everything from (`offset`, `ordinal`) to the end of a segment that is not part
 /// of the log, stepping over unreadable stripes by the height their valid headers give
 /// (`bufs` hold the members from byte `base` on). Returns the committed stripes found and
@@ -695,6 +733,8 @@ pub(crate) fn recover(array: &Array) -> Result<Recovered> {
             offset,
             ordinal,
         });
+        // Only the segment the log ends in keeps them (the cursor's).
+        repairs.beyond_end = chunk_headers_beyond(array, &seg, &bufs, base, offset as usize);
         if stop != Stop::End {
             ended = Some((seg.id, offset, reason));
             let (n, c) = survey_segment(array, &seg, &bufs, base, (offset as usize, ordinal));

@@ -30,6 +30,10 @@ pub(crate) struct LogRepairs {
     /// header of that id on the same device segments would make the old chunks part of the
     /// log.
     pub strays: Vec<(u32, u32)>,
+    /// (slot, device segment, offset in the segment) of chunk headers found after the end
+    /// of the log in the segment it ends in: zeroed, so that no later open can take what a
+    /// crash left there for the log (recovery.rs, `chunk_headers_beyond`).
+    pub beyond_end: Vec<(u32, u32, u32)>,
 }
 
 /// How many of the last stripes to repair keep what recovery read of them (they are the
@@ -157,6 +161,12 @@ pub(crate) fn repair_log(array: &Array, repairs: &LogRepairs) {
     for &(slot, dseg) in &repairs.strays {
         if let Some(d) = array.device_of_slot(slot) {
             let at = array.device_segment_offset(dseg) + SEGMENT_HEADER_SIZE_BYTES as u64;
+            ops.push((slot, IoOp::write(d, at, AlignedBuf::new(BLOCK_BYTES))));
+        }
+    }
+    for &(slot, dseg, offset) in &repairs.beyond_end {
+        if let Some(d) = array.device_of_slot(slot) {
+            let at = array.device_segment_offset(dseg) + offset as u64;
             ops.push((slot, IoOp::write(d, at, AlignedBuf::new(BLOCK_BYTES))));
         }
     }
