@@ -397,8 +397,10 @@ fn print_crash_report(first: u64, done: u64, took: Duration, total: &CrashReport
         total.during_backup
     );
     println!(
-        "states that kept some in-doubt writes {}, that lost some {} (both allowed)",
-        total.in_doubt_kept, total.in_doubt_lost
+        "states that kept some in-doubt writes {}, that lost some {} (both allowed); {} of \
+         those given a second session (writable open, close, open again: both opens read \
+         the same)",
+        total.in_doubt_kept, total.in_doubt_lost, total.second_sessions
     );
     println!("acknowledged writes lost: 0, failed recoveries: 0");
 }

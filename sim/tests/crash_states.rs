@@ -1,7 +1,8 @@
 //! Crash-state enumeration in CI: a recorded workload (puts, deletes, batches, syncs,
 //! checkpoints, cleaning passes, full and incremental backups, a member that fails and is
 //! brought back with `online` and resynced, a member replaced and rebuilt, a close) and at least 1,000 crash states its trace allows,
-//! each opened and checked against what was acknowledged before the cut
+//! each opened and checked against what was acknowledged before the cut, and every other
+//! state that lost in-doubt writes also given a second session whose open must read the same
 //! (sim/src/crash_states.rs).
 
 use ectable_sim::crash_states::{enumerate, CrashConfig};
@@ -10,7 +11,7 @@ use ectable_sim::crash_states::{enumerate, CrashConfig};
 fn a_thousand_crash_states_recover_every_acknowledged_write() {
     let mut states = 0;
     let mut busy = 0;
-    let mut lost_some = 0;
+    let (mut lost_some, mut second) = (0, 0);
     let (mut rebuild, mut backup, mut online) = (0, 0, 0);
     for seed in [11, 12] {
         let cfg = CrashConfig {
@@ -23,6 +24,7 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
         states += r.states;
         busy += r.during_checkpoint_or_cleaning;
         lost_some += r.in_doubt_lost;
+        second += r.second_sessions;
         rebuild += r.during_rebuild;
         online += r.during_online;
         backup += r.during_backup;
@@ -45,5 +47,9 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
     assert!(
         lost_some > 0,
         "no crash state lost an in-doubt write: the cuts tested nothing"
+    );
+    assert!(
+        second > 0,
+        "no state was given a second session (writable open, close, open again)"
     );
 }
