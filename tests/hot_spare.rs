@@ -48,11 +48,10 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The monitor's rebuild is the running activity, as an operator's is: status shows its
-/// progress and says it runs, instead of asking for an 'ectable rebuild' already under way.
-#[test]
-fn an_automatic_rebuild_shows_in_status_as_running() {
-    let (_mems, faulty) = mem_devices(7, 8 << 20, 43);
+/// Seven memory devices formatted RS(4,2) with the seventh a hot spare, open under the
+/// automatic policy, `ROWS` rows written and synced.
+fn automatic_with_a_spare(seed: u64) -> (Vec<Arc<FaultyDevice>>, Engine) {
+    let (_mems, faulty) = mem_devices(7, 8 << 20, seed);
     let io = open_backend(BackendKind::Psync, devices(&faulty)).unwrap();
     let f = FormatOptions {
         spare_count: 1,
@@ -60,10 +59,19 @@ fn an_automatic_rebuild_shows_in_status_as_running() {
     };
     format(io.as_ref(), &f).unwrap();
     let e = Engine::open(io, opts(RecoveryPolicy::Automatic)).unwrap();
+    assert_eq!(e.status().spares.len(), 1);
     for i in 0..ROWS {
         e.put("t", &i.to_be_bytes(), &value_for(i, 4, 700)).unwrap();
     }
     e.sync().unwrap();
+    (faulty, e)
+}
+
+/// The monitor's rebuild is the running activity, as an operator's is: status shows its
+/// progress and says it runs, instead of asking for an 'ectable rebuild' already under way.
+#[test]
+fn an_automatic_rebuild_shows_in_status_as_running() {
+    let (faulty, e) = automatic_with_a_spare(43);
     // The spare answers late, so that the rebuild onto it lasts long enough to be seen.
     faulty[6].set_delay(Duration::from_millis(30));
     faulty[4].set_failed(true);
@@ -94,20 +102,8 @@ fn an_automatic_rebuild_shows_in_status_as_running() {
 
 #[test]
 fn automatic_policy_replaces_a_dead_device_with_the_spare() {
-    let (_mems, faulty) = mem_devices(7, 8 << 20, 41);
-    let io = open_backend(BackendKind::Psync, devices(&faulty)).unwrap();
-    let f = FormatOptions {
-        spare_count: 1,
-        ..fmt_opts(4, 2)
-    };
-    format(io.as_ref(), &f).unwrap();
-    let e = Engine::open(io, opts(RecoveryPolicy::Automatic)).unwrap();
+    let (faulty, e) = automatic_with_a_spare(41);
     let events = e.subscribe_events();
-    assert_eq!(e.status().spares.len(), 1);
-    for i in 0..ROWS {
-        e.put("t", &i.to_be_bytes(), &value_for(i, 4, 700)).unwrap();
-    }
-    e.sync().unwrap();
     faulty[4].set_failed(true);
     wait_for("the spare to take slot 4 and the rebuild to finish", || {
         let st = e.status();

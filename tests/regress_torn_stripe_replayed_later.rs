@@ -63,23 +63,8 @@ fn writes_left_out_by_one_open_are_not_replayed_by_a_later_one() {
         drop(e);
     }
     // The stripe holding "last": found by its value on a data chunk.
-    let (at_dev, at) = mems
-        .iter()
-        .enumerate()
-        .find_map(|(d, m)| {
-            let img = m.snapshot();
-            img.windows(2000)
-                .position(|w| w.iter().all(|b| *b == 0xab))
-                .map(|p| (d, p as u64))
-        })
-        .expect("the value is on a device");
-    let header_at = (0..=at / 4096)
-        .rev()
-        .map(|b| b * 4096)
-        .find(|&o| ChunkHeader::decode(&mems[at_dev].peek(o, 512)).is_ok())
-        .expect("a chunk header before the value");
-    let h = ChunkHeader::decode(&mems[at_dev].peek(header_at, 512)).expect("header");
-    let places = chunk_places(&mems, h.segment_id, h.offset_in_segment_bytes);
+    let (seg, offset) = stripe_holding(&mems, 0xab, 2000);
+    let places = chunk_places(&mems, seg, offset);
     assert!(places.iter().all(Option::is_some), "{places:?}");
     // A torn stripe: two chunks never written (their headers zero), so exactly k remain.
     for d in [4, 5] {
@@ -167,9 +152,9 @@ fn a_stripe_left_out_beyond_a_torn_one_is_not_replayed_from_a_checkpoint() {
     };
     format(io_of(&faulty).as_ref(), &f).expect("format");
     // Session 1: rows acknowledged (a stripe of their own: too many bytes for the journal,
-    // so the next stripe is not the segment's first); a small row acknowledged through the sync journal (it
-    // stays in the open stripe), then a big row that seals that stripe and takes one of its
-    // own; the power goes off.
+    // so the next stripe is not the segment's first); a small row acknowledged through the
+    // sync journal (it stays in the open stripe), then a big row that seals that stripe and
+    // takes one of its own; the power goes off.
     {
         let (e, power) = session(&mems, 1, no_cleaner());
         for i in 0..50u64 {

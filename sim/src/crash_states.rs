@@ -597,10 +597,7 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
             poke(true);
             let found = open_and_read(&media);
             let checked = found
-                .map_err(|e| {
-                    report.failed_recoveries += 1;
-                    e
-                })
+                .inspect_err(|_| report.failed_recoveries += 1)
                 .and_then(|found| {
                     let mut model = Model::default();
                     for m in &mutations[..acked] {
@@ -614,7 +611,7 @@ pub fn enumerate(cfg: &CrashConfig) -> Result<CrashReport, String> {
                     // Where in-doubt writes were left out (stripes a crash tore, perhaps
                     // good ones after them), every other such state also gets a second
                     // session, on a copy: the media stay as recorded.
-                    if kept < mutations.len() - acked && report.in_doubt_lost % 2 == 0 {
+                    if kept < mutations.len() - acked && report.in_doubt_lost.is_multiple_of(2) {
                         second_session(&media, &found)?;
                         report.second_sessions += 1;
                     }
