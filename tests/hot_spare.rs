@@ -83,7 +83,7 @@ fn an_automatic_rebuild_shows_in_status_as_running() {
             .is_some_and(|p| p.kind == "rebuild");
         if running && st.devices[4].state == "REBUILDING" {
             assert!(
-                st.devices[4].note.contains("running now"),
+                st.devices[4].note.contains("in progress now"),
                 "{:?}",
                 st.devices[4]
             );

@@ -410,7 +410,7 @@ impl Engine {
             Some((crate::ops::ActivityKind::Rebuild, ..))
         );
         let finish = if rebuilding_now {
-            "running now"
+            "in progress now"
         } else if self.recovery_policy == crate::prober::RecoveryPolicy::Automatic {
             "the recovery policy (automatic) runs it"
         } else {
@@ -447,7 +447,7 @@ impl Engine {
                     Some(_) if rebuilding.is_some() => (
                         DeviceState::Rebuilding,
                         format!(
-                            "rebuild resumes at segment {}; {finish}",
+                            "rebuild from segment {}: {finish}",
                             rebuilding.map_or(0, |r| r.1)
                         ),
                     ),
