@@ -134,6 +134,14 @@ pub fn open_added_device(
     preallocate: bool,
 ) -> Result<FileDevice> {
     let created = create_size_bytes.is_some() && !path.exists();
+    if create_size_bytes.is_none() && !path.exists() && path.symlink_metadata().is_err() {
+        crate::fail!(
+            crate::exit::NO_INPUT,
+            "{} does not exist: give its size to create it as a file (--create-size, or \
+             \"create_size\" in a request to a node), or name a device that is there",
+            path.display()
+        );
+    }
     let opts = OpenOptions {
         create_size_bytes,
         ..Default::default()

@@ -98,6 +98,21 @@ fn every_exit_code_class() {
     let out = ectable(&["reopen", "--devices", missing.to_str().unwrap()]);
     assert_eq!(code(&out), 66, "reopen of devices that are not there");
     assert_clean_error(&out, &["none of the devices exists"]);
+    // A spare (or replacement) that is not there and no size to create it with: one line
+    // saying how to create it, not the open's "No such file or directory".
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &all,
+        "--spare",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 66, "{}", stderr(&out));
+    assert_clean_error(
+        &out,
+        &["does not exist: give its size to create it as a file"],
+    );
+    assert!(!missing.exists());
     // 69: too few of the array's devices to open it.
     assert_eq!(code(&get(&join(&d[..3]), "a")), 69);
     // 73: a backup never overwrites a file.
