@@ -1012,15 +1012,7 @@ async fn admin_replace(
     )?;
     let slot = u64_field(&body, "slot")?
         .ok_or_else(|| ApiError::bad_request("missing field \"slot\""))? as usize;
-    let new = super::NewDevice {
-        path: std::path::PathBuf::from(
-            str_field(&body, "new")?
-                .ok_or_else(|| ApiError::bad_request("missing field \"new\""))?,
-        ),
-        create_size: u64_field(&body, "create_size")?,
-        preallocate: bool_field(&body, "preallocate")?,
-        force: bool_field(&body, "force")?,
-    };
+    let new = new_device(&body, "new")?;
     let rate = u64_field(&body, "rate")?.unwrap_or(0);
     long_work(
         node,
@@ -1056,16 +1048,22 @@ async fn admin_add_spare(
         &["device", "create_size", "preallocate", "force"],
         "the body",
     )?;
-    let new = super::NewDevice {
-        path: std::path::PathBuf::from(
-            str_field(&body, "device")?
-                .ok_or_else(|| ApiError::bad_request("missing field \"device\""))?,
-        ),
-        create_size: u64_field(&body, "create_size")?,
-        preallocate: bool_field(&body, "preallocate")?,
-        force: bool_field(&body, "force")?,
-    };
+    let new = new_device(&body, "device")?;
     blocking(&node, move |n| Ok(Json(n.add_spare(&new)?))).await
+}
+
+/// A device to add, from a request body: its path in `field`, and `create_size`,
+/// `preallocate` and `force`.
+fn new_device(body: &JsonValue, field: &str) -> ApiResult<super::NewDevice> {
+    Ok(super::NewDevice {
+        path: std::path::PathBuf::from(
+            str_field(body, field)?
+                .ok_or_else(|| ApiError::bad_request(format!("missing field \"{field}\"")))?,
+        ),
+        create_size: u64_field(body, "create_size")?,
+        preallocate: bool_field(body, "preallocate")?,
+        force: bool_field(body, "force")?,
+    })
 }
 
 async fn status_raw(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
