@@ -134,7 +134,7 @@ pub fn open_added_device(
     preallocate: bool,
 ) -> Result<FileDevice> {
     let created = create_size_bytes.is_some() && !path.exists();
-    if create_size_bytes.is_none() && !path.exists() && path.symlink_metadata().is_err() {
+    if create_size_bytes.is_none() && path.symlink_metadata().is_err() {
         crate::fail!(
             crate::exit::NO_INPUT,
             "{} does not exist: give its size to create it as a file (--create-size, or \

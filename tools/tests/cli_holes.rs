@@ -13,6 +13,22 @@ fn format_ok(args: &[&str]) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// `ectable put` of one key/value; panics with its stderr if it fails.
+fn put_ok(devices: &str, table: &str, key: &str, value: &str) {
+    let out = ectable(&[
+        "put",
+        "--devices",
+        devices,
+        "--table",
+        table,
+        "--key",
+        key,
+        "--value",
+        value,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn import_out_of_space_says_how_many_rows_it_applied() {
     let dir = tempfile::tempdir().unwrap();
@@ -223,31 +239,10 @@ fn format_chunk_size_not_dividing_the_segment_names_the_rule() {
 #[test]
 fn a_replaced_device_given_back_is_called_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let p = devs(dir.path(), "d", 7);
-    let six = join(&p[..6]);
-    format_ok(&[
-        "format",
-        "--devices",
-        &six,
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--create-size",
-        "64M",
-    ]);
-    let out = ectable(&[
-        "put",
-        "--devices",
-        &six,
-        "--table",
-        "t",
-        "--key",
-        "k",
-        "--value",
-        "v",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let mut p = format6(dir.path(), "d");
+    let six = join(&p);
+    p.push(dir.path().join("d6.img"));
+    put_ok(&six, "t", "k", "v");
     let old = p[2].display().to_string();
     let new = p[6].display().to_string();
     let out = ectable(&[
@@ -372,18 +367,7 @@ fn status_names_the_hot_spare_in_its_replace_action() {
         "--yes",
     ]);
     let all = format!("{six},{spare}");
-    let put = ectable(&[
-        "put",
-        "--devices",
-        &all,
-        "--table",
-        "t",
-        "--key",
-        "k",
-        "--value",
-        "v",
-    ]);
-    assert!(put.status.success(), "{}", stderr(&put));
+    put_ok(&all, "t", "k", "v");
     // Slot 3's file is gone for good.
     std::fs::remove_file(&p[3]).unwrap();
     let out = ectable(&["status", "--devices", &all]);
@@ -423,18 +407,7 @@ fn get_from_a_table_that_does_not_exist_names_the_tables() {
     let dir = tempfile::tempdir().unwrap();
     let p = format6(dir.path(), "d");
     let all = join(&p);
-    let put = ectable(&[
-        "put",
-        "--devices",
-        &all,
-        "--table",
-        "users",
-        "--key",
-        "k",
-        "--value",
-        "v",
-    ]);
-    assert!(put.status.success(), "{}", stderr(&put));
+    put_ok(&all, "users", "k", "v");
     let out = ectable(&["get", "--devices", &all, "--table", "user", "--key", "k"]);
     assert_clean_error(&out, &["no table 'user'", "tables users"]);
     assert_eq!(out.status.code(), Some(1));

@@ -377,23 +377,24 @@ impl Node {
     }
 
     /// Opens `path` in the node's process (created at `create_size` if missing; with
-    /// `force`, wiped when it holds an ectable array) for a hand-over to the engine.
+    /// `force`, wiped when it holds an ectable array) for a hand-over to the engine. A
+    /// member is refused before the open, which would wait for the claim this node holds.
     fn open_new_device(&self, new: &NewDevice) -> Result<Arc<dyn ectable_devices::BlockDevice>> {
         let (path, force) = (new.path.as_path(), new.force);
+        if self
+            .s()
+            .engine
+            .slot_of_path(&path.display().to_string())
+            .is_some()
+        {
+            crate::fail!(
+                crate::exit::CONFIG,
+                "{} is already a member of the array",
+                path.display()
+            );
+        }
         let dev = crate::open_added_device(path, new.create_size, new.preallocate)?;
         if let Some(array) = ectable_engine::probe_device(&dev)? {
-            if self
-                .s()
-                .engine
-                .slot_of_path(&path.display().to_string())
-                .is_some()
-            {
-                crate::fail!(
-                    crate::exit::CONFIG,
-                    "{} is already a member of the array",
-                    path.display()
-                );
-            }
             if !force {
                 let what = if array == self.s().engine.status().array_uuid {
                     "was replaced out of this array earlier".to_string()
@@ -462,20 +463,10 @@ impl Node {
 
     fn add_spare(&self, new: &NewDevice) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        // Refused before the open, which would wait for the claim this node holds.
+        // Refused before the open, which would wait for the claim this node holds (a member
+        // is refused the same way by `open_new_device`).
         let path = new.path.display().to_string();
-        let st = self.s().engine.status();
-        if st
-            .devices
-            .iter()
-            .any(|d| d.path.as_deref() == Some(path.as_str()))
-        {
-            crate::fail!(
-                crate::exit::CONFIG,
-                "{path} is already a member of the array"
-            );
-        }
-        if st.spares.contains(&path) {
+        if self.s().engine.status().spares.contains(&path) {
             crate::fail!(
                 crate::exit::CONFIG,
                 "{path} is already a hot spare of the array"
