@@ -378,6 +378,9 @@ pub(crate) struct Array {
     /// Devices a replacement took out of the array this session, by index (also in
     /// `unrecognised`, with why): released, never members again under that index.
     pub replaced: std::sync::Mutex<Vec<usize>>,
+    /// Devices given at open that held no valid superblock (blank, or both copies
+    /// overwritten), by index; those still in `unrecognised` are shown as blank by status.
+    pub blank: Vec<usize>,
     pub codec: Arc<dyn StripeCodec>,
     /// The epoch written into chunk and segment headers this session (set when the first
     /// write starts a new epoch; see `bump_epoch`).
@@ -878,11 +881,12 @@ impl Array {
     }
 
     /// Identifies the devices of `io` and (unless read-only) starts a new write epoch.
-    pub fn open(io: Arc<dyn IoBackend>, read_only: bool) -> Result<Array> {
+    /// `no_writer_beside`: see [`crate::EngineOptions::no_writer_beside`].
+    pub fn open(io: Arc<dyn IoBackend>, read_only: bool, no_writer_beside: bool) -> Result<Array> {
         check_duplicates(io.as_ref())?;
         let names: Vec<String> = io.devices().iter().map(|d| d.name().to_string()).collect();
         let mut results = read_superblocks(io.as_ref());
-        if read_only {
+        if read_only && !no_writer_beside {
             // A writer beside this reader rewrites the superblocks one device after the other:
             // caught in the middle, some devices look a superblock behind, which would read as
             // stale members. Their epochs are read again after a pause; a device that stays
@@ -897,6 +901,7 @@ impl Array {
         }
         let mut found: Vec<Option<Superblock>> = Vec::new();
         let mut unrecognised = Vec::new();
+        let mut blank = Vec::new();
         let mut first_decode_error = None;
         for (d, r) in results.into_iter().enumerate() {
             match r {
@@ -904,6 +909,7 @@ impl Array {
                 Ok(Err(e)) => {
                     first_decode_error.get_or_insert((d, e.to_string()));
                     unrecognised.push((d, format!("no valid superblock ({e})")));
+                    blank.push(d);
                     found.push(None);
                 }
                 Err(e) => {
@@ -1040,6 +1046,7 @@ impl Array {
             spares: std::sync::Mutex::new(spares),
             unrecognised: std::sync::Mutex::new(unrecognised),
             replaced: std::sync::Mutex::new(Vec::new()),
+            blank,
             codec,
             write_epoch: AtomicU64::new(newest.epoch),
             persisted: std::sync::Mutex::new(Persisted {

@@ -44,6 +44,11 @@ pub struct EngineOptions {
     pub cleaner: crate::cleaner::CleanerOptions,
     /// Open an array that holds an unfinished restore (only `restore` itself does).
     pub allow_incomplete_restore: bool,
+    /// A read-only open normally reads the superblocks again, after short pauses, when the
+    /// devices disagree on the epoch: a writer beside it may be rewriting them one device
+    /// after the other. Set this when no process can write the devices (images, copies, a
+    /// crash state under test): the first reading is the truth, and the pauses are skipped.
+    pub no_writer_beside: bool,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +61,7 @@ impl Default for EngineOptions {
             recovery: crate::prober::RecoveryPolicy::default(),
             cleaner: crate::cleaner::CleanerOptions::default(),
             allow_incomplete_restore: false,
+            no_writer_beside: false,
         }
     }
 }
@@ -164,7 +170,7 @@ impl Engine {
     }
 
     fn open_once(io: Arc<dyn IoBackend>, opts: EngineOptions) -> Result<Engine> {
-        let mut array = Array::open(io, opts.read_only)?;
+        let mut array = Array::open(io, opts.read_only, opts.no_writer_beside)?;
         array.policy = opts.health.clone();
         let rec = match recover(&array) {
             Ok(rec) => rec,

@@ -180,6 +180,10 @@ pub struct Status {
     /// so a device list to reopen from must leave them out.
     #[cfg_attr(feature = "serde", serde(default))]
     pub replaced: Vec<String>,
+    /// Those of them that hold no valid superblock: blank devices, or members whose two
+    /// superblock copies were both overwritten.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub blank: Vec<String>,
     /// Devices that can still be lost before data is (for the worst stripe).
     pub redundancy_left: usize,
     /// Bytes of all members together (a missing one counted as the part the array uses).
@@ -550,6 +554,14 @@ impl Engine {
             .map(|(d, why)| (a.io.devices()[*d].name().to_string(), why.clone()))
             .filter(|(name, _)| !in_array(name))
             .collect();
+        let blank: Vec<String> = a
+            .unrecognised
+            .locked()
+            .iter()
+            .filter(|(d, _)| a.blank.contains(d))
+            .map(|(d, _)| a.io.devices()[*d].name().to_string())
+            .filter(|name| !in_array(name))
+            .collect();
         let replaced: Vec<String> = a
             .replaced
             .locked()
@@ -573,6 +585,7 @@ impl Engine {
             spares,
             unrecognised,
             replaced,
+            blank,
             redundancy_left: a.m().saturating_sub(lost),
             raw_capacity_bytes: raw,
             usable_capacity_bytes: usable,

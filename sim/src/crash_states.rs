@@ -451,6 +451,8 @@ fn open_read_close(devices: &[Arc<MemDevice>], read_only: bool) -> Result<State,
         .collect();
     let opts = EngineOptions {
         read_only,
+        // Images in memory: nothing writes them beside this open.
+        no_writer_beside: true,
         ..crate::engine_options()
     };
     let e = loop {

@@ -1319,6 +1319,8 @@ impl Sim {
         let io = open_backend(BackendKind::Psync, devs).map_err(|e| e.to_string())?;
         let opts = EngineOptions {
             read_only: true,
+            // Scratch copies: nothing writes them beside this open.
+            no_writer_beside: true,
             ..engine_options()
         };
         let e = match Engine::open(io, opts) {

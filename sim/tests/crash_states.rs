@@ -1,6 +1,6 @@
 //! Crash-state enumeration in CI: a recorded workload (puts, deletes, batches, syncs,
 //! checkpoints, cleaning passes, full and incremental backups, a member that fails and is
-//! brought back with `online` and resynced, a member replaced and rebuilt, a close) and at least 1,000 crash states its trace allows,
+//! brought back with `online` and resynced, a member replaced and rebuilt, a close) and at least 2,000 crash states its traces allow,
 //! each opened and checked against what was acknowledged before the cut, and every other
 //! state that lost in-doubt writes also given a second session whose open must read the same
 //! (sim/src/crash_states.rs).
@@ -8,12 +8,12 @@
 use ectable_sim::crash_states::{enumerate, CrashConfig};
 
 #[test]
-fn a_thousand_crash_states_recover_every_acknowledged_write() {
+fn two_thousand_crash_states_recover_every_acknowledged_write() {
     let mut states = 0;
     let mut busy = 0;
     let (mut lost_some, mut second) = (0, 0);
     let (mut rebuild, mut backup, mut online) = (0, 0, 0);
-    for seed in [11, 12] {
+    for seed in [11, 12, 13, 14] {
         let cfg = CrashConfig {
             seed,
             ops: 250,
@@ -30,7 +30,7 @@ fn a_thousand_crash_states_recover_every_acknowledged_write() {
         backup += r.during_backup;
         assert_eq!((r.acknowledged_lost, r.failed_recoveries), (0, 0));
     }
-    assert!(states >= 1_000, "only {states} crash states");
+    assert!(states >= 2_000, "only {states} crash states");
     assert!(
         busy > 0,
         "no state was taken while a checkpoint or the cleaner wrote"

@@ -41,6 +41,9 @@ fn a_device_without_superblocks_is_named_and_rebuilt_in_place() {
             && text.contains(&command),
         "{text}"
     );
+    let out = ectable(&["status", "--devices", &all, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["blank"], serde_json::json!([path]), "{json}");
     let out = ectable(&[
         "replace",
         "--devices",

@@ -571,12 +571,7 @@ fn actions(st: &Status) -> Vec<String> {
     }
     // A listed device with no valid superblock left (stray writes over both copies) cannot
     // be told to be the missing member: name the command that rebuilds it in place.
-    let blank: Vec<&str> = st
-        .unrecognised
-        .iter()
-        .filter(|(_, why)| why.starts_with("no valid superblock"))
-        .map(|(path, _)| path.as_str())
-        .collect();
+    let blank: Vec<&str> = st.blank.iter().map(String::as_str).collect();
     if let ([slot], [path]) = (gone.as_slice(), blank.as_slice()) {
         out.push(format!(
             "{path} holds no valid superblock: if it is slot {slot}'s device, rebuild it in place with 'ectable replace --old {path} --old-slot {slot} --new {path}'."
@@ -728,6 +723,7 @@ pub fn status_json(st: &Status) -> Value {
         "recovery_policy": st.recovery_policy,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
         "replaced": st.replaced,
+        "blank": st.blank,
         "writes_stopped": st.writes_stopped,
         "backing": st.backing.iter().map(|b| json!({
             "slots": b.slots,
