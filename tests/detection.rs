@@ -202,6 +202,10 @@ fn prober_fails_an_idle_dead_device_quickly() {
     let st = e.status();
     assert!(st.probe_failures > 0 && st.probes > 0);
     assert!(faulty[1].counters().eio_writes + faulty[1].counters().eio_reads > 0);
+    // The probe's failed I/O is an error of the device, as any other: a FAULTED member
+    // with nothing in its READ and WRITE columns would not say why.
+    let d = &st.devices[1];
+    assert!(d.read_errors + d.write_errors > 0, "{d:?}");
     // Still serving, degraded.
     for i in 0..ROWS {
         assert_eq!(
@@ -209,6 +213,22 @@ fn prober_fails_an_idle_dead_device_quickly() {
             Some(value_for(i, 3, 300))
         );
     }
+}
+
+/// A member whose first failing write is a superblock write (here: the one that records a
+/// new hot spare) is failed with that write counted, as a failed stripe write is.
+#[test]
+fn a_failed_superblock_write_is_counted_as_a_write_error() {
+    let (_mems, faulty) = loaded(33);
+    let e = Engine::open(io_of(&faulty), EngineOptions::default()).unwrap();
+    faulty[2].set_read_only(true);
+    let spare = std::sync::Arc::new(ectable::devices::MemDevice::new("spare", 8 << 20));
+    e.add_spare_device(spare).unwrap();
+    let st = e.status();
+    let d = &st.devices[2];
+    assert_eq!(d.state, "FAULTED", "{d:?}");
+    assert!(d.write_errors >= 1, "{d:?}");
+    assert!(faulty[2].counters().eperm_writes >= 1);
 }
 
 #[test]

@@ -250,6 +250,8 @@ fn replacement_losing_writes(p: f64) {
     assert!(fresh.counters().dropped_writes > dropped, "the fault fired");
     let st = e.status();
     assert_ne!(st.devices[2].state, "ONLINE", "{st:?}");
+    // What the read-back found counts against the device (the CKSUM column).
+    assert!(st.devices[2].checksum_errors >= 1, "{:?}", st.devices[2]);
     // The cursor never moved past unverified segments.
     assert!(
         e.rebuild_in_progress().is_none_or(|c| c == cursor.unwrap()),

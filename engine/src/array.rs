@@ -582,7 +582,12 @@ impl Array {
                     self.health[s].observe(c.latency);
                     ok_slots.push((s, c.op.device_index));
                 }
-                Err(e) => failed.push((s, e.to_string())),
+                Err(e) => {
+                    self.counters[s]
+                        .write_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    failed.push((s, e.to_string()))
+                }
             }
         }
         let reads = ok_slots
@@ -594,10 +599,16 @@ impl Array {
                 Ok(()) => {
                     self.health[s].observe(c.latency);
                     if probe::decode(&c.op.buf, &self.sb.array_uuid, s as u32) != Some(sequence) {
+                        self.counters[s]
+                            .checksum_errors
+                            .fetch_add(1, Ordering::Relaxed);
                         failed.push((s, "health block did not read back as written".into()));
                     }
                 }
-                Err(e) => failed.push((s, e.to_string())),
+                Err(e) => {
+                    self.counters[s].read_errors.fetch_add(1, Ordering::Relaxed);
+                    failed.push((s, e.to_string()))
+                }
             }
         }
         failed
@@ -1241,6 +1252,9 @@ impl Array {
             if let Some(e) = e {
                 let slot = self.slot_of_device(d);
                 if let Some(slot) = slot {
+                    self.counters[slot]
+                        .write_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     self.mark_failed(slot, &e.to_string());
                 }
                 if e.class() == ErrorClass::Invalid {

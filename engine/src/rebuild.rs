@@ -1007,10 +1007,15 @@ impl Shared {
         let mut failure: Option<Error> = None;
         // What was written, to read back once flushed.
         let mut expect: Vec<(u64, AlignedBuf)> = Vec::new();
+        // Each failed operation on the target counts against it, as any other I/O error does.
+        let count = |which: fn(&crate::array::SlotCounters) -> &std::sync::atomic::AtomicU64| {
+            which(&a.counters[slot]).fetch_add(1, Ordering::Relaxed);
+        };
         for batch in pending.drain(..) {
             for c in batch.wait() {
                 match c.result {
                     Err(e) => {
+                        count(|c| &c.write_errors);
                         failure.get_or_insert(e.into());
                     }
                     Ok(()) => expect.push((c.op.offset_bytes, c.op.buf)),
@@ -1020,6 +1025,7 @@ impl Shared {
         if failure.is_none() {
             for c in a.io.execute(vec![IoOp::flush(target)]) {
                 if let Err(e) = c.result {
+                    count(|c| &c.write_errors);
                     failure.get_or_insert(e.into());
                 }
             }
@@ -1048,9 +1054,11 @@ impl Shared {
             for ((c, (off, want)), len) in a.io.execute(reads).into_iter().zip(&expect).zip(&lens) {
                 match c.result {
                     Err(e) => {
+                        count(|c| &c.read_errors);
                         failure.get_or_insert(e.into());
                     }
                     Ok(()) if c.op.buf[..] != want[..*len] => {
+                        count(|c| &c.checksum_errors);
                         failure.get_or_insert(Error::Device(ectable_devices::DeviceError::io(
                             &a.slot_name(slot),
                             "read back",
