@@ -386,6 +386,28 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
         Ok(_) => panic!("a second node started on devices held by the first"),
         Err(stderr) => assert!(stderr.contains("in use"), "{stderr}"),
     }
+    // A writing command that does not go through a node is refused at once, naming the node
+    // and what to use instead (not after waiting for the devices' lock).
+    let out = cli(
+        dir.path(),
+        &[
+            "load",
+            "--devices",
+            &devs,
+            "--table",
+            "bulk",
+            "--rows",
+            "10",
+            "--value-size",
+            "8",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("storage node") && err.contains("/v1/kv/batch") && !err.contains("waited"),
+        "{err}"
+    );
 
     // The CLI beside the node: its writing commands go through the node (the devices are
     // held), with their usual output.
