@@ -102,6 +102,15 @@ fn replace_dead_device_rebuild_and_refuse_it_later() {
         assert!(p.unrecoverable.is_empty(), "{:?}", p.unrecoverable);
         assert!(p.chunks_rebuilt > 0 && calls >= 2);
         assert!(e.rebuild_in_progress().is_none());
+        let last = e
+            .status()
+            .last_rebuild
+            .expect("the finished rebuild is recorded");
+        assert_eq!((last.slot, last.resync), (2, false), "{last:?}");
+        assert_eq!(
+            (last.chunks_rebuilt, last.unrecoverable),
+            (p.chunks_rebuilt, 0)
+        );
         e.close().unwrap();
     }
     // Without the dead device: everything reads back with no degraded read.
@@ -113,6 +122,9 @@ fn replace_dead_device_rebuild_and_refuse_it_later() {
         .collect();
     healthy.push(fresh.clone());
     let e = engine_over(healthy.clone(), true).unwrap();
+    // Kept across the close in the health blocks (status's scan: line).
+    let last = e.status().last_rebuild.expect("kept in the health blocks");
+    assert_eq!((last.slot, last.resync), (2, false), "{last:?}");
     verify(&e);
     assert_eq!(e.get("t", b"during").unwrap(), Some(b"rebuild".to_vec()));
     assert_eq!(e.status().degraded_reads, 0, "rebuilt chunks must be whole");

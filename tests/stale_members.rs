@@ -246,6 +246,9 @@ fn devices_left_out_of_one_session_stay_stale_until_resynced() {
     let st = e.status();
     assert!(st.devices.iter().all(|d| d.in_service), "{:?}", st.devices);
     assert_eq!(st.redundancy_left, 2);
+    // The last of the two is what status's scan: line reports.
+    let last = st.last_rebuild.expect("the resync is recorded");
+    assert!(last.resync && [1, 4].contains(&last.slot), "{last:?}");
     e.close().unwrap();
     drop(e);
     // Every pair of devices lost, the two resynced ones included.

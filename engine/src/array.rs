@@ -408,6 +408,9 @@ pub(crate) struct Array {
     pub kept: std::sync::Mutex<Vec<crate::format::health_block::HealthRecord>>,
     /// The array's last completed scrub (from the newest health block, or this session's).
     pub last_scrub: std::sync::Mutex<Option<crate::format::health_block::ScrubRecord>>,
+    /// The last completed rebuild or resync (the newest of the members' health blocks at
+    /// open, then this session's).
+    pub last_rebuild: std::sync::Mutex<Option<crate::format::health_block::RebuildRecord>>,
     /// Subscribers to member state changes.
     pub events: crate::events::Events,
     /// Probe reads of the devices that reads go around (sampler.rs).
@@ -1097,6 +1100,7 @@ impl Array {
             lifetime_base: std::sync::Mutex::new(vec![[0; 3]; n]),
             kept: std::sync::Mutex::new(vec![Default::default(); n]),
             last_scrub: std::sync::Mutex::new(None),
+            last_rebuild: std::sync::Mutex::new(None),
             events: Default::default(),
         };
         let mut array = array;
@@ -1116,6 +1120,7 @@ impl Array {
             .map(|&(_, d)| ectable_devices::IoOp::read(d, HEALTH_BLOCK_OFFSET, HEALTH_BLOCK_BYTES))
             .collect();
         let mut newest: Option<crate::format::health_block::ScrubRecord> = None;
+        let mut newest_rebuild: Option<crate::format::health_block::RebuildRecord> = None;
         for (c, &(s, _)) in self.io.execute(reads).into_iter().zip(&slots) {
             if c.result.is_err() {
                 continue;
@@ -1128,9 +1133,16 @@ impl Array {
                         newest = Some(sc);
                     }
                 }
+                if let Some(rb) = r.last_rebuild {
+                    if newest_rebuild.is_none_or(|n| rb.finished_unix_nanos > n.finished_unix_nanos)
+                    {
+                        newest_rebuild = Some(rb);
+                    }
+                }
             }
         }
         *self.last_scrub.locked() = newest;
+        *self.last_rebuild.locked() = newest_rebuild;
     }
 
     /// Slot `slot`'s error counters over all sessions (read, write, checksum).
@@ -1157,6 +1169,7 @@ impl Array {
             write_errors,
             checksum_errors,
             last_scrub: *self.last_scrub.locked(),
+            last_rebuild: *self.last_rebuild.locked(),
         }
     }
 

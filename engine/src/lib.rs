@@ -79,7 +79,7 @@ pub use ectable_devices::{
 pub use engine::{Engine, EngineOptions, WriteBatch};
 pub use error::{Error, Result};
 pub use events::{DeviceEvent, DeviceEventKind};
-pub use format::health_block::{HealthRecord, ScrubRecord};
+pub use format::health_block::{HealthRecord, RebuildRecord, ScrubRecord};
 pub use format::layout::{
     Layout, LayoutError, DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_SEGMENT_SIZE_BYTES,
 };

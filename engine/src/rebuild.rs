@@ -702,9 +702,28 @@ impl Shared {
         }
         let mut done = Progress::default();
         for (slot, from, resync) in work {
+            let started = Instant::now();
             let p = self.rebuild_slot(slot, from, resync, opts, &mut |p| {
                 progress(&done.plus(p));
             })?;
+            if !p.interrupted {
+                // Kept in the health blocks at the next probe round and at close (status's
+                // `scan:` line), as a finished scrub is.
+                *a.last_rebuild.locked() = Some(crate::format::health_block::RebuildRecord {
+                    finished_unix_nanos: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(1)
+                        .max(1),
+                    duration_ns: started.elapsed().as_nanos() as u64,
+                    bytes_scanned: p.bytes_scanned,
+                    chunks_rebuilt: p.chunks_rebuilt,
+                    bytes_rebuilt: p.bytes_rebuilt,
+                    unrecoverable: p.unrecoverable.len() as u64,
+                    slot: slot as u32,
+                    resync,
+                });
+            }
             let stop = p.interrupted || !p.unrecoverable.is_empty();
             done = done.plus(&p);
             if stop {

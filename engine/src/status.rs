@@ -288,6 +288,9 @@ pub struct Status {
     pub backup_horizon: crate::space::HorizonHold,
     /// The array's last completed scrub (kept in the health blocks across sessions).
     pub last_scrub: Option<crate::format::health_block::ScrubRecord>,
+    /// The array's last completed rebuild or resync of a slot (kept in the health blocks).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub last_rebuild: Option<crate::format::health_block::RebuildRecord>,
     /// A scrub or rebuild running in this process now, with how far it is.
     pub scan_in_progress: Option<ScanProgress>,
 }
@@ -637,6 +640,7 @@ impl Engine {
             rebuild,
             backup_horizon,
             last_scrub: *a.last_scrub.locked(),
+            last_rebuild: *a.last_rebuild.locked(),
             scan_in_progress: self
                 .ops
                 .activity

@@ -266,6 +266,16 @@ pub fn health_block() -> Vec<Vec<u8>> {
             unrecoverable: 0,
             repair: true,
         }),
+        last_rebuild: Some(health_block::RebuildRecord {
+            finished_unix_nanos: 1_700_000_100_000_000_000,
+            duration_ns: 9_000_000_000,
+            bytes_scanned: 4 << 30,
+            chunks_rebuilt: 16_384,
+            bytes_rebuilt: 1 << 30,
+            unrecoverable: 0,
+            slot: 2,
+            resync: false,
+        }),
     };
     let mut out = both_modes(&health_block::encode(
         &HEALTH_ARRAY,

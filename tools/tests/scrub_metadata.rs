@@ -60,6 +60,12 @@ fn a_device_without_superblocks_is_named_and_rebuilt_in_place() {
     let out = ectable(&["status", "--devices", &all]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("state: ONLINE"), "{text}");
+    // The scan: line reports the rebuild, as zpool's reports the last resilver.
+    assert!(text.contains("scan: rebuild of slot 3 rebuilt "), "{text}");
+    let out = ectable(&["status", "--devices", &all, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["last_rebuild"]["slot"], 3, "{json}");
+    assert_eq!(json["last_rebuild"]["kind"], "rebuild", "{json}");
     let out = ectable(&[&["verify"], &load[..]].concat());
     assert!(out.status.success(), "verify: {}", stderr(&out));
 }

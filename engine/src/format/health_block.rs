@@ -4,11 +4,13 @@
 //! `// { magic | array | slot u32 | reserved u32 | probe_sequence u64 | unix_nanos u64 |
 //!      read_errors u64 | write_errors u64 | checksum_errors u64 | scrub_finished u64 |
 //!      scrub_duration u64 | scrub_bytes u64 | scrub_bad u64 | scrub_repaired u64 |
-//!      scrub_unrecoverable u64 | scrub_flags u32 | reserved | crc }`
+//!      scrub_unrecoverable u64 | scrub_flags u32 | reserved u32 | rebuild_finished u64 |
+//!      rebuild_duration u64 | rebuild_scanned u64 | rebuild_chunks u64 | rebuild_bytes u64 |
+//!      rebuild_unrecoverable u64 | rebuild_slot u32 | rebuild_flags u32 | reserved | crc }`
 //!
 //! Besides the probe, the block keeps what must survive a restart and matters to no
-//! recovery: the member's error counters over all sessions, and the array's last scrub
-//! (the same on every member; the newest wins at open).
+//! recovery: the member's error counters over all sessions, and the array's last scrub and
+//! last rebuild or resync (the same on every member; the newest wins at open).
 
 use super::{check_trailing_crc, get_u32, get_u64, put_u32, put_u64, seal_trailing_crc};
 
@@ -32,6 +34,15 @@ const OFF_SCRUB_REPAIRED: usize = 104;
 const OFF_SCRUB_UNRECOVERABLE: usize = 112;
 const OFF_SCRUB_FLAGS: usize = 120;
 const SCRUB_FLAG_REPAIR: u32 = 1;
+const OFF_REBUILD_FINISHED: usize = 128;
+const OFF_REBUILD_DURATION: usize = 136;
+const OFF_REBUILD_SCANNED: usize = 144;
+const OFF_REBUILD_CHUNKS: usize = 152;
+const OFF_REBUILD_BYTES: usize = 160;
+const OFF_REBUILD_UNRECOVERABLE: usize = 168;
+const OFF_REBUILD_SLOT: usize = 176;
+const OFF_REBUILD_FLAGS: usize = 180;
+const REBUILD_FLAG_RESYNC: u32 = 1;
 
 /// What a health block keeps across sessions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,6 +56,33 @@ pub struct HealthRecord {
     pub checksum_errors: u64,
     /// The array's last completed scrub.
     pub last_scrub: Option<ScrubRecord>,
+    /// The array's last completed rebuild or resync of a slot.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub last_rebuild: Option<RebuildRecord>,
+}
+
+/// A completed rebuild (of a replaced member) or resync (of a stale one), as the health
+/// blocks remember it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RebuildRecord {
+    /// When it finished, ns since the Unix epoch (never 0).
+    pub finished_unix_nanos: u64,
+    /// How long the run that finished it took, ns (a rebuild resumed after a restart counts
+    /// from the resume).
+    pub duration_ns: u64,
+    /// Bytes it read.
+    pub bytes_scanned: u64,
+    /// Chunks it rebuilt and wrote.
+    pub chunks_rebuilt: u64,
+    /// Bytes of those chunks.
+    pub bytes_rebuilt: u64,
+    /// Stripes holding live records it could not rebuild.
+    pub unrecoverable: u64,
+    /// The slot it rebuilt.
+    pub slot: u32,
+    /// A resync of a stale member (only what it missed) rather than a whole rebuild.
+    pub resync: bool,
 }
 
 /// A completed scrub, as the health blocks remember it.
@@ -98,6 +136,20 @@ pub fn encode(
             if s.repair { SCRUB_FLAG_REPAIR } else { 0 },
         );
     }
+    if let Some(r) = record.last_rebuild.filter(|r| r.finished_unix_nanos != 0) {
+        put_u64(&mut b, OFF_REBUILD_FINISHED, r.finished_unix_nanos);
+        put_u64(&mut b, OFF_REBUILD_DURATION, r.duration_ns);
+        put_u64(&mut b, OFF_REBUILD_SCANNED, r.bytes_scanned);
+        put_u64(&mut b, OFF_REBUILD_CHUNKS, r.chunks_rebuilt);
+        put_u64(&mut b, OFF_REBUILD_BYTES, r.bytes_rebuilt);
+        put_u64(&mut b, OFF_REBUILD_UNRECOVERABLE, r.unrecoverable);
+        put_u32(&mut b, OFF_REBUILD_SLOT, r.slot);
+        put_u32(
+            &mut b,
+            OFF_REBUILD_FLAGS,
+            if r.resync { REBUILD_FLAG_RESYNC } else { 0 },
+        );
+    }
     seal_trailing_crc(&mut b);
     b
 }
@@ -107,6 +159,7 @@ pub fn encode(
 pub fn decode_record(b: &[u8], array: &[u8; 16], slot: u32) -> Option<(u64, HealthRecord)> {
     let seq = decode(b, array, slot)?;
     let finished = get_u64(b, OFF_SCRUB_FINISHED);
+    let rebuilt = get_u64(b, OFF_REBUILD_FINISHED);
     Some((
         seq,
         HealthRecord {
@@ -121,6 +174,16 @@ pub fn decode_record(b: &[u8], array: &[u8; 16], slot: u32) -> Option<(u64, Heal
                 chunks_repaired: get_u64(b, OFF_SCRUB_REPAIRED),
                 unrecoverable: get_u64(b, OFF_SCRUB_UNRECOVERABLE),
                 repair: get_u32(b, OFF_SCRUB_FLAGS) & SCRUB_FLAG_REPAIR != 0,
+            }),
+            last_rebuild: (rebuilt != 0).then(|| RebuildRecord {
+                finished_unix_nanos: rebuilt,
+                duration_ns: get_u64(b, OFF_REBUILD_DURATION),
+                bytes_scanned: get_u64(b, OFF_REBUILD_SCANNED),
+                chunks_rebuilt: get_u64(b, OFF_REBUILD_CHUNKS),
+                bytes_rebuilt: get_u64(b, OFF_REBUILD_BYTES),
+                unrecoverable: get_u64(b, OFF_REBUILD_UNRECOVERABLE),
+                slot: get_u32(b, OFF_REBUILD_SLOT),
+                resync: get_u32(b, OFF_REBUILD_FLAGS) & REBUILD_FLAG_RESYNC != 0,
             }),
         },
     ))
@@ -155,6 +218,16 @@ mod tests {
                 chunks_repaired: 9,
                 unrecoverable: 10,
                 repair: true,
+            }),
+            last_rebuild: Some(RebuildRecord {
+                finished_unix_nanos: 11,
+                duration_ns: 12,
+                bytes_scanned: 13,
+                chunks_rebuilt: 14,
+                bytes_rebuilt: 15,
+                unrecoverable: 16,
+                slot: 5,
+                resync: true,
             }),
         };
         let b = encode(&a, 3, 42, 1_000, &rec);

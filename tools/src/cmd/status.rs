@@ -368,7 +368,10 @@ pub fn print_status(st: &Status) {
             finish_rebuild(st)
         );
     } else {
-        println!("   scan: {}", scan_line(st.last_scrub.as_ref()));
+        println!(
+            "   scan: {}",
+            scan_line(st.last_scrub.as_ref(), st.last_rebuild.as_ref())
+        );
     }
     println!("config:\n");
     for line in term::table_lines(&device_table(st), "  ") {
@@ -417,8 +420,27 @@ pub fn progress_line(p: &ectable_engine::ScanProgress) -> String {
     )
 }
 
-/// The `scan:` line: the last scrub, as the health blocks keep it (zpool's wording).
-pub fn scan_line(s: Option<&ectable_engine::ScrubRecord>) -> String {
+/// The `scan:` line: the newer of the last scrub and the last rebuild or resync, as the
+/// health blocks keep them (zpool's wording: it shows the last scrub or resilver).
+pub fn scan_line(
+    s: Option<&ectable_engine::ScrubRecord>,
+    r: Option<&ectable_engine::RebuildRecord>,
+) -> String {
+    if let Some(r) = r.filter(|r| s.is_none_or(|s| r.finished_unix_nanos > s.finished_unix_nanos)) {
+        let when = std::time::UNIX_EPOCH + Duration::from_nanos(r.finished_unix_nanos);
+        let kind = if r.resync { "resync" } else { "rebuild" };
+        return format!(
+            "{kind} of slot {} rebuilt {} chunks ({}) in {} ({} scanned) with {} stripes \
+             unrecoverable on {}",
+            r.slot,
+            r.chunks_rebuilt,
+            term::bytes(r.bytes_rebuilt),
+            term::duration(Duration::from_nanos(r.duration_ns)),
+            term::bytes(r.bytes_scanned),
+            r.unrecoverable,
+            humantime::format_rfc3339_seconds(when)
+        );
+    }
     let Some(s) = s else {
         return "none requested".to_string();
     };
@@ -709,6 +731,16 @@ pub fn status_json(st: &Status) -> Value {
             "bytes_done": p.bytes_done,
             "bytes_total": p.bytes_total,
             "elapsed_seconds": p.elapsed_ms as f64 / 1e3,
+        })),
+        "last_rebuild": st.last_rebuild.map(|r| json!({
+            "finished": humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_nanos(r.finished_unix_nanos)).to_string(),
+            "kind": if r.resync { "resync" } else { "rebuild" },
+            "slot": r.slot,
+            "duration_seconds": r.duration_ns as f64 / 1e9,
+            "bytes_scanned": r.bytes_scanned,
+            "chunks_rebuilt": r.chunks_rebuilt,
+            "bytes_rebuilt": r.bytes_rebuilt,
+            "unrecoverable_stripes": r.unrecoverable,
         })),
         "last_scrub": st.last_scrub.map(|s| json!({
             "finished": humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_nanos(s.finished_unix_nanos)).to_string(),
