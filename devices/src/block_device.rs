@@ -63,6 +63,14 @@ pub trait BlockDevice: Send + Sync {
     fn lost(&self) -> Option<String> {
         None
     }
+    /// Why a write to the storage would be refused now, found without writing anything: a
+    /// block device set read-only (`blockdev --setro`), a file (or a loop device's backing
+    /// file) made immutable or on a file system mounted read-only. None when writes should go
+    /// through or the device cannot tell: a write can still fail for other reasons (a dead
+    /// disk). A read-only session uses it to say that writes will fail before any is tried.
+    fn write_refused(&self) -> Option<String> {
+        None
+    }
     /// Gives up the device's claim (its lock, its exclusive open) now, before the last
     /// handle to it is dropped, so that another opener need not wait; every later I/O
     /// through this handle fails. Nothing for devices without a claim (memory).

@@ -14,6 +14,24 @@ use std::path::Path;
 
 nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
 nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
+nix::ioctl_read_bad!(blkroget, 0x125e, libc::c_int);
+
+/// Why opening `path` for writing is refused (it opens and closes it; nothing is written),
+/// for the errors that mean "this file takes no writes": immutable, read-only file system,
+/// no permission.
+fn refuses_writes(path: &Path) -> Option<io::Error> {
+    match StdOpenOptions::new().write(true).open(path) {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM | libc::EROFS | libc::EACCES)
+            ) =>
+        {
+            Some(e)
+        }
+        _ => None,
+    }
+}
 
 /// How to open a device.
 #[derive(Debug, Clone, Default)]
@@ -362,6 +380,40 @@ impl BlockDevice for FileDevice {
         // of the type the ioctl writes.
         unsafe { blkgetsize64(self.file.as_raw_fd(), &mut size) }.ok()?;
         shrank(size)
+    }
+
+    fn write_refused(&self) -> Option<String> {
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let m = self.file.metadata().ok()?;
+        if m.file_type().is_file() {
+            // The open file itself, reopened through /proc (its path may have moved).
+            let me = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+            return refuses_writes(Path::new(&me)).map(|e| {
+                format!("its file refuses writes: {e} (immutable, or a read-only file system?)")
+            });
+        }
+        if !m.file_type().is_block_device() {
+            return None;
+        }
+        let mut ro: libc::c_int = 0;
+        // SAFETY: the fd is an open block device and the out-pointer points to a live local
+        // of the type the ioctl writes.
+        if unsafe { blkroget(self.file.as_raw_fd(), &mut ro) }.is_ok() && ro != 0 {
+            return Some(
+                "the block device is read-only (blockdev --setro, or a write-protected disk): \
+                 writes fail with EPERM"
+                    .to_string(),
+            );
+        }
+        let backing = loop_backing_file(m.rdev())?;
+        refuses_writes(&backing).map(|e| {
+            format!(
+                "its loop device's backing file {} refuses writes: {e}; writes fail with EIO",
+                backing.display()
+            )
+        })
     }
 
     fn backing_space(&self) -> Option<BackingSpace> {

@@ -187,3 +187,54 @@ fn a_sparse_file_reports_its_unallocated_bytes_and_the_room_left() {
     let mem = ectable_devices::MemDevice::new("m", 1 << 20);
     assert_eq!(mem.backing_space(), None);
 }
+
+/// `write_refused` finds, without writing, a file that takes no writes (here: immutable,
+/// `chattr +i`, which only root can set; skipped with a reason otherwise), and says nothing
+/// of a file that does.
+#[test]
+fn an_immutable_file_is_reported_as_refusing_writes() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("ECTABLE_REQUIRE_LOOP").map_or(true, |v| v != "1"),
+            "ECTABLE_REQUIRE_LOOP=1 but not running as root"
+        );
+        eprintln!("SKIP an_immutable_file_is_reported_as_refusing_writes: chattr +i needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let o = OpenOptions {
+        create_size_bytes: Some(1 << 20),
+        read_only: false,
+        ..Default::default()
+    };
+    drop(FileDevice::open(&path, &o).unwrap());
+    let ro = OpenOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let dev = FileDevice::open(&path, &ro).unwrap();
+    assert_eq!(dev.write_refused(), None);
+    /// `chattr -i` on drop, so that the temporary directory can be removed.
+    struct Immutable<'a>(&'a std::path::Path);
+    impl Drop for Immutable<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(self.0)
+                .status();
+        }
+    }
+    let st = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&path)
+        .status()
+        .expect("run chattr");
+    assert!(st.success(), "chattr +i");
+    let _undo = Immutable(&path);
+    let why = dev
+        .write_refused()
+        .expect("an immutable file refuses writes");
+    assert!(why.contains("refuses writes"), "{why}");
+}

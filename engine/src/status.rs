@@ -127,6 +127,11 @@ pub struct DeviceStatus {
     /// A stale member (or a missing one that will be, when it returns): the segment its
     /// resync starts at.
     pub resync_from: Option<u64>,
+    /// Why writes to the device would be refused, found without writing
+    /// ([`ectable_devices::BlockDevice::write_refused`]): a read-only block device, an
+    /// immutable file. Reads still work; the first write of a writer fails the member.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub write_refused: Option<String>,
 }
 
 impl Status {
@@ -487,7 +492,18 @@ impl Engine {
                         MemberState::Spare => (DeviceState::Online, String::new()),
                     },
                 };
+                // Found without writing (a read-only session tries no write): the next
+                // writer would fail the member at once.
+                let write_refused = dev
+                    .filter(|_| state != DeviceState::Faulted)
+                    .and_then(|d| a.io.devices()[d].write_refused());
+                let note = match &write_refused {
+                    Some(w) if note.is_empty() => w.clone(),
+                    Some(w) => format!("{note}; {w}"),
+                    None => note,
+                };
                 DeviceStatus {
+                    write_refused,
                     in_service: state == DeviceState::Online && errors == 0,
                     resync_from,
                     slot,

@@ -205,7 +205,9 @@ fn exit_code(st: &Status) -> i32 {
         // Writes fail (the file system under the member files is full, or the writer
         // stopped after a failed write): not healthy.
         ectable_engine::ArrayState::Online
-            if backing_full(st).is_some() || st.writes_stopped.is_some() =>
+            if backing_full(st).is_some()
+                || st.writes_stopped.is_some()
+                || !write_refused(st).is_empty() =>
         {
             1
         }
@@ -219,6 +221,16 @@ fn array_state(st: &Status) -> &'static str {
     st.state().as_str()
 }
 
+/// The slots whose device refuses writes (read-only block device, immutable file): the first
+/// writer fails them.
+fn write_refused(st: &Status) -> Vec<usize> {
+    st.devices
+        .iter()
+        .filter(|d| d.write_refused.is_some())
+        .map(|d| d.slot)
+        .collect()
+}
+
 /// The first file system under member files that cannot take one more segment per member.
 fn backing_full(st: &Status) -> Option<&ectable_engine::BackingFs> {
     st.backing.iter().find(|b| b.full)
@@ -229,8 +241,12 @@ pub fn print_status(st: &Status) {
     let state = array_state(st);
     let lost = out_of_service(st);
     println!("  array: {}", st.array_uuid);
+    let refused = write_refused(st);
     match (backing_full(st), &st.writes_stopped) {
         (_, Some(_)) => println!("  state: {state}, but writes have stopped (a write failed)"),
+        (None, None) if !refused.is_empty() => println!(
+            "  state: {state}, but slot(s) {refused:?} refuse writes (the first write fails them)"
+        ),
         (Some(_), None) => println!("  state: {state}, but new writes fail (the file system under the member files is full)"),
         (None, None) => println!("  state: {state}"),
     }
@@ -240,6 +256,11 @@ pub fn print_status(st: &Status) {
             "all {n} devices online and in sync, but the file system under slot(s) {:?} has {} free: new writes fail with 'No space left on device' (reads work).",
             b.slots,
             term::bytes(b.free_bytes)
+        )
+    } else if lost == 0 && !refused.is_empty() {
+        format!(
+            "all {n} devices online and in sync, but slot(s) {refused:?} refuse writes: reads work; a writer fails them at its first write, leaving any {} more to fail.",
+            st.parity_shards.saturating_sub(refused.len())
         )
     } else if lost == 0 {
         format!(
@@ -624,6 +645,14 @@ fn actions(st: &Status) -> Vec<String> {
             if b.full { "; writes fail until then" } else { " before the array fills that far" }
         ));
     }
+    for d in st.devices.iter().filter(|d| d.write_refused.is_some()) {
+        let path = d.path.as_deref().unwrap_or("<device>");
+        out.push(format!(
+            "Slot {}'s device {path} refuses writes ({}): make it writable again ('blockdev --setrw {path}' for a device set read-only, 'chattr -i' for an immutable file) before a writer opens the array, or replace it.",
+            d.slot,
+            d.write_refused.as_deref().unwrap_or_default()
+        ));
+    }
     let erroring = slots(&|d| d.state == "ONLINE" && !d.in_service);
     if !erroring.is_empty() {
         out.push(format!(
@@ -644,6 +673,10 @@ pub fn status_json(st: &Status) -> Value {
         if d.state == "STALE" {
             checks.push(json!({"code": "DEVICE_STALE", "severity": "warn",
                 "message": format!("slot {} ({}) missed writes from segment {} on; run 'ectable rebuild'", d.slot, d.path.clone().unwrap_or_default(), d.resync_from.unwrap_or(0))}));
+        }
+        if let Some(why) = &d.write_refused {
+            checks.push(json!({"code": "DEVICE_WRITE_REFUSED", "severity": "warn",
+                "message": format!("slot {} ({}) refuses writes: {why}", d.slot, d.path.clone().unwrap_or_default())}));
         }
         if d.checksum_errors > 0 {
             checks.push(json!({"code": "CHECKSUM_ERRORS", "severity": "warn",
@@ -719,6 +752,7 @@ pub fn status_json(st: &Status) -> Value {
             "state": d.state.as_str(),
             "in_service": d.in_service,
             "resync_from_segment": d.resync_from,
+            "write_refused": d.write_refused,
             "note": d.note,
             "errors": {"read": d.read_errors, "write": d.write_errors, "checksum": d.checksum_errors},
             "lifetime_errors": {"read": d.lifetime_read_errors, "write": d.lifetime_write_errors, "checksum": d.lifetime_checksum_errors},
