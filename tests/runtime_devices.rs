@@ -290,3 +290,59 @@ fn a_replaced_device_is_released_at_once_and_can_come_back_as_a_spare() {
         );
     }
 }
+
+/// A member whose storage shrank while the array was closed (a file truncated, a loop
+/// device resized with `losetup -c`) can no longer hold the segments the array lays out on
+/// it: the open fails it with the sizes named (read-only too, so `status` does not say
+/// healthy), every row still reads from the others, writes go on, and `online` refuses it
+/// until it has its size back.
+#[test]
+fn a_member_that_shrank_while_closed_is_failed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = file_paths(dir.path(), 6);
+    format_files(&paths, SIZE, 4, 2, BackendKind::Auto);
+    let e = open_engine_on(open_files(&paths, None, BackendKind::Auto));
+    for i in 0..300u64 {
+        e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
+    }
+    e.close().unwrap();
+    drop(e);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&paths[3])
+        .unwrap()
+        .set_len(SIZE / 2)
+        .unwrap();
+    let ro = Engine::open(
+        open_files(&paths, None, BackendKind::Auto),
+        EngineOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let st = ro.status();
+    assert_eq!(st.devices[3].state, "FAULTED", "{:?}", st.devices[3]);
+    assert!(
+        st.devices[3].note.contains("smaller"),
+        "{:?}",
+        st.devices[3]
+    );
+    for i in 0..300u64 {
+        assert_eq!(
+            ro.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 1, 900))
+        );
+    }
+    drop(ro);
+    let e = open_engine_on(open_files(&paths, None, BackendKind::Auto));
+    assert_eq!(e.status().devices[3].state, "FAULTED");
+    e.put_sync("t", b"after", b"shrink").unwrap();
+    // The same storage as the handle the engine holds (read-only: no second lock).
+    let small = file_device(&paths[3], true);
+    assert!(
+        matches!(e.online(small), Err(Error::DeviceTooSmall { .. })),
+        "online must refuse a member still too small"
+    );
+    e.close().unwrap();
+}

@@ -1105,7 +1105,42 @@ impl Array {
         };
         let mut array = array;
         array.load_health();
+        array.fail_members_too_small();
         Ok(array)
+    }
+
+    /// Fails every member smaller than the segments the array lays out on it: its storage
+    /// shrank while the array was closed (a file truncated, a loop device resized). Its chunks
+    /// past the new end are gone and it cannot take the segments there, so it is failed now,
+    /// with the sizes, rather than called healthy by a read-only status or found out by a
+    /// write past its end some time later. `online` takes it back once it has its size again.
+    fn fail_members_too_small(&self) {
+        let needed = DATA_START_BYTES + self.segment_count() as u64 * self.segment_size() as u64;
+        for slot in 0..self.n() {
+            let Some(d) = self.device_of_slot(slot as u32) else {
+                continue;
+            };
+            let dev = &self.io.devices()[d];
+            let cap = dev.geometry().capacity_bytes;
+            if cap >= needed {
+                continue;
+            }
+            let had = self
+                .on_disk
+                .locked()
+                .get(d)
+                .and_then(|sb| sb.as_ref().map(|sb| sb.device_capacity_bytes))
+                .unwrap_or(0);
+            self.mark_failed(
+                slot,
+                &format!(
+                    "{}: {cap} bytes, smaller than the {needed} the array lays out on it (it had \
+                     {had} when it joined: it shrank?); give it its size back and 'ectable \
+                     online' it, or replace it",
+                    dev.name()
+                ),
+            );
+        }
     }
 
     /// Reads what the present members' health blocks kept: their error counters so far and
