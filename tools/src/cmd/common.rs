@@ -78,20 +78,6 @@ pub fn open_array(kind: BackendKind, arg: &DevicesArg, read_only: bool) -> Resul
             p.display()
         );
     }
-    if !read_only {
-        // The commands that go through a node have asked it already; this one cannot, and
-        // would only wait for the lock the node holds.
-        if let Some(node) = crate::node::client::find(arg) {
-            crate::fail!(
-                crate::exit::TEMPFAIL,
-                "in use: the storage node at {} serves this array and holds its devices; this \
-                 command does not go through a node: use the node's HTTP API instead \
-                 (/v1/kv/batch for rows, /v1/tables for typed tables; docs/node.md) or stop \
-                 the node first",
-                node.url()
-            );
-        }
-    }
     let io = open_devices(&paths, None, read_only, kind)?;
     let opts = EngineOptions {
         read_only,

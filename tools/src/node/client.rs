@@ -99,6 +99,23 @@ pub fn find(dev: &DevicesArg) -> Option<NodeClient> {
     (health["array_uuid"].as_str() == Some(uuid.as_str())).then_some(client)
 }
 
+/// For a writing command that cannot go through a node (load, import, table create and
+/// drop, backup-clear-horizon): refused at once when a node serves the array, naming it and
+/// what to use instead, rather than after waiting for the lock the node holds.
+pub fn refuse_if_served(dev: &DevicesArg) -> Result<()> {
+    if let Some(node) = find(dev) {
+        crate::fail!(
+            crate::exit::TEMPFAIL,
+            "in use: the storage node at {} serves this array and holds its devices; this \
+             command does not go through a node: use the node's HTTP API instead \
+             (/v1/kv/batch for rows, /v1/tables for typed tables; docs/node.md) or stop the \
+             node first",
+            node.url()
+        );
+    }
+    Ok(())
+}
+
 /// The error a node answered, as the CLI reports it: its message, and the exit code the CLI
 /// would have exited with for it.
 fn node_error(v: &JsonValue) -> anyhow::Error {
