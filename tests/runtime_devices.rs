@@ -24,15 +24,23 @@ fn file_device(path: &Path, read_only: bool) -> Arc<dyn BlockDevice> {
     Arc::new(FileDevice::open(path, &o).expect("open device"))
 }
 
-#[test]
-fn a_device_handed_to_a_running_engine_replaces_a_member_without_downtime() {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = file_paths(dir.path(), 6);
+/// Six member files in `dir`, formatted RS(4,2) and opened, with rows 0..300 (900 bytes,
+/// seed 1) put in table "t".
+fn six_files_with_rows(dir: &Path) -> (Vec<std::path::PathBuf>, Engine) {
+    let paths = file_paths(dir, 6);
     format_files(&paths, SIZE, 4, 2, BackendKind::Auto);
-    let e = Arc::new(open_engine_on(open_files(&paths, None, BackendKind::Auto)));
+    let e = open_engine_on(open_files(&paths, None, BackendKind::Auto));
     for i in 0..300u64 {
         e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
     }
+    (paths, e)
+}
+
+#[test]
+fn a_device_handed_to_a_running_engine_replaces_a_member_without_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, e) = six_files_with_rows(dir.path());
+    let e = Arc::new(e);
     e.sync().unwrap();
 
     // Refused, nothing changed: a member under another handle (the same storage), and a
@@ -235,12 +243,7 @@ fn a_member_file_deleted_while_open_is_failed_and_the_array_reopens_without_it()
 #[test]
 fn a_replaced_device_is_released_at_once_and_can_come_back_as_a_spare() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = file_paths(dir.path(), 6);
-    format_files(&paths, SIZE, 4, 2, BackendKind::Auto);
-    let e = open_engine_on(open_files(&paths, None, BackendKind::Auto));
-    for i in 0..300u64 {
-        e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
-    }
+    let (paths, e) = six_files_with_rows(dir.path());
     e.sync().unwrap();
     let new_path = dir.path().join("new.img");
     e.replace_with_device(2, file_device(&new_path, false))
@@ -299,12 +302,7 @@ fn a_replaced_device_is_released_at_once_and_can_come_back_as_a_spare() {
 #[test]
 fn a_member_that_shrank_while_closed_is_failed_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = file_paths(dir.path(), 6);
-    format_files(&paths, SIZE, 4, 2, BackendKind::Auto);
-    let e = open_engine_on(open_files(&paths, None, BackendKind::Auto));
-    for i in 0..300u64 {
-        e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
-    }
+    let (paths, e) = six_files_with_rows(dir.path());
     e.close().unwrap();
     drop(e);
     std::fs::OpenOptions::new()
