@@ -305,11 +305,12 @@ fn a_member_that_shrank_while_closed_is_failed_at_open() {
     let (paths, e) = six_files_with_rows(dir.path());
     e.close().unwrap();
     drop(e);
+    // Down to 128 KiB past the 1 MiB header area: the chunks of the first segments on it go.
     std::fs::OpenOptions::new()
         .write(true)
         .open(&paths[3])
         .unwrap()
-        .set_len(SIZE / 2)
+        .set_len((1 << 20) + (128 << 10))
         .unwrap();
     let ro = Engine::open(
         open_files(&paths, None, BackendKind::Auto),
@@ -342,5 +343,27 @@ fn a_member_that_shrank_while_closed_is_failed_at_open() {
         matches!(e.online(small), Err(Error::DeviceTooSmall { .. })),
         "online must refuse a member still too small"
     );
+    e.close().unwrap();
+    drop(e);
+    // Its size back: what lay past the end it had is zeros now, older than the failure. It
+    // opens as a stale member; its resync must cover that too (not only what was written
+    // since it failed), so that a scrub afterwards finds nothing.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&paths[3])
+        .unwrap()
+        .set_len(SIZE)
+        .unwrap();
+    let e = open_engine_on(open_files(&paths, None, BackendKind::Auto));
+    let st = e.status();
+    assert_eq!(st.devices[3].state, "STALE", "{:?}", st.devices[3]);
+    assert_eq!(st.devices[3].resync_from, Some(1), "{:?}", st.devices[3]);
+    e.rebuild(&RebuildOptions::default(), &mut |_| {})
+        .expect("resync");
+    let scrub = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(scrub.bad_chunks_per_slot[3], 0, "{scrub:?}");
+    assert!(e.status().devices[3].in_service);
     e.close().unwrap();
 }

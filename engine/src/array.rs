@@ -1135,11 +1135,15 @@ impl Array {
                 slot,
                 &format!(
                     "{}: {cap} bytes, smaller than the {needed} the array lays out on it (it had \
-                     {had} when it joined: it shrank?); give it its size back and 'ectable \
-                     online' it, or replace it",
+                     {had} when it joined: it shrank?); what lay past its end is gone: replace \
+                     it, or give it its size back and resync it ('ectable rebuild', then \
+                     'ectable scrub --repair')",
                     dev.name()
                 ),
             );
+            // What lay past its new end is gone whenever it was written: once it is back at
+            // its size, its resync starts at the first segment, not where it failed.
+            self.slot_failed_floor[slot].store(1, Ordering::SeqCst);
         }
     }
 
