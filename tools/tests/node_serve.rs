@@ -603,9 +603,14 @@ fn scrape(a: &ureq::Agent, url: &str) -> prometheus_parse::Scrape {
 }
 
 fn sample(s: &prometheus_parse::Scrape, name: &str, device: &str) -> f64 {
+    sample_with(s, name, "device", device)
+}
+
+/// The value of the sample `name` whose label `label` is `value`.
+fn sample_with(s: &prometheus_parse::Scrape, name: &str, label: &str, value: &str) -> f64 {
     s.samples
         .iter()
-        .filter(|x| x.metric == name && x.labels.get("device") == Some(device))
+        .filter(|x| x.metric == name && x.labels.get(label) == Some(value))
         .map(|x| match x.value {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
@@ -613,7 +618,7 @@ fn sample(s: &prometheus_parse::Scrape, name: &str, device: &str) -> f64 {
             _ => f64::NAN,
         })
         .next()
-        .unwrap_or_else(|| panic!("no sample {name} for {device}"))
+        .unwrap_or_else(|| panic!("no sample {name} with {label}={value}"))
 }
 
 #[test]
@@ -698,6 +703,19 @@ fn metrics_parse_and_count_the_checksum_errors_of_a_corrupted_device() {
     // after the restart, still shows the errors and the scrub (kept in the health blocks).
     let (s, v) = post(&a, &node.url("/v1/admin/scrub"), &json!({"repair": true}));
     assert_eq!(s, 200, "{v}");
+    // The finished scrub is in the metrics, as a Unix time an alert can compare with now.
+    let m = scrape(&a, &node.url("/metrics"));
+    let when = "ectable_last_scan_finished_timestamp_seconds";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let scrubbed = sample_with(&m, when, "kind", "scrub");
+    assert!(
+        (now - 600.0..=now + 1.0).contains(&scrubbed),
+        "{scrubbed} vs {now}"
+    );
+    assert_eq!(sample_with(&m, when, "kind", "rebuild"), 0.0);
     let (code, stderr) = node.terminate();
     assert_eq!(code, Some(0), "{stderr}");
     let out = ectable(&["status", "--devices", &devs, "--json"]);

@@ -448,6 +448,37 @@ impl Collector for Snapshot {
             "1 when a rebuild is recorded as in progress (it resumes on 'rebuild')",
             f64::from(st.rebuild.is_some()),
         )?;
+        // When the last scrub and the last rebuild or resync finished (0: none recorded), so
+        // that an alert can ask "no scrub for 8 days", and what they could not rebuild.
+        let seconds = |nanos: u64| nanos as f64 / 1e9;
+        o.gauges(
+            "last_scan_finished_timestamp_seconds",
+            "when the last scrub, and the last rebuild or resync, finished (Unix time; 0: none recorded)",
+            &[
+                (
+                    vec![("kind", "scrub".to_string())],
+                    st.last_scrub.map_or(0.0, |s| seconds(s.finished_unix_nanos)),
+                ),
+                (
+                    vec![("kind", "rebuild".to_string())],
+                    st.last_rebuild.map_or(0.0, |r| seconds(r.finished_unix_nanos)),
+                ),
+            ],
+        )?;
+        o.gauges(
+            "last_scan_unrecoverable_stripes",
+            "stripes holding live records the last scrub, or the last rebuild or resync, could not rebuild",
+            &[
+                (
+                    vec![("kind", "scrub".to_string())],
+                    st.last_scrub.map_or(0.0, |s| s.unrecoverable as f64),
+                ),
+                (
+                    vec![("kind", "rebuild".to_string())],
+                    st.last_rebuild.map_or(0.0, |r| r.unrecoverable as f64),
+                ),
+            ],
+        )?;
 
         // The node.
         if !node.requests.is_empty() {
