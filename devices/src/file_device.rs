@@ -17,18 +17,12 @@ nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
 nix::ioctl_read_bad!(blkroget, 0x125e, libc::c_int);
 
 /// Why opening `path` for writing is refused (it opens and closes it; nothing is written),
-/// for the errors that mean "this file takes no writes": immutable, read-only file system,
-/// no permission.
+/// for the errors that mean "this file takes no writes", whoever asks: immutable or
+/// append-only (EPERM), a read-only file system (EROFS). Not EACCES: that is about the
+/// caller (a monitoring user without write permission), not about the storage.
 fn refuses_writes(path: &Path) -> Option<io::Error> {
     match StdOpenOptions::new().write(true).open(path) {
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EPERM | libc::EROFS | libc::EACCES)
-            ) =>
-        {
-            Some(e)
-        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EROFS)) => Some(e),
         _ => None,
     }
 }
