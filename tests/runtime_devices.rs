@@ -294,6 +294,16 @@ fn a_replaced_device_is_released_at_once_and_can_come_back_as_a_spare() {
     }
 }
 
+/// Sets the length of the file at `path` (a member's storage shrinking or growing back).
+fn resize(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 /// A member whose storage shrank while the array was closed (a file truncated, a loop
 /// device resized with `losetup -c`) can no longer hold the segments the array lays out on
 /// it: the open fails it with the sizes named (read-only too, so `status` does not say
@@ -306,12 +316,7 @@ fn a_member_that_shrank_while_closed_is_failed_at_open() {
     e.close().unwrap();
     drop(e);
     // Down to 128 KiB past the 1 MiB header area: the chunks of the first segments on it go.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&paths[3])
-        .unwrap()
-        .set_len((1 << 20) + (128 << 10))
-        .unwrap();
+    resize(&paths[3], (1 << 20) + (128 << 10));
     let ro = Engine::open(
         open_files(&paths, None, BackendKind::Auto),
         EngineOptions {
@@ -348,12 +353,7 @@ fn a_member_that_shrank_while_closed_is_failed_at_open() {
     // Its size back: what lay past the end it had is zeros now, older than the failure. It
     // opens as a stale member; its resync must cover that too (not only what was written
     // since it failed), so that a scrub afterwards finds nothing.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&paths[3])
-        .unwrap()
-        .set_len(SIZE)
-        .unwrap();
+    resize(&paths[3], SIZE);
     let e = open_engine_on(open_files(&paths, None, BackendKind::Auto));
     let st = e.status();
     assert_eq!(st.devices[3].state, "STALE", "{:?}", st.devices[3]);
