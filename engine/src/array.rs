@@ -1113,7 +1113,8 @@ impl Array {
     /// shrank while the array was closed (a file truncated, a loop device resized). Its chunks
     /// past the new end are gone and it cannot take the segments there, so it is failed now,
     /// with the sizes, rather than called healthy by a read-only status or found out by a
-    /// write past its end some time later. `online` takes it back once it has its size again.
+    /// write past its end some time later. Given its size back, the next open finds it stale
+    /// from the first segment (if a writer recorded the failure) and `rebuild` resyncs it.
     fn fail_members_too_small(&self) {
         let needed = DATA_START_BYTES + self.segment_count() as u64 * self.segment_size() as u64;
         for slot in 0..self.n() {
