@@ -259,7 +259,7 @@ pub fn print_status(st: &Status) {
         )
     } else if lost == 0 && !refused.is_empty() {
         format!(
-            "all {n} devices online and in sync, but slot(s) {refused:?} refuse writes: reads work; a writer fails them at its first write, leaving any {} more to fail.",
+            "all {n} devices online and in sync, but slot(s) {refused:?} refuse writes: reads work, but the first write fails them, and then any {} more may fail without losing data.",
             st.parity_shards.saturating_sub(refused.len())
         )
     } else if lost == 0 {
