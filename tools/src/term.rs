@@ -101,6 +101,12 @@ pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
     bars().suspend(f)
 }
 
+/// Whether log lines may carry colour codes: stderr is a terminal and `NO_COLOR` is not set.
+pub fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// The log's writer (`tracing_subscriber::fmt().with_writer(term::LogWriter)`): stderr, with
 /// the progress bars cleared while a line is written and drawn again after it, so that a
 /// warning during `load` or `rebuild` does not tear the bar.

@@ -415,3 +415,36 @@ fn get_from_a_table_that_does_not_exist_names_the_tables() {
     assert_clean_error(&out, &["key 'zz' not found in table 'users'"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A member file truncated while the array is closed: `status` says FAULTED with both sizes
+/// and exits 1 (it said ONLINE, exit 0). The engine's warning on stderr is plain text when
+/// stderr is not a terminal: no colour codes in a log file or the journal.
+#[test]
+fn a_member_file_truncated_while_closed_is_faulted_and_logged_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = format6(dir.path(), "sh");
+    let all = join(&p);
+    load_rows(&all, "300", "1000");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p[4])
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let out = ectable(&["status", "--devices", &all]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAULTED") && text.contains("smaller than"),
+        "{text}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("WARN") && err.contains("smaller than"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal: {err:?}"
+    );
+}

@@ -102,6 +102,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(ectable_tools::term::LogWriter)
+        .with_ansi(ectable_tools::term::log_colours())
         .init();
     let args = &cli.args;
     let result = match args.rw {

@@ -39,8 +39,10 @@ fn main() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // stderr, with the progress bars lifted while a line is written.
+        // stderr, with the progress bars lifted while a line is written; colours only on a
+        // terminal (a node's log goes to a file or the journal).
         .with_writer(ectable_tools::term::LogWriter)
+        .with_ansi(ectable_tools::term::log_colours())
         .init();
     let is_status = matches!(cli.command, Command::Status { .. });
     match run(cli) {
