@@ -99,6 +99,14 @@ fn now_unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Now, in ns since the Unix epoch (0 if the clock is before it): the health block's times.
+pub(crate) fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// Reads both superblock copies of every device. Per device: Ok(Some(newest valid)),
 /// Ok(None) (readable, but no valid copy: with the decode error of copy 0), or the read error.
 pub(crate) fn read_superblocks(
@@ -478,6 +486,10 @@ impl Array {
     pub fn segment_count(&self) -> u32 {
         self.sb.segment_count
     }
+    /// The bytes a member must hold: the superblock area and every device segment.
+    pub fn member_bytes_needed(&self) -> u64 {
+        self.device_segment_offset(self.segment_count())
+    }
     /// The largest record batch one stripe can hold.
     /// Whether log stripes may place values on device blocks (format version 3).
     pub fn places_values(&self) -> bool {
@@ -543,10 +555,7 @@ impl Array {
         sequence: u64,
     ) -> Vec<(usize, String)> {
         use crate::format::health_block::{self as probe, HEALTH_BLOCK_BYTES, HEALTH_BLOCK_OFFSET};
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let nanos = now_unix_nanos();
         let mut failed = Vec::new();
         // A member whose file was deleted works until the array closes and is gone at the next
         // open; one that shrank reads short past its new end. Failed now, so that status says
@@ -1116,7 +1125,7 @@ impl Array {
     /// write past its end some time later. Given its size back, the next open finds it stale
     /// from the first segment (if a writer recorded the failure) and `rebuild` resyncs it.
     fn fail_members_too_small(&self) {
-        let needed = DATA_START_BYTES + self.segment_count() as u64 * self.segment_size() as u64;
+        let needed = self.member_bytes_needed();
         for slot in 0..self.n() {
             let Some(d) = self.device_of_slot(slot as u32) else {
                 continue;

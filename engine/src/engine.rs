@@ -840,11 +840,7 @@ impl Engine {
             progress(p)
         })?;
         if !report.progress.interrupted {
-            let finished = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                .max(1);
+            let finished = crate::array::now_unix_nanos().max(1);
             // Kept in the health blocks at the next probe round and at close.
             *self.shared.array.last_scrub.locked() =
                 Some(crate::format::health_block::ScrubRecord {

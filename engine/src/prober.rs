@@ -102,10 +102,7 @@ pub(crate) fn write_kept(shared: &Shared) {
     if a.read_only {
         return;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos = crate::array::now_unix_nanos();
     // Only the blocks whose record changed this session: a session that changed nothing
     // (a refused command) writes nothing. A member that failed this session gets its block
     // too, best effort: it may be back next time (a file system that had filled up, a

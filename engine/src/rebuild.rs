@@ -603,7 +603,7 @@ impl Shared {
     /// A device joining the array must hold every device segment.
     fn check_capacity(&self, dev: &dyn ectable_devices::BlockDevice) -> Result<()> {
         let a = &self.array;
-        let needed = DATA_START_BYTES + a.segment_count() as u64 * a.segment_size() as u64;
+        let needed = a.member_bytes_needed();
         let cap = dev.geometry().capacity_bytes;
         if cap < needed {
             return Err(Error::DeviceTooSmall {
@@ -710,11 +710,7 @@ impl Shared {
                 // Kept in the health blocks at the next probe round and at close (status's
                 // `scan:` line), as a finished scrub is.
                 *a.last_rebuild.locked() = Some(crate::format::health_block::RebuildRecord {
-                    finished_unix_nanos: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_nanos() as u64)
-                        .unwrap_or(1)
-                        .max(1),
+                    finished_unix_nanos: crate::array::now_unix_nanos().max(1),
                     duration_ns: started.elapsed().as_nanos() as u64,
                     bytes_scanned: p.bytes_scanned,
                     chunks_rebuilt: p.chunks_rebuilt,
@@ -1027,14 +1023,12 @@ impl Shared {
         // What was written, to read back once flushed.
         let mut expect: Vec<(u64, AlignedBuf)> = Vec::new();
         // Each failed operation on the target counts against it, as any other I/O error does.
-        let count = |which: fn(&crate::array::SlotCounters) -> &std::sync::atomic::AtomicU64| {
-            which(&a.counters[slot]).fetch_add(1, Ordering::Relaxed);
-        };
+        let counters = &a.counters[slot];
         for batch in pending.drain(..) {
             for c in batch.wait() {
                 match c.result {
                     Err(e) => {
-                        count(|c| &c.write_errors);
+                        counters.write_errors.fetch_add(1, Ordering::Relaxed);
                         failure.get_or_insert(e.into());
                     }
                     Ok(()) => expect.push((c.op.offset_bytes, c.op.buf)),
@@ -1044,7 +1038,7 @@ impl Shared {
         if failure.is_none() {
             for c in a.io.execute(vec![IoOp::flush(target)]) {
                 if let Err(e) = c.result {
-                    count(|c| &c.write_errors);
+                    counters.write_errors.fetch_add(1, Ordering::Relaxed);
                     failure.get_or_insert(e.into());
                 }
             }
@@ -1073,11 +1067,11 @@ impl Shared {
             for ((c, (off, want)), len) in a.io.execute(reads).into_iter().zip(&expect).zip(&lens) {
                 match c.result {
                     Err(e) => {
-                        count(|c| &c.read_errors);
+                        counters.read_errors.fetch_add(1, Ordering::Relaxed);
                         failure.get_or_insert(e.into());
                     }
                     Ok(()) if c.op.buf[..] != want[..*len] => {
-                        count(|c| &c.checksum_errors);
+                        counters.checksum_errors.fetch_add(1, Ordering::Relaxed);
                         failure.get_or_insert(Error::Device(ectable_devices::DeviceError::io(
                             &a.slot_name(slot),
                             "read back",

@@ -153,12 +153,12 @@ fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Js
 }
 
 impl NodeClient {
-    /// GET `path`, its JSON answer.
     /// The node's base URL.
     pub fn url(&self) -> &str {
         &self.base
     }
 
+    /// GET `path`, its JSON answer.
     pub fn get(&self, path: &str) -> Result<JsonValue> {
         answer(self.agent.get(format!("{}{path}", self.base)).call())
     }

@@ -450,34 +450,28 @@ impl Collector for Snapshot {
         )?;
         // When the last scrub and the last rebuild or resync finished (0: none recorded), so
         // that an alert can ask "no scrub for 8 days", and what they could not rebuild.
-        let seconds = |nanos: u64| nanos as f64 / 1e9;
+        let by_kind = |scrub: f64, rebuild: f64| -> Vec<(Labels, f64)> {
+            vec![
+                (vec![("kind", "scrub".to_string())], scrub),
+                (vec![("kind", "rebuild".to_string())], rebuild),
+            ]
+        };
+        let (scrub, rebuild) = (st.last_scrub, st.last_rebuild);
         o.gauges(
             "last_scan_finished_timestamp_seconds",
             "when the last scrub, and the last rebuild or resync, finished (Unix time; 0: none recorded)",
-            &[
-                (
-                    vec![("kind", "scrub".to_string())],
-                    st.last_scrub.map_or(0.0, |s| seconds(s.finished_unix_nanos)),
-                ),
-                (
-                    vec![("kind", "rebuild".to_string())],
-                    st.last_rebuild.map_or(0.0, |r| seconds(r.finished_unix_nanos)),
-                ),
-            ],
+            &by_kind(
+                scrub.map_or(0.0, |s| s.finished_unix_nanos as f64 / 1e9),
+                rebuild.map_or(0.0, |r| r.finished_unix_nanos as f64 / 1e9),
+            ),
         )?;
         o.gauges(
             "last_scan_unrecoverable_stripes",
             "stripes holding live records the last scrub, or the last rebuild or resync, could not rebuild",
-            &[
-                (
-                    vec![("kind", "scrub".to_string())],
-                    st.last_scrub.map_or(0.0, |s| s.unrecoverable as f64),
-                ),
-                (
-                    vec![("kind", "rebuild".to_string())],
-                    st.last_rebuild.map_or(0.0, |r| r.unrecoverable as f64),
-                ),
-            ],
+            &by_kind(
+                scrub.map_or(0.0, |s| s.unrecoverable as f64),
+                rebuild.map_or(0.0, |r| r.unrecoverable as f64),
+            ),
         )?;
 
         // The node.
