@@ -367,3 +367,57 @@ fn a_member_that_shrank_while_closed_is_failed_at_open() {
     assert!(e.status().devices[3].in_service);
     e.close().unwrap();
 }
+
+/// The same member given its size back while the array stays open (a loop device grown
+/// again with `losetup -c`, a node holding the array): `online` takes the handle the
+/// engine already holds at the storage's new size, so the resync's writes past the end it
+/// had are not refused, the member ends in service, and a scrub finds nothing to repair.
+/// Both I/O engines: psync checks every request against the handle's capacity.
+#[test]
+fn a_shrunk_member_grown_back_while_open_comes_back_with_online() {
+    for kind in [BackendKind::Psync, BackendKind::Auto] {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = file_paths(dir.path(), 6);
+        format_files(&paths, SIZE, 4, 2, kind);
+        let e = open_engine_on(open_files(&paths, None, kind));
+        for i in 0..300u64 {
+            e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
+        }
+        e.close().unwrap();
+        drop(e);
+        resize(&paths[3], (1 << 20) + (128 << 10));
+        let e = open_engine_on(open_files(&paths, None, kind));
+        assert_eq!(e.status().devices[3].state, "FAULTED", "{kind:?}");
+        for i in 300..600u64 {
+            e.put("t", &i.to_be_bytes(), &value_for(i, 1, 900)).unwrap();
+        }
+        e.sync().unwrap();
+        resize(&paths[3], SIZE);
+        let o = e
+            .online(file_device(&paths[3], true))
+            .unwrap_or_else(|err| panic!("{kind:?}: online: {err}"));
+        assert_eq!((o.slot, o.was), (3, "FAULTED"), "{kind:?}");
+        e.rebuild(&RebuildOptions::default(), &mut |_| {})
+            .unwrap_or_else(|err| panic!("{kind:?}: resync: {err}"));
+        let st = e.status();
+        assert!(
+            st.devices[3].in_service && st.devices[3].state == "ONLINE",
+            "{kind:?}: {:?}",
+            st.devices[3]
+        );
+        assert_eq!(st.devices[3].capacity_bytes, SIZE, "{kind:?}");
+        let scrub = e
+            .scrub(false, &RebuildOptions::default(), &mut |_| {})
+            .unwrap();
+        assert_eq!(scrub.bad_chunks_per_slot[3], 0, "{kind:?}: {scrub:?}");
+        assert!(e.status().devices[3].in_service, "{kind:?}");
+        for i in 0..600u64 {
+            assert_eq!(
+                e.get("t", &i.to_be_bytes()).unwrap(),
+                Some(value_for(i, 1, 900)),
+                "{kind:?}: row {i}"
+            );
+        }
+        e.close().unwrap();
+    }
+}

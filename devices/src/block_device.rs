@@ -63,6 +63,14 @@ pub trait BlockDevice: Send + Sync {
     fn lost(&self) -> Option<String> {
         None
     }
+    /// Takes in storage that grew since the handle was opened (a file extended, a loop
+    /// device resized with `losetup -c` after its backing file grew): the capacity follows,
+    /// so I/O past the end it had is no longer refused. Returns the new capacity when it
+    /// grew; never lowers it (a device that shrank is [`BlockDevice::lost`]). None for
+    /// devices of a fixed size.
+    fn take_growth(&self) -> Option<u64> {
+        None
+    }
     /// Why a write to the storage would be refused now, found without writing anything: a
     /// block device set read-only (`blockdev --setro`), a file (or a loop device's backing
     /// file) made immutable or on a file system mounted read-only. None when writes should go

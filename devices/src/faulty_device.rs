@@ -346,6 +346,9 @@ impl BlockDevice for FaultyDevice {
     fn geometry(&self) -> Geometry {
         self.inner.geometry()
     }
+    fn take_growth(&self) -> Option<u64> {
+        self.inner.take_growth()
+    }
 
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
         self.reads.fetch_add(1, Ordering::SeqCst);

@@ -46,7 +46,10 @@ pub struct FileDevice {
     file: File,
     /// Opened read-only (asked for, or the device refuses writers): writes fail with EPERM.
     read_only: bool,
-    geometry: Geometry,
+    sector_size_bytes: u32,
+    /// The storage's size at open, raised by [`BlockDevice::take_growth`] (never lowered: a
+    /// device that shrank is reported by [`BlockDevice::lost`]).
+    capacity_bytes: std::sync::atomic::AtomicU64,
     direct: bool,
     identity: StorageId,
     /// For a loop device opened for writing: its backing file, held for its flock.
@@ -245,7 +248,8 @@ impl FileDevice {
             name,
             file,
             read_only,
-            geometry,
+            sector_size_bytes: geometry.sector_size_bytes,
+            capacity_bytes: geometry.capacity_bytes.into(),
             direct,
             identity,
             backing_lock,
@@ -263,6 +267,23 @@ impl FileDevice {
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
+
+    /// The storage's size now, read through the open descriptor (a file's length, a block
+    /// device's size); None when it cannot be read.
+    fn storage_bytes(&self) -> Option<u64> {
+        let m = self.file.metadata().ok()?;
+        if m.file_type().is_file() {
+            return Some(m.len());
+        }
+        if !m.file_type().is_block_device() {
+            return None;
+        }
+        let mut size: u64 = 0;
+        // SAFETY: the fd is an open block device and the out-pointer points to a live local
+        // of the type the ioctl writes.
+        unsafe { blkgetsize64(self.file.as_raw_fd(), &mut size) }.ok()?;
+        Some(size)
+    }
 }
 
 impl BlockDevice for FileDevice {
@@ -271,7 +292,12 @@ impl BlockDevice for FileDevice {
     }
 
     fn geometry(&self) -> Geometry {
-        self.geometry
+        Geometry {
+            sector_size_bytes: self.sector_size_bytes,
+            capacity_bytes: self
+                .capacity_bytes
+                .load(std::sync::atomic::Ordering::SeqCst),
+        }
     }
 
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
@@ -350,30 +376,29 @@ impl BlockDevice for FileDevice {
             return None;
         }
         const GOES: &str = "the data on it lasts only until the array closes";
-        let cap = self.geometry.capacity_bytes;
-        let shrank = |now: u64| {
-            (now < cap).then(|| format!("it shrank to {now} bytes from the {cap} it had at open"))
-        };
+        let cap = self.geometry().capacity_bytes;
         let m = self.file.metadata().ok()?;
-        if m.file_type().is_file() {
-            if m.nlink() == 0 {
-                return Some(format!("its file was deleted; {GOES}"));
-            }
-            return shrank(m.len());
+        if m.file_type().is_file() && m.nlink() == 0 {
+            return Some(format!("its file was deleted; {GOES}"));
         }
-        if !m.file_type().is_block_device() {
-            return None;
-        }
-        if loop_backing_file_deleted(m.rdev()) {
+        if m.file_type().is_block_device() && loop_backing_file_deleted(m.rdev()) {
             return Some(format!(
                 "its loop device's backing file was deleted; {GOES}"
             ));
         }
-        let mut size: u64 = 0;
-        // SAFETY: the fd is an open block device and the out-pointer points to a live local
-        // of the type the ioctl writes.
-        unsafe { blkgetsize64(self.file.as_raw_fd(), &mut size) }.ok()?;
-        shrank(size)
+        let now = self.storage_bytes()?;
+        (now < cap).then(|| format!("it shrank to {now} bytes from the {cap} it had at open"))
+    }
+
+    fn take_growth(&self) -> Option<u64> {
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let now = self.storage_bytes()?;
+        let before = self
+            .capacity_bytes
+            .fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        (now > before).then_some(now)
     }
 
     fn write_refused(&self) -> Option<String> {

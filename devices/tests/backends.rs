@@ -238,3 +238,40 @@ fn an_immutable_file_is_reported_as_refusing_writes() {
         .expect("an immutable file refuses writes");
     assert!(why.contains("refuses writes"), "{why}");
 }
+
+/// A file that grows while its device is open: the handle keeps the size it had at open
+/// (a write past it is refused as out of range) until `take_growth` takes the new size in;
+/// that never lowers it, and a file that shrank below it is reported by `lost`.
+#[test]
+fn an_open_device_takes_in_growth_of_its_storage_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = files(dir.path(), 1, 1 << 20).remove(0);
+    let path = dir.path().join("f0");
+    assert_eq!(dev.take_growth(), None, "nothing grew yet");
+    let set_len = |len: u64| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len)
+            .unwrap()
+    };
+    let mut block = AlignedBuf::new(4096);
+    block.fill(7);
+    set_len(2 << 20);
+    let past_old_end = dev.write_at(&block, 1 << 20);
+    assert!(
+        matches!(past_old_end, Err(DeviceError::OutOfRange { .. })),
+        "{past_old_end:?}"
+    );
+    assert_eq!(dev.take_growth(), Some(2 << 20));
+    assert_eq!(dev.geometry().capacity_bytes, 2 << 20);
+    assert_eq!(dev.take_growth(), None, "taken in already");
+    dev.write_at(&block, 1 << 20)
+        .expect("a write past the old end once the growth is taken in");
+    set_len(1 << 20);
+    assert_eq!(dev.take_growth(), None, "a shrink is not growth");
+    assert_eq!(dev.geometry().capacity_bytes, 2 << 20);
+    let lost = dev.lost().unwrap_or_default();
+    assert!(lost.contains("shrank"), "{lost:?}");
+}

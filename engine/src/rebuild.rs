@@ -534,7 +534,20 @@ impl Shared {
                 "slot {busy} is being rebuilt onto a replacement; finish that rebuild (ectable rebuild)"
             )));
         }
-        self.check_capacity(device.as_ref())?;
+        // The handle it holds was opened at the size the storage had then: a member that was
+        // failed for being too small and has its size back (a loop device grown again with
+        // `losetup -c`) is written through that handle, so it takes the growth in first.
+        let devices = a.io.devices();
+        let own_handle = match held {
+            Some(h) => {
+                if let Some(now) = devices[h].take_growth() {
+                    tracing::info!(slot, device = %name, capacity_bytes = now, "member's storage grew since it was opened");
+                }
+                &devices[h]
+            }
+            None => &device,
+        };
+        self.check_capacity(own_handle.as_ref())?;
         if let Some(why) = self.lock_state().failure() {
             return Err(Error::PreviousIo(why.to_string()));
         }
