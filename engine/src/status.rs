@@ -148,6 +148,23 @@ impl Status {
             ArrayState::Unavailable
         }
     }
+
+    /// The share of [`Status::fillable_bytes`] the live data fills (at most 1: the live
+    /// count is an upper bound, each record counted with its table name), and the record
+    /// bytes still free for new data once the cleaner has reclaimed the garbage. None when
+    /// the status does not say (from a node of an older build).
+    pub fn fill(&self) -> Option<(f64, u64)> {
+        (self.fillable_bytes > 0).then(|| {
+            (
+                (self.live_bytes as f64 / self.fillable_bytes as f64).min(1.0),
+                self.fillable_bytes.saturating_sub(self.live_bytes),
+            )
+        })
+    }
+
+    /// The share of the fillable bytes at and above which status warns that the array is
+    /// nearly full.
+    pub const NEARLY_FULL: f64 = 0.95;
 }
 
 /// A snapshot of the array's state, space and counters ([`Engine::status`]); what
@@ -208,6 +225,12 @@ pub struct Status {
     pub total_segments: usize,
     /// Free segments foreground writes may not take (kept for the cleaner).
     pub reserved_segments: usize,
+    /// Record bytes the live data may fill at most: the segments less the reserve and the
+    /// checkpoint in force (stripe ends lose a little more). Writes of new data are refused
+    /// as the live data reaches it, and well before, the cleaner moves several bytes for
+    /// each byte overwritten ([`Status::fill`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub fillable_bytes: u64,
     /// LSN of the index checkpoint in force (0: none).
     pub checkpoint_lsn: u64,
     /// Segments the checkpoint in force takes.
@@ -406,7 +429,7 @@ impl Engine {
         // Before the index guard below: it reads the index itself (a second read guard on
         // one thread deadlocks once a writer waits between the two).
         let checkpoint_estimate_bytes = s.checkpoint_estimate_bytes();
-        let seg_cap = a.layout.segment_payload() as u64;
+        let seg_cap = a.layout.log_segment_payload() as u64;
         let log_segments: Vec<u64> = s
             .segments
             .read_locked()
@@ -590,6 +613,7 @@ impl Engine {
             .collect();
         let rebuild = self.rebuild_in_progress();
         let (_, checkpoint_segments, checkpoint_lsn) = a.persisted.locked().checkpoint;
+        let total_segments = a.segment_count() as usize * a.n() / a.w();
         let c = &s.counters;
         Status {
             recovery_policy: self.recovery_policy.as_str().to_string(),
@@ -612,8 +636,12 @@ impl Engine {
             live_bytes,
             garbage_bytes: written.saturating_sub(live_bytes),
             free_segments,
-            total_segments: a.segment_count() as usize * a.n() / a.w(),
+            total_segments,
             reserved_segments,
+            fillable_bytes: (total_segments
+                .saturating_sub(reserved_segments + checkpoint_segments as usize)
+                as u64)
+                * seg_cap,
             checkpoint_lsn,
             checkpoint_segments,
             checkpoint_estimate_bytes,

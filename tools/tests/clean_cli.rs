@@ -170,3 +170,77 @@ fn clean_on_devices_that_are_not_an_array_fails_cleanly() {
         );
     }
 }
+
+/// `status` says how much more live data fits, and says so plainly once the array is nearly
+/// full (a `room:` line, an action, the `SPACE_LOW` check), before writes fail; on an empty
+/// array it warns of nothing.
+#[test]
+fn status_says_how_much_fits_and_warns_when_nearly_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, list) = devices(dir.path());
+    ok(
+        ectable(&[
+            "format",
+            "--devices",
+            &list,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--segment-size",
+            "1M",
+            "--create-size",
+            "16M",
+            "--yes",
+        ]),
+        "format",
+    );
+    let empty = status(&list);
+    let room = empty["capacity"]["room_bytes"].as_u64().unwrap();
+    let fillable = empty["capacity"]["fillable_bytes"].as_u64().unwrap();
+    let usable = empty["capacity"]["usable_bytes"].as_u64().unwrap();
+    assert!(
+        room == fillable && room > usable / 2 && room < usable,
+        "{empty}"
+    );
+    assert_eq!(empty["checks"], serde_json::json!([]), "{empty}");
+    let text = ok(ectable(&["status", "--devices", &list]), "status");
+    assert!(
+        text.contains("   room: ") && !text.contains("action:"),
+        "{text}"
+    );
+    // Load more than fits: the load fails for lack of space (exit 73).
+    let out = ectable(&[
+        "load",
+        "--devices",
+        &list,
+        "--table",
+        "t",
+        "--rows",
+        "200000",
+        "--value-size",
+        "1K",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(73),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = status(&list);
+    let left = full["capacity"]["room_bytes"].as_u64().unwrap();
+    assert!(left < room / 20, "{left} of {room} left: {full}");
+    let checks = full["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["code"] == "SPACE_LOW"),
+        "no SPACE_LOW check on a full array: {full}"
+    );
+    let out = ectable(&["status", "--devices", &list]);
+    // Full is not degraded: the exit code stays 0.
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" action: The live data fills ") && text.contains("ectable restore"),
+        "{text}"
+    );
+}

@@ -200,6 +200,19 @@ impl Layout {
         self.stripes_per_segment() * self.stripe_payload()
     }
 
+    /// The data a log segment holds: its full-height stripes and, where the segment is not a
+    /// whole number of chunks after its header, a shorter stripe in the rest (the log writes
+    /// stripes of any height of whole blocks; checkpoints write full-height stripes only).
+    pub fn log_segment_payload(&self) -> usize {
+        let tail = (self.segment_bytes - SEGMENT_HEADER_SIZE_BYTES) % self.chunk_bytes;
+        let short = if tail > CHUNK_HEADER_SIZE_BYTES {
+            self.stripe_payload_at(tail)
+        } else {
+            0
+        };
+        self.segment_payload() + short
+    }
+
     /// The data space of a segment after its header (where stripes go), in bytes.
     pub fn segment_stripe_space(&self) -> usize {
         self.segment_bytes - SEGMENT_HEADER_SIZE_BYTES
@@ -259,6 +272,8 @@ mod tests {
         assert_eq!(l.stripe_payload(), 4 * (65536 - 512));
         assert_eq!(l.stripes_per_segment(), ((8 << 20) - 4096) / 65536);
         assert_eq!(l.segment_payload(), 127 * 4 * 65024);
+        // The last 60 KiB after the header take a stripe of 15 blocks in a log segment.
+        assert_eq!(l.log_segment_payload(), 127 * 4 * 65024 + 4 * (61440 - 512));
         assert_eq!(l.smallest_device(), (1 << 20) + (16 << 20));
         assert_eq!(l.segments_on((1 << 20) + (24 << 20) + 5), 3);
         assert_eq!(l.segments_for(0), 1);

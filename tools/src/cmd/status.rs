@@ -337,6 +337,15 @@ pub fn print_status(st: &Status) {
         st.total_segments,
         st.reserved_segments
     );
+    if let Some((fill, room)) = st.fill() {
+        println!(
+            "   room: {} more live data fits; the live data fills {:.1}% of the {} it may (the reserve and the checkpoint keep {} segments)",
+            term::bytes(room),
+            fill * 100.0,
+            term::bytes(st.fillable_bytes),
+            st.reserved_segments + st.checkpoint_segments as usize
+        );
+    }
     if let Some(held) = st.backup_horizon.describe() {
         println!("   held: {held}");
     }
@@ -653,6 +662,11 @@ fn actions(st: &Status) -> Vec<String> {
             d.write_refused.as_deref().unwrap_or_default()
         ));
     }
+    if let Some(full) = nearly_full(st) {
+        out.push(format!(
+            "{full}: writes of new data fail soon (no space left), and the cleaner already moves several bytes for each byte overwritten. Delete data (the cleaner reclaims its space), or move the array onto larger devices ('ectable backup', then 'ectable restore')."
+        ));
+    }
     let erroring = slots(&|d| d.state == "ONLINE" && !d.in_service);
     if !erroring.is_empty() {
         out.push(format!(
@@ -662,9 +676,25 @@ fn actions(st: &Status) -> Vec<String> {
     out
 }
 
+/// "The live data fills N% of ...", when it fills at least [`Status::NEARLY_FULL`] of what
+/// the array can hold.
+fn nearly_full(st: &Status) -> Option<String> {
+    let (fill, _) = st.fill()?;
+    (fill >= Status::NEARLY_FULL).then(|| {
+        format!(
+            "The live data fills {:.1}% of what the array can hold ({})",
+            fill * 100.0,
+            term::bytes(st.fillable_bytes)
+        )
+    })
+}
+
 /// `ectable status --json` (schema_version 1).
 pub fn status_json(st: &Status) -> Value {
     let mut checks = Vec::new();
+    if let Some(full) = nearly_full(st) {
+        checks.push(json!({"code": "SPACE_LOW", "severity": "warn", "message": full}));
+    }
     for d in &st.devices {
         if d.state == "FAULTED" || d.state == "REMOVED" {
             checks.push(json!({"code": "DEVICE_FAULTED", "severity": "warn",
@@ -709,6 +739,8 @@ pub fn status_json(st: &Status) -> Value {
             "free_segments": st.free_segments,
             "total_segments": st.total_segments,
             "reserved_segments": st.reserved_segments,
+            "fillable_bytes": st.fillable_bytes,
+            "room_bytes": st.fill().map(|f| f.1),
             "backup_horizon_lsn": st.backup_horizon.horizon_lsn,
             "held_by_backup_horizon_segments": st.backup_horizon.segments,
             "held_by_backup_horizon_bytes": st.backup_horizon.garbage_bytes,

@@ -231,6 +231,16 @@ impl Collector for Snapshot {
             st.usable_capacity_bytes.saturating_sub(st.used_bytes) as f64,
         )?;
         o.gauge(
+            "fillable_bytes",
+            "record bytes the live data may fill at most (the reserve and the checkpoint left out)",
+            st.fillable_bytes as f64,
+        )?;
+        o.gauge(
+            "room_bytes",
+            "record bytes of new data that still fit once the cleaner has reclaimed the garbage",
+            st.fill().map_or(0, |f| f.1) as f64,
+        )?;
+        o.gauge(
             "free_segments",
             "segments that can still be allocated",
             st.free_segments as f64,
