@@ -115,7 +115,7 @@ fn pick_victims(
     urgent: bool,
     below: u64,
 ) -> Vec<Victim> {
-    let cap = (shared.array.layout.segment_payload() as u64).max(1);
+    let cap = (shared.array.layout.log_segment_payload() as u64).max(1);
     let unreadable = shared.cleaner.lock().unreadable.clone();
     // Log segments before the checkpoint's resume segment (so before the one being written).
     let writing = shared.lock_state().writing_segment();
@@ -301,7 +301,7 @@ pub(crate) fn clean_pass(
         return Ok(report);
     };
     let array = &shared.array;
-    let cap = (array.layout.segment_payload() as u64).max(1);
+    let cap = (array.layout.log_segment_payload() as u64).max(1);
     let ckpt = shared.keep_for(crate::space::Room::Cleaner);
     let room = || {
         // The free segments beyond the checkpoint's, and what is left of the segment being
@@ -390,7 +390,7 @@ fn checkpoint_pays(
     eligible_gain: u64,
     urgent: bool,
 ) -> bool {
-    let cap = (shared.array.layout.segment_payload() as u64).max(1);
+    let cap = (shared.array.layout.log_segment_payload() as u64).max(1);
     let all = pick_victims(shared, opts, max_victims, room, urgent, u64::MAX);
     eligible_gain * 2 < gain(cap, &all)
 }

@@ -263,7 +263,7 @@ pub(crate) fn horizon_hold(shared: &Shared, st: &WriterState) -> HorizonHold {
         return HorizonHold::default();
     }
     let writing = st.writing_segment();
-    let cap = shared.array.layout.segment_payload() as u64;
+    let cap = shared.array.layout.log_segment_payload() as u64;
     let held: Vec<u64> = shared
         .segments
         .read_locked()
