@@ -384,7 +384,48 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
     let second = NodeProc::try_start(&devs, dir.path(), &[]);
     match second {
         Ok(_) => panic!("a second node started on devices held by the first"),
-        Err(stderr) => assert!(stderr.contains("in use"), "{stderr}"),
+        Err(stderr) => assert!(
+            stderr.contains("in use") && stderr.contains("storage node at http://"),
+            "{stderr}"
+        ),
+    }
+    // So are `format --force` and `restore --force` over its devices, at once (the restore
+    // before it reads the whole backup), and nothing changes.
+    let backup = dir.path().join("none.ectb");
+    std::fs::write(&backup, b"not read").unwrap();
+    for args in [
+        vec![
+            "format",
+            "--devices",
+            &devs,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--force",
+            "--yes",
+        ],
+        vec![
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--devices",
+            &devs,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--force",
+            "--yes",
+        ],
+    ] {
+        let out = cli(dir.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "{args:?}: {err}");
+        assert!(
+            err.contains("storage node at http://") && !err.contains("waited"),
+            "{args:?}: {err}"
+        );
     }
     // A writing command that does not go through a node is refused at once, naming the node
     // and what to use instead (not after waiting for the devices' lock).

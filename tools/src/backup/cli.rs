@@ -567,6 +567,13 @@ fn note_of(chain: &Chain, until: u64) -> String {
 /// `ectable restore`.
 pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     let paths = split_devices(&a.devices)?;
+    // Before the chain is read and checked: that can take minutes.
+    crate::node::client::refuse_if_served(
+        &crate::cmd::common::DevicesArg {
+            devices: a.devices.clone(),
+        },
+        "stop the node before restoring onto its devices",
+    )?;
     if a.k == 0 || a.m == 0 {
         crate::fail!(
             crate::exit::USAGE,

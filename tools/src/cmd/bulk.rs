@@ -38,7 +38,7 @@ pub struct FileArgs {
 pub fn load_cmd(kind: BackendKind, a: &LoadArgs) -> Result<i32> {
     let table = &a.rows.table.table;
     typed::refuse_system_write(table)?;
-    crate::node::client::refuse_if_served(&a.dev)?;
+    crate::node::client::refuse_if_served(&a.dev, crate::node::client::USE_THE_API)?;
     let engine = Arc::new(open_array(kind, &a.dev, false)?);
     refuse_typed(&engine, table, "load writes key/value rows; use import")?;
     load(&engine, &a.rows, "load")?;
@@ -169,7 +169,7 @@ pub fn verify(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
 pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
     let (table, file) = (&a.table.table, &a.file);
     typed::refuse_system_write(table)?;
-    crate::node::client::refuse_if_served(&a.dev)?;
+    crate::node::client::refuse_if_served(&a.dev, crate::node::client::USE_THE_API)?;
     let engine = Arc::new(open_array(kind, &a.dev, false)?);
     let tables = typed::open_tables(&engine)?;
     if let Some(schema) = typed::typed(&tables, table) {

@@ -127,7 +127,7 @@ fn report_clean(
 
 /// `ectable backup-clear-horizon`.
 pub fn clear_backup_horizon(kind: BackendKind, dev: &DevicesArg) -> Result<i32> {
-    crate::node::client::refuse_if_served(dev)?;
+    crate::node::client::refuse_if_served(dev, crate::node::client::USE_THE_API)?;
     let engine = open_array(kind, dev, false)?;
     let held = engine.backup_horizon_hold();
     match engine.backup_horizon() {

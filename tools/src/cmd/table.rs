@@ -98,7 +98,7 @@ pub fn run(kind: BackendKind, cmd: TableCommand) -> Result<i32> {
             if table.table.starts_with('$') {
                 return Err(EngineError::ReservedTableName(table.table).into());
             }
-            crate::node::client::refuse_if_served(&dev)?;
+            crate::node::client::refuse_if_served(&dev, crate::node::client::USE_THE_API)?;
             let engine = Arc::new(open_array(kind, &dev, false)?);
             let tables = open_tables(&engine)?;
             tables.create_table(&table.table, &schema)?;
@@ -145,7 +145,7 @@ pub fn run(kind: BackendKind, cmd: TableCommand) -> Result<i32> {
             Ok(0)
         }
         TableCommand::Drop { dev, table, yes } => {
-            crate::node::client::refuse_if_served(&dev)?;
+            crate::node::client::refuse_if_served(&dev, crate::node::client::USE_THE_API)?;
             let engine = Arc::new(open_array(kind, &dev, false)?);
             let tables = open_tables(&engine)?;
             let info = tables.describe_table(&table.table)?;

@@ -99,17 +99,21 @@ pub fn find(dev: &DevicesArg) -> Option<NodeClient> {
     (health["array_uuid"].as_str() == Some(uuid.as_str())).then_some(client)
 }
 
-/// For a writing command that cannot go through a node (load, import, table create and
-/// drop, backup-clear-horizon): refused at once when a node serves the array, naming it and
-/// what to use instead, rather than after waiting for the lock the node holds.
-pub fn refuse_if_served(dev: &DevicesArg) -> Result<()> {
+/// What to do instead of a writing command that cannot go through a node (load, import,
+/// table create and drop, backup-clear-horizon).
+pub const USE_THE_API: &str = "this command does not go through a node: use the node's HTTP \
+     API instead (/v1/kv/batch for rows, /v1/tables for typed tables; docs/node.md) or stop \
+     the node first";
+
+/// For a command that needs the devices a node holds and cannot go through it (the writing
+/// commands of [`USE_THE_API`], a second `serve`, `format --force`, `restore --force`):
+/// refused at once when a node serves the array, naming it and `instead`, rather than after
+/// waiting for the lock the node holds.
+pub fn refuse_if_served(dev: &DevicesArg, instead: &str) -> Result<()> {
     if let Some(node) = find(dev) {
         crate::fail!(
             crate::exit::TEMPFAIL,
-            "in use: the storage node at {} serves this array and holds its devices; this \
-             command does not go through a node: use the node's HTTP API instead \
-             (/v1/kv/batch for rows, /v1/tables for typed tables; docs/node.md) or stop the \
-             node first",
+            "in use: the storage node at {} serves this array and holds its devices; {instead}",
             node.url()
         );
     }

@@ -572,6 +572,10 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
             a.listen
         )
     })?;
+    crate::node::client::refuse_if_served(
+        &a.dev,
+        "one node serves an array at a time: use that one, or stop it first",
+    )?;
     let mut devices: Vec<PathBuf> = split_devices(&a.dev.devices)?;
     let session = Arc::new(Session::open(&mut devices, kind, a.recovery)?);
     let node = Arc::new(Node {
