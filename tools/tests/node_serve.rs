@@ -1458,3 +1458,61 @@ fn node_with_automatic_recovery_puts_the_hot_spare_in_a_failed_members_slot() {
     );
     every_row_then_stop(node, &acked);
 }
+
+/// A node that holds the array but does not answer (stopped here with SIGSTOP; in the field,
+/// waiting on a device that does not answer) does not hang the CLI: `status` says so and
+/// shows the array as its devices show it (exit 1, `NODE_NOT_ANSWERING`), a writing command
+/// fails naming the node (exit 75), each within the answer timeout; once the node runs
+/// again, status goes through it as before.
+#[test]
+fn a_node_that_does_not_answer_does_not_hang_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = join(&format6(dir.path(), "d"));
+    let node = NodeProc::start(&devs, dir.path());
+    assert_healthy(dir.path(), &devs, "before the stop");
+    let pid = node.child.id() as i32;
+    // SAFETY: kill(2) with a pid this test spawned and has not reaped; no memory involved.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let t = Instant::now();
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("node: NOT ANSWERING") && text.contains(&format!("pid {pid}")),
+        "{text}"
+    );
+    assert!(text.contains("all 6 devices online"), "{text}");
+    let out = cli(dir.path(), &["status", "--devices", &devs, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(v["checks"][0]["code"], "NODE_NOT_ANSWERING", "{v}");
+    let out = cli(
+        dir.path(),
+        &[
+            "put",
+            "--devices",
+            &devs,
+            "--table",
+            "t",
+            "--key",
+            "k",
+            "--value",
+            "v",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "three commands took {:?}",
+        t.elapsed()
+    );
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    assert_healthy(dir.path(), &devs, "after the node runs again");
+    let (code, err) = node.terminate();
+    assert_eq!(code, Some(0), "{err}");
+}

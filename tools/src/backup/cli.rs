@@ -213,7 +213,7 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     let dev = crate::cmd::common::DevicesArg {
         devices: a.devices.clone(),
     };
-    if let Some(node) = crate::node::client::find(&dev) {
+    if let Some(node) = crate::node::client::find(&dev)? {
         return backup_via_node(&node, a, &policy);
     }
     let engine = open_for_backup(kind, &a.devices)?;

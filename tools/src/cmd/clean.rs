@@ -23,7 +23,7 @@ pub struct CleanArgs {
 
 /// `ectable clean`.
 pub fn clean(kind: BackendKind, a: &CleanArgs) -> Result<i32> {
-    if let Some(node) = crate::node::client::find(&a.dev) {
+    if let Some(node) = crate::node::client::find(&a.dev)? {
         let raw_status = |n: &crate::node::client::NodeClient| -> Result<Status> {
             Ok(serde_json::from_value(n.get("/v1/status/raw")?)?)
         };

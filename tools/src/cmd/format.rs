@@ -184,7 +184,7 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
             }
         }
     }
-    if let Some(node) = crate::node::client::find(&a.dev) {
+    if let Some(node) = crate::node::client::find(&a.dev)? {
         let abs = std::path::absolute(spare).unwrap_or_else(|_| spare.clone());
         node.post(
             "/v1/admin/add-spare",

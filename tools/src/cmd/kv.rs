@@ -83,7 +83,7 @@ pub struct ScanArgs {
 pub fn put(kind: BackendKind, a: &PutArgs) -> Result<i32> {
     let table = &a.table.table;
     typed::refuse_system_write(table)?;
-    if let Some(node) = crate::node::client::find(&a.dev) {
+    if let Some(node) = crate::node::client::find(&a.dev)? {
         let lsn = put_via_node(&node, a)?;
         eprintln!("ok (lsn {lsn})");
         return Ok(0);
@@ -182,7 +182,7 @@ pub(crate) fn not_found(engine: &ectable_engine::Engine, table: &str, key: &str)
 pub fn delete(kind: BackendKind, a: &DeleteArgs) -> Result<i32> {
     let (table, key) = (&a.table.table, &a.key);
     typed::refuse_system_write(table)?;
-    if let Some(node) = crate::node::client::find(&a.dev) {
+    if let Some(node) = crate::node::client::find(&a.dev)? {
         if node_typed(&node, table)? {
             let pk = typed::parse_json(key, "--key")?;
             let r = node.post(

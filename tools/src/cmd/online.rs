@@ -58,9 +58,11 @@ pub fn online(kind: BackendKind, a: &OnlineArgs) -> Result<i32> {
     let by_device = DevicesArg {
         devices: device_abs.display().to_string(),
     };
-    if let Some(node) =
-        crate::node::client::find(&a.dev).or_else(|| crate::node::client::find(&by_device))
-    {
+    let node = match crate::node::client::find(&a.dev)? {
+        Some(n) => Some(n),
+        None => crate::node::client::find(&by_device)?,
+    };
+    if let Some(node) = node {
         return online_via_node(&node, &device_abs, a.rate);
     }
     // The member's old name may be gone (a device that came back as another node): paths

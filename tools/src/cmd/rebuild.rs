@@ -70,7 +70,7 @@ pub struct ScrubArgs {
 
 /// `ectable rebuild`: finishes an interrupted rebuild and resyncs the stale members present.
 pub fn rebuild(kind: BackendKind, a: &RebuildArgs) -> Result<i32> {
-    if let Some(node) = crate::node::client::find(&a.dev) {
+    if let Some(node) = crate::node::client::find(&a.dev)? {
         return rebuild_via_node(&node, a);
     }
     let engine = open_array(kind, &a.dev, false)?;
@@ -146,7 +146,7 @@ fn rebuild_via_node(node: &crate::node::client::NodeClient, a: &RebuildArgs) -> 
 /// `ectable scrub`: exit 0 clean, 1 bad chunks (without --repair) or parity mismatches, 2
 /// unrecoverable stripes.
 pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
-    if let Some(node) = crate::node::client::find(&a.dev) {
+    if let Some(node) = crate::node::client::find(&a.dev)? {
         return scrub_via_node(&node, a);
     }
     let repair = a.repair;
@@ -360,7 +360,7 @@ pub fn report_rebuild(what: &str, p: &ectable_engine::Progress, elapsed: Duratio
 /// `ectable replace`: shows the plan, asks on a terminal unless `--yes`, makes the new device
 /// the member of the old one's slot and rebuilds the slot onto it.
 pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
-    if let Some(node) = crate::node::client::find(&a.dev) {
+    if let Some(node) = crate::node::client::find(&a.dev)? {
         return replace_via_node(&node, a);
     }
     let (old, new) = (a.old.as_str(), a.new.as_path());

@@ -9,7 +9,7 @@ use serde_json::json;
 
 /// `ectable reopen`.
 pub fn reopen(dev: &DevicesArg) -> Result<i32> {
-    let Some(node) = crate::node::client::find(dev) else {
+    let Some(node) = crate::node::client::find(dev)? else {
         // Bad input still gets an error: devices that are not there, or not an array.
         let paths = crate::cmd::common::devices(dev)?;
         if !paths.iter().any(|p| p.exists()) {

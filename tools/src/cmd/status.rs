@@ -26,7 +26,11 @@ pub struct StatusArgs {
 pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     // A running node holds the array: its live view (this session's counters, the work in
     // progress), printed the same way.
-    if let Some(node) = crate::node::client::find(&a.dev) {
+    let served = crate::node::client::served(&a.dev);
+    // A node that holds the array but does not answer: the array as its devices show it (a
+    // read-only open works beside the node), with the node's trouble said first.
+    let stuck = served.not_answering();
+    if let crate::node::client::Served::Yes(node) = served {
         let st: Status = serde_json::from_value(node.get("/v1/status/raw")?)
             .map_err(|e| crate::coded!(crate::exit::STATUS_UNREADABLE, "the node's status: {e}"))?;
         if a.json {
@@ -67,11 +71,25 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         ));
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&status_json(&st))?);
+        let mut v = status_json(&st);
+        if let Some(why) = &stuck {
+            v["node_not_answering"] = json!(why);
+            if let Some(checks) = v["checks"].as_array_mut() {
+                checks.insert(
+                    0,
+                    json!({"code": "NODE_NOT_ANSWERING", "severity": "warn", "message": why}),
+                );
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        if let Some(why) = &stuck {
+            println!("   node: NOT ANSWERING: {why}; below, the array as its devices show it");
+        }
         print_status(&st);
     }
-    Ok(exit_code(&st))
+    let code = exit_code(&st);
+    Ok(if stuck.is_some() { code.max(1) } else { code })
 }
 
 /// Too few members present, or the log unreadable (more than m members missing what it

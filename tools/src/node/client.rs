@@ -66,8 +66,62 @@ pub struct NodeClient {
     agent: ureq::Agent,
 }
 
-/// The node serving the array whose devices `dev` names, if one runs here.
-pub fn find(dev: &DevicesArg) -> Option<NodeClient> {
+/// How long the CLI waits for a node to answer whether it serves the array, before it
+/// takes the node for stuck (stopped, or waiting on a device that does not answer).
+pub const NODE_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a node serves the array of some devices.
+pub enum Served {
+    /// No node runs for it here (no node file, or its process is gone or serves another
+    /// array).
+    No,
+    /// A node serves it and answers.
+    Yes(NodeClient),
+    /// A node process that serves it lives, but did not answer within
+    /// [`NODE_ANSWER_TIMEOUT`].
+    NotAnswering {
+        /// The URL it serves.
+        url: String,
+        /// Its process id.
+        pid: i32,
+    },
+}
+
+impl Served {
+    /// The one-line description of a node that does not answer (None otherwise).
+    pub fn not_answering(&self) -> Option<String> {
+        match self {
+            Served::NotAnswering { url, pid, .. } => Some(format!(
+                "the storage node at {url} (pid {pid}) holds this array but did not answer within {} s: it may be stopped or waiting on a device that does not answer ('ps -o stat= -p {pid}': T stopped, D waiting on a device); restart it if it does not recover",
+                NODE_ANSWER_TIMEOUT.as_secs()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The node serving the array whose devices `dev` names, if one runs here; an error (exit
+/// 75) when its process lives but does not answer, rather than waiting for it without end.
+pub fn find(dev: &DevicesArg) -> Result<Option<NodeClient>> {
+    let s = served(dev);
+    if let Some(why) = s.not_answering() {
+        crate::fail!(crate::exit::TEMPFAIL, "{why}");
+    }
+    Ok(match s {
+        Served::Yes(c) => Some(c),
+        _ => None,
+    })
+}
+
+/// Whether a node serves the array whose devices `dev` names ([`Served`]).
+pub fn served(dev: &DevicesArg) -> Served {
+    match served_inner(dev) {
+        Some(s) => s,
+        None => Served::No,
+    }
+}
+
+fn served_inner(dev: &DevicesArg) -> Option<Served> {
     let paths = crate::split_devices(&dev.devices).ok()?;
     let uuid = paths.iter().find_map(|p| {
         let d = ectable_devices::FileDevice::open(
@@ -95,8 +149,25 @@ pub fn find(dev: &DevicesArg) -> Option<NodeClient> {
             .build()
             .into(),
     };
-    let health = client.get("/v1/status/raw").ok()?;
-    (health["array_uuid"].as_str() == Some(uuid.as_str())).then_some(client)
+    // The question has a deadline; the work asked for afterwards (a rebuild) has none.
+    let probe: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(2)))
+        .timeout_global(Some(NODE_ANSWER_TIMEOUT))
+        .build()
+        .into();
+    let health = match answer(probe.get(format!("{}/v1/status/raw", client.base)).call()) {
+        Ok(h) => h,
+        Err(e) if format!("{e:#}").contains("imeout") => {
+            tracing::debug!("the node at {}: {e:#}", client.base);
+            return Some(Served::NotAnswering {
+                url: client.base,
+                pid,
+            });
+        }
+        Err(_) => return None,
+    };
+    (health["array_uuid"].as_str() == Some(uuid.as_str())).then_some(Served::Yes(client))
 }
 
 /// What to do instead of a writing command that cannot go through a node (load, import,
@@ -110,7 +181,7 @@ pub const USE_THE_API: &str = "this command does not go through a node: use the 
 /// refused at once when a node serves the array, naming it and `instead`, rather than after
 /// waiting for the lock the node holds.
 pub fn refuse_if_served(dev: &DevicesArg, instead: &str) -> Result<()> {
-    if let Some(node) = find(dev) {
+    if let Some(node) = find(dev)? {
         crate::fail!(
             crate::exit::TEMPFAIL,
             "in use: the storage node at {} serves this array and holds its devices; {instead}",
