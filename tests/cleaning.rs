@@ -558,3 +558,49 @@ fn reserve_follows_the_checkpoints_real_size() {
         assert_eq!(e.get("t", &rkey(i)).unwrap(), Some(value_for(i, 73, 16)));
     }
 }
+
+/// A full array whose garbage is spread thin (a few rows deleted in every segment) is left
+/// alone while nobody writes: the cleaner does not rewrite the whole log at open to gather
+/// a few percent (it did: on six 256 MiB loop devices, 908 MB moved at a node's start with no
+/// write). Only a writer waiting for space makes it clean segments that full.
+#[test]
+fn an_idle_full_array_is_not_rewritten_to_gather_thin_garbage() {
+    let (_mems, faulty) = mem_devices(6, DEV_BYTES, 73);
+    let io = io_of(&faulty);
+    format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = open(io.clone(), CleanerOptions::default());
+    let mut n = 0u64;
+    while e
+        .put("t", &n.to_le_bytes(), &value_for(n, n, VALUE_BYTES))
+        .is_ok()
+    {
+        n += 1;
+        assert!(n < 100_000, "never ran out of space");
+    }
+    // One row in 50 deleted: every segment keeps about 98 % of its records, more than the
+    // background cleaner's 95 % limit.
+    let mut deleted = 0;
+    for k in (0..n).step_by(50) {
+        if e.delete("t", &k.to_le_bytes()).is_ok() {
+            deleted += 1;
+        }
+    }
+    assert!(deleted > 10, "{deleted} deletes of {n} rows");
+    e.close().unwrap();
+    drop(e);
+    let e = open(io.clone(), CleanerOptions::default());
+    let before = e.status();
+    assert!(
+        before.garbage_bytes > 0 && before.free_segments <= before.reserved_segments,
+        "full, with thin garbage: {before:?}"
+    );
+    // Several of the cleaner's cycles (every 100 ms) with nothing written.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let after = e.status();
+    assert_eq!(
+        after.cleaner.bytes_relocated, 0,
+        "an idle array was rewritten: {:?}",
+        after.cleaner
+    );
+    e.close().unwrap();
+}

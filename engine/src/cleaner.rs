@@ -57,6 +57,10 @@ pub struct CleanerOptions {
     pub target_free_fraction: f64,
     /// Segments with more live data than this fraction are not worth cleaning.
     pub max_live_fraction: f64,
+    /// The same for a writer waiting for space on a full array (or an explicit clean): a
+    /// segment fuller than this gives back too little for what moving it writes (at 0.98,
+    /// a pass writes at most 49 bytes per byte it gains); the writer gets "no space" instead.
+    pub urgent_max_live_fraction: f64,
     /// Bytes of live records moved per second at most (0: no limit).
     pub rate_limit_bytes_per_sec: u64,
     /// Write an index checkpoint after this many bytes of log, or an eighth of the usable
@@ -73,6 +77,7 @@ impl Default for CleanerOptions {
             start_free_fraction: 0.005,
             target_free_fraction: 0.01,
             max_live_fraction: 0.95,
+            urgent_max_live_fraction: 0.98,
             rate_limit_bytes_per_sec: 0,
             checkpoint_every_bytes: 256 << 20,
             interval: Duration::from_millis(100),
@@ -141,7 +146,12 @@ fn pick_victims(
             .filter_map(|seg| {
                 let live = index.live_bytes.get(&seg.id).copied().unwrap_or(0);
                 let u = live as f64 / cap as f64;
-                if u > opts.max_live_fraction && !(urgent && live < cap) {
+                let limit = if urgent {
+                    opts.urgent_max_live_fraction
+                } else {
+                    opts.max_live_fraction
+                };
+                if u > limit {
                     return None;
                 }
                 let age = newest.saturating_sub(seg.id) as f64;
@@ -293,6 +303,7 @@ pub(crate) fn clean_pass(
     shared: &Shared,
     opts: &CleanerOptions,
     max_victims: usize,
+    asked: bool,
 ) -> Result<CleanReport> {
     let mut report = CleanReport::default();
     let Ok(_maintenance) = shared.maintenance.try_lock() else {
@@ -322,9 +333,12 @@ pub(crate) fn clean_pass(
         let waste = avg_record.max(4096).min(stripe / 2);
         (left.saturating_sub(ckpt) as u64 * cap + tail) / stripe * (stripe - waste)
     };
-    // Out of space for writers: any segment with something dead in it is worth cleaning, and
-    // the pass writes alone (appends would fill the segments it takes from the reserve).
-    let urgent = free_beyond_reserve(shared).0 < 1.0;
+    // Out of space for a writer that waits for it, or for an explicit `clean`: any segment
+    // with something dead in it is worth cleaning, and the pass writes alone (appends would
+    // fill the segments it takes from the reserve). Not for the background cleaner on its
+    // own: a full array whose garbage is spread thin would be rewritten again and again to
+    // gather it, with nobody waiting for the room.
+    let urgent = asked && free_beyond_reserve(shared).0 < 1.0;
     let _exclusive = urgent.then(|| shared.exclusive_appends());
     let resume = || shared.cleaner.resume_segment();
     let mut victims = pick_victims(shared, opts, max_victims, room(), urgent, resume());
@@ -483,7 +497,7 @@ pub(crate) fn run(shared: Arc<Shared>, opts: CleanerOptions) {
         if requested || low {
             // Clean until the target is met or a pass achieves nothing.
             for _ in 0..64 {
-                match clean_pass(&shared, &opts, 8) {
+                match clean_pass(&shared, &opts, 8, requested) {
                     Ok(r) => {
                         freed += r.segments_freed;
                         if r.paused

@@ -587,7 +587,7 @@ impl Engine {
         }
         let mut total = crate::cleaner::CleanReport::default();
         for pass in 1..=max_passes.max(1) {
-            let r = crate::cleaner::clean_pass(&self.shared, &self.cleaner_opts, 8)?;
+            let r = crate::cleaner::clean_pass(&self.shared, &self.cleaner_opts, 8, true)?;
             total.segments_cleaned += r.segments_cleaned;
             total.segments_freed += r.segments_freed;
             total.records_relocated += r.records_relocated;
