@@ -70,7 +70,55 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/admin/backup", post(admin_backup))
         .fallback(not_found_route)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            refuse_large_bodies,
+        ))
         .with_state(node)
+}
+
+/// The most of a body too large to take that the node reads (and drops) before it answers
+/// 413, and how long it reads it at most; a larger one is answered at once and its
+/// connection closed.
+const DRAIN_BYTES_MAX: u64 = 64 << 20;
+const DRAIN_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request whose declared length (Content-Length) is over `limit` is answered 413
+/// `body_too_large` without running its route. Its body is read and dropped first (up to
+/// [`DRAIN_BYTES_MAX`]): a client that sends the whole body before it reads the answer, as
+/// most do, then reads the 413 instead of a connection reset under its write. A body sent
+/// without a length (chunked) meets the route's own limit instead.
+async fn refuse_large_bodies(
+    State(limit): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(len) = declared.filter(|&l| l > limit as u64) else {
+        return next.run(req).await;
+    };
+    if len <= DRAIN_BYTES_MAX {
+        use futures_util::StreamExt;
+        let mut body = req.into_body().into_data_stream();
+        let _ = tokio::time::timeout(DRAIN_TIME_MAX, async {
+            while let Some(Ok(_)) = body.next().await {}
+        })
+        .await;
+    }
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "body_too_large",
+        message: format!(
+            "the request body is {len} bytes, more than the {limit} this node takes (twice a \
+             stripe's payload and 64 KiB)"
+        ),
+        exit_code: crate::exit::DATA,
+    }
+    .into_response()
 }
 
 // ---------------------------------------------------------------------------------------
