@@ -149,15 +149,17 @@ impl Status {
         }
     }
 
-    /// The share of [`Status::fillable_bytes`] the live data fills (at most 1: the live
-    /// count is an upper bound, each record counted with its table name), and the record
-    /// bytes still free for new data once the cleaner has reclaimed the garbage. None when
-    /// the status does not say (from a node of an older build).
+    /// The share of [`Status::fillable_bytes`] taken (at most 1: the live count is an
+    /// upper bound, each record counted with its table name), and the record bytes still
+    /// free for new data once the cleaner has reclaimed the garbage. Taken are the live
+    /// data and the garbage the backup horizon keeps from the cleaner until the next backup.
+    /// None when the status does not say (from a node of an older build).
     pub fn fill(&self) -> Option<(f64, u64)> {
+        let taken = self.live_bytes + self.backup_horizon.garbage_bytes;
         (self.fillable_bytes > 0).then(|| {
             (
-                (self.live_bytes as f64 / self.fillable_bytes as f64).min(1.0),
-                self.fillable_bytes.saturating_sub(self.live_bytes),
+                (taken as f64 / self.fillable_bytes as f64).min(1.0),
+                self.fillable_bytes.saturating_sub(taken),
             )
         })
     }

@@ -218,6 +218,16 @@ fn clean_after_a_backup() {
             >= 3,
         "{stj}"
     );
+    // What the horizon holds is no room for new data until it is released: the room left
+    // counts it as taken, and the room line says so.
+    let cap = &stj["capacity"];
+    let held_bytes = cap["held_by_backup_horizon_bytes"].as_u64().unwrap();
+    assert_eq!(
+        cap["room_bytes"].as_u64().unwrap(),
+        cap["fillable_bytes"].as_u64().unwrap() - cap["live_bytes"].as_u64().unwrap() - held_bytes,
+        "{stj}"
+    );
+    assert!(st.contains("the backup horizon holds fill"), "{st}");
 
     // Releasing it: the garbage goes, and the next backup starts a new chain.
     let out = ok(&["backup-clear-horizon", "--devices", &da]);

@@ -356,9 +356,15 @@ pub fn print_status(st: &Status) {
         st.reserved_segments
     );
     if let Some((fill, room)) = st.fill() {
+        let held = st.backup_horizon.garbage_bytes;
         println!(
-            "   room: {} more live data fits; the live data fills {:.1}% of the {} it may (the reserve and the checkpoint keep {} segments)",
+            "   room: {} more live data fits; the live data{} {:.1}% of the {} it may (the reserve and the checkpoint keep {} segments)",
             term::bytes(room),
+            if held > 0 {
+                format!(" and the {} the backup horizon holds fill", term::bytes(held))
+            } else {
+                " fills".to_string()
+            },
             fill * 100.0,
             term::bytes(st.fillable_bytes),
             st.reserved_segments + st.checkpoint_segments as usize
@@ -681,8 +687,13 @@ fn actions(st: &Status) -> Vec<String> {
         ));
     }
     if let Some(full) = nearly_full(st) {
+        let first = if st.backup_horizon.garbage_bytes > 0 {
+            "Take the next backup of the chain ('ectable backup --auto DIR': it raises the horizon, and the cleaner reclaims what it held; 'ectable backup-clear-horizon' releases it without one, and the next backup is then a full one), delete data"
+        } else {
+            "Delete data"
+        };
         out.push(format!(
-            "{full}: writes of new data fail soon (no space left), and the cleaner already moves several bytes for each byte overwritten. Delete data (the cleaner reclaims its space), or move the array onto larger devices ('ectable backup', then 'ectable restore')."
+            "{full}: writes of new data fail soon (no space left), and the cleaner already moves several bytes for each byte overwritten. {first} (the cleaner reclaims its space), or move the array onto larger devices ('ectable backup', then 'ectable restore')."
         ));
     }
     let erroring = slots(&|d| d.state == "ONLINE" && !d.in_service);
@@ -698,9 +709,18 @@ fn actions(st: &Status) -> Vec<String> {
 /// the array can hold.
 fn nearly_full(st: &Status) -> Option<String> {
     let (fill, _) = st.fill()?;
+    let held = st.backup_horizon.garbage_bytes;
     (fill >= Status::NEARLY_FULL).then(|| {
         format!(
-            "The live data fills {:.1}% of what the array can hold ({})",
+            "The live data{} {:.1}% of what the array can hold ({})",
+            if held > 0 {
+                format!(
+                    " and the {} the backup horizon holds until the next backup fill",
+                    term::bytes(held)
+                )
+            } else {
+                " fills".to_string()
+            },
             fill * 100.0,
             term::bytes(st.fillable_bytes)
         )
