@@ -140,6 +140,30 @@ impl Pace<'_, '_> {
 /// Takes a full backup of every table into `target` (which must not exist). Registers the
 /// backup's LSN as the array's backup horizon.
 pub fn take_full(engine: &Engine, target: &Path, opts: &mut TakeOptions<'_>) -> Result<Manifest> {
+    // About the live data, refused before it is read when the target's file system lacks
+    // that room, rather than after writing as much as fits (a nightly job on a disk that
+    // filled up would otherwise spend its night on it).
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let needed = engine.status().live_bytes;
+    if let Some(free) = ectable_devices::free_bytes_under(dir).filter(|&f| f < needed) {
+        return Err(Error::Io {
+            path: target.to_path_buf(),
+            offset_bytes: 0,
+            source: std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "a full backup needs about {:.1} MiB (the live data) and the file system \
+                     of {} has {:.1} MiB free: give it room or back up elsewhere",
+                    needed as f64 / 1048576.0,
+                    dir.display(),
+                    free as f64 / 1048576.0
+                ),
+            ),
+        });
+    }
     let (guard, file) = AtomicFile::create(target)?;
     let tmp = guard.tmp.clone();
     let (out, manifest) =

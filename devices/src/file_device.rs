@@ -608,3 +608,12 @@ pub fn preallocate_file(path: &Path) -> Result<Option<u64>, DeviceError> {
     let after = file.metadata().map_err(io_err)?.blocks() * 512;
     Ok(Some(after.saturating_sub(before)))
 }
+
+/// Bytes the file system holding `path` (a directory, or a file's directory) still gives an
+/// unprivileged writer (f_bavail × f_frsize); None when it cannot be read.
+pub fn free_bytes_under(path: &Path) -> Option<u64> {
+    let vfs = nix::sys::statvfs::statvfs(path).ok()?;
+    // fsblkcnt_t and c_ulong are 32 bits wide on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    Some((vfs.blocks_available() as u64).saturating_mul(vfs.fragment_size() as u64))
+}

@@ -33,7 +33,7 @@ pub use backend::{IoBackend, IoBatch, IoCompletion, IoKind, IoOp};
 pub use block_device::{BackingSpace, BlockDevice};
 pub use error::{DeviceError, ErrorClass};
 pub use faulty_device::{CrashMode, FaultCounters, FaultyDevice, WriteFault};
-pub use file_device::{preallocate_file, FileDevice, OpenOptions};
+pub use file_device::{free_bytes_under, preallocate_file, FileDevice, OpenOptions};
 pub use geometry::Geometry;
 pub use mem_device::MemDevice;
 pub use open::{open_backend, BackendKind};

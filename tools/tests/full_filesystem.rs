@@ -11,7 +11,7 @@
 
 mod cli_common;
 
-use cli_common::{array_on_small_tmpfs, ectable, tmpfs_available};
+use cli_common::{array_on_small_tmpfs, ectable, tmpfs_available, Tmpfs};
 use std::process::Output;
 
 fn text(out: &Output) -> String {
@@ -376,5 +376,64 @@ fn spares_replacements_and_restores_preallocate_too() {
     ok(
         with_devs("verify", &restored, &rows),
         "verify of the restore",
+    );
+}
+
+/// A full backup into a directory whose file system lacks the room for the live data is
+/// refused before anything is read or written (exit 73, both sizes named, no file left),
+/// rather than after writing as much as fits; with room it goes through.
+#[test]
+fn a_full_backup_is_refused_up_front_where_it_cannot_fit() {
+    if !tmpfs_available("a_full_backup_is_refused_up_front_where_it_cannot_fit") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let devs = (0..6)
+        .map(|i| dir.path().join(format!("d{i}")).display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    ok(format_preallocated(&devs, "32M"), "format");
+    ok(
+        ectable(&[
+            "load",
+            "--devices",
+            &devs,
+            "--table",
+            "t",
+            "--rows",
+            "20000",
+            "--value-size",
+            "1K",
+        ]),
+        "load",
+    );
+    let small = Tmpfs::mount(&dir.path().join("small"), "4M");
+    let to = small.0.join("b.ectb").display().to_string();
+    for args in [
+        vec!["--auto", small.0.to_str().unwrap()],
+        vec!["--to", to.as_str()],
+    ] {
+        let mut all = vec!["backup", "--devices", &devs];
+        all.extend(args.iter().copied());
+        let out = ectable(&all);
+        assert_eq!(out.status.code(), Some(73), "{}", text(&out));
+        assert!(
+            text(&out).contains("needs about") && text(&out).contains("MiB free"),
+            "{}",
+            text(&out)
+        );
+        let left: Vec<_> = std::fs::read_dir(&small.0).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+    small.resize("64M");
+    ok(
+        ectable(&[
+            "backup",
+            "--devices",
+            &devs,
+            "--auto",
+            small.0.to_str().unwrap(),
+        ]),
+        "backup with room",
     );
 }
