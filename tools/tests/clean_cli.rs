@@ -32,20 +32,13 @@ fn devices(dir: &Path) -> (Vec<PathBuf>, String) {
     (p, list)
 }
 
-fn status(list: &str) -> Value {
-    let out = ectable(&["status", "--devices", list, "--json"]);
-    serde_json::from_slice(&out.stdout).expect("status --json")
-}
-
-#[test]
-fn clean_frees_what_overwrites_left_and_status_shows_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, list) = devices(dir.path());
+/// RS(4,2) over six 16 MiB files, 1 MiB segments.
+fn format_small(list: &str) {
     ok(
         ectable(&[
             "format",
             "--devices",
-            &list,
+            list,
             "--k",
             "4",
             "--m",
@@ -58,6 +51,18 @@ fn clean_frees_what_overwrites_left_and_status_shows_it() {
         ]),
         "format",
     );
+}
+
+fn status(list: &str) -> Value {
+    let out = ectable(&["status", "--devices", list, "--json"]);
+    serde_json::from_slice(&out.stdout).expect("status --json")
+}
+
+#[test]
+fn clean_frees_what_overwrites_left_and_status_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, list) = devices(dir.path());
+    format_small(&list);
     ok(
         ectable(&[
             "load",
@@ -178,23 +183,7 @@ fn clean_on_devices_that_are_not_an_array_fails_cleanly() {
 fn status_says_how_much_fits_and_warns_when_nearly_full() {
     let dir = tempfile::tempdir().unwrap();
     let (_, list) = devices(dir.path());
-    ok(
-        ectable(&[
-            "format",
-            "--devices",
-            &list,
-            "--k",
-            "4",
-            "--m",
-            "2",
-            "--segment-size",
-            "1M",
-            "--create-size",
-            "16M",
-            "--yes",
-        ]),
-        "format",
-    );
+    format_small(&list);
     let empty = status(&list);
     let room = empty["capacity"]["room_bytes"].as_u64().unwrap();
     let fillable = empty["capacity"]["fillable_bytes"].as_u64().unwrap();
