@@ -602,5 +602,11 @@ fn an_idle_full_array_is_not_rewritten_to_gather_thin_garbage() {
         "an idle array was rewritten: {:?}",
         after.cleaner
     );
+    // Looking and finding nothing worth cleaning is not a pass in status's count.
+    assert_eq!(
+        after.cleaner.passes, before.cleaner.passes,
+        "{:?}",
+        after.cleaner
+    );
     e.close().unwrap();
 }

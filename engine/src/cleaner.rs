@@ -428,7 +428,9 @@ fn written_since_checkpoint(shared: &Shared) -> bool {
 
 fn finish(shared: &Shared, report: CleanReport) -> CleanReport {
     let mut s = shared.cleaner.lock();
-    s.stats.passes += 1;
+    if report.segments_cleaned + report.segments_freed > 0 || report.checkpoint_lsn.is_some() {
+        s.stats.passes += 1;
+    }
     s.stats.segments_cleaned += report.segments_cleaned;
     s.stats.segments_freed += report.segments_freed;
     s.stats.records_relocated += report.records_relocated;

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CleanerStats {
-    /// Cleaning passes run (paused ones not counted).
+    /// Cleaning passes that did something: cleaned or freed a segment, or wrote a
+    /// checkpoint (paused ones, and those that found nothing worth cleaning, not counted:
+    /// a full array looks every 100 ms).
     pub passes: u64,
     /// Passes skipped because a rebuild or scrub was running.
     pub paused_passes: u64,
