@@ -135,6 +135,9 @@ fn read_segment_headers(
         }
     }
     let mut segments: BTreeMap<u64, SegmentInfo> = BTreeMap::new();
+    // Which members' devices hold each segment's header (to tell a stale member's old
+    // headers, which its resync rewrites, from a leftover elsewhere).
+    let mut found_on: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     let mut first_lsn: BTreeMap<u64, u64> = BTreeMap::new();
     let mut strays = Vec::new();
     for (c, (slot, dseg)) in array.io.execute(ops).into_iter().zip(meta) {
@@ -185,13 +188,20 @@ fn read_segment_headers(
                 *f = (*f).max(ch.first_lsn);
             }
         }
+        found_on.entry(h.segment_id).or_default().push(slot);
         segments.entry(h.segment_id).or_insert(SegmentInfo {
             id: h.segment_id,
             kind: h.kind,
             members: h.members,
         });
     }
-    drop_leftovers(&mut segments);
+    drop_leftovers(&mut segments, |id| {
+        found_on.get(&id).is_some_and(|slots| {
+            slots
+                .iter()
+                .all(|&s| array.stale_from(s as usize).is_some())
+        })
+    });
     (segments, first_lsn, strays)
 }
 
@@ -200,7 +210,11 @@ fn read_segment_headers(
 /// headers zeroed first), so the older one is a leftover: a header copy whose zeroing a
 /// device dropped, or one of an old image put back. Walking it would stop the log where
 /// the newer segment's stripes are (docs/fault-model.md, "a stale segment header").
-fn drop_leftovers(segments: &mut BTreeMap<u64, SegmentInfo>) {
+///
+/// `only_on_stale(id)`: segment `id`'s header was found on stale members only. A member
+/// that was away while its segments were freed and their places reused keeps the old
+/// headers until its resync writes the new segments there: expected, so said at info level.
+fn drop_leftovers(segments: &mut BTreeMap<u64, SegmentInfo>, only_on_stale: impl Fn(u64) -> bool) {
     let mut owner: std::collections::HashMap<(u32, u32), u64> = Default::default();
     let mut leftovers = Vec::new();
     for (id, seg) in segments.iter().rev() {
@@ -210,9 +224,16 @@ fn drop_leftovers(segments: &mut BTreeMap<u64, SegmentInfo>) {
         }
     }
     for (id, newer) in leftovers {
-        tracing::warn!(
-            "segment {id}: a leftover header (segment {newer} uses its places now); left out"
-        );
+        if only_on_stale(id) {
+            tracing::info!(
+                "segment {id}: an old header on a stale member (segment {newer} uses its places \
+                 now; the member's resync writes it); left out"
+            );
+        } else {
+            tracing::warn!(
+                "segment {id}: a leftover header (segment {newer} uses its places now); left out"
+            );
+        }
         segments.remove(&id);
     }
 }
