@@ -389,11 +389,21 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
             "{stderr}"
         ),
     }
-    // So are `format --force` and `restore --force` over its devices, at once (the restore
-    // before it reads the whole backup), and nothing changes.
+    // So are `format` (with or without --force) and `restore --force` over its devices, at
+    // once (the restore before it reads the whole backup), and nothing changes.
     let backup = dir.path().join("none.ectb");
     std::fs::write(&backup, b"not read").unwrap();
     for args in [
+        vec![
+            "format",
+            "--devices",
+            &devs,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--yes",
+        ],
         vec![
             "format",
             "--devices",

@@ -114,12 +114,11 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
             data_count
         );
     }
-    if a.force {
-        crate::node::client::refuse_if_served(
-            &DevicesArg::from(&a.dev),
-            "stop the node before formatting its devices",
-        )?;
-    }
+    // With or without --force: the open below would wait for the node's lock first.
+    crate::node::client::refuse_if_served(
+        &DevicesArg::from(&a.dev),
+        "stop the node before formatting its devices",
+    )?;
     // Files this command creates are removed again if formatting fails, so a bad
     // command line leaves nothing behind.
     let (io, created) = open_for_format(&paths, a.create_size, kind)?;
