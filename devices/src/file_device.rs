@@ -452,13 +452,10 @@ impl BlockDevice for FileDevice {
         } else {
             return None;
         };
-        // fsblkcnt_t and c_ulong are 32 bits wide on 32-bit targets.
-        #[allow(clippy::unnecessary_cast)]
         Some(BackingSpace {
             fs_id: meta.dev(),
             unallocated_bytes: meta.len().saturating_sub(meta.blocks().saturating_mul(512)),
-            fs_free_bytes: (vfs.blocks_available() as u64)
-                .saturating_mul(vfs.fragment_size() as u64),
+            fs_free_bytes: free_bytes_of(&vfs),
         })
     }
 
@@ -612,8 +609,12 @@ pub fn preallocate_file(path: &Path) -> Result<Option<u64>, DeviceError> {
 /// Bytes the file system holding `path` (a directory, or a file's directory) still gives an
 /// unprivileged writer (f_bavail × f_frsize); None when it cannot be read.
 pub fn free_bytes_under(path: &Path) -> Option<u64> {
-    let vfs = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(free_bytes_of(&nix::sys::statvfs::statvfs(path).ok()?))
+}
+
+/// f_bavail × f_frsize of a file system's statvfs.
+fn free_bytes_of(vfs: &nix::sys::statvfs::Statvfs) -> u64 {
     // fsblkcnt_t and c_ulong are 32 bits wide on 32-bit targets.
     #[allow(clippy::unnecessary_cast)]
-    Some((vfs.blocks_available() as u64).saturating_mul(vfs.fragment_size() as u64))
+    (vfs.blocks_available() as u64).saturating_mul(vfs.fragment_size() as u64)
 }

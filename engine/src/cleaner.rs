@@ -120,7 +120,7 @@ fn pick_victims(
     urgent: bool,
     below: u64,
 ) -> Vec<Victim> {
-    let cap = (shared.array.layout.log_segment_payload() as u64).max(1);
+    let cap = segment_cap(shared);
     let unreadable = shared.cleaner.lock().unreadable.clone();
     // Log segments before the checkpoint's resume segment (so before the one being written).
     let writing = shared.lock_state().writing_segment();
@@ -312,7 +312,7 @@ pub(crate) fn clean_pass(
         return Ok(report);
     };
     let array = &shared.array;
-    let cap = (array.layout.log_segment_payload() as u64).max(1);
+    let cap = segment_cap(shared);
     let ckpt = shared.keep_for(crate::space::Room::Cleaner);
     let room = || {
         // The free segments beyond the checkpoint's, and what is left of the segment being
@@ -404,9 +404,14 @@ fn checkpoint_pays(
     eligible_gain: u64,
     urgent: bool,
 ) -> bool {
-    let cap = (shared.array.layout.log_segment_payload() as u64).max(1);
+    let cap = segment_cap(shared);
     let all = pick_victims(shared, opts, max_victims, room, urgent, u64::MAX);
     eligible_gain * 2 < gain(cap, &all)
+}
+
+/// The record bytes a log segment holds, which live fractions are measured against.
+fn segment_cap(shared: &Shared) -> u64 {
+    (shared.array.layout.log_segment_payload() as u64).max(1)
 }
 
 /// Bytes the victims would give back: what their segments hold beyond their live records.

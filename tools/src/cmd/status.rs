@@ -356,15 +356,10 @@ pub fn print_status(st: &Status) {
         st.reserved_segments
     );
     if let Some((fill, room)) = st.fill() {
-        let held = st.backup_horizon.garbage_bytes;
         println!(
             "   room: {} more live data fits; the live data{} {:.1}% of the {} it may (the reserve and the checkpoint keep {} segments)",
             term::bytes(room),
-            if held > 0 {
-                format!(" and the {} the backup horizon holds fill", term::bytes(held))
-            } else {
-                " fills".to_string()
-            },
+            and_held_fill(st, ""),
             fill * 100.0,
             term::bytes(st.fillable_bytes),
             st.reserved_segments + st.checkpoint_segments as usize
@@ -709,22 +704,27 @@ fn actions(st: &Status) -> Vec<String> {
 /// the array can hold.
 fn nearly_full(st: &Status) -> Option<String> {
     let (fill, _) = st.fill()?;
-    let held = st.backup_horizon.garbage_bytes;
     (fill >= Status::NEARLY_FULL).then(|| {
         format!(
             "The live data{} {:.1}% of what the array can hold ({})",
-            if held > 0 {
-                format!(
-                    " and the {} the backup horizon holds until the next backup fill",
-                    term::bytes(held)
-                )
-            } else {
-                " fills".to_string()
-            },
+            and_held_fill(st, " until the next backup"),
             fill * 100.0,
             term::bytes(st.fillable_bytes)
         )
     })
+}
+
+/// What follows "the live data" where status says how full the array is: " fills", or
+/// " and the X the backup horizon holds{when} fill" when the horizon keeps garbage from the
+/// cleaner (it counts as taken).
+fn and_held_fill(st: &Status, when: &str) -> String {
+    match st.backup_horizon.garbage_bytes {
+        0 => " fills".to_string(),
+        held => format!(
+            " and the {} the backup horizon holds{when} fill",
+            term::bytes(held)
+        ),
+    }
 }
 
 /// `ectable status --json` (schema_version 1).

@@ -91,7 +91,7 @@ impl Served {
     /// The one-line description of a node that does not answer (None otherwise).
     pub fn not_answering(&self) -> Option<String> {
         match self {
-            Served::NotAnswering { url, pid, .. } => Some(format!(
+            Served::NotAnswering { url, pid } => Some(format!(
                 "the storage node at {url} (pid {pid}) holds this array but did not answer within {} s: it may be stopped or waiting on a device that does not answer ('ps -o stat= -p {pid}': T stopped, D waiting on a device); restart it if it does not recover",
                 NODE_ANSWER_TIMEOUT.as_secs()
             )),
@@ -115,10 +115,7 @@ pub fn find(dev: &DevicesArg) -> Result<Option<NodeClient>> {
 
 /// Whether a node serves the array whose devices `dev` names ([`Served`]).
 pub fn served(dev: &DevicesArg) -> Served {
-    match served_inner(dev) {
-        Some(s) => s,
-        None => Served::No,
-    }
+    served_inner(dev).unwrap_or(Served::No)
 }
 
 fn served_inner(dev: &DevicesArg) -> Option<Served> {
@@ -156,17 +153,15 @@ fn served_inner(dev: &DevicesArg) -> Option<Served> {
         .timeout_global(Some(NODE_ANSWER_TIMEOUT))
         .build()
         .into();
-    let health = match answer(probe.get(format!("{}/v1/status/raw", client.base)).call()) {
-        Ok(h) => h,
-        Err(e) if format!("{e:#}").contains("imeout") => {
-            tracing::debug!("the node at {}: {e:#}", client.base);
-            return Some(Served::NotAnswering {
-                url: client.base,
-                pid,
-            });
-        }
-        Err(_) => return None,
-    };
+    let asked = probe.get(format!("{}/v1/status/raw", client.base)).call();
+    if let Err(ureq::Error::Timeout(t)) = &asked {
+        tracing::debug!("the node at {}: timeout {t}", client.base);
+        return Some(Served::NotAnswering {
+            url: client.base,
+            pid,
+        });
+    }
+    let health = answer(asked).ok()?;
     (health["array_uuid"].as_str() == Some(uuid.as_str())).then_some(Served::Yes(client))
 }
 
