@@ -319,3 +319,105 @@ fn failed_fsyncs_are_not_acknowledged_past_m_devices() {
         );
     }
 }
+
+/// A device that stops answering, through the kernel: faultfs holds every read and write of
+/// one device for 6 s, and io_uring, with a 1 s I/O deadline, gives them up (docs/design.md,
+/// "Devices that stop answering"). Oracle: synced puts and reads of every row checked finish
+/// well within one of the device's delays; the device is FAULTED; once its held requests
+/// are answered they are counted out, `online` takes it back, and after the resync a scrub
+/// finds nothing and every row reads.
+#[test]
+fn a_device_that_stops_answering_is_failed_at_the_io_deadline() {
+    let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(rig) = rig(
+        "a_device_that_stops_answering_is_failed_at_the_io_deadline",
+        1,
+        true,
+    ) else {
+        return;
+    };
+    let hold = Duration::from_secs(6);
+    let opts = EngineOptions {
+        health: ectable::HealthPolicy {
+            io_timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = rig.open(0, opts);
+    rig.fs.faults(3).set_delay(hold);
+    let t = Instant::now();
+    for i in 0..20u64 {
+        e.put_sync(
+            "t",
+            format!("hung-{i}").as_bytes(),
+            &value_for(i, 99, VALUE),
+        )
+        .expect("a synced put with one device not answering");
+    }
+    for i in (0..ROWS).step_by(7) {
+        timed_read(&e, i);
+    }
+    let took = t.elapsed();
+    assert!(
+        took < hold - Duration::from_secs(1),
+        "20 synced puts and {} reads took {took:?}: they waited for the device",
+        ROWS / 7
+    );
+    let st = e.status();
+    assert_eq!(st.devices[3].state, "FAULTED", "{:?}", st.devices[3]);
+    assert!(
+        st.devices[3].note.contains("given up") || st.devices[3].stuck_ops == 0,
+        "{:?}",
+        st.devices[3]
+    );
+    rig.fs.faults(3).set_delay(Duration::ZERO);
+    // The held requests end within their 6 s; the threads that gave them up count them out
+    // at their next I/O (this one by reading).
+    let t = Instant::now();
+    while e.status().devices[3].stuck_ops > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "still stuck: {:?}",
+            e.status().devices[3]
+        );
+        timed_read(&e, 1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        rig.fs.faults(3).counters().delayed_ops > 0,
+        "the device held nothing"
+    );
+    let dev = ectable::devices::FileDevice::open(
+        &rig.paths(0)[3],
+        &ectable::devices::OpenOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .expect("open the device again");
+    let back = e
+        .online(std::sync::Arc::new(dev))
+        .expect("online once it answers");
+    assert_eq!(back.was, "FAULTED");
+    e.rebuild(&ectable::RebuildOptions::default(), &mut |_| {})
+        .expect("resync");
+    let report = e
+        .scrub(false, &ectable::RebuildOptions::default(), &mut |_| {})
+        .expect("scrub");
+    assert_eq!(
+        report.bad_chunks_per_slot.iter().sum::<u64>(),
+        0,
+        "{report:?}"
+    );
+    for i in 0..20u64 {
+        assert_eq!(
+            e.get("t", format!("hung-{i}").as_bytes()).expect("get"),
+            Some(value_for(i, 99, VALUE))
+        );
+    }
+    for j in 0..ROWS {
+        timed_read(&e, j);
+    }
+    e.close().expect("close");
+}

@@ -6,8 +6,9 @@
 //! completed (docs/design.md invariant 7).
 
 use crate::{AlignedBuf, BlockDevice, DeviceError};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 /// What an [`IoOp`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,41 +99,304 @@ pub struct IoCompletion {
     pub latency: Duration,
 }
 
+/// The I/O deadline of a backend, shared with its batches: how long an operation may be out
+/// on its device before it is given up, and how many given-up operations each device has
+/// not completed yet (docs/design.md, "Devices that stop answering").
+pub(crate) struct Deadline {
+    /// Nanoseconds; 0 for no deadline.
+    timeout_nanos: AtomicU64,
+    /// Per device index: operations given up and not yet completed by the device.
+    stuck: Vec<AtomicU64>,
+    /// Per device index: those of them that change the device (writes, flushes).
+    stuck_writes: Vec<AtomicU64>,
+    /// Per device index: its name, for the error of a given-up operation.
+    names: RwLock<Vec<String>>,
+    /// Called once for each operation given up (the psync engine starts a worker in place
+    /// of the one the operation holds).
+    on_give_up: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl Deadline {
+    pub(crate) fn new(names: Vec<String>) -> Arc<Deadline> {
+        Arc::new(Deadline {
+            timeout_nanos: AtomicU64::new(0),
+            stuck: (0..crate::stats::MAX_DEVICES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            stuck_writes: (0..crate::stats::MAX_DEVICES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            names: RwLock::new(names),
+            on_give_up: OnceLock::new(),
+        })
+    }
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        match self.timeout_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+    pub(crate) fn set_timeout(&self, timeout: Option<Duration>) {
+        let n = timeout.map_or(0, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        self.timeout_nanos.store(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_name(&self, name: &str) {
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_string());
+    }
+    pub(crate) fn stuck(&self, device_index: usize) -> u64 {
+        self.stuck
+            .get(device_index)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+    pub(crate) fn stuck_writes(&self, device_index: usize) -> u64 {
+        self.stuck_writes
+            .get(device_index)
+            .map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+    /// Counts a given-up operation in (`add`) or out.
+    fn count_stuck(&self, device_index: usize, kind: IoKind, add: bool) {
+        let mut counters = vec![&self.stuck];
+        if kind != IoKind::Read {
+            counters.push(&self.stuck_writes);
+        }
+        for c in counters.into_iter().filter_map(|v| v.get(device_index)) {
+            if add {
+                c.fetch_add(1, Ordering::SeqCst);
+            } else {
+                c.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+    pub(crate) fn any_stuck(&self) -> bool {
+        self.stuck.iter().any(|c| c.load(Ordering::SeqCst) > 0)
+    }
+    pub(crate) fn set_on_give_up(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_give_up.set(f);
+    }
+    fn name(&self, device_index: usize) -> String {
+        self.names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(device_index)
+            .cloned()
+            .unwrap_or_else(|| format!("device {device_index}"))
+    }
+}
+
+/// What an operation of a batch is doing.
+#[derive(Clone, Copy)]
+enum SlotState {
+    /// Not yet started on its device (queued), or no deadline applied when it started.
+    Waiting,
+    /// Out on its device since `at`.
+    Started(Started),
+    /// Completed by the device.
+    Completed,
+    /// Given up at the deadline; the device still has it.
+    GivenUp,
+}
+
+#[derive(Clone, Copy)]
+struct Started {
+    at: Instant,
+    device_index: usize,
+    kind: IoKind,
+    offset_bytes: u64,
+    len: usize,
+}
+
+struct Slots {
+    /// The completions not yet handed out, in submission order.
+    done: Vec<Option<IoCompletion>>,
+    /// Operations neither completed nor given up.
+    remaining: usize,
+    state: Vec<SlotState>,
+}
+
 pub(crate) struct BatchState {
-    slots: Mutex<(Vec<Option<IoCompletion>>, usize)>,
+    slots: Mutex<Slots>,
     done: Condvar,
     /// The backend's counters, fed as each operation completes.
     stats: Option<Arc<crate::stats::IoStats>>,
+    /// The backend's I/O deadline.
+    deadline: Option<Arc<Deadline>>,
+}
+
+/// The name of an operation in errors.
+pub(crate) fn op_name(kind: IoKind) -> &'static str {
+    match kind {
+        IoKind::Read => "read",
+        IoKind::Write => "write",
+        IoKind::WriteDurable => "durable write",
+        IoKind::Flush => "flush",
+    }
 }
 
 impl BatchState {
-    pub(crate) fn remaining(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).1
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn complete(&self, index: usize, completion: IoCompletion) {
+    pub(crate) fn remaining(&self) -> usize {
+        self.lock().remaining
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.deadline.as_ref().and_then(|d| d.timeout())
+    }
+
+    /// Operation `index` (`op`) starts on its device now: its deadline runs from here.
+    pub(crate) fn started(&self, index: usize, op: &IoOp) {
+        if self.timeout().is_none() {
+            return;
+        }
+        let mut g = self.lock();
+        if matches!(g.state[index], SlotState::Waiting) {
+            g.state[index] = SlotState::Started(Started {
+                at: Instant::now(),
+                device_index: op.device_index,
+                kind: op.kind,
+                offset_bytes: op.offset_bytes,
+                len: op.buf.len(),
+            });
+        }
+    }
+
+    fn record(&self, c: &IoCompletion) {
         if let Some(stats) = &self.stats {
             use crate::stats::OpClass;
-            let class = match completion.op.kind {
+            let class = match c.op.kind {
                 IoKind::Read => OpClass::Read,
                 IoKind::Write | IoKind::WriteDurable => OpClass::Write,
                 IoKind::Flush => OpClass::Flush,
             };
             stats.record(
-                completion.op.device_index,
+                c.op.device_index,
                 class,
-                completion.op.buf.len() as u64,
-                completion.result.is_ok(),
-                completion.latency,
+                c.op.buf.len() as u64,
+                c.result.is_ok(),
+                c.latency,
             );
         }
-        let mut g = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        debug_assert!(g.0[index].is_none());
-        g.0[index] = Some(completion);
-        g.1 -= 1;
+    }
+
+    /// Hands operation `index`'s completion to the batch. Returns true when the operation
+    /// had been given up at its deadline: the completion (and its buffer, which the device
+    /// no longer uses) is dropped.
+    pub(crate) fn complete(&self, index: usize, completion: IoCompletion) -> bool {
+        let mut g = self.lock();
+        if matches!(g.state[index], SlotState::GivenUp) {
+            g.state[index] = SlotState::Completed;
+            drop(g);
+            if let Some(d) = &self.deadline {
+                let i = completion.op.device_index;
+                d.count_stuck(i, completion.op.kind, false);
+                tracing::info!(
+                    "{}: a {} given up at the I/O deadline completed after all ({})",
+                    d.name(i),
+                    op_name(completion.op.kind),
+                    match &completion.result {
+                        Ok(()) => "done".to_string(),
+                        Err(e) => e.to_string(),
+                    }
+                );
+            }
+            return true;
+        }
+        self.record(&completion);
+        debug_assert!(g.done[index].is_none());
+        g.done[index] = Some(completion);
+        g.state[index] = SlotState::Completed;
+        g.remaining -= 1;
         // Every completion wakes a waiter: one that needs only some of a batch's operations
         // (IoBatch::wait_progress) looks again at each.
         self.done.notify_all();
+        false
+    }
+
+    /// Gives up every operation out on its device for longer than the deadline: each gets a
+    /// [`DeviceError::TimedOut`] completion with a new buffer of its length (the device keeps
+    /// the real one until it completes). Returns how many were given up now.
+    pub(crate) fn give_up_overdue(&self) -> usize {
+        let Some(d) = &self.deadline else {
+            return 0;
+        };
+        let Some(timeout) = d.timeout() else {
+            return 0;
+        };
+        let now = Instant::now();
+        let mut given = 0;
+        {
+            let mut g = self.lock();
+            for i in 0..g.state.len() {
+                let SlotState::Started(s) = g.state[i] else {
+                    continue;
+                };
+                let after = now.saturating_duration_since(s.at);
+                if after < timeout {
+                    continue;
+                }
+                let c = IoCompletion {
+                    op: IoOp {
+                        device_index: s.device_index,
+                        kind: s.kind,
+                        offset_bytes: s.offset_bytes,
+                        buf: AlignedBuf::for_read(s.len),
+                    },
+                    result: Err(DeviceError::TimedOut {
+                        device: d.name(s.device_index),
+                        op: op_name(s.kind),
+                        offset_bytes: s.offset_bytes,
+                        after,
+                    }),
+                    latency: after,
+                };
+                if let Err(e) = &c.result {
+                    tracing::warn!("{e}; given up");
+                }
+                self.record(&c);
+                d.count_stuck(s.device_index, s.kind, true);
+                g.done[i] = Some(c);
+                g.state[i] = SlotState::GivenUp;
+                g.remaining -= 1;
+                given += 1;
+            }
+            if given > 0 {
+                self.done.notify_all();
+            }
+        }
+        if let Some(f) = d.on_give_up.get() {
+            (0..given).for_each(|_| f());
+        }
+        given
+    }
+
+    /// Whether operation `index` was given up and its device has not completed it yet.
+    pub(crate) fn given_up(&self, index: usize) -> bool {
+        matches!(self.lock().state[index], SlotState::GivenUp)
+    }
+
+    /// How long a waiter may sleep before it must look for overdue operations again (None:
+    /// no deadline).
+    fn next_check(&self) -> Option<Duration> {
+        let timeout = self.timeout()?;
+        let now = Instant::now();
+        let g = self.lock();
+        let soonest = g
+            .state
+            .iter()
+            .filter_map(|s| match s {
+                SlotState::Started(s) => Some((s.at + timeout).saturating_duration_since(now)),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(timeout);
+        Some(soonest.clamp(Duration::from_millis(1), Duration::from_secs(1)))
     }
 }
 
@@ -169,12 +433,21 @@ pub struct IoBatch {
 }
 
 impl IoBatch {
-    pub(crate) fn new(count: usize, stats: Option<Arc<crate::stats::IoStats>>) -> IoBatch {
+    pub(crate) fn new(
+        count: usize,
+        stats: Option<Arc<crate::stats::IoStats>>,
+        deadline: Option<Arc<Deadline>>,
+    ) -> IoBatch {
         IoBatch {
             state: Arc::new(BatchState {
-                slots: Mutex::new(((0..count).map(|_| None).collect(), count)),
+                slots: Mutex::new(Slots {
+                    done: (0..count).map(|_| None).collect(),
+                    remaining: count,
+                    state: vec![SlotState::Waiting; count],
+                }),
                 done: Condvar::new(),
                 stats,
+                deadline,
             }),
             driver: None,
         }
@@ -184,10 +457,11 @@ impl IoBatch {
     pub(crate) fn driven(
         count: usize,
         stats: Option<Arc<crate::stats::IoStats>>,
+        deadline: Option<Arc<Deadline>>,
         backend_id: u64,
         drive: DriveFn,
     ) -> IoBatch {
-        let mut b = IoBatch::new(count, stats);
+        let mut b = IoBatch::new(count, stats, deadline);
         b.driver = Some(Driver {
             backend_id,
             thread: std::thread::current().id(),
@@ -207,15 +481,40 @@ impl IoBatch {
         }
     }
 
-    /// Blocks until every operation completed and returns the completions in submission order.
-    /// Panics if called on an io_uring batch from a thread other than the one that submitted it.
-    pub fn wait(self) -> Vec<IoCompletion> {
-        self.drive(Drive::Complete);
-        let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
-        while g.1 > 0 {
-            g = self.state.done.wait(g).unwrap_or_else(|p| p.into_inner());
+    /// Blocks until every operation completed, or was given up at the I/O deadline.
+    fn wait_all(&self) {
+        if self.state.timeout().is_none() {
+            self.drive(Drive::Complete);
+            let mut g = self.state.lock();
+            while g.remaining > 0 {
+                g = self.state.done.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+            return;
         }
-        g.0.drain(..)
+        while self.state.remaining() > 0 {
+            let slice = self.state.next_check().unwrap_or(Duration::from_secs(1));
+            if self.driver.is_some() {
+                self.drive(Drive::Progress(slice));
+            } else {
+                let g = self.state.lock();
+                if g.remaining > 0 {
+                    let _ = self.state.done.wait_timeout(g, slice);
+                }
+            }
+            self.state.give_up_overdue();
+        }
+    }
+
+    /// Blocks until every operation completed and returns the completions in submission order.
+    /// An operation still out on its device at the I/O deadline
+    /// ([`IoBackend::set_io_timeout`]) completes with [`DeviceError::TimedOut`] and a new
+    /// buffer. Panics if called on an io_uring batch from a thread other than the one that
+    /// submitted it.
+    pub fn wait(self) -> Vec<IoCompletion> {
+        self.wait_all();
+        let mut g = self.state.lock();
+        g.done
+            .drain(..)
             .map(|c| c.expect("every slot completed"))
             .collect()
     }
@@ -223,12 +522,14 @@ impl IoBatch {
     /// Whether every operation has completed (reaps the ring without blocking).
     pub fn is_done(&self) -> bool {
         self.drive(Drive::Poll);
+        self.state.give_up_overdue();
         self.state.remaining() == 0
     }
 
     /// Whether every operation has completed, without turning any ring: for a caller that
     /// keeps several batches in flight and has just waited with [`IoBatch::wait_progress`].
     pub fn completed(&self) -> bool {
+        self.state.give_up_overdue();
         self.state.remaining() == 0
     }
 
@@ -236,8 +537,9 @@ impl IoBatch {
     /// succeeded (without turning any ring, like [`IoBatch::completed`]). Meaningless after
     /// [`IoBatch::take_done`].
     pub fn outcomes(&self) -> Vec<Option<bool>> {
-        let g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
-        g.0.iter()
+        let g = self.state.lock();
+        g.done
+            .iter()
             .map(|c| c.as_ref().map(|c| c.result.is_ok()))
             .collect()
     }
@@ -247,19 +549,16 @@ impl IoBatch {
     /// needs). The batch keeps its operations in flight; end it with [`IoBatch::wait_rest`],
     /// never [`IoBatch::wait`]. Call once.
     pub fn take_done(&self) -> Vec<Option<IoCompletion>> {
-        let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
-        g.0.iter_mut().map(Option::take).collect()
+        let mut g = self.state.lock();
+        g.done.iter_mut().map(Option::take).collect()
     }
 
     /// Blocks until every operation still in flight completed and returns those (a batch
     /// that [`IoBatch::take_done`] took from: its buffers belong to the device until then).
     pub fn wait_rest(self) -> Vec<IoCompletion> {
-        self.drive(Drive::Complete);
-        let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
-        while g.1 > 0 {
-            g = self.state.done.wait(g).unwrap_or_else(|p| p.into_inner());
-        }
-        g.0.drain(..).flatten().collect()
+        self.wait_all();
+        let mut g = self.state.lock();
+        g.done.drain(..).flatten().collect()
     }
 
     /// Blocks until this batch is complete or, on the io_uring engine, until any operation of
@@ -269,25 +568,27 @@ impl IoBatch {
     /// queue of independent operations full from one thread. Panics like [`IoBatch::wait`]
     /// when called from a thread other than the submitting one on the io_uring engine.
     pub fn wait_progress(&self, timeout: Duration) {
+        let timeout = self.state.next_check().map_or(timeout, |c| c.min(timeout));
         if self.driver.is_some() {
             self.drive(Drive::Progress(timeout));
-            return;
-        }
-        let deadline = std::time::Instant::now() + timeout;
-        let mut g = self.state.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let before = g.1;
-        while g.1 > 0 && g.1 == before {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
+        } else {
+            let deadline = Instant::now() + timeout;
+            let mut g = self.state.lock();
+            let before = g.remaining;
+            while g.remaining > 0 && g.remaining == before {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                g = self
+                    .state
+                    .done
+                    .wait_timeout(g, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
-            g = self
-                .state
-                .done
-                .wait_timeout(g, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
         }
+        self.state.give_up_overdue();
     }
 }
 
@@ -344,6 +645,31 @@ pub trait IoBackend: Send + Sync {
     fn io_stats(&self) -> Option<&crate::stats::IoStats> {
         None
     }
+    /// Sets the I/O deadline (None: none, the default): an operation out on its device for
+    /// longer is given up, and its waiter gets [`DeviceError::TimedOut`]
+    /// (docs/design.md, "Devices that stop answering"). Applies to operations that start
+    /// afterwards.
+    fn set_io_timeout(&self, _timeout: Option<Duration>) {}
+    /// The I/O deadline in force.
+    fn io_timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// Operations given up on device `device_index` at the deadline that the device has not
+    /// completed yet: it may still carry them out. On io_uring an operation counts until the
+    /// thread that submitted it reaps its completion, at that thread's next I/O on this
+    /// backend or its [`IoBackend::reap`].
+    fn stuck_ops(&self, _device_index: usize) -> u64 {
+        0
+    }
+    /// Those of [`IoBackend::stuck_ops`] that change the device (writes, flushes): what could
+    /// still land over something written there later.
+    fn stuck_writes(&self, _device_index: usize) -> u64 {
+        0
+    }
+    /// Hands the completions the calling thread's ring holds to their batches, without
+    /// blocking (io_uring; nothing to do elsewhere): for a thread that sits idle while
+    /// operations it gave up at the deadline may have completed.
+    fn reap(&self) {}
     /// Gives up every device's claim now ([`BlockDevice::release`]): operations submitted
     /// afterwards fail. For an owner that is done with the devices while other handles to
     /// the backend may live on (a closed engine), so that the devices can be opened again

@@ -18,6 +18,9 @@ pub enum ErrorClass {
     Short,
     /// The request itself was wrong (alignment, range): a programming or configuration error.
     Invalid,
+    /// The device did not complete the operation within the I/O deadline: it stopped
+    /// answering (the operation was given up and may still complete later).
+    TimedOut,
     /// Anything else.
     Other,
 }
@@ -100,6 +103,23 @@ pub enum DeviceError {
         /// Why it cannot be used.
         message: String,
     },
+    /// The operation did not complete within the backend's I/O deadline
+    /// ([`crate::IoBackend::set_io_timeout`]): the device stopped answering. The operation
+    /// was given up; it may still complete on the device later.
+    #[error(
+        "{device}: {op} at offset {offset_bytes} not done after {:.1} s: the device stopped answering",
+        .after.as_secs_f64()
+    )]
+    TimedOut {
+        /// The device's name.
+        device: String,
+        /// The operation: "read", "write", "flush"...
+        op: &'static str,
+        /// Byte offset of the operation on the device (0 for a flush).
+        offset_bytes: u64,
+        /// How long it had been out when it was given up.
+        after: std::time::Duration,
+    },
     /// The I/O backend itself failed (io_uring setup or submission, a stopped worker pool,
     /// an unknown backend name or device index); names no device.
     #[error("io backend: {0}")]
@@ -132,6 +152,7 @@ impl DeviceError {
                 }
             }
             DeviceError::Short { .. } => ErrorClass::Short,
+            DeviceError::TimedOut { .. } => ErrorClass::TimedOut,
             DeviceError::Unaligned { .. } | DeviceError::OutOfRange { .. } => ErrorClass::Invalid,
             DeviceError::Unsupported { .. } | DeviceError::Backend(_) => ErrorClass::Other,
         }

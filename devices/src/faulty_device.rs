@@ -47,6 +47,8 @@ pub struct FaultCounters {
     pub misdirected_writes: u64,
     /// Operations slowed by the configured delay.
     pub delayed_ops: u64,
+    /// Operations held by a hang ([`FaultyDevice::set_hung`]) until it was lifted.
+    pub hung_ops: u64,
     /// Flushes failed with EIO.
     pub failed_flushes: u64,
     /// Unflushed writes undone by [`FaultyDevice::crash`].
@@ -65,6 +67,7 @@ impl FaultCounters {
             + self.dropped_writes
             + self.misdirected_writes
             + self.delayed_ops
+            + self.hung_ops
             + self.failed_flushes
             + self.crash_dropped_writes
             + self.crash_torn_writes
@@ -122,6 +125,11 @@ pub struct FaultyDevice {
     unflushed: Mutex<Vec<Unflushed>>,
     counters: Mutex<FaultCounters>,
     write_faults: Mutex<Vec<WriteFault>>,
+    /// While true every operation waits (a device that stopped answering).
+    hung: Mutex<bool>,
+    unhung: std::sync::Condvar,
+    /// Operations waiting in a hang right now.
+    held: AtomicU64,
 }
 
 fn eio() -> io::Error {
@@ -148,7 +156,25 @@ impl FaultyDevice {
             write_faults: Mutex::new(Vec::new()),
             unflushed: Mutex::new(Vec::new()),
             counters: Mutex::new(FaultCounters::default()),
+            hung: Mutex::new(false),
+            unhung: std::sync::Condvar::new(),
+            held: AtomicU64::new(0),
         }
+    }
+
+    /// While `hung`, every operation waits until the hang is lifted (a device that stopped
+    /// answering: firmware stuck, a network file system whose server is gone); then it
+    /// goes on as asked.
+    pub fn set_hung(&self, hung: bool) {
+        *self.hung.lock().unwrap_or_else(|p| p.into_inner()) = hung;
+        if !hung {
+            self.unhung.notify_all();
+        }
+    }
+
+    /// Operations waiting in a hang right now.
+    pub fn held_ops(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// Reads asked of this device so far (failed ones included): what a test counts to see
@@ -315,6 +341,16 @@ impl FaultyDevice {
     }
 
     fn before_op(&self) -> Result<(), ()> {
+        let mut hung = self.hung.lock().unwrap_or_else(|p| p.into_inner());
+        if *hung {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            while *hung {
+                hung = self.unhung.wait(hung).unwrap_or_else(|p| p.into_inner());
+            }
+            self.held.fetch_sub(1, Ordering::SeqCst);
+            self.count(|c| c.hung_ops += 1);
+        }
+        drop(hung);
         let delay = self.cfg().delay;
         if !delay.is_zero() {
             std::thread::sleep(delay);

@@ -17,7 +17,7 @@
 //! - Operations of an engine that was dropped and are still in a backlog are failed, never
 //!   submitted: their file descriptors may have been reused.
 
-use crate::backend::{bad_index, BatchState, Drive};
+use crate::backend::{bad_index, BatchState, Deadline, Drive};
 use crate::{BlockDevice, DeviceError, IoBackend, IoBatch, IoCompletion, IoKind, IoOp};
 use io_uring::{opcode, types, IoUring};
 use std::cell::RefCell;
@@ -111,6 +111,7 @@ impl ThreadRing {
                 op,
                 start: Instant::now(),
             };
+            entry.state.started(entry.index, &entry.op);
             let fd = types::Fd(self.fds[entry.op.device_index]);
             let sqe = match entry.op.kind {
                 IoKind::Read => {
@@ -225,7 +226,27 @@ impl Drop for ThreadRing {
         self.fail_backlog("io_uring engine closed");
         // Buffers of operations in flight belong to the kernel until reaped.
         while self.in_flight > 0 {
-            if self.turn(true, None).is_err() {
+            // Operations given up at the I/O deadline may never complete (a device that
+            // stopped answering): once only those are left, leak their buffers rather than
+            // wait for them.
+            for e in self.slab.iter().flatten() {
+                e.state.give_up_overdue();
+            }
+            if self
+                .slab
+                .iter()
+                .flatten()
+                .all(|e| e.state.given_up(e.index))
+            {
+                for e in self.slab.drain(..).flatten() {
+                    std::mem::forget(e.op.buf);
+                }
+                break;
+            }
+            if self
+                .turn(true, Some(std::time::Duration::from_millis(100)))
+                .is_err()
+            {
                 // The ring cannot be entered any more: leak the buffers rather than free
                 // memory the kernel might still write.
                 for e in self.slab.drain(..).flatten() {
@@ -317,6 +338,8 @@ pub struct UringBackend {
     /// `release_devices` was called: submissions fail (the cached descriptors point at
     /// /dev/null, where a flush would succeed without meaning anything).
     released: AtomicBool,
+    /// The I/O deadline and the operations given up at it.
+    deadline: Arc<Deadline>,
 }
 
 impl UringBackend {
@@ -343,7 +366,9 @@ impl UringBackend {
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(HashSet::new)
             .insert(id);
+        let deadline = Deadline::new(devices.iter().map(|d| d.name().to_string()).collect());
         Ok(UringBackend {
+            deadline,
             id,
             stats: Arc::new(crate::stats::IoStats::new(crate::stats::MAX_DEVICES)),
             devices: std::sync::RwLock::new(devices.into()),
@@ -370,12 +395,44 @@ impl IoBackend for UringBackend {
         // Devices first, then the descriptor: a ring that sees the descriptor finds the
         // device's name too.
         let mut g = self.devices.write().unwrap_or_else(|p| p.into_inner());
-        crate::backend::append_device(&mut g, dev)?;
+        crate::backend::append_device(&mut g, dev.clone())?;
+        self.deadline.add_name(dev.name());
         self.fds.write().unwrap_or_else(|p| p.into_inner()).push(fd);
         Ok(g.len() - 1)
     }
     fn io_stats(&self) -> Option<&crate::stats::IoStats> {
         Some(&self.stats)
+    }
+    fn set_io_timeout(&self, timeout: Option<std::time::Duration>) {
+        self.deadline.set_timeout(timeout);
+    }
+    fn io_timeout(&self) -> Option<std::time::Duration> {
+        self.deadline.timeout()
+    }
+    fn stuck_ops(&self, device_index: usize) -> u64 {
+        self.deadline.stuck(device_index)
+    }
+    fn stuck_writes(&self, device_index: usize) -> u64 {
+        self.deadline.stuck_writes(device_index)
+    }
+    fn reap(&self) {
+        if self.released.load(Ordering::SeqCst) {
+            return;
+        }
+        // Only a ring this thread already has: reaping never makes one.
+        let _ = RINGS.try_with(|rings| {
+            let Ok(mut rings) = rings.try_borrow_mut() else {
+                return;
+            };
+            if let Some(r) = rings
+                .iter_mut()
+                .find(|r| r.engine_id == self.id && r.in_flight > 0)
+            {
+                if let Err(e) = r.turn(false, None) {
+                    r.fail_backlog(&e.to_string());
+                }
+            }
+        });
     }
     fn release_devices(&self) {
         self.released.store(true, Ordering::SeqCst);
@@ -384,7 +441,13 @@ impl IoBackend for UringBackend {
         }
     }
     fn submit(&self, ops: Vec<IoOp>) -> IoBatch {
-        let batch = IoBatch::driven(ops.len(), Some(self.stats.clone()), self.id, drive);
+        let batch = IoBatch::driven(
+            ops.len(),
+            Some(self.stats.clone()),
+            Some(self.deadline.clone()),
+            self.id,
+            drive,
+        );
         if ops.is_empty() {
             return batch;
         }
@@ -441,12 +504,7 @@ impl Drop for UringBackend {
 }
 
 fn completion_result(dev: &str, op: &IoOp, res: i32) -> Result<(), DeviceError> {
-    let name = match op.kind {
-        IoKind::Read => "read",
-        IoKind::Write => "write",
-        IoKind::WriteDurable => "durable write",
-        IoKind::Flush => "flush",
-    };
+    let name = crate::backend::op_name(op.kind);
     if res < 0 {
         return Err(DeviceError::io(
             dev,

@@ -779,6 +779,17 @@ impl Array {
             }
             Some(e) => {
                 let c = &self.counters[slot];
+                if matches!(e, ectable_devices::DeviceError::TimedOut { .. }) {
+                    // It stopped answering: whatever the operation, nothing more is sent to
+                    // it (docs/design.md, "Devices that stop answering").
+                    if kind == ectable_devices::IoKind::Read {
+                        c.read_errors.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        c.write_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.mark_failed(slot, &e.to_string());
+                    return;
+                }
                 if kind == ectable_devices::IoKind::Read {
                     if self.is_rebuilding(slot) {
                         return;

@@ -170,6 +170,7 @@ impl Engine {
     }
 
     fn open_once(io: Arc<dyn IoBackend>, opts: EngineOptions) -> Result<Engine> {
+        io.set_io_timeout(opts.health.io_timeout);
         let mut array = Array::open(io, opts.read_only, opts.no_writer_beside)?;
         array.policy = opts.health.clone();
         let rec = match recover(&array) {

@@ -81,7 +81,13 @@ pub struct HealthPolicy {
     pub avoid_after: Duration,
     /// The prober's interval (Active and Hybrid).
     pub probe_interval: Duration,
+    /// The I/O deadline: an operation out on a device for longer is given up and the
+    /// device failed (docs/design.md, "Devices that stop answering"). None: wait for ever.
+    pub io_timeout: Option<Duration>,
 }
+
+/// The default I/O deadline: the kernel's own SCSI and NVMe command timeout.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for HealthPolicy {
     fn default() -> Self {
@@ -95,6 +101,7 @@ impl Default for HealthPolicy {
             slow_persistence: Duration::from_secs(1),
             avoid_after: Duration::from_millis(100),
             probe_interval: Duration::from_secs(5),
+            io_timeout: Some(DEFAULT_IO_TIMEOUT),
         }
     }
 }

@@ -85,7 +85,7 @@ pub use format::layout::{
 };
 pub use format::log_record::{encoded_len_padded, MAX_KEY_BYTES, MAX_TABLE_NAME_BYTES};
 pub use format::{new_uuid, uuid_string, DecodeError};
-pub use health::{DetectionMode, HealthPolicy};
+pub use health::{DetectionMode, HealthPolicy, DEFAULT_IO_TIMEOUT};
 pub use log::read_queue::{ReadDone, ReadQueue};
 pub use log::scan::Scan;
 pub use metrics::{Activity, DeviceMetrics, Metrics};

@@ -441,6 +441,28 @@ impl Shared {
             return Err(Error::ReadOnly);
         }
         let name = device.name().to_string();
+        // Operations given up on it at the I/O deadline may still land, over whatever the
+        // array writes there from now on: not before they are done. (Checked before its
+        // superblock is read: that read would wait on the same device.)
+        let stuck = |index: usize| -> Result<()> {
+            match a.io.stuck_writes(index) {
+                0 => Ok(()),
+                n => Err(Error::DeviceStillFails {
+                    device: name.clone(),
+                    why: format!(
+                        "{n} write(s) sent to it before it stopped answering are still out \
+                         (given up after the I/O deadline of {}): it could still carry them \
+                         out over what the array writes there now; try again once it answers \
+                         them ('ectable status' counts them as stuck)",
+                        a.io.io_timeout()
+                            .map_or("none".to_string(), |t| format!("{} s", t.as_secs_f64()))
+                    ),
+                }),
+            }
+        };
+        if let Some(h) = self.held_device(&device) {
+            stuck(h)?;
+        }
         // Whose device is it? Only this array's member of a data slot, by its device id.
         let own = match crate::array::newest_superblock(device.as_ref()) {
             Err(Error::Device(e)) => {
@@ -504,6 +526,9 @@ impl Shared {
             }
         };
         let held = self.held_device(&device);
+        if let Some(d) = a.present_device(slot) {
+            stuck(d)?;
+        }
         let was = state(slot);
         if let Some(h) = held {
             // Held under another slot or as a spare: a second name for a device in use. Held

@@ -132,6 +132,11 @@ pub struct DeviceStatus {
     /// immutable file. Reads still work; the first write of a writer fails the member.
     #[cfg_attr(feature = "serde", serde(default))]
     pub write_refused: Option<String>,
+    /// Operations given up on the device at the I/O deadline that it has not completed yet
+    /// (docs/design.md, "Devices that stop answering"): `online` refuses it until they are
+    /// done.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub stuck_ops: u64,
 }
 
 impl Status {
@@ -527,7 +532,22 @@ impl Engine {
                     Some(w) => format!("{note}; {w}"),
                     None => note,
                 };
+                let stuck_ops = dev.map_or(0, |d| a.io.stuck_ops(d));
+                let note = match stuck_ops {
+                    0 => note,
+                    n => {
+                        let stuck = format!(
+                            "{n} operation(s) given up at the I/O deadline still out on it (it stopped answering); 'ectable online' waits until it has answered them"
+                        );
+                        if note.is_empty() {
+                            stuck
+                        } else {
+                            format!("{note}; {stuck}")
+                        }
+                    }
+                };
                 DeviceStatus {
+                    stuck_ops,
                     write_refused,
                     in_service: state == DeviceState::Online && errors == 0,
                     resync_from,

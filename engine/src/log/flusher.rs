@@ -78,7 +78,24 @@ impl Shared {
                         exit = true;
                         break;
                     }
-                    st = self.work_cv.waited(st);
+                    if self
+                        .array
+                        .io
+                        .devices()
+                        .iter()
+                        .enumerate()
+                        .any(|(d, _)| self.array.io.stuck_ops(d) > 0)
+                    {
+                        // Operations given up at the I/O deadline may complete while this
+                        // thread has nothing to do: look at its ring now and then, so that
+                        // they are counted out (`online` waits for them).
+                        st = self
+                            .work_cv
+                            .waited_timeout(st, std::time::Duration::from_millis(200));
+                        self.array.io.reap();
+                    } else {
+                        st = self.work_cv.waited(st);
+                    }
                 }
                 if !st.sealed.is_empty() || next.is_some() {
                     // Space in the sealed queue: wake writers held by backpressure.

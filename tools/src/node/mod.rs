@@ -55,6 +55,22 @@ pub struct ServeArgs {
     /// rebuilt at once, and a stale member is resynced, with no operator).
     #[arg(long, value_name = "POLICY", default_value = "manual", value_parser = recovery_arg)]
     pub recovery: RecoveryPolicy,
+    /// The I/O deadline: a member that holds a read or write longer is failed, and the array
+    /// goes on without it (docs/operations.md, "A device that stops answering"); 0 waits for
+    /// ever.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = io_timeout_arg)]
+    pub io_timeout: Duration,
+}
+
+fn io_timeout_arg(s: &str) -> std::result::Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 2m; 0 for none)"))?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s (or 0 for none): shorter would fail members that are only busy".into());
+    }
+    Ok(d)
 }
 
 fn recovery_arg(s: &str) -> std::result::Result<RecoveryPolicy, String> {
@@ -78,6 +94,7 @@ pub struct Node {
     devices: Mutex<Vec<PathBuf>>,
     kind: BackendKind,
     recovery: RecoveryPolicy,
+    io_timeout: Option<Duration>,
     backup_dir: Option<PathBuf>,
     started: Instant,
     requests: [AtomicU64; 3],
@@ -108,11 +125,13 @@ impl Session {
         devices: &mut Vec<PathBuf>,
         kind: BackendKind,
         recovery: RecoveryPolicy,
+        io_timeout: Option<Duration>,
     ) -> Result<Session> {
-        let opts = EngineOptions {
+        let mut opts = EngineOptions {
             recovery,
             ..EngineOptions::default()
         };
+        opts.health.io_timeout = io_timeout;
         let engine = loop {
             let io = open_devices(devices, None, false, kind)?;
             match Engine::open(io, opts.clone()) {
@@ -203,7 +222,12 @@ impl Node {
         drop(old);
         let start = Instant::now();
         let mut devices = devices;
-        let session = Arc::new(Session::open(&mut devices, self.kind, self.recovery)?);
+        let session = Arc::new(Session::open(
+            &mut devices,
+            self.kind,
+            self.recovery,
+            self.io_timeout,
+        )?);
         *self.devices.lock().unwrap_or_else(|p| p.into_inner()) = devices;
         spawn_event_feed(self, &session.engine)?;
         let st = session.engine.status();
@@ -577,12 +601,14 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
         "one node serves an array at a time: use that one, or stop it first",
     )?;
     let mut devices: Vec<PathBuf> = split_devices(&a.dev.devices)?;
-    let session = Arc::new(Session::open(&mut devices, kind, a.recovery)?);
+    let io_timeout = Some(a.io_timeout).filter(|t| !t.is_zero());
+    let session = Arc::new(Session::open(&mut devices, kind, a.recovery, io_timeout)?);
     let node = Arc::new(Node {
         session: std::sync::RwLock::new(session.clone()),
         devices: Mutex::new(devices),
         kind,
         recovery: a.recovery,
+        io_timeout,
         backup_dir: a.backup_dir.clone(),
         started: Instant::now(),
         requests: Default::default(),

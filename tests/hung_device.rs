@@ -1,0 +1,203 @@
+//! A member that stops answering (docs/design.md, "Devices that stop answering"; fault
+//! model: "a device that hangs"): its operations never complete until the hang is lifted
+//! (`FaultyDevice::set_hung`). Without the I/O deadline every stripe write waits for it for
+//! ever, and so does every read sent to it.
+//!
+//! Oracle: with one member hung, synced puts and reads of every acknowledged row finish
+//! within a bound; the member is FAULTED naming the deadline; `online` refuses it while an
+//! operation given up on it is still out, and takes it back once it answered them; after the
+//! resync a scrub finds nothing and every row reads with any two members lost. The same for
+//! a member that hangs while only reads reach it, and a close with a member still hung.
+
+#![allow(clippy::big_endian_bytes)] // big-endian keys sort in numeric order
+
+mod common;
+use common::*;
+use ectable::{format, Engine, EngineOptions, Error, HealthPolicy, RebuildOptions};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_millis(400);
+
+fn opts() -> EngineOptions {
+    EngineOptions {
+        health: HealthPolicy {
+            io_timeout: Some(DEADLINE),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Runs `f` on its own thread; fails the test when it takes longer than `limit` (a hang).
+fn within<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            h.join().unwrap();
+            v
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!("sent before ending"),
+        },
+        Err(_) => panic!("{what}: still waiting after {limit:?}: hung on the device"),
+    }
+}
+
+fn key(i: u64) -> Vec<u8> {
+    i.to_be_bytes().to_vec()
+}
+
+fn put_synced(e: &Engine, from: u64, count: u64, rows: &mut Rows) {
+    for i in from..from + count {
+        let v = value_for(i, 5, 3000);
+        e.put_sync("t", &key(i), &v)
+            .unwrap_or_else(|err| panic!("put {i}: {err}"));
+        rows.insert(key(i), v);
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_member_that_stops_answering_is_failed_at_the_deadline_and_taken_back_once_it_answers() {
+    let (_mems, faulty) = mem_devices(6, 16 << 20, 71);
+    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Arc::new(Engine::open(io_of(&faulty), opts()).unwrap());
+    let mut rows = Rows::new();
+    put_synced(&e, 0, 100, &mut rows);
+
+    // Member 2 stops answering while writes go on.
+    faulty[2].set_hung(true);
+    let (e2, mut rows2) = (e.clone(), rows.clone());
+    let t = Instant::now();
+    rows = within(
+        "synced puts with a member hung",
+        Duration::from_secs(20),
+        move || {
+            put_synced(&e2, 100, 100, &mut rows2);
+            rows2
+        },
+    );
+    let took = t.elapsed();
+    assert!(
+        faulty[2].held_ops() > 0,
+        "the hang held operations: the fault fired"
+    );
+    // One deadline for the write that found it, not one per put.
+    assert!(took < DEADLINE * 10, "100 synced puts took {took:?}");
+    let st = e.status();
+    let d = &st.devices[2];
+    assert_eq!(d.state.as_str(), "FAULTED", "{d:?}");
+    assert!(d.stuck_ops > 0, "{d:?}");
+    assert!(
+        d.note.contains("given up at the I/O deadline"),
+        "{}",
+        d.note
+    );
+    assert!(st
+        .devices
+        .iter()
+        .filter(|d| d.slot != 2)
+        .all(|d| d.state.as_str() == "ONLINE"));
+    let e2 = e.clone();
+    let r2 = rows.clone();
+    within(
+        "reads with a member hung",
+        Duration::from_secs(20),
+        move || check_rows(&e2, "t", &r2, "member 2 hung"),
+    );
+
+    // Back while operations given up on it are still out: refused, nothing changes.
+    let dev2 = faulty[2].clone() as Arc<dyn ectable::devices::BlockDevice>;
+    let e2 = e.clone();
+    let refused = within(
+        "online of a hung member",
+        Duration::from_secs(20),
+        move || e2.online(dev2),
+    );
+    match refused {
+        Err(Error::DeviceStillFails { why, .. }) => {
+            assert!(why.contains("still out"), "{why}")
+        }
+        other => panic!("online of a member still hung: {other:?}"),
+    }
+    assert_eq!(e.status().devices[2].state.as_str(), "FAULTED");
+
+    // It answers again: what it held completes (and is dropped), then it comes back.
+    faulty[2].set_hung(false);
+    wait_until("the given-up operations complete", || {
+        e.status().devices[2].stuck_ops == 0
+    });
+    assert!(faulty[2].counters().hung_ops > 0);
+    let back = e
+        .online(faulty[2].clone() as Arc<dyn ectable::devices::BlockDevice>)
+        .expect("online once it answers");
+    assert_eq!(back.was, "FAULTED");
+    e.rebuild(&RebuildOptions::default(), &mut |_| {})
+        .expect("resync");
+    put_synced(&e, 200, 20, &mut rows);
+    let report = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .expect("scrub");
+    assert_eq!(
+        report.bad_chunks_per_slot.iter().sum::<u64>(),
+        0,
+        "{report:?}"
+    );
+    assert!(e
+        .status()
+        .devices
+        .iter()
+        .all(|d| d.state.as_str() == "ONLINE"));
+
+    // Member 4 hangs while only reads reach it: each read it holds is given up, the row is
+    // rebuilt from the others, and the member is failed.
+    faulty[4].set_hung(true);
+    let (e2, r2) = (e.clone(), rows.clone());
+    within(
+        "reads with a member hung",
+        Duration::from_secs(20),
+        move || check_rows(&e2, "t", &r2, "member 4 hung under reads"),
+    );
+    assert!(faulty[4].held_ops() > 0, "reads reached the hung member");
+    assert_eq!(e.status().devices[4].state.as_str(), "FAULTED");
+
+    // A close with the member still hung does not wait for it.
+    let e2 = e.clone();
+    within(
+        "close with a member hung",
+        Duration::from_secs(20),
+        move || e2.close().expect("close"),
+    );
+    drop(e);
+    faulty[4].set_hung(false);
+    wait_until("member 4's held operations end", || {
+        faulty[4].held_ops() == 0
+    });
+
+    // Every acknowledged row is there after a reopen, also with any two members lost.
+    let e = Engine::open(io_of(&faulty), opts()).unwrap();
+    check_rows(&e, "t", &rows, "reopened");
+    e.rebuild(&RebuildOptions::default(), &mut |_| {})
+        .expect("resync member 4");
+    e.close().unwrap();
+    check_every_pair_lost(&faulty, "t", &rows, "after both hangs");
+}
