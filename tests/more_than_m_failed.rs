@@ -54,14 +54,15 @@ fn give_back(d: &FaultyDevice) {
 }
 
 /// I/Os the failing members refused: the fault fired. Writes, and for an unplugged member
-/// reads too: the engine may find the members gone by reading a stripe back (its write
-/// stops with "data lost" then) before any write reaches them.
+/// reads and flushes too: the engine may find the members gone by their failed flushes or
+/// by reading a stripe back (its write stops with "data lost ... too few chunks of the
+/// stripe were flushed" then) before any write reaches them.
 fn failed_ios(faulty: &[Arc<FaultyDevice>], slots: &[usize]) -> u64 {
     slots
         .iter()
         .map(|&s| {
             let c = faulty[s].counters();
-            c.eio_writes + c.eio_reads
+            c.eio_writes + c.eio_reads + c.failed_flushes
         })
         .sum()
 }
@@ -134,6 +135,18 @@ fn reopen_and_check(
         .filter(|d| !d.in_service)
         .map(|d| d.slot)
         .collect();
+    let at_reopen: Vec<String> = st
+        .devices
+        .iter()
+        .map(|d| {
+            format!(
+                "slot {} {} c{}",
+                d.slot,
+                d.state.as_str(),
+                d.checksum_errors
+            )
+        })
+        .collect();
     for d in &st.devices {
         if !d.in_service {
             assert!(
@@ -150,6 +163,25 @@ fn reopen_and_check(
         "{what}: only {} members in service after every member came back: {out:?} are not",
         N - out.len()
     );
+    // Chunks a member missed without its failure being recorded: the stripe of the last
+    // journaled puts, written in the background while the test fails the members, can reach
+    // k of them with two of the failing ones missing it; the superblock write that would
+    // record those two then finds the third failed too and is put back. The reopen finds
+    // the stripe short of those chunks, counts them as checksum errors against the two
+    // (ONLINE, not stale) and rewrites them at its first write. Such a member is not in
+    // service for the rest of the session (it showed errors), though it holds every chunk:
+    // the scrub and the every-pair check below prove that.
+    let repaired_at_open: Vec<usize> = st
+        .devices
+        .iter()
+        .filter(|d| {
+            d.state.as_str() == "ONLINE"
+                && d.checksum_errors > 0
+                && d.read_errors == 0
+                && d.write_errors == 0
+        })
+        .map(|d| d.slot)
+        .collect();
     check_rows(&e, "t", rows, what);
     put_rows(&e, 5000, 50, rows);
     if !out.is_empty() {
@@ -158,10 +190,29 @@ fn reopen_and_check(
     }
     let st = e.status();
     assert!(
-        st.devices.iter().all(|d| d.in_service),
-        "{what}: not every member in service after the resync"
+        st.devices
+            .iter()
+            .all(|d| d.in_service || repaired_at_open.contains(&d.slot)),
+        "{what}: not every member in service after the resync (at the reopen: {at_reopen:?}): {:?}",
+        st.devices
+            .iter()
+            .map(|d| format!(
+                "slot {} {} r{} w{} c{} {}",
+                d.slot,
+                d.state.as_str(),
+                d.read_errors,
+                d.write_errors,
+                d.checksum_errors,
+                d.note
+            ))
+            .collect::<Vec<_>>()
     );
-    assert_eq!(st.redundancy_left, M, "{what}: redundancy after the resync");
+    assert_eq!(
+        st.redundancy_left,
+        M - repaired_at_open.len().min(M),
+        "{what}: redundancy after the resync (members whose missing chunks the reopen \
+         found and rewrote: {repaired_at_open:?})"
+    );
     let scrub = e
         .scrub(false, &RebuildOptions::default(), &mut |_| {})
         .expect("scrub");
