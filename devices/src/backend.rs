@@ -225,6 +225,10 @@ pub(crate) struct BatchState {
     stats: Option<Arc<crate::stats::IoStats>>,
     /// The backend's I/O deadline.
     deadline: Option<Arc<Deadline>>,
+    /// When the batch was made: no operation of it started earlier, so none is overdue
+    /// before this plus the deadline (the cheap test that keeps the deadline off the hot
+    /// path).
+    created: Instant,
 }
 
 /// The name of an operation in errors.
@@ -330,6 +334,9 @@ impl BatchState {
             return 0;
         };
         let now = Instant::now();
+        if now.saturating_duration_since(self.created) < timeout {
+            return 0;
+        }
         let mut given = 0;
         {
             let mut g = self.lock();
@@ -386,6 +393,10 @@ impl BatchState {
     fn next_check(&self) -> Option<Duration> {
         let timeout = self.timeout()?;
         let now = Instant::now();
+        let age = now.saturating_duration_since(self.created);
+        if age < timeout {
+            return Some((timeout - age).clamp(Duration::from_millis(1), Duration::from_secs(1)));
+        }
         let g = self.lock();
         let soonest = g
             .state
@@ -448,6 +459,7 @@ impl IoBatch {
                 done: Condvar::new(),
                 stats,
                 deadline,
+                created: Instant::now(),
             }),
             driver: None,
         }
