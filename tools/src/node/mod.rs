@@ -68,7 +68,10 @@ fn io_timeout_arg(s: &str) -> std::result::Result<Duration, String> {
     }
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 2m; 0 for none)"))?;
     if d < Duration::from_secs(1) {
-        return Err("must be at least 1s (or 0 for none): shorter would fail members that are only busy".into());
+        return Err(
+            "must be at least 1s (or 0 for none): shorter would fail members that are only busy"
+                .into(),
+        );
     }
     Ok(d)
 }
