@@ -146,6 +146,14 @@ fn bad_data_commands() {
         "key 'k' not found: the array has no table 'missing' (it has no tables)",
     );
     assert_eq!(out.status.code(), Some(1));
+    // An I/O deadline so short it would fail members that are only busy, or not a duration:
+    // refused before the node opens anything.
+    for (bad, needle) in [("500ms", "at least 1s"), ("soon", "e.g. 30s")] {
+        let out = ectable(&["serve", "--devices", &d, "--io-timeout", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle) && !err.contains("panicked"), "{err}");
+        assert_eq!(out.status.code(), Some(64), "--io-timeout {bad}: {err}");
+    }
     // A backup into a directory that is not there: said before anything is read.
     let nowhere = dir.path().join("no-such-dir").join("full.ectb");
     let out = ectable(&["backup", "--devices", &d, "--to", nowhere.to_str().unwrap()]);

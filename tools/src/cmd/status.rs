@@ -823,6 +823,7 @@ pub fn status_json(st: &Status) -> Value {
             "in_service": d.in_service,
             "resync_from_segment": d.resync_from,
             "write_refused": d.write_refused,
+            "stuck_ops": d.stuck_ops,
             "note": d.note,
             "errors": {"read": d.read_errors, "write": d.write_errors, "checksum": d.checksum_errors},
             "lifetime_errors": {"read": d.lifetime_read_errors, "write": d.lifetime_write_errors, "checksum": d.lifetime_checksum_errors},
