@@ -125,8 +125,9 @@ pub struct FaultyDevice {
     unflushed: Mutex<Vec<Unflushed>>,
     counters: Mutex<FaultCounters>,
     write_faults: Mutex<Vec<WriteFault>>,
-    /// While true every operation waits (a device that stopped answering).
-    hung: Mutex<bool>,
+    /// While `.0` every operation waits (a device that stopped answering); `.1`: the
+    /// operations it held fail when it ends (they never reach the medium).
+    hung: Mutex<(bool, bool)>,
     unhung: std::sync::Condvar,
     /// Operations waiting in a hang right now.
     held: AtomicU64,
@@ -156,7 +157,7 @@ impl FaultyDevice {
             write_faults: Mutex::new(Vec::new()),
             unflushed: Mutex::new(Vec::new()),
             counters: Mutex::new(FaultCounters::default()),
-            hung: Mutex::new(false),
+            hung: Mutex::new((false, false)),
             unhung: std::sync::Condvar::new(),
             held: AtomicU64::new(0),
         }
@@ -166,10 +167,17 @@ impl FaultyDevice {
     /// answering: firmware stuck, a network file system whose server is gone); then it
     /// goes on as asked.
     pub fn set_hung(&self, hung: bool) {
-        *self.hung.lock().unwrap_or_else(|p| p.into_inner()) = hung;
+        *self.hung.lock().unwrap_or_else(|p| p.into_inner()) = (hung, false);
         if !hung {
             self.unhung.notify_all();
         }
+    }
+
+    /// Ends a hang with the operations it held failing with EIO instead of going on: they
+    /// never reach the medium (the power went off while the device held them).
+    pub fn fail_held(&self) {
+        *self.hung.lock().unwrap_or_else(|p| p.into_inner()) = (false, true);
+        self.unhung.notify_all();
     }
 
     /// Operations waiting in a hang right now.
@@ -342,15 +350,21 @@ impl FaultyDevice {
 
     fn before_op(&self) -> Result<(), ()> {
         let mut hung = self.hung.lock().unwrap_or_else(|p| p.into_inner());
-        if *hung {
+        if hung.0 {
             self.held.fetch_add(1, Ordering::SeqCst);
-            while *hung {
+            while hung.0 {
                 hung = self.unhung.wait(hung).unwrap_or_else(|p| p.into_inner());
             }
+            let fail = hung.1;
+            drop(hung);
             self.held.fetch_sub(1, Ordering::SeqCst);
             self.count(|c| c.hung_ops += 1);
+            if fail {
+                return Err(());
+            }
+        } else {
+            drop(hung);
         }
-        drop(hung);
         let delay = self.cfg().delay;
         if !delay.is_zero() {
             std::thread::sleep(delay);

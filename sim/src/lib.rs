@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The fault classes and operator actions the schedule draws from (docs/fault-model.md).
-pub const CLASSES: [&str; 16] = [
+pub const CLASSES: [&str; 17] = [
     "power loss",
     "process crash",
     "device loss",
@@ -44,6 +44,7 @@ pub const CLASSES: [&str; 16] = [
     "misdirected writes",
     "failed flush",
     "slow device",
+    "hung device",
     "full array",
     "device given back",
     "device back online",
@@ -232,6 +233,7 @@ impl Damage {
                     | "bit flips"
                     | "latent sector errors"
                     | "failed flush"
+                    | "hung device"
             )
         })
     }
@@ -365,6 +367,10 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// The I/O deadline in the simulator: short, so that a hung disk costs a second of a run, and
+/// far above what a memory device's operation takes even on a busy machine.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The engine's options in the simulator and the crash-state runs.
 pub(crate) fn engine_options() -> EngineOptions {
     EngineOptions {
@@ -376,6 +382,7 @@ pub(crate) fn engine_options() -> EngineOptions {
         },
         health: HealthPolicy {
             mode: DetectionMode::Passive,
+            io_timeout: Some(IO_TIMEOUT),
             ..Default::default()
         },
         ..Default::default()
@@ -448,6 +455,7 @@ impl Sim {
     /// in the list must not matter), plus `extra` last.
     fn open(&mut self, extra: Option<&Disk>) -> StepResult {
         self.collect_evidence();
+        self.end_hangs(false)?;
         self.engine = None;
         let mut order: Vec<usize> = (0..self.disks.len()).collect();
         for i in (1..order.len()).rev() {
@@ -559,6 +567,7 @@ impl Sim {
             89 => self.snapshot(),
             90 => self.stale_copy(),
             91 => self.reader_scrub(),
+            92 => self.hung_device(),
             100..=101 => self.backup(),
             102 => self.beyond_budget(),
             _ => self.repair_something(),
@@ -1026,8 +1035,32 @@ impl Sim {
         }
     }
 
+    /// Ends every disk's hang before the engine goes away. On real devices the next open
+    /// waits for what a hung device still holds of the last session (the device's lock is
+    /// held until its last operation ends); memory devices have no lock, so the operations
+    /// end first: carried out (`lost_power` false), or failed, never reaching the medium, as
+    /// a power cut would leave them.
+    fn end_hangs(&mut self, lost_power: bool) -> StepResult {
+        for d in &self.disks {
+            if lost_power {
+                d.faulty.fail_held();
+            } else {
+                d.faulty.set_hung(false);
+            }
+        }
+        let t = std::time::Instant::now();
+        while self.disks.iter().any(|d| d.faulty.held_ops() > 0) {
+            if t.elapsed() > Duration::from_secs(30) {
+                return Err("operations held by a hung disk did not end".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     fn close(&mut self) -> StepResult {
         self.collect_evidence();
+        self.end_hangs(false)?;
         let Some(e) = self.engine.take() else {
             return Ok(());
         };
@@ -1161,6 +1194,7 @@ impl Sim {
             }
         }
         self.rig.power.cut_after(0);
+        self.end_hangs(true)?;
         // The engine's close fails at the switch: nothing reaches the media any more.
         self.engine = None;
         for d in &self.disks {
@@ -1182,6 +1216,7 @@ impl Sim {
         self.report.count("process crash").injected += 1;
         self.collect_evidence();
         self.rig.power.cut_after(0);
+        self.end_hangs(false)?;
         self.engine = None;
         for d in &self.disks {
             d.faulty.set_track_unflushed(true);
@@ -1462,6 +1497,25 @@ impl Sim {
         Ok(())
     }
 
+    /// A disk stops answering for a few steps: its operations wait until the hang ends (or
+    /// the engine's I/O deadline, [`IO_TIMEOUT`], gives them up and fails it). What it
+    /// held lands when the hang ends; a scrub after it is given back checks that nothing
+    /// landed over newer chunks.
+    fn hung_device(&mut self) -> StepResult {
+        let Some(v) = self.victim() else {
+            return self.repair_something();
+        };
+        let steps = self.rng.random_range(1..4);
+        self.note(format!("{v} stops answering for {steps} steps"));
+        self.disk(&v)?.faulty.set_hung(true);
+        let until = self.step + steps;
+        let d = self.damage(&v, "hung device");
+        d.active_until = until;
+        // The engine fails it if any operation reaches it meanwhile.
+        d.lost = true;
+        Ok(())
+    }
+
     fn slow_device(&mut self) -> StepResult {
         if self.slow.is_some() {
             return self.put();
@@ -1553,6 +1607,7 @@ impl Sim {
             f.set_drop_write_probability(0.0);
             f.set_misdirect_writes(0.0, 0);
             f.set_fail_flush(false);
+            f.set_hung(false);
             if let Some(d) = self.damage.get_mut(&name) {
                 d.active_until = 0;
             }
