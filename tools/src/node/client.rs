@@ -120,17 +120,7 @@ pub fn served(dev: &DevicesArg) -> Served {
 
 fn served_inner(dev: &DevicesArg) -> Option<Served> {
     let paths = crate::split_devices(&dev.devices).ok()?;
-    let uuid = paths.iter().find_map(|p| {
-        let d = ectable_devices::FileDevice::open(
-            p,
-            &ectable_devices::OpenOptions {
-                read_only: true,
-                ..Default::default()
-            },
-        )
-        .ok()?;
-        ectable_engine::probe_device(&d).ok().flatten()
-    })?;
+    let uuid = paths.iter().find_map(|p| array_uuid_of(p))?;
     let text = std::fs::read_to_string(node_file(&uuid)).ok()?;
     let v: JsonValue = serde_json::from_str(&text).ok()?;
     let pid = v["pid"].as_i64()? as i32;
@@ -163,6 +153,43 @@ fn served_inner(dev: &DevicesArg) -> Option<Served> {
     }
     let health = answer(asked).ok()?;
     (health["array_uuid"].as_str() == Some(uuid.as_str())).then_some(Served::Yes(client))
+}
+
+/// How long the check for a node waits for one device's superblock: a member that stopped
+/// answering is passed over for the next (the engine's own I/O deadline fails it later).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The array uuid in `path`'s superblock, read on a thread of its own so that a device that
+/// does not answer holds that thread, not the command.
+fn array_uuid_of(path: &std::path::Path) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("ectable-probe".into())
+        .spawn(move || {
+            let uuid = ectable_devices::FileDevice::open(
+                &p,
+                &ectable_devices::OpenOptions {
+                    read_only: true,
+                    ..Default::default()
+                },
+            )
+            .ok()
+            .and_then(|d| ectable_engine::probe_device(&d).ok().flatten());
+            let _ = tx.send(uuid);
+        })
+        .ok()?;
+    match rx.recv_timeout(PROBE_TIMEOUT) {
+        Ok(uuid) => uuid,
+        Err(_) => {
+            tracing::warn!(
+                "{}: its superblock did not come within {} s; looking at the next device",
+                path.display(),
+                PROBE_TIMEOUT.as_secs()
+            );
+            None
+        }
+    }
 }
 
 /// What to do instead of a writing command that cannot go through a node (load, import,
