@@ -13,7 +13,7 @@ use ectable::{
     RecoveryPolicy,
 };
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ROWS: u64 = 400;
 
@@ -37,15 +37,8 @@ fn devices(faulty: &[Arc<FaultyDevice>]) -> Vec<Arc<dyn BlockDevice>> {
         .collect()
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(10), cond)
 }
 
 /// Seven memory devices formatted RS(4,2) with the seventh a hot spare, open under the

@@ -65,17 +65,6 @@ fn put_synced(e: &Engine, from: u64, count: u64, rows: &mut Rows) {
     }
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "timed out waiting: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_member_that_stops_answering_is_failed_at_the_deadline_and_taken_back_once_it_answers() {
     let (_mems, faulty) = mem_devices(6, 16 << 20, 71);
@@ -143,9 +132,11 @@ fn a_member_that_stops_answering_is_failed_at_the_deadline_and_taken_back_once_i
 
     // It answers again: what it held completes (and is dropped), then it comes back.
     faulty[2].set_hung(false);
-    wait_until("the given-up operations complete", || {
-        e.status().devices[2].stuck_ops == 0
-    });
+    wait_until(
+        "the given-up operations to complete",
+        Duration::from_secs(30),
+        || e.status().devices[2].stuck_ops == 0,
+    );
     assert!(faulty[2].counters().hung_ops > 0);
     let back = e
         .online(faulty[2].clone() as Arc<dyn ectable::devices::BlockDevice>)
@@ -189,9 +180,11 @@ fn a_member_that_stops_answering_is_failed_at_the_deadline_and_taken_back_once_i
     );
     drop(e);
     faulty[4].set_hung(false);
-    wait_until("member 4's held operations end", || {
-        faulty[4].held_ops() == 0
-    });
+    wait_until(
+        "member 4's held operations to end",
+        Duration::from_secs(30),
+        || faulty[4].held_ops() == 0,
+    );
 
     // Every acknowledged row is there after a reopen, also with any two members lost.
     let e = Engine::open(io_of(&faulty), opts()).unwrap();

@@ -509,6 +509,16 @@ pub fn io_subset(faulty: &[Arc<FaultyDevice>], keep: &[usize]) -> Arc<dyn IoBack
 /// killed, the writes it had in flight (io_uring requests keep the file referenced) may
 /// still land for a moment after the process is reaped; the lock is released only once
 /// they have.
+/// Waits until `cond` holds, checking every 10 ms; fails the test naming `what` after
+/// `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 pub fn wait_for_writers_gone(paths: &[PathBuf]) {
     for p in paths {
         let f = std::fs::File::open(p).expect("open device file");
