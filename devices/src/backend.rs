@@ -383,6 +383,26 @@ impl BatchState {
         given
     }
 
+    /// Stops counting given-up operation `index` (`op`) as out on its device: its ring is
+    /// going away with the thread that sent it, and nothing will see it end. (The kernel
+    /// finishes or cancels it as that thread exits.)
+    pub(crate) fn forget_given_up(&self, index: usize, op: &IoOp) {
+        let mut g = self.lock();
+        if !matches!(g.state[index], SlotState::GivenUp) {
+            return;
+        }
+        g.state[index] = SlotState::Completed;
+        drop(g);
+        if let Some(d) = &self.deadline {
+            d.count_stuck(op.device_index, op.kind, false);
+            tracing::warn!(
+                "{}: a {} given up at the I/O deadline was still out when the thread that sent it ended; no longer counted as stuck",
+                d.name(op.device_index),
+                op_name(op.kind)
+            );
+        }
+    }
+
     /// Whether operation `index` was given up and its device has not completed it yet.
     pub(crate) fn given_up(&self, index: usize) -> bool {
         matches!(self.lock().state[index], SlotState::GivenUp)

@@ -239,6 +239,7 @@ impl Drop for ThreadRing {
                 .all(|e| e.state.given_up(e.index))
             {
                 for e in self.slab.drain(..).flatten() {
+                    e.state.forget_given_up(e.index, &e.op);
                     std::mem::forget(e.op.buf);
                 }
                 break;

@@ -251,6 +251,19 @@ fn uring_fifo() {
         io.stuck_ops(0) == 0
     });
 
+    // Given up on a thread that then ends: its ring goes with it, and what it gave up is no
+    // longer counted (nothing could see it end; the kernel finishes or cancels it as the
+    // thread exits). Counted for ever, it would keep `online` refusing the device.
+    let io2 = io.clone();
+    std::thread::spawn(move || {
+        let done = io2.execute(vec![IoOp::read(0, 0, 4096)]);
+        assert!(done[0].result.is_err());
+        assert_eq!(io2.stuck_ops(0), 1);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(io.stuck_ops(0), 0, "counted out when its thread ended");
+
     // Given up again, and this time the engine is dropped with the read still out: the
     // drop must not wait for it.
     let done = io.execute(vec![IoOp::read(0, 0, 4096)]);
