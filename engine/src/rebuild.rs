@@ -444,16 +444,38 @@ impl Shared {
         // Operations given up on it at the I/O deadline may still land, over whatever the
         // array writes there from now on: not before they are done. (Checked before its
         // superblock is read: that read would wait on the same device.)
+        // On io_uring only the thread that sent a given-up write sees it end, at its next
+        // I/O: one that sits idle keeps it counted after the device has long answered it. So
+        // a count left is not the last word: a health-block probe through the engine (the
+        // deadline applies) that the device answers now lets it back.
         let stuck = |index: usize| -> Result<()> {
-            match a.io.stuck_writes(index) {
-                0 => Ok(()),
-                n => Err(Error::DeviceStillFails {
+            let n = a.io.stuck_writes(index);
+            if n == 0 {
+                return Ok(());
+            }
+            let probe = match a.slot_of_device(index) {
+                Some(slot) => {
+                    let sequence = u64::MAX - self.counters.probes.load(Ordering::Relaxed);
+                    a.probe_health_blocks(&[(slot, index)], sequence)
+                        .into_iter()
+                        .next()
+                        .map(|(_, why)| why)
+                }
+                None => Some("it holds no slot".to_string()),
+            };
+            match probe {
+                None => {
+                    tracing::info!(device = %name, "{n} write(s) given up at the I/O deadline not yet seen to end, but the device answers again; taken back (a write that lands late is caught as an old chunk)");
+                    Ok(())
+                }
+                Some(why) => Err(Error::DeviceStillFails {
                     device: name.clone(),
                     why: format!(
                         "{n} write(s) sent to it before it stopped answering are still out \
-                         (given up after the I/O deadline of {}): it could still carry them \
-                         out over what the array writes there now; try again once it answers \
-                         them ('ectable status' counts them as stuck)",
+                         (given up after the I/O deadline of {}) and it does not answer a \
+                         probe ({why}): it could still carry them out over what the array \
+                         writes there now; try again once it answers \
+                         ('ectable status' counts them as stuck)",
                         a.io.io_timeout()
                             .map_or("none".to_string(), |t| format!("{} s", t.as_secs_f64()))
                     ),

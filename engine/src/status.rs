@@ -537,7 +537,7 @@ impl Engine {
                     0 => note,
                     n => {
                         let stuck = format!(
-                            "{n} operation(s) given up at the I/O deadline still out on it; 'ectable online' waits until it has answered them"
+                            "{n} operation(s) given up at the I/O deadline not yet seen to end"
                         );
                         if note.is_empty() {
                             stuck
