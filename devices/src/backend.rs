@@ -160,11 +160,12 @@ impl Deadline {
     }
     /// Counts a given-up operation in (`add`) or out.
     fn count_stuck(&self, device_index: usize, kind: IoKind, add: bool) {
-        let mut counters = vec![&self.stuck];
-        if kind != IoKind::Read {
-            counters.push(&self.stuck_writes);
-        }
-        for c in counters.into_iter().filter_map(|v| v.get(device_index)) {
+        let writes = (kind != IoKind::Read).then_some(&self.stuck_writes);
+        for c in [Some(&self.stuck), writes]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.get(device_index))
+        {
             if add {
                 c.fetch_add(1, Ordering::SeqCst);
             } else {

@@ -78,17 +78,12 @@ impl Shared {
                         exit = true;
                         break;
                     }
-                    if self
-                        .array
-                        .io
-                        .devices()
-                        .iter()
-                        .enumerate()
-                        .any(|(d, _)| self.array.io.stuck_ops(d) > 0)
-                    {
+                    let io = &self.array.io;
+                    if (0..io.devices().len()).any(|d| io.stuck_ops(d) > 0) {
                         // Operations given up at the I/O deadline may complete while this
                         // thread has nothing to do: look at its ring now and then, so that
-                        // they are counted out (`online` waits for them).
+                        // they are counted out (status counts them, `online` asks about
+                        // the writes among them).
                         st = self
                             .work_cv
                             .waited_timeout(st, std::time::Duration::from_millis(200));
