@@ -1579,12 +1579,23 @@ pub struct MemberInfo {
 /// Reads a device's superblocks: Ok(Some) for a member (or spare) of an ectable array,
 /// Ok(None) for a device that holds no valid superblock; Err only for a failed read.
 pub fn examine_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<MemberInfo>> {
-    let Some(sb) = newest_superblock(dev)? else {
-        return Ok(None);
-    };
+    Ok(newest_superblock(dev)?.map(|sb| member_info(&sb)))
+}
+
+/// [`examine_device`] for every device of `io` at once, through the I/O engine: a device
+/// that does not answer within its deadline ([`IoBackend::set_io_timeout`]) gives
+/// `DeviceError::TimedOut` and holds nothing up (with io_uring not even the process's exit).
+pub fn examine_devices(io: &dyn IoBackend) -> Vec<Result<Option<MemberInfo>>> {
+    read_superblocks(io)
+        .into_iter()
+        .map(|r| Ok(r?.ok().map(|sb| member_info(&sb))))
+        .collect()
+}
+
+fn member_info(sb: &Superblock) -> MemberInfo {
     let slots = sb.device_count as usize;
     let slot = Some(sb.device_slot as usize).filter(|&i| i < slots);
-    Ok(Some(MemberInfo {
+    MemberInfo {
         array_uuid: uuid_string(&sb.array_uuid),
         device_uuid: uuid_string(&sb.device_uuid),
         slot,
@@ -1599,7 +1610,7 @@ pub fn examine_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<M
             .iter()
             .map(|(u, st)| (uuid_string(u), st.name()))
             .collect(),
-    }))
+    }
 }
 
 /// The newer of a device's two valid superblock copies (None: neither is valid).

@@ -69,7 +69,8 @@ mod sync;
 pub mod table;
 
 pub use array::{
-    examine_device, format, probe_device, wipe_device, ArrayInfo, FormatOptions, MemberInfo,
+    examine_device, examine_devices, format, probe_device, wipe_device, ArrayInfo, FormatOptions,
+    MemberInfo,
 };
 pub use backup::{Change, RowSink};
 pub use cleaner::{CleanReport, CleanerOptions};

@@ -24,6 +24,12 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The I/O deadline: a member that holds a read or write longer is failed and the array
+    /// goes on without it (docs/operations.md, "A device that stops answering"); at least
+    /// 1s, 0 waits for ever. Also bounds the superblock reads of `examine`.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s",
+          env = "ECTABLE_IO_TIMEOUT", value_parser = crate::deadline::io_timeout_arg)]
+    pub io_timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -120,6 +126,7 @@ pub enum Command {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let kind = cli.io_engine;
+    crate::deadline::set_io_timeout(Some(cli.io_timeout).filter(|t| !t.is_zero()));
     match cli.command {
         Command::Format(a) => format::run(kind, &a),
         Command::AddSpare(a) => format::add_spare(kind, &a),

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod cmd;
+pub mod deadline;
 pub mod exit;
 pub mod models;
 pub mod node;
@@ -185,7 +186,9 @@ pub fn open_devices(
         let dev = FileDevice::open(p, &opts).with_context(|| format!("opening {}", p.display()))?;
         devices.push(Arc::new(dev));
     }
-    open_backend(kind, devices).context("starting the I/O engine")
+    let io = open_backend(kind, devices).context("starting the I/O engine")?;
+    io.set_io_timeout(deadline::io_timeout());
+    Ok(io)
 }
 
 /// Key of deterministic row `i`: depends only on `i`.

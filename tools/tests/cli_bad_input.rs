@@ -147,12 +147,29 @@ fn bad_data_commands() {
     );
     assert_eq!(out.status.code(), Some(1));
     // An I/O deadline so short it would fail members that are only busy, or not a duration:
-    // refused before the node opens anything.
+    // refused before anything is opened, on the command line (before or after the command)
+    // or from the environment.
     for (bad, needle) in [("500ms", "at least 1s"), ("soon", "e.g. 30s")] {
-        let out = ectable(&["serve", "--devices", &d, "--io-timeout", bad]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle) && !err.contains("panicked"), "{err}");
-        assert_eq!(out.status.code(), Some(64), "--io-timeout {bad}: {err}");
+        let put = [
+            "put",
+            "--devices",
+            &d,
+            "--table",
+            "t",
+            "--key",
+            "k",
+            "--value",
+            "v",
+        ];
+        for out in [
+            ectable(&["serve", "--devices", &d, "--io-timeout", bad]),
+            ectable(&[&["--io-timeout", bad][..], &put[..]].concat()),
+            ectable_env(&put, &[("ECTABLE_IO_TIMEOUT", bad)]),
+        ] {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(needle) && !err.contains("panicked"), "{err}");
+            assert_eq!(out.status.code(), Some(64), "--io-timeout {bad}: {err}");
+        }
     }
     // A backup into a directory that is not there: said before anything is read.
     let nowhere = dir.path().join("no-such-dir").join("full.ectb");

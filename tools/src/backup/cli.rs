@@ -453,7 +453,7 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
 fn open_for_backup(kind: BackendKind, devices: &str) -> Result<Engine> {
     let paths = split_devices(devices)?;
     let io = open_devices(&paths, None, false, kind)?;
-    let err = match Engine::open(io, EngineOptions::default()) {
+    let err = match Engine::open(io, crate::deadline::engine_options(false)) {
         Ok(e) => return Ok(e),
         Err(e) => e,
     };
@@ -468,11 +468,7 @@ fn open_for_backup(kind: BackendKind, devices: &str) -> Result<Engine> {
         return Err(anyhow::Error::from(err).context("opening the array"));
     }
     let io = open_devices(&paths, None, true, kind)?;
-    let ro = EngineOptions {
-        read_only: true,
-        ..Default::default()
-    };
-    let engine = match Engine::open(io, ro) {
+    let engine = match Engine::open(io, crate::deadline::engine_options(true)) {
         Ok(e) => e,
         // The read-only open failed too: the writable open's error is the one to report.
         Err(_) => return Err(anyhow::Error::from(err).context("opening the array")),
@@ -522,9 +518,8 @@ fn check_devices(kind: BackendKind, paths: &[PathBuf], a: &RestoreArgs) -> Resul
             let e = Engine::open(
                 io,
                 EngineOptions {
-                    read_only: true,
                     allow_incomplete_restore: true,
-                    ..Default::default()
+                    ..crate::deadline::engine_options(true)
                 },
             )
             .ok()?;
@@ -658,7 +653,7 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
         io,
         EngineOptions {
             allow_incomplete_restore: true,
-            ..Default::default()
+            ..crate::deadline::engine_options(false)
         },
     )
     .context("opening the new array")?;

@@ -6,7 +6,7 @@ use crate::{open_devices, parse_size, split_devices};
 use anyhow::{Context, Result};
 use clap::Args;
 use ectable_devices::BackendKind;
-use ectable_engine::{Engine, EngineOptions};
+use ectable_engine::Engine;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -79,11 +79,7 @@ pub fn open_array(kind: BackendKind, arg: &DevicesArg, read_only: bool) -> Resul
         );
     }
     let io = open_devices(&paths, None, read_only, kind)?;
-    let opts = EngineOptions {
-        read_only,
-        ..Default::default()
-    };
-    Engine::open(io, opts).context("opening the array")
+    Engine::open(io, crate::deadline::engine_options(read_only)).context("opening the array")
 }
 
 /// Exit code of a read-only command whose array another process changed under it

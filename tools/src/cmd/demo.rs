@@ -10,7 +10,7 @@ use crate::open_devices;
 use anyhow::{Context, Result};
 use clap::Args;
 use ectable_devices::{BackendKind, IoBackend};
-use ectable_engine::{format, Engine, EngineOptions, FormatOptions};
+use ectable_engine::{format, Engine, FormatOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -78,7 +78,7 @@ pub fn run(kind: BackendKind, a: &DemoArgs) -> Result<i32> {
     };
     {
         println!("$ ectable load --devices ... --table demo --rows {rows} --value-size {value_size} --seed 42");
-        let engine = Engine::open(io, EngineOptions::default())?;
+        let engine = Engine::open(io, crate::deadline::engine_options(false))?;
         load(&engine, &rows_arg, "load")?;
         engine.close()?;
     }

@@ -5,11 +5,13 @@
 use crate::exit;
 use anyhow::Result;
 use clap::Args;
-use ectable_devices::{FileDevice, OpenOptions, StorageId};
-use ectable_engine::{examine_device, MemberInfo};
+use ectable_devices::{open_backend, BackendKind, BlockDevice, FileDevice, OpenOptions, StorageId};
+use ectable_engine::{examine_device, examine_devices, MemberInfo};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct ExamineArgs {
@@ -98,18 +100,34 @@ pub fn expand(paths: &[String]) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads the superblocks of every path (read-only, no lock taken) and groups the members by
-/// array.
+/// array. A device that does not answer within the I/O deadline (`--io-timeout`) is
+/// reported as unreadable, as one that fails.
 pub fn examine(paths: &[PathBuf]) -> Examined {
     let mut by_array: BTreeMap<String, Vec<Found>> = BTreeMap::new();
     let mut not_members = Vec::new();
-    for p in paths {
-        let opts = OpenOptions {
-            read_only: true,
-            ..Default::default()
-        };
-        let info = FileDevice::open(p, &opts)
-            .map_err(|e| e.to_string())
-            .and_then(|d| examine_device(&d).map_err(|e| e.to_string()));
+    let opts = OpenOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let mut infos: Vec<Result<Option<MemberInfo>, String>> = Vec::with_capacity(paths.len());
+    let mut opened: Vec<(usize, Arc<dyn BlockDevice>)> = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        match FileDevice::open(p, &opts) {
+            Ok(d) => {
+                opened.push((i, Arc::new(d)));
+                infos.push(Ok(None));
+            }
+            Err(e) => infos.push(Err(e.to_string())),
+        }
+    }
+    let (at, devs): (Vec<usize>, Vec<Arc<dyn BlockDevice>>) = opened.into_iter().unzip();
+    for (i, info) in at
+        .into_iter()
+        .zip(read_members(devs, crate::deadline::io_timeout()))
+    {
+        infos[i] = info;
+    }
+    for (p, info) in paths.iter().zip(infos) {
         match info {
             Ok(Some(info)) => by_array
                 .entry(info.array_uuid.clone())
@@ -131,6 +149,32 @@ pub fn examine(paths: &[PathBuf]) -> Examined {
     Examined {
         arrays,
         not_members,
+    }
+}
+
+/// The superblocks of `devs`, read together through the I/O engine with the deadline `limit`:
+/// a device that does not answer in time is reported as unreadable and holds up neither
+/// the others nor (with io_uring) the process's exit, which a blocked `pread` would.
+pub fn read_members(
+    devs: Vec<Arc<dyn BlockDevice>>,
+    limit: Option<Duration>,
+) -> Vec<Result<Option<MemberInfo>, String>> {
+    if devs.is_empty() {
+        return Vec::new();
+    }
+    match open_backend(BackendKind::Auto, devs.clone()) {
+        Ok(io) => {
+            io.set_io_timeout(limit);
+            examine_devices(io.as_ref())
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect()
+        }
+        // No I/O engine (no thread to start): one device at a time, without a deadline.
+        Err(_) => devs
+            .iter()
+            .map(|d| examine_device(d.as_ref()).map_err(|e| e.to_string()))
+            .collect(),
     }
 }
 

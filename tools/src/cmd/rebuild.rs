@@ -7,7 +7,7 @@ use crate::term::{self, ByteProgress};
 use anyhow::{Context, Result};
 use clap::Args;
 use ectable_devices::BackendKind;
-use ectable_engine::{Engine, EngineOptions, RebuildOptions};
+use ectable_engine::{Engine, RebuildOptions};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -512,7 +512,7 @@ pub(crate) fn open_with_new(
 ) -> Result<Engine> {
     let open = |paths: &[PathBuf]| -> Result<Engine> {
         let io = open_devices(paths, None, false, kind)?;
-        Ok(Engine::open(io, EngineOptions::default())?)
+        Ok(Engine::open(io, crate::deadline::engine_options(false))?)
     };
     match open(paths) {
         Ok(e) => Ok(e),

@@ -159,36 +159,25 @@ fn served_inner(dev: &DevicesArg) -> Option<Served> {
 /// answering is passed over for the next (the engine's own I/O deadline fails it later).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The array uuid in `path`'s superblock, read on a thread of its own so that a device that
-/// does not answer holds that thread, not the command.
+/// The array uuid in `path`'s superblock, read through the I/O engine with a deadline, so
+/// that a device that does not answer holds up neither the command nor its exit.
 fn array_uuid_of(path: &std::path::Path) -> Option<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = path.to_path_buf();
-    std::thread::Builder::new()
-        .name("ectable-probe".into())
-        .spawn(move || {
-            let uuid = ectable_devices::FileDevice::open(
-                &p,
-                &ectable_devices::OpenOptions {
-                    read_only: true,
-                    ..Default::default()
-                },
-            )
-            .ok()
-            .and_then(|d| ectable_engine::probe_device(&d).ok().flatten());
-            let _ = tx.send(uuid);
-        })
-        .ok()?;
-    match rx.recv_timeout(PROBE_TIMEOUT) {
-        Ok(uuid) => uuid,
-        Err(_) => {
-            tracing::warn!(
-                "{}: its superblock did not come within {} s; looking at the next device",
-                path.display(),
-                PROBE_TIMEOUT.as_secs()
-            );
+    let dev = ectable_devices::FileDevice::open(
+        path,
+        &ectable_devices::OpenOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .ok()?;
+    let limit = crate::deadline::io_timeout().map_or(PROBE_TIMEOUT, |t| t.min(PROBE_TIMEOUT));
+    match crate::cmd::examine::read_members(vec![std::sync::Arc::new(dev)], Some(limit)).pop() {
+        Some(Ok(info)) => info.map(|m| m.array_uuid),
+        Some(Err(e)) => {
+            tracing::warn!("{e}; looking at the next device");
             None
         }
+        None => None,
     }
 }
 

@@ -55,25 +55,6 @@ pub struct ServeArgs {
     /// rebuilt at once, and a stale member is resynced, with no operator).
     #[arg(long, value_name = "POLICY", default_value = "manual", value_parser = recovery_arg)]
     pub recovery: RecoveryPolicy,
-    /// The I/O deadline: a member that holds a read or write longer is failed, and the array
-    /// goes on without it (docs/operations.md, "A device that stops answering"); 0 waits for
-    /// ever.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = io_timeout_arg)]
-    pub io_timeout: Duration,
-}
-
-fn io_timeout_arg(s: &str) -> std::result::Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 2m; 0 for none)"))?;
-    if d < Duration::from_secs(1) {
-        return Err(
-            "must be at least 1s (or 0 for none): shorter would fail members that are only busy"
-                .into(),
-        );
-    }
-    Ok(d)
 }
 
 fn recovery_arg(s: &str) -> std::result::Result<RecoveryPolicy, String> {
@@ -132,7 +113,7 @@ impl Session {
     ) -> Result<Session> {
         let mut opts = EngineOptions {
             recovery,
-            ..EngineOptions::default()
+            ..crate::deadline::engine_options(false)
         };
         opts.health.io_timeout = io_timeout;
         let engine = loop {
@@ -604,7 +585,8 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
         "one node serves an array at a time: use that one, or stop it first",
     )?;
     let mut devices: Vec<PathBuf> = split_devices(&a.dev.devices)?;
-    let io_timeout = Some(a.io_timeout).filter(|t| !t.is_zero());
+    // `ectable --io-timeout`, also given after `serve`.
+    let io_timeout = crate::deadline::io_timeout();
     let session = Arc::new(Session::open(&mut devices, kind, a.recovery, io_timeout)?);
     let node = Arc::new(Node {
         session: std::sync::RwLock::new(session.clone()),
