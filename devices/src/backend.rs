@@ -6,6 +6,7 @@
 //! completed (docs/design.md invariant 7).
 
 use crate::{AlignedBuf, BlockDevice, DeviceError};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -301,14 +302,17 @@ impl BatchState {
             if let Some(d) = &self.deadline {
                 let i = completion.op.device_index;
                 d.count_stuck(i, completion.op.kind, false);
-                tracing::info!(
-                    "{}: a {} given up at the I/O deadline completed after all ({})",
-                    d.name(i),
-                    op_name(completion.op.kind),
-                    match &completion.result {
-                        Ok(()) => "done".to_string(),
-                        Err(e) => e.to_string(),
-                    }
+                log(
+                    false,
+                    format_args!(
+                        "{}: a {} given up at the I/O deadline completed after all ({})",
+                        d.name(i),
+                        op_name(completion.op.kind),
+                        match &completion.result {
+                            Ok(()) => "done".to_string(),
+                            Err(e) => e.to_string(),
+                        }
+                    ),
                 );
             }
             return true;
@@ -365,7 +369,7 @@ impl BatchState {
                     latency: after,
                 };
                 if let Err(e) = &c.result {
-                    tracing::warn!("{e}; given up");
+                    log(true, format_args!("{e}; given up"));
                 }
                 self.record(&c);
                 d.count_stuck(s.device_index, s.kind, true);
@@ -396,10 +400,13 @@ impl BatchState {
         drop(g);
         if let Some(d) = &self.deadline {
             d.count_stuck(op.device_index, op.kind, false);
-            tracing::warn!(
-                "{}: a {} given up at the I/O deadline was still out when the thread that sent it ended; no longer counted as stuck",
-                d.name(op.device_index),
-                op_name(op.kind)
+            log(
+                true,
+                format_args!(
+                    "{}: a {} given up at the I/O deadline was still out when the thread that sent it ended; no longer counted as stuck",
+                    d.name(op.device_index),
+                    op_name(op.kind)
+                ),
             );
         }
     }
@@ -727,4 +734,33 @@ pub(crate) fn run_sync(dev: &dyn BlockDevice, op: &mut IoOp) -> Result<(), Devic
 /// The error for an operation naming a device index the backend does not have.
 pub(crate) fn bad_index(i: usize) -> DeviceError {
     DeviceError::Backend(format!("no device with index {i}"))
+}
+
+thread_local! {
+    /// Whether this thread is destroying its thread-locals (it is ending): set by the
+    /// io_uring engine's rings as they go. The log subscriber may have destroyed its own
+    /// thread-locals by then, and an event would panic inside a destructor, which aborts the
+    /// process. A `Cell<bool>` has no destructor, so it can still be read then.
+    static THREAD_ENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as ending (see `THREAD_ENDING`).
+pub(crate) fn set_thread_ending() {
+    THREAD_ENDING.with(|f| f.set(true));
+}
+
+/// Logs a warning (`warn`) or an informational event of the deadline's bookkeeping; on a
+/// thread that is ending, a warning goes to stderr directly and an informational event is
+/// dropped.
+fn log(warn: bool, msg: std::fmt::Arguments<'_>) {
+    if THREAD_ENDING.with(Cell::get) {
+        if warn {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "WARN ectable_devices: {msg}");
+        }
+    } else if warn {
+        tracing::warn!("{msg}");
+    } else {
+        tracing::info!("{msg}");
+    }
 }

@@ -64,8 +64,20 @@ struct ThreadRing {
     backlog: VecDeque<Request>,
 }
 
+/// This thread's rings. Dropped as the thread ends, after (or before) the other
+/// thread-locals of the thread, the log subscriber's among them: the drop says so first
+/// ([`crate::backend::set_thread_ending`]), so that the rings' own drops write their
+/// warnings without the subscriber.
+struct Rings(RefCell<Vec<ThreadRing>>);
+
+impl Drop for Rings {
+    fn drop(&mut self) {
+        crate::backend::set_thread_ending();
+    }
+}
+
 thread_local! {
-    static RINGS: RefCell<Vec<ThreadRing>> = const { RefCell::new(Vec::new()) };
+    static RINGS: Rings = const { Rings(RefCell::new(Vec::new())) };
 }
 
 fn build_ring() -> io::Result<IoUring> {
@@ -266,7 +278,7 @@ fn with_ring<R>(
     f: impl FnOnce(&mut ThreadRing) -> R,
 ) -> Result<R, DeviceError> {
     RINGS.with(|rings| {
-        let mut rings = rings.borrow_mut();
+        let mut rings = rings.0.borrow_mut();
         rings.retain(|r| r.engine_id == engine.id || live(r.engine_id));
         if !rings.iter().any(|r| r.engine_id == engine.id) {
             let ring = build_ring()
@@ -305,7 +317,7 @@ fn with_ring<R>(
 /// Drives this thread's ring for `engine_id` as far as `how` says for `state`.
 pub(crate) fn drive(engine_id: u64, state: &BatchState, how: Drive) {
     RINGS.with(|rings| {
-        let mut rings = rings.borrow_mut();
+        let mut rings = rings.0.borrow_mut();
         let Some(r) = rings.iter_mut().find(|r| r.engine_id == engine_id) else {
             return;
         };
@@ -422,7 +434,7 @@ impl IoBackend for UringBackend {
         }
         // Only a ring this thread already has: reaping never makes one.
         let _ = RINGS.try_with(|rings| {
-            let Ok(mut rings) = rings.try_borrow_mut() else {
+            let Ok(mut rings) = rings.0.try_borrow_mut() else {
                 return;
             };
             if let Some(r) = rings
@@ -497,7 +509,7 @@ impl Drop for UringBackend {
         // This thread's ring goes at once; other threads drop theirs at their next use of
         // any io_uring engine, or when they exit.
         let _ = RINGS.try_with(|rings| {
-            if let Ok(mut rings) = rings.try_borrow_mut() {
+            if let Ok(mut rings) = rings.0.try_borrow_mut() {
                 rings.retain(|r| r.engine_id != self.id);
             }
         });

@@ -254,6 +254,13 @@ fn uring_fifo() {
     // Given up on a thread that then ends: its ring goes with it, and what it gave up is no
     // longer counted (nothing could see it end; the kernel finishes or cancels it as the
     // thread exits). Counted for ever, it would keep `online` refusing the device.
+    // With a log subscriber of the kind the CLI and the node install: its thread-locals are
+    // destroyed before the ring's (the thread logged "given up" after its first I/O), and an
+    // event from the ring's drop then would panic inside a thread-local destructor, which
+    // aborts the process.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .try_init();
     let io2 = io.clone();
     std::thread::spawn(move || {
         let done = io2.execute(vec![IoOp::read(0, 0, 4096)]);

@@ -148,6 +148,28 @@ fn rebuild_killed_and_resumed() {
         next > 1,
         "the rebuild made no persisted progress before the kill"
     );
+    // A second replace of the old device, as an operator who missed the first one would
+    // type it: refused, pointing at the rebuild to finish (and changing nothing).
+    let other = dir.path().join("other.img");
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &join(&all),
+        "--old",
+        d[2].to_str().unwrap(),
+        "--new",
+        other.to_str().unwrap(),
+        "--create-size",
+        "64M",
+        "--yes",
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(
+        text.contains("slot 2 is being rebuilt onto") && text.contains("'ectable rebuild'"),
+        "{text}"
+    );
+    assert!(!other.exists(), "the refused replace left {other:?} behind");
     let out = ok(ectable(&["rebuild", "--devices", &join(&all)]));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("0 unrecoverable"), "{text}");

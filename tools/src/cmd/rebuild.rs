@@ -378,6 +378,9 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
     if created || (a.preallocate && new.exists()) {
         drop(crate::open_added_device(new, a.create_size, a.preallocate)?);
     }
+    // A file made here for the new device goes again if the replace stops before the file
+    // is the slot's member (declined, refused, the open failed): bad input changes nothing.
+    let mut made = MadeFile(created.then_some(new));
     if !new.exists() {
         crate::fail!(
             crate::exit::NO_INPUT,
@@ -418,18 +421,26 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
         new.display()
     );
     if term::should_ask(a.yes) {
-        if let Err(e) = term::confirm("Proceed?") {
-            if created {
-                let _ = std::fs::remove_file(new);
-            }
-            return Err(e);
-        }
+        term::confirm("Proceed?")?;
     }
     engine.replace(slot, new_index)?;
+    // A member now: an interrupted rebuild onto it is resumed by `ectable rebuild`.
+    made.0 = None;
     run_rebuild(&engine, &format!("rebuild of slot {slot}"), a.rate)?;
     engine.close()?;
     println!("slot {slot} is online on {}", new.display());
     Ok(0)
+}
+
+/// A file `replace` created for the new device, removed on drop unless taken out (`None`).
+struct MadeFile<'a>(Option<&'a Path>);
+
+impl Drop for MadeFile<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// The slot `replace` rebuilds: `old_slot` when given, else the slot of the member at
@@ -445,10 +456,29 @@ pub fn replace_slot(
     }
     match engine.lost_slots().as_slice() {
         [s] => Ok(*s),
-        [] => crate::fail!(
-            crate::exit::USAGE,
-            "{old} is not a member of this array and no device is missing; give --old-slot"
-        ),
+        [] => {
+            // An interrupted replace: its slot is held by the device it was rebuilding onto.
+            let st = engine.status();
+            if let Some(d) = st
+                .devices
+                .iter()
+                .find(|d| d.state == ectable_engine::DeviceState::Rebuilding)
+            {
+                crate::fail!(
+                    crate::exit::USAGE,
+                    "{old} is not a member of this array and no device is missing: slot {} is \
+                     being rebuilt onto {} (an interrupted replace); 'ectable rebuild' finishes \
+                     that, or give --old-slot {} to rebuild onto another device",
+                    d.slot,
+                    d.path.as_deref().unwrap_or("its new device"),
+                    d.slot
+                )
+            }
+            crate::fail!(
+                crate::exit::USAGE,
+                "{old} is not a member of this array and no device is missing; give --old-slot"
+            )
+        }
         many => crate::fail!(
             crate::exit::USAGE,
             "cannot tell which slot {old} held ({} are missing: {many:?}); give --old-slot",
