@@ -194,3 +194,70 @@ fn a_member_that_stops_answering_is_failed_at_the_deadline_and_taken_back_once_i
     e.close().unwrap();
     check_every_pair_lost(&faulty, "t", &rows, "after both hangs");
 }
+
+/// Scrub with a member that stops answering as it starts: the member is failed at the first
+/// deadline, and what follows leaves it out. Each given-up read is not tried again piece by
+/// piece (each piece would wait the deadline again: a scrub beside a hung member ran at 2.5
+/// MiB/s), and the chunks it holds are "not checked", not bad chunks: nothing is wrong with
+/// the data the scrub could see.
+#[test]
+fn a_scrub_with_a_member_that_stops_answering_leaves_it_out_and_finds_nothing_bad() {
+    let (_mems, faulty) = mem_devices(6, 16 << 20, 73);
+    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Arc::new(Engine::open(io_of(&faulty), opts()).unwrap());
+    for i in 0..3000u64 {
+        e.put("t", &key(i), &value_for(i, 6, 3000)).unwrap();
+    }
+    e.sync().unwrap();
+    let segments = e.status().devices[3].used_segments;
+    assert!(segments >= 6, "only {segments} segments to scrub");
+
+    // Hung once the superblocks are checked, as the segment reads start (the first
+    // progress report).
+    let (e2, hang) = (e.clone(), faulty[3].clone());
+    let r = within(
+        "scrub with member 3 hung",
+        Duration::from_secs(60),
+        move || {
+            e2.scrub(false, &RebuildOptions::default(), &mut |_| {
+                hang.set_hung(true)
+            })
+            .expect("scrub")
+        },
+    );
+    // Still held by the member (none of them has ended).
+    let sent = faulty[3].held_ops();
+    assert!(sent > 0, "the scrub sent nothing to the hung member");
+    // The segments read ahead before the member was failed, and no piece of them again.
+    assert!(
+        sent <= 8,
+        "{sent} operations sent to the hung member: it was read again piece by piece"
+    );
+    assert_eq!(e.status().devices[3].state, "FAULTED");
+    assert_eq!(r.bad_chunks_per_slot, vec![0; 6], "{r:?}");
+    assert!(r.unchecked_chunks_per_slot[3] > 0, "{r:?}");
+    assert_eq!(
+        r.unchecked_chunks_per_slot.iter().sum::<u64>(),
+        r.unchecked_chunks_per_slot[3]
+    );
+    assert!(r.progress.unrecoverable.is_empty(), "{r:?}");
+    assert_eq!(r.parity_mismatches, 0);
+    faulty[3].set_hung(false);
+    e.close().unwrap();
+
+    // The same array with that member left out altogether: its chunks are not checked, and
+    // nothing is bad.
+    let io = io_of(
+        &faulty[..3]
+            .iter()
+            .chain(&faulty[4..])
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let e = Engine::open(io, opts()).unwrap();
+    let r = e
+        .scrub(false, &RebuildOptions::default(), &mut |_| {})
+        .expect("scrub without member 3");
+    assert_eq!(r.bad_chunks_per_slot, vec![0; 6], "{r:?}");
+    assert!(r.unchecked_chunks_per_slot[3] > 0, "{r:?}");
+}

@@ -91,6 +91,10 @@ pub struct ScrubReport {
     pub stripes_checked: u64,
     /// Per slot: chunks that were unreadable, failed identity or crc.
     pub bad_chunks_per_slot: Vec<u64>,
+    /// Per slot: chunks not checked because their member was not in service (missing,
+    /// failed before or during the scrub): not findings about the data, and nothing a
+    /// repair could rewrite there.
+    pub unchecked_chunks_per_slot: Vec<u64>,
     /// Stripes whose chunks all passed their checks but whose parity does not match the data.
     pub parity_mismatches: u64,
     /// Bad chunks rewritten (only with repair).
@@ -1224,6 +1228,7 @@ impl Shared {
         }
         let mut r = ScrubReport {
             bad_chunks_per_slot: vec![0; a.n()],
+            unchecked_chunks_per_slot: vec![0; a.n()],
             bad_superblocks_per_slot: vec![0; a.n()],
             bad_segment_headers_per_slot: vec![0; a.n()],
             ..Default::default()
@@ -1283,7 +1288,13 @@ impl Shared {
                         r.stripes_checked += 1;
                         for &j in &g.bad_shards {
                             let (slot, _) = seg.members[position_of(j, ordinal, a.w())];
-                            r.bad_chunks_per_slot[slot as usize] += 1;
+                            // Not read, and its member out of service: not checked. (Not
+                            // read from a member in service: unreadable, a bad chunk.)
+                            if chunks[j].is_none() && a.device_of_slot(slot).is_none() {
+                                r.unchecked_chunks_per_slot[slot as usize] += 1;
+                            } else {
+                                r.bad_chunks_per_slot[slot as usize] += 1;
+                            }
                         }
                         if g.bad_shards.is_empty() {
                             if !matches!(parity_agrees(a, &g, chunks), Ok(true)) {

@@ -188,6 +188,7 @@ fn scrub_via_node(node: &crate::node::client::NodeClient, a: &ScrubArgs) -> Resu
         progress,
         stripes_checked: r["stripes_checked"].as_u64().unwrap_or(0),
         bad_chunks_per_slot: counts(&r["bad_chunks_per_slot"]),
+        unchecked_chunks_per_slot: counts(&r["unchecked_chunks_per_slot"]),
         parity_mismatches: r["parity_mismatches"].as_u64().unwrap_or(0),
         chunks_repaired: r["chunks_repaired"].as_u64().unwrap_or(0),
         bad_superblocks_per_slot: counts(&r["bad_superblocks_per_slot"]),
@@ -208,6 +209,7 @@ fn report_scrub(
 ) -> Result<i32> {
     let repair = a.repair;
     let bad_superblocks = |slot: usize| r.bad_superblocks_per_slot.get(slot).copied().unwrap_or(0);
+    let unchecked = |slot: usize| r.unchecked_chunks_per_slot.get(slot).copied().unwrap_or(0);
     let bad_headers = |slot: usize| {
         r.bad_segment_headers_per_slot
             .get(slot)
@@ -223,6 +225,7 @@ fn report_scrub(
                     "slot": d.slot,
                     "path": d.path,
                     "bad_chunks": r.bad_chunks_per_slot[d.slot],
+                    "unchecked_chunks": unchecked(d.slot),
                     "bad_superblocks": bad_superblocks(d.slot),
                     "bad_segment_headers": bad_headers(d.slot),
                 })
@@ -276,6 +279,14 @@ fn report_scrub(
         }
         for line in term::table_lines(&t, "  ") {
             println!("{line}");
+        }
+        for d in st.devices.iter().filter(|d| unchecked(d.slot) > 0) {
+            println!(
+                "  not checked: slot {} ({} chunks): not in service ({}); 'ectable status' says why",
+                d.slot,
+                unchecked(d.slot),
+                d.state.as_str()
+            );
         }
         for b in &r.bad_superblocks {
             println!("  bad: {b}");

@@ -336,6 +336,7 @@ impl Node {
             "bytes_repaired": r.progress.bytes_rebuilt,
             "unrecoverable": r.progress.unrecoverable,
             "bad_chunks_per_slot": r.bad_chunks_per_slot,
+            "unchecked_chunks_per_slot": r.unchecked_chunks_per_slot,
             "bad_superblocks_per_slot": r.bad_superblocks_per_slot,
             "bad_superblocks": r.bad_superblocks,
             "superblocks_repaired": r.superblocks_repaired,
