@@ -261,3 +261,33 @@ fn a_scrub_with_a_member_that_stops_answering_leaves_it_out_and_finds_nothing_ba
     assert_eq!(r.bad_chunks_per_slot, vec![0; 6], "{r:?}");
     assert!(r.unchecked_chunks_per_slot[3] > 0, "{r:?}");
 }
+
+/// A member that stopped answering before the scrub: its superblock read is the one that
+/// waits the deadline and fails it; neither its superblock copies nor its chunks are then
+/// findings (the member is FAULTED in `status`, which is where that is said).
+#[test]
+fn a_scrub_after_a_member_stopped_answering_reports_no_bad_superblocks() {
+    let (_mems, faulty) = mem_devices(6, 16 << 20, 74);
+    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Arc::new(Engine::open(io_of(&faulty), opts()).unwrap());
+    for i in 0..500u64 {
+        e.put("t", &key(i), &value_for(i, 7, 3000)).unwrap();
+    }
+    e.sync().unwrap();
+    faulty[3].set_hung(true);
+    let e2 = e.clone();
+    let r = within(
+        "scrub with member 3 hung",
+        Duration::from_secs(60),
+        move || {
+            e2.scrub(false, &RebuildOptions::default(), &mut |_| {})
+                .expect("scrub")
+        },
+    );
+    assert_eq!(e.status().devices[3].state, "FAULTED");
+    assert_eq!(r.bad_superblocks_per_slot, vec![0; 6], "{r:?}");
+    assert!(r.bad_superblocks.is_empty(), "{r:?}");
+    assert_eq!(r.bad_chunks_per_slot, vec![0; 6], "{r:?}");
+    assert!(r.unchecked_chunks_per_slot[3] > 0, "{r:?}");
+    faulty[3].set_hung(false);
+}

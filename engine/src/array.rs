@@ -1459,6 +1459,15 @@ impl Array {
         let mut bad = Vec::new();
         for (c, &(entry, _)) in self.io.execute(ops).into_iter().zip(&entries) {
             if let Err(e) = &c.result {
+                if entry < self.n() {
+                    self.observe(entry, c.op.kind, c.latency, Some(e));
+                    // The read failed the member (it stopped answering, or its errors
+                    // passed the limits): out of service, its copies are not a finding
+                    // about superblocks, and no rewrite would reach them.
+                    if self.is_failed(entry) {
+                        continue;
+                    }
+                }
                 let why = format!("unreadable: {e}");
                 for copy in 0..SUPERBLOCK_OFFSETS.len() {
                     bad.push(BadSuperblock {
@@ -1466,9 +1475,6 @@ impl Array {
                         copy,
                         why: why.clone(),
                     });
-                }
-                if entry < self.n() {
-                    self.observe(entry, c.op.kind, c.latency, Some(e));
                 }
                 continue;
             }
