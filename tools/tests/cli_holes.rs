@@ -448,3 +448,57 @@ fn a_member_file_truncated_while_closed_is_faulted_and_logged_plainly() {
         "colour codes in a log that is not a terminal: {err:?}"
     );
 }
+
+/// A replace that succeeds on an array with a second member out: its last line says the
+/// slot is online, and the next one that the array is not (an operator reading the first
+/// alone would take the array for healthy).
+#[test]
+fn replace_says_when_the_array_is_still_degraded_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = format6(dir.path(), "d");
+    put_ok(&join(&p), "t", "k", "v");
+    // Members 2 and 4 are gone; 2 is replaced, 4 stays out.
+    std::fs::remove_file(&p[2]).unwrap();
+    std::fs::remove_file(&p[4]).unwrap();
+    let rest: Vec<std::path::PathBuf> = [0, 1, 3, 5].iter().map(|&i| p[i].clone()).collect();
+    let new = dir.path().join("new.img");
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &join(&rest),
+        "--old",
+        p[2].to_str().unwrap(),
+        "--old-slot",
+        "2",
+        "--new",
+        new.to_str().unwrap(),
+        "--create-size",
+        "64M",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("slot 2 is online on"), "{text}");
+    assert!(
+        text.contains("the array is still DEGRADED: slot 4 REMOVED"),
+        "{text}"
+    );
+    // With every member in service, no such line.
+    let mut all = rest.clone();
+    all.push(new.clone());
+    let newer = dir.path().join("newer.img");
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &join(&all),
+        "--old",
+        p[4].to_str().unwrap(),
+        "--new",
+        newer.to_str().unwrap(),
+        "--create-size",
+        "64M",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("still"), "{}", stdout(&out));
+}

@@ -138,8 +138,10 @@ pub fn online(kind: BackendKind, a: &OnlineArgs) -> Result<i32> {
     )?;
     bar.finish();
     crate::cmd::rebuild::report_rebuild(&resync_what(&o), &p, start.elapsed())?;
+    let after = engine.status();
     engine.close()?;
     println!("slot {} is online on {}", o.slot, a.device.display());
+    crate::cmd::rebuild::say_still_out(&after);
     Ok(crate::exit::OK)
 }
 

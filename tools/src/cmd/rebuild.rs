@@ -79,7 +79,9 @@ pub fn rebuild(kind: BackendKind, a: &RebuildArgs) -> Result<i32> {
         return nothing_to_rebuild(&absent);
     }
     run_rebuild(&engine, &what.join(", "), a.rate)?;
+    let after = engine.status();
     engine.close()?;
+    say_still_out(&after);
     Ok(0)
 }
 
@@ -438,9 +440,37 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
     // A member now: an interrupted rebuild onto it is resumed by `ectable rebuild`.
     made.0 = None;
     run_rebuild(&engine, &format!("rebuild of slot {slot}"), a.rate)?;
+    let after = engine.status();
     engine.close()?;
     println!("slot {slot} is online on {}", new.display());
+    say_still_out(&after);
     Ok(0)
+}
+
+/// After a rebuild or resync that succeeded: the members still not in service (one may
+/// have failed while it ran, as a source that stopped answering), so that "online" on the
+/// last line is not taken for the whole array's state.
+pub fn say_still_out(st: &ectable_engine::Status) {
+    let out: Vec<String> = st
+        .devices
+        .iter()
+        .filter(|d| !d.in_service)
+        .map(|d| {
+            let note = if d.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.note)
+            };
+            format!("slot {} {}{note}", d.slot, d.state.as_str())
+        })
+        .collect();
+    if !out.is_empty() {
+        println!(
+            "the array is still {}: {}; see 'ectable status'",
+            st.state().as_str(),
+            out.join("; ")
+        );
+    }
 }
 
 /// A file `replace` created for the new device, removed on drop unless taken out (`None`).
