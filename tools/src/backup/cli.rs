@@ -496,15 +496,7 @@ fn check_devices(kind: BackendKind, paths: &[PathBuf], a: &RestoreArgs) -> Resul
             }
             continue;
         }
-        let dev = ectable_devices::FileDevice::open(
-            p,
-            &ectable_devices::OpenOptions {
-                read_only: true,
-                ..Default::default()
-            },
-        )
-        .with_context(|| format!("opening {}", p.display()))?;
-        if let Some(array) = ectable_engine::probe_device(&dev)? {
+        if let Some(array) = crate::cmd::examine::probe_path(p)? {
             formatted.push((p.clone(), array));
         }
     }

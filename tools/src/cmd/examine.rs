@@ -152,6 +152,24 @@ pub fn examine(paths: &[PathBuf]) -> Examined {
     }
 }
 
+/// The uuid of the array whose superblock `path` holds (None: none), read through the I/O
+/// engine with this process's deadline (`--io-timeout`), on a read-only handle of its own:
+/// a device about to be taken (format, add-spare, replace, restore) that stopped answering
+/// fails the command at the deadline instead of holding it.
+pub fn probe_path(path: &std::path::Path) -> Result<Option<String>> {
+    let opts = OpenOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let dev = FileDevice::open(path, &opts)
+        .map_err(|e| crate::coded!(exit::IO, "opening {}: {e}", path.display()))?;
+    match read_members(vec![Arc::new(dev)], crate::deadline::io_timeout()).pop() {
+        Some(Ok(info)) => Ok(info.map(|m| m.array_uuid)),
+        Some(Err(e)) => Err(crate::coded!(exit::IO, "{e}")),
+        None => Ok(None),
+    }
+}
+
 /// The superblocks of `devs`, read together through the I/O engine with the deadline `limit`:
 /// a device that does not answer in time is reported as unreadable and holds up neither
 /// the others nor (with io_uring) the process's exit, which a blocked `pread` would.

@@ -171,8 +171,12 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     // array, say), it may be a member: whoever opens the array tells, below or in the node.
     let listed = paths.contains(spare);
     if !listed {
-        let probe = crate::open_added_device(spare, a.create_size, a.preallocate)?;
-        if let Some(array) = ectable_engine::probe_device(&probe)? {
+        drop(crate::open_added_device(
+            spare,
+            a.create_size,
+            a.preallocate,
+        )?);
+        if let Some(array) = crate::cmd::examine::probe_path(spare)? {
             if !a.force {
                 crate::fail!(
                     crate::exit::CONFIG,

@@ -403,7 +403,7 @@ impl Node {
             );
         }
         let dev = crate::open_added_device(path, new.create_size, new.preallocate)?;
-        if let Some(array) = ectable_engine::probe_device(&dev)? {
+        if let Some(array) = crate::cmd::examine::probe_path(path)? {
             if !force {
                 let what = if array == self.s().engine.status().array_uuid {
                     "was replaced out of this array earlier".to_string()
