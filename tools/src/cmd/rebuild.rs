@@ -423,12 +423,10 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
             "{new_name} is already a member of the array"
         );
     }
-    let slot = replace_slot(
-        &engine,
-        old,
-        a.old_slot,
-        old_listed.and_then(|_| engine.slot_of_path(old)),
-    )?;
+    let old_member = old_listed
+        .and_then(|_| engine.slot_of_path(old))
+        .or_else(|| slot_by_superblock(&engine, Path::new(old)));
+    let slot = replace_slot(&engine, old, a.old_slot, old_member)?;
     println!(
         "plan: rebuild slot {slot} (was {old}) onto {}",
         new.display()
@@ -471,6 +469,34 @@ pub fn say_still_out(st: &ectable_engine::Status) {
             out.join("; ")
         );
     }
+}
+
+/// The slot the device at `old` (not opened with the array) holds by its own superblock, so
+/// that `--old` names the slot even when several are missing:
+/// it names this array, a slot, and its device id is that slot's member now. None when it
+/// does not, or cannot be read within the I/O deadline.
+pub fn slot_by_superblock(engine: &Engine, old: &Path) -> Option<usize> {
+    if !old.exists() {
+        return None;
+    }
+    let dev = ectable_devices::FileDevice::open(
+        old,
+        &ectable_devices::OpenOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .ok()?;
+    let info = crate::cmd::examine::read_members(
+        vec![std::sync::Arc::new(dev)],
+        crate::deadline::io_timeout(),
+    )
+    .pop()?
+    .ok()??;
+    let st = engine.status();
+    let slot = info.slot?;
+    (info.array_uuid == st.array_uuid && st.devices.get(slot)?.device_uuid == info.device_uuid)
+        .then_some(slot)
 }
 
 /// A file `replace` created for the new device, removed on drop unless taken out (`None`).

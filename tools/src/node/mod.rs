@@ -381,8 +381,11 @@ impl Node {
     /// The slot `replace` would rebuild: `old_slot`, or the slot of the member at `old`,
     /// or the one slot missing.
     fn replace_slot(&self, old: &str, old_slot: Option<usize>) -> Result<usize> {
-        let member = self.s().engine.slot_of_path(old);
-        crate::cmd::rebuild::replace_slot(&self.s().engine, old, old_slot, member)
+        let engine = &self.s().engine;
+        let member = engine
+            .slot_of_path(old)
+            .or_else(|| crate::cmd::rebuild::slot_by_superblock(engine, std::path::Path::new(old)));
+        crate::cmd::rebuild::replace_slot(engine, old, old_slot, member)
     }
 
     /// Opens `path` in the node's process (created at `create_size` if missing; with
