@@ -291,3 +291,43 @@ fn a_scrub_after_a_member_stopped_answering_reports_no_bad_superblocks() {
     assert!(r.unchecked_chunks_per_slot[3] > 0, "{r:?}");
     faulty[3].set_hung(false);
 }
+
+/// A device handed to the running engine that does not answer (a spare being added, a
+/// replacement, a member given back with `online`): its superblock read waits the deadline,
+/// not for ever, and the call fails naming the device.
+#[test]
+fn a_device_handed_to_the_engine_that_does_not_answer_is_refused_at_the_deadline() {
+    let (_mems, faulty) = mem_devices(8, 16 << 20, 75);
+    format(io_of(&faulty[..6]).as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Arc::new(Engine::open(io_of(&faulty[..6]), opts()).unwrap());
+    e.put_sync("t", &key(1), b"one").unwrap();
+    faulty[6].set_hung(true);
+    let (e2, spare) = (e.clone(), faulty[6].clone());
+    let err = within(
+        "add_spare_device of a hung device",
+        Duration::from_secs(20),
+        move || {
+            e2.add_spare_device(spare)
+                .expect_err("a device that does not answer is no spare")
+        },
+    );
+    assert!(
+        err.to_string().contains("mem6") && err.to_string().contains("not done after"),
+        "{err}"
+    );
+    faulty[6].set_hung(false);
+    // The member given back with `online` while it does not answer: the same.
+    faulty[7].set_hung(true);
+    let (e2, back) = (e.clone(), faulty[7].clone());
+    let err = within(
+        "online of a hung device",
+        Duration::from_secs(20),
+        move || {
+            e2.online(back)
+                .expect_err("a device that does not answer is not taken back")
+        },
+    );
+    assert!(err.to_string().contains("mem7"), "{err}");
+    faulty[7].set_hung(false);
+    assert_eq!(e.get("t", &key(1)).unwrap().as_deref(), Some(&b"one"[..]));
+}

@@ -1619,6 +1619,29 @@ fn member_info(sb: &Superblock) -> MemberInfo {
     }
 }
 
+/// [`newest_superblock`] of a device handed to a running engine (online, replace, spare),
+/// read on an I/O engine of its own with the array's deadline `timeout`: a device that
+/// stopped answering fails the call with `DeviceError::TimedOut` instead of holding it.
+pub(crate) fn newest_superblock_within(
+    device: &Arc<dyn ectable_devices::BlockDevice>,
+    timeout: Option<std::time::Duration>,
+) -> Result<Option<Superblock>> {
+    let Some(timeout) = timeout else {
+        return newest_superblock(device.as_ref());
+    };
+    let io =
+        ectable_devices::open_backend(ectable_devices::BackendKind::Psync, vec![device.clone()])?;
+    io.set_io_timeout(Some(timeout));
+    let Some(c) = io
+        .execute(vec![IoOp::read(0, 0, 2 * SUPERBLOCK_SIZE_BYTES)])
+        .pop()
+    else {
+        return newest_superblock(device.as_ref());
+    };
+    c.result?;
+    Ok(newest_copy(&c.op.buf).ok())
+}
+
 /// The newer of a device's two valid superblock copies (None: neither is valid).
 pub(crate) fn newest_superblock(
     dev: &dyn ectable_devices::BlockDevice,

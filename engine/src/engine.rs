@@ -802,7 +802,8 @@ impl Engine {
                 second: device.name().to_string(),
             });
         }
-        if let Some(array) = crate::array::probe_device(device.as_ref())? {
+        let own = crate::array::newest_superblock_within(&device, a.io.io_timeout())?;
+        if let Some(array) = own.map(|sb| crate::format::uuid_string(&sb.array_uuid)) {
             return Err(Error::AlreadyFormatted {
                 device: device.name().to_string(),
                 array,

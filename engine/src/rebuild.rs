@@ -490,7 +490,7 @@ impl Shared {
             stuck(h)?;
         }
         // Whose device is it? Only this array's member of a data slot, by its device id.
-        let own = match crate::array::newest_superblock(device.as_ref()) {
+        let own = match crate::array::newest_superblock_within(&device, a.io.io_timeout()) {
             Err(Error::Device(e)) => {
                 return Err(Error::DeviceStillFails {
                     device: name,
