@@ -1,7 +1,7 @@
 //! Opening an array by the paths of its devices, for embedders that do not build the I/O
 //! backend themselves: [`Engine::open_paths`] and [`Engine::open_or_format`].
 
-use crate::array::{examine_device, format, FormatOptions};
+use crate::array::{format, FormatOptions};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use ectable_devices::{open_backend, BackendKind, BlockDevice, FileDevice, IoBackend, OpenOptions};
@@ -61,8 +61,15 @@ impl Engine {
                 read_only: true,
                 ..Default::default()
             };
-            if let Some(m) = examine_device(&FileDevice::open(p, &ro)?)? {
-                members.push((p.display().to_string(), m.array_uuid));
+            // With the array's I/O deadline: a device that stopped answering fails the open.
+            let dev: std::sync::Arc<dyn ectable_devices::BlockDevice> =
+                std::sync::Arc::new(FileDevice::open(p, &ro)?);
+            if let Some(sb) = crate::array::newest_superblock_within(&dev, opts.health.io_timeout)?
+            {
+                members.push((
+                    p.display().to_string(),
+                    crate::format::uuid_string(&sb.array_uuid),
+                ));
             }
         }
         if members.len() == paths.len() {
