@@ -195,6 +195,19 @@ fn a_member_that_stops_answering_is_failed_at_the_deadline_and_taken_back_once_i
     check_every_pair_lost(&faulty, "t", &rows, "after both hangs");
 }
 
+/// Six memory members (RS(4,2), the deadline of `opts`) holding `rows` rows of 3,000 bytes,
+/// synced.
+fn array_of_rows(seed: u64, rows: u64) -> (Vec<Arc<ectable::devices::FaultyDevice>>, Arc<Engine>) {
+    let (_mems, faulty) = mem_devices(6, 16 << 20, seed);
+    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
+    let e = Arc::new(Engine::open(io_of(&faulty), opts()).unwrap());
+    for i in 0..rows {
+        e.put("t", &key(i), &value_for(i, seed, 3000)).unwrap();
+    }
+    e.sync().unwrap();
+    (faulty, e)
+}
+
 /// Scrub with a member that stops answering as it starts: the member is failed at the first
 /// deadline, and what follows leaves it out. Each given-up read is not tried again piece by
 /// piece (each piece would wait the deadline again: a scrub beside a hung member ran at 2.5
@@ -202,13 +215,7 @@ fn a_member_that_stops_answering_is_failed_at_the_deadline_and_taken_back_once_i
 /// the data the scrub could see.
 #[test]
 fn a_scrub_with_a_member_that_stops_answering_leaves_it_out_and_finds_nothing_bad() {
-    let (_mems, faulty) = mem_devices(6, 16 << 20, 73);
-    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
-    let e = Arc::new(Engine::open(io_of(&faulty), opts()).unwrap());
-    for i in 0..3000u64 {
-        e.put("t", &key(i), &value_for(i, 6, 3000)).unwrap();
-    }
-    e.sync().unwrap();
+    let (faulty, e) = array_of_rows(73, 3000);
     let segments = e.status().devices[3].used_segments;
     assert!(segments >= 6, "only {segments} segments to scrub");
 
@@ -267,13 +274,7 @@ fn a_scrub_with_a_member_that_stops_answering_leaves_it_out_and_finds_nothing_ba
 /// findings (the member is FAULTED in `status`, which is where that is said).
 #[test]
 fn a_scrub_after_a_member_stopped_answering_reports_no_bad_superblocks() {
-    let (_mems, faulty) = mem_devices(6, 16 << 20, 74);
-    format(io_of(&faulty).as_ref(), &fmt_opts(4, 2)).unwrap();
-    let e = Arc::new(Engine::open(io_of(&faulty), opts()).unwrap());
-    for i in 0..500u64 {
-        e.put("t", &key(i), &value_for(i, 7, 3000)).unwrap();
-    }
-    e.sync().unwrap();
+    let (faulty, e) = array_of_rows(74, 500);
     faulty[3].set_hung(true);
     let e2 = e.clone();
     let r = within(

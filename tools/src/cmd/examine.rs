@@ -157,17 +157,26 @@ pub fn examine(paths: &[PathBuf]) -> Examined {
 /// a device about to be taken (format, add-spare, replace, restore) that stopped answering
 /// fails the command at the deadline instead of holding it.
 pub fn probe_path(path: &std::path::Path) -> Result<Option<String>> {
+    member_info_of(path, crate::deadline::io_timeout())
+        .map(|info| info.map(|m| m.array_uuid))
+        .map_err(|e| crate::coded!(exit::IO, "{e}"))
+}
+
+/// What the superblock of the device at `path` says (None: no ectable superblock), read on a
+/// read-only handle of its own through the I/O engine with the deadline `limit`.
+pub fn member_info_of(
+    path: &std::path::Path,
+    limit: Option<Duration>,
+) -> Result<Option<MemberInfo>, String> {
     let opts = OpenOptions {
         read_only: true,
         ..Default::default()
     };
-    let dev = FileDevice::open(path, &opts)
-        .map_err(|e| crate::coded!(exit::IO, "opening {}: {e}", path.display()))?;
-    match read_members(vec![Arc::new(dev)], crate::deadline::io_timeout()).pop() {
-        Some(Ok(info)) => Ok(info.map(|m| m.array_uuid)),
-        Some(Err(e)) => Err(crate::coded!(exit::IO, "{e}")),
-        None => Ok(None),
-    }
+    let dev =
+        FileDevice::open(path, &opts).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    read_members(vec![Arc::new(dev)], limit)
+        .pop()
+        .unwrap_or(Ok(None))
 }
 
 /// The superblocks of `devs`, read together through the I/O engine with the deadline `limit`:

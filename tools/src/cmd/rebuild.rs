@@ -479,20 +479,7 @@ pub fn slot_by_superblock(engine: &Engine, old: &Path) -> Option<usize> {
     if !old.exists() {
         return None;
     }
-    let dev = ectable_devices::FileDevice::open(
-        old,
-        &ectable_devices::OpenOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )
-    .ok()?;
-    let info = crate::cmd::examine::read_members(
-        vec![std::sync::Arc::new(dev)],
-        crate::deadline::io_timeout(),
-    )
-    .pop()?
-    .ok()??;
+    let info = crate::cmd::examine::member_info_of(old, crate::deadline::io_timeout()).ok()??;
     let st = engine.status();
     let slot = info.slot?;
     (info.array_uuid == st.array_uuid && st.devices.get(slot)?.device_uuid == info.device_uuid)

@@ -162,22 +162,19 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The array uuid in `path`'s superblock, read through the I/O engine with a deadline, so
 /// that a device that does not answer holds up neither the command nor its exit.
 fn array_uuid_of(path: &std::path::Path) -> Option<String> {
-    let dev = ectable_devices::FileDevice::open(
-        path,
-        &ectable_devices::OpenOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )
-    .ok()?;
     let limit = crate::deadline::io_timeout().map_or(PROBE_TIMEOUT, |t| t.min(PROBE_TIMEOUT));
-    match crate::cmd::examine::read_members(vec![std::sync::Arc::new(dev)], Some(limit)).pop() {
-        Some(Ok(info)) => info.map(|m| m.array_uuid),
-        Some(Err(e)) => {
-            tracing::warn!("{e}; looking at the next device");
+    match crate::cmd::examine::member_info_of(path, Some(limit)) {
+        Ok(info) => info.map(|m| m.array_uuid),
+        // A device that is gone or unreadable is the command's to report, if it matters;
+        // one that stopped answering is worth a word here, where the wait happened.
+        Err(e) => {
+            if e.contains("not done after") {
+                tracing::warn!("{e}; looking at the next device");
+            } else {
+                tracing::debug!("{e}; looking at the next device");
+            }
             None
         }
-        None => None,
     }
 }
 
