@@ -26,7 +26,8 @@ pub struct Cli {
     pub verbose: u8,
     /// The I/O deadline: a member that holds a read or write longer is failed and the array
     /// goes on without it (docs/operations.md, "A device that stops answering"); at least
-    /// 1s, 0 waits for ever. Also bounds the superblock reads of `examine`.
+    /// 1s, 0 waits for ever. Also bounds the superblock reads outside the array (`examine`,
+    /// a new device's check).
     #[arg(long, global = true, value_name = "DURATION", default_value = "30s",
           env = "ECTABLE_IO_TIMEOUT", value_parser = crate::deadline::io_timeout_arg)]
     pub io_timeout: std::time::Duration,
