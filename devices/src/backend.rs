@@ -303,7 +303,7 @@ impl BatchState {
                 let i = completion.op.device_index;
                 d.count_stuck(i, completion.op.kind, false);
                 log(
-                    false,
+                    tracing::Level::INFO,
                     format_args!(
                         "{}: a {} given up at the I/O deadline completed after all ({})",
                         d.name(i),
@@ -369,7 +369,7 @@ impl BatchState {
                     latency: after,
                 };
                 if let Err(e) = &c.result {
-                    log(true, format_args!("{e}; given up"));
+                    log(tracing::Level::WARN, format_args!("{e}; given up"));
                 }
                 self.record(&c);
                 d.count_stuck(s.device_index, s.kind, true);
@@ -401,7 +401,7 @@ impl BatchState {
         if let Some(d) = &self.deadline {
             d.count_stuck(op.device_index, op.kind, false);
             log(
-                true,
+                tracing::Level::WARN,
                 format_args!(
                     "{}: a {} given up at the I/O deadline was still out when the thread that sent it ended; no longer counted as stuck",
                     d.name(op.device_index),
@@ -749,10 +749,10 @@ pub(crate) fn set_thread_ending() {
     THREAD_ENDING.with(|f| f.set(true));
 }
 
-/// Logs a warning (`warn`) or an informational event of the deadline's bookkeeping; on a
-/// thread that is ending, a warning goes to stderr directly and an informational event is
-/// dropped.
-fn log(warn: bool, msg: std::fmt::Arguments<'_>) {
+/// Logs an event of the deadline's bookkeeping (a warning, or information); on a thread that
+/// is ending, a warning goes to stderr directly and information is dropped.
+fn log(level: tracing::Level, msg: std::fmt::Arguments<'_>) {
+    let warn = level == tracing::Level::WARN;
     if THREAD_ENDING.with(Cell::get) {
         if warn {
             use std::io::Write;

@@ -1632,14 +1632,10 @@ pub(crate) fn newest_superblock_within(
     let io =
         ectable_devices::open_backend(ectable_devices::BackendKind::Psync, vec![device.clone()])?;
     io.set_io_timeout(Some(timeout));
-    let Some(c) = io
-        .execute(vec![IoOp::read(0, 0, 2 * SUPERBLOCK_SIZE_BYTES)])
-        .pop()
-    else {
-        return newest_superblock(device.as_ref());
-    };
-    c.result?;
-    Ok(newest_copy(&c.op.buf).ok())
+    match read_superblocks(io.as_ref()).pop() {
+        Some(read) => Ok(read?.ok()),
+        None => newest_superblock(device.as_ref()),
+    }
 }
 
 /// The newer of a device's two valid superblock copies (None: neither is valid).

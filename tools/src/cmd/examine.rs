@@ -109,7 +109,8 @@ pub fn examine(paths: &[PathBuf]) -> Examined {
         read_only: true,
         ..Default::default()
     };
-    let mut infos: Vec<Result<Option<MemberInfo>, String>> = Vec::with_capacity(paths.len());
+    let mut infos: Vec<ectable_engine::Result<Option<MemberInfo>>> =
+        Vec::with_capacity(paths.len());
     let mut opened: Vec<(usize, Arc<dyn BlockDevice>)> = Vec::new();
     for (i, p) in paths.iter().enumerate() {
         match FileDevice::open(p, &opts) {
@@ -117,7 +118,7 @@ pub fn examine(paths: &[PathBuf]) -> Examined {
                 opened.push((i, Arc::new(d)));
                 infos.push(Ok(None));
             }
-            Err(e) => infos.push(Err(e.to_string())),
+            Err(e) => infos.push(Err(e.into())),
         }
     }
     let (at, devs): (Vec<usize>, Vec<Arc<dyn BlockDevice>>) = opened.into_iter().unzip();
@@ -167,13 +168,12 @@ pub fn probe_path(path: &std::path::Path) -> Result<Option<String>> {
 pub fn member_info_of(
     path: &std::path::Path,
     limit: Option<Duration>,
-) -> Result<Option<MemberInfo>, String> {
+) -> ectable_engine::Result<Option<MemberInfo>> {
     let opts = OpenOptions {
         read_only: true,
         ..Default::default()
     };
-    let dev =
-        FileDevice::open(path, &opts).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let dev = FileDevice::open(path, &opts)?;
     read_members(vec![Arc::new(dev)], limit)
         .pop()
         .unwrap_or(Ok(None))
@@ -185,7 +185,7 @@ pub fn member_info_of(
 pub fn read_members(
     devs: Vec<Arc<dyn BlockDevice>>,
     limit: Option<Duration>,
-) -> Vec<Result<Option<MemberInfo>, String>> {
+) -> Vec<ectable_engine::Result<Option<MemberInfo>>> {
     if devs.is_empty() {
         return Vec::new();
     }
@@ -193,15 +193,9 @@ pub fn read_members(
         Ok(io) => {
             io.set_io_timeout(limit);
             examine_devices(io.as_ref())
-                .into_iter()
-                .map(|r| r.map_err(|e| e.to_string()))
-                .collect()
         }
         // No I/O engine (no thread to start): one device at a time, without a deadline.
-        Err(_) => devs
-            .iter()
-            .map(|d| examine_device(d.as_ref()).map_err(|e| e.to_string()))
-            .collect(),
+        Err(_) => devs.iter().map(|d| examine_device(d.as_ref())).collect(),
     }
 }
 

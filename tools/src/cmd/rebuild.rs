@@ -476,9 +476,6 @@ pub fn say_still_out(st: &ectable_engine::Status) {
 /// it names this array, a slot, and its device id is that slot's member now. None when it
 /// does not, or cannot be read within the I/O deadline.
 pub fn slot_by_superblock(engine: &Engine, old: &Path) -> Option<usize> {
-    if !old.exists() {
-        return None;
-    }
     let info = crate::cmd::examine::member_info_of(old, crate::deadline::io_timeout()).ok()??;
     let st = engine.status();
     let slot = info.slot?;

@@ -165,14 +165,16 @@ fn array_uuid_of(path: &std::path::Path) -> Option<String> {
     let limit = crate::deadline::io_timeout().map_or(PROBE_TIMEOUT, |t| t.min(PROBE_TIMEOUT));
     match crate::cmd::examine::member_info_of(path, Some(limit)) {
         Ok(info) => info.map(|m| m.array_uuid),
-        // A device that is gone or unreadable is the command's to report, if it matters;
-        // one that stopped answering is worth a word here, where the wait happened.
+        // A device that stopped answering is worth a word here, where the wait happened;
+        // one that is gone or unreadable is the command's to report, if it matters.
+        Err(ectable_engine::Error::Device(e))
+            if e.class() == ectable_devices::ErrorClass::TimedOut =>
+        {
+            tracing::warn!("{e}; looking at the next device");
+            None
+        }
         Err(e) => {
-            if e.contains("not done after") {
-                tracing::warn!("{e}; looking at the next device");
-            } else {
-                tracing::debug!("{e}; looking at the next device");
-            }
+            tracing::debug!("{e}; looking at the next device");
             None
         }
     }

@@ -78,7 +78,6 @@ pub struct Node {
     devices: Mutex<Vec<PathBuf>>,
     kind: BackendKind,
     recovery: RecoveryPolicy,
-    io_timeout: Option<Duration>,
     backup_dir: Option<PathBuf>,
     started: Instant,
     requests: [AtomicU64; 3],
@@ -109,13 +108,13 @@ impl Session {
         devices: &mut Vec<PathBuf>,
         kind: BackendKind,
         recovery: RecoveryPolicy,
-        io_timeout: Option<Duration>,
     ) -> Result<Session> {
-        let mut opts = EngineOptions {
+        // The I/O deadline is the process's (`ectable --io-timeout`, also given after
+        // `serve`), at start and at every reopen.
+        let opts = EngineOptions {
             recovery,
             ..crate::deadline::engine_options(false)
         };
-        opts.health.io_timeout = io_timeout;
         let engine = loop {
             let io = open_devices(devices, None, false, kind)?;
             match Engine::open(io, opts.clone()) {
@@ -206,12 +205,7 @@ impl Node {
         drop(old);
         let start = Instant::now();
         let mut devices = devices;
-        let session = Arc::new(Session::open(
-            &mut devices,
-            self.kind,
-            self.recovery,
-            self.io_timeout,
-        )?);
+        let session = Arc::new(Session::open(&mut devices, self.kind, self.recovery)?);
         *self.devices.lock().unwrap_or_else(|p| p.into_inner()) = devices;
         spawn_event_feed(self, &session.engine)?;
         let st = session.engine.status();
@@ -589,15 +583,12 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
         "one node serves an array at a time: use that one, or stop it first",
     )?;
     let mut devices: Vec<PathBuf> = split_devices(&a.dev.devices)?;
-    // `ectable --io-timeout`, also given after `serve`.
-    let io_timeout = crate::deadline::io_timeout();
-    let session = Arc::new(Session::open(&mut devices, kind, a.recovery, io_timeout)?);
+    let session = Arc::new(Session::open(&mut devices, kind, a.recovery)?);
     let node = Arc::new(Node {
         session: std::sync::RwLock::new(session.clone()),
         devices: Mutex::new(devices),
         kind,
         recovery: a.recovery,
-        io_timeout,
         backup_dir: a.backup_dir.clone(),
         started: Instant::now(),
         requests: Default::default(),
