@@ -37,8 +37,8 @@ fn read_all(
     (after.0 - before.0, after.1 - before.1)
 }
 
-/// 4 KiB values on a version 3 or 4 array: each get reads exactly one 4 KiB block (a version 1
-/// array, or one formatted with `inline_values` (version 2), reads 8 KiB for the same value,
+/// 4 KiB values on a version 3 or 5 array: each get reads exactly one 4 KiB block (a version 1
+/// array, or one formatted with `inline_values` (version 6), reads 8 KiB for the same value,
 /// header and value spanning two blocks).
 #[test]
 fn a_block_sized_value_costs_one_block_read() {
@@ -74,7 +74,7 @@ fn a_block_sized_value_costs_one_block_read() {
         let e = open_engine_on(io.clone());
         let version = match (opts.sync_journal, opts.inline_values, opts.wide_records) {
             (false, _, _) => 1,
-            (true, true, _) => 2,
+            (true, true, _) => 6,
             (true, false, true) => 3,
             (true, false, false) => 5,
         };
@@ -309,4 +309,65 @@ fn a_nearly_full_array_keeps_new_values_inline() {
         b_last >= 8192 * last.len() as u64,
         "inline once fuller: {b_last}"
     );
+}
+
+/// An array formatted with `inline_values` (version 6, superblock flags bit 0) never places
+/// a value: not for puts, not for the cleaner's moves, not after reopening (each open
+/// rewrites the superblocks, and the flag stays); status says so. Asking for inline values
+/// together with a version that places them is refused before anything is written.
+#[test]
+fn an_inline_values_array_never_places_and_keeps_saying_so() {
+    let (_mems, faulty) = mem_devices(6, 16 << 20, 51);
+    let io = io_of(&faulty);
+    let refused = format(
+        io.as_ref(),
+        &ectable::FormatOptions {
+            inline_values: true,
+            whole_records: true,
+            ..fmt_opts(4, 2)
+        },
+    );
+    assert!(
+        matches!(refused, Err(ectable::Error::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    format(
+        io.as_ref(),
+        &ectable::FormatOptions {
+            inline_values: true,
+            ..fmt_opts(4, 2)
+        },
+    )
+    .expect("nothing was written by the refused format, so no --force is needed");
+    let mut model = BTreeMap::new();
+    let epoch = {
+        let e = open_engine_on(io.clone());
+        for round in 0..3u64 {
+            for i in 0..400u64 {
+                if round > 0 && i % 4 == 0 {
+                    continue; // a quarter stays from the first round: the cleaner moves it
+                }
+                let v = value_for(i * 10 + round, 3, 4096);
+                e.put("t", &key(i), &v).unwrap();
+                model.insert(i, v);
+            }
+        }
+        e.sync().unwrap();
+        let report = e.clean(100).unwrap();
+        assert!(report.records_relocated > 0, "{report:?}");
+        let st = e.status();
+        e.close().unwrap();
+        st.epoch
+    };
+    let e = open_engine_on(io.clone());
+    let st = e.status();
+    assert_eq!((st.format_version, st.inline_values), (6, true));
+    assert!(st.epoch > epoch, "the open rewrote the superblocks");
+    let (_, bytes) = read_all(&e, &faulty, &model);
+    assert!(
+        bytes >= 8192 * model.len() as u64,
+        "every value inline, at 8 KiB a get: {bytes} bytes for {} gets",
+        model.len()
+    );
+    e.close().unwrap();
 }

@@ -190,8 +190,11 @@ pub struct Status {
     pub parity_shards: usize,
     /// Chunk size in bytes.
     pub chunk_size_bytes: u32,
-    /// The superblock's format version: 2 when the array keeps a sync journal, 1 when not.
+    /// The superblock's format version (docs/format.md, "Version changes"): 1 without a sync
+    /// journal, 5 by default, 6 when values stay inline.
     pub format_version: u32,
+    /// The writer keeps every value inline (format version 6, superblock flags bit 0).
+    pub inline_values: bool,
     /// Device segment size in bytes.
     pub segment_size_bytes: u32,
     /// Every data-bearing slot, in slot order.
@@ -645,6 +648,7 @@ impl Engine {
             parity_shards: a.m(),
             chunk_size_bytes: a.sb.chunk_size_bytes,
             format_version: a.sb.format_version,
+            inline_values: a.inline_values(),
             segment_size_bytes: a.sb.segment_size_bytes,
             devices,
             spares,

@@ -35,6 +35,12 @@ pub const FORMAT_VERSION_COMPACT: u32 = 4;
 /// stripe (docs/format.md, "Records that continue in the next stripe"); otherwise as
 /// version 4. `format` writes it.
 pub const FORMAT_VERSION_CONTINUED: u32 = 5;
+/// The superblock's format version whose flags field has a meaning (docs/format.md, "Values
+/// that stay inline"): [`SB_FLAG_INLINE_VALUES`]; otherwise as version 5. `format
+/// --inline-values` writes it.
+pub const FORMAT_VERSION_INLINE: u32 = 6;
+/// Superblock flags bit 0 (version 6): the writer keeps every value inline.
+pub const SB_FLAG_INLINE_VALUES: u32 = 1;
 /// Reed-Solomon GF(2^8), poly 0x11D, systematic Vandermonde (see `codec`).
 pub const CODEC_ID_RS_VANDERMONDE: u32 = 1;
 /// Start of the segment area on every device.

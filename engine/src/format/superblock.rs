@@ -274,7 +274,7 @@ impl Superblock {
         }
         check_trailing_crc(b)?;
         let version = get_u32(b, OFF_VERSION);
-        if !(FORMAT_VERSION..=FORMAT_VERSION_CONTINUED).contains(&version) {
+        if !(FORMAT_VERSION..=FORMAT_VERSION_INLINE).contains(&version) {
             return Err(DecodeError::Version(version));
         }
         let codec = get_u32(b, OFF_CODEC);
@@ -380,7 +380,12 @@ impl Superblock {
         if super::Layout::check_segment_size(s, c, false).is_err() {
             return Err(DecodeError::Field("segment_size_bytes"));
         }
-        if self.copy_index > 1 || self.flags != 0 {
+        // Flags have a meaning only from version 6 on, and only bit 0 has one.
+        let known_flags = match self.format_version >= FORMAT_VERSION_INLINE {
+            true => SB_FLAG_INLINE_VALUES,
+            false => 0,
+        };
+        if self.copy_index > 1 || self.flags & !known_flags != 0 {
             return Err(DecodeError::Field("copy_index/flags"));
         }
         if (self.checkpoint_segment_id == 0) != (self.checkpoint_segment_count == 0) {
@@ -444,6 +449,41 @@ mod tests {
             ],
             sync_floor: 12,
             resync_from: vec![0, 0, 5, 0],
+        }
+    }
+
+    /// Flags mean something only in version 6, and only bit 0 (docs/format.md, "Values that
+    /// stay inline"): a copy that sets another bit, or bit 0 in an older version, is refused.
+    #[test]
+    fn only_version_6_may_say_values_stay_inline() {
+        for (version, flags, ok) in [
+            (6, SB_FLAG_INLINE_VALUES, true),
+            (6, 0, true),
+            (5, SB_FLAG_INLINE_VALUES, false),
+            (1, SB_FLAG_INLINE_VALUES, false),
+            (6, 2, false),
+            (6, SB_FLAG_INLINE_VALUES | 1 << 31, false),
+            (7, 0, false),
+        ] {
+            // The encoder refuses invalid copies; the bytes are patched as a device could
+            // hold them, with a good crc.
+            let mut b = sample().encode();
+            put_u32(&mut b, OFF_VERSION, version);
+            put_u32(&mut b, OFF_FLAGS, flags);
+            seal_trailing_crc(&mut b);
+            let got = Superblock::decode(&b);
+            assert_eq!(
+                got.is_ok(),
+                ok,
+                "version {version} flags {flags:#x}: {got:?}"
+            );
+            if let Ok(sb) = &got {
+                assert_eq!((sb.format_version, sb.flags), (version, flags));
+                assert_eq!(sb.encode(), b, "encodes back to the same bytes");
+            }
+            if version == 7 {
+                assert_eq!(got, Err(DecodeError::Version(7)));
+            }
         }
     }
 

@@ -37,7 +37,7 @@ pub struct BenchArgs {
     /// stripes), to compare the two.
     #[arg(long, requires = "k")]
     pub no_sync_journal: bool,
-    /// Format with every value inline (a version 2 array, as `ectable format
+    /// Format with every value inline (a version 6 array, as `ectable format
     /// --inline-values`), to compare with values placed on device blocks.
     #[arg(long, requires = "k")]
     pub inline_values: bool,

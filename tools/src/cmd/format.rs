@@ -49,9 +49,10 @@ pub struct FormatArgs {
     /// stripe on every member (for comparisons, and for older builds, which refuse version 2).
     #[arg(long)]
     pub no_sync_journal: bool,
-    /// Keep every value inline (a version 2 array): a 4 KiB value then costs an 8 KiB read,
-    /// but a stripe holds about 3 % more 4 KiB values, which matters to the cleaner on a
-    /// nearly full array under random overwrites.
+    /// Keep every value inline (a version 6 array, otherwise laid out as the default): a 4 KiB
+    /// value then costs an 8 KiB read, but a stripe holds about 5 % more 4 KiB values, which
+    /// matters to the cleaner on a nearly full array (most under skewed overwrites, whose
+    /// cold rows keep the layout they were written in).
     #[arg(long)]
     pub inline_values: bool,
     /// Keep version 3's wide log records (a version 3 array: a 24-byte record header with

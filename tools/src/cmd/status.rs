@@ -332,7 +332,9 @@ pub fn print_status(st: &Status) {
         st.segment_size_bytes >> 20,
         st.io_engine,
         st.format_version,
-        if st.format_version >= 5 {
+        if st.format_version >= 5 && st.inline_values {
+            "sync journal, values inline, compact records that may continue in the next stripe"
+        } else if st.format_version >= 5 {
             "sync journal, values on device blocks, compact records that may continue in the next stripe"
         } else if st.format_version == 4 {
             "sync journal, values on device blocks, compact records"
@@ -764,6 +766,7 @@ pub fn status_json(st: &Status) -> Value {
             "codec": "rs-gf256-0x11d-vandermonde",
             "format_version": st.format_version,
             "sync_journal": st.format_version >= 2,
+            "values_placed": st.format_version >= 3 && !st.inline_values,
         },
         "redundancy_left": st.redundancy_left,
         "actions": actions(st),
