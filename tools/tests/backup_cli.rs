@@ -215,6 +215,7 @@ fn geometry_change() {
         &l1.to_string(),
         "--create-size",
         "32M",
+        "--inline-values",
     ]);
     verify_rows(&d33, "3000", "2");
     // (status exits 1 when a device is merely slow, which a busy machine can make it)
@@ -228,6 +229,15 @@ fn geometry_change() {
         ),
         (Some(3), Some(3)),
         "{}",
+        st["layout"]
+    );
+    assert_eq!(
+        (
+            st["layout"]["format_version"].as_u64(),
+            st["layout"]["values_placed"].as_bool()
+        ),
+        (Some(6), Some(false)),
+        "restore --inline-values: {}",
         st["layout"]
     );
     assert!(ok(&["table", "list", "--devices", &d33]).contains("users"));
