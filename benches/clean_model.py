@@ -15,11 +15,12 @@ with values placed on device blocks (60 instead of 63 a stripe; the default form
 them in segments opened while live rows fill less than 80% of the log), 7 segments
 the log cannot use (the checkpoint in force, the reserve, the open segment); cleaning starts
 below 2 free segments and stops at 3; victims by cost-benefit, (1 - u) * age / (1 + u) with
-age in segments written since, live fraction at most 0.95, and only before the resume point
+age in segments written since (to the power 0.75, as the engine: --age-exponent), live
+fraction at most 0.95, and only before the resume point
 of the checkpoint in force; a checkpoint (1.25 segments) every 31 segments of log, or when
 the victims before the resume point would give back less than half of the best ones.
 Calibration against the engine (docs/performance.md, "Cleaning under pressure", format
-version 5 and 6, 2026-12-07): at 85% fill over one loop the model gives 4.46 uniform and
+version 5 and 6, 2026-12-07, both with --age-exponent 1, the engine's rule then): at 85% fill over one loop the model gives 4.46 uniform and
 2.73 skewed with values placed, where ecbench measured 4.43-4.45 and 2.71-2.73, and 4.29
 and 2.11 with values inline (`--inline-values`), where it measured 4.28-4.29 and
 2.08-2.16. Over three loops of the skewed workload it gives 3.01 and 2.82 against 2.91 and
@@ -42,7 +43,8 @@ import random
 
 def run(policy, skewed, fill=0.85, loops=1.0, segments=255, per_seg=2012, unusable=7,
         start_free=2, target_free=3, max_live=0.95, ckpt_segments=1.25, ckpt_every=31,
-        lifetime=300_000, seed=1, placed=True, per_seg_placed=1916, place_below=0.8):
+        lifetime=300_000, seed=1, placed=True, per_seg_placed=1916, place_below=0.8,
+        age_exp=0.75):
     rnd = random.Random(seed)
     log_segments = segments - unusable
     rows = int(segments * per_seg * fill)
@@ -89,7 +91,7 @@ def run(policy, skewed, fill=0.85, loops=1.0, segments=255, per_seg=2012, unusab
             u = len(ks) / per_seg
             if u > max_live:
                 continue
-            score = 1 - u if policy == 'greedy' else (1 - u) * (newest - sid) / (1 + u)
+            score = 1 - u if policy == 'greedy' else (1 - u) * (newest - sid) ** age_exp / (1 + u)
             if top is None or score > top[0]:
                 top = (score, sid)
         return top
@@ -151,6 +153,8 @@ def main():
     p.add_argument('--fill', type=float, default=0.85)
     p.add_argument('--loops', default='1,3')
     p.add_argument('--policies', default='engine,greedy,moves-apart,lifetime,oracle')
+    p.add_argument('--age-exponent', type=float, default=0.75,
+                   help='power of the age in the cost-benefit score (LFS: 1)')
     p.add_argument('--values', default='placed,inline',
                    help='placed (the default format: values on device blocks while live rows '
                         'fill less than 80%% of the log), inline (format --inline-values)')
@@ -165,7 +169,8 @@ def main():
             for skewed in (False, True):
                 for l in loops:
                     try:
-                        wa = run(policy, skewed, a.fill, l, placed=values == 'placed')[0]
+                        wa = run(policy, skewed, a.fill, l, placed=values == 'placed',
+                                 age_exp=a.age_exponent)[0]
                         cells.append(f'{wa:14.2f}')
                     except RuntimeError:
                         cells.append(f"{'no space':>14}")
