@@ -1591,6 +1591,11 @@ pub struct MemberInfo {
     pub created_unix_secs: u64,
     /// The device's capacity in bytes when it joined the array.
     pub capacity_bytes: u64,
+    /// The superblock's format version (docs/format.md, "Version changes"): which builds
+    /// can open the array.
+    pub format_version: u32,
+    /// Values stay inline (format version 6, superblock flags bit 0).
+    pub inline_values: bool,
     /// Every member entry as this device last saw it: device uuid and state, slots first,
     /// then the spares.
     pub members: Vec<(String, &'static str)>,
@@ -1625,6 +1630,8 @@ fn member_info(sb: &Superblock) -> MemberInfo {
         epoch: sb.epoch,
         created_unix_secs: sb.created_unix_secs,
         capacity_bytes: sb.device_capacity_bytes,
+        format_version: sb.format_version,
+        inline_values: sb.flags & SB_FLAG_INLINE_VALUES != 0,
         members: sb
             .members
             .iter()

@@ -366,6 +366,10 @@ fn examine_finds_each_arrays_members_among_mixed_devices() {
     assert_eq!(code(&out), 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("6 of 6 members found"), "{text}");
+    assert!(
+        text.contains("format v5\n"),
+        "the version builds need to read: {text}"
+    );
     assert!(text.contains(&format!("--devices {}", join(&a))), "{text}");
     // Nothing but non-members: the answer is no.
     let out = ectable(&["examine", stray.to_str().unwrap()]);

@@ -292,13 +292,19 @@ pub fn print_examined(ex: &Examined) {
         let n = &a.newest;
         let found = a.slots.iter().flatten().count();
         println!(
-            "array {}: RS({},{}), {found} of {} members found ({}), epoch {}",
+            "array {}: RS({},{}), {found} of {} members found ({}), epoch {}, format v{}{}",
             a.uuid,
             n.data_shards,
             n.parity_shards,
             n.slots,
             state_of(a),
-            n.epoch
+            n.epoch,
+            n.format_version,
+            if n.inline_values {
+                " (values inline)"
+            } else {
+                ""
+            }
         );
         for (s, f) in a.slots.iter().enumerate() {
             match f {
@@ -333,6 +339,8 @@ pub fn array_json(a: &ArrayFound) -> Value {
         "data_shards": n.data_shards,
         "parity_shards": n.parity_shards,
         "epoch": n.epoch,
+        "format_version": n.format_version,
+        "inline_values": n.inline_values,
         "members": a.slots.iter().enumerate().map(|(s, f)| match f {
             Some(f) => json!({"slot": s, "path": f.path, "device_uuid": f.info.device_uuid,
                               "epoch": f.info.epoch}),
