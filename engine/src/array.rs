@@ -137,6 +137,10 @@ fn newest_copy(buf: &[u8]) -> std::result::Result<Superblock, DecodeError> {
     match (a, b) {
         (Ok(a), Ok(b)) => Ok(if b.epoch > a.epoch { b } else { a }),
         (Ok(a), Err(_)) => Ok(a),
+        // A copy of a version this build does not read says more than a torn other copy.
+        (Err(e), Err(f @ DecodeError::Version(_))) if !matches!(e, DecodeError::Version(_)) => {
+            Err(f)
+        }
         (Err(_), Ok(b)) => Ok(b),
         (Err(e), Err(_)) => Err(e),
     }
@@ -242,6 +246,13 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
                 return Err(Error::AlreadyFormatted {
                     device: name,
                     array: uuid_string(&sb.array_uuid),
+                })
+            }
+            // An array of a newer build is an array too.
+            Ok(Err(DecodeError::Version(v))) if !opts.force => {
+                return Err(Error::AlreadyFormatted {
+                    device: name,
+                    array: format!("format version {v}, which this build does not read"),
                 })
             }
             Ok(_) => {}
@@ -951,10 +962,14 @@ impl Array {
         let mut unrecognised = Vec::new();
         let mut blank = Vec::new();
         let mut first_decode_error = None;
+        let mut unknown_version = None;
         for (d, r) in results.into_iter().enumerate() {
             match r {
                 Ok(Ok(sb)) => found.push(Some(sb)),
                 Ok(Err(e)) => {
+                    if let DecodeError::Version(v) = e {
+                        unknown_version.get_or_insert((d, v));
+                    }
                     first_decode_error.get_or_insert((d, e.to_string()));
                     unrecognised.push((d, format!("no valid superblock ({e})")));
                     blank.push(d);
@@ -976,6 +991,9 @@ impl Array {
         }
         arrays.sort_by_key(|a| std::cmp::Reverse(a.1));
         let Some(&(array_uuid, _)) = arrays.first() else {
+            if let Some((d, version)) = unknown_version {
+                return Err(unknown_format(names[d].clone(), version));
+            }
             let (d, reason) =
                 first_decode_error.unwrap_or((0, "no device could be read".to_string()));
             return Err(Error::NotFormatted {
@@ -1602,7 +1620,8 @@ pub struct MemberInfo {
 }
 
 /// Reads a device's superblocks: Ok(Some) for a member (or spare) of an ectable array,
-/// Ok(None) for a device that holds no valid superblock; Err only for a failed read.
+/// Ok(None) for a device that holds no valid superblock; Err for a failed read, and
+/// `Error::UnknownFormat` for a superblock of a format version this build does not read.
 pub fn examine_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<MemberInfo>> {
     Ok(newest_superblock(dev)?.map(|sb| member_info(&sb)))
 }
@@ -1613,7 +1632,8 @@ pub fn examine_device(dev: &dyn ectable_devices::BlockDevice) -> Result<Option<M
 pub fn examine_devices(io: &dyn IoBackend) -> Vec<Result<Option<MemberInfo>>> {
     read_superblocks(io)
         .into_iter()
-        .map(|r| Ok(r?.ok().map(|sb| member_info(&sb))))
+        .zip(io.devices().iter())
+        .map(|(r, d)| Ok(known_version(d.name(), r?)?.map(|sb| member_info(&sb))))
         .collect()
 }
 
@@ -1654,8 +1674,30 @@ pub(crate) fn newest_superblock_within(
         ectable_devices::open_backend(ectable_devices::BackendKind::Psync, vec![device.clone()])?;
     io.set_io_timeout(Some(timeout));
     match read_superblocks(io.as_ref()).pop() {
-        Some(read) => Ok(read?.ok()),
+        Some(read) => known_version(device.name(), read?),
         None => newest_superblock(device.as_ref()),
+    }
+}
+
+/// A device's decoded superblock as an Option (None: no ectable superblock), but an error for
+/// one of a format version this build does not read: such a device holds an array all the
+/// same, and taking it as blank would write over it.
+fn known_version(
+    device: &str,
+    decoded: std::result::Result<Superblock, DecodeError>,
+) -> Result<Option<Superblock>> {
+    match decoded {
+        Ok(sb) => Ok(Some(sb)),
+        Err(DecodeError::Version(v)) => Err(unknown_format(device.to_string(), v)),
+        Err(_) => Ok(None),
+    }
+}
+
+fn unknown_format(device: String, version: u32) -> Error {
+    Error::UnknownFormat {
+        device,
+        version,
+        newest: FORMAT_VERSION_INLINE,
     }
 }
 
@@ -1665,7 +1707,7 @@ pub(crate) fn newest_superblock(
 ) -> Result<Option<Superblock>> {
     let mut buf = AlignedBuf::new(2 * SUPERBLOCK_SIZE_BYTES);
     dev.read_at(&mut buf, 0)?;
-    Ok(newest_copy(&buf).ok())
+    known_version(dev.name(), newest_copy(&buf))
 }
 
 /// The segment from which a device whose newest superblock is `sb` misses writes, by its

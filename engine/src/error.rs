@@ -47,6 +47,21 @@ pub enum Error {
         /// Its own device uuid, no longer in the member list.
         device_uuid: String,
     },
+    /// The device holds an ectable superblock (its magic and crc are good) of a format version
+    /// this build does not read: an array written by a newer ectable. Nothing was written to
+    /// it.
+    #[error(
+        "{device}: holds an ectable superblock of format version {version}, which this build \
+         does not read (it reads versions 1 to {newest}): use the ectable that wrote it, or a newer one"
+    )]
+    UnknownFormat {
+        /// The device.
+        device: String,
+        /// The format version its superblock names.
+        version: u32,
+        /// The newest version this build reads.
+        newest: u32,
+    },
     /// Formatting refused: the device holds an array, and `FormatOptions::force` was not set.
     #[error("{device}: already holds an ectable array ({array}); formatting over it needs the force option")]
     AlreadyFormatted {
@@ -320,6 +335,7 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::NotFormatted { .. } => "NOT_FORMATTED",
+            Error::UnknownFormat { .. } => "UNKNOWN_FORMAT",
             Error::ForeignDevice { .. } => "FOREIGN_DEVICE",
             Error::ReplacedDevice { .. } => "REPLACED_DEVICE",
             Error::AlreadyFormatted { .. } => "ALREADY_FORMATTED",

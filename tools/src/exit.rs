@@ -125,6 +125,7 @@ fn engine_class(e: &EngineError) -> Option<i32> {
         | E::WrongTableKind { .. } => DATA,
         E::ConditionFailed { .. } => NO,
         E::NotFormatted { .. }
+        | E::UnknownFormat { .. }
         | E::ForeignDevice { .. }
         | E::ReplacedDevice { .. }
         | E::AlreadyFormatted { .. }

@@ -361,3 +361,49 @@ fn a_closed_pipe_ends_the_command_quietly() {
         out.status
     );
 }
+
+/// Devices of an array a newer build wrote (superblocks of format version 7, magic and crc
+/// good): every command names the version instead of calling them blank, and `format`,
+/// which would write over a blank device, refuses without --force and changes nothing.
+#[test]
+fn devices_of_a_newer_format_are_named_and_not_formatted_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = format6(dir.path(), "newer");
+    for p in &a {
+        let mut b = std::fs::read(p).unwrap();
+        for copy in b[..8192].chunks_mut(4096) {
+            copy[8..12].copy_from_slice(&7u32.to_le_bytes());
+            let crc = crc32c::crc32c(&copy[..4092]);
+            copy[4092..4096].copy_from_slice(&crc.to_le_bytes());
+        }
+        std::fs::write(p, b).unwrap();
+    }
+    let d = join(&a);
+    let before = digest(&a);
+    let out = ectable(&["status", "--devices", &d]);
+    assert_one_error(&out, "format version 7, which this build does not read");
+    assert_ne!(out.status.code(), Some(0));
+    let out = ectable(&["format", "--devices", &d, "--k", "4", "--m", "2", "--yes"]);
+    assert_one_error(&out, "format version 7, which this build does not read");
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let out = ectable(&["examine", a[0].to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("format version 7, which this build does not read"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(digest(&a), before, "refused commands changed the devices");
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &d,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--force",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "format --force: {}", stderr(&out));
+}

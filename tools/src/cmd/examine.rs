@@ -138,6 +138,16 @@ pub fn examine(paths: &[PathBuf]) -> Examined {
                     info,
                 }),
             Ok(None) => not_members.push((p.clone(), "no ectable superblock".to_string())),
+            Err(ectable_engine::Error::UnknownFormat {
+                version, newest, ..
+            }) => not_members.push((
+                p.clone(),
+                format!(
+                    "an ectable superblock of format version {version}, which this build does \
+                     not read (it reads versions 1 to {newest}): examine it with the ectable \
+                     that wrote it"
+                ),
+            )),
             Err(e) => not_members.push((p.clone(), format!("cannot read: {e}"))),
         }
     }
@@ -158,9 +168,14 @@ pub fn examine(paths: &[PathBuf]) -> Examined {
 /// a device about to be taken (format, add-spare, replace, restore) that stopped answering
 /// fails the command at the deadline instead of holding it.
 pub fn probe_path(path: &std::path::Path) -> Result<Option<String>> {
-    member_info_of(path, crate::deadline::io_timeout())
-        .map(|info| info.map(|m| m.array_uuid))
-        .map_err(|e| crate::coded!(exit::IO, "{e}"))
+    match member_info_of(path, crate::deadline::io_timeout()) {
+        Ok(info) => Ok(info.map(|m| m.array_uuid)),
+        // An array of a newer build: taken as one (--force reuses it), not as a blank device.
+        Err(ectable_engine::Error::UnknownFormat { version, .. }) => Ok(Some(format!(
+            "format version {version}, which this build does not read"
+        ))),
+        Err(e) => Err(crate::coded!(exit::IO, "{e}")),
+    }
 }
 
 /// What the superblock of the device at `path` says (None: no ectable superblock), read on a
