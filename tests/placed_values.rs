@@ -22,6 +22,26 @@ fn reads(faulty: &[Arc<FaultyDevice>]) -> (u64, u64) {
     })
 }
 
+/// Puts `n` 4 KiB values three times over, a quarter of them only the first time, syncs and
+/// cleans: the cleaner moves that quarter (checked). Returns the values in force.
+fn overwrite_and_clean(e: &Engine, n: u64, seed: u64) -> BTreeMap<u64, Vec<u8>> {
+    let mut model = BTreeMap::new();
+    for round in 0..3u64 {
+        for i in 0..n {
+            if round > 0 && i % 4 == 0 {
+                continue; // a quarter stays from the first round: the cleaner moves it
+            }
+            let v = value_for(i * 10 + round, seed, 4096);
+            e.put("t", &key(i), &v).unwrap();
+            model.insert(i, v);
+        }
+    }
+    e.sync().unwrap();
+    let report = e.clean(100).unwrap();
+    assert!(report.records_relocated > 0, "{report:?}");
+    model
+}
+
 /// Reads every key of `model` one get at a time and returns the device reads and bytes
 /// they cost.
 fn read_all(
@@ -232,22 +252,10 @@ fn the_cleaner_moves_placed_values() {
     let (_mems, faulty) = mem_devices(6, 16 << 20, 31);
     let io = io_of(&faulty);
     format(io.as_ref(), &fmt_opts(4, 2)).unwrap();
-    let mut model = BTreeMap::new();
+    let model;
     {
         let e = open_engine_on(io.clone());
-        for round in 0..3u64 {
-            for i in 0..500u64 {
-                if round > 0 && i % 4 == 0 {
-                    continue; // a quarter stays from the first round: the cleaner moves it
-                }
-                let v = value_for(i * 10 + round, 2, 4096);
-                e.put("t", &key(i), &v).unwrap();
-                model.insert(i, v);
-            }
-        }
-        e.sync().unwrap();
-        let report = e.clean(100).unwrap();
-        assert!(report.records_relocated > 0, "{report:?}");
+        model = overwrite_and_clean(&e, 500, 2);
         for (i, v) in &model {
             assert_eq!(e.get("t", &key(*i)).unwrap().as_ref(), Some(v), "key {i}");
         }
@@ -339,25 +347,12 @@ fn an_inline_values_array_never_places_and_keeps_saying_so() {
         },
     )
     .expect("nothing was written by the refused format, so no --force is needed");
-    let mut model = BTreeMap::new();
-    let epoch = {
+    let (model, epoch) = {
         let e = open_engine_on(io.clone());
-        for round in 0..3u64 {
-            for i in 0..400u64 {
-                if round > 0 && i % 4 == 0 {
-                    continue; // a quarter stays from the first round: the cleaner moves it
-                }
-                let v = value_for(i * 10 + round, 3, 4096);
-                e.put("t", &key(i), &v).unwrap();
-                model.insert(i, v);
-            }
-        }
-        e.sync().unwrap();
-        let report = e.clean(100).unwrap();
-        assert!(report.records_relocated > 0, "{report:?}");
+        let model = overwrite_and_clean(&e, 400, 3);
         let st = e.status();
         e.close().unwrap();
-        st.epoch
+        (model, st.epoch)
     };
     let e = open_engine_on(io.clone());
     let st = e.status();
