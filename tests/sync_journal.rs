@@ -462,8 +462,11 @@ fn damage_past_m_before_journaled_records_is_reported_not_hidden() {
         e.put("t", &key(i), &value_for(i as u64, seed, 3000))
             .expect("put");
     }
-    // The sync flushes that stripe; the 5 records of the open stripe go to the journal, and
-    // so do the synced puts after them. No record of the stripe is in the journal.
+    // The stripe's writes complete before the sync is asked for (as on a loaded machine):
+    // the sync then flushes that stripe first, and the 5 records of the open stripe go to
+    // the journal, and so do the synced puts after them. No record of the stripe is in the
+    // journal.
+    std::thread::sleep(std::time::Duration::from_millis(200));
     e.sync().expect("sync");
     for i in 25..30 {
         e.put_sync("t", &key(i), &value_for(i as u64, seed, 3000))

@@ -41,11 +41,21 @@ impl Shared {
                     }
                     let open_has_records = st.open.as_ref().is_some_and(|o| o.has_content());
                     let (stripes_only, wanted) = Self::sync_wanted(&st, journal_enabled);
+                    // Stripes written before the open one but not yet flushed: a journal
+                    // entry may only follow acknowledged records, so flush them first (step
+                    // 4) rather than seal the open stripe short for this sync (one that starts
+                    // with a tail is sealed anyway: then one flush covers both).
+                    let flush_first = !stripes_only
+                        && !unflushed.is_empty()
+                        && st.open.as_ref().is_some_and(|o| {
+                            o.carried.is_none() && o.first_lsn > st.acked_lsn() + 1
+                        });
                     if st.sealed.is_empty()
                         && open_has_records
                         && wanted
                         && inflight.is_none()
                         && !st.journal_busy
+                        && !flush_first
                     {
                         // Group commit: acknowledge a sync only when nothing is in flight, so
                         // that writers arriving meanwhile share the next entry or stripe.
