@@ -64,6 +64,8 @@ pub struct FaultFs {
     names: Vec<String>,
     faults: Vec<Arc<DeviceFaults>>,
     session: Option<BackgroundSession>,
+    /// The kernel's number for this mount's FUSE connection (its st_dev), to abort it.
+    connection: Option<u64>,
 }
 
 impl FaultFs {
@@ -114,11 +116,16 @@ impl FaultFs {
             MountOption::DefaultPermissions,
         ];
         let session = fuser::spawn_mount2(fs, mountpoint, &options)?;
+        let connection = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(mountpoint).ok().map(|m| m.dev())
+        };
         Ok(FaultFs {
             mountpoint: mountpoint.to_path_buf(),
             names,
             faults,
             session: Some(session),
+            connection,
         })
     }
 
@@ -149,17 +156,58 @@ impl FaultFs {
     }
 }
 
+/// How long a drop waits for files still open on the mount to be closed before it aborts
+/// the connection.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Drop for FaultFs {
     fn drop(&mut self) {
-        // The session unmounts; a file still open (a leaked engine in a failed test) makes
-        // that fail with EBUSY, so detach lazily after it: the mount goes when the last file
-        // closes. (EINVAL when the session's unmount worked: nothing to do.)
-        drop(self.session.take());
+        // The session unmounts; a file still open (a leaked engine in a failed test, a
+        // probe thread an engine does not join) makes that fail with EBUSY, so detach
+        // lazily after it: the mount goes when the last file closes, and the session's
+        // thread serves until then. (EINVAL when the session's unmount worked.)
+        let guard = self.session.take().map(|s| {
+            let BackgroundSession { guard, .. } = s;
+            guard
+        });
         if let Ok(c) = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes()) {
             // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
             unsafe {
                 libc::umount2(c.as_ptr(), libc::MNT_DETACH);
             }
         }
+        // The server lives in this process: a file on the mount still open when the process
+        // exits is closed after the server's threads are gone, and that close waits for an
+        // answer for ever (the process stays a zombie). So wait for the last close, and
+        // abort the connection if it does not come: then such a close fails at once.
+        let Some(guard) = guard else { return };
+        let start = std::time::Instant::now();
+        while !guard.is_finished() && start.elapsed() < CLOSE_GRACE {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if !guard.is_finished() {
+            if let Some(dev) = self.connection {
+                abort_connection(dev);
+            }
+        }
+    }
+}
+
+/// Aborts FUSE connection `dev` through the fusectl file system (mounted if it is not):
+/// its pending and later requests fail with ENOTCONN.
+fn abort_connection(dev: u64) {
+    let dir = Path::new("/sys/fs/fuse/connections");
+    let abort = dir.join(dev.to_string()).join("abort");
+    if !abort.exists() {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "fusectl", "none"])
+            .arg(dir)
+            .status();
+    }
+    if let Err(e) = std::fs::write(&abort, b"1") {
+        eprintln!(
+            "faultfs: cannot abort FUSE connection {dev} ({}): {e}",
+            abort.display()
+        );
     }
 }
