@@ -122,22 +122,38 @@ impl Shared {
         // the bad chunk.
         let mut partial: HashMap<usize, Vec<u8>> = HashMap::new();
         {
+            // A call with few records to rebuild (a single get) reads a spare chunk for each
+            // and decodes from the first k that arrive: its latency is then not the slowest
+            // of k reads. A call with many has enough reads to keep the devices busy, where
+            // the spares would cost throughput (the read queue's rule, read_queue.rs).
+            let rebuilds = disk.iter().filter(|d| !fast_path[d.0]).count();
+            let spare = match rebuilds <= HEDGE_MAX_REBUILDS {
+                true => crate::log::read_queue::HEDGE_SPARES,
+                false => 0,
+            };
             let mut ops = Vec::new();
             let mut plans = Vec::new();
             for (i, loc, seg, _) in &disk {
                 if fast_path[*i] {
                     continue;
                 }
-                if let Some((o, plan)) = crate::log::stripe::plan_record_rebuild(array, seg, loc, 0)
+                if let Some((o, plan)) =
+                    crate::log::stripe::plan_record_rebuild(array, seg, loc, spare)
                 {
                     ops.extend(o);
                     plans.push((*i, plan));
                 }
             }
-            let mut completions = array.io.execute(ops).into_iter();
+            let mut completions = if ops.is_empty() {
+                Vec::new().into_iter()
+            } else {
+                first_k_of(array, &plans, array.io.submit(ops)).into_iter()
+            };
             for (i, plan) in plans {
                 let mine: Vec<_> = completions.by_ref().take(plan.op_count()).collect();
-                if let Some(b) = crate::log::stripe::finish_record_rebuild(array, &plan, mine) {
+                if let Some(b) =
+                    crate::log::stripe::finish_record_rebuild_keeping(array, &plan, mine, None)
+                {
                     partial.insert(i, b);
                 }
             }
@@ -357,6 +373,40 @@ impl Shared {
                 self.counters.read_repairs.fetch_add(n, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Records a call may rebuild with a spare read each (see `load_values`).
+const HEDGE_MAX_REBUILDS: usize = 2;
+
+/// Waits until every plan can be finished from the reads of `batch` completed so far
+/// (`RecordRebuild::ready`: k good reads of a decoded piece, or every read done), and
+/// returns those, None for the spares still in flight. The batch is dropped with them: the
+/// I/O engine owns their buffers until they complete (a ring's slab, a worker's request),
+/// and their latency goes unobserved (a spare is read only from a device reads do not go
+/// around, and that device's own reads still measure it).
+fn first_k_of(
+    array: &Array,
+    plans: &[(usize, crate::log::stripe::RecordRebuild)],
+    batch: ectable_devices::IoBatch,
+) -> Vec<Option<ectable_devices::IoCompletion>> {
+    let k = array.k();
+    let ready = |outcomes: &[Option<bool>]| {
+        let mut at = 0;
+        plans.iter().all(|(_, p)| {
+            let mine = outcomes.get(at..at + p.op_count()).unwrap_or(&[]);
+            at += p.op_count();
+            p.ready(k, mine)
+        })
+    };
+    loop {
+        if batch.completed() {
+            return batch.wait().into_iter().map(Some).collect();
+        }
+        if ready(&batch.outcomes()) {
+            return batch.take_done();
+        }
+        batch.wait_progress(std::time::Duration::from_millis(1));
     }
 }
 

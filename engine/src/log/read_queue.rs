@@ -48,7 +48,7 @@ const LOOKUP_RETRIES: usize = 4;
 /// Chunks a queued record rebuild reads beyond the k it needs (from devices reads do not go
 /// around), so that it decodes from the first k to arrive: the slowest read of a rebuild
 /// no longer sets its latency (docs/design.md, "Read queues").
-const HEDGE_SPARES: usize = 1;
+pub(crate) const HEDGE_SPARES: usize = 1;
 
 /// Reads a queue may hold in flight for a rebuild it starts to take its spare: a deeper
 /// queue keeps the devices busy, where a spare read costs throughput (measured at a queue

@@ -431,7 +431,7 @@ pub(crate) fn parity_agrees(
 /// whole chunks: Reed-Solomon works byte position by byte position, so the blocks that hold
 /// the record in a lost chunk follow from the same blocks of any k others. Built by
 /// [`plan_record_rebuild`]; its reads are submitted with other records' (so a batch of
-/// degraded reads keeps its queue depth); [`finish_record_rebuild`] decodes.
+/// degraded reads keeps its queue depth); [`finish_record_rebuild_keeping`] decodes.
 pub(crate) struct RecordRebuild {
     /// Per piece of the record (one per data chunk it spans): (shard, first byte in the
     /// chunk, aligned start a, aligned end b, bytes to take, shards read in op order).
@@ -594,21 +594,12 @@ impl RecordRebuild {
     }
 }
 
-/// Decodes the record from the completed reads of its plan (in op order). The bytes are not
-/// verified here: the caller checks them against the record's crc held by the index, and
-/// falls back to the whole-stripe path, which checks every chunk, when they differ.
-pub(crate) fn finish_record_rebuild(
-    array: &Array,
-    plan: &RecordRebuild,
-    completions: Vec<ectable_devices::IoCompletion>,
-) -> Option<Vec<u8>> {
-    let completions = completions.into_iter().map(Some).collect();
-    finish_record_rebuild_keeping(array, plan, completions, None)
-}
-
-/// [`finish_record_rebuild`] from the reads completed so far (None for one still in flight:
-/// a spare the decode does not need), also handing the data chunks' bytes it read or
-/// decoded to `keep` (what [`RecordRebuild::yields`] names; nothing when a read failed).
+/// Decodes the record from the reads of its plan completed so far, in op order (None for one
+/// still in flight: a spare the decode does not need), also handing the data chunks' bytes
+/// it read or decoded to `keep` (what [`RecordRebuild::yields`] names; nothing when a read
+/// failed). The bytes are not verified here: the caller checks them against the record's
+/// crc held by the index, and falls back to the whole-stripe path, which checks every
+/// chunk, when they differ.
 pub(crate) fn finish_record_rebuild_keeping(
     array: &Array,
     plan: &RecordRebuild,
