@@ -393,7 +393,41 @@ fn devices_of_a_newer_format_are_named_and_not_formatted_over() {
         stdout(&out)
     );
     assert_eq!(out.status.code(), Some(1));
+    // ecbench formats too: refused without --force, naming the version.
+    let bench = |force: bool| {
+        let mut args = vec![
+            "--devices",
+            &d,
+            "--k",
+            "4",
+            "--m",
+            "2",
+            "--rw",
+            "write",
+            "--bs",
+            "4K",
+            "--size",
+            "1M",
+        ];
+        if force {
+            args.push("--force");
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecbench"))
+            .args(&args)
+            .output()
+            .expect("run ecbench")
+    };
+    let out = bench(false);
+    assert!(!out.status.success(), "ecbench wrote over a newer array");
+    assert!(
+        stderr(&out).contains("format version 7, which this build does not read")
+            && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(digest(&a), before, "refused commands changed the devices");
+    let out = bench(true);
+    assert!(out.status.success(), "ecbench --force: {}", stderr(&out));
     let out = ectable(&[
         "format",
         "--devices",

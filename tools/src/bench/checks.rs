@@ -1,18 +1,34 @@
 //! What ecbench checks before it writes anything (the layout, the devices' sizes, that they
 //! hold no array unless `--force`), and how many puts an array has room for.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use ectable_devices::IoBackend;
 use ectable_engine::{Layout, Status};
 
-/// Refuses devices that hold an ectable superblock, unless forced.
+/// How long the check waits for a device's superblocks: one that does not answer is named
+/// rather than waited for (the engine's default I/O deadline).
+const CHECK_DEADLINE: std::time::Duration = ectable_engine::DEFAULT_IO_TIMEOUT;
+
+/// Refuses devices that hold an ectable superblock (of this build's formats or a newer
+/// one), unless forced. The superblocks are read through the I/O engine with a deadline.
 pub fn check_devices_free(io: &dyn IoBackend, force: bool) -> Result<()> {
-    for d in io.devices().iter() {
-        let name = d.name().to_string();
-        let array = ectable_engine::probe_device(d.as_ref())
-            .with_context(|| format!("{name}: reading its superblock"))?;
-        if let (Some(uuid), false) = (array, force) {
-            bail!("{name}: already holds an ectable array ({uuid}); use --force to overwrite it");
+    let before = io.io_timeout();
+    io.set_io_timeout(Some(
+        before.map_or(CHECK_DEADLINE, |t| t.min(CHECK_DEADLINE)),
+    ));
+    let found = ectable_engine::examine_devices(io);
+    io.set_io_timeout(before);
+    for (r, d) in found.into_iter().zip(io.devices().iter()) {
+        let name = d.name();
+        let held = match r {
+            Ok(info) => info.map(|m| format!("an ectable array ({})", m.array_uuid)),
+            Err(ectable_engine::Error::UnknownFormat { version, .. }) => Some(format!(
+                "an ectable superblock of format version {version}, which this build does not read"
+            )),
+            Err(e) => return Err(anyhow!(e).context(format!("{name}: reading its superblock"))),
+        };
+        if let (Some(what), false) = (held, force) {
+            bail!("{name}: already holds {what}; use --force to overwrite it");
         }
     }
     Ok(())
