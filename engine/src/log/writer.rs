@@ -70,20 +70,53 @@ pub(crate) enum Mutation<'a> {
 /// values on device blocks (`Shared::places_values_now`).
 const PLACE_BELOW_FILL: f64 = 0.8;
 
-/// Offers a mutation to a stripe's plan (format/placement.rs).
-/// `fmt`'s lengths with the table name stored: at least what the record will take.
-fn pack_mutation(fmt: RecordFormat, m: &Mutation<'_>, packer: &mut Packer) -> Option<Spot> {
+/// Offers a mutation to a stripe's plan (format/placement.rs), with `fmt`'s lengths for the
+/// record with or without its table name.
+fn pack_mutation(
+    fmt: RecordFormat,
+    m: &Mutation<'_>,
+    table_stored: bool,
+    packer: &mut Packer,
+) -> Option<Spot> {
     let (table, key, value_len) = match m {
         Mutation::Put { table, key, value } | Mutation::Moved { table, key, value } => {
             (*table, *key, Some(value.len()))
         }
         Mutation::Delete { table, key } => (*table, *key, None),
     };
+    let stored = if table_stored { table.len() } else { 0 };
     packer.add(
-        fmt.encoded_len_padded(table.len(), key.len(), value_len.unwrap_or(0)),
-        fmt.placed_head_len(table.len(), key.len()),
+        fmt.encoded_len_padded(stored, key.len(), value_len.unwrap_or(0)),
+        fmt.placed_head_len(stored, key.len()),
         value_len,
     )
+}
+
+/// Whether each of `muts`, appended to `open` in order, fits the stripe's plan of placed
+/// values, given to the packer exactly as `place` will give it the records: with the table
+/// name left out where the record before names the same table (compact records). The
+/// packer is greedy, so a record smaller than assumed can change where later ones go: a
+/// plan made with every table name stored admitted batches that `place` then could not
+/// fit (a restore's batch of puts to one table, seed 2711102642 of tools/tests/
+/// backup_model.rs).
+fn plan_fits(fmt: RecordFormat, open: &OpenStripe, muts: &[Mutation<'_>]) -> bool {
+    let Some(packer) = open.packer.as_ref() else {
+        return true;
+    };
+    let mut p = packer.clone();
+    let mut prev: Option<&[u8]> = open
+        .prev_table
+        .and_then(|(at, len)| open.buf.get(at as usize..at as usize + len as usize));
+    muts.iter().all(|m| {
+        let table = match m {
+            Mutation::Put { table, .. }
+            | Mutation::Moved { table, .. }
+            | Mutation::Delete { table, .. } => table.as_bytes(),
+        };
+        let same_table = fmt == RecordFormat::Compact && prev == Some(table);
+        prev = Some(table);
+        pack_mutation(fmt, m, !same_table, &mut p).is_some()
+    })
 }
 
 impl Shared {
@@ -448,10 +481,7 @@ impl Shared {
             let open = st.open.as_mut().expect("opened");
             let inline_fits = open.buf.len() + total <= capacity;
             let fmt = self.array.record_format();
-            let planned = open.packer.as_ref().is_none_or(|p| {
-                let mut p = p.clone();
-                muts.iter().all(|m| pack_mutation(fmt, m, &mut p).is_some())
-            });
+            let planned = plan_fits(fmt, open, muts);
             if inline_fits && (planned || open.records.is_empty()) {
                 if !planned {
                     open.packer = None;
