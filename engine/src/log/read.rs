@@ -128,7 +128,7 @@ impl Shared {
             // the spares would cost throughput (the read queue's rule, read_queue.rs).
             let rebuilds = disk.iter().filter(|d| !fast_path[d.0]).count();
             let spare = match rebuilds <= HEDGE_MAX_REBUILDS {
-                true => crate::log::read_queue::HEDGE_SPARES,
+                true => HEDGE_SPARES,
                 false => 0,
             };
             let mut ops = Vec::new();
@@ -375,6 +375,12 @@ impl Shared {
         }
     }
 }
+
+/// Chunks a record rebuild reads beyond the k it needs (from devices reads do not go
+/// around), so that it decodes from the first k to arrive: the slowest read of a rebuild
+/// no longer sets its latency (docs/design.md, "Read queues"). Taken by queued reads while
+/// the queue is shallow and by `get` calls with few records to rebuild.
+pub(crate) const HEDGE_SPARES: usize = 1;
 
 /// Records a call may rebuild with a spare read each (see `load_values`).
 const HEDGE_MAX_REBUILDS: usize = 2;

@@ -24,7 +24,7 @@
 
 use crate::error::Result;
 use crate::index::{IndexEntry, Place, RecordLoc};
-use crate::log::read::{fast_record_reads, verify_record, FastBatch, FastReads};
+use crate::log::read::{fast_record_reads, verify_record, FastBatch, FastReads, HEDGE_SPARES};
 use crate::log::stripe::{
     finish_record_rebuild_keeping, finish_stripe_rows, plan_record_rebuild, plan_stripe_rows,
     record_from, record_pieces, stripe_data_degraded, ChunkBytes, RecordRebuild,
@@ -44,11 +44,6 @@ const WAIT_SLICE: Duration = Duration::from_micros(250);
 /// How often a read is submitted again because the index moved its record while it was
 /// looked up, before the queue reads it through the ordinary (gated) path.
 const LOOKUP_RETRIES: usize = 4;
-
-/// Chunks a queued record rebuild reads beyond the k it needs (from devices reads do not go
-/// around), so that it decodes from the first k to arrive: the slowest read of a rebuild
-/// no longer sets its latency (docs/design.md, "Read queues").
-pub(crate) const HEDGE_SPARES: usize = 1;
 
 /// Reads a queue may hold in flight for a rebuild it starts to take its spare: a deeper
 /// queue keeps the devices busy, where a spare read costs throughput (measured at a queue
