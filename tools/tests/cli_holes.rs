@@ -110,6 +110,76 @@ fn import_out_of_space_says_how_many_rows_it_applied() {
     }
 }
 
+/// `load` out of space says how many rows it wrote, makes them durable, and they verify.
+#[test]
+fn load_out_of_space_says_how_many_rows_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = join(&devs(dir.path(), "d", 6));
+    format_ok(&[
+        "format",
+        "--devices",
+        &list,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--chunk-size",
+        "4K",
+        "--segment-size",
+        "64K",
+        "--create-size",
+        "2M",
+    ]);
+    let total = 2000u64;
+    let load = |verb: &str, rows: u64| {
+        ectable(&[
+            verb,
+            "--devices",
+            &list,
+            "--table",
+            "t",
+            "--rows",
+            &rows.to_string(),
+            "--value-size",
+            "3000",
+            "--seed",
+            "5",
+        ])
+    };
+    let out = load("load", total);
+    assert_clean_error(&out, &["load stopped after ", "no space left on the array"]);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    let err = stderr(&out);
+    let wrote: u64 = err
+        .split("load stopped after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in: {err}"));
+    assert!(wrote > 0 && wrote < total, "{err}");
+    assert!(
+        err.contains(&format!(
+            "rows 0 to {} are in table 't' (durable), the other {} were not written",
+            wrote - 1,
+            total - wrote
+        )),
+        "{err}"
+    );
+    // The rows it names are there and right; the next one is not.
+    let out = load("verify", wrote);
+    assert!(out.status.success(), "verify: {}", stderr(&out));
+    let out = ectable(&[
+        "get",
+        "--devices",
+        &list,
+        "--table",
+        "t",
+        "--key",
+        &format!("row{wrote:012}"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
 #[test]
 fn format_segment_size_zero_is_refused() {
     let dir = tempfile::tempdir().unwrap();

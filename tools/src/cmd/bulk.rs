@@ -72,6 +72,34 @@ fn value_size(rows: &RowsArg) -> Result<usize> {
         .map_err(|_| crate::coded!(crate::exit::USAGE, "value size too large"))
 }
 
+/// A load that failed at row `i` (out of space, a write refused): what it wrote before that
+/// row is made durable if it can be, and the error says so, and how to go on.
+fn load_stopped(
+    engine: &Engine,
+    rows: &RowsArg,
+    label: &str,
+    i: u64,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let durable = match engine.sync() {
+        Ok(_) => "durable".to_string(),
+        Err(s) => format!("not known to be durable: {s}"),
+    };
+    let table = &rows.table.table;
+    let written = match i {
+        0 => format!("no row was written to table '{table}'"),
+        _ => format!(
+            "rows 0 to {} are in table '{table}' ({durable}), the other {} were not written",
+            i - 1,
+            rows.rows - i
+        ),
+    };
+    e.context(format!(
+        "{label} stopped after {i} of {} rows: {written}",
+        rows.rows
+    ))
+}
+
 /// The bulk path: puts without waiting, the writer batches and pipelines stripes; one sync
 /// at the end makes everything durable.
 pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
@@ -83,11 +111,13 @@ pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     let pb = term::RowProgress::new(rows.rows, label);
     let start = Instant::now();
     for i in 0..rows.rows {
-        engine.put(
+        if let Err(e) = engine.put(
             &rows.table.table,
             &row_key(i),
             &row_value(i, rows.seed, size),
-        )?;
+        ) {
+            return Err(load_stopped(engine, rows, label, i, e.into()));
+        }
         if i % 1024 == 0 {
             pb.set(i);
         }
