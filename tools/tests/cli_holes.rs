@@ -13,6 +13,26 @@ fn format_ok(args: &[&str]) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// Formats six small files as RS(4,2) with 16 segments of 64 KiB per device: about 3 MiB
+/// of records.
+fn format_small(list: &str) {
+    format_ok(&[
+        "format",
+        "--devices",
+        list,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--chunk-size",
+        "4K",
+        "--segment-size",
+        "64K",
+        "--create-size",
+        "2M",
+    ]);
+}
+
 /// `ectable put` of one key/value; panics with its stderr if it fails.
 fn put_ok(devices: &str, table: &str, key: &str, value: &str) {
     let out = ectable(&[
@@ -34,22 +54,7 @@ fn import_out_of_space_says_how_many_rows_it_applied() {
     let dir = tempfile::tempdir().unwrap();
     let p = devs(dir.path(), "d", 6);
     let list = join(&p);
-    // 16 segments of 64 KiB per device: about 3 MiB of records.
-    format_ok(&[
-        "format",
-        "--devices",
-        &list,
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--chunk-size",
-        "4K",
-        "--segment-size",
-        "64K",
-        "--create-size",
-        "2M",
-    ]);
+    format_small(&list);
     let total = 2000;
     let file = dir.path().join("rows.jsonl");
     let mut text = String::new();
@@ -115,21 +120,7 @@ fn import_out_of_space_says_how_many_rows_it_applied() {
 fn load_out_of_space_says_how_many_rows_it_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let list = join(&devs(dir.path(), "d", 6));
-    format_ok(&[
-        "format",
-        "--devices",
-        &list,
-        "--k",
-        "4",
-        "--m",
-        "2",
-        "--chunk-size",
-        "4K",
-        "--segment-size",
-        "64K",
-        "--create-size",
-        "2M",
-    ]);
+    format_small(&list);
     let total = 2000u64;
     let load = |verb: &str, rows: u64| {
         ectable(&[
