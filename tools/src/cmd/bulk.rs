@@ -81,10 +81,7 @@ fn load_stopped(
     i: u64,
     e: anyhow::Error,
 ) -> anyhow::Error {
-    let durable = match engine.sync() {
-        Ok(_) => "durable".to_string(),
-        Err(s) => format!("not known to be durable: {s}"),
-    };
+    let durable = typed::sync_after_stop(engine);
     let table = &rows.table.table;
     let written = match i {
         0 => format!("no row was written to table '{table}'"),

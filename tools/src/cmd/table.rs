@@ -545,6 +545,15 @@ pub fn import(tables: &Tables, table: &str, schema: &Schema, file: &Path) -> Res
     Ok(total)
 }
 
+/// Makes what a bulk command wrote before it stopped durable if it can: "durable", or why
+/// that is not known.
+pub fn sync_after_stop(engine: &Engine) -> String {
+    match engine.sync() {
+        Ok(_) => "durable".to_string(),
+        Err(s) => format!("not known to be durable: {s}"),
+    }
+}
+
 /// The error of an import that failed part-way, saying what it applied: an import is not
 /// atomic (it writes stripe-sized batches), so the rows before the failure stay in the
 /// table; they are made durable here (docs/operations.md, `import`).
@@ -556,10 +565,7 @@ pub fn import_stopped(
     table: &str,
     e: anyhow::Error,
 ) -> anyhow::Error {
-    let durable = match engine.sync() {
-        Ok(_) => "durable".to_string(),
-        Err(s) => format!("not known to be durable: {s}"),
-    };
+    let durable = sync_after_stop(engine);
     e.context(format!(
         "import stopped after {applied} of {total} rows: the first {applied} rows of {} are in table '{table}' ({durable}), the other {} were not written",
         file.display(),
