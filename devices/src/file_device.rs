@@ -36,6 +36,9 @@ pub struct OpenOptions {
     pub create_size_bytes: Option<u64>,
     /// Skip O_DIRECT (buffered I/O). Only for filesystems that refuse O_DIRECT.
     pub buffered: bool,
+    /// How long a writable open waits for another writer's claim on the storage before it
+    /// fails with "in use"; None: the default (10 s, or `ECTABLE_LOCK_WAIT_MS`).
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 /// A regular file or block device, opened with O_DIRECT (buffered only where the filesystem
@@ -113,6 +116,7 @@ impl FileDevice {
         // the name (the flock below only covers the one node). A killed writer's claim lasts
         // while its in-flight I/O holds the file, like its flock: wait for it as for the lock.
         let excl = block_path && !read_only;
+        let wait = opts.lock_wait.unwrap_or_else(lock_wait);
         let claim = if excl { libc::O_EXCL } else { 0 };
         let mut direct = !opts.buffered;
         let busy_err = |e: io::Error| {
@@ -128,7 +132,7 @@ impl FileDevice {
                          or another name, or is mounted (waited {:.1} s for it)",
                         major(rdev),
                         minor(rdev),
-                        lock_wait().as_secs_f64()
+                        wait.as_secs_f64()
                     ),
                 ))
             } else {
@@ -138,19 +142,19 @@ impl FileDevice {
         // O_DIRECT: bypass the page cache so that a completed write is on the device (after
         // its flush) and reads come from the device, not from a cached copy that hides rot.
         let file = if direct {
-            match open_claimed(&std_opts, path, claim | libc::O_DIRECT, excl) {
+            match open_claimed(&std_opts, path, claim | libc::O_DIRECT, excl, wait) {
                 Ok(f) => f,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     // Some filesystems refuse O_DIRECT; buffered I/O plus fdatasync keeps
                     // durability but loses the cache bypass. Say so once, loudly.
                     tracing::warn!(device = %name, "filesystem refuses O_DIRECT; using buffered I/O");
                     direct = false;
-                    open_claimed(&std_opts, path, claim, excl).map_err(busy_err)?
+                    open_claimed(&std_opts, path, claim, excl, wait).map_err(busy_err)?
                 }
                 Err(e) => return Err(busy_err(e)),
             }
         } else {
-            open_claimed(&std_opts, path, claim, excl).map_err(busy_err)?
+            open_claimed(&std_opts, path, claim, excl, wait).map_err(busy_err)?
         };
         let meta = file.metadata().map_err(open_err)?;
         let is_block = meta.file_type().is_block_device();
@@ -177,7 +181,7 @@ impl FileDevice {
                                 "another writer has its backing file {} open",
                                 bpath.display()
                             );
-                            lock_exclusive(&bf, &name, &what)?;
+                            lock_exclusive(&bf, &name, &what, wait)?;
                             backing_lock = Some(bf);
                         }
                     }
@@ -218,7 +222,7 @@ impl FileDevice {
             }
         };
         if !read_only {
-            lock_exclusive(&file, &name, "another writer has it open")?;
+            lock_exclusive(&file, &name, "another writer has it open", wait)?;
         }
         let geometry = if is_block {
             let mut size: u64 = 0;
@@ -511,8 +515,12 @@ fn lock_wait() -> std::time::Duration {
 /// was killed still holds the lock while writes it had in flight (io_uring requests keep
 /// their file referenced) land, so a new writer cannot start before they have.
 /// `in_use` says who holds it, in the error when the wait runs out.
-fn lock_exclusive(file: &std::fs::File, name: &str, in_use: &str) -> Result<(), DeviceError> {
-    let wait = lock_wait();
+fn lock_exclusive(
+    file: &std::fs::File,
+    name: &str,
+    in_use: &str,
+    wait: std::time::Duration,
+) -> Result<(), DeviceError> {
     let deadline = std::time::Instant::now() + wait;
     loop {
         match file.try_lock() {
@@ -549,8 +557,9 @@ fn open_claimed(
     path: &Path,
     flags: libc::c_int,
     excl: bool,
+    wait: std::time::Duration,
 ) -> io::Result<File> {
-    let deadline = std::time::Instant::now() + lock_wait();
+    let deadline = std::time::Instant::now() + wait;
     loop {
         match std_opts.clone().custom_flags(flags).open(path) {
             Err(e)

@@ -827,6 +827,24 @@ impl Engine {
     pub fn spare_devices(&self) -> Vec<usize> {
         self.shared.spare_devices()
     }
+    /// For a read-only session: records the device errors it met and a scrub it ran in the
+    /// members' health blocks, through `writable` (slot, device) handles the caller opened
+    /// for writing, so that a later `status` shows them (a read-only session writes nothing
+    /// through its own handles). Returns how many members' blocks were written; 0 when there
+    /// was nothing to record. See `prober::record_findings`.
+    pub fn record_findings(
+        &self,
+        writable: &[(usize, std::sync::Arc<dyn ectable_devices::BlockDevice>)],
+    ) -> usize {
+        crate::prober::record_findings(&self.shared, writable)
+    }
+
+    /// Whether this read-only session has anything for [`Engine::record_findings`]: device
+    /// errors it met, or a scrub it ran.
+    pub fn has_findings(&self) -> bool {
+        crate::prober::has_findings(&self.shared)
+    }
+
     /// Checks every live stripe; with `repair`, rewrites bad chunks.
     pub fn scrub(
         &self,

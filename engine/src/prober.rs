@@ -136,6 +136,84 @@ pub(crate) fn write_kept(shared: &Shared) {
     }
 }
 
+/// The scrub this session ran, if any: the last scrub, unless the health blocks already
+/// held it at open.
+fn session_scrub(shared: &Shared) -> Option<probe::ScrubRecord> {
+    let a = &shared.array;
+    let s = (*a.last_scrub.locked())?;
+    let at_open = a.kept.locked().iter().any(|k| k.last_scrub == Some(s));
+    (!at_open).then_some(s)
+}
+
+/// Whether a read-only session met device errors or ran a scrub: what [`record_findings`]
+/// records.
+pub(crate) fn has_findings(shared: &Shared) -> bool {
+    session_scrub(shared).is_some()
+        || shared.array.counters.iter().any(|c| {
+            c.read_errors.load(Ordering::Relaxed) + c.checksum_errors.load(Ordering::Relaxed) > 0
+        })
+}
+
+/// Records what a read-only session found in the members' health blocks, through `writable`
+/// handles the caller opened for writing (which hold the storage against every writer): the
+/// read and checksum errors it met are added to each member's counters as its block holds
+/// them now (not as they were at open: a writer may have run since), and a scrub it ran
+/// becomes the array's last scrub where it is newer. A read-only session writes nothing
+/// through its own handles, so without this a `status` after a plain scrub or a read that
+/// rebuilt chunks from parity would show none of it (docs/operations.md, "Errors a
+/// read-only command finds"). Members whose block does not check (another array, a blank
+/// device) and members that fail the read or the write are passed over. Returns the
+/// members recorded.
+pub(crate) fn record_findings(
+    shared: &Shared,
+    writable: &[(usize, Arc<dyn ectable_devices::BlockDevice>)],
+) -> usize {
+    let a = &shared.array;
+    if !has_findings(shared) {
+        return 0;
+    }
+    let scrub = session_scrub(shared);
+    let nanos = crate::array::now_unix_nanos();
+    let mut recorded = 0;
+    for (slot, dev) in writable {
+        let Some(c) = a.counters.get(*slot) else {
+            continue;
+        };
+        let mut buf = AlignedBuf::new(probe::HEALTH_BLOCK_BYTES);
+        let current = match dev.read_at(&mut buf, HEALTH_BLOCK_OFFSET) {
+            // A block that does not check counts as zero counters and no scrub, as at open.
+            Ok(()) => probe::decode_record(&buf, &a.sb.array_uuid, *slot as u32)
+                .map(|(_, r)| r)
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::debug!("health block of slot {slot} not read: {e}");
+                continue;
+            }
+        };
+        let mut rec = current;
+        rec.read_errors += c.read_errors.load(Ordering::Relaxed);
+        rec.checksum_errors += c.checksum_errors.load(Ordering::Relaxed);
+        if let Some(s) = scrub {
+            if rec
+                .last_scrub
+                .is_none_or(|k| k.finished_unix_nanos < s.finished_unix_nanos)
+            {
+                rec.last_scrub = Some(s);
+            }
+        }
+        if rec == current {
+            continue;
+        }
+        let block = probe::encode(&a.sb.array_uuid, *slot as u32, 0, nanos, &rec);
+        // O_DIRECT: the bytes go from an aligned buffer.
+        match dev.write_durable_at(&AlignedBuf::from_slice(&block), HEALTH_BLOCK_OFFSET) {
+            Ok(()) => recorded += 1,
+            Err(e) => tracing::warn!("health block of slot {slot} not written: {e}"),
+        }
+    }
+    recorded
+}
+
 /// What to do when a device is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryPolicy {

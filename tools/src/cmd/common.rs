@@ -99,6 +99,89 @@ pub fn array_changed(e: &anyhow::Error) -> bool {
     })
 }
 
+/// After a read-only command: records the device errors it met and a scrub it ran in the
+/// members' health blocks, so that `status` shows them (docs/operations.md, "Errors a
+/// read-only command finds"), and names on stderr the devices whose chunks it had to read
+/// around. The members are opened for writing without waiting: when another writer holds
+/// the array, nothing is recorded (that writer's own reads count what they meet) and the
+/// warning says so. Nothing to do for a session that met no error and ran no scrub.
+pub fn record_findings(engine: &Engine, warn: bool) {
+    if !engine.has_findings() {
+        return;
+    }
+    let st = engine.status();
+    let met: Vec<String> = st
+        .devices
+        .iter()
+        .filter(|d| d.read_errors + d.checksum_errors > 0)
+        .map(|d| {
+            format!(
+                "{} (slot {}: {} chunk(s) failed their checksum, {} read error(s))",
+                d.path.as_deref().unwrap_or("a missing device"),
+                d.slot,
+                d.checksum_errors,
+                d.read_errors
+            )
+        })
+        .collect();
+    let opts = ectable_devices::OpenOptions {
+        lock_wait: Some(std::time::Duration::ZERO),
+        ..Default::default()
+    };
+    let mut writable: Vec<(usize, Arc<dyn ectable_devices::BlockDevice>)> = Vec::new();
+    let mut held = None;
+    for d in &st.devices {
+        let Some(path) = &d.path else { continue };
+        match ectable_devices::FileDevice::open(std::path::Path::new(path), &opts) {
+            Ok(dev) => writable.push((d.slot, Arc::new(dev))),
+            Err(e) if is_in_use(&e) => {
+                held = Some(e.to_string());
+                break;
+            }
+            // A member that cannot be opened for writing (gone, read-only) keeps its block.
+            Err(e) => tracing::debug!("{path}: not opened to record what was found: {e}"),
+        }
+    }
+    let recorded = match held {
+        Some(why) => {
+            writable.clear();
+            format!("not recorded for 'status' ({why}; that writer counts what its own reads meet)")
+        }
+        None => match engine.record_findings(&writable) {
+            0 => "not recorded for 'status' (no member could be written)".to_string(),
+            _ => "recorded for 'status'".to_string(),
+        },
+    };
+    if warn && !met.is_empty() {
+        eprintln!(
+            "warning: {}; what this command read there was rebuilt from the other members, and a read-only command rewrites nothing ({recorded}): run 'ectable scrub --repair'",
+            met.join(", ")
+        );
+    } else if recorded.starts_with("not") {
+        eprintln!("note: this scrub's result is {recorded}");
+    }
+}
+
+/// Calls [`record_findings`] (with the warning) when dropped: for a read-only command with
+/// several ways out.
+pub struct RecordFindings(pub Arc<Engine>);
+
+impl Drop for RecordFindings {
+    fn drop(&mut self) {
+        record_findings(&self.0, true);
+    }
+}
+
+/// Whether opening a device failed because another writer holds it.
+fn is_in_use(e: &ectable_devices::DeviceError) -> bool {
+    match e {
+        ectable_devices::DeviceError::Open { source, .. } => {
+            source.kind() == std::io::ErrorKind::ResourceBusy
+        }
+        _ => false,
+    }
+}
+
 /// Opens the array read-only and runs `read` on it; when another process changed the array
 /// under the reader (`Error::ArrayChanged`), opens it again and starts over, up to
 /// `READ_ATTEMPTS` times. `read` must write its output only once it has read everything.
@@ -109,7 +192,12 @@ pub fn with_reader<T>(
 ) -> Result<T> {
     let mut attempt = 1;
     loop {
-        let r = open_array(kind, dev, true).and_then(|e| read(&Arc::new(e)));
+        let r = open_array(kind, dev, true).and_then(|e| {
+            let e = Arc::new(e);
+            let r = read(&e);
+            record_findings(&e, true);
+            r
+        });
         match r {
             Err(e) if attempt < READ_ATTEMPTS && array_changed(&e) => attempt += 1,
             r => return r,

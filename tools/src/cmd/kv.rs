@@ -237,6 +237,7 @@ pub fn delete(kind: BackendKind, a: &DeleteArgs) -> Result<i32> {
 pub fn scan(kind: BackendKind, a: &ScanArgs) -> Result<i32> {
     let table = &a.table.table;
     let engine = Arc::new(open_array(kind, &a.dev, true)?);
+    let _findings = crate::cmd::common::RecordFindings(engine.clone());
     let tables = typed::open_tables(&engine)?;
     if let Some(schema) = typed::typed(&tables, table) {
         let args = typed::ScanArgs {

@@ -164,6 +164,10 @@ pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
     let code = report_scrub(a, &r, &st)?;
     if repair {
         engine.close()?;
+    } else {
+        // A plain scrub is read-only (its open must not mend what it is to find); its
+        // result goes to the health blocks here, so that `status` shows what it found.
+        crate::cmd::common::record_findings(&engine, false);
     }
     Ok(code)
 }

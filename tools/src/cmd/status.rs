@@ -225,7 +225,8 @@ fn exit_code(st: &Status) -> i32 {
         ectable_engine::ArrayState::Online
             if backing_full(st).is_some()
                 || st.writes_stopped.is_some()
-                || !write_refused(st).is_empty() =>
+                || !write_refused(st).is_empty()
+                || unrepaired_scrub(st).is_some() =>
         {
             1
         }
@@ -237,6 +238,15 @@ fn exit_code(st: &Status) -> i32 {
 
 fn array_state(st: &Status) -> &'static str {
     st.state().as_str()
+}
+
+/// The last scrub, when it found bad chunks it did not rewrite (a plain scrub, or one whose
+/// repair left some): those stripes have less redundancy than the state says until a
+/// `scrub --repair` rewrites them.
+fn unrepaired_scrub(st: &Status) -> Option<&ectable_engine::ScrubRecord> {
+    st.last_scrub
+        .as_ref()
+        .filter(|s| s.bad_chunks > s.chunks_repaired)
 }
 
 /// The slots whose device refuses writes (read-only block device, immutable file): the first
@@ -264,6 +274,9 @@ pub fn print_status(st: &Status) {
         (_, Some(_)) => println!("  state: {state}, but writes have stopped (a write failed)"),
         (None, None) if !refused.is_empty() => println!(
             "  state: {state}, but slot(s) {refused:?} refuse writes (the first write fails them)"
+        ),
+        (None, None) if unrepaired_scrub(st).is_some() => println!(
+            "  state: {state}, but the last scrub found bad chunks it did not repair (errors: below)"
         ),
         (Some(_), None) => println!("  state: {state}, but new writes fail (the file system under the member files is full)"),
         (None, None) => println!("  state: {state}"),
@@ -584,6 +597,14 @@ fn print_errors(st: &Status) {
             "errors: chunks missed while away, not yet resynced: {}",
             missed.join(", ")
         );
+    } else if let Some(s) = unrepaired_scrub(st).filter(|_| errors == 0) {
+        let when = std::time::UNIX_EPOCH + Duration::from_nanos(s.finished_unix_nanos);
+        println!(
+            "errors: the last scrub ({}) found {} bad chunk(s) and rewrote {}: their stripes can lose fewer devices than the status line says until 'ectable scrub --repair' rewrites them",
+            humantime::format_rfc3339_seconds(when),
+            s.bad_chunks,
+            s.chunks_repaired
+        );
     } else if errors == 0 && st.recovery.degraded_stripes == 0 {
         println!("errors: No known data errors");
         if st.recovery.interrupted_stripes > 0 {
@@ -618,6 +639,12 @@ fn actions(st: &Status) -> Vec<String> {
         st.devices.iter().filter(|d| f(d)).map(|d| d.slot).collect()
     };
     let mut out = Vec::new();
+    if let Some(s) = unrepaired_scrub(st) {
+        out.push(format!(
+            "The last scrub found {} bad chunk(s) it did not rewrite: run 'ectable scrub --repair' (it rewrites them from the good ones and records a new scrub).",
+            s.bad_chunks - s.chunks_repaired
+        ));
+    }
     if let Some(why) = &st.writes_stopped {
         out.push(format!(
             "Writes stopped after a failed write ({why}). Reads go on. Put the cause right (devices back, room given), then reopen the array: 'ectable reopen' for a node, or restart the process that holds it."
@@ -732,6 +759,10 @@ fn and_held_fill(st: &Status, when: &str) -> String {
 /// `ectable status --json` (schema_version 1).
 pub fn status_json(st: &Status) -> Value {
     let mut checks = Vec::new();
+    if let Some(s) = unrepaired_scrub(st) {
+        checks.push(json!({"code": "SCRUB_FOUND_BAD_CHUNKS", "severity": "warn",
+            "message": format!("the last scrub found {} bad chunk(s) it did not rewrite; run 'ectable scrub --repair'", s.bad_chunks - s.chunks_repaired)}));
+    }
     if let Some(full) = nearly_full(st) {
         checks.push(json!({"code": "SPACE_LOW", "severity": "warn", "message": full}));
     }

@@ -112,6 +112,21 @@ pub fn digest(paths: &[PathBuf]) -> Vec<u32> {
         .collect()
 }
 
+/// [`digest`] with each file's health block (bytes 8192..12288) left out: the only bytes a
+/// plain scrub or another read-only command may write (what it found, for `status`).
+pub fn digest_but_health_blocks(paths: &[PathBuf]) -> Vec<u32> {
+    paths
+        .iter()
+        .map(|p| {
+            let mut b = std::fs::read(p).unwrap_or_default();
+            if b.len() >= 12288 {
+                b[8192..12288].fill(0);
+            }
+            crc32c::crc32c(&b)
+        })
+        .collect()
+}
+
 /// A command's stdout, as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
