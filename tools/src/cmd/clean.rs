@@ -28,7 +28,7 @@ pub fn clean(kind: BackendKind, a: &CleanArgs) -> Result<i32> {
             Ok(serde_json::from_value(n.get("/v1/status/raw")?)?)
         };
         let before = raw_status(&node)?;
-        let v = node.post("/v1/admin/clean", &json!({"max_passes": a.max_passes}))?;
+        let v = node.post_long("/v1/admin/clean", &json!({"max_passes": a.max_passes}))?;
         let n = |k: &str| v[k].as_u64().unwrap_or(0);
         let r = ectable_engine::CleanReport {
             segments_cleaned: n("segments_cleaned"),

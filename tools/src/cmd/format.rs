@@ -190,7 +190,7 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     }
     if let Some(node) = crate::node::client::find(&a.dev)? {
         let abs = std::path::absolute(spare).unwrap_or_else(|_| spare.clone());
-        node.post(
+        node.post_long(
             "/v1/admin/add-spare",
             &serde_json::json!({"device": abs.display().to_string(), "force": a.force}),
         )?;

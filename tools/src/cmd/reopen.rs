@@ -31,7 +31,7 @@ pub fn reopen(dev: &DevicesArg) -> Result<i32> {
         );
         return Ok(crate::exit::OK);
     };
-    let v = node.post("/v1/admin/reopen", &json!({}))?;
+    let v = node.post_long("/v1/admin/reopen", &json!({}))?;
     println!(
         "reopen: the node reopened the array: {} before, {} now (replayed {} stripes in {:.2} s; durable to LSN {})",
         v["state_before"].as_str().unwrap_or("?"),

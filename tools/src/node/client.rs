@@ -63,7 +63,23 @@ impl Drop for NodeFile {
 /// A running node serving the array of some devices.
 pub struct NodeClient {
     base: String,
+    /// For long work (a clean, a reopen, taking in a spare, streamed scrubs and rebuilds): no
+    /// deadline past the connection.
     agent: ureq::Agent,
+    /// For a question or a single write: answered within [`node_call_timeout`].
+    quick: ureq::Agent,
+}
+
+/// How long a call that asks for no long work (a status, a get, a put, a delete, a plan)
+/// waits for the node's answer before the CLI gives up on it: four times the engine's
+/// default I/O deadline, past which a member that stopped answering is failed and the
+/// call goes on without it. A node that takes longer is stopped or stuck.
+/// `ECTABLE_NODE_CALL_TIMEOUT_MS` overrides it (tests).
+pub fn node_call_timeout() -> Duration {
+    std::env::var("ECTABLE_NODE_CALL_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(120), Duration::from_millis)
 }
 
 /// How long the CLI waits for a node to answer whether it serves the array, before it
@@ -135,8 +151,14 @@ fn served_inner(dev: &DevicesArg) -> Option<Served> {
             .timeout_connect(Some(Duration::from_secs(2)))
             .build()
             .into(),
+        quick: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(2)))
+            .timeout_global(Some(node_call_timeout()))
+            .build()
+            .into(),
     };
-    // The question has a deadline; the work asked for afterwards (a rebuild) has none.
+    // The question has a short deadline; the work asked for afterwards (a rebuild) has none.
     let probe: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(2)))
@@ -215,8 +237,21 @@ fn node_error(v: &JsonValue) -> anyhow::Error {
     crate::coded!(code, "{msg}")
 }
 
+/// A failed call to the node as the CLI reports it: one that ran out of
+/// [`node_call_timeout`] says so, and that a write may still take effect there.
+fn call_error(e: ureq::Error) -> anyhow::Error {
+    match e {
+        ureq::Error::Timeout(_) => crate::coded!(
+            crate::exit::TEMPFAIL,
+            "the storage node did not answer within {:.0} s: it may be stopped or waiting on a device that does not answer; a write asked for may still take effect there (look with 'ectable get' or 'ectable status' once it answers)",
+            node_call_timeout().as_secs_f64()
+        ),
+        e => crate::coded!(crate::exit::UNAVAILABLE, "the node: {e}"),
+    }
+}
+
 fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<JsonValue> {
-    let mut r = r.map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node: {e}"))?;
+    let mut r = r.map_err(call_error)?;
     let ok = r.status().is_success();
     let text = r
         .body_mut()
@@ -245,14 +280,30 @@ impl NodeClient {
 
     /// GET `path`, its JSON answer.
     pub fn get(&self, path: &str) -> Result<JsonValue> {
-        answer(self.agent.get(format!("{}{path}", self.base)).call())
+        answer(self.quick.get(format!("{}{path}", self.base)).call())
     }
 
-    /// POST a JSON body, its JSON answer.
+    /// POST a JSON body asking for no long work, its JSON answer (within
+    /// [`node_call_timeout`]).
     pub fn post(&self, path: &str, body: &JsonValue) -> Result<JsonValue> {
+        Self::post_with(&self.quick, &self.base, path, body)
+    }
+
+    /// POST a JSON body asking for long work (a clean, a reopen, a spare taken in), its JSON
+    /// answer whenever it comes.
+    pub fn post_long(&self, path: &str, body: &JsonValue) -> Result<JsonValue> {
+        Self::post_with(&self.agent, &self.base, path, body)
+    }
+
+    fn post_with(
+        agent: &ureq::Agent,
+        base: &str,
+        path: &str,
+        body: &JsonValue,
+    ) -> Result<JsonValue> {
         answer(
-            self.agent
-                .post(format!("{}{path}", self.base))
+            agent
+                .post(format!("{base}{path}"))
                 .header("content-type", "application/json")
                 .send(body.to_string()),
         )
@@ -260,13 +311,13 @@ impl NodeClient {
 
     /// PUT raw bytes, its JSON answer.
     pub fn put_bytes(&self, path: &str, body: &[u8]) -> Result<JsonValue> {
-        answer(self.agent.put(format!("{}{path}", self.base)).send(body))
+        answer(self.quick.put(format!("{}{path}", self.base)).send(body))
     }
 
     /// PUT a typed row (`{"pk", "cols"}`), its JSON answer.
     pub fn post_put_row(&self, table: &str, body: &JsonValue) -> Result<JsonValue> {
         answer(
-            self.agent
+            self.quick
                 .put(format!("{}/v1/tables/{}/rows", self.base, segment(table)))
                 .header("content-type", "application/json")
                 .send(body.to_string()),
@@ -276,10 +327,10 @@ impl NodeClient {
     /// GET raw bytes (a key/value value); a 404 is an error with the CLI's "no" code.
     pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let mut r = self
-            .agent
+            .quick
             .get(format!("{}{path}", self.base))
             .call()
-            .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node: {e}"))?;
+            .map_err(call_error)?;
         if !r.status().is_success() {
             return Err(answer(Ok(r))
                 .err()
@@ -294,7 +345,7 @@ impl NodeClient {
 
     /// DELETE, its JSON answer.
     pub fn delete(&self, path: &str) -> Result<JsonValue> {
-        answer(self.agent.delete(format!("{}{path}", self.base)).call())
+        answer(self.quick.delete(format!("{}{path}", self.base)).call())
     }
 
     /// POST long work with `?progress=true`: calls `progress` with each progress line and
