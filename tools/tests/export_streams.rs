@@ -99,4 +99,14 @@ fn export_of_a_table_larger_than_its_own_memory_streams() {
             .is_char_device(),
         "/dev/null is still a device"
     );
+    // An output that fills up (/dev/full: every write fails with ENOSPC) is named in the
+    // error, with the code for an output that cannot be written; before, the error was the
+    // bare "No space left on device (os error 28)".
+    let out = ectable(&["export", "--devices", &list, "--table", "big", "/dev/full"]);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("writing the export to /dev/full: No space left on device"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -357,7 +357,21 @@ pub fn export(kind: BackendKind, a: &FileArgs) -> Result<i32> {
             if !in_place {
                 let _ = std::fs::remove_file(&partial);
             }
-            return Err(e);
+            // A failed write of the output (its file system full, a closed pipe) names
+            // where it was going; the engine's errors say what they are themselves.
+            if e.downcast_ref::<std::io::Error>().is_none() {
+                return Err(e);
+            }
+            return Err(e.context(if to_stdout {
+                "writing the export to standard output".to_string()
+            } else if in_place {
+                format!("writing the export to {}", file.display())
+            } else {
+                format!(
+                    "writing the export to {} (the file is left as it was)",
+                    file.display()
+                )
+            }));
         }
     };
     eprintln!("exported {n} rows from '{table}'");
