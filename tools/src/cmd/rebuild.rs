@@ -164,10 +164,16 @@ pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
     let code = report_scrub(a, &r, &st)?;
     if repair {
         engine.close()?;
-    } else {
+    } else if r.reused_by_writer.is_empty() {
         // A plain scrub is read-only (its open must not mend what it is to find); its
         // result goes to the health blocks here, so that `status` shows what it found.
         crate::cmd::common::record_findings(&engine, false);
+    } else {
+        // A writer reused segments under it: the chunks that failed there were the
+        // writer's, and the device counters hold them too.
+        eprintln!(
+            "note: this scrub's result is not recorded for 'status' (the array's writer reused segments during it)"
+        );
     }
     Ok(code)
 }
