@@ -28,6 +28,28 @@ fn damaged_array(dir: &Path) -> (Vec<PathBuf>, String) {
     (p, all)
 }
 
+/// `ectable verify` of the first `rows` rows of 1,000 bytes in table "t".
+fn verify(all: &str, rows: &str) -> std::process::Output {
+    ectable(&[
+        "verify",
+        "--devices",
+        all,
+        "--table",
+        "t",
+        "--rows",
+        rows,
+        "--value-size",
+        "1000",
+    ])
+}
+
+/// A member's checksum errors over all sessions, as `status --json` gives them.
+fn lifetime_checksum(v: &serde_json::Value, slot: usize) -> u64 {
+    v["devices"][slot]["lifetime_errors"]["checksum"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no lifetime checksum count for slot {slot}: {v}"))
+}
+
 fn status_json(all: &str) -> serde_json::Value {
     let out = ectable(&["status", "--devices", all, "--json"]);
     serde_json::from_slice(&out.stdout).unwrap()
@@ -64,13 +86,7 @@ fn a_plain_scrub_that_finds_bad_chunks_leaves_status_unhealthy_until_a_repair() 
         .collect();
     assert!(codes.contains(&"SCRUB_FOUND_BAD_CHUNKS"), "{v}");
     assert!(v["last_scrub"]["bad_chunks"].as_u64().unwrap() > 0, "{v}");
-    assert!(
-        v["devices"][3]["lifetime_errors"]["checksum"]
-            .as_u64()
-            .unwrap()
-            > 0,
-        "{v}"
-    );
+    assert!(lifetime_checksum(&v, 3) > 0, "{v}");
 
     let out = ectable(&["scrub", "--repair", "--devices", &all]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
@@ -84,17 +100,7 @@ fn a_plain_scrub_that_finds_bad_chunks_leaves_status_unhealthy_until_a_repair() 
 fn a_read_that_rebuilds_around_bad_chunks_names_the_device_and_status_counts_them() {
     let dir = tempfile::tempdir().unwrap();
     let (p, all) = damaged_array(dir.path());
-    let load = [
-        "--devices",
-        &all,
-        "--table",
-        "t",
-        "--rows",
-        "300",
-        "--value-size",
-        "1000",
-    ];
-    let out = ectable(&[&["verify"], &load[..]].concat());
+    let out = verify(&all, "300");
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     let path = p[3].display().to_string();
@@ -106,16 +112,10 @@ fn a_read_that_rebuilds_around_bad_chunks_names_the_device_and_status_counts_the
         "{err}"
     );
     let v = status_json(&all);
-    assert!(
-        v["devices"][3]["lifetime_errors"]["checksum"]
-            .as_u64()
-            .unwrap()
-            > 0,
-        "{v}"
-    );
+    assert!(lifetime_checksum(&v, 3) > 0, "{v}");
     // The other members met no error and their counters stay at zero.
     for s in [0, 1, 2, 4, 5] {
-        assert_eq!(v["devices"][s]["lifetime_errors"]["checksum"], 0, "{v}");
+        assert_eq!(lifetime_checksum(&v, s), 0, "{v}");
     }
     // A read of a healthy array writes nothing at all.
     let clean = tempfile::tempdir().unwrap();
@@ -123,17 +123,7 @@ fn a_read_that_rebuilds_around_bad_chunks_names_the_device_and_status_counts_the
     let all = join(&q);
     load_rows(&all, "100", "1000");
     let before = digest(&q);
-    let out = ectable(&[
-        "verify",
-        "--devices",
-        &all,
-        "--table",
-        "t",
-        "--rows",
-        "100",
-        "--value-size",
-        "1000",
-    ]);
+    let out = verify(&all, "100");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
     assert_eq!(digest(&q), before, "a clean read-only command wrote");
