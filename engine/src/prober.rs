@@ -161,9 +161,10 @@ pub(crate) fn has_findings(shared: &Shared) -> bool {
 /// becomes the array's last scrub where it is newer. A read-only session writes nothing
 /// through its own handles, so without this a `status` after a plain scrub or a read that
 /// rebuilt chunks from parity would show none of it (docs/operations.md, "Errors a
-/// read-only command finds"). Members whose block does not check (another array, a blank
-/// device) and members that fail the read or the write are passed over. Returns the
-/// members recorded.
+/// read-only command finds"). A handle whose superblock does not name this array's member of
+/// the slot it is given for (its path names another device by now) is passed over and not
+/// written; so are members that fail the read or the write. A member's block that does not
+/// check counts as zero counters and no scrub, as at open. Returns the members recorded.
 pub(crate) fn record_findings(
     shared: &Shared,
     writable: &[(usize, Arc<dyn ectable_devices::BlockDevice>)],
@@ -179,6 +180,18 @@ pub(crate) fn record_findings(
         let Some(c) = a.counters.get(*slot) else {
             continue;
         };
+        // The path may name another device by now (a disk swapped, a loop device attached
+        // to another file): write only onto this array's member of this slot.
+        match crate::array::newest_superblock(&**dev) {
+            Ok(Some(sb)) if sb.array_uuid == a.sb.array_uuid && sb.device_slot == *slot as u32 => {}
+            _ => {
+                tracing::warn!(
+                    "{}: not this array's member of slot {slot} any more; its health block is left alone",
+                    dev.name()
+                );
+                continue;
+            }
+        }
         let mut buf = AlignedBuf::new(probe::HEALTH_BLOCK_BYTES);
         let current = match dev.read_at(&mut buf, HEALTH_BLOCK_OFFSET) {
             // A block that does not check counts as zero counters and no scrub, as at open.
