@@ -145,7 +145,9 @@ pub fn record_findings(engine: &Engine, warn: bool) {
     let recorded = match held {
         Some(why) => {
             writable.clear();
-            format!("not recorded for 'status' ({why}; that writer counts what its own reads meet)")
+            format!(
+                "not recorded for 'status': another process holds the array for writing and counts what its own reads meet; {why}"
+            )
         }
         None => match engine.record_findings(&writable) {
             0 => "not recorded for 'status' (no member could be written)".to_string(),
