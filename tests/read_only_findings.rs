@@ -20,6 +20,14 @@ fn health_block(dev: &dyn BlockDevice) -> Vec<u8> {
     b.to_vec()
 }
 
+fn open_read_only(faulty: &[Arc<ectable::devices::FaultyDevice>]) -> Engine {
+    let opts = EngineOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    Engine::open(io_of(faulty), opts).expect("read-only open")
+}
+
 #[test]
 fn findings_are_recorded_only_onto_the_arrays_own_members() {
     let (mems, faulty) = mem_devices(6, SIZE, 3);
@@ -33,14 +41,7 @@ fn findings_are_recorded_only_onto_the_arrays_own_members() {
         e.sync().expect("sync");
         e.close().expect("close");
     }
-    let ro = Engine::open(
-        io_of(&faulty),
-        EngineOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )
-    .expect("read-only open");
+    let ro = open_read_only(&faulty);
     assert!(!ro.has_findings(), "nothing found yet");
     let report = ro
         .scrub(false, &RebuildOptions::default(), &mut |_| {})
@@ -70,14 +71,7 @@ fn findings_are_recorded_only_onto_the_arrays_own_members() {
     drop(ro);
 
     // The next open reads the scrub back from slot 2's block.
-    let e = Engine::open(
-        io_of(&faulty),
-        EngineOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )
-    .expect("reopen");
+    let e = open_read_only(&faulty);
     let s = e.status().last_scrub.expect("the scrub was recorded");
     assert!(!s.repair && s.bytes_scanned > 0, "{s:?}");
 }

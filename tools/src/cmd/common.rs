@@ -142,25 +142,30 @@ pub fn record_findings(engine: &Engine, warn: bool) {
             Err(e) => tracing::debug!("{path}: not opened to record what was found: {e}"),
         }
     }
+    // Ok: recorded; Err: why not.
     let recorded = match held {
         Some(why) => {
             writable.clear();
-            format!(
-                "not recorded for 'status': another process holds the array for writing and counts what its own reads meet; {why}"
-            )
+            Err(format!(
+                "another process holds the array for writing and counts what its own reads meet; {why}"
+            ))
         }
         None => match engine.record_findings(&writable) {
-            0 => "not recorded for 'status' (no member could be written)".to_string(),
-            _ => "recorded for 'status'".to_string(),
+            0 => Err("no member could be written".to_string()),
+            _ => Ok(()),
         },
     };
     if warn && !met.is_empty() {
+        let said = match &recorded {
+            Ok(()) => "recorded for 'status'".to_string(),
+            Err(why) => format!("not recorded for 'status': {why}"),
+        };
         eprintln!(
-            "warning: {}; what this command read there was rebuilt from the other members, and a read-only command rewrites nothing ({recorded}): run 'ectable scrub --repair'",
+            "warning: {}; what this command read there was rebuilt from the other members, and a read-only command rewrites nothing ({said}): run 'ectable scrub --repair'",
             met.join(", ")
         );
-    } else if recorded.starts_with("not") {
-        eprintln!("note: this scrub's result is {recorded}");
+    } else if let Err(why) = &recorded {
+        eprintln!("note: this scrub's result is not recorded for 'status': {why}");
     }
 }
 

@@ -172,7 +172,7 @@ pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
         // A writer reused segments under it: the chunks that failed there were the
         // writer's, and the device counters hold them too.
         eprintln!(
-            "note: this scrub's result is not recorded for 'status' (the array's writer reused segments during it)"
+            "note: this scrub's result is not recorded for 'status': the array's writer reused segments during it"
         );
     }
     Ok(code)

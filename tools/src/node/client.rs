@@ -146,25 +146,11 @@ fn served_inner(dev: &DevicesArg) -> Option<Served> {
     }
     let client = NodeClient {
         base: v["url"].as_str()?.trim_end_matches('/').to_string(),
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(2)))
-            .build()
-            .into(),
-        quick: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(2)))
-            .timeout_global(Some(node_call_timeout()))
-            .build()
-            .into(),
+        agent: http_agent(None),
+        quick: http_agent(Some(node_call_timeout())),
     };
     // The question has a short deadline; the work asked for afterwards (a rebuild) has none.
-    let probe: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(2)))
-        .timeout_global(Some(NODE_ANSWER_TIMEOUT))
-        .build()
-        .into();
+    let probe = http_agent(Some(NODE_ANSWER_TIMEOUT));
     let asked = probe.get(format!("{}/v1/status/raw", client.base)).call();
     if let Err(ureq::Error::Timeout(t)) = &asked {
         tracing::debug!("the node at {}: timeout {t}", client.base);
@@ -175,6 +161,18 @@ fn served_inner(dev: &DevicesArg) -> Option<Served> {
     }
     let health = answer(asked).ok()?;
     (health["array_uuid"].as_str() == Some(uuid.as_str())).then_some(Served::Yes(client))
+}
+
+/// An HTTP client for the node: HTTP error statuses are answers (the node's error bodies),
+/// a connection is given 2 s, and a whole call `deadline` (None: no deadline past the
+/// connection).
+fn http_agent(deadline: Option<Duration>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(2)))
+        .timeout_global(deadline)
+        .build()
+        .into()
 }
 
 /// How long the check for a node waits for one device's superblock: a member that stopped
