@@ -448,6 +448,15 @@ impl Engine {
         OpMetrics::time(&self.ops.sync, || self.shared.sync_all())
     }
 
+    /// Like [`Engine::sync`], and besides waits until everything appended so far is in
+    /// coded stripes written and flushed on the members, not only acknowledged by the sync
+    /// journal (docs/design.md, "Small synced writes"). `sync` is enough for durability; this
+    /// is for a caller that counts what the stripes cost (`ectable load`'s device bytes).
+    pub fn sync_into_stripes(&self) -> Result<u64> {
+        self.shared.check_alive()?;
+        OpMetrics::time(&self.ops.sync, || self.shared.sync_into_stripes())
+    }
+
     /// Reads the newest value of `key`, or None if it does not exist.
     pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         OpMetrics::time(&self.ops.get, || self.shared.get(table, key))

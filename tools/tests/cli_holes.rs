@@ -3,7 +3,7 @@
 //! refused (0 is not "the default"); a chunk size the segment size is not a multiple of gets
 //! an error naming that rule, the numbers and a size that works; a replaced device given back
 //! is called replaced, not "another array's", and `add-spare --force` takes it back as the
-//! hot spare (a member never). Refusals leave the devices byte-identical.
+//! hot spare (a member never); a small load reports the device bytes its stripes took. Refusals leave the devices byte-identical.
 
 mod cli_common;
 use cli_common::*;
@@ -169,6 +169,38 @@ fn load_out_of_space_says_how_many_rows_it_wrote() {
         &format!("row{wrote:012}"),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// A load too small to fill half a stripe would be made durable by the sync journal, its
+/// stripe written only at close: the device bytes it reports must count that stripe (it
+/// printed 0.000 when the load's sync went through the journal).
+#[test]
+fn a_small_load_reports_the_device_bytes_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = join(&devs(dir.path(), "d", 6));
+    format_small(&list);
+    let out = ectable(&[
+        "load",
+        "--devices",
+        &list,
+        "--table",
+        "t",
+        "--rows",
+        "10",
+        "--value-size",
+        "100",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let figure: f64 = err
+        .split("durable; ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no device-bytes figure in: {err}"));
+    // RS(4,2) writes at least 1.5 device bytes per byte stored; ten small rows in one
+    // short stripe of 4 KiB chunks take many more.
+    assert!(figure >= 1.5, "{figure} device bytes per byte: {err}");
 }
 
 #[test]

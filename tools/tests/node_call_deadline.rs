@@ -4,7 +4,9 @@
 //! the check had a deadline and such a `put` or `delete` waited for ever.
 //!
 //! The node here is a stand-in: a node file naming this test's own process and a listener
-//! that answers `/v1/status/raw` with the array's uuid and holds every other request.
+//! that answers `/v1/status/raw` with the array's uuid and holds every other request, either
+//! before its answer or after the answer's head (the stalled body was reported as "the
+//! node's answer: timeout", exit 69).
 
 mod cli_common;
 use cli_common::*;
@@ -13,8 +15,9 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// Serves connections on `listener` for ever: the status check is answered, anything else is
-/// read and held open without an answer.
-fn stand_in_node(listener: TcpListener, uuid: String) {
+/// read and held open without an answer (`head`: after the head of an answer, without its
+/// body).
+fn stand_in_node(listener: TcpListener, uuid: String, head: bool) {
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let uuid = uuid.clone();
@@ -37,6 +40,13 @@ fn stand_in_node(listener: TcpListener, uuid: String) {
                     body.len()
                 );
             } else {
+                if head {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+                    );
+                    let _ = stream.flush();
+                }
                 // Holds the call: the node is stuck on it.
                 std::thread::sleep(Duration::from_secs(600));
             }
@@ -75,14 +85,15 @@ fn a_node_that_stops_answering_after_the_check_does_not_hang_a_call() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let uuid = v["array_uuid"].as_str().expect("array_uuid").to_string();
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let node_uuid = uuid.clone();
-    std::thread::spawn(move || stand_in_node(listener, node_uuid));
     let run = dir.path().join("run");
     std::fs::create_dir_all(&run).unwrap();
-    let body = serde_json::json!({"pid": std::process::id(), "url": url, "array_uuid": uuid});
-    std::fs::write(run.join(format!("{uuid}.node")), body.to_string()).unwrap();
+    let mut nodes = Vec::new();
+    for head in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        nodes.push(format!("http://{}", listener.local_addr().unwrap()));
+        let node_uuid = uuid.clone();
+        std::thread::spawn(move || stand_in_node(listener, node_uuid, head));
+    }
     let env = [
         ("ECTABLE_RUN_DIR", run.to_str().unwrap()),
         ("ECTABLE_NODE_CALL_TIMEOUT_MS", "1500"),
@@ -102,8 +113,21 @@ fn a_node_that_stops_answering_after_the_check_does_not_hang_a_call() {
             "v",
         ][..],
     ] {
+        for url in &nodes {
+            let body =
+                serde_json::json!({"pid": std::process::id(), "url": url, "array_uuid": uuid});
+            std::fs::write(run.join(format!("{uuid}.node")), body.to_string()).unwrap();
+            call_gives_up(args, &env);
+        }
+    }
+}
+
+/// `args` through the stuck node ends within the test's limit with exit 75 and the words
+/// of the node-call deadline.
+fn call_gives_up(args: &[&str], env: &[(&str, &str)]) {
+    {
         let t = Instant::now();
-        let out = ectable_within(args, &env, Duration::from_secs(60));
+        let out = ectable_within(args, env, Duration::from_secs(60));
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(75), "{args:?}: {err}");
         assert!(

@@ -909,6 +909,22 @@ impl Shared {
     }
 
     /// Waits until every record up to `lsn` is durable.
+    /// Waits until everything appended so far is in stripes written and flushed, not only
+    /// acknowledged by the sync journal: the open stripe is sealed (short if need be) and
+    /// no journal entry stands in for it.
+    pub(crate) fn sync_into_stripes(&self) -> Result<u64> {
+        let mut st = self.lock_state();
+        let lsn = st.next_lsn - 1;
+        if self.array.read_only || st.durable_lsn >= lsn {
+            return Ok(st.acked_lsn());
+        }
+        st.force_stripes_lsn = st.force_stripes_lsn.max(lsn);
+        st.sync_wanted_lsn = st.sync_wanted_lsn.max(lsn);
+        self.work_cv.notify_all();
+        let st = self.wait_for(st, |st| st.durable_lsn >= lsn)?;
+        Ok(st.acked_lsn())
+    }
+
     pub(crate) fn wait_durable(&self, lsn: u64) -> Result<u64> {
         let mut st = self.lock_state();
         if st.acked_lsn() >= lsn {

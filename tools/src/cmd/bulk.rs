@@ -98,7 +98,9 @@ fn load_stopped(
 }
 
 /// The bulk path: puts without waiting, the writer batches and pipelines stripes; one sync
-/// at the end makes everything durable.
+/// at the end makes everything durable, in stripes: a load short of half a stripe would
+/// otherwise be acknowledged by the sync journal and its stripe written only at close,
+/// after the device bytes are counted.
 pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     let size = value_size(rows)?;
     let largest = engine.layout().largest_value(rows.table.table.len(), 15);
@@ -119,7 +121,7 @@ pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
             pb.set(i);
         }
     }
-    engine.sync()?;
+    engine.sync_into_stripes()?;
     pb.finish();
     let elapsed = start.elapsed();
     let bytes = rows.rows * rows.value_size;

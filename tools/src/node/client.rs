@@ -239,13 +239,25 @@ fn node_error(v: &JsonValue) -> anyhow::Error {
 /// [`node_call_timeout`] says so, and that a write may still take effect there.
 fn call_error(e: ureq::Error) -> anyhow::Error {
     match e {
-        ureq::Error::Timeout(_) => crate::coded!(
-            crate::exit::TEMPFAIL,
-            "the storage node did not answer within {:.0} s: it may be stopped or waiting on a device that does not answer; a write asked for may still take effect there (look with 'ectable get' or 'ectable status' once it answers)",
-            node_call_timeout().as_secs_f64()
-        ),
+        ureq::Error::Timeout(_) => timed_out(),
         e => crate::coded!(crate::exit::UNAVAILABLE, "the node: {e}"),
     }
+}
+
+/// A failed read of the node's answer after its head came: the same deadline as the call.
+fn answer_error(e: ureq::Error) -> anyhow::Error {
+    match e {
+        ureq::Error::Timeout(_) => timed_out(),
+        e => crate::coded!(crate::exit::UNAVAILABLE, "the node's answer: {e}"),
+    }
+}
+
+fn timed_out() -> anyhow::Error {
+    crate::coded!(
+        crate::exit::TEMPFAIL,
+        "the storage node did not answer within {:.0} s: it may be stopped or waiting on a device that does not answer; a write asked for may still take effect there (look with 'ectable get' or 'ectable status' once it answers)",
+        node_call_timeout().as_secs_f64()
+    )
 }
 
 fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<JsonValue> {
@@ -256,7 +268,7 @@ fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Js
         .with_config()
         .limit(256 << 20)
         .read_to_string()
-        .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node's answer: {e}"))?;
+        .map_err(answer_error)?;
     let v: JsonValue = serde_json::from_str(&text).unwrap_or(JsonValue::String(text));
     if ok {
         Ok(v)
@@ -338,7 +350,7 @@ impl NodeClient {
             .with_config()
             .limit(256 << 20)
             .read_to_vec()
-            .map_err(|e| crate::coded!(crate::exit::UNAVAILABLE, "the node's answer: {e}"))
+            .map_err(answer_error)
     }
 
     /// DELETE, its JSON answer.
