@@ -1048,9 +1048,18 @@ impl Array {
                 });
             }
             if let Some(prev) = slot_device[slot] {
-                return Err(Error::DuplicateDevice {
+                // Two storages (not one under two names: that was refused before any
+                // superblock was read) with the same member's superblock: one is a copy.
+                let epochs = found[prev].as_ref().map(|p| (p.epoch, sb.epoch));
+                return Err(Error::SlotHeldTwice {
+                    slot,
                     first: names[prev].clone(),
                     second: names[d].clone(),
+                    newer: match epochs {
+                        Some((a, b)) if a > b => Some(names[prev].clone()),
+                        Some((a, b)) if b > a => Some(names[d].clone()),
+                        _ => None,
+                    },
                 });
             }
             if newest.members[slot].1 == MemberState::Failed && resync_from[slot] == 0 {

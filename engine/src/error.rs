@@ -81,13 +81,27 @@ pub enum Error {
         needed_bytes: u64,
     },
     /// One storage is listed twice (the same name, or two names for the same storage, such
-    /// as a loop device and its backing file), or two devices hold the same slot.
+    /// as a loop device and its backing file).
     #[error("the same device is listed twice: {first} and {second}")]
     DuplicateDevice {
         /// The device listed first.
         first: String,
         /// The device listed later that is the same storage (or slot).
         second: String,
+    },
+    /// Two different storages carry the same member's superblock (one slot): one is a copy of
+    /// the other, made with `dd` or `cp`. Nothing is opened; which one is the member is for
+    /// the operator to say, by listing only it.
+    #[error("{first} and {second} both hold slot {slot} of this array (the same member's superblock on two different devices: one is a copy of the other){}; list only the member, and for the slot whose device is missing give its device or replace it", newer.as_ref().map(|n| format!("; {n} has the newer superblock")).unwrap_or_default())]
+    SlotHeldTwice {
+        /// The slot both claim.
+        slot: usize,
+        /// The device listed first.
+        first: String,
+        /// The device listed later.
+        second: String,
+        /// Which of the two has the newer superblock, when they differ.
+        newer: Option<String>,
     },
     /// A member whose superblock is older than the array's. Not returned by this version:
     /// a stale member is opened and resynced instead (docs/format.md, "Stale members").
@@ -341,6 +355,7 @@ impl Error {
             Error::AlreadyFormatted { .. } => "ALREADY_FORMATTED",
             Error::DeviceTooSmall { .. } => "DEVICE_TOO_SMALL",
             Error::DuplicateDevice { .. } => "DUPLICATE_DEVICE",
+            Error::SlotHeldTwice { .. } => "SLOT_HELD_TWICE",
             Error::StaleDevice { .. } => "STALE_DEVICE",
             Error::TooFewDevices { .. } => "TOO_FEW_DEVICES",
             Error::Device(_) => "DEVICE_ERROR",

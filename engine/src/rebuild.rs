@@ -567,6 +567,16 @@ impl Shared {
                 });
             }
         }
+        if (was == "ONLINE" || was == "STALE") && held.is_none() {
+            // The slot is in service on another storage, and this one carries the same
+            // member's superblock: a block copy, not the member.
+            return Err(Error::SlotHeldTwice {
+                slot,
+                first: a.slot_name(slot),
+                second: name,
+                newer: None,
+            });
+        }
         if was == "ONLINE" || was == "STALE" {
             // In service already; a stale member is resynced by `rebuild`.
             return Ok(Online {

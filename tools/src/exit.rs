@@ -40,7 +40,7 @@ pub const TEMPFAIL: i32 = 75;
 /// Permission denied (EX_NOPERM).
 pub const NO_PERM: i32 = 77;
 /// The devices given are not what the command needs: not formatted, of another array, an
-/// old copy of a member, listed twice, too small, already formatted, an unfinished restore
+/// old copy of a member, listed twice, one member on two devices, too small, already formatted, an unfinished restore
 /// (EX_CONFIG).
 pub const CONFIG: i32 = 78;
 
@@ -128,6 +128,7 @@ fn engine_class(e: &EngineError) -> Option<i32> {
         | E::UnknownFormat { .. }
         | E::ForeignDevice { .. }
         | E::ReplacedDevice { .. }
+        | E::SlotHeldTwice { .. }
         | E::AlreadyFormatted { .. }
         | E::DeviceTooSmall { .. }
         | E::StaleDevice { .. }

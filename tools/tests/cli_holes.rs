@@ -3,7 +3,7 @@
 //! refused (0 is not "the default"); a chunk size the segment size is not a multiple of gets
 //! an error naming that rule, the numbers and a size that works; a replaced device given back
 //! is called replaced, not "another array's", and `add-spare --force` takes it back as the
-//! hot spare (a member never); a small load reports the device bytes its stripes took. Refusals leave the devices byte-identical.
+//! hot spare (a member never); a small load reports the device bytes its stripes took; a block copy of a member is named as a copy. Refusals leave the devices byte-identical.
 
 mod cli_common;
 use cli_common::*;
@@ -201,6 +201,75 @@ fn a_small_load_reports_the_device_bytes_it_wrote() {
     // RS(4,2) writes at least 1.5 device bytes per byte stored; ten small rows in one
     // short stripe of 4 KiB chunks take many more.
     assert!(figure >= 1.5, "{figure} device bytes per byte: {err}");
+}
+
+/// A member copied block for block onto another slot's device (`cp d1 d2`): the open was
+/// refused as "the same device is listed twice" (they are two files), `status` printed
+/// nothing else (exit 4), and `online` of the copy answered "slot 1 is in service and in
+/// sync: nothing to do". Now the copy is named as a copy everywhere, nothing is written,
+/// and `replace --force` takes it for the missing slot.
+#[test]
+fn a_block_copy_of_a_member_is_named_as_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 6);
+    let all = join(&p);
+    format_small(&all);
+    put_ok(&all, "t", "k", "v");
+    std::fs::copy(&p[1], &p[2]).unwrap();
+    let before = digest(&p);
+
+    let out = ectable(&["status", "--devices", &all]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("slot 1 is on two devices"), "{text}");
+    assert!(
+        text.contains("NOT USED") && text.contains("MISSING"),
+        "{text}"
+    );
+    let out = ectable(&["status", "--devices", &all, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["slot_held_twice"]["slot"], 1, "{v}");
+    assert_eq!(v["state"], "UNAVAILABLE", "{v}");
+
+    let out = ectable(&["get", "--devices", &all, "--table", "t", "--key", "k"]);
+    assert_clean_error(&out, &["both hold slot 1", "a copy of the other"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+
+    let five: Vec<std::path::PathBuf> = p.iter().filter(|x| **x != p[2]).cloned().collect();
+    let five = join(&five);
+    let copy = p[2].to_str().unwrap();
+    let out = ectable(&["online", "--devices", &five, copy]);
+    assert_clean_error(&out, &["both hold slot 1"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let replace = |force: bool| {
+        let mut args = vec![
+            "replace",
+            "--devices",
+            &five,
+            "--old-slot",
+            "2",
+            "--old",
+            "gone",
+            "--new",
+            copy,
+            "--yes",
+        ];
+        if force {
+            args.push("--force");
+        }
+        ectable(&args)
+    };
+    let out = replace(false);
+    assert_clean_error(&out, &["holds a copy of slot 1", "use --force"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert_eq!(digest(&p), before, "a refusal wrote to the devices");
+
+    let out = replace(true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ectable(&["status", "--devices", &all]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = ectable(&["get", "--devices", &all, "--table", "t", "--key", "k"]);
+    assert_eq!(stdout(&out).trim(), "v", "{}", stderr(&out));
 }
 
 #[test]

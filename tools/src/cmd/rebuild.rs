@@ -591,8 +591,8 @@ fn replace_via_node(node: &crate::node::client::NodeClient, a: &ReplaceArgs) -> 
 }
 
 /// Opens the array with the new device listed: it may be blank, a hot spare of this array,
-/// or (with --force, then wiped) a device of another array or one replaced out of this one.
-/// A member of this array listed as the new device opens as the member it is (the caller
+/// or (with --force, then wiped) a device of another array, one replaced out of this one, or
+/// a block copy of a member that is listed too. A member of this array listed as the new device opens as the member it is (the caller
 /// refuses it then).
 pub(crate) fn open_with_new(
     kind: BackendKind,
@@ -610,14 +610,27 @@ pub(crate) fn open_with_new(
         Err(e) => match e.downcast_ref::<ectable_engine::Error>() {
             Some(
                 ectable_engine::Error::ForeignDevice { device, .. }
-                | ectable_engine::Error::ReplacedDevice { device, .. },
+                | ectable_engine::Error::ReplacedDevice { device, .. }
+                | ectable_engine::Error::SlotHeldTwice { second: device, .. },
             ) if *device == new_name => {
                 if !force {
                     let what = match e.downcast_ref::<ectable_engine::Error>() {
                         Some(ectable_engine::Error::ReplacedDevice { .. }) => {
-                            "was replaced out of this array earlier"
+                            "was replaced out of this array earlier".to_string()
                         }
-                        _ => "holds another ectable array",
+                        Some(ectable_engine::Error::SlotHeldTwice {
+                            slot,
+                            first,
+                            newer,
+                            ..
+                        }) => format!(
+                            "holds a copy of slot {slot} of this array, whose member {first} is listed too{}",
+                            match newer {
+                                Some(n) if n == new_name => format!(" ({new_name} has the newer superblock: make sure {first} is the member you mean to keep)"),
+                                _ => String::new(),
+                            }
+                        ),
+                        _ => "holds another ectable array".to_string(),
                     };
                     crate::fail!(
                         crate::exit::CONFIG,

@@ -92,8 +92,9 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     Ok(if stuck.is_some() { code.max(1) } else { code })
 }
 
-/// Too few members present, or the log unreadable (more than m members missing what it
-/// needs: old copies of them put back, for example).
+/// Too few members present, the log unreadable (more than m members missing what it
+/// needs: old copies of them put back, for example), or one member's superblock on two
+/// devices (a block copy listed beside its original).
 fn unopenable(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
@@ -101,9 +102,24 @@ fn unopenable(e: &anyhow::Error) -> bool {
             Some(
                 ectable_engine::Error::TooFewDevices { .. }
                     | ectable_engine::Error::DataLost { .. }
+                    | ectable_engine::Error::SlotHeldTwice { .. }
             )
         )
     })
+}
+
+/// The slot two devices of the list both hold, if that is why the open failed.
+fn slot_held_twice(e: &anyhow::Error) -> Option<(usize, String, String)> {
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<ectable_engine::Error>() {
+            Some(ectable_engine::Error::SlotHeldTwice {
+                slot,
+                first,
+                second,
+                ..
+            }) => Some((*slot, first.clone(), second.clone())),
+            _ => None,
+        })
 }
 
 /// The array cannot be opened (too few members present, or what they hold does not reach
@@ -130,10 +146,14 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
                 .is_some_and(|f| f.info.epoch < n.epoch)
         })
         .collect();
+    let twice = slot_held_twice(e);
     if a.json {
         let mut v = crate::cmd::examine::array_json(found);
         v["state"] = "UNAVAILABLE".into();
         v["behind_slots"] = behind.clone().into();
+        if let Some((slot, first, second)) = &twice {
+            v["slot_held_twice"] = serde_json::json!({"slot": slot, "devices": [first, second]});
+        }
         v["error"] = why.into();
         v["not_members"] = ex
             .not_members
@@ -146,7 +166,17 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
         let missing = found.missing();
         println!("  array: {}", found.uuid);
         println!("  state: UNAVAILABLE");
-        if missing.is_empty() && !behind.is_empty() {
+        if let Some((slot, first, second)) = &twice {
+            println!(
+                " status: slot {slot} is on two devices, {first} and {second}: one is a copy \
+                 of the other (made with dd or cp), so the array is not opened with this list."
+            );
+            println!(
+                " action: list only the member of slot {slot} (the device it was copied \
+                 from; 'ectable examine' shows each one's superblock epoch), and give the \
+                 device of each MISSING slot, or 'ectable replace' it once the array opens."
+            );
+        } else if missing.is_empty() && !behind.is_empty() {
             println!(
                 " status: {} of {} members are behind the others (slot(s) {behind:?}: an old \
                  copy put back, or they missed writes): more than m={} for what they missed; \
@@ -202,6 +232,14 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
                     ),
                 ]),
             };
+        }
+        for (f, why) in &found.others {
+            t.add_row(vec![
+                "-".into(),
+                f.path.display().to_string(),
+                "NOT USED".into(),
+                why.clone(),
+            ]);
         }
         for (p, why) in &ex.not_members {
             t.add_row(vec![
