@@ -267,10 +267,21 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
         (None, None, _) => crate::fail!(crate::exit::USAGE, "give --to FILE or --auto DIR"),
     };
     bar.finish();
+    // A member that failed while the backup read around it (or was out before): the backup
+    // is whole, and the operator reading its output (a cron job's mail) learns of it here.
+    let out = crate::cmd::rebuild::members_out(&engine.status());
     engine.close()?;
+    if let Some(out) = &out {
+        eprintln!(
+            "backup: warning: the backup is whole, but the array is {out}; see 'ectable status'"
+        );
+    }
     if a.json {
         let mut v = manifest_json(&path, &m);
         v["schema_version"] = json!(1);
+        if let Some(out) = &out {
+            v["array_not_healthy"] = json!(out);
+        }
         if let Some(r) = &reason {
             v["reason"] = json!(r);
             v["pruned"] = json!(pruned

@@ -459,6 +459,14 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
 /// have failed while it ran, as a source that stopped answering), so that "online" on the
 /// last line is not taken for the whole array's state.
 pub fn say_still_out(st: &ectable_engine::Status) {
+    if let Some(out) = members_out(st) {
+        println!("the array is still {out}; see 'ectable status'");
+    }
+}
+
+/// The array's state and its members not in service (`DEGRADED: slot 3 FAULTED: ...`), or
+/// None when every member is in service.
+pub fn members_out(st: &ectable_engine::Status) -> Option<String> {
     let out: Vec<String> = st
         .devices
         .iter()
@@ -472,13 +480,7 @@ pub fn say_still_out(st: &ectable_engine::Status) {
             format!("slot {} {}{note}", d.slot, d.state.as_str())
         })
         .collect();
-    if !out.is_empty() {
-        println!(
-            "the array is still {}: {}; see 'ectable status'",
-            st.state().as_str(),
-            out.join("; ")
-        );
-    }
+    (!out.is_empty()).then(|| format!("{}: {}", st.state().as_str(), out.join("; ")))
 }
 
 /// The slot the device at `old` (not opened with the array) holds by its own superblock, so
