@@ -521,6 +521,13 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The node's array is healthy: no warning about it (the CLI asks the node after the
+    // backup).
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = ectable(&["backup-verify", backup.to_str().unwrap()]);
     assert!(
         out.status.success(),

@@ -347,8 +347,22 @@ fn backup_via_node(
     });
     bar.finish();
     let mut v = r?;
+    // The node's array at the backup's end, as for a backup taken here.
+    let out = node
+        .get("/v1/status/raw")
+        .ok()
+        .and_then(|s| serde_json::from_value::<ectable_engine::Status>(s).ok())
+        .and_then(|st| crate::cmd::rebuild::members_out(&st));
+    if let Some(out) = &out {
+        eprintln!(
+            "backup: warning: the backup is whole, but the array is {out}; see 'ectable status'"
+        );
+    }
     if a.json {
         v["schema_version"] = json!(1);
+        if let Some(out) = &out {
+            v["array_not_healthy"] = json!(out);
+        }
         println!("{v}");
         return Ok(0);
     }
