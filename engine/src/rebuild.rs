@@ -690,7 +690,9 @@ impl Shared {
     }
 
     /// Adds the device with engine index `device_index` (holding no valid superblock) as a
-    /// hot spare.
+    /// hot spare. A spare the array names that is not present (failed, wiped, or left out of
+    /// the devices given: `Status::spares_missing`) gives up its entry to it: the new spare
+    /// takes its place, and the missing one is no longer a member.
     pub fn add_spare(&self, device_index: usize) -> Result<()> {
         let _membership = self.membership.locked();
         let a = &self.array;
@@ -710,7 +712,17 @@ impl Shared {
             )));
         }
         self.check_capacity(dev.as_ref())?;
-        let entry = a.persisted.locked().members.len();
+        // Each lock on its own (see `Status`): the spares present, then the persisted state.
+        let present: Vec<usize> = a.spares.locked().iter().map(|(e, _)| *e).collect();
+        let (entry, in_place_of) = {
+            let p = a.persisted.locked();
+            match (a.n()..p.members.len())
+                .find(|e| p.members[*e].1 == MemberState::Spare && !present.contains(e))
+            {
+                Some(e) => (e, true),
+                None => (p.members.len(), false),
+            }
+        };
         if entry >= MAX_DEVICES {
             return Err(Error::InvalidArgument(format!(
                 "at most {MAX_DEVICES} devices and spares"
@@ -726,8 +738,13 @@ impl Shared {
         a.spares.locked().push((entry, device_index));
         a.unrecognised.locked().retain(|(d, _)| *d != device_index);
         a.persist(|p| {
-            p.members.push((new_uuid(), MemberState::Spare));
-            p.resync_from.push(0);
+            if in_place_of {
+                p.members[entry] = (new_uuid(), MemberState::Spare);
+                p.resync_from[entry] = 0;
+            } else {
+                p.members.push((new_uuid(), MemberState::Spare));
+                p.resync_from.push(0);
+            }
         })?;
         a.events.emit(
             entry,

@@ -201,6 +201,11 @@ pub struct Status {
     pub devices: Vec<DeviceStatus>,
     /// Hot spares present (paths).
     pub spares: Vec<String>,
+    /// Hot spares the array's superblock names that no device given carries (their device
+    /// ids): a spare that died, was wiped or was left out of the list. `replace` and the
+    /// automatic policy cannot count on it.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub spares_missing: Vec<String>,
     /// What the engine does when a member is lost (`RecoveryPolicy::as_str`): "manual",
     /// "semi-automatic" or "automatic" (a hot spare takes the slot at once).
     #[cfg_attr(feature = "serde", serde(default))]
@@ -602,12 +607,19 @@ impl Engine {
         // Each lock is taken and released on its own: `persist` takes the persisted state and
         // then the spares, so holding the spares while asking for the persisted state (or the
         // other way round) could deadlock with a writer starting a session.
-        let spares: Vec<String> = a
-            .spares
-            .locked()
+        let present_spares: Vec<(usize, usize)> = a.spares.locked().clone();
+        let spares: Vec<String> = present_spares
             .iter()
             .map(|(_, d)| a.io.devices()[*d].name().to_string())
             .collect();
+        let spares_missing: Vec<String> = {
+            let p = a.persisted.locked();
+            (a.n()..p.members.len())
+                .filter(|i| p.members[*i].1 == MemberState::Spare)
+                .filter(|i| !present_spares.iter().any(|(m, _)| m == i))
+                .map(|i| uuid_string(&p.members[i].0))
+                .collect()
+        };
         // A replaced device given back under the same name (as a spare, say) is that again:
         // its released handle's entries are not shown.
         let in_array = |name: &str| {
@@ -652,6 +664,7 @@ impl Engine {
             segment_size_bytes: a.sb.segment_size_bytes,
             devices,
             spares,
+            spares_missing,
             unrecognised,
             replaced,
             blank,

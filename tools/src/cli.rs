@@ -41,7 +41,7 @@ pub enum Command {
     Format(format::FormatArgs),
     /// Add a blank device to the array as a hot spare.
     AddSpare(format::AddSpareArgs),
-    /// Per-device state, errors, capacity and health (exit 0 healthy, 1 degraded, writes failing or bad chunks the last scrub did not repair, 2 lost, 4 unreadable).
+    /// Per-device state, errors, capacity and health (exit 0 healthy, 1 degraded, writes failing or bad chunks the last scrub did not repair or a hot spare missing, 2 lost, 4 unreadable).
     Status(status::StatusArgs),
     /// Which arrays' members are among these devices, and the --devices list of each
     /// (exit 0 when members were found, 1 when none).

@@ -3,7 +3,7 @@
 //! refused (0 is not "the default"); a chunk size the segment size is not a multiple of gets
 //! an error naming that rule, the numbers and a size that works; a replaced device given back
 //! is called replaced, not "another array's", and `add-spare --force` takes it back as the
-//! hot spare (a member never); a small load reports the device bytes its stripes took; a block copy of a member is named as a copy. Refusals leave the devices byte-identical.
+//! hot spare (a member never); a small load reports the device bytes its stripes took; a block copy of a member is named as a copy; a hot spare that is gone is reported and a new one takes its place. Refusals leave the devices byte-identical.
 
 mod cli_common;
 use cli_common::*;
@@ -270,6 +270,75 @@ fn a_block_copy_of_a_member_is_named_as_a_copy() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let out = ectable(&["get", "--devices", &all, "--table", "t", "--key", "k"]);
     assert_eq!(stdout(&out).trim(), "v", "{}", stderr(&out));
+}
+
+/// A hot spare that died (its file cut to nothing) left `status` at "state: ONLINE", exit 0,
+/// the spare only an UNKNOWN row: a replacement the operator counts on was gone, and no new
+/// spare could take its entry. Now status says so (exit 1, SPARE_MISSING), and a new spare
+/// takes the missing one's place.
+#[test]
+fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 6);
+    let all = join(&p);
+    format_small(&all);
+    let spare = dir.path().join("spare.img");
+    let spare2 = dir.path().join("spare2.img");
+    for s in [&spare, &spare2] {
+        std::fs::File::create(s).unwrap().set_len(2 << 20).unwrap();
+    }
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &all,
+        "--spare",
+        spare.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let with = |s: &std::path::Path| format!("{all},{}", s.display());
+    let out = ectable(&["status", "--devices", &with(&spare)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    std::fs::File::create(&spare).unwrap().set_len(0).unwrap();
+    let out = ectable(&["status", "--devices", &with(&spare)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "state: ONLINE, but 1 hot spare(s) of the array are not among the devices given"
+        ) && text.contains("add another with 'ectable add-spare'"),
+        "{text}"
+    );
+    let out = ectable(&["status", "--devices", &with(&spare), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["spares_missing"].as_array().map(Vec::len), Some(1), "{v}");
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["code"] == "SPARE_MISSING"),
+        "{v}"
+    );
+
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &all,
+        "--spare",
+        spare2.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("in place of the spare device"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ectable(&["status", "--devices", &with(&spare2), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["spares"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["spares_missing"].as_array().map(Vec::len), Some(0), "{v}");
 }
 
 #[test]

@@ -219,8 +219,15 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
             "{name} is already a hot spare of the array"
         );
     }
+    let missing = engine.status().spares_missing;
     engine.add_spare(index)?;
     engine.close()?;
-    println!("{} is a hot spare of the array", spare.display());
+    match missing.first() {
+        Some(gone) => println!(
+            "{} is a hot spare of the array, in place of the spare device {gone}, which was not among the devices given (it is no longer a member)",
+            spare.display()
+        ),
+        None => println!("{} is a hot spare of the array", spare.display()),
+    }
     Ok(0)
 }

@@ -264,7 +264,8 @@ fn exit_code(st: &Status) -> i32 {
             if backing_full(st).is_some()
                 || st.writes_stopped.is_some()
                 || !write_refused(st).is_empty()
-                || unrepaired_scrub(st).is_some() =>
+                || unrepaired_scrub(st).is_some()
+                || !st.spares_missing.is_empty() =>
         {
             1
         }
@@ -315,6 +316,10 @@ pub fn print_status(st: &Status) {
         ),
         (None, None) if unrepaired_scrub(st).is_some() => println!(
             "  state: {state}, but the last scrub found bad chunks it did not repair (errors: below)"
+        ),
+        (None, None) if !st.spares_missing.is_empty() => println!(
+            "  state: {state}, but {} hot spare(s) of the array are not among the devices given",
+            st.spares_missing.len()
         ),
         (Some(_), None) => println!("  state: {state}, but new writes fail (the file system under the member files is full)"),
         (None, None) => println!("  state: {state}"),
@@ -677,6 +682,12 @@ fn actions(st: &Status) -> Vec<String> {
         st.devices.iter().filter(|d| f(d)).map(|d| d.slot).collect()
     };
     let mut out = Vec::new();
+    if !st.spares_missing.is_empty() {
+        out.push(format!(
+            "The array names hot spare(s) that no device given carries (device {}): list the spare in --devices if it is there; if it failed or was wiped, add another with 'ectable add-spare' (a replacement cannot count on it).",
+            st.spares_missing.join(", ")
+        ));
+    }
     if let Some(s) = unrepaired_scrub(st) {
         out.push(format!(
             "The last scrub found {} bad chunk(s) it did not rewrite: run 'ectable scrub --repair' (it rewrites them from the good ones and records a new scrub).",
@@ -797,6 +808,10 @@ fn and_held_fill(st: &Status, when: &str) -> String {
 /// `ectable status --json` (schema_version 1).
 pub fn status_json(st: &Status) -> Value {
     let mut checks = Vec::new();
+    if !st.spares_missing.is_empty() {
+        checks.push(json!({"code": "SPARE_MISSING", "severity": "warn",
+            "message": format!("hot spare(s) named by the array not among the devices given: device {}", st.spares_missing.join(", "))}));
+    }
     if let Some(s) = unrepaired_scrub(st) {
         checks.push(json!({"code": "SCRUB_FOUND_BAD_CHUNKS", "severity": "warn",
             "message": format!("the last scrub found {} bad chunk(s) it did not rewrite; run 'ectable scrub --repair'", s.bad_chunks - s.chunks_repaired)}));
@@ -929,6 +944,7 @@ pub fn status_json(st: &Status) -> Value {
             "repair": s.repair,
         })),
         "spares": st.spares,
+        "spares_missing": st.spares_missing,
         "recovery_policy": st.recovery_policy,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
         "replaced": st.replaced,
