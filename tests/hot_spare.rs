@@ -1,7 +1,8 @@
 //! Recovery policies: with the automatic policy a device that dies is replaced by the hot
 //! spare given at format and rebuilt at once, with no operator; the array ends healthy and
 //! every row reads back without the dead device. A spare added later is used the same way.
-//! With the manual policy nothing happens on its own.
+//! With the manual policy nothing happens on its own. A spare that dies while the engine runs
+//! leaves the spares (status reports it missing) and is never rebuilt onto.
 
 #![allow(clippy::big_endian_bytes)] // big-endian keys sort in numeric order
 
@@ -210,6 +211,54 @@ fn spare_added_later_and_manual_policy_waits() {
         assert_eq!(
             e.get("t", &i.to_be_bytes()).unwrap(),
             Some(value_for(i, 5, 500)),
+            "row {i}"
+        );
+    }
+}
+
+/// A hot spare that dies while the engine runs. Before the fix every probe round found its
+/// superblock copies unreadable and rewrote every member's superblocks (a new epoch each
+/// round, without end), `status` kept listing it as the spare, and the automatic policy
+/// took it for the next member lost. Now the failed read takes it out of the spares:
+/// `status` names its entry missing and the device unrecognised with the error, the
+/// superblocks stop changing, and a member lost afterwards is not rebuilt onto it.
+#[test]
+fn a_hot_spare_that_dies_is_taken_out_of_the_spares() {
+    let (faulty, e) = automatic_with_a_spare(43);
+    faulty[6].set_failed(true);
+    wait_for("the dead spare to leave the spares", || {
+        let st = e.status();
+        st.spares.is_empty() && st.spares_missing.len() == 1
+    });
+    let st = e.status();
+    assert!(
+        st.unrecognised
+            .iter()
+            .any(|(d, why)| d == "mem6" && why.starts_with("hot spare failed")),
+        "{:?}",
+        st.unrecognised
+    );
+    // Some probe rounds (every 20 ms) later the superblocks are as they were.
+    let epoch = st.epoch;
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        e.status().epoch,
+        epoch,
+        "the superblocks were rewritten round after round"
+    );
+    // A member lost now stays lost: there is no spare to take its slot.
+    faulty[4].set_failed(true);
+    wait_for("slot 4 to fail", || {
+        e.status().devices[4].state == "FAULTED"
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let st = e.status();
+    assert!(st.rebuild.is_none(), "{:?}", st.rebuild);
+    assert_eq!(st.devices[4].state, "FAULTED");
+    for i in 0..ROWS {
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 4, 700)),
             "row {i}"
         );
     }

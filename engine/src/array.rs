@@ -553,6 +553,27 @@ impl Array {
     pub fn slot_of_device(&self, device_index: usize) -> Option<usize> {
         (0..self.slot_device.len()).find(|&s| self.present_device(s) == Some(device_index))
     }
+    /// A hot spare whose I/O failed (its superblocks could not be read or written): it
+    /// leaves the spares present, so that no replacement is made onto it and no probe round
+    /// rewrites every superblock for it again; its entry stays in the member list, which
+    /// `Status::spares_missing` then reports, and the device is listed as unrecognised with
+    /// the error. Returns whether it was a spare.
+    pub(crate) fn fail_spare(&self, device_index: usize, why: &str) -> bool {
+        let removed = {
+            let mut spares = self.spares.locked();
+            let before = spares.len();
+            spares.retain(|(_, d)| *d != device_index);
+            spares.len() != before
+        };
+        if removed {
+            let name = self.io.devices()[device_index].name().to_string();
+            tracing::warn!(device = %name, "hot spare failed: {why}; it is no longer used as a spare");
+            let mut unrecognised = self.unrecognised.locked();
+            unrecognised.retain(|(d, _)| *d != device_index);
+            unrecognised.push((device_index, format!("hot spare failed: {why}")));
+        }
+        removed
+    }
     /// Puts a device in a slot (replacement) and clears the slot's failed mark.
     /// A new device took `slot` (replace): the errors and the latency history of the device
     /// that was there are not the new one's.
@@ -1365,6 +1386,9 @@ impl Array {
         for (d, e) in errors.into_iter().enumerate() {
             if let Some(e) = e {
                 let slot = self.slot_of_device(d);
+                if slot.is_none() && e.class() != ErrorClass::Invalid {
+                    self.fail_spare(d, &format!("superblock write: {e}"));
+                }
                 if let Some(slot) = slot {
                     self.counters[slot]
                         .write_errors
@@ -1498,8 +1522,12 @@ impl Array {
             .map(|&(_, d)| IoOp::read(d, 0, 2 * SUPERBLOCK_SIZE_BYTES))
             .collect();
         let mut bad = Vec::new();
-        for (c, &(entry, _)) in self.io.execute(ops).into_iter().zip(&entries) {
+        for (c, &(entry, d)) in self.io.execute(ops).into_iter().zip(&entries) {
             if let Err(e) = &c.result {
+                // A spare that cannot be read is out of the spares: nothing to rewrite.
+                if entry >= self.n() && !self.read_only && self.fail_spare(d, &e.to_string()) {
+                    continue;
+                }
                 if entry < self.n() {
                     self.observe(entry, c.op.kind, c.latency, Some(e));
                     // The read failed the member (it stopped answering, or its errors
