@@ -522,9 +522,15 @@ impl Shared {
             self.counters
                 .chunk_bytes_written
                 .fetch_add((h * w) as u64, Ordering::Relaxed);
+            // The records' bytes: a placed stripe's `payload` ends its record area, and its
+            // values lie on blocks after it, so its records are counted as they are inline.
+            let records = match &s.placement {
+                Some(_) => o.buf.len().min(k * body_len),
+                None => payload,
+            };
             self.counters
                 .payload_bytes_written
-                .fetch_add(payload as u64, Ordering::Relaxed);
+                .fetch_add(records as u64, Ordering::Relaxed);
             if o.segment.kind == SegmentKind::Checkpoint {
                 self.counters
                     .checkpoint_bytes_written
