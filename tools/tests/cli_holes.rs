@@ -320,6 +320,14 @@ fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
             .any(|c| c["code"] == "SPARE_MISSING"),
         "{v}"
     );
+    let mut examine = vec!["examine"];
+    examine.extend(p.iter().map(|x| x.to_str().unwrap()));
+    let out = ectable(&examine);
+    assert!(
+        stdout(&out).contains("spare    MISSING (device "),
+        "{}",
+        stdout(&out)
+    );
 
     let out = ectable(&[
         "add-spare",

@@ -80,6 +80,24 @@ fn write_and_randread_report_iops_and_raw_ratios() {
     assert!(number(&w["ectable"], &["raw", "write", "iops"]) > 0.0);
     assert!(number(&w["ectable"], &["write_amplification"]) >= 1.5);
 
+    // One synced 4 KiB put, acknowledged by the sync journal: its stripe is written before
+    // the bytes are counted (the figure read 0.000).
+    let mut args = common.to_vec();
+    args.extend([
+        "--rw=write",
+        "--bs=4K",
+        "--size=4K",
+        "--iodepth=1",
+        "--force",
+    ]);
+    args.extend(["--output-format=json"]);
+    let w = json_run(&args);
+    assert!(
+        number(&w["ectable"], &["write_amplification"]) >= 1.5,
+        "{}",
+        w["ectable"]
+    );
+
     // Writes keep up to --iodepth puts in flight in groups; every put is counted once, also
     // those of the groups still in flight at the end (265 puts: 8 groups of 8, and a rest).
     let mut args = common.to_vec();
@@ -300,6 +318,23 @@ fn bad_command_lines_exit_non_zero_without_panic() {
         !dir.path().join("d0").exists(),
         "a refused run created a device file"
     );
+    // `--rw overwrite` with no overwrites (a write amplification of 0 / 0), and a fill the
+    // array's reserve leaves no room for: refused before anything is loaded (the fill ran
+    // into "no space" part-way through its load).
+    assert_refused(
+        &[&args[..], &["--rw", "overwrite", "--loops", "0"]].concat(),
+        "--loops 0: give a positive multiple",
+    );
+    // (The engine's warnings about the checkpoint it had no room for come first.)
+    let out = ecbench(&[&args[..], &["--rw", "overwrite", "--fill", "0.95"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("ecbench: error: --fill 0.95: ") && last.ends_with("or larger devices"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// `--slow-device` slows one device for the measured pass only (the fail-slow figure): the

@@ -145,10 +145,23 @@ fn ingest(e: &Engine, plan: &SpacePlan, n: u64) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// Whether `err` is the engine's "no space left on the array".
+fn no_space(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ectable_engine::Error>(),
+            Some(ectable_engine::Error::NoSpace(_))
+        )
+    })
+}
+
 /// The overwrite benchmark at each fill level; one JSON object per level.
 pub fn overwrite(plan: &SpacePlan, fills: &[f64], loops: f64) -> Result<Vec<Value>> {
     let rec = encoded_len_padded(TABLE.len(), row_key(0).len(), plan.value_bytes) as u64;
     let mut out = Vec::new();
+    if !(loops > 0.0 && loops.is_finite()) {
+        bail!("--loops {loops}: give a positive multiple of the rows loaded (1 overwrites as many rows as were loaded)");
+    }
     for &fill in fills {
         if !(0.05..=0.95).contains(&fill) {
             bail!("--fill {fill}: give fractions between 0.05 and 0.95");
@@ -156,6 +169,20 @@ pub fn overwrite(plan: &SpacePlan, fills: &[f64], loops: f64) -> Result<Vec<Valu
         let (_io, e) = fresh(plan, CleanerOptions::default())?;
         let st = e.status();
         let n = (st.usable_capacity_bytes as f64 * fill / rec as f64) as u64;
+        // The reserve and the checkpoint take a larger share of a small array: a level
+        // that cannot fit is said before anything is loaded, not as "no space" part-way.
+        if n * rec > st.fillable_bytes {
+            let most = (st.fillable_bytes as f64 / st.usable_capacity_bytes as f64 * 100.0).floor()
+                / 100.0;
+            bail!(
+                "--fill {fill}: {n} rows of {} B take {}, more than the {} of live data this array may hold ({} usable; the reserve and the checkpoint keep {} segments): give a fill up to {most:.2}, or larger devices",
+                plan.value_bytes,
+                term::bytes(n * rec),
+                term::bytes(st.fillable_bytes),
+                term::bytes(st.usable_capacity_bytes),
+                st.reserved_segments + st.checkpoint_segments as usize
+            );
+        }
         let user_bytes = n * plan.value_bytes as u64;
         eprintln!(
             "overwrite: fill {:.0}%: loading {n} rows of {} B ({} of {} usable)",
@@ -164,24 +191,39 @@ pub fn overwrite(plan: &SpacePlan, fills: &[f64], loops: f64) -> Result<Vec<Valu
             term::bytes(n * rec),
             term::bytes(st.usable_capacity_bytes)
         );
-        let ingest_secs = ingest(&e, plan, n)?;
+        let ingest_secs = match ingest(&e, plan, n) {
+            Ok(secs) => secs,
+            Err(err) if no_space(&err) => {
+                let loaded = e.status().keys;
+                let most = (fill * loaded as f64 / n as f64 * 0.95 * 100.0).floor() / 100.0;
+                bail!(
+                    "--fill {fill}: the array was full after {loaded} of the {n} rows (the reserve and the index checkpoint take a larger share of a small array): give a fill up to {most:.2}, or larger devices"
+                );
+            }
+            Err(err) => return Err(err),
+        };
         let before = e.status();
         let writes = (n as f64 * loops) as u64;
         let mut rng = SmallRng::seed_from_u64(plan.seed ^ 0x5eed);
         let t = Instant::now();
         for w in 0..writes {
             let i = plan.distribution.pick(n, rng.random(), rng.random());
-            e.put(
+            if let Err(err) = e.put(
                 TABLE,
                 &row_key(i),
                 &row_value(i, plan.seed + w + 1, plan.value_bytes),
-            )
-            .with_context(|| {
-                format!(
-                    "overwrite {w} of {writes} at fill {:.0}% (the cleaner could not keep up)",
+            ) {
+                let err = anyhow::Error::from(err);
+                if no_space(&err) {
+                    bail!(
+                        "--fill {fill}: the cleaner found no room after {w} of the {writes} overwrites ({err}): at this fill the reserve leaves it no free segment to work in; give a lower fill, or larger devices"
+                    );
+                }
+                return Err(err.context(format!(
+                    "overwrite {w} of {writes} at fill {:.0}%",
                     fill * 100.0
-                )
-            })?;
+                )));
+            }
             if (w + 1) % plan.batch as u64 == 0 {
                 e.sync()?;
             }

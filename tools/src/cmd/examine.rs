@@ -65,6 +65,19 @@ impl ArrayFound {
             .join(",")
     }
 
+    /// Device ids of the hot spares the newest superblock names that no path given carries.
+    pub fn spares_missing(&self) -> Vec<String> {
+        self.newest
+            .members
+            .iter()
+            .skip(self.newest.slots)
+            .filter(|(uuid, state)| {
+                *state == "SPARE" && !self.spares.iter().any(|f| f.info.device_uuid == *uuid)
+            })
+            .map(|(uuid, _)| uuid.clone())
+            .collect()
+    }
+
     /// Members missing past m: the array cannot be opened.
     pub fn unavailable(&self) -> bool {
         self.missing().len() > self.newest.parity_shards
@@ -333,6 +346,9 @@ pub fn print_examined(ex: &Examined) {
         for f in &a.spares {
             println!("  spare    {}", f.path.display());
         }
+        for uuid in a.spares_missing() {
+            println!("  spare    MISSING (device {uuid})");
+        }
         for (f, why) in &a.others {
             println!("  not used {}: {why}", f.path.display());
         }
@@ -364,6 +380,7 @@ pub fn array_json(a: &ArrayFound) -> Value {
         }).collect::<Vec<_>>(),
         "missing_slots": a.missing(),
         "spares": a.spares.iter().map(|f| json!({"path": f.path, "device_uuid": f.info.device_uuid})).collect::<Vec<_>>(),
+        "spares_missing": a.spares_missing(),
         "not_used": a.others.iter().map(|(f, why)| json!({"path": f.path, "why": why})).collect::<Vec<_>>(),
         "devices": a.devices_list(),
     })
