@@ -152,16 +152,51 @@ pub fn run(kind: BackendKind, a: &FormatArgs) -> Result<i32> {
     let info = format(io.as_ref(), &opts)?;
     created.keep();
     println!(
-        "formatted array {} : RS({},{}) over {} devices, chunk {} KiB, {} segments of {} MiB per device",
+        "formatted array {} : RS({},{}) over {} devices, chunk {}, {} segments of {} per device",
         ectable_engine::format::uuid_string(&info.array_uuid),
         info.data_shards,
         info.parity_shards,
         info.device_count,
-        info.chunk_size_bytes / 1024,
+        term::bytes(info.chunk_size_bytes as u64),
         info.segment_count,
-        info.segment_size_bytes >> 20
+        term::bytes(info.segment_size_bytes as u64)
     );
+    if let Some(w) = few_segments(
+        info.segment_count,
+        info.segment_size_bytes,
+        info.chunk_size_bytes,
+    ) {
+        eprintln!("format: warning: {w}");
+    }
     Ok(0)
+}
+
+/// Fewer segments per device than this leave the cleaner little to work with.
+const FEW_SEGMENTS: u32 = 32;
+
+/// The warning for an array of few, large segments (small devices at the default segment
+/// size), naming a segment size that gives it 64 or more; None when it has enough.
+fn few_segments(count: u32, segment: u32, chunk: u32) -> Option<String> {
+    if count >= FEW_SEGMENTS {
+        return None;
+    }
+    let capacity = count as u64 * segment as u64;
+    let mut s = 2 * chunk as u64;
+    while s * 2 * 64 <= capacity {
+        s *= 2;
+    }
+    let better = (s < segment as u64).then(|| {
+        format!(
+            "; a smaller --segment-size ({}: about {} segments) gives it more to work with",
+            term::bytes(s),
+            capacity / s
+        )
+    });
+    Some(format!(
+        "each device holds only {count} segments of {}: the cleaner keeps 2 of them free and the index checkpoint takes 1 or more, so under overwrites the array runs out of room well before its capacity{}",
+        term::bytes(segment as u64),
+        better.unwrap_or_default()
+    ))
 }
 
 /// `ectable add-spare`.
