@@ -700,6 +700,8 @@ fn metrics_parse_and_count_the_checksum_errors_of_a_corrupted_device() {
     for f in [
         "ectable_array_state",
         "ectable_redundancy_left",
+        "ectable_spares",
+        "ectable_spares_missing",
         "ectable_durability_nines_1y",
         "ectable_durable_lsn",
         "ectable_live_bytes",

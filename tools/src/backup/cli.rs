@@ -271,11 +271,7 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     // is whole, and the operator reading its output (a cron job's mail) learns of it here.
     let out = crate::cmd::rebuild::members_out(&engine.status());
     engine.close()?;
-    if let Some(out) = &out {
-        eprintln!(
-            "backup: warning: the backup is whole, but the array is {out}; see 'ectable status'"
-        );
-    }
+    warn_not_healthy(out.as_deref());
     if a.json {
         let mut v = manifest_json(&path, &m);
         v["schema_version"] = json!(1);
@@ -353,11 +349,7 @@ fn backup_via_node(
         .ok()
         .and_then(|s| serde_json::from_value::<ectable_engine::Status>(s).ok())
         .and_then(|st| crate::cmd::rebuild::members_out(&st));
-    if let Some(out) = &out {
-        eprintln!(
-            "backup: warning: the backup is whole, but the array is {out}; see 'ectable status'"
-        );
-    }
+    warn_not_healthy(out.as_deref());
     if a.json {
         v["schema_version"] = json!(1);
         if let Some(out) = &out {
@@ -382,6 +374,17 @@ fn backup_via_node(
         println!("  pruned: {}", p.as_str().unwrap_or(""));
     }
     Ok(0)
+}
+
+/// The warning a backup ends with when the array is not healthy at its end (`out`: its
+/// state and the members out of service): the backup is whole, and a cron job's output is
+/// often the only place an operator looks.
+fn warn_not_healthy(out: Option<&str>) {
+    if let Some(out) = out {
+        eprintln!(
+            "backup: warning: the backup is whole, but the array is {out}; see 'ectable status'"
+        );
+    }
 }
 
 /// A line of the summary: on stdout, or on stderr when stdout carries the backup itself.

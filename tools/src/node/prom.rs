@@ -170,6 +170,16 @@ impl Collector for Snapshot {
             "devices that can still be lost before data is (the durability margin)",
             st.redundancy_left as f64,
         )?;
+        o.gauge(
+            "spares",
+            "hot spares present and working",
+            st.spares.len() as f64,
+        )?;
+        o.gauge(
+            "spares_missing",
+            "hot spares the array names that are not present or failed (alert on it: a lost device has no spare to take its slot)",
+            st.spares_missing.len() as f64,
+        )?;
         if let Some(e) = crate::cmd::durability::status_durability(st) {
             o.gauge(
                 "durability_nines_1y",
