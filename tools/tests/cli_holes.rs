@@ -304,9 +304,8 @@ fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
-        text.contains(
-            "state: ONLINE, but 1 hot spare(s) of the array are not among the devices given"
-        ) && text.contains("add another with 'ectable add-spare'"),
+        text.contains("state: ONLINE, but 1 hot spare(s) of the array are missing or failed")
+            && text.contains("add another with 'ectable add-spare'"),
         "{text}"
     );
     let out = ectable(&["status", "--devices", &with(&spare), "--json"]);

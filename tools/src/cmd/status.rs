@@ -318,7 +318,7 @@ pub fn print_status(st: &Status) {
             "  state: {state}, but the last scrub found bad chunks it did not repair (errors: below)"
         ),
         (None, None) if !st.spares_missing.is_empty() => println!(
-            "  state: {state}, but {} hot spare(s) of the array are not among the devices given",
+            "  state: {state}, but {} hot spare(s) of the array are missing or failed",
             st.spares_missing.len()
         ),
         (Some(_), None) => println!("  state: {state}, but new writes fail (the file system under the member files is full)"),
@@ -684,7 +684,7 @@ fn actions(st: &Status) -> Vec<String> {
     let mut out = Vec::new();
     if !st.spares_missing.is_empty() {
         out.push(format!(
-            "The array names hot spare(s) that no device given carries (device {}): list the spare in --devices if it is there; if it failed or was wiped, add another with 'ectable add-spare' (a replacement cannot count on it).",
+            "The array names hot spare(s) that are missing or failed (device {}): list the spare in --devices if it is there and works; if it failed or was wiped, add another with 'ectable add-spare' (a replacement cannot count on it).",
             st.spares_missing.join(", ")
         ));
     }
