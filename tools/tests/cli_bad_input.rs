@@ -441,3 +441,31 @@ fn devices_of_a_newer_format_are_named_and_not_formatted_over() {
     ]);
     assert!(out.status.success(), "format --force: {}", stderr(&out));
 }
+
+/// A rate limit of a few bytes per second (`--rate 50`, meant as 50M) would run a scrub,
+/// rebuild or backup for days: refused on the command line (exit 64) for every command that
+/// takes one, before the devices are opened; 0 (no limit) and sizes with a unit are taken.
+#[test]
+fn a_rate_of_a_few_bytes_per_second_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = join(&format6(dir.path(), "d"));
+    let file = dir.path().join("b.ectb");
+    let f = file.to_str().unwrap();
+    for args in [
+        &["scrub", "--devices", &d, "--rate", "50"][..],
+        &["rebuild", "--devices", &d, "--rate", "1"][..],
+        &["backup", "--devices", &d, "--to", f, "--rate", "4K"][..],
+        &["online", "--devices", &d, "--rate", "100", "x"][..],
+    ] {
+        let out = ectable(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(err.contains("at least 64K"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!file.exists(), "a refused backup wrote its file");
+    for rate in ["0", "64K", "50M"] {
+        let out = ectable(&["scrub", "--devices", &d, "--rate", rate]);
+        assert!(out.status.success(), "--rate {rate}: {}", stderr(&out));
+    }
+}

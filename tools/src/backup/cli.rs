@@ -70,7 +70,7 @@ pub struct BackupArgs {
     #[arg(long, value_name = "N", conflicts_with = "to")]
     pub keep_chains: Option<u32>,
     /// Bytes per second written at most (suffixes allowed; 0: unlimited).
-    #[arg(long, default_value = "0", value_parser = size_arg)]
+    #[arg(long, default_value = "0", value_parser = crate::cmd::common::rate_arg)]
     pub rate: u64,
     /// One JSON object on stdout.
     #[arg(long)]
@@ -133,7 +133,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub inline_values: bool,
     /// Bytes per second read from the backup files at most (0: unlimited).
-    #[arg(long, default_value = "0", value_parser = size_arg)]
+    #[arg(long, default_value = "0", value_parser = crate::cmd::common::rate_arg)]
     pub rate: u64,
     /// One JSON object on stdout.
     #[arg(long)]

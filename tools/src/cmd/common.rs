@@ -61,6 +61,22 @@ pub fn size_arg(s: &str) -> std::result::Result<u64, String> {
     parse_size(s).map_err(|e| e.to_string())
 }
 
+/// The least rate limit taken (bytes per second): below it a long run would crawl for days,
+/// and a bare number such as `--rate 50` is more likely meant as 50M.
+pub const MIN_RATE_BYTES_PER_SEC: u64 = 64 << 10;
+
+/// A `--rate` value: a size per second, at least [`MIN_RATE_BYTES_PER_SEC`], or 0 for no
+/// limit.
+pub fn rate_arg(s: &str) -> std::result::Result<u64, String> {
+    let n = parse_size(s).map_err(|e| e.to_string())?;
+    if n != 0 && n < MIN_RATE_BYTES_PER_SEC {
+        return Err(format!(
+            "{n} bytes per second would take days over a real array; give a size per second of at least 64K (such as 50M), or 0 for no limit"
+        ));
+    }
+    Ok(n)
+}
+
 /// The paths of `--devices`.
 pub fn devices(arg: &DevicesArg) -> Result<Vec<PathBuf>> {
     split_devices(&arg.devices)

@@ -20,7 +20,7 @@ pub struct OnlineArgs {
     /// The member's device as it is named now (it may have come back under another name).
     pub device: PathBuf,
     /// Resync rate limit in bytes per second read (0: unlimited).
-    #[arg(long, default_value = "0", value_parser = size_arg)]
+    #[arg(long, default_value = "0", value_parser = crate::cmd::common::rate_arg)]
     pub rate: u64,
 }
 

@@ -33,7 +33,7 @@ pub struct ReplaceArgs {
     #[arg(long)]
     pub preallocate: bool,
     /// Rebuild rate limit in bytes per second read (0: unlimited).
-    #[arg(long, default_value = "0", value_parser = size_arg)]
+    #[arg(long, default_value = "0", value_parser = crate::cmd::common::rate_arg)]
     pub rate: u64,
     /// Reuse a new device that holds an ectable array.
     #[arg(long)]
@@ -48,7 +48,7 @@ pub struct RebuildArgs {
     #[command(flatten)]
     pub dev: DevicesArg,
     /// Rebuild rate limit in bytes per second read (0: unlimited).
-    #[arg(long, default_value = "0", value_parser = size_arg)]
+    #[arg(long, default_value = "0", value_parser = crate::cmd::common::rate_arg)]
     pub rate: u64,
 }
 
@@ -61,7 +61,7 @@ pub struct ScrubArgs {
     #[arg(long)]
     pub repair: bool,
     /// Scrub rate limit in bytes per second read (0: unlimited).
-    #[arg(long, default_value = "0", value_parser = size_arg)]
+    #[arg(long, default_value = "0", value_parser = crate::cmd::common::rate_arg)]
     pub rate: u64,
     /// Print the report as one JSON object.
     #[arg(long)]
