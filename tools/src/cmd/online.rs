@@ -2,7 +2,7 @@
 //! again, also when it came back under another name, and resyncs what it missed
 //! (docs/operations.md, "Device states"). Through a running node there is no downtime.
 
-use crate::cmd::common::{open_array, size_arg, DevicesArg};
+use crate::cmd::common::{open_array, DevicesArg};
 use crate::term::ByteProgress;
 use anyhow::{Context, Result};
 use clap::Args;
