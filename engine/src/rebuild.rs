@@ -34,7 +34,9 @@ const VERIFY_BYTES: u64 = 32 << 20;
 pub struct RebuildOptions {
     /// Bytes read per second across all devices (0: unlimited).
     pub rate_limit_bytes_per_sec: u64,
-    /// Checked between segments: when set, the rebuild stops (resumable) and returns.
+    /// Checked between segments: when set, a rebuild stops (resumable) and returns, and a
+    /// scrub stops and returns what it checked (`Progress::interrupted`; not recorded as
+    /// the last scrub).
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
@@ -1294,6 +1296,16 @@ impl Shared {
             reads.push_back(submit(seg, &mut pool));
         }
         for (index, seg) in segs.iter().enumerate() {
+            // Stopped between segments (a node shutting down): not a completed scrub, so it
+            // is not recorded as the last one (`Engine::scrub`).
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::SeqCst))
+            {
+                r.progress.interrupted = true;
+                break;
+            }
             let Some(current) = reads.pop_front() else {
                 break;
             };

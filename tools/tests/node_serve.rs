@@ -5,7 +5,9 @@
 
 mod cli_common;
 
-use cli_common::{ectable, ectable_env, format6, join, loop_devices_available, stderr, Loop};
+use cli_common::{
+    ectable, ectable_env, format6, join, load_rows, loop_devices_available, stderr, Loop,
+};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -1534,4 +1536,50 @@ fn a_node_that_does_not_answer_does_not_hang_the_cli() {
     assert_healthy(dir.path(), &devs, "after the node runs again");
     let (code, err) = node.terminate();
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// SIGTERM while a rate-limited scrub runs on the node: before, the node waited for the
+/// scrub to finish (at 64K per second, minutes for this array; a service manager kills it
+/// first). Now the scrub stops between segments and the node closes the array in seconds;
+/// the CLI that asked for the scrub exits 75 and says so, and the unfinished scrub is not
+/// recorded as the last one.
+#[test]
+fn sigterm_stops_a_running_scrub_and_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = join(&format6(dir.path(), "d"));
+    load_rows(&devs, "20000", "1K");
+    let node = NodeProc::start(&devs, dir.path());
+    let scrub = {
+        let (dir, devs) = (dir.path().to_path_buf(), devs.clone());
+        std::thread::spawn(move || cli(&dir, &["scrub", "--devices", &devs, "--rate", "64K"]))
+    };
+    // The scrub is running on the node: its status shows it.
+    let a = agent();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, st) = answer(a.get(node.url("/v1/status/raw")).call());
+        if !st["scan_in_progress"].is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the scrub did not start on the node"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = Instant::now();
+    let (code, err) = node.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the node took {:?} to stop",
+        t.elapsed()
+    );
+    let out = scrub.join().unwrap();
+    let serr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{serr}");
+    assert!(serr.contains("the scrub stopped after"), "{serr}");
+    let out = cli(dir.path(), &["status", "--devices", &devs]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("scan: scrub"), "{text}");
 }

@@ -187,6 +187,14 @@ fn scrub_via_node(node: &crate::node::client::NodeClient, a: &ScrubArgs) -> Resu
     });
     bar.finish();
     let r = r?;
+    if r["interrupted"].as_bool() == Some(true) {
+        crate::fail!(
+            crate::exit::TEMPFAIL,
+            "the scrub stopped after {} of {} segments: the node is stopping; run it again once the node is back (an unfinished scrub is not recorded)",
+            r["segments_done"].as_u64().unwrap_or(0),
+            r["segments_total"].as_u64().unwrap_or(0)
+        );
+    }
     let st: ectable_engine::Status =
         serde_json::from_value(node.get("/v1/status/raw")?).context("the node's status")?;
     let mut progress = ectable_engine::Progress {
@@ -367,6 +375,14 @@ pub fn report_rebuild(what: &str, p: &ectable_engine::Progress, elapsed: Duratio
         term::rate(p.bytes_scanned, elapsed),
         p.unrecoverable.len()
     );
+    if p.interrupted {
+        crate::fail!(
+            crate::exit::TEMPFAIL,
+            "the rebuild stopped after {} of {} segments: the node is stopping; it resumes where it stopped with 'ectable rebuild' once the node is back",
+            p.segments_done,
+            p.segments_total
+        );
+    }
     if !p.unrecoverable.is_empty() {
         for u in p.unrecoverable.iter().take(20) {
             eprintln!("  unrecoverable: {u}");

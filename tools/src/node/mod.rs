@@ -8,8 +8,8 @@
 //! Invariants:
 //! - The node answers only once the array is open and its log replayed; it prints
 //!   `listening on ADDR` (and tells systemd READY=1 when NOTIFY_SOCKET is set) at that point.
-//! - SIGTERM or SIGINT: the listener stops taking connections, requests in flight finish,
-//!   then the engine closes (everything durable, an index checkpoint written) and the node
+//! - SIGTERM or SIGINT: the listener stops taking connections, requests in flight finish
+//!   (a scrub or rebuild stops between segments), then the engine closes (everything durable, an index checkpoint written) and the node
 //!   exits 0. A SIGKILL loses nothing acknowledged: the next open replays the log.
 //! - Scheduled work runs one at a time beside the requests; a failure is logged and retried
 //!   at the next tick, never fatal to the node.
@@ -85,6 +85,10 @@ pub struct Node {
     maintenance: Mutex<()>,
     /// The latest device events (at most `KEPT_EVENTS`), oldest first.
     events: Mutex<std::collections::VecDeque<JsonValue>>,
+    /// Set at SIGTERM or SIGINT: a scrub or rebuild running stops between segments (a
+    /// rebuild resumes where it stopped), so that the node stops in seconds, not when a
+    /// rate-limited scrub would have finished.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One open of the array and what hangs on it. A request takes the current one for its
@@ -316,13 +320,16 @@ impl Node {
         let _one = self.one_at_a_time()?;
         let opts = RebuildOptions {
             rate_limit_bytes_per_sec: rate,
-            cancel: None,
+            cancel: Some(self.stopping.clone()),
         };
         let r = self
             .s()
             .engine
             .scrub(repair, &opts, &mut |p| progress(progress_json(p)))?;
         Ok(json!({
+            "interrupted": r.progress.interrupted,
+            "segments_done": r.progress.segments_done,
+            "segments_total": r.progress.segments_total,
             "stripes_checked": r.stripes_checked,
             "bytes_scanned": r.progress.bytes_scanned,
             "parity_mismatches": r.parity_mismatches,
@@ -361,7 +368,7 @@ impl Node {
         let p = self.s().engine.rebuild(
             &RebuildOptions {
                 rate_limit_bytes_per_sec: rate,
-                cancel: None,
+                cancel: Some(self.stopping.clone()),
             },
             &mut |p| progress(progress_json(p)),
         )?;
@@ -594,6 +601,7 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
         requests: Default::default(),
         maintenance: Mutex::new(()),
         events: Mutex::new(Default::default()),
+        stopping: Default::default(),
     });
     spawn_event_feed(&node, &session.engine)?;
     drop(session);
@@ -655,7 +663,7 @@ pub fn serve(kind: BackendKind, a: &ServeArgs) -> Result<i32> {
             }
         });
         axum::serve(listener, routes::router(node.clone()))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown_signal(node.stopping.clone()))
             .await
             .context("serving")?;
         anyhow::Ok(())
@@ -721,7 +729,7 @@ async fn every_period(period: Duration, node: Arc<Node>, work: fn(&Node) -> Resu
     }
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(stopping: Arc<std::sync::atomic::AtomicBool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -735,7 +743,8 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    eprintln!("ectable node: stopping (requests in flight finish, then the array closes)");
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    eprintln!("ectable node: stopping (requests in flight finish, a scrub or rebuild stops between segments, then the array closes)");
 }
 
 /// Tells systemd (a `Type=notify` unit) about the node's state, when NOTIFY_SOCKET is set.
