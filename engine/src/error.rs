@@ -86,7 +86,7 @@ pub enum Error {
     DuplicateDevice {
         /// The device listed first.
         first: String,
-        /// The device listed later that is the same storage (or slot).
+        /// The device listed later that is the same storage.
         second: String,
     },
     /// Two different storages carry the same member's superblock (one slot): one is a copy of
