@@ -558,6 +558,16 @@ impl Array {
     /// rewrites every superblock for it again; its entry stays in the member list, which
     /// `Status::spares_missing` then reports, and the device is listed as unrecognised with
     /// the error. Returns whether it was a spare.
+    /// Member-list entries of hot spares that no present spare holds (failed, wiped, or not
+    /// given): `Status::spares_missing`, and the entry `add_spare` reuses. Takes the spares'
+    /// lock and then the persisted state's, each on its own (see `persist`).
+    pub(crate) fn missing_spare_entries(&self) -> Vec<usize> {
+        let present: Vec<usize> = self.spares.locked().iter().map(|(e, _)| *e).collect();
+        let p = self.persisted.locked();
+        (self.n()..p.members.len())
+            .filter(|e| p.members[*e].1 == MemberState::Spare && !present.contains(e))
+            .collect()
+    }
     pub(crate) fn fail_spare(&self, device_index: usize, why: &str) -> bool {
         let removed = {
             let mut spares = self.spares.locked();

@@ -40,6 +40,15 @@ pub struct RebuildOptions {
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
+impl RebuildOptions {
+    /// Whether `cancel` is set.
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+}
+
 /// Progress of a rebuild or scrub.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
@@ -714,16 +723,9 @@ impl Shared {
             )));
         }
         self.check_capacity(dev.as_ref())?;
-        // Each lock on its own (see `Status`): the spares present, then the persisted state.
-        let present: Vec<usize> = a.spares.locked().iter().map(|(e, _)| *e).collect();
-        let (entry, in_place_of) = {
-            let p = a.persisted.locked();
-            match (a.n()..p.members.len())
-                .find(|e| p.members[*e].1 == MemberState::Spare && !present.contains(e))
-            {
-                Some(e) => (e, true),
-                None => (p.members.len(), false),
-            }
+        let (entry, in_place_of) = match a.missing_spare_entries().first() {
+            Some(&e) => (e, true),
+            None => (a.persisted.locked().members.len(), false),
         };
         if entry >= MAX_DEVICES {
             return Err(Error::InvalidArgument(format!(
@@ -921,11 +923,7 @@ impl Shared {
             reads.push_back(submit(seg, &mut pool));
         }
         for (index, seg) in segs.iter().enumerate() {
-            if opts
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(Ordering::SeqCst))
-            {
+            if opts.cancelled() {
                 // What was written since the last check is checked before the cursor moves.
                 if !pending.is_empty() {
                     p.bytes_scanned += self.verify_written(slot, target, &mut pending)?;
@@ -1298,11 +1296,7 @@ impl Shared {
         for (index, seg) in segs.iter().enumerate() {
             // Stopped between segments (a node shutting down): not a completed scrub, so it
             // is not recorded as the last one (`Engine::scrub`).
-            if opts
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(Ordering::SeqCst))
-            {
+            if opts.cancelled() {
                 r.progress.interrupted = true;
                 break;
             }

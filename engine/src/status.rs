@@ -607,17 +607,19 @@ impl Engine {
         // Each lock is taken and released on its own: `persist` takes the persisted state and
         // then the spares, so holding the spares while asking for the persisted state (or the
         // other way round) could deadlock with a writer starting a session.
-        let present_spares: Vec<(usize, usize)> = a.spares.locked().clone();
-        let spares: Vec<String> = present_spares
+        let spares: Vec<String> = a
+            .spares
+            .locked()
             .iter()
             .map(|(_, d)| a.io.devices()[*d].name().to_string())
             .collect();
         let spares_missing: Vec<String> = {
+            let entries = a.missing_spare_entries();
             let p = a.persisted.locked();
-            (a.n()..p.members.len())
-                .filter(|i| p.members[*i].1 == MemberState::Spare)
-                .filter(|i| !present_spares.iter().any(|(m, _)| m == i))
-                .map(|i| uuid_string(&p.members[i].0))
+            // (A replace may have taken a spare's entry out between the two locks.)
+            entries
+                .into_iter()
+                .filter_map(|e| p.members.get(e).map(|m| uuid_string(&m.0)))
                 .collect()
         };
         // A replaced device given back under the same name (as a spare, say) is that again:

@@ -147,12 +147,7 @@ fn ingest(e: &Engine, plan: &SpacePlan, n: u64) -> Result<f64> {
 
 /// Whether `err` is the engine's "no space left on the array".
 fn no_space(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<ectable_engine::Error>(),
-            Some(ectable_engine::Error::NoSpace(_))
-        )
-    })
+    crate::cmd::common::engine_errors(err).any(|x| matches!(x, ectable_engine::Error::NoSpace(_)))
 }
 
 /// The overwrite benchmark at each fill level; one JSON object per level.

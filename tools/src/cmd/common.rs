@@ -107,12 +107,13 @@ const READ_ATTEMPTS: usize = 3;
 
 /// Whether the error is the engine's "the array changed under this reader".
 pub fn array_changed(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<ectable_engine::Error>(),
-            Some(ectable_engine::Error::ArrayChanged { .. })
-        )
-    })
+    engine_errors(e).any(|x| matches!(x, ectable_engine::Error::ArrayChanged { .. }))
+}
+
+/// The engine's errors in `e`'s chain of causes, outermost first.
+pub fn engine_errors(e: &anyhow::Error) -> impl Iterator<Item = &ectable_engine::Error> {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<ectable_engine::Error>())
 }
 
 /// After a read-only command: records the device errors it met and a scrub it ran in the

@@ -96,30 +96,27 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
 /// needs: old copies of them put back, for example), or one member's superblock on two
 /// devices (a block copy listed beside its original).
 fn unopenable(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
+    crate::cmd::common::engine_errors(e).any(|x| {
         matches!(
-            c.downcast_ref::<ectable_engine::Error>(),
-            Some(
-                ectable_engine::Error::TooFewDevices { .. }
-                    | ectable_engine::Error::DataLost { .. }
-                    | ectable_engine::Error::SlotHeldTwice { .. }
-            )
+            x,
+            ectable_engine::Error::TooFewDevices { .. }
+                | ectable_engine::Error::DataLost { .. }
+                | ectable_engine::Error::SlotHeldTwice { .. }
         )
     })
 }
 
 /// The slot two devices of the list both hold, if that is why the open failed.
 fn slot_held_twice(e: &anyhow::Error) -> Option<(usize, String, String)> {
-    e.chain()
-        .find_map(|c| match c.downcast_ref::<ectable_engine::Error>() {
-            Some(ectable_engine::Error::SlotHeldTwice {
-                slot,
-                first,
-                second,
-                ..
-            }) => Some((*slot, first.clone(), second.clone())),
-            _ => None,
-        })
+    crate::cmd::common::engine_errors(e).find_map(|x| match x {
+        ectable_engine::Error::SlotHeldTwice {
+            slot,
+            first,
+            second,
+            ..
+        } => Some((*slot, first.clone(), second.clone())),
+        _ => None,
+    })
 }
 
 /// The array cannot be opened (too few members present, or what they hold does not reach
