@@ -255,6 +255,17 @@ fn a_hot_spare_that_dies_is_taken_out_of_the_spares() {
     let st = e.status();
     assert!(st.rebuild.is_none(), "{:?}", st.rebuild);
     assert_eq!(st.devices[4].state, "FAULTED");
+    // A new spare takes the dead one's entry without being told to (it failed in this
+    // session), and the automatic policy rebuilds the lost member onto it.
+    e.add_spare_device(Arc::new(MemDevice::new("new-spare", 8 << 20)))
+        .unwrap();
+    wait_for("the new spare to take slot 4", || {
+        let st = e.status();
+        st.rebuild.is_none() && st.devices[4].state == "ONLINE"
+    });
+    let st = e.status();
+    assert!(st.spares_missing.is_empty(), "{:?}", st.spares_missing);
+    assert_eq!(st.devices[4].path.as_deref(), Some("new-spare"));
     for i in 0..ROWS {
         assert_eq!(
             e.get("t", &i.to_be_bytes()).unwrap(),
@@ -262,4 +273,65 @@ fn a_hot_spare_that_dies_is_taken_out_of_the_spares() {
             "row {i}"
         );
     }
+}
+
+/// A hot spare only left out of the devices given at one open is not taken for dead: a
+/// spare added then is refused (`SpareMissing`, nothing changed), so the left-out spare still
+/// opens the next time it is given; told to (`add_spare_device_in_place_of_missing`), the
+/// new spare takes its entry. Before, the new spare took the entry unasked, and every later
+/// open that listed the left-out spare was refused as naming a replaced device.
+#[test]
+fn a_spare_left_out_of_one_open_keeps_its_entry() {
+    let (_mems, faulty) = mem_devices(7, 8 << 20, 44);
+    let all = devices(&faulty);
+    let io = open_backend(BackendKind::Psync, all.clone()).unwrap();
+    let f = FormatOptions {
+        spare_count: 1,
+        ..fmt_opts(4, 2)
+    };
+    format(io.as_ref(), &f).unwrap();
+    drop(io);
+    let members = all[..6].to_vec();
+    let e = Engine::open(
+        open_backend(BackendKind::Psync, members.clone()).unwrap(),
+        opts(RecoveryPolicy::Manual),
+    )
+    .unwrap();
+    let st = e.status();
+    assert_eq!(st.spares_missing.len(), 1, "{:?}", st.spares_missing);
+    let epoch = st.epoch;
+    let err = e
+        .add_spare_device(Arc::new(MemDevice::new("other", 8 << 20)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, ectable::Error::SpareMissing { missing } if missing == &st.spares_missing),
+        "{err}"
+    );
+    let st = e.status();
+    assert_eq!(st.epoch, epoch, "a refused spare changed the superblocks");
+    assert!(st.spares.is_empty(), "{:?}", st.spares);
+    e.close().unwrap();
+    drop(e);
+    // Given again, the left-out spare is the spare.
+    let e = Engine::open(
+        open_backend(BackendKind::Psync, all.clone()).unwrap(),
+        opts(RecoveryPolicy::Manual),
+    )
+    .unwrap();
+    let st = e.status();
+    assert_eq!(st.spares, vec!["mem6".to_string()]);
+    assert!(st.spares_missing.is_empty(), "{:?}", st.spares_missing);
+    e.close().unwrap();
+    drop(e);
+    // Left out again, and this time told to: the new spare takes its entry.
+    let e = Engine::open(
+        open_backend(BackendKind::Psync, members).unwrap(),
+        opts(RecoveryPolicy::Manual),
+    )
+    .unwrap();
+    e.add_spare_device_in_place_of_missing(Arc::new(MemDevice::new("other", 8 << 20)))
+        .unwrap();
+    let st = e.status();
+    assert_eq!(st.spares, vec!["other".to_string()]);
+    assert!(st.spares_missing.is_empty(), "{:?}", st.spares_missing);
 }

@@ -407,6 +407,9 @@ pub(crate) struct Array {
     /// Devices a replacement took out of the array this session, by index (also in
     /// `unrecognised`, with why): released, never members again under that index.
     pub replaced: std::sync::Mutex<Vec<usize>>,
+    /// Member-list entries of hot spares that failed this session (`fail_spare`): the only
+    /// missing spares whose entry `add_spare` gives to a new device without being told to.
+    pub spares_failed: std::sync::Mutex<Vec<usize>>,
     /// Devices given at open that held no valid superblock (blank, or both copies
     /// overwritten), by index; those still in `unrecognised` are shown as blank by status.
     pub blank: Vec<usize>,
@@ -553,11 +556,6 @@ impl Array {
     pub fn slot_of_device(&self, device_index: usize) -> Option<usize> {
         (0..self.slot_device.len()).find(|&s| self.present_device(s) == Some(device_index))
     }
-    /// A hot spare whose I/O failed (its superblocks could not be read or written): it
-    /// leaves the spares present, so that no replacement is made onto it and no probe round
-    /// rewrites every superblock for it again; its entry stays in the member list, which
-    /// `Status::spares_missing` then reports, and the device is listed as unrecognised with
-    /// the error. Returns whether it was a spare.
     /// Member-list entries of hot spares that no present spare holds (failed, wiped, or not
     /// given): `Status::spares_missing`, and the entry `add_spare` reuses. Takes the spares'
     /// lock and then the persisted state's, each on its own (see `persist`).
@@ -568,21 +566,30 @@ impl Array {
             .filter(|e| p.members[*e].1 == MemberState::Spare && !present.contains(e))
             .collect()
     }
+    /// A hot spare whose I/O failed (its superblocks could not be read or written): it
+    /// leaves the spares present, so that no replacement is made onto it and no probe round
+    /// rewrites every superblock for it again; its entry stays in the member list, which
+    /// `Status::spares_missing` then reports (and `add_spare` gives to the next spare), and
+    /// the device is listed as unrecognised with the error. Returns whether it was a spare.
     pub(crate) fn fail_spare(&self, device_index: usize, why: &str) -> bool {
         let removed = {
             let mut spares = self.spares.locked();
-            let before = spares.len();
+            let entry = spares
+                .iter()
+                .find(|(_, d)| *d == device_index)
+                .map(|(e, _)| *e);
             spares.retain(|(_, d)| *d != device_index);
-            spares.len() != before
+            entry
         };
-        if removed {
+        if let Some(entry) = removed {
+            self.spares_failed.locked().push(entry);
             let name = self.io.devices()[device_index].name().to_string();
             tracing::warn!(device = %name, "hot spare failed: {why}; it is no longer used as a spare");
             let mut unrecognised = self.unrecognised.locked();
             unrecognised.retain(|(d, _)| *d != device_index);
             unrecognised.push((device_index, format!("hot spare failed: {why}")));
         }
-        removed
+        removed.is_some()
     }
     /// Puts a device in a slot (replacement) and clears the slot's failed mark.
     /// A new device took `slot` (replace): the errors and the latency history of the device
@@ -1152,6 +1159,7 @@ impl Array {
             spares: std::sync::Mutex::new(spares),
             unrecognised: std::sync::Mutex::new(unrecognised),
             replaced: std::sync::Mutex::new(Vec::new()),
+            spares_failed: std::sync::Mutex::new(Vec::new()),
             blank,
             codec,
             write_epoch: AtomicU64::new(newest.epoch),

@@ -792,10 +792,31 @@ impl Engine {
 
     /// Hands a new blank device to the running engine as a hot spare (the checks of
     /// [`Engine::replace_with_device`]). Returns its engine index.
+    /// A hot spare the array names that is missing and did not fail in this session makes it
+    /// [`Error::SpareMissing`], with nothing changed: see
+    /// [`Engine::add_spare_device_in_place_of_missing`].
     pub fn add_spare_device(&self, device: Arc<dyn ectable_devices::BlockDevice>) -> Result<usize> {
+        self.add_spare_device_with(device, false)
+    }
+    /// [`Engine::add_spare_device`], the new spare taking the entry of a hot spare the array
+    /// names that is missing (left out of the devices given, or wiped); that one is then no
+    /// longer a member.
+    pub fn add_spare_device_in_place_of_missing(
+        &self,
+        device: Arc<dyn ectable_devices::BlockDevice>,
+    ) -> Result<usize> {
+        self.add_spare_device_with(device, true)
+    }
+    fn add_spare_device_with(
+        &self,
+        device: Arc<dyn ectable_devices::BlockDevice>,
+        in_place_of_missing: bool,
+    ) -> Result<usize> {
         self.shared.check_alive()?;
+        // Refused before the device joins the backend.
+        self.shared.spare_entry_for_new(in_place_of_missing)?;
         let index = self.admit_device(device)?;
-        self.shared.add_spare(index)?;
+        self.shared.add_spare(index, in_place_of_missing)?;
         Ok(index)
     }
 
@@ -821,10 +842,19 @@ impl Engine {
         Ok(a.io.add_device(device)?)
     }
 
-    /// Adds a blank device (by engine index) as a hot spare.
+    /// Adds a blank device (by engine index) as a hot spare. It takes the entry of a spare
+    /// that failed in this session; a spare the array names that is missing otherwise (left
+    /// out of the devices given, or wiped while the array was closed) makes it
+    /// [`Error::SpareMissing`], with nothing changed.
     pub fn add_spare(&self, device_index: usize) -> Result<()> {
         self.shared.check_alive()?;
-        self.shared.add_spare(device_index)
+        self.shared.add_spare(device_index, false)
+    }
+    /// [`Engine::add_spare`], the new spare taking the entry of a missing hot spare, which is
+    /// then no longer a member.
+    pub fn add_spare_in_place_of_missing(&self, device_index: usize) -> Result<()> {
+        self.shared.check_alive()?;
+        self.shared.add_spare(device_index, true)
     }
     /// A channel of the members' state changes from now on (failed, slow, no longer slow,
     /// replaced, rebuilt, spare added), as they happen; the same changes are logged. Drop the

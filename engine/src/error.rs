@@ -103,6 +103,15 @@ pub enum Error {
         /// Which of the two has the newer superblock, when they differ.
         newer: Option<String>,
     },
+    /// A hot spare is added while the array names another spare that is not among the
+    /// devices given and did not fail in this session: it may only have been left out of
+    /// this open. Nothing changed; give that spare, or let the new device take its entry
+    /// ([`crate::Engine::add_spare_in_place_of_missing`]).
+    #[error("the array's hot spare (device {}) is not among the devices given; list it if it is there, or let the new spare take its place (the missing one is then no longer a member)", missing.join(", "))]
+    SpareMissing {
+        /// Device ids of the spares the superblock names that no device given carries.
+        missing: Vec<String>,
+    },
     /// A member whose superblock is older than the array's. Not returned by this version:
     /// a stale member is opened and resynced instead (docs/format.md, "Stale members").
     #[error("{device}: is a stale member of the array (epoch {epoch}, array is at {array_epoch})")]
@@ -356,6 +365,7 @@ impl Error {
             Error::DeviceTooSmall { .. } => "DEVICE_TOO_SMALL",
             Error::DuplicateDevice { .. } => "DUPLICATE_DEVICE",
             Error::SlotHeldTwice { .. } => "SLOT_HELD_TWICE",
+            Error::SpareMissing { .. } => "SPARE_MISSING",
             Error::StaleDevice { .. } => "STALE_DEVICE",
             Error::TooFewDevices { .. } => "TOO_FEW_DEVICES",
             Error::Device(_) => "DEVICE_ERROR",

@@ -700,11 +700,39 @@ impl Shared {
         Ok(())
     }
 
+    /// The member-list entry a new hot spare takes, and whether it is a missing spare's.
+    /// A spare that failed this session (`Array::fail_spare`) gives up its entry; another
+    /// missing spare (`Status::spares_missing`: left out of the devices given, or wiped while
+    /// the array was closed) only when `in_place_of_missing`, else `SpareMissing`: it may
+    /// only have been left out of this open, and taking its entry would make it a replaced
+    /// device the next open refuses.
+    pub(crate) fn spare_entry_for_new(&self, in_place_of_missing: bool) -> Result<(usize, bool)> {
+        let a = &self.array;
+        let missing = a.missing_spare_entries();
+        let failed = a.spares_failed.locked().clone();
+        if let Some(&e) = missing.iter().find(|e| failed.contains(e)) {
+            return Ok((e, true));
+        }
+        match missing.first() {
+            Some(&e) if in_place_of_missing => Ok((e, true)),
+            Some(_) => {
+                let p = a.persisted.locked();
+                Err(Error::SpareMissing {
+                    missing: missing
+                        .iter()
+                        .filter_map(|e| p.members.get(*e))
+                        .map(|m| crate::format::uuid_string(&m.0))
+                        .collect(),
+                })
+            }
+            None => Ok((a.persisted.locked().members.len(), false)),
+        }
+    }
+
     /// Adds the device with engine index `device_index` (holding no valid superblock) as a
-    /// hot spare. A spare the array names that is not present (failed, wiped, or left out of
-    /// the devices given: `Status::spares_missing`) gives up its entry to it: the new spare
-    /// takes its place, and the missing one is no longer a member.
-    pub fn add_spare(&self, device_index: usize) -> Result<()> {
+    /// hot spare, in the entry `spare_entry_for_new` gives: a missing spare's entry makes the
+    /// missing one no longer a member.
+    pub fn add_spare(&self, device_index: usize, in_place_of_missing: bool) -> Result<()> {
         let _membership = self.membership.locked();
         let a = &self.array;
         if a.read_only {
@@ -723,10 +751,7 @@ impl Shared {
             )));
         }
         self.check_capacity(dev.as_ref())?;
-        let (entry, in_place_of) = match a.missing_spare_entries().first() {
-            Some(&e) => (e, true),
-            None => (a.persisted.locked().members.len(), false),
-        };
+        let (entry, in_place_of) = self.spare_entry_for_new(in_place_of_missing)?;
         if entry >= MAX_DEVICES {
             return Err(Error::InvalidArgument(format!(
                 "at most {MAX_DEVICES} devices and spares"
@@ -740,6 +765,7 @@ impl Shared {
             c.result?;
         }
         a.spares.locked().push((entry, device_index));
+        a.spares_failed.locked().retain(|e| *e != entry);
         a.unrecognised.locked().retain(|(d, _)| *d != device_index);
         a.persist(|p| {
             if in_place_of {

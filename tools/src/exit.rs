@@ -129,6 +129,7 @@ fn engine_class(e: &EngineError) -> Option<i32> {
         | E::ForeignDevice { .. }
         | E::ReplacedDevice { .. }
         | E::SlotHeldTwice { .. }
+        | E::SpareMissing { .. }
         | E::AlreadyFormatted { .. }
         | E::DeviceTooSmall { .. }
         | E::StaleDevice { .. }

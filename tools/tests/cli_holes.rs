@@ -328,13 +328,24 @@ fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
         stdout(&out)
     );
 
-    let out = ectable(&[
-        "add-spare",
-        "--devices",
-        &all,
-        "--spare",
-        spare2.to_str().unwrap(),
-    ]);
+    // The array cannot tell a dead spare from one left out of this command: told to
+    // (--force), the new spare takes its entry.
+    let add2 = |force: bool| {
+        let mut args = vec!["add-spare", "--devices", &all, "--spare"];
+        args.push(spare2.to_str().unwrap());
+        if force {
+            args.push("--force");
+        }
+        ectable(&args)
+    };
+    let out = add2(false);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("give --force to let"),
+        "{}",
+        stderr(&out)
+    );
+    let out = add2(true);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("in place of the spare device"),
@@ -346,6 +357,78 @@ fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["spares"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["spares_missing"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
+/// A hot spare only left out of one command's --devices is not taken for dead: `add-spare`
+/// of another device is refused (exit 78, naming the missing spare, the new file not
+/// created, nothing written), and the spare given back still opens. Before, the new spare
+/// took the left-out one's entry and every later command listing it was refused
+/// ("has been replaced").
+#[test]
+fn a_spare_left_out_of_one_command_is_not_given_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 6);
+    let all = join(&p);
+    format_small(&all);
+    let spare = dir.path().join("spare.img");
+    let spare2 = dir.path().join("spare2.img");
+    std::fs::File::create(&spare)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &all,
+        "--spare",
+        spare.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before: Vec<Vec<u8>> = p.iter().map(|x| std::fs::read(x).unwrap()).collect();
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &all,
+        "--spare",
+        spare2.to_str().unwrap(),
+        "--create-size",
+        "2M",
+    ]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("names a hot spare (device ")
+            && err.contains("list it in --devices if it is there"),
+        "{err}"
+    );
+    assert!(!spare2.exists(), "the refused spare's file was left behind");
+    let after: Vec<Vec<u8>> = p.iter().map(|x| std::fs::read(x).unwrap()).collect();
+    assert!(before == after, "a refused add-spare changed a member");
+    let with = format!("{all},{}", spare.display());
+    let out = ectable(&["status", "--devices", &with, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["spares"].as_array().map(Vec::len), Some(1), "{v}");
+    // Listed, the first spare stays, and the second joins beside it.
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &with,
+        "--spare",
+        spare2.to_str().unwrap(),
+        "--create-size",
+        "2M",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ectable(&[
+        "status",
+        "--devices",
+        &format!("{with},{}", spare2.display()),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["spares"].as_array().map(Vec::len), Some(2), "{v}");
 }
 
 /// Small devices at the default segment size (8 MiB) hold few segments: with 7 a device,

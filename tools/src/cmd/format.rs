@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use ectable_devices::BackendKind;
 use ectable_engine::{format, FormatOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct FormatArgs {
@@ -206,6 +206,11 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     // Listed in --devices (a unit file's list that still names a device replaced out of the
     // array, say), it may be a member: whoever opens the array tells, below or in the node.
     let listed = paths.contains(spare);
+    // A file made here is removed again when the spare is refused.
+    let mut made = crate::cmd::rebuild::MadeFile(
+        (!listed && a.create_size.is_some() && spare.symlink_metadata().is_err())
+            .then_some(spare.as_path()),
+    );
     if !listed {
         drop(crate::open_added_device(
             spare,
@@ -225,11 +230,15 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     }
     if let Some(node) = crate::node::client::find(&a.dev)? {
         let abs = std::path::absolute(spare).unwrap_or_else(|_| spare.clone());
-        node.post_long(
-            "/v1/admin/add-spare",
-            &serde_json::json!({"device": abs.display().to_string(), "force": a.force}),
-        )?;
-        println!("{} is a hot spare of the array", spare.display());
+        let answer = node
+            .post_long(
+                "/v1/admin/add-spare",
+                &serde_json::json!({"device": abs.display().to_string(), "force": a.force}),
+            )
+            // (The node words a missing spare's refusal as below.)
+            ?;
+        made.0 = None;
+        spare_added(spare, answer["in_place_of"].as_str());
         return Ok(0);
     }
     if !listed {
@@ -255,14 +264,49 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
         );
     }
     let missing = engine.status().spares_missing;
-    engine.add_spare(index)?;
+    let added = if a.force {
+        engine.add_spare_in_place_of_missing(index)
+    } else {
+        engine.add_spare(index)
+    };
+    added.map_err(|e| spare_missing_hint(e.into(), spare))?;
+    made.0 = None;
+    let in_place_of = spare_taken(&missing, &engine);
     engine.close()?;
-    match missing.first() {
+    spare_added(spare, in_place_of.as_deref());
+    Ok(0)
+}
+
+/// The missing spare (device id) whose entry a new spare took: missing before
+/// (`missing`), not now.
+pub(crate) fn spare_taken(missing: &[String], engine: &ectable_engine::Engine) -> Option<String> {
+    let now = engine.status().spares_missing;
+    missing.iter().find(|m| !now.contains(m)).cloned()
+}
+
+/// `add-spare`'s last line: the spare, and the missing spare whose entry it took.
+fn spare_added(spare: &Path, in_place_of: Option<&str>) {
+    match in_place_of {
         Some(gone) => println!(
             "{} is a hot spare of the array, in place of the spare device {gone}, which was not among the devices given (it is no longer a member)",
             spare.display()
         ),
         None => println!("{} is a hot spare of the array", spare.display()),
     }
-    Ok(0)
+}
+
+/// A refusal because the array names a hot spare that is not among the devices given, with
+/// the way on for the CLI: list it, or `--force` to let the new spare take its entry.
+pub(crate) fn spare_missing_hint(e: anyhow::Error, spare: &Path) -> anyhow::Error {
+    let Some(missing) = crate::cmd::common::engine_errors(&e).find_map(|x| match x {
+        ectable_engine::Error::SpareMissing { missing } => Some(missing.join(", ")),
+        _ => None,
+    }) else {
+        return e;
+    };
+    crate::coded!(
+        crate::exit::CONFIG,
+        "the array names a hot spare (device {missing}) that is not among the devices given: list it in --devices if it is there; if it failed or was wiped, give --force to let {} take its place (it is then no longer a member). Nothing changed",
+        spare.display()
+    )
 }

@@ -511,8 +511,9 @@ pub fn slot_by_superblock(engine: &Engine, old: &Path) -> Option<usize> {
         .then_some(slot)
 }
 
-/// A file `replace` created for the new device, removed on drop unless taken out (`None`).
-struct MadeFile<'a>(Option<&'a Path>);
+/// A file `replace` or `add-spare` created for the new device, removed on drop unless taken
+/// out (`None`).
+pub(crate) struct MadeFile<'a>(pub(crate) Option<&'a Path>);
 
 impl Drop for MadeFile<'_> {
     fn drop(&mut self) {

@@ -377,12 +377,12 @@ pub fn print_status(st: &Status) {
     }
     println!("durable: {}", status_durability_line(st));
     println!(
-        " layout: RS {}+{} (GF(2^8)/0x11d, Vandermonde-systematic, {} kernel), chunk {} KiB, segment {} MiB, io engine {}, format v{} ({})",
+        " layout: RS {}+{} (GF(2^8)/0x11d, Vandermonde-systematic, {} kernel), chunk {}, segment {}, io engine {}, format v{} ({})",
         st.data_shards,
         st.parity_shards,
         st.codec_kernel,
-        st.chunk_size_bytes / 1024,
-        st.segment_size_bytes >> 20,
+        crate::term::bytes(st.chunk_size_bytes as u64),
+        crate::term::bytes(st.segment_size_bytes as u64),
         st.io_engine,
         st.format_version,
         if st.format_version >= 5 && st.inline_values {
@@ -681,7 +681,7 @@ fn actions(st: &Status) -> Vec<String> {
     let mut out = Vec::new();
     if !st.spares_missing.is_empty() {
         out.push(format!(
-            "The array names hot spare(s) that are missing or failed (device {}): list the spare in --devices if it is there and works; if it failed or was wiped, add another with 'ectable add-spare' (a replacement cannot count on it).",
+            "The array names hot spare(s) that are missing or failed (device {}): list the spare in --devices if it is there and works; if it failed or was wiped, add another with 'ectable add-spare --force', which gives it the missing one's entry (a replacement cannot count on the missing one).",
             st.spares_missing.join(", ")
         ));
     }

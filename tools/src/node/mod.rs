@@ -485,10 +485,19 @@ impl Node {
                 "{path} is already a hot spare of the array"
             );
         }
+        let engine = &self.s().engine;
+        let missing = engine.status().spares_missing;
         let dev = self.open_new_device(new)?;
-        self.s().engine.add_spare_device(dev)?;
+        let added = if new.force {
+            engine.add_spare_device_in_place_of_missing(dev)
+        } else {
+            engine.add_spare_device(dev)
+        };
+        added.map_err(|e| crate::cmd::format::spare_missing_hint(e.into(), &new.path))?;
+        // (A spare that failed while the node ran gives its entry without being asked to.)
+        let in_place_of = crate::cmd::format::spare_taken(&missing, engine);
         self.swap_device(None, &new.path);
-        Ok(json!({"spare": new.path.display().to_string()}))
+        Ok(json!({"spare": new.path.display().to_string(), "in_place_of": in_place_of}))
     }
 
     fn backup(&self, dir: Option<&Path>) -> Result<JsonValue> {
