@@ -305,7 +305,7 @@ fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
     let text = stdout(&out);
     assert!(
         text.contains("state: ONLINE, but 1 hot spare(s) of the array are missing or failed")
-            && text.contains("add another with 'ectable add-spare'"),
+            && text.contains("add another with 'ectable add-spare --force'"),
         "{text}"
     );
     let out = ectable(&["status", "--devices", &with(&spare), "--json"]);
