@@ -95,6 +95,14 @@ fn typed_tables_end_to_end() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
 
+    // An array with only key/value tables does not look empty.
+    run(&["put", "--table", "plain", "--key", "a", "--value", "1"]);
+    let list = run(&["table", "list"]);
+    assert!(
+        list.contains("no typed tables")
+            && list.contains("key/value tables (not typed): plain (1 keys)"),
+        "{list}"
+    );
     run(&[
         "table",
         "create",

@@ -42,7 +42,8 @@ pub enum TableCommand {
         #[arg(long, value_name = "COL:TYPE,...")]
         pk: String,
     },
-    /// List the typed tables with their primary keys and row counts.
+    /// List the typed tables with their primary keys and row counts (and name the plain
+    /// key/value tables; `--json` lists the typed ones only).
     List {
         #[command(flatten)]
         dev: DevicesArg,
@@ -123,8 +124,24 @@ pub fn run(kind: BackendKind, cmd: TableCommand) -> Result<i32> {
                         i.row_count.to_string(),
                     ]);
                 }
-                for line in term::table_lines(&t, "") {
-                    writeln!(out, "{line}")?;
+                if !list.is_empty() {
+                    for line in term::table_lines(&t, "") {
+                        writeln!(out, "{line}")?;
+                    }
+                }
+                // Tables written by plain put/load/import are not typed: named here, so that
+                // an array holding only those does not look empty.
+                let plain: Vec<String> = engine
+                    .tables()
+                    .into_iter()
+                    .filter(|(n, _)| !n.starts_with('$') && list.iter().all(|i| &i.name != n))
+                    .map(|(n, keys)| format!("{n} ({keys} keys)"))
+                    .collect();
+                if list.is_empty() {
+                    writeln!(out, "no typed tables")?;
+                }
+                if !plain.is_empty() {
+                    writeln!(out, "key/value tables (not typed): {}", plain.join(", "))?;
                 }
             }
             Ok(0)
