@@ -842,6 +842,22 @@ impl Engine {
         Ok(a.io.add_device(device)?)
     }
 
+    /// Reads both superblock copies of every member and hot spare present and names each
+    /// one that is not what the last superblock write put there (unreadable, not a
+    /// superblock, another device's or array's, an older epoch): `slot 2 (d2.img) superblock
+    /// copy 1: not a superblock (bad magic)`. A member keeps two copies so that one torn or
+    /// overwritten copy loses nothing; with one bad the next fault on the other leaves the
+    /// member unrecognised. A read-only `status` asks for it (a writable engine's probe round
+    /// and `scrub --repair` rewrite bad copies). Two small reads per device.
+    pub fn check_superblocks(&self) -> Vec<String> {
+        self.shared
+            .array
+            .check_superblocks()
+            .iter()
+            .map(|b| self.shared.describe_bad_superblock(b, ""))
+            .collect()
+    }
+
     /// Adds a blank device (by engine index) as a hot spare. It takes the entry of a spare
     /// that failed in this session; a spare the array names that is missing otherwise (left
     /// out of the devices given, or wiped while the array was closed) makes it

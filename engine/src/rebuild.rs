@@ -9,7 +9,7 @@
 //!   anything is rebuilt, so if it comes back it is refused.
 //! - Only live data is rebuilt: segments in use, and in them the stripes of the log.
 
-use crate::array::Array;
+use crate::array::{Array, BadSuperblock};
 use crate::error::{Error, Result};
 use crate::format::*;
 use crate::log::segment_read::{
@@ -1213,26 +1213,27 @@ impl Shared {
     /// The superblock part of a scrub: every copy checked, and with `repair` all rewritten
     /// (one superblock write, as any device state change makes) when one is bad, then
     /// checked again.
+    /// A bad superblock copy for people: `slot 2 (d2.img) superblock copy 1: not a
+    /// superblock (bad magic)`, with `still` after the copy number for one a rewrite did not
+    /// mend.
+    pub(crate) fn describe_bad_superblock(&self, b: &BadSuperblock, still: &str) -> String {
+        let a = &self.array;
+        let name = if b.entry < a.n() {
+            format!("slot {} ({})", b.entry, a.slot_name(b.entry))
+        } else {
+            format!("spare entry {}", b.entry)
+        };
+        format!("{name} superblock copy {}{still}: {}", b.copy, b.why)
+    }
+
     fn scrub_superblocks(&self, repair: bool, r: &mut ScrubReport) -> Result<()> {
         let a = &self.array;
-        let name = |entry: usize| {
-            if entry < a.n() {
-                format!("slot {entry} ({})", a.slot_name(entry))
-            } else {
-                format!("spare entry {entry}")
-            }
-        };
         let bad = a.check_superblocks();
         for b in &bad {
             if let Some(n) = r.bad_superblocks_per_slot.get_mut(b.entry) {
                 *n += 1;
             }
-            r.bad_superblocks.push(format!(
-                "{} superblock copy {}: {}",
-                name(b.entry),
-                b.copy,
-                b.why
-            ));
+            r.bad_superblocks.push(self.describe_bad_superblock(b, ""));
         }
         if bad.is_empty() || !repair {
             return Ok(());
@@ -1251,12 +1252,8 @@ impl Shared {
         // A copy the rewrite did not mend (the device drops or misplaces writes) stays in
         // the findings; no data is lost with it, so it is not "unrecoverable".
         for s in &still {
-            r.bad_superblocks.push(format!(
-                "{} superblock copy {} still bad after the rewrite: {}",
-                name(s.entry),
-                s.copy,
-                s.why
-            ));
+            r.bad_superblocks
+                .push(self.describe_bad_superblock(s, " still bad after the rewrite"));
         }
         Ok(())
     }

@@ -206,6 +206,11 @@ pub struct Status {
     /// automatic policy cannot count on it.
     #[cfg_attr(feature = "serde", serde(default))]
     pub spares_missing: Vec<String>,
+    /// Superblock copies that are not what the array last wrote (`slot 2 (d2.img)
+    /// superblock copy 1: ...`): empty from [`Engine::status`], which does no I/O; the
+    /// `status` command fills it from [`Engine::check_superblocks`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub bad_superblocks: Vec<String>,
     /// What the engine does when a member is lost (`RecoveryPolicy::as_str`): "manual",
     /// "semi-automatic" or "automatic" (a hot spare takes the slot at once).
     #[cfg_attr(feature = "serde", serde(default))]
@@ -667,6 +672,7 @@ impl Engine {
             devices,
             spares,
             spares_missing,
+            bad_superblocks: Vec::new(),
             unrecognised,
             replaced,
             blank,

@@ -99,8 +99,35 @@ fn scrub_names_and_mends_a_bad_superblock_copy() {
         f.seek(SeekFrom::Start(1 << 20)).unwrap();
         f.write_all(&[0xa5; 4096]).unwrap();
     }
-    // A plain scrub writes nothing but what it found into the health blocks (for `status`).
+    // A read-only status reads both copies and says one is bad (before, ONLINE with exit
+    // 0 until a scrub ran), writing nothing.
     let before = digest_but_health_blocks(&p);
+    let out = ectable(&["status", "--devices", &all]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("state: ONLINE, but 1 superblock copy(ies) are bad")
+            && text.contains("errors: slot 2 (")
+            && text.contains("superblock copy 1: not a superblock"),
+        "{text}"
+    );
+    let out = ectable(&["status", "--json", "--devices", &all]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["bad_superblocks"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["code"] == "BAD_SUPERBLOCK"),
+        "{v}"
+    );
+    assert_eq!(digest_but_health_blocks(&p), before, "status wrote");
+    // A plain scrub writes nothing but what it found into the health blocks (for `status`).
     let out = ectable(&["scrub", "--devices", &all]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
@@ -134,6 +161,8 @@ fn scrub_names_and_mends_a_bad_superblock_copy() {
         Some(0),
         "{v}"
     );
+    let out = ectable(&["status", "--devices", &all]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(
         v["devices"]
             .as_array()

@@ -64,6 +64,9 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         Err(e) => return Err(e),
     };
     let mut st = engine.status();
+    // A node's probe round rewrites a bad copy within seconds; a closed array's stays bad
+    // until the next writing open, and only a read shows it.
+    st.bad_superblocks = engine.check_superblocks();
     for p in &gone {
         st.unrecognised.push((
             p.display().to_string(),
@@ -262,7 +265,8 @@ fn exit_code(st: &Status) -> i32 {
                 || st.writes_stopped.is_some()
                 || !write_refused(st).is_empty()
                 || unrepaired_scrub(st).is_some()
-                || !st.spares_missing.is_empty() =>
+                || !st.spares_missing.is_empty()
+                || !st.bad_superblocks.is_empty() =>
         {
             1
         }
@@ -317,6 +321,10 @@ pub fn print_status(st: &Status) {
         (None, None) if !st.spares_missing.is_empty() => println!(
             "  state: {state}, but {} hot spare(s) of the array are missing or failed",
             st.spares_missing.len()
+        ),
+        (None, None) if !st.bad_superblocks.is_empty() => println!(
+            "  state: {state}, but {} superblock copy(ies) are bad (errors: below)",
+            st.bad_superblocks.len()
         ),
         (Some(_), None) => println!("  state: {state}, but new writes fail (the file system under the member files is full)"),
         (None, None) => println!("  state: {state}"),
@@ -619,6 +627,9 @@ fn device_table(st: &Status) -> comfy_table::Table {
 
 /// The `errors:` line (and its note).
 fn print_errors(st: &Status) {
+    for b in &st.bad_superblocks {
+        println!("errors: {b}");
+    }
     let errors: u64 = st
         .devices
         .iter()
@@ -684,6 +695,9 @@ fn actions(st: &Status) -> Vec<String> {
             "The array names hot spare(s) that are missing or failed (device {}): list the spare in --devices if it is there and works; if it failed or was wiped, add another with 'ectable add-spare --force', which gives it the missing one's entry (a replacement cannot count on the missing one).",
             st.spares_missing.join(", ")
         ));
+    }
+    if !st.bad_superblocks.is_empty() {
+        out.push("A member keeps two copies of its superblock, and a copy is bad: one more fault on the other copy leaves the member unrecognised. Run 'ectable scrub --repair' (any writing command rewrites every superblock; the scrub reads them back).".to_string());
     }
     if let Some(s) = unrepaired_scrub(st) {
         out.push(format!(
@@ -805,6 +819,9 @@ fn and_held_fill(st: &Status, when: &str) -> String {
 /// `ectable status --json` (schema_version 1).
 pub fn status_json(st: &Status) -> Value {
     let mut checks = Vec::new();
+    for b in &st.bad_superblocks {
+        checks.push(json!({"code": "BAD_SUPERBLOCK", "severity": "warn", "message": b}));
+    }
     if !st.spares_missing.is_empty() {
         checks.push(json!({"code": "SPARE_MISSING", "severity": "warn",
             "message": format!("hot spare(s) named by the array not among the devices given: device {}", st.spares_missing.join(", "))}));
@@ -942,6 +959,7 @@ pub fn status_json(st: &Status) -> Value {
         })),
         "spares": st.spares,
         "spares_missing": st.spares_missing,
+        "bad_superblocks": st.bad_superblocks,
         "recovery_policy": st.recovery_policy,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
         "replaced": st.replaced,
