@@ -81,6 +81,15 @@ pub enum Error {
         /// The engine's reason.
         why: String,
     },
+    /// The take was stopped before its end (`TakeOptions::cancel`: the node holding the
+    /// array is stopping). A backup file being written is removed; nothing is kept.
+    #[error("{}: the backup was stopped after {written_bytes} bytes (the node is stopping); the unfinished file was removed: take it again once the node is back", path.display())]
+    Stopped {
+        /// The file being written.
+        path: PathBuf,
+        /// Bytes written when it stopped.
+        written_bytes: u64,
+    },
     /// Bad arguments (until-LSN, policy numbers, a target that cannot hold the data).
     #[error("{0}")]
     InvalidArgument(String),
@@ -144,7 +153,8 @@ impl Error {
             | Error::Corrupt { path, .. }
             | Error::Incomplete { path, .. }
             | Error::Chain { path, .. }
-            | Error::AlreadyExists { path } => Some(path),
+            | Error::AlreadyExists { path }
+            | Error::Stopped { path, .. } => Some(path),
             Error::HistoryGone { base, .. } => Some(base),
             Error::InvalidArgument(_) | Error::Engine { .. } => None,
         }
@@ -157,6 +167,7 @@ impl Error {
             | Error::Corrupt { offset_bytes, .. }
             | Error::Incomplete { offset_bytes, .. }
             | Error::Chain { offset_bytes, .. } => Some(*offset_bytes),
+            Error::Stopped { written_bytes, .. } => Some(*written_bytes),
             Error::AlreadyExists { .. }
             | Error::HistoryGone { .. }
             | Error::InvalidArgument(_)

@@ -28,7 +28,16 @@ pub struct TakeOptions<'a> {
     pub rate_bytes_per_sec: u64,
     /// Called with (bytes written, bytes expected) now and then.
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+    /// Set (by another thread: a node that is stopping) to stop the backup between rows:
+    /// the take ends with [`Error::Stopped`], and the file being written is removed.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
+
+/// The sink's error when the take is stopped (`TakeOptions::cancel`), turned into
+/// [`Error::Stopped`] once the engine hands it back.
+#[derive(Debug, thiserror::Error)]
+#[error("the backup was stopped")]
+struct StoppedMark;
 
 /// A file written as `NAME.partial` and renamed to `NAME` once complete and durable.
 pub(crate) struct AtomicFile {
@@ -112,9 +121,21 @@ struct Pace<'a, 'b> {
 }
 
 impl Pace<'_, '_> {
-    fn tick(&mut self, written: u64) {
+    fn stopped(&self) -> bool {
+        self.opts
+            .cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// After each row: reports, paces, and fails the sink with `StoppedMark` when the take
+    /// is to stop (also in the middle of a pause for the rate).
+    fn tick(&mut self, written: u64) -> std::result::Result<(), ectable_engine::Error> {
+        let stop = || Err(ectable_engine::Error::callback(StoppedMark));
+        if self.stopped() {
+            return stop();
+        }
         if written < self.last_report + (1 << 20) {
-            return;
+            return Ok(());
         }
         self.last_report = written;
         if let Some(p) = self.opts.progress.as_mut() {
@@ -123,11 +144,14 @@ impl Pace<'_, '_> {
         let rate = self.opts.rate_bytes_per_sec;
         if rate > 0 {
             let due = std::time::Duration::from_secs_f64(written as f64 / rate as f64);
-            let elapsed = self.start.elapsed();
-            if due > elapsed {
-                std::thread::sleep(due - elapsed);
+            while let Some(left) = due.checked_sub(self.start.elapsed()) {
+                if self.stopped() {
+                    return stop();
+                }
+                std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
             }
         }
+        Ok(())
     }
 
     fn done(&mut self, written: u64) {
@@ -209,11 +233,10 @@ pub fn take_full_to<W: Write>(
     let result = engine.backup_full(!engine.is_read_only(), &mut |table, key, value| {
         w.push_row(table, key, value)
             .map_err(ectable_engine::Error::callback)?;
-        pace.tick(w.written_bytes());
-        Ok(())
+        pace.tick(w.written_bytes())
     });
     let lsn = result.map_err(|e| match e {
-        ectable_engine::Error::Callback(e) => Error::io(name, w.written_bytes(), io_of(e)),
+        ectable_engine::Error::Callback(e) => sink_error(name, w.written_bytes(), e),
         e => Error::engine("taking the full backup", e),
     })?;
     let written = w.written_bytes();
@@ -299,11 +322,10 @@ pub fn take_incremental_to<W: Write>(
     };
     let result = engine.backup_changes(prev.end_lsn, !engine.is_read_only(), &mut |c| {
         w.push_change(c).map_err(ectable_engine::Error::callback)?;
-        pace.tick(w.written_bytes());
-        Ok(())
+        pace.tick(w.written_bytes())
     });
     let end = result.map_err(|e| match e {
-        ectable_engine::Error::Callback(e) => Error::io(name, w.written_bytes(), io_of(e)),
+        ectable_engine::Error::Callback(e) => sink_error(name, w.written_bytes(), e),
         ectable_engine::Error::HistoryGone { from_lsn, why } => Error::HistoryGone {
             base: base.to_path_buf(),
             base_end_lsn: prev.end_lsn,
@@ -336,6 +358,18 @@ pub fn take_incremental_to<W: Write>(
         .map_err(|e| Error::io(name, manifest.file_size_bytes, e))?;
     pace.done(manifest.file_size_bytes);
     Ok((out, manifest))
+}
+
+/// The error a sink returned through the engine: the take was stopped, or (anything else)
+/// an I/O error at `written` bytes of `name`.
+fn sink_error(name: &Path, written: u64, e: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    if e.is::<StoppedMark>() {
+        return Error::Stopped {
+            path: name.to_path_buf(),
+            written_bytes: written,
+        };
+    }
+    Error::io(name, written, io_of(e))
 }
 
 /// The I/O error a sink returned through the engine (anything else, as an I/O error).

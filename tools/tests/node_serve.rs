@@ -1583,3 +1583,60 @@ fn sigterm_stops_a_running_scrub_and_the_node() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("scan: scrub"), "{text}");
 }
+
+/// The same for a backup: before, SIGTERM waited for a rate-limited backup to be written
+/// to its end. Now it stops between rows, the unfinished file is removed (no `.partial`
+/// left, no backup file), the node stops in seconds, and the CLI exits 75 saying so.
+#[test]
+fn sigterm_stops_a_running_backup_and_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let devs = join(&format6(dir.path(), "d"));
+    load_rows(&devs, "20000", "1K");
+    let node = NodeProc::start(&devs, dir.path());
+    let target = dir.path().join("b.ectb");
+    let partial = dir.path().join("b.ectb.partial");
+    let backup = {
+        let (dir, devs, target) = (
+            dir.path().to_path_buf(),
+            devs.clone(),
+            target.display().to_string(),
+        );
+        std::thread::spawn(move || {
+            cli(
+                &dir,
+                &[
+                    "backup",
+                    "--devices",
+                    &devs,
+                    "--to",
+                    &target,
+                    "--rate",
+                    "64K",
+                ],
+            )
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while !partial.exists() {
+        assert!(
+            Instant::now() < until,
+            "the backup did not start on the node"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let (code, err) = node.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the node took {:?} to stop",
+        t.elapsed()
+    );
+    let out = backup.join().unwrap();
+    let berr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{berr}");
+    assert!(berr.contains("the backup was stopped after"), "{berr}");
+    assert!(!partial.exists(), "the unfinished backup file was left");
+    assert!(!target.exists(), "a stopped backup left a backup file");
+}

@@ -227,6 +227,7 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     let mut opts = TakeOptions {
         rate_bytes_per_sec: a.rate,
         progress: Some(&mut report),
+        cancel: None,
     };
     let to_stdout = a.to.as_deref() == Some(Path::new("-"));
     if to_stdout && std::io::stdout().is_terminal() {

@@ -525,9 +525,12 @@ impl Node {
         let _one = self.one_at_a_time()?;
         let mut report =
             |done: u64, total: u64| progress(json!({"bytes_done": done, "bytes_total": total}));
+        // A node that is stopping stops the backup between rows (the unfinished file is
+        // removed) rather than hold the close for the rest of it.
         let mut opts = TakeOptions {
             rate_bytes_per_sec: req.rate,
             progress: Some(&mut report),
+            cancel: Some(self.stopping.as_ref()),
         };
         let (path, m, reason, pruned) = match (&req.auto, &req.to, &req.incremental_from) {
             (Some(dir), _, _) => {
@@ -753,7 +756,7 @@ async fn shutdown_signal(stopping: Arc<std::sync::atomic::AtomicBool>) {
         _ = int.recv() => {}
     }
     stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-    eprintln!("ectable node: stopping (requests in flight finish, a scrub or rebuild stops between segments, then the array closes)");
+    eprintln!("ectable node: stopping (requests in flight finish, a scrub or rebuild stops between segments and a backup between rows, then the array closes)");
 }
 
 /// Tells systemd (a `Type=notify` unit) about the node's state, when NOTIFY_SOCKET is set.
