@@ -53,17 +53,40 @@ pub fn run(kind: BackendKind, a: &DemoArgs) -> Result<i32> {
         "== ectable demo: RS(4,2) over 6 file-backed devices in {}\n",
         dir.display()
     );
+    // Small demo devices get segments small enough for 64 or more a device (the default
+    // 8 MiB gives 256 MiB files 31, few for the cleaner: `format` warns of that), so that
+    // the files left behind take the other commands (overwrites, cleaning) well.
+    let defaults = FormatOptions::default();
+    let default_segment =
+        ectable_engine::format::Layout::default_segment_size(defaults.chunk_size_bytes);
+    let segment = crate::cmd::format::roomy_segment_size(
+        device_size.saturating_sub(1 << 20),
+        defaults.chunk_size_bytes,
+    )
+    .min(default_segment as u64);
+    let segment_arg = if segment < default_segment as u64 {
+        match segment % (1 << 20) {
+            0 => format!(" --segment-size {}M", segment >> 20),
+            _ => format!(" --segment-size {}K", segment >> 10),
+        }
+    } else {
+        String::new()
+    };
     println!(
-        "$ ectable format --devices {list} --k 4 --m 2 --create-size {}M",
+        "$ ectable format --devices {list} --k 4 --m 2 --create-size {}M{segment_arg}",
         device_size >> 20
     );
     let io: Arc<dyn IoBackend> = open_devices(&paths, Some(device_size), false, kind)?;
-    let info = format(io.as_ref(), &FormatOptions::default())?;
+    let opts = FormatOptions {
+        segment_size_bytes: segment as u32,
+        ..defaults
+    };
+    let info = format(io.as_ref(), &opts)?;
     println!(
-        "formatted array {}: {} segments of {} MiB per device\n",
+        "formatted array {}: {} segments of {} per device\n",
         ectable_engine::format::uuid_string(&info.array_uuid),
         info.segment_count,
-        info.segment_size_bytes >> 20
+        crate::term::bytes(info.segment_size_bytes as u64)
     );
     let dev = DevicesArg {
         devices: list.clone(),

@@ -181,10 +181,7 @@ fn few_segments(count: u32, segment: u32, chunk: u32) -> Option<String> {
         return None;
     }
     let capacity = count as u64 * segment as u64;
-    let mut s = 2 * chunk as u64;
-    while s * 2 * 64 <= capacity {
-        s *= 2;
-    }
+    let s = roomy_segment_size(capacity, chunk);
     let better = (s < segment as u64).then(|| {
         format!(
             "; a smaller --segment-size ({}: about {} segments) gives it more to work with",
@@ -197,6 +194,16 @@ fn few_segments(count: u32, segment: u32, chunk: u32) -> Option<String> {
         term::bytes(segment as u64),
         better.unwrap_or_default()
     ))
+}
+
+/// The largest power-of-two segment size (at least two chunks) that gives a device of
+/// `capacity` bytes 64 segments or more.
+pub(crate) fn roomy_segment_size(capacity: u64, chunk: u32) -> u64 {
+    let mut s = 2 * chunk as u64;
+    while s * 2 * 64 <= capacity {
+        s *= 2;
+    }
+    s
 }
 
 /// `ectable add-spare`.
