@@ -1584,6 +1584,99 @@ fn sigterm_stops_a_running_scrub_and_the_node() {
     assert!(!text.contains("scan: scrub"), "{text}");
 }
 
+/// A member named another way (a symlink to its file) given as the new device of a replace
+/// or as a spare through a node: before, the node's open waited 10 s for the lock it holds
+/// itself and then answered "in use" (exit 75); now it is refused at once as already in the
+/// array (exit 78). And a spare the node refuses because the array names a spare that is
+/// not among its devices: the file made for it is removed again.
+#[test]
+fn a_member_under_another_name_is_refused_at_once_by_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = format6(dir.path(), "d");
+    let devs = join(&p);
+    let spare = dir.path().join("s1.img");
+    let out = cli(
+        dir.path(),
+        &[
+            "add-spare",
+            "--devices",
+            &devs,
+            "--spare",
+            spare.to_str().unwrap(),
+            "--create-size",
+            "64M",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The node is started without the spare.
+    let node = NodeProc::start(&devs, dir.path());
+    let link = dir.path().join("link.img");
+    std::os::unix::fs::symlink(&p[1], &link).unwrap();
+    let link = link.to_str().unwrap();
+    for args in [
+        vec![
+            "replace",
+            "--devices",
+            &devs,
+            "--old",
+            p[1].to_str().unwrap(),
+            "--new",
+            link,
+            "--yes",
+        ],
+        vec!["add-spare", "--devices", &devs, "--spare", link],
+    ] {
+        let t = Instant::now();
+        let out = cli(dir.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
+        assert!(err.contains("is already in this array"), "{err}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            t.elapsed()
+        );
+    }
+    let s2 = dir.path().join("s2.img");
+    let out = cli(
+        dir.path(),
+        &[
+            "add-spare",
+            "--devices",
+            &devs,
+            "--spare",
+            s2.to_str().unwrap(),
+            "--create-size",
+            "64M",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("give --force to let"), "{err}");
+    assert!(!s2.exists(), "the refused spare's file was left behind");
+    let (code, err) = node.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    // Nothing changed: the spare left out of the node is still the spare.
+    let out = cli(
+        dir.path(),
+        &[
+            "status",
+            "--devices",
+            &format!("{devs},{}", spare.display()),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// The same for a backup: before, SIGTERM waited for a rate-limited backup to be written
 /// to its end. Now it stops between rows, the unfinished file is removed (no `.partial`
 /// left, no backup file), the node stops in seconds, and the CLI exits 75 saying so.

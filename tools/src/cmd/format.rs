@@ -213,6 +213,22 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     // Listed in --devices (a unit file's list that still names a device replaced out of the
     // array, say), it may be a member: whoever opens the array tells, below or in the node.
     let listed = paths.contains(spare);
+    // A running node opens (or makes) the spare itself: a device it holds already, under
+    // another name, would keep an open here waiting for the node's lock.
+    if let Some(node) = crate::node::client::find(&a.dev)? {
+        let abs = std::path::absolute(spare).unwrap_or_else(|_| spare.clone());
+        let answer = node.post_long(
+            "/v1/admin/add-spare",
+            &serde_json::json!({
+                "device": abs.display().to_string(),
+                "create_size": a.create_size,
+                "preallocate": a.preallocate,
+                "force": a.force,
+            }),
+        )?;
+        spare_added(spare, answer["in_place_of"].as_str());
+        return Ok(0);
+    }
     // A file made here is removed again when the spare is refused.
     let mut made = crate::cmd::rebuild::MadeFile(
         (!listed && a.create_size.is_some() && spare.symlink_metadata().is_err())
@@ -234,19 +250,6 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
                 );
             }
         }
-    }
-    if let Some(node) = crate::node::client::find(&a.dev)? {
-        let abs = std::path::absolute(spare).unwrap_or_else(|_| spare.clone());
-        let answer = node
-            .post_long(
-                "/v1/admin/add-spare",
-                &serde_json::json!({"device": abs.display().to_string(), "force": a.force}),
-            )
-            // (The node words a missing spare's refusal as below.)
-            ?;
-        made.0 = None;
-        spare_added(spare, answer["in_place_of"].as_str());
-        return Ok(0);
     }
     if !listed {
         paths.push(spare.clone());

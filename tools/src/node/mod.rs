@@ -406,6 +406,28 @@ impl Node {
                 path.display()
             );
         }
+        // The same storage under another name (a relative path the node was started with, a
+        // loop device over a member's file): the open below would wait for the lock this
+        // node holds and then say "in use". A read-only handle takes no lock.
+        if path.exists() {
+            let ro = ectable_devices::FileDevice::open(
+                path,
+                &ectable_devices::OpenOptions {
+                    read_only: true,
+                    ..Default::default()
+                },
+            );
+            if let Ok(ro) = ro {
+                let ro: Arc<dyn ectable_devices::BlockDevice> = Arc::new(ro);
+                if self.s().engine.holds_device(&ro) {
+                    crate::fail!(
+                        crate::exit::CONFIG,
+                        "{} is already in this array: a member or a hot spare (under this or another name)",
+                        path.display()
+                    );
+                }
+            }
+        }
         let dev = crate::open_added_device(path, new.create_size, new.preallocate)?;
         if let Some(array) = crate::cmd::examine::probe_path(path)? {
             if !force {
@@ -487,6 +509,11 @@ impl Node {
         }
         let engine = &self.s().engine;
         let missing = engine.status().spares_missing;
+        // A file made for it is removed again when the spare is refused.
+        let mut made = crate::cmd::rebuild::MadeFile(
+            (new.create_size.is_some() && new.path.symlink_metadata().is_err())
+                .then_some(new.path.as_path()),
+        );
         let dev = self.open_new_device(new)?;
         let added = if new.force {
             engine.add_spare_device_in_place_of_missing(dev)
@@ -494,6 +521,7 @@ impl Node {
             engine.add_spare_device(dev)
         };
         added.map_err(|e| crate::cmd::format::spare_missing_hint(e.into(), &new.path))?;
+        made.0 = None;
         // (A spare that failed while the node ran gives its entry without being asked to.)
         let in_place_of = crate::cmd::format::spare_taken(&missing, engine);
         self.swap_device(None, &new.path);
