@@ -392,7 +392,16 @@ impl Node {
     /// Opens `path` in the node's process (created at `create_size` if missing; with
     /// `force`, wiped when it holds an ectable array) for a hand-over to the engine. A
     /// member is refused before the open, which would wait for the claim this node holds.
-    fn open_new_device(&self, new: &NewDevice) -> Result<Arc<dyn ectable_devices::BlockDevice>> {
+    /// Opens (or makes, `create_size`) the device for `replace` or `add-spare`. The file it
+    /// made, if any, is removed when the returned guard drops before it is cleared: when the
+    /// engine then refuses the device.
+    fn open_new_device<'a>(
+        &self,
+        new: &'a NewDevice,
+    ) -> Result<(
+        Arc<dyn ectable_devices::BlockDevice>,
+        crate::cmd::rebuild::MadeFile<'a>,
+    )> {
         let (path, force) = (new.path.as_path(), new.force);
         if self
             .s()
@@ -428,6 +437,9 @@ impl Node {
                 }
             }
         }
+        let made = crate::cmd::rebuild::MadeFile(
+            (new.create_size.is_some() && path.symlink_metadata().is_err()).then_some(path),
+        );
         let dev = crate::open_added_device(path, new.create_size, new.preallocate)?;
         if let Some(array) = crate::cmd::examine::probe_path(path)? {
             if !force {
@@ -444,7 +456,7 @@ impl Node {
             }
             ectable_engine::wipe_device(&dev)?;
         }
-        Ok(Arc::new(dev))
+        Ok((Arc::new(dev), made))
     }
 
     fn replace(
@@ -455,7 +467,7 @@ impl Node {
         progress: &mut dyn FnMut(JsonValue),
     ) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        let dev = self.open_new_device(new)?;
+        let (dev, mut made) = self.open_new_device(new)?;
         let old = self
             .s()
             .engine
@@ -464,6 +476,7 @@ impl Node {
             .get(slot)
             .and_then(|d| d.path.clone());
         self.s().engine.replace_with_device(slot, dev)?;
+        made.0 = None;
         self.swap_device(old.as_deref(), &new.path);
         let mut r = self.run_rebuild(&format!("rebuild of slot {slot}"), rate, progress)?;
         r["slot"] = json!(slot);
@@ -509,12 +522,7 @@ impl Node {
         }
         let engine = &self.s().engine;
         let missing = engine.status().spares_missing;
-        // A file made for it is removed again when the spare is refused.
-        let mut made = crate::cmd::rebuild::MadeFile(
-            (new.create_size.is_some() && new.path.symlink_metadata().is_err())
-                .then_some(new.path.as_path()),
-        );
-        let dev = self.open_new_device(new)?;
+        let (dev, mut made) = self.open_new_device(new)?;
         let added = if new.force {
             engine.add_spare_device_in_place_of_missing(dev)
         } else {
