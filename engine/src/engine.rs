@@ -849,11 +849,18 @@ impl Engine {
     /// overwritten copy loses nothing; with one bad the next fault on the other leaves the
     /// member unrecognised. A read-only `status` asks for it (a writable engine's probe round
     /// and `scrub --repair` rewrite bad copies). Two small reads per device.
+    ///
+    /// A read-only engine beside a writer could read a copy while the writer rewrites it: a
+    /// copy found bad is read again a moment later, and named only when it is still bad.
     pub fn check_superblocks(&self) -> Vec<String> {
-        self.shared
-            .array
-            .check_superblocks()
-            .iter()
+        let a = &self.shared.array;
+        let mut bad = a.check_superblocks();
+        if !bad.is_empty() && a.read_only {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let again = a.check_superblocks();
+            bad.retain(|b| again.iter().any(|x| x.entry == b.entry && x.copy == b.copy));
+        }
+        bad.iter()
             .map(|b| self.shared.describe_bad_superblock(b, ""))
             .collect()
     }
