@@ -1635,6 +1635,11 @@ fn a_member_under_another_name_is_refused_at_once_by_a_node() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
         assert!(err.contains("is already in this array"), "{err}");
+        // Refused before a replace's plan is shown (and, on a terminal, asked about).
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("plan:"),
+            "{args:?}"
+        );
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "{args:?} took {:?}",

@@ -574,7 +574,7 @@ fn replace_via_node(node: &crate::node::client::NodeClient, a: &ReplaceArgs) -> 
     let new_abs = std::path::absolute(new).unwrap_or_else(|_| new.to_path_buf());
     let plan = node.post(
         "/v1/admin/replace-plan",
-        &json!({"old": a.old, "old_slot": a.old_slot}),
+        &json!({"old": a.old, "old_slot": a.old_slot, "new": new_abs.display().to_string()}),
     )?;
     let slot = plan["slot"].as_u64().unwrap_or(0) as usize;
     println!(

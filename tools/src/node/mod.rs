@@ -381,6 +381,34 @@ impl Node {
 
     /// The slot `replace` would rebuild: `old_slot`, or the slot of the member at `old`,
     /// or the one slot missing.
+    /// Refuses a device the engine holds already, under this or another name (a relative
+    /// path the node was started with, a symlink, a loop device over a member's file):
+    /// opening it for writing would wait for the lock this node holds and then say "in
+    /// use". A read-only handle takes no lock.
+    pub fn refuse_held(&self, path: &Path) -> Result<()> {
+        if !path.exists() {
+            return Ok(());
+        }
+        let ro = ectable_devices::FileDevice::open(
+            path,
+            &ectable_devices::OpenOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        );
+        if let Ok(ro) = ro {
+            let ro: Arc<dyn ectable_devices::BlockDevice> = Arc::new(ro);
+            if self.s().engine.holds_device(&ro) {
+                crate::fail!(
+                    crate::exit::CONFIG,
+                    "{} is already in this array: a member or a hot spare (under this or another name)",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn replace_slot(&self, old: &str, old_slot: Option<usize>) -> Result<usize> {
         let engine = &self.s().engine;
         let member = engine
@@ -415,28 +443,7 @@ impl Node {
                 path.display()
             );
         }
-        // The same storage under another name (a relative path the node was started with, a
-        // loop device over a member's file): the open below would wait for the lock this
-        // node holds and then say "in use". A read-only handle takes no lock.
-        if path.exists() {
-            let ro = ectable_devices::FileDevice::open(
-                path,
-                &ectable_devices::OpenOptions {
-                    read_only: true,
-                    ..Default::default()
-                },
-            );
-            if let Ok(ro) = ro {
-                let ro: Arc<dyn ectable_devices::BlockDevice> = Arc::new(ro);
-                if self.s().engine.holds_device(&ro) {
-                    crate::fail!(
-                        crate::exit::CONFIG,
-                        "{} is already in this array: a member or a hot spare (under this or another name)",
-                        path.display()
-                    );
-                }
-            }
-        }
+        self.refuse_held(path)?;
         let made = crate::cmd::rebuild::MadeFile(
             (new.create_size.is_some() && path.symlink_metadata().is_err()).then_some(path),
         );

@@ -1037,10 +1037,15 @@ async fn admin_replace_plan(
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
     let body = body_json(body)?;
-    only_fields(&body, &["old", "old_slot"], "the body")?;
+    only_fields(&body, &["old", "old_slot", "new"], "the body")?;
     let old = str_field(&body, "old")?.unwrap_or("").to_string();
     let old_slot = u64_field(&body, "old_slot")?.map(|s| s as usize);
+    let new = str_field(&body, "new")?.map(std::path::PathBuf::from);
     blocking(&node, move |n| {
+        // A new device the array holds already is refused before the plan is shown.
+        if let Some(new) = &new {
+            n.refuse_held(new)?;
+        }
         Ok(Json(json!({"slot": n.replace_slot(&old, old_slot)?})))
     })
     .await
