@@ -638,11 +638,15 @@ fn a_replaced_device_given_back_is_called_replaced() {
     // Without its replacement too.
     let mut back = p[..6].to_vec();
     back[2] = p[2].clone();
+    // (status shows the array without it, its replacement missing, and names it.)
     let out = ectable(&["status", "--devices", &join(&back)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("has been replaced"),
+        stdout(&out).contains(&format!(
+            "given: {old}: was replaced out of this array (it held slot 2); not used"
+        )) && stdout(&out).contains("DEGRADED"),
         "{}",
-        stderr(&out)
+        stdout(&out)
     );
     assert_eq!(digest(&p), before);
 
@@ -859,4 +863,53 @@ fn replace_says_when_the_array_is_still_degraded_after_it() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("still"), "{}", stdout(&out));
+}
+
+/// A device of another array in the list (a unit file's list gone out of date): every
+/// command refuses the list, naming the device, and so did `status`, with exit 4 and no
+/// view of the array. Now `status` shows the array without it, names it (`given: ...`, the
+/// check DEVICE_NOT_MEMBER) and exits 1, so that monitoring sees that the list is wrong.
+#[test]
+fn status_names_a_device_of_another_array_and_shows_the_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 6);
+    let all = join(&p);
+    format_small(&all);
+    let other = devs(dir.path(), "o", 6);
+    format_small(&join(&other));
+    let list = format!("{all},{}", other[0].display());
+    let out = ectable(&["status", "--devices", &list]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(&format!(
+            "given: {}: belongs to another ectable array",
+            other[0].display()
+        )) && text.contains("state: ONLINE")
+            && text.contains("all 6 devices online"),
+        "{text}"
+    );
+    let out = ectable(&["status", "--devices", &list, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["code"] == "DEVICE_NOT_MEMBER"),
+        "{v}"
+    );
+    // Writing commands still refuse the list.
+    let out = ectable(&[
+        "put",
+        "--devices",
+        &list,
+        "--table",
+        "t",
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
 }

@@ -43,7 +43,8 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     // A path that does not exist (an unplugged device) is a missing member, as a device left
     // out of --devices is: status reports on the others.
     let paths = crate::cmd::common::devices(&a.dev)?;
-    let (present, gone): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.exists());
+    let (mut present, gone): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.into_iter().partition(|p| p.exists());
     if present.is_empty() {
         crate::fail!(
             crate::exit::NO_INPUT,
@@ -51,19 +52,42 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
             a.dev.devices
         );
     }
-    let dev = DevicesArg {
-        devices: present
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    };
-    let engine = match open_array(kind, &dev, true) {
-        Ok(e) => e,
-        Err(e) if unopenable(&e) => return unavailable(a, &e, &gone),
-        Err(e) => return Err(e),
+    // A device of another array, or one replaced out of this one, in the list (a unit
+    // file's list gone out of date): every other command refuses the list, naming it;
+    // status shows the array without it, names it, and does not say all is well.
+    let mut strays: Vec<(String, String)> = Vec::new();
+    let engine = loop {
+        let dev = DevicesArg {
+            devices: present
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        match open_array(kind, &dev, true) {
+            Ok(e) => break e,
+            Err(e) if unopenable(&e) => return unavailable(a, &e, &gone),
+            Err(e) => {
+                let stray = stray_device(&e).and_then(|(device, why)| {
+                    let i = present
+                        .iter()
+                        .position(|p| p.display().to_string() == device)?;
+                    Some((i, device, why))
+                });
+                match stray {
+                    Some((i, device, why)) if present.len() > 1 => {
+                        present.remove(i);
+                        strays.push((device, why));
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
     };
     let mut st = engine.status();
+    for (device, why) in &strays {
+        st.unrecognised.push((device.clone(), why.clone()));
+    }
     // A node's probe round rewrites a bad copy within seconds; a closed array's stays bad
     // until the next writing open, and only a read shows it.
     st.bad_superblocks = engine.check_superblocks();
@@ -75,6 +99,15 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     }
     if a.json {
         let mut v = status_json(&st);
+        for (device, why) in &strays {
+            if let Some(checks) = v["checks"].as_array_mut() {
+                checks.insert(
+                    0,
+                    json!({"code": "DEVICE_NOT_MEMBER", "severity": "warn",
+                        "message": format!("{device}: {why}")}),
+                );
+            }
+        }
         if let Some(why) = &stuck {
             v["node_not_answering"] = json!(why);
             if let Some(checks) = v["checks"].as_array_mut() {
@@ -89,10 +122,35 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         if let Some(why) = &stuck {
             println!("   node: NOT ANSWERING: {why}; below, the array as its devices show it");
         }
+        for (device, why) in &strays {
+            println!(
+                "  given: {device}: {why}; every other command refuses this --devices list: leave it out"
+            );
+        }
         print_status(&st);
     }
     let code = exit_code(&st);
-    Ok(if stuck.is_some() { code.max(1) } else { code })
+    Ok(if stuck.is_some() || !strays.is_empty() {
+        code.max(1)
+    } else {
+        code
+    })
+}
+
+/// A device of the list that is not this array's (another array's, or replaced out of this
+/// one), if that is why the open failed: its name, and why, for status.
+fn stray_device(e: &anyhow::Error) -> Option<(String, String)> {
+    crate::cmd::common::engine_errors(e).find_map(|x| match x {
+        ectable_engine::Error::ForeignDevice { device, found } => Some((
+            device.clone(),
+            format!("belongs to another ectable array ({found}); not used"),
+        )),
+        ectable_engine::Error::ReplacedDevice { device, slot, .. } => Some((
+            device.clone(),
+            format!("was replaced out of this array (it held slot {slot}); not used"),
+        )),
+        _ => None,
+    })
 }
 
 /// Too few members present, the log unreadable (more than m members missing what it
