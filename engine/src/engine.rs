@@ -792,6 +792,7 @@ impl Engine {
 
     /// Hands a new blank device to the running engine as a hot spare (the checks of
     /// [`Engine::replace_with_device`]). Returns its engine index.
+    ///
     /// A hot spare the array names that is missing and did not fail in this session makes it
     /// [`Error::SpareMissing`], with nothing changed: see
     /// [`Engine::add_spare_device_in_place_of_missing`].
