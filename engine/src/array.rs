@@ -1082,6 +1082,7 @@ impl Array {
                     device: names[d].clone(),
                     array: uuid_string(&array_uuid),
                     slot,
+                    was_spare: slot >= n,
                     device_uuid: uuid_string(&sb.device_uuid),
                 });
             }

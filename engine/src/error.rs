@@ -36,14 +36,17 @@ pub enum Error {
     /// the devices given to open, or reuse it: `wipe_device`, a format with `force`, or a
     /// replace or spare with `force`. (The message states the fact only; the CLI adds its
     /// own advice.)
-    #[error("{device}: was a member of array {array} in slot {slot} but has been replaced (its device id {device_uuid} is no longer a member)")]
+    #[error("{device}: was {} but has been replaced (its device id {device_uuid} is no longer a member)", if *was_spare { format!("a hot spare of array {array} (member entry {slot})") } else { format!("a member of array {array} in slot {slot}") })]
     ReplacedDevice {
         /// The replaced device.
         device: String,
         /// The uuid of the array it was a member of.
         array: String,
-        /// The slot its superblock names.
+        /// The slot its superblock names (a hot spare's member entry, at or after n).
         slot: usize,
+        /// Its superblock makes it a hot spare (an old copy of a spare that has since taken
+        /// a slot or been replaced).
+        was_spare: bool,
         /// Its own device uuid, no longer in the member list.
         device_uuid: String,
     },

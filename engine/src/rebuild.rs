@@ -538,6 +538,7 @@ impl Shared {
                 device: name,
                 array: uuid_string(&own.array_uuid),
                 slot,
+                was_spare: false,
                 device_uuid: uuid_string(&own.device_uuid),
             });
         }

@@ -913,3 +913,63 @@ fn status_names_a_device_of_another_array_and_shows_the_array() {
     ]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
 }
+
+/// An old copy of a hot spare (taken before the spare took a slot) listed beside the
+/// array: it was called "a member ... in slot 6"; it is named an old hot spare, and status
+/// shows the array without it.
+#[test]
+fn an_old_copy_of_a_spare_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = devs(dir.path(), "d", 6);
+    let all = join(&p);
+    format_small(&all);
+    let spare = dir.path().join("s1.img");
+    std::fs::File::create(&spare)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &all,
+        "--spare",
+        spare.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = dir.path().join("s1old.img");
+    std::fs::copy(&spare, &old).unwrap();
+    std::fs::remove_file(&p[2]).unwrap();
+    let mut now: Vec<_> = p.clone();
+    now[2] = spare.clone();
+    let now = join(&now);
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &now,
+        "--old",
+        p[2].to_str().unwrap(),
+        "--old-slot",
+        "2",
+        "--new",
+        spare.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let with_old = format!("{now},{}", old.display());
+    let out = ectable(&["status", "--devices", &with_old]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(&format!(
+            "given: {}: an old hot spare of this array (member entry 6), replaced since",
+            old.display()
+        )) && text.contains("state: ONLINE"),
+        "{text}"
+    );
+    let out = ectable(&["get", "--devices", &with_old, "--table", "t", "--key", "k"]);
+    assert!(
+        stderr(&out).contains("was a hot spare of array "),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -145,9 +145,18 @@ fn stray_device(e: &anyhow::Error) -> Option<(String, String)> {
             device.clone(),
             format!("belongs to another ectable array ({found}); not used"),
         )),
-        ectable_engine::Error::ReplacedDevice { device, slot, .. } => Some((
+        ectable_engine::Error::ReplacedDevice {
+            device,
+            slot,
+            was_spare,
+            ..
+        } => Some((
             device.clone(),
-            format!("was replaced out of this array (it held slot {slot}); not used"),
+            if *was_spare {
+                format!("an old hot spare of this array (member entry {slot}), replaced since; not used")
+            } else {
+                format!("was replaced out of this array (it held slot {slot}); not used")
+            },
         )),
         _ => None,
     })
