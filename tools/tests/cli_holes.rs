@@ -34,6 +34,40 @@ fn format_small(list: &str) {
 }
 
 /// `ectable put` of one key/value; panics with its stderr if it fails.
+/// Six small members (`format_small`) and a 2 MiB hot spare `spare.img` added: the
+/// members, their list, the spare.
+fn array_with_a_spare(
+    dir: &std::path::Path,
+) -> (Vec<std::path::PathBuf>, String, std::path::PathBuf) {
+    let p = devs(dir, "d", 6);
+    let all = join(&p);
+    format_small(&all);
+    let spare = dir.join("spare.img");
+    std::fs::File::create(&spare)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let out = add_spare(&all, &spare, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    (p, all, spare)
+}
+
+/// `ectable add-spare --devices LIST --spare SPARE EXTRA...`.
+fn add_spare(list: &str, spare: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["add-spare", "--devices", list, "--spare"];
+    args.push(spare.to_str().unwrap());
+    args.extend_from_slice(extra);
+    ectable(&args)
+}
+
+/// `status --json` of LIST: the exit code and the JSON.
+fn status_json(list: &str) -> (Option<i32>, serde_json::Value) {
+    let out = ectable(&["status", "--devices", list, "--json"]);
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    (out.status.code(), v)
+}
+
 fn put_ok(devices: &str, table: &str, key: &str, value: &str) {
     let out = ectable(&[
         "put",
@@ -279,22 +313,12 @@ fn a_block_copy_of_a_member_is_named_as_a_copy() {
 #[test]
 fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let p = devs(dir.path(), "d", 6);
-    let all = join(&p);
-    format_small(&all);
-    let spare = dir.path().join("spare.img");
+    let (p, all, spare) = array_with_a_spare(dir.path());
     let spare2 = dir.path().join("spare2.img");
-    for s in [&spare, &spare2] {
-        std::fs::File::create(s).unwrap().set_len(2 << 20).unwrap();
-    }
-    let out = ectable(&[
-        "add-spare",
-        "--devices",
-        &all,
-        "--spare",
-        spare.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::File::create(&spare2)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
     let with = |s: &std::path::Path| format!("{all},{}", s.display());
     let out = ectable(&["status", "--devices", &with(&spare)]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
@@ -308,8 +332,7 @@ fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
             && text.contains("add another with 'ectable add-spare --force'"),
         "{text}"
     );
-    let out = ectable(&["status", "--devices", &with(&spare), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, v) = status_json(&with(&spare));
     assert_eq!(v["spares_missing"].as_array().map(Vec::len), Some(1), "{v}");
     assert!(
         v["checks"]
@@ -330,31 +353,22 @@ fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
 
     // The array cannot tell a dead spare from one left out of this command: told to
     // (--force), the new spare takes its entry.
-    let add2 = |force: bool| {
-        let mut args = vec!["add-spare", "--devices", &all, "--spare"];
-        args.push(spare2.to_str().unwrap());
-        if force {
-            args.push("--force");
-        }
-        ectable(&args)
-    };
-    let out = add2(false);
+    let out = add_spare(&all, &spare2, &[]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("give --force to let"),
         "{}",
         stderr(&out)
     );
-    let out = add2(true);
+    let out = add_spare(&all, &spare2, &["--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("in place of the spare device"),
         "{}",
         stdout(&out)
     );
-    let out = ectable(&["status", "--devices", &with(&spare2), "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, v) = status_json(&with(&spare2));
+    assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["spares"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["spares_missing"].as_array().map(Vec::len), Some(0), "{v}");
 }
@@ -367,33 +381,10 @@ fn a_hot_spare_that_is_gone_is_reported_and_replaced() {
 #[test]
 fn a_spare_left_out_of_one_command_is_not_given_away() {
     let dir = tempfile::tempdir().unwrap();
-    let p = devs(dir.path(), "d", 6);
-    let all = join(&p);
-    format_small(&all);
-    let spare = dir.path().join("spare.img");
+    let (p, all, spare) = array_with_a_spare(dir.path());
     let spare2 = dir.path().join("spare2.img");
-    std::fs::File::create(&spare)
-        .unwrap()
-        .set_len(2 << 20)
-        .unwrap();
-    let out = ectable(&[
-        "add-spare",
-        "--devices",
-        &all,
-        "--spare",
-        spare.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let before: Vec<Vec<u8>> = p.iter().map(|x| std::fs::read(x).unwrap()).collect();
-    let out = ectable(&[
-        "add-spare",
-        "--devices",
-        &all,
-        "--spare",
-        spare2.to_str().unwrap(),
-        "--create-size",
-        "2M",
-    ]);
+    let out = add_spare(&all, &spare2, &["--create-size", "2M"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -405,29 +396,14 @@ fn a_spare_left_out_of_one_command_is_not_given_away() {
     let after: Vec<Vec<u8>> = p.iter().map(|x| std::fs::read(x).unwrap()).collect();
     assert!(before == after, "a refused add-spare changed a member");
     let with = format!("{all},{}", spare.display());
-    let out = ectable(&["status", "--devices", &with, "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, v) = status_json(&with);
+    assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["spares"].as_array().map(Vec::len), Some(1), "{v}");
     // Listed, the first spare stays, and the second joins beside it.
-    let out = ectable(&[
-        "add-spare",
-        "--devices",
-        &with,
-        "--spare",
-        spare2.to_str().unwrap(),
-        "--create-size",
-        "2M",
-    ]);
+    let out = add_spare(&with, &spare2, &["--create-size", "2M"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = ectable(&[
-        "status",
-        "--devices",
-        &format!("{with},{}", spare2.display()),
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, v) = status_json(&format!("{with},{}", spare2.display()));
+    assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["spares"].as_array().map(Vec::len), Some(2), "{v}");
 }
 
@@ -920,22 +896,7 @@ fn status_names_a_device_of_another_array_and_shows_the_array() {
 #[test]
 fn an_old_copy_of_a_spare_is_named_as_one() {
     let dir = tempfile::tempdir().unwrap();
-    let p = devs(dir.path(), "d", 6);
-    let all = join(&p);
-    format_small(&all);
-    let spare = dir.path().join("s1.img");
-    std::fs::File::create(&spare)
-        .unwrap()
-        .set_len(2 << 20)
-        .unwrap();
-    let out = ectable(&[
-        "add-spare",
-        "--devices",
-        &all,
-        "--spare",
-        spare.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (p, _, spare) = array_with_a_spare(dir.path());
     let old = dir.path().join("s1old.img");
     std::fs::copy(&spare, &old).unwrap();
     std::fs::remove_file(&p[2]).unwrap();
