@@ -1575,6 +1575,13 @@ impl Array {
                 if self.read_only && interrupted_update(&copies, copy, epoch) {
                     continue;
                 }
+                // Both copies whole and at the same older epoch: a device that missed the
+                // superblock writes of commands it was left out of (a hot spare not listed,
+                // a member the open found stale), not damage. A writer's open rewrites them;
+                // a read-only engine can only say so, and status does (STALE for a member).
+                if self.read_only && behind_but_whole(&copies, epoch) {
+                    continue;
+                }
                 let why = match decoded {
                     Err(e) => format!("not a superblock ({e})"),
                     Ok(sb) if sb.array_uuid != self.sb.array_uuid => "another array's".into(),
@@ -1622,6 +1629,17 @@ fn interrupted_update(
         && this.device_uuid == first.device_uuid
         && this.device_slot == first.device_slot
         && this.copy_index == 1
+}
+
+/// Whether a device's superblock `copies` are both readable and at the same epoch, older
+/// than the array's `epoch`: it missed superblock writes while it was left out, and holds
+/// nothing damaged.
+fn behind_but_whole(copies: &[std::result::Result<Superblock, DecodeError>], epoch: u64) -> bool {
+    let mut epochs = copies.iter().map(|c| c.as_ref().ok().map(|s| s.epoch));
+    match (epochs.next().flatten(), epochs.next().flatten()) {
+        (Some(a), Some(b)) => a == b && a < epoch && epochs.next().is_none(),
+        _ => false,
+    }
 }
 
 /// One superblock copy of a member (or hot spare) that does not hold what the array last
