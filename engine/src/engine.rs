@@ -790,6 +790,22 @@ impl Engine {
         self.shared.held_device(device).is_some()
     }
 
+    /// What the engine already holds `device`'s storage as, under this or another name: a
+    /// member (its slot), a hot spare, or another device opened with the array. A handle
+    /// opened read-only beside the engine's is enough to ask.
+    pub fn holding(
+        &self,
+        device: &Arc<dyn ectable_devices::BlockDevice>,
+    ) -> Option<crate::Holding> {
+        self.shared.holding(device)
+    }
+
+    /// The member or hot spare the engine holds under the name `path` (the name it was
+    /// opened or handed over under), by name alone.
+    pub fn holding_path(&self, path: &str) -> Option<crate::Holding> {
+        self.shared.holding_path(path)
+    }
+
     /// Hands a new blank device to the running engine as a hot spare (the checks of
     /// [`Engine::replace_with_device`]). Returns its engine index.
     ///

@@ -92,7 +92,7 @@ pub use log::scan::Scan;
 pub use metrics::{Activity, DeviceMetrics, Metrics};
 pub use ops::ActivityKind;
 pub use prober::RecoveryPolicy;
-pub use rebuild::{Online, Progress, RebuildOptions, ScrubReport};
+pub use rebuild::{Holding, Online, Progress, RebuildOptions, ScrubReport};
 pub use recovery::RecoveryStats;
 pub use shared::Worker;
 pub use space::mailbox::CleanerStats;

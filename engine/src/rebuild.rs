@@ -244,6 +244,29 @@ impl RateLimiter {
     }
 }
 
+/// What the engine holds a device's storage as ([`crate::Engine::holding`]): refusing it
+/// as a new member or spare names what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// The member of this slot (in service, failed or stale).
+    Member {
+        /// Its slot.
+        slot: usize,
+        /// The name the engine has it under.
+        name: String,
+    },
+    /// A hot spare.
+    Spare {
+        /// The name the engine has it under.
+        name: String,
+    },
+    /// Opened with the array but neither (a device given that holds no member).
+    Other {
+        /// The name the engine has it under.
+        name: String,
+    },
+}
+
 /// What [`crate::Engine::online`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Online {
@@ -432,6 +455,40 @@ impl Shared {
             format!("in place of {old_name}; rebuild pending"),
         );
         Ok(())
+    }
+
+    /// What the engine holds its device `index` as.
+    fn holding_of(&self, index: usize) -> Holding {
+        let a = &self.array;
+        let name = a.io.devices()[index].name().to_string();
+        if let Some(slot) = a.slot_of_device(index) {
+            Holding::Member { slot, name }
+        } else if a.spares.locked().iter().any(|(_, d)| *d == index) {
+            Holding::Spare { name }
+        } else {
+            Holding::Other { name }
+        }
+    }
+
+    /// What the engine holds `device`'s storage as (see [`Shared::held_device`]).
+    pub fn holding(&self, device: &Arc<dyn ectable_devices::BlockDevice>) -> Option<Holding> {
+        self.held_device(device).map(|d| self.holding_of(d))
+    }
+
+    /// The member or hot spare the engine holds under the name `path`, by name alone: also
+    /// when the storage cannot be opened to compare (a member's file deleted while the
+    /// engine keeps it open). Other devices of that name are not counted: one replaced out
+    /// of the array keeps its name in the engine's list after its claim was given up.
+    pub fn holding_path(&self, path: &str) -> Option<Holding> {
+        let devices = self.array.io.devices();
+        let held: Vec<Holding> = (0..devices.len())
+            .filter(|&d| devices[d].name() == path)
+            .map(|d| self.holding_of(d))
+            .collect();
+        held.iter()
+            .find(|h| matches!(h, Holding::Member { .. }))
+            .or_else(|| held.iter().find(|h| matches!(h, Holding::Spare { .. })))
+            .cloned()
     }
 
     /// The engine index of the device it already holds on the same storage as `device`,

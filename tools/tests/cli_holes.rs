@@ -33,7 +33,6 @@ fn format_small(list: &str) {
     ]);
 }
 
-/// `ectable put` of one key/value; panics with its stderr if it fails.
 /// Six small members (`format_small`) and a 2 MiB hot spare `spare.img` added: the
 /// members, their list, the spare.
 fn array_with_a_spare(
@@ -405,6 +404,21 @@ fn a_spare_left_out_of_one_command_is_not_given_away() {
     let (code, v) = status_json(&format!("{with},{}", spare2.display()));
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["spares"].as_array().map(Vec::len), Some(2), "{v}");
+    // A spare given again is refused as what it is, by name and under another name.
+    let with2 = format!("{with},{}", spare2.display());
+    let out = add_spare(&with2, &spare, &[]);
+    assert_clean_error(
+        &out,
+        &[&format!(
+            "{} is already a hot spare of the array",
+            spare.display()
+        )],
+    );
+    let link = dir.path().join("link.img");
+    std::os::unix::fs::symlink(&spare, &link).unwrap();
+    let out = add_spare(&with2, &link, &[]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already"), "{}", stderr(&out));
 }
 
 /// Small devices at the default segment size (8 MiB) hold few segments: with 7 a device,

@@ -1634,7 +1634,12 @@ fn a_member_under_another_name_is_refused_at_once_by_a_node() {
         let out = cli(dir.path(), &args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
-        assert!(err.contains("is already in this array"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{link} is already a member of the array (slot 1), under the name"
+            )),
+            "{err}"
+        );
         // Refused before a replace's plan is shown (and, on a terminal, asked about).
         assert!(
             !String::from_utf8_lossy(&out.stdout).contains("plan:"),

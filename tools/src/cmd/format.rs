@@ -261,18 +261,7 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
     let name = spare.display().to_string();
     let engine = crate::cmd::rebuild::open_with_new(kind, &paths, spare, &name, a.force)?;
     // A member or spare opens as what it is: never wiped, refused here.
-    if engine.slot_of_path(&name).is_some() {
-        crate::fail!(
-            crate::exit::CONFIG,
-            "{name} is already a member of the array"
-        );
-    }
-    if engine.spare_devices().contains(&index) {
-        crate::fail!(
-            crate::exit::CONFIG,
-            "{name} is already a hot spare of the array"
-        );
-    }
+    crate::cmd::rebuild::refuse_holding(&engine, spare, engine.holding_path(&name))?;
     let missing = engine.status().spares_missing;
     let added = if a.force {
         engine.add_spare_in_place_of_missing(index)

@@ -438,17 +438,12 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
     };
     let new_name = new.display().to_string();
     let engine = open_with_new(kind, &paths, new, &new_name, a.force)?;
-    if let Some(s) = engine.slot_of_path(&new_name) {
-        if engine.status().devices[s].state == "STALE" {
-            crate::fail!(crate::exit::CONFIG,
-                "{new_name} is a stale member of the array (slot {s}): it missed writes while it was away; resync it in place with 'ectable rebuild' (only what it missed is rewritten)"
-            );
-        }
-        crate::fail!(
-            crate::exit::CONFIG,
-            "{new_name} is already a member of the array"
-        );
-    }
+    // A member opens as what it is: never wiped, refused here (a hot spare is what
+    // `replace` may rebuild onto; the new device itself is held as neither).
+    let member = engine
+        .holding_path(&new_name)
+        .filter(|h| matches!(h, ectable_engine::Holding::Member { .. }));
+    refuse_holding(&engine, new, member)?;
     let old_member = old_listed
         .and_then(|_| engine.slot_of_path(old))
         .or_else(|| slot_by_superblock(&engine, Path::new(old)));
@@ -509,6 +504,46 @@ pub fn slot_by_superblock(engine: &Engine, old: &Path) -> Option<usize> {
     let slot = info.slot?;
     (info.array_uuid == st.array_uuid && st.devices.get(slot)?.device_uuid == info.device_uuid)
         .then_some(slot)
+}
+
+/// Refuses `path` as the new device of `replace` or `add-spare` when the engine holds it
+/// already (`held`: [`Engine::holding_path`] or [`Engine::holding`]), naming what it is: a
+/// member and its slot (a stale one is resynced in place, not replaced), a hot spare, or
+/// another device opened with the array; and the name the engine has it under when that
+/// is another (a symlink, a relative path, a loop device over a member's file).
+pub fn refuse_holding(
+    engine: &Engine,
+    path: &Path,
+    held: Option<ectable_engine::Holding>,
+) -> Result<()> {
+    use ectable_engine::Holding;
+    let Some(held) = held else {
+        return Ok(());
+    };
+    let p = path.display().to_string();
+    let (what, name) = match held {
+        Holding::Member { slot, name } => {
+            if engine
+                .status()
+                .devices
+                .get(slot)
+                .is_some_and(|d| d.state == "STALE")
+            {
+                crate::fail!(crate::exit::CONFIG,
+                    "{p} is a stale member of the array (slot {slot}): it missed writes while it was away; resync it in place with 'ectable rebuild' (only what it missed is rewritten)"
+                );
+            }
+            (format!("a member of the array (slot {slot})"), name)
+        }
+        Holding::Spare { name } => ("a hot spare of the array".to_string(), name),
+        Holding::Other { name } => ("open with the array".to_string(), name),
+    };
+    let alias = if name == p {
+        String::new()
+    } else {
+        format!(", under the name {name}")
+    };
+    crate::fail!(crate::exit::CONFIG, "{p} is already {what}{alias}");
 }
 
 /// A file `replace` or `add-spare` created for the new device, removed on drop unless taken

@@ -379,36 +379,31 @@ impl Node {
         }))
     }
 
-    /// The slot `replace` would rebuild: `old_slot`, or the slot of the member at `old`,
-    /// or the one slot missing.
-    /// Refuses a device the engine holds already, under this or another name (a relative
-    /// path the node was started with, a symlink, a loop device over a member's file):
-    /// opening it for writing would wait for the lock this node holds and then say "in
-    /// use". A read-only handle takes no lock.
+    /// Refuses a device the engine holds already, by name or by storage under another name
+    /// (a relative path the node was started with, a symlink, a loop device over a member's
+    /// file): opening it for writing would wait for the lock this node holds and then say
+    /// "in use". A read-only handle takes no lock.
     pub fn refuse_held(&self, path: &Path) -> Result<()> {
-        if !path.exists() {
-            return Ok(());
-        }
-        let ro = ectable_devices::FileDevice::open(
-            path,
-            &ectable_devices::OpenOptions {
-                read_only: true,
-                ..Default::default()
-            },
-        );
-        if let Ok(ro) = ro {
-            let ro: Arc<dyn ectable_devices::BlockDevice> = Arc::new(ro);
-            if self.s().engine.holds_device(&ro) {
-                crate::fail!(
-                    crate::exit::CONFIG,
-                    "{} is already in this array: a member or a hot spare (under this or another name)",
-                    path.display()
-                );
-            }
-        }
-        Ok(())
+        let engine = &self.s().engine;
+        let held = engine
+            .holding_path(&path.display().to_string())
+            .or_else(|| {
+                let ro = ectable_devices::FileDevice::open(
+                    path,
+                    &ectable_devices::OpenOptions {
+                        read_only: true,
+                        ..Default::default()
+                    },
+                )
+                .ok()?;
+                let ro: Arc<dyn ectable_devices::BlockDevice> = Arc::new(ro);
+                engine.holding(&ro)
+            });
+        crate::cmd::rebuild::refuse_holding(engine, path, held)
     }
 
+    /// The slot `replace` would rebuild: `old_slot`, or the slot of the member at `old`,
+    /// or the one slot missing.
     fn replace_slot(&self, old: &str, old_slot: Option<usize>) -> Result<usize> {
         let engine = &self.s().engine;
         let member = engine
@@ -418,11 +413,11 @@ impl Node {
     }
 
     /// Opens `path` in the node's process (created at `create_size` if missing; with
-    /// `force`, wiped when it holds an ectable array) for a hand-over to the engine. A
-    /// member is refused before the open, which would wait for the claim this node holds.
-    /// Opens (or makes, `create_size`) the device for `replace` or `add-spare`. The file it
-    /// made, if any, is removed when the returned guard drops before it is cleared: when the
-    /// engine then refuses the device.
+    /// `force`, wiped when it holds an ectable array) for a hand-over to the engine, as the
+    /// new device of `replace` or `add-spare`. A member or spare is refused before the open,
+    /// which would wait for the claim this node holds. The file it made, if any, is removed
+    /// when the returned guard drops before it is cleared: when the engine then refuses the
+    /// device.
     fn open_new_device<'a>(
         &self,
         new: &'a NewDevice,
@@ -431,18 +426,6 @@ impl Node {
         crate::cmd::rebuild::MadeFile<'a>,
     )> {
         let (path, force) = (new.path.as_path(), new.force);
-        if self
-            .s()
-            .engine
-            .slot_of_path(&path.display().to_string())
-            .is_some()
-        {
-            crate::fail!(
-                crate::exit::CONFIG,
-                "{} is already a member of the array",
-                path.display()
-            );
-        }
         self.refuse_held(path)?;
         let made = crate::cmd::rebuild::MadeFile(
             (new.create_size.is_some() && path.symlink_metadata().is_err()).then_some(path),
@@ -518,15 +501,6 @@ impl Node {
 
     fn add_spare(&self, new: &NewDevice) -> Result<JsonValue> {
         let _one = self.one_at_a_time()?;
-        // Refused before the open, which would wait for the claim this node holds (a member
-        // is refused the same way by `open_new_device`).
-        let path = new.path.display().to_string();
-        if self.s().engine.status().spares.contains(&path) {
-            crate::fail!(
-                crate::exit::CONFIG,
-                "{path} is already a hot spare of the array"
-            );
-        }
         let engine = &self.s().engine;
         let missing = engine.status().spares_missing;
         let (dev, mut made) = self.open_new_device(new)?;
