@@ -232,6 +232,77 @@ pub fn with_reader<T>(
     }
 }
 
+/// A device of the list the array does not use, as the open's error names it: another
+/// array's, or one replaced out of this array (an old member, or an old copy of a hot
+/// spare).
+pub struct Stray {
+    /// The device, as listed.
+    pub device: String,
+    /// What it is, ending in "; not used".
+    pub why: String,
+    /// Another array's (not this array's replaced device).
+    pub foreign: bool,
+}
+
+/// The device the open failed on, when that is why: see [`Stray`].
+pub fn stray_device(e: &anyhow::Error) -> Option<Stray> {
+    engine_errors(e).find_map(|x| match x {
+        ectable_engine::Error::ForeignDevice { device, found } => Some(Stray {
+            device: device.clone(),
+            why: format!("belongs to another ectable array ({found}); not used"),
+            foreign: true,
+        }),
+        ectable_engine::Error::ReplacedDevice {
+            device,
+            slot,
+            was_spare,
+            ..
+        } => Some(Stray {
+            device: device.clone(),
+            why: if *was_spare {
+                format!("an old hot spare of this array (member entry {slot}), replaced since; not used")
+            } else {
+                format!("was replaced out of this array (it held slot {slot}); not used")
+            },
+            foreign: false,
+        }),
+        _ => None,
+    })
+}
+
+/// Opens with `open` on `paths`, leaving out each listed device the open fails on as a
+/// [`Stray`] (only replaced ones unless `foreign_too`) and trying again with the rest, so
+/// that a list gone out of date (a unit file's) still opens the array. One device is always
+/// kept. Returns what `open` gave and the devices left out; `paths` is what was opened.
+pub fn open_without_strays<T>(
+    paths: &mut Vec<PathBuf>,
+    foreign_too: bool,
+    mut open: impl FnMut(&[PathBuf]) -> Result<T>,
+) -> Result<(T, Vec<Stray>)> {
+    let mut left_out = Vec::new();
+    loop {
+        let e = match open(paths) {
+            Ok(t) => return Ok((t, left_out)),
+            Err(e) => e,
+        };
+        let listed = stray_device(&e)
+            .filter(|s| foreign_too || !s.foreign)
+            .and_then(|s| {
+                let i = paths
+                    .iter()
+                    .position(|p| p.display().to_string() == s.device)?;
+                Some((i, s))
+            });
+        match listed {
+            Some((i, s)) if paths.len() > 1 => {
+                paths.remove(i);
+                left_out.push(s);
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
 /// What to do on the command line about an engine error whose own text is the library's
 /// (`force` is `--force` here).
 fn cli_hint(e: &anyhow::Error) -> Option<&'static str> {

@@ -55,8 +55,7 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     // A device of another array, or one replaced out of this one, in the list (a unit
     // file's list gone out of date): every other command refuses the list, naming it;
     // status shows the array without it, names it, and does not say all is well.
-    let mut strays: Vec<(String, String)> = Vec::new();
-    let engine = loop {
+    let opened = crate::cmd::common::open_without_strays(&mut present, true, |present| {
         let dev = DevicesArg {
             devices: present
                 .iter()
@@ -64,29 +63,16 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
                 .collect::<Vec<_>>()
                 .join(","),
         };
-        match open_array(kind, &dev, true) {
-            Ok(e) => break e,
-            Err(e) if unopenable(&e) => return unavailable(a, &e, &gone),
-            Err(e) => {
-                let stray = stray_device(&e).and_then(|(device, why)| {
-                    let i = present
-                        .iter()
-                        .position(|p| p.display().to_string() == device)?;
-                    Some((i, device, why))
-                });
-                match stray {
-                    Some((i, device, why)) if present.len() > 1 => {
-                        present.remove(i);
-                        strays.push((device, why));
-                    }
-                    _ => return Err(e),
-                }
-            }
-        }
+        open_array(kind, &dev, true)
+    });
+    let (engine, strays) = match opened {
+        Ok(x) => x,
+        Err(e) if unopenable(&e) => return unavailable(a, &e, &gone),
+        Err(e) => return Err(e),
     };
     let mut st = engine.status();
-    for (device, why) in &strays {
-        st.unrecognised.push((device.clone(), why.clone()));
+    for s in &strays {
+        st.unrecognised.push((s.device.clone(), s.why.clone()));
     }
     // A node's probe round rewrites a bad copy within seconds; a closed array's stays bad
     // until the next writing open, and only a read shows it.
@@ -99,12 +85,12 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     }
     if a.json {
         let mut v = status_json(&st);
-        for (device, why) in &strays {
+        for s in &strays {
             if let Some(checks) = v["checks"].as_array_mut() {
                 checks.insert(
                     0,
                     json!({"code": "DEVICE_NOT_MEMBER", "severity": "warn",
-                        "message": format!("{device}: {why}")}),
+                        "message": format!("{}: {}", s.device, s.why)}),
                 );
             }
         }
@@ -122,9 +108,10 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         if let Some(why) = &stuck {
             println!("   node: NOT ANSWERING: {why}; below, the array as its devices show it");
         }
-        for (device, why) in &strays {
+        for s in &strays {
             println!(
-                "  given: {device}: {why}; every other command refuses this --devices list: leave it out"
+                "  given: {}: {}; every other command refuses this --devices list: leave it out",
+                s.device, s.why
             );
         }
         print_status(&st);
@@ -134,31 +121,6 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         code.max(1)
     } else {
         code
-    })
-}
-
-/// A device of the list that is not this array's (another array's, or replaced out of this
-/// one), if that is why the open failed: its name, and why, for status.
-fn stray_device(e: &anyhow::Error) -> Option<(String, String)> {
-    crate::cmd::common::engine_errors(e).find_map(|x| match x {
-        ectable_engine::Error::ForeignDevice { device, found } => Some((
-            device.clone(),
-            format!("belongs to another ectable array ({found}); not used"),
-        )),
-        ectable_engine::Error::ReplacedDevice {
-            device,
-            slot,
-            was_spare,
-            ..
-        } => Some((
-            device.clone(),
-            if *was_spare {
-                format!("an old hot spare of this array (member entry {slot}), replaced since; not used")
-            } else {
-                format!("was replaced out of this array (it held slot {slot}); not used")
-            },
-        )),
-        _ => None,
     })
 }
 

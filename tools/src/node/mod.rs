@@ -119,25 +119,16 @@ impl Session {
             recovery,
             ..crate::deadline::engine_options(false)
         };
-        let engine = loop {
-            let io = open_devices(devices, None, false, kind)?;
-            match Engine::open(io, opts.clone()) {
-                Ok(e) => break Arc::new(e),
-                Err(EngineError::ReplacedDevice {
-                    device,
-                    array,
-                    slot,
-                    ..
-                }) if devices.iter().any(|p| p.display().to_string() == device) => {
-                    tracing::warn!(
-                        "{device} was slot {slot}'s member of array {array} but has been \
-                         replaced; left out (take it off --devices)"
-                    );
-                    devices.retain(|p| p.display().to_string() != device);
-                }
-                Err(e) => return Err(anyhow::Error::from(e).context("opening the array")),
-            }
-        };
+        let (engine, left_out) =
+            crate::cmd::common::open_without_strays(devices, false, |devices| {
+                let io = open_devices(devices, None, false, kind)?;
+                Ok(Engine::open(io, opts.clone())?)
+            })
+            .context("opening the array")?;
+        for s in left_out {
+            tracing::warn!("{}: {} (take it off --devices)", s.device, s.why);
+        }
+        let engine = Arc::new(engine);
         let tables = Tables::open(engine.clone()).context("loading the table schemas")?;
         let durable = durable::Waiter::start(engine.clone())?;
         Ok(Session {
