@@ -1538,32 +1538,30 @@ fn a_node_that_does_not_answer_does_not_hang_the_cli() {
     assert_eq!(code, Some(0), "{err}");
 }
 
-/// SIGTERM while a rate-limited scrub runs on the node: before, the node waited for the
-/// scrub to finish (at 64K per second, minutes for this array; a service manager kills it
-/// first). Now the scrub stops between segments and the node closes the array in seconds;
-/// the CLI that asked for the scrub exits 75 and says so, and the unfinished scrub is not
-/// recorded as the last one.
-#[test]
-fn sigterm_stops_a_running_scrub_and_the_node() {
+/// A node on six files holding 20,000 rows of 1 KiB runs `ectable ARGS` (made from the
+/// device list and the directory) for a CLI; once `started` says the work is under way on
+/// the node, SIGTERM. The node must exit 0 within 20 s. Returns the directory, the device
+/// list and the CLI's output.
+fn sigterm_during(
+    args: impl Fn(&str, &std::path::Path) -> Vec<String>,
+    started: impl Fn(&NodeProc, &std::path::Path) -> bool,
+) -> (tempfile::TempDir, String, std::process::Output) {
     let dir = tempfile::tempdir().unwrap();
     let devs = join(&format6(dir.path(), "d"));
     load_rows(&devs, "20000", "1K");
     let node = NodeProc::start(&devs, dir.path());
-    let scrub = {
-        let (dir, devs) = (dir.path().to_path_buf(), devs.clone());
-        std::thread::spawn(move || cli(&dir, &["scrub", "--devices", &devs, "--rate", "64K"]))
+    let cmd = {
+        let (dir, args) = (dir.path().to_path_buf(), args(&devs, dir.path()));
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&dir, &args)
+        })
     };
-    // The scrub is running on the node: its status shows it.
-    let a = agent();
     let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, st) = answer(a.get(node.url("/v1/status/raw")).call());
-        if !st["scan_in_progress"].is_null() {
-            break;
-        }
+    while !started(&node, dir.path()) {
         assert!(
             Instant::now() < until,
-            "the scrub did not start on the node"
+            "the command did not start on the node"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -1575,7 +1573,30 @@ fn sigterm_stops_a_running_scrub_and_the_node() {
         "the node took {:?} to stop",
         t.elapsed()
     );
-    let out = scrub.join().unwrap();
+    let out = cmd.join().unwrap();
+    (dir, devs, out)
+}
+
+/// SIGTERM while a rate-limited scrub runs on the node: before, the node waited for the
+/// scrub to finish (at 64K per second, minutes for this array; a service manager kills it
+/// first). Now the scrub stops between segments and the node closes the array in seconds;
+/// the CLI that asked for the scrub exits 75 and says so, and the unfinished scrub is not
+/// recorded as the last one.
+#[test]
+fn sigterm_stops_a_running_scrub_and_the_node() {
+    let a = agent();
+    let (dir, devs, out) = sigterm_during(
+        |devs, _| {
+            ["scrub", "--devices", devs, "--rate", "64K"]
+                .map(String::from)
+                .to_vec()
+        },
+        // The scrub is running on the node: its status shows it.
+        |node, _| {
+            let (_, st) = answer(a.get(node.url("/v1/status/raw")).call());
+            !st["scan_in_progress"].is_null()
+        },
+    );
     let serr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{serr}");
     assert!(serr.contains("the scrub stopped after"), "{serr}");
@@ -1692,54 +1713,39 @@ fn a_member_under_another_name_is_refused_at_once_by_a_node() {
 /// left, no backup file), the node stops in seconds, and the CLI exits 75 saying so.
 #[test]
 fn sigterm_stops_a_running_backup_and_the_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let devs = join(&format6(dir.path(), "d"));
-    load_rows(&devs, "20000", "1K");
-    let node = NodeProc::start(&devs, dir.path());
-    let target = dir.path().join("b.ectb");
-    let partial = dir.path().join("b.ectb.partial");
-    let backup = {
-        let (dir, devs, target) = (
-            dir.path().to_path_buf(),
-            devs.clone(),
-            target.display().to_string(),
-        );
-        std::thread::spawn(move || {
-            cli(
-                &dir,
-                &[
-                    "backup",
-                    "--devices",
-                    &devs,
-                    "--to",
-                    &target,
-                    "--rate",
-                    "64K",
-                ],
-            )
-        })
-    };
-    let until = Instant::now() + Duration::from_secs(30);
-    while !partial.exists() {
-        assert!(
-            Instant::now() < until,
-            "the backup did not start on the node"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let t = Instant::now();
-    let (code, err) = node.terminate();
-    assert_eq!(code, Some(0), "{err}");
-    assert!(
-        t.elapsed() < Duration::from_secs(20),
-        "the node took {:?} to stop",
-        t.elapsed()
+    let (dir, _, out) = sigterm_during(
+        |devs, dir| {
+            let target = dir.join("b.ectb").display().to_string();
+            [
+                "backup",
+                "--devices",
+                devs,
+                "--to",
+                &target,
+                "--rate",
+                "64K",
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+        // Some rows written: the stop comes in the middle.
+        |_, dir| {
+            let started = dir.join("b.ectb.partial").exists();
+            if started {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            started
+        },
     );
-    let out = backup.join().unwrap();
     let berr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{berr}");
     assert!(berr.contains("the backup was stopped after"), "{berr}");
-    assert!(!partial.exists(), "the unfinished backup file was left");
-    assert!(!target.exists(), "a stopped backup left a backup file");
+    assert!(
+        !dir.path().join("b.ectb.partial").exists(),
+        "the unfinished backup file was left"
+    );
+    assert!(
+        !dir.path().join("b.ectb").exists(),
+        "a stopped backup left a backup file"
+    );
 }
