@@ -82,9 +82,12 @@ impl FileDevice {
                 f.set_len(size).map_err(open_err)?;
             }
         }
-        // A directory opens (read-only) and would be refused only after the O_DIRECT
-        // fallback below had warned about its file system: refuse it first.
-        if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        // Refused before the open: a directory opens (read-only) and would be refused only
+        // after the O_DIRECT fallback below had warned about its file system, and opening a
+        // FIFO waits for ever for the other end (a socket fails with a less clear error).
+        if std::fs::metadata(path)
+            .is_ok_and(|m| !(m.file_type().is_file() || m.file_type().is_block_device()))
+        {
             return Err(DeviceError::Unsupported {
                 device: name,
                 message: "not a regular file or block device".into(),

@@ -469,3 +469,84 @@ fn a_rate_of_a_few_bytes_per_second_is_refused() {
         assert!(out.status.success(), "--rate {rate}: {}", stderr(&out));
     }
 }
+
+/// A FIFO (or a directory) where a device belongs: opening a FIFO waits for a writer for
+/// ever, and every command hung on it. Now each command refuses it in one line at once,
+/// and `status` shows the array without it (exit 1, the path named).
+#[test]
+fn a_fifo_in_the_device_list_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = format6(dir.path(), "f");
+    let all = join(&p);
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let f = fifo.to_str().unwrap();
+    let with = format!("{all},{f}");
+    let blank: Vec<String> = (0..2)
+        .map(|i| dir.path().join(format!("b{i}")).display().to_string())
+        .collect();
+    let fmt = format!("{f},{},{}", blank[0], blank[1]);
+    let old = p[1].to_str().unwrap();
+    let before = digest(&p);
+    // Each command in a child that is killed after 20 s: a hang fails the test, not CI.
+    let run = |args: &[&str]| -> Output {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ectable"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ectable");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?} still waits after 20 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("output")
+    };
+    for args in [
+        vec!["add-spare", "--devices", &all, "--spare", f],
+        vec![
+            "replace",
+            "--devices",
+            &all,
+            "--old",
+            old,
+            "--new",
+            f,
+            "--yes",
+        ],
+        vec!["online", "--devices", &all, f],
+        vec!["get", "--devices", &with, "--table", "t", "--key", "k"],
+        vec!["format", "--devices", &fmt, "--k", "2", "--m", "1", "--yes"],
+    ] {
+        let out = run(&args);
+        assert_one_error(&out, "not a regular file or block device");
+    }
+    assert_eq!(digest(&p), before, "a refused command changed a member");
+    let out = run(&["status", "--devices", &with]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("state: ONLINE"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "given: {f}: not a regular file or block device; not used"
+        )),
+        "{text}"
+    );
+    let out = run(&["status", "--devices", &with, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert!(
+        v["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["code"] == "DEVICE_NOT_FOUND")),
+        "{v}"
+    );
+}

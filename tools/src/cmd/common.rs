@@ -240,8 +240,29 @@ pub struct Stray {
     pub device: String,
     /// What it is, ending in "; not used".
     pub why: String,
-    /// Another array's (not this array's replaced device).
-    pub foreign: bool,
+    /// Which kind: `--json`'s check code for it.
+    pub kind: StrayKind,
+}
+
+/// What a [`Stray`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrayKind {
+    /// Another array's device.
+    Foreign,
+    /// A device replaced out of this array.
+    Replaced,
+    /// A path that is not there or is no device (`status` only).
+    NoDevice,
+}
+
+impl StrayKind {
+    /// The check code `status --json` gives it.
+    pub fn check_code(self) -> &'static str {
+        match self {
+            StrayKind::Foreign | StrayKind::Replaced => "DEVICE_NOT_MEMBER",
+            StrayKind::NoDevice => "DEVICE_NOT_FOUND",
+        }
+    }
 }
 
 /// The device the open failed on, when that is why: see [`Stray`].
@@ -250,7 +271,7 @@ pub fn stray_device(e: &anyhow::Error) -> Option<Stray> {
         ectable_engine::Error::ForeignDevice { device, found } => Some(Stray {
             device: device.clone(),
             why: format!("belongs to another ectable array ({found}); not used"),
-            foreign: true,
+            kind: StrayKind::Foreign,
         }),
         ectable_engine::Error::ReplacedDevice {
             device,
@@ -264,7 +285,7 @@ pub fn stray_device(e: &anyhow::Error) -> Option<Stray> {
             } else {
                 format!("was replaced out of this array (it held slot {slot}); not used")
             },
-            foreign: false,
+            kind: StrayKind::Replaced,
         }),
         _ => None,
     })
@@ -286,7 +307,7 @@ pub fn open_without_strays<T>(
             Err(e) => e,
         };
         let listed = stray_device(&e)
-            .filter(|s| foreign_too || !s.foreign)
+            .filter(|s| foreign_too || s.kind != StrayKind::Foreign)
             .and_then(|s| {
                 let i = paths
                     .iter()

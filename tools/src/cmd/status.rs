@@ -41,10 +41,11 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         return Ok(exit_code(&st));
     }
     // A path that does not exist (an unplugged device) is a missing member, as a device left
-    // out of --devices is: status reports on the others.
+    // out of --devices is: status reports on the others. So is a path that is no device (a
+    // directory or a FIFO where a member's file was).
     let paths = crate::cmd::common::devices(&a.dev)?;
     let (mut present, gone): (Vec<PathBuf>, Vec<PathBuf>) =
-        paths.into_iter().partition(|p| p.exists());
+        paths.into_iter().partition(|p| not_a_device(p).is_none());
     if present.is_empty() {
         crate::fail!(
             crate::exit::NO_INPUT,
@@ -65,11 +66,18 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         };
         open_array(kind, &dev, true)
     });
-    let (engine, strays) = match opened {
+    let (engine, mut strays) = match opened {
         Ok(x) => x,
         Err(e) if unopenable(&e) => return unavailable(a, &e, &gone),
         Err(e) => return Err(e),
     };
+    // Every other command refuses a list naming them too (a member unplugged: the array
+    // shows its slot missing as well).
+    strays.extend(gone.iter().map(|p| crate::cmd::common::Stray {
+        device: p.display().to_string(),
+        why: format!("{}; not used", not_a_device(p).unwrap_or_default()),
+        kind: crate::cmd::common::StrayKind::NoDevice,
+    }));
     let mut st = engine.status();
     for s in &strays {
         st.unrecognised.push((s.device.clone(), s.why.clone()));
@@ -77,19 +85,13 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     // A node's probe round rewrites a bad copy within seconds; a closed array's stays bad
     // until the next writing open, and only a read shows it.
     st.bad_superblocks = engine.check_superblocks();
-    for p in &gone {
-        st.unrecognised.push((
-            p.display().to_string(),
-            "no such device or file".to_string(),
-        ));
-    }
     if a.json {
         let mut v = status_json(&st);
         for s in &strays {
             if let Some(checks) = v["checks"].as_array_mut() {
                 checks.insert(
                     0,
-                    json!({"code": "DEVICE_NOT_MEMBER", "severity": "warn",
+                    json!({"code": s.kind.check_code(), "severity": "warn",
                         "message": format!("{}: {}", s.device, s.why)}),
                 );
             }
@@ -117,11 +119,25 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         print_status(&st);
     }
     let code = exit_code(&st);
+    // A list other commands refuse is not "all is well", whatever the array's state.
     Ok(if stuck.is_some() || !strays.is_empty() {
         code.max(1)
     } else {
         code
     })
+}
+
+/// Why `path` is no device status can open, if it is not: it does not exist, or it is
+/// neither a regular file nor a block device.
+fn not_a_device(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Err(_) => Some("no such device or file".to_string()),
+        Ok(m) if !(m.file_type().is_file() || m.file_type().is_block_device()) => {
+            Some("not a regular file or block device".to_string())
+        }
+        Ok(_) => None,
+    }
 }
 
 /// Too few members present, the log unreadable (more than m members missing what it
@@ -161,7 +177,7 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
     ex.not_members.retain(|(p, _)| !gone.contains(p));
     ex.not_members.extend(
         gone.iter()
-            .map(|p| (p.clone(), "no such device or file".to_string())),
+            .map(|p| (p.clone(), not_a_device(p).unwrap_or_default())),
     );
     let Some(found) = ex.arrays.first() else {
         return Err(anyhow::anyhow!("{}", crate::cmd::common::one_line(e)));
