@@ -94,3 +94,84 @@ fn a_backup_goes_through_pipes_and_restores() {
     let out = ectable_stdin(&["backup-verify", "-,-"], &backup);
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// A backup read from a named pipe (`mkfifo`, or a shell's `<(zstd -dc b.ectb.zst)`) as a
+/// file of the chain: before, it was taken for an empty file ("the file is 0 bytes long").
+/// Now it is read whole first, as stdin is, and messages name it as given.
+#[test]
+fn a_backup_in_a_named_pipe_is_read_as_stdin_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = format6(dir.path(), "d");
+    let all = join(&d);
+    load_rows(&all, "2000", "1K");
+    let full = dir.path().join("full.ectb");
+    let out = ectable(&["backup", "--devices", &all, "--to", full.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&full).unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // The writer end, fed from a thread (its open waits for the reader).
+    let feed = |data: Vec<u8>| {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let _ = w.write_all(&data);
+        })
+    };
+    let f = fifo.to_str().unwrap();
+    let writer = feed(bytes.clone());
+    let out = ectable(&["backup-verify", f]);
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("{f}: full backup")),
+        "{}",
+        stdout(&out)
+    );
+    // Cut short: named as given, exit 1.
+    let writer = feed(bytes[..bytes.len() / 2].to_vec());
+    let out = ectable(&["backup-verify", f]);
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!("ectable: error: {f}: ")),
+        "{}",
+        stderr(&out)
+    );
+    // And restored from it.
+    let r = devs(dir.path(), "r", 3);
+    let writer = feed(bytes);
+    let out = ectable(&[
+        "restore",
+        "--devices",
+        &join(&r),
+        "--k",
+        "2",
+        "--m",
+        "1",
+        "--from",
+        f,
+        "--create-size",
+        "64M",
+        "--yes",
+    ]);
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ectable(&[
+        "verify",
+        "--devices",
+        &join(&r),
+        "--table",
+        "t",
+        "--rows",
+        "2000",
+        "--value-size",
+        "1K",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -397,21 +397,30 @@ fn say(to_stderr: bool, line: &str) {
     }
 }
 
-/// `-` in a chain: stdin is copied to a temporary file (in TMPDIR; it needs room for the
-/// backup) so that the chain can be checked whole before anything is restored, as for a
-/// file. The returned guard removes the copy.
-fn stdin_to_file(files: &[PathBuf]) -> Result<(Vec<PathBuf>, Option<tempfile::TempDir>)> {
+/// `-` in a chain, and any file that is a stream rather than a regular file (a named pipe,
+/// a shell's `<(zstd -dc b.ectb.zst)`): each is copied to a temporary file (in TMPDIR; it
+/// needs room for the backup) so that the chain can be checked whole before anything is
+/// restored, as for a file. The returned [`Spooled`] removes the copies when dropped.
+fn stdin_to_file(files: &[PathBuf]) -> Result<(Vec<PathBuf>, Spooled)> {
+    use std::os::unix::fs::FileTypeExt;
     let dashes = files.iter().filter(|f| f.as_os_str() == "-").count();
-    if dashes == 0 {
-        return Ok((files.to_vec(), None));
-    }
     if dashes > 1 {
         crate::fail!(
             crate::exit::USAGE,
             "stdin (-) can hold one backup of the chain, not {dashes}"
         );
     }
-    if std::io::stdin().is_terminal() {
+    let stream = |f: &PathBuf| {
+        f.as_os_str() == "-"
+            || std::fs::metadata(f).is_ok_and(|m| {
+                let t = m.file_type();
+                t.is_fifo() || t.is_char_device() || t.is_socket()
+            })
+    };
+    if !files.iter().any(stream) {
+        return Ok((files.to_vec(), Spooled::default()));
+    }
+    if dashes == 1 && std::io::stdin().is_terminal() {
         crate::fail!(
             crate::exit::USAGE,
             "-: refusing to read a backup from a terminal; send one on stdin (zstd -dc FILE | ...)"
@@ -420,37 +429,72 @@ fn stdin_to_file(files: &[PathBuf]) -> Result<(Vec<PathBuf>, Option<tempfile::Te
     let dir = tempfile::Builder::new()
         .prefix("ectable-stdin-")
         .tempdir()
-        .context("making a temporary directory for the backup read from stdin")?;
-    let copy = dir.path().join("stdin.ectb");
-    let mut f =
-        std::fs::File::create(&copy).with_context(|| format!("creating {}", copy.display()))?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut f)
-        .with_context(|| format!("copying stdin to {}", copy.display()))?;
-    let files = files
-        .iter()
-        .map(|f| {
-            if f.as_os_str() == "-" {
-                copy.clone()
-            } else {
-                f.clone()
-            }
-        })
-        .collect();
-    Ok((files, Some(dir)))
+        .context("making a temporary directory for the backups read from streams")?;
+    let mut out = Vec::with_capacity(files.len());
+    let mut names = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        if !stream(f) {
+            out.push(f.clone());
+            continue;
+        }
+        let copy = dir.path().join(format!("{i}.ectb"));
+        let mut to =
+            std::fs::File::create(&copy).with_context(|| format!("creating {}", copy.display()))?;
+        let copied = if f.as_os_str() == "-" {
+            std::io::copy(&mut std::io::stdin().lock(), &mut to)
+        } else {
+            std::fs::File::open(f).and_then(|mut from| std::io::copy(&mut from, &mut to))
+        };
+        copied.with_context(|| format!("copying {} to {}", f.display(), copy.display()))?;
+        names.push((copy.display().to_string(), f.display().to_string()));
+        out.push(copy);
+    }
+    Ok((
+        out,
+        Spooled {
+            _dir: Some(dir),
+            names,
+        },
+    ))
+}
+
+/// The copies [`stdin_to_file`] made: removed on drop, and named in messages as they were
+/// given (`-`, `/dev/fd/63`), not by the temporary file's path.
+#[derive(Default)]
+struct Spooled {
+    _dir: Option<tempfile::TempDir>,
+    /// (copy, name given).
+    names: Vec<(String, String)>,
+}
+
+impl Spooled {
+    /// `text` with each copy's path put back to the name it was given as.
+    fn named(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        for (copy, given) in &self.names {
+            t = t.replace(copy, given);
+        }
+        t
+    }
+    /// A backup error of the chain's check, naming the files as given, with its exit code.
+    fn error(&self, e: ectable_backup::Error) -> anyhow::Error {
+        let e = anyhow::Error::new(e);
+        crate::coded!(crate::exit::code_of(&e), "{}", self.named(&e.to_string()))
+    }
 }
 
 /// `ectable backup-verify`.
 pub fn verify(a: &VerifyArgs) -> Result<i32> {
     let bar = ByteProgress::new("backup-verify");
-    let (files, _stdin_copy) = stdin_to_file(&a.files)?;
+    let (files, spooled) = stdin_to_file(&a.files)?;
     let chain = verify_chain(&files, &mut |d, t| bar.update_bytes(d, t)).map_err(|e| {
         use ectable_backup::Error as B;
         match e {
             // What backup-verify is asked: the answer is no (exit 1), naming the problem.
             B::Corrupt { .. } | B::Incomplete { .. } | B::Chain { .. } => {
-                crate::coded!(crate::exit::NO, "{e}")
+                crate::coded!(crate::exit::NO, "{}", spooled.named(&e.to_string()))
             }
-            e => anyhow::Error::new(e),
+            e => spooled.error(e),
         }
     })?;
     bar.finish();
@@ -463,12 +507,16 @@ pub fn verify(a: &VerifyArgs) -> Result<i32> {
                 "array_id": uuid_text(&chain.array_id()),
                 "full_lsn": chain.full_lsn(),
                 "end_lsn": chain.end_lsn(),
-                "files": chain.files.iter().map(|f| manifest_json(&f.path, &f.manifest)).collect::<Vec<_>>(),
+                "files": chain.files.iter().map(|f| {
+                    let given = PathBuf::from(spooled.named(&f.path.display().to_string()));
+                    manifest_json(&given, &f.manifest)
+                }).collect::<Vec<_>>(),
             })
         );
     } else {
         for f in &chain.files {
-            println!("{}: OK", manifest_line(&f.path, &f.manifest));
+            let line = manifest_line(&f.path, &f.manifest);
+            println!("{}: OK", spooled.named(&line));
         }
         println!(
             "chain OK: {} file(s), every checksum and link verified; restores LSN {} up to LSN {}",
@@ -635,8 +683,9 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
     // 1. The devices (cheap, and may ask), then the whole chain, before anything is written.
     let unfinished = check_devices(kind, &paths, a)?;
     let bar = ByteProgress::new("restore: verifying the chain");
-    let (from, _stdin_copy) = stdin_to_file(&a.from)?;
-    let chain = verify_chain(&from, &mut |d, t| bar.update_bytes(d, t))?;
+    let (from, spooled) = stdin_to_file(&a.from)?;
+    let chain =
+        verify_chain(&from, &mut |d, t| bar.update_bytes(d, t)).map_err(|e| spooled.error(e))?;
     bar.finish();
     let until = a.until_lsn.unwrap_or_else(|| chain.end_lsn());
     chain.check_until(until)?;
