@@ -109,22 +109,27 @@ pub(crate) fn now_unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads both superblock copies of every device. Per device: Ok(Some(newest valid)),
-/// Ok(None) (readable, but no valid copy: with the decode error of copy 0), or the read error.
+/// Reads both superblock copies of every device. Per device: Ok(Ok(newest valid)),
+/// Ok(Err(..)) (readable, but no valid copy: with the decode error of copy 0; `Truncated`
+/// for a device too small to hold the two copies), or the read error.
 pub(crate) fn read_superblocks(
     io: &dyn IoBackend,
 ) -> Vec<std::result::Result<std::result::Result<Superblock, DecodeError>, DeviceError>> {
-    let n = io.devices().len();
-    let mut ops = Vec::with_capacity(n);
-    for d in 0..n {
-        ops.push(IoOp::read(d, 0, 2 * SUPERBLOCK_SIZE_BYTES));
+    let devices = io.devices();
+    // A device shorter than the two copies (a file made too small) holds none: reading
+    // them would fail as a short read, an I/O error, where "too small" is the answer.
+    let holds = |d: usize| devices[d].geometry().capacity_bytes >= 2 * SUPERBLOCK_SIZE_BYTES as u64;
+    let ops: Vec<IoOp> = (0..devices.len())
+        .filter(|&d| holds(d))
+        .map(|d| IoOp::read(d, 0, 2 * SUPERBLOCK_SIZE_BYTES))
+        .collect();
+    let mut done: Vec<Option<_>> = (0..devices.len()).map(|_| None).collect();
+    for c in io.execute(ops) {
+        let d = c.op.device_index;
+        done[d] = Some(c.result.map(|_| newest_copy(&c.op.buf)));
     }
-    io.execute(ops)
-        .into_iter()
-        .map(|c| {
-            c.result?;
-            Ok(newest_copy(&c.op.buf))
-        })
+    done.into_iter()
+        .map(|read| read.unwrap_or(Ok(Err(DecodeError::Truncated))))
         .collect()
 }
 
@@ -1779,6 +1784,10 @@ fn unknown_format(device: String, version: u32) -> Error {
 pub(crate) fn newest_superblock(
     dev: &dyn ectable_devices::BlockDevice,
 ) -> Result<Option<Superblock>> {
+    if dev.geometry().capacity_bytes < 2 * SUPERBLOCK_SIZE_BYTES as u64 {
+        // Too small to hold one (see `read_superblocks`).
+        return Ok(None);
+    }
     let mut buf = AlignedBuf::new(2 * SUPERBLOCK_SIZE_BYTES);
     dev.read_at(&mut buf, 0)?;
     known_version(dev.name(), newest_copy(&buf))

@@ -550,3 +550,49 @@ fn a_fifo_in_the_device_list_is_refused_not_waited_on() {
         "{v}"
     );
 }
+
+/// A new device smaller than the two superblock copies (8 KiB; `--create-size 1`, a file
+/// cut short): before, its superblock read failed as a short read, an I/O error (exit 74)
+/// that named no cause. Now it is "too small" (exit 78), and the file made is removed.
+#[test]
+fn a_new_device_of_a_few_bytes_is_too_small_not_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = format6(dir.path(), "s");
+    let all = join(&p);
+    let before = digest(&p);
+    let new = dir.path().join("new.img");
+    let n = new.to_str().unwrap();
+    for args in [
+        vec![
+            "add-spare",
+            "--devices",
+            &all,
+            "--spare",
+            n,
+            "--create-size",
+            "1",
+        ],
+        vec![
+            "replace",
+            "--devices",
+            &all,
+            "--old",
+            p[2].to_str().unwrap(),
+            "--new",
+            n,
+            "--create-size",
+            "4K",
+            "--yes",
+        ],
+    ] {
+        let out = ectable(&args);
+        assert_one_error(&out, "too small");
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", stderr(&out));
+        assert!(!new.exists(), "{args:?} left the file it made");
+    }
+    // A file of 100 bytes given as it is.
+    std::fs::write(&new, [0u8; 100]).unwrap();
+    let out = ectable(&["add-spare", "--devices", &all, "--spare", n]);
+    assert_one_error(&out, "too small");
+    assert_eq!(digest(&p), before, "a refused command changed a member");
+}
