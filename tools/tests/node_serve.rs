@@ -172,6 +172,12 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
     let devs = join(&format6(dir.path(), "d"));
     let node = NodeProc::start(&devs, dir.path());
     let a = agent();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
 
     // Key/value: put (durable by default), get, scan with paging, get-many, batch, delete.
     for i in 0..25 {
@@ -341,6 +347,23 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
             404,
             "not_found",
             answer(a.get(node.url("/v1/nothing")).call()),
+        ),
+        // A rate the CLI refuses: before, the node took it, and the scrub held the node's
+        // one long-running job for days.
+        (
+            400,
+            "bad_request",
+            post(&a, &node.url("/v1/admin/scrub"), &json!({"rate": 1})),
+        ),
+        // A FIFO as a spare: before, the node's open of it waited for a writer for ever.
+        (
+            409,
+            "config",
+            post(
+                &a,
+                &node.url("/v1/admin/add-spare"),
+                &json!({"device": fifo.display().to_string()}),
+            ),
         ),
     ];
     for (want_status, want_code, (s, v)) in &bad {

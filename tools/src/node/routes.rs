@@ -987,6 +987,20 @@ fn u64_field(o: &JsonValue, name: &str) -> ApiResult<Option<u64>> {
     }
 }
 
+/// `"rate"` in bytes per second (0 or absent: unlimited), refused below what the CLI's
+/// `--rate` takes: a few bytes per second would hold the node's one long-running job for
+/// days.
+fn rate_field(o: &JsonValue) -> ApiResult<u64> {
+    let rate = u64_field(o, "rate")?.unwrap_or(0);
+    let least = crate::cmd::common::MIN_RATE_BYTES_PER_SEC;
+    if rate != 0 && rate < least {
+        return Err(ApiError::bad_request(format!(
+            "\"rate\": {rate} bytes per second would take days over a real array; give at least {least} (bytes per second), or 0 for no limit"
+        )));
+    }
+    Ok(rate)
+}
+
 fn str_field<'a>(o: &'a JsonValue, name: &str) -> ApiResult<Option<&'a str>> {
     match o.get(name) {
         None | Some(JsonValue::Null) => Ok(None),
@@ -1016,7 +1030,7 @@ async fn admin_scrub(
     let body = opt_body(body)?;
     only_fields(&body, &["repair", "rate"], "the body")?;
     let repair = bool_field(&body, "repair")?;
-    let rate = u64_field(&body, "rate")?.unwrap_or(0);
+    let rate = rate_field(&body)?;
     long_work(node, stream, Box::new(move |n, p| n.scrub(repair, rate, p))).await
 }
 
@@ -1028,7 +1042,7 @@ async fn admin_rebuild(
     let stream = q?.progress.unwrap_or(false);
     let body = opt_body(body)?;
     only_fields(&body, &["rate"], "the body")?;
-    let rate = u64_field(&body, "rate")?.unwrap_or(0);
+    let rate = rate_field(&body)?;
     long_work(node, stream, Box::new(move |n, p| n.rebuild(rate, p))).await
 }
 
@@ -1066,7 +1080,7 @@ async fn admin_replace(
     let slot = u64_field(&body, "slot")?
         .ok_or_else(|| ApiError::bad_request("missing field \"slot\""))? as usize;
     let new = new_device(&body, "new")?;
-    let rate = u64_field(&body, "rate")?.unwrap_or(0);
+    let rate = rate_field(&body)?;
     long_work(
         node,
         stream,
@@ -1087,7 +1101,7 @@ async fn admin_online(
         str_field(&body, "device")?
             .ok_or_else(|| ApiError::bad_request("missing field \"device\""))?,
     );
-    let rate = u64_field(&body, "rate")?.unwrap_or(0);
+    let rate = rate_field(&body)?;
     long_work(node, stream, Box::new(move |n, p| n.online(&path, rate, p))).await
 }
 
@@ -1206,7 +1220,7 @@ async fn admin_backup(
             max_chain_percent: small("max_chain_percent", defaults.max_chain_percent)?,
             keep_chains: small("keep_chains", defaults.keep_chains)?,
         },
-        rate: u64_field(&body, "rate")?.unwrap_or(0),
+        rate: rate_field(&body)?,
     };
     if req.auto.is_some() && req.to.is_some() {
         return Err(ApiError::bad_request("give \"dir\" or \"to\", not both"));
