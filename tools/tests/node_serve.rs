@@ -318,6 +318,12 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
             "bad_request",
             answer(a.put(node.url("/v1/kv/kv/k?sync=maybe")).send("v")),
         ),
+        // A key that is not UTF-8: a JSON error like every other (it was axum's plain text).
+        (
+            400,
+            "bad_request",
+            answer(a.put(node.url("/v1/kv/kv/%ff%00")).send("v")),
+        ),
         // An atomic batch with one bad op writes none of them.
         (
             400,

@@ -13,7 +13,7 @@ use super::Node;
 use crate::cmd::kv::{bytes_json, json_bytes};
 use crate::cmd::table::{json_columns, json_key, value_json};
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -224,6 +224,17 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A path that does not decode (a key that is not UTF-8 once percent-decoded): the JSON
+/// error every other refusal gets, not axum's plain text.
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> ApiError {
+        ApiError::bad_request(format!(
+            "{}: keys and table names in the path are UTF-8 (percent-encoded); binary keys go through get-many and batch with {{\"$bin\": base64}}",
+            e.body_text()
+        ))
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> ApiError {
         ApiError::bad_request(e.body_text())
@@ -396,10 +407,11 @@ async fn sync(State(node): State<Arc<Node>>) -> ApiResult<Json<JsonValue>> {
 
 async fn kv_put(
     State(node): State<Arc<Node>>,
-    Path((table, key)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<WriteQuery>, QueryRejection>,
     body: Bytes,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path((table, key)) = path?;
     let sync = q?.sync.unwrap_or(true);
     // The append runs here (it copies the value into the stripe being filled: microseconds,
     // unless the writer holds appends back); the wait for durability is the node's one
@@ -418,8 +430,9 @@ async fn kv_put(
 
 async fn kv_get(
     State(node): State<Arc<Node>>,
-    Path((table, key)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
+    let Path((table, key)) = path?;
     blocking(&node, move |n| {
         n.refuse_typed(&table)?;
         match n.s().engine.get(&table, key.as_bytes())? {
@@ -438,9 +451,10 @@ async fn kv_get(
 
 async fn kv_delete(
     State(node): State<Arc<Node>>,
-    Path((table, key)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<WriteQuery>, QueryRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path((table, key)) = path?;
     let sync = q?.sync.unwrap_or(true);
     blocking(&node, move |n| {
         n.refuse_typed(&table)?;
@@ -452,9 +466,10 @@ async fn kv_delete(
 
 async fn kv_get_many(
     State(node): State<Arc<Node>>,
-    Path(table): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path(table) = path?;
     let body = body_json(body)?;
     only_fields(&body, &["keys"], "the body")?;
     let JsonValue::Array(items) = field(&body, "keys")? else {
@@ -498,9 +513,10 @@ struct ScanQuery {
 
 async fn kv_scan(
     State(node): State<Arc<Node>>,
-    Path(table): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     q: Result<Query<ScanQuery>, QueryRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path(table) = path?;
     let q = q?.0;
     let limit = limit_of(q.limit.map(|l| json!(l)).as_ref(), 100)?;
     if q.from.is_some() && q.after.is_some() {
@@ -696,8 +712,9 @@ async fn tables_create(
 
 async fn tables_describe(
     State(node): State<Arc<Node>>,
-    Path(table): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path(table) = path?;
     blocking(&node, move |n| {
         Ok(Json(crate::cmd::table::info_json(
             &n.s().tables.describe_table(&table)?,
@@ -708,8 +725,9 @@ async fn tables_describe(
 
 async fn tables_drop(
     State(node): State<Arc<Node>>,
-    Path(table): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path(table) = path?;
     blocking(&node, move |n| {
         let info = n.s().tables.describe_table(&table)?;
         n.s().tables.drop_table(&table)?;
@@ -721,9 +739,10 @@ async fn tables_drop(
 
 async fn rows_put(
     State(node): State<Arc<Node>>,
-    Path(table): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path(table) = path?;
     let body = body_json(body)?;
     only_fields(&body, &["pk", "cols", "if", "sync"], "the body")?;
     let sync = sync_flag(&body)?;
@@ -745,9 +764,10 @@ async fn rows_put(
 
 async fn rows_get(
     State(node): State<Arc<Node>>,
-    Path(table): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path(table) = path?;
     let body = body_json(body)?;
     only_fields(&body, &["pk", "pks"], "the body")?;
     blocking(&node, move |n| {
@@ -790,9 +810,10 @@ async fn rows_get(
 
 async fn rows_delete(
     State(node): State<Arc<Node>>,
-    Path(table): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path(table) = path?;
     let body = body_json(body)?;
     only_fields(&body, &["pk", "if", "sync"], "the body")?;
     let sync = sync_flag(&body)?;
@@ -810,9 +831,10 @@ async fn rows_delete(
 
 async fn rows_range(
     State(node): State<Arc<Node>>,
-    Path(table): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Json<JsonValue>, JsonRejection>,
 ) -> ApiResult<Json<JsonValue>> {
+    let Path(table) = path?;
     let body = body_json(body)?;
     only_fields(
         &body,
