@@ -74,6 +74,14 @@ pub fn refuse_same_storage(paths: &[PathBuf]) -> Result<()> {
 pub struct CreatedFiles(Vec<PathBuf>);
 
 impl CreatedFiles {
+    /// The files among `paths` that opening them with `create_size_bytes` will create
+    /// (none without it). Take it before the open.
+    pub fn to_be_made(paths: &[PathBuf], create_size_bytes: Option<u64>) -> CreatedFiles {
+        CreatedFiles(match create_size_bytes {
+            Some(_) => paths.iter().filter(|p| !p.exists()).cloned().collect(),
+            None => Vec::new(),
+        })
+    }
     /// The array is on them now: they stay.
     pub fn keep(mut self) {
         self.0.clear();
@@ -95,10 +103,7 @@ pub fn open_for_format(
     create_size_bytes: Option<u64>,
     kind: BackendKind,
 ) -> Result<(Arc<dyn IoBackend>, CreatedFiles)> {
-    let created = CreatedFiles(match create_size_bytes {
-        Some(_) => paths.iter().filter(|p| !p.exists()).cloned().collect(),
-        None => Vec::new(),
-    });
+    let created = CreatedFiles::to_be_made(paths, create_size_bytes);
     let io = open_devices(paths, create_size_bytes, false, kind)?;
     Ok((io, created))
 }

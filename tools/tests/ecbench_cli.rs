@@ -318,6 +318,26 @@ fn bad_command_lines_exit_non_zero_without_panic() {
         !dir.path().join("d0").exists(),
         "a refused run created a device file"
     );
+    // Devices made too small: refused, and the files it made are removed again (they were
+    // left behind).
+    let tiny = [
+        "--devices",
+        &devs,
+        "--create-size",
+        "1M",
+        "--k",
+        "4",
+        "--m",
+        "2",
+    ];
+    assert_refused(
+        &[&tiny[..], &["--rw", "write", "--size", "1M"]].concat(),
+        "devices too small",
+    );
+    assert!(
+        !dir.path().join("d0").exists(),
+        "a refused run left a device file it made"
+    );
     // `--rw overwrite` with no overwrites (a write amplification of 0 / 0), and a fill the
     // array's reserve leaves no room for: refused before anything is loaded (the fill ran
     // into "no space" part-way through its load).

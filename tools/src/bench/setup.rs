@@ -131,6 +131,8 @@ pub fn open_checked(
     if let Some((k, m)) = km {
         check_layout(paths.len(), k, m, chunk, rec)?;
     }
+    // Files `--create-size` makes are removed again when a check below refuses them.
+    let created = crate::CreatedFiles::to_be_made(paths, cli.create_size);
     let (io, slow) = match cli.slow_device {
         None => (
             open_devices(paths, cli.create_size, false, cli.io_engine)?,
@@ -146,6 +148,7 @@ pub fn open_checked(
         geometry = Some(check_geometry(io.as_ref(), k, m, chunk)?);
         check_devices_free(io.as_ref(), cli.force)?;
     }
+    created.keep();
     Ok((io, geometry, slow))
 }
 
