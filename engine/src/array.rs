@@ -1252,6 +1252,24 @@ impl Array {
             // its size, its resync starts at the first segment, not where it failed.
             self.slot_failed_floor[slot].store(1, Ordering::SeqCst);
         }
+        // A hot spare that shrank while the array was closed (its file cut short) would be
+        // refused as too small when a member fails and it is wanted: it is failed now, so
+        // that status says the array has no usable spare instead of listing it as one.
+        let spares: Vec<usize> = self.spares.locked().iter().map(|(_, d)| *d).collect();
+        for d in spares {
+            let dev = &self.io.devices()[d];
+            let cap = dev.geometry().capacity_bytes;
+            if cap < needed {
+                self.fail_spare(
+                    d,
+                    &format!(
+                        "{cap} bytes, smaller than the {needed} a member needs (it shrank?): a \
+                         replacement cannot use it; give it its size back, or add another \
+                         spare with 'ectable add-spare --force'"
+                    ),
+                );
+            }
+        }
     }
 
     /// Reads what the present members' health blocks kept: their error counters so far and

@@ -421,6 +421,41 @@ fn a_spare_left_out_of_one_command_is_not_given_away() {
     assert!(stderr(&out).contains("already"), "{}", stderr(&out));
 }
 
+/// A hot spare whose file shrank while the array was closed: before, status listed it as
+/// the spare, exit 0, and a replacement onto it would have been refused as too small when a
+/// member failed. Now it is failed at open (named, with the sizes), status exits 1; given
+/// its size back, it is the spare again.
+#[test]
+fn a_hot_spare_that_shrank_is_not_counted_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, all, spare) = array_with_a_spare(dir.path());
+    let with = format!("{all},{}", spare.display());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&spare)
+        .unwrap();
+    f.set_len(1 << 20).unwrap();
+    let out = ectable(&["status", "--devices", &with]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("hot spare failed: 1048576 bytes, smaller than the"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hot spare(s) of the array are missing or failed"),
+        "{text}"
+    );
+    f.set_len(2 << 20).unwrap();
+    let (code, v) = status_json(&with);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(
+        v["spares"],
+        serde_json::json!([spare.display().to_string()]),
+        "{v}"
+    );
+}
+
 /// Small devices at the default segment size (8 MiB) hold few segments: with 7 a device,
 /// overwrites at 60 % fill ran out of room (the cleaner keeps 2 free, the checkpoint takes
 /// 1 or more). `format` says so and names a segment size that gives 64 or more; with
