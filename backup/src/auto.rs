@@ -4,12 +4,13 @@
 //! the chains that fall out of retention.
 //!
 //! The policy (docs/operations.md, "Backups"): a full backup starts a new chain when there
-//! is no chain yet; when the newest chain is not a sound chain of this array (a file
-//! missing, damaged or of another array); when it already holds `full_every` incrementals;
-//! when its incrementals together exceed `max_chain_percent` % of its full backup's size; or
-//! when the array no longer keeps the history after the chain's end (the engine says
+//! is no chain of this array yet; when this array's newest chain is not a sound chain (a
+//! file missing or damaged); when it already holds `full_every` incrementals; when its
+//! incrementals together exceed `max_chain_percent` % of its full backup's size; or when the
+//! array no longer keeps the history after the chain's end (the engine says
 //! `HistoryGone`). Otherwise it takes an incremental after the chain's last file. After a
-//! backup, only the newest `keep_chains` chains are kept.
+//! backup, only this array's newest `keep_chains` chains are kept: the chains of another
+//! array in the same directory are never deleted (nor extended), only named.
 //!
 //! Invariants:
 //! - Files are complete under their final names (written as `NAME.partial`, fsynced,
@@ -128,6 +129,16 @@ fn list(dir: &Path) -> Result<BTreeMap<u32, Vec<Named>>> {
     Ok(chains)
 }
 
+/// The array a chain's files are backups of, from the first file that reads (None: none
+/// reads).
+fn owner(files: &[Named]) -> Option<[u8; 16]> {
+    files.iter().find_map(|f| {
+        read_header_and_trailer(&f.path)
+            .ok()
+            .map(|(_, m)| m.array_id)
+    })
+}
+
 /// The newest chain, if it is one this array can extend: its last file and why not
 /// otherwise.
 fn extendable(
@@ -217,18 +228,34 @@ pub fn take_auto(
         Error::InvalidArgument(format!("array id {} is not a uuid", status.array_uuid))
     })?;
     let chains = list(dir)?;
-    let newest = chains.iter().next_back();
-    let next_chain = newest.map_or(Ok(0), |(n, _)| {
+    let next_chain = chains.keys().next_back().map_or(Ok(0), |n| {
         n.checked_add(1)
             .ok_or_else(|| Error::InvalidArgument("chain numbers exhausted".into()))
     })?;
+    // Whose each chain is: another array's chains (two arrays given one directory, or the
+    // array before a restore made this one) are left alone, never extended or pruned.
+    let owners: BTreeMap<u32, Option<[u8; 16]>> =
+        chains.iter().map(|(n, f)| (*n, owner(f))).collect();
+    let others: Vec<String> = owners
+        .iter()
+        .filter_map(|(n, o)| match o {
+            Some(a) if *a != array_id => Some(format!("{n} (array {})", uuid_text(a))),
+            _ => None,
+        })
+        .collect();
+    // This array's newest chain, or the newest with no file that reads (a sound chain of
+    // this array is never taken for it: it is not sound).
+    let newest = chains
+        .iter()
+        .rev()
+        .find(|(n, _)| owners[n].is_none_or(|a| a == array_id));
     let plan = match newest {
-        None => Err("no backup chain in the directory yet".to_string()),
+        None => Err("no backup chain of this array in the directory yet".to_string()),
         Some((_, files)) => extendable(files, &array_id, policy),
     };
-    let (path, manifest, reason) = match plan {
+    let (path, manifest, mut reason) = match plan {
         Ok((base, seq)) => {
-            let chain = chains.keys().next_back().copied().unwrap_or(0);
+            let chain = newest.map_or(0, |(n, _)| *n);
             let path = dir.join(file_name(chain, seq, BackupKind::Incremental));
             match take_incremental(engine, &base, &path, opts) {
                 Ok(m) => (
@@ -254,17 +281,26 @@ pub fn take_auto(
             (path, m, format!("full: {why}"))
         }
     };
-    // Retention: the newest `keep_chains` chains stay (the new backup's among them).
+    // Retention: this array's newest `keep_chains` chains stay (the new backup's among
+    // them); older ones go, and so do older chains no file of which reads. Another array's
+    // chains stay.
     let mut pruned = Vec::new();
     let chains = list(dir)?;
+    let ours = |n: &u32| match owners.get(n) {
+        Some(Some(a)) => *a == array_id,
+        Some(None) => false,
+        None => true, // the new backup's chain
+    };
     let keep_from = chains
         .keys()
+        .filter(|n| ours(n))
         .rev()
         .nth(policy.keep_chains as usize - 1)
         .copied()
         .unwrap_or(0);
     for (n, files) in &chains {
-        if *n >= keep_from {
+        let unreadable = matches!(owners.get(n), Some(None));
+        if *n >= keep_from || !(ours(n) || unreadable) {
             continue;
         }
         for f in files.iter().rev() {
@@ -274,6 +310,12 @@ pub fn take_auto(
     }
     if !pruned.is_empty() {
         sync_dir(&path)?;
+    }
+    if !others.is_empty() {
+        reason.push_str(&format!(
+            "; the directory also holds chain(s) {} of another array, left alone (give each array a directory of its own)",
+            others.join(", ")
+        ));
     }
     Ok(AutoOutcome {
         path,

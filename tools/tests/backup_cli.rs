@@ -692,3 +692,91 @@ fn a_backup_of_a_degraded_array_says_so() {
         "1K",
     ]);
 }
+
+/// Two arrays backed up into one directory (two nodes given the same --backup-dir): before,
+/// each `--auto` run took the other array's newest chain for "not a chain of this array",
+/// started a new full chain every time, and pruned the other array's chains as old ones;
+/// with --keep-chains 1 the second array's first backup deleted the first array's only
+/// backup. Now each array extends and prunes its own chains, and names the other's as left
+/// alone.
+#[test]
+fn two_arrays_in_one_backup_directory_keep_their_own_chains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let da = join(&format(dir, "a", 3, 2, 1, "32M"));
+    let db = join(&format(dir, "b", 3, 2, 1, "32M"));
+    let bdir = dir.join("backups");
+    let put = |d: &str, k: &str| {
+        ok(&[
+            "put",
+            "--devices",
+            d,
+            "--table",
+            "t",
+            "--key",
+            k,
+            "--value",
+            "v",
+        ]);
+    };
+    let auto = |d: &str| {
+        backup_json(&[
+            "backup",
+            "--devices",
+            d,
+            "--auto",
+            s(&bdir),
+            "--keep-chains",
+            "1",
+            "--max-chain-percent",
+            "1000",
+        ])
+    };
+    for round in 0..2 {
+        for d in [&da, &db] {
+            put(d, &format!("k{round}"));
+            let v = auto(d);
+            let reason = v["reason"].as_str().unwrap_or_default();
+            assert_eq!(v["pruned"], serde_json::json!([]), "{v}");
+            if round == 1 {
+                assert!(reason.starts_with("incremental number 1 of chain"), "{v}");
+            }
+            if d == &db || round == 1 {
+                assert!(reason.contains("of another array, left alone"), "{v}");
+            }
+        }
+    }
+    assert_eq!(
+        listing(&bdir),
+        [
+            "c0000-0000-full.ectb",
+            "c0000-0001-incr.ectb",
+            "c0001-0000-full.ectb",
+            "c0001-0001-incr.ectb"
+        ]
+    );
+    // Each array's chain restores its rows.
+    for (chain, d) in [("c0000", &da), ("c0001", &db)] {
+        let from = format!(
+            "{},{}",
+            bdir.join(format!("{chain}-0000-full.ectb")).display(),
+            bdir.join(format!("{chain}-0001-incr.ectb")).display()
+        );
+        let r = join(&devs(dir, &format!("r{chain}"), 3));
+        ok(&[
+            "restore",
+            "--devices",
+            &r,
+            "--k",
+            "2",
+            "--m",
+            "1",
+            "--from",
+            &from,
+            "--create-size",
+            "32M",
+            "--yes",
+        ]);
+        assert_eq!(export(&r, &["t"]), export(d, &["t"]), "{chain}");
+    }
+}
