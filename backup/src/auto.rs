@@ -17,7 +17,9 @@
 //!   renamed); stale `.partial` files of killed runs are removed.
 //! - A chain is pruned only after the new backup is durable, newest file first, so a crash
 //!   while pruning leaves a shorter chain that still restores, never a chain with a hole.
-//! - One `--auto` run at a time per directory (not enforced).
+//! - One `--auto` run at a time per directory: each holds an exclusive lock (flock) on the
+//!   directory itself for the whole run, and a second run is refused (`Error::Busy`)
+//!   instead of removing the first one's unfinished file as stale. No file is made for it.
 
 use crate::format::{read_header_and_trailer, BackupKind, Manifest};
 use crate::take::{sync_dir, take_full, take_incremental, TakeOptions};
@@ -222,6 +224,16 @@ pub fn take_auto(
     }
     if !dir.is_dir() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, 0, e))?;
+    }
+    let lock = std::fs::File::open(dir).map_err(|e| Error::io(dir, 0, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::Busy {
+                dir: dir.to_path_buf(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(dir, 0, e)),
     }
     let status = engine.status();
     let array_id = parse_uuid(&status.array_uuid).ok_or_else(|| {

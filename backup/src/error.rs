@@ -90,6 +90,13 @@ pub enum Error {
         /// Bytes written when it stopped.
         written_bytes: u64,
     },
+    /// Another `--auto` run is writing into the directory now (it holds the directory's
+    /// lock file): nothing was done.
+    #[error("{}: another backup --auto is writing into this directory now; nothing was done: try again when it is done", dir.display())]
+    Busy {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// Bad arguments (until-LSN, policy numbers, a target that cannot hold the data).
     #[error("{0}")]
     InvalidArgument(String),
@@ -156,6 +163,7 @@ impl Error {
             | Error::AlreadyExists { path }
             | Error::Stopped { path, .. } => Some(path),
             Error::HistoryGone { base, .. } => Some(base),
+            Error::Busy { dir } => Some(dir),
             Error::InvalidArgument(_) | Error::Engine { .. } => None,
         }
     }
@@ -169,6 +177,7 @@ impl Error {
             | Error::Chain { offset_bytes, .. } => Some(*offset_bytes),
             Error::Stopped { written_bytes, .. } => Some(*written_bytes),
             Error::AlreadyExists { .. }
+            | Error::Busy { .. }
             | Error::HistoryGone { .. }
             | Error::InvalidArgument(_)
             | Error::Engine { .. } => None,

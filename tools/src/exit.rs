@@ -172,7 +172,7 @@ fn backup_class(e: &ectable_backup::Error) -> Option<i32> {
         B::Corrupt { .. } | B::Incomplete { .. } | B::Chain { .. } => DATA,
         B::AlreadyExists { .. } => CANT_CREATE,
         B::HistoryGone { .. } => UNAVAILABLE,
-        B::Stopped { .. } => TEMPFAIL,
+        B::Stopped { .. } | B::Busy { .. } => TEMPFAIL,
         B::InvalidArgument(_) => USAGE,
         #[allow(unreachable_patterns)] // the library may add variants
         _ => return None,

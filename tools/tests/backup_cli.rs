@@ -780,3 +780,84 @@ fn two_arrays_in_one_backup_directory_keep_their_own_chains() {
         assert_eq!(export(&r, &["t"]), export(d, &["t"]), "{chain}");
     }
 }
+
+/// Two `--auto` runs into one directory at once (a slow cron backup still running when the
+/// next starts, or two arrays sharing the directory): before, the second removed the
+/// first's unfinished `.partial` file as stale while the first still wrote it. Now the
+/// second is refused at once (exit 75) and changes nothing; the first completes.
+#[test]
+fn a_second_auto_backup_into_a_busy_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let da = join(&format(dir, "a", 3, 2, 1, "64M"));
+    let db = join(&format(dir, "b", 3, 2, 1, "32M"));
+    ok(&[
+        "load",
+        "--devices",
+        &da,
+        "--table",
+        "t",
+        "--rows",
+        "3000",
+        "--value-size",
+        "1K",
+    ]);
+    ok(&[
+        "put",
+        "--devices",
+        &db,
+        "--table",
+        "t",
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ]);
+    let bdir = dir.join("backups");
+    let slow = {
+        let (da, bdir) = (da.clone(), bdir.clone());
+        std::thread::spawn(move || {
+            ectable(&[
+                "backup",
+                "--devices",
+                &da,
+                "--auto",
+                s(&bdir),
+                "--rate",
+                "512K",
+            ])
+        })
+    };
+    let partial = bdir.join("c0000-0000-full.ectb.partial");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !partial.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first backup did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = ectable(&["backup", "--devices", &db, "--auto", s(&bdir)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("another backup --auto is writing into this directory"),
+        "{err}"
+    );
+    assert!(
+        partial.exists(),
+        "the second run removed the first one's unfinished file"
+    );
+    let first = slow.join().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Done: the second array's backup goes in beside it.
+    ok(&["backup", "--devices", &db, "--auto", s(&bdir)]);
+    assert_eq!(
+        listing(&bdir),
+        ["c0000-0000-full.ectb", "c0001-0000-full.ectb"]
+    );
+}
