@@ -1058,10 +1058,18 @@ impl Array {
                 }
             }
         }
+        // The members' newest superblock is the array's state. A hot spare holds no data,
+        // and its copy can be newer than every member's only when a superblock write was
+        // cut after the spare took it (the spares are written after the members since,
+        // but an array an older build wrote may hold one): it must not make every member
+        // look behind.
+        let is_member = |sb: &&Superblock| sb.device_slot < sb.device_count;
         let newest = found
             .iter()
             .flatten()
+            .filter(is_member)
             .max_by_key(|sb| sb.epoch)
+            .or_else(|| found.iter().flatten().max_by_key(|sb| sb.epoch))
             .cloned()
             .ok_or_else(|| Error::InvalidArgument("no devices".into()))?;
         let n = newest.device_count as usize;
@@ -1080,6 +1088,19 @@ impl Array {
                     .is_some_and(|m| m.0 == sb.device_uuid && m.1 == MemberState::Spare)
             {
                 spares.push((slot, d));
+                continue;
+            }
+            if slot >= n
+                && sb.epoch >= newest.epoch
+                && !newest.members.iter().any(|m| m.0 == sb.device_uuid)
+            {
+                // The members never took the write that added it (see `newest`).
+                unrecognised.push((
+                    d,
+                    "a hot spare whose adding was cut short (the members never took it); \
+                     not used: add it again with 'ectable add-spare'"
+                        .to_string(),
+                ));
                 continue;
             }
             if slot >= n || newest.members[slot].0 != sb.device_uuid {
@@ -1421,7 +1442,25 @@ impl Array {
             sb.resync_from = resync_from.clone();
             sbs[d] = Some(sb);
         }
-        let errors = write_superblocks(self.io.as_ref(), &sbs);
+        // The members first, then the hot spares: a cut between leaves the spares behind (a
+        // spare the members name and whose device says otherwise is reported missing), never
+        // a spare ahead of every member.
+        let spare_devices: Vec<usize> = self.spares.locked().iter().map(|(_, d)| *d).collect();
+        let (mut first, mut then) = (sbs.clone(), vec![None; n_dev]);
+        for &d in &spare_devices {
+            then[d] = first[d].take();
+        }
+        let mut errors = write_superblocks(self.io.as_ref(), &first);
+        if then.iter().any(Option::is_some) {
+            for (d, e) in write_superblocks(self.io.as_ref(), &then)
+                .into_iter()
+                .enumerate()
+            {
+                if then[d].is_some() {
+                    errors[d] = e;
+                }
+            }
+        }
         let took: Vec<bool> = (0..n_dev)
             .map(|d| sbs[d].is_some() && errors[d].is_none())
             .collect();
