@@ -172,3 +172,88 @@ fn a_superblock_write_of_add_spare_cut_half_way_loses_nothing() {
         assert!(st.spares_missing.is_empty(), "{what}: {st:?}");
     }
 }
+
+/// The same for `replace`: a cut after only the new device took the superblock write that
+/// gives it the slot (it names itself the member, the others still name the old device:
+/// the replace counts as made, the others as behind until the rebuild), or after only the
+/// others did (they name a new device that holds nothing: the slot is missing until the
+/// replace is made again). Either way the old device is refused as replaced when listed.
+/// Every row reads back throughout, and the rebuild ends with every member in service.
+#[test]
+fn a_superblock_write_of_replace_cut_half_way_loses_nothing() {
+    for new_took in [true, false] {
+        let what = if new_took {
+            "only the new device took the new epoch"
+        } else {
+            "only the old members took the new epoch"
+        };
+        let mems = memory_devices(N + 1, 16 << 20);
+        format(io_of(&wrap(&mems[..N], 1)).as_ref(), &fmt_opts(K, M)).expect("format");
+        let e = Engine::open(io_of(&wrap(&mems, 2)), EngineOptions::default()).expect("open");
+        let mut rows = Vec::new();
+        for i in 0..100u64 {
+            let key = format!("a{i:05}").into_bytes();
+            let v = value_for(i, 3, 100 + (i as usize * 53) % 3000);
+            e.put_sync("t", &key, &v).expect("put_sync");
+            rows.push((key, v));
+        }
+        let before = superblocks(&mems);
+        e.replace(2, N).expect("replace");
+        e.close().expect("close");
+        for (d, m) in mems.iter().enumerate() {
+            if (d == N) != new_took {
+                m.write_at(&before[d], 0)
+                    .expect("put the old superblocks back");
+            }
+        }
+        // The old device listed beside the new one: refused, named as replaced.
+        let all = Engine::open(io_of(&wrap(&mems, 3)), EngineOptions::default());
+        assert!(
+            matches!(all, Err(ectable::Error::ReplacedDevice { slot: 2, .. })),
+            "{what}: {:?}",
+            all.err()
+        );
+        let listed: Vec<_> = (0..=N)
+            .filter(|&d| d != 2)
+            .map(|d| mems[d].clone())
+            .collect();
+        let e = Engine::open(io_of(&wrap(&listed, 4)), EngineOptions::default())
+            .unwrap_or_else(|err| panic!("{what}: reopen: {err}"));
+        let st = e.status();
+        eprintln!(
+            "{what}: state {:?}, unrecognised {:?}, devices {:?}",
+            st.state(),
+            st.unrecognised,
+            st.devices
+                .iter()
+                .map(|d| format!("{} {} {:?}", d.slot, d.state.as_str(), d.path))
+                .collect::<Vec<_>>()
+        );
+        for (k, v) in &rows {
+            assert_eq!(
+                e.get("t", k).expect("get").as_deref(),
+                Some(&v[..]),
+                "{what}"
+            );
+        }
+        if !new_took {
+            // The new device is the last one listed.
+            e.replace(2, N - 1).expect("the replace made again");
+        }
+        e.rebuild(&RebuildOptions::default(), &mut |_| {})
+            .unwrap_or_else(|err| panic!("{what}: rebuild: {err}"));
+        let st = e.status();
+        assert!(
+            st.devices.iter().all(|d| d.in_service),
+            "{what}: not every member in service after the rebuild: {:?}",
+            st.devices
+        );
+        for (k, v) in &rows {
+            assert_eq!(
+                e.get("t", k).expect("get").as_deref(),
+                Some(&v[..]),
+                "{what}"
+            );
+        }
+    }
+}
