@@ -222,6 +222,12 @@ pub fn take_auto(
             "--keep-chains must be at least 1".into(),
         ));
     }
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: is not a directory; the policy's backups go into a directory",
+            dir.display()
+        )));
+    }
     if !dir.is_dir() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, 0, e))?;
     }

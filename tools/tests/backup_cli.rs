@@ -861,3 +861,31 @@ fn a_second_auto_backup_into_a_busy_directory_is_refused() {
         ["c0000-0000-full.ectb", "c0001-0000-full.ectb"]
     );
 }
+
+/// `--to` a directory and `--auto` a file, the two options swapped: each named with the
+/// other option to use (exit 64), nothing made. `--auto FILE` used to end in "File exists
+/// (os error 17)".
+#[test]
+fn to_a_directory_and_auto_a_file_are_refused_naming_the_other_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let da = join(&format(dir, "a", 3, 2, 1, "32M"));
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    for (args, says) in [
+        (
+            ["--to", s(dir)],
+            "is a directory; --to takes the name of a new backup file",
+        ),
+        (
+            ["--auto", s(&file)],
+            "is not a directory; --auto takes a directory",
+        ),
+    ] {
+        let out = ectable(&[&["backup", "--devices", &da][..], &args[..]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}

@@ -214,6 +214,20 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
                 dir.display()
             );
         }
+        if to.is_dir() {
+            crate::fail!(
+                crate::exit::USAGE,
+                "--to {}: is a directory; --to takes the name of a new backup file (--auto DIR takes a directory and names the files itself)",
+                to.display()
+            );
+        }
+    }
+    if let Some(dir) = a.auto.as_deref().filter(|d| d.exists() && !d.is_dir()) {
+        crate::fail!(
+            crate::exit::USAGE,
+            "--auto {}: is not a directory; --auto takes a directory for the policy's files (--to FILE writes one backup file)",
+            dir.display()
+        );
     }
     let dev = crate::cmd::common::DevicesArg {
         devices: a.devices.clone(),
