@@ -90,6 +90,36 @@ fn a_superblock_write_cut_after_some_members_loses_nothing() {
     }
 }
 
+/// A key and its value.
+type Row = (Vec<u8>, Vec<u8>);
+
+/// Six memory members formatted RS(4,2) and a seventh blank device, open, with 100 rows
+/// written each durable: the devices, the engine and the rows.
+fn six_members_and_a_blank() -> (Vec<Arc<MemDevice>>, Engine, Vec<Row>) {
+    let mems = memory_devices(N + 1, 16 << 20);
+    format(io_of(&wrap(&mems[..N], 1)).as_ref(), &fmt_opts(K, M)).expect("format");
+    let e = Engine::open(io_of(&wrap(&mems, 2)), EngineOptions::default()).expect("open");
+    let mut rows = Vec::new();
+    for i in 0..100u64 {
+        let key = format!("a{i:05}").into_bytes();
+        let v = value_for(i, 3, 100 + (i as usize * 53) % 3000);
+        e.put_sync("t", &key, &v).expect("put_sync");
+        rows.push((key, v));
+    }
+    (mems, e, rows)
+}
+
+/// A superblock write cut between the seventh device and the six members: the side that
+/// did not take it (the members when `seventh_took`, else the seventh) gets `before` back.
+fn cut_between(mems: &[Arc<MemDevice>], before: &[Vec<u8>], seventh_took: bool) {
+    for (d, m) in mems.iter().enumerate() {
+        if (d == N) != seventh_took {
+            m.write_at(&before[d], 0)
+                .expect("put the old superblocks back");
+        }
+    }
+}
+
 /// A power cut in the middle of `add_spare`'s superblock write, each way: only the new
 /// spare took the new epoch (it names itself in a member list the members never got), or
 /// only the members did (they name a spare whose device holds nothing). Either way the
@@ -102,26 +132,11 @@ fn a_superblock_write_of_add_spare_cut_half_way_loses_nothing() {
         } else {
             "only the members took the new epoch"
         };
-        let mems = memory_devices(N + 1, 16 << 20);
-        format(io_of(&wrap(&mems[..N], 1)).as_ref(), &fmt_opts(K, M)).expect("format");
-        let e = Engine::open(io_of(&wrap(&mems, 2)), EngineOptions::default()).expect("open");
-        let mut rows = Vec::new();
-        for i in 0..100u64 {
-            let key = format!("a{i:05}").into_bytes();
-            let v = value_for(i, 3, 100 + (i as usize * 53) % 3000);
-            e.put_sync("t", &key, &v).expect("put_sync");
-            rows.push((key, v));
-        }
+        let (mems, e, rows) = six_members_and_a_blank();
         let before = superblocks(&mems);
         e.add_spare(N).expect("add_spare");
         e.close().expect("close");
-        // The devices that did not take the write get their old superblocks back.
-        for (d, m) in mems.iter().enumerate() {
-            if (d == N) != spare_took {
-                m.write_at(&before[d], 0)
-                    .expect("put the old superblocks back");
-            }
-        }
+        cut_between(&mems, &before, spare_took);
         let e = Engine::open(io_of(&wrap(&mems, 4)), EngineOptions::default())
             .unwrap_or_else(|err| panic!("{what}: reopen: {err}"));
         let st = e.status();
@@ -187,25 +202,11 @@ fn a_superblock_write_of_replace_cut_half_way_loses_nothing() {
         } else {
             "only the old members took the new epoch"
         };
-        let mems = memory_devices(N + 1, 16 << 20);
-        format(io_of(&wrap(&mems[..N], 1)).as_ref(), &fmt_opts(K, M)).expect("format");
-        let e = Engine::open(io_of(&wrap(&mems, 2)), EngineOptions::default()).expect("open");
-        let mut rows = Vec::new();
-        for i in 0..100u64 {
-            let key = format!("a{i:05}").into_bytes();
-            let v = value_for(i, 3, 100 + (i as usize * 53) % 3000);
-            e.put_sync("t", &key, &v).expect("put_sync");
-            rows.push((key, v));
-        }
+        let (mems, e, rows) = six_members_and_a_blank();
         let before = superblocks(&mems);
         e.replace(2, N).expect("replace");
         e.close().expect("close");
-        for (d, m) in mems.iter().enumerate() {
-            if (d == N) != new_took {
-                m.write_at(&before[d], 0)
-                    .expect("put the old superblocks back");
-            }
-        }
+        cut_between(&mems, &before, new_took);
         // The old device listed beside the new one: refused, named as replaced.
         let all = Engine::open(io_of(&wrap(&mems, 3)), EngineOptions::default());
         assert!(

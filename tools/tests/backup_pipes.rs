@@ -109,11 +109,7 @@ fn a_backup_in_a_named_pipe_is_read_as_stdin_is() {
     assert!(out.status.success(), "{}", stderr(&out));
     let bytes = std::fs::read(&full).unwrap();
     let fifo = dir.path().join("pipe");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    mkfifo(&fifo);
     // The writer end, fed from a thread (its open waits for the reader).
     let feed = |data: Vec<u8>| {
         let fifo = fifo.clone();

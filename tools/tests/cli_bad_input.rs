@@ -479,11 +479,7 @@ fn a_fifo_in_the_device_list_is_refused_not_waited_on() {
     let p = format6(dir.path(), "f");
     let all = join(&p);
     let fifo = dir.path().join("fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    mkfifo(&fifo);
     let f = fifo.to_str().unwrap();
     let with = format!("{all},{f}");
     let blank: Vec<String> = (0..2)

@@ -6,7 +6,7 @@
 mod cli_common;
 
 use cli_common::{
-    ectable, ectable_env, format6, join, load_rows, loop_devices_available, stderr, Loop,
+    ectable, ectable_env, format6, join, load_rows, loop_devices_available, mkfifo, stderr, Loop,
 };
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -173,11 +173,7 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
     let node = NodeProc::start(&devs, dir.path());
     let a = agent();
     let fifo = dir.path().join("fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    mkfifo(&fifo);
 
     // Key/value: put (durable by default), get, scan with paging, get-many, batch, delete.
     for i in 0..25 {

@@ -95,6 +95,15 @@ pub fn devs(dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Makes a named pipe (FIFO) at `path`.
+pub fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 /// The `--devices` list of `p`.
 pub fn join(p: &[PathBuf]) -> String {
     p.iter()
