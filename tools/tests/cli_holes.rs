@@ -992,3 +992,44 @@ fn an_old_copy_of_a_spare_is_named_as_one() {
         stderr(&out)
     );
 }
+
+/// A member listed twice, under its name and through a symlink (a unit file edited by
+/// hand): every other command refuses the list; `status` printed only that error (exit 4).
+/// Now it shows the array from the first, says which path is the same device, and exits 1.
+#[test]
+fn status_with_a_member_listed_twice_shows_the_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = format6(dir.path(), "d");
+    let all = join(&p);
+    let alias = dir.path().join("alias.img");
+    std::os::unix::fs::symlink(&p[1], &alias).unwrap();
+    let with = format!("{all},{}", alias.display());
+    let out = ectable(&["get", "--devices", &with, "--table", "t", "--key", "k"]);
+    assert_clean_error(&out, &["the same device is listed twice"]);
+    let out = ectable(&["status", "--devices", &with]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "given: {}: the same device as {} (listed twice); not used",
+            alias.display(),
+            p[1].display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("state: ONLINE"), "{text}");
+    let (code, v) = status_json(&with);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(
+        v["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["code"] == "DEVICE_LISTED_TWICE")),
+        "{v}"
+    );
+}

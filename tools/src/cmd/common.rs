@@ -253,6 +253,8 @@ pub enum StrayKind {
     Replaced,
     /// A path that is not there or is no device (`status` only).
     NoDevice,
+    /// The same storage as a device listed before it (`status` only).
+    Twice,
 }
 
 impl StrayKind {
@@ -261,6 +263,7 @@ impl StrayKind {
         match self {
             StrayKind::Foreign | StrayKind::Replaced => "DEVICE_NOT_MEMBER",
             StrayKind::NoDevice => "DEVICE_NOT_FOUND",
+            StrayKind::Twice => "DEVICE_LISTED_TWICE",
         }
     }
 }

@@ -46,6 +46,28 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
     let paths = crate::cmd::common::devices(&a.dev)?;
     let (mut present, gone): (Vec<PathBuf>, Vec<PathBuf>) =
         paths.into_iter().partition(|p| not_a_device(p).is_none());
+    // The same storage listed twice (a symlink, a loop device and its file): every other
+    // command refuses the list; status shows the array from the first.
+    let mut twice = Vec::new();
+    let mut seen: Vec<(ectable_devices::StorageId, PathBuf)> = Vec::new();
+    present.retain(|p| {
+        let Ok(id) = ectable_devices::StorageId::of_path(p) else {
+            return true;
+        };
+        if let Some((_, first)) = seen.iter().find(|(i, _)| i.same_storage(&id)) {
+            twice.push(crate::cmd::common::Stray {
+                device: p.display().to_string(),
+                why: format!(
+                    "the same device as {} (listed twice); not used",
+                    first.display()
+                ),
+                kind: crate::cmd::common::StrayKind::Twice,
+            });
+            return false;
+        }
+        seen.push((id, p.clone()));
+        true
+    });
     if present.is_empty() {
         crate::fail!(
             crate::exit::NO_INPUT,
@@ -71,6 +93,7 @@ pub fn run(kind: BackendKind, a: &StatusArgs) -> Result<i32> {
         Err(e) if unopenable(&e) => return unavailable(a, &e, &gone),
         Err(e) => return Err(e),
     };
+    strays.extend(twice);
     // Every other command refuses a list naming them too (a member unplugged: the array
     // shows its slot missing as well).
     strays.extend(gone.iter().map(|p| crate::cmd::common::Stray {
