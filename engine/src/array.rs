@@ -241,7 +241,23 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
                 needed_bytes,
             });
         }
-        segment_count = segment_count.min(layout.segments_on(cap));
+    }
+    // The members set the geometry; a hot spare (the last `spare_count` devices) must hold
+    // what a member holds, or it could not take a member's place: it is refused rather
+    // than shrinking every member to its size.
+    for d in io.devices().iter().take(n) {
+        segment_count = segment_count.min(layout.segments_on(d.geometry().capacity_bytes));
+    }
+    let member_bytes = layout.device_segment_offset(segment_count);
+    for d in io.devices().iter().skip(n) {
+        let cap = d.geometry().capacity_bytes;
+        if cap < member_bytes {
+            return Err(Error::DeviceTooSmall {
+                device: d.name().to_string(),
+                capacity_bytes: cap,
+                needed_bytes: member_bytes,
+            });
+        }
     }
     for (d, r) in read_superblocks(io).into_iter().enumerate() {
         let name = io.devices()[d].name().to_string();

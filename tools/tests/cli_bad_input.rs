@@ -76,6 +76,37 @@ fn bad_format_arguments_write_nothing() {
     assert_one_error(&out, "too small");
     assert!(small.iter().all(|p| !p.exists()));
 
+    // A hot spare smaller than the members: refused, where it used to shrink every member
+    // to its size (64 MiB members laid out as 20 MiB ones).
+    let members = devs(dir.path(), "m", 3);
+    for p in &members {
+        std::fs::File::create(p).unwrap().set_len(64 << 20).unwrap();
+    }
+    let spare = dir.path().join("spare.img");
+    std::fs::File::create(&spare)
+        .unwrap()
+        .set_len(20 << 20)
+        .unwrap();
+    let before = digest(&members);
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &join(&members),
+        "--k",
+        "2",
+        "--m",
+        "1",
+        "--spares",
+        spare.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_one_error(&out, "spare.img: too small: 20971520 bytes, need at least");
+    assert_eq!(
+        digest(&members),
+        before,
+        "a refused format wrote to a member"
+    );
+
     let out = ectable(&[
         "format",
         "--devices",
