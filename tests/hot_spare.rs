@@ -335,3 +335,43 @@ fn a_spare_left_out_of_one_open_keeps_its_entry() {
     assert_eq!(st.spares, vec!["other".to_string()]);
     assert!(st.spares_missing.is_empty(), "{:?}", st.spares_missing);
 }
+
+/// A hot spare whose device refuses writes (set read-only after the array last wrote its
+/// superblocks): status names it at once, before any write fails; the superblock write that
+/// records a member's failure fails the spare too (it is taken out of the spares, as a spare
+/// that died is), so the monitor never rebuilds onto it and the lost slot stays lost.
+#[test]
+fn a_spare_that_refuses_writes_is_named_and_never_rebuilt_onto() {
+    let (faulty, e) = automatic_with_a_spare(47);
+    faulty[6].set_read_only(true);
+    let st = e.status();
+    assert_eq!(st.spares_write_refused.len(), 1, "{st:?}");
+    assert_eq!(st.spares_write_refused[0].0, "mem6");
+    let writes = faulty[6].writes_seen();
+    let refused = faulty[6].counters().eperm_writes;
+    faulty[4].set_failed(true);
+    wait_for("slot 4 to be seen lost", || {
+        e.status().devices[4].state == "FAULTED"
+    });
+    // Several rounds of the monitor (20 ms apart): nothing lands on the spare.
+    std::thread::sleep(Duration::from_millis(300));
+    let st = e.status();
+    assert_eq!(st.devices[4].state, "FAULTED", "{:?}", st.devices[4]);
+    assert!(st.spares.is_empty(), "{:?}", st.spares);
+    assert_eq!(st.spares_missing.len(), 1, "{st:?}");
+    assert!(st.rebuild.is_none());
+    // Every write tried on it since (the failure record's superblock) was refused.
+    assert_eq!(
+        faulty[6].writes_seen() - writes,
+        faulty[6].counters().eperm_writes - refused,
+        "a write reached the spare"
+    );
+    for i in 0..ROWS {
+        assert_eq!(
+            e.get("t", &i.to_be_bytes()).unwrap(),
+            Some(value_for(i, 4, 700)),
+            "row {i}"
+        );
+    }
+    e.close().unwrap();
+}

@@ -399,6 +399,12 @@ impl BlockDevice for FaultyDevice {
     fn take_growth(&self) -> Option<u64> {
         self.inner.take_growth()
     }
+    fn write_refused(&self) -> Option<String> {
+        if self.read_only.load(Ordering::SeqCst) {
+            return Some("the device is read-only (injected): writes fail with EPERM".to_string());
+        }
+        self.inner.write_refused()
+    }
 
     fn read_at(&self, buf: &mut [u8], offset_bytes: u64) -> Result<(), DeviceError> {
         self.reads.fetch_add(1, Ordering::SeqCst);

@@ -239,6 +239,16 @@ pub enum Error {
         /// What failed.
         why: String,
     },
+    /// A device that is to join the array (`replace`'s new device, a new hot spare) refuses
+    /// writes now ([`ectable_devices::BlockDevice::write_refused`]: a block device set
+    /// read-only, an immutable file): refused before anything is written.
+    #[error("{device} refuses writes ({why}); nothing changed")]
+    DeviceRefusesWrites {
+        /// The device.
+        device: String,
+        /// Why, as the device tells it.
+        why: String,
+    },
     /// A write, or a maintenance operation that writes, on an engine opened read-only.
     #[error("the array is open read-only")]
     ReadOnly,
@@ -385,6 +395,7 @@ impl Error {
             Error::Codec(_) => "CODEC",
             Error::Closed => "CLOSED",
             Error::DeviceStillFails { .. } => "DEVICE_STILL_FAILS",
+            Error::DeviceRefusesWrites { .. } => "DEVICE_REFUSES_WRITES",
             Error::HistoryGone { .. } => "HISTORY_GONE",
             Error::RestoreIncomplete { .. } => "RESTORE_INCOMPLETE",
             Error::ArrayChanged { .. } => "ARRAY_CHANGED",

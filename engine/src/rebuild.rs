@@ -380,7 +380,7 @@ impl Shared {
                 new_dev.name()
             )));
         }
-        self.check_capacity(new_dev.as_ref())?;
+        self.check_joining(new_dev.as_ref())?;
         if let Some((busy, _)) = self.rebuild_in_progress() {
             if busy != slot {
                 return Err(Error::InvalidArgument(format!(
@@ -743,6 +743,20 @@ impl Shared {
             .map(|(entry, _)| *entry)
     }
 
+    /// A device joining the array as a new member or a hot spare must hold every device
+    /// segment and take writes: one set read-only would fail at the first write (after the
+    /// spare left the spare list, or the slot took it), so it is refused before any.
+    fn check_joining(&self, dev: &dyn ectable_devices::BlockDevice) -> Result<()> {
+        self.check_capacity(dev)?;
+        match dev.write_refused() {
+            Some(why) => Err(Error::DeviceRefusesWrites {
+                device: dev.name().to_string(),
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// A device joining the array must hold every device segment.
     fn check_capacity(&self, dev: &dyn ectable_devices::BlockDevice) -> Result<()> {
         let a = &self.array;
@@ -808,7 +822,7 @@ impl Shared {
                 dev.name()
             )));
         }
-        self.check_capacity(dev.as_ref())?;
+        self.check_joining(dev.as_ref())?;
         let (entry, in_place_of) = self.spare_entry_for_new(in_place_of_missing)?;
         if entry >= MAX_DEVICES {
             return Err(Error::InvalidArgument(format!(

@@ -206,6 +206,11 @@ pub struct Status {
     /// automatic policy cannot count on it.
     #[cfg_attr(feature = "serde", serde(default))]
     pub spares_missing: Vec<String>,
+    /// Hot spares present whose device refuses writes now (name, why; found without writing,
+    /// as [`DeviceStatus::write_refused`]): a replacement onto one fails at its first write,
+    /// so neither `replace` nor the automatic policy counts on it.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub spares_write_refused: Vec<(String, String)>,
     /// Superblock copies that are not what the array last wrote (`slot 2 (d2.img)
     /// superblock copy 1: ...`): empty from [`Engine::status`], which does no I/O; the
     /// `status` command fills it from [`Engine::check_superblocks`].
@@ -612,11 +617,17 @@ impl Engine {
         // Each lock is taken and released on its own: `persist` takes the persisted state and
         // then the spares, so holding the spares while asking for the persisted state (or the
         // other way round) could deadlock with a writer starting a session.
-        let spares: Vec<String> = a
-            .spares
-            .locked()
+        let spare_devices: Vec<usize> = a.spares.locked().iter().map(|(_, d)| *d).collect();
+        let spares: Vec<String> = spare_devices
             .iter()
-            .map(|(_, d)| a.io.devices()[*d].name().to_string())
+            .map(|d| a.io.devices()[*d].name().to_string())
+            .collect();
+        let spares_write_refused: Vec<(String, String)> = spare_devices
+            .iter()
+            .filter_map(|d| {
+                let dev = &a.io.devices()[*d];
+                dev.write_refused().map(|why| (dev.name().to_string(), why))
+            })
             .collect();
         let spares_missing: Vec<String> = {
             let entries = a.missing_spare_entries();
@@ -672,6 +683,7 @@ impl Engine {
             devices,
             spares,
             spares_missing,
+            spares_write_refused,
             bad_superblocks: Vec::new(),
             unrecognised,
             replaced,

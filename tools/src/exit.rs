@@ -136,6 +136,7 @@ fn engine_class(e: &EngineError) -> Option<i32> {
         | E::RestoreIncomplete { .. } => CONFIG,
         E::TooFewDevices { .. } | E::DataLost { .. } | E::HistoryGone { .. } => UNAVAILABLE,
         E::ArrayChanged { .. } => TEMPFAIL,
+        E::DeviceRefusesWrites { .. } => NO_PERM,
         E::NoSpace(_) => CANT_CREATE,
         E::Device(d) => device_class(d),
         E::Corrupt { .. }

@@ -334,6 +334,7 @@ fn exit_code(st: &Status) -> i32 {
                 || !write_refused(st).is_empty()
                 || unrepaired_scrub(st).is_some()
                 || !st.spares_missing.is_empty()
+                || !st.spares_write_refused.is_empty()
                 || !st.bad_superblocks.is_empty() =>
         {
             1
@@ -355,6 +356,13 @@ fn unrepaired_scrub(st: &Status) -> Option<&ectable_engine::ScrubRecord> {
     st.last_scrub
         .as_ref()
         .filter(|s| s.bad_chunks > s.chunks_repaired)
+}
+
+/// The first hot spare a replacement can use (one that takes writes).
+fn usable_spare(st: &Status) -> Option<&String> {
+    st.spares
+        .iter()
+        .find(|s| !st.spares_write_refused.iter().any(|(p, _)| p == *s))
 }
 
 /// The slots whose device refuses writes (read-only block device, immutable file): the first
@@ -389,6 +397,10 @@ pub fn print_status(st: &Status) {
         (None, None) if !st.spares_missing.is_empty() => println!(
             "  state: {state}, but {} hot spare(s) of the array are missing or failed",
             st.spares_missing.len()
+        ),
+        (None, None) if !st.spares_write_refused.is_empty() => println!(
+            "  state: {state}, but {} hot spare(s) refuse writes (no replacement can use them)",
+            st.spares_write_refused.len()
         ),
         (None, None) if !st.bad_superblocks.is_empty() => println!(
             "  state: {state}, but {} superblock copy(ies) are bad (errors: below)",
@@ -685,7 +697,15 @@ fn device_table(st: &Status) -> comfy_table::Table {
         _ => "hot spare (used by 'ectable replace')",
     };
     for path in &st.spares {
-        t.add_row(absent(path, "SPARE", spare_note));
+        let row = match st.spares_write_refused.iter().find(|(p, _)| p == path) {
+            Some((_, why)) => absent(
+                path,
+                "SPARE",
+                &format!("hot spare, but it refuses writes ({why}): no replacement can use it"),
+            ),
+            None => absent(path, "SPARE", spare_note),
+        };
+        t.add_row(row);
     }
     for (path, why) in &st.unrecognised {
         t.add_row(absent(path, "UNKNOWN", why));
@@ -764,6 +784,11 @@ fn actions(st: &Status) -> Vec<String> {
             st.spares_missing.join(", ")
         ));
     }
+    for (path, why) in &st.spares_write_refused {
+        out.push(format!(
+            "The hot spare {path} refuses writes ({why}): make it writable again ('blockdev --setrw {path}' for a device set read-only, 'chattr -i' for an immutable file) or add another spare ('ectable add-spare'); until then a lost member has no spare to take its slot."
+        ));
+    }
     if !st.bad_superblocks.is_empty() {
         out.push("A member keeps two copies of its superblock, and a copy is bad: one more fault on the other copy leaves the member unrecognised. Run 'ectable scrub --repair' (any writing command rewrites every superblock; the scrub reads them back).".to_string());
     }
@@ -781,7 +806,7 @@ fn actions(st: &Status) -> Vec<String> {
     let gone = slots(&|d| d.state == "REMOVED" || d.state == "FAULTED");
     if !gone.is_empty() {
         // With one slot lost and a hot spare at hand, the replacement is named in full.
-        let replace = match (gone.as_slice(), st.spares.first()) {
+        let replace = match (gone.as_slice(), usable_spare(st)) {
             ([slot], Some(spare)) => {
                 let old = st.devices[*slot].path.as_deref().unwrap_or("<device>");
                 let cmd = format!("'ectable replace --old {old} --old-slot {slot} --new {spare}'");
@@ -894,6 +919,10 @@ pub fn status_json(st: &Status) -> Value {
         checks.push(json!({"code": "SPARE_MISSING", "severity": "warn",
             "message": format!("hot spare(s) named by the array not among the devices given: device {}", st.spares_missing.join(", "))}));
     }
+    for (path, why) in &st.spares_write_refused {
+        checks.push(json!({"code": "SPARE_WRITE_REFUSED", "severity": "warn",
+            "message": format!("hot spare {path} refuses writes: {why}")}));
+    }
     if let Some(s) = unrepaired_scrub(st) {
         checks.push(json!({"code": "SCRUB_FOUND_BAD_CHUNKS", "severity": "warn",
             "message": format!("the last scrub found {} bad chunk(s) it did not rewrite; run 'ectable scrub --repair'", s.bad_chunks - s.chunks_repaired)}));
@@ -919,6 +948,24 @@ pub fn status_json(st: &Status) -> Value {
                 "message": format!("slot {} has {} checksum errors", d.slot, d.checksum_errors)}));
         }
     }
+    let spares_write_refused: Vec<Value> = st
+        .spares_write_refused
+        .iter()
+        .map(|(p, w)| json!({"path": p, "reason": w}))
+        .collect();
+    let backing: Vec<Value> = st
+        .backing
+        .iter()
+        .map(|b| {
+            json!({
+                "slots": b.slots,
+                "unallocated_bytes": b.unallocated_bytes,
+                "free_bytes": b.free_bytes,
+                "short": b.short,
+                "full": b.full,
+            })
+        })
+        .collect();
     json!({
         "schema_version": 1,
         "array_uuid": st.array_uuid,
@@ -1027,19 +1074,14 @@ pub fn status_json(st: &Status) -> Value {
         })),
         "spares": st.spares,
         "spares_missing": st.spares_missing,
+        "spares_write_refused": spares_write_refused,
         "bad_superblocks": st.bad_superblocks,
         "recovery_policy": st.recovery_policy,
         "unrecognised": st.unrecognised.iter().map(|(p, w)| json!({"path": p, "reason": w})).collect::<Vec<_>>(),
         "replaced": st.replaced,
         "blank": st.blank,
         "writes_stopped": st.writes_stopped,
-        "backing": st.backing.iter().map(|b| json!({
-            "slots": b.slots,
-            "unallocated_bytes": b.unallocated_bytes,
-            "free_bytes": b.free_bytes,
-            "short": b.short,
-            "full": b.full,
-        })).collect::<Vec<_>>(),
+        "backing": backing,
         "checks": checks,
     })
 }

@@ -173,7 +173,14 @@ impl Collector for Snapshot {
         o.gauge(
             "spares",
             "hot spares present and working",
-            st.spares.len() as f64,
+            st.spares
+                .len()
+                .saturating_sub(st.spares_write_refused.len()) as f64,
+        )?;
+        o.gauge(
+            "spares_write_refused",
+            "hot spares present whose device refuses writes (set read-only): no replacement can use them",
+            st.spares_write_refused.len() as f64,
         )?;
         o.gauge(
             "spares_missing",

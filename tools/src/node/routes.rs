@@ -186,6 +186,9 @@ impl From<anyhow::Error> for ApiError {
             Some(EngineError::DeviceStillFails { .. }) => {
                 (StatusCode::CONFLICT, "device_still_fails")
             }
+            Some(EngineError::DeviceRefusesWrites { .. }) => {
+                (StatusCode::CONFLICT, "device_refuses_writes")
+            }
             _ => match exit_code {
                 crate::exit::USAGE | crate::exit::DATA => (StatusCode::BAD_REQUEST, "bad_request"),
                 crate::exit::NO => (StatusCode::NOT_FOUND, "not_found"),
