@@ -190,8 +190,11 @@ pub enum Error {
         /// The longest key allowed, in bytes.
         max: usize,
     },
-    /// An empty table name, or one longer than [`crate::MAX_TABLE_NAME_BYTES`].
-    #[error("table name must be 1..={max} bytes of UTF-8, got '{name}'")]
+    /// An empty table name, one longer than [`crate::MAX_TABLE_NAME_BYTES`], or (for a new
+    /// write) one with control characters.
+    #[error(
+        "table name must be 1..={max} bytes of UTF-8 without control characters, got {name:?}"
+    )]
     BadTableName {
         /// The name given.
         name: String,

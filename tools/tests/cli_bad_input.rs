@@ -177,6 +177,25 @@ fn bad_data_commands() {
         "key 'k' not found: the array has no table 'missing' (it has no tables)",
     );
     assert_eq!(out.status.code(), Some(1));
+    // A table name with control characters (a terminal escape, a line break) would reach
+    // every listing of the tables: refused for a new write, named with the characters
+    // escaped, nothing written.
+    for bad in ["red\x1b[31m", "two\nlines", "tab\tbed"] {
+        let out = ectable(&[
+            "put",
+            "--devices",
+            &d,
+            "--table",
+            bad,
+            "--key",
+            "k",
+            "--value",
+            "v",
+        ]);
+        assert_one_error(&out, "without control characters");
+        assert!(!stderr(&out).contains('\x1b'), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(65), "{bad:?}: {}", stderr(&out));
+    }
     // An I/O deadline so short it would fail members that are only busy, or not a duration:
     // refused before anything is opened, on the command line (before or after the command)
     // or from the environment.

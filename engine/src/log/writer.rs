@@ -388,6 +388,15 @@ impl Shared {
                 Mutation::Delete { table, key } => (*table, *key, 0),
             };
             crate::validate_name_key(table, key)?;
+            // A new write names its table without control characters (as a typed table's
+            // name): a name that moves the terminal or breaks a line would reach every
+            // listing of the tables. Records already in the log keep theirs.
+            if matches!(m, Mutation::Put { .. }) && table.chars().any(char::is_control) {
+                return Err(Error::BadTableName {
+                    name: table.to_string(),
+                    max: crate::MAX_TABLE_NAME_BYTES,
+                });
+            }
             total += log_record::encoded_len_padded(table.len(), key.len(), value_len);
         }
         let limit = self.array.max_stripe_payload();
