@@ -202,7 +202,7 @@ fn geometry_change() {
     // RS(3,3), up to the first incremental: every row is seed 2's.
     let r33 = devs(dir, "r33_", 6);
     let d33 = join(&r33);
-    ok(&[
+    let said = ok(&[
         "restore",
         "--segment-size",
         "1M",
@@ -220,6 +220,11 @@ fn geometry_change() {
         "32M",
         "--inline-values",
     ]);
+    // The summary counts the files the restore read, not the chain given.
+    assert!(
+        said.contains("from 2 of the 3 file(s) given") && said.contains("from 1 incremental(s)"),
+        "{said}"
+    );
     verify_rows(&d33, "3000", "2");
     // (status exits 1 when a device is merely slow, which a busy machine can make it)
     let st = json(&String::from_utf8_lossy(

@@ -785,11 +785,17 @@ pub fn restore(kind: BackendKind, a: &RestoreArgs) -> Result<i32> {
             })
         );
     } else {
+        // --until-lsn may end the restore before the chain's last files.
+        let used = 1 + report.incrementals_applied;
+        let files = if used < chain.files.len() {
+            format!("{used} of the {} file(s) given", chain.files.len())
+        } else {
+            format!("{} file(s)", chain.files.len())
+        };
         println!(
-            "restored array {new_array} (RS({},{})) from {} file(s) up to LSN {until}: {} rows, then {} puts and {} deletes from {} incremental(s); {} read in {secs:.1} s",
+            "restored array {new_array} (RS({},{})) from {files} up to LSN {until}: {} rows, then {} puts and {} deletes from {} incremental(s); {} read in {secs:.1} s",
             a.k,
             a.m,
-            chain.files.len(),
             report.rows,
             report.puts,
             report.deletes,
