@@ -642,3 +642,49 @@ fn a_new_device_of_a_few_bytes_is_too_small_not_an_io_error() {
     assert_one_error(&out, "too small");
     assert_eq!(digest(&p), before, "a refused command changed a member");
 }
+
+/// `demo --dir D` replaces an earlier demo's device files, and only those: files of the same
+/// names in a directory the demo did not make (someone's array) are left alone, as are files
+/// another process holds (a node serving the earlier demo's array); each refusal says why and
+/// removes nothing.
+#[test]
+fn demo_replaces_only_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("dev0.img"), b"someone's array").unwrap();
+    let out = ectable(&["demo", "--dir", theirs.to_str().unwrap(), "--rows", "100"]);
+    assert_clean_error(&out, &["dev0.img is there", "not made by 'ectable demo'"]);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(theirs.join("dev0.img")).unwrap(),
+        b"someone's array"
+    );
+
+    let ours = dir.path().join("ours");
+    let demo = |rows: &str| {
+        ectable(&[
+            "demo",
+            "--dir",
+            ours.to_str().unwrap(),
+            "--rows",
+            rows,
+            "--device-size",
+            "64M",
+        ])
+    };
+    let out = demo("200");
+    assert!(out.status.success(), "first demo: {}", stderr(&out));
+    // The earlier demo's array held by another process: refused, nothing removed.
+    let held = std::fs::File::open(ours.join("dev1.img")).unwrap();
+    held.lock().unwrap();
+    let before = digest(&devs(&ours, "dev", 6));
+    let out = demo("100");
+    assert_clean_error(&out, &["dev1.img is in use by another process"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    drop(held);
+    assert_eq!(digest(&devs(&ours, "dev", 6)), before, "files changed");
+    // Its own files again: replaced.
+    let out = demo("100");
+    assert!(out.status.success(), "second demo: {}", stderr(&out));
+}

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Directory for the device files (created; old demo files in it are replaced).
+    /// Directory for the device files (created; an earlier demo's files in it are replaced,
+    /// files of the same names in a directory the demo did not make are refused).
     #[arg(long, default_value = "ectable-demo")]
     pub dir: PathBuf,
     /// Rows to load.
@@ -30,20 +31,68 @@ pub struct DemoArgs {
     pub device_size: u64,
 }
 
+/// The file that marks a directory as the demo's own: the files of an earlier demo in it
+/// may be replaced.
+const MARKER: &str = ".ectable-demo";
+
+/// Makes `dir` (if needed) and removes an earlier demo's `files` from it, or refuses with
+/// nothing removed: files of those names in a directory the demo did not make may be
+/// someone's array (`--dir` pointed at the wrong place), and files another process holds
+/// (a node serving the earlier demo's array) are in use.
+fn clear_old_demo(dir: &std::path::Path, files: &[PathBuf]) -> Result<()> {
+    let present: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
+    let marker = dir.join(MARKER);
+    if let Some(first) = present.first() {
+        if !marker.exists() {
+            crate::fail!(
+                crate::exit::CANT_CREATE,
+                "{} is there, and {} was not made by 'ectable demo': nothing was removed; \
+                 give --dir a new or empty directory",
+                first.display(),
+                dir.display()
+            );
+        }
+    }
+    let mut held = Vec::new();
+    for p in &present {
+        let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+        match f.try_lock() {
+            Ok(()) => held.push(f),
+            Err(std::fs::TryLockError::WouldBlock) => crate::fail!(
+                crate::exit::TEMPFAIL,
+                "{} is in use by another process (a node or a command on the earlier demo's \
+                 array?): nothing was removed; stop it, or give --dir another directory",
+                p.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", p.display()))
+            }
+        }
+    }
+    for p in &present {
+        std::fs::remove_file(p).with_context(|| format!("removing old {}", p.display()))?;
+    }
+    drop(held);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        &marker,
+        "made by 'ectable demo': its device files here are replaced by the next demo\n",
+    )
+    .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(())
+}
+
 /// `ectable demo`.
 pub fn run(kind: BackendKind, a: &DemoArgs) -> Result<i32> {
     let (dir, rows, value_size, device_size) =
         (a.dir.as_path(), a.rows, a.value_size, a.device_size);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let paths: Vec<PathBuf> = (0..6).map(|i| dir.join(format!("dev{i}.img"))).collect();
-    for p in paths
-        .iter()
-        .chain(std::iter::once(&dir.join("dev3-new.img")))
-    {
-        if p.exists() {
-            std::fs::remove_file(p).with_context(|| format!("removing old {}", p.display()))?;
-        }
-    }
+    let mut files = paths.clone();
+    files.push(dir.join("dev3-new.img"));
+    clear_old_demo(dir, &files)?;
     let list = paths
         .iter()
         .map(|p| p.display().to_string())
