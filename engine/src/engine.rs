@@ -132,6 +132,46 @@ pub struct Engine {
     pub(crate) ops: Arc<crate::ops::OpMetrics>,
 }
 
+/// Data lost at open while members are missing or behind (stale) says so: with members left
+/// out of different commands (two in one, two others in the next), what the members behind
+/// missed lies on the missing ones, and the way on is to give them back, not a restore.
+fn lost_at_open(array: &Array, e: Error) -> Error {
+    let Error::DataLost {
+        segment_id,
+        offset_in_segment_bytes,
+        good,
+        width,
+        needed,
+        detail,
+    } = e
+    else {
+        return e;
+    };
+    let missing: Vec<usize> = (0..array.n())
+        .filter(|&s| array.present_device(s).is_none())
+        .collect();
+    let behind: Vec<usize> = (0..array.n())
+        .filter(|&s| array.present_device(s).is_some() && array.stale_from(s).is_some())
+        .collect();
+    let detail = if missing.is_empty() || behind.is_empty() {
+        detail
+    } else {
+        format!(
+            "{detail}; slot(s) {missing:?} are missing and slot(s) {behind:?} behind the others \
+             (stale): what was written without the ones behind may lie on the missing ones, so \
+             give those back"
+        )
+    };
+    Error::DataLost {
+        segment_id,
+        offset_in_segment_bytes,
+        good,
+        width,
+        needed,
+        detail,
+    }
+}
+
 impl Engine {
     /// Opens the array on the devices of `io`: identifies them, replays the log, and (unless
     /// read-only) starts a new write epoch and the flusher thread.
@@ -181,7 +221,7 @@ impl Engine {
                     None => e,
                 })
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(lost_at_open(&array, e)),
         };
         let k = array.k();
         let min_write_shards = if opts.min_write_shards == 0 {

@@ -1033,3 +1033,79 @@ fn status_with_a_member_listed_twice_shows_the_array() {
         "{v}"
     );
 }
+
+/// Two members left out of one command and two others out of the next (cables moved between
+/// commands): the second finds two members missing and two behind, which together are more
+/// than m. Status must say that, not "2 of 6 devices missing: more than m=2"; the command is
+/// refused and writes nothing; with every member back the two behind are resynced and every
+/// row of both loads reads back.
+#[test]
+fn members_missing_and_members_behind_are_both_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = format6(dir.path(), "r");
+    let all = join(&d);
+    load_rows(&all, "300", "1000");
+    let first4 = join(&d[..4]);
+    let out = ectable(&[
+        "load",
+        "--devices",
+        &first4,
+        "--table",
+        "one",
+        "--rows",
+        "300",
+        "--value-size",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last4 = join(&d[2..]);
+    let before = digest(&d);
+    let out = ectable(&["status", "--devices", &last4]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(
+            "2 of 6 devices missing (slot(s) [0, 1]) and 2 behind the others (slot(s) [4, 5]"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("devices missing: more than m=2"), "{text}");
+    let out = ectable(&[
+        "load",
+        "--devices",
+        &last4,
+        "--table",
+        "two",
+        "--rows",
+        "300",
+        "--value-size",
+        "1000",
+    ]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("slot(s) [0, 1] are missing and slot(s) [4, 5] behind"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(digest(&d), before, "a refused load wrote");
+    let out = ectable(&["status", "--devices", &all]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = ectable(&["rebuild", "--devices", &all]);
+    assert!(out.status.success(), "rebuild: {}", stderr(&out));
+    let out = ectable(&["status", "--devices", &all]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    for table in ["t", "one"] {
+        let out = ectable(&[
+            "verify",
+            "--devices",
+            &last4,
+            "--table",
+            table,
+            "--rows",
+            "300",
+            "--value-size",
+            "1000",
+        ]);
+        assert!(out.status.success(), "verify {table}: {}", stderr(&out));
+    }
+}

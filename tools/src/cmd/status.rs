@@ -258,7 +258,21 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
                  in their place), give them back; otherwise what they missed is lost: restore \
                  from a backup."
             );
-        } else {
+        } else if !behind.is_empty() {
+            // Members left out of different commands: what the members behind missed lies
+            // on the missing ones.
+            println!(
+                " status: {} of {} devices missing (slot(s) {missing:?}) and {} behind the \
+                 others (slot(s) {behind:?}: they missed writes made without them, or an old \
+                 copy was put back): {} not current, more than m={}; the array cannot be \
+                 opened ({why}).",
+                missing.len(),
+                n.slots,
+                behind.len(),
+                missing.len() + behind.len(),
+                n.parity_shards
+            );
+        } else if missing.len() > n.parity_shards {
             println!(
                 " status: {} of {} devices missing: more than m={}; the array cannot be opened \
                  ({why}).",
@@ -266,6 +280,17 @@ fn unavailable(a: &StatusArgs, e: &anyhow::Error, gone: &[PathBuf]) -> Result<i3
                 n.slots,
                 n.parity_shards
             );
+        } else if !missing.is_empty() {
+            println!(
+                " status: {} of {} devices missing (slot(s) {missing:?}); the array cannot be \
+                 opened ({why}).",
+                missing.len(),
+                n.slots
+            );
+        } else {
+            println!(" status: the array cannot be opened ({why}).");
+        }
+        if twice.is_none() && !missing.is_empty() {
             println!(
                 " action: give the missing members back in --devices ('ectable examine' finds \
                  them among devices); with fewer than k={} of them the data is lost: restore \
