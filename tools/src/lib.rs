@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cmd;
 pub mod deadline;
 pub mod exit;
+pub mod interrupt;
 pub mod models;
 pub mod node;
 pub mod term;

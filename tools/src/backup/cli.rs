@@ -191,6 +191,33 @@ fn manifest_line(path: &Path, m: &Manifest) -> String {
 
 /// `ectable backup`.
 pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
+    backup_watched(kind, a).map_err(|e| {
+        let stopped = e
+            .chain()
+            .find_map(|c| match c.downcast_ref::<ectable_backup::Error>() {
+                Some(ectable_backup::Error::Stopped { path, .. }) => Some(path.clone()),
+                _ => None,
+            });
+        match stopped {
+            Some(path) if crate::interrupt::requested() => {
+                crate::interrupt::stopped(if path == Path::new("(stdout)") {
+                    "the backup written to standard output is unfinished (it has no end \
+                     record: backup-verify and restore refuse it)"
+                        .to_string()
+                } else {
+                    format!(
+                        "{}: the unfinished backup file was removed; nothing was kept",
+                        path.display()
+                    )
+                })
+            }
+            _ => e,
+        }
+    })
+}
+
+/// `backup`, with SIGINT and SIGTERM stopping it between rows (crate::interrupt).
+fn backup_watched(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     let defaults = AutoPolicy::default();
     let policy = AutoPolicy {
         full_every: a.full_every.unwrap_or(defaults.full_every),
@@ -238,10 +265,11 @@ pub fn backup(kind: BackendKind, a: &BackupArgs) -> Result<i32> {
     let engine = open_for_backup(kind, &a.devices)?;
     let bar = ByteProgress::new("backup");
     let mut report = |done: u64, total: u64| bar.update_bytes(done, total);
+    let interrupted = crate::interrupt::watch()?;
     let mut opts = TakeOptions {
         rate_bytes_per_sec: a.rate,
         progress: Some(&mut report),
-        cancel: None,
+        cancel: Some(interrupted.as_ref()),
     };
     let to_stdout = a.to.as_deref() == Some(Path::new("-"));
     if to_stdout && std::io::stdout().is_terminal() {

@@ -107,9 +107,16 @@ pub fn load(engine: &Engine, rows: &RowsArg, label: &str) -> Result<()> {
     if size > largest {
         crate::fail!(crate::exit::USAGE, "--value-size {size} exceeds the largest value this array holds in one stripe ({largest} bytes)");
     }
+    crate::interrupt::watch()?;
     let pb = term::RowProgress::new(rows.rows, label);
     let start = Instant::now();
     for i in 0..rows.rows {
+        if i % 1024 == 0 && crate::interrupt::requested() {
+            let e = crate::interrupt::stopped(
+                "the array is closed cleanly; a load again writes the same rows",
+            );
+            return Err(load_stopped(engine, rows, label, i, e));
+        }
         if let Err(e) = engine.put(
             &rows.table.table,
             &row_key(i),
@@ -232,10 +239,19 @@ pub fn import(kind: BackendKind, a: &FileArgs) -> Result<i32> {
     }
     // Not atomic: on a failure part-way the rows before it stay, and the error says
     // how many (docs/operations.md).
+    crate::interrupt::watch()?;
     let pb = term::RowProgress::new(rows.len() as u64, "import");
     for (applied, (k, v)) in rows.iter().enumerate() {
         if applied % 1024 == 0 {
             pb.set(applied as u64);
+            if crate::interrupt::requested() {
+                let e = crate::interrupt::stopped(
+                    "the array is closed cleanly; an import again writes the same rows",
+                );
+                let e = typed::import_stopped(&engine, applied, rows.len(), file, table, e);
+                let _ = engine.close();
+                return Err(e);
+            }
         }
         if let Err(e) = engine.put(table, k, v) {
             let e = typed::import_stopped(&engine, applied, rows.len(), file, table, e.into());

@@ -156,10 +156,32 @@ pub fn scrub(kind: BackendKind, a: &ScrubArgs) -> Result<i32> {
     let bar = ByteProgress::new("scrub");
     let opts = RebuildOptions {
         rate_limit_bytes_per_sec: a.rate,
-        cancel: None,
+        cancel: Some(crate::interrupt::watch()?),
     };
     let r = engine.scrub(repair, &opts, &mut |p| bar.update(p))?;
     bar.finish();
+    if r.progress.interrupted {
+        // What it met so far still counts against the devices (their health blocks), but
+        // an unfinished scrub is not the array's last scrub.
+        let bad: u64 = r.bad_chunks_per_slot.iter().sum();
+        if repair {
+            engine.close()?;
+        } else {
+            crate::cmd::common::record_findings(&engine, false);
+        }
+        return Err(crate::interrupt::stopped(format!(
+            "the scrub stopped after {} of {} segments ({} read, {bad} bad chunk(s) found{}); \
+             an unfinished scrub is not recorded as the array's last: run it again",
+            r.progress.segments_done,
+            r.progress.segments_total,
+            term::bytes(r.progress.bytes_scanned),
+            if repair {
+                format!(", {} rewritten", r.chunks_repaired)
+            } else {
+                String::new()
+            }
+        )));
+    }
     let st = engine.status();
     let code = report_scrub(a, &r, &st)?;
     if repair {
@@ -355,7 +377,7 @@ fn run_rebuild(engine: &Engine, what: &str, rate: u64) -> Result<()> {
     let p = engine.rebuild(
         &RebuildOptions {
             rate_limit_bytes_per_sec: rate,
-            cancel: None,
+            cancel: Some(crate::interrupt::watch()?),
         },
         &mut |p| bar.update(p),
     )?;
@@ -375,6 +397,13 @@ pub fn report_rebuild(what: &str, p: &ectable_engine::Progress, elapsed: Duratio
         term::rate(p.bytes_scanned, elapsed),
         p.unrecoverable.len()
     );
+    if p.interrupted && crate::interrupt::requested() {
+        return Err(crate::interrupt::stopped(format!(
+            "the rebuild stopped after {} of {} segments, with what it wrote made durable and \
+             read back; it resumes where it stopped with 'ectable rebuild'",
+            p.segments_done, p.segments_total
+        )));
+    }
     if p.interrupted {
         crate::fail!(
             crate::exit::TEMPFAIL,

@@ -546,12 +546,26 @@ pub fn import(tables: &Tables, table: &str, schema: &Schema, file: &Path) -> Res
     let stopped = |applied, e: EngineError| {
         import_stopped(tables.engine(), applied, total, file, table, e.into())
     };
+    crate::interrupt::watch()?;
     for (key, cols, b) in &rows {
         if !batch.is_empty() && bytes + b > limit {
             tables.write(&batch).map_err(|e| stopped(applied, e))?;
             applied += in_batch;
             batch = TableBatch::new();
             (bytes, in_batch) = (0, 0);
+            if crate::interrupt::requested() {
+                let e = crate::interrupt::stopped(
+                    "the array is closed cleanly; an import again writes the same rows",
+                );
+                return Err(import_stopped(
+                    tables.engine(),
+                    applied,
+                    total,
+                    file,
+                    table,
+                    e,
+                ));
+            }
         }
         batch.put_row(table, key, cols);
         bytes += b;
