@@ -1090,6 +1090,30 @@ impl Array {
             .ok_or_else(|| Error::InvalidArgument("no devices".into()))?;
         let n = newest.device_count as usize;
         let mut slot_device: Vec<Option<usize>> = vec![None; n];
+        // A superblock write cut short (power lost part-way) leaves the members that had not
+        // taken it one epoch behind with nothing else missed: the newest copy lists them in
+        // service, and stripes go to every member in service whatever its superblock holds.
+        // An old copy put back is one member (or a few): more than m members one epoch
+        // behind, each in service with no resync entry in the newest copy, is such a cut,
+        // and they are in sync (docs/format.md, "Stale members").
+        let in_sync_behind = |sb: &Superblock| {
+            let slot = sb.device_slot as usize;
+            sb.array_uuid == array_uuid
+                && sb.epoch + 1 == newest.epoch
+                && slot < n
+                && newest.members[slot].0 == sb.device_uuid
+                && matches!(
+                    newest.members[slot].1,
+                    MemberState::Online | MemberState::Suspect
+                )
+                && newest.resync_from.get(slot).is_none_or(|f| *f == 0)
+        };
+        let cut_short = found
+            .iter()
+            .flatten()
+            .filter(|sb| in_sync_behind(sb))
+            .count()
+            > newest.parity_shards as usize;
         // Staleness comes from the superblocks alone (docs/format.md, "Stale members"): the
         // newest copy's dirty-segment record, or an own copy older than the newest.
         let mut resync_from = newest.resync_from.clone();
@@ -1148,7 +1172,15 @@ impl Array {
                 // before the record existed): what it missed is unknown, so all of it.
                 resync_from[slot] = 1;
             }
-            if sb.epoch < newest.epoch {
+            if sb.epoch < newest.epoch && cut_short && in_sync_behind(sb) {
+                tracing::info!(
+                    device = %names[d],
+                    slot,
+                    epoch = sb.epoch,
+                    array_epoch = newest.epoch,
+                    "one superblock write behind, as more than m members are: the write was cut short (a power loss); the member missed nothing else and is in sync"
+                );
+            } else if sb.epoch < newest.epoch {
                 let own = own_sync_floor(sb.sync_floor, &sb.resync_from, sb.rebuild, slot);
                 let entry = &mut resync_from[slot];
                 *entry = if *entry == 0 { own } else { (*entry).min(own) };

@@ -20,12 +20,20 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ectable"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ectable");
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ectable"));
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        // The tests may run under a shell that started them in the background, with SIGINT
+        // ignored, which the child would inherit (and ectable keeps a signal ignored at its
+        // start ignored): the child gets the default disposition, as from a terminal.
+        // SAFETY: between fork and exec only `signal`, which is async-signal-safe, runs.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("run ectable");
         let err = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
