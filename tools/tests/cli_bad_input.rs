@@ -654,7 +654,7 @@ fn demo_replaces_only_its_own_files() {
     std::fs::create_dir(&theirs).unwrap();
     std::fs::write(theirs.join("dev0.img"), b"someone's array").unwrap();
     let out = ectable(&["demo", "--dir", theirs.to_str().unwrap(), "--rows", "100"]);
-    assert_clean_error(&out, &["dev0.img is there", "not made by 'ectable demo'"]);
+    assert_clean_error(&out, &["dev0.img is there", "has no .ectable-demo file"]);
     assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
     assert_eq!(
         std::fs::read(theirs.join("dev0.img")).unwrap(),

@@ -49,8 +49,9 @@ fn clear_old_demo(dir: &std::path::Path, files: &[PathBuf]) -> Result<()> {
         if !marker.exists() {
             crate::fail!(
                 crate::exit::CANT_CREATE,
-                "{} is there, and {} was not made by 'ectable demo': nothing was removed; \
-                 give --dir a new or empty directory",
+                "{} is there, and {} has no {MARKER} file ('ectable demo' marks its own \
+                 directory): nothing was removed; if it is an older demo's, remove it \
+                 yourself, else give --dir a new or empty directory",
                 first.display(),
                 dir.display()
             );
