@@ -24,6 +24,7 @@ mod geometry;
 mod mem_device;
 mod open;
 mod psync;
+mod signature;
 mod stats;
 mod storage_id;
 mod uring;
@@ -38,6 +39,7 @@ pub use geometry::Geometry;
 pub use mem_device::MemDevice;
 pub use open::{open_backend, BackendKind};
 pub use psync::PsyncBackend;
+pub use signature::foreign_signature;
 pub use stats::{
     bucket_upper_seconds, DeviceIoSnapshot, HistogramSnapshot, IoStats, LatencyHistogram,
     LATENCY_BUCKETS,

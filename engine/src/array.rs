@@ -276,6 +276,16 @@ pub fn format(io: &dyn IoBackend, opts: &FormatOptions) -> Result<ArrayInfo> {
                     array: format!("format version {v}, which this build does not read"),
                 })
             }
+            // Not an array: something else the operator may want (a file system, a
+            // partition table), as mkfs and mdadm look for.
+            Ok(Err(_)) if !opts.force => {
+                if let Some(what) = ectable_devices::foreign_signature(io.devices()[d].as_ref())? {
+                    return Err(Error::HoldsData {
+                        device: name,
+                        what: what.to_string(),
+                    });
+                }
+            }
             Ok(_) => {}
         }
     }

@@ -73,6 +73,18 @@ pub enum Error {
         /// The uuid of the array it holds.
         array: String,
     },
+    /// Formatting refused: the device holds something else an operator may want (a file
+    /// system, a partition table, a RAID or volume-manager member: [`ectable_devices::foreign_signature`]),
+    /// and `FormatOptions::force` was not set. Nothing was written.
+    #[error(
+        "{device}: holds {what}; formatting over it needs the force option (what it holds is lost)"
+    )]
+    HoldsData {
+        /// The device.
+        device: String,
+        /// What it seems to hold ("an ext2/3/4 file system").
+        what: String,
+    },
     /// A device given to `format` or as a replacement is smaller than the geometry needs.
     #[error("{device}: too small: {capacity_bytes} bytes, need at least {needed_bytes}")]
     DeviceTooSmall {
@@ -378,6 +390,7 @@ impl Error {
             Error::ForeignDevice { .. } => "FOREIGN_DEVICE",
             Error::ReplacedDevice { .. } => "REPLACED_DEVICE",
             Error::AlreadyFormatted { .. } => "ALREADY_FORMATTED",
+            Error::HoldsData { .. } => "HOLDS_DATA",
             Error::DeviceTooSmall { .. } => "DEVICE_TOO_SMALL",
             Error::DuplicateDevice { .. } => "DUPLICATE_DEVICE",
             Error::SlotHeldTwice { .. } => "SLOT_HELD_TWICE",

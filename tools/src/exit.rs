@@ -131,6 +131,7 @@ fn engine_class(e: &EngineError) -> Option<i32> {
         | E::SlotHeldTwice { .. }
         | E::SpareMissing { .. }
         | E::AlreadyFormatted { .. }
+        | E::HoldsData { .. }
         | E::DeviceTooSmall { .. }
         | E::StaleDevice { .. }
         | E::RestoreIncomplete { .. } => CONFIG,

@@ -688,3 +688,89 @@ fn demo_replaces_only_its_own_files() {
     let out = demo("100");
     assert!(out.status.success(), "second demo: {}", stderr(&out));
 }
+
+/// A device that holds something else an operator may want (a file system, a partition
+/// table, an LVM or RAID member) is not written over without `--force`, by `format`,
+/// `add-spare` or `replace --new`, as `mkfs` and `mdadm --create` refuse: the refusal names
+/// what it holds, and every device stays byte for byte as it was.
+#[test]
+fn a_device_holding_a_file_system_is_not_written_over_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = |p: &std::path::Path, offset: u64, magic: &[u8]| {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .unwrap();
+        f.set_len(64 << 20).unwrap();
+        f.write_all_at(magic, offset).unwrap();
+    };
+    let d = devs(dir.path(), "fs", 6);
+    for p in &d {
+        mark(p, 0, &[0]);
+    }
+    mark(&d[3], 1080, &[0x53, 0xef]);
+    let all = join(&d);
+    let before = digest(&d);
+    let out = ectable(&["format", "--devices", &all, "--k", "4", "--m", "2", "--yes"]);
+    assert_clean_error(&out, &["holds an ext2/3/4 file system", "--force"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert_eq!(digest(&d), before, "a refused format wrote");
+    let out = ectable(&[
+        "format",
+        "--devices",
+        &all,
+        "--k",
+        "4",
+        "--m",
+        "2",
+        "--yes",
+        "--force",
+    ]);
+    assert!(out.status.success(), "format --force: {}", stderr(&out));
+
+    let gpt = dir.path().join("gpt.img");
+    mark(&gpt, 512, b"EFI PART");
+    let lvm = dir.path().join("lvm.img");
+    mark(&lvm, 512, b"LABELONE");
+    let others = digest(&[gpt.clone(), lvm.clone()]);
+    let array = digest(&d);
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &all,
+        "--spare",
+        gpt.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["holds a GPT partition table", "--force"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let out = ectable(&[
+        "replace",
+        "--devices",
+        &all,
+        "--old",
+        d[1].to_str().unwrap(),
+        "--new",
+        lvm.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_clean_error(&out, &["holds an LVM physical volume", "--force"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert_eq!(
+        digest(&[gpt.clone(), lvm.clone()]),
+        others,
+        "a refused command wrote"
+    );
+    assert_eq!(digest(&d), array, "a refused command changed the array");
+    let out = ectable(&[
+        "add-spare",
+        "--devices",
+        &all,
+        "--spare",
+        gpt.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(out.status.success(), "add-spare --force: {}", stderr(&out));
+}

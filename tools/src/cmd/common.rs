@@ -327,13 +327,38 @@ pub fn open_without_strays<T>(
     }
 }
 
+/// Refuses (exit 78, unless `force`) a device about to join an array (`add-spare`,
+/// `replace --new`) that holds no ectable array but something else an operator may want: a
+/// file system, a partition table, a RAID or LVM member
+/// ([`ectable_devices::foreign_signature`]), as `format` refuses one. Reads only.
+pub fn refuse_foreign(path: &std::path::Path, force: bool) -> Result<()> {
+    if force || crate::cmd::examine::probe_path(path)?.is_some() {
+        return Ok(());
+    }
+    let ro = ectable_devices::OpenOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let dev = ectable_devices::FileDevice::open(path, &ro)?;
+    if let Some(what) = ectable_devices::foreign_signature(&dev)? {
+        crate::fail!(
+            crate::exit::CONFIG,
+            "{}: holds {what}; use --force to overwrite it (what it holds is lost)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// What to do on the command line about an engine error whose own text is the library's
 /// (`force` is `--force` here).
 fn cli_hint(e: &anyhow::Error) -> Option<&'static str> {
     e.chain()
         .find_map(|c| {
             match c.downcast_ref::<ectable_engine::Error>() {
-        Some(ectable_engine::Error::AlreadyFormatted { .. }) => Some("use --force to overwrite it"),
+        Some(
+            ectable_engine::Error::AlreadyFormatted { .. } | ectable_engine::Error::HoldsData { .. },
+        ) => Some("use --force to overwrite it"),
         Some(ectable_engine::Error::ReplacedDevice { .. }) => Some(
             "leave it out of --devices, or reuse it with format, replace or add-spare and --force",
         ),

@@ -251,6 +251,7 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
             }
         }
     }
+    crate::cmd::common::refuse_foreign(spare, a.force)?;
     if !listed {
         paths.push(spare.clone());
     }

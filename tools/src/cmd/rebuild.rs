@@ -466,6 +466,7 @@ pub fn replace(kind: BackendKind, a: &ReplaceArgs) -> Result<i32> {
         }
     };
     let new_name = new.display().to_string();
+    crate::cmd::common::refuse_foreign(new, a.force)?;
     let engine = open_with_new(kind, &paths, new, &new_name, a.force)?;
     // A member opens as what it is: never wiped, refused here (a hot spare is what
     // `replace` may rebuild onto; the new device itself is held as neither).

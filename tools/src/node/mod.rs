@@ -436,6 +436,8 @@ impl Node {
                 );
             }
             ectable_engine::wipe_device(&dev)?;
+        } else {
+            crate::cmd::common::refuse_foreign(path, force)?;
         }
         Ok((Arc::new(dev), made))
     }
