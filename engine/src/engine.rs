@@ -135,16 +135,8 @@ pub struct Engine {
 /// Data lost at open while members are missing or behind (stale) says so: with members left
 /// out of different commands (two in one, two others in the next), what the members behind
 /// missed lies on the missing ones, and the way on is to give them back, not a restore.
-fn lost_at_open(array: &Array, e: Error) -> Error {
-    let Error::DataLost {
-        segment_id,
-        offset_in_segment_bytes,
-        good,
-        width,
-        needed,
-        detail,
-    } = e
-    else {
+fn lost_at_open(array: &Array, mut e: Error) -> Error {
+    let Error::DataLost { detail, .. } = &mut e else {
         return e;
     };
     let missing: Vec<usize> = (0..array.n())
@@ -153,23 +145,14 @@ fn lost_at_open(array: &Array, e: Error) -> Error {
     let behind: Vec<usize> = (0..array.n())
         .filter(|&s| array.present_device(s).is_some() && array.stale_from(s).is_some())
         .collect();
-    let detail = if missing.is_empty() || behind.is_empty() {
-        detail
-    } else {
-        format!(
+    if !missing.is_empty() && !behind.is_empty() {
+        *detail = format!(
             "{detail}; slot(s) {missing:?} are missing and slot(s) {behind:?} behind the others \
              (stale): what was written without the ones behind may lie on the missing ones, so \
              give those back"
-        )
-    };
-    Error::DataLost {
-        segment_id,
-        offset_in_segment_bytes,
-        good,
-        width,
-        needed,
-        detail,
+        );
     }
+    e
 }
 
 impl Engine {

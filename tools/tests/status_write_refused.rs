@@ -175,18 +175,21 @@ fn a_hot_spare_that_refuses_writes_is_not_counted_as_one() {
         !text.contains(&format!("--new {spare}")),
         "a spare that refuses writes proposed for the lost slot: {text}"
     );
-    let out = ectable(&[
-        "replace",
-        "--devices",
-        &survivors,
-        "--old",
-        &old,
-        "--old-slot",
-        "2",
-        "--new",
-        &spare,
-        "--yes",
-    ]);
+    let replace = || {
+        ectable(&[
+            "replace",
+            "--devices",
+            &survivors,
+            "--old",
+            &old,
+            "--old-slot",
+            "2",
+            "--new",
+            &spare,
+            "--yes",
+        ])
+    };
+    let out = replace();
     assert_eq!(out.status.code(), Some(77), "replace: {}", stderr(&out));
     assert_clean_error(&out, &[&spare, "refuses writes", "nothing changed"]);
 
@@ -194,24 +197,12 @@ fn a_hot_spare_that_refuses_writes_is_not_counted_as_one() {
     drop(ro);
     let out = ectable(&["status", "--devices", &all]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    let out = ectable(&[
-        "replace",
-        "--devices",
-        &survivors,
-        "--old",
-        &old,
-        "--old-slot",
-        "2",
-        "--new",
-        &spare,
-        "--yes",
-    ]);
+    let out = replace();
     assert!(out.status.success(), "replace: {}", stderr(&out));
-    let members_now = survivors.clone();
     let out = ectable(&[
         "verify",
         "--devices",
-        &members_now,
+        &survivors,
         "--table",
         "t",
         "--rows",
