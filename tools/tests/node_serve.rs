@@ -174,6 +174,14 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
     let a = agent();
     let fifo = dir.path().join("fifo");
     mkfifo(&fifo);
+    // A file that holds an ext2/3/4 file system's magic: not written over without force.
+    let ext4 = dir.path().join("ext4.img");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(&ext4).unwrap();
+        f.set_len(64 << 20).unwrap();
+        f.write_all_at(&[0x53, 0xef], 1080).unwrap();
+    }
 
     // Key/value: put (durable by default), get, scan with paging, get-many, batch, delete.
     for i in 0..25 {
@@ -365,6 +373,16 @@ fn node_serves_tables_refuses_bad_requests_and_stops_cleanly() {
                 &a,
                 &node.url("/v1/admin/add-spare"),
                 &json!({"device": fifo.display().to_string()}),
+            ),
+        ),
+        // A device that holds a file system, as a spare: before, the node wrote over it.
+        (
+            409,
+            "config",
+            post(
+                &a,
+                &node.url("/v1/admin/add-spare"),
+                &json!({"device": ext4.display().to_string()}),
             ),
         ),
     ];
