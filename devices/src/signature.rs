@@ -45,7 +45,7 @@ fn at(b: &[u8], offset: usize, magic: &[u8]) -> bool {
 }
 
 /// The signatures in the first bytes of a device.
-pub fn in_head(b: &[u8]) -> Option<&'static str> {
+fn in_head(b: &[u8]) -> Option<&'static str> {
     if at(b, 0, b"LUKS\xba\xbe") {
         return Some("a LUKS encrypted volume");
     }

@@ -201,7 +201,7 @@ impl Engine {
             Err(e) if array.read_only && crate::reader::may_be_a_change(&e) => {
                 return Err(match crate::reader::changed_since_open(&array, None) {
                     Some(detail) => Error::ArrayChanged { detail },
-                    None => e,
+                    None => lost_at_open(&array, e),
                 })
             }
             Err(e) => return Err(lost_at_open(&array, e)),

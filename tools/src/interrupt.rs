@@ -61,20 +61,26 @@ pub fn requested() -> bool {
     WATCH.get().is_some_and(|w| w.flag.load(Ordering::SeqCst))
 }
 
+/// The signal that arrived (SIGINT when none did).
+fn which() -> i32 {
+    match WATCH.get().map(|w| w.signal.load(Ordering::SeqCst) as i32) {
+        Some(SIGTERM) => SIGTERM,
+        _ => SIGINT,
+    }
+}
+
 /// The signal's name, for messages ("SIGINT").
 pub fn name() -> &'static str {
-    match WATCH.get().map(|w| w.signal.load(Ordering::SeqCst) as i32) {
-        Some(SIGTERM) => "SIGTERM",
-        _ => "SIGINT",
+    if which() == SIGTERM {
+        "SIGTERM"
+    } else {
+        "SIGINT"
     }
 }
 
 /// The exit code of a command a signal stopped: 128 + the signal.
 pub fn exit_code() -> i32 {
-    match WATCH.get().map(|w| w.signal.load(Ordering::SeqCst) as i32) {
-        Some(SIGTERM) => 128 + SIGTERM,
-        _ => 128 + SIGINT,
-    }
+    128 + which()
 }
 
 /// The error a command a signal stopped returns: `what` says what was done and what stands.

@@ -1087,6 +1087,14 @@ fn members_missing_and_members_behind_are_both_named() {
         "{}",
         stderr(&out)
     );
+    // A read-only command says the same.
+    let out = ectable(&["get", "--devices", &last4, "--table", "one", "--key", "k"]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("slot(s) [0, 1] are missing and slot(s) [4, 5] behind"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(digest(&d), before, "a refused load wrote");
     let out = ectable(&["status", "--devices", &all]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));

@@ -335,6 +335,14 @@ pub fn refuse_foreign(path: &std::path::Path, force: bool) -> Result<()> {
     if force || crate::cmd::examine::probe_path(path)?.is_some() {
         return Ok(());
     }
+    refuse_signature(path, force)
+}
+
+/// As [`refuse_foreign`], for a device already known to hold no ectable array.
+pub fn refuse_signature(path: &std::path::Path, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
     let ro = ectable_devices::OpenOptions {
         read_only: true,
         ..Default::default()

@@ -249,9 +249,12 @@ pub fn add_spare(kind: BackendKind, a: &AddSpareArgs) -> Result<i32> {
                     spare.display()
                 );
             }
+        } else {
+            crate::cmd::common::refuse_signature(spare, a.force)?;
         }
+    } else {
+        crate::cmd::common::refuse_foreign(spare, a.force)?;
     }
-    crate::cmd::common::refuse_foreign(spare, a.force)?;
     if !listed {
         paths.push(spare.clone());
     }

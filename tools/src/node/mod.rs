@@ -437,7 +437,7 @@ impl Node {
             }
             ectable_engine::wipe_device(&dev)?;
         } else {
-            crate::cmd::common::refuse_foreign(path, force)?;
+            crate::cmd::common::refuse_signature(path, force)?;
         }
         Ok((Arc::new(dev), made))
     }
